@@ -1,0 +1,243 @@
+"""Account, money and instrument commands, and the bulk cancels (cancel-all, close).
+
+Costs: O(1) except cancel-all (O(orders cancelled + account positions)) and close
+(O(resting orders of the book)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from derivex.core import consts as K
+from derivex.core import layout as L
+from derivex.core.config import (
+    P_GAS_MAX,
+    P_MAX_ACCOUNTS,
+    P_MAX_BALANCE_UNITS,
+    P_MAX_INSTRUMENTS,
+    P_MAX_POSITION_LOTS,
+    P_MAX_PRICE_TICKS,
+)
+from derivex.core.emit import emit, set_label
+from derivex.core.fixed import VALUE_LIMIT
+from derivex.core.jit import kernel
+from derivex.core.orders import charge_base_gas, check_trader, reject
+from derivex.core.pools import order_id_of, position_release_if_idle
+from derivex.core.book import order_remove
+
+MAX_FEE_PPM = 100_000
+MAX_UNDERLYING = 3
+
+
+@kernel
+def accept(ev, n, seq, command, account, instrument):
+    return emit(ev, n, seq, K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0, 0, 0)
+
+
+@kernel
+def create_account(st, ev, n, cmds, i):
+    c = cmds[i]
+    stp = np.int64(c["stp"])
+    if stp > 1:
+        return reject(st, ev, n, cmds, i, K.R_BAD_STP_MODE, 0)
+    account = st.counters[L.C_ACCOUNT_HWM]
+    if account >= st.params[P_MAX_ACCOUNTS]:
+        return reject(st, ev, n, cmds, i, K.R_ACCOUNT_POOL_FULL, 0)
+    st.counters[L.C_ACCOUNT_HWM] = account + 1
+    st.acc_i8[L.A_BALANCE, account] = 0
+    st.acc_i8[L.A_GAS, account] = st.params[P_GAS_MAX]
+    st.acc_i8[L.A_GAS_TS, account] = st.counters[L.C_CLOCK_NS]
+    st.acc_i4[L.A_STATUS, account] = 1
+    st.acc_i4[L.A_STP, account] = stp
+    st.acc_i4[L.A_OPEN_ORDERS, account] = 0
+    st.acc_i4[L.A_POSITION_HEAD, account] = L.NIL
+    n = accept(ev, n, c["seq"], K.K_CREATE_ACCOUNT, account, 0)
+    return emit(ev, n, c["seq"], K.E_ACCOUNT_CREATED, K.K_CREATE_ACCOUNT, 0, 0, 0, 0, account,
+                0, 0, 0, 0, stp)
+
+
+@kernel
+def set_account(st, ev, n, cmds, i):
+    c = cmds[i]
+    account = np.int64(c["account"])
+    reason = check_trader(st, account)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    stp = np.int64(c["stp"])
+    if stp > 1:
+        return reject(st, ev, n, cmds, i, K.R_BAD_STP_MODE, 0)
+    st.acc_i4[L.A_STP, account] = stp
+    return emit(ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_ACCOUNT, 0, 0, 0, 0, account, 0, 0, 0, 0,
+                stp)
+
+
+@kernel
+def move_money(st, ev, n, cmds, i, deposit):
+    c = cmds[i]
+    account = np.int64(c["account"])
+    if account >= st.counters[L.C_ACCOUNT_HWM]:
+        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_ACCOUNT, 0)
+    if account == K.PNL_CLEARING:
+        return reject(st, ev, n, cmds, i, K.R_SYSTEM_ACCOUNT, 0)
+    amount = c["amount_units"]
+    if amount <= 0:
+        return reject(st, ev, n, cmds, i, K.R_AMOUNT_NOT_POSITIVE, 0)
+    balance = st.acc_i8[L.A_BALANCE, account]
+    if deposit:
+        if amount > st.params[P_MAX_BALANCE_UNITS] - balance or (
+                amount > VALUE_LIMIT - st.counters[L.C_TOTAL_DEPOSITS]):
+            return reject(st, ev, n, cmds, i, K.R_BALANCE_LIMIT, 0)
+        st.counters[L.C_TOTAL_DEPOSITS] += amount
+        delta = amount
+        command = K.K_DEPOSIT
+    else:
+        if amount > balance:
+            return reject(st, ev, n, cmds, i, K.R_INSUFFICIENT_FUNDS, 0)
+        st.counters[L.C_TOTAL_WITHDRAWALS] += amount
+        delta = -amount
+        command = K.K_WITHDRAW
+    st.acc_i8[L.A_BALANCE, account] = balance + delta
+    n = accept(ev, n, c["seq"], command, account, 0)
+    n = emit(ev, n, c["seq"], K.E_BALANCE, command, 0, 0, 0, 0, account, 0, 0, 0, 0, delta)
+    ev[n - 1]["b"] = balance + delta
+    return n
+
+
+@kernel
+def add_instrument(st, ev, n, cmds, i):
+    c = cmds[i]
+    kind = np.int64(c["instrument_kind"])
+    option_type = np.int64(c["option_type"])
+    strike = c["strike_ticks"]
+    expiry = c["expiry_ts_ns"]
+    tick = np.int64(c["tick_size_ticks"])
+    min_lots = np.int64(c["min_trade_lots"])
+    contract_value = np.int64(c["contract_value_units"])
+    maker = np.int64(c["maker_fee_ppm"])
+    taker = np.int64(c["taker_fee_ppm"])
+    underlying = np.int64(c["underlying"])
+    ok = True
+    if kind == K.PERPETUAL:
+        ok = option_type == 0 and strike == 0 and expiry == 0
+    elif kind == K.OPTION:
+        ok = (option_type == 1 or option_type == 2) and strike > 0 and expiry > 0
+    else:
+        ok = False
+    ok = ok and tick >= 1 and min_lots >= 1 and contract_value >= 1
+    ok = ok and -MAX_FEE_PPM <= maker <= MAX_FEE_PPM and -MAX_FEE_PPM <= taker <= MAX_FEE_PPM
+    ok = ok and 1 <= underlying <= MAX_UNDERLYING
+    max_price = st.params[P_MAX_PRICE_TICKS]
+    if ok:
+        bound = VALUE_LIMIT // (st.params[P_MAX_POSITION_LOTS] * contract_value)
+        if bound < max_price:
+            max_price = bound
+        ok = max_price >= tick and (kind != K.OPTION or strike <= max_price)
+    if not ok:
+        return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
+    instrument = st.counters[L.C_INSTRUMENT_HWM]
+    if instrument >= st.params[P_MAX_INSTRUMENTS]:
+        return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_POOL_FULL, 0)
+    st.counters[L.C_INSTRUMENT_HWM] = instrument + 1
+    st.ins_i8[L.I_STRIKE, instrument] = strike
+    st.ins_i8[L.I_EXPIRY, instrument] = expiry
+    st.ins_i8[L.I_TICK, instrument] = tick
+    st.ins_i8[L.I_MIN_LOTS, instrument] = min_lots
+    st.ins_i8[L.I_CONTRACT_VALUE, instrument] = contract_value
+    st.ins_i8[L.I_MAKER_FEE, instrument] = maker
+    st.ins_i8[L.I_TAKER_FEE, instrument] = taker
+    st.ins_i8[L.I_MAX_PRICE, instrument] = max_price
+    st.ins_i4[L.I_KIND, instrument] = kind
+    st.ins_i4[L.I_OPTION_TYPE, instrument] = option_type
+    st.ins_i4[L.I_UNDERLYING, instrument] = underlying
+    st.ins_i4[L.I_STATUS, instrument] = K.ACTIVE
+    st.ins_i4[L.I_RESTING, instrument] = 0
+    n = accept(ev, n, c["seq"], K.K_ADD_INSTRUMENT, 0, instrument)
+    return emit(ev, n, c["seq"], K.E_INSTRUMENT_STATUS, K.K_ADD_INSTRUMENT, 0, 0, 0, 0, 0,
+                instrument, 0, 0, 0, K.ACTIVE)
+
+
+@kernel
+def _cancel_position_orders(st, ev, n, seq, command, position, reason):
+    instrument = st.pos_i4[L.S_INSTRUMENT, position]
+    account = st.pos_i4[L.S_ACCOUNT, position]
+    slot = st.pos_i4[L.S_ORDER_HEAD, position]
+    while slot != L.NIL:
+        following = st.ord_i4[L.O_POSITION_NEXT, slot]
+        side = st.ord_i4[L.O_META, slot] & 1
+        n = emit(ev, n, seq, K.E_CANCELLED, command, side, 0, reason, 0, account, instrument,
+                 order_id_of(st, slot), st.ord_i8[L.O_PRICE, slot], st.ord_i8[L.O_QTY, slot], 0)
+        set_label(ev, n, st.ord_label[slot])
+        order_remove(st, slot, instrument, side)
+        slot = following
+    return n
+
+
+@kernel
+def cancel_all(st, ev, n, cmds, i, by_instrument):
+    c = cmds[i]
+    account = np.int64(c["account"])
+    reason = check_trader(st, account)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    if not charge_base_gas(st, account):
+        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
+    instrument = np.int64(c["instrument"]) if by_instrument else np.int64(0)
+    if by_instrument and instrument >= st.counters[L.C_INSTRUMENT_HWM]:
+        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
+    command = K.K_CANCEL_ALL_INSTRUMENT if by_instrument else K.K_CANCEL_ALL
+    count = 0
+    position = st.acc_i4[L.A_POSITION_HEAD, account]
+    while position != L.NIL:
+        if (not by_instrument) or st.pos_i4[L.S_INSTRUMENT, position] == instrument:
+            count += st.pos_i4[L.S_ORDERS, position]
+        position = st.pos_i4[L.S_NEXT, position]
+    n = emit(ev, n, c["seq"], K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0,
+             count, 0)
+    position = st.acc_i4[L.A_POSITION_HEAD, account]
+    while position != L.NIL:
+        following = st.pos_i4[L.S_NEXT, position]
+        if (not by_instrument) or st.pos_i4[L.S_INSTRUMENT, position] == instrument:
+            n = _cancel_position_orders(st, ev, n, c["seq"], command, position, K.R_CANCEL_ALL)
+            position_release_if_idle(st, position)
+        position = following
+    return n
+
+
+@kernel
+def set_instrument_status(st, ev, n, cmds, i, command):
+    c = cmds[i]
+    instrument = np.int64(c["instrument"])
+    if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
+        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
+    status = st.ins_i4[L.I_STATUS, instrument]
+    if command == K.K_HALT:
+        if status != K.ACTIVE:
+            return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_NOT_ACTIVE, 0)
+        new_status = K.HALTED
+    elif command == K.K_RESUME:
+        if status != K.HALTED:
+            return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_NOT_HALTED, 0)
+        new_status = K.ACTIVE
+    else:
+        if status != K.ACTIVE and status != K.HALTED:
+            return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_NOT_ACTIVE, 0)
+        new_status = K.CLOSED
+    n = accept(ev, n, c["seq"], command, 0, instrument)
+    if command == K.K_CLOSE:
+        for side in range(2):
+            row = instrument * 2 + side
+            while st.ladder_len[row] > 0:
+                level = st.ladder_level[row, st.ladder_len[row] - 1]
+                slot = st.lvl_i4[L.L_HEAD, level]
+                position = st.ord_i4[L.O_POSITION, slot]
+                n = emit(
+                    ev, n, c["seq"], K.E_CANCELLED, command, side, 0,
+                    K.R_CANCEL_INSTRUMENT_CLOSED, 0, st.pos_i4[L.S_ACCOUNT, position],
+                    instrument, order_id_of(st, slot), st.ord_i8[L.O_PRICE, slot],
+                    st.ord_i8[L.O_QTY, slot], 0)
+                set_label(ev, n, st.ord_label[slot])
+                order_remove(st, slot, instrument, side)
+                position_release_if_idle(st, position)
+    st.ins_i4[L.I_STATUS, instrument] = new_status
+    return emit(ev, n, c["seq"], K.E_INSTRUMENT_STATUS, command, 0, 0, 0, 0, 0, instrument, 0,
+                0, 0, new_status)

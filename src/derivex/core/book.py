@@ -1,0 +1,189 @@
+"""Order books: price ladders, FIFO levels and the bookkeeping of resting orders.
+
+Each book side is a row of the ladder arrays holding the prices and level slots of its
+levels, sorted so that the best level is *last* (bids ascending, asks descending): new
+levels near the touch insert and delete with short moves. Levels keep their orders in a FIFO
+doubly linked list; each order is also linked into its position's list (placement order).
+
+Costs: level lookup O(log levels); insert/delete of a level O(distance from the end of the
+row); linking/unlinking an order O(1).
+"""
+
+from __future__ import annotations
+
+from derivex.core import layout as L
+from derivex.core.jit import kernel
+from derivex.core.pools import level_alloc, level_free, order_free
+
+
+@kernel
+def ladder_row(instrument, side):
+    return instrument * 2 + side
+
+
+@kernel
+def _key(price, side):
+    # ascending keys toward the best level: bids by price, asks by -price
+    return price if side == 0 else -price
+
+
+@kernel
+def ladder_search(st, row, side, price):
+    """Index of the first ladder entry whose key is >= key(price) (insertion point)."""
+    key = _key(price, side)
+    lo = 0
+    hi = st.ladder_len[row]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _key(st.ladder_price[row, mid], side) < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@kernel
+def level_at(st, row, side, price):
+    """Level slot at ``price`` on this book side, or NIL."""
+    index = ladder_search(st, row, side, price)
+    if index < st.ladder_len[row] and st.ladder_price[row, index] == price:
+        return st.ladder_level[row, index]
+    return L.NIL
+
+
+@kernel
+def best_level(st, row):
+    n = st.ladder_len[row]
+    if n == 0:
+        return L.NIL
+    return st.ladder_level[row, n - 1]
+
+
+@kernel
+def _ladder_insert(st, row, index, price, level):
+    n = st.ladder_len[row]
+    j = n
+    while j > index:
+        st.ladder_price[row, j] = st.ladder_price[row, j - 1]
+        st.ladder_level[row, j] = st.ladder_level[row, j - 1]
+        j -= 1
+    st.ladder_price[row, index] = price
+    st.ladder_level[row, index] = level
+    st.ladder_len[row] = n + 1
+
+
+@kernel
+def _ladder_delete(st, row, index):
+    n = st.ladder_len[row] - 1
+    for j in range(index, n):
+        st.ladder_price[row, j] = st.ladder_price[row, j + 1]
+        st.ladder_level[row, j] = st.ladder_level[row, j + 1]
+    st.ladder_len[row] = n
+
+
+@kernel
+def order_rest(st, slot, instrument, side):
+    """Append a prepared order (price, qty, position, meta set) to the back of its level and
+    to its position's list, and count it everywhere. Capacity was checked by the caller."""
+    price = st.ord_i8[L.O_PRICE, slot]
+    qty = st.ord_i8[L.O_QTY, slot]
+    row = ladder_row(instrument, side)
+    index = ladder_search(st, row, side, price)
+    if index < st.ladder_len[row] and st.ladder_price[row, index] == price:
+        level = st.ladder_level[row, index]
+    else:
+        level = level_alloc(st, price)
+        _ladder_insert(st, row, index, price, level)
+    tail = st.lvl_i4[L.L_TAIL, level]
+    st.ord_i4[L.O_PREV, slot] = tail
+    st.ord_i4[L.O_NEXT, slot] = L.NIL
+    if tail == L.NIL:
+        st.lvl_i4[L.L_HEAD, level] = slot
+    else:
+        st.ord_i4[L.O_NEXT, tail] = slot
+    st.lvl_i4[L.L_TAIL, level] = slot
+    st.lvl_i4[L.L_COUNT, level] += 1
+    st.lvl_i8[L.L_QTY, level] += qty
+    position = st.ord_i4[L.O_POSITION, slot]
+    ptail = st.pos_i4[L.S_ORDER_TAIL, position]
+    st.ord_i4[L.O_POSITION_PREV, slot] = ptail
+    st.ord_i4[L.O_POSITION_NEXT, slot] = L.NIL
+    if ptail == L.NIL:
+        st.pos_i4[L.S_ORDER_HEAD, position] = slot
+    else:
+        st.ord_i4[L.O_POSITION_NEXT, ptail] = slot
+    st.pos_i4[L.S_ORDER_TAIL, position] = slot
+    st.pos_i4[L.S_ORDERS, position] += 1
+    if side == 0:
+        st.pos_i8[L.S_OPEN_BUY, position] += qty
+    else:
+        st.pos_i8[L.S_OPEN_SELL, position] += qty
+    account = st.pos_i4[L.S_ACCOUNT, position]
+    st.acc_i4[L.A_OPEN_ORDERS, account] += 1
+    st.ins_i4[L.I_RESTING, instrument] += 1
+
+
+@kernel
+def order_shrink(st, slot, instrument, side, qty):
+    """Take ``qty`` off a resting order (fill or in-place amend) without unlinking it."""
+    st.ord_i8[L.O_QTY, slot] -= qty
+    row = ladder_row(instrument, side)
+    level = level_at(st, row, side, st.ord_i8[L.O_PRICE, slot])
+    st.lvl_i8[L.L_QTY, level] -= qty
+    position = st.ord_i4[L.O_POSITION, slot]
+    if side == 0:
+        st.pos_i8[L.S_OPEN_BUY, position] -= qty
+    else:
+        st.pos_i8[L.S_OPEN_SELL, position] -= qty
+
+
+@kernel
+def order_unlink(st, slot, instrument, side):
+    """Remove a resting order from its level (deleting an emptied level) and from every
+    count, keeping the slot allocated (amend re-rests it)."""
+    price = st.ord_i8[L.O_PRICE, slot]
+    qty = st.ord_i8[L.O_QTY, slot]
+    row = ladder_row(instrument, side)
+    index = ladder_search(st, row, side, price)
+    level = st.ladder_level[row, index]
+    prev = st.ord_i4[L.O_PREV, slot]
+    nxt = st.ord_i4[L.O_NEXT, slot]
+    if prev == L.NIL:
+        st.lvl_i4[L.L_HEAD, level] = nxt
+    else:
+        st.ord_i4[L.O_NEXT, prev] = nxt
+    if nxt == L.NIL:
+        st.lvl_i4[L.L_TAIL, level] = prev
+    else:
+        st.ord_i4[L.O_PREV, nxt] = prev
+    st.lvl_i4[L.L_COUNT, level] -= 1
+    st.lvl_i8[L.L_QTY, level] -= qty
+    if st.lvl_i4[L.L_COUNT, level] == 0:
+        _ladder_delete(st, row, index)
+        level_free(st, level)
+    position = st.ord_i4[L.O_POSITION, slot]
+    pprev = st.ord_i4[L.O_POSITION_PREV, slot]
+    pnext = st.ord_i4[L.O_POSITION_NEXT, slot]
+    if pprev == L.NIL:
+        st.pos_i4[L.S_ORDER_HEAD, position] = pnext
+    else:
+        st.ord_i4[L.O_POSITION_NEXT, pprev] = pnext
+    if pnext == L.NIL:
+        st.pos_i4[L.S_ORDER_TAIL, position] = pprev
+    else:
+        st.ord_i4[L.O_POSITION_PREV, pnext] = pprev
+    st.pos_i4[L.S_ORDERS, position] -= 1
+    if side == 0:
+        st.pos_i8[L.S_OPEN_BUY, position] -= qty
+    else:
+        st.pos_i8[L.S_OPEN_SELL, position] -= qty
+    account = st.pos_i4[L.S_ACCOUNT, position]
+    st.acc_i4[L.A_OPEN_ORDERS, account] -= 1
+    st.ins_i4[L.I_RESTING, instrument] -= 1
+
+
+@kernel
+def order_remove(st, slot, instrument, side):
+    """Unlink a resting order and free its slot."""
+    order_unlink(st, slot, instrument, side)
+    order_free(st, slot)

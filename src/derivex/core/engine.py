@@ -1,0 +1,230 @@
+"""The state transition function: a batch of command records in, event records out.
+
+``process_batch`` is the one compiled call per batch. Before each command it makes sure the
+pools and the event buffer have room for that command's worst case; if not, it returns to
+the Python wrapper, which grows them and calls again from the same command. Growth never
+changes an outcome: limits are enforced against the configured maxima only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from derivex.core import consts as K
+from derivex.core import layout as L
+from derivex.core.admin import (
+    accept,
+    add_instrument,
+    cancel_all,
+    create_account,
+    move_money,
+    set_account,
+    set_instrument_status,
+)
+from derivex.core.config import (
+    P_MAX_ACCOUNTS,
+    P_MAX_INSTRUMENTS,
+    P_MAX_LEVELS,
+    P_MAX_LEVELS_PER_SIDE,
+    P_MAX_ORDERS,
+    P_MAX_POSITIONS,
+    P_MAX_QUOTE_LEGS,
+    EngineConfig,
+)
+from derivex.core.jit import kernel
+from derivex.core.orders import amend_order, cancel_order, place_order, reject
+from derivex.core.pools import free_capacity, order_slot_of
+from derivex.core.quotes import mass_quote, mass_quote_span
+from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE
+from derivex.core.state import State, allocate, canonical, grow, state_hash
+
+
+@kernel
+def _row_short(st, instrument, side):
+    row = instrument * 2 + side
+    return (st.ladder_len[row] + 1 > st.ladder_price.shape[1]
+            and st.ladder_price.shape[1] < st.params[P_MAX_LEVELS_PER_SIDE])
+
+
+@kernel
+def headroom(st, cmds, i):
+    """``(units, events)``: units > 0 if some pool must grow by that many slots first;
+    events = worst-case number of events of this command."""
+    c = cmds[i]
+    kind = c["kind"]
+    orders = 0
+    levels = 0
+    positions = 0
+    accounts = 0
+    instruments = 0
+    events = 3
+    short_row = False
+    instrument = np.int64(c["instrument"])
+    valid_instrument = instrument < st.counters[L.C_INSTRUMENT_HWM]
+    if kind == K.K_PLACE:
+        orders = 1
+        levels = 1
+        positions = 1
+        if valid_instrument:
+            events = 8 + 5 * np.int64(st.ins_i4[L.I_RESTING, instrument])
+            if c["side"] <= 1:
+                short_row = _row_short(st, instrument, np.int64(c["side"]))
+    elif kind == K.K_AMEND:
+        levels = 1
+        slot = order_slot_of(st, np.int64(c["order_id"]))
+        if slot != L.NIL:
+            book = np.int64(st.pos_i4[L.S_INSTRUMENT, st.ord_i4[L.O_POSITION, slot]])
+            events = 8 + 5 * np.int64(st.ins_i4[L.I_RESTING, book])
+            short_row = _row_short(st, book, np.int64(st.ord_i4[L.O_META, slot] & 1))
+    elif kind == K.K_MASS_QUOTE:
+        count = mass_quote_span(cmds, i, st.params[P_MAX_QUOTE_LEGS]) - 1
+        orders = 2 * count
+        levels = 2 * count
+        positions = count
+        events = 2 + 4 * count
+        for j in range(count):
+            leg_instrument = np.int64(cmds[i + 1 + j]["instrument"])
+            if leg_instrument < st.counters[L.C_INSTRUMENT_HWM]:
+                short_row = short_row or _row_short(st, leg_instrument, 0) or _row_short(
+                    st, leg_instrument, 1)
+    elif kind == K.K_CANCEL_ALL or kind == K.K_CANCEL_ALL_INSTRUMENT:
+        account = np.int64(c["account"])
+        if account < st.counters[L.C_ACCOUNT_HWM]:
+            events = 2 + np.int64(st.acc_i4[L.A_OPEN_ORDERS, account])
+    elif kind == K.K_CLOSE:
+        if valid_instrument:
+            events = 3 + np.int64(st.ins_i4[L.I_RESTING, instrument])
+    elif kind == K.K_CREATE_ACCOUNT:
+        accounts = 1
+    elif kind == K.K_ADD_INSTRUMENT:
+        instruments = 1
+    c_ = st.counters
+    need = 0
+    capacity = st.ord_label.shape[0]
+    if (free_capacity(capacity, c_[L.C_ORDER_HWM], c_[L.C_ORDER_FREE_TOP]) < orders
+            and capacity < st.params[P_MAX_ORDERS]):
+        need = max(need, orders)
+    capacity = st.lvl_free.shape[0]
+    if (free_capacity(capacity, c_[L.C_LEVEL_HWM], c_[L.C_LEVEL_FREE_TOP]) < levels
+            and capacity < st.params[P_MAX_LEVELS]):
+        need = max(need, levels)
+    capacity = st.pos_free.shape[0]
+    if (free_capacity(capacity, c_[L.C_POSITION_HWM], c_[L.C_POSITION_FREE_TOP]) < positions
+            and capacity < st.params[P_MAX_POSITIONS]):
+        need = max(need, positions)
+    capacity = st.acc_i8.shape[1]
+    if c_[L.C_ACCOUNT_HWM] + accounts > capacity and capacity < st.params[P_MAX_ACCOUNTS]:
+        need = max(need, accounts)
+    capacity = st.ins_i8.shape[1]
+    if (c_[L.C_INSTRUMENT_HWM] + instruments > capacity
+            and capacity < st.params[P_MAX_INSTRUMENTS]):
+        need = max(need, instruments)
+    if short_row:
+        need = max(need, 1)
+    return need, events
+
+
+@kernel
+def process_batch(st, cmds, start, ev, n):
+    """Apply ``cmds[start:]`` to ``st``, writing events from ``ev[n]`` on.
+
+    Returns ``(next_command, n_events, status, need)``: status DONE, or GROW (grow the pools
+    by ``need`` slots) / EVENTS (room for ``need`` more events) before ``next_command``."""
+    i = start
+    total = cmds.shape[0]
+    while i < total:
+        need, events = headroom(st, cmds, i)
+        if need > 0:
+            return i, n, L.STATUS_GROW, need
+        if n + events > ev.shape[0]:
+            return i, n, L.STATUS_EVENTS, events
+        c = cmds[i]
+        kind = c["kind"]
+        if c["ts_ns"] > st.counters[L.C_CLOCK_NS]:
+            st.counters[L.C_CLOCK_NS] = c["ts_ns"]
+        consumed = 1
+        if kind == K.K_PLACE:
+            n = place_order(st, ev, n, cmds, i)
+        elif kind == K.K_CANCEL:
+            n = cancel_order(st, ev, n, cmds, i)
+        elif kind == K.K_AMEND:
+            n = amend_order(st, ev, n, cmds, i)
+        elif kind == K.K_MASS_QUOTE:
+            n, consumed = mass_quote(st, ev, n, cmds, i)
+        elif kind == K.K_CANCEL_ALL:
+            n = cancel_all(st, ev, n, cmds, i, False)
+        elif kind == K.K_CANCEL_ALL_INSTRUMENT:
+            n = cancel_all(st, ev, n, cmds, i, True)
+        elif kind == K.K_DEPOSIT:
+            n = move_money(st, ev, n, cmds, i, True)
+        elif kind == K.K_WITHDRAW:
+            n = move_money(st, ev, n, cmds, i, False)
+        elif kind == K.K_CREATE_ACCOUNT:
+            n = create_account(st, ev, n, cmds, i)
+        elif kind == K.K_SET_ACCOUNT:
+            n = set_account(st, ev, n, cmds, i)
+        elif kind == K.K_ADD_INSTRUMENT:
+            n = add_instrument(st, ev, n, cmds, i)
+        elif kind == K.K_HALT or kind == K.K_RESUME or kind == K.K_CLOSE:
+            n = set_instrument_status(st, ev, n, cmds, i, np.int64(kind))
+        elif kind == K.K_TIME or kind == K.K_NOOP:
+            n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
+        elif kind == K.K_QUOTE_LEG:
+            n = reject(st, ev, n, cmds, i, K.R_ORPHAN_QUOTE_LEG, 0)
+        else:
+            n = reject(st, ev, n, cmds, i, K.R_UNKNOWN_COMMAND, 0)
+        st.counters[L.C_COMMANDS] += consumed
+        i += consumed
+    return i, n, L.STATUS_DONE, 0
+
+
+class Engine:
+    """The pure engine: state plus the batch call. No clock, no I/O.
+
+    >>> from derivex.core.records import command_array, CommandKind
+    >>> engine = Engine(EngineConfig())
+    >>> cmds = command_array(1); cmds["kind"] = CommandKind.CREATE_ACCOUNT; cmds["seq"] = 1
+    >>> int(engine.process(cmds)["account"][0])
+    3
+    """
+
+    def __init__(self, config: EngineConfig | None = None, state: State | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.state = state if state is not None else allocate(self.config)
+        self._events = np.zeros(4096, dtype=EVENT_DTYPE)
+
+    def process_into(self, commands: np.ndarray) -> np.ndarray:
+        """Process a batch; return a *view* of the internal event buffer (valid until the
+        next call). Cost: one compiled call, plus one per pool growth."""
+        if commands.dtype != COMMAND_DTYPE:
+            raise TypeError(f"commands must have dtype COMMAND_DTYPE, got {commands.dtype}")
+        events = self._events
+        start, n = 0, 0
+        while True:
+            start, n, status, need = process_batch(self.state, commands, start, events, n)
+            if status == L.STATUS_DONE:
+                break
+            if status == L.STATUS_GROW:
+                self.state = grow(self.state, int(need))
+            else:
+                bigger = np.zeros(max(2 * events.shape[0], n + int(need)), dtype=EVENT_DTYPE)
+                bigger[:n] = events[:n]
+                events = self._events = bigger
+        return events[:n]
+
+    def process(self, commands: np.ndarray) -> np.ndarray:
+        """Process a batch and return its events (a new array)."""
+        return self.process_into(commands).copy()
+
+    def canonical(self) -> dict[str, Any]:
+        return canonical(self.state)
+
+    def state_hash(self) -> str:
+        return state_hash(self.state)
+
+    def check_invariants(self) -> None:
+        from derivex.core.invariants import check_invariants
+
+        check_invariants(self.state)

@@ -1,0 +1,169 @@
+"""``check_invariants``: every internal invariant of the state, checked from scratch.
+
+Money: the sum of all balances equals deposits minus withdrawals, exactly. Positions: the
+net position of every instrument is zero; a position's entry value is zero exactly when it is
+flat. Books: ladders strictly sorted with the best level last, no crossed book, every level
+non-empty with its quantity and count equal to its orders', every order's quantity positive
+and on the instrument's grid. Counts: open orders per account/position/book, open quantities,
+live counters of every pool, free stacks disjoint from live slots, the position index.
+Cost: O(live state). Raises ``AssertionError`` naming the broken invariant.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from derivex.core import layout as L
+from derivex.core.pools import hash_find
+from derivex.core.state import State
+
+
+def _fail(message: str) -> None:
+    raise AssertionError(message)
+
+
+def check_invariants(st: State) -> None:
+    c = st.counters
+    accounts = int(c[L.C_ACCOUNT_HWM])
+    instruments = int(c[L.C_INSTRUMENT_HWM])
+    balance_sum = int(st.acc_i8[L.A_BALANCE, :accounts].astype(object).sum())
+    expected = int(c[L.C_TOTAL_DEPOSITS]) - int(c[L.C_TOTAL_WITHDRAWALS])
+    if balance_sum != expected:
+        _fail(f"conservation: sum(balances)={balance_sum} != deposits-withdrawals={expected}")
+
+    live_positions = np.flatnonzero(st.pos_i4[L.S_LIVE] == 1)
+    if len(live_positions) != int(c[L.C_POSITIONS_LIVE]):
+        _fail("live position count mismatch")
+    net = defaultdict(int)
+    per_position_orders: dict[int, list[int]] = {}
+    for slot in live_positions:
+        slot = int(slot)
+        account = int(st.pos_i4[L.S_ACCOUNT, slot])
+        instrument = int(st.pos_i4[L.S_INSTRUMENT, slot])
+        qty = int(st.pos_i8[L.S_QTY, slot])
+        basis = int(st.pos_i8[L.S_BASIS, slot])
+        net[instrument] += qty
+        if (qty == 0) != (basis == 0) or (qty != 0 and (qty > 0) != (basis > 0)):
+            _fail(f"position {account}/{instrument}: qty {qty} and basis {basis} disagree")
+        if hash_find(st.hash_key, st.hash_val, account, instrument) != slot:
+            _fail(f"position index does not find {account}/{instrument}")
+        if qty == 0 and int(st.pos_i4[L.S_ORDERS, slot]) == 0:
+            _fail(f"idle position {account}/{instrument} not released")
+        orders = []
+        order = int(st.pos_i4[L.S_ORDER_HEAD, slot])
+        previous = L.NIL
+        while order != L.NIL:
+            if int(st.ord_i4[L.O_POSITION_PREV, order]) != previous:
+                _fail("position order list back link broken")
+            orders.append(order)
+            previous = order
+            order = int(st.ord_i4[L.O_POSITION_NEXT, order])
+        if previous != int(st.pos_i4[L.S_ORDER_TAIL, slot]):
+            _fail("position order list tail broken")
+        if len(orders) != int(st.pos_i4[L.S_ORDERS, slot]):
+            _fail("position order count mismatch")
+        per_position_orders[slot] = orders
+    for instrument, total in net.items():
+        if total != 0:
+            _fail(f"net position of instrument {instrument} is {total}")
+
+    # account position lists: sorted by instrument, cover exactly the live positions
+    listed = 0
+    open_per_account = defaultdict(int)
+    for account in range(accounts):
+        slot = int(st.acc_i4[L.A_POSITION_HEAD, account])
+        last = -1
+        while slot != L.NIL:
+            if int(st.pos_i4[L.S_ACCOUNT, slot]) != account or st.pos_i4[L.S_LIVE, slot] != 1:
+                _fail(f"account {account} position list holds a foreign or dead slot")
+            instrument = int(st.pos_i4[L.S_INSTRUMENT, slot])
+            if instrument <= last:
+                _fail(f"account {account} position list not sorted")
+            last = instrument
+            listed += 1
+            open_per_account[account] += int(st.pos_i4[L.S_ORDERS, slot])
+            slot = int(st.pos_i4[L.S_NEXT, slot])
+    if listed != len(live_positions):
+        _fail("account position lists do not cover the live positions")
+    for account in range(accounts):
+        if int(st.acc_i4[L.A_OPEN_ORDERS, account]) != open_per_account[account]:
+            _fail(f"account {account} open order count mismatch")
+
+    seen_orders = set()
+    level_total = 0
+    open_qty: dict[tuple[int, int], int] = defaultdict(int)
+    for instrument in range(instruments):
+        resting = 0
+        tick = int(st.ins_i8[L.I_TICK, instrument])
+        step = int(st.ins_i8[L.I_MIN_LOTS, instrument])
+        best = [0, 0]
+        for side in range(2):
+            row = instrument * 2 + side
+            depth = int(st.ladder_len[row])
+            prices = st.ladder_price[row, :depth]
+            keys = prices if side == 0 else -prices
+            if depth > 1 and not np.all(np.diff(keys) > 0):
+                _fail(f"ladder {instrument}/{side} not strictly sorted")
+            for index in range(depth):
+                level = int(st.ladder_level[row, index])
+                level_total += 1
+                price = int(st.lvl_i8[L.L_PRICE, level])
+                if price != int(prices[index]):
+                    _fail("ladder price differs from its level")
+                qty_sum, count = 0, 0
+                order = int(st.lvl_i4[L.L_HEAD, level])
+                previous = L.NIL
+                while order != L.NIL:
+                    if order in seen_orders:
+                        _fail("order linked twice")
+                    seen_orders.add(order)
+                    if int(st.ord_i4[L.O_PREV, order]) != previous:
+                        _fail("level back link broken")
+                    qty = int(st.ord_i8[L.O_QTY, order])
+                    if qty <= 0 or qty % step != 0:
+                        _fail(f"order quantity {qty} invalid")
+                    if int(st.ord_i8[L.O_PRICE, order]) != price or price % tick != 0:
+                        _fail("order price differs from its level or is off tick")
+                    if int(st.ord_i4[L.O_META, order]) & 1 != side:
+                        _fail("order on the wrong side")
+                    position = int(st.ord_i4[L.O_POSITION, order])
+                    if int(st.pos_i4[L.S_INSTRUMENT, position]) != instrument:
+                        _fail("order position belongs to another instrument")
+                    open_qty[(position, side)] += qty
+                    qty_sum += qty
+                    count += 1
+                    previous = order
+                    order = int(st.ord_i4[L.O_NEXT, order])
+                if previous != int(st.lvl_i4[L.L_TAIL, level]):
+                    _fail("level tail broken")
+                if count == 0 or count != int(st.lvl_i4[L.L_COUNT, level]):
+                    _fail(f"level {price} count {count} mismatch or empty")
+                if qty_sum != int(st.lvl_i8[L.L_QTY, level]):
+                    _fail(f"level {price} quantity mismatch")
+                resting += count
+            if depth:
+                best[side] = int(prices[depth - 1])
+        if best[0] and best[1] and best[0] >= best[1]:
+            _fail(f"crossed book on instrument {instrument}: {best[0]} >= {best[1]}")
+        if resting != int(st.ins_i4[L.I_RESTING, instrument]):
+            _fail(f"instrument {instrument} resting count mismatch")
+    if len(seen_orders) != int(c[L.C_ORDERS_LIVE]):
+        _fail("live order count mismatch")
+    if level_total != int(c[L.C_LEVELS_LIVE]):
+        _fail("live level count mismatch")
+    listed_orders = {o for orders in per_position_orders.values() for o in orders}
+    if listed_orders != seen_orders:
+        _fail("position order lists and books disagree")
+    for slot in live_positions:
+        slot = int(slot)
+        if int(st.pos_i8[L.S_OPEN_BUY, slot]) != open_qty[(slot, 0)]:
+            _fail("open buy quantity mismatch")
+        if int(st.pos_i8[L.S_OPEN_SELL, slot]) != open_qty[(slot, 1)]:
+            _fail("open sell quantity mismatch")
+    free_orders = set(int(s) for s in st.ord_free[: int(c[L.C_ORDER_FREE_TOP])])
+    if free_orders & seen_orders:
+        _fail("a live order slot is on the free stack")
+    if int(c[L.C_ORDER_HWM]) - len(free_orders) != int(c[L.C_ORDERS_LIVE]):
+        _fail("order pool accounting mismatch")

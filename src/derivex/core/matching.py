@@ -1,0 +1,212 @@
+"""Matching: the liquidity scan and the match loop (price-time priority, trades at the
+resting price, self-trade prevention, resting reduce-only clamping, gas per level and fill).
+
+Cost of a match: O(levels crossed + resting orders reached), each bounded by the taker's gas.
+"""
+
+from __future__ import annotations
+
+from derivex.core import consts as K
+from derivex.core import layout as L
+from derivex.core.accounting import settle_fill_side
+from derivex.core.book import order_remove
+from derivex.core.config import P_GAS_PER_FILL, P_GAS_PER_LEVEL
+from derivex.core.emit import emit, set_label
+from derivex.core.jit import kernel
+from derivex.core.pools import order_id_of, position_release_if_idle
+
+
+@kernel
+def crosses(side, limit, is_market, level_price):
+    """Whether an incoming order on ``side`` trades against a level at ``level_price``."""
+    if is_market:
+        return True
+    if side == K.BUY:
+        return level_price <= limit
+    return level_price >= limit
+
+
+@kernel
+def reducing_capacity(st, position, side):
+    """Lots an order on ``side`` may trade without increasing the position's size."""
+    if position == L.NIL:
+        return 0
+    qty = st.pos_i8[L.S_QTY, position]
+    if side == K.BUY:
+        return -qty if qty < 0 else 0
+    return qty if qty > 0 else 0
+
+
+@kernel
+def opposite_best_price(st, instrument, side):
+    """Best price on the side opposite to ``side``, or 0 when that side is empty."""
+    row = instrument * 2 + (1 - side)
+    n = st.ladder_len[row]
+    if n == 0:
+        return 0
+    return st.ladder_price[row, n - 1]
+
+
+@kernel
+def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
+    """Walk the opposite side exactly as ``match`` would, without changing anything.
+
+    Returns ``(fillable, gas_needed, own_reached)``. Own orders are skipped (they would be
+    cancelled) unless ``stop_at_own``, which stops at the first one reached."""
+    gas_level = st.params[P_GAS_PER_LEVEL]
+    gas_fill = st.params[P_GAS_PER_FILL]
+    opp = 1 - side
+    row = instrument * 2 + opp
+    rem = qty
+    gas = 0
+    own = False
+    touched = 0
+    index = st.ladder_len[row] - 1
+    while rem > 0 and index >= 0 and not own:
+        level = st.ladder_level[row, index]
+        if not crosses(side, limit, is_market, st.lvl_i8[L.L_PRICE, level]):
+            break
+        gas += gas_level
+        slot = st.lvl_i4[L.L_HEAD, level]
+        while slot != L.NIL and rem > 0:
+            gas += gas_fill
+            position = st.ord_i4[L.O_POSITION, slot]
+            maker = st.pos_i4[L.S_ACCOUNT, position]
+            available = st.ord_i8[L.O_QTY, slot]
+            if maker == account:
+                if stop_at_own:
+                    own = True
+                    break
+                available = 0
+            else:
+                # scan_used holds 1 + lots this maker filled so far (0: untouched)
+                if st.scan_used[maker] == 0:
+                    st.scan_used[maker] = 1
+                    st.scan_accounts[touched] = maker
+                    touched += 1
+                if (st.ord_i4[L.O_META, slot] >> 1) & K.REDUCE_ONLY:
+                    # capacity after this maker's earlier fills in the same match
+                    capacity = reducing_capacity(st, position, opp) - (st.scan_used[maker] - 1)
+                    if capacity < 0:
+                        capacity = 0
+                    if capacity < available:
+                        available = capacity
+                fill = rem if rem < available else available
+                rem -= fill
+                st.scan_used[maker] += fill
+            slot = st.ord_i4[L.O_NEXT, slot]
+        index -= 1
+    for t in range(touched):
+        st.scan_used[st.scan_accounts[t]] = 0
+    return qty - rem, gas, own
+
+
+@kernel
+def _cancel_resting(st, ev, n, seq, command, slot, instrument, side, reason):
+    position = st.ord_i4[L.O_POSITION, slot]
+    n = emit(ev, n, seq, K.E_CANCELLED, command, side, 0, reason, 0,
+             st.pos_i4[L.S_ACCOUNT, position], instrument, order_id_of(st, slot),
+             st.ord_i8[L.O_PRICE, slot], st.ord_i8[L.O_QTY, slot], 0)
+    set_label(ev, n, st.ord_label[slot])
+    order_remove(st, slot, instrument, side)
+    return n, position
+
+
+@kernel
+def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, taker_slot,
+          taker_position, account):
+    """Match an incoming order against the opposite side. Returns
+    ``(n_events, remaining, stopped_by_gas)``. The taker's position stays allocated."""
+    gas_level = st.params[P_GAS_PER_LEVEL]
+    gas_fill = st.params[P_GAS_PER_FILL]
+    contract_value = st.ins_i8[L.I_CONTRACT_VALUE, instrument]
+    maker_fee = st.ins_i8[L.I_MAKER_FEE, instrument]
+    taker_fee = st.ins_i8[L.I_TAKER_FEE, instrument]
+    taker_id = order_id_of(st, taker_slot)
+    opp = 1 - side
+    row = instrument * 2 + opp
+    rem = qty
+    stopped = False
+    while rem > 0:
+        depth = st.ladder_len[row]
+        if depth == 0:
+            break
+        level = st.ladder_level[row, depth - 1]
+        price = st.lvl_i8[L.L_PRICE, level]
+        if not crosses(side, limit, is_market, price):
+            break
+        if st.acc_i8[L.A_GAS, account] < gas_level:
+            stopped = True
+            break
+        st.acc_i8[L.A_GAS, account] -= gas_level
+        per_lot_value = price * contract_value
+        slot = st.lvl_i4[L.L_HEAD, level]
+        while slot != L.NIL and rem > 0:
+            if st.acc_i8[L.A_GAS, account] < gas_fill:
+                stopped = True
+                break
+            st.acc_i8[L.A_GAS, account] -= gas_fill
+            following = st.ord_i4[L.O_NEXT, slot]
+            position = st.ord_i4[L.O_POSITION, slot]
+            maker = st.pos_i4[L.S_ACCOUNT, position]
+            if maker == account:
+                # only CANCEL_RESTING reaches here: REJECT_INCOMING was settled by the scan
+                n, _ = _cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
+                                       K.R_CANCEL_SELF_TRADE)
+                slot = following
+                continue
+            available = st.ord_i8[L.O_QTY, slot]
+            reduce_only = (st.ord_i4[L.O_META, slot] >> 1) & K.REDUCE_ONLY
+            capacity = available
+            if reduce_only:
+                capacity = reducing_capacity(st, position, opp)
+                if capacity == 0:
+                    n, _ = _cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
+                                           K.R_CANCEL_REDUCE_ONLY)
+                    position_release_if_idle(st, position)
+                    slot = following
+                    continue
+            fill = rem
+            if available < fill:
+                fill = available
+            if capacity < fill:
+                fill = capacity
+            rem -= fill
+            left = available - fill
+            st.ord_i8[L.O_QTY, slot] = left
+            st.lvl_i8[L.L_QTY, level] -= fill
+            if opp == K.BUY:
+                st.pos_i8[L.S_OPEN_BUY, position] -= fill
+            else:
+                st.pos_i8[L.S_OPEN_SELL, position] -= fill
+            maker_cash, maker_paid = settle_fill_side(st, instrument, position, opp, fill,
+                                                      per_lot_value, maker_fee)
+            taker_cash, taker_paid = settle_fill_side(st, instrument, taker_position, side,
+                                                      fill, per_lot_value, taker_fee)
+            st.counters[L.C_FILLS] += 1
+            maker_id = order_id_of(st, slot)
+            n = emit(ev, n, seq, K.E_FILLED, command, opp, K.MAKER, 0, 0, maker, instrument,
+                     maker_id, price, fill, maker_paid)
+            ev[n - 1]["b"] = left
+            n = emit(ev, n, seq, K.E_FILLED, command, side, K.TAKER, 0, 0, account,
+                     instrument, taker_id, price, fill, taker_paid)
+            ev[n - 1]["b"] = rem
+            n = emit(ev, n, seq, K.E_POSITION, command, opp, K.MAKER, 0, 0, maker, instrument,
+                     maker_id, st.pos_i8[L.S_BASIS, position], st.pos_i8[L.S_QTY, position],
+                     maker_cash)
+            ev[n - 1]["b"] = st.acc_i8[L.A_BALANCE, maker]
+            n = emit(ev, n, seq, K.E_POSITION, command, side, K.TAKER, 0, 0, account,
+                     instrument, taker_id, st.pos_i8[L.S_BASIS, taker_position],
+                     st.pos_i8[L.S_QTY, taker_position], taker_cash)
+            ev[n - 1]["b"] = st.acc_i8[L.A_BALANCE, account]
+            if left == 0:
+                order_remove(st, slot, instrument, opp)
+                position_release_if_idle(st, position)
+            elif reduce_only and fill == capacity:
+                n, _ = _cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
+                                       K.R_CANCEL_REDUCE_ONLY)
+                position_release_if_idle(st, position)
+            slot = following
+        if stopped:
+            break
+    return n, rem, stopped

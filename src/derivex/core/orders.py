@@ -1,0 +1,391 @@
+"""Order commands: place, cancel, amend. Each validates completely, then mutates.
+
+Validation order and event contents follow ``docs/core-semantics.md`` exactly.
+Cost: O(1) validation (O(log levels) for level lookups), plus the match.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from derivex.core import consts as K
+from derivex.core import layout as L
+from derivex.core.accounting import gas_refill
+from derivex.core.book import ladder_search, order_free, order_rest, order_shrink, order_unlink
+from derivex.core.config import (
+    P_GAS_BASE,
+    P_MAX_LEVELS,
+    P_MAX_LEVELS_PER_SIDE,
+    P_MAX_OPEN_ORDERS_PER_ACCOUNT,
+    P_MAX_ORDER_LOTS,
+    P_MAX_ORDERS,
+    P_MAX_ORDERS_PER_BOOK,
+    P_MAX_POSITION_LOTS,
+    P_MAX_POSITIONS,
+)
+from derivex.core.emit import emit, set_label
+from derivex.core.jit import kernel
+from derivex.core.matching import crosses, match, opposite_best_price, reducing_capacity, scan
+from derivex.core.pools import (
+    order_alloc,
+    order_id_of,
+    order_slot_of,
+    position_find,
+    position_get_or_create,
+    position_release_if_idle,
+)
+
+
+@kernel
+def reject(st, ev, n, cmds, i, reason, leg):
+    """REJECTED event echoing the command's fields as sent."""
+    c = cmds[i]
+    n = emit(ev, n, c["seq"], K.E_REJECTED, c["kind"], c["side"], 0, reason, leg, c["account"],
+             c["instrument"], c["order_id"], c["price_ticks"], c["qty_lots"], 0)
+    set_label(ev, n, c["label"])
+    return n
+
+
+@kernel
+def check_trader(st, account):
+    """Reason code for an account that may not trade, else OK."""
+    if account >= st.counters[L.C_ACCOUNT_HWM] or st.acc_i4[L.A_STATUS, account] != 1:
+        return K.R_UNKNOWN_ACCOUNT
+    if account < K.SYSTEM_ACCOUNTS:
+        return K.R_SYSTEM_ACCOUNT
+    return K.R_OK
+
+
+@kernel
+def charge_base_gas(st, account):
+    """Refill, then charge the base weight; False (nothing charged) if the budget is short."""
+    gas_refill(st, account, st.counters[L.C_CLOCK_NS])
+    base = st.params[P_GAS_BASE]
+    if st.acc_i8[L.A_GAS, account] < base:
+        return False
+    st.acc_i8[L.A_GAS, account] -= base
+    return True
+
+
+@kernel
+def check_quantity(st, instrument, qty):
+    if qty <= 0:
+        return K.R_QTY_NOT_POSITIVE
+    if qty > st.params[P_MAX_ORDER_LOTS]:
+        return K.R_QTY_TOO_LARGE
+    if qty % st.ins_i8[L.I_MIN_LOTS, instrument] != 0:
+        return K.R_QTY_OFF_STEP
+    return K.R_OK
+
+
+@kernel
+def check_price(st, instrument, price):
+    if price <= 0:
+        return K.R_PRICE_NOT_POSITIVE
+    if price > st.ins_i8[L.I_MAX_PRICE, instrument]:
+        return K.R_PRICE_TOO_LARGE
+    if price % st.ins_i8[L.I_TICK, instrument] != 0:
+        return K.R_PRICE_OFF_TICK
+    return K.R_OK
+
+
+@kernel
+def post_only_price(st, instrument, side, price, reject_flag):
+    """Final price of a post-only order, or -1 if it must be rejected."""
+    best = opposite_best_price(st, instrument, side)
+    if best == 0:
+        return price
+    tick = st.ins_i8[L.I_TICK, instrument]
+    if side == K.BUY:
+        if price < best:
+            return price
+        if reject_flag:
+            return -1
+        price = best - tick
+        return price if price > 0 else -1
+    if price > best:
+        return price
+    if reject_flag:
+        return -1
+    price = best + tick
+    return price if price <= st.ins_i8[L.I_MAX_PRICE, instrument] else -1
+
+
+@kernel
+def within_position_limit(st, position, side, qty, released):
+    """Whether the worst-case position stays within the limit if ``qty`` more lots rest on
+    ``side`` (``released`` lots of an amended order on that side count as gone)."""
+    limit = st.params[P_MAX_POSITION_LOTS]
+    pos = 0
+    open_buy = 0
+    open_sell = 0
+    if position != L.NIL:
+        pos = st.pos_i8[L.S_QTY, position]
+        open_buy = st.pos_i8[L.S_OPEN_BUY, position]
+        open_sell = st.pos_i8[L.S_OPEN_SELL, position]
+    if side == K.BUY:
+        return pos + open_buy - released + qty <= limit
+    return -(pos - (open_sell - released) - qty) <= limit
+
+
+@kernel
+def level_capacity_reason(st, instrument, side, price):
+    """Capacity reason for resting at ``price`` if that needs a new level, else OK."""
+    row = instrument * 2 + side
+    index = ladder_search(st, row, side, price)
+    if index < st.ladder_len[row] and st.ladder_price[row, index] == price:
+        return K.R_OK
+    if st.ladder_len[row] >= st.params[P_MAX_LEVELS_PER_SIDE]:
+        return K.R_BOOK_LEVEL_LIMIT
+    if st.counters[L.C_LEVELS_LIVE] >= st.params[P_MAX_LEVELS]:
+        return K.R_LEVEL_POOL_FULL
+    return K.R_OK
+
+
+@kernel
+def finish_incoming(st, ev, n, seq, command, slot, instrument, side, price, is_market,
+                    resting, rem, initial_qty, stopped, account, position):
+    """After matching: rest a GTC remainder or expire it, and release what is idle."""
+    if rem > 0:
+        if resting and not stopped:
+            st.ord_i8[L.O_QTY, slot] = rem
+            order_rest(st, slot, instrument, side)
+        else:
+            reason = K.R_CANCEL_IOC_REMAINDER
+            if stopped:
+                reason = K.R_CANCEL_GAS
+            elif is_market and rem == initial_qty:
+                reason = K.R_NO_LIQUIDITY
+            n = emit(ev, n, seq, K.E_EXPIRED, command, side, 0, reason, 0, account, instrument,
+                     order_id_of(st, slot), price, rem, 0)
+            set_label(ev, n, st.ord_label[slot])
+            order_free(st, slot)
+    else:
+        order_free(st, slot)
+    position_release_if_idle(st, position)
+    return n
+
+
+@kernel
+def place_order(st, ev, n, cmds, i):
+    c = cmds[i]
+    seq = c["seq"]
+    account = np.int64(c["account"])
+    reason = check_trader(st, account)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    if not charge_base_gas(st, account):
+        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
+    instrument = np.int64(c["instrument"])
+    if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
+        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
+    side = np.int64(c["side"])
+    order_type = np.int64(c["order_type"])
+    tif = np.int64(c["tif"])
+    flags = np.int64(c["flags"])
+    if side > 1:
+        return reject(st, ev, n, cmds, i, K.R_BAD_SIDE, 0)
+    if order_type > 1:
+        return reject(st, ev, n, cmds, i, K.R_BAD_ORDER_TYPE, 0)
+    if tif > 2:
+        return reject(st, ev, n, cmds, i, K.R_BAD_TIME_IN_FORCE, 0)
+    is_market = order_type == K.MARKET
+    post_only = flags & K.POST_ONLY
+    if (flags & ~K.CLIENT_FLAGS) or ((flags & K.REJECT_POST_ONLY) and not post_only) or (
+            post_only and (is_market or tif != K.GTC)):
+        return reject(st, ev, n, cmds, i, K.R_BAD_FLAGS, 0)
+    status = st.ins_i4[L.I_STATUS, instrument]
+    if status == K.HALTED:
+        return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_HALTED, 0)
+    if status == K.CLOSED:
+        return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_CLOSED, 0)
+    qty = c["qty_lots"]
+    reason = check_quantity(st, instrument, qty)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    price = np.int64(0)
+    if not is_market:
+        price = c["price_ticks"]
+        reason = check_price(st, instrument, price)
+        if reason != K.R_OK:
+            return reject(st, ev, n, cmds, i, reason, 0)
+    if is_market and tif == K.GTC:
+        tif = K.IOC
+    position = position_find(st, account, instrument)
+    if flags & K.REDUCE_ONLY:
+        capacity = reducing_capacity(st, position, side)
+        if capacity == 0:
+            return reject(st, ev, n, cmds, i, K.R_REDUCE_ONLY_WOULD_INCREASE, 0)
+        if capacity < qty:
+            qty = capacity
+    if post_only:
+        price = post_only_price(st, instrument, side, price, flags & K.REJECT_POST_ONLY)
+        if price < 0:
+            return reject(st, ev, n, cmds, i, K.R_POST_ONLY_WOULD_TAKE, 0)
+    if not within_position_limit(st, position, side, qty, 0):
+        return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
+    resting = (not is_market) and tif == K.GTC
+    if resting:
+        if st.acc_i4[L.A_OPEN_ORDERS, account] >= st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]:
+            return reject(st, ev, n, cmds, i, K.R_ACCOUNT_ORDER_LIMIT, 0)
+        if st.ins_i4[L.I_RESTING, instrument] >= st.params[P_MAX_ORDERS_PER_BOOK]:
+            return reject(st, ev, n, cmds, i, K.R_BOOK_ORDER_LIMIT, 0)
+    if st.counters[L.C_ORDERS_LIVE] >= st.params[P_MAX_ORDERS]:
+        return reject(st, ev, n, cmds, i, K.R_ORDER_POOL_FULL, 0)
+    if resting:
+        reason = level_capacity_reason(st, instrument, side, price)
+        if reason != K.R_OK:
+            return reject(st, ev, n, cmds, i, reason, 0)
+    if position == L.NIL and st.counters[L.C_POSITIONS_LIVE] >= st.params[P_MAX_POSITIONS]:
+        return reject(st, ev, n, cmds, i, K.R_POSITION_POOL_FULL, 0)
+    stp_reject = st.acc_i4[L.A_STP, account] == K.STP_REJECT_INCOMING
+    if tif == K.FOK or stp_reject:
+        fillable, gas_needed, own = scan(st, instrument, side, price, is_market, qty, account,
+                                         stp_reject)
+        if own:
+            return reject(st, ev, n, cmds, i, K.R_SELF_TRADE_REJECTED, 0)
+        if tif == K.FOK:
+            if gas_needed > st.acc_i8[L.A_GAS, account]:
+                return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
+            if fillable < qty:
+                return reject(st, ev, n, cmds, i, K.R_FOK_NOT_FILLED, 0)
+    # accepted: from here on the command cannot fail
+    position = position_get_or_create(st, account, instrument)
+    slot = order_alloc(st)
+    st.ord_i8[L.O_PRICE, slot] = price
+    st.ord_i8[L.O_QTY, slot] = qty
+    st.ord_i4[L.O_POSITION, slot] = position
+    st.ord_i4[L.O_META, slot] = side | (flags << 1)
+    st.ord_label[slot] = c["label"]
+    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_PLACE, side, 0, 0, 0, account, instrument,
+             order_id_of(st, slot), price, qty, 0)
+    set_label(ev, n, c["label"])
+    n, rem, stopped = match(st, ev, n, seq, K.K_PLACE, instrument, side, price, is_market, qty,
+                            slot, position, account)
+    return finish_incoming(st, ev, n, seq, K.K_PLACE, slot, instrument, side, price, is_market,
+                           resting, rem, qty, stopped, account, position)
+
+
+@kernel
+def find_own_order(st, account, order_id):
+    """(slot, reason) of a live order owned by ``account``."""
+    slot = order_slot_of(st, order_id)
+    if slot == L.NIL:
+        return L.NIL, K.R_UNKNOWN_ORDER
+    position = st.ord_i4[L.O_POSITION, slot]
+    if st.pos_i4[L.S_ACCOUNT, position] != account:
+        return L.NIL, K.R_NOT_ORDER_OWNER
+    return slot, K.R_OK
+
+
+@kernel
+def cancel_order(st, ev, n, cmds, i):
+    c = cmds[i]
+    seq = c["seq"]
+    account = np.int64(c["account"])
+    reason = check_trader(st, account)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    if not charge_base_gas(st, account):
+        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
+    slot, reason = find_own_order(st, account, np.int64(c["order_id"]))
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    position = st.ord_i4[L.O_POSITION, slot]
+    instrument = np.int64(st.pos_i4[L.S_INSTRUMENT, position])
+    side = np.int64(st.ord_i4[L.O_META, slot] & 1)
+    oid = order_id_of(st, slot)
+    price = st.ord_i8[L.O_PRICE, slot]
+    qty = st.ord_i8[L.O_QTY, slot]
+    label = st.ord_label[slot]
+    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_CANCEL, side, 0, 0, 0, account, instrument, oid,
+             price, qty, 0)
+    set_label(ev, n, label)
+    n = emit(ev, n, seq, K.E_CANCELLED, K.K_CANCEL, side, 0, K.R_CANCEL_BY_USER, 0, account,
+             instrument, oid, price, qty, 0)
+    set_label(ev, n, label)
+    order_remove_and_release(st, slot, instrument, side, position)
+    return n
+
+
+@kernel
+def order_remove_and_release(st, slot, instrument, side, position):
+    order_unlink(st, slot, instrument, side)
+    order_free(st, slot)
+    position_release_if_idle(st, position)
+
+
+@kernel
+def amend_order(st, ev, n, cmds, i):
+    c = cmds[i]
+    seq = c["seq"]
+    account = np.int64(c["account"])
+    reason = check_trader(st, account)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    if not charge_base_gas(st, account):
+        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
+    slot, reason = find_own_order(st, account, np.int64(c["order_id"]))
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    position = st.ord_i4[L.O_POSITION, slot]
+    instrument = np.int64(st.pos_i4[L.S_INSTRUMENT, position])
+    meta = st.ord_i4[L.O_META, slot]
+    side = np.int64(meta & 1)
+    flags = np.int64(meta >> 1)
+    status = st.ins_i4[L.I_STATUS, instrument]
+    if status == K.HALTED:
+        return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_HALTED, 0)
+    qty = c["qty_lots"]
+    reason = check_quantity(st, instrument, qty)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    price = c["price_ticks"]
+    reason = check_price(st, instrument, price)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    if flags & K.REDUCE_ONLY:
+        capacity = reducing_capacity(st, position, side)
+        if capacity == 0:
+            return reject(st, ev, n, cmds, i, K.R_REDUCE_ONLY_WOULD_INCREASE, 0)
+        if capacity < qty:
+            qty = capacity
+    if flags & K.POST_ONLY:
+        price = post_only_price(st, instrument, side, price, flags & K.REJECT_POST_ONLY)
+        if price < 0:
+            return reject(st, ev, n, cmds, i, K.R_POST_ONLY_WOULD_TAKE, 0)
+    old_price = st.ord_i8[L.O_PRICE, slot]
+    old_qty = st.ord_i8[L.O_QTY, slot]
+    if not within_position_limit(st, position, side, qty, old_qty):
+        return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
+    keep = price == old_price and qty <= old_qty
+    if price != old_price:
+        reason = level_capacity_reason(st, instrument, side, price)
+        if reason != K.R_OK:
+            return reject(st, ev, n, cmds, i, reason, 0)
+    if (not keep) and st.acc_i4[L.A_STP, account] == K.STP_REJECT_INCOMING:
+        _, _, own = scan(st, instrument, side, price, False, qty, account, True)
+        if own:
+            return reject(st, ev, n, cmds, i, K.R_SELF_TRADE_REJECTED, 0)
+    oid = order_id_of(st, slot)
+    label = st.ord_label[slot]
+    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_AMEND, side, 0, 0, 0, account, instrument, oid,
+             price, qty, 0)
+    set_label(ev, n, label)
+    n = emit(ev, n, seq, K.E_AMENDED, K.K_AMEND, side, 0, 0, 0, account, instrument, oid,
+             price, qty, 1 if keep else 0)
+    set_label(ev, n, label)
+    if keep:
+        if qty < old_qty:
+            order_shrink(st, slot, instrument, side, old_qty - qty)
+        return n
+    order_unlink(st, slot, instrument, side)
+    st.ord_i8[L.O_PRICE, slot] = price
+    st.ord_i8[L.O_QTY, slot] = qty
+    n, rem, stopped = match(st, ev, n, seq, K.K_AMEND, instrument, side, price, False, qty,
+                            slot, position, account)
+    return finish_incoming(st, ev, n, seq, K.K_AMEND, slot, instrument, side, price, False,
+                           True, rem, qty, stopped, account, position)
+
+
+__all__ = ["amend_order", "cancel_order", "crosses", "place_order", "reject"]

@@ -1,0 +1,274 @@
+"""Mass quote: one command replaces an account's bid and ask on many instruments.
+
+A ``MASS_QUOTE`` header is followed by ``count`` ``QUOTE_LEG`` records. The whole command is
+validated before anything changes; then each leg cancels the account's previous quotes on
+its instrument and places the new ones as post-only orders, each side rejected on its own if
+it would trade. Cost: O(count^2) validation (duplicate check, count <= max_quote_legs) plus
+O(count log levels) placement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from derivex.core import consts as K
+from derivex.core import layout as L
+from derivex.core.book import ladder_search, order_remove, order_rest
+from derivex.core.config import (
+    P_GAS_PER_LEVEL,
+    P_MAX_LEVELS,
+    P_MAX_LEVELS_PER_SIDE,
+    P_MAX_OPEN_ORDERS_PER_ACCOUNT,
+    P_MAX_ORDERS,
+    P_MAX_ORDERS_PER_BOOK,
+    P_MAX_POSITIONS,
+    P_MAX_QUOTE_LEGS,
+)
+from derivex.core.emit import emit, set_label
+from derivex.core.jit import kernel
+from derivex.core.matching import opposite_best_price
+from derivex.core.orders import (
+    charge_base_gas,
+    check_price,
+    check_quantity,
+    check_trader,
+    reject,
+    within_position_limit,
+)
+from derivex.core.pools import (
+    order_alloc,
+    order_id_of,
+    order_slot_of,
+    position_find,
+    position_get_or_create,
+    position_release_if_idle,
+)
+
+
+@kernel
+def mass_quote_span(cmds, i, max_legs):
+    """Records a mass quote at ``i`` consumes: 1 + count if all its legs follow, else 1."""
+    count = np.int64(cmds[i]["count"])
+    if count < 1 or count > max_legs or i + count >= cmds.shape[0]:
+        return 1
+    for j in range(1, count + 1):
+        if cmds[i + j]["kind"] != K.K_QUOTE_LEG:
+            return 1
+    return 1 + count
+
+
+@kernel
+def _live_quote(st, position, field):
+    """Slot of the live quote order referenced by ``field`` of the position, or NIL."""
+    if position == L.NIL:
+        return L.NIL
+    return order_slot_of(st, st.pos_i8[field, position])
+
+
+@kernel
+def _side_qty(st, slot):
+    return st.ord_i8[L.O_QTY, slot] if slot != L.NIL else 0
+
+
+@kernel
+def _validate_leg(st, cmds, i, j, account):
+    """Reason a leg is invalid, else OK."""
+    leg = cmds[i + 1 + j]
+    instrument = np.int64(leg["instrument"])
+    if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
+        return K.R_UNKNOWN_INSTRUMENT
+    status = st.ins_i4[L.I_STATUS, instrument]
+    if status == K.HALTED:
+        return K.R_INSTRUMENT_HALTED
+    if status == K.CLOSED:
+        return K.R_INSTRUMENT_CLOSED
+    for k in range(j):
+        if np.int64(cmds[i + 1 + k]["instrument"]) == instrument:
+            return K.R_DUPLICATE_QUOTE_INSTRUMENT
+    bid_qty = leg["bid_qty_lots"]
+    ask_qty = leg["ask_qty_lots"]
+    if bid_qty < 0 or ask_qty < 0:
+        return K.R_QTY_NOT_POSITIVE
+    if bid_qty > 0:
+        reason = check_quantity(st, instrument, bid_qty)
+        if reason == K.R_OK:
+            reason = check_price(st, instrument, leg["bid_price_ticks"])
+        if reason != K.R_OK:
+            return reason
+    if ask_qty > 0:
+        reason = check_quantity(st, instrument, ask_qty)
+        if reason == K.R_OK:
+            reason = check_price(st, instrument, leg["ask_price_ticks"])
+        if reason != K.R_OK:
+            return reason
+    if bid_qty > 0 and ask_qty > 0 and leg["bid_price_ticks"] >= leg["ask_price_ticks"]:
+        return K.R_CROSSED_QUOTE
+    position = position_find(st, account, instrument)
+    old_bid = _side_qty(st, _live_quote(st, position, L.S_QUOTE_BID))
+    old_ask = _side_qty(st, _live_quote(st, position, L.S_QUOTE_ASK))
+    if not within_position_limit(st, position, K.BUY, bid_qty, old_bid):
+        return K.R_POSITION_LIMIT
+    if not within_position_limit(st, position, K.SELL, ask_qty, old_ask):
+        return K.R_POSITION_LIMIT
+    return K.R_OK
+
+
+@kernel
+def _needs_level(st, instrument, side, price):
+    row = instrument * 2 + side
+    index = ladder_search(st, row, side, price)
+    return not (index < st.ladder_len[row] and st.ladder_price[row, index] == price)
+
+
+@kernel
+def _capacity(st, cmds, i, count, account):
+    """(reason, leg) of the first capacity limit the whole quote would break."""
+    replaced = 0
+    new = 0
+    new_levels = 0
+    new_positions = 0
+    for j in range(count):
+        leg = cmds[i + 1 + j]
+        instrument = np.int64(leg["instrument"])
+        position = position_find(st, account, instrument)
+        replaced_here = 0
+        if _live_quote(st, position, L.S_QUOTE_BID) != L.NIL:
+            replaced_here += 1
+        if _live_quote(st, position, L.S_QUOTE_ASK) != L.NIL:
+            replaced_here += 1
+        new_here = 0
+        for side in range(2):
+            qty = leg["bid_qty_lots"] if side == 0 else leg["ask_qty_lots"]
+            price = leg["bid_price_ticks"] if side == 0 else leg["ask_price_ticks"]
+            if qty > 0:
+                new_here += 1
+                if _needs_level(st, instrument, side, price):
+                    new_levels += 1
+        replaced += replaced_here
+        new += new_here
+        if new_here > 0 and position == L.NIL:
+            new_positions += 1
+    if st.acc_i4[L.A_OPEN_ORDERS, account] - replaced + new > st.params[
+            P_MAX_OPEN_ORDERS_PER_ACCOUNT]:
+        return K.R_ACCOUNT_ORDER_LIMIT, 0
+    for j in range(count):
+        leg = cmds[i + 1 + j]
+        instrument = np.int64(leg["instrument"])
+        position = position_find(st, account, instrument)
+        delta = 0
+        if _live_quote(st, position, L.S_QUOTE_BID) != L.NIL:
+            delta -= 1
+        if _live_quote(st, position, L.S_QUOTE_ASK) != L.NIL:
+            delta -= 1
+        if leg["bid_qty_lots"] > 0:
+            delta += 1
+        if leg["ask_qty_lots"] > 0:
+            delta += 1
+        if st.ins_i4[L.I_RESTING, instrument] + delta > st.params[P_MAX_ORDERS_PER_BOOK]:
+            return K.R_BOOK_ORDER_LIMIT, j
+    if st.counters[L.C_ORDERS_LIVE] - replaced + new > st.params[P_MAX_ORDERS]:
+        return K.R_ORDER_POOL_FULL, 0
+    for j in range(count):
+        leg = cmds[i + 1 + j]
+        instrument = np.int64(leg["instrument"])
+        for side in range(2):
+            qty = leg["bid_qty_lots"] if side == 0 else leg["ask_qty_lots"]
+            price = leg["bid_price_ticks"] if side == 0 else leg["ask_price_ticks"]
+            if qty > 0 and _needs_level(st, instrument, side, price):
+                if st.ladder_len[instrument * 2 + side] >= st.params[P_MAX_LEVELS_PER_SIDE]:
+                    return K.R_BOOK_LEVEL_LIMIT, j
+    if st.counters[L.C_LEVELS_LIVE] + new_levels > st.params[P_MAX_LEVELS]:
+        return K.R_LEVEL_POOL_FULL, 0
+    if st.counters[L.C_POSITIONS_LIVE] + new_positions > st.params[P_MAX_POSITIONS]:
+        return K.R_POSITION_POOL_FULL, 0
+    return K.R_OK, 0
+
+
+@kernel
+def _replace_side(st, ev, n, seq, j, account, instrument, position, side, price, qty, label):
+    field = L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK
+    old = _live_quote(st, position, field)
+    if old != L.NIL:
+        n = emit(ev, n, seq, K.E_CANCELLED, K.K_MASS_QUOTE, side, 0, K.R_CANCEL_QUOTE_REPLACED,
+                 j, account, instrument, order_id_of(st, old), st.ord_i8[L.O_PRICE, old],
+                 st.ord_i8[L.O_QTY, old], 0)
+        set_label(ev, n, st.ord_label[old])
+        order_remove(st, old, instrument, side)
+    st.pos_i8[field, position] = 0
+    return n
+
+
+@kernel
+def _place_side(st, ev, n, seq, j, account, instrument, position, side, price, qty, label):
+    if qty == 0:
+        return n
+    best = opposite_best_price(st, instrument, side)
+    would_take = best != 0 and ((side == K.BUY and price >= best)
+                                or (side == K.SELL and price <= best))
+    if would_take:
+        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, K.R_POST_ONLY_WOULD_TAKE, j,
+                 account, instrument, 0, price, qty, 0)
+        set_label(ev, n, label)
+        return n
+    slot = order_alloc(st)
+    st.ord_i8[L.O_PRICE, slot] = price
+    st.ord_i8[L.O_QTY, slot] = qty
+    st.ord_i4[L.O_POSITION, slot] = position
+    st.ord_i4[L.O_META, slot] = side | ((K.QUOTE | K.POST_ONLY) << 1)
+    st.ord_label[slot] = label
+    order_rest(st, slot, instrument, side)
+    oid = order_id_of(st, slot)
+    st.pos_i8[L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK, position] = oid
+    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_MASS_QUOTE, side, 0, 0, j, account, instrument, oid,
+             price, qty, 0)
+    set_label(ev, n, label)
+    return n
+
+
+@kernel
+def mass_quote(st, ev, n, cmds, i):
+    """Process the mass quote at ``i``; returns ``(n_events, records consumed)``."""
+    c = cmds[i]
+    seq = c["seq"]
+    span = mass_quote_span(cmds, i, st.params[P_MAX_QUOTE_LEGS])
+    account = np.int64(c["account"])
+    reason = check_trader(st, account)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0), span
+    if not charge_base_gas(st, account):
+        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0), span
+    if span == 1:
+        return reject(st, ev, n, cmds, i, K.R_BAD_MASS_QUOTE, 0), span
+    count = span - 1
+    for j in range(count):
+        reason = _validate_leg(st, cmds, i, j, account)
+        if reason != K.R_OK:
+            return reject(st, ev, n, cmds, i, reason, j), span
+    reason, leg_index = _capacity(st, cmds, i, count, account)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, leg_index), span
+    extra = st.params[P_GAS_PER_LEVEL] * 2 * count
+    if st.acc_i8[L.A_GAS, account] < extra:
+        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0), span
+    st.acc_i8[L.A_GAS, account] -= extra
+    label = c["label"]
+    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_MASS_QUOTE, 0, 0, 0, 0, account, 0, 0, 0, count, 0)
+    set_label(ev, n, label)
+    for j in range(count):
+        leg = cmds[i + 1 + j]
+        instrument = np.int64(leg["instrument"])
+        bid_qty = leg["bid_qty_lots"]
+        ask_qty = leg["ask_qty_lots"]
+        position = position_find(st, account, instrument)
+        if position == L.NIL:
+            if bid_qty == 0 and ask_qty == 0:
+                continue
+            position = position_get_or_create(st, account, instrument)
+        n = _replace_side(st, ev, n, seq, j, account, instrument, position, K.BUY, 0, 0, label)
+        n = _replace_side(st, ev, n, seq, j, account, instrument, position, K.SELL, 0, 0, label)
+        n = _place_side(st, ev, n, seq, j, account, instrument, position, K.BUY,
+                        leg["bid_price_ticks"], bid_qty, label)
+        n = _place_side(st, ev, n, seq, j, account, instrument, position, K.SELL,
+                        leg["ask_price_ticks"], ask_qty, label)
+        position_release_if_idle(st, position)
+    return n, span

@@ -1,0 +1,350 @@
+"""Record layouts, type codes and reason codes: the one place they are defined.
+
+Every command and event is a fixed-size (64-byte) little-endian record. Some
+fields are *aliases*: several names over the same bytes, so each command kind
+reads its payload under a name that carries its unit (``amount_units`` for a
+deposit, ``strike_ticks`` for an instrument). The table in ``COMMAND_FIELDS``
+documents which names each kind uses.
+
+Codes are part of the wire and journal format: they are never renumbered and
+never reused. New codes are appended inside their band.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+RECORD_BYTES = 64
+
+
+def _layout(fields: list[tuple[str, str, int]]) -> np.dtype:
+    return np.dtype(
+        {
+            "names": [name for name, _, _ in fields],
+            "formats": [fmt for _, fmt, _ in fields],
+            "offsets": [offset for _, _, offset in fields],
+            "itemsize": RECORD_BYTES,
+        }
+    )
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+COMMAND_DTYPE = _layout(
+    [
+        # header, common to every kind
+        ("seq", "<u8", 0),  # sequence number, assigned by the sequencer
+        ("ts_ns", "<i8", 8),  # sequencer timestamp, nanoseconds since the epoch
+        ("kind", "u1", 16),  # CommandKind
+        ("side", "u1", 17),  # Side (orders)
+        ("order_type", "u1", 18),  # OrderType
+        ("tif", "u1", 19),  # TimeInForce
+        ("flags", "u1", 20),  # OrderFlag bits
+        ("stp", "u1", 21),  # SelfTradePrevention (create/set account)
+        ("count", "<u2", 22),  # number of QUOTE_LEG records after a MASS_QUOTE
+        ("account", "<u4", 24),
+        ("instrument", "<u4", 28),
+        ("order_id", "<u8", 32),  # target of cancel / amend
+        ("price_ticks", "<i8", 40),
+        ("qty_lots", "<i8", 48),
+        ("label", "<u8", 56),  # client label, echoed in events
+        # aliases: deposit / withdraw
+        ("amount_units", "<i8", 48),
+        # aliases: QUOTE_LEG (instrument at 28)
+        ("bid_price_ticks", "<i8", 32),
+        ("bid_qty_lots", "<i8", 40),
+        ("ask_price_ticks", "<i8", 48),
+        ("ask_qty_lots", "<i8", 56),
+        # aliases: ADD_INSTRUMENT
+        ("instrument_kind", "u1", 17),
+        ("option_type", "u1", 18),
+        ("underlying", "<u2", 22),
+        ("tick_size_ticks", "<u4", 24),
+        ("expiry_ts_ns", "<i8", 32),
+        ("strike_ticks", "<i8", 40),
+        ("min_trade_lots", "<u4", 48),
+        ("contract_value_units", "<u4", 52),  # collateral units per tick x lot
+        ("maker_fee_ppm", "<i4", 56),
+        ("taker_fee_ppm", "<i4", 60),
+    ]
+)
+
+
+class CommandKind(IntEnum):
+    NOOP = 0
+    CREATE_ACCOUNT = 1
+    DEPOSIT = 2
+    WITHDRAW = 3
+    SET_ACCOUNT = 4
+    ADD_INSTRUMENT = 10
+    HALT_INSTRUMENT = 11
+    RESUME_INSTRUMENT = 12
+    CLOSE_INSTRUMENT = 13
+    PLACE_ORDER = 20
+    CANCEL_ORDER = 21
+    AMEND_ORDER = 22
+    CANCEL_ALL = 23
+    CANCEL_ALL_INSTRUMENT = 24
+    MASS_QUOTE = 25
+    QUOTE_LEG = 26
+    TIME = 30
+
+
+#: Whether a command kind can change state (journal writers may drop the others).
+COMMAND_MUTATES: dict[CommandKind, bool] = {
+    CommandKind.NOOP: False,
+    CommandKind.CREATE_ACCOUNT: True,
+    CommandKind.DEPOSIT: True,
+    CommandKind.WITHDRAW: True,
+    CommandKind.SET_ACCOUNT: True,
+    CommandKind.ADD_INSTRUMENT: True,
+    CommandKind.HALT_INSTRUMENT: True,
+    CommandKind.RESUME_INSTRUMENT: True,
+    CommandKind.CLOSE_INSTRUMENT: True,
+    CommandKind.PLACE_ORDER: True,
+    CommandKind.CANCEL_ORDER: True,
+    CommandKind.AMEND_ORDER: True,
+    CommandKind.CANCEL_ALL: True,
+    CommandKind.CANCEL_ALL_INSTRUMENT: True,
+    CommandKind.MASS_QUOTE: True,
+    CommandKind.QUOTE_LEG: True,
+    CommandKind.TIME: True,
+}
+
+#: Payload field names each command kind reads (documentation and validation aid).
+COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
+    CommandKind.NOOP: (),
+    CommandKind.CREATE_ACCOUNT: ("stp",),
+    CommandKind.DEPOSIT: ("account", "amount_units"),
+    CommandKind.WITHDRAW: ("account", "amount_units"),
+    CommandKind.SET_ACCOUNT: ("account", "stp"),
+    CommandKind.ADD_INSTRUMENT: (
+        "instrument_kind", "option_type", "underlying", "tick_size_ticks", "expiry_ts_ns",
+        "strike_ticks", "min_trade_lots", "contract_value_units", "maker_fee_ppm",
+        "taker_fee_ppm",
+    ),
+    CommandKind.HALT_INSTRUMENT: ("instrument",),
+    CommandKind.RESUME_INSTRUMENT: ("instrument",),
+    CommandKind.CLOSE_INSTRUMENT: ("instrument",),
+    CommandKind.PLACE_ORDER: (
+        "account", "instrument", "side", "order_type", "tif", "flags", "price_ticks",
+        "qty_lots", "label",
+    ),
+    CommandKind.CANCEL_ORDER: ("account", "order_id"),
+    CommandKind.AMEND_ORDER: ("account", "order_id", "price_ticks", "qty_lots"),
+    CommandKind.CANCEL_ALL: ("account",),
+    CommandKind.CANCEL_ALL_INSTRUMENT: ("account", "instrument"),
+    CommandKind.MASS_QUOTE: ("account", "count", "label"),
+    CommandKind.QUOTE_LEG: (
+        "instrument", "bid_price_ticks", "bid_qty_lots", "ask_price_ticks", "ask_qty_lots",
+    ),
+    CommandKind.TIME: (),
+}
+
+
+class Side(IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class OrderType(IntEnum):
+    LIMIT = 0
+    MARKET = 1
+
+
+class TimeInForce(IntEnum):
+    GTC = 0
+    IOC = 1
+    FOK = 2
+
+
+class OrderFlag(IntEnum):
+    POST_ONLY = 1
+    REJECT_POST_ONLY = 2  # with POST_ONLY: reject instead of repricing
+    REDUCE_ONLY = 4
+    QUOTE = 8  # set by the engine on mass-quote orders; not accepted from clients
+
+
+CLIENT_ORDER_FLAGS = OrderFlag.POST_ONLY | OrderFlag.REJECT_POST_ONLY | OrderFlag.REDUCE_ONLY
+
+
+class SelfTradePrevention(IntEnum):
+    CANCEL_RESTING = 0  # the resting own order is cancelled, matching continues
+    REJECT_INCOMING = 1  # the incoming order is rejected whole, nothing changes
+
+
+class InstrumentKind(IntEnum):
+    PERPETUAL = 1
+    OPTION = 2
+
+
+class OptionType(IntEnum):
+    NONE = 0
+    CALL = 1
+    PUT = 2
+
+
+class InstrumentStatus(IntEnum):
+    UNUSED = 0
+    ACTIVE = 1
+    HALTED = 2
+    CLOSED = 3
+
+
+class Underlying(IntEnum):
+    BTC = 1
+    ETH = 2
+    SOL = 3
+
+
+class SystemAccount(IntEnum):
+    """Accounts created with the engine; they hold real balances and never trade."""
+
+    FEE_POOL = 0
+    INSURANCE_FUND = 1
+    PNL_CLEARING = 2  # counterpart of realised perpetual P&L (see docs/core-semantics.md)
+
+
+SYSTEM_ACCOUNTS = len(SystemAccount)
+
+
+# --------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------
+
+EVENT_DTYPE = _layout(
+    [
+        ("seq", "<u8", 0),  # seq of the command that produced the event
+        ("kind", "u1", 8),  # EventKind
+        ("command", "u1", 9),  # CommandKind of that command
+        ("side", "u1", 10),
+        ("liquidity", "u1", 11),  # Liquidity (fills)
+        ("reason", "<u2", 12),  # Reason
+        ("leg", "<u2", 14),  # mass-quote leg index
+        ("account", "<u4", 16),
+        ("instrument", "<u4", 20),
+        ("order_id", "<u8", 24),
+        ("price_ticks", "<i8", 32),
+        ("qty_lots", "<i8", 40),
+        ("a", "<i8", 48),  # kind-specific, see aliases
+        ("b", "<i8", 56),  # kind-specific, see aliases
+        # aliases
+        ("label", "<u8", 56),  # ACCEPTED, REJECTED, AMENDED, CANCELLED, EXPIRED
+        ("fee_units", "<i8", 48),  # FILLED
+        ("remaining_lots", "<i8", 56),  # FILLED: resting/remaining qty of this order after the fill
+        ("cash_units", "<i8", 48),  # POSITION, BALANCE: balance change excluding fees
+        ("balance_units", "<i8", 56),  # POSITION, BALANCE: balance after the event
+        ("position_lots", "<i8", 40),  # POSITION: position after the fill
+        ("basis_units", "<i8", 32),  # POSITION: signed entry value after the fill
+        ("status", "<i8", 48),  # INSTRUMENT_STATUS, ACCOUNT_CREATED (stp mode)
+    ]
+)
+
+
+class EventKind(IntEnum):
+    ACCEPTED = 1  # the command passed validation; its consequences follow
+    REJECTED = 2  # the command changed nothing (except its gas charge)
+    FILLED = 3  # one side of a trade
+    CANCELLED = 4  # a resting order left the book; qty_lots = cancelled remainder
+    EXPIRED = 5  # the unfilled remainder of a non-resting order
+    AMENDED = 6
+    POSITION = 7  # position and balance of one side after a fill
+    BALANCE = 8  # deposit / withdrawal
+    ACCOUNT_CREATED = 9
+    INSTRUMENT_STATUS = 10  # added, halted, resumed, closed
+
+
+class Liquidity(IntEnum):
+    NONE = 0
+    MAKER = 1
+    TAKER = 2
+
+
+class Reason(IntEnum):
+    """Reject and cancel reasons, banded by subsystem. Never renumbered."""
+
+    OK = 0
+    # validation 100-199
+    UNKNOWN_COMMAND = 100
+    BAD_SIDE = 101
+    BAD_ORDER_TYPE = 102
+    BAD_TIME_IN_FORCE = 103
+    BAD_FLAGS = 104
+    QTY_NOT_POSITIVE = 105
+    PRICE_NOT_POSITIVE = 106
+    PRICE_OFF_TICK = 107
+    QTY_OFF_STEP = 108
+    QTY_TOO_LARGE = 109
+    PRICE_TOO_LARGE = 110
+    OVERFLOW = 111
+    UNKNOWN_INSTRUMENT = 112
+    UNKNOWN_ACCOUNT = 113
+    UNKNOWN_ORDER = 114
+    NOT_ORDER_OWNER = 115
+    BAD_MASS_QUOTE = 116
+    ORPHAN_QUOTE_LEG = 117
+    BAD_INSTRUMENT_PARAMS = 118
+    AMOUNT_NOT_POSITIVE = 119
+    SYSTEM_ACCOUNT = 120
+    BAD_STP_MODE = 121
+    DUPLICATE_QUOTE_INSTRUMENT = 122
+    CROSSED_QUOTE = 123
+    # risk 200-299
+    INSUFFICIENT_FUNDS = 200
+    POSITION_LIMIT = 201
+    # matching 300-399
+    POST_ONLY_WOULD_TAKE = 300
+    FOK_NOT_FILLED = 301
+    REDUCE_ONLY_WOULD_INCREASE = 302
+    SELF_TRADE_REJECTED = 303
+    NO_LIQUIDITY = 304
+    CANCEL_BY_USER = 350
+    CANCEL_IOC_REMAINDER = 351
+    CANCEL_SELF_TRADE = 352
+    CANCEL_REDUCE_ONLY = 353
+    CANCEL_GAS = 354
+    CANCEL_INSTRUMENT_CLOSED = 355
+    CANCEL_QUOTE_REPLACED = 356
+    CANCEL_ALL = 357
+    # account 400-499
+    BALANCE_LIMIT = 400
+    # admin 500-599
+    INSTRUMENT_HALTED = 500
+    INSTRUMENT_CLOSED = 501
+    INSTRUMENT_NOT_HALTED = 502
+    INSTRUMENT_NOT_ACTIVE = 503
+    # capacity 600-699
+    ORDER_POOL_FULL = 600
+    LEVEL_POOL_FULL = 601
+    ACCOUNT_POOL_FULL = 602
+    INSTRUMENT_POOL_FULL = 603
+    POSITION_POOL_FULL = 604
+    ACCOUNT_ORDER_LIMIT = 605
+    BOOK_ORDER_LIMIT = 606
+    GAS_EXHAUSTED = 607
+    BOOK_LEVEL_LIMIT = 608
+
+
+def reason_band(reason: int) -> str:
+    """Name of the subsystem band a reason code belongs to."""
+    bands = ((0, "ok"), (100, "validation"), (200, "risk"), (300, "matching"),
+             (400, "account"), (500, "admin"), (600, "capacity"))
+    name = "unknown"
+    for start, band in bands:
+        if reason >= start:
+            name = band
+    return name
+
+
+def command_array(n: int) -> np.ndarray:
+    """Zeroed array of ``n`` command records."""
+    return np.zeros(n, dtype=COMMAND_DTYPE)
+
+
+def event_array(n: int) -> np.ndarray:
+    """Zeroed array of ``n`` event records."""
+    return np.zeros(n, dtype=EVENT_DTYPE)

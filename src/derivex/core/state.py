@@ -1,0 +1,290 @@
+"""Engine state: preallocated structure-of-arrays pools, their growth, and the
+canonical view and hash of the state.
+
+Everything the kernel reads or writes lives in one ``State`` (a named tuple of numpy arrays)
+so a batch is a single compiled call. Pools grow only between batches (``grow``); a grown
+state is indistinguishable from the old one in ``canonical``/``state_hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from derivex.core import layout as L
+from derivex.core.config import (
+    P_MAX_ACCOUNTS,
+    P_MAX_INSTRUMENTS,
+    P_MAX_LEVELS,
+    P_MAX_LEVELS_PER_SIDE,
+    P_MAX_ORDERS,
+    P_MAX_POSITIONS,
+    EngineConfig,
+)
+from derivex.core.records import SYSTEM_ACCOUNTS, Side
+
+
+class State(NamedTuple):
+    params: np.ndarray  # int64[PARAM_COUNT]
+    counters: np.ndarray  # int64[COUNTER_COUNT]
+    acc_i8: np.ndarray  # int64[ACCOUNT_I8_FIELDS, accounts]
+    acc_i4: np.ndarray  # int32[ACCOUNT_I4_FIELDS, accounts]
+    ins_i8: np.ndarray
+    ins_i4: np.ndarray
+    pos_i8: np.ndarray
+    pos_i4: np.ndarray
+    pos_free: np.ndarray  # int32[positions] free stack
+    hash_key: np.ndarray  # int64[2^k] (account << 32 | instrument) + 1, 0 = empty
+    hash_val: np.ndarray  # int32[2^k] position slot
+    ord_i8: np.ndarray
+    ord_i4: np.ndarray
+    ord_label: np.ndarray  # uint64[orders]
+    ord_free: np.ndarray  # int32[orders] free stack
+    lvl_i8: np.ndarray
+    lvl_i4: np.ndarray
+    lvl_free: np.ndarray
+    ladder_price: np.ndarray  # int64[instruments * 2, levels_per_side]; best level last
+    ladder_level: np.ndarray  # int32[instruments * 2, levels_per_side]
+    ladder_len: np.ndarray  # int32[instruments * 2]
+    scan_used: np.ndarray  # int64[accounts] scratch for the liquidity scan
+    scan_accounts: np.ndarray  # int32[accounts] scratch: accounts touched by a scan
+
+
+def _pool(fields: int, capacity: int, dtype: Any, fill: int = 0) -> np.ndarray:
+    return np.full((fields, capacity), fill, dtype=dtype)
+
+
+def allocate(config: EngineConfig) -> State:
+    """A fresh state with the system accounts created. Cost: O(initial capacities)."""
+    accounts, instruments = config.initial_accounts, config.initial_instruments
+    orders, levels, positions = config.initial_orders, config.initial_levels, config.initial_positions
+    per_side = config.initial_levels_per_side
+    table = 1 << max(4, (2 * positions - 1).bit_length())
+    counters = np.zeros(L.COUNTER_COUNT, dtype=np.int64)
+    counters[L.C_ACCOUNT_HWM] = SYSTEM_ACCOUNTS
+    state = State(
+        params=config.params(),
+        counters=counters,
+        acc_i8=_pool(L.ACCOUNT_I8_FIELDS, accounts, np.int64),
+        acc_i4=_pool(L.ACCOUNT_I4_FIELDS, accounts, np.int32),
+        ins_i8=_pool(L.INSTRUMENT_I8_FIELDS, instruments, np.int64),
+        ins_i4=_pool(L.INSTRUMENT_I4_FIELDS, instruments, np.int32),
+        pos_i8=_pool(L.POSITION_I8_FIELDS, positions, np.int64),
+        pos_i4=_pool(L.POSITION_I4_FIELDS, positions, np.int32, L.NIL),
+        pos_free=np.zeros(positions, dtype=np.int32),
+        hash_key=np.zeros(table, dtype=np.int64),
+        hash_val=np.full(table, L.NIL, dtype=np.int32),
+        ord_i8=_pool(L.ORDER_I8_FIELDS, orders, np.int64),
+        ord_i4=_pool(L.ORDER_I4_FIELDS, orders, np.int32, L.NIL),
+        ord_label=np.zeros(orders, dtype=np.uint64),
+        ord_free=np.zeros(orders, dtype=np.int32),
+        lvl_i8=_pool(L.LEVEL_I8_FIELDS, levels, np.int64),
+        lvl_i4=_pool(L.LEVEL_I4_FIELDS, levels, np.int32, L.NIL),
+        lvl_free=np.zeros(levels, dtype=np.int32),
+        ladder_price=np.zeros((instruments * 2, per_side), dtype=np.int64),
+        ladder_level=np.full((instruments * 2, per_side), L.NIL, dtype=np.int32),
+        ladder_len=np.zeros(instruments * 2, dtype=np.int32),
+        scan_used=np.zeros(accounts, dtype=np.int64),
+        scan_accounts=np.zeros(accounts, dtype=np.int32),
+    )
+    state.acc_i4[L.A_POSITION_HEAD, :] = L.NIL
+    for account in range(SYSTEM_ACCOUNTS):
+        state.acc_i4[L.A_STATUS, account] = 1
+    return state
+
+
+def _widen(array: np.ndarray, capacity: int, fill: int) -> np.ndarray:
+    shape = array.shape[:-1] + (capacity,)
+    grown = np.full(shape, fill, dtype=array.dtype)
+    grown[..., : array.shape[-1]] = array
+    return grown
+
+
+def _next_capacity(current: int, needed: int, maximum: int) -> int:
+    capacity = current
+    while capacity < needed:
+        capacity *= 2
+    return min(capacity, maximum)
+
+
+def _rehash(pos_i4: np.ndarray, live_slots: np.ndarray, table: int) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.zeros(table, dtype=np.int64)
+    values = np.full(table, L.NIL, dtype=np.int32)
+    # insertion in slot order; lookups do not depend on the order (linear probing)
+    from derivex.core.pools import hash_insert
+
+    for slot in live_slots:
+        account = int(pos_i4[L.S_ACCOUNT, slot])
+        instrument = int(pos_i4[L.S_INSTRUMENT, slot])
+        hash_insert(keys, values, account, instrument, int(slot))
+    return keys, values
+
+
+def grow(state: State, headroom: int = 1) -> State:
+    """Return a state whose pools each have at least ``headroom`` free slots (up to the
+    configured maxima), doubling as needed. Cost: O(capacity) for each pool that grows."""
+    s = state._asdict()
+    p, c = state.params, state.counters
+
+    def free_slots(capacity: int, hwm_index: int, free_top_index: int) -> int:
+        return int(c[free_top_index]) + capacity - int(c[hwm_index])
+
+    orders = state.ord_label.shape[0]
+    if free_slots(orders, L.C_ORDER_HWM, L.C_ORDER_FREE_TOP) < headroom and orders < p[P_MAX_ORDERS]:
+        new = _next_capacity(orders, int(c[L.C_ORDER_HWM]) + headroom, int(p[P_MAX_ORDERS]))
+        s["ord_i8"] = _widen(state.ord_i8, new, 0)
+        s["ord_i4"] = _widen(state.ord_i4, new, L.NIL)
+        s["ord_label"] = _widen(state.ord_label, new, 0)
+        s["ord_free"] = _widen(state.ord_free, new, 0)
+    levels = state.lvl_free.shape[0]
+    if free_slots(levels, L.C_LEVEL_HWM, L.C_LEVEL_FREE_TOP) < headroom and levels < p[P_MAX_LEVELS]:
+        new = _next_capacity(levels, int(c[L.C_LEVEL_HWM]) + headroom, int(p[P_MAX_LEVELS]))
+        s["lvl_i8"] = _widen(state.lvl_i8, new, 0)
+        s["lvl_i4"] = _widen(state.lvl_i4, new, L.NIL)
+        s["lvl_free"] = _widen(state.lvl_free, new, 0)
+    positions = state.pos_free.shape[0]
+    if (free_slots(positions, L.C_POSITION_HWM, L.C_POSITION_FREE_TOP) < headroom
+            and positions < p[P_MAX_POSITIONS]):
+        new = _next_capacity(positions, int(c[L.C_POSITION_HWM]) + headroom, int(p[P_MAX_POSITIONS]))
+        s["pos_i8"] = _widen(state.pos_i8, new, 0)
+        s["pos_i4"] = _widen(state.pos_i4, new, L.NIL)
+        s["pos_free"] = _widen(state.pos_free, new, 0)
+        table = 1 << max(4, (2 * new - 1).bit_length())
+        live = np.flatnonzero(s["pos_i4"][L.S_LIVE] == 1)
+        s["hash_key"], s["hash_val"] = _rehash(s["pos_i4"], live, table)
+    accounts = state.acc_i8.shape[1]
+    if int(c[L.C_ACCOUNT_HWM]) + headroom > accounts and accounts < p[P_MAX_ACCOUNTS]:
+        new = _next_capacity(accounts, int(c[L.C_ACCOUNT_HWM]) + headroom, int(p[P_MAX_ACCOUNTS]))
+        s["acc_i8"] = _widen(state.acc_i8, new, 0)
+        s["acc_i4"] = _widen(state.acc_i4, new, 0)
+        s["acc_i4"][L.A_POSITION_HEAD, accounts:] = L.NIL
+        s["scan_used"] = _widen(state.scan_used, new, 0)
+        s["scan_accounts"] = _widen(state.scan_accounts, new, 0)
+    instruments = state.ins_i8.shape[1]
+    if int(c[L.C_INSTRUMENT_HWM]) + headroom > instruments and instruments < p[P_MAX_INSTRUMENTS]:
+        new = _next_capacity(instruments, int(c[L.C_INSTRUMENT_HWM]) + headroom,
+                             int(p[P_MAX_INSTRUMENTS]))
+        s["ins_i8"] = _widen(state.ins_i8, new, 0)
+        s["ins_i4"] = _widen(state.ins_i4, new, 0)
+        rows = s["ladder_price"].shape[1]
+        s["ladder_price"] = np.vstack([state.ladder_price, np.zeros((2 * (new - instruments), rows), np.int64)])
+        s["ladder_level"] = np.vstack([state.ladder_level,
+                                       np.full((2 * (new - instruments), rows), L.NIL, np.int32)])
+        s["ladder_len"] = _widen(state.ladder_len, 2 * new, 0)
+    per_side = state.ladder_price.shape[1]
+    if (int(np.max(s["ladder_len"], initial=0)) + headroom > per_side
+            and per_side < p[P_MAX_LEVELS_PER_SIDE]):
+        new = _next_capacity(per_side, int(np.max(s["ladder_len"])) + headroom,
+                             int(p[P_MAX_LEVELS_PER_SIDE]))
+        s["ladder_price"] = _widen(s["ladder_price"], new, 0)
+        s["ladder_level"] = _widen(s["ladder_level"], new, L.NIL)
+    return State(**s)
+
+
+def order_id(state: State, slot: int) -> int:
+    return (int(state.ord_i8[L.O_GENERATION, slot]) << 32) | slot
+
+
+def book_side(state: State, instrument: int, side: int) -> list[tuple[int, list[tuple[int, int, int, int, int]]]]:
+    """Levels of one side, best first: ``[(price, [(order_id, account, qty, flags, label)])]``."""
+    row = instrument * 2 + side
+    result = []
+    for index in range(int(state.ladder_len[row]) - 1, -1, -1):
+        level = int(state.ladder_level[row, index])
+        orders = []
+        slot = int(state.lvl_i4[L.L_HEAD, level])
+        while slot != L.NIL:
+            position = int(state.ord_i4[L.O_POSITION, slot])
+            orders.append((
+                order_id(state, slot),
+                int(state.pos_i4[L.S_ACCOUNT, position]),
+                int(state.ord_i8[L.O_QTY, slot]),
+                int(state.ord_i4[L.O_META, slot]) >> 1,
+                int(state.ord_label[slot]),
+            ))
+            slot = int(state.ord_i4[L.O_NEXT, slot])
+        result.append((int(state.lvl_i8[L.L_PRICE, level]), orders))
+    return result
+
+
+def next_order_ids(state: State, count: int = 3) -> list[int]:
+    """Ids the next ``count`` new orders would receive."""
+    ids = []
+    top = int(state.counters[L.C_ORDER_FREE_TOP])
+    hwm = int(state.counters[L.C_ORDER_HWM])
+    for _ in range(count):
+        if top > 0:
+            top -= 1
+            slot = int(state.ord_free[top])
+        else:
+            slot = hwm
+            hwm += 1
+        generation = int(state.ord_i8[L.O_GENERATION, slot]) if slot < state.ord_label.shape[0] else 0
+        ids.append(((generation + 1) << 32) | slot)
+    return ids
+
+
+def canonical(state: State) -> dict[str, Any]:
+    """The state as plain Python values, independent of pool capacities and slot layout
+    (except order ids, which are part of the contract). Cost: O(live state)."""
+    c = state.counters
+    accounts = []
+    for account in range(int(c[L.C_ACCOUNT_HWM])):
+        accounts.append((
+            account,
+            int(state.acc_i8[L.A_BALANCE, account]),
+            int(state.acc_i4[L.A_STP, account]),
+            int(state.acc_i4[L.A_OPEN_ORDERS, account]),
+            int(state.acc_i8[L.A_GAS, account]),
+            int(state.acc_i8[L.A_GAS_TS, account]),
+        ))
+    instruments = []
+    books = {}
+    for instrument in range(int(c[L.C_INSTRUMENT_HWM])):
+        i8, i4 = state.ins_i8[:, instrument], state.ins_i4[:, instrument]
+        instruments.append((
+            instrument, int(i4[L.I_KIND]), int(i4[L.I_OPTION_TYPE]), int(i4[L.I_UNDERLYING]),
+            int(i4[L.I_STATUS]), int(i8[L.I_STRIKE]), int(i8[L.I_EXPIRY]), int(i8[L.I_TICK]),
+            int(i8[L.I_MIN_LOTS]), int(i8[L.I_CONTRACT_VALUE]), int(i8[L.I_MAKER_FEE]),
+            int(i8[L.I_TAKER_FEE]), int(i8[L.I_MAX_PRICE]), int(i4[L.I_RESTING]),
+        ))
+        books[instrument] = {
+            "bids": book_side(state, instrument, Side.BUY),
+            "asks": book_side(state, instrument, Side.SELL),
+        }
+    positions = []
+    for slot in np.flatnonzero(state.pos_i4[L.S_LIVE] == 1):
+        positions.append((
+            int(state.pos_i4[L.S_ACCOUNT, slot]), int(state.pos_i4[L.S_INSTRUMENT, slot]),
+            int(state.pos_i8[L.S_QTY, slot]), int(state.pos_i8[L.S_BASIS, slot]),
+            int(state.pos_i8[L.S_OPEN_BUY, slot]), int(state.pos_i8[L.S_OPEN_SELL, slot]),
+            int(state.pos_i4[L.S_ORDERS, slot]),
+        ))
+    positions.sort()
+    return {
+        "clock_ns": int(c[L.C_CLOCK_NS]),
+        "total_deposits": int(c[L.C_TOTAL_DEPOSITS]),
+        "total_withdrawals": int(c[L.C_TOTAL_WITHDRAWALS]),
+        "accounts": accounts,
+        "instruments": instruments,
+        "positions": positions,
+        "books": books,
+        "next_order_ids": next_order_ids(state),
+    }
+
+
+def state_hash(state: State) -> str:
+    """SHA-256 over the canonical state and the order free stack (which fixes future order
+    ids). Identical for identical command logs, across processes and pool growth."""
+    digest = hashlib.sha256()
+    digest.update(b"derivex-state-v1")
+    digest.update(state.params.astype("<i8").tobytes())
+    view = canonical(state)
+    digest.update(repr(view).encode())
+    top = int(state.counters[L.C_ORDER_FREE_TOP])
+    digest.update(state.ord_free[:top].astype("<i4").tobytes())
+    hwm = int(state.counters[L.C_ORDER_HWM])
+    digest.update(state.ord_i8[L.O_GENERATION, :hwm].astype("<i8").tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,439 @@
+"""Single-producer / single-consumer ring of fixed-size records in shared memory.
+
+Sequence counters are monotonic int64s: ``head`` (records published by the
+producer) and ``tail`` (records released by the consumer), each on its own
+cache line (see :mod:`.segment`).  Record ``s`` lives in slot
+``s & (capacity - 1)``.  The producer publishes with a release store of
+``head`` after writing the slots; the consumer acquire-loads ``head`` before
+reading them, and releases slots with a release store of ``tail`` that the
+producer acquire-loads before overwriting.  Each side keeps a process-local
+cache of the other side's counter (``local``) so that the shared line is only
+touched when the cached value says the ring looks full / empty.
+
+njit API (pass ``ring.ctrl``, ``ring.local``, ``ring.raw``; ``slot`` indexes
+``ring.records`` / ``ring.raw`` in units of ``ring.record_size`` bytes)::
+
+    slot, n = spsc_try_claim(ctrl, local, want)            # n may be 0
+    slot, n = spsc_claim(ctrl, local, want, wparams, deadline_ns)  # n == 0: timeout
+    spsc_publish(ctrl, local, n)
+    slot, n = spsc_try_peek(ctrl, local, want)
+    slot, n = spsc_peek(ctrl, local, want, wparams, deadline_ns)   # 0 timeout, -1 EOF
+    spsc_release(ctrl, local, n)
+    k = spsc_push(ctrl, local, raw, src_bytes, wparams, deadline_ns)  # records copied in
+    k = spsc_pop(ctrl, local, raw, dst_bytes, wparams, deadline_ns)   # 0 timeout, -1 EOF
+
+Claims and peeks never wrap: they return at most the contiguous run up to the
+end of the buffer, so a batch may come back in two pieces.  Only one process
+(thread) may act as producer and one as consumer at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from numba import njit
+
+from .atomics import atomic_load, atomic_store, load_acquire, store_release
+from .segment import (
+    KIND_SPSC,
+    LINE_WORDS,
+    RingTimeout,
+    Segment,
+    remove_stale,
+)
+from .wait import WaitStrategy, deadline_after, resolve, slice_deadline, wait_step
+
+__all__ = [
+    "SpscRing",
+    "spsc_claim",
+    "spsc_peek",
+    "spsc_pop",
+    "spsc_publish",
+    "spsc_push",
+    "spsc_release",
+    "spsc_try_claim",
+    "spsc_try_peek",
+]
+
+# shared control words
+S_HEAD = 0
+S_TAIL = LINE_WORDS
+S_DONE = 2 * LINE_WORDS
+SPSC_CTRL_LINES = 3
+# process-local words
+L_HEAD, L_CTAIL, L_TAIL, L_CHEAD, L_CAP, L_SIZE = range(6)
+EOF = -1
+
+
+@njit(cache=True, nogil=True)
+def copy_bytes(dst, dst_off, src, src_off, nbytes):
+    """``dst[dst_off:dst_off+nbytes] = src[src_off:...]`` (compiles to memcpy)."""
+    for i in range(nbytes):
+        dst[dst_off + i] = src[src_off + i]
+
+
+@njit(cache=True, nogil=True)
+def spsc_try_claim(ctrl, local, want):
+    head = local[L_HEAD]
+    cap = local[L_CAP]
+    slot = head & (cap - 1)
+    want = min(want, cap - slot)
+    free = cap - (head - local[L_CTAIL])
+    if free < want:
+        local[L_CTAIL] = load_acquire(ctrl, S_TAIL)
+        free = cap - (head - local[L_CTAIL])
+    return slot, max(0, min(want, free))
+
+
+@njit(cache=True, nogil=True)
+def spsc_claim(ctrl, local, want, wparams, deadline_ns):
+    slot, n = spsc_try_claim(ctrl, local, want)
+    i = 0
+    while n == 0 and want > 0:
+        if not wait_step(wparams, i, deadline_ns):
+            break
+        i += 1
+        slot, n = spsc_try_claim(ctrl, local, want)
+    return slot, n
+
+
+@njit(cache=True, nogil=True)
+def spsc_publish(ctrl, local, n):
+    local[L_HEAD] += n
+    store_release(ctrl, S_HEAD, local[L_HEAD])
+
+
+@njit(cache=True, nogil=True)
+def spsc_try_peek(ctrl, local, want):
+    tail = local[L_TAIL]
+    cap = local[L_CAP]
+    slot = tail & (cap - 1)
+    want = min(want, cap - slot)
+    avail = local[L_CHEAD] - tail
+    if avail < want:
+        local[L_CHEAD] = load_acquire(ctrl, S_HEAD)
+        avail = local[L_CHEAD] - tail
+    return slot, max(0, min(want, avail))
+
+
+@njit(cache=True, nogil=True)
+def spsc_peek(ctrl, local, want, wparams, deadline_ns):
+    slot, n = spsc_try_peek(ctrl, local, want)
+    i = 0
+    while n == 0 and want > 0:
+        if load_acquire(ctrl, S_DONE) != 0:
+            # head was stored before done: re-reading it now sees the final value
+            slot, n = spsc_try_peek(ctrl, local, want)
+            return slot, (n if n > 0 else EOF)
+        if not wait_step(wparams, i, deadline_ns):
+            break
+        i += 1
+        slot, n = spsc_try_peek(ctrl, local, want)
+    return slot, n
+
+
+@njit(cache=True, nogil=True)
+def spsc_release(ctrl, local, n):
+    local[L_TAIL] += n
+    store_release(ctrl, S_TAIL, local[L_TAIL])
+
+
+@njit(cache=True, nogil=True)
+def spsc_push(ctrl, local, raw, src, wparams, deadline_ns):
+    size = local[L_SIZE]
+    total = src.shape[0] // size
+    done = 0
+    while done < total:
+        slot, n = spsc_claim(ctrl, local, total - done, wparams, deadline_ns)
+        if n == 0:
+            break
+        copy_bytes(raw, slot * size, src, done * size, n * size)
+        spsc_publish(ctrl, local, n)
+        done += n
+    return done
+
+
+@njit(cache=True, nogil=True)
+def spsc_pop(ctrl, local, raw, dst, wparams, deadline_ns):
+    size = local[L_SIZE]
+    max_n = dst.shape[0] // size
+    slot, n = spsc_peek(ctrl, local, max_n, wparams, deadline_ns)
+    got = 0
+    while n > 0:
+        copy_bytes(dst, got * size, raw, slot * size, n * size)
+        spsc_release(ctrl, local, n)
+        got += n
+        if got == max_n:
+            break
+        slot, n = spsc_try_peek(ctrl, local, max_n - got)
+    return got if got > 0 else n
+
+
+class RingBase:
+    """Shared lifetime handling: close / unlink / staleness / context manager."""
+
+    def __init__(self, seg: Segment, wait: WaitStrategy | str | None) -> None:
+        self._seg = seg
+        self.name = seg.name
+        self.dtype = seg.dtype
+        self.capacity = seg.capacity
+        self.record_size = seg.record_size
+        self.ctrl = seg.ctrl
+        self.raw = seg.raw
+        self.records = seg.records
+        self.wait = resolve(wait)
+
+    @property
+    def wait(self) -> WaitStrategy:
+        return self._wait
+
+    @wait.setter
+    def wait(self, strategy: WaitStrategy | str | None) -> None:
+        self._wait = resolve(strategy)
+        self._wparams = self._wait.params()
+
+    @property
+    def owner(self) -> bool:
+        """True in the handle that created the segment."""
+        return self._seg.owner
+
+    @property
+    def closed(self) -> bool:
+        return self._seg.closed
+
+    def is_stale(self) -> bool:
+        """True if the creating process is gone (see :func:`.segment.is_stale`)."""
+        return self._seg.is_stale()
+
+    def close(self) -> None:
+        """Unmap this handle (idempotent); the segment itself stays until unlinked."""
+        for attr in ("ctrl", "raw", "records", "local"):
+            self.__dict__.pop(attr, None)
+        self._seg.close()
+
+    def unlink(self) -> bool:
+        """Remove the segment name; returns False if it was already gone."""
+        return self._seg.unlink()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+        if self.owner:
+            self.unlink()
+
+    def _as_bytes(self, records) -> np.ndarray:
+        arr = np.asarray(records)
+        if arr.dtype != self.dtype:
+            raise TypeError(f"records have dtype {arr.dtype}, ring holds {self.dtype}")
+        return np.ascontiguousarray(arr.reshape(-1)).view(np.uint8)
+
+    def _check_state(self) -> None:
+        """Raise if this endpoint can no longer read (overridden by consumers)."""
+
+    def _blocking(self, kernel, args, timeout, what):
+        """Run an njit kernel returning (slot, n) in <= 100 ms slices; n == 0 is a timeout."""
+        deadline = deadline_after(timeout)
+        while True:
+            slot, n = kernel(*args, self._wparams, slice_deadline(deadline))
+            if n != 0:
+                return slot, n
+            if 0 <= deadline <= time.monotonic_ns():
+                raise RingTimeout(f"{what} on ring {self.name!r} timed out after {timeout} s")
+
+
+def _create_segment(name, kind, dtype, capacity, lines, replace_stale, **kw) -> Segment:
+    try:
+        return Segment.create(name, kind, dtype, capacity, lines, **kw)
+    except FileExistsError:
+        if replace_stale and remove_stale(name):
+            return Segment.create(name, kind, dtype, capacity, lines, **kw)
+        raise
+
+
+class SpscRing(RingBase):
+    """SPSC ring handle; the same handle type serves producer and consumer."""
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        dtype,
+        capacity: int,
+        *,
+        wait: WaitStrategy | str | None = None,
+        replace_stale: bool = False,
+    ) -> SpscRing:
+        """Create segment ``name``; raises FileExistsError if it exists (unless
+        ``replace_stale`` and its creator is dead)."""
+        seg = _create_segment(name, KIND_SPSC, dtype, capacity, SPSC_CTRL_LINES, replace_stale)
+        return cls(seg, wait)
+
+    @classmethod
+    def attach(
+        cls,
+        name: str,
+        dtype=None,
+        *,
+        wait: WaitStrategy | str | None = None,
+        timeout: float = 1.0,
+    ) -> SpscRing:
+        """Attach to an existing SPSC segment, validating its header (and ``dtype``)."""
+        return cls(Segment.attach(name, KIND_SPSC, dtype, timeout=timeout), wait)
+
+    def __init__(self, seg: Segment, wait=None) -> None:
+        super().__init__(seg, wait)
+        head = atomic_load(self.ctrl, S_HEAD)
+        tail = atomic_load(self.ctrl, S_TAIL)
+        self.local = np.array(
+            [head, tail, tail, head, self.capacity, self.record_size, 0, 0], dtype=np.int64
+        )
+        self._claimed = 0
+        self._peeked = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"SpscRing(name={self.name!r}, capacity={self.capacity}, "
+            f"record_size={self.record_size}, pid={os.getpid()})"
+        )
+
+    # ------------------------------------------------------------ producer
+    def try_claim(self, n: int) -> np.ndarray:
+        """Writable view of up to ``n`` free contiguous slots (possibly empty)."""
+        slot, k = spsc_try_claim(self.ctrl, self.local, _count(n))
+        self._claimed = k
+        return self.records[slot : slot + k]
+
+    def claim(self, n: int, timeout: float | None = None) -> np.ndarray:
+        """Wait for free space; writable view of 1..n contiguous slots."""
+        n = _count(n)
+        if n == 0:
+            return self.records[:0]
+        slot, k = self._blocking(spsc_claim, (self.ctrl, self.local, n), timeout, "claim")
+        self._claimed = k
+        return self.records[slot : slot + k]
+
+    def publish(self, n: int) -> None:
+        """Make the first ``n`` records of the last claim visible to the consumer."""
+        if not 0 <= n <= self._claimed:
+            raise ValueError(f"publish({n}) but only {self._claimed} slots are claimed")
+        self._claimed = 0
+        if n:
+            spsc_publish(self.ctrl, self.local, n)
+
+    def push(self, records, timeout: float | None = None) -> int:
+        """Copy ``records`` into the ring, waiting for space; returns the count.
+
+        On timeout raises :class:`RingTimeout` whose ``count`` attribute says
+        how many records were pushed.
+        """
+        return push_loop(self, spsc_push, records, timeout)
+
+    def finish(self) -> None:
+        """Mark end of stream: the consumer sees EOF once it has drained the ring."""
+        atomic_store(self.ctrl, S_DONE, 1)
+
+    # ------------------------------------------------------------ consumer
+    def try_peek(self, max_n: int) -> np.ndarray:
+        """Read-only view of up to ``max_n`` available contiguous records (maybe empty)."""
+        slot, k = spsc_try_peek(self.ctrl, self.local, _count(max_n))
+        self._peeked = k
+        return _readonly(self.records[slot : slot + k])
+
+    def peek(self, max_n: int, timeout: float | None = None) -> np.ndarray:
+        """Wait for data; view of 1..max_n records, or an empty view at end of stream."""
+        max_n = _count(max_n)
+        if max_n == 0:
+            return _readonly(self.records[:0])
+        slot, k = self._blocking(spsc_peek, (self.ctrl, self.local, max_n), timeout, "peek")
+        if k == EOF:
+            slot = k = 0
+        self._peeked = k
+        return _readonly(self.records[slot : slot + k])
+
+    def release(self, n: int) -> None:
+        """Return the first ``n`` records of the last peek to the producer."""
+        if not 0 <= n <= self._peeked:
+            raise ValueError(f"release({n}) but only {self._peeked} records are peeked")
+        self._peeked = 0
+        if n:
+            spsc_release(self.ctrl, self.local, n)
+
+    def pop_into(self, out: np.ndarray, timeout: float | None = None) -> int:
+        """Wait for data and copy up to ``len(out)`` records into ``out``.
+
+        Returns the number copied; 0 means end of stream.
+        """
+        return pop_loop(self, spsc_pop, out, timeout)
+
+    def pop(self, max_n: int = 1 << 30, timeout: float | None = None) -> np.ndarray:
+        """Wait for data; copy of 1..max_n records, or an empty array at end of stream."""
+        out = np.empty(min(_count(max_n), self.capacity), self.dtype)
+        k = self.pop_into(out, timeout)
+        return out[:k] if 2 * k >= out.shape[0] else out[:k].copy()
+
+    # --------------------------------------------------------------- state
+    @property
+    def finished(self) -> bool:
+        """True once the producer called :meth:`finish`."""
+        return atomic_load(self.ctrl, S_DONE) != 0
+
+    def __len__(self) -> int:
+        """Records published but not yet released (a racy snapshot)."""
+        return atomic_load(self.ctrl, S_HEAD) - atomic_load(self.ctrl, S_TAIL)
+
+
+def push_loop(ring: RingBase, kernel, records, timeout: float | None) -> int:
+    src = ring._as_bytes(records)
+    size = ring.record_size
+    total = src.shape[0] // size
+    deadline = deadline_after(timeout)
+    done = 0
+    while True:
+        done += kernel(
+            ring.ctrl, ring.local, ring.raw, src[done * size :], ring._wparams,
+            slice_deadline(deadline),
+        )
+        if done == total:
+            return done
+        if 0 <= deadline <= time.monotonic_ns():
+            exc = RingTimeout(f"push to {ring.name!r}: {done} of {total} records in {timeout} s")
+            exc.count = done
+            raise exc
+
+
+def pop_loop(ring: RingBase, kernel, out: np.ndarray, timeout: float | None) -> int:
+    if out.dtype != ring.dtype or out.ndim != 1 or not out.flags.c_contiguous:
+        raise TypeError(f"out must be a contiguous 1-D array of dtype {ring.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    if out.shape[0] == 0:
+        return 0
+    dst = out.view(np.uint8)
+    deadline = deadline_after(timeout)
+    while True:
+        k = kernel(ring.ctrl, ring.local, ring.raw, dst, ring._wparams, slice_deadline(deadline))
+        if k > 0:
+            return k
+        if k == EOF:
+            return 0
+        if k < 0:
+            ring._check_state()  # raises (e.g. ConsumerDropped)
+            raise AssertionError(f"unexpected ring status {k}")
+        if 0 <= deadline <= time.monotonic_ns():
+            raise RingTimeout(f"pop from {ring.name!r} timed out after {timeout} s")
+
+
+def _count(n) -> int:
+    n = int(n)
+    if n < 0:
+        raise ValueError("count must be >= 0")
+    return n
+
+
+def _readonly(view: np.ndarray) -> np.ndarray:
+    view.flags.writeable = False
+    return view

@@ -1,0 +1,1089 @@
+"""Reference model of the exchange core: slow, plain Python, written to be obviously right.
+
+It implements docs/core-semantics.md with Python ints (unbounded), dicts and lists. The
+numba kernel (``derivex.core.engine.Engine``) must produce byte-identical events and the
+same ``canonical()`` state; tests/core/test_differential.py compares the two.
+
+Where the spec is silent or ambiguous the reading chosen here is listed in
+``AMBIGUITIES`` (numbered; the code refers to them as ``[A<n>]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from derivex.core.config import MAX_FEE_PPM, EngineConfig
+from derivex.core.records import (
+    EVENT_DTYPE,
+    CommandKind,
+    EventKind,
+    InstrumentKind,
+    InstrumentStatus,
+    Liquidity,
+    OptionType,
+    OrderFlag,
+    OrderType,
+    Reason,
+    SelfTradePrevention,
+    Side,
+    SystemAccount,
+    TimeInForce,
+    Underlying,
+)
+
+AMBIGUITIES = [
+    ("A1 gas clock: CREATE_ACCOUNT sets gas_ts_ns to the engine clock after this command's "
+    "ts_ns is applied (max(clock, ts_ns)). A refill adds whole_ms * gas_refill_per_ms "
+    "(capped at gas_max) and advances gas_ts_ns by whole_ms * 1e6 even when the budget is "
+    "capped (the fraction always carries over). Refill happens only for gas-charged commands."),
+    ("A2 SET_ACCOUNT on a system account (0, 1, 2) is rejected with SYSTEM_ACCOUNT (system "
+    "accounts never trade, so STP is meaningless). Checks: UNKNOWN_ACCOUNT, SYSTEM_ACCOUNT, "
+    "BAD_STP_MODE."),
+    ("A3 CREATE_ACCOUNT checks BAD_STP_MODE before ACCOUNT_POOL_FULL; ADD_INSTRUMENT checks "
+    "BAD_INSTRUMENT_PARAMS before INSTRUMENT_POOL_FULL. max_accounts counts the 3 system "
+    "accounts."),
+    ("A4 ADD_INSTRUMENT: both maker and taker fee may be negative (only the [-1e5, 1e5] bound "
+    "is checked); underlying must be a known Underlying (1..3); an instrument whose derived "
+    "max_price_ticks is 0 is still accepted (every order on it is PRICE_TOO_LARGE). "
+    "ADD/HALT/RESUME/CLOSE emit ACCEPTED then INSTRUMENT_STATUS(new status)."),
+    "A5 CLOSE_INSTRUMENT of an already closed instrument: INSTRUMENT_CLOSED.",
+    ("A6 Every accepted order (IOC/FOK/market and amend-less takers too) takes an order slot "
+    "(id) from the LIFO free stack, else the next never-used slot (also beyond max_orders: "
+    "ORDER_POOL_FULL applies only to orders that may rest). A slot is pushed back on the free "
+    "stack at the moment its order dies: a maker when its last lot fills or it is cancelled, "
+    "the taker after matching ends (fully filled or expired). Rejected orders take no id."),
+    ("A7 POSITION_POOL_FULL applies to every PLACE_ORDER (IOC/FOK/market too: a fill needs a "
+    "slot); it is checked after the GTC-only capacity checks of step 11."),
+    ("A8 Gas in matching: every resting order reached costs gas_per_fill, including own "
+    "orders cancelled by STP and reduce-only orders cancelled for zero capacity."),
+    ("A9 The liquidity scan (step 12) simulates the gas of matching: for a FOK running out of "
+    "gas is GAS_EXHAUSTED; for a non-FOK order in REJECT_INCOMING mode the walk stops where "
+    "matching would stop for gas, so an own order beyond that point is not a reject."),
+    ("A10 Expiry reasons: remainder after a gas stop: EXPIRED(CANCEL_GAS) (GTC too); a market "
+    "order that filled nothing (and did not stop for gas): EXPIRED(NO_LIQUIDITY), even if it "
+    "reached own orders (STP-cancelled) or zero-capacity reduce-only orders; otherwise a "
+    "non-resting remainder is EXPIRED(CANCEL_IOC_REMAINDER)."),
+    ("A11 'rest cancelled right after the fill' of a resting reduce-only order: the "
+    "CANCELLED(CANCEL_REDUCE_ONLY) comes after the four fill events (FILLED, FILLED, "
+    "POSITION, POSITION)."),
+    ("A12 FILLED.fee_units is the fee paid by the account (positive charge, negative rebate); "
+    "balance -= fee, fee pool += fee."),
+    ("A13 Post-only 'would trade' compares with the opposite best price regardless of whose "
+    "orders are there (own orders count)."),
+    ("A14 Amend keeps priority iff final price (after post-only repricing) == old price and "
+    "final qty (after reduce-only clamp) <= old remaining (an amend to the same price and "
+    "quantity keeps priority). The keep-priority path runs steps 5-10 only (no level "
+    "capacity, no scan, no matching). An amend that leaves its level is capacity-checked "
+    "as if it had already left (its old level is gone if it was alone there). Amend "
+    "validation order: account, gas, UNKNOWN_ORDER, NOT_ORDER_OWNER, then steps 5-12."),
+    ("A15 Mass quote legs are 1-based in events (leg 0 = header). A header consumes the "
+    "contiguous QUOTE_LEG records that follow it, at most `count`; fewer than `count`, "
+    "count == 0 or count > max_quote_legs is BAD_MASS_QUOTE (leg 0). Consumed legs produce "
+    "no events of their own and their ts_ns does not move the clock (only the header's does)."),
+    ("A16 Mass quote validation order: account checks, gas_base, header, then per leg in "
+    "order: UNKNOWN_INSTRUMENT, INSTRUMENT_HALTED/CLOSED, DUPLICATE_QUOTE_INSTRUMENT, "
+    "QTY_NOT_POSITIVE (a quantity < 0), bid side then ask side (if qty > 0): QTY_TOO_LARGE, "
+    "QTY_OFF_STEP, PRICE_NOT_POSITIVE, PRICE_TOO_LARGE, PRICE_OFF_TICK; CROSSED_QUOTE "
+    "(both sides > 0 and bid >= ask); POSITION_LIMIT (bid then ask, replaced quote of that "
+    "side counted as gone). Then capacity: ACCOUNT_ORDER_LIMIT (leg 0), BOOK_ORDER_LIMIT "
+    "(first failing leg), ORDER_POOL_FULL (leg 0), BOOK_LEVEL_LIMIT (first failing leg), "
+    "LEVEL_POOL_FULL (leg 0), POSITION_POOL_FULL (leg 0; counts legs with a non-zero side "
+    "and no live slot). Then the extra gas (leg 0)."),
+    ("A17 Mass quote execution per leg: cancel old quote bid, then old quote ask "
+    "(CANCELLED reason CANCEL_QUOTE_REPLACED, leg = new leg, label = old order's label), "
+    "then place bid, then ask. Quote orders store flags QUOTE|POST_ONLY and the header's "
+    "label. 'Previous quote' = any live order of the account on that instrument with the "
+    "QUOTE flag (amended quotes included)."),
+    ("A18 CANCEL_ALL / CANCEL_ALL_INSTRUMENT cancel with reason CANCEL_ALL; "
+    "CANCEL_ALL_INSTRUMENT of an unknown instrument is UNKNOWN_INSTRUMENT (after gas); "
+    "closed/halted instruments are fine (0 or more orders)."),
+    ("A19 Overflow: the spec bounds trade values but not balances, fee pool, clearing account "
+    "or deposit/withdrawal totals; the model raises UnspecifiedOverflow if any of those "
+    "leaves int64 (tests discard such streams)."),
+]
+
+I64_MIN = -(1 << 63)
+I64_MAX = (1 << 63) - 1
+NS_PER_MS = 1_000_000
+PPM = 1_000_000
+
+BUY = int(Side.BUY)
+SELL = int(Side.SELL)
+PO = int(OrderFlag.POST_ONLY)
+RPO = int(OrderFlag.REJECT_POST_ONLY)
+RO = int(OrderFlag.REDUCE_ONLY)
+QUOTE = int(OrderFlag.QUOTE)
+ALL_FLAGS = PO | RPO | RO | QUOTE
+
+
+class UnspecifiedOverflow(Exception):
+    """A value the spec does not bound left int64: behaviour is undefined (see A19)."""
+
+
+class Reject(Exception):
+    def __init__(self, reason: Reason, leg: int = 0):
+        super().__init__(reason.name)
+        self.reason = reason
+        self.leg = leg
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
+@dataclass
+class Account:
+    balance: int = 0
+    stp: int = 0
+    gas: int = 0
+    gas_ts_ns: int = 0
+    orders: list[int] = field(default_factory=list)  # live resting order ids, list order
+
+
+@dataclass
+class Instrument:
+    kind: int
+    option_type: int
+    underlying: int
+    strike_ticks: int
+    expiry_ts_ns: int
+    tick: int
+    min_trade: int
+    cv: int
+    maker_fee: int
+    taker_fee: int
+    max_price: int
+    status: int = int(InstrumentStatus.ACTIVE)
+    bids: dict[int, list[Order]] = field(default_factory=dict)  # price -> FIFO
+    asks: dict[int, list[Order]] = field(default_factory=dict)
+
+    def side_book(self, side: int) -> dict[int, list[Order]]:
+        return self.bids if side == BUY else self.asks
+
+    def levels_in_priority(self, side: int) -> list[int]:
+        """Prices of one side, best first."""
+        return sorted(self.side_book(side), reverse=(side == BUY))
+
+    def best(self, side: int) -> int | None:
+        prices = self.levels_in_priority(side)
+        return prices[0] if prices else None
+
+    def resting_count(self) -> int:
+        return sum(len(q) for book in (self.bids, self.asks) for q in book.values())
+
+
+@dataclass
+class Order:
+    id: int
+    account: int
+    instrument: int
+    side: int
+    price: int
+    qty: int  # remaining
+    flags: int
+    label: int
+
+
+@dataclass
+class Position:
+    qty: int = 0
+    basis: int = 0
+    open_buy: int = 0
+    open_sell: int = 0
+    resting: int = 0
+
+
+def crosses(side: int, level_price: int, limit: int | None) -> bool:
+    if limit is None:  # market order
+        return True
+    return level_price <= limit if side == BUY else level_price >= limit
+
+
+class ReferenceEngine:
+    def __init__(self, config: EngineConfig):
+        self.cfg = config
+        self.clock = 0
+        self.total_deposits = 0
+        self.total_withdrawals = 0
+        self.accounts: dict[int, Account] = {int(a): Account() for a in SystemAccount}
+        self.instruments: list[Instrument] = []
+        self.positions: dict[tuple[int, int], Position] = {}
+        self.orders: dict[int, Order] = {}
+        self.slot_gen: list[int] = []  # generation of the last order in each slot
+        self.free_slots: list[int] = []  # LIFO
+        self._events: list[dict[str, int]] = []
+        self._seq = 0
+        self._kind = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def process(self, commands: np.ndarray) -> np.ndarray:
+        self._events = []
+        i, n = 0, len(commands)
+        while i < n:
+            cmd = commands[i]
+            self._seq = int(cmd["seq"])
+            self._kind = int(cmd["kind"])
+            self.clock = max(self.clock, int(cmd["ts_ns"]))
+            consumed = 1
+            try:
+                if self._kind == CommandKind.MASS_QUOTE:
+                    count = int(cmd["count"])
+                    legs = []
+                    j = i + 1
+                    while j < n and len(legs) < count and commands[j]["kind"] == CommandKind.QUOTE_LEG:
+                        legs.append(commands[j])
+                        j += 1
+                    consumed = 1 + len(legs)
+                    self._mass_quote(cmd, legs)
+                else:
+                    self._dispatch(cmd)
+            except Reject as rej:
+                self._reject(cmd, rej.reason, rej.leg)
+            self._release_flat_positions()
+            self._check_bounds()
+            i += consumed
+        out = np.zeros(len(self._events), dtype=EVENT_DTYPE)
+        for k, ev in enumerate(self._events):
+            for name, value in ev.items():
+                out[k][name] = value
+        self._events = []
+        return out
+
+    def _dispatch(self, cmd) -> None:
+        handlers = {
+            CommandKind.NOOP: self._accept_only,
+            CommandKind.TIME: self._accept_only,
+            CommandKind.CREATE_ACCOUNT: self._create_account,
+            CommandKind.DEPOSIT: self._deposit,
+            CommandKind.WITHDRAW: self._withdraw,
+            CommandKind.SET_ACCOUNT: self._set_account,
+            CommandKind.ADD_INSTRUMENT: self._add_instrument,
+            CommandKind.HALT_INSTRUMENT: self._halt,
+            CommandKind.RESUME_INSTRUMENT: self._resume,
+            CommandKind.CLOSE_INSTRUMENT: self._close,
+            CommandKind.PLACE_ORDER: self._place,
+            CommandKind.CANCEL_ORDER: self._cancel,
+            CommandKind.AMEND_ORDER: self._amend,
+            CommandKind.CANCEL_ALL: self._cancel_all,
+            CommandKind.CANCEL_ALL_INSTRUMENT: self._cancel_all,
+        }
+        if self._kind == CommandKind.QUOTE_LEG:
+            raise Reject(Reason.ORPHAN_QUOTE_LEG)
+        handler = handlers.get(self._kind)
+        if handler is None:
+            raise Reject(Reason.UNKNOWN_COMMAND)
+        handler(cmd)
+
+    def _emit(self, kind: EventKind, **fields: int) -> None:
+        ev = {"seq": self._seq, "kind": int(kind), "command": self._kind}
+        for name, value in fields.items():
+            value = int(value)
+            if not I64_MIN <= value <= (1 << 64) - 1:
+                raise UnspecifiedOverflow(f"event field {name}={value}")
+            ev[name] = value
+        self._events.append(ev)
+
+    def _reject(self, cmd, reason: Reason, leg: int = 0) -> None:
+        # the command's fields echoed as sent (same types as the event fields: raw bytes)
+        self._emit(
+            EventKind.REJECTED, reason=int(reason), leg=leg, account=int(cmd["account"]),
+            instrument=int(cmd["instrument"]), order_id=int(cmd["order_id"]),
+            side=int(cmd["side"]), price_ticks=int(cmd["price_ticks"]),
+            qty_lots=int(cmd["qty_lots"]), label=int(cmd["label"]),
+        )
+
+    def _accept_only(self, cmd) -> None:
+        self._emit(EventKind.ACCEPTED)
+
+    def _check_bounds(self) -> None:
+        values = [self.total_deposits, self.total_withdrawals,
+                  *(a.balance for a in self.accounts.values())]
+        if any(not I64_MIN <= v <= I64_MAX for v in values):
+            raise UnspecifiedOverflow("balance or total outside int64")
+
+    # ------------------------------------------------------------------ accounts
+
+    def _account(self, cmd) -> tuple[int, Account]:
+        acct_id = int(cmd["account"])
+        if acct_id not in self.accounts:
+            raise Reject(Reason.UNKNOWN_ACCOUNT)
+        return acct_id, self.accounts[acct_id]
+
+    def _user_account(self, cmd) -> tuple[int, Account]:
+        acct_id, acct = self._account(cmd)
+        if acct_id < len(SystemAccount):
+            raise Reject(Reason.SYSTEM_ACCOUNT)
+        return acct_id, acct
+
+    def _create_account(self, cmd) -> None:
+        stp = int(cmd["stp"])
+        if stp not in (SelfTradePrevention.CANCEL_RESTING, SelfTradePrevention.REJECT_INCOMING):
+            raise Reject(Reason.BAD_STP_MODE)
+        if len(self.accounts) >= self.cfg.max_accounts:
+            raise Reject(Reason.ACCOUNT_POOL_FULL)
+        acct_id = len(self.accounts)
+        self.accounts[acct_id] = Account(stp=stp, gas=self.cfg.gas_max, gas_ts_ns=self.clock)
+        self._emit(EventKind.ACCEPTED, account=acct_id)
+        self._emit(EventKind.ACCOUNT_CREATED, account=acct_id, status=stp)
+
+    def _deposit(self, cmd) -> None:
+        acct_id, acct = self._account(cmd)
+        amount = int(cmd["amount_units"])
+        if amount <= 0:
+            raise Reject(Reason.AMOUNT_NOT_POSITIVE)
+        if acct.balance + amount > self.cfg.max_balance_units:
+            raise Reject(Reason.BALANCE_LIMIT)
+        acct.balance += amount
+        self.total_deposits += amount
+        self._emit(EventKind.ACCEPTED, account=acct_id)
+        self._emit(EventKind.BALANCE, account=acct_id, cash_units=amount,
+                   balance_units=acct.balance)
+
+    def _withdraw(self, cmd) -> None:
+        acct_id, acct = self._account(cmd)
+        amount = int(cmd["amount_units"])
+        if amount <= 0:
+            raise Reject(Reason.AMOUNT_NOT_POSITIVE)
+        if amount > acct.balance:
+            raise Reject(Reason.INSUFFICIENT_FUNDS)
+        acct.balance -= amount
+        self.total_withdrawals += amount
+        self._emit(EventKind.ACCEPTED, account=acct_id)
+        self._emit(EventKind.BALANCE, account=acct_id, cash_units=-amount,
+                   balance_units=acct.balance)
+
+    def _set_account(self, cmd) -> None:
+        acct_id, acct = self._user_account(cmd)  # [A2]
+        stp = int(cmd["stp"])
+        if stp not in (SelfTradePrevention.CANCEL_RESTING, SelfTradePrevention.REJECT_INCOMING):
+            raise Reject(Reason.BAD_STP_MODE)
+        acct.stp = stp
+        self._emit(EventKind.ACCEPTED, account=acct_id, status=stp)
+
+    # ------------------------------------------------------------------ gas
+
+    def _refill(self, acct: Account) -> None:  # [A1]
+        whole_ms = (self.clock - acct.gas_ts_ns) // NS_PER_MS
+        acct.gas = min(self.cfg.gas_max, acct.gas + whole_ms * self.cfg.gas_refill_per_ms)
+        acct.gas_ts_ns += whole_ms * NS_PER_MS
+
+    def _charge_base(self, acct: Account) -> None:
+        self._refill(acct)
+        if acct.gas < self.cfg.gas_base:
+            raise Reject(Reason.GAS_EXHAUSTED)
+        acct.gas -= self.cfg.gas_base
+
+    # ------------------------------------------------------------------ instruments
+
+    def _add_instrument(self, cmd) -> None:
+        kind = int(cmd["instrument_kind"])
+        opt = int(cmd["option_type"])
+        strike = int(cmd["strike_ticks"])
+        expiry = int(cmd["expiry_ts_ns"])
+        tick = int(cmd["tick_size_ticks"])
+        min_trade = int(cmd["min_trade_lots"])
+        cv = int(cmd["contract_value_units"])
+        maker = int(cmd["maker_fee_ppm"])
+        taker = int(cmd["taker_fee_ppm"])
+        underlying = int(cmd["underlying"])
+        if kind == InstrumentKind.PERPETUAL:
+            ok = opt == OptionType.NONE and strike == 0 and expiry == 0
+        elif kind == InstrumentKind.OPTION:
+            ok = opt in (OptionType.CALL, OptionType.PUT) and strike > 0 and expiry > 0
+        else:
+            ok = False
+        ok = (ok and tick >= 1 and min_trade >= 1 and cv >= 1
+              and -MAX_FEE_PPM <= maker <= MAX_FEE_PPM and -MAX_FEE_PPM <= taker <= MAX_FEE_PPM
+              and underlying in {int(u) for u in Underlying})
+        if not ok:
+            raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
+        if len(self.instruments) >= self.cfg.max_instruments:
+            raise Reject(Reason.INSTRUMENT_POOL_FULL)
+        max_price = min(self.cfg.max_price_ticks,
+                        (1 << 62) // (self.cfg.max_position_lots * cv))
+        inst_id = len(self.instruments)
+        self.instruments.append(Instrument(
+            kind=kind, option_type=opt, underlying=underlying, strike_ticks=strike,
+            expiry_ts_ns=expiry, tick=tick, min_trade=min_trade, cv=cv, maker_fee=maker,
+            taker_fee=taker, max_price=max_price))
+        self._emit(EventKind.ACCEPTED, instrument=inst_id)
+        self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id,
+                   status=int(InstrumentStatus.ACTIVE))
+
+    def _instrument(self, inst_id: int) -> Instrument:
+        if inst_id >= len(self.instruments):
+            raise Reject(Reason.UNKNOWN_INSTRUMENT)
+        return self.instruments[inst_id]
+
+    def _require_active(self, inst: Instrument) -> None:
+        if inst.status == InstrumentStatus.HALTED:
+            raise Reject(Reason.INSTRUMENT_HALTED)
+        if inst.status == InstrumentStatus.CLOSED:
+            raise Reject(Reason.INSTRUMENT_CLOSED)
+
+    def _halt(self, cmd) -> None:
+        inst_id = int(cmd["instrument"])
+        inst = self._instrument(inst_id)
+        if inst.status != InstrumentStatus.ACTIVE:
+            raise Reject(Reason.INSTRUMENT_NOT_ACTIVE)
+        inst.status = int(InstrumentStatus.HALTED)
+        self._emit(EventKind.ACCEPTED, instrument=inst_id)
+        self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id, status=inst.status)
+
+    def _resume(self, cmd) -> None:
+        inst_id = int(cmd["instrument"])
+        inst = self._instrument(inst_id)
+        if inst.status != InstrumentStatus.HALTED:
+            raise Reject(Reason.INSTRUMENT_NOT_HALTED)
+        inst.status = int(InstrumentStatus.ACTIVE)
+        self._emit(EventKind.ACCEPTED, instrument=inst_id)
+        self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id, status=inst.status)
+
+    def _close(self, cmd) -> None:
+        inst_id = int(cmd["instrument"])
+        inst = self._instrument(inst_id)
+        if inst.status == InstrumentStatus.CLOSED:
+            raise Reject(Reason.INSTRUMENT_CLOSED)  # [A5]
+        self._emit(EventKind.ACCEPTED, instrument=inst_id)
+        for side in (BUY, SELL):
+            for price in inst.levels_in_priority(side):
+                for order in list(inst.side_book(side)[price]):
+                    self._cancel_resting(order, Reason.CANCEL_INSTRUMENT_CLOSED)
+        inst.status = int(InstrumentStatus.CLOSED)
+        self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id, status=inst.status)
+
+    # ------------------------------------------------------------------ order slots
+
+    def _alloc_order_id(self) -> int:  # [A6]
+        if self.free_slots:
+            slot = self.free_slots.pop()
+            self.slot_gen[slot] += 1
+        else:
+            slot = len(self.slot_gen)
+            self.slot_gen.append(1)
+        return (self.slot_gen[slot] << 32) | slot
+
+    def _free_order_id(self, order_id: int) -> None:
+        self.free_slots.append(order_id & 0xFFFFFFFF)
+
+    def next_order_ids(self, n: int = 3) -> list[int]:
+        ids = []
+        for slot in reversed(self.free_slots[-n:] if n <= len(self.free_slots)
+                             else self.free_slots):
+            ids.append(((self.slot_gen[slot] + 1) << 32) | slot)
+        fresh = len(self.slot_gen)
+        while len(ids) < n:
+            ids.append((1 << 32) | fresh)
+            fresh += 1
+        return ids[:n]
+
+    # ------------------------------------------------------------------ positions
+
+    def _pos(self, acct_id: int, inst_id: int) -> Position:
+        """The position slot, created if missing (released at the end of the command)."""
+        key = (acct_id, inst_id)
+        if key not in self.positions:
+            self.positions[key] = Position()
+        return self.positions[key]
+
+    def _pos_qty(self, acct_id: int, inst_id: int) -> int:
+        pos = self.positions.get((acct_id, inst_id))
+        return pos.qty if pos else 0
+
+    def _release_flat_positions(self) -> None:
+        for key in [k for k, p in self.positions.items() if p.qty == 0 and p.resting == 0]:
+            assert self.positions[key].basis == 0
+            del self.positions[key]
+
+    @staticmethod
+    def reducing_capacity(pos_qty: int, side: int) -> int:
+        return max(0, -pos_qty) if side == BUY else max(0, pos_qty)
+
+    def _position_limit_ok(self, acct_id: int, inst_id: int, side: int, qty: int,
+                           gone: int = 0) -> bool:
+        pos = self.positions.get((acct_id, inst_id)) or Position()
+        if side == BUY:
+            exposure = pos.qty + (pos.open_buy - gone) + qty
+        else:
+            exposure = -(pos.qty - (pos.open_sell - gone) - qty)
+        return exposure <= self.cfg.max_position_lots
+
+    # ------------------------------------------------------------------ book plumbing
+
+    def live_levels(self) -> int:
+        return sum(len(i.bids) + len(i.asks) for i in self.instruments)
+
+    def _rest(self, order: Order) -> None:
+        inst = self.instruments[order.instrument]
+        inst.side_book(order.side).setdefault(order.price, []).append(order)
+        self.orders[order.id] = order
+        self.accounts[order.account].orders.append(order.id)
+        pos = self._pos(order.account, order.instrument)
+        pos.resting += 1
+        if order.side == BUY:
+            pos.open_buy += order.qty
+        else:
+            pos.open_sell += order.qty
+
+    def _unrest(self, order: Order) -> None:
+        """Take a resting order out of its level and the account's lists (id kept)."""
+        inst = self.instruments[order.instrument]
+        level = inst.side_book(order.side)[order.price]
+        level.remove(order)
+        if not level:
+            del inst.side_book(order.side)[order.price]
+        del self.orders[order.id]
+        self.accounts[order.account].orders.remove(order.id)
+        pos = self.positions[(order.account, order.instrument)]
+        pos.resting -= 1
+        if order.side == BUY:
+            pos.open_buy -= order.qty
+        else:
+            pos.open_sell -= order.qty
+
+    def _cancel_resting(self, order: Order, reason: Reason, leg: int = 0) -> None:
+        self._unrest(order)
+        self._free_order_id(order.id)
+        self._emit(EventKind.CANCELLED, reason=int(reason), leg=leg, account=order.account,
+                   instrument=order.instrument, side=order.side, order_id=order.id,
+                   price_ticks=order.price, qty_lots=order.qty, label=order.label)
+
+    # ------------------------------------------------------------------ fills
+
+    @staticmethod
+    def _apply_to_position(pos: Position, dq: int, pv: int) -> int:
+        """Rules 1-2 of the spec; returns the realised P&L."""
+        if pos.qty == 0 or sign(pos.qty) == sign(dq):
+            pos.qty += dq
+            pos.basis += sign(dq) * pv * abs(dq)
+            return 0
+        closing = min(abs(dq), abs(pos.qty))
+        long = pos.qty > 0
+        if closing == abs(pos.qty):
+            e = abs(pos.basis)
+        elif long:
+            e = ceil_div(abs(pos.basis) * closing, abs(pos.qty))
+        else:
+            e = (abs(pos.basis) * closing) // abs(pos.qty)
+        realised = pv * closing - e if long else e - pv * closing
+        pos.basis -= sign(pos.qty) * e
+        pos.qty += sign(dq) * closing
+        rest = abs(dq) - closing
+        if rest:
+            assert pos.qty == 0 and pos.basis == 0
+            pos.qty = sign(dq) * rest
+            pos.basis = sign(dq) * pv * rest
+        return realised
+
+    @staticmethod
+    def fee(value: int, rate_ppm: int) -> int:
+        if rate_ppm >= 0:
+            return ceil_div(value * rate_ppm, PPM)  # a charge: rounded up
+        return -((value * -rate_ppm) // PPM)  # a rebate: rounded toward zero
+
+    def _fill(self, maker: Order, taker: Order, q: int) -> None:
+        inst = self.instruments[maker.instrument]
+        price = maker.price
+        pv = price * inst.cv
+        value = pv * q
+        maker.qty -= q
+        taker.qty -= q
+        results = []
+        for order, rate in ((maker, inst.maker_fee), (taker, inst.taker_fee)):
+            acct = self.accounts[order.account]
+            pos = self._pos(order.account, order.instrument)
+            if order is maker:
+                if order.side == BUY:
+                    pos.open_buy -= q
+                else:
+                    pos.open_sell -= q
+            dq = q if order.side == BUY else -q
+            realised = self._apply_to_position(pos, dq, pv)
+            if inst.kind == InstrumentKind.PERPETUAL:
+                cash = realised
+                self.accounts[SystemAccount.PNL_CLEARING].balance -= realised
+            else:
+                cash = -value if order.side == BUY else value
+            fee = self.fee(value, rate)
+            acct.balance += cash - fee
+            self.accounts[SystemAccount.FEE_POOL].balance += fee
+            results.append((order, pos, cash, fee, acct.balance))
+        if maker.qty == 0:
+            self._unrest(maker)
+            self._free_order_id(maker.id)
+        for (order, _pos, _cash, fee, _bal), liq in zip(results, (Liquidity.MAKER,
+                                                                  Liquidity.TAKER)):
+            self._emit(EventKind.FILLED, account=order.account, instrument=order.instrument,
+                       side=order.side, liquidity=int(liq), order_id=order.id,
+                       price_ticks=price, qty_lots=q, fee_units=fee, remaining_lots=order.qty)
+        for (order, pos, cash, _fee, bal), liq in zip(results, (Liquidity.MAKER,
+                                                                Liquidity.TAKER)):
+            self._emit(EventKind.POSITION, account=order.account, instrument=order.instrument,
+                       side=order.side, liquidity=int(liq), order_id=order.id,
+                       basis_units=pos.basis, position_lots=pos.qty, cash_units=cash,
+                       balance_units=bal)
+
+    # ------------------------------------------------------------------ matching
+
+    def _scan(self, acct_id: int, inst_id: int, side: int, limit: int | None, qty: int,
+              fok: bool, stp_reject: bool) -> Reason | None:
+        """Step 12: walk the opposite side as matching would, changing nothing. [A9]"""
+        inst = self.instruments[inst_id]
+        gas = self.accounts[acct_id].gas
+        sim_pos: dict[int, int] = {}
+        remaining = qty
+        opposite = 1 - side
+        for price in inst.levels_in_priority(opposite):
+            if remaining == 0 or not crosses(side, price, limit):
+                break
+            if gas < self.cfg.gas_per_level:
+                return Reason.GAS_EXHAUSTED if fok else None
+            gas -= self.cfg.gas_per_level
+            for resting in inst.side_book(opposite)[price]:
+                if remaining == 0:
+                    break
+                if gas < self.cfg.gas_per_fill:
+                    return Reason.GAS_EXHAUSTED if fok else None
+                gas -= self.cfg.gas_per_fill
+                if resting.account == acct_id:
+                    if stp_reject:
+                        return Reason.SELF_TRADE_REJECTED
+                    continue  # would be cancelled (CANCEL_RESTING)
+                owner_pos = sim_pos.get(resting.account,
+                                        self._pos_qty(resting.account, inst_id))
+                q = min(remaining, resting.qty)
+                if resting.flags & RO:
+                    q = min(q, self.reducing_capacity(owner_pos, resting.side))
+                sim_pos[resting.account] = owner_pos + (q if resting.side == BUY else -q)
+                remaining -= q
+        if fok and remaining > 0:
+            return Reason.FOK_NOT_FILLED
+        return None
+
+    def _match(self, taker: Order, limit: int | None) -> tuple[int, bool]:
+        """Match an incoming order; returns (filled quantity, stopped for gas)."""
+        inst = self.instruments[taker.instrument]
+        acct = self.accounts[taker.account]
+        opposite = 1 - taker.side
+        filled = 0
+        while taker.qty > 0:
+            best = inst.best(opposite)
+            if best is None or not crosses(taker.side, best, limit):
+                return filled, False
+            if acct.gas < self.cfg.gas_per_level:
+                return filled, True
+            acct.gas -= self.cfg.gas_per_level
+            level = inst.side_book(opposite)[best]
+            while taker.qty > 0 and best in inst.side_book(opposite):
+                resting = level[0]
+                if acct.gas < self.cfg.gas_per_fill:
+                    return filled, True
+                acct.gas -= self.cfg.gas_per_fill
+                if resting.account == taker.account:
+                    assert acct.stp == SelfTradePrevention.CANCEL_RESTING
+                    self._cancel_resting(resting, Reason.CANCEL_SELF_TRADE)
+                    continue
+                if resting.flags & RO:
+                    cap = self.reducing_capacity(
+                        self._pos_qty(resting.account, resting.instrument), resting.side)
+                    if cap == 0:
+                        self._cancel_resting(resting, Reason.CANCEL_REDUCE_ONLY)
+                        continue
+                    q = min(taker.qty, resting.qty, cap)
+                    self._fill(resting, taker, q)
+                    filled += q
+                    if q == cap and resting.qty > 0:  # [A11]
+                        self._cancel_resting(resting, Reason.CANCEL_REDUCE_ONLY)
+                    continue
+                q = min(taker.qty, resting.qty)
+                self._fill(resting, taker, q)
+                filled += q
+        return filled, False
+
+    def _finish_taker(self, taker: Order, limit: int | None, tif: int, filled: int,
+                      gas_stop: bool) -> None:
+        """After matching: rest a GTC remainder, expire anything else. [A10]"""
+        if taker.qty == 0:
+            self._free_order_id(taker.id)
+            return
+        if gas_stop:
+            reason = Reason.CANCEL_GAS
+        elif limit is not None and tif == TimeInForce.GTC:
+            self._rest(taker)
+            return
+        elif limit is None and filled == 0:
+            reason = Reason.NO_LIQUIDITY
+        else:
+            reason = Reason.CANCEL_IOC_REMAINDER
+        self._free_order_id(taker.id)
+        self._emit(EventKind.EXPIRED, reason=int(reason), account=taker.account,
+                   instrument=taker.instrument, side=taker.side, order_id=taker.id,
+                   price_ticks=taker.price, qty_lots=taker.qty, label=taker.label)
+
+    # ------------------------------------------------------------------ order validation
+
+    def _check_qty(self, inst: Instrument, qty: int) -> None:
+        if qty <= 0:
+            raise Reject(Reason.QTY_NOT_POSITIVE)
+        if qty > self.cfg.max_order_lots:
+            raise Reject(Reason.QTY_TOO_LARGE)
+        if qty % inst.min_trade:
+            raise Reject(Reason.QTY_OFF_STEP)
+
+    def _check_price(self, inst: Instrument, price: int) -> None:
+        if price <= 0:
+            raise Reject(Reason.PRICE_NOT_POSITIVE)
+        if price > inst.max_price:
+            raise Reject(Reason.PRICE_TOO_LARGE)
+        if price % inst.tick:
+            raise Reject(Reason.PRICE_OFF_TICK)
+
+    def _post_only_price(self, inst: Instrument, side: int, price: int, reject: bool) -> int:
+        """Step 9. [A13]"""
+        best = inst.best(1 - side)
+        if best is None or not crosses(side, best, price):
+            return price
+        if reject:
+            raise Reject(Reason.POST_ONLY_WOULD_TAKE)
+        new = best - inst.tick if side == BUY else best + inst.tick
+        if new <= 0 or new > inst.max_price:
+            raise Reject(Reason.POST_ONLY_WOULD_TAKE)
+        return new
+
+    def _check_levels(self, inst: Instrument, side: int, price: int,
+                      leaving: Order | None = None) -> None:
+        """Level capacity for an order that will rest at ``price`` (as if ``leaving`` had
+        already left its level). [A14]"""
+        book = inst.side_book(side)
+        side_levels = len(book)
+        live_levels = self.live_levels()
+        exists = price in book
+        if leaving is not None:
+            old_book = inst.side_book(leaving.side)
+            if len(old_book[leaving.price]) == 1:  # its level goes away when it leaves
+                live_levels -= 1
+                side_levels -= 1
+                if leaving.price == price:
+                    exists = False
+        if not exists:
+            if side_levels >= self.cfg.max_levels_per_side:
+                raise Reject(Reason.BOOK_LEVEL_LIMIT)
+            if live_levels >= self.cfg.max_levels:
+                raise Reject(Reason.LEVEL_POOL_FULL)
+
+    # ------------------------------------------------------------------ PLACE_ORDER
+
+    def _place(self, cmd) -> None:
+        acct_id, acct = self._user_account(cmd)  # 1
+        self._charge_base(acct)  # 2
+        inst_id = int(cmd["instrument"])
+        inst = self._instrument(inst_id)  # 3
+        side, otype, tif, flags = (int(cmd["side"]), int(cmd["order_type"]), int(cmd["tif"]),
+                                   int(cmd["flags"]))
+        if side not in (BUY, SELL):  # 4
+            raise Reject(Reason.BAD_SIDE)
+        if otype not in (OrderType.LIMIT, OrderType.MARKET):
+            raise Reject(Reason.BAD_ORDER_TYPE)
+        if tif not in (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK):
+            raise Reject(Reason.BAD_TIME_IN_FORCE)
+        if (flags & ~ALL_FLAGS or flags & QUOTE or (flags & RPO and not flags & PO)
+                or (flags & PO and (otype == OrderType.MARKET or tif != TimeInForce.GTC))):
+            raise Reject(Reason.BAD_FLAGS)
+        self._require_active(inst)  # 5
+        qty = int(cmd["qty_lots"])
+        self._check_qty(inst, qty)  # 6
+        if otype == OrderType.LIMIT:  # 7
+            price = int(cmd["price_ticks"])
+            self._check_price(inst, price)
+            limit: int | None = price
+        else:
+            price, limit = 0, None
+            if tif == TimeInForce.GTC:
+                tif = int(TimeInForce.IOC)
+        if flags & RO:  # 8
+            cap = self.reducing_capacity(self._pos_qty(acct_id, inst_id), side)
+            if cap == 0:
+                raise Reject(Reason.REDUCE_ONLY_WOULD_INCREASE)
+            qty = min(qty, cap)
+        if flags & PO:  # 9
+            price = limit = self._post_only_price(inst, side, price, bool(flags & RPO))
+        if not self._position_limit_ok(acct_id, inst_id, side, qty):  # 10
+            raise Reject(Reason.POSITION_LIMIT)
+        if limit is not None and tif == TimeInForce.GTC:  # 11
+            if len(acct.orders) >= self.cfg.max_open_orders_per_account:
+                raise Reject(Reason.ACCOUNT_ORDER_LIMIT)
+            if inst.resting_count() >= self.cfg.max_orders_per_book:
+                raise Reject(Reason.BOOK_ORDER_LIMIT)
+            if len(self.orders) >= self.cfg.max_orders:
+                raise Reject(Reason.ORDER_POOL_FULL)
+            self._check_levels(inst, side, price)
+        if (acct_id, inst_id) not in self.positions and \
+                len(self.positions) >= self.cfg.max_positions:  # [A7]
+            raise Reject(Reason.POSITION_POOL_FULL)
+        stp_reject = acct.stp == SelfTradePrevention.REJECT_INCOMING
+        if tif == TimeInForce.FOK or stp_reject:  # 12
+            reason = self._scan(acct_id, inst_id, side, limit, qty, tif == TimeInForce.FOK,
+                                stp_reject)
+            if reason is not None:
+                raise Reject(reason)
+        label = int(cmd["label"])
+        order = Order(id=self._alloc_order_id(), account=acct_id, instrument=inst_id,
+                      side=side, price=price, qty=qty, flags=flags, label=label)
+        self._emit(EventKind.ACCEPTED, account=acct_id, instrument=inst_id, side=side,
+                   order_id=order.id, price_ticks=price, qty_lots=qty, label=label)
+        self._pos(acct_id, inst_id)  # the slot is live from acceptance
+        filled, gas_stop = self._match(order, limit)
+        self._finish_taker(order, limit, tif, filled, gas_stop)
+
+    # ------------------------------------------------------------------ CANCEL / AMEND
+
+    def _owned_order(self, cmd, acct_id: int) -> Order:
+        order = self.orders.get(int(cmd["order_id"]))
+        if order is None:
+            raise Reject(Reason.UNKNOWN_ORDER)
+        if order.account != acct_id:
+            raise Reject(Reason.NOT_ORDER_OWNER)
+        return order
+
+    def _cancel(self, cmd) -> None:
+        acct_id, acct = self._user_account(cmd)
+        self._charge_base(acct)
+        order = self._owned_order(cmd, acct_id)
+        self._emit(EventKind.ACCEPTED, account=acct_id, instrument=order.instrument,
+                   side=order.side, order_id=order.id, price_ticks=order.price,
+                   qty_lots=order.qty, label=order.label)
+        self._cancel_resting(order, Reason.CANCEL_BY_USER)
+
+    def _amend(self, cmd) -> None:
+        acct_id, acct = self._user_account(cmd)
+        self._charge_base(acct)
+        order = self._owned_order(cmd, acct_id)
+        inst = self.instruments[order.instrument]
+        self._require_active(inst)
+        qty = int(cmd["qty_lots"])
+        self._check_qty(inst, qty)
+        price = int(cmd["price_ticks"])
+        self._check_price(inst, price)
+        if order.flags & RO:
+            cap = self.reducing_capacity(self._pos_qty(acct_id, order.instrument), order.side)
+            if cap == 0:
+                raise Reject(Reason.REDUCE_ONLY_WOULD_INCREASE)
+            qty = min(qty, cap)
+        if order.flags & PO:
+            price = self._post_only_price(inst, order.side, price, bool(order.flags & RPO))
+        keep = price == order.price and qty <= order.qty  # [A14]
+        if not self._position_limit_ok(acct_id, order.instrument, order.side, qty,
+                                       gone=order.qty):
+            raise Reject(Reason.POSITION_LIMIT)
+        if not keep:
+            self._check_levels(inst, order.side, price, leaving=order)
+            if acct.stp == SelfTradePrevention.REJECT_INCOMING:
+                reason = self._scan(acct_id, order.instrument, order.side, price, qty, False,
+                                    True)
+                if reason is not None:
+                    raise Reject(reason)
+        self._emit(EventKind.ACCEPTED, account=acct_id, instrument=order.instrument,
+                   side=order.side, order_id=order.id, price_ticks=price, qty_lots=qty,
+                   label=order.label)
+        self._emit(EventKind.AMENDED, account=acct_id, instrument=order.instrument,
+                   side=order.side, order_id=order.id, price_ticks=price, qty_lots=qty,
+                   label=order.label, a=int(keep))
+        if keep:
+            pos = self.positions[(acct_id, order.instrument)]
+            if order.side == BUY:
+                pos.open_buy -= order.qty - qty
+            else:
+                pos.open_sell -= order.qty - qty
+            order.qty = qty
+            return
+        self._unrest(order)
+        order.price, order.qty = price, qty
+        filled, gas_stop = self._match(order, price)
+        self._finish_taker(order, price, int(TimeInForce.GTC), filled, gas_stop)
+
+    def _cancel_all(self, cmd) -> None:
+        acct_id, acct = self._user_account(cmd)
+        self._charge_base(acct)
+        only: int | None = None
+        if self._kind == CommandKind.CANCEL_ALL_INSTRUMENT:
+            only = int(cmd["instrument"])
+            self._instrument(only)
+        victims = [self.orders[oid] for oid in acct.orders
+                   if only is None or self.orders[oid].instrument == only]
+        victims.sort(key=lambda o: o.instrument)  # stable: list order within an instrument
+        fields = {"account": acct_id, "qty_lots": len(victims)}
+        if only is not None:
+            fields["instrument"] = only
+        self._emit(EventKind.ACCEPTED, **fields)
+        for order in victims:
+            self._cancel_resting(order, Reason.CANCEL_ALL)  # [A18]
+
+    # ------------------------------------------------------------------ MASS_QUOTE
+
+    def _quote_orders(self, acct_id: int, inst_id: int) -> dict[int, list[Order]]:
+        found: dict[int, list[Order]] = {BUY: [], SELL: []}
+        for oid in self.accounts[acct_id].orders:
+            order = self.orders[oid]
+            if order.instrument == inst_id and order.flags & QUOTE:
+                found[order.side].append(order)
+        return found
+
+    def _mass_quote(self, cmd, legs: list) -> None:
+        acct_id, acct = self._user_account(cmd)
+        self._charge_base(acct)
+        count = int(cmd["count"])
+        if count == 0 or count > self.cfg.max_quote_legs or len(legs) < count:
+            raise Reject(Reason.BAD_MASS_QUOTE, 0)
+        parsed = []  # (leg_no, inst_id, inst, [(side, price, qty)], replaced)
+        seen: set[int] = set()
+        for leg_no, leg in enumerate(legs, start=1):  # [A15] [A16]
+            inst_id = int(leg["instrument"])
+            if inst_id >= len(self.instruments):
+                raise Reject(Reason.UNKNOWN_INSTRUMENT, leg_no)
+            inst = self.instruments[inst_id]
+            try:
+                self._require_active(inst)
+            except Reject as rej:
+                raise Reject(rej.reason, leg_no) from None
+            if inst_id in seen:
+                raise Reject(Reason.DUPLICATE_QUOTE_INSTRUMENT, leg_no)
+            seen.add(inst_id)
+            bid_p, bid_q = int(leg["bid_price_ticks"]), int(leg["bid_qty_lots"])
+            ask_p, ask_q = int(leg["ask_price_ticks"]), int(leg["ask_qty_lots"])
+            if bid_q < 0 or ask_q < 0:
+                raise Reject(Reason.QTY_NOT_POSITIVE, leg_no)
+            sides = [(s, p, q) for s, p, q in ((BUY, bid_p, bid_q), (SELL, ask_p, ask_q))
+                     if q > 0]
+            for _s, p, q in sides:
+                try:
+                    self._check_qty(inst, q)
+                    self._check_price(inst, p)
+                except Reject as rej:
+                    raise Reject(rej.reason, leg_no) from None
+            if bid_q > 0 and ask_q > 0 and bid_p >= ask_p:
+                raise Reject(Reason.CROSSED_QUOTE, leg_no)
+            replaced = self._quote_orders(acct_id, inst_id)
+            for s, _p, q in sides:
+                gone = sum(o.qty for o in replaced[s])
+                if not self._position_limit_ok(acct_id, inst_id, s, q, gone=gone):
+                    raise Reject(Reason.POSITION_LIMIT, leg_no)
+            parsed.append((leg_no, inst_id, inst, sides, replaced))
+        n_new = sum(len(p[3]) for p in parsed)
+        n_replaced = sum(len(p[4][BUY]) + len(p[4][SELL]) for p in parsed)
+        if len(acct.orders) - n_replaced + n_new > self.cfg.max_open_orders_per_account:
+            raise Reject(Reason.ACCOUNT_ORDER_LIMIT, 0)
+        for leg_no, _i, inst, sides, replaced in parsed:
+            book_after = (inst.resting_count() - len(replaced[BUY]) - len(replaced[SELL])
+                          + len(sides))
+            if book_after > self.cfg.max_orders_per_book:
+                raise Reject(Reason.BOOK_ORDER_LIMIT, leg_no)
+        if len(self.orders) - n_replaced + n_new > self.cfg.max_orders:
+            raise Reject(Reason.ORDER_POOL_FULL, 0)
+        new_levels = 0
+        for leg_no, _i, inst, sides, _r in parsed:
+            for s, p, _q in sides:
+                if p not in inst.side_book(s):
+                    new_levels += 1
+                    if len(inst.side_book(s)) + 1 > self.cfg.max_levels_per_side:
+                        raise Reject(Reason.BOOK_LEVEL_LIMIT, leg_no)
+        if self.live_levels() + new_levels > self.cfg.max_levels:
+            raise Reject(Reason.LEVEL_POOL_FULL, 0)
+        new_slots = sum(1 for _l, inst_id, _n, sides, _r in parsed
+                        if sides and (acct_id, inst_id) not in self.positions)
+        if len(self.positions) + new_slots > self.cfg.max_positions:
+            raise Reject(Reason.POSITION_POOL_FULL, 0)
+        extra = self.cfg.gas_per_level * 2 * count
+        if acct.gas < extra:
+            raise Reject(Reason.GAS_EXHAUSTED, 0)
+        acct.gas -= extra
+        label = int(cmd["label"])
+        self._emit(EventKind.ACCEPTED, account=acct_id, qty_lots=count, label=label)
+        for leg_no, inst_id, inst, sides, _r in parsed:  # [A17]
+            current = self._quote_orders(acct_id, inst_id)
+            for s in (BUY, SELL):
+                for old in current[s]:
+                    self._cancel_resting(old, Reason.CANCEL_QUOTE_REPLACED, leg_no)
+            for s, p, q in sides:
+                best = inst.best(1 - s)
+                if best is not None and crosses(s, best, p):
+                    self._emit(EventKind.REJECTED, reason=int(Reason.POST_ONLY_WOULD_TAKE),
+                               leg=leg_no, account=acct_id, instrument=inst_id, side=s,
+                               price_ticks=p, qty_lots=q, label=label)
+                    continue
+                order = Order(id=self._alloc_order_id(), account=acct_id,
+                              instrument=inst_id, side=s, price=p, qty=q,
+                              flags=QUOTE | PO, label=label)
+                self._emit(EventKind.ACCEPTED, leg=leg_no, account=acct_id,
+                           instrument=inst_id, side=s, order_id=order.id, price_ticks=p,
+                           qty_lots=q, label=label)
+                self._rest(order)
+
+    # ------------------------------------------------------------------ inspection
+
+    def canonical(self) -> dict:
+        accounts = []
+        for acct_id in sorted(self.accounts):
+            a = self.accounts[acct_id]
+            accounts.append((acct_id, a.balance, a.stp, len(a.orders), a.gas, a.gas_ts_ns))
+        instruments = []
+        books = {}
+        for inst_id, i in enumerate(self.instruments):
+            instruments.append((inst_id, i.kind, i.option_type, i.underlying, i.status,
+                                i.strike_ticks, i.expiry_ts_ns, i.tick, i.min_trade, i.cv,
+                                i.maker_fee, i.taker_fee, i.max_price, i.resting_count()))
+            books[inst_id] = {
+                name: [(price, [(o.id, o.account, o.qty, o.flags, o.label)
+                                for o in i.side_book(side)[price]])
+                       for price in i.levels_in_priority(side)]
+                for name, side in (("bids", BUY), ("asks", SELL))
+            }
+        positions = sorted((a, i, p.qty, p.basis, p.open_buy, p.open_sell, p.resting)
+                           for (a, i), p in self.positions.items())
+        return {
+            "clock_ns": self.clock,
+            "total_deposits": self.total_deposits,
+            "total_withdrawals": self.total_withdrawals,
+            "accounts": accounts,
+            "instruments": instruments,
+            "positions": positions,
+            "books": books,
+            "next_order_ids": self.next_order_ids(3),
+        }
+
+    def check_invariants(self) -> None:
+        total = sum(a.balance for a in self.accounts.values())
+        assert total == self.total_deposits - self.total_withdrawals, "conservation"
+        net: dict[int, int] = {}
+        for (acct_id, inst_id), pos in self.positions.items():
+            net[inst_id] = net.get(inst_id, 0) + pos.qty
+            assert (pos.qty == 0) == (pos.basis == 0), "basis zero iff flat"
+            assert abs(pos.basis) >= abs(pos.qty)
+            assert pos.qty != 0 or pos.resting > 0, "released slot still present"
+            mine = [o for o in self.orders.values()
+                    if o.account == acct_id and o.instrument == inst_id]
+            assert pos.resting == len(mine)
+            assert pos.open_buy == sum(o.qty for o in mine if o.side == BUY)
+            assert pos.open_sell == sum(o.qty for o in mine if o.side == SELL)
+        assert all(v == 0 for v in net.values()), "net position per instrument"
+        for inst in self.instruments:
+            bid, ask = inst.best(BUY), inst.best(SELL)
+            assert bid is None or ask is None or bid < ask, "crossed book"
+            for side in (BUY, SELL):
+                for price, level in inst.side_book(side).items():
+                    assert level, "empty level"
+                    assert all(o.qty > 0 and o.price == price and o.side == side
+                               for o in level), "level quantities"
+        for acct_id, acct in self.accounts.items():
+            assert all(self.orders[oid].account == acct_id for oid in acct.orders)
+            assert 0 <= acct.gas <= max(self.cfg.gas_max, 0)
+        assert sum(len(a.orders) for a in self.accounts.values()) == len(self.orders)
+        live_slots = {oid & 0xFFFFFFFF for oid in self.orders}
+        assert not live_slots & set(self.free_slots), "live slot on the free stack"
+
