@@ -19,6 +19,7 @@ if "NUMBA_CACHE_DIR" not in os.environ:
 
 from derivex.core.config import EngineConfig  # noqa: E402
 from derivex.core.engine import Engine  # noqa: E402
+from derivex.exchange import Exchange, OrderResult, Quote  # noqa: E402
 
-__all__ = ["Engine", "EngineConfig"]
+__all__ = ["Engine", "EngineConfig", "Exchange", "OrderResult", "Quote"]
 __version__ = "0.1.0"

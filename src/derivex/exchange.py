@@ -1,0 +1,399 @@
+"""``Exchange``: the embedded venue — an in-process sequencer in front of the pure engine,
+per-command methods with typed results, the batch API, and queries.
+
+The sequencer is the only place time enters: it stamps every command with a sequence number
+and the clock's time (``clock`` is injectable; tests pass a manual clock).
+
+>>> ex = Exchange(clock=lambda: 1_700_000_000_000_000_000)
+>>> btc = ex.add_perpetual("BTC", tick_size_ticks=50, taker_fee_ppm=500, maker_fee_ppm=-100)
+>>> ex.instrument_name(btc)
+'BTC_USDC-PERPETUAL'
+>>> alice, bob = ex.create_account(), ex.create_account()
+>>> _ = ex.deposit(alice, 1_000_000_000); _ = ex.deposit(bob, 1_000_000_000)
+>>> ex.place(alice, btc, "sell", 10, price_ticks=10_000_000).status
+'resting'
+>>> result = ex.place(bob, btc, "buy", 4, order_type="market")
+>>> result.status, result.filled_lots, [(f.price_ticks, f.qty_lots) for f in result.fills]
+('filled', 4, [(10000000, 4)])
+>>> ex.depth(btc).asks
+[(10000000, 6, 1)]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from derivex.core import layout as L
+from derivex.core.config import EngineConfig
+from derivex.core.engine import Engine
+from derivex.core.pools import order_slot_of
+from derivex.core.records import (
+    COMMAND_DTYPE,
+    CommandKind,
+    EventKind,
+    InstrumentKind,
+    Liquidity,
+    OptionType,
+    OrderFlag,
+    OrderType,
+    Reason,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    Underlying,
+    command_array,
+)
+from derivex.core.state import book_side
+
+SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
+TIME_IN_FORCE = {"gtc": TimeInForce.GTC, "good_til_cancelled": TimeInForce.GTC,
+                 "ioc": TimeInForce.IOC, "immediate_or_cancel": TimeInForce.IOC,
+                 "fok": TimeInForce.FOK, "fill_or_kill": TimeInForce.FOK}
+
+
+@dataclass(frozen=True)
+class Fill:
+    order_id: int
+    price_ticks: int
+    qty_lots: int
+    fee_units: int
+    liquidity: Liquidity
+    remaining_lots: int
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Outcome of one command: accepted or the reject reason, and all its events."""
+
+    accepted: bool
+    reason: Reason
+    events: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OrderResult(CommandResult):
+    order_id: int = 0
+    status: str = "rejected"  # rejected | resting | filled | expired
+    price_ticks: int = 0
+    filled_lots: int = 0
+    remaining_lots: int = 0
+    fills: tuple[Fill, ...] = ()
+
+
+@dataclass(frozen=True)
+class Quote:
+    instrument: int
+    bid_price_ticks: int = 0
+    bid_qty_lots: int = 0
+    ask_price_ticks: int = 0
+    ask_qty_lots: int = 0
+
+
+@dataclass(frozen=True)
+class Depth:
+    """L2 book: ``(price_ticks, qty_lots, order_count)`` per level, best first."""
+
+    bids: list[tuple[int, int, int]]
+    asks: list[tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    order_id: int
+    account: int
+    instrument: int
+    side: Side
+    price_ticks: int
+    remaining_lots: int
+    flags: int
+    label: int
+
+
+@dataclass(frozen=True)
+class Position:
+    account: int
+    instrument: int
+    qty_lots: int
+    basis_units: int
+    open_buy_lots: int
+    open_sell_lots: int
+
+
+def _reason(events: np.ndarray) -> Reason:
+    return Reason(int(events["reason"][0])) if len(events) else Reason.UNKNOWN_COMMAND
+
+
+class Exchange:
+    """Embedded venue. Not thread-safe: one caller drives it (as the sequencer would)."""
+
+    def __init__(self, config: EngineConfig | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.engine = Engine(config)
+        self._clock = clock or time.time_ns
+        self._seq = 0
+        self._one = command_array(1)
+        self._names: dict[str, int] = {}
+        self._price_decimals: dict[int, int] = {}
+
+    # ---- sequencer and batch API ----
+
+    def submit(self, commands: np.ndarray) -> np.ndarray:
+        """Sequence a batch (assign ``seq`` and ``ts_ns`` in place) and process it.
+        Returns the events (a new array). Cost: one compiled call."""
+        if commands.dtype != COMMAND_DTYPE:
+            raise TypeError("commands must have dtype COMMAND_DTYPE")
+        count = len(commands)
+        commands["seq"] = np.arange(self._seq + 1, self._seq + 1 + count, dtype=np.uint64)
+        commands["ts_ns"] = self._clock()
+        self._seq += count
+        return self.engine.process(commands)
+
+    def _command(self, kind: CommandKind, **fields: int) -> np.ndarray:
+        record = self._one
+        record[0] = 0
+        record["kind"] = kind
+        for name, value in fields.items():
+            record[name] = value
+        return self.submit(record)
+
+    @staticmethod
+    def _result(events: np.ndarray) -> CommandResult:
+        accepted = bool(len(events)) and events["kind"][0] == EventKind.ACCEPTED
+        return CommandResult(accepted, Reason.OK if accepted else _reason(events), events)
+
+    # ---- accounts and money ----
+
+    def create_account(self, self_trade_prevention: str = "cancel_resting") -> int:
+        """Create an account; returns its id. Raises ValueError when rejected."""
+        mode = SelfTradePrevention[self_trade_prevention.upper()]
+        events = self._command(CommandKind.CREATE_ACCOUNT, stp=mode)
+        if events["kind"][0] != EventKind.ACCEPTED:
+            raise ValueError(f"account not created: {_reason(events).name}")
+        return int(events["account"][0])
+
+    def set_self_trade_prevention(self, account: int, mode: str) -> CommandResult:
+        return self._result(self._command(CommandKind.SET_ACCOUNT, account=account,
+                                          stp=SelfTradePrevention[mode.upper()]))
+
+    def deposit(self, account: int, amount_units: int) -> CommandResult:
+        return self._result(self._command(CommandKind.DEPOSIT, account=account,
+                                          amount_units=amount_units))
+
+    def withdraw(self, account: int, amount_units: int) -> CommandResult:
+        return self._result(self._command(CommandKind.WITHDRAW, account=account,
+                                          amount_units=amount_units))
+
+    def advance_time(self) -> CommandResult:
+        """Sequence a TIME command at the clock's current time."""
+        return self._result(self._command(CommandKind.TIME))
+
+    # ---- instruments ----
+
+    def _add(self, name: str, price_decimals: int, **fields: int) -> int:
+        if name in self._names:
+            raise ValueError(f"instrument {name} exists")
+        events = self._command(CommandKind.ADD_INSTRUMENT, **fields)
+        if events["kind"][0] != EventKind.ACCEPTED:
+            raise ValueError(f"instrument {name} rejected: {_reason(events).name}")
+        instrument = int(events["instrument"][0])
+        self._names[name] = instrument
+        self._price_decimals[instrument] = price_decimals
+        return instrument
+
+    def add_perpetual(self, underlying: str = "BTC", *, tick_size_ticks: int = 1,
+                      min_trade_lots: int = 1, contract_value_units: int = 1,
+                      maker_fee_ppm: int = 0, taker_fee_ppm: int = 500,
+                      price_decimals: int = 2) -> int:
+        """Add a linear USDC perpetual named like Deribit's (``BTC_USDC-PERPETUAL``)."""
+        return self._add(f"{underlying}_USDC-PERPETUAL", price_decimals,
+                         instrument_kind=InstrumentKind.PERPETUAL,
+                         underlying=Underlying[underlying], tick_size_ticks=tick_size_ticks,
+                         min_trade_lots=min_trade_lots,
+                         contract_value_units=contract_value_units,
+                         maker_fee_ppm=maker_fee_ppm, taker_fee_ppm=taker_fee_ppm)
+
+    def add_option(self, underlying: str, expiry_ts_ns: int, strike_ticks: int,
+                   option_type: str, *, tick_size_ticks: int = 1, min_trade_lots: int = 1,
+                   contract_value_units: int = 1, maker_fee_ppm: int = 0,
+                   taker_fee_ppm: int = 300, price_decimals: int = 2) -> int:
+        """Add a European USDC option named like ``BTC_USDC-27DEC26-100000-C``."""
+        kind = OptionType[option_type.upper()]
+        expiry = datetime.fromtimestamp(expiry_ts_ns / 1e9, tz=UTC)
+        strike = strike_ticks / 10**price_decimals
+        strike_text = f"{strike:.0f}" if strike == int(strike) else f"{strike:g}".replace(".", "d")
+        name = (f"{underlying}_USDC-{expiry.day}{expiry.strftime('%b').upper()}"
+                f"{expiry.strftime('%y')}-{strike_text}-{'C' if kind == OptionType.CALL else 'P'}")
+        return self._add(name, price_decimals, instrument_kind=InstrumentKind.OPTION,
+                         option_type=kind, underlying=Underlying[underlying],
+                         expiry_ts_ns=expiry_ts_ns, strike_ticks=strike_ticks,
+                         tick_size_ticks=tick_size_ticks, min_trade_lots=min_trade_lots,
+                         contract_value_units=contract_value_units,
+                         maker_fee_ppm=maker_fee_ppm, taker_fee_ppm=taker_fee_ppm)
+
+    def instrument_id(self, name: str) -> int:
+        return self._names[name]
+
+    def instrument_name(self, instrument: int) -> str:
+        for name, value in self._names.items():
+            if value == instrument:
+                return name
+        raise KeyError(instrument)
+
+    def halt(self, instrument: int) -> CommandResult:
+        return self._result(self._command(CommandKind.HALT_INSTRUMENT, instrument=instrument))
+
+    def resume(self, instrument: int) -> CommandResult:
+        return self._result(self._command(CommandKind.RESUME_INSTRUMENT, instrument=instrument))
+
+    def close(self, instrument: int) -> CommandResult:
+        return self._result(self._command(CommandKind.CLOSE_INSTRUMENT, instrument=instrument))
+
+    # ---- orders ----
+
+    @staticmethod
+    def _order_result(events: np.ndarray) -> OrderResult:
+        if not len(events) or events["kind"][0] != EventKind.ACCEPTED:
+            return OrderResult(False, _reason(events), events)
+        order_id = int(events["order_id"][0])
+        ordered = int(events["qty_lots"][0])
+        own_fills = events[(events["kind"] == EventKind.FILLED) & (events["order_id"] == order_id)]
+        fills = tuple(
+            Fill(order_id, int(e["price_ticks"]), int(e["qty_lots"]), int(e["fee_units"]),
+                 Liquidity(int(e["liquidity"])), int(e["remaining_lots"]))
+            for e in own_fills
+        )
+        filled = sum(f.qty_lots for f in fills)
+        expired = events[(events["kind"] == EventKind.EXPIRED) & (events["order_id"] == order_id)]
+        if len(expired):
+            status = "expired"
+        elif filled == ordered:
+            status = "filled"
+        else:
+            status = "resting"
+        return OrderResult(True, Reason.OK, events, order_id, status,
+                           int(events["price_ticks"][0]), filled, ordered - filled, fills)
+
+    def place(self, account: int, instrument: int, side: str, qty_lots: int,
+              price_ticks: int = 0, *, order_type: str = "limit", time_in_force: str = "gtc",
+              post_only: bool = False, reject_post_only: bool = False,
+              reduce_only: bool = False, label: int = 0) -> OrderResult:
+        """Place an order. Rejections come back as ``accepted=False`` with a reason."""
+        flags = ((OrderFlag.POST_ONLY if post_only else 0)
+                 | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
+                 | (OrderFlag.REDUCE_ONLY if reduce_only else 0))
+        events = self._command(
+            CommandKind.PLACE_ORDER, account=account, instrument=instrument,
+            side=SIDES[side], order_type=ORDER_TYPES[order_type],
+            tif=TIME_IN_FORCE[time_in_force], flags=flags, price_ticks=price_ticks,
+            qty_lots=qty_lots, label=label)
+        return self._order_result(events)
+
+    def amend(self, account: int, order_id: int, price_ticks: int, qty_lots: int) -> OrderResult:
+        """Change price and remaining quantity (quantity down at the same price keeps
+        priority)."""
+        return self._order_result(self._command(
+            CommandKind.AMEND_ORDER, account=account, order_id=order_id,
+            price_ticks=price_ticks, qty_lots=qty_lots))
+
+    def cancel(self, account: int, order_id: int) -> CommandResult:
+        return self._result(self._command(CommandKind.CANCEL_ORDER, account=account,
+                                          order_id=order_id))
+
+    def cancel_all(self, account: int, instrument: int | None = None) -> CommandResult:
+        if instrument is None:
+            return self._result(self._command(CommandKind.CANCEL_ALL, account=account))
+        return self._result(self._command(CommandKind.CANCEL_ALL_INSTRUMENT, account=account,
+                                          instrument=instrument))
+
+    def mass_quote(self, account: int, quotes: Sequence[Quote], label: int = 0) -> CommandResult:
+        """Replace the account's quotes on each quoted instrument in one command."""
+        records = command_array(1 + len(quotes))
+        records["kind"][0] = CommandKind.MASS_QUOTE
+        records["account"][0] = account
+        records["count"][0] = len(quotes)
+        records["label"][0] = label
+        for index, quote in enumerate(quotes, start=1):
+            records["kind"][index] = CommandKind.QUOTE_LEG
+            records["instrument"][index] = quote.instrument
+            records["bid_price_ticks"][index] = quote.bid_price_ticks
+            records["bid_qty_lots"][index] = quote.bid_qty_lots
+            records["ask_price_ticks"][index] = quote.ask_price_ticks
+            records["ask_qty_lots"][index] = quote.ask_qty_lots
+        return self._result(self.submit(records))
+
+    # ---- queries (read the state directly; O(result size)) ----
+
+    def depth(self, instrument: int, levels: int = 10) -> Depth:
+        st = self.engine.state
+        sides = []
+        for side in (Side.BUY, Side.SELL):
+            sides.append([(price, sum(o[2] for o in orders), len(orders))
+                          for price, orders in book_side(st, instrument, side)[:levels]])
+        return Depth(sides[0], sides[1])
+
+    def order(self, order_id: int) -> OrderInfo | None:
+        st = self.engine.state
+        slot = int(order_slot_of(st, np.int64(order_id))) if 0 < order_id < 2**63 else -1
+        if slot < 0:
+            return None
+        position = int(st.ord_i4[L.O_POSITION, slot])
+        meta = int(st.ord_i4[L.O_META, slot])
+        return OrderInfo(order_id, int(st.pos_i4[L.S_ACCOUNT, position]),
+                         int(st.pos_i4[L.S_INSTRUMENT, position]), Side(meta & 1),
+                         int(st.ord_i8[L.O_PRICE, slot]), int(st.ord_i8[L.O_QTY, slot]),
+                         meta >> 1, int(st.ord_label[slot]))
+
+    def _positions_slots(self, account: int) -> list[int]:
+        st = self.engine.state
+        slots = []
+        slot = int(st.acc_i4[L.A_POSITION_HEAD, account])
+        while slot != L.NIL:
+            slots.append(slot)
+            slot = int(st.pos_i4[L.S_NEXT, slot])
+        return slots
+
+    def open_orders(self, account: int, instrument: int | None = None) -> list[OrderInfo]:
+        st = self.engine.state
+        result = []
+        for position in self._positions_slots(account):
+            if instrument is not None and st.pos_i4[L.S_INSTRUMENT, position] != instrument:
+                continue
+            slot = int(st.pos_i4[L.S_ORDER_HEAD, position])
+            while slot != L.NIL:
+                info = self.order((int(st.ord_i8[L.O_GENERATION, slot]) << 32) | slot)
+                assert info is not None
+                result.append(info)
+                slot = int(st.ord_i4[L.O_POSITION_NEXT, slot])
+        return result
+
+    def positions(self, account: int) -> list[Position]:
+        st = self.engine.state
+        return [Position(account, int(st.pos_i4[L.S_INSTRUMENT, p]), int(st.pos_i8[L.S_QTY, p]),
+                         int(st.pos_i8[L.S_BASIS, p]), int(st.pos_i8[L.S_OPEN_BUY, p]),
+                         int(st.pos_i8[L.S_OPEN_SELL, p]))
+                for p in self._positions_slots(account) if st.pos_i8[L.S_QTY, p] != 0]
+
+    def balance(self, account: int) -> int:
+        if not 0 <= account < self.engine.state.counters[L.C_ACCOUNT_HWM]:
+            raise KeyError(account)
+        return int(self.engine.state.acc_i8[L.A_BALANCE, account])
+
+    def balances(self) -> dict[int, int]:
+        count = int(self.engine.state.counters[L.C_ACCOUNT_HWM])
+        return {a: int(self.engine.state.acc_i8[L.A_BALANCE, a]) for a in range(count)}
+
+    def format_price(self, instrument: int, price_ticks: int) -> str:
+        decimals = self._price_decimals.get(instrument, 0)
+        return f"{price_ticks / 10**decimals:.{decimals}f}"
+
+    def state_hash(self) -> str:
+        return self.engine.state_hash()
+
+    def check_invariants(self) -> None:
+        self.engine.check_invariants()
