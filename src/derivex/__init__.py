@@ -1,19 +1,33 @@
 """derivex: a deterministic exchange core for crypto derivatives.
 
 Importing the package points numba's on-disk kernel cache at the user cache directory
-(never the source tree) unless ``NUMBA_CACHE_DIR`` is already set.
+(never the source tree) unless ``NUMBA_CACHE_DIR`` is already set. The directory is keyed by
+a digest of the kernel sources: numba checks only the timestamp of the file that defines a
+cached function, not of the kernels it calls in other modules, so an edit to a callee would
+otherwise leave stale machine code in use.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+from pathlib import Path
 
-if "NUMBA_CACHE_DIR" not in os.environ:
+
+def _kernel_cache_dir() -> str:
     from platformdirs import user_cache_dir
 
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(user_cache_dir("derivex"), "numba")
-    import sys
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return os.path.join(user_cache_dir("derivex"), "numba", digest.hexdigest()[:16])
 
+
+if "NUMBA_CACHE_DIR" not in os.environ:
+    os.environ["NUMBA_CACHE_DIR"] = _kernel_cache_dir()
     if "numba" in sys.modules:  # imported before us: its config already read the environment
         sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from derivex.core.records import (
@@ -114,10 +116,8 @@ def decode_one(ev: np.void) -> dict:
     for name in names:
         value = int(ev[name])
         if name == "reason":
-            try:
+            with contextlib.suppress(ValueError):
                 value = Reason(value).name
-            except ValueError:
-                pass
         out[name] = value
     return out
 
@@ -139,10 +139,8 @@ def describe_command(rec: np.void) -> dict:
         value = int(rec[name])
         if value:
             out[name] = value
-    try:
+    with contextlib.suppress(ValueError):
         out["kind"] = CommandKind(int(rec["kind"])).name
-    except ValueError:
-        pass
     return out
 
 

@@ -35,9 +35,8 @@ from derivex.core.records import (
 
 AMBIGUITIES = [
     ("A1 gas clock: CREATE_ACCOUNT sets gas_ts_ns to the engine clock after this command's "
-    "ts_ns is applied (max(clock, ts_ns)). A refill adds whole_ms * gas_refill_per_ms "
-    "(capped at gas_max) and advances gas_ts_ns by whole_ms * 1e6 even when the budget is "
-    "capped (the fraction always carries over). Refill happens only for gas-charged commands."),
+    "ts_ns is applied (max(clock, ts_ns)); refill follows the exact rule of the spec's Gas "
+    "section and happens only for gas-charged commands (after the account checks)."),
     ("A2 SET_ACCOUNT on a system account (0, 1, 2) is rejected with SYSTEM_ACCOUNT (system "
     "accounts never trade, so STP is meaningless). Checks: UNKNOWN_ACCOUNT, SYSTEM_ACCOUNT, "
     "BAD_STP_MODE."),
@@ -48,19 +47,24 @@ AMBIGUITIES = [
     "is checked); underlying must be a known Underlying (1..3); an instrument whose derived "
     "max_price_ticks is 0 is still accepted (every order on it is PRICE_TOO_LARGE). "
     "ADD/HALT/RESUME/CLOSE emit ACCEPTED then INSTRUMENT_STATUS(new status)."),
-    "A5 CLOSE_INSTRUMENT of an already closed instrument: INSTRUMENT_CLOSED.",
-    ("A6 Every accepted order (IOC/FOK/market and amend-less takers too) takes an order slot "
-    "(id) from the LIFO free stack, else the next never-used slot (also beyond max_orders: "
-    "ORDER_POOL_FULL applies only to orders that may rest). A slot is pushed back on the free "
-    "stack at the moment its order dies: a maker when its last lot fills or it is cancelled, "
-    "the taker after matching ends (fully filled or expired). Rejected orders take no id."),
-    ("A7 POSITION_POOL_FULL applies to every PLACE_ORDER (IOC/FOK/market too: a fill needs a "
-    "slot); it is checked after the GTC-only capacity checks of step 11."),
+    ("A5 CLOSE_INSTRUMENT of an already closed instrument: INSTRUMENT_NOT_ACTIVE (by "
+     "analogy with HALT; the kernel's choice)."),
+    ("A6 Every accepted order (IOC/FOK/market too) takes an order slot (id) from the LIFO "
+     "free stack, else the next never-used slot. A slot is pushed back on the free stack "
+     "at the moment its order dies: a maker when its last lot fills or it is cancelled, "
+     "the taker after matching ends (fully filled or expired). Rejected orders take no id."),
+    ("A7 Step 11 for PLACE_ORDER: GTC limit only: ACCOUNT_ORDER_LIMIT, BOOK_ORDER_LIMIT; "
+     "every order (an IOC needs an order slot too): ORDER_POOL_FULL; GTC limit only: "
+     "BOOK_LEVEL_LIMIT, LEVEL_POOL_FULL (only if no level at its price); every order: "
+     "POSITION_POOL_FULL. (The kernel's reading; the spec's capacity section lists "
+     "ORDER_POOL_FULL under GTC.)"),
     ("A8 Gas in matching: every resting order reached costs gas_per_fill, including own "
     "orders cancelled by STP and reduce-only orders cancelled for zero capacity."),
-    ("A9 The liquidity scan (step 12) simulates the gas of matching: for a FOK running out of "
-    "gas is GAS_EXHAUSTED; for a non-FOK order in REJECT_INCOMING mode the walk stops where "
-    "matching would stop for gas, so an own order beyond that point is not a reject."),
+    ("A9 The liquidity scan walks until the quantity is exhausted or nothing more crosses, "
+     "ignoring gas while walking; then: an own order reached (reject mode) -> "
+     "SELF_TRADE_REJECTED (even beyond the point where matching would run out of gas); "
+     "FOK: total gas matching would charge > budget -> GAS_EXHAUSTED; FOK not complete -> "
+     "FOK_NOT_FILLED (the order the spec lists them in)."),
     ("A10 Expiry reasons: remainder after a gas stop: EXPIRED(CANCEL_GAS) (GTC too); a market "
     "order that filled nothing (and did not stop for gas): EXPIRED(NO_LIQUIDITY), even if it "
     "reached own orders (STP-cancelled) or zero-capacity reduce-only orders; otherwise a "
@@ -72,16 +76,19 @@ AMBIGUITIES = [
     "balance -= fee, fee pool += fee."),
     ("A13 Post-only 'would trade' compares with the opposite best price regardless of whose "
     "orders are there (own orders count)."),
-    ("A14 Amend keeps priority iff final price (after post-only repricing) == old price and "
-    "final qty (after reduce-only clamp) <= old remaining (an amend to the same price and "
-    "quantity keeps priority). The keep-priority path runs steps 5-10 only (no level "
-    "capacity, no scan, no matching). An amend that leaves its level is capacity-checked "
-    "as if it had already left (its old level is gone if it was alone there). Amend "
-    "validation order: account, gas, UNKNOWN_ORDER, NOT_ORDER_OWNER, then steps 5-12."),
-    ("A15 Mass quote legs are 1-based in events (leg 0 = header). A header consumes the "
-    "contiguous QUOTE_LEG records that follow it, at most `count`; fewer than `count`, "
-    "count == 0 or count > max_quote_legs is BAD_MASS_QUOTE (leg 0). Consumed legs produce "
-    "no events of their own and their ts_ns does not move the clock (only the header's does)."),
+    ("A14 Amend keeps priority iff final price (after post-only repricing) == old price "
+     "and final qty (after reduce-only clamp) <= old remaining (so an amend to the same "
+     "price and quantity keeps priority, a=1). Level capacity (BOOK_LEVEL_LIMIT, "
+     "LEVEL_POOL_FULL) is checked only when the price changes, with the current counts "
+     "(the order's own old level still counts even if it is alone there). The STP scan "
+     "runs only when priority is lost. Amend validation order: account, gas, "
+     "UNKNOWN_ORDER, NOT_ORDER_OWNER, then steps 5-12 (no order/account/book capacity)."),
+    ("A15 Mass quote legs are numbered from 1 in events (leg 0 = header), as '0 for header "
+     "problems' implies. A header is well formed when 1 <= count <= max_quote_legs and the "
+     "next count records of the batch are all QUOTE_LEG: it then consumes them (they "
+     "produce no events of their own and their ts_ns does not move the clock). Otherwise "
+     "the header alone is BAD_MASS_QUOTE (leg 0, after the account and gas checks) and the "
+     "records after it are processed normally (stray legs: ORPHAN_QUOTE_LEG)."),
     ("A16 Mass quote validation order: account checks, gas_base, header, then per leg in "
     "order: UNKNOWN_INSTRUMENT, INSTRUMENT_HALTED/CLOSED, DUPLICATE_QUOTE_INSTRUMENT, "
     "QTY_NOT_POSITIVE (a quantity < 0), bid side then ask side (if qty > 0): QTY_TOO_LARGE, "
@@ -207,6 +214,7 @@ def crosses(side: int, level_price: int, limit: int | None) -> bool:
 
 class ReferenceEngine:
     def __init__(self, config: EngineConfig):
+        self.leg_base = 1  # mass-quote legs are numbered from 1; 0 names the header
         self.cfg = config
         self.clock = 0
         self.total_deposits = 0
@@ -233,13 +241,14 @@ class ReferenceEngine:
             self.clock = max(self.clock, int(cmd["ts_ns"]))
             consumed = 1
             try:
-                if self._kind == CommandKind.MASS_QUOTE:
+                if self._kind == CommandKind.MASS_QUOTE:  # [A15]
                     count = int(cmd["count"])
-                    legs = []
-                    j = i + 1
-                    while j < n and len(legs) < count and commands[j]["kind"] == CommandKind.QUOTE_LEG:
-                        legs.append(commands[j])
-                        j += 1
+                    legs = list(commands[i + 1:i + 1 + count])
+                    well_formed = (1 <= count <= self.cfg.max_quote_legs
+                                   and len(legs) == count
+                                   and all(leg["kind"] == CommandKind.QUOTE_LEG for leg in legs))
+                    if not well_formed:
+                        legs = []  # the header alone; what follows is processed normally
                     consumed = 1 + len(legs)
                     self._mass_quote(cmd, legs)
                 else:
@@ -333,12 +342,21 @@ class ReferenceEngine:
         self._emit(EventKind.ACCEPTED, account=acct_id)
         self._emit(EventKind.ACCOUNT_CREATED, account=acct_id, status=stp)
 
+    @staticmethod
+    def _money_allowed(acct_id: int) -> None:
+        # the P&L clearing account is a counterpart, not money anybody may move
+        if acct_id == SystemAccount.PNL_CLEARING:
+            raise Reject(Reason.SYSTEM_ACCOUNT)
+
     def _deposit(self, cmd) -> None:
         acct_id, acct = self._account(cmd)
+        self._money_allowed(acct_id)
         amount = int(cmd["amount_units"])
         if amount <= 0:
             raise Reject(Reason.AMOUNT_NOT_POSITIVE)
         if acct.balance + amount > self.cfg.max_balance_units:
+            raise Reject(Reason.BALANCE_LIMIT)
+        if self.total_deposits + amount > (1 << 62):
             raise Reject(Reason.BALANCE_LIMIT)
         acct.balance += amount
         self.total_deposits += amount
@@ -348,6 +366,7 @@ class ReferenceEngine:
 
     def _withdraw(self, cmd) -> None:
         acct_id, acct = self._account(cmd)
+        self._money_allowed(acct_id)
         amount = int(cmd["amount_units"])
         if amount <= 0:
             raise Reject(Reason.AMOUNT_NOT_POSITIVE)
@@ -369,10 +388,25 @@ class ReferenceEngine:
 
     # ------------------------------------------------------------------ gas
 
-    def _refill(self, acct: Account) -> None:  # [A1]
-        whole_ms = (self.clock - acct.gas_ts_ns) // NS_PER_MS
-        acct.gas = min(self.cfg.gas_max, acct.gas + whole_ms * self.cfg.gas_refill_per_ms)
-        acct.gas_ts_ns += whole_ms * NS_PER_MS
+    def _refill(self, acct: Account) -> None:
+        """The exact rule of the spec's Gas section."""
+        now, rate, gas_max = self.clock, self.cfg.gas_refill_per_ms, self.cfg.gas_max
+        if now <= acct.gas_ts_ns:
+            return
+        if acct.gas >= gas_max:
+            acct.gas_ts_ns = now
+            return
+        ms = (now - acct.gas_ts_ns) // NS_PER_MS
+        if ms == 0:
+            return
+        if rate == 0:
+            acct.gas_ts_ns += ms * NS_PER_MS
+        elif ms >= ceil_div(gas_max - acct.gas, rate):
+            acct.gas = gas_max
+            acct.gas_ts_ns = now
+        else:
+            acct.gas += ms * rate
+            acct.gas_ts_ns += ms * NS_PER_MS
 
     def _charge_base(self, acct: Account) -> None:
         self._refill(acct)
@@ -404,10 +438,12 @@ class ReferenceEngine:
               and underlying in {int(u) for u in Underlying})
         if not ok:
             raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
-        if len(self.instruments) >= self.cfg.max_instruments:
-            raise Reject(Reason.INSTRUMENT_POOL_FULL)
         max_price = min(self.cfg.max_price_ticks,
                         (1 << 62) // (self.cfg.max_position_lots * cv))
+        if max_price < tick or (kind == InstrumentKind.OPTION and strike > max_price):
+            raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
+        if len(self.instruments) >= self.cfg.max_instruments:
+            raise Reject(Reason.INSTRUMENT_POOL_FULL)
         inst_id = len(self.instruments)
         self.instruments.append(Instrument(
             kind=kind, option_type=opt, underlying=underlying, strike_ticks=strike,
@@ -450,7 +486,7 @@ class ReferenceEngine:
         inst_id = int(cmd["instrument"])
         inst = self._instrument(inst_id)
         if inst.status == InstrumentStatus.CLOSED:
-            raise Reject(Reason.INSTRUMENT_CLOSED)  # [A5]
+            raise Reject(Reason.INSTRUMENT_NOT_ACTIVE)  # [A5]
         self._emit(EventKind.ACCEPTED, instrument=inst_id)
         for side in (BUY, SELL):
             for price in inst.levels_in_priority(side):
@@ -619,12 +655,12 @@ class ReferenceEngine:
             self._unrest(maker)
             self._free_order_id(maker.id)
         for (order, _pos, _cash, fee, _bal), liq in zip(results, (Liquidity.MAKER,
-                                                                  Liquidity.TAKER)):
+                                                                  Liquidity.TAKER), strict=False):
             self._emit(EventKind.FILLED, account=order.account, instrument=order.instrument,
                        side=order.side, liquidity=int(liq), order_id=order.id,
                        price_ticks=price, qty_lots=q, fee_units=fee, remaining_lots=order.qty)
         for (order, pos, cash, _fee, bal), liq in zip(results, (Liquidity.MAKER,
-                                                                Liquidity.TAKER)):
+                                                                Liquidity.TAKER), strict=False):
             self._emit(EventKind.POSITION, account=order.account, instrument=order.instrument,
                        side=order.side, liquidity=int(liq), order_id=order.id,
                        basis_units=pos.basis, position_lots=pos.qty, cash_units=cash,
@@ -634,27 +670,30 @@ class ReferenceEngine:
 
     def _scan(self, acct_id: int, inst_id: int, side: int, limit: int | None, qty: int,
               fok: bool, stp_reject: bool) -> Reason | None:
-        """Step 12: walk the opposite side as matching would, changing nothing. [A9]"""
+        """Step 12: walk the opposite side as matching would, changing nothing. [A9]
+
+        The walk goes on until the quantity is exhausted or nothing more crosses, adding up
+        the gas that matching would charge. Then: an own order reached (reject mode) is
+        SELF_TRADE_REJECTED; for a FOK, gas needed > budget is GAS_EXHAUSTED and an
+        incomplete fill FOK_NOT_FILLED."""
         inst = self.instruments[inst_id]
-        gas = self.accounts[acct_id].gas
+        gas_needed = 0
         sim_pos: dict[int, int] = {}
         remaining = qty
         opposite = 1 - side
+        own = False
         for price in inst.levels_in_priority(opposite):
-            if remaining == 0 or not crosses(side, price, limit):
+            if remaining == 0 or own or not crosses(side, price, limit):
                 break
-            if gas < self.cfg.gas_per_level:
-                return Reason.GAS_EXHAUSTED if fok else None
-            gas -= self.cfg.gas_per_level
+            gas_needed += self.cfg.gas_per_level
             for resting in inst.side_book(opposite)[price]:
                 if remaining == 0:
                     break
-                if gas < self.cfg.gas_per_fill:
-                    return Reason.GAS_EXHAUSTED if fok else None
-                gas -= self.cfg.gas_per_fill
+                gas_needed += self.cfg.gas_per_fill
                 if resting.account == acct_id:
                     if stp_reject:
-                        return Reason.SELF_TRADE_REJECTED
+                        own = True
+                        break
                     continue  # would be cancelled (CANCEL_RESTING)
                 owner_pos = sim_pos.get(resting.account,
                                         self._pos_qty(resting.account, inst_id))
@@ -663,6 +702,10 @@ class ReferenceEngine:
                     q = min(q, self.reducing_capacity(owner_pos, resting.side))
                 sim_pos[resting.account] = owner_pos + (q if resting.side == BUY else -q)
                 remaining -= q
+        if own:
+            return Reason.SELF_TRADE_REJECTED
+        if fok and gas_needed > self.accounts[acct_id].gas:
+            return Reason.GAS_EXHAUSTED
         if fok and remaining > 0:
             return Reason.FOK_NOT_FILLED
         return None
@@ -757,26 +800,15 @@ class ReferenceEngine:
             raise Reject(Reason.POST_ONLY_WOULD_TAKE)
         return new
 
-    def _check_levels(self, inst: Instrument, side: int, price: int,
-                      leaving: Order | None = None) -> None:
-        """Level capacity for an order that will rest at ``price`` (as if ``leaving`` had
-        already left its level). [A14]"""
+    def _check_levels(self, inst: Instrument, side: int, price: int) -> None:
+        """Level capacity for an order that will rest at ``price`` (current counts)."""
         book = inst.side_book(side)
-        side_levels = len(book)
-        live_levels = self.live_levels()
-        exists = price in book
-        if leaving is not None:
-            old_book = inst.side_book(leaving.side)
-            if len(old_book[leaving.price]) == 1:  # its level goes away when it leaves
-                live_levels -= 1
-                side_levels -= 1
-                if leaving.price == price:
-                    exists = False
-        if not exists:
-            if side_levels >= self.cfg.max_levels_per_side:
-                raise Reject(Reason.BOOK_LEVEL_LIMIT)
-            if live_levels >= self.cfg.max_levels:
-                raise Reject(Reason.LEVEL_POOL_FULL)
+        if price in book:
+            return
+        if len(book) >= self.cfg.max_levels_per_side:
+            raise Reject(Reason.BOOK_LEVEL_LIMIT)
+        if self.live_levels() >= self.cfg.max_levels:
+            raise Reject(Reason.LEVEL_POOL_FULL)
 
     # ------------------------------------------------------------------ PLACE_ORDER
 
@@ -816,13 +848,15 @@ class ReferenceEngine:
             price = limit = self._post_only_price(inst, side, price, bool(flags & RPO))
         if not self._position_limit_ok(acct_id, inst_id, side, qty):  # 10
             raise Reject(Reason.POSITION_LIMIT)
-        if limit is not None and tif == TimeInForce.GTC:  # 11
+        resting = limit is not None and tif == TimeInForce.GTC
+        if resting:  # 11 [A7]
             if len(acct.orders) >= self.cfg.max_open_orders_per_account:
                 raise Reject(Reason.ACCOUNT_ORDER_LIMIT)
             if inst.resting_count() >= self.cfg.max_orders_per_book:
                 raise Reject(Reason.BOOK_ORDER_LIMIT)
-            if len(self.orders) >= self.cfg.max_orders:
-                raise Reject(Reason.ORDER_POOL_FULL)
+        if len(self.orders) >= self.cfg.max_orders:
+            raise Reject(Reason.ORDER_POOL_FULL)
+        if resting:
             self._check_levels(inst, side, price)
         if (acct_id, inst_id) not in self.positions and \
                 len(self.positions) >= self.cfg.max_positions:  # [A7]
@@ -882,13 +916,13 @@ class ReferenceEngine:
         if not self._position_limit_ok(acct_id, order.instrument, order.side, qty,
                                        gone=order.qty):
             raise Reject(Reason.POSITION_LIMIT)
-        if not keep:
-            self._check_levels(inst, order.side, price, leaving=order)
-            if acct.stp == SelfTradePrevention.REJECT_INCOMING:
-                reason = self._scan(acct_id, order.instrument, order.side, price, qty, False,
-                                    True)
-                if reason is not None:
-                    raise Reject(reason)
+        if price != order.price:  # [A14]
+            self._check_levels(inst, order.side, price)
+        if not keep and acct.stp == SelfTradePrevention.REJECT_INCOMING:
+            reason = self._scan(acct_id, order.instrument, order.side, price, qty, False,
+                                True)
+            if reason is not None:
+                raise Reject(reason)
         self._emit(EventKind.ACCEPTED, account=acct_id, instrument=order.instrument,
                    side=order.side, order_id=order.id, price_ticks=price, qty_lots=qty,
                    label=order.label)
@@ -939,11 +973,11 @@ class ReferenceEngine:
         acct_id, acct = self._user_account(cmd)
         self._charge_base(acct)
         count = int(cmd["count"])
-        if count == 0 or count > self.cfg.max_quote_legs or len(legs) < count:
+        if not legs:
             raise Reject(Reason.BAD_MASS_QUOTE, 0)
         parsed = []  # (leg_no, inst_id, inst, [(side, price, qty)], replaced)
         seen: set[int] = set()
-        for leg_no, leg in enumerate(legs, start=1):  # [A15] [A16]
+        for leg_no, leg in enumerate(legs, start=self.leg_base):  # [A15] [A16]
             inst_id = int(leg["instrument"])
             if inst_id >= len(self.instruments):
                 raise Reject(Reason.UNKNOWN_INSTRUMENT, leg_no)

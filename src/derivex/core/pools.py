@@ -8,6 +8,8 @@ Every operation here is O(1) (hash operations O(1) expected).
 
 from __future__ import annotations
 
+import numpy as np
+
 from derivex.core import layout as L
 from derivex.core.jit import kernel
 
@@ -93,7 +95,8 @@ def level_free(st, slot):
 
 @kernel
 def _hash_key(account, instrument):
-    return (account << 32) + instrument + 1
+    # explicit int64: as plain Python (JIT disabled) an int32 argument would shift in 32 bits
+    return (np.int64(account) << 32) + np.int64(instrument) + 1
 
 
 @kernel

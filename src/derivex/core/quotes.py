@@ -165,7 +165,7 @@ def _capacity(st, cmds, i, count, account):
         if leg["ask_qty_lots"] > 0:
             delta += 1
         if st.ins_i4[L.I_RESTING, instrument] + delta > st.params[P_MAX_ORDERS_PER_BOOK]:
-            return K.R_BOOK_ORDER_LIMIT, j
+            return K.R_BOOK_ORDER_LIMIT, j + 1
     if st.counters[L.C_ORDERS_LIVE] - replaced + new > st.params[P_MAX_ORDERS]:
         return K.R_ORDER_POOL_FULL, 0
     for j in range(count):
@@ -176,7 +176,7 @@ def _capacity(st, cmds, i, count, account):
             price = leg["bid_price_ticks"] if side == 0 else leg["ask_price_ticks"]
             if qty > 0 and _needs_level(st, instrument, side, price):
                 if st.ladder_len[instrument * 2 + side] >= st.params[P_MAX_LEVELS_PER_SIDE]:
-                    return K.R_BOOK_LEVEL_LIMIT, j
+                    return K.R_BOOK_LEVEL_LIMIT, j + 1
     if st.counters[L.C_LEVELS_LIVE] + new_levels > st.params[P_MAX_LEVELS]:
         return K.R_LEVEL_POOL_FULL, 0
     if st.counters[L.C_POSITIONS_LIVE] + new_positions > st.params[P_MAX_POSITIONS]:
@@ -243,7 +243,7 @@ def mass_quote(st, ev, n, cmds, i):
     for j in range(count):
         reason = _validate_leg(st, cmds, i, j, account)
         if reason != K.R_OK:
-            return reject(st, ev, n, cmds, i, reason, j), span
+            return reject(st, ev, n, cmds, i, reason, j + 1), span
     reason, leg_index = _capacity(st, cmds, i, count, account)
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, leg_index), span
@@ -264,11 +264,11 @@ def mass_quote(st, ev, n, cmds, i):
             if bid_qty == 0 and ask_qty == 0:
                 continue
             position = position_get_or_create(st, account, instrument)
-        n = _replace_side(st, ev, n, seq, j, account, instrument, position, K.BUY, 0, 0, label)
-        n = _replace_side(st, ev, n, seq, j, account, instrument, position, K.SELL, 0, 0, label)
-        n = _place_side(st, ev, n, seq, j, account, instrument, position, K.BUY,
+        n = _replace_side(st, ev, n, seq, j + 1, account, instrument, position, K.BUY, 0, 0, label)
+        n = _replace_side(st, ev, n, seq, j + 1, account, instrument, position, K.SELL, 0, 0, label)
+        n = _place_side(st, ev, n, seq, j + 1, account, instrument, position, K.BUY,
                         leg["bid_price_ticks"], bid_qty, label)
-        n = _place_side(st, ev, n, seq, j, account, instrument, position, K.SELL,
+        n = _place_side(st, ev, n, seq, j + 1, account, instrument, position, K.SELL,
                         leg["ask_price_ticks"], ask_qty, label)
         position_release_if_idle(st, position)
     return n, span

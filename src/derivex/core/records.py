@@ -348,3 +348,15 @@ def command_array(n: int) -> np.ndarray:
 def event_array(n: int) -> np.ndarray:
     """Zeroed array of ``n`` event records."""
     return np.zeros(n, dtype=EVENT_DTYPE)
+
+
+def concat_commands(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate command arrays keeping the aliased layout (``np.concatenate`` would
+    repack the overlapping fields into a different, larger dtype)."""
+    out = command_array(sum(len(part) for part in parts))
+    start = 0
+    for part in parts:
+        out.view(np.uint8).reshape(-1, RECORD_BYTES)[start:start + len(part)] = (
+            part.view(np.uint8).reshape(-1, RECORD_BYTES))
+        start += len(part)
+    return out

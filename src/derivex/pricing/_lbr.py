@@ -23,6 +23,7 @@ is not evaluable.  The solver therefore always terminates with a value
 inside the bracket and never raises.
 """
 
+# numba-cache-deps: de973869e9cee6b0
 from __future__ import annotations
 
 import math
@@ -35,6 +36,7 @@ from ._special import (
     DBL_MAX,
     DBL_MIN,
     SQRT_PI_OVER_TWO,
+    SQRT_TWO_PI,
     inverse_norm_cdf,
     norm_cdf,
     norm_pdf,
@@ -157,6 +159,8 @@ def _f_upper_map(x, s):
 
 @_jit
 def _householder_step(newton, halley, hh3):
+    """Householder(3) step from the Newton step and g2/g1, g3/g1 (any
+    consistent scaling of the variable)."""
     return newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + hh3 * newton / 6.0))
 
 
@@ -169,7 +173,11 @@ def _initial_guess(beta, x):
     b_c = normalised_black_otm_call(x, s_c)
     v_c = normalised_vega(x, s_c)
     if beta < b_c:
-        s_l = s_c - b_c / v_c
+        if s_c < 1e-4:
+            # s_c - b_c/v_c cancels completely for tiny |x|; its series in s_c:
+            s_l = s_c * s_c * (0.25 * SQRT_TWO_PI - s_c / 3.0)
+        else:
+            s_l = s_c - b_c / v_c
         b_l = normalised_black_otm_call(x, s_l)
         if beta < b_l:
             f_l, fp_l, fpp_l = _f_lower_map(x, s_l)
@@ -231,29 +239,35 @@ def normalised_implied_vol_otm_call(beta, x):
             s_left = s
         elif b == beta:
             break
+        # Dimensionless form (ratios multiplied by powers of s) so that nothing
+        # overflows for tiny s: bh = s b2/b1 and bh3 = s^2 b3/b1 where bk is the
+        # k-th derivative of b in s.
         h = x / s
-        b_halley = h * h / s - 0.25 * s  # b''/b'
-        b_hh3 = b_halley * b_halley - 3.0 * (h / s) * (h / s) - 0.25  # b'''/b'
+        q = 0.25 * s * s
+        bh = h * h - q
+        bh3 = bh * bh - 3.0 * h * h - q
         ok = bp > DBL_MIN
         if branch == 0 and ok and b > 0.0 and b < 1.0:
             # g = 1/ln(b) - 1/ln(beta)
             ln_b = math.log(b)
-            bpob = bp / b
-            newton = (ln_beta - ln_b) * ln_b / ln_beta / bpob
-            halley = b_halley - bpob * (1.0 + 2.0 / ln_b)
-            hh3 = (b_hh3 + 2.0 * bpob * bpob * (1.0 + 3.0 / ln_b * (1.0 + 1.0 / ln_b))
-                   - 3.0 * b_halley * bpob * (1.0 + 2.0 / ln_b))
-            ds = _householder_step(newton, halley, hh3)
+            e = bp * s / b  # d ln b / d ln s
+            c1 = 1.0 + 2.0 / ln_b
+            nu = (ln_beta - ln_b) * ln_b / ln_beta / e
+            ds = s * _householder_step(nu, bh - e * c1,
+                                       bh3 + 2.0 * e * e * (1.0 + 3.0 / ln_b * (1.0 + 1.0 / ln_b))
+                                       - 3.0 * bh * e * c1)
         elif branch == 2 and ok and b < b_max:
             # g = ln(b_max - beta) - ln(b_max - b)
             gap = b_max - b
-            g = math.log((b_max - beta) / gap)
-            gp = bp / gap
-            ds = _householder_step(-g / gp, b_halley + gp, b_hh3 + gp * (2.0 * gp + 3.0 * b_halley))
+            gs = bp * s / gap
+            nu = -math.log((b_max - beta) / gap) / gs
+            ds = s * _householder_step(nu, bh + gs, bh3 + gs * (2.0 * gs + 3.0 * bh))
         elif branch == 1 and ok:
-            ds = _householder_step((beta - b) / bp, b_halley, b_hh3)
+            ds = s * _householder_step((beta - b) / (bp * s), bh, bh3)
         else:
             ds = DBL_MAX  # not evaluable: force bisection below
+        if ds != ds:  # nan
+            ds = DBL_MAX
         if abs(ds) <= DBL_EPSILON * s:
             break  # converged to the ulp level
         s_new = s + max(-0.5 * s, ds)

@@ -28,6 +28,7 @@ The series and expansions were derived for this module from the identities
 above (they are not copied from any implementation).
 """
 
+# numba-cache-deps: de973869e9cee6b0
 from __future__ import annotations
 
 import math
@@ -125,9 +126,11 @@ def normalised_black_otm_call(x: float, s: float) -> float:
 
 @_jit
 def normalised_vega(x: float, s: float) -> float:
-    """``db/ds = exp(-(x^2/s^2 + s^2/4)/2)/sqrt(2 pi)`` (same for calls and puts)."""
+    """``db/ds = exp(-(x^2/s^2 + s^2/4)/2)/sqrt(2 pi)`` (same for calls and puts).
+
+    At ``s = 0`` the limit: ``1/sqrt(2 pi)`` at the money, else 0."""
     if s <= 0.0:
-        return 0.0
+        return ONE_OVER_SQRT_TWO_PI if x == 0.0 else 0.0
     h = x / s
     t = 0.5 * s
     return ONE_OVER_SQRT_TWO_PI * math.exp(-0.5 * (h * h + t * t))

@@ -29,14 +29,16 @@ Outcomes, reported by :class:`IvStatus` (``return_status=True``):
 * ``EXPIRED`` -- ``expiry == 0`` and the price equals intrinsic: every
   volatility fits, none is returned.
 * ``INVALID_INPUT`` -- non-finite input, ``forward/spot <= 0``,
-  ``strike <= 0``, ``expiry < 0``.
+  ``strike <= 0``, ``expiry < 0`` (or a forward/discount factor that
+  overflows).
 
 The volatility is nan for every status except ``OK``.  With
 ``errors="raise"`` a ``ValueError`` naming the first failing element and
-the number of failures is raised instead.  Cost: O(n), about 0.2-0.4 us
-per option on one core.
+the number of failures is raised instead.  Cost: O(n), roughly 0.4-0.7 us
+per option on one core (see ``bench/pricing_bench.py``).
 """
 
+# numba-cache-deps: de973869e9cee6b0
 from __future__ import annotations
 
 import math
@@ -73,18 +75,25 @@ _TOL_ULPS = 4.0
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _iv_kernel(price, fwd, strike, expiry, df, theta, vol_out, status_out):
+def _iv_kernel(model, price, und, strike, expiry, rate, div, theta, vol_out, status_out):
+    # Forward and discount are formed exactly as in black._kernel so that a
+    # price produced there inverts without an ulp of mismatch.
     n = price.shape[0]
     for i in range(n):
         p = price[i]
-        f = fwd[i]
         k = strike[i]
         t = expiry[i]
-        d = df[i]
+        r = rate[i]
         w = theta[i]
         vol_out[i] = math.nan
-        if not (math.isfinite(p) and math.isfinite(f) and math.isfinite(k) and math.isfinite(t)
-                and math.isfinite(d) and f > 0.0 and k > 0.0 and t >= 0.0 and d > 0.0):
+        if not (math.isfinite(p) and math.isfinite(und[i]) and math.isfinite(k)
+                and math.isfinite(t) and math.isfinite(r) and math.isfinite(div[i])
+                and und[i] > 0.0 and k > 0.0 and t >= 0.0):
+            status_out[i] = _INVALID
+            continue
+        d = math.exp(-r * t)
+        f = und[i] * math.exp((r - div[i]) * t) if model == 1 else und[i]
+        if not (d > 0.0 and math.isfinite(f) and f > 0.0 and math.isfinite(d)):
             status_out[i] = _INVALID
             continue
         u = p / d  # undiscounted price
@@ -181,11 +190,9 @@ def implied_vol_black76(price: ArrayLike, forward: ArrayLike, strike: ArrayLike,
     _check_errors(errors)
     theta = call_flag_to_theta(is_call)
     shape, (p, f, k, t, r, w) = broadcast_flat(price, forward, strike, expiry, rate, theta)
-    with np.errstate(over="ignore", invalid="ignore"):
-        df = np.exp(-r * t)
     vol = np.empty_like(p)
     status = np.empty(p.shape, dtype=np.int8)
-    _iv_kernel(p, f, k, t, df, w, vol, status)
+    _iv_kernel(0, p, f, k, t, r, np.zeros_like(r), w, vol, status)
     return _finish(vol, status, shape, errors, return_status)
 
 
@@ -201,12 +208,9 @@ def implied_vol_bs(price: ArrayLike, spot: ArrayLike, strike: ArrayLike, expiry:
     theta = call_flag_to_theta(is_call)
     shape, (p, s, k, t, r, q, w) = broadcast_flat(price, spot, strike, expiry, rate, dividend,
                                                   theta)
-    with np.errstate(over="ignore", invalid="ignore"):
-        df = np.exp(-r * t)
-        fwd = s * np.exp((r - q) * t)
     vol = np.empty_like(p)
     status = np.empty(p.shape, dtype=np.int8)
-    _iv_kernel(p, fwd, k, t, df, w, vol, status)
+    _iv_kernel(1, p, s, k, t, r, q, w, vol, status)
     return _finish(vol, status, shape, errors, return_status)
 
 

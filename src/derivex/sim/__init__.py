@@ -1,0 +1,1 @@
+"""Order-flow generators and (later) agent-based simulation and stress scenarios."""
