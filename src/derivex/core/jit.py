@@ -5,6 +5,11 @@ Kernels are cached on disk (numba writes the cache under its cache directory, wh
 variable ``NUMBA_DISABLE_JIT=1`` runs every kernel as plain Python for debugging and for the
 pure-Python test pass. ``error_model="numpy"``: division by zero is never relied upon (every
 divisor is validated first), and the numpy model keeps the compiled code branch-free.
+
+``_nrt=False``: kernels never allocate, so they need no reference counting. With it on,
+numba increments and decrements the count of *every* array of the state tuple whenever its
+pruning pass cannot prove a pair redundant (any branchy code): ~46 atomic operations,
+~240 ns, per helper call. Measured: a 5-line helper went from 242 ns to below 1 ns.
 """
 
 from __future__ import annotations
@@ -18,5 +23,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def kernel(function: F) -> F:
     """Compile ``function`` as a cached no-python kernel (no fastmath)."""
-    compiled: F = numba.njit(cache=True, error_model="numpy", fastmath=False)(function)
+    compiled: F = numba.njit(cache=True, error_model="numpy", fastmath=False,
+                             _nrt=False)(function)
     return compiled
