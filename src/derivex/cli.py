@@ -9,8 +9,9 @@ from rich.table import Table
 from derivex.core.records import EventKind, Liquidity
 from derivex.exchange import Exchange, Quote
 
-app = typer.Typer(help="derivex: deterministic exchange core for crypto derivatives",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="derivex: deterministic exchange core for crypto derivatives", no_args_is_help=True
+)
 
 DEMO_START_NS = 1_798_761_600_000_000_000  # 2027-01-01T00:00:00Z, a fixed demo clock
 USDC = 1_000_000  # atomic units per USDC
@@ -38,16 +39,31 @@ def demo() -> None:
 
     ex = Exchange(clock=clock)
     # prices in 0.01 USDC, quantities in 0.0001 BTC: one tick x one lot = 1e-6 USDC
-    perp = ex.add_perpetual("BTC", tick_size_ticks=50, min_trade_lots=1,
-                            maker_fee_ppm=-100, taker_fee_ppm=500)
+    perp = ex.add_perpetual(
+        "BTC", tick_size_ticks=50, min_trade_lots=1, maker_fee_ppm=-100, taker_fee_ppm=500
+    )
     expiry = 1_798_790_400_000_000_000  # 2027-01-01T08:00Z
-    call = ex.add_option("BTC", expiry, 10_000_000, "call", tick_size_ticks=500,
-                         min_trade_lots=1000, maker_fee_ppm=200, taker_fee_ppm=300)
+    call = ex.add_option(
+        "BTC",
+        expiry,
+        10_000_000,
+        "call",
+        tick_size_ticks=500,
+        min_trade_lots=1000,
+        maker_fee_ppm=200,
+        taker_fee_ppm=300,
+    )
     maker, taker, hedger = (ex.create_account() for _ in range(3))
     for account in (maker, taker, hedger):
         ex.deposit(account, 1_000_000 * USDC)
-    ex.mass_quote(maker, [Quote(perp, 9_999_500, 5_000, 10_000_500, 5_000),
-                          Quote(call, 450_000, 10_000, 470_000, 10_000)], label=1)
+    ex.mass_quote(
+        maker,
+        [
+            Quote(perp, 9_999_500, 5_000, 10_000_500, 5_000),
+            Quote(call, 450_000, 10_000, 470_000, 10_000),
+        ],
+        label=1,
+    )
     ex.place(maker, perp, "buy", 20_000, 9_998_000, label=2)
     ex.place(maker, perp, "sell", 20_000, 10_002_000, label=3)
     trades = [
@@ -66,10 +82,14 @@ def demo() -> None:
             if event["liquidity"] != Liquidity.TAKER:
                 continue
             instrument = int(event["instrument"])
-            fills.add_row(ex.instrument_name(instrument), "buy" if event["side"] == 0 else "sell",
-                          ex.format_price(instrument, int(event["price_ticks"])),
-                          f"{int(event['qty_lots']) / 10_000:.4f}", _usdc(int(event["fee_units"])),
-                          "taker")
+            fills.add_row(
+                ex.instrument_name(instrument),
+                "buy" if event["side"] == 0 else "sell",
+                ex.format_price(instrument, int(event["price_ticks"])),
+                f"{int(event['qty_lots']) / 10_000:.4f}",
+                _usdc(int(event["fee_units"])),
+                "taker",
+            )
     console.print(fills)
     for instrument in (perp, call):
         depth = ex.depth(instrument)
@@ -80,17 +100,25 @@ def demo() -> None:
             bid = depth.bids[row] if row < len(depth.bids) else None
             ask = depth.asks[row] if row < len(depth.asks) else None
             book.add_row(
-                f"{bid[1] / 10_000:.4f}" if bid else "", ex.format_price(instrument, bid[0]) if bid else "",
-                str(bid[2]) if bid else "", ex.format_price(instrument, ask[0]) if ask else "",
-                f"{ask[1] / 10_000:.4f}" if ask else "", str(ask[2]) if ask else "")
+                f"{bid[1] / 10_000:.4f}" if bid else "",
+                ex.format_price(instrument, bid[0]) if bid else "",
+                str(bid[2]) if bid else "",
+                ex.format_price(instrument, ask[0]) if ask else "",
+                f"{ask[1] / 10_000:.4f}" if ask else "",
+                str(ask[2]) if ask else "",
+            )
         console.print(book)
     positions = Table(title="positions")
     for column in ("account", "instrument", "qty BTC", "entry value USDC"):
         positions.add_column(column)
     for account in (maker, taker, hedger):
         for position in ex.positions(account):
-            positions.add_row(str(account), ex.instrument_name(position.instrument),
-                              f"{position.qty_lots / 10_000:+.4f}", _usdc(position.basis_units))
+            positions.add_row(
+                str(account),
+                ex.instrument_name(position.instrument),
+                f"{position.qty_lots / 10_000:+.4f}",
+                _usdc(position.basis_units),
+            )
     console.print(positions)
     balances = Table(title="balances (USDC)")
     balances.add_column("account")

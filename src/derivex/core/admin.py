@@ -10,6 +10,7 @@ import numpy as np
 
 from derivex.core import consts as K
 from derivex.core import layout as L
+from derivex.core.book import order_remove
 from derivex.core.config import (
     P_GAS_MAX,
     P_MAX_ACCOUNTS,
@@ -23,7 +24,6 @@ from derivex.core.fixed import VALUE_LIMIT
 from derivex.core.jit import kernel
 from derivex.core.orders import charge_base_gas, check_trader, reject
 from derivex.core.pools import order_id_of, position_release_if_idle
-from derivex.core.book import order_remove
 
 MAX_FEE_PPM = 100_000
 MAX_UNDERLYING = 3

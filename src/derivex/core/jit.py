@@ -14,7 +14,8 @@ pruning pass cannot prove a pair redundant (any branchy code): ~46 atomic operat
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numba
 

@@ -148,8 +148,10 @@ def _capacity(st, cmds, i, count, account):
         new += new_here
         if new_here > 0 and position == L.NIL:
             new_positions += 1
-    if st.acc_i4[L.A_OPEN_ORDERS, account] - replaced + new > st.params[
-            P_MAX_OPEN_ORDERS_PER_ACCOUNT]:
+    if (
+        st.acc_i4[L.A_OPEN_ORDERS, account] - replaced + new
+        > st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]
+    ):
         return K.R_ACCOUNT_ORDER_LIMIT, 0
     for j in range(count):
         leg = cmds[i + 1 + j]
@@ -174,9 +176,9 @@ def _capacity(st, cmds, i, count, account):
         for side in range(2):
             qty = leg["bid_qty_lots"] if side == 0 else leg["ask_qty_lots"]
             price = leg["bid_price_ticks"] if side == 0 else leg["ask_price_ticks"]
-            if qty > 0 and _needs_level(st, instrument, side, price):
-                if st.ladder_len[instrument * 2 + side] >= st.params[P_MAX_LEVELS_PER_SIDE]:
-                    return K.R_BOOK_LEVEL_LIMIT, j + 1
+            full = st.ladder_len[instrument * 2 + side] >= st.params[P_MAX_LEVELS_PER_SIDE]
+            if qty > 0 and full and _needs_level(st, instrument, side, price):
+                return K.R_BOOK_LEVEL_LIMIT, j + 1
     if st.counters[L.C_LEVELS_LIVE] + new_levels > st.params[P_MAX_LEVELS]:
         return K.R_LEVEL_POOL_FULL, 0
     if st.counters[L.C_POSITIONS_LIVE] + new_positions > st.params[P_MAX_POSITIONS]:
@@ -189,9 +191,23 @@ def _replace_side(st, ev, n, seq, j, account, instrument, position, side, price,
     field = L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK
     old = _live_quote(st, position, field)
     if old != L.NIL:
-        n = emit(ev, n, seq, K.E_CANCELLED, K.K_MASS_QUOTE, side, 0, K.R_CANCEL_QUOTE_REPLACED,
-                 j, account, instrument, order_id_of(st, old), st.ord_i8[L.O_PRICE, old],
-                 st.ord_i8[L.O_QTY, old], 0)
+        n = emit(
+            ev,
+            n,
+            seq,
+            K.E_CANCELLED,
+            K.K_MASS_QUOTE,
+            side,
+            0,
+            K.R_CANCEL_QUOTE_REPLACED,
+            j,
+            account,
+            instrument,
+            order_id_of(st, old),
+            st.ord_i8[L.O_PRICE, old],
+            st.ord_i8[L.O_QTY, old],
+            0,
+        )
         set_label(ev, n, st.ord_label[old])
         order_remove(st, old, instrument, side)
     st.pos_i8[field, position] = 0
@@ -203,11 +219,27 @@ def _place_side(st, ev, n, seq, j, account, instrument, position, side, price, q
     if qty == 0:
         return n
     best = opposite_best_price(st, instrument, side)
-    would_take = best != 0 and ((side == K.BUY and price >= best)
-                                or (side == K.SELL and price <= best))
+    would_take = best != 0 and (
+        (side == K.BUY and price >= best) or (side == K.SELL and price <= best)
+    )
     if would_take:
-        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, K.R_POST_ONLY_WOULD_TAKE, j,
-                 account, instrument, 0, price, qty, 0)
+        n = emit(
+            ev,
+            n,
+            seq,
+            K.E_REJECTED,
+            K.K_MASS_QUOTE,
+            side,
+            0,
+            K.R_POST_ONLY_WOULD_TAKE,
+            j,
+            account,
+            instrument,
+            0,
+            price,
+            qty,
+            0,
+        )
         set_label(ev, n, label)
         return n
     slot = order_alloc(st)
@@ -219,8 +251,23 @@ def _place_side(st, ev, n, seq, j, account, instrument, position, side, price, q
     order_rest(st, slot, instrument, side)
     oid = order_id_of(st, slot)
     st.pos_i8[L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK, position] = oid
-    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_MASS_QUOTE, side, 0, 0, j, account, instrument, oid,
-             price, qty, 0)
+    n = emit(
+        ev,
+        n,
+        seq,
+        K.E_ACCEPTED,
+        K.K_MASS_QUOTE,
+        side,
+        0,
+        0,
+        j,
+        account,
+        instrument,
+        oid,
+        price,
+        qty,
+        0,
+    )
     set_label(ev, n, label)
     return n
 
@@ -266,9 +313,33 @@ def mass_quote(st, ev, n, cmds, i):
             position = position_get_or_create(st, account, instrument)
         n = _replace_side(st, ev, n, seq, j + 1, account, instrument, position, K.BUY, 0, 0, label)
         n = _replace_side(st, ev, n, seq, j + 1, account, instrument, position, K.SELL, 0, 0, label)
-        n = _place_side(st, ev, n, seq, j + 1, account, instrument, position, K.BUY,
-                        leg["bid_price_ticks"], bid_qty, label)
-        n = _place_side(st, ev, n, seq, j + 1, account, instrument, position, K.SELL,
-                        leg["ask_price_ticks"], ask_qty, label)
+        n = _place_side(
+            st,
+            ev,
+            n,
+            seq,
+            j + 1,
+            account,
+            instrument,
+            position,
+            K.BUY,
+            leg["bid_price_ticks"],
+            bid_qty,
+            label,
+        )
+        n = _place_side(
+            st,
+            ev,
+            n,
+            seq,
+            j + 1,
+            account,
+            instrument,
+            position,
+            K.SELL,
+            leg["ask_price_ticks"],
+            ask_qty,
+            label,
+        )
         position_release_if_idle(st, position)
     return n, span

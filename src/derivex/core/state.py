@@ -59,7 +59,11 @@ def _pool(fields: int, capacity: int, dtype: Any, fill: int = 0) -> np.ndarray:
 def allocate(config: EngineConfig) -> State:
     """A fresh state with the system accounts created. Cost: O(initial capacities)."""
     accounts, instruments = config.initial_accounts, config.initial_instruments
-    orders, levels, positions = config.initial_orders, config.initial_levels, config.initial_positions
+    orders, levels, positions = (
+        config.initial_orders,
+        config.initial_levels,
+        config.initial_positions,
+    )
     per_side = config.initial_levels_per_side
     table = 1 << max(4, (2 * positions - 1).bit_length())
     counters = np.zeros(L.COUNTER_COUNT, dtype=np.int64)
@@ -96,7 +100,7 @@ def allocate(config: EngineConfig) -> State:
 
 
 def _widen(array: np.ndarray, capacity: int, fill: int) -> np.ndarray:
-    shape = array.shape[:-1] + (capacity,)
+    shape = (*array.shape[:-1], capacity)
     grown = np.full(shape, fill, dtype=array.dtype)
     grown[..., : array.shape[-1]] = array
     return grown
@@ -109,7 +113,9 @@ def _next_capacity(current: int, needed: int, maximum: int) -> int:
     return min(capacity, maximum)
 
 
-def _rehash(pos_i4: np.ndarray, live_slots: np.ndarray, table: int) -> tuple[np.ndarray, np.ndarray]:
+def _rehash(
+    pos_i4: np.ndarray, live_slots: np.ndarray, table: int
+) -> tuple[np.ndarray, np.ndarray]:
     keys = np.zeros(table, dtype=np.int64)
     values = np.full(table, L.NIL, dtype=np.int32)
     # insertion in slot order; lookups do not depend on the order (linear probing)
@@ -132,22 +138,32 @@ def grow(state: State, headroom: int = 1) -> State:
         return int(c[free_top_index]) + capacity - int(c[hwm_index])
 
     orders = state.ord_label.shape[0]
-    if free_slots(orders, L.C_ORDER_HWM, L.C_ORDER_FREE_TOP) < headroom and orders < p[P_MAX_ORDERS]:
+    if (
+        free_slots(orders, L.C_ORDER_HWM, L.C_ORDER_FREE_TOP) < headroom
+        and orders < p[P_MAX_ORDERS]
+    ):
         new = _next_capacity(orders, int(c[L.C_ORDER_HWM]) + headroom, int(p[P_MAX_ORDERS]))
         s["ord_i8"] = _widen(state.ord_i8, new, 0)
         s["ord_i4"] = _widen(state.ord_i4, new, L.NIL)
         s["ord_label"] = _widen(state.ord_label, new, 0)
         s["ord_free"] = _widen(state.ord_free, new, 0)
     levels = state.lvl_free.shape[0]
-    if free_slots(levels, L.C_LEVEL_HWM, L.C_LEVEL_FREE_TOP) < headroom and levels < p[P_MAX_LEVELS]:
+    if (
+        free_slots(levels, L.C_LEVEL_HWM, L.C_LEVEL_FREE_TOP) < headroom
+        and levels < p[P_MAX_LEVELS]
+    ):
         new = _next_capacity(levels, int(c[L.C_LEVEL_HWM]) + headroom, int(p[P_MAX_LEVELS]))
         s["lvl_i8"] = _widen(state.lvl_i8, new, 0)
         s["lvl_i4"] = _widen(state.lvl_i4, new, L.NIL)
         s["lvl_free"] = _widen(state.lvl_free, new, 0)
     positions = state.pos_free.shape[0]
-    if (free_slots(positions, L.C_POSITION_HWM, L.C_POSITION_FREE_TOP) < headroom
-            and positions < p[P_MAX_POSITIONS]):
-        new = _next_capacity(positions, int(c[L.C_POSITION_HWM]) + headroom, int(p[P_MAX_POSITIONS]))
+    if (
+        free_slots(positions, L.C_POSITION_HWM, L.C_POSITION_FREE_TOP) < headroom
+        and positions < p[P_MAX_POSITIONS]
+    ):
+        new = _next_capacity(
+            positions, int(c[L.C_POSITION_HWM]) + headroom, int(p[P_MAX_POSITIONS])
+        )
         s["pos_i8"] = _widen(state.pos_i8, new, 0)
         s["pos_i4"] = _widen(state.pos_i4, new, L.NIL)
         s["pos_free"] = _widen(state.pos_free, new, 0)
@@ -164,20 +180,27 @@ def grow(state: State, headroom: int = 1) -> State:
         s["scan_accounts"] = _widen(state.scan_accounts, new, 0)
     instruments = state.ins_i8.shape[1]
     if int(c[L.C_INSTRUMENT_HWM]) + headroom > instruments and instruments < p[P_MAX_INSTRUMENTS]:
-        new = _next_capacity(instruments, int(c[L.C_INSTRUMENT_HWM]) + headroom,
-                             int(p[P_MAX_INSTRUMENTS]))
+        new = _next_capacity(
+            instruments, int(c[L.C_INSTRUMENT_HWM]) + headroom, int(p[P_MAX_INSTRUMENTS])
+        )
         s["ins_i8"] = _widen(state.ins_i8, new, 0)
         s["ins_i4"] = _widen(state.ins_i4, new, 0)
         rows = s["ladder_price"].shape[1]
-        s["ladder_price"] = np.vstack([state.ladder_price, np.zeros((2 * (new - instruments), rows), np.int64)])
-        s["ladder_level"] = np.vstack([state.ladder_level,
-                                       np.full((2 * (new - instruments), rows), L.NIL, np.int32)])
+        s["ladder_price"] = np.vstack(
+            [state.ladder_price, np.zeros((2 * (new - instruments), rows), np.int64)]
+        )
+        s["ladder_level"] = np.vstack(
+            [state.ladder_level, np.full((2 * (new - instruments), rows), L.NIL, np.int32)]
+        )
         s["ladder_len"] = _widen(state.ladder_len, 2 * new, 0)
     per_side = state.ladder_price.shape[1]
-    if (int(np.max(s["ladder_len"], initial=0)) + headroom > per_side
-            and per_side < p[P_MAX_LEVELS_PER_SIDE]):
-        new = _next_capacity(per_side, int(np.max(s["ladder_len"])) + headroom,
-                             int(p[P_MAX_LEVELS_PER_SIDE]))
+    if (
+        int(np.max(s["ladder_len"], initial=0)) + headroom > per_side
+        and per_side < p[P_MAX_LEVELS_PER_SIDE]
+    ):
+        new = _next_capacity(
+            per_side, int(np.max(s["ladder_len"])) + headroom, int(p[P_MAX_LEVELS_PER_SIDE])
+        )
         s["ladder_price"] = _widen(s["ladder_price"], new, 0)
         s["ladder_level"] = _widen(s["ladder_level"], new, L.NIL)
     return State(**s)
@@ -187,7 +210,9 @@ def order_id(state: State, slot: int) -> int:
     return (int(state.ord_i8[L.O_GENERATION, slot]) << 32) | slot
 
 
-def book_side(state: State, instrument: int, side: int) -> list[tuple[int, list[tuple[int, int, int, int, int]]]]:
+def book_side(
+    state: State, instrument: int, side: int
+) -> list[tuple[int, list[tuple[int, int, int, int, int]]]]:
     """Levels of one side, best first: ``[(price, [(order_id, account, qty, flags, label)])]``."""
     row = instrument * 2 + side
     result = []
@@ -197,13 +222,15 @@ def book_side(state: State, instrument: int, side: int) -> list[tuple[int, list[
         slot = int(state.lvl_i4[L.L_HEAD, level])
         while slot != L.NIL:
             position = int(state.ord_i4[L.O_POSITION, slot])
-            orders.append((
-                order_id(state, slot),
-                int(state.pos_i4[L.S_ACCOUNT, position]),
-                int(state.ord_i8[L.O_QTY, slot]),
-                int(state.ord_i4[L.O_META, slot]) >> 1,
-                int(state.ord_label[slot]),
-            ))
+            orders.append(
+                (
+                    order_id(state, slot),
+                    int(state.pos_i4[L.S_ACCOUNT, position]),
+                    int(state.ord_i8[L.O_QTY, slot]),
+                    int(state.ord_i4[L.O_META, slot]) >> 1,
+                    int(state.ord_label[slot]),
+                )
+            )
             slot = int(state.ord_i4[L.O_NEXT, slot])
         result.append((int(state.lvl_i8[L.L_PRICE, level]), orders))
     return result
@@ -221,7 +248,9 @@ def next_order_ids(state: State, count: int = 3) -> list[int]:
         else:
             slot = hwm
             hwm += 1
-        generation = int(state.ord_i8[L.O_GENERATION, slot]) if slot < state.ord_label.shape[0] else 0
+        generation = (
+            int(state.ord_i8[L.O_GENERATION, slot]) if slot < state.ord_label.shape[0] else 0
+        )
         ids.append(((generation + 1) << 32) | slot)
     return ids
 
@@ -232,36 +261,55 @@ def canonical(state: State) -> dict[str, Any]:
     c = state.counters
     accounts = []
     for account in range(int(c[L.C_ACCOUNT_HWM])):
-        accounts.append((
-            account,
-            int(state.acc_i8[L.A_BALANCE, account]),
-            int(state.acc_i4[L.A_STP, account]),
-            int(state.acc_i4[L.A_OPEN_ORDERS, account]),
-            int(state.acc_i8[L.A_GAS, account]),
-            int(state.acc_i8[L.A_GAS_TS, account]),
-        ))
+        accounts.append(
+            (
+                account,
+                int(state.acc_i8[L.A_BALANCE, account]),
+                int(state.acc_i4[L.A_STP, account]),
+                int(state.acc_i4[L.A_OPEN_ORDERS, account]),
+                int(state.acc_i8[L.A_GAS, account]),
+                int(state.acc_i8[L.A_GAS_TS, account]),
+            )
+        )
     instruments = []
     books = {}
     for instrument in range(int(c[L.C_INSTRUMENT_HWM])):
         i8, i4 = state.ins_i8[:, instrument], state.ins_i4[:, instrument]
-        instruments.append((
-            instrument, int(i4[L.I_KIND]), int(i4[L.I_OPTION_TYPE]), int(i4[L.I_UNDERLYING]),
-            int(i4[L.I_STATUS]), int(i8[L.I_STRIKE]), int(i8[L.I_EXPIRY]), int(i8[L.I_TICK]),
-            int(i8[L.I_MIN_LOTS]), int(i8[L.I_CONTRACT_VALUE]), int(i8[L.I_MAKER_FEE]),
-            int(i8[L.I_TAKER_FEE]), int(i8[L.I_MAX_PRICE]), int(i4[L.I_RESTING]),
-        ))
+        instruments.append(
+            (
+                instrument,
+                int(i4[L.I_KIND]),
+                int(i4[L.I_OPTION_TYPE]),
+                int(i4[L.I_UNDERLYING]),
+                int(i4[L.I_STATUS]),
+                int(i8[L.I_STRIKE]),
+                int(i8[L.I_EXPIRY]),
+                int(i8[L.I_TICK]),
+                int(i8[L.I_MIN_LOTS]),
+                int(i8[L.I_CONTRACT_VALUE]),
+                int(i8[L.I_MAKER_FEE]),
+                int(i8[L.I_TAKER_FEE]),
+                int(i8[L.I_MAX_PRICE]),
+                int(i4[L.I_RESTING]),
+            )
+        )
         books[instrument] = {
             "bids": book_side(state, instrument, Side.BUY),
             "asks": book_side(state, instrument, Side.SELL),
         }
     positions = []
     for slot in np.flatnonzero(state.pos_i4[L.S_LIVE] == 1):
-        positions.append((
-            int(state.pos_i4[L.S_ACCOUNT, slot]), int(state.pos_i4[L.S_INSTRUMENT, slot]),
-            int(state.pos_i8[L.S_QTY, slot]), int(state.pos_i8[L.S_BASIS, slot]),
-            int(state.pos_i8[L.S_OPEN_BUY, slot]), int(state.pos_i8[L.S_OPEN_SELL, slot]),
-            int(state.pos_i4[L.S_ORDERS, slot]),
-        ))
+        positions.append(
+            (
+                int(state.pos_i4[L.S_ACCOUNT, slot]),
+                int(state.pos_i4[L.S_INSTRUMENT, slot]),
+                int(state.pos_i8[L.S_QTY, slot]),
+                int(state.pos_i8[L.S_BASIS, slot]),
+                int(state.pos_i8[L.S_OPEN_BUY, slot]),
+                int(state.pos_i8[L.S_OPEN_SELL, slot]),
+                int(state.pos_i4[L.S_ORDERS, slot]),
+            )
+        )
     positions.sort()
     return {
         "clock_ns": int(c[L.C_CLOCK_NS]),

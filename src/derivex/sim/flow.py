@@ -82,8 +82,10 @@ def generate(spec: FlowSpec, config: EngineConfig | None = None) -> tuple[np.nda
     """Return ``(setup, flow)`` command arrays. Cost: one pass of the flow through an engine
     in chunks, plus O(commands) Python bookkeeping."""
     rng = np.random.default_rng(spec.seed)
-    engine = Engine(config or EngineConfig(max_orders_per_book=10_000_000,
-                                           max_open_orders_per_account=1_000_000))
+    engine = Engine(
+        config
+        or EngineConfig(max_orders_per_book=10_000_000, max_open_orders_per_account=1_000_000)
+    )
     setup = setup_commands(spec)
     engine.process(setup)
     instruments = 1 + spec.options
@@ -116,8 +118,11 @@ def generate(spec: FlowSpec, config: EngineConfig | None = None) -> tuple[np.nda
         size = stop - start
         actions = rng.random(size)
         # the perpetual gets a third of a multi-instrument flow, the options the rest
-        books = np.where(rng.random(size) < 0.34, 0,
-                         rng.integers(1, instruments, size)) if spec.options else np.zeros(size, np.int64)
+        books = (
+            np.where(rng.random(size) < 0.34, 0, rng.integers(1, instruments, size))
+            if spec.options
+            else np.zeros(size, np.int64)
+        )
         sides = rng.integers(0, 2, size)
         offsets = rng.integers(1, 21, size)
         quantities = rng.integers(1, 11, size)
@@ -129,8 +134,9 @@ def generate(spec: FlowSpec, config: EngineConfig | None = None) -> tuple[np.nda
             record["instrument"] = book
             record["side"] = sides[k]
             tick = ticks[book]
-            if actions[k] < spec.passive or (actions[k] < spec.passive + spec.cancel
-                                             and not live[book]):
+            if actions[k] < spec.passive or (
+                actions[k] < spec.passive + spec.cancel and not live[book]
+            ):
                 record["kind"] = CommandKind.PLACE_ORDER
                 away = offsets[k] * tick
                 record["price_ticks"] = mids[book] - away if sides[k] == 0 else mids[book] + away
@@ -155,8 +161,9 @@ def generate(spec: FlowSpec, config: EngineConfig | None = None) -> tuple[np.nda
         chunk["ts_ns"] = START_NS + chunk["seq"].astype(np.int64) * 1_000
         seq += size
         events = engine.process(chunk)
-        accepted = events[(events["kind"] == EventKind.ACCEPTED)
-                          & (events["command"] == CommandKind.PLACE_ORDER)]
+        accepted = events[
+            (events["kind"] == EventKind.ACCEPTED) & (events["command"] == CommandKind.PLACE_ORDER)
+        ]
         for event in accepted:
             order_id = int(event["order_id"])
             owner_of[order_id] = int(event["account"])
@@ -165,10 +172,9 @@ def generate(spec: FlowSpec, config: EngineConfig | None = None) -> tuple[np.nda
             order_id = int(event["order_id"])
             if kind == EventKind.ACCEPTED and event["command"] == CommandKind.PLACE_ORDER:
                 pending[order_id] = int(event["instrument"])
-            elif kind in (EventKind.CANCELLED, EventKind.EXPIRED):
-                pending.pop(order_id, None)
-                forget(order_id)
-            elif kind == EventKind.FILLED and int(event["remaining_lots"]) == 0:
+            elif kind in (EventKind.CANCELLED, EventKind.EXPIRED) or (
+                kind == EventKind.FILLED and int(event["remaining_lots"]) == 0
+            ):
                 pending.pop(order_id, None)
                 forget(order_id)
         for order_id, book in pending.items():
@@ -176,4 +182,3 @@ def generate(spec: FlowSpec, config: EngineConfig | None = None) -> tuple[np.nda
             live[book].append(order_id)
         pending.clear()
     return setup, flow
-
