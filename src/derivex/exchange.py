@@ -342,51 +342,51 @@ class Exchange:
         slot = int(order_slot_of(st, np.int64(order_id))) if 0 < order_id < 2**63 else -1
         if slot < 0:
             return None
-        position = int(st.ord_i4[L.O_POSITION, slot])
-        meta = int(st.ord_i4[L.O_META, slot])
-        return OrderInfo(order_id, int(st.pos_i4[L.S_ACCOUNT, position]),
-                         int(st.pos_i4[L.S_INSTRUMENT, position]), Side(meta & 1),
-                         int(st.ord_i8[L.O_PRICE, slot]), int(st.ord_i8[L.O_QTY, slot]),
+        position = int(st.ord_i4[slot, L.O_POSITION])
+        meta = int(st.ord_i4[slot, L.O_META])
+        return OrderInfo(order_id, int(st.pos_i4[position, L.S_ACCOUNT]),
+                         int(st.pos_i4[position, L.S_INSTRUMENT]), Side(meta & 1),
+                         int(st.ord_i8[slot, L.O_PRICE]), int(st.ord_i8[slot, L.O_QTY]),
                          meta >> 1, int(st.ord_label[slot]))
 
     def _positions_slots(self, account: int) -> list[int]:
         st = self.engine.state
         slots = []
-        slot = int(st.acc_i4[L.A_POSITION_HEAD, account])
+        slot = int(st.acc_i4[account, L.A_POSITION_HEAD])
         while slot != L.NIL:
             slots.append(slot)
-            slot = int(st.pos_i4[L.S_NEXT, slot])
+            slot = int(st.pos_i4[slot, L.S_NEXT])
         return slots
 
     def open_orders(self, account: int, instrument: int | None = None) -> list[OrderInfo]:
         st = self.engine.state
         result = []
         for position in self._positions_slots(account):
-            if instrument is not None and st.pos_i4[L.S_INSTRUMENT, position] != instrument:
+            if instrument is not None and st.pos_i4[position, L.S_INSTRUMENT] != instrument:
                 continue
-            slot = int(st.pos_i4[L.S_ORDER_HEAD, position])
+            slot = int(st.pos_i4[position, L.S_ORDER_HEAD])
             while slot != L.NIL:
-                info = self.order((int(st.ord_i8[L.O_GENERATION, slot]) << 32) | slot)
+                info = self.order((int(st.ord_i8[slot, L.O_GENERATION]) << 32) | slot)
                 assert info is not None
                 result.append(info)
-                slot = int(st.ord_i4[L.O_POSITION_NEXT, slot])
+                slot = int(st.ord_i4[slot, L.O_POSITION_NEXT])
         return result
 
     def positions(self, account: int) -> list[Position]:
         st = self.engine.state
-        return [Position(account, int(st.pos_i4[L.S_INSTRUMENT, p]), int(st.pos_i8[L.S_QTY, p]),
-                         int(st.pos_i8[L.S_BASIS, p]), int(st.pos_i8[L.S_OPEN_BUY, p]),
-                         int(st.pos_i8[L.S_OPEN_SELL, p]))
-                for p in self._positions_slots(account) if st.pos_i8[L.S_QTY, p] != 0]
+        return [Position(account, int(st.pos_i4[p, L.S_INSTRUMENT]), int(st.pos_i8[p, L.S_QTY]),
+                         int(st.pos_i8[p, L.S_BASIS]), int(st.pos_i8[p, L.S_OPEN_BUY]),
+                         int(st.pos_i8[p, L.S_OPEN_SELL]))
+                for p in self._positions_slots(account) if st.pos_i8[p, L.S_QTY] != 0]
 
     def balance(self, account: int) -> int:
         if not 0 <= account < self.engine.state.counters[L.C_ACCOUNT_HWM]:
             raise KeyError(account)
-        return int(self.engine.state.acc_i8[L.A_BALANCE, account])
+        return int(self.engine.state.acc_i8[account, L.A_BALANCE])
 
     def balances(self) -> dict[int, int]:
         count = int(self.engine.state.counters[L.C_ACCOUNT_HWM])
-        return {a: int(self.engine.state.acc_i8[L.A_BALANCE, a]) for a in range(count)}
+        return {a: int(self.engine.state.acc_i8[a, L.A_BALANCE]) for a in range(count)}
 
     def format_price(self, instrument: int, price_ticks: int) -> str:
         decimals = self._price_decimals.get(instrument, 0)

@@ -44,13 +44,14 @@ def create_account(st, ev, n, cmds, i):
     if account >= st.params[P_MAX_ACCOUNTS]:
         return reject(st, ev, n, cmds, i, K.R_ACCOUNT_POOL_FULL, 0)
     st.counters[L.C_ACCOUNT_HWM] = account + 1
-    st.acc_i8[L.A_BALANCE, account] = 0
-    st.acc_i8[L.A_GAS, account] = st.params[P_GAS_MAX]
-    st.acc_i8[L.A_GAS_TS, account] = st.counters[L.C_CLOCK_NS]
-    st.acc_i4[L.A_STATUS, account] = 1
-    st.acc_i4[L.A_STP, account] = stp
-    st.acc_i4[L.A_OPEN_ORDERS, account] = 0
-    st.acc_i4[L.A_POSITION_HEAD, account] = L.NIL
+    st.acc_i8[account, L.A_BALANCE] = 0
+    st.acc_i8[account, L.A_GAS] = st.params[P_GAS_MAX]
+    st.acc_i8[account, L.A_GAS_TS] = st.counters[L.C_CLOCK_NS]
+    st.acc_i4[account, L.A_STATUS] = 1
+    st.acc_i4[account, L.A_STP] = stp
+    st.acc_i4[account, L.A_OPEN_ORDERS] = 0
+    st.acc_i4[account, L.A_POSITION_HEAD] = L.NIL
+    st.acc_i4[account, L.A_LAST_POSITION] = L.NIL
     n = accept(ev, n, c["seq"], K.K_CREATE_ACCOUNT, account, 0)
     return emit(ev, n, c["seq"], K.E_ACCOUNT_CREATED, K.K_CREATE_ACCOUNT, 0, 0, 0, 0, account,
                 0, 0, 0, 0, stp)
@@ -66,7 +67,7 @@ def set_account(st, ev, n, cmds, i):
     stp = np.int64(c["stp"])
     if stp > 1:
         return reject(st, ev, n, cmds, i, K.R_BAD_STP_MODE, 0)
-    st.acc_i4[L.A_STP, account] = stp
+    st.acc_i4[account, L.A_STP] = stp
     return emit(ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_ACCOUNT, 0, 0, 0, 0, account, 0, 0, 0, 0,
                 stp)
 
@@ -82,7 +83,7 @@ def move_money(st, ev, n, cmds, i, deposit):
     amount = c["amount_units"]
     if amount <= 0:
         return reject(st, ev, n, cmds, i, K.R_AMOUNT_NOT_POSITIVE, 0)
-    balance = st.acc_i8[L.A_BALANCE, account]
+    balance = st.acc_i8[account, L.A_BALANCE]
     if deposit:
         if amount > st.params[P_MAX_BALANCE_UNITS] - balance or (
                 amount > VALUE_LIMIT - st.counters[L.C_TOTAL_DEPOSITS]):
@@ -96,7 +97,7 @@ def move_money(st, ev, n, cmds, i, deposit):
         st.counters[L.C_TOTAL_WITHDRAWALS] += amount
         delta = -amount
         command = K.K_WITHDRAW
-    st.acc_i8[L.A_BALANCE, account] = balance + delta
+    st.acc_i8[account, L.A_BALANCE] = balance + delta
     n = accept(ev, n, c["seq"], command, account, 0)
     n = emit(ev, n, c["seq"], K.E_BALANCE, command, 0, 0, 0, 0, account, 0, 0, 0, 0, delta)
     ev[n - 1]["b"] = balance + delta
@@ -138,19 +139,19 @@ def add_instrument(st, ev, n, cmds, i):
     if instrument >= st.params[P_MAX_INSTRUMENTS]:
         return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_POOL_FULL, 0)
     st.counters[L.C_INSTRUMENT_HWM] = instrument + 1
-    st.ins_i8[L.I_STRIKE, instrument] = strike
-    st.ins_i8[L.I_EXPIRY, instrument] = expiry
-    st.ins_i8[L.I_TICK, instrument] = tick
-    st.ins_i8[L.I_MIN_LOTS, instrument] = min_lots
-    st.ins_i8[L.I_CONTRACT_VALUE, instrument] = contract_value
-    st.ins_i8[L.I_MAKER_FEE, instrument] = maker
-    st.ins_i8[L.I_TAKER_FEE, instrument] = taker
-    st.ins_i8[L.I_MAX_PRICE, instrument] = max_price
-    st.ins_i4[L.I_KIND, instrument] = kind
-    st.ins_i4[L.I_OPTION_TYPE, instrument] = option_type
-    st.ins_i4[L.I_UNDERLYING, instrument] = underlying
-    st.ins_i4[L.I_STATUS, instrument] = K.ACTIVE
-    st.ins_i4[L.I_RESTING, instrument] = 0
+    st.ins_i8[instrument, L.I_STRIKE] = strike
+    st.ins_i8[instrument, L.I_EXPIRY] = expiry
+    st.ins_i8[instrument, L.I_TICK] = tick
+    st.ins_i8[instrument, L.I_MIN_LOTS] = min_lots
+    st.ins_i8[instrument, L.I_CONTRACT_VALUE] = contract_value
+    st.ins_i8[instrument, L.I_MAKER_FEE] = maker
+    st.ins_i8[instrument, L.I_TAKER_FEE] = taker
+    st.ins_i8[instrument, L.I_MAX_PRICE] = max_price
+    st.ins_i4[instrument, L.I_KIND] = kind
+    st.ins_i4[instrument, L.I_OPTION_TYPE] = option_type
+    st.ins_i4[instrument, L.I_UNDERLYING] = underlying
+    st.ins_i4[instrument, L.I_STATUS] = K.ACTIVE
+    st.ins_i4[instrument, L.I_RESTING] = 0
     n = accept(ev, n, c["seq"], K.K_ADD_INSTRUMENT, 0, instrument)
     return emit(ev, n, c["seq"], K.E_INSTRUMENT_STATUS, K.K_ADD_INSTRUMENT, 0, 0, 0, 0, 0,
                 instrument, 0, 0, 0, K.ACTIVE)
@@ -158,14 +159,14 @@ def add_instrument(st, ev, n, cmds, i):
 
 @kernel
 def _cancel_position_orders(st, ev, n, seq, command, position, reason):
-    instrument = st.pos_i4[L.S_INSTRUMENT, position]
-    account = st.pos_i4[L.S_ACCOUNT, position]
-    slot = st.pos_i4[L.S_ORDER_HEAD, position]
+    instrument = st.pos_i4[position, L.S_INSTRUMENT]
+    account = st.pos_i4[position, L.S_ACCOUNT]
+    slot = st.pos_i4[position, L.S_ORDER_HEAD]
     while slot != L.NIL:
-        following = st.ord_i4[L.O_POSITION_NEXT, slot]
-        side = st.ord_i4[L.O_META, slot] & 1
+        following = st.ord_i4[slot, L.O_POSITION_NEXT]
+        side = st.ord_i4[slot, L.O_META] & 1
         n = emit(ev, n, seq, K.E_CANCELLED, command, side, 0, reason, 0, account, instrument,
-                 order_id_of(st, slot), st.ord_i8[L.O_PRICE, slot], st.ord_i8[L.O_QTY, slot], 0)
+                 order_id_of(st, slot), st.ord_i8[slot, L.O_PRICE], st.ord_i8[slot, L.O_QTY], 0)
         set_label(ev, n, st.ord_label[slot])
         order_remove(st, slot, instrument, side)
         slot = following
@@ -186,17 +187,17 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
         return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
     command = K.K_CANCEL_ALL_INSTRUMENT if by_instrument else K.K_CANCEL_ALL
     count = 0
-    position = st.acc_i4[L.A_POSITION_HEAD, account]
+    position = st.acc_i4[account, L.A_POSITION_HEAD]
     while position != L.NIL:
-        if (not by_instrument) or st.pos_i4[L.S_INSTRUMENT, position] == instrument:
-            count += st.pos_i4[L.S_ORDERS, position]
-        position = st.pos_i4[L.S_NEXT, position]
+        if (not by_instrument) or st.pos_i4[position, L.S_INSTRUMENT] == instrument:
+            count += st.pos_i4[position, L.S_ORDERS]
+        position = st.pos_i4[position, L.S_NEXT]
     n = emit(ev, n, c["seq"], K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0,
              count, 0)
-    position = st.acc_i4[L.A_POSITION_HEAD, account]
+    position = st.acc_i4[account, L.A_POSITION_HEAD]
     while position != L.NIL:
-        following = st.pos_i4[L.S_NEXT, position]
-        if (not by_instrument) or st.pos_i4[L.S_INSTRUMENT, position] == instrument:
+        following = st.pos_i4[position, L.S_NEXT]
+        if (not by_instrument) or st.pos_i4[position, L.S_INSTRUMENT] == instrument:
             n = _cancel_position_orders(st, ev, n, c["seq"], command, position, K.R_CANCEL_ALL)
             position_release_if_idle(st, position)
         position = following
@@ -209,7 +210,7 @@ def set_instrument_status(st, ev, n, cmds, i, command):
     instrument = np.int64(c["instrument"])
     if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
         return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
-    status = st.ins_i4[L.I_STATUS, instrument]
+    status = st.ins_i4[instrument, L.I_STATUS]
     if command == K.K_HALT:
         if status != K.ACTIVE:
             return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_NOT_ACTIVE, 0)
@@ -228,16 +229,16 @@ def set_instrument_status(st, ev, n, cmds, i, command):
             row = instrument * 2 + side
             while st.ladder_len[row] > 0:
                 level = st.ladder_level[row, st.ladder_len[row] - 1]
-                slot = st.lvl_i4[L.L_HEAD, level]
-                position = st.ord_i4[L.O_POSITION, slot]
+                slot = st.lvl_i4[level, L.L_HEAD]
+                position = st.ord_i4[slot, L.O_POSITION]
                 n = emit(
                     ev, n, c["seq"], K.E_CANCELLED, command, side, 0,
-                    K.R_CANCEL_INSTRUMENT_CLOSED, 0, st.pos_i4[L.S_ACCOUNT, position],
-                    instrument, order_id_of(st, slot), st.ord_i8[L.O_PRICE, slot],
-                    st.ord_i8[L.O_QTY, slot], 0)
+                    K.R_CANCEL_INSTRUMENT_CLOSED, 0, st.pos_i4[position, L.S_ACCOUNT],
+                    instrument, order_id_of(st, slot), st.ord_i8[slot, L.O_PRICE],
+                    st.ord_i8[slot, L.O_QTY], 0)
                 set_label(ev, n, st.ord_label[slot])
                 order_remove(st, slot, instrument, side)
                 position_release_if_idle(st, position)
-    st.ins_i4[L.I_STATUS, instrument] = new_status
+    st.ins_i4[instrument, L.I_STATUS] = new_status
     return emit(ev, n, c["seq"], K.E_INSTRUMENT_STATUS, command, 0, 0, 0, 0, 0, instrument, 0,
                 0, 0, new_status)

@@ -31,8 +31,16 @@ def _key(price, side):
 def ladder_search(st, row, side, price):
     """Index of the first ladder entry whose key is >= key(price) (insertion point)."""
     key = _key(price, side)
-    lo = 0
     hi = st.ladder_len[row]
+    # most prices are near the touch (the end of the row): a short linear probe first
+    probe = hi - 1
+    stop = hi - 8 if hi > 8 else 0
+    while probe >= stop and _key(st.ladder_price[row, probe], side) >= key:
+        probe -= 1
+    if probe >= stop or stop == 0:
+        return probe + 1
+    lo = 0
+    hi = probe + 1
     while lo < hi:
         mid = (lo + hi) >> 1
         if _key(st.ladder_price[row, mid], side) < key:
@@ -85,8 +93,8 @@ def _ladder_delete(st, row, index):
 def order_rest(st, slot, instrument, side):
     """Append a prepared order (price, qty, position, meta set) to the back of its level and
     to its position's list, and count it everywhere. Capacity was checked by the caller."""
-    price = st.ord_i8[L.O_PRICE, slot]
-    qty = st.ord_i8[L.O_QTY, slot]
+    price = st.ord_i8[slot, L.O_PRICE]
+    qty = st.ord_i8[slot, L.O_QTY]
     row = ladder_row(instrument, side)
     index = ladder_search(st, row, side, price)
     if index < st.ladder_len[row] and st.ladder_price[row, index] == price:
@@ -94,92 +102,92 @@ def order_rest(st, slot, instrument, side):
     else:
         level = level_alloc(st, price)
         _ladder_insert(st, row, index, price, level)
-    tail = st.lvl_i4[L.L_TAIL, level]
-    st.ord_i4[L.O_PREV, slot] = tail
-    st.ord_i4[L.O_NEXT, slot] = L.NIL
+    tail = st.lvl_i4[level, L.L_TAIL]
+    st.ord_i4[slot, L.O_PREV] = tail
+    st.ord_i4[slot, L.O_NEXT] = L.NIL
     if tail == L.NIL:
-        st.lvl_i4[L.L_HEAD, level] = slot
+        st.lvl_i4[level, L.L_HEAD] = slot
     else:
-        st.ord_i4[L.O_NEXT, tail] = slot
-    st.lvl_i4[L.L_TAIL, level] = slot
-    st.lvl_i4[L.L_COUNT, level] += 1
-    st.lvl_i8[L.L_QTY, level] += qty
-    position = st.ord_i4[L.O_POSITION, slot]
-    ptail = st.pos_i4[L.S_ORDER_TAIL, position]
-    st.ord_i4[L.O_POSITION_PREV, slot] = ptail
-    st.ord_i4[L.O_POSITION_NEXT, slot] = L.NIL
+        st.ord_i4[tail, L.O_NEXT] = slot
+    st.lvl_i4[level, L.L_TAIL] = slot
+    st.lvl_i4[level, L.L_COUNT] += 1
+    st.lvl_i8[level, L.L_QTY] += qty
+    position = st.ord_i4[slot, L.O_POSITION]
+    ptail = st.pos_i4[position, L.S_ORDER_TAIL]
+    st.ord_i4[slot, L.O_POSITION_PREV] = ptail
+    st.ord_i4[slot, L.O_POSITION_NEXT] = L.NIL
     if ptail == L.NIL:
-        st.pos_i4[L.S_ORDER_HEAD, position] = slot
+        st.pos_i4[position, L.S_ORDER_HEAD] = slot
     else:
-        st.ord_i4[L.O_POSITION_NEXT, ptail] = slot
-    st.pos_i4[L.S_ORDER_TAIL, position] = slot
-    st.pos_i4[L.S_ORDERS, position] += 1
+        st.ord_i4[ptail, L.O_POSITION_NEXT] = slot
+    st.pos_i4[position, L.S_ORDER_TAIL] = slot
+    st.pos_i4[position, L.S_ORDERS] += 1
     if side == 0:
-        st.pos_i8[L.S_OPEN_BUY, position] += qty
+        st.pos_i8[position, L.S_OPEN_BUY] += qty
     else:
-        st.pos_i8[L.S_OPEN_SELL, position] += qty
-    account = st.pos_i4[L.S_ACCOUNT, position]
-    st.acc_i4[L.A_OPEN_ORDERS, account] += 1
-    st.ins_i4[L.I_RESTING, instrument] += 1
+        st.pos_i8[position, L.S_OPEN_SELL] += qty
+    account = st.pos_i4[position, L.S_ACCOUNT]
+    st.acc_i4[account, L.A_OPEN_ORDERS] += 1
+    st.ins_i4[instrument, L.I_RESTING] += 1
 
 
 @kernel
 def order_shrink(st, slot, instrument, side, qty):
     """Take ``qty`` off a resting order (fill or in-place amend) without unlinking it."""
-    st.ord_i8[L.O_QTY, slot] -= qty
+    st.ord_i8[slot, L.O_QTY] -= qty
     row = ladder_row(instrument, side)
-    level = level_at(st, row, side, st.ord_i8[L.O_PRICE, slot])
-    st.lvl_i8[L.L_QTY, level] -= qty
-    position = st.ord_i4[L.O_POSITION, slot]
+    level = level_at(st, row, side, st.ord_i8[slot, L.O_PRICE])
+    st.lvl_i8[level, L.L_QTY] -= qty
+    position = st.ord_i4[slot, L.O_POSITION]
     if side == 0:
-        st.pos_i8[L.S_OPEN_BUY, position] -= qty
+        st.pos_i8[position, L.S_OPEN_BUY] -= qty
     else:
-        st.pos_i8[L.S_OPEN_SELL, position] -= qty
+        st.pos_i8[position, L.S_OPEN_SELL] -= qty
 
 
 @kernel
 def order_unlink(st, slot, instrument, side):
     """Remove a resting order from its level (deleting an emptied level) and from every
     count, keeping the slot allocated (amend re-rests it)."""
-    price = st.ord_i8[L.O_PRICE, slot]
-    qty = st.ord_i8[L.O_QTY, slot]
+    price = st.ord_i8[slot, L.O_PRICE]
+    qty = st.ord_i8[slot, L.O_QTY]
     row = ladder_row(instrument, side)
     index = ladder_search(st, row, side, price)
     level = st.ladder_level[row, index]
-    prev = st.ord_i4[L.O_PREV, slot]
-    nxt = st.ord_i4[L.O_NEXT, slot]
+    prev = st.ord_i4[slot, L.O_PREV]
+    nxt = st.ord_i4[slot, L.O_NEXT]
     if prev == L.NIL:
-        st.lvl_i4[L.L_HEAD, level] = nxt
+        st.lvl_i4[level, L.L_HEAD] = nxt
     else:
-        st.ord_i4[L.O_NEXT, prev] = nxt
+        st.ord_i4[prev, L.O_NEXT] = nxt
     if nxt == L.NIL:
-        st.lvl_i4[L.L_TAIL, level] = prev
+        st.lvl_i4[level, L.L_TAIL] = prev
     else:
-        st.ord_i4[L.O_PREV, nxt] = prev
-    st.lvl_i4[L.L_COUNT, level] -= 1
-    st.lvl_i8[L.L_QTY, level] -= qty
-    if st.lvl_i4[L.L_COUNT, level] == 0:
+        st.ord_i4[nxt, L.O_PREV] = prev
+    st.lvl_i4[level, L.L_COUNT] -= 1
+    st.lvl_i8[level, L.L_QTY] -= qty
+    if st.lvl_i4[level, L.L_COUNT] == 0:
         _ladder_delete(st, row, index)
         level_free(st, level)
-    position = st.ord_i4[L.O_POSITION, slot]
-    pprev = st.ord_i4[L.O_POSITION_PREV, slot]
-    pnext = st.ord_i4[L.O_POSITION_NEXT, slot]
+    position = st.ord_i4[slot, L.O_POSITION]
+    pprev = st.ord_i4[slot, L.O_POSITION_PREV]
+    pnext = st.ord_i4[slot, L.O_POSITION_NEXT]
     if pprev == L.NIL:
-        st.pos_i4[L.S_ORDER_HEAD, position] = pnext
+        st.pos_i4[position, L.S_ORDER_HEAD] = pnext
     else:
-        st.ord_i4[L.O_POSITION_NEXT, pprev] = pnext
+        st.ord_i4[pprev, L.O_POSITION_NEXT] = pnext
     if pnext == L.NIL:
-        st.pos_i4[L.S_ORDER_TAIL, position] = pprev
+        st.pos_i4[position, L.S_ORDER_TAIL] = pprev
     else:
-        st.ord_i4[L.O_POSITION_PREV, pnext] = pprev
-    st.pos_i4[L.S_ORDERS, position] -= 1
+        st.ord_i4[pnext, L.O_POSITION_PREV] = pprev
+    st.pos_i4[position, L.S_ORDERS] -= 1
     if side == 0:
-        st.pos_i8[L.S_OPEN_BUY, position] -= qty
+        st.pos_i8[position, L.S_OPEN_BUY] -= qty
     else:
-        st.pos_i8[L.S_OPEN_SELL, position] -= qty
-    account = st.pos_i4[L.S_ACCOUNT, position]
-    st.acc_i4[L.A_OPEN_ORDERS, account] -= 1
-    st.ins_i4[L.I_RESTING, instrument] -= 1
+        st.pos_i8[position, L.S_OPEN_SELL] -= qty
+    account = st.pos_i4[position, L.S_ACCOUNT]
+    st.acc_i4[account, L.A_OPEN_ORDERS] -= 1
+    st.ins_i4[instrument, L.I_RESTING] -= 1
 
 
 @kernel

@@ -24,6 +24,8 @@ from derivex.core.admin import (
     set_instrument_status,
 )
 from derivex.core.config import (
+    P_GAS_MAX,
+    P_GAS_PER_FILL,
     P_MAX_ACCOUNTS,
     P_MAX_INSTRUMENTS,
     P_MAX_LEVELS,
@@ -49,6 +51,18 @@ def _row_short(st, instrument, side):
 
 
 @kernel
+def _touch_bound(st, resting):
+    """Most resting orders one incoming order can reach: all of them, or what the largest
+    gas budget pays for."""
+    per_fill = st.params[P_GAS_PER_FILL]
+    if per_fill > 0:
+        bound = st.params[P_GAS_MAX] // per_fill + 1
+        if bound < resting:
+            return bound
+    return resting
+
+
+@kernel
 def headroom(st, cmds, i):
     """``(units, events)``: units > 0 if some pool must grow by that many slots first;
     events = worst-case number of events of this command."""
@@ -68,16 +82,16 @@ def headroom(st, cmds, i):
         levels = 1
         positions = 1
         if valid_instrument:
-            events = 8 + 5 * np.int64(st.ins_i4[L.I_RESTING, instrument])
+            events = 8 + 5 * _touch_bound(st, np.int64(st.ins_i4[instrument, L.I_RESTING]))
             if c["side"] <= 1:
                 short_row = _row_short(st, instrument, np.int64(c["side"]))
     elif kind == K.K_AMEND:
         levels = 1
         slot = order_slot_of(st, np.int64(c["order_id"]))
         if slot != L.NIL:
-            book = np.int64(st.pos_i4[L.S_INSTRUMENT, st.ord_i4[L.O_POSITION, slot]])
-            events = 8 + 5 * np.int64(st.ins_i4[L.I_RESTING, book])
-            short_row = _row_short(st, book, np.int64(st.ord_i4[L.O_META, slot] & 1))
+            book = np.int64(st.pos_i4[st.ord_i4[L.O_POSITION, slot], L.S_INSTRUMENT])
+            events = 8 + 5 * _touch_bound(st, np.int64(st.ins_i4[book, L.I_RESTING]))
+            short_row = _row_short(st, book, np.int64(st.ord_i4[slot, L.O_META] & 1))
     elif kind == K.K_MASS_QUOTE:
         count = mass_quote_span(cmds, i, st.params[P_MAX_QUOTE_LEGS]) - 1
         orders = 2 * count
@@ -92,10 +106,10 @@ def headroom(st, cmds, i):
     elif kind == K.K_CANCEL_ALL or kind == K.K_CANCEL_ALL_INSTRUMENT:
         account = np.int64(c["account"])
         if account < st.counters[L.C_ACCOUNT_HWM]:
-            events = 2 + np.int64(st.acc_i4[L.A_OPEN_ORDERS, account])
+            events = 2 + np.int64(st.acc_i4[account, L.A_OPEN_ORDERS])
     elif kind == K.K_CLOSE:
         if valid_instrument:
-            events = 3 + np.int64(st.ins_i4[L.I_RESTING, instrument])
+            events = 3 + np.int64(st.ins_i4[instrument, L.I_RESTING])
     elif kind == K.K_CREATE_ACCOUNT:
         accounts = 1
     elif kind == K.K_ADD_INSTRUMENT:
@@ -114,10 +128,10 @@ def headroom(st, cmds, i):
     if (free_capacity(capacity, c_[L.C_POSITION_HWM], c_[L.C_POSITION_FREE_TOP]) < positions
             and capacity < st.params[P_MAX_POSITIONS]):
         need = max(need, positions)
-    capacity = st.acc_i8.shape[1]
+    capacity = st.acc_i8.shape[0]
     if c_[L.C_ACCOUNT_HWM] + accounts > capacity and capacity < st.params[P_MAX_ACCOUNTS]:
         need = max(need, accounts)
-    capacity = st.ins_i8.shape[1]
+    capacity = st.ins_i8.shape[0]
     if (c_[L.C_INSTRUMENT_HWM] + instruments > capacity
             and capacity < st.params[P_MAX_INSTRUMENTS]):
         need = max(need, instruments)

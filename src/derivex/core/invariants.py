@@ -28,41 +28,41 @@ def check_invariants(st: State) -> None:
     c = st.counters
     accounts = int(c[L.C_ACCOUNT_HWM])
     instruments = int(c[L.C_INSTRUMENT_HWM])
-    balance_sum = int(st.acc_i8[L.A_BALANCE, :accounts].astype(object).sum())
+    balance_sum = int(st.acc_i8[:accounts, L.A_BALANCE].astype(object).sum())
     expected = int(c[L.C_TOTAL_DEPOSITS]) - int(c[L.C_TOTAL_WITHDRAWALS])
     if balance_sum != expected:
         _fail(f"conservation: sum(balances)={balance_sum} != deposits-withdrawals={expected}")
 
-    live_positions = np.flatnonzero(st.pos_i4[L.S_LIVE] == 1)
+    live_positions = np.flatnonzero(st.pos_i4[:, L.S_LIVE] == 1)
     if len(live_positions) != int(c[L.C_POSITIONS_LIVE]):
         _fail("live position count mismatch")
     net = defaultdict(int)
     per_position_orders: dict[int, list[int]] = {}
     for slot in live_positions:
         slot = int(slot)
-        account = int(st.pos_i4[L.S_ACCOUNT, slot])
-        instrument = int(st.pos_i4[L.S_INSTRUMENT, slot])
-        qty = int(st.pos_i8[L.S_QTY, slot])
-        basis = int(st.pos_i8[L.S_BASIS, slot])
+        account = int(st.pos_i4[slot, L.S_ACCOUNT])
+        instrument = int(st.pos_i4[slot, L.S_INSTRUMENT])
+        qty = int(st.pos_i8[slot, L.S_QTY])
+        basis = int(st.pos_i8[slot, L.S_BASIS])
         net[instrument] += qty
         if (qty == 0) != (basis == 0) or (qty != 0 and (qty > 0) != (basis > 0)):
             _fail(f"position {account}/{instrument}: qty {qty} and basis {basis} disagree")
         if hash_find(st.hash_key, st.hash_val, account, instrument) != slot:
             _fail(f"position index does not find {account}/{instrument}")
-        if qty == 0 and int(st.pos_i4[L.S_ORDERS, slot]) == 0:
+        if qty == 0 and int(st.pos_i4[slot, L.S_ORDERS]) == 0:
             _fail(f"idle position {account}/{instrument} not released")
         orders = []
-        order = int(st.pos_i4[L.S_ORDER_HEAD, slot])
+        order = int(st.pos_i4[slot, L.S_ORDER_HEAD])
         previous = L.NIL
         while order != L.NIL:
-            if int(st.ord_i4[L.O_POSITION_PREV, order]) != previous:
+            if int(st.ord_i4[order, L.O_POSITION_PREV]) != previous:
                 _fail("position order list back link broken")
             orders.append(order)
             previous = order
-            order = int(st.ord_i4[L.O_POSITION_NEXT, order])
-        if previous != int(st.pos_i4[L.S_ORDER_TAIL, slot]):
+            order = int(st.ord_i4[order, L.O_POSITION_NEXT])
+        if previous != int(st.pos_i4[slot, L.S_ORDER_TAIL]):
             _fail("position order list tail broken")
-        if len(orders) != int(st.pos_i4[L.S_ORDERS, slot]):
+        if len(orders) != int(st.pos_i4[slot, L.S_ORDERS]):
             _fail("position order count mismatch")
         per_position_orders[slot] = orders
     for instrument, total in net.items():
@@ -73,22 +73,22 @@ def check_invariants(st: State) -> None:
     listed = 0
     open_per_account = defaultdict(int)
     for account in range(accounts):
-        slot = int(st.acc_i4[L.A_POSITION_HEAD, account])
+        slot = int(st.acc_i4[account, L.A_POSITION_HEAD])
         last = -1
         while slot != L.NIL:
-            if int(st.pos_i4[L.S_ACCOUNT, slot]) != account or st.pos_i4[L.S_LIVE, slot] != 1:
+            if int(st.pos_i4[slot, L.S_ACCOUNT]) != account or st.pos_i4[slot, L.S_LIVE] != 1:
                 _fail(f"account {account} position list holds a foreign or dead slot")
-            instrument = int(st.pos_i4[L.S_INSTRUMENT, slot])
+            instrument = int(st.pos_i4[slot, L.S_INSTRUMENT])
             if instrument <= last:
                 _fail(f"account {account} position list not sorted")
             last = instrument
             listed += 1
-            open_per_account[account] += int(st.pos_i4[L.S_ORDERS, slot])
-            slot = int(st.pos_i4[L.S_NEXT, slot])
+            open_per_account[account] += int(st.pos_i4[slot, L.S_ORDERS])
+            slot = int(st.pos_i4[slot, L.S_NEXT])
     if listed != len(live_positions):
         _fail("account position lists do not cover the live positions")
     for account in range(accounts):
-        if int(st.acc_i4[L.A_OPEN_ORDERS, account]) != open_per_account[account]:
+        if int(st.acc_i4[account, L.A_OPEN_ORDERS]) != open_per_account[account]:
             _fail(f"account {account} open order count mismatch")
 
     seen_orders = set()
@@ -96,8 +96,8 @@ def check_invariants(st: State) -> None:
     open_qty: dict[tuple[int, int], int] = defaultdict(int)
     for instrument in range(instruments):
         resting = 0
-        tick = int(st.ins_i8[L.I_TICK, instrument])
-        step = int(st.ins_i8[L.I_MIN_LOTS, instrument])
+        tick = int(st.ins_i8[instrument, L.I_TICK])
+        step = int(st.ins_i8[instrument, L.I_MIN_LOTS])
         best = [0, 0]
         for side in range(2):
             row = instrument * 2 + side
@@ -109,45 +109,45 @@ def check_invariants(st: State) -> None:
             for index in range(depth):
                 level = int(st.ladder_level[row, index])
                 level_total += 1
-                price = int(st.lvl_i8[L.L_PRICE, level])
+                price = int(st.lvl_i8[level, L.L_PRICE])
                 if price != int(prices[index]):
                     _fail("ladder price differs from its level")
                 qty_sum, count = 0, 0
-                order = int(st.lvl_i4[L.L_HEAD, level])
+                order = int(st.lvl_i4[level, L.L_HEAD])
                 previous = L.NIL
                 while order != L.NIL:
                     if order in seen_orders:
                         _fail("order linked twice")
                     seen_orders.add(order)
-                    if int(st.ord_i4[L.O_PREV, order]) != previous:
+                    if int(st.ord_i4[order, L.O_PREV]) != previous:
                         _fail("level back link broken")
-                    qty = int(st.ord_i8[L.O_QTY, order])
+                    qty = int(st.ord_i8[order, L.O_QTY])
                     if qty <= 0 or qty % step != 0:
                         _fail(f"order quantity {qty} invalid")
-                    if int(st.ord_i8[L.O_PRICE, order]) != price or price % tick != 0:
+                    if int(st.ord_i8[order, L.O_PRICE]) != price or price % tick != 0:
                         _fail("order price differs from its level or is off tick")
-                    if int(st.ord_i4[L.O_META, order]) & 1 != side:
+                    if int(st.ord_i4[order, L.O_META]) & 1 != side:
                         _fail("order on the wrong side")
-                    position = int(st.ord_i4[L.O_POSITION, order])
-                    if int(st.pos_i4[L.S_INSTRUMENT, position]) != instrument:
+                    position = int(st.ord_i4[order, L.O_POSITION])
+                    if int(st.pos_i4[position, L.S_INSTRUMENT]) != instrument:
                         _fail("order position belongs to another instrument")
                     open_qty[(position, side)] += qty
                     qty_sum += qty
                     count += 1
                     previous = order
-                    order = int(st.ord_i4[L.O_NEXT, order])
-                if previous != int(st.lvl_i4[L.L_TAIL, level]):
+                    order = int(st.ord_i4[order, L.O_NEXT])
+                if previous != int(st.lvl_i4[level, L.L_TAIL]):
                     _fail("level tail broken")
-                if count == 0 or count != int(st.lvl_i4[L.L_COUNT, level]):
+                if count == 0 or count != int(st.lvl_i4[level, L.L_COUNT]):
                     _fail(f"level {price} count {count} mismatch or empty")
-                if qty_sum != int(st.lvl_i8[L.L_QTY, level]):
+                if qty_sum != int(st.lvl_i8[level, L.L_QTY]):
                     _fail(f"level {price} quantity mismatch")
                 resting += count
             if depth:
                 best[side] = int(prices[depth - 1])
         if best[0] and best[1] and best[0] >= best[1]:
             _fail(f"crossed book on instrument {instrument}: {best[0]} >= {best[1]}")
-        if resting != int(st.ins_i4[L.I_RESTING, instrument]):
+        if resting != int(st.ins_i4[instrument, L.I_RESTING]):
             _fail(f"instrument {instrument} resting count mismatch")
     if len(seen_orders) != int(c[L.C_ORDERS_LIVE]):
         _fail("live order count mismatch")
@@ -158,9 +158,9 @@ def check_invariants(st: State) -> None:
         _fail("position order lists and books disagree")
     for slot in live_positions:
         slot = int(slot)
-        if int(st.pos_i8[L.S_OPEN_BUY, slot]) != open_qty[(slot, 0)]:
+        if int(st.pos_i8[slot, L.S_OPEN_BUY]) != open_qty[(slot, 0)]:
             _fail("open buy quantity mismatch")
-        if int(st.pos_i8[L.S_OPEN_SELL, slot]) != open_qty[(slot, 1)]:
+        if int(st.pos_i8[slot, L.S_OPEN_SELL]) != open_qty[(slot, 1)]:
             _fail("open sell quantity mismatch")
     free_orders = set(int(s) for s in st.ord_free[: int(c[L.C_ORDER_FREE_TOP])])
     if free_orders & seen_orders:

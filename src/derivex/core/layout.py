@@ -1,8 +1,10 @@
-"""Field indices of the structure-of-arrays pools.
+"""Field indices of the pools.
 
-Each pool is one 2-D array per integer width, shaped ``(fields, capacity)``: row ``F`` is
-the array of field ``F`` over all slots, so a kernel touching one field of many slots reads
-contiguous memory (structure of arrays) while the kernel signature stays short.
+Each pool is one 2-D array per integer width, shaped ``(capacity, fields)``: the fields of
+one slot share a cache line (a 56-byte order is one line). Books are walked entity by
+entity (an order, its level, its position, its account), so this beats one array per field:
+measured on the single-book flow, see bench/results/matching.json and the notes. Kernels
+index ``pool[slot, FIELD]``.
 """
 
 # counters (int64 vector)
@@ -35,7 +37,8 @@ A_STATUS = 0  # 0 unused, 1 active
 A_STP = 1
 A_OPEN_ORDERS = 2
 A_POSITION_HEAD = 3  # first position slot, list sorted by instrument id; -1 if none
-ACCOUNT_I4_FIELDS = 4
+A_LAST_POSITION = 4  # position slot used last: a one-entry cache in front of the index
+ACCOUNT_I4_FIELDS = 5
 
 # instruments: int64 rows
 I_STRIKE = 0

@@ -31,7 +31,7 @@ def reducing_capacity(st, position, side):
     """Lots an order on ``side`` may trade without increasing the position's size."""
     if position == L.NIL:
         return 0
-    qty = st.pos_i8[L.S_QTY, position]
+    qty = st.pos_i8[position, L.S_QTY]
     if side == K.BUY:
         return -qty if qty < 0 else 0
     return qty if qty > 0 else 0
@@ -64,15 +64,15 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
     index = st.ladder_len[row] - 1
     while rem > 0 and index >= 0 and not own:
         level = st.ladder_level[row, index]
-        if not crosses(side, limit, is_market, st.lvl_i8[L.L_PRICE, level]):
+        if not crosses(side, limit, is_market, st.lvl_i8[level, L.L_PRICE]):
             break
         gas += gas_level
-        slot = st.lvl_i4[L.L_HEAD, level]
+        slot = st.lvl_i4[level, L.L_HEAD]
         while slot != L.NIL and rem > 0:
             gas += gas_fill
-            position = st.ord_i4[L.O_POSITION, slot]
-            maker = st.pos_i4[L.S_ACCOUNT, position]
-            available = st.ord_i8[L.O_QTY, slot]
+            position = st.ord_i4[slot, L.O_POSITION]
+            maker = st.pos_i4[position, L.S_ACCOUNT]
+            available = st.ord_i8[slot, L.O_QTY]
             if maker == account:
                 if stop_at_own:
                     own = True
@@ -84,7 +84,7 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
                     st.scan_used[maker] = 1
                     st.scan_accounts[touched] = maker
                     touched += 1
-                if (st.ord_i4[L.O_META, slot] >> 1) & K.REDUCE_ONLY:
+                if (st.ord_i4[slot, L.O_META] >> 1) & K.REDUCE_ONLY:
                     # capacity after this maker's earlier fills in the same match
                     capacity = reducing_capacity(st, position, opp) - (st.scan_used[maker] - 1)
                     if capacity < 0:
@@ -94,7 +94,7 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
                 fill = rem if rem < available else available
                 rem -= fill
                 st.scan_used[maker] += fill
-            slot = st.ord_i4[L.O_NEXT, slot]
+            slot = st.ord_i4[slot, L.O_NEXT]
         index -= 1
     for t in range(touched):
         st.scan_used[st.scan_accounts[t]] = 0
@@ -103,10 +103,10 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
 
 @kernel
 def _cancel_resting(st, ev, n, seq, command, slot, instrument, side, reason):
-    position = st.ord_i4[L.O_POSITION, slot]
+    position = st.ord_i4[slot, L.O_POSITION]
     n = emit(ev, n, seq, K.E_CANCELLED, command, side, 0, reason, 0,
-             st.pos_i4[L.S_ACCOUNT, position], instrument, order_id_of(st, slot),
-             st.ord_i8[L.O_PRICE, slot], st.ord_i8[L.O_QTY, slot], 0)
+             st.pos_i4[position, L.S_ACCOUNT], instrument, order_id_of(st, slot),
+             st.ord_i8[slot, L.O_PRICE], st.ord_i8[slot, L.O_QTY], 0)
     set_label(ev, n, st.ord_label[slot])
     order_remove(st, slot, instrument, side)
     return n, position
@@ -119,9 +119,9 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
     ``(n_events, remaining, stopped_by_gas)``. The taker's position stays allocated."""
     gas_level = st.params[P_GAS_PER_LEVEL]
     gas_fill = st.params[P_GAS_PER_FILL]
-    contract_value = st.ins_i8[L.I_CONTRACT_VALUE, instrument]
-    maker_fee = st.ins_i8[L.I_MAKER_FEE, instrument]
-    taker_fee = st.ins_i8[L.I_TAKER_FEE, instrument]
+    contract_value = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    maker_fee = st.ins_i8[instrument, L.I_MAKER_FEE]
+    taker_fee = st.ins_i8[instrument, L.I_TAKER_FEE]
     taker_id = order_id_of(st, taker_slot)
     opp = 1 - side
     row = instrument * 2 + opp
@@ -132,31 +132,31 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
         if depth == 0:
             break
         level = st.ladder_level[row, depth - 1]
-        price = st.lvl_i8[L.L_PRICE, level]
+        price = st.lvl_i8[level, L.L_PRICE]
         if not crosses(side, limit, is_market, price):
             break
-        if st.acc_i8[L.A_GAS, account] < gas_level:
+        if st.acc_i8[account, L.A_GAS] < gas_level:
             stopped = True
             break
-        st.acc_i8[L.A_GAS, account] -= gas_level
+        st.acc_i8[account, L.A_GAS] -= gas_level
         per_lot_value = price * contract_value
-        slot = st.lvl_i4[L.L_HEAD, level]
+        slot = st.lvl_i4[level, L.L_HEAD]
         while slot != L.NIL and rem > 0:
-            if st.acc_i8[L.A_GAS, account] < gas_fill:
+            if st.acc_i8[account, L.A_GAS] < gas_fill:
                 stopped = True
                 break
-            st.acc_i8[L.A_GAS, account] -= gas_fill
-            following = st.ord_i4[L.O_NEXT, slot]
-            position = st.ord_i4[L.O_POSITION, slot]
-            maker = st.pos_i4[L.S_ACCOUNT, position]
+            st.acc_i8[account, L.A_GAS] -= gas_fill
+            following = st.ord_i4[slot, L.O_NEXT]
+            position = st.ord_i4[slot, L.O_POSITION]
+            maker = st.pos_i4[position, L.S_ACCOUNT]
             if maker == account:
                 # only CANCEL_RESTING reaches here: REJECT_INCOMING was settled by the scan
                 n, _ = _cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
                                        K.R_CANCEL_SELF_TRADE)
                 slot = following
                 continue
-            available = st.ord_i8[L.O_QTY, slot]
-            reduce_only = (st.ord_i4[L.O_META, slot] >> 1) & K.REDUCE_ONLY
+            available = st.ord_i8[slot, L.O_QTY]
+            reduce_only = (st.ord_i4[slot, L.O_META] >> 1) & K.REDUCE_ONLY
             capacity = available
             if reduce_only:
                 capacity = reducing_capacity(st, position, opp)
@@ -173,12 +173,12 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
                 fill = capacity
             rem -= fill
             left = available - fill
-            st.ord_i8[L.O_QTY, slot] = left
-            st.lvl_i8[L.L_QTY, level] -= fill
+            st.ord_i8[slot, L.O_QTY] = left
+            st.lvl_i8[level, L.L_QTY] -= fill
             if opp == K.BUY:
-                st.pos_i8[L.S_OPEN_BUY, position] -= fill
+                st.pos_i8[position, L.S_OPEN_BUY] -= fill
             else:
-                st.pos_i8[L.S_OPEN_SELL, position] -= fill
+                st.pos_i8[position, L.S_OPEN_SELL] -= fill
             maker_cash, maker_paid = settle_fill_side(st, instrument, position, opp, fill,
                                                       per_lot_value, maker_fee)
             taker_cash, taker_paid = settle_fill_side(st, instrument, taker_position, side,
@@ -192,13 +192,13 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
                      instrument, taker_id, price, fill, taker_paid)
             ev[n - 1]["b"] = rem
             n = emit(ev, n, seq, K.E_POSITION, command, opp, K.MAKER, 0, 0, maker, instrument,
-                     maker_id, st.pos_i8[L.S_BASIS, position], st.pos_i8[L.S_QTY, position],
+                     maker_id, st.pos_i8[position, L.S_BASIS], st.pos_i8[position, L.S_QTY],
                      maker_cash)
-            ev[n - 1]["b"] = st.acc_i8[L.A_BALANCE, maker]
+            ev[n - 1]["b"] = st.acc_i8[maker, L.A_BALANCE]
             n = emit(ev, n, seq, K.E_POSITION, command, side, K.TAKER, 0, 0, account,
-                     instrument, taker_id, st.pos_i8[L.S_BASIS, taker_position],
-                     st.pos_i8[L.S_QTY, taker_position], taker_cash)
-            ev[n - 1]["b"] = st.acc_i8[L.A_BALANCE, account]
+                     instrument, taker_id, st.pos_i8[taker_position, L.S_BASIS],
+                     st.pos_i8[taker_position, L.S_QTY], taker_cash)
+            ev[n - 1]["b"] = st.acc_i8[account, L.A_BALANCE]
             if left == 0:
                 order_remove(st, slot, instrument, opp)
                 position_release_if_idle(st, position)

@@ -49,7 +49,7 @@ def reject(st, ev, n, cmds, i, reason, leg):
 @kernel
 def check_trader(st, account):
     """Reason code for an account that may not trade, else OK."""
-    if account >= st.counters[L.C_ACCOUNT_HWM] or st.acc_i4[L.A_STATUS, account] != 1:
+    if account >= st.counters[L.C_ACCOUNT_HWM] or st.acc_i4[account, L.A_STATUS] != 1:
         return K.R_UNKNOWN_ACCOUNT
     if account < K.SYSTEM_ACCOUNTS:
         return K.R_SYSTEM_ACCOUNT
@@ -61,9 +61,9 @@ def charge_base_gas(st, account):
     """Refill, then charge the base weight; False (nothing charged) if the budget is short."""
     gas_refill(st, account, st.counters[L.C_CLOCK_NS])
     base = st.params[P_GAS_BASE]
-    if st.acc_i8[L.A_GAS, account] < base:
+    if st.acc_i8[account, L.A_GAS] < base:
         return False
-    st.acc_i8[L.A_GAS, account] -= base
+    st.acc_i8[account, L.A_GAS] -= base
     return True
 
 
@@ -73,7 +73,7 @@ def check_quantity(st, instrument, qty):
         return K.R_QTY_NOT_POSITIVE
     if qty > st.params[P_MAX_ORDER_LOTS]:
         return K.R_QTY_TOO_LARGE
-    if qty % st.ins_i8[L.I_MIN_LOTS, instrument] != 0:
+    if qty % st.ins_i8[instrument, L.I_MIN_LOTS] != 0:
         return K.R_QTY_OFF_STEP
     return K.R_OK
 
@@ -82,9 +82,9 @@ def check_quantity(st, instrument, qty):
 def check_price(st, instrument, price):
     if price <= 0:
         return K.R_PRICE_NOT_POSITIVE
-    if price > st.ins_i8[L.I_MAX_PRICE, instrument]:
+    if price > st.ins_i8[instrument, L.I_MAX_PRICE]:
         return K.R_PRICE_TOO_LARGE
-    if price % st.ins_i8[L.I_TICK, instrument] != 0:
+    if price % st.ins_i8[instrument, L.I_TICK] != 0:
         return K.R_PRICE_OFF_TICK
     return K.R_OK
 
@@ -95,7 +95,7 @@ def post_only_price(st, instrument, side, price, reject_flag):
     best = opposite_best_price(st, instrument, side)
     if best == 0:
         return price
-    tick = st.ins_i8[L.I_TICK, instrument]
+    tick = st.ins_i8[instrument, L.I_TICK]
     if side == K.BUY:
         if price < best:
             return price
@@ -108,7 +108,7 @@ def post_only_price(st, instrument, side, price, reject_flag):
     if reject_flag:
         return -1
     price = best + tick
-    return price if price <= st.ins_i8[L.I_MAX_PRICE, instrument] else -1
+    return price if price <= st.ins_i8[instrument, L.I_MAX_PRICE] else -1
 
 
 @kernel
@@ -120,9 +120,9 @@ def within_position_limit(st, position, side, qty, released):
     open_buy = 0
     open_sell = 0
     if position != L.NIL:
-        pos = st.pos_i8[L.S_QTY, position]
-        open_buy = st.pos_i8[L.S_OPEN_BUY, position]
-        open_sell = st.pos_i8[L.S_OPEN_SELL, position]
+        pos = st.pos_i8[position, L.S_QTY]
+        open_buy = st.pos_i8[position, L.S_OPEN_BUY]
+        open_sell = st.pos_i8[position, L.S_OPEN_SELL]
     if side == K.BUY:
         return pos + open_buy - released + qty <= limit
     return -(pos - (open_sell - released) - qty) <= limit
@@ -148,7 +148,7 @@ def finish_incoming(st, ev, n, seq, command, slot, instrument, side, price, is_m
     """After matching: rest a GTC remainder or expire it, and release what is idle."""
     if rem > 0:
         if resting and not stopped:
-            st.ord_i8[L.O_QTY, slot] = rem
+            st.ord_i8[slot, L.O_QTY] = rem
             order_rest(st, slot, instrument, side)
         else:
             reason = K.R_CANCEL_IOC_REMAINDER
@@ -194,7 +194,7 @@ def place_order(st, ev, n, cmds, i):
     if (flags & ~K.CLIENT_FLAGS) or ((flags & K.REJECT_POST_ONLY) and not post_only) or (
             post_only and (is_market or tif != K.GTC)):
         return reject(st, ev, n, cmds, i, K.R_BAD_FLAGS, 0)
-    status = st.ins_i4[L.I_STATUS, instrument]
+    status = st.ins_i4[instrument, L.I_STATUS]
     if status == K.HALTED:
         return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_HALTED, 0)
     if status == K.CLOSED:
@@ -226,9 +226,9 @@ def place_order(st, ev, n, cmds, i):
         return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
     resting = (not is_market) and tif == K.GTC
     if resting:
-        if st.acc_i4[L.A_OPEN_ORDERS, account] >= st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]:
+        if st.acc_i4[account, L.A_OPEN_ORDERS] >= st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]:
             return reject(st, ev, n, cmds, i, K.R_ACCOUNT_ORDER_LIMIT, 0)
-        if st.ins_i4[L.I_RESTING, instrument] >= st.params[P_MAX_ORDERS_PER_BOOK]:
+        if st.ins_i4[instrument, L.I_RESTING] >= st.params[P_MAX_ORDERS_PER_BOOK]:
             return reject(st, ev, n, cmds, i, K.R_BOOK_ORDER_LIMIT, 0)
     if st.counters[L.C_ORDERS_LIVE] >= st.params[P_MAX_ORDERS]:
         return reject(st, ev, n, cmds, i, K.R_ORDER_POOL_FULL, 0)
@@ -238,24 +238,25 @@ def place_order(st, ev, n, cmds, i):
             return reject(st, ev, n, cmds, i, reason, 0)
     if position == L.NIL and st.counters[L.C_POSITIONS_LIVE] >= st.params[P_MAX_POSITIONS]:
         return reject(st, ev, n, cmds, i, K.R_POSITION_POOL_FULL, 0)
-    stp_reject = st.acc_i4[L.A_STP, account] == K.STP_REJECT_INCOMING
+    stp_reject = st.acc_i4[account, L.A_STP] == K.STP_REJECT_INCOMING
     if tif == K.FOK or stp_reject:
         fillable, gas_needed, own = scan(st, instrument, side, price, is_market, qty, account,
                                          stp_reject)
         if own:
             return reject(st, ev, n, cmds, i, K.R_SELF_TRADE_REJECTED, 0)
         if tif == K.FOK:
-            if gas_needed > st.acc_i8[L.A_GAS, account]:
+            if gas_needed > st.acc_i8[account, L.A_GAS]:
                 return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
             if fillable < qty:
                 return reject(st, ev, n, cmds, i, K.R_FOK_NOT_FILLED, 0)
     # accepted: from here on the command cannot fail
-    position = position_get_or_create(st, account, instrument)
+    if position == L.NIL:
+        position = position_get_or_create(st, account, instrument)
     slot = order_alloc(st)
-    st.ord_i8[L.O_PRICE, slot] = price
-    st.ord_i8[L.O_QTY, slot] = qty
-    st.ord_i4[L.O_POSITION, slot] = position
-    st.ord_i4[L.O_META, slot] = side | (flags << 1)
+    st.ord_i8[slot, L.O_PRICE] = price
+    st.ord_i8[slot, L.O_QTY] = qty
+    st.ord_i4[slot, L.O_POSITION] = position
+    st.ord_i4[slot, L.O_META] = side | (flags << 1)
     st.ord_label[slot] = c["label"]
     n = emit(ev, n, seq, K.E_ACCEPTED, K.K_PLACE, side, 0, 0, 0, account, instrument,
              order_id_of(st, slot), price, qty, 0)
@@ -272,8 +273,8 @@ def find_own_order(st, account, order_id):
     slot = order_slot_of(st, order_id)
     if slot == L.NIL:
         return L.NIL, K.R_UNKNOWN_ORDER
-    position = st.ord_i4[L.O_POSITION, slot]
-    if st.pos_i4[L.S_ACCOUNT, position] != account:
+    position = st.ord_i4[slot, L.O_POSITION]
+    if st.pos_i4[position, L.S_ACCOUNT] != account:
         return L.NIL, K.R_NOT_ORDER_OWNER
     return slot, K.R_OK
 
@@ -291,12 +292,12 @@ def cancel_order(st, ev, n, cmds, i):
     slot, reason = find_own_order(st, account, np.int64(c["order_id"]))
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
-    position = st.ord_i4[L.O_POSITION, slot]
-    instrument = np.int64(st.pos_i4[L.S_INSTRUMENT, position])
-    side = np.int64(st.ord_i4[L.O_META, slot] & 1)
+    position = st.ord_i4[slot, L.O_POSITION]
+    instrument = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
+    side = np.int64(st.ord_i4[slot, L.O_META] & 1)
     oid = order_id_of(st, slot)
-    price = st.ord_i8[L.O_PRICE, slot]
-    qty = st.ord_i8[L.O_QTY, slot]
+    price = st.ord_i8[slot, L.O_PRICE]
+    qty = st.ord_i8[slot, L.O_QTY]
     label = st.ord_label[slot]
     n = emit(ev, n, seq, K.E_ACCEPTED, K.K_CANCEL, side, 0, 0, 0, account, instrument, oid,
              price, qty, 0)
@@ -328,12 +329,12 @@ def amend_order(st, ev, n, cmds, i):
     slot, reason = find_own_order(st, account, np.int64(c["order_id"]))
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
-    position = st.ord_i4[L.O_POSITION, slot]
-    instrument = np.int64(st.pos_i4[L.S_INSTRUMENT, position])
-    meta = st.ord_i4[L.O_META, slot]
+    position = st.ord_i4[slot, L.O_POSITION]
+    instrument = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
+    meta = st.ord_i4[slot, L.O_META]
     side = np.int64(meta & 1)
     flags = np.int64(meta >> 1)
-    status = st.ins_i4[L.I_STATUS, instrument]
+    status = st.ins_i4[instrument, L.I_STATUS]
     if status == K.HALTED:
         return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_HALTED, 0)
     qty = c["qty_lots"]
@@ -354,8 +355,8 @@ def amend_order(st, ev, n, cmds, i):
         price = post_only_price(st, instrument, side, price, flags & K.REJECT_POST_ONLY)
         if price < 0:
             return reject(st, ev, n, cmds, i, K.R_POST_ONLY_WOULD_TAKE, 0)
-    old_price = st.ord_i8[L.O_PRICE, slot]
-    old_qty = st.ord_i8[L.O_QTY, slot]
+    old_price = st.ord_i8[slot, L.O_PRICE]
+    old_qty = st.ord_i8[slot, L.O_QTY]
     if not within_position_limit(st, position, side, qty, old_qty):
         return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
     keep = price == old_price and qty <= old_qty
@@ -363,7 +364,7 @@ def amend_order(st, ev, n, cmds, i):
         reason = level_capacity_reason(st, instrument, side, price)
         if reason != K.R_OK:
             return reject(st, ev, n, cmds, i, reason, 0)
-    if (not keep) and st.acc_i4[L.A_STP, account] == K.STP_REJECT_INCOMING:
+    if (not keep) and st.acc_i4[account, L.A_STP] == K.STP_REJECT_INCOMING:
         _, _, own = scan(st, instrument, side, price, False, qty, account, True)
         if own:
             return reject(st, ev, n, cmds, i, K.R_SELF_TRADE_REJECTED, 0)
@@ -380,8 +381,8 @@ def amend_order(st, ev, n, cmds, i):
             order_shrink(st, slot, instrument, side, old_qty - qty)
         return n
     order_unlink(st, slot, instrument, side)
-    st.ord_i8[L.O_PRICE, slot] = price
-    st.ord_i8[L.O_QTY, slot] = qty
+    st.ord_i8[slot, L.O_PRICE] = price
+    st.ord_i8[slot, L.O_QTY] = qty
     n, rem, stopped = match(st, ev, n, seq, K.K_AMEND, instrument, side, price, False, qty,
                             slot, position, account)
     return finish_incoming(st, ev, n, seq, K.K_AMEND, slot, instrument, side, price, False,

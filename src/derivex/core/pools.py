@@ -29,7 +29,7 @@ def order_alloc(st):
     else:
         slot = c[L.C_ORDER_HWM]
         c[L.C_ORDER_HWM] += 1
-    st.ord_i8[L.O_GENERATION, slot] += 1
+    st.ord_i8[slot, L.O_GENERATION] += 1
     c[L.C_ORDERS_LIVE] += 1
     return slot
 
@@ -37,7 +37,7 @@ def order_alloc(st):
 @kernel
 def order_free(st, slot):
     c = st.counters
-    st.ord_i4[L.O_POSITION, slot] = L.NIL
+    st.ord_i4[slot, L.O_POSITION] = L.NIL
     st.ord_free[c[L.C_ORDER_FREE_TOP]] = slot
     c[L.C_ORDER_FREE_TOP] += 1
     c[L.C_ORDERS_LIVE] -= 1
@@ -45,7 +45,7 @@ def order_free(st, slot):
 
 @kernel
 def order_id_of(st, slot):
-    return (st.ord_i8[L.O_GENERATION, slot] << 32) | slot
+    return (st.ord_i8[slot, L.O_GENERATION] << 32) | slot
 
 
 @kernel
@@ -57,9 +57,9 @@ def order_slot_of(st, order_id):
     generation = order_id >> 32
     if slot >= st.counters[L.C_ORDER_HWM]:
         return L.NIL
-    if st.ord_i8[L.O_GENERATION, slot] != generation:
+    if st.ord_i8[slot, L.O_GENERATION] != generation:
         return L.NIL
-    if st.ord_i4[L.O_POSITION, slot] == L.NIL:
+    if st.ord_i4[slot, L.O_POSITION] == L.NIL:
         return L.NIL
     return slot
 
@@ -73,11 +73,11 @@ def level_alloc(st, price):
     else:
         slot = c[L.C_LEVEL_HWM]
         c[L.C_LEVEL_HWM] += 1
-    st.lvl_i8[L.L_PRICE, slot] = price
-    st.lvl_i8[L.L_QTY, slot] = 0
-    st.lvl_i4[L.L_COUNT, slot] = 0
-    st.lvl_i4[L.L_HEAD, slot] = L.NIL
-    st.lvl_i4[L.L_TAIL, slot] = L.NIL
+    st.lvl_i8[slot, L.L_PRICE] = price
+    st.lvl_i8[slot, L.L_QTY] = 0
+    st.lvl_i4[slot, L.L_COUNT] = 0
+    st.lvl_i4[slot, L.L_HEAD] = L.NIL
+    st.lvl_i4[slot, L.L_TAIL] = L.NIL
     c[L.C_LEVELS_LIVE] += 1
     return slot
 
@@ -157,14 +157,24 @@ def hash_delete(keys, values, account, instrument):
 
 @kernel
 def position_find(st, account, instrument):
-    return hash_find(st.hash_key, st.hash_val, account, instrument)
+    """Live position slot of (account, instrument), or NIL. The account's last-used slot is
+    checked first (one cache line), the index only on a miss."""
+    last = st.acc_i4[account, L.A_LAST_POSITION]
+    if (last != L.NIL and st.pos_i4[last, L.S_LIVE] == 1
+            and st.pos_i4[last, L.S_INSTRUMENT] == instrument
+            and st.pos_i4[last, L.S_ACCOUNT] == account):
+        return last
+    slot = hash_find(st.hash_key, st.hash_val, account, instrument)
+    if slot != L.NIL:
+        st.acc_i4[account, L.A_LAST_POSITION] = slot
+    return slot
 
 
 @kernel
 def position_get_or_create(st, account, instrument):
     """Live position slot for (account, instrument), created flat if missing. The caller has
     checked capacity."""
-    slot = hash_find(st.hash_key, st.hash_val, account, instrument)
+    slot = position_find(st, account, instrument)
     if slot != L.NIL:
         return slot
     c = st.counters
@@ -175,50 +185,51 @@ def position_get_or_create(st, account, instrument):
         slot = c[L.C_POSITION_HWM]
         c[L.C_POSITION_HWM] += 1
     c[L.C_POSITIONS_LIVE] += 1
-    for f in range(st.pos_i8.shape[0]):
-        st.pos_i8[f, slot] = 0
-    st.pos_i4[L.S_ACCOUNT, slot] = account
-    st.pos_i4[L.S_INSTRUMENT, slot] = instrument
-    st.pos_i4[L.S_ORDERS, slot] = 0
-    st.pos_i4[L.S_ORDER_HEAD, slot] = L.NIL
-    st.pos_i4[L.S_ORDER_TAIL, slot] = L.NIL
-    st.pos_i4[L.S_LIVE, slot] = 1
+    for f in range(st.pos_i8.shape[1]):
+        st.pos_i8[slot, f] = 0
+    st.pos_i4[slot, L.S_ACCOUNT] = account
+    st.pos_i4[slot, L.S_INSTRUMENT] = instrument
+    st.pos_i4[slot, L.S_ORDERS] = 0
+    st.pos_i4[slot, L.S_ORDER_HEAD] = L.NIL
+    st.pos_i4[slot, L.S_ORDER_TAIL] = L.NIL
+    st.pos_i4[slot, L.S_LIVE] = 1
     hash_insert(st.hash_key, st.hash_val, account, instrument, slot)
+    st.acc_i4[account, L.A_LAST_POSITION] = slot
     # link into the account's list, kept sorted by instrument id
     previous = L.NIL
-    current = st.acc_i4[L.A_POSITION_HEAD, account]
-    while current != L.NIL and st.pos_i4[L.S_INSTRUMENT, current] < instrument:
+    current = st.acc_i4[account, L.A_POSITION_HEAD]
+    while current != L.NIL and st.pos_i4[current, L.S_INSTRUMENT] < instrument:
         previous = current
-        current = st.pos_i4[L.S_NEXT, current]
-    st.pos_i4[L.S_NEXT, slot] = current
+        current = st.pos_i4[current, L.S_NEXT]
+    st.pos_i4[slot, L.S_NEXT] = current
     if previous == L.NIL:
-        st.acc_i4[L.A_POSITION_HEAD, account] = slot
+        st.acc_i4[account, L.A_POSITION_HEAD] = slot
     else:
-        st.pos_i4[L.S_NEXT, previous] = slot
+        st.pos_i4[previous, L.S_NEXT] = slot
     return slot
 
 
 @kernel
 def position_release_if_idle(st, slot):
     """Release a position slot that is flat and has no resting orders."""
-    if st.pos_i4[L.S_LIVE, slot] != 1:
+    if st.pos_i4[slot, L.S_LIVE] != 1:
         return
-    if st.pos_i8[L.S_QTY, slot] != 0 or st.pos_i4[L.S_ORDERS, slot] != 0:
+    if st.pos_i8[slot, L.S_QTY] != 0 or st.pos_i4[slot, L.S_ORDERS] != 0:
         return
-    account = st.pos_i4[L.S_ACCOUNT, slot]
-    instrument = st.pos_i4[L.S_INSTRUMENT, slot]
+    account = st.pos_i4[slot, L.S_ACCOUNT]
+    instrument = st.pos_i4[slot, L.S_INSTRUMENT]
     hash_delete(st.hash_key, st.hash_val, account, instrument)
     previous = L.NIL
-    current = st.acc_i4[L.A_POSITION_HEAD, account]
+    current = st.acc_i4[account, L.A_POSITION_HEAD]
     while current != slot:
         previous = current
-        current = st.pos_i4[L.S_NEXT, current]
+        current = st.pos_i4[current, L.S_NEXT]
     if previous == L.NIL:
-        st.acc_i4[L.A_POSITION_HEAD, account] = st.pos_i4[L.S_NEXT, slot]
+        st.acc_i4[account, L.A_POSITION_HEAD] = st.pos_i4[slot, L.S_NEXT]
     else:
-        st.pos_i4[L.S_NEXT, previous] = st.pos_i4[L.S_NEXT, slot]
-    st.pos_i4[L.S_LIVE, slot] = 0
-    st.pos_i4[L.S_NEXT, slot] = L.NIL
+        st.pos_i4[previous, L.S_NEXT] = st.pos_i4[slot, L.S_NEXT]
+    st.pos_i4[slot, L.S_LIVE] = 0
+    st.pos_i4[slot, L.S_NEXT] = L.NIL
     c = st.counters
     st.pos_free[c[L.C_POSITION_FREE_TOP]] = slot
     c[L.C_POSITION_FREE_TOP] += 1

@@ -62,12 +62,12 @@ def _live_quote(st, position, field):
     """Slot of the live quote order referenced by ``field`` of the position, or NIL."""
     if position == L.NIL:
         return L.NIL
-    return order_slot_of(st, st.pos_i8[field, position])
+    return order_slot_of(st, st.pos_i8[position, field])
 
 
 @kernel
 def _side_qty(st, slot):
-    return st.ord_i8[L.O_QTY, slot] if slot != L.NIL else 0
+    return st.ord_i8[slot, L.O_QTY] if slot != L.NIL else 0
 
 
 @kernel
@@ -77,7 +77,7 @@ def _validate_leg(st, cmds, i, j, account):
     instrument = np.int64(leg["instrument"])
     if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
         return K.R_UNKNOWN_INSTRUMENT
-    status = st.ins_i4[L.I_STATUS, instrument]
+    status = st.ins_i4[instrument, L.I_STATUS]
     if status == K.HALTED:
         return K.R_INSTRUMENT_HALTED
     if status == K.CLOSED:
@@ -149,7 +149,7 @@ def _capacity(st, cmds, i, count, account):
         if new_here > 0 and position == L.NIL:
             new_positions += 1
     if (
-        st.acc_i4[L.A_OPEN_ORDERS, account] - replaced + new
+        st.acc_i4[account, L.A_OPEN_ORDERS] - replaced + new
         > st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]
     ):
         return K.R_ACCOUNT_ORDER_LIMIT, 0
@@ -166,7 +166,7 @@ def _capacity(st, cmds, i, count, account):
             delta += 1
         if leg["ask_qty_lots"] > 0:
             delta += 1
-        if st.ins_i4[L.I_RESTING, instrument] + delta > st.params[P_MAX_ORDERS_PER_BOOK]:
+        if st.ins_i4[instrument, L.I_RESTING] + delta > st.params[P_MAX_ORDERS_PER_BOOK]:
             return K.R_BOOK_ORDER_LIMIT, j + 1
     if st.counters[L.C_ORDERS_LIVE] - replaced + new > st.params[P_MAX_ORDERS]:
         return K.R_ORDER_POOL_FULL, 0
@@ -204,13 +204,13 @@ def _replace_side(st, ev, n, seq, j, account, instrument, position, side, price,
             account,
             instrument,
             order_id_of(st, old),
-            st.ord_i8[L.O_PRICE, old],
-            st.ord_i8[L.O_QTY, old],
+            st.ord_i8[old, L.O_PRICE],
+            st.ord_i8[old, L.O_QTY],
             0,
         )
         set_label(ev, n, st.ord_label[old])
         order_remove(st, old, instrument, side)
-    st.pos_i8[field, position] = 0
+    st.pos_i8[position, field] = 0
     return n
 
 
@@ -243,14 +243,14 @@ def _place_side(st, ev, n, seq, j, account, instrument, position, side, price, q
         set_label(ev, n, label)
         return n
     slot = order_alloc(st)
-    st.ord_i8[L.O_PRICE, slot] = price
-    st.ord_i8[L.O_QTY, slot] = qty
-    st.ord_i4[L.O_POSITION, slot] = position
-    st.ord_i4[L.O_META, slot] = side | ((K.QUOTE | K.POST_ONLY) << 1)
+    st.ord_i8[slot, L.O_PRICE] = price
+    st.ord_i8[slot, L.O_QTY] = qty
+    st.ord_i4[slot, L.O_POSITION] = position
+    st.ord_i4[slot, L.O_META] = side | ((K.QUOTE | K.POST_ONLY) << 1)
     st.ord_label[slot] = label
     order_rest(st, slot, instrument, side)
     oid = order_id_of(st, slot)
-    st.pos_i8[L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK, position] = oid
+    st.pos_i8[position, L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK] = oid
     n = emit(
         ev,
         n,
@@ -295,9 +295,9 @@ def mass_quote(st, ev, n, cmds, i):
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, leg_index), span
     extra = st.params[P_GAS_PER_LEVEL] * 2 * count
-    if st.acc_i8[L.A_GAS, account] < extra:
+    if st.acc_i8[account, L.A_GAS] < extra:
         return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0), span
-    st.acc_i8[L.A_GAS, account] -= extra
+    st.acc_i8[account, L.A_GAS] -= extra
     label = c["label"]
     n = emit(ev, n, seq, K.E_ACCEPTED, K.K_MASS_QUOTE, 0, 0, 0, 0, account, 0, 0, 0, count, 0)
     set_label(ev, n, label)

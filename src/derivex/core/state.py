@@ -29,8 +29,8 @@ from derivex.core.records import SYSTEM_ACCOUNTS, Side
 class State(NamedTuple):
     params: np.ndarray  # int64[PARAM_COUNT]
     counters: np.ndarray  # int64[COUNTER_COUNT]
-    acc_i8: np.ndarray  # int64[ACCOUNT_I8_FIELDS, accounts]
-    acc_i4: np.ndarray  # int32[ACCOUNT_I4_FIELDS, accounts]
+    acc_i8: np.ndarray  # int64[accounts, ACCOUNT_I8_FIELDS]
+    acc_i4: np.ndarray  # int32[accounts, ACCOUNT_I4_FIELDS]
     ins_i8: np.ndarray
     ins_i4: np.ndarray
     pos_i8: np.ndarray
@@ -53,7 +53,7 @@ class State(NamedTuple):
 
 
 def _pool(fields: int, capacity: int, dtype: Any, fill: int = 0) -> np.ndarray:
-    return np.full((fields, capacity), fill, dtype=dtype)
+    return np.full((capacity, fields), fill, dtype=dtype)
 
 
 def allocate(config: EngineConfig) -> State:
@@ -93,16 +93,18 @@ def allocate(config: EngineConfig) -> State:
         scan_used=np.zeros(accounts, dtype=np.int64),
         scan_accounts=np.zeros(accounts, dtype=np.int32),
     )
-    state.acc_i4[L.A_POSITION_HEAD, :] = L.NIL
+    state.acc_i4[:, L.A_POSITION_HEAD] = L.NIL
+    state.acc_i4[:, L.A_LAST_POSITION] = L.NIL
     for account in range(SYSTEM_ACCOUNTS):
-        state.acc_i4[L.A_STATUS, account] = 1
+        state.acc_i4[account, L.A_STATUS] = 1
     return state
 
 
 def _widen(array: np.ndarray, capacity: int, fill: int) -> np.ndarray:
-    shape = (*array.shape[:-1], capacity)
+    """Copy of ``array`` with ``capacity`` slots along axis 0 (new slots set to ``fill``)."""
+    shape = (capacity, *array.shape[1:])
     grown = np.full(shape, fill, dtype=array.dtype)
-    grown[..., : array.shape[-1]] = array
+    grown[: array.shape[0]] = array
     return grown
 
 
@@ -122,8 +124,8 @@ def _rehash(
     from derivex.core.pools import hash_insert
 
     for slot in live_slots:
-        account = int(pos_i4[L.S_ACCOUNT, slot])
-        instrument = int(pos_i4[L.S_INSTRUMENT, slot])
+        account = int(pos_i4[slot, L.S_ACCOUNT])
+        instrument = int(pos_i4[slot, L.S_INSTRUMENT])
         hash_insert(keys, values, account, instrument, int(slot))
     return keys, values
 
@@ -168,17 +170,18 @@ def grow(state: State, headroom: int = 1) -> State:
         s["pos_i4"] = _widen(state.pos_i4, new, L.NIL)
         s["pos_free"] = _widen(state.pos_free, new, 0)
         table = 1 << max(4, (2 * new - 1).bit_length())
-        live = np.flatnonzero(s["pos_i4"][L.S_LIVE] == 1)
+        live = np.flatnonzero(s["pos_i4"][:, L.S_LIVE] == 1)
         s["hash_key"], s["hash_val"] = _rehash(s["pos_i4"], live, table)
-    accounts = state.acc_i8.shape[1]
+    accounts = state.acc_i8.shape[0]
     if int(c[L.C_ACCOUNT_HWM]) + headroom > accounts and accounts < p[P_MAX_ACCOUNTS]:
         new = _next_capacity(accounts, int(c[L.C_ACCOUNT_HWM]) + headroom, int(p[P_MAX_ACCOUNTS]))
         s["acc_i8"] = _widen(state.acc_i8, new, 0)
         s["acc_i4"] = _widen(state.acc_i4, new, 0)
-        s["acc_i4"][L.A_POSITION_HEAD, accounts:] = L.NIL
+        s["acc_i4"][accounts:, L.A_POSITION_HEAD] = L.NIL
+        s["acc_i4"][accounts:, L.A_LAST_POSITION] = L.NIL
         s["scan_used"] = _widen(state.scan_used, new, 0)
         s["scan_accounts"] = _widen(state.scan_accounts, new, 0)
-    instruments = state.ins_i8.shape[1]
+    instruments = state.ins_i8.shape[0]
     if int(c[L.C_INSTRUMENT_HWM]) + headroom > instruments and instruments < p[P_MAX_INSTRUMENTS]:
         new = _next_capacity(
             instruments, int(c[L.C_INSTRUMENT_HWM]) + headroom, int(p[P_MAX_INSTRUMENTS])
@@ -201,13 +204,13 @@ def grow(state: State, headroom: int = 1) -> State:
         new = _next_capacity(
             per_side, int(np.max(s["ladder_len"])) + headroom, int(p[P_MAX_LEVELS_PER_SIDE])
         )
-        s["ladder_price"] = _widen(s["ladder_price"], new, 0)
-        s["ladder_level"] = _widen(s["ladder_level"], new, L.NIL)
+        s["ladder_price"] = _widen(s["ladder_price"].T, new, 0).T.copy()
+        s["ladder_level"] = _widen(s["ladder_level"].T, new, L.NIL).T.copy()
     return State(**s)
 
 
 def order_id(state: State, slot: int) -> int:
-    return (int(state.ord_i8[L.O_GENERATION, slot]) << 32) | slot
+    return (int(state.ord_i8[slot, L.O_GENERATION]) << 32) | slot
 
 
 def book_side(
@@ -219,20 +222,20 @@ def book_side(
     for index in range(int(state.ladder_len[row]) - 1, -1, -1):
         level = int(state.ladder_level[row, index])
         orders = []
-        slot = int(state.lvl_i4[L.L_HEAD, level])
+        slot = int(state.lvl_i4[level, L.L_HEAD])
         while slot != L.NIL:
-            position = int(state.ord_i4[L.O_POSITION, slot])
+            position = int(state.ord_i4[slot, L.O_POSITION])
             orders.append(
                 (
                     order_id(state, slot),
-                    int(state.pos_i4[L.S_ACCOUNT, position]),
-                    int(state.ord_i8[L.O_QTY, slot]),
-                    int(state.ord_i4[L.O_META, slot]) >> 1,
+                    int(state.pos_i4[position, L.S_ACCOUNT]),
+                    int(state.ord_i8[slot, L.O_QTY]),
+                    int(state.ord_i4[slot, L.O_META]) >> 1,
                     int(state.ord_label[slot]),
                 )
             )
-            slot = int(state.ord_i4[L.O_NEXT, slot])
-        result.append((int(state.lvl_i8[L.L_PRICE, level]), orders))
+            slot = int(state.ord_i4[slot, L.O_NEXT])
+        result.append((int(state.lvl_i8[level, L.L_PRICE]), orders))
     return result
 
 
@@ -249,7 +252,7 @@ def next_order_ids(state: State, count: int = 3) -> list[int]:
             slot = hwm
             hwm += 1
         generation = (
-            int(state.ord_i8[L.O_GENERATION, slot]) if slot < state.ord_label.shape[0] else 0
+            int(state.ord_i8[slot, L.O_GENERATION]) if slot < state.ord_label.shape[0] else 0
         )
         ids.append(((generation + 1) << 32) | slot)
     return ids
@@ -264,17 +267,17 @@ def canonical(state: State) -> dict[str, Any]:
         accounts.append(
             (
                 account,
-                int(state.acc_i8[L.A_BALANCE, account]),
-                int(state.acc_i4[L.A_STP, account]),
-                int(state.acc_i4[L.A_OPEN_ORDERS, account]),
-                int(state.acc_i8[L.A_GAS, account]),
-                int(state.acc_i8[L.A_GAS_TS, account]),
+                int(state.acc_i8[account, L.A_BALANCE]),
+                int(state.acc_i4[account, L.A_STP]),
+                int(state.acc_i4[account, L.A_OPEN_ORDERS]),
+                int(state.acc_i8[account, L.A_GAS]),
+                int(state.acc_i8[account, L.A_GAS_TS]),
             )
         )
     instruments = []
     books = {}
     for instrument in range(int(c[L.C_INSTRUMENT_HWM])):
-        i8, i4 = state.ins_i8[:, instrument], state.ins_i4[:, instrument]
+        i8, i4 = state.ins_i8[instrument, :], state.ins_i4[instrument, :]
         instruments.append(
             (
                 instrument,
@@ -298,16 +301,16 @@ def canonical(state: State) -> dict[str, Any]:
             "asks": book_side(state, instrument, Side.SELL),
         }
     positions = []
-    for slot in np.flatnonzero(state.pos_i4[L.S_LIVE] == 1):
+    for slot in np.flatnonzero(state.pos_i4[:, L.S_LIVE] == 1):
         positions.append(
             (
-                int(state.pos_i4[L.S_ACCOUNT, slot]),
-                int(state.pos_i4[L.S_INSTRUMENT, slot]),
-                int(state.pos_i8[L.S_QTY, slot]),
-                int(state.pos_i8[L.S_BASIS, slot]),
-                int(state.pos_i8[L.S_OPEN_BUY, slot]),
-                int(state.pos_i8[L.S_OPEN_SELL, slot]),
-                int(state.pos_i4[L.S_ORDERS, slot]),
+                int(state.pos_i4[slot, L.S_ACCOUNT]),
+                int(state.pos_i4[slot, L.S_INSTRUMENT]),
+                int(state.pos_i8[slot, L.S_QTY]),
+                int(state.pos_i8[slot, L.S_BASIS]),
+                int(state.pos_i8[slot, L.S_OPEN_BUY]),
+                int(state.pos_i8[slot, L.S_OPEN_SELL]),
+                int(state.pos_i4[slot, L.S_ORDERS]),
             )
         )
     positions.sort()
@@ -334,5 +337,5 @@ def state_hash(state: State) -> str:
     top = int(state.counters[L.C_ORDER_FREE_TOP])
     digest.update(state.ord_free[:top].astype("<i4").tobytes())
     hwm = int(state.counters[L.C_ORDER_HWM])
-    digest.update(state.ord_i8[L.O_GENERATION, :hwm].astype("<i8").tobytes())
+    digest.update(state.ord_i8[:hwm, L.O_GENERATION].astype("<i8").tobytes())
     return digest.hexdigest()
