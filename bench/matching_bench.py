@@ -53,12 +53,12 @@ def _cycles(typingctx):
 
 # no NRT: reference counting of the state arrays around each call would dominate the timing
 @numba.njit(cache=True, _nrt=False)
-def _timed_one_by_one(state, commands, events, cycles):
+def _timed_one_by_one(arena, layout, commands, events, cycles):
     """Process each command as its own batch, recording its cycles (in-kernel latency)."""
     n = 0
     for i in range(commands.shape[0]):
         start = _cycles()
-        _, n_after, status, _ = process_batch(state, commands[i : i + 1], 0, events, n)
+        _, n_after, status, _ = process_batch(arena, layout, commands[i : i + 1], 0, events, n)
         cycles[i] = _cycles() - start
         if status != 0:
             return i
@@ -150,10 +150,11 @@ def latency(setup, flow, config) -> dict[str, float]:
     events = touched_events(1 << 20)
     cycles = np.zeros(len(flow), dtype=np.int64)
     warm = flow[:10].copy()
-    _timed_one_by_one(fresh_engine(setup, config).state, warm, events, np.zeros(10, np.int64))
+    warm_engine = fresh_engine(setup, config)
+    _timed_one_by_one(warm_engine.arena, warm_engine.layout, warm, events, np.zeros(10, np.int64))
     wall = time.perf_counter()
     counter = _cycles_now()
-    done = _timed_one_by_one(engine.state, flow, events, cycles)
+    done = _timed_one_by_one(engine.arena, engine.layout, flow, events, cycles)
     ghz = (_cycles_now() - counter) / (time.perf_counter() - wall) / 1e9
     assert done == len(flow), "pools must be sized so that no command needs growth"
     ns = cycles[:done] / ghz

@@ -1,8 +1,8 @@
 """Fixtures for derivex.ipc tests.
 
-numba caches go to a user cache dir (never into the source tree), and
-``src`` is put on ``sys.path`` when derivex is not installed; spawned child
-processes inherit both (environment and ``sys.path``).
+Importing ``derivex`` points numba's cache at the user cache dir (never the
+source tree); spawned child processes inherit that environment variable and
+the parent's ``sys.path``, so they import the same code and cache.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ import sys
 import uuid
 from pathlib import Path
 
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "derivex" / "numba"))
-
 try:
     import derivex.ipc  # noqa: F401
 except ImportError:  # pragma: no cover - not installed: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-import pytest  # noqa: E402
+import pytest
 
-from derivex import ipc  # noqa: E402
+from derivex import ipc
 
 
 @pytest.fixture

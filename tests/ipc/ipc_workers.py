@@ -166,8 +166,15 @@ def producer(q, tag, kind, name, n, seed, mode, batch_max=64, pause_p=0.05, paus
         seq = j = 0
         if mode == "njit":
             seq = njit_produce(
-                kind != "spsc", ring.ctrl, ring.local, _words(ring), n, batches, pauses,
-                ring.wait.params(), _deadline(),
+                kind != "spsc",
+                ring.ctrl,
+                ring.local,
+                _words(ring),
+                n,
+                batches,
+                pauses,
+                ring.wait.params(),
+                _deadline(),
             )
         while seq < n:
             want = int(min(batches[j % len(batches)], n - seq))
@@ -191,8 +198,19 @@ def producer(q, tag, kind, name, n, seed, mode, batch_max=64, pause_p=0.05, paus
     _report(q, tag, body)
 
 
-def consumer(q, tag, kind, name, seed, mode, k=0, batch_max=64, pause_p=0.05, pause_ns=500_000,
-             stall_event=None):
+def consumer(
+    q,
+    tag,
+    kind,
+    name,
+    seed,
+    mode,
+    k=0,
+    batch_max=64,
+    pause_p=0.05,
+    pause_ns=500_000,
+    stall_event=None,
+):
     """Consume until EOF verifying every record.  With ``stall_event`` the consumer
     reads one batch, then stops until the event is set, then tries to read again."""
 
@@ -205,14 +223,23 @@ def consumer(q, tag, kind, name, seed, mode, k=0, batch_max=64, pause_p=0.05, pa
         seq = j = 0
         if mode == "njit":
             seq, status = njit_consume(
-                kind != "spsc", ring.ctrl, ring.local, _words(ring), batches, pauses,
-                ring.wait.params(), _deadline(),
+                kind != "spsc",
+                ring.ctrl,
+                ring.local,
+                _words(ring),
+                batches,
+                pauses,
+                ring.wait.params(),
+                _deadline(),
             )
             if status == 3:
                 return {"count": seq, "dropped": True}
             if status:
-                return {"ok": False, "count": seq,
-                        "error": {1: "corrupt record", 2: "timeout"}[status] + f" at #{seq}"}
+                return {
+                    "ok": False,
+                    "count": seq,
+                    "error": {1: "corrupt record", 2: "timeout"}[status] + f" at #{seq}",
+                }
             return {"count": seq}
         try:
             while True:

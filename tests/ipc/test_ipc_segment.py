@@ -103,7 +103,9 @@ def test_create_argument_validation(shm_name):
     assert not (SHM / shm_name).exists()  # failed creates leave nothing behind
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(dtype=nps.array_dtypes(subtype_strategy=nps.scalar_dtypes(), min_size=1, max_size=6))
 def test_dtype_roundtrip_through_header(shm_names, dtype):
     name = shm_names()

@@ -35,12 +35,13 @@ from derivex.core.config import (
     P_MAX_QUOTE_LEGS,
     EngineConfig,
 )
+from derivex.core.arena import unpack
 from derivex.core.jit import kernel
 from derivex.core.orders import amend_order, cancel_order, place_order, reject
 from derivex.core.pools import free_capacity, order_slot_of
 from derivex.core.quotes import mass_quote, mass_quote_span
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE
-from derivex.core.state import State, allocate, canonical, grow, state_hash
+from derivex.core.state import State, allocate, canonical, grow, pack, state_hash
 
 
 @kernel
@@ -141,11 +142,17 @@ def headroom(st, cmds, i):
 
 
 @kernel
-def process_batch(st, cmds, start, ev, n):
-    """Apply ``cmds[start:]`` to ``st``, writing events from ``ev[n]`` on.
+def process_batch(arena, layout, cmds, start, ev, n):
+    """Apply ``cmds[start:]`` to the state in ``arena``, writing events from ``ev[n]`` on.
 
     Returns ``(next_command, n_events, status, need)``: status DONE, or GROW (grow the pools
     by ``need`` slots) / EVENTS (room for ``need`` more events) before ``next_command``."""
+    return process_state(unpack(arena, layout), cmds, start, ev, n)
+
+
+@kernel
+def process_state(st, cmds, start, ev, n):
+    """``process_batch`` on an unpacked State."""
     i = start
     total = cmds.shape[0]
     while i < total:
@@ -206,8 +213,12 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None, state: State | None = None) -> None:
         self.config = config or EngineConfig()
-        self.state = state if state is not None else allocate(self.config)
+        self._adopt(state if state is not None else allocate(self.config))
         self._events = np.zeros(4096, dtype=EVENT_DTYPE)
+
+    def _adopt(self, state: State) -> None:
+        """Make ``state`` the engine's state, packed into a fresh arena."""
+        self.arena, self.layout, self.state = pack(state)
 
     def process_into(self, commands: np.ndarray) -> np.ndarray:
         """Process a batch; return a *view* of the internal event buffer (valid until the
@@ -217,11 +228,12 @@ class Engine:
         events = self._events
         start, n = 0, 0
         while True:
-            start, n, status, need = process_batch(self.state, commands, start, events, n)
+            start, n, status, need = process_batch(self.arena, self.layout, commands, start,
+                                                   events, n)
             if status == L.STATUS_DONE:
                 break
             if status == L.STATUS_GROW:
-                self.state = grow(self.state, int(need))
+                self._adopt(grow(self.state, int(need)))
             else:
                 bigger = np.zeros(max(2 * events.shape[0], n + int(need)), dtype=EVENT_DTYPE)
                 bigger[:n] = events[:n]

@@ -27,3 +27,11 @@ def kernel(function: F) -> F:
     compiled: F = numba.njit(cache=True, error_model="numpy", fastmath=False,
                              _nrt=False)(function)
     return compiled
+
+
+def inline_kernel(function: F) -> F:
+    """Like ``kernel``, inlined into its callers at numba IR level: needed for helpers that
+    return new array views, which a kernel without NRT may not return across a call."""
+    compiled: F = numba.njit(cache=True, error_model="numpy", fastmath=False, _nrt=False,
+                             inline="always")(function)
+    return compiled

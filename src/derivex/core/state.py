@@ -2,8 +2,11 @@
 canonical view and hash of the state.
 
 Everything the kernel reads or writes lives in one ``State`` (a named tuple of numpy arrays)
-so a batch is a single compiled call. Pools grow only between batches (``grow``); a grown
-state is indistinguishable from the old one in ``canonical``/``state_hash``.
+so a batch is a single compiled call. The arrays are views into one byte *arena*
+(``pack``), each section 64-byte aligned: a call hands the kernel two arrays (arena and
+layout) instead of two dozen, which is what a per-command call pays for. Pools grow only
+between batches (``grow``, then ``pack``); a grown state is indistinguishable from the old
+one in ``canonical``/``state_hash``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,41 @@ class State(NamedTuple):
     ladder_len: np.ndarray  # int32[instruments * 2]
     scan_used: np.ndarray  # int64[accounts] scratch for the liquidity scan
     scan_accounts: np.ndarray  # int32[accounts] scratch: accounts touched by a scan
+
+
+FIELD_DTYPES: dict[str, Any] = {
+    "params": np.int64, "counters": np.int64, "acc_i8": np.int64, "acc_i4": np.int32,
+    "ins_i8": np.int64, "ins_i4": np.int32, "pos_i8": np.int64, "pos_i4": np.int32,
+    "pos_free": np.int32, "hash_key": np.int64, "hash_val": np.int32, "ord_i8": np.int64,
+    "ord_i4": np.int32, "ord_label": np.uint64, "ord_free": np.int32, "lvl_i8": np.int64,
+    "lvl_i4": np.int32, "lvl_free": np.int32, "ladder_price": np.int64,
+    "ladder_level": np.int32, "ladder_len": np.int32, "scan_used": np.int64,
+    "scan_accounts": np.int32,
+}
+ALIGN = 64
+
+
+def pack(state: State) -> tuple[np.ndarray, np.ndarray, State]:
+    """Copy ``state`` into one arena; returns ``(arena, layout, views)`` where ``layout``
+    rows are ``(byte offset, rows, columns or 0)`` per State field. Cost: O(state size)."""
+    layout = np.zeros((len(State._fields), 3), dtype=np.int64)
+    offset = 0
+    for index, name in enumerate(State._fields):
+        array = getattr(state, name)
+        assert array.dtype == FIELD_DTYPES[name], name
+        layout[index] = (offset, array.shape[0], array.shape[1] if array.ndim == 2 else 0)
+        offset += -(-array.nbytes // ALIGN) * ALIGN
+    raw = np.empty(offset + ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    arena = raw[start : start + offset]
+    views = []
+    for index, name in enumerate(State._fields):
+        array = getattr(state, name)
+        begin = int(layout[index, 0])
+        view = arena[begin : begin + array.nbytes].view(array.dtype).reshape(array.shape)
+        view[...] = array
+        views.append(view)
+    return arena, layout, State(*views)
 
 
 def _pool(fields: int, capacity: int, dtype: Any, fill: int = 0) -> np.ndarray:

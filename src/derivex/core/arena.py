@@ -1,0 +1,77 @@
+"""Rebuilding the ``State`` views from the arena inside a kernel (see ``state.pack``).
+
+O(number of State fields): no copy, no allocation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from derivex.core.jit import inline_kernel
+from derivex.core.state import State
+
+
+@inline_kernel
+def _bytes(arena, layout, index, itemsize):
+    rows = layout[index, 1]
+    columns = layout[index, 2]
+    count = rows * columns if columns > 0 else rows
+    begin = layout[index, 0]
+    return arena[begin : begin + count * itemsize]
+
+
+@inline_kernel
+def _i8_1(arena, layout, index):
+    return _bytes(arena, layout, index, 8).view(np.int64)
+
+
+@inline_kernel
+def _i8_2(arena, layout, index):
+    flat = _bytes(arena, layout, index, 8).view(np.int64)
+    return flat.reshape((layout[index, 1], layout[index, 2]))
+
+
+@inline_kernel
+def _i4_1(arena, layout, index):
+    return _bytes(arena, layout, index, 4).view(np.int32)
+
+
+@inline_kernel
+def _i4_2(arena, layout, index):
+    flat = _bytes(arena, layout, index, 4).view(np.int32)
+    return flat.reshape((layout[index, 1], layout[index, 2]))
+
+
+@inline_kernel
+def _u8_1(arena, layout, index):
+    return _bytes(arena, layout, index, 8).view(np.uint64)
+
+
+@inline_kernel
+def unpack(arena, layout):
+    """The State views over ``arena`` (field order and dtypes as in ``state.State``)."""
+    return State(
+        _i8_1(arena, layout, 0),  # params
+        _i8_1(arena, layout, 1),  # counters
+        _i8_2(arena, layout, 2),  # acc_i8
+        _i4_2(arena, layout, 3),  # acc_i4
+        _i8_2(arena, layout, 4),  # ins_i8
+        _i4_2(arena, layout, 5),  # ins_i4
+        _i8_2(arena, layout, 6),  # pos_i8
+        _i4_2(arena, layout, 7),  # pos_i4
+        _i4_1(arena, layout, 8),  # pos_free
+        _i8_1(arena, layout, 9),  # hash_key
+        _i4_1(arena, layout, 10),  # hash_val
+        _i8_2(arena, layout, 11),  # ord_i8
+        _i4_2(arena, layout, 12),  # ord_i4
+        _u8_1(arena, layout, 13),  # ord_label
+        _i4_1(arena, layout, 14),  # ord_free
+        _i8_2(arena, layout, 15),  # lvl_i8
+        _i4_2(arena, layout, 16),  # lvl_i4
+        _i4_1(arena, layout, 17),  # lvl_free
+        _i8_2(arena, layout, 18),  # ladder_price
+        _i4_2(arena, layout, 19),  # ladder_level
+        _i4_1(arena, layout, 20),  # ladder_len
+        _i8_1(arena, layout, 21),  # scan_used
+        _i4_1(arena, layout, 22),  # scan_accounts
+    )

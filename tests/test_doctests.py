@@ -1,0 +1,17 @@
+"""The examples in public docstrings run as tests."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import derivex.core.engine
+import derivex.exchange
+
+
+@pytest.mark.parametrize("module", [derivex.exchange, derivex.core.engine])
+def test_docstring_examples(module) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
