@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check src tests bench
+.venv/bin/mypy
 .venv/bin/python -m pytest -q tests
 NUMBA_DISABLE_JIT=1 .venv/bin/python -m pytest -q -m nojit tests/core

@@ -10,6 +10,12 @@ divisor is validated first), and the numpy model keeps the compiled code branch-
 numba increments and decrements the count of *every* array of the state tuple whenever its
 pruning pass cannot prove a pair redundant (any branchy code): ~46 atomic operations,
 ~240 ns, per helper call. Measured: a 5-line helper went from 242 ns to below 1 ns.
+
+``forceinline=True`` (LLVM ``alwaysinline``): every kernel takes the state tuple, which numba
+flattens into ~190 machine words; a call that LLVM declines to inline pushes all of them
+(the batch kernel had ~11,600 stack instructions). Inlining at the LLVM level (cheap to
+compile, unlike numba's IR-level ``inline="always"``) removed that: the single-book flow went
+from 1.9M to 5.5M commands/s in an A/B run on the same loaded machine.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def kernel(function: F) -> F:
     """Compile ``function`` as a cached no-python kernel (no fastmath)."""
     compiled: F = numba.njit(cache=True, error_model="numpy", fastmath=False,
-                             _nrt=False)(function)
+                             _nrt=False, forceinline=True)(function)
     return compiled
 
 

@@ -117,6 +117,10 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
           taker_position, account):
     """Match an incoming order against the opposite side. Returns
     ``(n_events, remaining, stopped_by_gas)``. The taker's position stays allocated."""
+    depth = st.ladder_len[instrument * 2 + 1 - side]
+    if depth == 0 or not crosses(side, limit, is_market,
+                                 st.ladder_price[instrument * 2 + 1 - side, depth - 1]):
+        return n, qty, False  # nothing to trade against: the common passive case
     gas_level = st.params[P_GAS_PER_LEVEL]
     gas_fill = st.params[P_GAS_PER_FILL]
     contract_value = st.ins_i8[instrument, L.I_CONTRACT_VALUE]

@@ -73,7 +73,8 @@ def check_quantity(st, instrument, qty):
         return K.R_QTY_NOT_POSITIVE
     if qty > st.params[P_MAX_ORDER_LOTS]:
         return K.R_QTY_TOO_LARGE
-    if qty % st.ins_i8[instrument, L.I_MIN_LOTS] != 0:
+    step = st.ins_i8[instrument, L.I_MIN_LOTS]
+    if step != 1 and qty % step != 0:
         return K.R_QTY_OFF_STEP
     return K.R_OK
 
@@ -84,7 +85,8 @@ def check_price(st, instrument, price):
         return K.R_PRICE_NOT_POSITIVE
     if price > st.ins_i8[instrument, L.I_MAX_PRICE]:
         return K.R_PRICE_TOO_LARGE
-    if price % st.ins_i8[instrument, L.I_TICK] != 0:
+    tick = st.ins_i8[instrument, L.I_TICK]
+    if tick != 1 and price % tick != 0:
         return K.R_PRICE_OFF_TICK
     return K.R_OK
 
@@ -132,6 +134,9 @@ def within_position_limit(st, position, side, qty, released):
 def level_capacity_reason(st, instrument, side, price):
     """Capacity reason for resting at ``price`` if that needs a new level, else OK."""
     row = instrument * 2 + side
+    if (st.ladder_len[row] < st.params[P_MAX_LEVELS_PER_SIDE]
+            and st.counters[L.C_LEVELS_LIVE] < st.params[P_MAX_LEVELS]):
+        return K.R_OK  # room for a new level either way: no need to look the price up
     index = ladder_search(st, row, side, price)
     if index < st.ladder_len[row] and st.ladder_price[row, index] == price:
         return K.R_OK
