@@ -206,7 +206,7 @@ def memory_per_order(resting: int) -> dict[str, float]:
     engine.process_into(commands)
     st = engine.state
     live = int(st.counters[5])
-    order_bytes = st.ord_i8.nbytes + st.ord_i4.nbytes + st.ord_label.nbytes + st.ord_free.nbytes
+    order_bytes = st.ord_i8.nbytes + st.ord_i4.nbytes + st.ord_label.nbytes
     level_bytes = (
         st.lvl_i8.nbytes
         + st.lvl_i4.nbytes

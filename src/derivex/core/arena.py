@@ -65,13 +65,12 @@ def unpack(arena, layout):
         _i8_2(arena, layout, 11),  # ord_i8
         _i4_2(arena, layout, 12),  # ord_i4
         _u8_1(arena, layout, 13),  # ord_label
-        _i4_1(arena, layout, 14),  # ord_free
-        _i8_2(arena, layout, 15),  # lvl_i8
-        _i4_2(arena, layout, 16),  # lvl_i4
-        _i4_1(arena, layout, 17),  # lvl_free
-        _i8_2(arena, layout, 18),  # ladder_price
-        _i4_2(arena, layout, 19),  # ladder_level
-        _i4_1(arena, layout, 20),  # ladder_len
-        _i8_1(arena, layout, 21),  # scan_used
-        _i4_1(arena, layout, 22),  # scan_accounts
+        _i8_2(arena, layout, 14),  # lvl_i8
+        _i4_2(arena, layout, 15),  # lvl_i4
+        _i4_1(arena, layout, 16),  # lvl_free
+        _i8_2(arena, layout, 17),  # ladder_price
+        _i4_2(arena, layout, 18),  # ladder_level
+        _i4_1(arena, layout, 19),  # ladder_len
+        _i8_1(arena, layout, 20),  # scan_used
+        _i4_1(arena, layout, 21),  # scan_accounts
     )

@@ -17,7 +17,7 @@ import numpy as np
 
 from derivex.core import layout as L
 from derivex.core.pools import hash_find
-from derivex.core.state import State
+from derivex.core.state import State, free_order_slots
 
 
 def _fail(message: str) -> None:
@@ -162,7 +162,10 @@ def check_invariants(st: State) -> None:
             _fail("open buy quantity mismatch")
         if int(st.pos_i8[slot, L.S_OPEN_SELL]) != open_qty[(slot, 1)]:
             _fail("open sell quantity mismatch")
-    free_orders = set(int(s) for s in st.ord_free[: int(c[L.C_ORDER_FREE_TOP])])
+    free_list = free_order_slots(st)
+    free_orders = set(free_list)
+    if len(free_orders) != len(free_list) or any(s >= int(c[L.C_ORDER_HWM]) for s in free_list):
+        _fail("order free list has a cycle or a slot beyond the high-water mark")
     if free_orders & seen_orders:
         _fail("a live order slot is on the free stack")
     if int(c[L.C_ORDER_HWM]) - len(free_orders) != int(c[L.C_ORDERS_LIVE]):

@@ -12,7 +12,7 @@ C_CLOCK_NS = 0
 C_TOTAL_DEPOSITS = 1
 C_TOTAL_WITHDRAWALS = 2
 C_ORDER_HWM = 3
-C_ORDER_FREE_TOP = 4
+C_ORDER_FREE_TOP = 4  # number of free order slots (an intrusive LIFO list)
 C_ORDERS_LIVE = 5
 C_LEVEL_HWM = 6
 C_LEVEL_FREE_TOP = 7
@@ -25,7 +25,8 @@ C_INSTRUMENT_HWM = 13
 C_FILLS = 14
 C_COMMANDS = 15
 C_SCAN_TOUCHED = 16
-COUNTER_COUNT = 17
+C_ORDER_FREE_HEAD = 17  # first free order slot; free slots chain through O_NEXT
+COUNTER_COUNT = 18
 
 # accounts: int64 rows
 A_BALANCE = 0

@@ -25,7 +25,8 @@ def order_alloc(st):
     c = st.counters
     if c[L.C_ORDER_FREE_TOP] > 0:
         c[L.C_ORDER_FREE_TOP] -= 1
-        slot = st.ord_free[c[L.C_ORDER_FREE_TOP]]
+        slot = c[L.C_ORDER_FREE_HEAD]
+        c[L.C_ORDER_FREE_HEAD] = st.ord_i4[slot, L.O_NEXT]
     else:
         slot = c[L.C_ORDER_HWM]
         c[L.C_ORDER_HWM] += 1
@@ -38,7 +39,9 @@ def order_alloc(st):
 def order_free(st, slot):
     c = st.counters
     st.ord_i4[slot, L.O_POSITION] = L.NIL
-    st.ord_free[c[L.C_ORDER_FREE_TOP]] = slot
+    # intrusive free list: a free slot's O_NEXT links to the next free slot (LIFO)
+    st.ord_i4[slot, L.O_NEXT] = c[L.C_ORDER_FREE_HEAD]
+    c[L.C_ORDER_FREE_HEAD] = slot
     c[L.C_ORDER_FREE_TOP] += 1
     c[L.C_ORDERS_LIVE] -= 1
 

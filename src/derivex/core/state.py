@@ -44,7 +44,6 @@ class State(NamedTuple):
     ord_i8: np.ndarray
     ord_i4: np.ndarray
     ord_label: np.ndarray  # uint64[orders]
-    ord_free: np.ndarray  # int32[orders] free stack
     lvl_i8: np.ndarray
     lvl_i4: np.ndarray
     lvl_free: np.ndarray
@@ -59,7 +58,7 @@ FIELD_DTYPES: dict[str, Any] = {
     "params": np.int64, "counters": np.int64, "acc_i8": np.int64, "acc_i4": np.int32,
     "ins_i8": np.int64, "ins_i4": np.int32, "pos_i8": np.int64, "pos_i4": np.int32,
     "pos_free": np.int32, "hash_key": np.int64, "hash_val": np.int32, "ord_i8": np.int64,
-    "ord_i4": np.int32, "ord_label": np.uint64, "ord_free": np.int32, "lvl_i8": np.int64,
+    "ord_i4": np.int32, "ord_label": np.uint64, "lvl_i8": np.int64,
     "lvl_i4": np.int32, "lvl_free": np.int32, "ladder_price": np.int64,
     "ladder_level": np.int32, "ladder_len": np.int32, "scan_used": np.int64,
     "scan_accounts": np.int32,
@@ -106,6 +105,7 @@ def allocate(config: EngineConfig) -> State:
     table = 1 << max(4, (2 * positions - 1).bit_length())
     counters = np.zeros(L.COUNTER_COUNT, dtype=np.int64)
     counters[L.C_ACCOUNT_HWM] = SYSTEM_ACCOUNTS
+    counters[L.C_ORDER_FREE_HEAD] = L.NIL
     state = State(
         params=config.params(),
         counters=counters,
@@ -121,7 +121,6 @@ def allocate(config: EngineConfig) -> State:
         ord_i8=_pool(L.ORDER_I8_FIELDS, orders, np.int64),
         ord_i4=_pool(L.ORDER_I4_FIELDS, orders, np.int32, L.NIL),
         ord_label=np.zeros(orders, dtype=np.uint64),
-        ord_free=np.zeros(orders, dtype=np.int32),
         lvl_i8=_pool(L.LEVEL_I8_FIELDS, levels, np.int64),
         lvl_i4=_pool(L.LEVEL_I4_FIELDS, levels, np.int32, L.NIL),
         lvl_free=np.zeros(levels, dtype=np.int32),
@@ -186,7 +185,6 @@ def grow(state: State, headroom: int = 1) -> State:
         s["ord_i8"] = _widen(state.ord_i8, new, 0)
         s["ord_i4"] = _widen(state.ord_i4, new, L.NIL)
         s["ord_label"] = _widen(state.ord_label, new, 0)
-        s["ord_free"] = _widen(state.ord_free, new, 0)
     levels = state.lvl_free.shape[0]
     if (
         free_slots(levels, L.C_LEVEL_HWM, L.C_LEVEL_FREE_TOP) < headroom
@@ -277,15 +275,24 @@ def book_side(
     return result
 
 
+def free_order_slots(state: State) -> list[int]:
+    """The free order slots in the order they will be reused (head of the LIFO list first)."""
+    slots = []
+    slot = int(state.counters[L.C_ORDER_FREE_HEAD])
+    for _ in range(int(state.counters[L.C_ORDER_FREE_TOP])):
+        slots.append(slot)
+        slot = int(state.ord_i4[slot, L.O_NEXT])
+    return slots
+
+
 def next_order_ids(state: State, count: int = 3) -> list[int]:
     """Ids the next ``count`` new orders would receive."""
     ids = []
-    top = int(state.counters[L.C_ORDER_FREE_TOP])
+    free = free_order_slots(state)[:count]
     hwm = int(state.counters[L.C_ORDER_HWM])
-    for _ in range(count):
-        if top > 0:
-            top -= 1
-            slot = int(state.ord_free[top])
+    for index in range(count):
+        if index < len(free):
+            slot = free[index]
         else:
             slot = hwm
             hwm += 1
@@ -372,8 +379,7 @@ def state_hash(state: State) -> str:
     digest.update(state.params.astype("<i8").tobytes())
     view = canonical(state)
     digest.update(repr(view).encode())
-    top = int(state.counters[L.C_ORDER_FREE_TOP])
-    digest.update(state.ord_free[:top].astype("<i4").tobytes())
+    digest.update(np.array(free_order_slots(state), dtype="<i4").tobytes())
     hwm = int(state.counters[L.C_ORDER_HWM])
     digest.update(state.ord_i8[:hwm, L.O_GENERATION].astype("<i8").tobytes())
     return digest.hexdigest()
