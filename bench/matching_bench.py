@@ -69,12 +69,13 @@ def _timed_one_by_one(arena, layout, commands, events, cycles):
 
 
 def config_for(commands: int, options: int) -> EngineConfig:
+    """Pools sized so that no command of the flow needs growth (so timing has no growth)."""
     return EngineConfig(
         max_orders_per_book=10_000_000,
         max_open_orders_per_account=1_000_000,
         initial_orders=1 << 21,
         initial_levels=1 << 17,
-        initial_positions=1 << 16,
+        initial_positions=1 << 18 if options else 1 << 12,
         initial_accounts=1 << 12,
         initial_instruments=256,
         initial_levels_per_side=1 << 12,

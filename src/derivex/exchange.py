@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +50,9 @@ from derivex.core.records import (
     command_array,
 )
 from derivex.core.state import book_side
+
+if TYPE_CHECKING:
+    from derivex.journal.writer import Journal
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
@@ -133,10 +137,16 @@ class Exchange:
     """Embedded venue. Not thread-safe: one caller drives it (as the sequencer would)."""
 
     def __init__(self, config: EngineConfig | None = None,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None,
+                 journal: Journal | None = None) -> None:
         self.engine = Engine(config)
         self._clock = clock or time.time_ns
         self._seq = 0
+        # write-ahead journal: records the config and continues its sequence (to resume
+        # a journaled venue with its state, use derivex.journal.open_exchange)
+        self.journal = journal
+        if journal is not None:
+            self._seq = journal.attach(self.engine.config)
         self._one = command_array(1)
         self._names: dict[str, int] = {}
         self._price_decimals: dict[int, int] = {}
@@ -145,14 +155,21 @@ class Exchange:
 
     def submit(self, commands: np.ndarray) -> np.ndarray:
         """Sequence a batch (assign ``seq`` and ``ts_ns`` in place) and process it.
-        Returns the events (a new array). Cost: one compiled call."""
+        Returns the events (a new array). Cost: one compiled call. With a journal, the
+        batch is appended first: the events are returned only once the journal's policy
+        has made it durable."""
         if commands.dtype != COMMAND_DTYPE:
             raise TypeError("commands must have dtype COMMAND_DTYPE")
         count = len(commands)
         commands["seq"] = np.arange(self._seq + 1, self._seq + 1 + count, dtype=np.uint64)
         commands["ts_ns"] = self._clock()
+        if self.journal is not None:
+            self.journal.append(commands)  # durable (per its fsync policy) before processing
         self._seq += count
-        return self.engine.process(commands)
+        events = self.engine.process(commands)
+        if self.journal is not None:
+            self.journal.observe(events)
+        return events
 
     def _command(self, kind: CommandKind, **fields: int) -> np.ndarray:
         record = self._one
@@ -356,7 +373,7 @@ class Exchange:
         while slot != L.NIL:
             slots.append(slot)
             slot = int(st.pos_i4[slot, L.S_NEXT])
-        return slots
+        return sorted(slots, key=lambda s: int(st.pos_i4[s, L.S_INSTRUMENT]))
 
     def open_orders(self, account: int, instrument: int | None = None) -> list[OrderInfo]:
         st = self.engine.state
@@ -394,6 +411,13 @@ class Exchange:
 
     def state_hash(self) -> str:
         return self.engine.state_hash()
+
+    def prove(self, account: int) -> dict[str, Any]:
+        """Inclusion proof of ``account`` in the current state root (see
+        ``derivex.journal.prove``; check it with ``derivex.journal.verify_proof``)."""
+        from derivex.journal.proof import prove
+
+        return prove(self, account)
 
     def check_invariants(self) -> None:
         self.engine.check_invariants()

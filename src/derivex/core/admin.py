@@ -194,13 +194,26 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
         position = st.pos_i4[position, L.S_NEXT]
     n = emit(ev, n, c["seq"], K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0,
              count, 0)
-    position = st.acc_i4[account, L.A_POSITION_HEAD]
-    while position != L.NIL:
-        following = st.pos_i4[position, L.S_NEXT]
-        if (not by_instrument) or st.pos_i4[position, L.S_INSTRUMENT] == instrument:
-            n = _cancel_position_orders(st, ev, n, c["seq"], command, position, K.R_CANCEL_ALL)
-            position_release_if_idle(st, position)
-        position = following
+    # instrument ascending: select the next-lowest instrument with orders each round
+    # (O(positions x instruments with orders); cancel-all is rare, the list is unordered)
+    last = np.int64(-1)
+    while True:
+        chosen = L.NIL
+        chosen_instrument = np.int64(0)
+        position = st.acc_i4[account, L.A_POSITION_HEAD]
+        while position != L.NIL:
+            candidate = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
+            if (st.pos_i4[position, L.S_ORDERS] > 0 and candidate > last
+                    and ((not by_instrument) or candidate == instrument)
+                    and (chosen == L.NIL or candidate < chosen_instrument)):
+                chosen = position
+                chosen_instrument = candidate
+            position = st.pos_i4[position, L.S_NEXT]
+        if chosen == L.NIL:
+            break
+        n = _cancel_position_orders(st, ev, n, c["seq"], command, chosen, K.R_CANCEL_ALL)
+        position_release_if_idle(st, chosen)
+        last = chosen_instrument
     return n
 
 

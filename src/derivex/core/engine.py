@@ -23,6 +23,7 @@ from derivex.core.admin import (
     set_account,
     set_instrument_status,
 )
+from derivex.core.arena import unpack
 from derivex.core.config import (
     P_GAS_MAX,
     P_GAS_PER_FILL,
@@ -35,7 +36,6 @@ from derivex.core.config import (
     P_MAX_QUOTE_LEGS,
     EngineConfig,
 )
-from derivex.core.arena import unpack
 from derivex.core.jit import kernel
 from derivex.core.orders import amend_order, cancel_order, place_order, reject
 from derivex.core.pools import free_capacity, order_slot_of

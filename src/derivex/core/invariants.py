@@ -69,19 +69,24 @@ def check_invariants(st: State) -> None:
         if total != 0:
             _fail(f"net position of instrument {instrument} is {total}")
 
-    # account position lists: sorted by instrument, cover exactly the live positions
+    # account position lists: doubly linked, one entry per instrument, cover exactly the
+    # live positions
     listed = 0
     open_per_account = defaultdict(int)
     for account in range(accounts):
         slot = int(st.acc_i4[account, L.A_POSITION_HEAD])
-        last = -1
+        previous = L.NIL
+        seen_instruments = set()
         while slot != L.NIL:
             if int(st.pos_i4[slot, L.S_ACCOUNT]) != account or st.pos_i4[slot, L.S_LIVE] != 1:
                 _fail(f"account {account} position list holds a foreign or dead slot")
+            if int(st.pos_i4[slot, L.S_PREV]) != previous:
+                _fail(f"account {account} position list back link broken")
             instrument = int(st.pos_i4[slot, L.S_INSTRUMENT])
-            if instrument <= last:
-                _fail(f"account {account} position list not sorted")
-            last = instrument
+            if instrument in seen_instruments:
+                _fail(f"account {account} has two positions on instrument {instrument}")
+            seen_instruments.add(instrument)
+            previous = slot
             listed += 1
             open_per_account[account] += int(st.pos_i4[slot, L.S_ORDERS])
             slot = int(st.pos_i4[slot, L.S_NEXT])

@@ -37,7 +37,7 @@ ACCOUNT_I8_FIELDS = 3
 A_STATUS = 0  # 0 unused, 1 active
 A_STP = 1
 A_OPEN_ORDERS = 2
-A_POSITION_HEAD = 3  # first position slot, list sorted by instrument id; -1 if none
+A_POSITION_HEAD = 3  # first position slot of the account's list; -1 if none
 A_LAST_POSITION = 4  # position slot used last: a one-entry cache in front of the index
 ACCOUNT_I4_FIELDS = 5
 
@@ -73,9 +73,10 @@ S_INSTRUMENT = 1
 S_ORDERS = 2  # resting orders
 S_ORDER_HEAD = 3
 S_ORDER_TAIL = 4
-S_NEXT = 5  # next position of the same account (instrument ascending)
+S_NEXT = 5  # next position of the same account (unordered, doubly linked)
 S_LIVE = 6
-POSITION_I4_FIELDS = 7
+S_PREV = 7  # previous position of the same account
+POSITION_I4_FIELDS = 8
 
 # orders: int64 rows
 O_PRICE = 0
