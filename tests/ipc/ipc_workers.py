@@ -274,6 +274,22 @@ def consumer(
     _report(q, tag, body)
 
 
+def wait_for_interrupt(q, tag, name):
+    """Block in peek(timeout=None) until SIGINT arrives; report how it ended."""
+
+    def body():
+        ring = SpscRing.attach(name, REC)
+        q.put({"tag": tag + ":stalled", "pid": os.getpid()})
+        t0 = time.monotonic()
+        try:
+            ring.peek(1)
+        except KeyboardInterrupt:
+            return {"interrupted": True, "waited": time.monotonic() - t0}
+        return {"interrupted": False}
+
+    _report(q, tag, body)
+
+
 def creator(q, name, capacity):
     """Create a ring, report, then wait to be killed (simulates a crashing owner)."""
     SpscRing.create(name, REC, capacity)

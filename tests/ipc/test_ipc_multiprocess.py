@@ -9,6 +9,8 @@ operations time out after 10 s and the harness kills workers after 20 s.
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import ipc_workers as w
 import pytest
@@ -116,4 +118,21 @@ def test_broadcast_drop_policy_drops_stalled_consumer(shm_name, slow_mode):
     assert "dropped" in slow["message"] and "consumer 2" in slow["message"]
     assert ring.consumer_state(2)["state"] == "dropped"
     assert ring.consumer_state(0)["state"] == ring.consumer_state(1)["state"] == "active"
+    ring.close()
+
+
+def test_blocking_wait_is_interruptible(shm_name):
+    """timeout=None waits in 100 ms njit slices, so SIGINT (Ctrl-C) still gets through."""
+    ring = SpscRing.create(shm_name, w.REC, 8)
+
+    def on_report(rep):
+        if rep["tag"].endswith(":stalled"):
+            time.sleep(0.3)  # let it settle into the blocking wait
+            os.kill(rep["pid"], signal.SIGINT)
+
+    reports = w.run([(w.wait_for_interrupt, ("w", shm_name), {})], on_report=on_report)
+    rep = reports["w"]
+    assert rep["ok"], rep.get("error")
+    assert rep["interrupted"] is True
+    assert 0.2 < rep["waited"] < 5.0
     ring.close()

@@ -8,6 +8,8 @@ emits the LLVM atomic instructions directly through ``numba.extending.intrinsic`
 * :func:`store_release` -> ``store atomic i64 %v, ptr %p release, align 8``
 * :func:`compare_exchange` -> ``cmpxchg ptr %p, i64 %old, i64 %new acq_rel acquire``
 * :func:`fence_acquire`, :func:`fence_release`, :func:`fence_seq_cst` -> ``fence ...``
+* :func:`copy_bytes` -> ``llvm.memcpy`` between uint8 arrays (numba's own
+  element loops are not vectorised here because of index wraparound checks)
 
 The memory-ordering guarantees come from the LLVM memory model (== C++11), so
 they hold on weakly ordered CPUs (ARM, POWER) too; nothing here relies on x86
@@ -42,6 +44,7 @@ __all__ = [
     "atomic_load",
     "atomic_store",
     "compare_exchange",
+    "copy_bytes",
     "cpu_relax",
     "fence_acquire",
     "fence_release",
@@ -63,10 +66,7 @@ _CLOCK_MONOTONIC = 1 if sys.platform.startswith("linux") else 6
 
 def _is_word_array(arr) -> bool:
     return (
-        isinstance(arr, types.Array)
-        and arr.ndim == 1
-        and arr.dtype in _WORD_TYPES
-        and arr.mutable
+        isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype in _WORD_TYPES and arr.mutable
     )
 
 
@@ -244,6 +244,35 @@ def monotonic_ns(typingctx):
     return types.int64(), codegen
 
 
+@intrinsic
+def copy_bytes(typingctx, dst, dst_off, src, src_off, nbytes):
+    """``dst[dst_off:dst_off+nbytes] = src[src_off:src_off+nbytes]`` as one ``llvm.memcpy``.
+
+    ``dst`` and ``src`` are 1-D C-contiguous uint8 arrays that must not
+    overlap in the copied range.  Not bounds checked: callers guarantee the
+    ranges (the ring kernels derive them from the array shapes).
+    """
+    if (
+        not (isinstance(dst, types.Array) and dst.dtype == types.uint8 and dst.ndim == 1)
+        or not (isinstance(src, types.Array) and src.dtype == types.uint8 and src.ndim == 1)
+        or dst.layout != "C"
+        or src.layout != "C"
+        or not all(isinstance(t, types.Integer) for t in (dst_off, src_off, nbytes))
+    ):
+        return None
+
+    def codegen(context, builder, signature, args):
+        dty, doty, sty, soty, nty = signature.args
+        dptr = _element_ptr(context, builder, dty, args[0], args[1], doty)
+        sptr = _element_ptr(context, builder, sty, args[2], args[3], soty)
+        count = context.cast(builder, args[4], nty, types.intp)
+        with builder.if_then(builder.icmp_signed(">", count, ir.Constant(count.type, 0))):
+            cgutils.raw_memcpy(builder, dptr, sptr, count, 1)
+        return context.get_dummy_value()
+
+    return types.void(dst, dst_off, src, src_off, nbytes), codegen
+
+
 # --------------------------------------------------------------------------
 # Python-level access
 # --------------------------------------------------------------------------
@@ -265,9 +294,14 @@ def _cas(arr, idx, expected, desired):
 
 
 def _check(arr: np.ndarray, idx: int) -> int:
-    if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype not in (
-        np.dtype(np.int64),
-        np.dtype(np.uint64),
+    if (
+        not isinstance(arr, np.ndarray)
+        or arr.ndim != 1
+        or arr.dtype
+        not in (
+            np.dtype(np.int64),
+            np.dtype(np.uint64),
+        )
     ):
         raise TypeError("atomics need a 1-D int64/uint64 numpy array")
     if not arr.flags.writeable:
@@ -275,7 +309,7 @@ def _check(arr: np.ndarray, idx: int) -> int:
     idx = int(idx)
     if not 0 <= idx < arr.shape[0]:
         raise IndexError(f"index {idx} out of range for length {arr.shape[0]}")
-    if (arr.ctypes.data + idx * arr.strides[0]) % 8:
+    if not arr.flags.aligned or arr.dtype.alignment < 8:
         raise ValueError("atomic element is not 8-byte aligned")
     return idx
 

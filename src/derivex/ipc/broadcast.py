@@ -26,8 +26,8 @@ If any byte it read was overwritten, it is guaranteed to observe DROPPED.
 njit API mirrors :mod:`.ring` (``bcast_try_claim``, ``bcast_claim``,
 ``bcast_publish``, ``bcast_push`` for the producer; ``bcast_try_peek``,
 ``bcast_peek``, ``bcast_release``, ``bcast_pop`` for consumers, which return
-``DROPPED`` (-2) once the consumer has been dropped and ``EOF`` (-1) at end
-of stream).
+``DROPPED_RC`` (-2) once the consumer is no longer active (dropped, or it
+left) and ``EOF`` (-1) at end of stream).
 """
 
 from __future__ import annotations
@@ -35,212 +35,64 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from numba import njit
 
-from .atomics import (
-    atomic_cas,
-    atomic_load,
-    atomic_store,
-    compare_exchange,
-    fence_acquire,
-    fence_seq_cst,
-    load_acquire,
-    monotonic_ns,
-    store_release,
+from .atomics import atomic_cas, atomic_load, atomic_store
+from .bcast_kernels import (
+    ACTIVE,
+    B_DONE,
+    B_HEAD,
+    C_CURSOR,
+    C_DROP_AT,
+    C_DROP_HEAD,
+    C_PID,
+    C_STATE,
+    DROPPED,
+    DROPPED_RC,
+    LEFT,
+    P_CMIN,
+    P_GRACE,
+    P_HEAD,
+    P_POLICY,
+    POLICIES,
+    _bcast_pop_records,
+    _bcast_push_records,
+    _min_cursor,
+    bcast_claim,
+    bcast_peek,
+    bcast_pop,
+    bcast_publish,
+    bcast_push,
+    bcast_release,
+    bcast_try_claim,
+    bcast_try_peek,
+    consumer_base,
 )
-from .ring import (
+from .endpoint import (
     EOF,
     RingBase,
-    _count,
-    _create_segment,
-    _readonly,
-    copy_bytes,
-    pop_loop,
+    count_arg,
+    create_segment,
+    pop_into,
+    pop_records,
     push_loop,
+    readonly,
 )
 from .segment import (
     H_GRACE_NS,
     H_N_CONSUMERS,
     H_POLICY,
     KIND_BROADCAST,
-    LINE_WORDS,
     IpcError,
     Segment,
     pid_alive,
 )
-from .wait import WaitStrategy, wait_step
+from .wait import WaitStrategy
 
 __all__ = ["BroadcastConsumer", "BroadcastRing", "ConsumerDropped"]
-
-B_HEAD = 0
-B_DONE = LINE_WORDS
-C_CURSOR, C_STATE, C_PID, C_DROP_AT, C_DROP_HEAD = range(5)
-ACTIVE, DROPPED, LEFT = 0, 1, 2
-BLOCK, DROP = 0, 1
-POLICIES = {"block": BLOCK, "drop": DROP}
-DROPPED_RC = -2
-# producer-local words
-P_HEAD, P_CMIN, P_CAP, P_SIZE, P_NCONS, P_POLICY, P_GRACE = range(7)
-# consumer-local words
-Q_CURSOR, Q_CHEAD, Q_CAP, Q_SIZE, Q_BASE = range(5)
-
-
-def consumer_base(k: int) -> int:
-    return (2 + k) * LINE_WORDS
 
 
 class ConsumerDropped(IpcError):
     """This consumer fell a whole ring behind and the producer (policy="drop") dropped it."""
-
-
-# ----------------------------------------------------------------- producer
-@njit(cache=True, nogil=True)
-def _min_cursor(ctrl, local):
-    m = local[P_HEAD]
-    for k in range(local[P_NCONS]):
-        base = (2 + k) * LINE_WORDS
-        if load_acquire(ctrl, base + C_STATE) == ACTIVE:
-            m = min(m, load_acquire(ctrl, base + C_CURSOR))
-    return m
-
-
-@njit(cache=True, nogil=True)
-def _drop_laggards(ctrl, local):
-    head = local[P_HEAD]
-    dropped = 0
-    for k in range(local[P_NCONS]):
-        base = (2 + k) * LINE_WORDS
-        if load_acquire(ctrl, base + C_STATE) != ACTIVE:
-            continue
-        cursor = load_acquire(ctrl, base + C_CURSOR)
-        if cursor <= head - local[P_CAP]:
-            if compare_exchange(ctrl, base + C_STATE, ACTIVE, DROPPED) == ACTIVE:
-                store_release(ctrl, base + C_DROP_AT, cursor)
-                store_release(ctrl, base + C_DROP_HEAD, head)
-                dropped += 1
-    fence_seq_cst()  # DROPPED must be visible before any slot is overwritten
-    return dropped
-
-
-@njit(cache=True, nogil=True)
-def bcast_try_claim(ctrl, local, want):
-    head = local[P_HEAD]
-    cap = local[P_CAP]
-    slot = head & (cap - 1)
-    want = min(want, cap - slot)
-    free = cap - (head - local[P_CMIN])
-    if free < want:
-        local[P_CMIN] = _min_cursor(ctrl, local)
-        free = cap - (head - local[P_CMIN])
-    return slot, max(0, min(want, free))
-
-
-@njit(cache=True, nogil=True)
-def bcast_claim(ctrl, local, want, wparams, deadline_ns):
-    slot, n = bcast_try_claim(ctrl, local, want)
-    if n > 0 or want <= 0:
-        return slot, n
-    drop = local[P_POLICY] == DROP
-    limit = deadline_ns
-    if drop:
-        grace_end = monotonic_ns() + local[P_GRACE]
-        if deadline_ns < 0 or grace_end <= deadline_ns:
-            limit = grace_end
-        else:
-            drop = False  # the caller's deadline comes first: time out, don't drop
-    i = 0
-    while not (drop and local[P_GRACE] == 0):
-        if not wait_step(wparams, i, limit):
-            break
-        i += 1
-        slot, n = bcast_try_claim(ctrl, local, want)
-        if n > 0:
-            return slot, n
-    if drop:
-        _drop_laggards(ctrl, local)
-        slot, n = bcast_try_claim(ctrl, local, want)
-    return slot, n
-
-
-@njit(cache=True, nogil=True)
-def bcast_publish(ctrl, local, n):
-    local[P_HEAD] += n
-    store_release(ctrl, B_HEAD, local[P_HEAD])
-
-
-@njit(cache=True, nogil=True)
-def bcast_push(ctrl, local, raw, src, wparams, deadline_ns):
-    size = local[P_SIZE]
-    total = src.shape[0] // size
-    done = 0
-    while done < total:
-        slot, n = bcast_claim(ctrl, local, total - done, wparams, deadline_ns)
-        if n == 0:
-            break
-        copy_bytes(raw, slot * size, src, done * size, n * size)
-        bcast_publish(ctrl, local, n)
-        done += n
-    return done
-
-
-# ----------------------------------------------------------------- consumer
-@njit(cache=True, nogil=True)
-def bcast_try_peek(ctrl, local, want):
-    if load_acquire(ctrl, local[Q_BASE] + C_STATE) == DROPPED:
-        return 0, DROPPED_RC
-    cursor = local[Q_CURSOR]
-    cap = local[Q_CAP]
-    slot = cursor & (cap - 1)
-    want = min(want, cap - slot)
-    avail = local[Q_CHEAD] - cursor
-    if avail < want:
-        local[Q_CHEAD] = load_acquire(ctrl, B_HEAD)
-        avail = local[Q_CHEAD] - cursor
-    return slot, max(0, min(want, avail))
-
-
-@njit(cache=True, nogil=True)
-def bcast_peek(ctrl, local, want, wparams, deadline_ns):
-    slot, n = bcast_try_peek(ctrl, local, want)
-    i = 0
-    while n == 0 and want > 0:
-        if load_acquire(ctrl, B_DONE) != 0:
-            slot, n = bcast_try_peek(ctrl, local, want)
-            return slot, (n if n != 0 else EOF)
-        if not wait_step(wparams, i, deadline_ns):
-            break
-        i += 1
-        slot, n = bcast_try_peek(ctrl, local, want)
-    return slot, n
-
-
-@njit(cache=True, nogil=True)
-def bcast_release(ctrl, local, n):
-    """Release ``n`` records; returns n, or DROPPED if what was read may be corrupt."""
-    fence_acquire()  # order the slot reads before the state check
-    base = local[Q_BASE]
-    if load_acquire(ctrl, base + C_STATE) == DROPPED:
-        return DROPPED_RC
-    local[Q_CURSOR] += n
-    store_release(ctrl, base + C_CURSOR, local[Q_CURSOR])
-    return n
-
-
-@njit(cache=True, nogil=True)
-def bcast_pop(ctrl, local, raw, dst, wparams, deadline_ns):
-    size = local[Q_SIZE]
-    max_n = dst.shape[0] // size
-    slot, n = bcast_peek(ctrl, local, max_n, wparams, deadline_ns)
-    got = 0
-    while n > 0:
-        copy_bytes(dst, got * size, raw, slot * size, n * size)
-        if bcast_release(ctrl, local, n) == DROPPED_RC:
-            return DROPPED_RC
-        got += n
-        if got == max_n:
-            break
-        slot, n = bcast_try_peek(ctrl, local, max_n - got)
-    return got if got > 0 else n
 
 
 # ------------------------------------------------------------ Python API
@@ -266,7 +118,7 @@ class BroadcastRing(RingBase):
             raise ValueError("consumers must be in 1..4096")
         if drop_grace < 0:
             raise ValueError("drop_grace must be >= 0")
-        seg = _create_segment(
+        seg = create_segment(
             name,
             KIND_BROADCAST,
             dtype,
@@ -291,22 +143,24 @@ class BroadcastRing(RingBase):
         self.policy = {v: k for k, v in POLICIES.items()}[int(h[H_POLICY])]
         head = atomic_load(self.ctrl, B_HEAD)
         self.local = np.array(
-            [head, 0, self.capacity, self.record_size, self.n_consumers]
-            + [int(h[H_POLICY]), int(h[H_GRACE_NS]), 0],
+            # P_HEAD, P_CMIN, P_CAP, P_SIZE, P_NCONS, P_POLICY, P_GRACE, P_STUCK_SINCE
+            [head, 0, self.capacity, self.record_size, self.n_consumers, 0, 0, 0],
             dtype=np.int64,
         )
+        self.local[P_POLICY] = int(h[H_POLICY])
+        self.local[P_GRACE] = int(h[H_GRACE_NS])
         self.local[P_CMIN] = _min_cursor(self.ctrl, self.local)
         self._claimed = 0
 
     def try_claim(self, n: int) -> np.ndarray:
         """Writable view of up to ``n`` free contiguous slots (possibly empty; never drops)."""
-        slot, k = bcast_try_claim(self.ctrl, self.local, _count(n))
+        slot, k = bcast_try_claim(self.ctrl, self.local, count_arg(n))
         self._claimed = k
         return self.records[slot : slot + k]
 
     def claim(self, n: int, timeout: float | None = None) -> np.ndarray:
         """Writable view of 1..n slots, waiting or dropping laggards per the policy."""
-        n = _count(n)
+        n = count_arg(n)
         if n == 0:
             return self.records[:0]
         slot, k = self._blocking(bcast_claim, (self.ctrl, self.local, n), timeout, "claim")
@@ -322,7 +176,7 @@ class BroadcastRing(RingBase):
 
     def push(self, records, timeout: float | None = None) -> int:
         """Copy ``records`` in (see :meth:`SpscRing.push`)."""
-        return push_loop(self, bcast_push, records, timeout)
+        return push_loop(self, (_bcast_push_records, bcast_push), records, timeout)
 
     def finish(self) -> None:
         """Mark end of stream for all consumers."""
@@ -402,17 +256,17 @@ class BroadcastConsumer(RingBase):
         if n == EOF:
             slot = n = 0
         self._peeked = n
-        return _readonly(self.records[slot : slot + n])
+        return readonly(self.records[slot : slot + n])
 
     def try_peek(self, max_n: int) -> np.ndarray:
-        return self._result(*bcast_try_peek(self.ctrl, self.local, _count(max_n)))
+        return self._result(*bcast_try_peek(self.ctrl, self.local, count_arg(max_n)))
 
     def peek(self, max_n: int, timeout: float | None = None) -> np.ndarray:
         """Wait for data; view of 1..max_n records, empty at end of stream.
 
         Raises :class:`ConsumerDropped` if this consumer has been dropped.
         """
-        max_n = _count(max_n)
+        max_n = count_arg(max_n)
         if max_n == 0:
             return self._result(0, 0)
         return self._result(
@@ -428,12 +282,12 @@ class BroadcastConsumer(RingBase):
             self._check_state()
 
     def pop_into(self, out: np.ndarray, timeout: float | None = None) -> int:
-        return pop_loop(self, bcast_pop, out, timeout)
+        """Wait for data and copy up to ``len(out)`` records into ``out`` (0: end of stream)."""
+        return pop_into(self, (_bcast_pop_records, bcast_pop), out, timeout)
 
     def pop(self, max_n: int = 1 << 30, timeout: float | None = None) -> np.ndarray:
-        out = np.empty(min(_count(max_n), self.capacity), self.dtype)
-        k = self.pop_into(out, timeout)
-        return out[:k] if 2 * k >= out.shape[0] else out[:k].copy()
+        """Wait for data; copy of 1..max_n records, or an empty array at end of stream."""
+        return pop_records(self, (_bcast_pop_records, bcast_pop), max_n, timeout)
 
     @property
     def dropped(self) -> bool:

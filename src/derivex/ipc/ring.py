@@ -35,15 +35,20 @@ import time
 import numpy as np
 from numba import njit
 
-from .atomics import atomic_load, atomic_store, load_acquire, store_release
-from .segment import (
-    KIND_SPSC,
-    LINE_WORDS,
-    RingTimeout,
-    Segment,
-    remove_stale,
+from .atomics import atomic_load, atomic_store, copy_bytes, load_acquire, store_release
+from .endpoint import (
+    EOF,
+    RingBase,
+    count_arg,
+    create_segment,
+    pop_into,
+    pop_records,
+    push_loop,
+    readonly,
+    shrink,
 )
-from .wait import WaitStrategy, deadline_after, resolve, slice_deadline, wait_step
+from .segment import KIND_SPSC, LINE_WORDS, RingTimeout, Segment
+from .wait import PY_SLICE_NS, WaitStrategy, wait_step
 
 __all__ = [
     "SpscRing",
@@ -64,14 +69,6 @@ S_DONE = 2 * LINE_WORDS
 SPSC_CTRL_LINES = 3
 # process-local words
 L_HEAD, L_CTAIL, L_TAIL, L_CHEAD, L_CAP, L_SIZE = range(6)
-EOF = -1
-
-
-@njit(cache=True, nogil=True)
-def copy_bytes(dst, dst_off, src, src_off, nbytes):
-    """``dst[dst_off:dst_off+nbytes] = src[src_off:...]`` (compiles to memcpy)."""
-    for i in range(nbytes):
-        dst[dst_off + i] = src[src_off + i]
 
 
 @njit(cache=True, nogil=True)
@@ -171,87 +168,14 @@ def spsc_pop(ctrl, local, raw, dst, wparams, deadline_ns):
     return got if got > 0 else n
 
 
-class RingBase:
-    """Shared lifetime handling: close / unlink / staleness / context manager."""
-
-    def __init__(self, seg: Segment, wait: WaitStrategy | str | None) -> None:
-        self._seg = seg
-        self.name = seg.name
-        self.dtype = seg.dtype
-        self.capacity = seg.capacity
-        self.record_size = seg.record_size
-        self.ctrl = seg.ctrl
-        self.raw = seg.raw
-        self.records = seg.records
-        self.wait = resolve(wait)
-
-    @property
-    def wait(self) -> WaitStrategy:
-        return self._wait
-
-    @wait.setter
-    def wait(self, strategy: WaitStrategy | str | None) -> None:
-        self._wait = resolve(strategy)
-        self._wparams = self._wait.params()
-
-    @property
-    def owner(self) -> bool:
-        """True in the handle that created the segment."""
-        return self._seg.owner
-
-    @property
-    def closed(self) -> bool:
-        return self._seg.closed
-
-    def is_stale(self) -> bool:
-        """True if the creating process is gone (see :func:`.segment.is_stale`)."""
-        return self._seg.is_stale()
-
-    def close(self) -> None:
-        """Unmap this handle (idempotent); the segment itself stays until unlinked."""
-        for attr in ("ctrl", "raw", "records", "local"):
-            self.__dict__.pop(attr, None)
-        self._seg.close()
-
-    def unlink(self) -> bool:
-        """Remove the segment name; returns False if it was already gone."""
-        return self._seg.unlink()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-        if self.owner:
-            self.unlink()
-
-    def _as_bytes(self, records) -> np.ndarray:
-        arr = np.asarray(records)
-        if arr.dtype != self.dtype:
-            raise TypeError(f"records have dtype {arr.dtype}, ring holds {self.dtype}")
-        return np.ascontiguousarray(arr.reshape(-1)).view(np.uint8)
-
-    def _check_state(self) -> None:
-        """Raise if this endpoint can no longer read (overridden by consumers)."""
-
-    def _blocking(self, kernel, args, timeout, what):
-        """Run an njit kernel returning (slot, n) in <= 100 ms slices; n == 0 is a timeout."""
-        deadline = deadline_after(timeout)
-        while True:
-            slot, n = kernel(*args, self._wparams, slice_deadline(deadline))
-            if n != 0:
-                return slot, n
-            if 0 <= deadline <= time.monotonic_ns():
-                raise RingTimeout(f"{what} on ring {self.name!r} timed out after {timeout} s")
+@njit(cache=True, nogil=True)
+def _spsc_push_records(ctrl, local, raw, records, wparams, deadline_ns):
+    return spsc_push(ctrl, local, raw, records.view(np.uint8), wparams, deadline_ns)
 
 
-def _create_segment(name, kind, dtype, capacity, lines, replace_stale, **kw) -> Segment:
-    try:
-        return Segment.create(name, kind, dtype, capacity, lines, **kw)
-    except FileExistsError:
-        if replace_stale and remove_stale(name):
-            return Segment.create(name, kind, dtype, capacity, lines, **kw)
-        raise
+@njit(cache=True, nogil=True)
+def _spsc_pop_records(ctrl, local, raw, out, wparams, deadline_ns):
+    return spsc_pop(ctrl, local, raw, out.view(np.uint8), wparams, deadline_ns)
 
 
 class SpscRing(RingBase):
@@ -269,7 +193,7 @@ class SpscRing(RingBase):
     ) -> SpscRing:
         """Create segment ``name``; raises FileExistsError if it exists (unless
         ``replace_stale`` and its creator is dead)."""
-        seg = _create_segment(name, KIND_SPSC, dtype, capacity, SPSC_CTRL_LINES, replace_stale)
+        seg = create_segment(name, KIND_SPSC, dtype, capacity, SPSC_CTRL_LINES, replace_stale)
         return cls(seg, wait)
 
     @classmethod
@@ -303,13 +227,13 @@ class SpscRing(RingBase):
     # ------------------------------------------------------------ producer
     def try_claim(self, n: int) -> np.ndarray:
         """Writable view of up to ``n`` free contiguous slots (possibly empty)."""
-        slot, k = spsc_try_claim(self.ctrl, self.local, _count(n))
+        slot, k = spsc_try_claim(self.ctrl, self.local, count_arg(n))
         self._claimed = k
         return self.records[slot : slot + k]
 
     def claim(self, n: int, timeout: float | None = None) -> np.ndarray:
         """Wait for free space; writable view of 1..n contiguous slots."""
-        n = _count(n)
+        n = count_arg(n)
         if n == 0:
             return self.records[:0]
         slot, k = self._blocking(spsc_claim, (self.ctrl, self.local, n), timeout, "claim")
@@ -330,7 +254,27 @@ class SpscRing(RingBase):
         On timeout raises :class:`RingTimeout` whose ``count`` attribute says
         how many records were pushed.
         """
-        return push_loop(self, spsc_push, records, timeout)
+        if not (  # fast path: exact dtype, contiguous; one kernel call usually does it
+            self._typed
+            and type(records) is np.ndarray
+            and records.dtype is self.dtype
+            and records.ndim == 1
+            and records.flags.c_contiguous
+        ):
+            return push_loop(self, (_spsc_push_records, spsc_push), records, timeout)
+        start = time.monotonic_ns()
+        done = _spsc_push_records(
+            self.ctrl, self.local, self.raw, records, self._wparams, _first_slice(start, timeout)
+        )
+        if done == records.shape[0]:
+            return done
+        try:
+            return done + push_loop(
+                self, (_spsc_push_records, spsc_push), records[done:], _left(start, timeout)
+            )
+        except RingTimeout as exc:
+            exc.count += done
+            raise
 
     def finish(self) -> None:
         """Mark end of stream: the consumer sees EOF once it has drained the ring."""
@@ -339,20 +283,20 @@ class SpscRing(RingBase):
     # ------------------------------------------------------------ consumer
     def try_peek(self, max_n: int) -> np.ndarray:
         """Read-only view of up to ``max_n`` available contiguous records (maybe empty)."""
-        slot, k = spsc_try_peek(self.ctrl, self.local, _count(max_n))
+        slot, k = spsc_try_peek(self.ctrl, self.local, count_arg(max_n))
         self._peeked = k
-        return _readonly(self.records[slot : slot + k])
+        return readonly(self.records[slot : slot + k])
 
     def peek(self, max_n: int, timeout: float | None = None) -> np.ndarray:
         """Wait for data; view of 1..max_n records, or an empty view at end of stream."""
-        max_n = _count(max_n)
+        max_n = count_arg(max_n)
         if max_n == 0:
-            return _readonly(self.records[:0])
+            return readonly(self.records[:0])
         slot, k = self._blocking(spsc_peek, (self.ctrl, self.local, max_n), timeout, "peek")
         if k == EOF:
             slot = k = 0
         self._peeked = k
-        return _readonly(self.records[slot : slot + k])
+        return readonly(self.records[slot : slot + k])
 
     def release(self, n: int) -> None:
         """Return the first ``n`` records of the last peek to the producer."""
@@ -367,13 +311,20 @@ class SpscRing(RingBase):
 
         Returns the number copied; 0 means end of stream.
         """
-        return pop_loop(self, spsc_pop, out, timeout)
+        return pop_into(self, (_spsc_pop_records, spsc_pop), out, timeout)
 
     def pop(self, max_n: int = 1 << 30, timeout: float | None = None) -> np.ndarray:
         """Wait for data; copy of 1..max_n records, or an empty array at end of stream."""
-        out = np.empty(min(_count(max_n), self.capacity), self.dtype)
-        k = self.pop_into(out, timeout)
-        return out[:k] if 2 * k >= out.shape[0] else out[:k].copy()
+        if self._typed and type(max_n) is int and 0 < max_n <= self.capacity:
+            out = np.empty(max_n, self.dtype)  # fast path: one kernel call
+            start = time.monotonic_ns()
+            k = _spsc_pop_records(
+                self.ctrl, self.local, self.raw, out, self._wparams, _first_slice(start, timeout)
+            )
+            if k > 0:
+                return shrink(out, k)
+            timeout = _left(start, timeout)
+        return pop_records(self, (_spsc_pop_records, spsc_pop), max_n, timeout)
 
     # --------------------------------------------------------------- state
     @property
@@ -386,54 +337,17 @@ class SpscRing(RingBase):
         return atomic_load(self.ctrl, S_HEAD) - atomic_load(self.ctrl, S_TAIL)
 
 
-def push_loop(ring: RingBase, kernel, records, timeout: float | None) -> int:
-    src = ring._as_bytes(records)
-    size = ring.record_size
-    total = src.shape[0] // size
-    deadline = deadline_after(timeout)
-    done = 0
-    while True:
-        done += kernel(
-            ring.ctrl, ring.local, ring.raw, src[done * size :], ring._wparams,
-            slice_deadline(deadline),
-        )
-        if done == total:
-            return done
-        if 0 <= deadline <= time.monotonic_ns():
-            exc = RingTimeout(f"push to {ring.name!r}: {done} of {total} records in {timeout} s")
-            exc.count = done
-            raise exc
+def _first_slice(start_ns: int, timeout: float | None) -> int:
+    """Deadline of the first njit call: min(timeout, one Python slice) from ``start_ns``."""
+    if timeout is None or timeout * 1e9 > PY_SLICE_NS:
+        return start_ns + PY_SLICE_NS
+    if timeout < 0:
+        raise ValueError("timeout must be >= 0")
+    return start_ns + int(timeout * 1e9)
 
 
-def pop_loop(ring: RingBase, kernel, out: np.ndarray, timeout: float | None) -> int:
-    if out.dtype != ring.dtype or out.ndim != 1 or not out.flags.c_contiguous:
-        raise TypeError(f"out must be a contiguous 1-D array of dtype {ring.dtype}")
-    if not out.flags.writeable:
-        raise ValueError("out must be writeable")
-    if out.shape[0] == 0:
-        return 0
-    dst = out.view(np.uint8)
-    deadline = deadline_after(timeout)
-    while True:
-        k = kernel(ring.ctrl, ring.local, ring.raw, dst, ring._wparams, slice_deadline(deadline))
-        if k > 0:
-            return k
-        if k == EOF:
-            return 0
-        if k < 0:
-            ring._check_state()  # raises (e.g. ConsumerDropped)
-            raise AssertionError(f"unexpected ring status {k}")
-        if 0 <= deadline <= time.monotonic_ns():
-            raise RingTimeout(f"pop from {ring.name!r} timed out after {timeout} s")
-
-
-def _count(n) -> int:
-    n = int(n)
-    if n < 0:
-        raise ValueError("count must be >= 0")
-    return n
-
-
-def _readonly(view: np.ndarray) -> np.ndarray:
-    view.flags.writeable = False
-    return view
+def _left(start_ns: int, timeout: float | None) -> float | None:
+    """Seconds of ``timeout`` left since ``start_ns`` (None: no timeout)."""
+    if timeout is None:
+        return None
+    return max(0.0, timeout - (time.monotonic_ns() - start_ns) / 1e9)

@@ -30,8 +30,7 @@ removed with :func:`remove_stale`.
 
 from __future__ import annotations
 
-import ast
-import hashlib
+import contextlib
 import mmap
 import os
 import re
@@ -40,6 +39,7 @@ import time
 import numpy as np
 
 from .atomics import atomic_load, atomic_store
+from .dtypes import descr_hash, dtype_descr, dtype_from_descr
 
 try:  # the C module behind multiprocessing.shared_memory on POSIX
     import _posixshmem
@@ -83,7 +83,12 @@ class LayoutError(IpcError, ValueError):
 
 
 class RingTimeout(IpcError, TimeoutError):
-    """A blocking ring operation did not complete within its timeout."""
+    """A blocking ring operation did not complete within its timeout.
+
+    ``count`` is the number of records a partially completed push got in.
+    """
+
+    count: int = 0
 
 
 def _round_up(n: int, to: int = PAGE) -> int:
@@ -94,65 +99,6 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(f"invalid segment name {name!r}: use 1-200 of [A-Za-z0-9_.-]")
     return name
-
-
-def _spec(dt: np.dtype):
-    if dt.subdtype is not None:
-        base, shape = dt.subdtype
-        return (_spec(base), tuple(shape))
-    if dt.names is not None:
-        spec = {
-            "names": list(dt.names),
-            "formats": [_spec(dt.fields[n][0]) for n in dt.names],
-            "offsets": [dt.fields[n][1] for n in dt.names],
-            "itemsize": dt.itemsize,
-            "aligned": bool(dt.isalignedstruct),
-        }
-        titles = [dt.fields[n][2] if len(dt.fields[n]) > 2 else None for n in dt.names]
-        if any(t is not None for t in titles):
-            spec["titles"] = titles
-        return spec
-    return dt.str
-
-
-def _from_spec(spec) -> np.dtype:
-    if isinstance(spec, str):
-        return np.dtype(spec)
-    if isinstance(spec, tuple):
-        return np.dtype((_from_spec(spec[0]), spec[1]))
-    return np.dtype({**spec, "formats": [_from_spec(f) for f in spec["formats"]]})
-
-
-def dtype_descr(dtype: np.dtype) -> str:
-    """Canonical text form of a (structured) dtype, stored in the header.
-
-    Field names, titles, formats, offsets, itemsize and alignment are kept
-    (also for out-of-order or padded layouts); metadata is not.
-    """
-    dtype = np.dtype(dtype)
-    if dtype.hasobject:
-        raise TypeError("record dtypes must not contain Python objects")
-    if dtype.itemsize == 0:
-        raise TypeError("record dtype has zero size")
-    if dtype.subdtype is not None:
-        raise TypeError("a record dtype cannot be a bare sub-array; wrap it in a structured dtype")
-    text = repr(_spec(dtype))
-    try:
-        ok = dtype_from_descr(text) == dtype
-    except (ValueError, TypeError, SyntaxError):
-        ok = False
-    if not ok:
-        raise TypeError(f"dtype {dtype} cannot be described in a segment header")
-    return text
-
-
-def dtype_from_descr(text: str) -> np.dtype:
-    return _from_spec(ast.literal_eval(text))
-
-
-def descr_hash(text: str, itemsize: int) -> int:
-    digest = hashlib.blake2b(f"{itemsize}:{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
 
 
 def process_start_time(pid: int) -> int:
@@ -323,9 +269,7 @@ class Segment:
             )
         if int(h[H_KIND]) != kind:
             got = KIND_NAMES.get(int(h[H_KIND]), str(int(h[H_KIND])))
-            raise LayoutError(
-                f"segment {self.name!r} is a {got} ring, expected {KIND_NAMES[kind]}"
-            )
+            raise LayoutError(f"segment {self.name!r} is a {got} ring, expected {KIND_NAMES[kind]}")
         cap = int(h[H_CAPACITY])
         if cap < 2 or cap & (cap - 1):
             raise LayoutError(f"segment {self.name!r}: capacity {cap} is not a power of two")
@@ -391,11 +335,10 @@ class Segment:
         self.closed = True
         for attr in ("header", "ctrl", "raw", "records"):
             self.__dict__.pop(attr, None)
-        try:
-            self._mm.close()
-        except BufferError:
-            pass  # exported views remain; mmap is unmapped when they are freed
-        self._mm = None
+        mm = self.__dict__.pop("_mm")
+        # with numpy views still exported the mmap stays until they are freed
+        with contextlib.suppress(BufferError):
+            mm.close()
 
     def unlink(self, missing_ok: bool = True) -> bool:
         """Remove the name from the system; existing mappings stay valid."""

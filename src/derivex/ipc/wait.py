@@ -10,9 +10,9 @@ Presets:
 
 * :data:`SPIN` -- poll forever.  Lowest latency, but burns a whole core; only
   sensible with a dedicated core per spinning process.
-* :data:`SPIN_YIELD` (**default**) -- 1000 relaxed spins (~10-50 us
-  depending on the CPU's ``pause`` latency), then 100 ``sched_yield`` calls,
-  then sleep back-off 10 us -> 1 ms.  Chosen for small machines (the
+* :data:`SPIN_YIELD` (**default**) -- 1000 relaxed spins (~8 us on the
+  2-core reference VM, up to ~50 us on CPUs with a slow ``pause``), then 100
+  ``sched_yield`` calls, then sleep back-off 10 us -> 1 ms.  Chosen for small machines (the
   reference box has 2 cores): a peer that answers within microseconds is
   caught while spinning, a peer that needs the CPU we are spinning on gets it
   through the yields, and an idle endpoint decays to <= 1000 wake-ups/s
