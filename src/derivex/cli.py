@@ -1,6 +1,11 @@
-"""Command line: ``derivex demo`` (and, as they land, serve, replay, bench, simulate)."""
+"""Command line: ``derivex demo``, ``replay``, ``verify``, ``prove`` (and, as they land,
+serve, bench, simulate)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -128,6 +133,101 @@ def demo() -> None:
         balances.add_row(names.get(account, str(account)), _usdc(units))
     console.print(balances)
     console.print(f"state hash {ex.state_hash()}")
+
+
+def _journal_progress(console: Console, directory: Path, label: str) -> tuple[Any, Any]:
+    """A rich progress bar sized by the journal's bytes (about one command per 64 bytes)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from derivex.journal.format import journal_files
+
+    estimate = sum(path.stat().st_size for path in journal_files(directory)) // 64
+    progress = Progress("[progress.description]{task.description}", BarColumn(),
+                        MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                        transient=True)
+    task = progress.add_task(label, total=max(estimate, 1))
+    return progress, lambda done: progress.update(task, completed=done)
+
+
+@app.command()
+def replay(
+    directory: Annotated[Path, typer.Argument(help="journal directory")],
+    checkpoint_every: Annotated[int, typer.Option(
+        help="print the state root every N commands")] = 100_000,
+    full: Annotated[bool, typer.Option(
+        "--full", help="ignore snapshots, replay from the first command")] = False,
+    show_hash: Annotated[bool, typer.Option(
+        "--hash/--no-hash", help="print the state hash")] = True,
+) -> None:
+    """Replay a journal (latest snapshot + tail, or --full) and print the state roots at
+    checkpoints. Read-only: a torn tail is reported, not cut."""
+    from derivex.journal import JournalError, recover
+
+    console = Console()
+    progress, update = _journal_progress(console, directory, "replay")
+    try:
+        with progress:
+            recovered = recover(directory, use_snapshot=not full,
+                                checkpoint_every=checkpoint_every, on_progress=update)
+    except JournalError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"checkpoints of {directory}")
+    table.add_column("seq", justify="right")
+    table.add_column("state root")
+    for point in recovered.checkpoints:
+        table.add_row(str(point.seq), point.root)
+    table.add_row(str(recovered.seq), recovered.root.hex() if recovered.root else "")
+    console.print(table)
+    for line in recovered.report():
+        console.print(line)
+    seconds = recovered.seconds.get("replay", 0.0)
+    if seconds > 0:
+        console.print(f"replayed {recovered.replayed:,} commands in {seconds:.3f} s "
+                      f"({recovered.replayed / seconds:,.0f} commands/s)")
+    if show_hash:
+        console.print(f"state hash {recovered.engine.state_hash()}")
+
+
+@app.command()
+def verify(directory: Annotated[Path, typer.Argument(help="journal directory")]) -> None:
+    """Check every journal batch and snapshot, and that the latest snapshot + tail reaches
+    the same state hash and root as a full replay. Exit code 1 on disagreement, 2 on
+    damage."""
+    from derivex.journal import JournalError, verify_directory
+
+    console = Console()
+    progress, update = _journal_progress(console, directory, "verify")
+    try:
+        with progress:
+            audit = verify_directory(directory, on_progress=update)
+    except JournalError as error:
+        console.print(f"[red]damaged:[/red] {error}")
+        raise typer.Exit(2) from None
+    for line in audit.lines:
+        console.print(line)
+    console.print("[green]OK[/green]" if audit.ok else "[red]MISMATCH[/red]")
+    if not audit.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def prove(
+    directory: Annotated[Path, typer.Argument(help="journal directory")],
+    account: Annotated[int, typer.Argument(help="account id")],
+) -> None:
+    """Print the JSON inclusion proof of an account in the state root after the last
+    journaled command (check it with derivex.journal.verify_proof)."""
+    from derivex.journal import JournalError, recover
+    from derivex.journal import prove as make_proof
+
+    try:
+        recovered = recover(directory, roots=False)
+        proof = make_proof(recovered, account)
+    except (JournalError, KeyError) as error:
+        Console(stderr=True).print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(proof, indent=2))
 
 
 if __name__ == "__main__":

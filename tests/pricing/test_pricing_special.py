@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from pricing_refs import EPS
 
 from derivex.pricing import _lbr, _normalised, _special
 
-mp = pytest.importorskip("mpmath")
+mp = importlib.import_module("mpmath")
 
 
 def _rel(a: float, b) -> float:

@@ -1,0 +1,192 @@
+"""Canonical leaf encodings of the state root: accounts, instruments, books, globals.
+
+Every encoding is little-endian and packed (no padding); docs/journal.md has the tables.
+Account leaves are built for any set of ids at once with numpy (the live position slots
+are selected, sorted by (account, instrument) and laid out per account); only the final
+SHA-256 per leaf is a Python loop (~1.5 µs per account). A book leaf commits to its full
+FIFO content through a digest of its orders walked best level first by a compiled kernel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import numpy as np
+
+from derivex.core import layout as L
+from derivex.core.jit import kernel
+from derivex.core.state import State, next_order_ids
+from derivex.journal.verify import ACCOUNT_HEAD, ACCOUNT_TAG, LEAF_PREFIX, POSITION_ENTRY
+
+ACCOUNT_HEAD_DTYPE = np.dtype([
+    ("tag", "u1"), ("account", "<u4"), ("status", "<i4"), ("stp", "<i4"),
+    ("balance_units", "<i8"), ("open_orders", "<i4"), ("positions", "<u4"),
+])
+POSITION_DTYPE = np.dtype([
+    ("instrument", "<u4"), ("qty_lots", "<i8"), ("basis_units", "<i8"),
+    ("open_buy_lots", "<i8"), ("open_sell_lots", "<i8"), ("orders", "<i4"),
+])
+INSTRUMENT_DTYPE = np.dtype([
+    ("tag", "u1"), ("instrument", "<u4"), ("kind", "<i4"), ("option_type", "<i4"),
+    ("underlying", "<i4"), ("status", "<i4"), ("strike_ticks", "<i8"),
+    ("expiry_ts_ns", "<i8"), ("tick_size_ticks", "<i8"), ("min_trade_lots", "<i8"),
+    ("contract_value_units", "<i8"), ("maker_fee_ppm", "<i8"), ("taker_fee_ppm", "<i8"),
+    ("max_price_ticks", "<i8"), ("resting_orders", "<i4"),
+])
+BOOK_DTYPE = np.dtype([
+    ("tag", "u1"), ("instrument", "<u4"), ("bid_orders", "<u8"), ("ask_orders", "<u8"),
+    ("bid_levels", "<u4"), ("ask_levels", "<u4"), ("orders_digest", "u1", (32,)),
+])
+INSTRUMENT_TAG, BOOK_TAG, GLOBALS_TAG = 0x49, 0x42, 0x47  # "I", "B", "G"
+#: counters committed by the globals leaf, in this order
+GLOBAL_COUNTERS = (L.C_CLOCK_NS, L.C_TOTAL_DEPOSITS, L.C_TOTAL_WITHDRAWALS, L.C_ACCOUNT_HWM,
+                   L.C_INSTRUMENT_HWM, L.C_ORDERS_LIVE, L.C_LEVELS_LIVE, L.C_POSITIONS_LIVE,
+                   L.C_FILLS, L.C_COMMANDS)
+
+assert ACCOUNT_HEAD_DTYPE.itemsize == ACCOUNT_HEAD.size
+assert POSITION_DTYPE.itemsize == POSITION_ENTRY.size
+
+
+def account_count(state: State) -> int:
+    return int(state.counters[L.C_ACCOUNT_HWM])
+
+
+def instrument_count(state: State) -> int:
+    return int(state.counters[L.C_INSTRUMENT_HWM])
+
+
+def _account_parts(state: State, ids: np.ndarray) -> tuple[bytes, bytes, list[int]]:
+    """Encoded heads, encoded position entries and per-account entry offsets for ``ids``
+    (sorted, unique, existing accounts)."""
+    heads = np.zeros(len(ids), dtype=ACCOUNT_HEAD_DTYPE)
+    heads["tag"] = ACCOUNT_TAG
+    heads["account"] = ids
+    heads["status"] = state.acc_i4[ids, L.A_STATUS]
+    heads["stp"] = state.acc_i4[ids, L.A_STP]
+    heads["balance_units"] = state.acc_i8[ids, L.A_BALANCE]
+    heads["open_orders"] = state.acc_i4[ids, L.A_OPEN_ORDERS]
+    hwm = int(state.counters[L.C_POSITION_HWM])
+    live = state.pos_i4[:hwm, L.S_LIVE] == 1
+    owners = np.where(live, state.pos_i4[:hwm, L.S_ACCOUNT], 0)
+    if len(ids) == account_count(state):  # every account: no membership test needed
+        selected = live
+    else:
+        wanted = np.zeros(account_count(state), dtype=bool)
+        wanted[ids] = True
+        selected = live & wanted[owners]
+    slots = np.flatnonzero(selected)
+    owners = owners[slots]
+    instruments = state.pos_i4[slots, L.S_INSTRUMENT]
+    order = np.lexsort((instruments, owners))
+    slots, owners = slots[order], owners[order]
+    entries = np.zeros(len(slots), dtype=POSITION_DTYPE)
+    entries["instrument"] = instruments[order]
+    entries["qty_lots"] = state.pos_i8[slots, L.S_QTY]
+    entries["basis_units"] = state.pos_i8[slots, L.S_BASIS]
+    entries["open_buy_lots"] = state.pos_i8[slots, L.S_OPEN_BUY]
+    entries["open_sell_lots"] = state.pos_i8[slots, L.S_OPEN_SELL]
+    entries["orders"] = state.pos_i4[slots, L.S_ORDERS]
+    counts = np.bincount(np.searchsorted(ids, owners), minlength=len(ids))
+    heads["positions"] = counts
+    starts = np.concatenate(([0], np.cumsum(counts))).tolist()
+    return heads.tobytes(), entries.tobytes(), starts
+
+
+def account_payload(state: State, account: int) -> bytes:
+    """The encoded leaf of one account. Raises KeyError if it does not exist."""
+    if not 0 <= account < account_count(state):
+        raise KeyError(f"no account {account}")
+    heads, entries, _ = _account_parts(state, np.array([account], dtype=np.int64))
+    return heads + entries
+
+
+def account_hashes(state: State, ids: np.ndarray) -> bytes:
+    """Leaf hashes of ``ids`` (sorted, unique, existing), concatenated. Cost: O(live
+    positions) numpy work plus one SHA-256 per account."""
+    heads, entries, starts = _account_parts(state, ids)
+    head_size, entry_size = ACCOUNT_HEAD.size, POSITION_ENTRY.size
+    sha256, prefix = hashlib.sha256, LEAF_PREFIX
+    out = bytearray(32 * len(ids))
+    for k in range(len(ids)):
+        head = heads[head_size * k:head_size * (k + 1)]
+        entry = entries[entry_size * starts[k]:entry_size * starts[k + 1]]
+        out[32 * k:32 * k + 32] = sha256(prefix + head + entry).digest()
+    return bytes(out)
+
+
+def instrument_payloads(state: State, ids: np.ndarray) -> list[bytes]:
+    records = np.zeros(len(ids), dtype=INSTRUMENT_DTYPE)
+    records["tag"] = INSTRUMENT_TAG
+    records["instrument"] = ids
+    for name, column in (("kind", L.I_KIND), ("option_type", L.I_OPTION_TYPE),
+                         ("underlying", L.I_UNDERLYING), ("status", L.I_STATUS),
+                         ("resting_orders", L.I_RESTING)):
+        records[name] = state.ins_i4[ids, column]
+    for name, column in (("strike_ticks", L.I_STRIKE), ("expiry_ts_ns", L.I_EXPIRY),
+                         ("tick_size_ticks", L.I_TICK), ("min_trade_lots", L.I_MIN_LOTS),
+                         ("contract_value_units", L.I_CONTRACT_VALUE),
+                         ("maker_fee_ppm", L.I_MAKER_FEE), ("taker_fee_ppm", L.I_TAKER_FEE),
+                         ("max_price_ticks", L.I_MAX_PRICE)):
+        records[name] = state.ins_i8[ids, column]
+    return [record.tobytes() for record in records]
+
+
+@kernel
+def book_rows(st, instrument, out, counts):
+    """Fill ``out`` (int64[n, 6]) with the book's orders, bids best level first then asks
+    best level first, FIFO within a level: (side, price, order id, account, qty, flags).
+    ``counts`` gets (bid orders, ask orders, bid levels, ask levels). Returns the number of
+    rows, or -1 if ``out`` is too small."""
+    n = 0
+    for side in range(2):
+        row = instrument * 2 + side
+        levels = st.ladder_len[row]
+        counts[2 + side] = levels
+        for index in range(levels - 1, -1, -1):
+            level = st.ladder_level[row, index]
+            price = st.lvl_i8[level, L.L_PRICE]
+            slot = st.lvl_i4[level, L.L_HEAD]
+            while slot != L.NIL:
+                if n >= out.shape[0]:
+                    return -1
+                position = st.ord_i4[slot, L.O_POSITION]
+                out[n, 0] = side
+                out[n, 1] = price
+                out[n, 2] = (st.ord_i8[slot, L.O_GENERATION] << 32) | np.int64(slot)
+                out[n, 3] = st.pos_i4[position, L.S_ACCOUNT]
+                out[n, 4] = st.ord_i8[slot, L.O_QTY]
+                out[n, 5] = st.ord_i4[slot, L.O_META] >> 1
+                n += 1
+                slot = st.ord_i4[slot, L.O_NEXT]
+        if side == 0:
+            counts[0] = n
+    counts[1] = n - counts[0]
+    return n
+
+
+def book_payload(state: State, instrument: int) -> bytes:
+    """The encoded leaf of one book. Cost: O(orders in the book) (one compiled walk and
+    one SHA-256 over 48 bytes per order)."""
+    resting = int(state.ins_i4[instrument, L.I_RESTING])
+    rows = np.empty((resting, 6), dtype=np.int64)
+    counts = np.zeros(4, dtype=np.int64)
+    n = book_rows(state, np.int64(instrument), rows, counts)
+    if n != resting:
+        raise AssertionError(f"book {instrument}: walked {n} orders, {resting} resting")
+    record = np.zeros(1, dtype=BOOK_DTYPE)
+    record["tag"] = BOOK_TAG
+    record["instrument"] = instrument
+    record["bid_orders"], record["ask_orders"] = counts[0], counts[1]
+    record["bid_levels"], record["ask_levels"] = counts[2], counts[3]
+    digest = hashlib.sha256(rows.astype("<i8", copy=False).tobytes()).digest()
+    record["orders_digest"][0] = np.frombuffer(digest, dtype=np.uint8)
+    return record.tobytes()
+
+
+def globals_payload(state: State) -> bytes:
+    """Configuration, clock, money totals, pool counters and the next order ids."""
+    params = state.params.astype("<i8")
+    counters = state.counters[list(GLOBAL_COUNTERS)].astype("<i8")
+    return (struct.pack("<BII", GLOBALS_TAG, len(params), len(counters)) + params.tobytes()
+            + counters.tobytes() + struct.pack("<3Q", *next_order_ids(state)))

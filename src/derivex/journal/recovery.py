@@ -1,0 +1,228 @@
+"""Recovery (latest snapshot + journal tail), reopening an ``Exchange`` on a journal,
+snapshots of a running exchange, and the full audit behind ``derivex verify``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from derivex.core.config import EngineConfig
+from derivex.core.engine import Engine
+from derivex.journal.format import CONFIG_FILE, CorruptionError, JournalError
+from derivex.journal.reader import JournalReader, TornTail
+from derivex.journal.replay import Checkpoint, Replayer, apply_journal
+from derivex.journal.roots import StateRoots
+from derivex.journal.snapshot import (
+    list_snapshots,
+    load_snapshot,
+    restore_engine,
+    write_snapshot,
+)
+from derivex.journal.writer import Journal, lock_directory
+
+if TYPE_CHECKING:
+    from derivex.exchange import Exchange
+
+
+@dataclass
+class Recovered:
+    """An engine rebuilt from a journal directory, and how."""
+
+    engine: Engine
+    config: EngineConfig
+    seq: int  # last command applied (0: none)
+    snapshot_seq: int | None
+    replayed: int  # commands replayed from the journal
+    torn: TornTail | None
+    root: bytes | None
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def report(self) -> list[str]:
+        lines = [f"recovered to seq {self.seq}: "
+                 + (f"snapshot at seq {self.snapshot_seq} + " if self.snapshot_seq is not None
+                    else "full replay, ")
+                 + f"{self.replayed} journaled commands"]
+        if self.torn is not None:
+            lines.append(str(self.torn))
+        return lines + self.notes
+
+
+def _recorded_config(directory: Path) -> tuple[EngineConfig | None, str]:
+    path = directory / CONFIG_FILE
+    if path.exists():
+        return EngineConfig(**json.loads(path.read_text())), str(path)
+    snapshots = list_snapshots(directory)
+    if snapshots:
+        return load_snapshot(snapshots[-1][1], verify=True).config, str(snapshots[-1][1])
+    return None, ""
+
+
+def recover(directory: Path | str, *, config: EngineConfig | None = None, repair: bool = False,
+            use_snapshot: bool = True, roots: bool = True, snapshot_fallback: bool = False,
+            checkpoint_every: int | None = None, checkpoint_at: Iterable[int] = (),
+            on_progress: Callable[[int], None] | None = None) -> Recovered:
+    """Rebuild the engine: the latest snapshot (unless ``use_snapshot=False``), then every
+    journaled batch after it. ``repair=True`` (takes the writer lock) truncates a torn tail
+    on disk; otherwise the torn bytes are only skipped and reported (``torn``). A damaged
+    snapshot raises ``CorruptionError`` unless ``snapshot_fallback`` (then the next older
+    one is used and the damage is listed in ``notes``). ``roots``: compute the state root
+    (a full build: ~2 µs per account) and checkpoints. Raises ``JournalError`` if the journal
+    does not reach the snapshot or the recorded config disagrees with ``config``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise JournalError(f"no journal directory {directory}")
+    lock = lock_directory(directory) if repair else None
+    try:
+        return _recover(directory, config, repair, use_snapshot, roots, snapshot_fallback,
+                        checkpoint_every, checkpoint_at, on_progress)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _recover(directory: Path, config: EngineConfig | None, repair: bool, use_snapshot: bool,
+             roots: bool, snapshot_fallback: bool, checkpoint_every: int | None,
+             checkpoint_at: Iterable[int],
+             on_progress: Callable[[int], None] | None) -> Recovered:
+    notes: list[str] = []
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    snapshot = None
+    for _, path in reversed(list_snapshots(directory) if use_snapshot else []):
+        try:
+            snapshot = load_snapshot(path)
+            break
+        except CorruptionError as error:
+            if not snapshot_fallback:
+                raise
+            notes.append(f"skipped damaged snapshot: {error}")
+    if snapshot is not None:
+        if config is not None and config != snapshot.config:
+            raise JournalError(f"{snapshot.path} was taken with a different EngineConfig")
+        config = snapshot.config
+        engine = restore_engine(snapshot)
+        start = snapshot.seq
+    else:
+        if config is None:
+            config, source = _recorded_config(directory)
+            if config is None:
+                config = EngineConfig()
+                notes.append("no recorded EngineConfig: replayed with the default")
+            else:
+                notes.append(f"EngineConfig from {source}")
+        engine = Engine(config)
+        start = 0
+    seconds["snapshot_load"] = time.perf_counter() - started
+    tracker = None
+    if roots:
+        started = time.perf_counter()
+        tracker = StateRoots()
+        root = tracker.rebuild(engine.state)
+        seconds["root_build"] = time.perf_counter() - started
+        if snapshot is not None and snapshot.root is not None and snapshot.root != root:
+            raise JournalError(f"{snapshot.path}: recorded state root {snapshot.root.hex()} "
+                               f"differs from the root of its state {root.hex()}")
+    started = time.perf_counter()
+    reader = JournalReader(directory, start + 1 if snapshot is not None else None,
+                           repair=repair)
+    replayer = Replayer(engine, start_seq=start, roots=tracker,
+                        checkpoint_every=checkpoint_every, checkpoint_at=checkpoint_at,
+                        on_progress=on_progress)
+    apply_journal(reader, replayer)
+    final_root = replayer.finish()
+    seconds["replay"] = time.perf_counter() - started
+    if snapshot is not None and reader.end_seq < snapshot.seq:
+        raise JournalError(f"journal in {directory} ends at seq {reader.end_seq}, before "
+                           f"snapshot {snapshot.path.name} (seq {snapshot.seq})")
+    return Recovered(replayer.engine, config, replayer.seq,
+                     snapshot.seq if snapshot is not None else None, reader.commands,
+                     reader.torn, final_root, replayer.checkpoints, notes, seconds)
+
+
+def open_exchange(directory: Path | str, *, clock: Callable[[], int] | None = None,
+                  config: EngineConfig | None = None, fsync: str = "batch",
+                  interval_ms: float = 5.0,
+                  roll_bytes: int = 64 << 20) -> tuple[Exchange, Recovered]:
+    """Recover the venue journaled in ``directory`` (a new one if empty) and reopen its
+    journal for appending: the returned ``Exchange`` continues the sequence. Instrument
+    names are shell metadata and are not journaled: refer to instruments by id."""
+    from derivex.exchange import Exchange
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    recovered = recover(directory, config=config, repair=True, roots=False)
+    journal = Journal(directory, fsync=fsync, interval_ms=interval_ms, roll_bytes=roll_bytes)
+    if journal.last_seq != recovered.seq:
+        journal.close()
+        raise JournalError(f"journal moved during recovery ({recovered.seq} -> "
+                           f"{journal.last_seq})")
+    exchange = Exchange(recovered.config, clock=clock, journal=journal)
+    exchange.engine = recovered.engine
+    return exchange, recovered
+
+
+def snapshot(exchange: Exchange, *, compression: str = "none", with_root: bool = True) -> Path:
+    """Snapshot a journaled exchange into its journal directory, at the journal's last seq.
+    The journal is flushed first, so a snapshot never gets ahead of the durable log.
+    ``with_root`` records the state root (incremental after the first time)."""
+    journal = exchange.journal
+    if journal is None:
+        raise JournalError("the exchange has no journal")
+    journal.sync()
+    state = exchange.engine.state
+    root = journal.roots.update(state) if with_root else None
+    return write_snapshot(journal.directory, state, exchange.engine.config, journal.last_seq,
+                          root=root, compression=compression)
+
+
+@dataclass
+class Audit:
+    """What ``verify_directory`` found; ``ok`` is False on any disagreement."""
+
+    ok: bool
+    lines: list[str]
+    full: Recovered
+
+
+def verify_directory(directory: Path | str, *, checkpoint_every: int | None = None,
+                     on_progress: Callable[[int], None] | None = None) -> Audit:
+    """Check every batch and snapshot, replay the whole journal from an empty state, and
+    check that (a) every snapshot's recorded root equals the full replay's root at its seq
+    and (b) the latest snapshot + tail reaches the same state hash and root as the full
+    replay. Read-only. Raises ``CorruptionError`` on damage (a torn tail is reported)."""
+    directory = Path(directory)
+    snapshots = list_snapshots(directory)
+    full = recover(directory, use_snapshot=False, checkpoint_every=checkpoint_every,
+                   checkpoint_at=[seq for seq, _ in snapshots], on_progress=on_progress)
+    lines = full.report()
+    ok = True
+    full_hash = full.engine.state_hash()
+    lines.append(f"full replay: seq {full.seq} state hash {full_hash} root "
+                 f"{full.root.hex() if full.root else None}")
+    at = {point.seq: point.root for point in full.checkpoints}
+    for seq, path in snapshots:
+        recorded = load_snapshot(path)
+        if recorded.root is None:
+            lines.append(f"{path.name}: no recorded root")
+        elif at.get(seq) != recorded.root.hex():
+            ok = False
+            lines.append(f"{path.name}: recorded root {recorded.root.hex()} != full replay "
+                         f"root at seq {seq} {at.get(seq)}")
+        else:
+            lines.append(f"{path.name}: root matches the full replay at seq {seq}")
+    if snapshots:
+        tail = recover(directory)
+        same = (tail.seq == full.seq and tail.root == full.root
+                and tail.engine.state_hash() == full_hash)
+        ok = ok and same
+        lines.append(f"snapshot {tail.snapshot_seq} + {tail.replayed} commands: "
+                     + ("same seq, state hash and root as the full replay" if same else
+                        f"DIFFERS: seq {tail.seq} root {tail.root.hex() if tail.root else None}"))
+    return Audit(ok, lines, full)

@@ -1,0 +1,151 @@
+"""Snapshots: exact round trip, zero-copy load that the engine can keep writing to,
+compression, atomicity, damage named by file and offset, and snapshot + tail = full replay."""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+import pytest
+
+from derivex.core.config import EngineConfig
+from derivex.core.engine import Engine
+from derivex.core.state import State
+from derivex.journal import (
+    CorruptionError,
+    list_snapshots,
+    load_snapshot,
+    recover,
+    restore_engine,
+    snapshot,
+    verify_directory,
+    write_snapshot,
+)
+from derivex.journal.roots import full_root
+
+from .conftest import batches_of, journal_flow, naive_replay
+
+
+@pytest.fixture(scope="module")
+def halfway(flow):
+    """An engine after the setup and half the flow, and the other half."""
+    setup, commands = flow
+    engine = Engine(EngineConfig())
+    engine.process(setup)
+    engine.process(commands[:3_000])
+    return engine, commands[3_000:]
+
+
+def mapped(array: np.ndarray) -> bool:
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None) if isinstance(base, np.ndarray) else getattr(
+            base, "obj", None)
+    return isinstance(base, mmap.mmap)
+
+
+def test_round_trip_is_exact_zero_copy_and_writable(tmp_path, halfway) -> None:
+    engine, rest = halfway
+    root = full_root(engine.state)
+    path = write_snapshot(tmp_path, engine.state, engine.config, 3_123, root=root)
+    assert path.name == "snapshot-00000000000000003123.dxs"
+    loaded = load_snapshot(path)
+    assert loaded.seq == 3_123 and loaded.config == engine.config and loaded.root == root
+    for name, original, restored in zip(State._fields, engine.state, loaded.state,
+                                        strict=True):
+        assert restored.dtype == original.dtype and restored.shape == original.shape, name
+        assert np.array_equal(restored, original), name
+        assert mapped(restored) and restored.flags.writeable, name
+        assert restored.ctypes.data % 64 == 0, name
+    # the engine runs on the mapping itself, and goes on exactly as the original does
+    twin = restore_engine(loaded)
+    assert twin.arena is loaded.arena and mapped(twin.arena)
+    assert np.array_equal(twin.layout, engine.layout)
+    assert twin.state_hash() == engine.state_hash()
+    copy = Engine(engine.config, State(*[array.copy() for array in engine.state]))
+    assert np.array_equal(twin.process(rest), copy.process(rest))
+    assert twin.state_hash() == copy.state_hash() != engine.state_hash()
+    # copy-on-write: the file still holds the snapshot
+    assert restore_engine(load_snapshot(path)).state_hash() == engine.state_hash()
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4"])
+def test_compressed_round_trip(tmp_path, halfway, compression) -> None:
+    engine, _ = halfway
+    plain = write_snapshot(tmp_path / "plain", engine.state, engine.config, 10)
+    packed = write_snapshot(tmp_path / "packed", engine.state, engine.config, 10,
+                            compression=compression)
+    assert packed.stat().st_size < plain.stat().st_size / 2
+    loaded = load_snapshot(packed)
+    assert Engine(loaded.config, loaded.state).state_hash() == engine.state_hash()
+
+
+def test_flipped_bytes_name_file_offset_and_array(tmp_path, halfway) -> None:
+    engine, _ = halfway
+    path = write_snapshot(tmp_path, engine.state, engine.config, 77)
+    entry = next(a for a in load_snapshot(path).meta["arrays"] if a["name"] == "ord_i8")
+    data = bytearray(path.read_bytes())
+    original = bytes(data)
+    target = entry["offset"] + entry["nbytes"] // 2
+    data[target] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError) as error:
+        load_snapshot(path)
+    chunk_start = 64 + (target - 64) // (1 << 20) * (1 << 20)
+    assert error.value.path == path and error.value.offset == chunk_start
+    assert "ord_i8" in str(error.value) and f"byte offset {chunk_start}" in str(error.value)
+    meta_offset = len(original) - 20  # inside the JSON metadata at the end
+    data = bytearray(original)
+    data[meta_offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError, match="preamble or metadata"):
+        load_snapshot(path)
+    data = bytearray(original)
+    data[3] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError, match="byte offset 0"):
+        load_snapshot(path)
+
+
+def test_temporaries_are_ignored_and_damage_is_not_skipped(tmp_path, flow) -> None:
+    setup, commands = flow
+    exchange = journal_flow(tmp_path, setup, commands[:2_000], seed=4)
+    first = snapshot(exchange)
+    for part in batches_of(commands[2_000:4_000], 5):
+        exchange.submit(part)
+    second = snapshot(exchange)
+    exchange.journal.close()
+    (tmp_path / f".{second.name}.tmp-999").write_bytes(b"half a snapshot")
+    assert [path for _, path in list_snapshots(tmp_path)] == [first, second]
+    data = bytearray(second.read_bytes())
+    data[200] ^= 0xFF
+    second.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError, match=second.name):
+        recover(tmp_path)
+    fallback = recover(tmp_path, snapshot_fallback=True)
+    assert fallback.snapshot_seq == int(first.name[9:29])
+    assert any(second.name in note for note in fallback.notes)
+    assert fallback.engine.state_hash() == exchange.state_hash()
+
+
+def test_snapshot_plus_tail_equals_full_replay(tmp_path, flow) -> None:
+    setup, commands = flow
+    exchange = journal_flow(tmp_path, setup, commands[:1_500], seed=6)
+    snapshot(exchange)
+    for part in batches_of(commands[1_500:4_500], 7):
+        exchange.submit(part)
+    snapshot(exchange, compression="none", with_root=False)
+    for part in batches_of(commands[4_500:], 8):
+        exchange.submit(part)
+    exchange.journal.close()
+    tail = recover(tmp_path)
+    full = recover(tmp_path, use_snapshot=False)
+    reference, _ = naive_replay(tmp_path)
+    assert tail.snapshot_seq is not None and tail.replayed < full.replayed
+    assert tail.seq == full.seq == exchange.journal.last_seq
+    assert tail.engine.state_hash() == full.engine.state_hash() == exchange.state_hash()
+    assert tail.engine.state_hash() == reference.state_hash()
+    assert tail.root == full.root == full_root(reference.state)
+    audit = verify_directory(tmp_path, checkpoint_every=1_000)
+    assert audit.ok, audit.lines
+    assert len(audit.full.checkpoints) >= 6
