@@ -34,6 +34,7 @@ if "NUMBA_CACHE_DIR" not in os.environ:
 from derivex.core.config import EngineConfig  # noqa: E402
 from derivex.core.engine import Engine  # noqa: E402
 from derivex.exchange import Exchange, OrderResult, Quote  # noqa: E402
+from derivex.journal.verify import verify_proof  # noqa: E402
 
-__all__ = ["Engine", "EngineConfig", "Exchange", "OrderResult", "Quote"]
+__all__ = ["Engine", "EngineConfig", "Exchange", "OrderResult", "Quote", "verify_proof"]
 __version__ = "0.1.0"

@@ -223,7 +223,7 @@ class Engine:
     def process_into(self, commands: np.ndarray) -> np.ndarray:
         """Process a batch; return a *view* of the internal event buffer (valid until the
         next call). Cost: one compiled call, plus one per pool growth."""
-        if commands.dtype != COMMAND_DTYPE:
+        if commands.dtype is not COMMAND_DTYPE and commands.dtype != COMMAND_DTYPE:
             raise TypeError(f"commands must have dtype COMMAND_DTYPE, got {commands.dtype}")
         events = self._events
         start, n = 0, 0
