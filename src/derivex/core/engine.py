@@ -242,7 +242,9 @@ class Engine:
 
     def process(self, commands: np.ndarray) -> np.ndarray:
         """Process a batch and return its events (a new array)."""
-        return self.process_into(commands).copy()
+        # copied as bytes: ndarray.copy() walks the aliased fields one by one (~4 us for
+        # three events against ~1 us this way)
+        return self.process_into(commands).view(np.uint8).copy().view(EVENT_DTYPE)
 
     def canonical(self) -> dict[str, Any]:
         return canonical(self.state)
