@@ -216,6 +216,18 @@ class Engine:
         self._adopt(state if state is not None else allocate(self.config))
         self._events = np.zeros(4096, dtype=EVENT_DTYPE)
 
+    @classmethod
+    def from_arena(cls, config: EngineConfig, arena: np.ndarray, layout: np.ndarray,
+                   state: State) -> Engine:
+        """An engine running directly on an already packed arena (e.g. a memory-mapped
+        snapshot): nothing is copied. ``state`` must be the views of ``arena`` per
+        ``layout`` (as ``state.pack`` returns them)."""
+        engine = cls.__new__(cls)
+        engine.config = config
+        engine.arena, engine.layout, engine.state = arena, layout, state
+        engine._events = np.zeros(4096, dtype=EVENT_DTYPE)
+        return engine
+
     def _adopt(self, state: State) -> None:
         """Make ``state`` the engine's state, packed into a fresh arena."""
         self.arena, self.layout, self.state = pack(state)

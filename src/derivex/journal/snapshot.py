@@ -28,7 +28,7 @@ import json
 import mmap
 import os
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ import numpy as np
 
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
-from derivex.core.state import State, allocate
+from derivex.core.state import State
 from derivex.journal.format import (
     CHECKSUM_NAMES,
     DEFAULT_CHECKSUM,
@@ -92,14 +92,8 @@ def restore_engine(snapshot: Snapshot) -> Engine:
     Compressed: ``Engine`` packs the decompressed arrays (one copy)."""
     if snapshot.arena is None:
         return Engine(snapshot.config, snapshot.state)
-    # Engine has no constructor taking a packed arena: build it on a minimal state and swap
-    # in the mapped one (the three attributes Engine.process_into and the shells read)
-    minimal = replace(snapshot.config, initial_orders=1, initial_levels=1, initial_accounts=4,
-                      initial_instruments=1, initial_positions=1, initial_levels_per_side=1)
-    engine = Engine(snapshot.config, allocate(minimal))
     assert snapshot.layout is not None
-    engine.arena, engine.layout, engine.state = snapshot.arena, snapshot.layout, snapshot.state
-    return engine
+    return Engine.from_arena(snapshot.config, snapshot.arena, snapshot.layout, snapshot.state)
 
 
 def snapshot_path(directory: Path, seq: int) -> Path:
