@@ -47,6 +47,14 @@ def test_core_module_is_pure(path: Path) -> None:
             raise AssertionError(f"{path.name} uses .{node.attr}")
 
 
+def test_no_relaxed_float_semantics() -> None:
+    """Bit-identical replay needs strict IEEE semantics: no kernel may ask numba to relax
+    them (the option's name is assembled so this file does not trip a text search)."""
+    option = "fast" + "math"
+    for path in core_files():
+        assert option not in path.read_text(), f"{path.name} mentions {option}"
+
+
 def test_scanner_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import time\n")

@@ -10,7 +10,6 @@ import numpy as np
 
 from derivex.core import consts as K
 from derivex.core import layout as L
-from derivex.core.book import order_remove
 from derivex.core.config import (
     P_GAS_MAX,
     P_MAX_ACCOUNTS,
@@ -19,11 +18,12 @@ from derivex.core.config import (
     P_MAX_POSITION_LOTS,
     P_MAX_PRICE_TICKS,
 )
-from derivex.core.emit import emit, set_label
+from derivex.core.emit import emit
 from derivex.core.fixed import VALUE_LIMIT
 from derivex.core.jit import kernel
+from derivex.core.matching import cancel_resting
 from derivex.core.orders import charge_base_gas, check_trader, reject
-from derivex.core.pools import order_id_of, position_release_if_idle
+from derivex.core.pools import position_release_if_idle
 
 MAX_FEE_PPM = 100_000
 MAX_UNDERLYING = 3
@@ -160,15 +160,11 @@ def add_instrument(st, ev, n, cmds, i):
 @kernel
 def _cancel_position_orders(st, ev, n, seq, command, position, reason):
     instrument = st.pos_i4[position, L.S_INSTRUMENT]
-    account = st.pos_i4[position, L.S_ACCOUNT]
     slot = st.pos_i4[position, L.S_ORDER_HEAD]
     while slot != L.NIL:
         following = st.ord_i4[slot, L.O_POSITION_NEXT]
-        side = st.ord_i4[slot, L.O_META] & 1
-        n = emit(ev, n, seq, K.E_CANCELLED, command, side, 0, reason, 0, account, instrument,
-                 order_id_of(st, slot), st.ord_i8[slot, L.O_PRICE], st.ord_i8[slot, L.O_QTY], 0)
-        set_label(ev, n, st.ord_label[slot])
-        order_remove(st, slot, instrument, side)
+        n, _ = cancel_resting(st, ev, n, seq, command, slot, instrument,
+                              st.ord_i4[slot, L.O_META] & 1, reason, 0)
         slot = following
     return n
 
@@ -243,14 +239,8 @@ def set_instrument_status(st, ev, n, cmds, i, command):
             while st.ladder_len[row] > 0:
                 level = st.ladder_level[row, st.ladder_len[row] - 1]
                 slot = st.lvl_i4[level, L.L_HEAD]
-                position = st.ord_i4[slot, L.O_POSITION]
-                n = emit(
-                    ev, n, c["seq"], K.E_CANCELLED, command, side, 0,
-                    K.R_CANCEL_INSTRUMENT_CLOSED, 0, st.pos_i4[position, L.S_ACCOUNT],
-                    instrument, order_id_of(st, slot), st.ord_i8[slot, L.O_PRICE],
-                    st.ord_i8[slot, L.O_QTY], 0)
-                set_label(ev, n, st.ord_label[slot])
-                order_remove(st, slot, instrument, side)
+                n, position = cancel_resting(st, ev, n, c["seq"], command, slot, instrument,
+                                             side, K.R_CANCEL_INSTRUMENT_CLOSED, 0)
                 position_release_if_idle(st, position)
     st.ins_i4[instrument, L.I_STATUS] = new_status
     return emit(ev, n, c["seq"], K.E_INSTRUMENT_STATUS, command, 0, 0, 0, 0, 0, instrument, 0,

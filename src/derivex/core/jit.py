@@ -28,16 +28,19 @@ import numba
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# shared by every core kernel; numba's default strict IEEE float semantics are kept (the
+# core has no floats, and no option here may relax them)
+_OPTIONS: dict[str, Any] = {"cache": True, "error_model": "numpy", "_nrt": False}
+
+
 def kernel(function: F) -> F:
-    """Compile ``function`` as a cached no-python kernel (no fastmath)."""
-    compiled: F = numba.njit(cache=True, error_model="numpy", fastmath=False,
-                             _nrt=False, forceinline=True)(function)
+    """Compile ``function`` as a cached no-python kernel, force-inlined into its callers."""
+    compiled: F = numba.njit(forceinline=True, **_OPTIONS)(function)
     return compiled
 
 
 def inline_kernel(function: F) -> F:
     """Like ``kernel``, inlined into its callers at numba IR level: needed for helpers that
     return new array views, which a kernel without NRT may not return across a call."""
-    compiled: F = numba.njit(cache=True, error_model="numpy", fastmath=False, _nrt=False,
-                             inline="always")(function)
+    compiled: F = numba.njit(inline="always", **_OPTIONS)(function)
     return compiled

@@ -102,9 +102,11 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
 
 
 @kernel
-def _cancel_resting(st, ev, n, seq, command, slot, instrument, side, reason):
+def cancel_resting(st, ev, n, seq, command, slot, instrument, side, reason, leg):
+    """Emit CANCELLED for a resting order and remove it from the book and the pools (its
+    position slot is left to the caller). Returns ``(n_events, position slot)``."""
     position = st.ord_i4[slot, L.O_POSITION]
-    n = emit(ev, n, seq, K.E_CANCELLED, command, side, 0, reason, 0,
+    n = emit(ev, n, seq, K.E_CANCELLED, command, side, 0, reason, leg,
              st.pos_i4[position, L.S_ACCOUNT], instrument, order_id_of(st, slot),
              st.ord_i8[slot, L.O_PRICE], st.ord_i8[slot, L.O_QTY], 0)
     set_label(ev, n, st.ord_label[slot])
@@ -155,8 +157,8 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
             maker = st.pos_i4[position, L.S_ACCOUNT]
             if maker == account:
                 # only CANCEL_RESTING reaches here: REJECT_INCOMING was settled by the scan
-                n, _ = _cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
-                                       K.R_CANCEL_SELF_TRADE)
+                n, _ = cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
+                                       K.R_CANCEL_SELF_TRADE, 0)
                 slot = following
                 continue
             available = st.ord_i8[slot, L.O_QTY]
@@ -165,8 +167,8 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
             if reduce_only:
                 capacity = reducing_capacity(st, position, opp)
                 if capacity == 0:
-                    n, _ = _cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
-                                           K.R_CANCEL_REDUCE_ONLY)
+                    n, _ = cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
+                                           K.R_CANCEL_REDUCE_ONLY, 0)
                     position_release_if_idle(st, position)
                     slot = following
                     continue
@@ -207,8 +209,8 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
                 order_remove(st, slot, instrument, opp)
                 position_release_if_idle(st, position)
             elif reduce_only and fill == capacity:
-                n, _ = _cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
-                                       K.R_CANCEL_REDUCE_ONLY)
+                n, _ = cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
+                                       K.R_CANCEL_REDUCE_ONLY, 0)
                 position_release_if_idle(st, position)
             slot = following
         if stopped:

@@ -25,7 +25,14 @@ from derivex.core.config import (
 )
 from derivex.core.emit import emit, set_label
 from derivex.core.jit import kernel
-from derivex.core.matching import crosses, match, opposite_best_price, reducing_capacity, scan
+from derivex.core.matching import (
+    cancel_resting,
+    crosses,
+    match,
+    opposite_best_price,
+    reducing_capacity,
+    scan,
+)
 from derivex.core.pools import (
     order_alloc,
     order_id_of,
@@ -307,18 +314,10 @@ def cancel_order(st, ev, n, cmds, i):
     n = emit(ev, n, seq, K.E_ACCEPTED, K.K_CANCEL, side, 0, 0, 0, account, instrument, oid,
              price, qty, 0)
     set_label(ev, n, label)
-    n = emit(ev, n, seq, K.E_CANCELLED, K.K_CANCEL, side, 0, K.R_CANCEL_BY_USER, 0, account,
-             instrument, oid, price, qty, 0)
-    set_label(ev, n, label)
-    order_remove_and_release(st, slot, instrument, side, position)
-    return n
-
-
-@kernel
-def order_remove_and_release(st, slot, instrument, side, position):
-    order_unlink(st, slot, instrument, side)
-    order_free(st, slot)
+    n, _ = cancel_resting(st, ev, n, seq, K.K_CANCEL, slot, instrument, side,
+                          K.R_CANCEL_BY_USER, 0)
     position_release_if_idle(st, position)
+    return n
 
 
 @kernel

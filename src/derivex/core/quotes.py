@@ -13,7 +13,7 @@ import numpy as np
 
 from derivex.core import consts as K
 from derivex.core import layout as L
-from derivex.core.book import ladder_search, order_remove, order_rest
+from derivex.core.book import ladder_search, order_rest
 from derivex.core.config import (
     P_GAS_PER_LEVEL,
     P_MAX_LEVELS,
@@ -26,12 +26,13 @@ from derivex.core.config import (
 )
 from derivex.core.emit import emit, set_label
 from derivex.core.jit import kernel
-from derivex.core.matching import opposite_best_price
+from derivex.core.matching import cancel_resting
 from derivex.core.orders import (
     charge_base_gas,
     check_price,
     check_quantity,
     check_trader,
+    post_only_price,
     reject,
     within_position_limit,
 )
@@ -187,59 +188,25 @@ def _capacity(st, cmds, i, count, account):
 
 
 @kernel
-def _replace_side(st, ev, n, seq, j, account, instrument, position, side, price, qty, label):
+def _replace_side(st, ev, n, seq, leg, instrument, position, side):
+    """Cancel the account's live quote on ``side`` of this instrument, if any."""
     field = L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK
     old = _live_quote(st, position, field)
     if old != L.NIL:
-        n = emit(
-            ev,
-            n,
-            seq,
-            K.E_CANCELLED,
-            K.K_MASS_QUOTE,
-            side,
-            0,
-            K.R_CANCEL_QUOTE_REPLACED,
-            j,
-            account,
-            instrument,
-            order_id_of(st, old),
-            st.ord_i8[old, L.O_PRICE],
-            st.ord_i8[old, L.O_QTY],
-            0,
-        )
-        set_label(ev, n, st.ord_label[old])
-        order_remove(st, old, instrument, side)
+        n, _ = cancel_resting(st, ev, n, seq, K.K_MASS_QUOTE, old, instrument, side,
+                              K.R_CANCEL_QUOTE_REPLACED, leg)
     st.pos_i8[position, field] = 0
     return n
 
 
 @kernel
-def _place_side(st, ev, n, seq, j, account, instrument, position, side, price, qty, label):
+def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price, qty, label):
+    """Rest one quote side as a post-only order, or reject that side if it would trade."""
     if qty == 0:
         return n
-    best = opposite_best_price(st, instrument, side)
-    would_take = best != 0 and (
-        (side == K.BUY and price >= best) or (side == K.SELL and price <= best)
-    )
-    if would_take:
-        n = emit(
-            ev,
-            n,
-            seq,
-            K.E_REJECTED,
-            K.K_MASS_QUOTE,
-            side,
-            0,
-            K.R_POST_ONLY_WOULD_TAKE,
-            j,
-            account,
-            instrument,
-            0,
-            price,
-            qty,
-            0,
-        )
+    if post_only_price(st, instrument, side, price, True) < 0:
+        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, K.R_POST_ONLY_WOULD_TAKE,
+                 leg, account, instrument, 0, price, qty, 0)
         set_label(ev, n, label)
         return n
     slot = order_alloc(st)
@@ -251,23 +218,8 @@ def _place_side(st, ev, n, seq, j, account, instrument, position, side, price, q
     order_rest(st, slot, instrument, side)
     oid = order_id_of(st, slot)
     st.pos_i8[position, L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK] = oid
-    n = emit(
-        ev,
-        n,
-        seq,
-        K.E_ACCEPTED,
-        K.K_MASS_QUOTE,
-        side,
-        0,
-        0,
-        j,
-        account,
-        instrument,
-        oid,
-        price,
-        qty,
-        0,
-    )
+    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_MASS_QUOTE, side, 0, 0, leg, account, instrument,
+             oid, price, qty, 0)
     set_label(ev, n, label)
     return n
 
@@ -311,35 +263,11 @@ def mass_quote(st, ev, n, cmds, i):
             if bid_qty == 0 and ask_qty == 0:
                 continue
             position = position_get_or_create(st, account, instrument)
-        n = _replace_side(st, ev, n, seq, j + 1, account, instrument, position, K.BUY, 0, 0, label)
-        n = _replace_side(st, ev, n, seq, j + 1, account, instrument, position, K.SELL, 0, 0, label)
-        n = _place_side(
-            st,
-            ev,
-            n,
-            seq,
-            j + 1,
-            account,
-            instrument,
-            position,
-            K.BUY,
-            leg["bid_price_ticks"],
-            bid_qty,
-            label,
-        )
-        n = _place_side(
-            st,
-            ev,
-            n,
-            seq,
-            j + 1,
-            account,
-            instrument,
-            position,
-            K.SELL,
-            leg["ask_price_ticks"],
-            ask_qty,
-            label,
-        )
+        n = _replace_side(st, ev, n, seq, j + 1, instrument, position, K.BUY)
+        n = _replace_side(st, ev, n, seq, j + 1, instrument, position, K.SELL)
+        n = _place_side(st, ev, n, seq, j + 1, account, instrument, position, K.BUY,
+                        leg["bid_price_ticks"], bid_qty, label)
+        n = _place_side(st, ev, n, seq, j + 1, account, instrument, position, K.SELL,
+                        leg["ask_price_ticks"], ask_qty, label)
         position_release_if_idle(st, position)
     return n, span
