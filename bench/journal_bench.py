@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -20,8 +18,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numba
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -53,9 +51,9 @@ from derivex.journal import (  # noqa: E402
 from derivex.journal.format import CHECKSUM_NAMES, DEFAULT_CHECKSUM  # noqa: E402
 from derivex.journal.leaves import book_payload  # noqa: E402
 from derivex.sim.flow import FlowSpec, generate  # noqa: E402
+from report import finish, machine  # noqa: E402  (bench/report.py, beside this script)
 
 CACHE = ROOT / "bench" / ".cache"
-RESULTS = ROOT / "bench" / "results"
 START_NS = 1_798_761_600_000_000_000
 FLOW_CONFIG = EngineConfig(max_orders_per_book=10_000_000, max_open_orders_per_account=1_000_000)
 
@@ -370,13 +368,11 @@ def main() -> None:
     commands = 20_000 if args.quick else args.commands
     accounts = 50_000 if args.quick else args.accounts
     console = Console()
-    load_before = os.getloadavg()
-    results: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "numba": numba.__version__, "load_before": load_before,
-                    "checksum": CHECKSUM_NAMES[DEFAULT_CHECKSUM]},
+    results: dict[str, Any] = {
+        "machine": machine(checksum=CHECKSUM_NAMES[DEFAULT_CHECKSUM]),
         "runs": args.runs, "flow_commands": commands,
     }
+    load_before = results["machine"]["load_before"]
     table = Table(title=f"journal benchmark (median of {args.runs}; load {load_before})")
     for column in ("workload", "measure", "value", "ratio / note"):
         table.add_column(column)
@@ -388,13 +384,7 @@ def main() -> None:
         journaled_throughput(setup, flow, args.runs, scratch / "submit", table, results)
         replay_speed(setup, flow, args.runs, scratch, table, results)
         big_state_measures(accounts, 16, args.runs, scratch, table, results, console)
-    results["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
-    console.print(table)
-    console.print(f"load average before {load_before}, after {os.getloadavg()}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("journal-quick.json" if args.quick else "journal.json")
-    out.write_text(json.dumps(results, indent=2))
-    console.print(f"wrote {out.relative_to(ROOT)}")
+    finish(results, table, console, "journal", args.quick)
 
 
 if __name__ == "__main__":

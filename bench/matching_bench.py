@@ -9,13 +9,11 @@ Prints a table and writes bench/results/matching.json. Never part of the test ru
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -33,9 +31,9 @@ from derivex.core.engine import Engine, process_batch  # noqa: E402
 from derivex.core.records import COMMAND_DTYPE, command_array, event_array  # noqa: E402
 from derivex.exchange import Exchange  # noqa: E402
 from derivex.sim.flow import FlowSpec, generate  # noqa: E402
+from report import finish, machine  # noqa: E402  (bench/report.py, beside this script)
 
 CACHE = ROOT / "bench" / ".cache"
-RESULTS = ROOT / "bench" / "results"
 
 
 @intrinsic
@@ -252,17 +250,7 @@ def main() -> None:
     args = parser.parse_args()
     commands = 50_000 if args.quick else args.commands
     console = Console()
-    load_before = os.getloadavg()
-    results: dict[str, object] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "numba": numba.__version__,
-            "load_before": load_before,
-        },
-        "runs": args.runs,
-        "commands": commands,
-    }
+    results: dict[str, Any] = {"machine": machine(), "runs": args.runs, "commands": commands}
     table = Table(title=f"matching benchmark ({commands:,} commands, median of {args.runs})")
     for column in ("workload", "measure", "value"):
         table.add_column(column)
@@ -320,13 +308,7 @@ def main() -> None:
         "whole state bytes / resting order",
         f"{memory['all_state_bytes_per_resting_order']:.1f}",
     )
-    results["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
-    console.print(table)
-    console.print(f"load average before {load_before}, after {os.getloadavg()}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("matching-quick.json" if args.quick else "matching.json")
-    out.write_text(json.dumps(results, indent=2))
-    console.print(f"wrote {out.relative_to(ROOT)}")
+    finish(results, table, console, "matching", args.quick)
 
 
 if __name__ == "__main__":
