@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 
 
-def _kernel_cache_dir() -> str:
+def _kernel_cache_dir(package: Path | None = None) -> str:
+    """Cache directory for the kernels of ``package`` (default: this one), named by a digest
+    of all its Python sources."""
     from platformdirs import user_cache_dir
 
     digest = hashlib.sha256()
-    package = Path(__file__).parent
+    package = package or Path(__file__).parent
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())

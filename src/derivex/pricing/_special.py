@@ -12,13 +12,10 @@ All functions are scalar ``numba`` kernels compiled with
 * :func:`inverse_norm_cdf` -- ``Phi^{-1}(p)``; accurate to ~1e-15 relative
   (two Halley steps from the Abramowitz-Stegun 26.2.23 start).
 
-Numba cache note: a cached kernel embeds the machine code of every jitted
-function it calls, but numba only re-validates it against the hash of the
-kernel's *own* source file.  Modules whose kernels call jitted code in
-another pricing module therefore carry a ``# numba-cache-deps: <digest>``
-line (digest of ``_special.py``, ``_normalised.py`` and ``_lbr.py``), so an
-edit to a helper changes their source too; ``tests/pricing`` fails and
-prints the new digest when a marker is out of date.
+Numba cache note: numba re-validates a cached kernel only against its own source file,
+not the jitted code it calls in other modules; ``derivex`` keys the whole cache directory
+by a digest of every package source (``derivex._kernel_cache_dir``), so an edit to a helper
+here invalidates its callers too.
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ environment compiles the numba kernel (a few seconds), later processes load
 it from numba's on-disk cache.
 """
 
-# numba-cache-deps: de973869e9cee6b0
 from __future__ import annotations
 
 import math

@@ -38,7 +38,6 @@ the number of failures is raised instead.  Cost: O(n), roughly 0.4-0.7 us
 per option on one core (see ``bench/pricing_bench.py``).
 """
 
-# numba-cache-deps: de973869e9cee6b0
 from __future__ import annotations
 
 import math
