@@ -22,7 +22,7 @@ from derivex.core.emit import emit
 from derivex.core.fixed import VALUE_LIMIT
 from derivex.core.jit import kernel
 from derivex.core.matching import cancel_resting
-from derivex.core.orders import charge_base_gas, check_trader, reject
+from derivex.core.orders import admit_trader, check_trader, reject
 from derivex.core.pools import position_release_if_idle
 
 MAX_FEE_PPM = 100_000
@@ -173,11 +173,9 @@ def _cancel_position_orders(st, ev, n, seq, command, position, reason):
 def cancel_all(st, ev, n, cmds, i, by_instrument):
     c = cmds[i]
     account = np.int64(c["account"])
-    reason = check_trader(st, account)
+    reason = admit_trader(st, account)
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
-    if not charge_base_gas(st, account):
-        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
     instrument = np.int64(c["instrument"]) if by_instrument else np.int64(0)
     if by_instrument and instrument >= st.counters[L.C_INSTRUMENT_HWM]:
         return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)

@@ -64,6 +64,16 @@ def check_trader(st, account):
 
 
 @kernel
+def admit_trader(st, account):
+    """Gate of every trading command: the account may trade and can pay the base gas (which
+    is then charged). Returns OK or the reject reason; nothing is charged on a reject."""
+    reason = check_trader(st, account)
+    if reason == K.R_OK and not charge_base_gas(st, account):
+        reason = K.R_GAS_EXHAUSTED
+    return reason
+
+
+@kernel
 def charge_base_gas(st, account):
     """Refill, then charge the base weight; False (nothing charged) if the budget is short."""
     gas_refill(st, account, st.counters[L.C_CLOCK_NS])
@@ -183,11 +193,9 @@ def place_order(st, ev, n, cmds, i):
     c = cmds[i]
     seq = c["seq"]
     account = np.int64(c["account"])
-    reason = check_trader(st, account)
+    reason = admit_trader(st, account)
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
-    if not charge_base_gas(st, account):
-        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
     instrument = np.int64(c["instrument"])
     if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
         return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
@@ -296,11 +304,9 @@ def cancel_order(st, ev, n, cmds, i):
     c = cmds[i]
     seq = c["seq"]
     account = np.int64(c["account"])
-    reason = check_trader(st, account)
+    reason = admit_trader(st, account)
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
-    if not charge_base_gas(st, account):
-        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
     slot, reason = find_own_order(st, account, np.int64(c["order_id"]))
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
@@ -325,11 +331,9 @@ def amend_order(st, ev, n, cmds, i):
     c = cmds[i]
     seq = c["seq"]
     account = np.int64(c["account"])
-    reason = check_trader(st, account)
+    reason = admit_trader(st, account)
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
-    if not charge_base_gas(st, account):
-        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0)
     slot, reason = find_own_order(st, account, np.int64(c["order_id"]))
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)

@@ -28,10 +28,9 @@ from derivex.core.emit import emit, set_label
 from derivex.core.jit import kernel
 from derivex.core.matching import cancel_resting
 from derivex.core.orders import (
-    charge_base_gas,
+    admit_trader,
     check_price,
     check_quantity,
-    check_trader,
     post_only_price,
     reject,
     within_position_limit,
@@ -231,11 +230,9 @@ def mass_quote(st, ev, n, cmds, i):
     seq = c["seq"]
     span = mass_quote_span(cmds, i, st.params[P_MAX_QUOTE_LEGS])
     account = np.int64(c["account"])
-    reason = check_trader(st, account)
+    reason = admit_trader(st, account)
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0), span
-    if not charge_base_gas(st, account):
-        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0), span
     if span == 1:
         return reject(st, ev, n, cmds, i, K.R_BAD_MASS_QUOTE, 0), span
     count = span - 1
