@@ -64,7 +64,7 @@ def naive_replay(directory: Path) -> tuple[Engine, np.ndarray]:
     """Replay exactly the journaled batches one engine call each (no staging, no snapshot):
     the reference the optimised paths are compared with. Returns the engine and every
     journaled command."""
-    config = EngineConfig(**json.loads((directory / "config.json").read_text()))
+    config = EngineConfig.from_dict(json.loads((directory / "config.json").read_text()))
     engine = Engine(config)
     commands = []
     for batch in read(directory):

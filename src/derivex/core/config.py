@@ -6,7 +6,9 @@ agree on a log only if they agree on the configuration.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from typing import Any
+
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -29,9 +31,69 @@ P_MAX_INSTRUMENTS = 14
 P_MAX_POSITIONS = 15
 P_MAX_LEVELS_PER_SIDE = 16
 P_MAX_QUOTE_LEGS = 17
-PARAM_COUNT = 18
+P_RISK_CHECKS = 18
+P_MAX_UNDERLYINGS = 19
+P_INDEX_STALE_NS = 20
+P_INDEX_OUTLIER_PPM = 21
+P_INDEX_OUTLIER_DISCARD = 22
+P_INDEX_MIN_SOURCES = 23
+P_INDEX_HISTORY = 24
+P_MARK_EMA_PPM = 25
+P_MARK_BASIS_CLAMP_PPM = 26
+P_MARKET_BAND_PPM = 27
+P_PERP_IM_PPM = 28
+P_PERP_MM_PPM = 29
+P_PERP_TIER_UNITS = 30
+P_PERP_TIER_IM_PPM = 31
+P_PERP_TIER_MM_PPM = 32
+P_OPTION_IM_PPM = 33
+P_OPTION_IM_MIN_PPM = 34
+P_OPTION_MM_PPM = 35
+P_PM_MM_PPM = 36
+P_PM_SHORT_OPTION_PPM = 37
+P_SCENARIOS = 38  # number of scenarios S
+P_SCENARIO_BASE = 39  # S rows of (price move ppm, vol shock -1/0/+1, weight ppm) follow
+PARAM_COUNT = 39  # fixed part; the vector is PARAM_COUNT + 3 * S long
 
 MAX_FEE_PPM = 100_000
+MAX_SCENARIOS = 64
+MAX_INDEX_SOURCES = 32
+
+Scenario = tuple[int, int, int]
+
+
+def deribit_grid(price_range_ppm: int = 160_000, buckets: int = 4,
+                 extended_moves_ppm: tuple[int, ...] = (
+                     -660_000, -330_000, 500_000, 1_000_000, 2_000_000, 3_000_000,
+                     4_000_000, 5_000_000),
+                 extended_weight_ppm: int = 350_000) -> tuple[Scenario, ...]:
+    """Deribit-style portfolio-margin grid: ``2 * buckets + 1`` evenly spaced price moves over
+    +/- ``price_range_ppm`` (zero included) x volatility down / same / up, then the extended
+    moves with volatility up, counted at ``extended_weight_ppm`` (35%, SPAN's weight for its
+    extreme scenarios, by default). Rows are ``(price move ppm, vol shock, weight ppm)``;
+    the vol shock is -1 (down), 0 or +1 (up): its size is the pricing service's."""
+    rows: list[Scenario] = []
+    for k in range(-buckets, buckets + 1):
+        move = price_range_ppm * k // buckets
+        for vol in (-1, 0, 1):
+            rows.append((move, vol, 1_000_000))
+    for move in extended_moves_ppm:
+        rows.append((move, 1, extended_weight_ppm))
+    return tuple(rows)
+
+
+def span_grid(price_scan_ppm: int = 160_000, extreme_multiple: int = 3,
+              extreme_weight_ppm: int = 350_000) -> tuple[Scenario, ...]:
+    """CME-SPAN-style 16 scenarios: price 0, +/-1/3, +/-2/3, +/-3/3 of the scan range, each
+    with volatility up and down (14), then +/- ``extreme_multiple`` x the range with
+    volatility unchanged at ``extreme_weight_ppm``."""
+    rows: list[Scenario] = []
+    for third in (0, 1, -1, 2, -2, 3, -3):
+        for vol in (1, -1):
+            rows.append((price_scan_ppm * third // 3, vol, 1_000_000))
+    rows.append((price_scan_ppm * extreme_multiple, 0, extreme_weight_ppm))
+    rows.append((-price_scan_ppm * extreme_multiple, 0, extreme_weight_ppm))
+    return tuple(rows)
 
 
 @dataclass(frozen=True)
@@ -64,6 +126,28 @@ class EngineConfig:
     initial_instruments: int = 1 << 4
     initial_positions: int = 1 << 10
     initial_levels_per_side: int = 1 << 6
+    # ---- risk (docs/risk.md) ----
+    risk_checks: bool = True  # margin, index and mark checks; False = matching only
+    max_underlyings: int = 16
+    index_stale_ms: int = 30_000  # a source older than this is dropped
+    index_outlier_ppm: int = 5_000  # sources beyond median +/- this are clamped/discarded
+    index_outlier_discard: bool = False  # False: clamp to the band (Deribit); True: drop
+    index_min_sources: int = 1
+    index_history: int = 1024  # index updates kept per underlying (expiry TWAP)
+    mark_ema_ppm: int = 200_000  # weight of the new basis in the perpetual basis EMA
+    mark_basis_clamp_ppm: int = 10_000  # |perpetual basis| <= this x index
+    market_band_ppm: int = 50_000  # market orders trade no further than mark +/- this
+    perp_im_ppm: int = 20_000
+    perp_mm_ppm: int = 10_000
+    perp_tier_units: int = 10_000_000_000_000  # risk-limit tier width (notional units)
+    perp_tier_im_ppm: int = 5_000  # added to IM per full tier of notional
+    perp_tier_mm_ppm: int = 5_000
+    option_im_ppm: int = 150_000  # short option: max(15% - OTM, 10%) x underlying + mark
+    option_im_min_ppm: int = 100_000
+    option_mm_ppm: int = 75_000  # short option: 7.5% x underlying + mark
+    pm_mm_ppm: int = 800_000  # portfolio margin: maintenance = 0.8 x initial
+    pm_short_option_ppm: int = 10_000  # add-on per net short option lot, x underlying
+    scenarios: tuple[Scenario, ...] = field(default_factory=deribit_grid)
 
     def __post_init__(self) -> None:
         problems = []
@@ -91,6 +175,30 @@ class EngineConfig:
             problems.append("order slots must fit 32 bits and position slots 31 bits")
         if self.initial_accounts < 4:
             problems.append("initial_accounts must leave room for the system accounts")
+        if not 1 <= len(self.scenarios) <= MAX_SCENARIOS:
+            problems.append(f"scenarios must have 1..{MAX_SCENARIOS} rows")
+        for row in self.scenarios:
+            if (len(row) != 3 or not -1_000_000 <= row[0] <= 10_000_000
+                    or row[1] not in (-1, 0, 1) or not 0 <= row[2] <= 1_000_000):
+                problems.append(f"bad scenario {row}: (move ppm in [-1e6, 1e7], vol in "
+                                "-1/0/1, weight ppm in [0, 1e6])")
+                break
+        if not 2 <= self.max_underlyings <= 1024:
+            problems.append("max_underlyings must be in [2, 1024]")
+        if not 1 <= self.index_min_sources <= MAX_INDEX_SOURCES:
+            problems.append(f"index_min_sources must be in [1, {MAX_INDEX_SOURCES}]")
+        if self.index_history < 2:
+            problems.append("index_history must be >= 2")
+        for name in ("index_outlier_ppm", "mark_ema_ppm", "mark_basis_clamp_ppm",
+                     "market_band_ppm", "perp_im_ppm", "perp_mm_ppm", "perp_tier_im_ppm",
+                     "perp_tier_mm_ppm", "option_im_ppm", "option_im_min_ppm",
+                     "option_mm_ppm", "pm_mm_ppm", "pm_short_option_ppm"):
+            if not 0 <= getattr(self, name) <= 1_000_000:
+                problems.append(f"{name} must be in [0, 1e6]")
+        if self.perp_mm_ppm > self.perp_im_ppm or self.perp_tier_mm_ppm > self.perp_tier_im_ppm:
+            problems.append("maintenance rates must not exceed initial rates")
+        if self.perp_tier_units < 1 or self.index_stale_ms < 1:
+            problems.append("perp_tier_units and index_stale_ms must be >= 1")
         if problems:
             raise ValueError("invalid EngineConfig: " + "; ".join(problems))
 
@@ -103,9 +211,27 @@ class EngineConfig:
             self.gas_max, self.gas_refill_per_ms, self.max_orders, self.max_levels,
             self.max_accounts, self.max_instruments, self.max_positions,
             self.max_levels_per_side, self.max_quote_legs,
+            int(self.risk_checks), self.max_underlyings, self.index_stale_ms * 1_000_000,
+            self.index_outlier_ppm, int(self.index_outlier_discard), self.index_min_sources,
+            self.index_history, self.mark_ema_ppm, self.mark_basis_clamp_ppm,
+            self.market_band_ppm, self.perp_im_ppm, self.perp_mm_ppm, self.perp_tier_units,
+            self.perp_tier_im_ppm, self.perp_tier_mm_ppm, self.option_im_ppm,
+            self.option_im_min_ppm, self.option_mm_ppm, self.pm_mm_ppm,
+            self.pm_short_option_ppm, len(self.scenarios),
         ]
         assert len(values) == PARAM_COUNT
+        for row in self.scenarios:
+            values.extend(int(v) for v in row)
         return np.array(values, dtype=np.int64)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
+        """Inverse of ``to_dict`` (JSON turns the scenario tuples into lists)."""
+        values = dict(data)
+        if "scenarios" in values:
+            values["scenarios"] = tuple(tuple(int(v) for v in row)
+                                        for row in values["scenarios"])
+        return cls(**values)

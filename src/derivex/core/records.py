@@ -70,8 +70,34 @@ COMMAND_DTYPE = _layout(
         ("contract_value_units", "<u4", 52),  # collateral units per tick x lot
         ("maker_fee_ppm", "<i4", 56),
         ("taker_fee_ppm", "<i4", 60),
+        # aliases: CREATE_ACCOUNT / SET_ACCOUNT
+        ("margin_mode", "u1", 19),  # MarginMode
+        # aliases: INDEX header (count = number of INDEX_SOURCE legs that follow)
+        ("index_underlying", "<u4", 24),  # Underlying
+        # aliases: INDEX_SOURCE leg (price_ticks at 40)
+        ("source_id", "<u4", 24),
+        ("source_ts_ns", "<i8", 32),
+        # aliases: RISK_ARRAY header (instrument at 28, price_ticks at 40 = option mark,
+        # count = number of legs that follow: one RISK_GREEKS leg, then RISK_VALUES legs)
+        ("mark_iv_ppm", "<i8", 48),  # implied volatility of the mark, 1e-6 (informative)
+        # aliases: RISK_GREEKS leg: Greeks of one lot, fixed point 1e-9 (see docs/risk.md)
+        ("delta_nano", "<i8", 24),
+        ("gamma_nano", "<i8", 32),
+        ("vega_nano", "<i8", 40),
+        ("theta_nano", "<i8", 48),
+        ("rho_nano", "<i8", 56),
+        # aliases: RISK_VALUES leg: five consecutive scenario P&Ls of one lot, collateral
+        # units (a loss is negative), scenarios 5k..5k+4 for the k-th RISK_VALUES leg
+        ("v0", "<i8", 24),
+        ("v1", "<i8", 32),
+        ("v2", "<i8", 40),
+        ("v3", "<i8", 48),
+        ("v4", "<i8", 56),
     ]
 )
+
+#: Scenario values carried by one RISK_VALUES leg.
+RISK_VALUES_PER_LEG = 5
 
 
 class CommandKind(IntEnum):
@@ -92,6 +118,11 @@ class CommandKind(IntEnum):
     MASS_QUOTE = 25
     QUOTE_LEG = 26
     TIME = 30
+    INDEX = 31  # header; ``count`` INDEX_SOURCE legs follow
+    INDEX_SOURCE = 32
+    RISK_ARRAY = 33  # header; ``count`` legs follow: RISK_GREEKS, then RISK_VALUES
+    RISK_GREEKS = 34
+    RISK_VALUES = 35
 
 
 #: Whether a command kind can change state (journal writers may drop the others).
@@ -113,15 +144,20 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.MASS_QUOTE: True,
     CommandKind.QUOTE_LEG: True,
     CommandKind.TIME: True,
+    CommandKind.INDEX: True,
+    CommandKind.INDEX_SOURCE: True,
+    CommandKind.RISK_ARRAY: True,
+    CommandKind.RISK_GREEKS: True,
+    CommandKind.RISK_VALUES: True,
 }
 
 #: Payload field names each command kind reads (documentation and validation aid).
 COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.NOOP: (),
-    CommandKind.CREATE_ACCOUNT: ("stp",),
+    CommandKind.CREATE_ACCOUNT: ("stp", "margin_mode"),
     CommandKind.DEPOSIT: ("account", "amount_units"),
     CommandKind.WITHDRAW: ("account", "amount_units"),
-    CommandKind.SET_ACCOUNT: ("account", "stp"),
+    CommandKind.SET_ACCOUNT: ("account", "stp", "margin_mode"),
     CommandKind.ADD_INSTRUMENT: (
         "instrument_kind", "option_type", "underlying", "tick_size_ticks", "expiry_ts_ns",
         "strike_ticks", "min_trade_lots", "contract_value_units", "maker_fee_ppm",
@@ -143,6 +179,12 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
         "instrument", "bid_price_ticks", "bid_qty_lots", "ask_price_ticks", "ask_qty_lots",
     ),
     CommandKind.TIME: (),
+    CommandKind.INDEX: ("index_underlying", "count"),
+    CommandKind.INDEX_SOURCE: ("source_id", "source_ts_ns", "price_ticks"),
+    CommandKind.RISK_ARRAY: ("instrument", "price_ticks", "mark_iv_ppm", "count"),
+    CommandKind.RISK_GREEKS: ("delta_nano", "gamma_nano", "vega_nano", "theta_nano",
+                              "rho_nano"),
+    CommandKind.RISK_VALUES: ("v0", "v1", "v2", "v3", "v4"),
 }
 
 
@@ -201,6 +243,23 @@ class Underlying(IntEnum):
     SOL = 3
 
 
+class MarginMode(IntEnum):
+    STANDARD = 0  # per-instrument % of notional (perpetuals) and Deribit option formulas
+    PORTFOLIO = 1  # worst scenario loss of the whole portfolio plus add-ons
+
+
+class AccountState(IntEnum):
+    NORMAL = 0
+    IN_LIQUIDATION = 1
+    BANKRUPT = 2
+
+
+class IndexStatus(IntEnum):
+    NONE = 0  # never set: instruments of the underlying cannot trade
+    VALID = 1
+    STALE = 2  # no valid source at the last update (see docs/risk.md for what is allowed)
+
+
 class SystemAccount(IntEnum):
     """Accounts created with the engine; they hold real balances and never trade."""
 
@@ -256,6 +315,9 @@ class EventKind(IntEnum):
     BALANCE = 8  # deposit / withdrawal
     ACCOUNT_CREATED = 9
     INSTRUMENT_STATUS = 10  # added, halted, resumed, closed
+    INDEX = 11  # underlying in ``instrument``; price_ticks = index, status = IndexStatus,
+    #             qty_lots = sources used
+    MARK = 12  # instrument's new mark price (price_ticks); a = mark IV ppm (options)
 
 
 class Liquidity(IntEnum):
@@ -293,9 +355,19 @@ class Reason(IntEnum):
     BAD_STP_MODE = 121
     DUPLICATE_QUOTE_INSTRUMENT = 122
     CROSSED_QUOTE = 123
+    BAD_INDEX = 124
+    BAD_RISK_ARRAY = 125
+    UNKNOWN_UNDERLYING = 126
+    BAD_MARGIN_MODE = 127
+    ORPHAN_LEG = 128
     # risk 200-299
     INSUFFICIENT_FUNDS = 200
     POSITION_LIMIT = 201
+    INSUFFICIENT_MARGIN = 202
+    INDEX_STALE = 203  # the underlying has no valid index: only risk-reducing actions
+    NO_MARK = 204  # the instrument has no mark price / risk array yet
+    PRICE_BAND = 205  # market order with no mark to bound it, or price outside the band
+    MARGIN_MODE_OPEN = 206  # margin mode cannot change with positions or orders open
     # matching 300-399
     POST_ONLY_WOULD_TAKE = 300
     FOK_NOT_FILLED = 301
@@ -360,3 +432,46 @@ def concat_commands(parts: list[np.ndarray]) -> np.ndarray:
             part.view(np.uint8).reshape(-1, RECORD_BYTES))
         start += len(part)
     return out
+
+
+def index_records(underlying: int, sources: list[tuple[int, int, int]]) -> np.ndarray:
+    """An INDEX command: the header and one INDEX_SOURCE leg per ``(source_id, source_ts_ns,
+    price_ticks)``."""
+    records = command_array(1 + len(sources))
+    records["kind"][0] = CommandKind.INDEX
+    records["index_underlying"][0] = underlying
+    records["count"][0] = len(sources)
+    for index, (source, ts_ns, price) in enumerate(sources, start=1):
+        records["kind"][index] = CommandKind.INDEX_SOURCE
+        records["source_id"][index] = source
+        records["source_ts_ns"][index] = ts_ns
+        records["price_ticks"][index] = price
+    return records
+
+
+def risk_records(instrument: int, mark_ticks: int, values: list[int] | np.ndarray,
+                 greeks: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
+                 mark_iv_ppm: int = 0) -> np.ndarray:
+    """A RISK_ARRAY command for one instrument: its mark, one RISK_GREEKS leg (delta, gamma,
+    vega, theta, rho of one lot, 1e-9) and the scenario P&Ls of one lot (collateral units,
+    one per configured scenario) in RISK_VALUES legs of five."""
+    count = len(values)
+    legs = -(-count // RISK_VALUES_PER_LEG)
+    records = command_array(2 + legs)
+    records["kind"][0] = CommandKind.RISK_ARRAY
+    records["instrument"][0] = instrument
+    records["price_ticks"][0] = mark_ticks
+    records["mark_iv_ppm"][0] = mark_iv_ppm
+    records["count"][0] = 1 + legs
+    records["kind"][1] = CommandKind.RISK_GREEKS
+    for name, value in zip(("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano"),
+                           greeks, strict=True):
+        records[name][1] = value
+    padded = np.zeros(legs * RISK_VALUES_PER_LEG, dtype=np.int64)
+    padded[:count] = np.asarray(values, dtype=np.int64)
+    for leg in range(legs):
+        row = records[2 + leg]
+        row["kind"] = CommandKind.RISK_VALUES
+        for k in range(RISK_VALUES_PER_LEG):
+            row[f"v{k}"] = padded[leg * RISK_VALUES_PER_LEG + k]
+    return records

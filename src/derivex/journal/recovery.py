@@ -58,7 +58,7 @@ class Recovered:
 def _recorded_config(directory: Path) -> tuple[EngineConfig | None, str]:
     path = directory / CONFIG_FILE
     if path.exists():
-        return EngineConfig(**json.loads(path.read_text())), str(path)
+        return EngineConfig.from_dict(json.loads(path.read_text())), str(path)
     snapshots = list_snapshots(directory)
     if snapshots:
         return load_snapshot(snapshots[-1][1], verify=True).config, str(snapshots[-1][1])

@@ -252,7 +252,7 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
             raw = decompress(buffer[entry["offset"]:entry["offset"] + entry["stored"]])
             array = np.frombuffer(raw, dtype=np.dtype(entry["dtype"]))  # read-only
             values[entry["name"]] = array.reshape(entry["shape"])
-    config = EngineConfig(**meta["config"])
+    config = EngineConfig.from_dict(meta["config"])
     state = State(**values)
     if not np.array_equal(state.params, config.params()):
         raise JournalError(f"{path}: parameter vector does not match the recorded config")

@@ -69,7 +69,7 @@ def write_config(directory: Path, config: EngineConfig) -> None:
     path = directory / CONFIG_FILE
     if path.exists():
         recorded = json.loads(path.read_text())
-        if recorded != config.to_dict():
+        if EngineConfig.from_dict(recorded) != config:
             raise JournalError(f"{path} records a different EngineConfig than the one given")
         return
     temporary = directory / f".{CONFIG_FILE}.tmp"
