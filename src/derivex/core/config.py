@@ -6,9 +6,8 @@ agree on a log only if they agree on the configuration.
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
