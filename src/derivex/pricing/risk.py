@@ -192,12 +192,13 @@ def _scenario_kernel(fwd, strike, expiry, vol, vol_down, vol_up, df, theta, cvu,
             sig = vol[i] if shock == 0 else (vol_up[i] if shock > 0 else vol_down[i])
             value = _black_value(fwd[i] * (1.0 + moves[j]), strike[i], expiry[i], sig, df[i],
                                  theta[i])
-            pnl = math.floor((value * cvu[i] - mark_units[i]) * weights[j])
+            pnl = (value * cvu[i] - mark_units[i]) * weights[j]
+            # checked as a float: numba's math.floor already converts to int64
             if not (abs(pnl) < _INT64_LIMIT):  # also catches nan
                 bad += 1
                 out[i, j] = 0
             else:
-                out[i, j] = np.int64(pnl)
+                out[i, j] = math.floor(pnl)
     return bad
 
 
