@@ -1,4 +1,4 @@
-"""Benchmark derivex.pricing against py_vollib/vollib.
+"""Benchmark derivex.pricing against vollib and QuantLib, and the risk-array path.
 
 Times, on N options (default 1e6, random but seeded: forwards around 100,
 strikes within +-3 standard deviations, 1 day .. 2 years, vol 10%..100%):
@@ -7,12 +7,18 @@ strikes within +-3 standard deviations, 1 day .. 2 years, vol 10%..100%):
   ``implied_vol_black76`` on the whole vector, median of ``--runs`` runs
   (after a warm-up call that loads/compiles the numba kernels);
 * the same work with vollib (the maintained successor of py_vollib; the
-  ``py_vollib`` shim is used if only that is installed), looped in Python
-  over a ``--ref-subset`` of the options and scaled linearly to N.
+  ``py_vollib`` shim is used if only that is installed) and with QuantLib's
+  Python API (``blackFormula``, ``BlackCalculator``, ``blackFormulaImpliedStdDev``
+  at 1e-12 accuracy), each looped in Python over a subset of the options and
+  scaled linearly to N, in the same run;
+* risk arrays: ``scenario_values`` for ``--risk-n`` options on the 35-scenario
+  Deribit grid (options x scenarios per second), ``lot_greeks``,
+  ``risk_array_records``, and one ``PricingService.price`` of 200 options.
 
-Prints a table and writes ``bench/results/pricing.json`` with the timings,
-the agreement of the two libraries on the subset, machine information and
-``os.getloadavg()`` before and after.  Run:
+Prints a table and writes ``bench/results/pricing.json`` (``--quick``: a small
+smoke run to ``pricing-quick.json``) with the timings, the agreement of the
+libraries on the subsets and the machine facts of ``bench/report.py`` (load
+average before and after).  Run:
 
     .venv/bin/python bench/pricing_bench.py [--n 1000000] [--runs 5]
 """
@@ -20,9 +26,7 @@ the agreement of the two libraries on the subset, machine information and
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
+import math
 import statistics
 import sys
 import time
@@ -31,12 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 try:
     import derivex.pricing as dp
 except ImportError:  # not installed: run from the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import derivex.pricing as dp
+
+from derivex.core.config import deribit_grid
+from derivex.pricing.service import OptionSpec, PricingService
+from report import finish, machine  # bench/report.py, beside this script
 
 
 def make_options(n: int, seed: int = 20240601) -> dict[str, np.ndarray]:
@@ -129,16 +139,123 @@ def bench_reference(opt: dict[str, np.ndarray], prices: np.ndarray, subset: int,
     return result
 
 
+def bench_quantlib(opt: dict[str, np.ndarray], prices: np.ndarray, subset: int, runs: int,
+                   n_total: int) -> dict[str, Any] | None:
+    try:
+        import QuantLib as ql
+    except ImportError:
+        return None
+    idx = np.arange(subset)
+    rows = [(ql.Option.Call if opt["call"][i] else ql.Option.Put, float(opt["f"][i]),
+             float(opt["k"][i]), float(opt["t"][i]), float(opt["vol"][i]),
+             math.exp(-float(opt["r"][i]) * float(opt["t"][i]))) for i in idx]
+
+    def price_only():
+        return [ql.blackFormula(kind, k, f, v * math.sqrt(t), d) for kind, f, k, t, v, d in rows]
+
+    def price_greeks():
+        out = []
+        for kind, f, k, t, v, d in rows:
+            calc = ql.BlackCalculator(ql.PlainVanillaPayoff(kind, k), f, v * math.sqrt(t), d)
+            out.append((calc.value(), calc.delta(f), calc.gamma(f), calc.vega(t),
+                        calc.theta(f, t), calc.rho(t)))
+        return out
+
+    def implied():
+        out = []
+        for (kind, f, k, t, _, d), p in zip(rows, prices[idx], strict=True):
+            try:
+                std = ql.blackFormulaImpliedStdDev(kind, k, f, float(p), d, 0.0,
+                                                   ql.nullDouble(), 1e-12, 100)
+                out.append(std / math.sqrt(t))
+            except RuntimeError:  # the reference raises on some quotes
+                out.append(float("nan"))
+        return out
+
+    ref_runs = max(1, min(runs, 3))
+    result: dict[str, Any] = {"library": f"QuantLib {ql.__version__}", "subset": subset,
+                              "runs": ref_runs}
+    for label, fn in (("price", price_only), ("price_greeks", price_greeks),
+                      ("implied_vol", implied)):
+        med, _ = median_time(fn, ref_runs)
+        result[label] = {"subset_s": med, "per_option_ns": med / subset * 1e9,
+                         "scaled_to_n_s": med / subset * n_total}
+    sel = {key: opt[key][idx] for key in ("f", "k", "t", "vol", "r", "call")}
+    mine = dp.black76_greeks(sel["f"], sel["k"], sel["t"], sel["vol"], sel["r"], sel["call"])
+    ref = np.array(price_greeks())
+    ref_iv = np.array(implied())
+    mine_iv = dp.implied_vol_black76(prices[idx], sel["f"], sel["k"], sel["t"], sel["r"],
+                                     sel["call"])
+    ok = np.isfinite(ref_iv) & np.isfinite(mine_iv)
+    result["agreement"] = {
+        "max_rel_price_diff": float(np.max(np.abs(mine.price - ref[:, 0]) / ref[:, 0])),
+        "max_abs_delta_diff": float(np.max(np.abs(mine.delta - ref[:, 1]))),
+        "max_rel_vega_diff": float(np.max(np.abs(mine.vega - ref[:, 3]) / ref[:, 3])),
+        "max_abs_iv_diff": float(np.max(np.abs(mine_iv[ok] - ref_iv[ok]))) if ok.any() else None,
+        "iv_compared": int(ok.sum()),
+        "note": "QuantLib's BlackCalculator rho moves the forward with the rate (not compared)",
+    }
+    return result
+
+
+def bench_risk(n: int, runs: int) -> dict[str, Any]:
+    """Risk-array throughput on the Deribit grid and one 200-option service call."""
+    rng = np.random.default_rng(7)
+    index = 10_000_000.0
+    strike = index * np.exp(rng.normal(0.0, 0.25, n))
+    years = rng.uniform(1.0 / 365.0, 1.0, n)
+    vol = rng.uniform(0.3, 1.2, n)
+    call = rng.random(n) < 0.5
+    cvu = np.ones(n, dtype=np.int64)
+    grid = dp.ScenarioGrid.from_rows(deribit_grid())
+    mark = np.rint(dp.black76_price(index, strike, years, vol, 0.0, call)).astype(np.int64)
+    dp.scenario_values(index, strike[:8], years[:8], vol[:8], call[:8], 1, mark[:8], grid)
+    dp.lot_greeks(index, strike[:8], years[:8], vol[:8], call[:8], 1)
+    values = dp.scenario_values(index, strike, years, vol, call, cvu, mark, grid)
+    greeks = dp.lot_greeks(index, strike, years, vol, call, cvu)
+    ids = np.arange(n)
+    out: dict[str, Any] = {"options": n, "scenarios": len(grid)}
+    for label, fn in (
+            ("scenario_values", lambda: dp.scenario_values(index, strike, years, vol, call, cvu,
+                                                           mark, grid)),
+            ("lot_greeks", lambda: dp.lot_greeks(index, strike, years, vol, call, cvu)),
+            ("risk_array_records", lambda: dp.risk_array_records(ids, mark, values, greeks))):
+        med, times = median_time(fn, runs)
+        out[label] = {"median_s": med, "runs_s": times, "options_per_s": n / med}
+    sv = out["scenario_values"]
+    sv["option_scenarios_per_s"] = n * len(grid) / sv["median_s"]
+
+    now = 1_790_000_000 * 1_000_000_000
+    day = 86_400 * 1_000_000_000
+    grid_200 = [(days, money, is_call) for days in (1, 2, 7, 14, 30, 60, 90, 180, 270, 365)
+                for money in np.linspace(0.7, 1.3, 10) for is_call in (True, False)]
+    specs = [OptionSpec(i, int(index * money), now + days * day, is_call, 1, 50)
+             for i, (days, money, is_call) in enumerate(grid_200)]
+    service = PricingService(specs)
+    service.price(now, index)
+    med, times = median_time(lambda: service.price(now, index), max(runs, 20))
+    out["service_200_options"] = {"median_ms": med * 1e3, "runs": len(times),
+                                  "options": len(specs),
+                                  "records": len(service.records(now, index))}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--ref-subset", type=int, default=2000)
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parent / "results" / "pricing.json")
+    parser.add_argument("--risk-n", type=int, default=200_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.runs, args.ref_subset, args.risk_n = 20_000, 3, 200, 5_000
+    args.runs = max(args.runs, 3)
 
-    load_before = os.getloadavg()
+    console = Console(width=120)
+    results: dict[str, Any] = {"benchmark": "derivex.pricing vectorised Black-76",
+                               "created_unix": time.time(), "machine": machine(),
+                               "n_options": args.n, "runs": args.runs}
     opt = make_options(args.n)
     f, k, t, vol, r, call = (opt[key] for key in ("f", "k", "t", "vol", "r", "call"))
     # warm-up: load or compile the kernels outside the timed region
@@ -152,62 +269,60 @@ def main(argv: list[str] | None = None) -> int:
         "price_greeks": lambda: dp.black76_greeks(f, k, t, vol, r, call),
         "implied_vol": lambda: dp.implied_vol_black76(prices, f, k, t, r, call),
     }
-    results: dict[str, Any] = {}
+    mine: dict[str, Any] = {}
     for label, fn in ops.items():
         med, times = median_time(fn, args.runs)
-        results[label] = {"median_s": med, "runs_s": times, "per_option_ns": med / args.n * 1e9,
-                          "options_per_s": args.n / med}
+        mine[label] = {"median_s": med, "runs_s": times, "per_option_ns": med / args.n * 1e9,
+                       "options_per_s": args.n / med}
     iv = dp.implied_vol_black76(prices, f, k, t, r, call)
     finite = np.isfinite(iv)
-    results["implied_vol"]["max_abs_round_trip_error"] = float(np.max(np.abs(iv - vol)[finite]))
-    results["implied_vol"]["nan_count"] = int((~finite).sum())
+    mine["implied_vol"]["max_abs_round_trip_error"] = float(np.max(np.abs(iv - vol)[finite]))
+    mine["implied_vol"]["nan_count"] = int((~finite).sum())
+    results["derivex"] = mine
 
-    reference = bench_reference(opt, prices, min(args.ref_subset, args.n), args.runs, args.n)
-    load_after = os.getloadavg()
+    subset = min(args.ref_subset, args.n)
+    references = {"vollib": bench_reference(opt, prices, subset, args.runs, args.n),
+                  "quantlib": bench_quantlib(opt, prices, subset, args.runs, args.n)}
+    results["reference"] = references["vollib"]  # kept under its old key
+    results["quantlib"] = references["quantlib"]
+    speedups: dict[str, dict[str, float]] = {}
+    for name, ref in references.items():
+        if ref:
+            speedups[name] = {label: ref[label]["scaled_to_n_s"] / mine[label]["median_s"]
+                              for label in ops}
+    results["speedup"] = speedups
+    results["risk"] = bench_risk(args.risk_n, args.runs)
 
-    import numba
-
-    report = {
-        "benchmark": "derivex.pricing vectorised Black-76",
-        "created_unix": time.time(),
-        "n_options": args.n,
-        "runs": args.runs,
-        "derivex": results,
-        "reference": reference,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "numba": numba.__version__,
-            "loadavg_before": load_before,
-            "loadavg_after": load_after,
-        },
-    }
-
-    print(f"derivex.pricing benchmark: {args.n:,} options, median of {args.runs} runs "
-          f"(load avg {load_before[0]:.2f} -> {load_after[0]:.2f}, {os.cpu_count()} cpus)")
-    header = f"{'operation':<14}{'derivex s':>12}{'ns/option':>12}"
-    if reference:
-        header += f"{reference['library'] + ' s*':>16}{'ns/option':>12}{'speed-up':>10}"
-    print(header)
+    table = Table(title=f"derivex.pricing: {args.n:,} options, median of {args.runs} runs "
+                        "(references looped over a subset, scaled)")
+    for column in ("operation", "derivex s", "ns/option", "vollib s*", "x vollib",
+                   "QuantLib s*", "x QuantLib"):
+        table.add_column(column, justify="right")
     for label in ops:
-        mine = results[label]
-        line = f"{label:<14}{mine['median_s']:>12.4f}{mine['per_option_ns']:>12.1f}"
-        if reference:
-            ref = reference[label]
-            line += (f"{ref['scaled_to_n_s']:>16.2f}{ref['per_option_ns']:>12.0f}"
-                     f"{ref['scaled_to_n_s'] / mine['median_s']:>9.0f}x")
-        print(line)
-    if reference:
-        print(f"* {reference['library']} looped in Python over {reference['subset']} options, "
-              f"scaled to {args.n:,}; agreement on the subset: {reference['agreement']}")
-    print(f"IV round trip: max |vol error| {results['implied_vol']['max_abs_round_trip_error']:.2e}"
-          f" over finite results, {results['implied_vol']['nan_count']} nan")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+        row = [label, f"{mine[label]['median_s']:.4f}", f"{mine[label]['per_option_ns']:.1f}"]
+        for name in ("vollib", "quantlib"):
+            ref = references[name]
+            row += ([f"{ref[label]['scaled_to_n_s']:.2f}", f"{speedups[name][label]:.0f}x"]
+                    if ref else ["-", "-"])
+        table.add_row(*row)
+    risk = results["risk"]
+    sv = risk["scenario_values"]
+    table.add_row(f"risk values ({risk['options']:,} x {risk['scenarios']})",
+                  f"{sv['median_s']:.4f}", f"{sv['median_s'] / risk['options'] * 1e9:.1f}",
+                  f"{sv['option_scenarios_per_s']:.3g} opt-scen/s", "", "", "")
+    for label in ("lot_greeks", "risk_array_records"):
+        table.add_row(label, f"{risk[label]['median_s']:.4f}",
+                      f"{risk[label]['median_s'] / risk['options'] * 1e9:.1f}", "", "", "", "")
+    service_s = risk["service_200_options"]["median_ms"] / 1e3
+    table.add_row("service, 200 options", f"{service_s:.5f}", "", "", "", "", "")
+    for ref in references.values():
+        if ref:
+            console.print(f"{ref['library']} agreement on {ref['subset']} options: "
+                          f"{ref['agreement']}")
+    console.print(f"IV round trip: max |vol error| "
+                  f"{mine['implied_vol']['max_abs_round_trip_error']:.2e} over finite results, "
+                  f"{mine['implied_vol']['nan_count']} nan")
+    finish(results, table, console, "pricing", args.quick)
     return 0
 
 
