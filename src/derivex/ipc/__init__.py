@@ -11,6 +11,8 @@
   consumer then sees :class:`ConsumerDropped`).
 * :mod:`.atomics` -- acquire/release atomics as numba intrinsics.
 * :mod:`.wait` -- spin / spin-then-yield (default) / back-off wait strategies.
+* :class:`BookWriter` / :class:`BookReader` -- shared book snapshots (top-N levels,
+  mark and index per instrument) under per-instrument seqlocks (:mod:`.book`).
 
 Segments are named: ``create(name, dtype, capacity)`` and ``attach(name)``
 validate a header (magic, version, record size, capacity, dtype hash), record
@@ -20,6 +22,7 @@ the creator pid (:func:`is_stale`, :func:`remove_stale`), and are removed with
 
 from __future__ import annotations
 
+from .book import BookReader, BookSnapshot, BookWriter
 from .broadcast import BroadcastConsumer, BroadcastRing, ConsumerDropped
 from .ring import SpscRing
 from .segment import IpcError, LayoutError, RingTimeout, is_stale, remove_stale, unlink_name
@@ -30,6 +33,9 @@ __all__ = [
     "DEFAULT_WAIT",
     "SPIN",
     "SPIN_YIELD",
+    "BookReader",
+    "BookSnapshot",
+    "BookWriter",
     "BroadcastConsumer",
     "BroadcastRing",
     "ConsumerDropped",
