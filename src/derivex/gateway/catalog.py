@@ -1,0 +1,221 @@
+"""The instrument catalogue: names, units and Deribit's instrument objects.
+
+The engine knows instruments by id with integer ticks and lots; clients speak Deribit's
+decimal prices (USDC) and amounts (base currency). An ``InstrumentSpec`` carries the two
+scales that convert between them: ``price_unit`` (USDC per engine price tick) and
+``lot_size`` (base currency per engine lot). Conversions go through ``Decimal`` so that a
+price or amount the client sends is either an exact multiple of the unit or rejected.
+
+Instrument names are shell metadata (not journaled), so the catalogue is saved beside the
+journal (``instruments.json``) and read back on recovery.
+
+>>> spec = InstrumentSpec(0, "BTC_USDC-PERPETUAL", "perpetual", "BTC", Decimal("0.01"),
+...                       Decimal("0.0001"), tick_size_ticks=50, min_trade_lots=1)
+>>> spec.to_ticks("60000.5"), spec.to_lots("0.25"), spec.price(6_000_050), spec.amount(2500)
+(6000050, 2500, 60000.5, 0.25)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from derivex.gateway.errors import (
+    INVALID_AMOUNT,
+    INVALID_INSTRUMENT,
+    INVALID_PRICE,
+    PRICE_WRONG_TICK,
+    RpcError,
+)
+
+PERPETUAL_EXPIRY_MS = 32_503_708_800_000  # Deribit's expiration_timestamp of perpetuals
+COLLATERAL = "USDC"
+UNITS_PER_USDC = 1_000_000
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """One instrument as the gateway presents it. ``contract_value_units`` (engine) equals
+    ``price_unit * lot_size * UNITS_PER_USDC``."""
+
+    instrument: int
+    name: str
+    kind: str  # "perpetual" | "option"
+    base: str
+    price_unit: Decimal
+    lot_size: Decimal
+    tick_size_ticks: int = 1
+    min_trade_lots: int = 1
+    expiry_ms: int = 0
+    strike: Decimal = Decimal(0)
+    option_type: str = ""  # "call" | "put"
+    maker_fee_ppm: int = 0
+    taker_fee_ppm: int = 0
+    created_ms: int = 0
+
+    @property
+    def contract_value_units(self) -> int:
+        value = self.price_unit * self.lot_size * UNITS_PER_USDC
+        if value != int(value) or value < 1:
+            raise ValueError(f"{self.name}: price_unit x lot_size is not whole collateral units")
+        return int(value)
+
+    @property
+    def price_decimals(self) -> int:
+        return max(0, -int(self.price_unit.as_tuple().exponent))
+
+    def to_ticks(self, price: Any, param: str = "price") -> int:
+        """Client price -> engine ticks; must be a whole number of price units (the engine
+        checks the tick size). Raises ``RpcError`` otherwise."""
+        value = _decimal(price, param, INVALID_PRICE, "invalid_price")
+        ticks = value / self.price_unit
+        if ticks != ticks.to_integral_value():
+            raise RpcError(PRICE_WRONG_TICK, "price_wrong_tick", {"param": param})
+        return int(ticks)
+
+    def to_lots(self, amount: Any, param: str = "amount") -> int:
+        """Client amount (base currency) -> engine lots; must be a whole number of lots."""
+        value = _decimal(amount, param, INVALID_AMOUNT, "invalid_amount")
+        lots = value / self.lot_size
+        if lots != lots.to_integral_value():
+            raise RpcError(INVALID_AMOUNT, "invalid_amount", {"param": param})
+        return int(lots)
+
+    def price(self, ticks: int) -> float:
+        return float(ticks * self.price_unit)
+
+    def amount(self, lots: int) -> float:
+        return float(lots * self.lot_size)
+
+    def value(self, units: int) -> float:
+        """Collateral atomic units -> USDC."""
+        return units / UNITS_PER_USDC
+
+    def deribit(self, active: bool = True) -> dict[str, Any]:
+        """The ``public/get_instruments`` object (the fields ccxt reads, and the usual
+        others)."""
+        tick = float(self.tick_size_ticks * self.price_unit)
+        obj: dict[str, Any] = {
+            "instrument_name": self.name,
+            "instrument_id": self.instrument,
+            "kind": "future" if self.kind == "perpetual" else "option",
+            "instrument_type": "linear",
+            "base_currency": self.base,
+            "counter_currency": COLLATERAL,
+            "quote_currency": COLLATERAL,
+            "settlement_currency": COLLATERAL,
+            "price_index": f"{self.base.lower()}_usdc",
+            "settlement_period": "perpetual" if self.kind == "perpetual" else "week",
+            "expiration_timestamp": self.expiry_ms if self.kind == "option"
+            else PERPETUAL_EXPIRY_MS,
+            "creation_timestamp": self.created_ms,
+            "tick_size": tick,
+            "tick_size_steps": [],
+            "min_trade_amount": self.amount(self.min_trade_lots),
+            "contract_size": 1.0,  # amounts are in the base currency
+            "is_active": active,
+            "maker_commission": self.maker_fee_ppm / 1e6,
+            "taker_commission": self.taker_fee_ppm / 1e6,
+            "block_trade_commission": self.taker_fee_ppm / 1e6,
+            "rfq": False,
+        }
+        if self.kind == "option":
+            obj["strike"] = float(self.strike)
+            obj["option_type"] = self.option_type
+        else:
+            obj["max_leverage"] = 50
+        return obj
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("price_unit", "lot_size", "strike"):
+            data[key] = str(data[key])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstrumentSpec:
+        values = dict(data)
+        for key in ("price_unit", "lot_size", "strike"):
+            values[key] = Decimal(values[key])
+        return cls(**values)
+
+
+def _decimal(value: Any, param: str, code: int, message: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise RpcError(code, message, {"param": param})
+    try:
+        result = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise RpcError(code, message, {"param": param}) from None
+    if not result.is_finite():
+        raise RpcError(code, message, {"param": param})
+    return result
+
+
+def option_name(base: str, expiry_ms: int, strike: Decimal, option_type: str) -> str:
+    """Deribit's option name: ``BTC_USDC-27DEC26-100000-C`` (day not zero-padded; a
+    fractional strike writes its point as ``d``)."""
+    expiry = datetime.fromtimestamp(expiry_ms / 1000, tz=UTC)
+    text = f"{strike:f}".rstrip("0").rstrip(".") if "." in f"{strike:f}" else f"{strike:f}"
+    return (f"{base}_{COLLATERAL}-{expiry.day}{expiry.strftime('%b').upper()}"
+            f"{expiry.strftime('%y')}-{text.replace('.', 'd')}-{option_type[0].upper()}")
+
+
+class Catalog:
+    """Instruments by name and by engine id."""
+
+    def __init__(self, specs: list[InstrumentSpec] | None = None) -> None:
+        self.by_name: dict[str, InstrumentSpec] = {}
+        self.by_id: dict[int, InstrumentSpec] = {}
+        for spec in specs or []:
+            self.add(spec)
+
+    def add(self, spec: InstrumentSpec) -> None:
+        if spec.name in self.by_name or spec.instrument in self.by_id:
+            raise ValueError(f"instrument {spec.name} ({spec.instrument}) already listed")
+        self.by_name[spec.name] = spec
+        self.by_id[spec.instrument] = spec
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(sorted(self.by_id.values(), key=lambda s: s.instrument))
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def get(self, name: Any) -> InstrumentSpec:
+        """The instrument named ``name``; ``RpcError`` 10020 if there is none."""
+        spec = self.by_name.get(name) if isinstance(name, str) else None
+        if spec is None:
+            raise RpcError(INVALID_INSTRUMENT, "invalid_or_unsupported_instrument",
+                           {"param": "instrument_name"})
+        return spec
+
+    def currencies(self) -> list[str]:
+        """Every base currency, then the collateral."""
+        bases = sorted({spec.base for spec in self.by_id.values()})
+        return [*bases, COLLATERAL]
+
+    def matching(self, currency: str | None, kind: str | None = None) -> list[InstrumentSpec]:
+        """Instruments of a currency (its base or the collateral; None or ``any``: all) and
+        of a Deribit kind (``future`` / ``option``; None or ``any``: all)."""
+        wanted = None if currency in (None, "", "any") else str(currency).upper()
+        result = []
+        for spec in self:
+            if wanted is not None and wanted not in (spec.base, COLLATERAL):
+                continue
+            deribit_kind = "future" if spec.kind == "perpetual" else "option"
+            if kind not in (None, "", "any") and kind != deribit_kind:
+                continue
+            result.append(spec)
+        return result
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps([spec.to_json() for spec in self], indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> Catalog:
+        return cls([InstrumentSpec.from_json(item) for item in json.loads(path.read_text())])

@@ -1,0 +1,245 @@
+"""Private methods: order entry (buy, sell, edit, cancel, cancel_all*), order and trade
+queries, positions and account summaries. Every handler acts on the caller's own account
+(``ctx.session.account``) and nothing else: another account's order id answers 10004."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from derivex.gateway import params as p
+from derivex.gateway import shapes
+from derivex.gateway.catalog import COLLATERAL
+from derivex.gateway.errors import INVALID_PRICE, RpcError
+from derivex.gateway.methods import ENGINE, Context, method
+from derivex.gateway.venue import Trade
+
+ORDER_TYPES = ("limit", "market")
+TIME_IN_FORCE = {"good_til_cancelled": "gtc", "good_til_day": "gtc",
+                 "immediate_or_cancel": "ioc", "fill_or_kill": "fok"}
+
+
+def _order_reply(ctx: Context, record: Any, trades: list[Trade]) -> dict[str, Any]:
+    account = ctx.session.account
+    return {"order": shapes.order(record, ctx.venue.catalog),
+            "trades": [shapes.user_trade(t, account, ctx.venue) for t in trades]}
+
+
+def _place(ctx: Context, params: dict[str, Any], side: str) -> dict[str, Any]:
+    venue = ctx.venue
+    spec = venue.catalog.get(p.text(params, "instrument_name"))
+    order_type = p.text(params, "type", "limit")
+    if order_type not in ORDER_TYPES:
+        raise RpcError(10033, "not_implemented", {"param": "type", "reason": "limit and market "
+                                                  "orders only"})
+    lots = spec.to_lots(p.number(params, "amount"))
+    price_ticks = 0
+    if order_type == "limit":
+        price = p.number(params, "price", None)
+        if price is None:
+            raise RpcError(INVALID_PRICE, "invalid_price", {"param": "price"})
+        price_ticks = spec.to_ticks(price)
+    tif = p.choice(params, "time_in_force", tuple(TIME_IN_FORCE), "good_til_cancelled")
+    post_only = p.boolean(params, "post_only", False)
+    reject_post_only = p.boolean(params, "reject_post_only", False) and post_only
+    reduce_only = p.boolean(params, "reduce_only", False)
+    label = p.text(params, "label", "")
+    if len(label) > 64:
+        raise p.invalid_params("label", "at most 64 characters")
+    record, trades = venue.place(
+        ctx.session.account, spec, side, lots, price_ticks, order_type=order_type,
+        time_in_force=TIME_IN_FORCE[tif], post_only=post_only,
+        reject_post_only=reject_post_only, reduce_only=reduce_only, label=label)
+    return _order_reply(ctx, record, trades)
+
+
+@method("private/buy", scope="trade", cost=ENGINE)
+def buy(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return _place(ctx, params, "buy")
+
+
+@method("private/sell", scope="trade", cost=ENGINE)
+def sell(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return _place(ctx, params, "sell")
+
+
+@method("private/edit", scope="trade", cost=ENGINE)
+def edit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    account = ctx.session.account
+    order_id = p.order_id(params)
+    record = ctx.venue.order(account, order_id)
+    spec = ctx.venue.catalog.by_id[record.instrument]
+    lots = spec.to_lots(p.number(params, "amount"))
+    price = p.number(params, "price", None)
+    ticks = spec.to_ticks(price) if price is not None else None
+    record, trades = ctx.venue.edit(account, order_id, lots, ticks)
+    return _order_reply(ctx, record, trades)
+
+
+@method("private/cancel", scope="trade", cost=ENGINE)
+def cancel(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    record = ctx.venue.cancel(ctx.session.account, p.order_id(params))
+    return shapes.order(record, ctx.venue.catalog)
+
+
+@method("private/cancel_all", scope="trade", cost=ENGINE)
+def cancel_all(ctx: Context, params: dict[str, Any]) -> int:
+    return ctx.venue.cancel_all(ctx.session.account)
+
+
+@method("private/cancel_all_by_instrument", scope="trade", cost=ENGINE)
+def cancel_all_by_instrument(ctx: Context, params: dict[str, Any]) -> int:
+    spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
+    return ctx.venue.cancel_all(ctx.session.account, spec.instrument)
+
+
+@method("private/cancel_all_by_currency", scope="trade", cost=ENGINE)
+def cancel_all_by_currency(ctx: Context, params: dict[str, Any]) -> int:
+    specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
+    account = ctx.session.account
+    open_on = {record.instrument for record in ctx.venue.open_orders(account)}
+    return sum(ctx.venue.cancel_all(account, spec.instrument) for spec in specs
+               if spec.instrument in open_on)
+
+
+@method("private/get_order_state", scope="read")
+def get_order_state(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    record = ctx.venue.order(ctx.session.account, p.order_id(params))
+    return shapes.order(record, ctx.venue.catalog)
+
+
+def _orders(ctx: Context, records: list[Any]) -> list[dict[str, Any]]:
+    return [shapes.order(record, ctx.venue.catalog) for record in records]
+
+
+@method("private/get_open_orders_by_instrument", scope="read")
+def get_open_orders_by_instrument(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
+    return _orders(ctx, ctx.venue.open_orders(ctx.session.account, {spec.instrument}))
+
+
+@method("private/get_open_orders_by_currency", scope="read")
+def get_open_orders_by_currency(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
+    specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
+    wanted = {spec.instrument for spec in specs}
+    return _orders(ctx, ctx.venue.open_orders(ctx.session.account, wanted))
+
+
+@method("private/get_open_orders", scope="read")
+def get_open_orders(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
+    specs = ctx.venue.catalog.matching(None, p.text(params, "kind", None))
+    wanted = {spec.instrument for spec in specs}
+    return _orders(ctx, ctx.venue.open_orders(ctx.session.account, wanted))
+
+
+def _history(ctx: Context, params: dict[str, Any], wanted: set[int]) -> list[dict[str, Any]]:
+    count = p.clamped(params, "count", 20, 1, 1000)
+    offset = p.clamped(params, "offset", 0, 0, 1_000_000)
+    records = [r for r in ctx.venue.closed_orders(ctx.session.account) if r.instrument in wanted]
+    return _orders(ctx, records[offset:offset + count])
+
+
+@method("private/get_order_history_by_instrument", scope="read")
+def get_order_history_by_instrument(ctx: Context,
+                                    params: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
+    return _history(ctx, params, {spec.instrument})
+
+
+@method("private/get_order_history_by_currency", scope="read")
+def get_order_history_by_currency(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
+    specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
+    return _history(ctx, params, {spec.instrument for spec in specs})
+
+
+def _user_trades(ctx: Context, params: dict[str, Any], wanted: set[int],
+                 with_time: bool) -> dict[str, Any]:
+    account = ctx.session.account
+    count = p.clamped(params, "count", 10, 1, 1000)
+    start = p.integer(params, "start_timestamp", 0) if with_time else 0
+    end = p.integer(params, "end_timestamp", time.time_ns() // 1_000_000) if with_time else 2**62
+    p.boolean(params, "include_old", True)
+    sorting = p.choice(params, "sorting", ("asc", "desc", "default"), "default")
+    trades = [t for t in ctx.venue.trades_of(account)
+              if t.instrument in wanted and start <= t.timestamp_ms <= end]
+    chosen = trades[:count] if with_time and sorting == "asc" else trades[-count:]
+    if sorting != "asc":
+        chosen = chosen[::-1]
+    return {"trades": [shapes.user_trade(t, account, ctx.venue) for t in chosen],
+            "has_more": len(trades) > count}
+
+
+@method("private/get_user_trades_by_instrument", scope="read")
+def get_user_trades_by_instrument(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
+    return _user_trades(ctx, params, {spec.instrument}, False)
+
+
+@method("private/get_user_trades_by_instrument_and_time", scope="read")
+def get_user_trades_by_instrument_and_time(ctx: Context,
+                                           params: dict[str, Any]) -> dict[str, Any]:
+    spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
+    return _user_trades(ctx, params, {spec.instrument}, True)
+
+
+def _currency_instruments(ctx: Context, params: dict[str, Any]) -> set[int]:
+    specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
+    return {spec.instrument for spec in specs}
+
+
+@method("private/get_user_trades_by_currency", scope="read")
+def get_user_trades_by_currency(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return _user_trades(ctx, params, _currency_instruments(ctx, params), False)
+
+
+@method("private/get_user_trades_by_currency_and_time", scope="read")
+def get_user_trades_by_currency_and_time(ctx: Context,
+                                         params: dict[str, Any]) -> dict[str, Any]:
+    return _user_trades(ctx, params, _currency_instruments(ctx, params), True)
+
+
+@method("private/get_user_trades_by_order", scope="read")
+def get_user_trades_by_order(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
+    account = ctx.session.account
+    record = ctx.venue.order(account, p.order_id(params))
+    return [shapes.user_trade(t, account, ctx.venue) for t in ctx.venue.trades_of(account)
+            if record.order_id in (t.maker_order, t.taker_order)]
+
+
+def _check_currency(params: dict[str, Any], required: bool) -> str:
+    currency = p.text(params, "currency") if required else p.text(params, "currency", COLLATERAL)
+    return str(currency).upper()
+
+
+@method("private/get_account_summary", scope="read")
+def get_account_summary(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    currency = _check_currency(params, True)
+    summary = shapes.account_summary(ctx.venue, ctx.session.account)
+    if currency != COLLATERAL:
+        # base currencies are not collateral here: an empty summary in that currency
+        summary = {key: (0.0 if isinstance(value, float) else value)
+                   for key, value in summary.items()}
+        summary["currency"] = currency
+    return summary
+
+
+@method("private/get_account_summaries", scope="read")
+def get_account_summaries(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    summary = shapes.account_summary(ctx.venue, ctx.session.account)
+    return {"id": ctx.session.account, "summaries": [summary], "type": "main",
+            "username": f"account-{ctx.session.account}", "system_name": "derivex"}
+
+
+@method("private/get_positions", scope="read")
+def get_positions(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
+    return shapes.positions(ctx.venue, ctx.session.account, p.text(params, "currency", None),
+                            p.text(params, "kind", None))
+
+
+@method("private/get_position", scope="read")
+def get_position(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
+    for position in ctx.venue.exchange.positions(ctx.session.account):
+        if position.instrument == spec.instrument:
+            return shapes.position(ctx.venue, spec, position.qty_lots, position.basis_units)
+    return shapes.position(ctx.venue, spec, 0, 0)

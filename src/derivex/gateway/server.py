@@ -1,0 +1,349 @@
+"""The HTTP and WebSocket server (aiohttp, chosen by measurement: see
+bench/results/gateway.json): Deribit's REST paths, JSON-RPC over WebSocket and POST, and
+Prometheus metrics, on one port.
+
+Routes::
+
+    GET|POST /api/v2/{public|private}/{method}   REST (ccxt: GET with a query string)
+    POST     /api/v2                             a JSON-RPC body
+    GET      /ws/api/v2                          WebSocket JSON-RPC and subscriptions
+    GET      /metrics                            Prometheus text format
+
+Everything runs on one event loop, which is the venue's only caller. ``GatewayThread`` runs
+a server on its own loop in a background thread (tests, embedding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from derivex.core import layout as L
+from derivex.gateway.auth import Authenticator, Session
+from derivex.gateway.channels import Hub
+from derivex.gateway.errors import INVALID_REQUEST, PARSE_ERROR, RpcError
+from derivex.gateway.keys import KeyStore
+from derivex.gateway.ratelimit import RateLimiter
+from derivex.gateway.rpc import MAX_FRAME_BYTES, Dispatcher
+from derivex.gateway.telemetry import Metrics, logger
+from derivex.gateway.venue import Venue
+
+T = TypeVar("T")
+MAX_QUEUED_FRAMES = 50_000  # a client this far behind is disconnected (slow consumer)
+HARD_FRAME_LIMIT = 4 << 20  # beyond this aiohttp closes the socket (1009)
+
+
+class Connection:
+    """One WebSocket: its session (auth state), an outbox drained by a writer task, and the
+    frames held back while a request is handled (its reply goes out first)."""
+
+    def __init__(self, ws: web.WebSocketResponse, on_send: Callable[[int], None]) -> None:
+        self.ws = ws
+        self.session = Session()
+        self.outbox: deque[bytes] = deque()
+        self._ready = asyncio.Event()
+        self._busy = False
+        self._held: list[bytes] | None = None
+        self._on_send = on_send
+        self.closing = False
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._closer: asyncio.Future[Any] | None = None
+
+    def send(self, data: bytes) -> None:
+        """Queue a notification (non-blocking)."""
+        if self.closing:
+            return
+        if self._held is not None:
+            self._held.append(data)
+            return
+        if len(self.outbox) >= MAX_QUEUED_FRAMES:
+            self.closing = True
+            self._closer = asyncio.ensure_future(self.ws.close(code=1008,
+                                                               message=b"slow consumer"))
+            return
+        self.outbox.append(data)
+        self._ready.set()
+        self._on_send(1)
+
+    async def reply(self, data: bytes) -> None:
+        held, self._held = self._held or [], None
+        if not self.outbox and not self._busy and not self.closing:
+            await self.ws.send_frame(data, WSMsgType.TEXT)
+        else:
+            self.outbox.append(data)
+            self._ready.set()
+        for frame in held:
+            self.send(frame)
+
+    def hold(self) -> None:
+        self._held = []
+
+    async def write_loop(self) -> None:
+        while True:
+            if not self.outbox:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            self._busy = True
+            try:
+                await self.ws.send_frame(self.outbox.popleft(), WSMsgType.TEXT)
+            finally:
+                self._busy = False
+
+    def set_heartbeat(self, seconds: int) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        if seconds > 0:
+            self._heartbeat = asyncio.ensure_future(self._beat(seconds))
+
+    async def _beat(self, seconds: int) -> None:
+        data = orjson.dumps({"jsonrpc": "2.0", "method": "heartbeat",
+                             "params": {"type": "test_request"}})
+        while True:
+            await asyncio.sleep(seconds)
+            self.send(data)
+
+    def stop(self) -> None:
+        self.set_heartbeat(0)
+
+
+class Gateway:
+    """The server around one venue and one key store."""
+
+    def __init__(self, venue: Venue, keys: KeyStore, *, limiter: RateLimiter | None = None,
+                 metrics: Metrics | None = None, flush_interval_s: float = 0.1) -> None:
+        self.venue = venue
+        self.keys = keys
+        self.metrics = metrics or Metrics()
+        self.auth = Authenticator(keys)
+        self.hub = Hub(venue, on_publish=self.metrics.notifications.inc)
+        self.limiter = limiter if limiter is not None else RateLimiter.from_engine(
+            venue.exchange.engine.config)
+        self.dispatcher = Dispatcher(venue, self.auth, self.hub, self.limiter, self.metrics)
+        self.log = logger()
+        self.connections: set[Connection] = set()
+        self._periodic: list[tuple[float, Callable[[], Any]]] = [(flush_interval_s,
+                                                                  self.hub.flush)]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        venue.listeners.append(self._count_trades)
+        self.app = web.Application(client_max_size=MAX_FRAME_BYTES)
+        self.app.router.add_route("GET", "/ws/api/v2", self._websocket)
+        self.app.router.add_route("GET", "/ws/api/v2/", self._websocket)
+        self.app.router.add_route("*", "/api/v2/{scope:public|private}/{name}", self._rest)
+        self.app.router.add_route("POST", "/api/v2", self._post)
+        self.app.router.add_route("POST", "/api/v2/", self._post)
+        self.app.router.add_route("GET", "/metrics", self._metrics)
+        self.app.router.add_route("GET", "/", self._index)
+
+    def add_periodic(self, interval_s: float, function: Callable[[], Any]) -> None:
+        """Call ``function`` (sync, or async) every ``interval_s`` on the server loop, from
+        ``start`` on. Exceptions are logged and the schedule goes on."""
+        self._periodic.append((interval_s, function))
+
+    def _count_trades(self, update: Any) -> None:
+        if update.trades:
+            self.metrics.trades.inc(len(update.trades))
+
+    # ---- lifecycle ----
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        sockets = self._runner.addresses
+        bound = sockets[0][1] if sockets else port
+        self.url = f"http://{host}:{bound}"
+        for interval, function in self._periodic:
+            self._tasks.append(asyncio.ensure_future(self._repeat(interval, function)))
+        self.log.info("gateway listening", url=self.url)
+        return self.url
+
+    async def _repeat(self, interval: float, function: Callable[[], Any]) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            try:
+                result = function()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.log.exception("periodic task failed", task=getattr(function, "__name__",
+                                                                        "task"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for conn in list(self.connections):
+            with contextlib.suppress(Exception):
+                await conn.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ---- handlers ----
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=HARD_FRAME_LIMIT,
+                                   decode_text=False)
+        await ws.prepare(request)
+        conn = Connection(ws, lambda n: None)
+        self.connections.add(conn)
+        self.metrics.connections.inc()
+        writer = asyncio.ensure_future(conn.write_loop())
+        dispatcher = self.dispatcher
+        try:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    conn.hold()
+                    reply = dispatcher.handle_frame(message.data, conn.session, conn, "ws")
+                    await conn.reply(reply)
+                elif message.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.hub.drop(conn)
+            conn.stop()
+            writer.cancel()
+            self.connections.discard(conn)
+            self.metrics.connections.dec()
+        return ws
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        name = f"{request.match_info['scope']}/{request.match_info['name']}"
+        body = ""
+        request_id: Any = None
+        if request.method == "GET":
+            params: dict[str, Any] = dict(request.query)
+        elif request.method == "POST":
+            body = await request.text()
+            params, request_id, error = _post_params(body)
+            if error is not None:
+                return _json(error, 400)
+        else:
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+        session = Session()
+        header = request.headers.get("Authorization")
+        if header:
+            try:
+                session.key = self.auth.from_header(header, request.method, request.raw_path,
+                                                    body)
+            except RpcError as err:
+                self.metrics.request(name, "http", False, 0.0, err.code)
+                return _json({"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}, 400)
+        reply, ok = self.dispatcher.handle(name, params, request_id, session, None, "http")
+        return web.Response(body=reply, status=200 if ok else 400,
+                            content_type="application/json")
+
+    async def _post(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        session = Session()
+        header = request.headers.get("Authorization")
+        if header:
+            try:
+                session.key = self.auth.from_header(header, "POST", request.raw_path,
+                                                    body.decode("utf-8", "replace"))
+            except RpcError as err:
+                return _json({"jsonrpc": "2.0", "id": None, "error": err.to_json()}, 400)
+        reply = self.dispatcher.handle_frame(body, session, None, "http")
+        ok = b'"error"' not in reply[:40] and b'"result"' in reply
+        return web.Response(body=reply, status=200 if ok else 400,
+                            content_type="application/json")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.metrics.orders_open.set(len(self.venue.orders))
+        self.metrics.engine_seq.set(int(self.venue.exchange.engine.state.counters[L.C_COMMANDS]))
+        response = web.Response(body=self.metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def _index(self, request: web.Request) -> web.Response:
+        state = self.venue.exchange.engine.state
+        return _json({"name": "derivex", "api": "/api/v2", "websocket": "/ws/api/v2",
+                      "metrics": "/metrics", "instruments": len(self.venue.catalog),
+                      "accounts": int(state.counters[L.C_ACCOUNT_HWM])}, 200)
+
+
+def _post_params(body: str) -> tuple[dict[str, Any], Any, dict[str, Any] | None]:
+    if not body.strip():
+        return {}, None, None
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}, None, {"jsonrpc": "2.0", "id": None,
+                          "error": RpcError(PARSE_ERROR, "Parse error").to_json()}
+    if not isinstance(message, dict):
+        return {}, None, {"jsonrpc": "2.0", "id": None,
+                          "error": RpcError(INVALID_REQUEST, "Invalid Request").to_json()}
+    params = message.get("params", message)
+    request_id = message.get("id")
+    if not isinstance(params, dict):
+        return {}, request_id, {"jsonrpc": "2.0", "id": None,
+                                "error": RpcError(-32602, "Invalid params").to_json()}
+    return params, request_id if isinstance(request_id, int | str) else None, None
+
+
+def _json(data: dict[str, Any], status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+class GatewayThread:
+    """A gateway on its own event loop in a daemon thread. ``call(fn)`` runs ``fn`` on that
+    loop (the venue's only thread) and returns its result."""
+
+    def __init__(self, build: Callable[[], Gateway], host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self._build = build
+        self._host, self._port = host, port
+        self.loop = asyncio.new_event_loop()
+        self.gateway: Gateway | None = None
+        self.url = ""
+        self._thread = threading.Thread(target=self.loop.run_forever, name="derivex-gateway",
+                                        daemon=True)
+
+    def start(self) -> str:
+        self._thread.start()
+
+        async def boot() -> str:
+            self.gateway = self._build()
+            return await self.gateway.start(self._host, self._port)
+
+        self.url = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(timeout=60)
+        return self.url
+
+    def call(self, function: Callable[[], T], timeout: float = 30) -> T:
+        async def run() -> T:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=timeout)
+
+    def run(self, coroutine: Awaitable[T], timeout: float = 30) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)  # type: ignore[arg-type]
+        return future.result(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()

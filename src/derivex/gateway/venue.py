@@ -1,0 +1,432 @@
+"""``Venue``: the gateway's view of an ``Exchange`` — order records with their history, public
+and private trades, marks and index prices — kept up to date from the engine's events.
+
+Every mutation goes through the venue, which submits the command, walks its events once and
+hands an ``Update`` (orders changed, trades, books touched, accounts touched) to its
+listeners (the subscription fan-out, metrics). One thread drives it (the server's event
+loop), as one sequencer drives an ``Exchange``.
+
+Order records outlive the engine's orders: filled and cancelled orders stay queryable
+(``get_order_state``) for the last ``closed_orders`` of them. On a restart the open orders
+are rebuilt from the engine state; closed orders and trade history start empty (they are
+shell state, not journaled).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from derivex.core import layout as L
+from derivex.core.records import (
+    SYSTEM_ACCOUNTS,
+    CommandKind,
+    EventKind,
+    OrderFlag,
+    Reason,
+    Side,
+    Underlying,
+)
+from derivex.exchange import Exchange, Quote
+from derivex.gateway.catalog import Catalog, InstrumentSpec
+from derivex.gateway.errors import (
+    CANCEL_REASONS,
+    INVALID_AMOUNT,
+    NOT_OPEN_ORDER,
+    ORDER_NOT_FOUND,
+    RpcError,
+    rpc_error_for,
+)
+
+TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
+
+# positions of the event fields in ``events.tolist()`` tuples (one walk, no per-field numpy)
+_NAMES = ("kind", "command", "side", "reason", "account", "instrument",
+          "order_id", "price_ticks", "qty_lots", "fee_units", "remaining_lots", "seq")
+
+
+@dataclass(slots=True)
+class OrderRecord:
+    order_id: int
+    account: int
+    instrument: int
+    side: int
+    order_type: str = "limit"
+    time_in_force: str = "good_til_cancelled"
+    post_only: bool = False
+    reject_post_only: bool = False
+    reduce_only: bool = False
+    quote: bool = False
+    label: str = ""
+    price_ticks: int = 0
+    amount_lots: int = 0  # filled + remaining
+    filled_lots: int = 0
+    traded_value: int = 0  # sum of price_ticks x qty_lots of the fills (average price)
+    fee_units: int = 0
+    state: str = "open"  # open | filled | cancelled
+    cancel_reason: str = ""
+    created_ms: int = 0
+    updated_ms: int = 0
+    replaced: bool = False
+
+    @property
+    def remaining_lots(self) -> int:
+        return self.amount_lots - self.filled_lots if self.state == "open" else 0
+
+
+@dataclass(slots=True)
+class Trade:
+    """One fill between a maker and a taker order."""
+
+    trade_id: str
+    trade_seq: int
+    instrument: int
+    timestamp_ms: int
+    price_ticks: int
+    qty_lots: int
+    direction: int  # the taker's side
+    tick_direction: int
+    maker_account: int
+    maker_order: int
+    maker_fee_units: int
+    taker_account: int
+    taker_order: int
+    taker_fee_units: int
+    mark_ticks: int = 0
+    index_ticks: int = 0
+
+
+@dataclass
+class Update:
+    """What one command changed, for listeners."""
+
+    orders: dict[int, OrderRecord] = field(default_factory=dict)
+    trades: list[Trade] = field(default_factory=list)
+    books: set[int] = field(default_factory=set)
+    accounts: set[int] = field(default_factory=set)
+    marks: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Pending:
+    """What the venue knows about the order it is about to place (the engine's events do
+    not carry type, time in force or flags)."""
+
+    order_type: str = "limit"
+    time_in_force: str = "good_til_cancelled"
+    flags: int = 0
+    label: str = ""
+
+
+class Venue:
+    """The gateway's state around one ``Exchange`` (see the module docstring)."""
+
+    def __init__(self, exchange: Exchange, catalog: Catalog, *, history: int = 10_000,
+                 closed_orders: int = 200_000) -> None:
+        self.exchange = exchange
+        self.catalog = catalog
+        self.listeners: list[Callable[[Update], None]] = []
+        self.orders: dict[int, OrderRecord] = {}  # open orders
+        self.closed: OrderedDict[int, OrderRecord] = OrderedDict()
+        self._closed_limit = closed_orders
+        self._history = history
+        self.public_trades: dict[int, deque[Trade]] = {}
+        self.user_trades: dict[int, deque[Trade]] = {}
+        self.user_closed: dict[int, deque[int]] = {}
+        self.change_ids: dict[int, int] = {spec.instrument: 1 for spec in catalog}
+        self.marks: dict[int, int] = {}
+        self.indices: dict[int, int] = {}
+        self.option_greeks: dict[int, dict[str, float]] = {}  # from the pricing service
+        self.option_iv: dict[int, float] = {}
+        self._trade_seq: dict[int, int] = {}
+        self._last_price: dict[int, int] = {}
+        self._pending = _Pending()
+        self.rebuild_open_orders()
+
+    # ---- clock ----
+
+    def now_ms(self) -> int:
+        return int(self.exchange.engine.state.counters[L.C_CLOCK_NS]) // 1_000_000
+
+    # ---- trading ----
+
+    def place(self, account: int, spec: InstrumentSpec, side: str, qty_lots: int,
+              price_ticks: int = 0, *, order_type: str = "limit", time_in_force: str = "gtc",
+              post_only: bool = False, reject_post_only: bool = False,
+              reduce_only: bool = False, label: str = "") -> tuple[OrderRecord, list[Trade]]:
+        """Place an order; returns its record and the trades it took part in. Raises
+        ``RpcError`` with the mapped code when the engine rejects it."""
+        flags = ((OrderFlag.POST_ONLY if post_only else 0)
+                 | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
+                 | (OrderFlag.REDUCE_ONLY if reduce_only else 0))
+        self._pending = _Pending(order_type, TIF_NAMES[time_in_force], flags, label)
+        result = self.exchange.place(account, spec.instrument, side, qty_lots, price_ticks,
+                                     order_type=order_type, time_in_force=time_in_force,
+                                     post_only=post_only, reject_post_only=reject_post_only,
+                                     reduce_only=reduce_only)
+        update = self.apply(result.events)
+        if not result.accepted:
+            raise rpc_error_for(result.reason)
+        return self._record(result.order_id), self._own_trades(update, result.order_id)
+
+    def edit(self, account: int, order_id: int, amount_lots: int,
+             price_ticks: int | None) -> tuple[OrderRecord, list[Trade]]:
+        """Deribit's edit: ``amount_lots`` is the new total amount (filled included)."""
+        record = self._open_record(account, order_id)
+        remaining = amount_lots - record.filled_lots
+        if remaining <= 0:
+            raise RpcError(INVALID_AMOUNT, "invalid_amount",
+                           {"param": "amount", "reason": "not above the filled amount"})
+        price = record.price_ticks if price_ticks is None else price_ticks
+        result = self.exchange.amend(account, order_id, price, remaining)
+        update = self.apply(result.events)
+        if not result.accepted:
+            raise rpc_error_for(result.reason)
+        return self._record(order_id), self._own_trades(update, order_id)
+
+    def cancel(self, account: int, order_id: int) -> OrderRecord:
+        self._open_record(account, order_id)
+        result = self.exchange.cancel(account, order_id)
+        self.apply(result.events)
+        if not result.accepted:
+            raise rpc_error_for(result.reason)
+        return self._record(order_id)
+
+    def cancel_all(self, account: int, instrument: int | None = None) -> int:
+        result = self.exchange.cancel_all(account, instrument)
+        self.apply(result.events)
+        if not result.accepted:
+            raise rpc_error_for(result.reason)
+        return int(result.events["qty_lots"][0])
+
+    def mass_quote(self, account: int, quotes: list[Quote]) -> bool:
+        self._pending = _Pending("limit", "good_til_cancelled", int(OrderFlag.POST_ONLY), "")
+        result = self.exchange.mass_quote(account, quotes)
+        self.apply(result.events)
+        return result.accepted
+
+    # ---- market inputs (index prices, marks and risk arrays) ----
+
+    def submit_inputs(self, commands: np.ndarray) -> np.ndarray:
+        """Sequence INDEX / RISK_ARRAY (or any admin) records built by the oracle and the
+        pricing service; returns the events."""
+        events = self.exchange.submit(commands)
+        self.apply(events)
+        return events
+
+    def mark_ticks(self, instrument: int) -> int:
+        mark = getattr(self.exchange, "mark", None)
+        if mark is not None:
+            value = int(mark(instrument))
+            if value:
+                return value
+        return self.marks.get(instrument, 0)
+
+    def index_ticks(self, base: str) -> int:
+        underlying = Underlying[base]
+        index = getattr(self.exchange, "index", None)
+        if index is not None:
+            info = index(base)
+            if info.price_ticks:
+                return int(info.price_ticks)
+        return self.indices.get(int(underlying), 0)
+
+    def set_option_view(self, instrument: int, iv: float, greeks: dict[str, float]) -> None:
+        """What the pricing service computed for an option (implied volatility in
+        percent, Greeks per unit of the base): informative, for tickers and positions."""
+        self.option_iv[instrument] = iv
+        self.option_greeks[instrument] = greeks
+
+    def mark_iv(self, instrument: int) -> float:
+        return self.option_iv.get(instrument, 0.0)
+
+    def greeks(self, instrument: int) -> dict[str, float]:
+        return self.option_greeks.get(
+            instrument, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0, "rho": 0.0})
+
+    def last_price_ticks(self, instrument: int) -> int:
+        return self._last_price.get(instrument, 0)
+
+    # ---- queries ----
+
+    def order(self, account: int, order_id: int) -> OrderRecord:
+        """The account's order (open or recently closed); 10004 for anyone else's."""
+        record = self.orders.get(order_id) or self.closed.get(order_id)
+        if record is None or record.account != account:
+            raise RpcError(ORDER_NOT_FOUND, "order_not_found", {"param": "order_id"})
+        return record
+
+    def open_orders(self, account: int, instruments: set[int] | None = None) -> list[OrderRecord]:
+        return [record for record in self.exchange_open(account)
+                if instruments is None or record.instrument in instruments]
+
+    def exchange_open(self, account: int) -> list[OrderRecord]:
+        """Open orders of the account, oldest first (engine order of placement)."""
+        result = []
+        for info in self.exchange.open_orders(account):
+            record = self.orders.get(info.order_id)
+            if record is not None:
+                result.append(record)
+        return result
+
+    def closed_orders(self, account: int) -> list[OrderRecord]:
+        ids = self.user_closed.get(account, ())
+        return [self.closed[i] for i in reversed(ids) if i in self.closed]
+
+    def trades_of(self, account: int) -> list[Trade]:
+        return list(self.user_trades.get(account, ()))
+
+    # ---- events ----
+
+    def apply(self, events: np.ndarray) -> Update:
+        """Walk one command's (or one batch's) events: update records and history, then
+        notify the listeners. Cost: O(events)."""
+        update = Update()
+        if not len(events):
+            return update
+        now = self.now_ms()
+        columns = [events[name].tolist() for name in _NAMES]
+        maker: tuple[int, int, int] | None = None
+        fill_index = 0
+        for row in zip(*columns, strict=True):
+            (kind, command, side, reason, account, instrument, order_id, price, qty,
+             fee, remaining, seq) = row
+            if kind == EventKind.FILLED:
+                record = self.orders.get(order_id)
+                if record is not None:
+                    record.filled_lots += qty
+                    record.traded_value += price * qty
+                    record.fee_units += fee
+                    record.updated_ms = now
+                    if remaining == 0:
+                        self._close(record, "filled", "")
+                    update.orders[order_id] = record
+                update.accounts.add(account)
+                if maker is None:
+                    maker = (account, order_id, fee)
+                else:
+                    fill_index += 1
+                    update.trades.append(self._trade(seq, fill_index, instrument, now, price,
+                                                     qty, side, maker, (account, order_id, fee)))
+                    maker = None
+                update.books.add(instrument)
+            elif kind == EventKind.ACCEPTED:
+                if command == CommandKind.PLACE_ORDER or (
+                        command == CommandKind.MASS_QUOTE and order_id):
+                    pending = self._pending
+                    flags = pending.flags
+                    record = OrderRecord(
+                        order_id, account, instrument, side, pending.order_type,
+                        pending.time_in_force, bool(flags & OrderFlag.POST_ONLY),
+                        bool(flags & OrderFlag.REJECT_POST_ONLY),
+                        bool(flags & OrderFlag.REDUCE_ONLY), command == CommandKind.MASS_QUOTE,
+                        pending.label, price, qty, created_ms=now, updated_ms=now)
+                    self.orders[order_id] = record
+                    update.orders[order_id] = record
+                    update.books.add(instrument)
+                    update.accounts.add(account)
+            elif kind in (EventKind.CANCELLED, EventKind.EXPIRED):
+                record = self.orders.get(order_id)
+                if record is not None:
+                    record.updated_ms = now
+                    self._close(record, "cancelled", _cancel_reason(reason))
+                    update.orders[order_id] = record
+                update.books.add(instrument)
+                update.accounts.add(account)
+            elif kind == EventKind.AMENDED:
+                record = self.orders.get(order_id)
+                if record is not None:
+                    record.price_ticks = price
+                    record.amount_lots = record.filled_lots + qty
+                    record.updated_ms = now
+                    record.replaced = True
+                    update.orders[order_id] = record
+                update.books.add(instrument)
+                update.accounts.add(account)
+            elif kind in (EventKind.POSITION, EventKind.BALANCE):
+                update.accounts.add(account)
+            elif kind == EventKind.MARK:
+                self.marks[instrument] = price
+                update.marks.add(instrument)
+            elif kind == EventKind.INDEX:
+                self.indices[instrument] = price
+        for instrument in update.books:
+            self.change_ids[instrument] = self.change_ids.get(instrument, 0) + 1
+        for listener in self.listeners:
+            listener(update)
+        return update
+
+    def _trade(self, seq: int, index: int, instrument: int, now: int, price: int, qty: int,
+               side: int, maker: tuple[int, int, int], taker: tuple[int, int, int]) -> Trade:
+        trade_seq = self._trade_seq.get(instrument, 0) + 1
+        self._trade_seq[instrument] = trade_seq
+        last = self._last_price.get(instrument, price)
+        tick_direction = 0 if price > last else 2 if price < last else 1
+        self._last_price[instrument] = price
+        spec = self.catalog.by_id.get(instrument)
+        trade = Trade(f"{seq}-{index}", trade_seq, instrument, now, price, qty, side,
+                      tick_direction, maker[0], maker[1], maker[2], taker[0], taker[1], taker[2],
+                      self.mark_ticks(instrument),
+                      self.index_ticks(spec.base) if spec is not None else 0)
+        self.public_trades.setdefault(instrument, deque(maxlen=self._history)).append(trade)
+        for account in {maker[0], taker[0]}:
+            self.user_trades.setdefault(account, deque(maxlen=self._history)).append(trade)
+        return trade
+
+    def _close(self, record: OrderRecord, state: str, reason: str) -> None:
+        record.state = state
+        record.cancel_reason = reason
+        self.orders.pop(record.order_id, None)
+        self.closed[record.order_id] = record
+        self.user_closed.setdefault(record.account, deque(maxlen=1000)).append(record.order_id)
+        while len(self.closed) > self._closed_limit:
+            self.closed.popitem(last=False)
+
+    def _record(self, order_id: int) -> OrderRecord:
+        record = self.orders.get(order_id) or self.closed.get(order_id)
+        assert record is not None, order_id
+        return record
+
+    def _open_record(self, account: int, order_id: int) -> OrderRecord:
+        record = self.orders.get(order_id)
+        if record is None or record.account != account:
+            closed = self.closed.get(order_id)
+            if closed is not None and closed.account == account:
+                raise RpcError(NOT_OPEN_ORDER, "not_open_order", {"param": "order_id"})
+            raise RpcError(ORDER_NOT_FOUND, "order_not_found", {"param": "order_id"})
+        return record
+
+    @staticmethod
+    def _own_trades(update: Update, order_id: int) -> list[Trade]:
+        return [t for t in update.trades if order_id in (t.maker_order, t.taker_order)]
+
+    def rebuild_open_orders(self) -> None:
+        """Records for the orders resting in the engine (after a recovery)."""
+        state = self.exchange.engine.state
+        now = self.now_ms()
+        for account in range(SYSTEM_ACCOUNTS, int(state.counters[L.C_ACCOUNT_HWM])):
+            for info in self.exchange.open_orders(account):
+                if info.order_id in self.orders:
+                    continue
+                self.orders[info.order_id] = OrderRecord(
+                    info.order_id, account, info.instrument, int(info.side),
+                    post_only=bool(info.flags & OrderFlag.POST_ONLY),
+                    reduce_only=bool(info.flags & OrderFlag.REDUCE_ONLY),
+                    quote=bool(info.flags & OrderFlag.QUOTE), price_ticks=info.price_ticks,
+                    amount_lots=info.remaining_lots, created_ms=now, updated_ms=now)
+
+
+def _cancel_reason(reason: int) -> str:
+    if reason in CANCEL_REASONS:
+        return CANCEL_REASONS[reason]
+    try:
+        return Reason(reason).name.lower()
+    except ValueError:
+        return ""
+
+
+def side_name(side: int) -> str:
+    return "buy" if side == Side.BUY else "sell"
