@@ -59,7 +59,7 @@ def expiries(now_ms: int, weekly: int = 3, monthly: int = 1) -> list[int]:
     of each of the following ``monthly`` months (ms since the epoch, ascending)."""
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     day = (now + timedelta(days=2)).replace(hour=8, minute=0, second=0, microsecond=0)
-    while day.weekday() != 4:
+    while day.weekday() != 4 or day < now + timedelta(days=2):
         day += timedelta(days=1)
     result = [day + timedelta(weeks=k) for k in range(weekly)]
     month_start = (result[-1] if result else now).replace(day=1)

@@ -106,6 +106,12 @@ class Dispatcher:
     def handle_frame(self, data: str | bytes, session: Session, connection: Any = None,
                      transport: str = "ws") -> bytes:
         """One WebSocket (or POSTed) JSON-RPC frame in, one reply out."""
+        return self.frame(data, session, connection, transport)[0]
+
+    def frame(self, data: str | bytes, session: Session, connection: Any = None,
+              transport: str = "ws") -> tuple[bytes, str, bool]:
+        """Like ``handle_frame``; also returns the method name ("" if none) and whether the
+        call succeeded."""
         if len(data) > MAX_FRAME_BYTES:
             return self._error(None, RpcError(BAD_REQUEST, "bad_request",
                                               {"reason": "frame too large"}), transport)
@@ -131,12 +137,13 @@ class Dispatcher:
             return self._error(request_id, RpcError(-32602, "Invalid params",
                                                     {"reason": "params must be an object"}),
                                transport)
-        reply, _ = self.handle(name, params, request_id, session, connection, transport)
-        return reply
+        reply, ok = self.handle(name, params, request_id, session, connection, transport)
+        return reply, name, ok
 
-    def _error(self, request_id: Any, error: RpcError, transport: str) -> bytes:
+    def _error(self, request_id: Any, error: RpcError,
+               transport: str) -> tuple[bytes, str, bool]:
         us = _us()
         if self.metrics is not None:
             self.metrics.request("invalid", transport, False, 0.0, error.code)
         return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error.to_json(),
-                             "usIn": us, "usOut": us, "usDiff": 0, "testnet": False})
+                             "usIn": us, "usOut": us, "usDiff": 0, "testnet": False}), "", False

@@ -1,0 +1,106 @@
+"""A real gateway (aiohttp on a free loopback port, its own event loop in a thread) around
+a test venue, and helpers that make funded accounts with keys and real ccxt clients."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt
+import ccxt.async_support
+import ccxt.pro
+import pytest
+
+from derivex.core.config import EngineConfig
+from derivex.exchange import Exchange
+from derivex.gateway import ApiKey, Gateway, GatewayThread, KeyStore, Venue
+from derivex.gateway.listing import default_specs, list_all, perpetual
+
+DEPOSIT_UNITS = 10**13  # 10 million USDC
+
+
+def test_config() -> EngineConfig:
+    """Matching without margin checks: these tests pin the API mapping, not the risk engine
+    (``test_serve`` runs the default configuration)."""
+    return EngineConfig(risk_checks=False)
+
+
+@dataclass
+class Server:
+    thread: GatewayThread
+    keys: KeyStore
+    options: list[str]
+    _next: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def url(self) -> str:
+        return self.thread.url
+
+    @property
+    def ws_url(self) -> str:
+        return self.thread.url.replace("http://", "ws://") + "/ws/api/v2"
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self.thread.gateway is not None
+        return self.thread.gateway
+
+    def account(self, deposit: int = DEPOSIT_UNITS) -> int:
+        """A new funded account (created on the server's loop, the venue's only thread)."""
+        def create() -> int:
+            exchange = self.gateway.venue.exchange
+            account = exchange.create_account()
+            assert exchange.deposit(account, deposit).accepted
+            return account
+
+        return self.thread.call(create)
+
+    def key(self, scopes: tuple[str, ...] = ("read", "trade"),
+            account: int | None = None) -> ApiKey:
+        return self.keys.create(self.account() if account is None else account, scopes)
+
+    def option(self) -> str:
+        """An option instrument no other test trades (a book of its own)."""
+        return self.options[next(self._next)]
+
+    def config(self, key: ApiKey | None = None, **extra: Any) -> dict[str, Any]:
+        config: dict[str, Any] = {"urls": {"api": {"rest": self.url, "ws": self.ws_url}},
+                                  "enableRateLimit": False, "timeout": 20_000, **extra}
+        if key is not None:
+            config.update(apiKey=key.client_id, secret=key.client_secret)
+        return config
+
+    def sync(self, key: ApiKey | None = None) -> ccxt.deribit:
+        client = ccxt.deribit(self.config(key))
+        client.load_markets()
+        return client
+
+    def asynchronous(self, key: ApiKey | None = None) -> ccxt.async_support.deribit:
+        return ccxt.async_support.deribit(self.config(key))
+
+    def pro(self, key: ApiKey | None = None) -> ccxt.pro.deribit:
+        return ccxt.pro.deribit(self.config(key))
+
+
+def symbol(client: Any, name: str) -> str:
+    return client.markets_by_id[name][0]["symbol"]
+
+
+def build_gateway(keys: KeyStore) -> Gateway:
+    exchange = Exchange(test_config())
+    specs = [*default_specs(time.time_ns() // 1_000_000), perpetual("SOL")]
+    return Gateway(Venue(exchange, list_all(exchange, specs)), keys)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    keys = KeyStore(None)
+    thread = GatewayThread(lambda: build_gateway(keys))
+    thread.start()
+    options = thread.call(lambda: [spec.name for spec in thread.gateway.venue.catalog
+                                   if spec.kind == "option"])
+    yield Server(thread, keys, options)
+    thread.stop()
