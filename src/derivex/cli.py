@@ -1,5 +1,5 @@
-"""Command line: ``derivex demo``, ``replay``, ``verify``, ``prove`` (and, as they land,
-serve, bench, simulate)."""
+"""Command line: ``derivex demo``, ``replay``, ``verify``, ``prove``, ``serve``, ``keys``
+(and, as they land, bench, simulate)."""
 
 from __future__ import annotations
 
@@ -228,6 +228,115 @@ def prove(
         Console(stderr=True).print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
     typer.echo(json.dumps(proof, indent=2))
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[Path, typer.Option(help="journal, snapshots, keys and catalogue")] = Path(
+        "data"),
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] =
+    "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port for HTTP and WebSocket (0: any free one)")] =
+    8080,
+    demo: Annotated[bool, typer.Option(
+        "--demo/--no-demo", help="market-making and noise-trading agents")] = True,
+    fsync: Annotated[str, typer.Option(help="journal durability: batch, interval or none")] =
+    "interval",
+    log_format: Annotated[str, typer.Option(help="json or console")] = "json",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
+    one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
+    list the default instruments, feed simulated index prices and option marks, and (with
+    --demo) keep the books alive with agents. Prints the URL and a demo API key."""
+    import asyncio
+    import logging
+
+    from derivex.gateway import serve as serving
+    from derivex.gateway.telemetry import configure_logging
+
+    configure_logging(level=getattr(logging, log_level.upper(), logging.INFO),
+                      json=log_format == "json")
+    opened = serving.open_venue(data_dir, fsync=fsync, demo=demo)
+    for line in opened.report:
+        typer.echo(line, err=True)
+
+    def announce(gateway: Any) -> None:
+        url, key, catalog = gateway.url, opened.demo_key, opened.venue.catalog
+        options = len(catalog) - serving.perpetual_count(catalog)
+        typer.echo(f"derivex serving {serving.perpetual_count(catalog)} perpetuals and "
+                   f"{options} options ({data_dir}/)")
+        typer.echo(f"  REST       {url}/api/v2/public/get_instruments")
+        typer.echo(f"  WebSocket  {url.replace('http', 'ws', 1)}/ws/api/v2")
+        typer.echo(f"  metrics    {url}/metrics")
+        typer.echo(f"demo API key (account {key.account}, scopes {','.join(key.scopes)}):")
+        typer.echo(f"  client_id     {key.client_id}")
+        typer.echo(f"  client_secret {key.client_secret}")
+        typer.echo(f"  ccxt.deribit({{'apiKey': '{key.client_id}', 'secret': "
+                   f"'{key.client_secret}', 'urls': {{'api': {{'rest': '{url}'}}}}}})")
+
+    try:
+        asyncio.run(serving.run(opened, host, port, announce, demo=demo))
+    except OSError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+keys_app = typer.Typer(help="API keys of a served venue", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[int, typer.Option(help="account the key acts for")],
+    scope: Annotated[str, typer.Option(help="comma-separated: read, trade")] = "read,trade",
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+    data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
+        "data"),
+) -> None:
+    """Create an API key for ACCOUNT; prints its client id and secret (shown only here). A
+    running server picks it up at once."""
+    from derivex.gateway.keys import KeyStore, parse_scopes
+
+    try:
+        scopes = parse_scopes(scope)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if account < 3:
+        typer.echo("error: accounts 0-2 are system accounts", err=True)
+        raise typer.Exit(2)
+    key = KeyStore(data_dir).create(account, scopes, name)
+    typer.echo(f"client_id     {key.client_id}")
+    typer.echo(f"client_secret {key.client_secret}")
+    typer.echo(f"account {key.account}, scopes {','.join(key.scopes)}")
+
+
+@keys_app.command("list")
+def keys_list(
+    data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
+        "data"),
+) -> None:
+    """List keys (never their secrets)."""
+    from derivex.gateway.keys import KeyStore
+
+    for key in KeyStore(data_dir).list_keys():
+        typer.echo(f"{key.client_id}  account {key.account}  {','.join(key.scopes)}  "
+                   f"{key.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    client_id: Annotated[str, typer.Argument(help="the key's client id")],
+    data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
+        "data"),
+) -> None:
+    """Revoke a key (a running server stops accepting it at its next lookup)."""
+    from derivex.gateway.keys import KeyStore
+
+    if not KeyStore(data_dir).revoke(client_id):
+        typer.echo(f"no key {client_id}", err=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,6 @@ class KeyStore:
             key = self._keys.get(client_id)
         return key
 
-    def keys(self) -> list[ApiKey]:
+    def list_keys(self) -> list[ApiKey]:
         self._reload()
         return list(self._keys.values())

@@ -89,3 +89,28 @@ def default_specs(now_ms: int, spot: dict[str, Decimal] | None = None) -> list[I
 
 def list_all(exchange: Exchange, specs: list[InstrumentSpec]) -> Catalog:
     return Catalog([list_instrument(exchange, spec) for spec in specs])
+
+
+def catalog_from_state(exchange: Exchange) -> Catalog:
+    """Rebuild the catalogue of a recovered venue from its engine state, assuming the units
+    of this module (for a venue whose ``instruments.json`` was lost)."""
+    from derivex.core import layout as L
+    from derivex.core.records import InstrumentKind, OptionType, Underlying
+
+    state = exchange.engine.state
+    specs = []
+    for instrument in range(int(state.counters[L.C_INSTRUMENT_HWM])):
+        values, flags = state.ins_i8[instrument], state.ins_i4[instrument]
+        base = Underlying(int(flags[L.I_UNDERLYING])).name
+        if int(flags[L.I_KIND]) == InstrumentKind.PERPETUAL:
+            spec = perpetual(base)
+        else:
+            kind = "call" if int(flags[L.I_OPTION_TYPE]) == OptionType.CALL else "put"
+            spec = option(base, int(values[L.I_EXPIRY]) // 1_000_000,
+                          int(values[L.I_STRIKE]) * PRICE_UNIT, kind)
+        specs.append(replace(spec, instrument=instrument,
+                             tick_size_ticks=int(values[L.I_TICK]),
+                             min_trade_lots=int(values[L.I_MIN_LOTS]),
+                             maker_fee_ppm=int(values[L.I_MAKER_FEE]),
+                             taker_fee_ppm=int(values[L.I_TAKER_FEE])))
+    return Catalog(specs)

@@ -1,0 +1,145 @@
+"""``derivex serve`` as a user runs it: a subprocess on a free port with a fresh data
+directory; ccxt trades with the printed demo key against books the demo agents keep alive;
+``derivex keys create`` adds a key the running server accepts; metrics are exposed; logs
+never carry a secret; a restart recovers the venue from its journal."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import ccxt
+import pytest
+
+DERIVEX = [sys.executable, "-m", "derivex.cli"]
+START_TIMEOUT_S = 300  # a cold kernel cache compiles first
+
+
+class Served:
+    def __init__(self, data: Path, log: Path) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [*DERIVEX, "serve", "--data-dir", str(data), "--port", "0", "--log-level", "debug"],
+            stdout=subprocess.PIPE, stderr=log.open("ab"), text=True)
+        lines: list[str] = []
+        deadline = time.monotonic() + START_TIMEOUT_S
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "ccxt.deribit(" in line:
+                break
+        text = "".join(lines)
+        found = re.search(r"REST\s+(http://127\.0\.0\.1:\d+)/", text)
+        assert found, f"no URL in {text!r}; log: {log.read_text()[-2000:]}"
+        self.url = found.group(1)
+        self.client_id = re.search(r"client_id\s+(\S+)", text).group(1)
+        self.secret = re.search(r"client_secret\s+(\S+)", text).group(1)
+        self.account = int(re.search(r"account (\d+)", text).group(1))
+
+    def client(self, key: str | None = None, secret: str | None = None) -> ccxt.deribit:
+        client = ccxt.deribit({"apiKey": key or self.client_id, "secret": secret or self.secret,
+                               "urls": {"api": {"rest": self.url}}, "enableRateLimit": False})
+        client.load_markets()
+        return client
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def _wait_for(condition, timeout_s: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve")
+
+
+def test_serve_demo_trade_keys_metrics_and_restart(data: Path) -> None:
+    log = data / "serve.log"
+    served = Served(data / "venue", log)
+    try:
+        client = served.client()
+        perp = "BTC/USDC:USDC"
+        assert any(m["option"] for m in client.markets.values())
+        assert client.markets["ETH/USDC:USDC"]["swap"]
+        book = _wait_for(lambda: (lambda b: b if b["bids"] and b["asks"] else None)(
+            client.fetch_order_book(perp)))
+        assert book, "demo agents never filled the BTC book"
+        assert book["bids"][0][0] < book["asks"][0][0]
+        trades = _wait_for(lambda: client.fetch_trades(perp))
+        assert trades, "the noise trader never traded"
+        ticker = client.fetch_ticker(perp)
+        assert ticker["markPrice"] > 0 and ticker["indexPrice"] > 0
+        option = next(s for s, m in client.markets.items() if m["option"])
+        assert _wait_for(lambda: client.fetch_ticker(option)["markPrice"])
+        low = float(client.price_to_precision(perp, book["bids"][0][0] * 0.8))
+        order = client.create_order(perp, "limit", "buy", 0.01, low)
+        assert order["status"] == "open"
+        assert client.fetch_balance()["USDC"]["total"] == pytest.approx(1_000_000.0)
+
+        created = subprocess.run([*DERIVEX, "keys", "create", "--account", str(served.account),
+                                  "--scope", "read", "--data-dir", str(data / "venue")],
+                                 capture_output=True, text=True, check=True)
+        reader_id = re.search(r"client_id\s+(\S+)", created.stdout).group(1)
+        reader_secret = re.search(r"client_secret\s+(\S+)", created.stdout).group(1)
+        reader = served.client(reader_id, reader_secret)
+        assert [o["id"] for o in reader.fetch_open_orders(perp)] == [order["id"]]
+        with pytest.raises(ccxt.PermissionDenied):
+            reader.create_order(perp, "limit", "buy", 0.01, low)
+        with pytest.raises(ccxt.AuthenticationError):
+            served.client(reader_id, "wrong-secret").fetch_balance()
+
+        with urllib.request.urlopen(served.url + "/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert 'derivex_gateway_requests_total{method="private/buy",outcome="ok",' \
+               'transport="http"} 1.0' in metrics
+        assert "derivex_trades_total" in metrics and "derivex_gateway_websockets" in metrics
+    finally:
+        assert served.stop() == 0
+    text = log.read_text()
+    assert '"event": "gateway listening"' in text and "snapshot written" in text
+    for secret in (served.secret, reader_secret):
+        assert secret not in text
+    assert "sig=" not in text
+
+    again = Served(data / "venue", log)
+    try:
+        assert again.client_id == served.client_id  # the demo key survives
+        client = again.client()
+        (still,) = [o for o in client.fetch_open_orders(perp) if o["id"] == order["id"]]
+        assert still["price"] == low and still["amount"] == 0.01
+        assert client.cancel_order(order["id"], perp)["status"] == "canceled"
+    finally:
+        assert again.stop() == 0
+    assert "recovered to seq" in log.read_text()
+    assert served.secret not in log.read_text()
+
+
+def test_keys_cli_validates(tmp_path: Path) -> None:
+    bad = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--scope", "admin",
+                          "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "scopes" in bad.stderr
+    good = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--scope", "trade",
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                          check=True)
+    listed = subprocess.run([*DERIVEX, "keys", "list", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, check=True)
+    secret = re.search(r"client_secret\s+(\S+)", good.stdout).group(1)
+    assert "account 5" in listed.stdout and secret not in listed.stdout
+    assert oct(os.stat(tmp_path / "keys.json").st_mode & 0o777) == "0o600"
