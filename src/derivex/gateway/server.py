@@ -257,6 +257,8 @@ class Gateway:
                                                     body)
             except RpcError as err:
                 self.metrics.request(name, "http", False, 0.0, err.code)
+                self.log.info("authentication failed", method=name[:64],
+                              reason=(err.data or {}).get("reason", ""))
                 return _json({"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}, 400)
         reply, ok = self.dispatcher.handle(name, params, request_id, session, None, "http")
         return web.Response(body=reply, status=200 if ok else 400,
