@@ -235,6 +235,7 @@ class InstrumentStatus(IntEnum):
     ACTIVE = 1
     HALTED = 2
     CLOSED = 3
+    SETTLED = 4  # expired and cash-settled
 
 
 class Underlying(IntEnum):
@@ -252,6 +253,20 @@ class AccountState(IntEnum):
     NORMAL = 0
     IN_LIQUIDATION = 1
     BANKRUPT = 2
+
+
+class LiquidationStage(IntEnum):
+    """``status``/``a`` of a LIQUIDATION event. qty_lots/price_ticks: what was closed and at
+    what price; ``b``: the money involved (fee, fund payment, bad debt), collateral units."""
+
+    STARTED = 1  # equity < maintenance margin: the account is taken over
+    ORDERS_CANCELLED = 2
+    BOOK = 3  # a reducing IOC order filled through the book (no worse than bankruptcy)
+    INSURANCE_FUND = 4  # the fund took the remainder at the bankruptcy price
+    AUTO_DELEVERAGE = 5  # an opposite position was closed at the bankruptcy price
+    SOCIALISED = 6  # a loss the fund could not cover was spread over winning accounts
+    FEE = 7  # liquidation fee to the insurance fund
+    ENDED = 8  # back above maintenance margin, or flat
 
 
 class IndexStatus(IntEnum):
@@ -318,6 +333,10 @@ class EventKind(IntEnum):
     INDEX = 11  # underlying in ``instrument``; price_ticks = index, status = IndexStatus,
     #             qty_lots = sources used
     MARK = 12  # instrument's new mark price (price_ticks); a = mark IV ppm (options)
+    LIQUIDATION = 13  # one stage of a liquidation: status = LiquidationStage, see below
+    ACCOUNT_STATE = 14  # an account's AccountState changed: status = the new state
+    FUNDING = 15  # funding paid (cash_units < 0) or received by one perpetual position
+    SETTLEMENT = 16  # expiry: cash settlement of one option position at price_ticks
 
 
 class Liquidity(IntEnum):
@@ -368,6 +387,7 @@ class Reason(IntEnum):
     NO_MARK = 204  # the instrument has no mark price / risk array yet
     PRICE_BAND = 205  # market order with no mark to bound it, or price outside the band
     MARGIN_MODE_OPEN = 206  # margin mode cannot change with positions or orders open
+    ACCOUNT_IN_LIQUIDATION = 207  # the engine controls the account until liquidation ends
     # matching 300-399
     POST_ONLY_WOULD_TAKE = 300
     FOK_NOT_FILLED = 301
@@ -382,6 +402,8 @@ class Reason(IntEnum):
     CANCEL_INSTRUMENT_CLOSED = 355
     CANCEL_QUOTE_REPLACED = 356
     CANCEL_ALL = 357
+    CANCEL_LIQUIDATION = 358
+    CANCEL_EXPIRED = 359  # the instrument expired
     # account 400-499
     BALANCE_LIMIT = 400
     # admin 500-599
