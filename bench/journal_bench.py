@@ -55,7 +55,8 @@ from report import finish, machine  # noqa: E402  (bench/report.py, beside this 
 
 CACHE = ROOT / "bench" / ".cache"
 START_NS = 1_798_761_600_000_000_000
-FLOW_CONFIG = EngineConfig(max_orders_per_book=10_000_000, max_open_orders_per_account=1_000_000)
+FLOW_CONFIG = EngineConfig(risk_checks=False,
+                           max_orders_per_book=10_000_000, max_open_orders_per_account=1_000_000)
 
 
 def median_of(runs: int, measure: Callable[..., float], *args: object) -> tuple[float,
@@ -196,7 +197,7 @@ def big_state(accounts: int, books: int) -> tuple[Engine, np.ndarray]:
     """Engine with ``books`` perpetuals, ``accounts`` funded accounts, one passive order
     each (bids below, asks above the mid, 500 levels a side per book). Returns the engine
     and the resting orders as rows (order id, account, instrument)."""
-    config = EngineConfig(max_orders_per_book=1 << 21, initial_accounts=1 << 20,
+    config = EngineConfig(risk_checks=False, max_orders_per_book=1 << 21, initial_accounts=1 << 20,
                           initial_orders=1 << 20, initial_positions=1 << 20,
                           initial_levels=1 << 15, initial_instruments=books,
                           initial_levels_per_side=1 << 10)

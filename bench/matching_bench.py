@@ -69,6 +69,7 @@ def _timed_one_by_one(arena, layout, commands, events, cycles):
 def config_for(commands: int, options: int) -> EngineConfig:
     """Pools sized so that no command of the flow needs growth (so timing has no growth)."""
     return EngineConfig(
+        risk_checks=False,
         max_orders_per_book=10_000_000,
         max_open_orders_per_account=1_000_000,
         initial_orders=1 << 21,
@@ -189,6 +190,7 @@ def memory_per_order(resting: int) -> dict[str, float]:
     from derivex.core.records import CommandKind, command_array
 
     config = EngineConfig(
+        risk_checks=False,
         max_orders_per_book=resting + 10,
         max_open_orders_per_account=resting,
         initial_orders=resting,

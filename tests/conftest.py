@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from derivex.core.config import EngineConfig
 from derivex.exchange import Exchange
 
 START_NS = 1_798_761_600_000_000_000
@@ -31,7 +32,7 @@ def clock() -> ManualClock:
 def venue(clock: ManualClock):
     """Exchange with a BTC perpetual (tick 50, maker -1bp, taker 5bp), a BTC call (tick 5,
     lot step 10, maker 2bp, taker 3bp) and three funded accounts."""
-    ex = Exchange(clock=clock)
+    ex = Exchange(EngineConfig(risk_checks=False), clock=clock)
     perp = ex.add_perpetual("BTC", tick_size_ticks=50, maker_fee_ppm=-100, taker_fee_ppm=500)
     call = ex.add_option("BTC", START_NS + 8 * 3_600_000_000_000, 10_000_000, "call",
                          tick_size_ticks=5, min_trade_lots=10, maker_fee_ppm=200,

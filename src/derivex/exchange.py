@@ -8,6 +8,10 @@ and the clock's time (``clock`` is injectable; tests pass a manual clock).
 >>> btc = ex.add_perpetual("BTC", tick_size_ticks=50, taker_fee_ppm=500, maker_fee_ppm=-100)
 >>> ex.instrument_name(btc)
 'BTC_USDC-PERPETUAL'
+>>> ex.set_index("BTC", [(1, 1_700_000_000_000_000_000, 10_000_000)]).accepted  # oracle
+True
+>>> ex.mark(btc)  # a perpetual's mark follows the index
+10000000
 >>> alice, bob = ex.create_account(), ex.create_account()
 >>> _ = ex.deposit(alice, 1_000_000_000); _ = ex.deposit(bob, 1_000_000_000)
 >>> ex.place(alice, btc, "sell", 10, price_ticks=10_000_000).status
@@ -17,6 +21,9 @@ and the clock's time (``clock`` is injectable; tests pass a manual clock).
 ('filled', 4, [(10000000, 4)])
 >>> ex.depth(btc).asks
 [(10000000, 6, 1)]
+>>> summary = ex.account_summary(bob)
+>>> summary.initial_margin_units, summary.equity_units  # 2% of 40 USDC; 1,000 USDC - fee
+(800000, 999980000)
 """
 
 from __future__ import annotations
@@ -30,15 +37,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from derivex.core import layout as L
-from derivex.core.config import EngineConfig
+from derivex.core.config import P_INDEX_HISTORY, EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.pools import order_slot_of
 from derivex.core.records import (
     COMMAND_DTYPE,
+    AccountState,
     CommandKind,
     EventKind,
+    IndexStatus,
     InstrumentKind,
     Liquidity,
+    MarginMode,
     OptionType,
     OrderFlag,
     OrderType,
@@ -48,7 +58,11 @@ from derivex.core.records import (
     TimeInForce,
     Underlying,
     command_array,
+    concat_commands,
+    index_records,
+    risk_records,
 )
+from derivex.core.risk import margins
 from derivex.core.state import book_side
 
 if TYPE_CHECKING:
@@ -120,6 +134,33 @@ class OrderInfo:
 
 
 @dataclass(frozen=True)
+class IndexInfo:
+    price_ticks: int  # last valid index (0: never)
+    status: str  # none | valid | stale
+    ts_ns: int  # sequencer time of the last INDEX command
+    sources: int  # sources used in the last valid index
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    """Margin view of one account (collateral units; Greeks in the pricing service's units,
+    summed over the positions, see docs/risk.md)."""
+
+    account: int
+    margin_mode: str  # standard | portfolio
+    state: str  # normal | in_liquidation | bankrupt
+    balance_units: int
+    equity_units: int  # balance + unrealised P&L at mark (+ option value)
+    initial_margin_units: int
+    maintenance_margin_units: int
+    available_funds_units: int  # equity - initial margin
+    delta: float
+    gamma: float
+    vega: float
+    theta: float
+
+
+@dataclass(frozen=True)
 class Position:
     account: int
     instrument: int
@@ -188,22 +229,56 @@ class Exchange:
 
     @staticmethod
     def _result(events: np.ndarray) -> CommandResult:
-        accepted = bool(len(events)) and events["kind"][0] == EventKind.ACCEPTED
+        accepted = bool(len(events)) and bool(events["kind"][0] == EventKind.ACCEPTED)
         return CommandResult(accepted, Reason.OK if accepted else _reason(events), events)
 
     # ---- accounts and money ----
 
-    def create_account(self, self_trade_prevention: str = "cancel_resting") -> int:
+    def create_account(self, self_trade_prevention: str = "cancel_resting",
+                       margin_mode: str = "standard") -> int:
         """Create an account; returns its id. Raises ValueError when rejected."""
         mode = SelfTradePrevention[self_trade_prevention.upper()]
-        events = self._command(CommandKind.CREATE_ACCOUNT, stp=mode)
+        events = self._command(CommandKind.CREATE_ACCOUNT, stp=mode,
+                               margin_mode=MarginMode[margin_mode.upper()])
         if events["kind"][0] != EventKind.ACCEPTED:
             raise ValueError(f"account not created: {_reason(events).name}")
         return int(events["account"][0])
 
     def set_self_trade_prevention(self, account: int, mode: str) -> CommandResult:
+        margin = int(self.engine.state.acc_i4[account, L.A_MARGIN_MODE]) if (
+            0 <= account < self.engine.state.acc_i4.shape[0]) else 0
         return self._result(self._command(CommandKind.SET_ACCOUNT, account=account,
-                                          stp=SelfTradePrevention[mode.upper()]))
+                                          stp=SelfTradePrevention[mode.upper()],
+                                          margin_mode=margin))
+
+    def set_margin_mode(self, account: int, mode: str) -> CommandResult:
+        """Standard or portfolio margin; only while the account holds nothing."""
+        stp = int(self.engine.state.acc_i4[account, L.A_STP]) if (
+            0 <= account < self.engine.state.acc_i4.shape[0]) else 0
+        return self._result(self._command(CommandKind.SET_ACCOUNT, account=account, stp=stp,
+                                          margin_mode=MarginMode[mode.upper()]))
+
+    # ---- market data (normally sequenced from the oracle and the pricing service) ----
+
+    def _market_data(self, records: np.ndarray, apply: bool) -> CommandResult:
+        if apply:  # a TIME command right after applies the staged values at once
+            tick = command_array(1)
+            tick["kind"] = CommandKind.TIME
+            records = concat_commands([records, tick])
+        events = self.submit(records)
+        return self._result(events)
+
+    def set_index(self, underlying: str, sources: Sequence[tuple[int, int, int]],
+                  apply: bool = True) -> CommandResult:
+        """Sequence an INDEX command from ``(source_id, source_ts_ns, price_ticks)`` rows."""
+        return self._market_data(index_records(Underlying[underlying], list(sources)), apply)
+
+    def set_risk(self, instrument: int, mark_ticks: int, values: Sequence[int],
+                 greeks: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
+                 mark_iv_ppm: int = 0, apply: bool = True) -> CommandResult:
+        """Sequence a RISK_ARRAY command: an option's mark, Greeks and scenario P&Ls."""
+        return self._market_data(
+            risk_records(instrument, mark_ticks, list(values), greeks, mark_iv_ppm), apply)
 
     def deposit(self, account: int, amount_units: int) -> CommandResult:
         return self._result(self._command(CommandKind.DEPOSIT, account=account,
@@ -402,6 +477,41 @@ class Exchange:
                          int(st.pos_i8[p, L.S_BASIS]), int(st.pos_i8[p, L.S_OPEN_BUY]),
                          int(st.pos_i8[p, L.S_OPEN_SELL]))
                 for p in self._positions_slots(account) if st.pos_i8[p, L.S_QTY] != 0]
+
+    def index(self, underlying: str) -> IndexInfo:
+        row = self.engine.state.und_i8[Underlying[underlying]]
+        return IndexInfo(int(row[L.U_INDEX]), IndexStatus(int(row[L.U_STATUS])).name.lower(),
+                         int(row[L.U_INDEX_TS]), int(row[L.U_SOURCES]))
+
+    def index_history(self, underlying: str) -> list[tuple[int, int]]:
+        """``(ts_ns, index)`` of the kept valid index updates, oldest first."""
+        st = self.engine.state
+        code = Underlying[underlying]
+        history = int(st.params[P_INDEX_HISTORY])
+        head, length = int(st.und_i8[code, L.U_HIST_HEAD]), int(st.und_i8[code, L.U_HIST_LEN])
+        rows = [code * history + (head - length + k) % history for k in range(length)]
+        return [(int(st.und_hist[r, 0]), int(st.und_hist[r, 1])) for r in rows]
+
+    def mark(self, instrument: int) -> int:
+        """The instrument's applied mark price (0 if none yet)."""
+        return int(self.engine.state.ins_i8[instrument, L.I_MARK])
+
+    def account_summary(self, account: int) -> AccountSummary:
+        st = self.engine.state
+        if not 0 <= account < st.counters[L.C_ACCOUNT_HWM]:
+            raise KeyError(account)
+        equity, im, mm = (int(v) for v in margins(st, np.int64(account)))
+        greeks = [0, 0, 0, 0]
+        for slot in self._positions_slots(account):
+            qty = int(st.pos_i8[slot, L.S_QTY])
+            instrument = int(st.pos_i4[slot, L.S_INSTRUMENT])
+            for k, field_index in enumerate((L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA)):
+                greeks[k] += qty * int(st.ins_i8[instrument, field_index])
+        return AccountSummary(
+            account, MarginMode(int(st.acc_i4[account, L.A_MARGIN_MODE])).name.lower(),
+            AccountState(int(st.acc_i4[account, L.A_STATE])).name.lower(),
+            int(st.acc_i8[account, L.A_BALANCE]), equity, im, mm, equity - im,
+            *(g / 1e9 for g in greeks))
 
     def balance(self, account: int) -> int:
         if not 0 <= account < self.engine.state.counters[L.C_ACCOUNT_HWM]:

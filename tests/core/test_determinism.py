@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     from derivex.core.config import EngineConfig
     from derivex.sim.flow import FlowSpec, generate
     setup, flow = generate(FlowSpec(commands=6_000, options=3, accounts=40, seed=11, chunk=500))
-    engine = Engine(EngineConfig())
+    engine = Engine(EngineConfig(risk_checks=False))
     events = [engine.process(setup)]
     for start in range(0, len(flow), 777):
         events.append(engine.process(flow[start:start + 777]))
@@ -53,9 +53,10 @@ def test_same_stream_same_hash_in_two_processes() -> None:
 
 def test_pool_growth_and_batch_split_change_nothing() -> None:
     setup, flow = generate(SPEC)
-    tiny = EngineConfig(initial_orders=1, initial_levels=1, initial_accounts=4,
+    tiny = EngineConfig(risk_checks=False, initial_orders=1, initial_levels=1, initial_accounts=4,
                         initial_instruments=1, initial_positions=1, initial_levels_per_side=1)
-    roomy = EngineConfig(initial_orders=1 << 16, initial_levels=1 << 12, initial_accounts=256,
+    roomy = EngineConfig(risk_checks=False,
+                         initial_orders=1 << 16, initial_levels=1 << 12, initial_accounts=256,
                          initial_instruments=16, initial_positions=1 << 12,
                          initial_levels_per_side=1 << 10)
     results = []
@@ -74,7 +75,7 @@ def test_pool_growth_and_batch_split_change_nothing() -> None:
 
 def test_different_streams_differ() -> None:
     setup, flow = generate(FlowSpec(commands=500, accounts=10, seed=1, chunk=100))
-    a, b = Engine(), Engine()
+    a, b = Engine(EngineConfig(risk_checks=False)), Engine(EngineConfig(risk_checks=False))
     a.process(setup), b.process(setup)
     a.process(flow)
     b.process(flow[:-1])

@@ -81,9 +81,11 @@ HUGE = [1 << 62, (1 << 63) - 1, -(1 << 63), 1 << 40, (1 << 40) + 1, (1 << 31), -
 
 def draw_config(ch) -> EngineConfig:
     if ch.chance(350):
-        return EngineConfig(gas_max=ch.pick([10**6, 300]), gas_refill_per_ms=ch.int(0, 50))
+        return EngineConfig(risk_checks=False,
+                            gas_max=ch.pick([10**6, 300]), gas_refill_per_ms=ch.int(0, 50))
     gas_max = ch.pick([40, 100, 300, 10**6])
     return EngineConfig(
+        risk_checks=False,
         max_order_lots=ch.pick([8, 50, 1 << 40]),
         max_position_lots=ch.pick([10, 30, 1000, (1 << 31) - 1]),
         max_price_ticks=ch.pick([150, 600, 1 << 40]),
@@ -461,7 +463,7 @@ def run_stream(ch, n_batches: int, batch_size: tuple[int, int]) -> Pair:
 def test_kernel_smoke_identical_on_fixed_stream():
     from tests.reference.builders import Stream, cmd, place
 
-    pair = Pair(EngineConfig())
+    pair = Pair(EngineConfig(risk_checks=False))
     s = Stream(None, ts_ns=10)
     batch = s.batch(cmd(K.CREATE_ACCOUNT), cmd(K.CREATE_ACCOUNT, stp=1),
                     cmd(K.DEPOSIT, account=3, amount_units=1000), perpetual(maker=-10, taker=20),

@@ -244,7 +244,8 @@ def test_gas_budget_and_refill():
     from tests.conftest import ManualClock
 
     clock = ManualClock()
-    ex = Exchange(EngineConfig(gas_max=30, gas_base=10, gas_refill_per_ms=5), clock=clock)
+    ex = Exchange(EngineConfig(risk_checks=False,
+                               gas_max=30, gas_base=10, gas_refill_per_ms=5), clock=clock)
     perp = ex.add_perpetual("BTC")
     a, b = ex.create_account(), ex.create_account()
     for _ in range(3):
@@ -260,7 +261,8 @@ def test_capacity_limits_reject_cleanly():
     from derivex.core.config import EngineConfig
     from derivex.exchange import Exchange
 
-    ex = Exchange(EngineConfig(max_open_orders_per_account=2, max_orders_per_book=3,
+    ex = Exchange(EngineConfig(risk_checks=False,
+                               max_open_orders_per_account=2, max_orders_per_book=3,
                                max_orders=4, initial_orders=1), clock=lambda: 1)
     perp = ex.add_perpetual("BTC")
     a, b, c = (ex.create_account() for _ in range(3))

@@ -37,7 +37,7 @@ def test_replay_reaches_the_live_state_whatever_the_batching(tmp_path, flow,
     setup, commands = flow
     exchange = journal_flow(tmp_path, setup, commands, seed=direct_from % 7)
     exchange.journal.close()
-    engine = Engine(EngineConfig())
+    engine = Engine(EngineConfig(risk_checks=False))
     replayer = Replayer(engine, direct_from=direct_from, stage_commands=1_000)
     for batch in read(tmp_path):
         replayer.feed(batch)
@@ -75,19 +75,20 @@ def quote_split_batches() -> list[np.ndarray]:
 def test_gathering_small_batches_stops_at_an_incomplete_mass_quote(tmp_path) -> None:
     batches = quote_split_batches()
     assert ends_inside_mass_quote(batches[1]) and not ends_inside_mass_quote(batches[2])
-    exchange = Exchange(clock=StepClock(), journal=Journal(tmp_path, fsync="none"))
+    exchange = Exchange(EngineConfig(risk_checks=False),
+                        clock=StepClock(), journal=Journal(tmp_path, fsync="none"))
     events = [exchange.submit(batch) for batch in batches]
     assert Reason(events[1]["reason"][1]) == Reason.BAD_MASS_QUOTE
     assert Reason(events[2]["reason"][0]) == Reason.ORPHAN_QUOTE_LEG
     exchange.journal.close()
-    engine = Engine(EngineConfig())
+    engine = Engine(EngineConfig(risk_checks=False))
     replayer = Replayer(engine)  # stages all three (they are small)
     for batch in read(tmp_path):
         replayer.feed(batch)
     replayer.finish()
     assert engine.state_hash() == exchange.state_hash()
     # the boundary matters: in one call the quote would be accepted and rest
-    joined = Engine(EngineConfig())
+    joined = Engine(EngineConfig(risk_checks=False))
     whole = joined.process(np.concatenate([b.view(np.uint8).reshape(-1, 64)
                                            for b in batches]).reshape(-1).view(batches[0].dtype))
     assert (whole["kind"] == EventKind.REJECTED).sum() < 2
@@ -95,7 +96,8 @@ def test_gathering_small_batches_stops_at_an_incomplete_mass_quote(tmp_path) -> 
 
 
 def test_a_command_is_journaled_before_it_is_processed(tmp_path) -> None:
-    exchange = Exchange(clock=StepClock(), journal=Journal(tmp_path, fsync="batch"))
+    exchange = Exchange(EngineConfig(risk_checks=False),
+                        clock=StepClock(), journal=Journal(tmp_path, fsync="batch"))
     account = exchange.create_account()
     assert exchange.journal.durable_seq == exchange.journal.last_seq == 1
     before = exchange.state_hash()
@@ -135,7 +137,7 @@ def test_reopened_exchange_continues_the_log(tmp_path, flow) -> None:
         tmp_path)[0].state_hash()
     assert again.root.hex() == proof["root"] == full_root(second.engine.state).hex()
     with pytest.raises(Exception, match="different EngineConfig"):
-        Exchange(EngineConfig(gas_base=11), journal=Journal(tmp_path))
+        Exchange(EngineConfig(risk_checks=False, gas_base=11), journal=Journal(tmp_path))
 
 
 def test_cli_replay_verify_prove(tmp_path, flow) -> None:

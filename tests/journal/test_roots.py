@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from derivex.core.config import EngineConfig
 from derivex.core.records import CommandKind, command_array
 from derivex.exchange import Exchange, Quote
 from derivex.journal import Journal, full_root, merkle, prove, recover, verify, verify_proof
@@ -57,7 +58,8 @@ class Session:
     def __init__(self, directory: Path, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.clock = StepClock()
-        self.exchange = Exchange(clock=self.clock, journal=Journal(directory, fsync="none"))
+        self.exchange = Exchange(EngineConfig(risk_checks=False),
+                                 clock=self.clock, journal=Journal(directory, fsync="none"))
         ex = self.exchange
         self.instruments = [
             ex.add_perpetual("BTC", tick_size_ticks=50, maker_fee_ppm=-100, taker_fee_ppm=500),

@@ -30,7 +30,7 @@ from .conftest import batches_of, journal_flow, naive_replay
 def halfway(flow):
     """An engine after the setup and half the flow, and the other half."""
     setup, commands = flow
-    engine = Engine(EngineConfig())
+    engine = Engine(EngineConfig(risk_checks=False))
     engine.process(setup)
     engine.process(commands[:3_000])
     return engine, commands[3_000:]

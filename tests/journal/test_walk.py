@@ -42,7 +42,8 @@ def replay_both(directory, *, from_seq=None, every=None, direct_from=2048):
     results = []
     for compiled in (False, True):
         roots = StateRoots() if every else None
-        replayer = Replayer(Engine(EngineConfig()), roots=roots, checkpoint_every=every,
+        replayer = Replayer(Engine(EngineConfig(risk_checks=False)),
+                            roots=roots, checkpoint_every=every,
                             direct_from=direct_from, stage_commands=1_000)
         reader = JournalReader(directory, from_seq)
         if compiled:
@@ -67,7 +68,7 @@ def test_walker_equals_reader_on_mixed_batches_and_checksums(tmp_path, flow,
         seq += len(part)
         with Journal(tmp_path, fsync="none", roll_bytes=50_000,
                      checksum=CHECKSUM_BLAKE2B if index % 7 == 3 else None) as journal:
-            journal.attach(EngineConfig())
+            journal.attach(EngineConfig(risk_checks=False))
             journal.append(part)
     (python, reader), (compiled, walked) = replay_both(tmp_path, every=700,
                                                        direct_from=direct_from)
@@ -97,7 +98,7 @@ def test_walker_trims_to_from_seq_inside_a_batch(tmp_path, flow) -> None:
 def damaged(tmp_path, flow):
     setup, commands = flow
     with Journal(tmp_path, fsync="none", roll_bytes=40_000) as journal:
-        journal.attach(EngineConfig())
+        journal.attach(EngineConfig(risk_checks=False))
         seq = 0
         for part in [setup.copy(), *batches_of(commands, 5, largest=60)]:
             part["seq"] = np.arange(seq + 1, seq + 1 + len(part))

@@ -19,9 +19,11 @@ from derivex.core.records import (
     EVENT_DTYPE,
     CommandKind,
     EventKind,
+    IndexStatus,
     InstrumentKind,
     InstrumentStatus,
     Liquidity,
+    MarginMode,
     OptionType,
     OrderFlag,
     OrderType,
@@ -30,7 +32,6 @@ from derivex.core.records import (
     Side,
     SystemAccount,
     TimeInForce,
-    Underlying,
 )
 
 AMBIGUITIES = [
@@ -148,6 +149,7 @@ def sign(x: int) -> int:
 class Account:
     balance: int = 0
     stp: int = 0
+    margin_mode: int = 0
     gas: int = 0
     gas_ts_ns: int = 0
     orders: list[int] = field(default_factory=list)  # live resting order ids, list order
@@ -167,6 +169,17 @@ class Instrument:
     taker_fee: int
     max_price: int
     status: int = int(InstrumentStatus.ACTIVE)
+    # risk (docs/risk.md): applied and staged mark / index / scenario P&Ls
+    mark: int = 0
+    mark_next: int = 0
+    index: int = 0
+    index_next: int = 0
+    basis_ema: int = 0
+    mark_iv: int = 0
+    greeks: list[int] = field(default_factory=lambda: [0] * 5)
+    dirty: bool = False
+    arr: list[int] = field(default_factory=list)
+    arr_next: list[int] = field(default_factory=list)
     bids: dict[int, list[Order]] = field(default_factory=dict)  # price -> FIFO
     asks: dict[int, list[Order]] = field(default_factory=dict)
 
@@ -221,6 +234,9 @@ class ReferenceEngine:
         self.total_withdrawals = 0
         self.accounts: dict[int, Account] = {int(a): Account() for a in SystemAccount}
         self.instruments: list[Instrument] = []
+        self.S = len(config.scenarios)
+        # underlying -> [index, ts, status, sources, valid updates so far, [(ts, index)]]
+        self.underlyings: dict[int, list] = {}
         self.positions: dict[tuple[int, int], Position] = {}
         self.orders: dict[int, Order] = {}
         self.slot_gen: list[int] = []  # generation of the last order in each slot
@@ -240,8 +256,25 @@ class ReferenceEngine:
             self._kind = int(cmd["kind"])
             self.clock = max(self.clock, int(cmd["ts_ns"]))
             consumed = 1
+            if self._kind not in (CommandKind.INDEX, CommandKind.RISK_ARRAY):
+                self._flush()  # [R1]
             try:
-                if self._kind == CommandKind.MASS_QUOTE:  # [A15]
+                if self._kind in (CommandKind.INDEX, CommandKind.RISK_ARRAY):
+                    legs_ok = ((CommandKind.INDEX_SOURCE,) if self._kind == CommandKind.INDEX
+                               else (CommandKind.RISK_GREEKS, CommandKind.RISK_VALUES))
+                    limit = 32 if self._kind == CommandKind.INDEX else 1 + (64 + 4) // 5
+                    run = 0
+                    while i + 1 + run < n and int(commands[i + 1 + run]["kind"]) in legs_ok:
+                        run += 1
+                    count = int(cmd["count"])
+                    complete = 1 <= count <= limit and count <= run
+                    consumed = 1 + (count if complete else run)
+                    legs = list(commands[i + 1:i + consumed])
+                    if self._kind == CommandKind.INDEX:
+                        self._index(cmd, legs, complete)
+                    else:
+                        self._risk_array(cmd, legs, complete)
+                elif self._kind == CommandKind.MASS_QUOTE:  # [A15]
                     count = int(cmd["count"])
                     legs = list(commands[i + 1:i + 1 + count])
                     well_formed = (1 <= count <= self.cfg.max_quote_legs
@@ -285,6 +318,9 @@ class ReferenceEngine:
         }
         if self._kind == CommandKind.QUOTE_LEG:
             raise Reject(Reason.ORPHAN_QUOTE_LEG)
+        if self._kind in (CommandKind.INDEX_SOURCE, CommandKind.RISK_GREEKS,
+                          CommandKind.RISK_VALUES):
+            raise Reject(Reason.ORPHAN_LEG)
         handler = handlers.get(self._kind)
         if handler is None:
             raise Reject(Reason.UNKNOWN_COMMAND)
@@ -335,10 +371,14 @@ class ReferenceEngine:
         stp = int(cmd["stp"])
         if stp not in (SelfTradePrevention.CANCEL_RESTING, SelfTradePrevention.REJECT_INCOMING):
             raise Reject(Reason.BAD_STP_MODE)
+        mode = int(cmd["margin_mode"])
+        if mode not in (0, 1):
+            raise Reject(Reason.BAD_MARGIN_MODE)
         if len(self.accounts) >= self.cfg.max_accounts:
             raise Reject(Reason.ACCOUNT_POOL_FULL)
         acct_id = len(self.accounts)
-        self.accounts[acct_id] = Account(stp=stp, gas=self.cfg.gas_max, gas_ts_ns=self.clock)
+        self.accounts[acct_id] = Account(stp=stp, gas=self.cfg.gas_max, gas_ts_ns=self.clock,
+                                         margin_mode=mode)
         self._emit(EventKind.ACCEPTED, account=acct_id)
         self._emit(EventKind.ACCOUNT_CREATED, account=acct_id, status=stp)
 
@@ -372,6 +412,14 @@ class ReferenceEngine:
             raise Reject(Reason.AMOUNT_NOT_POSITIVE)
         if amount > acct.balance:
             raise Reject(Reason.INSUFFICIENT_FUNDS)
+        if self.cfg.risk_checks and any(a == acct_id for a, _ in self.positions):
+            for a, inst_id in self.positions:
+                und = self.instruments[inst_id].underlying
+                if a == acct_id and self._index_status(und) != IndexStatus.VALID:
+                    raise Reject(Reason.INDEX_STALE)
+            equity, im, _ = self.margins(acct_id)
+            if equity - amount < im:
+                raise Reject(Reason.INSUFFICIENT_MARGIN)
         acct.balance -= amount
         self.total_withdrawals += amount
         self._emit(EventKind.ACCEPTED, account=acct_id)
@@ -383,7 +431,13 @@ class ReferenceEngine:
         stp = int(cmd["stp"])
         if stp not in (SelfTradePrevention.CANCEL_RESTING, SelfTradePrevention.REJECT_INCOMING):
             raise Reject(Reason.BAD_STP_MODE)
+        mode = int(cmd["margin_mode"])
+        if mode not in (0, 1):
+            raise Reject(Reason.BAD_MARGIN_MODE)
+        if mode != acct.margin_mode and any(a == acct_id for a, _ in self.positions):
+            raise Reject(Reason.MARGIN_MODE_OPEN)
         acct.stp = stp
+        acct.margin_mode = mode
         self._emit(EventKind.ACCEPTED, account=acct_id, status=stp)
 
     # ------------------------------------------------------------------ gas
@@ -435,7 +489,7 @@ class ReferenceEngine:
             ok = False
         ok = (ok and tick >= 1 and min_trade >= 1 and cv >= 1
               and -MAX_FEE_PPM <= maker <= MAX_FEE_PPM and -MAX_FEE_PPM <= taker <= MAX_FEE_PPM
-              and underlying in {int(u) for u in Underlying})
+              and 1 <= underlying < self.cfg.max_underlyings)
         if not ok:
             raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
         max_price = min(self.cfg.max_price_ticks,
@@ -448,7 +502,7 @@ class ReferenceEngine:
         self.instruments.append(Instrument(
             kind=kind, option_type=opt, underlying=underlying, strike_ticks=strike,
             expiry_ts_ns=expiry, tick=tick, min_trade=min_trade, cv=cv, maker_fee=maker,
-            taker_fee=taker, max_price=max_price))
+            taker_fee=taker, max_price=max_price, arr=[0] * self.S, arr_next=[0] * self.S))
         self._emit(EventKind.ACCEPTED, instrument=inst_id)
         self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id,
                    status=int(InstrumentStatus.ACTIVE))
@@ -751,8 +805,10 @@ class ReferenceEngine:
         return filled, False
 
     def _finish_taker(self, taker: Order, limit: int | None, tif: int, filled: int,
-                      gas_stop: bool) -> None:
+                      gas_stop: bool, market: bool | None = None) -> None:
         """After matching: rest a GTC remainder, expire anything else. [A10]"""
+        if market is None:
+            market = limit is None
         if taker.qty == 0:
             self._free_order_id(taker.id)
             return
@@ -761,7 +817,7 @@ class ReferenceEngine:
         elif limit is not None and tif == TimeInForce.GTC:
             self._rest(taker)
             return
-        elif limit is None and filled == 0:
+        elif market and filled == 0:
             reason = Reason.NO_LIQUIDITY
         else:
             reason = Reason.CANCEL_IOC_REMAINDER
@@ -829,6 +885,7 @@ class ReferenceEngine:
                 or (flags & PO and (otype == OrderType.MARKET or tif != TimeInForce.GTC))):
             raise Reject(Reason.BAD_FLAGS)
         self._require_active(inst)  # 5
+        self._market_check(inst, bool(flags & RO))  # [R2]
         qty = int(cmd["qty_lots"])
         self._check_qty(inst, qty)  # 6
         if otype == OrderType.LIMIT:  # 7
@@ -839,6 +896,8 @@ class ReferenceEngine:
             price, limit = 0, None
             if tif == TimeInForce.GTC:
                 tif = int(TimeInForce.IOC)
+            if self.cfg.risk_checks:  # [R3]
+                price = limit = self._band_price(inst, side)
         if flags & RO:  # 8
             cap = self.reducing_capacity(self._pos_qty(acct_id, inst_id), side)
             if cap == 0:
@@ -848,7 +907,8 @@ class ReferenceEngine:
             price = limit = self._post_only_price(inst, side, price, bool(flags & RPO))
         if not self._position_limit_ok(acct_id, inst_id, side, qty):  # 10
             raise Reject(Reason.POSITION_LIMIT)
-        resting = limit is not None and tif == TimeInForce.GTC
+        self._margin_check(acct_id, inst_id, side, qty, qty * price)  # [R4]
+        resting = otype == OrderType.LIMIT and tif == TimeInForce.GTC
         if resting:  # 11 [A7]
             if len(acct.orders) >= self.cfg.max_open_orders_per_account:
                 raise Reject(Reason.ACCOUNT_ORDER_LIMIT)
@@ -874,7 +934,7 @@ class ReferenceEngine:
                    order_id=order.id, price_ticks=price, qty_lots=qty, label=label)
         self._pos(acct_id, inst_id)  # the slot is live from acceptance
         filled, gas_stop = self._match(order, limit)
-        self._finish_taker(order, limit, tif, filled, gas_stop)
+        self._finish_taker(order, limit, tif, filled, gas_stop, otype == OrderType.MARKET)
 
     # ------------------------------------------------------------------ CANCEL / AMEND
 
@@ -901,6 +961,7 @@ class ReferenceEngine:
         order = self._owned_order(cmd, acct_id)
         inst = self.instruments[order.instrument]
         self._require_active(inst)
+        self._market_check(inst, bool(order.flags & RO))
         qty = int(cmd["qty_lots"])
         self._check_qty(inst, qty)
         price = int(cmd["price_ticks"])
@@ -916,6 +977,8 @@ class ReferenceEngine:
         if not self._position_limit_ok(acct_id, order.instrument, order.side, qty,
                                        gone=order.qty):
             raise Reject(Reason.POSITION_LIMIT)
+        self._margin_check(acct_id, order.instrument, order.side, qty - order.qty,
+                           qty * price - order.qty * order.price)
         if price != order.price:  # [A14]
             self._check_levels(inst, order.side, price)
         if not keep and acct.stp == SelfTradePrevention.REJECT_INCOMING:
@@ -984,6 +1047,7 @@ class ReferenceEngine:
             inst = self.instruments[inst_id]
             try:
                 self._require_active(inst)
+                self._market_check(inst, False)
             except Reject as rej:
                 raise Reject(rej.reason, leg_no) from None
             if inst_id in seen:
@@ -1051,6 +1115,13 @@ class ReferenceEngine:
                                leg=leg_no, account=acct_id, instrument=inst_id, side=s,
                                price_ticks=p, qty_lots=q, label=label)
                     continue
+                try:
+                    self._margin_check(acct_id, inst_id, s, q, q * p)
+                except Reject as rej:
+                    self._emit(EventKind.REJECTED, reason=int(rej.reason), leg=leg_no,
+                               account=acct_id, instrument=inst_id, side=s, price_ticks=p,
+                               qty_lots=q, label=label)
+                    continue
                 order = Order(id=self._alloc_order_id(), account=acct_id,
                               instrument=inst_id, side=s, price=p, qty=q,
                               flags=QUOTE | PO, label=label)
@@ -1059,27 +1130,276 @@ class ReferenceEngine:
                            qty_lots=q, label=label)
                 self._rest(order)
 
+    # ------------------------------------------------------------------ risk (docs/risk.md)
+
+    def _index_status(self, underlying: int) -> int:
+        row = self.underlyings.get(underlying)
+        return row[2] if row else int(IndexStatus.NONE)
+
+    def _market_check(self, inst: Instrument, reduce_only: bool) -> None:
+        """[R2] NO_MARK, then INDEX_STALE (reduce-only orders pass a stale index)."""
+        if not self.cfg.risk_checks:
+            return
+        if inst.mark <= 0:
+            raise Reject(Reason.NO_MARK)
+        if self._index_status(inst.underlying) != IndexStatus.VALID and not reduce_only:
+            raise Reject(Reason.INDEX_STALE)
+
+    def _band_price(self, inst: Instrument, side: int) -> int:
+        """[R3] market orders trade no further than mark +/- market_band (on the tick grid)."""
+        band = inst.mark * self.cfg.market_band_ppm // PPM
+        if side == BUY:
+            top = inst.max_price // inst.tick * inst.tick
+            return min((inst.mark + band) // inst.tick * inst.tick, top)
+        return max(ceil_div(inst.mark - band, inst.tick) * inst.tick, inst.tick)
+
+    def _open_values(self, acct_id: int, inst_id: int) -> tuple[int, int]:
+        """Sum of price x qty of the resting bids and asks of one position."""
+        values = [0, 0]
+        for order in self.orders.values():
+            if order.account == acct_id and order.instrument == inst_id:
+                values[order.side] += order.price * order.qty
+        return values[0], values[1]
+
+    def _perp_rate(self, notional: int, base: int, step: int) -> int:
+        return min(base + step * (notional // self.cfg.perp_tier_units), PPM)
+
+    def std_im(self, inst: Instrument, x: int, mark: int, index: int) -> int:
+        cfg = self.cfg
+        if x == 0:
+            return 0
+        if inst.kind == InstrumentKind.PERPETUAL:
+            notional = abs(x) * mark * inst.cv
+            return ceil_div(notional * self._perp_rate(notional, cfg.perp_im_ppm,
+                                                       cfg.perp_tier_im_ppm), PPM)
+        if x > 0:
+            return x * mark * inst.cv
+        underlying = index * inst.cv
+        otm = max(0, (inst.strike_ticks - index) if inst.option_type == OptionType.CALL
+                  else (index - inst.strike_ticks))
+        need = max(ceil_div(underlying * cfg.option_im_ppm, PPM) - otm * inst.cv,
+                   ceil_div(underlying * cfg.option_im_min_ppm, PPM))
+        return -x * (need + mark * inst.cv)
+
+    def std_mm(self, inst: Instrument, x: int, mark: int, index: int) -> int:
+        cfg = self.cfg
+        if x == 0:
+            return 0
+        if inst.kind == InstrumentKind.PERPETUAL:
+            notional = abs(x) * mark * inst.cv
+            return ceil_div(notional * self._perp_rate(notional, cfg.perp_mm_ppm,
+                                                       cfg.perp_tier_mm_ppm), PPM)
+        if x > 0:
+            return x * mark * inst.cv
+        return -x * (ceil_div(index * inst.cv * cfg.option_mm_ppm, PPM) + mark * inst.cv)
+
+    def pm_addon(self, inst: Instrument, x: int, index: int) -> int:
+        if x >= 0 or inst.kind != InstrumentKind.OPTION:
+            return 0
+        return -x * ceil_div(index * inst.cv * self.cfg.pm_short_option_ppm, PPM)
+
+    def terms(self, acct_id: int, extra: tuple[int, int, int, int] | None = None) -> dict:
+        """The account's margin inputs computed from scratch over its positions (applied
+        marks), optionally with ``extra = (instrument, side, lots, value)`` more resting."""
+        S = self.S
+        sums = [0] * 8  # value, bid cash, ask cash, std IM, std MM, add-on pos/bid/ask
+        vectors = [0] * (3 * S)
+        if not self.cfg.risk_checks or acct_id not in self.accounts:
+            return {"sums": sums, "vectors": vectors}
+        portfolio = self.accounts[acct_id].margin_mode == MarginMode.PORTFOLIO
+        held = {i for a, i in self.positions if a == acct_id}
+        if extra is not None:
+            held.add(extra[0])
+        for inst_id in sorted(held):
+            inst = self.instruments[inst_id]
+            pos = self.positions.get((acct_id, inst_id)) or Position()
+            q, ob, os_ = pos.qty, pos.open_buy, pos.open_sell
+            bv, sv = self._open_values(acct_id, inst_id)
+            if extra is not None and extra[0] == inst_id:
+                if extra[1] == BUY:
+                    ob, bv = ob + extra[2], bv + extra[3]
+                else:
+                    os_, sv = os_ + extra[2], sv + extra[3]
+            m, x, cv = inst.mark, inst.index, inst.cv
+            value = q * m * cv
+            if inst.kind == InstrumentKind.PERPETUAL:
+                value -= pos.basis
+            sums[0] += value
+            sums[1] += (ob * m - bv) * cv
+            sums[2] += (sv - os_ * m) * cv
+            if portfolio:
+                sums[5] += self.pm_addon(inst, q, x)
+                sums[6] += self.pm_addon(inst, q + ob, x)
+                sums[7] += self.pm_addon(inst, q - os_, x)
+                for s in range(S):
+                    vectors[s] += q * inst.arr[s]
+                    vectors[S + s] += ob * inst.arr[s]
+                    vectors[2 * S + s] -= os_ * inst.arr[s]
+            else:
+                sums[3] += max(self.std_im(inst, q + ob, m, x), self.std_im(inst, q - os_, m, x))
+                sums[4] += self.std_mm(inst, q, m, x)
+        return {"sums": sums, "vectors": vectors}
+
+    def margins(self, acct_id: int, extra=None) -> tuple[int, int, int]:
+        """(equity, initial margin, maintenance margin)."""
+        t = self.terms(acct_id, extra)
+        sums, v, S = t["sums"], t["vectors"], self.S
+        equity = self.accounts[acct_id].balance + sums[0]
+        bid_need, ask_need = max(0, -sums[1]), max(0, -sums[2])
+        if self.accounts[acct_id].margin_mode == MarginMode.PORTFOLIO:
+            def worst(offset: int | None) -> int:
+                return max([0] + [-(v[s] + (v[offset + s] if offset is not None else 0))
+                                  for s in range(S)])
+            im = max(worst(S) + sums[6] + bid_need, worst(2 * S) + sums[7] + ask_need)
+            mm = ceil_div((worst(None) + sums[5]) * self.cfg.pm_mm_ppm, PPM)
+        else:
+            im = sums[3] + max(bid_need, ask_need)
+            mm = sums[4]
+        return equity, im, mm
+
+    def _margin_check(self, acct_id: int, inst_id: int, side: int, lots: int,
+                      value: int) -> None:
+        """[R4] reject if initial margin after resting ``lots`` more would exceed equity and
+        be higher than now."""
+        if not self.cfg.risk_checks:
+            return
+        equity, im, _ = self.margins(acct_id)
+        _, after, _ = self.margins(acct_id, (inst_id, side, lots, value))
+        if after > equity and after > im:
+            raise Reject(Reason.INSUFFICIENT_MARGIN)
+
+    def _scenario_pnl(self, value: int, move: int, weight: int) -> int:
+        pnl = (value * move) // PPM  # floor for either sign
+        return (pnl * weight) // PPM
+
+    def _index(self, cmd, legs: list, complete: bool) -> None:
+        underlying = int(cmd["index_underlying"])
+        if not complete:
+            raise Reject(Reason.BAD_INDEX)
+        if not 1 <= underlying < self.cfg.max_underlyings:
+            raise Reject(Reason.UNKNOWN_UNDERLYING)
+        ids = [int(leg["source_id"]) for leg in legs]
+        if len(set(ids)) != len(ids) or any(
+                not 0 < int(leg["price_ticks"]) <= self.cfg.max_price_ticks for leg in legs):
+            raise Reject(Reason.BAD_INDEX)
+        self._emit(EventKind.ACCEPTED, instrument=underlying, qty_lots=len(legs))
+        oldest = self.clock - self.cfg.index_stale_ms * NS_PER_MS
+        prices = sorted(int(leg["price_ticks"]) for leg in legs
+                        if int(leg["source_ts_ns"]) >= oldest)
+        row = self.underlyings.setdefault(underlying, [0, 0, 0, 0, 0, []])
+        row[1] = self.clock
+        used: list[int] = []
+        if len(prices) >= self.cfg.index_min_sources:
+            k = len(prices)
+            median = prices[k // 2] if k % 2 else (prices[k // 2 - 1] + prices[k // 2]) // 2
+            band = median * self.cfg.index_outlier_ppm // PPM
+            for p in prices:
+                if median - band <= p <= median + band:
+                    used.append(p)
+                elif not self.cfg.index_outlier_discard:
+                    used.append(min(max(p, median - band), median + band))
+        if not used:
+            row[2] = int(IndexStatus.STALE)
+            self._emit(EventKind.INDEX, reason=int(Reason.INDEX_STALE), instrument=underlying,
+                       price_ticks=row[0], status=int(IndexStatus.STALE))
+            return
+        index = sum(used) // len(used)
+        row[0], row[2], row[3] = index, int(IndexStatus.VALID), len(used)
+        row[4] += 1
+        row[5].append((self.clock, index))
+        del row[5][:-self.cfg.index_history]
+        self._emit(EventKind.INDEX, instrument=underlying, price_ticks=index,
+                   qty_lots=len(used), status=int(IndexStatus.VALID))
+        for inst_id, inst in enumerate(self.instruments):
+            if inst.underlying != underlying:
+                continue
+            inst.index_next = index
+            inst.dirty = True
+            if inst.kind == InstrumentKind.PERPETUAL:
+                if inst.bids and inst.asks:
+                    basis = (inst.best(BUY) + inst.best(SELL)) // 2 - index
+                    limit = index * self.cfg.mark_basis_clamp_ppm // PPM
+                    basis = min(max(basis, -limit), limit)
+                    inst.basis_ema += (basis - inst.basis_ema) * self.cfg.mark_ema_ppm // PPM
+                inst.mark_next = max(index + inst.basis_ema, 1)
+                value = inst.mark_next * inst.cv
+                inst.arr_next = [self._scenario_pnl(value, move, weight)
+                                 for move, _vol, weight in self.cfg.scenarios]
+                self._emit(EventKind.MARK, instrument=inst_id, price_ticks=inst.mark_next,
+                           a=inst.basis_ema)
+
+    def _risk_array(self, cmd, legs: list, complete: bool) -> None:
+        inst_id = int(cmd["instrument"])
+        price = int(cmd["price_ticks"])
+        value_legs = (self.S + 4) // 5
+        if not complete or int(legs[0]["kind"]) != CommandKind.RISK_GREEKS:
+            raise Reject(Reason.BAD_RISK_ARRAY)
+        inst = self._instrument(inst_id)
+        if inst.kind == InstrumentKind.PERPETUAL:
+            if len(legs) != 1 or price != 0:
+                raise Reject(Reason.BAD_RISK_ARRAY)
+        elif (len(legs) != 1 + value_legs or not 0 < price <= inst.max_price
+              or any(int(leg["kind"]) != CommandKind.RISK_VALUES for leg in legs[1:])):
+            raise Reject(Reason.BAD_RISK_ARRAY)
+        self._emit(EventKind.ACCEPTED, instrument=inst_id, price_ticks=price,
+                   qty_lots=len(legs))
+        g = legs[0]
+        inst.greeks = [int(g[name]) for name in ("delta_nano", "gamma_nano", "vega_nano",
+                                                  "theta_nano", "rho_nano")]
+        if inst.kind == InstrumentKind.PERPETUAL:
+            return
+        values = [int(leg[f"v{k}"]) for leg in legs[1:] for k in range(5)]
+        inst.arr_next = values[:self.S]
+        inst.mark_next = price
+        inst.mark_iv = int(cmd["mark_iv_ppm"])
+        row = self.underlyings.get(inst.underlying)
+        inst.index_next = row[0] if row else 0
+        inst.dirty = True
+        self._emit(EventKind.MARK, instrument=inst_id, price_ticks=price, a=inst.mark_iv)
+
+    def _flush(self) -> None:
+        """[R1] staged marks, indices and scenario P&Ls become the applied ones before any
+        command other than INDEX / RISK_ARRAY."""
+        for inst in self.instruments:
+            if inst.dirty:
+                inst.mark, inst.index, inst.arr = inst.mark_next, inst.index_next, list(
+                    inst.arr_next)
+                inst.dirty = False
+
     # ------------------------------------------------------------------ inspection
 
     def canonical(self) -> dict:
         accounts = []
         for acct_id in sorted(self.accounts):
             a = self.accounts[acct_id]
-            accounts.append((acct_id, a.balance, a.stp, len(a.orders), a.gas, a.gas_ts_ns))
+            terms = self.terms(acct_id)
+            accounts.append((acct_id, a.balance, a.stp, len(a.orders), a.gas, a.gas_ts_ns,
+                             a.margin_mode, 0, tuple(terms["sums"]), tuple(terms["vectors"])))
         instruments = []
         books = {}
         for inst_id, i in enumerate(self.instruments):
             instruments.append((inst_id, i.kind, i.option_type, i.underlying, i.status,
                                 i.strike_ticks, i.expiry_ts_ns, i.tick, i.min_trade, i.cv,
-                                i.maker_fee, i.taker_fee, i.max_price, i.resting_count()))
+                                i.maker_fee, i.taker_fee, i.max_price, i.resting_count(),
+                                (i.mark, i.mark_next, i.index, i.index_next, i.basis_ema,
+                                 i.mark_iv, *i.greeks), int(i.dirty), tuple(i.arr),
+                                tuple(i.arr_next)))
             books[inst_id] = {
                 name: [(price, [(o.id, o.account, o.qty, o.flags, o.label)
                                 for o in i.side_book(side)[price]])
                        for price in i.levels_in_priority(side)]
                 for name, side in (("bids", BUY), ("asks", SELL))
             }
-        positions = sorted((a, i, p.qty, p.basis, p.open_buy, p.open_sell, p.resting)
+        positions = sorted((a, i, p.qty, p.basis, p.open_buy, p.open_sell, p.resting,
+                            *self._open_values(a, i))
                            for (a, i), p in self.positions.items())
+        history = self.cfg.index_history
+        underlyings = []
+        for u in sorted(self.underlyings):
+            index, ts, status, sources, updates, rows = self.underlyings[u]
+            kept = rows[-history:]
+            underlyings.append((u, (index, ts, status, sources, updates % history, len(kept)),
+                                tuple(kept)))
         return {
             "clock_ns": self.clock,
             "total_deposits": self.total_deposits,
@@ -1088,6 +1408,8 @@ class ReferenceEngine:
             "instruments": instruments,
             "positions": positions,
             "books": books,
+            "underlyings": underlyings,
+            "risk_dirty": sum(1 for i in self.instruments if i.dirty),
             "next_order_ids": self.next_order_ids(3),
         }
 

@@ -17,6 +17,7 @@ from derivex.core.config import (
     P_MAX_INSTRUMENTS,
     P_MAX_POSITION_LOTS,
     P_MAX_PRICE_TICKS,
+    P_MAX_UNDERLYINGS,
 )
 from derivex.core.emit import emit
 from derivex.core.fixed import VALUE_LIMIT
@@ -24,9 +25,9 @@ from derivex.core.jit import kernel
 from derivex.core.matching import cancel_resting
 from derivex.core.orders import admit_trader, check_trader, reject
 from derivex.core.pools import position_release_if_idle
+from derivex.core.risk import exposed_to_stale_index, margins, risk_on
 
 MAX_FEE_PPM = 100_000
-MAX_UNDERLYING = 3
 
 
 @kernel
@@ -40,6 +41,9 @@ def create_account(st, ev, n, cmds, i):
     stp = np.int64(c["stp"])
     if stp > 1:
         return reject(st, ev, n, cmds, i, K.R_BAD_STP_MODE, 0)
+    mode = np.int64(c["margin_mode"])
+    if mode > 1:
+        return reject(st, ev, n, cmds, i, K.R_BAD_MARGIN_MODE, 0)
     account = st.counters[L.C_ACCOUNT_HWM]
     if account >= st.params[P_MAX_ACCOUNTS]:
         return reject(st, ev, n, cmds, i, K.R_ACCOUNT_POOL_FULL, 0)
@@ -52,6 +56,7 @@ def create_account(st, ev, n, cmds, i):
     st.acc_i4[account, L.A_OPEN_ORDERS] = 0
     st.acc_i4[account, L.A_POSITION_HEAD] = L.NIL
     st.acc_i4[account, L.A_LAST_POSITION] = L.NIL
+    st.acc_i4[account, L.A_MARGIN_MODE] = mode
     n = accept(ev, n, c["seq"], K.K_CREATE_ACCOUNT, account, 0)
     return emit(ev, n, c["seq"], K.E_ACCOUNT_CREATED, K.K_CREATE_ACCOUNT, 0, 0, 0, 0, account,
                 0, 0, 0, 0, stp)
@@ -67,7 +72,14 @@ def set_account(st, ev, n, cmds, i):
     stp = np.int64(c["stp"])
     if stp > 1:
         return reject(st, ev, n, cmds, i, K.R_BAD_STP_MODE, 0)
+    mode = np.int64(c["margin_mode"])
+    if mode > 1:
+        return reject(st, ev, n, cmds, i, K.R_BAD_MARGIN_MODE, 0)
+    if mode != st.acc_i4[account, L.A_MARGIN_MODE] and (
+            st.acc_i4[account, L.A_POSITION_HEAD] != L.NIL):
+        return reject(st, ev, n, cmds, i, K.R_MARGIN_MODE_OPEN, 0)
     st.acc_i4[account, L.A_STP] = stp
+    st.acc_i4[account, L.A_MARGIN_MODE] = mode
     return emit(ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_ACCOUNT, 0, 0, 0, 0, account, 0, 0, 0, 0,
                 stp)
 
@@ -94,6 +106,12 @@ def move_money(st, ev, n, cmds, i, deposit):
     else:
         if amount > balance:
             return reject(st, ev, n, cmds, i, K.R_INSUFFICIENT_FUNDS, 0)
+        if risk_on(st) and st.acc_i4[account, L.A_POSITION_HEAD] != L.NIL:
+            if exposed_to_stale_index(st, account):
+                return reject(st, ev, n, cmds, i, K.R_INDEX_STALE, 0)
+            equity, im, _ = margins(st, account)
+            if equity - amount < im:
+                return reject(st, ev, n, cmds, i, K.R_INSUFFICIENT_MARGIN, 0)
         st.counters[L.C_TOTAL_WITHDRAWALS] += amount
         delta = -amount
         command = K.K_WITHDRAW
@@ -126,7 +144,7 @@ def add_instrument(st, ev, n, cmds, i):
         ok = False
     ok = ok and tick >= 1 and min_lots >= 1 and contract_value >= 1
     ok = ok and -MAX_FEE_PPM <= maker <= MAX_FEE_PPM and -MAX_FEE_PPM <= taker <= MAX_FEE_PPM
-    ok = ok and 1 <= underlying <= MAX_UNDERLYING
+    ok = ok and 1 <= underlying < st.params[P_MAX_UNDERLYINGS]
     max_price = st.params[P_MAX_PRICE_TICKS]
     if ok:
         bound = VALUE_LIMIT // (st.params[P_MAX_POSITION_LOTS] * contract_value)

@@ -73,4 +73,11 @@ def unpack(arena, layout):
         _i4_1(arena, layout, 19),  # ladder_len
         _i8_1(arena, layout, 20),  # scan_used
         _i4_1(arena, layout, 21),  # scan_accounts
+        _i8_2(arena, layout, 22),  # und_i8
+        _i8_2(arena, layout, 23),  # und_hist
+        _i8_2(arena, layout, 24),  # ins_arr
+        _i8_2(arena, layout, 25),  # ins_arr_next
+        _i8_2(arena, layout, 26),  # acc_risk
+        _i8_2(arena, layout, 27),  # acc_scen
+        _i8_1(arena, layout, 28),  # scratch
     )

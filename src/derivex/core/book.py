@@ -14,6 +14,7 @@ from __future__ import annotations
 from derivex.core import layout as L
 from derivex.core.jit import kernel
 from derivex.core.pools import level_alloc, level_free, order_free
+from derivex.core.risk import risk_in, risk_out
 
 
 @kernel
@@ -90,6 +91,23 @@ def _ladder_delete(st, row, index):
 
 
 @kernel
+def _open_change(st, position, side, dq, price):
+    """Resting lots (and their value) of a position change by ``dq`` at ``price``; the
+    position's margin terms follow."""
+    if dq == 0:
+        return
+    risk_out(st, position)
+    if side == 0:
+        st.pos_i8[position, L.S_OPEN_BUY] += dq
+        st.pos_i8[position, L.S_BUY_VALUE] += dq * price
+        risk_in(st, position, 0, dq, 0)
+    else:
+        st.pos_i8[position, L.S_OPEN_SELL] += dq
+        st.pos_i8[position, L.S_SELL_VALUE] += dq * price
+        risk_in(st, position, 0, 0, dq)
+
+
+@kernel
 def order_rest(st, slot, instrument, side):
     """Append a prepared order (price, qty, position, meta set) to the back of its level and
     to its position's list, and count it everywhere. Capacity was checked by the caller."""
@@ -122,10 +140,7 @@ def order_rest(st, slot, instrument, side):
         st.ord_i4[ptail, L.O_POSITION_NEXT] = slot
     st.pos_i4[position, L.S_ORDER_TAIL] = slot
     st.pos_i4[position, L.S_ORDERS] += 1
-    if side == 0:
-        st.pos_i8[position, L.S_OPEN_BUY] += qty
-    else:
-        st.pos_i8[position, L.S_OPEN_SELL] += qty
+    _open_change(st, position, side, qty, price)
     account = st.pos_i4[position, L.S_ACCOUNT]
     st.acc_i4[account, L.A_OPEN_ORDERS] += 1
     st.ins_i4[instrument, L.I_RESTING] += 1
@@ -139,10 +154,7 @@ def order_shrink(st, slot, instrument, side, qty):
     level = level_at(st, row, side, st.ord_i8[slot, L.O_PRICE])
     st.lvl_i8[level, L.L_QTY] -= qty
     position = st.ord_i4[slot, L.O_POSITION]
-    if side == 0:
-        st.pos_i8[position, L.S_OPEN_BUY] -= qty
-    else:
-        st.pos_i8[position, L.S_OPEN_SELL] -= qty
+    _open_change(st, position, side, -qty, st.ord_i8[slot, L.O_PRICE])
 
 
 @kernel
@@ -181,10 +193,7 @@ def order_unlink(st, slot, instrument, side):
     else:
         st.ord_i4[pnext, L.O_POSITION_PREV] = pprev
     st.pos_i4[position, L.S_ORDERS] -= 1
-    if side == 0:
-        st.pos_i8[position, L.S_OPEN_BUY] -= qty
-    else:
-        st.pos_i8[position, L.S_OPEN_SELL] -= qty
+    _open_change(st, position, side, -qty, price)
     account = st.pos_i4[position, L.S_ACCOUNT]
     st.acc_i4[account, L.A_OPEN_ORDERS] -= 1
     st.ins_i4[instrument, L.I_RESTING] -= 1

@@ -25,6 +25,8 @@ from derivex.core.admin import (
 )
 from derivex.core.arena import unpack
 from derivex.core.config import (
+    MAX_INDEX_SOURCES,
+    MAX_SCENARIOS,
     P_GAS_MAX,
     P_GAS_PER_FILL,
     P_MAX_ACCOUNTS,
@@ -41,6 +43,7 @@ from derivex.core.orders import amend_order, cancel_order, place_order, reject
 from derivex.core.pools import free_capacity, order_slot_of
 from derivex.core.quotes import mass_quote, mass_quote_span
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE
+from derivex.core.risk import flush, index_command, leg_span, risk_array_command
 from derivex.core.state import State, allocate, canonical, grow, pack, state_hash
 
 
@@ -90,7 +93,7 @@ def headroom(st, cmds, i):
         levels = 1
         slot = order_slot_of(st, np.int64(c["order_id"]))
         if slot != L.NIL:
-            book = np.int64(st.pos_i4[st.ord_i4[L.O_POSITION, slot], L.S_INSTRUMENT])
+            book = np.int64(st.pos_i4[st.ord_i4[slot, L.O_POSITION], L.S_INSTRUMENT])
             events = 8 + 5 * _touch_bound(st, np.int64(st.ins_i4[book, L.I_RESTING]))
             short_row = _row_short(st, book, np.int64(st.ord_i4[slot, L.O_META] & 1))
     elif kind == K.K_MASS_QUOTE:
@@ -113,6 +116,8 @@ def headroom(st, cmds, i):
             events = 3 + np.int64(st.ins_i4[instrument, L.I_RESTING])
     elif kind == K.K_CREATE_ACCOUNT:
         accounts = 1
+    elif kind == K.K_INDEX:
+        events = 3 + st.counters[L.C_INSTRUMENT_HWM]
     elif kind == K.K_ADD_INSTRUMENT:
         instruments = 1
     c_ = st.counters
@@ -165,6 +170,8 @@ def process_state(st, cmds, start, ev, n):
         kind = c["kind"]
         if c["ts_ns"] > st.counters[L.C_CLOCK_NS]:
             st.counters[L.C_CLOCK_NS] = c["ts_ns"]
+        if st.counters[L.C_RISK_DIRTY] > 0 and kind != K.K_INDEX and kind != K.K_RISK_ARRAY:
+            flush(st)  # staged market data applies before the next other command
         consumed = 1
         if kind == K.K_PLACE:
             n = place_order(st, ev, n, cmds, i)
@@ -192,8 +199,22 @@ def process_state(st, cmds, start, ev, n):
             n = set_instrument_status(st, ev, n, cmds, i, np.int64(kind))
         elif kind == K.K_TIME or kind == K.K_NOOP:
             n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
+        elif kind == K.K_INDEX:
+            consumed, complete = leg_span(cmds, i, K.K_INDEX_SOURCE, K.K_INDEX_SOURCE,
+                                          MAX_INDEX_SOURCES)
+            n, reason = index_command(st, ev, n, cmds, i, consumed, complete)
+            if reason != K.R_OK:
+                n = reject(st, ev, n, cmds, i, reason, 0)
+        elif kind == K.K_RISK_ARRAY:
+            consumed, complete = leg_span(cmds, i, K.K_RISK_GREEKS, K.K_RISK_VALUES,
+                                          1 + (MAX_SCENARIOS + 4) // 5)
+            n, reason = risk_array_command(st, ev, n, cmds, i, consumed, complete)
+            if reason != K.R_OK:
+                n = reject(st, ev, n, cmds, i, reason, 0)
         elif kind == K.K_QUOTE_LEG:
             n = reject(st, ev, n, cmds, i, K.R_ORPHAN_QUOTE_LEG, 0)
+        elif kind == K.K_INDEX_SOURCE or kind == K.K_RISK_GREEKS or kind == K.K_RISK_VALUES:
+            n = reject(st, ev, n, cmds, i, K.R_ORPHAN_LEG, 0)
         else:
             n = reject(st, ev, n, cmds, i, K.R_UNKNOWN_COMMAND, 0)
         st.counters[L.C_COMMANDS] += consumed

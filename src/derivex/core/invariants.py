@@ -24,7 +24,34 @@ def _fail(message: str) -> None:
     raise AssertionError(message)
 
 
+def check_risk(st: State) -> None:
+    """The incrementally kept margin sums and scenario vectors equal a from-scratch
+    recomputation over the positions, and resting values match the orders."""
+    from derivex.core.risk import accumulate
+
+    fresh = st._replace(acc_risk=np.zeros_like(st.acc_risk), acc_scen=np.zeros_like(st.acc_scen))
+    accumulate(fresh)  # staged (unflushed) market data is in neither: both use applied marks
+    if not np.array_equal(fresh.acc_risk, st.acc_risk):
+        bad = np.flatnonzero((fresh.acc_risk != st.acc_risk).any(axis=1))
+        _fail(f"incremental margin sums differ from a recomputation for accounts {bad[:5]}")
+    if not np.array_equal(fresh.acc_scen, st.acc_scen):
+        bad = np.flatnonzero((fresh.acc_scen != st.acc_scen).any(axis=1))
+        _fail(f"incremental scenario vectors differ from a recomputation: accounts {bad[:5]}")
+    values: dict[tuple[int, int], int] = defaultdict(int)
+    for slot in range(int(st.counters[L.C_ORDER_HWM])):
+        position = int(st.ord_i4[slot, L.O_POSITION])
+        if position == L.NIL:
+            continue
+        side = int(st.ord_i4[slot, L.O_META]) & 1
+        values[(position, side)] += int(st.ord_i8[slot, L.O_PRICE]) * int(st.ord_i8[slot, L.O_QTY])
+    for position in np.flatnonzero(st.pos_i4[:, L.S_LIVE] == 1):
+        for side, field in ((0, L.S_BUY_VALUE), (1, L.S_SELL_VALUE)):
+            if int(st.pos_i8[position, field]) != values[(int(position), side)]:
+                _fail(f"resting value of position {position} side {side} mismatch")
+
+
 def check_invariants(st: State) -> None:
+    check_risk(st)
     c = st.counters
     accounts = int(c[L.C_ACCOUNT_HWM])
     instruments = int(c[L.C_INSTRUMENT_HWM])

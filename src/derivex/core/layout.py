@@ -26,7 +26,8 @@ C_FILLS = 14
 C_COMMANDS = 15
 C_SCAN_TOUCHED = 16
 C_ORDER_FREE_HEAD = 17  # first free order slot; free slots chain through O_NEXT
-COUNTER_COUNT = 18
+C_RISK_DIRTY = 18  # instruments with a pending mark / risk array (applied at the next flush)
+COUNTER_COUNT = 19
 
 # accounts: int64 rows
 A_BALANCE = 0
@@ -39,7 +40,25 @@ A_STP = 1
 A_OPEN_ORDERS = 2
 A_POSITION_HEAD = 3  # first position slot of the account's list; -1 if none
 A_LAST_POSITION = 4  # position slot used last: a one-entry cache in front of the index
-ACCOUNT_I4_FIELDS = 5
+A_MARGIN_MODE = 5  # MarginMode
+A_STATE = 6  # AccountState
+ACCOUNT_I4_FIELDS = 7
+
+# account risk sums (acc_risk int64 rows), kept incrementally over the account's positions
+R_VALUE = 0  # mark value of the positions: sum q*mark*cv (minus the entry value, perpetuals)
+R_BID_CASH = 1  # equity change if every resting bid filled: sum (open_buy*mark - buy_value)*cv
+R_ASK_CASH = 2  # same for the asks: sum (sell_value - open_sell*mark)*cv
+R_STD_IM = 3  # standard margin: sum over positions of max(IM(q + open_buy), IM(q - open_sell))
+R_STD_MM = 4  # standard margin: sum of MM(q)
+R_ADDON_POS = 5  # portfolio margin short-option add-on of the positions
+R_ADDON_BID = 6  # ... with every resting bid filled
+R_ADDON_ASK = 7  # ... with every resting ask filled
+RISK_FIELDS = 8
+# acc_scen int64[accounts, 3 * S]: scenario P&L vectors of the positions, of the resting
+# bids as if filled and of the resting asks as if filled (portfolio-margin accounts only)
+V_POS = 0
+V_BID = 1
+V_ASK = 2
 
 # instruments: int64 rows
 I_STRIKE = 0
@@ -50,14 +69,36 @@ I_CONTRACT_VALUE = 4
 I_MAKER_FEE = 5
 I_TAKER_FEE = 6
 I_MAX_PRICE = 7
-INSTRUMENT_I8_FIELDS = 8
+I_MARK = 8  # mark price applied to the accounts (0: none yet)
+I_MARK_NEXT = 9  # pending mark (applied at the next flush)
+I_INDEX = 10  # index of the underlying applied to the accounts' option margins
+I_INDEX_NEXT = 11
+I_BASIS_EMA = 12  # perpetuals: smoothed, clamped basis (mark - index), ticks
+I_MARK_IV = 13  # options: implied volatility of the mark, ppm
+I_DELTA = 14  # Greeks of one lot, 1e-9 (RISK_GREEKS)
+I_GAMMA = 15
+I_VEGA = 16
+I_THETA = 17
+I_RHO = 18
+INSTRUMENT_I8_FIELDS = 19
 # instruments: int32 rows
 I_KIND = 0
 I_OPTION_TYPE = 1
 I_UNDERLYING = 2
 I_STATUS = 3
 I_RESTING = 4
-INSTRUMENT_I4_FIELDS = 5
+I_DIRTY = 5  # a pending mark / risk array / index awaits the flush
+INSTRUMENT_I4_FIELDS = 6
+
+# underlyings: und_i8 int64 rows (row = Underlying code)
+U_INDEX = 0  # last valid index, ticks (0: never)
+U_INDEX_TS = 1  # sequencer time of the last INDEX command
+U_STATUS = 2  # IndexStatus
+U_SOURCES = 3  # sources used in the last valid index
+U_HIST_HEAD = 4  # next row of the history ring
+U_HIST_LEN = 5
+UNDERLYING_FIELDS = 6
+# und_hist int64[underlyings * index_history, 2]: (sequencer ts, index) per valid update
 
 # positions: int64 rows
 S_QTY = 0
@@ -66,7 +107,9 @@ S_OPEN_BUY = 2
 S_OPEN_SELL = 3
 S_QUOTE_BID = 4  # order id of the account's mass-quote bid on this instrument, 0 if none
 S_QUOTE_ASK = 5
-POSITION_I8_FIELDS = 6
+S_BUY_VALUE = 6  # sum of price * qty over the resting bids (ticks x lots)
+S_SELL_VALUE = 7
+POSITION_I8_FIELDS = 8
 # positions: int32 rows
 S_ACCOUNT = 0
 S_INSTRUMENT = 1

@@ -14,6 +14,7 @@ from derivex.core.config import P_GAS_PER_FILL, P_GAS_PER_LEVEL
 from derivex.core.emit import emit, set_label
 from derivex.core.jit import kernel
 from derivex.core.pools import order_id_of, position_release_if_idle
+from derivex.core.risk import risk_in, risk_out
 
 
 @kernel
@@ -181,14 +182,23 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
             left = available - fill
             st.ord_i8[slot, L.O_QTY] = left
             st.lvl_i8[level, L.L_QTY] -= fill
+            risk_out(st, position)
             if opp == K.BUY:
                 st.pos_i8[position, L.S_OPEN_BUY] -= fill
+                st.pos_i8[position, L.S_BUY_VALUE] -= fill * price
             else:
                 st.pos_i8[position, L.S_OPEN_SELL] -= fill
+                st.pos_i8[position, L.S_SELL_VALUE] -= fill * price
             maker_cash, maker_paid = settle_fill_side(st, instrument, position, opp, fill,
                                                       per_lot_value, maker_fee)
+            if opp == K.BUY:
+                risk_in(st, position, fill, -fill, 0)
+            else:
+                risk_in(st, position, -fill, 0, -fill)
+            risk_out(st, taker_position)
             taker_cash, taker_paid = settle_fill_side(st, instrument, taker_position, side,
                                                       fill, per_lot_value, taker_fee)
+            risk_in(st, taker_position, fill if side == K.BUY else -fill, 0, 0)
             st.counters[L.C_FILLS] += 1
             maker_id = order_id_of(st, slot)
             n = emit(ev, n, seq, K.E_FILLED, command, opp, K.MAKER, 0, 0, maker, instrument,

@@ -41,6 +41,7 @@ from derivex.core.pools import (
     position_get_or_create,
     position_release_if_idle,
 )
+from derivex.core.risk import margin_reason, market_band_price, market_reason, risk_on
 
 
 @kernel
@@ -219,6 +220,9 @@ def place_order(st, ev, n, cmds, i):
         return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_HALTED, 0)
     if status == K.CLOSED:
         return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_CLOSED, 0)
+    reason = market_reason(st, instrument, flags & K.REDUCE_ONLY)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
     qty = c["qty_lots"]
     reason = check_quantity(st, instrument, qty)
     if reason != K.R_OK:
@@ -231,6 +235,10 @@ def place_order(st, ev, n, cmds, i):
             return reject(st, ev, n, cmds, i, reason, 0)
     if is_market and tif == K.GTC:
         tif = K.IOC
+    sweep = is_market  # trades at any price
+    if is_market and risk_on(st):
+        price = market_band_price(st, instrument, side)  # no further than the band
+        sweep = False
     position = position_find(st, account, instrument)
     if flags & K.REDUCE_ONLY:
         capacity = reducing_capacity(st, position, side)
@@ -244,6 +252,9 @@ def place_order(st, ev, n, cmds, i):
             return reject(st, ev, n, cmds, i, K.R_POST_ONLY_WOULD_TAKE, 0)
     if not within_position_limit(st, position, side, qty, 0):
         return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
+    reason = margin_reason(st, account, instrument, position, side, qty, qty * price)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
     resting = (not is_market) and tif == K.GTC
     if resting:
         if st.acc_i4[account, L.A_OPEN_ORDERS] >= st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]:
@@ -260,7 +271,7 @@ def place_order(st, ev, n, cmds, i):
         return reject(st, ev, n, cmds, i, K.R_POSITION_POOL_FULL, 0)
     stp_reject = st.acc_i4[account, L.A_STP] == K.STP_REJECT_INCOMING
     if tif == K.FOK or stp_reject:
-        fillable, gas_needed, own = scan(st, instrument, side, price, is_market, qty, account,
+        fillable, gas_needed, own = scan(st, instrument, side, price, sweep, qty, account,
                                          stp_reject)
         if own:
             return reject(st, ev, n, cmds, i, K.R_SELF_TRADE_REJECTED, 0)
@@ -281,7 +292,7 @@ def place_order(st, ev, n, cmds, i):
     n = emit(ev, n, seq, K.E_ACCEPTED, K.K_PLACE, side, 0, 0, 0, account, instrument,
              order_id_of(st, slot), price, qty, 0)
     set_label(ev, n, c["label"])
-    n, rem, stopped = match(st, ev, n, seq, K.K_PLACE, instrument, side, price, is_market, qty,
+    n, rem, stopped = match(st, ev, n, seq, K.K_PLACE, instrument, side, price, sweep, qty,
                             slot, position, account)
     return finish_incoming(st, ev, n, seq, K.K_PLACE, slot, instrument, side, price, is_market,
                            resting, rem, qty, stopped, account, position)
@@ -345,6 +356,9 @@ def amend_order(st, ev, n, cmds, i):
     status = st.ins_i4[instrument, L.I_STATUS]
     if status == K.HALTED:
         return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_HALTED, 0)
+    reason = market_reason(st, instrument, flags & K.REDUCE_ONLY)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
     qty = c["qty_lots"]
     reason = check_quantity(st, instrument, qty)
     if reason != K.R_OK:
@@ -367,6 +381,10 @@ def amend_order(st, ev, n, cmds, i):
     old_qty = st.ord_i8[slot, L.O_QTY]
     if not within_position_limit(st, position, side, qty, old_qty):
         return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
+    reason = margin_reason(st, account, instrument, position, side, qty - old_qty,
+                           qty * price - old_qty * old_price)
+    if reason != K.R_OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
     keep = price == old_price and qty <= old_qty
     if price != old_price:
         reason = level_capacity_reason(st, instrument, side, price)

@@ -43,6 +43,7 @@ from derivex.core.pools import (
     position_get_or_create,
     position_release_if_idle,
 )
+from derivex.core.risk import margin_reason, market_reason
 
 
 @kernel
@@ -82,6 +83,9 @@ def _validate_leg(st, cmds, i, j, account):
         return K.R_INSTRUMENT_HALTED
     if status == K.CLOSED:
         return K.R_INSTRUMENT_CLOSED
+    reason = market_reason(st, instrument, False)
+    if reason != K.R_OK:
+        return reason
     for k in range(j):
         if np.int64(cmds[i + 1 + k]["instrument"]) == instrument:
             return K.R_DUPLICATE_QUOTE_INSTRUMENT
@@ -206,6 +210,12 @@ def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price,
     if post_only_price(st, instrument, side, price, True) < 0:
         n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, K.R_POST_ONLY_WOULD_TAKE,
                  leg, account, instrument, 0, price, qty, 0)
+        set_label(ev, n, label)
+        return n
+    reason = margin_reason(st, account, instrument, position, side, qty, qty * price)
+    if reason != K.R_OK:
+        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, reason, leg, account,
+                 instrument, 0, price, qty, 0)
         set_label(ev, n, label)
         return n
     slot = order_alloc(st)

@@ -18,12 +18,15 @@ import numpy as np
 
 from derivex.core import layout as L
 from derivex.core.config import (
+    MAX_INDEX_SOURCES,
+    P_INDEX_HISTORY,
     P_MAX_ACCOUNTS,
     P_MAX_INSTRUMENTS,
     P_MAX_LEVELS,
     P_MAX_LEVELS_PER_SIDE,
     P_MAX_ORDERS,
     P_MAX_POSITIONS,
+    P_MAX_UNDERLYINGS,
     EngineConfig,
 )
 from derivex.core.records import SYSTEM_ACCOUNTS, Side
@@ -52,6 +55,13 @@ class State(NamedTuple):
     ladder_len: np.ndarray  # int32[instruments * 2]
     scan_used: np.ndarray  # int64[accounts] scratch for the liquidity scan
     scan_accounts: np.ndarray  # int32[accounts] scratch: accounts touched by a scan
+    und_i8: np.ndarray  # int64[max_underlyings, UNDERLYING_FIELDS]
+    und_hist: np.ndarray  # int64[max_underlyings * index_history, 2] (ts, index)
+    ins_arr: np.ndarray  # int64[instruments, S] applied scenario P&L of one lot
+    ins_arr_next: np.ndarray  # int64[instruments, S] pending (RISK_ARRAY / perpetual marks)
+    acc_risk: np.ndarray  # int64[accounts, RISK_FIELDS]
+    acc_scen: np.ndarray  # int64[accounts, 3 * S]
+    scratch: np.ndarray  # int64[64] kernel scratch (index sources)
 
 
 FIELD_DTYPES: dict[str, Any] = {
@@ -61,7 +71,8 @@ FIELD_DTYPES: dict[str, Any] = {
     "ord_i4": np.int32, "ord_label": np.uint64, "lvl_i8": np.int64,
     "lvl_i4": np.int32, "lvl_free": np.int32, "ladder_price": np.int64,
     "ladder_level": np.int32, "ladder_len": np.int32, "scan_used": np.int64,
-    "scan_accounts": np.int32,
+    "scan_accounts": np.int32, "und_i8": np.int64, "und_hist": np.int64, "ins_arr": np.int64,
+    "ins_arr_next": np.int64, "acc_risk": np.int64, "acc_scen": np.int64, "scratch": np.int64,
 }
 ALIGN = 64
 
@@ -102,6 +113,7 @@ def allocate(config: EngineConfig) -> State:
         config.initial_positions,
     )
     per_side = config.initial_levels_per_side
+    scenarios = len(config.scenarios)
     table = 1 << max(4, (2 * positions - 1).bit_length())
     counters = np.zeros(L.COUNTER_COUNT, dtype=np.int64)
     counters[L.C_ACCOUNT_HWM] = SYSTEM_ACCOUNTS
@@ -129,6 +141,13 @@ def allocate(config: EngineConfig) -> State:
         ladder_len=np.zeros(instruments * 2, dtype=np.int32),
         scan_used=np.zeros(accounts, dtype=np.int64),
         scan_accounts=np.zeros(accounts, dtype=np.int32),
+        und_i8=np.zeros((config.max_underlyings, L.UNDERLYING_FIELDS), dtype=np.int64),
+        und_hist=np.zeros((config.max_underlyings * config.index_history, 2), dtype=np.int64),
+        ins_arr=np.zeros((instruments, scenarios), dtype=np.int64),
+        ins_arr_next=np.zeros((instruments, scenarios), dtype=np.int64),
+        acc_risk=np.zeros((accounts, L.RISK_FIELDS), dtype=np.int64),
+        acc_scen=np.zeros((accounts, 3 * scenarios), dtype=np.int64),
+        scratch=np.zeros(2 * MAX_INDEX_SOURCES, dtype=np.int64),
     )
     state.acc_i4[:, L.A_POSITION_HEAD] = L.NIL
     state.acc_i4[:, L.A_LAST_POSITION] = L.NIL
@@ -217,6 +236,8 @@ def grow(state: State, headroom: int = 1) -> State:
         s["acc_i4"][accounts:, L.A_LAST_POSITION] = L.NIL
         s["scan_used"] = _widen(state.scan_used, new, 0)
         s["scan_accounts"] = _widen(state.scan_accounts, new, 0)
+        s["acc_risk"] = _widen(state.acc_risk, new, 0)
+        s["acc_scen"] = _widen(state.acc_scen, new, 0)
     instruments = state.ins_i8.shape[0]
     if int(c[L.C_INSTRUMENT_HWM]) + headroom > instruments and instruments < p[P_MAX_INSTRUMENTS]:
         new = _next_capacity(
@@ -224,6 +245,8 @@ def grow(state: State, headroom: int = 1) -> State:
         )
         s["ins_i8"] = _widen(state.ins_i8, new, 0)
         s["ins_i4"] = _widen(state.ins_i4, new, 0)
+        s["ins_arr"] = _widen(state.ins_arr, new, 0)
+        s["ins_arr_next"] = _widen(state.ins_arr_next, new, 0)
         rows = s["ladder_price"].shape[1]
         s["ladder_price"] = np.vstack(
             [state.ladder_price, np.zeros((2 * (new - instruments), rows), np.int64)]
@@ -317,6 +340,10 @@ def canonical(state: State) -> dict[str, Any]:
                 int(state.acc_i4[account, L.A_OPEN_ORDERS]),
                 int(state.acc_i8[account, L.A_GAS]),
                 int(state.acc_i8[account, L.A_GAS_TS]),
+                int(state.acc_i4[account, L.A_MARGIN_MODE]),
+                int(state.acc_i4[account, L.A_STATE]),
+                tuple(int(v) for v in state.acc_risk[account]),
+                tuple(int(v) for v in state.acc_scen[account]),
             )
         )
     instruments = []
@@ -339,6 +366,10 @@ def canonical(state: State) -> dict[str, Any]:
                 int(i8[L.I_TAKER_FEE]),
                 int(i8[L.I_MAX_PRICE]),
                 int(i4[L.I_RESTING]),
+                tuple(int(v) for v in i8[L.I_MARK:]),
+                int(i4[L.I_DIRTY]),
+                tuple(int(v) for v in state.ins_arr[instrument]),
+                tuple(int(v) for v in state.ins_arr_next[instrument]),
             )
         )
         books[instrument] = {
@@ -356,9 +387,20 @@ def canonical(state: State) -> dict[str, Any]:
                 int(state.pos_i8[slot, L.S_OPEN_BUY]),
                 int(state.pos_i8[slot, L.S_OPEN_SELL]),
                 int(state.pos_i4[slot, L.S_ORDERS]),
+                int(state.pos_i8[slot, L.S_BUY_VALUE]),
+                int(state.pos_i8[slot, L.S_SELL_VALUE]),
             )
         )
     positions.sort()
+    underlyings = []
+    history = int(state.params[P_INDEX_HISTORY])
+    for u in range(int(state.params[P_MAX_UNDERLYINGS])):
+        row = tuple(int(v) for v in state.und_i8[u])
+        if any(row):
+            head, length = row[L.U_HIST_HEAD], row[L.U_HIST_LEN]
+            rows = [(head - length + k) % history for k in range(length)]
+            kept = tuple(tuple(int(v) for v in state.und_hist[u * history + r]) for r in rows)
+            underlyings.append((u, row, kept))
     return {
         "clock_ns": int(c[L.C_CLOCK_NS]),
         "total_deposits": int(c[L.C_TOTAL_DEPOSITS]),
@@ -367,6 +409,8 @@ def canonical(state: State) -> dict[str, Any]:
         "instruments": instruments,
         "positions": positions,
         "books": books,
+        "underlyings": underlyings,
+        "risk_dirty": int(c[L.C_RISK_DIRTY]),
         "next_order_ids": next_order_ids(state),
     }
 
