@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from derivex.core.records import EventKind, Liquidity
+from derivex.core.records import EventKind, Liquidity, command_array, concat_commands
 from derivex.exchange import Exchange, Quote
+from derivex.pricing.service import OptionSpec, PricingService
 
 app = typer.Typer(
     help="derivex: deterministic exchange core for crypto derivatives", no_args_is_help=True
@@ -58,7 +59,15 @@ def demo() -> None:
         maker_fee_ppm=200,
         taker_fee_ppm=300,
     )
-    maker, taker, hedger = (ex.create_account() for _ in range(3))
+    # market data: a three-source index (the perpetual's mark follows it) and the option's
+    # mark, Greeks and scenario P&Ls from the pricing service
+    t = now[0]
+    ex.set_index("BTC", [(0, t, 10_000_000), (1, t, 10_001_000), (2, t, 9_999_000)])
+    pricing = PricingService([OptionSpec(call, 10_000_000, expiry, True, 1, 500)],
+                             scenarios=ex.engine.config)
+    ex.submit(concat_commands([pricing.records(now[0], 10_000_000), command_array(1)]))
+    maker, taker = ex.create_account(), ex.create_account()
+    hedger = ex.create_account(margin_mode="portfolio")
     for account in (maker, taker, hedger):
         ex.deposit(account, 1_000_000 * USDC)
     ex.mass_quote(
@@ -132,6 +141,21 @@ def demo() -> None:
     for account, units in ex.balances().items():
         balances.add_row(names.get(account, str(account)), _usdc(units))
     console.print(balances)
+    margin = Table(title="margin (USDC)")
+    for column in ("account", "mode", "equity", "initial", "maintenance", "available"):
+        margin.add_column(column)
+    for account in (maker, taker, hedger):
+        summary = ex.account_summary(account)
+        margin.add_row(str(account), summary.margin_mode, _usdc(summary.equity_units),
+                       _usdc(summary.initial_margin_units),
+                       _usdc(summary.maintenance_margin_units),
+                       _usdc(summary.available_funds_units))
+    console.print(margin)
+    index = ex.index("BTC")
+    console.print(f"index BTC {ex.format_price(perp, index.price_ticks)} ({index.sources} "
+                  f"sources), mark {ex.instrument_name(perp)} "
+                  f"{ex.format_price(perp, ex.mark(perp))}, {ex.instrument_name(call)} "
+                  f"{ex.format_price(call, ex.mark(call))}")
     console.print(f"state hash {ex.state_hash()}")
 
 
