@@ -85,6 +85,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.NO_MARK: (10040, "retry"),  # the instrument gets a mark from the pricing service
     Reason.PRICE_BAND: (10011, "price_not_allowed"),
     Reason.MARGIN_MODE_OPEN: (OTHER_REJECT, "other_reject"),
+    Reason.ACCOUNT_IN_LIQUIDATION: (10009, "not_enough_funds"),  # only de-risking allowed
     # matching
     Reason.POST_ONLY_WOULD_TAKE: (11054, "post_only_reject"),
     Reason.FOK_NOT_FILLED: (OTHER_REJECT, "other_reject"),
@@ -100,6 +101,8 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.CANCEL_INSTRUMENT_CLOSED: (10012, "book_closed"),
     Reason.CANCEL_QUOTE_REPLACED: (OTHER_REJECT, "other_reject"),
     Reason.CANCEL_ALL: (OTHER_REJECT, "other_reject"),
+    Reason.CANCEL_LIQUIDATION: (OTHER_REJECT, "other_reject"),
+    Reason.CANCEL_EXPIRED: (10012, "book_closed"),
     # account
     Reason.BALANCE_LIMIT: (OTHER_REJECT, "other_reject"),
     # admin
@@ -130,6 +133,8 @@ CANCEL_REASONS: dict[int, str] = {
     Reason.CANCEL_GAS: "rate_limit",
     Reason.CANCEL_INSTRUMENT_CLOSED: "settlement",
     Reason.CANCEL_QUOTE_REPLACED: "mass_quote",
+    Reason.CANCEL_LIQUIDATION: "liquidation",
+    Reason.CANCEL_EXPIRED: "settlement",
 }
 
 

@@ -27,11 +27,19 @@ def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _MessageOnly(logging.Formatter):
+    """The rendered structlog line only: exceptions are already in it (as a field), so the
+    stdlib must not append its own traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
 def configure_logging(stream: IO[str] | None = None, level: int = logging.INFO,
                       json: bool = True) -> structlog.stdlib.BoundLogger:
     """JSON lines (or console lines) to ``stream`` (stderr by default)."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_MessageOnly())
     root = logging.getLogger("derivex")
     root.handlers[:] = [handler]
     root.setLevel(level)

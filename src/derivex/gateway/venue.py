@@ -14,6 +14,7 @@ shell state, not journaled).
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +23,16 @@ import numpy as np
 
 from derivex.core import layout as L
 from derivex.core.records import (
+    COMMAND_DTYPE,
+    RECORD_BYTES,
     SYSTEM_ACCOUNTS,
     CommandKind,
     EventKind,
     OrderFlag,
+    OrderType,
     Reason,
     Side,
+    TimeInForce,
     Underlying,
 )
 from derivex.exchange import Exchange, Quote
@@ -43,9 +48,14 @@ from derivex.gateway.errors import (
 
 TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
 
-# positions of the event fields in ``events.tolist()`` tuples (one walk, no per-field numpy)
-_NAMES = ("kind", "command", "side", "reason", "account", "instrument",
-          "order_id", "price_ticks", "qty_lots", "fee_units", "remaining_lots", "seq")
+# command bytes 16..63 (see COMMAND_DTYPE): kind, side, order type, tif, flags, (stp, count),
+# account, instrument, (order id), price, quantity, label
+_PLACE = struct.Struct("<BBBBB3xII8xqqQ")
+# kind, (side..count), account, instrument, order id, price, quantity, (label)
+_TARGET = struct.Struct("<B7xIIQqq8x")
+SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
+TIME_IN_FORCE = {"gtc": TimeInForce.GTC, "ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
 
 
 @dataclass(slots=True)
@@ -108,6 +118,10 @@ class Update:
     books: set[int] = field(default_factory=set)
     accounts: set[int] = field(default_factory=set)
     marks: set[int] = field(default_factory=set)
+    first_kind: int = 0  # the first event (ACCEPTED / REJECTED of the command)
+    first_reason: int = 0
+    first_order: int = 0
+    first_qty: int = 0
 
 
 @dataclass
@@ -144,6 +158,8 @@ class Venue:
         self._trade_seq: dict[int, int] = {}
         self._last_price: dict[int, int] = {}
         self._pending = _Pending()
+        self._buffer = bytearray(RECORD_BYTES)
+        self._command = np.frombuffer(self._buffer, dtype=COMMAND_DTYPE)
         self.rebuild_open_orders()
 
     # ---- clock ----
@@ -152,6 +168,12 @@ class Venue:
         return int(self.exchange.engine.state.counters[L.C_CLOCK_NS]) // 1_000_000
 
     # ---- trading ----
+
+    def _submit(self, layout: struct.Struct, *values: int) -> np.ndarray:
+        """Sequence one command whose bytes 16..63 are ``layout.pack(*values)`` (the
+        structured-field setters cost a microsecond each; one ``pack_into`` does all)."""
+        layout.pack_into(self._buffer, 16, *values)
+        return self.exchange.submit(self._command)
 
     def place(self, account: int, spec: InstrumentSpec, side: str, qty_lots: int,
               price_ticks: int = 0, *, order_type: str = "limit", time_in_force: str = "gtc",
@@ -163,14 +185,12 @@ class Venue:
                  | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
                  | (OrderFlag.REDUCE_ONLY if reduce_only else 0))
         self._pending = _Pending(order_type, TIF_NAMES[time_in_force], flags, label)
-        result = self.exchange.place(account, spec.instrument, side, qty_lots, price_ticks,
-                                     order_type=order_type, time_in_force=time_in_force,
-                                     post_only=post_only, reject_post_only=reject_post_only,
-                                     reduce_only=reduce_only)
-        update = self.apply(result.events)
-        if not result.accepted:
-            raise rpc_error_for(result.reason)
-        return self._record(result.order_id), self._own_trades(update, result.order_id)
+        events = self._submit(_PLACE, CommandKind.PLACE_ORDER, SIDES[side],
+                              ORDER_TYPES[order_type], TIME_IN_FORCE[time_in_force], flags,
+                              account, spec.instrument, price_ticks, qty_lots, 0)
+        update = self.apply(events)
+        order_id = self._accepted(update)
+        return self._record(order_id), self._own_trades(update, order_id)
 
     def edit(self, account: int, order_id: int, amount_lots: int,
              price_ticks: int | None) -> tuple[OrderRecord, list[Trade]]:
@@ -181,26 +201,29 @@ class Venue:
             raise RpcError(INVALID_AMOUNT, "invalid_amount",
                            {"param": "amount", "reason": "not above the filled amount"})
         price = record.price_ticks if price_ticks is None else price_ticks
-        result = self.exchange.amend(account, order_id, price, remaining)
-        update = self.apply(result.events)
-        if not result.accepted:
-            raise rpc_error_for(result.reason)
+        update = self.apply(self._submit(_TARGET, CommandKind.AMEND_ORDER, account, 0,
+                                         order_id, price, remaining))
+        self._accepted(update)
         return self._record(order_id), self._own_trades(update, order_id)
 
     def cancel(self, account: int, order_id: int) -> OrderRecord:
         self._open_record(account, order_id)
-        result = self.exchange.cancel(account, order_id)
-        self.apply(result.events)
-        if not result.accepted:
-            raise rpc_error_for(result.reason)
+        self._accepted(self.apply(self._submit(_TARGET, CommandKind.CANCEL_ORDER, account, 0,
+                                               order_id, 0, 0)))
         return self._record(order_id)
 
     def cancel_all(self, account: int, instrument: int | None = None) -> int:
-        result = self.exchange.cancel_all(account, instrument)
-        self.apply(result.events)
-        if not result.accepted:
-            raise rpc_error_for(result.reason)
-        return int(result.events["qty_lots"][0])
+        kind = CommandKind.CANCEL_ALL if instrument is None else CommandKind.CANCEL_ALL_INSTRUMENT
+        update = self.apply(self._submit(_TARGET, kind, account, instrument or 0, 0, 0, 0))
+        self._accepted(update)
+        return update.first_qty
+
+    @staticmethod
+    def _accepted(update: Update) -> int:
+        """The order id of an accepted command; raises the mapped ``RpcError`` otherwise."""
+        if update.first_kind != EventKind.ACCEPTED:
+            raise rpc_error_for(update.first_reason)
+        return update.first_order
 
     def mass_quote(self, account: int, quotes: list[Quote]) -> bool:
         self._pending = _Pending("limit", "good_til_cancelled", int(OrderFlag.POST_ONLY), "")
@@ -283,17 +306,23 @@ class Venue:
 
     def apply(self, events: np.ndarray) -> Update:
         """Walk one command's (or one batch's) events: update records and history, then
-        notify the listeners. Cost: O(events)."""
+        notify the listeners. Cost: O(events); fields are decoded from the records' 64-bit
+        words (one ``tolist`` call, no per-field numpy access)."""
         update = Update()
         if not len(events):
             return update
         now = self.now_ms()
-        columns = [events[name].tolist() for name in _NAMES]
+        rows = events.view(np.int64).reshape(-1, 8).tolist()
         maker: tuple[int, int, int] | None = None
         fill_index = 0
-        for row in zip(*columns, strict=True):
-            (kind, command, side, reason, account, instrument, order_id, price, qty,
-             fee, remaining, seq) = row
+        head = rows[0][1]
+        update.first_kind, update.first_reason = head & 0xFF, (head >> 32) & 0xFFFF
+        update.first_order, update.first_qty = rows[0][3], rows[0][5]
+        for seq, word, ids, order_id, price, qty, fee, remaining in rows:
+            kind = word & 0xFF
+            command = (word >> 8) & 0xFF
+            account = ids & 0xFFFFFFFF
+            instrument = (ids >> 32) & 0xFFFFFFFF
             if kind == EventKind.FILLED:
                 record = self.orders.get(order_id)
                 if record is not None:
@@ -309,8 +338,9 @@ class Venue:
                     maker = (account, order_id, fee)
                 else:
                     fill_index += 1
-                    update.trades.append(self._trade(seq, fill_index, instrument, now, price,
-                                                     qty, side, maker, (account, order_id, fee)))
+                    update.trades.append(self._trade(
+                        seq, fill_index, instrument, now, price, qty, (word >> 16) & 0xFF,
+                        maker, (account, order_id, fee)))
                     maker = None
                 update.books.add(instrument)
             elif kind == EventKind.ACCEPTED:
@@ -319,7 +349,7 @@ class Venue:
                     pending = self._pending
                     flags = pending.flags
                     record = OrderRecord(
-                        order_id, account, instrument, side, pending.order_type,
+                        order_id, account, instrument, (word >> 16) & 0xFF, pending.order_type,
                         pending.time_in_force, bool(flags & OrderFlag.POST_ONLY),
                         bool(flags & OrderFlag.REJECT_POST_ONLY),
                         bool(flags & OrderFlag.REDUCE_ONLY), command == CommandKind.MASS_QUOTE,
@@ -332,7 +362,7 @@ class Venue:
                 record = self.orders.get(order_id)
                 if record is not None:
                     record.updated_ms = now
-                    self._close(record, "cancelled", _cancel_reason(reason))
+                    self._close(record, "cancelled", _cancel_reason((word >> 32) & 0xFFFF))
                     update.orders[order_id] = record
                 update.books.add(instrument)
                 update.accounts.add(account)
