@@ -5,7 +5,9 @@ strikes within +-3 standard deviations, 1 day .. 2 years, vol 10%..100%):
 
 * ``black76_price``, ``black76_greeks`` (price + 5 Greeks) and
   ``implied_vol_black76`` on the whole vector, median of ``--runs`` runs
-  (after a warm-up call that loads/compiles the numba kernels);
+  (after a warm-up call that loads/compiles the numba kernels), each serial (the
+  default) and with ``parallel=True`` (numba's default thread count, recorded); the
+  parallel results are checked to be bit-identical to the serial ones;
 * the same work with vollib (the maintained successor of py_vollib; the
   ``py_vollib`` shim is used if only that is installed) and with QuantLib's
   Python API (``blackFormula``, ``BlackCalculator``, ``blackFormulaImpliedStdDev``
@@ -34,6 +36,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -259,18 +262,27 @@ def main(argv: list[str] | None = None) -> int:
     opt = make_options(args.n)
     f, k, t, vol, r, call = (opt[key] for key in ("f", "k", "t", "vol", "r", "call"))
     # warm-up: load or compile the kernels outside the timed region
-    warm = dp.black76_greeks(f[:8], k[:8], t[:8], vol[:8], r[:8], call[:8])
-    dp.implied_vol_black76(warm.price, f[:8], k[:8], t[:8], r[:8], call[:8])
-    dp.black76_price(f[:8], k[:8], t[:8], vol[:8], r[:8], call[:8])
+    for parallel in (False, True):
+        warm = dp.black76_greeks(f[:8], k[:8], t[:8], vol[:8], r[:8], call[:8],
+                                 parallel=parallel)
+        dp.implied_vol_black76(warm.price, f[:8], k[:8], t[:8], r[:8], call[:8],
+                               parallel=parallel)
+        dp.black76_price(f[:8], k[:8], t[:8], vol[:8], r[:8], call[:8], parallel=parallel)
     prices = dp.black76_price(f, k, t, vol, r, call)
 
-    ops = {
-        "price": lambda: dp.black76_price(f, k, t, vol, r, call),
-        "price_greeks": lambda: dp.black76_greeks(f, k, t, vol, r, call),
-        "implied_vol": lambda: dp.implied_vol_black76(prices, f, k, t, r, call),
-    }
+    # label -> (timed call, reference label); "_parallel" runs numba's default thread count
+    ops: dict[str, tuple[Any, str]] = {}
+    for suffix, parallel in (("", False), ("_parallel", True)):
+        ops["price" + suffix] = (
+            lambda p=parallel: dp.black76_price(f, k, t, vol, r, call, parallel=p), "price")
+        ops["price_greeks" + suffix] = (
+            lambda p=parallel: dp.black76_greeks(f, k, t, vol, r, call, parallel=p),
+            "price_greeks")
+        ops["implied_vol" + suffix] = (
+            lambda p=parallel: dp.implied_vol_black76(prices, f, k, t, r, call, parallel=p),
+            "implied_vol")
     mine: dict[str, Any] = {}
-    for label, fn in ops.items():
+    for label, (fn, _) in ops.items():
         med, times = median_time(fn, args.runs)
         mine[label] = {"median_s": med, "runs_s": times, "per_option_ns": med / args.n * 1e9,
                        "options_per_s": args.n / med}
@@ -278,6 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     finite = np.isfinite(iv)
     mine["implied_vol"]["max_abs_round_trip_error"] = float(np.max(np.abs(iv - vol)[finite]))
     mine["implied_vol"]["nan_count"] = int((~finite).sum())
+    iv_par = dp.implied_vol_black76(prices, f, k, t, r, call, parallel=True)
+    greeks = dp.black76_greeks(f, k, t, vol, r, call)
+    greeks_par = dp.black76_greeks(f, k, t, vol, r, call, parallel=True)
+    mine["parallel"] = {
+        "threads": numba.get_num_threads(), "threading_layer": numba.threading_layer(),
+        "bit_identical_to_serial": bool(
+            np.array_equal(iv.view(np.int64), iv_par.view(np.int64))
+            and all(np.array_equal(a.view(np.int64), b.view(np.int64))
+                    for a, b in zip(greeks, greeks_par, strict=True))),
+    }
     results["derivex"] = mine
 
     subset = min(args.ref_subset, args.n)
@@ -288,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     speedups: dict[str, dict[str, float]] = {}
     for name, ref in references.items():
         if ref:
-            speedups[name] = {label: ref[label]["scaled_to_n_s"] / mine[label]["median_s"]
-                              for label in ops}
+            speedups[name] = {label: ref[ref_label]["scaled_to_n_s"] / mine[label]["median_s"]
+                              for label, (_, ref_label) in ops.items()}
     results["speedup"] = speedups
     results["risk"] = bench_risk(args.risk_n, args.runs)
 
@@ -298,11 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("operation", "derivex s", "ns/option", "vollib s*", "x vollib",
                    "QuantLib s*", "x QuantLib"):
         table.add_column(column, justify="right")
-    for label in ops:
+    for label, (_, ref_label) in ops.items():
         row = [label, f"{mine[label]['median_s']:.4f}", f"{mine[label]['per_option_ns']:.1f}"]
         for name in ("vollib", "quantlib"):
             ref = references[name]
-            row += ([f"{ref[label]['scaled_to_n_s']:.2f}", f"{speedups[name][label]:.0f}x"]
+            row += ([f"{ref[ref_label]['scaled_to_n_s']:.2f}", f"{speedups[name][label]:.0f}x"]
                     if ref else ["-", "-"])
         table.add_row(*row)
     risk = results["risk"]
@@ -321,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{ref['agreement']}")
     console.print(f"IV round trip: max |vol error| "
                   f"{mine['implied_vol']['max_abs_round_trip_error']:.2e} over finite results, "
-                  f"{mine['implied_vol']['nan_count']} nan")
+                  f"{mine['implied_vol']['nan_count']} nan; parallel: {mine['parallel']}")
     finish(results, table, console, "pricing", args.quick)
     return 0
 

@@ -6,7 +6,7 @@ out-of-the-money counterpart (put-call parity, done in price space where
 ``F - K`` is exact for nearby strikes), normalised by ``sqrt(F K)``, and a
 "Let's Be Rational"-type method (rational initial guess per branch +
 Householder(3) on a transformed objective, bracketed) returns the total
-volatility ``s = vol * sqrt(T)``.  Typically 2-3 iterations; at most 12,
+volatility ``s = vol * sqrt(T)``.  Typically 2 iterations; at most 12,
 each with a bisection safeguard, so it never hangs and never raises on
 valid input.
 
@@ -34,8 +34,14 @@ Outcomes, reported by :class:`IvStatus` (``return_status=True``):
 
 The volatility is nan for every status except ``OK``.  With
 ``errors="raise"`` a ``ValueError`` naming the first failing element and
-the number of failures is raised instead.  Cost: O(n), roughly 0.4-0.7 us
-per option on one core (see ``bench/pricing_bench.py``).
+the number of failures is raised instead.
+
+Cost: O(n), roughly 0.3 us per option on one core (see ``bench/pricing_bench.py``).
+``parallel=True`` runs the same per-element code over numba's thread pool
+(``numba.get_num_threads()`` threads: one per core unless ``NUMBA_NUM_THREADS`` or
+``numba.set_num_threads`` says otherwise); elements are independent, so the results are
+bit-identical to the serial default.  The default is serial because the exchange
+process decides what its cores run; the pool is started on the first parallel call.
 """
 
 from __future__ import annotations
@@ -73,57 +79,62 @@ _INVALID = 4
 _TOL_ULPS = 4.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+_jit = numba.njit(cache=True, error_model="numpy")
+_jit_parallel = numba.njit(cache=True, error_model="numpy", parallel=True)
+
+
+@_jit
+def _iv_element(model, p, und, k, t, r, q, w):
+    """``(vol, status)`` of one quote.  Forward and discount are formed exactly as in
+    ``black._price_element`` so that a price produced there inverts without an ulp of
+    mismatch."""
+    if not (math.isfinite(p) and math.isfinite(und) and math.isfinite(k)
+            and math.isfinite(t) and math.isfinite(r) and math.isfinite(q)
+            and und > 0.0 and k > 0.0 and t >= 0.0):
+        return math.nan, _INVALID
+    d = math.exp(-r * t)
+    f = und * math.exp((r - q) * t) if model == 1 else und
+    if not (d > 0.0 and math.isfinite(f) and f > 0.0 and math.isfinite(d)):
+        return math.nan, _INVALID
+    u = p / d  # undiscounted price
+    intrinsic = max(w * (f - k), 0.0)
+    tol = _TOL_ULPS * DBL_EPSILON * max(abs(u), intrinsic)
+    time_value = u - intrinsic
+    if time_value < -tol:
+        return math.nan, _BELOW
+    upper = f if w > 0.0 else k
+    if u >= upper:
+        return math.nan, _ABOVE
+    if t == 0.0:
+        return math.nan, (_EXPIRED if time_value <= tol else _ABOVE)
+    if time_value <= 0.0:
+        return 0.0, _OK
+    x = -abs(math.log(f / k))
+    beta = time_value / (math.sqrt(f) * math.sqrt(k))
+    if beta >= math.exp(0.5 * x):
+        return math.nan, _ABOVE
+    s, _ = normalised_implied_vol_otm_call(beta, x)
+    return s / math.sqrt(t), _OK
+
+
+# The serial and the parallel kernel run the same element function on independent
+# elements, so their results are bit-identical; only the scheduling differs.
+@_jit
 def _iv_kernel(model, price, und, strike, expiry, rate, div, theta, vol_out, status_out):
-    # Forward and discount are formed exactly as in black._kernel so that a
-    # price produced there inverts without an ulp of mismatch.
-    n = price.shape[0]
-    for i in range(n):
-        p = price[i]
-        k = strike[i]
-        t = expiry[i]
-        r = rate[i]
-        w = theta[i]
-        vol_out[i] = math.nan
-        if not (math.isfinite(p) and math.isfinite(und[i]) and math.isfinite(k)
-                and math.isfinite(t) and math.isfinite(r) and math.isfinite(div[i])
-                and und[i] > 0.0 and k > 0.0 and t >= 0.0):
-            status_out[i] = _INVALID
-            continue
-        d = math.exp(-r * t)
-        f = und[i] * math.exp((r - div[i]) * t) if model == 1 else und[i]
-        if not (d > 0.0 and math.isfinite(f) and f > 0.0 and math.isfinite(d)):
-            status_out[i] = _INVALID
-            continue
-        u = p / d  # undiscounted price
-        intrinsic = max(w * (f - k), 0.0)
-        tol = _TOL_ULPS * DBL_EPSILON * max(abs(u), intrinsic)
-        time_value = u - intrinsic
-        if time_value < -tol:
-            status_out[i] = _BELOW
-            continue
-        upper = f if w > 0.0 else k
-        if u >= upper:
-            status_out[i] = _ABOVE
-            continue
-        if t == 0.0:
-            status_out[i] = _EXPIRED if time_value <= tol else _ABOVE
-            continue
-        if time_value <= 0.0:
-            vol_out[i] = 0.0
-            status_out[i] = _OK
-            continue
-        x = -abs(math.log(f / k))
-        beta = time_value / (math.sqrt(f) * math.sqrt(k))
-        if beta >= math.exp(0.5 * x):
-            status_out[i] = _ABOVE
-            continue
-        s, _ = normalised_implied_vol_otm_call(beta, x)
-        vol_out[i] = s / math.sqrt(t)
-        status_out[i] = _OK
+    for i in range(price.shape[0]):
+        vol_out[i], status_out[i] = _iv_element(model, price[i], und[i], strike[i], expiry[i],
+                                                rate[i], div[i], theta[i])
 
 
-@numba.njit(cache=True, error_model="numpy")
+@_jit_parallel
+def _iv_kernel_parallel(model, price, und, strike, expiry, rate, div, theta, vol_out,
+                        status_out):
+    for i in numba.prange(price.shape[0]):
+        vol_out[i], status_out[i] = _iv_element(model, price[i], und[i], strike[i], expiry[i],
+                                                rate[i], div[i], theta[i])
+
+
+@_jit
 def _normalised_kernel(beta, x, theta, out):
     for i in range(beta.shape[0]):
         xi = x[i]
@@ -174,7 +185,8 @@ def _check_errors(errors: str) -> None:
 
 def implied_vol_black76(price: ArrayLike, forward: ArrayLike, strike: ArrayLike,
                         expiry: ArrayLike, rate: ArrayLike = 0.0, is_call: ArrayLike = True,
-                        *, errors: str = "nan", return_status: bool = False) -> Any:
+                        *, errors: str = "nan", return_status: bool = False,
+                        parallel: bool = False) -> Any:
     """Black-76 implied volatility of discounted option prices (vectorised).
 
     ``price`` is the discounted premium ``exp(-rate*expiry) * Black(...)``;
@@ -183,25 +195,28 @@ def implied_vol_black76(price: ArrayLike, forward: ArrayLike, strike: ArrayLike,
     undefined (see the module docstring for the statuses); with
     ``return_status=True`` returns ``(vol, status)`` with an ``int8`` array of
     :class:`IvStatus` codes.  ``errors="raise"`` raises ``ValueError`` if any
-    element is not ``OK``.  Cost: O(n), never iterates more than 12 times per
-    element.
+    element is not ``OK``.  ``parallel=True`` spreads the elements over numba's
+    threads (see the module docstring); the results are bit-identical.  Cost: O(n),
+    never iterates more than 12 times per element.
     """
     _check_errors(errors)
     theta = call_flag_to_theta(is_call)
     shape, (p, f, k, t, r, w) = broadcast_flat(price, forward, strike, expiry, rate, theta)
     vol = np.empty_like(p)
     status = np.empty(p.shape, dtype=np.int8)
-    _iv_kernel(0, p, f, k, t, r, np.zeros_like(r), w, vol, status)
+    kernel = _iv_kernel_parallel if parallel else _iv_kernel
+    kernel(0, p, f, k, t, r, np.zeros_like(r), w, vol, status)
     return _finish(vol, status, shape, errors, return_status)
 
 
 def implied_vol_bs(price: ArrayLike, spot: ArrayLike, strike: ArrayLike, expiry: ArrayLike,
                    rate: ArrayLike = 0.0, dividend: ArrayLike = 0.0, is_call: ArrayLike = True,
-                   *, errors: str = "nan", return_status: bool = False) -> Any:
+                   *, errors: str = "nan", return_status: bool = False,
+                   parallel: bool = False) -> Any:
     """Black-Scholes-Merton implied volatility (spot ``S``, rate ``r``, yield ``q``).
 
     Converted to Black-76 with ``F = S exp((r-q)T)`` and discount
-    ``exp(-rT)``; returns/raises as :func:`implied_vol_black76`.
+    ``exp(-rT)``; returns/raises (and takes ``parallel``) as :func:`implied_vol_black76`.
     """
     _check_errors(errors)
     theta = call_flag_to_theta(is_call)
@@ -209,7 +224,8 @@ def implied_vol_bs(price: ArrayLike, spot: ArrayLike, strike: ArrayLike, expiry:
                                                   theta)
     vol = np.empty_like(p)
     status = np.empty(p.shape, dtype=np.int8)
-    _iv_kernel(1, p, s, k, t, r, q, w, vol, status)
+    kernel = _iv_kernel_parallel if parallel else _iv_kernel
+    kernel(1, p, s, k, t, r, q, w, vol, status)
     return _finish(vol, status, shape, errors, return_status)
 
 
