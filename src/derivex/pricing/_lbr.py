@@ -137,9 +137,10 @@ def _f_lower_map(x, s):
     phi_m = norm_cdf(-z)
     pdf = norm_pdf(z)
     ratio = phi_m / pdf if pdf > 0.0 else 1.0 / z
+    growth = math.exp(y + 0.125 * s2)  # its square is exp(2y + s^2/4): one exponential
     fpp = (_TWO_PI * y / s * phi_m * (2.0 * z + ratio * (0.25 * s2 - 2.0 * y - 2.0))
-           * math.exp(2.0 * y + 0.25 * s2))
-    fp = _TWO_PI * y * phi_m * phi_m * math.exp(y + 0.125 * s2)
+           * (growth * growth))
+    fp = _TWO_PI * y * phi_m * phi_m * growth
     f = _TWO_PI_OVER_SQRT_27 * ax * phi_m * phi_m * phi_m
     return f, fp, fpp
 
@@ -229,6 +230,7 @@ def normalised_implied_vol_otm_call(beta, x):
     if not (s > s_left and s < s_right):
         s = 0.5 * (s_left + s_right) if s_right < DBL_MAX else max(2.0 * s_left, 1.0)
     ln_beta = math.log(beta)
+    inv_ln_beta = 1.0 / ln_beta
     it = 0
     ds = DBL_MAX
     while it < _MAX_ITER and abs(ds) > _STEP_TOL * s:
@@ -251,11 +253,12 @@ def normalised_implied_vol_otm_call(beta, x):
         if branch == 0 and ok and b > 0.0 and b < 1.0:
             # g = 1/ln(b) - 1/ln(beta)
             ln_b = math.log(b)
+            inv_ln_b = 1.0 / ln_b  # one division for the three uses below
             e = bp * s / b  # d ln b / d ln s
-            c1 = 1.0 + 2.0 / ln_b
-            nu = (ln_beta - ln_b) * ln_b / ln_beta / e
+            c1 = 1.0 + 2.0 * inv_ln_b
+            nu = (ln_beta - ln_b) * ln_b * inv_ln_beta / e
             ds = s * _householder_step(nu, bh - e * c1,
-                                       bh3 + 2.0 * e * e * (1.0 + 3.0 / ln_b * (1.0 + 1.0 / ln_b))
+                                       bh3 + 2.0 * e * e * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b))
                                        - 3.0 * bh * e * c1)
         elif branch == 2 and ok and b < b_max:
             # g = ln(b_max - beta) - ln(b_max - b)
