@@ -22,6 +22,8 @@ from derivex.ipc.book import G_INSTRUMENTS, G_PUBLISHED_SEQ, W_VERSION
 from derivex.ipc.segment import LayoutError, RingTimeout
 
 SHM = Path("/dev/shm")
+INDEX = 10_000_000
+CALL_MARK = 200_500
 
 
 def _venue():
@@ -33,6 +35,10 @@ def _venue():
     accounts = [ex.create_account() for _ in range(3)]
     for account in accounts:
         ex.deposit(account, 10**13)
+    # index and marks, so that the risk checks accept orders and the snapshots carry them
+    assert ex.set_index("BTC", [(1, 1_798_761_600_000_000_000, INDEX)]).accepted
+    scenarios = len(ex.engine.config.scenarios)
+    assert ex.set_risk(call, CALL_MARK, [0] * scenarios).accepted
     return ex, perp, call, accounts
 
 
@@ -52,46 +58,38 @@ def test_snapshot_matches_engine_depth(shm_name):
     ex.place(c, call, "sell", 6, price_ticks=200_000)
     with BookWriter.create(shm_name, instruments=3, depth=5) as writer:
         assert writer.capacity == 4
-        assert (
-            writer.publish(ex.engine, seq=77, marks=[9_990_000, 210_000], index=[0, 10_000_000])
-            == 2
-        )
+        assert writer.publish(ex.engine, seq=77) == 2
         with BookReader(shm_name) as reader:
             assert reader.depth == 5 and reader.instruments == 2 and reader.published_seq == 77
             for instrument in (perp, call):
                 depth = ex.depth(instrument)
-                seq, bids, asks, _, index = reader.snapshot(instrument)
+                seq, bids, asks, mark, index = reader.snapshot(instrument)
                 assert seq == 77
                 assert _levels(bids) == depth.bids[:5]
                 assert _levels(asks) == depth.asks[:5]
                 assert bids.dtype.names == ("price_ticks", "qty_lots", "orders")
-                assert index == 10_000_000
-            assert reader.snapshot(perp).mark == 9_990_000
-            assert reader.snapshot(call).mark == 210_000
+                # marks and the index come from the engine state
+                assert mark == ex.mark(instrument) and mark > 0
+                assert index == ex.index("BTC").price_ticks == INDEX
+            assert reader.snapshot(call).mark == CALL_MARK
             assert _levels(reader.snapshot(call).asks) == [(200_000, 10, 2)]
             assert len(reader.snapshot(perp).bids) == 5 and len(reader.snapshot(perp).asks) == 5
             # an unchanged book is not rewritten: its version and seq stay
             version = int(reader.flat[perp * reader.words + W_VERSION])
             assert version > 0 and version % 2 == 0
-            assert (
-                writer.publish(ex.engine, seq=78, marks=[9_990_000, 210_000], index=[0, 10_000_000])
-                == 0
-            )
+            assert writer.publish(ex.engine, seq=78) == 0
             assert int(reader.flat[perp * reader.words + W_VERSION]) == version
             assert reader.snapshot(perp).seq == 77 and reader.published_seq == 78
             # a trade changes only the perpetual's block
             best_price, best_qty, _ = ex.depth(perp).asks[0]
-            ex.place(c, perp, "buy", best_qty, price_ticks=best_price)
-            assert (
-                writer.publish(ex.engine, seq=90, marks=[9_990_000, 210_000], index=[0, 10_000_000])
-                == 1
-            )
+            assert ex.place(c, perp, "buy", best_qty, price_ticks=best_price).status == "filled"
+            assert writer.publish(ex.engine, seq=90) == 1
             seq, _, asks, _, _ = reader.snapshot(perp)
             assert seq == 90 and _levels(asks) == ex.depth(perp).asks[:5]
             assert reader.snapshot(call).seq == 77
-            # marks and index default to zero while the engine has none
-            writer.publish(ex.engine, seq=91)
-            assert reader.snapshot(perp)[3:] == (0, 0)
+            # explicit marks (per instrument) and index (per underlying) take precedence
+            writer.publish(ex.engine, seq=91, marks=[5, 6], index=[0, 7])
+            assert reader.snapshot(perp)[3:] == (5, 7) and reader.snapshot(call)[3:] == (6, 7)
 
 
 def test_docstring_examples():

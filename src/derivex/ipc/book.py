@@ -309,8 +309,8 @@ class BookWriter(_BookSegment):
     """Creator and only writer of a book snapshot segment (the engine process).
 
     >>> import os
-    >>> from derivex import Exchange
-    >>> ex = Exchange(clock=lambda: 1)
+    >>> from derivex import EngineConfig, Exchange
+    >>> ex = Exchange(EngineConfig(risk_checks=False), clock=lambda: 1)  # matching only
     >>> btc = ex.add_perpetual("BTC", tick_size_ticks=50)
     >>> a = ex.create_account(); _ = ex.deposit(a, 10**12)
     >>> _ = ex.place(a, btc, "buy", 3, price_ticks=1000)
@@ -336,6 +336,12 @@ class BookWriter(_BookSegment):
             name, KIND_BOOK, block_dtype(depth), capacity, BOOK_CTRL_LINES, replace_stale
         )
         return cls(seg)
+
+    @classmethod
+    def attach(cls, name: str, *, timeout: float = 1.0) -> BookWriter:
+        """Take over writing a segment another process created (e.g. a supervisor that
+        owns the segments). There must be one writer at a time."""
+        return cls(Segment.attach(name, KIND_BOOK, timeout=timeout))
 
     def __init__(self, seg: Segment) -> None:
         super().__init__(seg)
@@ -384,8 +390,10 @@ class BookWriter(_BookSegment):
         return self
 
     def __exit__(self, *exc) -> None:
+        owner = self._seg.owner
         self.close()
-        self.unlink()
+        if owner:
+            self.unlink()
 
 
 class BookReader(_BookSegment):

@@ -1,0 +1,111 @@
+"""The two bus consumers: the journal writer (consumer 0) and market data (consumer 1).
+
+Both read frames until the engine finishes the bus. The journal appends each frame's
+commands as one journal batch (the engine's batch: a multi-record command is never split,
+so a replay batch by batch reproduces the state exactly) and publishes ``durable_seq``,
+which gates the responses workers hand to clients. Market data hands every frame to a
+pluggable sink (:class:`derivex.runtime.market_data.EventStats` by default).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from derivex.ipc import BroadcastConsumer, RingTimeout
+from derivex.journal import Journal
+from derivex.runtime.config import RuntimeConfig, load_callable
+from derivex.runtime.control import (
+    DURABLE_SEQ,
+    JOURNAL_READY,
+    MD_EVENTS,
+    MD_READY,
+    Control,
+    SegmentNames,
+)
+from derivex.runtime.frames import FRAME_DTYPE, FrameAssembler
+from derivex.runtime.rings import Pauses, child_setup
+
+__all__ = ["run_journal", "run_market_data"]
+
+JOURNAL_CONSUMER, MARKET_DATA_CONSUMER = 0, 1
+_POLL_S = 0.02  # idle wake-up: durable_seq of an interval-fsync journal moves meanwhile
+
+
+def _frames(consumer: BroadcastConsumer, assembler: FrameAssembler, pause: Pauses):
+    """Yield ``None`` when idle for a poll interval, else complete frames; ends at EOF."""
+    while True:
+        try:
+            got = consumer.pop_into(assembler.space(), timeout=_POLL_S)
+        except RingTimeout:
+            yield None
+            continue
+        if got == 0:
+            return
+        assembler.commit(got)
+        for item in assembler.frames():
+            pause()
+            yield item
+
+
+def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: int) -> None:
+    child_setup(parent_pid)
+    ctl = Control.attach(names.control)
+    consumer = BroadcastConsumer.attach(names.bus, JOURNAL_CONSUMER, FRAME_DTYPE)
+    journal = None
+    if config.journal_dir is not None:
+        journal = Journal(config.journal_dir, fsync=config.fsync)
+        journal.attach(config.engine)
+    ctl.set(JOURNAL_READY, os.getpid())
+    pause = Pauses(config.pause_probability, config.max_pause_s, f"journal:{config.pause_seed}")
+    last = durable = frames = 0
+    gaps = 0
+    for item in _frames(consumer, FrameAssembler(), pause):
+        if item is not None:
+            head, commands, _ = item
+            first = int(head["first_seq"])
+            gaps += first != last + 1
+            if journal is not None:
+                journal.append(commands)
+            last = first + len(commands) - 1
+            frames += 1
+        seen = journal.durable_seq if journal is not None else last
+        if seen != durable:
+            durable = seen
+            ctl.set(DURABLE_SEQ, durable)
+    if journal is not None:
+        journal.close()
+    ctl.set(DURABLE_SEQ, last)
+    reports.put(
+        {"role": "journal", "pid": os.getpid(), "last_seq": last, "frames": frames, "gaps": gaps}
+    )
+    consumer.close()
+    ctl.close()
+
+
+def run_market_data(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: int) -> None:
+    child_setup(parent_pid)
+    ctl = Control.attach(names.control)
+    consumer = BroadcastConsumer.attach(names.bus, MARKET_DATA_CONSUMER, FRAME_DTYPE)
+    sink = load_callable(config.market_data)(**config.market_data_options)
+    ctl.set(MD_READY, os.getpid())
+    pause = Pauses(config.pause_probability, config.max_pause_s, f"md:{config.pause_seed}")
+    events = 0
+    started = time.monotonic()
+    for item in _frames(consumer, FrameAssembler(), pause):
+        if item is None:
+            continue
+        head, commands, frame_events = item
+        sink.on_frame(head, commands, frame_events)
+        events += len(frame_events)
+        ctl.set(MD_EVENTS, events)
+    report = {
+        "role": "market_data",
+        "pid": os.getpid(),
+        "events": events,
+        "seconds": time.monotonic() - started,
+        **sink.report(),
+    }
+    reports.put(report)
+    consumer.close()
+    ctl.close()

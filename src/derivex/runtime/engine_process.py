@@ -1,0 +1,242 @@
+"""The sequencer/engine process: takes command batches from the workers' rings, stamps
+them (seq, sequencer time), runs them through one ``Engine``, and hands the results on.
+
+Per batch, in this order: the engine processes it; the frame (commands + events) goes onto
+the bus for the journal and market data (blocking: a full bus means a slow journal or
+market-data consumer, and the engine must not run ahead of its journal); the events go to
+the submitting worker's response ring (never blocking: a worker that does not read its
+responses only stops its own input); the book snapshots are republished once per round.
+
+The engine takes at most ``batch`` records from a worker at a time, round-robin, and never
+splits a multi-record command (mass quote, index, risk array) across batches: a trailing
+incomplete one waits for its legs. Workers are independent streams; commands of one worker
+are sequenced in the order it pushed them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from derivex.core.engine import Engine
+from derivex.core.records import COMMAND_DTYPE
+from derivex.ipc import BookWriter, BroadcastRing, SpscRing
+from derivex.runtime.config import RuntimeConfig
+from derivex.runtime.control import (
+    ENGINE_READY,
+    PROCESSED_SEQ,
+    STOPPING,
+    WK_ALIVE,
+    WK_SEEN_GENERATION,
+    WK_SEQUENCED,
+    Control,
+    SegmentNames,
+)
+from derivex.runtime.frames import (
+    FRAME_DTYPE,
+    FRAME_TAG,
+    MAX_LEGS,
+    RESPONSE_TAG,
+    complete_prefix,
+    frame,
+)
+from derivex.runtime.rings import Idle, Pauses, child_setup, offer, take
+
+__all__ = ["Sequencer", "run_engine"]
+
+
+class _Inbox:
+    """What the engine keeps per worker: records taken but not yet processed (a
+    multi-record command waiting for its legs), the generation of the worker instance
+    that is writing, and responses the worker's ring had no room for yet."""
+
+    def __init__(self, ring: SpscRing, responses: SpscRing, batch: int) -> None:
+        self.ring = ring
+        self.responses = responses
+        self.buf = np.zeros(batch + MAX_LEGS + 1, dtype=COMMAND_DTYPE)
+        self.raw = self.buf.view(np.uint8)
+        self.n = 0
+        self.generation = -1
+        self.finished = False
+        self.pending: np.ndarray | None = None  # response frame records not yet pushed
+        self.pending_at = 0
+        self.commands = 0
+        self.dropped = 0  # records of incomplete commands left by a crashed instance
+        self.restarts_seen = 0
+
+
+class Sequencer:
+    """Stamping, processing and fan-out of batches (one per call of :meth:`sequence`)."""
+
+    def __init__(self, engine: Engine, bus: BroadcastRing, clock=time.time_ns) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.clock = clock
+        self.seq = 0
+        self.batches = 0
+        self._frame = np.zeros(4096, dtype=FRAME_DTYPE)
+
+    def sequence(self, commands: np.ndarray, worker: int, generation: int) -> np.ndarray:
+        """Stamp ``commands`` in place (seq, ts_ns), process them, put the frame on the bus;
+        returns the events (a view, valid until the next call). Blocks while the bus is
+        full."""
+        n = len(commands)
+        words = commands.view(np.int64).reshape(n, 8)
+        first = self.seq + 1
+        ts_ns = self.clock()
+        words[:, 0] = np.arange(first, first + n, dtype=np.int64)
+        words[:, 1] = ts_ns
+        events = self.engine.process_into(commands)
+        self.batches += 1
+        header = (FRAME_TAG, first, n, len(events), worker, generation, ts_ns, self.batches)
+        if len(self._frame) < 1 + n + len(events):
+            self._frame = np.zeros(2 * (1 + n + len(events)), dtype=FRAME_DTYPE)
+        self.bus.push(frame(self._frame, header, commands, events))
+        self.seq += n
+        return events
+
+
+def _respond(inbox: _Inbox, first: int, n: int, events: np.ndarray, worker: int) -> None:
+    header = (RESPONSE_TAG, first, n, len(events), worker, inbox.generation, 0, 0)
+    records = frame(np.zeros(1 + len(events), dtype=FRAME_DTYPE), header, events)
+    inbox.pending, inbox.pending_at = records, 0
+    _flush(inbox)
+
+
+def _flush(inbox: _Inbox) -> None:
+    records = inbox.pending
+    assert records is not None
+    ring = inbox.responses
+    inbox.pending_at += offer(
+        ring.ctrl, ring.local, ring.raw, records.view(np.uint8), inbox.pending_at, len(records)
+    )
+    if inbox.pending_at == len(records):
+        inbox.pending = None
+
+
+def _drain(seqr: Sequencer, inbox: _Inbox, worker: int) -> int:
+    """Process what the inbox holds; returns the number of commands sequenced."""
+    done = 0
+    while inbox.n:
+        ready, marker = complete_prefix(inbox.buf, inbox.n)
+        if ready:
+            first = seqr.seq + 1
+            events = seqr.sequence(inbox.buf[:ready], worker, inbox.generation)
+            _respond(inbox, first, ready, events, worker)
+            inbox.commands += ready
+            done += ready
+        if marker < 0:
+            cut = ready
+        else:  # a new instance of the worker starts here; what precedes it is all there is
+            inbox.dropped += marker - ready
+            inbox.generation = int(inbox.buf[marker]["order_id"])
+            inbox.restarts_seen += 1
+            cut = marker + 1
+        rest = inbox.n - cut
+        inbox.raw[: rest * 64] = inbox.raw[cut * 64 : inbox.n * 64].copy()
+        inbox.n = rest
+        if marker < 0 or inbox.pending is not None:
+            break
+    return done
+
+
+def run_engine(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: int) -> None:
+    """Body of the engine process (see the module docstring)."""
+    child_setup(parent_pid)
+    ctl = Control.attach(names.control)
+    inboxes = [
+        _Inbox(
+            SpscRing.attach(c, COMMAND_DTYPE),
+            SpscRing.attach(r, FRAME_DTYPE),
+            config.batch,
+        )
+        for c, r in zip(names.commands, names.responses, strict=True)
+    ]
+    bus = BroadcastRing.attach(names.bus, FRAME_DTYPE)
+    book = BookWriter.attach(names.book)
+    engine = Engine(config.engine)
+    seqr = Sequencer(engine, bus)
+    if config.setup is not None and len(config.setup):
+        seqr.sequence(config.setup.copy(), -1, 0)
+    book.publish(engine, seqr.seq)
+    ctl.set(PROCESSED_SEQ, seqr.seq)
+    ctl.set(ENGINE_READY, os.getpid())
+    idle, pause = (
+        Idle(),
+        Pauses(config.pause_probability, config.max_pause_s, f"engine:{config.pause_seed}"),
+    )
+    started = time.monotonic()
+    busy_s = 0.0
+    turn = 0
+    while True:
+        stopping = ctl.phase == STOPPING
+        worked = 0
+        t0 = time.perf_counter()
+        for k in range(len(inboxes)):
+            w = (turn + k) % len(inboxes)
+            inbox = inboxes[w]
+            if inbox.pending is not None:
+                _flush(inbox)
+                if inbox.pending is not None:
+                    if ctl.worker(w, WK_ALIVE) == 0 and (stopping or inbox.ring.finished):
+                        inbox.pending = None  # nobody will ever read them
+                    continue
+            if inbox.finished:
+                continue
+            room = min(config.batch, len(inbox.buf) - inbox.n)
+            ring = inbox.ring
+            got = take(ring.ctrl, ring.local, ring.raw, inbox.raw, inbox.n, room)
+            if got < 0:
+                inbox.finished = True
+                inbox.dropped += inbox.n  # an incomplete command at the end of the stream
+                inbox.n = 0
+                continue
+            inbox.n += got
+            if got or inbox.n:
+                sequenced = _drain(seqr, inbox, w)
+                if sequenced or got:
+                    ctl.set_worker(w, WK_SEQUENCED, inbox.commands)
+                    ctl.set_worker(w, WK_SEEN_GENERATION, inbox.generation)
+                worked += sequenced
+        turn += 1
+        if worked:
+            book.publish(engine, seqr.seq)
+            ctl.set(PROCESSED_SEQ, seqr.seq)
+            busy_s += time.perf_counter() - t0
+            idle.reset()
+            pause()
+            continue
+        if stopping and all(_quiet(ctl, w, inbox) for w, inbox in enumerate(inboxes)):
+            break
+        idle()
+    bus.finish()
+    book.publish(engine, seqr.seq)
+    report = {
+        "role": "engine",
+        "pid": os.getpid(),
+        "seq": seqr.seq,
+        "batches": seqr.batches,
+        "commands": [inbox.commands for inbox in inboxes],
+        "dropped": [inbox.dropped for inbox in inboxes],
+        "generations": [inbox.generation for inbox in inboxes],
+        "seconds": time.monotonic() - started,
+        "busy_seconds": busy_s,
+        "state_hash": engine.state_hash() if config.state_hash else None,
+    }
+    reports.put(report)
+    for inbox in inboxes:
+        inbox.ring.close()
+        inbox.responses.close()
+    bus.close()
+    book.close()
+    ctl.close()
+
+
+def _quiet(ctl: Control, w: int, inbox: _Inbox) -> bool:
+    """Nothing more will come from worker ``w``: its stream ended, or its process is gone
+    and its ring is empty (checked by the take that preceded this call)."""
+    if inbox.pending is not None:
+        return False
+    return inbox.finished or (ctl.worker(w, WK_ALIVE) == 0 and len(inbox.ring) == 0)

@@ -1,0 +1,173 @@
+"""Records on the runtime's rings: frames of commands and events, and the restart marker.
+
+Every ring record is 64 bytes (``FRAME_DTYPE``, the size of a command and of an event). The
+engine writes, per processed batch::
+
+    bus (broadcast: journal, market data):  header, n_commands commands, n_events events
+    responses of the submitting worker:     header, n_events events   (n_commands still set)
+
+The header names the batch's first seq; its commands carry ``first_seq .. first_seq +
+n_commands - 1`` in the order the worker submitted them, so a worker maps events back to its
+requests by ``event.seq - first_seq``. Frames may wrap around a ring's end and may be larger
+than what one read returns: readers assemble them (:class:`FrameAssembler`).
+
+A worker (re)starting pushes one :data:`MARKER_KIND` command (``order_id`` = its
+generation) before anything else. The engine consumes it without sequencing it: it tells
+the engine that an incomplete multi-record command left behind by a crashed predecessor
+will never be completed, and which generation later responses belong to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
+
+__all__ = [
+    "FRAME_DTYPE",
+    "FRAME_TAG",
+    "MARKER_KIND",
+    "RESPONSE_TAG",
+    "CorruptFrame",
+    "FrameAssembler",
+    "complete_prefix",
+    "frame",
+]
+
+FRAME_DTYPE = np.dtype(
+    [
+        ("tag", "<i8"),  # FRAME_TAG / RESPONSE_TAG: catches a reader that lost its place
+        ("first_seq", "<i8"),
+        ("n_commands", "<i8"),
+        ("n_events", "<i8"),
+        ("worker", "<i8"),  # submitting worker; -1 for commands of the runtime itself
+        ("generation", "<i8"),  # worker generation that submitted the commands
+        ("ts_ns", "<i8"),  # sequencer timestamp of the batch
+        ("batch", "<i8"),  # batch number, from 1
+    ]
+)
+assert FRAME_DTYPE.itemsize == COMMAND_DTYPE.itemsize == EVENT_DTYPE.itemsize == 64
+FRAME_TAG = int.from_bytes(b"DXFRAME1", "little")  # bus frame: commands and events
+RESPONSE_TAG = int.from_bytes(b"DXRESP01", "little")  # response frame: events only
+MARKER_KIND = 255  # never a CommandKind: the engine consumes it, it is never sequenced
+
+# header kinds whose ``count`` legs follow them and must be processed in the same batch
+_HEADERS = np.zeros(256, dtype=np.bool_)
+_LEGS = np.zeros(256, dtype=np.bool_)
+for _header, _legs in (
+    ("MASS_QUOTE", ("QUOTE_LEG",)),
+    ("INDEX", ("INDEX_SOURCE",)),
+    ("RISK_ARRAY", ("RISK_GREEKS", "RISK_VALUES")),
+):
+    if hasattr(CommandKind, _header):
+        _HEADERS[int(CommandKind[_header])] = True
+        for _leg in _legs:
+            _LEGS[int(CommandKind[_leg])] = True
+MAX_LEGS = 1024  # longer multi-record commands are not held back (the engine rejects them)
+
+
+@njit(cache=True, nogil=True)
+def _prefix(words, n, headers, legs, max_legs):
+    """(records ready, marker index or -1) for ``n`` command records viewed as int64[n, 8].
+
+    Ready stops before the first marker and before a trailing multi-record command whose
+    legs have not all arrived yet."""
+    marker = -1
+    for i in range(n):
+        if (words[i, 2] & 0xFF) == MARKER_KIND:
+            marker = i
+            n = i
+            break
+    i = n - 1
+    # the last header, if any, is the only one that can be incomplete
+    while i >= 0 and legs[words[i, 2] & 0xFF]:
+        i -= 1
+    if i >= 0 and headers[words[i, 2] & 0xFF]:
+        count = (words[i, 2] >> 48) & 0xFFFF
+        if 1 <= count <= max_legs and i + count >= n:
+            return i, marker
+    return n, marker
+
+
+def complete_prefix(commands: np.ndarray, n: int) -> tuple[int, int]:
+    """``(ready, marker)``: how many of ``commands[:n]`` can be processed now, and the index
+    of the first restart marker (-1 if none). O(n)."""
+    words = commands.view(np.int64).reshape(-1, 8)
+    ready, marker = _prefix(words, n, _HEADERS, _LEGS, MAX_LEGS)
+    return int(ready), int(marker)
+
+
+def frame(out: np.ndarray, header: tuple, *parts: np.ndarray) -> np.ndarray:
+    """Write a frame into the front of ``out`` (FRAME_DTYPE, at least ``frame_size``
+    records) and return it: the header record (``header``: the 8 header words, tag first),
+    then ``parts`` (command or event arrays) as raw records."""
+    total = 1 + sum(len(part) for part in parts)
+    out = out[:total]
+    out.view(np.int64)[:8] = header
+    raw = out.view(np.uint8)
+    at = 64
+    for part in parts:
+        size = len(part) * 64
+        raw[at : at + size] = part.view(np.uint8)
+        at += size
+    return out
+
+
+class CorruptFrame(RuntimeError):
+    """A ring reader found something that is not a frame header where one must be."""
+
+
+class FrameAssembler:
+    """Reassembles frames from the pieces ring reads return.
+
+    Read into ``space()``, then ``commit(n)``; ``frames()`` yields each complete frame as
+    ``(header, commands, events)``: a header record and views of the frame's records
+    (``commands`` is empty for response frames), valid until the next ``space()``.
+    Frames larger than the buffer grow it.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._buf = np.zeros(capacity, dtype=FRAME_DTYPE)
+        self._start = 0
+        self._end = 0
+
+    def space(self) -> np.ndarray:
+        """The free tail of the buffer (compacted first; doubled if full)."""
+        if self._start:
+            left = self._end - self._start
+            self._buf[:left] = self._buf[self._start : self._end]
+            self._start, self._end = 0, left
+        if self._end == len(self._buf):
+            bigger = np.zeros(2 * len(self._buf), dtype=FRAME_DTYPE)
+            bigger[: self._end] = self._buf[: self._end]
+            self._buf = bigger
+        return self._buf[self._end :]
+
+    def commit(self, n: int) -> None:
+        self._end += n
+
+    @property
+    def pending(self) -> int:
+        """Records of an incomplete frame held back."""
+        return self._end - self._start
+
+    def frames(self):
+        buf = self._buf
+        while self._end > self._start:
+            head = buf[self._start]
+            tag = int(head["tag"])
+            if tag != FRAME_TAG and tag != RESPONSE_TAG:
+                raise CorruptFrame(f"record {self._start} of the read buffer is not a header")
+            n_commands = int(head["n_commands"]) if tag == FRAME_TAG else 0
+            n_events = int(head["n_events"])
+            begin = self._start + 1
+            if self._end - begin < n_commands + n_events:
+                return
+            middle = begin + n_commands
+            self._start = middle + n_events
+            yield (
+                head,
+                buf[begin:middle].view(COMMAND_DTYPE),
+                buf[middle : self._start].view(EVENT_DTYPE),
+            )
