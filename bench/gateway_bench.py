@@ -267,16 +267,19 @@ def main() -> None:
         "workload": "closed loop; limit buy/sell alternating at one price (half trade); "
                     "gateway without journal, risk_checks=False; HTTP signs every request",
         "results": {}}
+    import uvicorn  # noqa: F401  (the stack comparison needs the bench extra: fail early)
+
     keys_dir = tempfile.mkdtemp(prefix="derivex-bench-keys-")
-    servers = {"gateway": start("gateway", "--keys-dir", keys_dir, "--accounts",
-                                str(max(client_counts))),
-               "echo aiohttp": start("echo-aiohttp"), "echo uvicorn+starlette":
-               start("echo-uvicorn")}
-    keys = json.loads((Path(keys_dir) / "keys.json").read_text())
+    servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
     table = Table(title="gateway: orders/s and ack latency (closed loop, loopback)")
     for column in ("server", "transport", "clients", "orders/s", "p50 µs", "p99 µs"):
         table.add_column(column, justify="right")
     try:
+        servers["gateway"] = start("gateway", "--keys-dir", keys_dir, "--accounts",
+                                   str(max(client_counts)))
+        servers["echo aiohttp"] = start("echo-aiohttp")
+        servers["echo uvicorn+starlette"] = start("echo-uvicorn")
+        keys = json.loads((Path(keys_dir) / "keys.json").read_text())
         for name, (_, url) in servers.items():
             for transport in ("ws", "http"):
                 for clients in client_counts:
