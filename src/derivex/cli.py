@@ -306,6 +306,71 @@ def serve(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def stress(
+    seed: Annotated[int, typer.Option(help="seed of the population and the index feed")] = 7,
+    accounts: Annotated[int, typer.Option(help="trading accounts, market makers included")] =
+    10_000,
+    out: Annotated[Path, typer.Option(help="PNG plot of price, fund and liquidations")] = Path(
+        "stress.png"),
+    minutes: Annotated[float, typer.Option(
+        help="simulated minutes: build-up, crash over a third, rebound over a third")] = 30.0,
+) -> None:
+    """Liquidation stress test: ACCOUNTS levered accounts on a BTC perpetual and options
+    chain through a -30% index crash and a partial rebound. Prints liquidations by stage,
+    the insurance fund before and after, ADL events, bad debt and the state hash (same seed,
+    same hash), and writes a PNG plot."""
+    import time
+
+    from derivex.sim.stress import StressSpec, plot_stress, run_stress
+
+    try:
+        spec = StressSpec(seed=seed, accounts=accounts, minutes=minutes)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    console = Console()
+    started = time.perf_counter()
+    with console.status(f"simulating {accounts:,} accounts over {minutes:g} minutes"):
+        result = run_stress(spec)
+    wall_s = time.perf_counter() - started
+    assert result.exchange is not None
+    result.exchange.check_invariants()
+    plot_stress(result, out)
+    summary = result.summary()
+    counts = summary["counts"]
+    table = Table(title=f"stress: seed {seed}, {accounts:,} accounts, {minutes:g} minutes")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    rows = [
+        ("market makers / traders", f"{counts['market_makers']:,} / {counts['traders']:,}"),
+        ("option traders / portfolio margin",
+         f"{counts['option_traders']:,} / {counts['portfolio_accounts']:,}"),
+        ("steps / commands / events",
+         f"{counts['steps']:,} / {counts['commands']:,} / {counts['events']:,}"),
+        ("index start / low / end (USDC)",
+         f"{result.index_ticks[0] / 100:,.2f} / {summary['index_low_ticks'] / 100:,.2f} / "
+         f"{summary['index_last_ticks'] / 100:,.2f}"),
+        ("insurance fund before (USDC)", _usdc(summary["fund_before_units"])),
+        ("insurance fund after (USDC)", _usdc(summary["fund_after_units"])),
+        ("insurance fund low (USDC)", _usdc(summary["fund_min_units"])),
+        ("fund takeover payments (USDC)", _usdc(summary["fund_payouts_units"])),
+        ("bad debt, socialised (USDC)", _usdc(summary["bad_debt_units"])),
+        ("accounts liquidated / bankrupt",
+         f"{counts['liquidated_accounts']:,} / {counts['bankrupt_accounts']:,}"),
+    ]
+    rows += [(f"liquidation events: {stage}", f"{count:,}")
+             for stage, count in summary["liquidations"].items()]
+    rows += [("ADL events", f"{summary['adl_events']:,}")]
+    rows += [(f"rejected {reason}", f"{count:,}") for reason, count in summary["rejects"].items()]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"plot {out}")
+    console.print(f"wall time {wall_s:.1f} s")
+    console.print(f"state hash {result.state_hash}")
+
+
 keys_app = typer.Typer(help="API keys of a served venue", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
