@@ -55,6 +55,7 @@ from derivex.core.records import (
     Reason,
     SelfTradePrevention,
     Side,
+    SystemAccount,
     TimeInForce,
     Underlying,
     command_array,
@@ -190,6 +191,7 @@ class Exchange:
             self._seq = journal.attach(self.engine.config)
         self._one = command_array(1)
         self._names: dict[str, int] = {}
+        self._funding: dict[int, list[tuple[int, int]]] = {}
         self._price_decimals: dict[int, int] = {}
 
     # ---- sequencer and batch API ----
@@ -217,7 +219,19 @@ class Exchange:
         events = self.engine.process(commands)
         if self.journal is not None:
             self.journal.observe(events)
+        if (commands.view(np.uint8)[16] == CommandKind.TIME if count == 1
+                else bool(np.any(commands["kind"] == CommandKind.TIME))):
+            self._record_funding(events)
         return events
+
+    def _record_funding(self, events: np.ndarray) -> None:
+        """Keep the funding rates applied (the fund's FUNDING event of each settlement)."""
+        rates = events[(events["kind"] == EventKind.FUNDING)
+                       & (events["account"] == SystemAccount.INSURANCE_FUND)]
+        clock = int(self.engine.state.counters[L.C_CLOCK_NS])
+        for event in rates:
+            self._funding.setdefault(int(event["instrument"]), []).append(
+                (clock, int(event["price_ticks"])))
 
     def _command(self, kind: CommandKind, **fields: int) -> np.ndarray:
         record = self._one
@@ -491,6 +505,15 @@ class Exchange:
         head, length = int(st.und_i8[code, L.U_HIST_HEAD]), int(st.und_i8[code, L.U_HIST_LEN])
         rows = [code * history + (head - length + k) % history for k in range(length)]
         return [(int(st.und_hist[r, 0]), int(st.und_hist[r, 1])) for r in rows]
+
+    def funding_rate(self, instrument: int) -> int:
+        """The perpetual's last funding rate per funding period, 1e-9 (0.0001 = 100,000)."""
+        return int(self.engine.state.ins_i8[instrument, L.I_FUNDING_RATE])
+
+    def funding_history(self, instrument: int) -> list[tuple[int, int]]:
+        """``(sequencer time, rate per period 1e-9)`` of every funding payment this venue
+        applied since it started (a journal replay through ``submit`` rebuilds it)."""
+        return list(self._funding.get(instrument, []))
 
     def mark(self, instrument: int) -> int:
         """The instrument's applied mark price (0 if none yet)."""

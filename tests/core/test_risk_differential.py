@@ -47,7 +47,7 @@ def draw_risk_config(ch) -> EngineConfig:
         max_accounts=ch.int(6, 9),
         max_instruments=ch.int(2, 5),
         max_quote_legs=ch.int(1, 3),
-        index_stale_ms=ch.pick([5, 50, 30_000]),
+        index_stale_ms=ch.pick([50, 30_000, 30_000]),
         index_outlier_ppm=ch.pick([0, 5_000, 100_000]),
         index_outlier_discard=ch.chance(400),
         index_min_sources=ch.int(1, 2),
@@ -65,6 +65,16 @@ def draw_risk_config(ch) -> EngineConfig:
         option_mm_ppm=ch.pick([0, 75_000]),
         pm_mm_ppm=ch.pick([500_000, 800_000, 1_000_000]),
         pm_short_option_ppm=ch.pick([0, 10_000, 200_000]),
+        funding_mode=ch.pick([0, 1]),
+        funding_period_ms=ch.pick([3, 50, 28_800_000]),
+        funding_dead_band_ppb=ch.pick([0, 250_000, 50_000_000]),
+        funding_cap_ppb=ch.pick([1_000_000, 100_000_000]),
+        funding_clamp_ppb=ch.pick([0, 500_000]),
+        expiry_twap_ms=ch.pick([1, 5, 1_800_000]),
+        liquidation_fee_ppm=ch.pick([0, 5_000, 100_000]),
+        liquidation_step_ppm=ch.pick([1, 250_000, 1_000_000]),
+        adl_mode=ch.pick([0, 0, 1]),
+        adl_max_counterparties=ch.int(1, 3),
         initial_orders=1, initial_levels=1, initial_accounts=4, initial_instruments=1,
         initial_positions=1, initial_levels_per_side=1,
     )
@@ -78,6 +88,12 @@ class RiskStreamGen(StreamGen):
     def __init__(self, ch, config: EngineConfig):
         super().__init__(ch, config)
         self.index = 100
+
+    def add_instrument(self, kind: str | None = None) -> np.ndarray:
+        out = super().add_instrument(kind)
+        if int(out["instrument_kind"][0]) == 2 and int(out["expiry_ts_ns"][0]) > 0:
+            out["expiry_ts_ns"] = self.ts + self.ch.pick([10**6, 10**8, 10**9, 10**18])
+        return out
 
     def index_update(self) -> list[np.ndarray]:
         ch = self.ch
@@ -114,8 +130,23 @@ class RiskStreamGen(StreamGen):
             records = risk_records(instrument, 0, [], greeks)[:2]  # perpetual-style Greeks
         return [records[k:k + 1] for k in range(len(records))]
 
+    def trade_pair(self) -> list[np.ndarray]:
+        """A resting order and an IOC from another account crossing it near the index."""
+        ch = self.ch
+        inst, tick, step = self.instrument()
+        price = max(tick, (self.index + ch.int(-3, 3)) // tick * tick)
+        qty = step * ch.int(1, 8)
+        side = ch.pick([0, 1])
+        return [self.record(K.PLACE_ORDER, account=self.account(), instrument=inst, side=side,
+                            price_ticks=price, qty_lots=qty),
+                self.record(K.PLACE_ORDER, account=self.account(), instrument=inst,
+                            side=1 - side, tif=1, price_ticks=price, qty_lots=qty)]
+
     def command(self) -> list[np.ndarray]:
         ch = self.ch
+        r = ch.int(0, 999)
+        if r < 150:
+            return self.trade_pair()
         r = ch.int(0, 999)
         if r < 110:
             return self.index_update()
@@ -175,8 +206,9 @@ def test_risk_differential_random_streams(data):
 def test_risk_differential_long_seeded():
     """~3k commands for each of three seeds with price shocks, checked after every batch;
     the streams must have exercised margin rejects, stale indices and marks."""
-    seen = {"margin": 0, "stale": 0, "marks": 0, "fills": 0}
-    for seed in (11, 12, 13):
+    seen = {"margin": 0, "stale": 0, "marks": 0, "fills": 0, "liquidations": 0,
+            "funding": 0, "settlements": 0}
+    for seed in (11, 12, 13, 14, 15):
         ch = RandomChooser(seed)
         config = draw_risk_config(ch)
         gen = RiskStreamGen(ch, config)
@@ -197,4 +229,7 @@ def test_risk_differential_long_seeded():
             seen["stale"] += int(np.sum(events["reason"] == 203))
             seen["marks"] += int(np.sum(events["kind"] == 12))
             seen["fills"] += int(np.sum(events["kind"] == 3))
-    assert all(count > 0 for count in seen.values()), seen
+            seen["liquidations"] += int(np.sum(events["kind"] == 13))
+            seen["funding"] += int(np.sum(events["kind"] == 15))
+            seen["settlements"] += int(np.sum(events["kind"] == 16))
+    assert all(count > 0 for count in seen.values()), str(seen)

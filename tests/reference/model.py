@@ -17,11 +17,13 @@ import numpy as np
 from derivex.core.config import MAX_FEE_PPM, EngineConfig
 from derivex.core.records import (
     EVENT_DTYPE,
+    AccountState,
     CommandKind,
     EventKind,
     IndexStatus,
     InstrumentKind,
     InstrumentStatus,
+    LiquidationStage,
     Liquidity,
     MarginMode,
     OptionType,
@@ -150,6 +152,7 @@ class Account:
     balance: int = 0
     stp: int = 0
     margin_mode: int = 0
+    state: int = 0  # AccountState
     gas: int = 0
     gas_ts_ns: int = 0
     orders: list[int] = field(default_factory=list)  # live resting order ids, list order
@@ -178,6 +181,11 @@ class Instrument:
     mark_iv: int = 0
     greeks: list[int] = field(default_factory=lambda: [0] * 5)
     dirty: bool = False
+    funding_ts: int = 0
+    funding_rate: int = 0
+    premium_acc: int = 0
+    premium_ms: int = 0
+    settlement: int = 0
     arr: list[int] = field(default_factory=list)
     arr_next: list[int] = field(default_factory=list)
     bids: dict[int, list[Order]] = field(default_factory=dict)  # price -> FIFO
@@ -237,6 +245,7 @@ class ReferenceEngine:
         self.S = len(config.scenarios)
         # underlying -> [index, ts, status, sources, valid updates so far, [(ts, index)]]
         self.underlyings: dict[int, list] = {}
+        self.bad_debt = 0
         self.positions: dict[tuple[int, int], Position] = {}
         self.orders: dict[int, Order] = {}
         self.slot_gen: list[int] = []  # generation of the last order in each slot
@@ -301,7 +310,7 @@ class ReferenceEngine:
     def _dispatch(self, cmd) -> None:
         handlers = {
             CommandKind.NOOP: self._accept_only,
-            CommandKind.TIME: self._accept_only,
+            CommandKind.TIME: self._time,
             CommandKind.CREATE_ACCOUNT: self._create_account,
             CommandKind.DEPOSIT: self._deposit,
             CommandKind.WITHDRAW: self._withdraw,
@@ -365,6 +374,8 @@ class ReferenceEngine:
         acct_id, acct = self._account(cmd)
         if acct_id < len(SystemAccount):
             raise Reject(Reason.SYSTEM_ACCOUNT)
+        if acct.state == AccountState.IN_LIQUIDATION:
+            raise Reject(Reason.ACCOUNT_IN_LIQUIDATION)
         return acct_id, acct
 
     def _create_account(self, cmd) -> None:
@@ -403,6 +414,9 @@ class ReferenceEngine:
         self._emit(EventKind.ACCEPTED, account=acct_id)
         self._emit(EventKind.BALANCE, account=acct_id, cash_units=amount,
                    balance_units=acct.balance)
+        if acct.state == AccountState.BANKRUPT:
+            acct.state = int(AccountState.NORMAL)
+            self._emit(EventKind.ACCOUNT_STATE, account=acct_id, status=0)
 
     def _withdraw(self, cmd) -> None:
         acct_id, acct = self._account(cmd)
@@ -412,6 +426,8 @@ class ReferenceEngine:
             raise Reject(Reason.AMOUNT_NOT_POSITIVE)
         if amount > acct.balance:
             raise Reject(Reason.INSUFFICIENT_FUNDS)
+        if acct.state == AccountState.IN_LIQUIDATION:
+            raise Reject(Reason.ACCOUNT_IN_LIQUIDATION)
         if self.cfg.risk_checks and any(a == acct_id for a, _ in self.positions):
             for a, inst_id in self.positions:
                 und = self.instruments[inst_id].underlying
@@ -515,7 +531,7 @@ class ReferenceEngine:
     def _require_active(self, inst: Instrument) -> None:
         if inst.status == InstrumentStatus.HALTED:
             raise Reject(Reason.INSTRUMENT_HALTED)
-        if inst.status == InstrumentStatus.CLOSED:
+        if inst.status in (InstrumentStatus.CLOSED, InstrumentStatus.SETTLED):
             raise Reject(Reason.INSTRUMENT_CLOSED)
 
     def _halt(self, cmd) -> None:
@@ -539,7 +555,7 @@ class ReferenceEngine:
     def _close(self, cmd) -> None:
         inst_id = int(cmd["instrument"])
         inst = self._instrument(inst_id)
-        if inst.status == InstrumentStatus.CLOSED:
+        if inst.status in (InstrumentStatus.CLOSED, InstrumentStatus.SETTLED):
             raise Reject(Reason.INSTRUMENT_NOT_ACTIVE)  # [A5]
         self._emit(EventKind.ACCEPTED, instrument=inst_id)
         for side in (BUY, SELL):
@@ -1366,6 +1382,367 @@ class ReferenceEngine:
                     inst.arr_next)
                 inst.dirty = False
 
+    # ------------------------------------------------------------------ TIME (docs/liquidation.md)
+
+    def _time(self, cmd) -> None:
+        """[L1] ACCEPTED, then expiry, funding and liquidation, in that order."""
+        self._emit(EventKind.ACCEPTED)
+        if not self.cfg.risk_checks:
+            return
+        self._expire()
+        self._fund()
+        self._liquidate()
+
+    def _twap(self, underlying: int, start: int, end: int) -> int:
+        row = self.underlyings.get(underlying)
+        rows = row[5][-self.cfg.index_history:] if row else []
+        total = span = level = 0
+        at = start
+        have = False
+        for ts, value in rows:
+            if ts > end:
+                break
+            if ts <= start:
+                level, have = value, True
+                continue
+            if have:
+                duration = (ts - at) // NS_PER_MS
+                total += level * duration
+                span += duration
+            at, level, have = ts, value, True
+        if not have:
+            return 0
+        duration = (end - at) // NS_PER_MS
+        total += level * duration
+        span += duration
+        return level if span <= 0 else total // span
+
+    def _expire(self) -> None:
+        for inst_id, inst in enumerate(self.instruments):
+            if (inst.kind != InstrumentKind.OPTION or inst.status == InstrumentStatus.SETTLED
+                    or inst.expiry_ts_ns > self.clock):
+                continue
+            start = inst.expiry_ts_ns - self.cfg.expiry_twap_ms * NS_PER_MS
+            price = self._twap(inst.underlying, start, inst.expiry_ts_ns)
+            if price <= 0:
+                continue
+            for side in (BUY, SELL):
+                while inst.side_book(side):
+                    best = inst.levels_in_priority(side)[0]
+                    self._cancel_resting(inst.side_book(side)[best][0], Reason.CANCEL_EXPIRED)
+            payoff = (price - inst.strike_ticks if inst.option_type == OptionType.CALL
+                      else inst.strike_ticks - price)
+            payoff = max(payoff, 0) * inst.cv
+            for acct_id in sorted(self.accounts):
+                pos = self.positions.get((acct_id, inst_id))
+                if pos is None or pos.qty == 0:
+                    continue
+                cash = pos.qty * payoff
+                self.accounts[acct_id].balance += cash
+                q, pos.qty, pos.basis = pos.qty, 0, 0
+                self._emit(EventKind.SETTLEMENT, account=acct_id, instrument=inst_id,
+                           price_ticks=price, qty_lots=q, a=cash,
+                           b=self.accounts[acct_id].balance)
+            inst.status = int(InstrumentStatus.SETTLED)
+            inst.settlement = price
+            self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id, price_ticks=price,
+                       status=int(InstrumentStatus.SETTLED))
+
+    @staticmethod
+    def _premium_ppb(mark: int, index: int) -> int:
+        diff = mark - index
+        while index >= (1 << 31):
+            index >>= 1
+            diff >>= 1
+        if index <= 0:
+            return 0
+        return (diff * 1_000_000_000) // index
+
+    def _fund(self) -> None:
+        cfg = self.cfg
+        period = cfg.funding_period_ms
+        for inst_id, inst in enumerate(self.instruments):
+            if inst.kind != InstrumentKind.PERPETUAL:
+                continue
+            row = self.underlyings.get(inst.underlying)
+            index = row[0] if row else 0
+            valid = bool(row) and row[2] == IndexStatus.VALID
+            if inst.funding_ts == 0 or not valid or inst.mark <= 0:
+                inst.funding_ts = self.clock
+                continue
+            elapsed = (self.clock - inst.funding_ts) // NS_PER_MS
+            if elapsed <= 0:
+                continue
+            premium = self._premium_ppb(inst.mark, index)
+            if cfg.funding_mode == 0:
+                band = cfg.funding_dead_band_ppb
+                rate = premium - band if premium > band else (
+                    premium + band if premium < -band else 0)
+                rate = max(-cfg.funding_cap_ppb, min(cfg.funding_cap_ppb, rate))
+                elapsed = min(elapsed, period)
+                inst.funding_ts = self.clock
+                inst.funding_rate = rate
+                if rate:
+                    self._pay_funding(inst_id, inst, rate, elapsed, index)
+                continue
+            done = inst.premium_ms
+            step = elapsed if done + elapsed <= period else period - done
+            inst.premium_acc += premium * step
+            inst.premium_ms = done + step
+            inst.funding_ts = self.clock
+            if done + elapsed >= period:
+                average = inst.premium_acc // period
+                clamp = cfg.funding_clamp_ppb
+                rate = average + max(-clamp, min(clamp, cfg.funding_interest_ppb - average))
+                rate = max(-cfg.funding_cap_ppb, min(cfg.funding_cap_ppb, rate))
+                inst.premium_acc = inst.premium_ms = 0
+                self._pay_funding(inst_id, inst, rate, period, index)
+
+    def _pay_funding(self, inst_id: int, inst: Instrument, rate: int, elapsed: int,
+                     index: int) -> None:
+        period = self.cfg.funding_period_ms
+        paid = received = 0
+        for acct_id in sorted(self.accounts):
+            if acct_id < len(SystemAccount):
+                continue
+            pos = self.positions.get((acct_id, inst_id))
+            if pos is None or pos.qty == 0:
+                continue
+            value = abs(pos.qty) * index * inst.cv
+            if (pos.qty > 0) == (rate > 0):
+                amount = -ceil_div(ceil_div(value * abs(rate), 10**9) * elapsed, period)
+                paid -= amount
+            else:
+                amount = (value * abs(rate) // 10**9) * elapsed // period
+                received += amount
+            self.accounts[acct_id].balance += amount
+            self._emit(EventKind.FUNDING, account=acct_id, instrument=inst_id,
+                       price_ticks=rate, qty_lots=pos.qty, a=amount,
+                       b=self.accounts[acct_id].balance)
+        fund = self.accounts[SystemAccount.INSURANCE_FUND]
+        fund.balance += paid - received
+        inst.funding_rate = rate
+        self._emit(EventKind.FUNDING, account=int(SystemAccount.INSURANCE_FUND),
+                   instrument=inst_id, price_ticks=rate, a=paid - received, b=fund.balance)
+
+    # liquidation
+
+    def _stage(self, acct_id: int, stage: LiquidationStage, instrument: int = 0,
+               price: int = 0, qty: int = 0, money: int = 0) -> None:
+        self._emit(EventKind.LIQUIDATION, account=acct_id, instrument=instrument,
+                   price_ticks=price, qty_lots=qty, a=int(stage), b=money)
+
+    def _set_state(self, acct_id: int, state: AccountState) -> None:
+        self.accounts[acct_id].state = int(state)
+        self._emit(EventKind.ACCOUNT_STATE, account=acct_id, status=int(state))
+
+    def _first_position(self, acct_id: int) -> int | None:
+        held = [i for (a, i), p in self.positions.items() if a == acct_id and p.qty != 0]
+        if not held:
+            return None
+        return min(held, key=lambda i: (self.instruments[i].kind != InstrumentKind.PERPETUAL,
+                                        i))
+
+    def _bankruptcy_price(self, inst: Instrument, q: int, equity: int) -> int:
+        size, tick = abs(q), inst.tick
+        top = inst.max_price // tick * tick
+        if q > 0:
+            price = ceil_div(size * inst.mark * inst.cv - equity, size * inst.cv)
+            price = ceil_div(price, tick) * tick
+        else:
+            price = (size * inst.mark * inst.cv + equity) // (size * inst.cv) // tick * tick
+        return min(max(price, tick), top)
+
+    def _stale_exposed(self, acct_id: int) -> bool:
+        return any(self._index_status(self.instruments[i].underlying) != IndexStatus.VALID
+                   for (a, i), p in self.positions.items()
+                   if a == acct_id and (p.qty != 0 or p.resting > 0))
+
+    def _liquidate(self) -> None:
+        for acct_id in sorted(self.accounts):
+            if acct_id < len(SystemAccount):
+                continue
+            acct = self.accounts[acct_id]
+            if acct.state != AccountState.IN_LIQUIDATION:
+                live = any(a == acct_id and (p.qty != 0 or p.resting > 0)
+                           for (a, _), p in self.positions.items())
+                if not live and acct.balance >= 0:
+                    continue
+                equity, _, mm = self.margins(acct_id)
+                if equity >= mm:
+                    continue
+            if self._stale_exposed(acct_id):
+                continue
+            self._liquidation_round(acct_id)
+
+    def _liquidation_round(self, acct_id: int) -> None:
+        acct = self.accounts[acct_id]
+        equity, _, mm = self.margins(acct_id)
+        if acct.state != AccountState.IN_LIQUIDATION:
+            self._stage(acct_id, LiquidationStage.STARTED, qty=mm, money=equity)
+            self._set_state(acct_id, AccountState.IN_LIQUIDATION)
+            victims = sorted((self.orders[oid] for oid in acct.orders),
+                             key=lambda o: o.instrument)
+            for order in victims:
+                self._cancel_resting(order, Reason.CANCEL_LIQUIDATION)
+            self._stage(acct_id, LiquidationStage.ORDERS_CANCELLED, qty=len(victims))
+            equity, _, mm = self.margins(acct_id)
+        inst_id = self._first_position(acct_id)
+        if (inst_id is None and equity >= 0) or (inst_id is not None and equity >= mm):
+            self._stage(acct_id, LiquidationStage.ENDED, qty=mm, money=equity)
+            self._set_state(acct_id, AccountState.NORMAL)
+            return
+        if inst_id is not None and equity > 0 and len(self.orders) < self.cfg.max_orders:
+            inst = self.instruments[inst_id]
+            q = self.positions[(acct_id, inst_id)].qty
+            lots = ceil_div(abs(q) * self.cfg.liquidation_step_ppm, PPM)
+            lots = min(ceil_div(lots, inst.min_trade) * inst.min_trade, abs(q))
+            price = self._bankruptcy_price(inst, q, equity)
+            side = SELL if q > 0 else BUY
+            order = Order(id=self._alloc_order_id(), account=acct_id, instrument=inst_id,
+                          side=side, price=price, qty=lots, flags=RO, label=0)
+            gas = acct.gas
+            acct.gas = 1 << 62
+            filled, _ = self._match(order, price)
+            acct.gas = gas
+            self._free_order_id(order.id)
+            if filled > 0:
+                fee = ceil_div(filled * inst.mark * inst.cv * self.cfg.liquidation_fee_ppm, PPM)
+                left = self.margins(acct_id)[0]
+                if fee > left:
+                    fee = max(left, 0)
+                acct.balance -= fee
+                self.accounts[SystemAccount.INSURANCE_FUND].balance += fee
+                self._stage(acct_id, LiquidationStage.BOOK, inst_id, price, filled, fee)
+                equity, _, mm = self.margins(acct_id)
+                if equity >= mm:
+                    self._stage(acct_id, LiquidationStage.ENDED, qty=mm, money=equity)
+                    self._set_state(acct_id, AccountState.NORMAL)
+                return
+        fund_id = int(SystemAccount.INSURANCE_FUND)
+        needed = sum(1 for (a, i), p in self.positions.items()
+                     if a == acct_id and p.qty != 0 and (fund_id, i) not in self.positions)
+        if needed > self.cfg.max_positions - len(self.positions):
+            return
+        self._takeover(acct_id)
+
+    def _transfer(self, inst_id: int, seller: int, buyer: int, qty: int, price: int) -> None:
+        inst = self.instruments[inst_id]
+        pv = price * inst.cv
+        for acct_id, dq in ((seller, -qty), (buyer, qty)):
+            pos = self._pos(acct_id, inst_id)
+            realised = self._apply_to_position(pos, dq, pv)
+            if inst.kind == InstrumentKind.PERPETUAL:
+                cash = realised
+                self.accounts[SystemAccount.PNL_CLEARING].balance -= realised
+            else:
+                cash = pv * qty if dq < 0 else -pv * qty
+            self.accounts[acct_id].balance += cash
+
+    def _transfer_signed(self, inst_id: int, holder: int, other: int, qty: int,
+                         price: int) -> None:
+        if qty > 0:
+            self._transfer(inst_id, holder, other, qty, price)
+        else:
+            self._transfer(inst_id, other, holder, -qty, price)
+
+    def _adl_score(self, acct_id: int, inst_id: int) -> int:
+        inst = self.instruments[inst_id]
+        pos = self.positions[(acct_id, inst_id)]
+        value = pos.qty * inst.mark * inst.cv
+        pnl = value - pos.basis
+        scale = abs(pos.basis) // PPM + 1
+        pnl_ppm = max(-10**9, min(10**9, pnl // scale))
+        equity = self.margins(acct_id)[0]
+        leverage = 10**9 if equity <= 0 else min(10**9, abs(value) // (equity // PPM + 1))
+        leverage = max(leverage, 1)
+        if pnl_ppm >= 0:
+            return pnl_ppm * leverage // PPM
+        return pnl_ppm * PPM // leverage
+
+    def _deleverage(self, acct_id: int, inst_id: int, price: int) -> int:
+        q = self.positions[(acct_id, inst_id)].qty
+        candidates = []
+        for other in sorted(self.accounts):
+            if other < len(SystemAccount) or other == acct_id:
+                continue
+            theirs = self.positions.get((other, inst_id))
+            if theirs is None or theirs.qty == 0 or (theirs.qty > 0) == (q > 0):
+                continue
+            candidates.append([other, self._adl_score(other, inst_id)])
+        left = abs(q)
+        for _ in range(self.cfg.adl_max_counterparties):
+            if left == 0 or not candidates:
+                break
+            best = max(range(len(candidates)), key=lambda k: (candidates[k][1], -k))
+            other = candidates.pop(best)[0]
+            lots = min(abs(self.positions[(other, inst_id)].qty), left)
+            self._transfer_signed(inst_id, acct_id, other, lots if q > 0 else -lots, price)
+            left -= lots
+            self._stage(acct_id, LiquidationStage.AUTO_DELEVERAGE, inst_id, price, lots, other)
+            self._stage(other, LiquidationStage.AUTO_DELEVERAGE, inst_id, price, lots, acct_id)
+        return left
+
+    def _takeover(self, acct_id: int) -> None:
+        fund_id = int(SystemAccount.INSURANCE_FUND)
+        equity = self.margins(acct_id)[0]
+        ranked = self.cfg.adl_mode == 0
+        if ranked and self.margins(fund_id)[0] + equity < 0:
+            while (inst_id := self._first_position(acct_id)) is not None:
+                inst = self.instruments[inst_id]
+                q = self.positions[(acct_id, inst_id)].qty
+                price = self._bankruptcy_price(inst, q, self.margins(acct_id)[0])
+                left = self._deleverage(acct_id, inst_id, price)
+                if left > 0:
+                    self._transfer_signed(inst_id, acct_id, fund_id, left if q > 0 else -left,
+                                          price)
+                    self._stage(acct_id, LiquidationStage.INSURANCE_FUND, inst_id, price, left)
+        while (inst_id := self._first_position(acct_id)) is not None:
+            inst = self.instruments[inst_id]
+            q = self.positions[(acct_id, inst_id)].qty
+            self._transfer_signed(inst_id, acct_id, fund_id, q, inst.mark)
+            self._stage(acct_id, LiquidationStage.INSURANCE_FUND, inst_id, inst.mark, abs(q))
+        acct = self.accounts[acct_id]
+        balance = acct.balance
+        acct.balance = 0
+        self.accounts[fund_id].balance += balance
+        self._stage(acct_id, LiquidationStage.INSURANCE_FUND, money=balance)
+        if self.accounts[fund_id].balance < 0 and not ranked:
+            self._socialise()
+        self._stage(acct_id, LiquidationStage.ENDED)
+        self._set_state(acct_id, AccountState.BANKRUPT)
+
+    def _socialise(self) -> None:
+        fund = self.accounts[SystemAccount.INSURANCE_FUND]
+        deficit = -fund.balance
+        users = [a for a in sorted(self.accounts) if a >= len(SystemAccount)]
+        total = sum(self.accounts[a].balance for a in users if self.accounts[a].balance > 0)
+        if total <= 0:
+            self.bad_debt += deficit
+            self._stage(int(SystemAccount.INSURANCE_FUND), LiquidationStage.SOCIALISED,
+                        money=-deficit)
+            return
+        largest = max((a for a in users if self.accounts[a].balance > 0),
+                      key=lambda a: (self.accounts[a].balance, -a))
+        if deficit > total:
+            self.bad_debt += deficit - total
+            deficit = total
+        charged = 0
+        for a in users:
+            balance = self.accounts[a].balance
+            if balance <= 0 or a == largest:
+                continue
+            share = balance if deficit >= total else balance * deficit // total
+            if share > 0:
+                self.accounts[a].balance -= share
+                charged += share
+                self._stage(a, LiquidationStage.SOCIALISED, money=-share)
+        rest = deficit - charged
+        self.accounts[largest].balance -= rest
+        self._stage(largest, LiquidationStage.SOCIALISED, money=-rest)
+        fund.balance += deficit
+
+
     # ------------------------------------------------------------------ inspection
 
     def canonical(self) -> dict:
@@ -1374,7 +1751,8 @@ class ReferenceEngine:
             a = self.accounts[acct_id]
             terms = self.terms(acct_id)
             accounts.append((acct_id, a.balance, a.stp, len(a.orders), a.gas, a.gas_ts_ns,
-                             a.margin_mode, 0, tuple(terms["sums"]), tuple(terms["vectors"])))
+                             a.margin_mode, a.state, tuple(terms["sums"]),
+                             tuple(terms["vectors"])))
         instruments = []
         books = {}
         for inst_id, i in enumerate(self.instruments):
@@ -1382,7 +1760,9 @@ class ReferenceEngine:
                                 i.strike_ticks, i.expiry_ts_ns, i.tick, i.min_trade, i.cv,
                                 i.maker_fee, i.taker_fee, i.max_price, i.resting_count(),
                                 (i.mark, i.mark_next, i.index, i.index_next, i.basis_ema,
-                                 i.mark_iv, *i.greeks), int(i.dirty), tuple(i.arr),
+                                 i.mark_iv, *i.greeks, i.funding_ts, i.funding_rate,
+                                 i.premium_acc, i.premium_ms, i.settlement), int(i.dirty),
+                                tuple(i.arr),
                                 tuple(i.arr_next)))
             books[inst_id] = {
                 name: [(price, [(o.id, o.account, o.qty, o.flags, o.label)
@@ -1410,6 +1790,7 @@ class ReferenceEngine:
             "books": books,
             "underlyings": underlyings,
             "risk_dirty": sum(1 for i in self.instruments if i.dirty),
+            "bad_debt": self.bad_debt,
             "next_order_ids": self.next_order_ids(3),
         }
 

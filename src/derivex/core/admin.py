@@ -106,6 +106,8 @@ def move_money(st, ev, n, cmds, i, deposit):
     else:
         if amount > balance:
             return reject(st, ev, n, cmds, i, K.R_INSUFFICIENT_FUNDS, 0)
+        if st.acc_i4[account, L.A_STATE] == K.ACCOUNT_IN_LIQUIDATION:
+            return reject(st, ev, n, cmds, i, K.R_ACCOUNT_IN_LIQUIDATION, 0)
         if risk_on(st) and st.acc_i4[account, L.A_POSITION_HEAD] != L.NIL:
             if exposed_to_stale_index(st, account):
                 return reject(st, ev, n, cmds, i, K.R_INDEX_STALE, 0)
@@ -119,6 +121,10 @@ def move_money(st, ev, n, cmds, i, deposit):
     n = accept(ev, n, c["seq"], command, account, 0)
     n = emit(ev, n, c["seq"], K.E_BALANCE, command, 0, 0, 0, 0, account, 0, 0, 0, 0, delta)
     ev[n - 1]["b"] = balance + delta
+    if deposit and st.acc_i4[account, L.A_STATE] == K.ACCOUNT_BANKRUPT:
+        st.acc_i4[account, L.A_STATE] = K.ACCOUNT_NORMAL  # a fresh deposit reopens it
+        n = emit(ev, n, c["seq"], K.E_ACCOUNT_STATE, command, 0, 0, 0, 0, account, 0, 0, 0, 0,
+                 K.ACCOUNT_NORMAL)
     return n
 
 

@@ -50,9 +50,25 @@ P_OPTION_IM_MIN_PPM = 34
 P_OPTION_MM_PPM = 35
 P_PM_MM_PPM = 36
 P_PM_SHORT_OPTION_PPM = 37
-P_SCENARIOS = 38  # number of scenarios S
-P_SCENARIO_BASE = 39  # S rows of (price move ppm, vol shock -1/0/+1, weight ppm) follow
-PARAM_COUNT = 39  # fixed part; the vector is PARAM_COUNT + 3 * S long
+P_FUNDING_MODE = 38
+P_FUNDING_PERIOD_MS = 39
+P_FUNDING_DEAD_BAND_PPB = 40
+P_FUNDING_CAP_PPB = 41
+P_FUNDING_INTEREST_PPB = 42
+P_FUNDING_CLAMP_PPB = 43
+P_EXPIRY_TWAP_MS = 44
+P_LIQUIDATION_FEE_PPM = 45
+P_LIQUIDATION_STEP_PPM = 46
+P_ADL_MODE = 47
+P_ADL_MAX_COUNTERPARTIES = 48
+P_SCENARIOS = 49  # number of scenarios S
+P_SCENARIO_BASE = 50  # S rows of (price move ppm, vol shock -1/0/+1, weight ppm) follow
+PARAM_COUNT = 50  # fixed part; the vector is PARAM_COUNT + 3 * S long
+
+FUNDING_CONTINUOUS = 0  # Deribit: accrued at every TIME command, dead-band and cap
+FUNDING_INTERVAL = 1  # BitMEX/Binance: F = P + clamp(I - P) over each interval
+ADL_RANKED = 0  # auto-deleverage opposite positions ranked by PnL% x leverage (BitMEX)
+ADL_SOCIALISE = 1  # the fund takes everything; its deficit is spread over positive balances
 
 MAX_FEE_PPM = 100_000
 MAX_SCENARIOS = 64
@@ -147,6 +163,18 @@ class EngineConfig:
     pm_mm_ppm: int = 800_000  # portfolio margin: maintenance = 0.8 x initial
     pm_short_option_ppm: int = 10_000  # add-on per net short option lot, x underlying
     scenarios: tuple[Scenario, ...] = field(default_factory=deribit_grid)
+    # ---- funding, expiry, liquidation (docs/liquidation.md) ----
+    funding_mode: int = FUNDING_CONTINUOUS
+    funding_period_ms: int = 8 * 3_600_000  # rates are quoted per period
+    funding_dead_band_ppb: int = 250_000  # +/-0.025% (continuous mode)
+    funding_cap_ppb: int = 5_000_000  # |rate| <= 0.5% per period
+    funding_interest_ppb: int = 100_000  # I = 0.01% per period (interval mode)
+    funding_clamp_ppb: int = 500_000  # clamp(I - P, +/-0.05%) (interval mode)
+    expiry_twap_ms: int = 1_800_000  # settlement = TWAP of the index over the last 30 min
+    liquidation_fee_ppm: int = 5_000  # of the notional closed through the book, to the fund
+    liquidation_step_ppm: int = 250_000  # share of a position one liquidation round closes
+    adl_mode: int = ADL_RANKED
+    adl_max_counterparties: int = 16  # per position and round; the rest goes to the fund
 
     def __post_init__(self) -> None:
         problems = []
@@ -198,6 +226,24 @@ class EngineConfig:
             problems.append("maintenance rates must not exceed initial rates")
         if self.perp_tier_units < 1 or self.index_stale_ms < 1:
             problems.append("perp_tier_units and index_stale_ms must be >= 1")
+        if self.funding_mode not in (FUNDING_CONTINUOUS, FUNDING_INTERVAL):
+            problems.append("funding_mode must be 0 (continuous) or 1 (interval)")
+        if not 1 <= self.funding_period_ms < (1 << 31):
+            problems.append("funding_period_ms must be in [1, 2**31)")
+        for name in ("funding_dead_band_ppb", "funding_cap_ppb", "funding_interest_ppb",
+                     "funding_clamp_ppb"):
+            if not 0 <= getattr(self, name) <= 100_000_000:
+                problems.append(f"{name} must be in [0, 1e8] (10%)")
+        if not 1 <= self.expiry_twap_ms <= 86_400_000:
+            problems.append("expiry_twap_ms must be in [1, 86400000]")
+        if not 0 <= self.liquidation_fee_ppm <= 100_000:
+            problems.append("liquidation_fee_ppm must be in [0, 1e5]")
+        if not 1 <= self.liquidation_step_ppm <= 1_000_000:
+            problems.append("liquidation_step_ppm must be in [1, 1e6]")
+        if self.adl_mode not in (ADL_RANKED, ADL_SOCIALISE):
+            problems.append("adl_mode must be 0 (ranked) or 1 (socialise)")
+        if not 1 <= self.adl_max_counterparties <= 4096:
+            problems.append("adl_max_counterparties must be in [1, 4096]")
         if problems:
             raise ValueError("invalid EngineConfig: " + "; ".join(problems))
 
@@ -216,7 +262,11 @@ class EngineConfig:
             self.market_band_ppm, self.perp_im_ppm, self.perp_mm_ppm, self.perp_tier_units,
             self.perp_tier_im_ppm, self.perp_tier_mm_ppm, self.option_im_ppm,
             self.option_im_min_ppm, self.option_mm_ppm, self.pm_mm_ppm,
-            self.pm_short_option_ppm, len(self.scenarios),
+            self.pm_short_option_ppm, self.funding_mode, self.funding_period_ms,
+            self.funding_dead_band_ppb, self.funding_cap_ppb, self.funding_interest_ppb,
+            self.funding_clamp_ppb, self.expiry_twap_ms, self.liquidation_fee_ppm,
+            self.liquidation_step_ppm, self.adl_mode, self.adl_max_counterparties,
+            len(self.scenarios),
         ]
         assert len(values) == PARAM_COUNT
         for row in self.scenarios:

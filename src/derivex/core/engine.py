@@ -39,6 +39,7 @@ from derivex.core.config import (
     EngineConfig,
 )
 from derivex.core.jit import kernel
+from derivex.core.lifecycle import time_command
 from derivex.core.orders import amend_order, cancel_order, place_order, reject
 from derivex.core.pools import free_capacity, order_slot_of
 from derivex.core.quotes import mass_quote, mass_quote_span
@@ -118,6 +119,9 @@ def headroom(st, cmds, i):
         accounts = 1
     elif kind == K.K_INDEX:
         events = 3 + st.counters[L.C_INSTRUMENT_HWM]
+    elif kind == K.K_TIME:
+        orders = 1  # a liquidation order
+        positions = st.counters[L.C_INSTRUMENT_HWM]  # the insurance fund takes positions over
     elif kind == K.K_ADD_INSTRUMENT:
         instruments = 1
     c_ = st.counters
@@ -197,7 +201,11 @@ def process_state(st, cmds, start, ev, n):
             n = add_instrument(st, ev, n, cmds, i)
         elif kind == K.K_HALT or kind == K.K_RESUME or kind == K.K_CLOSE:
             n = set_instrument_status(st, ev, n, cmds, i, np.int64(kind))
-        elif kind == K.K_TIME or kind == K.K_NOOP:
+        elif kind == K.K_TIME:
+            n, status, need = time_command(st, ev, n, cmds, i)
+            if status != L.STATUS_DONE:
+                return i, n, status, need  # resumes in the same command once there is room
+        elif kind == K.K_NOOP:
             n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
         elif kind == K.K_INDEX:
             consumed, complete = leg_span(cmds, i, K.K_INDEX_SOURCE, K.K_INDEX_SOURCE,

@@ -27,7 +27,10 @@ C_COMMANDS = 15
 C_SCAN_TOUCHED = 16
 C_ORDER_FREE_HEAD = 17  # first free order slot; free slots chain through O_NEXT
 C_RISK_DIRTY = 18  # instruments with a pending mark / risk array (applied at the next flush)
-COUNTER_COUNT = 19
+C_TIME_PHASE = 19  # progress of a TIME command that ran out of event room (0: none)
+C_TIME_CURSOR = 20  # instrument / account the interrupted phase resumes at
+C_BAD_DEBT = 21  # losses no account, fund or ADL covered (socialised), collateral units
+COUNTER_COUNT = 22
 
 # accounts: int64 rows
 A_BALANCE = 0
@@ -80,7 +83,12 @@ I_GAMMA = 15
 I_VEGA = 16
 I_THETA = 17
 I_RHO = 18
-INSTRUMENT_I8_FIELDS = 19
+I_FUNDING_TS = 19  # sequencer time funding was last accrued / the interval started (0: never)
+I_FUNDING_RATE = 20  # last funding rate per period, 1e-9
+I_PREMIUM_ACC = 21  # interval mode: sum of premium (1e-9) x ms over the interval
+I_PREMIUM_MS = 22
+I_SETTLEMENT = 23  # options: the settlement price once settled
+INSTRUMENT_I8_FIELDS = 24
 # instruments: int32 rows
 I_KIND = 0
 I_OPTION_TYPE = 1

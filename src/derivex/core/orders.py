@@ -61,6 +61,8 @@ def check_trader(st, account):
         return K.R_UNKNOWN_ACCOUNT
     if account < K.SYSTEM_ACCOUNTS:
         return K.R_SYSTEM_ACCOUNT
+    if st.acc_i4[account, L.A_STATE] == K.ACCOUNT_IN_LIQUIDATION:
+        return K.R_ACCOUNT_IN_LIQUIDATION
     return K.R_OK
 
 
@@ -218,7 +220,7 @@ def place_order(st, ev, n, cmds, i):
     status = st.ins_i4[instrument, L.I_STATUS]
     if status == K.HALTED:
         return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_HALTED, 0)
-    if status == K.CLOSED:
+    if status == K.CLOSED or status == K.SETTLED:
         return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_CLOSED, 0)
     reason = market_reason(st, instrument, flags & K.REDUCE_ONLY)
     if reason != K.R_OK:

@@ -81,7 +81,7 @@ def _validate_leg(st, cmds, i, j, account):
     status = st.ins_i4[instrument, L.I_STATUS]
     if status == K.HALTED:
         return K.R_INSTRUMENT_HALTED
-    if status == K.CLOSED:
+    if status == K.CLOSED or status == K.SETTLED:
         return K.R_INSTRUMENT_CLOSED
     reason = market_reason(st, instrument, False)
     if reason != K.R_OK:

@@ -411,6 +411,7 @@ def canonical(state: State) -> dict[str, Any]:
         "books": books,
         "underlyings": underlyings,
         "risk_dirty": int(c[L.C_RISK_DIRTY]),
+        "bad_debt": int(c[L.C_BAD_DEBT]),
         "next_order_ids": next_order_ids(state),
     }
 
