@@ -1,5 +1,6 @@
-"""Kernel caches are keyed by every package source: an edit to a helper module (whose
-callers numba would not re-validate) moves the whole cache to a new directory."""
+"""Kernel caches are keyed by every source of the kernel subpackages: an edit to a helper
+module (whose callers numba would not re-validate) moves the whole cache to a new directory;
+an edit to a module that only calls kernels (the gateway, the CLI) keeps it."""
 
 from __future__ import annotations
 
@@ -21,4 +22,13 @@ def test_cache_dir_changes_when_any_kernel_source_changes(tmp_path: Path) -> Non
     assert after_helper != before
     core = package / "core" / "fixed.py"
     core.write_text(core.read_text() + "\n# edited\n")
-    assert derivex._kernel_cache_dir(package) not in (before, after_helper)
+    after_core = derivex._kernel_cache_dir(package)
+    assert after_core not in (before, after_helper)
+    records = package / "core" / "records.py"  # codes the kernels fold in as constants
+    records.write_text(records.read_text() + "\n# edited\n")
+    after_records = derivex._kernel_cache_dir(package)
+    assert after_records != after_core
+    caller = package / "cli.py"
+    caller.write_text(caller.read_text() + "\n# edited\n")
+    (package / "gateway" / "server.py").write_text("# edited\n")
+    assert derivex._kernel_cache_dir(package) == after_records

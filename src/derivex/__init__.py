@@ -14,15 +14,20 @@ import os
 import sys
 from pathlib import Path
 
+#: Subpackages that hold compiled kernels or what kernels fold in (record codes, layouts).
+#: Everything else (gateway, CLI, simulation, the Exchange wrapper) only calls kernels, so an
+#: edit there must not throw the compiled cache away.
+KERNEL_PACKAGES = ("core", "ipc", "journal", "pricing", "runtime")
+
 
 def _kernel_cache_dir(package: Path | None = None) -> str:
     """Cache directory for the kernels of ``package`` (default: this one), named by a digest
-    of all its Python sources."""
+    of the Python sources of its kernel subpackages."""
     from platformdirs import user_cache_dir
 
     digest = hashlib.sha256()
     package = package or Path(__file__).parent
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted(p for name in KERNEL_PACKAGES for p in (package / name).rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())
     return os.path.join(user_cache_dir("derivex"), "numba", digest.hexdigest()[:16])
