@@ -23,8 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
-from derivex.ipc.atomics import atomic_load, atomic_store
+from derivex.ipc.atomics import load_acquire, store_release
 from derivex.ipc.endpoint import create_segment
 from derivex.ipc.segment import KIND_NAMES, LINE_WORDS, Segment, is_stale, unlink_name
 
@@ -42,6 +43,19 @@ GLOBAL_LINES = 8
 # the engine's: commands sequenced from the worker, and the generation they came from
 WK_GENERATION, WK_ALIVE, WK_SEQUENCED, WK_SEEN_GENERATION = 0, 1, 2, 3
 
+
+@njit(cache=True, nogil=True)
+def _load(words, index):
+    return load_acquire(words, index)
+
+
+@njit(cache=True, nogil=True)
+def _store(words, index, value):
+    store_release(words, index, value)
+
+
+# (the checked Python wrappers of derivex.ipc.atomics cost microseconds; these words are
+# always in range, and the engine sets some after every batch)
 _LINE = np.dtype([("w", "<i8", (LINE_WORDS,))])
 
 
@@ -102,16 +116,16 @@ class Control:
         return cls(Segment.attach(name, KIND_CONTROL, _LINE, timeout=5.0))
 
     def get(self, line: int) -> int:
-        return atomic_load(self.words, line * LINE_WORDS)
+        return int(_load(self.words, line * LINE_WORDS))
 
     def set(self, line: int, value: int) -> None:
-        atomic_store(self.words, line * LINE_WORDS, value)
+        _store(self.words, line * LINE_WORDS, value)
 
     def worker(self, w: int, word: int) -> int:
-        return atomic_load(self.words, (GLOBAL_LINES + w) * LINE_WORDS + word)
+        return int(_load(self.words, (GLOBAL_LINES + w) * LINE_WORDS + word))
 
     def set_worker(self, w: int, word: int, value: int) -> None:
-        atomic_store(self.words, (GLOBAL_LINES + w) * LINE_WORDS + word, value)
+        _store(self.words, (GLOBAL_LINES + w) * LINE_WORDS + word, value)
 
     @property
     def phase(self) -> int:

@@ -60,6 +60,7 @@ class _Inbox:
         self.n = 0
         self.generation = -1
         self.finished = False
+        self.out = np.zeros(1024, dtype=FRAME_DTYPE)  # response frames are built here
         self.pending: np.ndarray | None = None  # response frame records not yet pushed
         self.pending_at = 0
         self.commands = 0
@@ -77,6 +78,7 @@ class Sequencer:
         self.seq = 0
         self.batches = 0
         self._frame = np.zeros(4096, dtype=FRAME_DTYPE)
+        self.header = np.zeros(8, dtype=np.int64)  # of the last batch
 
     def sequence(self, commands: np.ndarray, worker: int, generation: int) -> np.ndarray:
         """Stamp ``commands`` in place (seq, ts_ns), process them, put the frame on the bus;
@@ -90,7 +92,8 @@ class Sequencer:
         words[:, 1] = ts_ns
         events = self.engine.process_into(commands)
         self.batches += 1
-        header = (FRAME_TAG, first, n, len(events), worker, generation, ts_ns, self.batches)
+        header = self.header
+        header[:] = (FRAME_TAG, first, n, len(events), worker, generation, ts_ns, self.batches)
         if len(self._frame) < 1 + n + len(events):
             self._frame = np.zeros(2 * (1 + n + len(events)), dtype=FRAME_DTYPE)
         self.bus.push(frame(self._frame, header, commands, events))
@@ -98,10 +101,12 @@ class Sequencer:
         return events
 
 
-def _respond(inbox: _Inbox, first: int, n: int, events: np.ndarray, worker: int) -> None:
-    header = (RESPONSE_TAG, first, n, len(events), worker, inbox.generation, 0, 0)
-    records = frame(np.zeros(1 + len(events), dtype=FRAME_DTYPE), header, events)
-    inbox.pending, inbox.pending_at = records, 0
+def _respond(inbox: _Inbox, header: np.ndarray, events: np.ndarray) -> None:
+    header[0] = RESPONSE_TAG
+    header[5] = inbox.generation
+    if len(inbox.out) < 1 + len(events):
+        inbox.out = np.zeros(2 * (1 + len(events)), dtype=FRAME_DTYPE)
+    inbox.pending, inbox.pending_at = frame(inbox.out, header, events), 0
     _flush(inbox)
 
 
@@ -122,9 +127,8 @@ def _drain(seqr: Sequencer, inbox: _Inbox, worker: int) -> int:
     while inbox.n:
         ready, marker = complete_prefix(inbox.buf, inbox.n)
         if ready:
-            first = seqr.seq + 1
             events = seqr.sequence(inbox.buf[:ready], worker, inbox.generation)
-            _respond(inbox, first, ready, events, worker)
+            _respond(inbox, seqr.header, events)
             inbox.commands += ready
             done += ready
         if marker < 0:

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
+from derivex.ipc.atomics import copy_bytes
 
 __all__ = [
     "FRAME_DTYPE",
@@ -33,6 +34,7 @@ __all__ = [
     "FrameAssembler",
     "complete_prefix",
     "frame",
+    "frame_size",
 ]
 
 FRAME_DTYPE = np.dtype(
@@ -98,20 +100,38 @@ def complete_prefix(commands: np.ndarray, n: int) -> tuple[int, int]:
     return int(ready), int(marker)
 
 
-def frame(out: np.ndarray, header: tuple, *parts: np.ndarray) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _pack(out, header, first, second):
+    """Header words, then the bytes of ``first`` and ``second``, into ``out`` (bytes)."""
+    words = out[:64].view(np.int64)
+    for k in range(8):
+        words[k] = header[k]
+    copy_bytes(out, 64, first, 0, first.shape[0])
+    copy_bytes(out, 64 + first.shape[0], second, 0, second.shape[0])
+
+
+def frame_size(*parts: np.ndarray) -> int:
+    return 1 + sum(len(part) for part in parts)
+
+
+def frame(
+    out: np.ndarray, header: np.ndarray, first: np.ndarray, second: np.ndarray | None = None
+) -> np.ndarray:
     """Write a frame into the front of ``out`` (FRAME_DTYPE, at least ``frame_size``
-    records) and return it: the header record (``header``: the 8 header words, tag first),
-    then ``parts`` (command or event arrays) as raw records."""
-    total = 1 + sum(len(part) for part in parts)
-    out = out[:total]
-    out.view(np.int64)[:8] = header
-    raw = out.view(np.uint8)
-    at = 64
-    for part in parts:
-        size = len(part) * 64
-        raw[at : at + size] = part.view(np.uint8)
-        at += size
+    records) and return it: the header record (``header``: int64[8], tag first), then
+    ``first`` and ``second`` (command or event arrays) as raw records. One compiled copy."""
+    n = 1 + len(first) + (0 if second is None else len(second))
+    out = out[:n]
+    _pack(
+        out.view(np.uint8),
+        header,
+        first.view(np.uint8),
+        _EMPTY if second is None else second.view(np.uint8),
+    )
     return out
+
+
+_EMPTY = np.zeros(0, dtype=np.uint8)
 
 
 class CorruptFrame(RuntimeError):

@@ -15,15 +15,14 @@ from derivex.core.records import EventKind
 
 __all__ = ["EventStats"]
 
-_FIRST_EVENT = (int(EventKind.ACCEPTED), int(EventKind.REJECTED))
-
 
 class EventStats:
     """``on_frame`` per bus frame; ``report()`` at the end of the stream.
 
-    With ``latency=True`` every ACCEPTED/REJECTED event (one per command) yields a sample
-    ``monotonic_ns() at receipt - label`` (same clock in every process on Linux); up to
-    ``max_samples`` are kept.
+    With ``latency=True`` every command of a worker yields a sample ``monotonic_ns()`` at
+    receipt of its frame ``- label`` (same clock in every process on Linux); up to
+    ``max_samples`` are kept. ``first_ns``/``last_ns`` bracket the frames of worker
+    traffic (the throughput window).
     """
 
     def __init__(self, latency: bool = False, max_samples: int = 2_000_000) -> None:
@@ -48,12 +47,14 @@ class EventStats:
         self.per_worker[worker] = self.per_worker.get(worker, 0) + len(commands)
         kinds = events["kind"]
         self.fills += int(np.count_nonzero(kinds == EventKind.FILLED))
+        if worker < 0:
+            return  # the runtime's own setup commands: not part of the traffic measured
         if not self.first_ns:
             self.first_ns = now
         self.last_ns = now
-        if self.latency and worker >= 0:
-            mask = (kinds == _FIRST_EVENT[0]) | (kinds == _FIRST_EVENT[1])
-            labels = events["label"][mask].astype(np.int64)
+        if self.latency:
+            # the labels as the worker submitted them (events may echo another order's)
+            labels = commands["label"].astype(np.int64)
             room = len(self.samples) - self.n_samples
             take = labels[:room]
             self.samples[self.n_samples : self.n_samples + len(take)] = now - take

@@ -52,7 +52,7 @@ from derivex.runtime.control import (
     remove_leftovers,
 )
 from derivex.runtime.engine_process import run_engine
-from derivex.runtime.frames import FRAME_DTYPE, complete_prefix
+from derivex.runtime.frames import FRAME_DTYPE, complete_prefix, frame
 from derivex.runtime.rings import offer, take
 from derivex.runtime.worker import run_worker
 
@@ -99,6 +99,11 @@ def warm_kernels(config: RuntimeConfig) -> None:
         consumer.close()
     with BookWriter.create(name + ".k", 2, config.book_depth) as book:
         book.publish(engine, 1)
+    ctl = Control.create(name + ".c", 1)
+    ctl.set_worker(0, WK_ALIVE, ctl.worker(0, WK_ALIVE))
+    ctl.close()
+    ctl.unlink()
+    frame(np.zeros(3, FRAME_DTYPE), np.zeros(8, np.int64), cmds[:1], cmds[:1])
 
 
 class Runtime:
@@ -122,9 +127,10 @@ class Runtime:
         self._stopping = False
 
     # ---------------------------------------------------------------- start
-    def start(self, timeout: float = 120.0) -> Runtime:
+    def start(self, timeout: float = 600.0) -> Runtime:
         """Create the segments and start every process; returns once the engine has
-        processed the setup commands and the workers are starting."""
+        processed the setup commands and the workers are starting. ``timeout`` covers a
+        child that finds a kernel cache invalidated by a source edit and compiles."""
         cfg = self.config
         self.report.removed_stale = remove_leftovers(self.names)
         if cfg.journal_dir is not None:
