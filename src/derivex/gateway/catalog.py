@@ -21,6 +21,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,26 +71,21 @@ class InstrumentSpec:
 
     def to_ticks(self, price: Any, param: str = "price") -> int:
         """Client price -> engine ticks; must be a whole number of price units (the engine
-        checks the tick size). Raises ``RpcError`` otherwise."""
-        value = _decimal(price, param, INVALID_PRICE, "invalid_price")
-        ticks = value / self.price_unit
-        if ticks != ticks.to_integral_value():
-            raise RpcError(PRICE_WRONG_TICK, "price_wrong_tick", {"param": param})
-        return int(ticks)
+        checks the tick size). Raises ``RpcError`` otherwise. Cached: clients send the
+        same few prices again and again, and a decimal conversion costs microseconds."""
+        return _whole(price, self.price_unit, param, INVALID_PRICE, "invalid_price",
+                      PRICE_WRONG_TICK, "price_wrong_tick")
 
     def to_lots(self, amount: Any, param: str = "amount") -> int:
         """Client amount (base currency) -> engine lots; must be a whole number of lots."""
-        value = _decimal(amount, param, INVALID_AMOUNT, "invalid_amount")
-        lots = value / self.lot_size
-        if lots != lots.to_integral_value():
-            raise RpcError(INVALID_AMOUNT, "invalid_amount", {"param": param})
-        return int(lots)
+        return _whole(amount, self.lot_size, param, INVALID_AMOUNT, "invalid_amount",
+                      INVALID_AMOUNT, "invalid_amount")
 
     def price(self, ticks: int) -> float:
-        return float(ticks * self.price_unit)
+        return _scaled(ticks, self.price_unit)
 
     def amount(self, lots: int) -> float:
-        return float(lots * self.lot_size)
+        return _scaled(lots, self.lot_size)
 
     def value(self, units: int) -> float:
         """Collateral atomic units -> USDC."""
@@ -142,6 +138,21 @@ class InstrumentSpec:
         for key in ("price_unit", "lot_size", "strike"):
             values[key] = Decimal(values[key])
         return cls(**values)
+
+
+@lru_cache(maxsize=4096)
+def _scaled(count: int, unit: Decimal) -> float:
+    return float(count * unit)
+
+
+# typed: ``True`` must not hit the entry of ``1`` (it is rejected, ``1`` is not)
+@lru_cache(maxsize=4096, typed=True)
+def _whole(value: Any, unit: Decimal, param: str, code: int, message: str, inexact: int,
+           inexact_message: str) -> int:
+    count = _decimal(value, param, code, message) / unit
+    if count != count.to_integral_value():
+        raise RpcError(inexact, inexact_message, {"param": param})
+    return int(count)
 
 
 def _decimal(value: Any, param: str, code: int, message: str) -> Decimal:

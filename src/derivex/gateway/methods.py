@@ -36,6 +36,10 @@ class Method:
     handler: Handler
     scope: str | None  # None: public; "read" or "trade": needs a key with that scope
     cost: int  # rate-limit units (order entry weighs like the engine's gas_base)
+    # batched order entry: ``prepare`` checks a request and returns a ``PlaceOrder``,
+    # ``finish`` turns its placed result into the reply's ``result``
+    prepare: Callable[[Context, dict[str, Any]], Any] | None = None
+    finish: Callable[[Context, Any], Any] | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -43,11 +47,13 @@ METHODS: dict[str, Method] = {}
 ENGINE = -1
 
 
-def method(name: str, scope: str | None = None, cost: int = 1) -> Callable[[Handler], Handler]:
+def method(name: str, scope: str | None = None, cost: int = 1,
+           prepare: Callable[[Context, dict[str, Any]], Any] | None = None,
+           finish: Callable[[Context, Any], Any] | None = None) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if name in METHODS:
             raise ValueError(f"method {name} registered twice")
-        METHODS[name] = Method(name, handler, scope, cost)
+        METHODS[name] = Method(name, handler, scope, cost, prepare, finish)
         return handler
 
     return register

@@ -7,27 +7,44 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from derivex.core.records import OrderFlag, Side
 from derivex.gateway import params as p
 from derivex.gateway import shapes
 from derivex.gateway.catalog import COLLATERAL
 from derivex.gateway.errors import INVALID_PRICE, RpcError
 from derivex.gateway.methods import ENGINE, Context, method
-from derivex.gateway.venue import Trade
+from derivex.gateway.venue import Placed, PlaceOrder
 
 ORDER_TYPES = ("limit", "market")
 TIME_IN_FORCE = {"good_til_cancelled": "gtc", "good_til_day": "gtc",
                  "immediate_or_cancel": "ioc", "fill_or_kill": "fok"}
 
 
-def _order_reply(ctx: Context, record: Any, trades: list[Trade]) -> dict[str, Any]:
+def order_reply(ctx: Context, placed: Placed) -> dict[str, Any]:
+    """The result of buy / sell / edit: the order and the caller's trades."""
+    record, trades = placed
     account = ctx.session.account
     return {"order": shapes.order(record, ctx.venue.catalog),
             "trades": [shapes.user_trade(t, account, ctx.venue) for t in trades]}
 
 
-def _place(ctx: Context, params: dict[str, Any], side: str) -> dict[str, Any]:
-    venue = ctx.venue
-    spec = venue.catalog.get(p.text(params, "instrument_name"))
+def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder:
+    """Check a buy / sell request and convert it to engine units; raises ``RpcError``.
+    The common shape (a limit or market order with only instrument, amount, price and
+    type) takes a shortcut with the same checks and result."""
+    if params.keys() <= _PLAIN_KEYS:
+        get = params.get
+        name, amount, price, order_type = (get("instrument_name"), get("amount"),
+                                           get("price"), get("type", "limit"))
+        if (type(name) is str and len(name) <= p.MAX_TEXT and _plain_number(amount)
+                and (order_type == "market"
+                     or (order_type == "limit" and _plain_number(price)))):
+            spec = ctx.venue.catalog.get(name)
+            lots = spec.to_lots(amount)
+            ticks = spec.to_ticks(price) if order_type == "limit" else 0
+            return PlaceOrder(ctx.session.account, spec.instrument, side, lots, ticks,
+                              order_type, "gtc", 0, "")
+    spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     order_type = p.text(params, "type", "limit")
     if order_type not in ORDER_TYPES:
         raise RpcError(10033, "not_implemented", {"param": "type", "reason": "limit and market "
@@ -46,21 +63,47 @@ def _place(ctx: Context, params: dict[str, Any], side: str) -> dict[str, Any]:
     label = p.text(params, "label", "")
     if len(label) > 64:
         raise p.invalid_params("label", "at most 64 characters")
-    record, trades = venue.place(
-        ctx.session.account, spec, side, lots, price_ticks, order_type=order_type,
-        time_in_force=TIME_IN_FORCE[tif], post_only=post_only,
-        reject_post_only=reject_post_only, reduce_only=reduce_only, label=label)
-    return _order_reply(ctx, record, trades)
+    flags = ((OrderFlag.POST_ONLY if post_only else 0)
+             | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
+             | (OrderFlag.REDUCE_ONLY if reduce_only else 0))
+    return PlaceOrder(ctx.session.account, spec.instrument, side, lots, price_ticks,
+                      order_type, TIME_IN_FORCE[tif], flags, label)
 
 
-@method("private/buy", scope="trade", cost=ENGINE)
+_PLAIN_KEYS = frozenset({"instrument_name", "amount", "price", "type", "access_token"})
+
+
+def _plain_number(value: Any) -> bool:
+    """What ``params.number`` accepts as it is (``bool`` is not an ``int`` here)."""
+    kind = type(value)
+    return (kind is str and len(value) <= 64) or kind is int or kind is float
+
+
+def _place(ctx: Context, params: dict[str, Any], side: int) -> dict[str, Any]:
+    (result,) = ctx.venue.place_many([prepare_place(ctx, params, side)])
+    if isinstance(result, RpcError):
+        raise result
+    return order_reply(ctx, result)
+
+
+def _prepare_buy(ctx: Context, params: dict[str, Any]) -> PlaceOrder:
+    return prepare_place(ctx, params, Side.BUY)
+
+
+def _prepare_sell(ctx: Context, params: dict[str, Any]) -> PlaceOrder:
+    return prepare_place(ctx, params, Side.SELL)
+
+
+# the batched path (rpc.Dispatcher.offer) calls ``prepare`` per request, places a whole
+# event-loop tick of them with one Venue.place_many and builds each reply with ``finish``
+@method("private/buy", scope="trade", cost=ENGINE, prepare=_prepare_buy, finish=order_reply)
 def buy(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    return _place(ctx, params, "buy")
+    return _place(ctx, params, Side.BUY)
 
 
-@method("private/sell", scope="trade", cost=ENGINE)
+@method("private/sell", scope="trade", cost=ENGINE, prepare=_prepare_sell, finish=order_reply)
 def sell(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    return _place(ctx, params, "sell")
+    return _place(ctx, params, Side.SELL)
 
 
 @method("private/edit", scope="trade", cost=ENGINE)
@@ -73,7 +116,7 @@ def edit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     price = p.number(params, "price", None)
     ticks = spec.to_ticks(price) if price is not None else None
     record, trades = ctx.venue.edit(account, order_id, lots, ticks)
-    return _order_reply(ctx, record, trades)
+    return order_reply(ctx, (record, trades))
 
 
 @method("private/cancel", scope="trade", cost=ENGINE)

@@ -40,7 +40,7 @@ from derivex.gateway.agents import INNER, OUTER, MarketMaker, NoiseTrader
 from derivex.gateway.catalog import Catalog, InstrumentSpec
 from derivex.gateway.keys import ApiKey, KeyStore
 from derivex.gateway.listing import START_PRICES, catalog_from_state, default_specs, list_all
-from derivex.gateway.server import Gateway
+from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.telemetry import logger
 from derivex.gateway.venue import Venue
 from derivex.oracle import IndexFeed, MultiIndexFeed, SimulatedIndexFeed
@@ -256,6 +256,7 @@ async def run(opened: Opened, host: str, port: int, announce: Callable[[Gateway]
     """Serve until SIGINT/SIGTERM; then stop, snapshot and close the journal."""
     gateway = build(opened, **options)
     await gateway.start(host, port)
+    tune_gc()
     announce(gateway)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,0 +1,163 @@
+"""Batched order entry: a tick's orders placed with one engine call answer exactly as the
+same frames handled one by one (replies, order records, trades, engine state), in arrival
+order per connection with each reply before the notifications it caused; the shortcut of
+``prepare_place`` agrees with the full parameter checks; WebSocket frames are encoded per
+RFC 6455."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from derivex.core.config import EngineConfig
+from derivex.core.records import Side
+from derivex.exchange import Exchange
+from derivex.gateway import KeyStore, Venue
+from derivex.gateway.auth import Authenticator, Session
+from derivex.gateway.errors import RpcError
+from derivex.gateway.listing import list_all, perpetual
+from derivex.gateway.methods import Context
+from derivex.gateway.private_api import prepare_place
+from derivex.gateway.ratelimit import RateLimiter
+from derivex.gateway.rpc import Dispatcher
+from derivex.gateway.server import text_frames
+
+INSTRUMENT = "BTC_USDC-PERPETUAL"
+NOW_NS = 1_795_000_000_000_000_000
+VOLATILE = ("usIn", "usOut", "usDiff", "creation_timestamp", "last_update_timestamp",
+            "timestamp")
+
+
+class FakeConnection:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.frames: list[bytes] = []
+        self.held: list[bytes] | None = None
+
+    def hold(self) -> None:
+        self.held = []
+
+    def send(self, data: bytes) -> None:
+        (self.frames if self.held is None else self.held).append(data)
+
+    def reply(self, data: bytes) -> None:
+        held, self.held = self.held or [], None
+        self.frames.append(data)
+        self.frames.extend(held)
+
+
+def _dispatcher() -> tuple[Dispatcher, list[Session]]:
+    # a fixed clock: one by one, every command would otherwise get its own time stamp
+    exchange = Exchange(EngineConfig(risk_checks=False), clock=lambda: NOW_NS)
+    venue = Venue(exchange, list_all(exchange, [perpetual("BTC")]))
+    keys = KeyStore(None)
+    sessions = []
+    for _ in range(3):
+        account = exchange.create_account()
+        exchange.deposit(account, 10**13)
+        sessions.append(Session(keys.create(account)))
+    limiter = RateLimiter(capacity=1e18, refill_per_s=1e18)
+    return Dispatcher(venue, Authenticator(keys), limiter=limiter), sessions
+
+
+def _frames(seed: int, count: int) -> list[tuple[int, bytes]]:
+    rng = random.Random(seed)
+    frames = []
+    for k in range(count):
+        params: dict[str, Any] = {"instrument_name": INSTRUMENT,
+                                  "amount": rng.choice(["0.01", "0.02", 0.03, "0.015", "x"]),
+                                  "type": rng.choice(["limit", "limit", "market", "stop"])}
+        if rng.random() < 0.9:
+            params["price"] = rng.choice(["60000", "60001", 60002, "60000.5", "59999"])
+        if rng.random() < 0.2:
+            params["time_in_force"] = rng.choice(["immediate_or_cancel", "fill_or_kill"])
+        if rng.random() < 0.1:
+            params["post_only"] = True
+        if rng.random() < 0.1:
+            params["label"] = f"l{k}"
+        method = rng.choice(["private/buy", "private/sell", "private/buy", "private/sell",
+                             "private/get_open_orders_by_instrument"])
+        frames.append((rng.randrange(3), orjson.dumps({"jsonrpc": "2.0", "id": k,
+                                                       "method": method, "params": params})))
+    return frames
+
+
+def _clean(frame: bytes) -> Any:
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in VOLATILE}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(orjson.loads(frame))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batched_orders_answer_as_one_by_one(seed: int) -> None:
+    frames = _frames(seed, 300)
+    one, one_sessions = _dispatcher()
+    expected: list[list[Any]] = [[], [], []]
+    for who, frame in frames:
+        expected[who].append(_clean(one.frame(frame, one_sessions[who], None, "ws")[0]))
+
+    batched, sessions = _dispatcher()
+    connections = [FakeConnection(session) for session in sessions]
+    rng = random.Random(seed)
+
+    async def feed() -> None:
+        for who, frame in frames:
+            answer = batched.offer(frame, sessions[who], connections[who], "ws")
+            if answer is not None:
+                connections[who].reply(answer[0])
+            if rng.random() < 0.1:
+                await asyncio.sleep(0)  # the end of a tick: the queued batch is placed
+        await asyncio.sleep(0)
+
+    asyncio.run(feed())
+    assert not batched._queued
+    for who in range(3):
+        assert [_clean(f) for f in connections[who].frames] == expected[who], who
+    assert batched.venue.exchange.engine.state_hash() == one.venue.exchange.engine.state_hash()
+    assert ({i: (r.state, r.filled_lots) for i, r in batched.venue.closed.items()}
+            == {i: (r.state, r.filled_lots) for i, r in one.venue.closed.items()})
+
+
+@pytest.mark.parametrize("params", [
+    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000"},
+    {"instrument_name": INSTRUMENT, "amount": 0.01, "price": 60000, "type": "limit"},
+    {"instrument_name": INSTRUMENT, "amount": "0.01", "type": "market"},
+    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000.5"},
+    {"instrument_name": INSTRUMENT, "amount": "0.001", "price": "60000"},
+    {"instrument_name": INSTRUMENT, "amount": True, "price": "60000"},
+    {"instrument_name": INSTRUMENT, "amount": "1" * 65, "price": "60000"},
+    {"instrument_name": INSTRUMENT, "amount": "0.01"},
+    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": None},
+    {"instrument_name": "NOPE", "amount": "0.01", "price": "60000"},
+    {"instrument_name": 5, "amount": "0.01", "price": "60000"},
+    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "6e4", "type": None},
+    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000", "type": "stop"},
+])
+def test_prepare_shortcut_agrees_with_full_checks(params: dict[str, Any]) -> None:
+    dispatcher, sessions = _dispatcher()
+    ctx = Context(dispatcher.venue, dispatcher.auth, sessions[0])
+
+    def outcome(values: dict[str, Any]) -> Any:
+        try:
+            return prepare_place(ctx, values, Side.BUY)
+        except RpcError as error:
+            return error.to_json()
+
+    # an extra key no order uses sends the same request down the full path
+    assert outcome(params) == outcome({**params, "reduce_only": False})
+
+
+def test_text_frames() -> None:
+    assert text_frames([b"a" * 125]) == b"\x81\x7d" + b"a" * 125
+    assert text_frames([b"a" * 126]) == b"\x81\x7e\x00\x7e" + b"a" * 126
+    assert text_frames([b"a" * 65536])[:10] == b"\x81\x7f" + (65536).to_bytes(8, "big")
+    assert text_frames([]) == b""
