@@ -335,7 +335,11 @@ def stress(
         result = run_stress(spec)
     wall_s = time.perf_counter() - started
     assert result.exchange is not None
-    result.exchange.check_invariants()
+    try:  # conservation, net positions, books and margin sums after the run
+        result.exchange.check_invariants()
+        broken = ""
+    except AssertionError as error:
+        broken = str(error)
     plot_stress(result, out)
     summary = result.summary()
     counts = summary["counts"]
@@ -354,10 +358,19 @@ def stress(
         ("insurance fund before (USDC)", _usdc(summary["fund_before_units"])),
         ("insurance fund after (USDC)", _usdc(summary["fund_after_units"])),
         ("insurance fund low (USDC)", _usdc(summary["fund_min_units"])),
-        ("fund takeover payments (USDC)", _usdc(summary["fund_payouts_units"])),
-        ("bad debt, socialised (USDC)", _usdc(summary["bad_debt_units"])),
+        ("insurance fund equity low / end (USDC)",
+         f"{_usdc(summary['fund_equity_min_units'])} / "
+         f"{_usdc(summary['fund_equity_last_units'])}"),
+        ("negative balances the fund took over (USDC)",
+         _usdc(summary["fund_absorbed_units"])),
+        ("socialised losses (USDC)", _usdc(counts["socialised_units"])),
+        ("bad debt (USDC)", _usdc(summary["bad_debt_units"])),
         ("accounts liquidated / bankrupt",
          f"{counts['liquidated_accounts']:,} / {counts['bankrupt_accounts']:,}"),
+        ("below maintenance, most / at the end",
+         f"{summary['below_maintenance_max']:,} / {summary['below_maintenance_last']:,}"),
+        ("negative equity left at the end (USDC)",
+         _usdc(summary["negative_equity_last_units"])),
     ]
     rows += [(f"liquidation events: {stage}", f"{count:,}")
              for stage, count in summary["liquidations"].items()]
@@ -369,6 +382,10 @@ def stress(
     console.print(f"plot {out}")
     console.print(f"wall time {wall_s:.1f} s")
     console.print(f"state hash {result.state_hash}")
+    if broken:
+        console.print(f"[red]invariants broken:[/red] {broken}")
+        raise typer.Exit(1)
+    console.print("invariants hold")
 
 
 keys_app = typer.Typer(help="API keys of a served venue", no_args_is_help=True)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from derivex.sim.stress import StressResult, StressSpec, plot_stress, run_stress
+from derivex.core.records import LiquidationStage
+from derivex.sim.stress import STAGES, StressResult, StressSpec, plot_stress, run_stress
 
 # small enough for the test run: 800 accounts, 6 simulated minutes of 2-second steps
 # (36 s of build-up, -30% over 2 minutes, half of it back over 2 minutes)
@@ -45,11 +46,12 @@ def test_fresh_process_prints_the_same_hash(run: StressResult, tmp_path: Path) -
         [sys.executable, "-m", "derivex.cli", "stress", "--seed", str(SPEC.seed),
          "--accounts", str(SPEC.accounts), "--minutes", str(SPEC.minutes), "--out", str(png)],
         capture_output=True, text=True, timeout=600, check=False)
-    assert completed.returncode == 0, completed.stderr
     hashes = re.findall(r"^state hash ([0-9a-f]{64})$", completed.stdout, re.MULTILINE)
-    assert hashes == [run.state_hash], completed.stdout
+    assert hashes == [run.state_hash], completed.stdout + completed.stderr
     assert "insurance fund before" in completed.stdout
     assert png.read_bytes().startswith(PNG_MAGIC)
+    # the command checks the engine's invariants after the run and exits 1 if one breaks
+    assert completed.returncode == 0, completed.stdout[-2_000:] + completed.stderr
 
 
 def test_population_and_market(run: StressResult) -> None:
@@ -69,13 +71,37 @@ def test_population_and_market(run: StressResult) -> None:
     assert (run.mark_ticks > 0).all()
 
 
+def test_crash_liquidates_through_several_stages(run: StressResult) -> None:
+    totals = {stage: run.stage_total(stage) for stage in STAGES}
+    assert totals[LiquidationStage.STARTED] > 0
+    assert totals[LiquidationStage.BOOK] > 0, totals
+    assert totals[LiquidationStage.INSURANCE_FUND] + totals[LiquidationStage.AUTO_DELEVERAGE] > 0
+    assert sum(1 for count in totals.values() if count) >= 4, totals
+    assert run.counts["liquidated_accounts"] > 0 and run.counts["bankrupt_accounts"] > 0
+    # cumulative series never decrease and start at zero before any trading
+    assert (np.diff(run.liquidations, axis=0) >= 0).all()
+    assert run.liquidations[0].sum() == 0
+    # the crash put traders under maintenance; by the end, after the rebound and the flat
+    # tail, the engine has liquidated every one of them
+    assert run.below_maintenance.max() > 0
+    assert run.below_maintenance[-1] == 0 and run.negative_equity_units[-1] == 0
+    assert run.fund_units[-1] == run.fund_after_units
+    assert run.fund_before_units == SPEC.insurance_fund_usdc * 1_000_000
+
+
 def test_conservation_holds_after_the_run(run: StressResult) -> None:
     ex = run.exchange
     assert ex is not None
-    ex.check_invariants()  # sum of balances == deposits - withdrawals, net positions zero
-    # and independently of the engine's own check: nobody withdrew, so the balances of all
-    # accounts (fee pool, insurance fund and P&L clearing included) add up to the deposits
+    # independently of the engine's own check: nobody withdrew, so the balances of all
+    # accounts (fee pool, insurance fund and P&L clearing included) add up to the deposits,
+    # and every instrument's positions net to zero
     assert sum(ex.balances().values()) == run.counts["deposited_units"]
+    net: dict[int, int] = {}
+    for account in range(3 + SPEC.accounts):
+        for position in ex.positions(account):
+            net[position.instrument] = net.get(position.instrument, 0) + position.qty_lots
+    assert net and set(net.values()) == {0}, net
+    ex.check_invariants()  # conservation, books, pools and margin sums, in the engine
 
 
 def test_plot_is_a_png(run: StressResult, tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ harness's ``numpy`` Generator and the index feed's own), time is a manual clock 
 spec gives the same command stream and the same state hash.
 
 Cost: O(steps x (options x scenarios + market makers x instruments + orders)) Python and
-numpy work plus the engine's; the default 10,000 accounts over 30 minutes of 2-second steps
-take a few minutes on two cores.
+numpy work plus the engine's, and a margin scan of every trader every ``SAMPLE_SECONDS``; the
+default 10,000 accounts over 30 minutes of 2-second steps (about 1M commands, 4.5M events)
+take seconds once the kernels are compiled and cached.
 """
 
 from __future__ import annotations
@@ -32,44 +33,46 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from derivex.core.config import EngineConfig
+from derivex.core import layout as L
 from derivex.core.records import (
     SYSTEM_ACCOUNTS,
     CommandKind,
     EventKind,
     LiquidationStage,
     MarginMode,
-    OrderType,
     Reason,
-    Side,
     SystemAccount,
-    TimeInForce,
     Underlying,
     command_array,
     concat_commands,
 )
+from derivex.core.risk import margins
 from derivex.exchange import Exchange
 from derivex.oracle import SimulatedIndexFeed, crash_path
-from derivex.pricing.risk import perpetual_risk_records
-from derivex.pricing.service import OptionSpec, PricingService
+from derivex.sim.stress_crowd import (
+    OPTIONS,
+    PORTFOLIO,
+    Crowd,
+    OptionChoices,
+    entry_orders,
+    noise_orders,
+)
+from derivex.sim.stress_market import (
+    MAKER_DEPOSIT_USDC,
+    NS_PER_SECOND,
+    OPTION_MAKERS,
+    PRICE_UNIT,
+    START_NS,
+    USDC,
+    StressVenue,
+    ioc_orders,
+)
 
 __all__ = ["START_NS", "StressResult", "StressSpec", "plot_stress", "run_stress"]
 
-START_NS = 1_798_761_600_000_000_000  # 2027-01-01T00:00:00Z
-NS_PER_SECOND = 1_000_000_000
-USDC = 1_000_000  # collateral units per USDC
-PRICE_UNIT = 0.01  # USDC per price tick (perpetual and options)
-LOT_BTC = 0.0001  # BTC per lot: one tick x one lot = 1 collateral unit
-PERP_TICK = 50
-OPTION_TICK = 500
-OPTION_MIN_LOTS = 1_000  # 0.1 BTC
-OPTION_EXPIRY_DAYS = (1, 7, 28)  # expiries at 08:00 UTC, days after the start day
-OPTION_STRIKES = tuple(range(70, 131, 5))  # percent of the start price
-MAKER_DEPOSIT_USDC = 1_000_000_000
-OPTION_MAKERS = 4  # the first market makers also quote the options chain
 STAGES = tuple(LiquidationStage)
-ENTRY_SLIPPAGE = 0.0025  # opening IOC orders cross the makers' quotes up to this far
 ENTRY_LABEL, NOISE_LABEL = 1, 2
+SAMPLE_SECONDS = 10.0  # how often the harness scans every trader's margin
 ORDER_LABELS = {ENTRY_LABEL: "entry", NOISE_LABEL: "noise"}
 
 
@@ -136,17 +139,25 @@ class StressSpec:
 class StressResult:
     """Per-step series (index ``steps + 1`` entries, step 0 = before any trading) and the
     totals. ``liquidations[:, k]`` counts LIQUIDATION events of stage ``STAGES[k]`` so far;
-    ``bad_debt_units`` is the loss left after the insurance fund (SOCIALISED amounts) and
-    ``fund_payouts_units`` what the fund paid to take over bankrupt positions."""
+    ``fund_absorbed_units`` is what the insurance fund paid for negative balances it took
+    over, ``bad_debt_units`` the engine's count of losses nobody covered
+    (``docs/liquidation.md``); ``counts["socialised_units"]`` what socialisation charged.
+    ``below_maintenance`` (traders whose equity is under maintenance margin) and
+    ``negative_equity_units`` (the sum of the negative equities: losses nobody's collateral
+    covers yet) are computed by the harness from the engine state every
+    ``SAMPLE_SECONDS`` (carried forward in between)."""
 
     spec: StressSpec
     seconds: NDArray[np.float64]
     index_ticks: NDArray[np.int64]
     mark_ticks: NDArray[np.int64]
     fund_units: NDArray[np.int64]
+    fund_equity_units: NDArray[np.int64]
     liquidations: NDArray[np.int64]
     bad_debt_units: NDArray[np.int64]
-    fund_payouts_units: NDArray[np.int64]
+    fund_absorbed_units: NDArray[np.int64]
+    below_maintenance: NDArray[np.int64]
+    negative_equity_units: NDArray[np.int64]
     state_hash: str
     fund_before_units: int
     fund_after_units: int
@@ -172,118 +183,17 @@ class StressResult:
             "fund_before_units": self.fund_before_units,
             "fund_after_units": self.fund_after_units,
             "fund_min_units": int(self.fund_units.min()),
-            "fund_payouts_units": int(self.fund_payouts_units[-1]),
+            "fund_equity_min_units": int(self.fund_equity_units.min()),
+            "fund_equity_last_units": int(self.fund_equity_units[-1]),
+            "fund_absorbed_units": int(self.fund_absorbed_units[-1]),
             "bad_debt_units": int(self.bad_debt_units[-1]),
+            "below_maintenance_max": int(self.below_maintenance.max()),
+            "below_maintenance_last": int(self.below_maintenance[-1]),
+            "negative_equity_last_units": int(self.negative_equity_units[-1]),
             "index_low_ticks": int(self.index_ticks[1:].min()),
             "index_last_ticks": int(self.index_ticks[-1]),
             "rejects": dict(self.rejects),
         }
-
-
-@dataclass
-class _Population:
-    """Traders as columns (index = trader number; account = first_account + index)."""
-
-    first_account: int
-    deposit_units: NDArray[np.int64]
-    leverage: NDArray[np.float64]
-    kind: NDArray[np.int8]  # 0 perpetual, 1 options (standard), 2 portfolio margin
-    direction: NDArray[np.int8]  # +1 long, -1 short (perpetual); options: role
-    entry_step: NDArray[np.int64]
-    pick: NDArray[np.float64]  # uniform draw choosing the option
-    fraction: NDArray[np.float64]  # uniform draw sizing option premium / puts
-
-
-def _draw_population(spec: StressSpec, rng: np.random.Generator, first_account: int,
-                     entry_steps: int) -> _Population:
-    n = spec.accounts - spec.market_makers
-    deposits = np.clip(np.exp(rng.normal(math.log(5_000.0), 1.0, n)), 100.0, 1_000_000.0)
-    weights = np.asarray(spec.leverage_weights, dtype=np.float64)
-    leverage = rng.choice(np.asarray(spec.leverage, dtype=np.float64), size=n,
-                          p=weights / weights.sum())
-    roll = rng.random(n)
-    kind = np.where(roll < spec.options_share, 1,
-                    np.where(roll < spec.options_share + spec.portfolio_share, 2, 0))
-    direction = np.where(rng.random(n) < spec.long_share, 1, -1)
-    return _Population(first_account, (deposits.round() * USDC).astype(np.int64), leverage,
-                       kind.astype(np.int8), direction.astype(np.int8),
-                       rng.integers(1, max(entry_steps, 2), n), rng.random(n), rng.random(n))
-
-
-class _Venue:
-    """The exchange, its instruments and the pricing service, with record builders."""
-
-    def __init__(self, spec: StressSpec, clock: list[int]) -> None:
-        config = EngineConfig(initial_accounts=1 << (spec.accounts + 8).bit_length(),
-                              initial_positions=1 << 14, initial_orders=1 << 12)
-        self.config = config
-        self.exchange = ex = Exchange(config, clock=lambda: clock[0])
-        self.perp = ex.add_perpetual("BTC", tick_size_ticks=PERP_TICK, maker_fee_ppm=-100,
-                                     taker_fee_ppm=500)
-        start_ticks = int(spec.start_price_usdc / PRICE_UNIT)
-        specs = []
-        for days in OPTION_EXPIRY_DAYS:
-            expiry = START_NS + (days * 86_400 + 8 * 3_600) * NS_PER_SECOND
-            for percent in OPTION_STRIKES:
-                strike = start_ticks * percent // 100
-                for kind in ("call", "put"):
-                    instrument = ex.add_option("BTC", expiry, strike, kind,
-                                               tick_size_ticks=OPTION_TICK,
-                                               min_trade_lots=OPTION_MIN_LOTS,
-                                               maker_fee_ppm=200, taker_fee_ppm=300)
-                    specs.append(OptionSpec(instrument, strike, expiry, kind == "call", 1,
-                                            OPTION_TICK))
-        self.options = specs
-        self.option_ids = np.array([s.instrument for s in specs], dtype=np.int64)
-        self.pricing = PricingService(specs, scenarios=config)
-        self.perp_risk = perpetual_risk_records([self.perp], [0], [1])
-
-
-def _round_to(value: NDArray[np.float64] | float, tick: int, up: bool) -> Any:
-    scaled = np.asarray(value, dtype=np.float64) / tick
-    return (np.ceil(scaled) if up else np.floor(scaled)).astype(np.int64) * tick
-
-
-def _mass_quote(account: int, instruments: NDArray[np.int64], bid: NDArray[np.int64],
-                bid_lots: NDArray[np.int64], ask: NDArray[np.int64],
-                ask_lots: NDArray[np.int64]) -> np.ndarray:
-    records = command_array(1 + len(instruments))
-    records["kind"][0] = CommandKind.MASS_QUOTE
-    records["account"][0] = account
-    records["count"][0] = len(instruments)
-    legs = records[1:]
-    legs["kind"] = CommandKind.QUOTE_LEG
-    legs["instrument"] = instruments
-    legs["bid_price_ticks"] = np.where(bid > 0, bid, 0)
-    legs["bid_qty_lots"] = np.where(bid > 0, bid_lots, 0)
-    legs["ask_price_ticks"] = ask
-    legs["ask_qty_lots"] = ask_lots
-    return records
-
-
-def _orders(rows: list[tuple[int, int, int, int, int]], label: int) -> np.ndarray:
-    """IOC limit orders from ``(account, instrument, side, price_ticks, qty_lots)``."""
-    records = command_array(len(rows))
-    records["label"] = label
-    if rows:
-        table = np.array(rows, dtype=np.int64)
-        records["kind"] = CommandKind.PLACE_ORDER
-        records["order_type"] = OrderType.LIMIT
-        records["tif"] = TimeInForce.IOC
-        records["account"] = table[:, 0]
-        records["instrument"] = table[:, 1]
-        records["side"] = table[:, 2]
-        records["price_ticks"] = table[:, 3]
-        records["qty_lots"] = table[:, 4]
-    return records
-
-
-def _max_leverage(config: EngineConfig, notional_units: float) -> float:
-    """Leverage an opening order can pass the initial-margin check with: the margin
-    counts the IOC limit's distance from the mark as a loss, and the taker fee is paid."""
-    tiers = notional_units // config.perp_tier_units
-    rate = (config.perp_im_ppm + config.perp_tier_im_ppm * tiers) / 1e6
-    return 0.95 / (rate + ENTRY_SLIPPAGE + 0.0005)
 
 
 class _Tally:
@@ -292,8 +202,8 @@ class _Tally:
     def __init__(self, first_trader: int) -> None:
         self.first_trader = first_trader
         self.stages = np.zeros(len(STAGES), dtype=np.int64)
-        self.fund_payouts = 0
-        self.bad_debt = 0
+        self.fund_absorbed = 0
+        self.socialised = 0
         self.rejects: Counter[str] = Counter()
         self.in_liquidation: set[int] = set()
         self.bankrupt: set[int] = set()
@@ -308,8 +218,9 @@ class _Tally:
             stage = liquidation["status"]
             self.stages += np.bincount(stage, minlength=len(STAGES) + 1)[1:len(STAGES) + 1]
             money = liquidation["b"]
-            self.fund_payouts += int(money[stage == LiquidationStage.INSURANCE_FUND].sum())
-            self.bad_debt += int(money[stage == LiquidationStage.SOCIALISED].sum())
+            taken = money[stage == LiquidationStage.INSURANCE_FUND]
+            self.fund_absorbed -= int(taken[taken < 0].sum())  # negative balances taken over
+            self.socialised += int(money[stage == LiquidationStage.SOCIALISED].sum())
         states = events[kinds == EventKind.ACCOUNT_STATE]
         for account, status in zip(states["account"].tolist(), states["status"].tolist(),
                                    strict=True):
@@ -339,201 +250,138 @@ def run_stress(spec: StressSpec) -> StressResult:
     venue afterwards (e.g. for ``check_invariants``)."""
     rng = np.random.default_rng(spec.seed)
     clock = [START_NS]
-    venue = _Venue(spec, clock)
-    ex, config, pricing = venue.exchange, venue.config, venue.pricing
-    step_ns, steps = spec.step_ns, spec.steps
+    venue = StressVenue(spec.accounts, spec.start_price_usdc, lambda: clock[0])
+    ex = venue.exchange
+    steps, step_ns = spec.steps, spec.step_ns
     run_ns = steps * step_ns
-    crash_steps = int(spec.crash_start * steps)
+    crash_step = int(spec.crash_start * steps)
     path = crash_path(int(spec.crash_start * run_ns), spec.crash_drop,
                       max(int(spec.crash_share * run_ns), 1), spec.rebound,
                       max(int(spec.rebound_share * run_ns), 1))
-    start_ticks = int(spec.start_price_usdc / PRICE_UNIT)
-    feed = SimulatedIndexFeed(Underlying.BTC, start_ticks, START_NS, spec.seed * 1_000_003 + 1,
-                              path=path)
+    feed = SimulatedIndexFeed(Underlying.BTC, venue.start_ticks, START_NS,
+                              spec.seed * 1_000_003 + 1, path=path)
 
-    # accounts: market makers first, then the traders (portfolio-margin ones flagged)
-    first_maker = SYSTEM_ACCOUNTS  # ids are allocated in order after the system accounts
-    first_trader = first_maker + spec.market_makers
-    population = _draw_population(spec, rng, first_trader, max(int(crash_steps * 0.9), 2))
-    creates = command_array(spec.accounts)
-    creates["kind"] = CommandKind.CREATE_ACCOUNT
-    creates["margin_mode"][spec.market_makers:] = np.where(
-        population.kind == 2, MarginMode.PORTFOLIO, MarginMode.STANDARD)
-    deposits = command_array(spec.accounts + 1)
-    deposits["kind"] = CommandKind.DEPOSIT
-    deposits["account"][:-1] = np.arange(first_maker, first_maker + spec.accounts)
-    deposits["amount_units"][:spec.market_makers] = MAKER_DEPOSIT_USDC * USDC
-    deposits["amount_units"][spec.market_makers:-1] = population.deposit_units
-    deposits["account"][-1] = SystemAccount.INSURANCE_FUND
-    deposits["amount_units"][-1] = spec.insurance_fund_usdc * USDC
-    created = ex.submit(creates)
-    if int(created["account"][created["kind"] == EventKind.ACCOUNT_CREATED][0]) != first_maker:
-        raise RuntimeError("accounts were not allocated from the first user id")
-    tally = _Tally(first_trader)
-    tally.add(created)
-    if not spec.insurance_fund_usdc:
-        deposits = deposits[:-1]
-    tally.add(ex.submit(deposits))
+    # accounts: market makers first, then the traders (ids follow the system accounts)
+    makers = np.arange(SYSTEM_ACCOUNTS, SYSTEM_ACCOUNTS + spec.market_makers, dtype=np.int64)
+    crowd = Crowd.draw(rng, spec.accounts - spec.market_makers, int(makers[-1]) + 1,
+                       leverage=spec.leverage, leverage_weights=spec.leverage_weights,
+                       long_share=spec.long_share, options_share=spec.options_share,
+                       portfolio_share=spec.portfolio_share,
+                       entry_steps=max(int(crash_step * 0.9), 2))
+    tally = _Tally(crowd.first_account)
+    commands = _open_accounts(ex, spec, makers, crowd, tally)
     fund_before = ex.balance(SystemAccount.INSURANCE_FUND)
-    commands = len(creates) + len(deposits)
+    deposited = sum(ex.balances().values())
 
     time_record = command_array(1)
     time_record["kind"] = CommandKind.TIME
-    chain = venue.options
-    strikes_pct = np.array([s.strike_ticks * 100 // start_ticks for s in chain])
-    calls = np.array([s.is_call for s in chain])
-    later = np.array([s.expiry_ns > START_NS + 2 * 86_400 * NS_PER_SECOND for s in chain])
-    choices = {  # option lists traders pick from, by role
-        "put": np.flatnonzero(~calls & later & (strikes_pct >= 80) & (strikes_pct <= 100)),
-        "call": np.flatnonzero(calls & later & (strikes_pct >= 100) & (strikes_pct <= 120)),
-        "short_put": np.flatnonzero(~calls & (strikes_pct >= 80) & (strikes_pct <= 95)),
-    }
-    by_step = np.argsort(population.entry_step, kind="stable")
-    entry_bounds = np.searchsorted(population.entry_step[by_step], np.arange(steps + 2))
-    lookback = max(1, int(30 / spec.step_seconds))
-    maker_ids = np.arange(first_maker, first_trader, dtype=np.int64)
-    quote_instruments = np.concatenate(([venue.perp], venue.option_ids))
-
-    seconds = np.arange(steps + 1, dtype=np.float64) * spec.step_seconds
-    index_series = np.zeros(steps + 1, dtype=np.int64)
-    mark_series = np.zeros(steps + 1, dtype=np.int64)
-    fund_series = np.zeros(steps + 1, dtype=np.int64)
+    choices = OptionChoices(venue)
+    by_step = np.argsort(crowd.entry_step, kind="stable")
+    entry_bounds = np.searchsorted(crowd.entry_step[by_step], np.arange(steps + 2))
+    lookback = max(1, round(30 / spec.step_seconds))  # makers widen on the last 30 s move
+    sample_every = max(1, round(SAMPLE_SECONDS / spec.step_seconds))
+    traders = crowd.accounts()
+    portfolio = traders[crowd.kind == PORTFOLIO]
+    series = {name: np.zeros(steps + 1, dtype=np.int64) for name in (
+        "index", "mark", "fund", "fund_equity", "debt", "absorbed", "below", "negative")}
     stage_series = np.zeros((steps + 1, len(STAGES)), dtype=np.int64)
-    debt_series = np.zeros(steps + 1, dtype=np.int64)
-    payout_series = np.zeros(steps + 1, dtype=np.int64)
     estimates = np.zeros(steps + 1, dtype=np.float64)
 
     for step in range(steps + 1):
         now = START_NS + step * step_ns
         clock[0] = now
         index_part = feed.records(now)
-        index = float(np.median(index_part["price_ticks"][1:]))
-        estimates[step] = index
-        priced = pricing.price(now, index)
-        marks = priced.mark_ticks
-        parts = [index_part, venue.perp_risk, priced.records, time_record]
-
-        move = abs(math.log(index / estimates[max(step - lookback, 0)]))
-        widen = 1.0 + 50.0 * move
-        for k, maker in enumerate(maker_ids.tolist()):
-            half = index * (2 + 6 * k) / 10_000 * widen
-            lots = 250_000 * (1 + k)
-            perp_bid = int(_round_to(index - half, PERP_TICK, up=False))
-            perp_ask = int(_round_to(index + half, PERP_TICK, up=True))
-            if k < OPTION_MAKERS:
-                half_opt = np.maximum(OPTION_TICK, marks * (0.04 + 0.03 * k) * widen)
-                bid = np.concatenate(([perp_bid], _round_to(marks - half_opt, OPTION_TICK,
-                                                            up=False)))
-                ask = np.concatenate(([perp_ask], _round_to(marks + half_opt, OPTION_TICK,
-                                                            up=True)))
-                size = np.full(len(bid), 50_000 * (1 + k), dtype=np.int64)
-                size[0] = lots
-                parts.append(_mass_quote(maker, quote_instruments, bid, size, ask, size))
-            else:
-                one = np.ones(1, dtype=np.int64)
-                parts.append(_mass_quote(maker, quote_instruments[:1], one * perp_bid,
-                                         one * lots, one * perp_ask, one * lots))
-
-        entry_rows = _entries(population, by_step[entry_bounds[step]:entry_bounds[step + 1]],
-                        venue, config, index, marks, choices)
-        noise = rng.integers(0, len(population.deposit_units), spec.noise_orders)
-        noise_side = rng.random(spec.noise_orders) < 0.5
-        noise_size = 1.0 + 2.0 * rng.random(spec.noise_orders)
-        rows: list[tuple[int, int, int, int, int]] = []
-        if step > crash_steps:
-            for trader, sell, size in zip(noise.tolist(), noise_side.tolist(),
-                                          noise_size.tolist(), strict=True):
-                limit = index * (0.995 if sell else 1.005)
-                lots = int(population.deposit_units[trader] * size / index)
-                if lots > 0:
-                    rows.append((first_trader + trader, venue.perp, int(sell),
-                                 int(_round_to(limit, PERP_TICK, up=not sell)), lots))
-        parts.append(_orders(entry_rows, ENTRY_LABEL))
-        parts.append(_orders(rows, NOISE_LABEL))
+        index = estimates[step] = float(np.median(index_part["price_ticks"][1:]))
+        priced = venue.pricing.price(now, index)
+        widen = 1.0 + 50.0 * abs(math.log(index / estimates[max(step - lookback, 0)]))
+        parts = [index_part, venue.perp_risk, priced.records, time_record,
+                 *venue.maker_quotes(makers, index, priced.mark_ticks, widen)]
+        entering = by_step[entry_bounds[step]:entry_bounds[step + 1]]
+        parts.append(ioc_orders(entry_orders(crowd, entering, venue, choices, index,
+                                             priced.mark_ticks), ENTRY_LABEL))
+        parts.append(ioc_orders(noise_orders(crowd, rng, spec.noise_orders, venue, index,
+                                             active=step > crash_step), NOISE_LABEL))
         batch = concat_commands(parts)
         commands += len(batch)
         tally.add(ex.submit(batch))
 
-        index_series[step] = ex.index("BTC").price_ticks
-        mark_series[step] = ex.mark(venue.perp)
-        fund_series[step] = ex.balance(SystemAccount.INSURANCE_FUND)
+        series["index"][step] = ex.index("BTC").price_ticks
+        series["mark"][step] = ex.mark(venue.perp)
+        series["fund"][step] = ex.balance(SystemAccount.INSURANCE_FUND)
+        # the fund's equity counts the positions it took over at mark (ADL starts when the
+        # fund's equity cannot absorb a deficit)
+        series["fund_equity"][step] = margins(ex.engine.state,
+                                              np.int64(SystemAccount.INSURANCE_FUND))[0]
+        series["debt"][step] = ex.engine.state.counters[L.C_BAD_DEBT]
+        series["absorbed"][step] = tally.fund_absorbed
         stage_series[step] = tally.stages
-        debt_series[step] = tally.bad_debt
-        payout_series[step] = tally.fund_payouts
+        if step % sample_every == 0 or step == steps:
+            series["below"][step], series["negative"][step] = _margin_scan(ex, traders,
+                                                                           portfolio)
+        else:
+            series["below"][step] = series["below"][step - 1]
+            series["negative"][step] = series["negative"][step - 1]
 
     counts = {
         "accounts": spec.accounts,
         "market_makers": spec.market_makers,
-        "traders": len(population.deposit_units),
-        "option_traders": int(np.count_nonzero(population.kind == 1)),
-        "portfolio_accounts": int(np.count_nonzero(population.kind == 2)),
+        "traders": len(crowd),
+        "option_traders": int(np.count_nonzero(crowd.kind == OPTIONS)),
+        "portfolio_accounts": len(portfolio),
         "steps": steps,
-        "deposited_units": int(deposits["amount_units"].sum()),
+        "deposited_units": deposited,
         "commands": commands,
         "events": tally.events,
         "trader_fills": tally.trader_fills,
         "liquidated_accounts": len(tally.in_liquidation),
         "bankrupt_accounts": len(tally.bankrupt),
+        "socialised_units": tally.socialised,
     }
-    result = StressResult(spec, seconds, index_series, mark_series, fund_series, stage_series,
-                          debt_series, payout_series, ex.state_hash(), fund_before,
-                          ex.balance(SystemAccount.INSURANCE_FUND), counts,
-                          dict(sorted(tally.rejects.items())), ex)
-    return result
+    return StressResult(
+        spec, np.arange(steps + 1, dtype=np.float64) * spec.step_seconds, series["index"],
+        series["mark"], series["fund"], series["fund_equity"], stage_series, series["debt"],
+        series["absorbed"], series["below"], series["negative"], ex.state_hash(), fund_before,
+        ex.balance(SystemAccount.INSURANCE_FUND), counts, dict(sorted(tally.rejects.items())),
+        ex)
 
 
-def _entries(population: _Population, traders: NDArray[np.int64], venue: _Venue,
-             config: EngineConfig, index: float, marks: NDArray[np.int64],
-             choices: dict[str, NDArray[np.intp]]) -> list[tuple[int, int, int, int, int]]:
-    """The opening orders of ``traders`` (IOC limits that cross the makers' quotes)."""
-    rows: list[tuple[int, int, int, int, int]] = []
-    buy_limit = int(_round_to(index * (1 + ENTRY_SLIPPAGE), PERP_TICK, up=True))
-    sell_limit = int(_round_to(index * (1 - ENTRY_SLIPPAGE), PERP_TICK, up=False))
+def _open_accounts(ex: Exchange, spec: StressSpec, makers: NDArray[np.int64], crowd: Crowd,
+                   tally: _Tally) -> int:
+    """Create and fund the makers and the crowd (portfolio-margin traders in that mode) in
+    two batches, and fund the insurance fund. Returns the number of commands."""
+    creates = command_array(spec.accounts)
+    creates["kind"] = CommandKind.CREATE_ACCOUNT
+    creates["margin_mode"][len(makers):] = np.where(crowd.kind == PORTFOLIO,
+                                                    MarginMode.PORTFOLIO, MarginMode.STANDARD)
+    created = ex.submit(creates)
+    ids = created["account"][created["kind"] == EventKind.ACCOUNT_CREATED]
+    if not np.array_equal(ids, np.concatenate((makers, crowd.accounts()))):
+        raise RuntimeError("accounts were not allocated in order after the system accounts")
+    tally.add(created)
+    deposits = command_array(spec.accounts + (1 if spec.insurance_fund_usdc else 0))
+    deposits["kind"] = CommandKind.DEPOSIT
+    deposits["account"][:spec.accounts] = ids
+    deposits["amount_units"][:len(makers)] = MAKER_DEPOSIT_USDC * USDC
+    deposits["amount_units"][len(makers):spec.accounts] = crowd.deposit_units
+    if spec.insurance_fund_usdc:
+        deposits["account"][-1] = SystemAccount.INSURANCE_FUND
+        deposits["amount_units"][-1] = spec.insurance_fund_usdc * USDC
+    tally.add(ex.submit(deposits))
+    return len(creates) + len(deposits)
 
-    def option(role: str, pick: float) -> int:
-        candidates = choices[role]
-        return int(candidates[min(int(pick * len(candidates)), len(candidates) - 1)])
 
-    def option_lots(units: float, price: int) -> int:
-        return max(OPTION_MIN_LOTS, int(units / price) // OPTION_MIN_LOTS * OPTION_MIN_LOTS)
-
-    for trader in traders.tolist():
-        account = population.first_account + trader
-        deposit = float(population.deposit_units[trader])
-        leverage = float(population.leverage[trader])
-        kind, direction = int(population.kind[trader]), int(population.direction[trader])
-        pick, fraction = float(population.pick[trader]), float(population.fraction[trader])
-        if kind == 0:
-            leverage = min(leverage, _max_leverage(config, leverage * deposit))
-            lots = int(leverage * deposit / index)
-            if lots > 0:
-                long = direction > 0
-                rows.append((account, venue.perp, Side.BUY if long else Side.SELL,
-                             buy_limit if long else sell_limit, lots))
-        elif kind == 1 and direction > 0:  # premium buyers: puts or calls
-            k = option("put" if pick < 0.5 else "call", (pick % 0.5) * 2)
-            limit = int(_round_to(marks[k] * 1.5 + OPTION_TICK, OPTION_TICK, up=True))
-            lots = option_lots(deposit * (0.2 + 0.6 * fraction), limit)
-            rows.append((account, int(venue.option_ids[k]), Side.BUY, limit, lots))
-        elif kind == 1:  # put writers, sized on the underlying notional
-            k = option("short_put", pick)
-            limit = max(OPTION_TICK, int(_round_to(marks[k] * 0.5, OPTION_TICK, up=False)))
-            lots = option_lots(min(leverage, 5.0) * deposit, int(index))
-            rows.append((account, int(venue.option_ids[k]), Side.SELL, limit, lots))
-        else:  # portfolio margin: a long perpetual with written or bought puts
-            lots = int(min(leverage, 4.0) * deposit / index)
-            if lots <= 0:
-                continue
-            rows.append((account, venue.perp, Side.BUY, buy_limit, lots))
-            k = option("short_put", pick)
-            put_lots = max(OPTION_MIN_LOTS, lots // 2 // OPTION_MIN_LOTS * OPTION_MIN_LOTS)
-            if fraction < 0.5:
-                limit = max(OPTION_TICK, int(_round_to(marks[k] * 0.5, OPTION_TICK, up=False)))
-                rows.append((account, int(venue.option_ids[k]), Side.SELL, limit, put_lots))
-            else:
-                limit = int(_round_to(marks[k] * 1.5 + OPTION_TICK, OPTION_TICK, up=True))
-                rows.append((account, int(venue.option_ids[k]), Side.BUY, limit, put_lots))
-    return rows
+def _margin_scan(ex: Exchange, traders: NDArray[np.int64],
+                 portfolio: NDArray[np.int64]) -> tuple[int, int]:
+    """``(traders below maintenance margin, sum of negative equities)`` read from the
+    engine state (read-only): standard-mode accounts from their kept margin sums in one
+    vector pass, portfolio-mode accounts through the core's own ``margins``. O(traders)."""
+    st = ex.engine.state
+    equity = st.acc_i8[traders, L.A_BALANCE] + st.acc_risk[traders, L.R_VALUE]
+    maintenance = st.acc_risk[traders, L.R_STD_MM].copy()
+    for k in np.searchsorted(traders, portfolio).tolist():
+        equity[k], _, maintenance[k] = margins(st, np.int64(traders[k]))
+    below = int(np.count_nonzero(equity < maintenance))
+    return below, int(equity[equity < 0].sum())
 
 
 def plot_stress(result: StressResult, path: str | Path) -> Path:
@@ -554,19 +402,24 @@ def plot_stress(result: StressResult, path: str | Path) -> Path:
     spec = result.spec
     price.set_title(f"derivex stress: {spec.accounts:,} accounts, seed {spec.seed}, "
                     f"-{spec.crash_drop:.0%} crash")
-    fund.plot(minutes, result.fund_units / USDC, color="tab:green", label="insurance fund")
+    fund.plot(minutes, result.fund_units / USDC, color="tab:green",
+              label="insurance fund balance")
+    fund.plot(minutes, result.fund_equity_units / USDC, color="tab:olive", linestyle="--",
+              label="insurance fund equity (taken-over positions at mark)")
     if result.bad_debt_units[-1]:
         fund.plot(minutes, -result.bad_debt_units / USDC, color="tab:red",
-                  label="socialised loss (negative)")
+                  label="bad debt (negative)")
     fund.set_ylabel("USDC")
-    fund.legend(loc="upper right")
+    fund.ticklabel_format(axis="y", style="plain", useOffset=False)
+    fund.legend(loc="best")
     for k, stage in enumerate(STAGES):
         if result.liquidations[-1, k]:
             liquidations.plot(minutes, result.liquidations[:, k], label=stage.name.lower())
+    liquidations.plot(minutes, result.below_maintenance, color="black", linestyle="--",
+                      label="traders below maintenance (now)")
     liquidations.set_ylabel("liquidation events (cumulative)")
     liquidations.set_xlabel("minutes")
-    if result.liquidations[-1].any():
-        liquidations.legend(loc="upper left")
+    liquidations.legend(loc="upper left")
     figure.tight_layout()
     out = Path(path)
     figure.savefig(out, format="png")
