@@ -453,6 +453,8 @@ def main() -> None:
                                            - 1e6 / echo["requests_per_s"]),
                 "p50_us_over_echo": gateway["p50_us"] - echo["p50_us"]}
     results["machine"]["load_after_measurements"] = list(os.getloadavg())
+    if args.baseline_src:
+        results["baseline_src"] = args.baseline_src
     finish(results, table, console, "gateway", args.quick)
 
 
