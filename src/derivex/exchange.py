@@ -506,6 +506,11 @@ class Exchange:
         rows = [code * history + (head - length + k) % history for k in range(length)]
         return [(int(st.und_hist[r, 0]), int(st.und_hist[r, 1])) for r in rows]
 
+    def set_funding_cap(self, instrument: int, cap_ppb: int) -> CommandResult:
+        """This perpetual's cap on |funding rate| per period (1e-9; 0: the configured cap)."""
+        return self._result(self._command(CommandKind.SET_INSTRUMENT, instrument=instrument,
+                                          funding_cap_ppb=cap_ppb))
+
     def funding_rate(self, instrument: int) -> int:
         """The perpetual's last funding rate per funding period, 1e-9 (0.0001 = 100,000)."""
         return int(self.engine.state.ins_i8[instrument, L.I_FUNDING_RATE])

@@ -82,7 +82,14 @@ def test_continuous_funding_by_hand() -> None:
     assert by_account[1] == 0  # no rounding residue here
     assert all(int(e["price_ticks"]) == 750_000 for e in funding)
     assert ex.funding_rate(perp) == 750_000
+    assert ex.funding_history(perp) == [(clock.now, 750_000)]
     ex.check_invariants()
+    # a per-instrument cap: 0.05% per period
+    assert ex.set_funding_cap(perp, 500_000).accepted
+    clock.now += HOUR
+    ex.advance_time()
+    assert ex.funding_rate(perp) == 500_000
+    assert ex.set_funding_cap(perp, -1).reason == Reason.BAD_INSTRUMENT_PARAMS
 
 
 def test_funding_rounding_residue_goes_to_the_fund() -> None:
@@ -249,3 +256,13 @@ def test_socialised_loss_mode() -> None:
 
 def test_account_states_show_in_the_summary() -> None:
     assert [s.name for s in AccountState] == ["NORMAL", "IN_LIQUIDATION", "BANKRUPT"]
+
+
+def test_a_position_closed_flat_through_the_book_is_released() -> None:
+    ex, clock, perp, dealer = venue(replace(BASE, liquidation_step_ppm=1_000_000))
+    trader = leveraged_long(ex, perp, dealer)
+    ex.place(dealer, perp, "buy", 100, 9_830_000)
+    events = index(ex, clock, 9_840_000)
+    assert stages(events, trader) == ["STARTED", "ORDERS_CANCELLED", "BOOK", "ENDED"]
+    assert ex.positions(trader) == []
+    ex.check_invariants()  # the flat position slot went back to the pool

@@ -152,6 +152,9 @@ class RiskStreamGen(StreamGen):
             return self.index_update()
         if r < 170:
             return self.risk_array()
+        if r < 175:
+            return [self.record(K.SET_INSTRUMENT, instrument=self.instrument()[0],
+                                funding_cap_ppb=ch.pick([0, 100_000, 2_000_000, -1, 10**9]))]
         if r < 185:
             return [self.record(K.SET_ACCOUNT, account=self.account(), stp=ch.pick([0, 1]),
                                 margin_mode=ch.pick([0, 1, 1, 2]))]

@@ -186,6 +186,7 @@ class Instrument:
     premium_acc: int = 0
     premium_ms: int = 0
     settlement: int = 0
+    funding_cap: int = 0
     arr: list[int] = field(default_factory=list)
     arr_next: list[int] = field(default_factory=list)
     bids: dict[int, list[Order]] = field(default_factory=dict)  # price -> FIFO
@@ -319,6 +320,7 @@ class ReferenceEngine:
             CommandKind.HALT_INSTRUMENT: self._halt,
             CommandKind.RESUME_INSTRUMENT: self._resume,
             CommandKind.CLOSE_INSTRUMENT: self._close,
+            CommandKind.SET_INSTRUMENT: self._set_instrument,
             CommandKind.PLACE_ORDER: self._place,
             CommandKind.CANCEL_ORDER: self._cancel,
             CommandKind.AMEND_ORDER: self._amend,
@@ -551,6 +553,15 @@ class ReferenceEngine:
         inst.status = int(InstrumentStatus.ACTIVE)
         self._emit(EventKind.ACCEPTED, instrument=inst_id)
         self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id, status=inst.status)
+
+    def _set_instrument(self, cmd) -> None:
+        inst_id = int(cmd["instrument"])
+        inst = self._instrument(inst_id)
+        cap = int(cmd["funding_cap_ppb"])
+        if inst.kind != InstrumentKind.PERPETUAL or not 0 <= cap <= 100_000_000:
+            raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
+        inst.funding_cap = cap
+        self._emit(EventKind.ACCEPTED, instrument=inst_id, price_ticks=cap)
 
     def _close(self, cmd) -> None:
         inst_id = int(cmd["instrument"])
@@ -1478,7 +1489,8 @@ class ReferenceEngine:
                 band = cfg.funding_dead_band_ppb
                 rate = premium - band if premium > band else (
                     premium + band if premium < -band else 0)
-                rate = max(-cfg.funding_cap_ppb, min(cfg.funding_cap_ppb, rate))
+                cap = inst.funding_cap or cfg.funding_cap_ppb
+                rate = max(-cap, min(cap, rate))
                 elapsed = min(elapsed, period)
                 inst.funding_ts = self.clock
                 inst.funding_rate = rate
@@ -1494,7 +1506,8 @@ class ReferenceEngine:
                 average = inst.premium_acc // period
                 clamp = cfg.funding_clamp_ppb
                 rate = average + max(-clamp, min(clamp, cfg.funding_interest_ppb - average))
-                rate = max(-cfg.funding_cap_ppb, min(cfg.funding_cap_ppb, rate))
+                cap = inst.funding_cap or cfg.funding_cap_ppb
+                rate = max(-cap, min(cap, rate))
                 inst.premium_acc = inst.premium_ms = 0
                 self._pay_funding(inst_id, inst, rate, period, index)
 
@@ -1761,7 +1774,8 @@ class ReferenceEngine:
                                 i.maker_fee, i.taker_fee, i.max_price, i.resting_count(),
                                 (i.mark, i.mark_next, i.index, i.index_next, i.basis_ema,
                                  i.mark_iv, *i.greeks, i.funding_ts, i.funding_rate,
-                                 i.premium_acc, i.premium_ms, i.settlement), int(i.dirty),
+                                 i.premium_acc, i.premium_ms, i.settlement, i.funding_cap),
+                                int(i.dirty),
                                 tuple(i.arr),
                                 tuple(i.arr_next)))
             books[inst_id] = {

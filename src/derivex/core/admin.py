@@ -236,6 +236,21 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
 
 
 @kernel
+def set_instrument(st, ev, n, cmds, i):
+    """SET_INSTRUMENT: a perpetual's funding cap (0 restores the configured cap)."""
+    c = cmds[i]
+    instrument = np.int64(c["instrument"])
+    if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
+        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
+    cap = c["funding_cap_ppb"]
+    if st.ins_i4[instrument, L.I_KIND] != K.PERPETUAL or cap < 0 or cap > 100_000_000:
+        return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
+    st.ins_i8[instrument, L.I_FUNDING_CAP] = cap
+    return emit(ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_INSTRUMENT, 0, 0, 0, 0, 0, instrument,
+                0, cap, 0, 0)
+
+
+@kernel
 def set_instrument_status(st, ev, n, cmds, i, command):
     c = cmds[i]
     instrument = np.int64(c["instrument"])

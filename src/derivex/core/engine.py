@@ -21,6 +21,7 @@ from derivex.core.admin import (
     create_account,
     move_money,
     set_account,
+    set_instrument,
     set_instrument_status,
 )
 from derivex.core.arena import unpack
@@ -199,6 +200,8 @@ def process_state(st, cmds, start, ev, n):
             n = set_account(st, ev, n, cmds, i)
         elif kind == K.K_ADD_INSTRUMENT:
             n = add_instrument(st, ev, n, cmds, i)
+        elif kind == K.K_SET_INSTRUMENT:
+            n = set_instrument(st, ev, n, cmds, i)
         elif kind == K.K_HALT or kind == K.K_RESUME or kind == K.K_CLOSE:
             n = set_instrument_status(st, ev, n, cmds, i, np.int64(kind))
         elif kind == K.K_TIME:

@@ -88,7 +88,8 @@ I_FUNDING_RATE = 20  # last funding rate per period, 1e-9
 I_PREMIUM_ACC = 21  # interval mode: sum of premium (1e-9) x ms over the interval
 I_PREMIUM_MS = 22
 I_SETTLEMENT = 23  # options: the settlement price once settled
-INSTRUMENT_I8_FIELDS = 24
+I_FUNDING_CAP = 24  # perpetuals: this instrument's funding rate cap (0: the config's)
+INSTRUMENT_I8_FIELDS = 25
 # instruments: int32 rows
 I_KIND = 0
 I_OPTION_TYPE = 1

@@ -271,6 +271,13 @@ def _clamp(value, limit):
 
 
 @kernel
+def _cap(st, instrument):
+    """The instrument's funding cap (SET_INSTRUMENT), else the configured one."""
+    cap = st.ins_i8[instrument, L.I_FUNDING_CAP]
+    return cap if cap > 0 else st.params[P_FUNDING_CAP_PPB]
+
+
+@kernel
 def _pay_funding(st, ev, n, seq, instrument, rate, elapsed_ms, index):
     """Every holder pays (rounded up) or receives (rounded down) |q| x index x cv x rate x
     elapsed / period; the rounding residue goes to the insurance fund."""
@@ -330,7 +337,7 @@ def fund(st, ev, n, seq, now):
                 rate = premium - band
             elif premium < -band:
                 rate = premium + band
-            rate = _clamp(rate, st.params[P_FUNDING_CAP_PPB])
+            rate = _clamp(rate, _cap(st, instrument))
             if rate != 0 and st.counters[L.C_TIME_PHASE] == PHASE_FUNDING:
                 need = 2 + _holders(st, instrument)
                 if n + need > ev.shape[0]:
@@ -356,7 +363,7 @@ def fund(st, ev, n, seq, now):
             average = st.ins_i8[instrument, L.I_PREMIUM_ACC] // period
             rate = average + _clamp(st.params[P_FUNDING_INTEREST_PPB] - average,
                                     st.params[P_FUNDING_CLAMP_PPB])
-            rate = _clamp(rate, st.params[P_FUNDING_CAP_PPB])
+            rate = _clamp(rate, _cap(st, instrument))
             st.ins_i8[instrument, L.I_PREMIUM_ACC] = 0
             st.ins_i8[instrument, L.I_PREMIUM_MS] = 0
             n = _pay_funding(st, ev, n, seq, instrument, rate, period, index)
@@ -457,6 +464,7 @@ def _through_book(st, ev, n, seq, account, position, instrument, side, qty, limi
                       position, account)
     st.acc_i8[account, L.A_GAS] = gas
     order_free(st, slot)
+    position_release_if_idle(st, position)  # closed flat: the slot goes back to the pool
     return n, qty - rem
 
 

@@ -70,6 +70,8 @@ COMMAND_DTYPE = _layout(
         ("contract_value_units", "<u4", 52),  # collateral units per tick x lot
         ("maker_fee_ppm", "<i4", 56),
         ("taker_fee_ppm", "<i4", 60),
+        # aliases: SET_INSTRUMENT
+        ("funding_cap_ppb", "<i8", 40),  # |funding rate| cap per period, 1e-9; 0 = config's
         # aliases: CREATE_ACCOUNT / SET_ACCOUNT
         ("margin_mode", "u1", 19),  # MarginMode
         # aliases: INDEX header (count = number of INDEX_SOURCE legs that follow)
@@ -110,6 +112,7 @@ class CommandKind(IntEnum):
     HALT_INSTRUMENT = 11
     RESUME_INSTRUMENT = 12
     CLOSE_INSTRUMENT = 13
+    SET_INSTRUMENT = 14  # per-instrument risk settings (perpetuals: the funding rate cap)
     PLACE_ORDER = 20
     CANCEL_ORDER = 21
     AMEND_ORDER = 22
@@ -136,6 +139,7 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.HALT_INSTRUMENT: True,
     CommandKind.RESUME_INSTRUMENT: True,
     CommandKind.CLOSE_INSTRUMENT: True,
+    CommandKind.SET_INSTRUMENT: True,
     CommandKind.PLACE_ORDER: True,
     CommandKind.CANCEL_ORDER: True,
     CommandKind.AMEND_ORDER: True,
@@ -166,6 +170,7 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.HALT_INSTRUMENT: ("instrument",),
     CommandKind.RESUME_INSTRUMENT: ("instrument",),
     CommandKind.CLOSE_INSTRUMENT: ("instrument",),
+    CommandKind.SET_INSTRUMENT: ("instrument", "funding_cap_ppb"),
     CommandKind.PLACE_ORDER: (
         "account", "instrument", "side", "order_type", "tif", "flags", "price_ticks",
         "qty_lots", "label",
