@@ -215,6 +215,16 @@ def test_gap_past_bankruptcy_insurance_fund_takes_over() -> None:
     assert ex.balance(1) == fund_before - 200 * USDC + 0  # plus the position at mark
     assert [(p.instrument, p.qty_lots) for p in ex.positions(1)] == [(perp, 40)]
     ex.check_invariants()
+    # the fund unwinds what it took over: one 25% step per TIME through the book, no lower
+    # than the mark - 5% band
+    assert ex.place(dealer, perp, "buy", 100, 9_650_000).accepted
+    clock.now += 10**9
+    events = ex.advance_time().events
+    assert stages(events, 1) == ["BOOK"]
+    unwind = events[(events["kind"] == EventKind.LIQUIDATION) & (events["account"] == 1)][0]
+    assert int(unwind["qty_lots"]) == 10 and int(unwind["price_ticks"]) == 9_215_000
+    assert [(p.instrument, p.qty_lots) for p in ex.positions(1)] == [(perp, 30)]
+    ex.check_invariants()
     ex.deposit(trader, 5 * USDC)
     assert ex.account_summary(trader).state == "normal"
 

@@ -1403,6 +1403,35 @@ class ReferenceEngine:
         self._expire()
         self._fund()
         self._liquidate()
+        self._unwind_fund()
+
+    def _unwind_fund(self) -> None:
+        """[L2] the fund reduces each taken-over position by one step through the book,
+        within the market band."""
+        fund_id = int(SystemAccount.INSURANCE_FUND)
+        fund = self.accounts[fund_id]
+        for inst_id, inst in enumerate(self.instruments):
+            pos = self.positions.get((fund_id, inst_id))
+            if pos is None or pos.qty == 0:
+                continue
+            if (inst.status != InstrumentStatus.ACTIVE
+                    or self._index_status(inst.underlying) != IndexStatus.VALID
+                    or inst.mark <= 0 or len(self.orders) >= self.cfg.max_orders):
+                continue
+            q = pos.qty
+            lots = ceil_div(abs(q) * self.cfg.liquidation_step_ppm, PPM)
+            lots = min(ceil_div(lots, inst.min_trade) * inst.min_trade, abs(q))
+            side = SELL if q > 0 else BUY
+            price = self._band_price(inst, side)
+            order = Order(id=self._alloc_order_id(), account=fund_id, instrument=inst_id,
+                          side=side, price=price, qty=lots, flags=RO, label=0)
+            gas = fund.gas
+            fund.gas = 1 << 62
+            filled, _ = self._match(order, price)
+            fund.gas = gas
+            self._free_order_id(order.id)
+            if filled > 0:
+                self._stage(fund_id, LiquidationStage.BOOK, inst_id, price, filled)
 
     def _twap(self, underlying: int, start: int, end: int) -> int:
         row = self.underlyings.get(underlying)

@@ -2,8 +2,9 @@
 liquidation (book, insurance fund, auto-deleveraging or socialised loss). ``docs/liquidation.md``
 is the contract.
 
-A TIME command runs three phases in order: expiry (instruments ascending), funding
-(perpetuals ascending), liquidation (accounts ascending). Each step first makes sure the
+A TIME command runs four phases in order: expiry (instruments ascending), funding
+(perpetuals ascending), liquidation (accounts ascending), and the insurance fund unwinding
+what it took over (instruments ascending). Each step first makes sure the
 event buffer has room for its worst case; if not, the command returns to the Python wrapper
 with its phase and cursor saved in the counters, the buffer grows, and the same command
 resumes where it stopped. The outcome never depends on the buffer size or on batching.
@@ -47,7 +48,13 @@ from derivex.core.pools import (
     position_get_or_create,
     position_release_if_idle,
 )
-from derivex.core.risk import exposed_to_stale_index, margins, risk_in, risk_out
+from derivex.core.risk import (
+    exposed_to_stale_index,
+    margins,
+    market_band_price,
+    risk_in,
+    risk_out,
+)
 
 PPM = 1_000_000
 PPB = 1_000_000_000
@@ -60,6 +67,7 @@ NORMAL = 0
 PHASE_EXPIRY = 1
 PHASE_FUNDING = 2
 PHASE_LIQUIDATION = 3
+PHASE_UNWIND = 4
 
 
 # ---------------------------------------------------------------------------------------
@@ -750,6 +758,40 @@ def liquidate(st, ev, n, seq):
 
 
 @kernel
+def unwind_fund(st, ev, n, seq):
+    """Phase 4: the insurance fund reduces each position it took over by one liquidation
+    step through the book, no further than the market band around the mark. Returns (n,
+    instrument to resume at or -1, events needed)."""
+    for instrument in range(st.counters[L.C_TIME_CURSOR], st.counters[L.C_INSTRUMENT_HWM]):
+        position = _position_of(st, FUND, instrument)
+        if position == L.NIL or st.pos_i8[position, L.S_QTY] == 0:
+            continue
+        underlying = st.ins_i4[instrument, L.I_UNDERLYING]
+        if (st.ins_i4[instrument, L.I_STATUS] != K.ACTIVE
+                or st.und_i8[underlying, L.U_STATUS] != K.INDEX_VALID
+                or st.ins_i8[instrument, L.I_MARK] <= 0
+                or st.counters[L.C_ORDERS_LIVE] >= st.params[P_MAX_ORDERS]):
+            continue
+        need = 12 + 5 * st.ins_i4[instrument, L.I_RESTING]
+        if n + need > ev.shape[0]:
+            return n, instrument, need
+        q = st.pos_i8[position, L.S_QTY]
+        size = q if q > 0 else -q
+        step_lots = st.ins_i8[instrument, L.I_MIN_LOTS]
+        lots = mul_div_ceil(size, st.params[P_LIQUIDATION_STEP_PPM], PPM)
+        lots = -((-lots) // step_lots) * step_lots
+        if lots > size:
+            lots = size
+        side = K.SELL if q > 0 else K.BUY
+        price = market_band_price(st, instrument, side)
+        n, filled = _through_book(st, ev, n, seq, FUND, position, instrument, side, lots,
+                                  price)
+        if filled > 0:
+            n = _stage(ev, n, seq, FUND, instrument, K.LIQ_BOOK, price, filled, 0)
+    return n, -1, 0
+
+
+@kernel
 def time_command(st, ev, n, cmds, i):
     """TIME: expiry, funding, liquidation (resumable). Returns (n, status, events needed)."""
     c = cmds[i]
@@ -776,7 +818,14 @@ def time_command(st, ev, n, cmds, i):
             return n, L.STATUS_EVENTS, need
         st.counters[L.C_TIME_PHASE] = PHASE_LIQUIDATION
         st.counters[L.C_TIME_CURSOR] = 0
-    n, cursor, need = liquidate(st, ev, n, seq)
+    if st.counters[L.C_TIME_PHASE] == PHASE_LIQUIDATION:
+        n, cursor, need = liquidate(st, ev, n, seq)
+        if cursor >= 0:
+            st.counters[L.C_TIME_CURSOR] = cursor
+            return n, L.STATUS_EVENTS, need
+        st.counters[L.C_TIME_PHASE] = PHASE_UNWIND
+        st.counters[L.C_TIME_CURSOR] = 0
+    n, cursor, need = unwind_fund(st, ev, n, seq)
     if cursor >= 0:
         st.counters[L.C_TIME_CURSOR] = cursor
         return n, L.STATUS_EVENTS, need
