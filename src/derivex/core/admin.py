@@ -182,15 +182,33 @@ def add_instrument(st, ev, n, cmds, i):
 
 
 @kernel
-def _cancel_position_orders(st, ev, n, seq, command, position, reason):
-    instrument = st.pos_i4[position, L.S_INSTRUMENT]
-    slot = st.pos_i4[position, L.S_ORDER_HEAD]
-    while slot != L.NIL:
-        following = st.ord_i4[slot, L.O_POSITION_NEXT]
-        n, _ = cancel_resting(st, ev, n, seq, command, slot, instrument,
-                              st.ord_i4[slot, L.O_META] & 1, reason, 0)
-        slot = following
-    return n
+def cancel_account_orders(st, ev, n, seq, command, account, only, reason):
+    """Cancel every order of ``account`` (only on instrument ``only`` if >= 0), instrument
+    ascending, each position's orders in their list order; idle positions are released.
+    O(positions x instruments with orders): the account's list is unordered."""
+    last = np.int64(-1)
+    while True:
+        chosen = L.NIL
+        chosen_instrument = np.int64(0)
+        position = st.acc_i4[account, L.A_POSITION_HEAD]
+        while position != L.NIL:
+            candidate = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
+            if (st.pos_i4[position, L.S_ORDERS] > 0 and candidate > last
+                    and (only < 0 or candidate == only)
+                    and (chosen == L.NIL or candidate < chosen_instrument)):
+                chosen = position
+                chosen_instrument = candidate
+            position = st.pos_i4[position, L.S_NEXT]
+        if chosen == L.NIL:
+            return n
+        slot = st.pos_i4[chosen, L.S_ORDER_HEAD]
+        while slot != L.NIL:
+            following = st.ord_i4[slot, L.O_POSITION_NEXT]
+            n, _ = cancel_resting(st, ev, n, seq, command, slot, chosen_instrument,
+                                  st.ord_i4[slot, L.O_META] & 1, reason, 0)
+            slot = following
+        position_release_if_idle(st, chosen)
+        last = chosen_instrument
 
 
 @kernel
@@ -212,27 +230,8 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
         position = st.pos_i4[position, L.S_NEXT]
     n = emit(ev, n, c["seq"], K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0,
              count, 0)
-    # instrument ascending: select the next-lowest instrument with orders each round
-    # (O(positions x instruments with orders); cancel-all is rare, the list is unordered)
-    last = np.int64(-1)
-    while True:
-        chosen = L.NIL
-        chosen_instrument = np.int64(0)
-        position = st.acc_i4[account, L.A_POSITION_HEAD]
-        while position != L.NIL:
-            candidate = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
-            if (st.pos_i4[position, L.S_ORDERS] > 0 and candidate > last
-                    and ((not by_instrument) or candidate == instrument)
-                    and (chosen == L.NIL or candidate < chosen_instrument)):
-                chosen = position
-                chosen_instrument = candidate
-            position = st.pos_i4[position, L.S_NEXT]
-        if chosen == L.NIL:
-            break
-        n = _cancel_position_orders(st, ev, n, c["seq"], command, chosen, K.R_CANCEL_ALL)
-        position_release_if_idle(st, chosen)
-        last = chosen_instrument
-    return n
+    return cancel_account_orders(st, ev, n, c["seq"], command, account,
+                                 instrument if by_instrument else np.int64(-1), K.R_CANCEL_ALL)
 
 
 @kernel

@@ -20,6 +20,7 @@ import numpy as np
 from derivex.core import consts as K
 from derivex.core import layout as L
 from derivex.core.accounting import settle_fill_side
+from derivex.core.admin import cancel_account_orders
 from derivex.core.book import order_free
 from derivex.core.config import (
     P_ADL_MAX_COUNTERPARTIES,
@@ -346,7 +347,7 @@ def fund(st, ev, n, seq, now):
             elif premium < -band:
                 rate = premium + band
             rate = _clamp(rate, _cap(st, instrument))
-            if rate != 0 and st.counters[L.C_TIME_PHASE] == PHASE_FUNDING:
+            if rate != 0:
                 need = 2 + _holders(st, instrument)
                 if n + need > ev.shape[0]:
                     return n, instrument, need
@@ -428,33 +429,14 @@ def bankruptcy_price(st, instrument, q, equity):
 
 
 @kernel
-def _cancel_all(st, ev, n, seq, account):
-    """Cancel every order of the account, instrument ascending (as CANCEL_ALL does)."""
-    count = 0
-    last = np.int64(-1)
-    while True:
-        chosen = L.NIL
-        chosen_instrument = np.int64(0)
-        position = st.acc_i4[account, L.A_POSITION_HEAD]
-        while position != L.NIL:
-            candidate = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
-            if (st.pos_i4[position, L.S_ORDERS] > 0 and candidate > last
-                    and (chosen == L.NIL or candidate < chosen_instrument)):
-                chosen = position
-                chosen_instrument = candidate
-            position = st.pos_i4[position, L.S_NEXT]
-        if chosen == L.NIL:
-            break
-        slot = st.pos_i4[chosen, L.S_ORDER_HEAD]
-        while slot != L.NIL:
-            after = st.ord_i4[slot, L.O_POSITION_NEXT]
-            n, _ = cancel_resting(st, ev, n, seq, K.K_TIME, slot, chosen_instrument,
-                                  st.ord_i4[slot, L.O_META] & 1, K.R_CANCEL_LIQUIDATION, 0)
-            count += 1
-            slot = after
-        position_release_if_idle(st, chosen)
-        last = chosen_instrument
-    return n, count
+def _step_lots(st, instrument, q):
+    """Lots one liquidation step closes of a position of ``q``: ``liquidation_step_ppm`` of
+    it, rounded up to the lot step, at most all of it."""
+    size = q if q > 0 else -q
+    step = st.ins_i8[instrument, L.I_MIN_LOTS]
+    lots = mul_div_ceil(size, st.params[P_LIQUIDATION_STEP_PPM], PPM)
+    lots = -((-lots) // step) * step
+    return lots if lots < size else size
 
 
 @kernel
@@ -519,19 +501,19 @@ def _deleverage(st, ev, n, seq, account, position, instrument, price):
         count += 1
     left = q if q > 0 else -q
     for _ in range(st.params[P_ADL_MAX_COUNTERPARTIES]):
-        if left == 0:
+        if left == 0 or count == 0:
             break
-        pick = -1
-        for k in range(count):
+        pick = 0  # highest score, lowest account id on ties
+        for k in range(1, count):
             other = st.scan_accounts[k]
-            if other < 0:
-                continue
-            if pick < 0 or st.scan_used[other] > st.scan_used[st.scan_accounts[pick]]:
+            best = st.scan_accounts[pick]
+            if st.scan_used[other] > st.scan_used[best] or (
+                    st.scan_used[other] == st.scan_used[best] and other < best):
                 pick = k
-        if pick < 0:
-            break
         other = st.scan_accounts[pick]
-        st.scan_accounts[pick] = -1
+        count -= 1
+        st.scan_accounts[pick] = st.scan_accounts[count]
+        st.scan_used[other] = 0  # the scan's scratch is zero outside a scan
         theirs = _position_of(st, other, instrument)
         their_q = st.pos_i8[theirs, L.S_QTY]
         lots = their_q if their_q > 0 else -their_q
@@ -543,9 +525,7 @@ def _deleverage(st, ev, n, seq, account, position, instrument, price):
         n = _stage(ev, n, seq, account, instrument, K.LIQ_AUTO_DELEVERAGE, price, lots, other)
         n = _stage(ev, n, seq, other, instrument, K.LIQ_AUTO_DELEVERAGE, price, lots, account)
     for k in range(count):
-        st.scan_accounts[k] = 0
-    for other in range(st.counters[L.C_ACCOUNT_HWM]):
-        st.scan_used[other] = 0  # the scan's scratch is zero outside a scan
+        st.scan_used[st.scan_accounts[k]] = 0
     return n, left
 
 
@@ -663,7 +643,9 @@ def liquidation_round(st, ev, n, seq, account):
     if st.acc_i4[account, L.A_STATE] != IN_LIQUIDATION:
         n = _stage(ev, n, seq, account, 0, K.LIQ_STARTED, 0, mm, equity)
         n = _set_state(st, ev, n, seq, account, IN_LIQUIDATION)
-        n, count = _cancel_all(st, ev, n, seq, account)
+        count = st.acc_i4[account, L.A_OPEN_ORDERS]
+        n = cancel_account_orders(st, ev, n, seq, K.K_TIME, account, np.int64(-1),
+                                  K.R_CANCEL_LIQUIDATION)
         n = _stage(ev, n, seq, account, 0, K.LIQ_ORDERS_CANCELLED, 0, count, 0)
         equity, _, mm = margins(st, account)
     position = _first_position(st, account)
@@ -674,12 +656,7 @@ def liquidation_round(st, ev, n, seq, account):
             P_MAX_ORDERS]:
         instrument = st.pos_i4[position, L.S_INSTRUMENT]
         q = st.pos_i8[position, L.S_QTY]
-        size = q if q > 0 else -q
-        step_lots = st.ins_i8[instrument, L.I_MIN_LOTS]
-        lots = mul_div_ceil(size, st.params[P_LIQUIDATION_STEP_PPM], PPM)
-        lots = -((-lots) // step_lots) * step_lots
-        if lots > size:
-            lots = size
+        lots = _step_lots(st, instrument, q)
         price = bankruptcy_price(st, instrument, q, equity)
         side = K.SELL if q > 0 else K.BUY
         n, filled = _through_book(st, ev, n, seq, account, position, instrument, side, lots,
@@ -776,12 +753,7 @@ def unwind_fund(st, ev, n, seq):
         if n + need > ev.shape[0]:
             return n, instrument, need
         q = st.pos_i8[position, L.S_QTY]
-        size = q if q > 0 else -q
-        step_lots = st.ins_i8[instrument, L.I_MIN_LOTS]
-        lots = mul_div_ceil(size, st.params[P_LIQUIDATION_STEP_PPM], PPM)
-        lots = -((-lots) // step_lots) * step_lots
-        if lots > size:
-            lots = size
+        lots = _step_lots(st, instrument, q)
         side = K.SELL if q > 0 else K.BUY
         price = market_band_price(st, instrument, side)
         n, filled = _through_book(st, ev, n, seq, FUND, position, instrument, side, lots,
@@ -793,7 +765,8 @@ def unwind_fund(st, ev, n, seq):
 
 @kernel
 def time_command(st, ev, n, cmds, i):
-    """TIME: expiry, funding, liquidation (resumable). Returns (n, status, events needed)."""
+    """TIME: expiry, funding, liquidation, the fund's unwinding (resumable). Returns (n,
+    status, events needed)."""
     c = cmds[i]
     seq = c["seq"]
     now = st.counters[L.C_CLOCK_NS]
@@ -804,31 +777,20 @@ def time_command(st, ev, n, cmds, i):
     if st.params[P_RISK_CHECKS] == 0:
         st.counters[L.C_TIME_PHASE] = 0
         return n, L.STATUS_DONE, 0
-    if st.counters[L.C_TIME_PHASE] == PHASE_EXPIRY:
-        n, cursor, need = expire(st, ev, n, seq, now)
-        if cursor >= 0:
+    while st.counters[L.C_TIME_PHASE] <= PHASE_UNWIND:
+        phase = st.counters[L.C_TIME_PHASE]
+        if phase == PHASE_EXPIRY:
+            n, cursor, need = expire(st, ev, n, seq, now)
+        elif phase == PHASE_FUNDING:
+            n, cursor, need = fund(st, ev, n, seq, now)
+        elif phase == PHASE_LIQUIDATION:
+            n, cursor, need = liquidate(st, ev, n, seq)
+        else:
+            n, cursor, need = unwind_fund(st, ev, n, seq)
+        if cursor >= 0:  # out of event room: resume this phase here
             st.counters[L.C_TIME_CURSOR] = cursor
             return n, L.STATUS_EVENTS, need
-        st.counters[L.C_TIME_PHASE] = PHASE_FUNDING
+        st.counters[L.C_TIME_PHASE] = phase + 1
         st.counters[L.C_TIME_CURSOR] = 0
-    if st.counters[L.C_TIME_PHASE] == PHASE_FUNDING:
-        n, cursor, need = fund(st, ev, n, seq, now)
-        if cursor >= 0:
-            st.counters[L.C_TIME_CURSOR] = cursor
-            return n, L.STATUS_EVENTS, need
-        st.counters[L.C_TIME_PHASE] = PHASE_LIQUIDATION
-        st.counters[L.C_TIME_CURSOR] = 0
-    if st.counters[L.C_TIME_PHASE] == PHASE_LIQUIDATION:
-        n, cursor, need = liquidate(st, ev, n, seq)
-        if cursor >= 0:
-            st.counters[L.C_TIME_CURSOR] = cursor
-            return n, L.STATUS_EVENTS, need
-        st.counters[L.C_TIME_PHASE] = PHASE_UNWIND
-        st.counters[L.C_TIME_CURSOR] = 0
-    n, cursor, need = unwind_fund(st, ev, n, seq)
-    if cursor >= 0:
-        st.counters[L.C_TIME_CURSOR] = cursor
-        return n, L.STATUS_EVENTS, need
     st.counters[L.C_TIME_PHASE] = 0
-    st.counters[L.C_TIME_CURSOR] = 0
     return n, L.STATUS_DONE, 0

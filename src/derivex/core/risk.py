@@ -72,9 +72,11 @@ def risk_on(st):
 
 
 @kernel
-def _perp_rate(notional, base, step, tier_units):
-    rate = base + step * (notional // tier_units)
-    return rate if rate < PPM else PPM
+def _perp_margin(st, notional, base, step):
+    """ceil(notional x rate): the rate grows by the ``step`` parameter per full risk-limit
+    tier of notional from the ``base`` parameter, capped at 100%."""
+    rate = st.params[base] + st.params[step] * (notional // st.params[P_PERP_TIER_UNITS])
+    return mul_div_ceil(notional, rate if rate < PPM else PPM, PPM)
 
 
 @kernel
@@ -95,10 +97,7 @@ def std_im(st, instrument, x, mark, index):
     cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
     size = x if x > 0 else -x
     if st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
-        notional = size * mark * cv
-        rate = _perp_rate(notional, st.params[P_PERP_IM_PPM], st.params[P_PERP_TIER_IM_PPM],
-                          st.params[P_PERP_TIER_UNITS])
-        return mul_div_ceil(notional, rate, PPM)
+        return _perp_margin(st, size * mark * cv, P_PERP_IM_PPM, P_PERP_TIER_IM_PPM)
     if x > 0:
         return size * mark * cv  # a long option's value is not collateral
     underlying = index * cv
@@ -118,10 +117,7 @@ def std_mm(st, instrument, x, mark, index):
     cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
     size = x if x > 0 else -x
     if st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
-        notional = size * mark * cv
-        rate = _perp_rate(notional, st.params[P_PERP_MM_PPM], st.params[P_PERP_TIER_MM_PPM],
-                          st.params[P_PERP_TIER_UNITS])
-        return mul_div_ceil(notional, rate, PPM)
+        return _perp_margin(st, size * mark * cv, P_PERP_MM_PPM, P_PERP_TIER_MM_PPM)
     if x > 0:
         return size * mark * cv
     return size * (mul_div_ceil(index * cv, st.params[P_OPTION_MM_PPM], PPM) + mark * cv)
