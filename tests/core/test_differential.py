@@ -443,9 +443,12 @@ class Pair:
         return f"({n} commands so far in {len(self.history)} batches; last batch: {cmds})"
 
 
-def run_stream(ch, n_batches: int, batch_size: tuple[int, int]) -> Pair:
-    config = draw_config(ch)
-    gen = StreamGen(ch, config)
+def run_stream(ch, n_batches: int, batch_size: tuple[int, int], draw=None,
+               generator=None) -> Pair:
+    """A setup batch and ``n_batches`` random batches through both (``draw`` makes the
+    config, ``generator`` is the StreamGen class; the matching ones by default)."""
+    config = (draw or draw_config)(ch)
+    gen = (generator or StreamGen)(ch, config)
     pair = Pair(config)
     setup = gen.setup_batch()
     gen.observe(pair.run(setup))
@@ -453,6 +456,24 @@ def run_stream(ch, n_batches: int, batch_size: tuple[int, int]) -> Pair:
         cmds = gen.batch(ch.int(*batch_size))
         gen.observe(pair.run(cmds))
     return pair
+
+
+def run_seeded(ch, gen, pair: Pair, commands: int, max_batch: int):
+    """Batches of up to ``max_batch`` records until ``commands`` ran, yielding each batch's
+    events; a stream that reaches an overflow the spec leaves open stops there."""
+    gen.observe(pair.run(gen.setup_batch()))
+    total = 0
+    while total < commands:
+        cmds = gen.batch(ch.int(1, max_batch))
+        total += len(cmds)
+        try:
+            events = pair.run(cmds)
+        except Exception as exc:
+            if type(exc).__name__ == "UnsatisfiedAssumption":
+                return  # unspecified overflow: stop this stream
+            raise
+        gen.observe(events)
+        yield events
 
 
 # --------------------------------------------------------------------------------------
@@ -495,16 +516,5 @@ def test_differential_long_seeded(seed):
     """~5k commands per seed (20k in all) through both, in batches of up to 300."""
     ch = RandomChooser(seed)
     config = draw_config(ch)
-    gen = StreamGen(ch, config)
-    pair = Pair(config)
-    gen.observe(pair.run(gen.setup_batch()))
-    total = 0
-    while total < 5_000:
-        cmds = gen.batch(ch.int(1, 300))
-        total += len(cmds)
-        try:
-            gen.observe(pair.run(cmds))
-        except Exception as exc:
-            if type(exc).__name__ == "UnsatisfiedAssumption":
-                break  # unspecified overflow: stop this stream
-            raise
+    for _ in run_seeded(ch, StreamGen(ch, config), Pair(config), 5_000, 300):
+        pass

@@ -20,6 +20,8 @@ from tests.core.test_differential import (
     Pair,
     RandomChooser,
     StreamGen,
+    run_seeded,
+    run_stream,
 )
 
 K = CommandKind
@@ -187,47 +189,25 @@ class RiskStreamGen(StreamGen):
         return self.stamp(recs)
 
 
-def run_risk_stream(ch, n_batches: int, batch_size: tuple[int, int]) -> Pair:
-    config = draw_risk_config(ch)
-    gen = RiskStreamGen(ch, config)
-    pair = Pair(config)
-    gen.observe(pair.run(gen.setup_batch()))
-    for _ in range(n_batches):
-        gen.observe(pair.run(gen.batch(ch.int(*batch_size))))
-    return pair
-
-
 @settings(max_examples=250, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.filter_too_much])
 @given(st.data())
 def test_risk_differential_random_streams(data):
-    run_risk_stream(HypothesisChooser(data), n_batches=data.draw(st.integers(1, 5)),
-                    batch_size=(1, 40))
+    run_stream(HypothesisChooser(data), n_batches=data.draw(st.integers(1, 5)),
+               batch_size=(1, 40), draw=draw_risk_config, generator=RiskStreamGen)
 
 
 def test_risk_differential_long_seeded():
-    """~3k commands for each of three seeds with price shocks, checked after every batch;
-    the streams must have exercised margin rejects, stale indices and marks."""
+    """~3k commands for each of five seeds with price shocks, checked after every batch;
+    the streams must have exercised margin rejects, stale indices, marks, fills,
+    liquidations, funding and settlements."""
     seen = {"margin": 0, "stale": 0, "marks": 0, "fills": 0, "liquidations": 0,
             "funding": 0, "settlements": 0}
     for seed in (11, 12, 13, 14, 15):
         ch = RandomChooser(seed)
         config = draw_risk_config(ch)
-        gen = RiskStreamGen(ch, config)
-        pair = Pair(config)
-        gen.observe(pair.run(gen.setup_batch()))
-        total = 0
-        while total < 3_000:
-            cmds = gen.batch(ch.int(1, 200))
-            total += len(cmds)
-            try:
-                events = pair.run(cmds)
-            except Exception as exc:
-                if type(exc).__name__ == "UnsatisfiedAssumption":
-                    break
-                raise
-            gen.observe(events)
+        for events in run_seeded(ch, RiskStreamGen(ch, config), Pair(config), 3_000, 200):
             seen["margin"] += int(np.sum(events["reason"] == 202))
             seen["stale"] += int(np.sum(events["reason"] == 203))
             seen["marks"] += int(np.sum(events["kind"] == 12))

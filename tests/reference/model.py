@@ -1405,11 +1405,25 @@ class ReferenceEngine:
         self._liquidate()
         self._unwind_fund()
 
+    def _engine_ioc(self, acct_id: int, inst_id: int, q: int, price: int) -> int:
+        """One liquidation step of a position of ``q`` lots through the book, no worse than
+        ``price``, without gas; returns the lots filled."""
+        inst = self.instruments[inst_id]
+        lots = ceil_div(abs(q) * self.cfg.liquidation_step_ppm, PPM)
+        lots = min(ceil_div(lots, inst.min_trade) * inst.min_trade, abs(q))
+        order = Order(id=self._alloc_order_id(), account=acct_id, instrument=inst_id,
+                      side=SELL if q > 0 else BUY, price=price, qty=lots, flags=RO, label=0)
+        acct = self.accounts[acct_id]
+        gas, acct.gas = acct.gas, 1 << 62
+        filled, _ = self._match(order, price)
+        acct.gas = gas
+        self._free_order_id(order.id)
+        return filled
+
     def _unwind_fund(self) -> None:
         """[L2] the fund reduces each taken-over position by one step through the book,
         within the market band."""
         fund_id = int(SystemAccount.INSURANCE_FUND)
-        fund = self.accounts[fund_id]
         for inst_id, inst in enumerate(self.instruments):
             pos = self.positions.get((fund_id, inst_id))
             if pos is None or pos.qty == 0:
@@ -1418,18 +1432,8 @@ class ReferenceEngine:
                     or self._index_status(inst.underlying) != IndexStatus.VALID
                     or inst.mark <= 0 or len(self.orders) >= self.cfg.max_orders):
                 continue
-            q = pos.qty
-            lots = ceil_div(abs(q) * self.cfg.liquidation_step_ppm, PPM)
-            lots = min(ceil_div(lots, inst.min_trade) * inst.min_trade, abs(q))
-            side = SELL if q > 0 else BUY
-            price = self._band_price(inst, side)
-            order = Order(id=self._alloc_order_id(), account=fund_id, instrument=inst_id,
-                          side=side, price=price, qty=lots, flags=RO, label=0)
-            gas = fund.gas
-            fund.gas = 1 << 62
-            filled, _ = self._match(order, price)
-            fund.gas = gas
-            self._free_order_id(order.id)
+            price = self._band_price(inst, SELL if pos.qty > 0 else BUY)
+            filled = self._engine_ioc(fund_id, inst_id, pos.qty, price)
             if filled > 0:
                 self._stage(fund_id, LiquidationStage.BOOK, inst_id, price, filled)
 
@@ -1637,17 +1641,8 @@ class ReferenceEngine:
         if inst_id is not None and equity > 0 and len(self.orders) < self.cfg.max_orders:
             inst = self.instruments[inst_id]
             q = self.positions[(acct_id, inst_id)].qty
-            lots = ceil_div(abs(q) * self.cfg.liquidation_step_ppm, PPM)
-            lots = min(ceil_div(lots, inst.min_trade) * inst.min_trade, abs(q))
             price = self._bankruptcy_price(inst, q, equity)
-            side = SELL if q > 0 else BUY
-            order = Order(id=self._alloc_order_id(), account=acct_id, instrument=inst_id,
-                          side=side, price=price, qty=lots, flags=RO, label=0)
-            gas = acct.gas
-            acct.gas = 1 << 62
-            filled, _ = self._match(order, price)
-            acct.gas = gas
-            self._free_order_id(order.id)
+            filled = self._engine_ioc(acct_id, inst_id, q, price)
             if filled > 0:
                 fee = ceil_div(filled * inst.mark * inst.cv * self.cfg.liquidation_fee_ppm, PPM)
                 left = self.margins(acct_id)[0]
