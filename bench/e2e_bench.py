@@ -54,7 +54,7 @@ def baseline(setup: np.ndarray, flow: np.ndarray, config, batch: int) -> float:
 
 
 def run_runtime(setup, flow_path: Path, n: int, config, batch: int, rate: float | None,
-                tag: str) -> dict[str, Any]:
+                tag: str, replicas: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RuntimeConfig(
             name=f"e2e-{tag}",
@@ -69,6 +69,7 @@ def run_runtime(setup, flow_path: Path, n: int, config, batch: int, rate: float 
             fsync="interval",
             batch=batch,
             state_hash=False,
+            replicas=replicas,
         )
         runtime = Runtime(cfg).start()
         total = n + len(setup)
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=20_000.0)
     parser.add_argument("--paced-commands", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--replicas", action="store_true",
+                        help="the worker keeps a replica of the engine state (replays the bus)")
     args = parser.parse_args()
     n = 50_000 if args.quick else args.commands
     paced_n = 10_000 if args.quick else args.paced_commands
@@ -116,6 +119,7 @@ def main() -> None:
         "pipeline": "replay worker -> cmd ring -> engine -> bus -> journal (fsync 5 ms) "
         "+ market data; responses -> worker",
         "statistic": "median over runs",
+        "replicas": args.replicas,
     }
     with tempfile.TemporaryDirectory() as tmp:
         flow_path = Path(tmp) / "flow.bin"
@@ -125,9 +129,10 @@ def main() -> None:
         base, full, paced = [], [], []
         for run in range(args.runs):
             base.append(baseline(setup, flow, config, args.batch))
-            full.append(run_runtime(setup, flow_path, n, config, args.batch, None, f"f{run}"))
+            full.append(run_runtime(setup, flow_path, n, config, args.batch, None, f"f{run}",
+                                    args.replicas))
             paced.append(run_runtime(setup, paced_path, paced_n, config, args.batch,
-                                     args.paced_rate, f"p{run}"))
+                                     args.paced_rate, f"p{run}", args.replicas))
             console.print(f"run {run + 1}/{args.runs}: baseline {base[-1] / 1e6:.2f} M/s, "
                           f"e2e {full[-1]['commands_per_s'] / 1e6:.3f} M/s")
 

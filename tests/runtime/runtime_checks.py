@@ -1,5 +1,6 @@
-"""Checks shared by the runtime tests: replay a journal into one in-process Engine, and
-read back the order in which each synthetic worker instance's commands were sequenced."""
+"""Checks shared by the runtime tests: the usual configuration, the checks of a clean run
+and of the workers' replicas, replay a journal into one in-process Engine, and read back
+the order in which each synthetic worker instance's commands were sequenced."""
 
 from __future__ import annotations
 
@@ -10,12 +11,57 @@ from pathlib import Path
 
 import numpy as np
 
+from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.records import CommandKind
 from derivex.journal import read
 from derivex.runtime.config import RuntimeConfig
+from derivex.runtime.frontends import setup
 
 SHM = Path("/dev/shm")
+
+# matching only: the synthetic flow has no index or marks for the risk checks
+ENGINE = EngineConfig(risk_checks=False)
+
+
+def runtime_config(name, journal, **kw) -> RuntimeConfig:
+    options = kw.pop("front_end_options", {})
+    return RuntimeConfig(
+        engine=ENGINE,
+        name=name,
+        setup=setup(8),
+        journal_dir=str(journal),
+        front_end_options={"accounts": 8, **options},
+        **kw,
+    )
+
+
+def assert_replicas(report, journal=None, workers: int = 2):
+    """Every final worker instance's replica applied the whole bus and ended in the
+    engine's state. With ``journal`` (a fresh run's): every bus frame the replica did not
+    already have from the journal it recovered from was replayed and its events compared
+    with the engine's."""
+    assert sorted(w["index"] for w in report.workers) == list(range(workers))
+    for worker in report.workers:
+        replica = worker["replica"]
+        assert replica["applied_seq"] == report.engine["seq"]
+        assert replica["state_hash"] == report.engine["state_hash"]
+        if journal is not None:
+            assert replica["journal_commands"] == 0
+            recovered = sum(b.last_seq <= replica["recovered_seq"] for b in read(journal))
+            assert replica["frames_skipped"] == recovered
+            assert replica["frames_verified"] == report.engine["batches"] - recovered > 0
+
+
+def assert_clean(report):
+    assert report.failure is None, report.failure
+    assert report.engine is not None and report.journal is not None
+    assert report.market_data is not None
+    assert report.journal["gaps"] == 0 and report.market_data["gaps"] == 0
+    assert report.journal["last_seq"] == report.engine["seq"]
+    assert report.market_data["last_seq"] == report.engine["seq"]
+    # a resumed run continues the journal after start_seq
+    assert report.market_data["commands"] == report.engine["seq"] - report.engine["start_seq"]
 
 
 def unique_name(tag: str) -> str:

@@ -1,5 +1,6 @@
 """The multi-process runtime with real processes: ordering, equivalence with one in-process
-Engine, worker crashes, SIGTERM, and leftovers of a killed runtime.
+Engine, worker replicas equal to the engine (also after worker crashes), worker crashes,
+SIGTERM, and leftovers of a killed runtime.
 
 Every run is small (a few thousand commands) and bounded by timeouts; the spawned
 processes load the kernels the test process compiled (``warm_kernels``).
@@ -17,43 +18,24 @@ import numpy as np
 import pytest
 import runtime_checks as rc
 
-from derivex import EngineConfig
 from derivex.runtime import Runtime, RuntimeConfig
 from derivex.runtime.control import PROCESSED_SEQ, Control
 from derivex.runtime.frontends import setup
 
-# matching only: the synthetic flow has no index or marks for the risk checks
-ENGINE = EngineConfig(risk_checks=False)
-
-
-def _config(name, journal, **kw) -> RuntimeConfig:
-    options = kw.pop("front_end_options", {})
-    return RuntimeConfig(
-        engine=ENGINE,
-        name=name,
-        setup=setup(8),
-        journal_dir=str(journal),
-        front_end_options={"accounts": 8, **options},
-        **kw,
-    )
-
-
-def _assert_clean(report):
-    assert report.failure is None, report.failure
-    assert report.engine is not None and report.journal is not None
-    assert report.market_data is not None
-    assert report.journal["gaps"] == 0 and report.market_data["gaps"] == 0
-    assert report.journal["last_seq"] == report.engine["seq"]
-    assert report.market_data["last_seq"] == report.engine["seq"]
-    assert report.market_data["commands"] == report.engine["seq"]
+ENGINE = rc.ENGINE
+_config = rc.runtime_config
+_assert_clean = rc.assert_clean
+_assert_replicas = rc.assert_replicas
 
 
 def test_every_command_once_in_order_and_same_state_as_one_engine(tmp_path):
     """Two workers push seeded random batches with random pauses into tiny rings while the
     engine, journal and market data pause at random too: each worker's commands are
     sequenced exactly once, in the order it pushed them; every worker gets all its
-    responses in order; and replaying the journal in one in-process Engine gives the
-    runtime engine's state hash."""
+    responses in order; replaying the journal in one in-process Engine gives the
+    runtime engine's state hash; and so does each worker's replica, which replayed every
+    bus frame (a 128-record bus: the engine keeps waiting for the replicas' slots while
+    the workers wait to submit)."""
     n = 3000
     cfg = _config(
         rc.unique_name("order"),
@@ -91,6 +73,9 @@ def test_every_command_once_in_order_and_same_state_as_one_engine(tmp_path):
     assert last == report.engine["seq"]
     assert state_hash == report.engine["state_hash"]
     assert report.market_data["fills"] > 0  # the flow trades, so the hash covers matching
+    _assert_replicas(report, cfg.journal_dir)
+    for worker in report.workers:
+        assert 0 < worker["replica_own_commands"] <= n
     assert rc.segments(cfg.name) == []
 
 
@@ -98,7 +83,8 @@ def test_crashed_workers_are_restarted_and_the_engine_keeps_running(tmp_path):
     """Worker 1 exits abruptly mid-stream (its front end calls os._exit) and worker 0 is
     SIGKILLed from outside; both come back as generation 1 while the engine process runs
     on. Each instance's commands are sequenced in order, the dead instances' stream is a
-    prefix of what they pushed, and the state still equals a replay of the journal."""
+    prefix of what they pushed, and the state still equals a replay of the journal. The
+    restarted instances' replicas catch up from the journal and end equal to the engine."""
     cfg = _config(
         rc.unique_name("crash"),
         tmp_path / "journal",
@@ -150,6 +136,9 @@ def test_crashed_workers_are_restarted_and_the_engine_keeps_running(tmp_path):
         assert len(sequences[(w, 1)]) == survivors[w]["sent"]
     state_hash, _ = rc.replay_hash(cfg.journal_dir, cfg)
     assert state_hash == report.engine["state_hash"]
+    _assert_replicas(report)
+    for w in (0, 1):  # the successor started from the journal, past its predecessor
+        assert survivors[w]["replica"]["recovered_seq"] > len(cfg.setup)
     assert rc.segments(cfg.name) == []
 
 

@@ -19,7 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m derivex.runtime", description=__doc__)
     parser.add_argument("--name", default="derivex")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--journal", default=None, help="journal directory (new or empty)")
+    parser.add_argument(
+        "--journal",
+        default=None,
+        help="journal directory (new, or resumed with its state; workers keep replicas)",
+    )
     parser.add_argument("--fsync", default="interval", choices=("batch", "interval", "none"))
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument(

@@ -30,15 +30,24 @@ class RuntimeConfig:
     workers: int = 1
     engine: EngineConfig = field(default_factory=EngineConfig)
     #: commands the engine sequences itself before any worker traffic (instruments,
-    #: accounts, deposits); journaled like the rest
+    #: accounts, deposits); journaled like the rest. Only on an empty journal: a run that
+    #: resumes a journal does not sequence them again
     setup: np.ndarray | None = None
     front_end: str = "derivex.runtime.frontends:synthetic"
     front_end_options: dict[str, Any] = field(default_factory=dict)
     market_data: str = "derivex.runtime.market_data:EventStats"
     market_data_options: dict[str, Any] = field(default_factory=dict)
-    #: journal directory (must be new or empty); None: sequenced commands are not kept
+    #: journal directory: new, empty, or holding the journal (and snapshots) of an earlier
+    #: run or of an embedded ``Exchange``, which the engine resumes from (snapshot +
+    #: replay) and the journal continues; None: sequenced commands are not kept
     journal_dir: str | None = None
     fsync: str = "interval"
+    #: a read-only replica of the engine state in every gateway worker
+    #: (``WorkerContext.replica``), fed by its own bus consumer; restarted workers catch
+    #: up from the journal, so replicas need ``journal_dir``. None: on when there is one
+    replicas: bool | None = None
+    #: seconds a (re)starting replica may wait for the journal to reach its bus cursor
+    catch_up_timeout: float = 60.0
     #: records per engine batch taken from one worker
     batch: int = 512
     command_ring: int = 1 << 14
@@ -68,6 +77,18 @@ class RuntimeConfig:
             raise ValueError("fsync must be 'batch', 'interval' or 'none'")
         if not 0.0 <= self.pause_probability <= 1.0:
             raise ValueError("pause_probability must be in [0, 1]")
+        if self.replicas and self.journal_dir is None:
+            raise ValueError("replicas need a journal_dir (restarted workers catch up from it)")
+
+    @property
+    def with_replicas(self) -> bool:
+        """Whether the gateway workers keep replicas (``replicas``, or a journal)."""
+        return self.replicas if self.replicas is not None else self.journal_dir is not None
+
+    @property
+    def bus_consumers(self) -> int:
+        """Consumer slots of the bus: journal, market data, then one per worker replica."""
+        return 2 + (self.workers if self.with_replicas else 0)
 
 
 def load_callable(path: str):

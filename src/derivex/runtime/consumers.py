@@ -4,7 +4,9 @@ Both read frames until the engine finishes the bus. The journal appends each fra
 commands as one journal batch (the engine's batch: a multi-record command is never split,
 so a replay batch by batch reproduces the state exactly) and publishes ``durable_seq``,
 which gates the responses workers hand to clients. Market data hands every frame to a
-pluggable sink (:class:`derivex.runtime.market_data.EventStats` by default).
+pluggable sink (:class:`derivex.runtime.market_data.EventStats` by default). On a resumed
+journal both continue after ``START_SEQ``: the journal appends to the same files, and a
+sink with an ``on_start(seq)`` method is told where the stream starts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from derivex.runtime.control import (
     JOURNAL_READY,
     MD_EVENTS,
     MD_READY,
+    START_SEQ,
     Control,
     SegmentNames,
 )
@@ -53,12 +56,17 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
     ctl = Control.attach(names.control)
     consumer = BroadcastConsumer.attach(names.bus, JOURNAL_CONSUMER, FRAME_DTYPE)
     journal = None
+    last = ctl.get(START_SEQ)
     if config.journal_dir is not None:
         journal = Journal(config.journal_dir, fsync=config.fsync)
         journal.attach(config.engine)
+        if journal.last_seq != last:
+            raise RuntimeError(f"journal ends at {journal.last_seq}, the run starts at {last}")
+    durable = last
+    ctl.set(DURABLE_SEQ, durable)
     ctl.set(JOURNAL_READY, os.getpid())
     pause = Pauses(config.pause_probability, config.max_pause_s, f"journal:{config.pause_seed}")
-    last = durable = frames = 0
+    frames = 0
     gaps = 0
     for item in _frames(consumer, FrameAssembler(), pause):
         if item is not None:
@@ -88,6 +96,8 @@ def run_market_data(config: RuntimeConfig, names: SegmentNames, reports, parent_
     ctl = Control.attach(names.control)
     consumer = BroadcastConsumer.attach(names.bus, MARKET_DATA_CONSUMER, FRAME_DTYPE)
     sink = load_callable(config.market_data)(**config.market_data_options)
+    if hasattr(sink, "on_start"):
+        sink.on_start(ctl.get(START_SEQ))
     ctl.set(MD_READY, os.getpid())
     pause = Pauses(config.pause_probability, config.max_pause_s, f"md:{config.pause_seed}")
     events = 0

@@ -6,7 +6,8 @@ exactly when the supervisor that created it is gone)::
     dx.NAME.ctl        control words (this module)
     dx.NAME.cmd.W      gateway worker W -> engine: command records (SPSC)
     dx.NAME.rsp.W      engine -> worker W: response frames (SPSC)
-    dx.NAME.bus        engine -> journal (consumer 0), market data (consumer 1): frames
+    dx.NAME.bus        engine -> journal (consumer 0), market data (consumer 1), the
+                       replica of worker W (consumer 2 + W, when replicas are on): frames
     dx.NAME.book       book snapshots (derivex.ipc.BookWriter / BookReader)
 
 Control words live one per 128-byte line; each has one writer:
@@ -14,8 +15,10 @@ Control words live one per 128-byte line; each has one writer:
 * phase (supervisor): STARTING, RUNNING, STOPPING;
 * processed_seq (engine), durable_seq (journal), ready flags of engine / journal / market
   data (each its own), md_events (market data: events seen);
+* start_seq (supervisor): the last seq of the journal the run resumes from (0: empty);
 * per worker: generation and alive (supervisor); commands sequenced and the generation
-  of the instance that sent them (engine).
+  of the instance that sent them (engine); the replica's applied seq and bus seq (the
+  worker instance; the supervisor sets the bus seq to start_seq at start).
 """
 
 from __future__ import annotations
@@ -37,11 +40,23 @@ SHM = Path("/dev/shm")
 
 STARTING, RUNNING, STOPPING = 0, 1, 2
 # global lines
-PHASE, PROCESSED_SEQ, DURABLE_SEQ, ENGINE_READY, JOURNAL_READY, MD_READY, MD_EVENTS = range(7)
+(
+    PHASE,
+    PROCESSED_SEQ,
+    DURABLE_SEQ,
+    ENGINE_READY,
+    JOURNAL_READY,
+    MD_READY,
+    MD_EVENTS,
+    START_SEQ,
+) = range(8)
 GLOBAL_LINES = 8
 # per-worker words (in the worker's line): generation and alive are the supervisor's;
-# the engine's: commands sequenced from the worker, and the generation they came from
-WK_GENERATION, WK_ALIVE, WK_SEQUENCED, WK_SEEN_GENERATION = 0, 1, 2, 3
+# the engine's: commands sequenced from the worker, and the generation they came from;
+# the worker's replica: the last seq it applied, and the last seq of the bus frames its
+# consumer slot has released (its cursor sits right after that frame; a restarted
+# instance catches up to it from the journal)
+WK_GENERATION, WK_ALIVE, WK_SEQUENCED, WK_SEEN_GENERATION, WK_APPLIED, WK_BUS_SEQ = range(6)
 
 
 @njit(cache=True, nogil=True)

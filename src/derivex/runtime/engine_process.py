@@ -11,6 +11,11 @@ The engine takes at most ``batch`` records from a worker at a time, round-robin,
 splits a multi-record command (mass quote, index, risk array) across batches: a trailing
 incomplete one waits for its legs. Workers are independent streams; commands of one worker
 are sequenced in the order it pushed them.
+
+A run on a journal that already holds commands (``START_SEQ`` > 0, set by the supervisor)
+resumes: the engine recovers the state from the journal directory (latest snapshot +
+replay, :func:`derivex.journal.recover`) and continues the seq numbering; the setup
+commands are not sequenced again.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import numpy as np
 from derivex.core.engine import Engine
 from derivex.core.records import COMMAND_DTYPE
 from derivex.ipc import BookWriter, BroadcastRing, SpscRing
+from derivex.journal import recover
 from derivex.runtime.config import RuntimeConfig
 from derivex.runtime.control import (
     ENGINE_READY,
     PROCESSED_SEQ,
+    START_SEQ,
     STOPPING,
     WK_ALIVE,
     WK_SEEN_GENERATION,
@@ -160,9 +167,19 @@ def run_engine(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: 
     ]
     bus = BroadcastRing.attach(names.bus, FRAME_DTYPE)
     book = BookWriter.attach(names.book)
-    engine = Engine(config.engine)
+    start_seq = ctl.get(START_SEQ)
+    recovered = None
+    if start_seq:
+        assert config.journal_dir is not None
+        recovered = recover(config.journal_dir, config=config.engine, roots=False)
+        if recovered.seq != start_seq:
+            raise RuntimeError(f"recovered seq {recovered.seq}, the journal ends at {start_seq}")
+        engine = recovered.engine
+    else:
+        engine = Engine(config.engine)
     seqr = Sequencer(engine, bus)
-    if config.setup is not None and len(config.setup):
+    seqr.seq = start_seq
+    if not start_seq and config.setup is not None and len(config.setup):
         seqr.sequence(config.setup.copy(), -1, 0)
     book.publish(engine, seqr.seq)
     ctl.set(PROCESSED_SEQ, seqr.seq)
@@ -220,6 +237,8 @@ def run_engine(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: 
     report = {
         "role": "engine",
         "pid": os.getpid(),
+        "start_seq": start_seq,
+        "snapshot_seq": recovered.snapshot_seq if recovered is not None else None,
         "seq": seqr.seq,
         "batches": seqr.batches,
         "commands": [inbox.commands for inbox in inboxes],

@@ -2,7 +2,9 @@
 soak runs) and a replayer of a recorded command file (benchmarks).
 
 Both consume their responses as they go (a worker that does not read its responses stalls
-its own input) and check that results come back in submission order.
+its own input) and check that results come back in submission order. With replicas on
+they also apply the bus to the worker's replica as they go (``ctx.replica.poll()``) and
+count the frames of their own commands among them.
 """
 
 from __future__ import annotations
@@ -49,8 +51,16 @@ class _Acks:
         self.commands = 0
         self.out_of_order = 0
         self.fills = 0
+        self.replica_frames = 0
+        self.replica_own_commands = 0
 
     def poll(self) -> None:
+        replica = self.ctx.replica
+        if replica is not None:
+            for applied in replica.poll():
+                self.replica_frames += 1
+                if applied.own:
+                    self.replica_own_commands += len(applied.commands)
         for response in self.ctx.responses():
             events = response.events
             kinds = events["kind"]
@@ -72,6 +82,13 @@ class _Acks:
         while self.commands < submitted and time.monotonic() < deadline:
             self.poll()
             time.sleep(0.0005)
+
+    def report(self) -> dict:
+        out = {"acked": self.commands, "out_of_order": self.out_of_order}
+        if self.ctx.replica is not None:
+            out["replica_frames"] = self.replica_frames
+            out["replica_own_commands"] = self.replica_own_commands
+        return out
 
 
 def synthetic(
@@ -131,12 +148,7 @@ def synthetic(
         if pause_probability and rng.random() < pause_probability:
             time.sleep(rng.random() * max_pause_s)
     acks.drain(k, drain_s)
-    return {
-        "sent": k,
-        "acked": acks.commands,
-        "out_of_order": acks.out_of_order,
-        "fills_seen": acks.fills,
-    }
+    return {"sent": k, "fills_seen": acks.fills, **acks.report()}
 
 
 def replay(
@@ -171,9 +183,4 @@ def replay(
         acks.poll()
     elapsed = (time.monotonic_ns() - start) / 1e9
     acks.drain(sent, drain_s)
-    return {
-        "sent": sent,
-        "acked": acks.commands,
-        "out_of_order": acks.out_of_order,
-        "send_seconds": elapsed,
-    }
+    return {"sent": sent, "send_seconds": elapsed, **acks.report()}

@@ -17,7 +17,8 @@ __all__ = ["EventStats"]
 
 
 class EventStats:
-    """``on_frame`` per bus frame; ``report()`` at the end of the stream.
+    """``on_start(seq)`` once, ``on_frame`` per bus frame; ``report()`` at the end of the
+    stream.
 
     With ``latency=True`` every command of a worker yields a sample ``monotonic_ns()`` at
     receipt of its frame ``- label`` (same clock in every process on Linux); up to
@@ -34,6 +35,10 @@ class EventStats:
         self.last_seq = 0
         self.first_ns = self.last_ns = 0
         self.per_worker: dict[int, int] = {}
+
+    def on_start(self, seq: int) -> None:
+        """The stream continues after ``seq`` (a run resumed from a journal)."""
+        self.last_seq = seq
 
     def on_frame(self, header, commands: np.ndarray, events: np.ndarray) -> None:
         now = time.monotonic_ns()

@@ -2,9 +2,17 @@
 crashed gateway workers, stops everything in order, and removes the segments.
 
 Start: stale segments of an earlier run with the same name are removed (a live one is an
-error); kernels are compiled in this process first so that children load them from the
-on-disk cache; segments are created (the supervisor owns them all); journal, market data
-and engine are started and awaited; then the workers.
+error); the journal directory, if any, is opened once (a torn tail is cut, the engine
+configuration recorded or checked) and its last seq becomes the run's ``START_SEQ`` (the
+engine resumes from it); kernels are compiled in this process first so that children load
+them from the on-disk cache; segments are created (the supervisor owns them all); journal,
+market data and engine are started and awaited; then the workers.
+
+Worker replicas (``RuntimeConfig.with_replicas``) own bus consumer slots ``2 + W``. A slot
+outlives a crashed worker instance (its successor takes it over), so the engine waits for
+a dead worker's slot once the bus is full until the successor has caught up; a worker
+that is not restarted (clean exit, ``max_restarts`` reached, or the runtime stopping) has
+its slot dropped so that the engine never waits for it.
 
 Stop (``stop()``, or SIGINT/SIGTERM under :func:`serve`): phase STOPPING; workers finish
 their front ends and end their command streams; the engine drains every worker, then ends
@@ -19,6 +27,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,7 +39,8 @@ import numpy as np
 from derivex.core.engine import Engine
 from derivex.core.records import COMMAND_DTYPE
 from derivex.ipc import BookWriter, BroadcastRing, SpscRing
-from derivex.journal import Journal
+from derivex.ipc.bcast_kernels import bcast_try_peek
+from derivex.journal import Journal, recover
 from derivex.runtime.config import RuntimeConfig
 from derivex.runtime.consumers import run_journal, run_market_data
 from derivex.runtime.control import (
@@ -42,8 +52,11 @@ from derivex.runtime.control import (
     PHASE,
     PROCESSED_SEQ,
     RUNNING,
+    START_SEQ,
     STOPPING,
     WK_ALIVE,
+    WK_APPLIED,
+    WK_BUS_SEQ,
     WK_GENERATION,
     WK_SEEN_GENERATION,
     WK_SEQUENCED,
@@ -53,6 +66,7 @@ from derivex.runtime.control import (
 )
 from derivex.runtime.engine_process import run_engine
 from derivex.runtime.frames import FRAME_DTYPE, complete_prefix, frame
+from derivex.runtime.replica import replica_slot
 from derivex.runtime.rings import offer, take
 from derivex.runtime.worker import run_worker
 
@@ -95,8 +109,17 @@ def warm_kernels(config: RuntimeConfig) -> None:
     with BroadcastRing.create(name + ".b", FRAME_DTYPE, 8, consumers=1) as bus:
         bus.push(np.zeros(1, FRAME_DTYPE))
         consumer = bus.consumer(0)
+        bcast_try_peek(consumer.ctrl, consumer.local.copy(), 1)  # replicas read this way
         consumer.pop_into(np.zeros(4, FRAME_DTYPE), timeout=1.0)
         consumer.close()
+    if config.journal_dir is not None:  # the journal walker, for recoveries
+        with tempfile.TemporaryDirectory(prefix="dx-warm-") as directory:
+            with Journal(directory, fsync="none") as journal:
+                journal.attach(config.engine)
+                one = np.zeros(1, COMMAND_DTYPE)
+                one["seq"] = 1
+                journal.append(one)
+            recover(directory, config=config.engine, roots=False)
     with BookWriter.create(name + ".k", 2, config.book_depth) as book:
         book.publish(engine, 1)
     ctl = Control.create(name + ".c", 1)
@@ -120,6 +143,8 @@ class Runtime:
         self._procs: dict[str, Any] = {}
         self._segments: list[Any] = []
         self.ctl: Control | None = None
+        self._bus: BroadcastRing | None = None
+        self.start_seq = 0
         self.report = RuntimeReport(restarts=[0] * config.workers)
         self._lock = threading.Lock()
         self._stop_watch = threading.Event()
@@ -134,12 +159,11 @@ class Runtime:
         cfg = self.config
         self.report.removed_stale = remove_leftovers(self.names)
         if cfg.journal_dir is not None:
+            # cuts a torn tail, records or checks the EngineConfig; raises if another
+            # writer (an embedded Exchange, another runtime) holds the journal
             with Journal(cfg.journal_dir, fsync="none") as journal:
-                if journal.last_seq:
-                    raise RuntimeError(
-                        f"journal {cfg.journal_dir} already holds commands; the multi-process "
-                        "runtime starts from an empty journal (resume is not implemented)"
-                    )
+                journal.attach(cfg.engine)
+                self.start_seq = journal.last_seq
         warm_kernels(cfg)
         try:
             self._create_segments()
@@ -166,13 +190,17 @@ class Runtime:
         cfg, names = self.config, self.names
         self.ctl = Control.create(names.control, cfg.workers)
         self._segments.append(self.ctl)
+        self.ctl.set(START_SEQ, self.start_seq)
+        for w in range(cfg.workers):  # a replica's first instance starts from the journal
+            self.ctl.set_worker(w, WK_BUS_SEQ, self.start_seq)
         for name in names.commands:
             self._segments.append(SpscRing.create(name, COMMAND_DTYPE, cfg.command_ring))
         for name in names.responses:
             self._segments.append(SpscRing.create(name, FRAME_DTYPE, cfg.response_ring))
-        self._segments.append(
-            BroadcastRing.create(names.bus, FRAME_DTYPE, cfg.bus_ring, consumers=2, policy="block")
+        self._bus = BroadcastRing.create(
+            names.bus, FRAME_DTYPE, cfg.bus_ring, consumers=cfg.bus_consumers, policy="block"
         )
+        self._segments.append(self._bus)
         self._segments.append(BookWriter.create(names.book, cfg.book_instruments, cfg.book_depth))
 
     def _spawn(self, role: str, target, *args) -> None:
@@ -230,10 +258,16 @@ class Runtime:
         ctl.set_worker(w, WK_ALIVE, 0)
         self.report.exit_codes[f"{role}.{ctl.worker(w, WK_GENERATION)}"] = proc.exitcode
         if proc.exitcode == 0 or self.report.restarts[w] >= self.config.max_restarts:
+            self._drop_replica(w)
             return
         self.report.restarts[w] += 1
         time.sleep(min(1.0, 0.05 * self.report.restarts[w]))  # a worker failing at start
         self._start_worker(w, ctl.worker(w, WK_GENERATION) + 1)
+
+    def _drop_replica(self, w: int) -> None:
+        """Worker ``w`` will not come back: the engine must stop waiting for its slot."""
+        if self._bus is not None and self.config.with_replicas:
+            self._bus.drop_consumer(replica_slot(w))
 
     # ---------------------------------------------------------------- state
     def status(self) -> dict[str, Any]:
@@ -246,7 +280,10 @@ class Runtime:
             "processed_seq": ctl.get(PROCESSED_SEQ),
             "durable_seq": ctl.get(DURABLE_SEQ),
             "md_events": ctl.get(MD_EVENTS),
+            "start_seq": ctl.get(START_SEQ),
             "generations": [ctl.worker(w, WK_GENERATION) for w in range(self.config.workers)],
+            # per worker: the last seq its replica applied
+            "applied": [ctl.worker(w, WK_APPLIED) for w in range(self.config.workers)],
             # per worker, from the engine: commands sequenced, generation last seen
             "sequenced": [ctl.worker(w, WK_SEQUENCED) for w in range(self.config.workers)],
             "seen_generations": [
@@ -286,14 +323,34 @@ class Runtime:
         # after a core process failed the bus may never end: do not wait long for anyone
         timeout = self.config.stop_timeout if self.report.failure is None else 2.0
         workers = [r for r in self._procs if r.startswith("worker")]
-        self._join(workers, timeout)
+        self._join_workers(workers, timeout)
+        self._join(workers, 0.0)  # stragglers: SIGTERM, then SIGKILL
         for w in range(self.config.workers):
             ctl.set_worker(w, WK_ALIVE, 0)
+            self._drop_replica(w)
         self._join(["engine"], timeout)
         self._join(["journal", "market_data"], timeout)
         self._collect()
         self._cleanup()
         return self.report
+
+    def _join_workers(self, roles: list[str], timeout: float) -> None:
+        """Wait for the workers (with replicas they apply the bus to its end, so they
+        exit after the engine); one that is gone is marked dead at once and its slot
+        dropped, so that the engine neither waits for its stream nor for its slot."""
+        ctl = self.ctl
+        assert ctl is not None
+        deadline = time.monotonic() + timeout
+        left = set(roles)
+        while left and time.monotonic() < deadline:
+            for role in sorted(left):
+                if self._procs[role].exitcode is not None:
+                    w = int(role[len("worker") :])
+                    ctl.set_worker(w, WK_ALIVE, 0)
+                    self._drop_replica(w)
+                    left.discard(role)
+            if left:
+                time.sleep(0.01)
 
     def _join(self, roles: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -339,6 +396,7 @@ class Runtime:
             segment.unlink()
         self._segments.clear()
         self.ctl = None
+        self._bus = None
         self._reports.close()
 
     def __enter__(self) -> Runtime:

@@ -12,6 +12,11 @@ not disturbed.
 
 Responses are released only once the journal has made the commands durable
 (``durable_seq``): a client is acknowledged after its command is on disk.
+
+With replicas on, the host first builds the worker's :class:`~derivex.runtime.replica.Replica`
+(catching up from the journal), hands it to the front end as ``ctx.replica``, and once the
+front end has returned and the command stream is ended, applies the bus to its end (so a
+worker process lives until the runtime stops) and reports the replica's final state.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from derivex.ipc import BookReader, RingTimeout, SpscRing
 from derivex.runtime.config import RuntimeConfig, load_callable
 from derivex.runtime.control import DURABLE_SEQ, PROCESSED_SEQ, STOPPING, Control, SegmentNames
 from derivex.runtime.frames import FRAME_DTYPE, MARKER_KIND, FrameAssembler
+from derivex.runtime.replica import Replica
 from derivex.runtime.rings import Idle, child_setup, offer, take
 
 __all__ = ["Response", "WorkerContext", "run_worker"]
@@ -44,7 +50,11 @@ class Response(NamedTuple):
 
 class WorkerContext:
     """What a front end gets: its index and generation, submission, responses, book
-    snapshots and the runtime's state. One thread uses it (not thread-safe)."""
+    snapshots, the runtime's state and, with replicas on, ``replica`` (a
+    :class:`~derivex.runtime.replica.Replica`: the engine state, current to the bus; None
+    otherwise). One thread uses it (not thread-safe). ``submit`` and ``responses`` also
+    read the bus into the replica's memory (``Replica.pump``): a front end must call one of
+    them, or ``replica.poll()``, regularly, or the engine waits once the bus is full."""
 
     def __init__(
         self,
@@ -54,6 +64,7 @@ class WorkerContext:
         responses: SpscRing,
         ctl: Control,
         names: SegmentNames,
+        replica: Replica | None = None,
     ) -> None:
         self.index = index
         self.generation = generation
@@ -64,6 +75,7 @@ class WorkerContext:
         self._assembler = FrameAssembler()
         self._held: deque[Response] = deque()
         self._book: BookReader | None = None
+        self.replica = replica
         self.submitted = 0
         self.stale_frames = 0
 
@@ -71,8 +83,9 @@ class WorkerContext:
     def submit(self, commands: np.ndarray, timeout: float | None = None) -> int:
         """Push command records (``COMMAND_DTYPE``; ``seq``/``ts_ns`` are assigned by the
         sequencer). While the ring is full it keeps collecting responses (the engine
-        stops taking commands from a worker whose responses it cannot deliver), so a
-        front end cannot deadlock with the engine. Raises ``RingTimeout`` after
+        stops taking commands from a worker whose responses it cannot deliver) and reading
+        the bus into the replica (the engine waits for the replica's bus slot when the
+        bus is full), so a front end cannot deadlock with the engine. Raises ``RingTimeout`` after
         ``timeout`` seconds (its ``count``: records pushed). A multi-record command must
         be pushed in one call."""
         if commands.dtype != COMMAND_DTYPE:
@@ -88,6 +101,8 @@ class WorkerContext:
             idle = Idle()
             while done < total:
                 self._receive()
+                if self.replica is not None:
+                    self.replica.pump()
                 idle()
                 moved = offer(ring.ctrl, ring.local, ring.raw, raw, done, total)
                 if moved:
@@ -127,8 +142,11 @@ class WorkerContext:
 
     def responses(self) -> list[Response]:
         """Responses of earlier submissions whose commands are durable, oldest first
-        (never waits). Cost: one ring read plus O(events) copying."""
+        (never waits). Also reads the bus into the replica (without applying it). Cost: one
+        ring read plus O(events) copying."""
         self._receive()
+        if self.replica is not None:
+            self.replica.pump()
         durable = self.durable_seq
         out = []
         while self._held and self._held[0].first_seq + self._held[0].n_commands - 1 <= durable:
@@ -160,9 +178,16 @@ class WorkerContext:
             self._book = BookReader(self._names.book)
         return self._book
 
+    def discard_responses(self) -> None:
+        """Take responses off the ring and drop them (after the front end has returned)."""
+        self._receive()
+        self._held.clear()
+
     def close(self) -> None:
         if self._book is not None:
             self._book.close()
+        if self.replica is not None:
+            self.replica.close()
 
 
 def run_worker(
@@ -182,11 +207,17 @@ def run_worker(
     marker["kind"] = MARKER_KIND
     marker["order_id"] = generation
     commands.push(marker)
-    ctx = WorkerContext(index, generation, commands, responses, ctl, names)
+    replica = Replica(config, names, ctl, index, generation) if config.with_replicas else None
+    ctx = WorkerContext(index, generation, commands, responses, ctl, names, replica)
     front_end = load_callable(config.front_end)
     started = time.monotonic()
     result = front_end(ctx, **config.front_end_options) or {}
     commands.finish()  # the engine sees the end of this worker's stream
+    seconds = time.monotonic() - started
+    if replica is not None:
+        # the engine may still wait to deliver responses to us: keep taking them
+        replica.run_to_end(on_idle=ctx.discard_responses)
+        result = {**result, "replica": replica.report(config.state_hash)}
     reports.put(
         {
             "role": "worker",
@@ -195,7 +226,7 @@ def run_worker(
             "pid": os.getpid(),
             "submitted": ctx.submitted,
             "stale_frames": ctx.stale_frames,
-            "seconds": time.monotonic() - started,
+            "seconds": seconds,
             **result,
         }
     )
