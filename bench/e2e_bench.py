@@ -7,6 +7,8 @@ with the single-process Engine on the same commands as the baseline, in one run.
 - baseline: ``Engine.process`` in this process on the flow in batches of ``--batch``;
 - throughput: one worker replays the flow as fast as the rings take it (batches of
   ``--batch``); commands / (last - first market-data receipt);
+- ``--replicas``: the saturated run once more with the worker keeping a replica of the
+  engine state (it replays every bus frame; results/e2e-replicas.json);
 - latency: per command, ``monotonic_ns`` at the worker's submit (stamped into ``label``)
   to its ACCEPTED/REJECTED event reaching the market-data process; reported for the
   saturated run and for a paced run (``--paced-rate`` commands/s, one per submit).
@@ -102,7 +104,8 @@ def main() -> None:
     parser.add_argument("--paced-commands", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--replicas", action="store_true",
-                        help="the worker keeps a replica of the engine state (replays the bus)")
+                        help="also run saturated with a worker replica of the engine state "
+                             "(the worker replays the bus); writes results/e2e-replicas.json")
     args = parser.parse_args()
     n = 50_000 if args.quick else args.commands
     paced_n = 10_000 if args.quick else args.paced_commands
@@ -119,20 +122,21 @@ def main() -> None:
         "pipeline": "replay worker -> cmd ring -> engine -> bus -> journal (fsync 5 ms) "
         "+ market data; responses -> worker",
         "statistic": "median over runs",
-        "replicas": args.replicas,
     }
     with tempfile.TemporaryDirectory() as tmp:
         flow_path = Path(tmp) / "flow.bin"
         flow.view(np.uint8).tofile(flow_path)
         paced_path = Path(tmp) / "paced.bin"
         flow[:paced_n].view(np.uint8).tofile(paced_path)
-        base, full, paced = [], [], []
+        base, full, paced, replicated = [], [], [], []
         for run in range(args.runs):
             base.append(baseline(setup, flow, config, args.batch))
-            full.append(run_runtime(setup, flow_path, n, config, args.batch, None, f"f{run}",
-                                    args.replicas))
+            full.append(run_runtime(setup, flow_path, n, config, args.batch, None, f"f{run}"))
+            if args.replicas:
+                replicated.append(run_runtime(setup, flow_path, n, config, args.batch, None,
+                                              f"r{run}", replicas=True))
             paced.append(run_runtime(setup, paced_path, paced_n, config, args.batch,
-                                     args.paced_rate, f"p{run}", args.replicas))
+                                     args.paced_rate, f"p{run}"))
             console.print(f"run {run + 1}/{args.runs}: baseline {base[-1] / 1e6:.2f} M/s, "
                           f"e2e {full[-1]['commands_per_s'] / 1e6:.3f} M/s")
 
@@ -153,6 +157,14 @@ def main() -> None:
         "runs": paced,
     }
     results["e2e_vs_single_process"] = e2e / statistics.median(base)
+    if replicated:
+        with_replica = statistics.median(r["commands_per_s"] for r in replicated)
+        results["e2e_saturated_with_replica"] = {
+            "commands_per_s": with_replica,
+            "vs_without": with_replica / e2e,
+            "latency_ns": {q: median_latency(replicated, q) for q in ("p50", "p99", "p99.9")},
+            "runs": replicated,
+        }
     table = Table(title=f"end-to-end runtime ({n:,} commands, median of {args.runs})")
     for column in ("measure", "value"):
         table.add_column(column)
@@ -161,13 +173,18 @@ def main() -> None:
     table.add_row("e2e throughput (worker -> engine -> market data)",
                   f"{e2e / 1e6:.3f} M commands/s")
     table.add_row("e2e / single process", f"{results['e2e_vs_single_process']:.3f}")
+    if replicated:
+        row = results["e2e_saturated_with_replica"]
+        table.add_row("e2e throughput, the worker keeping a replica",
+                      f"{row['commands_per_s'] / 1e6:.3f} M commands/s "
+                      f"({row['vs_without']:.2f} of without)")
     for label, key in (("saturated", "e2e_saturated"), (f"paced {args.paced_rate:,.0f}/s",
                                                          "e2e_paced")):
         lat = results[key]["latency_ns"]
         table.add_row(f"latency p50 / p99 / p99.9, {label}",
                       f"{lat['p50'] / 1e3:.1f} / {lat['p99'] / 1e3:.1f} / "
                       f"{lat['p99.9'] / 1e3:.1f} us")
-    finish(results, table, console, "e2e", args.quick)
+    finish(results, table, console, "e2e-replicas" if args.replicas else "e2e", args.quick)
 
 
 if __name__ == "__main__":

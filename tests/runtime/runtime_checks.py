@@ -13,7 +13,7 @@ import numpy as np
 
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
-from derivex.core.records import CommandKind
+from derivex.core.records import CommandKind, OrderType, TimeInForce, command_array
 from derivex.journal import read
 from derivex.runtime.config import RuntimeConfig
 from derivex.runtime.frontends import setup
@@ -117,3 +117,27 @@ def pid_gone(pid: int) -> bool:
     except OSError:
         return True
     return state in (b"Z", b"X")
+
+
+def flood(ctx, commands: int, batch: int = 64) -> dict:
+    """Front end that only ever calls ``ctx.submit``: never ``responses`` nor
+    ``replica.poll``. With a tiny bus the engine soon waits for this worker's bus slot
+    while the worker waits for room in its command ring; ``submit`` must keep reading
+    the bus (and its responses) for either to get on."""
+    rng = np.random.default_rng([ctx.index, ctx.generation])
+    sent = 0
+    while sent < commands:
+        n = min(batch, commands - sent)
+        orders = command_array(n)
+        side = rng.integers(0, 2, n)
+        orders["kind"] = CommandKind.PLACE_ORDER
+        orders["order_type"] = OrderType.LIMIT
+        orders["tif"] = TimeInForce.GTC
+        orders["side"] = side
+        orders["account"] = rng.integers(3, 11, n)
+        orders["price_ticks"] = (
+            10_000_000 + np.where(side == 0, -1, 1) * rng.integers(1, 40, n) * 50
+        )
+        orders["qty_lots"] = rng.integers(1, 5, n)
+        sent += ctx.submit(orders, timeout=60.0)
+    return {"sent": sent}

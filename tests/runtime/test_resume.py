@@ -6,10 +6,19 @@ gap, and recovering the directory in-process afterwards gives the engine's final
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import runtime_checks as rc
 
-from derivex.journal import open_exchange, read, recover, snapshot, write_snapshot
-from derivex.runtime import Runtime
+from derivex.journal import (
+    Journal,
+    JournalError,
+    open_exchange,
+    read,
+    recover,
+    snapshot,
+    write_snapshot,
+)
+from derivex.runtime import Runtime, RuntimeConfig
 from derivex.runtime.frontends import setup
 
 
@@ -103,3 +112,13 @@ def test_the_runtime_resumes_a_journal_written_by_an_embedded_exchange(tmp_path)
     # the runtime's commands follow the embedded ones in the journal
     seqs = np.concatenate([b.commands["seq"] for b in read(journal)])
     assert np.array_equal(seqs, np.arange(1, report.engine["seq"] + 1))
+
+
+def test_a_journal_of_another_engine_configuration_is_refused_before_anything_starts(tmp_path):
+    journal = tmp_path / "journal"
+    with Journal(journal, fsync="none") as writer:
+        writer.attach(rc.ENGINE)
+    other = RuntimeConfig(name=rc.unique_name("config"), journal_dir=str(journal))
+    with pytest.raises(JournalError, match="different EngineConfig"):
+        Runtime(other).start()
+    assert rc.segments(other.name) == []

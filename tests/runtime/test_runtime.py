@@ -8,6 +8,7 @@ processes load the kernels the test process compiled (``warm_kernels``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -84,12 +85,15 @@ def test_crashed_workers_are_restarted_and_the_engine_keeps_running(tmp_path):
     SIGKILLed from outside; both come back as generation 1 while the engine process runs
     on. Each instance's commands are sequenced in order, the dead instances' stream is a
     prefix of what they pushed, and the state still equals a replay of the journal. The
-    restarted instances' replicas catch up from the journal and end equal to the engine."""
+    restarted instances' replicas catch up from the journal and end equal to the engine;
+    the bus is small, so the engine runs a bus ahead of a dead worker's slot and waits
+    until the successor has taken the slot over."""
     cfg = _config(
         rc.unique_name("crash"),
         tmp_path / "journal",
         workers=2,
         batch=32,
+        bus_ring=512,
         front_end_options={
             "batch_max": 16,
             "pause_probability": 0.05,
@@ -213,3 +217,29 @@ def test_stale_segments_of_a_killed_runtime_are_removed_at_the_next_start(tmp_pa
         assert rt.wait_until(lambda s: s["processed_seq"] >= 400 + len(cfg.setup), 60)
     _assert_clean(rt.report)
     assert rc.segments(name) == []
+
+
+def test_a_worker_that_never_reads_does_not_deadlock_the_engine(tmp_path):
+    """A front end that only submits, into a 32-record command ring, with a 64-record bus
+    and response ring: the engine waits for the worker's bus slot, the worker waits for
+    room in its command ring, and ``submit`` keeps reading the bus and the responses
+    meanwhile. Every command is sequenced and the replica ends equal to the engine."""
+    n = 4000
+    cfg = _config(
+        rc.unique_name("flood"),
+        tmp_path / "journal",
+        workers=1,
+        batch=16,
+        command_ring=32,
+        response_ring=64,
+        bus_ring=64,
+        front_end="runtime_checks:flood",
+        front_end_options={"commands": n},
+    )
+    cfg = dataclasses.replace(cfg, front_end_options={"commands": n})  # no synthetic options
+    with Runtime(cfg) as rt:
+        assert rt.wait_until(lambda s: s["processed_seq"] >= n + len(cfg.setup), 60)
+    report = rt.report
+    _assert_clean(report)
+    assert report.engine["commands"] == [n] and report.workers[0]["sent"] == n
+    _assert_replicas(report, cfg.journal_dir, workers=1)
