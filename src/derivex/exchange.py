@@ -42,6 +42,7 @@ from derivex.core.engine import Engine
 from derivex.core.pools import order_slot_of
 from derivex.core.records import (
     COMMAND_DTYPE,
+    RECORD_BYTES,
     AccountState,
     CommandKind,
     EventKind,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from derivex.journal.writer import Journal
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TIME = int(CommandKind.TIME)  # a plain int: comparing an array to an IntEnum is slow
 ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
 TIME_IN_FORCE = {"gtc": TimeInForce.GTC, "good_til_cancelled": TimeInForce.GTC,
                  "ioc": TimeInForce.IOC, "immediate_or_cancel": TimeInForce.IOC,
@@ -219,8 +221,8 @@ class Exchange:
         events = self.engine.process(commands)
         if self.journal is not None:
             self.journal.observe(events)
-        if (commands.view(np.uint8)[16] == CommandKind.TIME if count == 1
-                else bool(np.any(commands["kind"] == CommandKind.TIME))):
+        if (commands.view(np.uint8)[16] == _TIME if count == 1
+                else _TIME in commands.view(np.uint8)[16::RECORD_BYTES]):
             self._record_funding(events)
         return events
 

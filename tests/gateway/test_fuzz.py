@@ -4,6 +4,7 @@ frame with one JSON-RPC reply and keeps the connection (and itself) up."""
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -118,3 +119,53 @@ def test_http_answers_every_request(server: Server, method: str, query: dict[str
         return
     reply = _check_reply(body)
     assert (status == 200) == ("result" in reply)
+
+
+def test_websocket_data_frames_take_the_inline_path(server: Server) -> None:
+    """With the installed aiohttp, data frames bypass the per-message receive loop
+    (``server.attach_inline``): if its internals change, this fails rather than the gateway
+    silently falling back to the slower path. A frame sent in the same packet as the
+    upgrade request (parsed before the swap) and pipelined frames are all answered in
+    order."""
+    import base64
+    import socket
+
+    from derivex.gateway.server import _InlineQueue
+
+    host, port = server.url.removeprefix("http://").split(":")
+    payloads = [orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "public/test"})
+                for i in range(5)]
+
+    def masked(payload: bytes) -> bytes:
+        return bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload
+
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /ws/api/v2 HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode() + masked(payloads[0]))
+        sock.sendall(b"".join(masked(p) for p in payloads[1:]))
+        data = b""
+        while data.count(b'"version"') < len(payloads):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 101")
+        ids = [orjson.loads(part)["id"]
+               for part in _text_payloads(data[data.index(b"\r\n\r\n") + 4:])]
+        assert ids == list(range(len(payloads)))
+        queues = server.thread.call(lambda: [type(c.ws._reader)
+                                             for c in server.gateway.connections])
+        assert _InlineQueue in queues
+
+
+def _text_payloads(stream: bytes) -> list[bytes]:
+    """Payloads of the unmasked server frames in ``stream`` (short and 16-bit lengths)."""
+    out, at = [], 0
+    while at < len(stream):
+        size, head = stream[at + 1] & 0x7F, 2
+        if size == 126:
+            size, head = int.from_bytes(stream[at + 2:at + 4], "big"), 4
+        out.append(stream[at + head:at + head + size])
+        at += head + size
+    return out

@@ -11,6 +11,8 @@ from decimal import Decimal
 
 import ccxt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from derivex.core.records import Reason
 from derivex.gateway import params as p
@@ -49,6 +51,16 @@ def test_conversions_are_exact_or_rejected() -> None:
     with pytest.raises(RpcError) as error:
         spec.to_lots("0.00005")
     assert error.value.code == 10021
+
+
+@given(st.integers(-10**18, 10**18), st.sampled_from(["0.01", "0.0001", "0.5", "1", "0.00025",
+                                                       "2.5", "0.1", "5"]))
+def test_price_and_amount_floats_equal_the_decimal_products(count: int, unit: str) -> None:
+    # price/amount divide integers (correctly rounded) instead of multiplying decimals:
+    # the float must be the one float(count * unit) gives
+    spec = InstrumentSpec(0, "X", "perpetual", "BTC", Decimal(unit), Decimal(unit))
+    assert spec.price(count) == float(count * Decimal(unit))
+    assert spec.amount(count) == float(count * Decimal(unit))
 
 
 def test_option_names_and_default_chain() -> None:

@@ -58,6 +58,11 @@ class InstrumentSpec:
     taker_fee_ppm: int = 0
     created_ms: int = 0
 
+    def __post_init__(self) -> None:
+        # exact integer ratios of the units, for ``price``/``amount`` (not fields)
+        object.__setattr__(self, "_price_ratio", self.price_unit.as_integer_ratio())
+        object.__setattr__(self, "_lot_ratio", self.lot_size.as_integer_ratio())
+
     @property
     def contract_value_units(self) -> int:
         value = self.price_unit * self.lot_size * UNITS_PER_USDC
@@ -82,10 +87,16 @@ class InstrumentSpec:
                       INVALID_AMOUNT, "invalid_amount")
 
     def price(self, ticks: int) -> float:
-        return _scaled(ticks, self.price_unit)
+        """Engine ticks -> the price as a float: ``float(ticks * price_unit)``, computed as
+        an integer ratio (Python's ``int / int`` is correctly rounded, so the result is the
+        same float, without a decimal multiplication)."""
+        numerator, denominator = self._price_ratio  # type: ignore[attr-defined]
+        return ticks * numerator / denominator
 
     def amount(self, lots: int) -> float:
-        return _scaled(lots, self.lot_size)
+        """Engine lots -> the amount in base currency (as ``price``)."""
+        numerator, denominator = self._lot_ratio  # type: ignore[attr-defined]
+        return lots * numerator / denominator
 
     def value(self, units: int) -> float:
         """Collateral atomic units -> USDC."""
@@ -141,10 +152,6 @@ class InstrumentSpec:
 
 
 @lru_cache(maxsize=4096)
-def _scaled(count: int, unit: Decimal) -> float:
-    return float(count * unit)
-
-
 # typed: ``True`` must not hit the entry of ``1`` (it is rejected, ``1`` is not)
 @lru_cache(maxsize=4096, typed=True)
 def _whole(value: Any, unit: Decimal, param: str, code: int, message: str, inexact: int,
@@ -182,6 +189,8 @@ class Catalog:
     def __init__(self, specs: list[InstrumentSpec] | None = None) -> None:
         self.by_name: dict[str, InstrumentSpec] = {}
         self.by_id: dict[int, InstrumentSpec] = {}
+        # ``shapes.order``'s per-kind templates of the order object
+        self.order_templates: dict[tuple[Any, ...], dict[str, Any]] = {}
         for spec in specs or []:
             self.add(spec)
 

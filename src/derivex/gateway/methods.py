@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from derivex.gateway.venue import Venue
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     """What a handler may use: the venue, the caller's session and, on a WebSocket, its
     connection (for subscriptions)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -39,10 +38,6 @@ MAX_FRAME_BYTES = 64 * 1024
 MAX_BATCH = 4096  # orders per engine call at most (bounds a flush's latency)
 
 
-def _us() -> int:
-    return time.time_ns() // 1000
-
-
 class Dispatcher:
     """Answers requests for one venue. Not thread-safe: the server's loop calls it.
 
@@ -61,7 +56,8 @@ class Dispatcher:
         self.metrics = metrics
         self.gas_base = venue.exchange.engine.config.gas_base
         self.log = logger()
-        self._queued: list[_Queued] = []
+        # (method, context, prepared order, request id, arrival in wall-clock ns)
+        self._queued: list[tuple[Method, Context, Any, Any, int]] = []
         self.max_batch = MAX_BATCH
 
     def _authorize(self, name: str, params: dict[str, Any],
@@ -99,16 +95,17 @@ class Dispatcher:
         placed first."""
         if self._queued:
             self.flush()
-        us_in = _us()
-        started = time.perf_counter()
+        in_ns = time.time_ns()
         try:
             result = self.call(name, params, session, connection, transport)
         except Exception as error:  # every failure becomes an error reply
-            return self._reply(name, request_id, None, error, us_in, started, transport)
-        return self._reply(name, request_id, result, None, us_in, started, transport)
+            return self._reply(name, request_id, None, error, in_ns, transport)
+        return self._reply(name, request_id, result, None, in_ns, transport)
 
     def _reply(self, name: str, request_id: Any, result: Any, error: Exception | None,
-               us_in: int, started: float, transport: str) -> tuple[bytes, bool]:
+               in_ns: int, transport: str, out_ns: int = 0) -> tuple[bytes, bool]:
+        """The reply envelope; ``in_ns``/``out_ns``: wall-clock nanoseconds when the request
+        came in and when it is answered (0: now), Deribit's ``usIn``/``usOut``."""
         code = 0
         if error is None:
             body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": result}
@@ -121,13 +118,15 @@ class Dispatcher:
                            exc_info=error)
             body = {"jsonrpc": "2.0", "id": request_id,
                     "error": {"code": INTERNAL_ERROR, "message": "internal_server_error"}}
-        us_out = _us()
+        if not out_ns:
+            out_ns = time.time_ns()
+        us_in, us_out = in_ns // 1000, out_ns // 1000
         body["usIn"] = us_in
         body["usOut"] = us_out
         body["usDiff"] = us_out - us_in
         body["testnet"] = False
         if self.metrics is not None:
-            self.metrics.request(name, transport, code == 0, time.perf_counter() - started,
+            self.metrics.request(name, transport, code == 0, max(0, out_ns - in_ns) / 1e9,
                                  code)
         return orjson.dumps(body), code == 0
 
@@ -165,8 +164,7 @@ class Dispatcher:
             connection.hold()
             reply, ok = self.handle(name, params, request_id, session, connection, transport)
             return reply, name, ok
-        us_in = _us()
-        started = time.perf_counter()
+        in_ns = time.time_ns()
         try:
             method, session = self._authorize(name, params, session)
             ctx = Context(self.venue, self.auth, session, self.hub, connection, transport)
@@ -174,12 +172,13 @@ class Dispatcher:
         except Exception as error:  # every failure becomes an error reply
             if self._queued:
                 self.flush()
-            reply, ok = self._reply(name, request_id, None, error, us_in, started, transport)
+            reply, ok = self._reply(name, request_id, None, error, in_ns, transport)
             return reply, name, ok
-        if not self._queued:
+        queued = self._queued
+        if not queued:
             asyncio.get_running_loop().call_soon(self.flush)
-        self._queued.append(_Queued(method, ctx, order, request_id, us_in, started))
-        if len(self._queued) >= self.max_batch:
+        queued.append((method, ctx, order, request_id, in_ns))
+        if len(queued) >= self.max_batch:
             self.flush()
         return None
 
@@ -187,36 +186,37 @@ class Dispatcher:
         """Place the queued orders in one engine call and answer each (``reply`` on its
         connection, held while its events are applied so its reply goes out before the
         notifications it caused). Cost: one engine call, O(orders + events)."""
+        queued: list[tuple[Method, Context, Any, Any, int]]
         queued, self._queued = self._queued, []
         if not queued:
             return
         try:
-            results = self.venue.place_many([entry.order for entry in queued])
+            results = self.venue.place_many([entry[2] for entry in queued])
         except Exception as error:  # nothing was applied: all fail alike
-            for entry in queued:
-                entry.ctx.connection.reply(self._reply(
-                    entry.method.name, entry.request_id, None, error, entry.us_in,
-                    entry.started, entry.ctx.transport)[0])
+            for method, ctx, _, request_id, in_ns in queued:
+                ctx.connection.reply(self._reply(method.name, request_id, None, error, in_ns,
+                                                 ctx.transport)[0])
             return
-        for entry in queued:
-            ctx = entry.ctx
-            ctx.connection.hold()
+        out_ns = time.time_ns()  # one answer time for the batch: its replies leave together
+        reply = self._reply
+        for method, ctx, _, request_id, in_ns in queued:
+            connection = ctx.connection
+            connection.hold()
             outcome = next(results)
             try:
                 if isinstance(outcome, RpcError):
                     raise outcome
-                assert entry.method.finish is not None
-                reply = self._reply(entry.method.name, entry.request_id,
-                                    entry.method.finish(ctx, outcome), None, entry.us_in,
-                                    entry.started, ctx.transport)[0]
+                assert method.finish is not None
+                data = reply(method.name, request_id, method.finish(ctx, outcome), None, in_ns,
+                             ctx.transport, out_ns)[0]
             except Exception as error:  # every failure becomes an error reply
-                reply = self._reply(entry.method.name, entry.request_id, None, error,
-                                    entry.us_in, entry.started, ctx.transport)[0]
-            ctx.connection.reply(reply)
+                data = reply(method.name, request_id, None, error, in_ns, ctx.transport,
+                             out_ns)[0]
+            connection.reply(data)
 
     def _error(self, request_id: Any, error: RpcError,
                transport: str) -> tuple[bytes, str, bool]:
-        us = _us()
+        us = time.time_ns() // 1000
         if self.metrics is not None:
             self.metrics.request("invalid", transport, False, 0.0, error.code)
         return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error.to_json(),
@@ -255,13 +255,3 @@ class _BadFrame(Exception):
         super().__init__(error.message)
         self.request_id = request_id
         self.error = error
-
-
-@dataclass(slots=True)
-class _Queued:
-    method: Method
-    ctx: Context
-    order: Any
-    request_id: Any
-    us_in: int
-    started: float

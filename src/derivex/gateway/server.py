@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import WSMsgType, web
+from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from derivex.core import layout as L
@@ -256,32 +257,45 @@ class Gateway:
         conn = Connection(ws, request.transport)
         self.connections.add(conn)
         self.metrics.connections.inc()
-        offer = self.dispatcher.offer
+        inline = attach_inline(ws, request, lambda data: self._on_message(conn, data))
         try:
+            # with ``inline`` the loop only sees control frames (close, errors); data frames
+            # were handled as they were parsed
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    answer = offer(message.data, conn.session, conn, "ws")
-                    if answer is None:
-                        continue  # an order: answered when the tick's batch is placed
-                    reply, method, ok = answer
-                    if (not ok and method == "public/auth" and self.close_on_auth_failure
-                            and _grant(message.data) == "client_signature"):
-                        # ccxt.pro raises inside its receive loop on an error frame and then
-                        # hangs until its ping timeout; a bare close fails it at once
-                        self.log.info("websocket auth failed: closing")
-                        conn.write_pending()
-                        conn.stop()
-                        await ws.close(code=1008, message=b"authentication failed")
-                        break
-                    conn.reply(reply)
+                    self._on_message(conn, message.data)
                 elif message.type == WSMsgType.ERROR:
                     break
+                if conn.closing:
+                    break
         finally:
+            if inline:
+                conn.closing = True  # frames still in flight are not answered
             self.hub.drop(conn)
             conn.stop()
             self.connections.discard(conn)
             self.metrics.connections.dec()
         return ws
+
+    def _on_message(self, conn: Connection, data: bytes | str) -> None:
+        """One JSON-RPC frame of ``conn``: answered now, or queued with the tick's orders."""
+        if conn.closing:
+            return
+        answer = self.dispatcher.offer(data, conn.session, conn, "ws")
+        if answer is None:
+            return  # an order: answered when the tick's batch is placed
+        reply, method, ok = answer
+        if (not ok and method == "public/auth" and self.close_on_auth_failure
+                and _grant(data) == "client_signature"):
+            # ccxt.pro raises inside its receive loop on an error frame and then hangs
+            # until its ping timeout; a bare close fails it at once
+            self.log.info("websocket auth failed: closing")
+            conn.write_pending()
+            conn.stop()
+            conn._closer = asyncio.ensure_future(
+                conn.ws.close(code=1008, message=b"authentication failed"))
+            return
+        conn.reply(reply)
 
     async def _rest(self, request: web.Request) -> web.Response:
         name = f"{request.match_info['scope']}/{request.match_info['name']}"
@@ -337,6 +351,54 @@ class Gateway:
         return _json({"name": "derivex", "api": "/api/v2", "websocket": "/ws/api/v2",
                       "metrics": "/metrics", "instruments": len(self.venue.catalog),
                       "accounts": int(state.counters[L.C_ACCOUNT_HWM])}, 200)
+
+
+class _InlineQueue(WebSocketDataQueue):  # type: ignore[misc, valid-type]
+    """aiohttp's per-connection message queue, except that data frames are handed to
+    ``on_message`` as the parser produces them (inside the protocol's ``data_received``)
+    instead of being queued for ``receive()``. Control frames (close, ping, pong, errors)
+    still go through the queue to the connection's receive loop."""
+
+    def __init__(self, protocol: Any, limit: int, loop: asyncio.AbstractEventLoop,
+                 on_message: Callable[[bytes], None]) -> None:
+        super().__init__(protocol, limit, loop=loop)
+        self.on_message = on_message
+
+    def feed_data(self, data: Any, size: int) -> None:
+        if data[0] in _DATA_TYPES:
+            self.on_message(data[1])
+        else:
+            WebSocketDataQueue.feed_data(self, data, size)
+
+
+_DATA_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)
+
+
+def attach_inline(ws: web.WebSocketResponse, request: web.Request,
+                  on_message: Callable[[bytes], None]) -> bool:
+    """Have ``ws``'s data frames delivered to ``on_message`` synchronously, as they are
+    parsed, instead of through ``async for message in ws``: no future, task switch and
+    ``receive()`` per message (measured: bench/gateway_bench.py). This replaces aiohttp's
+    frame queue and parser of a prepared response (private attributes, present in aiohttp
+    3.10 to 3.14); returns False and changes nothing when they are not as expected, and the
+    receive loop then gets data frames as usual. Frames parsed before the swap (sent with
+    the upgrade request) are handed over in order."""
+    old = getattr(ws, "_reader", None)
+    protocol = getattr(request, "_protocol", None)
+    if (not isinstance(old, WebSocketDataQueue) or type(old) is not WebSocketDataQueue
+            or protocol is None or getattr(protocol, "_payload_parser", None) is None
+            or getattr(ws, "_parser", None) is not protocol._payload_parser):
+        return False
+    queue = _InlineQueue(protocol, old._limit // 2, asyncio.get_running_loop(), on_message)
+    parser = WebSocketReader(queue, HARD_FRAME_LIMIT, compress=False, decode_text=False)
+    pending = list(old._buffer)
+    old._buffer.clear()
+    ws._reader = queue  # type: ignore[assignment]
+    ws._parser = parser  # type: ignore[attr-defined]
+    protocol._payload_parser = parser
+    for message, size in pending:
+        queue.feed_data(message, size)
+    return True
 
 
 def tune_gc(threshold: int = GC_THRESHOLD) -> None:

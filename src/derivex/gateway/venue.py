@@ -18,6 +18,7 @@ import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,6 +47,7 @@ from derivex.gateway.errors import (
     rpc_error_for,
 )
 
+T = TypeVar("T")
 TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
 
 # command bytes 16..63 (see COMMAND_DTYPE): kind, side, order type, tif, flags, (stp, count),
@@ -188,6 +190,7 @@ class Venue:
         self._trade_seq: dict[int, int] = {}
         self._last_price: dict[int, int] = {}
         self._pending = _Pending()
+        self._pendings: dict[tuple[str, str, int, str], _Pending] = {}
         self._buffer = bytearray(RECORD_BYTES)
         self._command = np.frombuffer(self._buffer, dtype=COMMAND_DTYPE)
         self.rebuild_open_orders()
@@ -245,14 +248,21 @@ class Venue:
                  rows: list[list[int]]) -> Iterator[Placed | RpcError]:
         now = self.now_ms()
         start, total = 0, len(rows)
+        pendings = self._pendings
         for seq, order in enumerate(orders, first_seq):
             end = start
             while end < total and rows[end][0] == seq:
                 end += 1
-            update = self._walk(rows[start:end], _Pending(
-                order.order_type, TIF_NAMES[order.time_in_force], order.flags, order.label), now)
+            key = (order.order_type, order.time_in_force, order.flags, order.label)
+            pending = pendings.get(key)
+            if pending is None:
+                pending = _Pending(order.order_type, TIF_NAMES[order.time_in_force],
+                                   order.flags, order.label)
+                if not order.label:  # unlabelled kinds are few: keep them
+                    pendings[key] = pending
+            update = self._walk(rows[start:end], pending, now)
             start = end
-            if update.first_kind != EventKind.ACCEPTED:
+            if update.first_kind != _ACCEPTED:
                 yield rpc_error_for(update.first_reason)
             else:
                 yield self._record(update.first_order), self._own_trades(update,
@@ -381,13 +391,17 @@ class Venue:
         head = rows[0][1]
         update.first_kind, update.first_reason = head & 0xFF, (head >> 32) & 0xFFFF
         update.first_order, update.first_qty = rows[0][3], rows[0][5]
+        orders, changed, accounts, books = self.orders, update.orders, update.accounts, update.books
         for seq, word, ids, order_id, price, qty, fee, remaining in rows:
             kind = word & 0xFF
-            command = (word >> 8) & 0xFF
             account = ids & 0xFFFFFFFF
-            instrument = (ids >> 32) & 0xFFFFFFFF
+            if kind in (_POSITION, _BALANCE):  # the commonest after fills
+                accounts.add(account)
+                continue
+            command = (word >> 8) & 0xFF
+            instrument = ids >> 32
             if kind == _FILLED:
-                record = self.orders.get(order_id)
+                record = orders.get(order_id)
                 if record is not None:
                     record.filled_lots += qty
                     record.traded_value += price * qty
@@ -395,8 +409,8 @@ class Venue:
                     record.updated_ms = now
                     if remaining == 0:
                         self._close(record, "filled", "")
-                    update.orders[order_id] = record
-                update.accounts.add(account)
+                    changed[order_id] = record
+                accounts.add(account)
                 if maker is None:
                     maker = (account, order_id, fee)
                 else:
@@ -405,7 +419,7 @@ class Venue:
                         seq, fill_index, instrument, now, price, qty, (word >> 16) & 0xFF,
                         maker, (account, order_id, fee)))
                     maker = None
-                update.books.add(instrument)
+                books.add(instrument)
             elif kind == _ACCEPTED:
                 if command == _PLACE_ORDER or (
                         command == _MASS_QUOTE and order_id):
@@ -415,7 +429,7 @@ class Venue:
                         pending.time_in_force, bool(flags & _POST_ONLY),
                         bool(flags & _REJECT_POST_ONLY),
                         bool(flags & _REDUCE_ONLY), command == _MASS_QUOTE,
-                        pending.label, price, qty, created_ms=now, updated_ms=now)
+                        pending.label, price, qty, 0, 0, 0, "open", "", now, now)
                     self.orders[order_id] = record
                     update.orders[order_id] = record
                     update.books.add(instrument)
@@ -437,8 +451,6 @@ class Venue:
                     record.replaced = True
                     update.orders[order_id] = record
                 update.books.add(instrument)
-                update.accounts.add(account)
-            elif kind in (_POSITION, _BALANCE):
                 update.accounts.add(account)
             elif kind == _MARK:
                 self.marks[instrument] = price
@@ -463,9 +475,10 @@ class Venue:
                       tick_direction, maker[0], maker[1], maker[2], taker[0], taker[1], taker[2],
                       self.mark_ticks(instrument),
                       self.index_ticks(spec.base) if spec is not None else 0)
-        self.public_trades.setdefault(instrument, deque(maxlen=self._history)).append(trade)
-        for account in {maker[0], taker[0]}:
-            self.user_trades.setdefault(account, deque(maxlen=self._history)).append(trade)
+        _history_of(self.public_trades, instrument, self._history).append(trade)
+        _history_of(self.user_trades, maker[0], self._history).append(trade)
+        if taker[0] != maker[0]:
+            _history_of(self.user_trades, taker[0], self._history).append(trade)
         return trade
 
     def _close(self, record: OrderRecord, state: str, reason: str) -> None:
@@ -473,8 +486,8 @@ class Venue:
         record.cancel_reason = reason
         self.orders.pop(record.order_id, None)
         self.closed[record.order_id] = record
-        self.user_closed.setdefault(record.account, deque(maxlen=1000)).append(record.order_id)
-        while len(self.closed) > self._closed_limit:
+        _history_of(self.user_closed, record.account, 1000).append(record.order_id)
+        if len(self.closed) > self._closed_limit:
             self.closed.popitem(last=False)
 
     def _record(self, order_id: int) -> OrderRecord:
@@ -509,6 +522,15 @@ class Venue:
                     reduce_only=bool(info.flags & OrderFlag.REDUCE_ONLY),
                     quote=bool(info.flags & OrderFlag.QUOTE), price_ticks=info.price_ticks,
                     amount_lots=info.remaining_lots, created_ms=now, updated_ms=now)
+
+
+def _history_of(histories: dict[int, deque[T]], key: int, size: int) -> deque[T]:
+    """``histories[key]``, created as a deque of at most ``size`` entries if missing (not
+    ``setdefault``: that would build a deque on every call)."""
+    history = histories.get(key)
+    if history is None:
+        history = histories[key] = deque(maxlen=size)
+    return history
 
 
 def _cancel_reason(reason: int) -> str:
