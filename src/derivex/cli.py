@@ -268,6 +268,9 @@ def serve(
     "interval",
     log_format: Annotated[str, typer.Option(help="json or console")] = "json",
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    workers: Annotated[int, typer.Option(
+        help="0: one process; N: the multi-process runtime (engine, journal writer, market "
+             "data and N gateway workers sharing the port over shared-memory rings)")] = 0,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -279,31 +282,64 @@ def serve(
     from derivex.gateway import serve as serving
     from derivex.gateway.telemetry import configure_logging
 
-    configure_logging(level=getattr(logging, log_level.upper(), logging.INFO),
-                      json=log_format == "json")
+    level = getattr(logging, log_level.upper(), logging.INFO)
+    configure_logging(level=level, json=log_format == "json")
+    if workers:
+        from derivex.gateway.worker import run_workers
+
+        report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
+                             fsync=fsync, log_level=level, json_logs=log_format == "json",
+                             announce=lambda url, opened: _announce(url, opened, data_dir))
+        typer.echo("derivex stopped: " + json.dumps(_runtime_summary(report)))
+        if report.failure:
+            typer.echo(f"error: {report.failure}", err=True)
+            raise typer.Exit(1)
+        return
     opened = serving.open_venue(data_dir, fsync=fsync, demo=demo)
     for line in opened.report:
         typer.echo(line, err=True)
-
-    def announce(gateway: Any) -> None:
-        url, key, catalog = gateway.url, opened.demo_key, opened.venue.catalog
-        options = len(catalog) - serving.perpetual_count(catalog)
-        typer.echo(f"derivex serving {serving.perpetual_count(catalog)} perpetuals and "
-                   f"{options} options ({data_dir}/)")
-        typer.echo(f"  REST       {url}/api/v2/public/get_instruments")
-        typer.echo(f"  WebSocket  {url.replace('http', 'ws', 1)}/ws/api/v2")
-        typer.echo(f"  metrics    {url}/metrics")
-        typer.echo(f"demo API key (account {key.account}, scopes {','.join(key.scopes)}):")
-        typer.echo(f"  client_id     {key.client_id}")
-        typer.echo(f"  client_secret {key.client_secret}")
-        typer.echo(f"  ccxt.deribit({{'apiKey': '{key.client_id}', 'secret': "
-                   f"'{key.client_secret}', 'urls': {{'api': {{'rest': '{url}'}}}}}})")
-
     try:
-        asyncio.run(serving.run(opened, host, port, announce, demo=demo))
+        asyncio.run(serving.run(opened, host, port,
+                                lambda gateway: _announce(gateway.url, opened, data_dir),
+                                demo=demo))
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
+
+
+def _runtime_summary(report: Any) -> dict[str, Any]:
+    """One line for the operator (and the tests) when the multi-process venue stops: the
+    engine's last seq and state hash, and per gateway worker instance its round trips and
+    its replica's state hash (equal to the engine's when the replica followed exactly)."""
+    engine = report.engine or {}
+    return {
+        "clean": report.clean, "failure": report.failure, "restarts": report.restarts,
+        "engine": {key: engine.get(key) for key in ("seq", "state_hash")},
+        "workers": [{
+            "index": worker.get("index"), "generation": worker.get("generation"),
+            "round_trips": worker.get("round_trips"),
+            "frames_verified": (worker.get("replica") or {}).get("frames_verified"),
+            "state_hash": (worker.get("replica") or {}).get("state_hash"),
+        } for worker in report.workers],
+    }
+
+
+def _announce(url: str, opened: Any, data_dir: Path) -> None:
+    """Print where the venue listens and the demo API key."""
+    from derivex.gateway import serve as serving
+
+    key, catalog = opened.demo_key, opened.venue.catalog
+    options = len(catalog) - serving.perpetual_count(catalog)
+    typer.echo(f"derivex serving {serving.perpetual_count(catalog)} perpetuals and "
+               f"{options} options ({data_dir}/)")
+    typer.echo(f"  REST       {url}/api/v2/public/get_instruments")
+    typer.echo(f"  WebSocket  {url.replace('http', 'ws', 1)}/ws/api/v2")
+    typer.echo(f"  metrics    {url}/metrics")
+    typer.echo(f"demo API key (account {key.account}, scopes {','.join(key.scopes)}):")
+    typer.echo(f"  client_id     {key.client_id}")
+    typer.echo(f"  client_secret {key.client_secret}")
+    typer.echo(f"  ccxt.deribit({{'apiKey': '{key.client_id}', 'secret': "
+               f"'{key.client_secret}', 'urls': {{'api': {{'rest': '{url}'}}}}}})")
 
 
 @app.command()

@@ -207,10 +207,14 @@ class Gateway:
 
     # ---- lifecycle ----
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *,
+                    reuse_port: bool = False) -> str:
+        """Listen on ``host:port``; ``reuse_port``: share the port with other processes
+        (``SO_REUSEPORT``; the gateway workers of ``derivex serve --workers``)."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True,
+                           reuse_port=reuse_port or None)
         await site.start()
         sockets = self._runner.addresses
         bound = sockets[0][1] if sockets else port

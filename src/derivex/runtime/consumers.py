@@ -77,7 +77,10 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
                 journal.append(commands)
             last = first + len(commands) - 1
             frames += 1
-        seen = journal.durable_seq if journal is not None else last
+        # what the fsync policy acknowledges, as the embedded Exchange.submit does:
+        # "batch": fsynced; "interval" and "none": written (in the page cache, so it
+        # survives a crash of any process; "interval" syncs it within interval_ms)
+        seen = journal.durable_seq if journal is not None and config.fsync == "batch" else last
         if seen != durable:
             durable = seen
             ctl.set(DURABLE_SEQ, durable)
