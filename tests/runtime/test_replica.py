@@ -48,7 +48,7 @@ class _Venue:
     """Engine + bus (4 slots: journal, market data, replicas of workers 0 and 1, nobody
     reading the first two: the bus is large enough) + a journal the test appends to."""
 
-    def __init__(self, tmp_path, seed: int = 1) -> None:
+    def __init__(self, tmp_path, seed: int = 1, bus: int = 1 << 14) -> None:
         name = rc.unique_name("replica")
         self.names = SegmentNames(name, 2)
         self.config = RuntimeConfig(
@@ -59,7 +59,7 @@ class _Venue:
             catch_up_timeout=10.0,
         )
         self.ctl = Control.create(self.names.control, 2)
-        self.bus = BroadcastRing.create(self.names.bus, FRAME_DTYPE, 1 << 14, consumers=4)
+        self.bus = BroadcastRing.create(self.names.bus, FRAME_DTYPE, bus, consumers=4)
         self.journal = Journal(self.config.journal_dir, fsync="none")
         self.journal.attach(ENGINE)
         self.exchange = Exchange(ENGINE)  # a view of the venue's engine, for comparisons
@@ -68,11 +68,10 @@ class _Venue:
         self.batches: list[np.ndarray] = []  # sequenced, in order
         self.journaled = 0
 
-    def sequence(self, batches: int, worker: int = 0) -> None:
+    def sequence(self, batches: int, worker: int = 0, size: int | None = None) -> None:
         for _ in range(batches):
-            commands = (
-                setup(ACCOUNTS) if not self.batches else _orders(self.rng, 1 + len(self.batches))
-            )
+            n = size or 1 + len(self.batches)
+            commands = setup(ACCOUNTS) if not self.batches else _orders(self.rng, n)
             self.sequencer.sequence(commands, worker, 0)
             self.batches.append(commands)
 
@@ -202,3 +201,43 @@ def test_the_exchange_view_answers_queries_and_refuses_commands(venue):
         view.place(3, 0, "buy", 1, price_ticks=10_000_000)
     assert replica.state_hash() == truth.state_hash()
     replica.close()
+
+
+def test_a_frame_larger_than_the_bus_is_released_in_pieces_and_a_successor_skips_its_rest(
+    tmp_path,
+):
+    """A 64-record bus and a batch of 80 orders: the engine publishes the frame piecewise,
+    so the replica must release records before the frame is complete. Its successor,
+    taking the slot over in the middle of that frame, drops the rest of it and takes it
+    from the journal."""
+    venue = _Venue(tmp_path, bus=64)
+    try:
+        for slot in (0, 1, 3):  # only worker 0's replica reads this bus
+            venue.bus.drop_consumer(slot)
+        venue.sequence(1)
+        venue.journal_to(1)
+        first = venue.replica()
+        assert first.poll() == []
+        pusher = threading.Thread(target=venue.sequence, args=(1, 0, 80))
+        pusher.start()
+        assert rc.wait_for(lambda: first.pump() == 0 and first._bus._assembler.pending, 10)
+        first.close()  # dies in the middle of the large frame
+        assert venue.ctl.worker(0, WK_BUS_SEQ) == venue.seq_of(1) + 80
+
+        def journal_when_sequenced() -> None:
+            pusher.join()
+            venue.journal_to(2)
+
+        writer = _later(0.0, journal_when_sequenced)
+        second = venue.replica(generation=1)
+        writer.join()
+        assert second.applied_seq == venue.seq_of(2)
+        assert second.journal_commands == 80
+        venue.sequence(1, size=5)
+        applied = second.poll()
+        assert [a.first_seq for a in applied] == [venue.seq_of(2) + 1]
+        assert second.frames_verified == 1
+        assert second.state_hash() == venue.exchange.state_hash()
+        second.close()
+    finally:
+        venue.close()

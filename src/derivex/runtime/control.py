@@ -17,8 +17,8 @@ Control words live one per 128-byte line; each has one writer:
   data (each its own), md_events (market data: events seen);
 * start_seq (supervisor): the last seq of the journal the run resumes from (0: empty);
 * per worker: generation and alive (supervisor); commands sequenced and the generation
-  of the instance that sent them (engine); the replica's applied seq and bus seq (the
-  worker instance; the supervisor sets the bus seq to start_seq at start).
+  of the instance that sent them (engine); the replica's applied seq, bus seq and bus
+  position (the worker instance; the supervisor sets the bus seq to start_seq at start).
 """
 
 from __future__ import annotations
@@ -53,10 +53,19 @@ STARTING, RUNNING, STOPPING = 0, 1, 2
 GLOBAL_LINES = 8
 # per-worker words (in the worker's line): generation and alive are the supervisor's;
 # the engine's: commands sequenced from the worker, and the generation they came from;
-# the worker's replica: the last seq it applied, and the last seq of the bus frames its
-# consumer slot has released (its cursor sits right after that frame; a restarted
-# instance catches up to it from the journal)
-WK_GENERATION, WK_ALIVE, WK_SEQUENCED, WK_SEEN_GENERATION, WK_APPLIED, WK_BUS_SEQ = range(6)
+# the worker's replica: the last seq it applied; the bus position of the next frame
+# boundary at or after its consumer slot's cursor, and the last seq of the frames before
+# that boundary (a restarted instance skips to the boundary and catches up to the seq
+# from the journal)
+(
+    WK_GENERATION,
+    WK_ALIVE,
+    WK_SEQUENCED,
+    WK_SEEN_GENERATION,
+    WK_APPLIED,
+    WK_BUS_SEQ,
+    WK_BUS_POSITION,
+) = range(7)
 
 
 @njit(cache=True, nogil=True)

@@ -172,6 +172,19 @@ class FrameAssembler:
         """Records of an incomplete frame held back."""
         return self._end - self._start
 
+    def partial(self) -> tuple[int, int] | None:
+        """``(records, last seq)`` of the incomplete frame held back (bus frames: its
+        header is its first record, so both are known once anything of it arrived), or
+        None when nothing is held back."""
+        if self._end == self._start:
+            return None
+        head = self._buf[self._start]
+        if int(head["tag"]) != FRAME_TAG:
+            raise CorruptFrame(f"record {self._start} of the read buffer is not a bus frame")
+        n_commands = int(head["n_commands"])
+        size = 1 + n_commands + int(head["n_events"])
+        return size, int(head["first_seq"]) + n_commands - 1
+
     def frames(self):
         buf = self._buf
         while self._end > self._start:

@@ -8,16 +8,17 @@ bus frame, and compares the events it gets with the events the frame carries (a 
 raises :class:`ReplicaDiverged`: the worker dies and is restarted, and catches up again).
 
 Catching up. Worker ``W`` owns bus consumer slot ``2 + W``; the slot outlives the worker
-instance. The replica releases the slot only at frame boundaries and, before each release,
-writes the last seq of the frames released into the worker's control line
-(``WK_BUS_SEQ``). A (re)starting instance therefore knows that everything up to that seq
-has left the ring and everything after its cursor is still in it. It recovers from the
-journal (latest snapshot + replay, as :func:`derivex.journal.recover`), replays the
-journal further up to ``WK_BUS_SEQ`` (waiting for the journal writer if it lags), and
-then applies bus frames, skipping those the journal already covered. A frame that does
-not follow the state (frames released by the dead instance that the journal did not have
-yet at recovery) is preceded by the missing journal batches. Journal batches are the
-engine's batches, so every step lands on a frame boundary.
+instance. Before each release of records the replica writes into the worker's control
+line the bus position of the next frame boundary at or after its new cursor
+(``WK_BUS_POSITION``) and the last seq of the frames before that boundary
+(``WK_BUS_SEQ``). A (re)starting instance therefore knows where the next whole frame
+starts in the ring and that every frame before it is, or will be, in the journal. It
+drops the records up to that boundary, recovers from the journal (latest snapshot +
+replay, as :func:`derivex.journal.recover`), replays the journal further up to
+``WK_BUS_SEQ`` (waiting for the journal writer if it lags), and then applies bus frames,
+skipping those the journal already covered. A frame that does not follow the state is
+preceded by the missing journal batches. Journal batches are the engine's batches, so
+every step lands on a frame boundary.
 
 Reading. ``pump()`` copies every complete frame available on the bus into memory and
 releases it (it never waits), so the engine never waits for a worker that keeps calling
@@ -44,7 +45,13 @@ from derivex.ipc.atomics import atomic_load, atomic_store
 from derivex.ipc.bcast_kernels import B_DONE, C_CURSOR, Q_CURSOR, bcast_try_peek, consumer_base
 from derivex.journal import JournalReader, recover
 from derivex.runtime.config import RuntimeConfig
-from derivex.runtime.control import WK_APPLIED, WK_BUS_SEQ, Control, SegmentNames
+from derivex.runtime.control import (
+    WK_APPLIED,
+    WK_BUS_POSITION,
+    WK_BUS_SEQ,
+    Control,
+    SegmentNames,
+)
 from derivex.runtime.frames import FRAME_DTYPE, FrameAssembler
 
 __all__ = [
@@ -118,9 +125,16 @@ class ReplicaExchange(Exchange):
 
 
 class _BusReader:
-    """Whole frames from one consumer slot of the bus. Reads ahead of the slot's cursor
-    with a private read position and moves the cursor only to frame boundaries, so that a
-    successor attaching the slot finds a frame header at the cursor."""
+    """Whole frames from one consumer slot of the bus.
+
+    Records are released as soon as they are copied: a frame larger than the free part of
+    the ring is published piecewise, so holding the cursor at its start would stop the
+    engine for good. So that a successor taking the slot over can find its place, the
+    reader writes, before each release, the bus position of the next frame boundary at or
+    after the new cursor (``WK_BUS_POSITION``) and the last seq of the frames before that
+    boundary (``WK_BUS_SEQ``), in this order: a successor drops the records up to the
+    boundary and takes their frames from the journal (``start_seq``). Cost of ``read``:
+    O(records) copying, a few control-word stores."""
 
     def __init__(self, consumer: BroadcastConsumer, ctl: Control, worker: int) -> None:
         self.consumer = consumer
@@ -130,27 +144,37 @@ class _BusReader:
         self._cursor_word = consumer_base(consumer.k) + C_CURSOR
         self._raw = consumer.records.view(np.uint8)
         self._assembler = FrameAssembler()
+        cursor = int(self._local[Q_CURSOR])
+        boundary = ctl.worker(worker, WK_BUS_POSITION)
+        if boundary < cursor:
+            raise ReplicaError(f"bus slot cursor {cursor} is past its frame boundary {boundary}")
+        self._skip = boundary - cursor  # the rest of a frame a predecessor had begun
+        #: every frame before the boundary has seqs up to this; the journal has them
+        self.start_seq = self._seq = ctl.worker(worker, WK_BUS_SEQ)
         self.ended = False
         self.records = 0
 
     def read(self, out: deque[_Frame]) -> int:
-        """Append every complete frame available to ``out`` (copies), release them; never
-        waits. Returns the number of frames read. Cost: O(records) copying."""
+        """Append every complete frame available to ``out`` (copies), release what was
+        read; never waits. Returns the number of frames read."""
         if self.ended:
             return 0
         ctrl, local, assembler = self.consumer.ctrl, self._local, self._assembler
         done = atomic_load(ctrl, B_DONE) != 0  # before the reads: nothing after it is lost
-        frames = 0
-        last_seq = -1
+        frames = moved = 0
         while True:
             space = assembler.space()
-            slot, n = bcast_try_peek(ctrl, local, len(space))
+            slot, n = bcast_try_peek(ctrl, local, self._skip or len(space))
             if n < 0:
                 raise ReplicaError(f"bus consumer slot {self.consumer.k} is no longer active")
             if n == 0:
                 break
-            space.view(np.uint8)[: n * 64] = self._raw[slot * 64 : (slot + n) * 64]
             local[Q_CURSOR] += n
+            moved += n
+            if self._skip:
+                self._skip -= n
+                continue
+            space.view(np.uint8)[: n * 64] = self._raw[slot * 64 : (slot + n) * 64]
             self.records += n
             assembler.commit(n)
             for head, commands, events in assembler.frames():
@@ -164,15 +188,20 @@ class _BusReader:
                         events.view(np.uint8).copy().view(EVENT_DTYPE),
                     )
                 )
-                last_seq = out[-1].first_seq + len(commands) - 1
+                self._seq = out[-1].first_seq + len(commands) - 1
                 frames += 1
-        if frames:
-            # the seq first: a successor must never find the cursor past frames it thinks
-            # are still in the ring
-            self._ctl.set_worker(self._worker, WK_BUS_SEQ, last_seq)
-            atomic_store(ctrl, self._cursor_word, int(local[Q_CURSOR]) - assembler.pending)
+        if moved:
+            position = int(local[Q_CURSOR])
+            if not self._skip:  # else the boundary and seq written before still hold
+                partial = assembler.partial()
+                boundary, seq = position, self._seq
+                if partial is not None:
+                    boundary, seq = position - assembler.pending + partial[0], partial[1]
+                self._ctl.set_worker(self._worker, WK_BUS_SEQ, seq)
+                self._ctl.set_worker(self._worker, WK_BUS_POSITION, boundary)
+            atomic_store(ctrl, self._cursor_word, position)
         if done:  # and the loop above found nothing more
-            if assembler.pending:
+            if assembler.pending or self._skip:
                 raise ReplicaError("the bus ended inside a frame")
             self.ended = True
         return frames
@@ -215,8 +244,9 @@ class Replica:
         self.frames_verified = self.frames_skipped = self.journal_commands = 0
         consumer = BroadcastConsumer.attach(names.bus, replica_slot(index), FRAME_DTYPE)
         self._bus = _BusReader(consumer, ctl, index)
-        # everything up to this seq has left our slot; everything after its cursor is in it
-        target = ctl.worker(index, WK_BUS_SEQ)
+        # the frames up to this seq have left our slot (or will be dropped from it); the
+        # frames after it are still there
+        target = self._bus.start_seq
         self.pump()
         recovered = recover(self._directory, config=config.engine, roots=False)
         self.engine = recovered.engine
