@@ -1,8 +1,9 @@
 """Batched order entry: a tick's orders placed with one engine call answer exactly as the
 same frames handled one by one (replies, order records, trades, engine state), in arrival
 order per connection with each reply before the notifications it caused; the shortcut of
-``prepare_place`` agrees with the full parameter checks; WebSocket frames are encoded per
-RFC 6455."""
+``prepare_place`` agrees with the full parameter checks, and its memoised conversions with
+the checked ones; order and trade objects equal plain field-by-field builds; WebSocket
+frames are encoded per RFC 6455."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from derivex.core.config import EngineConfig
 from derivex.core.records import Side
 from derivex.exchange import Exchange
-from derivex.gateway import KeyStore, Venue
+from derivex.gateway import KeyStore, Venue, shapes
 from derivex.gateway.auth import Authenticator, Session
 from derivex.gateway.errors import RpcError
 from derivex.gateway.listing import list_all, perpetual
@@ -161,3 +162,102 @@ def test_text_frames() -> None:
     assert text_frames([b"a" * 126]) == b"\x81\x7e\x00\x7e" + b"a" * 126
     assert text_frames([b"a" * 65536])[:10] == b"\x81\x7f" + (65536).to_bytes(8, "big")
     assert text_frames([]) == b""
+
+
+# ---- the order path's shortcuts against plain builds ----
+
+def _plain_order(record: Any, spec: Any) -> dict[str, Any]:
+    """Deribit's order object built field by field (what ``shapes.order``'s template
+    copy and inlined conversions must equal)."""
+    data = {
+        "order_id": str(record.order_id), "instrument_name": spec.name,
+        "direction": "buy" if record.side == Side.BUY else "sell",
+        "order_type": record.order_type, "order_state": record.state,
+        "amount": spec.amount(record.amount_lots),
+        "filled_amount": spec.amount(record.filled_lots),
+        "price": (spec.price(record.price_ticks) if record.order_type != "market"
+                  else "market_price"),
+        "average_price": (spec.price(1) * (record.traded_value / record.filled_lots)
+                          if record.filled_lots else 0.0),
+        "creation_timestamp": record.created_ms,
+        "last_update_timestamp": record.updated_ms,
+        "time_in_force": record.time_in_force, "post_only": record.post_only,
+        "reject_post_only": record.reject_post_only, "reduce_only": record.reduce_only,
+        "label": record.label, "commission": record.fee_units / 1_000_000,
+        "max_show": spec.amount(record.amount_lots), "api": True, "web": False,
+        "is_liquidation": False, "replaced": record.replaced, "quote": record.quote,
+        "mmp": False, "risk_reducing": False}
+    if record.cancel_reason:
+        data["cancel_reason"] = record.cancel_reason
+    return data
+
+
+def _plain_user_trade(trade: Any, account: int, venue: Venue) -> dict[str, Any]:
+    """``public_trade`` updated with the account's side of it (the one-literal
+    ``shapes.user_trade`` must equal it)."""
+    spec = venue.catalog.by_id[trade.instrument]
+    taker = trade.taker_account == account
+    order_id = trade.taker_order if taker else trade.maker_order
+    record = venue.orders.get(order_id) or venue.closed.get(order_id)
+    data = shapes.public_trade(trade, spec)
+    data.update(
+        direction="buy" if (trade.direction if taker else Side(1 - trade.direction)) == Side.BUY
+        else "sell",
+        order_id=str(order_id),
+        order_type=record.order_type if record is not None else "limit",
+        liquidity="T" if taker else "M",
+        fee=(trade.taker_fee_units if taker else trade.maker_fee_units) / 1_000_000,
+        fee_currency="USDC", state=record.state if record is not None else "filled",
+        self_trade=False, reduce_only=record.reduce_only if record is not None else False,
+        post_only=record.post_only if record is not None else False,
+        label=record.label if record is not None else "", matching_id=None, api=True)
+    return data
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_order_and_trade_objects_equal_plain_builds(seed: int) -> None:
+    batched, sessions = _dispatcher()
+    connections = [FakeConnection(session) for session in sessions]
+
+    async def feed() -> None:
+        for k, (who, frame) in enumerate(_frames(seed, 400)):
+            answer = batched.offer(frame, sessions[who], connections[who], "ws")
+            if answer is not None:
+                connections[who].reply(answer[0])
+            if k % 7 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(feed())
+    venue = batched.venue
+    records = [*venue.orders.values(), *venue.closed.values()]
+    assert len(records) > 100 and any(r.filled_lots for r in records)
+    assert any(r.label for r in records) and any(r.cancel_reason for r in records)
+    for record in records:
+        spec = venue.catalog.by_id[record.instrument]
+        for _ in range(2):  # the template found, then the record's own
+            assert orjson.dumps(shapes.order(record, venue.catalog)) == orjson.dumps(
+                _plain_order(record, spec))
+    trades = [t for history in venue.user_trades.values() for t in history]
+    assert trades
+    for trade in trades:
+        for account in (trade.maker_account, trade.taker_account):
+            assert orjson.dumps(shapes.user_trade(trade, account, venue)) == orjson.dumps(
+                _plain_user_trade(trade, account, venue))
+
+
+@pytest.mark.parametrize("value", ["60000", "60000.5", "60000.005", 60000, 60000.0, 0.1,
+                                   "0.01", "0.00005", 1, "1", "x", "nan", "-1", "1e3", -0.0])
+def test_plain_conversions_equal_the_checked_ones(value: Any) -> None:
+    spec = list_all(Exchange(EngineConfig(risk_checks=False)),
+                    [perpetual("BTC")]).get(INSTRUMENT)
+
+    def outcome(convert: Any) -> Any:
+        try:
+            return convert(value)
+        except RpcError as error:
+            return error.to_json()
+
+    for _ in range(2):  # computed, then memoised
+        assert outcome(spec.plain_ticks) == outcome(spec.to_ticks)
+        assert outcome(spec.plain_lots) == outcome(spec.to_lots)

@@ -235,9 +235,17 @@ class Hub:
     # ---- publish ----
 
     def on_update(self, update: Update) -> None:
-        self._dirty_books |= update.books
-        self._dirty_tickers |= update.books | update.marks
+        """Mark what the 100 ms publication must look at and publish the raw channels.
+        Without any subscription this is three set updates (it runs once per order)."""
+        books = update.books
+        if books:
+            self._dirty_books |= books
+            self._dirty_tickers |= books
+        if update.marks:
+            self._dirty_tickers |= update.marks
         self._dirty_accounts |= update.accounts
+        if not (self.books or self.channels or self.user):
+            return
         venue = self.venue
         if update.books:
             for feed in self.books.values():

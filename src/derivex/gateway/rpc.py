@@ -59,12 +59,20 @@ class Dispatcher:
         # (method, context, prepared order, request id, arrival in wall-clock ns)
         self._queued: list[tuple[Method, Context, Any, Any, int]] = []
         self.max_batch = MAX_BATCH
+        # the queued orders' contexts by connection (a connection's orders of one batch
+        # share one); emptied by ``flush``
+        self._contexts: dict[Any, Context] = {}
 
     def _authorize(self, name: str, params: dict[str, Any],
                    session: Session) -> tuple[Method, Session]:
         method = METHODS.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": name[:64]})
+        return method, self._check(method, params, session)
+
+    def _check(self, method: Method, params: dict[str, Any], session: Session) -> Session:
+        """Scope and rate limit of a call of ``method``; returns the session it runs as
+        (an ``access_token`` parameter authenticates a public one). Raises ``RpcError``."""
         if method.scope is not None:
             if session.key is None:
                 token = params.get("access_token")
@@ -80,7 +88,7 @@ class Dispatcher:
             cost = self.gas_base if method.cost == ENGINE else method.cost
             if not self.limiter.allow(session.key.client_id, cost):
                 raise RpcError(TOO_MANY_REQUESTS, "too_many_requests")
-        return method, session
+        return session
 
     def call(self, name: str, params: dict[str, Any], session: Session, connection: Any = None,
              transport: str = "http") -> Any:
@@ -166,12 +174,16 @@ class Dispatcher:
             return reply, name, ok
         in_ns = time.time_ns()
         try:
-            method, session = self._authorize(name, params, session)
-            ctx = Context(self.venue, self.auth, session, self.hub, connection, transport)
+            session = self._check(method, params, session)
+            ctx = self._contexts.get(connection)  # type: ignore[assignment]
+            if ctx is None or ctx.session is not session or ctx.transport != transport:
+                ctx = self._contexts[connection] = Context(self.venue, self.auth, session,
+                                                           self.hub, connection, transport)
             order = method.prepare(ctx, params)
         except Exception as error:  # every failure becomes an error reply
             if self._queued:
                 self.flush()
+            self._contexts.clear()  # (flush empties it too) no context outlives its batch
             reply, ok = self._reply(name, request_id, None, error, in_ns, transport)
             return reply, name, ok
         queued = self._queued
@@ -185,11 +197,13 @@ class Dispatcher:
     def flush(self) -> None:
         """Place the queued orders in one engine call and answer each (``reply`` on its
         connection, held while its events are applied so its reply goes out before the
-        notifications it caused). Cost: one engine call, O(orders + events)."""
+        notifications it caused). Cost: one engine call, O(orders + events); a success's
+        envelope is ``_reply``'s as one dict literal."""
         queued: list[tuple[Method, Context, Any, Any, int]]
         queued, self._queued = self._queued, []
         if not queued:
             return
+        self._contexts.clear()
         try:
             results = self.venue.place_many([entry[2] for entry in queued])
         except Exception as error:  # nothing was applied: all fail alike
@@ -198,7 +212,8 @@ class Dispatcher:
                                                  ctx.transport)[0])
             return
         out_ns = time.time_ns()  # one answer time for the batch: its replies leave together
-        reply = self._reply
+        us_out = out_ns // 1000
+        metrics, dumps = self.metrics, orjson.dumps
         for method, ctx, _, request_id, in_ns in queued:
             connection = ctx.connection
             connection.hold()
@@ -207,11 +222,18 @@ class Dispatcher:
                 if isinstance(outcome, RpcError):
                     raise outcome
                 assert method.finish is not None
-                data = reply(method.name, request_id, method.finish(ctx, outcome), None, in_ns,
-                             ctx.transport, out_ns)[0]
+                result = method.finish(ctx, outcome)
+                us_in = in_ns // 1000
+                # ``_reply``'s success envelope, same keys in the same order
+                data = dumps({"jsonrpc": "2.0", "id": request_id, "result": result,
+                              "usIn": us_in, "usOut": us_out, "usDiff": us_out - us_in,
+                              "testnet": False})
+                if metrics is not None:
+                    metrics.request(method.name, ctx.transport, True,
+                                    max(0, out_ns - in_ns) / 1e9)
             except Exception as error:  # every failure becomes an error reply
-                data = reply(method.name, request_id, None, error, in_ns, ctx.transport,
-                             out_ns)[0]
+                data = self._reply(method.name, request_id, None, error, in_ns, ctx.transport,
+                                   out_ns)[0]
             connection.reply(data)
 
     def _error(self, request_id: Any, error: RpcError,
@@ -231,23 +253,28 @@ def _parse(data: str | bytes) -> tuple[Any, str, dict[str, Any]]:
         message = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise _BadFrame(None, RpcError(PARSE_ERROR, "Parse error")) from None
-    if not isinstance(message, dict):
+    # orjson builds exact types (no subclasses): ``type(...) is`` checks suffice, and a
+    # bool id is refused because ``bool`` is not ``int`` here
+    if type(message) is not dict:
         raise _BadFrame(None, RpcError(INVALID_REQUEST, "Invalid Request",
                                        {"reason": "not an object"}))
     request_id = message.get("id")
-    if not isinstance(request_id, int | str | type(None)) or isinstance(request_id, bool):
+    if type(request_id) not in _ID_TYPES:
         raise _BadFrame(None, RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "bad id"}))
     name = message.get("method")
-    if not isinstance(name, str):
+    if type(name) is not str:
         raise _BadFrame(request_id, RpcError(INVALID_REQUEST, "Invalid Request",
                                              {"reason": "method missing"}))
-    params = message.get("params", {})
-    if params is None:
+    params = message.get("params")
+    if params is None:  # missing or null
         params = {}
-    if not isinstance(params, dict):
+    elif type(params) is not dict:
         raise _BadFrame(request_id, RpcError(-32602, "Invalid params",
                                              {"reason": "params must be an object"}))
     return request_id, name, params
+
+
+_ID_TYPES = frozenset({int, str, type(None)})
 
 
 class _BadFrame(Exception):

@@ -122,8 +122,41 @@ def order_book(venue: Venue, spec: InstrumentSpec, depth: int) -> dict[str, Any]
 def order(record: OrderRecord, catalog: Catalog) -> dict[str, Any]:
     """Deribit's order object. The fields fixed by the order's kind (instrument, direction,
     type, time in force, flags) come from a template per kind, copied, and the rest are
-    set on the copy (same keys, same order; a fraction of building all 26)."""
+    set on the copy (same keys, same order; a fraction of building all 26). The record
+    keeps its template once it is shared (``OrderRecord.template``). Prices and amounts
+    are ``spec.price`` / ``spec.amount`` inlined (integer ratios, the same floats)."""
     spec = catalog.by_id[record.instrument]
+    template = record.template
+    if template is None:
+        template = _order_template(record, spec, catalog)
+    data = template.copy()
+    price_num, price_den = spec._price_ratio  # type: ignore[attr-defined]
+    lot_num, lot_den = spec._lot_ratio  # type: ignore[attr-defined]
+    filled = record.filled_lots
+    amount = record.amount_lots * lot_num / lot_den
+    data["order_id"] = str(record.order_id)
+    data["order_state"] = record.state
+    data["amount"] = amount
+    data["filled_amount"] = filled * lot_num / lot_den
+    if record.order_type != "market":
+        data["price"] = record.price_ticks * price_num / price_den
+    if filled:
+        data["average_price"] = price_num / price_den * (record.traded_value / filled)
+    data["creation_timestamp"] = record.created_ms
+    data["last_update_timestamp"] = record.updated_ms
+    data["commission"] = record.fee_units / UNITS_PER_USDC
+    data["max_show"] = amount
+    data["replaced"] = record.replaced
+    if record.cancel_reason:
+        data["cancel_reason"] = record.cancel_reason
+    return data
+
+
+def _order_template(record: OrderRecord, spec: InstrumentSpec,
+                    catalog: Catalog) -> dict[str, Any]:
+    """The order object's fields fixed by ``record``'s kind, the others as placeholders
+    (in Deribit's key order); shared through ``catalog.order_templates`` (and then
+    ``record.template``) while there are fewer than ``ORDER_TEMPLATES`` kinds."""
     key = (record.instrument, record.side, record.order_type, record.time_in_force,
            record.post_only, record.reject_post_only, record.reduce_only, record.quote,
            record.label)
@@ -156,27 +189,11 @@ def order(record: OrderRecord, catalog: Catalog) -> dict[str, Any]:
             "mmp": False,
             "risk_reducing": False,
         }
-        if len(catalog.order_templates) < ORDER_TEMPLATES:
-            catalog.order_templates[key] = template
-    data = template.copy()
-    filled = record.filled_lots
-    amount = spec.amount(record.amount_lots)
-    data["order_id"] = str(record.order_id)
-    data["order_state"] = record.state
-    data["amount"] = amount
-    data["filled_amount"] = spec.amount(filled)
-    if record.order_type != "market":
-        data["price"] = spec.price(record.price_ticks)
-    if filled:
-        data["average_price"] = spec.price(1) * (record.traded_value / filled)
-    data["creation_timestamp"] = record.created_ms
-    data["last_update_timestamp"] = record.updated_ms
-    data["commission"] = record.fee_units / UNITS_PER_USDC
-    data["max_show"] = amount
-    data["replaced"] = record.replaced
-    if record.cancel_reason:
-        data["cancel_reason"] = record.cancel_reason
-    return data
+        if len(catalog.order_templates) >= ORDER_TEMPLATES:
+            return template  # not shared: the record does not keep it either
+        catalog.order_templates[key] = template
+    record.template = template
+    return template
 
 
 ORDER_TEMPLATES = 4096  # order kinds kept per catalog (labels make kinds unbounded)
@@ -198,28 +215,40 @@ def public_trade(trade: Trade, spec: InstrumentSpec) -> dict[str, Any]:
 
 
 def user_trade(trade: Trade, account: int, venue: Venue) -> dict[str, Any]:
+    """A trade as one of its two sides sees it: ``public_trade``'s fields (``direction``
+    the account's own side) and then the order's, in one literal."""
     spec = venue.catalog.by_id[trade.instrument]
     taker = trade.taker_account == account
     order_id = trade.taker_order if taker else trade.maker_order
     record = venue.orders.get(order_id) or venue.closed.get(order_id)
-    side = trade.direction if taker else Side(1 - trade.direction)
-    data = public_trade(trade, spec)
-    data.update(
-        direction=side_name(side),
-        order_id=str(order_id),
-        order_type=record.order_type if record is not None else "limit",
-        liquidity="T" if taker else "M",
-        fee=(trade.taker_fee_units if taker else trade.maker_fee_units) / UNITS_PER_USDC,
-        fee_currency=COLLATERAL,
-        state=record.state if record is not None else "filled",
-        self_trade=False,
-        reduce_only=record.reduce_only if record is not None else False,
-        post_only=record.post_only if record is not None else False,
-        label=record.label if record is not None else "",
-        matching_id=None,
-        api=True,
-    )
-    return data
+    side = trade.direction if taker else 1 - trade.direction
+    return {
+        "trade_id": trade.trade_id,
+        "trade_seq": trade.trade_seq,
+        "instrument_name": spec.name,
+        "timestamp": trade.timestamp_ms,
+        "price": spec.price(trade.price_ticks),
+        "amount": spec.amount(trade.qty_lots),
+        "direction": "buy" if side == _BUY else "sell",
+        "tick_direction": trade.tick_direction,
+        "mark_price": spec.price(trade.mark_ticks),
+        "index_price": spec.price(trade.index_ticks),
+        "order_id": str(order_id),
+        "order_type": record.order_type if record is not None else "limit",
+        "liquidity": "T" if taker else "M",
+        "fee": (trade.taker_fee_units if taker else trade.maker_fee_units) / UNITS_PER_USDC,
+        "fee_currency": COLLATERAL,
+        "state": record.state if record is not None else "filled",
+        "self_trade": False,
+        "reduce_only": record.reduce_only if record is not None else False,
+        "post_only": record.post_only if record is not None else False,
+        "label": record.label if record is not None else "",
+        "matching_id": None,
+        "api": True,
+    }
+
+
+_BUY = int(Side.BUY)
 
 
 def position(venue: Venue, spec: InstrumentSpec, qty_lots: int,

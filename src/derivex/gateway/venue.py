@@ -18,7 +18,7 @@ import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -68,6 +68,8 @@ _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_Q
 _POST_ONLY, _REJECT_POST_ONLY = int(OrderFlag.POST_ONLY), int(OrderFlag.REJECT_POST_ONLY)
 _REDUCE_ONLY = int(OrderFlag.REDUCE_ONLY)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
+_ORDER_TYPE_CODES = {name: int(kind) for name, kind in ORDER_TYPES.items()}
+_TIF_CODES = {name: int(tif) for name, tif in TIME_IN_FORCE.items()}
 
 
 @dataclass(slots=True)
@@ -93,6 +95,9 @@ class OrderRecord:
     created_ms: int = 0
     updated_ms: int = 0
     replaced: bool = False
+    # ``shapes.order``'s template for this record's kind (its fields fixed at creation),
+    # kept once found: building the template key costs more than the rest of a look-up
+    template: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def remaining_lots(self) -> int:
@@ -121,19 +126,35 @@ class Trade:
     index_ticks: int = 0
 
 
-@dataclass(slots=True)
 class Update:
-    """What one command changed, for listeners."""
+    """What one command changed, for listeners: ``orders`` (id -> record, changed),
+    ``trades``, ``books`` / ``accounts`` / ``marks`` touched (instrument or account ids),
+    and the command's first event (``first_kind`` ACCEPTED / REJECTED, its reason, order
+    id and quantity). A plain slotted class: one is built per order placed, and literal
+    containers are cheaper than a dataclass's ``default_factory`` calls."""
 
-    orders: dict[int, OrderRecord] = field(default_factory=dict)
-    trades: list[Trade] = field(default_factory=list)
-    books: set[int] = field(default_factory=set)
-    accounts: set[int] = field(default_factory=set)
-    marks: set[int] = field(default_factory=set)
-    first_kind: int = 0  # the first event (ACCEPTED / REJECTED of the command)
-    first_reason: int = 0
-    first_order: int = 0
-    first_qty: int = 0
+    __slots__ = (
+        "accounts",
+        "books",
+        "first_kind",
+        "first_order",
+        "first_qty",
+        "first_reason",
+        "marks",
+        "orders",
+        "trades",
+    )
+
+    def __init__(self) -> None:
+        self.orders: dict[int, OrderRecord] = {}
+        self.trades: list[Trade] = []
+        self.books: set[int] = set()
+        self.accounts: set[int] = set()
+        self.marks: set[int] = set()
+        self.first_kind = 0
+        self.first_reason = 0
+        self.first_order = 0
+        self.first_qty = 0
 
 
 Placed = tuple[OrderRecord, list[Trade]]
@@ -165,6 +186,15 @@ class _Pending:
     time_in_force: str = "good_til_cancelled"
     flags: int = 0
     label: str = ""
+    # the flags as the record's booleans (computed once, not per order)
+    post_only: bool = field(init=False, default=False)
+    reject_post_only: bool = field(init=False, default=False)
+    reduce_only: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.post_only = bool(self.flags & _POST_ONLY)
+        self.reject_post_only = bool(self.flags & _REJECT_POST_ONLY)
+        self.reduce_only = bool(self.flags & _REDUCE_ONLY)
 
 
 class Venue:
@@ -235,10 +265,11 @@ class Venue:
         size = RECORD_BYTES
         buffer = bytearray(size * len(orders))
         pack = _PLACE.pack_into
+        types, tifs = _ORDER_TYPE_CODES, _TIF_CODES  # plain ints: packing an enum costs more
         for i, order in enumerate(orders):
-            pack(buffer, size * i + 16, CommandKind.PLACE_ORDER, order.side,
-                 ORDER_TYPES[order.order_type], TIME_IN_FORCE[order.time_in_force], order.flags,
-                 order.account, order.instrument, order.price_ticks, order.qty_lots, 0)
+            pack(buffer, size * i + 16, _PLACE_ORDER, order.side, types[order.order_type],
+                 tifs[order.time_in_force], order.flags, order.account, order.instrument,
+                 order.price_ticks, order.qty_lots, 0)
         commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE)
         events = self.exchange.submit(commands)
         return self._results(orders, int(commands.view(np.int64)[0]),
@@ -249,6 +280,10 @@ class Venue:
         now = self.now_ms()
         start, total = 0, len(rows)
         pendings = self._pendings
+        # a batch of orders emits no MARK / INDEX events: every trade of it reads the
+        # same post-batch mark and index (the walk runs after the engine call)
+        prices: dict[int, tuple[int, int]] = {}
+        walk, record_of = self._walk, self._record
         for seq, order in enumerate(orders, first_seq):
             end = start
             while end < total and rows[end][0] == seq:
@@ -260,13 +295,14 @@ class Venue:
                                    order.flags, order.label)
                 if not order.label:  # unlabelled kinds are few: keep them
                     pendings[key] = pending
-            update = self._walk(rows[start:end], pending, now)
+            update = walk(rows[start:end], pending, now, prices)
             start = end
             if update.first_kind != _ACCEPTED:
                 yield rpc_error_for(update.first_reason)
             else:
-                yield self._record(update.first_order), self._own_trades(update,
-                                                                         update.first_order)
+                order_id = update.first_order
+                yield record_of(order_id), (self._own_trades(update, order_id)
+                                            if update.trades else [])
 
     def edit(self, account: int, order_id: int, amount_lots: int,
              price_ticks: int | None) -> tuple[OrderRecord, list[Trade]]:
@@ -382,7 +418,11 @@ class Venue:
         return self._walk(events.view(np.int64).reshape(-1, 8).tolist(), self._pending,
                           self.now_ms())
 
-    def _walk(self, rows: list[list[int]], pending: _Pending, now: int) -> Update:
+    def _walk(self, rows: list[list[int]], pending: _Pending, now: int,
+              prices: dict[int, tuple[int, int]] | None = None) -> Update:
+        """Apply one command's (or batch's) event rows; ``prices``: a cache of the trades'
+        (mark, index) per instrument, for walks during which neither can change (None:
+        read for every trade)."""
         update = Update()
         if not rows:
             return update
@@ -417,18 +457,16 @@ class Venue:
                     fill_index += 1
                     update.trades.append(self._trade(
                         seq, fill_index, instrument, now, price, qty, (word >> 16) & 0xFF,
-                        maker, (account, order_id, fee)))
+                        maker, (account, order_id, fee), prices))
                     maker = None
                 books.add(instrument)
             elif kind == _ACCEPTED:
                 if command == _PLACE_ORDER or (
                         command == _MASS_QUOTE and order_id):
-                    flags = pending.flags
                     record = OrderRecord(
                         order_id, account, instrument, (word >> 16) & 0xFF, pending.order_type,
-                        pending.time_in_force, bool(flags & _POST_ONLY),
-                        bool(flags & _REJECT_POST_ONLY),
-                        bool(flags & _REDUCE_ONLY), command == _MASS_QUOTE,
+                        pending.time_in_force, pending.post_only, pending.reject_post_only,
+                        pending.reduce_only, command == _MASS_QUOTE,
                         pending.label, price, qty, 0, 0, 0, "open", "", now, now)
                     self.orders[order_id] = record
                     update.orders[order_id] = record
@@ -464,31 +502,47 @@ class Venue:
         return update
 
     def _trade(self, seq: int, index: int, instrument: int, now: int, price: int, qty: int,
-               side: int, maker: tuple[int, int, int], taker: tuple[int, int, int]) -> Trade:
+               side: int, maker: tuple[int, int, int], taker: tuple[int, int, int],
+               prices: dict[int, tuple[int, int]] | None) -> Trade:
         trade_seq = self._trade_seq.get(instrument, 0) + 1
         self._trade_seq[instrument] = trade_seq
         last = self._last_price.get(instrument, price)
         tick_direction = 0 if price > last else 2 if price < last else 1
         self._last_price[instrument] = price
-        spec = self.catalog.by_id.get(instrument)
+        marks = prices.get(instrument) if prices is not None else None
+        if marks is None:
+            spec = self.catalog.by_id.get(instrument)
+            marks = (self.mark_ticks(instrument),
+                     self.index_ticks(spec.base) if spec is not None else 0)
+            if prices is not None:
+                prices[instrument] = marks
         trade = Trade(f"{seq}-{index}", trade_seq, instrument, now, price, qty, side,
                       tick_direction, maker[0], maker[1], maker[2], taker[0], taker[1], taker[2],
-                      self.mark_ticks(instrument),
-                      self.index_ticks(spec.base) if spec is not None else 0)
-        _history_of(self.public_trades, instrument, self._history).append(trade)
-        _history_of(self.user_trades, maker[0], self._history).append(trade)
+                      marks[0], marks[1])
+        size = self._history
+        for histories, key in ((self.public_trades, instrument),
+                               (self.user_trades, maker[0])):
+            history = histories.get(key)
+            if history is None:
+                history = histories[key] = deque(maxlen=size)
+            history.append(trade)
         if taker[0] != maker[0]:
-            _history_of(self.user_trades, taker[0], self._history).append(trade)
+            _history_of(self.user_trades, taker[0], size).append(trade)
         return trade
 
     def _close(self, record: OrderRecord, state: str, reason: str) -> None:
         record.state = state
         record.cancel_reason = reason
-        self.orders.pop(record.order_id, None)
-        self.closed[record.order_id] = record
-        _history_of(self.user_closed, record.account, 1000).append(record.order_id)
-        if len(self.closed) > self._closed_limit:
-            self.closed.popitem(last=False)
+        order_id = record.order_id
+        self.orders.pop(order_id, None)
+        closed = self.closed
+        closed[order_id] = record
+        history = self.user_closed.get(record.account)
+        if history is None:
+            history = self.user_closed[record.account] = deque(maxlen=1000)
+        history.append(order_id)
+        if len(closed) > self._closed_limit:
+            closed.popitem(last=False)
 
     def _record(self, order_id: int) -> OrderRecord:
         record = self.orders.get(order_id) or self.closed.get(order_id)
