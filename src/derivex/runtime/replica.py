@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from derivex.core import layout as L
+from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
 from derivex.exchange import Exchange
@@ -117,7 +118,9 @@ class ReplicaExchange(Exchange):
     journaled): refer to instruments by id."""
 
     def __init__(self, engine: Engine) -> None:
-        super().__init__(engine.config)
+        # Exchange builds an engine of its own: a default-sized one (about 1 MB) rather
+        # than a second copy of the venue's pools, replaced at once
+        super().__init__(EngineConfig())
         self.engine = engine
 
     def submit(self, commands: np.ndarray) -> np.ndarray:
