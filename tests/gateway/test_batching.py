@@ -19,6 +19,7 @@ from derivex.core.records import Side
 from derivex.exchange import Exchange
 from derivex.gateway import KeyStore, Venue, shapes
 from derivex.gateway.auth import Authenticator, Session
+from derivex.gateway.channels import Hub
 from derivex.gateway.errors import RpcError
 from derivex.gateway.listing import list_all, perpetual
 from derivex.gateway.methods import Context
@@ -261,3 +262,54 @@ def test_plain_conversions_equal_the_checked_ones(value: Any) -> None:
     for _ in range(2):  # computed, then memoised
         assert outcome(spec.plain_ticks) == outcome(spec.to_ticks)
         assert outcome(spec.plain_lots) == outcome(spec.to_lots)
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_merged_batch_updates_equal_the_per_order_ones(seed: int) -> None:
+    # a listener that may take merged updates sees, per batch, the union of what one that
+    # may not sees order by order; change ids, hub and venue state come out the same
+    seen: list[dict[str, Any]] = []
+    for mergeable in (False, True):
+        dispatcher, sessions = _dispatcher()
+        venue = dispatcher.venue
+        hub = Hub(venue)
+        updates: list[Any] = []
+        calls = [0]
+
+        def record(update: Any, updates: list[Any] = updates, calls: list[int] = calls) -> None:
+            calls[0] += 1
+            updates.append((set(update.books), set(update.accounts), set(update.marks),
+                            [t.trade_id for t in update.trades], set(update.orders)))
+
+        venue.listeners.append(record)
+        if mergeable:
+            venue.mergeable[record] = lambda: True
+        connections = [FakeConnection(session) for session in sessions]
+
+        async def feed(connections: list[FakeConnection] = connections,
+                       dispatcher: Dispatcher = dispatcher,
+                       sessions: list[Session] = sessions) -> None:
+            for k, (who, frame) in enumerate(_frames(seed, 300)):
+                answer = dispatcher.offer(frame, sessions[who], connections[who], "ws")
+                if answer is not None:
+                    connections[who].reply(answer[0])
+                if k % 9 == 0:
+                    await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+        asyncio.run(feed())
+        seen.append({
+            "books": set().union(*(u[0] for u in updates)),
+            "accounts": set().union(*(u[1] for u in updates)),
+            "trades": [i for u in updates for i in u[3]],
+            "orders": set().union(*(u[4] for u in updates)),
+            "change_ids": dict(venue.change_ids), "calls": calls[0],
+            "dirty": (hub._dirty_books, hub._dirty_tickers, hub._dirty_accounts),
+            "replies": [[_clean(f) for f in c.frames] for c in connections],
+            "state": venue.exchange.engine.state_hash(),
+            "closed": {i: (r.state, r.filled_lots) for i, r in venue.closed.items()}})
+    per_order, merged = seen
+    assert per_order["trades"] and merged["calls"] < per_order["calls"]
+    for key in ("books", "accounts", "trades", "orders", "change_ids", "dirty", "replies",
+                "state", "closed"):
+        assert merged[key] == per_order[key], key

@@ -83,6 +83,7 @@ class Hub:
         self._dirty_accounts: set[int] = set()
         self._on_publish = on_publish or (lambda count: None)
         venue.listeners.append(self.on_update)
+        venue.mergeable[self.on_update] = self.quiet
 
     # ---- subscribe ----
 
@@ -229,6 +230,11 @@ class Hub:
             if not channels:
                 del self.user[account]
 
+    def quiet(self) -> bool:
+        """No subscription at all: ``on_update`` then only unions the touched sets, so it
+        may be told of many commands at once (``Venue.mergeable``)."""
+        return not (self.books or self.channels or self.user)
+
     def subscription_count(self) -> int:
         return sum(len(names) for names in self.by_connection.values())
 
@@ -244,7 +250,7 @@ class Hub:
         if update.marks:
             self._dirty_tickers |= update.marks
         self._dirty_accounts |= update.accounts
-        if not (self.books or self.channels or self.user):
+        if self.quiet():
             return
         venue = self.venue
         if update.books:

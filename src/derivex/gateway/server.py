@@ -187,6 +187,7 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self.url = ""
         venue.listeners.append(self._count_trades)
+        venue.mergeable[self._count_trades] = lambda: True  # a sum: batches may merge
         self.app = web.Application(client_max_size=MAX_FRAME_BYTES)
         self.app.router.add_route("GET", "/ws/api/v2", self._websocket)
         self.app.router.add_route("GET", "/ws/api/v2/", self._websocket)
