@@ -1,5 +1,5 @@
 """Gateway parts on their own: the reason table, unit conversions, signatures, keys, rate
-limits, parameter readers."""
+limits, parameter readers, batched request metrics."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from derivex.gateway.errors import REASON_ERRORS, RpcError, rpc_error_for
 from derivex.gateway.keys import KeyStore, parse_scopes
 from derivex.gateway.listing import default_specs, expiries
 from derivex.gateway.ratelimit import RateLimiter
+from derivex.gateway.telemetry import LATENCY_BUCKETS_NS, Metrics
 
 NOW_MS = 1_795_000_000_000
 
@@ -166,3 +167,20 @@ def test_parameter_readers() -> None:
     with pytest.raises(RpcError) as error:
         p.order_id({"order_id": "abc"})
     assert error.value.code == 10004
+
+
+def test_batch_metrics_equal_one_request_at_a_time() -> None:
+    # every latency near every bucket bound: the integer-nanosecond bisection of a batch
+    # lands in the bucket of the float-second one, and the counts and sums agree
+    out_ns = 1_795_000_000_000_000_000
+    waits = sorted({max(0, bound + step) for bound in LATENCY_BUCKETS_NS
+                    for step in (-2, -1, 0, 1, 2)} | {0, 7, 10**10})
+    started = [out_ns - wait for wait in waits] + [out_ns + 5]  # a clock step back: 0
+    methods = ["private/buy", "private/sell", "no/such"] * len(started)
+    one, batch = Metrics(), Metrics()
+    for method, start in zip(methods, started, strict=False):
+        one.request(method, "ws", True, max(0, out_ns - start) / 1e9)
+    batch.answered("ws", methods[:len(started)], started, out_ns)
+    assert batch._stats.counts == one._stats.counts
+    assert batch._stats.latency == one._stats.latency
+    assert sum(one._stats.latency["ws"][0]) == len(started)

@@ -7,6 +7,7 @@ passes, and request parameters are never logged.
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 from bisect import bisect_left
@@ -70,6 +71,10 @@ def logger(name: str = "derivex.gateway") -> Any:
 
 
 LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.25, 1.0)
+#: the bounds in whole nanoseconds: for n >= 0 ns, ``bisect_left(LATENCY_BUCKETS_NS, n)`` is
+#: ``bisect_left(LATENCY_BUCKETS, n / 1e9)`` (each bound is the float nearest its ns / 1e9,
+#: and floats near them are far closer together than 1e-9)
+LATENCY_BUCKETS_NS = tuple(round(bound * 1e9) for bound in LATENCY_BUCKETS)
 
 
 class _RequestStats:
@@ -81,7 +86,9 @@ class _RequestStats:
         self.trades = trades
         self.counts: dict[tuple[str, str, str], int] = {}
         self.errors: dict[int, int] = {}
-        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+        # transport -> (count per bucket, [total nanoseconds]): an integer sum, exact in
+        # any order of addition
+        self.latency: dict[str, tuple[list[int], list[int]]] = {}
 
     def collect(self) -> Any:
         requests = CounterMetricFamily("derivex_gateway_requests", "JSON-RPC requests answered",
@@ -97,7 +104,7 @@ class _RequestStats:
             for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
                 cumulative += count
                 buckets.append((floatToGoString(bound), cumulative))
-            latency.add_metric([transport], buckets, total[0])
+            latency.add_metric([transport], buckets, total[0] / 1e9)
         yield latency
         errors = CounterMetricFamily("derivex_gateway_errors", "error replies by code",
                                      labels=["code"])
@@ -109,7 +116,8 @@ class _RequestStats:
 
 class Metrics:
     """The gateway's Prometheus metrics. Observing a request costs two dictionary
-    look-ups, a bisection over the latency buckets and three integer additions."""
+    look-ups, a bisection over the latency buckets and three integer additions (a batch
+    answered together: ``answered``)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -131,13 +139,35 @@ class Metrics:
         key = (method if method in METHODS else "unknown", transport, "ok" if ok else "error")
         counts = stats.counts
         counts[key] = counts.get(key, 0) + 1
-        latency = stats.latency.get(transport)
-        if latency is None:
-            latency = stats.latency[transport] = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
-        latency[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        latency[1][0] += seconds
+        buckets, total = self._latency(transport)
+        buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        total[0] += round(seconds * 1e9)
         if not ok:
             stats.errors[code] = stats.errors.get(code, 0) + 1
+
+    def answered(self, transport: str, methods: list[str], started_ns: list[int],
+                 out_ns: int) -> None:
+        """``request(methods[i], transport, True, (out_ns - started_ns[i]) / 1e9)`` for a
+        batch of successes answered together at ``out_ns`` (wall-clock ns). Cost: a C-level
+        count of the methods, then one bisection and one addition per request (``request``
+        costs ~0.4 us each)."""
+        counts = self._stats.counts
+        for method, count in collections.Counter(methods).items():
+            key = (method if method in METHODS else "unknown", transport, "ok")
+            counts[key] = counts.get(key, 0) + count
+        buckets, total = self._latency(transport)
+        spent = 0
+        for started in started_ns:
+            nanoseconds = out_ns - started if out_ns > started else 0
+            buckets[bisect_left(LATENCY_BUCKETS_NS, nanoseconds)] += 1
+            spent += nanoseconds
+        total[0] += spent
+
+    def _latency(self, transport: str) -> tuple[list[int], list[int]]:
+        latency = self._stats.latency.get(transport)
+        if latency is None:
+            latency = self._stats.latency[transport] = ([0] * (len(LATENCY_BUCKETS) + 1), [0])
+        return latency
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
