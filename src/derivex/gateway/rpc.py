@@ -197,7 +197,8 @@ class Dispatcher:
     def flush(self) -> None:
         """Place the queued orders in one engine call and answer each (``reply`` on its
         connection, held while its events are applied so its reply goes out before the
-        notifications it caused). Cost: one engine call, O(orders + events); a success's
+        notifications it caused; not held when the venue merges the batch's updates, as
+        nothing is then notified per order). Cost: one engine call, O(orders + events); a success's
         envelope is ``_reply``'s as one dict literal, and the successes' metrics are one
         ``Metrics.answered``."""
         queued: list[tuple[Method, Context, Any, Any, int]]
@@ -205,6 +206,8 @@ class Dispatcher:
         if not queued:
             return
         self._contexts.clear()
+        # merged listener updates notify nobody during the batch: no reply to hold back
+        hold = not self.venue.merges_batches()
         try:
             results = self.venue.place_many([entry[2] for entry in queued])
         except Exception as error:  # nothing was applied: all fail alike
@@ -221,7 +224,8 @@ class Dispatcher:
         started: list[int] = []
         for method, ctx, _, request_id, in_ns in queued:
             connection = ctx.connection
-            connection.hold()
+            if hold:
+                connection.hold()
             outcome = next(results)
             try:
                 if isinstance(outcome, RpcError):

@@ -18,7 +18,7 @@ import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +47,6 @@ from derivex.gateway.errors import (
     rpc_error_for,
 )
 
-T = TypeVar("T")
 TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
 
 # command bytes 16..63 (see COMMAND_DTYPE): kind, side, order type, tif, flags, (stp, count),
@@ -264,8 +263,9 @@ class Venue:
         trades, or the mapped ``RpcError`` of a reject. An order's events are applied (and
         the listeners notified) when its result is taken, so a caller can answer an order
         before the notifications it caused; the caller must exhaust the iterator. When
-        every listener is ``mergeable`` at the first result (no subscriber wants each
-        order's notifications), they are told once, as the last result is taken, with one
+        every listener is ``mergeable`` at the call (``merges_batches``: no subscriber
+        wants each order's notifications), they are told once, as the last result is
+        taken, with one
         ``Update`` merging the batch's: its ``orders`` (each changed record once), all
         ``trades`` in order, the union of the touched sets (``first_*``: the last order's).
         That saves an ``Update`` and the listener calls per order. The
@@ -280,19 +280,20 @@ class Venue:
                  tifs[order.time_in_force], order.flags, order.account, order.instrument,
                  order.price_ticks, order.qty_lots, 0)
         commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE)
+        merge = self.merges_batches()
         events = self.exchange.submit(commands)
         return self._results(orders, int(commands.view(np.int64)[0]),
-                             events.view(np.int64).reshape(-1, 8).tolist())
+                             events.view(np.int64).reshape(-1, 8).tolist(), merge)
 
-    def _results(self, orders: list[PlaceOrder], first_seq: int,
-                 rows: list[list[int]]) -> Iterator[Placed | RpcError]:
+    def _results(self, orders: list[PlaceOrder], first_seq: int, rows: list[list[int]],
+                 merge: bool) -> Iterator[Placed | RpcError]:
         now = self.now_ms()
         start, total = 0, len(rows)
         pendings = self._pendings
         # a batch of orders emits no MARK / INDEX events: every trade of it reads the
         # same post-batch mark and index (the walk runs after the engine call)
         prices: dict[int, tuple[int, int]] = {}
-        merged = Update() if self._mergeable() else None
+        merged = Update() if merge else None
         last = first_seq + len(orders) - 1
         walk, record_of = self._walk, self._record
         for seq, order in enumerate(orders, first_seq):
@@ -323,8 +324,10 @@ class Venue:
                 order_id = update.first_order
                 yield record_of(order_id), (_own_trades(trades, order_id) if trades else [])
 
-    def _mergeable(self) -> bool:
-        """Whether every listener may take a batch's updates merged (see ``place_many``)."""
+    def merges_batches(self) -> bool:
+        """Whether every listener may, now, take a batch's updates merged: what
+        ``place_many`` decides when it is called (no listener is then told anything
+        before the batch's last result is taken)."""
         mergeable = self.mergeable
         for listener in self.listeners:
             allowed = mergeable.get(listener)
@@ -470,7 +473,6 @@ class Venue:
             if kind in (_POSITION, _BALANCE):  # the commonest after fills
                 accounts.add(account)
                 continue
-            command = (word >> 8) & 0xFF
             instrument = ids >> 32
             if kind == _FILLED:
                 record = orders.get(order_id)
@@ -489,10 +491,11 @@ class Venue:
                     fill_index += 1
                     update.trades.append(self._trade(
                         seq, fill_index, instrument, now, price, qty, (word >> 16) & 0xFF,
-                        maker, (account, order_id, fee), prices))
+                        maker, account, order_id, fee, prices))
                     maker = None
                 books.add(instrument)
             elif kind == _ACCEPTED:
+                command = (word >> 8) & 0xFF
                 if command == _PLACE_ORDER or (
                         command == _MASS_QUOTE and order_id):
                     record = OrderRecord(
@@ -537,8 +540,10 @@ class Venue:
         return update
 
     def _trade(self, seq: int, index: int, instrument: int, now: int, price: int, qty: int,
-               side: int, maker: tuple[int, int, int], taker: tuple[int, int, int],
-               prices: dict[int, tuple[int, int]] | None) -> Trade:
+               side: int, maker: tuple[int, int, int], taker_account: int, taker_order: int,
+               taker_fee: int, prices: dict[int, tuple[int, int]] | None) -> Trade:
+        """Record the trade of a maker fill (``maker``: account, order, fee) and the taker
+        fill after it: sequence, tick direction, the public and both accounts' histories."""
         trade_seq = self._trade_seq.get(instrument, 0) + 1
         self._trade_seq[instrument] = trade_seq
         last = self._last_price.get(instrument, price)
@@ -551,18 +556,25 @@ class Venue:
                      self.index_ticks(spec.base) if spec is not None else 0)
             if prices is not None:
                 prices[instrument] = marks
+        maker_account = maker[0]
         trade = Trade(f"{seq}-{index}", trade_seq, instrument, now, price, qty, side,
-                      tick_direction, maker[0], maker[1], maker[2], taker[0], taker[1], taker[2],
-                      marks[0], marks[1])
+                      tick_direction, maker_account, maker[1], maker[2], taker_account,
+                      taker_order, taker_fee, marks[0], marks[1])
         size = self._history
-        for histories, key in ((self.public_trades, instrument),
-                               (self.user_trades, maker[0])):
-            history = histories.get(key)
+        history = self.public_trades.get(instrument)
+        if history is None:
+            history = self.public_trades[instrument] = deque(maxlen=size)
+        history.append(trade)
+        users = self.user_trades
+        history = users.get(maker_account)
+        if history is None:
+            history = users[maker_account] = deque(maxlen=size)
+        history.append(trade)
+        if taker_account != maker_account:
+            history = users.get(taker_account)
             if history is None:
-                history = histories[key] = deque(maxlen=size)
+                history = users[taker_account] = deque(maxlen=size)
             history.append(trade)
-        if taker[0] != maker[0]:
-            _history_of(self.user_trades, taker[0], size).append(trade)
         return trade
 
     def _close(self, record: OrderRecord, state: str, reason: str) -> None:
@@ -611,15 +623,6 @@ class Venue:
                     reduce_only=bool(info.flags & OrderFlag.REDUCE_ONLY),
                     quote=bool(info.flags & OrderFlag.QUOTE), price_ticks=info.price_ticks,
                     amount_lots=info.remaining_lots, created_ms=now, updated_ms=now)
-
-
-def _history_of(histories: dict[int, deque[T]], key: int, size: int) -> deque[T]:
-    """``histories[key]``, created as a deque of at most ``size`` entries if missing (not
-    ``setdefault``: that would build a deque on every call)."""
-    history = histories.get(key)
-    if history is None:
-        history = histories[key] = deque(maxlen=size)
-    return history
 
 
 def _own_trades(trades: list[Trade], order_id: int) -> list[Trade]:
