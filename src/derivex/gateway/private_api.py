@@ -39,10 +39,10 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
         get = params.get
         name, amount, price, order_type = (get("instrument_name"), get("amount"),
                                            get("price"), get("type", "limit"))
-        if (type(name) is str and len(name) <= p.MAX_TEXT and _plain_number(amount)
+        spec = ctx.venue.catalog.by_name.get(name) if type(name) is str else None
+        if (spec is not None and _plain_number(amount)
                 and (order_type == "market"
                      or (order_type == "limit" and _plain_number(price)))):
-            spec = ctx.venue.catalog.get(name)
             lots = spec.plain_lots(amount)
             ticks = spec.plain_ticks(price) if order_type == "limit" else 0
             return PlaceOrder(ctx.session.account, spec.instrument, side, lots, ticks,

@@ -41,7 +41,9 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = [self.capacity, now]
-        tokens = min(self.capacity, bucket[0] + (now - bucket[1]) * self.refill_per_s)
+        tokens = bucket[0] + (now - bucket[1]) * self.refill_per_s
+        if tokens > self.capacity:  # (not ``min``: a builtin call per request)
+            tokens = self.capacity
         bucket[1] = now
         if tokens < cost:
             bucket[0] = tokens
