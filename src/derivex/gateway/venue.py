@@ -139,6 +139,7 @@ class Update:
         "first_order",
         "first_qty",
         "first_reason",
+        "last_placed",
         "marks",
         "orders",
         "trades",
@@ -154,6 +155,7 @@ class Update:
         self.first_reason = 0
         self.first_order = 0
         self.first_qty = 0
+        self.last_placed: OrderRecord | None = None  # the record the last ACCEPTED made
 
 
 Placed = tuple[OrderRecord, list[Trade]]
@@ -326,7 +328,10 @@ class Venue:
                 yield rpc_error_for(update.first_reason)
             else:
                 order_id = update.first_order
-                yield record_of(order_id), (_own_trades(trades, order_id) if trades else [])
+                record = update.last_placed  # (a place command accepts one order: its own)
+                if record is None or record.order_id != order_id:
+                    record = record_of(order_id)
+                yield record, (_own_trades(trades, order_id) if trades else [])
 
     def merges_batches(self) -> bool:
         """Whether every listener may, now, take a batch's updates merged: what
@@ -470,6 +475,7 @@ class Venue:
         head = rows[0][1]
         update.first_kind, update.first_reason = head & 0xFF, (head >> 32) & 0xFFFF
         update.first_order, update.first_qty = rows[0][3], rows[0][5]
+        update.last_placed = None
         orders, changed, accounts = self.orders, update.orders, update.accounts
         for seq, word, ids, order_id, price, qty, fee, remaining in rows:
             kind = word & 0xFF
@@ -509,6 +515,7 @@ class Venue:
                         pending.label, price, qty, 0, 0, 0, "open", "", now, now)
                     self.orders[order_id] = record
                     update.orders[order_id] = record
+                    update.last_placed = record
                     books.add(instrument)
                     update.accounts.add(account)
             elif kind in (_CANCELLED, _EXPIRED):
