@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import inspect
 import struct
@@ -87,6 +88,9 @@ class Connection:
         held, self._held = self._held, None
         if self.closing:
             return
+        if held is None and self._scheduled and len(self.outbox) < MAX_QUEUED_FRAMES:
+            self.outbox.append(data)  # ``_queue``'s common case: a write is already due
+            return
         self._queue(data)
         for frame in held or ():
             self._queue(frame)
@@ -147,19 +151,21 @@ def text_frames(payloads: list[bytes]) -> bytes:
     b'\\x81\\x02hi\\x81\\x00'
     """
     parts: list[bytes] = []
+    headers = _HEADERS
     for payload in payloads:
         size = len(payload)
-        if size < 126:
-            parts.append(_SHORT[size])
-        elif size < 65536:
-            parts.append(_MEDIUM.pack(0x81, 126, size))
-        else:
-            parts.append(_LONG.pack(0x81, 127, size))
+        header = headers.get(size)
+        if header is None:
+            header = (bytes((0x81, size)) if size < 126 else _MEDIUM.pack(0x81, 126, size)
+                      if size < 65536 else _LONG.pack(0x81, 127, size))
+            if size < 65536:
+                headers[size] = header
+        parts.append(header)
         parts.append(payload)
     return b"".join(parts)
 
 
-_SHORT = [bytes((0x81, size)) for size in range(126)]
+_HEADERS: dict[int, bytes] = {}  # frame header by payload size (below 64 KiB), as met
 _MEDIUM = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 
@@ -262,7 +268,8 @@ class Gateway:
         conn = Connection(ws, request.transport)
         self.connections.add(conn)
         self.metrics.connections.inc()
-        inline = attach_inline(ws, request, lambda data: self._on_message(conn, data))
+        # (a partial, not a lambda: no Python frame per message)
+        inline = attach_inline(ws, request, functools.partial(self._on_message, conn))
         try:
             # with ``inline`` the loop only sees control frames (close, errors); data frames
             # were handled as they were parsed
