@@ -313,3 +313,19 @@ def test_merged_batch_updates_equal_the_per_order_ones(seed: int) -> None:
     for key in ("books", "accounts", "trades", "orders", "change_ids", "dirty", "replies",
                 "state", "closed"):
         assert merged[key] == per_order[key], key
+
+
+def test_closed_orders_keep_the_latest_in_closing_order() -> None:
+    exchange = Exchange(EngineConfig(risk_checks=False), clock=lambda: NOW_NS)
+    venue = Venue(exchange, list_all(exchange, [perpetual("BTC")]), closed_orders=5)
+    spec = venue.catalog.get(INSTRUMENT)
+    accounts = [exchange.create_account() for _ in range(2)]
+    for account in accounts:
+        exchange.deposit(account, 10**13)
+    closing: list[int] = []
+    for k in range(12):  # a resting sell, then a buy filling it: both close, maker first
+        sell, _ = venue.place(accounts[0], spec, "sell", 100, 6_000_000)
+        buy, _ = venue.place(accounts[1], spec, "buy", 100, 6_000_000)
+        closing += [sell.order_id, buy.order_id]
+        assert list(venue.closed) == closing[-5:], k
+    assert all(record.state == "filled" for record in venue.closed.values())

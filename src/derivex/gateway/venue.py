@@ -594,9 +594,10 @@ class Venue:
         order_id = record.order_id
         self.orders.pop(order_id, None)
         closed = self.closed
-        if order_id not in closed:
-            self._closed_queue.append(order_id)
+        count = len(closed)
         closed[order_id] = record
+        if len(closed) != count:  # a new key (one hash probe, not two)
+            self._closed_queue.append(order_id)
         history = self.user_closed.get(record.account)
         if history is None:
             history = self.user_closed[record.account] = deque(maxlen=1000)
