@@ -184,3 +184,8 @@ def test_batch_metrics_equal_one_request_at_a_time() -> None:
     assert batch._stats.counts == one._stats.counts
     assert batch._stats.latency == one._stats.latency
     assert sum(one._stats.latency["ws"][0]) == len(started)
+    single, plain = Metrics(), Metrics()
+    single.answered("ws", ["private/buy"], [out_ns - 123_456], out_ns)
+    plain.request("private/buy", "ws", True, 123_456 / 1e9)
+    assert single._stats.counts == plain._stats.counts
+    assert single._stats.latency == plain._stats.latency
