@@ -338,10 +338,13 @@ class Venue:
         ``place_many`` decides when it is called (no listener is then told anything
         before the batch's last result is taken)."""
         mergeable = self.mergeable
-        for listener in self.listeners:
-            allowed = mergeable.get(listener)
-            if allowed is None or not allowed():
-                return False
+        try:
+            for listener in self.listeners:
+                allowed = mergeable.get(listener)
+                if allowed is None or not allowed():
+                    return False
+        except TypeError:  # an unhashable callable: not registered, so not mergeable
+            return False
         return True
 
     def edit(self, account: int, order_id: int, amount_lots: int,
