@@ -8,9 +8,11 @@ frames are encoded per RFC 6455."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -329,3 +331,55 @@ def test_closed_orders_keep_the_latest_in_closing_order() -> None:
         closing += [sell.order_id, buy.order_id]
         assert list(venue.closed) == closing[-5:], k
     assert all(record.state == "filled" for record in venue.closed.values())
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_frames_of_another_worker_give_the_same_records(seed: int) -> None:
+    """``Venue.apply_frame`` (a gateway worker walking a batch sequenced by another one)
+    builds the records the submitting venue built: type, time in force and flags come
+    from the command records; only the label stays with the submitter."""
+    exchange = Exchange(EngineConfig(risk_checks=False), clock=lambda: NOW_NS)
+    venue = Venue(exchange, list_all(exchange, [perpetual("BTC")]))
+    mirror_exchange = Exchange(EngineConfig(risk_checks=False), clock=lambda: NOW_NS)
+    mirror = Venue(mirror_exchange, list_all(mirror_exchange, [perpetual("BTC")]))
+    accounts = []
+    for _ in range(3):
+        accounts.append(exchange.create_account())
+        exchange.deposit(accounts[-1], 10**13)
+        mirror_exchange.create_account()
+        mirror_exchange.deposit(accounts[-1], 10**13)
+    frames: list[tuple[np.ndarray, np.ndarray]] = []
+    submit = exchange.submit
+
+    def recording(commands: np.ndarray) -> np.ndarray:
+        events = submit(commands)
+        frames.append((commands.copy(), events.copy()))
+        return events
+
+    exchange.submit = recording  # type: ignore[method-assign]
+    spec = venue.catalog.get(INSTRUMENT)
+    rng = random.Random(seed)
+    for k in range(300):
+        kind = rng.choice(["limit", "limit", "market"])
+        with contextlib.suppress(RpcError):  # rejects (post-only crossing, FOK) are fine
+            venue.place(rng.choice(accounts), spec, rng.choice(["buy", "sell"]),
+                        rng.randint(1, 3), rng.choice([6_000_000, 6_000_050, 5_999_950]),
+                        order_type=kind, time_in_force=rng.choice(["gtc", "ioc", "fok"]),
+                        post_only=kind == "limit" and rng.random() < 0.2,
+                        reduce_only=rng.random() < 0.1, label=f"l{k}")
+    for commands, events in frames:
+        replayed = mirror_exchange.engine.process(commands)
+        assert replayed.tobytes() == events.tobytes()
+        mirror.apply_frame(commands, events)
+
+    def records(v: Venue) -> list[tuple[Any, ...]]:
+        return [(r.order_id, r.account, r.side, r.order_type, r.time_in_force, r.post_only,
+                 r.reduce_only, r.price_ticks, r.amount_lots, r.filled_lots, r.fee_units,
+                 r.state, r.cancel_reason) for r in [*v.orders.values(), *v.closed.values()]]
+
+    assert sorted(records(mirror)) == sorted(records(venue))
+    assert len(records(venue)) > 100  # the rest were rejected (never recorded)
+    assert {r[4] for r in records(venue)} == {"good_til_cancelled", "immediate_or_cancel",
+                                              "fill_or_kill"}
+    assert [t.trade_id for t in mirror.public_trades[spec.instrument]] == [
+        t.trade_id for t in venue.public_trades[spec.instrument]]

@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from derivex.core.records import EVENT_DTYPE, OrderType, TimeInForce
+from derivex.core.records import EVENT_DTYPE
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.telemetry import configure_logging, logger
-from derivex.gateway.venue import Venue, _Pending
+from derivex.gateway.venue import Venue
 from derivex.runtime.replica import AppliedFrame, ReplicaExchange
 from derivex.runtime.rings import Idle
 
@@ -52,9 +52,6 @@ __all__ = ["RemoteExchange", "deribit_front_end"]
 
 POLL_INTERVAL_S = 0.001
 SUBMIT_TIMEOUT_S = 30.0
-_ORDER_TYPES = {int(OrderType.LIMIT): "limit", int(OrderType.MARKET): "market"}
-_TIF = {int(TimeInForce.GTC): "good_til_cancelled", int(TimeInForce.IOC): "immediate_or_cancel",
-        int(TimeInForce.FOK): "fill_or_kill"}
 
 
 class RemoteExchange(ReplicaExchange):
@@ -120,28 +117,6 @@ class RemoteExchange(ReplicaExchange):
         return len(applied)
 
 
-def apply_frame(venue: Venue, frame: AppliedFrame) -> None:
-    """Walk another worker's frame into ``venue``, command by command, with each order's
-    type and time in force taken from its command record (labels are the submitting
-    worker's: not in the record)."""
-    commands, events = frame.commands, frame.events
-    if not len(events):
-        return
-    seqs = events["seq"]
-    bounds = [*np.searchsorted(seqs, commands["seq"], side="left").tolist(), len(events)]
-    kinds = commands["order_type"].tolist()
-    tifs = commands["tif"].tolist()
-    flags = commands["flags"].tolist()
-    for k in range(len(commands)):
-        start, end = bounds[k], bounds[k + 1]
-        if start == end:
-            continue
-        venue._pending = _Pending(_ORDER_TYPES.get(kinds[k], "limit"),
-                                  _TIF.get(tifs[k], "good_til_cancelled"), flags[k], "")
-        venue.apply(events[start:end])
-    venue._pending = _Pending()
-
-
 def deribit_front_end(ctx: Any, data_dir: str, host: str = "127.0.0.1", port: int = 8080,
                       demo: bool = True, seed: int = 7, log_level: int = 20,
                       json_logs: bool = True) -> dict[str, Any]:
@@ -162,7 +137,7 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
     exchange = RemoteExchange(ctx)
     catalog = Catalog.load(data / "instruments.json")
     venue = Venue(exchange, catalog)
-    exchange.on_foreign = lambda frame: apply_frame(venue, frame)
+    exchange.on_foreign = lambda frame: venue.apply_frame(frame.commands, frame.events)
     keys = KeyStore(data)
     if ctx.index == 0:  # the market inputs and the agents run once, in worker 0
         state = serving.ServeState.load(data / "serve.json")
