@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,8 @@ class RemoteExchange(ReplicaExchange):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx.replica.engine)
         self.ctx = ctx
-        self.on_foreign: Any = None  # callable(AppliedFrame)
+        # what to do with frames of others (the front end walks them into its venue)
+        self.on_foreign: Callable[[AppliedFrame], None] = lambda frame: None
         self.round_trips = 0
 
     def submit(self, commands: np.ndarray) -> np.ndarray:
@@ -87,7 +89,7 @@ class RemoteExchange(ReplicaExchange):
                     events.append(frame.events)
                     done += count
                 else:
-                    self.foreign(frame)
+                    self.on_foreign(frame)
             if applied:
                 idle.reset()
                 continue
@@ -96,23 +98,19 @@ class RemoteExchange(ReplicaExchange):
                 raise TimeoutError(f"commands not sequenced within {SUBMIT_TIMEOUT_S} s")
             idle()
         last = int(commands[-1]["seq"])
-        while ctx.durable_seq < last:  # acknowledged once on disk
+        while ctx.durable_seq < last:  # acknowledged by the journal (its fsync policy)
             if time.monotonic() > deadline:
                 raise TimeoutError("commands not durable in time")
             idle()
         self.round_trips += 1
         return events[0] if len(events) == 1 else np.concatenate(events)
 
-    def foreign(self, frame: AppliedFrame) -> None:
-        if self.on_foreign is not None:
-            self.on_foreign(frame)
-
     def pump(self) -> int:
         """Apply what the bus holds (frames of others; none of ours can be pending: submit
         waits for them). Returns the frames applied."""
         applied = self.ctx.replica.poll()
         for frame in applied:
-            self.foreign(frame)
+            self.on_foreign(frame)
         self.ctx.discard_responses()
         return len(applied)
 
