@@ -16,8 +16,8 @@ All functions are scalar ``numba`` kernels compiled with
   times cheaper; for initial guesses that are refined anyway.
 
 Numba cache note: numba re-validates a cached kernel only against its own source file,
-not the jitted code it calls in other modules; ``derivex`` keys the whole cache directory
-by a digest of every package source (``derivex._kernel_cache_dir``), so an edit to a helper
+not the jitted code it calls in other modules; ``derivex`` keys each kernel module's cache
+by a digest of the sources it imports (``derivex._kernel_cache``), so an edit to a helper
 here invalidates its callers too.
 """
 

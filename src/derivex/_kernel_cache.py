@@ -1,0 +1,145 @@
+"""Where numba keeps derivex's compiled kernels, and when they are stale.
+
+numba re-validates a cached kernel only against the source file that defines it, not the
+kernels it calls or the constants it folds in from other modules. derivex therefore keys
+each kernel module's cache by a digest of its *import closure*: the module's own source and
+every ``derivex`` module it imports, directly or through others. A kernel is stale exactly
+when something in that closure changed, so
+
+- an edit to ``core/fixed.py`` recompiles every kernel that (transitively) imports it;
+- an edit to ``journal/walk.py`` recompiles the journal's kernels, not the engine's;
+- an edit to a module that no kernel imports (the gateway, the CLI, the journal writer)
+  recompiles nothing.
+
+The digest is of file *contents* and module-relative paths, so two checkouts with the same
+kernel sources (a worktree, a CI clone) share one cache. The cache lives under the user cache
+directory (or ``NUMBA_CACHE_DIR`` when set), never in the source tree.
+
+The locator is numba's documented extension point for where caches live
+(``numba.core.caching._CacheLocator``); ``install`` puts it first in the list numba tries.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from numba.core import caching
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def cache_root() -> str:
+    """``NUMBA_CACHE_DIR`` if set, else ``<user cache dir>/derivex/numba``."""
+    explicit = os.environ.get("NUMBA_CACHE_DIR")
+    if explicit:
+        return explicit
+    from platformdirs import user_cache_dir
+
+    return os.path.join(user_cache_dir("derivex"), "numba")
+
+
+def _module_file(package: Path, dotted: str) -> Path | None:
+    """The file of ``derivex.<dotted>`` (a module or a package's ``__init__``), if any."""
+    base = package.joinpath(*dotted.split(".")) if dotted else package
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _imports(package: Path, path: Path) -> set[Path]:
+    """The files of the ``derivex`` modules that ``path`` imports (anywhere in the file:
+    a lazy import in a function body counts too). ``from derivex.x import y`` counts ``x``
+    (its ``__init__`` if it is a package) and, when ``y`` is a submodule, ``y``. The
+    ``__init__`` of a package passed on the way to a module is not counted: what a kernel
+    can fold in is what it names."""
+    tree = ast.parse(path.read_bytes(), str(path))
+    relative_to = path.relative_to(package).parent.parts
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = list(relative_to[: len(relative_to) - node.level + 1])
+                module = ".".join(["derivex", *parts, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            names.append(module)
+            names.extend(f"{module}.{alias.name}" for alias in node.names)
+    found: set[Path] = set()
+    for name in names:
+        if not name.startswith("derivex."):
+            continue
+        file = _module_file(package, name.removeprefix("derivex."))
+        if file is not None:
+            found.add(file)
+    return found
+
+
+@functools.cache
+def closure_digest(path: Path, package: Path = PACKAGE) -> str:
+    """Digest of ``path`` and every ``derivex`` module it imports, transitively."""
+    seen = {path}
+    stack = [path]
+    while stack:
+        for imported in _imports(package, stack.pop()):
+            if imported not in seen:
+                seen.add(imported)
+                stack.append(imported)
+    digest = hashlib.sha256()
+    for file in sorted(seen):
+        digest.update(str(file.relative_to(package)).encode())
+        digest.update(b"\0")
+        digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class ClosureCacheLocator(caching._CacheLocator):
+    """Caches a derivex kernel under ``<root>/<module path>/<closure digest>``; the closure
+    digest is also numba's source stamp, so an index written for other sources is never
+    trusted."""
+
+    def __init__(self, py_func: Any, py_file: str) -> None:
+        path = Path(py_file).resolve()
+        self._lineno = py_func.__code__.co_firstlineno
+        self._stamp = closure_digest(path)
+        module = str(path.relative_to(PACKAGE).with_suffix("")).replace(os.sep, ".")
+        self._cache_path = os.path.join(cache_root(), module, self._stamp[:20])
+
+    def get_cache_path(self) -> str:
+        return self._cache_path
+
+    def get_source_stamp(self) -> str:
+        return self._stamp
+
+    def get_disambiguator(self) -> str:
+        return str(self._lineno)
+
+    @classmethod
+    def from_function(cls, py_func: Any, py_file: str) -> ClosureCacheLocator | None:
+        try:
+            Path(py_file).resolve().relative_to(PACKAGE)
+        except ValueError:  # not ours: numba's own locators decide
+            return None
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+        except OSError:
+            return None
+        return self
+
+
+def install() -> None:
+    """Make numba try ``ClosureCacheLocator`` first (idempotent)."""
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # public from numba 0.61
+    classes = impl._locator_classes
+    if ClosureCacheLocator not in classes:
+        classes.insert(0, ClosureCacheLocator)
