@@ -436,8 +436,8 @@ def keys_create(
     data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
         "data"),
 ) -> None:
-    """Create an API key for ACCOUNT; prints its client id and secret (shown only here). A
-    running server picks it up at once."""
+    """Create an API key for ACCOUNT (an existing account of the venue in DATA_DIR); prints
+    its client id and secret (shown only here). A running server picks it up at once."""
     from derivex.gateway.keys import KeyStore, parse_scopes
 
     try:
@@ -448,10 +448,34 @@ def keys_create(
     if account < 3:
         typer.echo("error: accounts 0-2 are system accounts", err=True)
         raise typer.Exit(2)
+    problem = _account_problem(data_dir, account)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
     key = KeyStore(data_dir).create(account, scopes, name)
     typer.echo(f"client_id     {key.client_id}")
     typer.echo(f"client_secret {key.client_secret}")
     typer.echo(f"account {key.account}, scopes {','.join(key.scopes)}")
+
+
+def _account_problem(data_dir: Path, account: int) -> str:
+    """Why no key can be made for ``account`` in the venue of ``data_dir`` ("" if it can):
+    the account must exist in the venue's state (its latest snapshot and journal, read
+    without changing anything; a running server may hold them)."""
+    from derivex.core import layout as L
+    from derivex.journal import JournalError, recover
+
+    journal = data_dir / "journal"
+    if not journal.is_dir():
+        return f"no venue in {data_dir} (no {journal}): start it with derivex serve first"
+    try:
+        recovered = recover(journal, roots=False)
+    except JournalError as error:
+        return f"cannot read the venue in {data_dir}: {error}"
+    count = int(recovered.engine.state.counters[L.C_ACCOUNT_HWM])
+    if account >= count:
+        return f"account {account} does not exist in {data_dir} (accounts 3-{count - 1})"
+    return ""
 
 
 @keys_app.command("list")
@@ -473,7 +497,9 @@ def keys_revoke(
     data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
         "data"),
 ) -> None:
-    """Revoke a key (a running server stops accepting it at its next lookup)."""
+    """Revoke a key. A running server (every worker) refuses it from its next use of the
+    key, and closes the WebSockets authenticated with it within 0.1 s (its keys-file
+    poll)."""
     from derivex.gateway.keys import KeyStore
 
     if not KeyStore(data_dir).revoke(client_id):

@@ -7,10 +7,23 @@ REST signature (what ccxt sends on every private request)::
     sig = HMAC_SHA256(secret, f"{ts}\\n{nonce}\\n{HTTP_METHOD}\\n{raw_target}\\n{body}\\n")
 
 The signature covers the raw request target exactly as received (path and query, not
-re-encoded). Only a timestamp window is checked: clients reuse the millisecond clock as the
-nonce, so identical concurrent requests carry identical signatures (no replay cache).
+re-encoded). ``ts`` must be within ``window_ms`` (60 s) of the server clock, and each
+signature is accepted ONCE (``SignatureCache``): a replayed request, or a second identical
+request with the same timestamp and nonce, gets 13009 ``replayed signature``; clients must
+send a nonce unique per request (ccxt's default is the millisecond clock). The same holds
+for ``client_signature`` grants.
 
-Tokens are random, kept in memory, and expire; a refresh token yields a new pair.
+Failures say as little as possible: an unknown client id, a wrong secret and a wrong
+signature give the same error (13009 ``invalid credentials`` on a signed request, 13004
+``invalid_credentials`` from ``public/auth``) after the same work (an HMAC with a dummy
+secret for an unknown id). Failed attempts back off per origin and per client id
+(``AuthBackoff``): 10028 ``too_many_requests`` with ``retry_after_ms``, even for the right
+secret, until the back-off ends.
+
+Tokens are random, kept in memory, and expire; a refresh token yields a new pair. Every
+use of a credential looks its key up in the ``KeyStore`` (which notices a changed keys
+file at once), so a revoked key's signatures, secrets and tokens fail from that moment;
+``forget`` drops its tokens, ``logout`` a session's.
 """
 
 from __future__ import annotations
@@ -19,11 +32,18 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from derivex.gateway.errors import INVALID_CREDENTIALS, UNAUTHORIZED, RpcError, invalid_params
+from derivex.gateway.auth_limits import AuthBackoff, AuthLimits, CacheFull, SignatureCache
+from derivex.gateway.errors import (
+    INVALID_CREDENTIALS,
+    TOO_MANY_REQUESTS,
+    UNAUTHORIZED,
+    RpcError,
+    invalid_params,
+)
 from derivex.gateway.keys import ApiKey, KeyStore
 
 SCHEME = "deri-hmac-sha256"
@@ -39,11 +59,28 @@ def _unauthorized(reason: str) -> RpcError:
     return RpcError(UNAUTHORIZED, "unauthorized", {"reason": reason})
 
 
+_DUMMY_SECRET = secrets.token_urlsafe(32)  # an unknown id costs the same HMAC as a known one
+
+
+def bearer_token(header: str) -> list[str]:
+    """The token of a ``Bearer`` authorization header, as a list (empty for a signature)."""
+    scheme, _, rest = header.strip().partition(" ")
+    return [rest.strip()] if scheme.lower() == "bearer" else []
+
+
+def _invalid_credentials() -> RpcError:
+    return RpcError(INVALID_CREDENTIALS, "invalid_credentials")
+
+
 @dataclass
 class Session:
-    """What a request or a WebSocket connection is authenticated as (None: public)."""
+    """What a request or a WebSocket connection is authenticated as (None: public), where
+    it comes from (``origin``: the peer address of its TCP connection, for the back-off)
+    and the access tokens issued to it (``tokens``: what ``private/logout`` invalidates)."""
 
     key: ApiKey | None = None
+    origin: str = ""
+    tokens: list[str] = field(default_factory=list)
 
     @property
     def account(self) -> int:
@@ -52,22 +89,72 @@ class Session:
         return self.key.account
 
 
+@dataclass
+class _Token:
+    client_id: str
+    expires: float
+    partner: str  # the other token of the pair (access <-> refresh)
+
+
 class Authenticator:
-    """Checks signatures and credentials against a ``KeyStore`` and issues tokens."""
+    """Checks signatures and credentials against a ``KeyStore`` and issues tokens.
+    ``limits``: the back-off on failures; ``cache_capacity``: signatures remembered at
+    most (see ``auth_limits``)."""
 
     def __init__(self, keys: KeyStore, window_ms: int = DEFAULT_WINDOW_MS,
-                 clock_ms: Callable[[], int] | None = None) -> None:
+                 clock_ms: Callable[[], int] | None = None, *,
+                 limits: AuthLimits | None = None,
+                 backoff_clock: Callable[[], float] = time.monotonic,
+                 cache_capacity: int = 200_000) -> None:
         self.keys = keys
         self.window_ms = window_ms
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        self._access: dict[str, tuple[str, float]] = {}  # token -> (client_id, expires)
-        self._refresh: dict[str, tuple[str, float]] = {}
+        self.backoff = AuthBackoff(limits, backoff_clock)
+        self.signatures = SignatureCache(window_ms, cache_capacity)
+        self._access: dict[str, _Token] = {}
+        self._refresh: dict[str, _Token] = {}
+        self._by_client: dict[str, set[str]] = {}  # client id -> its tokens (both kinds)
+        keys.on_revoke.append(self.forget)
+
+    # ---- the guards every credential check goes through ----
+
+    def _names(self, client_id: str, origin: str) -> tuple[str, ...]:
+        return (f"id:{client_id}", f"origin:{origin}") if origin else (f"id:{client_id}",)
+
+    def _check_backoff(self, names: Iterable[str]) -> None:
+        wait = self.backoff.blocked_for(names)
+        if wait > 0:
+            raise RpcError(TOO_MANY_REQUESTS, "too_many_requests",
+                           {"reason": "too many failed authentication attempts",
+                            "retry_after_ms": int(wait * 1000) + 1})
+
+    def _verify(self, client_id: str, message: str, signature: str, ts_ms: int,
+                names: tuple[str, ...], error: Callable[[], RpcError]) -> ApiKey:
+        """The key of ``client_id`` if ``signature`` signs ``message`` with its secret and
+        was not used before; else ``error()`` (the same for an unknown id), counted as a
+        failure against ``names``."""
+        key = self.keys.lookup(client_id)
+        expected = sign(key.client_secret if key is not None else _DUMMY_SECRET, message)
+        if key is None or not hmac.compare_digest(expected, signature):
+            self.backoff.failed(names)
+            raise error()
+        try:
+            fresh = self.signatures.use(bytes.fromhex(expected), ts_ms, self._clock_ms())
+        except CacheFull:
+            raise RpcError(TOO_MANY_REQUESTS, "too_many_requests",
+                           {"reason": "too many signed requests in the window"}) from None
+        if not fresh:
+            raise _unauthorized("replayed signature")
+        self.backoff.succeeded(names)
+        return key
 
     # ---- REST ----
 
-    def from_header(self, header: str, http_method: str, target: str, body: str) -> ApiKey:
-        """The key of a signed (``deri-hmac-sha256``) or ``bearer`` request. Raises
-        ``RpcError`` 13009 on any mismatch."""
+    def from_header(self, header: str, http_method: str, target: str, body: str,
+                    origin: str = "") -> ApiKey:
+        """The key of a signed (``deri-hmac-sha256``) or ``bearer`` request from
+        ``origin``. Raises ``RpcError`` 13009 on any mismatch or replay, 10028 while
+        backed off. Cost: a ``stat`` of the keys file and one HMAC."""
         scheme, _, rest = header.strip().partition(" ")
         if scheme.lower() == "bearer":
             return self.from_token(rest.strip())
@@ -82,46 +169,57 @@ class Authenticator:
         nonce = fields.get("nonce", "")
         if not client_id or not ts or not sig:
             raise _unauthorized("incomplete signature header")
-        key = self.keys.lookup(client_id)
-        if key is None:
-            raise _unauthorized("unknown client id")
-        self._check_window(ts)
-        expected = sign(key.client_secret, f"{ts}\n{nonce}\n{http_method}\n{target}\n{body}\n")
-        if not hmac.compare_digest(expected, sig):
-            raise _unauthorized("bad signature")
-        return key
+        names = self._names(client_id, origin)
+        self._check_backoff(names)
+        stamp = self._check_window(ts)
+        return self._verify(client_id, f"{ts}\n{nonce}\n{http_method}\n{target}\n{body}\n",
+                            sig, stamp, names, lambda: _unauthorized("invalid credentials"))
 
-    def _check_window(self, ts: Any) -> None:
+    def _check_window(self, ts: Any) -> int:
         try:
             stamp = int(ts)
         except (TypeError, ValueError):
             raise _unauthorized("bad timestamp") from None
         if abs(stamp - self._clock_ms()) > self.window_ms:
             raise _unauthorized("timestamp outside the window")
+        return stamp
 
     # ---- public/auth ----
 
-    def auth(self, params: dict[str, Any]) -> tuple[ApiKey, dict[str, Any]]:
-        """Handle ``public/auth``; returns the key and the Deribit result object."""
+    def auth(self, params: dict[str, Any], origin: str = "") -> tuple[ApiKey, dict[str, Any]]:
+        """Handle ``public/auth`` from ``origin``; returns the key and the Deribit result
+        object. Raises ``RpcError``: 13004 for bad credentials (whatever was wrong), 13009
+        for a stale, replayed or unknown signature timestamp or refresh token, 10028 while
+        backed off."""
         grant = params.get("grant_type")
         if grant == "client_credentials":
-            key = self.keys.lookup(str(params.get("client_id", "")))
+            client_id = str(params.get("client_id", ""))
+            names = self._names(client_id, origin)
+            self._check_backoff(names)
+            key = self.keys.lookup(client_id)
             secret = str(params.get("client_secret", ""))
-            if key is None or not hmac.compare_digest(key.client_secret, secret):
-                raise RpcError(INVALID_CREDENTIALS, "invalid_credentials")
+            expected = key.client_secret if key is not None else _DUMMY_SECRET
+            if not hmac.compare_digest(expected.encode(), secret.encode()) or key is None:
+                self.backoff.failed(names)
+                raise _invalid_credentials()
+            self.backoff.succeeded(names)
         elif grant == "client_signature":
-            key = self.keys.lookup(str(params.get("client_id", "")))
-            if key is None:
-                raise RpcError(INVALID_CREDENTIALS, "invalid_credentials")
-            self._check_window(params.get("timestamp"))
+            client_id = str(params.get("client_id", ""))
+            names = self._names(client_id, origin)
+            self._check_backoff(names)
+            stamp = self._check_window(params.get("timestamp"))
             message = (f"{params.get('timestamp')}\n{params.get('nonce', '')}\n"
                        f"{params.get('data', '')}")
-            if not hmac.compare_digest(sign(key.client_secret, message),
-                                       str(params.get("signature", ""))):
-                raise _unauthorized("bad signature")
+            key = self._verify(client_id, message, str(params.get("signature", "")), stamp,
+                               names, _invalid_credentials)
         elif grant == "refresh_token":
-            entry = self._refresh.pop(str(params.get("refresh_token", "")), None)
-            key = self.keys.lookup(entry[0]) if entry and entry[1] > time.time() else None
+            token = self._refresh.pop(str(params.get("refresh_token", "")), None)
+            key = None
+            if token is not None:
+                self._by_client.get(token.client_id, set()).discard(
+                    str(params.get("refresh_token")))
+                if token.expires > time.time():
+                    key = self.keys.lookup(token.client_id)
             if key is None:
                 raise _unauthorized("invalid or expired refresh token")
         else:
@@ -132,17 +230,42 @@ class Authenticator:
     def _issue(self, key: ApiKey) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         expires = time.time() + TOKEN_SECONDS
-        self._access[access] = (key.client_id, expires)
-        self._refresh[refresh] = (key.client_id, expires)
+        self._access[access] = _Token(key.client_id, expires, refresh)
+        self._refresh[refresh] = _Token(key.client_id, expires, access)
+        self._by_client.setdefault(key.client_id, set()).update((access, refresh))
         return {"access_token": access, "refresh_token": refresh, "expires_in": TOKEN_SECONDS,
                 "token_type": "bearer", "scope": key.deribit_scope(), "enabled_features": []}
 
     def from_token(self, token: str) -> ApiKey:
+        """The key of an access token; 13009 if unknown, expired, logged out or its key
+        revoked."""
         entry = self._access.get(token)
-        key = self.keys.lookup(entry[0]) if entry and entry[1] > time.time() else None
+        key = (self.keys.lookup(entry.client_id) if entry is not None
+               and entry.expires > time.time() else None)
         if key is None:
             raise _unauthorized("invalid or expired token")
         return key
 
-    def logout(self, token: str) -> None:
-        self._access.pop(token, None)
+    def logout(self, tokens: Iterable[str]) -> None:
+        """Invalidate these access tokens and the refresh token issued with each."""
+        for token in tokens:
+            entry = self._access.pop(token, None)
+            if entry is None:
+                continue
+            self._refresh.pop(entry.partner, None)
+            owned = self._by_client.get(entry.client_id)
+            if owned is not None:
+                owned.discard(token)
+                owned.discard(entry.partner)
+
+    def forget(self, client_ids: set[str]) -> None:
+        """Drop every token of these (revoked) keys. O(their tokens)."""
+        for client_id in client_ids:
+            for token in self._by_client.pop(client_id, ()):
+                self._access.pop(token, None)
+                self._refresh.pop(token, None)
+
+    def close(self) -> None:
+        """Stop listening to the key store (a gateway that stops)."""
+        if self.forget in self.keys.on_revoke:
+            self.keys.on_revoke.remove(self.forget)

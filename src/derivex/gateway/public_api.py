@@ -175,8 +175,9 @@ def get_index_price_names(ctx: Context, params: dict[str, Any]) -> list[str]:
 
 @method("public/auth")
 def auth(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    key, result = ctx.auth.auth(params)
+    key, result = ctx.auth.auth(params, ctx.session.origin)
     ctx.session.key = key  # a WebSocket stays authenticated as this key
+    ctx.session.tokens.append(result["access_token"])  # what its logout invalidates
     return result
 
 
@@ -239,8 +240,19 @@ def private_unsubscribe_all(ctx: Context, params: dict[str, Any]) -> str:
 
 @method("private/logout", scope="read")
 def logout(ctx: Context, params: dict[str, Any]) -> str:
+    """As Deribit: the tokens issued on this session (and an ``access_token`` passed
+    here), with their refresh tokens, stop working unless ``invalidate_token`` is false;
+    the session drops its subscriptions and authentication, and a WebSocket is closed
+    after the reply."""
+    invalidate = p.boolean(params, "invalidate_token", True)
+    tokens = list(ctx.session.tokens)
     token = params.get("access_token")
     if isinstance(token, str):
-        ctx.auth.logout(token)
+        tokens.append(token)
+    if invalidate:
+        ctx.auth.logout(tokens)
+    ctx.session.tokens.clear()
     ctx.session.key = None
+    if ctx.hub is not None and ctx.connection is not None:
+        ctx.hub.drop(ctx.connection)
     return "ok"
