@@ -38,6 +38,11 @@ OTHER_REJECT = 11030
 NOT_OPEN_ORDER = 11044
 BAD_REQUEST = 11050
 INTERNAL_ERROR = 11094
+# authentication (docs/gateway-credentials.md): 13004 a failed public/auth grant, whatever
+# was wrong (unknown id, wrong secret or signature, revoked key); 13009 a failed signed
+# request, token or refresh token, a stale timestamp or a replayed signature
+# (data.reason says which, never whether an id exists); 10028 (TOO_MANY_REQUESTS) also
+# answers an origin or client id backed off after failed attempts (data.retry_after_ms)
 INVALID_CREDENTIALS = 13004
 USER_NOT_FOUND = 13007
 UNAUTHORIZED = 13009
