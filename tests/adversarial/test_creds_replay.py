@@ -12,8 +12,12 @@ import secrets
 import urllib.parse
 
 import aiohttp
+import pytest
 
 from derivex.gateway import ApiKey
+from derivex.gateway.auth_limits import CacheFull
+from derivex.gateway.signatures import PROBE, SharedSignatureCache
+from tests.adversarial import creds_support
 from tests.adversarial.creds_support import (
     Socket,
     error_of,
@@ -25,7 +29,8 @@ from tests.adversarial.creds_support import (
 from tests.gateway import conftest as gateway_fixtures
 from tests.gateway.conftest import Server
 
-server = gateway_fixtures.server  # fixture
+server = gateway_fixtures.server  # fixtures
+file_server = creds_support.file_server
 BUY = {"instrument_name": "BTC_USDC-PERPETUAL", "amount": "1", "price": "1000",
        "type": "limit"}
 VOLATILE = ("usIn", "usOut", "usDiff")
@@ -39,7 +44,12 @@ def _stable(reply: dict) -> dict:
     return {name: value for name, value in reply.items() if name not in VOLATILE}
 
 
-def test_signed_get_and_post_are_single_use(server: Server) -> None:
+@pytest.mark.parametrize("store", ["memory", "file"])
+def test_signed_get_and_post_are_single_use(request: pytest.FixtureRequest,
+                                            store: str) -> None:
+    """With keys in memory (an in-process set of signatures) and in a keys file (the
+    ``<data>/signatures`` table that every serving process shares)."""
+    server = request.getfixturevalue("server" if store == "memory" else "file_server")
     key = server.key()
     target = "/api/v2/private/buy?" + urllib.parse.urlencode(BUY)
     header = signature_header(key, "GET", target)
@@ -192,3 +202,21 @@ def test_guessing_client_ids_backs_off_the_connection(server: Server) -> None:
     assert "result" in http(server.url, "/api/v2/private/get_open_orders",
                             header=signature_header(key, "GET",
                                                     "/api/v2/private/get_open_orders"))
+
+
+def test_shared_signature_table_never_forgets_a_live_signature(tmp_path) -> None:
+    """Signatures that share a home slot fill its probe window; one more is refused
+    (CacheFull, answered 10028) rather than a live one forgotten; once their window has
+    passed, the slots are reused. Two handles on the file (two processes) agree."""
+    one = SharedSignatureCache(tmp_path / "signatures", window_ms=1000)
+    other = SharedSignatureCache(tmp_path / "signatures", window_ms=1000)
+    colliding = [bytes(8) + index.to_bytes(8, "little") + bytes(16) for index in range(PROBE)]
+    for signature in colliding:
+        assert one.use(signature, ts_ms=10_000, now_ms=10_000)
+    with pytest.raises(CacheFull):
+        other.use(bytes(8) + b"\xff" * 24, ts_ms=10_000, now_ms=10_500)
+    assert not any(other.use(signature, 10_000, 10_999) for signature in colliding)
+    assert other.use(bytes(8) + b"\xff" * 24, ts_ms=11_001, now_ms=11_001)  # expired: reused
+    assert one.use(colliding[0], ts_ms=11_001, now_ms=11_001)  # its old entry expired
+    one.close()
+    other.close()

@@ -1,5 +1,6 @@
-"""``derivex serve --workers 2``: a key revoked by ``derivex keys revoke`` stops working on
-every gateway worker, and every worker closes its WebSockets authenticated with it."""
+"""``derivex serve --workers 2``: a signature accepted by one gateway worker is a replay for
+every worker; a key revoked by ``derivex keys revoke`` stops working on every worker, and
+every worker closes its WebSockets authenticated with it."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ import ccxt
 import pytest
 
 from derivex.gateway import ApiKey
-from tests.adversarial.creds_support import Socket, error_of, http, revoke, run
+from tests.adversarial.creds_support import (
+    Socket,
+    error_of,
+    http,
+    revoke,
+    run,
+    signature_header,
+)
 from tests.gateway.test_serve_workers import PERPETUAL, ServedWorkers, _free_port
 
 CONNECTIONS = 8  # spread over both workers by SO_REUSEPORT (all on one: p = 2 / 2**8)
 
 
-def test_revocation_reaches_every_worker(tmp_path: Path) -> None:
+def test_replay_and_revocation_reach_every_worker(tmp_path: Path) -> None:
     data, log = tmp_path / "venue", tmp_path / "serve.log"
     served = ServedWorkers(data, log, _free_port())
     try:
@@ -28,6 +36,16 @@ def test_revocation_reaches_every_worker(tmp_path: Path) -> None:
         ws_url = served.url.replace("http://", "ws://") + "/ws/api/v2"
         client = served.client()
         assert client.fetch_open_orders(PERPETUAL) == []
+        # a signed order replayed on fresh connections (either worker) is refused by all
+        buy = "/api/v2/private/buy?" + urllib.parse.urlencode({
+            "instrument_name": "BTC_USDC-PERPETUAL", "amount": "0.01", "price": "50000",
+            "type": "limit"})
+        header = signature_header(key, "GET", buy)
+        assert "result" in http(served.url, buy, header=header)
+        for _ in range(CONNECTIONS):
+            assert error_of(http(served.url, buy, header=header))["data"] == {
+                "reason": "replayed signature"}
+        assert len(client.fetch_open_orders(PERPETUAL)) == 1
 
         async def scenario() -> list[tuple[int, str]]:
             async with aiohttp.ClientSession() as session:

@@ -8,10 +8,11 @@ REST signature (what ccxt sends on every private request)::
 
 The signature covers the raw request target exactly as received (path and query, not
 re-encoded). ``ts`` must be within ``window_ms`` (60 s) of the server clock, and each
-signature is accepted ONCE (``SignatureCache``): a replayed request, or a second identical
-request with the same timestamp and nonce, gets 13009 ``replayed signature``; clients must
-send a nonce unique per request (ccxt's default is the millisecond clock). The same holds
-for ``client_signature`` grants.
+signature is accepted ONCE, by all processes serving one data directory
+(``SharedSignatureCache``; ``SignatureCache`` for an in-memory key store): a replayed
+request, or a second identical request with the same timestamp and nonce, gets 13009
+``replayed signature``; clients must send a nonce unique per request (ccxt's default is
+the millisecond clock). The same holds for ``client_signature`` grants.
 
 Failures say as little as possible: an unknown client id, a wrong secret and a wrong
 signature give the same error (13009 ``invalid credentials`` on a signed request, 13004
@@ -45,6 +46,7 @@ from derivex.gateway.errors import (
     invalid_params,
 )
 from derivex.gateway.keys import ApiKey, KeyStore
+from derivex.gateway.signatures import SIGNATURES_FILE, SharedSignatureCache
 
 SCHEME = "deri-hmac-sha256"
 DEFAULT_WINDOW_MS = 60_000
@@ -98,8 +100,10 @@ class _Token:
 
 class Authenticator:
     """Checks signatures and credentials against a ``KeyStore`` and issues tokens.
-    ``limits``: the back-off on failures; ``cache_capacity``: signatures remembered at
-    most (see ``auth_limits``)."""
+    ``limits``: the back-off on failures. Signatures already used are remembered in
+    ``<data>/signatures`` (``SharedSignatureCache``, shared by every process serving the
+    directory) for a file-backed store, else in memory (``SignatureCache`` of
+    ``cache_capacity``)."""
 
     def __init__(self, keys: KeyStore, window_ms: int = DEFAULT_WINDOW_MS,
                  clock_ms: Callable[[], int] | None = None, *,
@@ -110,7 +114,9 @@ class Authenticator:
         self.window_ms = window_ms
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.backoff = AuthBackoff(limits, backoff_clock)
-        self.signatures = SignatureCache(window_ms, cache_capacity)
+        self.signatures: SignatureCache | SharedSignatureCache = (
+            SignatureCache(window_ms, cache_capacity) if keys.path is None else
+            SharedSignatureCache(keys.path.parent / SIGNATURES_FILE, window_ms))
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
         self._by_client: dict[str, set[str]] = {}  # client id -> its tokens (both kinds)
@@ -269,3 +275,5 @@ class Authenticator:
         """Stop listening to the key store (a gateway that stops)."""
         if self.forget in self.keys.on_revoke:
             self.keys.on_revoke.remove(self.forget)
+        if isinstance(self.signatures, SharedSignatureCache):
+            self.signatures.close()
