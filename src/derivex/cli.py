@@ -498,13 +498,16 @@ def keys_revoke(
         "data"),
 ) -> None:
     """Revoke a key. A running server (every worker) refuses it from its next use of the
-    key, and closes the WebSockets authenticated with it within 0.1 s (its keys-file
-    poll)."""
-    from derivex.gateway.keys import KeyStore
+    key, and closes the WebSockets authenticated with it at its next keys-file poll
+    (every 0.1 s): this command returns after two polls, so they are closed by then."""
+    import time
+
+    from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 
     if not KeyStore(data_dir).revoke(client_id):
         typer.echo(f"no key {client_id}", err=True)
         raise typer.Exit(1)
+    time.sleep(2 * KEYS_POLL_S)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from derivex.gateway.telemetry import logger
 
 SCOPES = ("read", "trade")
 KEYS_FILE = "keys.json"
+KEYS_POLL_S = 0.1  # how often a server checks the file for revocations by other processes
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from derivex.gateway.auth import Authenticator, Session, bearer_token
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.channels import Hub
 from derivex.gateway.errors import INVALID_REQUEST, PARSE_ERROR, RpcError
-from derivex.gateway.keys import KeyStore
+from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.rpc import MAX_FRAME_BYTES, Dispatcher
 from derivex.gateway.telemetry import Metrics, logger
@@ -51,7 +51,6 @@ HARD_FRAME_LIMIT = 4 << 20  # beyond this aiohttp closes the socket (1009)
 WRITE_HIGH_BYTES = 4 << 20  # a client this far behind in reading gets no more writes for now
 WRITE_RETRY_S = 0.005
 GC_THRESHOLD = 50_000
-KEYS_POLL_S = 0.1  # how often the keys file is checked for revocations by other processes
 REVOKED_NOTICE = orjson.dumps({"jsonrpc": "2.0", "method": "session_closed",
                                "params": {"reason": "credentials_revoked"}})
 
