@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 import urllib.parse
 
 import aiohttp
@@ -220,3 +221,21 @@ def test_shared_signature_table_never_forgets_a_live_signature(tmp_path) -> None
     assert one.use(colliding[0], ts_ms=11_001, now_ms=11_001)  # its old entry expired
     one.close()
     other.close()
+
+
+def test_hostile_bytes_in_credentials_get_auth_errors(server: Server) -> None:
+    """Non-ASCII signatures, secrets and nonces, and raw non-UTF-8 header bytes are wrong
+    credentials (13004/13009), never an internal error or a 500."""
+    key = server.key()
+    now = str(time.time_ns() // 1_000_000)
+    for params in ({"grant_type": "client_signature", "client_id": key.client_id,
+                    "timestamp": now, "nonce": "é", "data": "", "signature": "é" * 64},
+                   {"grant_type": "client_credentials", "client_id": key.client_id,
+                    "client_secret": "é" + key.client_secret}):
+        reply = http(server.url, "/api/v2/public/auth?" + urllib.parse.urlencode(params))
+        assert error_of(reply)["code"] == 13004
+    # urllib sends header text as latin-1: \xff and \xe9 arrive as raw, non-UTF-8 bytes
+    header = f"deri-hmac-sha256 id={key.client_id},ts={now},sig=\xff\xe9,nonce=\xff"
+    reply = http(server.url, "/api/v2/private/get_open_orders", header=header)
+    assert error_of(reply) == {"code": 13009, "message": "unauthorized",
+                               "data": {"reason": "invalid credentials"}}

@@ -54,7 +54,22 @@ TOKEN_SECONDS = 31_536_000 // 12  # one month
 
 
 def sign(secret: str, message: str) -> str:
-    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+    """Hex HMAC-SHA256 of ``message``; characters that stand for raw bytes of a header
+    (aiohttp's surrogate escapes) sign as those bytes."""
+    return hmac.new(secret.encode(), _raw(message), hashlib.sha256).hexdigest()
+
+
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _same(expected: str, given: str) -> bool:
+    """Constant-time comparison for any text a client sends (``hmac.compare_digest``
+    refuses non-ASCII ``str``)."""
+    try:
+        return hmac.compare_digest(_raw(expected), _raw(given))
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte: no match
+        return False
 
 
 def _unauthorized(reason: str) -> RpcError:
@@ -141,7 +156,7 @@ class Authenticator:
         failure against ``names``."""
         key = self.keys.lookup(client_id)
         expected = sign(key.client_secret if key is not None else _DUMMY_SECRET, message)
-        if key is None or not hmac.compare_digest(expected, signature):
+        if not _same(expected, signature) or key is None:
             self.backoff.failed(names)
             raise error()
         try:
@@ -205,7 +220,7 @@ class Authenticator:
             key = self.keys.lookup(client_id)
             secret = str(params.get("client_secret", ""))
             expected = key.client_secret if key is not None else _DUMMY_SECRET
-            if not hmac.compare_digest(expected.encode(), secret.encode()) or key is None:
+            if not _same(expected, secret) or key is None:
                 self.backoff.failed(names)
                 raise _invalid_credentials()
             self.backoff.succeeded(names)
