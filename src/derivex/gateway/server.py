@@ -287,7 +287,6 @@ class Gateway:
     async def stop(self) -> None:
         if self._revoked in self.keys.on_revoke:
             self.keys.on_revoke.remove(self._revoked)
-        self.auth.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -300,6 +299,7 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.auth.close()  # last: no request is in flight any more
 
     # ---- handlers ----
 

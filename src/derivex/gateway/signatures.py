@@ -78,6 +78,10 @@ class SharedSignatureCache:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        """Unmap and close the file (idempotent)."""
+        if self._fd < 0:
+            return
         del self._table
         self._map.close()
         os.close(self._fd)
+        self._fd = -1
