@@ -15,7 +15,9 @@ import aiohttp
 import ccxt
 import pytest
 
-from derivex.gateway import ApiKey
+from derivex.gateway import ApiKey, KeyStore
+from derivex.gateway.auth import MAX_TOKENS_PER_KEY, Authenticator
+from derivex.gateway.errors import RpcError
 from tests.adversarial import creds_support
 from tests.adversarial.creds_support import (
     FileServer,
@@ -198,3 +200,20 @@ def test_logout_without_invalidating_keeps_the_tokens(file_server: FileServer) -
     tokens = run(scenario())
     assert "result" in http(server.url, "/api/v2/private/get_open_orders",
                             header=f"Bearer {tokens['access_token']}")
+
+
+def test_tokens_per_key_are_bounded() -> None:
+    """Authenticating again and again keeps at most MAX_TOKENS_PER_KEY live token pairs
+    per key: one more ends the oldest pair (access and refresh), not memory."""
+    store = KeyStore(None)
+    key = store.create(3)
+    auth = Authenticator(store)
+    issued = [auth.auth(_credentials(key), "198.51.100.7:1")[1]
+              for _ in range(MAX_TOKENS_PER_KEY + 10)]
+    for old in issued[:10]:
+        with pytest.raises(RpcError):
+            auth.from_token(old["access_token"])
+        with pytest.raises(RpcError):
+            auth.auth({"grant_type": "refresh_token", "refresh_token": old["refresh_token"]})
+    assert all(auth.from_token(live["access_token"]) == key for live in issued[10:])
+    assert len(auth._access) == len(auth._refresh) == MAX_TOKENS_PER_KEY

@@ -51,6 +51,9 @@ from derivex.gateway.signatures import SIGNATURES_FILE, SharedSignatureCache
 SCHEME = "deri-hmac-sha256"
 DEFAULT_WINDOW_MS = 60_000
 TOKEN_SECONDS = 31_536_000 // 12  # one month
+# live token pairs per key (and per session, for its logout); issuing one more ends the
+# oldest: memory stays bounded however often a client authenticates
+MAX_TOKENS_PER_KEY = 256
 
 
 def sign(secret: str, message: str) -> str:
@@ -134,7 +137,8 @@ class Authenticator:
             SharedSignatureCache(keys.path.parent / SIGNATURES_FILE, window_ms))
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
-        self._by_client: dict[str, set[str]] = {}  # client id -> its tokens (both kinds)
+        # client id -> its live access tokens, oldest first (each names its refresh token)
+        self._by_client: dict[str, dict[str, None]] = {}
         keys.on_revoke.append(self.forget)
 
     # ---- the guards every credential check goes through ----
@@ -236,11 +240,8 @@ class Authenticator:
         elif grant == "refresh_token":
             token = self._refresh.pop(str(params.get("refresh_token", "")), None)
             key = None
-            if token is not None:
-                self._by_client.get(token.client_id, set()).discard(
-                    str(params.get("refresh_token")))
-                if token.expires > time.time():
-                    key = self.keys.lookup(token.client_id)
+            if token is not None and token.expires > time.time():
+                key = self.keys.lookup(token.client_id)
             if key is None:
                 raise _unauthorized("invalid or expired refresh token")
         else:
@@ -253,7 +254,10 @@ class Authenticator:
         expires = time.time() + TOKEN_SECONDS
         self._access[access] = _Token(key.client_id, expires, refresh)
         self._refresh[refresh] = _Token(key.client_id, expires, access)
-        self._by_client.setdefault(key.client_id, set()).update((access, refresh))
+        owned = self._by_client.setdefault(key.client_id, {})
+        owned[access] = None
+        if len(owned) > MAX_TOKENS_PER_KEY:
+            self.logout([next(iter(owned))])
         return {"access_token": access, "refresh_token": refresh, "expires_in": TOKEN_SECONDS,
                 "token_type": "bearer", "scope": key.deribit_scope(), "enabled_features": []}
 
@@ -276,15 +280,15 @@ class Authenticator:
             self._refresh.pop(entry.partner, None)
             owned = self._by_client.get(entry.client_id)
             if owned is not None:
-                owned.discard(token)
-                owned.discard(entry.partner)
+                owned.pop(token, None)
 
     def forget(self, client_ids: set[str]) -> None:
         """Drop every token of these (revoked) keys. O(their tokens)."""
         for client_id in client_ids:
-            for token in self._by_client.pop(client_id, ()):
-                self._access.pop(token, None)
-                self._refresh.pop(token, None)
+            for token in self._by_client.pop(client_id, {}):
+                entry = self._access.pop(token, None)
+                if entry is not None:
+                    self._refresh.pop(entry.partner, None)
 
     def close(self) -> None:
         """Stop listening to the key store (a gateway that stops)."""

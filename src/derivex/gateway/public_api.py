@@ -9,6 +9,7 @@ from typing import Any
 from derivex.core.records import Underlying
 from derivex.gateway import params as p
 from derivex.gateway import shapes
+from derivex.gateway.auth import MAX_TOKENS_PER_KEY
 from derivex.gateway.catalog import COLLATERAL
 from derivex.gateway.errors import INVALID_INSTRUMENT, RpcError
 from derivex.gateway.methods import Context, method
@@ -177,7 +178,10 @@ def get_index_price_names(ctx: Context, params: dict[str, Any]) -> list[str]:
 def auth(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     key, result = ctx.auth.auth(params, ctx.session.origin)
     ctx.session.key = key  # a WebSocket stays authenticated as this key
-    ctx.session.tokens.append(result["access_token"])  # what its logout invalidates
+    tokens = ctx.session.tokens  # what its logout invalidates
+    tokens.append(result["access_token"])
+    if len(tokens) > MAX_TOKENS_PER_KEY:  # bounded per session too: the oldest ends
+        ctx.auth.logout([tokens.pop(0)])
     return result
 
 
