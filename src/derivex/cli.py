@@ -271,6 +271,9 @@ def serve(
     workers: Annotated[int, typer.Option(
         help="0: one process; N: the multi-process runtime (engine, journal writer, market "
              "data and N gateway workers sharing the port over shared-memory rings)")] = 0,
+    auth_backoff: Annotated[str, typer.Option(
+        help="failed logins: FREE,BASE_S,MAX_S (after FREE failures per connection or client "
+             "id, refuse for BASE_S doubling up to MAX_S)")] = "5,1,60",
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -280,8 +283,14 @@ def serve(
     import logging
 
     from derivex.gateway import serve as serving
+    from derivex.gateway.auth_limits import AuthLimits
     from derivex.gateway.telemetry import configure_logging
 
+    try:
+        limits = AuthLimits.parse(auth_backoff)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     level = getattr(logging, log_level.upper(), logging.INFO)
     configure_logging(level=level, json=log_format == "json")
     if workers:
@@ -289,6 +298,7 @@ def serve(
 
         report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
                              fsync=fsync, log_level=level, json_logs=log_format == "json",
+                             auth_backoff=auth_backoff,
                              announce=lambda url, opened: _announce(url, opened, data_dir))
         typer.echo("derivex stopped: " + json.dumps(_runtime_summary(report)))
         if report.failure:
@@ -301,7 +311,7 @@ def serve(
     try:
         asyncio.run(serving.run(opened, host, port,
                                 lambda gateway: _announce(gateway.url, opened, data_dir),
-                                demo=demo))
+                                demo=demo, auth_limits=limits))
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

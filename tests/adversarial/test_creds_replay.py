@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
 import time
 import urllib.parse
 
@@ -20,6 +21,7 @@ from derivex.gateway.auth_limits import CacheFull
 from derivex.gateway.signatures import PROBE, SharedSignatureCache
 from tests.adversarial import creds_support
 from tests.adversarial.creds_support import (
+    DERIVEX,
     Socket,
     error_of,
     grant_signature,
@@ -239,3 +241,12 @@ def test_hostile_bytes_in_credentials_get_auth_errors(server: Server) -> None:
     reply = http(server.url, "/api/v2/private/get_open_orders", header=header)
     assert error_of(reply) == {"code": 13009, "message": "unauthorized",
                                "data": {"reason": "invalid credentials"}}
+
+
+def test_serve_refuses_a_malformed_auth_backoff(tmp_path) -> None:
+    for text in ("5,1", "5,0,60", "5,10,1", "x,1,60"):
+        done = subprocess.run([*DERIVEX, "serve", "--auth-backoff", text, "--data-dir",
+                               str(tmp_path / "venue")], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2 and "--auth-backoff" in done.stderr, done.stderr
+    assert not (tmp_path / "venue").exists()  # refused before anything was created

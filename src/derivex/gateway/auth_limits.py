@@ -78,6 +78,26 @@ class AuthLimits:
     forget_s: float = 600.0
     max_entries: int = 100_000
 
+    @classmethod
+    def parse(cls, text: str) -> AuthLimits:
+        """``"FREE,BASE_S,MAX_S"`` (``derivex serve --auth-backoff``); ValueError if
+        malformed.
+
+        >>> AuthLimits.parse("3,0.5,30").free_attempts
+        3
+        """
+        parts = text.split(",")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            limits = cls(int(parts[0]), float(parts[1]), float(parts[2]))
+        except ValueError:
+            raise ValueError(f"--auth-backoff wants FREE,BASE_S,MAX_S; got {text!r}") from None
+        if limits.free_attempts < 0 or not 0 < limits.base_s <= limits.max_s:
+            raise ValueError(f"--auth-backoff needs FREE >= 0 and 0 < BASE_S <= MAX_S; "
+                             f"got {text!r}")
+        return limits
+
 
 class AuthBackoff:
     """Failure counters by origin and client id (strings such as ``"origin:1.2.3.4:5"``,

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from derivex.core.records import EVENT_DTYPE
+from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.server import Gateway, tune_gc
@@ -117,18 +118,20 @@ class RemoteExchange(ReplicaExchange):
 
 def deribit_front_end(ctx: Any, data_dir: str, host: str = "127.0.0.1", port: int = 8080,
                       demo: bool = True, seed: int = 7, log_level: int = 20,
-                      json_logs: bool = True) -> dict[str, Any]:
+                      json_logs: bool = True, auth_backoff: str = "") -> dict[str, Any]:
     """Runtime front end (``RuntimeConfig.front_end = "derivex.gateway.worker:
     deribit_front_end"``): serve the Deribit API of the venue in ``data_dir`` on
-    ``host:port`` (shared by all workers) until the runtime stops."""
+    ``host:port`` (shared by all workers) until the runtime stops; ``auth_backoff``:
+    ``AuthLimits.parse``'s text ("": the defaults)."""
     configure_logging(level=log_level, json=json_logs)
     if ctx.replica is None:
         raise RuntimeError("the Deribit front end needs replicas (RuntimeConfig.replicas)")
-    return asyncio.run(_serve(ctx, Path(data_dir), host, port, demo, seed))
+    limits = AuthLimits.parse(auth_backoff) if auth_backoff else None
+    return asyncio.run(_serve(ctx, Path(data_dir), host, port, demo, seed, limits))
 
 
 async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
-                 seed: int) -> dict[str, Any]:
+                 seed: int, auth_limits: AuthLimits | None = None) -> dict[str, Any]:
     from derivex.gateway import serve as serving
 
     log = logger().bind(worker=ctx.index, generation=ctx.generation)
@@ -141,9 +144,9 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
         state = serving.ServeState.load(data / "serve.json")
         demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
         opened = serving.Opened(venue, keys, state, demo_key, [])  # type: ignore[arg-type]
-        gateway = serving.build(opened, demo=demo)
+        gateway = serving.build(opened, demo=demo, auth_limits=auth_limits)
     else:
-        gateway = Gateway(venue, keys)
+        gateway = Gateway(venue, keys, auth_limits=auth_limits)
     gateway.add_periodic(POLL_INTERVAL_S, exchange.pump)
     await gateway.start(host, port, reuse_port=True)
     tune_gc()
@@ -161,7 +164,7 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
 def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
                 port: int = 8080, demo: bool = True, fsync: str = "interval",
                 log_level: int = 20, json_logs: bool = True, seconds: float | None = None,
-                announce: Any = None) -> Any:
+                announce: Any = None, auth_backoff: str = "") -> Any:
     """The supervisor of ``derivex serve --workers N``: prepare ``data_dir`` with the
     embedded ``open_venue`` (create or recover; a snapshot so that the engine and every
     replica start from it), close it, and run the runtime on its journal with ``workers``
@@ -185,6 +188,7 @@ def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
         journal_dir=str(data / "journal"), fsync=fsync, replicas=True,
         front_end="derivex.gateway.worker:deribit_front_end",
         front_end_options={"data_dir": str(data), "host": host, "port": port, "demo": demo,
+                           "auth_backoff": auth_backoff,
                            "seed": opened.state.seed, "log_level": log_level,
                            "json_logs": json_logs})
     url = f"http://{host}:{port}"
