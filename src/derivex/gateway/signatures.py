@@ -6,10 +6,11 @@ replay for all.
 The file is a hash table of ``SLOTS`` slots of three little-endian uint64: the first 16
 bytes of the signature (an HMAC-SHA256, so uniformly distributed: its own hash) and the
 millisecond after which it may be forgotten (0: never used). A signature lives in one of
-the ``PROBE`` slots after its home slot; a slot whose time has passed is free again. Each
-``use`` reads and writes that window under an exclusive ``flock`` of the file (one
-writer at a time, across processes). The file is sparse: 24 MiB addressed, pages
-allocated as slots are first used.
+the ``PROBE`` slots from its home slot on; a slot whose time has passed is free again.
+Slots never return to 0, so a never-used slot ends every chain through it: a look-up
+stops there (usually at the first or second slot). Each ``use`` reads and writes under an
+exclusive ``flock`` of the file (one writer at a time, across processes). The file is
+sparse: 24 MiB addressed, pages allocated as slots are first used.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "signatures"
@@ -25,22 +26,22 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import struct
 from pathlib import Path
-
-import numpy as np
 
 from derivex.gateway.auth_limits import CacheFull
 
 SLOTS = 1 << 20
 PROBE = 32
 SIGNATURES_FILE = "signatures"
-_OFFSETS = np.arange(PROBE, dtype=np.int64)
+_SLOT = struct.Struct("<QQQ")
 
 
 class SharedSignatureCache:
     """``SignatureCache``'s interface over a shared file. ``use`` costs one ``flock``
-    pair and O(``PROBE``) vectorised work; it raises ``CacheFull`` when the ``PROBE``
-    slots of a signature hold live signatures (never forgets a live one)."""
+    pair and reads slots up to the first never-used one (at most ``PROBE``); it raises
+    ``CacheFull`` when the ``PROBE`` slots of a signature hold live signatures (never
+    forgets a live one)."""
 
     def __init__(self, path: Path | str, window_ms: int = 60_000) -> None:
         self.path = Path(path)
@@ -55,24 +56,30 @@ class SharedSignatureCache:
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._map = mmap.mmap(self._fd, size)
-        self._table = np.frombuffer(self._map, dtype="<u8").reshape(SLOTS, 3)
 
     def use(self, signature: bytes, ts_ms: int, now_ms: int) -> bool:
         """Record ``signature`` (its timestamp ``ts_ms`` already checked to be within the
         window); False if any process sharing the file recorded it before."""
-        head = np.frombuffer(signature[:16], dtype="<u8")
-        slots = ((int(head[0]) & (SLOTS - 1)) + _OFFSETS) & (SLOTS - 1)
-        table = self._table
+        first, second = struct.unpack_from("<QQ", signature)
+        home = first & (SLOTS - 1)
+        table, read = self._map, _SLOT.unpack_from
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            window = table[slots]
-            live = window[:, 2] >= now_ms
-            if (live & (window[:, 0] == head[0]) & (window[:, 1] == head[1])).any():
-                return False
-            free = np.flatnonzero(~live)
-            if not len(free):
+            free = -1
+            for step in range(PROBE):
+                offset = ((home + step) & (SLOTS - 1)) * 24
+                held_first, held_second, until = read(table, offset)
+                if until >= now_ms:
+                    if held_first == first and held_second == second:
+                        return False
+                    continue
+                if free < 0:
+                    free = offset
+                if until == 0:
+                    break  # the chain ends here: nothing further can match
+            if free < 0:
                 raise CacheFull
-            table[slots[free[0]]] = (head[0], head[1], ts_ms + self.window_ms)
+            _SLOT.pack_into(table, free, first, second, ts_ms + self.window_ms)
             return True
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -81,7 +88,6 @@ class SharedSignatureCache:
         """Unmap and close the file (idempotent)."""
         if self._fd < 0:
             return
-        del self._table
         self._map.close()
         os.close(self._fd)
         self._fd = -1
