@@ -32,6 +32,7 @@ INVALID_AMOUNT = 10021
 INVALID_PRICE = 10023
 TOO_MANY_REQUESTS = 10028
 PRICE_WRONG_TICK = 10043
+PRICE_TOO_HIGH = 10007
 QTY_TOO_LOW = 10002
 INVALID_ARGUMENTS = 11029
 OTHER_REJECT = 11030
@@ -58,7 +59,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.PRICE_OFF_TICK: (PRICE_WRONG_TICK, "price_wrong_tick"),
     Reason.QTY_OFF_STEP: (INVALID_AMOUNT, "invalid_amount"),
     Reason.QTY_TOO_LARGE: (INVALID_AMOUNT, "invalid_amount"),
-    Reason.PRICE_TOO_LARGE: (10007, "price_too_high"),
+    Reason.PRICE_TOO_LARGE: (PRICE_TOO_HIGH, "price_too_high"),
     Reason.OVERFLOW: (INVALID_ARGUMENTS, "invalid_arguments"),
     Reason.UNKNOWN_INSTRUMENT: (INVALID_INSTRUMENT, "invalid_or_unsupported_instrument"),
     Reason.UNKNOWN_ACCOUNT: (USER_NOT_FOUND, "user_not_found"),

@@ -71,8 +71,9 @@ class Dispatcher:
         return method, self._check(method, params, session)
 
     def _check(self, method: Method, params: dict[str, Any], session: Session) -> Session:
-        """Scope and rate limit of a call of ``method``; returns the session it runs as
-        (an ``access_token`` parameter authenticates a public one). Raises ``RpcError``."""
+        """Scope, rate limit and parameter names of a call of ``method``; returns the
+        session it runs as (an ``access_token`` parameter authenticates a public one).
+        Raises ``RpcError`` (-32602 naming a parameter the method does not implement)."""
         if method.scope is not None:
             if session.key is None:
                 token = params.get("access_token")
@@ -88,6 +89,8 @@ class Dispatcher:
             cost = self.gas_base if method.cost == ENGINE else method.cost
             if not self.limiter.allow(session.key.client_id, cost):
                 raise RpcError(TOO_MANY_REQUESTS, "too_many_requests")
+        # after the rate limit: a refused request still costs its sender
+        method.check_params(params)
         return session
 
     def call(self, name: str, params: dict[str, Any], session: Session, connection: Any = None,
@@ -226,8 +229,10 @@ class Dispatcher:
             connection = ctx.connection
             if hold:
                 connection.hold()
-            outcome = next(results)
             try:
+                # inside the try: whatever one order's result raises is its own error
+                # reply (``place_many`` yields every order's outcome, failures included)
+                outcome = next(results)
                 if isinstance(outcome, RpcError):
                     raise outcome
                 assert method.finish is not None
