@@ -28,7 +28,8 @@ from tests.gateway.conftest import Server, build_gateway
 METHOD_NAMES = sorted(METHODS)
 EVERY_PARAM = sorted({name for m in METHODS.values() for name in m.accepts} - {ACCESS_TOKEN})
 INSTRUMENTS = ["BTC_USDC-PERPETUAL", "ETH_USDC-PERPETUAL", "SOL_USDC-PERPETUAL", "NOPE", ""]
-ODD_NUMBERS = ["1e999995", "-1e999995", "1e-999995", "1_0", "١٠", "۱", "１", " 1 ", "NaN",
+ODD_NUMBERS = ["1e999995", "-1e999995", "1e-999995", "1_0", "\u0661\u0660", "\u06f1",
+               "\uff11", " 1 ", "NaN",
                "inf", "-0", "0", "-1", "1e308", "9" * 64, "9" * 65, "1e19", "0.00000001",
                "9223372036854775808", "-9223372036854775809", "2.5", "00012", "+5", ".5",
                "5.", "1E5", "1e64", "1e65", "0x10", "1.2.3", "60000", "0.01", "100"]
@@ -41,7 +42,7 @@ NUMBERS = st.one_of(
 SCALARS = st.one_of(
     st.none(), st.booleans(), NUMBERS, st.text(max_size=20),
     st.text(alphabet=st.characters(min_codepoint=0x80), max_size=10),
-    st.sampled_from(INSTRUMENTS + ["true", "false", "limit", "market", "stop_market",
+    st.sampled_from([*INSTRUMENTS, "true", "false", "limit", "market", "stop_market",
                                    "immediate_or_cancel", "fill_or_kill", "any", "BTC",
                                    "USDC", "future", "option", "asc", "desc",
                                    "client_credentials", "refresh_token", "btc_usdc",
