@@ -30,9 +30,10 @@ def server() -> Iterator[Server]:
     keys = KeyStore(None)
     thread = GatewayThread(lambda: build_gateway(keys))
     thread.start()
-    options = thread.call(lambda: [spec.name for spec in thread.gateway.venue.catalog
-                                   if spec.kind == "option"])
-    yield Server(thread, keys, options)
+    server = Server(thread, keys, [])
+    server.options = thread.call(lambda: [spec.name for spec in server.gateway.venue.catalog
+                                          if spec.kind == "option"])
+    yield server
     thread.stop()
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from derivex.core.records import Reason
 
-# JSON-RPC 2.0 codes
+# JSON-RPC 2.0 codes. INVALID_PARAMS: a parameter of the wrong type, a number outside the
+# grammar of ``numbers`` or beyond int64, or one the method does not implement (``data``
+# names it); see docs/gateway.md
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -28,17 +30,17 @@ MISSING_PARAMS = -32000
 ORDER_NOT_FOUND = 10004
 ALREADY_CLOSED = 10010
 INVALID_INSTRUMENT = 10020
-INVALID_AMOUNT = 10021
+INVALID_AMOUNT = 10021  # also: not whole lots, above the engine's maximum order size
 INVALID_PRICE = 10023
 TOO_MANY_REQUESTS = 10028
 PRICE_WRONG_TICK = 10043
-PRICE_TOO_HIGH = 10007
+PRICE_TOO_HIGH = 10007  # also the gateway's own check of the instrument's price cap
 QTY_TOO_LOW = 10002
 INVALID_ARGUMENTS = 11029
 OTHER_REJECT = 11030
 NOT_OPEN_ORDER = 11044
 BAD_REQUEST = 11050
-INTERNAL_ERROR = 11094
+INTERNAL_ERROR = 11094  # a bug: never the answer to anything a client can send
 INVALID_CREDENTIALS = 13004
 USER_NOT_FOUND = 13007
 UNAUTHORIZED = 13009

@@ -2,9 +2,11 @@
 handler, and build the reply (Deribit's envelope: ``usIn``/``usOut``/``usDiff``).
 
 Whatever a frame holds, the answer is a reply: malformed JSON is ``-32700``, a non-object or
-a missing method ``-32600``, an unknown method ``-32601``, wrong parameter types ``-32602``,
-an oversized frame ``11050``, and an unexpected exception ``11094`` (logged, the connection
-stays up).
+a missing method ``-32600``, an unknown method ``-32601``, wrong parameter types, numbers
+outside the grammar of ``numbers`` and parameters the method does not implement
+``-32602`` (naming the parameter), an oversized frame ``11050``. ``11094`` is an unexpected
+exception, a bug (logged, the connection stays up): nothing a client sends should cause one
+(``tests/adversarial/test_input_fuzz.py``). The contract is written in ``docs/gateway.md``.
 """
 
 from __future__ import annotations
