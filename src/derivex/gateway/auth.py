@@ -25,6 +25,7 @@ from typing import Any
 
 from derivex.gateway.errors import INVALID_CREDENTIALS, UNAUTHORIZED, RpcError, invalid_params
 from derivex.gateway.keys import ApiKey, KeyStore
+from derivex.gateway.numbers import whole_integer
 
 SCHEME = "deri-hmac-sha256"
 DEFAULT_WINDOW_MS = 60_000
@@ -92,9 +93,9 @@ class Authenticator:
         return key
 
     def _check_window(self, ts: Any) -> None:
-        try:
-            stamp = int(ts)
-        except (TypeError, ValueError):
+        try:  # the gateway's integer grammar (``int`` takes "1_0", " 1 ", other digits)
+            stamp = whole_integer(ts, "timestamp")
+        except RpcError:
             raise _unauthorized("bad timestamp") from None
         if abs(stamp - self._clock_ms()) > self.window_ms:
             raise _unauthorized("timestamp outside the window")

@@ -246,10 +246,11 @@ class Venue:
         limits = self._limits.get(instrument)
         if limits is None:
             engine = self.exchange.engine
-            limits = (int(engine.config.max_order_lots),
-                      int(engine.state.ins_i8[instrument, L.I_MAX_PRICE]))
-            if limits[1] > 0:  # listed
-                self._limits[instrument] = limits
+            max_lots = int(engine.config.max_order_lots)
+            max_ticks = int(engine.state.ins_i8[instrument, L.I_MAX_PRICE])
+            if max_ticks <= 0:  # not (yet) listed here: the engine decides
+                return max_lots, 2**63 - 1
+            limits = self._limits[instrument] = (max_lots, max_ticks)
         return limits
 
     # ---- clock ----
