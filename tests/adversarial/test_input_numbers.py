@@ -6,6 +6,7 @@ convert exactly as the decimal arithmetic says."""
 
 from __future__ import annotations
 
+import doctest
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,3 +177,9 @@ def test_any_text_is_a_number_or_a_clean_refusal(text: str) -> None:
     else:
         assert text.isascii() and text == text.strip() and "_" not in text
         assert count == Decimal(text) * 100
+
+
+def test_docstring_examples_of_the_input_modules() -> None:
+    for module in (n, p):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
