@@ -235,7 +235,7 @@ class Dispatcher:
                 # inside the try: whatever one order's result raises is its own error
                 # reply (``place_many`` yields every order's outcome, failures included)
                 outcome = next(results)
-                if isinstance(outcome, RpcError):
+                if isinstance(outcome, Exception):
                     raise outcome
                 assert method.finish is not None
                 result = method.finish(ctx, outcome)
