@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import doctest
 import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -92,6 +95,27 @@ def test_slow_numbers_get_a_clean_invalid_params_over_websocket(server: Server,
             assert reply["error"]["data"]["param"] == field
         # the connection (and the venue) still answer
         assert "version" in _ws_call(ws, "public/test", {}, 2)["result"]
+
+
+@pytest.mark.parametrize("text", SLOW[:3])
+def test_slow_numbers_get_a_clean_invalid_params_over_http(server: Server, text: str) -> None:
+    key = server.key()
+    token = _http_get(server, "public/auth", {"grant_type": "client_credentials",
+                                              "client_id": key.client_id,
+                                              "client_secret": key.client_secret})
+    reply = _http_get(server, "private/sell", {
+        "instrument_name": PERP, "amount": text, "type": "market",
+        "access_token": token["result"]["access_token"]})
+    assert reply["error"]["code"] == -32602 and reply["error"]["data"]["param"] == "amount"
+
+
+def _http_get(server: Server, method: str, query: dict[str, str]) -> Any:
+    url = f"{server.url}/api/v2/{method}?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return orjson.loads(error.read())
 
 
 @pytest.mark.parametrize("text", LOOKALIKES)
