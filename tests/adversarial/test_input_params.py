@@ -134,13 +134,17 @@ def test_ccxt_stop_orders_raise_and_place_nothing(server: Server) -> None:
     assert taker.create_order(market, "market", "buy", 0.5)["filled"] == 0.5
 
 
-def test_ccxt_forwarded_code_is_accepted_where_ccxt_sends_it(server: Server) -> None:
+def test_ccxt_calls_keep_working(server: Server) -> None:
     """ccxt forwards ``params={'code': ...}`` of fetch_open_orders / fetch_closed_orders /
-    fetch_my_trades verbatim (it already sent the currency as ``currency``)."""
+    fetch_my_trades verbatim (it already sent the currency as ``currency``), and
+    fetch_trading_fees sends ``extended``: both accepted."""
     client = server.sync(server.key())
     assert client.fetch_open_orders(params={"code": "ETH"}) == []
     assert client.fetch_my_trades(params={"code": "ETH"}) == []
     assert client.fetch_closed_orders(params={"code": "ETH"}) == []
+    # fetch_trading_fees sends extended=true (implemented: the identity fields)
+    fees = client.fetch_trading_fees()
+    assert fees["BTC/USDC:USDC"]["taker"] == client.markets["BTC/USDC:USDC"]["taker"]
 
 
 def test_post_without_params_key_takes_the_body_as_parameters(server: Server) -> None:

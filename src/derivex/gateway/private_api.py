@@ -294,23 +294,33 @@ def _check_currency(params: dict[str, Any], required: bool) -> str:
     return str(currency).upper()
 
 
-@method("private/get_account_summary", ("currency",), scope="read")
+@method("private/get_account_summary", ("currency", "extended"), scope="read")
 def get_account_summary(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """``extended``: the account's identity fields too (ccxt's fetch_trading_fees asks;
+    no ``fees`` overrides exist here, so its list is empty and ccxt keeps the
+    instruments' own maker / taker fees)."""
     currency = _check_currency(params, True)
+    extended = p.boolean(params, "extended", False)
     summary = shapes.account_summary(ctx.venue, ctx.session.account)
     if currency != COLLATERAL:
         # base currencies are not collateral here: an empty summary in that currency
         summary = {key: (0.0 if isinstance(value, float) else value)
                    for key, value in summary.items()}
         summary["currency"] = currency
+    if extended:
+        summary.update(_identity(ctx.session.account), fees=[])
     return summary
+
+
+def _identity(account: int) -> dict[str, Any]:
+    return {"id": account, "type": "main", "username": f"account-{account}",
+            "system_name": "derivex"}
 
 
 @method("private/get_account_summaries", (), scope="read")
 def get_account_summaries(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     summary = shapes.account_summary(ctx.venue, ctx.session.account)
-    return {"id": ctx.session.account, "summaries": [summary], "type": "main",
-            "username": f"account-{ctx.session.account}", "system_name": "derivex"}
+    return {**_identity(ctx.session.account), "summaries": [summary]}
 
 
 @method("private/get_positions", ("currency", "kind"), scope="read")
