@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,7 @@ from websockets.sync.client import connect
 from derivex.gateway import GatewayThread, KeyStore
 from derivex.gateway import numbers as n
 from derivex.gateway import params as p
+from derivex.gateway.auth import sign
 from derivex.gateway.errors import RpcError
 from tests.gateway.conftest import Server, build_gateway
 
@@ -207,3 +209,21 @@ def test_docstring_examples_of_the_input_modules() -> None:
     for module in (n, p):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_signature_timestamps_take_the_integer_grammar(server: Server) -> None:
+    """A ``client_signature`` grant correctly signed over a look-alike timestamp is refused
+    (``int()`` read ``"1_7..."`` and ``" 17... "`` as the same number); the plain one
+    authenticates."""
+    key = server.key()
+    now = str(int(time.time() * 1000))
+    for nonce, stamp in enumerate([f"{now[:1]}_{now[1:]}", f" {now} ",
+                                   "".join(chr(0x660 + int(d)) for d in now), now]):
+        params = {"grant_type": "client_signature", "client_id": key.client_id,
+                  "timestamp": stamp, "nonce": f"n{nonce}", "data": "",
+                  "signature": sign(key.client_secret, f"{stamp}\nn{nonce}\n")}
+        reply = _http_get(server, "public/auth", params)
+        if stamp == now:
+            assert "access_token" in reply["result"], reply
+        else:
+            assert reply["error"]["code"] == 13009, reply
