@@ -46,6 +46,7 @@ from derivex.gateway.errors import (
     invalid_params,
 )
 from derivex.gateway.keys import ApiKey, KeyStore
+from derivex.gateway.numbers import whole_integer
 from derivex.gateway.signatures import SIGNATURES_FILE, SharedSignatureCache
 
 SCHEME = "deri-hmac-sha256"
@@ -201,9 +202,9 @@ class Authenticator:
                             sig, stamp, names, lambda: _unauthorized("invalid credentials"))
 
     def _check_window(self, ts: Any) -> int:
-        try:
-            stamp = int(ts)
-        except (TypeError, ValueError):
+        try:  # the gateway's integer grammar (``int`` takes "1_0", " 1 ", other digits)
+            stamp = whole_integer(ts, "timestamp")
+        except RpcError:
             raise _unauthorized("bad timestamp") from None
         if abs(stamp - self._clock_ms()) > self.window_ms:
             raise _unauthorized("timestamp outside the window")

@@ -488,12 +488,18 @@ def _post_params(body: str) -> tuple[dict[str, Any], Any, dict[str, Any] | None]
     if not isinstance(message, dict):
         return {}, None, {"jsonrpc": "2.0", "id": None,
                           "error": RpcError(INVALID_REQUEST, "Invalid Request").to_json()}
-    params = message.get("params", message)
+    # a JSON-RPC body carries "params"; a plain object is the parameters themselves
+    # (less any envelope keys, which are no method's parameters)
+    params = message["params"] if "params" in message else {
+        key: value for key, value in message.items() if key not in _ENVELOPE}
     request_id = message.get("id")
     if not isinstance(params, dict):
         return {}, request_id, {"jsonrpc": "2.0", "id": None,
                                 "error": RpcError(-32602, "Invalid params").to_json()}
     return params, request_id if isinstance(request_id, int | str) else None, None
+
+
+_ENVELOPE = frozenset({"jsonrpc", "id", "method"})
 
 
 def _json(data: dict[str, Any], status: int) -> web.Response:

@@ -44,6 +44,7 @@ from derivex.gateway.errors import (
     NOT_OPEN_ORDER,
     ORDER_NOT_FOUND,
     RpcError,
+    invalid_params,
     rpc_error_for,
 )
 
@@ -233,9 +234,24 @@ class Venue:
         self._last_price: dict[int, int] = {}
         self._pending = _Pending()
         self._pendings: dict[tuple[str, str, int, str], _Pending] = {}
+        self._limits: dict[int, tuple[int, int]] = {}  # ``order_limits``
         self._buffer = bytearray(RECORD_BYTES)
         self._command = np.frombuffer(self._buffer, dtype=COMMAND_DTYPE)
         self.rebuild_open_orders()
+
+    def order_limits(self, instrument: int) -> tuple[int, int]:
+        """``(max_lots, max_price_ticks)`` an order on ``instrument`` may carry: the
+        engine's order size cap and the instrument's price cap (fixed when it is listed;
+        memoised). The gateway refuses beyond them before packing, as the engine would."""
+        limits = self._limits.get(instrument)
+        if limits is None:
+            engine = self.exchange.engine
+            max_lots = int(engine.config.max_order_lots)
+            max_ticks = int(engine.state.ins_i8[instrument, L.I_MAX_PRICE])
+            if max_ticks <= 0:  # not (yet) listed here: the engine decides
+                return max_lots, 2**63 - 1
+            limits = self._limits[instrument] = (max_lots, max_ticks)
+        return limits
 
     # ---- clock ----
 
@@ -247,7 +263,11 @@ class Venue:
     def _submit(self, layout: struct.Struct, *values: int) -> np.ndarray:
         """Sequence one command whose bytes 16..63 are ``layout.pack(*values)`` (the
         structured-field setters cost a microsecond each; one ``pack_into`` does all)."""
-        layout.pack_into(self._buffer, 16, *values)
+        try:
+            layout.pack_into(self._buffer, 16, *values)
+        except struct.error:  # a value outside its field (int64 prices, quantities)
+            raise invalid_params("amount" if layout is _PLACE else "order", "out of range") \
+                from None
         return self.exchange.submit(self._command)
 
     def place(self, account: int, spec: InstrumentSpec, side: str, qty_lots: int,
@@ -262,11 +282,11 @@ class Venue:
         order = PlaceOrder(account, spec.instrument, SIDES[side], qty_lots, price_ticks,
                            order_type, time_in_force, flags, label)
         (result,) = self.place_many([order])
-        if isinstance(result, RpcError):
+        if isinstance(result, Exception):
             raise result
         return result
 
-    def place_many(self, orders: list[PlaceOrder]) -> Iterator[Placed | RpcError]:
+    def place_many(self, orders: list[PlaceOrder]) -> Iterator[Placed | RpcError | Exception]:
         """Sequence ``orders`` as ONE batch (one compiled engine call: the per-call overhead
         dominates single orders), then yield each order's result in turn: its record and
         trades, or the mapped ``RpcError`` of a reject. An order's events are applied (and
@@ -278,24 +298,43 @@ class Venue:
         ``Update`` merging the batch's: its ``orders`` (each changed record once), all
         ``trades`` in order, the union of the touched sets (``first_*``: the last order's).
         That saves an ``Update`` and the listener calls per order. The
-        outcome is the same as placing the orders one by one in this order. Cost: one
-        engine call, O(events) Python."""
+        outcome is the same as placing the orders one by one in this order. Failures are
+        per order: one whose fields do not fit the command record (checked by packing it)
+        is answered -32602 and not sequenced, the others go on; an exception while walking
+        one order's events is that order's result. Cost: one engine call, O(events)
+        Python."""
         size = RECORD_BYTES
         buffer = bytearray(size * len(orders))
         pack = _PLACE.pack_into
         types, tifs = _ORDER_TYPE_CODES, _TIF_CODES  # plain ints: packing an enum costs more
+        failed: dict[int, RpcError] | None = None
+        at = 0  # records packed
         for i, order in enumerate(orders):
-            pack(buffer, size * i + 16, _PLACE_ORDER, order.side, types[order.order_type],
-                 tifs[order.time_in_force], order.flags, order.account, order.instrument,
-                 order.price_ticks, order.qty_lots, 0)
+            try:
+                pack(buffer, size * at + 16, _PLACE_ORDER, order.side, types[order.order_type],
+                     tifs[order.time_in_force], order.flags, order.account, order.instrument,
+                     order.price_ticks, order.qty_lots, 0)
+            except (struct.error, KeyError, TypeError):
+                # the gateway checks ranges first; an order that still does not fit its
+                # record fails alone (its slot is overwritten by the next, or cut off)
+                if failed is None:
+                    failed = {}
+                failed[i] = invalid_params("order", "a field is out of range")
+                continue
+            at += 1
+        if at == 0:
+            return iter([failed[i] for i in range(len(orders))]) if failed else iter(())
+        if at < len(orders):
+            del buffer[size * at:]
         commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE)
         merge = self.merges_batches()
         events = self.exchange.submit(commands)
         return self._results(orders, int(commands.view(np.int64)[0]),
-                             events.view(np.int64).reshape(-1, 8).tolist(), merge)
+                             events.view(np.int64).reshape(-1, 8).tolist(), merge, failed, at)
 
     def _results(self, orders: list[PlaceOrder], first_seq: int, rows: list[list[int]],
-                 merge: bool) -> Iterator[Placed | RpcError]:
+                 merge: bool, failed: dict[int, RpcError] | None,
+                 packed: int) -> Iterator[Placed | RpcError | Exception]:
         now = self.now_ms()
         start, total = 0, len(rows)
         pendings = self._pendings
@@ -303,9 +342,14 @@ class Venue:
         # same post-batch mark and index (the walk runs after the engine call)
         prices: dict[int, tuple[int, int]] = {}
         merged = Update() if merge else None
-        last = first_seq + len(orders) - 1
+        last = first_seq + packed - 1
         walk, record_of = self._walk, self._record
-        for seq, order in enumerate(orders, first_seq):
+        seq = first_seq - 1
+        for i, order in enumerate(orders):
+            if failed is not None and i in failed:  # never sequenced
+                yield failed[i]
+                continue
+            seq += 1
             end = start
             while end < total and rows[end][0] == seq:
                 end += 1
@@ -316,18 +360,24 @@ class Venue:
                                    order.flags, order.label)
                 if not order.label:  # unlabelled kinds are few: keep them
                     pendings[key] = pending
-            if merged is None:
-                update = walk(rows[start:end], pending, now, prices)
-                trades = update.trades
-            else:
-                before = len(merged.trades)
-                update = walk(rows[start:end], pending, now, prices, merged)
-                trades = merged.trades[before:] if len(merged.trades) > before else []
+            try:
+                if merged is None:
+                    update = walk(rows[start:end], pending, now, prices)
+                    trades = update.trades
+                else:
+                    before = len(merged.trades)
+                    update = walk(rows[start:end], pending, now, prices, merged)
+                    trades = merged.trades[before:] if len(merged.trades) > before else []
+            except Exception as error:  # a bug: this order's answer, not its batch's
+                update, trades = None, []
+                outcome: Placed | RpcError | Exception = error
             start = end
             if merged is not None and seq == last:  # before the last result is taken
                 for listener in self.listeners:
                     listener(merged)
-            if update.first_kind != _ACCEPTED:
+            if update is None:
+                yield outcome
+            elif update.first_kind != _ACCEPTED:
                 yield rpc_error_for(update.first_reason)
             else:
                 order_id = update.first_order
