@@ -237,8 +237,7 @@ class Gateway:
                   and conn.session.key.client_id in client_ids]
         if not doomed:
             return
-        if self.dispatcher._queued:
-            self.dispatcher.flush()
+        self.dispatcher.flush()  # (nothing when no order is queued)
         for conn in doomed:
             conn.session.key = None
             conn.session.tokens.clear()
