@@ -103,8 +103,9 @@ def calls(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 
 
 def _wanted(call: tuple[str, dict[str, Any]]) -> bool:
-    # a failed client_signature grant closes the socket on purpose (what ccxt.pro needs)
-    return "client_signature" not in json.dumps(call[1])
+    # a failed client_signature grant and a logout close the socket on purpose (what
+    # ccxt.pro needs; what Deribit does): the HTTP variants fuzz them
+    return call[0] != "private/logout" and "client_signature" not in json.dumps(call[1])
 
 
 def _check(reply: Any) -> dict[str, Any]:
