@@ -271,6 +271,9 @@ def serve(
     workers: Annotated[int, typer.Option(
         help="0: one process; N: the multi-process runtime (engine, journal writer, market "
              "data and N gateway workers sharing the port over shared-memory rings)")] = 0,
+    submit_timeout: Annotated[float, typer.Option(
+        help="with --workers: seconds a worker waits for its commands to be sequenced and "
+             "durable before answering 13888 (outcome unknown: query the order)")] = 10.0,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -289,6 +292,7 @@ def serve(
 
         report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
                              fsync=fsync, log_level=level, json_logs=log_format == "json",
+                             submit_timeout_s=submit_timeout,
                              announce=lambda url, opened: _announce(url, opened, data_dir))
         typer.echo("derivex stopped: " + json.dumps(_runtime_summary(report)))
         if report.failure:

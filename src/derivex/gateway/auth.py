@@ -10,7 +10,10 @@ The signature covers the raw request target exactly as received (path and query,
 re-encoded). Only a timestamp window is checked: clients reuse the millisecond clock as the
 nonce, so identical concurrent requests carry identical signatures (no replay cache).
 
-Tokens are random, kept in memory, and expire; a refresh token yields a new pair.
+Tokens are random, kept in memory, and expire; a refresh token yields a new pair. With a
+``token_key`` (the gateway workers of ``derivex serve --workers N`` share one per run) a token
+also carries its client id and expiry, signed with that key, so every worker holding the key
+accepts it, not only the one that issued it.
 """
 
 from __future__ import annotations
@@ -56,8 +59,11 @@ class Authenticator:
     """Checks signatures and credentials against a ``KeyStore`` and issues tokens."""
 
     def __init__(self, keys: KeyStore, window_ms: int = DEFAULT_WINDOW_MS,
-                 clock_ms: Callable[[], int] | None = None) -> None:
+                 clock_ms: Callable[[], int] | None = None,
+                 token_key: bytes | None = None) -> None:
         self.keys = keys
+        self.token_key = token_key
+        self._spent: set[str] = set()  # signed tokens logged out / refresh tokens used here
         self.window_ms = window_ms
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._access: dict[str, tuple[str, float]] = {}  # token -> (client_id, expires)
@@ -120,7 +126,10 @@ class Authenticator:
                                        str(params.get("signature", ""))):
                 raise _unauthorized("bad signature")
         elif grant == "refresh_token":
-            entry = self._refresh.pop(str(params.get("refresh_token", "")), None)
+            token = str(params.get("refresh_token", ""))
+            entry = self._refresh.pop(token, None) or self._signed(token, "r")
+            if entry is not None and self.token_key is not None:
+                self._spent.add(token)
             key = self.keys.lookup(entry[0]) if entry and entry[1] > time.time() else None
             if key is None:
                 raise _unauthorized("invalid or expired refresh token")
@@ -130,15 +139,20 @@ class Authenticator:
         return key, self._issue(key)
 
     def _issue(self, key: ApiKey) -> dict[str, Any]:
-        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         expires = time.time() + TOKEN_SECONDS
+        if self.token_key is not None:  # self-contained: any worker with the key checks it
+            return {"access_token": self._sign_token("a", key.client_id, expires),
+                    "refresh_token": self._sign_token("r", key.client_id, expires),
+                    "expires_in": TOKEN_SECONDS, "token_type": "bearer",
+                    "scope": key.deribit_scope(), "enabled_features": []}
+        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         self._access[access] = (key.client_id, expires)
         self._refresh[refresh] = (key.client_id, expires)
         return {"access_token": access, "refresh_token": refresh, "expires_in": TOKEN_SECONDS,
                 "token_type": "bearer", "scope": key.deribit_scope(), "enabled_features": []}
 
     def from_token(self, token: str) -> ApiKey:
-        entry = self._access.get(token)
+        entry = self._access.get(token) or self._signed(token, "a")
         key = self.keys.lookup(entry[0]) if entry and entry[1] > time.time() else None
         if key is None:
             raise _unauthorized("invalid or expired token")
@@ -146,3 +160,27 @@ class Authenticator:
 
     def logout(self, token: str) -> None:
         self._access.pop(token, None)
+        if self.token_key is not None:
+            self._spent.add(token)
+
+    def _sign_token(self, kind: str, client_id: str, expires: float) -> str:
+        """``kind.client_id.expires.nonce.mac``: HMAC-SHA256 under ``token_key`` (hex,
+        128 bits kept) of the rest."""
+        assert self.token_key is not None
+        body = f"{kind}.{client_id}.{int(expires)}.{secrets.token_urlsafe(12)}"
+        mac = hmac.new(self.token_key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"{body}.{mac}"
+
+    def _signed(self, token: str, kind: str) -> tuple[str, float] | None:
+        """``(client_id, expires)`` of a signed token of ``kind`` (None: not one, a bad
+        mac, or spent here). Cost: one HMAC over ~80 bytes."""
+        if self.token_key is None or len(token) > 256 or token in self._spent:
+            return None
+        body, _, mac = token.rpartition(".")
+        parts = body.split(".")
+        if len(parts) != 4 or parts[0] != kind or not parts[2].isdigit():
+            return None
+        expected = hmac.new(self.token_key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        if not hmac.compare_digest(expected, mac):
+            return None
+        return parts[1], float(parts[2])

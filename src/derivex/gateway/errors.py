@@ -38,6 +38,8 @@ OTHER_REJECT = 11030
 NOT_OPEN_ORDER = 11044
 BAD_REQUEST = 11050
 INTERNAL_ERROR = 11094
+# the command was taken but its outcome is unknown (engine or journal stalled): query it
+OUTCOME_UNKNOWN = 13888
 INVALID_CREDENTIALS = 13004
 USER_NOT_FOUND = 13007
 UNAUTHORIZED = 13009

@@ -43,6 +43,7 @@ from derivex.gateway.errors import (
     INVALID_AMOUNT,
     NOT_OPEN_ORDER,
     ORDER_NOT_FOUND,
+    OUTCOME_UNKNOWN,
     RpcError,
     rpc_error_for,
 )
@@ -67,6 +68,7 @@ _CANCELLED, _EXPIRED = int(EventKind.CANCELLED), int(EventKind.EXPIRED)
 _POSITION, _BALANCE = int(EventKind.POSITION), int(EventKind.BALANCE)
 _MARK, _INDEX = int(EventKind.MARK), int(EventKind.INDEX)
 _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_QUOTE)
+_RISK_ARRAY, _RISK_GREEKS = int(CommandKind.RISK_ARRAY), int(CommandKind.RISK_GREEKS)
 _POST_ONLY, _REJECT_POST_ONLY = int(OrderFlag.POST_ONLY), int(OrderFlag.REJECT_POST_ONLY)
 _REDUCE_ONLY = int(OrderFlag.REDUCE_ONLY)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
@@ -164,6 +166,32 @@ class Update:
 Placed = tuple[OrderRecord, list[Trade]]
 
 
+class OutcomeUnknown(Exception):
+    """Raised by an ``Exchange.submit`` that took the commands but cannot tell, in time,
+    what became of them (the engine or the journal stalled after submission: a gateway
+    worker of the multi-process runtime). ``first_position``: the position of the first
+    command in the submitter's stream (the exchange's own numbering, handed back with the
+    commands' batch when it arrives later: ``Venue.defer_frame``); ``count``: how many of
+    the commands were handed on (the rest never will be)."""
+
+    def __init__(self, message: str, first_position: int, count: int) -> None:
+        super().__init__(message)
+        self.first_position = first_position
+        self.count = count
+
+
+@dataclass(slots=True)
+class Deferred:
+    """A batch sequenced elsewhere (another gateway worker, or a submission of this one
+    whose outcome was unknown), waiting to be walked in seq order with the venue's own."""
+
+    first_seq: int
+    commands: np.ndarray
+    events: np.ndarray
+    ts_ns: int
+    first_position: int | None
+
+
 @dataclass(slots=True)
 class PlaceOrder:
     """An order to place, already checked and converted to engine units (``Venue.place`` /
@@ -235,6 +263,13 @@ class Venue:
         self._pendings: dict[tuple[str, str, int, str], _Pending] = {}
         self._buffer = bytearray(RECORD_BYTES)
         self._command = np.frombuffer(self._buffer, dtype=COMMAND_DTYPE)
+        # batches sequenced elsewhere, in seq order, that the exchange met while it waited
+        # for ours: walked before our commands that come after them (a fill of one of our
+        # orders by another worker must find the order's record), the rest after ours
+        self.deferred: deque[Deferred] = deque()
+        # submission position -> what the venue knew of a command whose outcome was
+        # unknown (its batch is walked with it when it arrives: the label stays)
+        self.unresolved: dict[int, _Pending] = {}
         self.rebuild_open_orders()
 
     # ---- clock ----
@@ -248,7 +283,12 @@ class Venue:
         """Sequence one command whose bytes 16..63 are ``layout.pack(*values)`` (the
         structured-field setters cost a microsecond each; one ``pack_into`` does all)."""
         layout.pack_into(self._buffer, 16, *values)
-        return self.exchange.submit(self._command)
+        try:
+            return self.exchange.submit(self._command)
+        except OutcomeUnknown as unknown:
+            self._unresolved(unknown, [self._pending])
+            order_id = int(self._command["order_id"][0])
+            raise _outcome_unknown({"order_id": order_id} if order_id else {}) from None
 
     def place(self, account: int, spec: InstrumentSpec, side: str, qty_lots: int,
               price_ticks: int = 0, *, order_type: str = "limit", time_in_force: str = "gtc",
@@ -290,22 +330,40 @@ class Venue:
                  order.price_ticks, order.qty_lots, 0)
         commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE)
         merge = self.merges_batches()
-        events = self.exchange.submit(commands)
-        return self._results(orders, int(commands.view(np.int64)[0]),
-                             events.view(np.int64).reshape(-1, 8).tolist(), merge)
+        try:
+            events = self.exchange.submit(commands)
+        except OutcomeUnknown as unknown:
+            self._unresolved(unknown, [_Pending(o.order_type, TIF_NAMES[o.time_in_force],
+                                                o.flags, o.label) for o in orders])
+            return iter([_outcome_unknown({"label": o.label} if o.label else {})
+                         for o in orders])
+        # a submission can come back in several engine batches (others' in between): each
+        # command has its own stamped seq, not first + position
+        return self._results(orders, commands["seq"].tolist(),
+                             events.view(np.int64).reshape(-1, 8).tolist(), merge,
+                             int(commands["ts_ns"][-1]) // 1_000_000)
 
-    def _results(self, orders: list[PlaceOrder], first_seq: int, rows: list[list[int]],
-                 merge: bool) -> Iterator[Placed | RpcError]:
-        now = self.now_ms()
+    def _unresolved(self, unknown: OutcomeUnknown, pendings: list[_Pending]) -> None:
+        """Remember what the venue knew of commands whose outcome is unknown, until their
+        batch arrives (``defer_frame`` with its position); walk what already did."""
+        for k in range(min(unknown.count, len(pendings))):
+            self.unresolved[unknown.first_position + k] = pendings[k]
+        self.walk_deferred()
+
+    def _results(self, orders: list[PlaceOrder], seqs: list[int], rows: list[list[int]],
+                 merge: bool, now: int) -> Iterator[Placed | RpcError]:
         start, total = 0, len(rows)
         pendings = self._pendings
+        deferred = self.deferred
         # a batch of orders emits no MARK / INDEX events: every trade of it reads the
         # same post-batch mark and index (the walk runs after the engine call)
         prices: dict[int, tuple[int, int]] = {}
         merged = Update() if merge else None
-        last = first_seq + len(orders) - 1
+        last = seqs[-1]
         walk, record_of = self._walk, self._record
-        for seq, order in enumerate(orders, first_seq):
+        for seq, order in zip(seqs, orders, strict=True):
+            if deferred and deferred[0].first_seq < seq and self.walk_deferred(seq):
+                prices.clear()  # others' batches may have moved marks
             end = start
             while end < total and rows[end][0] == seq:
                 end += 1
@@ -335,6 +393,8 @@ class Venue:
                 if record is None or record.order_id != order_id:
                     record = record_of(order_id)
                 yield record, (_own_trades(trades, order_id) if trades else [])
+        if deferred:
+            self.walk_deferred()
 
     def merges_batches(self) -> bool:
         """Whether every listener may, now, take a batch's updates merged: what
@@ -385,7 +445,11 @@ class Venue:
 
     def mass_quote(self, account: int, quotes: list[Quote]) -> bool:
         self._pending = _Pending("limit", "good_til_cancelled", int(OrderFlag.POST_ONLY), "")
-        result = self.exchange.mass_quote(account, quotes)
+        try:
+            result = self.exchange.mass_quote(account, quotes)
+        except OutcomeUnknown as unknown:
+            self._unresolved(unknown, [self._pending])
+            raise _outcome_unknown({}) from None
         self.apply(result.events)
         return result.accepted
 
@@ -393,10 +457,42 @@ class Venue:
 
     def submit_inputs(self, commands: np.ndarray) -> np.ndarray:
         """Sequence INDEX / RISK_ARRAY (or any admin) records built by the oracle and the
-        pricing service; returns the events."""
-        events = self.exchange.submit(commands)
+        pricing service; returns the events. The option views (implied volatility and
+        Greeks) of RISK_ARRAY commands are taken from the sequenced records, as every
+        gateway worker takes them from others' batches (``apply_frame``)."""
+        try:
+            events = self.exchange.submit(commands)
+        except OutcomeUnknown as unknown:
+            self._unresolved(unknown, [])
+            raise
         self.apply(events)
+        self._option_views(commands)
         return events
+
+    def _option_views(self, commands: np.ndarray) -> None:
+        """Implied volatility and Greeks of the options in sequenced RISK_ARRAY commands:
+        the header's ``mark_iv_ppm`` and its RISK_GREEKS leg (Greeks of one lot at 1e-9,
+        ticks per lot: divided by the contract value, and scaled by the price unit, they
+        are the Greeks per unit of the base in the quote currency, as Deribit shows them).
+        Cost O(commands); nothing unless the batch holds RISK_ARRAY commands."""
+        kinds = commands["kind"]
+        headers = np.flatnonzero(kinds == _RISK_ARRAY)
+        for header in headers.tolist():
+            if header + 1 >= len(commands) or int(kinds[header + 1]) != _RISK_GREEKS:
+                continue
+            instrument = int(commands["instrument"][header])
+            spec = self.catalog.by_id.get(instrument)
+            if spec is None or not spec.contract_value_units:
+                continue
+            leg = commands[header + 1]
+            per_lot = 1e-9 / float(spec.contract_value_units)
+            unit = float(spec.price_unit)
+            self.set_option_view(instrument, round(int(commands["mark_iv_ppm"][header]) / 1e4, 2), {
+                "delta": round(int(leg["delta_nano"]) * per_lot, 5),
+                "gamma": round(int(leg["gamma_nano"]) * per_lot / unit, 8),
+                "vega": round(int(leg["vega_nano"]) * per_lot * unit, 5),
+                "theta": round(int(leg["theta_nano"]) * per_lot * unit, 5),
+                "rho": round(int(leg["rho_nano"]) * per_lot * unit, 5)})
 
     def mark_ticks(self, instrument: int) -> int:
         value = self.exchange.mark(instrument)
@@ -460,29 +556,77 @@ class Venue:
         notify the listeners. Cost: O(events); fields are decoded from the records' 64-bit
         words (one ``tolist`` call, no per-field numpy access)."""
         if not len(events):
+            if self.deferred:
+                self.walk_deferred()
             return Update()
-        return self._walk(events.view(np.int64).reshape(-1, 8).tolist(), self._pending,
-                          self.now_ms())
+        rows = events.view(np.int64).reshape(-1, 8).tolist()
+        if self.deferred:  # others' batches sequenced before this one first
+            self.walk_deferred(rows[0][0])
+        update = self._walk(rows, self._pending, self.now_ms())
+        if self.deferred:
+            self.walk_deferred()
+        return update
 
-    def apply_frame(self, commands: np.ndarray, events: np.ndarray) -> None:
+    def defer_frame(self, commands: np.ndarray, events: np.ndarray, ts_ns: int,
+                    first_position: int | None = None) -> None:
+        """Queue a batch sequenced elsewhere (another worker's; or, with
+        ``first_position``, this submitter's commands from that position on whose outcome
+        was unknown) to be walked in seq order with the venue's own commands: before a
+        later own command's events, or by ``walk_deferred``. Cost O(1) (a batch arriving
+        out of order, which only a late batch of ours can, sorts the queue)."""
+        entry = Deferred(int(commands["seq"][0]), commands, events, ts_ns, first_position)
+        queue = self.deferred
+        queue.append(entry)
+        if len(queue) > 1 and queue[-2].first_seq > entry.first_seq:
+            ordered = sorted(queue, key=lambda d: d.first_seq)
+            queue.clear()  # in place: a walk in progress holds this deque
+            queue.extend(ordered)
+
+    def walk_deferred(self, before_seq: int | None = None) -> int:
+        """Walk the queued batches (those sequenced before ``before_seq``; None: all),
+        oldest first. Returns how many. Cost: ``apply_frame``'s per batch."""
+        queue, count = self.deferred, 0
+        while queue and (before_seq is None or queue[0].first_seq < before_seq):
+            entry = queue.popleft()
+            self.apply_frame(entry.commands, entry.events, entry.ts_ns, entry.first_position)
+            count += 1
+        return count
+
+    def apply_frame(self, commands: np.ndarray, events: np.ndarray, ts_ns: int | None = None,
+                    first_position: int | None = None) -> None:
         """Walk a batch sequenced by someone else (another gateway worker): command by
         command, each order's type, time in force and flags read from its command record
-        (the label is the submitter's: not in the record). Cost: O(commands + events)."""
+        (the label is the submitter's: not in the record; for a batch of this submitter's
+        own whose outcome was unknown, ``first_position`` finds what the venue kept of
+        them, label included). ``ts_ns``: the batch's sequencer time (default: the
+        engine's clock). Option views come from its RISK_ARRAY commands. Cost:
+        O(commands + events)."""
+        unresolved = self.unresolved if first_position is not None else None
+        if len(commands):
+            self._option_views(commands)
         if not len(events):
+            if unresolved:
+                for k in range(len(commands)):
+                    unresolved.pop(first_position + k, None)  # type: ignore[operator]
             return
         rows = events.view(np.int64).reshape(-1, 8).tolist()
         seqs = commands["seq"].tolist()
         kinds, tifs = commands["order_type"].tolist(), commands["tif"].tolist()
         flags = commands["flags"].tolist()
-        now, start, total = self.now_ms(), 0, len(rows)
+        now = self.now_ms() if ts_ns is None else ts_ns // 1_000_000
+        start, total = 0, len(rows)
         for k, seq in enumerate(seqs):
             end = start
             while end < total and rows[end][0] == seq:
                 end += 1
+            pending = None
+            if unresolved:
+                pending = unresolved.pop(first_position + k, None)  # type: ignore[operator]
             if end > start:
-                pending = _Pending(_ORDER_TYPE_NAMES.get(kinds[k], "limit"),
-                                   _TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
-                                   flags[k], "")
+                if pending is None:
+                    pending = _Pending(_ORDER_TYPE_NAMES.get(kinds[k], "limit"),
+                                       _TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
+                                       flags[k], "")
                 self._walk(rows[start:end], pending, now)
             start = end
 
@@ -665,6 +809,12 @@ class Venue:
                     reduce_only=bool(info.flags & OrderFlag.REDUCE_ONLY),
                     quote=bool(info.flags & OrderFlag.QUOTE), price_ticks=info.price_ticks,
                     amount_lots=info.remaining_lots, created_ms=now, updated_ms=now)
+
+
+def _outcome_unknown(data: dict[str, Any]) -> RpcError:
+    """The reply to a command whose outcome is unknown (see ``OutcomeUnknown``): the
+    client queries the order by ``order_id`` or ``label`` to learn it."""
+    return RpcError(OUTCOME_UNKNOWN, "timed_out", {"reason": "outcome_unknown", **data})
 
 
 def _own_trades(trades: list[Trade], order_id: int) -> list[Trade]:

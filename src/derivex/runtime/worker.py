@@ -31,7 +31,14 @@ import numpy as np
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE
 from derivex.ipc import BookReader, RingTimeout, SpscRing
 from derivex.runtime.config import RuntimeConfig, load_callable
-from derivex.runtime.control import DURABLE_SEQ, PROCESSED_SEQ, STOPPING, Control, SegmentNames
+from derivex.runtime.control import (
+    DURABLE_SEQ,
+    PROCESSED_SEQ,
+    STOPPING,
+    WK_SERVING,
+    Control,
+    SegmentNames,
+)
 from derivex.runtime.frames import FRAME_DTYPE, MARKER_KIND, FrameAssembler
 from derivex.runtime.replica import Replica
 from derivex.runtime.rings import Idle, child_setup, offer, take
@@ -177,6 +184,11 @@ class WorkerContext:
         if self._book is None:
             self._book = BookReader(self._names.book)
         return self._book
+
+    def mark_serving(self) -> None:
+        """Tell the supervisor that this instance's front end now serves its clients (its
+        port accepts): the control word ``WK_SERVING`` becomes 1 + its generation."""
+        self._ctl.set_worker(self.index, WK_SERVING, self.generation + 1)
 
     def discard_responses(self) -> None:
         """Take responses off the ring and drop them (after the front end has returned)."""
