@@ -47,6 +47,7 @@ from derivex.gateway.errors import (
     RpcError,
     rpc_error_for,
 )
+from derivex.gateway.labels import SharedLabels
 
 TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
 
@@ -270,6 +271,8 @@ class Venue:
         # submission position -> what the venue knew of a command whose outcome was
         # unknown (its batch is walked with it when it arrives: the label stays)
         self.unresolved: dict[int, _Pending] = {}
+        #: with several gateway workers: labels travel as keys in the commands (``labels``)
+        self.labels: SharedLabels | None = None
         self.rebuild_open_orders()
 
     # ---- clock ----
@@ -324,10 +327,14 @@ class Venue:
         buffer = bytearray(size * len(orders))
         pack = _PLACE.pack_into
         types, tifs = _ORDER_TYPE_CODES, _TIF_CODES  # plain ints: packing an enum costs more
+        labels = self.labels
         for i, order in enumerate(orders):
             pack(buffer, size * i + 16, _PLACE_ORDER, order.side, types[order.order_type],
                  tifs[order.time_in_force], order.flags, order.account, order.instrument,
-                 order.price_ticks, order.qty_lots, 0)
+                 order.price_ticks, order.qty_lots,
+                 labels.key(order.label) if labels is not None and order.label else 0)
+        if labels is not None:
+            labels.flush()
         commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE)
         merge = self.merges_batches()
         try:
@@ -596,9 +603,9 @@ class Venue:
                     first_position: int | None = None) -> None:
         """Walk a batch sequenced by someone else (another gateway worker): command by
         command, each order's type, time in force and flags read from its command record
-        (the label is the submitter's: not in the record; for a batch of this submitter's
-        own whose outcome was unknown, ``first_position`` finds what the venue kept of
-        them, label included). ``ts_ns``: the batch's sequencer time (default: the
+        (the label from its key in the record, with ``labels``; for a batch of this
+        submitter's own whose outcome was unknown, ``first_position`` finds what the
+        venue kept of them). ``ts_ns``: the batch's sequencer time (default: the
         engine's clock). Option views come from its RISK_ARRAY commands. Cost:
         O(commands + events)."""
         unresolved = self.unresolved if first_position is not None else None
@@ -613,6 +620,8 @@ class Venue:
         seqs = commands["seq"].tolist()
         kinds, tifs = commands["order_type"].tolist(), commands["tif"].tolist()
         flags = commands["flags"].tolist()
+        labels = self.labels
+        keys = commands["label"].tolist() if labels is not None else None
         now = self.now_ms() if ts_ns is None else ts_ns // 1_000_000
         start, total = 0, len(rows)
         for k, seq in enumerate(seqs):
@@ -626,7 +635,8 @@ class Venue:
                 if pending is None:
                     pending = _Pending(_ORDER_TYPE_NAMES.get(kinds[k], "limit"),
                                        _TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
-                                       flags[k], "")
+                                       flags[k], labels.name(keys[k])
+                                       if labels is not None and keys else "")
                 self._walk(rows[start:end], pending, now)
             start = end
 

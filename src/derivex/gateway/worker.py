@@ -45,6 +45,7 @@ import numpy as np
 from derivex.core.records import EVENT_DTYPE
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.keys import KeyStore
+from derivex.gateway.labels import SharedLabels
 from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.shared_metrics import PUBLISH_INTERVAL_S, WorkerMetrics
 from derivex.gateway.telemetry import configure_logging, logger
@@ -206,6 +207,8 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
     venue = Venue(exchange, catalog)
     # every batch not answered by our own submit is walked in seq order with ours
     exchange.on_foreign = venue.defer_frame
+    venue.labels = SharedLabels(metrics_dir.parent / "labels", f"worker.{ctx.index}."
+                                f"{ctx.generation}")
     metrics = WorkerMetrics(ctx.index, metrics_dir)
     keys = KeyStore(data)
     if ctx.index == 0:  # the market inputs and the agents run once, in worker 0
@@ -271,8 +274,8 @@ def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
     if port == 0:
         port = _free_port(host)
     metrics_dir = data / "metrics"
-    for stale in metrics_dir.glob("worker.*"):  # a previous run's workers
-        stale.unlink(missing_ok=True)
+    for stale in [*metrics_dir.glob("worker.*"), *(data / "labels").glob("*.labels")]:
+        stale.unlink(missing_ok=True)  # a previous run's workers
     config = RuntimeConfig(
         name=f"derivex-{port}", workers=workers, engine=exchange.engine.config,
         journal_dir=str(data / "journal"), fsync=fsync, replicas=True,
