@@ -119,6 +119,7 @@ class Client:
     def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
                  worker: str) -> None:
         self.ws, self.worker, self.session = ws, worker, session
+        self.closed = False
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader = asyncio.ensure_future(self._read())
@@ -132,15 +133,26 @@ class Client:
         return cls(session, ws, worker)
 
     async def _read(self) -> None:
-        async for message in self.ws:
-            reply = json.loads(message.data)
-            waiter = self._waiting.pop(reply.get("id"), None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(reply)
+        try:
+            async for message in self.ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                reply = json.loads(message.data)
+                waiter = self._waiting.pop(reply.get("id"), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(reply)
+        finally:  # the connection is gone (a killed worker): nobody waits forever
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("connection closed"))
+            self._waiting.clear()
+            self.closed = True
 
     async def call(self, method: str, params: dict[str, Any] | None = None,
                    timeout: float = 60.0) -> dict[str, Any]:
         """The whole reply (``result`` or ``error``)."""
+        if self.closed:
+            raise ConnectionError("connection closed")
         request_id = next(self._ids)
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = waiter
@@ -194,6 +206,7 @@ class Ack:
 class Flow:
     acks: list[Ack] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    disconnected: int = 0  # requests whose connection went away (no answer, no ack)
 
 
 async def crossing_flow(client: Client, account: int, spec: InstrumentSpec, mid: float,
@@ -212,9 +225,13 @@ async def crossing_flow(client: Client, account: int, spec: InstrumentSpec, mid:
         offset = rng.randint(-2, 4) * (1 if side == "buy" else -1)
         price = round(base + offset * tick, spec.price_decimals)
         label = f"a{account}s{seed}n{k}"
-        reply = await client.call(f"private/{side}", {
-            "instrument_name": spec.name, "amount": step * rng.randint(1, 5), "type": "limit",
-            "price": price, "label": label})
+        try:
+            reply = await client.call(f"private/{side}", {
+                "instrument_name": spec.name, "amount": round(step * rng.randint(1, 5), 10),
+                "type": "limit", "price": price, "label": label})
+        except (ConnectionError, aiohttp.ClientError):
+            flow.disconnected += 1
+            return
         if "result" in reply:
             order = reply["result"]["order"]
             assert order["label"] == label, (order, label)  # never another request's reply
@@ -225,6 +242,8 @@ async def crossing_flow(client: Client, account: int, spec: InstrumentSpec, mid:
 
     pending: set[asyncio.Task[None]] = set()
     for k in range(orders):
+        if client.closed:
+            break
         if len(pending) >= in_flight:
             _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         pending.add(asyncio.ensure_future(one(k)))
