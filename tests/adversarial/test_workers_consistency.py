@@ -2,6 +2,7 @@
 
 One ``derivex serve --workers 2`` (no agents) over a venue prepared with funded accounts:
 
+- the banner is printed once every worker serves (the port accepts);
 - option IV and Greeks are the same, and set, on every worker;
 - a bearer / refresh token issued by one worker works on the other;
 - ``/metrics``, whichever worker answers, holds every worker's series labelled ``worker``;
@@ -75,6 +76,15 @@ async def _fresh_get(url: str, params: dict[str, Any] | None = None,
         kind = response.headers.get("Content-Type", "")
         return worker, response.status, (await response.json() if "json" in kind
                                          else body.decode())
+
+
+def test_banner_printed_once_every_worker_serves(venue: Venue) -> None:
+    """``Served`` asked the port right after the banner (no retry); the log shows every
+    worker serving before the supervisor's "runtime serving" (then the banner)."""
+    lines = venue.log.read_text()[venue.served.offset:].splitlines()
+    serving = [k for k, line in enumerate(lines) if '"gateway worker serving"' in line]
+    announced = next(k for k, line in enumerate(lines) if '"runtime serving"' in line)
+    assert len(serving) >= WORKERS and max(serving[:WORKERS]) < announced
 
 
 def test_option_iv_and_greeks_equal_on_every_worker(venue: Venue) -> None:

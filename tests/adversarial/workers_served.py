@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class Served:
         assert found, f"no URL in {text!r}; log: {log.read_text()[-3000:]}"
         self.url = found.group(1)
         self.ws_url = self.url.replace("http://", "ws://") + "/ws/api/v2"
+        # the banner promises a port that accepts: no retry here
+        with urllib.request.urlopen(f"{self.url}/api/v2/public/test", timeout=30) as reply:
+            assert reply.status == 200
         self.pids: dict[str, int] = self.record("runtime serving")["pids"]
 
     def records(self, message: str) -> list[dict[str, Any]]:
