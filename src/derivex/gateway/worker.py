@@ -12,9 +12,11 @@ the ``Exchange`` under its ``Venue``:
   command ring to the sequencer (:meth:`RemoteExchange.submit`). The worker waits until
   its replica has applied the frames holding them and the journal has made them durable,
   and then walks their events exactly as the embedded venue walks ``Exchange.submit``'s;
-- frames of *other* workers are applied to the worker's ``Venue`` as they arrive (every
-  millisecond and before every command), so order records, trades, books and
-  subscriptions follow the whole venue, not only this worker's clients.
+- every batch the worker's own submit does not answer (other workers', late ones of its
+  own) is queued in its ``Venue`` and walked in seq order with the worker's own commands
+  (``Venue.defer_frame`` / ``walk_deferred``; every millisecond too), so order records,
+  trades, books, labels (``derivex.gateway.labels``), option views and subscriptions
+  follow the whole venue exactly as the one-process venue's do.
 
 Worker 0 also runs the market inputs (simulated index feed and pricing service) and, with
 ``--demo``, the agents: they submit through its ring like any client. The supervisor
@@ -25,7 +27,11 @@ runtime on its journal: the engine resumes it and every replica catches up from 
 Consistency: a client is answered after its command is durable and applied by its own
 worker's replica, so a connection reads its own writes. Another worker may apply the same
 frame up to ~1 ms later (its poll interval): two connections on two workers can briefly
-see different states, as on any venue with several gateways.
+see different states, as on any venue with several gateways. A submission not sequenced
+and durable within ``submit_timeout_s`` is answered 13888 (outcome unknown; see
+``RemoteExchange``). Tokens are signed with a per-run key every worker holds; ``/metrics``
+merges every worker's series (``derivex.gateway.shared_metrics``); the banner waits for
+every worker to serve.
 """
 
 from __future__ import annotations
