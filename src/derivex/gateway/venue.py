@@ -48,6 +48,7 @@ from derivex.gateway.errors import (
     rpc_error_for,
 )
 from derivex.gateway.labels import SharedLabels
+from derivex.gateway.option_views import option_views
 
 TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
 
@@ -69,7 +70,6 @@ _CANCELLED, _EXPIRED = int(EventKind.CANCELLED), int(EventKind.EXPIRED)
 _POSITION, _BALANCE = int(EventKind.POSITION), int(EventKind.BALANCE)
 _MARK, _INDEX = int(EventKind.MARK), int(EventKind.INDEX)
 _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_QUOTE)
-_RISK_ARRAY, _RISK_GREEKS = int(CommandKind.RISK_ARRAY), int(CommandKind.RISK_GREEKS)
 _POST_ONLY, _REJECT_POST_ONLY = int(OrderFlag.POST_ONLY), int(OrderFlag.REJECT_POST_ONLY)
 _REDUCE_ONLY = int(OrderFlag.REDUCE_ONLY)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
@@ -234,7 +234,7 @@ class Venue:
     """The gateway's state around one ``Exchange`` (see the module docstring)."""
 
     def __init__(self, exchange: Exchange, catalog: Catalog, *, history: int = 10_000,
-                 closed_orders: int = 200_000) -> None:
+                 closed_orders: int = 200_000, labels: SharedLabels | None = None) -> None:
         self.exchange = exchange
         self.catalog = catalog
         #: told of every command's ``Update`` as its events are walked
@@ -272,7 +272,7 @@ class Venue:
         # unknown (its batch is walked with it when it arrives: the label stays)
         self.unresolved: dict[int, _Pending] = {}
         #: with several gateway workers: labels travel as keys in the commands (``labels``)
-        self.labels: SharedLabels | None = None
+        self.labels = labels
         self.rebuild_open_orders()
 
     # ---- clock ----
@@ -477,29 +477,9 @@ class Venue:
         return events
 
     def _option_views(self, commands: np.ndarray) -> None:
-        """Implied volatility and Greeks of the options in sequenced RISK_ARRAY commands:
-        the header's ``mark_iv_ppm`` and its RISK_GREEKS leg (Greeks of one lot at 1e-9,
-        ticks per lot: divided by the contract value, and scaled by the price unit, they
-        are the Greeks per unit of the base in the quote currency, as Deribit shows them).
-        Cost O(commands); nothing unless the batch holds RISK_ARRAY commands."""
-        kinds = commands["kind"]
-        headers = np.flatnonzero(kinds == _RISK_ARRAY)
-        for header in headers.tolist():
-            if header + 1 >= len(commands) or int(kinds[header + 1]) != _RISK_GREEKS:
-                continue
-            instrument = int(commands["instrument"][header])
-            spec = self.catalog.by_id.get(instrument)
-            if spec is None or not spec.contract_value_units:
-                continue
-            leg = commands[header + 1]
-            per_lot = 1e-9 / float(spec.contract_value_units)
-            unit = float(spec.price_unit)
-            self.set_option_view(instrument, round(int(commands["mark_iv_ppm"][header]) / 1e4, 2), {
-                "delta": round(int(leg["delta_nano"]) * per_lot, 5),
-                "gamma": round(int(leg["gamma_nano"]) * per_lot / unit, 8),
-                "vega": round(int(leg["vega_nano"]) * per_lot * unit, 5),
-                "theta": round(int(leg["theta_nano"]) * per_lot * unit, 5),
-                "rho": round(int(leg["rho_nano"]) * per_lot * unit, 5)})
+        """The option views of the RISK_ARRAY commands in a sequenced batch."""
+        for instrument, iv, greeks in option_views(self.catalog, commands):
+            self.set_option_view(instrument, iv, greeks)
 
     def mark_ticks(self, instrument: int) -> int:
         value = self.exchange.mark(instrument)
@@ -817,7 +797,9 @@ class Venue:
                     info.order_id, account, info.instrument, int(info.side),
                     post_only=bool(info.flags & OrderFlag.POST_ONLY),
                     reduce_only=bool(info.flags & OrderFlag.REDUCE_ONLY),
-                    quote=bool(info.flags & OrderFlag.QUOTE), price_ticks=info.price_ticks,
+                    quote=bool(info.flags & OrderFlag.QUOTE),
+                    label=self.labels.name(info.label) if self.labels is not None else "",
+                    price_ticks=info.price_ticks,
                     amount_lots=info.remaining_lots, created_ms=now, updated_ms=now)
 
 

@@ -210,11 +210,10 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
     log = logger().bind(worker=ctx.index, generation=ctx.generation)
     exchange = RemoteExchange(ctx, submit_timeout_s)
     catalog = Catalog.load(data / "instruments.json")
-    venue = Venue(exchange, catalog)
+    labels = SharedLabels(data / "labels", f"worker.{ctx.index}.{ctx.generation}")
+    venue = Venue(exchange, catalog, labels=labels)  # (open orders keep their labels)
     # every batch not answered by our own submit is walked in seq order with ours
     exchange.on_foreign = venue.defer_frame
-    venue.labels = SharedLabels(metrics_dir.parent / "labels", f"worker.{ctx.index}."
-                                f"{ctx.generation}")
     metrics = WorkerMetrics(ctx.index, metrics_dir)
     keys = KeyStore(data)
     if ctx.index == 0:  # the market inputs and the agents run once, in worker 0
