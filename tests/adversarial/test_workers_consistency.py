@@ -253,6 +253,18 @@ def test_crossing_flow_every_order_reads_as_the_engine_has_it(venue: Venue) -> N
                         assert order["label"] == ack.label, (client.worker, order, ack.label)
                         reads.append((ack, client.worker, order["order_state"],
                                       order["filled_amount"]))
+            # trades as each worker shows them to the owner (marks excluded: a worker
+            # reads them when it walks the batch, the one process when it made it)
+            for _, clients in per_account:
+                shown = []
+                for client in clients:
+                    reply = await client.call("private/get_user_trades_by_instrument", {
+                        "instrument_name": PERPETUAL, "count": 1000, "sorting": "desc"})
+                    shown.append([(t["trade_id"], t["trade_seq"], t["order_id"], t["price"],
+                                   t["amount"], t["direction"], t["liquidity"], t["fee"],
+                                   t["timestamp"], t["tick_direction"])
+                                  for t in reply["result"]["trades"]])
+                assert shown[0] and all(other == shown[0] for other in shown[1:])
             return reads
         finally:
             for _, clients in per_account:

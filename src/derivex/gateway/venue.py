@@ -348,7 +348,7 @@ class Venue:
         # command has its own stamped seq, not first + position
         return self._results(orders, commands["seq"].tolist(),
                              events.view(np.int64).reshape(-1, 8).tolist(), merge,
-                             int(commands["ts_ns"][-1]) // 1_000_000)
+                             (commands["ts_ns"] // 1_000_000).tolist())
 
     def _unresolved(self, unknown: OutcomeUnknown, pendings: list[_Pending]) -> None:
         """Remember what the venue knew of commands whose outcome is unknown, until their
@@ -358,7 +358,7 @@ class Venue:
         self.walk_deferred()
 
     def _results(self, orders: list[PlaceOrder], seqs: list[int], rows: list[list[int]],
-                 merge: bool, now: int) -> Iterator[Placed | RpcError]:
+                 merge: bool, stamps_ms: list[int]) -> Iterator[Placed | RpcError]:
         start, total = 0, len(rows)
         pendings = self._pendings
         deferred = self.deferred
@@ -368,7 +368,7 @@ class Venue:
         merged = Update() if merge else None
         last = seqs[-1]
         walk, record_of = self._walk, self._record
-        for seq, order in zip(seqs, orders, strict=True):
+        for seq, order, now in zip(seqs, orders, stamps_ms, strict=True):
             if deferred and deferred[0].first_seq < seq and self.walk_deferred(seq):
                 prices.clear()  # others' batches may have moved marks
             end = start
