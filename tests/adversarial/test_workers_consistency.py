@@ -6,9 +6,9 @@ One ``derivex serve --workers 2`` (no agents) over a venue prepared with funded 
 - option IV and Greeks are the same, and set, on every worker;
 - a bearer / refresh token issued by one worker works on the other;
 - ``/metrics``, whichever worker answers, holds every worker's series labelled ``worker``;
-- an engine stalled (SIGSTOP) after a submission: the order gets 13888 ``outcome_unknown``
-  with its label; after SIGCONT the next request gets its own reply, and the stalled
-  order is found by its label on every worker;
+- the engine or the journal writer stalled (SIGSTOP) after a submission: the order gets
+  13888 ``outcome_unknown`` with its label; after SIGCONT the next request gets its own
+  reply, and the stalled order is found by its label on every worker;
 - a crossing flow from 6 connections (3 accounts, each on both workers): afterwards every
   acknowledged order's state and filled amount, read by its owner on either worker,
   equals the engine's (a replay of the journal after the stop).
@@ -174,10 +174,15 @@ def test_metrics_cover_every_worker(venue: Venue) -> None:
     asyncio.run(run())
 
 
-def test_engine_stall_gives_outcome_unknown_and_no_mismatched_replies(venue: Venue) -> None:
+@pytest.mark.parametrize("stalled_role", ["engine", "journal"])
+def test_stall_gives_outcome_unknown_and_no_mismatched_replies(venue: Venue,
+                                                               stalled_role: str) -> None:
+    """The engine (nothing sequenced) or the journal writer (sequenced, not durable)
+    stopped while an order is submitted."""
     spec = perpetual_spec(venue.data)
     account = venue.accounts[0]
-    engine = venue.served.pids["engine"]
+    stalled_pid = venue.served.pids[stalled_role]
+    tag = stalled_role
 
     async def run() -> None:
         clients = await connections_on_every_worker(venue.served.ws_url, account, WORKERS)
@@ -188,19 +193,21 @@ def test_engine_stall_gives_outcome_unknown_and_no_mismatched_replies(venue: Ven
                 spec.tick_size_ticks * spec.price_unit)
             order = {"instrument_name": PERPETUAL, "amount": spec.amount(spec.min_trade_lots),
                      "type": "limit", "price": price}
-            os.kill(engine, signal.SIGSTOP)
+            os.kill(stalled_pid, signal.SIGSTOP)
             try:
-                stalled = await clients[0].call("private/buy", {**order, "label": "stalled"},
-                                                timeout=SUBMIT_TIMEOUT_S * 10)
+                stalled = await clients[0].call(
+                    "private/buy", {**order, "label": f"stalled-{tag}"},
+                    timeout=SUBMIT_TIMEOUT_S * 10)
             finally:
-                os.kill(engine, signal.SIGCONT)
+                os.kill(stalled_pid, signal.SIGCONT)
             assert stalled["error"]["code"] == 13888, stalled
             assert stalled["error"]["data"] == {"reason": "outcome_unknown",
-                                                "label": "stalled"}, stalled
+                                                "label": f"stalled-{tag}"}, stalled
             # the late batch of the stalled submit answers nobody: each reply is its own
             for k in range(5):
-                after = await clients[0].call("private/buy", {**order, "label": f"after{k}"})
-                assert after["result"]["order"]["label"] == f"after{k}", after
+                after = await clients[0].call("private/buy",
+                                              {**order, "label": f"after{k}-{tag}"})
+                assert after["result"]["order"]["label"] == f"after{k}-{tag}", after
             # barrier: a command from each worker (applied after everything before it)
             for client in clients:
                 await client.call("private/cancel_all_by_instrument",
@@ -209,8 +216,8 @@ def test_engine_stall_gives_outcome_unknown_and_no_mismatched_replies(venue: Ven
                 reply = await client.call("private/get_open_orders_by_instrument",
                                           {"instrument_name": PERPETUAL})
                 labels = [o["label"] for o in reply["result"]]
-                assert labels.count("stalled") == 1, (client.worker, labels)
-                assert all(labels.count(f"after{k}") == 1 for k in range(5)), labels
+                assert labels.count(f"stalled-{tag}") == 1, (client.worker, labels)
+                assert all(labels.count(f"after{k}-{tag}") == 1 for k in range(5)), labels
             await clients[0].call("private/cancel_all", {})
         finally:
             for client in clients:
