@@ -1,6 +1,7 @@
 """The parts worker mode shares state with, in one process: labels written by one worker
 and read by another (any characters, a writer mid-line), and option views decoded from
-sequenced RISK_ARRAY records as the pricing service made them."""
+sequenced RISK_ARRAY records as the pricing service made them, and read back from the
+engine state once sequenced."""
 
 from __future__ import annotations
 
@@ -62,5 +63,9 @@ def test_option_views_decode_the_sequenced_greeks(tmp_path: Path) -> None:
         assert abs(greeks["vega"] - floats.vega[k] / 100) <= 1e-4 * max(1, abs(greeks["vega"]))
         assert abs(greeks["theta"] - floats.theta[k] / 365) <= 1e-4 * max(
             1, abs(greeks["theta"]))
+    # once sequenced, the venue shows the engine's view: the records' exactly
+    venue.submit_inputs(result.records)
+    for instrument, (iv, greeks) in views.items():
+        assert (venue.mark_iv(instrument), venue.greeks(instrument)) == (iv, greeks)
     assert opened.venue.exchange.journal is not None
     opened.venue.exchange.journal.close()

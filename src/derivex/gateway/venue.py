@@ -48,7 +48,7 @@ from derivex.gateway.errors import (
     rpc_error_for,
 )
 from derivex.gateway.labels import SharedLabels
-from derivex.gateway.option_views import option_views
+from derivex.gateway.option_views import option_view
 
 TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
 
@@ -73,6 +73,7 @@ _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_Q
 _POST_ONLY, _REJECT_POST_ONLY = int(OrderFlag.POST_ONLY), int(OrderFlag.REJECT_POST_ONLY)
 _REDUCE_ONLY = int(OrderFlag.REDUCE_ONLY)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
+_GREEK_WORDS = (L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA, L.I_RHO)
 _ORDER_TYPE_CODES = {name: int(kind) for name, kind in ORDER_TYPES.items()}
 _TIF_CODES = {name: int(tif) for name, tif in TIME_IN_FORCE.items()}
 
@@ -464,22 +465,14 @@ class Venue:
 
     def submit_inputs(self, commands: np.ndarray) -> np.ndarray:
         """Sequence INDEX / RISK_ARRAY (or any admin) records built by the oracle and the
-        pricing service; returns the events. The option views (implied volatility and
-        Greeks) of RISK_ARRAY commands are taken from the sequenced records, as every
-        gateway worker takes them from others' batches (``apply_frame``)."""
+        pricing service; returns the events."""
         try:
             events = self.exchange.submit(commands)
         except OutcomeUnknown as unknown:
             self._unresolved(unknown, [])
             raise
         self.apply(events)
-        self._option_views(commands)
         return events
-
-    def _option_views(self, commands: np.ndarray) -> None:
-        """The option views of the RISK_ARRAY commands in a sequenced batch."""
-        for instrument, iv, greeks in option_views(self.catalog, commands):
-            self.set_option_view(instrument, iv, greeks)
 
     def mark_ticks(self, instrument: int) -> int:
         value = self.exchange.mark(instrument)
@@ -493,16 +486,36 @@ class Venue:
 
     def set_option_view(self, instrument: int, iv: float, greeks: dict[str, float]) -> None:
         """What the pricing service computed for an option (implied volatility in
-        percent, Greeks per unit of the base): informative, for tickers and positions."""
+        percent, Greeks per unit of the base), shown until the engine has the option's
+        sequenced risk array (then ``mark_iv`` and ``greeks`` read the engine state)."""
         self.option_iv[instrument] = iv
         self.option_greeks[instrument] = greeks
 
     def mark_iv(self, instrument: int) -> float:
-        return self.option_iv.get(instrument, 0.0)
+        """Implied volatility of the option's mark, percent: the engine's (from the last
+        sequenced RISK_ARRAY: the same on every gateway worker after the same batches),
+        else the pricing service's view."""
+        view = self._engine_view(instrument)
+        return view[0] if view is not None else self.option_iv.get(instrument, 0.0)
 
     def greeks(self, instrument: int) -> dict[str, float]:
+        """Greeks per unit of the base, as ``mark_iv`` chooses its source."""
+        view = self._engine_view(instrument)
+        if view is not None:
+            return view[1]
         return self.option_greeks.get(
             instrument, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0, "rho": 0.0})
+
+    def _engine_view(self, instrument: int) -> tuple[float, dict[str, float]] | None:
+        state = self.exchange.engine.state.ins_i8
+        spec = self.catalog.by_id.get(instrument)
+        if spec is None or not 0 <= instrument < len(state):
+            return None
+        row = state[instrument]
+        iv_ppm = int(row[L.I_MARK_IV])
+        if not iv_ppm:
+            return None
+        return option_view(spec, iv_ppm, [int(row[k]) for k in _GREEK_WORDS])
 
     def last_price_ticks(self, instrument: int) -> int:
         return self._last_price.get(instrument, 0)
@@ -586,11 +599,8 @@ class Venue:
         (the label from its key in the record, with ``labels``; for a batch of this
         submitter's own whose outcome was unknown, ``first_position`` finds what the
         venue kept of them). ``ts_ns``: the batch's sequencer time (default: the
-        engine's clock). Option views come from its RISK_ARRAY commands. Cost:
-        O(commands + events)."""
+        engine's clock). Cost: O(commands + events)."""
         unresolved = self.unresolved if first_position is not None else None
-        if len(commands):
-            self._option_views(commands)
         if not len(events):
             if unresolved:
                 for k in range(len(commands)):

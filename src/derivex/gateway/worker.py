@@ -15,7 +15,7 @@ the ``Exchange`` under its ``Venue``:
 - every batch the worker's own submit does not answer (other workers', late ones of its
   own) is queued in its ``Venue`` and walked in seq order with the worker's own commands
   (``Venue.defer_frame`` / ``walk_deferred``; every millisecond too), so order records,
-  trades, books, labels (``derivex.gateway.labels``), option views and subscriptions
+  trades, books, labels (``derivex.gateway.labels``) and subscriptions
   follow the whole venue exactly as the one-process venue's do.
 
 Worker 0 also runs the market inputs (simulated index feed and pricing service) and, with
