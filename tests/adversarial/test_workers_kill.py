@@ -4,7 +4,8 @@ connections on both workers; a worker is killed (SIGKILL) mid-flow, restarted by
 supervisor, and the next round starts, for ``KILLS`` kills. After a clean stop, a replay of
 the whole journal must hold every acknowledged order, with at least the filled amount and
 the final state that its acknowledgement gave; the restarted workers end with the
-engine's state hash."""
+engine's state hash; and every acknowledged order reads, on every worker (restarted ones
+too: they replay the run into their venue), exactly as the journal replay has it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from tests.adversarial.workers_served import (
     PERPETUAL,
+    Ack,
     Flow,
     Served,
     connections_on_every_worker,
@@ -74,9 +76,36 @@ def test_kill_9_gateway_workers_loses_no_acknowledged_order(tmp_path: Path) -> N
         await asyncio.to_thread(served.record, "gateway worker serving", 120.0,
                                 worker=victim, generation=generation + 1)
 
+    async def read_back() -> list[tuple[Ack, str, str, float]]:
+        """Every acknowledged order as its owner reads it on every worker (the restarted
+        ones included), after a barrier command from each connection."""
+        reads = []
+        for account in accounts:
+            clients = await connections_on_every_worker(served.ws_url, account, WORKERS)
+            try:
+                for client in clients:
+                    await client.call("private/cancel_all_by_instrument",
+                                      {"instrument_name": "ETH_USDC-PERPETUAL"})
+                mine = [ack for ack in flow.acks if ack.account == account.account]
+                for client in clients:
+                    replies = await asyncio.gather(*[
+                        client.call("private/get_order_state", {"order_id": ack.order_id})
+                        for ack in mine])
+                    for ack, reply in zip(mine, replies, strict=True):
+                        assert "result" in reply, (client.worker, ack.order_id, reply)
+                        order = reply["result"]
+                        assert order["label"] == ack.label, (client.worker, order)
+                        reads.append((ack, client.worker, order["order_state"],
+                                      order["filled_amount"]))
+            finally:
+                for client in clients:
+                    await client.close()
+        return reads
+
     try:
         for kill in range(KILLS):
             asyncio.run(round_(kill))
+        reads = asyncio.run(read_back())
     finally:
         status, out = served.stop()
     assert status == 0, out
@@ -98,6 +127,14 @@ def test_kill_9_gateway_workers_loses_no_acknowledged_order(tmp_path: Path) -> N
         state, lots = found
         if spec.amount(lots) < ack.filled or (ack.state != "open" and state != ack.state):
             worse.append((ack.order_id, ack.state, ack.filled, state, spec.amount(lots)))
+    wrong = [(ack.order_id, worker, state, filled, truth[engine_order_id(ack.order_id)])
+             for ack, worker, state, filled in reads
+             if (state, filled) != (truth[engine_order_id(ack.order_id)][0], spec.amount(
+                 truth[engine_order_id(ack.order_id)][1]))]
+    restarted = {worker for _, worker, _, _ in reads if not worker.endswith(".0")}
     print(f"{len(flow.acks)} acknowledged, {flow.disconnected} cut off by {KILLS} kills, "
-          f"{len(lost)} lost, {len(worse)} misreported")
+          f"{len(lost)} lost, {len(worse)} misreported; {len(reads)} reads on workers "
+          f"{sorted({w for _, w, _, _ in reads})}, {len(wrong)} wrong")
     assert lost == [] and worse == [], (lost[:10], worse[:10])
+    assert restarted  # read back on restarted workers too
+    assert wrong == [], wrong[:10]

@@ -211,7 +211,10 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
     exchange = RemoteExchange(ctx, submit_timeout_s)
     catalog = Catalog.load(data / "instruments.json")
     labels = SharedLabels(data / "labels", f"worker.{ctx.index}.{ctx.generation}")
-    venue = Venue(exchange, catalog, labels=labels)  # (open orders keep their labels)
+    venue = _venue_of_the_run(ctx, catalog, labels, log)
+    if venue is None:  # records of the open orders only (with their labels)
+        venue = Venue(exchange, catalog, labels=labels)
+    venue.exchange = exchange
     # every batch not answered by our own submit is walked in seq order with ours
     exchange.on_foreign = venue.defer_frame
     metrics = WorkerMetrics(ctx.index, metrics_dir)
@@ -250,6 +253,43 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
         await gateway.stop()
     return {"round_trips": exchange.round_trips, "orders_open": len(venue.orders),
             "outcomes_unknown": exchange.outcomes_unknown, "url": gateway.url}
+
+
+def _venue_of_the_run(ctx: Any, catalog: Catalog, labels: SharedLabels,
+                      log: Any) -> Venue | None:
+    """For a restarted worker (generation > 0): a ``Venue`` that walked every batch of
+    this run, as its predecessor and the other workers did (closed orders, trades and
+    their numbering included): the run's start snapshot replayed with the journal up to
+    the replica's seq through a scratch engine, checked against the replica's state
+    hash. None for a first instance (its replica starts at the run's start), or when the
+    latest snapshot is not the run's start or the states differ. Cost: one more replay
+    of the run's journal (the bus is read meanwhile, so the engine never waits)."""
+    from derivex.journal import JournalReader, list_snapshots, load_snapshot, restore_engine
+
+    replica = ctx.replica
+    directory = replica.journal_dir
+    snapshots = list_snapshots(directory)
+    if ctx.generation == 0 or not snapshots or snapshots[-1][0] != ctx.start_seq:
+        return None
+    started = time.monotonic()
+    engine = restore_engine(load_snapshot(snapshots[-1][1]))
+    venue = Venue(ReplicaExchange(engine), catalog, labels=labels)
+    seq, target = ctx.start_seq, replica.applied_seq
+    if seq < target:
+        for batch in JournalReader(directory, seq + 1):
+            events = engine.process_into(batch.commands)
+            venue.apply_frame(batch.commands, events.copy(), int(batch.commands["ts_ns"][0]))
+            seq = batch.last_seq
+            replica.pump()  # keep our bus slot moving
+            if seq >= target:
+                break
+    if seq != target or engine.state_hash() != replica.state_hash():
+        log.warning("run not replayed into the venue", seq=seq, replica_seq=target)
+        return None
+    log.info("venue replayed from the run's start", seq=seq,
+             seconds=round(time.monotonic() - started, 3), orders_open=len(venue.orders),
+             orders_closed=len(venue.closed))
+    return venue
 
 
 def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",

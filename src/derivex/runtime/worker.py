@@ -34,6 +34,7 @@ from derivex.runtime.config import RuntimeConfig, load_callable
 from derivex.runtime.control import (
     DURABLE_SEQ,
     PROCESSED_SEQ,
+    START_SEQ,
     STOPPING,
     WK_SERVING,
     Control,
@@ -174,6 +175,11 @@ class WorkerContext:
     @property
     def durable_seq(self) -> int:
         return self._ctl.get(DURABLE_SEQ)
+
+    @property
+    def start_seq(self) -> int:
+        """The last seq before this run (of the journal it resumed; 0 for a new one)."""
+        return self._ctl.get(START_SEQ)
 
     @property
     def processed_seq(self) -> int:
