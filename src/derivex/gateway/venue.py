@@ -611,7 +611,9 @@ class Venue:
         kinds, tifs = commands["order_type"].tolist(), commands["tif"].tolist()
         flags = commands["flags"].tolist()
         labels = self.labels
+        # the label word of orders only (other commands' records alias other fields there)
         keys = commands["label"].tolist() if labels is not None else None
+        commands_of = commands["kind"].tolist() if labels is not None else None
         now = self.now_ms() if ts_ns is None else ts_ns // 1_000_000
         start, total = 0, len(rows)
         for k, seq in enumerate(seqs):
@@ -623,10 +625,13 @@ class Venue:
                 pending = unresolved.pop(first_position + k, None)  # type: ignore[operator]
             if end > start:
                 if pending is None:
+                    label = ""
+                    if keys is not None and commands_of is not None and keys[k] and (
+                            commands_of[k] in (_PLACE_ORDER, _MASS_QUOTE)):
+                        label = labels.name(keys[k])  # type: ignore[union-attr]
                     pending = _Pending(_ORDER_TYPE_NAMES.get(kinds[k], "limit"),
                                        _TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
-                                       flags[k], labels.name(keys[k])
-                                       if labels is not None and keys else "")
+                                       flags[k], label)
                 self._walk(rows[start:end], pending, now)
             start = end
 
