@@ -239,10 +239,12 @@ def test_crossing_flow_every_order_reads_as_the_engine_has_it(venue: Venue) -> N
             ticker = await per_account[0][1][0].call("public/ticker",
                                                      {"instrument_name": PERPETUAL})
             mid = ticker["result"]["mark_price"]
+            started = time.monotonic()
             await asyncio.gather(*[
                 crossing_flow(client, account.account, spec, mid, ORDERS_PER_CONNECTION,
                               seed=10 * account.account + w, flow=flow)
                 for account, clients in per_account for w, client in enumerate(clients)])
+            flow.seconds = time.monotonic() - started
             # barrier: one command from every connection, after every flow has ended
             for _, clients in per_account:
                 for client in clients:
@@ -251,15 +253,20 @@ def test_crossing_flow_every_order_reads_as_the_engine_has_it(venue: Venue) -> N
             reads = []
             for account, clients in per_account:
                 mine = [ack for ack in flow.acks if ack.account == account.account]
+                seen: list[list[Any]] = []
                 for client in clients:  # the owner, on every worker
                     replies = await asyncio.gather(*[
                         client.call("private/get_order_state", {"order_id": ack.order_id})
                         for ack in mine])
+                    seen.append([reply["result"] for reply in replies])
                     for ack, reply in zip(mine, replies, strict=True):
                         order = reply["result"]
                         assert order["label"] == ack.label, (client.worker, order, ack.label)
                         reads.append((ack, client.worker, order["order_state"],
                                       order["filled_amount"]))
+                # every field alike on every worker (prices, times, fees, flags...)
+                differ = [(a, b) for a, b in zip(seen[0], seen[1], strict=True) if a != b]
+                assert differ == [], differ[:5]
             # trades as each worker shows them to the owner (marks excluded: a worker
             # reads them when it walks the batch, the one process when it made it)
             for _, clients in per_account:
@@ -294,7 +301,8 @@ def test_crossing_flow_every_order_reads_as_the_engine_has_it(venue: Venue) -> N
     crossed_later = sum(1 for ack in acks if ack.state == "open"
                         and truth[engine_order_id(ack.order_id)][1] > 0)
     codes = Counter(error["code"] for error in flow.errors)
-    print(f"{len(acks)} orders acknowledged (errors {dict(codes)}), {crossed_later} "
-          f"acknowledged open and filled later, {len(reads)} reads, {len(wrong)} wrong")
+    print(f"{len(acks)} orders acknowledged (errors {dict(codes)}) in {flow.seconds:.1f} s, "
+          f"{crossed_later} acknowledged open and filled later, {len(reads)} reads, "
+          f"{len(wrong)} wrong")
     assert crossed_later > 0  # the flow did fill resting orders after their ack
     assert wrong == [], f"{len(wrong)} of {len(reads)} reads differ: {wrong[:10]}"

@@ -211,6 +211,7 @@ class Flow:
     acks: list[Ack] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     disconnected: int = 0  # requests whose connection went away (no answer, no ack)
+    seconds: float = 0.0  # how long the flow took (printed, never asserted)
 
 
 async def crossing_flow(client: Client, account: int, spec: InstrumentSpec, mid: float,

@@ -428,19 +428,20 @@ class Venue:
                            {"param": "amount", "reason": "not above the filled amount"})
         price = record.price_ticks if price_ticks is None else price_ticks
         update = self.apply(self._submit(_TARGET, CommandKind.AMEND_ORDER, account, 0,
-                                         order_id, price, remaining))
+                                         order_id, price, remaining), self._stamped_ms())
         self._accepted(update)
         return self._record(order_id), self._own_trades(update, order_id)
 
     def cancel(self, account: int, order_id: int) -> OrderRecord:
         self._open_record(account, order_id)
         self._accepted(self.apply(self._submit(_TARGET, CommandKind.CANCEL_ORDER, account, 0,
-                                               order_id, 0, 0)))
+                                               order_id, 0, 0), self._stamped_ms()))
         return self._record(order_id)
 
     def cancel_all(self, account: int, instrument: int | None = None) -> int:
         kind = CommandKind.CANCEL_ALL if instrument is None else CommandKind.CANCEL_ALL_INSTRUMENT
-        update = self.apply(self._submit(_TARGET, kind, account, instrument or 0, 0, 0, 0))
+        update = self.apply(self._submit(_TARGET, kind, account, instrument or 0, 0, 0, 0),
+                            self._stamped_ms())
         self._accepted(update)
         return update.first_qty
 
@@ -551,9 +552,10 @@ class Venue:
 
     # ---- events ----
 
-    def apply(self, events: np.ndarray) -> Update:
+    def apply(self, events: np.ndarray, now_ms: int | None = None) -> Update:
         """Walk one command's (or one batch's) events: update records and history, then
-        notify the listeners. Cost: O(events); fields are decoded from the records' 64-bit
+        notify the listeners. ``now_ms``: the command's sequencer time (default: the
+        engine's clock). Cost: O(events); fields are decoded from the records' 64-bit
         words (one ``tolist`` call, no per-field numpy access)."""
         if not len(events):
             if self.deferred:
@@ -562,10 +564,15 @@ class Venue:
         rows = events.view(np.int64).reshape(-1, 8).tolist()
         if self.deferred:  # others' batches sequenced before this one first
             self.walk_deferred(rows[0][0])
-        update = self._walk(rows, self._pending, self.now_ms())
+        update = self._walk(rows, self._pending, self.now_ms() if now_ms is None else now_ms)
         if self.deferred:
             self.walk_deferred()
         return update
+
+    def _stamped_ms(self) -> int:
+        """The sequencer time the exchange stamped on the last ``_submit`` command (a
+        gateway worker's clock may already be past it: others' batches)."""
+        return int(self._command["ts_ns"][0]) // 1_000_000
 
     def defer_frame(self, commands: np.ndarray, events: np.ndarray, ts_ns: int,
                     first_position: int | None = None) -> None:
