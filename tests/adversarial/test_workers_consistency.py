@@ -4,7 +4,8 @@ One ``derivex serve --workers 2`` (no agents) over a venue prepared with funded 
 
 - the banner is printed once every worker serves (the port accepts);
 - option IV and Greeks are the same, and set, on every worker;
-- a bearer / refresh token issued by one worker works on the other;
+- a bearer / refresh token issued by one worker works on the other; a used refresh token
+  and a logged-out access token are refused by every worker;
 - ``/metrics``, whichever worker answers, holds every worker's series labelled ``worker``;
 - the engine or the journal writer stalled (SIGSTOP) after a submission: the order gets
   13888 ``outcome_unknown`` with its label; after SIGCONT the next request gets its own
@@ -132,10 +133,35 @@ def test_token_issued_on_one_worker_works_on_every_worker(venue: Venue) -> None:
             if answered == {"0", "1"}:
                 break
         assert answered == {"0", "1"}, answered
-        # the refresh token too, on whichever worker; it is single-use on that worker
+        # the refresh token too, on whichever worker, once: spent for every worker
         worker, status, body = await _fresh_get(f"{base}/public/auth", {
             "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
         assert status == 200 and "access_token" in body["result"], (issuer, worker, body)
+        fresh = body["result"]
+        again = set()
+        for _ in range(40):
+            worker, status, body = await _fresh_get(f"{base}/public/auth", {
+                "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+            assert "error" in body and body["error"]["code"] == 13009, (worker, body)
+            again.add(worker)
+            if again == {"0", "1"}:
+                break
+        assert again == {"0", "1"}, again
+        # logout on one worker ends the token on every worker
+        bearer = {"Authorization": f"bearer {fresh['access_token']}"}
+        worker, status, body = await _fresh_get(f"{base}/private/logout",
+                                                {"access_token": fresh["access_token"]},
+                                                bearer)
+        assert body.get("result") == "ok", (worker, body)
+        refused = set()
+        for _ in range(40):
+            worker, status, body = await _fresh_get(
+                f"{base}/private/get_account_summary", {"currency": "USDC"}, bearer)
+            assert "error" in body and body["error"]["code"] == 13009, (worker, body)
+            refused.add(worker)
+            if refused == {"0", "1"}:
+                break
+        assert refused == {"0", "1"}, refused
         # a forged token (mac of another key) is refused everywhere
         forged = tokens["access_token"][:-4] + ("0000" if not tokens["access_token"].endswith(
             "0000") else "1111")

@@ -69,3 +69,17 @@ def test_option_views_decode_the_sequenced_greeks(tmp_path: Path) -> None:
         assert (venue.mark_iv(instrument), venue.greeks(instrument)) == (iv, greeks)
     assert opened.venue.exchange.journal is not None
     opened.venue.exchange.journal.close()
+
+
+def test_a_token_spent_on_one_worker_is_spent_on_every_worker(tmp_path: Path) -> None:
+    from derivex.gateway.spent_tokens import SpentTokens
+
+    first, second = SpentTokens(tmp_path, "worker.0.0"), SpentTokens(tmp_path, "worker.1.0")
+    assert "a.token" not in first and "a.token" not in second and 7 not in first
+    first.add("a.token")
+    assert "a.token" in second and "other" not in second
+    second.add("other")
+    assert "other" in first
+    assert "a.token" not in (tmp_path / "worker.0.0.spent").read_text()  # digests only
+    first.close()
+    second.close()

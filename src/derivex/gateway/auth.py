@@ -60,10 +60,12 @@ class Authenticator:
 
     def __init__(self, keys: KeyStore, window_ms: int = DEFAULT_WINDOW_MS,
                  clock_ms: Callable[[], int] | None = None,
-                 token_key: bytes | None = None) -> None:
+                 token_key: bytes | None = None, spent: Any = None) -> None:
         self.keys = keys
         self.token_key = token_key
-        self._spent: set[str] = set()  # signed tokens logged out / refresh tokens used here
+        # signed tokens logged out / refresh tokens used (``spent``: a set shared by the
+        # workers of the run, ``derivex.gateway.spent_tokens``; else this process's)
+        self._spent: Any = spent if spent is not None else set()
         self.window_ms = window_ms
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._access: dict[str, tuple[str, float]] = {}  # token -> (client_id, expires)

@@ -175,13 +175,14 @@ class Gateway:
 
     def __init__(self, venue: Venue, keys: KeyStore, *, limiter: RateLimiter | None = None,
                  metrics: Metrics | None = None, flush_interval_s: float = 0.1,
-                 close_on_auth_failure: bool = True, token_key: bytes | None = None) -> None:
+                 close_on_auth_failure: bool = True, token_key: bytes | None = None,
+                 spent_tokens: Any = None) -> None:
         self.venue = venue
         self.close_on_auth_failure = close_on_auth_failure
         self.keys = keys
         self.metrics = metrics or Metrics()
         # token_key: tokens any gateway worker of the run accepts (see ``auth``)
-        self.auth = Authenticator(keys, token_key=token_key)
+        self.auth = Authenticator(keys, token_key=token_key, spent=spent_tokens)
         self.hub = Hub(venue, on_publish=self.metrics.notifications.inc)
         self.limiter = limiter if limiter is not None else RateLimiter.from_engine(
             venue.exchange.engine.config)

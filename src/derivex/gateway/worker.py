@@ -54,6 +54,7 @@ from derivex.gateway.keys import KeyStore
 from derivex.gateway.labels import SharedLabels
 from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.shared_metrics import PUBLISH_INTERVAL_S, WorkerMetrics
+from derivex.gateway.spent_tokens import SpentTokens
 from derivex.gateway.telemetry import configure_logging, logger
 from derivex.gateway.venue import OutcomeUnknown, Venue
 from derivex.ipc import RingTimeout
@@ -218,14 +219,17 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
     # every batch not answered by our own submit is walked in seq order with ours
     exchange.on_foreign = venue.defer_frame
     metrics = WorkerMetrics(ctx.index, metrics_dir)
+    spent = SpentTokens(data / "tokens", f"worker.{ctx.index}.{ctx.generation}")
     keys = KeyStore(data)
     if ctx.index == 0:  # the market inputs and the agents run once, in worker 0
         state = serving.ServeState.load(data / "serve.json")
         demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
         opened = serving.Opened(venue, keys, state, demo_key, [])  # type: ignore[arg-type]
-        gateway = serving.build(opened, demo=demo, metrics=metrics, token_key=token_key)
+        gateway = serving.build(opened, demo=demo, metrics=metrics, token_key=token_key,
+                                spent_tokens=spent)
     else:
-        gateway = Gateway(venue, keys, metrics=metrics, token_key=token_key)
+        gateway = Gateway(venue, keys, metrics=metrics, token_key=token_key,
+                          spent_tokens=spent)
 
     def pump() -> None:
         exchange.pump()
@@ -319,8 +323,9 @@ def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
     if port == 0:
         port = _free_port(host)
     metrics_dir = data / "metrics"
-    for stale in [*metrics_dir.glob("worker.*"), *(data / "labels").glob("*.labels")]:
-        stale.unlink(missing_ok=True)  # a previous run's workers
+    for stale in [*metrics_dir.glob("worker.*"), *(data / "labels").glob("*.labels"),
+                  *(data / "tokens").glob("*.spent")]:
+        stale.unlink(missing_ok=True)  # a previous run's workers (its tokens die with it)
     config = RuntimeConfig(
         name=f"derivex-{port}", workers=workers, engine=exchange.engine.config,
         journal_dir=str(data / "journal"), fsync=fsync, replicas=True,
