@@ -274,6 +274,9 @@ def serve(
     auth_backoff: Annotated[str, typer.Option(
         help="failed logins: FREE,BASE_S,MAX_S (after FREE failures per connection or client "
              "id, refuse for BASE_S doubling up to MAX_S)")] = "5,1,60",
+    submit_timeout: Annotated[float, typer.Option(
+        help="with --workers: seconds a worker waits for its commands to be sequenced and "
+             "durable before answering 13888 (outcome unknown: query the order)")] = 10.0,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -299,6 +302,7 @@ def serve(
         report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
                              fsync=fsync, log_level=level, json_logs=log_format == "json",
                              auth_backoff=auth_backoff,
+                             submit_timeout_s=submit_timeout,
                              announce=lambda url, opened: _announce(url, opened, data_dir))
         typer.echo("derivex stopped: " + json.dumps(_runtime_summary(report)))
         if report.failure:

@@ -21,10 +21,16 @@ secret for an unknown id). Failed attempts back off per origin and per client id
 (``AuthBackoff``): 10028 ``too_many_requests`` with ``retry_after_ms``, even for the right
 secret, until the back-off ends.
 
-Tokens are random, kept in memory, and expire; a refresh token yields a new pair. Every
-use of a credential looks its key up in the ``KeyStore`` (which notices a changed keys
-file at once), so a revoked key's signatures, secrets and tokens fail from that moment;
-``forget`` drops its tokens, ``logout`` a session's.
+Tokens are random, kept in memory, and expire; a refresh token yields a new pair (and is
+spent). Every use of a credential looks its key up in the ``KeyStore`` (which notices a
+changed keys file at once), so a revoked key's signatures, secrets and tokens fail from that
+moment; ``forget`` drops its tokens, ``logout`` a session's.
+
+With a ``token_key`` (the gateway workers of ``derivex serve --workers N`` share one per
+run) a token is self-contained instead: ``kind.client_id.expires.pair.mac``, signed with that
+key, so every worker holding the key accepts it, not only the one that issued it. Logging
+out or refreshing spends the pair (``spent``: a set shared by the run's workers,
+``derivex.gateway.spent_tokens``), which every worker checks before it accepts a token.
 """
 
 from __future__ import annotations
@@ -128,8 +134,13 @@ class Authenticator:
                  clock_ms: Callable[[], int] | None = None, *,
                  limits: AuthLimits | None = None,
                  backoff_clock: Callable[[], float] = time.monotonic,
-                 cache_capacity: int = 200_000) -> None:
+                 cache_capacity: int = 200_000, token_key: bytes | None = None,
+                 spent: Any = None) -> None:
         self.keys = keys
+        self.token_key = token_key
+        # pairs of signed tokens logged out or refreshed (``spent``: shared by the workers
+        # of the run, ``derivex.gateway.spent_tokens``; else this process's)
+        self._spent: Any = spent if spent is not None else set()
         self.window_ms = window_ms
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.backoff = AuthBackoff(limits, backoff_clock)
@@ -242,10 +253,22 @@ class Authenticator:
             key = self._verify(client_id, message, str(params.get("signature", "")), stamp,
                                names, _invalid_credentials)
         elif grant == "refresh_token":
-            token = self._refresh.pop(str(params.get("refresh_token", "")), None)
+            text = str(params.get("refresh_token", ""))
             key = None
-            if token is not None and token.expires > time.time():
-                key = self.keys.lookup(token.client_id)
+            if self.token_key is not None:
+                signed = self._signed(text, "r")
+                if signed is not None:
+                    self._spent.add(signed[2])  # the pair ends on every worker
+                    key = self.keys.lookup(signed[0]) if signed[1] > time.time() else None
+            else:
+                token = self._refresh.pop(text, None)
+                if token is not None:
+                    self._access.pop(token.partner, None)
+                    owned = self._by_client.get(token.client_id)
+                    if owned is not None:
+                        owned.pop(token.partner, None)
+                    if token.expires > time.time():
+                        key = self.keys.lookup(token.client_id)
             if key is None:
                 raise _unauthorized("invalid or expired refresh token")
         else:
@@ -254,8 +277,14 @@ class Authenticator:
         return key, self._issue(key)
 
     def _issue(self, key: ApiKey) -> dict[str, Any]:
-        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         expires = time.time() + TOKEN_SECONDS
+        if self.token_key is not None:  # self-contained: any worker with the key checks it
+            pair = secrets.token_urlsafe(12)
+            return {"access_token": self._sign_token("a", key.client_id, expires, pair),
+                    "refresh_token": self._sign_token("r", key.client_id, expires, pair),
+                    "expires_in": TOKEN_SECONDS, "token_type": "bearer",
+                    "scope": key.deribit_scope(), "enabled_features": []}
+        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         self._access[access] = _Token(key.client_id, expires, refresh)
         self._refresh[refresh] = _Token(key.client_id, expires, access)
         owned = self._by_client.setdefault(key.client_id, {})
@@ -268,9 +297,14 @@ class Authenticator:
     def from_token(self, token: str) -> ApiKey:
         """The key of an access token; 13009 if unknown, expired, logged out or its key
         revoked."""
-        entry = self._access.get(token)
-        key = (self.keys.lookup(entry.client_id) if entry is not None
-               and entry.expires > time.time() else None)
+        if self.token_key is not None:
+            signed = self._signed(token, "a")
+            key = (self.keys.lookup(signed[0]) if signed is not None
+                   and signed[1] > time.time() else None)
+        else:
+            entry = self._access.get(token)
+            key = (self.keys.lookup(entry.client_id) if entry is not None
+                   and entry.expires > time.time() else None)
         if key is None:
             raise _unauthorized("invalid or expired token")
         return key
@@ -278,6 +312,11 @@ class Authenticator:
     def logout(self, tokens: Iterable[str]) -> None:
         """Invalidate these access tokens and the refresh token issued with each."""
         for token in tokens:
+            if self.token_key is not None:
+                signed = self._signed(token, "a")
+                if signed is not None:
+                    self._spent.add(signed[2])
+                continue
             entry = self._access.pop(token, None)
             if entry is None:
                 continue
@@ -293,6 +332,29 @@ class Authenticator:
                 entry = self._access.pop(token, None)
                 if entry is not None:
                     self._refresh.pop(entry.partner, None)
+
+    def _sign_token(self, kind: str, client_id: str, expires: float, pair: str) -> str:
+        """``kind.client_id.expires.pair.mac``: HMAC-SHA256 under ``token_key`` (hex, 128
+        bits kept) of the rest; the access and refresh token of a pair share ``pair``."""
+        assert self.token_key is not None
+        body = f"{kind}.{client_id}.{int(expires)}.{pair}"
+        mac = hmac.new(self.token_key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"{body}.{mac}"
+
+    def _signed(self, token: str, kind: str) -> tuple[str, float, str] | None:
+        """``(client_id, expires, pair)`` of a signed token of ``kind``; None if it is not
+        one, its mac is wrong or its pair was spent. Cost: one HMAC over ~80 bytes and a
+        look at the spent set."""
+        if self.token_key is None or len(token) > 256:
+            return None
+        body, _, mac = token.rpartition(".")
+        parts = body.split(".")
+        if len(parts) != 4 or parts[0] != kind or not parts[2].isdigit():
+            return None
+        expected = hmac.new(self.token_key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        if not hmac.compare_digest(expected, mac) or parts[3] in self._spent:
+            return None
+        return parts[1], float(parts[2]), parts[3]
 
     def close(self) -> None:
         """Stop listening to the key store (a gateway that stops)."""

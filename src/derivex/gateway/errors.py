@@ -46,6 +46,8 @@ INTERNAL_ERROR = 11094  # a bug: never the answer to anything a client can send
 # request, token or refresh token, a stale timestamp or a replayed signature
 # (data.reason says which, never whether an id exists); 10028 (TOO_MANY_REQUESTS) also
 # answers an origin or client id backed off after failed attempts (data.retry_after_ms)
+# the command was taken but its outcome is unknown (engine or journal stalled): query it
+OUTCOME_UNKNOWN = 13888
 INVALID_CREDENTIALS = 13004
 USER_NOT_FOUND = 13007
 UNAUTHORIZED = 13009

@@ -193,12 +193,15 @@ class Gateway:
     def __init__(self, venue: Venue, keys: KeyStore, *, limiter: RateLimiter | None = None,
                  metrics: Metrics | None = None, flush_interval_s: float = 0.1,
                  close_on_auth_failure: bool = True, auth_limits: AuthLimits | None = None,
-                 keys_poll_s: float = KEYS_POLL_S) -> None:
+                 keys_poll_s: float = KEYS_POLL_S, token_key: bytes | None = None,
+                 spent_tokens: Any = None) -> None:
         self.venue = venue
         self.close_on_auth_failure = close_on_auth_failure
         self.keys = keys
         self.metrics = metrics or Metrics()
-        self.auth = Authenticator(keys, limits=auth_limits)
+        # token_key: tokens any gateway worker of the run accepts (see ``auth``)
+        self.auth = Authenticator(keys, limits=auth_limits, token_key=token_key,
+                                  spent=spent_tokens)
         keys.on_revoke.append(self._revoked)
         self.hub = Hub(venue, on_publish=self.metrics.notifications.inc)
         self.limiter = limiter if limiter is not None else RateLimiter.from_engine(
