@@ -271,6 +271,10 @@ def serve(
     workers: Annotated[int, typer.Option(
         help="0: one process; N: the multi-process runtime (engine, journal writer, market "
              "data and N gateway workers sharing the port over shared-memory rings)")] = 0,
+    limit: Annotated[list[str] | None, typer.Option(
+        help="NAME=VALUE: override a resource limit or overload watermark (repeatable; "
+             "names and defaults in docs/limits.md, e.g. max_connections_per_address=32)")]
+    = None,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -280,8 +284,14 @@ def serve(
     import logging
 
     from derivex.gateway import serve as serving
+    from derivex.gateway.limits import Limits
     from derivex.gateway.telemetry import configure_logging
 
+    try:
+        limits = Limits.from_options(limit or ())
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     level = getattr(logging, log_level.upper(), logging.INFO)
     configure_logging(level=level, json=log_format == "json")
     if workers:
@@ -289,7 +299,7 @@ def serve(
 
         report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
                              fsync=fsync, log_level=level, json_logs=log_format == "json",
-                             announce=lambda url, opened: _announce(url, opened, data_dir))
+                             limits=limits, announce=lambda url, opened: _announce(url, opened, data_dir))
         typer.echo("derivex stopped: " + json.dumps(_runtime_summary(report)))
         if report.failure:
             typer.echo(f"error: {report.failure}", err=True)
@@ -301,7 +311,7 @@ def serve(
     try:
         asyncio.run(serving.run(opened, host, port,
                                 lambda gateway: _announce(gateway.url, opened, data_dir),
-                                demo=demo))
+                                demo=demo, limits=limits))
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

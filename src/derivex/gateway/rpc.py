@@ -4,7 +4,9 @@ handler, and build the reply (Deribit's envelope: ``usIn``/``usOut``/``usDiff``)
 Whatever a frame holds, the answer is a reply: malformed JSON is ``-32700``, a non-object or
 a missing method ``-32600``, an unknown method ``-32601``, wrong parameter types ``-32602``,
 an oversized frame ``11050``, and an unexpected exception ``11094`` (logged, the connection
-stays up).
+stays up). A public method beyond its connection's or address's budget is ``10028``
+(``limits.Peer``); a new order met with a full queue in front of the engine is shed with
+``10047`` or ``10040`` (``overload``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from derivex.gateway.errors import (
     RpcError,
 )
 from derivex.gateway.methods import ENGINE, METHODS, Context, Method
+from derivex.gateway.overload import Shedder
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.telemetry import Metrics, logger
 from derivex.gateway.venue import Venue
@@ -59,21 +62,38 @@ class Dispatcher:
         # (method, context, prepared order, request id, arrival in wall-clock ns)
         self._queued: list[tuple[Method, Context, Any, Any, int]] = []
         self.max_batch = MAX_BATCH
+        # new orders met with this many queued ones go to the shedder (``overload``)
+        self.shedder: Shedder | None = None
+        self.shed_from = 1 << 62
+        self._sheds = 0  # queued entries that are shed orders (an ``RpcError``, not placed)
         # the queued orders' contexts by connection (a connection's orders of one batch
         # share one); emptied by ``flush``
         self._contexts: dict[Any, Context] = {}
 
-    def _authorize(self, name: str, params: dict[str, Any],
-                   session: Session) -> tuple[Method, Session]:
+    def set_shedding(self, shedder: Shedder | None) -> None:
+        """Shed new orders with ``shedder`` (None: never)."""
+        self.shedder = shedder
+        self.shed_from = shedder.taking_at if shedder is not None else 1 << 62
+
+    def _authorize(self, name: str, params: dict[str, Any], session: Session,
+                   peer: Any = None) -> tuple[Method, Session]:
         method = METHODS.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": name[:64]})
-        return method, self._check(method, params, session)
+        return method, self._check(method, params, session, peer)
 
-    def _check(self, method: Method, params: dict[str, Any], session: Session) -> Session:
+    def _check(self, method: Method, params: dict[str, Any], session: Session,
+               peer: Any = None) -> Session:
         """Scope and rate limit of a call of ``method``; returns the session it runs as
-        (an ``access_token`` parameter authenticates a public one). Raises ``RpcError``."""
-        if method.scope is not None:
+        (an ``access_token`` parameter authenticates a public one). A public method also
+        takes from ``peer``'s budgets (``limits.Peer``: its connection and address; None:
+        unlimited). Raises ``RpcError``."""
+        if method.scope is None:
+            if peer is not None:
+                refused = peer.allow_public(method.cost)
+                if refused is not None:
+                    raise RpcError(TOO_MANY_REQUESTS, "too_many_requests", {"reason": refused})
+        else:
             if session.key is None:
                 token = params.get("access_token")
                 if isinstance(token, str):
@@ -91,21 +111,23 @@ class Dispatcher:
         return session
 
     def call(self, name: str, params: dict[str, Any], session: Session, connection: Any = None,
-             transport: str = "http") -> Any:
-        """Run one method for ``session``; raises ``RpcError``."""
-        method, session = self._authorize(name, params, session)
+             transport: str = "http", peer: Any = None) -> Any:
+        """Run one method for ``session`` (from ``peer``, see ``_check``); raises
+        ``RpcError``."""
+        method, session = self._authorize(name, params, session, peer)
         return method.handler(Context(self.venue, self.auth, session, self.hub, connection,
                                       transport), params)
 
     def handle(self, name: str, params: dict[str, Any], request_id: Any, session: Session,
-               connection: Any = None, transport: str = "http") -> tuple[bytes, bool]:
+               connection: Any = None, transport: str = "http",
+               peer: Any = None) -> tuple[bytes, bool]:
         """Call and build the reply; returns ``(json bytes, ok)``. Queued orders are
         placed first."""
         if self._queued:
             self.flush()
         in_ns = time.time_ns()
         try:
-            result = self.call(name, params, session, connection, transport)
+            result = self.call(name, params, session, connection, transport, peer)
         except Exception as error:  # every failure becomes an error reply
             return self._reply(name, request_id, None, error, in_ns, transport)
         return self._reply(name, request_id, result, None, in_ns, transport)
@@ -144,18 +166,18 @@ class Dispatcher:
         return self.frame(data, session, connection, transport)[0]
 
     def frame(self, data: str | bytes, session: Session, connection: Any = None,
-              transport: str = "ws") -> tuple[bytes, str, bool]:
+              transport: str = "ws", peer: Any = None) -> tuple[bytes, str, bool]:
         """Like ``handle_frame``; also returns the method name ("" if none) and whether the
         call succeeded."""
         try:
             request_id, name, params = _parse(data)
         except _BadFrame as bad:
             return self._error(bad.request_id, bad.error, transport)
-        reply, ok = self.handle(name, params, request_id, session, connection, transport)
+        reply, ok = self.handle(name, params, request_id, session, connection, transport, peer)
         return reply, name, ok
 
     def offer(self, data: str | bytes, session: Session, connection: Any,
-              transport: str = "ws") -> tuple[bytes, str, bool] | None:
+              transport: str = "ws", peer: Any = None) -> tuple[bytes, str, bool] | None:
         """A WebSocket frame: ``None`` if it was queued for the next ``flush`` (its reply
         goes to ``connection.reply`` then), else what ``frame`` answers. ``connection`` is
         held (``hold``) before anything of an immediate answer runs."""
@@ -170,7 +192,8 @@ class Dispatcher:
             if self._queued:
                 self.flush()
             connection.hold()
-            reply, ok = self.handle(name, params, request_id, session, connection, transport)
+            reply, ok = self.handle(name, params, request_id, session, connection, transport,
+                                    peer)
             return reply, name, ok
         in_ns = time.time_ns()
         try:
@@ -180,6 +203,14 @@ class Dispatcher:
                 ctx = self._contexts[connection] = Context(self.venue, self.auth, session,
                                                            self.hub, connection, transport)
             order = method.prepare(ctx, params)
+            if len(self._queued) - self._sheds >= self.shed_from:
+                assert self.shedder is not None
+                shed = self.shedder.check(order, len(self._queued) - self._sheds)
+                if shed is not None:
+                    # answered in its place among the batch's replies (not by flushing
+                    # the batch now, which would empty the queue that is the overload)
+                    self._sheds += 1
+                    order = shed
         except Exception as error:  # every failure becomes an error reply
             if self._queued:
                 self.flush()
@@ -206,10 +237,14 @@ class Dispatcher:
         if not queued:
             return
         self._contexts.clear()
+        sheds, self._sheds = self._sheds, 0
         # merged listener updates notify nobody during the batch: no reply to hold back
         hold = not self.venue.merges_batches()
         try:
-            results = self.venue.place_many([entry[2] for entry in queued])
+            if sheds:
+                results = _with_sheds(queued, self.venue.place_many)
+            else:
+                results = self.venue.place_many([entry[2] for entry in queued])
         except Exception as error:  # nothing was applied: all fail alike
             for method, ctx, _, request_id, in_ns in queued:
                 ctx.connection.reply(self._reply(method.name, request_id, None, error, in_ns,
@@ -257,6 +292,14 @@ class Dispatcher:
             self.metrics.request("invalid", transport, False, 0.0, error.code)
         return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error.to_json(),
                              "usIn": us, "usOut": us, "usDiff": 0, "testnet": False}), "", False
+
+
+def _with_sheds(queued: list[Any], place_many: Any) -> Any:
+    """The outcomes of a batch holding shed orders: the shed ones' errors in their places,
+    the others' from one ``place_many`` of the rest (none if every order was shed)."""
+    orders = [entry[2] for entry in queued if type(entry[2]) is not RpcError]
+    placed = place_many(orders) if orders else iter(())
+    return (entry[2] if type(entry[2]) is RpcError else next(placed) for entry in queued)
 
 
 def _parse(data: str | bytes) -> tuple[Any, str, dict[str, Any]]:

@@ -39,6 +39,7 @@ from derivex.exchange import Exchange
 from derivex.gateway.agents import INNER, OUTER, MarketMaker, NoiseTrader
 from derivex.gateway.catalog import Catalog, InstrumentSpec
 from derivex.gateway.keys import ApiKey, KeyStore
+from derivex.gateway.limits import Limits
 from derivex.gateway.listing import START_PRICES, catalog_from_state, default_specs, list_all
 from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.telemetry import logger
@@ -209,11 +210,12 @@ class Market:
 
 def build(opened: Opened, *, demo: bool = True, index_interval_s: float = 1.0,
           pricing_interval_s: float = 2.0, agents_interval_s: float = 0.5,
-          snapshot_interval_s: float = 600.0, market: Market | None = None) -> Gateway:
+          snapshot_interval_s: float = 600.0, market: Market | None = None,
+          limits: Limits | None = None) -> Gateway:
     """The gateway for an opened venue, with the market inputs, agents and snapshots
-    scheduled on its loop."""
+    scheduled on its loop, within ``limits`` (None: the defaults)."""
     venue, state = opened.venue, opened.state
-    gateway = Gateway(venue, opened.keys)
+    gateway = Gateway(venue, opened.keys, limits=limits)
     market = market or Market.simulated(venue, state.seed)
     market.index_step()
     market.pricing_step()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ import numpy as np
 from derivex.core.records import EVENT_DTYPE
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.keys import KeyStore
+from derivex.gateway.limits import Limits
 from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.telemetry import configure_logging, logger
 from derivex.gateway.venue import Venue
@@ -117,18 +119,21 @@ class RemoteExchange(ReplicaExchange):
 
 def deribit_front_end(ctx: Any, data_dir: str, host: str = "127.0.0.1", port: int = 8080,
                       demo: bool = True, seed: int = 7, log_level: int = 20,
-                      json_logs: bool = True) -> dict[str, Any]:
+                      json_logs: bool = True,
+                      limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """Runtime front end (``RuntimeConfig.front_end = "derivex.gateway.worker:
     deribit_front_end"``): serve the Deribit API of the venue in ``data_dir`` on
-    ``host:port`` (shared by all workers) until the runtime stops."""
+    ``host:port`` (shared by all workers) until the runtime stops, within ``limits``
+    (``Limits`` fields; each worker applies them to its own connections)."""
     configure_logging(level=log_level, json=json_logs)
     if ctx.replica is None:
         raise RuntimeError("the Deribit front end needs replicas (RuntimeConfig.replicas)")
-    return asyncio.run(_serve(ctx, Path(data_dir), host, port, demo, seed))
+    return asyncio.run(_serve(ctx, Path(data_dir), host, port, demo, seed,
+                              Limits(**(limits or {}))))
 
 
 async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
-                 seed: int) -> dict[str, Any]:
+                 seed: int, limits: Limits) -> dict[str, Any]:
     from derivex.gateway import serve as serving
 
     log = logger().bind(worker=ctx.index, generation=ctx.generation)
@@ -141,9 +146,9 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
         state = serving.ServeState.load(data / "serve.json")
         demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
         opened = serving.Opened(venue, keys, state, demo_key, [])  # type: ignore[arg-type]
-        gateway = serving.build(opened, demo=demo)
+        gateway = serving.build(opened, demo=demo, limits=limits)
     else:
-        gateway = Gateway(venue, keys)
+        gateway = Gateway(venue, keys, limits=limits)
     gateway.add_periodic(POLL_INTERVAL_S, exchange.pump)
     await gateway.start(host, port, reuse_port=True)
     tune_gc()
@@ -161,7 +166,7 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
 def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
                 port: int = 8080, demo: bool = True, fsync: str = "interval",
                 log_level: int = 20, json_logs: bool = True, seconds: float | None = None,
-                announce: Any = None) -> Any:
+                announce: Any = None, limits: Limits | None = None) -> Any:
     """The supervisor of ``derivex serve --workers N``: prepare ``data_dir`` with the
     embedded ``open_venue`` (create or recover; a snapshot so that the engine and every
     replica start from it), close it, and run the runtime on its journal with ``workers``
@@ -186,7 +191,8 @@ def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
         front_end="derivex.gateway.worker:deribit_front_end",
         front_end_options={"data_dir": str(data), "host": host, "port": port, "demo": demo,
                            "seed": opened.state.seed, "log_level": log_level,
-                           "json_logs": json_logs})
+                           "json_logs": json_logs,
+                           "limits": dataclasses.asdict(limits or Limits())})
     url = f"http://{host}:{port}"
     return run_runtime(config, seconds=seconds, on_ready=(
         None if announce is None else lambda runtime: announce(url, opened)))
