@@ -299,7 +299,8 @@ def serve(
 
         report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
                              fsync=fsync, log_level=level, json_logs=log_format == "json",
-                             limits=limits, announce=lambda url, opened: _announce(url, opened, data_dir))
+                             limits=limits,
+                             announce=lambda url, opened: _announce(url, opened, data_dir))
         typer.echo("derivex stopped: " + json.dumps(_runtime_summary(report)))
         if report.failure:
             typer.echo(f"error: {report.failure}", err=True)

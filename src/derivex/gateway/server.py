@@ -301,8 +301,10 @@ class Gateway:
         await self._runner.setup()
         # (not a ``TCPSite``: every connection goes through the admission checks first)
         loop = asyncio.get_running_loop()
+        handlers = self._runner.server
+        assert handlers is not None  # (set up above)
         self._server = await loop.create_server(
-            self.admission.factory(self._runner.server), host, port, reuse_address=True,
+            self.admission.factory(handlers), host, port, reuse_address=True,
             reuse_port=reuse_port or None)
         bound = self._server.sockets[0].getsockname()[1] if self._server.sockets else port
         self.url = f"http://{host}:{bound}"
