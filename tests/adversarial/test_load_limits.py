@@ -217,3 +217,34 @@ def test_head_and_idle_timeouts_close_connections() -> None:
             for k in range(3):
                 ws.send(request(k, "public/get_time").decode())
                 assert "result" in orjson.loads(ws.recv(timeout=GUARD_S))
+
+
+def test_depth_is_read_from_the_levels_and_equals_the_orders_walk() -> None:
+    """A book request costs O(levels returned), not O(orders in the book) (a depth-10000
+    request walked every order), with the same answer as walking the orders."""
+    import random
+
+    from derivex.core.config import EngineConfig
+    from derivex.core.state import book_side
+    from derivex.exchange import Exchange
+    from derivex.gateway.listing import list_all, perpetual
+    from derivex.gateway.venue import Venue
+
+    exchange = Exchange(EngineConfig(risk_checks=False))
+    venue = Venue(exchange, list_all(exchange, [perpetual("BTC")]))
+    instrument = venue.catalog.by_name[INSTRUMENT].instrument
+    accounts = [exchange.create_account() for _ in range(3)]
+    for account in accounts:
+        assert exchange.deposit(account, 10**13).accepted
+    rng = random.Random(12)
+    orders = [PlaceOrder(rng.choice(accounts), instrument, side, rng.randrange(1, 50),
+                         50 * (100_000 + (-1 if side == Side.BUY else 1) * rng.randrange(1, 300)))
+              for side in (Side.BUY, Side.SELL) for _ in range(1500)]
+    list(venue.place_many(orders))
+    for levels in (0, 1, 7, 10_000):
+        depth = exchange.depth(instrument, levels)
+        for side, got in ((Side.BUY, depth.bids), (Side.SELL, depth.asks)):
+            walked = [(price, sum(o[2] for o in resting), len(resting))
+                      for price, resting in book_side(exchange.engine.state, instrument,
+                                                      side)[:levels]]
+            assert got == walked and (levels == 0 or got)

@@ -62,10 +62,18 @@ class Limits:
     idle_timeout_s: float = 60.0
     #: WebSocket ping interval; a client that does not answer in half of it is closed
     ws_heartbeat_s: float = 30.0
-    #: orders queued in front of the engine at which new orders that can take liquidity
-    #: are shed (10047), and at which every other new order is shed too (10040)
-    shed_taking_at: int = 512
-    shed_all_at: int = 2048
+    #: WebSocket frames handled per connection per event-loop tick; the rest of what was
+    #: read waits for the next ticks, and the connection is not read meanwhile (a tick's
+    #: work, hence everyone's latency, is bounded by the connections, not by one flood)
+    max_frames_per_tick: int = 64
+    #: ... and handled until they took this long in the tick (expensive requests, such as
+    #: deep order books, then take turns with everyone else's)
+    max_time_per_tick_s: float = 0.002
+    #: new orders offered in one event-loop tick (the queue in front of the engine) past
+    #: which those that can take liquidity are shed (10047), and past which every other
+    #: new order is shed too (10040)
+    shed_taking_at: int = 256
+    shed_all_at: int = 1024
 
     @classmethod
     def from_options(cls, items: Iterable[str], base: Limits | None = None) -> Limits:

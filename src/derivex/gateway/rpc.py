@@ -39,6 +39,9 @@ from derivex.gateway.venue import Venue
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_BATCH = 4096  # orders per engine call at most (bounds a flush's latency)
+#: requests that go ahead of other connections' queued orders (``Dispatcher.offer``)
+CANCELS = frozenset({"private/cancel", "private/cancel_all", "private/cancel_all_by_instrument",
+                     "private/cancel_all_by_currency", "private/cancel_by_label"})
 
 
 class Dispatcher:
@@ -66,9 +69,14 @@ class Dispatcher:
         self.shedder: Shedder | None = None
         self.shed_from = 1 << 62
         self._sheds = 0  # queued entries that are shed orders (an ``RpcError``, not placed)
+        # orders offered in this event-loop tick: the overload signal (``overload``)
+        self._tick_orders = 0
         # the queued orders' contexts by connection (a connection's orders of one batch
         # share one); emptied by ``flush``
         self._contexts: dict[Any, Context] = {}
+
+    def _end_tick(self) -> None:
+        self._tick_orders = 0
 
     def set_shedding(self, shedder: Shedder | None) -> None:
         """Shed new orders with ``shedder`` (None: never)."""
@@ -111,23 +119,36 @@ class Dispatcher:
         return session
 
     def call(self, name: str, params: dict[str, Any], session: Session, connection: Any = None,
-             transport: str = "http", peer: Any = None) -> Any:
-        """Run one method for ``session`` (from ``peer``, see ``_check``); raises
+             transport: str = "http", peer: Any = None, queued: int = 0) -> Any:
+        """Run one method for ``session`` (from ``peer``, see ``_check``), met with
+        ``queued`` orders in front of the engine (a new order may be shed); raises
         ``RpcError``."""
         method, session = self._authorize(name, params, session, peer)
-        return method.handler(Context(self.venue, self.auth, session, self.hub, connection,
-                                      transport), params)
+        ctx = Context(self.venue, self.auth, session, self.hub, connection, transport)
+        if method.prepare is not None and self.shedder is not None:
+            # a new order (here: HTTP) counts in the tick's orders too
+            if not self._tick_orders:
+                asyncio.get_running_loop().call_soon(self._end_tick)
+            self._tick_orders += 1
+            if queued >= self.shed_from:
+                assert self.shedder is not None
+                shed = self.shedder.check(method.prepare(ctx, params), queued)
+                if shed is not None:
+                    raise shed
+        return method.handler(ctx, params)
 
     def handle(self, name: str, params: dict[str, Any], request_id: Any, session: Session,
                connection: Any = None, transport: str = "http",
-               peer: Any = None) -> tuple[bytes, bool]:
+               peer: Any = None, flush: bool = True) -> tuple[bytes, bool]:
         """Call and build the reply; returns ``(json bytes, ok)``. Queued orders are
-        placed first."""
-        if self._queued:
+        placed first (unless ``flush`` is false); an order met in a tick that already had
+        too many is shed, as in ``offer``."""
+        if flush and self._queued:
             self.flush()
         in_ns = time.time_ns()
         try:
-            result = self.call(name, params, session, connection, transport, peer)
+            result = self.call(name, params, session, connection, transport, peer,
+                               self._tick_orders)
         except Exception as error:  # every failure becomes an error reply
             return self._reply(name, request_id, None, error, in_ns, transport)
         return self._reply(name, request_id, result, None, in_ns, transport)
@@ -180,7 +201,13 @@ class Dispatcher:
               transport: str = "ws", peer: Any = None) -> tuple[bytes, str, bool] | None:
         """A WebSocket frame: ``None`` if it was queued for the next ``flush`` (its reply
         goes to ``connection.reply`` then), else what ``frame`` answers. ``connection`` is
-        held (``hold``) before anything of an immediate answer runs."""
+        held (``hold``) before anything of an immediate answer runs.
+
+        Any other request runs at once, after the queued orders (it sees their effects, as
+        if the frames came one by one); except that a cancel (``CANCELS``) goes ahead of
+        them when its own connection has none among them: other connections' orders are
+        concurrent with it and not yet acknowledged, and a cancel never waits for a tick's
+        order flood to be placed (overload policy: cancels come first)."""
         try:
             request_id, name, params = _parse(data)
         except _BadFrame as bad:
@@ -189,34 +216,38 @@ class Dispatcher:
             return self._error(bad.request_id, bad.error, transport)
         method = METHODS.get(name)
         if method is None or method.prepare is None:
-            if self._queued:
+            if self._queued and (name not in CANCELS or connection in self._contexts):
                 self.flush()
             connection.hold()
             reply, ok = self.handle(name, params, request_id, session, connection, transport,
-                                    peer)
+                                    peer, flush=False)
             return reply, name, ok
         in_ns = time.time_ns()
+        tick = self._tick_orders
+        if not tick:
+            asyncio.get_running_loop().call_soon(self._end_tick)
+        self._tick_orders = tick + 1
         try:
             session = self._check(method, params, session)
             ctx = self._contexts.get(connection)  # type: ignore[assignment]
             if ctx is None or ctx.session is not session or ctx.transport != transport:
-                ctx = self._contexts[connection] = Context(self.venue, self.auth, session,
-                                                           self.hub, connection, transport)
+                ctx = Context(self.venue, self.auth, session, self.hub, connection, transport)
             order = method.prepare(ctx, params)
-            if len(self._queued) - self._sheds >= self.shed_from:
+            if tick >= self.shed_from:
                 assert self.shedder is not None
-                shed = self.shedder.check(order, len(self._queued) - self._sheds)
+                shed = self.shedder.check(order, tick)
                 if shed is not None:
-                    # answered in its place among the batch's replies (not by flushing
-                    # the batch now, which would empty the queue that is the overload)
+                    # answered in its place among the batch's replies (its connection's
+                    # replies keep their order)
                     self._sheds += 1
                     order = shed
         except Exception as error:  # every failure becomes an error reply
             if self._queued:
                 self.flush()
-            self._contexts.clear()  # (flush empties it too) no context outlives its batch
             reply, ok = self._reply(name, request_id, None, error, in_ns, transport)
             return reply, name, ok
+        # (a connection is a key here while it has orders in the batch)
+        self._contexts[connection] = ctx
         queued = self._queued
         if not queued:
             asyncio.get_running_loop().call_soon(self.flush)

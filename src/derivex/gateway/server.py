@@ -19,6 +19,7 @@ a server on its own loop in a background thread (tests, embedding).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import gc
@@ -27,6 +28,7 @@ import struct
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -83,6 +85,11 @@ class Connection:
         self.close_grace_s = limits.close_grace_s
         self.writes_paused = False
         self._stall: asyncio.TimerHandle | None = None
+        # frames read beyond this tick's budget (``Gateway._on_message``), and the budget
+        self.parked: collections.deque[bytes] = collections.deque()
+        self.tick = -1
+        self.tick_frames = 0
+        self.tick_used_s = 0.0
         if peer is not None:
             peer.on_pause, peer.on_resume = self.pause, self.resume
         self._held: list[bytes] | None = None
@@ -164,7 +171,8 @@ class Connection:
         transport = self.transport
         if self.closing or transport is None or transport.is_closing():
             return
-        transport.resume_reading()  # type: ignore[attr-defined]
+        if not self.parked:
+            transport.resume_reading()  # type: ignore[attr-defined]
         if self.outbox and not self._scheduled:
             self.write_pending()
 
@@ -202,6 +210,7 @@ class Connection:
     def stop(self) -> None:
         self.closing = True
         self.outbox.clear()
+        self.parked.clear()
         self.outbox_bytes = 0
         self.set_heartbeat(0)
         if self._stall is not None:
@@ -261,6 +270,12 @@ class Gateway:
                                                  limits.shed_all_at))
         self.log = logger()
         self.connections: set[Connection] = set()
+        self.frames_per_tick = (limits.max_frames_per_tick if limits.max_frames_per_tick > 0
+                                else 1 << 62)
+        self.time_per_tick_s = (limits.max_time_per_tick_s if limits.max_time_per_tick_s > 0
+                                else float("inf"))
+        self._tick = 0  # event-loop ticks with frames, counted (the per-tick budgets)
+        self._tick_open = False
         self._periodic: list[tuple[float, Callable[[], Any]]] = [(flush_interval_s,
                                                                   self.hub.flush),
                                                                  (10.0, self.admission.prune)]
@@ -385,9 +400,54 @@ class Gateway:
         return ws
 
     def _on_message(self, conn: Connection, data: bytes | str) -> None:
-        """One JSON-RPC frame of ``conn``: answered now, or queued with the tick's orders."""
+        """One JSON-RPC frame of ``conn``: answered now, queued with the tick's orders, or,
+        past the connection's budget in this tick (``max_frames_per_tick`` frames or
+        ``max_time_per_tick_s`` spent), parked for the next ticks (and the connection not
+        read until its parked frames are handled)."""
         if conn.closing:
             return
+        if not self._tick_open:
+            self._tick_open = True
+            asyncio.get_running_loop().call_soon(self._next_tick)
+        if conn.tick != self._tick:
+            conn.tick, conn.tick_frames, conn.tick_used_s = self._tick, 0, 0.0
+        conn.tick_frames += 1
+        if conn.tick_frames > self.frames_per_tick or conn.tick_used_s > self.time_per_tick_s:
+            self._park(conn, data)
+            return
+        start = perf_counter()
+        self._handle(conn, data)
+        conn.tick_used_s += perf_counter() - start
+
+    def _next_tick(self) -> None:
+        self._tick += 1
+        self._tick_open = False
+
+    def _park(self, conn: Connection, data: bytes | str) -> None:
+        conn.parked.append(data)  # type: ignore[arg-type]
+        if len(conn.parked) == 1:
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.pause_reading()  # type: ignore[attr-defined]
+            asyncio.get_running_loop().call_soon(self._unpark, conn)
+
+    def _unpark(self, conn: Connection) -> None:
+        """Handle up to a tick's budget of ``conn``'s parked frames; read it again once
+        none is left (and its writes are not paused)."""
+        parked = conn.parked
+        start = perf_counter()
+        for _ in range(min(len(parked), self.frames_per_tick)):
+            if conn.closing or perf_counter() - start > self.time_per_tick_s:
+                break
+            self._handle(conn, parked.popleft())
+        if conn.closing:
+            parked.clear()
+        elif parked:
+            asyncio.get_running_loop().call_soon(self._unpark, conn)
+        elif (not conn.writes_paused and conn.transport is not None
+              and not conn.transport.is_closing()):
+            conn.transport.resume_reading()  # type: ignore[attr-defined]
+
+    def _handle(self, conn: Connection, data: bytes | str) -> None:
         answer = self.dispatcher.offer(data, conn.session, conn, "ws", conn.peer)
         if answer is None:
             return  # an order: answered when the tick's batch is placed
