@@ -190,7 +190,12 @@ class Connection:
         reason = f"slow consumer: {why}".encode()[:120]
         transport.write(bytes((0x88, 2 + len(reason)))  # type: ignore[attr-defined]
                         + SLOW_CONSUMER.to_bytes(2, "big") + reason)
-        transport.close()
+        # half-close (FIN after the buffered frames), and read again, discarding: a socket
+        # closed with unread input resets the connection and the client would lose the
+        # frames and the reason
+        transport.write_eof()  # type: ignore[attr-defined]
+        self.parked.clear()
+        transport.resume_reading()  # type: ignore[attr-defined]
         self._loop.call_later(self.close_grace_s, transport.abort)  # type: ignore[attr-defined]
 
     def set_heartbeat(self, seconds: int) -> None:
