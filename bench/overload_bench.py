@@ -9,8 +9,9 @@ Per mode, one server (``derivex serve --no-demo``, default engine configuration 
 journal, default ``Limits`` except the connections per address, all clients being on
 loopback) on a fresh data directory with funded accounts, and in order:
 
-1. **unloaded**: one canceller client alone, closed loop: place a resting order far from
-   the market, cancel it, repeat; the cancel round trips are the baseline;
+1. **unloaded**: one canceller client alone: it places 4000 resting orders far from the
+   market, then cancels them one at a time (closed loop, 1 ms apart); the cancel round
+   trips are the baseline;
 2. **sustainable**: ``--flooders`` clients, closed loop, 16 orders in flight each (below
    the shedding watermark): the accepted orders/s are the sustainable rate S;
 3. **1x / 3x / 10x**: the flooders open loop, paced every 2 ms at factor x S in total
@@ -38,6 +39,7 @@ import argparse
 import asyncio
 import collections
 import json
+import multiprocessing
 import re
 import socket
 import subprocess
@@ -287,22 +289,56 @@ class Orders:
         self.cancel_all = template("private/cancel_all")
 
 
+def canceller_process(url: str, key: dict[str, Any], orders: Orders, seconds: float,
+                      results: Any) -> None:
+    """``canceller`` in a process of its own (its round trips do not wait for the load
+    generator's loop): puts "ready" on ``results`` once its orders rest, then its stats'
+    summary."""
+    import uvloop
+
+    stats = Stats()
+    uvloop.run(canceller(url, key, orders, stats, seconds, lambda: results.put("ready")))
+    results.put(stats.summary(seconds))
+
+
 async def canceller(url: str, key: dict[str, Any], orders: Orders, stats: Stats,
-                    stop_at: float) -> None:
-    """Closed loop: place a far resting order, cancel it by id, repeat until ``stop_at``."""
-    client = await connect(url, stats, key)
+                    seconds: float, ready: Any) -> None:
+    """Place ``RESTING`` far resting orders (before any load), call ``ready``, then cancel
+    them one at a time, closed loop, a millisecond apart, for ``seconds``: the cancel
+    round trips. (Not place-then-cancel: under overload the new orders are shed.)"""
+    client = await connect(url, Stats(), key)
     loop = asyncio.get_running_loop()
-    while time.perf_counter() < stop_at and not client.closed:
-        client.send([("place", orders.far)])
-        found = ORDER_ID.search(await asyncio.wait_for(next_reply(client, loop), 30))
-        if found is None:
-            await asyncio.sleep(0.01)
-            continue
-        client.send([("cancel", template("private/cancel", order_id=found.group(1).decode()))])
+    ids: list[str] = []
+    while len(ids) < RESTING:
+        replies: list[bytes] = []
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def collect(kind: str, payload: bytes, replies: list[bytes] = replies,
+                    finished: asyncio.Future[None] = finished) -> None:
+            replies.append(payload)
+            if len(replies) == 500 and not finished.done():
+                finished.set_result(None)
+        client.on_reply = collect
+        client.send([("place", orders.far) for _ in range(500)])
+        await asyncio.wait_for(finished, 60)
+        ids += [m.group(1).decode() for m in map(ORDER_ID.search, replies) if m]
+    client.stats = stats
+    ready()
+    stop_at = time.perf_counter() + seconds
+    for order_id in ids:
+        if time.perf_counter() >= stop_at or client.closed:
+            break
+        client.send([("cancel", template("private/cancel", order_id=order_id))])
         await asyncio.wait_for(next_reply(client, loop), 30)
-        client.on_reply = None
+        await asyncio.sleep(0.001)
+    client.stats = Stats()
+    client.send([("cancel_all", orders.cancel_all)])
+    await asyncio.wait_for(next_reply(client, loop), 30)
     assert client.transport is not None
     client.transport.close()
+
+
+RESTING = 4000
 
 
 def next_reply(client: Client, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bytes]:
@@ -332,14 +368,17 @@ async def closed_loop(clients: list[Client], frames: Any, depth: int, stop_at: f
         client.on_reply = None
 
 
-async def open_loop(clients: list[Client], frames: Any, rate: float, stop_at: float) -> float:
+async def open_loop(clients: list[Client], frames: Any, rate: float,
+                    until: asyncio.Future[Any]) -> tuple[float, float]:
     """Send at ``rate`` orders/s in total, every 2 ms (a client whose socket buffer holds
-    more than ``BUFFER_CAP`` skips its turn); returns the rate actually sent."""
+    more than ``BUFFER_CAP`` skips its turn), until ``until`` is done; returns the rate
+    actually sent and the seconds until every reply came back."""
     per_client = rate / len(clients)
     start = time.perf_counter()
     due = [0] * len(clients)  # orders due to each client so far (sent or skipped)
     sent = 0
-    while (now := time.perf_counter()) < stop_at:
+    while not until.done():
+        now = time.perf_counter()
         for k, client in enumerate(clients):
             count = int(per_client * (now - start)) - due[k]
             if count <= 0 or client.closed or client.transport is None:
@@ -351,8 +390,9 @@ async def open_loop(clients: list[Client], frames: Any, rate: float, stop_at: fl
             client.send([frames() for _ in range(count)])
             sent += count
         await asyncio.sleep(0.002)
-    await drain(clients)
-    return sent / max(1e-9, time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    await drain(clients)  # served orders/s: over the sending and the draining
+    return sent / elapsed, time.perf_counter() - start
 
 
 def flood_frames(orders: Orders) -> Any:
@@ -373,9 +413,20 @@ async def run_mode(url: str, pid: int, keys: list[dict[str, Any]], seconds: floa
     orders = Orders(ticker(url))
     cancel_key, slow_keys, flood_keys = keys[0], keys[1:5], keys[5:5 + flooders]
 
-    stats = Stats()
-    await canceller(url, cancel_key, orders, stats, time.perf_counter() + seconds)
-    result["unloaded"] = stats.summary(seconds)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+
+    def start_canceller() -> Any:
+        process = context.Process(target=canceller_process,
+                                  args=(url, cancel_key, orders, seconds, queue))
+        process.start()
+        return process
+
+    loop = asyncio.get_running_loop()
+    process = start_canceller()
+    assert await loop.run_in_executor(None, queue.get) == "ready"
+    result["unloaded"] = await loop.run_in_executor(None, queue.get)
+    process.join()
 
     stats = Stats()
     clients = [await connect(url, stats, key) for key in flood_keys]
@@ -388,25 +439,28 @@ async def run_mode(url: str, pid: int, keys: list[dict[str, Any]], seconds: floa
     await drain(clients)
 
     for factor in factors:
-        stats, cancels = Stats(), Stats()
+        stats = Stats()
         for client in clients:
             client.stats = stats
-        stop_at = time.perf_counter() + seconds
-        task = asyncio.ensure_future(canceller(url, cancel_key, orders, cancels, stop_at))
-        sent_rate = await open_loop(clients, flood_frames(orders), factor * sustainable,
-                                    stop_at)
-        await task
-        phase = stats.summary(seconds)
+        process = start_canceller()
+        assert await loop.run_in_executor(None, queue.get) == "ready"
+        # the flood runs until the canceller is done (its whole run is under load)
+        done = loop.run_in_executor(None, queue.get)
+        sent_rate, elapsed = await open_loop(clients, flood_frames(orders),
+                                             factor * sustainable, done)
+        cancels = await done
+        process.join()
+        phase = stats.summary(elapsed)
         phase.update(offered_orders_per_s=round(factor * sustainable),
-                     sent_per_s=round(sent_rate), rss_mb=rss_mb(pid),
-                     canceller=cancels.summary(seconds))
+                     sent_per_s=round(sent_rate), rss_mb=rss_mb(pid), canceller=cancels)
         phase["shed"] = {"taking_10047": stats.codes.get("order:10047", 0),
                          "passive_10040": stats.codes.get("order:10040", 0),
                          "cancels": sum(v for k, v in stats.codes.items()
                                         if k.startswith("cancel") and k.split(":")[1] in
                                         ("10047", "10040"))
-                         + sum(v for k, v in cancels.codes.items()
-                               if k.split(":")[1] in ("10047", "10040"))}
+                         + sum(v for k, v in cancels["replies"].items()
+                               if k.startswith("cancel") and k.split(":")[1] in
+                               ("10047", "10040"))}
         result[f"x{factor:g}"] = phase
         for client in clients:
             client.stats = Stats()

@@ -66,14 +66,15 @@ class Limits:
     #: read waits for the next ticks, and the connection is not read meanwhile (a tick's
     #: work, hence everyone's latency, is bounded by the connections, not by one flood)
     max_frames_per_tick: int = 64
-    #: ... and handled until they took this long in the tick (expensive requests, such as
-    #: deep order books, then take turns with everyone else's)
-    max_time_per_tick_s: float = 0.002
+    #: ... and frames of all connections handled until they took this long in the tick
+    #: (the rest, except cancels, wait for the next ticks: a tick, hence a cancel's wait,
+    #: stays short under any flood; expensive requests take turns with everyone's)
+    max_time_per_tick_s: float = 0.003
     #: new orders offered in one event-loop tick (the queue in front of the engine) past
     #: which those that can take liquidity are shed (10047), and past which every other
     #: new order is shed too (10040)
-    shed_taking_at: int = 256
-    shed_all_at: int = 1024
+    shed_taking_at: int = 128
+    shed_all_at: int = 256
 
     @classmethod
     def from_options(cls, items: Iterable[str], base: Limits | None = None) -> Limits:

@@ -89,7 +89,6 @@ class Connection:
         self.parked: collections.deque[bytes] = collections.deque()
         self.tick = -1
         self.tick_frames = 0
-        self.tick_used_s = 0.0
         if peer is not None:
             peer.on_pause, peer.on_resume = self.pause, self.resume
         self._held: list[bytes] | None = None
@@ -281,6 +280,7 @@ class Gateway:
                                 else float("inf"))
         self._tick = 0  # event-loop ticks with frames, counted (the per-tick budgets)
         self._tick_open = False
+        self._tick_used_s = 0.0  # spent handling frames in this tick
         self._periodic: list[tuple[float, Callable[[], Any]]] = [(flush_interval_s,
                                                                   self.hub.flush),
                                                                  (10.0, self.admission.prune)]
@@ -406,27 +406,35 @@ class Gateway:
 
     def _on_message(self, conn: Connection, data: bytes | str) -> None:
         """One JSON-RPC frame of ``conn``: answered now, queued with the tick's orders, or,
-        past the connection's budget in this tick (``max_frames_per_tick`` frames or
-        ``max_time_per_tick_s`` spent), parked for the next ticks (and the connection not
-        read until its parked frames are handled)."""
+        past the budgets of this tick (``max_frames_per_tick`` frames of the connection,
+        ``max_time_per_tick_s`` spent on all frames), parked for the next ticks, where
+        parked frames come first (and the connection is not read until its parked frames
+        are handled). A cancel is never parked unless its connection has frames parked
+        before it: cancels do not wait for floods."""
         if conn.closing:
             return
         if not self._tick_open:
-            self._tick_open = True
-            asyncio.get_running_loop().call_soon(self._next_tick)
+            self._open_tick()
         if conn.tick != self._tick:
-            conn.tick, conn.tick_frames, conn.tick_used_s = self._tick, 0, 0.0
+            conn.tick, conn.tick_frames = self._tick, 0
         conn.tick_frames += 1
-        if conn.tick_frames > self.frames_per_tick or conn.tick_used_s > self.time_per_tick_s:
+        if ((conn.tick_frames > self.frames_per_tick or self._tick_used_s > self.time_per_tick_s)
+                and (conn.parked or _CANCEL not in data)):  # type: ignore[operator]
             self._park(conn, data)
             return
         start = perf_counter()
         self._handle(conn, data)
-        conn.tick_used_s += perf_counter() - start
+        self._tick_used_s += perf_counter() - start
+
+    def _open_tick(self) -> None:
+        """Frames are handled in this tick: its budgets end with it."""
+        self._tick_open = True
+        asyncio.get_running_loop().call_soon(self._next_tick)
 
     def _next_tick(self) -> None:
         self._tick += 1
         self._tick_open = False
+        self._tick_used_s = 0.0
 
     def _park(self, conn: Connection, data: bytes | str) -> None:
         conn.parked.append(data)  # type: ignore[arg-type]
@@ -439,11 +447,14 @@ class Gateway:
         """Handle up to a tick's budget of ``conn``'s parked frames; read it again once
         none is left (and its writes are not paused)."""
         parked = conn.parked
-        start = perf_counter()
+        if not self._tick_open:
+            self._open_tick()
         for _ in range(min(len(parked), self.frames_per_tick)):
-            if conn.closing or perf_counter() - start > self.time_per_tick_s:
+            if conn.closing or self._tick_used_s > self.time_per_tick_s:
                 break
+            start = perf_counter()
             self._handle(conn, parked.popleft())
+            self._tick_used_s += perf_counter() - start
         if conn.closing:
             parked.clear()
         elif parked:
@@ -546,6 +557,9 @@ class _InlineQueue(WebSocketDataQueue):  # type: ignore[misc, valid-type]
 
 
 _DATA_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)
+# a frame naming a cancel method (``rpc.CANCELS``) is not parked by the tick budgets; a
+# byte search, not a parse: a frame that merely contains it costs its sender nothing more
+_CANCEL = b'"private/cancel'
 
 
 def attach_inline(ws: web.WebSocketResponse, request: web.Request,
