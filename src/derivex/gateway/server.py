@@ -44,7 +44,7 @@ from derivex.gateway.keys import KeyStore
 from derivex.gateway.limits import Admission, Limits, Peer
 from derivex.gateway.overload import Shedder
 from derivex.gateway.ratelimit import RateLimiter
-from derivex.gateway.rpc import MAX_FRAME_BYTES, Dispatcher
+from derivex.gateway.rpc import CANCELS, MAX_FRAME_BYTES, Dispatcher
 from derivex.gateway.telemetry import Metrics, logger
 from derivex.gateway.venue import Venue
 
@@ -479,6 +479,9 @@ class Gateway:
                 conn.ws.close(code=1008, message=b"authentication failed"))
             return
         conn.reply(reply)
+        if method in CANCELS:
+            # out now, not at the end of the tick: it would wait for the tick's flush
+            conn.write_pending()
 
     async def _rest(self, request: web.Request) -> web.Response:
         name = f"{request.match_info['scope']}/{request.match_info['name']}"
