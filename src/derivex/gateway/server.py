@@ -28,7 +28,6 @@ import struct
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -46,6 +45,7 @@ from derivex.gateway.overload import Shedder
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.rpc import CANCELS, MAX_FRAME_BYTES, Dispatcher
 from derivex.gateway.telemetry import Metrics, logger
+from derivex.gateway.turns import Turns
 from derivex.gateway.venue import Venue
 
 T = TypeVar("T")
@@ -85,7 +85,7 @@ class Connection:
         self.close_grace_s = limits.close_grace_s
         self.writes_paused = False
         self._stall: asyncio.TimerHandle | None = None
-        # frames read beyond this tick's budget (``Gateway._on_message``), and the budget
+        # frames read beyond this tick's budgets (``turns.Turns``), and the budget
         self.parked: collections.deque[bytes] = collections.deque()
         self.tick = -1
         self.tick_frames = 0
@@ -274,13 +274,9 @@ class Gateway:
                                                  limits.shed_all_at))
         self.log = logger()
         self.connections: set[Connection] = set()
-        self.frames_per_tick = (limits.max_frames_per_tick if limits.max_frames_per_tick > 0
-                                else 1 << 62)
-        self.time_per_tick_s = (limits.max_time_per_tick_s if limits.max_time_per_tick_s > 0
-                                else float("inf"))
-        self._tick = 0  # event-loop ticks with frames, counted (the per-tick budgets)
-        self._tick_open = False
-        self._tick_used_s = 0.0  # spent handling frames in this tick
+        # every WebSocket frame takes its turn (``turns``), then ``_handle``
+        self.turns = Turns(self._handle, limits.max_frames_per_tick,
+                           limits.max_time_per_tick_s)
         self._periodic: list[tuple[float, Callable[[], Any]]] = [(flush_interval_s,
                                                                   self.hub.flush),
                                                                  (10.0, self.admission.prune)]
@@ -384,13 +380,13 @@ class Gateway:
         self.connections.add(conn)
         self.metrics.connections.inc()
         # (a partial, not a lambda: no Python frame per message)
-        inline = attach_inline(ws, request, functools.partial(self._on_message, conn))
+        inline = attach_inline(ws, request, functools.partial(self.turns.offer, conn))
         try:
             # with ``inline`` the loop only sees control frames (close, errors); data frames
             # were handled as they were parsed
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    self._on_message(conn, message.data)
+                    self.turns.offer(conn, message.data)
                 elif message.type == WSMsgType.ERROR:
                     break
                 if conn.closing:
@@ -404,66 +400,9 @@ class Gateway:
             self.metrics.connections.dec()
         return ws
 
-    def _on_message(self, conn: Connection, data: bytes | str) -> None:
-        """One JSON-RPC frame of ``conn``: answered now, queued with the tick's orders, or,
-        past the budgets of this tick (``max_frames_per_tick`` frames of the connection,
-        ``max_time_per_tick_s`` spent on all frames), parked for the next ticks, where
-        parked frames come first (and the connection is not read until its parked frames
-        are handled). A cancel is never parked unless its connection has frames parked
-        before it: cancels do not wait for floods."""
-        if conn.closing:
-            return
-        if not self._tick_open:
-            self._open_tick()
-        if conn.tick != self._tick:
-            conn.tick, conn.tick_frames = self._tick, 0
-        conn.tick_frames += 1
-        if ((conn.tick_frames > self.frames_per_tick or self._tick_used_s > self.time_per_tick_s)
-                and (conn.parked or _CANCEL not in data)):  # type: ignore[operator]
-            self._park(conn, data)
-            return
-        start = perf_counter()
-        self._handle(conn, data)
-        self._tick_used_s += perf_counter() - start
-
-    def _open_tick(self) -> None:
-        """Frames are handled in this tick: its budgets end with it."""
-        self._tick_open = True
-        asyncio.get_running_loop().call_soon(self._next_tick)
-
-    def _next_tick(self) -> None:
-        self._tick += 1
-        self._tick_open = False
-        self._tick_used_s = 0.0
-
-    def _park(self, conn: Connection, data: bytes | str) -> None:
-        conn.parked.append(data)  # type: ignore[arg-type]
-        if len(conn.parked) == 1:
-            if conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.pause_reading()  # type: ignore[attr-defined]
-            asyncio.get_running_loop().call_soon(self._unpark, conn)
-
-    def _unpark(self, conn: Connection) -> None:
-        """Handle up to a tick's budget of ``conn``'s parked frames; read it again once
-        none is left (and its writes are not paused)."""
-        parked = conn.parked
-        if not self._tick_open:
-            self._open_tick()
-        for _ in range(min(len(parked), self.frames_per_tick)):
-            if conn.closing or self._tick_used_s > self.time_per_tick_s:
-                break
-            start = perf_counter()
-            self._handle(conn, parked.popleft())
-            self._tick_used_s += perf_counter() - start
-        if conn.closing:
-            parked.clear()
-        elif parked:
-            asyncio.get_running_loop().call_soon(self._unpark, conn)
-        elif (not conn.writes_paused and conn.transport is not None
-              and not conn.transport.is_closing()):
-            conn.transport.resume_reading()  # type: ignore[attr-defined]
-
     def _handle(self, conn: Connection, data: bytes | str) -> None:
+        """One JSON-RPC frame of ``conn`` (its turn come): answered now, or queued with the
+        tick's orders."""
         answer = self.dispatcher.offer(data, conn.session, conn, "ws", conn.peer)
         if answer is None:
             return  # an order: answered when the tick's batch is placed
@@ -560,9 +499,6 @@ class _InlineQueue(WebSocketDataQueue):  # type: ignore[misc, valid-type]
 
 
 _DATA_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)
-# a frame naming a cancel method (``rpc.CANCELS``) is not parked by the tick budgets; a
-# byte search, not a parse: a frame that merely contains it costs its sender nothing more
-_CANCEL = b'"private/cancel'
 
 
 def attach_inline(ws: web.WebSocketResponse, request: web.Request,
