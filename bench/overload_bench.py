@@ -503,7 +503,7 @@ async def slow_reader(url: str, pid: int, keys: list[dict[str, Any]], orders: Or
             slow_client.transport.resume_reading()
             await drain([slow_client], 10)
             out[label]["slow_client"] = {"requests": 3000,
-                                         "replies_read": slow_client.stats.codes.total(),
+                                         "replies_read": dict(slow_client.stats.codes),
                                          "closed": slow_client.closed}
             slow_client.transport.close()
         for client in clients:
