@@ -248,3 +248,29 @@ def test_depth_is_read_from_the_levels_and_equals_the_orders_walk() -> None:
                       for price, resting in book_side(exchange.engine.state, instrument,
                                                       side)[:levels]]
             assert got == walked and (levels == 0 or got)
+
+
+def test_limits_are_set_from_the_command_line_and_refuse_unknown_names() -> None:
+    from typer.testing import CliRunner
+
+    from derivex.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--limit", "max_conections_per_address=3"])
+    assert result.exit_code == 2
+    assert "unknown limit 'max_conections_per_address'" in result.output
+    result = CliRunner().invoke(app, ["serve", "--limit", "header_timeout_s=soon"])
+    assert result.exit_code == 2 and "'soon' is not a number" in result.output
+    limits = Limits.from_options(["max_connections_per_address=3", "shed_all_at=50",
+                                  "send_stall_s=2.5"])
+    assert (limits.max_connections_per_address, limits.shed_all_at,
+            limits.send_stall_s) == (3, 50, 2.5)
+
+
+def test_docstring_examples_of_the_limits_modules() -> None:
+    import doctest
+
+    from derivex.gateway import limits, ratelimit, turns
+
+    for module in (limits, ratelimit, turns):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

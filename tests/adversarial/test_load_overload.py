@@ -154,3 +154,15 @@ def test_can_take_judges_type_time_in_force_and_the_opposite_best_price() -> Non
     closing = order(Side.SELL, BID_TICKS, flags=OrderFlag.REDUCE_ONLY)
     assert shedder.check(closing, 10**6) is None  # reduce-only: never shed
     assert shedder.shed == {"taking": 1, "passive": 1}
+
+
+def test_shed_codes_map_to_retryable_ccxt_exceptions() -> None:
+    """ccxt maps by the exact code: shed orders raise retryable network errors, not
+    InvalidOrder (the client should back off and retry, not give up)."""
+    import ccxt
+
+    exact = ccxt.deribit().exceptions  # (deribit: one flat table of exact codes)
+    assert exact["10047"] is ccxt.DDoSProtection
+    assert exact["10040"] is ccxt.ExchangeNotAvailable
+    assert issubclass(ccxt.DDoSProtection, ccxt.NetworkError)
+    assert issubclass(ccxt.ExchangeNotAvailable, ccxt.NetworkError)

@@ -20,9 +20,29 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-# a frame naming a cancel method (``rpc.CANCELS``) is not parked by the budgets; a byte
-# search, not a parse: a frame that merely contains it gains nothing but its turn
-CANCEL = b'"private/cancel'
+import orjson
+
+from derivex.gateway.rpc import CANCELS
+
+CANCEL = b"private/cancel"  # (a byte search before the parse of ``is_cancel``)
+
+
+def is_cancel(data: bytes) -> bool:
+    """Whether ``data`` is a request for a cancel method (``rpc.CANCELS``). Parses only
+    frames that name one, and is asked only past the budgets.
+
+    >>> is_cancel(b'{"method":"private/cancel","params":{"order_id":"1"}}')
+    True
+    >>> is_cancel(b'{"method":"public/test","params":{"label":"private/cancel"}}')
+    False
+    """
+    if CANCEL not in data:
+        return False
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return type(message) is dict and message.get("method") in CANCELS
 
 
 class Turns:
@@ -48,7 +68,7 @@ class Turns:
             conn.tick, conn.tick_frames = self.tick, 0
         conn.tick_frames += 1
         if ((conn.tick_frames > self.frames_per_tick or self._used_s > self.time_per_tick_s)
-                and (conn.parked or CANCEL not in data)):
+                and (conn.parked or not is_cancel(data))):
             self._park(conn, data)
             return
         start = perf_counter()
