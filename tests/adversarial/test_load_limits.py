@@ -274,3 +274,16 @@ def test_docstring_examples_of_the_limits_modules() -> None:
     for module in (limits, ratelimit, turns):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_a_stalled_request_body_is_answered_408_and_disconnected() -> None:
+    with serving(Limits(header_timeout_s=0.3)) as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=GUARD_S) as sock:
+            sock.sendall(b"POST /api/v2 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json"
+                         b"\r\nContent-Length: 100\r\n\r\n{\"method\":")
+            answer = _read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 408") and b"request body not received" in answer
+        # the next client is served as usual
+        with connect(f"ws://127.0.0.1:{served.port}/ws/api/v2") as ws:
+            ws.send(request(1, "public/get_time").decode())
+            assert "result" in orjson.loads(ws.recv(timeout=GUARD_S))

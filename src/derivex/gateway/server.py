@@ -312,8 +312,12 @@ class Gateway:
         """Listen on ``host:port``; ``reuse_port``: share the port with other processes
         (``SO_REUSEPORT``; the gateway workers of ``derivex serve --workers``)."""
         idle = self.limits.idle_timeout_s
+        head = self.limits.header_timeout_s
+        # lingering: how long an unread request body is drained after the response (a
+        # stalled body would hold the connection aiohttp's default 10 s more)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                     keepalive_timeout=idle if idle > 0 else 1e9)
+                                     keepalive_timeout=idle if idle > 0 else 1e9,
+                                     lingering_time=min(head, 2.0) if head > 0 else 2.0)
         await self._runner.setup()
         # (not a ``TCPSite``: every connection goes through the admission checks first)
         loop = asyncio.get_running_loop()
@@ -369,6 +373,16 @@ class Gateway:
         if peer is not None:
             peer.started()
         return await handler(request)  # type: ignore[no-any-return]
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The request's body, which must arrive within ``header_timeout_s`` (a client
+        that announces a body and stalls is answered 408 and disconnected)."""
+        limit = self.limits.header_timeout_s
+        try:
+            return await asyncio.wait_for(request.read(), limit if limit > 0 else None)
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="request body not received in time",
+                                         headers={"Connection": "close"}) from None
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         beat = self.limits.ws_heartbeat_s
@@ -429,7 +443,7 @@ class Gateway:
         if request.method == "GET":
             params: dict[str, Any] = dict(request.query)
         elif request.method == "POST":
-            body = await request.text()
+            body = (await self._body(request)).decode("utf-8", "replace")
             params, request_id, error = _post_params(body)
             if error is not None:
                 return _json(error, 400)
@@ -452,7 +466,7 @@ class Gateway:
                             content_type="application/json")
 
     async def _post(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        body = await self._body(request)
         session = Session()
         header = request.headers.get("Authorization")
         if header:
