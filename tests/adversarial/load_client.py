@@ -123,7 +123,8 @@ class RawWebSocket:
 
     def _next(self) -> tuple[int, bytes] | None:
         while True:
-            if len(self.buffer) >= 2:
+            if len(self.buffer) >= 10 or (len(self.buffer) >= 2
+                                          and self.buffer[1] & 0x7F < 126):
                 first, second = self.buffer[0], self.buffer[1] & 0x7F
                 start, size = 2, second
                 if second == 126:
