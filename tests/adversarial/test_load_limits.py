@@ -287,3 +287,16 @@ def test_a_stalled_request_body_is_answered_408_and_disconnected() -> None:
         with connect(f"ws://127.0.0.1:{served.port}/ws/api/v2") as ws:
             ws.send(request(1, "public/get_time").decode())
             assert "result" in orjson.loads(ws.recv(timeout=GUARD_S))
+
+
+def test_heartbeat_closes_a_websocket_that_does_not_answer_pings_only() -> None:
+    with serving(Limits(ws_heartbeat_s=0.3)) as served:
+        silent = RawWebSocket(served.port)  # never reads, so never answers a ping
+        assert silent.status == 101
+        with connect(f"ws://127.0.0.1:{served.port}/ws/api/v2") as live:  # answers pings
+            wait_for(lambda: served.thread.call(lambda: len(served.gateway.connections)) == 1,
+                     "the silent WebSocket is closed")
+            for k in range(3):  # the live one, pinged all along, still works
+                live.send(request(k, "public/get_time").decode())
+                assert "result" in orjson.loads(live.recv(timeout=GUARD_S))
+        silent.close()

@@ -65,7 +65,7 @@ class Dispatcher:
         # (method, context, prepared order, request id, arrival in wall-clock ns)
         self._queued: list[tuple[Method, Context, Any, Any, int]] = []
         self.max_batch = MAX_BATCH
-        # new orders met with this many queued ones go to the shedder (``overload``)
+        # a new order offered when the tick already had this many goes to the shedder
         self.shedder: Shedder | None = None
         self.shed_from = 1 << 62
         self._sheds = 0  # queued entries that are shed orders (an ``RpcError``, not placed)
