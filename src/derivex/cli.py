@@ -277,6 +277,10 @@ def serve(
     submit_timeout: Annotated[float, typer.Option(
         help="with --workers: seconds a worker waits for its commands to be sequenced and "
              "durable before answering 13888 (outcome unknown: query the order)")] = 10.0,
+    limit: Annotated[list[str] | None, typer.Option(
+        help="NAME=VALUE: override a resource limit or overload watermark (repeatable; "
+             "names and defaults in docs/limits.md, e.g. max_connections_per_address=32)")]
+    = None,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -287,10 +291,12 @@ def serve(
 
     from derivex.gateway import serve as serving
     from derivex.gateway.auth_limits import AuthLimits
+    from derivex.gateway.limits import Limits
     from derivex.gateway.telemetry import configure_logging
 
     try:
-        limits = AuthLimits.parse(auth_backoff)
+        auth_limits = AuthLimits.parse(auth_backoff)
+        limits = Limits.from_options(limit or ())
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -303,6 +309,7 @@ def serve(
                              fsync=fsync, log_level=level, json_logs=log_format == "json",
                              auth_backoff=auth_backoff,
                              submit_timeout_s=submit_timeout,
+                             limits=limits,
                              announce=lambda url, opened: _announce(url, opened, data_dir))
         typer.echo("derivex stopped: " + json.dumps(_runtime_summary(report)))
         if report.failure:
@@ -315,7 +322,7 @@ def serve(
     try:
         asyncio.run(serving.run(opened, host, port,
                                 lambda gateway: _announce(gateway.url, opened, data_dir),
-                                demo=demo, auth_limits=limits))
+                                demo=demo, auth_limits=auth_limits, limits=limits))
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

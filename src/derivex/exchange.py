@@ -65,7 +65,6 @@ from derivex.core.records import (
     risk_records,
 )
 from derivex.core.risk import margins
-from derivex.core.state import book_side
 
 if TYPE_CHECKING:
     from derivex.journal.writer import Journal
@@ -445,11 +444,19 @@ class Exchange:
     # ---- queries (read the state directly; O(result size)) ----
 
     def depth(self, instrument: int, levels: int = 10) -> Depth:
+        """The best ``levels`` of each side, from the book ladder and the levels' own
+        totals. Cost: O(levels returned), whatever the number of orders in the book (a
+        depth request never walks the orders)."""
         st = self.engine.state
         sides = []
         for side in (Side.BUY, Side.SELL):
-            sides.append([(price, sum(o[2] for o in orders), len(orders))
-                          for price, orders in book_side(st, instrument, side)[:levels]])
+            row = instrument * 2 + side
+            count = int(st.ladder_len[row])
+            take = max(0, min(int(levels), count))
+            slots = st.ladder_level[row, count - take:count][::-1]  # best level last
+            sides.append(list(zip(st.ladder_price[row, count - take:count][::-1].tolist(),
+                                  st.lvl_i8[slots, L.L_QTY].tolist(),
+                                  st.lvl_i4[slots, L.L_COUNT].tolist(), strict=True)))
         return Depth(sides[0], sides[1])
 
     def order(self, order_id: int) -> OrderInfo | None:

@@ -17,6 +17,7 @@ import pytest
 from derivex.core.config import EngineConfig
 from derivex.exchange import Exchange
 from derivex.gateway import ApiKey, Gateway, GatewayThread, KeyStore, Venue
+from derivex.gateway.limits import Limits
 from derivex.gateway.listing import default_specs, list_all, perpetual
 
 DEPOSIT_UNITS = 10**13  # 10 million USDC
@@ -101,7 +102,12 @@ def symbol(client: Any, name: str) -> str:
 def build_gateway(keys: KeyStore) -> Gateway:
     exchange = Exchange(test_config())
     specs = [*default_specs(time.time_ns() // 1_000_000), perpetual("SOL")]
-    return Gateway(Venue(exchange, list_all(exchange, specs)), keys)
+    # one shared server for the whole suite, from one address: the public venue's limits
+    # per address and connection would throttle the suite (tests/adversarial/test_load_*
+    # test them)
+    return Gateway(Venue(exchange, list_all(exchange, specs)), keys, limits=Limits(
+        max_connections_per_address=0, public_rate_per_connection=0,
+        public_rate_per_address=0))
 
 
 @pytest.fixture(scope="session")

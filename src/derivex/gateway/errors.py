@@ -5,6 +5,13 @@ to Deribit error codes. Clients such as ccxt map errors by the exact code, so ev
 here is one Deribit documents, chosen for the exception a client should raise
 (``InvalidOrder``, ``InsufficientFunds``, ``DDoSProtection``, ...).
 
+The gateway's own codes for limits and overload (docs/limits.md): **10028**
+``too_many_requests`` for rate limits (per key, and public methods per connection and per
+address, ``data.reason`` naming which); **10047** ``matching_engine_queue_full`` for a new
+order that can take liquidity shed under overload and **10040** ``retry`` for any other new
+order shed (both with ``data.reason = "overload"`` and ``data.class``); a slow WebSocket
+consumer is closed with code 1008, reason ``slow consumer: ...``.
+
 >>> REASON_ERRORS[Reason.POST_ONLY_WOULD_TAKE]
 (11054, 'post_only_reject')
 >>> rpc_error_for(Reason.GAS_EXHAUSTED).code
@@ -32,7 +39,9 @@ ALREADY_CLOSED = 10010
 INVALID_INSTRUMENT = 10020
 INVALID_AMOUNT = 10021  # also: not whole lots, above the engine's maximum order size
 INVALID_PRICE = 10023
-TOO_MANY_REQUESTS = 10028
+TOO_MANY_REQUESTS = 10028  # rate limits (per key; public methods per connection / address)
+RETRY = 10040  # also: a new passive order shed under overload (data.reason "overload")
+QUEUE_FULL = 10047  # a new order that can take liquidity, shed under overload
 PRICE_WRONG_TICK = 10043
 PRICE_TOO_HIGH = 10007  # also the gateway's own check of the instrument's price cap
 QTY_TOO_LOW = 10002

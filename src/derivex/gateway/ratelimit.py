@@ -50,3 +50,13 @@ class RateLimiter:
             return False
         bucket[0] = tokens - cost
         return True
+
+    def prune(self) -> None:
+        """Forget the buckets that have refilled to ``capacity`` (they would start full
+        anyway): bounds the memory of a limiter keyed by something unbounded, such as
+        client addresses. O(buckets)."""
+        now = self._clock()
+        full = [key for key, (tokens, stamp) in self._buckets.items()
+                if tokens + (now - stamp) * self.refill_per_s >= self.capacity]
+        for key in full:
+            del self._buckets[key]

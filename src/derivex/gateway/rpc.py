@@ -7,6 +7,9 @@ outside the grammar of ``numbers`` and parameters the method does not implement
 ``-32602`` (naming the parameter), an oversized frame ``11050``. ``11094`` is an unexpected
 exception, a bug (logged, the connection stays up): nothing a client sends should cause one
 (``tests/adversarial/test_input_fuzz.py``). The contract is written in ``docs/gateway.md``.
+A public method beyond its connection's or address's budget is ``10028`` (``limits.Peer``);
+a new order met with a full queue in front of the engine is shed with ``10047`` or
+``10040`` (``overload``).
 """
 
 from __future__ import annotations
@@ -32,12 +35,16 @@ from derivex.gateway.errors import (
     RpcError,
 )
 from derivex.gateway.methods import ENGINE, METHODS, Context, Method
+from derivex.gateway.overload import Shedder
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.telemetry import Metrics, logger
 from derivex.gateway.venue import Venue
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_BATCH = 4096  # orders per engine call at most (bounds a flush's latency)
+#: requests that go ahead of other connections' queued orders (``Dispatcher.offer``)
+CANCELS = frozenset({"private/cancel", "private/cancel_all", "private/cancel_all_by_instrument",
+                     "private/cancel_all_by_currency", "private/cancel_by_label"})
 
 
 class Dispatcher:
@@ -61,22 +68,44 @@ class Dispatcher:
         # (method, context, prepared order, request id, arrival in wall-clock ns)
         self._queued: list[tuple[Method, Context, Any, Any, int]] = []
         self.max_batch = MAX_BATCH
+        # a new order offered when the tick already had this many goes to the shedder
+        self.shedder: Shedder | None = None
+        self.shed_from = 1 << 62
+        self._sheds = 0  # queued entries that are shed orders (an ``RpcError``, not placed)
+        # orders offered in this event-loop tick: the overload signal (``overload``)
+        self._tick_orders = 0
         # the queued orders' contexts by connection (a connection's orders of one batch
         # share one); emptied by ``flush``
         self._contexts: dict[Any, Context] = {}
 
-    def _authorize(self, name: str, params: dict[str, Any],
-                   session: Session) -> tuple[Method, Session]:
+    def _end_tick(self) -> None:
+        self._tick_orders = 0
+
+    def set_shedding(self, shedder: Shedder | None) -> None:
+        """Shed new orders with ``shedder`` (None: never)."""
+        self.shedder = shedder
+        self.shed_from = shedder.taking_at if shedder is not None else 1 << 62
+
+    def _authorize(self, name: str, params: dict[str, Any], session: Session,
+                   peer: Any = None) -> tuple[Method, Session]:
         method = METHODS.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": name[:64]})
-        return method, self._check(method, params, session)
+        return method, self._check(method, params, session, peer)
 
-    def _check(self, method: Method, params: dict[str, Any], session: Session) -> Session:
+    def _check(self, method: Method, params: dict[str, Any], session: Session,
+               peer: Any = None) -> Session:
         """Scope, rate limit and parameter names of a call of ``method``; returns the
-        session it runs as (an ``access_token`` parameter authenticates a public one).
-        Raises ``RpcError`` (-32602 naming a parameter the method does not implement)."""
-        if method.scope is not None:
+        session it runs as (an ``access_token`` parameter authenticates a public one). A
+        public method also takes from ``peer``'s budgets (``limits.Peer``: its connection
+        and address; None: unlimited). Raises ``RpcError`` (-32602 naming a parameter the
+        method does not implement)."""
+        if method.scope is None:
+            if peer is not None:
+                refused = peer.allow_public(method.cost)
+                if refused is not None:
+                    raise RpcError(TOO_MANY_REQUESTS, "too_many_requests", {"reason": refused})
+        else:
             if session.key is None:
                 token = params.get("access_token")
                 if isinstance(token, str):
@@ -96,21 +125,36 @@ class Dispatcher:
         return session
 
     def call(self, name: str, params: dict[str, Any], session: Session, connection: Any = None,
-             transport: str = "http") -> Any:
-        """Run one method for ``session``; raises ``RpcError``."""
-        method, session = self._authorize(name, params, session)
-        return method.handler(Context(self.venue, self.auth, session, self.hub, connection,
-                                      transport), params)
+             transport: str = "http", peer: Any = None, queued: int = 0) -> Any:
+        """Run one method for ``session`` (from ``peer``, see ``_check``), met with
+        ``queued`` orders in front of the engine (a new order may be shed); raises
+        ``RpcError``."""
+        method, session = self._authorize(name, params, session, peer)
+        ctx = Context(self.venue, self.auth, session, self.hub, connection, transport)
+        if method.prepare is not None and self.shedder is not None:
+            # a new order (here: HTTP) counts in the tick's orders too
+            if not self._tick_orders:
+                asyncio.get_running_loop().call_soon(self._end_tick)
+            self._tick_orders += 1
+            if queued >= self.shed_from:
+                assert self.shedder is not None
+                shed = self.shedder.check(method.prepare(ctx, params), queued)
+                if shed is not None:
+                    raise shed
+        return method.handler(ctx, params)
 
     def handle(self, name: str, params: dict[str, Any], request_id: Any, session: Session,
-               connection: Any = None, transport: str = "http") -> tuple[bytes, bool]:
+               connection: Any = None, transport: str = "http",
+               peer: Any = None, flush: bool = True) -> tuple[bytes, bool]:
         """Call and build the reply; returns ``(json bytes, ok)``. Queued orders are
-        placed first."""
-        if self._queued:
+        placed first (unless ``flush`` is false); an order met in a tick that already had
+        too many is shed, as in ``offer``."""
+        if flush and self._queued:
             self.flush()
         in_ns = time.time_ns()
         try:
-            result = self.call(name, params, session, connection, transport)
+            result = self.call(name, params, session, connection, transport, peer,
+                               self._tick_orders)
         except Exception as error:  # every failure becomes an error reply
             return self._reply(name, request_id, None, error, in_ns, transport)
         return self._reply(name, request_id, result, None, in_ns, transport)
@@ -149,21 +193,27 @@ class Dispatcher:
         return self.frame(data, session, connection, transport)[0]
 
     def frame(self, data: str | bytes, session: Session, connection: Any = None,
-              transport: str = "ws") -> tuple[bytes, str, bool]:
+              transport: str = "ws", peer: Any = None) -> tuple[bytes, str, bool]:
         """Like ``handle_frame``; also returns the method name ("" if none) and whether the
         call succeeded."""
         try:
             request_id, name, params = _parse(data)
         except _BadFrame as bad:
             return self._error(bad.request_id, bad.error, transport)
-        reply, ok = self.handle(name, params, request_id, session, connection, transport)
+        reply, ok = self.handle(name, params, request_id, session, connection, transport, peer)
         return reply, name, ok
 
     def offer(self, data: str | bytes, session: Session, connection: Any,
-              transport: str = "ws") -> tuple[bytes, str, bool] | None:
+              transport: str = "ws", peer: Any = None) -> tuple[bytes, str, bool] | None:
         """A WebSocket frame: ``None`` if it was queued for the next ``flush`` (its reply
         goes to ``connection.reply`` then), else what ``frame`` answers. ``connection`` is
-        held (``hold``) before anything of an immediate answer runs."""
+        held (``hold``) before anything of an immediate answer runs.
+
+        Any other request runs at once, after the queued orders (it sees their effects, as
+        if the frames came one by one); except that a cancel (``CANCELS``) goes ahead of
+        them when its own connection has none among them: other connections' orders are
+        concurrent with it and not yet acknowledged, and a cancel never waits for a tick's
+        order flood to be placed (overload policy: cancels come first)."""
         try:
             request_id, name, params = _parse(data)
         except _BadFrame as bad:
@@ -172,25 +222,38 @@ class Dispatcher:
             return self._error(bad.request_id, bad.error, transport)
         method = METHODS.get(name)
         if method is None or method.prepare is None:
-            if self._queued:
+            if self._queued and (name not in CANCELS or connection in self._contexts):
                 self.flush()
             connection.hold()
-            reply, ok = self.handle(name, params, request_id, session, connection, transport)
+            reply, ok = self.handle(name, params, request_id, session, connection, transport,
+                                    peer, flush=False)
             return reply, name, ok
         in_ns = time.time_ns()
+        tick = self._tick_orders
+        if not tick:
+            asyncio.get_running_loop().call_soon(self._end_tick)
+        self._tick_orders = tick + 1
         try:
             session = self._check(method, params, session)
             ctx = self._contexts.get(connection)  # type: ignore[assignment]
             if ctx is None or ctx.session is not session or ctx.transport != transport:
-                ctx = self._contexts[connection] = Context(self.venue, self.auth, session,
-                                                           self.hub, connection, transport)
+                ctx = Context(self.venue, self.auth, session, self.hub, connection, transport)
             order = method.prepare(ctx, params)
+            if tick >= self.shed_from:
+                assert self.shedder is not None
+                shed = self.shedder.check(order, tick)
+                if shed is not None:
+                    # answered in its place among the batch's replies (its connection's
+                    # replies keep their order)
+                    self._sheds += 1
+                    order = shed
         except Exception as error:  # every failure becomes an error reply
             if self._queued:
                 self.flush()
-            self._contexts.clear()  # (flush empties it too) no context outlives its batch
             reply, ok = self._reply(name, request_id, None, error, in_ns, transport)
             return reply, name, ok
+        # (a connection is a key here while it has orders in the batch)
+        self._contexts[connection] = ctx
         queued = self._queued
         if not queued:
             asyncio.get_running_loop().call_soon(self.flush)
@@ -211,10 +274,14 @@ class Dispatcher:
         if not queued:
             return
         self._contexts.clear()
+        sheds, self._sheds = self._sheds, 0
         # merged listener updates notify nobody during the batch: no reply to hold back
         hold = not self.venue.merges_batches()
         try:
-            results = self.venue.place_many([entry[2] for entry in queued])
+            if sheds:
+                results = _with_sheds(queued, self.venue.place_many)
+            else:
+                results = self.venue.place_many([entry[2] for entry in queued])
         except Exception as error:  # nothing was applied: all fail alike
             for method, ctx, _, request_id, in_ns in queued:
                 ctx.connection.reply(self._reply(method.name, request_id, None, error, in_ns,
@@ -264,6 +331,14 @@ class Dispatcher:
             self.metrics.request("invalid", transport, False, 0.0, error.code)
         return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error.to_json(),
                              "usIn": us, "usOut": us, "usDiff": 0, "testnet": False}), "", False
+
+
+def _with_sheds(queued: list[Any], place_many: Any) -> Any:
+    """The outcomes of a batch holding shed orders: the shed ones' errors in their places,
+    the others' from one ``place_many`` of the rest (none if every order was shed)."""
+    orders = [entry[2] for entry in queued if type(entry[2]) is not RpcError]
+    placed = place_many(orders) if orders else iter(())
+    return (entry[2] if type(entry[2]) is RpcError else next(placed) for entry in queued)
 
 
 def _parse(data: str | bytes) -> tuple[Any, str, dict[str, Any]]:

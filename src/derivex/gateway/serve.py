@@ -40,6 +40,7 @@ from derivex.gateway.agents import INNER, OUTER, MarketMaker, NoiseTrader
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog, InstrumentSpec
 from derivex.gateway.keys import ApiKey, KeyStore
+from derivex.gateway.limits import Limits
 from derivex.gateway.listing import START_PRICES, catalog_from_state, default_specs, list_all
 from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.telemetry import logger
@@ -213,12 +214,15 @@ class Market:
 def build(opened: Opened, *, demo: bool = True, index_interval_s: float = 1.0,
           pricing_interval_s: float = 2.0, agents_interval_s: float = 0.5,
           snapshot_interval_s: float = 600.0, market: Market | None = None,
-          auth_limits: AuthLimits | None = None, **gateway_options: Any) -> Gateway:
+          auth_limits: AuthLimits | None = None, limits: Limits | None = None,
+          **gateway_options: Any) -> Gateway:
     """The gateway for an opened venue, with the market inputs, agents and snapshots
-    scheduled on its loop; ``auth_limits``: the back-off on failed authentication
-    (``gateway_options``: the rest of ``Gateway``'s options)."""
+    scheduled on its loop, within ``limits`` (None: the defaults); ``auth_limits``: the
+    back-off on failed authentication (``gateway_options``: the rest of ``Gateway``'s
+    options)."""
     venue, state = opened.venue, opened.state
-    gateway = Gateway(venue, opened.keys, auth_limits=auth_limits, **gateway_options)
+    gateway = Gateway(venue, opened.keys, auth_limits=auth_limits, limits=limits,
+                      **gateway_options)
     market = market or Market.simulated(venue, state.seed)
     market.index_step()
     market.pricing_step()

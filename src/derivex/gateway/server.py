@@ -19,6 +19,7 @@ a server on its own loop in a background thread (tests, embedding).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import gc
@@ -40,19 +41,20 @@ from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.channels import Hub
 from derivex.gateway.errors import INVALID_REQUEST, PARSE_ERROR, RpcError
 from derivex.gateway.keys import KEYS_POLL_S, KeyStore
+from derivex.gateway.limits import Admission, Limits, Peer
+from derivex.gateway.overload import Shedder
 from derivex.gateway.ratelimit import RateLimiter
-from derivex.gateway.rpc import MAX_FRAME_BYTES, Dispatcher
+from derivex.gateway.rpc import CANCELS, MAX_FRAME_BYTES, Dispatcher
 from derivex.gateway.telemetry import Metrics, logger
+from derivex.gateway.turns import Turns
 from derivex.gateway.venue import Venue
 
 T = TypeVar("T")
-MAX_QUEUED_FRAMES = 50_000  # a client this far behind is disconnected (slow consumer)
 HARD_FRAME_LIMIT = 4 << 20  # beyond this aiohttp closes the socket (1009)
-WRITE_HIGH_BYTES = 4 << 20  # a client this far behind in reading gets no more writes for now
-WRITE_RETRY_S = 0.005
 GC_THRESHOLD = 50_000
 REVOKED_NOTICE = orjson.dumps({"jsonrpc": "2.0", "method": "session_closed",
                                "params": {"reason": "credentials_revoked"}})
+SLOW_CONSUMER = 1008  # WebSocket close code (policy violation) of a slow consumer
 
 
 class Connection:
@@ -61,15 +63,37 @@ class Connection:
     Frames queued during one event-loop tick leave in ONE transport write at its end (one
     system call for a batch of replies and notifications, not one per frame). While a
     request is handled its connection is held (``hold``): the notifications it causes wait
-    until its reply is queued (``reply``), so the reply goes out first. A client that stops
-    reading is not written to past ``WRITE_HIGH_BYTES`` buffered; its frames wait here, and
-    past ``MAX_QUEUED_FRAMES`` the socket is closed (slow consumer)."""
+    until its reply is queued (``reply``), so the reply goes out first.
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None) -> None:
+    Slow consumers (``Limits``): once the socket's write buffer passes
+    ``pause_reading_bytes`` (the transport's ``pause_writing``) nothing more is written and
+    the client's requests are no longer read, until it drains the buffer; frames queued
+    meanwhile wait here, and past ``max_outbound_bytes`` of them, or after
+    ``send_stall_s`` paused, the connection is closed with code 1008 and the reason
+    ``slow consumer: ...`` (written after what is buffered; the socket is aborted if that
+    is not read within ``close_grace_s``)."""
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None,
+                 limits: Limits | None = None, peer: Peer | None = None) -> None:
         self.ws = ws
         self.transport = transport
-        self.session = Session(origin=peer(transport))
+        self.peer = peer
+        self.session = Session(origin=origin_of(transport))
         self.outbox: list[bytes] = []
+        self.outbox_bytes = 0
+        limits = limits or Limits()
+        self.max_outbound_bytes = (limits.max_outbound_bytes if limits.max_outbound_bytes > 0
+                                   else 1 << 62)
+        self.send_stall_s = limits.send_stall_s
+        self.close_grace_s = limits.close_grace_s
+        self.writes_paused = False
+        self._stall: asyncio.TimerHandle | None = None
+        # frames read beyond this tick's budgets (``turns.Turns``), and the budget
+        self.parked: collections.deque[bytes] = collections.deque()
+        self.tick = -1
+        self.tick_frames = 0
+        if peer is not None:
+            peer.on_pause, peer.on_resume = self.pause, self.resume
         self._held: list[bytes] | None = None
         self._scheduled = False
         self.closing = False
@@ -91,8 +115,11 @@ class Connection:
         held, self._held = self._held, None
         if self.closing:
             return
-        if held is None and self._scheduled and len(self.outbox) < MAX_QUEUED_FRAMES:
+        if held is None and self._scheduled:
             self.outbox.append(data)  # ``_queue``'s common case: a write is already due
+            self.outbox_bytes += len(data)
+            if self.outbox_bytes > self.max_outbound_bytes:
+                self.slow_consumer(f"more than {self.max_outbound_bytes} bytes unread")
             return
         self._queue(data)
         for frame in held or ():
@@ -103,28 +130,75 @@ class Connection:
 
     def _queue(self, data: bytes) -> None:
         self.outbox.append(data)
-        if len(self.outbox) > MAX_QUEUED_FRAMES:
-            self.closing = True
-            self.outbox.clear()
-            self._closer = asyncio.ensure_future(self.ws.close(code=1008,
-                                                               message=b"slow consumer"))
-        elif not self._scheduled:
+        self.outbox_bytes += len(data)
+        if self.outbox_bytes > self.max_outbound_bytes:
+            self.slow_consumer(f"more than {self.max_outbound_bytes} bytes unread")
+        elif not self._scheduled and not self.writes_paused:
             self._scheduled = True
             self._loop.call_soon(self.write_pending)
 
     def write_pending(self) -> None:
-        """Write the queued frames now (one system call), unless the client is behind."""
+        """Write the queued frames now (one system call), unless the client is behind
+        (writes paused: ``resume`` writes them)."""
         self._scheduled = False
         transport = self.transport
         if self.closing or self.ws.closed or transport is None or transport.is_closing():
             self.outbox.clear()
+            self.outbox_bytes = 0
             return
-        if transport.get_write_buffer_size() > WRITE_HIGH_BYTES:  # type: ignore[attr-defined]
-            self._scheduled = True
-            self._loop.call_later(WRITE_RETRY_S, self.write_pending)
+        if self.writes_paused or not self.outbox:
             return
-        frames, self.outbox = self.outbox, []
+        frames, self.outbox, self.outbox_bytes = self.outbox, [], 0
         transport.write(text_frames(frames))  # type: ignore[attr-defined]
+
+    def pause(self) -> None:
+        """The socket's write buffer is full (``pause_writing``): stop writing and stop
+        reading this client's requests until it drains; a slow consumer if it stays so
+        for ``send_stall_s``."""
+        self.writes_paused = True
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()  # type: ignore[attr-defined]
+        if self.send_stall_s > 0 and self._stall is None:
+            self._stall = self._loop.call_later(
+                self.send_stall_s, self.slow_consumer,
+                f"replies not read for {self.send_stall_s:g} s")
+
+    def resume(self) -> None:
+        """The client drained its socket: write what waits and read its requests again."""
+        self.writes_paused = False
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        transport = self.transport
+        if self.closing or transport is None or transport.is_closing():
+            return
+        if not self.parked:
+            transport.resume_reading()  # type: ignore[attr-defined]
+        if self.outbox and not self._scheduled:
+            self.write_pending()
+
+    def slow_consumer(self, why: str) -> None:
+        """Close as a slow consumer: drop what is queued, write the close frame (1008,
+        ``slow consumer: why``) after what the socket holds, close; abort after
+        ``close_grace_s`` if the client does not read it."""
+        if self.closing:
+            return
+        self.stop()
+        transport = self.transport
+        logger().info("websocket closed: slow consumer", reason=why)
+        if transport is None or transport.is_closing():
+            return
+        reason = f"slow consumer: {why}".encode()[:120]
+        transport.write(bytes((0x88, 2 + len(reason)))  # type: ignore[attr-defined]
+                        + SLOW_CONSUMER.to_bytes(2, "big") + reason)
+        # half-close (FIN after the buffered frames), and read again, discarding: a socket
+        # closed with unread input resets the connection and the client would lose the
+        # frames and the reason
+        transport.write_eof()  # type: ignore[attr-defined]
+        self.parked.clear()
+        transport.resume_reading()  # type: ignore[attr-defined]
+        self._loop.call_later(self.close_grace_s, transport.abort)  # type: ignore[attr-defined]
 
     def set_heartbeat(self, seconds: int) -> None:
         if self._heartbeat is not None:
@@ -143,7 +217,14 @@ class Connection:
     def stop(self) -> None:
         self.closing = True
         self.outbox.clear()
+        self.parked.clear()
+        self.outbox_bytes = 0
         self.set_heartbeat(0)
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        if self.peer is not None:
+            self.peer.on_pause = self.peer.on_resume = None
 
     def close(self, code: int, message: bytes) -> None:
         """Write what is queued, then close with ``code`` and ``message`` (the reason the
@@ -153,7 +234,7 @@ class Connection:
         self._closer = asyncio.ensure_future(self.ws.close(code=code, message=message))
 
 
-def peer(transport: asyncio.BaseTransport | None) -> str:
+def origin_of(transport: asyncio.BaseTransport | None) -> str:
     """``host:port`` of the client end of a connection ("" if unknown): the origin that
     failed authentication attempts are counted against."""
     name = transport.get_extra_info("peername") if transport is not None else None
@@ -188,14 +269,17 @@ _LONG = struct.Struct("!BBQ")
 
 
 class Gateway:
-    """The server around one venue and one key store."""
+    """The server around one venue and one key store, within ``limits`` (``Limits()``: a
+    public venue's defaults; see docs/limits.md)."""
 
     def __init__(self, venue: Venue, keys: KeyStore, *, limiter: RateLimiter | None = None,
                  metrics: Metrics | None = None, flush_interval_s: float = 0.1,
                  close_on_auth_failure: bool = True, auth_limits: AuthLimits | None = None,
                  keys_poll_s: float = KEYS_POLL_S, token_key: bytes | None = None,
-                 spent_tokens: Any = None) -> None:
+                 spent_tokens: Any = None, limits: Limits | None = None) -> None:
         self.venue = venue
+        self.limits = limits = limits or Limits()
+        self.admission = Admission(limits)
         self.close_on_auth_failure = close_on_auth_failure
         self.keys = keys
         self.metrics = metrics or Metrics()
@@ -207,18 +291,27 @@ class Gateway:
         self.limiter = limiter if limiter is not None else RateLimiter.from_engine(
             venue.exchange.engine.config)
         self.dispatcher = Dispatcher(venue, self.auth, self.hub, self.limiter, self.metrics)
+        if limits.shed_taking_at > 0 or limits.shed_all_at > 0:
+            self.dispatcher.set_shedding(Shedder(venue.exchange, limits.shed_taking_at,
+                                                 limits.shed_all_at))
         self.log = logger()
         self.connections: set[Connection] = set()
+        # every WebSocket frame takes its turn (``turns``), then ``_handle``
+        self.turns = Turns(self._handle, limits.max_frames_per_tick,
+                           limits.max_time_per_tick_s)
         # the key poll: a revocation by another process (``derivex keys revoke``) reaches
         # sessions that never present a credential again within ``keys_poll_s``
         self._periodic: list[tuple[float, Callable[[], Any]]] = [
-            (flush_interval_s, self.hub.flush), (keys_poll_s, keys.refresh)]
+            (flush_interval_s, self.hub.flush), (keys_poll_s, keys.refresh),
+            (10.0, self.admission.prune)]
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
         self.url = ""
         venue.listeners.append(self._count_trades)
         venue.mergeable[self._count_trades] = lambda: True  # a sum: batches may merge
-        self.app = web.Application(client_max_size=MAX_FRAME_BYTES)
+        self.app = web.Application(client_max_size=MAX_FRAME_BYTES,
+                                   middlewares=[self._head_complete])
         self.app.router.add_route("GET", "/ws/api/v2", self._websocket)
         self.app.router.add_route("GET", "/ws/api/v2/", self._websocket)
         self.app.router.add_route("*", "/api/v2/{scope:public|private}/{name}", self._rest)
@@ -259,13 +352,22 @@ class Gateway:
                     reuse_port: bool = False) -> str:
         """Listen on ``host:port``; ``reuse_port``: share the port with other processes
         (``SO_REUSEPORT``; the gateway workers of ``derivex serve --workers``)."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        idle = self.limits.idle_timeout_s
+        head = self.limits.header_timeout_s
+        # lingering: how long an unread request body is drained after the response (a
+        # stalled body would hold the connection aiohttp's default 10 s more)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=idle if idle > 0 else 1e9,
+                                     lingering_time=min(head, 2.0) if head > 0 else 2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True,
-                           reuse_port=reuse_port or None)
-        await site.start()
-        sockets = self._runner.addresses
-        bound = sockets[0][1] if sockets else port
+        # (not a ``TCPSite``: every connection goes through the admission checks first)
+        loop = asyncio.get_running_loop()
+        handlers = self._runner.server
+        assert handlers is not None  # (set up above)
+        self._server = await loop.create_server(
+            self.admission.factory(handlers), host, port, reuse_address=True,
+            reuse_port=reuse_port or None)
+        bound = self._server.sockets[0].getsockname()[1] if self._server.sockets else port
         self.url = f"http://{host}:{bound}"
         for interval, function in self._periodic:
             self._tasks.append(asyncio.ensure_future(self._repeat(interval, function)))
@@ -295,6 +397,9 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
                 await conn.ws.close()
@@ -305,21 +410,41 @@ class Gateway:
 
     # ---- handlers ----
 
+    @web.middleware
+    async def _head_complete(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """A request head arrived complete: its connection's head timeout is over."""
+        peer = self.admission.peer_of(request.transport)
+        if peer is not None:
+            peer.started()
+        return await handler(request)  # type: ignore[no-any-return]
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The request's body, which must arrive within ``header_timeout_s`` (a client
+        that announces a body and stalls is answered 408 and disconnected)."""
+        limit = self.limits.header_timeout_s
+        try:
+            return await asyncio.wait_for(request.read(), limit if limit > 0 else None)
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="request body not received in time",
+                                         headers={"Connection": "close"}) from None
+
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        beat = self.limits.ws_heartbeat_s
         ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=HARD_FRAME_LIMIT,
-                                   decode_text=False)
+                                   decode_text=False, heartbeat=beat if beat > 0 else None)
         await ws.prepare(request)
-        conn = Connection(ws, request.transport)
+        conn = Connection(ws, request.transport, self.limits,
+                          self.admission.peer_of(request.transport))
         self.connections.add(conn)
         self.metrics.connections.inc()
         # (a partial, not a lambda: no Python frame per message)
-        inline = attach_inline(ws, request, functools.partial(self._on_message, conn))
+        inline = attach_inline(ws, request, functools.partial(self.turns.offer, conn))
         try:
             # with ``inline`` the loop only sees control frames (close, errors); data frames
             # were handled as they were parsed
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    self._on_message(conn, message.data)
+                    self.turns.offer(conn, message.data)
                 elif message.type == WSMsgType.ERROR:
                     break
                 if conn.closing:
@@ -333,11 +458,10 @@ class Gateway:
             self.metrics.connections.dec()
         return ws
 
-    def _on_message(self, conn: Connection, data: bytes | str) -> None:
-        """One JSON-RPC frame of ``conn``: answered now, or queued with the tick's orders."""
-        if conn.closing:
-            return
-        answer = self.dispatcher.offer(data, conn.session, conn, "ws")
+    def _handle(self, conn: Connection, data: bytes | str) -> None:
+        """One JSON-RPC frame of ``conn`` (its turn come): answered now, or queued with the
+        tick's orders."""
+        answer = self.dispatcher.offer(data, conn.session, conn, "ws", conn.peer)
         if answer is None:
             return  # an order: answered when the tick's batch is placed
         reply, method, ok = answer
@@ -351,6 +475,9 @@ class Gateway:
         conn.reply(reply)
         if ok and method == "private/logout":
             conn.close(1000, b"logged out")  # as Deribit: logout ends the connection
+        elif method in CANCELS:
+            # out now, not at the end of the tick: it would wait for the tick's flush
+            conn.write_pending()
 
     async def _rest(self, request: web.Request) -> web.Response:
         name = f"{request.match_info['scope']}/{request.match_info['name']}"
@@ -359,13 +486,13 @@ class Gateway:
         if request.method == "GET":
             params: dict[str, Any] = dict(request.query)
         elif request.method == "POST":
-            body = await request.text()
+            body = (await self._body(request)).decode("utf-8", "replace")
             params, request_id, error = _post_params(body)
             if error is not None:
                 return _json(error, 400)
         else:
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
-        session = Session(origin=peer(request.transport))
+        session = Session(origin=origin_of(request.transport))
         header = request.headers.get("Authorization")
         if header:
             try:
@@ -377,13 +504,14 @@ class Gateway:
                 self.log.info("authentication failed", method=name[:64],
                               reason=(err.data or {}).get("reason", ""))
                 return _json({"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}, 400)
-        reply, ok = self.dispatcher.handle(name, params, request_id, session, None, "http")
+        reply, ok = self.dispatcher.handle(name, params, request_id, session, None, "http",
+                                           self.admission.peer_of(request.transport))
         return web.Response(body=reply, status=200 if ok else 400,
                             content_type="application/json")
 
     async def _post(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        session = Session(origin=peer(request.transport))
+        body = await self._body(request)
+        session = Session(origin=origin_of(request.transport))
         header = request.headers.get("Authorization")
         if header:
             try:
@@ -393,7 +521,8 @@ class Gateway:
                 session.tokens.extend(bearer_token(header))
             except RpcError as err:
                 return _json({"jsonrpc": "2.0", "id": None, "error": err.to_json()}, 400)
-        reply, _, ok = self.dispatcher.frame(body, session, None, "http")
+        reply, _, ok = self.dispatcher.frame(body, session, None, "http",
+                                             self.admission.peer_of(request.transport))
         return web.Response(body=reply, status=200 if ok else 400,
                             content_type="application/json")
 

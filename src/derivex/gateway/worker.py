@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import threading
@@ -53,6 +54,7 @@ from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.labels import SharedLabels
+from derivex.gateway.limits import Limits
 from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.shared_metrics import PUBLISH_INTERVAL_S, WorkerMetrics
 from derivex.gateway.spent_tokens import SpentTokens
@@ -190,26 +192,28 @@ class RemoteExchange(ReplicaExchange):
 def deribit_front_end(ctx: Any, data_dir: str, host: str = "127.0.0.1", port: int = 8080,
                       demo: bool = True, seed: int = 7, log_level: int = 20,
                       json_logs: bool = True, auth_backoff: str = "", token_key: str = "",
-                      submit_timeout_s: float = SUBMIT_TIMEOUT_S,
-                      metrics_dir: str = "") -> dict[str, Any]:
+                      submit_timeout_s: float = SUBMIT_TIMEOUT_S, metrics_dir: str = "",
+                      limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """Runtime front end (``RuntimeConfig.front_end = "derivex.gateway.worker:
     deribit_front_end"``): serve the Deribit API of the venue in ``data_dir`` on
-    ``host:port`` (shared by all workers) until the runtime stops. ``auth_backoff``:
+    ``host:port`` (shared by all workers) until the runtime stops, within ``limits``
+    (``Limits`` fields; each worker applies them to its own connections). ``auth_backoff``:
     ``AuthLimits.parse``'s text ("": the defaults); ``token_key`` (hex): the run's key for
     bearer tokens every worker accepts; ``metrics_dir``: where the workers share their
     metrics (``derivex.gateway.shared_metrics``)."""
     configure_logging(level=log_level, json=json_logs)
     if ctx.replica is None:
         raise RuntimeError("the Deribit front end needs replicas (RuntimeConfig.replicas)")
-    limits = AuthLimits.parse(auth_backoff) if auth_backoff else None
+    auth_limits = AuthLimits.parse(auth_backoff) if auth_backoff else None
     return asyncio.run(_serve(ctx, Path(data_dir), host, port, demo, bytes.fromhex(token_key)
                               or None, submit_timeout_s, Path(metrics_dir or data_dir),
-                              limits))
+                              auth_limits, Limits(**(limits or {}))))
 
 
 async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
                  token_key: bytes | None, submit_timeout_s: float,
-                 metrics_dir: Path, auth_limits: AuthLimits | None = None) -> dict[str, Any]:
+                 metrics_dir: Path, auth_limits: AuthLimits | None,
+                 limits: Limits) -> dict[str, Any]:
     from derivex.gateway import serve as serving
 
     log = logger().bind(worker=ctx.index, generation=ctx.generation)
@@ -230,10 +234,11 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
         demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
         opened = serving.Opened(venue, keys, state, demo_key, [])  # type: ignore[arg-type]
         gateway = serving.build(opened, demo=demo, metrics=metrics, token_key=token_key,
-                                spent_tokens=spent, auth_limits=auth_limits)
+                                spent_tokens=spent, auth_limits=auth_limits,
+                                limits=limits)
     else:
         gateway = Gateway(venue, keys, metrics=metrics, token_key=token_key,
-                          spent_tokens=spent, auth_limits=auth_limits)
+                          spent_tokens=spent, auth_limits=auth_limits, limits=limits)
 
     def pump() -> None:
         exchange.pump()
@@ -305,7 +310,7 @@ def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
                 log_level: int = 20, json_logs: bool = True, seconds: float | None = None,
                 announce: Any = None, auth_backoff: str = "",
                 submit_timeout_s: float = SUBMIT_TIMEOUT_S,
-                start_timeout_s: float = 600.0) -> Any:
+                start_timeout_s: float = 600.0, limits: Limits | None = None) -> Any:
     """The supervisor of ``derivex serve --workers N``: prepare ``data_dir`` with the
     embedded ``open_venue`` (create or recover; a snapshot so that the engine and every
     replica start from it), close it, and run the runtime on its journal with ``workers``
@@ -340,7 +345,8 @@ def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
                            "seed": opened.state.seed, "log_level": log_level,
                            "json_logs": json_logs, "token_key": secrets.token_hex(32),
                            "submit_timeout_s": submit_timeout_s,
-                           "metrics_dir": str(metrics_dir)})
+                           "metrics_dir": str(metrics_dir),
+                           "limits": dataclasses.asdict(limits or Limits())})
     url = f"http://{host}:{port}"
 
     def ready(runtime: Any) -> None:

@@ -1,0 +1,71 @@
+"""Load shedding in front of the engine (docs/limits.md).
+
+The queue in front of the engine is the dispatcher's batch: the orders of one event-loop
+tick, from every connection, waiting for their one engine call (in ``--workers`` mode the
+tick also holds everything that arrived while the previous batch's round trip blocked the
+loop). Its length is what the next tick costs, so it is the overload signal: when it
+passes ``shed_taking_at`` a new order that can take liquidity is refused at once with
+**10047** ``matching_engine_queue_full``; past ``shed_all_at`` every other new order is
+refused too, with **10040** ``retry``. Both carry ``data.reason = "overload"`` and
+``data.class`` (``taking`` / ``passive``). ccxt raises ``DDoSProtection`` and
+``ExchangeNotAvailable`` (both retryable network errors).
+
+Never shed: reduce-only orders (closes), and everything that is not a new order: cancels,
+cancel-all, edits, queries; liquidations are the engine's own and never queue here.
+
+"Can take liquidity" is judged from the order alone and one look at the book, O(1): a
+market order, an immediate-or-cancel or fill-or-kill order, or a limit order whose price
+reaches the best opposite price (a buy at or above the best ask, a sell at or below the
+best bid). Post-only orders never take.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from derivex.core.records import OrderFlag, Side
+from derivex.gateway.errors import QUEUE_FULL, RETRY, RpcError
+
+TAKING = "taking"
+PASSIVE = "passive"
+
+
+def can_take(order: Any, state: Any) -> bool:
+    """Whether ``order`` (a ``PlaceOrder``) can take liquidity now; see the module
+    docstring. Reads the engine's book ladder (best level last), no allocation."""
+    if order.order_type != "limit" or order.time_in_force != "gtc":
+        return True
+    if order.flags & OrderFlag.POST_ONLY:
+        return False
+    opposite = order.instrument * 2 + (1 - order.side)
+    depth = int(state.ladder_len[opposite])
+    if depth == 0:
+        return False
+    best = int(state.ladder_price[opposite, depth - 1])
+    return order.price_ticks >= best if order.side == Side.BUY else order.price_ticks <= best
+
+
+class Shedder:
+    """The shedding decision for one gateway; counts what it shed by class."""
+
+    def __init__(self, exchange: Any, taking_at: int, all_at: int) -> None:
+        # its engine's state is read at each decision (a pool growth replaces it); in
+        # worker mode that is the replica's
+        self.exchange = exchange
+        self.taking_at = taking_at if taking_at > 0 else 1 << 62
+        self.all_at = all_at if all_at > 0 else 1 << 62
+        self.shed = {TAKING: 0, PASSIVE: 0}
+
+    def check(self, order: Any, queued: int) -> RpcError | None:
+        """The error to answer ``order`` with when ``queued`` orders are already waiting
+        for the engine, or None to queue it. Called only once ``queued >= taking_at``."""
+        if order.flags & OrderFlag.REDUCE_ONLY:
+            return None
+        if can_take(order, self.exchange.engine.state):
+            self.shed[TAKING] += 1
+            return RpcError(QUEUE_FULL, "matching_engine_queue_full",
+                            {"reason": "overload", "class": TAKING})
+        if queued >= self.all_at:
+            self.shed[PASSIVE] += 1
+            return RpcError(RETRY, "retry", {"reason": "overload", "class": PASSIVE})
+        return None

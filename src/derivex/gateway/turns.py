@@ -1,0 +1,113 @@
+"""Fair turns on the event loop (docs/limits.md, "Fair turns"): every WebSocket frame goes
+through ``Turns.offer``, which handles it now or parks it for a later tick.
+
+In one event-loop tick a connection has at most ``max_frames_per_tick`` frames handled, and
+all connections together at most ``max_time_per_tick_s`` of handling; the frames beyond
+wait, in order, on their connection (``parked``), which is not read meanwhile. Parked
+frames are handled first in the next ticks (their callbacks run before the loop's next
+reads). A cancel frame is never parked unless frames of its own connection are parked
+before it, so a cancel never waits for a flood. A tick's work, hence everyone's wait, is
+bounded by the budgets, not by what one client sends.
+
+The connection needs ``closing``, ``transport``, ``writes_paused``, ``parked`` (a deque),
+``tick`` and ``tick_frames``; ``handle(connection, frame)`` does the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from derivex.gateway.rpc import CANCELS
+
+CANCEL = b"private/cancel"  # (a byte search before the parse of ``is_cancel``)
+
+
+def is_cancel(data: bytes) -> bool:
+    """Whether ``data`` is a request for a cancel method (``rpc.CANCELS``). Parses only
+    frames that name one, and is asked only past the budgets.
+
+    >>> is_cancel(b'{"method":"private/cancel","params":{"order_id":"1"}}')
+    True
+    >>> is_cancel(b'{"method":"public/test","params":{"label":"private/cancel"}}')
+    False
+    """
+    if CANCEL not in data:
+        return False
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return type(message) is dict and message.get("method") in CANCELS
+
+
+class Turns:
+    """The per-tick budgets of one server. Cost per frame: two clock reads and a few
+    attribute updates."""
+
+    def __init__(self, handle: Callable[[Any, bytes], None], frames_per_tick: int,
+                 time_per_tick_s: float) -> None:
+        self.handle = handle
+        self.frames_per_tick = frames_per_tick if frames_per_tick > 0 else 1 << 62
+        self.time_per_tick_s = time_per_tick_s if time_per_tick_s > 0 else float("inf")
+        self.tick = 0  # event-loop ticks with frames, counted
+        self._open = False
+        self._used_s = 0.0  # spent handling frames in this tick
+
+    def offer(self, conn: Any, data: bytes) -> None:
+        """Handle ``data`` (a frame of ``conn``) now, or park it past the budgets."""
+        if conn.closing:
+            return
+        if not self._open:
+            self._open_tick()
+        if conn.tick != self.tick:
+            conn.tick, conn.tick_frames = self.tick, 0
+        conn.tick_frames += 1
+        if ((conn.tick_frames > self.frames_per_tick or self._used_s > self.time_per_tick_s)
+                and (conn.parked or not is_cancel(data))):
+            self._park(conn, data)
+            return
+        start = perf_counter()
+        self.handle(conn, data)
+        self._used_s += perf_counter() - start
+
+    def _open_tick(self) -> None:
+        """Frames are handled in this tick: its budgets end with it."""
+        self._open = True
+        asyncio.get_running_loop().call_soon(self._next_tick)
+
+    def _next_tick(self) -> None:
+        self.tick += 1
+        self._open = False
+        self._used_s = 0.0
+
+    def _park(self, conn: Any, data: bytes) -> None:
+        conn.parked.append(data)
+        if len(conn.parked) == 1:
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._unpark, conn)
+
+    def _unpark(self, conn: Any) -> None:
+        """Handle up to a tick's budget of ``conn``'s parked frames; read it again once
+        none is left (and its writes are not paused)."""
+        parked = conn.parked
+        if not self._open:
+            self._open_tick()
+        for _ in range(min(len(parked), self.frames_per_tick)):
+            if conn.closing or self._used_s > self.time_per_tick_s:
+                break
+            start = perf_counter()
+            self.handle(conn, parked.popleft())
+            self._used_s += perf_counter() - start
+        if conn.closing:
+            parked.clear()
+        elif parked:
+            asyncio.get_running_loop().call_soon(self._unpark, conn)
+        elif (not conn.writes_paused and conn.transport is not None
+              and not conn.transport.is_closing()):
+            conn.transport.resume_reading()

@@ -1,0 +1,168 @@
+"""Overload policy (issue 12, finding 9): when the queue in front of the engine passes its
+watermarks, new orders that can take liquidity are shed first (10047), then the other new
+orders (10040); reduce-only orders, cancels and cancel-all never are. The flood is one
+connection's pipelined frames written at once (they arrive in one or a few loop ticks, the
+queue the watermarks measure); the watermarks are set low so that it overflows them."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+
+from derivex.core.config import EngineConfig
+from derivex.core.records import OrderFlag, Side
+from derivex.exchange import Exchange
+from derivex.gateway.limits import Limits
+from derivex.gateway.listing import list_all, perpetual
+from derivex.gateway.overload import Shedder, can_take
+from derivex.gateway.venue import PlaceOrder, Venue
+from tests.adversarial.load_client import INSTRUMENT, RawWebSocket, Served, request, serving
+
+ASK_TICKS = 6_000_000  # 60,000 USDC
+BID_TICKS = 5_900_000
+TAKING_KINDS = ("market", "ioc", "crossing")
+PASSIVE_KINDS = ("resting", "post_only_crossing")
+
+
+def _order(kind: str, request_id: int) -> bytes:
+    params: dict[str, Any] = {"instrument_name": INSTRUMENT, "amount": 0.001}
+    method = "private/buy"
+    if kind == "market":
+        params["type"] = "market"
+    elif kind == "ioc":
+        params.update(type="limit", price=58_000, time_in_force="immediate_or_cancel")
+    elif kind == "crossing":
+        params.update(type="limit", price=60_500)
+    elif kind == "resting":
+        params.update(type="limit", price=58_000)
+    elif kind == "post_only_crossing":
+        params.update(type="limit", price=60_500, post_only=True)
+    elif kind == "reduce_only":
+        method = "private/sell"
+        params.update(type="limit", price=70_000, reduce_only=True)
+    return request(request_id, method, **params)
+
+
+def _maker_book(served: Served) -> None:
+    maker = served.account_key().account
+
+    def place() -> None:
+        venue = served.gateway.venue
+        instrument = venue.catalog.by_name[INSTRUMENT].instrument
+        results = list(venue.place_many([
+            PlaceOrder(maker, instrument, Side.SELL, 10**7, ASK_TICKS),
+            PlaceOrder(maker, instrument, Side.BUY, 10**7, BID_TICKS)]))
+        assert not any(isinstance(r, Exception) for r in results)
+    served.thread.call(place)
+
+
+def _resting_ids(served: Served, account: int, count: int) -> list[str]:
+    def place() -> list[str]:
+        venue = served.gateway.venue
+        instrument = venue.catalog.by_name[INSTRUMENT].instrument
+        results = list(venue.place_many([PlaceOrder(account, instrument, Side.BUY, 10,
+                                                    5_000_000 - 50 * k)
+                                         for k in range(count)]))
+        return [str(record.order_id) for record, _ in results]  # type: ignore[misc]
+    return served.thread.call(place)
+
+
+def test_flood_sheds_taking_then_passive_orders_and_never_cancels() -> None:
+    limits = Limits(max_connections_per_address=0, public_rate_per_connection=0,
+                    public_rate_per_address=0, shed_taking_at=8, shed_all_at=24)
+    with serving(limits) as served:
+        _maker_book(served)
+        key = served.account_key()
+        resting = _resting_ids(served, key.account, 60)
+        ws = RawWebSocket(served.port)
+        ws.send([request(0, "public/auth", grant_type="client_credentials",
+                         client_id=key.client_id, client_secret=key.client_secret)])
+        assert "result" in orjson.loads(list(ws.frames(until_id=0))[-1][1])
+        kinds = [*TAKING_KINDS, *PASSIVE_KINDS, "reduce_only"]
+        flood = list(itertools.islice(itertools.cycle(kinds), 600))
+        frames = [_order(kind, 1 + k) for k, kind in enumerate(flood)]
+        cancel_ids = {}
+        for k, order_id in enumerate(resting):
+            cancel_ids[10_000 + k] = order_id
+            frames.append(request(10_000 + k, "private/cancel", order_id=order_id))
+        frames.append(request(20_000, "private/cancel_all"))
+        ws.send(frames)
+        replies = {}
+        for opcode, payload in ws.frames(until_id=20_000):
+            if opcode == 0x1:
+                reply = orjson.loads(payload)
+                if "id" in reply:
+                    replies[reply["id"]] = reply
+        ws.close()
+        counted = served.thread.call(lambda: dict(served.gateway.dispatcher.shedder.shed))
+    assert len(replies) == len(frames)  # every request answered
+    shed = {"taking": 0, "passive": 0}
+    for k, kind in enumerate(flood):
+        error = replies[1 + k].get("error")
+        assert error is None or error["code"] != 11094, error
+        if error is not None and error.get("data", {}).get("reason") == "overload":
+            klass = error["data"]["class"]
+            shed[klass] += 1
+            if klass == "taking":
+                assert (kind, error["code"], error["message"]) == (
+                    kind, 10047, "matching_engine_queue_full")
+                assert kind in TAKING_KINDS
+            else:
+                assert (error["code"], error["message"]) == (10040, "retry")
+                assert kind in PASSIVE_KINDS, kind  # reduce-only orders are never shed
+    assert shed["taking"] > 0 and shed["passive"] > 0
+    # every taking order beyond the first watermark of its tick is shed before any passive
+    # one is: at least as many taking orders were shed as passive ones
+    assert shed["taking"] >= shed["passive"]
+    # zero cancels shed: each resting order is cancelled, cancel-all answers
+    for request_id, order_id in cancel_ids.items():
+        result = replies[request_id]["result"]
+        assert result["order_id"] == order_id and result["order_state"] == "cancelled"
+    assert "result" in replies[20_000]
+    assert counted == shed
+
+
+def test_can_take_judges_type_time_in_force_and_the_opposite_best_price() -> None:
+    exchange = Exchange(EngineConfig(risk_checks=False))
+    venue = Venue(exchange, list_all(exchange, [perpetual("BTC")]))
+    maker = exchange.create_account()
+    assert exchange.deposit(maker, 10**13).accepted
+    instrument = venue.catalog.by_name[INSTRUMENT].instrument
+
+    def order(side: int, price: int, order_type: str = "limit", tif: str = "gtc",
+              flags: int = 0) -> PlaceOrder:
+        return PlaceOrder(maker, instrument, side, 10, price, order_type, tif, flags)
+
+    state = lambda: exchange.engine.state  # noqa: E731  (read after each change)
+    # an empty book: only market / IOC / FOK can take
+    assert not can_take(order(Side.BUY, 10**9), state())
+    assert can_take(order(Side.BUY, 0, "market"), state())
+    assert can_take(order(Side.SELL, 100, tif="ioc"), state())
+    assert can_take(order(Side.SELL, 100, tif="fok"), state())
+    list(venue.place_many([order(Side.SELL, ASK_TICKS), order(Side.BUY, BID_TICKS)]))
+    assert can_take(order(Side.BUY, ASK_TICKS), state())
+    assert not can_take(order(Side.BUY, ASK_TICKS - 50), state())
+    assert can_take(order(Side.SELL, BID_TICKS), state())
+    assert not can_take(order(Side.SELL, BID_TICKS + 50), state())
+    assert not can_take(order(Side.BUY, ASK_TICKS, flags=OrderFlag.POST_ONLY), state())
+    shedder = Shedder(exchange, taking_at=4, all_at=8)
+    assert shedder.check(order(Side.BUY, ASK_TICKS), 4).code == 10047  # type: ignore[union-attr]
+    assert shedder.check(order(Side.BUY, BID_TICKS), 4) is None
+    assert shedder.check(order(Side.BUY, BID_TICKS), 8).code == 10040  # type: ignore[union-attr]
+    closing = order(Side.SELL, BID_TICKS, flags=OrderFlag.REDUCE_ONLY)
+    assert shedder.check(closing, 10**6) is None  # reduce-only: never shed
+    assert shedder.shed == {"taking": 1, "passive": 1}
+
+
+def test_shed_codes_map_to_retryable_ccxt_exceptions() -> None:
+    """ccxt maps by the exact code: shed orders raise retryable network errors, not
+    InvalidOrder (the client should back off and retry, not give up)."""
+    import ccxt
+
+    exact = ccxt.deribit().exceptions  # (deribit: one flat table of exact codes)
+    assert exact["10047"] is ccxt.DDoSProtection
+    assert exact["10040"] is ccxt.ExchangeNotAvailable
+    assert issubclass(ccxt.DDoSProtection, ccxt.NetworkError)
+    assert issubclass(ccxt.ExchangeNotAvailable, ccxt.NetworkError)
