@@ -147,7 +147,7 @@ def test_poisoned_orders_of_two_connections_in_one_tick(server: Server) -> None:
 
         def inject() -> None:  # one loop callback: one tick
             for side, frame in steps:
-                gateway._on_message(conns[side], frame.encode())
+                gateway._handle(conns[side], frame.encode())  # past the fair turns: one tick
 
         server.thread.call(inject)
         for ws, plan in zip((a, b), plans, strict=True):
