@@ -202,7 +202,8 @@ class Exchange:
         """Sequence a batch (assign ``seq`` and ``ts_ns`` in place) and process it.
         Returns the events (a new array). Cost: one compiled call. With a journal, the
         batch is appended first: the events are returned only once the journal's policy
-        has made it durable."""
+        has made it durable (``"group"``, the default: once the flush covering it has
+        returned; ``"interval"``: written, flushed later)."""
         if commands.dtype != COMMAND_DTYPE:
             raise TypeError("commands must have dtype COMMAND_DTYPE")
         count = len(commands)
@@ -215,12 +216,17 @@ class Exchange:
         else:
             commands["seq"] = np.arange(self._seq + 1, self._seq + 1 + count, dtype=np.uint64)
             commands["ts_ns"] = self._clock()
-        if self.journal is not None:
-            self.journal.append(commands)  # durable (per its fsync policy) before processing
+        journal = self.journal
+        if journal is not None:
+            journal.append(commands)  # written (and per its policy flushed) before processing
         self._seq += count
         events = self.engine.process(commands)
-        if self.journal is not None:
-            self.journal.observe(events)
+        if journal is not None:
+            journal.observe(events)
+            if journal.fsync == "group":
+                # group commit: the flush started at append ran while the engine worked;
+                # the events (the acknowledgement) leave only once it covers this batch
+                journal.wait_durable(self._seq)
         if (commands.view(np.uint8)[16] == _TIME if count == 1
                 else _TIME in commands.view(np.uint8)[16::RECORD_BYTES]):
             self._record_funding(events)
