@@ -159,7 +159,7 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
 
 
 def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
-                port: int = 8080, demo: bool = True, fsync: str = "interval",
+                port: int = 8080, demo: bool = True, fsync: str = "group",
                 log_level: int = 20, json_logs: bool = True, seconds: float | None = None,
                 announce: Any = None) -> Any:
     """The supervisor of ``derivex serve --workers N``: prepare ``data_dir`` with the

@@ -8,14 +8,16 @@ was cut at a batch boundary. The writer therefore records, next to the files::
     {"format": "derivex-segments-v1", "closed": false,
      "segments": [{"name": "00000000000000000001.journal", "first_seq": 1,
                    "last_seq": 4719, "bytes": 302144, "sealed": true}, ...],
-     "snapshots": [4719]}
+     "snapshots": [4719], "base": 0}
 
 - a *sealed* segment (one the writer rolled away from) has exactly ``bytes`` bytes ending
   at ``last_seq``;
 - the newest segment holds *at least* ``bytes`` bytes up to ``last_seq`` (the values when
   the manifest was last written: at open, roll and close), exactly those when ``closed``
   (a clean stop). A torn tail may only lie beyond ``bytes``;
-- every listed snapshot exists.
+- every listed snapshot exists;
+- ``base`` > 0 (only after ``derivex repair`` dropped damaged history): the journal is
+  complete from the snapshot at seq ``base`` on, which a full replay starts from.
 
 The manifest is rewritten (temporary file, fsync, rename, directory fsync) when the journal
 opens, rolls, records a snapshot and closes: a handful of times per file, never per batch.
@@ -53,11 +55,12 @@ class Manifest:
     segments: list[Segment] = field(default_factory=list)
     snapshots: list[int] = field(default_factory=list)
     closed: bool = False
+    base: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "closed": self.closed,
                 "segments": [vars(segment) for segment in self.segments],
-                "snapshots": sorted(set(self.snapshots))}
+                "snapshots": sorted(set(self.snapshots)), "base": self.base}
 
     @property
     def newest(self) -> Segment | None:
@@ -80,7 +83,7 @@ def load(directory: Path) -> Manifest | None:
                             int(item["bytes"]), bool(item["sealed"]))
                     for item in data["segments"]]
         return Manifest(segments, [int(seq) for seq in data.get("snapshots", [])],
-                        bool(data["closed"]))
+                        bool(data["closed"]), int(data.get("base", 0)))
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise JournalError(f"{path}: not a valid segment manifest ({error})") from None
 
@@ -132,10 +135,14 @@ def check(directory: Path, snapshot_seqs: list[int]) -> Manifest | None:
             raise JournalError(f"journal file(s) not in {directory / MANIFEST_FILE}: "
                                f"{', '.join(str(path) for path in extra)} (renamed, reordered "
                                f"or copied in)")
+    if manifest.base and manifest.base not in snapshot_seqs:
+        raise JournalError(f"the base snapshot at seq {manifest.base} named in "
+                           f"{directory / MANIFEST_FILE} is missing")
     missing = sorted(set(manifest.snapshots) - set(snapshot_seqs))
     if missing:
-        raise JournalError(f"snapshot(s) at seq {', '.join(map(str, missing))} listed in "
-                           f"{directory / MANIFEST_FILE} are missing from {directory}")
+        names = ", ".join(f"snapshot-{seq:020d}.dxs" for seq in missing)
+        raise JournalError(f"snapshot(s) {names} listed in {directory / MANIFEST_FILE} are "
+                           f"missing from {directory}")
     return manifest
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from derivex.core.config import EngineConfig
 from derivex.core.records import COMMAND_DTYPE
+from derivex.journal import segments
 from derivex.journal.format import (
     CHECKSUM_NAMES,
     CONFIG_FILE,
@@ -54,10 +55,9 @@ from derivex.journal.format import (
     journal_files,
     pack_header,
 )
-from derivex.journal import segments
 from derivex.journal.reader import JournalReader, TornTail
-from derivex.journal.snapshot import list_snapshots
 from derivex.journal.roots import StateRoots
+from derivex.journal.snapshot import list_snapshots
 
 FSYNC_POLICIES = ("group", "batch", "interval", "none")
 DEFAULT_FSYNC = "group"
@@ -177,8 +177,8 @@ class Journal:
             fsync_directory(self.directory)
             files.pop()
             if not files:
-                self._manifest = segments.Manifest(snapshots=manifest.snapshots
-                                                   if manifest else [])
+                self._manifest = manifest or segments.Manifest()
+                self._manifest.segments, self._manifest.closed = [], False
                 self._save_manifest()
                 return 0
             last = files[-1]
