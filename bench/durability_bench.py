@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,9 +130,10 @@ def main() -> None:
                                             args.max_requests, keys[:args.clients],
                                             args.depth))
     finally:
-        for process, _, _ in servers.values():
+        for process, _, work in servers.values():
             process.terminate()
             process.wait(timeout=30)
+            shutil.rmtree(work, ignore_errors=True)
     results = {}
     table = Table(title=f"WebSocket orders, {args.clients} clients x {args.depth} in flight, "
                         f"{args.seconds:g} s, median of {args.runs}")

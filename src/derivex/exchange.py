@@ -189,6 +189,10 @@ class Exchange:
         # write-ahead journal: records the config and continues its sequence (to resume
         # a journaled venue with its state, use derivex.journal.open_exchange)
         self.journal = journal
+        #: with a group-commit journal, ``submit`` returns once the batch is durable; a
+        #: caller that holds its results until then itself (the gateway's DurabilityGate)
+        #: sets this False so the engine goes on while the disk flushes
+        self.durable_results = True
         if journal is not None:
             self._seq = journal.attach(self.engine.config)
         self._one = command_array(1)
@@ -223,7 +227,7 @@ class Exchange:
         events = self.engine.process(commands)
         if journal is not None:
             journal.observe(events)
-            if journal.fsync == "group":
+            if journal.fsync == "group" and self.durable_results:
                 # group commit: the flush started at append ran while the engine worked;
                 # the events (the acknowledgement) leave only once it covers this batch
                 journal.wait_durable(self._seq)

@@ -31,7 +31,7 @@ class DataDirectoryError(Exception):
 def _present(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
-    found = []
+    found: list[Path] = []
     for path in sorted(directory.iterdir()):
         if path.name == "journal" and path.is_dir():
             found.extend(p for p in sorted(path.iterdir()) if p.name != "LOCK")

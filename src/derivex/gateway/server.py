@@ -19,6 +19,7 @@ a server on its own loop in a background thread (tests, embedding).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import gc
@@ -37,6 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from derivex.core import layout as L
 from derivex.gateway.auth import Authenticator, Session
 from derivex.gateway.channels import Hub
+from derivex.gateway.durability import DurabilityGate
 from derivex.gateway.errors import INVALID_REQUEST, PARSE_ERROR, RpcError
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.ratelimit import RateLimiter
@@ -73,6 +75,10 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._heartbeat: asyncio.Task[None] | None = None
         self._closer: asyncio.Future[Any] | None = None
+        # group commit (durability.py): frames of each tick wait, tagged with the journal's
+        # last seq then, until the flush covering it returns
+        self.gate: DurabilityGate | None = None
+        self._held_for_disk: collections.deque[tuple[int, list[bytes]]] = collections.deque()
 
     def send(self, data: bytes) -> None:
         """Queue a notification (non-blocking)."""
@@ -121,6 +127,20 @@ class Connection:
             self._loop.call_later(WRITE_RETRY_S, self.write_pending)
             return
         frames, self.outbox = self.outbox, []
+        gate = self.gate
+        if gate is not None:
+            journal = gate.journal
+            durable, held = journal.durable_seq, self._held_for_disk
+            if held or durable < journal.last_seq:
+                if frames:
+                    held.append((journal.last_seq, frames))
+                frames = []
+                while held and held[0][0] <= durable:
+                    frames += held.popleft()[1]
+                if held:
+                    gate.waiting[self] = None
+                if not frames:
+                    return
         transport.write(text_frames(frames))  # type: ignore[attr-defined]
 
     def set_heartbeat(self, seconds: int) -> None:
@@ -140,6 +160,7 @@ class Connection:
     def stop(self) -> None:
         self.closing = True
         self.outbox.clear()
+        self._held_for_disk.clear()
         self.set_heartbeat(0)
 
 
@@ -191,6 +212,7 @@ class Gateway:
                                                                   self.hub.flush)]
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
+        self.gate: DurabilityGate | None = None  # set by ``start`` for a group-commit journal
         self.url = ""
         venue.listeners.append(self._count_trades)
         venue.mergeable[self._count_trades] = lambda: True  # a sum: batches may merge
@@ -218,6 +240,7 @@ class Gateway:
                     reuse_port: bool = False) -> str:
         """Listen on ``host:port``; ``reuse_port``: share the port with other processes
         (``SO_REUSEPORT``; the gateway workers of ``derivex serve --workers``)."""
+        self.gate = DurabilityGate.install(self.venue.exchange, asyncio.get_running_loop())
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True,
@@ -266,6 +289,7 @@ class Gateway:
                                    decode_text=False)
         await ws.prepare(request)
         conn = Connection(ws, request.transport)
+        conn.gate = self.gate
         self.connections.add(conn)
         self.metrics.connections.inc()
         # (a partial, not a lambda: no Python frame per message)
@@ -334,6 +358,8 @@ class Gateway:
                               reason=(err.data or {}).get("reason", ""))
                 return _json({"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}, 400)
         reply, ok = self.dispatcher.handle(name, params, request_id, session, None, "http")
+        if self.gate is not None:
+            await self.gate.wait()  # group commit: answered once what it did is durable
         return web.Response(body=reply, status=200 if ok else 400,
                             content_type="application/json")
 
@@ -348,6 +374,8 @@ class Gateway:
             except RpcError as err:
                 return _json({"jsonrpc": "2.0", "id": None, "error": err.to_json()}, 400)
         reply, _, ok = self.dispatcher.frame(body, session, None, "http")
+        if self.gate is not None:
+            await self.gate.wait()
         return web.Response(body=reply, status=200 if ok else 400,
                             content_type="application/json")
 

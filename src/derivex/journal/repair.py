@@ -208,11 +208,11 @@ def apply_repair(plan: Plan) -> Path | None:
             if cut is not None and cut[1] > 0:
                 path, offset = cut
                 with open(path, "rb") as source, open(
-                        folder / f"{path.name}.from-{offset}", "wb") as target:
+                        folder / f"{path.name}.from-{offset}", "wb") as kept_bytes:
                     source.seek(offset)
-                    shutil.copyfileobj(source, target)
-                    target.flush()
-                    os.fsync(target.fileno())
+                    shutil.copyfileobj(source, kept_bytes)
+                    kept_bytes.flush()
+                    os.fsync(kept_bytes.fileno())
                 truncate(path, offset)
             for path in [*drop_files, *plan.drop_snapshots]:
                 os.replace(path, folder / path.name)
