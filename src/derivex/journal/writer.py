@@ -190,8 +190,10 @@ class Journal:
         self._manifest = manifest or segments.Manifest()
         listed = [s for s in self._manifest.segments if (self.directory / s.name).exists()]
         if not listed or listed[-1].name != last.name:  # the unlisted newest file
-            if listed:
-                listed[-1].sealed = True
+            if listed:  # a crash between a roll's create and its manifest write
+                sealed = listed[-1]
+                sealed.sealed, sealed.last_seq = True, int(last.stem) - 1
+                sealed.bytes = (self.directory / sealed.name).stat().st_size
             listed.append(segments.Segment(last.name, int(last.stem), last_seq, 0, False))
         listed[-1].last_seq, listed[-1].bytes, listed[-1].sealed = last_seq, self._size, False
         self._manifest.segments = listed
