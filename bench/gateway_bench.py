@@ -319,11 +319,12 @@ async def _http_client(url: str, key: Any, stop_at: float, budget: list[int],
             headers = {}
             if key is not None:
                 ts = str(time.time_ns() // 1_000_000)
+                nonce = f"{ts}.{k}"  # unique: a signature is accepted once
                 sig = hmac.new(key["client_secret"].encode(),
-                               f"{ts}\n{ts}\nGET\n{target}\n\n".encode(),
+                               f"{ts}\n{nonce}\nGET\n{target}\n\n".encode(),
                                hashlib.sha256).hexdigest()
                 headers["Authorization"] = (f"deri-hmac-sha256 id={key['client_id']},ts={ts},"
-                                            f"sig={sig},nonce={ts}")
+                                            f"sig={sig},nonce={nonce}")
             started = time.perf_counter()
             async with session.get(url + target, headers=headers) as response:
                 body = await response.read()

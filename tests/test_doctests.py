@@ -8,9 +8,14 @@ import pytest
 
 import derivex.core.engine
 import derivex.exchange
+import derivex.gateway.auth_limits
+import derivex.gateway.keys
+import derivex.gateway.signatures
 
 
-@pytest.mark.parametrize("module", [derivex.exchange, derivex.core.engine])
+@pytest.mark.parametrize("module", [derivex.exchange, derivex.core.engine,
+                                    derivex.gateway.auth_limits, derivex.gateway.keys,
+                                    derivex.gateway.signatures])
 def test_docstring_examples(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

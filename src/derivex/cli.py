@@ -306,6 +306,12 @@ def serve(
     workers: Annotated[int, typer.Option(
         help="0: one process; N: the multi-process runtime (engine, journal writer, market "
              "data and N gateway workers sharing the port over shared-memory rings)")] = 0,
+    auth_backoff: Annotated[str, typer.Option(
+        help="failed logins: FREE,BASE_S,MAX_S (after FREE failures per connection or client "
+             "id, refuse for BASE_S doubling up to MAX_S)")] = "5,1,60",
+    submit_timeout: Annotated[float, typer.Option(
+        help="with --workers: seconds a worker waits for its commands to be sequenced and "
+             "durable before answering 13888 (outcome unknown: query the order)")] = 10.0,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -315,10 +321,16 @@ def serve(
     import logging
 
     from derivex.gateway import serve as serving
+    from derivex.gateway.auth_limits import AuthLimits
     from derivex.gateway.datadir import DataDirectoryError
     from derivex.gateway.telemetry import configure_logging
     from derivex.journal import JournalError
 
+    try:
+        limits = AuthLimits.parse(auth_backoff)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     level = getattr(logging, log_level.upper(), logging.INFO)
     configure_logging(level=level, json=log_format == "json")
     refused = (DataDirectoryError, JournalError)  # damage: refused, nothing changed
@@ -328,6 +340,8 @@ def serve(
         try:
             report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
                                  fsync=fsync, log_level=level, json_logs=log_format == "json",
+                                 auth_backoff=auth_backoff,
+                                 submit_timeout_s=submit_timeout,
                                  announce=lambda url, opened: _announce(url, opened,
                                                                         data_dir))
         except refused as error:
@@ -348,7 +362,7 @@ def serve(
     try:
         asyncio.run(serving.run(opened, host, port,
                                 lambda gateway: _announce(gateway.url, opened, data_dir),
-                                demo=demo))
+                                demo=demo, auth_limits=limits))
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
@@ -483,8 +497,8 @@ def keys_create(
     data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
         "data"),
 ) -> None:
-    """Create an API key for ACCOUNT; prints its client id and secret (shown only here). A
-    running server picks it up at once."""
+    """Create an API key for ACCOUNT (an existing account of the venue in DATA_DIR); prints
+    its client id and secret (shown only here). A running server picks it up at once."""
     from derivex.gateway.keys import KeyStore, parse_scopes
 
     try:
@@ -495,10 +509,34 @@ def keys_create(
     if account < 3:
         typer.echo("error: accounts 0-2 are system accounts", err=True)
         raise typer.Exit(2)
+    problem = _account_problem(data_dir, account)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
     key = KeyStore(data_dir).create(account, scopes, name)
     typer.echo(f"client_id     {key.client_id}")
     typer.echo(f"client_secret {key.client_secret}")
     typer.echo(f"account {key.account}, scopes {','.join(key.scopes)}")
+
+
+def _account_problem(data_dir: Path, account: int) -> str:
+    """Why no key can be made for ``account`` in the venue of ``data_dir`` ("" if it can):
+    the account must exist in the venue's state (its latest snapshot and journal, read
+    without changing anything; a running server may hold them)."""
+    from derivex.core import layout as L
+    from derivex.journal import JournalError, recover
+
+    journal = data_dir / "journal"
+    if not journal.is_dir():
+        return f"no venue in {data_dir} (no {journal}): start it with derivex serve first"
+    try:
+        recovered = recover(journal, roots=False)
+    except JournalError as error:
+        return f"cannot read the venue in {data_dir}: {error}"
+    count = int(recovered.engine.state.counters[L.C_ACCOUNT_HWM])
+    if account >= count:
+        return f"account {account} does not exist in {data_dir} (accounts 3-{count - 1})"
+    return ""
 
 
 @keys_app.command("list")
@@ -520,12 +558,17 @@ def keys_revoke(
     data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
         "data"),
 ) -> None:
-    """Revoke a key (a running server stops accepting it at its next lookup)."""
-    from derivex.gateway.keys import KeyStore
+    """Revoke a key. A running server (every worker) refuses it from its next use of the
+    key, and closes the WebSockets authenticated with it at its next keys-file poll
+    (every 0.1 s): this command returns after two polls, so they are closed by then."""
+    import time
+
+    from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 
     if not KeyStore(data_dir).revoke(client_id):
         typer.echo(f"no key {client_id}", err=True)
         raise typer.Exit(1)
+    time.sleep(2 * KEYS_POLL_S)
 
 
 if __name__ == "__main__":

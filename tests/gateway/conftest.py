@@ -20,6 +20,14 @@ from derivex.gateway import ApiKey, Gateway, GatewayThread, KeyStore, Venue
 from derivex.gateway.listing import default_specs, list_all, perpetual
 
 DEPOSIT_UNITS = 10**13  # 10 million USDC
+# a signature is accepted once, and ccxt's default nonce is the millisecond clock: identical
+# concurrent requests in one millisecond would be one signature, so every client here gets
+# nonces unique in the process (what a client sending concurrent requests must do)
+_NONCES = itertools.count(time.time_ns())
+
+
+def unique_nonce() -> int:
+    return next(_NONCES)
 
 
 def test_config() -> EngineConfig:
@@ -68,7 +76,8 @@ class Server:
 
     def config(self, key: ApiKey | None = None, **extra: Any) -> dict[str, Any]:
         config: dict[str, Any] = {"urls": {"api": {"rest": self.url, "ws": self.ws_url}},
-                                  "enableRateLimit": False, "timeout": 20_000, **extra}
+                                  "enableRateLimit": False, "timeout": 20_000,
+                                  "nonce": unique_nonce, **extra}
         if key is not None:
             config.update(apiKey=key.client_id, secret=key.client_secret)
         return config

@@ -85,6 +85,8 @@ def _frames(seed: int, count: int) -> list[tuple[int, bytes]]:
             params["label"] = f"l{k}"
         method = rng.choice(["private/buy", "private/sell", "private/buy", "private/sell",
                              "private/get_open_orders_by_instrument"])
+        if method == "private/get_open_orders_by_instrument":  # its own parameters only
+            params = {"instrument_name": INSTRUMENT}
         frames.append((rng.randrange(3), orjson.dumps({"jsonrpc": "2.0", "id": k,
                                                        "method": method, "params": params})))
     return frames

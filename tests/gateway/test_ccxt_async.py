@@ -46,7 +46,7 @@ def test_async_rest_order_entry(server: Server) -> None:
             order = await maker.fetch_order(resting["id"], market)
             assert order["filled"] == pytest.approx(0.3)
             balances = await asyncio.gather(*[taker.fetch_balance() for _ in range(10)])
-            assert len({b["USDC"]["total"] for b in balances}) == 1  # same ms nonces: fine
+            assert len({b["USDC"]["total"] for b in balances}) == 1  # unique nonces (conftest)
             with pytest.raises(ccxt.InvalidOrder):
                 await taker.create_order(market, "limit", "buy", 0.1, 700,
                                          params={"postOnly": True, "label": "a b/c"})

@@ -17,6 +17,9 @@ from pathlib import Path
 import ccxt
 import pytest
 
+from derivex.gateway.serve import open_venue
+from tests.gateway.conftest import unique_nonce
+
 DERIVEX = [sys.executable, "-m", "derivex.cli"]
 START_TIMEOUT_S = 300  # a cold kernel cache compiles first
 
@@ -47,7 +50,8 @@ class Served:
 
     def client(self, key: str | None = None, secret: str | None = None) -> ccxt.deribit:
         client = ccxt.deribit({"apiKey": key or self.client_id, "secret": secret or self.secret,
-                               "urls": {"api": {"rest": self.url}}, "enableRateLimit": False})
+                               "urls": {"api": {"rest": self.url}}, "enableRateLimit": False,
+                               "nonce": unique_nonce})
         client.load_markets()
         return client
 
@@ -135,11 +139,21 @@ def test_keys_cli_validates(tmp_path: Path) -> None:
     bad = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--scope", "admin",
                           "--data-dir", str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "scopes" in bad.stderr
-    good = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--scope", "trade",
+    nowhere = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--data-dir",
+                              str(tmp_path)], capture_output=True, text=True)
+    assert nowhere.returncode == 2 and "no venue" in nowhere.stderr  # no account exists
+    opened = open_venue(tmp_path, demo=False)  # accounts 0-2 system, 3 the demo account
+    assert opened.venue.exchange.journal is not None
+    opened.venue.exchange.journal.close()
+    missing = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--data-dir",
+                              str(tmp_path)], capture_output=True, text=True)
+    assert missing.returncode == 2 and "account 5 does not exist" in missing.stderr
+    good = subprocess.run([*DERIVEX, "keys", "create", "--account", "3", "--scope", "trade",
                            "--data-dir", str(tmp_path)], capture_output=True, text=True,
                           check=True)
     listed = subprocess.run([*DERIVEX, "keys", "list", "--data-dir", str(tmp_path)],
                             capture_output=True, text=True, check=True)
     secret = re.search(r"client_secret\s+(\S+)", good.stdout).group(1)
-    assert "account 5" in listed.stdout and secret not in listed.stdout
+    assert "account 3" in listed.stdout and secret not in listed.stdout
+    assert "account 5" not in listed.stdout
     assert oct(os.stat(tmp_path / "keys.json").st_mode & 0o777) == "0o600"

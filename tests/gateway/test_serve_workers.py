@@ -18,6 +18,8 @@ from pathlib import Path
 
 import ccxt
 
+from tests.gateway.conftest import unique_nonce
+
 DERIVEX = [sys.executable, "-m", "derivex.cli"]
 START_TIMEOUT_S = 420  # a cold kernel cache compiles first
 PERPETUAL = "BTC/USDC:USDC"
@@ -63,7 +65,8 @@ class ServedWorkers:
 
     def client(self, key: str | None = None, secret: str | None = None) -> ccxt.deribit:
         client = ccxt.deribit({"apiKey": key or self.client_id, "secret": secret or self.secret,
-                               "urls": {"api": {"rest": self.url}}, "enableRateLimit": False})
+                               "urls": {"api": {"rest": self.url}}, "enableRateLimit": False,
+                               "nonce": unique_nonce})
         client.load_markets()
         return client
 

@@ -87,7 +87,9 @@ def test_rest_signature_checks() -> None:
                    hashlib.sha256).hexdigest()
     header = f"deri-hmac-sha256 id={key.client_id},ts={ts},sig={sig},nonce={ts}"
     assert auth.from_header(header, "GET", target, "").account == 5
-    assert auth.from_header(header, "GET", target, "").account == 5  # repeated nonce: fine
+    with pytest.raises(RpcError) as replayed:  # a signature is accepted once
+        auth.from_header(header, "GET", target, "")
+    assert replayed.value.data == {"reason": "replayed signature"}
     for bad_header, bad_target in ((header, target + "&x=1"), (header.replace(ts, "1"), target),
                                    (header.replace(key.client_id, "nobody"), target),
                                    ("deri-hmac-sha256 id=x", target), ("basic abc", target)):

@@ -3,8 +3,9 @@
 The engine knows instruments by id with integer ticks and lots; clients speak Deribit's
 decimal prices (USDC) and amounts (base currency). An ``InstrumentSpec`` carries the two
 scales that convert between them: ``price_unit`` (USDC per engine price tick) and
-``lot_size`` (base currency per engine lot). Conversions go through ``Decimal`` so that a
-price or amount the client sends is either an exact multiple of the unit or rejected.
+``lot_size`` (base currency per engine lot). A price or amount the client sends is read by
+``numbers.units`` (a bounded grammar, exact integer arithmetic on the units' integer
+ratios): it is either an exact multiple of the unit within int64, or rejected.
 
 Instrument names are shell metadata (not journaled), so the catalogue is saved beside the
 journal (``instruments.json``) and read back on recovery.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,10 @@ from typing import Any
 from derivex.gateway.errors import (
     INVALID_AMOUNT,
     INVALID_INSTRUMENT,
-    INVALID_PRICE,
     PRICE_WRONG_TICK,
     RpcError,
 )
+from derivex.gateway.numbers import units
 
 PERPETUAL_EXPIRY_MS = 32_503_708_800_000  # Deribit's expiration_timestamp of perpetuals
 COLLATERAL = "USDC"
@@ -78,15 +79,17 @@ class InstrumentSpec:
         return max(0, -int(self.price_unit.as_tuple().exponent))
 
     def to_ticks(self, price: Any, param: str = "price") -> int:
-        """Client price -> engine ticks; must be a whole number of price units (the engine
-        checks the tick size). Raises ``RpcError`` otherwise. Cached: clients send the
-        same few prices again and again, and a decimal conversion costs microseconds."""
-        return _whole(price, self.price_unit, param, INVALID_PRICE, "invalid_price",
+        """Client price -> engine ticks; must be a number of the gateway's grammar
+        (``numbers``: -32602 otherwise, or outside int64) and a whole number of price units
+        (10043 otherwise; the engine checks the tick size). Cost: O(len(price)); cached:
+        clients send the same few prices again and again."""
+        return _whole(price, self._price_ratio, param,  # type: ignore[attr-defined]
                       PRICE_WRONG_TICK, "price_wrong_tick")
 
     def to_lots(self, amount: Any, param: str = "amount") -> int:
-        """Client amount (base currency) -> engine lots; must be a whole number of lots."""
-        return _whole(amount, self.lot_size, param, INVALID_AMOUNT, "invalid_amount",
+        """Client amount (base currency) -> engine lots; as ``to_ticks``, 10021 if not a
+        whole number of lots."""
+        return _whole(amount, self._lot_ratio, param,  # type: ignore[attr-defined]
                       INVALID_AMOUNT, "invalid_amount")
 
     def plain_ticks(self, price: str | int | float) -> int:
@@ -180,24 +183,11 @@ _PLAIN_MEMO = 4096  # prices / amounts memoised per instrument by plain_ticks / 
 
 # typed: ``True`` must not hit the entry of ``1`` (it is rejected, ``1`` is not)
 @lru_cache(maxsize=4096, typed=True)
-def _whole(value: Any, unit: Decimal, param: str, code: int, message: str, inexact: int,
+def _whole(value: Any, unit: tuple[int, int], param: str, inexact: int,
            inexact_message: str) -> int:
-    count = _decimal(value, param, code, message) / unit
-    if count != count.to_integral_value():
-        raise RpcError(inexact, inexact_message, {"param": param})
-    return int(count)
-
-
-def _decimal(value: Any, param: str, code: int, message: str) -> Decimal:
-    if isinstance(value, bool) or value is None:
-        raise RpcError(code, message, {"param": param})
-    try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise RpcError(code, message, {"param": param}) from None
-    if not result.is_finite():
-        raise RpcError(code, message, {"param": param})
-    return result
+    """``value`` in ``unit``s (an integer ratio), by ``numbers.units``: the bounded
+    grammar, -32602 outside it or int64, ``inexact`` if not a whole number of units."""
+    return units(value, unit[0], unit[1], param, inexact, inexact_message)
 
 
 def option_name(base: str, expiry_ms: int, strike: Decimal, option_type: str) -> str:

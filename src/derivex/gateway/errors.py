@@ -17,7 +17,9 @@ from typing import Any
 
 from derivex.core.records import Reason
 
-# JSON-RPC 2.0 codes
+# JSON-RPC 2.0 codes. INVALID_PARAMS: a parameter of the wrong type, a number outside the
+# grammar of ``numbers`` or beyond int64, or one the method does not implement (``data``
+# names it); see docs/gateway.md
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -28,16 +30,24 @@ MISSING_PARAMS = -32000
 ORDER_NOT_FOUND = 10004
 ALREADY_CLOSED = 10010
 INVALID_INSTRUMENT = 10020
-INVALID_AMOUNT = 10021
+INVALID_AMOUNT = 10021  # also: not whole lots, above the engine's maximum order size
 INVALID_PRICE = 10023
 TOO_MANY_REQUESTS = 10028
 PRICE_WRONG_TICK = 10043
+PRICE_TOO_HIGH = 10007  # also the gateway's own check of the instrument's price cap
 QTY_TOO_LOW = 10002
 INVALID_ARGUMENTS = 11029
 OTHER_REJECT = 11030
 NOT_OPEN_ORDER = 11044
 BAD_REQUEST = 11050
-INTERNAL_ERROR = 11094
+INTERNAL_ERROR = 11094  # a bug: never the answer to anything a client can send
+# authentication (docs/gateway-credentials.md): 13004 a failed public/auth grant, whatever
+# was wrong (unknown id, wrong secret or signature, revoked key); 13009 a failed signed
+# request, token or refresh token, a stale timestamp or a replayed signature
+# (data.reason says which, never whether an id exists); 10028 (TOO_MANY_REQUESTS) also
+# answers an origin or client id backed off after failed attempts (data.retry_after_ms)
+# the command was taken but its outcome is unknown (engine or journal stalled): query it
+OUTCOME_UNKNOWN = 13888
 INVALID_CREDENTIALS = 13004
 USER_NOT_FOUND = 13007
 UNAUTHORIZED = 13009
@@ -58,7 +68,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.PRICE_OFF_TICK: (PRICE_WRONG_TICK, "price_wrong_tick"),
     Reason.QTY_OFF_STEP: (INVALID_AMOUNT, "invalid_amount"),
     Reason.QTY_TOO_LARGE: (INVALID_AMOUNT, "invalid_amount"),
-    Reason.PRICE_TOO_LARGE: (10007, "price_too_high"),
+    Reason.PRICE_TOO_LARGE: (PRICE_TOO_HIGH, "price_too_high"),
     Reason.OVERFLOW: (INVALID_ARGUMENTS, "invalid_arguments"),
     Reason.UNKNOWN_INSTRUMENT: (INVALID_INSTRUMENT, "invalid_or_unsupported_instrument"),
     Reason.UNKNOWN_ACCOUNT: (USER_NOT_FOUND, "user_not_found"),

@@ -20,11 +20,15 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from derivex.gateway.telemetry import logger
+
 SCOPES = ("read", "trade")
 KEYS_FILE = "keys.json"
+KEYS_POLL_S = 0.1  # how often a server checks the file for revocations by other processes
 
 
 @dataclass(frozen=True)
@@ -56,28 +60,71 @@ def parse_scopes(text: str) -> tuple[str, ...]:
 
 class KeyStore:
     """Keys by client id, persisted in ``directory/keys.json`` (None: in memory only).
-    ``lookup`` re-reads the file when it changed, so keys created by ``derivex keys create``
-    while the server runs work at once."""
+
+    Every ``lookup`` first checks whether the file changed (one ``stat``: inode, size and
+    mtime in nanoseconds, so an atomic replace by ``derivex keys create``/``revoke`` in
+    another process is always seen, even within one mtime tick) and re-reads it if so. A
+    key that disappeared or changed is *revoked*: each callable in ``on_revoke`` gets the
+    set of revoked client ids (the gateway drops their tokens and closes their sessions).
+    A file that cannot be read or parsed leaves no key valid (fail closed) until it can.
+    """
 
     def __init__(self, directory: Path | str | None) -> None:
         self.path = Path(directory) / KEYS_FILE if directory is not None else None
         self._keys: dict[str, ApiKey] = {}
-        self._mtime = 0.0
-        self._reload()
+        self._signature: tuple[int, int, int] | None = None
+        self.on_revoke: list[Callable[[set[str]], None]] = []
+        self._reload(strict=True)
 
-    def _reload(self) -> None:
-        if self.path is None or not self.path.exists():
+    def _reload(self, strict: bool = False) -> None:
+        """Re-read the file if its (inode, size, mtime_ns) changed. Cost: one ``stat``;
+        O(keys) when it changed. ``strict``: a damaged file raises ValueError naming it
+        (at start) instead of leaving no key valid."""
+        if self.path is None:
             return
-        mtime = self.path.stat().st_mtime
-        if mtime == self._mtime:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            if self._signature is not None:  # it existed: deleting it revokes every key
+                self._signature = None
+                self._replace({})
             return
-        items = json.loads(self.path.read_text())
-        self._keys = {item["client_id"]: ApiKey(item["client_id"], item["client_secret"],
-                                                int(item["account"]), tuple(item["scopes"]),
-                                                item.get("name", ""),
-                                                int(item.get("created_ms", 0)))
-                      for item in items}
-        self._mtime = mtime
+        signature = (info.st_ino, info.st_size, info.st_mtime_ns)
+        if signature == self._signature:
+            return
+        try:
+            items = json.loads(self.path.read_bytes())
+            keys = {item["client_id"]: ApiKey(item["client_id"], item["client_secret"],
+                                              int(item["account"]), tuple(item["scopes"]),
+                                              item.get("name", ""),
+                                              int(item.get("created_ms", 0)))
+                    for item in items}
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            problem = f"{self.path}: not a valid keys file ({type(error).__name__}: {error})"
+            if strict:
+                raise ValueError(problem) from None
+            # fail closed: a key revoked by the edit that damaged the file must not live on
+            logger().error("keys file unreadable: no key is valid until it is fixed",
+                           problem=problem)
+            keys = {}
+        self._signature = signature
+        self._replace(keys)
+
+    def _replace(self, keys: dict[str, ApiKey]) -> None:
+        gone = {client_id for client_id, key in self._keys.items()
+                if keys.get(client_id) != key}
+        self._keys = keys
+        if gone:
+            self._notify(gone)
+
+    def _notify(self, revoked: set[str]) -> None:
+        for listener in list(self.on_revoke):
+            listener(revoked)
+
+    def refresh(self) -> None:
+        """Pick up changes made by another process now (the gateway calls this on a short
+        timer, so a revocation also reaches sessions that never look a key up again)."""
+        self._reload()
 
     def _save(self) -> None:
         if self.path is None:
@@ -97,7 +144,8 @@ class KeyStore:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
-        self._mtime = self.path.stat().st_mtime
+        info = os.stat(self.path)
+        self._signature = (info.st_ino, info.st_size, info.st_mtime_ns)
 
     def create(self, account: int, scopes: tuple[str, ...] = ("read", "trade"),
                name: str = "") -> ApiKey:
@@ -110,18 +158,20 @@ class KeyStore:
         return key
 
     def revoke(self, client_id: str) -> bool:
+        """Remove a key; its sessions and tokens in this process end now (``on_revoke``),
+        in a server of another process at its next lookup or key poll."""
         self._reload()
         removed = self._keys.pop(client_id, None) is not None
         if removed:
             self._save()
+            self._notify({client_id})
         return removed
 
     def lookup(self, client_id: str) -> ApiKey | None:
-        key = self._keys.get(client_id)
-        if key is None:
-            self._reload()
-            key = self._keys.get(client_id)
-        return key
+        """The current key of ``client_id`` (None: unknown or revoked). Cost: one ``stat``
+        of the keys file, plus a re-read when it changed."""
+        self._reload()
+        return self._keys.get(client_id)
 
     def list_keys(self) -> list[ApiKey]:
         self._reload()

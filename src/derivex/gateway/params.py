@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from derivex.gateway.errors import MISSING_PARAMS, ORDER_NOT_FOUND, RpcError, invalid_params
+from derivex.gateway.numbers import MAX_NUMBER_CHARS, whole_integer
 
 _MISSING = object()
 MAX_TEXT = 256
@@ -42,20 +43,12 @@ def text(params: dict[str, Any], name: str, default: Any = _MISSING) -> Any:
 
 def integer(params: dict[str, Any], name: str, default: Any = _MISSING, *,
             low: int | None = None, high: int | None = None) -> Any:
+    """An integer (``numbers.whole_integer``: ASCII digits with an optional sign, or a JSON
+    integer / integral float) within ``[low, high]``; -32602 otherwise."""
     value = _get(params, name, default)
     if value is default:
         return value
-    if isinstance(value, bool):
-        raise invalid_params(name, "must be an integer")
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise invalid_params(name, "must be an integer") from None
-    elif isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        raise invalid_params(name, "must be an integer")
+    value = whole_integer(value, name)
     if low is not None and value < low:
         raise invalid_params(name, f"must be at least {low}")
     if high is not None and value > high:
@@ -79,14 +72,17 @@ def boolean(params: dict[str, Any], name: str, default: Any = _MISSING) -> Any:
 
 
 def number(params: dict[str, Any], name: str, default: Any = _MISSING) -> Any:
-    """A decimal number as sent (string, int or float), for exact conversion later."""
+    """A decimal number as sent (string, int or float), for exact conversion later
+    (``InstrumentSpec.to_lots`` / ``to_ticks``, which apply the grammar of ``numbers``).
+    Only the type and length are checked here: -32602 otherwise."""
     value = _get(params, name, default)
     if value is default:
         return value
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    kind = type(value)
+    if kind is not str and kind is not int and kind is not float:
         raise invalid_params(name, "must be a number")
-    if isinstance(value, str) and len(value) > 64:
-        raise invalid_params(name, "too long")
+    if kind is str and len(value) > MAX_NUMBER_CHARS:
+        raise invalid_params(name, f"longer than {MAX_NUMBER_CHARS} characters")
     return value
 
 
@@ -105,7 +101,8 @@ def order_id(params: dict[str, Any], name: str = "order_id") -> int:
         raise invalid_params(name, "must be an order id")
     if isinstance(value, int):
         result = value
-    elif isinstance(value, str) and value.isdecimal() and len(value) < 20:
+    elif (isinstance(value, str) and len(value) < 20 and value.isascii()
+          and value.isdecimal()):  # ASCII: "١٢" is decimal to Python, not to us
         result = int(value)
     else:
         raise RpcError(ORDER_NOT_FOUND, "order_not_found", {"param": name})

@@ -11,11 +11,22 @@ from derivex.core.records import OrderFlag, Side
 from derivex.gateway import params as p
 from derivex.gateway import shapes
 from derivex.gateway.catalog import COLLATERAL
-from derivex.gateway.errors import INVALID_PRICE, RpcError
+from derivex.gateway.errors import INVALID_AMOUNT, INVALID_PRICE, PRICE_TOO_HIGH, RpcError
 from derivex.gateway.methods import ENGINE, Context, method
 from derivex.gateway.venue import Placed, PlaceOrder
 
 ORDER_TYPES = ("limit", "market")
+#: what buy / sell implement; anything else (``trigger_price``, ``stopPrice``, ``max_show``,
+#: ``advanced``, ...) is refused by the dispatcher (-32602) rather than ignored
+ORDER_PARAMS = ("instrument_name", "amount", "type", "label", "price", "time_in_force",
+                "post_only", "reject_post_only", "reduce_only")
+# parameter lists shared by several registrations; ``code`` is ccxt's: its
+# fetch_open_orders / fetch_closed_orders / fetch_my_trades forward ``params={'code': ...}``
+# (the currency it already sent as ``currency``), so it is accepted and has no effect
+_CURRENCY = ("currency", "kind", "code")
+_PAGE = ("count", "offset")
+_TRADES = ("count", "include_old", "sorting")
+_TIMES = ("start_timestamp", "end_timestamp")
 TIME_IN_FORCE = {"good_til_cancelled": "gtc", "good_til_day": "gtc",
                  "immediate_or_cancel": "ioc", "fill_or_kill": "fok"}
 
@@ -48,6 +59,7 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
                      or (order_type == "limit" and _plain_number(price)))):
             lots = spec.plain_lots(amount)
             ticks = spec.plain_ticks(price) if order_type == "limit" else 0
+            _check_limits(ctx, spec.instrument, lots, ticks)
             return PlaceOrder(ctx.session.account, spec.instrument, side, lots, ticks,
                               order_type, "gtc", 0, "")
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
@@ -72,8 +84,22 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
     flags = ((OrderFlag.POST_ONLY if post_only else 0)
              | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
              | (OrderFlag.REDUCE_ONLY if reduce_only else 0))
+    _check_limits(ctx, spec.instrument, lots, price_ticks)
     return PlaceOrder(ctx.session.account, spec.instrument, side, lots, price_ticks,
                       order_type, TIME_IN_FORCE[tif], flags, label)
+
+
+def _check_limits(ctx: Context, instrument: int, lots: int, ticks: int) -> None:
+    """Refuse, before anything is packed, an amount above the engine's order size cap
+    (10021) or a price above the instrument's cap (10007), as the engine would: both are
+    then far inside int64. Non-positive values go on to the engine's own checks."""
+    max_lots, max_ticks = ctx.venue.order_limits(instrument)
+    if lots > max_lots:
+        raise RpcError(INVALID_AMOUNT, "invalid_amount",
+                       {"param": "amount", "reason": "above the maximum order size"})
+    if ticks > max_ticks:
+        raise RpcError(PRICE_TOO_HIGH, "price_too_high",
+                       {"param": "price", "reason": "above the instrument's maximum price"})
 
 
 _PLAIN_KEYS = frozenset({"instrument_name", "amount", "price", "type", "access_token"})
@@ -87,7 +113,7 @@ def _plain_number(value: Any) -> bool:
 
 def _place(ctx: Context, params: dict[str, Any], side: int) -> dict[str, Any]:
     (result,) = ctx.venue.place_many([prepare_place(ctx, params, side)])
-    if isinstance(result, RpcError):
+    if isinstance(result, Exception):
         raise result
     return order_reply(ctx, result)
 
@@ -105,17 +131,19 @@ _BUY, _SELL = int(Side.BUY), int(Side.SELL)  # plain ints pack faster than the e
 
 # the batched path (rpc.Dispatcher.offer) calls ``prepare`` per request, places a whole
 # event-loop tick of them with one Venue.place_many and builds each reply with ``finish``
-@method("private/buy", scope="trade", cost=ENGINE, prepare=_prepare_buy, finish=order_reply)
+@method("private/buy", ORDER_PARAMS,
+        scope="trade", cost=ENGINE, prepare=_prepare_buy, finish=order_reply)
 def buy(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return _place(ctx, params, Side.BUY)
 
 
-@method("private/sell", scope="trade", cost=ENGINE, prepare=_prepare_sell, finish=order_reply)
+@method("private/sell", ORDER_PARAMS,
+        scope="trade", cost=ENGINE, prepare=_prepare_sell, finish=order_reply)
 def sell(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return _place(ctx, params, Side.SELL)
 
 
-@method("private/edit", scope="trade", cost=ENGINE)
+@method("private/edit", ("order_id", "amount", "price"), scope="trade", cost=ENGINE)
 def edit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     account = ctx.session.account
     order_id = p.order_id(params)
@@ -124,28 +152,29 @@ def edit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     lots = spec.to_lots(p.number(params, "amount"))
     price = p.number(params, "price", None)
     ticks = spec.to_ticks(price) if price is not None else None
+    _check_limits(ctx, spec.instrument, lots, ticks or 0)
     record, trades = ctx.venue.edit(account, order_id, lots, ticks)
     return order_reply(ctx, (record, trades))
 
 
-@method("private/cancel", scope="trade", cost=ENGINE)
+@method("private/cancel", ("order_id",), scope="trade", cost=ENGINE)
 def cancel(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     record = ctx.venue.cancel(ctx.session.account, p.order_id(params))
     return shapes.order(record, ctx.venue.catalog)
 
 
-@method("private/cancel_all", scope="trade", cost=ENGINE)
+@method("private/cancel_all", (), scope="trade", cost=ENGINE)
 def cancel_all(ctx: Context, params: dict[str, Any]) -> int:
     return ctx.venue.cancel_all(ctx.session.account)
 
 
-@method("private/cancel_all_by_instrument", scope="trade", cost=ENGINE)
+@method("private/cancel_all_by_instrument", ("instrument_name",), scope="trade", cost=ENGINE)
 def cancel_all_by_instrument(ctx: Context, params: dict[str, Any]) -> int:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     return ctx.venue.cancel_all(ctx.session.account, spec.instrument)
 
 
-@method("private/cancel_all_by_currency", scope="trade", cost=ENGINE)
+@method("private/cancel_all_by_currency", ("currency", "kind"), scope="trade", cost=ENGINE)
 def cancel_all_by_currency(ctx: Context, params: dict[str, Any]) -> int:
     specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
     account = ctx.session.account
@@ -154,7 +183,7 @@ def cancel_all_by_currency(ctx: Context, params: dict[str, Any]) -> int:
                if spec.instrument in open_on)
 
 
-@method("private/get_order_state", scope="read")
+@method("private/get_order_state", ("order_id",), scope="read")
 def get_order_state(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     record = ctx.venue.order(ctx.session.account, p.order_id(params))
     return shapes.order(record, ctx.venue.catalog)
@@ -164,20 +193,20 @@ def _orders(ctx: Context, records: list[Any]) -> list[dict[str, Any]]:
     return [shapes.order(record, ctx.venue.catalog) for record in records]
 
 
-@method("private/get_open_orders_by_instrument", scope="read")
+@method("private/get_open_orders_by_instrument", ("instrument_name",), scope="read")
 def get_open_orders_by_instrument(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     return _orders(ctx, ctx.venue.open_orders(ctx.session.account, {spec.instrument}))
 
 
-@method("private/get_open_orders_by_currency", scope="read")
+@method("private/get_open_orders_by_currency", (*_CURRENCY,), scope="read")
 def get_open_orders_by_currency(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
     wanted = {spec.instrument for spec in specs}
     return _orders(ctx, ctx.venue.open_orders(ctx.session.account, wanted))
 
 
-@method("private/get_open_orders", scope="read")
+@method("private/get_open_orders", ("kind",), scope="read")
 def get_open_orders(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     specs = ctx.venue.catalog.matching(None, p.text(params, "kind", None))
     wanted = {spec.instrument for spec in specs}
@@ -191,14 +220,14 @@ def _history(ctx: Context, params: dict[str, Any], wanted: set[int]) -> list[dic
     return _orders(ctx, records[offset:offset + count])
 
 
-@method("private/get_order_history_by_instrument", scope="read")
+@method("private/get_order_history_by_instrument", ("instrument_name", *_PAGE), scope="read")
 def get_order_history_by_instrument(ctx: Context,
                                     params: dict[str, Any]) -> list[dict[str, Any]]:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     return _history(ctx, params, {spec.instrument})
 
 
-@method("private/get_order_history_by_currency", scope="read")
+@method("private/get_order_history_by_currency", (*_CURRENCY, *_PAGE), scope="read")
 def get_order_history_by_currency(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
     return _history(ctx, params, {spec.instrument for spec in specs})
@@ -221,13 +250,14 @@ def _user_trades(ctx: Context, params: dict[str, Any], wanted: set[int],
             "has_more": len(trades) > count}
 
 
-@method("private/get_user_trades_by_instrument", scope="read")
+@method("private/get_user_trades_by_instrument", ("instrument_name", *_TRADES), scope="read")
 def get_user_trades_by_instrument(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     return _user_trades(ctx, params, {spec.instrument}, False)
 
 
-@method("private/get_user_trades_by_instrument_and_time", scope="read")
+@method("private/get_user_trades_by_instrument_and_time", ("instrument_name", *_TRADES, *_TIMES),
+        scope="read")
 def get_user_trades_by_instrument_and_time(ctx: Context,
                                            params: dict[str, Any]) -> dict[str, Any]:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
@@ -239,18 +269,19 @@ def _currency_instruments(ctx: Context, params: dict[str, Any]) -> set[int]:
     return {spec.instrument for spec in specs}
 
 
-@method("private/get_user_trades_by_currency", scope="read")
+@method("private/get_user_trades_by_currency", (*_CURRENCY, *_TRADES), scope="read")
 def get_user_trades_by_currency(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return _user_trades(ctx, params, _currency_instruments(ctx, params), False)
 
 
-@method("private/get_user_trades_by_currency_and_time", scope="read")
+@method("private/get_user_trades_by_currency_and_time", (*_CURRENCY, *_TRADES, *_TIMES),
+        scope="read")
 def get_user_trades_by_currency_and_time(ctx: Context,
                                          params: dict[str, Any]) -> dict[str, Any]:
     return _user_trades(ctx, params, _currency_instruments(ctx, params), True)
 
 
-@method("private/get_user_trades_by_order", scope="read")
+@method("private/get_user_trades_by_order", ("order_id",), scope="read")
 def get_user_trades_by_order(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     account = ctx.session.account
     record = ctx.venue.order(account, p.order_id(params))
@@ -263,32 +294,42 @@ def _check_currency(params: dict[str, Any], required: bool) -> str:
     return str(currency).upper()
 
 
-@method("private/get_account_summary", scope="read")
+@method("private/get_account_summary", ("currency", "extended"), scope="read")
 def get_account_summary(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """``extended``: the account's identity fields too (ccxt's fetch_trading_fees asks;
+    no ``fees`` overrides exist here, so its list is empty and ccxt keeps the
+    instruments' own maker / taker fees)."""
     currency = _check_currency(params, True)
+    extended = p.boolean(params, "extended", False)
     summary = shapes.account_summary(ctx.venue, ctx.session.account)
     if currency != COLLATERAL:
         # base currencies are not collateral here: an empty summary in that currency
         summary = {key: (0.0 if isinstance(value, float) else value)
                    for key, value in summary.items()}
         summary["currency"] = currency
+    if extended:
+        summary.update(_identity(ctx.session.account), fees=[])
     return summary
 
 
-@method("private/get_account_summaries", scope="read")
+def _identity(account: int) -> dict[str, Any]:
+    return {"id": account, "type": "main", "username": f"account-{account}",
+            "system_name": "derivex"}
+
+
+@method("private/get_account_summaries", (), scope="read")
 def get_account_summaries(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     summary = shapes.account_summary(ctx.venue, ctx.session.account)
-    return {"id": ctx.session.account, "summaries": [summary], "type": "main",
-            "username": f"account-{ctx.session.account}", "system_name": "derivex"}
+    return {**_identity(ctx.session.account), "summaries": [summary]}
 
 
-@method("private/get_positions", scope="read")
+@method("private/get_positions", ("currency", "kind"), scope="read")
 def get_positions(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     return shapes.positions(ctx.venue, ctx.session.account, p.text(params, "currency", None),
                             p.text(params, "kind", None))
 
 
-@method("private/get_position", scope="read")
+@method("private/get_position", ("instrument_name",), scope="read")
 def get_position(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     for position in ctx.venue.exchange.positions(ctx.session.account):

@@ -2,9 +2,11 @@
 handler, and build the reply (Deribit's envelope: ``usIn``/``usOut``/``usDiff``).
 
 Whatever a frame holds, the answer is a reply: malformed JSON is ``-32700``, a non-object or
-a missing method ``-32600``, an unknown method ``-32601``, wrong parameter types ``-32602``,
-an oversized frame ``11050``, and an unexpected exception ``11094`` (logged, the connection
-stays up).
+a missing method ``-32600``, an unknown method ``-32601``, wrong parameter types, numbers
+outside the grammar of ``numbers`` and parameters the method does not implement
+``-32602`` (naming the parameter), an oversized frame ``11050``. ``11094`` is an unexpected
+exception, a bug (logged, the connection stays up): nothing a client sends should cause one
+(``tests/adversarial/test_input_fuzz.py``). The contract is written in ``docs/gateway.md``.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ class Dispatcher:
         return method, self._check(method, params, session)
 
     def _check(self, method: Method, params: dict[str, Any], session: Session) -> Session:
-        """Scope and rate limit of a call of ``method``; returns the session it runs as
-        (an ``access_token`` parameter authenticates a public one). Raises ``RpcError``."""
+        """Scope, rate limit and parameter names of a call of ``method``; returns the
+        session it runs as (an ``access_token`` parameter authenticates a public one).
+        Raises ``RpcError`` (-32602 naming a parameter the method does not implement)."""
         if method.scope is not None:
             if session.key is None:
                 token = params.get("access_token")
@@ -88,6 +91,8 @@ class Dispatcher:
             cost = self.gas_base if method.cost == ENGINE else method.cost
             if not self.limiter.allow(session.key.client_id, cost):
                 raise RpcError(TOO_MANY_REQUESTS, "too_many_requests")
+        # after the rate limit: a refused request still costs its sender
+        method.check_params(params)
         return session
 
     def call(self, name: str, params: dict[str, Any], session: Session, connection: Any = None,
@@ -226,9 +231,11 @@ class Dispatcher:
             connection = ctx.connection
             if hold:
                 connection.hold()
-            outcome = next(results)
             try:
-                if isinstance(outcome, RpcError):
+                # inside the try: whatever one order's result raises is its own error
+                # reply (``place_many`` yields every order's outcome, failures included)
+                outcome = next(results)
+                if isinstance(outcome, Exception):
                     raise outcome
                 assert method.finish is not None
                 result = method.finish(ctx, outcome)

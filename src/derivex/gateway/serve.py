@@ -41,6 +41,7 @@ from derivex.core.records import CommandKind, Underlying
 from derivex.exchange import Exchange
 from derivex.gateway import datadir
 from derivex.gateway.agents import INNER, OUTER, MarketMaker, NoiseTrader
+from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog, InstrumentSpec
 from derivex.gateway.keys import ApiKey, KeyStore
 from derivex.gateway.listing import START_PRICES, default_specs, list_all
@@ -192,11 +193,13 @@ class Market:
                 continue
             result = service.price(now, float(index))
             if self.sequenced:
+                # the venue takes the option views from the sequenced records, as every
+                # gateway worker does from this one's batches
                 self.venue.submit_inputs(result.records)
             else:
                 self.venue.marks.update(zip(result.instrument.tolist(),
                                             result.mark_ticks.tolist(), strict=True))
-            self._views(service, result, now, index)
+                self._views(service, result, now, index)
 
     def _views(self, service: PricingService, result: Any, now: int, index: int) -> None:
         specs = service.options
@@ -222,11 +225,13 @@ class Market:
 
 def build(opened: Opened, *, demo: bool = True, index_interval_s: float = 1.0,
           pricing_interval_s: float = 2.0, agents_interval_s: float = 0.5,
-          snapshot_interval_s: float = 600.0, market: Market | None = None) -> Gateway:
+          snapshot_interval_s: float = 600.0, market: Market | None = None,
+          auth_limits: AuthLimits | None = None, **gateway_options: Any) -> Gateway:
     """The gateway for an opened venue, with the market inputs, agents and snapshots
-    scheduled on its loop."""
+    scheduled on its loop; ``auth_limits``: the back-off on failed authentication
+    (``gateway_options``: the rest of ``Gateway``'s options)."""
     venue, state = opened.venue, opened.state
-    gateway = Gateway(venue, opened.keys)
+    gateway = Gateway(venue, opened.keys, auth_limits=auth_limits, **gateway_options)
     market = market or Market.simulated(venue, state.seed)
     market.index_step()
     market.pricing_step()

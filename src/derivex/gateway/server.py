@@ -36,11 +36,12 @@ from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from derivex.core import layout as L
-from derivex.gateway.auth import Authenticator, Session
+from derivex.gateway.auth import Authenticator, Session, bearer_token
+from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.channels import Hub
 from derivex.gateway.durability import DurabilityGate
 from derivex.gateway.errors import INVALID_REQUEST, PARSE_ERROR, RpcError
-from derivex.gateway.keys import KeyStore
+from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.rpc import MAX_FRAME_BYTES, Dispatcher
 from derivex.gateway.telemetry import Metrics, logger
@@ -52,6 +53,8 @@ HARD_FRAME_LIMIT = 4 << 20  # beyond this aiohttp closes the socket (1009)
 WRITE_HIGH_BYTES = 4 << 20  # a client this far behind in reading gets no more writes for now
 WRITE_RETRY_S = 0.005
 GC_THRESHOLD = 50_000
+REVOKED_NOTICE = orjson.dumps({"jsonrpc": "2.0", "method": "session_closed",
+                               "params": {"reason": "credentials_revoked"}})
 
 
 class Connection:
@@ -67,7 +70,7 @@ class Connection:
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None) -> None:
         self.ws = ws
         self.transport = transport
-        self.session = Session()
+        self.session = Session(origin=peer(transport))
         self.outbox: list[bytes] = []
         self._held: list[bytes] | None = None
         self._scheduled = False
@@ -163,6 +166,20 @@ class Connection:
         self._held_for_disk.clear()
         self.set_heartbeat(0)
 
+    def close(self, code: int, message: bytes) -> None:
+        """Write what is queued, then close with ``code`` and ``message`` (the reason the
+        client sees); nothing more is read or answered."""
+        self.write_pending()
+        self.stop()
+        self._closer = asyncio.ensure_future(self.ws.close(code=code, message=message))
+
+
+def peer(transport: asyncio.BaseTransport | None) -> str:
+    """``host:port`` of the client end of a connection ("" if unknown): the origin that
+    failed authentication attempts are counted against."""
+    name = transport.get_extra_info("peername") if transport is not None else None
+    return f"{name[0]}:{name[1]}" if isinstance(name, tuple) and len(name) >= 2 else ""
+
 
 def text_frames(payloads: list[bytes]) -> bytes:
     """Server-to-client WebSocket text frames (final, unmasked, uncompressed: RFC 6455
@@ -196,20 +213,27 @@ class Gateway:
 
     def __init__(self, venue: Venue, keys: KeyStore, *, limiter: RateLimiter | None = None,
                  metrics: Metrics | None = None, flush_interval_s: float = 0.1,
-                 close_on_auth_failure: bool = True) -> None:
+                 close_on_auth_failure: bool = True, auth_limits: AuthLimits | None = None,
+                 keys_poll_s: float = KEYS_POLL_S, token_key: bytes | None = None,
+                 spent_tokens: Any = None) -> None:
         self.venue = venue
         self.close_on_auth_failure = close_on_auth_failure
         self.keys = keys
         self.metrics = metrics or Metrics()
-        self.auth = Authenticator(keys)
+        # token_key: tokens any gateway worker of the run accepts (see ``auth``)
+        self.auth = Authenticator(keys, limits=auth_limits, token_key=token_key,
+                                  spent=spent_tokens)
+        keys.on_revoke.append(self._revoked)
         self.hub = Hub(venue, on_publish=self.metrics.notifications.inc)
         self.limiter = limiter if limiter is not None else RateLimiter.from_engine(
             venue.exchange.engine.config)
         self.dispatcher = Dispatcher(venue, self.auth, self.hub, self.limiter, self.metrics)
         self.log = logger()
         self.connections: set[Connection] = set()
-        self._periodic: list[tuple[float, Callable[[], Any]]] = [(flush_interval_s,
-                                                                  self.hub.flush)]
+        # the key poll: a revocation by another process (``derivex keys revoke``) reaches
+        # sessions that never present a credential again within ``keys_poll_s``
+        self._periodic: list[tuple[float, Callable[[], Any]]] = [
+            (flush_interval_s, self.hub.flush), (keys_poll_s, keys.refresh)]
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.gate: DurabilityGate | None = None  # set by ``start`` for a group-commit journal
@@ -229,6 +253,23 @@ class Gateway:
         """Call ``function`` (sync, or async) every ``interval_s`` on the server loop, from
         ``start`` on. Exceptions are logged and the schedule goes on."""
         self._periodic.append((interval_s, function))
+
+    def _revoked(self, client_ids: set[str]) -> None:
+        """Keys were revoked: their WebSockets lose their authentication and their
+        subscriptions, get a ``session_closed`` notice and are closed (1008 "credentials
+        revoked"). Orders they queued before are placed and answered first. O(connections)."""
+        doomed = [conn for conn in self.connections if conn.session.key is not None
+                  and conn.session.key.client_id in client_ids]
+        if not doomed:
+            return
+        self.dispatcher.flush()  # (nothing when no order is queued)
+        for conn in doomed:
+            conn.session.key = None
+            conn.session.tokens.clear()
+            self.hub.drop(conn)
+            self.log.info("websocket closed: credentials revoked")
+            conn.send(REVOKED_NOTICE)
+            conn.close(1008, b"credentials revoked")
 
     def _count_trades(self, update: Any) -> None:
         if update.trades:
@@ -269,6 +310,8 @@ class Gateway:
                                                                         "task"))
 
     async def stop(self) -> None:
+        if self._revoked in self.keys.on_revoke:
+            self.keys.on_revoke.remove(self._revoked)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -281,6 +324,7 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.auth.close()  # last: no request is in flight any more
 
     # ---- handlers ----
 
@@ -326,12 +370,11 @@ class Gateway:
             # ccxt.pro raises inside its receive loop on an error frame and then hangs
             # until its ping timeout; a bare close fails it at once
             self.log.info("websocket auth failed: closing")
-            conn.write_pending()
-            conn.stop()
-            conn._closer = asyncio.ensure_future(
-                conn.ws.close(code=1008, message=b"authentication failed"))
+            conn.close(1008, b"authentication failed")
             return
         conn.reply(reply)
+        if ok and method == "private/logout":
+            conn.close(1000, b"logged out")  # as Deribit: logout ends the connection
 
     async def _rest(self, request: web.Request) -> web.Response:
         name = f"{request.match_info['scope']}/{request.match_info['name']}"
@@ -346,12 +389,13 @@ class Gateway:
                 return _json(error, 400)
         else:
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
-        session = Session()
+        session = Session(origin=peer(request.transport))
         header = request.headers.get("Authorization")
         if header:
             try:
                 session.key = self.auth.from_header(header, request.method, request.raw_path,
-                                                    body)
+                                                    body, session.origin)
+                session.tokens.extend(bearer_token(header))
             except RpcError as err:
                 self.metrics.request(name, "http", False, 0.0, err.code)
                 self.log.info("authentication failed", method=name[:64],
@@ -365,12 +409,14 @@ class Gateway:
 
     async def _post(self, request: web.Request) -> web.Response:
         body = await request.read()
-        session = Session()
+        session = Session(origin=peer(request.transport))
         header = request.headers.get("Authorization")
         if header:
             try:
                 session.key = self.auth.from_header(header, "POST", request.raw_path,
-                                                    body.decode("utf-8", "replace"))
+                                                    body.decode("utf-8", "replace"),
+                                                    session.origin)
+                session.tokens.extend(bearer_token(header))
             except RpcError as err:
                 return _json({"jsonrpc": "2.0", "id": None, "error": err.to_json()}, 400)
         reply, _, ok = self.dispatcher.frame(body, session, None, "http")
@@ -472,12 +518,18 @@ def _post_params(body: str) -> tuple[dict[str, Any], Any, dict[str, Any] | None]
     if not isinstance(message, dict):
         return {}, None, {"jsonrpc": "2.0", "id": None,
                           "error": RpcError(INVALID_REQUEST, "Invalid Request").to_json()}
-    params = message.get("params", message)
+    # a JSON-RPC body carries "params"; a plain object is the parameters themselves
+    # (less any envelope keys, which are no method's parameters)
+    params = message["params"] if "params" in message else {
+        key: value for key, value in message.items() if key not in _ENVELOPE}
     request_id = message.get("id")
     if not isinstance(params, dict):
         return {}, request_id, {"jsonrpc": "2.0", "id": None,
                                 "error": RpcError(-32602, "Invalid params").to_json()}
     return params, request_id if isinstance(request_id, int | str) else None, None
+
+
+_ENVELOPE = frozenset({"jsonrpc", "id", "method"})
 
 
 def _json(data: dict[str, Any], status: int) -> web.Response:

@@ -43,9 +43,13 @@ from derivex.gateway.errors import (
     INVALID_AMOUNT,
     NOT_OPEN_ORDER,
     ORDER_NOT_FOUND,
+    OUTCOME_UNKNOWN,
     RpcError,
+    invalid_params,
     rpc_error_for,
 )
+from derivex.gateway.labels import SharedLabels
+from derivex.gateway.option_views import option_view
 
 TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
 
@@ -70,6 +74,7 @@ _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_Q
 _POST_ONLY, _REJECT_POST_ONLY = int(OrderFlag.POST_ONLY), int(OrderFlag.REJECT_POST_ONLY)
 _REDUCE_ONLY = int(OrderFlag.REDUCE_ONLY)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
+_GREEK_WORDS = (L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA, L.I_RHO)
 _ORDER_TYPE_CODES = {name: int(kind) for name, kind in ORDER_TYPES.items()}
 _TIF_CODES = {name: int(tif) for name, tif in TIME_IN_FORCE.items()}
 
@@ -164,6 +169,32 @@ class Update:
 Placed = tuple[OrderRecord, list[Trade]]
 
 
+class OutcomeUnknown(Exception):
+    """Raised by an ``Exchange.submit`` that took the commands but cannot tell, in time,
+    what became of them (the engine or the journal stalled after submission: a gateway
+    worker of the multi-process runtime). ``first_position``: the position of the first
+    command in the submitter's stream (the exchange's own numbering, handed back with the
+    commands' batch when it arrives later: ``Venue.defer_frame``); ``count``: how many of
+    the commands were handed on (the rest never will be)."""
+
+    def __init__(self, message: str, first_position: int, count: int) -> None:
+        super().__init__(message)
+        self.first_position = first_position
+        self.count = count
+
+
+@dataclass(slots=True)
+class Deferred:
+    """A batch sequenced elsewhere (another gateway worker, or a submission of this one
+    whose outcome was unknown), waiting to be walked in seq order with the venue's own."""
+
+    first_seq: int
+    commands: np.ndarray
+    events: np.ndarray
+    ts_ns: int
+    first_position: int | None
+
+
 @dataclass(slots=True)
 class PlaceOrder:
     """An order to place, already checked and converted to engine units (``Venue.place`` /
@@ -205,7 +236,7 @@ class Venue:
     """The gateway's state around one ``Exchange`` (see the module docstring)."""
 
     def __init__(self, exchange: Exchange, catalog: Catalog, *, history: int = 10_000,
-                 closed_orders: int = 200_000) -> None:
+                 closed_orders: int = 200_000, labels: SharedLabels | None = None) -> None:
         self.exchange = exchange
         self.catalog = catalog
         #: told of every command's ``Update`` as its events are walked
@@ -233,9 +264,33 @@ class Venue:
         self._last_price: dict[int, int] = {}
         self._pending = _Pending()
         self._pendings: dict[tuple[str, str, int, str], _Pending] = {}
+        self._limits: dict[int, tuple[int, int]] = {}  # ``order_limits``
         self._buffer = bytearray(RECORD_BYTES)
         self._command = np.frombuffer(self._buffer, dtype=COMMAND_DTYPE)
+        # batches sequenced elsewhere, in seq order, that the exchange met while it waited
+        # for ours: walked before our commands that come after them (a fill of one of our
+        # orders by another worker must find the order's record), the rest after ours
+        self.deferred: deque[Deferred] = deque()
+        # submission position -> what the venue knew of a command whose outcome was
+        # unknown (its batch is walked with it when it arrives: the label stays)
+        self.unresolved: dict[int, _Pending] = {}
+        #: with several gateway workers: labels travel as keys in the commands (``labels``)
+        self.labels = labels
         self.rebuild_open_orders()
+
+    def order_limits(self, instrument: int) -> tuple[int, int]:
+        """``(max_lots, max_price_ticks)`` an order on ``instrument`` may carry: the
+        engine's order size cap and the instrument's price cap (fixed when it is listed;
+        memoised). The gateway refuses beyond them before packing, as the engine would."""
+        limits = self._limits.get(instrument)
+        if limits is None:
+            engine = self.exchange.engine
+            max_lots = int(engine.config.max_order_lots)
+            max_ticks = int(engine.state.ins_i8[instrument, L.I_MAX_PRICE])
+            if max_ticks <= 0:  # not (yet) listed here: the engine decides
+                return max_lots, 2**63 - 1
+            limits = self._limits[instrument] = (max_lots, max_ticks)
+        return limits
 
     # ---- clock ----
 
@@ -247,8 +302,17 @@ class Venue:
     def _submit(self, layout: struct.Struct, *values: int) -> np.ndarray:
         """Sequence one command whose bytes 16..63 are ``layout.pack(*values)`` (the
         structured-field setters cost a microsecond each; one ``pack_into`` does all)."""
-        layout.pack_into(self._buffer, 16, *values)
-        return self.exchange.submit(self._command)
+        try:
+            layout.pack_into(self._buffer, 16, *values)
+        except struct.error:  # a value outside its field (int64 prices, quantities)
+            raise invalid_params("amount" if layout is _PLACE else "order", "out of range") \
+                from None
+        try:
+            return self.exchange.submit(self._command)
+        except OutcomeUnknown as unknown:
+            self._unresolved(unknown, [self._pending])
+            order_id = int(self._command["order_id"][0])
+            raise _outcome_unknown({"order_id": order_id} if order_id else {}) from None
 
     def place(self, account: int, spec: InstrumentSpec, side: str, qty_lots: int,
               price_ticks: int = 0, *, order_type: str = "limit", time_in_force: str = "gtc",
@@ -262,11 +326,11 @@ class Venue:
         order = PlaceOrder(account, spec.instrument, SIDES[side], qty_lots, price_ticks,
                            order_type, time_in_force, flags, label)
         (result,) = self.place_many([order])
-        if isinstance(result, RpcError):
+        if isinstance(result, Exception):
             raise result
         return result
 
-    def place_many(self, orders: list[PlaceOrder]) -> Iterator[Placed | RpcError]:
+    def place_many(self, orders: list[PlaceOrder]) -> Iterator[Placed | RpcError | Exception]:
         """Sequence ``orders`` as ONE batch (one compiled engine call: the per-call overhead
         dominates single orders), then yield each order's result in turn: its record and
         trades, or the mapped ``RpcError`` of a reject. An order's events are applied (and
@@ -278,34 +342,83 @@ class Venue:
         ``Update`` merging the batch's: its ``orders`` (each changed record once), all
         ``trades`` in order, the union of the touched sets (``first_*``: the last order's).
         That saves an ``Update`` and the listener calls per order. The
-        outcome is the same as placing the orders one by one in this order. Cost: one
-        engine call, O(events) Python."""
+        outcome is the same as placing the orders one by one in this order. Failures are
+        per order: one whose fields do not fit the command record (checked by packing it)
+        is answered -32602 and not sequenced, the others go on; an exception while walking
+        one order's events is that order's result. Cost: one engine call, O(events)
+        Python."""
         size = RECORD_BYTES
         buffer = bytearray(size * len(orders))
         pack = _PLACE.pack_into
         types, tifs = _ORDER_TYPE_CODES, _TIF_CODES  # plain ints: packing an enum costs more
+        labels = self.labels
+        failed: dict[int, RpcError] | None = None
+        at = 0  # records packed
         for i, order in enumerate(orders):
-            pack(buffer, size * i + 16, _PLACE_ORDER, order.side, types[order.order_type],
-                 tifs[order.time_in_force], order.flags, order.account, order.instrument,
-                 order.price_ticks, order.qty_lots, 0)
+            try:
+                pack(buffer, size * at + 16, _PLACE_ORDER, order.side, types[order.order_type],
+                     tifs[order.time_in_force], order.flags, order.account, order.instrument,
+                     order.price_ticks, order.qty_lots,
+                     labels.key(order.label) if labels is not None and order.label else 0)
+            except (struct.error, KeyError, TypeError):
+                # the gateway checks ranges first; an order that still does not fit its
+                # record fails alone (its slot is overwritten by the next, or cut off)
+                if failed is None:
+                    failed = {}
+                failed[i] = invalid_params("order", "a field is out of range")
+                continue
+            at += 1
+        if labels is not None:
+            labels.flush()
+        if at == 0:
+            return iter([failed[i] for i in range(len(orders))]) if failed else iter(())
+        if at < len(orders):
+            del buffer[size * at:]
+        sequenced = orders if failed is None else \
+            [order for i, order in enumerate(orders) if i not in failed]
         commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE)
         merge = self.merges_batches()
-        events = self.exchange.submit(commands)
-        return self._results(orders, int(commands.view(np.int64)[0]),
-                             events.view(np.int64).reshape(-1, 8).tolist(), merge)
+        try:
+            events = self.exchange.submit(commands)
+        except OutcomeUnknown as unknown:
+            self._unresolved(unknown, [_Pending(o.order_type, TIF_NAMES[o.time_in_force],
+                                                o.flags, o.label) for o in sequenced])
+            return iter([failed[i] if failed is not None and i in failed else
+                         _outcome_unknown({"label": o.label} if o.label else {})
+                         for i, o in enumerate(orders)])
+        # a submission can come back in several engine batches (others' in between): each
+        # command has its own stamped seq, not first + position
+        return self._results(orders, commands["seq"].tolist(),
+                             events.view(np.int64).reshape(-1, 8).tolist(), merge,
+                             (commands["ts_ns"] // 1_000_000).tolist(), failed)
 
-    def _results(self, orders: list[PlaceOrder], first_seq: int, rows: list[list[int]],
-                 merge: bool) -> Iterator[Placed | RpcError]:
-        now = self.now_ms()
+    def _unresolved(self, unknown: OutcomeUnknown, pendings: list[_Pending]) -> None:
+        """Remember what the venue knew of commands whose outcome is unknown, until their
+        batch arrives (``defer_frame`` with its position); walk what already did."""
+        for k in range(min(unknown.count, len(pendings))):
+            self.unresolved[unknown.first_position + k] = pendings[k]
+        self.walk_deferred()
+
+    def _results(self, orders: list[PlaceOrder], seqs: list[int], rows: list[list[int]],
+                 merge: bool, stamps_ms: list[int], failed: dict[int, RpcError] | None
+                 ) -> Iterator[Placed | RpcError | Exception]:
         start, total = 0, len(rows)
         pendings = self._pendings
+        deferred = self.deferred
         # a batch of orders emits no MARK / INDEX events: every trade of it reads the
         # same post-batch mark and index (the walk runs after the engine call)
         prices: dict[int, tuple[int, int]] = {}
         merged = Update() if merge else None
-        last = first_seq + len(orders) - 1
+        last = seqs[-1]
         walk, record_of = self._walk, self._record
-        for seq, order in enumerate(orders, first_seq):
+        packed = iter(zip(seqs, stamps_ms, strict=True))
+        for i, order in enumerate(orders):
+            if failed is not None and i in failed:  # never sequenced
+                yield failed[i]
+                continue
+            seq, now = next(packed)
+            if deferred and deferred[0].first_seq < seq and self.walk_deferred(seq):
+                prices.clear()  # others' batches may have moved marks
             end = start
             while end < total and rows[end][0] == seq:
                 end += 1
@@ -316,18 +429,24 @@ class Venue:
                                    order.flags, order.label)
                 if not order.label:  # unlabelled kinds are few: keep them
                     pendings[key] = pending
-            if merged is None:
-                update = walk(rows[start:end], pending, now, prices)
-                trades = update.trades
-            else:
-                before = len(merged.trades)
-                update = walk(rows[start:end], pending, now, prices, merged)
-                trades = merged.trades[before:] if len(merged.trades) > before else []
+            try:
+                if merged is None:
+                    update = walk(rows[start:end], pending, now, prices)
+                    trades = update.trades
+                else:
+                    before = len(merged.trades)
+                    update = walk(rows[start:end], pending, now, prices, merged)
+                    trades = merged.trades[before:] if len(merged.trades) > before else []
+            except Exception as error:  # a bug: this order's answer, not its batch's
+                update, trades = None, []
+                outcome: Placed | RpcError | Exception = error
             start = end
             if merged is not None and seq == last:  # before the last result is taken
                 for listener in self.listeners:
                     listener(merged)
-            if update.first_kind != _ACCEPTED:
+            if update is None:
+                yield outcome
+            elif update.first_kind != _ACCEPTED:
                 yield rpc_error_for(update.first_reason)
             else:
                 order_id = update.first_order
@@ -335,6 +454,8 @@ class Venue:
                 if record is None or record.order_id != order_id:
                     record = record_of(order_id)
                 yield record, (_own_trades(trades, order_id) if trades else [])
+        if deferred:
+            self.walk_deferred()
 
     def merges_batches(self) -> bool:
         """Whether every listener may, now, take a batch's updates merged: what
@@ -360,19 +481,20 @@ class Venue:
                            {"param": "amount", "reason": "not above the filled amount"})
         price = record.price_ticks if price_ticks is None else price_ticks
         update = self.apply(self._submit(_TARGET, CommandKind.AMEND_ORDER, account, 0,
-                                         order_id, price, remaining))
+                                         order_id, price, remaining), self._stamped_ms())
         self._accepted(update)
         return self._record(order_id), self._own_trades(update, order_id)
 
     def cancel(self, account: int, order_id: int) -> OrderRecord:
         self._open_record(account, order_id)
         self._accepted(self.apply(self._submit(_TARGET, CommandKind.CANCEL_ORDER, account, 0,
-                                               order_id, 0, 0)))
+                                               order_id, 0, 0), self._stamped_ms()))
         return self._record(order_id)
 
     def cancel_all(self, account: int, instrument: int | None = None) -> int:
         kind = CommandKind.CANCEL_ALL if instrument is None else CommandKind.CANCEL_ALL_INSTRUMENT
-        update = self.apply(self._submit(_TARGET, kind, account, instrument or 0, 0, 0, 0))
+        update = self.apply(self._submit(_TARGET, kind, account, instrument or 0, 0, 0, 0),
+                            self._stamped_ms())
         self._accepted(update)
         return update.first_qty
 
@@ -385,7 +507,11 @@ class Venue:
 
     def mass_quote(self, account: int, quotes: list[Quote]) -> bool:
         self._pending = _Pending("limit", "good_til_cancelled", int(OrderFlag.POST_ONLY), "")
-        result = self.exchange.mass_quote(account, quotes)
+        try:
+            result = self.exchange.mass_quote(account, quotes)
+        except OutcomeUnknown as unknown:
+            self._unresolved(unknown, [self._pending])
+            raise _outcome_unknown({}) from None
         self.apply(result.events)
         return result.accepted
 
@@ -394,7 +520,11 @@ class Venue:
     def submit_inputs(self, commands: np.ndarray) -> np.ndarray:
         """Sequence INDEX / RISK_ARRAY (or any admin) records built by the oracle and the
         pricing service; returns the events."""
-        events = self.exchange.submit(commands)
+        try:
+            events = self.exchange.submit(commands)
+        except OutcomeUnknown as unknown:
+            self._unresolved(unknown, [])
+            raise
         self.apply(events)
         return events
 
@@ -410,16 +540,36 @@ class Venue:
 
     def set_option_view(self, instrument: int, iv: float, greeks: dict[str, float]) -> None:
         """What the pricing service computed for an option (implied volatility in
-        percent, Greeks per unit of the base): informative, for tickers and positions."""
+        percent, Greeks per unit of the base), shown until the engine has the option's
+        sequenced risk array (then ``mark_iv`` and ``greeks`` read the engine state)."""
         self.option_iv[instrument] = iv
         self.option_greeks[instrument] = greeks
 
     def mark_iv(self, instrument: int) -> float:
-        return self.option_iv.get(instrument, 0.0)
+        """Implied volatility of the option's mark, percent: the engine's (from the last
+        sequenced RISK_ARRAY: the same on every gateway worker after the same batches),
+        else the pricing service's view."""
+        view = self._engine_view(instrument)
+        return view[0] if view is not None else self.option_iv.get(instrument, 0.0)
 
     def greeks(self, instrument: int) -> dict[str, float]:
+        """Greeks per unit of the base, as ``mark_iv`` chooses its source."""
+        view = self._engine_view(instrument)
+        if view is not None:
+            return view[1]
         return self.option_greeks.get(
             instrument, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0, "rho": 0.0})
+
+    def _engine_view(self, instrument: int) -> tuple[float, dict[str, float]] | None:
+        state = self.exchange.engine.state.ins_i8
+        spec = self.catalog.by_id.get(instrument)
+        if spec is None or not 0 <= instrument < len(state):
+            return None
+        row = state[instrument]
+        iv_ppm = int(row[L.I_MARK_IV])
+        if not iv_ppm:
+            return None
+        return option_view(spec, iv_ppm, [int(row[k]) for k in _GREEK_WORDS])
 
     def last_price_ticks(self, instrument: int) -> int:
         return self._last_price.get(instrument, 0)
@@ -455,34 +605,93 @@ class Venue:
 
     # ---- events ----
 
-    def apply(self, events: np.ndarray) -> Update:
+    def apply(self, events: np.ndarray, now_ms: int | None = None) -> Update:
         """Walk one command's (or one batch's) events: update records and history, then
-        notify the listeners. Cost: O(events); fields are decoded from the records' 64-bit
+        notify the listeners. ``now_ms``: the command's sequencer time (default: the
+        engine's clock). Cost: O(events); fields are decoded from the records' 64-bit
         words (one ``tolist`` call, no per-field numpy access)."""
         if not len(events):
+            if self.deferred:
+                self.walk_deferred()
             return Update()
-        return self._walk(events.view(np.int64).reshape(-1, 8).tolist(), self._pending,
-                          self.now_ms())
+        rows = events.view(np.int64).reshape(-1, 8).tolist()
+        if self.deferred:  # others' batches sequenced before this one first
+            self.walk_deferred(rows[0][0])
+        update = self._walk(rows, self._pending, self.now_ms() if now_ms is None else now_ms)
+        if self.deferred:
+            self.walk_deferred()
+        return update
 
-    def apply_frame(self, commands: np.ndarray, events: np.ndarray) -> None:
+    def _stamped_ms(self) -> int:
+        """The sequencer time the exchange stamped on the last ``_submit`` command (a
+        gateway worker's clock may already be past it: others' batches)."""
+        return int(self._command["ts_ns"][0]) // 1_000_000
+
+    def defer_frame(self, commands: np.ndarray, events: np.ndarray, ts_ns: int,
+                    first_position: int | None = None) -> None:
+        """Queue a batch sequenced elsewhere (another worker's; or, with
+        ``first_position``, this submitter's commands from that position on whose outcome
+        was unknown) to be walked in seq order with the venue's own commands: before a
+        later own command's events, or by ``walk_deferred``. Cost O(1) (a batch arriving
+        out of order, which only a late batch of ours can, sorts the queue)."""
+        entry = Deferred(int(commands["seq"][0]), commands, events, ts_ns, first_position)
+        queue = self.deferred
+        queue.append(entry)
+        if len(queue) > 1 and queue[-2].first_seq > entry.first_seq:
+            ordered = sorted(queue, key=lambda d: d.first_seq)
+            queue.clear()  # in place: a walk in progress holds this deque
+            queue.extend(ordered)
+
+    def walk_deferred(self, before_seq: int | None = None) -> int:
+        """Walk the queued batches (those sequenced before ``before_seq``; None: all),
+        oldest first. Returns how many. Cost: ``apply_frame``'s per batch."""
+        queue, count = self.deferred, 0
+        while queue and (before_seq is None or queue[0].first_seq < before_seq):
+            entry = queue.popleft()
+            self.apply_frame(entry.commands, entry.events, entry.ts_ns, entry.first_position)
+            count += 1
+        return count
+
+    def apply_frame(self, commands: np.ndarray, events: np.ndarray, ts_ns: int | None = None,
+                    first_position: int | None = None) -> None:
         """Walk a batch sequenced by someone else (another gateway worker): command by
         command, each order's type, time in force and flags read from its command record
-        (the label is the submitter's: not in the record). Cost: O(commands + events)."""
+        (the label from its key in the record, with ``labels``; for a batch of this
+        submitter's own whose outcome was unknown, ``first_position`` finds what the
+        venue kept of them). ``ts_ns``: the batch's sequencer time (default: the
+        engine's clock). Cost: O(commands + events)."""
+        unresolved = self.unresolved if first_position is not None else None
         if not len(events):
+            if unresolved:
+                for k in range(len(commands)):
+                    unresolved.pop(first_position + k, None)  # type: ignore[operator]
             return
         rows = events.view(np.int64).reshape(-1, 8).tolist()
         seqs = commands["seq"].tolist()
         kinds, tifs = commands["order_type"].tolist(), commands["tif"].tolist()
         flags = commands["flags"].tolist()
-        now, start, total = self.now_ms(), 0, len(rows)
+        labels = self.labels
+        # the label word of orders only (other commands' records alias other fields there)
+        keys = commands["label"].tolist() if labels is not None else None
+        commands_of = commands["kind"].tolist() if labels is not None else None
+        now = self.now_ms() if ts_ns is None else ts_ns // 1_000_000
+        start, total = 0, len(rows)
         for k, seq in enumerate(seqs):
             end = start
             while end < total and rows[end][0] == seq:
                 end += 1
+            pending = None
+            if unresolved:
+                pending = unresolved.pop(first_position + k, None)  # type: ignore[operator]
             if end > start:
-                pending = _Pending(_ORDER_TYPE_NAMES.get(kinds[k], "limit"),
-                                   _TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
-                                   flags[k], "")
+                if pending is None:
+                    label = ""
+                    if keys is not None and commands_of is not None and keys[k] and (
+                            commands_of[k] in (_PLACE_ORDER, _MASS_QUOTE)):
+                        label = labels.name(keys[k])  # type: ignore[union-attr]
+                    pending = _Pending(_ORDER_TYPE_NAMES.get(kinds[k], "limit"),
+                                       _TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
+                                       flags[k], label)
                 self._walk(rows[start:end], pending, now)
             start = end
 
@@ -663,8 +872,16 @@ class Venue:
                     info.order_id, account, info.instrument, int(info.side),
                     post_only=bool(info.flags & OrderFlag.POST_ONLY),
                     reduce_only=bool(info.flags & OrderFlag.REDUCE_ONLY),
-                    quote=bool(info.flags & OrderFlag.QUOTE), price_ticks=info.price_ticks,
+                    quote=bool(info.flags & OrderFlag.QUOTE),
+                    label=self.labels.name(info.label) if self.labels is not None else "",
+                    price_ticks=info.price_ticks,
                     amount_lots=info.remaining_lots, created_ms=now, updated_ms=now)
+
+
+def _outcome_unknown(data: dict[str, Any]) -> RpcError:
+    """The reply to a command whose outcome is unknown (see ``OutcomeUnknown``): the
+    client queries the order by ``order_id`` or ``label`` to learn it."""
+    return RpcError(OUTCOME_UNKNOWN, "timed_out", {"reason": "outcome_unknown", **data})
 
 
 def _own_trades(trades: list[Trade], order_id: int) -> list[Trade]:

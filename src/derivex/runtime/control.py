@@ -56,7 +56,7 @@ GLOBAL_LINES = 8
 # the worker's replica: the last seq it applied; the bus position of the next frame
 # boundary at or after its consumer slot's cursor, and the last seq of the frames before
 # that boundary (a restarted instance skips to the boundary and catches up to the seq
-# from the journal)
+# from the journal); the front end's: 1 + the generation that serves its clients
 (
     WK_GENERATION,
     WK_ALIVE,
@@ -65,7 +65,8 @@ GLOBAL_LINES = 8
     WK_APPLIED,
     WK_BUS_SEQ,
     WK_BUS_POSITION,
-) = range(7)
+    WK_SERVING,
+) = range(8)
 
 
 @njit(cache=True, nogil=True)

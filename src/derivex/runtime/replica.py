@@ -369,6 +369,11 @@ class Replica:
                 self.pump()  # the engine may be waiting for this slot meanwhile
                 time.sleep(0.002)
 
+    @property
+    def journal_dir(self) -> str:
+        """The journal directory the replica recovers and catches up from."""
+        return str(self._directory)
+
     def _publish(self) -> None:
         self._ctl.set_worker(self.index, WK_APPLIED, self.applied_seq)
 

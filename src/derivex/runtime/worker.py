@@ -31,7 +31,15 @@ import numpy as np
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE
 from derivex.ipc import BookReader, RingTimeout, SpscRing
 from derivex.runtime.config import RuntimeConfig, load_callable
-from derivex.runtime.control import DURABLE_SEQ, PROCESSED_SEQ, STOPPING, Control, SegmentNames
+from derivex.runtime.control import (
+    DURABLE_SEQ,
+    PROCESSED_SEQ,
+    START_SEQ,
+    STOPPING,
+    WK_SERVING,
+    Control,
+    SegmentNames,
+)
 from derivex.runtime.frames import FRAME_DTYPE, MARKER_KIND, FrameAssembler
 from derivex.runtime.replica import Replica
 from derivex.runtime.rings import Idle, child_setup, offer, take
@@ -169,6 +177,11 @@ class WorkerContext:
         return self._ctl.get(DURABLE_SEQ)
 
     @property
+    def start_seq(self) -> int:
+        """The last seq before this run (of the journal it resumed; 0 for a new one)."""
+        return self._ctl.get(START_SEQ)
+
+    @property
     def processed_seq(self) -> int:
         return self._ctl.get(PROCESSED_SEQ)
 
@@ -177,6 +190,11 @@ class WorkerContext:
         if self._book is None:
             self._book = BookReader(self._names.book)
         return self._book
+
+    def mark_serving(self) -> None:
+        """Tell the supervisor that this instance's front end now serves its clients (its
+        port accepts): the control word ``WK_SERVING`` becomes 1 + its generation."""
+        self._ctl.set_worker(self.index, WK_SERVING, self.generation + 1)
 
     def discard_responses(self) -> None:
         """Take responses off the ring and drop them (after the front end has returned)."""
