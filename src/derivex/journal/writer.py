@@ -108,9 +108,12 @@ def write_config(directory: Path, config: EngineConfig) -> None:
 class Journal:
     """Append-only journal of stamped command batches in ``directory``.
 
-    Opening an existing journal verifies its last file, truncates a torn final batch
-    (reported in ``repaired``) and continues after its last seq. Raises ``JournalError`` on
-    a bad argument or a held lock, ``CorruptionError`` on damage in the last file.
+    Opening an existing journal checks the directory against the segment manifest and
+    verifies its last file — both read-only — then truncates a genuinely torn final batch
+    (beyond the acknowledged length; reported in ``repaired``), records the journal in the
+    manifest and continues after its last seq. Raises ``JournalError`` on a bad argument, a
+    held lock or a disagreement with the manifest, ``CorruptionError`` on damage in the
+    last file; a failed open changes no journal file.
     """
 
     def __init__(self, directory: Path | str, *, fsync: str = DEFAULT_FSYNC,
