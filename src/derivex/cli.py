@@ -214,12 +214,15 @@ def replay(
 
 
 @app.command()
-def verify(directory: Annotated[Path, typer.Argument(help="journal directory")]) -> None:
-    """Check every journal batch and snapshot, and that the latest snapshot + tail reaches
-    the same state hash and root as a full replay. Exit code 1 on disagreement, 2 on
-    damage."""
+def verify(directory: Annotated[Path, typer.Argument(
+        help="journal directory (or the data directory holding it)")]) -> None:
+    """Check the journal files against the segment manifest, every journal batch and
+    snapshot, and that the latest snapshot + tail reaches the same state hash and root as a
+    full replay. Exit code 1 on disagreement, 2 on damage or a gap."""
     from derivex.journal import JournalError, verify_directory
 
+    if (directory / "journal").is_dir():
+        directory = directory / "journal"
     console = Console()
     progress, update = _journal_progress(console, directory, "verify")
     try:
@@ -233,6 +236,35 @@ def verify(directory: Annotated[Path, typer.Argument(help="journal directory")])
     console.print("[green]OK[/green]" if audit.ok else "[red]MISMATCH[/red]")
     if not audit.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def repair(
+    directory: Annotated[Path, typer.Argument(help="data directory or its journal directory")],
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="carry the repair out (without it: only print what it would drop)")]
+    = False,
+) -> None:
+    """Drop damaged journal data, explicitly: keep the longest verified prefix of the
+    journal, move everything after it (and snapshots past its end or damaged) into
+    DIRECTORY/dropped-N/, and rebuild the segment manifest. Prints exactly what is dropped.
+    Exit code 0 when nothing needs repair or it was applied, 1 when a repair is needed and
+    --apply was not given."""
+    from derivex.journal.repair import apply_repair, plan_repair
+
+    journal = directory / "journal" if (directory / "journal").is_dir() else directory
+    plan = plan_repair(journal)
+    if not plan.changes:
+        typer.echo(f"{journal}: nothing to repair (journal ends at seq {plan.end_seq})")
+        return
+    for line in plan.lines:
+        typer.echo(line)
+    typer.echo(f"after the repair the journal ends at seq {plan.end_seq}")
+    if not apply:
+        typer.echo("dry run: nothing changed; run again with --apply to repair", err=True)
+        raise typer.Exit(1)
+    folder = apply_repair(plan)
+    typer.echo(f"repaired{f': dropped data moved to {folder}' if folder else ''}")
 
 
 @app.command()
@@ -264,8 +296,11 @@ def serve(
     8080,
     demo: Annotated[bool, typer.Option(
         "--demo/--no-demo", help="market-making and noise-trading agents")] = True,
-    fsync: Annotated[str, typer.Option(help="journal durability: batch, interval or none")] =
-    "interval",
+    fsync: Annotated[str, typer.Option(
+        help="journal durability: group (default: acknowledged after the fdatasync that "
+             "covers it, one flush for every batch pending), batch (one fdatasync per "
+             "batch), interval (acknowledged when written, flushed every 5 ms: a power loss "
+             "can lose acknowledged orders) or none (tests)")] = "group",
     log_format: Annotated[str, typer.Option(help="json or console")] = "json",
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     workers: Annotated[int, typer.Option(
@@ -291,8 +326,10 @@ def serve(
 
     from derivex.gateway import serve as serving
     from derivex.gateway.auth_limits import AuthLimits
+    from derivex.gateway.datadir import DataDirectoryError
     from derivex.gateway.limits import Limits
     from derivex.gateway.telemetry import configure_logging
+    from derivex.journal import JournalError
 
     try:
         auth_limits = AuthLimits.parse(auth_backoff)
@@ -302,21 +339,31 @@ def serve(
         raise typer.Exit(2) from None
     level = getattr(logging, log_level.upper(), logging.INFO)
     configure_logging(level=level, json=log_format == "json")
+    refused = (DataDirectoryError, JournalError)  # damage: refused, nothing changed
     if workers:
         from derivex.gateway.worker import run_workers
 
-        report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
-                             fsync=fsync, log_level=level, json_logs=log_format == "json",
-                             auth_backoff=auth_backoff,
-                             submit_timeout_s=submit_timeout,
-                             limits=limits,
-                             announce=lambda url, opened: _announce(url, opened, data_dir))
+        try:
+            report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
+                                 fsync=fsync, log_level=level, json_logs=log_format == "json",
+                                 auth_backoff=auth_backoff,
+                                 submit_timeout_s=submit_timeout,
+                                 limits=limits,
+                                 announce=lambda url, opened: _announce(url, opened,
+                                                                        data_dir))
+        except refused as error:
+            typer.echo(f"error: refusing to start: {error}", err=True)
+            raise typer.Exit(2) from None
         typer.echo("derivex stopped: " + json.dumps(_runtime_summary(report)))
         if report.failure:
             typer.echo(f"error: {report.failure}", err=True)
             raise typer.Exit(1)
         return
-    opened = serving.open_venue(data_dir, fsync=fsync, demo=demo)
+    try:
+        opened = serving.open_venue(data_dir, fsync=fsync, demo=demo)
+    except refused as error:
+        typer.echo(f"error: refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
     for line in opened.report:
         typer.echo(line, err=True)
     try:

@@ -188,6 +188,10 @@ class Exchange:
         # write-ahead journal: records the config and continues its sequence (to resume
         # a journaled venue with its state, use derivex.journal.open_exchange)
         self.journal = journal
+        #: with a group-commit journal, ``submit`` returns once the batch is durable; a
+        #: caller that holds its results until then itself (the gateway's DurabilityGate)
+        #: sets this False so the engine goes on while the disk flushes
+        self.durable_results = True
         if journal is not None:
             self._seq = journal.attach(self.engine.config)
         self._one = command_array(1)
@@ -201,7 +205,8 @@ class Exchange:
         """Sequence a batch (assign ``seq`` and ``ts_ns`` in place) and process it.
         Returns the events (a new array). Cost: one compiled call. With a journal, the
         batch is appended first: the events are returned only once the journal's policy
-        has made it durable."""
+        has made it durable (``"group"``, the default: once the flush covering it has
+        returned; ``"interval"``: written, flushed later)."""
         if commands.dtype != COMMAND_DTYPE:
             raise TypeError("commands must have dtype COMMAND_DTYPE")
         count = len(commands)
@@ -214,12 +219,17 @@ class Exchange:
         else:
             commands["seq"] = np.arange(self._seq + 1, self._seq + 1 + count, dtype=np.uint64)
             commands["ts_ns"] = self._clock()
-        if self.journal is not None:
-            self.journal.append(commands)  # durable (per its fsync policy) before processing
+        journal = self.journal
+        if journal is not None:
+            journal.append(commands)  # written (and per its policy flushed) before processing
         self._seq += count
         events = self.engine.process(commands)
-        if self.journal is not None:
-            self.journal.observe(events)
+        if journal is not None:
+            journal.observe(events)
+            if journal.fsync == "group" and self.durable_results:
+                # group commit: the flush started at append ran while the engine worked;
+                # the events (the acknowledgement) leave only once it covers this batch
+                journal.wait_durable(self._seq)
         if (commands.view(np.uint8)[16] == _TIME if count == 1
                 else _TIME in commands.view(np.uint8)[16::RECORD_BYTES]):
             self._record_funding(events)

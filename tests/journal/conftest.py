@@ -73,3 +73,16 @@ def naive_replay(directory: Path) -> tuple[Engine, np.ndarray]:
     if not commands:
         return engine, np.zeros(0, dtype=COMMAND_DTYPE)
     return engine, np.concatenate(commands).reshape(-1).view(COMMAND_DTYPE)
+
+
+def as_if_killed(directory: Path, acknowledged_bytes: int) -> None:
+    """Rewrite the segment manifest as a writer killed mid-run leaves it: not closed, with
+    ``acknowledged_bytes`` of the newest file recorded (what a crash test simulates after a
+    clean close)."""
+    from derivex.journal import segments
+
+    manifest = segments.load(directory)
+    assert manifest is not None
+    manifest.closed = False
+    manifest.segments[-1].bytes = acknowledged_bytes
+    segments.save(directory, manifest)

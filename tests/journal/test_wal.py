@@ -1,5 +1,6 @@
-"""The write-ahead journal: round trip, rolling, policies, locking, and damage: a torn tail is
-cut and reported, damage anywhere else raises naming the file and byte offset."""
+"""The write-ahead journal: round trip, rolling, policies, locking, and damage: a torn tail
+(a partial last write beyond what the manifest records) is cut and reported, damage anywhere
+else raises naming the file and byte offset and changes nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from derivex.core.records import command_array
 from derivex.journal import CorruptionError, Journal, JournalError, read, scan
 from derivex.journal.format import CHECKSUM_BLAKE2B, HEADER_BYTES, journal_files
 
-from .conftest import batches_of, journal_flow
+from .conftest import as_if_killed, batches_of, journal_flow
 
 
 def stamped(first_seq: int, count: int) -> np.ndarray:
@@ -161,25 +162,49 @@ def test_truncated_tail_is_reported_and_cut(journaled, cut) -> None:
     repaired = scan(directory, repair=True)
     assert repaired.torn is not None and path.stat().st_size == last.offset
     assert scan(directory).torn is None
+    with pytest.raises(JournalError, match="truncated or altered"):
+        Journal(directory)  # after a clean stop the manifest records the exact length
+    as_if_killed(directory, last.offset)  # the last batch was written after the manifest
     with Journal(directory) as journal:  # the writer continues after the last good batch
         assert journal.last_seq == last.first_seq - 1
         journal.append(stamped(last.first_seq, 5))
     assert scan(directory).last_seq == last.first_seq + 4
 
 
-def test_torn_final_batch_checksum_and_zero_fill(journaled) -> None:
+def test_bad_checksum_in_the_final_complete_batch_is_corruption(journaled) -> None:
     directory, _ = journaled
     path = journal_files(directory)[-1]
     last = list(read(directory))[-1]
-    flip(path, path.stat().st_size - 3)  # the final batch: a torn write, not corruption
-    reader = scan(directory)
-    assert reader.torn is not None and "checksum" in reader.torn.reason
-    assert reader.torn.offset == last.offset
-    scan(directory, repair=True)
+    flip(path, path.stat().st_size - 3)  # a kill -9 never leaves a complete, bad batch
+    before = path.read_bytes()
+    with pytest.raises(CorruptionError, match="checksum mismatch") as error:
+        scan(directory)
+    assert error.value.path == path and error.value.offset == last.offset
+    as_if_killed(directory, last.offset)  # even where a torn tail would be allowed
+    with pytest.raises(CorruptionError, match="checksum mismatch"):
+        Journal(directory)
+    assert path.read_bytes() == before  # the failed open changed nothing
+
+
+def test_zero_filled_tail_is_torn_only_beyond_the_acknowledged_length(journaled) -> None:
+    directory, _ = journaled
+    path = journal_files(directory)[-1]
+    last = list(read(directory))[-1]
+    size = path.stat().st_size
     with open(path, "ab") as handle:  # a crash after the size grew but before data landed
         handle.write(bytes(4096))
     reader = scan(directory)
     assert reader.torn is not None and reader.torn.reason == "zero-filled tail"
+    as_if_killed(directory, size)
+    with Journal(directory) as journal:
+        assert journal.repaired is not None and journal.repaired.offset == size
+    assert path.stat().st_size == size
+    with open(path, "r+b") as handle:  # zeros over an acknowledged batch are damage
+        handle.seek(last.offset)
+        handle.write(bytes(size - last.offset + 4096))
+    as_if_killed(directory, size)
+    with pytest.raises(CorruptionError, match="acknowledged"):
+        Journal(directory)
     with open(path, "r+b") as handle:  # non-zero garbage after the tail is corruption
         handle.seek(-100, 2)
         handle.write(b"\x01" * 100)
@@ -216,6 +241,7 @@ def test_reopening_drops_a_last_file_holding_only_a_torn_batch(tmp_path) -> None
     assert [int(f.stem) for f in files] == [1, 11, 21]
     with open(files[-1], "r+b") as handle:
         handle.truncate(100)
+    as_if_killed(tmp_path, 0)  # killed right after the roll listed the new file
     with Journal(tmp_path) as journal:
         assert journal.repaired is not None and journal.repaired.path == files[-1]
         assert journal.last_seq == 20 and not files[-1].exists()

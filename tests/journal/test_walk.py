@@ -16,7 +16,7 @@ from derivex.journal.format import CHECKSUM_BLAKE2B, HEADER_BYTES, journal_files
 from derivex.journal.replay import apply_journal
 from derivex.journal.roots import StateRoots
 
-from .conftest import batches_of, naive_replay
+from .conftest import as_if_killed, batches_of, naive_replay
 
 
 def test_mass_quote_code_matches_the_records() -> None:
@@ -132,6 +132,7 @@ def test_walker_reports_and_repairs_a_torn_tail(tmp_path, flow) -> None:
     size = files[-1].stat().st_size
     with open(files[-1], "r+b") as handle:
         handle.truncate(size - 100)
+    as_if_killed(tmp_path, last.offset)  # the manifest recorded the file before the last batch
     recovered = recover(tmp_path, use_snapshot=False, roots=False)
     assert recovered.torn is not None and recovered.torn.offset == last.offset
     assert recovered.seq == last.first_seq - 1 and files[-1].stat().st_size == size - 100

@@ -7,10 +7,12 @@ The data directory holds everything that survives a restart::
     <data>/keys.json         API keys (mode 0600)
     <data>/serve.json        the demo accounts
 
-On a fresh directory it lists the default instruments (BTC and ETH USDC perpetuals and a
-BTC options chain), creates a funded demo account with an API key, and (``demo``) funded
-agent accounts. On an existing one it recovers the venue from its latest snapshot and
-journal tail and goes on.
+On a fresh (empty) directory it lists the default instruments (BTC and ETH USDC perpetuals
+and a BTC options chain), creates a funded demo account with an API key, and (``demo``)
+funded agent accounts; ``serve.json`` is written last. On an existing one it recovers the
+venue from its latest snapshot and journal tail and goes on. A directory that holds part of
+a venue, or a damaged file of one, is refused naming the file (``datadir``), and a failed
+start changes no file.
 
 The ``Market`` feeds the engine its inputs: an index feed (``derivex.oracle``, simulated by
 default; anything with ``records(now_ns)`` plugs in) sequenced as INDEX commands, and the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -36,15 +39,17 @@ from derivex.core import layout as L
 from derivex.core.config import EngineConfig
 from derivex.core.records import CommandKind, Underlying
 from derivex.exchange import Exchange
+from derivex.gateway import datadir
 from derivex.gateway.agents import INNER, OUTER, MarketMaker, NoiseTrader
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog, InstrumentSpec
 from derivex.gateway.keys import ApiKey, KeyStore
 from derivex.gateway.limits import Limits
-from derivex.gateway.listing import START_PRICES, catalog_from_state, default_specs, list_all
+from derivex.gateway.listing import START_PRICES, default_specs, list_all
 from derivex.gateway.server import Gateway, tune_gc
 from derivex.gateway.telemetry import logger
 from derivex.gateway.venue import Venue
+from derivex.journal.writer import DEFAULT_FSYNC
 from derivex.oracle import IndexFeed, MultiIndexFeed, SimulatedIndexFeed
 from derivex.pricing.black import black76_greeks
 from derivex.pricing.service import NS_PER_YEAR, OptionSpec, PricingService
@@ -67,7 +72,10 @@ class ServeState:
 
     def save(self, path: Path) -> None:
         temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps(asdict(self), indent=1))
+        with open(temp, "w") as handle:
+            handle.write(json.dumps(asdict(self), indent=1))
+            handle.flush()
+            os.fsync(handle.fileno())
         temp.replace(path)
 
 
@@ -85,42 +93,47 @@ def _price_ticks(spec: InstrumentSpec, price: Any) -> int:
 
 
 def open_venue(data_dir: Path | str, *, config: EngineConfig | None = None,
-               fsync: str = "interval", demo: bool = True, seed: int = 7,
-               clock: Callable[[], int] | None = None) -> Opened:
-    """Open (recover) or create the venue in ``data_dir``; see the module docstring."""
+               fsync: str = DEFAULT_FSYNC, demo: bool = True, seed: int = 7,
+               clock: Callable[[], int] | None = None, roll_bytes: int = 64 << 20) -> Opened:
+    """Open (recover) or create the venue in ``data_dir``; see the module docstring.
+    Raises ``DataDirectoryError`` or ``JournalError`` (naming the file) on a partial or
+    damaged directory, having changed nothing."""
     from derivex.journal import open_exchange
 
     data = Path(data_dir)
+    new = datadir.is_new(data)  # raises on a partial venue: never re-initialised
+    catalog_path, state_path = data / "instruments.json", data / "serve.json"
+    if not new:
+        datadir.check_files(data)
+        try:
+            catalog = Catalog.load(catalog_path)
+            state = ServeState.load(state_path)
+        except (ValueError, KeyError, TypeError) as error:
+            raise datadir.DataDirectoryError(f"{data}: damaged instruments.json or "
+                                             f"serve.json ({error!r:.200})") from None
     data.mkdir(parents=True, exist_ok=True)
     exchange, recovered = open_exchange(data / "journal", clock=clock, config=config,
-                                        fsync=fsync)
-    report = recovered.report() if recovered.seq else ["new venue"]
-    catalog_path, state_path = data / "instruments.json", data / "serve.json"
-    if catalog_path.exists():
-        catalog = Catalog.load(catalog_path)
-    elif recovered.seq:
-        catalog = catalog_from_state(exchange)
-        catalog.save(catalog_path)
-        report.append("catalogue rebuilt from the engine state")
-    else:
+                                        fsync=fsync, roll_bytes=roll_bytes)
+    report = recovered.report() if not new else ["new venue"]
+    if new:
         catalog = list_all(exchange, default_specs(time.time_ns() // 1_000_000))
         catalog.save(catalog_path)
-    if state_path.exists():
-        state = ServeState.load(state_path)
-    else:
         account = exchange.create_account()
         exchange.deposit(account, DEMO_DEPOSIT_UNITS)
         state = ServeState(time.time_ns() // 1_000_000, account, seed=seed)
+    changed = new
     if demo and not state.maker_accounts:
         state.maker_accounts = [exchange.create_account() for _ in range(2)]
         state.noise_account = exchange.create_account()
         for account in (*state.maker_accounts, state.noise_account):
             exchange.deposit(account, AGENT_DEPOSIT_UNITS)
-    state.save(state_path)
+        changed = True
     keys = KeyStore(data)
     demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
     if demo_key is None:
         demo_key = keys.create(state.demo_account, ("read", "trade"), name="demo")
+    if changed:  # last: a venue whose creation was interrupted has no serve.json
+        state.save(state_path)
     return Opened(Venue(exchange, catalog), keys, state, demo_key, report)
 
 

@@ -39,6 +39,7 @@ from derivex.core import layout as L
 from derivex.gateway.auth import Authenticator, Session, bearer_token
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.channels import Hub
+from derivex.gateway.durability import DurabilityGate
 from derivex.gateway.errors import INVALID_REQUEST, PARSE_ERROR, RpcError
 from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 from derivex.gateway.limits import Admission, Limits, Peer
@@ -100,6 +101,10 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._heartbeat: asyncio.Task[None] | None = None
         self._closer: asyncio.Future[Any] | None = None
+        # group commit (durability.py): frames of each tick wait, tagged with the journal's
+        # last seq then, until the flush covering it returns
+        self.gate: DurabilityGate | None = None
+        self._held_for_disk: collections.deque[tuple[int, list[bytes]]] = collections.deque()
 
     def send(self, data: bytes) -> None:
         """Queue a notification (non-blocking)."""
@@ -146,9 +151,23 @@ class Connection:
             self.outbox.clear()
             self.outbox_bytes = 0
             return
-        if self.writes_paused or not self.outbox:
+        if self.writes_paused or not (self.outbox or self._held_for_disk):
             return
         frames, self.outbox, self.outbox_bytes = self.outbox, [], 0
+        gate = self.gate
+        if gate is not None:
+            journal = gate.journal
+            durable, held = journal.durable_seq, self._held_for_disk
+            if held or durable < journal.last_seq:
+                if frames:
+                    held.append((journal.last_seq, frames))
+                frames = []
+                while held and held[0][0] <= durable:
+                    frames += held.popleft()[1]
+                if held:
+                    gate.waiting[self] = None
+                if not frames:
+                    return
         transport.write(text_frames(frames))  # type: ignore[attr-defined]
 
     def pause(self) -> None:
@@ -219,6 +238,7 @@ class Connection:
         self.outbox.clear()
         self.parked.clear()
         self.outbox_bytes = 0
+        self._held_for_disk.clear()
         self.set_heartbeat(0)
         if self._stall is not None:
             self._stall.cancel()
@@ -307,6 +327,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
+        self.gate: DurabilityGate | None = None  # set by ``start`` for a group-commit journal
         self.url = ""
         venue.listeners.append(self._count_trades)
         venue.mergeable[self._count_trades] = lambda: True  # a sum: batches may merge
@@ -359,6 +380,7 @@ class Gateway:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
                                      keepalive_timeout=idle if idle > 0 else 1e9,
                                      lingering_time=min(head, 2.0) if head > 0 else 2.0)
+        self.gate = DurabilityGate.install(self.venue.exchange, asyncio.get_running_loop())
         await self._runner.setup()
         # (not a ``TCPSite``: every connection goes through the admission checks first)
         loop = asyncio.get_running_loop()
@@ -435,6 +457,7 @@ class Gateway:
         await ws.prepare(request)
         conn = Connection(ws, request.transport, self.limits,
                           self.admission.peer_of(request.transport))
+        conn.gate = self.gate
         self.connections.add(conn)
         self.metrics.connections.inc()
         # (a partial, not a lambda: no Python frame per message)
@@ -506,6 +529,8 @@ class Gateway:
                 return _json({"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}, 400)
         reply, ok = self.dispatcher.handle(name, params, request_id, session, None, "http",
                                            self.admission.peer_of(request.transport))
+        if self.gate is not None:
+            await self.gate.wait()  # group commit: answered once what it did is durable
         return web.Response(body=reply, status=200 if ok else 400,
                             content_type="application/json")
 
@@ -523,6 +548,8 @@ class Gateway:
                 return _json({"jsonrpc": "2.0", "id": None, "error": err.to_json()}, 400)
         reply, _, ok = self.dispatcher.frame(body, session, None, "http",
                                              self.admission.peer_of(request.transport))
+        if self.gate is not None:
+            await self.gate.wait()
         return web.Response(body=reply, status=200 if ok else 400,
                             content_type="application/json")
 

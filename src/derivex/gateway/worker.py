@@ -306,7 +306,7 @@ def _venue_of_the_run(ctx: Any, catalog: Catalog, labels: SharedLabels,
 
 
 def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
-                port: int = 8080, demo: bool = True, fsync: str = "interval",
+                port: int = 8080, demo: bool = True, fsync: str = "group",
                 log_level: int = 20, json_logs: bool = True, seconds: float | None = None,
                 announce: Any = None, auth_backoff: str = "",
                 submit_timeout_s: float = SUBMIT_TIMEOUT_S,

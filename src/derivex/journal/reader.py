@@ -4,13 +4,15 @@ verified, a torn tail found (and optionally cut off).
 Rules (docs/journal.md, "Damage"):
 
 - the *last* file may end in a torn batch: fewer than 64 header bytes, a header whose payload
-  runs past the end of the file, a final batch whose checksum fails, or a zero-filled tail.
-  That is what a crash in the middle of an append leaves. The reader stops before it and
-  reports it as ``TornTail``; ``repair=True`` truncates the file there (and fsyncs it).
-- anything else — a bad checksum or header with more data after it, a damaged earlier file,
-  a gap or overlap in the sequence, a record whose seq disagrees with its header — raises
-  ``CorruptionError`` naming the file and the byte offset of the damaged batch. Nothing is
-  ever skipped silently.
+  runs past the end of the file, or a zero-filled tail, starting at or after ``tail_floor``
+  (the length the segment manifest records as acknowledged). That is what a crash in the
+  middle of an append leaves. The reader stops before it and reports it as ``TornTail``;
+  ``repair=True`` truncates the file there (and fsyncs it).
+- anything else — a *complete* batch whose checksum fails (even the final one: a crash
+  never leaves one, the bytes were damaged), a bad header with more data after it, a
+  damaged earlier file, a torn tail before ``tail_floor``, a gap or overlap in the sequence,
+  a record whose seq disagrees with its header — raises ``CorruptionError`` naming the file
+  and the byte offset of the damaged batch. Nothing is ever skipped silently.
 
 Files are mapped copy-on-write (``mmap.ACCESS_COPY``): the arrays are writable, so the
 compiled engine takes them with the same signature as any other batch, and pages are only
@@ -99,8 +101,9 @@ class JournalReader:
     """
 
     def __init__(self, directory: Path | str, from_seq: int | None = None, *,
-                 repair: bool = False, verify: bool = True) -> None:
+                 repair: bool = False, verify: bool = True, tail_floor: int = 0) -> None:
         self.directory = Path(directory)
+        self.tail_floor = tail_floor  # a torn tail of the last file may not start before
         self.from_seq = from_seq
         self.repair = repair
         self.verify = verify
@@ -208,18 +211,20 @@ class JournalReader:
                 elif self.verify or (is_last and end == size):
                     payload = memoryview(buffer)[offset + HEADER_BYTES:end]
                     head = memoryview(buffer)[offset:offset + CHECKED_HEADER_BYTES]
-                    if checksum(fields[2], head, payload) != fields[7]:
-                        if not (is_last and end == size):
-                            raise CorruptionError(
-                                path, offset,
-                                f"checksum mismatch in batch seq {fields[3]}..."
-                                f"{fields[3] + fields[4] - 1}")
-                        torn_reason = "checksum mismatch in the final batch"
+                    good = checksum(fields[2], head, payload) == fields[7]
                     head.release()
                     payload.release()
+                    if not good:  # complete but damaged: never what a crash leaves
+                        raise CorruptionError(
+                            path, offset, f"checksum mismatch in batch seq {fields[3]}.."
+                                          f"{fields[3] + fields[4] - 1}")
             if torn_reason is not None:
                 if not is_last:
                     raise CorruptionError(path, offset, torn_reason + " before the last file")
+                if offset < self.tail_floor:
+                    raise CorruptionError(path, offset, f"{torn_reason} inside acknowledged "
+                                                        f"data (the manifest records "
+                                                        f"{self.tail_floor} bytes)")
                 self.torn = TornTail(path, offset, size - offset, torn_reason)
                 if self.repair:
                     truncate(path, offset)

@@ -206,7 +206,10 @@ def _read_meta(path: Path, buffer: mmap.mmap) -> tuple[tuple, dict[str, Any]]:
     if checksum(algorithm, buffer[:PREAMBLE_CHECKED], meta_raw) != stored_sum:
         raise CorruptionError(path, meta_offset,
                               "checksum mismatch in the snapshot preamble or metadata")
-    return fields, json.loads(meta_raw)
+    try:
+        return fields, json.loads(meta_raw)
+    except ValueError:  # matching checksum over bytes that are not JSON: not ours
+        raise CorruptionError(path, meta_offset, "snapshot metadata is not JSON") from None
 
 
 def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
@@ -215,6 +218,8 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
     Raises ``CorruptionError`` (file, byte offset, array) on damage."""
     path = Path(path)
     with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size < PREAMBLE.size:  # (mmap refuses empty files)
+            raise CorruptionError(path, 0, "snapshot shorter than its preamble")
         buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
     fields, meta = _read_meta(path, buffer)
     algorithm, meta_offset = fields[2], fields[4]

@@ -1,19 +1,28 @@
 """``Journal``: the write-ahead log of sequenced command batches, with group commit.
 
-Durability policies (``fsync=``):
+Durability policies (``fsync=``), docs/journal.md "Durability":
 
-- ``"batch"``: every ``append`` ends with ``fdatasync``; it returns only once the batch is on
-  stable storage. An ``Exchange`` acknowledges a command only after that.
-- ``"interval"``: ``append`` writes (the batch is in the OS page cache, so it survives a crash
-  of the process) and returns; a background thread ``fdatasync``s every ``interval_ms``
-  if anything is pending (group commit: one flush covers every batch written since the
-  last). Window: a power loss or kernel crash can lose the batches acknowledged during the
-  last ``interval_ms`` (plus one flush time). ``durable_seq`` says how far is safe.
+- ``"group"`` (the default): true group commit. ``append`` writes the batch and wakes the
+  flusher thread, which starts an ``fdatasync`` at once whenever anything is pending (no
+  timer); one flush covers every batch written before it started. ``wait_durable(seq)``
+  returns when a flush covering ``seq`` has returned: an ``Exchange`` processes the batch
+  while the disk works and returns its events only then, so an acknowledgement means the
+  command is on stable storage. ``on_durable`` (if given) is called from the flusher
+  thread with the new ``durable_seq`` after each flush.
+- ``"batch"``: every ``append`` ends with its own ``fdatasync`` (no overlap, no grouping).
+- ``"interval"``: *acknowledge before the flush*, an explicit opt-in: ``append`` writes
+  (the batch survives a crash of the process in the page cache) and returns at once; the
+  flusher ``fdatasync``s every ``interval_ms``. A power loss or kernel crash can lose the
+  batches acknowledged during the last ``interval_ms``. ``durable_seq`` says how far is
+  safe.
 - ``"none"``: only ``sync()``, rolls and ``close()`` flush. Benchmarks and tests only.
 
 Files roll when the next batch would take the current file past ``roll_bytes`` (a batch
 larger than that gets a file of its own); the old file is flushed before the new one is
-created, and the directory is flushed after each create, so a file never goes missing.
+created, and the directory is flushed after each create, so a file never goes missing. The
+segment manifest (``segments.py``) is rewritten at open, roll, snapshot and close, so a
+deleted, reordered or cut file is detected later. Opening checks the manifest before it
+changes anything: a journal that fails a check is left exactly as it was.
 One writer per directory: a ``LOCK`` file is held with ``flock`` while the journal is open.
 """
 
@@ -25,6 +34,7 @@ import json
 import os
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -32,6 +42,7 @@ import numpy as np
 
 from derivex.core.config import EngineConfig
 from derivex.core.records import COMMAND_DTYPE
+from derivex.journal import segments
 from derivex.journal.format import (
     CHECKSUM_NAMES,
     CONFIG_FILE,
@@ -46,8 +57,10 @@ from derivex.journal.format import (
 )
 from derivex.journal.reader import JournalReader, TornTail
 from derivex.journal.roots import StateRoots
+from derivex.journal.snapshot import list_snapshots
 
-FSYNC_POLICIES = ("batch", "interval", "none")
+FSYNC_POLICIES = ("group", "batch", "interval", "none")
+DEFAULT_FSYNC = "group"
 _SEQ = struct.Struct("<Q")
 
 
@@ -63,13 +76,24 @@ def lock_directory(directory: Path) -> int:
     return fd
 
 
+def read_config(path: Path) -> dict:
+    """The recorded engine configuration. Raises ``JournalError`` naming the file if it is
+    not a JSON object."""
+    try:
+        recorded = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise JournalError(f"{path}: damaged ({error})") from None
+    if not isinstance(recorded, dict):
+        raise JournalError(f"{path}: damaged (not a JSON object)")
+    return recorded
+
+
 def write_config(directory: Path, config: EngineConfig) -> None:
     """Record the engine configuration next to the journal (atomically), or check that the
     recorded one is the same. Raises JournalError on a mismatch."""
     path = directory / CONFIG_FILE
     if path.exists():
-        recorded = json.loads(path.read_text())
-        if EngineConfig.from_dict(recorded) != config:
+        if EngineConfig.from_dict(read_config(path)) != config:
             raise JournalError(f"{path} records a different EngineConfig than the one given")
         return
     temporary = directory / f".{CONFIG_FILE}.tmp"
@@ -84,14 +108,18 @@ def write_config(directory: Path, config: EngineConfig) -> None:
 class Journal:
     """Append-only journal of stamped command batches in ``directory``.
 
-    Opening an existing journal verifies its last file, truncates a torn final batch
-    (reported in ``repaired``) and continues after its last seq. Raises ``JournalError`` on
-    a bad argument or a held lock, ``CorruptionError`` on damage in the last file.
+    Opening an existing journal checks the directory against the segment manifest and
+    verifies its last file — both read-only — then truncates a genuinely torn final batch
+    (beyond the acknowledged length; reported in ``repaired``), records the journal in the
+    manifest and continues after its last seq. Raises ``JournalError`` on a bad argument, a
+    held lock or a disagreement with the manifest, ``CorruptionError`` on damage in the
+    last file; a failed open changes no journal file.
     """
 
-    def __init__(self, directory: Path | str, *, fsync: str = "batch",
+    def __init__(self, directory: Path | str, *, fsync: str = DEFAULT_FSYNC,
                  interval_ms: float = 5.0, roll_bytes: int = 64 << 20,
-                 checksum: int | None = None) -> None:
+                 checksum: int | None = None,
+                 on_durable: Callable[[int], None] | None = None) -> None:
         if fsync not in FSYNC_POLICIES:
             raise JournalError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
         if interval_ms <= 0 or roll_bytes < 128:
@@ -110,7 +138,10 @@ class Journal:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._size = 0
+        self._durable_bytes = 0  # length of the newest file covered by durable_seq
         self.repaired: TornTail | None = None
+        self.on_durable = on_durable
+        self._manifest = segments.Manifest()
         try:
             self._last_seq = self._open_tail()
         except BaseException:
@@ -118,18 +149,28 @@ class Journal:
             raise
         self._durable_seq = self._last_seq
         self._stop = threading.Event()
+        # group commit: appends notify, the flusher waits for pending data, flushes, and
+        # wakes the waiters of every seq the flush covered
+        self._pending = threading.Condition(self._lock)
+        self._durable = threading.Condition(threading.Lock())
         self._flusher: threading.Thread | None = None
-        if fsync == "interval":
+        if fsync in ("group", "interval"):
             self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
                                              name=f"journal-flush:{self.directory.name}")
             self._flusher.start()
 
     def _open_tail(self) -> int:
+        manifest = segments.check(self.directory,
+                                  [seq for seq, _ in list_snapshots(self.directory)])
         files = journal_files(self.directory)
         if not files:
+            self._manifest = manifest or segments.Manifest()
             return 0
         last = files[-1]
-        reader = JournalReader(self.directory, repair=True)
+        # verify first, change nothing: a damaged journal is refused exactly as it is
+        floor = segments.tail_floor(manifest, last)
+        JournalReader(self.directory, tail_floor=floor).last_seq_of(last, is_last=True)
+        reader = JournalReader(self.directory, repair=True, tail_floor=floor)
         last_seq = reader.last_seq_of(last, is_last=True)
         self.repaired = reader.torn
         if last_seq == 0:
@@ -137,14 +178,34 @@ class Journal:
             # next file is named by the seq that is really written next
             last.unlink()
             fsync_directory(self.directory)
-            if len(files) == 1:
+            files.pop()
+            if not files:
+                self._manifest = manifest or segments.Manifest()
+                self._manifest.segments, self._manifest.closed = [], False
+                self._save_manifest()
                 return 0
-            last = files[-2]
+            last = files[-1]
             last_seq = reader.last_seq_of(last, is_last=False)
         self._fd = os.open(last, os.O_WRONLY | os.O_APPEND)
         os.fsync(self._fd)  # what survived a process crash in the page cache is now durable
         self._size = os.fstat(self._fd).st_size
+        self._durable_bytes = self._size
+        self._manifest = manifest or segments.Manifest()
+        listed = [s for s in self._manifest.segments if (self.directory / s.name).exists()]
+        if not listed or listed[-1].name != last.name:  # the unlisted newest file
+            if listed:  # a crash between a roll's create and its manifest write
+                sealed = listed[-1]
+                sealed.sealed, sealed.last_seq = True, int(last.stem) - 1
+                sealed.bytes = (self.directory / sealed.name).stat().st_size
+            listed.append(segments.Segment(last.name, int(last.stem), last_seq, 0, False))
+        listed[-1].last_seq, listed[-1].bytes, listed[-1].sealed = last_seq, self._size, False
+        self._manifest.segments = listed
+        self._manifest.closed = False
+        self._save_manifest()
         return last_seq
+
+    def _save_manifest(self) -> None:
+        segments.save(self.directory, self._manifest)
 
     # ---- properties ----
 
@@ -195,8 +256,25 @@ class Journal:
             self._last_seq = first + count - 1
             if self.fsync == "batch":
                 os.fdatasync(self._fd)
-                self._durable_seq = self._last_seq
+                self._durable_bytes = self._size
+                self._set_durable(self._last_seq)
+            elif self.fsync == "group":
+                self._pending.notify()
         return self._durable_seq
+
+    def wait_durable(self, seq: int, timeout: float | None = None) -> bool:
+        """Block until every command up to ``seq`` is on stable storage (``"group"``: the
+        flusher's flush covering it has returned; other policies: ``sync`` if needed).
+        Returns False on timeout. Cost: at most one flush time (~0.2-1.2 ms here)."""
+        if self._durable_seq >= seq:
+            return True
+        if self.fsync != "group" or self._flusher is None:
+            self.sync()
+            return self._durable_seq >= seq
+        with self._durable:
+            return self._durable.wait_for(lambda: self._durable_seq >= seq
+                                          or self._stop.is_set(), timeout) and (
+                self._durable_seq >= seq)
 
     def _write(self, header: bytes, payload: memoryview) -> None:
         assert self._fd is not None
@@ -220,11 +298,42 @@ class Journal:
             os.fdatasync(self._fd)
             os.close(self._fd)
             self._fd = None
-            self._durable_seq = self._last_seq
+            self._set_durable(self._last_seq)
+            if self._manifest.segments:
+                sealed = self._manifest.segments[-1]
+                sealed.last_seq, sealed.bytes, sealed.sealed = self._last_seq, self._size, True
         path = self.directory / file_name(first_seq)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._size = 0
+        self._durable_bytes = 0
         fsync_directory(self.directory)
+        # listed only once it exists: a crash in between leaves an unlisted newest file,
+        # which the check accepts, never a listed file that is missing
+        self._manifest.segments.append(segments.Segment(path.name, first_seq, first_seq - 1,
+                                                        0, False))
+        self._manifest.closed = False
+        self._save_manifest()
+
+    def note_snapshot(self, seq: int) -> None:
+        """Record a snapshot written at ``seq`` (its loss is then detected) and the journal's
+        current length as acknowledged (a torn tail cannot start before it). Call after
+        ``sync``. Cost: one manifest rewrite (two fsyncs)."""
+        with self._lock:
+            self._manifest.snapshots.append(seq)
+            if self._manifest.segments and self._fd is not None:
+                newest = self._manifest.segments[-1]
+                newest.last_seq, newest.bytes = self._durable_seq, self._durable_bytes
+            self._save_manifest()
+
+    def _set_durable(self, seq: int) -> None:
+        """Publish a new ``durable_seq`` (monotonic) and wake its waiters."""
+        with self._durable:
+            if seq <= self._durable_seq:
+                return
+            self._durable_seq = seq
+            self._durable.notify_all()
+        if self.on_durable is not None:
+            self.on_durable(seq)
 
     def observe(self, events: np.ndarray) -> None:
         """Hand the events of a processed batch to the state-root tracker (O(1) now; the
@@ -238,12 +347,22 @@ class Journal:
         with self._lock:
             if self._fd is not None and self._durable_seq < self._last_seq:
                 os.fdatasync(self._fd)
-            self._durable_seq = self._last_seq
+            self._durable_bytes = self._size
+            self._set_durable(self._last_seq)
         return self._durable_seq
 
     def _flush_loop(self) -> None:
-        interval = self.interval_ms / 1000.0
-        while not self._stop.wait(interval):
+        if self.fsync == "interval":
+            interval = self.interval_ms / 1000.0
+            while not self._stop.wait(interval):
+                self._flush_once()
+            return
+        while True:
+            with self._lock:
+                self._pending.wait_for(lambda: self._stop.is_set()
+                                       or self._durable_seq < self._last_seq)
+                if self._stop.is_set():
+                    return
             self._flush_once()
 
     def _flush_once(self) -> None:
@@ -253,17 +372,22 @@ class Journal:
             # flush a duplicate outside the lock: appends go on while the disk works, and a
             # roll cannot close the descriptor under us
             fd = os.dup(self._fd)
-            target = self._last_seq
+            target, size = self._last_seq, self._size
         try:
             os.fdatasync(fd)
         finally:
             os.close(fd)
         with self._lock:
-            self._durable_seq = max(self._durable_seq, target)
+            if target > self._durable_seq:
+                self._durable_bytes = size
+            self._set_durable(target)
 
     def close(self) -> None:
-        """Flush, stop the flusher, release the lock. Idempotent."""
-        self._stop.set()
+        """Flush, stop the flusher, record the exact extent in the manifest (a clean stop),
+        release the lock. Idempotent."""
+        with self._lock:
+            self._stop.set()
+            self._pending.notify_all()
         if self._flusher is not None:
             self._flusher.join()
             self._flusher = None
@@ -271,6 +395,13 @@ class Journal:
             self.sync()
             os.close(self._fd)
             self._fd = None
+            if self._manifest.segments:
+                newest = self._manifest.segments[-1]
+                newest.last_seq, newest.bytes = self._last_seq, self._size
+                self._manifest.closed = True
+                self._save_manifest()
+        with self._durable:
+            self._durable.notify_all()
         self._release()
 
     def _release(self) -> None:

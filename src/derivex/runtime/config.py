@@ -41,7 +41,7 @@ class RuntimeConfig:
     #: run or of an embedded ``Exchange``, which the engine resumes from (snapshot +
     #: replay) and the journal continues; None: sequenced commands are not kept
     journal_dir: str | None = None
-    fsync: str = "interval"
+    fsync: str = "group"
     #: a read-only replica of the engine state in every gateway worker
     #: (``WorkerContext.replica``), fed by its own bus consumer; restarted workers catch
     #: up from the journal, so replicas need ``journal_dir``. None: on when there is one
@@ -73,8 +73,8 @@ class RuntimeConfig:
             raise ValueError("workers must be in 1..64")
         if self.batch < 1 or self.batch > self.command_ring:
             raise ValueError("batch must be in 1..command_ring")
-        if self.fsync not in ("batch", "interval", "none"):
-            raise ValueError("fsync must be 'batch', 'interval' or 'none'")
+        if self.fsync not in ("group", "batch", "interval", "none"):
+            raise ValueError("fsync must be 'group', 'batch', 'interval' or 'none'")
         if not 0.0 <= self.pause_probability <= 1.0:
             raise ValueError("pause_probability must be in [0, 1]")
         if self.replicas and self.journal_dir is None:

@@ -3,7 +3,9 @@
 Both read frames until the engine finishes the bus. The journal appends each frame's
 commands as one journal batch (the engine's batch: a multi-record command is never split,
 so a replay batch by batch reproduces the state exactly) and publishes ``durable_seq``,
-which gates the responses workers hand to clients. Market data hands every frame to a
+which gates the responses workers hand to clients (with the default ``fsync="group"`` the
+journal's flusher thread publishes it after each ``fdatasync``, which starts as soon as a
+frame is written). Market data hands every frame to a
 pluggable sink (:class:`derivex.runtime.market_data.EventStats` by default). On a resumed
 journal both continue after ``START_SEQ``: the journal appends to the same files, and a
 sink with an ``on_start(seq)`` method is told where the stream starts.
@@ -57,8 +59,14 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
     consumer = BroadcastConsumer.attach(names.bus, JOURNAL_CONSUMER, FRAME_DTYPE)
     journal = None
     last = ctl.get(START_SEQ)
+    group = config.fsync == "group"
+
+    def published(seq: int) -> None:  # the flusher thread, after each group flush
+        ctl.set(DURABLE_SEQ, seq)
+
     if config.journal_dir is not None:
-        journal = Journal(config.journal_dir, fsync=config.fsync)
+        journal = Journal(config.journal_dir, fsync=config.fsync,
+                          on_durable=published if group else None)
         journal.attach(config.engine)
         if journal.last_seq != last:
             raise RuntimeError(f"journal ends at {journal.last_seq}, the run starts at {last}")
@@ -78,8 +86,11 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
             last = first + len(commands) - 1
             frames += 1
         # what the fsync policy acknowledges, as the embedded Exchange.submit does:
+        # "group": the flusher publishes each flush it completes (``published``);
         # "batch": fsynced; "interval" and "none": written (in the page cache, so it
         # survives a crash of any process; "interval" syncs it within interval_ms)
+        if group and journal is not None:
+            continue
         seen = journal.durable_seq if journal is not None and config.fsync == "batch" else last
         if seen != durable:
             durable = seen
