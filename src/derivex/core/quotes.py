@@ -43,7 +43,7 @@ from derivex.core.pools import (
     position_get_or_create,
     position_release_if_idle,
 )
-from derivex.core.risk import margin_reason, market_reason
+from derivex.core.risk import band_reason, margin_reason, market_reason, risk_on
 
 
 @kernel
@@ -107,6 +107,15 @@ def _validate_leg(st, cmds, i, j, account):
             return reason
     if bid_qty > 0 and ask_qty > 0 and leg["bid_price_ticks"] >= leg["ask_price_ticks"]:
         return K.R_CROSSED_QUOTE
+    if risk_on(st):  # a quote states exact prices: outside the band it is refused, not clamped
+        if bid_qty > 0:
+            reason = band_reason(st, instrument, leg["bid_price_ticks"])
+            if reason != K.R_OK:
+                return reason
+        if ask_qty > 0:
+            reason = band_reason(st, instrument, leg["ask_price_ticks"])
+            if reason != K.R_OK:
+                return reason
     position = position_find(st, account, instrument)
     old_bid = _side_qty(st, _live_quote(st, position, L.S_QUOTE_BID))
     old_ask = _side_qty(st, _live_quote(st, position, L.S_QUOTE_ASK))
