@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from derivex.core.config import EngineConfig
 from derivex.core.records import CommandKind, EventKind, Reason
 from derivex.exchange import Exchange, Quote
@@ -116,17 +118,33 @@ def test_amend_is_banded_unless_it_only_reduces_at_the_old_price() -> None:
     ex.check_invariants()
 
 
-def test_mass_quote_outside_the_band_is_refused_whole() -> None:
+def test_mass_quote_side_outside_the_band_is_refused_alone() -> None:
+    """A quote states an exact price: a side outside the band is rejected (not clamped), and
+    only that side; the rest of the mass quote rests."""
     ex, _, perp, _ = venue()
     a = trader(ex)
-    bad = ex.mass_quote(a, [Quote(perp, 150, 1, 10_100_000, 1)])
-    assert bad.reason == Reason.PRICE_BELOW_BAND
-    assert int(bad.events[0]["leg"]) == 1
-    bad = ex.mass_quote(a, [Quote(perp, 9_900_000, 1, HIGH + 50, 1)])
-    assert bad.reason == Reason.PRICE_ABOVE_BAND
-    assert book(ex, perp) == ([], [])
+    result = ex.mass_quote(a, [Quote(perp, 150, 1, 10_100_000, 2)])
+    assert result.accepted
+    rejected = result.events[result.events["kind"] == EventKind.REJECTED]
+    assert rejected["reason"].tolist() == [Reason.PRICE_BELOW_BAND]
+    assert rejected["leg"].tolist() == [1] and rejected["price_ticks"].tolist() == [150]
+    assert book(ex, perp) == ([], [(10_100_000, 2)])
+    result = ex.mass_quote(a, [Quote(perp, 9_900_000, 1, HIGH + 50, 1)])
+    rejected = result.events[result.events["kind"] == EventKind.REJECTED]
+    assert rejected["reason"].tolist() == [Reason.PRICE_ABOVE_BAND]
+    assert book(ex, perp) == ([(9_900_000, 1)], [])  # the old ask was replaced
     assert ex.mass_quote(a, [Quote(perp, LOW, 1, HIGH, 1)]).accepted
+    assert book(ex, perp) == ([(LOW, 1)], [(HIGH, 1)])
     ex.check_invariants()
+
+
+def test_options_default_to_the_wider_option_band() -> None:
+    ex, _, _, _ = venue()
+    call = ex.add_option("BTC", 2_000_000_000_000_000_000, 10_000_000, "call", tick_size_ticks=5)
+    ex.set_risk(call, 100_003, np.zeros(len(BASE.scenarios), dtype=np.int64))
+    assert ex.price_band(call) == (5, 200_005)  # 100%: [one tick, 2 x mark] on the grid
+    assert ex.set_price_band(call, 50_000).accepted
+    assert ex.price_band(call) == (95_005, 105_000)
 
 
 def test_the_band_is_an_instrument_setting() -> None:

@@ -120,7 +120,8 @@ AMBIGUITIES = [
     ("A21 [R5] price band: applied after the price format checks and before reduce-only "
      "capping; a repriced post-only order is checked again (refused, never clamped); an "
      "amend is banded only if it moves the price or adds lots (compared with the raw "
-     "command quantity); mass-quote sides are checked after CROSSED_QUOTE, bid then ask."),
+     "command quantity); a mass-quote side outside the band is REJECTED on its own at "
+     "placement (after the replaced quotes are cancelled, before the post-only check)."),
     ("A22 [L9] a takeover / deleveraging transfer releases at once every position slot it "
      "leaves flat with no resting orders, the receiver's (the fund's) included."),
 ]
@@ -1125,12 +1126,6 @@ class ReferenceEngine:
                     raise Reject(rej.reason, leg_no) from None
             if bid_q > 0 and ask_q > 0 and bid_p >= ask_p:
                 raise Reject(Reason.CROSSED_QUOTE, leg_no)
-            if self.cfg.risk_checks:  # [R5] quotes are refused outside the band, not clamped
-                for _s, p, _q in sides:
-                    try:
-                        self._check_band(inst, p)
-                    except Reject as rej:
-                        raise Reject(rej.reason, leg_no) from None
             replaced = self._quote_orders(acct_id, inst_id)
             for s, _p, q in sides:
                 gone = sum(o.qty for o in replaced[s])
@@ -1173,6 +1168,14 @@ class ReferenceEngine:
                 for old in current[s]:
                     self._cancel_resting(old, Reason.CANCEL_QUOTE_REPLACED, leg_no)
             for s, p, q in sides:
+                if self.cfg.risk_checks:  # [R5] a side outside the band: refused on its own
+                    try:
+                        self._check_band(inst, p)
+                    except Reject as rej:
+                        self._emit(EventKind.REJECTED, reason=int(rej.reason), leg=leg_no,
+                                   account=acct_id, instrument=inst_id, side=s, price_ticks=p,
+                                   qty_lots=q, label=label)
+                        continue
                 best = inst.best(1 - s)
                 if best is not None and crosses(s, best, p):
                     self._emit(EventKind.REJECTED, reason=int(Reason.POST_ONLY_WOULD_TAKE),
@@ -1212,7 +1215,9 @@ class ReferenceEngine:
     def band(self, inst: Instrument) -> tuple[int, int]:
         """[R5] (low, high): mark -/+ floor(mark x band / 1e6) rounded inwards to the tick
         grid, at least one tick and at most the max price on the grid."""
-        width = inst.mark * (inst.price_band or self.cfg.market_band_ppm) // PPM
+        default = (self.cfg.option_band_ppm if inst.kind == InstrumentKind.OPTION
+                   else self.cfg.market_band_ppm)
+        width = inst.mark * (inst.price_band or default) // PPM
         low = max(ceil_div(inst.mark - width, inst.tick) * inst.tick, inst.tick)
         high = min((inst.mark + width) // inst.tick * inst.tick,
                    inst.max_price // inst.tick * inst.tick)

@@ -107,15 +107,6 @@ def _validate_leg(st, cmds, i, j, account):
             return reason
     if bid_qty > 0 and ask_qty > 0 and leg["bid_price_ticks"] >= leg["ask_price_ticks"]:
         return K.R_CROSSED_QUOTE
-    if risk_on(st):  # a quote states exact prices: outside the band it is refused, not clamped
-        if bid_qty > 0:
-            reason = band_reason(st, instrument, leg["bid_price_ticks"])
-            if reason != K.R_OK:
-                return reason
-        if ask_qty > 0:
-            reason = band_reason(st, instrument, leg["ask_price_ticks"])
-            if reason != K.R_OK:
-                return reason
     position = position_find(st, account, instrument)
     old_bid = _side_qty(st, _live_quote(st, position, L.S_QUOTE_BID))
     old_ask = _side_qty(st, _live_quote(st, position, L.S_QUOTE_ASK))
@@ -213,8 +204,16 @@ def _replace_side(st, ev, n, seq, leg, instrument, position, side):
 
 @kernel
 def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price, qty, label):
-    """Rest one quote side as a post-only order, or reject that side if it would trade."""
+    """Rest one quote side as a post-only order, or reject that side if it is outside the
+    price band (a quote states an exact price: refused, not clamped; only this side, as the
+    mark moves between quotes) or would trade."""
     if qty == 0:
+        return n
+    reason = band_reason(st, instrument, price) if risk_on(st) else K.R_OK
+    if reason != K.R_OK:
+        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, reason, leg, account,
+                 instrument, 0, price, qty, 0)
+        set_label(ev, n, label)
         return n
     if post_only_price(st, instrument, side, price, True) < 0:
         n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, K.R_POST_ONLY_WOULD_TAKE,

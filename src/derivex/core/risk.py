@@ -40,6 +40,7 @@ from derivex.core.config import (
     P_MARKET_BAND_PPM,
     P_MAX_PRICE_TICKS,
     P_MAX_UNDERLYINGS,
+    P_OPTION_BAND_PPM,
     P_OPTION_IM_MIN_PPM,
     P_OPTION_IM_PPM,
     P_OPTION_MM_PPM,
@@ -337,9 +338,14 @@ def market_reason(st, instrument, reduce_only):
 
 @kernel
 def price_band_ppm(st, instrument):
-    """The instrument's price band (SET_INSTRUMENT), else the configured ``market_band_ppm``."""
+    """The instrument's price band (SET_INSTRUMENT), else the configured one of its kind
+    (``option_band_ppm`` for options, ``market_band_ppm`` otherwise)."""
     band = st.ins_i8[instrument, L.I_PRICE_BAND]
-    return band if band > 0 else st.params[P_MARKET_BAND_PPM]
+    if band > 0:
+        return band
+    if st.ins_i4[instrument, L.I_KIND] == K.OPTION:
+        return st.params[P_OPTION_BAND_PPM]
+    return st.params[P_MARKET_BAND_PPM]
 
 
 @kernel
