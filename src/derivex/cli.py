@@ -74,7 +74,7 @@ def demo() -> None:
         maker,
         [
             Quote(perp, 9_999_500, 5_000, 10_000_500, 5_000),
-            Quote(call, 450_000, 10_000, 470_000, 10_000),
+            Quote(call, 68_000, 10_000, 71_000, 10_000),  # around its 695.00 mark
         ],
         label=1,
     )
@@ -82,7 +82,7 @@ def demo() -> None:
     ex.place(maker, perp, "sell", 20_000, 10_002_000, label=3)
     trades = [
         ex.place(taker, perp, "buy", 12_000, order_type="market", label=10),
-        ex.place(hedger, call, "buy", 5_000, 470_000, time_in_force="ioc", label=11),
+        ex.place(hedger, call, "buy", 5_000, 71_000, time_in_force="ioc", label=11),
         ex.place(taker, perp, "sell", 3_000, 9_999_500, post_only=True, label=12),
         ex.place(hedger, perp, "sell", 8_000, 9_999_000, label=13),
     ]

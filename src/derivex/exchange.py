@@ -48,6 +48,7 @@ from derivex.core.records import (
     EventKind,
     IndexStatus,
     InstrumentKind,
+    InstrumentSetting,
     Liquidity,
     MarginMode,
     OptionType,
@@ -64,7 +65,7 @@ from derivex.core.records import (
     index_records,
     risk_records,
 )
-from derivex.core.risk import margins
+from derivex.core.risk import margins, price_band
 
 if TYPE_CHECKING:
     from derivex.journal.writer import Journal
@@ -529,6 +530,23 @@ class Exchange:
         """This perpetual's cap on |funding rate| per period (1e-9; 0: the configured cap)."""
         return self._result(self._command(CommandKind.SET_INSTRUMENT, instrument=instrument,
                                           funding_cap_ppb=cap_ppb))
+
+    def set_price_band(self, instrument: int, band_ppm: int) -> CommandResult:
+        """This instrument's price band around the mark, ppm (0: the configured
+        ``market_band_ppm``); the funding cap is left as it is. docs/risk.md, price band."""
+        return self._result(self._command(CommandKind.SET_INSTRUMENT, instrument=instrument,
+                                          flags=InstrumentSetting.PRICE_BAND,
+                                          price_band_ppm=band_ppm))
+
+    def price_band(self, instrument: int) -> tuple[int, int] | None:
+        """(lowest, highest) price in ticks an order may have now (the band around the
+        applied mark, on the tick grid), or None while there is no mark or risk checks are
+        off (then no band applies). The same kernel the engine decides with. O(1)."""
+        state = self.engine.state
+        if not self.engine.config.risk_checks or state.ins_i8[instrument, L.I_MARK] <= 0:
+            return None
+        low, high = price_band(state, np.int64(instrument))
+        return int(low), int(high)
 
     def funding_rate(self, instrument: int) -> int:
         """The perpetual's last funding rate per funding period, 1e-9 (0.0001 = 100,000)."""

@@ -142,7 +142,7 @@ def test_option_expiry_settles_at_the_30_minute_index_twap() -> None:
     ex.deposit(buyer, 100_000 * USDC)
     assert ex.place(dealer, call, "sell", 3, 100_000).accepted
     assert ex.place(buyer, call, "buy", 3, 100_000, time_in_force="ioc").filled_lots == 3
-    resting = ex.place(dealer, call, "sell", 5, 200_000)
+    resting = ex.place(dealer, call, "sell", 5, 105_000)  # the top of the 5% band
     for minutes_before, price in ((40, 10_000_000), (20, 10_100_000), (10, 10_200_000)):
         clock.now = expiry - minutes_before * MINUTE
         index(ex, clock, price)

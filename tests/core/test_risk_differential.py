@@ -90,6 +90,7 @@ class RiskStreamGen(StreamGen):
     def __init__(self, ch, config: EngineConfig):
         super().__init__(ch, config)
         self.index = 100
+        self.marks: dict[int, int] = {1: 5}  # option marks sent, so trades can be in band
 
     def add_instrument(self, kind: str | None = None) -> np.ndarray:
         out = super().add_instrument(kind)
@@ -125,6 +126,8 @@ class RiskStreamGen(StreamGen):
         values = [ch.int(-300, 120) for _ in range(scenarios)]
         mark = ch.pick([1, 2, 5, 10, 40]) if not ch.chance(40) else ch.pick([0, 1 << 50])
         greeks = tuple(ch.int(-10**9, 10**9) for _ in range(5))
+        if 0 < mark < 1 << 50:
+            self.marks[instrument] = mark
         records = risk_records(instrument, mark, values, greeks, ch.int(0, 10**6))
         if ch.chance(60):
             records = records[:-1] if len(records) > 2 else records  # one leg short
@@ -133,10 +136,12 @@ class RiskStreamGen(StreamGen):
         return [records[k:k + 1] for k in range(len(records))]
 
     def trade_pair(self) -> list[np.ndarray]:
-        """A resting order and an IOC from another account crossing it near the index."""
+        """A resting order and an IOC from another account crossing it near the index (an
+        option: near the last mark sent for it, where its price band is)."""
         ch = self.ch
         inst, tick, step = self.instrument()
-        price = max(tick, (self.index + ch.int(-3, 3)) // tick * tick)
+        centre = self.marks.get(inst, self.index)
+        price = max(tick, (centre + ch.int(-3, 3)) // tick * tick)
         qty = step * ch.int(1, 8)
         side = ch.pick([0, 1])
         return [self.record(K.PLACE_ORDER, account=self.account(), instrument=inst, side=side,
@@ -156,7 +161,9 @@ class RiskStreamGen(StreamGen):
             return self.risk_array()
         if r < 175:
             return [self.record(K.SET_INSTRUMENT, instrument=self.instrument()[0],
-                                funding_cap_ppb=ch.pick([0, 100_000, 2_000_000, -1, 10**9]))]
+                                flags=ch.pick([0, 0, 1, 2, 2, 3, 4]),
+                                funding_cap_ppb=ch.pick([0, 100_000, 2_000_000, -1, 10**9]),
+                                price_band_ppm=ch.pick([0, 1, 20_000, 1_000_000, -1, 10**7]))]
         if r < 185:
             return [self.record(K.SET_ACCOUNT, account=self.account(), stp=ch.pick([0, 1]),
                                 margin_mode=ch.pick([0, 1, 1, 2]))]
@@ -201,9 +208,9 @@ def test_risk_differential_random_streams(data):
 def test_risk_differential_long_seeded():
     """~3k commands for each of five seeds with price shocks, checked after every batch;
     the streams must have exercised margin rejects, stale indices, marks, fills,
-    liquidations, funding and settlements."""
+    liquidations, funding, settlements, and orders and amends refused by the price band."""
     seen = {"margin": 0, "stale": 0, "marks": 0, "fills": 0, "liquidations": 0,
-            "funding": 0, "settlements": 0}
+            "funding": 0, "settlements": 0, "band_orders": 0, "band_amends": 0}
     for seed in (11, 12, 13, 14, 15):
         ch = RandomChooser(seed)
         config = draw_risk_config(ch)
@@ -215,4 +222,7 @@ def test_risk_differential_long_seeded():
             seen["liquidations"] += int(np.sum(events["kind"] == 13))
             seen["funding"] += int(np.sum(events["kind"] == 15))
             seen["settlements"] += int(np.sum(events["kind"] == 16))
+            banded = (events["kind"] == 2) & np.isin(events["reason"], (208, 209))
+            seen["band_orders"] += int(np.sum(banded & (events["command"] == K.PLACE_ORDER)))
+            seen["band_amends"] += int(np.sum(banded & (events["command"] == K.AMEND_ORDER)))
     assert all(count > 0 for count in seen.values()), str(seen)

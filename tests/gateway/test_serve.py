@@ -92,7 +92,11 @@ def test_serve_demo_trade_keys_metrics_and_restart(data: Path) -> None:
         assert ticker["markPrice"] > 0 and ticker["indexPrice"] > 0
         option = next(s for s, m in client.markets.items() if m["option"])
         assert _wait_for(lambda: client.fetch_ticker(option)["markPrice"])
-        low = float(client.price_to_precision(perp, book["bids"][0][0] * 0.8))
+        # well under the bids, yet inside the price band (1% over min_price, so a drift of
+        # the mark cannot push it out; a buy below min_price is refused, 10005)
+        band_low = ticker["info"]["min_price"]
+        assert 0 < band_low < book["bids"][0][0]
+        low = float(client.price_to_precision(perp, band_low * 1.01))
         order = client.create_order(perp, "limit", "buy", 0.01, low)
         assert order["status"] == "open"
         assert client.fetch_balance()["USDC"]["total"] == pytest.approx(1_000_000.0)

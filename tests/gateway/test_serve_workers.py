@@ -107,8 +107,14 @@ def test_multi_process_serve_trades_restarts_a_worker_and_resumes(tmp_path: Path
         alice = served.client()
         markets = alice.load_markets()
         assert PERPETUAL in markets and any(m["option"] for m in markets.values())
-        # far below the demo makers' quotes (around the ~60,000 index): it rests
-        resting = alice.create_order(PERPETUAL, "limit", "buy", 0.01, 50_000)
+        # far below the demo makers' quotes (around the ~60,000 index), yet inside the price
+        # band (1% over the ticker's min_price; a buy below min_price is refused): it rests
+        deadline = time.monotonic() + 10
+        while not (band_low := alice.fetch_ticker(PERPETUAL)["info"]["min_price"]):
+            assert time.monotonic() < deadline, "the perpetual never got a mark"
+            time.sleep(0.05)
+        low = float(alice.price_to_precision(PERPETUAL, band_low * 1.01))
+        resting = alice.create_order(PERPETUAL, "limit", "buy", 0.01, low)
         assert resting["status"] == "open"
         # several fresh connections: SO_REUSEPORT spreads them over both workers, and
         # each answers from its own replica (a worker applies others' frames every ms)
@@ -118,14 +124,14 @@ def test_multi_process_serve_trades_restarts_a_worker_and_resumes(tmp_path: Path
             while [o["id"] for o in fresh.fetch_open_orders(PERPETUAL)] != [resting["id"]]:
                 assert time.monotonic() < deadline, "a worker never saw the order"
                 time.sleep(0.01)
-        assert [50_000.0, 0.01] in alice.fetch_order_book(PERPETUAL, 100)["bids"]
+        assert [low, 0.01] in alice.fetch_order_book(PERPETUAL, 100)["bids"]
 
         # the demo makers quote (worker 0 runs the agents): a second key, on the noise
         # trader's account, sells into their bids through whichever worker it reaches
         noise = json.loads((data / "serve.json").read_text())["noise_account"]
         bob = served.client(*_new_key(data, noise))
         assert resting["id"] not in [o["id"] for o in bob.fetch_open_orders(PERPETUAL)]
-        assert alice.fetch_order_book(PERPETUAL)["bids"][0][0] > 50_000  # the makers' bid
+        assert alice.fetch_order_book(PERPETUAL)["bids"][0][0] > low  # the makers' bid
         sold = bob.create_order(PERPETUAL, "market", "sell", 0.01)
         assert sold["status"] == "closed" and sold["filled"] == 0.01
         mine = [t for t in bob.fetch_my_trades(PERPETUAL) if t["order"] == sold["id"]]
@@ -137,7 +143,7 @@ def test_multi_process_serve_trades_restarts_a_worker_and_resumes(tmp_path: Path
         os.kill(victim, signal.SIGKILL)
         reborn = served.serving(1, 1)
         assert reborn["pid"] != victim
-        second = alice.create_order(PERPETUAL, "limit", "buy", 0.02, 49_000)
+        second = alice.create_order(PERPETUAL, "limit", "buy", 0.02, low)
         for _ in range(6):
             fresh = served.client()
             deadline = time.monotonic() + 5

@@ -22,6 +22,7 @@ from derivex.core.records import (
     EventKind,
     IndexStatus,
     InstrumentKind,
+    InstrumentSetting,
     InstrumentStatus,
     LiquidationStage,
     Liquidity,
@@ -112,6 +113,17 @@ AMBIGUITIES = [
     ("A19 Overflow: the spec bounds trade values but not balances, fee pool, clearing account "
     "or deposit/withdrawal totals; the model raises UnspecifiedOverflow if any of those "
     "leaves int64 (tests discard such streams)."),
+    ("A20 SET_INSTRUMENT flags: 0 means FUNDING_CAP (the only setting before the bits "
+     "existed, so older logs replay unchanged); unknown bits, a cap on a non-perpetual or a "
+     "band outside [0, 1e6] reject the whole command; ACCEPTED carries the cap and band as "
+     "now set (price_ticks, qty_lots)."),
+    ("A21 [R5] price band: applied after the price format checks and before reduce-only "
+     "capping; a repriced post-only order is checked again (refused, never clamped); an "
+     "amend is banded only if it moves the price or adds lots (compared with the raw "
+     "command quantity); a mass-quote side outside the band is REJECTED on its own at "
+     "placement (after the replaced quotes are cancelled, before the post-only check)."),
+    ("A22 [L9] a takeover / deleveraging transfer releases at once every position slot it "
+     "leaves flat with no resting orders, the receiver's (the fund's) included."),
 ]
 
 I64_MIN = -(1 << 63)
@@ -187,6 +199,7 @@ class Instrument:
     premium_ms: int = 0
     settlement: int = 0
     funding_cap: int = 0
+    price_band: int = 0  # ppm; 0 = the config's market_band_ppm
     arr: list[int] = field(default_factory=list)
     arr_next: list[int] = field(default_factory=list)
     bids: dict[int, list[Order]] = field(default_factory=dict)  # price -> FIFO
@@ -557,11 +570,21 @@ class ReferenceEngine:
     def _set_instrument(self, cmd) -> None:
         inst_id = int(cmd["instrument"])
         inst = self._instrument(inst_id)
-        cap = int(cmd["funding_cap_ppb"])
-        if inst.kind != InstrumentKind.PERPETUAL or not 0 <= cap <= 100_000_000:
+        which = int(cmd["flags"]) or InstrumentSetting.FUNDING_CAP  # [A20]
+        cap, band = int(cmd["funding_cap_ppb"]), int(cmd["price_band_ppm"])
+        if which & ~(InstrumentSetting.FUNDING_CAP | InstrumentSetting.PRICE_BAND):
             raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
-        inst.funding_cap = cap
-        self._emit(EventKind.ACCEPTED, instrument=inst_id, price_ticks=cap)
+        if which & InstrumentSetting.FUNDING_CAP and (
+                inst.kind != InstrumentKind.PERPETUAL or not 0 <= cap <= 100_000_000):
+            raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
+        if which & InstrumentSetting.PRICE_BAND and not 0 <= band <= 1_000_000:
+            raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
+        if which & InstrumentSetting.FUNDING_CAP:
+            inst.funding_cap = cap
+        if which & InstrumentSetting.PRICE_BAND:
+            inst.price_band = band
+        self._emit(EventKind.ACCEPTED, instrument=inst_id, price_ticks=inst.funding_cap,
+                   qty_lots=inst.price_band)
 
     def _close(self, cmd) -> None:
         inst_id = int(cmd["instrument"])
@@ -918,6 +941,8 @@ class ReferenceEngine:
         if otype == OrderType.LIMIT:  # 7
             price = int(cmd["price_ticks"])
             self._check_price(inst, price)
+            if self.cfg.risk_checks:  # [R5]
+                price = self._banded_price(inst, side, price)
             limit: int | None = price
         else:
             price, limit = 0, None
@@ -932,6 +957,8 @@ class ReferenceEngine:
             qty = min(qty, cap)
         if flags & PO:  # 9
             price = limit = self._post_only_price(inst, side, price, bool(flags & RPO))
+            if self.cfg.risk_checks:  # [R5] repriced out of the band
+                self._check_band(inst, price)
         if not self._position_limit_ok(acct_id, inst_id, side, qty):  # 10
             raise Reject(Reason.POSITION_LIMIT)
         self._margin_check(acct_id, inst_id, side, qty, qty * price)  # [R4]
@@ -993,6 +1020,9 @@ class ReferenceEngine:
         self._check_qty(inst, qty)
         price = int(cmd["price_ticks"])
         self._check_price(inst, price)
+        banded = self.cfg.risk_checks and (price != order.price or qty > order.qty)  # [R5]
+        if banded:
+            price = self._banded_price(inst, order.side, price)
         if order.flags & RO:
             cap = self.reducing_capacity(self._pos_qty(acct_id, order.instrument), order.side)
             if cap == 0:
@@ -1000,6 +1030,8 @@ class ReferenceEngine:
             qty = min(qty, cap)
         if order.flags & PO:
             price = self._post_only_price(inst, order.side, price, bool(order.flags & RPO))
+            if banded:
+                self._check_band(inst, price)
         keep = price == order.price and qty <= order.qty  # [A14]
         if not self._position_limit_ok(acct_id, order.instrument, order.side, qty,
                                        gone=order.qty):
@@ -1136,6 +1168,14 @@ class ReferenceEngine:
                 for old in current[s]:
                     self._cancel_resting(old, Reason.CANCEL_QUOTE_REPLACED, leg_no)
             for s, p, q in sides:
+                if self.cfg.risk_checks:  # [R5] a side outside the band: refused on its own
+                    try:
+                        self._check_band(inst, p)
+                    except Reject as rej:
+                        self._emit(EventKind.REJECTED, reason=int(rej.reason), leg=leg_no,
+                                   account=acct_id, instrument=inst_id, side=s, price_ticks=p,
+                                   qty_lots=q, label=label)
+                        continue
                 best = inst.best(1 - s)
                 if best is not None and crosses(s, best, p):
                     self._emit(EventKind.REJECTED, reason=int(Reason.POST_ONLY_WOULD_TAKE),
@@ -1172,13 +1212,45 @@ class ReferenceEngine:
         if self._index_status(inst.underlying) != IndexStatus.VALID and not reduce_only:
             raise Reject(Reason.INDEX_STALE)
 
+    def band(self, inst: Instrument) -> tuple[int, int]:
+        """[R5] (low, high): mark -/+ floor(mark x band / 1e6) rounded inwards to the tick
+        grid, at least one tick and at most the max price on the grid."""
+        default = (self.cfg.option_band_ppm if inst.kind == InstrumentKind.OPTION
+                   else self.cfg.market_band_ppm)
+        width = inst.mark * (inst.price_band or default) // PPM
+        low = max(ceil_div(inst.mark - width, inst.tick) * inst.tick, inst.tick)
+        high = min((inst.mark + width) // inst.tick * inst.tick,
+                   inst.max_price // inst.tick * inst.tick)
+        return low, high
+
     def _band_price(self, inst: Instrument, side: int) -> int:
-        """[R3] market orders trade no further than mark +/- market_band (on the tick grid)."""
-        band = inst.mark * self.cfg.market_band_ppm // PPM
+        """[R3] market orders trade no further than the band's edge on their side."""
+        low, high = self.band(inst)
+        return high if side == BUY else low
+
+    def _banded_price(self, inst: Instrument, side: int, price: int) -> int:
+        """[R5] a buy above the band is clamped to its top, a sell below to its bottom; a
+        buy below / a sell above is refused (a band without a grid price: low > high)."""
+        low, high = self.band(inst)
         if side == BUY:
-            top = inst.max_price // inst.tick * inst.tick
-            return min((inst.mark + band) // inst.tick * inst.tick, top)
-        return max(ceil_div(inst.mark - band, inst.tick) * inst.tick, inst.tick)
+            if price > high:
+                return high
+            if price < min(low, high):
+                raise Reject(Reason.PRICE_BELOW_BAND)
+            return price
+        if price < low:
+            return low
+        if price > max(low, high):
+            raise Reject(Reason.PRICE_ABOVE_BAND)
+        return price
+
+    def _check_band(self, inst: Instrument, price: int) -> None:
+        """[R5] refuse a price outside the band as given (quotes, repriced post-only)."""
+        low, high = self.band(inst)
+        if price < min(low, high):
+            raise Reject(Reason.PRICE_BELOW_BAND)
+        if price > max(low, high):
+            raise Reject(Reason.PRICE_ABOVE_BAND)
 
     def _open_values(self, acct_id: int, inst_id: int) -> tuple[int, int]:
         """Sum of price x qty of the resting bids and asks of one position."""
@@ -1682,6 +1754,10 @@ class ReferenceEngine:
             self._transfer(inst_id, holder, other, qty, price)
         else:
             self._transfer(inst_id, other, holder, -qty, price)
+        for acct_id in (other, holder):  # [A22]
+            pos = self.positions.get((acct_id, inst_id))
+            if pos is not None and pos.qty == 0 and pos.resting == 0:
+                del self.positions[(acct_id, inst_id)]
 
     def _adl_score(self, acct_id: int, inst_id: int) -> int:
         inst = self.instruments[inst_id]
@@ -1798,7 +1874,8 @@ class ReferenceEngine:
                                 i.maker_fee, i.taker_fee, i.max_price, i.resting_count(),
                                 (i.mark, i.mark_next, i.index, i.index_next, i.basis_ema,
                                  i.mark_iv, *i.greeks, i.funding_ts, i.funding_rate,
-                                 i.premium_acc, i.premium_ms, i.settlement, i.funding_cap),
+                                 i.premium_acc, i.premium_ms, i.settlement, i.funding_cap,
+                                 i.price_band),
                                 int(i.dirty),
                                 tuple(i.arr),
                                 tuple(i.arr_next)))

@@ -236,17 +236,34 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
 
 @kernel
 def set_instrument(st, ev, n, cmds, i):
-    """SET_INSTRUMENT: a perpetual's funding cap (0 restores the configured cap)."""
+    """SET_INSTRUMENT: the settings named by ``flags`` (InstrumentSetting bits; 0 = the
+    funding cap, as before the bits existed): a perpetual's funding cap (0 restores the
+    configured cap) and the price band in ppm (0 restores ``market_band_ppm``). Either all
+    named settings are valid and set, or BAD_INSTRUMENT_PARAMS changes nothing. The ACCEPTED
+    event carries the funding cap in price_ticks and the band in qty_lots, as now set."""
     c = cmds[i]
     instrument = np.int64(c["instrument"])
     if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
         return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
+    which = np.int64(c["flags"])
+    if which == 0:
+        which = K.SET_FUNDING_CAP
     cap = c["funding_cap_ppb"]
-    if st.ins_i4[instrument, L.I_KIND] != K.PERPETUAL or cap < 0 or cap > 100_000_000:
+    band = c["price_band_ppm"]
+    if which & ~(K.SET_FUNDING_CAP | K.SET_PRICE_BAND):
         return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
-    st.ins_i8[instrument, L.I_FUNDING_CAP] = cap
+    if (which & K.SET_FUNDING_CAP) and (
+            st.ins_i4[instrument, L.I_KIND] != K.PERPETUAL or cap < 0 or cap > 100_000_000):
+        return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
+    if (which & K.SET_PRICE_BAND) and (band < 0 or band > 1_000_000):
+        return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
+    if which & K.SET_FUNDING_CAP:
+        st.ins_i8[instrument, L.I_FUNDING_CAP] = cap
+    if which & K.SET_PRICE_BAND:
+        st.ins_i8[instrument, L.I_PRICE_BAND] = band
     return emit(ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_INSTRUMENT, 0, 0, 0, 0, 0, instrument,
-                0, cap, 0, 0)
+                0, st.ins_i8[instrument, L.I_FUNDING_CAP], st.ins_i8[instrument, L.I_PRICE_BAND],
+                0)
 
 
 @kernel

@@ -61,9 +61,10 @@ P_LIQUIDATION_FEE_PPM = 45
 P_LIQUIDATION_STEP_PPM = 46
 P_ADL_MODE = 47
 P_ADL_MAX_COUNTERPARTIES = 48
-P_SCENARIOS = 49  # number of scenarios S
-P_SCENARIO_BASE = 50  # S rows of (price move ppm, vol shock -1/0/+1, weight ppm) follow
-PARAM_COUNT = 50  # fixed part; the vector is PARAM_COUNT + 3 * S long
+P_OPTION_BAND_PPM = 49
+P_SCENARIOS = 50  # number of scenarios S
+P_SCENARIO_BASE = 51  # S rows of (price move ppm, vol shock -1/0/+1, weight ppm) follow
+PARAM_COUNT = 51  # fixed part; the vector is PARAM_COUNT + 3 * S long
 
 FUNDING_CONTINUOUS = 0  # Deribit: accrued at every TIME command, dead-band and cap
 FUNDING_INTERVAL = 1  # BitMEX/Binance: F = P + clamp(I - P) over each interval
@@ -151,7 +152,10 @@ class EngineConfig:
     index_history: int = 1024  # index updates kept per underlying (expiry TWAP)
     mark_ema_ppm: int = 200_000  # weight of the new basis in the perpetual basis EMA
     mark_basis_clamp_ppm: int = 10_000  # |perpetual basis| <= this x index
-    market_band_ppm: int = 50_000  # market orders trade no further than mark +/- this
+    # price band around the mark for every order (docs/risk.md, "Price band"), unless the
+    # instrument sets its own: perpetuals, and options (whose premiums move much more)
+    market_band_ppm: int = 50_000
+    option_band_ppm: int = 1_000_000  # [one tick, 2 x mark]
     perp_im_ppm: int = 20_000
     perp_mm_ppm: int = 10_000
     perp_tier_units: int = 10_000_000_000_000  # risk-limit tier width (notional units)
@@ -217,8 +221,8 @@ class EngineConfig:
         if self.index_history < 2:
             problems.append("index_history must be >= 2")
         for name in ("index_outlier_ppm", "mark_ema_ppm", "mark_basis_clamp_ppm",
-                     "market_band_ppm", "perp_im_ppm", "perp_mm_ppm", "perp_tier_im_ppm",
-                     "perp_tier_mm_ppm", "option_im_ppm", "option_im_min_ppm",
+                     "market_band_ppm", "option_band_ppm", "perp_im_ppm", "perp_mm_ppm",
+                     "perp_tier_im_ppm", "perp_tier_mm_ppm", "option_im_ppm", "option_im_min_ppm",
                      "option_mm_ppm", "pm_mm_ppm", "pm_short_option_ppm"):
             if not 0 <= getattr(self, name) <= 1_000_000:
                 problems.append(f"{name} must be in [0, 1e6]")
@@ -266,7 +270,7 @@ class EngineConfig:
             self.funding_dead_band_ppb, self.funding_cap_ppb, self.funding_interest_ppb,
             self.funding_clamp_ppb, self.expiry_twap_ms, self.liquidation_fee_ppm,
             self.liquidation_step_ppm, self.adl_mode, self.adl_max_counterparties,
-            len(self.scenarios),
+            self.option_band_ppm, len(self.scenarios),
         ]
         assert len(values) == PARAM_COUNT
         for row in self.scenarios:

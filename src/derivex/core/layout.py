@@ -89,7 +89,8 @@ I_PREMIUM_ACC = 21  # interval mode: sum of premium (1e-9) x ms over the interva
 I_PREMIUM_MS = 22
 I_SETTLEMENT = 23  # options: the settlement price once settled
 I_FUNDING_CAP = 24  # perpetuals: this instrument's funding rate cap (0: the config's)
-INSTRUMENT_I8_FIELDS = 25
+I_PRICE_BAND = 25  # price band around the mark, ppm (0: the config's market_band_ppm)
+INSTRUMENT_I8_FIELDS = 26
 # instruments: int32 rows
 I_KIND = 0
 I_OPTION_TYPE = 1

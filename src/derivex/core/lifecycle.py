@@ -134,12 +134,17 @@ def transfer(st, instrument, seller_position, buyer_account, qty, price):
 
 @kernel
 def transfer_signed(st, instrument, from_position, to_account, qty, price):
-    """Move a signed ``qty`` (the sign of the position it comes from) to ``to_account``."""
+    """Move a signed ``qty`` (the sign of the position it comes from) to ``to_account``
+    (takeover, deleveraging). Either side left flat with no resting orders is released
+    here, whichever account it belongs to: the receiver (the insurance fund included) can
+    net to zero as well as the giver. Callers must re-find positions afterwards."""
     if qty > 0:
-        return transfer(st, instrument, from_position, to_account, qty, price)
-    to = position_get_or_create(st, to_account, instrument)
-    transfer(st, instrument, to, st.pos_i4[from_position, L.S_ACCOUNT], -qty, price)
-    return to
+        to = transfer(st, instrument, from_position, to_account, qty, price)
+    else:
+        to = position_get_or_create(st, to_account, instrument)
+        transfer(st, instrument, to, st.pos_i4[from_position, L.S_ACCOUNT], -qty, price)
+    position_release_if_idle(st, to)
+    position_release_if_idle(st, from_position)
 
 
 # ---------------------------------------------------------------------------------------
@@ -520,7 +525,6 @@ def _deleverage(st, ev, n, seq, account, position, instrument, price):
         if lots > left:
             lots = left
         transfer_signed(st, instrument, position, other, lots if q > 0 else -lots, price)
-        position_release_if_idle(st, theirs)
         left -= lots
         n = _stage(ev, n, seq, account, instrument, K.LIQ_AUTO_DELEVERAGE, price, lots, other)
         n = _stage(ev, n, seq, other, instrument, K.LIQ_AUTO_DELEVERAGE, price, lots, account)

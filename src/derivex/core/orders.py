@@ -41,7 +41,14 @@ from derivex.core.pools import (
     position_get_or_create,
     position_release_if_idle,
 )
-from derivex.core.risk import margin_reason, market_band_price, market_reason, risk_on
+from derivex.core.risk import (
+    band_reason,
+    banded_price,
+    margin_reason,
+    market_band_price,
+    market_reason,
+    risk_on,
+)
 
 
 @kernel
@@ -238,9 +245,14 @@ def place_order(st, ev, n, cmds, i):
     if is_market and tif == K.GTC:
         tif = K.IOC
     sweep = is_market  # trades at any price
-    if is_market and risk_on(st):
+    banded = risk_on(st)
+    if is_market and banded:
         price = market_band_price(st, instrument, side)  # no further than the band
         sweep = False
+    elif banded:
+        price, reason = banded_price(st, instrument, side, price)
+        if reason != K.R_OK:
+            return reject(st, ev, n, cmds, i, reason, 0)
     position = position_find(st, account, instrument)
     if flags & K.REDUCE_ONLY:
         capacity = reducing_capacity(st, position, side)
@@ -252,6 +264,9 @@ def place_order(st, ev, n, cmds, i):
         price = post_only_price(st, instrument, side, price, flags & K.REJECT_POST_ONLY)
         if price < 0:
             return reject(st, ev, n, cmds, i, K.R_POST_ONLY_WOULD_TAKE, 0)
+        reason = band_reason(st, instrument, price) if banded else K.R_OK
+        if reason != K.R_OK:  # repriced away from the book and out of the band
+            return reject(st, ev, n, cmds, i, reason, 0)
     if not within_position_limit(st, position, side, qty, 0):
         return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
     reason = margin_reason(st, account, instrument, position, side, qty, qty * price)
@@ -369,6 +384,15 @@ def amend_order(st, ev, n, cmds, i):
     reason = check_price(st, instrument, price)
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
+    old_price = st.ord_i8[slot, L.O_PRICE]
+    old_qty = st.ord_i8[slot, L.O_QTY]
+    # the band applies to every amend that moves the price or adds lots; a pure reduction
+    # at the old price stays possible after the mark has left the order behind
+    banded = risk_on(st) and (price != old_price or qty > old_qty)
+    if banded:
+        price, reason = banded_price(st, instrument, side, price)
+        if reason != K.R_OK:
+            return reject(st, ev, n, cmds, i, reason, 0)
     if flags & K.REDUCE_ONLY:
         capacity = reducing_capacity(st, position, side)
         if capacity == 0:
@@ -379,8 +403,9 @@ def amend_order(st, ev, n, cmds, i):
         price = post_only_price(st, instrument, side, price, flags & K.REJECT_POST_ONLY)
         if price < 0:
             return reject(st, ev, n, cmds, i, K.R_POST_ONLY_WOULD_TAKE, 0)
-    old_price = st.ord_i8[slot, L.O_PRICE]
-    old_qty = st.ord_i8[slot, L.O_QTY]
+        reason = band_reason(st, instrument, price) if banded else K.R_OK
+        if reason != K.R_OK:
+            return reject(st, ev, n, cmds, i, reason, 0)
     if not within_position_limit(st, position, side, qty, old_qty):
         return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
     reason = margin_reason(st, account, instrument, position, side, qty - old_qty,

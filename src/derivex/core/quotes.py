@@ -43,7 +43,7 @@ from derivex.core.pools import (
     position_get_or_create,
     position_release_if_idle,
 )
-from derivex.core.risk import margin_reason, market_reason
+from derivex.core.risk import band_reason, margin_reason, market_reason, risk_on
 
 
 @kernel
@@ -204,8 +204,16 @@ def _replace_side(st, ev, n, seq, leg, instrument, position, side):
 
 @kernel
 def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price, qty, label):
-    """Rest one quote side as a post-only order, or reject that side if it would trade."""
+    """Rest one quote side as a post-only order, or reject that side if it is outside the
+    price band (a quote states an exact price: refused, not clamped; only this side, as the
+    mark moves between quotes) or would trade."""
     if qty == 0:
+        return n
+    reason = band_reason(st, instrument, price) if risk_on(st) else K.R_OK
+    if reason != K.R_OK:
+        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, reason, leg, account,
+                 instrument, 0, price, qty, 0)
+        set_label(ev, n, label)
         return n
     if post_only_price(st, instrument, side, price, True) < 0:
         n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, K.R_POST_ONLY_WOULD_TAKE,

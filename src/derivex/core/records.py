@@ -72,6 +72,8 @@ COMMAND_DTYPE = _layout(
         ("taker_fee_ppm", "<i4", 60),
         # aliases: SET_INSTRUMENT
         ("funding_cap_ppb", "<i8", 40),  # |funding rate| cap per period, 1e-9; 0 = config's
+        ("price_band_ppm", "<i8", 48),  # price band around the mark, ppm; 0 = config's
+        # ``flags`` says which InstrumentSetting the command sets (0: the funding cap only)
         # aliases: CREATE_ACCOUNT / SET_ACCOUNT
         ("margin_mode", "u1", 19),  # MarginMode
         # aliases: INDEX header (count = number of INDEX_SOURCE legs that follow)
@@ -170,7 +172,7 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.HALT_INSTRUMENT: ("instrument",),
     CommandKind.RESUME_INSTRUMENT: ("instrument",),
     CommandKind.CLOSE_INSTRUMENT: ("instrument",),
-    CommandKind.SET_INSTRUMENT: ("instrument", "funding_cap_ppb"),
+    CommandKind.SET_INSTRUMENT: ("instrument", "flags", "funding_cap_ppb", "price_band_ppm"),
     CommandKind.PLACE_ORDER: (
         "account", "instrument", "side", "order_type", "tif", "flags", "price_ticks",
         "qty_lots", "label",
@@ -214,6 +216,14 @@ class OrderFlag(IntEnum):
     REJECT_POST_ONLY = 2  # with POST_ONLY: reject instead of repricing
     REDUCE_ONLY = 4
     QUOTE = 8  # set by the engine on mass-quote orders; not accepted from clients
+
+
+class InstrumentSetting(IntEnum):
+    """Bits of SET_INSTRUMENT's ``flags``: which settings the command sets (0 = FUNDING_CAP,
+    as before these bits existed)."""
+
+    FUNDING_CAP = 1  # perpetuals only
+    PRICE_BAND = 2
 
 
 CLIENT_ORDER_FLAGS = OrderFlag.POST_ONLY | OrderFlag.REJECT_POST_ONLY | OrderFlag.REDUCE_ONLY
@@ -390,9 +400,11 @@ class Reason(IntEnum):
     INSUFFICIENT_MARGIN = 202
     INDEX_STALE = 203  # the underlying has no valid index: only risk-reducing actions
     NO_MARK = 204  # the instrument has no mark price / risk array yet
-    PRICE_BAND = 205  # market order with no mark to bound it, or price outside the band
+    PRICE_BAND = 205  # reserved, never emitted: outside the band is 208 / 209
     MARGIN_MODE_OPEN = 206  # margin mode cannot change with positions or orders open
     ACCOUNT_IN_LIQUIDATION = 207  # the engine controls the account until liquidation ends
+    PRICE_BELOW_BAND = 208  # a buy below the price band, or a quote side below it
+    PRICE_ABOVE_BAND = 209  # a sell above the price band, or a quote side above it
     # matching 300-399
     POST_ONLY_WOULD_TAKE = 300
     FOK_NOT_FILLED = 301

@@ -40,6 +40,7 @@ from derivex.core.config import (
     P_MARKET_BAND_PPM,
     P_MAX_PRICE_TICKS,
     P_MAX_UNDERLYINGS,
+    P_OPTION_BAND_PPM,
     P_OPTION_IM_MIN_PPM,
     P_OPTION_IM_PPM,
     P_OPTION_MM_PPM,
@@ -336,18 +337,75 @@ def market_reason(st, instrument, reduce_only):
 
 
 @kernel
-def market_band_price(st, instrument, side):
-    """Limit a market order trades to under risk checks: mark +/- market_band, on the tick
-    grid (down for bids, up for asks), within (0, max price]."""
+def price_band_ppm(st, instrument):
+    """The instrument's price band (SET_INSTRUMENT), else the configured one of its kind
+    (``option_band_ppm`` for options, ``market_band_ppm`` otherwise)."""
+    band = st.ins_i8[instrument, L.I_PRICE_BAND]
+    if band > 0:
+        return band
+    if st.ins_i4[instrument, L.I_KIND] == K.OPTION:
+        return st.params[P_OPTION_BAND_PPM]
+    return st.params[P_MARKET_BAND_PPM]
+
+
+@kernel
+def price_band(st, instrument):
+    """(lowest, highest) price of the band around the applied mark m, on the tick grid:
+    ceil((m - floor(m * band / 1e6)) / tick) * tick, at least one tick, and
+    floor((m + floor(m * band / 1e6)) / tick) * tick, at most the max price. O(1)."""
     mark = st.ins_i8[instrument, L.I_MARK]
     tick = st.ins_i8[instrument, L.I_TICK]
-    band = mul_div_floor(mark, st.params[P_MARKET_BAND_PPM], PPM)
+    width = mul_div_floor(mark, price_band_ppm(st, instrument), PPM)
+    low = -((-(mark - width)) // tick) * tick
+    if low < tick:
+        low = tick
+    high = (mark + width) // tick * tick
+    top = st.ins_i8[instrument, L.I_MAX_PRICE] // tick * tick
+    if high > top:
+        high = top
+    return low, high
+
+
+@kernel
+def market_band_price(st, instrument, side):
+    """Limit a market order (or an engine liquidation order) trades to under risk checks:
+    the band's edge on its side, i.e. an unlimited price clamped by ``banded_price``."""
+    low, high = price_band(st, instrument)
+    return high if side == K.BUY else low
+
+
+@kernel
+def banded_price(st, instrument, side, price):
+    """One rule for every order price under risk checks (docs/risk.md, price band): a buy
+    above the band trades at most at its top and a sell below it at least at its bottom
+    (clamped, as Deribit clamps to max_price / min_price); a buy below the band or a sell
+    above it is refused. Returns (price, reason): reason PRICE_BELOW_BAND /
+    PRICE_ABOVE_BAND, else OK. Where a band narrower than a tick holds no grid price
+    (low > high), buys keep [high, high] and sells [low, low]. O(1)."""
+    low, high = price_band(st, instrument)
     if side == K.BUY:
-        price = (mark + band) // tick * tick
-        top = st.ins_i8[instrument, L.I_MAX_PRICE] // tick * tick
-        return price if price < top else top
-    price = -((-(mark - band)) // tick) * tick
-    return price if price >= tick else tick
+        if price > high:
+            return high, K.R_OK
+        if price < low and price < high:
+            return price, K.R_PRICE_BELOW_BAND
+        return price, K.R_OK
+    if price < low:
+        return low, K.R_OK
+    if price > high and price > low:
+        return price, K.R_PRICE_ABOVE_BAND
+    return price, K.R_OK
+
+
+@kernel
+def band_reason(st, instrument, price):
+    """PRICE_BELOW_BAND / PRICE_ABOVE_BAND for a price that must lie in the band as given
+    (mass-quote sides and repriced post-only orders are never clamped), else OK. O(1)."""
+    low, high = price_band(st, instrument)
+    if price < low and price < high:
+        return K.R_PRICE_BELOW_BAND
+    if price > high and price > low:
+        return K.R_PRICE_ABOVE_BAND
+    return K.R_OK
 
 
 @kernel

@@ -103,6 +103,8 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.INDEX_STALE: (10040, "retry"),  # trading resumes with the next valid index
     Reason.NO_MARK: (10040, "retry"),  # the instrument gets a mark from the pricing service
     Reason.PRICE_BAND: (10011, "price_not_allowed"),
+    Reason.PRICE_BELOW_BAND: (10005, "price_too_low"),  # below the ticker's min_price
+    Reason.PRICE_ABOVE_BAND: (10007, "price_too_high"),  # above the ticker's max_price
     Reason.MARGIN_MODE_OPEN: (OTHER_REJECT, "other_reject"),
     Reason.ACCOUNT_IN_LIQUIDATION: (10009, "not_enough_funds"),  # only de-risking allowed
     # matching

@@ -76,7 +76,7 @@ def ticker(venue: Venue, spec: InstrumentSpec) -> dict[str, Any]:
     book = venue.exchange.depth(spec.instrument, 1)
     mark = mark_ticks(venue, spec)
     index = venue.index_ticks(spec.base)
-    band = venue.exchange.engine.config.market_band_ppm
+    band = venue.exchange.price_band(spec.instrument)  # the engine's own band, same ticks
     data: dict[str, Any] = {
         "instrument_name": spec.name,
         "timestamp": now,
@@ -91,8 +91,8 @@ def ticker(venue: Venue, spec: InstrumentSpec) -> dict[str, Any]:
         "estimated_delivery_price": spec.price(index),
         "settlement_price": spec.price(mark),
         "open_interest": spec.amount(open_interest_lots(venue, spec.instrument)),
-        "min_price": spec.price(mark - mark * band // 1_000_000) if mark else 0.0,
-        "max_price": spec.price(mark + mark * band // 1_000_000) if mark else 0.0,
+        "min_price": spec.price(band[0]) if band else 0.0,
+        "max_price": spec.price(band[1]) if band else 0.0,
         "stats": stats(venue, spec, now),
     }
     if spec.kind == "perpetual":
