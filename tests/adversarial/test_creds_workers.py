@@ -38,7 +38,7 @@ def test_replay_and_revocation_reach_every_worker(tmp_path: Path) -> None:
         assert client.fetch_open_orders(PERPETUAL) == []
         # a signed order replayed on fresh connections (either worker) is refused by all
         buy = "/api/v2/private/buy?" + urllib.parse.urlencode({
-            "instrument_name": "BTC_USDC-PERPETUAL", "amount": "0.01", "price": "50000",
+            "instrument_name": "BTC_USDC-PERPETUAL", "amount": "0.01", "price": "58500",
             "type": "limit"})
         header = signature_header(key, "GET", buy)
         assert "result" in http(served.url, buy, header=header)

@@ -168,7 +168,7 @@ async def _trade(served: Served, acked: set[int], seconds: float, depth: int = 8
                 sent += 1
                 return {"id": sent, "method": f"private/{side}", "params": {
                     "instrument_name": "BTC_USDC-PERPETUAL", "amount": 0.001,
-                    "type": "limit", "price": 50_000 if side == "buy" else 70_000}}
+                    "type": "limit", "price": 58_500 if side == "buy" else 61_500}}  # in the band
             for _ in range(depth):
                 await ws.send_json(order())
             while time.monotonic() < stop_at:

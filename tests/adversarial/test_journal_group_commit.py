@@ -69,7 +69,7 @@ async def _scenario(thread: GatewayThread, journal: Journal, client_id: str, sec
         held.set()  # from now on the disk does not return
         await ws.send_json({"id": 2, "method": "private/buy", "params": {
             "instrument_name": "BTC_USDC-PERPETUAL", "amount": 0.001, "type": "limit",
-            "price": 50_000}})
+            "price": 58_500}})
         deadline = time.monotonic() + 30
         while journal.last_seq == before and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # the engine placed it and the journal wrote it...

@@ -41,7 +41,7 @@ def _order(kind: str, request_id: int) -> bytes:
         params.update(type="limit", price=60_500, post_only=True)
     elif kind == "reduce_only":
         method = "private/sell"
-        params.update(type="limit", price=70_000, reduce_only=True)
+        params.update(type="limit", price=61_500, reduce_only=True)
     return request(request_id, method, **params)
 
 
