@@ -83,13 +83,16 @@ def prepare(data: Path, accounts: int) -> list[dict[str, Any]]:
     return keys
 
 
-def start_server(data: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(data: Path, workers: int,
+                 limits: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "derivex.cli", "serve", "--data-dir", str(data),
                "--port", str(port), "--no-demo", "--log-level", "warning",
                "--limit", "max_connections_per_address=1000"]
+    for item in limits:
+        command += ["--limit", item]
     if workers:
         command += ["--workers", str(workers)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -523,6 +526,10 @@ def main() -> None:
     parser.add_argument("--factors", default="1,3,10")
     parser.add_argument("--flooders", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="1 s phases, 1x and 10x")
+    parser.add_argument("--limit", action="append", default=[],
+                        help="NAME=VALUE passed to the server (repeatable)")
+    parser.add_argument("--name", default="overload",
+                        help="results/<name>.json (a run with --limit: name it apart)")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.factors = 1.0, "1,10"
@@ -535,7 +542,7 @@ def main() -> None:
         workers = 2 if mode == "workers2" else 0
         with tempfile.TemporaryDirectory(prefix="derivex-overload-") as tmp:
             keys = prepare(Path(tmp), 5 + args.flooders)
-            process, url = start_server(Path(tmp), workers)
+            process, url = start_server(Path(tmp), workers, tuple(args.limit))
             try:
                 results["modes"][mode] = uvloop.run(run_mode(
                     url, process.pid, keys, args.seconds, factors, args.flooders))
@@ -567,7 +574,8 @@ def main() -> None:
                           str(row["accepted_orders_per_s"]), "", "",
                           f"{order['p50']}/{order['p99']}" if order else "", "",
                           str(row["rss_mb"]))
-    finish(results, table, Console(), "overload", args.quick)
+    results["machine"]["server_limits"] = args.limit
+    finish(results, table, Console(), args.name, args.quick)
 
 
 if __name__ == "__main__":
