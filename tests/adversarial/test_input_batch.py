@@ -8,19 +8,16 @@ error, and the venue's state holds exactly the valid orders."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from derivex.core.records import Side
-from derivex.gateway import GatewayThread, KeyStore
 from derivex.gateway.errors import RpcError
 from derivex.gateway.keys import ApiKey
 from derivex.gateway.venue import PlaceOrder
-from tests.gateway.conftest import Server, build_gateway
+from tests.gateway.conftest import Server
 
 PERP = "BTC_USDC-PERPETUAL"
 VALID = {"instrument_name": PERP, "amount": "0.01", "price": "100", "type": "limit"}
@@ -36,15 +33,6 @@ POISONS: list[dict[str, Any]] = [
     {"amount": "1e9"}, {"price": "1e16"},
 ]
 CLEAN = {-32602, -32000, 10021, 10023, 10043, 10007, 10033, 10020}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    keys = KeyStore(None)
-    thread = GatewayThread(lambda: build_gateway(keys))
-    thread.start()
-    yield Server(thread, keys, [])
-    thread.stop()
 
 
 def _order(poison: dict[str, Any] | None) -> dict[str, Any]:

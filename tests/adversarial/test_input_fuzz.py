@@ -20,10 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
-from derivex.gateway import GatewayThread, KeyStore
 from derivex.gateway.keys import ApiKey
 from derivex.gateway.methods import ACCESS_TOKEN, METHODS
-from tests.gateway.conftest import Server, build_gateway
+from tests.gateway.conftest import Server
 
 METHOD_NAMES = sorted(METHODS)
 EVERY_PARAM = sorted({name for m in METHODS.values() for name in m.accepts} - {ACCESS_TOKEN})
@@ -115,15 +114,6 @@ def _check(reply: Any) -> dict[str, Any]:
         assert isinstance(reply["error"]["code"], int), reply
         assert reply["error"]["code"] != 11094, reply
     return reply
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    keys = KeyStore(None)
-    thread = GatewayThread(lambda: build_gateway(keys))
-    thread.start()
-    yield Server(thread, keys, [])
-    thread.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
-from derivex.gateway import GatewayThread, KeyStore
 from derivex.gateway import numbers as n
 from derivex.gateway import params as p
 from derivex.gateway.auth import sign
 from derivex.gateway.errors import RpcError
-from tests.gateway.conftest import Server, build_gateway
+from tests.gateway.conftest import Server
 
 PERP = "BTC_USDC-PERPETUAL"
 # the family of finding 1: the cost of a Decimal grew with the square of the exponent
@@ -41,15 +40,6 @@ LOOKALIKES = ["1_0", "1_000.5", "\u0661\u0660", "\u0663", "\uff11", "\u06f1\u06f
               "--1", "1.2.3", "1e+", "e5", "1e5.5", "²", "1" * 65, "0" * 65]
 BEYOND_INT64 = [2**63, -(2**63) - 1, 1e30, 1e308, -1e308, "9223372036854775808",
                 "1e30", "-1e40"]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    keys = KeyStore(None)
-    thread = GatewayThread(lambda: build_gateway(keys))
-    thread.start()
-    yield Server(thread, keys, [])
-    thread.stop()
 
 
 def _ws_call(ws: Any, method: str, params: dict[str, Any], request_id: int = 1) -> Any:
