@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -77,6 +78,18 @@ class Dispatcher:
         # the queued orders' contexts by connection (a connection's orders of one batch
         # share one); emptied by ``flush``
         self._contexts: dict[Any, Context] = {}
+        # told the seconds of each flush run at the end of a tick (not inside a request's
+        # handling): the server charges them to the next tick's budget (``turns``)
+        self.on_tick_flush: Callable[[float], None] | None = None
+
+    def _tick_flush(self) -> None:
+        """The flush scheduled for the end of the tick, timed for ``on_tick_flush``."""
+        if self.on_tick_flush is None:
+            self.flush()
+            return
+        start = time.perf_counter()
+        self.flush()
+        self.on_tick_flush(time.perf_counter() - start)
 
     def _end_tick(self) -> None:
         self._tick_orders = 0
@@ -256,7 +269,7 @@ class Dispatcher:
         self._contexts[connection] = ctx
         queued = self._queued
         if not queued:
-            asyncio.get_running_loop().call_soon(self.flush)
+            asyncio.get_running_loop().call_soon(self._tick_flush)
         queued.append((method, ctx, order, request_id, in_ns))
         if len(queued) >= self.max_batch:
             self.flush()

@@ -28,6 +28,7 @@ import struct
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -47,12 +48,13 @@ from derivex.gateway.overload import Shedder
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.rpc import CANCELS, MAX_FRAME_BYTES, Dispatcher
 from derivex.gateway.telemetry import Metrics, logger
+from derivex.gateway.trace import TRACE, TracedParser
 from derivex.gateway.turns import Turns
 from derivex.gateway.venue import Venue
 
 T = TypeVar("T")
 HARD_FRAME_LIMIT = 4 << 20  # beyond this aiohttp closes the socket (1009)
-GC_THRESHOLD = 50_000
+GC_THRESHOLD = 10_000
 REVOKED_NOTICE = orjson.dumps({"jsonrpc": "2.0", "method": "session_closed",
                                "params": {"reason": "credentials_revoked"}})
 SLOW_CONSUMER = 1008  # WebSocket close code (policy violation) of a slow consumer
@@ -319,6 +321,7 @@ class Gateway:
         # every WebSocket frame takes its turn (``turns``), then ``_handle``
         self.turns = Turns(self._handle, limits.max_frames_per_tick,
                            limits.max_time_per_tick_s)
+        self.dispatcher.on_tick_flush = self.turns.charge
         # the key poll: a revocation by another process (``derivex keys revoke``) reaches
         # sessions that never present a credential again within ``keys_poll_s``
         self._periodic: list[tuple[float, Callable[[], Any]]] = [
@@ -394,6 +397,8 @@ class Gateway:
         for interval, function in self._periodic:
             self._tasks.append(asyncio.ensure_future(self._repeat(interval, function)))
         self.log.info("gateway listening", url=self.url)
+        if TRACE is not None:
+            TRACE.start(self)
         return self.url
 
     async def _repeat(self, interval: float, function: Callable[[], Any]) -> None:
@@ -501,6 +506,8 @@ class Gateway:
         elif method in CANCELS:
             # out now, not at the end of the tick: it would wait for the tick's flush
             conn.write_pending()
+            if TRACE is not None and method == "private/cancel":
+                TRACE.cancel_ms.append((perf_counter() - TRACE.read_at) * 1000)
 
     async def _rest(self, request: web.Request) -> web.Response:
         name = f"{request.match_info['scope']}/{request.match_info['name']}"
@@ -603,8 +610,18 @@ def attach_inline(ws: web.WebSocketResponse, request: web.Request,
             or protocol is None or getattr(protocol, "_payload_parser", None) is None
             or getattr(ws, "_parser", None) is not protocol._payload_parser):
         return False
+    traced: TracedParser | None = None
+    if TRACE is not None:
+        deliver = on_message
+
+        def on_message(data: bytes) -> None:
+            assert traced is not None
+            traced.frames += 1
+            deliver(data)
     queue = _InlineQueue(protocol, old._limit // 2, asyncio.get_running_loop(), on_message)
-    parser = WebSocketReader(queue, HARD_FRAME_LIMIT, compress=False, decode_text=False)
+    parser: Any = WebSocketReader(queue, HARD_FRAME_LIMIT, compress=False, decode_text=False)
+    if TRACE is not None:
+        parser = traced = TracedParser(parser, queue)
     pending = list(old._buffer)
     old._buffer.clear()
     ws._reader = queue  # type: ignore[assignment]
@@ -621,10 +638,14 @@ def tune_gc(threshold: int = GC_THRESHOLD) -> None:
     generation is collected every ``threshold`` allocations instead of 700. Order entry
     allocates a few objects per request and keeps them (order records, trades); with the
     defaults the full collections over that growing history stalled the loop for tens of
-    milliseconds (the p99 of pipelined clients)."""
+    milliseconds (the p99 of pipelined clients). The youngest generation's threshold is
+    10,000, not more: under an order flood each of its collections took 12-26 ms at 50,000
+    (the tail of a cancel's wait, bench/results/overload-dev.json), 2-6 ms at 10,000; the
+    middle one's threshold scales with it so older generations are collected as often as
+    before (every 500,000 allocations)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(threshold, 50, 100)
+    gc.set_threshold(threshold, max(1, 500_000 // threshold), 100)
 
 
 def _grant(data: bytes | str) -> Any:

@@ -7,7 +7,10 @@ wait, in order, on their connection (``parked``), which is not read meanwhile. P
 frames are handled first in the next ticks (their callbacks run before the loop's next
 reads). A cancel frame is never parked unless frames of its own connection are parked
 before it, so a cancel never waits for a flood. A tick's work, hence everyone's wait, is
-bounded by the budgets, not by what one client sends.
+bounded by the budgets, not by what one client sends. The order flush that ends a tick
+(``Dispatcher``: one engine call for the tick's new orders) runs outside any frame's
+handling; its time is charged (``charge``) to the tick it runs in, so that tick handles
+that much less and a loop iteration stays near ``max_time_per_tick_s`` in all.
 
 The connection needs ``closing``, ``transport``, ``writes_paused``, ``parked`` (a deque),
 ``tick`` and ``tick_frames``; ``handle(connection, frame)`` does the work.
@@ -74,6 +77,14 @@ class Turns:
         start = perf_counter()
         self.handle(conn, data)
         self._used_s += perf_counter() - start
+
+    def charge(self, seconds: float) -> None:
+        """Count ``seconds`` of work done outside ``handle`` (the order flush at the end of
+        a tick) against this tick's time budget: a tick's whole work, not only its frames'
+        handling, is what a reader of another socket (a cancel) waits for."""
+        if not self._open:
+            self._open_tick()
+        self._used_s += seconds
 
     def _open_tick(self) -> None:
         """Frames are handled in this tick: its budgets end with it."""
