@@ -149,3 +149,39 @@ def test_snapshot_plus_tail_equals_full_replay(tmp_path, flow) -> None:
     audit = verify_directory(tmp_path, checkpoint_every=1_000)
     assert audit.ok, audit.lines
     assert len(audit.full.checkpoints) >= 6
+
+
+def test_verify_of_a_live_venue_is_not_a_false_mismatch(tmp_path, flow, monkeypatch) -> None:
+    """A journal that grows between verify's full replay and its snapshot + tail replay
+    (a live writer appending) is reported as grown, not as a mismatch; the snapshots are
+    still checked. Once the writer is gone, the same directory compares exactly."""
+    from derivex.journal import recovery
+
+    setup, commands = flow
+    exchange = journal_flow(tmp_path, setup, commands[:1_500], seed=6)
+    snapshot(exchange)
+    for part in batches_of(commands[1_500:3_000], 7):
+        exchange.submit(part)
+    later = batches_of(commands[3_000:3_600], 8)
+    grown: list[int] = []
+    real_recover = recovery.recover
+
+    def recover_then_append(*args, **kwargs):  # the real replay; then the writer appends
+        result = real_recover(*args, **kwargs)
+        if not grown:
+            for part in later:
+                exchange.submit(part)
+            grown.append(exchange.journal.last_seq)
+        return result
+
+    monkeypatch.setattr(recovery, "recover", recover_then_append)
+    audit = verify_directory(tmp_path)
+    assert grown and audit.full.seq < grown[0]
+    assert audit.ok, audit.lines
+    assert any("grew from seq" in line for line in audit.lines), audit.lines
+    assert not any("DIFFERS" in line for line in audit.lines)
+    monkeypatch.setattr(recovery, "recover", real_recover)
+    exchange.journal.close()
+    stopped = verify_directory(tmp_path)
+    assert stopped.ok and stopped.full.seq == grown[0], stopped.lines
+    assert any("same seq, state hash and root" in line for line in stopped.lines)
