@@ -250,3 +250,19 @@ def test_serve_refuses_a_malformed_auth_backoff(tmp_path) -> None:
                               timeout=120)
         assert done.returncode == 2 and "--auth-backoff" in done.stderr, done.stderr
     assert not (tmp_path / "venue").exists()  # refused before anything was created
+
+
+def test_damaged_signature_table_cannot_lock_signatures_out(tmp_path) -> None:
+    """Garbage in ``<data>/signatures`` (times far in the future in every slot) does not
+    hold slots for ever: a fresh signature is accepted once and refused as a replay."""
+    from derivex.gateway.signatures import SLOTS, SharedSignatureCache
+
+    path = tmp_path / "signatures"
+    path.write_bytes(b"\xff" * (SLOTS * 24))  # every slot: time 2**64-1, never free
+    table = SharedSignatureCache(path)
+    try:
+        signature = bytes(range(32))
+        assert table.use(signature, ts_ms=5_000, now_ms=5_000)
+        assert not table.use(signature, ts_ms=5_000, now_ms=5_001)
+    finally:
+        table.close()

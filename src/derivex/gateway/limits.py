@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -97,33 +96,6 @@ class Limits:
         return dataclasses.replace(base or cls(), **changes)
 
 
-class TokenBucket:
-    """One rate bucket: ``burst`` units, refilled at ``rate`` per second. O(1) per take.
-
-    >>> clock = [0.0]
-    >>> bucket = TokenBucket(1, 2, lambda: clock[0])
-    >>> [bucket.take(1) for _ in range(3)]
-    [True, True, False]
-    """
-
-    __slots__ = ("burst", "clock", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.burst, self.clock = float(rate), float(burst), clock
-        self.tokens, self.stamp = float(burst), clock()
-
-    def take(self, cost: float) -> bool:
-        now = self.clock()
-        tokens = self.tokens + (now - self.stamp) * self.rate
-        self.tokens = tokens if tokens < self.burst else self.burst
-        self.stamp = now
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
-
-
 class Peer:
     """One TCP connection as the limits see it: its address and public-method buckets."""
 
@@ -133,8 +105,9 @@ class Peer:
         limits = admission.limits
         self.address = address
         self.admission = admission
-        self.bucket = (TokenBucket(limits.public_rate_per_connection,
-                                   limits.public_burst_per_connection)
+        # one bucket (key ""): the same token-bucket arithmetic as the address's
+        self.bucket = (RateLimiter(limits.public_burst_per_connection,
+                                   limits.public_rate_per_connection)
                        if limits.public_rate_per_connection > 0 else None)
         # the WebSocket on this connection, told when the socket's writes pause and resume
         self.on_pause: Callable[[], None] | None = None
@@ -151,7 +124,7 @@ class Peer:
         """Take ``cost`` from this connection's and this address's public budgets; None if
         allowed, else which limit refused (the connection's bucket is spent first, so a
         refused request still costs its connection: a flood stays refused)."""
-        if self.bucket is not None and not self.bucket.take(cost):
+        if self.bucket is not None and not self.bucket.allow("", cost):
             return "public rate limit per connection"
         by_address = self.admission.by_address
         if by_address is not None and not by_address.allow(self.address, cost):

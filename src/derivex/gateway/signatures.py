@@ -63,13 +63,16 @@ class SharedSignatureCache:
         first, second = struct.unpack_from("<QQ", signature)
         home = first & (SLOTS - 1)
         table, read = self._map, _SLOT.unpack_from
+        latest = now_ms + 2 * self.window_ms  # a timestamp up to one window ahead, + window
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             free = -1
             for step in range(PROBE):
                 offset = ((home + step) & (SLOTS - 1)) * 24
                 held_first, held_second, until = read(table, offset)
-                if until >= now_ms:
+                # live: not yet expired, and no later than a signature the window admits
+                # (a damaged file's garbage times never hold a slot for ever)
+                if now_ms <= until <= latest:
                     if held_first == first and held_second == second:
                         return False
                     continue
