@@ -83,3 +83,28 @@ def test_a_token_spent_on_one_worker_is_spent_on_every_worker(tmp_path: Path) ->
     assert "a.token" not in (tmp_path / "worker.0.0.spent").read_text()  # digests only
     first.close()
     second.close()
+
+
+def test_damaged_label_and_metrics_files_are_skipped_not_fatal(tmp_path: Path) -> None:
+    """A label file with garbage lines (not hex, not JSON, not UTF-8, not a string) names
+    no label for those lines and the good lines still read; a worker's metrics file that
+    does not parse is left out of ``/metrics`` while the others render."""
+    from derivex.gateway.shared_metrics import WorkerMetrics
+
+    writer = SharedLabels(tmp_path / "labels", "worker.0.0")
+    good = writer.key("kept")
+    writer.flush()
+    (tmp_path / "labels" / "worker.9.0.labels").write_bytes(
+        b"zz \"x\"\n00000000000000aa {not json\n\xff\xfe \"bad\"\n00000000000000bb 5\n")
+    reader = SharedLabels(tmp_path / "labels", "worker.1.0")
+    assert reader.name(0xAA) == "" and reader.name(0xBB) == ""
+    assert reader.name(good) == "kept"
+    writer.close()
+    reader.close()
+
+    one, two = WorkerMetrics(0, tmp_path / "metrics"), WorkerMetrics(1, tmp_path / "metrics")
+    one.publish()
+    (tmp_path / "metrics" / "worker.1.prom").write_bytes(b"\x00garbage{{{ not prometheus\n")
+    text = WorkerMetrics(2, tmp_path / "metrics").render().decode()
+    assert 'worker="0"' in text and 'worker="2"' in text and 'worker="1"' not in text
+    assert two.worker == 1

@@ -67,9 +67,14 @@ class SharedLabels:
             except OSError:
                 continue
             end = data.rfind(b"\n") + 1  # whole lines only: a writer may be mid-line
-            for line in data[:end].decode("utf-8").splitlines():
-                key, _, label = line.partition(" ")
-                self._names[int(key, 16)] = json.loads(label)
+            for line in data[:end].splitlines():
+                key, _, label = line.partition(b" ")
+                try:
+                    text = json.loads(label)
+                    if isinstance(text, str):
+                        self._names[int(key, 16)] = text
+                except ValueError:  # a damaged line names no label: its orders read ""
+                    continue
             self._offsets[path] = offset + end
 
     def close(self) -> None:

@@ -57,7 +57,11 @@ class WorkerMetrics(Metrics):
                 except OSError:  # replaced or removed meanwhile: skip this round
                     continue
         for text in texts:
-            for family in text_string_to_metric_families(text.decode()):
+            try:  # a worker's file that does not parse (damaged) is left out, not fatal
+                parsed = list(text_string_to_metric_families(text.decode()))
+            except (ValueError, UnicodeDecodeError):
+                continue
+            for family in parsed:
                 merged = families.get(family.name)
                 if merged is None:
                     families[family.name] = family
