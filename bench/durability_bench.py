@@ -51,16 +51,18 @@ def serve(port: int, keys_dir: str, journal_dir: str, fsync: str, accounts: int)
 
     configure_logging(level=30)
     journal = Journal(journal_dir, fsync=fsync)
-    exchange = Exchange(EngineConfig(risk_checks=False, gas_refill_per_ms=10**6,
-                                     gas_max=10**9), journal=journal)
+    exchange = Exchange(
+        EngineConfig(risk_checks=False, gas_refill_per_ms=10**6, gas_max=10**9), journal=journal
+    )
     catalog = list_all(exchange, [perpetual("BTC")])
     store = KeyStore(keys_dir)
     for _ in range(accounts):
         account = exchange.create_account()
         exchange.deposit(account, 10**15)
         store.create(account)
-    gateway = Gateway(Venue(exchange, catalog), store,
-                      limiter=RateLimiter(capacity=1e18, refill_per_s=1e18))
+    gateway = Gateway(
+        Venue(exchange, catalog), store, limiter=RateLimiter(capacity=1e18, refill_per_s=1e18)
+    )
 
     async def main() -> None:
         url = await gateway.start("127.0.0.1", port)
@@ -74,9 +76,22 @@ def serve(port: int, keys_dir: str, journal_dir: str, fsync: str, accounts: int)
 def start(fsync: str, root: str, accounts: int) -> tuple[subprocess.Popen[str], str, str]:
     port = _free_port()
     work = tempfile.mkdtemp(prefix=f"durability-{fsync}-", dir=root)
-    process = subprocess.Popen([sys.executable, __file__, "--serve", fsync, "--port",
-                                str(port), "--work", work, "--accounts", str(accounts)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            fsync,
+            "--port",
+            str(port),
+            "--work",
+            work,
+            "--accounts",
+            str(accounts),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -98,8 +113,10 @@ def fdatasync_sample(root: str, count: int = 200) -> dict[str, float]:
             os.fdatasync(handle.fileno())
             samples.append(time.perf_counter() - began)
     samples.sort()
-    return {"p50_us": samples[len(samples) // 2] * 1e6,
-            "p99_us": samples[int(len(samples) * 0.99)] * 1e6}
+    return {
+        "p50_us": samples[len(samples) // 2] * 1e6,
+        "p99_us": samples[int(len(samples) * 0.99)] * 1e6,
+    }
 
 
 def main() -> None:
@@ -116,8 +133,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=16, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.port, args.work, str(Path(args.work) / "journal"), args.serve,
-              args.accounts)
+        serve(args.port, args.work, str(Path(args.work) / "journal"), args.serve, args.accounts)
         return
     record_machine = machine(journal_root=args.journal_root)
     servers = {policy: start(policy, args.journal_root, args.accounts) for policy in POLICIES}
@@ -126,38 +142,63 @@ def main() -> None:
         for _ in range(args.runs):
             for policy, (_, url, work) in servers.items():
                 keys = json.loads((Path(work) / "keys.json").read_text())
-                runs[policy].append(measure(url, "ws", args.clients, args.seconds,
-                                            args.max_requests, keys[:args.clients],
-                                            args.depth))
+                runs[policy].append(
+                    measure(
+                        url,
+                        "ws",
+                        args.clients,
+                        args.seconds,
+                        args.max_requests,
+                        keys[: args.clients],
+                        args.depth,
+                    )
+                )
     finally:
         for process, _, work in servers.values():
             process.terminate()
             process.wait(timeout=30)
             shutil.rmtree(work, ignore_errors=True)
     results = {}
-    table = Table(title=f"WebSocket orders, {args.clients} clients x {args.depth} in flight, "
-                        f"{args.seconds:g} s, median of {args.runs}")
+    table = Table(
+        title=f"WebSocket orders, {args.clients} clients x {args.depth} in flight, "
+        f"{args.seconds:g} s, median of {args.runs}"
+    )
     for column in ("policy", "orders/s", "p50 us", "p99 us", "runs orders/s"):
         table.add_column(column)
     for policy in POLICIES:
         ordered = sorted(runs[policy], key=lambda run: run["requests_per_s"])
         median = ordered[len(ordered) // 2]
-        results[policy] = {**median, "runs_orders_per_s": [round(r["requests_per_s"])
-                                                           for r in runs[policy]],
-                           "p99_us_runs": [round(r["p99_us"]) for r in runs[policy]]}
-        table.add_row(policy, f"{median['requests_per_s']:.0f}", f"{median['p50_us']:.0f}",
-                      f"{median['p99_us']:.0f}", str(results[policy]["runs_orders_per_s"]))
+        results[policy] = {
+            **median,
+            "runs_orders_per_s": [round(r["requests_per_s"]) for r in runs[policy]],
+            "p99_us_runs": [round(r["p99_us"]) for r in runs[policy]],
+        }
+        table.add_row(
+            policy,
+            f"{median['requests_per_s']:.0f}",
+            f"{median['p50_us']:.0f}",
+            f"{median['p99_us']:.0f}",
+            str(results[policy]["runs_orders_per_s"]),
+        )
     record = {
         "benchmark": "durability: WebSocket order entry, group commit vs ack-before-flush",
-        "config": {"clients": args.clients, "depth": args.depth, "seconds": args.seconds,
-                   "runs": args.runs, "journal_root": args.journal_root,
-                   "median_of_runs": True},
-        "policies": {"group": "acknowledged after the fdatasync covering the batch (default)",
-                     "interval": "acknowledged when written; fdatasync every 5 ms"},
+        "config": {
+            "clients": args.clients,
+            "depth": args.depth,
+            "seconds": args.seconds,
+            "runs": args.runs,
+            "journal_root": args.journal_root,
+            "median_of_runs": True,
+        },
+        "policies": {
+            "group": "acknowledged after the fdatasync covering the batch (default)",
+            "interval": "acknowledged when written; fdatasync every 5 ms",
+        },
         "results": results,
         "fdatasync_128b": fdatasync_sample(args.journal_root),
-        "group_vs_interval_throughput": round(results["group"]["requests_per_s"]
-                                              / results["interval"]["requests_per_s"], 3),
+        "group_vs_interval_throughput": round(
+            results["group"]["requests_per_s"] / results["interval"]["requests_per_s"], 3
+        ),
         "machine": record_machine,
     }
     finish(record, table, Console(), "durability", False)

@@ -55,8 +55,16 @@ def baseline(setup: np.ndarray, flow: np.ndarray, config, batch: int) -> float:
     return len(commands) / (time.perf_counter() - start)
 
 
-def run_runtime(setup, flow_path: Path, n: int, config, batch: int, rate: float | None,
-                tag: str, replicas: bool = False) -> dict[str, Any]:
+def run_runtime(
+    setup,
+    flow_path: Path,
+    n: int,
+    config,
+    batch: int,
+    rate: float | None,
+    tag: str,
+    replicas: bool = False,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RuntimeConfig(
             name=f"e2e-{tag}",
@@ -64,8 +72,11 @@ def run_runtime(setup, flow_path: Path, n: int, config, batch: int, rate: float 
             engine=config,
             setup=setup,
             front_end="derivex.runtime.frontends:replay",
-            front_end_options={"path": str(flow_path), "batch": batch if rate is None else 1,
-                               "rate": rate},
+            front_end_options={
+                "path": str(flow_path),
+                "batch": batch if rate is None else 1,
+                "rate": rate,
+            },
             market_data_options={"latency": True, "max_samples": n},
             journal_dir=str(Path(tmp) / "journal"),
             fsync="interval",
@@ -75,10 +86,12 @@ def run_runtime(setup, flow_path: Path, n: int, config, batch: int, rate: float 
         )
         runtime = Runtime(cfg).start()
         total = n + len(setup)
-        ok = runtime.wait_until(lambda s: s["md_events"] > 0 and s["processed_seq"] >= total,
-                                timeout=600, interval=0.05)
+        ok = runtime.wait_until(
+            lambda s: s["md_events"] > 0 and s["processed_seq"] >= total, timeout=600, interval=0.05
+        )
         ok = ok and runtime.wait_until(
-            lambda s: s["durable_seq"] >= total and s["md_events"] > 0, 60, 0.05)
+            lambda s: s["durable_seq"] >= total and s["md_events"] > 0, 60, 0.05
+        )
         report = runtime.stop()
     md = report.market_data or {}
     if not ok or not report.clean or md.get("commands") != total or md.get("gaps"):
@@ -103,9 +116,12 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=20_000.0)
     parser.add_argument("--paced-commands", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--replicas", action="store_true",
-                        help="also run saturated with a worker replica of the engine state "
-                             "(the worker replays the bus); writes results/e2e-replicas.json")
+    parser.add_argument(
+        "--replicas",
+        action="store_true",
+        help="also run saturated with a worker replica of the engine state "
+        "(the worker replays the bus); writes results/e2e-replicas.json",
+    )
     args = parser.parse_args()
     n = 50_000 if args.quick else args.commands
     paced_n = 10_000 if args.quick else args.paced_commands
@@ -133,12 +149,20 @@ def main() -> None:
             base.append(baseline(setup, flow, config, args.batch))
             full.append(run_runtime(setup, flow_path, n, config, args.batch, None, f"f{run}"))
             if args.replicas:
-                replicated.append(run_runtime(setup, flow_path, n, config, args.batch, None,
-                                              f"r{run}", replicas=True))
-            paced.append(run_runtime(setup, paced_path, paced_n, config, args.batch,
-                                     args.paced_rate, f"p{run}"))
-            console.print(f"run {run + 1}/{args.runs}: baseline {base[-1] / 1e6:.2f} M/s, "
-                          f"e2e {full[-1]['commands_per_s'] / 1e6:.3f} M/s")
+                replicated.append(
+                    run_runtime(
+                        setup, flow_path, n, config, args.batch, None, f"r{run}", replicas=True
+                    )
+                )
+            paced.append(
+                run_runtime(
+                    setup, paced_path, paced_n, config, args.batch, args.paced_rate, f"p{run}"
+                )
+            )
+            console.print(
+                f"run {run + 1}/{args.runs}: baseline {base[-1] / 1e6:.2f} M/s, "
+                f"e2e {full[-1]['commands_per_s'] / 1e6:.3f} M/s"
+            )
 
     def median_latency(rows, q):
         return statistics.median(r["latency_ns"][q] for r in rows)
@@ -168,22 +192,29 @@ def main() -> None:
     table = Table(title=f"end-to-end runtime ({n:,} commands, median of {args.runs})")
     for column in ("measure", "value"):
         table.add_column(column)
-    table.add_row("single-process Engine, batches of "
-                  f"{args.batch}", f"{statistics.median(base) / 1e6:.2f} M commands/s")
-    table.add_row("e2e throughput (worker -> engine -> market data)",
-                  f"{e2e / 1e6:.3f} M commands/s")
+    table.add_row(
+        f"single-process Engine, batches of {args.batch}",
+        f"{statistics.median(base) / 1e6:.2f} M commands/s",
+    )
+    table.add_row(
+        "e2e throughput (worker -> engine -> market data)", f"{e2e / 1e6:.3f} M commands/s"
+    )
     table.add_row("e2e / single process", f"{results['e2e_vs_single_process']:.3f}")
     if replicated:
         row = results["e2e_saturated_with_replica"]
-        table.add_row("e2e throughput, the worker keeping a replica",
-                      f"{row['commands_per_s'] / 1e6:.3f} M commands/s "
-                      f"({row['vs_without']:.2f} of without)")
-    for label, key in (("saturated", "e2e_saturated"), (f"paced {args.paced_rate:,.0f}/s",
-                                                         "e2e_paced")):
+        table.add_row(
+            "e2e throughput, the worker keeping a replica",
+            f"{row['commands_per_s'] / 1e6:.3f} M commands/s ({row['vs_without']:.2f} of without)",
+        )
+    for label, key in (
+        ("saturated", "e2e_saturated"),
+        (f"paced {args.paced_rate:,.0f}/s", "e2e_paced"),
+    ):
         lat = results[key]["latency_ns"]
-        table.add_row(f"latency p50 / p99 / p99.9, {label}",
-                      f"{lat['p50'] / 1e3:.1f} / {lat['p99'] / 1e3:.1f} / "
-                      f"{lat['p99.9'] / 1e3:.1f} us")
+        table.add_row(
+            f"latency p50 / p99 / p99.9, {label}",
+            f"{lat['p50'] / 1e3:.1f} / {lat['p99'] / 1e3:.1f} / {lat['p99.9'] / 1e3:.1f} us",
+        )
     finish(results, table, console, "e2e-replicas" if args.replicas else "e2e", args.quick)
 
 

@@ -49,11 +49,14 @@ from rich.table import Table  # noqa: E402
 from report import finish, machine  # noqa: E402  (bench/report.py, beside this script)
 
 INSTRUMENT = "BTC_USDC-PERPETUAL"
-ECHO_REPLY = (b'{"jsonrpc":"2.0","id":1,"result":{"order":{"order_id":"1"},"trades":[]},'
-              b'"usIn":1,"usOut":2,"usDiff":1,"testnet":false}')
+ECHO_REPLY = (
+    b'{"jsonrpc":"2.0","id":1,"result":{"order":{"order_id":"1"},"trades":[]},'
+    b'"usIn":1,"usOut":2,"usDiff":1,"testnet":false}'
+)
 
 
 # ---- servers (each in its own process) ----
+
 
 def serve_gateway(port: int, keys_dir: str, accounts: int) -> None:
     import uvloop
@@ -66,16 +69,16 @@ def serve_gateway(port: int, keys_dir: str, accounts: int) -> None:
     from derivex.gateway.telemetry import configure_logging
 
     configure_logging(level=30)
-    exchange = Exchange(EngineConfig(risk_checks=False, gas_refill_per_ms=10**6,
-                                     gas_max=10**9))
+    exchange = Exchange(EngineConfig(risk_checks=False, gas_refill_per_ms=10**6, gas_max=10**9))
     catalog = list_all(exchange, [perpetual("BTC")])
     store = KeyStore(keys_dir)
     for _ in range(accounts):
         account = exchange.create_account()
         exchange.deposit(account, 10**15)
         store.create(account)
-    gateway = Gateway(Venue(exchange, catalog), store,
-                      limiter=RateLimiter(capacity=1e18, refill_per_s=1e18))
+    gateway = Gateway(
+        Venue(exchange, catalog), store, limiter=RateLimiter(capacity=1e18, refill_per_s=1e18)
+    )
 
     async def main() -> None:
         url = await gateway.start("127.0.0.1", port)
@@ -139,14 +142,23 @@ def serve_echo_uvicorn(port: int) -> None:
     async def rest(request: Any) -> Response:
         return Response(ECHO_REPLY, media_type="application/json")
 
-    app = Starlette(routes=[Route("/api/v2/{scope}/{name}", rest),
-                            WebSocketRoute("/ws/api/v2", websocket)])
+    app = Starlette(
+        routes=[Route("/api/v2/{scope}/{name}", rest), WebSocketRoute("/ws/api/v2", websocket)]
+    )
     print("READY", f"http://127.0.0.1:{port}", flush=True)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", loop="uvloop",
-                http="httptools", ws="websockets-sansio")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+    )
 
 
 # ---- load generator ----
+
 
 def _free_port() -> int:
     import socket
@@ -156,14 +168,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(kind: str, *extra: str,
-          env_path: str | None = None) -> tuple[subprocess.Popen[str], str]:
+def start(kind: str, *extra: str, env_path: str | None = None) -> tuple[subprocess.Popen[str], str]:
     port = _free_port()
     env = dict(os.environ)
     if env_path is not None:  # import derivex from another source tree first
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [env_path, env.get("PYTHONPATH")]))
-    process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port),
-                                *extra], stdout=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", kind, "--port", str(port), *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert process.stdout is not None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -186,8 +201,9 @@ class _WsClient(asyncio.Protocol):
     reply sends the next request (closed loop per slot); replies come in order per
     connection, so a FIFO of send times gives each request's round trip."""
 
-    def __init__(self, depth: int, stop_at: float, budget: list[int], samples: list[float],
-                 echo: bool) -> None:
+    def __init__(
+        self, depth: int, stop_at: float, budget: list[int], samples: list[float], echo: bool
+    ) -> None:
         self.depth, self.stop_at, self.budget, self.samples = depth, stop_at, budget, samples
         self.echo = echo
         self.transport: asyncio.Transport | None = None
@@ -210,7 +226,7 @@ class _WsClient(asyncio.Protocol):
                 return
             if not self.buffer.startswith(b"HTTP/1.1 101"):
                 raise RuntimeError(bytes(self.buffer[:200]))
-            del self.buffer[:end + 4]
+            del self.buffer[: end + 4]
             self.upgraded = True
             self.handshaken.set_result(None)
         buffer, at, replies = self.buffer, 0, 0
@@ -220,15 +236,15 @@ class _WsClient(asyncio.Protocol):
             if size == 126:
                 if len(buffer) - at < 4:
                     break
-                size, head = int.from_bytes(buffer[at + 2:at + 4], "big"), 4
+                size, head = int.from_bytes(buffer[at + 2 : at + 4], "big"), 4
             elif size == 127:
                 if len(buffer) - at < 10:
                     break
-                size, head = int.from_bytes(buffer[at + 2:at + 10], "big"), 10
+                size, head = int.from_bytes(buffer[at + 2 : at + 10], "big"), 10
             if len(buffer) - at < head + size:
                 break
             if buffer[at] & 0x0F == 1:  # text
-                payload = bytes(buffer[at + head:at + head + size])
+                payload = bytes(buffer[at + head : at + head + size])
                 if self.first is not None:
                     self.first.set_result(payload)
                     self.first = None
@@ -274,26 +290,53 @@ def _masked(payload: bytes) -> bytes:
     return bytes((0x81, 0xFE)) + size.to_bytes(2, "big") + b"\0\0\0\0" + payload
 
 
-ORDER_FRAMES = [orjson.dumps({"jsonrpc": "2.0", "id": 999, "method": method,
-                              "params": ORDER}).replace(b"999", b"%d")
-                for method in ("private/sell", "private/buy")]
+ORDER_FRAMES = [
+    orjson.dumps({"jsonrpc": "2.0", "id": 999, "method": method, "params": ORDER}).replace(
+        b"999", b"%d"
+    )
+    for method in ("private/sell", "private/buy")
+]
 
 
-async def _ws_client(url: str, key: Any, stop_at: float, budget: list[int],
-                     samples: list[float], echo: bool, depth: int) -> None:
+async def _ws_client(
+    url: str,
+    key: Any,
+    stop_at: float,
+    budget: list[int],
+    samples: list[float],
+    echo: bool,
+    depth: int,
+) -> None:
     loop = asyncio.get_running_loop()
     host, port = url.removeprefix("http://").split(":")
     transport, client = await loop.create_connection(
-        lambda: _WsClient(depth, stop_at, budget, samples, echo), host, int(port))
-    transport.write((f"GET /ws/api/v2 HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        lambda: _WsClient(depth, stop_at, budget, samples, echo), host, int(port)
+    )
+    transport.write(
+        (
+            f"GET /ws/api/v2 HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     await client.handshaken
     if key is not None:
         client.first = loop.create_future()
-        transport.write(_masked(orjson.dumps({"id": 0, "method": "public/auth", "params": {
-            "grant_type": "client_credentials", "client_id": key["client_id"],
-            "client_secret": key["client_secret"]}})))
+        transport.write(
+            _masked(
+                orjson.dumps(
+                    {
+                        "id": 0,
+                        "method": "public/auth",
+                        "params": {
+                            "grant_type": "client_credentials",
+                            "client_id": key["client_id"],
+                            "client_secret": key["client_secret"],
+                        },
+                    }
+                )
+            )
+        )
         await client.first
     client.send_orders(depth)
     try:
@@ -302,8 +345,15 @@ async def _ws_client(url: str, key: Any, stop_at: float, budget: list[int],
         transport.close()
 
 
-async def _http_client(url: str, key: Any, stop_at: float, budget: list[int],
-                       samples: list[float], echo: bool, depth: int) -> None:
+async def _http_client(
+    url: str,
+    key: Any,
+    stop_at: float,
+    budget: list[int],
+    samples: list[float],
+    echo: bool,
+    depth: int,
+) -> None:
     import urllib.parse
 
     import aiohttp
@@ -320,11 +370,14 @@ async def _http_client(url: str, key: Any, stop_at: float, budget: list[int],
             if key is not None:
                 ts = str(time.time_ns() // 1_000_000)
                 nonce = f"{ts}.{k}"  # unique: a signature is accepted once
-                sig = hmac.new(key["client_secret"].encode(),
-                               f"{ts}\n{nonce}\nGET\n{target}\n\n".encode(),
-                               hashlib.sha256).hexdigest()
-                headers["Authorization"] = (f"deri-hmac-sha256 id={key['client_id']},ts={ts},"
-                                            f"sig={sig},nonce={nonce}")
+                sig = hmac.new(
+                    key["client_secret"].encode(),
+                    f"{ts}\n{nonce}\nGET\n{target}\n\n".encode(),
+                    hashlib.sha256,
+                ).hexdigest()
+                headers["Authorization"] = (
+                    f"deri-hmac-sha256 id={key['client_id']},ts={ts},sig={sig},nonce={nonce}"
+                )
             started = time.perf_counter()
             async with session.get(url + target, headers=headers) as response:
                 body = await response.read()
@@ -333,8 +386,15 @@ async def _http_client(url: str, key: Any, stop_at: float, budget: list[int],
                 raise RuntimeError(body[:300])
 
 
-def measure(url: str, transport: str, clients: int, seconds: float, max_requests: int,
-            keys: list[Any] | None, depth: int = 1) -> dict[str, float]:
+def measure(
+    url: str,
+    transport: str,
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    keys: list[Any] | None,
+    depth: int = 1,
+) -> dict[str, float]:
     import uvloop
 
     samples: list[float] = []
@@ -344,15 +404,22 @@ def measure(url: str, transport: str, clients: int, seconds: float, max_requests
         stop_at = time.perf_counter() + seconds
         run = _ws_client if transport == "ws" else _http_client
         began = time.perf_counter()
-        await asyncio.gather(*[run(url, keys[i] if keys else None, stop_at, budget, samples,
-                                   keys is None, depth) for i in range(clients)])
+        await asyncio.gather(
+            *[
+                run(url, keys[i] if keys else None, stop_at, budget, samples, keys is None, depth)
+                for i in range(clients)
+            ]
+        )
         return time.perf_counter() - began
 
     elapsed = uvloop.run(main())
-    ordered = sorted(samples[len(samples) // 20:])  # first 5%: warm-up
-    return {"requests_per_s": len(samples) / elapsed, "requests": len(samples),
-            "p50_us": ordered[len(ordered) // 2] * 1e6,
-            "p99_us": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6}
+    ordered = sorted(samples[len(samples) // 20 :])  # first 5%: warm-up
+    return {
+        "requests_per_s": len(samples) / elapsed,
+        "requests": len(samples),
+        "p50_us": ordered[len(ordered) // 2] * 1e6,
+        "p99_us": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6,
+    }
 
 
 def main() -> None:
@@ -360,13 +427,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clients", default="1,16")
-    parser.add_argument("--depth", default="1,8",
-                        help="WebSocket requests in flight per client (HTTP: always 1)")
+    parser.add_argument(
+        "--depth", default="1,8", help="WebSocket requests in flight per client (HTTP: always 1)"
+    )
     parser.add_argument("--servers", default="gateway,echo aiohttp,echo uvicorn+starlette")
     parser.add_argument("--transports", default="ws,http")
-    parser.add_argument("--baseline-src", help="also serve the gateway from this source tree "
-                        "(e.g. an older commit's src/, exported with git archive) as "
-                        "'gateway baseline'")
+    parser.add_argument(
+        "--baseline-src",
+        help="also serve the gateway from this source tree "
+        "(e.g. an older commit's src/, exported with git archive) as "
+        "'gateway baseline'",
+    )
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -388,56 +459,86 @@ def main() -> None:
     transports = args.transports.split(",")
     console = Console()
     results: dict[str, Any] = {
-        "machine": machine(), "benchmark": "gateway", "seconds_per_measurement": args.seconds,
-        "runs": args.runs, "statistic": "median over runs",
+        "machine": machine(),
+        "benchmark": "gateway",
+        "seconds_per_measurement": args.seconds,
+        "runs": args.runs,
+        "statistic": "median over runs",
         "workload": "closed loop per in-flight slot (inflight1: one request at a time per "
-                    "client; inflightN: N requests kept in flight per client, each reply sends "
-                    "the next); limit buy/sell alternating at one price (half trade); gateway "
-                    "without journal, risk_checks=False; WebSocket load from a raw-protocol "
-                    "client (zero mask), HTTP from aiohttp signing every request",
-        "results": {}}
+        "client; inflightN: N requests kept in flight per client, each reply sends "
+        "the next); limit buy/sell alternating at one price (half trade); gateway "
+        "without journal, risk_checks=False; WebSocket load from a raw-protocol "
+        "client (zero mask), HTTP from aiohttp signing every request",
+        "results": {},
+    }
     import uvicorn  # noqa: F401  (the stack comparison needs the bench extra: fail early)
 
     keys_dir = tempfile.mkdtemp(prefix="derivex-bench-keys-")
     baseline_keys = keys_dir
     servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
     table = Table(title="gateway: orders/s and ack latency (closed loop, loopback)")
-    for column in ("server", "transport", "clients", "in flight", "orders/s", "p50 µs",
-                   "p99 µs"):
+    for column in ("server", "transport", "clients", "in flight", "orders/s", "p50 µs", "p99 µs"):
         table.add_column(column, justify="right")
     try:
         if "gateway" in wanted:
-            servers["gateway"] = start("gateway", "--keys-dir", keys_dir, "--accounts",
-                                       str(max(client_counts)))
+            servers["gateway"] = start(
+                "gateway", "--keys-dir", keys_dir, "--accounts", str(max(client_counts))
+            )
         if "gateway baseline" in wanted:
             baseline_keys = tempfile.mkdtemp(prefix="derivex-bench-keys-")
             servers["gateway baseline"] = start(
-                "gateway", "--keys-dir", baseline_keys, "--accounts", str(max(client_counts)),
-                env_path=args.baseline_src)
+                "gateway",
+                "--keys-dir",
+                baseline_keys,
+                "--accounts",
+                str(max(client_counts)),
+                env_path=args.baseline_src,
+            )
         if "echo aiohttp" in wanted:
             servers["echo aiohttp"] = start("echo-aiohttp")
         if "echo uvicorn+starlette" in wanted:
             servers["echo uvicorn+starlette"] = start("echo-uvicorn")
         for name, (_, url) in servers.items():
             directory = baseline_keys if name == "gateway baseline" else keys_dir
-            keys = (json.loads((Path(directory) / "keys.json").read_text())
-                    if name.startswith("gateway") else None)
+            keys = (
+                json.loads((Path(directory) / "keys.json").read_text())
+                if name.startswith("gateway")
+                else None
+            )
             for transport in transports:
                 for clients in client_counts:
                     for depth in depths if transport == "ws" else [1]:
-                        runs = [measure(url, transport, clients, args.seconds,
-                                        args.max_requests, keys, depth)
-                                for _ in range(args.runs)]
-                        row = {field: statistics.median(r[field] for r in runs)
-                               for field in ("requests_per_s", "p50_us", "p99_us")}
+                        runs = [
+                            measure(
+                                url,
+                                transport,
+                                clients,
+                                args.seconds,
+                                args.max_requests,
+                                keys,
+                                depth,
+                            )
+                            for _ in range(args.runs)
+                        ]
+                        row = {
+                            field: statistics.median(r[field] for r in runs)
+                            for field in ("requests_per_s", "p50_us", "p99_us")
+                        }
                         row["runs"] = runs
                         label = f"{name} {transport} x{clients} inflight{depth}"
                         results["results"][label] = row
-                        table.add_row(name, transport, str(clients), str(depth),
-                                      f"{row['requests_per_s']:,.0f}", f"{row['p50_us']:,.0f}",
-                                      f"{row['p99_us']:,.0f}")
-                        console.print(f"{label}: {row['requests_per_s']:,.0f}/s "
-                                      f"p99 {row['p99_us']:,.0f} us")
+                        table.add_row(
+                            name,
+                            transport,
+                            str(clients),
+                            str(depth),
+                            f"{row['requests_per_s']:,.0f}",
+                            f"{row['p50_us']:,.0f}",
+                            f"{row['p99_us']:,.0f}",
+                        )
+                        console.print(
+                            f"{label}: {row['requests_per_s']:,.0f}/s p99 {row['p99_us']:,.0f} us"
+                        )
     finally:
         for process, _ in servers.values():
             process.terminate()
@@ -450,9 +551,11 @@ def main() -> None:
         if echo is not None:
             gateway = found[label]
             found[label.replace("gateway", "gateway overhead", 1)] = {
-                "us_per_order_over_echo": (1e6 / gateway["requests_per_s"]
-                                           - 1e6 / echo["requests_per_s"]),
-                "p50_us_over_echo": gateway["p50_us"] - echo["p50_us"]}
+                "us_per_order_over_echo": (
+                    1e6 / gateway["requests_per_s"] - 1e6 / echo["requests_per_s"]
+                ),
+                "p50_us_over_echo": gateway["p50_us"] - echo["p50_us"],
+            }
     results["machine"]["load_after_measurements"] = list(os.getloadavg())
     if args.baseline_src:
         results["baseline_src"] = args.baseline_src

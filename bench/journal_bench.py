@@ -55,18 +55,17 @@ from report import finish, machine  # noqa: E402  (bench/report.py, beside this 
 
 CACHE = ROOT / "bench" / ".cache"
 START_NS = 1_798_761_600_000_000_000
-FLOW_CONFIG = EngineConfig(risk_checks=False,
-                           max_orders_per_book=10_000_000, max_open_orders_per_account=1_000_000)
+FLOW_CONFIG = EngineConfig(
+    risk_checks=False, max_orders_per_book=10_000_000, max_open_orders_per_account=1_000_000
+)
 
 
-def median_of(runs: int, measure: Callable[..., float], *args: object) -> tuple[float,
-                                                                              list[float]]:
+def median_of(runs: int, measure: Callable[..., float], *args: object) -> tuple[float, list[float]]:
     values = [measure(*args) for _ in range(runs)]
     return statistics.median(values), values
 
 
-def rate_of(total: int, function: Callable[..., object], *args: object, **kwargs: object
-            ) -> float:
+def rate_of(total: int, function: Callable[..., object], *args: object, **kwargs: object) -> float:
     """``total`` divided by the seconds ``function(*args, **kwargs)`` takes."""
     started = time.perf_counter()
     function(*args, **kwargs)
@@ -96,16 +95,20 @@ def load_flow(spec: FlowSpec) -> tuple[np.ndarray, np.ndarray]:
 # ---- journaled throughput ----
 
 
-def submit_rate(setup: np.ndarray, flow: np.ndarray, batch: int, policy: str | None,
-                scratch: Path) -> float:
+def submit_rate(
+    setup: np.ndarray, flow: np.ndarray, batch: int, policy: str | None, scratch: Path
+) -> float:
     """Commands/s of ``Exchange.submit`` over ``flow`` in batches of ``batch``; with a
     journal, the time includes the final flush (everything durable)."""
     shutil.rmtree(scratch, ignore_errors=True)
-    journal = None if policy is None else Journal(scratch, fsync=policy, interval_ms=5,
-                                                  roll_bytes=64 << 20)
+    journal = (
+        None
+        if policy is None
+        else Journal(scratch, fsync=policy, interval_ms=5, roll_bytes=64 << 20)
+    )
     exchange = Exchange(FLOW_CONFIG, clock=StepClock(), journal=journal)
     exchange.submit(setup.copy())
-    parts = [flow[start:start + batch].copy() for start in range(0, len(flow), batch)]
+    parts = [flow[start : start + batch].copy() for start in range(0, len(flow), batch)]
     started = time.perf_counter()
     for part in parts:
         exchange.submit(part)
@@ -121,19 +124,25 @@ def journaled_throughput(setup, flow, runs, scratch, table, results) -> None:
     for batch, count in ((100, len(flow)), (1, min(3_000, len(flow)))):
         prefix = flow[:count]
         base, base_runs = median_of(runs, submit_rate, setup, prefix, batch, None, scratch)
-        entry = {"commands": count, "unjournaled_commands_per_s": base,
-                 "unjournaled_runs": base_runs}
+        entry = {
+            "commands": count,
+            "unjournaled_commands_per_s": base,
+            "unjournaled_runs": base_runs,
+        }
         table.add_row(f"submit, batches of {batch}", "unjournaled", f"{base:,.0f} /s", "1.00")
         for policy in ("batch", "interval", "none"):
-            rate, rate_runs = median_of(runs, submit_rate, setup, prefix, batch, policy,
-                                        scratch)
+            rate, rate_runs = median_of(runs, submit_rate, setup, prefix, batch, policy, scratch)
             entry[f"fsync_{policy}_commands_per_s"] = rate
             entry[f"fsync_{policy}_runs"] = rate_runs
             entry[f"fsync_{policy}_ratio"] = rate / base
-            label = {"batch": "fsync per batch", "interval": "group commit 5 ms",
-                     "none": "write, no fsync"}[policy]
-            table.add_row(f"submit, batches of {batch}", label, f"{rate:,.0f} /s",
-                          f"{rate / base:.2f}")
+            label = {
+                "batch": "fsync per batch",
+                "interval": "group commit 5 ms",
+                "none": "write, no fsync",
+            }[policy]
+            table.add_row(
+                f"submit, batches of {batch}", label, f"{rate:,.0f} /s", f"{rate / base:.2f}"
+            )
         results[f"submit_batch_{batch}"] = entry
 
 
@@ -142,24 +151,22 @@ def journaled_throughput(setup, flow, runs, scratch, table, results) -> None:
 
 def write_journal(setup, flow, batch, directory) -> int:
     shutil.rmtree(directory, ignore_errors=True)
-    exchange = Exchange(FLOW_CONFIG, clock=StepClock(),
-                        journal=Journal(directory, fsync="none"))
+    exchange = Exchange(FLOW_CONFIG, clock=StepClock(), journal=Journal(directory, fsync="none"))
     exchange.submit(setup.copy())
     for start in range(0, len(flow), batch):
-        exchange.submit(flow[start:start + batch].copy())
+        exchange.submit(flow[start : start + batch].copy())
     exchange.journal.close()
     return len(setup) + len(flow)
 
 
 def replay_full(directory: Path, roots: bool) -> None:
-    recover(directory, use_snapshot=False, roots=roots,
-            checkpoint_every=100_000 if roots else None)
+    recover(directory, use_snapshot=False, roots=roots, checkpoint_every=100_000 if roots else None)
 
 
 def engine_rate(setup, flow, batch) -> float:
     engine = Engine(FLOW_CONFIG)
     engine.process(setup)
-    parts = [flow[start:start + batch] for start in range(0, len(flow), batch)]
+    parts = [flow[start : start + batch] for start in range(0, len(flow), batch)]
     started = time.perf_counter()
     for part in parts:
         engine.process_into(part)
@@ -175,19 +182,25 @@ def replay_speed(setup, flow, runs, scratch, table, results) -> None:
         plain, plain_runs = median_of(runs, rate_of, total, replay_full, directory, False)
         rooted, rooted_runs = median_of(runs, rate_of, total, replay_full, directory, True)
         results[f"replay_batches_of_{batch}"] = {
-            "commands": total, "engine_only_commands_per_s": engine,
-            "engine_runs": engine_runs, "read_and_verify_commands_per_s": read,
+            "commands": total,
+            "engine_only_commands_per_s": engine,
+            "engine_runs": engine_runs,
+            "read_and_verify_commands_per_s": read,
             "read_runs": read_runs,
             "read_path": "python reference reader (derivex.journal.scan)",
-            "replay_commands_per_s": plain, "replay_runs": plain_runs,
-            "replay_with_roots_commands_per_s": rooted, "replay_with_roots_runs": rooted_runs,
-            "replay_vs_engine": plain / engine}
+            "replay_commands_per_s": plain,
+            "replay_runs": plain_runs,
+            "replay_with_roots_commands_per_s": rooted,
+            "replay_with_roots_runs": rooted_runs,
+            "replay_vs_engine": plain / engine,
+        }
         label = f"replay, journal batches of {batch}"
         table.add_row(label, "engine alone, same batches", f"{engine:,.0f} /s", "")
         table.add_row(label, "read + verify only (Python reader)", f"{read:,.0f} /s", "")
         table.add_row(label, "replay (full)", f"{plain:,.0f} /s", f"{plain / engine:.2f}")
-        table.add_row(label, "replay + roots every 100k", f"{rooted:,.0f} /s",
-                      f"{rooted / engine:.2f}")
+        table.add_row(
+            label, "replay + roots every 100k", f"{rooted:,.0f} /s", f"{rooted / engine:.2f}"
+        )
 
 
 # ---- a big state: 1M accounts, 1M resting orders ----
@@ -197,10 +210,16 @@ def big_state(accounts: int, books: int) -> tuple[Engine, np.ndarray]:
     """Engine with ``books`` perpetuals, ``accounts`` funded accounts, one passive order
     each (bids below, asks above the mid, 500 levels a side per book). Returns the engine
     and the resting orders as rows (order id, account, instrument)."""
-    config = EngineConfig(risk_checks=False, max_orders_per_book=1 << 21, initial_accounts=1 << 20,
-                          initial_orders=1 << 20, initial_positions=1 << 20,
-                          initial_levels=1 << 15, initial_instruments=books,
-                          initial_levels_per_side=1 << 10)
+    config = EngineConfig(
+        risk_checks=False,
+        max_orders_per_book=1 << 21,
+        initial_accounts=1 << 20,
+        initial_orders=1 << 20,
+        initial_positions=1 << 20,
+        initial_levels=1 << 15,
+        initial_instruments=books,
+        initial_levels_per_side=1 << 10,
+    )
     engine = Engine(config)
     add = command_array(books)
     add["kind"] = CommandKind.ADD_INSTRUMENT
@@ -224,16 +243,25 @@ def big_state(accounts: int, books: int) -> tuple[Engine, np.ndarray]:
     resting = []
     for part in (add, create, fund, place):
         for start in range(0, len(part), 1 << 18):
-            chunk = part[start:start + (1 << 18)]
+            chunk = part[start : start + (1 << 18)]
             chunk["seq"] = np.arange(seq + 1, seq + 1 + len(chunk))
             chunk["ts_ns"] = START_NS
             seq += len(chunk)
             events = engine.process_into(chunk)
-            accepted = events[(events["kind"] == EventKind.ACCEPTED)
-                              & (events["command"] == CommandKind.PLACE_ORDER)]
-            resting.append(np.stack([accepted["order_id"].astype(np.int64),
-                                     accepted["account"].astype(np.int64),
-                                     accepted["instrument"].astype(np.int64)], axis=1))
+            accepted = events[
+                (events["kind"] == EventKind.ACCEPTED)
+                & (events["command"] == CommandKind.PLACE_ORDER)
+            ]
+            resting.append(
+                np.stack(
+                    [
+                        accepted["order_id"].astype(np.int64),
+                        accepted["account"].astype(np.int64),
+                        accepted["instrument"].astype(np.int64),
+                    ],
+                    axis=1,
+                )
+            )
     return engine, np.concatenate(resting)
 
 
@@ -258,8 +286,9 @@ def activity(rng, resting: np.ndarray, books: int, count: int, seq: int) -> np.n
     aggressive = action >= 0.8
     commands["tif"][aggressive] = TimeInForce.IOC
     reach = rng.integers(1, 4, int(aggressive.sum())) * 50
-    commands["price_ticks"][aggressive] = np.where(sides[aggressive] == 0,
-                                                   10_000_000 + reach, 10_000_000 - reach)
+    commands["price_ticks"][aggressive] = np.where(
+        sides[aggressive] == 0, 10_000_000 + reach, 10_000_000 - reach
+    )
     commands["seq"] = np.arange(seq + 1, seq + 1 + count)
     commands["ts_ns"] = START_NS + 1_000_000_000
     return commands
@@ -271,10 +300,17 @@ def big_state_measures(accounts, books, runs, scratch, table, results, console) 
     built = time.perf_counter() - started
     state = engine.state
     state_bytes = sum(array.nbytes for array in state)
-    console.print(f"built {accounts:,} accounts / {len(resting):,} resting orders in "
-                  f"{built:.1f} s ({state_bytes / 1e6:,.0f} MB of state)")
-    entry: dict[str, object] = {"accounts": accounts, "resting_orders": len(resting),
-                                "books": books, "state_bytes": state_bytes, "build_s": built}
+    console.print(
+        f"built {accounts:,} accounts / {len(resting):,} resting orders in "
+        f"{built:.1f} s ({state_bytes / 1e6:,.0f} MB of state)"
+    )
+    entry: dict[str, object] = {
+        "accounts": accounts,
+        "resting_orders": len(resting),
+        "books": books,
+        "state_bytes": state_bytes,
+        "build_s": built,
+    }
     label = f"{accounts // 1000}k accounts, {len(resting) // 1000}k orders"
 
     def full_build() -> float:
@@ -291,8 +327,7 @@ def big_state_measures(accounts, books, runs, scratch, table, results, console) 
 
         def write(directory=directory, compression=compression) -> float:
             tic = time.perf_counter()
-            write_snapshot(directory, engine.state, engine.config, seq,
-                           compression=compression)
+            write_snapshot(directory, engine.state, engine.config, seq, compression=compression)
             return time.perf_counter() - tic
 
         write_s, write_runs = median_of(runs, write)
@@ -306,20 +341,34 @@ def big_state_measures(accounts, books, runs, scratch, table, results, console) 
             return elapsed
 
         load_s, load_runs = median_of(runs, load)
-        sub = {"write_s": write_s, "write_runs": write_runs, "bytes": path.stat().st_size,
-               "load_and_adopt_s": load_s, "load_runs": load_runs}
+        sub = {
+            "write_s": write_s,
+            "write_runs": write_runs,
+            "bytes": path.stat().st_size,
+            "load_and_adopt_s": load_s,
+            "load_runs": load_runs,
+        }
         if compression == "none":
             sub["load_without_checksums_s"] = median_of(runs, lambda: load(verify=False))[0]
         restored = restore_engine(load_snapshot(path))
         assert all(np.array_equal(a, b) for a, b in zip(restored.state, state, strict=True))
         entry[f"snapshot_{compression}"] = sub
-        table.add_row(label, f"snapshot write ({compression})",
-                      f"{write_s:.2f} s", f"{sub['bytes'] / 1e6:,.0f} MB")
-        table.add_row(label, f"snapshot load + adopt ({compression})", f"{load_s:.3f} s",
-                      "checksums verified")
+        table.add_row(
+            label,
+            f"snapshot write ({compression})",
+            f"{write_s:.2f} s",
+            f"{sub['bytes'] / 1e6:,.0f} MB",
+        )
+        table.add_row(
+            label, f"snapshot load + adopt ({compression})", f"{load_s:.3f} s", "checksums verified"
+        )
         if "load_without_checksums_s" in sub:
-            table.add_row(label, "snapshot map + adopt, no checksum pass",
-                          f"{sub['load_without_checksums_s']:.4f} s", "zero-copy")
+            table.add_row(
+                label,
+                "snapshot map + adopt, no checksum pass",
+                f"{sub['load_without_checksums_s']:.4f} s",
+                "zero-copy",
+            )
     roots = StateRoots()
     roots.rebuild(engine.state)
     rng = np.random.default_rng(1)
@@ -338,18 +387,31 @@ def big_state_measures(accounts, books, runs, scratch, table, results, console) 
     proof = roots.prove(engine.state, 12_345, seq)
     proof_s = time.perf_counter() - proof_tic
     proof_bytes = len(json.dumps(proof))
-    entry["checkpoint"] = {"commands_per_checkpoint": 10_000, "update_s": statistics.median(
-        costs), "update_runs": costs, "dirty_accounts": dirty, "dirty_books": books,
+    entry["checkpoint"] = {
+        "commands_per_checkpoint": 10_000,
+        "update_s": statistics.median(costs),
+        "update_runs": costs,
+        "dirty_accounts": dirty,
+        "dirty_books": books,
         "one_book_leaf_s": book_s,
         "orders_per_book": int(engine.state.ins_i4[0, L.I_RESTING]),
-        "proof_json_bytes": proof_bytes, "proof_siblings": len(proof["siblings"]),
-        "proof_s": proof_s}
-    table.add_row(label, "root update per 10k-command checkpoint",
-                  f"{statistics.median(costs) * 1e3:.0f} ms",
-                  f"~{statistics.median(dirty):,.0f} dirty accounts, {books} dirty books")
+        "proof_json_bytes": proof_bytes,
+        "proof_siblings": len(proof["siblings"]),
+        "proof_s": proof_s,
+    }
+    table.add_row(
+        label,
+        "root update per 10k-command checkpoint",
+        f"{statistics.median(costs) * 1e3:.0f} ms",
+        f"~{statistics.median(dirty):,.0f} dirty accounts, {books} dirty books",
+    )
     table.add_row(label, "one book leaf (~62k orders)", f"{book_s * 1e3:.1f} ms", "")
-    table.add_row(label, "account proof", f"{proof_bytes:,} bytes JSON",
-                  f"{len(proof['siblings'])} siblings, {proof_s * 1e3:.0f} ms")
+    table.add_row(
+        label,
+        "account proof",
+        f"{proof_bytes:,} bytes JSON",
+        f"{len(proof['siblings'])} siblings, {proof_s * 1e3:.0f} ms",
+    )
     results["big_state"] = entry
 
 
@@ -371,7 +433,8 @@ def main() -> None:
     console = Console()
     results: dict[str, Any] = {
         "machine": machine(checksum=CHECKSUM_NAMES[DEFAULT_CHECKSUM]),
-        "runs": args.runs, "flow_commands": commands,
+        "runs": args.runs,
+        "flow_commands": commands,
     }
     load_before = results["machine"]["load_before"]
     table = Table(title=f"journal benchmark (median of {args.runs}; load {load_before})")

@@ -65,6 +65,7 @@ BUFFER_CAP = 256 << 10
 
 # ---- the server ----
 
+
 def prepare(data: Path, accounts: int) -> list[dict[str, Any]]:
     """A fresh served venue in ``data`` with ``accounts`` funded accounts and their keys."""
     from derivex.gateway import serve as serving
@@ -83,14 +84,27 @@ def prepare(data: Path, accounts: int) -> list[dict[str, Any]]:
     return keys
 
 
-def start_server(data: Path, workers: int,
-                 limits: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    data: Path, workers: int, limits: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "derivex.cli", "serve", "--data-dir", str(data),
-               "--port", str(port), "--no-demo", "--log-level", "warning",
-               "--limit", "max_connections_per_address=1000"]
+    command = [
+        sys.executable,
+        "-m",
+        "derivex.cli",
+        "serve",
+        "--data-dir",
+        str(data),
+        "--port",
+        str(port),
+        "--no-demo",
+        "--log-level",
+        "warning",
+        "--limit",
+        "max_connections_per_address=1000",
+    ]
     for item in limits:
         command += ["--limit", item]
     if workers:
@@ -100,8 +114,9 @@ def start_server(data: Path, workers: int,
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/api/v2/public/ticker?instrument_name="
-                                        f"{INSTRUMENT}", timeout=5) as response:
+            with urllib.request.urlopen(
+                f"{url}/api/v2/public/ticker?instrument_name={INSTRUMENT}", timeout=5
+            ) as response:
                 ticker = json.loads(response.read())["result"]
             if ticker["index_price"]:
                 return process, url
@@ -115,8 +130,9 @@ def start_server(data: Path, workers: int,
 
 
 def ticker(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/api/v2/public/ticker?instrument_name={INSTRUMENT}",
-                                timeout=10) as response:
+    with urllib.request.urlopen(
+        f"{url}/api/v2/public/ticker?instrument_name={INSTRUMENT}", timeout=10
+    ) as response:
         return json.loads(response.read())["result"]  # type: ignore[no-any-return]
 
 
@@ -127,8 +143,9 @@ def rss_mb(pid: int) -> float:
         current = todo.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines()
-                              if line.startswith("VmRSS:")))
+            total += int(
+                next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+            )
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, StopIteration):
@@ -137,6 +154,7 @@ def rss_mb(pid: int) -> float:
 
 
 # ---- clients ----
+
 
 def masked(payload: bytes) -> bytes:
     """A client text frame with the all-zero mask (RFC 6455: the mask bit and a key are
@@ -149,8 +167,9 @@ def masked(payload: bytes) -> bytes:
 
 def template(method: str, **params: Any) -> bytes:
     """A request frame's payload with ``%d`` for its id."""
-    return orjson.dumps({"jsonrpc": "2.0", "id": 999_999_999, "method": method,
-                         "params": params}).replace(b"999999999", b"%d")
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "id": 999_999_999, "method": method, "params": params}
+    ).replace(b"999999999", b"%d")
 
 
 class Stats:
@@ -165,10 +184,15 @@ class Stats:
         out: dict[str, Any] = {"sent": dict(self.sent), "replies": dict(self.codes)}
         for kind, samples in sorted(self.rtt.items()):
             samples.sort()
-            out[f"{kind}_ms"] = {
-                "n": len(samples), "p50": round(samples[len(samples) // 2] * 1e3, 2),
-                "p99": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e3,
-                             2)} if samples else None
+            out[f"{kind}_ms"] = (
+                {
+                    "n": len(samples),
+                    "p50": round(samples[len(samples) // 2] * 1e3, 2),
+                    "p99": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e3, 2),
+                }
+                if samples
+                else None
+            )
         accepted = self.codes.get("order:ok", 0)
         out["accepted_orders_per_s"] = round(accepted / seconds)
         return out
@@ -210,7 +234,7 @@ class Client(asyncio.Protocol):
                 return
             if not self.buffer.startswith(b"HTTP/1.1 101"):
                 raise RuntimeError(bytes(self.buffer[:200]))
-            del self.buffer[:end + 4]
+            del self.buffer[: end + 4]
             self.upgraded.set_result(None)
         buffer, at, now = self.buffer, 0, time.perf_counter()
         while len(buffer) - at >= 2:
@@ -218,22 +242,23 @@ class Client(asyncio.Protocol):
             if size == 126:
                 if len(buffer) - at < 4:
                     break
-                size, head = int.from_bytes(buffer[at + 2:at + 4], "big"), 4
+                size, head = int.from_bytes(buffer[at + 2 : at + 4], "big"), 4
             elif size == 127:
                 if len(buffer) - at < 10:
                     break
-                size, head = int.from_bytes(buffer[at + 2:at + 10], "big"), 10
+                size, head = int.from_bytes(buffer[at + 2 : at + 10], "big"), 10
             if len(buffer) - at < head + size:
                 break
             opcode = buffer[at] & 0x0F
             if opcode == 0x8:
-                self.closed = bytes(buffer[at + head + 2:at + head + size]).decode()
+                self.closed = bytes(buffer[at + head + 2 : at + head + size]).decode()
             elif opcode == 0x1 and self.pending:
-                payload = bytes(buffer[at + head:at + head + min(size, 400)])
+                payload = bytes(buffer[at + head : at + head + min(size, 400)])
                 kind, sent = self.pending.popleft()
                 error = payload.find(b'"code":')
-                code = "ok" if error < 0 else payload[error + 7:payload.find(
-                    b",", error)].decode()
+                code = (
+                    "ok" if error < 0 else payload[error + 7 : payload.find(b",", error)].decode()
+                )
                 group = "order" if kind in ("taking", "passive") else kind
                 self.stats.codes[f"{group}:{code}"] += 1
                 if code == "ok":
@@ -253,14 +278,16 @@ async def connect(url: str, stats: Stats, key: dict[str, Any] | None) -> Client:
     _, client = await loop.create_connection(lambda: Client(stats), host, int(port))
     assert client.transport is not None
     client.transport.write(
-        (f"GET /ws/api/v2 HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-         "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        (
+            f"GET /ws/api/v2 HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     await client.upgraded
     if key is not None:
         done = next_reply(client, loop)
-        client.send([("auth", template("public/auth", grant_type="client_credentials",
-                                       **key))])
+        client.send([("auth", template("public/auth", grant_type="client_credentials", **key))])
         await asyncio.wait_for(done, 30)
         client.on_reply = None
     return client
@@ -282,18 +309,35 @@ class Orders:
         def price(value: float) -> float:
             return round(value * 2) / 2  # the perpetual's tick: 0.5
 
-        self.taking = template("private/buy", instrument_name=INSTRUMENT, amount=0.001,
-                               type="limit", price=price(index * 1.01),
-                               time_in_force="immediate_or_cancel")
-        self.passive = template("private/buy", instrument_name=INSTRUMENT, amount=0.001,
-                                type="limit", price=price(index * 0.98))
-        self.far = template("private/buy", instrument_name=INSTRUMENT, amount=0.001,
-                            type="limit", price=price(index * 0.97), label="far")
+        self.taking = template(
+            "private/buy",
+            instrument_name=INSTRUMENT,
+            amount=0.001,
+            type="limit",
+            price=price(index * 1.01),
+            time_in_force="immediate_or_cancel",
+        )
+        self.passive = template(
+            "private/buy",
+            instrument_name=INSTRUMENT,
+            amount=0.001,
+            type="limit",
+            price=price(index * 0.98),
+        )
+        self.far = template(
+            "private/buy",
+            instrument_name=INSTRUMENT,
+            amount=0.001,
+            type="limit",
+            price=price(index * 0.97),
+            label="far",
+        )
         self.cancel_all = template("private/cancel_all")
 
 
-def canceller_process(url: str, key: dict[str, Any], orders: Orders, seconds: float,
-                      results: Any) -> None:
+def canceller_process(
+    url: str, key: dict[str, Any], orders: Orders, seconds: float, results: Any
+) -> None:
     """``canceller`` in a process of its own (its round trips do not wait for the load
     generator's loop): puts "ready" on ``results`` once its orders rest, then its stats'
     summary."""
@@ -304,8 +348,9 @@ def canceller_process(url: str, key: dict[str, Any], orders: Orders, seconds: fl
     results.put(stats.summary(seconds))
 
 
-async def canceller(url: str, key: dict[str, Any], orders: Orders, stats: Stats,
-                    seconds: float, ready: Any) -> None:
+async def canceller(
+    url: str, key: dict[str, Any], orders: Orders, stats: Stats, seconds: float, ready: Any
+) -> None:
     """Place ``RESTING`` far resting orders (before any load), call ``ready``, then cancel
     them one at a time, closed loop, a millisecond apart, for ``seconds``: the cancel
     round trips. (Not place-then-cancel: under overload the new orders are shed.)"""
@@ -316,11 +361,16 @@ async def canceller(url: str, key: dict[str, Any], orders: Orders, stats: Stats,
         replies: list[bytes] = []
         finished: asyncio.Future[None] = loop.create_future()
 
-        def collect(kind: str, payload: bytes, replies: list[bytes] = replies,
-                    finished: asyncio.Future[None] = finished) -> None:
+        def collect(
+            kind: str,
+            payload: bytes,
+            replies: list[bytes] = replies,
+            finished: asyncio.Future[None] = finished,
+        ) -> None:
             replies.append(payload)
             if len(replies) == 500 and not finished.done():
                 finished.set_result(None)
+
         client.on_reply = collect
         client.send([("place", orders.far) for _ in range(500)])
         await asyncio.wait_for(finished, 60)
@@ -351,6 +401,7 @@ def next_reply(client: Client, loop: asyncio.AbstractEventLoop) -> asyncio.Futur
     def received(kind: str, payload: bytes) -> None:
         if not future.done():
             future.set_result(payload)
+
     client.on_reply = received
     return future
 
@@ -360,9 +411,11 @@ ORDER_ID = re.compile(rb'"order_id":"(\d+)"')
 
 async def closed_loop(clients: list[Client], frames: Any, depth: int, stop_at: float) -> None:
     for client in clients:
+
         def refill(kind: str, payload: bytes, client: Client = client) -> None:
             if time.perf_counter() < stop_at:
                 client.send([frames()])
+
         client.on_reply = refill
         client.send([frames() for _ in range(depth)])
     await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
@@ -371,8 +424,9 @@ async def closed_loop(clients: list[Client], frames: Any, depth: int, stop_at: f
         client.on_reply = None
 
 
-async def open_loop(clients: list[Client], frames: Any, rate: float,
-                    until: asyncio.Future[Any]) -> tuple[float, float]:
+async def open_loop(
+    clients: list[Client], frames: Any, rate: float, until: asyncio.Future[Any]
+) -> tuple[float, float]:
     """Send at ``rate`` orders/s in total, every 2 ms (a client whose socket buffer holds
     more than ``BUFFER_CAP`` skips its turn), until ``until`` is done; returns the rate
     actually sent and the seconds until every reply came back."""
@@ -407,21 +461,29 @@ def flood_frames(orders: Orders) -> Any:
         if k % 100 == 0:
             return "cancel_all", orders.cancel_all
         return ("taking", orders.taking) if k & 1 else ("passive", orders.passive)
+
     return frames
 
 
-async def run_mode(url: str, pid: int, keys: list[dict[str, Any]], seconds: float,
-                   factors: list[float], flooders: int) -> dict[str, Any]:
+async def run_mode(
+    url: str,
+    pid: int,
+    keys: list[dict[str, Any]],
+    seconds: float,
+    factors: list[float],
+    flooders: int,
+) -> dict[str, Any]:
     result: dict[str, Any] = {"rss_mb_start": rss_mb(pid)}
     orders = Orders(ticker(url))
-    cancel_key, slow_keys, flood_keys = keys[0], keys[1:5], keys[5:5 + flooders]
+    cancel_key, slow_keys, flood_keys = keys[0], keys[1:5], keys[5 : 5 + flooders]
 
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
 
     def start_canceller() -> Any:
-        process = context.Process(target=canceller_process,
-                                  args=(url, cancel_key, orders, seconds, queue))
+        process = context.Process(
+            target=canceller_process, args=(url, cancel_key, orders, seconds, queue)
+        )
         process.start()
         return process
 
@@ -449,21 +511,32 @@ async def run_mode(url: str, pid: int, keys: list[dict[str, Any]], seconds: floa
         assert await loop.run_in_executor(None, queue.get) == "ready"
         # the flood runs until the canceller is done (its whole run is under load)
         done = loop.run_in_executor(None, queue.get)
-        sent_rate, elapsed = await open_loop(clients, flood_frames(orders),
-                                             factor * sustainable, done)
+        sent_rate, elapsed = await open_loop(
+            clients, flood_frames(orders), factor * sustainable, done
+        )
         cancels = await done
         process.join()
         phase = stats.summary(elapsed)
-        phase.update(offered_orders_per_s=round(factor * sustainable),
-                     sent_per_s=round(sent_rate), rss_mb=rss_mb(pid), canceller=cancels)
-        phase["shed"] = {"taking_10047": stats.codes.get("order:10047", 0),
-                         "passive_10040": stats.codes.get("order:10040", 0),
-                         "cancels": sum(v for k, v in stats.codes.items()
-                                        if k.startswith("cancel") and k.split(":")[1] in
-                                        ("10047", "10040"))
-                         + sum(v for k, v in cancels["replies"].items()
-                               if k.startswith("cancel") and k.split(":")[1] in
-                               ("10047", "10040"))}
+        phase.update(
+            offered_orders_per_s=round(factor * sustainable),
+            sent_per_s=round(sent_rate),
+            rss_mb=rss_mb(pid),
+            canceller=cancels,
+        )
+        phase["shed"] = {
+            "taking_10047": stats.codes.get("order:10047", 0),
+            "passive_10040": stats.codes.get("order:10040", 0),
+            "cancels": sum(
+                v
+                for k, v in stats.codes.items()
+                if k.startswith("cancel") and k.split(":")[1] in ("10047", "10040")
+            )
+            + sum(
+                v
+                for k, v in cancels["replies"].items()
+                if k.startswith("cancel") and k.split(":")[1] in ("10047", "10040")
+            ),
+        }
         result[f"x{factor:g}"] = phase
         for client in clients:
             client.stats = Stats()
@@ -476,16 +549,29 @@ async def run_mode(url: str, pid: int, keys: list[dict[str, Any]], seconds: floa
     return result
 
 
-async def slow_reader(url: str, pid: int, keys: list[dict[str, Any]], orders: Orders,
-                      seconds: float) -> dict[str, Any]:
+async def slow_reader(
+    url: str, pid: int, keys: list[dict[str, Any]], orders: Orders, seconds: float
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # a deep book: get_order_book at depth 10000 is then tens of kilobytes
     deep = Stats()
     maker = await connect(url, deep, keys[0])
     index = float(ticker(url)["index_price"])
-    maker.send([("passive", template("private/buy", instrument_name=INSTRUMENT, amount=0.001,
-                                     type="limit", price=round(index * 0.97) - k * 0.5))
-                for k in range(2000)])
+    maker.send(
+        [
+            (
+                "passive",
+                template(
+                    "private/buy",
+                    instrument_name=INSTRUMENT,
+                    amount=0.001,
+                    type="limit",
+                    price=round(index * 0.97) - k * 0.5,
+                ),
+            )
+            for k in range(2000)
+        ]
+    )
     await drain([maker])
     for label, slow in (("without", False), ("with", True)):
         stats = Stats()
@@ -495,9 +581,15 @@ async def slow_reader(url: str, pid: int, keys: list[dict[str, Any]], orders: Or
             slow_client = await connect(url, Stats(), None)
             assert slow_client.transport is not None
             slow_client.transport.pause_reading()  # never reads
-            slow_client.send([("book", template("public/get_order_book",
-                                                instrument_name=INSTRUMENT, depth=10_000))
-                              for _ in range(3000)])
+            slow_client.send(
+                [
+                    (
+                        "book",
+                        template("public/get_order_book", instrument_name=INSTRUMENT, depth=10_000),
+                    )
+                    for _ in range(3000)
+                ]
+            )
         await closed_loop(clients, flood_frames(orders), 8, time.perf_counter() + seconds)
         out[label] = stats.summary(seconds)
         out[label]["rss_mb"] = rss_mb(pid)
@@ -505,9 +597,11 @@ async def slow_reader(url: str, pid: int, keys: list[dict[str, Any]], orders: Or
             assert slow_client.transport is not None
             slow_client.transport.resume_reading()
             await drain([slow_client], 10)
-            out[label]["slow_client"] = {"requests": 3000,
-                                         "replies_read": dict(slow_client.stats.codes),
-                                         "closed": slow_client.closed}
+            out[label]["slow_client"] = {
+                "requests": 3000,
+                "replies_read": dict(slow_client.stats.codes),
+                "closed": slow_client.closed,
+            }
             slow_client.transport.close()
         for client in clients:
             assert client.transport is not None
@@ -526,26 +620,31 @@ def main() -> None:
     parser.add_argument("--factors", default="1,3,10")
     parser.add_argument("--flooders", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="1 s phases, 1x and 10x")
-    parser.add_argument("--limit", action="append", default=[],
-                        help="NAME=VALUE passed to the server (repeatable)")
-    parser.add_argument("--name", default="overload",
-                        help="results/<name>.json (a run with --limit: name it apart)")
+    parser.add_argument(
+        "--limit", action="append", default=[], help="NAME=VALUE passed to the server (repeatable)"
+    )
+    parser.add_argument(
+        "--name", default="overload", help="results/<name>.json (a run with --limit: name it apart)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.factors = 1.0, "1,10"
     import uvloop
 
     factors = [float(f) for f in args.factors.split(",")]
-    results: dict[str, Any] = {"machine": machine(seconds=args.seconds,
-                                                  flooders=args.flooders), "modes": {}}
+    results: dict[str, Any] = {
+        "machine": machine(seconds=args.seconds, flooders=args.flooders),
+        "modes": {},
+    }
     for mode in args.modes.split(","):
         workers = 2 if mode == "workers2" else 0
         with tempfile.TemporaryDirectory(prefix="derivex-overload-") as tmp:
             keys = prepare(Path(tmp), 5 + args.flooders)
             process, url = start_server(Path(tmp), workers, tuple(args.limit))
             try:
-                results["modes"][mode] = uvloop.run(run_mode(
-                    url, process.pid, keys, args.seconds, factors, args.flooders))
+                results["modes"][mode] = uvloop.run(
+                    run_mode(url, process.pid, keys, args.seconds, factors, args.flooders)
+                )
             finally:
                 process.terminate()
                 try:
@@ -553,27 +652,50 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     process.kill()
     table = Table(title="overload: derivex serve under open-loop order floods")
-    for column in ("mode", "phase", "offered/s", "sent/s", "accepted/s", "shed taking",
-                   "shed passive", "order p50/p99 ms", "cancel p50/p99 ms", "RSS MiB"):
+    for column in (
+        "mode",
+        "phase",
+        "offered/s",
+        "sent/s",
+        "accepted/s",
+        "shed taking",
+        "shed passive",
+        "order p50/p99 ms",
+        "cancel p50/p99 ms",
+        "RSS MiB",
+    ):
         table.add_column(column)
     for mode, data in results["modes"].items():
         for phase in ("unloaded", "sustainable", *[f"x{f:g}" for f in factors]):
             row = data[phase]
             order, cancel = row.get("order_ms"), (row.get("canceller") or row).get("cancel_ms")
-            table.add_row(mode, phase, str(row.get("offered_orders_per_s", "")),
-                          str(row.get("sent_per_s", "")), str(row["accepted_orders_per_s"]),
-                          str(row.get("shed", {}).get("taking_10047", "")),
-                          str(row.get("shed", {}).get("passive_10040", "")),
-                          f"{order['p50']}/{order['p99']}" if order else "",
-                          f"{cancel['p50']}/{cancel['p99']}" if cancel else "",
-                          str(row.get("rss_mb", data["rss_mb_start"])))
+            table.add_row(
+                mode,
+                phase,
+                str(row.get("offered_orders_per_s", "")),
+                str(row.get("sent_per_s", "")),
+                str(row["accepted_orders_per_s"]),
+                str(row.get("shed", {}).get("taking_10047", "")),
+                str(row.get("shed", {}).get("passive_10040", "")),
+                f"{order['p50']}/{order['p99']}" if order else "",
+                f"{cancel['p50']}/{cancel['p99']}" if cancel else "",
+                str(row.get("rss_mb", data["rss_mb_start"])),
+            )
         for label in ("without", "with"):
             row = data["slow_reader"][label]
             order = row.get("order_ms")
-            table.add_row(mode, f"slow reader {label}", "", "",
-                          str(row["accepted_orders_per_s"]), "", "",
-                          f"{order['p50']}/{order['p99']}" if order else "", "",
-                          str(row["rss_mb"]))
+            table.add_row(
+                mode,
+                f"slow reader {label}",
+                "",
+                "",
+                str(row["accepted_orders_per_s"]),
+                "",
+                "",
+                f"{order['p50']}/{order['p99']}" if order else "",
+                "",
+                str(row["rss_mb"]),
+            )
     results["machine"]["server_limits"] = args.limit
     finish(results, table, Console(), args.name, args.quick)
 

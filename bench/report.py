@@ -17,18 +17,24 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine(**extra: Any) -> dict[str, Any]:
     """CPU count, versions and the load average at the start of the run."""
-    return {"cpus": os.cpu_count(), "python": platform.python_version(),
-            "numba": numba.__version__, "load_before": os.getloadavg(), **extra}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numba": numba.__version__,
+        "load_before": os.getloadavg(),
+        **extra,
+    }
 
 
-def finish(results: dict[str, Any], table: Table, console: Console, name: str,
-           quick: bool) -> Path:
+def finish(results: dict[str, Any], table: Table, console: Console, name: str, quick: bool) -> Path:
     """Record the load at the end, print the table, write ``results/<name>.json`` (or
     ``<name>-quick.json`` for a smoke run) and return its path."""
     results["machine"]["load_after"] = os.getloadavg()
     console.print(table)
-    console.print(f"load average before {results['machine']['load_before']}, "
-                  f"after {results['machine']['load_after']}")
+    console.print(
+        f"load average before {results['machine']['load_before']}, "
+        f"after {results['machine']['load_after']}"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
     out.write_text(json.dumps(results, indent=2))

@@ -56,8 +56,14 @@ def risk_prefix(spec: FlowSpec, config: EngineConfig, seq: int) -> np.ndarray:
     parts = [modes, index_records(1, [(0, START_NS, 10_000_000)])]
     for index in range(1, spec.options + 1):
         mid = 200_000 + 5 * (index * 997 % 20_000)
-        parts.append(risk_records(index, mid, scenario_values(mid, len(config.scenarios), rng),
-                                  (500_000_000, 1_000, 50_000, -20_000, 1_000)))
+        parts.append(
+            risk_records(
+                index,
+                mid,
+                scenario_values(mid, len(config.scenarios), rng),
+                (500_000_000, 1_000, 50_000, -20_000, 1_000),
+            )
+        )
     tick = command_array(1)
     tick["kind"] = CommandKind.TIME
     parts.append(tick)
@@ -79,8 +85,11 @@ def flow_rates(setup, prefix, flow, config, runs) -> tuple[list[float], dict[str
         events = engine.process_into(flow)
         elapsed = time.perf_counter() - start
         rates.append(len(flow) / elapsed)
-        counts = {"events": len(events), "fills": int(np.sum(events["kind"] == 3)),
-                  "margin_rejects": int(np.sum(events["reason"] == 202))}
+        counts = {
+            "events": len(events),
+            "fills": int(np.sum(events["kind"] == 3)),
+            "margin_rejects": int(np.sum(events["reason"] == 202)),
+        }
         engine.check_invariants()
     return rates, counts
 
@@ -150,7 +159,7 @@ def build_book_of_positions(accounts: int, config: EngineConfig) -> tuple[Engine
     takes["seq"] = np.arange(seq + 1, seq + 1 + len(takes))
     takes["ts_ns"] = START_NS
     for start in range(0, len(takes), 1_000_000):
-        engine.process_into(takes[start:start + 1_000_000])
+        engine.process_into(takes[start : start + 1_000_000])
     return engine, seq + len(takes)
 
 
@@ -173,9 +182,14 @@ def mark_update(seq: int, step: int) -> np.ndarray:
 
 def remargin(accounts: int, runs: int) -> dict[str, Any]:
     config = EngineConfig(
-        initial_accounts=accounts + 8, initial_positions=10 * accounts + 64,
-        initial_orders=1 << 10, initial_instruments=16, max_orders_per_book=10_000_000,
-        max_open_orders_per_account=1_000_000, max_position_lots=(1 << 31) - 1)
+        initial_accounts=accounts + 8,
+        initial_positions=10 * accounts + 64,
+        initial_orders=1 << 10,
+        initial_instruments=16,
+        max_orders_per_book=10_000_000,
+        max_open_orders_per_account=1_000_000,
+        max_position_lots=(1 << 31) - 1,
+    )
     started = time.perf_counter()
     engine, seq = build_book_of_positions(accounts, config)
     built = time.perf_counter() - started
@@ -189,9 +203,15 @@ def remargin(accounts: int, runs: int) -> dict[str, Any]:
         times.append(time.perf_counter() - start)
     if accounts <= 100_000:
         engine.check_invariants()  # from-scratch recomputation equals the incremental sums
-    return {"accounts": accounts, "positions": live, "scenarios": 35, "build_s": built,
-            "runs_s": times, "median_s": statistics.median(times),
-            "per_position_ns": statistics.median(times) / live * 1e9}
+    return {
+        "accounts": accounts,
+        "positions": live,
+        "scenarios": 35,
+        "build_s": built,
+        "runs_s": times,
+        "median_s": statistics.median(times),
+        "per_position_ns": statistics.median(times) / live * 1e9,
+    }
 
 
 def main() -> None:
@@ -224,11 +244,18 @@ def main() -> None:
     orders = int(np.sum(flow["kind"] == CommandKind.PLACE_ORDER))
     check_ns = (len(flow) / margined_median - len(flow) / plain_median) / orders * 1e9
     results["matching"] = {
-        "flow": {"commands": len(flow), "options": spec.options, "accounts": spec.accounts,
-                 "place_orders": orders},
-        "plain_rates": plain_rates, "portfolio_margin_rates": margined_rates,
-        "plain_median": plain_median, "portfolio_margin_median": margined_median,
-        "ratio": margined_median / plain_median, "extra_ns_per_order": check_ns,
+        "flow": {
+            "commands": len(flow),
+            "options": spec.options,
+            "accounts": spec.accounts,
+            "place_orders": orders,
+        },
+        "plain_rates": plain_rates,
+        "portfolio_margin_rates": margined_rates,
+        "plain_median": plain_median,
+        "portfolio_margin_median": margined_median,
+        "ratio": margined_median / plain_median,
+        "extra_ns_per_order": check_ns,
         "counts": counts,
     }
     results["remargin"] = [remargin(n, args.runs) for n in args.accounts]
@@ -240,8 +267,10 @@ def main() -> None:
     table.add_row("ratio (target >= 0.50)", f"{margined_median / plain_median:.2f}")
     table.add_row("pre-trade check + margin upkeep per order", f"{check_ns:.0f} ns")
     for row in results["remargin"]:
-        table.add_row(f"re-margin {row['accounts']:,} accounts x 10 positions x 35",
-                      f"{row['median_s'] * 1e3:.0f} ms ({row['per_position_ns']:.0f} ns/pos)")
+        table.add_row(
+            f"re-margin {row['accounts']:,} accounts x 10 positions x 35",
+            f"{row['median_s'] * 1e3:.0f} ms ({row['per_position_ns']:.0f} ns/pos)",
+        )
     finish(results, table, console, "risk", args.quick)
 
 

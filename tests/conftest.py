@@ -34,9 +34,16 @@ def venue(clock: ManualClock):
     lot step 10, maker 2bp, taker 3bp) and three funded accounts."""
     ex = Exchange(EngineConfig(risk_checks=False), clock=clock)
     perp = ex.add_perpetual("BTC", tick_size_ticks=50, maker_fee_ppm=-100, taker_fee_ppm=500)
-    call = ex.add_option("BTC", START_NS + 8 * 3_600_000_000_000, 10_000_000, "call",
-                         tick_size_ticks=5, min_trade_lots=10, maker_fee_ppm=200,
-                         taker_fee_ppm=300)
+    call = ex.add_option(
+        "BTC",
+        START_NS + 8 * 3_600_000_000_000,
+        10_000_000,
+        "call",
+        tick_size_ticks=5,
+        min_trade_lots=10,
+        maker_fee_ppm=200,
+        taker_fee_ppm=300,
+    )
     accounts = [ex.create_account() for _ in range(3)]
     for account in accounts:
         ex.deposit(account, 10**12)

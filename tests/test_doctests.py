@@ -13,9 +13,16 @@ import derivex.gateway.keys
 import derivex.gateway.signatures
 
 
-@pytest.mark.parametrize("module", [derivex.exchange, derivex.core.engine,
-                                    derivex.gateway.auth_limits, derivex.gateway.keys,
-                                    derivex.gateway.signatures])
+@pytest.mark.parametrize(
+    "module",
+    [
+        derivex.exchange,
+        derivex.core.engine,
+        derivex.gateway.auth_limits,
+        derivex.gateway.keys,
+        derivex.gateway.signatures,
+    ],
+)
 def test_docstring_examples(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

@@ -20,10 +20,13 @@ def _edit(path: Path) -> None:
 
 def test_an_edit_recompiles_exactly_the_kernels_that_import_it(tmp_path: Path) -> None:
     package = tmp_path / "derivex"
-    shutil.copytree(Path(derivex.__file__).parent, package,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    kernels = {name: package / name for name in
-               ("core/engine.py", "journal/walk.py", "ipc/ring.py", "pricing/risk.py")}
+    shutil.copytree(
+        Path(derivex.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    kernels = {
+        name: package / name
+        for name in ("core/engine.py", "journal/walk.py", "ipc/ring.py", "pricing/risk.py")
+    }
 
     def digests() -> dict[str, str]:
         return {name: digest(path, package) for name, path in kernels.items()}
@@ -32,16 +35,23 @@ def test_an_edit_recompiles_exactly_the_kernels_that_import_it(tmp_path: Path) -
     assert before == digests()  # stable for unchanged sources
     assert len(set(before.values())) == len(before)
 
-    for shell in ("gateway/server.py", "cli.py", "journal/writer.py", "runtime/worker.py",
-                  "exchange.py", "journal/__init__.py"):
+    for shell in (
+        "gateway/server.py",
+        "cli.py",
+        "journal/writer.py",
+        "runtime/worker.py",
+        "exchange.py",
+        "journal/__init__.py",
+    ):
         _edit(package / shell)
     assert digests() == before  # nothing a kernel imports changed
 
     _edit(package / "journal" / "format.py")  # constants walk.py folds in
     after_format = digests()
     assert after_format["journal/walk.py"] != before["journal/walk.py"]
-    assert {k: v for k, v in after_format.items() if k != "journal/walk.py"} == \
-        {k: v for k, v in before.items() if k != "journal/walk.py"}
+    assert {k: v for k, v in after_format.items() if k != "journal/walk.py"} == {
+        k: v for k, v in before.items() if k != "journal/walk.py"
+    }
 
     _edit(package / "core" / "fixed.py")  # a helper the engine calls through other modules
     after_fixed = digests()
@@ -77,8 +87,11 @@ def test_relative_and_package_imports_are_followed(tmp_path: Path) -> None:
 
 def test_kernels_are_cached_outside_the_source_tree() -> None:
     engine.Engine()  # compiles or loads the batch kernel
-    dispatchers = [value for value in vars(engine).values()
-                   if hasattr(value, "_cache") and hasattr(value._cache, "_cache_path")]
+    dispatchers = [
+        value
+        for value in vars(engine).values()
+        if hasattr(value, "_cache") and hasattr(value._cache, "_cache_path")
+    ]
     assert dispatchers
     source = Path(derivex.__file__).parent
     for dispatcher in dispatchers:

@@ -63,8 +63,9 @@ def demo() -> None:
     # mark, Greeks and scenario P&Ls from the pricing service
     t = now[0]
     ex.set_index("BTC", [(0, t, 10_000_000), (1, t, 10_001_000), (2, t, 9_999_000)])
-    pricing = PricingService([OptionSpec(call, 10_000_000, expiry, True, 1, 500)],
-                             scenarios=ex.engine.config)
+    pricing = PricingService(
+        [OptionSpec(call, 10_000_000, expiry, True, 1, 500)], scenarios=ex.engine.config
+    )
     ex.submit(concat_commands([pricing.records(now[0], 10_000_000), command_array(1)]))
     maker, taker = ex.create_account(), ex.create_account()
     hedger = ex.create_account(margin_mode="portfolio")
@@ -146,16 +147,22 @@ def demo() -> None:
         margin.add_column(column)
     for account in (maker, taker, hedger):
         summary = ex.account_summary(account)
-        margin.add_row(str(account), summary.margin_mode, _usdc(summary.equity_units),
-                       _usdc(summary.initial_margin_units),
-                       _usdc(summary.maintenance_margin_units),
-                       _usdc(summary.available_funds_units))
+        margin.add_row(
+            str(account),
+            summary.margin_mode,
+            _usdc(summary.equity_units),
+            _usdc(summary.initial_margin_units),
+            _usdc(summary.maintenance_margin_units),
+            _usdc(summary.available_funds_units),
+        )
     console.print(margin)
     index = ex.index("BTC")
-    console.print(f"index BTC {ex.format_price(perp, index.price_ticks)} ({index.sources} "
-                  f"sources), mark {ex.instrument_name(perp)} "
-                  f"{ex.format_price(perp, ex.mark(perp))}, {ex.instrument_name(call)} "
-                  f"{ex.format_price(call, ex.mark(call))}")
+    console.print(
+        f"index BTC {ex.format_price(perp, index.price_ticks)} ({index.sources} "
+        f"sources), mark {ex.instrument_name(perp)} "
+        f"{ex.format_price(perp, ex.mark(perp))}, {ex.instrument_name(call)} "
+        f"{ex.format_price(call, ex.mark(call))}"
+    )
     console.print(f"state hash {ex.state_hash()}")
 
 
@@ -166,9 +173,14 @@ def _journal_progress(console: Console, directory: Path, label: str) -> tuple[An
     from derivex.journal.format import journal_files
 
     estimate = sum(path.stat().st_size for path in journal_files(directory)) // 64
-    progress = Progress("[progress.description]{task.description}", BarColumn(),
-                        MofNCompleteColumn(), TimeRemainingColumn(), console=console,
-                        transient=True)
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
     task = progress.add_task(label, total=max(estimate, 1))
     return progress, lambda done: progress.update(task, completed=done)
 
@@ -176,12 +188,15 @@ def _journal_progress(console: Console, directory: Path, label: str) -> tuple[An
 @app.command()
 def replay(
     directory: Annotated[Path, typer.Argument(help="journal directory")],
-    checkpoint_every: Annotated[int, typer.Option(
-        help="print the state root every N commands")] = 100_000,
-    full: Annotated[bool, typer.Option(
-        "--full", help="ignore snapshots, replay from the first command")] = False,
-    show_hash: Annotated[bool, typer.Option(
-        "--hash/--no-hash", help="print the state hash")] = True,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="print the state root every N commands")
+    ] = 100_000,
+    full: Annotated[
+        bool, typer.Option("--full", help="ignore snapshots, replay from the first command")
+    ] = False,
+    show_hash: Annotated[
+        bool, typer.Option("--hash/--no-hash", help="print the state hash")
+    ] = True,
 ) -> None:
     """Replay a journal (latest snapshot + tail, or --full) and print the state roots at
     checkpoints. Read-only: a torn tail is reported, not cut."""
@@ -191,8 +206,12 @@ def replay(
     progress, update = _journal_progress(console, directory, "replay")
     try:
         with progress:
-            recovered = recover(directory, use_snapshot=not full,
-                                checkpoint_every=checkpoint_every, on_progress=update)
+            recovered = recover(
+                directory,
+                use_snapshot=not full,
+                checkpoint_every=checkpoint_every,
+                on_progress=update,
+            )
     except JournalError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -207,15 +226,20 @@ def replay(
         console.print(line)
     seconds = recovered.seconds.get("replay", 0.0)
     if seconds > 0:
-        console.print(f"replayed {recovered.replayed:,} commands in {seconds:.3f} s "
-                      f"({recovered.replayed / seconds:,.0f} commands/s)")
+        console.print(
+            f"replayed {recovered.replayed:,} commands in {seconds:.3f} s "
+            f"({recovered.replayed / seconds:,.0f} commands/s)"
+        )
     if show_hash:
         console.print(f"state hash {recovered.engine.state_hash()}")
 
 
 @app.command()
-def verify(directory: Annotated[Path, typer.Argument(
-        help="journal directory (or the data directory holding it)")]) -> None:
+def verify(
+    directory: Annotated[
+        Path, typer.Argument(help="journal directory (or the data directory holding it)")
+    ],
+) -> None:
     """Check the journal files against the segment manifest, every journal batch and
     snapshot, and that the latest snapshot + tail reaches the same state hash and root as a
     full replay. Exit code 1 on disagreement, 2 on damage or a gap."""
@@ -241,9 +265,12 @@ def verify(directory: Annotated[Path, typer.Argument(
 @app.command()
 def repair(
     directory: Annotated[Path, typer.Argument(help="data directory or its journal directory")],
-    apply: Annotated[bool, typer.Option(
-        "--apply", help="carry the repair out (without it: only print what it would drop)")]
-    = False,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply", help="carry the repair out (without it: only print what it would drop)"
+        ),
+    ] = False,
 ) -> None:
     """Drop damaged journal data, explicitly: keep the longest verified prefix of the
     journal, move everything after it (and snapshots past its end or damaged) into
@@ -289,33 +316,52 @@ def prove(
 @app.command()
 def serve(
     data_dir: Annotated[Path, typer.Option(help="journal, snapshots, keys and catalogue")] = Path(
-        "data"),
-    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] =
-    "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port for HTTP and WebSocket (0: any free one)")] =
-    8080,
-    demo: Annotated[bool, typer.Option(
-        "--demo/--no-demo", help="market-making and noise-trading agents")] = True,
-    fsync: Annotated[str, typer.Option(
-        help="journal durability: group (default: acknowledged after the fdatasync that "
-             "covers it, one flush for every batch pending), batch (one fdatasync per "
-             "batch), interval (acknowledged when written, flushed every 5 ms: a power loss "
-             "can lose acknowledged orders) or none (tests)")] = "group",
+        "data"
+    ),
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port for HTTP and WebSocket (0: any free one)")] = 8080,
+    demo: Annotated[
+        bool, typer.Option("--demo/--no-demo", help="market-making and noise-trading agents")
+    ] = True,
+    fsync: Annotated[
+        str,
+        typer.Option(
+            help="journal durability: group (default: acknowledged after the fdatasync that "
+            "covers it, one flush for every batch pending), batch (one fdatasync per "
+            "batch), interval (acknowledged when written, flushed every 5 ms: a power loss "
+            "can lose acknowledged orders) or none (tests)"
+        ),
+    ] = "group",
     log_format: Annotated[str, typer.Option(help="json or console")] = "json",
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
-    workers: Annotated[int, typer.Option(
-        help="0: one process; N: the multi-process runtime (engine, journal writer, market "
-             "data and N gateway workers sharing the port over shared-memory rings)")] = 0,
-    auth_backoff: Annotated[str, typer.Option(
-        help="failed logins: FREE,BASE_S,MAX_S (after FREE failures per connection or client "
-             "id, refuse for BASE_S doubling up to MAX_S)")] = "5,1,60",
-    submit_timeout: Annotated[float, typer.Option(
-        help="with --workers: seconds a worker waits for its commands to be sequenced and "
-             "durable before answering 13888 (outcome unknown: query the order)")] = 10.0,
-    limit: Annotated[list[str] | None, typer.Option(
-        help="NAME=VALUE: override a resource limit or overload watermark (repeatable; "
-             "names and defaults in docs/limits.md, e.g. max_connections_per_address=32)")]
-    = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="0: one process; N: the multi-process runtime (engine, journal writer, market "
+            "data and N gateway workers sharing the port over shared-memory rings)"
+        ),
+    ] = 0,
+    auth_backoff: Annotated[
+        str,
+        typer.Option(
+            help="failed logins: FREE,BASE_S,MAX_S (after FREE failures per connection or client "
+            "id, refuse for BASE_S doubling up to MAX_S)"
+        ),
+    ] = "5,1,60",
+    submit_timeout: Annotated[
+        float,
+        typer.Option(
+            help="with --workers: seconds a worker waits for its commands to be sequenced and "
+            "durable before answering 13888 (outcome unknown: query the order)"
+        ),
+    ] = 10.0,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE: override a resource limit or overload watermark (repeatable; "
+            "names and defaults in docs/limits.md, e.g. max_connections_per_address=32)"
+        ),
+    ] = None,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -344,13 +390,20 @@ def serve(
         from derivex.gateway.worker import run_workers
 
         try:
-            report = run_workers(data_dir, workers=workers, host=host, port=port, demo=demo,
-                                 fsync=fsync, log_level=level, json_logs=log_format == "json",
-                                 auth_backoff=auth_backoff,
-                                 submit_timeout_s=submit_timeout,
-                                 limits=limits,
-                                 announce=lambda url, opened: _announce(url, opened,
-                                                                        data_dir))
+            report = run_workers(
+                data_dir,
+                workers=workers,
+                host=host,
+                port=port,
+                demo=demo,
+                fsync=fsync,
+                log_level=level,
+                json_logs=log_format == "json",
+                auth_backoff=auth_backoff,
+                submit_timeout_s=submit_timeout,
+                limits=limits,
+                announce=lambda url, opened: _announce(url, opened, data_dir),
+            )
         except refused as error:
             typer.echo(f"error: refusing to start: {error}", err=True)
             raise typer.Exit(2) from None
@@ -367,9 +420,17 @@ def serve(
     for line in opened.report:
         typer.echo(line, err=True)
     try:
-        asyncio.run(serving.run(opened, host, port,
-                                lambda gateway: _announce(gateway.url, opened, data_dir),
-                                demo=demo, auth_limits=auth_limits, limits=limits))
+        asyncio.run(
+            serving.run(
+                opened,
+                host,
+                port,
+                lambda gateway: _announce(gateway.url, opened, data_dir),
+                demo=demo,
+                auth_limits=auth_limits,
+                limits=limits,
+            )
+        )
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
@@ -381,14 +442,20 @@ def _runtime_summary(report: Any) -> dict[str, Any]:
     its replica's state hash (equal to the engine's when the replica followed exactly)."""
     engine = report.engine or {}
     return {
-        "clean": report.clean, "failure": report.failure, "restarts": report.restarts,
+        "clean": report.clean,
+        "failure": report.failure,
+        "restarts": report.restarts,
         "engine": {key: engine.get(key) for key in ("seq", "state_hash")},
-        "workers": [{
-            "index": worker.get("index"), "generation": worker.get("generation"),
-            "round_trips": worker.get("round_trips"),
-            "frames_verified": (worker.get("replica") or {}).get("frames_verified"),
-            "state_hash": (worker.get("replica") or {}).get("state_hash"),
-        } for worker in report.workers],
+        "workers": [
+            {
+                "index": worker.get("index"),
+                "generation": worker.get("generation"),
+                "round_trips": worker.get("round_trips"),
+                "frames_verified": (worker.get("replica") or {}).get("frames_verified"),
+                "state_hash": (worker.get("replica") or {}).get("state_hash"),
+            }
+            for worker in report.workers
+        ],
     }
 
 
@@ -398,27 +465,35 @@ def _announce(url: str, opened: Any, data_dir: Path) -> None:
 
     key, catalog = opened.demo_key, opened.venue.catalog
     options = len(catalog) - serving.perpetual_count(catalog)
-    typer.echo(f"derivex serving {serving.perpetual_count(catalog)} perpetuals and "
-               f"{options} options ({data_dir}/)")
+    typer.echo(
+        f"derivex serving {serving.perpetual_count(catalog)} perpetuals and "
+        f"{options} options ({data_dir}/)"
+    )
     typer.echo(f"  REST       {url}/api/v2/public/get_instruments")
     typer.echo(f"  WebSocket  {url.replace('http', 'ws', 1)}/ws/api/v2")
     typer.echo(f"  metrics    {url}/metrics")
     typer.echo(f"demo API key (account {key.account}, scopes {','.join(key.scopes)}):")
     typer.echo(f"  client_id     {key.client_id}")
     typer.echo(f"  client_secret {key.client_secret}")
-    typer.echo(f"  ccxt.deribit({{'apiKey': '{key.client_id}', 'secret': "
-               f"'{key.client_secret}', 'urls': {{'api': {{'rest': '{url}'}}}}}})")
+    typer.echo(
+        f"  ccxt.deribit({{'apiKey': '{key.client_id}', 'secret': "
+        f"'{key.client_secret}', 'urls': {{'api': {{'rest': '{url}'}}}}}})"
+    )
 
 
 @app.command()
 def stress(
     seed: Annotated[int, typer.Option(help="seed of the population and the index feed")] = 7,
-    accounts: Annotated[int, typer.Option(help="trading accounts, market makers included")] =
-    10_000,
+    accounts: Annotated[
+        int, typer.Option(help="trading accounts, market makers included")
+    ] = 10_000,
     out: Annotated[Path, typer.Option(help="PNG plot of price, fund and liquidations")] = Path(
-        "stress.png"),
-    minutes: Annotated[float, typer.Option(
-        help="simulated minutes: build-up, crash over a third, rebound over a third")] = 30.0,
+        "stress.png"
+    ),
+    minutes: Annotated[
+        float,
+        typer.Option(help="simulated minutes: build-up, crash over a third, rebound over a third"),
+    ] = 30.0,
 ) -> None:
     """Liquidation stress test: ACCOUNTS levered accounts on a BTC perpetual and options
     chain through a -30% index crash and a partial rebound. Prints liquidations by stage,
@@ -452,32 +527,44 @@ def stress(
     table.add_column("value", justify="right")
     rows = [
         ("market makers / traders", f"{counts['market_makers']:,} / {counts['traders']:,}"),
-        ("option traders / portfolio margin",
-         f"{counts['option_traders']:,} / {counts['portfolio_accounts']:,}"),
-        ("steps / commands / events",
-         f"{counts['steps']:,} / {counts['commands']:,} / {counts['events']:,}"),
-        ("index start / low / end (USDC)",
-         f"{result.index_ticks[0] / 100:,.2f} / {summary['index_low_ticks'] / 100:,.2f} / "
-         f"{summary['index_last_ticks'] / 100:,.2f}"),
+        (
+            "option traders / portfolio margin",
+            f"{counts['option_traders']:,} / {counts['portfolio_accounts']:,}",
+        ),
+        (
+            "steps / commands / events",
+            f"{counts['steps']:,} / {counts['commands']:,} / {counts['events']:,}",
+        ),
+        (
+            "index start / low / end (USDC)",
+            f"{result.index_ticks[0] / 100:,.2f} / {summary['index_low_ticks'] / 100:,.2f} / "
+            f"{summary['index_last_ticks'] / 100:,.2f}",
+        ),
         ("insurance fund before (USDC)", _usdc(summary["fund_before_units"])),
         ("insurance fund after (USDC)", _usdc(summary["fund_after_units"])),
         ("insurance fund low (USDC)", _usdc(summary["fund_min_units"])),
-        ("insurance fund equity low / end (USDC)",
-         f"{_usdc(summary['fund_equity_min_units'])} / "
-         f"{_usdc(summary['fund_equity_last_units'])}"),
-        ("negative balances the fund took over (USDC)",
-         _usdc(summary["fund_absorbed_units"])),
+        (
+            "insurance fund equity low / end (USDC)",
+            f"{_usdc(summary['fund_equity_min_units'])} / "
+            f"{_usdc(summary['fund_equity_last_units'])}",
+        ),
+        ("negative balances the fund took over (USDC)", _usdc(summary["fund_absorbed_units"])),
         ("socialised losses (USDC)", _usdc(counts["socialised_units"])),
         ("bad debt (USDC)", _usdc(summary["bad_debt_units"])),
-        ("accounts liquidated / bankrupt",
-         f"{counts['liquidated_accounts']:,} / {counts['bankrupt_accounts']:,}"),
-        ("below maintenance, most / at the end",
-         f"{summary['below_maintenance_max']:,} / {summary['below_maintenance_last']:,}"),
-        ("negative equity left at the end (USDC)",
-         _usdc(summary["negative_equity_last_units"])),
+        (
+            "accounts liquidated / bankrupt",
+            f"{counts['liquidated_accounts']:,} / {counts['bankrupt_accounts']:,}",
+        ),
+        (
+            "below maintenance, most / at the end",
+            f"{summary['below_maintenance_max']:,} / {summary['below_maintenance_last']:,}",
+        ),
+        ("negative equity left at the end (USDC)", _usdc(summary["negative_equity_last_units"])),
     ]
-    rows += [(f"liquidation events: {stage}", f"{count:,}")
-             for stage, count in summary["liquidations"].items()]
+    rows += [
+        (f"liquidation events: {stage}", f"{count:,}")
+        for stage, count in summary["liquidations"].items()
+    ]
     rows += [("ADL events", f"{summary['adl_events']:,}")]
     rows += [(f"rejected {reason}", f"{count:,}") for reason, count in summary["rejects"].items()]
     for name, value in rows:
@@ -502,7 +589,8 @@ def keys_create(
     scope: Annotated[str, typer.Option(help="comma-separated: read, trade")] = "read,trade",
     name: Annotated[str, typer.Option(help="a label for the key")] = "",
     data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
-        "data"),
+        "data"
+    ),
 ) -> None:
     """Create an API key for ACCOUNT (an existing account of the venue in DATA_DIR); prints
     its client id and secret (shown only here). A running server picks it up at once."""
@@ -549,21 +637,22 @@ def _account_problem(data_dir: Path, account: int) -> str:
 @keys_app.command("list")
 def keys_list(
     data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
-        "data"),
+        "data"
+    ),
 ) -> None:
     """List keys (never their secrets)."""
     from derivex.gateway.keys import KeyStore
 
     for key in KeyStore(data_dir).list_keys():
-        typer.echo(f"{key.client_id}  account {key.account}  {','.join(key.scopes)}  "
-                   f"{key.name}")
+        typer.echo(f"{key.client_id}  account {key.account}  {','.join(key.scopes)}  {key.name}")
 
 
 @keys_app.command("revoke")
 def keys_revoke(
     client_id: Annotated[str, typer.Argument(help="the key's client id")],
     data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
-        "data"),
+        "data"
+    ),
 ) -> None:
     """Revoke a key. A running server (every worker) refuses it from its next use of the
     key, and closes the WebSockets authenticated with it at its next keys-file poll

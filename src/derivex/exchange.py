@@ -73,9 +73,14 @@ if TYPE_CHECKING:
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _TIME = int(CommandKind.TIME)  # a plain int: comparing an array to an IntEnum is slow
 ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
-TIME_IN_FORCE = {"gtc": TimeInForce.GTC, "good_til_cancelled": TimeInForce.GTC,
-                 "ioc": TimeInForce.IOC, "immediate_or_cancel": TimeInForce.IOC,
-                 "fok": TimeInForce.FOK, "fill_or_kill": TimeInForce.FOK}
+TIME_IN_FORCE = {
+    "gtc": TimeInForce.GTC,
+    "good_til_cancelled": TimeInForce.GTC,
+    "ioc": TimeInForce.IOC,
+    "immediate_or_cancel": TimeInForce.IOC,
+    "fok": TimeInForce.FOK,
+    "fill_or_kill": TimeInForce.FOK,
+}
 
 
 @dataclass(frozen=True)
@@ -180,9 +185,12 @@ def _reason(events: np.ndarray) -> Reason:
 class Exchange:
     """Embedded venue. Not thread-safe: one caller drives it (as the sequencer would)."""
 
-    def __init__(self, config: EngineConfig | None = None,
-                 clock: Callable[[], int] | None = None,
-                 journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        clock: Callable[[], int] | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         self.engine = Engine(config)
         self._clock = clock or time.time_ns
         self._seq = 0
@@ -231,19 +239,25 @@ class Exchange:
                 # group commit: the flush started at append ran while the engine worked;
                 # the events (the acknowledgement) leave only once it covers this batch
                 journal.wait_durable(self._seq)
-        if (commands.view(np.uint8)[16] == _TIME if count == 1
-                else _TIME in commands.view(np.uint8)[16::RECORD_BYTES]):
+        if (
+            commands.view(np.uint8)[16] == _TIME
+            if count == 1
+            else _TIME in commands.view(np.uint8)[16::RECORD_BYTES]
+        ):
             self._record_funding(events)
         return events
 
     def _record_funding(self, events: np.ndarray) -> None:
         """Keep the funding rates applied (the fund's FUNDING event of each settlement)."""
-        rates = events[(events["kind"] == EventKind.FUNDING)
-                       & (events["account"] == SystemAccount.INSURANCE_FUND)]
+        rates = events[
+            (events["kind"] == EventKind.FUNDING)
+            & (events["account"] == SystemAccount.INSURANCE_FUND)
+        ]
         clock = int(self.engine.state.counters[L.C_CLOCK_NS])
         for event in rates:
             self._funding.setdefault(int(event["instrument"]), []).append(
-                (clock, int(event["price_ticks"])))
+                (clock, int(event["price_ticks"]))
+            )
 
     def _command(self, kind: CommandKind, **fields: int) -> np.ndarray:
         record = self._one
@@ -260,29 +274,48 @@ class Exchange:
 
     # ---- accounts and money ----
 
-    def create_account(self, self_trade_prevention: str = "cancel_resting",
-                       margin_mode: str = "standard") -> int:
+    def create_account(
+        self, self_trade_prevention: str = "cancel_resting", margin_mode: str = "standard"
+    ) -> int:
         """Create an account; returns its id. Raises ValueError when rejected."""
         mode = SelfTradePrevention[self_trade_prevention.upper()]
-        events = self._command(CommandKind.CREATE_ACCOUNT, stp=mode,
-                               margin_mode=MarginMode[margin_mode.upper()])
+        events = self._command(
+            CommandKind.CREATE_ACCOUNT, stp=mode, margin_mode=MarginMode[margin_mode.upper()]
+        )
         if events["kind"][0] != EventKind.ACCEPTED:
             raise ValueError(f"account not created: {_reason(events).name}")
         return int(events["account"][0])
 
     def set_self_trade_prevention(self, account: int, mode: str) -> CommandResult:
-        margin = int(self.engine.state.acc_i4[account, L.A_MARGIN_MODE]) if (
-            0 <= account < self.engine.state.acc_i4.shape[0]) else 0
-        return self._result(self._command(CommandKind.SET_ACCOUNT, account=account,
-                                          stp=SelfTradePrevention[mode.upper()],
-                                          margin_mode=margin))
+        margin = (
+            int(self.engine.state.acc_i4[account, L.A_MARGIN_MODE])
+            if (0 <= account < self.engine.state.acc_i4.shape[0])
+            else 0
+        )
+        return self._result(
+            self._command(
+                CommandKind.SET_ACCOUNT,
+                account=account,
+                stp=SelfTradePrevention[mode.upper()],
+                margin_mode=margin,
+            )
+        )
 
     def set_margin_mode(self, account: int, mode: str) -> CommandResult:
         """Standard or portfolio margin; only while the account holds nothing."""
-        stp = int(self.engine.state.acc_i4[account, L.A_STP]) if (
-            0 <= account < self.engine.state.acc_i4.shape[0]) else 0
-        return self._result(self._command(CommandKind.SET_ACCOUNT, account=account, stp=stp,
-                                          margin_mode=MarginMode[mode.upper()]))
+        stp = (
+            int(self.engine.state.acc_i4[account, L.A_STP])
+            if (0 <= account < self.engine.state.acc_i4.shape[0])
+            else 0
+        )
+        return self._result(
+            self._command(
+                CommandKind.SET_ACCOUNT,
+                account=account,
+                stp=stp,
+                margin_mode=MarginMode[mode.upper()],
+            )
+        )
 
     # ---- market data (normally sequenced from the oracle and the pricing service) ----
 
@@ -294,25 +327,35 @@ class Exchange:
         events = self.submit(records)
         return self._result(events)
 
-    def set_index(self, underlying: str, sources: Sequence[tuple[int, int, int]],
-                  apply: bool = True) -> CommandResult:
+    def set_index(
+        self, underlying: str, sources: Sequence[tuple[int, int, int]], apply: bool = True
+    ) -> CommandResult:
         """Sequence an INDEX command from ``(source_id, source_ts_ns, price_ticks)`` rows."""
         return self._market_data(index_records(Underlying[underlying], list(sources)), apply)
 
-    def set_risk(self, instrument: int, mark_ticks: int, values: Sequence[int],
-                 greeks: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
-                 mark_iv_ppm: int = 0, apply: bool = True) -> CommandResult:
+    def set_risk(
+        self,
+        instrument: int,
+        mark_ticks: int,
+        values: Sequence[int],
+        greeks: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
+        mark_iv_ppm: int = 0,
+        apply: bool = True,
+    ) -> CommandResult:
         """Sequence a RISK_ARRAY command: an option's mark, Greeks and scenario P&Ls."""
         return self._market_data(
-            risk_records(instrument, mark_ticks, list(values), greeks, mark_iv_ppm), apply)
+            risk_records(instrument, mark_ticks, list(values), greeks, mark_iv_ppm), apply
+        )
 
     def deposit(self, account: int, amount_units: int) -> CommandResult:
-        return self._result(self._command(CommandKind.DEPOSIT, account=account,
-                                          amount_units=amount_units))
+        return self._result(
+            self._command(CommandKind.DEPOSIT, account=account, amount_units=amount_units)
+        )
 
     def withdraw(self, account: int, amount_units: int) -> CommandResult:
-        return self._result(self._command(CommandKind.WITHDRAW, account=account,
-                                          amount_units=amount_units))
+        return self._result(
+            self._command(CommandKind.WITHDRAW, account=account, amount_units=amount_units)
+        )
 
     def advance_time(self) -> CommandResult:
         """Sequence a TIME command at the clock's current time."""
@@ -331,35 +374,67 @@ class Exchange:
         self._price_decimals[instrument] = price_decimals
         return instrument
 
-    def add_perpetual(self, underlying: str = "BTC", *, tick_size_ticks: int = 1,
-                      min_trade_lots: int = 1, contract_value_units: int = 1,
-                      maker_fee_ppm: int = 0, taker_fee_ppm: int = 500,
-                      price_decimals: int = 2) -> int:
+    def add_perpetual(
+        self,
+        underlying: str = "BTC",
+        *,
+        tick_size_ticks: int = 1,
+        min_trade_lots: int = 1,
+        contract_value_units: int = 1,
+        maker_fee_ppm: int = 0,
+        taker_fee_ppm: int = 500,
+        price_decimals: int = 2,
+    ) -> int:
         """Add a linear USDC perpetual named like Deribit's (``BTC_USDC-PERPETUAL``)."""
-        return self._add(f"{underlying}_USDC-PERPETUAL", price_decimals,
-                         instrument_kind=InstrumentKind.PERPETUAL,
-                         underlying=Underlying[underlying], tick_size_ticks=tick_size_ticks,
-                         min_trade_lots=min_trade_lots,
-                         contract_value_units=contract_value_units,
-                         maker_fee_ppm=maker_fee_ppm, taker_fee_ppm=taker_fee_ppm)
+        return self._add(
+            f"{underlying}_USDC-PERPETUAL",
+            price_decimals,
+            instrument_kind=InstrumentKind.PERPETUAL,
+            underlying=Underlying[underlying],
+            tick_size_ticks=tick_size_ticks,
+            min_trade_lots=min_trade_lots,
+            contract_value_units=contract_value_units,
+            maker_fee_ppm=maker_fee_ppm,
+            taker_fee_ppm=taker_fee_ppm,
+        )
 
-    def add_option(self, underlying: str, expiry_ts_ns: int, strike_ticks: int,
-                   option_type: str, *, tick_size_ticks: int = 1, min_trade_lots: int = 1,
-                   contract_value_units: int = 1, maker_fee_ppm: int = 0,
-                   taker_fee_ppm: int = 300, price_decimals: int = 2) -> int:
+    def add_option(
+        self,
+        underlying: str,
+        expiry_ts_ns: int,
+        strike_ticks: int,
+        option_type: str,
+        *,
+        tick_size_ticks: int = 1,
+        min_trade_lots: int = 1,
+        contract_value_units: int = 1,
+        maker_fee_ppm: int = 0,
+        taker_fee_ppm: int = 300,
+        price_decimals: int = 2,
+    ) -> int:
         """Add a European USDC option named like ``BTC_USDC-27DEC26-100000-C``."""
         kind = OptionType[option_type.upper()]
         expiry = datetime.fromtimestamp(expiry_ts_ns / 1e9, tz=UTC)
         strike = strike_ticks / 10**price_decimals
         strike_text = f"{strike:.0f}" if strike == int(strike) else f"{strike:g}".replace(".", "d")
-        name = (f"{underlying}_USDC-{expiry.day}{expiry.strftime('%b').upper()}"
-                f"{expiry.strftime('%y')}-{strike_text}-{'C' if kind == OptionType.CALL else 'P'}")
-        return self._add(name, price_decimals, instrument_kind=InstrumentKind.OPTION,
-                         option_type=kind, underlying=Underlying[underlying],
-                         expiry_ts_ns=expiry_ts_ns, strike_ticks=strike_ticks,
-                         tick_size_ticks=tick_size_ticks, min_trade_lots=min_trade_lots,
-                         contract_value_units=contract_value_units,
-                         maker_fee_ppm=maker_fee_ppm, taker_fee_ppm=taker_fee_ppm)
+        name = (
+            f"{underlying}_USDC-{expiry.day}{expiry.strftime('%b').upper()}"
+            f"{expiry.strftime('%y')}-{strike_text}-{'C' if kind == OptionType.CALL else 'P'}"
+        )
+        return self._add(
+            name,
+            price_decimals,
+            instrument_kind=InstrumentKind.OPTION,
+            option_type=kind,
+            underlying=Underlying[underlying],
+            expiry_ts_ns=expiry_ts_ns,
+            strike_ticks=strike_ticks,
+            tick_size_ticks=tick_size_ticks,
+            min_trade_lots=min_trade_lots,
+            contract_value_units=contract_value_units,
+            maker_fee_ppm=maker_fee_ppm,
+            taker_fee_ppm=taker_fee_ppm,
+        )
 
     def instrument_id(self, name: str) -> int:
         return self._names[name]
@@ -389,8 +464,14 @@ class Exchange:
         ordered = int(events["qty_lots"][0])
         own_fills = events[(events["kind"] == EventKind.FILLED) & (events["order_id"] == order_id)]
         fills = tuple(
-            Fill(order_id, int(e["price_ticks"]), int(e["qty_lots"]), int(e["fee_units"]),
-                 Liquidity(int(e["liquidity"])), int(e["remaining_lots"]))
+            Fill(
+                order_id,
+                int(e["price_ticks"]),
+                int(e["qty_lots"]),
+                int(e["fee_units"]),
+                Liquidity(int(e["liquidity"])),
+                int(e["remaining_lots"]),
+            )
             for e in own_fills
         )
         filled = sum(f.qty_lots for f in fills)
@@ -401,40 +482,77 @@ class Exchange:
             status = "filled"
         else:
             status = "resting"
-        return OrderResult(True, Reason.OK, events, order_id, status,
-                           int(events["price_ticks"][0]), filled, ordered - filled, fills)
+        return OrderResult(
+            True,
+            Reason.OK,
+            events,
+            order_id,
+            status,
+            int(events["price_ticks"][0]),
+            filled,
+            ordered - filled,
+            fills,
+        )
 
-    def place(self, account: int, instrument: int, side: str, qty_lots: int,
-              price_ticks: int = 0, *, order_type: str = "limit", time_in_force: str = "gtc",
-              post_only: bool = False, reject_post_only: bool = False,
-              reduce_only: bool = False, label: int = 0) -> OrderResult:
+    def place(
+        self,
+        account: int,
+        instrument: int,
+        side: str,
+        qty_lots: int,
+        price_ticks: int = 0,
+        *,
+        order_type: str = "limit",
+        time_in_force: str = "gtc",
+        post_only: bool = False,
+        reject_post_only: bool = False,
+        reduce_only: bool = False,
+        label: int = 0,
+    ) -> OrderResult:
         """Place an order. Rejections come back as ``accepted=False`` with a reason."""
-        flags = ((OrderFlag.POST_ONLY if post_only else 0)
-                 | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
-                 | (OrderFlag.REDUCE_ONLY if reduce_only else 0))
+        flags = (
+            (OrderFlag.POST_ONLY if post_only else 0)
+            | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
+            | (OrderFlag.REDUCE_ONLY if reduce_only else 0)
+        )
         events = self._command(
-            CommandKind.PLACE_ORDER, account=account, instrument=instrument,
-            side=SIDES[side], order_type=ORDER_TYPES[order_type],
-            tif=TIME_IN_FORCE[time_in_force], flags=flags, price_ticks=price_ticks,
-            qty_lots=qty_lots, label=label)
+            CommandKind.PLACE_ORDER,
+            account=account,
+            instrument=instrument,
+            side=SIDES[side],
+            order_type=ORDER_TYPES[order_type],
+            tif=TIME_IN_FORCE[time_in_force],
+            flags=flags,
+            price_ticks=price_ticks,
+            qty_lots=qty_lots,
+            label=label,
+        )
         return self._order_result(events)
 
     def amend(self, account: int, order_id: int, price_ticks: int, qty_lots: int) -> OrderResult:
         """Change price and remaining quantity (quantity down at the same price keeps
         priority)."""
-        return self._order_result(self._command(
-            CommandKind.AMEND_ORDER, account=account, order_id=order_id,
-            price_ticks=price_ticks, qty_lots=qty_lots))
+        return self._order_result(
+            self._command(
+                CommandKind.AMEND_ORDER,
+                account=account,
+                order_id=order_id,
+                price_ticks=price_ticks,
+                qty_lots=qty_lots,
+            )
+        )
 
     def cancel(self, account: int, order_id: int) -> CommandResult:
-        return self._result(self._command(CommandKind.CANCEL_ORDER, account=account,
-                                          order_id=order_id))
+        return self._result(
+            self._command(CommandKind.CANCEL_ORDER, account=account, order_id=order_id)
+        )
 
     def cancel_all(self, account: int, instrument: int | None = None) -> CommandResult:
         if instrument is None:
             return self._result(self._command(CommandKind.CANCEL_ALL, account=account))
-        return self._result(self._command(CommandKind.CANCEL_ALL_INSTRUMENT, account=account,
-                                          instrument=instrument))
+        return self._result(
+            self._command(CommandKind.CANCEL_ALL_INSTRUMENT, account=account, instrument=instrument)
+        )
 
     def mass_quote(self, account: int, quotes: Sequence[Quote], label: int = 0) -> CommandResult:
         """Replace the account's quotes on each quoted instrument in one command."""
@@ -464,10 +582,17 @@ class Exchange:
             row = instrument * 2 + side
             count = int(st.ladder_len[row])
             take = max(0, min(int(levels), count))
-            slots = st.ladder_level[row, count - take:count][::-1]  # best level last
-            sides.append(list(zip(st.ladder_price[row, count - take:count][::-1].tolist(),
-                                  st.lvl_i8[slots, L.L_QTY].tolist(),
-                                  st.lvl_i4[slots, L.L_COUNT].tolist(), strict=True)))
+            slots = st.ladder_level[row, count - take : count][::-1]  # best level last
+            sides.append(
+                list(
+                    zip(
+                        st.ladder_price[row, count - take : count][::-1].tolist(),
+                        st.lvl_i8[slots, L.L_QTY].tolist(),
+                        st.lvl_i4[slots, L.L_COUNT].tolist(),
+                        strict=True,
+                    )
+                )
+            )
         return Depth(sides[0], sides[1])
 
     def order(self, order_id: int) -> OrderInfo | None:
@@ -477,10 +602,16 @@ class Exchange:
             return None
         position = int(st.ord_i4[slot, L.O_POSITION])
         meta = int(st.ord_i4[slot, L.O_META])
-        return OrderInfo(order_id, int(st.pos_i4[position, L.S_ACCOUNT]),
-                         int(st.pos_i4[position, L.S_INSTRUMENT]), Side(meta & 1),
-                         int(st.ord_i8[slot, L.O_PRICE]), int(st.ord_i8[slot, L.O_QTY]),
-                         meta >> 1, int(st.ord_label[slot]))
+        return OrderInfo(
+            order_id,
+            int(st.pos_i4[position, L.S_ACCOUNT]),
+            int(st.pos_i4[position, L.S_INSTRUMENT]),
+            Side(meta & 1),
+            int(st.ord_i8[slot, L.O_PRICE]),
+            int(st.ord_i8[slot, L.O_QTY]),
+            meta >> 1,
+            int(st.ord_label[slot]),
+        )
 
     def _positions_slots(self, account: int) -> list[int]:
         st = self.engine.state
@@ -507,15 +638,27 @@ class Exchange:
 
     def positions(self, account: int) -> list[Position]:
         st = self.engine.state
-        return [Position(account, int(st.pos_i4[p, L.S_INSTRUMENT]), int(st.pos_i8[p, L.S_QTY]),
-                         int(st.pos_i8[p, L.S_BASIS]), int(st.pos_i8[p, L.S_OPEN_BUY]),
-                         int(st.pos_i8[p, L.S_OPEN_SELL]))
-                for p in self._positions_slots(account) if st.pos_i8[p, L.S_QTY] != 0]
+        return [
+            Position(
+                account,
+                int(st.pos_i4[p, L.S_INSTRUMENT]),
+                int(st.pos_i8[p, L.S_QTY]),
+                int(st.pos_i8[p, L.S_BASIS]),
+                int(st.pos_i8[p, L.S_OPEN_BUY]),
+                int(st.pos_i8[p, L.S_OPEN_SELL]),
+            )
+            for p in self._positions_slots(account)
+            if st.pos_i8[p, L.S_QTY] != 0
+        ]
 
     def index(self, underlying: str) -> IndexInfo:
         row = self.engine.state.und_i8[Underlying[underlying]]
-        return IndexInfo(int(row[L.U_INDEX]), IndexStatus(int(row[L.U_STATUS])).name.lower(),
-                         int(row[L.U_INDEX_TS]), int(row[L.U_SOURCES]))
+        return IndexInfo(
+            int(row[L.U_INDEX]),
+            IndexStatus(int(row[L.U_STATUS])).name.lower(),
+            int(row[L.U_INDEX_TS]),
+            int(row[L.U_SOURCES]),
+        )
 
     def index_history(self, underlying: str) -> list[tuple[int, int]]:
         """``(ts_ns, index)`` of the kept valid index updates, oldest first."""
@@ -528,15 +671,23 @@ class Exchange:
 
     def set_funding_cap(self, instrument: int, cap_ppb: int) -> CommandResult:
         """This perpetual's cap on |funding rate| per period (1e-9; 0: the configured cap)."""
-        return self._result(self._command(CommandKind.SET_INSTRUMENT, instrument=instrument,
-                                          funding_cap_ppb=cap_ppb))
+        return self._result(
+            self._command(
+                CommandKind.SET_INSTRUMENT, instrument=instrument, funding_cap_ppb=cap_ppb
+            )
+        )
 
     def set_price_band(self, instrument: int, band_ppm: int) -> CommandResult:
         """This instrument's price band around the mark, ppm (0: the configured
         ``market_band_ppm``); the funding cap is left as it is. docs/risk.md, price band."""
-        return self._result(self._command(CommandKind.SET_INSTRUMENT, instrument=instrument,
-                                          flags=InstrumentSetting.PRICE_BAND,
-                                          price_band_ppm=band_ppm))
+        return self._result(
+            self._command(
+                CommandKind.SET_INSTRUMENT,
+                instrument=instrument,
+                flags=InstrumentSetting.PRICE_BAND,
+                price_band_ppm=band_ppm,
+            )
+        )
 
     def price_band(self, instrument: int) -> tuple[int, int] | None:
         """(lowest, highest) price in ticks an order may have now (the band around the
@@ -573,10 +724,16 @@ class Exchange:
             for k, field_index in enumerate((L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA)):
                 greeks[k] += qty * int(st.ins_i8[instrument, field_index])
         return AccountSummary(
-            account, MarginMode(int(st.acc_i4[account, L.A_MARGIN_MODE])).name.lower(),
+            account,
+            MarginMode(int(st.acc_i4[account, L.A_MARGIN_MODE])).name.lower(),
             AccountState(int(st.acc_i4[account, L.A_STATE])).name.lower(),
-            int(st.acc_i8[account, L.A_BALANCE]), equity, im, mm, equity - im,
-            *(g / 1e9 for g in greeks))
+            int(st.acc_i8[account, L.A_BALANCE]),
+            equity,
+            im,
+            mm,
+            equity - im,
+            *(g / 1e9 for g in greeks),
+        )
 
     def balance(self, account: int) -> int:
         if not 0 <= account < self.engine.state.counters[L.C_ACCOUNT_HWM]:

@@ -82,15 +82,24 @@ class ScriptedPath:
         return float(np.interp(float(offset_ns), offsets, values))
 
 
-def crash_path(start_offset_ns: int = 0, drop: float = 0.30,
-               drop_ns: int = 10 * NS_PER_MINUTE, rebound: float = 0.5,
-               rebound_ns: int = 20 * NS_PER_MINUTE) -> ScriptedPath:
+def crash_path(
+    start_offset_ns: int = 0,
+    drop: float = 0.30,
+    drop_ns: int = 10 * NS_PER_MINUTE,
+    rebound: float = 0.5,
+    rebound_ns: int = 20 * NS_PER_MINUTE,
+) -> ScriptedPath:
     """A crash: the price falls by ``drop`` (fraction) linearly over ``drop_ns`` starting
     at ``start_offset_ns``, then recovers ``rebound`` of the fall over ``rebound_ns``
     (defaults: -30% over 10 minutes, back to -15% 20 minutes later)."""
     low = 1.0 - drop
-    return ScriptedPath(((start_offset_ns, 1.0), (start_offset_ns + drop_ns, low),
-                         (start_offset_ns + drop_ns + rebound_ns, low + rebound * drop)))
+    return ScriptedPath(
+        (
+            (start_offset_ns, 1.0),
+            (start_offset_ns + drop_ns, low),
+            (start_offset_ns + drop_ns + rebound_ns, low + rebound * drop),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -124,13 +133,26 @@ class SimulatedIndexFeed:
     non-decreasing ``now_ns`` (``ValueError`` otherwise). Cost O(sources) per call.
     """
 
-    def __init__(self, underlying: int, start_price_ticks: float, start_ns: int, seed: int, *,
-                 sources: int = 5, source_ids: Sequence[int] | None = None,
-                 vol: float = 0.6, drift: float = 0.0, noise_ppm: float = 200.0,
-                 stale_probability: float = 0.002, stale_ns: int = 60_000_000_000,
-                 outlier_probability: float = 0.001, outlier_ppm: int = 50_000,
-                 path: ScriptedPath | None = None, faults: Sequence[SourceFault] = (),
-                 latency_ns: int = 0) -> None:
+    def __init__(
+        self,
+        underlying: int,
+        start_price_ticks: float,
+        start_ns: int,
+        seed: int,
+        *,
+        sources: int = 5,
+        source_ids: Sequence[int] | None = None,
+        vol: float = 0.6,
+        drift: float = 0.0,
+        noise_ppm: float = 200.0,
+        stale_probability: float = 0.002,
+        stale_ns: int = 60_000_000_000,
+        outlier_probability: float = 0.001,
+        outlier_ppm: int = 50_000,
+        path: ScriptedPath | None = None,
+        faults: Sequence[SourceFault] = (),
+        latency_ns: int = 0,
+    ) -> None:
         if sources < 1 or start_price_ticks <= 0:
             raise ValueError("need at least one source and a positive start price")
         ids = list(range(sources)) if source_ids is None else [int(s) for s in source_ids]
@@ -162,7 +184,7 @@ class SimulatedIndexFeed:
             raise ValueError("now_ns went backwards")
         dt = (now_ns - self._now_ns) / NS_PER_YEAR
         z = self._rng.standard_normal()
-        self._log_walk += (self.drift - 0.5 * self.vol ** 2) * dt + self.vol * math.sqrt(dt) * z
+        self._log_walk += (self.drift - 0.5 * self.vol**2) * dt + self.vol * math.sqrt(dt) * z
         self._now_ns = now_ns
         multiplier = 1.0 if self.path is None else self.path.multiplier(now_ns - self.start_ns)
         self.last_reference = math.exp(self._log_walk) * multiplier
@@ -178,8 +200,9 @@ class SimulatedIndexFeed:
         signs = np.where(self._rng.random(n) < 0.5, -1.0, 1.0)
         bump = np.where(outlier, signs * self.outlier_ppm / 1e6, 0.0)
         stale = self._stale_until > now_ns
-        self._stale_until = np.where(~stale & start_stale, now_ns + self.stale_ns,
-                                     self._stale_until)
+        self._stale_until = np.where(
+            ~stale & start_stale, now_ns + self.stale_ns, self._stale_until
+        )
         stale |= start_stale & (self._price > 0)  # a source reports once before going stale
         for fault in self.faults:
             if fault.start_ns <= now_ns < fault.end_ns:
@@ -193,12 +216,16 @@ class SimulatedIndexFeed:
         fresh = np.maximum(fresh, 1.0).astype(np.int64)
         self._price = np.where(stale, self._price, fresh)
         self._ts = np.where(stale, self._ts, now_ns - self.latency_ns)
-        self.last_states = np.where(stale, SourceState.STALE,
-                                    np.where(outlier, SourceState.OUTLIER,
-                                             SourceState.OK)).astype(np.int8)
-        return index_records(self.underlying, [
-            (int(s), int(t), int(p)) for s, t, p in zip(self.source_ids, self._ts,
-                                                        self._price, strict=True)])
+        self.last_states = np.where(
+            stale, SourceState.STALE, np.where(outlier, SourceState.OUTLIER, SourceState.OK)
+        ).astype(np.int8)
+        return index_records(
+            self.underlying,
+            [
+                (int(s), int(t), int(p))
+                for s, t, p in zip(self.source_ids, self._ts, self._price, strict=True)
+            ],
+        )
 
     def last_prices(self) -> NDArray[np.int64]:
         """Each source's last reported price (ticks)."""

@@ -31,8 +31,12 @@ _NONCES = itertools.count(time.time_ns())
 
 def revoke(data: Path, client_id: str) -> None:
     """``derivex keys revoke`` in its own process."""
-    done = subprocess.run([*DERIVEX, "keys", "revoke", client_id, "--data-dir", str(data)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*DERIVEX, "keys", "revoke", client_id, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -60,27 +64,43 @@ def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer
     thread.stop()
 
 
-def signature_header(key: ApiKey, method: str, target: str, body: str = "", *,
-                     client_id: str | None = None) -> str:
+def signature_header(
+    key: ApiKey, method: str, target: str, body: str = "", *, client_id: str | None = None
+) -> str:
     """A ``deri-hmac-sha256`` header with a fresh timestamp and a unique nonce."""
     ts, nonce = str(time.time_ns() // 1_000_000), str(next(_NONCES))
-    sig = hmac.new(key.client_secret.encode(),
-                   f"{ts}\n{nonce}\n{method}\n{target}\n{body}\n".encode(),
-                   hashlib.sha256).hexdigest()
+    sig = hmac.new(
+        key.client_secret.encode(),
+        f"{ts}\n{nonce}\n{method}\n{target}\n{body}\n".encode(),
+        hashlib.sha256,
+    ).hexdigest()
     return f"deri-hmac-sha256 id={client_id or key.client_id},ts={ts},sig={sig},nonce={nonce}"
 
 
 def grant_signature(key: ApiKey, *, client_id: str | None = None) -> dict[str, Any]:
     """``public/auth`` parameters of a ``client_signature`` grant (ccxt.pro's shape)."""
     ts, nonce = time.time_ns() // 1_000_000, str(next(_NONCES))
-    sig = hmac.new(key.client_secret.encode(), f"{ts}\n{nonce}\n".encode(),
-                   hashlib.sha256).hexdigest()
-    return {"grant_type": "client_signature", "client_id": client_id or key.client_id,
-            "timestamp": ts, "nonce": nonce, "data": "", "signature": sig}
+    sig = hmac.new(
+        key.client_secret.encode(), f"{ts}\n{nonce}\n".encode(), hashlib.sha256
+    ).hexdigest()
+    return {
+        "grant_type": "client_signature",
+        "client_id": client_id or key.client_id,
+        "timestamp": ts,
+        "nonce": nonce,
+        "data": "",
+        "signature": sig,
+    }
 
 
-def http(url: str, target: str, *, header: str | None = None, body: bytes | None = None,
-         method: str = "GET") -> dict[str, Any]:
+def http(
+    url: str,
+    target: str,
+    *,
+    header: str | None = None,
+    body: bytes | None = None,
+    method: str = "GET",
+) -> dict[str, Any]:
     """One raw HTTP request; the decoded JSON reply, whatever the status."""
     request = urllib.request.Request(url + target, data=body, method=method)
     if header is not None:
@@ -109,8 +129,11 @@ class Socket:
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         request_id = next(self._ids)
-        await self.ws.send_str(json.dumps({"jsonrpc": "2.0", "id": request_id,
-                                           "method": method, "params": params or {}}))
+        await self.ws.send_str(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
+            )
+        )
         async with asyncio.timeout(WAIT_S):
             while True:
                 message = await self.ws.receive()

@@ -44,6 +44,7 @@ class Served:
             account = exchange.create_account()
             assert exchange.deposit(account, deposit).accepted
             return account
+
         return self.keys.create(self.thread.call(create), ("read", "trade"))
 
 
@@ -53,8 +54,7 @@ def serving(limits: Limits) -> Iterator[Served]:
 
     def build() -> Gateway:
         exchange = Exchange(EngineConfig(risk_checks=False))
-        return Gateway(Venue(exchange, list_all(exchange, [perpetual("BTC")])), keys,
-                       limits=limits)
+        return Gateway(Venue(exchange, list_all(exchange, [perpetual("BTC")])), keys, limits=limits)
 
     thread = GatewayThread(build)
     thread.start()
@@ -65,15 +65,17 @@ def serving(limits: Limits) -> Iterator[Served]:
 
 
 def request(request_id: int, method: str, **params: Any) -> bytes:
-    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                         "params": params})
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
 
 
 def masked(payload: bytes, opcode: int = 0x1) -> bytes:
     """A client frame (RFC 6455: masked; the all-zero key leaves the payload as is)."""
     size = len(payload)
-    head = (bytes((0x80 | opcode, 0x80 | size)) if size < 126
-            else struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size))
+    head = (
+        bytes((0x80 | opcode, 0x80 | size))
+        if size < 126
+        else struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+    )
     return head + b"\0\0\0\0" + payload
 
 
@@ -88,10 +90,12 @@ class RawWebSocket:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(GUARD_S)
         self.sock.connect(("127.0.0.1", port))
-        self.sock.sendall(b"GET /ws/api/v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                          b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                          b"Sec-WebSocket-Version: 13\r\n\r\n")
+        self.sock.sendall(
+            b"GET /ws/api/v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
         self.buffer = b""
         while b"\r\n\r\n" not in self.buffer:
             chunk = self.sock.recv(4096)
@@ -117,14 +121,16 @@ class RawWebSocket:
             opcode, payload = frame
             if opcode == 0x8:
                 return
-            if until_id is not None and opcode == 0x1 and orjson.loads(payload).get(
-                    "id") == until_id:
+            if (
+                until_id is not None
+                and opcode == 0x1
+                and orjson.loads(payload).get("id") == until_id
+            ):
                 return
 
     def _next(self) -> tuple[int, bytes] | None:
         while True:
-            if len(self.buffer) >= 10 or (len(self.buffer) >= 2
-                                          and self.buffer[1] & 0x7F < 126):
+            if len(self.buffer) >= 10 or (len(self.buffer) >= 2 and self.buffer[1] & 0x7F < 126):
                 first, second = self.buffer[0], self.buffer[1] & 0x7F
                 start, size = 2, second
                 if second == 126:
@@ -132,8 +138,8 @@ class RawWebSocket:
                 elif second == 127:
                     start, size = 10, struct.unpack("!Q", self.buffer[2:10])[0]
                 if len(self.buffer) >= start + size:
-                    payload = self.buffer[start:start + size]
-                    self.buffer = self.buffer[start + size:]
+                    payload = self.buffer[start : start + size]
+                    self.buffer = self.buffer[start + size :]
                     return first & 0x0F, payload
             try:
                 chunk = self.sock.recv(1 << 16)

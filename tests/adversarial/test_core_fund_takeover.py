@@ -43,8 +43,11 @@ def test_fund_position_netted_to_zero_by_a_takeover_is_released() -> None:
     # +6%: the short (sold at 100,000) loses 1,200 > 1,000 with no asks: the fund takes the
     # short 40 and its own long 40 nets to zero
     events = index(ex, clock, 10_300_000)
-    takeover = events[(events["kind"] == EventKind.LIQUIDATION) & (events["account"] == short)
-                      & (events["a"] == LiquidationStage.INSURANCE_FUND)]
+    takeover = events[
+        (events["kind"] == EventKind.LIQUIDATION)
+        & (events["account"] == short)
+        & (events["a"] == LiquidationStage.INSURANCE_FUND)
+    ]
     assert int(takeover[0]["qty_lots"]) == 40
     assert ex.positions(FUND) == [] and ex.positions(short) == []
     ex.check_invariants()  # before the fix: "idle position 1/0 not released"

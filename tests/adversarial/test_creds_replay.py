@@ -34,8 +34,7 @@ from tests.gateway.conftest import Server
 
 server = gateway_fixtures.server  # fixtures
 file_server = creds_support.file_server
-BUY = {"instrument_name": "BTC_USDC-PERPETUAL", "amount": "1", "price": "1000",
-       "type": "limit"}
+BUY = {"instrument_name": "BTC_USDC-PERPETUAL", "amount": "1", "price": "1000", "type": "limit"}
 VOLATILE = ("usIn", "usOut", "usDiff")
 
 
@@ -48,8 +47,7 @@ def _stable(reply: dict) -> dict:
 
 
 @pytest.mark.parametrize("store", ["memory", "file"])
-def test_signed_get_and_post_are_single_use(request: pytest.FixtureRequest,
-                                            store: str) -> None:
+def test_signed_get_and_post_are_single_use(request: pytest.FixtureRequest, store: str) -> None:
     """With keys in memory (an in-process set of signatures) and in a keys file (the
     ``<data>/signatures`` table that every serving process shares)."""
     server = request.getfixturevalue("server" if store == "memory" else "file_server")
@@ -59,16 +57,17 @@ def test_signed_get_and_post_are_single_use(request: pytest.FixtureRequest,
     assert "result" in http(server.url, target, header=header)
     for _ in range(2):
         replayed = http(server.url, target, header=header)
-        assert error_of(replayed) == {"code": 13009, "message": "unauthorized",
-                                      "data": {"reason": "replayed signature"}}
+        assert error_of(replayed) == {
+            "code": 13009,
+            "message": "unauthorized",
+            "data": {"reason": "replayed signature"},
+        }
     assert _open_orders(server, key) == 1
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "private/buy", "params": BUY})
     header = signature_header(key, "POST", "/api/v2", body)
-    assert "result" in http(server.url, "/api/v2", header=header, body=body.encode(),
-                            method="POST")
+    assert "result" in http(server.url, "/api/v2", header=header, body=body.encode(), method="POST")
     for _ in range(3):
-        replayed = http(server.url, "/api/v2", header=header, body=body.encode(),
-                        method="POST")
+        replayed = http(server.url, "/api/v2", header=header, body=body.encode(), method="POST")
         assert error_of(replayed)["data"] == {"reason": "replayed signature"}
     assert _open_orders(server, key) == 2
     # a fresh signature of the same request is a new request
@@ -85,10 +84,10 @@ def test_signature_grant_is_single_use(server: Server) -> None:
     assert error_of(again)["data"] == {"reason": "replayed signature"}
 
     async def over_websocket() -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                server.ws_url) as ws:
-            await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "public/auth",
-                                          "params": grant}))
+        async with aiohttp.ClientSession() as session, session.ws_connect(server.ws_url) as ws:
+            await ws.send_str(
+                json.dumps({"jsonrpc": "2.0", "id": 1, "method": "public/auth", "params": grant})
+            )
             return await Socket(ws).closed()
 
     assert run(over_websocket()) == (1008, "authentication failed")
@@ -99,20 +98,34 @@ def test_unknown_client_id_and_bad_secret_answer_alike(server: Server) -> None:
     unknown = secrets.token_hex(8)
     wrong = ApiKey(key.client_id, "not-the-secret", key.account)
     target = "/api/v2/private/get_open_orders"
-    replies = [http(server.url, target, header=signature_header(signer, "GET", target,
-                                                                client_id=client_id))
-               for signer, client_id in ((wrong, None), (key, unknown))]
+    replies = [
+        http(
+            server.url, target, header=signature_header(signer, "GET", target, client_id=client_id)
+        )
+        for signer, client_id in ((wrong, None), (key, unknown))
+    ]
     assert _stable(replies[0]) == _stable(replies[1])
-    assert error_of(replies[0]) == {"code": 13009, "message": "unauthorized",
-                                    "data": {"reason": "invalid credentials"}}
+    assert error_of(replies[0]) == {
+        "code": 13009,
+        "message": "unauthorized",
+        "data": {"reason": "invalid credentials"},
+    }
 
     async def grants() -> list[dict]:
         answers = []
         async with aiohttp.ClientSession() as session:
-            for params in ({"grant_type": "client_credentials", "client_id": key.client_id,
-                            "client_secret": "wrong"},
-                           {"grant_type": "client_credentials", "client_id": unknown,
-                            "client_secret": key.client_secret}):
+            for params in (
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": key.client_id,
+                    "client_secret": "wrong",
+                },
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": unknown,
+                    "client_secret": key.client_secret,
+                },
+            ):
                 async with session.ws_connect(server.ws_url) as ws:  # a fresh origin each
                     answers.append(_stable(await Socket(ws).call("public/auth", params)))
         return answers
@@ -120,9 +133,14 @@ def test_unknown_client_id_and_bad_secret_answer_alike(server: Server) -> None:
     secret_wrong, id_unknown = run(grants())
     assert secret_wrong == id_unknown
     assert error_of(secret_wrong) == {"code": 13004, "message": "invalid_credentials"}
-    signed = [http(server.url, "/api/v2/public/auth?" + urllib.parse.urlencode(
-        grant_signature(signer, client_id=client_id)))
-        for signer, client_id in ((wrong, None), (key, unknown))]
+    signed = [
+        http(
+            server.url,
+            "/api/v2/public/auth?"
+            + urllib.parse.urlencode(grant_signature(signer, client_id=client_id)),
+        )
+        for signer, client_id in ((wrong, None), (key, unknown))
+    ]
     assert _stable(signed[0]) == _stable(signed[1])
     assert error_of(signed[0]) == {"code": 13004, "message": "invalid_credentials"}
 
@@ -131,28 +149,39 @@ def test_brute_force_backs_off_until_it_ends(server: Server) -> None:
     key = server.key()
 
     async def scenario() -> None:
-        async with aiohttp.ClientSession() as session, \
-                session.ws_connect(server.ws_url) as ws, \
-                session.ws_connect(server.ws_url) as fresh:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(server.ws_url) as ws,
+            session.ws_connect(server.ws_url) as fresh,
+        ):
             sock = Socket(ws)
             codes = []
             for attempt in range(300):
-                reply = await sock.call("public/auth", {
-                    "grant_type": "client_credentials", "client_id": key.client_id,
-                    "client_secret": f"guess-{attempt}"})
+                reply = await sock.call(
+                    "public/auth",
+                    {
+                        "grant_type": "client_credentials",
+                        "client_id": key.client_id,
+                        "client_secret": f"guess-{attempt}",
+                    },
+                )
                 codes.append(error_of(reply)["code"])
             free = codes.index(10028)
             assert 1 <= free <= 10 and set(codes[:free]) == {13004}
             assert codes.count(13004) < 20  # the rest were refused unchecked
-            right = {"grant_type": "client_credentials", "client_id": key.client_id,
-                     "client_secret": key.client_secret}
+            right = {
+                "grant_type": "client_credentials",
+                "client_id": key.client_id,
+                "client_secret": key.client_secret,
+            }
             refused = await sock.call("public/auth", right)
             assert error_of(refused)["code"] == 10028
             # the key is backed off from any connection, not only the guessing one
             elsewhere = await Socket(fresh).call("public/auth", right)
             assert error_of(elsewhere)["code"] == 10028
-            wait_ms = max(error_of(reply)["data"]["retry_after_ms"]
-                          for reply in (refused, elsewhere))
+            wait_ms = max(
+                error_of(reply)["data"]["retry_after_ms"] for reply in (refused, elsewhere)
+            )
             assert 0 < wait_ms <= 60_000
             await asyncio.sleep(wait_ms / 1000 + 0.05)
             accepted = await Socket(fresh).call("public/auth", right)
@@ -169,22 +198,41 @@ def test_guessing_client_ids_backs_off_the_connection(server: Server) -> None:
     key = server.key()
 
     async def scenario() -> None:
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                server.ws_url) as ws:
+        async with aiohttp.ClientSession() as session, session.ws_connect(server.ws_url) as ws:
             sock = Socket(ws)
-            codes = [error_of(await sock.call("public/auth", {
-                "grant_type": "client_credentials", "client_id": secrets.token_hex(8),
-                "client_secret": "x"}))["code"] for _ in range(30)]
+            codes = [
+                error_of(
+                    await sock.call(
+                        "public/auth",
+                        {
+                            "grant_type": "client_credentials",
+                            "client_id": secrets.token_hex(8),
+                            "client_secret": "x",
+                        },
+                    )
+                )["code"]
+                for _ in range(30)
+            ]
             assert 10028 in codes and codes.count(13004) < 20
             # the connection is backed off even for a valid key it never tried
-            refused = await sock.call("public/auth", {
-                "grant_type": "client_credentials", "client_id": key.client_id,
-                "client_secret": key.client_secret})
+            refused = await sock.call(
+                "public/auth",
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": key.client_id,
+                    "client_secret": key.client_secret,
+                },
+            )
             assert error_of(refused)["code"] == 10028
             async with session.ws_connect(server.ws_url) as other:  # another connection
-                assert "result" in await Socket(other).call("public/auth", {
-                    "grant_type": "client_credentials", "client_id": key.client_id,
-                    "client_secret": key.client_secret})
+                assert "result" in await Socket(other).call(
+                    "public/auth",
+                    {
+                        "grant_type": "client_credentials",
+                        "client_id": key.client_id,
+                        "client_secret": key.client_secret,
+                    },
+                )
 
     run(scenario())
 
@@ -194,17 +242,20 @@ def test_guessing_client_ids_backs_off_the_connection(server: Server) -> None:
         async with aiohttp.ClientSession() as session:  # one keep-alive connection
             for _ in range(30):
                 header = signature_header(key, "GET", target, client_id=secrets.token_hex(8))
-                async with session.get(server.url + target,
-                                       headers={"Authorization": header}) as response:
+                async with session.get(
+                    server.url + target, headers={"Authorization": header}
+                ) as response:
                     codes.append((await response.json())["error"]["code"])
         return codes
 
     codes = run(signed_rest())
     assert 10028 in codes and codes.count(13009) < 20
     # a new connection with the right signature is not held back by that one
-    assert "result" in http(server.url, "/api/v2/private/get_open_orders",
-                            header=signature_header(key, "GET",
-                                                    "/api/v2/private/get_open_orders"))
+    assert "result" in http(
+        server.url,
+        "/api/v2/private/get_open_orders",
+        header=signature_header(key, "GET", "/api/v2/private/get_open_orders"),
+    )
 
 
 def test_shared_signature_table_never_forgets_a_live_signature(tmp_path) -> None:
@@ -230,24 +281,41 @@ def test_hostile_bytes_in_credentials_get_auth_errors(server: Server) -> None:
     credentials (13004/13009), never an internal error or a 500."""
     key = server.key()
     now = str(time.time_ns() // 1_000_000)
-    for params in ({"grant_type": "client_signature", "client_id": key.client_id,
-                    "timestamp": now, "nonce": "é", "data": "", "signature": "é" * 64},
-                   {"grant_type": "client_credentials", "client_id": key.client_id,
-                    "client_secret": "é" + key.client_secret}):
+    for params in (
+        {
+            "grant_type": "client_signature",
+            "client_id": key.client_id,
+            "timestamp": now,
+            "nonce": "é",
+            "data": "",
+            "signature": "é" * 64,
+        },
+        {
+            "grant_type": "client_credentials",
+            "client_id": key.client_id,
+            "client_secret": "é" + key.client_secret,
+        },
+    ):
         reply = http(server.url, "/api/v2/public/auth?" + urllib.parse.urlencode(params))
         assert error_of(reply)["code"] == 13004
     # urllib sends header text as latin-1: \xff and \xe9 arrive as raw, non-UTF-8 bytes
     header = f"deri-hmac-sha256 id={key.client_id},ts={now},sig=\xff\xe9,nonce=\xff"
     reply = http(server.url, "/api/v2/private/get_open_orders", header=header)
-    assert error_of(reply) == {"code": 13009, "message": "unauthorized",
-                               "data": {"reason": "invalid credentials"}}
+    assert error_of(reply) == {
+        "code": 13009,
+        "message": "unauthorized",
+        "data": {"reason": "invalid credentials"},
+    }
 
 
 def test_serve_refuses_a_malformed_auth_backoff(tmp_path) -> None:
     for text in ("5,1", "5,0,60", "5,10,1", "x,1,60"):
-        done = subprocess.run([*DERIVEX, "serve", "--auth-backoff", text, "--data-dir",
-                               str(tmp_path / "venue")], capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run(
+            [*DERIVEX, "serve", "--auth-backoff", text, "--data-dir", str(tmp_path / "venue")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2 and "--auth-backoff" in done.stderr, done.stderr
     assert not (tmp_path / "venue").exists()  # refused before anything was created
 

@@ -38,8 +38,11 @@ BUY = {"instrument_name": "BTC_USDC-PERPETUAL", "amount": 1, "price": 1000, "typ
 
 
 def _credentials(key: ApiKey) -> dict[str, str]:
-    return {"grant_type": "client_credentials", "client_id": key.client_id,
-            "client_secret": key.client_secret}
+    return {
+        "grant_type": "client_credentials",
+        "client_id": key.client_id,
+        "client_secret": key.client_secret,
+    }
 
 
 def _tokens(url: str, key: ApiKey) -> dict[str, str]:
@@ -47,32 +50,47 @@ def _tokens(url: str, key: ApiKey) -> dict[str, str]:
     return reply["result"]
 
 
-def _every_credential_refused(server: FileServer, key: ApiKey, tokens: dict[str, str],
-                              client: ccxt.deribit) -> None:
+def _every_credential_refused(
+    server: FileServer, key: ApiKey, tokens: dict[str, str], client: ccxt.deribit
+) -> None:
     url = server.url
     with pytest.raises(ccxt.AuthenticationError):  # signed REST (ccxt's path)
         client.fetch_balance()
     granted = http(url, "/api/v2/public/auth?" + urllib.parse.urlencode(_credentials(key)))
     assert error_of(granted)["code"] == 13004
-    refreshed = http(url, "/api/v2/public/auth?" + urllib.parse.urlencode(
-        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}))
+    refreshed = http(
+        url,
+        "/api/v2/public/auth?"
+        + urllib.parse.urlencode(
+            {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        ),
+    )
     assert error_of(refreshed)["code"] == 13009
-    bearer = http(url, "/api/v2/private/get_open_orders",
-                  header=f"Bearer {tokens['access_token']}")
+    bearer = http(url, "/api/v2/private/get_open_orders", header=f"Bearer {tokens['access_token']}")
     assert error_of(bearer)["code"] == 13009
-    parameter = http(url, "/api/v2/private/get_open_orders?access_token="
-                     + urllib.parse.quote(tokens["access_token"]))
+    parameter = http(
+        url,
+        "/api/v2/private/get_open_orders?access_token="
+        + urllib.parse.quote(tokens["access_token"]),
+    )
     assert error_of(parameter)["code"] == 13009
 
     signed = http(url, "/api/v2/public/auth?" + urllib.parse.urlencode(grant_signature(key)))
     assert error_of(signed)["code"] == 13004
 
     async def signature_grant() -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                server.ws_url) as ws:
+        async with aiohttp.ClientSession() as session, session.ws_connect(server.ws_url) as ws:
             sock = Socket(ws)
-            await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "public/auth",
-                                          "params": grant_signature(key)}))
+            await ws.send_str(
+                json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "public/auth",
+                        "params": grant_signature(key),
+                    }
+                )
+            )
             return await sock.closed()
 
     # over a WebSocket a failed signature grant closes it (what ccxt.pro needs)
@@ -80,32 +98,40 @@ def _every_credential_refused(server: FileServer, key: ApiKey, tokens: dict[str,
 
 
 def test_revocation_by_another_process_ends_every_credential_and_session(
-        file_server: FileServer) -> None:
+    file_server: FileServer,
+) -> None:
     server = file_server
     for key in (server.boot, server.keys.create(server.account())):  # at start / at run time
         other = server.keys.create(server.account())
         client = server.sync(key)
         assert client.fetch_balance()["USDC"]["total"] > 0
         tokens = _tokens(server.url, key)
-        assert "result" in http(server.url, "/api/v2/private/get_open_orders",
-                                header=f"Bearer {tokens['access_token']}")
+        assert "result" in http(
+            server.url, "/api/v2/private/get_open_orders", header=f"Bearer {tokens['access_token']}"
+        )
 
         async def scenario(key: ApiKey = key, other: ApiKey = other) -> None:
-            async with aiohttp.ClientSession() as session, \
-                    session.ws_connect(server.ws_url) as ws, \
-                    session.ws_connect(server.ws_url) as ws_other:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.ws_connect(server.ws_url) as ws,
+                session.ws_connect(server.ws_url) as ws_other,
+            ):
                 mine, theirs = Socket(ws), Socket(ws_other)
                 assert "result" in await mine.call("public/auth", _credentials(key))
                 assert "result" in await theirs.call("public/auth", grant_signature(other))
-                assert (await mine.call("private/subscribe", {
-                    "channels": ["user.orders.any.any.raw"]}))["result"]
+                assert (
+                    await mine.call("private/subscribe", {"channels": ["user.orders.any.any.raw"]})
+                )["result"]
                 assert "result" in await mine.call("private/buy", BUY)
                 await mine.notified("user.orders")
                 await asyncio.to_thread(revoke, server.data, key.client_id)
                 code, reason = await mine.closed()
                 assert (code, reason) == (1008, "credentials revoked")
-                assert {"jsonrpc": "2.0", "method": "session_closed",
-                        "params": {"reason": "credentials_revoked"}} in mine.notifications
+                assert {
+                    "jsonrpc": "2.0",
+                    "method": "session_closed",
+                    "params": {"reason": "credentials_revoked"},
+                } in mine.notifications
                 # another key's session is untouched
                 assert "result" in await theirs.call("private/buy", BUY)
 
@@ -114,24 +140,24 @@ def test_revocation_by_another_process_ends_every_credential_and_session(
         assert server.sync(other).fetch_balance()["USDC"]["total"] > 0
 
 
-def test_revocation_in_the_serving_process_closes_its_sessions_at_once(
-        server: Server) -> None:
+def test_revocation_in_the_serving_process_closes_its_sessions_at_once(server: Server) -> None:
     """A revocation through the server's own store (no poll involved) de-authorises and
     closes the key's sessions in the same loop step; what they placed before stays."""
     key = server.key()
 
     async def scenario() -> None:
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                server.ws_url) as ws:
+        async with aiohttp.ClientSession() as session, session.ws_connect(server.ws_url) as ws:
             sock = Socket(ws)
             assert "result" in await sock.call("public/auth", _credentials(key))
             assert "result" in await sock.call("private/buy", BUY)
 
             def revoke_now() -> int:
                 assert server.gateway.keys.revoke(key.client_id)
-                return sum(1 for conn in server.gateway.connections
-                           if conn.session.key is not None
-                           and conn.session.key.client_id == key.client_id)
+                return sum(
+                    1
+                    for conn in server.gateway.connections
+                    if conn.session.key is not None and conn.session.key.client_id == key.client_id
+                )
 
             assert server.thread.call(revoke_now) == 0  # none left authenticated
             assert await sock.closed() == (1008, "credentials revoked")
@@ -147,15 +173,18 @@ def test_logout_ends_its_tokens_and_subscriptions(file_server: FileServer) -> No
     key = server.keys.create(server.account())
 
     async def scenario() -> dict[str, str]:
-        async with aiohttp.ClientSession() as session, \
-                session.ws_connect(server.ws_url) as ws, \
-                session.ws_connect(server.ws_url) as ws_kept:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(server.ws_url) as ws,
+            session.ws_connect(server.ws_url) as ws_kept,
+        ):
             sock, kept = Socket(ws), Socket(ws_kept)
             tokens = (await sock.call("public/auth", _credentials(key)))["result"]
             assert "result" in await kept.call("public/auth", _credentials(key))
             for each in (sock, kept):
-                assert (await each.call("private/subscribe", {
-                    "channels": ["user.orders.any.any.raw"]}))["result"]
+                assert (
+                    await each.call("private/subscribe", {"channels": ["user.orders.any.any.raw"]})
+                )["result"]
             assert (await sock.call("private/logout"))["result"] == "ok"
             code, reason = await sock.closed()
             assert (code, reason) == (1000, "logged out")
@@ -165,21 +194,38 @@ def test_logout_ends_its_tokens_and_subscriptions(file_server: FileServer) -> No
             return tokens
 
     tokens = run(scenario())
-    bearer = http(server.url, "/api/v2/private/get_open_orders",
-                  header=f"Bearer {tokens['access_token']}")
+    bearer = http(
+        server.url, "/api/v2/private/get_open_orders", header=f"Bearer {tokens['access_token']}"
+    )
     assert error_of(bearer)["code"] == 13009
-    refreshed = http(server.url, "/api/v2/public/auth?" + urllib.parse.urlencode(
-        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}))
+    refreshed = http(
+        server.url,
+        "/api/v2/public/auth?"
+        + urllib.parse.urlencode(
+            {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        ),
+    )
     assert error_of(refreshed)["code"] == 13009
     # over REST: logging out with a bearer token ends that token and its refresh token
     rest = _tokens(server.url, key)
     header = f"Bearer {rest['access_token']}"
     assert http(server.url, "/api/v2/private/logout", header=header)["result"] == "ok"
-    assert error_of(http(server.url, "/api/v2/private/get_open_orders",
-                         header=header))["code"] == 13009
-    assert error_of(http(server.url, "/api/v2/public/auth?" + urllib.parse.urlencode(
-        {"grant_type": "refresh_token", "refresh_token": rest["refresh_token"]})))["code"] \
+    assert (
+        error_of(http(server.url, "/api/v2/private/get_open_orders", header=header))["code"]
         == 13009
+    )
+    assert (
+        error_of(
+            http(
+                server.url,
+                "/api/v2/public/auth?"
+                + urllib.parse.urlencode(
+                    {"grant_type": "refresh_token", "refresh_token": rest["refresh_token"]}
+                ),
+            )
+        )["code"]
+        == 13009
+    )
     assert server.sync(key).fetch_balance()["USDC"]["total"] > 0  # the key itself lives on
 
 
@@ -188,18 +234,19 @@ def test_logout_without_invalidating_keeps_the_tokens(file_server: FileServer) -
     key = server.keys.create(server.account())
 
     async def scenario() -> dict[str, str]:
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                server.ws_url) as ws:
+        async with aiohttp.ClientSession() as session, session.ws_connect(server.ws_url) as ws:
             sock = Socket(ws)
             tokens = (await sock.call("public/auth", _credentials(key)))["result"]
             assert (await sock.call("private/logout", {"invalidate_token": False}))[
-                "result"] == "ok"
+                "result"
+            ] == "ok"
             assert (await sock.closed())[0] == 1000
             return tokens
 
     tokens = run(scenario())
-    assert "result" in http(server.url, "/api/v2/private/get_open_orders",
-                            header=f"Bearer {tokens['access_token']}")
+    assert "result" in http(
+        server.url, "/api/v2/private/get_open_orders", header=f"Bearer {tokens['access_token']}"
+    )
 
 
 def test_tokens_per_key_are_bounded() -> None:
@@ -208,8 +255,9 @@ def test_tokens_per_key_are_bounded() -> None:
     store = KeyStore(None)
     key = store.create(3)
     auth = Authenticator(store)
-    issued = [auth.auth(_credentials(key), "198.51.100.7:1")[1]
-              for _ in range(MAX_TOKENS_PER_KEY + 10)]
+    issued = [
+        auth.auth(_credentials(key), "198.51.100.7:1")[1] for _ in range(MAX_TOKENS_PER_KEY + 10)
+    ]
     for old in issued[:10]:
         with pytest.raises(RpcError):
             auth.from_token(old["access_token"])

@@ -31,20 +31,29 @@ def test_replay_and_revocation_reach_every_worker(tmp_path: Path) -> None:
     served = ServedWorkers(data, log, _free_port())
     try:
         key = ApiKey(served.client_id, served.secret, 0)
-        credentials = {"grant_type": "client_credentials", "client_id": key.client_id,
-                       "client_secret": key.client_secret}
+        credentials = {
+            "grant_type": "client_credentials",
+            "client_id": key.client_id,
+            "client_secret": key.client_secret,
+        }
         ws_url = served.url.replace("http://", "ws://") + "/ws/api/v2"
         client = served.client()
         assert client.fetch_open_orders(PERPETUAL) == []
         # a signed order replayed on fresh connections (either worker) is refused by all
-        buy = "/api/v2/private/buy?" + urllib.parse.urlencode({
-            "instrument_name": "BTC_USDC-PERPETUAL", "amount": "0.01", "price": "58500",
-            "type": "limit"})
+        buy = "/api/v2/private/buy?" + urllib.parse.urlencode(
+            {
+                "instrument_name": "BTC_USDC-PERPETUAL",
+                "amount": "0.01",
+                "price": "58500",
+                "type": "limit",
+            }
+        )
         header = signature_header(key, "GET", buy)
         assert "result" in http(served.url, buy, header=header)
         for _ in range(CONNECTIONS):
             assert error_of(http(served.url, buy, header=header))["data"] == {
-                "reason": "replayed signature"}
+                "reason": "replayed signature"
+            }
         assert len(client.fetch_open_orders(PERPETUAL)) == 1
 
         async def scenario() -> list[tuple[int, str]]:
@@ -67,12 +76,14 @@ def test_replay_and_revocation_reach_every_worker(tmp_path: Path) -> None:
         for _ in range(CONNECTIONS):
             with pytest.raises((ccxt.AuthenticationError, ccxt.DDoSProtection)):
                 served.client().fetch_open_orders(PERPETUAL)
-            granted = http(served.url, "/api/v2/public/auth?"
-                           + urllib.parse.urlencode(credentials))
+            granted = http(served.url, "/api/v2/public/auth?" + urllib.parse.urlencode(credentials))
             assert error_of(granted)["code"] in (13004, 10028)
     finally:
         code, _ = served.stop()
     assert code == 0
-    workers = {line for line in log.read_text().splitlines()
-               if "websocket closed: credentials revoked" in line}
+    workers = {
+        line
+        for line in log.read_text().splitlines()
+        if "websocket closed: credentials revoked" in line
+    }
     assert len(workers) == CONNECTIONS

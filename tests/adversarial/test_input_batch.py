@@ -23,14 +23,33 @@ PERP = "BTC_USDC-PERPETUAL"
 VALID = {"instrument_name": PERP, "amount": "0.01", "price": "100", "type": "limit"}
 # each poisons one field of a valid order (None: drop the field)
 POISONS: list[dict[str, Any]] = [
-    {"amount": 1e30}, {"amount": 2**63}, {"amount": 1e308}, {"price": 2**63},
-    {"amount": "1e999995"}, {"amount": "1_0"}, {"price": "\u0661\u0660\u0660"}, {"amount": " 1 "},
-    {"amount": -(2**63) - 1}, {"price": "1e30"}, {"amount": [1]}, {"amount": {"a": 1}},
-    {"amount": True}, {"amount": "abc"}, {"amount": "0.00001"}, {"price": "100.001"},
-    {"stopPrice": "90"}, {"trigger_price": 90}, {"type": "stop_market"},
-    {"instrument_name": "NOPE"}, {"instrument_name": ["x"]}, {"amount": None},
-    {"time_in_force": "never"}, {"label": "x" * 65}, {"post_only": "maybe"},
-    {"amount": "1e9"}, {"price": "1e16"},
+    {"amount": 1e30},
+    {"amount": 2**63},
+    {"amount": 1e308},
+    {"price": 2**63},
+    {"amount": "1e999995"},
+    {"amount": "1_0"},
+    {"price": "\u0661\u0660\u0660"},
+    {"amount": " 1 "},
+    {"amount": -(2**63) - 1},
+    {"price": "1e30"},
+    {"amount": [1]},
+    {"amount": {"a": 1}},
+    {"amount": True},
+    {"amount": "abc"},
+    {"amount": "0.00001"},
+    {"price": "100.001"},
+    {"stopPrice": "90"},
+    {"trigger_price": 90},
+    {"type": "stop_market"},
+    {"instrument_name": "NOPE"},
+    {"instrument_name": ["x"]},
+    {"amount": None},
+    {"time_in_force": "never"},
+    {"label": "x" * 65},
+    {"post_only": "maybe"},
+    {"amount": "1e9"},
+    {"price": "1e16"},
 ]
 CLEAN = {-32602, -32000, 10021, 10023, 10043, 10007, 10033, 10020}
 
@@ -47,14 +66,26 @@ def _order(poison: dict[str, Any] | None) -> dict[str, Any]:
 
 def _frame(request_id: int, params: dict[str, Any]) -> str:
     # stdlib json writes any int (orjson stops at 64 bits)
-    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "private/buy",
-                       "params": params})
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": request_id, "method": "private/buy", "params": params}
+    )
 
 
 def _auth(ws: ClientConnection, key: ApiKey) -> None:
-    ws.send(orjson.dumps({"jsonrpc": "2.0", "id": 0, "method": "public/auth", "params": {
-        "grant_type": "client_credentials", "client_id": key.client_id,
-        "client_secret": key.client_secret}}).decode())
+    ws.send(
+        orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "public/auth",
+                "params": {
+                    "grant_type": "client_credentials",
+                    "client_id": key.client_id,
+                    "client_secret": key.client_secret,
+                },
+            }
+        ).decode()
+    )
     assert "access_token" in orjson.loads(ws.recv(timeout=10))["result"]
 
 
@@ -69,9 +100,16 @@ def _replies(ws: ClientConnection, ids: set[int]) -> dict[int, Any]:
 
 
 def _open_order_ids(ws: ClientConnection) -> set[str]:
-    ws.send(orjson.dumps({"jsonrpc": "2.0", "id": 10**6, "method":
-                          "private/get_open_orders_by_instrument",
-                          "params": {"instrument_name": PERP}}).decode())
+    ws.send(
+        orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 10**6,
+                "method": "private/get_open_orders_by_instrument",
+                "params": {"instrument_name": PERP},
+            }
+        ).decode()
+    )
     reply = _replies(ws, {10**6})[10**6]
     return {order["order_id"] for order in reply["result"]}
 
@@ -110,15 +148,15 @@ def test_poisoned_orders_of_two_connections_in_one_tick(server: Server) -> None:
     WebSocket parser does when both sockets' data arrive together): one tick, one batch
     per run of valid orders; the other connection's orders are unaffected."""
     keys = [server.key(), server.key()]
-    with connect(server.ws_url, open_timeout=10) as a, \
-            connect(server.ws_url, open_timeout=10) as b:
+    with connect(server.ws_url, open_timeout=10) as a, connect(server.ws_url, open_timeout=10) as b:
         _auth(a, keys[0])
         _auth(b, keys[1])
         gateway = server.gateway
 
         def connections() -> list[Any]:
-            by_client = {c.session.key.client_id: c for c in gateway.connections
-                         if c.session.key is not None}
+            by_client = {
+                c.session.key.client_id: c for c in gateway.connections if c.session.key is not None
+            }
             return [by_client[key.client_id] for key in keys]
 
         conns = server.thread.call(connections)
@@ -126,8 +164,12 @@ def test_poisoned_orders_of_two_connections_in_one_tick(server: Server) -> None:
         steps: list[tuple[int, str]] = []
         for i, poison in enumerate(POISONS):
             # a: valid, bad; b: valid, valid: the bad order sits between b's orders
-            for side, request_id, good in ((0, 3 * i + 1, True), (0, 3 * i + 2, False),
-                                           (1, 3 * i + 1, True), (1, 3 * i + 2, True)):
+            for side, request_id, good in (
+                (0, 3 * i + 1, True),
+                (0, 3 * i + 2, False),
+                (1, 3 * i + 1, True),
+                (1, 3 * i + 2, True),
+            ):
                 plans[side][request_id] = good
                 steps.append((side, _frame(request_id, _order(None if good else poison))))
             plans[1][3 * i + 3] = False  # and b sends one bad order too
@@ -152,12 +194,14 @@ def test_place_many_fails_only_the_order_that_does_not_fit(server: Server) -> No
     venue = server.gateway.venue
     spec = venue.catalog.get(PERP)
     buy = int(Side.BUY)
-    orders = [PlaceOrder(account, spec.instrument, buy, 100, 10_000),
-              PlaceOrder(account, spec.instrument, buy, 2**63, 10_000),
-              PlaceOrder(account, spec.instrument, buy, 100, -(2**64)),
-              PlaceOrder(account, spec.instrument, buy, 100, 10_000, "stop_market"),
-              PlaceOrder(account, spec.instrument, buy, 200, 10_000),
-              PlaceOrder(account, spec.instrument, buy, 1e3, 10_000)]  # type: ignore[arg-type]
+    orders = [
+        PlaceOrder(account, spec.instrument, buy, 100, 10_000),
+        PlaceOrder(account, spec.instrument, buy, 2**63, 10_000),
+        PlaceOrder(account, spec.instrument, buy, 100, -(2**64)),
+        PlaceOrder(account, spec.instrument, buy, 100, 10_000, "stop_market"),
+        PlaceOrder(account, spec.instrument, buy, 200, 10_000),
+        PlaceOrder(account, spec.instrument, buy, 1e3, 10_000),
+    ]  # type: ignore[arg-type]
 
     def place() -> list[Any]:
         return list(venue.place_many(orders))

@@ -31,21 +31,55 @@ from tests.gateway.conftest import Server
 
 PERP = "BTC_USDC-PERPETUAL"
 # the family of finding 1: the cost of a Decimal grew with the square of the exponent
-SLOW = ["1e999995", "1e100000", "1E200000", "-1e999995", "1e-999995", "0.1e999999",
-        "1" * 64 + "e99", "1e" + "9" * 62]
+SLOW = [
+    "1e999995",
+    "1e100000",
+    "1E200000",
+    "-1e999995",
+    "1e-999995",
+    "0.1e999999",
+    "1" * 64 + "e99",
+    "1e" + "9" * 62,
+]
 # not numbers here, though Python's int() / Decimal() take them
-LOOKALIKES = ["1_0", "1_000.5", "\u0661\u0660", "\u0663", "\uff11", "\u06f1\u06f2", " 1 ", "1 ",
-              " 1", "\t1", "1\n",
-              "NaN", "nan", "inf", "-Infinity", "sNaN", "0x10", "1e", ".", "+", "-", "",
-              "--1", "1.2.3", "1e+", "e5", "1e5.5", "²", "1" * 65, "0" * 65]
-BEYOND_INT64 = [2**63, -(2**63) - 1, 1e30, 1e308, -1e308, "9223372036854775808",
-                "1e30", "-1e40"]
+LOOKALIKES = [
+    "1_0",
+    "1_000.5",
+    "\u0661\u0660",
+    "\u0663",
+    "\uff11",
+    "\u06f1\u06f2",
+    " 1 ",
+    "1 ",
+    " 1",
+    "\t1",
+    "1\n",
+    "NaN",
+    "nan",
+    "inf",
+    "-Infinity",
+    "sNaN",
+    "0x10",
+    "1e",
+    ".",
+    "+",
+    "-",
+    "",
+    "--1",
+    "1.2.3",
+    "1e+",
+    "e5",
+    "1e5.5",
+    "²",
+    "1" * 65,
+    "0" * 65,
+]
+BEYOND_INT64 = [2**63, -(2**63) - 1, 1e30, 1e308, -1e308, "9223372036854775808", "1e30", "-1e40"]
 
 
 def _ws_call(ws: Any, method: str, params: dict[str, Any], request_id: int = 1) -> Any:
     # stdlib json: it writes any int (orjson stops at 64 bits)
-    ws.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                        "params": params}))
+    ws.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
     while True:
         reply = orjson.loads(ws.recv(timeout=30))
         if reply.get("id") == request_id:
@@ -56,9 +90,16 @@ def _ws_call(ws: Any, method: str, params: dict[str, Any], request_id: int = 1) 
 def _authenticated(server: Server) -> Iterator[Any]:
     key = server.key()
     with connect(server.ws_url, open_timeout=10) as ws:
-        reply = _ws_call(ws, "public/auth", {"grant_type": "client_credentials",
-                                             "client_id": key.client_id,
-                                             "client_secret": key.client_secret}, 0)
+        reply = _ws_call(
+            ws,
+            "public/auth",
+            {
+                "grant_type": "client_credentials",
+                "client_id": key.client_id,
+                "client_secret": key.client_secret,
+            },
+            0,
+        )
         assert "access_token" in reply["result"]
         yield ws
 
@@ -71,17 +112,23 @@ def test_slow_numbers_are_refused_by_the_grammar_before_any_arithmetic(text: str
         n.units(text, 1, 10_000, "amount")
     assert error.value.code == -32602
     assert error.value.data is not None and error.value.data["param"] == "amount"
-    assert error.value.data["reason"] in (f"exponent beyond +-{n.MAX_EXPONENT}",
-                                         f"longer than {n.MAX_NUMBER_CHARS} characters")
+    assert error.value.data["reason"] in (
+        f"exponent beyond +-{n.MAX_EXPONENT}",
+        f"longer than {n.MAX_NUMBER_CHARS} characters",
+    )
 
 
 @pytest.mark.parametrize("text", SLOW)
-def test_slow_numbers_get_a_clean_invalid_params_over_websocket(server: Server,
-                                                                text: str) -> None:
+def test_slow_numbers_get_a_clean_invalid_params_over_websocket(server: Server, text: str) -> None:
     with _authenticated(server) as ws:
         for field in ("amount", "price"):
-            order = {"instrument_name": PERP, "amount": "0.01", "price": "60000",
-                     "type": "limit", field: text}
+            order = {
+                "instrument_name": PERP,
+                "amount": "0.01",
+                "price": "60000",
+                "type": "limit",
+                field: text,
+            }
             reply = _ws_call(ws, "private/buy", order)
             assert reply["error"]["code"] == -32602, reply
             assert reply["error"]["data"]["param"] == field
@@ -92,12 +139,25 @@ def test_slow_numbers_get_a_clean_invalid_params_over_websocket(server: Server,
 @pytest.mark.parametrize("text", SLOW[:3])
 def test_slow_numbers_get_a_clean_invalid_params_over_http(server: Server, text: str) -> None:
     key = server.key()
-    token = _http_get(server, "public/auth", {"grant_type": "client_credentials",
-                                              "client_id": key.client_id,
-                                              "client_secret": key.client_secret})
-    reply = _http_get(server, "private/sell", {
-        "instrument_name": PERP, "amount": text, "type": "market",
-        "access_token": token["result"]["access_token"]})
+    token = _http_get(
+        server,
+        "public/auth",
+        {
+            "grant_type": "client_credentials",
+            "client_id": key.client_id,
+            "client_secret": key.client_secret,
+        },
+    )
+    reply = _http_get(
+        server,
+        "private/sell",
+        {
+            "instrument_name": PERP,
+            "amount": text,
+            "type": "market",
+            "access_token": token["result"]["access_token"],
+        },
+    )
     assert reply["error"]["code"] == -32602 and reply["error"]["data"]["param"] == "amount"
 
 
@@ -112,15 +172,19 @@ def _http_get(server: Server, method: str, query: dict[str, str]) -> Any:
 
 @pytest.mark.parametrize("text", LOOKALIKES)
 def test_lookalike_numbers_are_refused(text: str) -> None:
-    for convert in (lambda v: n.units(v, 1, 100, "price"), lambda v: n.whole_integer(v, "x"),
-                    lambda v: p.integer({"count": v}, "count")):
+    for convert in (
+        lambda v: n.units(v, 1, 100, "price"),
+        lambda v: n.whole_integer(v, "x"),
+        lambda v: p.integer({"count": v}, "count"),
+    ):
         with pytest.raises(RpcError) as error:
             convert(text)
         assert error.value.code == -32602, text
 
 
-@pytest.mark.parametrize("value", [True, False, None, [], {}, [1], {"a": 1}, float("nan"),
-                                   float("inf"), -float("inf")])
+@pytest.mark.parametrize(
+    "value", [True, False, None, [], {}, [1], {"a": 1}, float("nan"), float("inf"), -float("inf")]
+)
 def test_non_numbers_are_refused(value: Any) -> None:
     with pytest.raises(RpcError) as error:
         n.units(value, 1, 1, "amount")
@@ -140,8 +204,13 @@ def test_values_beyond_int64_are_refused_before_packing(server: Server, value: A
     # finding 2: these reached struct.error in Venue.place_many (11094 for the batch)
     with _authenticated(server) as ws:
         for field in ("amount", "price"):
-            order = {"instrument_name": PERP, "amount": "0.01", "price": "60000",
-                     "type": "limit", field: value}
+            order = {
+                "instrument_name": PERP,
+                "amount": "0.01",
+                "price": "60000",
+                "type": "limit",
+                field: value,
+            }
             reply = _ws_call(ws, "private/buy", order)
             assert reply["error"]["code"] in (-32602, 10021, 10007), reply
             assert reply["error"]["data"]["param"] == field
@@ -160,12 +229,20 @@ def test_engine_caps_are_refused_by_the_gateway(server: Server) -> None:
         assert reply["error"]["code"] == 10007, reply
 
 
-@given(st.decimals(allow_nan=False, allow_infinity=False, places=6,
-                   min_value=Decimal("-1e12"), max_value=Decimal("1e12")),
-       st.sampled_from([(1, 100), (1, 10_000), (1, 2), (5, 1), (1, 1), (25, 100_000)]),
-       st.sampled_from(["f", "e", "E", "float", "int"]))
+@given(
+    st.decimals(
+        allow_nan=False,
+        allow_infinity=False,
+        places=6,
+        min_value=Decimal("-1e12"),
+        max_value=Decimal("1e12"),
+    ),
+    st.sampled_from([(1, 100), (1, 10_000), (1, 2), (5, 1), (1, 1), (25, 100_000)]),
+    st.sampled_from(["f", "e", "E", "float", "int"]),
+)
 def test_valid_numbers_convert_exactly_as_decimal_arithmetic(
-        value: Decimal, unit: tuple[int, int], form: str) -> None:
+    value: Decimal, unit: tuple[int, int], form: str
+) -> None:
     if form == "float":
         sent: Any = float(value)
         exact = Decimal(repr(sent))
@@ -207,11 +284,17 @@ def test_signature_timestamps_take_the_integer_grammar(server: Server) -> None:
     authenticates."""
     key = server.key()
     now = str(int(time.time() * 1000))
-    for nonce, stamp in enumerate([f"{now[:1]}_{now[1:]}", f" {now} ",
-                                   "".join(chr(0x660 + int(d)) for d in now), now]):
-        params = {"grant_type": "client_signature", "client_id": key.client_id,
-                  "timestamp": stamp, "nonce": f"n{nonce}", "data": "",
-                  "signature": sign(key.client_secret, f"{stamp}\nn{nonce}\n")}
+    for nonce, stamp in enumerate(
+        [f"{now[:1]}_{now[1:]}", f" {now} ", "".join(chr(0x660 + int(d)) for d in now), now]
+    ):
+        params = {
+            "grant_type": "client_signature",
+            "client_id": key.client_id,
+            "timestamp": stamp,
+            "nonce": f"n{nonce}",
+            "data": "",
+            "signature": sign(key.client_secret, f"{stamp}\nn{nonce}\n"),
+        }
         reply = _http_get(server, "public/auth", params)
         if stamp == now:
             assert "access_token" in reply["result"], reply

@@ -31,15 +31,19 @@ def server() -> Iterator[Server]:
     thread = GatewayThread(lambda: build_gateway(keys))
     thread.start()
     server = Server(thread, keys, [])
-    server.options = thread.call(lambda: [spec.name for spec in server.gateway.venue.catalog
-                                          if spec.kind == "option"])
+    server.options = thread.call(
+        lambda: [spec.name for spec in server.gateway.venue.catalog if spec.kind == "option"]
+    )
     yield server
     thread.stop()
 
 
 def _ws_call(ws: Any, method: str, params: dict[str, Any], request_id: int) -> Any:
-    ws.send(orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                          "params": params}).decode())
+    ws.send(
+        orjson.dumps(
+            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        ).decode()
+    )
     while True:
         reply = orjson.loads(ws.recv(timeout=10))
         if reply.get("id") == request_id:
@@ -52,18 +56,28 @@ def test_every_method_declares_its_parameters() -> None:
         assert all(isinstance(p, str) and p for p in method.accepts), name
     # what buy / sell read, and no trigger of any kind
     assert METHODS["private/buy"].accepts == METHODS["private/sell"].accepts
-    assert not {"trigger_price", "trigger", "stopPrice", "triggerPrice", "max_show",
-                "advanced"} & METHODS["private/buy"].accepts
+    assert (
+        not {"trigger_price", "trigger", "stopPrice", "triggerPrice", "max_show", "advanced"}
+        & METHODS["private/buy"].accepts
+    )
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_refuses_an_unknown_parameter_over_websocket(server: Server,
-                                                                  name: str) -> None:
+def test_every_method_refuses_an_unknown_parameter_over_websocket(
+    server: Server, name: str
+) -> None:
     key = server.key()
     with connect(server.ws_url, open_timeout=10) as ws:
-        auth = _ws_call(ws, "public/auth", {"grant_type": "client_credentials",
-                                            "client_id": key.client_id,
-                                            "client_secret": key.client_secret}, 0)
+        auth = _ws_call(
+            ws,
+            "public/auth",
+            {
+                "grant_type": "client_credentials",
+                "client_id": key.client_id,
+                "client_secret": key.client_secret,
+            },
+            0,
+        )
         assert "access_token" in auth["result"]
         for unknown in ("stopPrice", "bogus", "é" * 100):
             reply = _ws_call(ws, name, {unknown: "1"}, 1)
@@ -73,8 +87,7 @@ def test_every_method_refuses_an_unknown_parameter_over_websocket(server: Server
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_refuses_an_unknown_parameter_over_http(server: Server,
-                                                             name: str) -> None:
+def test_every_method_refuses_an_unknown_parameter_over_http(server: Server, name: str) -> None:
     token = _token(server)
     query = urllib.parse.urlencode({"access_token": token, "trigger_price": "1"})
     try:
@@ -82,29 +95,44 @@ def test_every_method_refuses_an_unknown_parameter_over_http(server: Server,
             pytest.fail("accepted")
     except urllib.error.HTTPError as error:
         reply = orjson.loads(error.read())
-    assert reply["error"]["code"] == -32602 and reply["error"]["data"]["param"] == \
-        "trigger_price", reply
+    assert (
+        reply["error"]["code"] == -32602 and reply["error"]["data"]["param"] == "trigger_price"
+    ), reply
 
 
 def _token(server: Server) -> str:
     key = server.key()
-    query = urllib.parse.urlencode({"grant_type": "client_credentials",
-                                    "client_id": key.client_id,
-                                    "client_secret": key.client_secret})
-    with urllib.request.urlopen(f"{server.url}/api/v2/public/auth?{query}",
-                                timeout=10) as response:
+    query = urllib.parse.urlencode(
+        {
+            "grant_type": "client_credentials",
+            "client_id": key.client_id,
+            "client_secret": key.client_secret,
+        }
+    )
+    with urllib.request.urlopen(f"{server.url}/api/v2/public/auth?{query}", timeout=10) as response:
         return str(orjson.loads(response.read())["result"]["access_token"])
 
 
 def test_unimplemented_order_types_keep_their_own_error(server: Server) -> None:
     key = server.key()
     with connect(server.ws_url, open_timeout=10) as ws:
-        _ws_call(ws, "public/auth", {"grant_type": "client_credentials",
-                                     "client_id": key.client_id,
-                                     "client_secret": key.client_secret}, 0)
+        _ws_call(
+            ws,
+            "public/auth",
+            {
+                "grant_type": "client_credentials",
+                "client_id": key.client_id,
+                "client_secret": key.client_secret,
+            },
+            0,
+        )
         for order_type in ("stop_market", "stop_limit", "take_market", "trailing_stop"):
-            reply = _ws_call(ws, "private/buy", {"instrument_name": PERP, "amount": "0.01",
-                                                 "type": order_type}, 1)
+            reply = _ws_call(
+                ws,
+                "private/buy",
+                {"instrument_name": PERP, "amount": "0.01", "type": order_type},
+                1,
+            )
             assert reply["error"]["code"] == 10033, reply
             assert reply["error"]["data"]["param"] == "type"
 
@@ -118,8 +146,7 @@ def test_ccxt_stop_orders_raise_and_place_nothing(server: Server) -> None:
         lambda: taker.create_stop_market_order(market, "buy", 0.5, 2100),
         lambda: taker.create_order(market, "market", "buy", 0.5, None, {"triggerPrice": 2100}),
         lambda: taker.create_order(market, "limit", "buy", 0.5, 2000, {"triggerPrice": 1900}),
-        lambda: taker.create_order(market, "market", "buy", 0.5, None,
-                                   {"stopLossPrice": 2100}),
+        lambda: taker.create_order(market, "market", "buy", 0.5, None, {"stopLossPrice": 2100}),
         lambda: taker.create_order(market, "market", "buy", 0.5, None, {"max_show": 0.1}),
     ]
     for attempt in attempts:
@@ -149,7 +176,10 @@ def test_ccxt_calls_keep_working(server: Server) -> None:
 
 def test_post_without_params_key_takes_the_body_as_parameters(server: Server) -> None:
     body = orjson.dumps({"jsonrpc": "2.0", "id": 7, "instrument_name": PERP})
-    request = urllib.request.Request(f"{server.url}/api/v2/public/ticker", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{server.url}/api/v2/public/ticker",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert orjson.loads(response.read())["result"]["instrument_name"] == PERP

@@ -35,8 +35,9 @@ ENV = {**os.environ, "COLUMNS": "1000"}  # rich wraps at the terminal width othe
 
 
 def derivex(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*DERIVEX, *args], capture_output=True, text=True, timeout=timeout,
-                          env=ENV)
+    return subprocess.run(
+        [*DERIVEX, *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
 
 
 def serve_refuses(data: Path) -> str:
@@ -93,11 +94,18 @@ def test_flipped_byte_in_the_final_batch_is_corruption_not_a_torn_tail(data: Pat
     assert derivex("verify", str(data)).returncode == 2
 
 
-@pytest.mark.parametrize("case", ["serve.json deleted", "journal and snapshots deleted",
-                                  "keys.json garbage", "instruments.json garbage",
-                                  "config.json garbage", "empty snapshot"])
-def test_partial_or_damaged_directory_is_refused_naming_the_file(data: Path,
-                                                                 case: str) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [
+        "serve.json deleted",
+        "journal and snapshots deleted",
+        "keys.json garbage",
+        "instruments.json garbage",
+        "config.json garbage",
+        "empty snapshot",
+    ],
+)
+def test_partial_or_damaged_directory_is_refused_naming_the_file(data: Path, case: str) -> None:
     journal = data / "journal"
     if case == "serve.json deleted":
         (data / "serve.json").unlink()
@@ -121,12 +129,25 @@ def test_partial_or_damaged_directory_is_refused_naming_the_file(data: Path,
 
 # ---- kill -9 under load ----
 
+
 class Served:
     def __init__(self, data: Path) -> None:
         self.process = subprocess.Popen(
-            [*DERIVEX, "serve", "--data-dir", str(data), "--port", "0", "--no-demo",
-             "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [
+                *DERIVEX,
+                "serve",
+                "--data-dir",
+                str(data),
+                "--port",
+                "0",
+                "--no-demo",
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.process.stdout is not None
         lines = []
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -152,12 +173,23 @@ class Served:
 async def _trade(served: Served, acked: set[int], seconds: float, depth: int = 8) -> None:
     """Pipeline orders on two connections until the server dies or ``seconds`` pass;
     record every acknowledged order id."""
+
     async def client(side: str) -> None:
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                served.url.replace("http", "ws", 1) + "/ws/api/v2") as ws:
-            await ws.send_json({"id": 0, "method": "public/auth", "params": {
-                "grant_type": "client_credentials", "client_id": served.client_id,
-                "client_secret": served.secret}})
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(served.url.replace("http", "ws", 1) + "/ws/api/v2") as ws,
+        ):
+            await ws.send_json(
+                {
+                    "id": 0,
+                    "method": "public/auth",
+                    "params": {
+                        "grant_type": "client_credentials",
+                        "client_id": served.client_id,
+                        "client_secret": served.secret,
+                    },
+                }
+            )
             auth = json.loads((await ws.receive()).data)
             assert "result" in auth, auth
             stop_at = time.monotonic() + seconds
@@ -166,9 +198,17 @@ async def _trade(served: Served, acked: set[int], seconds: float, depth: int = 8
             def order() -> dict:
                 nonlocal sent
                 sent += 1
-                return {"id": sent, "method": f"private/{side}", "params": {
-                    "instrument_name": "BTC_USDC-PERPETUAL", "amount": 0.001,
-                    "type": "limit", "price": 58_500 if side == "buy" else 61_500}}  # in the band
+                return {
+                    "id": sent,
+                    "method": f"private/{side}",
+                    "params": {
+                        "instrument_name": "BTC_USDC-PERPETUAL",
+                        "amount": 0.001,
+                        "type": "limit",
+                        "price": 58_500 if side == "buy" else 61_500,
+                    },
+                }  # in the band
+
             for _ in range(depth):
                 await ws.send_json(order())
             while time.monotonic() < stop_at:
@@ -206,8 +246,10 @@ def test_kill_9_loop_loses_no_acknowledged_order(tmp_path: Path) -> None:
         events = engine.process(batch.commands)
         placed = events[events["kind"] == EventKind.ACCEPTED]
         accepted.update(int(order) for order in placed["order_id"] if order)
-    print(f"{kills} kills: {len(acked)} acknowledged orders, {len(accepted)} accepted in "
-          f"the journal replay")
+    print(
+        f"{kills} kills: {len(acked)} acknowledged orders, {len(accepted)} accepted in "
+        f"the journal replay"
+    )
     lost = sorted(acked - accepted)
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged orders not in the journal"
     assert derivex("verify", str(data)).returncode == 0

@@ -61,8 +61,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def digest(directory: Path) -> dict[str, str]:
-    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(directory.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _segments(data: Path) -> list[Path]:
@@ -81,8 +84,14 @@ TARGETS: dict[str, Callable[[Path], Path]] = {
     "keys.json": lambda d: d / "keys.json",
     "instruments.json": lambda d: d / "instruments.json",
 }
-JOURNAL_DATA = {"oldest segment", "middle segment", "newest segment", "segments.json",
-                "latest snapshot", "older snapshot"}
+JOURNAL_DATA = {
+    "oldest segment",
+    "middle segment",
+    "newest segment",
+    "segments.json",
+    "latest snapshot",
+    "older snapshot",
+}
 
 
 def damage(path: Path, operation: str) -> set[str]:
@@ -96,7 +105,7 @@ def damage(path: Path, operation: str) -> set[str]:
         data[offset] ^= 0x5A
         path.write_bytes(bytes(data))
     elif operation == "truncate":
-        path.write_bytes(bytes(data[:len(data) - 10]))
+        path.write_bytes(bytes(data[: len(data) - 10]))
     elif operation == "delete":
         path.unlink()
     elif operation == "zero":
@@ -128,10 +137,12 @@ def expected_outcome(target: str, operation: str) -> str:
     return "refused"
 
 
-@pytest.mark.parametrize(("target", "operation"), CASES,
-                         ids=[f"{t.replace(' ', '-')}-{o}" for t, o in CASES])
-def test_damage_is_refused_or_reported_never_silent(template: Path, tmp_path: Path,
-                                                    target: str, operation: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "operation"), CASES, ids=[f"{t.replace(' ', '-')}-{o}" for t, o in CASES]
+)
+def test_damage_is_refused_or_reported_never_silent(
+    template: Path, tmp_path: Path, target: str, operation: str
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(template, data)
     full = verify_directory(data / "journal").full.seq  # the acknowledged extent

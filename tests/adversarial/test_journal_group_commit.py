@@ -42,6 +42,7 @@ def test_reply_waits_for_the_flush_and_the_loop_does_not(tmp_path, monkeypatch) 
     thread = GatewayThread(build)
     thread.start()
     try:
+
         def fund() -> tuple[str, str]:
             exchange = thread.gateway.venue.exchange
             account = exchange.create_account()
@@ -57,19 +58,42 @@ def test_reply_waits_for_the_flush_and_the_loop_does_not(tmp_path, monkeypatch) 
         journal.close()
 
 
-async def _scenario(thread: GatewayThread, journal: Journal, client_id: str, secret: str,
-                    held: threading.Event, release: threading.Event) -> None:
+async def _scenario(
+    thread: GatewayThread,
+    journal: Journal,
+    client_id: str,
+    secret: str,
+    held: threading.Event,
+    release: threading.Event,
+) -> None:
     url = thread.gateway.url.replace("http", "ws", 1) + "/ws/api/v2"
     async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
-        await ws.send_json({"id": 1, "method": "public/auth", "params": {
-            "grant_type": "client_credentials", "client_id": client_id,
-            "client_secret": secret}})
+        await ws.send_json(
+            {
+                "id": 1,
+                "method": "public/auth",
+                "params": {
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            }
+        )
         assert "result" in json.loads((await ws.receive()).data)
         before = journal.last_seq
         held.set()  # from now on the disk does not return
-        await ws.send_json({"id": 2, "method": "private/buy", "params": {
-            "instrument_name": "BTC_USDC-PERPETUAL", "amount": 0.001, "type": "limit",
-            "price": 58_500}})
+        await ws.send_json(
+            {
+                "id": 2,
+                "method": "private/buy",
+                "params": {
+                    "instrument_name": "BTC_USDC-PERPETUAL",
+                    "amount": 0.001,
+                    "type": "limit",
+                    "price": 58_500,
+                },
+            }
+        )
         deadline = time.monotonic() + 30
         while journal.last_seq == before and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # the engine placed it and the journal wrote it...

@@ -25,8 +25,9 @@ from tests.adversarial.load_client import (
     wait_for,
 )
 
-OPEN = Limits(max_connections_per_address=0, public_rate_per_connection=0,
-              public_rate_per_address=0)
+OPEN = Limits(
+    max_connections_per_address=0, public_rate_per_connection=0, public_rate_per_address=0
+)
 
 
 def _deep_book(served: Served, levels: int = 1500) -> None:
@@ -37,10 +38,12 @@ def _deep_book(served: Served, levels: int = 1500) -> None:
         venue = served.gateway.venue
         spec = venue.catalog.by_name[INSTRUMENT]
         tick = spec.tick_size_ticks
-        orders = [PlaceOrder(accounts[k % 3], spec.instrument, Side.BUY, 1,
-                             tick * (100_000 - k)) for k in range(levels)]
-        return sum(1 for result in venue.place_many(orders) if not isinstance(result,
-                                                                               Exception))
+        orders = [
+            PlaceOrder(accounts[k % 3], spec.instrument, Side.BUY, 1, tick * (100_000 - k))
+            for k in range(levels)
+        ]
+        return sum(1 for result in venue.place_many(orders) if not isinstance(result, Exception))
+
     assert served.thread.call(place) == levels
 
 
@@ -51,8 +54,9 @@ def _closing(served: Served) -> bool:
 
 def _served_book_bytes(port: int) -> int:
     with connect(f"ws://127.0.0.1:{port}/ws/api/v2", max_size=2**24) as ws:
-        ws.send(request(1, "public/get_order_book", instrument_name=INSTRUMENT,
-                        depth=10_000).decode())
+        ws.send(
+            request(1, "public/get_order_book", instrument_name=INSTRUMENT, depth=10_000).decode()
+        )
         return len(ws.recv(timeout=GUARD_S))
 
 
@@ -61,17 +65,23 @@ def _others_are_answered(port: int, count: int) -> int:
     answered = 0
     with connect(f"ws://127.0.0.1:{port}/ws/api/v2", max_size=2**24) as ws:
         for k in range(count):
-            ws.send(request(k, "public/get_order_book", instrument_name=INSTRUMENT,
-                            depth=5).decode())
+            ws.send(
+                request(k, "public/get_order_book", instrument_name=INSTRUMENT, depth=5).decode()
+            )
             reply = orjson.loads(ws.recv(timeout=GUARD_S))
             answered += reply.get("id") == k and "result" in reply
     return answered
 
 
 def test_non_reading_client_is_closed_with_reason_while_others_are_answered() -> None:
-    limits = Limits(max_connections_per_address=0, public_rate_per_connection=0,
-                    public_rate_per_address=0, max_outbound_bytes=512 << 10,
-                    pause_reading_bytes=64 << 10, send_stall_s=0)
+    limits = Limits(
+        max_connections_per_address=0,
+        public_rate_per_connection=0,
+        public_rate_per_address=0,
+        max_outbound_bytes=512 << 10,
+        pause_reading_bytes=64 << 10,
+        send_stall_s=0,
+    )
     with serving(limits) as served:
         _deep_book(served)
         reply_bytes = _served_book_bytes(served.port)
@@ -79,16 +89,22 @@ def test_non_reading_client_is_closed_with_reason_while_others_are_answered() ->
         slow = RawWebSocket(served.port, receive_buffer=4096)
         assert slow.status == 101
         sent = 2000  # ~80 MB of replies asked for, never read
-        slow.send([request(k, "public/get_order_book", instrument_name=INSTRUMENT,
-                           depth=10_000) for k in range(sent)])
+        slow.send(
+            [
+                request(k, "public/get_order_book", instrument_name=INSTRUMENT, depth=10_000)
+                for k in range(sent)
+            ]
+        )
         # meanwhile the others are answered, every request
         assert _others_are_answered(served.port, 200) == 200
         wait_for(lambda: _closing(served), "the slow consumer is closed")
         # what the slow one reads at last: some replies, then the documented close
         frames = list(slow.frames())
         slow.close()
-        wait_for(lambda: served.thread.call(lambda: len(served.gateway.connections)) == 0,
-                 "the slow consumer's connection is dropped")
+        wait_for(
+            lambda: served.thread.call(lambda: len(served.gateway.connections)) == 0,
+            "the slow consumer's connection is dropped",
+        )
         replies = [f for f in frames if f[0] == 0x1]
         assert frames and frames[-1][0] == 0x8, "no close frame"
         code, reason = close_reason(frames[-1][1])
@@ -100,37 +116,60 @@ def test_non_reading_client_is_closed_with_reason_while_others_are_answered() ->
 
 
 def test_stalled_reader_is_closed_after_send_stall_and_was_not_read_meanwhile() -> None:
-    limits = Limits(max_connections_per_address=0, public_rate_per_connection=0,
-                    public_rate_per_address=0, max_outbound_bytes=1 << 30,
-                    pause_reading_bytes=64 << 10, send_stall_s=0.5)
+    limits = Limits(
+        max_connections_per_address=0,
+        public_rate_per_connection=0,
+        public_rate_per_address=0,
+        max_outbound_bytes=1 << 30,
+        pause_reading_bytes=64 << 10,
+        send_stall_s=0.5,
+    )
     with serving(limits) as served:
         _deep_book(served)
         slow = RawWebSocket(served.port, receive_buffer=4096)
-        slow.send([request(k, "public/get_order_book", instrument_name=INSTRUMENT,
-                           depth=10_000) for k in range(300)])
-        wait_for(lambda: served.thread.call(
-            lambda: any(c.writes_paused for c in served.gateway.connections)),
-            "writes to the slow consumer pause")
+        slow.send(
+            [
+                request(k, "public/get_order_book", instrument_name=INSTRUMENT, depth=10_000)
+                for k in range(300)
+            ]
+        )
+        wait_for(
+            lambda: served.thread.call(
+                lambda: any(c.writes_paused for c in served.gateway.connections)
+            ),
+            "writes to the slow consumer pause",
+        )
         assert _others_are_answered(served.port, 50) == 50
         wait_for(lambda: _closing(served), "the stalled connection is closed")
         frames = list(slow.frames())
         slow.close()
-        wait_for(lambda: served.thread.call(lambda: len(served.gateway.connections)) == 0,
-                 "the stalled connection is dropped")
+        wait_for(
+            lambda: served.thread.call(lambda: len(served.gateway.connections)) == 0,
+            "the stalled connection is dropped",
+        )
         assert frames[-1][0] == 0x8
-        assert close_reason(frames[-1][1]) == (1008,
-                                               "slow consumer: replies not read for 0.5 s")
+        assert close_reason(frames[-1][1]) == (1008, "slow consumer: replies not read for 0.5 s")
 
 
 def test_public_rate_limits_per_connection_then_per_address() -> None:
-    limits = Limits(public_rate_per_connection=1e-6, public_burst_per_connection=5,
-                    public_rate_per_address=1e-6, public_burst_per_address=8)
+    limits = Limits(
+        public_rate_per_connection=1e-6,
+        public_burst_per_connection=5,
+        public_rate_per_address=1e-6,
+        public_burst_per_address=8,
+    )
     with serving(limits) as served:
         key = served.account_key()
         with connect(f"ws://127.0.0.1:{served.port}/ws/api/v2") as first:
-            first.send(request(0, "public/auth", grant_type="client_credentials",
-                               client_id=key.client_id,
-                               client_secret=key.client_secret).decode())
+            first.send(
+                request(
+                    0,
+                    "public/auth",
+                    grant_type="client_credentials",
+                    client_id=key.client_id,
+                    client_secret=key.client_secret,
+                ).decode()
+            )
             assert "result" in orjson.loads(first.recv(timeout=GUARD_S))
             codes = []
             for k in range(1, 8):
@@ -142,8 +181,7 @@ def test_public_rate_limits_per_connection_then_per_address() -> None:
             refused = orjson.loads(first.recv(timeout=GUARD_S))["error"]
             assert refused["data"]["reason"] == "public rate limit per connection"
             # private methods are not charged to the public budget
-            first.send(request(10, "private/get_open_orders_by_currency",
-                               currency="USDC").decode())
+            first.send(request(10, "private/get_open_orders_by_currency", currency="USDC").decode())
             assert "result" in orjson.loads(first.recv(timeout=GUARD_S))
         # the address had 8: 5 spent above, 3 left for a second connection
         with connect(f"ws://127.0.0.1:{served.port}/ws/api/v2") as second:
@@ -156,8 +194,9 @@ def test_public_rate_limits_per_connection_then_per_address() -> None:
         assert replies[3]["error"]["data"]["reason"] == "public rate limit per address"
         # and over HTTP, from the same address
         with socket.create_connection(("127.0.0.1", served.port), timeout=GUARD_S) as sock:
-            sock.sendall(b"GET /api/v2/public/get_time HTTP/1.1\r\nHost: a\r\n"
-                         b"Connection: close\r\n\r\n")
+            sock.sendall(
+                b"GET /api/v2/public/get_time HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            )
             response = _read_all(sock)
         assert b"10028" in response and b"per address" in response
 
@@ -185,9 +224,12 @@ def test_connections_per_address_are_capped() -> None:
         assert b"too many connections from this address (limit 3)" in refused
         assert served.thread.call(lambda: served.gateway.admission.refused) == 1
         held.pop().close()
-        wait_for(lambda: served.thread.call(
-            lambda: served.gateway.admission.open.get("127.0.0.1", 0)) == 2,
-            "a closed connection frees its place")
+        wait_for(
+            lambda: (
+                served.thread.call(lambda: served.gateway.admission.open.get("127.0.0.1", 0)) == 2
+            ),
+            "a closed connection frees its place",
+        )
         again = RawWebSocket(served.port)
         assert again.status == 101
         for ws in [*held, again]:
@@ -210,8 +252,10 @@ def test_head_and_idle_timeouts_close_connections() -> None:
         for sock in (silent, partial, idle):
             sock.close()
         assert served.thread.call(lambda: served.gateway.admission.timed_out) == 2
-        wait_for(lambda: served.thread.call(lambda: served.gateway.admission.open) == {},
-                 "every connection released")
+        wait_for(
+            lambda: served.thread.call(lambda: served.gateway.admission.open) == {},
+            "every connection released",
+        )
         # a WebSocket past its upgrade is not subject to the head timeout
         with connect(f"ws://127.0.0.1:{served.port}/ws/api/v2") as ws:
             for k in range(3):
@@ -237,16 +281,25 @@ def test_depth_is_read_from_the_levels_and_equals_the_orders_walk() -> None:
     for account in accounts:
         assert exchange.deposit(account, 10**13).accepted
     rng = random.Random(12)
-    orders = [PlaceOrder(rng.choice(accounts), instrument, side, rng.randrange(1, 50),
-                         50 * (100_000 + (-1 if side == Side.BUY else 1) * rng.randrange(1, 300)))
-              for side in (Side.BUY, Side.SELL) for _ in range(1500)]
+    orders = [
+        PlaceOrder(
+            rng.choice(accounts),
+            instrument,
+            side,
+            rng.randrange(1, 50),
+            50 * (100_000 + (-1 if side == Side.BUY else 1) * rng.randrange(1, 300)),
+        )
+        for side in (Side.BUY, Side.SELL)
+        for _ in range(1500)
+    ]
     list(venue.place_many(orders))
     for levels in (0, 1, 7, 10_000):
         depth = exchange.depth(instrument, levels)
         for side, got in ((Side.BUY, depth.bids), (Side.SELL, depth.asks)):
-            walked = [(price, sum(o[2] for o in resting), len(resting))
-                      for price, resting in book_side(exchange.engine.state, instrument,
-                                                      side)[:levels]]
+            walked = [
+                (price, sum(o[2] for o in resting), len(resting))
+                for price, resting in book_side(exchange.engine.state, instrument, side)[:levels]
+            ]
             assert got == walked and (levels == 0 or got)
 
 
@@ -260,10 +313,14 @@ def test_limits_are_set_from_the_command_line_and_refuse_unknown_names() -> None
     assert "unknown limit 'max_conections_per_address'" in result.output
     result = CliRunner().invoke(app, ["serve", "--limit", "header_timeout_s=soon"])
     assert result.exit_code == 2 and "'soon' is not a number" in result.output
-    limits = Limits.from_options(["max_connections_per_address=3", "shed_all_at=50",
-                                  "send_stall_s=2.5"])
-    assert (limits.max_connections_per_address, limits.shed_all_at,
-            limits.send_stall_s) == (3, 50, 2.5)
+    limits = Limits.from_options(
+        ["max_connections_per_address=3", "shed_all_at=50", "send_stall_s=2.5"]
+    )
+    assert (limits.max_connections_per_address, limits.shed_all_at, limits.send_stall_s) == (
+        3,
+        50,
+        2.5,
+    )
 
 
 def test_docstring_examples_of_the_limits_modules() -> None:
@@ -279,8 +336,10 @@ def test_docstring_examples_of_the_limits_modules() -> None:
 def test_a_stalled_request_body_is_answered_408_and_disconnected() -> None:
     with serving(Limits(header_timeout_s=0.3)) as served:
         with socket.create_connection(("127.0.0.1", served.port), timeout=GUARD_S) as sock:
-            sock.sendall(b"POST /api/v2 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json"
-                         b"\r\nContent-Length: 100\r\n\r\n{\"method\":")
+            sock.sendall(
+                b"POST /api/v2 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json"
+                b'\r\nContent-Length: 100\r\n\r\n{"method":'
+            )
             answer = _read_all(sock)
         assert answer.startswith(b"HTTP/1.1 408") and b"request body not received" in answer
         # the next client is served as usual
@@ -294,8 +353,10 @@ def test_heartbeat_closes_a_websocket_that_does_not_answer_pings_only() -> None:
         silent = RawWebSocket(served.port)  # never reads, so never answers a ping
         assert silent.status == 101
         with connect(f"ws://127.0.0.1:{served.port}/ws/api/v2") as live:  # answers pings
-            wait_for(lambda: served.thread.call(lambda: len(served.gateway.connections)) == 1,
-                     "the silent WebSocket is closed")
+            wait_for(
+                lambda: served.thread.call(lambda: len(served.gateway.connections)) == 1,
+                "the silent WebSocket is closed",
+            )
             for k in range(3):  # the live one, pinged all along, still works
                 live.send(request(k, "public/get_time").decode())
                 assert "result" in orjson.loads(live.recv(timeout=GUARD_S))

@@ -51,10 +51,16 @@ def _maker_book(served: Served) -> None:
     def place() -> None:
         venue = served.gateway.venue
         instrument = venue.catalog.by_name[INSTRUMENT].instrument
-        results = list(venue.place_many([
-            PlaceOrder(maker, instrument, Side.SELL, 10**7, ASK_TICKS),
-            PlaceOrder(maker, instrument, Side.BUY, 10**7, BID_TICKS)]))
+        results = list(
+            venue.place_many(
+                [
+                    PlaceOrder(maker, instrument, Side.SELL, 10**7, ASK_TICKS),
+                    PlaceOrder(maker, instrument, Side.BUY, 10**7, BID_TICKS),
+                ]
+            )
+        )
         assert not any(isinstance(r, Exception) for r in results)
+
     served.thread.call(place)
 
 
@@ -62,23 +68,43 @@ def _resting_ids(served: Served, account: int, count: int) -> list[str]:
     def place() -> list[str]:
         venue = served.gateway.venue
         instrument = venue.catalog.by_name[INSTRUMENT].instrument
-        results = list(venue.place_many([PlaceOrder(account, instrument, Side.BUY, 10,
-                                                    5_000_000 - 50 * k)
-                                         for k in range(count)]))
+        results = list(
+            venue.place_many(
+                [
+                    PlaceOrder(account, instrument, Side.BUY, 10, 5_000_000 - 50 * k)
+                    for k in range(count)
+                ]
+            )
+        )
         return [str(record.order_id) for record, _ in results]  # type: ignore[misc]
+
     return served.thread.call(place)
 
 
 def test_flood_sheds_taking_then_passive_orders_and_never_cancels() -> None:
-    limits = Limits(max_connections_per_address=0, public_rate_per_connection=0,
-                    public_rate_per_address=0, shed_taking_at=8, shed_all_at=24)
+    limits = Limits(
+        max_connections_per_address=0,
+        public_rate_per_connection=0,
+        public_rate_per_address=0,
+        shed_taking_at=8,
+        shed_all_at=24,
+    )
     with serving(limits) as served:
         _maker_book(served)
         key = served.account_key()
         resting = _resting_ids(served, key.account, 60)
         ws = RawWebSocket(served.port)
-        ws.send([request(0, "public/auth", grant_type="client_credentials",
-                         client_id=key.client_id, client_secret=key.client_secret)])
+        ws.send(
+            [
+                request(
+                    0,
+                    "public/auth",
+                    grant_type="client_credentials",
+                    client_id=key.client_id,
+                    client_secret=key.client_secret,
+                )
+            ]
+        )
         assert "result" in orjson.loads(list(ws.frames(until_id=0))[-1][1])
         kinds = [*TAKING_KINDS, *PASSIVE_KINDS, "reduce_only"]
         flood = list(itertools.islice(itertools.cycle(kinds), 600))
@@ -107,7 +133,10 @@ def test_flood_sheds_taking_then_passive_orders_and_never_cancels() -> None:
             shed[klass] += 1
             if klass == "taking":
                 assert (kind, error["code"], error["message"]) == (
-                    kind, 10047, "matching_engine_queue_full")
+                    kind,
+                    10047,
+                    "matching_engine_queue_full",
+                )
                 assert kind in TAKING_KINDS
             else:
                 assert (error["code"], error["message"]) == (10040, "retry")
@@ -131,8 +160,9 @@ def test_can_take_judges_type_time_in_force_and_the_opposite_best_price() -> Non
     assert exchange.deposit(maker, 10**13).accepted
     instrument = venue.catalog.by_name[INSTRUMENT].instrument
 
-    def order(side: int, price: int, order_type: str = "limit", tif: str = "gtc",
-              flags: int = 0) -> PlaceOrder:
+    def order(
+        side: int, price: int, order_type: str = "limit", tif: str = "gtc", flags: int = 0
+    ) -> PlaceOrder:
         return PlaceOrder(maker, instrument, side, 10, price, order_type, tif, flags)
 
     state = lambda: exchange.engine.state  # noqa: E731  (read after each change)

@@ -66,23 +66,25 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
         made.served.stop()
 
 
-async def _fresh_get(url: str, params: dict[str, Any] | None = None,
-                     headers: dict[str, str] | None = None) -> tuple[str, int, Any]:
+async def _fresh_get(
+    url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> tuple[str, int, Any]:
     """One GET on a new connection (the kernel picks the worker): (worker, status, body)."""
     connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session, session.get(
-            url, params=params, headers=headers) as response:
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(url, params=params, headers=headers) as response,
+    ):
         body = await response.read()
         worker = response.headers.get("X-Derivex-Worker", "?").split(".")[0]
         kind = response.headers.get("Content-Type", "")
-        return worker, response.status, (await response.json() if "json" in kind
-                                         else body.decode())
+        return worker, response.status, (await response.json() if "json" in kind else body.decode())
 
 
 def test_banner_printed_once_every_worker_serves(venue: Venue) -> None:
     """``Served`` asked the port right after the banner (no retry); the log shows every
     worker serving before the supervisor's "runtime serving" (then the banner)."""
-    lines = venue.log.read_text()[venue.served.offset:].splitlines()
+    lines = venue.log.read_text()[venue.served.offset :].splitlines()
     serving = [k for k, line in enumerate(lines) if '"gateway worker serving"' in line]
     announced = next(k for k, line in enumerate(lines) if '"runtime serving"' in line)
     assert len(serving) >= WORKERS and max(serving[:WORKERS]) < announced
@@ -94,10 +96,13 @@ def test_option_iv_and_greeks_equal_on_every_worker(venue: Venue) -> None:
     url = f"{venue.served.url}/api/v2/public/ticker"
 
     async def burst() -> list[tuple[str, Any]]:
-        answers = await asyncio.gather(*[_fresh_get(url, {"instrument_name": option})
-                                         for _ in range(8)])
-        return [(worker, (body["result"]["mark_iv"], body["result"]["greeks"]))
-                for worker, _, body in answers]
+        answers = await asyncio.gather(
+            *[_fresh_get(url, {"instrument_name": option}) for _ in range(8)]
+        )
+        return [
+            (worker, (body["result"]["mark_iv"], body["result"]["greeks"]))
+            for worker, _, body in answers
+        ]
 
     seen: list[Any] = []
     for _ in range(40):  # the pricing service reprices every 2 s: find a burst between
@@ -118,30 +123,41 @@ def test_token_issued_on_one_worker_works_on_every_worker(venue: Venue) -> None:
     base = f"{venue.served.url}/api/v2"
 
     async def run() -> None:
-        issuer, status, body = await _fresh_get(f"{base}/public/auth", {
-            "grant_type": "client_credentials", "client_id": account.client_id,
-            "client_secret": account.secret})
+        issuer, status, body = await _fresh_get(
+            f"{base}/public/auth",
+            {
+                "grant_type": "client_credentials",
+                "client_id": account.client_id,
+                "client_secret": account.secret,
+            },
+        )
         assert status == 200, body
         tokens = body["result"]
         answered: set[str] = set()
         for _ in range(40):
             worker, status, body = await _fresh_get(
-                f"{base}/private/get_account_summary", {"currency": "USDC"},
-                {"Authorization": f"bearer {tokens['access_token']}"})
+                f"{base}/private/get_account_summary",
+                {"currency": "USDC"},
+                {"Authorization": f"bearer {tokens['access_token']}"},
+            )
             assert status == 200 and "result" in body, (worker, body)
             answered.add(worker)
             if answered == {"0", "1"}:
                 break
         assert answered == {"0", "1"}, answered
         # the refresh token too, on whichever worker, once: spent for every worker
-        worker, status, body = await _fresh_get(f"{base}/public/auth", {
-            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+        worker, status, body = await _fresh_get(
+            f"{base}/public/auth",
+            {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        )
         assert status == 200 and "access_token" in body["result"], (issuer, worker, body)
         fresh = body["result"]
         again = set()
         for _ in range(40):
-            worker, status, body = await _fresh_get(f"{base}/public/auth", {
-                "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+            worker, status, body = await _fresh_get(
+                f"{base}/public/auth",
+                {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            )
             assert "error" in body and body["error"]["code"] == 13009, (worker, body)
             again.add(worker)
             if again == {"0", "1"}:
@@ -149,26 +165,30 @@ def test_token_issued_on_one_worker_works_on_every_worker(venue: Venue) -> None:
         assert again == {"0", "1"}, again
         # logout on one worker ends the token on every worker
         bearer = {"Authorization": f"bearer {fresh['access_token']}"}
-        worker, status, body = await _fresh_get(f"{base}/private/logout",
-                                                {"access_token": fresh["access_token"]},
-                                                bearer)
+        worker, status, body = await _fresh_get(
+            f"{base}/private/logout", {"access_token": fresh["access_token"]}, bearer
+        )
         assert body.get("result") == "ok", (worker, body)
         refused = set()
         for _ in range(40):
             worker, status, body = await _fresh_get(
-                f"{base}/private/get_account_summary", {"currency": "USDC"}, bearer)
+                f"{base}/private/get_account_summary", {"currency": "USDC"}, bearer
+            )
             assert "error" in body and body["error"]["code"] == 13009, (worker, body)
             refused.add(worker)
             if refused == {"0", "1"}:
                 break
         assert refused == {"0", "1"}, refused
         # a forged token (mac of another key) is refused everywhere
-        forged = tokens["access_token"][:-4] + ("0000" if not tokens["access_token"].endswith(
-            "0000") else "1111")
+        forged = tokens["access_token"][:-4] + (
+            "0000" if not tokens["access_token"].endswith("0000") else "1111"
+        )
         for _ in range(6):
             worker, status, body = await _fresh_get(
-                f"{base}/private/get_account_summary", {"currency": "USDC"},
-                {"Authorization": f"bearer {forged}"})
+                f"{base}/private/get_account_summary",
+                {"currency": "USDC"},
+                {"Authorization": f"bearer {forged}"},
+            )
             assert "error" in body and body["error"]["code"] == 13009, (worker, body)
 
     asyncio.run(run())
@@ -185,10 +205,17 @@ def test_metrics_cover_every_worker(venue: Venue) -> None:
         while time.monotonic() < deadline:
             worker, status, text = await _fresh_get(f"{base}/metrics")
             assert status == 200
-            lines = [line for line in text.splitlines()
-                     if line.startswith("derivex_gateway_requests_total{")]
-            labelled = {part.split('"')[1] for line in lines
-                        for part in line.split(",") if part.startswith("worker=")}
+            lines = [
+                line
+                for line in text.splitlines()
+                if line.startswith("derivex_gateway_requests_total{")
+            ]
+            labelled = {
+                part.split('"')[1]
+                for line in lines
+                for part in line.split(",")
+                if part.startswith("worker=")
+            }
             assert all("worker=" in line for line in lines), lines
             if labelled == {"0", "1"}:
                 covered.add(worker)  # this worker's scrape had both workers' series
@@ -201,8 +228,9 @@ def test_metrics_cover_every_worker(venue: Venue) -> None:
 
 
 @pytest.mark.parametrize("stalled_role", ["engine", "journal"])
-def test_stall_gives_outcome_unknown_and_no_mismatched_replies(venue: Venue,
-                                                               stalled_role: str) -> None:
+def test_stall_gives_outcome_unknown_and_no_mismatched_replies(
+    venue: Venue, stalled_role: str
+) -> None:
     """The engine (nothing sequenced) or the journal writer (sequenced, not durable)
     stopped while an order is submitted."""
     spec = perpetual_spec(venue.data)
@@ -214,33 +242,42 @@ def test_stall_gives_outcome_unknown_and_no_mismatched_replies(venue: Venue,
         clients = await connections_on_every_worker(venue.served.ws_url, account, WORKERS)
         try:
             book = await clients[0].call("public/ticker", {"instrument_name": PERPETUAL})
-            price = round(book["result"]["mark_price"] * 0.99 / float(
-                spec.tick_size_ticks * spec.price_unit)) * float(
-                spec.tick_size_ticks * spec.price_unit)
-            order = {"instrument_name": PERPETUAL, "amount": spec.amount(spec.min_trade_lots),
-                     "type": "limit", "price": price}
+            price = round(
+                book["result"]["mark_price"] * 0.99 / float(spec.tick_size_ticks * spec.price_unit)
+            ) * float(spec.tick_size_ticks * spec.price_unit)
+            order = {
+                "instrument_name": PERPETUAL,
+                "amount": spec.amount(spec.min_trade_lots),
+                "type": "limit",
+                "price": price,
+            }
             os.kill(stalled_pid, signal.SIGSTOP)
             try:
                 stalled = await clients[0].call(
-                    "private/buy", {**order, "label": f"stalled-{tag}"},
-                    timeout=SUBMIT_TIMEOUT_S * 10)
+                    "private/buy",
+                    {**order, "label": f"stalled-{tag}"},
+                    timeout=SUBMIT_TIMEOUT_S * 10,
+                )
             finally:
                 os.kill(stalled_pid, signal.SIGCONT)
             assert stalled["error"]["code"] == 13888, stalled
-            assert stalled["error"]["data"] == {"reason": "outcome_unknown",
-                                                "label": f"stalled-{tag}"}, stalled
+            assert stalled["error"]["data"] == {
+                "reason": "outcome_unknown",
+                "label": f"stalled-{tag}",
+            }, stalled
             # the late batch of the stalled submit answers nobody: each reply is its own
             for k in range(5):
-                after = await clients[0].call("private/buy",
-                                              {**order, "label": f"after{k}-{tag}"})
+                after = await clients[0].call("private/buy", {**order, "label": f"after{k}-{tag}"})
                 assert after["result"]["order"]["label"] == f"after{k}-{tag}", after
             # barrier: a command from each worker (applied after everything before it)
             for client in clients:
-                await client.call("private/cancel_all_by_instrument",
-                                  {"instrument_name": "ETH_USDC-PERPETUAL"})
+                await client.call(
+                    "private/cancel_all_by_instrument", {"instrument_name": "ETH_USDC-PERPETUAL"}
+                )
             for client in clients:
-                reply = await client.call("private/get_open_orders_by_instrument",
-                                          {"instrument_name": PERPETUAL})
+                reply = await client.call(
+                    "private/get_open_orders_by_instrument", {"instrument_name": PERPETUAL}
+                )
                 labels = [o["label"] for o in reply["result"]]
                 assert labels.count(f"stalled-{tag}") == 1, (client.worker, labels)
                 assert all(labels.count(f"after{k}-{tag}") == 1 for k in range(5)), labels
@@ -262,34 +299,52 @@ def test_crossing_flow_every_order_reads_as_the_engine_has_it(venue: Venue) -> N
             clients = await connections_on_every_worker(venue.served.ws_url, account, WORKERS)
             per_account.append((account, clients))
         try:
-            ticker = await per_account[0][1][0].call("public/ticker",
-                                                     {"instrument_name": PERPETUAL})
+            ticker = await per_account[0][1][0].call(
+                "public/ticker", {"instrument_name": PERPETUAL}
+            )
             mid = ticker["result"]["mark_price"]
             started = time.monotonic()
-            await asyncio.gather(*[
-                crossing_flow(client, account.account, spec, mid, ORDERS_PER_CONNECTION,
-                              seed=10 * account.account + w, flow=flow)
-                for account, clients in per_account for w, client in enumerate(clients)])
+            await asyncio.gather(
+                *[
+                    crossing_flow(
+                        client,
+                        account.account,
+                        spec,
+                        mid,
+                        ORDERS_PER_CONNECTION,
+                        seed=10 * account.account + w,
+                        flow=flow,
+                    )
+                    for account, clients in per_account
+                    for w, client in enumerate(clients)
+                ]
+            )
             flow.seconds = time.monotonic() - started
             # barrier: one command from every connection, after every flow has ended
             for _, clients in per_account:
                 for client in clients:
-                    await client.call("private/cancel_all_by_instrument",
-                                      {"instrument_name": "ETH_USDC-PERPETUAL"})
+                    await client.call(
+                        "private/cancel_all_by_instrument",
+                        {"instrument_name": "ETH_USDC-PERPETUAL"},
+                    )
             reads = []
             for account, clients in per_account:
                 mine = [ack for ack in flow.acks if ack.account == account.account]
                 seen: list[list[Any]] = []
                 for client in clients:  # the owner, on every worker
-                    replies = await asyncio.gather(*[
-                        client.call("private/get_order_state", {"order_id": ack.order_id})
-                        for ack in mine])
+                    replies = await asyncio.gather(
+                        *[
+                            client.call("private/get_order_state", {"order_id": ack.order_id})
+                            for ack in mine
+                        ]
+                    )
                     seen.append([reply["result"] for reply in replies])
                     for ack, reply in zip(mine, replies, strict=True):
                         order = reply["result"]
                         assert order["label"] == ack.label, (client.worker, order, ack.label)
-                        reads.append((ack, client.worker, order["order_state"],
-                                      order["filled_amount"]))
+                        reads.append(
+                            (ack, client.worker, order["order_state"], order["filled_amount"])
+                        )
                 # every field alike on every worker (prices, times, fees, flags...)
                 differ = [(a, b) for a, b in zip(seen[0], seen[1], strict=True) if a != b]
                 assert differ == [], differ[:5]
@@ -298,12 +353,27 @@ def test_crossing_flow_every_order_reads_as_the_engine_has_it(venue: Venue) -> N
             for _, clients in per_account:
                 shown = []
                 for client in clients:
-                    reply = await client.call("private/get_user_trades_by_instrument", {
-                        "instrument_name": PERPETUAL, "count": 1000, "sorting": "desc"})
-                    shown.append([(t["trade_id"], t["trade_seq"], t["order_id"], t["price"],
-                                   t["amount"], t["direction"], t["liquidity"], t["fee"],
-                                   t["timestamp"], t["tick_direction"])
-                                  for t in reply["result"]["trades"]])
+                    reply = await client.call(
+                        "private/get_user_trades_by_instrument",
+                        {"instrument_name": PERPETUAL, "count": 1000, "sorting": "desc"},
+                    )
+                    shown.append(
+                        [
+                            (
+                                t["trade_id"],
+                                t["trade_seq"],
+                                t["order_id"],
+                                t["price"],
+                                t["amount"],
+                                t["direction"],
+                                t["liquidity"],
+                                t["fee"],
+                                t["timestamp"],
+                                t["tick_direction"],
+                            )
+                            for t in reply["result"]["trades"]
+                        ]
+                    )
                 assert shown[0] and all(other == shown[0] for other in shown[1:])
             return reads
         finally:
@@ -322,13 +392,15 @@ def test_crossing_flow_every_order_reads_as_the_engine_has_it(venue: Venue) -> N
     for ack, worker, state, filled in reads:
         expected_state, lots = truth[engine_order_id(ack.order_id)]
         if (state, filled) != (expected_state, spec.amount(lots)):
-            wrong.append((ack.order_id, worker, state, filled, expected_state,
-                          spec.amount(lots)))
-    crossed_later = sum(1 for ack in acks if ack.state == "open"
-                        and truth[engine_order_id(ack.order_id)][1] > 0)
+            wrong.append((ack.order_id, worker, state, filled, expected_state, spec.amount(lots)))
+    crossed_later = sum(
+        1 for ack in acks if ack.state == "open" and truth[engine_order_id(ack.order_id)][1] > 0
+    )
     codes = Counter(error["code"] for error in flow.errors)
-    print(f"{len(acks)} orders acknowledged (errors {dict(codes)}) in {flow.seconds:.1f} s, "
-          f"{crossed_later} acknowledged open and filled later, {len(reads)} reads, "
-          f"{len(wrong)} wrong")
+    print(
+        f"{len(acks)} orders acknowledged (errors {dict(codes)}) in {flow.seconds:.1f} s, "
+        f"{crossed_later} acknowledged open and filled later, {len(reads)} reads, "
+        f"{len(wrong)} wrong"
+    )
     assert crossed_later > 0  # the flow did fill resting orders after their ack
     assert wrong == [], f"{len(wrong)} of {len(reads)} reads differ: {wrong[:10]}"

@@ -43,16 +43,18 @@ def test_kill_9_gateway_workers_loses_no_acknowledged_order(tmp_path: Path) -> N
     killed: list[tuple[int, int]] = []
 
     async def round_(kill: int) -> None:
-        per_account = [await connections_on_every_worker(served.ws_url, account, WORKERS)
-                       for account in accounts]
+        per_account = [
+            await connections_on_every_worker(served.ws_url, account, WORKERS)
+            for account in accounts
+        ]
         try:
-            ticker = await per_account[0][0].call("public/ticker",
-                                                  {"instrument_name": PERPETUAL})
+            ticker = await per_account[0][0].call("public/ticker", {"instrument_name": PERPETUAL})
             mid = ticker["result"]["mark_price"]
             victim = kill % WORKERS
             generation = int(per_account[0][victim].worker.split(".")[1])
-            pid = served.record("gateway worker serving", worker=victim,
-                                generation=generation)["pid"]
+            pid = served.record("gateway worker serving", worker=victim, generation=generation)[
+                "pid"
+            ]
             before = len(flow.acks)
 
             async def killer() -> None:
@@ -63,18 +65,30 @@ def test_kill_9_gateway_workers_loses_no_acknowledged_order(tmp_path: Path) -> N
                 os.kill(pid, signal.SIGKILL)
                 killed.append((victim, generation))
 
-            await asyncio.gather(killer(), *[
-                crossing_flow(client, account.account, spec, mid, ORDERS_PER_CONNECTION,
-                              seed=100 * kill + 10 * account.account + w, flow=flow)
-                for account, clients in zip(accounts, per_account, strict=True)
-                for w, client in enumerate(clients)])
+            await asyncio.gather(
+                killer(),
+                *[
+                    crossing_flow(
+                        client,
+                        account.account,
+                        spec,
+                        mid,
+                        ORDERS_PER_CONNECTION,
+                        seed=100 * kill + 10 * account.account + w,
+                        flow=flow,
+                    )
+                    for account, clients in zip(accounts, per_account, strict=True)
+                    for w, client in enumerate(clients)
+                ],
+            )
         finally:
             for clients in per_account:
                 for client in clients:
                     await client.close()
         # the supervisor restarts it; its successor catches up and serves
-        await asyncio.to_thread(served.record, "gateway worker serving", 120.0,
-                                worker=victim, generation=generation + 1)
+        await asyncio.to_thread(
+            served.record, "gateway worker serving", 120.0, worker=victim, generation=generation + 1
+        )
 
     async def read_back() -> list[tuple[Ack, str, str, float]]:
         """Every acknowledged order as its owner reads it on every worker (the restarted
@@ -84,19 +98,25 @@ def test_kill_9_gateway_workers_loses_no_acknowledged_order(tmp_path: Path) -> N
             clients = await connections_on_every_worker(served.ws_url, account, WORKERS)
             try:
                 for client in clients:
-                    await client.call("private/cancel_all_by_instrument",
-                                      {"instrument_name": "ETH_USDC-PERPETUAL"})
+                    await client.call(
+                        "private/cancel_all_by_instrument",
+                        {"instrument_name": "ETH_USDC-PERPETUAL"},
+                    )
                 mine = [ack for ack in flow.acks if ack.account == account.account]
                 for client in clients:
-                    replies = await asyncio.gather(*[
-                        client.call("private/get_order_state", {"order_id": ack.order_id})
-                        for ack in mine])
+                    replies = await asyncio.gather(
+                        *[
+                            client.call("private/get_order_state", {"order_id": ack.order_id})
+                            for ack in mine
+                        ]
+                    )
                     for ack, reply in zip(mine, replies, strict=True):
                         assert "result" in reply, (client.worker, ack.order_id, reply)
                         order = reply["result"]
                         assert order["label"] == ack.label, (client.worker, order)
-                        reads.append((ack, client.worker, order["order_state"],
-                                      order["filled_amount"]))
+                        reads.append(
+                            (ack, client.worker, order["order_state"], order["filled_amount"])
+                        )
             finally:
                 for client in clients:
                     await client.close()
@@ -127,14 +147,21 @@ def test_kill_9_gateway_workers_loses_no_acknowledged_order(tmp_path: Path) -> N
         state, lots = found
         if spec.amount(lots) < ack.filled or (ack.state != "open" and state != ack.state):
             worse.append((ack.order_id, ack.state, ack.filled, state, spec.amount(lots)))
-    wrong = [(ack.order_id, worker, state, filled, truth[engine_order_id(ack.order_id)])
-             for ack, worker, state, filled in reads
-             if (state, filled) != (truth[engine_order_id(ack.order_id)][0], spec.amount(
-                 truth[engine_order_id(ack.order_id)][1]))]
+    wrong = [
+        (ack.order_id, worker, state, filled, truth[engine_order_id(ack.order_id)])
+        for ack, worker, state, filled in reads
+        if (state, filled)
+        != (
+            truth[engine_order_id(ack.order_id)][0],
+            spec.amount(truth[engine_order_id(ack.order_id)][1]),
+        )
+    ]
     restarted = {worker for _, worker, _, _ in reads if not worker.endswith(".0")}
-    print(f"{len(flow.acks)} acknowledged, {flow.disconnected} cut off by {KILLS} kills, "
-          f"{len(lost)} lost, {len(worse)} misreported; {len(reads)} reads on workers "
-          f"{sorted({w for _, w, _, _ in reads})}, {len(wrong)} wrong")
+    print(
+        f"{len(flow.acks)} acknowledged, {flow.disconnected} cut off by {KILLS} kills, "
+        f"{len(lost)} lost, {len(worse)} misreported; {len(reads)} reads on workers "
+        f"{sorted({w for _, w, _, _ in reads})}, {len(wrong)} wrong"
+    )
     assert lost == [] and worse == [], (lost[:10], worse[:10])
     assert restarted  # read back on restarted workers too
     assert wrong == [], wrong[:10]

@@ -29,7 +29,7 @@ def test_labels_written_by_one_worker_are_read_by_another(tmp_path: Path) -> Non
     assert [reader.name(key) for key in keys] == labels
     # a line being written (no newline yet) is not read until it is whole
     with (tmp_path / "worker.2.0.labels").open("a") as partial:
-        partial.write("00000000000000ff \"half")
+        partial.write('00000000000000ff "half')
         partial.flush()
         assert reader.name(0xFF) == ""
         partial.write(' done"\n')
@@ -47,8 +47,10 @@ def test_option_views_decode_the_sequenced_greeks(tmp_path: Path) -> None:
     base, service = next(iter(market.pricers.items()))
     index = venue.index_ticks(base)
     result = service.price(now, float(index))
-    views = {instrument: (iv, greeks)
-             for instrument, iv, greeks in option_views(venue.catalog, result.records)}
+    views = {
+        instrument: (iv, greeks)
+        for instrument, iv, greeks in option_views(venue.catalog, result.records)
+    }
     assert set(views) == set(result.instrument.tolist())
     specs = service.options
     unit = float(venue.catalog.by_id[specs[0].instrument].price_unit)
@@ -61,8 +63,7 @@ def test_option_views_decode_the_sequenced_greeks(tmp_path: Path) -> None:
         assert iv == round(float(result.vol[k]) * 100, 2)
         assert abs(greeks["delta"] - floats.delta[k]) < 1e-4
         assert abs(greeks["vega"] - floats.vega[k] / 100) <= 1e-4 * max(1, abs(greeks["vega"]))
-        assert abs(greeks["theta"] - floats.theta[k] / 365) <= 1e-4 * max(
-            1, abs(greeks["theta"]))
+        assert abs(greeks["theta"] - floats.theta[k] / 365) <= 1e-4 * max(1, abs(greeks["theta"]))
     # once sequenced, the venue shows the engine's view: the records' exactly
     venue.submit_inputs(result.records)
     for instrument, (iv, greeks) in views.items():
@@ -95,7 +96,8 @@ def test_damaged_label_and_metrics_files_are_skipped_not_fatal(tmp_path: Path) -
     good = writer.key("kept")
     writer.flush()
     (tmp_path / "labels" / "worker.9.0.labels").write_bytes(
-        b"zz \"x\"\n00000000000000aa {not json\n\xff\xfe \"bad\"\n00000000000000bb 5\n")
+        b'zz "x"\n00000000000000aa {not json\n\xff\xfe "bad"\n00000000000000bb 5\n'
+    )
     reader = SharedLabels(tmp_path / "labels", "worker.1.0")
     assert reader.name(0xAA) == "" and reader.name(0xBB) == ""
     assert reader.name(good) == "kept"

@@ -68,14 +68,29 @@ class Served:
     """``derivex serve --workers N --no-demo`` as a subprocess; ``url`` once the banner is
     printed, ``pids`` (role -> pid) from the supervisor's "runtime serving" record."""
 
-    def __init__(self, data: Path, log: Path, workers: int = 2,
-                 submit_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, data: Path, log: Path, workers: int = 2, submit_timeout_s: float = 10.0
+    ) -> None:
         self.data, self.log, self.port = data, log, free_port()
         self.offset = log.stat().st_size if log.exists() else 0
         self.process = subprocess.Popen(
-            [*DERIVEX, "serve", "--workers", str(workers), "--no-demo", "--data-dir",
-             str(data), "--port", str(self.port), "--submit-timeout", str(submit_timeout_s)],
-            stdout=subprocess.PIPE, stderr=log.open("ab"), text=True)
+            [
+                *DERIVEX,
+                "serve",
+                "--workers",
+                str(workers),
+                "--no-demo",
+                "--data-dir",
+                str(data),
+                "--port",
+                str(self.port),
+                "--submit-timeout",
+                str(submit_timeout_s),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log.open("ab"),
+            text=True,
+        )
         assert self.process.stdout is not None
         text = ""
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -95,7 +110,7 @@ class Served:
 
     def records(self, message: str) -> list[dict[str, Any]]:
         out = []
-        for line in self.log.read_text()[self.offset:].splitlines():
+        for line in self.log.read_text()[self.offset :].splitlines():
             if f'"{message}"' in line:
                 out.append(json.loads(line))
         return out
@@ -120,8 +135,9 @@ class Client:
     """One WebSocket connection speaking JSON-RPC; ``worker``: the worker that accepted it
     (the ``X-Derivex-Worker`` header of the upgrade, ``index.generation``)."""
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
-                 worker: str) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, worker: str
+    ) -> None:
         self.ws, self.worker, self.session = ws, worker, session
         self.closed = False
         self._ids = itertools.count(1)
@@ -152,24 +168,33 @@ class Client:
             self._waiting.clear()
             self.closed = True
 
-    async def call(self, method: str, params: dict[str, Any] | None = None,
-                   timeout: float = 60.0) -> dict[str, Any]:
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
         """The whole reply (``result`` or ``error``)."""
         if self.closed:
             raise ConnectionError("connection closed")
         request_id = next(self._ids)
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = waiter
-        await self.ws.send_str(json.dumps({"jsonrpc": "2.0", "id": request_id,
-                                           "method": method, "params": params or {}}))
+        await self.ws.send_str(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
+            )
+        )
         reply = await asyncio.wait_for(waiter, timeout)
         assert reply["id"] == request_id
         return reply
 
     async def auth(self, account: Account) -> None:
-        reply = await self.call("public/auth", {"grant_type": "client_credentials",
-                                                "client_id": account.client_id,
-                                                "client_secret": account.secret})
+        reply = await self.call(
+            "public/auth",
+            {
+                "grant_type": "client_credentials",
+                "client_id": account.client_id,
+                "client_secret": account.secret,
+            },
+        )
         assert "result" in reply, reply
 
     async def close(self) -> None:
@@ -178,8 +203,9 @@ class Client:
         await self.session.close()
 
 
-async def connections_on_every_worker(url: str, account: Account, workers: int,
-                                      attempts: int = 60) -> list[Client]:
+async def connections_on_every_worker(
+    url: str, account: Account, workers: int, attempts: int = 60
+) -> list[Client]:
     """One authenticated connection per worker for ``account`` (the kernel picks the
     worker: connect until each has one; extra connections are closed)."""
     found: dict[str, Client] = {}
@@ -214,8 +240,16 @@ class Flow:
     seconds: float = 0.0  # how long the flow took (printed, never asserted)
 
 
-async def crossing_flow(client: Client, account: int, spec: InstrumentSpec, mid: float,
-                        orders: int, seed: int, flow: Flow, in_flight: int = 16) -> None:
+async def crossing_flow(
+    client: Client,
+    account: int,
+    spec: InstrumentSpec,
+    mid: float,
+    orders: int,
+    seed: int,
+    flow: Flow,
+    in_flight: int = 16,
+) -> None:
     """``orders`` limit orders from one connection, buys and sells within a few ticks of
     ``mid`` (they cross each other's and other connections' orders), ``in_flight`` at a
     time. Acknowledgements go to ``flow.acks``, error replies to ``flow.errors``."""
@@ -231,17 +265,32 @@ async def crossing_flow(client: Client, account: int, spec: InstrumentSpec, mid:
         price = round(base + offset * tick, spec.price_decimals)
         label = f"a{account}s{seed}n{k}"
         try:
-            reply = await client.call(f"private/{side}", {
-                "instrument_name": spec.name, "amount": round(step * rng.randint(1, 5), 10),
-                "type": "limit", "price": price, "label": label})
+            reply = await client.call(
+                f"private/{side}",
+                {
+                    "instrument_name": spec.name,
+                    "amount": round(step * rng.randint(1, 5), 10),
+                    "type": "limit",
+                    "price": price,
+                    "label": label,
+                },
+            )
         except (ConnectionError, aiohttp.ClientError):
             flow.disconnected += 1
             return
         if "result" in reply:
             order = reply["result"]["order"]
             assert order["label"] == label, (order, label)  # never another request's reply
-            flow.acks.append(Ack(client, account, order["order_id"], order["order_state"],
-                                 order["filled_amount"], label))
+            flow.acks.append(
+                Ack(
+                    client,
+                    account,
+                    order["order_id"],
+                    order["order_state"],
+                    order["filled_amount"],
+                    label,
+                )
+            )
         else:
             flow.errors.append(reply["error"])
 
@@ -268,8 +317,9 @@ def journal_truth(data: Path, config: Any) -> dict[int, tuple[str, int]]:
     place = int(CommandKind.PLACE_ORDER)
     for batch in JournalReader(data / "journal", 1):
         events = engine.process_into(batch.commands)
-        for _, word, _, order_id, _, qty, _, remaining in events.view("<i8").reshape(
-                -1, 8).tolist():
+        for _, word, _, order_id, _, qty, _, remaining in (
+            events.view("<i8").reshape(-1, 8).tolist()
+        ):
             kind = word & 0xFF
             if kind == accepted and (word >> 8) & 0xFF == place:
                 truth[order_id] = ["open", 0]

@@ -39,8 +39,14 @@ SCRIPT = textwrap.dedent(
 
 
 def run_in_fresh_process() -> tuple[str, str]:
-    output = subprocess.run([sys.executable, "-c", SCRIPT], check=True, capture_output=True,
-                            text=True, cwd=ROOT, timeout=300).stdout.split()
+    output = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    ).stdout.split()
     return output[-2], output[-1]
 
 
@@ -53,22 +59,38 @@ def test_same_stream_same_hash_in_two_processes() -> None:
 
 def test_pool_growth_and_batch_split_change_nothing() -> None:
     setup, flow = generate(SPEC)
-    tiny = EngineConfig(risk_checks=False, initial_orders=1, initial_levels=1, initial_accounts=4,
-                        initial_instruments=1, initial_positions=1, initial_levels_per_side=1)
-    roomy = EngineConfig(risk_checks=False,
-                         initial_orders=1 << 16, initial_levels=1 << 12, initial_accounts=256,
-                         initial_instruments=16, initial_positions=1 << 12,
-                         initial_levels_per_side=1 << 10)
+    tiny = EngineConfig(
+        risk_checks=False,
+        initial_orders=1,
+        initial_levels=1,
+        initial_accounts=4,
+        initial_instruments=1,
+        initial_positions=1,
+        initial_levels_per_side=1,
+    )
+    roomy = EngineConfig(
+        risk_checks=False,
+        initial_orders=1 << 16,
+        initial_levels=1 << 12,
+        initial_accounts=256,
+        initial_instruments=16,
+        initial_positions=1 << 12,
+        initial_levels_per_side=1 << 10,
+    )
     results = []
     for config, step in ((tiny, 1), (tiny, 313), (roomy, len(flow))):
         engine = Engine(config)
         events = [engine.process(setup)]
         for start in range(0, len(flow), step):
-            events.append(engine.process(flow[start:start + step]))
+            events.append(engine.process(flow[start : start + step]))
         engine.check_invariants()
-        results.append((engine.state_hash(),
-                        hashlib.sha256(np.concatenate(events).tobytes()).hexdigest(),
-                        engine.state.ord_label.shape[0]))
+        results.append(
+            (
+                engine.state_hash(),
+                hashlib.sha256(np.concatenate(events).tobytes()).hexdigest(),
+                engine.state.ord_label.shape[0],
+            )
+        )
     assert results[0][:2] == results[1][:2] == results[2][:2]
     assert results[0][2] != results[2][2]  # the pools really were of different sizes
 

@@ -29,7 +29,6 @@ from tests.reference.model import ReferenceEngine, UnspecifiedOverflow
 K = CommandKind
 
 
-
 def kernel_engine_class():
     """The kernel is imported lazily so that the model tests run without it."""
     try:
@@ -81,8 +80,9 @@ HUGE = [1 << 62, (1 << 63) - 1, -(1 << 63), 1 << 40, (1 << 40) + 1, (1 << 31), -
 
 def draw_config(ch) -> EngineConfig:
     if ch.chance(350):
-        return EngineConfig(risk_checks=False,
-                            gas_max=ch.pick([10**6, 300]), gas_refill_per_ms=ch.int(0, 50))
+        return EngineConfig(
+            risk_checks=False, gas_max=ch.pick([10**6, 300]), gas_refill_per_ms=ch.int(0, 50)
+        )
     gas_max = ch.pick([40, 100, 300, 10**6])
     return EngineConfig(
         risk_checks=False,
@@ -104,8 +104,12 @@ def draw_config(ch) -> EngineConfig:
         max_positions=ch.int(1, 8),
         max_levels_per_side=ch.int(1, 4),
         max_quote_legs=ch.int(1, 3),
-        initial_orders=1, initial_levels=1, initial_accounts=4, initial_instruments=1,
-        initial_positions=1, initial_levels_per_side=1,
+        initial_orders=1,
+        initial_levels=1,
+        initial_accounts=4,
+        initial_instruments=1,
+        initial_positions=1,
+        initial_levels_per_side=1,
     )
 
 
@@ -130,14 +134,21 @@ class StreamGen:
             kind = int(ev["kind"])
             if kind == EventKind.ACCOUNT_CREATED:
                 self.accounts.append(int(ev["account"]))
-            elif (kind in (EventKind.ACCEPTED, EventKind.REJECTED)
-                  and int(ev["command"]) == K.ADD_INSTRUMENT):
+            elif (
+                kind in (EventKind.ACCEPTED, EventKind.REJECTED)
+                and int(ev["command"]) == K.ADD_INSTRUMENT
+            ):
                 tick_step = self._pending_inst.pop(0)
                 if kind == EventKind.ACCEPTED:
                     self.instruments.append((int(ev["instrument"]), *tick_step))
             oid = int(ev["order_id"])
-            if oid and kind in (EventKind.ACCEPTED, EventKind.FILLED, EventKind.CANCELLED,
-                                EventKind.EXPIRED, EventKind.AMENDED):
+            if oid and kind in (
+                EventKind.ACCEPTED,
+                EventKind.FILLED,
+                EventKind.CANCELLED,
+                EventKind.EXPIRED,
+                EventKind.AMENDED,
+            ):
                 if oid not in self.order_owner:
                     self.order_ids.append(oid)
                 self.order_owner[oid] = int(ev["account"])
@@ -209,12 +220,26 @@ class StreamGen:
         if kind == "perp":
             rec = perpetual(tick=tick, min_trade=step, cv=cv, maker=maker, taker=taker)
         elif kind == "option":
-            rec = option(strike=ch.int(1, 200), option_type=ch.pick([1, 2]), tick=tick,
-                         min_trade=step, cv=cv, maker=maker, taker=taker)
+            rec = option(
+                strike=ch.int(1, 200),
+                option_type=ch.pick([1, 2]),
+                tick=tick,
+                min_trade=step,
+                cv=cv,
+                maker=maker,
+                taker=taker,
+            )
         else:
-            rec = ch.pick([perpetual(tick=0), perpetual(maker=100_001), option(strike=0),
-                           perpetual(underlying=0), option(option_type=0),
-                           perpetual(cv=(1 << 32) - 1)])
+            rec = ch.pick(
+                [
+                    perpetual(tick=0),
+                    perpetual(maker=100_001),
+                    option(strike=0),
+                    perpetual(underlying=0),
+                    option(option_type=0),
+                    perpetual(cv=(1 << 32) - 1),
+                ]
+            )
             tick, step = 1, 1
         self._pending_inst.append((tick, step))
         out = np.zeros(1, dtype=COMMAND_DTYPE)
@@ -224,8 +249,7 @@ class StreamGen:
     def quote_legs(self) -> list[np.ndarray]:
         ch = self.ch
         count = ch.int(1, 3) if not ch.chance(60) else ch.pick([0, 4])
-        header = self.record(K.MASS_QUOTE, account=self.account(), count=count,
-                             label=ch.int(0, 9))
+        header = self.record(K.MASS_QUOTE, account=self.account(), count=count, label=ch.int(0, 9))
         n_legs = count if not ch.chance(60) else max(0, count + ch.pick([-1, 1]))
         out = [header]
         for _ in range(n_legs):
@@ -239,8 +263,16 @@ class StreamGen:
             aq = step * ch.int(0, 4) if not ch.chance(50) else ch.pick([-1, 0, 1, *HUGE])
             if ch.chance(50):
                 bid = self.price(tick)
-            out.append(self.record(K.QUOTE_LEG, instrument=inst, bid_price_ticks=bid,
-                                   bid_qty_lots=bq, ask_price_ticks=ask, ask_qty_lots=aq))
+            out.append(
+                self.record(
+                    K.QUOTE_LEG,
+                    instrument=inst,
+                    bid_price_ticks=bid,
+                    bid_qty_lots=bq,
+                    ask_price_ticks=ask,
+                    ask_qty_lots=aq,
+                )
+            )
         return out
 
     def command(self) -> list[np.ndarray]:
@@ -251,39 +283,67 @@ class StreamGen:
             order_type = 0 if not ch.chance(150) else ch.pick([1, 1, 2])
             tif = ch.pick([0, 0, 0, 1, 2]) if not ch.chance(20) else 3
             flags = 0 if ch.chance(450) else ch.int(0, 15) if not ch.chance(30) else 16
-            return [self.record(K.PLACE_ORDER, account=self.account(), instrument=inst,
-                                side=ch.pick([0, 1]) if not ch.chance(20) else 2,
-                                order_type=order_type, tif=tif, flags=flags,
-                                price_ticks=self.price(tick), qty_lots=self.qty(step),
-                                label=ch.int(0, 5))]
+            return [
+                self.record(
+                    K.PLACE_ORDER,
+                    account=self.account(),
+                    instrument=inst,
+                    side=ch.pick([0, 1]) if not ch.chance(20) else 2,
+                    order_type=order_type,
+                    tif=tif,
+                    flags=flags,
+                    price_ticks=self.price(tick),
+                    qty_lots=self.qty(step),
+                    label=ch.int(0, 5),
+                )
+            ]
         if r < 560:
             oid = self.order_id()
             acct = self.order_owner.get(oid) if not ch.chance(100) else None
             tick, step = ch.pick([(1, 1), (5, 2)] + [i[1:] for i in self.instruments])
-            return [self.record(K.AMEND_ORDER, account=acct if acct is not None
-                                else self.account(), order_id=oid,
-                                price_ticks=self.price(tick), qty_lots=self.qty(step))]
+            return [
+                self.record(
+                    K.AMEND_ORDER,
+                    account=acct if acct is not None else self.account(),
+                    order_id=oid,
+                    price_ticks=self.price(tick),
+                    qty_lots=self.qty(step),
+                )
+            ]
         if r < 650:
             oid = self.order_id()
             acct = self.order_owner.get(oid) if not ch.chance(100) else None
-            return [self.record(K.CANCEL_ORDER, account=acct if acct is not None
-                                else self.account(), order_id=oid)]
+            return [
+                self.record(
+                    K.CANCEL_ORDER,
+                    account=acct if acct is not None else self.account(),
+                    order_id=oid,
+                )
+            ]
         if r < 675:
             return [self.record(K.CANCEL_ALL, account=self.account())]
         if r < 695:
-            return [self.record(K.CANCEL_ALL_INSTRUMENT, account=self.account(),
-                                instrument=self.instrument()[0])]
+            return [
+                self.record(
+                    K.CANCEL_ALL_INSTRUMENT, account=self.account(), instrument=self.instrument()[0]
+                )
+            ]
         if r < 770:
             return self.quote_legs()
         if r < 830:
             return [self.record(K.TIME)]
         if r < 860:
-            kind = ch.pick([K.HALT_INSTRUMENT, K.RESUME_INSTRUMENT, K.RESUME_INSTRUMENT,
-                            K.CLOSE_INSTRUMENT if ch.chance(300) else K.HALT_INSTRUMENT])
+            kind = ch.pick(
+                [
+                    K.HALT_INSTRUMENT,
+                    K.RESUME_INSTRUMENT,
+                    K.RESUME_INSTRUMENT,
+                    K.CLOSE_INSTRUMENT if ch.chance(300) else K.HALT_INSTRUMENT,
+                ]
+            )
             return [self.record(kind, instrument=self.instrument()[0])]
         if r < 885:
-            return [self.record(K.SET_ACCOUNT, account=self.account(),
-                                stp=ch.pick([0, 1, 1, 2]))]
+            return [self.record(K.SET_ACCOUNT, account=self.account(), stp=ch.pick([0, 1, 1, 2]))]
         if r < 935:
             kind = ch.pick([K.DEPOSIT, K.WITHDRAW])
             amount = ch.pick([ch.int(1, 10**6), 0, -5, 10**7, 1 << 60, (1 << 60) + 1])
@@ -293,10 +353,17 @@ class StreamGen:
         if r < 965:
             return [self.add_instrument()]
         if r < 980:
-            return [self.record(K.QUOTE_LEG, instrument=self.instrument()[0],
-                                bid_price_ticks=100, bid_qty_lots=1)]
-        return [self.record(ch.pick([K.NOOP, 5, 99, 255]), account=self.account(),
-                            label=ch.int(0, 3))]
+            return [
+                self.record(
+                    K.QUOTE_LEG,
+                    instrument=self.instrument()[0],
+                    bid_price_ticks=100,
+                    bid_qty_lots=1,
+                )
+            ]
+        return [
+            self.record(ch.pick([K.NOOP, 5, 99, 255]), account=self.account(), label=ch.int(0, 3))
+        ]
 
     def stamp(self, records: list[np.ndarray]) -> np.ndarray:
         """Give seq and ts_ns. Mass-quote legs share their header's ts (see A15)."""
@@ -324,8 +391,7 @@ class StreamGen:
     def setup_batch(self) -> np.ndarray:
         ch = self.ch
         self._pending_inst = []
-        recs = [self.record(K.CREATE_ACCOUNT, stp=ch.pick([0, 0, 1])) for _ in
-                range(ch.int(2, 4))]
+        recs = [self.record(K.CREATE_ACCOUNT, stp=ch.pick([0, 0, 1])) for _ in range(ch.int(2, 4))]
         recs += [self.add_instrument("perp"), self.add_instrument("option")]
         if ch.chance(400):
             recs.append(self.add_instrument("perp"))
@@ -348,8 +414,10 @@ class StreamGen:
 
 def normalise(value):
     if isinstance(value, dict):
-        return {int(k) if isinstance(k, (int, np.integer)) else k: normalise(v)
-                for k, v in value.items()}
+        return {
+            int(k) if isinstance(k, (int, np.integer)) else k: normalise(v)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, np.ndarray)):
         return [normalise(v) for v in value]
     if isinstance(value, (np.integer, int)):
@@ -419,10 +487,16 @@ class Pair:
             reject()  # outside the spec: discard the example
         actual = self.kernel.process(commands)
         assert actual.dtype == EVENT_DTYPE
-        if not (len(expected) == len(actual)
-                and np.array_equal(expected.view(np.uint8), actual.view(np.uint8))):
-            raise AssertionError("event mismatch\n" + event_diff(commands, expected, actual)
-                                 + "\n" + self.replay_hint())
+        if not (
+            len(expected) == len(actual)
+            and np.array_equal(expected.view(np.uint8), actual.view(np.uint8))
+        ):
+            raise AssertionError(
+                "event mismatch\n"
+                + event_diff(commands, expected, actual)
+                + "\n"
+                + self.replay_hint()
+            )
         self.compare_state()
         return expected
 
@@ -430,8 +504,9 @@ class Pair:
         want = normalise(self.model.canonical())
         got = normalise(self.kernel.canonical())
         if want != got:
-            raise AssertionError("canonical mismatch\n" + canonical_diff(want, got) + "\n"
-                                 + self.replay_hint())
+            raise AssertionError(
+                "canonical mismatch\n" + canonical_diff(want, got) + "\n" + self.replay_hint()
+            )
         self.model.check_invariants()
         self.kernel.check_invariants()
         assert isinstance(self.kernel.state_hash(), str)
@@ -443,8 +518,7 @@ class Pair:
         return f"({n} commands so far in {len(self.history)} batches; last batch: {cmds})"
 
 
-def run_stream(ch, n_batches: int, batch_size: tuple[int, int], draw=None,
-               generator=None) -> Pair:
+def run_stream(ch, n_batches: int, batch_size: tuple[int, int], draw=None, generator=None) -> Pair:
     """A setup batch and ``n_batches`` random batches through both (``draw`` makes the
     config, ``generator`` is the StreamGen class; the matching ones by default)."""
     config = (draw or draw_config)(ch)
@@ -486,29 +560,44 @@ def test_kernel_smoke_identical_on_fixed_stream():
 
     pair = Pair(EngineConfig(risk_checks=False))
     s = Stream(None, ts_ns=10)
-    batch = s.batch(cmd(K.CREATE_ACCOUNT), cmd(K.CREATE_ACCOUNT, stp=1),
-                    cmd(K.DEPOSIT, account=3, amount_units=1000), perpetual(maker=-10, taker=20),
-                    place(3, 0, 1, 100, 5), place(4, 0, 0, 101, 7, label=3))
+    batch = s.batch(
+        cmd(K.CREATE_ACCOUNT),
+        cmd(K.CREATE_ACCOUNT, stp=1),
+        cmd(K.DEPOSIT, account=3, amount_units=1000),
+        perpetual(maker=-10, taker=20),
+        place(3, 0, 1, 100, 5),
+        place(4, 0, 0, 101, 7, label=3),
+    )
     pair.run(batch)
 
 
-@settings(max_examples=400, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 @given(st.data())
 def test_differential_random_streams(data):
-    run_stream(HypothesisChooser(data), n_batches=data.draw(st.integers(1, 4)),
-               batch_size=(1, 40))
+    run_stream(HypothesisChooser(data), n_batches=data.draw(st.integers(1, 4)), batch_size=(1, 40))
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 @given(st.data())
 def test_differential_mass_quotes_and_capacity(data):
     """Smaller, denser streams (tiny configs are drawn often): capacity and quote paths."""
-    run_stream(HypothesisChooser(data), n_batches=data.draw(st.integers(2, 6)),
-               batch_size=(1, 12))
+    run_stream(HypothesisChooser(data), n_batches=data.draw(st.integers(2, 6)), batch_size=(1, 12))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])

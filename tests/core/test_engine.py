@@ -24,8 +24,11 @@ def test_price_time_priority_and_resting_price(venue):
     better = ex.place(b, perp, "sell", 2, 9_999_950)
     taker = ex.place(c, perp, "buy", 8, 10_000_050)
     # best price first (9_999_950 x 2), then FIFO at 10_000_000: first order 5, second 1
-    assert [(f.price_ticks, f.qty_lots) for f in taker.fills] == [(9_999_950, 2), (10_000_000, 5),
-                                                                  (10_000_000, 1)]
+    assert [(f.price_ticks, f.qty_lots) for f in taker.fills] == [
+        (9_999_950, 2),
+        (10_000_000, 5),
+        (10_000_000, 1),
+    ]
     assert taker.status == "filled"
     assert ex.order(first.order_id) is None
     assert ex.order(second.order_id).remaining_lots == 4
@@ -41,8 +44,9 @@ def test_fees_rebate_and_rounding(venue):
     # value = 10_000_050 * 3 = 30_000_150 units; taker 500 ppm = 15_000.075 -> charged 15_001
     # (rounded up); maker -100 ppm = -3_000.015 -> rebate 3_000 (rounded toward zero)
     assert taker.fills[0].fee_units == 15_001
-    maker_fill = taker.events[(taker.events["kind"] == EventKind.FILLED)
-                              & (taker.events["account"] == a)]
+    maker_fill = taker.events[
+        (taker.events["kind"] == EventKind.FILLED) & (taker.events["account"] == a)
+    ]
     assert int(maker_fill["fee_units"][0]) == -3_000
     assert ex.balance(0) == 15_001 - 3_000  # fee pool
     assert ex.balance(a) == 10**12 + 3_000
@@ -59,8 +63,9 @@ def test_perpetual_pnl_partial_close_rounds_against_user(venue):
     # entry = ceil(30_000_000 * 1 / 3) = 10_000_000 exactly, realised = 10_000_050 - 10_000_000
     ex.place(c, perp, "buy", 1, 10_000_050)
     result = ex.place(b, perp, "sell", 1, 10_000_050)
-    position_event = result.events[(result.events["kind"] == EventKind.POSITION)
-                                   & (result.events["account"] == b)][0]
+    position_event = result.events[
+        (result.events["kind"] == EventKind.POSITION) & (result.events["account"] == b)
+    ][0]
     assert int(position_event["cash_units"]) == 50
     assert int(position_event["position_lots"]) == 2
     assert int(position_event["basis_units"]) == 20_000_000
@@ -77,15 +82,17 @@ def test_perpetual_pnl_inexact_split(venue):
     # close 1 at 10_000_100: entry = ceil(30_000_100 / 3) = 10_000_034 (exact 10_000_033.33)
     ex.place(c, perp, "buy", 1, 10_000_100)
     result = ex.place(b, perp, "sell", 1, 10_000_100)
-    event = result.events[(result.events["kind"] == EventKind.POSITION)
-                          & (result.events["account"] == b)][0]
+    event = result.events[
+        (result.events["kind"] == EventKind.POSITION) & (result.events["account"] == b)
+    ][0]
     assert int(event["cash_units"]) == 10_000_100 - 10_000_034  # 66, not 66.67: user rounded down
     assert int(event["basis_units"]) == 30_000_100 - 10_000_034  # remainder stays in the basis
     # closing the remaining 2 at 10_000_100 realises exactly: 20_000_200 - 20_000_066 = 134
     ex.place(c, perp, "buy", 2, 10_000_100)
     result = ex.place(b, perp, "sell", 2, 10_000_100)
-    event = result.events[(result.events["kind"] == EventKind.POSITION)
-                          & (result.events["account"] == b)][0]
+    event = result.events[
+        (result.events["kind"] == EventKind.POSITION) & (result.events["account"] == b)
+    ][0]
     assert int(event["cash_units"]) == 134
     # over the position's life: 66 + 134 = 200 = 3 x 10_000_100 - 30_000_100 exactly
     assert int(event["position_lots"]) == 0 and int(event["basis_units"]) == 0
@@ -98,8 +105,9 @@ def test_short_flip_and_clearing_account(venue):
     ex.place(b, perp, "sell", 2, 10_000_000)  # b short 2, basis -20_000_000
     ex.place(c, perp, "sell", 5, 9_999_000)
     result = ex.place(b, perp, "buy", 5, 9_999_000)  # close 2 (+2_000 profit), open long 3
-    event = result.events[(result.events["kind"] == EventKind.POSITION)
-                          & (result.events["account"] == b)][0]
+    event = result.events[
+        (result.events["kind"] == EventKind.POSITION) & (result.events["account"] == b)
+    ][0]
     assert int(event["cash_units"]) == 2 * (10_000_000 - 9_999_000)
     assert int(event["position_lots"]) == 3
     assert int(event["basis_units"]) == 3 * 9_999_000
@@ -133,8 +141,10 @@ def test_post_only_reprices_or_rejects(venue):
 
 def test_reduce_only(venue):
     ex, perp, _, (a, b, _) = venue
-    assert ex.place(b, perp, "sell", 1, 10_000_000, reduce_only=True).reason == \
-        Reason.REDUCE_ONLY_WOULD_INCREASE
+    assert (
+        ex.place(b, perp, "sell", 1, 10_000_000, reduce_only=True).reason
+        == Reason.REDUCE_ONLY_WOULD_INCREASE
+    )
     ex.place(a, perp, "sell", 3, 10_000_000)
     ex.place(b, perp, "buy", 3, 10_000_000)
     clamped = ex.place(b, perp, "sell", 10, 10_000_050, reduce_only=True)
@@ -208,8 +218,11 @@ def test_amend_priority(venue):
 
 def test_cancel_all_order_and_counts(venue):
     ex, perp, call, (a, _, _) = venue
-    ids = [ex.place(a, call, "buy", 10, 1000).order_id, ex.place(a, perp, "buy", 1, 1000).order_id,
-           ex.place(a, perp, "sell", 1, 20_000_000).order_id]
+    ids = [
+        ex.place(a, call, "buy", 10, 1000).order_id,
+        ex.place(a, perp, "buy", 1, 1000).order_id,
+        ex.place(a, perp, "sell", 1, 20_000_000).order_id,
+    ]
     result = ex.cancel_all(a)
     cancelled = result.events[result.events["kind"] == EventKind.CANCELLED]
     # instrument ascending (perp is 0, call is 1), placement order within an instrument
@@ -223,8 +236,9 @@ def test_mass_quote_replaces_and_rejects_crossing_side(venue):
     from derivex.exchange import Quote
 
     ex, perp, call, (a, b, _) = venue
-    first = ex.mass_quote(a, [Quote(perp, 9_999_000, 5, 10_001_000, 5), Quote(call, 400_000, 10,
-                                                                                420_000, 10)])
+    first = ex.mass_quote(
+        a, [Quote(perp, 9_999_000, 5, 10_001_000, 5), Quote(call, 400_000, 10, 420_000, 10)]
+    )
     assert first.accepted and len(ex.open_orders(a)) == 4
     ex.place(b, perp, "sell", 1, 10_000_000)
     second = ex.mass_quote(a, [Quote(perp, 10_000_000, 5, 10_002_000, 5)])
@@ -244,8 +258,9 @@ def test_gas_budget_and_refill():
     from tests.conftest import ManualClock
 
     clock = ManualClock()
-    ex = Exchange(EngineConfig(risk_checks=False,
-                               gas_max=30, gas_base=10, gas_refill_per_ms=5), clock=clock)
+    ex = Exchange(
+        EngineConfig(risk_checks=False, gas_max=30, gas_base=10, gas_refill_per_ms=5), clock=clock
+    )
     perp = ex.add_perpetual("BTC")
     a, b = ex.create_account(), ex.create_account()
     for _ in range(3):
@@ -261,9 +276,16 @@ def test_capacity_limits_reject_cleanly():
     from derivex.core.config import EngineConfig
     from derivex.exchange import Exchange
 
-    ex = Exchange(EngineConfig(risk_checks=False,
-                               max_open_orders_per_account=2, max_orders_per_book=3,
-                               max_orders=4, initial_orders=1), clock=lambda: 1)
+    ex = Exchange(
+        EngineConfig(
+            risk_checks=False,
+            max_open_orders_per_account=2,
+            max_orders_per_book=3,
+            max_orders=4,
+            initial_orders=1,
+        ),
+        clock=lambda: 1,
+    )
     perp = ex.add_perpetual("BTC")
     a, b, c = (ex.create_account() for _ in range(3))
     assert ex.place(a, perp, "buy", 1, 100).accepted
@@ -331,7 +353,10 @@ def test_halted_and_closed_instrument(venue):
     ex.place(a, perp, "buy", 1, 1000)
     closing = ex.close(perp)
     assert [EventKind(int(k)) for k in closing.events["kind"]] == [
-        EventKind.ACCEPTED, EventKind.CANCELLED, EventKind.INSTRUMENT_STATUS]
+        EventKind.ACCEPTED,
+        EventKind.CANCELLED,
+        EventKind.INSTRUMENT_STATUS,
+    ]
     assert ex.place(a, perp, "buy", 1, 1000).reason == Reason.INSTRUMENT_CLOSED
     ex.check_invariants()
 

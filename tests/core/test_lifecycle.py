@@ -35,8 +35,9 @@ class Clock:
 def venue(config: EngineConfig = BASE, fund: int = 10_000 * USDC):
     clock = Clock()
     ex = Exchange(config, clock=clock)
-    perp = ex.add_perpetual("BTC", tick_size_ticks=50, contract_value_units=CV,
-                            maker_fee_ppm=0, taker_fee_ppm=0)
+    perp = ex.add_perpetual(
+        "BTC", tick_size_ticks=50, contract_value_units=CV, maker_fee_ppm=0, taker_fee_ppm=0
+    )
     ex.set_index("BTC", [(0, clock.now, 10_000_000)])
     dealer = ex.create_account()
     ex.deposit(dealer, 10**9 * USDC)
@@ -135,8 +136,9 @@ def test_interval_funding_bitmex_formula() -> None:
 def test_option_expiry_settles_at_the_30_minute_index_twap() -> None:
     ex, clock, _, dealer = venue()
     expiry = NOW + 8 * HOUR
-    call = ex.add_option("BTC", expiry, 10_000_000, "call", contract_value_units=CV,
-                         taker_fee_ppm=0)
+    call = ex.add_option(
+        "BTC", expiry, 10_000_000, "call", contract_value_units=CV, taker_fee_ppm=0
+    )
     ex.set_risk(call, 100_000, np.zeros(len(BASE.scenarios), dtype=np.int64))
     buyer = ex.create_account()
     ex.deposit(buyer, 100_000 * USDC)
@@ -153,7 +155,9 @@ def test_option_expiry_settles_at_the_30_minute_index_twap() -> None:
     assert set(settled["price_ticks"].tolist()) == {10_100_000}
     # 1,000 USD per BTC x 0.01 BTC = 10 USDC per lot
     assert {int(e["account"]): int(e["a"]) for e in settled} == {
-        buyer: 3 * 10 * USDC, dealer: -3 * 10 * USDC}
+        buyer: 3 * 10 * USDC,
+        dealer: -3 * 10 * USDC,
+    }
     cancelled = events[events["kind"] == EventKind.CANCELLED]
     assert cancelled["order_id"].tolist() == [resting.order_id]
     assert cancelled["reason"].tolist() == [Reason.CANCEL_EXPIRED]
@@ -205,8 +209,13 @@ def test_gap_past_bankruptcy_insurance_fund_takes_over() -> None:
     trader = leveraged_long(ex, perp, dealer)
     fund_before = ex.balance(1)
     events = index(ex, clock, 9_700_000)  # -3%: loss 1,200 > 1,000 deposited, no bids
-    assert stages(events, trader) == ["STARTED", "ORDERS_CANCELLED", "INSURANCE_FUND",
-                                      "INSURANCE_FUND", "ENDED"]
+    assert stages(events, trader) == [
+        "STARTED",
+        "ORDERS_CANCELLED",
+        "INSURANCE_FUND",
+        "INSURANCE_FUND",
+        "ENDED",
+    ]
     takeover = [e for e in events if e["kind"] == EventKind.LIQUIDATION and e["a"] == 4]
     assert int(takeover[0]["qty_lots"]) == 40 and int(takeover[0]["price_ticks"]) == 9_700_000
     assert int(takeover[1]["b"]) == -200 * USDC  # the deficit the fund covers
@@ -237,8 +246,9 @@ def test_auto_deleveraging_when_the_fund_cannot_cover() -> None:
     assert stages(events, trader)[2:] == ["AUTO_DELEVERAGE", "INSURANCE_FUND", "ENDED"]
     adl = [e for e in events if e["kind"] == EventKind.LIQUIDATION and e["a"] == 5]
     # bankruptcy price: (40 x 97,000 x 100 + 2e8) / 4000 = 97,500.00
-    assert {(int(e["account"]), int(e["price_ticks"]), int(e["qty_lots"]), int(e["b"]))
-            for e in adl} == {(trader, 9_750_000, 40, dealer), (dealer, 9_750_000, 40, trader)}
+    assert {
+        (int(e["account"]), int(e["price_ticks"]), int(e["qty_lots"]), int(e["b"])) for e in adl
+    } == {(trader, 9_750_000, 40, dealer), (dealer, 9_750_000, 40, trader)}
     # the dealer bought back at 97,500 instead of the 97,000 mark: 200 USDC of its profit
     assert ex.balance(dealer) - dealer_before == (10_000_000 - 9_750_000) * CV * 40
     assert ex.balance(trader) == 0 and ex.balance(1) == 0

@@ -9,9 +9,25 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "src" / "derivex" / "core"
-FORBIDDEN_MODULES = {"os", "sys", "time", "datetime", "random", "secrets", "socket", "threading",
-                     "multiprocessing", "asyncio", "logging", "subprocess", "io", "pathlib",
-                     "shutil", "tempfile", "uuid"}
+FORBIDDEN_MODULES = {
+    "os",
+    "sys",
+    "time",
+    "datetime",
+    "random",
+    "secrets",
+    "socket",
+    "threading",
+    "multiprocessing",
+    "asyncio",
+    "logging",
+    "subprocess",
+    "io",
+    "pathlib",
+    "shutil",
+    "tempfile",
+    "uuid",
+}
 FORBIDDEN_CALLS = {"open", "print", "input", "eval", "exec"}
 ALLOWED_DERIVEX = "derivex.core"
 

@@ -51,19 +51,36 @@ def test_ambiguities_are_written_down():
 def test_setup_events_and_ids():
     eng = ReferenceEngine(EngineConfig(risk_checks=False))
     s = Stream(eng, ts_ns=5)
-    ev = s.run(cmd(K.CREATE_ACCOUNT, stp=1), cmd(K.DEPOSIT, account=3, amount_units=7),
-               cmd(K.WITHDRAW, account=3, amount_units=2), perpetual(), cmd(K.NOOP))
+    ev = s.run(
+        cmd(K.CREATE_ACCOUNT, stp=1),
+        cmd(K.DEPOSIT, account=3, amount_units=7),
+        cmd(K.WITHDRAW, account=3, amount_units=2),
+        perpetual(),
+        cmd(K.NOOP),
+    )
     assert [(e["kind"], e.get("account"), e.get("status")) for e in ev[:2]] == [
-        ("ACCEPTED", 3, 0), ("ACCOUNT_CREATED", 3, 1)]
-    assert ev[3] == {"seq": 2, "command": K.DEPOSIT, "kind": "BALANCE", "account": 3,
-                     "cash_units": 7, "balance_units": 7}
+        ("ACCEPTED", 3, 0),
+        ("ACCOUNT_CREATED", 3, 1),
+    ]
+    assert ev[3] == {
+        "seq": 2,
+        "command": K.DEPOSIT,
+        "kind": "BALANCE",
+        "account": 3,
+        "cash_units": 7,
+        "balance_units": 7,
+    }
     assert ev[5]["cash_units"] == -2 and ev[5]["balance_units"] == 5
     assert [e["kind"] for e in ev[6:]] == ["ACCEPTED", "INSTRUMENT_STATUS", "ACCEPTED"]
     assert ev[7]["status"] == 1 and ev[6]["instrument"] == 0
     canon = eng.canonical()
     # system accounts 0,1,2 with gas 0; account 3 full gas, gas clock = command time 5
     assert [a[:6] for a in canon["accounts"]] == [
-        (0, 0, 0, 0, 0, 0), (1, 0, 0, 0, 0, 0), (2, 0, 0, 0, 0, 0), (3, 5, 1, 0, 1_000_000, 5)]
+        (0, 0, 0, 0, 0, 0),
+        (1, 0, 0, 0, 0, 0),
+        (2, 0, 0, 0, 0, 0),
+        (3, 5, 1, 0, 1_000_000, 5),
+    ]
     # max_price = min(2**40, 2**62 // (2**31 - 1)) = 2**31 + 2**31 // (2**31 - 1) = 2**31 + 1
     assert canon["instruments"][0][12] == (1 << 31) + 1
     assert canon["next_order_ids"] == [oid(0), oid(1), oid(2)]
@@ -78,11 +95,17 @@ def test_price_time_priority_and_trade_at_resting_price():
     assert ev[0]["price_ticks"] == 105 and ev[0]["qty_lots"] == 20 and ev[0]["label"] == 77
     fills = only(ev, "FILLED")
     # B (first at 100) 10, C 5, then A 5 at 101: all at the resting price
-    assert [(f["account"], f["liquidity"], f["price_ticks"], f["qty_lots"],
-             f["remaining_lots"]) for f in fills] == [
-        (B, 1, 100, 10, 0), (D, 2, 100, 10, 10),
-        (C, 1, 100, 5, 0), (D, 2, 100, 5, 5),
-        (A, 1, 101, 5, 5), (D, 2, 101, 5, 0)]
+    assert [
+        (f["account"], f["liquidity"], f["price_ticks"], f["qty_lots"], f["remaining_lots"])
+        for f in fills
+    ] == [
+        (B, 1, 100, 10, 0),
+        (D, 2, 100, 10, 10),
+        (C, 1, 100, 5, 0),
+        (D, 2, 100, 5, 5),
+        (A, 1, 101, 5, 5),
+        (D, 2, 101, 5, 0),
+    ]
     kinds = [e["kind"] for e in ev]
     assert kinds == ["ACCEPTED"] + ["FILLED", "FILLED", "POSITION", "POSITION"] * 3
     pos = only(ev, "POSITION")
@@ -147,21 +170,33 @@ def test_perpetual_pnl_reduce_close_flip_with_rounding():
     s.run(place(C, 0, BUY, 12, 1))
     ev = s.run(place(A, 0, SELL, 12, 1, tif=TimeInForce.IOC))
     a_pos = next(p for p in only(ev, "POSITION") if p["account"] == A)
-    assert (a_pos["cash_units"], a_pos["position_lots"], a_pos["basis_units"],
-            a_pos["balance_units"]) == (1, 2, 20, FUNDS + 1)
+    assert (
+        a_pos["cash_units"],
+        a_pos["position_lots"],
+        a_pos["basis_units"],
+        a_pos["balance_units"],
+    ) == (1, 2, 20, FUNDS + 1)
     # short reduce 1 @ 12: e = floor(31 * 1 / 3) = 10; realised = 10 - 12 = -2
     s.run(place(D, 0, SELL, 12, 1))
     ev = s.run(place(B, 0, BUY, 12, 1, tif=TimeInForce.IOC))
     b_pos = next(p for p in only(ev, "POSITION") if p["account"] == B)
-    assert (b_pos["cash_units"], b_pos["position_lots"], b_pos["basis_units"],
-            b_pos["balance_units"]) == (-2, -2, -21, FUNDS - 2)
+    assert (
+        b_pos["cash_units"],
+        b_pos["position_lots"],
+        b_pos["basis_units"],
+        b_pos["balance_units"],
+    ) == (-2, -2, -21, FUNDS - 2)
     # A flips: long 2 (basis 20) sells 5 @ 9: full close e = 20, realised = 18 - 20 = -2,
     # then short 3 with basis -3 * 9 = -27
     s.run(place(C, 0, BUY, 9, 5))
     ev = s.run(place(A, 0, SELL, 9, 5))
     a_pos = next(p for p in only(ev, "POSITION") if p["account"] == A)
-    assert (a_pos["cash_units"], a_pos["position_lots"], a_pos["basis_units"],
-            a_pos["balance_units"]) == (-2, -3, -27, FUNDS - 1)
+    assert (
+        a_pos["cash_units"],
+        a_pos["position_lots"],
+        a_pos["basis_units"],
+        a_pos["balance_units"],
+    ) == (-2, -3, -27, FUNDS - 1)
     # B short 2 (basis -21) closes 2 @ 9 as a taker: e = 21, realised = 21 - 18 = 3
     s.run(place(D, 0, SELL, 9, 2))
     ev = s.run(place(B, 0, BUY, 9, 2))
@@ -183,15 +218,25 @@ def test_option_premium_moves_buyer_to_seller():
     maker, taker = only(ev, "POSITION")
     # premium = 50 * 1 * 2 = 100: buyer -100, seller +100; positions keep the basis
     assert (maker["cash_units"], maker["balance_units"], maker["basis_units"]) == (
-        100, FUNDS + 100, -100)
+        100,
+        FUNDS + 100,
+        -100,
+    )
     assert (taker["cash_units"], taker["balance_units"], taker["basis_units"]) == (
-        -100, FUNDS - 100, 100)
+        -100,
+        FUNDS - 100,
+        100,
+    )
     # B sells 1 of 2 @ 70 to C: premium +70 to B, basis 100 - ceil(100/2) = 50, nothing realised
     s.run(place(C, 1, BUY, 70, 1))
     ev = s.run(place(B, 1, SELL, 70, 1))
     b = next(p for p in only(ev, "POSITION") if p["account"] == B)
     assert (b["cash_units"], b["position_lots"], b["basis_units"], b["balance_units"]) == (
-        70, 1, 50, FUNDS - 30)
+        70,
+        1,
+        50,
+        FUNDS - 30,
+    )
     assert balance(eng, 2) == 0  # no clearing for options
     eng.check_invariants()
 
@@ -230,8 +275,14 @@ def test_reduce_only_clamp_reject_and_resting_cancel():
     s.run(place(A, 0, SELL, 105, 1))
     ev = s.run(place(C, 0, BUY, 110, 3))
     # RO fills its capacity 2 (remaining 1), then the rest is cancelled right after the fill
-    assert [e["kind"] for e in ev] == ["ACCEPTED", "FILLED", "FILLED", "POSITION", "POSITION",
-                                       "CANCELLED"]
+    assert [e["kind"] for e in ev] == [
+        "ACCEPTED",
+        "FILLED",
+        "FILLED",
+        "POSITION",
+        "POSITION",
+        "CANCELLED",
+    ]
     assert ev[1]["qty_lots"] == 2 and ev[1]["remaining_lots"] == 1
     assert ev[5]["reason"] == "CANCEL_REDUCE_ONLY" and ev[5]["qty_lots"] == 1
     assert ev[5]["order_id"] == ro_id
@@ -255,8 +306,12 @@ def test_fok_fill_and_no_fill():
     ev = s.run(place(C, 0, BUY, 101, 6, tif=TimeInForce.FOK))
     assert ev == [{**ev[0], "kind": "REJECTED", "reason": "FOK_NOT_FILLED"}]  # only 5
     ev = s.run(place(C, 0, BUY, 101, 5, tif=TimeInForce.FOK))
-    assert [e["kind"] for e in ev] == ["ACCEPTED"] + ["FILLED", "FILLED", "POSITION",
-                                                      "POSITION"] * 2
+    assert [e["kind"] for e in ev] == ["ACCEPTED"] + [
+        "FILLED",
+        "FILLED",
+        "POSITION",
+        "POSITION",
+    ] * 2
     # FOK market: nothing left on the book
     ev = s.run(place(C, 0, BUY, 0, 1, order_type=OrderType.MARKET, tif=TimeInForce.FOK))
     assert ev[0]["reason"] == "FOK_NOT_FILLED"
@@ -267,10 +322,19 @@ def test_ioc_remainder_and_market_no_liquidity():
     eng, s = setup()
     s.run(place(A, 0, SELL, 100, 5))
     ev = s.run(place(B, 0, BUY, 101, 8, tif=TimeInForce.IOC, label=9))
-    assert ev[-1] == {"seq": ev[0]["seq"], "command": K.PLACE_ORDER, "kind": "EXPIRED",
-                      "reason": "CANCEL_IOC_REMAINDER", "account": B, "instrument": 0,
-                      "side": BUY, "order_id": ev[0]["order_id"], "price_ticks": 101,
-                      "qty_lots": 3, "label": 9}
+    assert ev[-1] == {
+        "seq": ev[0]["seq"],
+        "command": K.PLACE_ORDER,
+        "kind": "EXPIRED",
+        "reason": "CANCEL_IOC_REMAINDER",
+        "account": B,
+        "instrument": 0,
+        "side": BUY,
+        "order_id": ev[0]["order_id"],
+        "price_ticks": 101,
+        "qty_lots": 3,
+        "label": 9,
+    }
     ev = s.run(place(B, 0, SELL, 55, 4, order_type=OrderType.MARKET))
     # market: price 0 in ACCEPTED and EXPIRED, time in force IOC, nothing to hit
     assert ev[0]["price_ticks"] == 0
@@ -329,10 +393,16 @@ def test_amend_keep_and_lose_priority():
     assert (f[1]["order_id"], f[1]["liquidity"], f[1]["remaining_lots"]) == (b_id, 2, 2)
     assert eng.canonical()["books"][0]["asks"][0] == (95, [(b_id, B, 2, 0, 0)])
     # unknown / not owner
-    assert s.run(cmd(K.AMEND_ORDER, account=A, order_id=b_id, price_ticks=95,
-                     qty_lots=1))[0]["reason"] == "NOT_ORDER_OWNER"
-    assert s.run(cmd(K.AMEND_ORDER, account=A, order_id=12345, price_ticks=95,
-                     qty_lots=1))[0]["reason"] == "UNKNOWN_ORDER"
+    assert (
+        s.run(cmd(K.AMEND_ORDER, account=A, order_id=b_id, price_ticks=95, qty_lots=1))[0]["reason"]
+        == "NOT_ORDER_OWNER"
+    )
+    assert (
+        s.run(cmd(K.AMEND_ORDER, account=A, order_id=12345, price_ticks=95, qty_lots=1))[0][
+            "reason"
+        ]
+        == "UNKNOWN_ORDER"
+    )
     eng.check_invariants()
 
 
@@ -356,19 +426,38 @@ def test_cancel_and_cancel_all_order():
     assert all(e["reason"] == "CANCEL_ALL" for e in ev[1:])
     s.run(place(A, 1, BUY, 10, 1))
     ev = s.run(cmd(K.CANCEL_ALL_INSTRUMENT, account=A, instrument=0))
-    assert ev == [{"seq": ev[0]["seq"], "command": K.CANCEL_ALL_INSTRUMENT, "kind": "ACCEPTED",
-                   "leg": 0, "account": A, "instrument": 0, "side": 0, "order_id": 0,
-                   "price_ticks": 0, "qty_lots": 0, "label": 0, "status": 0}]
+    assert ev == [
+        {
+            "seq": ev[0]["seq"],
+            "command": K.CANCEL_ALL_INSTRUMENT,
+            "kind": "ACCEPTED",
+            "leg": 0,
+            "account": A,
+            "instrument": 0,
+            "side": 0,
+            "order_id": 0,
+            "price_ticks": 0,
+            "qty_lots": 0,
+            "label": 0,
+            "status": 0,
+        }
+    ]
     eng.check_invariants()
 
 
 def test_mass_quote_replace_and_side_rejection():
     eng, s = setup(instruments=[perpetual(), perpetual()])
-    ev = s.run(cmd(K.MASS_QUOTE, account=A, count=2, label=5),
-               quote_leg(0, 99, 5, 101, 5), quote_leg(1, 10, 1, 0, 0))
+    ev = s.run(
+        cmd(K.MASS_QUOTE, account=A, count=2, label=5),
+        quote_leg(0, 99, 5, 101, 5),
+        quote_leg(1, 10, 1, 0, 0),
+    )
     assert [(e["kind"], e["leg"], e.get("side"), e.get("order_id")) for e in ev] == [
-        ("ACCEPTED", 0, 0, 0), ("ACCEPTED", 1, BUY, oid(0)), ("ACCEPTED", 1, SELL, oid(1)),
-        ("ACCEPTED", 2, BUY, oid(2))]
+        ("ACCEPTED", 0, 0, 0),
+        ("ACCEPTED", 1, BUY, oid(0)),
+        ("ACCEPTED", 1, SELL, oid(1)),
+        ("ACCEPTED", 2, BUY, oid(2)),
+    ]
     assert ev[0]["qty_lots"] == 2 and all(e["label"] == 5 for e in ev)
     book = eng.canonical()["books"][0]
     assert book["bids"] == [(99, [(oid(0), A, 5, 9, 5)])]  # flags QUOTE|POST_ONLY = 9
@@ -376,18 +465,23 @@ def test_mass_quote_replace_and_side_rejection():
     ev = s.run(cmd(K.MASS_QUOTE, account=A, count=1, label=6), quote_leg(0, 100, 2, 102, 2))
     # old bid and ask cancelled (leg 1), new bid 100 would take B's ask -> REJECTED
     assert [(e["kind"], e.get("reason"), e["leg"], e.get("side")) for e in ev] == [
-        ("ACCEPTED", None, 0, 0), ("CANCELLED", "CANCEL_QUOTE_REPLACED", 1, BUY),
+        ("ACCEPTED", None, 0, 0),
+        ("CANCELLED", "CANCEL_QUOTE_REPLACED", 1, BUY),
         ("CANCELLED", "CANCEL_QUOTE_REPLACED", 1, SELL),
-        ("REJECTED", "POST_ONLY_WOULD_TAKE", 1, BUY), ("ACCEPTED", None, 1, SELL)]
+        ("REJECTED", "POST_ONLY_WOULD_TAKE", 1, BUY),
+        ("ACCEPTED", None, 1, SELL),
+    ]
     assert ev[1]["label"] == 5 and ev[3]["label"] == 6 and ev[3]["price_ticks"] == 100
     # freed slots 0 then 1 (LIFO: 1 on top); the new ask takes slot 1, generation 2
     assert ev[4]["order_id"] == oid(1, 2)
     # whole-command rejections
-    ev = s.run(cmd(K.MASS_QUOTE, account=A, count=2), quote_leg(1, 10, 1, 9, 1),
-               quote_leg(0, 1, 1, 2, 1))
+    ev = s.run(
+        cmd(K.MASS_QUOTE, account=A, count=2), quote_leg(1, 10, 1, 9, 1), quote_leg(0, 1, 1, 2, 1)
+    )
     assert (ev[0]["reason"], ev[0]["leg"]) == ("CROSSED_QUOTE", 1) and len(ev) == 1
-    ev = s.run(cmd(K.MASS_QUOTE, account=A, count=2), quote_leg(1, 1, 1, 2, 1),
-               quote_leg(1, 1, 1, 2, 1))
+    ev = s.run(
+        cmd(K.MASS_QUOTE, account=A, count=2), quote_leg(1, 1, 1, 2, 1), quote_leg(1, 1, 1, 2, 1)
+    )
     assert (ev[0]["reason"], ev[0]["leg"]) == ("DUPLICATE_QUOTE_INSTRUMENT", 2)
     ev = s.run(cmd(K.MASS_QUOTE, account=A, count=2), quote_leg(1, 1, 1, 2, 1))
     assert (ev[0]["reason"], ev[0]["leg"]) == ("BAD_MASS_QUOTE", 0)
@@ -415,15 +509,26 @@ def test_gas_exhaustion_and_refill_by_time():
 
 
 def test_gas_stops_matching():
-    cfg = EngineConfig(risk_checks=False,
-                       gas_max=100, gas_base=10, gas_per_level=20, gas_per_fill=30,
-                       gas_refill_per_ms=1)
+    cfg = EngineConfig(
+        risk_checks=False,
+        gas_max=100,
+        gas_base=10,
+        gas_per_level=20,
+        gas_per_fill=30,
+        gas_refill_per_ms=1,
+    )
     eng, s = setup(cfg)
     s.run(place(B, 0, SELL, 100, 1), place(B, 0, SELL, 101, 1), place(B, 0, SELL, 102, 1))
     ev = s.run(place(A, 0, BUY, 102, 3))
     # 100 - 10 base = 90; level 20 -> 70; fill 30 -> 40; level 20 -> 20; fill needs 30: stop
-    assert [e["kind"] for e in ev] == ["ACCEPTED", "FILLED", "FILLED", "POSITION", "POSITION",
-                                       "EXPIRED"]
+    assert [e["kind"] for e in ev] == [
+        "ACCEPTED",
+        "FILLED",
+        "FILLED",
+        "POSITION",
+        "POSITION",
+        "EXPIRED",
+    ]
     assert ev[-1]["reason"] == "CANCEL_GAS" and ev[-1]["qty_lots"] == 2
     assert eng.canonical()["accounts"][A][4] == 20
     # a FOK whose full execution would exceed the budget is rejected, base charged only
@@ -434,11 +539,19 @@ def test_gas_stops_matching():
 
 
 def test_capacity_limits_tiny_config():
-    cfg = EngineConfig(risk_checks=False,
-                       max_open_orders_per_account=2, max_orders_per_book=3, max_orders=4,
-                       max_levels_per_side=2, max_levels=3, max_positions=2,
-                       initial_orders=1, initial_levels=1, initial_positions=1,
-                       initial_levels_per_side=1)
+    cfg = EngineConfig(
+        risk_checks=False,
+        max_open_orders_per_account=2,
+        max_orders_per_book=3,
+        max_orders=4,
+        max_levels_per_side=2,
+        max_levels=3,
+        max_positions=2,
+        initial_orders=1,
+        initial_levels=1,
+        initial_positions=1,
+        initial_levels_per_side=1,
+    )
     eng, s = setup(cfg, instruments=[perpetual(), perpetual()])
     s.run(place(A, 0, BUY, 10, 1), place(A, 0, BUY, 11, 1))
     assert s.run(place(A, 0, BUY, 10, 1))[0]["reason"] == "ACCOUNT_ORDER_LIMIT"
@@ -457,25 +570,24 @@ def test_capacity_limits_tiny_config():
     # D: no orders, book 1 has 2 orders; the order pool is checked before the position pool
     assert s.run(place(D, 1, BUY, 20, 1))[0]["reason"] == "ORDER_POOL_FULL"
     # an IOC needs an order slot too (A7)
-    assert s.run(place(B, 0, SELL, 30, 1, tif=TimeInForce.IOC))[0]["reason"] == \
-        "ORDER_POOL_FULL"
+    assert s.run(place(B, 0, SELL, 30, 1, tif=TimeInForce.IOC))[0]["reason"] == "ORDER_POOL_FULL"
     eng.check_invariants()
 
 
 def test_deposit_withdraw_rules():
     cfg = EngineConfig(risk_checks=False, max_balance_units=1_000_100)
     eng, s = setup(cfg)
-    assert s.run(cmd(K.WITHDRAW, account=A, amount_units=FUNDS + 1))[0]["reason"] == \
-        "INSUFFICIENT_FUNDS"
+    assert (
+        s.run(cmd(K.WITHDRAW, account=A, amount_units=FUNDS + 1))[0]["reason"]
+        == "INSUFFICIENT_FUNDS"
+    )
     assert s.run(cmd(K.DEPOSIT, account=A, amount_units=101))[0]["reason"] == "BALANCE_LIMIT"
     assert s.run(cmd(K.DEPOSIT, account=A, amount_units=100))[0]["kind"] == "ACCEPTED"
-    assert s.run(cmd(K.WITHDRAW, account=A, amount_units=0))[0]["reason"] == \
-        "AMOUNT_NOT_POSITIVE"
+    assert s.run(cmd(K.WITHDRAW, account=A, amount_units=0))[0]["reason"] == "AMOUNT_NOT_POSITIVE"
     assert s.run(cmd(K.DEPOSIT, account=99, amount_units=1))[0]["reason"] == "UNKNOWN_ACCOUNT"
     # system accounts accept deposits (insurance fund) and withdraw like anyone
     assert s.run(cmd(K.DEPOSIT, account=1, amount_units=50))[1]["balance_units"] == 50
-    assert s.run(cmd(K.WITHDRAW, account=1, amount_units=51))[0]["reason"] == \
-        "INSUFFICIENT_FUNDS"
+    assert s.run(cmd(K.WITHDRAW, account=1, amount_units=51))[0]["reason"] == "INSUFFICIENT_FUNDS"
     canon = eng.canonical()
     assert canon["total_deposits"] == 4 * FUNDS + 150 and canon["total_withdrawals"] == 0
     eng.check_invariants()
@@ -488,11 +600,12 @@ def test_halted_and_closed_instrument():
     o3 = s.run(place(B, 0, BUY, 12, 1))[0]["order_id"]
     o4 = s.run(place(C, 0, SELL, 20, 3))[0]["order_id"]
     ev = s.run(cmd(K.HALT_INSTRUMENT, instrument=0))
-    assert [(e["kind"], e.get("status")) for e in ev] == [("ACCEPTED", 0),
-                                                          ("INSTRUMENT_STATUS", 2)]
+    assert [(e["kind"], e.get("status")) for e in ev] == [("ACCEPTED", 0), ("INSTRUMENT_STATUS", 2)]
     assert s.run(place(A, 0, BUY, 10, 1))[0]["reason"] == "INSTRUMENT_HALTED"
-    assert s.run(cmd(K.AMEND_ORDER, account=A, order_id=o1, price_ticks=10,
-                     qty_lots=1))[0]["reason"] == "INSTRUMENT_HALTED"
+    assert (
+        s.run(cmd(K.AMEND_ORDER, account=A, order_id=o1, price_ticks=10, qty_lots=1))[0]["reason"]
+        == "INSTRUMENT_HALTED"
+    )
     assert s.run(cmd(K.HALT_INSTRUMENT, instrument=0))[0]["reason"] == "INSTRUMENT_NOT_ACTIVE"
     assert s.run(cmd(K.CANCEL_ORDER, account=A, order_id=o1))[1]["kind"] == "CANCELLED"
     assert s.run(cmd(K.RESUME_INSTRUMENT, instrument=0))[1]["status"] == 1
@@ -500,8 +613,12 @@ def test_halted_and_closed_instrument():
     ev = s.run(cmd(K.CLOSE_INSTRUMENT, instrument=0))
     # best bid (12) first, then 10, then asks from the best up
     assert [(e["kind"], e.get("order_id")) for e in ev] == [
-        ("ACCEPTED", 0), ("CANCELLED", o3), ("CANCELLED", o2), ("CANCELLED", o4),
-        ("INSTRUMENT_STATUS", None)]
+        ("ACCEPTED", 0),
+        ("CANCELLED", o3),
+        ("CANCELLED", o2),
+        ("CANCELLED", o4),
+        ("INSTRUMENT_STATUS", None),
+    ]
     assert ev[1]["reason"] == "CANCEL_INSTRUMENT_CLOSED" and ev[-1]["status"] == 3
     assert s.run(place(A, 0, BUY, 10, 1))[0]["reason"] == "INSTRUMENT_CLOSED"
     assert s.run(cmd(K.RESUME_INSTRUMENT, instrument=0))[0]["reason"] == "INSTRUMENT_NOT_HALTED"
@@ -510,31 +627,40 @@ def test_halted_and_closed_instrument():
     eng.check_invariants()
 
 
-@pytest.mark.parametrize(("overrides", "reason"), [
-    ({"account": 99}, "UNKNOWN_ACCOUNT"),
-    ({"account": 1}, "SYSTEM_ACCOUNT"),
-    ({"instrument": 7}, "UNKNOWN_INSTRUMENT"),
-    ({"side": 2}, "BAD_SIDE"),
-    ({"order_type": 2}, "BAD_ORDER_TYPE"),
-    ({"tif": 3}, "BAD_TIME_IN_FORCE"),
-    ({"flags": 8}, "BAD_FLAGS"),
-    ({"flags": 16}, "BAD_FLAGS"),
-    ({"flags": 2}, "BAD_FLAGS"),
-    ({"flags": 1, "tif": 1}, "BAD_FLAGS"),
-    ({"flags": 1, "order_type": 1}, "BAD_FLAGS"),
-    ({"qty_lots": 0}, "QTY_NOT_POSITIVE"),
-    ({"qty_lots": -5}, "QTY_NOT_POSITIVE"),
-    ({"qty_lots": (1 << 40) + 2}, "QTY_TOO_LARGE"),
-    ({"qty_lots": 3}, "QTY_OFF_STEP"),
-    ({"price_ticks": 0}, "PRICE_NOT_POSITIVE"),
-    ({"price_ticks": 1 << 62}, "PRICE_TOO_LARGE"),
-    ({"price_ticks": 105}, "PRICE_OFF_TICK"),
-    ({"qty_lots": 1 << 31}, "POSITION_LIMIT"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"account": 99}, "UNKNOWN_ACCOUNT"),
+        ({"account": 1}, "SYSTEM_ACCOUNT"),
+        ({"instrument": 7}, "UNKNOWN_INSTRUMENT"),
+        ({"side": 2}, "BAD_SIDE"),
+        ({"order_type": 2}, "BAD_ORDER_TYPE"),
+        ({"tif": 3}, "BAD_TIME_IN_FORCE"),
+        ({"flags": 8}, "BAD_FLAGS"),
+        ({"flags": 16}, "BAD_FLAGS"),
+        ({"flags": 2}, "BAD_FLAGS"),
+        ({"flags": 1, "tif": 1}, "BAD_FLAGS"),
+        ({"flags": 1, "order_type": 1}, "BAD_FLAGS"),
+        ({"qty_lots": 0}, "QTY_NOT_POSITIVE"),
+        ({"qty_lots": -5}, "QTY_NOT_POSITIVE"),
+        ({"qty_lots": (1 << 40) + 2}, "QTY_TOO_LARGE"),
+        ({"qty_lots": 3}, "QTY_OFF_STEP"),
+        ({"price_ticks": 0}, "PRICE_NOT_POSITIVE"),
+        ({"price_ticks": 1 << 62}, "PRICE_TOO_LARGE"),
+        ({"price_ticks": 105}, "PRICE_OFF_TICK"),
+        ({"qty_lots": 1 << 31}, "POSITION_LIMIT"),
+    ],
+)
 def test_bad_order_inputs(overrides, reason):
     eng, s = setup(instruments=[perpetual(tick=10, min_trade=2)])
-    fields = {"account": A, "instrument": 0, "side": BUY, "price_ticks": 100, "qty_lots": 4,
-              "label": 3}
+    fields = {
+        "account": A,
+        "instrument": 0,
+        "side": BUY,
+        "price_ticks": 100,
+        "qty_lots": 4,
+        "label": 3,
+    }
     fields.update(overrides)
     command = cmd(K.PLACE_ORDER, **fields)
     ev = s.run(command)
@@ -551,17 +677,38 @@ def test_bad_admin_and_unknown_commands():
     assert s.run(cmd(K.SET_ACCOUNT, account=A, stp=5))[0]["reason"] == "BAD_STP_MODE"
     assert s.run(cmd(K.SET_ACCOUNT, account=2, stp=1))[0]["reason"] == "SYSTEM_ACCOUNT"
     assert s.run(cmd(99, account=A, label=4))[0] == {
-        "seq": s.seq, "command": 99, "kind": "REJECTED", "reason": "UNKNOWN_COMMAND",
-        "leg": 0, "account": A, "instrument": 0, "side": 0, "order_id": 0, "price_ticks": 0,
-        "qty_lots": 0, "label": 4}
+        "seq": s.seq,
+        "command": 99,
+        "kind": "REJECTED",
+        "reason": "UNKNOWN_COMMAND",
+        "leg": 0,
+        "account": A,
+        "instrument": 0,
+        "side": 0,
+        "order_id": 0,
+        "price_ticks": 0,
+        "qty_lots": 0,
+        "label": 4,
+    }
     assert s.run(perpetual(tick=0))[0]["reason"] == "BAD_INSTRUMENT_PARAMS"
     assert s.run(perpetual(maker=100_001))[0]["reason"] == "BAD_INSTRUMENT_PARAMS"
     assert s.run(perpetual(underlying=16))[0]["reason"] == "BAD_INSTRUMENT_PARAMS"
     assert s.run(option(strike=0))[0]["reason"] == "BAD_INSTRUMENT_PARAMS"
     assert s.run(option(option_type=0))[0]["reason"] == "BAD_INSTRUMENT_PARAMS"
-    assert s.run(cmd(K.ADD_INSTRUMENT, instrument_kind=1, underlying=1, tick_size_ticks=1,
-                     min_trade_lots=1, contract_value_units=1,
-                     strike_ticks=5))[0]["reason"] == "BAD_INSTRUMENT_PARAMS"
+    assert (
+        s.run(
+            cmd(
+                K.ADD_INSTRUMENT,
+                instrument_kind=1,
+                underlying=1,
+                tick_size_ticks=1,
+                min_trade_lots=1,
+                contract_value_units=1,
+                strike_ticks=5,
+            )
+        )[0]["reason"]
+        == "BAD_INSTRUMENT_PARAMS"
+    )
     assert s.run(cmd(K.CANCEL_ORDER, account=0, order_id=1))[0]["reason"] == "SYSTEM_ACCOUNT"
     # clock never runs backwards
     s.run(cmd(K.TIME), ts_ns=10**12)
@@ -571,8 +718,15 @@ def test_bad_admin_and_unknown_commands():
 
 
 def test_pool_full_admin():
-    eng = ReferenceEngine(EngineConfig(risk_checks=False, max_accounts=4, max_instruments=1,
-                                        initial_accounts=4, initial_instruments=1))
+    eng = ReferenceEngine(
+        EngineConfig(
+            risk_checks=False,
+            max_accounts=4,
+            max_instruments=1,
+            initial_accounts=4,
+            initial_instruments=1,
+        )
+    )
     s = Stream(eng)
     assert s.run(cmd(K.CREATE_ACCOUNT))[0]["account"] == 3
     assert s.run(cmd(K.CREATE_ACCOUNT))[0]["reason"] == "ACCOUNT_POOL_FULL"
@@ -591,12 +745,24 @@ def test_seeded_random_stream_keeps_invariants():
         side = rng.randrange(2)
         r = rng.random()
         if r < 0.6:
-            rec = place(acct, inst, side, rng.randint(90, 110), rng.randint(1, 6),
-                        tif=rng.choice([0, 0, 1, 2]), flags=rng.choice([0, 0, 1, 4, 3]))
+            rec = place(
+                acct,
+                inst,
+                side,
+                rng.randint(90, 110),
+                rng.randint(1, 6),
+                tif=rng.choice([0, 0, 1, 2]),
+                flags=rng.choice([0, 0, 1, 4, 3]),
+            )
         elif r < 0.8 and eng.orders:
             target = rng.choice(sorted(eng.orders))
-            rec = cmd(K.AMEND_ORDER, account=eng.orders[target].account, order_id=target,
-                      price_ticks=rng.randint(90, 110), qty_lots=rng.randint(1, 6))
+            rec = cmd(
+                K.AMEND_ORDER,
+                account=eng.orders[target].account,
+                order_id=target,
+                price_ticks=rng.randint(90, 110),
+                qty_lots=rng.randint(1, 6),
+            )
         elif r < 0.9 and eng.orders:
             target = rng.choice(sorted(eng.orders))
             rec = cmd(K.CANCEL_ORDER, account=eng.orders[target].account, order_id=target)

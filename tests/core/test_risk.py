@@ -37,8 +37,9 @@ class Venue:
         self.config = config or EngineConfig()
         self.clock = Clock()
         self.ex = Exchange(self.config, clock=self.clock)
-        self.perp = self.ex.add_perpetual("BTC", tick_size_ticks=50, contract_value_units=CV,
-                                          taker_fee_ppm=0)
+        self.perp = self.ex.add_perpetual(
+            "BTC", tick_size_ticks=50, contract_value_units=CV, taker_fee_ppm=0
+        )
         self.options: dict[tuple[int, int, str], int] = {}
         self.rows: dict[int, int] = {}  # option instrument -> row of the pricing results
         specs = []
@@ -46,12 +47,14 @@ class Venue:
             for strike in (90_000, 100_000, 105_000, 110_000, 150_000):
                 for kind in ("call", "put"):
                     expiry = NOW + days * DAY
-                    instrument = self.ex.add_option("BTC", expiry, strike * 100, kind,
-                                                    contract_value_units=CV, taker_fee_ppm=0)
+                    instrument = self.ex.add_option(
+                        "BTC", expiry, strike * 100, kind, contract_value_units=CV, taker_fee_ppm=0
+                    )
                     self.options[(days, strike, kind)] = instrument
                     self.rows[instrument] = len(specs)
-                    specs.append(OptionSpec(instrument, strike * 100, expiry, kind == "call",
-                                            CV, 1))
+                    specs.append(
+                        OptionSpec(instrument, strike * 100, expiry, kind == "call", CV, 1)
+                    )
         self.pricing = PricingService(specs, scenarios=self.config)
         self.dealer = self.ex.create_account()
         self.ex.deposit(self.dealer, 10**9 * USDC)
@@ -63,8 +66,7 @@ class Venue:
         tick = command_array(1)
         tick["kind"] = CommandKind.TIME
         perp = perpetual_risk_records([self.perp], [0], [CV])  # Greeks only: delta = 1 lot
-        self.ex.submit(concat_commands([perp, self.pricing.records(self.clock.now, index),
-                                        tick]))
+        self.ex.submit(concat_commands([perp, self.pricing.records(self.clock.now, index), tick]))
 
     def account(self, funds: int, mode: str = "portfolio") -> int:
         account = self.ex.create_account(margin_mode=mode)
@@ -183,8 +185,10 @@ def test_index_sources_stale_outliers_and_the_stale_rule() -> None:
     now = v.clock.now
     stale = now - 31_000_000_000
     # stale source dropped; the outlier clamped to median +0.5%; equal-weight mean
-    result = v.ex.set_index("BTC", [(0, now, 100_000_00), (1, now, 100_020_00),
-                                    (2, now, 120_000_00), (3, stale, 50_000_00)])
+    result = v.ex.set_index(
+        "BTC",
+        [(0, now, 100_000_00), (1, now, 100_020_00), (2, now, 120_000_00), (3, stale, 50_000_00)],
+    )
     assert result.accepted
     median = 100_020_00
     clamped = median + median * 5_000 // 1_000_000

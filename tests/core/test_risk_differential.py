@@ -28,14 +28,22 @@ K = CommandKind
 
 
 def draw_risk_config(ch) -> EngineConfig:
-    grid = ch.pick([
-        ((0, 0, 1_000_000),),
-        ((-200_000, 1, 1_000_000), (0, 0, 1_000_000), (200_000, -1, 1_000_000)),
-        ((-500_000, 1, 350_000), (-100_000, 0, 1_000_000), (100_000, 0, 1_000_000),
-         (900_000, 1, 500_000), (30_000, -1, 1_000_000), (-30_000, 1, 1_000_000)),
-        span_grid(),
-        deribit_grid(),
-    ])
+    grid = ch.pick(
+        [
+            ((0, 0, 1_000_000),),
+            ((-200_000, 1, 1_000_000), (0, 0, 1_000_000), (200_000, -1, 1_000_000)),
+            (
+                (-500_000, 1, 350_000),
+                (-100_000, 0, 1_000_000),
+                (100_000, 0, 1_000_000),
+                (900_000, 1, 500_000),
+                (30_000, -1, 1_000_000),
+                (-30_000, 1, 1_000_000),
+            ),
+            span_grid(),
+            deribit_grid(),
+        ]
+    )
     im = ch.pick([20_000, 200_000, 600_000])
     tier_im = ch.pick([0, 5_000, 300_000])
     return EngineConfig(
@@ -77,8 +85,12 @@ def draw_risk_config(ch) -> EngineConfig:
         liquidation_step_ppm=ch.pick([1, 250_000, 1_000_000]),
         adl_mode=ch.pick([0, 0, 1]),
         adl_max_counterparties=ch.int(1, 3),
-        initial_orders=1, initial_levels=1, initial_accounts=4, initial_instruments=1,
-        initial_positions=1, initial_levels_per_side=1,
+        initial_orders=1,
+        initial_levels=1,
+        initial_accounts=4,
+        initial_instruments=1,
+        initial_positions=1,
+        initial_levels_per_side=1,
     )
 
 
@@ -112,12 +124,17 @@ class RiskStreamGen(StreamGen):
             if ch.chance(150):
                 price = self.index * ch.pick([2, 3])  # an outlier
             ts = self.ts - (0 if not ch.chance(200) else ch.pick([10_000_000, 10**11]))
-            sources.append((source if not ch.chance(30) else 0, ts, max(price, 1)
-                            if not ch.chance(20) else ch.pick([0, -3, 1 << 62])))
+            sources.append(
+                (
+                    source if not ch.chance(30) else 0,
+                    ts,
+                    max(price, 1) if not ch.chance(20) else ch.pick([0, -3, 1 << 62]),
+                )
+            )
         records = index_records(ch.pick([1, 1, 1, 2]) if not ch.chance(30) else 99, sources)
         if ch.chance(50):
             records["count"][0] = ch.pick([0, count + 1, 40])  # malformed header
-        return [records[k:k + 1] for k in range(len(records))]
+        return [records[k : k + 1] for k in range(len(records))]
 
     def risk_array(self) -> list[np.ndarray]:
         ch = self.ch
@@ -125,7 +142,7 @@ class RiskStreamGen(StreamGen):
         scenarios = len(self.cfg.scenarios)
         values = [ch.int(-300, 120) for _ in range(scenarios)]
         mark = ch.pick([1, 2, 5, 10, 40]) if not ch.chance(40) else ch.pick([0, 1 << 50])
-        greeks = tuple(ch.int(-10**9, 10**9) for _ in range(5))
+        greeks = tuple(ch.int(-(10**9), 10**9) for _ in range(5))
         if 0 < mark < 1 << 50:
             self.marks[instrument] = mark
         records = risk_records(instrument, mark, values, greeks, ch.int(0, 10**6))
@@ -133,7 +150,7 @@ class RiskStreamGen(StreamGen):
             records = records[:-1] if len(records) > 2 else records  # one leg short
         if ch.chance(30):
             records = risk_records(instrument, 0, [], greeks)[:2]  # perpetual-style Greeks
-        return [records[k:k + 1] for k in range(len(records))]
+        return [records[k : k + 1] for k in range(len(records))]
 
     def trade_pair(self) -> list[np.ndarray]:
         """A resting order and an IOC from another account crossing it near the index (an
@@ -144,10 +161,25 @@ class RiskStreamGen(StreamGen):
         price = max(tick, (centre + ch.int(-3, 3)) // tick * tick)
         qty = step * ch.int(1, 8)
         side = ch.pick([0, 1])
-        return [self.record(K.PLACE_ORDER, account=self.account(), instrument=inst, side=side,
-                            price_ticks=price, qty_lots=qty),
-                self.record(K.PLACE_ORDER, account=self.account(), instrument=inst,
-                            side=1 - side, tif=1, price_ticks=price, qty_lots=qty)]
+        return [
+            self.record(
+                K.PLACE_ORDER,
+                account=self.account(),
+                instrument=inst,
+                side=side,
+                price_ticks=price,
+                qty_lots=qty,
+            ),
+            self.record(
+                K.PLACE_ORDER,
+                account=self.account(),
+                instrument=inst,
+                side=1 - side,
+                tif=1,
+                price_ticks=price,
+                qty_lots=qty,
+            ),
+        ]
 
     def command(self) -> list[np.ndarray]:
         ch = self.ch
@@ -160,16 +192,28 @@ class RiskStreamGen(StreamGen):
         if r < 170:
             return self.risk_array()
         if r < 175:
-            return [self.record(K.SET_INSTRUMENT, instrument=self.instrument()[0],
-                                flags=ch.pick([0, 0, 1, 2, 2, 3, 4]),
-                                funding_cap_ppb=ch.pick([0, 100_000, 2_000_000, -1, 10**9]),
-                                price_band_ppm=ch.pick([0, 1, 20_000, 1_000_000, -1, 10**7]))]
+            return [
+                self.record(
+                    K.SET_INSTRUMENT,
+                    instrument=self.instrument()[0],
+                    flags=ch.pick([0, 0, 1, 2, 2, 3, 4]),
+                    funding_cap_ppb=ch.pick([0, 100_000, 2_000_000, -1, 10**9]),
+                    price_band_ppm=ch.pick([0, 1, 20_000, 1_000_000, -1, 10**7]),
+                )
+            ]
         if r < 185:
-            return [self.record(K.SET_ACCOUNT, account=self.account(), stp=ch.pick([0, 1]),
-                                margin_mode=ch.pick([0, 1, 1, 2]))]
+            return [
+                self.record(
+                    K.SET_ACCOUNT,
+                    account=self.account(),
+                    stp=ch.pick([0, 1]),
+                    margin_mode=ch.pick([0, 1, 1, 2]),
+                )
+            ]
         if r < 195:
-            return [self.record(K.CREATE_ACCOUNT, stp=ch.pick([0, 1]),
-                                margin_mode=ch.pick([0, 1, 3]))]
+            return [
+                self.record(K.CREATE_ACCOUNT, stp=ch.pick([0, 1]), margin_mode=ch.pick([0, 1, 3]))
+            ]
         if r < 230:
             kind = ch.pick([K.DEPOSIT, K.WITHDRAW, K.WITHDRAW])
             amount = ch.pick([ch.int(1, 2_000), ch.int(1, 100), 10**6])
@@ -179,38 +223,63 @@ class RiskStreamGen(StreamGen):
     def setup_batch(self) -> np.ndarray:
         ch = self.ch
         self._pending_inst = []
-        recs = [self.record(K.CREATE_ACCOUNT, stp=ch.pick([0, 0, 1]),
-                            margin_mode=ch.pick([0, 1])) for _ in range(ch.int(2, 4))]
+        recs = [
+            self.record(K.CREATE_ACCOUNT, stp=ch.pick([0, 0, 1]), margin_mode=ch.pick([0, 1]))
+            for _ in range(ch.int(2, 4))
+        ]
         recs += [self.add_instrument("perp"), self.add_instrument("option")]
         if ch.chance(400):
             recs.append(self.add_instrument("perp"))
         for acct in range(3, 3 + len(recs)):
-            recs.append(self.record(K.DEPOSIT, account=acct,
-                                    amount_units=ch.pick([300, 2_000, 20_000, 5_000_000])))
+            recs.append(
+                self.record(
+                    K.DEPOSIT, account=acct, amount_units=ch.pick([300, 2_000, 20_000, 5_000_000])
+                )
+            )
         index = index_records(1, [(0, self.ts, self.index)])
-        recs += [index[k:k + 1] for k in range(len(index))]
+        recs += [index[k : k + 1] for k in range(len(index))]
         values = [ch.int(-200, 100) for _ in self.cfg.scenarios]
         risk = risk_records(1, 5, values, (1, 2, 3, 4, 5), 500_000)
-        recs += [risk[k:k + 1] for k in range(len(risk))]
+        recs += [risk[k : k + 1] for k in range(len(risk))]
         recs.append(self.record(K.TIME))
         return self.stamp(recs)
 
 
-@settings(max_examples=250, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 @given(st.data())
 def test_risk_differential_random_streams(data):
-    run_stream(HypothesisChooser(data), n_batches=data.draw(st.integers(1, 5)),
-               batch_size=(1, 40), draw=draw_risk_config, generator=RiskStreamGen)
+    run_stream(
+        HypothesisChooser(data),
+        n_batches=data.draw(st.integers(1, 5)),
+        batch_size=(1, 40),
+        draw=draw_risk_config,
+        generator=RiskStreamGen,
+    )
 
 
 def test_risk_differential_long_seeded():
     """~3k commands for each of five seeds with price shocks, checked after every batch;
     the streams must have exercised margin rejects, stale indices, marks, fills,
     liquidations, funding, settlements, and orders and amends refused by the price band."""
-    seen = {"margin": 0, "stale": 0, "marks": 0, "fills": 0, "liquidations": 0,
-            "funding": 0, "settlements": 0, "band_orders": 0, "band_amends": 0}
+    seen = {
+        "margin": 0,
+        "stale": 0,
+        "marks": 0,
+        "fills": 0,
+        "liquidations": 0,
+        "funding": 0,
+        "settlements": 0,
+        "band_orders": 0,
+        "band_amends": 0,
+    }
     for seed in (11, 12, 13, 14, 15):
         ch = RandomChooser(seed)
         config = draw_risk_config(ch)

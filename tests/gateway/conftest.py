@@ -59,6 +59,7 @@ class Server:
 
     def account(self, deposit: int = DEPOSIT_UNITS) -> int:
         """A new funded account (created on the server's loop, the venue's only thread)."""
+
         def create() -> int:
             exchange = self.gateway.venue.exchange
             account = exchange.create_account()
@@ -67,8 +68,9 @@ class Server:
 
         return self.thread.call(create)
 
-    def key(self, scopes: tuple[str, ...] = ("read", "trade"),
-            account: int | None = None) -> ApiKey:
+    def key(
+        self, scopes: tuple[str, ...] = ("read", "trade"), account: int | None = None
+    ) -> ApiKey:
         return self.keys.create(self.account() if account is None else account, scopes)
 
     def option(self) -> str:
@@ -76,9 +78,13 @@ class Server:
         return self.options[next(self._next)]
 
     def config(self, key: ApiKey | None = None, **extra: Any) -> dict[str, Any]:
-        config: dict[str, Any] = {"urls": {"api": {"rest": self.url, "ws": self.ws_url}},
-                                  "enableRateLimit": False, "timeout": 20_000,
-                                  "nonce": unique_nonce, **extra}
+        config: dict[str, Any] = {
+            "urls": {"api": {"rest": self.url, "ws": self.ws_url}},
+            "enableRateLimit": False,
+            "timeout": 20_000,
+            "nonce": unique_nonce,
+            **extra,
+        }
         if key is not None:
             config.update(apiKey=key.client_id, secret=key.client_secret)
         return config
@@ -105,9 +111,13 @@ def build_gateway(keys: KeyStore) -> Gateway:
     # one shared server for the whole suite, from one address: the public venue's limits
     # per address and connection would throttle the suite (tests/adversarial/test_load_*
     # test them)
-    return Gateway(Venue(exchange, list_all(exchange, specs)), keys, limits=Limits(
-        max_connections_per_address=0, public_rate_per_connection=0,
-        public_rate_per_address=0))
+    return Gateway(
+        Venue(exchange, list_all(exchange, specs)),
+        keys,
+        limits=Limits(
+            max_connections_per_address=0, public_rate_per_connection=0, public_rate_per_address=0
+        ),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +125,8 @@ def server() -> Iterator[Server]:
     keys = KeyStore(None)
     thread = GatewayThread(lambda: build_gateway(keys))
     thread.start()
-    options = thread.call(lambda: [spec.name for spec in thread.gateway.venue.catalog
-                                   if spec.kind == "option"])
+    options = thread.call(
+        lambda: [spec.name for spec in thread.gateway.venue.catalog if spec.kind == "option"]
+    )
     yield Server(thread, keys, options)
     thread.stop()

@@ -32,8 +32,7 @@ from derivex.gateway.server import text_frames
 
 INSTRUMENT = "BTC_USDC-PERPETUAL"
 NOW_NS = 1_795_000_000_000_000_000
-VOLATILE = ("usIn", "usOut", "usDiff", "creation_timestamp", "last_update_timestamp",
-            "timestamp")
+VOLATILE = ("usIn", "usOut", "usDiff", "creation_timestamp", "last_update_timestamp", "timestamp")
 
 
 class FakeConnection:
@@ -72,9 +71,11 @@ def _frames(seed: int, count: int) -> list[tuple[int, bytes]]:
     rng = random.Random(seed)
     frames = []
     for k in range(count):
-        params: dict[str, Any] = {"instrument_name": INSTRUMENT,
-                                  "amount": rng.choice(["0.01", "0.02", 0.03, "0.015", "x"]),
-                                  "type": rng.choice(["limit", "limit", "market", "stop"])}
+        params: dict[str, Any] = {
+            "instrument_name": INSTRUMENT,
+            "amount": rng.choice(["0.01", "0.02", 0.03, "0.015", "x"]),
+            "type": rng.choice(["limit", "limit", "market", "stop"]),
+        }
         if rng.random() < 0.9:
             params["price"] = rng.choice(["60000", "60001", 60002, "60000.5", "59999"])
         if rng.random() < 0.2:
@@ -83,12 +84,23 @@ def _frames(seed: int, count: int) -> list[tuple[int, bytes]]:
             params["post_only"] = True
         if rng.random() < 0.1:
             params["label"] = f"l{k}"
-        method = rng.choice(["private/buy", "private/sell", "private/buy", "private/sell",
-                             "private/get_open_orders_by_instrument"])
+        method = rng.choice(
+            [
+                "private/buy",
+                "private/sell",
+                "private/buy",
+                "private/sell",
+                "private/get_open_orders_by_instrument",
+            ]
+        )
         if method == "private/get_open_orders_by_instrument":  # its own parameters only
             params = {"instrument_name": INSTRUMENT}
-        frames.append((rng.randrange(3), orjson.dumps({"jsonrpc": "2.0", "id": k,
-                                                       "method": method, "params": params})))
+        frames.append(
+            (
+                rng.randrange(3),
+                orjson.dumps({"jsonrpc": "2.0", "id": k, "method": method, "params": params}),
+            )
+        )
     return frames
 
 
@@ -129,25 +141,29 @@ def test_batched_orders_answer_as_one_by_one(seed: int) -> None:
     for who in range(3):
         assert [_clean(f) for f in connections[who].frames] == expected[who], who
     assert batched.venue.exchange.engine.state_hash() == one.venue.exchange.engine.state_hash()
-    assert ({i: (r.state, r.filled_lots) for i, r in batched.venue.closed.items()}
-            == {i: (r.state, r.filled_lots) for i, r in one.venue.closed.items()})
+    assert {i: (r.state, r.filled_lots) for i, r in batched.venue.closed.items()} == {
+        i: (r.state, r.filled_lots) for i, r in one.venue.closed.items()
+    }
 
 
-@pytest.mark.parametrize("params", [
-    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000"},
-    {"instrument_name": INSTRUMENT, "amount": 0.01, "price": 60000, "type": "limit"},
-    {"instrument_name": INSTRUMENT, "amount": "0.01", "type": "market"},
-    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000.5"},
-    {"instrument_name": INSTRUMENT, "amount": "0.001", "price": "60000"},
-    {"instrument_name": INSTRUMENT, "amount": True, "price": "60000"},
-    {"instrument_name": INSTRUMENT, "amount": "1" * 65, "price": "60000"},
-    {"instrument_name": INSTRUMENT, "amount": "0.01"},
-    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": None},
-    {"instrument_name": "NOPE", "amount": "0.01", "price": "60000"},
-    {"instrument_name": 5, "amount": "0.01", "price": "60000"},
-    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "6e4", "type": None},
-    {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000", "type": "stop"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000"},
+        {"instrument_name": INSTRUMENT, "amount": 0.01, "price": 60000, "type": "limit"},
+        {"instrument_name": INSTRUMENT, "amount": "0.01", "type": "market"},
+        {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000.5"},
+        {"instrument_name": INSTRUMENT, "amount": "0.001", "price": "60000"},
+        {"instrument_name": INSTRUMENT, "amount": True, "price": "60000"},
+        {"instrument_name": INSTRUMENT, "amount": "1" * 65, "price": "60000"},
+        {"instrument_name": INSTRUMENT, "amount": "0.01"},
+        {"instrument_name": INSTRUMENT, "amount": "0.01", "price": None},
+        {"instrument_name": "NOPE", "amount": "0.01", "price": "60000"},
+        {"instrument_name": 5, "amount": "0.01", "price": "60000"},
+        {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "6e4", "type": None},
+        {"instrument_name": INSTRUMENT, "amount": "0.01", "price": "60000", "type": "stop"},
+    ],
+)
 def test_prepare_shortcut_agrees_with_full_checks(params: dict[str, Any]) -> None:
     dispatcher, sessions = _dispatcher()
     ctx = Context(dispatcher.venue, dispatcher.auth, sessions[0])
@@ -171,27 +187,43 @@ def test_text_frames() -> None:
 
 # ---- the order path's shortcuts against plain builds ----
 
+
 def _plain_order(record: Any, spec: Any) -> dict[str, Any]:
     """Deribit's order object built field by field (what ``shapes.order``'s template
     copy and inlined conversions must equal)."""
     data = {
-        "order_id": str(record.order_id), "instrument_name": spec.name,
+        "order_id": str(record.order_id),
+        "instrument_name": spec.name,
         "direction": "buy" if record.side == Side.BUY else "sell",
-        "order_type": record.order_type, "order_state": record.state,
+        "order_type": record.order_type,
+        "order_state": record.state,
         "amount": spec.amount(record.amount_lots),
         "filled_amount": spec.amount(record.filled_lots),
-        "price": (spec.price(record.price_ticks) if record.order_type != "market"
-                  else "market_price"),
-        "average_price": (spec.price(1) * (record.traded_value / record.filled_lots)
-                          if record.filled_lots else 0.0),
+        "price": (
+            spec.price(record.price_ticks) if record.order_type != "market" else "market_price"
+        ),
+        "average_price": (
+            spec.price(1) * (record.traded_value / record.filled_lots)
+            if record.filled_lots
+            else 0.0
+        ),
         "creation_timestamp": record.created_ms,
         "last_update_timestamp": record.updated_ms,
-        "time_in_force": record.time_in_force, "post_only": record.post_only,
-        "reject_post_only": record.reject_post_only, "reduce_only": record.reduce_only,
-        "label": record.label, "commission": record.fee_units / 1_000_000,
-        "max_show": spec.amount(record.amount_lots), "api": True, "web": False,
-        "is_liquidation": False, "replaced": record.replaced, "quote": record.quote,
-        "mmp": False, "risk_reducing": False}
+        "time_in_force": record.time_in_force,
+        "post_only": record.post_only,
+        "reject_post_only": record.reject_post_only,
+        "reduce_only": record.reduce_only,
+        "label": record.label,
+        "commission": record.fee_units / 1_000_000,
+        "max_show": spec.amount(record.amount_lots),
+        "api": True,
+        "web": False,
+        "is_liquidation": False,
+        "replaced": record.replaced,
+        "quote": record.quote,
+        "mmp": False,
+        "risk_reducing": False,
+    }
     if record.cancel_reason:
         data["cancel_reason"] = record.cancel_reason
     return data
@@ -206,16 +238,22 @@ def _plain_user_trade(trade: Any, account: int, venue: Venue) -> dict[str, Any]:
     record = venue.orders.get(order_id) or venue.closed.get(order_id)
     data = shapes.public_trade(trade, spec)
     data.update(
-        direction="buy" if (trade.direction if taker else Side(1 - trade.direction)) == Side.BUY
+        direction="buy"
+        if (trade.direction if taker else Side(1 - trade.direction)) == Side.BUY
         else "sell",
         order_id=str(order_id),
         order_type=record.order_type if record is not None else "limit",
         liquidity="T" if taker else "M",
         fee=(trade.taker_fee_units if taker else trade.maker_fee_units) / 1_000_000,
-        fee_currency="USDC", state=record.state if record is not None else "filled",
-        self_trade=False, reduce_only=record.reduce_only if record is not None else False,
+        fee_currency="USDC",
+        state=record.state if record is not None else "filled",
+        self_trade=False,
+        reduce_only=record.reduce_only if record is not None else False,
         post_only=record.post_only if record is not None else False,
-        label=record.label if record is not None else "", matching_id=None, api=True)
+        label=record.label if record is not None else "",
+        matching_id=None,
+        api=True,
+    )
     return data
 
 
@@ -242,20 +280,39 @@ def test_order_and_trade_objects_equal_plain_builds(seed: int) -> None:
         spec = venue.catalog.by_id[record.instrument]
         for _ in range(2):  # the template found, then the record's own
             assert orjson.dumps(shapes.order(record, venue.catalog)) == orjson.dumps(
-                _plain_order(record, spec))
+                _plain_order(record, spec)
+            )
     trades = [t for history in venue.user_trades.values() for t in history]
     assert trades
     for trade in trades:
         for account in (trade.maker_account, trade.taker_account):
             assert orjson.dumps(shapes.user_trade(trade, account, venue)) == orjson.dumps(
-                _plain_user_trade(trade, account, venue))
+                _plain_user_trade(trade, account, venue)
+            )
 
 
-@pytest.mark.parametrize("value", ["60000", "60000.5", "60000.005", 60000, 60000.0, 0.1,
-                                   "0.01", "0.00005", 1, "1", "x", "nan", "-1", "1e3", -0.0])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "60000",
+        "60000.5",
+        "60000.005",
+        60000,
+        60000.0,
+        0.1,
+        "0.01",
+        "0.00005",
+        1,
+        "1",
+        "x",
+        "nan",
+        "-1",
+        "1e3",
+        -0.0,
+    ],
+)
 def test_plain_conversions_equal_the_checked_ones(value: Any) -> None:
-    spec = list_all(Exchange(EngineConfig(risk_checks=False)),
-                    [perpetual("BTC")]).get(INSTRUMENT)
+    spec = list_all(Exchange(EngineConfig(risk_checks=False)), [perpetual("BTC")]).get(INSTRUMENT)
 
     def outcome(convert: Any) -> Any:
         try:
@@ -282,17 +339,26 @@ def test_merged_batch_updates_equal_the_per_order_ones(seed: int) -> None:
 
         def record(update: Any, updates: list[Any] = updates, calls: list[int] = calls) -> None:
             calls[0] += 1
-            updates.append((set(update.books), set(update.accounts), set(update.marks),
-                            [t.trade_id for t in update.trades], set(update.orders)))
+            updates.append(
+                (
+                    set(update.books),
+                    set(update.accounts),
+                    set(update.marks),
+                    [t.trade_id for t in update.trades],
+                    set(update.orders),
+                )
+            )
 
         venue.listeners.append(record)
         if mergeable:
             venue.mergeable[record] = lambda: True
         connections = [FakeConnection(session) for session in sessions]
 
-        async def feed(connections: list[FakeConnection] = connections,
-                       dispatcher: Dispatcher = dispatcher,
-                       sessions: list[Session] = sessions) -> None:
+        async def feed(
+            connections: list[FakeConnection] = connections,
+            dispatcher: Dispatcher = dispatcher,
+            sessions: list[Session] = sessions,
+        ) -> None:
             for k, (who, frame) in enumerate(_frames(seed, 300)):
                 answer = dispatcher.offer(frame, sessions[who], connections[who], "ws")
                 if answer is not None:
@@ -302,20 +368,33 @@ def test_merged_batch_updates_equal_the_per_order_ones(seed: int) -> None:
             await asyncio.sleep(0)
 
         asyncio.run(feed())
-        seen.append({
-            "books": set().union(*(u[0] for u in updates)),
-            "accounts": set().union(*(u[1] for u in updates)),
-            "trades": [i for u in updates for i in u[3]],
-            "orders": set().union(*(u[4] for u in updates)),
-            "change_ids": dict(venue.change_ids), "calls": calls[0],
-            "dirty": (hub._dirty_books, hub._dirty_tickers, hub._dirty_accounts),
-            "replies": [[_clean(f) for f in c.frames] for c in connections],
-            "state": venue.exchange.engine.state_hash(),
-            "closed": {i: (r.state, r.filled_lots) for i, r in venue.closed.items()}})
+        seen.append(
+            {
+                "books": set().union(*(u[0] for u in updates)),
+                "accounts": set().union(*(u[1] for u in updates)),
+                "trades": [i for u in updates for i in u[3]],
+                "orders": set().union(*(u[4] for u in updates)),
+                "change_ids": dict(venue.change_ids),
+                "calls": calls[0],
+                "dirty": (hub._dirty_books, hub._dirty_tickers, hub._dirty_accounts),
+                "replies": [[_clean(f) for f in c.frames] for c in connections],
+                "state": venue.exchange.engine.state_hash(),
+                "closed": {i: (r.state, r.filled_lots) for i, r in venue.closed.items()},
+            }
+        )
     per_order, merged = seen
     assert per_order["trades"] and merged["calls"] < per_order["calls"]
-    for key in ("books", "accounts", "trades", "orders", "change_ids", "dirty", "replies",
-                "state", "closed"):
+    for key in (
+        "books",
+        "accounts",
+        "trades",
+        "orders",
+        "change_ids",
+        "dirty",
+        "replies",
+        "state",
+        "closed",
+    ):
         assert merged[key] == per_order[key], key
 
 
@@ -364,24 +443,50 @@ def test_frames_of_another_worker_give_the_same_records(seed: int) -> None:
     for k in range(300):
         kind = rng.choice(["limit", "limit", "market"])
         with contextlib.suppress(RpcError):  # rejects (post-only crossing, FOK) are fine
-            venue.place(rng.choice(accounts), spec, rng.choice(["buy", "sell"]),
-                        rng.randint(1, 3), rng.choice([6_000_000, 6_000_050, 5_999_950]),
-                        order_type=kind, time_in_force=rng.choice(["gtc", "ioc", "fok"]),
-                        post_only=kind == "limit" and rng.random() < 0.2,
-                        reduce_only=rng.random() < 0.1, label=f"l{k}")
+            venue.place(
+                rng.choice(accounts),
+                spec,
+                rng.choice(["buy", "sell"]),
+                rng.randint(1, 3),
+                rng.choice([6_000_000, 6_000_050, 5_999_950]),
+                order_type=kind,
+                time_in_force=rng.choice(["gtc", "ioc", "fok"]),
+                post_only=kind == "limit" and rng.random() < 0.2,
+                reduce_only=rng.random() < 0.1,
+                label=f"l{k}",
+            )
     for commands, events in frames:
         replayed = mirror_exchange.engine.process(commands)
         assert replayed.tobytes() == events.tobytes()
         mirror.apply_frame(commands, events)
 
     def records(v: Venue) -> list[tuple[Any, ...]]:
-        return [(r.order_id, r.account, r.side, r.order_type, r.time_in_force, r.post_only,
-                 r.reduce_only, r.price_ticks, r.amount_lots, r.filled_lots, r.fee_units,
-                 r.state, r.cancel_reason) for r in [*v.orders.values(), *v.closed.values()]]
+        return [
+            (
+                r.order_id,
+                r.account,
+                r.side,
+                r.order_type,
+                r.time_in_force,
+                r.post_only,
+                r.reduce_only,
+                r.price_ticks,
+                r.amount_lots,
+                r.filled_lots,
+                r.fee_units,
+                r.state,
+                r.cancel_reason,
+            )
+            for r in [*v.orders.values(), *v.closed.values()]
+        ]
 
     assert sorted(records(mirror)) == sorted(records(venue))
     assert len(records(venue)) > 100  # the rest were rejected (never recorded)
-    assert {r[4] for r in records(venue)} == {"good_til_cancelled", "immediate_or_cancel",
-                                              "fill_or_kill"}
+    assert {r[4] for r in records(venue)} == {
+        "good_til_cancelled",
+        "immediate_or_cancel",
+        "fill_or_kill",
+    }
     assert [t.trade_id for t in mirror.public_trades[spec.instrument]] == [
-        t.trade_id for t in venue.public_trades[spec.instrument]]
+        t.trade_id for t in venue.public_trades[spec.instrument]
+    ]

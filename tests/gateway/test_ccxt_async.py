@@ -21,6 +21,7 @@ def run(coroutine: Awaitable[Any]) -> Any:
 
 async def until(watch: Callable[[], Awaitable[Any]], done: Callable[[Any], bool]) -> Any:
     """Call ``watch`` until ``done`` holds for its result (bounded by WAIT_S)."""
+
     async def loop() -> Any:
         while True:
             value = await watch()
@@ -40,18 +41,21 @@ def test_async_rest_order_entry(server: Server) -> None:
             await taker.load_markets()
             market = symbol(maker, name)
             resting = await maker.create_order(market, "limit", "sell", 0.5, 700)
-            results = await asyncio.gather(*[taker.create_order(market, "limit", "buy", 0.1, 700)
-                                             for _ in range(3)])
+            results = await asyncio.gather(
+                *[taker.create_order(market, "limit", "buy", 0.1, 700) for _ in range(3)]
+            )
             assert [r["status"] for r in results] == ["closed"] * 3
             order = await maker.fetch_order(resting["id"], market)
             assert order["filled"] == pytest.approx(0.3)
             balances = await asyncio.gather(*[taker.fetch_balance() for _ in range(10)])
             assert len({b["USDC"]["total"] for b in balances}) == 1  # unique nonces (conftest)
             with pytest.raises(ccxt.InvalidOrder):
-                await taker.create_order(market, "limit", "buy", 0.1, 700,
-                                         params={"postOnly": True, "label": "a b/c"})
-            labelled = await taker.create_order(market, "limit", "buy", 0.1, 500,
-                                                params={"label": "a b/c,é"})
+                await taker.create_order(
+                    market, "limit", "buy", 0.1, 700, params={"postOnly": True, "label": "a b/c"}
+                )
+            labelled = await taker.create_order(
+                market, "limit", "buy", 0.1, 500, params={"label": "a b/c,é"}
+            )
             assert labelled["info"]["label"] == "a b/c,é"
             cancelled = await taker.cancel_order(labelled["id"], market)
             assert cancelled["status"] == "canceled"
@@ -88,8 +92,9 @@ def test_pro_order_book_stays_identical_to_rest(server: Server) -> None:
             rest = await taker.fetch_order_book(market)
 
             def same(levels: Any) -> bool:
-                return ([lv[:2] for lv in levels["bids"]] == rest["bids"]
-                        and [lv[:2] for lv in levels["asks"]] == rest["asks"])
+                return [lv[:2] for lv in levels["bids"]] == rest["bids"] and [
+                    lv[:2] for lv in levels["asks"]
+                ] == rest["asks"]
 
             book = await until(lambda: pro.watch_order_book(market), same)
             assert rest["bids"] == [[1005.0, 0.2], [1000.0, 0.5]]
@@ -126,13 +131,15 @@ def test_pro_trades_orders_ticker_and_balance(server: Server) -> None:
             assert any(o["id"] == resting["id"] and o["status"] == "open" for o in orders)
             # a watch resolves on the next message: start them before the trade
             fills_task = asyncio.ensure_future(watcher.watch_orders())
-            ticker_task = asyncio.ensure_future(until(lambda: public.watch_ticker(market),
-                                                      lambda t: t["last"] == 800.0))
+            ticker_task = asyncio.ensure_future(
+                until(lambda: public.watch_ticker(market), lambda t: t["last"] == 800.0)
+            )
             await asyncio.sleep(0.05)
             await taker.create_order(market, "limit", "buy", 0.1, 800)
             trades = await asyncio.wait_for(trades_task, WAIT_S)
             assert [(t["price"], t["amount"], t["side"]) for t in trades][-1:] == [
-                (800.0, 0.1, "buy")]
+                (800.0, 0.1, "buy")
+            ]
             orders = await asyncio.wait_for(fills_task, WAIT_S)
             (filled,) = [o for o in orders if o["id"] == resting["id"]]
             assert filled["filled"] == 0.1 and filled["status"] == "open"

@@ -64,7 +64,8 @@ def test_limit_market_fills_and_my_trades(server: Server) -> None:
     assert order["filled"] == 0.4 and order["remaining"] == pytest.approx(0.6)
     mine = maker.fetch_my_trades(market)
     assert [(t["side"], t["amount"], t["takerOrMaker"], t["order"]) for t in mine] == [
-        ("sell", 0.4, "maker", resting["id"])]
+        ("sell", 0.4, "maker", resting["id"])
+    ]
     theirs = taker.fetch_my_trades(market, since=mine[0]["timestamp"])
     assert [(t["side"], t["takerOrMaker"]) for t in theirs] == [("buy", "taker")]
     assert taker.fetch_my_trades() != []  # by currency (BTC by default)
@@ -136,7 +137,8 @@ def test_balance_and_positions(server: Server) -> None:
     taker.create_order("SOL/USDC:USDC", "market", "buy", 1.5)
     positions = taker.fetch_positions()
     assert [(p["symbol"], p["side"], p["contracts"], p["entryPrice"]) for p in positions] == [
-        ("SOL/USDC:USDC", "long", 1.5, 150.0)]
+        ("SOL/USDC:USDC", "long", 1.5, 150.0)
+    ]
     (short,) = maker.fetch_positions(["SOL/USDC:USDC"])
     assert short["side"] == "short" and short["contracts"] == -1.5
     after = taker.fetch_balance()["USDC"]["total"]

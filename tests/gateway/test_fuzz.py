@@ -25,23 +25,71 @@ from tests.gateway.conftest import Server
 METHOD_NAMES = [*sorted(set(METHODS) - {"public/auth"}), "public/auth", "private/nope", ""]
 INSTRUMENTS = ["BTC_USDC-PERPETUAL", "ETH_USDC-PERPETUAL", "NOPE", "", "BTC.USDC"]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
-                    st.floats(allow_nan=False), st.text(max_size=20),
-                    st.sampled_from(["0.1", "100", "-1", "1e9", "true", "limit", "market",
-                                     "immediate_or_cancel", "any", "BTC", "1.5e-300"]),
-                    st.sampled_from(INSTRUMENTS))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
-param_names = st.sampled_from(["instrument_name", "amount", "price", "type", "order_id",
-                               "currency", "kind", "count", "depth", "channels", "label",
-                               "post_only", "reduce_only", "time_in_force", "grant_type",
-                               "start_timestamp", "interval", "access_token"])
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "0.1",
+            "100",
+            "-1",
+            "1e9",
+            "true",
+            "limit",
+            "market",
+            "immediate_or_cancel",
+            "any",
+            "BTC",
+            "1.5e-300",
+        ]
+    ),
+    st.sampled_from(INSTRUMENTS),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+param_names = st.sampled_from(
+    [
+        "instrument_name",
+        "amount",
+        "price",
+        "type",
+        "order_id",
+        "currency",
+        "kind",
+        "count",
+        "depth",
+        "channels",
+        "label",
+        "post_only",
+        "reduce_only",
+        "time_in_force",
+        "grant_type",
+        "start_timestamp",
+        "interval",
+        "access_token",
+    ]
+)
 requests = st.fixed_dictionaries(
     {"method": st.sampled_from(METHOD_NAMES)},
-    optional={"jsonrpc": st.sampled_from(["2.0", "1.0", 2]),
-              "id": st.one_of(st.integers(-10, 2**40), st.text(max_size=5), st.none(),
-                              st.lists(st.integers(), max_size=1)),
-              "params": st.one_of(st.dictionaries(param_names, values, max_size=6), values)})
+    optional={
+        "jsonrpc": st.sampled_from(["2.0", "1.0", 2]),
+        "id": st.one_of(
+            st.integers(-10, 2**40),
+            st.text(max_size=5),
+            st.none(),
+            st.lists(st.integers(), max_size=1),
+        ),
+        "params": st.one_of(st.dictionaries(param_names, values, max_size=6), values),
+    },
+)
 
 
 def frames() -> st.SearchStrategy[bytes]:
@@ -76,13 +124,24 @@ def fuzz_key(server: Server) -> ApiKey:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(batch=st.lists(frames().filter(_no_auth_signature), min_size=1, max_size=8))
-def test_websocket_answers_every_frame(server: Server, fuzz_key: ApiKey,
-                                       batch: list[bytes]) -> None:
+def test_websocket_answers_every_frame(
+    server: Server, fuzz_key: ApiKey, batch: list[bytes]
+) -> None:
     key = fuzz_key
     with connect(server.ws_url, max_size=2**22, open_timeout=10) as ws:
-        ws.send(orjson.dumps({"id": 0, "method": "public/auth", "params": {
-            "grant_type": "client_credentials", "client_id": key.client_id,
-            "client_secret": key.client_secret}}).decode())
+        ws.send(
+            orjson.dumps(
+                {
+                    "id": 0,
+                    "method": "public/auth",
+                    "params": {
+                        "grant_type": "client_credentials",
+                        "client_id": key.client_id,
+                        "client_secret": key.client_secret,
+                    },
+                }
+            ).decode()
+        )
         assert "access_token" in _check_reply(ws.recv(timeout=10))["result"]
         for frame in batch:
             ws.send(frame.decode("utf-8", "replace") if frame[:1] != b"\xff" else frame)
@@ -100,12 +159,16 @@ def test_websocket_answers_every_frame(server: Server, fuzz_key: ApiKey,
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(method=st.sampled_from([*METHOD_NAMES, "public/" + "x" * 300, "private/../../etc"]),
-       query=st.dictionaries(param_names, scalars.map(str), max_size=5),
-       header=st.sampled_from([None, "deri-hmac-sha256 id=a,ts=1,sig=2,nonce=3", "bearer x",
-                               "garbage"]))
-def test_http_answers_every_request(server: Server, method: str, query: dict[str, str],
-                                    header: str | None) -> None:
+@given(
+    method=st.sampled_from([*METHOD_NAMES, "public/" + "x" * 300, "private/../../etc"]),
+    query=st.dictionaries(param_names, scalars.map(str), max_size=5),
+    header=st.sampled_from(
+        [None, "deri-hmac-sha256 id=a,ts=1,sig=2,nonce=3", "bearer x", "garbage"]
+    ),
+)
+def test_http_answers_every_request(
+    server: Server, method: str, query: dict[str, str], header: str | None
+) -> None:
     path = method if method.startswith(("public/", "private/")) else "public/" + method
     url = f"{server.url}/api/v2/{urllib.parse.quote(path, safe='/')}"
     if query:
@@ -135,17 +198,23 @@ def test_websocket_data_frames_take_the_inline_path(server: Server) -> None:
     from derivex.gateway.server import _InlineQueue
 
     host, port = server.url.removeprefix("http://").split(":")
-    payloads = [orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "public/test"})
-                for i in range(5)]
+    payloads = [
+        orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "public/test"}) for i in range(5)
+    ]
 
     def masked(payload: bytes) -> bytes:
         return bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload
 
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET /ws/api/v2 HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n").encode() + masked(payloads[0]))
+        sock.sendall(
+            (
+                f"GET /ws/api/v2 HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+            + masked(payloads[0])
+        )
         sock.sendall(b"".join(masked(p) for p in payloads[1:]))
         data = b""
         while data.count(b'"version"') < len(payloads):
@@ -153,11 +222,13 @@ def test_websocket_data_frames_take_the_inline_path(server: Server) -> None:
             assert chunk, data
             data += chunk
         assert data.startswith(b"HTTP/1.1 101")
-        ids = [orjson.loads(part)["id"]
-               for part in _text_payloads(data[data.index(b"\r\n\r\n") + 4:])]
+        ids = [
+            orjson.loads(part)["id"] for part in _text_payloads(data[data.index(b"\r\n\r\n") + 4 :])
+        ]
         assert ids == list(range(len(payloads)))
-        queues = server.thread.call(lambda: [type(c.ws._reader)
-                                             for c in server.gateway.connections])
+        queues = server.thread.call(
+            lambda: [type(c.ws._reader) for c in server.gateway.connections]
+        )
         assert _InlineQueue in queues
 
 
@@ -167,7 +238,7 @@ def _text_payloads(stream: bytes) -> list[bytes]:
     while at < len(stream):
         size, head = stream[at + 1] & 0x7F, 2
         if size == 126:
-            size, head = int.from_bytes(stream[at + 2:at + 4], "big"), 4
-        out.append(stream[at + head:at + head + size])
+            size, head = int.from_bytes(stream[at + 2 : at + 4], "big"), 4
+        out.append(stream[at + head : at + head + size])
         at += head + size
     return out

@@ -29,7 +29,10 @@ class Served:
         self.log = log
         self.process = subprocess.Popen(
             [*DERIVEX, "serve", "--data-dir", str(data), "--port", "0", "--log-level", "debug"],
-            stdout=subprocess.PIPE, stderr=log.open("ab"), text=True)
+            stdout=subprocess.PIPE,
+            stderr=log.open("ab"),
+            text=True,
+        )
         lines: list[str] = []
         deadline = time.monotonic() + START_TIMEOUT_S
         assert self.process.stdout is not None
@@ -49,9 +52,15 @@ class Served:
         self.account = int(re.search(r"account (\d+)", text).group(1))
 
     def client(self, key: str | None = None, secret: str | None = None) -> ccxt.deribit:
-        client = ccxt.deribit({"apiKey": key or self.client_id, "secret": secret or self.secret,
-                               "urls": {"api": {"rest": self.url}}, "enableRateLimit": False,
-                               "nonce": unique_nonce})
+        client = ccxt.deribit(
+            {
+                "apiKey": key or self.client_id,
+                "secret": secret or self.secret,
+                "urls": {"api": {"rest": self.url}},
+                "enableRateLimit": False,
+                "nonce": unique_nonce,
+            }
+        )
         client.load_markets()
         return client
 
@@ -82,8 +91,11 @@ def test_serve_demo_trade_keys_metrics_and_restart(data: Path) -> None:
         perp = "BTC/USDC:USDC"
         assert any(m["option"] for m in client.markets.values())
         assert client.markets["ETH/USDC:USDC"]["swap"]
-        book = _wait_for(lambda: (lambda b: b if b["bids"] and b["asks"] else None)(
-            client.fetch_order_book(perp)))
+        book = _wait_for(
+            lambda: (lambda b: b if b["bids"] and b["asks"] else None)(
+                client.fetch_order_book(perp)
+            )
+        )
         assert book, "demo agents never filled the BTC book"
         assert book["bids"][0][0] < book["asks"][0][0]
         trades = _wait_for(lambda: client.fetch_trades(perp))
@@ -101,9 +113,22 @@ def test_serve_demo_trade_keys_metrics_and_restart(data: Path) -> None:
         assert order["status"] == "open"
         assert client.fetch_balance()["USDC"]["total"] == pytest.approx(1_000_000.0)
 
-        created = subprocess.run([*DERIVEX, "keys", "create", "--account", str(served.account),
-                                  "--scope", "read", "--data-dir", str(data / "venue")],
-                                 capture_output=True, text=True, check=True)
+        created = subprocess.run(
+            [
+                *DERIVEX,
+                "keys",
+                "create",
+                "--account",
+                str(served.account),
+                "--scope",
+                "read",
+                "--data-dir",
+                str(data / "venue"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         reader_id = re.search(r"client_id\s+(\S+)", created.stdout).group(1)
         reader_secret = re.search(r"client_secret\s+(\S+)", created.stdout).group(1)
         reader = served.client(reader_id, reader_secret)
@@ -115,8 +140,10 @@ def test_serve_demo_trade_keys_metrics_and_restart(data: Path) -> None:
 
         with urllib.request.urlopen(served.url + "/metrics", timeout=10) as response:
             metrics = response.read().decode()
-        assert 'derivex_gateway_requests_total{method="private/buy",outcome="ok",' \
-               'transport="http"} 1.0' in metrics
+        assert (
+            'derivex_gateway_requests_total{method="private/buy",outcome="ok",'
+            'transport="http"} 1.0' in metrics
+        )
         assert "derivex_trades_total" in metrics and "derivex_gateway_websockets" in metrics
     finally:
         assert served.stop() == 0
@@ -140,23 +167,59 @@ def test_serve_demo_trade_keys_metrics_and_restart(data: Path) -> None:
 
 
 def test_keys_cli_validates(tmp_path: Path) -> None:
-    bad = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--scope", "admin",
-                          "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            *DERIVEX,
+            "keys",
+            "create",
+            "--account",
+            "5",
+            "--scope",
+            "admin",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "scopes" in bad.stderr
-    nowhere = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--data-dir",
-                              str(tmp_path)], capture_output=True, text=True)
+    nowhere = subprocess.run(
+        [*DERIVEX, "keys", "create", "--account", "5", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert nowhere.returncode == 2 and "no venue" in nowhere.stderr  # no account exists
     opened = open_venue(tmp_path, demo=False)  # accounts 0-2 system, 3 the demo account
     assert opened.venue.exchange.journal is not None
     opened.venue.exchange.journal.close()
-    missing = subprocess.run([*DERIVEX, "keys", "create", "--account", "5", "--data-dir",
-                              str(tmp_path)], capture_output=True, text=True)
+    missing = subprocess.run(
+        [*DERIVEX, "keys", "create", "--account", "5", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "account 5 does not exist" in missing.stderr
-    good = subprocess.run([*DERIVEX, "keys", "create", "--account", "3", "--scope", "trade",
-                           "--data-dir", str(tmp_path)], capture_output=True, text=True,
-                          check=True)
-    listed = subprocess.run([*DERIVEX, "keys", "list", "--data-dir", str(tmp_path)],
-                            capture_output=True, text=True, check=True)
+    good = subprocess.run(
+        [
+            *DERIVEX,
+            "keys",
+            "create",
+            "--account",
+            "3",
+            "--scope",
+            "trade",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    listed = subprocess.run(
+        [*DERIVEX, "keys", "list", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     secret = re.search(r"client_secret\s+(\S+)", good.stdout).group(1)
     assert "account 3" in listed.stdout and secret not in listed.stdout
     assert "account 5" not in listed.stdout

@@ -30,9 +30,11 @@ class ServedWorkers:
         self.log, self.port = log, port
         self.offset = log.stat().st_size if log.exists() else 0  # this run's records only
         self.process = subprocess.Popen(
-            [*DERIVEX, "serve", "--workers", "2", "--data-dir", str(data),
-             "--port", str(port)],
-            stdout=subprocess.PIPE, stderr=log.open("ab"), text=True)
+            [*DERIVEX, "serve", "--workers", "2", "--data-dir", str(data), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=log.open("ab"),
+            text=True,
+        )
         assert self.process.stdout is not None
         text = ""
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -53,20 +55,27 @@ class ServedWorkers:
         """The log record of worker ``worker`` generation ``generation`` serving."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            for line in self.log.read_text()[self.offset:].splitlines():
+            for line in self.log.read_text()[self.offset :].splitlines():
                 if '"gateway worker serving"' not in line:
                     continue
                 record = json.loads(line)
                 if record["worker"] == worker and record["generation"] == generation:
                     return record
             time.sleep(0.2)
-        raise AssertionError(f"worker {worker}.{generation} never served: "
-                             f"{self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"worker {worker}.{generation} never served: {self.log.read_text()[-3000:]}"
+        )
 
     def client(self, key: str | None = None, secret: str | None = None) -> ccxt.deribit:
-        client = ccxt.deribit({"apiKey": key or self.client_id, "secret": secret or self.secret,
-                               "urls": {"api": {"rest": self.url}}, "enableRateLimit": False,
-                               "nonce": unique_nonce})
+        client = ccxt.deribit(
+            {
+                "apiKey": key or self.client_id,
+                "secret": secret or self.secret,
+                "urls": {"api": {"rest": self.url}},
+                "enableRateLimit": False,
+                "nonce": unique_nonce,
+            }
+        )
         client.load_markets()
         return client
 
@@ -88,8 +97,12 @@ def _free_port() -> int:
 
 def _new_key(data: Path, account: int) -> tuple[str, str]:
     """``derivex keys create`` while the venue runs (the workers reload the key file)."""
-    made = subprocess.run([*DERIVEX, "keys", "create", "--data-dir", str(data), "--account",
-                           str(account)], capture_output=True, text=True, timeout=300)
+    made = subprocess.run(
+        [*DERIVEX, "keys", "create", "--data-dir", str(data), "--account", str(account)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert made.returncode == 0, made.stderr
     found = re.search(r"client_id\s+(\S+).*?client_secret\s+(\S+)", made.stdout, re.S)
     assert found, made.stdout
@@ -166,7 +179,8 @@ def test_multi_process_serve_trades_restarts_a_worker_and_resumes(tmp_path: Path
     try:
         alice = served.client()
         assert sorted(o["id"] for o in alice.fetch_open_orders(PERPETUAL)) == sorted(
-            [resting["id"], second["id"]])
+            [resting["id"], second["id"]]
+        )
     finally:
         status, summary = served.stop()
     assert status == 0 and summary["failure"] is None, summary

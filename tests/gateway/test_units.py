@@ -41,8 +41,15 @@ def test_every_reason_maps_to_a_code_ccxt_knows() -> None:
 
 
 def test_conversions_are_exact_or_rejected() -> None:
-    spec = InstrumentSpec(1, "BTC_USDC-PERPETUAL", "perpetual", "BTC", Decimal("0.01"),
-                          Decimal("0.0001"), tick_size_ticks=50)
+    spec = InstrumentSpec(
+        1,
+        "BTC_USDC-PERPETUAL",
+        "perpetual",
+        "BTC",
+        Decimal("0.01"),
+        Decimal("0.0001"),
+        tick_size_ticks=50,
+    )
     assert spec.contract_value_units == 1
     assert spec.to_ticks("60000.5") == 6_000_050 and spec.to_ticks(0.1) == 10
     assert spec.to_lots("0.0003") == 3 and spec.to_lots(1) == 10_000
@@ -54,8 +61,10 @@ def test_conversions_are_exact_or_rejected() -> None:
     assert error.value.code == 10021
 
 
-@given(st.integers(-10**18, 10**18), st.sampled_from(["0.01", "0.0001", "0.5", "1", "0.00025",
-                                                       "2.5", "0.1", "5"]))
+@given(
+    st.integers(-(10**18), 10**18),
+    st.sampled_from(["0.01", "0.0001", "0.5", "1", "0.00025", "2.5", "0.1", "5"]),
+)
 def test_price_and_amount_floats_equal_the_decimal_products(count: int, unit: str) -> None:
     # price/amount divide integers (correctly rounded) instead of multiplying decimals:
     # the float must be the one float(count * unit) gives
@@ -83,16 +92,21 @@ def test_rest_signature_checks() -> None:
     auth = Authenticator(store, clock_ms=lambda: NOW_MS)
     target = "/api/v2/private/get_positions?currency=BTC"
     ts = str(NOW_MS)
-    sig = hmac.new(key.client_secret.encode(), f"{ts}\n{ts}\nGET\n{target}\n\n".encode(),
-                   hashlib.sha256).hexdigest()
+    sig = hmac.new(
+        key.client_secret.encode(), f"{ts}\n{ts}\nGET\n{target}\n\n".encode(), hashlib.sha256
+    ).hexdigest()
     header = f"deri-hmac-sha256 id={key.client_id},ts={ts},sig={sig},nonce={ts}"
     assert auth.from_header(header, "GET", target, "").account == 5
     with pytest.raises(RpcError) as replayed:  # a signature is accepted once
         auth.from_header(header, "GET", target, "")
     assert replayed.value.data == {"reason": "replayed signature"}
-    for bad_header, bad_target in ((header, target + "&x=1"), (header.replace(ts, "1"), target),
-                                   (header.replace(key.client_id, "nobody"), target),
-                                   ("deri-hmac-sha256 id=x", target), ("basic abc", target)):
+    for bad_header, bad_target in (
+        (header, target + "&x=1"),
+        (header.replace(ts, "1"), target),
+        (header.replace(key.client_id, "nobody"), target),
+        ("deri-hmac-sha256 id=x", target),
+        ("basic abc", target),
+    ):
         with pytest.raises(RpcError) as error:
             auth.from_header(bad_header, "GET", bad_target, "")
         assert error.value.code == 13009
@@ -105,25 +119,46 @@ def test_public_auth_grants_and_tokens() -> None:
     store = KeyStore(None)
     key = store.create(7, ("read",))
     auth = Authenticator(store, clock_ms=lambda: NOW_MS)
-    found, result = auth.auth({"grant_type": "client_credentials", "client_id": key.client_id,
-                               "client_secret": key.client_secret})
+    found, result = auth.auth(
+        {
+            "grant_type": "client_credentials",
+            "client_id": key.client_id,
+            "client_secret": key.client_secret,
+        }
+    )
     assert found.account == 7 and "trade:read" in result["scope"]
     assert auth.from_token(result["access_token"]).account == 7
     signature = sign(key.client_secret, f"{NOW_MS}\nabc\n")
-    found, _ = auth.auth({"grant_type": "client_signature", "client_id": key.client_id,
-                          "timestamp": NOW_MS, "nonce": "abc", "data": "",
-                          "signature": signature})
+    found, _ = auth.auth(
+        {
+            "grant_type": "client_signature",
+            "client_id": key.client_id,
+            "timestamp": NOW_MS,
+            "nonce": "abc",
+            "data": "",
+            "signature": signature,
+        }
+    )
     assert found.account == 7
-    _, renewed = auth.auth({"grant_type": "refresh_token",
-                            "refresh_token": result["refresh_token"]})
+    _, renewed = auth.auth(
+        {"grant_type": "refresh_token", "refresh_token": result["refresh_token"]}
+    )
     assert auth.from_token(renewed["access_token"]).account == 7
     with pytest.raises(RpcError):  # a refresh token works once
         auth.auth({"grant_type": "refresh_token", "refresh_token": result["refresh_token"]})
-    for params in ({"grant_type": "client_credentials", "client_id": key.client_id,
-                    "client_secret": "x"},
-                   {"grant_type": "client_signature", "client_id": key.client_id,
-                    "timestamp": NOW_MS, "nonce": "abc", "data": "", "signature": "00"},
-                   {"grant_type": "password"}, {}):
+    for params in (
+        {"grant_type": "client_credentials", "client_id": key.client_id, "client_secret": "x"},
+        {
+            "grant_type": "client_signature",
+            "client_id": key.client_id,
+            "timestamp": NOW_MS,
+            "nonce": "abc",
+            "data": "",
+            "signature": "00",
+        },
+        {"grant_type": "password"},
+        {},
+    ):
         with pytest.raises(RpcError):
             auth.auth(params)
 
@@ -161,9 +196,14 @@ def test_parameter_readers() -> None:
     assert p.clamped({"depth": "100000"}, "depth", 5, 1, 1000) == 1000
     assert p.order_id({"order_id": "42"}) == 42
     assert p.string_list({"c": "a,b"}, "c") == ["a", "b"]
-    for reader, params in ((p.integer, {"n": "x"}), (p.integer, {"n": True}),
-                           (p.boolean, {"n": "yes"}), (p.text, {"n": 1}),
-                           (p.number, {"n": [1]}), (p.text, {})):
+    for reader, params in (
+        (p.integer, {"n": "x"}),
+        (p.integer, {"n": True}),
+        (p.boolean, {"n": "yes"}),
+        (p.text, {"n": 1}),
+        (p.number, {"n": [1]}),
+        (p.text, {}),
+    ):
         with pytest.raises(RpcError):
             reader(params, "n")
     with pytest.raises(RpcError) as error:
@@ -175,14 +215,16 @@ def test_batch_metrics_equal_one_request_at_a_time() -> None:
     # every latency near every bucket bound: the integer-nanosecond bisection of a batch
     # lands in the bucket of the float-second one, and the counts and sums agree
     out_ns = 1_795_000_000_000_000_000
-    waits = sorted({max(0, bound + step) for bound in LATENCY_BUCKETS_NS
-                    for step in (-2, -1, 0, 1, 2)} | {0, 7, 10**10})
+    waits = sorted(
+        {max(0, bound + step) for bound in LATENCY_BUCKETS_NS for step in (-2, -1, 0, 1, 2)}
+        | {0, 7, 10**10}
+    )
     started = [out_ns - wait for wait in waits] + [out_ns + 5]  # a clock step back: 0
     methods = ["private/buy", "private/sell", "no/such"] * len(started)
     one, batch = Metrics(), Metrics()
     for method, start in zip(methods, started, strict=False):
         one.request(method, "ws", True, max(0, out_ns - start) / 1e9)
-    batch.answered("ws", methods[:len(started)], started, out_ns)
+    batch.answered("ws", methods[: len(started)], started, out_ns)
     assert batch._stats.counts == one._stats.counts
     assert batch._stats.latency == one._stats.latency
     assert sum(one._stats.latency["ws"][0]) == len(started)

@@ -43,17 +43,27 @@ def batches_of(commands: np.ndarray, seed: int, largest: int = 300) -> list[np.n
     parts, start = [], 0
     while start < len(commands):
         size = int(rng.integers(1, largest + 1))
-        parts.append(commands[start:start + size].copy())
+        parts.append(commands[start : start + size].copy())
         start += size
     return parts
 
 
-def journal_flow(directory: Path, setup: np.ndarray, flow: np.ndarray, *, seed: int = 0,
-                 fsync: str = "none", roll_bytes: int = 1 << 16) -> Exchange:
+def journal_flow(
+    directory: Path,
+    setup: np.ndarray,
+    flow: np.ndarray,
+    *,
+    seed: int = 0,
+    fsync: str = "none",
+    roll_bytes: int = 1 << 16,
+) -> Exchange:
     """An exchange journaling into ``directory`` that has submitted ``setup`` then ``flow``
     in random batch sizes. The journal is left open (the caller closes it)."""
-    exchange = Exchange(EngineConfig(risk_checks=False), clock=StepClock(),
-                        journal=Journal(directory, fsync=fsync, roll_bytes=roll_bytes))
+    exchange = Exchange(
+        EngineConfig(risk_checks=False),
+        clock=StepClock(),
+        journal=Journal(directory, fsync=fsync, roll_bytes=roll_bytes),
+    )
     exchange.submit(setup.copy())
     for part in batches_of(flow, seed):
         exchange.submit(part)

@@ -26,14 +26,15 @@ def main() -> None:
         now[0] += 1_000
         return now[0]
 
-    exchange, _ = open_exchange(directory, clock=clock, fsync=fsync, interval_ms=2,
-                                roll_bytes=1 << 16)
+    exchange, _ = open_exchange(
+        directory, clock=clock, fsync=fsync, interval_ms=2, roll_bytes=1 << 16
+    )
     acks = os.open(ack_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     start, batches = 0, 0
     while True:
         if start < len(commands):
             size = int(rng.integers(1, 40))
-            part = commands[start:start + size].copy()
+            part = commands[start : start + size].copy()
             start += size
         else:  # the flow is exhausted: keep the journal busy until the kill
             part = command_array(int(rng.integers(1, 50)))

@@ -56,14 +56,26 @@ def commands_file(crash_flow, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("seed, fsync", [(1, "batch"), (2, "batch"), (3, "interval"),
-                                         (4, "batch"), (5, "interval")])
-def test_kill_9_under_load_loses_no_acknowledged_command(tmp_path, commands_file,
-                                                         crash_flow, seed, fsync) -> None:
+@pytest.mark.parametrize(
+    "seed, fsync", [(1, "batch"), (2, "batch"), (3, "interval"), (4, "batch"), (5, "interval")]
+)
+def test_kill_9_under_load_loses_no_acknowledged_command(
+    tmp_path, commands_file, crash_flow, seed, fsync
+) -> None:
     directory, ack_file = tmp_path / "journal", tmp_path / "acks"
     child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(directory), str(commands_file), str(ack_file),
-         str(seed), fsync], cwd=ROOT, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            str(CHILD),
+            str(directory),
+            str(commands_file),
+            str(ack_file),
+            str(seed),
+            fsync,
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (ack_file.exists() and b"ready\n" in ack_file.read_bytes()):
@@ -82,8 +94,13 @@ def test_kill_9_under_load_loses_no_acknowledged_command(tmp_path, commands_file
         child.stderr.close()
     acks = acknowledged(ack_file)
     assert len(acks) > 5, f"seed {seed}: too little load before the kill"
-    result = subprocess.run([sys.executable, "-c", RECOVER, str(directory)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", RECOVER, str(directory)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     recovered = json.loads(result.stdout.splitlines()[-1])
     # no acknowledged command lost
@@ -93,8 +110,9 @@ def test_kill_9_under_load_loses_no_acknowledged_command(tmp_path, commands_file
     assert len(journaled) == recovered["seq"]
     assert np.array_equal(journaled["seq"], np.arange(1, len(journaled) + 1))
     setup, commands = crash_flow
-    expected = np.concatenate([setup.view(np.uint8).reshape(-1, 64),
-                               commands.view(np.uint8).reshape(-1, 64)])
+    expected = np.concatenate(
+        [setup.view(np.uint8).reshape(-1, 64), commands.view(np.uint8).reshape(-1, 64)]
+    )
     rows = journaled.view(np.uint8).reshape(-1, 64)
     head = min(len(rows), len(expected))
     assert np.array_equal(rows[:head, 16:], expected[:head, 16:])
@@ -103,7 +121,9 @@ def test_kill_9_under_load_loses_no_acknowledged_command(tmp_path, commands_file
     assert recovered["root"] == full_root(engine.state).hex()
     assert recovered["state_hash"] == engine.state_hash()
     engine.check_invariants()
-    print(f"seed {seed} {fsync}: killed after {delay:.2f}s, {len(acks)} acks, last ack "
-          f"{max(acks)} ({head} flow commands), recovered seq {recovered['seq']}, snapshot "
-          f"{recovered['snapshot_seq']}, {len(list_snapshots(directory))} snapshots, "
-          f"torn: {recovered['torn']}")
+    print(
+        f"seed {seed} {fsync}: killed after {delay:.2f}s, {len(acks)} acks, last ack "
+        f"{max(acks)} ({head} flow commands), recovered seq {recovered['seq']}, snapshot "
+        f"{recovered['snapshot_seq']}, {len(list_snapshots(directory))} snapshots, "
+        f"torn: {recovered['torn']}"
+    )

@@ -32,8 +32,7 @@ from .conftest import StepClock, batches_of, journal_flow, naive_replay
 
 
 @pytest.mark.parametrize("direct_from", [1, 2048, 1 << 30])
-def test_replay_reaches_the_live_state_whatever_the_batching(tmp_path, flow,
-                                                             direct_from) -> None:
+def test_replay_reaches_the_live_state_whatever_the_batching(tmp_path, flow, direct_from) -> None:
     setup, commands = flow
     exchange = journal_flow(tmp_path, setup, commands, seed=direct_from % 7)
     exchange.journal.close()
@@ -75,8 +74,9 @@ def quote_split_batches() -> list[np.ndarray]:
 def test_gathering_small_batches_stops_at_an_incomplete_mass_quote(tmp_path) -> None:
     batches = quote_split_batches()
     assert ends_inside_mass_quote(batches[1]) and not ends_inside_mass_quote(batches[2])
-    exchange = Exchange(EngineConfig(risk_checks=False),
-                        clock=StepClock(), journal=Journal(tmp_path, fsync="none"))
+    exchange = Exchange(
+        EngineConfig(risk_checks=False), clock=StepClock(), journal=Journal(tmp_path, fsync="none")
+    )
     events = [exchange.submit(batch) for batch in batches]
     assert Reason(events[1]["reason"][1]) == Reason.BAD_MASS_QUOTE
     assert Reason(events[2]["reason"][0]) == Reason.ORPHAN_QUOTE_LEG
@@ -89,15 +89,19 @@ def test_gathering_small_batches_stops_at_an_incomplete_mass_quote(tmp_path) -> 
     assert engine.state_hash() == exchange.state_hash()
     # the boundary matters: in one call the quote would be accepted and rest
     joined = Engine(EngineConfig(risk_checks=False))
-    whole = joined.process(np.concatenate([b.view(np.uint8).reshape(-1, 64)
-                                           for b in batches]).reshape(-1).view(batches[0].dtype))
+    whole = joined.process(
+        np.concatenate([b.view(np.uint8).reshape(-1, 64) for b in batches])
+        .reshape(-1)
+        .view(batches[0].dtype)
+    )
     assert (whole["kind"] == EventKind.REJECTED).sum() < 2
     assert joined.state_hash() != exchange.state_hash()
 
 
 def test_a_command_is_journaled_before_it_is_processed(tmp_path) -> None:
-    exchange = Exchange(EngineConfig(risk_checks=False),
-                        clock=StepClock(), journal=Journal(tmp_path, fsync="batch"))
+    exchange = Exchange(
+        EngineConfig(risk_checks=False), clock=StepClock(), journal=Journal(tmp_path, fsync="batch")
+    )
     account = exchange.create_account()
     assert exchange.journal.durable_seq == exchange.journal.last_seq == 1
     before = exchange.state_hash()
@@ -133,8 +137,9 @@ def test_reopened_exchange_continues_the_log(tmp_path, flow) -> None:
     second.journal.close()
     again = recover(tmp_path)
     assert again.seq == len(setup) + len(commands)
-    assert again.engine.state_hash() == second.state_hash() == naive_replay(
-        tmp_path)[0].state_hash()
+    assert (
+        again.engine.state_hash() == second.state_hash() == naive_replay(tmp_path)[0].state_hash()
+    )
     assert again.root.hex() == proof["root"] == full_root(second.engine.state).hex()
     with pytest.raises(Exception, match="different EngineConfig"):
         Exchange(EngineConfig(risk_checks=False, gas_base=11), journal=Journal(tmp_path))

@@ -37,8 +37,10 @@ def test_incremental_tree_equals_full_build(seed) -> None:
     tree, leaves = MerkleTree(), []
     for _ in range(60):
         grow = int(rng.integers(0, 9))
-        indices = sorted(set(rng.integers(0, len(leaves) + grow, 5).tolist())
-                         | set(range(len(leaves), len(leaves) + grow)))
+        indices = sorted(
+            set(rng.integers(0, len(leaves) + grow, 5).tolist())
+            | set(range(len(leaves), len(leaves) + grow))
+        )
         leaves.extend([b""] * grow)
         values = [leaf_hash(rng.bytes(8)) for _ in indices]
         for index, value in zip(indices, values, strict=True):
@@ -58,14 +60,25 @@ class Session:
     def __init__(self, directory: Path, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.clock = StepClock()
-        self.exchange = Exchange(EngineConfig(risk_checks=False),
-                                 clock=self.clock, journal=Journal(directory, fsync="none"))
+        self.exchange = Exchange(
+            EngineConfig(risk_checks=False),
+            clock=self.clock,
+            journal=Journal(directory, fsync="none"),
+        )
         ex = self.exchange
         self.instruments = [
             ex.add_perpetual("BTC", tick_size_ticks=50, maker_fee_ppm=-100, taker_fee_ppm=500),
-            ex.add_option("BTC", START_NS + 8 * 3_600_000_000_000, 10_000_000, "call",
-                          tick_size_ticks=5, min_trade_lots=10, maker_fee_ppm=200,
-                          taker_fee_ppm=300)]
+            ex.add_option(
+                "BTC",
+                START_NS + 8 * 3_600_000_000_000,
+                10_000_000,
+                "call",
+                tick_size_ticks=5,
+                min_trade_lots=10,
+                maker_fee_ppm=200,
+                taker_fee_ppm=300,
+            ),
+        ]
         self.accounts = [ex.create_account() for _ in range(5)]
         for account in self.accounts:
             ex.deposit(account, 10**12)
@@ -83,12 +96,17 @@ class Session:
         action = rng.random()
         if action < 0.40:
             result = ex.place(
-                account, instrument, "buy" if rng.random() < 0.5 else "sell", lots,
+                account,
+                instrument,
+                "buy" if rng.random() < 0.5 else "sell",
+                lots,
                 self.price(instrument),
                 order_type="market" if rng.random() < 0.1 else "limit",
                 time_in_force=str(rng.choice(["gtc", "gtc", "ioc", "fok"])),
-                post_only=rng.random() < 0.15, reduce_only=rng.random() < 0.1,
-                label=int(rng.integers(0, 1000)))
+                post_only=rng.random() < 0.15,
+                reduce_only=rng.random() < 0.1,
+                label=int(rng.integers(0, 1000)),
+            )
             if result.accepted and result.status == "resting":
                 self.orders.append((account, result.order_id))
         elif action < 0.55 and self.orders:
@@ -98,8 +116,11 @@ class Session:
             owner, order = self.orders[int(rng.integers(0, len(self.orders)))]
             ex.amend(owner, order, self.price(instrument), lots)
         elif action < 0.72:
-            legs = [Quote(i, self.price(i) - 200, lots, self.price(i) + 200, lots)
-                    for i in self.instruments if rng.random() < 0.7]
+            legs = [
+                Quote(i, self.price(i) - 200, lots, self.price(i) + 200, lots)
+                for i in self.instruments
+                if rng.random() < 0.7
+            ]
             ex.mass_quote(account, legs)
         elif action < 0.76:
             ex.cancel_all(account, instrument if rng.random() < 0.5 else None)
@@ -108,8 +129,9 @@ class Session:
         elif action < 0.87:
             ex.withdraw(int(rng.choice([*self.accounts, 0])), int(rng.integers(1, 10**11)))
         elif action < 0.89:
-            ex.set_self_trade_prevention(account, str(rng.choice(
-                ["cancel_resting", "reject_incoming"])))
+            ex.set_self_trade_prevention(
+                account, str(rng.choice(["cancel_resting", "reject_incoming"]))
+            )
         elif action < 0.91:
             if not ex.halt(instrument).accepted:
                 ex.resume(instrument)
@@ -117,9 +139,16 @@ class Session:
             self.accounts.append(ex.create_account())
         elif action < 0.93:
             strike = 9_000_000 + 100_000 * len(self.instruments)  # unique name
-            self.instruments.append(ex.add_option(
-                "BTC", START_NS + 86_400_000_000_000, strike, "put", tick_size_ticks=5,
-                min_trade_lots=10))
+            self.instruments.append(
+                ex.add_option(
+                    "BTC",
+                    START_NS + 86_400_000_000_000,
+                    strike,
+                    "put",
+                    tick_size_ticks=5,
+                    min_trade_lots=10,
+                )
+            )
         elif action < 0.935 and len(self.instruments) > 2:
             ex.close(self.instruments[-1])
         elif action < 0.96:
@@ -179,7 +208,8 @@ def test_proof_verifies_and_matches_every_source(proved) -> None:
     assert proof["seq"] == ex.journal.last_seq and proof["index"] == account
     assert proof["account"]["balance_units"] == ex.balance(account)
     assert [p["qty_lots"] for p in proof["account"]["positions"] if p["qty_lots"]] == [
-        p.qty_lots for p in ex.positions(account)]
+        p.qty_lots for p in ex.positions(account)
+    ]
     assert proof["root"] == full_root(ex.engine.state).hex()
     assert prove(ex.engine.state, account, seq=proof["seq"]) == proof  # full build, same
     assert len(proof["siblings"]) == (proof["accounts"] - 1).bit_length()
@@ -205,26 +235,46 @@ def _sibling(p: dict) -> None:
     p["siblings"][1] = ("00" if p["siblings"][1][:2] != "00" else "11") + p["siblings"][1][2:]
 
 
-@pytest.mark.parametrize("change", [
-    lambda p: p["account"].update(balance_units=p["account"]["balance_units"] + 1),
-    _bump_leaf_balance,
-    lambda p: (_bump_leaf_balance(p), p["account"].update(
-        balance_units=p["account"]["balance_units"] ^ (1 << 8))),
-    lambda p: p["account"]["positions"][0].update(qty_lots=p["account"]["positions"][0][
-        "qty_lots"] + 1),
-    lambda p: p.update(index=p["index"] + 1),
-    lambda p: p.update(index=p["index"] ^ 1, leaf=p["leaf"]),
-    _sibling,
-    lambda p: p["siblings"].pop(),
-    lambda p: p.update(accounts=p["accounts"] * 2),
-    lambda p: p.update(instruments_root="ab" * 32),
-    lambda p: p.update(globals_hash="cd" * 32),
-    lambda p: p.update(root="ef" * 32),
-    lambda p: p.update(format="derivex-account-proof-v0"),
-    lambda p: p.pop("leaf"),
-], ids=["balance field", "leaf bytes", "leaf and field together", "position", "index",
-        "index neighbour", "sibling", "short path", "leaf count", "instruments root",
-        "globals", "root in proof", "format", "missing leaf"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: p["account"].update(balance_units=p["account"]["balance_units"] + 1),
+        _bump_leaf_balance,
+        lambda p: (
+            _bump_leaf_balance(p),
+            p["account"].update(balance_units=p["account"]["balance_units"] ^ (1 << 8)),
+        ),
+        lambda p: p["account"]["positions"][0].update(
+            qty_lots=p["account"]["positions"][0]["qty_lots"] + 1
+        ),
+        lambda p: p.update(index=p["index"] + 1),
+        lambda p: p.update(index=p["index"] ^ 1, leaf=p["leaf"]),
+        _sibling,
+        lambda p: p["siblings"].pop(),
+        lambda p: p.update(accounts=p["accounts"] * 2),
+        lambda p: p.update(instruments_root="ab" * 32),
+        lambda p: p.update(globals_hash="cd" * 32),
+        lambda p: p.update(root="ef" * 32),
+        lambda p: p.update(format="derivex-account-proof-v0"),
+        lambda p: p.pop("leaf"),
+    ],
+    ids=[
+        "balance field",
+        "leaf bytes",
+        "leaf and field together",
+        "position",
+        "index",
+        "index neighbour",
+        "sibling",
+        "short path",
+        "leaf count",
+        "instruments root",
+        "globals",
+        "root in proof",
+        "format",
+        "missing leaf",
+    ],
+)
 def test_tampered_proof_fails(proved, change) -> None:
     _, _, proof = proved
     assert verify_proof(proof, proof["root"])
@@ -249,7 +299,14 @@ def test_verifier_needs_only_the_standard_library(proved) -> None:
         "proof = json.loads(sys.stdin.read())\n"
         "bad = dict(proof, index=proof['index'] + 1)\n"
         "print(v.verify_proof(proof, proof['root']), v.verify_proof(bad, proof['root']),\n"
-        "      'numpy' in sys.modules, 'derivex' in sys.modules)\n")
-    result = subprocess.run([sys.executable, "-c", script], input=json.dumps(proof),
-                            capture_output=True, text=True, check=True, timeout=60)
+        "      'numpy' in sys.modules, 'derivex' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(proof),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert result.stdout.split() == ["True", "False", "False", "False"]

@@ -40,8 +40,9 @@ def test_crash_between_roll_and_manifest_write_is_accepted(tmp_path) -> None:
     assert scan(tmp_path).last_seq == 31
 
 
-@pytest.mark.parametrize("damage", ["delete newest", "delete oldest", "copy in", "no manifest",
-                                    "grow sealed"])
+@pytest.mark.parametrize(
+    "damage", ["delete newest", "delete oldest", "copy in", "no manifest", "grow sealed"]
+)
 def test_disagreement_with_the_manifest_is_refused_unchanged(tmp_path, damage) -> None:
     _journal(tmp_path, 4)
     files = journal_files(tmp_path)

@@ -39,8 +39,11 @@ def halfway(flow):
 def mapped(array: np.ndarray) -> bool:
     base = array
     while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "base", None) if isinstance(base, np.ndarray) else getattr(
-            base, "obj", None)
+        base = (
+            getattr(base, "base", None)
+            if isinstance(base, np.ndarray)
+            else getattr(base, "obj", None)
+        )
     return isinstance(base, mmap.mmap)
 
 
@@ -51,8 +54,7 @@ def test_round_trip_is_exact_zero_copy_and_writable(tmp_path, halfway) -> None:
     assert path.name == "snapshot-00000000000000003123.dxs"
     loaded = load_snapshot(path)
     assert loaded.seq == 3_123 and loaded.config == engine.config and loaded.root == root
-    for name, original, restored in zip(State._fields, engine.state, loaded.state,
-                                        strict=True):
+    for name, original, restored in zip(State._fields, engine.state, loaded.state, strict=True):
         assert restored.dtype == original.dtype and restored.shape == original.shape, name
         assert np.array_equal(restored, original), name
         assert mapped(restored) and restored.flags.writeable, name
@@ -73,8 +75,9 @@ def test_round_trip_is_exact_zero_copy_and_writable(tmp_path, halfway) -> None:
 def test_compressed_round_trip(tmp_path, halfway, compression) -> None:
     engine, _ = halfway
     plain = write_snapshot(tmp_path / "plain", engine.state, engine.config, 10)
-    packed = write_snapshot(tmp_path / "packed", engine.state, engine.config, 10,
-                            compression=compression)
+    packed = write_snapshot(
+        tmp_path / "packed", engine.state, engine.config, 10, compression=compression
+    )
     assert packed.stat().st_size < plain.stat().st_size / 2
     loaded = load_snapshot(packed)
     assert Engine(loaded.config, loaded.state).state_hash() == engine.state_hash()

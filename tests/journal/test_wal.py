@@ -73,8 +73,9 @@ def test_every_record_is_journaled_exactly(journaled, flow) -> None:
     got = np.concatenate([b.commands.view(np.uint8).reshape(-1, 64) for b in read(directory)])
     assert len(got) == len(setup) + len(commands)
     assert np.array_equal(got[:, 0:8].copy().view("<u8").ravel(), np.arange(1, len(got) + 1))
-    expected = np.concatenate([setup.view(np.uint8).reshape(-1, 64),
-                               commands.view(np.uint8).reshape(-1, 64)])
+    expected = np.concatenate(
+        [setup.view(np.uint8).reshape(-1, 64), commands.view(np.uint8).reshape(-1, 64)]
+    )
     assert np.array_equal(got[:, 16:], expected[:, 16:])  # everything but seq and ts
 
 
@@ -138,8 +139,9 @@ def test_flipped_header_byte_in_the_last_file_is_not_a_torn_tail(journaled) -> N
     batches = [b for b in read(directory) if b.path == path]
     assert len(batches) >= 2
     flip(path, batches[0].offset + 1)  # the magic of the first batch of the last file
-    with pytest.raises(CorruptionError, match=f"bad batch magic at byte offset "
-                                              f"{batches[0].offset}"):
+    with pytest.raises(
+        CorruptionError, match=f"bad batch magic at byte offset {batches[0].offset}"
+    ):
         scan(directory, repair=True)
     flip(path, batches[0].offset + 1)
     flip(path, batches[0].offset + 20)  # record size field: an inconsistent header

@@ -34,7 +34,8 @@ def test_crc32c_kernels_match_the_package(function) -> None:
         for value in (0, 0xDEADBEEF):
             expected = crc32c.crc32c(data[start:stop].tobytes(), value)
             assert int(function(data, words, start, stop, np.uint32(value), walk.TABLE)) == (
-                expected), (start, stop, value)
+                expected
+            ), (start, stop, value)
 
 
 def replay_both(directory, *, from_seq=None, every=None, direct_from=2048):
@@ -42,9 +43,13 @@ def replay_both(directory, *, from_seq=None, every=None, direct_from=2048):
     results = []
     for compiled in (False, True):
         roots = StateRoots() if every else None
-        replayer = Replayer(Engine(EngineConfig(risk_checks=False)),
-                            roots=roots, checkpoint_every=every,
-                            direct_from=direct_from, stage_commands=1_000)
+        replayer = Replayer(
+            Engine(EngineConfig(risk_checks=False)),
+            roots=roots,
+            checkpoint_every=every,
+            direct_from=direct_from,
+            stage_commands=1_000,
+        )
         reader = JournalReader(directory, from_seq)
         if compiled:
             apply_journal(reader, replayer)
@@ -57,26 +62,39 @@ def replay_both(directory, *, from_seq=None, every=None, direct_from=2048):
 
 
 @pytest.mark.parametrize("direct_from", [1, 64, 2048])
-def test_walker_equals_reader_on_mixed_batches_and_checksums(tmp_path, flow,
-                                                             direct_from) -> None:
+def test_walker_equals_reader_on_mixed_batches_and_checksums(tmp_path, flow, direct_from) -> None:
     setup, commands = flow
-    parts = [setup.copy(), *batches_of(commands[:2_000], 1, largest=40),
-             commands[2_000:4_500].copy(), *batches_of(commands[4_500:], 2, largest=900)]
+    parts = [
+        setup.copy(),
+        *batches_of(commands[:2_000], 1, largest=40),
+        commands[2_000:4_500].copy(),
+        *batches_of(commands[4_500:], 2, largest=900),
+    ]
     seq = 0
     for index, part in enumerate(parts):  # CRC32C and BLAKE2b batches interleaved
         part["seq"] = np.arange(seq + 1, seq + 1 + len(part))
         seq += len(part)
-        with Journal(tmp_path, fsync="none", roll_bytes=50_000,
-                     checksum=CHECKSUM_BLAKE2B if index % 7 == 3 else None) as journal:
+        with Journal(
+            tmp_path,
+            fsync="none",
+            roll_bytes=50_000,
+            checksum=CHECKSUM_BLAKE2B if index % 7 == 3 else None,
+        ) as journal:
             journal.attach(EngineConfig(risk_checks=False))
             journal.append(part)
-    (python, reader), (compiled, walked) = replay_both(tmp_path, every=700,
-                                                       direct_from=direct_from)
-    assert compiled.engine.state_hash() == python.engine.state_hash() == naive_replay(
-        tmp_path)[0].state_hash()
+    (python, reader), (compiled, walked) = replay_both(tmp_path, every=700, direct_from=direct_from)
+    assert (
+        compiled.engine.state_hash()
+        == python.engine.state_hash()
+        == naive_replay(tmp_path)[0].state_hash()
+    )
     assert compiled.checkpoints == python.checkpoints and len(python.checkpoints) >= 5
     assert (walked.batches, walked.commands, walked.last_seq, walked.end_seq) == (
-        reader.batches, reader.commands, reader.last_seq, reader.end_seq)
+        reader.batches,
+        reader.commands,
+        reader.last_seq,
+        reader.end_seq,
+    )
     assert walked.first_seq == reader.first_seq == 1
 
 
@@ -114,15 +132,19 @@ def test_walker_raises_exactly_what_the_reader_raises(tmp_path, flow, where) -> 
     offsets = [batch.offset for batch in JournalReader(tmp_path) if batch.path == path]
     victim = offsets[len(offsets) // 2]
     data = bytearray(path.read_bytes())
-    data[victim + {"payload": HEADER_BYTES + 70, "header": 9, "seq field": HEADER_BYTES}[
-        where]] ^= 0x10
+    data[
+        victim + {"payload": HEADER_BYTES + 70, "header": 9, "seq field": HEADER_BYTES}[where]
+    ] ^= 0x10
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptionError) as expected:
         scan(tmp_path)
     with pytest.raises(CorruptionError) as got:
         recover(tmp_path, use_snapshot=False, roots=False)
     assert (got.value.path, got.value.offset, str(got.value)) == (
-        expected.value.path, expected.value.offset, str(expected.value))
+        expected.value.path,
+        expected.value.offset,
+        str(expected.value),
+    )
     assert got.value.path == path and got.value.offset == victim
 
 

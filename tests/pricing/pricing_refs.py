@@ -15,8 +15,9 @@ import numpy as np
 EPS = float(np.finfo(float).eps)
 
 
-def mp_black(forward: float, strike: float, expiry: float, vol: float, is_call: bool,
-             dps: int = 50) -> float:
+def mp_black(
+    forward: float, strike: float, expiry: float, vol: float, is_call: bool, dps: int = 50
+) -> float:
     """Undiscounted Black price in mpmath at ``dps`` digits (exact inputs)."""
     import mpmath as mp
 

@@ -45,16 +45,23 @@ def test_layout_is_an_index_command_with_one_leg_per_source():
     # all sources near the reference (noise 200 ppm: 10 sigma is 0.2%)
     ref = feed.last_reference
     assert np.all(np.abs(legs["price_ticks"] / ref - 1) < 2e-3)
-    same = rec.index_records(1, [(int(s), int(t), int(p)) for s, t, p in
-                                 zip(legs["source_id"], legs["source_ts_ns"],
-                                     legs["price_ticks"], strict=True)])
+    same = rec.index_records(
+        1,
+        [
+            (int(s), int(t), int(p))
+            for s, t, p in zip(
+                legs["source_id"], legs["source_ts_ns"], legs["price_ticks"], strict=True
+            )
+        ],
+    )
     assert same.tobytes() == records.tobytes()
 
 
 def test_same_seed_same_records_other_seed_different():
     def sequence(seed: int) -> bytes:
-        feed = SimulatedIndexFeed(2, 300_000, START, seed, sources=7,
-                                  stale_probability=0.05, outlier_probability=0.05)
+        feed = SimulatedIndexFeed(
+            2, 300_000, START, seed, sources=7, stale_probability=0.05, outlier_probability=0.05
+        )
         return b"".join(r.tobytes() for r in run(feed, 200))
 
     assert sequence(SEED) == sequence(SEED)
@@ -62,9 +69,16 @@ def test_same_seed_same_records_other_seed_different():
 
 
 def test_random_faults_occur_and_are_flagged():
-    feed = SimulatedIndexFeed(1, 10_000_000, START, SEED, stale_probability=0.02,
-                              outlier_probability=0.02, outlier_ppm=80_000,
-                              stale_ns=60 * SECOND)
+    feed = SimulatedIndexFeed(
+        1,
+        10_000_000,
+        START,
+        SEED,
+        stale_probability=0.02,
+        outlier_probability=0.02,
+        outlier_ppm=80_000,
+        stale_ns=60 * SECOND,
+    )
     seen_stale = seen_outlier = 0
     previous = None
     for step in range(500):
@@ -81,16 +95,17 @@ def test_random_faults_occur_and_are_flagged():
         if previous is not None and stale.any():
             # a stale source repeats its last report, timestamp included
             assert np.array_equal(legs["price_ticks"][stale], previous["price_ticks"][stale])
-            assert np.array_equal(legs["source_ts_ns"][stale],
-                                  previous["source_ts_ns"][stale])
+            assert np.array_equal(legs["source_ts_ns"][stale], previous["source_ts_ns"][stale])
             assert np.all(legs["source_ts_ns"][stale] < START + step * 4 * SECOND)
         previous = legs
     assert seen_stale > 0 and seen_outlier > 0
 
 
 def test_scripted_faults_are_produced_as_specified():
-    faults = [SourceFault(1, START + 10 * SECOND, START + 30 * SECOND, "stale"),
-              SourceFault(3, START + 20 * SECOND, START + 24 * SECOND, "outlier", -60_000)]
+    faults = [
+        SourceFault(1, START + 10 * SECOND, START + 30 * SECOND, "stale"),
+        SourceFault(3, START + 20 * SECOND, START + 24 * SECOND, "outlier", -60_000),
+    ]
     feed = quiet(faults=faults, noise_ppm=0.0)
     frozen = None
     for i in range(10):

@@ -45,8 +45,9 @@ def test_price_normal_region_matches_mpmath_and_lets_be_rational():
     assert ref.size > 1000
     mine = black76_price(f, k, t, vol, 0.0, call)
     assert np.max(np.abs(mine - ref) / ref) <= 1e-12
-    other = np.array([lbr.black(*a) for a in
-                      zip(f, k, vol, t, np.where(call, 1.0, -1.0), strict=True)])
+    other = np.array(
+        [lbr.black(*a) for a in zip(f, k, vol, t, np.where(call, 1.0, -1.0), strict=True)]
+    )
     assert np.max(np.abs(mine - other) / other) <= 1e-12
 
 
@@ -91,9 +92,12 @@ def test_prices_match_quantlib_black_formula():
     r = rng.uniform(0.0, 0.08, f.size)
     df = np.exp(-r * t)
     mine = black76_price(f, k, t, vol, r, call)
-    ref = np.array([
-        ql.blackFormula(ql.Option.Call if c else ql.Option.Put, kk, ff, v * math.sqrt(tt), d)
-        for ff, kk, tt, v, c, d in zip(f, k, t, vol, call, df, strict=True)])
+    ref = np.array(
+        [
+            ql.blackFormula(ql.Option.Call if c else ql.Option.Put, kk, ff, v * math.sqrt(tt), d)
+            for ff, kk, tt, v, c, d in zip(f, k, t, vol, call, df, strict=True)
+        ]
+    )
     # QuantLib's normal cdf is 0.5*(1+erf) (absolute, not relative accuracy
     # in the lower tail) so its prices carry ~eps*(F+K) absolute error.
     assert np.all(np.abs(mine - ref) <= 1e-12 * ref + 16 * EPS * df * (f + k))
@@ -112,12 +116,19 @@ def _ql_bsm_engine_results(ql, spot, strike, days, vol, r, q, is_call):
         ql.QuoteHandle(ql.SimpleQuote(spot)),
         ql.YieldTermStructureHandle(ql.FlatForward(today, q, dc)),
         ql.YieldTermStructureHandle(ql.FlatForward(today, r, dc)),
-        ql.BlackVolTermStructureHandle(ql.BlackConstantVol(today, ql.NullCalendar(), vol, dc)))
+        ql.BlackVolTermStructureHandle(ql.BlackConstantVol(today, ql.NullCalendar(), vol, dc)),
+    )
     payoff = ql.PlainVanillaPayoff(ql.Option.Call if is_call else ql.Option.Put, strike)
     option = ql.VanillaOption(payoff, ql.EuropeanExercise(today + int(days)))
     option.setPricingEngine(ql.AnalyticEuropeanEngine(process))
-    return (option.NPV(), option.delta(), option.gamma(), option.vega(), option.theta(),
-            option.rho())
+    return (
+        option.NPV(),
+        option.delta(),
+        option.gamma(),
+        option.vega(),
+        option.theta(),
+        option.rho(),
+    )
 
 
 def test_bsm_greeks_match_quantlib_analytic_engine():
@@ -133,8 +144,12 @@ def test_bsm_greeks_match_quantlib_analytic_engine():
     q = rng.uniform(0.0, 0.05, n)
     call = rng.random(n) < 0.5
     mine = bs_greeks(spot, strike, t, vol, r, q, call)
-    ref = np.array([_ql_bsm_engine_results(ql, *a) for a in
-                    zip(spot, strike, days, vol, r, q, call, strict=True)])
+    ref = np.array(
+        [
+            _ql_bsm_engine_results(ql, *a)
+            for a in zip(spot, strike, days, vol, r, q, call, strict=True)
+        ]
+    )
     for j, name in enumerate(Greeks._fields):
         got = getattr(mine, name)
         scale = np.maximum(np.abs(ref[:, j]), 1e-8 * spot)
@@ -152,8 +167,16 @@ def test_black76_greeks_match_quantlib_black_calculator():
         bc = ql.BlackCalculator(payoff, ff, v * math.sqrt(tt), math.exp(-0.03 * tt))
         # with spot == forward the calculator's implied carry is q = r, which
         # is Black-76; rho + dividendRho is dV/dr at fixed forward.
-        rows.append((bc.value(), bc.deltaForward(), bc.gammaForward(), bc.vega(tt),
-                     bc.theta(ff, tt), bc.rho(tt) + bc.dividendRho(tt)))
+        rows.append(
+            (
+                bc.value(),
+                bc.deltaForward(),
+                bc.gammaForward(),
+                bc.vega(tt),
+                bc.theta(ff, tt),
+                bc.rho(tt) + bc.dividendRho(tt),
+            )
+        )
     ref = np.array(rows)
     for j, name in enumerate(Greeks._fields):
         got = getattr(mine, name)
@@ -180,8 +203,11 @@ def test_greeks_match_finite_differences(model):
             return black76_price(u, k, tt, v, rr, call)
         return bs_price(u, k, tt, v, rr, q, call)
 
-    g = black76_greeks(und, k, t, vol, r, call) if model == "black76" else \
-        bs_greeks(und, k, t, vol, r, q, call)
+    g = (
+        black76_greeks(und, k, t, vol, r, call)
+        if model == "black76"
+        else bs_greeks(und, k, t, vol, r, q, call)
+    )
     h = 1e-3 * und
     fd = {
         "delta": (price(u=und + h) - price(u=und - h)) / (2 * h),
@@ -223,17 +249,22 @@ def test_zero_time_and_zero_vol_limits():
 
 
 def test_invalid_inputs_give_nan_and_shapes_broadcast():
-    out = black76_price([-1.0, 100.0, 100.0, 100.0, np.nan, 100.0],
-                        [100.0, 0.0, 100.0, 100.0, 100.0, 100.0],
-                        [1.0, 1.0, -1.0, 1.0, 1.0, np.inf], [0.2, 0.2, 0.2, -0.1, 0.2, 0.2])
+    out = black76_price(
+        [-1.0, 100.0, 100.0, 100.0, np.nan, 100.0],
+        [100.0, 0.0, 100.0, 100.0, 100.0, 100.0],
+        [1.0, 1.0, -1.0, 1.0, 1.0, np.inf],
+        [0.2, 0.2, 0.2, -0.1, 0.2, 0.2],
+    )
     assert np.all(np.isnan(out))
     g = bs_greeks(-5.0, 100.0, 1.0, 0.2)
     assert all(math.isnan(v) for v in g)
     grid = black76_price(100.0, np.array([[90.0], [110.0]]), np.array([0.5, 1.0, 2.0]), 0.2)
     assert grid.shape == (2, 3)
     assert isinstance(black76_price(100.0, 100.0, 1.0, 0.2), np.floating)
-    np.testing.assert_array_equal(black76_price(100.0, 90.0, 1.0, 0.2, 0.0, ["c", "put"]),
-                                  black76_price(100.0, 90.0, 1.0, 0.2, 0.0, [True, False]))
+    np.testing.assert_array_equal(
+        black76_price(100.0, 90.0, 1.0, 0.2, 0.0, ["c", "put"]),
+        black76_price(100.0, 90.0, 1.0, 0.2, 0.0, [True, False]),
+    )
     with pytest.raises(ValueError):
         black76_price(100.0, 90.0, 1.0, 0.2, 0.0, "straddle")
     with pytest.raises(ValueError):

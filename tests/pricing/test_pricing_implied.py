@@ -29,8 +29,9 @@ HOUR = 1.0 / (365.0 * 24.0)
 
 def _grid():
     """Full-factorial grid: deep ITM/OTM strikes, 1 hour .. 30 years, 1% .. 400% vol."""
-    x = np.array([-6.0, -3.0, -1.5, -0.7, -0.3, -0.1, -0.02, 0.0, 0.02, 0.1, 0.3, 0.7, 1.5,
-                  3.0, 6.0])
+    x = np.array(
+        [-6.0, -3.0, -1.5, -0.7, -0.3, -0.1, -0.02, 0.0, 0.02, 0.1, 0.3, 0.7, 1.5, 3.0, 6.0]
+    )
     t = np.array([HOUR, 1.0 / 365.0, 7.0 / 365.0, 0.25, 1.0, 5.0, 30.0])
     vol = np.array([0.01, 0.05, 0.2, 0.5, 1.0, 2.0, 4.0])
     xx, tt, vv, cc = np.meshgrid(x, t, vol, [True, False], indexing="ij")
@@ -100,8 +101,12 @@ def test_round_trip_from_independent_reference_prices():
     _, k, t, vol, call = _grid()
     keep = slice(None, None, 3)
     f_, k_, t_, v_, c_ = 100.0, k[keep], t[keep], vol[keep], call[keep]
-    prices = np.array([lbr.black(f_, kk, vv, tt, 1.0 if cc else -1.0)
-                       for kk, vv, tt, cc in zip(k_, v_, t_, c_, strict=True)])
+    prices = np.array(
+        [
+            lbr.black(f_, kk, vv, tt, 1.0 if cc else -1.0)
+            for kk, vv, tt, cc in zip(k_, v_, t_, c_, strict=True)
+        ]
+    )
     vega = black76_greeks(f_, k_, t_, v_, 0.0, c_).vega
     iv = implied_vol_black76(prices, f_, k_, t_, 0.0, c_)
     good = _well_posed(prices, vega)
@@ -124,8 +129,11 @@ def test_agrees_with_lets_be_rational_implied_vol():
     ref = []
     for p, kk, tt, cc in zip(g.price[good], k[good], t[good], call[good], strict=True):
         try:
-            ref.append(lbr.implied_volatility_from_a_transformed_rational_guess(
-                p, f, kk, tt, 1.0 if cc else -1.0))
+            ref.append(
+                lbr.implied_volatility_from_a_transformed_rational_guess(
+                    p, f, kk, tt, 1.0 if cc else -1.0
+                )
+            )
         except Exception:  # the reference raises on some extreme inputs
             ref.append(np.nan)
     ref = np.array(ref)
@@ -139,19 +147,30 @@ def test_status_codes_and_error_modes():
     intrinsic = f - k
     prices = np.array([intrinsic * (1 - 1e-10), -1.0, 100.0, 150.0, intrinsic, 21.0])
     iv, st_ = implied_vol_black76(prices, f, k, t, 0.0, True, return_status=True)
-    assert list(st_) == [IvStatus.BELOW_INTRINSIC, IvStatus.BELOW_INTRINSIC,
-                         IvStatus.ABOVE_MAXIMUM, IvStatus.ABOVE_MAXIMUM, IvStatus.OK,
-                         IvStatus.OK]
+    assert list(st_) == [
+        IvStatus.BELOW_INTRINSIC,
+        IvStatus.BELOW_INTRINSIC,
+        IvStatus.ABOVE_MAXIMUM,
+        IvStatus.ABOVE_MAXIMUM,
+        IvStatus.OK,
+        IvStatus.OK,
+    ]
     assert np.isnan(iv[:4]).all() and iv[4] == 0.0 and 0.0 < iv[5] < 1.0
     # zero time: intrinsic -> EXPIRED, more -> ABOVE_MAXIMUM
     iv0, st0 = implied_vol_black76([20.0, 20.5], f, k, 0.0, 0.0, True, return_status=True)
     assert list(st0) == [IvStatus.EXPIRED, IvStatus.ABOVE_MAXIMUM] and np.isnan(iv0).all()
-    _, st_inv = implied_vol_black76([1.0, 1.0, 1.0, np.nan], [100.0, -1.0, 100.0, 100.0],
-                                    [100.0, 100.0, 0.0, 100.0], 1.0, return_status=True)
+    _, st_inv = implied_vol_black76(
+        [1.0, 1.0, 1.0, np.nan],
+        [100.0, -1.0, 100.0, 100.0],
+        [100.0, 100.0, 0.0, 100.0],
+        1.0,
+        return_status=True,
+    )
     assert list(st_inv) == [IvStatus.OK] + [IvStatus.INVALID_INPUT] * 3
     # put bounds: max is discounted strike
-    _, stp = implied_vol_black76([80.0 * math.exp(-0.05), 1.0], f, k, 1.0, 0.05, False,
-                                 return_status=True)
+    _, stp = implied_vol_black76(
+        [80.0 * math.exp(-0.05), 1.0], f, k, 1.0, 0.05, False, return_status=True
+    )
     assert list(stp) == [IvStatus.ABOVE_MAXIMUM, IvStatus.OK]
     with pytest.raises(ValueError, match="below intrinsic"):
         implied_vol_black76(prices, f, k, t, 0.0, True, errors="raise")
@@ -172,7 +191,8 @@ def test_normalised_api_and_iteration_budget():
         s_hat, it = normalised_implied_vol_otm_call(b, xi)
         iters.append(it)
         assert abs(s_hat - si) <= 1e-12 * si + 4 * EPS * b / (
-            math.exp(-0.5 * (xi * xi / (si * si) + si * si / 4)) / math.sqrt(2 * math.pi))
+            math.exp(-0.5 * (xi * xi / (si * si) + si * si / 4)) / math.sqrt(2 * math.pi)
+        )
     iters = np.array(iters)
     assert iters.size > 2000
     # rational guess + Householder(3): two or three iterations, never many

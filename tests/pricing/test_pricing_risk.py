@@ -64,8 +64,9 @@ def test_scenario_values_match_quantlib_black_formula():
             sigma = {-1: down, 0: vol, 1: up}[flag]
             fwd = S * (1 + move_ppm / 1e6)
             opt = ql.Option.Call if call else ql.Option.Put
-            price = ql.blackFormula(opt, strike, fwd, sigma * math.sqrt(years),
-                                    math.exp(-rate * years))
+            price = ql.blackFormula(
+                opt, strike, fwd, sigma * math.sqrt(years), math.exp(-rate * years)
+            )
             exact = (price * units - marks[i] * units) * weight_ppm / 1e6
             tol = 1e-9 * max(1.0, abs(exact))
             # floored: never above the exact figure, less than one unit below it
@@ -81,8 +82,13 @@ def test_greeks_units_match_vollib_and_finite_differences():
         flag = "c" if call else "p"
         args = (flag, S, strike, years, rate, vol)
         # vollib: vega per 1% vol, theta per day, rho per 1% rate, like ours
-        expect = [vollib.delta(*args), vollib.gamma(*args), vollib.vega(*args),
-                  vollib.theta(*args), vollib.rho(*args)]
+        expect = [
+            vollib.delta(*args),
+            vollib.gamma(*args),
+            vollib.vega(*args),
+            vollib.theta(*args),
+            vollib.rho(*args),
+        ]
         for column, value in enumerate(expect):
             want = value * units * GREEK_SCALE
             assert abs(greeks[i, column] - want) <= 1e-6 * abs(want) + 1, (i, column)
@@ -108,8 +114,7 @@ def test_short_call_loses_in_up_moves_and_long_put_in_down_moves():
     same = np.flatnonzero(grid.vol_shocks == 0)
     for j in same:  # long options: vol up >= same >= down at every price move
         down = np.flatnonzero((grid.vol_shocks == -1) & (moves == moves[j]))[0]
-        up = np.flatnonzero((grid.vol_shocks == 1) & (moves == moves[j])
-                            & (grid.weights == 1.0))[0]
+        up = np.flatnonzero((grid.vol_shocks == 1) & (moves == moves[j]) & (grid.weights == 1.0))[0]
         assert call[down] <= call[j] <= call[up]
 
 
@@ -145,8 +150,17 @@ def test_span_grid_has_16_scenarios_with_scan_range_vol_shocks():
     # scenario 1 (move 0, vol up) and 2 (move 0, vol down) bracket the unshocked value
     assert values[0, 0] > 0 > values[0, 1]
     # the extreme scenarios carry 35% of the move's P&L
-    alone = scenario_values(S, 10_000_000.0, 60 / 365, 0.5, True, 1, mark,
-                            ScenarioGrid.from_rows([(480_000, 0, 1_000_000)]), shock)[0, 0]
+    alone = scenario_values(
+        S,
+        10_000_000.0,
+        60 / 365,
+        0.5,
+        True,
+        1,
+        mark,
+        ScenarioGrid.from_rows([(480_000, 0, 1_000_000)]),
+        shock,
+    )[0, 0]
     assert abs(values[0, 14] - 0.35 * alone) <= 1
 
 
@@ -171,8 +185,9 @@ def test_grid_from_engine_config_and_validation():
     with pytest.raises(ValueError):
         scenario_values(S, -1.0, 0.1, 0.5, True, 1, 0, grid)
     with pytest.raises(ValueError):
-        scenario_values(S, 1.0, 0.1, 0.5, True, 1 << 40, 0,
-                        ScenarioGrid.from_rows([(0, 0, 1_000_000)]))
+        scenario_values(
+            S, 1.0, 0.1, 0.5, True, 1 << 40, 0, ScenarioGrid.from_rows([(0, 0, 1_000_000)])
+        )
 
 
 def decode(records: np.ndarray) -> list[tuple[int, int, int, list[int], list[int]]]:
@@ -184,14 +199,23 @@ def decode(records: np.ndarray) -> list[tuple[int, int, int, list[int], list[int
         legs = int(head["count"])
         greeks_leg = records[i + 1]
         assert greeks_leg["kind"] == rec.CommandKind.RISK_GREEKS
-        greeks = [int(greeks_leg[n]) for n in ("delta_nano", "gamma_nano", "vega_nano",
-                                               "theta_nano", "rho_nano")]
+        greeks = [
+            int(greeks_leg[n])
+            for n in ("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano")
+        ]
         values = []
-        for leg in records[i + 2:i + 1 + legs]:
+        for leg in records[i + 2 : i + 1 + legs]:
             assert leg["kind"] == rec.CommandKind.RISK_VALUES
             values.extend(int(leg[f"v{k}"]) for k in range(rec.RISK_VALUES_PER_LEG))
-        out.append((int(head["instrument"]), int(head["price_ticks"]),
-                    int(head["mark_iv_ppm"]), greeks, values))
+        out.append(
+            (
+                int(head["instrument"]),
+                int(head["price_ticks"]),
+                int(head["mark_iv_ppm"]),
+                greeks,
+                values,
+            )
+        )
         i += 1 + legs
     return out
 
@@ -199,16 +223,23 @@ def decode(records: np.ndarray) -> list[tuple[int, int, int, list[int], list[int
 def test_records_round_trip_and_match_risk_records():
     k, t, v, c, cvu = columns()
     marks = np.array([1_050_000, 400_000, 200_000, 150_000, 3_000])
-    arrays = compute_risk_arrays(S, k, t, v, c, cvu, marks,
-                                 ScenarioGrid.from_rows(deribit_grid()))
+    arrays = compute_risk_arrays(S, k, t, v, c, cvu, marks, ScenarioGrid.from_rows(deribit_grid()))
     ids = np.arange(40, 45)
     ivs = np.rint(v * 1e6).astype(np.int64)
     records = risk_array_records(ids, marks, arrays.values, arrays.greeks, ivs)
     assert records.dtype == rec.COMMAND_DTYPE and len(records) == 5 * (2 + 7)
-    slow = rec.concat_commands([
-        rec.risk_records(int(ids[i]), int(marks[i]), arrays.values[i],
-                         tuple(int(g) for g in arrays.greeks[i]), int(ivs[i]))
-        for i in range(5)])
+    slow = rec.concat_commands(
+        [
+            rec.risk_records(
+                int(ids[i]),
+                int(marks[i]),
+                arrays.values[i],
+                tuple(int(g) for g in arrays.greeks[i]),
+                int(ivs[i]),
+            )
+            for i in range(5)
+        ]
+    )
     assert records.tobytes() == slow.tobytes()
     for i, (inst, mark, iv, greeks, values) in enumerate(decode(records)):
         assert (inst, mark, iv) == (ids[i], marks[i], ivs[i])
@@ -222,5 +253,7 @@ def test_perpetual_greeks_only_records():
     records = perpetual_risk_records([1, 2], [10_000_000, 20], [1, 25])
     decoded = decode(records)
     assert len(records) == 4
-    assert decoded == [(1, 10_000_000, 0, [GREEK_SCALE, 0, 0, 0, 0], []),
-                       (2, 20, 0, [25 * GREEK_SCALE, 0, 0, 0, 0], [])]
+    assert decoded == [
+        (1, 10_000_000, 0, [GREEK_SCALE, 0, 0, 0, 0], []),
+        (2, 20, 0, [25 * GREEK_SCALE, 0, 0, 0, 0], []),
+    ]

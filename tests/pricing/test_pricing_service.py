@@ -120,8 +120,10 @@ def test_fit_smile_from_prices_round_trip():
 
 
 def test_expired_options_mark_at_intrinsic():
-    specs = [OptionSpec(1, 9_000_000, NOW, True, 1, 10),
-             OptionSpec(2, 9_000_000, NOW, False, 1, 10)]
+    specs = [
+        OptionSpec(1, 9_000_000, NOW, True, 1, 10),
+        OptionSpec(2, 9_000_000, NOW, False, 1, 10),
+    ]
     result = PricingService(specs).price(NOW + DAY, S)
     assert result.mark_ticks.tolist() == [1_000_000, 0]
     assert result.vol.tolist() == [0.0, 0.0]

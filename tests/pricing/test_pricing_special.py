@@ -52,9 +52,15 @@ def test_normalised_black_regions(region):
         x = -(10.0 ** rng.uniform(-4, 2.7))
         s = 10.0 ** rng.uniform(-4, 1.5)
         h, t = x / s, s / 2
-        kind = ("asymptotic" if h < -10 and h + t < -10 + _normalised.SMALL_T_THRESHOLD else
-                "small_t" if t < _normalised.SMALL_T_THRESHOLD else
-                "upper" if h + t > 0.85 else "erfcx")
+        kind = (
+            "asymptotic"
+            if h < -10 and h + t < -10 + _normalised.SMALL_T_THRESHOLD
+            else "small_t"
+            if t < _normalised.SMALL_T_THRESHOLD
+            else "upper"
+            if h + t > 0.85
+            else "erfcx"
+        )
         if kind == region:
             cases.append((x, s))
     with mp.workdps(60):

@@ -35,8 +35,10 @@ def test_calendar_check_passes_on_increasing_slices_and_flags_crossing():
     bad = check_calendar(EXPIRIES, crossing)
     assert not bad.ok and bad.min_increment < 0.0 and bad.violations > 0
     assert bad.worst_pair in ((0.1, 0.5), (0.5, 1.0))
-    w_pair = [crossing[EXPIRIES.index(bad.worst_pair[0])],
-              crossing[EXPIRIES.index(bad.worst_pair[1])]]
+    w_pair = [
+        crossing[EXPIRIES.index(bad.worst_pair[0])],
+        crossing[EXPIRIES.index(bad.worst_pair[1])],
+    ]
     k = bad.argmin_k
     assert w_pair[1].total_variance(k) < w_pair[0].total_variance(k)
     with pytest.raises(ValueError):
@@ -52,10 +54,12 @@ def test_total_variance_interpolation_in_time():
     expected = 0.5 * (SLICES[1].total_variance(k) + SLICES[2].total_variance(k))
     np.testing.assert_allclose(mid, expected, rtol=1e-14)
     # flat implied vol outside the slice range
-    np.testing.assert_allclose(surf.total_variance(k, 0.05), SLICES[0].total_variance(k) / 2,
-                               rtol=1e-14)
-    np.testing.assert_allclose(surf.total_variance(k, 2.0), SLICES[2].total_variance(k) * 2,
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        surf.total_variance(k, 0.05), SLICES[0].total_variance(k) / 2, rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        surf.total_variance(k, 2.0), SLICES[2].total_variance(k) * 2, rtol=1e-14
+    )
     # non-decreasing in T at fixed k (follows from the calendar check)
     ts = np.linspace(0.01, 3.0, 300)
     grid = surf.total_variance(k[:, None], ts[None, :])

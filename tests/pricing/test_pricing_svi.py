@@ -18,9 +18,13 @@ VOGT = SviParams(a=-0.0410, b=0.1331, rho=0.3060, m=0.3586, sigma=0.4153)
 
 def _random_arbitrage_free_params(rng: np.random.Generator) -> SviParams:
     while True:
-        p = SviParams(a=rng.uniform(-0.02, 0.06), b=rng.uniform(0.05, 0.5),
-                      rho=rng.uniform(-0.8, 0.4), m=rng.uniform(-0.2, 0.2),
-                      sigma=rng.uniform(0.08, 0.5))
+        p = SviParams(
+            a=rng.uniform(-0.02, 0.06),
+            b=rng.uniform(0.05, 0.5),
+            rho=rng.uniform(-0.8, 0.4),
+            m=rng.uniform(-0.2, 0.2),
+            sigma=rng.uniform(0.08, 0.5),
+        )
         if p.min_total_variance > 0.005 and check_butterfly(p, default_grid()).min_g > 1e-3:
             return p
 

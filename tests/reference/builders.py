@@ -29,33 +29,88 @@ def cmd(kind: int, **fields: int) -> np.void:
     return rec[0]
 
 
-def place(account: int, instrument: int, side: int, price: int, qty: int, *,
-          order_type: int = 0, tif: int = 0, flags: int = 0, label: int = 0) -> np.void:
-    return cmd(K.PLACE_ORDER, account=account, instrument=instrument, side=side,
-               price_ticks=price, qty_lots=qty, order_type=order_type, tif=tif, flags=flags,
-               label=label)
+def place(
+    account: int,
+    instrument: int,
+    side: int,
+    price: int,
+    qty: int,
+    *,
+    order_type: int = 0,
+    tif: int = 0,
+    flags: int = 0,
+    label: int = 0,
+) -> np.void:
+    return cmd(
+        K.PLACE_ORDER,
+        account=account,
+        instrument=instrument,
+        side=side,
+        price_ticks=price,
+        qty_lots=qty,
+        order_type=order_type,
+        tif=tif,
+        flags=flags,
+        label=label,
+    )
 
 
-def perpetual(tick: int = 1, min_trade: int = 1, cv: int = 1, maker: int = 0, taker: int = 0,
-              underlying: int = Underlying.BTC) -> np.void:
-    return cmd(K.ADD_INSTRUMENT, instrument_kind=InstrumentKind.PERPETUAL,
-               option_type=OptionType.NONE, underlying=underlying, tick_size_ticks=tick,
-               min_trade_lots=min_trade, contract_value_units=cv, maker_fee_ppm=maker,
-               taker_fee_ppm=taker)
+def perpetual(
+    tick: int = 1,
+    min_trade: int = 1,
+    cv: int = 1,
+    maker: int = 0,
+    taker: int = 0,
+    underlying: int = Underlying.BTC,
+) -> np.void:
+    return cmd(
+        K.ADD_INSTRUMENT,
+        instrument_kind=InstrumentKind.PERPETUAL,
+        option_type=OptionType.NONE,
+        underlying=underlying,
+        tick_size_ticks=tick,
+        min_trade_lots=min_trade,
+        contract_value_units=cv,
+        maker_fee_ppm=maker,
+        taker_fee_ppm=taker,
+    )
 
 
-def option(strike: int = 100, expiry: int = 10**18, option_type: int = OptionType.CALL,
-           tick: int = 1, min_trade: int = 1, cv: int = 1, maker: int = 0, taker: int = 0,
-           underlying: int = Underlying.BTC) -> np.void:
-    return cmd(K.ADD_INSTRUMENT, instrument_kind=InstrumentKind.OPTION,
-               option_type=option_type, underlying=underlying, tick_size_ticks=tick,
-               min_trade_lots=min_trade, contract_value_units=cv, maker_fee_ppm=maker,
-               taker_fee_ppm=taker, strike_ticks=strike, expiry_ts_ns=expiry)
+def option(
+    strike: int = 100,
+    expiry: int = 10**18,
+    option_type: int = OptionType.CALL,
+    tick: int = 1,
+    min_trade: int = 1,
+    cv: int = 1,
+    maker: int = 0,
+    taker: int = 0,
+    underlying: int = Underlying.BTC,
+) -> np.void:
+    return cmd(
+        K.ADD_INSTRUMENT,
+        instrument_kind=InstrumentKind.OPTION,
+        option_type=option_type,
+        underlying=underlying,
+        tick_size_ticks=tick,
+        min_trade_lots=min_trade,
+        contract_value_units=cv,
+        maker_fee_ppm=maker,
+        taker_fee_ppm=taker,
+        strike_ticks=strike,
+        expiry_ts_ns=expiry,
+    )
 
 
 def quote_leg(instrument: int, bid: int, bid_qty: int, ask: int, ask_qty: int) -> np.void:
-    return cmd(K.QUOTE_LEG, instrument=instrument, bid_price_ticks=bid, bid_qty_lots=bid_qty,
-               ask_price_ticks=ask, ask_qty_lots=ask_qty)
+    return cmd(
+        K.QUOTE_LEG,
+        instrument=instrument,
+        bid_price_ticks=bid,
+        bid_qty_lots=bid_qty,
+        ask_price_ticks=ask,
+        ask_qty_lots=ask_qty,
+    )
 
 
 class Stream:
@@ -83,20 +138,81 @@ class Stream:
 
 
 EVENT_FIELDS = {
-    EventKind.ACCEPTED: ("leg", "account", "instrument", "side", "order_id", "price_ticks",
-                         "qty_lots", "label", "status"),
-    EventKind.REJECTED: ("reason", "leg", "account", "instrument", "side", "order_id",
-                         "price_ticks", "qty_lots", "label"),
-    EventKind.FILLED: ("account", "instrument", "side", "liquidity", "order_id", "price_ticks",
-                       "qty_lots", "fee_units", "remaining_lots"),
-    EventKind.CANCELLED: ("reason", "leg", "account", "instrument", "side", "order_id",
-                          "price_ticks", "qty_lots", "label"),
-    EventKind.EXPIRED: ("reason", "account", "instrument", "side", "order_id", "price_ticks",
-                        "qty_lots", "label"),
-    EventKind.AMENDED: ("account", "instrument", "side", "order_id", "price_ticks", "qty_lots",
-                        "label", "a"),
-    EventKind.POSITION: ("account", "instrument", "side", "liquidity", "order_id",
-                         "basis_units", "position_lots", "cash_units", "balance_units"),
+    EventKind.ACCEPTED: (
+        "leg",
+        "account",
+        "instrument",
+        "side",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "label",
+        "status",
+    ),
+    EventKind.REJECTED: (
+        "reason",
+        "leg",
+        "account",
+        "instrument",
+        "side",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "label",
+    ),
+    EventKind.FILLED: (
+        "account",
+        "instrument",
+        "side",
+        "liquidity",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "fee_units",
+        "remaining_lots",
+    ),
+    EventKind.CANCELLED: (
+        "reason",
+        "leg",
+        "account",
+        "instrument",
+        "side",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "label",
+    ),
+    EventKind.EXPIRED: (
+        "reason",
+        "account",
+        "instrument",
+        "side",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "label",
+    ),
+    EventKind.AMENDED: (
+        "account",
+        "instrument",
+        "side",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "label",
+        "a",
+    ),
+    EventKind.POSITION: (
+        "account",
+        "instrument",
+        "side",
+        "liquidity",
+        "order_id",
+        "basis_units",
+        "position_lots",
+        "cash_units",
+        "balance_units",
+    ),
     EventKind.BALANCE: ("account", "cash_units", "balance_units"),
     EventKind.ACCOUNT_CREATED: ("account", "status"),
     EventKind.INSTRUMENT_STATUS: ("instrument", "status"),
@@ -128,8 +244,22 @@ def decode(events: np.ndarray) -> list[dict]:
 
 def raw_fields(ev: np.void) -> dict:
     """Every distinct (non-alias) field of an event, for byte-level diffs."""
-    names = ("seq", "kind", "command", "side", "liquidity", "reason", "leg", "account",
-             "instrument", "order_id", "price_ticks", "qty_lots", "a", "b")
+    names = (
+        "seq",
+        "kind",
+        "command",
+        "side",
+        "liquidity",
+        "reason",
+        "leg",
+        "account",
+        "instrument",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "a",
+        "b",
+    )
     return {n: int(ev[n]) for n in names}
 
 
@@ -144,5 +274,16 @@ def describe_command(rec: np.void) -> dict:
     return out
 
 
-__all__ = ["EVENT_DTYPE", "Stream", "cmd", "decode", "decode_one", "describe_command",
-           "option", "perpetual", "place", "quote_leg", "raw_fields"]
+__all__ = [
+    "EVENT_DTYPE",
+    "Stream",
+    "cmd",
+    "decode",
+    "decode_one",
+    "describe_command",
+    "option",
+    "perpetual",
+    "place",
+    "quote_leg",
+    "raw_fields",
+]

@@ -38,92 +38,136 @@ from derivex.core.records import (
 )
 
 AMBIGUITIES = [
-    ("A1 gas clock: CREATE_ACCOUNT sets gas_ts_ns to the engine clock after this command's "
-    "ts_ns is applied (max(clock, ts_ns)); refill follows the exact rule of the spec's Gas "
-    "section and happens only for gas-charged commands (after the account checks)."),
-    ("A2 SET_ACCOUNT on a system account (0, 1, 2) is rejected with SYSTEM_ACCOUNT (system "
-    "accounts never trade, so STP is meaningless). Checks: UNKNOWN_ACCOUNT, SYSTEM_ACCOUNT, "
-    "BAD_STP_MODE."),
-    ("A3 CREATE_ACCOUNT checks BAD_STP_MODE before ACCOUNT_POOL_FULL; ADD_INSTRUMENT checks "
-    "BAD_INSTRUMENT_PARAMS before INSTRUMENT_POOL_FULL. max_accounts counts the 3 system "
-    "accounts."),
-    ("A4 ADD_INSTRUMENT: both maker and taker fee may be negative (only the [-1e5, 1e5] bound "
-    "is checked); underlying must be a known Underlying (1..3); an instrument whose derived "
-    "max_price_ticks is 0 is still accepted (every order on it is PRICE_TOO_LARGE). "
-    "ADD/HALT/RESUME/CLOSE emit ACCEPTED then INSTRUMENT_STATUS(new status)."),
-    ("A5 CLOSE_INSTRUMENT of an already closed instrument: INSTRUMENT_NOT_ACTIVE (by "
-     "analogy with HALT; the kernel's choice)."),
-    ("A6 Every accepted order (IOC/FOK/market too) takes an order slot (id) from the LIFO "
-     "free stack, else the next never-used slot. A slot is pushed back on the free stack "
-     "at the moment its order dies: a maker when its last lot fills or it is cancelled, "
-     "the taker after matching ends (fully filled or expired). Rejected orders take no id."),
-    ("A7 Step 11 for PLACE_ORDER: GTC limit only: ACCOUNT_ORDER_LIMIT, BOOK_ORDER_LIMIT; "
-     "every order (an IOC needs an order slot too): ORDER_POOL_FULL; GTC limit only: "
-     "BOOK_LEVEL_LIMIT, LEVEL_POOL_FULL (only if no level at its price); every order: "
-     "POSITION_POOL_FULL. (The kernel's reading; the spec's capacity section lists "
-     "ORDER_POOL_FULL under GTC.)"),
-    ("A8 Gas in matching: every resting order reached costs gas_per_fill, including own "
-    "orders cancelled by STP and reduce-only orders cancelled for zero capacity."),
-    ("A9 The liquidity scan walks until the quantity is exhausted or nothing more crosses, "
-     "ignoring gas while walking; then: an own order reached (reject mode) -> "
-     "SELF_TRADE_REJECTED (even beyond the point where matching would run out of gas); "
-     "FOK: total gas matching would charge > budget -> GAS_EXHAUSTED; FOK not complete -> "
-     "FOK_NOT_FILLED (the order the spec lists them in)."),
-    ("A10 Expiry reasons: remainder after a gas stop: EXPIRED(CANCEL_GAS) (GTC too); a market "
-    "order that filled nothing (and did not stop for gas): EXPIRED(NO_LIQUIDITY), even if it "
-    "reached own orders (STP-cancelled) or zero-capacity reduce-only orders; otherwise a "
-    "non-resting remainder is EXPIRED(CANCEL_IOC_REMAINDER)."),
-    ("A11 'rest cancelled right after the fill' of a resting reduce-only order: the "
-    "CANCELLED(CANCEL_REDUCE_ONLY) comes after the four fill events (FILLED, FILLED, "
-    "POSITION, POSITION)."),
-    ("A12 FILLED.fee_units is the fee paid by the account (positive charge, negative rebate); "
-    "balance -= fee, fee pool += fee."),
-    ("A13 Post-only 'would trade' compares with the opposite best price regardless of whose "
-    "orders are there (own orders count)."),
-    ("A14 Amend keeps priority iff final price (after post-only repricing) == old price "
-     "and final qty (after reduce-only clamp) <= old remaining (so an amend to the same "
-     "price and quantity keeps priority, a=1). Level capacity (BOOK_LEVEL_LIMIT, "
-     "LEVEL_POOL_FULL) is checked only when the price changes, with the current counts "
-     "(the order's own old level still counts even if it is alone there). The STP scan "
-     "runs only when priority is lost. Amend validation order: account, gas, "
-     "UNKNOWN_ORDER, NOT_ORDER_OWNER, then steps 5-12 (no order/account/book capacity)."),
-    ("A15 Mass quote legs are numbered from 1 in events (leg 0 = header), as '0 for header "
-     "problems' implies. A header is well formed when 1 <= count <= max_quote_legs and the "
-     "next count records of the batch are all QUOTE_LEG: it then consumes them (they "
-     "produce no events of their own and their ts_ns does not move the clock). Otherwise "
-     "the header alone is BAD_MASS_QUOTE (leg 0, after the account and gas checks) and the "
-     "records after it are processed normally (stray legs: ORPHAN_QUOTE_LEG)."),
-    ("A16 Mass quote validation order: account checks, gas_base, header, then per leg in "
-    "order: UNKNOWN_INSTRUMENT, INSTRUMENT_HALTED/CLOSED, DUPLICATE_QUOTE_INSTRUMENT, "
-    "QTY_NOT_POSITIVE (a quantity < 0), bid side then ask side (if qty > 0): QTY_TOO_LARGE, "
-    "QTY_OFF_STEP, PRICE_NOT_POSITIVE, PRICE_TOO_LARGE, PRICE_OFF_TICK; CROSSED_QUOTE "
-    "(both sides > 0 and bid >= ask); POSITION_LIMIT (bid then ask, replaced quote of that "
-    "side counted as gone). Then capacity: ACCOUNT_ORDER_LIMIT (leg 0), BOOK_ORDER_LIMIT "
-    "(first failing leg), ORDER_POOL_FULL (leg 0), BOOK_LEVEL_LIMIT (first failing leg), "
-    "LEVEL_POOL_FULL (leg 0), POSITION_POOL_FULL (leg 0; counts legs with a non-zero side "
-    "and no live slot). Then the extra gas (leg 0)."),
-    ("A17 Mass quote execution per leg: cancel old quote bid, then old quote ask "
-    "(CANCELLED reason CANCEL_QUOTE_REPLACED, leg = new leg, label = old order's label), "
-    "then place bid, then ask. Quote orders store flags QUOTE|POST_ONLY and the header's "
-    "label. 'Previous quote' = any live order of the account on that instrument with the "
-    "QUOTE flag (amended quotes included)."),
-    ("A18 CANCEL_ALL / CANCEL_ALL_INSTRUMENT cancel with reason CANCEL_ALL; "
-    "CANCEL_ALL_INSTRUMENT of an unknown instrument is UNKNOWN_INSTRUMENT (after gas); "
-    "closed/halted instruments are fine (0 or more orders)."),
-    ("A19 Overflow: the spec bounds trade values but not balances, fee pool, clearing account "
-    "or deposit/withdrawal totals; the model raises UnspecifiedOverflow if any of those "
-    "leaves int64 (tests discard such streams)."),
-    ("A20 SET_INSTRUMENT flags: 0 means FUNDING_CAP (the only setting before the bits "
-     "existed, so older logs replay unchanged); unknown bits, a cap on a non-perpetual or a "
-     "band outside [0, 1e6] reject the whole command; ACCEPTED carries the cap and band as "
-     "now set (price_ticks, qty_lots)."),
-    ("A21 [R5] price band: applied after the price format checks and before reduce-only "
-     "capping; a repriced post-only order is checked again (refused, never clamped); an "
-     "amend is banded only if it moves the price or adds lots (compared with the raw "
-     "command quantity); a mass-quote side outside the band is REJECTED on its own at "
-     "placement (after the replaced quotes are cancelled, before the post-only check)."),
-    ("A22 [L9] a takeover / deleveraging transfer releases at once every position slot it "
-     "leaves flat with no resting orders, the receiver's (the fund's) included."),
+    (
+        "A1 gas clock: CREATE_ACCOUNT sets gas_ts_ns to the engine clock after this command's "
+        "ts_ns is applied (max(clock, ts_ns)); refill follows the exact rule of the spec's Gas "
+        "section and happens only for gas-charged commands (after the account checks)."
+    ),
+    (
+        "A2 SET_ACCOUNT on a system account (0, 1, 2) is rejected with SYSTEM_ACCOUNT (system "
+        "accounts never trade, so STP is meaningless). Checks: UNKNOWN_ACCOUNT, SYSTEM_ACCOUNT, "
+        "BAD_STP_MODE."
+    ),
+    (
+        "A3 CREATE_ACCOUNT checks BAD_STP_MODE before ACCOUNT_POOL_FULL; ADD_INSTRUMENT checks "
+        "BAD_INSTRUMENT_PARAMS before INSTRUMENT_POOL_FULL. max_accounts counts the 3 system "
+        "accounts."
+    ),
+    (
+        "A4 ADD_INSTRUMENT: both maker and taker fee may be negative (only the [-1e5, 1e5] bound "
+        "is checked); underlying must be a known Underlying (1..3); an instrument whose derived "
+        "max_price_ticks is 0 is still accepted (every order on it is PRICE_TOO_LARGE). "
+        "ADD/HALT/RESUME/CLOSE emit ACCEPTED then INSTRUMENT_STATUS(new status)."
+    ),
+    (
+        "A5 CLOSE_INSTRUMENT of an already closed instrument: INSTRUMENT_NOT_ACTIVE (by "
+        "analogy with HALT; the kernel's choice)."
+    ),
+    (
+        "A6 Every accepted order (IOC/FOK/market too) takes an order slot (id) from the LIFO "
+        "free stack, else the next never-used slot. A slot is pushed back on the free stack "
+        "at the moment its order dies: a maker when its last lot fills or it is cancelled, "
+        "the taker after matching ends (fully filled or expired). Rejected orders take no id."
+    ),
+    (
+        "A7 Step 11 for PLACE_ORDER: GTC limit only: ACCOUNT_ORDER_LIMIT, BOOK_ORDER_LIMIT; "
+        "every order (an IOC needs an order slot too): ORDER_POOL_FULL; GTC limit only: "
+        "BOOK_LEVEL_LIMIT, LEVEL_POOL_FULL (only if no level at its price); every order: "
+        "POSITION_POOL_FULL. (The kernel's reading; the spec's capacity section lists "
+        "ORDER_POOL_FULL under GTC.)"
+    ),
+    (
+        "A8 Gas in matching: every resting order reached costs gas_per_fill, including own "
+        "orders cancelled by STP and reduce-only orders cancelled for zero capacity."
+    ),
+    (
+        "A9 The liquidity scan walks until the quantity is exhausted or nothing more crosses, "
+        "ignoring gas while walking; then: an own order reached (reject mode) -> "
+        "SELF_TRADE_REJECTED (even beyond the point where matching would run out of gas); "
+        "FOK: total gas matching would charge > budget -> GAS_EXHAUSTED; FOK not complete -> "
+        "FOK_NOT_FILLED (the order the spec lists them in)."
+    ),
+    (
+        "A10 Expiry reasons: remainder after a gas stop: EXPIRED(CANCEL_GAS) (GTC too); a market "
+        "order that filled nothing (and did not stop for gas): EXPIRED(NO_LIQUIDITY), even if it "
+        "reached own orders (STP-cancelled) or zero-capacity reduce-only orders; otherwise a "
+        "non-resting remainder is EXPIRED(CANCEL_IOC_REMAINDER)."
+    ),
+    (
+        "A11 'rest cancelled right after the fill' of a resting reduce-only order: the "
+        "CANCELLED(CANCEL_REDUCE_ONLY) comes after the four fill events (FILLED, FILLED, "
+        "POSITION, POSITION)."
+    ),
+    (
+        "A12 FILLED.fee_units is the fee paid by the account (positive charge, negative rebate); "
+        "balance -= fee, fee pool += fee."
+    ),
+    (
+        "A13 Post-only 'would trade' compares with the opposite best price regardless of whose "
+        "orders are there (own orders count)."
+    ),
+    (
+        "A14 Amend keeps priority iff final price (after post-only repricing) == old price "
+        "and final qty (after reduce-only clamp) <= old remaining (so an amend to the same "
+        "price and quantity keeps priority, a=1). Level capacity (BOOK_LEVEL_LIMIT, "
+        "LEVEL_POOL_FULL) is checked only when the price changes, with the current counts "
+        "(the order's own old level still counts even if it is alone there). The STP scan "
+        "runs only when priority is lost. Amend validation order: account, gas, "
+        "UNKNOWN_ORDER, NOT_ORDER_OWNER, then steps 5-12 (no order/account/book capacity)."
+    ),
+    (
+        "A15 Mass quote legs are numbered from 1 in events (leg 0 = header), as '0 for header "
+        "problems' implies. A header is well formed when 1 <= count <= max_quote_legs and the "
+        "next count records of the batch are all QUOTE_LEG: it then consumes them (they "
+        "produce no events of their own and their ts_ns does not move the clock). Otherwise "
+        "the header alone is BAD_MASS_QUOTE (leg 0, after the account and gas checks) and the "
+        "records after it are processed normally (stray legs: ORPHAN_QUOTE_LEG)."
+    ),
+    (
+        "A16 Mass quote validation order: account checks, gas_base, header, then per leg in "
+        "order: UNKNOWN_INSTRUMENT, INSTRUMENT_HALTED/CLOSED, DUPLICATE_QUOTE_INSTRUMENT, "
+        "QTY_NOT_POSITIVE (a quantity < 0), bid side then ask side (if qty > 0): QTY_TOO_LARGE, "
+        "QTY_OFF_STEP, PRICE_NOT_POSITIVE, PRICE_TOO_LARGE, PRICE_OFF_TICK; CROSSED_QUOTE "
+        "(both sides > 0 and bid >= ask); POSITION_LIMIT (bid then ask, replaced quote of that "
+        "side counted as gone). Then capacity: ACCOUNT_ORDER_LIMIT (leg 0), BOOK_ORDER_LIMIT "
+        "(first failing leg), ORDER_POOL_FULL (leg 0), BOOK_LEVEL_LIMIT (first failing leg), "
+        "LEVEL_POOL_FULL (leg 0), POSITION_POOL_FULL (leg 0; counts legs with a non-zero side "
+        "and no live slot). Then the extra gas (leg 0)."
+    ),
+    (
+        "A17 Mass quote execution per leg: cancel old quote bid, then old quote ask "
+        "(CANCELLED reason CANCEL_QUOTE_REPLACED, leg = new leg, label = old order's label), "
+        "then place bid, then ask. Quote orders store flags QUOTE|POST_ONLY and the header's "
+        "label. 'Previous quote' = any live order of the account on that instrument with the "
+        "QUOTE flag (amended quotes included)."
+    ),
+    (
+        "A18 CANCEL_ALL / CANCEL_ALL_INSTRUMENT cancel with reason CANCEL_ALL; "
+        "CANCEL_ALL_INSTRUMENT of an unknown instrument is UNKNOWN_INSTRUMENT (after gas); "
+        "closed/halted instruments are fine (0 or more orders)."
+    ),
+    (
+        "A19 Overflow: the spec bounds trade values but not balances, fee pool, clearing account "
+        "or deposit/withdrawal totals; the model raises UnspecifiedOverflow if any of those "
+        "leaves int64 (tests discard such streams)."
+    ),
+    (
+        "A20 SET_INSTRUMENT flags: 0 means FUNDING_CAP (the only setting before the bits "
+        "existed, so older logs replay unchanged); unknown bits, a cap on a non-perpetual or a "
+        "band outside [0, 1e6] reject the whole command; ACCEPTED carries the cap and band as "
+        "now set (price_ticks, qty_lots)."
+    ),
+    (
+        "A21 [R5] price band: applied after the price format checks and before reduce-only "
+        "capping; a repriced post-only order is checked again (refused, never clamped); an "
+        "amend is banded only if it moves the price or adds lots (compared with the raw "
+        "command quantity); a mass-quote side outside the band is REJECTED on its own at "
+        "placement (after the replaced quotes are cancelled, before the post-only check)."
+    ),
+    (
+        "A22 [L9] a takeover / deleveraging transfer releases at once every position slot it "
+        "leaves flat with no resting orders, the receiver's (the fund's) included."
+    ),
 ]
 
 I64_MIN = -(1 << 63)
@@ -283,8 +327,11 @@ class ReferenceEngine:
                 self._flush()  # [R1]
             try:
                 if self._kind in (CommandKind.INDEX, CommandKind.RISK_ARRAY):
-                    legs_ok = ((CommandKind.INDEX_SOURCE,) if self._kind == CommandKind.INDEX
-                               else (CommandKind.RISK_GREEKS, CommandKind.RISK_VALUES))
+                    legs_ok = (
+                        (CommandKind.INDEX_SOURCE,)
+                        if self._kind == CommandKind.INDEX
+                        else (CommandKind.RISK_GREEKS, CommandKind.RISK_VALUES)
+                    )
                     limit = 32 if self._kind == CommandKind.INDEX else 1 + (64 + 4) // 5
                     run = 0
                     while i + 1 + run < n and int(commands[i + 1 + run]["kind"]) in legs_ok:
@@ -292,17 +339,19 @@ class ReferenceEngine:
                     count = int(cmd["count"])
                     complete = 1 <= count <= limit and count <= run
                     consumed = 1 + (count if complete else run)
-                    legs = list(commands[i + 1:i + consumed])
+                    legs = list(commands[i + 1 : i + consumed])
                     if self._kind == CommandKind.INDEX:
                         self._index(cmd, legs, complete)
                     else:
                         self._risk_array(cmd, legs, complete)
                 elif self._kind == CommandKind.MASS_QUOTE:  # [A15]
                     count = int(cmd["count"])
-                    legs = list(commands[i + 1:i + 1 + count])
-                    well_formed = (1 <= count <= self.cfg.max_quote_legs
-                                   and len(legs) == count
-                                   and all(leg["kind"] == CommandKind.QUOTE_LEG for leg in legs))
+                    legs = list(commands[i + 1 : i + 1 + count])
+                    well_formed = (
+                        1 <= count <= self.cfg.max_quote_legs
+                        and len(legs) == count
+                        and all(leg["kind"] == CommandKind.QUOTE_LEG for leg in legs)
+                    )
                     if not well_formed:
                         legs = []  # the header alone; what follows is processed normally
                     consumed = 1 + len(legs)
@@ -342,8 +391,11 @@ class ReferenceEngine:
         }
         if self._kind == CommandKind.QUOTE_LEG:
             raise Reject(Reason.ORPHAN_QUOTE_LEG)
-        if self._kind in (CommandKind.INDEX_SOURCE, CommandKind.RISK_GREEKS,
-                          CommandKind.RISK_VALUES):
+        if self._kind in (
+            CommandKind.INDEX_SOURCE,
+            CommandKind.RISK_GREEKS,
+            CommandKind.RISK_VALUES,
+        ):
             raise Reject(Reason.ORPHAN_LEG)
         handler = handlers.get(self._kind)
         if handler is None:
@@ -362,18 +414,27 @@ class ReferenceEngine:
     def _reject(self, cmd, reason: Reason, leg: int = 0) -> None:
         # the command's fields echoed as sent (same types as the event fields: raw bytes)
         self._emit(
-            EventKind.REJECTED, reason=int(reason), leg=leg, account=int(cmd["account"]),
-            instrument=int(cmd["instrument"]), order_id=int(cmd["order_id"]),
-            side=int(cmd["side"]), price_ticks=int(cmd["price_ticks"]),
-            qty_lots=int(cmd["qty_lots"]), label=int(cmd["label"]),
+            EventKind.REJECTED,
+            reason=int(reason),
+            leg=leg,
+            account=int(cmd["account"]),
+            instrument=int(cmd["instrument"]),
+            order_id=int(cmd["order_id"]),
+            side=int(cmd["side"]),
+            price_ticks=int(cmd["price_ticks"]),
+            qty_lots=int(cmd["qty_lots"]),
+            label=int(cmd["label"]),
         )
 
     def _accept_only(self, cmd) -> None:
         self._emit(EventKind.ACCEPTED)
 
     def _check_bounds(self) -> None:
-        values = [self.total_deposits, self.total_withdrawals,
-                  *(a.balance for a in self.accounts.values())]
+        values = [
+            self.total_deposits,
+            self.total_withdrawals,
+            *(a.balance for a in self.accounts.values()),
+        ]
         if any(not I64_MIN <= v <= I64_MAX for v in values):
             raise UnspecifiedOverflow("balance or total outside int64")
 
@@ -403,8 +464,9 @@ class ReferenceEngine:
         if len(self.accounts) >= self.cfg.max_accounts:
             raise Reject(Reason.ACCOUNT_POOL_FULL)
         acct_id = len(self.accounts)
-        self.accounts[acct_id] = Account(stp=stp, gas=self.cfg.gas_max, gas_ts_ns=self.clock,
-                                         margin_mode=mode)
+        self.accounts[acct_id] = Account(
+            stp=stp, gas=self.cfg.gas_max, gas_ts_ns=self.clock, margin_mode=mode
+        )
         self._emit(EventKind.ACCEPTED, account=acct_id)
         self._emit(EventKind.ACCOUNT_CREATED, account=acct_id, status=stp)
 
@@ -427,8 +489,9 @@ class ReferenceEngine:
         acct.balance += amount
         self.total_deposits += amount
         self._emit(EventKind.ACCEPTED, account=acct_id)
-        self._emit(EventKind.BALANCE, account=acct_id, cash_units=amount,
-                   balance_units=acct.balance)
+        self._emit(
+            EventKind.BALANCE, account=acct_id, cash_units=amount, balance_units=acct.balance
+        )
         if acct.state == AccountState.BANKRUPT:
             acct.state = int(AccountState.NORMAL)
             self._emit(EventKind.ACCOUNT_STATE, account=acct_id, status=0)
@@ -454,8 +517,9 @@ class ReferenceEngine:
         acct.balance -= amount
         self.total_withdrawals += amount
         self._emit(EventKind.ACCEPTED, account=acct_id)
-        self._emit(EventKind.BALANCE, account=acct_id, cash_units=-amount,
-                   balance_units=acct.balance)
+        self._emit(
+            EventKind.BALANCE, account=acct_id, cash_units=-amount, balance_units=acct.balance
+        )
 
     def _set_account(self, cmd) -> None:
         acct_id, acct = self._user_account(cmd)  # [A2]
@@ -518,25 +582,44 @@ class ReferenceEngine:
             ok = opt in (OptionType.CALL, OptionType.PUT) and strike > 0 and expiry > 0
         else:
             ok = False
-        ok = (ok and tick >= 1 and min_trade >= 1 and cv >= 1
-              and -MAX_FEE_PPM <= maker <= MAX_FEE_PPM and -MAX_FEE_PPM <= taker <= MAX_FEE_PPM
-              and 1 <= underlying < self.cfg.max_underlyings)
+        ok = (
+            ok
+            and tick >= 1
+            and min_trade >= 1
+            and cv >= 1
+            and -MAX_FEE_PPM <= maker <= MAX_FEE_PPM
+            and -MAX_FEE_PPM <= taker <= MAX_FEE_PPM
+            and 1 <= underlying < self.cfg.max_underlyings
+        )
         if not ok:
             raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
-        max_price = min(self.cfg.max_price_ticks,
-                        (1 << 62) // (self.cfg.max_position_lots * cv))
+        max_price = min(self.cfg.max_price_ticks, (1 << 62) // (self.cfg.max_position_lots * cv))
         if max_price < tick or (kind == InstrumentKind.OPTION and strike > max_price):
             raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
         if len(self.instruments) >= self.cfg.max_instruments:
             raise Reject(Reason.INSTRUMENT_POOL_FULL)
         inst_id = len(self.instruments)
-        self.instruments.append(Instrument(
-            kind=kind, option_type=opt, underlying=underlying, strike_ticks=strike,
-            expiry_ts_ns=expiry, tick=tick, min_trade=min_trade, cv=cv, maker_fee=maker,
-            taker_fee=taker, max_price=max_price, arr=[0] * self.S, arr_next=[0] * self.S))
+        self.instruments.append(
+            Instrument(
+                kind=kind,
+                option_type=opt,
+                underlying=underlying,
+                strike_ticks=strike,
+                expiry_ts_ns=expiry,
+                tick=tick,
+                min_trade=min_trade,
+                cv=cv,
+                maker_fee=maker,
+                taker_fee=taker,
+                max_price=max_price,
+                arr=[0] * self.S,
+                arr_next=[0] * self.S,
+            )
+        )
         self._emit(EventKind.ACCEPTED, instrument=inst_id)
-        self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id,
-                   status=int(InstrumentStatus.ACTIVE))
+        self._emit(
+            EventKind.INSTRUMENT_STATUS, instrument=inst_id, status=int(InstrumentStatus.ACTIVE)
+        )
 
     def _instrument(self, inst_id: int) -> Instrument:
         if inst_id >= len(self.instruments):
@@ -575,7 +658,8 @@ class ReferenceEngine:
         if which & ~(InstrumentSetting.FUNDING_CAP | InstrumentSetting.PRICE_BAND):
             raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
         if which & InstrumentSetting.FUNDING_CAP and (
-                inst.kind != InstrumentKind.PERPETUAL or not 0 <= cap <= 100_000_000):
+            inst.kind != InstrumentKind.PERPETUAL or not 0 <= cap <= 100_000_000
+        ):
             raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
         if which & InstrumentSetting.PRICE_BAND and not 0 <= band <= 1_000_000:
             raise Reject(Reason.BAD_INSTRUMENT_PARAMS)
@@ -583,8 +667,12 @@ class ReferenceEngine:
             inst.funding_cap = cap
         if which & InstrumentSetting.PRICE_BAND:
             inst.price_band = band
-        self._emit(EventKind.ACCEPTED, instrument=inst_id, price_ticks=inst.funding_cap,
-                   qty_lots=inst.price_band)
+        self._emit(
+            EventKind.ACCEPTED,
+            instrument=inst_id,
+            price_ticks=inst.funding_cap,
+            qty_lots=inst.price_band,
+        )
 
     def _close(self, cmd) -> None:
         inst_id = int(cmd["instrument"])
@@ -615,8 +703,9 @@ class ReferenceEngine:
 
     def next_order_ids(self, n: int = 3) -> list[int]:
         ids = []
-        for slot in reversed(self.free_slots[-n:] if n <= len(self.free_slots)
-                             else self.free_slots):
+        for slot in reversed(
+            self.free_slots[-n:] if n <= len(self.free_slots) else self.free_slots
+        ):
             ids.append(((self.slot_gen[slot] + 1) << 32) | slot)
         fresh = len(self.slot_gen)
         while len(ids) < n:
@@ -646,8 +735,9 @@ class ReferenceEngine:
     def reducing_capacity(pos_qty: int, side: int) -> int:
         return max(0, -pos_qty) if side == BUY else max(0, pos_qty)
 
-    def _position_limit_ok(self, acct_id: int, inst_id: int, side: int, qty: int,
-                           gone: int = 0) -> bool:
+    def _position_limit_ok(
+        self, acct_id: int, inst_id: int, side: int, qty: int, gone: int = 0
+    ) -> bool:
         pos = self.positions.get((acct_id, inst_id)) or Position()
         if side == BUY:
             exposure = pos.qty + (pos.open_buy - gone) + qty
@@ -691,9 +781,18 @@ class ReferenceEngine:
     def _cancel_resting(self, order: Order, reason: Reason, leg: int = 0) -> None:
         self._unrest(order)
         self._free_order_id(order.id)
-        self._emit(EventKind.CANCELLED, reason=int(reason), leg=leg, account=order.account,
-                   instrument=order.instrument, side=order.side, order_id=order.id,
-                   price_ticks=order.price, qty_lots=order.qty, label=order.label)
+        self._emit(
+            EventKind.CANCELLED,
+            reason=int(reason),
+            leg=leg,
+            account=order.account,
+            instrument=order.instrument,
+            side=order.side,
+            order_id=order.id,
+            price_ticks=order.price,
+            qty_lots=order.qty,
+            label=order.label,
+        )
 
     # ------------------------------------------------------------------ fills
 
@@ -758,22 +857,49 @@ class ReferenceEngine:
         if maker.qty == 0:
             self._unrest(maker)
             self._free_order_id(maker.id)
-        for (order, _pos, _cash, fee, _bal), liq in zip(results, (Liquidity.MAKER,
-                                                                  Liquidity.TAKER), strict=False):
-            self._emit(EventKind.FILLED, account=order.account, instrument=order.instrument,
-                       side=order.side, liquidity=int(liq), order_id=order.id,
-                       price_ticks=price, qty_lots=q, fee_units=fee, remaining_lots=order.qty)
-        for (order, pos, cash, _fee, bal), liq in zip(results, (Liquidity.MAKER,
-                                                                Liquidity.TAKER), strict=False):
-            self._emit(EventKind.POSITION, account=order.account, instrument=order.instrument,
-                       side=order.side, liquidity=int(liq), order_id=order.id,
-                       basis_units=pos.basis, position_lots=pos.qty, cash_units=cash,
-                       balance_units=bal)
+        for (order, _pos, _cash, fee, _bal), liq in zip(
+            results, (Liquidity.MAKER, Liquidity.TAKER), strict=False
+        ):
+            self._emit(
+                EventKind.FILLED,
+                account=order.account,
+                instrument=order.instrument,
+                side=order.side,
+                liquidity=int(liq),
+                order_id=order.id,
+                price_ticks=price,
+                qty_lots=q,
+                fee_units=fee,
+                remaining_lots=order.qty,
+            )
+        for (order, pos, cash, _fee, bal), liq in zip(
+            results, (Liquidity.MAKER, Liquidity.TAKER), strict=False
+        ):
+            self._emit(
+                EventKind.POSITION,
+                account=order.account,
+                instrument=order.instrument,
+                side=order.side,
+                liquidity=int(liq),
+                order_id=order.id,
+                basis_units=pos.basis,
+                position_lots=pos.qty,
+                cash_units=cash,
+                balance_units=bal,
+            )
 
     # ------------------------------------------------------------------ matching
 
-    def _scan(self, acct_id: int, inst_id: int, side: int, limit: int | None, qty: int,
-              fok: bool, stp_reject: bool) -> Reason | None:
+    def _scan(
+        self,
+        acct_id: int,
+        inst_id: int,
+        side: int,
+        limit: int | None,
+        qty: int,
+        fok: bool,
+        stp_reject: bool,
+    ) -> Reason | None:
         """Step 12: walk the opposite side as matching would, changing nothing. [A9]
 
         The walk goes on until the quantity is exhausted or nothing more crosses, adding up
@@ -799,8 +925,7 @@ class ReferenceEngine:
                         own = True
                         break
                     continue  # would be cancelled (CANCEL_RESTING)
-                owner_pos = sim_pos.get(resting.account,
-                                        self._pos_qty(resting.account, inst_id))
+                owner_pos = sim_pos.get(resting.account, self._pos_qty(resting.account, inst_id))
                 q = min(remaining, resting.qty)
                 if resting.flags & RO:
                     q = min(q, self.reducing_capacity(owner_pos, resting.side))
@@ -839,7 +964,8 @@ class ReferenceEngine:
                     continue
                 if resting.flags & RO:
                     cap = self.reducing_capacity(
-                        self._pos_qty(resting.account, resting.instrument), resting.side)
+                        self._pos_qty(resting.account, resting.instrument), resting.side
+                    )
                     if cap == 0:
                         self._cancel_resting(resting, Reason.CANCEL_REDUCE_ONLY)
                         continue
@@ -854,8 +980,15 @@ class ReferenceEngine:
                 filled += q
         return filled, False
 
-    def _finish_taker(self, taker: Order, limit: int | None, tif: int, filled: int,
-                      gas_stop: bool, market: bool | None = None) -> None:
+    def _finish_taker(
+        self,
+        taker: Order,
+        limit: int | None,
+        tif: int,
+        filled: int,
+        gas_stop: bool,
+        market: bool | None = None,
+    ) -> None:
         """After matching: rest a GTC remainder, expire anything else. [A10]"""
         if market is None:
             market = limit is None
@@ -872,9 +1005,17 @@ class ReferenceEngine:
         else:
             reason = Reason.CANCEL_IOC_REMAINDER
         self._free_order_id(taker.id)
-        self._emit(EventKind.EXPIRED, reason=int(reason), account=taker.account,
-                   instrument=taker.instrument, side=taker.side, order_id=taker.id,
-                   price_ticks=taker.price, qty_lots=taker.qty, label=taker.label)
+        self._emit(
+            EventKind.EXPIRED,
+            reason=int(reason),
+            account=taker.account,
+            instrument=taker.instrument,
+            side=taker.side,
+            order_id=taker.id,
+            price_ticks=taker.price,
+            qty_lots=taker.qty,
+            label=taker.label,
+        )
 
     # ------------------------------------------------------------------ order validation
 
@@ -923,16 +1064,24 @@ class ReferenceEngine:
         self._charge_base(acct)  # 2
         inst_id = int(cmd["instrument"])
         inst = self._instrument(inst_id)  # 3
-        side, otype, tif, flags = (int(cmd["side"]), int(cmd["order_type"]), int(cmd["tif"]),
-                                   int(cmd["flags"]))
+        side, otype, tif, flags = (
+            int(cmd["side"]),
+            int(cmd["order_type"]),
+            int(cmd["tif"]),
+            int(cmd["flags"]),
+        )
         if side not in (BUY, SELL):  # 4
             raise Reject(Reason.BAD_SIDE)
         if otype not in (OrderType.LIMIT, OrderType.MARKET):
             raise Reject(Reason.BAD_ORDER_TYPE)
         if tif not in (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK):
             raise Reject(Reason.BAD_TIME_IN_FORCE)
-        if (flags & ~ALL_FLAGS or flags & QUOTE or (flags & RPO and not flags & PO)
-                or (flags & PO and (otype == OrderType.MARKET or tif != TimeInForce.GTC))):
+        if (
+            flags & ~ALL_FLAGS
+            or flags & QUOTE
+            or (flags & RPO and not flags & PO)
+            or (flags & PO and (otype == OrderType.MARKET or tif != TimeInForce.GTC))
+        ):
             raise Reject(Reason.BAD_FLAGS)
         self._require_active(inst)  # 5
         self._market_check(inst, bool(flags & RO))  # [R2]
@@ -972,20 +1121,38 @@ class ReferenceEngine:
             raise Reject(Reason.ORDER_POOL_FULL)
         if resting:
             self._check_levels(inst, side, price)
-        if (acct_id, inst_id) not in self.positions and \
-                len(self.positions) >= self.cfg.max_positions:  # [A7]
+        if (acct_id, inst_id) not in self.positions and len(
+            self.positions
+        ) >= self.cfg.max_positions:  # [A7]
             raise Reject(Reason.POSITION_POOL_FULL)
         stp_reject = acct.stp == SelfTradePrevention.REJECT_INCOMING
         if tif == TimeInForce.FOK or stp_reject:  # 12
-            reason = self._scan(acct_id, inst_id, side, limit, qty, tif == TimeInForce.FOK,
-                                stp_reject)
+            reason = self._scan(
+                acct_id, inst_id, side, limit, qty, tif == TimeInForce.FOK, stp_reject
+            )
             if reason is not None:
                 raise Reject(reason)
         label = int(cmd["label"])
-        order = Order(id=self._alloc_order_id(), account=acct_id, instrument=inst_id,
-                      side=side, price=price, qty=qty, flags=flags, label=label)
-        self._emit(EventKind.ACCEPTED, account=acct_id, instrument=inst_id, side=side,
-                   order_id=order.id, price_ticks=price, qty_lots=qty, label=label)
+        order = Order(
+            id=self._alloc_order_id(),
+            account=acct_id,
+            instrument=inst_id,
+            side=side,
+            price=price,
+            qty=qty,
+            flags=flags,
+            label=label,
+        )
+        self._emit(
+            EventKind.ACCEPTED,
+            account=acct_id,
+            instrument=inst_id,
+            side=side,
+            order_id=order.id,
+            price_ticks=price,
+            qty_lots=qty,
+            label=label,
+        )
         self._pos(acct_id, inst_id)  # the slot is live from acceptance
         filled, gas_stop = self._match(order, limit)
         self._finish_taker(order, limit, tif, filled, gas_stop, otype == OrderType.MARKET)
@@ -1004,9 +1171,16 @@ class ReferenceEngine:
         acct_id, acct = self._user_account(cmd)
         self._charge_base(acct)
         order = self._owned_order(cmd, acct_id)
-        self._emit(EventKind.ACCEPTED, account=acct_id, instrument=order.instrument,
-                   side=order.side, order_id=order.id, price_ticks=order.price,
-                   qty_lots=order.qty, label=order.label)
+        self._emit(
+            EventKind.ACCEPTED,
+            account=acct_id,
+            instrument=order.instrument,
+            side=order.side,
+            order_id=order.id,
+            price_ticks=order.price,
+            qty_lots=order.qty,
+            label=order.label,
+        )
         self._cancel_resting(order, Reason.CANCEL_BY_USER)
 
     def _amend(self, cmd) -> None:
@@ -1033,24 +1207,42 @@ class ReferenceEngine:
             if banded:
                 self._check_band(inst, price)
         keep = price == order.price and qty <= order.qty  # [A14]
-        if not self._position_limit_ok(acct_id, order.instrument, order.side, qty,
-                                       gone=order.qty):
+        if not self._position_limit_ok(acct_id, order.instrument, order.side, qty, gone=order.qty):
             raise Reject(Reason.POSITION_LIMIT)
-        self._margin_check(acct_id, order.instrument, order.side, qty - order.qty,
-                           qty * price - order.qty * order.price)
+        self._margin_check(
+            acct_id,
+            order.instrument,
+            order.side,
+            qty - order.qty,
+            qty * price - order.qty * order.price,
+        )
         if price != order.price:  # [A14]
             self._check_levels(inst, order.side, price)
         if not keep and acct.stp == SelfTradePrevention.REJECT_INCOMING:
-            reason = self._scan(acct_id, order.instrument, order.side, price, qty, False,
-                                True)
+            reason = self._scan(acct_id, order.instrument, order.side, price, qty, False, True)
             if reason is not None:
                 raise Reject(reason)
-        self._emit(EventKind.ACCEPTED, account=acct_id, instrument=order.instrument,
-                   side=order.side, order_id=order.id, price_ticks=price, qty_lots=qty,
-                   label=order.label)
-        self._emit(EventKind.AMENDED, account=acct_id, instrument=order.instrument,
-                   side=order.side, order_id=order.id, price_ticks=price, qty_lots=qty,
-                   label=order.label, a=int(keep))
+        self._emit(
+            EventKind.ACCEPTED,
+            account=acct_id,
+            instrument=order.instrument,
+            side=order.side,
+            order_id=order.id,
+            price_ticks=price,
+            qty_lots=qty,
+            label=order.label,
+        )
+        self._emit(
+            EventKind.AMENDED,
+            account=acct_id,
+            instrument=order.instrument,
+            side=order.side,
+            order_id=order.id,
+            price_ticks=price,
+            qty_lots=qty,
+            label=order.label,
+            a=int(keep),
+        )
         if keep:
             pos = self.positions[(acct_id, order.instrument)]
             if order.side == BUY:
@@ -1071,8 +1263,11 @@ class ReferenceEngine:
         if self._kind == CommandKind.CANCEL_ALL_INSTRUMENT:
             only = int(cmd["instrument"])
             self._instrument(only)
-        victims = [self.orders[oid] for oid in acct.orders
-                   if only is None or self.orders[oid].instrument == only]
+        victims = [
+            self.orders[oid]
+            for oid in acct.orders
+            if only is None or self.orders[oid].instrument == only
+        ]
         victims.sort(key=lambda o: o.instrument)  # stable: list order within an instrument
         fields = {"account": acct_id, "qty_lots": len(victims)}
         if only is not None:
@@ -1116,8 +1311,7 @@ class ReferenceEngine:
             ask_p, ask_q = int(leg["ask_price_ticks"]), int(leg["ask_qty_lots"])
             if bid_q < 0 or ask_q < 0:
                 raise Reject(Reason.QTY_NOT_POSITIVE, leg_no)
-            sides = [(s, p, q) for s, p, q in ((BUY, bid_p, bid_q), (SELL, ask_p, ask_q))
-                     if q > 0]
+            sides = [(s, p, q) for s, p, q in ((BUY, bid_p, bid_q), (SELL, ask_p, ask_q)) if q > 0]
             for _s, p, q in sides:
                 try:
                     self._check_qty(inst, q)
@@ -1137,8 +1331,9 @@ class ReferenceEngine:
         if len(acct.orders) - n_replaced + n_new > self.cfg.max_open_orders_per_account:
             raise Reject(Reason.ACCOUNT_ORDER_LIMIT, 0)
         for leg_no, _i, inst, sides, replaced in parsed:
-            book_after = (inst.resting_count() - len(replaced[BUY]) - len(replaced[SELL])
-                          + len(sides))
+            book_after = (
+                inst.resting_count() - len(replaced[BUY]) - len(replaced[SELL]) + len(sides)
+            )
             if book_after > self.cfg.max_orders_per_book:
                 raise Reject(Reason.BOOK_ORDER_LIMIT, leg_no)
         if len(self.orders) - n_replaced + n_new > self.cfg.max_orders:
@@ -1152,8 +1347,11 @@ class ReferenceEngine:
                         raise Reject(Reason.BOOK_LEVEL_LIMIT, leg_no)
         if self.live_levels() + new_levels > self.cfg.max_levels:
             raise Reject(Reason.LEVEL_POOL_FULL, 0)
-        new_slots = sum(1 for _l, inst_id, _n, sides, _r in parsed
-                        if sides and (acct_id, inst_id) not in self.positions)
+        new_slots = sum(
+            1
+            for _l, inst_id, _n, sides, _r in parsed
+            if sides and (acct_id, inst_id) not in self.positions
+        )
         if len(self.positions) + new_slots > self.cfg.max_positions:
             raise Reject(Reason.POSITION_POOL_FULL, 0)
         extra = self.cfg.gas_per_level * 2 * count
@@ -1172,29 +1370,68 @@ class ReferenceEngine:
                     try:
                         self._check_band(inst, p)
                     except Reject as rej:
-                        self._emit(EventKind.REJECTED, reason=int(rej.reason), leg=leg_no,
-                                   account=acct_id, instrument=inst_id, side=s, price_ticks=p,
-                                   qty_lots=q, label=label)
+                        self._emit(
+                            EventKind.REJECTED,
+                            reason=int(rej.reason),
+                            leg=leg_no,
+                            account=acct_id,
+                            instrument=inst_id,
+                            side=s,
+                            price_ticks=p,
+                            qty_lots=q,
+                            label=label,
+                        )
                         continue
                 best = inst.best(1 - s)
                 if best is not None and crosses(s, best, p):
-                    self._emit(EventKind.REJECTED, reason=int(Reason.POST_ONLY_WOULD_TAKE),
-                               leg=leg_no, account=acct_id, instrument=inst_id, side=s,
-                               price_ticks=p, qty_lots=q, label=label)
+                    self._emit(
+                        EventKind.REJECTED,
+                        reason=int(Reason.POST_ONLY_WOULD_TAKE),
+                        leg=leg_no,
+                        account=acct_id,
+                        instrument=inst_id,
+                        side=s,
+                        price_ticks=p,
+                        qty_lots=q,
+                        label=label,
+                    )
                     continue
                 try:
                     self._margin_check(acct_id, inst_id, s, q, q * p)
                 except Reject as rej:
-                    self._emit(EventKind.REJECTED, reason=int(rej.reason), leg=leg_no,
-                               account=acct_id, instrument=inst_id, side=s, price_ticks=p,
-                               qty_lots=q, label=label)
+                    self._emit(
+                        EventKind.REJECTED,
+                        reason=int(rej.reason),
+                        leg=leg_no,
+                        account=acct_id,
+                        instrument=inst_id,
+                        side=s,
+                        price_ticks=p,
+                        qty_lots=q,
+                        label=label,
+                    )
                     continue
-                order = Order(id=self._alloc_order_id(), account=acct_id,
-                              instrument=inst_id, side=s, price=p, qty=q,
-                              flags=QUOTE | PO, label=label)
-                self._emit(EventKind.ACCEPTED, leg=leg_no, account=acct_id,
-                           instrument=inst_id, side=s, order_id=order.id, price_ticks=p,
-                           qty_lots=q, label=label)
+                order = Order(
+                    id=self._alloc_order_id(),
+                    account=acct_id,
+                    instrument=inst_id,
+                    side=s,
+                    price=p,
+                    qty=q,
+                    flags=QUOTE | PO,
+                    label=label,
+                )
+                self._emit(
+                    EventKind.ACCEPTED,
+                    leg=leg_no,
+                    account=acct_id,
+                    instrument=inst_id,
+                    side=s,
+                    order_id=order.id,
+                    price_ticks=p,
+                    qty_lots=q,
+                    label=label,
+                )
                 self._rest(order)
 
     # ------------------------------------------------------------------ risk (docs/risk.md)
@@ -1215,12 +1452,16 @@ class ReferenceEngine:
     def band(self, inst: Instrument) -> tuple[int, int]:
         """[R5] (low, high): mark -/+ floor(mark x band / 1e6) rounded inwards to the tick
         grid, at least one tick and at most the max price on the grid."""
-        default = (self.cfg.option_band_ppm if inst.kind == InstrumentKind.OPTION
-                   else self.cfg.market_band_ppm)
+        default = (
+            self.cfg.option_band_ppm
+            if inst.kind == InstrumentKind.OPTION
+            else self.cfg.market_band_ppm
+        )
         width = inst.mark * (inst.price_band or default) // PPM
         low = max(ceil_div(inst.mark - width, inst.tick) * inst.tick, inst.tick)
-        high = min((inst.mark + width) // inst.tick * inst.tick,
-                   inst.max_price // inst.tick * inst.tick)
+        high = min(
+            (inst.mark + width) // inst.tick * inst.tick, inst.max_price // inst.tick * inst.tick
+        )
         return low, high
 
     def _band_price(self, inst: Instrument, side: int) -> int:
@@ -1269,15 +1510,22 @@ class ReferenceEngine:
             return 0
         if inst.kind == InstrumentKind.PERPETUAL:
             notional = abs(x) * mark * inst.cv
-            return ceil_div(notional * self._perp_rate(notional, cfg.perp_im_ppm,
-                                                       cfg.perp_tier_im_ppm), PPM)
+            return ceil_div(
+                notional * self._perp_rate(notional, cfg.perp_im_ppm, cfg.perp_tier_im_ppm), PPM
+            )
         if x > 0:
             return x * mark * inst.cv
         underlying = index * inst.cv
-        otm = max(0, (inst.strike_ticks - index) if inst.option_type == OptionType.CALL
-                  else (index - inst.strike_ticks))
-        need = max(ceil_div(underlying * cfg.option_im_ppm, PPM) - otm * inst.cv,
-                   ceil_div(underlying * cfg.option_im_min_ppm, PPM))
+        otm = max(
+            0,
+            (inst.strike_ticks - index)
+            if inst.option_type == OptionType.CALL
+            else (index - inst.strike_ticks),
+        )
+        need = max(
+            ceil_div(underlying * cfg.option_im_ppm, PPM) - otm * inst.cv,
+            ceil_div(underlying * cfg.option_im_min_ppm, PPM),
+        )
         return -x * (need + mark * inst.cv)
 
     def std_mm(self, inst: Instrument, x: int, mark: int, index: int) -> int:
@@ -1286,8 +1534,9 @@ class ReferenceEngine:
             return 0
         if inst.kind == InstrumentKind.PERPETUAL:
             notional = abs(x) * mark * inst.cv
-            return ceil_div(notional * self._perp_rate(notional, cfg.perp_mm_ppm,
-                                                       cfg.perp_tier_mm_ppm), PPM)
+            return ceil_div(
+                notional * self._perp_rate(notional, cfg.perp_mm_ppm, cfg.perp_tier_mm_ppm), PPM
+            )
         if x > 0:
             return x * mark * inst.cv
         return -x * (ceil_div(index * inst.cv * cfg.option_mm_ppm, PPM) + mark * inst.cv)
@@ -1346,9 +1595,12 @@ class ReferenceEngine:
         equity = self.accounts[acct_id].balance + sums[0]
         bid_need, ask_need = max(0, -sums[1]), max(0, -sums[2])
         if self.accounts[acct_id].margin_mode == MarginMode.PORTFOLIO:
+
             def worst(offset: int | None) -> int:
-                return max([0] + [-(v[s] + (v[offset + s] if offset is not None else 0))
-                                  for s in range(S)])
+                return max(
+                    [0] + [-(v[s] + (v[offset + s] if offset is not None else 0)) for s in range(S)]
+                )
+
             im = max(worst(S) + sums[6] + bid_need, worst(2 * S) + sums[7] + ask_need)
             mm = ceil_div((worst(None) + sums[5]) * self.cfg.pm_mm_ppm, PPM)
         else:
@@ -1356,8 +1608,7 @@ class ReferenceEngine:
             mm = sums[4]
         return equity, im, mm
 
-    def _margin_check(self, acct_id: int, inst_id: int, side: int, lots: int,
-                      value: int) -> None:
+    def _margin_check(self, acct_id: int, inst_id: int, side: int, lots: int, value: int) -> None:
         """[R4] reject if initial margin after resting ``lots`` more would exceed equity and
         be higher than now."""
         if not self.cfg.risk_checks:
@@ -1379,12 +1630,14 @@ class ReferenceEngine:
             raise Reject(Reason.UNKNOWN_UNDERLYING)
         ids = [int(leg["source_id"]) for leg in legs]
         if len(set(ids)) != len(ids) or any(
-                not 0 < int(leg["price_ticks"]) <= self.cfg.max_price_ticks for leg in legs):
+            not 0 < int(leg["price_ticks"]) <= self.cfg.max_price_ticks for leg in legs
+        ):
             raise Reject(Reason.BAD_INDEX)
         self._emit(EventKind.ACCEPTED, instrument=underlying, qty_lots=len(legs))
         oldest = self.clock - self.cfg.index_stale_ms * NS_PER_MS
-        prices = sorted(int(leg["price_ticks"]) for leg in legs
-                        if int(leg["source_ts_ns"]) >= oldest)
+        prices = sorted(
+            int(leg["price_ticks"]) for leg in legs if int(leg["source_ts_ns"]) >= oldest
+        )
         row = self.underlyings.setdefault(underlying, [0, 0, 0, 0, 0, []])
         row[1] = self.clock
         used: list[int] = []
@@ -1399,16 +1652,26 @@ class ReferenceEngine:
                     used.append(min(max(p, median - band), median + band))
         if not used:
             row[2] = int(IndexStatus.STALE)
-            self._emit(EventKind.INDEX, reason=int(Reason.INDEX_STALE), instrument=underlying,
-                       price_ticks=row[0], status=int(IndexStatus.STALE))
+            self._emit(
+                EventKind.INDEX,
+                reason=int(Reason.INDEX_STALE),
+                instrument=underlying,
+                price_ticks=row[0],
+                status=int(IndexStatus.STALE),
+            )
             return
         index = sum(used) // len(used)
         row[0], row[2], row[3] = index, int(IndexStatus.VALID), len(used)
         row[4] += 1
         row[5].append((self.clock, index))
-        del row[5][:-self.cfg.index_history]
-        self._emit(EventKind.INDEX, instrument=underlying, price_ticks=index,
-                   qty_lots=len(used), status=int(IndexStatus.VALID))
+        del row[5][: -self.cfg.index_history]
+        self._emit(
+            EventKind.INDEX,
+            instrument=underlying,
+            price_ticks=index,
+            qty_lots=len(used),
+            status=int(IndexStatus.VALID),
+        )
         for inst_id, inst in enumerate(self.instruments):
             if inst.underlying != underlying:
                 continue
@@ -1422,10 +1685,13 @@ class ReferenceEngine:
                     inst.basis_ema += (basis - inst.basis_ema) * self.cfg.mark_ema_ppm // PPM
                 inst.mark_next = max(index + inst.basis_ema, 1)
                 value = inst.mark_next * inst.cv
-                inst.arr_next = [self._scenario_pnl(value, move, weight)
-                                 for move, _vol, weight in self.cfg.scenarios]
-                self._emit(EventKind.MARK, instrument=inst_id, price_ticks=inst.mark_next,
-                           a=inst.basis_ema)
+                inst.arr_next = [
+                    self._scenario_pnl(value, move, weight)
+                    for move, _vol, weight in self.cfg.scenarios
+                ]
+                self._emit(
+                    EventKind.MARK, instrument=inst_id, price_ticks=inst.mark_next, a=inst.basis_ema
+                )
 
     def _risk_array(self, cmd, legs: list, complete: bool) -> None:
         inst_id = int(cmd["instrument"])
@@ -1437,18 +1703,22 @@ class ReferenceEngine:
         if inst.kind == InstrumentKind.PERPETUAL:
             if len(legs) != 1 or price != 0:
                 raise Reject(Reason.BAD_RISK_ARRAY)
-        elif (len(legs) != 1 + value_legs or not 0 < price <= inst.max_price
-              or any(int(leg["kind"]) != CommandKind.RISK_VALUES for leg in legs[1:])):
+        elif (
+            len(legs) != 1 + value_legs
+            or not 0 < price <= inst.max_price
+            or any(int(leg["kind"]) != CommandKind.RISK_VALUES for leg in legs[1:])
+        ):
             raise Reject(Reason.BAD_RISK_ARRAY)
-        self._emit(EventKind.ACCEPTED, instrument=inst_id, price_ticks=price,
-                   qty_lots=len(legs))
+        self._emit(EventKind.ACCEPTED, instrument=inst_id, price_ticks=price, qty_lots=len(legs))
         g = legs[0]
-        inst.greeks = [int(g[name]) for name in ("delta_nano", "gamma_nano", "vega_nano",
-                                                  "theta_nano", "rho_nano")]
+        inst.greeks = [
+            int(g[name])
+            for name in ("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano")
+        ]
         if inst.kind == InstrumentKind.PERPETUAL:
             return
         values = [int(leg[f"v{k}"]) for leg in legs[1:] for k in range(5)]
-        inst.arr_next = values[:self.S]
+        inst.arr_next = values[: self.S]
         inst.mark_next = price
         inst.mark_iv = int(cmd["mark_iv_ppm"])
         row = self.underlyings.get(inst.underlying)
@@ -1461,8 +1731,11 @@ class ReferenceEngine:
         command other than INDEX / RISK_ARRAY."""
         for inst in self.instruments:
             if inst.dirty:
-                inst.mark, inst.index, inst.arr = inst.mark_next, inst.index_next, list(
-                    inst.arr_next)
+                inst.mark, inst.index, inst.arr = (
+                    inst.mark_next,
+                    inst.index_next,
+                    list(inst.arr_next),
+                )
                 inst.dirty = False
 
     # ------------------------------------------------------------------ TIME (docs/liquidation.md)
@@ -1483,8 +1756,16 @@ class ReferenceEngine:
         inst = self.instruments[inst_id]
         lots = ceil_div(abs(q) * self.cfg.liquidation_step_ppm, PPM)
         lots = min(ceil_div(lots, inst.min_trade) * inst.min_trade, abs(q))
-        order = Order(id=self._alloc_order_id(), account=acct_id, instrument=inst_id,
-                      side=SELL if q > 0 else BUY, price=price, qty=lots, flags=RO, label=0)
+        order = Order(
+            id=self._alloc_order_id(),
+            account=acct_id,
+            instrument=inst_id,
+            side=SELL if q > 0 else BUY,
+            price=price,
+            qty=lots,
+            flags=RO,
+            label=0,
+        )
         acct = self.accounts[acct_id]
         gas, acct.gas = acct.gas, 1 << 62
         filled, _ = self._match(order, price)
@@ -1500,9 +1781,12 @@ class ReferenceEngine:
             pos = self.positions.get((fund_id, inst_id))
             if pos is None or pos.qty == 0:
                 continue
-            if (inst.status != InstrumentStatus.ACTIVE
-                    or self._index_status(inst.underlying) != IndexStatus.VALID
-                    or inst.mark <= 0 or len(self.orders) >= self.cfg.max_orders):
+            if (
+                inst.status != InstrumentStatus.ACTIVE
+                or self._index_status(inst.underlying) != IndexStatus.VALID
+                or inst.mark <= 0
+                or len(self.orders) >= self.cfg.max_orders
+            ):
                 continue
             price = self._band_price(inst, SELL if pos.qty > 0 else BUY)
             filled = self._engine_ioc(fund_id, inst_id, pos.qty, price)
@@ -1511,7 +1795,7 @@ class ReferenceEngine:
 
     def _twap(self, underlying: int, start: int, end: int) -> int:
         row = self.underlyings.get(underlying)
-        rows = row[5][-self.cfg.index_history:] if row else []
+        rows = row[5][-self.cfg.index_history :] if row else []
         total = span = level = 0
         at = start
         have = False
@@ -1535,8 +1819,11 @@ class ReferenceEngine:
 
     def _expire(self) -> None:
         for inst_id, inst in enumerate(self.instruments):
-            if (inst.kind != InstrumentKind.OPTION or inst.status == InstrumentStatus.SETTLED
-                    or inst.expiry_ts_ns > self.clock):
+            if (
+                inst.kind != InstrumentKind.OPTION
+                or inst.status == InstrumentStatus.SETTLED
+                or inst.expiry_ts_ns > self.clock
+            ):
                 continue
             start = inst.expiry_ts_ns - self.cfg.expiry_twap_ms * NS_PER_MS
             price = self._twap(inst.underlying, start, inst.expiry_ts_ns)
@@ -1546,8 +1833,11 @@ class ReferenceEngine:
                 while inst.side_book(side):
                     best = inst.levels_in_priority(side)[0]
                     self._cancel_resting(inst.side_book(side)[best][0], Reason.CANCEL_EXPIRED)
-            payoff = (price - inst.strike_ticks if inst.option_type == OptionType.CALL
-                      else inst.strike_ticks - price)
+            payoff = (
+                price - inst.strike_ticks
+                if inst.option_type == OptionType.CALL
+                else inst.strike_ticks - price
+            )
             payoff = max(payoff, 0) * inst.cv
             for acct_id in sorted(self.accounts):
                 pos = self.positions.get((acct_id, inst_id))
@@ -1556,13 +1846,23 @@ class ReferenceEngine:
                 cash = pos.qty * payoff
                 self.accounts[acct_id].balance += cash
                 q, pos.qty, pos.basis = pos.qty, 0, 0
-                self._emit(EventKind.SETTLEMENT, account=acct_id, instrument=inst_id,
-                           price_ticks=price, qty_lots=q, a=cash,
-                           b=self.accounts[acct_id].balance)
+                self._emit(
+                    EventKind.SETTLEMENT,
+                    account=acct_id,
+                    instrument=inst_id,
+                    price_ticks=price,
+                    qty_lots=q,
+                    a=cash,
+                    b=self.accounts[acct_id].balance,
+                )
             inst.status = int(InstrumentStatus.SETTLED)
             inst.settlement = price
-            self._emit(EventKind.INSTRUMENT_STATUS, instrument=inst_id, price_ticks=price,
-                       status=int(InstrumentStatus.SETTLED))
+            self._emit(
+                EventKind.INSTRUMENT_STATUS,
+                instrument=inst_id,
+                price_ticks=price,
+                status=int(InstrumentStatus.SETTLED),
+            )
 
     @staticmethod
     def _premium_ppb(mark: int, index: int) -> int:
@@ -1592,8 +1892,9 @@ class ReferenceEngine:
             premium = self._premium_ppb(inst.mark, index)
             if cfg.funding_mode == 0:
                 band = cfg.funding_dead_band_ppb
-                rate = premium - band if premium > band else (
-                    premium + band if premium < -band else 0)
+                rate = (
+                    premium - band if premium > band else (premium + band if premium < -band else 0)
+                )
                 cap = inst.funding_cap or cfg.funding_cap_ppb
                 rate = max(-cap, min(cap, rate))
                 elapsed = min(elapsed, period)
@@ -1616,8 +1917,9 @@ class ReferenceEngine:
                 inst.premium_acc = inst.premium_ms = 0
                 self._pay_funding(inst_id, inst, rate, period, index)
 
-    def _pay_funding(self, inst_id: int, inst: Instrument, rate: int, elapsed: int,
-                     index: int) -> None:
+    def _pay_funding(
+        self, inst_id: int, inst: Instrument, rate: int, elapsed: int, index: int
+    ) -> None:
         period = self.cfg.funding_period_ms
         paid = received = 0
         for acct_id in sorted(self.accounts):
@@ -1634,21 +1936,47 @@ class ReferenceEngine:
                 amount = (value * abs(rate) // 10**9) * elapsed // period
                 received += amount
             self.accounts[acct_id].balance += amount
-            self._emit(EventKind.FUNDING, account=acct_id, instrument=inst_id,
-                       price_ticks=rate, qty_lots=pos.qty, a=amount,
-                       b=self.accounts[acct_id].balance)
+            self._emit(
+                EventKind.FUNDING,
+                account=acct_id,
+                instrument=inst_id,
+                price_ticks=rate,
+                qty_lots=pos.qty,
+                a=amount,
+                b=self.accounts[acct_id].balance,
+            )
         fund = self.accounts[SystemAccount.INSURANCE_FUND]
         fund.balance += paid - received
         inst.funding_rate = rate
-        self._emit(EventKind.FUNDING, account=int(SystemAccount.INSURANCE_FUND),
-                   instrument=inst_id, price_ticks=rate, a=paid - received, b=fund.balance)
+        self._emit(
+            EventKind.FUNDING,
+            account=int(SystemAccount.INSURANCE_FUND),
+            instrument=inst_id,
+            price_ticks=rate,
+            a=paid - received,
+            b=fund.balance,
+        )
 
     # liquidation
 
-    def _stage(self, acct_id: int, stage: LiquidationStage, instrument: int = 0,
-               price: int = 0, qty: int = 0, money: int = 0) -> None:
-        self._emit(EventKind.LIQUIDATION, account=acct_id, instrument=instrument,
-                   price_ticks=price, qty_lots=qty, a=int(stage), b=money)
+    def _stage(
+        self,
+        acct_id: int,
+        stage: LiquidationStage,
+        instrument: int = 0,
+        price: int = 0,
+        qty: int = 0,
+        money: int = 0,
+    ) -> None:
+        self._emit(
+            EventKind.LIQUIDATION,
+            account=acct_id,
+            instrument=instrument,
+            price_ticks=price,
+            qty_lots=qty,
+            a=int(stage),
+            b=money,
+        )
 
     def _set_state(self, acct_id: int, state: AccountState) -> None:
         self.accounts[acct_id].state = int(state)
@@ -1658,8 +1986,7 @@ class ReferenceEngine:
         held = [i for (a, i), p in self.positions.items() if a == acct_id and p.qty != 0]
         if not held:
             return None
-        return min(held, key=lambda i: (self.instruments[i].kind != InstrumentKind.PERPETUAL,
-                                        i))
+        return min(held, key=lambda i: (self.instruments[i].kind != InstrumentKind.PERPETUAL, i))
 
     def _bankruptcy_price(self, inst: Instrument, q: int, equity: int) -> int:
         size, tick = abs(q), inst.tick
@@ -1672,9 +1999,11 @@ class ReferenceEngine:
         return min(max(price, tick), top)
 
     def _stale_exposed(self, acct_id: int) -> bool:
-        return any(self._index_status(self.instruments[i].underlying) != IndexStatus.VALID
-                   for (a, i), p in self.positions.items()
-                   if a == acct_id and (p.qty != 0 or p.resting > 0))
+        return any(
+            self._index_status(self.instruments[i].underlying) != IndexStatus.VALID
+            for (a, i), p in self.positions.items()
+            if a == acct_id and (p.qty != 0 or p.resting > 0)
+        )
 
     def _liquidate(self) -> None:
         for acct_id in sorted(self.accounts):
@@ -1682,8 +2011,10 @@ class ReferenceEngine:
                 continue
             acct = self.accounts[acct_id]
             if acct.state != AccountState.IN_LIQUIDATION:
-                live = any(a == acct_id and (p.qty != 0 or p.resting > 0)
-                           for (a, _), p in self.positions.items())
+                live = any(
+                    a == acct_id and (p.qty != 0 or p.resting > 0)
+                    for (a, _), p in self.positions.items()
+                )
                 if not live and acct.balance >= 0:
                     continue
                 equity, _, mm = self.margins(acct_id)
@@ -1699,8 +2030,7 @@ class ReferenceEngine:
         if acct.state != AccountState.IN_LIQUIDATION:
             self._stage(acct_id, LiquidationStage.STARTED, qty=mm, money=equity)
             self._set_state(acct_id, AccountState.IN_LIQUIDATION)
-            victims = sorted((self.orders[oid] for oid in acct.orders),
-                             key=lambda o: o.instrument)
+            victims = sorted((self.orders[oid] for oid in acct.orders), key=lambda o: o.instrument)
             for order in victims:
                 self._cancel_resting(order, Reason.CANCEL_LIQUIDATION)
             self._stage(acct_id, LiquidationStage.ORDERS_CANCELLED, qty=len(victims))
@@ -1729,8 +2059,11 @@ class ReferenceEngine:
                     self._set_state(acct_id, AccountState.NORMAL)
                 return
         fund_id = int(SystemAccount.INSURANCE_FUND)
-        needed = sum(1 for (a, i), p in self.positions.items()
-                     if a == acct_id and p.qty != 0 and (fund_id, i) not in self.positions)
+        needed = sum(
+            1
+            for (a, i), p in self.positions.items()
+            if a == acct_id and p.qty != 0 and (fund_id, i) not in self.positions
+        )
         if needed > self.cfg.max_positions - len(self.positions):
             return
         self._takeover(acct_id)
@@ -1748,8 +2081,7 @@ class ReferenceEngine:
                 cash = pv * qty if dq < 0 else -pv * qty
             self.accounts[acct_id].balance += cash
 
-    def _transfer_signed(self, inst_id: int, holder: int, other: int, qty: int,
-                         price: int) -> None:
+    def _transfer_signed(self, inst_id: int, holder: int, other: int, qty: int, price: int) -> None:
         if qty > 0:
             self._transfer(inst_id, holder, other, qty, price)
         else:
@@ -1765,7 +2097,7 @@ class ReferenceEngine:
         value = pos.qty * inst.mark * inst.cv
         pnl = value - pos.basis
         scale = abs(pos.basis) // PPM + 1
-        pnl_ppm = max(-10**9, min(10**9, pnl // scale))
+        pnl_ppm = max(-(10**9), min(10**9, pnl // scale))
         equity = self.margins(acct_id)[0]
         leverage = 10**9 if equity <= 0 else min(10**9, abs(value) // (equity // PPM + 1))
         leverage = max(leverage, 1)
@@ -1807,8 +2139,9 @@ class ReferenceEngine:
                 price = self._bankruptcy_price(inst, q, self.margins(acct_id)[0])
                 left = self._deleverage(acct_id, inst_id, price)
                 if left > 0:
-                    self._transfer_signed(inst_id, acct_id, fund_id, left if q > 0 else -left,
-                                          price)
+                    self._transfer_signed(
+                        inst_id, acct_id, fund_id, left if q > 0 else -left, price
+                    )
                     self._stage(acct_id, LiquidationStage.INSURANCE_FUND, inst_id, price, left)
         while (inst_id := self._first_position(acct_id)) is not None:
             inst = self.instruments[inst_id]
@@ -1832,11 +2165,14 @@ class ReferenceEngine:
         total = sum(self.accounts[a].balance for a in users if self.accounts[a].balance > 0)
         if total <= 0:
             self.bad_debt += deficit
-            self._stage(int(SystemAccount.INSURANCE_FUND), LiquidationStage.SOCIALISED,
-                        money=-deficit)
+            self._stage(
+                int(SystemAccount.INSURANCE_FUND), LiquidationStage.SOCIALISED, money=-deficit
+            )
             return
-        largest = max((a for a in users if self.accounts[a].balance > 0),
-                      key=lambda a: (self.accounts[a].balance, -a))
+        largest = max(
+            (a for a in users if self.accounts[a].balance > 0),
+            key=lambda a: (self.accounts[a].balance, -a),
+        )
         if deficit > total:
             self.bad_debt += deficit - total
             deficit = total
@@ -1855,7 +2191,6 @@ class ReferenceEngine:
         self._stage(largest, LiquidationStage.SOCIALISED, money=-rest)
         fund.balance += deficit
 
-
     # ------------------------------------------------------------------ inspection
 
     def canonical(self) -> dict:
@@ -1863,38 +2198,85 @@ class ReferenceEngine:
         for acct_id in sorted(self.accounts):
             a = self.accounts[acct_id]
             terms = self.terms(acct_id)
-            accounts.append((acct_id, a.balance, a.stp, len(a.orders), a.gas, a.gas_ts_ns,
-                             a.margin_mode, a.state, tuple(terms["sums"]),
-                             tuple(terms["vectors"])))
+            accounts.append(
+                (
+                    acct_id,
+                    a.balance,
+                    a.stp,
+                    len(a.orders),
+                    a.gas,
+                    a.gas_ts_ns,
+                    a.margin_mode,
+                    a.state,
+                    tuple(terms["sums"]),
+                    tuple(terms["vectors"]),
+                )
+            )
         instruments = []
         books = {}
         for inst_id, i in enumerate(self.instruments):
-            instruments.append((inst_id, i.kind, i.option_type, i.underlying, i.status,
-                                i.strike_ticks, i.expiry_ts_ns, i.tick, i.min_trade, i.cv,
-                                i.maker_fee, i.taker_fee, i.max_price, i.resting_count(),
-                                (i.mark, i.mark_next, i.index, i.index_next, i.basis_ema,
-                                 i.mark_iv, *i.greeks, i.funding_ts, i.funding_rate,
-                                 i.premium_acc, i.premium_ms, i.settlement, i.funding_cap,
-                                 i.price_band),
-                                int(i.dirty),
-                                tuple(i.arr),
-                                tuple(i.arr_next)))
+            instruments.append(
+                (
+                    inst_id,
+                    i.kind,
+                    i.option_type,
+                    i.underlying,
+                    i.status,
+                    i.strike_ticks,
+                    i.expiry_ts_ns,
+                    i.tick,
+                    i.min_trade,
+                    i.cv,
+                    i.maker_fee,
+                    i.taker_fee,
+                    i.max_price,
+                    i.resting_count(),
+                    (
+                        i.mark,
+                        i.mark_next,
+                        i.index,
+                        i.index_next,
+                        i.basis_ema,
+                        i.mark_iv,
+                        *i.greeks,
+                        i.funding_ts,
+                        i.funding_rate,
+                        i.premium_acc,
+                        i.premium_ms,
+                        i.settlement,
+                        i.funding_cap,
+                        i.price_band,
+                    ),
+                    int(i.dirty),
+                    tuple(i.arr),
+                    tuple(i.arr_next),
+                )
+            )
             books[inst_id] = {
-                name: [(price, [(o.id, o.account, o.qty, o.flags, o.label)
-                                for o in i.side_book(side)[price]])
-                       for price in i.levels_in_priority(side)]
+                name: [
+                    (
+                        price,
+                        [
+                            (o.id, o.account, o.qty, o.flags, o.label)
+                            for o in i.side_book(side)[price]
+                        ],
+                    )
+                    for price in i.levels_in_priority(side)
+                ]
                 for name, side in (("bids", BUY), ("asks", SELL))
             }
-        positions = sorted((a, i, p.qty, p.basis, p.open_buy, p.open_sell, p.resting,
-                            *self._open_values(a, i))
-                           for (a, i), p in self.positions.items())
+        positions = sorted(
+            (a, i, p.qty, p.basis, p.open_buy, p.open_sell, p.resting, *self._open_values(a, i))
+            for (a, i), p in self.positions.items()
+        )
         history = self.cfg.index_history
         underlyings = []
         for u in sorted(self.underlyings):
             index, ts, status, sources, updates, rows = self.underlyings[u]
             kept = rows[-history:]
-            underlyings.append((u, (index, ts, status, sources, updates % history, len(kept)),
-                                tuple(kept)))
+            underlyings.append(
+                (u, (index, ts, status, sources, updates % history, len(kept)), tuple(kept))
+            )
         return {
             "clock_ns": self.clock,
             "total_deposits": self.total_deposits,
@@ -1918,8 +2300,9 @@ class ReferenceEngine:
             assert (pos.qty == 0) == (pos.basis == 0), "basis zero iff flat"
             assert abs(pos.basis) >= abs(pos.qty)
             assert pos.qty != 0 or pos.resting > 0, "released slot still present"
-            mine = [o for o in self.orders.values()
-                    if o.account == acct_id and o.instrument == inst_id]
+            mine = [
+                o for o in self.orders.values() if o.account == acct_id and o.instrument == inst_id
+            ]
             assert pos.resting == len(mine)
             assert pos.open_buy == sum(o.qty for o in mine if o.side == BUY)
             assert pos.open_sell == sum(o.qty for o in mine if o.side == SELL)
@@ -1930,12 +2313,12 @@ class ReferenceEngine:
             for side in (BUY, SELL):
                 for price, level in inst.side_book(side).items():
                     assert level, "empty level"
-                    assert all(o.qty > 0 and o.price == price and o.side == side
-                               for o in level), "level quantities"
+                    assert all(o.qty > 0 and o.price == price and o.side == side for o in level), (
+                        "level quantities"
+                    )
         for acct_id, acct in self.accounts.items():
             assert all(self.orders[oid].account == acct_id for oid in acct.orders)
             assert 0 <= acct.gas <= max(self.cfg.gas_max, 0)
         assert sum(len(a.orders) for a in self.accounts.values()) == len(self.orders)
         live_slots = {oid & 0xFFFFFFFF for oid in self.orders}
         assert not live_slots & set(self.free_slots), "live slot on the free stack"
-

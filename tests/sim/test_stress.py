@@ -43,9 +43,25 @@ def test_another_seed_gives_another_run(run: StressResult) -> None:
 def test_fresh_process_prints_the_same_hash(run: StressResult, tmp_path: Path) -> None:
     png = tmp_path / "cli.png"
     completed = subprocess.run(
-        [sys.executable, "-m", "derivex.cli", "stress", "--seed", str(SPEC.seed),
-         "--accounts", str(SPEC.accounts), "--minutes", str(SPEC.minutes), "--out", str(png)],
-        capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "derivex.cli",
+            "stress",
+            "--seed",
+            str(SPEC.seed),
+            "--accounts",
+            str(SPEC.accounts),
+            "--minutes",
+            str(SPEC.minutes),
+            "--out",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     hashes = re.findall(r"^state hash ([0-9a-f]{64})$", completed.stdout, re.MULTILINE)
     assert hashes == [run.state_hash], completed.stdout + completed.stderr
     assert "insurance fund before" in completed.stdout
@@ -110,10 +126,17 @@ def test_plot_is_a_png(run: StressResult, tmp_path: Path) -> None:
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
 
-@pytest.mark.parametrize("change", [
-    {"accounts": 5}, {"minutes": 0.05}, {"crash_drop": 1.2}, {"crash_share": 0.9},
-    {"leverage": (2, 3)}, {"options_share": 0.7, "portfolio_share": 0.5},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"accounts": 5},
+        {"minutes": 0.05},
+        {"crash_drop": 1.2},
+        {"crash_share": 0.9},
+        {"leverage": (2, 3)},
+        {"options_share": 0.7, "portfolio_share": 0.5},
+    ],
+)
 def test_bad_specs_are_refused(change: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         replace(SPEC, **change)

@@ -58,8 +58,23 @@ def create_account(st, ev, n, cmds, i):
     st.acc_i4[account, L.A_LAST_POSITION] = L.NIL
     st.acc_i4[account, L.A_MARGIN_MODE] = mode
     n = accept(ev, n, c["seq"], K.K_CREATE_ACCOUNT, account, 0)
-    return emit(ev, n, c["seq"], K.E_ACCOUNT_CREATED, K.K_CREATE_ACCOUNT, 0, 0, 0, 0, account,
-                0, 0, 0, 0, stp)
+    return emit(
+        ev,
+        n,
+        c["seq"],
+        K.E_ACCOUNT_CREATED,
+        K.K_CREATE_ACCOUNT,
+        0,
+        0,
+        0,
+        0,
+        account,
+        0,
+        0,
+        0,
+        0,
+        stp,
+    )
 
 
 @kernel
@@ -76,12 +91,14 @@ def set_account(st, ev, n, cmds, i):
     if mode > 1:
         return reject(st, ev, n, cmds, i, K.R_BAD_MARGIN_MODE, 0)
     if mode != st.acc_i4[account, L.A_MARGIN_MODE] and (
-            st.acc_i4[account, L.A_POSITION_HEAD] != L.NIL):
+        st.acc_i4[account, L.A_POSITION_HEAD] != L.NIL
+    ):
         return reject(st, ev, n, cmds, i, K.R_MARGIN_MODE_OPEN, 0)
     st.acc_i4[account, L.A_STP] = stp
     st.acc_i4[account, L.A_MARGIN_MODE] = mode
-    return emit(ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_ACCOUNT, 0, 0, 0, 0, account, 0, 0, 0, 0,
-                stp)
+    return emit(
+        ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_ACCOUNT, 0, 0, 0, 0, account, 0, 0, 0, 0, stp
+    )
 
 
 @kernel
@@ -98,7 +115,8 @@ def move_money(st, ev, n, cmds, i, deposit):
     balance = st.acc_i8[account, L.A_BALANCE]
     if deposit:
         if amount > st.params[P_MAX_BALANCE_UNITS] - balance or (
-                amount > VALUE_LIMIT - st.counters[L.C_TOTAL_DEPOSITS]):
+            amount > VALUE_LIMIT - st.counters[L.C_TOTAL_DEPOSITS]
+        ):
             return reject(st, ev, n, cmds, i, K.R_BALANCE_LIMIT, 0)
         st.counters[L.C_TOTAL_DEPOSITS] += amount
         delta = amount
@@ -123,8 +141,23 @@ def move_money(st, ev, n, cmds, i, deposit):
     ev[n - 1]["b"] = balance + delta
     if deposit and st.acc_i4[account, L.A_STATE] == K.ACCOUNT_BANKRUPT:
         st.acc_i4[account, L.A_STATE] = K.ACCOUNT_NORMAL  # a fresh deposit reopens it
-        n = emit(ev, n, c["seq"], K.E_ACCOUNT_STATE, command, 0, 0, 0, 0, account, 0, 0, 0, 0,
-                 K.ACCOUNT_NORMAL)
+        n = emit(
+            ev,
+            n,
+            c["seq"],
+            K.E_ACCOUNT_STATE,
+            command,
+            0,
+            0,
+            0,
+            0,
+            account,
+            0,
+            0,
+            0,
+            0,
+            K.ACCOUNT_NORMAL,
+        )
     return n
 
 
@@ -177,8 +210,23 @@ def add_instrument(st, ev, n, cmds, i):
     st.ins_i4[instrument, L.I_STATUS] = K.ACTIVE
     st.ins_i4[instrument, L.I_RESTING] = 0
     n = accept(ev, n, c["seq"], K.K_ADD_INSTRUMENT, 0, instrument)
-    return emit(ev, n, c["seq"], K.E_INSTRUMENT_STATUS, K.K_ADD_INSTRUMENT, 0, 0, 0, 0, 0,
-                instrument, 0, 0, 0, K.ACTIVE)
+    return emit(
+        ev,
+        n,
+        c["seq"],
+        K.E_INSTRUMENT_STATUS,
+        K.K_ADD_INSTRUMENT,
+        0,
+        0,
+        0,
+        0,
+        0,
+        instrument,
+        0,
+        0,
+        0,
+        K.ACTIVE,
+    )
 
 
 @kernel
@@ -193,9 +241,12 @@ def cancel_account_orders(st, ev, n, seq, command, account, only, reason):
         position = st.acc_i4[account, L.A_POSITION_HEAD]
         while position != L.NIL:
             candidate = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
-            if (st.pos_i4[position, L.S_ORDERS] > 0 and candidate > last
-                    and (only < 0 or candidate == only)
-                    and (chosen == L.NIL or candidate < chosen_instrument)):
+            if (
+                st.pos_i4[position, L.S_ORDERS] > 0
+                and candidate > last
+                and (only < 0 or candidate == only)
+                and (chosen == L.NIL or candidate < chosen_instrument)
+            ):
                 chosen = position
                 chosen_instrument = candidate
             position = st.pos_i4[position, L.S_NEXT]
@@ -204,8 +255,18 @@ def cancel_account_orders(st, ev, n, seq, command, account, only, reason):
         slot = st.pos_i4[chosen, L.S_ORDER_HEAD]
         while slot != L.NIL:
             following = st.ord_i4[slot, L.O_POSITION_NEXT]
-            n, _ = cancel_resting(st, ev, n, seq, command, slot, chosen_instrument,
-                                  st.ord_i4[slot, L.O_META] & 1, reason, 0)
+            n, _ = cancel_resting(
+                st,
+                ev,
+                n,
+                seq,
+                command,
+                slot,
+                chosen_instrument,
+                st.ord_i4[slot, L.O_META] & 1,
+                reason,
+                0,
+            )
             slot = following
         position_release_if_idle(st, chosen)
         last = chosen_instrument
@@ -228,10 +289,19 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
         if (not by_instrument) or st.pos_i4[position, L.S_INSTRUMENT] == instrument:
             count += st.pos_i4[position, L.S_ORDERS]
         position = st.pos_i4[position, L.S_NEXT]
-    n = emit(ev, n, c["seq"], K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0,
-             count, 0)
-    return cancel_account_orders(st, ev, n, c["seq"], command, account,
-                                 instrument if by_instrument else np.int64(-1), K.R_CANCEL_ALL)
+    n = emit(
+        ev, n, c["seq"], K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0, count, 0
+    )
+    return cancel_account_orders(
+        st,
+        ev,
+        n,
+        c["seq"],
+        command,
+        account,
+        instrument if by_instrument else np.int64(-1),
+        K.R_CANCEL_ALL,
+    )
 
 
 @kernel
@@ -253,7 +323,8 @@ def set_instrument(st, ev, n, cmds, i):
     if which & ~(K.SET_FUNDING_CAP | K.SET_PRICE_BAND):
         return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
     if (which & K.SET_FUNDING_CAP) and (
-            st.ins_i4[instrument, L.I_KIND] != K.PERPETUAL or cap < 0 or cap > 100_000_000):
+        st.ins_i4[instrument, L.I_KIND] != K.PERPETUAL or cap < 0 or cap > 100_000_000
+    ):
         return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
     if (which & K.SET_PRICE_BAND) and (band < 0 or band > 1_000_000):
         return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
@@ -261,9 +332,23 @@ def set_instrument(st, ev, n, cmds, i):
         st.ins_i8[instrument, L.I_FUNDING_CAP] = cap
     if which & K.SET_PRICE_BAND:
         st.ins_i8[instrument, L.I_PRICE_BAND] = band
-    return emit(ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_INSTRUMENT, 0, 0, 0, 0, 0, instrument,
-                0, st.ins_i8[instrument, L.I_FUNDING_CAP], st.ins_i8[instrument, L.I_PRICE_BAND],
-                0)
+    return emit(
+        ev,
+        n,
+        c["seq"],
+        K.E_ACCEPTED,
+        K.K_SET_INSTRUMENT,
+        0,
+        0,
+        0,
+        0,
+        0,
+        instrument,
+        0,
+        st.ins_i8[instrument, L.I_FUNDING_CAP],
+        st.ins_i8[instrument, L.I_PRICE_BAND],
+        0,
+    )
 
 
 @kernel
@@ -292,9 +377,34 @@ def set_instrument_status(st, ev, n, cmds, i, command):
             while st.ladder_len[row] > 0:
                 level = st.ladder_level[row, st.ladder_len[row] - 1]
                 slot = st.lvl_i4[level, L.L_HEAD]
-                n, position = cancel_resting(st, ev, n, c["seq"], command, slot, instrument,
-                                             side, K.R_CANCEL_INSTRUMENT_CLOSED, 0)
+                n, position = cancel_resting(
+                    st,
+                    ev,
+                    n,
+                    c["seq"],
+                    command,
+                    slot,
+                    instrument,
+                    side,
+                    K.R_CANCEL_INSTRUMENT_CLOSED,
+                    0,
+                )
                 position_release_if_idle(st, position)
     st.ins_i4[instrument, L.I_STATUS] = new_status
-    return emit(ev, n, c["seq"], K.E_INSTRUMENT_STATUS, command, 0, 0, 0, 0, 0, instrument, 0,
-                0, 0, new_status)
+    return emit(
+        ev,
+        n,
+        c["seq"],
+        K.E_INSTRUMENT_STATUS,
+        command,
+        0,
+        0,
+        0,
+        0,
+        0,
+        instrument,
+        0,
+        0,
+        0,
+        new_status,
+    )

@@ -78,11 +78,21 @@ MAX_INDEX_SOURCES = 32
 Scenario = tuple[int, int, int]
 
 
-def deribit_grid(price_range_ppm: int = 160_000, buckets: int = 4,
-                 extended_moves_ppm: tuple[int, ...] = (
-                     -660_000, -330_000, 500_000, 1_000_000, 2_000_000, 3_000_000,
-                     4_000_000, 5_000_000),
-                 extended_weight_ppm: int = 350_000) -> tuple[Scenario, ...]:
+def deribit_grid(
+    price_range_ppm: int = 160_000,
+    buckets: int = 4,
+    extended_moves_ppm: tuple[int, ...] = (
+        -660_000,
+        -330_000,
+        500_000,
+        1_000_000,
+        2_000_000,
+        3_000_000,
+        4_000_000,
+        5_000_000,
+    ),
+    extended_weight_ppm: int = 350_000,
+) -> tuple[Scenario, ...]:
     """Deribit-style portfolio-margin grid: ``2 * buckets + 1`` evenly spaced price moves over
     +/- ``price_range_ppm`` (zero included) x volatility down / same / up, then the extended
     moves with volatility up, counted at ``extended_weight_ppm`` (35%, SPAN's weight for its
@@ -98,8 +108,9 @@ def deribit_grid(price_range_ppm: int = 160_000, buckets: int = 4,
     return tuple(rows)
 
 
-def span_grid(price_scan_ppm: int = 160_000, extreme_multiple: int = 3,
-              extreme_weight_ppm: int = 350_000) -> tuple[Scenario, ...]:
+def span_grid(
+    price_scan_ppm: int = 160_000, extreme_multiple: int = 3, extreme_weight_ppm: int = 350_000
+) -> tuple[Scenario, ...]:
     """CME-SPAN-style 16 scenarios: price 0, +/-1/3, +/-2/3, +/-3/3 of the scan range, each
     with volatility up and down (14), then +/- ``extreme_multiple`` x the range with
     volatility unchanged at ``extreme_weight_ppm``."""
@@ -197,8 +208,7 @@ class EngineConfig:
                 problems.append(f"{name} must be in [0, gas_max]")
         if self.max_quote_legs < 1 or self.max_quote_legs > 65535:
             problems.append("max_quote_legs must be in [1, 65535]")
-        for pool in ("orders", "levels", "accounts", "instruments", "positions",
-                     "levels_per_side"):
+        for pool in ("orders", "levels", "accounts", "instruments", "positions", "levels_per_side"):
             initial, maximum = getattr(self, f"initial_{pool}"), getattr(self, f"max_{pool}")
             if not 1 <= initial <= maximum:
                 problems.append(f"initial_{pool} must be in [1, max_{pool}]")
@@ -209,10 +219,16 @@ class EngineConfig:
         if not 1 <= len(self.scenarios) <= MAX_SCENARIOS:
             problems.append(f"scenarios must have 1..{MAX_SCENARIOS} rows")
         for row in self.scenarios:
-            if (len(row) != 3 or not -1_000_000 <= row[0] <= 10_000_000
-                    or row[1] not in (-1, 0, 1) or not 0 <= row[2] <= 1_000_000):
-                problems.append(f"bad scenario {row}: (move ppm in [-1e6, 1e7], vol in "
-                                "-1/0/1, weight ppm in [0, 1e6])")
+            if (
+                len(row) != 3
+                or not -1_000_000 <= row[0] <= 10_000_000
+                or row[1] not in (-1, 0, 1)
+                or not 0 <= row[2] <= 1_000_000
+            ):
+                problems.append(
+                    f"bad scenario {row}: (move ppm in [-1e6, 1e7], vol in "
+                    "-1/0/1, weight ppm in [0, 1e6])"
+                )
                 break
         if not 2 <= self.max_underlyings <= 1024:
             problems.append("max_underlyings must be in [2, 1024]")
@@ -220,10 +236,22 @@ class EngineConfig:
             problems.append(f"index_min_sources must be in [1, {MAX_INDEX_SOURCES}]")
         if self.index_history < 2:
             problems.append("index_history must be >= 2")
-        for name in ("index_outlier_ppm", "mark_ema_ppm", "mark_basis_clamp_ppm",
-                     "market_band_ppm", "option_band_ppm", "perp_im_ppm", "perp_mm_ppm",
-                     "perp_tier_im_ppm", "perp_tier_mm_ppm", "option_im_ppm", "option_im_min_ppm",
-                     "option_mm_ppm", "pm_mm_ppm", "pm_short_option_ppm"):
+        for name in (
+            "index_outlier_ppm",
+            "mark_ema_ppm",
+            "mark_basis_clamp_ppm",
+            "market_band_ppm",
+            "option_band_ppm",
+            "perp_im_ppm",
+            "perp_mm_ppm",
+            "perp_tier_im_ppm",
+            "perp_tier_mm_ppm",
+            "option_im_ppm",
+            "option_im_min_ppm",
+            "option_mm_ppm",
+            "pm_mm_ppm",
+            "pm_short_option_ppm",
+        ):
             if not 0 <= getattr(self, name) <= 1_000_000:
                 problems.append(f"{name} must be in [0, 1e6]")
         if self.perp_mm_ppm > self.perp_im_ppm or self.perp_tier_mm_ppm > self.perp_tier_im_ppm:
@@ -234,8 +262,12 @@ class EngineConfig:
             problems.append("funding_mode must be 0 (continuous) or 1 (interval)")
         if not 1 <= self.funding_period_ms < (1 << 31):
             problems.append("funding_period_ms must be in [1, 2**31)")
-        for name in ("funding_dead_band_ppb", "funding_cap_ppb", "funding_interest_ppb",
-                     "funding_clamp_ppb"):
+        for name in (
+            "funding_dead_band_ppb",
+            "funding_cap_ppb",
+            "funding_interest_ppb",
+            "funding_clamp_ppb",
+        ):
             if not 0 <= getattr(self, name) <= 100_000_000:
                 problems.append(f"{name} must be in [0, 1e8] (10%)")
         if not 1 <= self.expiry_twap_ms <= 86_400_000:
@@ -254,23 +286,57 @@ class EngineConfig:
     def params(self) -> np.ndarray:
         """The parameter vector the kernel reads (see the ``P_*`` indices)."""
         values = [
-            self.max_order_lots, self.max_position_lots, self.max_price_ticks,
-            self.max_balance_units, self.max_open_orders_per_account,
-            self.max_orders_per_book, self.gas_base, self.gas_per_level, self.gas_per_fill,
-            self.gas_max, self.gas_refill_per_ms, self.max_orders, self.max_levels,
-            self.max_accounts, self.max_instruments, self.max_positions,
-            self.max_levels_per_side, self.max_quote_legs,
-            int(self.risk_checks), self.max_underlyings, self.index_stale_ms * 1_000_000,
-            self.index_outlier_ppm, int(self.index_outlier_discard), self.index_min_sources,
-            self.index_history, self.mark_ema_ppm, self.mark_basis_clamp_ppm,
-            self.market_band_ppm, self.perp_im_ppm, self.perp_mm_ppm, self.perp_tier_units,
-            self.perp_tier_im_ppm, self.perp_tier_mm_ppm, self.option_im_ppm,
-            self.option_im_min_ppm, self.option_mm_ppm, self.pm_mm_ppm,
-            self.pm_short_option_ppm, self.funding_mode, self.funding_period_ms,
-            self.funding_dead_band_ppb, self.funding_cap_ppb, self.funding_interest_ppb,
-            self.funding_clamp_ppb, self.expiry_twap_ms, self.liquidation_fee_ppm,
-            self.liquidation_step_ppm, self.adl_mode, self.adl_max_counterparties,
-            self.option_band_ppm, len(self.scenarios),
+            self.max_order_lots,
+            self.max_position_lots,
+            self.max_price_ticks,
+            self.max_balance_units,
+            self.max_open_orders_per_account,
+            self.max_orders_per_book,
+            self.gas_base,
+            self.gas_per_level,
+            self.gas_per_fill,
+            self.gas_max,
+            self.gas_refill_per_ms,
+            self.max_orders,
+            self.max_levels,
+            self.max_accounts,
+            self.max_instruments,
+            self.max_positions,
+            self.max_levels_per_side,
+            self.max_quote_legs,
+            int(self.risk_checks),
+            self.max_underlyings,
+            self.index_stale_ms * 1_000_000,
+            self.index_outlier_ppm,
+            int(self.index_outlier_discard),
+            self.index_min_sources,
+            self.index_history,
+            self.mark_ema_ppm,
+            self.mark_basis_clamp_ppm,
+            self.market_band_ppm,
+            self.perp_im_ppm,
+            self.perp_mm_ppm,
+            self.perp_tier_units,
+            self.perp_tier_im_ppm,
+            self.perp_tier_mm_ppm,
+            self.option_im_ppm,
+            self.option_im_min_ppm,
+            self.option_mm_ppm,
+            self.pm_mm_ppm,
+            self.pm_short_option_ppm,
+            self.funding_mode,
+            self.funding_period_ms,
+            self.funding_dead_band_ppb,
+            self.funding_cap_ppb,
+            self.funding_interest_ppb,
+            self.funding_clamp_ppb,
+            self.expiry_twap_ms,
+            self.liquidation_fee_ppm,
+            self.liquidation_step_ppm,
+            self.adl_mode,
+            self.adl_max_counterparties,
+            self.option_band_ppm,
+            len(self.scenarios),
         ]
         assert len(values) == PARAM_COUNT
         for row in self.scenarios:
@@ -285,6 +351,5 @@ class EngineConfig:
         """Inverse of ``to_dict`` (JSON turns the scenario tuples into lists)."""
         values = dict(data)
         if "scenarios" in values:
-            values["scenarios"] = tuple(tuple(int(v) for v in row)
-                                        for row in values["scenarios"])
+            values["scenarios"] = tuple(tuple(int(v) for v in row) for row in values["scenarios"])
         return cls(**values)

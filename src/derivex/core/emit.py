@@ -7,8 +7,23 @@ from derivex.core.jit import kernel
 
 
 @kernel
-def emit(ev, n, seq, kind, command, side, liquidity, reason, leg, account, instrument,
-         order_id, price, qty, a):
+def emit(
+    ev,
+    n,
+    seq,
+    kind,
+    command,
+    side,
+    liquidity,
+    reason,
+    leg,
+    account,
+    instrument,
+    order_id,
+    price,
+    qty,
+    a,
+):
     """Write one event at ``ev[n]`` (field ``b``/``label`` zero) and return ``n + 1``."""
     e = ev[n]
     e["seq"] = seq

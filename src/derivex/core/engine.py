@@ -52,8 +52,10 @@ from derivex.core.state import State, allocate, canonical, grow, pack, state_has
 @kernel
 def _row_short(st, instrument, side):
     row = instrument * 2 + side
-    return (st.ladder_len[row] + 1 > st.ladder_price.shape[1]
-            and st.ladder_price.shape[1] < st.params[P_MAX_LEVELS_PER_SIDE])
+    return (
+        st.ladder_len[row] + 1 > st.ladder_price.shape[1]
+        and st.ladder_price.shape[1] < st.params[P_MAX_LEVELS_PER_SIDE]
+    )
 
 
 @kernel
@@ -107,8 +109,11 @@ def headroom(st, cmds, i):
         for j in range(count):
             leg_instrument = np.int64(cmds[i + 1 + j]["instrument"])
             if leg_instrument < st.counters[L.C_INSTRUMENT_HWM]:
-                short_row = short_row or _row_short(st, leg_instrument, 0) or _row_short(
-                    st, leg_instrument, 1)
+                short_row = (
+                    short_row
+                    or _row_short(st, leg_instrument, 0)
+                    or _row_short(st, leg_instrument, 1)
+                )
     elif kind == K.K_CANCEL_ALL or kind == K.K_CANCEL_ALL_INSTRUMENT:
         account = np.int64(c["account"])
         if account < st.counters[L.C_ACCOUNT_HWM]:
@@ -128,23 +133,28 @@ def headroom(st, cmds, i):
     c_ = st.counters
     need = 0
     capacity = st.ord_label.shape[0]
-    if (free_capacity(capacity, c_[L.C_ORDER_HWM], c_[L.C_ORDER_FREE_TOP]) < orders
-            and capacity < st.params[P_MAX_ORDERS]):
+    if (
+        free_capacity(capacity, c_[L.C_ORDER_HWM], c_[L.C_ORDER_FREE_TOP]) < orders
+        and capacity < st.params[P_MAX_ORDERS]
+    ):
         need = max(need, orders)
     capacity = st.lvl_free.shape[0]
-    if (free_capacity(capacity, c_[L.C_LEVEL_HWM], c_[L.C_LEVEL_FREE_TOP]) < levels
-            and capacity < st.params[P_MAX_LEVELS]):
+    if (
+        free_capacity(capacity, c_[L.C_LEVEL_HWM], c_[L.C_LEVEL_FREE_TOP]) < levels
+        and capacity < st.params[P_MAX_LEVELS]
+    ):
         need = max(need, levels)
     capacity = st.pos_free.shape[0]
-    if (free_capacity(capacity, c_[L.C_POSITION_HWM], c_[L.C_POSITION_FREE_TOP]) < positions
-            and capacity < st.params[P_MAX_POSITIONS]):
+    if (
+        free_capacity(capacity, c_[L.C_POSITION_HWM], c_[L.C_POSITION_FREE_TOP]) < positions
+        and capacity < st.params[P_MAX_POSITIONS]
+    ):
         need = max(need, positions)
     capacity = st.acc_i8.shape[0]
     if c_[L.C_ACCOUNT_HWM] + accounts > capacity and capacity < st.params[P_MAX_ACCOUNTS]:
         need = max(need, accounts)
     capacity = st.ins_i8.shape[0]
-    if (c_[L.C_INSTRUMENT_HWM] + instruments > capacity
-            and capacity < st.params[P_MAX_INSTRUMENTS]):
+    if c_[L.C_INSTRUMENT_HWM] + instruments > capacity and capacity < st.params[P_MAX_INSTRUMENTS]:
         need = max(need, instruments)
     if short_row:
         need = max(need, 1)
@@ -211,14 +221,16 @@ def process_state(st, cmds, start, ev, n):
         elif kind == K.K_NOOP:
             n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
         elif kind == K.K_INDEX:
-            consumed, complete = leg_span(cmds, i, K.K_INDEX_SOURCE, K.K_INDEX_SOURCE,
-                                          MAX_INDEX_SOURCES)
+            consumed, complete = leg_span(
+                cmds, i, K.K_INDEX_SOURCE, K.K_INDEX_SOURCE, MAX_INDEX_SOURCES
+            )
             n, reason = index_command(st, ev, n, cmds, i, consumed, complete)
             if reason != K.R_OK:
                 n = reject(st, ev, n, cmds, i, reason, 0)
         elif kind == K.K_RISK_ARRAY:
-            consumed, complete = leg_span(cmds, i, K.K_RISK_GREEKS, K.K_RISK_VALUES,
-                                          1 + (MAX_SCENARIOS + 4) // 5)
+            consumed, complete = leg_span(
+                cmds, i, K.K_RISK_GREEKS, K.K_RISK_VALUES, 1 + (MAX_SCENARIOS + 4) // 5
+            )
             n, reason = risk_array_command(st, ev, n, cmds, i, consumed, complete)
             if reason != K.R_OK:
                 n = reject(st, ev, n, cmds, i, reason, 0)
@@ -249,8 +261,9 @@ class Engine:
         self._events = np.zeros(4096, dtype=EVENT_DTYPE)
 
     @classmethod
-    def from_arena(cls, config: EngineConfig, arena: np.ndarray, layout: np.ndarray,
-                   state: State) -> Engine:
+    def from_arena(
+        cls, config: EngineConfig, arena: np.ndarray, layout: np.ndarray, state: State
+    ) -> Engine:
         """An engine running directly on an already packed arena (e.g. a memory-mapped
         snapshot): nothing is copied. ``state`` must be the views of ``arena`` per
         ``layout`` (as ``state.pack`` returns them)."""
@@ -272,8 +285,9 @@ class Engine:
         events = self._events
         start, n = 0, 0
         while True:
-            start, n, status, need = process_batch(self.arena, self.layout, commands, start,
-                                                   events, n)
+            start, n, status, need = process_batch(
+                self.arena, self.layout, commands, start, events, n
+            )
             if status == L.STATUS_DONE:
                 break
             if status == L.STATUS_GROW:

@@ -105,9 +105,11 @@ def _holders(st, instrument):
     """Number of accounts with a non-zero position in ``instrument``."""
     count = 0
     for position in range(st.counters[L.C_POSITION_HWM]):
-        if (st.pos_i4[position, L.S_LIVE] == 1
-                and st.pos_i4[position, L.S_INSTRUMENT] == instrument
-                and st.pos_i8[position, L.S_QTY] != 0):
+        if (
+            st.pos_i4[position, L.S_LIVE] == 1
+            and st.pos_i4[position, L.S_INSTRUMENT] == instrument
+            and st.pos_i8[position, L.S_QTY] != 0
+        ):
             count += 1
     return count
 
@@ -199,8 +201,9 @@ def _settle_option(st, ev, n, seq, instrument, price):
         while st.ladder_len[row] > 0:
             level = st.ladder_level[row, st.ladder_len[row] - 1]
             slot = st.lvl_i4[level, L.L_HEAD]
-            n, position = cancel_resting(st, ev, n, seq, K.K_TIME, slot, instrument, side,
-                                         K.R_CANCEL_EXPIRED, 0)
+            n, position = cancel_resting(
+                st, ev, n, seq, K.K_TIME, slot, instrument, side, K.R_CANCEL_EXPIRED, 0
+            )
             position_release_if_idle(st, position)
     strike = st.ins_i8[instrument, L.I_STRIKE]
     if st.ins_i4[instrument, L.I_OPTION_TYPE] == K.CALL:
@@ -223,13 +226,38 @@ def _settle_option(st, ev, n, seq, instrument, price):
         st.pos_i8[position, L.S_QTY] = 0
         st.pos_i8[position, L.S_BASIS] = 0
         risk_in(st, position, -q, 0, 0)
-        n = _event(ev, n, seq, K.E_SETTLEMENT, account, instrument, price, q, cash,
-                   st.acc_i8[account, L.A_BALANCE])
+        n = _event(
+            ev,
+            n,
+            seq,
+            K.E_SETTLEMENT,
+            account,
+            instrument,
+            price,
+            q,
+            cash,
+            st.acc_i8[account, L.A_BALANCE],
+        )
         position_release_if_idle(st, position)
     st.ins_i4[instrument, L.I_STATUS] = K.SETTLED
     st.ins_i8[instrument, L.I_SETTLEMENT] = price
-    return emit(ev, n, seq, K.E_INSTRUMENT_STATUS, K.K_TIME, 0, 0, 0, 0, 0, instrument, 0,
-                price, 0, K.SETTLED)
+    return emit(
+        ev,
+        n,
+        seq,
+        K.E_INSTRUMENT_STATUS,
+        K.K_TIME,
+        0,
+        0,
+        0,
+        0,
+        0,
+        instrument,
+        0,
+        price,
+        0,
+        K.SETTLED,
+    )
 
 
 @kernel
@@ -316,13 +344,24 @@ def _pay_funding(st, ev, n, seq, instrument, rate, elapsed_ms, index):
             amount = mul_div_floor(mul_div_floor(value, size, PPB), elapsed_ms, period)
             received += amount
         _move(st, account, amount)
-        n = _event(ev, n, seq, K.E_FUNDING, account, instrument, rate, q, amount,
-                   st.acc_i8[account, L.A_BALANCE])
+        n = _event(
+            ev,
+            n,
+            seq,
+            K.E_FUNDING,
+            account,
+            instrument,
+            rate,
+            q,
+            amount,
+            st.acc_i8[account, L.A_BALANCE],
+        )
     residue = paid - received
     _move(st, FUND, residue)
     st.ins_i8[instrument, L.I_FUNDING_RATE] = rate
-    return _event(ev, n, seq, K.E_FUNDING, FUND, instrument, rate, 0, residue,
-                  st.acc_i8[FUND, L.A_BALANCE])
+    return _event(
+        ev, n, seq, K.E_FUNDING, FUND, instrument, rate, 0, residue, st.acc_i8[FUND, L.A_BALANCE]
+    )
 
 
 @kernel
@@ -375,8 +414,9 @@ def fund(st, ev, n, seq, now):
         st.ins_i8[instrument, L.I_FUNDING_TS] = now
         if done + elapsed >= period:
             average = st.ins_i8[instrument, L.I_PREMIUM_ACC] // period
-            rate = average + _clamp(st.params[P_FUNDING_INTEREST_PPB] - average,
-                                    st.params[P_FUNDING_CLAMP_PPB])
+            rate = average + _clamp(
+                st.params[P_FUNDING_INTEREST_PPB] - average, st.params[P_FUNDING_CLAMP_PPB]
+            )
             rate = _clamp(rate, _cap(st, instrument))
             st.ins_i8[instrument, L.I_PREMIUM_ACC] = 0
             st.ins_i8[instrument, L.I_PREMIUM_MS] = 0
@@ -455,8 +495,9 @@ def _through_book(st, ev, n, seq, account, position, instrument, side, qty, limi
     st.ord_label[slot] = 0
     gas = st.acc_i8[account, L.A_GAS]
     st.acc_i8[account, L.A_GAS] = 1 << 62
-    n, rem, _ = match(st, ev, n, seq, K.K_TIME, instrument, side, limit, False, qty, slot,
-                      position, account)
+    n, rem, _ = match(
+        st, ev, n, seq, K.K_TIME, instrument, side, limit, False, qty, slot, position, account
+    )
     st.acc_i8[account, L.A_GAS] = gas
     order_free(st, slot)
     position_release_if_idle(st, position)  # closed flat: the slot goes back to the pool
@@ -513,7 +554,8 @@ def _deleverage(st, ev, n, seq, account, position, instrument, price):
             other = st.scan_accounts[k]
             best = st.scan_accounts[pick]
             if st.scan_used[other] > st.scan_used[best] or (
-                    st.scan_used[other] == st.scan_used[best] and other < best):
+                st.scan_used[other] == st.scan_used[best] and other < best
+            ):
                 pick = k
         other = st.scan_accounts[pick]
         count -= 1
@@ -623,8 +665,9 @@ def _takeover(st, ev, n, seq, account):
         q = st.pos_i8[position, L.S_QTY]
         mark = st.ins_i8[instrument, L.I_MARK]
         transfer_signed(st, instrument, position, FUND, q, mark)
-        n = _stage(ev, n, seq, account, instrument, K.LIQ_INSURANCE_FUND, mark,
-                   q if q > 0 else -q, 0)
+        n = _stage(
+            ev, n, seq, account, instrument, K.LIQ_INSURANCE_FUND, mark, q if q > 0 else -q, 0
+        )
     balance = st.acc_i8[account, L.A_BALANCE]  # the remaining equity, + or -
     _move(st, account, -balance)
     _move(st, FUND, balance)
@@ -648,27 +691,29 @@ def liquidation_round(st, ev, n, seq, account):
         n = _stage(ev, n, seq, account, 0, K.LIQ_STARTED, 0, mm, equity)
         n = _set_state(st, ev, n, seq, account, IN_LIQUIDATION)
         count = st.acc_i4[account, L.A_OPEN_ORDERS]
-        n = cancel_account_orders(st, ev, n, seq, K.K_TIME, account, np.int64(-1),
-                                  K.R_CANCEL_LIQUIDATION)
+        n = cancel_account_orders(
+            st, ev, n, seq, K.K_TIME, account, np.int64(-1), K.R_CANCEL_LIQUIDATION
+        )
         n = _stage(ev, n, seq, account, 0, K.LIQ_ORDERS_CANCELLED, 0, count, 0)
         equity, _, mm = margins(st, account)
     position = _first_position(st, account)
     if (position == L.NIL and equity >= 0) or (position != L.NIL and equity >= mm):
         n = _stage(ev, n, seq, account, 0, K.LIQ_ENDED, 0, mm, equity)
         return _set_state(st, ev, n, seq, account, NORMAL)
-    if position != L.NIL and equity > 0 and st.counters[L.C_ORDERS_LIVE] < st.params[
-            P_MAX_ORDERS]:
+    if position != L.NIL and equity > 0 and st.counters[L.C_ORDERS_LIVE] < st.params[P_MAX_ORDERS]:
         instrument = st.pos_i4[position, L.S_INSTRUMENT]
         q = st.pos_i8[position, L.S_QTY]
         lots = _step_lots(st, instrument, q)
         price = bankruptcy_price(st, instrument, q, equity)
         side = K.SELL if q > 0 else K.BUY
-        n, filled = _through_book(st, ev, n, seq, account, position, instrument, side, lots,
-                                  price)
+        n, filled = _through_book(st, ev, n, seq, account, position, instrument, side, lots, price)
         if filled > 0:
             mark = st.ins_i8[instrument, L.I_MARK]
-            fee = mul_div_ceil(filled * mark * st.ins_i8[instrument, L.I_CONTRACT_VALUE],
-                               st.params[P_LIQUIDATION_FEE_PPM], PPM)
+            fee = mul_div_ceil(
+                filled * mark * st.ins_i8[instrument, L.I_CONTRACT_VALUE],
+                st.params[P_LIQUIDATION_FEE_PPM],
+                PPM,
+            )
             left = margins(st, account)[0]
             if fee > left:
                 fee = left if left > 0 else 0
@@ -680,8 +725,10 @@ def liquidation_round(st, ev, n, seq, account):
                 n = _stage(ev, n, seq, account, 0, K.LIQ_ENDED, 0, mm, equity)
                 return _set_state(st, ev, n, seq, account, NORMAL)
             return n
-    if _fund_slots_needed(st, account) > st.params[P_MAX_POSITIONS] - st.counters[
-            L.C_POSITIONS_LIVE]:
+    if (
+        _fund_slots_needed(st, account)
+        > st.params[P_MAX_POSITIONS] - st.counters[L.C_POSITIONS_LIVE]
+    ):
         return n  # no position slot for the fund: the takeover waits for the next TIME
     return _takeover(st, ev, n, seq, account)
 
@@ -692,8 +739,10 @@ def _fund_slots_needed(st, account):
     need = 0
     position = st.acc_i4[account, L.A_POSITION_HEAD]
     while position != L.NIL:
-        if st.pos_i8[position, L.S_QTY] != 0 and _position_of(
-                st, FUND, st.pos_i4[position, L.S_INSTRUMENT]) == L.NIL:
+        if (
+            st.pos_i8[position, L.S_QTY] != 0
+            and _position_of(st, FUND, st.pos_i4[position, L.S_INSTRUMENT]) == L.NIL
+        ):
             need += 1
         position = st.pos_i4[position, L.S_NEXT]
     return need
@@ -711,20 +760,28 @@ def _round_events(st, account):
         resting += st.ins_i4[instrument, L.I_RESTING]
         position = st.pos_i4[position, L.S_NEXT]
     socialised = st.counters[L.C_ACCOUNT_HWM] if st.params[P_ADL_MODE] != 0 else 0
-    return (24 + st.acc_i4[account, L.A_OPEN_ORDERS] + 5 * resting
-            + positions * (8 + 2 * st.params[P_ADL_MAX_COUNTERPARTIES]) + socialised)
+    return (
+        24
+        + st.acc_i4[account, L.A_OPEN_ORDERS]
+        + 5 * resting
+        + positions * (8 + 2 * st.params[P_ADL_MAX_COUNTERPARTIES])
+        + socialised
+    )
 
 
 @kernel
 def liquidate(st, ev, n, seq):
     """Phase 3: a round for every account below maintenance margin or in liquidation, in
     account order. Returns (n, account to resume at or -1, events needed)."""
-    for account in range(max(st.counters[L.C_TIME_CURSOR], K.SYSTEM_ACCOUNTS),
-                         st.counters[L.C_ACCOUNT_HWM]):
+    for account in range(
+        max(st.counters[L.C_TIME_CURSOR], K.SYSTEM_ACCOUNTS), st.counters[L.C_ACCOUNT_HWM]
+    ):
         state = st.acc_i4[account, L.A_STATE]
         if state != IN_LIQUIDATION:
-            if (st.acc_i4[account, L.A_POSITION_HEAD] == L.NIL
-                    and st.acc_i8[account, L.A_BALANCE] >= 0):
+            if (
+                st.acc_i4[account, L.A_POSITION_HEAD] == L.NIL
+                and st.acc_i8[account, L.A_BALANCE] >= 0
+            ):
                 continue
             equity, _, mm = margins(st, account)
             if equity >= mm:
@@ -748,10 +805,12 @@ def unwind_fund(st, ev, n, seq):
         if position == L.NIL or st.pos_i8[position, L.S_QTY] == 0:
             continue
         underlying = st.ins_i4[instrument, L.I_UNDERLYING]
-        if (st.ins_i4[instrument, L.I_STATUS] != K.ACTIVE
-                or st.und_i8[underlying, L.U_STATUS] != K.INDEX_VALID
-                or st.ins_i8[instrument, L.I_MARK] <= 0
-                or st.counters[L.C_ORDERS_LIVE] >= st.params[P_MAX_ORDERS]):
+        if (
+            st.ins_i4[instrument, L.I_STATUS] != K.ACTIVE
+            or st.und_i8[underlying, L.U_STATUS] != K.INDEX_VALID
+            or st.ins_i8[instrument, L.I_MARK] <= 0
+            or st.counters[L.C_ORDERS_LIVE] >= st.params[P_MAX_ORDERS]
+        ):
             continue
         need = 12 + 5 * st.ins_i4[instrument, L.I_RESTING]
         if n + need > ev.shape[0]:
@@ -760,8 +819,7 @@ def unwind_fund(st, ev, n, seq):
         lots = _step_lots(st, instrument, q)
         side = K.SELL if q > 0 else K.BUY
         price = market_band_price(st, instrument, side)
-        n, filled = _through_book(st, ev, n, seq, FUND, position, instrument, side, lots,
-                                  price)
+        n, filled = _through_book(st, ev, n, seq, FUND, position, instrument, side, lots, price)
         if filled > 0:
             n = _stage(ev, n, seq, FUND, instrument, K.LIQ_BOOK, price, filled, 0)
     return n, -1, 0

@@ -107,22 +107,50 @@ def cancel_resting(st, ev, n, seq, command, slot, instrument, side, reason, leg)
     """Emit CANCELLED for a resting order and remove it from the book and the pools (its
     position slot is left to the caller). Returns ``(n_events, position slot)``."""
     position = st.ord_i4[slot, L.O_POSITION]
-    n = emit(ev, n, seq, K.E_CANCELLED, command, side, 0, reason, leg,
-             st.pos_i4[position, L.S_ACCOUNT], instrument, order_id_of(st, slot),
-             st.ord_i8[slot, L.O_PRICE], st.ord_i8[slot, L.O_QTY], 0)
+    n = emit(
+        ev,
+        n,
+        seq,
+        K.E_CANCELLED,
+        command,
+        side,
+        0,
+        reason,
+        leg,
+        st.pos_i4[position, L.S_ACCOUNT],
+        instrument,
+        order_id_of(st, slot),
+        st.ord_i8[slot, L.O_PRICE],
+        st.ord_i8[slot, L.O_QTY],
+        0,
+    )
     set_label(ev, n, st.ord_label[slot])
     order_remove(st, slot, instrument, side)
     return n, position
 
 
 @kernel
-def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, taker_slot,
-          taker_position, account):
+def match(
+    st,
+    ev,
+    n,
+    seq,
+    command,
+    instrument,
+    side,
+    limit,
+    is_market,
+    qty,
+    taker_slot,
+    taker_position,
+    account,
+):
     """Match an incoming order against the opposite side. Returns
     ``(n_events, remaining, stopped_by_gas)``. The taker's position stays allocated."""
     depth = st.ladder_len[instrument * 2 + 1 - side]
-    if depth == 0 or not crosses(side, limit, is_market,
-                                 st.ladder_price[instrument * 2 + 1 - side, depth - 1]):
+    if depth == 0 or not crosses(
+        side, limit, is_market, st.ladder_price[instrument * 2 + 1 - side, depth - 1]
+    ):
         return n, qty, False  # nothing to trade against: the common passive case
     gas_level = st.params[P_GAS_PER_LEVEL]
     gas_fill = st.params[P_GAS_PER_FILL]
@@ -158,8 +186,9 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
             maker = st.pos_i4[position, L.S_ACCOUNT]
             if maker == account:
                 # only CANCEL_RESTING reaches here: REJECT_INCOMING was settled by the scan
-                n, _ = cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
-                                       K.R_CANCEL_SELF_TRADE, 0)
+                n, _ = cancel_resting(
+                    st, ev, n, seq, command, slot, instrument, opp, K.R_CANCEL_SELF_TRADE, 0
+                )
                 slot = following
                 continue
             available = st.ord_i8[slot, L.O_QTY]
@@ -168,8 +197,9 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
             if reduce_only:
                 capacity = reducing_capacity(st, position, opp)
                 if capacity == 0:
-                    n, _ = cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
-                                           K.R_CANCEL_REDUCE_ONLY, 0)
+                    n, _ = cancel_resting(
+                        st, ev, n, seq, command, slot, instrument, opp, K.R_CANCEL_REDUCE_ONLY, 0
+                    )
                     position_release_if_idle(st, position)
                     slot = following
                     continue
@@ -189,38 +219,99 @@ def match(st, ev, n, seq, command, instrument, side, limit, is_market, qty, take
             else:
                 st.pos_i8[position, L.S_OPEN_SELL] -= fill
                 st.pos_i8[position, L.S_SELL_VALUE] -= fill * price
-            maker_cash, maker_paid = settle_fill_side(st, instrument, position, opp, fill,
-                                                      per_lot_value, maker_fee)
+            maker_cash, maker_paid = settle_fill_side(
+                st, instrument, position, opp, fill, per_lot_value, maker_fee
+            )
             if opp == K.BUY:
                 risk_in(st, position, fill, -fill, 0)
             else:
                 risk_in(st, position, -fill, 0, -fill)
             risk_out(st, taker_position)
-            taker_cash, taker_paid = settle_fill_side(st, instrument, taker_position, side,
-                                                      fill, per_lot_value, taker_fee)
+            taker_cash, taker_paid = settle_fill_side(
+                st, instrument, taker_position, side, fill, per_lot_value, taker_fee
+            )
             risk_in(st, taker_position, fill if side == K.BUY else -fill, 0, 0)
             st.counters[L.C_FILLS] += 1
             maker_id = order_id_of(st, slot)
-            n = emit(ev, n, seq, K.E_FILLED, command, opp, K.MAKER, 0, 0, maker, instrument,
-                     maker_id, price, fill, maker_paid)
+            n = emit(
+                ev,
+                n,
+                seq,
+                K.E_FILLED,
+                command,
+                opp,
+                K.MAKER,
+                0,
+                0,
+                maker,
+                instrument,
+                maker_id,
+                price,
+                fill,
+                maker_paid,
+            )
             ev[n - 1]["b"] = left
-            n = emit(ev, n, seq, K.E_FILLED, command, side, K.TAKER, 0, 0, account,
-                     instrument, taker_id, price, fill, taker_paid)
+            n = emit(
+                ev,
+                n,
+                seq,
+                K.E_FILLED,
+                command,
+                side,
+                K.TAKER,
+                0,
+                0,
+                account,
+                instrument,
+                taker_id,
+                price,
+                fill,
+                taker_paid,
+            )
             ev[n - 1]["b"] = rem
-            n = emit(ev, n, seq, K.E_POSITION, command, opp, K.MAKER, 0, 0, maker, instrument,
-                     maker_id, st.pos_i8[position, L.S_BASIS], st.pos_i8[position, L.S_QTY],
-                     maker_cash)
+            n = emit(
+                ev,
+                n,
+                seq,
+                K.E_POSITION,
+                command,
+                opp,
+                K.MAKER,
+                0,
+                0,
+                maker,
+                instrument,
+                maker_id,
+                st.pos_i8[position, L.S_BASIS],
+                st.pos_i8[position, L.S_QTY],
+                maker_cash,
+            )
             ev[n - 1]["b"] = st.acc_i8[maker, L.A_BALANCE]
-            n = emit(ev, n, seq, K.E_POSITION, command, side, K.TAKER, 0, 0, account,
-                     instrument, taker_id, st.pos_i8[taker_position, L.S_BASIS],
-                     st.pos_i8[taker_position, L.S_QTY], taker_cash)
+            n = emit(
+                ev,
+                n,
+                seq,
+                K.E_POSITION,
+                command,
+                side,
+                K.TAKER,
+                0,
+                0,
+                account,
+                instrument,
+                taker_id,
+                st.pos_i8[taker_position, L.S_BASIS],
+                st.pos_i8[taker_position, L.S_QTY],
+                taker_cash,
+            )
             ev[n - 1]["b"] = st.acc_i8[account, L.A_BALANCE]
             if left == 0:
                 order_remove(st, slot, instrument, opp)
                 position_release_if_idle(st, position)
             elif reduce_only and fill == capacity:
-                n, _ = cancel_resting(st, ev, n, seq, command, slot, instrument, opp,
-                                       K.R_CANCEL_REDUCE_ONLY, 0)
+                n, _ = cancel_resting(
+                    st, ev, n, seq, command, slot, instrument, opp, K.R_CANCEL_REDUCE_ONLY, 0
+                )
                 position_release_if_idle(st, position)
             slot = following
         if stopped:

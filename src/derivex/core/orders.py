@@ -55,8 +55,23 @@ from derivex.core.risk import (
 def reject(st, ev, n, cmds, i, reason, leg):
     """REJECTED event echoing the command's fields as sent."""
     c = cmds[i]
-    n = emit(ev, n, c["seq"], K.E_REJECTED, c["kind"], c["side"], 0, reason, leg, c["account"],
-             c["instrument"], c["order_id"], c["price_ticks"], c["qty_lots"], 0)
+    n = emit(
+        ev,
+        n,
+        c["seq"],
+        K.E_REJECTED,
+        c["kind"],
+        c["side"],
+        0,
+        reason,
+        leg,
+        c["account"],
+        c["instrument"],
+        c["order_id"],
+        c["price_ticks"],
+        c["qty_lots"],
+        0,
+    )
     set_label(ev, n, c["label"])
     return n
 
@@ -161,8 +176,10 @@ def within_position_limit(st, position, side, qty, released):
 def level_capacity_reason(st, instrument, side, price):
     """Capacity reason for resting at ``price`` if that needs a new level, else OK."""
     row = instrument * 2 + side
-    if (st.ladder_len[row] < st.params[P_MAX_LEVELS_PER_SIDE]
-            and st.counters[L.C_LEVELS_LIVE] < st.params[P_MAX_LEVELS]):
+    if (
+        st.ladder_len[row] < st.params[P_MAX_LEVELS_PER_SIDE]
+        and st.counters[L.C_LEVELS_LIVE] < st.params[P_MAX_LEVELS]
+    ):
         return K.R_OK  # room for a new level either way: no need to look the price up
     index = ladder_search(st, row, side, price)
     if index < st.ladder_len[row] and st.ladder_price[row, index] == price:
@@ -175,8 +192,24 @@ def level_capacity_reason(st, instrument, side, price):
 
 
 @kernel
-def finish_incoming(st, ev, n, seq, command, slot, instrument, side, price, is_market,
-                    resting, rem, initial_qty, stopped, account, position):
+def finish_incoming(
+    st,
+    ev,
+    n,
+    seq,
+    command,
+    slot,
+    instrument,
+    side,
+    price,
+    is_market,
+    resting,
+    rem,
+    initial_qty,
+    stopped,
+    account,
+    position,
+):
     """After matching: rest a GTC remainder or expire it, and release what is idle."""
     if rem > 0:
         if resting and not stopped:
@@ -188,8 +221,23 @@ def finish_incoming(st, ev, n, seq, command, slot, instrument, side, price, is_m
                 reason = K.R_CANCEL_GAS
             elif is_market and rem == initial_qty:
                 reason = K.R_NO_LIQUIDITY
-            n = emit(ev, n, seq, K.E_EXPIRED, command, side, 0, reason, 0, account, instrument,
-                     order_id_of(st, slot), price, rem, 0)
+            n = emit(
+                ev,
+                n,
+                seq,
+                K.E_EXPIRED,
+                command,
+                side,
+                0,
+                reason,
+                0,
+                account,
+                instrument,
+                order_id_of(st, slot),
+                price,
+                rem,
+                0,
+            )
             set_label(ev, n, st.ord_label[slot])
             order_free(st, slot)
     else:
@@ -221,8 +269,11 @@ def place_order(st, ev, n, cmds, i):
         return reject(st, ev, n, cmds, i, K.R_BAD_TIME_IN_FORCE, 0)
     is_market = order_type == K.MARKET
     post_only = flags & K.POST_ONLY
-    if (flags & ~K.CLIENT_FLAGS) or ((flags & K.REJECT_POST_ONLY) and not post_only) or (
-            post_only and (is_market or tif != K.GTC)):
+    if (
+        (flags & ~K.CLIENT_FLAGS)
+        or ((flags & K.REJECT_POST_ONLY) and not post_only)
+        or (post_only and (is_market or tif != K.GTC))
+    ):
         return reject(st, ev, n, cmds, i, K.R_BAD_FLAGS, 0)
     status = st.ins_i4[instrument, L.I_STATUS]
     if status == K.HALTED:
@@ -288,8 +339,9 @@ def place_order(st, ev, n, cmds, i):
         return reject(st, ev, n, cmds, i, K.R_POSITION_POOL_FULL, 0)
     stp_reject = st.acc_i4[account, L.A_STP] == K.STP_REJECT_INCOMING
     if tif == K.FOK or stp_reject:
-        fillable, gas_needed, own = scan(st, instrument, side, price, sweep, qty, account,
-                                         stp_reject)
+        fillable, gas_needed, own = scan(
+            st, instrument, side, price, sweep, qty, account, stp_reject
+        )
         if own:
             return reject(st, ev, n, cmds, i, K.R_SELF_TRADE_REJECTED, 0)
         if tif == K.FOK:
@@ -306,13 +358,45 @@ def place_order(st, ev, n, cmds, i):
     st.ord_i4[slot, L.O_POSITION] = position
     st.ord_i4[slot, L.O_META] = side | (flags << 1)
     st.ord_label[slot] = c["label"]
-    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_PLACE, side, 0, 0, 0, account, instrument,
-             order_id_of(st, slot), price, qty, 0)
+    n = emit(
+        ev,
+        n,
+        seq,
+        K.E_ACCEPTED,
+        K.K_PLACE,
+        side,
+        0,
+        0,
+        0,
+        account,
+        instrument,
+        order_id_of(st, slot),
+        price,
+        qty,
+        0,
+    )
     set_label(ev, n, c["label"])
-    n, rem, stopped = match(st, ev, n, seq, K.K_PLACE, instrument, side, price, sweep, qty,
-                            slot, position, account)
-    return finish_incoming(st, ev, n, seq, K.K_PLACE, slot, instrument, side, price, is_market,
-                           resting, rem, qty, stopped, account, position)
+    n, rem, stopped = match(
+        st, ev, n, seq, K.K_PLACE, instrument, side, price, sweep, qty, slot, position, account
+    )
+    return finish_incoming(
+        st,
+        ev,
+        n,
+        seq,
+        K.K_PLACE,
+        slot,
+        instrument,
+        side,
+        price,
+        is_market,
+        resting,
+        rem,
+        qty,
+        stopped,
+        account,
+        position,
+    )
 
 
 @kernel
@@ -345,11 +429,11 @@ def cancel_order(st, ev, n, cmds, i):
     price = st.ord_i8[slot, L.O_PRICE]
     qty = st.ord_i8[slot, L.O_QTY]
     label = st.ord_label[slot]
-    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_CANCEL, side, 0, 0, 0, account, instrument, oid,
-             price, qty, 0)
+    n = emit(
+        ev, n, seq, K.E_ACCEPTED, K.K_CANCEL, side, 0, 0, 0, account, instrument, oid, price, qty, 0
+    )
     set_label(ev, n, label)
-    n, _ = cancel_resting(st, ev, n, seq, K.K_CANCEL, slot, instrument, side,
-                          K.R_CANCEL_BY_USER, 0)
+    n, _ = cancel_resting(st, ev, n, seq, K.K_CANCEL, slot, instrument, side, K.R_CANCEL_BY_USER, 0)
     position_release_if_idle(st, position)
     return n
 
@@ -408,8 +492,9 @@ def amend_order(st, ev, n, cmds, i):
             return reject(st, ev, n, cmds, i, reason, 0)
     if not within_position_limit(st, position, side, qty, old_qty):
         return reject(st, ev, n, cmds, i, K.R_POSITION_LIMIT, 0)
-    reason = margin_reason(st, account, instrument, position, side, qty - old_qty,
-                           qty * price - old_qty * old_price)
+    reason = margin_reason(
+        st, account, instrument, position, side, qty - old_qty, qty * price - old_qty * old_price
+    )
     if reason != K.R_OK:
         return reject(st, ev, n, cmds, i, reason, 0)
     keep = price == old_price and qty <= old_qty
@@ -423,11 +508,27 @@ def amend_order(st, ev, n, cmds, i):
             return reject(st, ev, n, cmds, i, K.R_SELF_TRADE_REJECTED, 0)
     oid = order_id_of(st, slot)
     label = st.ord_label[slot]
-    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_AMEND, side, 0, 0, 0, account, instrument, oid,
-             price, qty, 0)
+    n = emit(
+        ev, n, seq, K.E_ACCEPTED, K.K_AMEND, side, 0, 0, 0, account, instrument, oid, price, qty, 0
+    )
     set_label(ev, n, label)
-    n = emit(ev, n, seq, K.E_AMENDED, K.K_AMEND, side, 0, 0, 0, account, instrument, oid,
-             price, qty, 1 if keep else 0)
+    n = emit(
+        ev,
+        n,
+        seq,
+        K.E_AMENDED,
+        K.K_AMEND,
+        side,
+        0,
+        0,
+        0,
+        account,
+        instrument,
+        oid,
+        price,
+        qty,
+        1 if keep else 0,
+    )
     set_label(ev, n, label)
     if keep:
         if qty < old_qty:
@@ -436,10 +537,27 @@ def amend_order(st, ev, n, cmds, i):
     order_unlink(st, slot, instrument, side)
     st.ord_i8[slot, L.O_PRICE] = price
     st.ord_i8[slot, L.O_QTY] = qty
-    n, rem, stopped = match(st, ev, n, seq, K.K_AMEND, instrument, side, price, False, qty,
-                            slot, position, account)
-    return finish_incoming(st, ev, n, seq, K.K_AMEND, slot, instrument, side, price, False,
-                           True, rem, qty, stopped, account, position)
+    n, rem, stopped = match(
+        st, ev, n, seq, K.K_AMEND, instrument, side, price, False, qty, slot, position, account
+    )
+    return finish_incoming(
+        st,
+        ev,
+        n,
+        seq,
+        K.K_AMEND,
+        slot,
+        instrument,
+        side,
+        price,
+        False,
+        True,
+        rem,
+        qty,
+        stopped,
+        account,
+        position,
+    )
 
 
 __all__ = ["amend_order", "cancel_order", "crosses", "place_order", "reject"]

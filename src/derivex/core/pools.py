@@ -163,9 +163,12 @@ def position_find(st, account, instrument):
     """Live position slot of (account, instrument), or NIL. The account's last-used slot is
     checked first (one cache line), the index only on a miss."""
     last = st.acc_i4[account, L.A_LAST_POSITION]
-    if (last != L.NIL and st.pos_i4[last, L.S_LIVE] == 1
-            and st.pos_i4[last, L.S_INSTRUMENT] == instrument
-            and st.pos_i4[last, L.S_ACCOUNT] == account):
+    if (
+        last != L.NIL
+        and st.pos_i4[last, L.S_LIVE] == 1
+        and st.pos_i4[last, L.S_INSTRUMENT] == instrument
+        and st.pos_i4[last, L.S_ACCOUNT] == account
+    ):
         return last
     slot = hash_find(st.hash_key, st.hash_val, account, instrument)
     if slot != L.NIL:

@@ -196,8 +196,9 @@ def _replace_side(st, ev, n, seq, leg, instrument, position, side):
     field = L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK
     old = _live_quote(st, position, field)
     if old != L.NIL:
-        n, _ = cancel_resting(st, ev, n, seq, K.K_MASS_QUOTE, old, instrument, side,
-                              K.R_CANCEL_QUOTE_REPLACED, leg)
+        n, _ = cancel_resting(
+            st, ev, n, seq, K.K_MASS_QUOTE, old, instrument, side, K.R_CANCEL_QUOTE_REPLACED, leg
+        )
     st.pos_i8[position, field] = 0
     return n
 
@@ -211,19 +212,64 @@ def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price,
         return n
     reason = band_reason(st, instrument, price) if risk_on(st) else K.R_OK
     if reason != K.R_OK:
-        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, reason, leg, account,
-                 instrument, 0, price, qty, 0)
+        n = emit(
+            ev,
+            n,
+            seq,
+            K.E_REJECTED,
+            K.K_MASS_QUOTE,
+            side,
+            0,
+            reason,
+            leg,
+            account,
+            instrument,
+            0,
+            price,
+            qty,
+            0,
+        )
         set_label(ev, n, label)
         return n
     if post_only_price(st, instrument, side, price, True) < 0:
-        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, K.R_POST_ONLY_WOULD_TAKE,
-                 leg, account, instrument, 0, price, qty, 0)
+        n = emit(
+            ev,
+            n,
+            seq,
+            K.E_REJECTED,
+            K.K_MASS_QUOTE,
+            side,
+            0,
+            K.R_POST_ONLY_WOULD_TAKE,
+            leg,
+            account,
+            instrument,
+            0,
+            price,
+            qty,
+            0,
+        )
         set_label(ev, n, label)
         return n
     reason = margin_reason(st, account, instrument, position, side, qty, qty * price)
     if reason != K.R_OK:
-        n = emit(ev, n, seq, K.E_REJECTED, K.K_MASS_QUOTE, side, 0, reason, leg, account,
-                 instrument, 0, price, qty, 0)
+        n = emit(
+            ev,
+            n,
+            seq,
+            K.E_REJECTED,
+            K.K_MASS_QUOTE,
+            side,
+            0,
+            reason,
+            leg,
+            account,
+            instrument,
+            0,
+            price,
+            qty,
+            0,
+        )
         set_label(ev, n, label)
         return n
     slot = order_alloc(st)
@@ -235,8 +281,23 @@ def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price,
     order_rest(st, slot, instrument, side)
     oid = order_id_of(st, slot)
     st.pos_i8[position, L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK] = oid
-    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_MASS_QUOTE, side, 0, 0, leg, account, instrument,
-             oid, price, qty, 0)
+    n = emit(
+        ev,
+        n,
+        seq,
+        K.E_ACCEPTED,
+        K.K_MASS_QUOTE,
+        side,
+        0,
+        0,
+        leg,
+        account,
+        instrument,
+        oid,
+        price,
+        qty,
+        0,
+    )
     set_label(ev, n, label)
     return n
 
@@ -280,9 +341,33 @@ def mass_quote(st, ev, n, cmds, i):
             position = position_get_or_create(st, account, instrument)
         n = _replace_side(st, ev, n, seq, j + 1, instrument, position, K.BUY)
         n = _replace_side(st, ev, n, seq, j + 1, instrument, position, K.SELL)
-        n = _place_side(st, ev, n, seq, j + 1, account, instrument, position, K.BUY,
-                        leg["bid_price_ticks"], bid_qty, label)
-        n = _place_side(st, ev, n, seq, j + 1, account, instrument, position, K.SELL,
-                        leg["ask_price_ticks"], ask_qty, label)
+        n = _place_side(
+            st,
+            ev,
+            n,
+            seq,
+            j + 1,
+            account,
+            instrument,
+            position,
+            K.BUY,
+            leg["bid_price_ticks"],
+            bid_qty,
+            label,
+        )
+        n = _place_side(
+            st,
+            ev,
+            n,
+            seq,
+            j + 1,
+            account,
+            instrument,
+            position,
+            K.SELL,
+            leg["ask_price_ticks"],
+            ask_qty,
+            label,
+        )
         position_release_if_idle(st, position)
     return n, span

@@ -165,8 +165,15 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.WITHDRAW: ("account", "amount_units"),
     CommandKind.SET_ACCOUNT: ("account", "stp", "margin_mode"),
     CommandKind.ADD_INSTRUMENT: (
-        "instrument_kind", "option_type", "underlying", "tick_size_ticks", "expiry_ts_ns",
-        "strike_ticks", "min_trade_lots", "contract_value_units", "maker_fee_ppm",
+        "instrument_kind",
+        "option_type",
+        "underlying",
+        "tick_size_ticks",
+        "expiry_ts_ns",
+        "strike_ticks",
+        "min_trade_lots",
+        "contract_value_units",
+        "maker_fee_ppm",
         "taker_fee_ppm",
     ),
     CommandKind.HALT_INSTRUMENT: ("instrument",),
@@ -174,8 +181,15 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.CLOSE_INSTRUMENT: ("instrument",),
     CommandKind.SET_INSTRUMENT: ("instrument", "flags", "funding_cap_ppb", "price_band_ppm"),
     CommandKind.PLACE_ORDER: (
-        "account", "instrument", "side", "order_type", "tif", "flags", "price_ticks",
-        "qty_lots", "label",
+        "account",
+        "instrument",
+        "side",
+        "order_type",
+        "tif",
+        "flags",
+        "price_ticks",
+        "qty_lots",
+        "label",
     ),
     CommandKind.CANCEL_ORDER: ("account", "order_id"),
     CommandKind.AMEND_ORDER: ("account", "order_id", "price_ticks", "qty_lots"),
@@ -183,14 +197,17 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.CANCEL_ALL_INSTRUMENT: ("account", "instrument"),
     CommandKind.MASS_QUOTE: ("account", "count", "label"),
     CommandKind.QUOTE_LEG: (
-        "instrument", "bid_price_ticks", "bid_qty_lots", "ask_price_ticks", "ask_qty_lots",
+        "instrument",
+        "bid_price_ticks",
+        "bid_qty_lots",
+        "ask_price_ticks",
+        "ask_qty_lots",
     ),
     CommandKind.TIME: (),
     CommandKind.INDEX: ("index_underlying", "count"),
     CommandKind.INDEX_SOURCE: ("source_id", "source_ts_ns", "price_ticks"),
     CommandKind.RISK_ARRAY: ("instrument", "price_ticks", "mark_iv_ppm", "count"),
-    CommandKind.RISK_GREEKS: ("delta_nano", "gamma_nano", "vega_nano", "theta_nano",
-                              "rho_nano"),
+    CommandKind.RISK_GREEKS: ("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano"),
     CommandKind.RISK_VALUES: ("v0", "v1", "v2", "v3", "v4"),
 }
 
@@ -442,8 +459,15 @@ class Reason(IntEnum):
 
 def reason_band(reason: int) -> str:
     """Name of the subsystem band a reason code belongs to."""
-    bands = ((0, "ok"), (100, "validation"), (200, "risk"), (300, "matching"),
-             (400, "account"), (500, "admin"), (600, "capacity"))
+    bands = (
+        (0, "ok"),
+        (100, "validation"),
+        (200, "risk"),
+        (300, "matching"),
+        (400, "account"),
+        (500, "admin"),
+        (600, "capacity"),
+    )
     name = "unknown"
     for start, band in bands:
         if reason >= start:
@@ -467,8 +491,9 @@ def concat_commands(parts: list[np.ndarray]) -> np.ndarray:
     out = command_array(sum(len(part) for part in parts))
     start = 0
     for part in parts:
-        out.view(np.uint8).reshape(-1, RECORD_BYTES)[start:start + len(part)] = (
-            part.view(np.uint8).reshape(-1, RECORD_BYTES))
+        out.view(np.uint8).reshape(-1, RECORD_BYTES)[start : start + len(part)] = part.view(
+            np.uint8
+        ).reshape(-1, RECORD_BYTES)
         start += len(part)
     return out
 
@@ -488,9 +513,13 @@ def index_records(underlying: int, sources: list[tuple[int, int, int]]) -> np.nd
     return records
 
 
-def risk_records(instrument: int, mark_ticks: int, values: list[int] | np.ndarray,
-                 greeks: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
-                 mark_iv_ppm: int = 0) -> np.ndarray:
+def risk_records(
+    instrument: int,
+    mark_ticks: int,
+    values: list[int] | np.ndarray,
+    greeks: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
+    mark_iv_ppm: int = 0,
+) -> np.ndarray:
     """A RISK_ARRAY command for one instrument: its mark, one RISK_GREEKS leg (delta, gamma,
     vega, theta, rho of one lot, 1e-9) and the scenario P&Ls of one lot (collateral units,
     one per configured scenario) in RISK_VALUES legs of five."""
@@ -503,8 +532,9 @@ def risk_records(instrument: int, mark_ticks: int, values: list[int] | np.ndarra
     records["mark_iv_ppm"][0] = mark_iv_ppm
     records["count"][0] = 1 + legs
     records["kind"][1] = CommandKind.RISK_GREEKS
-    for name, value in zip(("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano"),
-                           greeks, strict=True):
+    for name, value in zip(
+        ("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano"), greeks, strict=True
+    ):
         records[name][1] = value
     padded = np.zeros(legs * RISK_VALUES_PER_LEG, dtype=np.int64)
     padded[:count] = np.asarray(values, dtype=np.int64)

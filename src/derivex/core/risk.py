@@ -102,8 +102,10 @@ def std_im(st, instrument, x, mark, index):
     if x > 0:
         return size * mark * cv  # a long option's value is not collateral
     underlying = index * cv
-    need = mul_div_ceil(underlying, st.params[P_OPTION_IM_PPM], PPM) - _otm_ticks(
-        st, instrument, index) * cv
+    need = (
+        mul_div_ceil(underlying, st.params[P_OPTION_IM_PPM], PPM)
+        - _otm_ticks(st, instrument, index) * cv
+    )
     floor_ = mul_div_ceil(underlying, st.params[P_OPTION_IM_MIN_PPM], PPM)
     if need < floor_:
         need = floor_
@@ -163,8 +165,9 @@ def contribute(st, position, mark, index, sign):
             r[account, L.R_ADDON_BID] += sign * pm_addon(st, instrument, q + open_buy, index)
             r[account, L.R_ADDON_ASK] += sign * pm_addon(st, instrument, q - open_sell, index)
     else:
-        r[account, L.R_STD_IM] += sign * _std_pair(st, instrument, q, open_buy, open_sell, mark,
-                                                   index)
+        r[account, L.R_STD_IM] += sign * _std_pair(
+            st, instrument, q, open_buy, open_sell, mark, index
+        )
         r[account, L.R_STD_MM] += sign * std_mm(st, instrument, q, mark, index)
 
 
@@ -191,8 +194,7 @@ def risk_out(st, position):
     if st.params[P_RISK_CHECKS] == 0:
         return
     instrument = st.pos_i4[position, L.S_INSTRUMENT]
-    contribute(st, position, st.ins_i8[instrument, L.I_MARK], st.ins_i8[instrument, L.I_INDEX],
-               -1)
+    contribute(st, position, st.ins_i8[instrument, L.I_MARK], st.ins_i8[instrument, L.I_INDEX], -1)
 
 
 @kernel
@@ -202,8 +204,7 @@ def risk_in(st, position, dq, dbuy, dsell):
     if st.params[P_RISK_CHECKS] == 0:
         return
     instrument = st.pos_i4[position, L.S_INSTRUMENT]
-    contribute(st, position, st.ins_i8[instrument, L.I_MARK], st.ins_i8[instrument, L.I_INDEX],
-               1)
+    contribute(st, position, st.ins_i8[instrument, L.I_MARK], st.ins_i8[instrument, L.I_INDEX], 1)
     account = st.pos_i4[position, L.S_ACCOUNT]
     if st.acc_i4[account, L.A_MARGIN_MODE] == K.PORTFOLIO:
         _vectors(st, account, st.ins_arr[instrument], dq, dbuy, dsell)
@@ -292,13 +293,15 @@ def initial_margin_after(st, account, instrument, position, side, dq, dvalue):
         addon_bid = r[account, L.R_ADDON_BID]
         addon_ask = r[account, L.R_ADDON_ASK]
         if side == K.BUY:
-            addon_bid += (pm_addon(st, instrument, q + open_buy + dq, index)
-                          - pm_addon(st, instrument, q + open_buy, index))
+            addon_bid += pm_addon(st, instrument, q + open_buy + dq, index) - pm_addon(
+                st, instrument, q + open_buy, index
+            )
             im_bid = _worst(st, account, L.V_BID, instrument, dq) + addon_bid + bid_need
             im_ask = _worst(st, account, L.V_ASK, -1, 0) + addon_ask + ask_need
         else:
-            addon_ask += (pm_addon(st, instrument, q - open_sell - dq, index)
-                          - pm_addon(st, instrument, q - open_sell, index))
+            addon_ask += pm_addon(st, instrument, q - open_sell - dq, index) - pm_addon(
+                st, instrument, q - open_sell, index
+            )
             im_bid = _worst(st, account, L.V_BID, -1, 0) + addon_bid + bid_need
             im_ask = _worst(st, account, L.V_ASK, instrument, -dq) + addon_ask + ask_need
         return im_bid if im_bid > im_ask else im_ask
@@ -432,8 +435,9 @@ def leg_span(cmds, i, leg_kind, other_kind, limit):
     such legs that follows (consumed and rejected with the header)."""
     count = np.int64(cmds[i]["count"])
     run = 0
-    while i + 1 + run < cmds.shape[0] and (cmds[i + 1 + run]["kind"] == leg_kind
-                                           or cmds[i + 1 + run]["kind"] == other_kind):
+    while i + 1 + run < cmds.shape[0] and (
+        cmds[i + 1 + run]["kind"] == leg_kind or cmds[i + 1 + run]["kind"] == other_kind
+    ):
         run += 1
     if 1 <= count <= limit and count <= run:
         return 1 + count, True
@@ -486,8 +490,9 @@ def perpetual_mark(st, instrument, index):
     value = mark * st.ins_i8[instrument, L.I_CONTRACT_VALUE]
     base = P_SCENARIO_BASE
     for s in range(st.params[P_SCENARIOS]):
-        st.ins_arr_next[instrument, s] = _scenario_pnl(value, st.params[base + 3 * s],
-                                                       st.params[base + 3 * s + 2])
+        st.ins_arr_next[instrument, s] = _scenario_pnl(
+            value, st.params[base + 3 * s], st.params[base + 3 * s + 2]
+        )
     return mark
 
 
@@ -562,13 +567,43 @@ def index_command(st, ev, n, cmds, i, span, complete):
     u[L.U_INDEX_TS] = now
     if valid < st.params[P_INDEX_MIN_SOURCES]:
         u[L.U_STATUS] = K.INDEX_STALE
-        return emit(ev, n, seq, K.E_INDEX, K.K_INDEX, 0, 0, K.R_INDEX_STALE, 0, 0, underlying,
-                    0, u[L.U_INDEX], 0, K.INDEX_STALE), K.R_OK
+        return emit(
+            ev,
+            n,
+            seq,
+            K.E_INDEX,
+            K.K_INDEX,
+            0,
+            0,
+            K.R_INDEX_STALE,
+            0,
+            0,
+            underlying,
+            0,
+            u[L.U_INDEX],
+            0,
+            K.INDEX_STALE,
+        ), K.R_OK
     index, used = _median_and_mean(st, valid)
     if used == 0:  # discard mode with no source inside the band around the median
         u[L.U_STATUS] = K.INDEX_STALE
-        return emit(ev, n, seq, K.E_INDEX, K.K_INDEX, 0, 0, K.R_INDEX_STALE, 0, 0, underlying,
-                    0, u[L.U_INDEX], 0, K.INDEX_STALE), K.R_OK
+        return emit(
+            ev,
+            n,
+            seq,
+            K.E_INDEX,
+            K.K_INDEX,
+            0,
+            0,
+            K.R_INDEX_STALE,
+            0,
+            0,
+            underlying,
+            0,
+            u[L.U_INDEX],
+            0,
+            K.INDEX_STALE,
+        ), K.R_OK
     u[L.U_INDEX] = index
     u[L.U_STATUS] = K.INDEX_VALID
     u[L.U_SOURCES] = used
@@ -579,8 +614,9 @@ def index_command(st, ev, n, cmds, i, span, complete):
     u[L.U_HIST_HEAD] = (u[L.U_HIST_HEAD] + 1) % history
     if u[L.U_HIST_LEN] < history:
         u[L.U_HIST_LEN] += 1
-    n = emit(ev, n, seq, K.E_INDEX, K.K_INDEX, 0, 0, 0, 0, 0, underlying, 0, index, used,
-             K.INDEX_VALID)
+    n = emit(
+        ev, n, seq, K.E_INDEX, K.K_INDEX, 0, 0, 0, 0, 0, underlying, 0, index, used, K.INDEX_VALID
+    )
     for instrument in range(st.counters[L.C_INSTRUMENT_HWM]):
         if st.ins_i4[instrument, L.I_UNDERLYING] != underlying:
             continue
@@ -588,8 +624,23 @@ def index_command(st, ev, n, cmds, i, span, complete):
         _stage(st, instrument)
         if st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
             mark = perpetual_mark(st, instrument, index)
-            n = emit(ev, n, seq, K.E_MARK, K.K_INDEX, 0, 0, 0, 0, 0, instrument, 0, mark, 0,
-                     st.ins_i8[instrument, L.I_BASIS_EMA])
+            n = emit(
+                ev,
+                n,
+                seq,
+                K.E_MARK,
+                K.K_INDEX,
+                0,
+                0,
+                0,
+                0,
+                0,
+                instrument,
+                0,
+                mark,
+                0,
+                st.ins_i8[instrument, L.I_BASIS_EMA],
+            )
     return n, K.R_OK
 
 
@@ -620,8 +671,23 @@ def risk_array_command(st, ev, n, cmds, i, span, complete):
                     reason = K.R_BAD_RISK_ARRAY
     if reason != K.R_OK:
         return n, reason
-    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_RISK_ARRAY, 0, 0, 0, 0, 0, instrument, 0,
-             c["price_ticks"], legs, 0)
+    n = emit(
+        ev,
+        n,
+        seq,
+        K.E_ACCEPTED,
+        K.K_RISK_ARRAY,
+        0,
+        0,
+        0,
+        0,
+        0,
+        instrument,
+        0,
+        c["price_ticks"],
+        legs,
+        0,
+    )
     g = cmds[i + 1]
     st.ins_i8[instrument, L.I_DELTA] = g["delta_nano"]
     st.ins_i8[instrument, L.I_GAMMA] = g["gamma_nano"]
@@ -649,8 +715,23 @@ def risk_array_command(st, ev, n, cmds, i, span, complete):
     underlying = st.ins_i4[instrument, L.I_UNDERLYING]
     st.ins_i8[instrument, L.I_INDEX_NEXT] = st.und_i8[underlying, L.U_INDEX]
     _stage(st, instrument)
-    return emit(ev, n, seq, K.E_MARK, K.K_RISK_ARRAY, 0, 0, 0, 0, 0, instrument, 0,
-                c["price_ticks"], 0, c["mark_iv_ppm"]), K.R_OK
+    return emit(
+        ev,
+        n,
+        seq,
+        K.E_MARK,
+        K.K_RISK_ARRAY,
+        0,
+        0,
+        0,
+        0,
+        0,
+        instrument,
+        0,
+        c["price_ticks"],
+        0,
+        c["mark_iv_ppm"],
+    ), K.R_OK
 
 
 @kernel
@@ -705,9 +786,16 @@ def accumulate(st):
         if st.pos_i4[position, L.S_LIVE] != 1:
             continue
         instrument = st.pos_i4[position, L.S_INSTRUMENT]
-        contribute(st, position, st.ins_i8[instrument, L.I_MARK],
-                   st.ins_i8[instrument, L.I_INDEX], 1)
+        contribute(
+            st, position, st.ins_i8[instrument, L.I_MARK], st.ins_i8[instrument, L.I_INDEX], 1
+        )
         account = st.pos_i4[position, L.S_ACCOUNT]
         if st.acc_i4[account, L.A_MARGIN_MODE] == K.PORTFOLIO:
-            _vectors(st, account, st.ins_arr[instrument], st.pos_i8[position, L.S_QTY],
-                     st.pos_i8[position, L.S_OPEN_BUY], st.pos_i8[position, L.S_OPEN_SELL])
+            _vectors(
+                st,
+                account,
+                st.ins_arr[instrument],
+                st.pos_i8[position, L.S_QTY],
+                st.pos_i8[position, L.S_OPEN_BUY],
+                st.pos_i8[position, L.S_OPEN_SELL],
+            )

@@ -15,5 +15,4 @@ from derivex.gateway.keys import ApiKey, KeyStore
 from derivex.gateway.server import Gateway, GatewayThread
 from derivex.gateway.venue import Venue
 
-__all__ = ["ApiKey", "Catalog", "Gateway", "GatewayThread", "InstrumentSpec", "KeyStore",
-           "Venue"]
+__all__ = ["ApiKey", "Catalog", "Gateway", "GatewayThread", "InstrumentSpec", "KeyStore", "Venue"]

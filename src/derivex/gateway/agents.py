@@ -38,8 +38,14 @@ class MarketMaker:
     """Quotes every instrument with a fair value: bid/ask at fair -/+ spread (rounded
     outwards to the tick), sizes of about ``size_usdc`` notional, jittered."""
 
-    def __init__(self, venue: Venue, account: int, style: MakerStyle,
-                 fair: Callable[[InstrumentSpec], int], seed: int) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        account: int,
+        style: MakerStyle,
+        fair: Callable[[InstrumentSpec], int],
+        seed: int,
+    ) -> None:
         self.venue, self.account, self.style, self.fair = venue, account, style, fair
         self.random = random.Random(seed)
 
@@ -48,15 +54,17 @@ class MarketMaker:
         if fair <= 0:
             return None
         tick = spec.tick_size_ticks
-        spread_ppm = self.style.spread_ppm if spec.kind == "perpetual" else \
-            self.style.option_spread_ppm
+        spread_ppm = (
+            self.style.spread_ppm if spec.kind == "perpetual" else self.style.option_spread_ppm
+        )
         half = max(tick, fair * spread_ppm // 1_000_000)
         bid = _round_down(fair - half, tick)
         ask = -_round_down(-(fair + half), tick)  # rounded up
         if bid <= 0:
             bid = 0
-        price = float(spec.price(fair)) if spec.kind == "perpetual" else \
-            float(spec.strike)  # options: size against the underlying notional
+        price = (
+            float(spec.price(fair)) if spec.kind == "perpetual" else float(spec.strike)
+        )  # options: size against the underlying notional
         lots = int(self.style.size_usdc / max(price, 1e-9) / float(spec.lot_size))
         lots = int(lots * self.random.uniform(0.5, 1.5))
         lots = max(spec.min_trade_lots, _round_down(lots, spec.min_trade_lots))
@@ -72,9 +80,16 @@ class NoiseTrader:
     random side and size crossing the fair value by ``aggression_ppm``; a position beyond
     ``max_notional_usdc`` is traded back towards zero instead."""
 
-    def __init__(self, venue: Venue, account: int, fair: Callable[[InstrumentSpec], int],
-                 seed: int, activity: float = 0.5, aggression_ppm: int = 5_000,
-                 max_notional_usdc: float = 2_000_000.0) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        account: int,
+        fair: Callable[[InstrumentSpec], int],
+        seed: int,
+        activity: float = 0.5,
+        aggression_ppm: int = 5_000,
+        max_notional_usdc: float = 2_000_000.0,
+    ) -> None:
         self.venue, self.account, self.fair = venue, account, fair
         self.random = random.Random(seed)
         self.activity = activity
@@ -102,8 +117,9 @@ class NoiseTrader:
         side = self.random.choice(("buy", "sell"))
         if notional > self.max_notional:
             side = "sell" if held > 0 else "buy"
-        lots = int(self.random.uniform(0.002, 0.03) * self.max_notional / reference
-                   / float(spec.lot_size))
+        lots = int(
+            self.random.uniform(0.002, 0.03) * self.max_notional / reference / float(spec.lot_size)
+        )
         lots = max(spec.min_trade_lots, _round_down(lots, spec.min_trade_lots))
         tick = spec.tick_size_ticks
         move = max(tick, fair * self.aggression_ppm // 1_000_000)
@@ -114,8 +130,9 @@ class NoiseTrader:
         if price <= 0:
             return 0
         try:
-            self.venue.place(self.account, spec, side, lots, price, time_in_force="ioc",
-                             label="noise")
+            self.venue.place(
+                self.account, spec, side, lots, price, time_in_force="ioc", label="noise"
+            )
         except RpcError:
             return 0  # rejects (no mark yet, margin) are part of a live venue
         return 1

@@ -130,12 +130,18 @@ class Authenticator:
     directory) for a file-backed store, else in memory (``SignatureCache`` of
     ``cache_capacity``)."""
 
-    def __init__(self, keys: KeyStore, window_ms: int = DEFAULT_WINDOW_MS,
-                 clock_ms: Callable[[], int] | None = None, *,
-                 limits: AuthLimits | None = None,
-                 backoff_clock: Callable[[], float] = time.monotonic,
-                 cache_capacity: int = 200_000, token_key: bytes | None = None,
-                 spent: Any = None) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        window_ms: int = DEFAULT_WINDOW_MS,
+        clock_ms: Callable[[], int] | None = None,
+        *,
+        limits: AuthLimits | None = None,
+        backoff_clock: Callable[[], float] = time.monotonic,
+        cache_capacity: int = 200_000,
+        token_key: bytes | None = None,
+        spent: Any = None,
+    ) -> None:
         self.keys = keys
         self.token_key = token_key
         # pairs of signed tokens logged out or refreshed (``spent``: shared by the workers
@@ -145,8 +151,10 @@ class Authenticator:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.backoff = AuthBackoff(limits, backoff_clock)
         self.signatures: SignatureCache | SharedSignatureCache = (
-            SignatureCache(window_ms, cache_capacity) if keys.path is None else
-            SharedSignatureCache(keys.path.parent / SIGNATURES_FILE, window_ms))
+            SignatureCache(window_ms, cache_capacity)
+            if keys.path is None
+            else SharedSignatureCache(keys.path.parent / SIGNATURES_FILE, window_ms)
+        )
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
         # client id -> its live access tokens, oldest first (each names its refresh token)
@@ -164,12 +172,24 @@ class Authenticator:
     def _check_backoff(self, names: Iterable[str]) -> None:
         wait = self.backoff.blocked_for(names)
         if wait > 0:
-            raise RpcError(TOO_MANY_REQUESTS, "too_many_requests",
-                           {"reason": "too many failed authentication attempts",
-                            "retry_after_ms": int(wait * 1000) + 1})
+            raise RpcError(
+                TOO_MANY_REQUESTS,
+                "too_many_requests",
+                {
+                    "reason": "too many failed authentication attempts",
+                    "retry_after_ms": int(wait * 1000) + 1,
+                },
+            )
 
-    def _verify(self, client_id: str, message: str, signature: str, ts_ms: int,
-                names: tuple[str, ...], error: Callable[[], RpcError]) -> ApiKey:
+    def _verify(
+        self,
+        client_id: str,
+        message: str,
+        signature: str,
+        ts_ms: int,
+        names: tuple[str, ...],
+        error: Callable[[], RpcError],
+    ) -> ApiKey:
         """The key of ``client_id`` if ``signature`` signs ``message`` with its secret and
         was not used before; else ``error()`` (the same for an unknown id), counted as a
         failure against ``names``."""
@@ -181,8 +201,11 @@ class Authenticator:
         try:
             fresh = self.signatures.use(bytes.fromhex(expected), ts_ms, self._clock_ms())
         except CacheFull:
-            raise RpcError(TOO_MANY_REQUESTS, "too_many_requests",
-                           {"reason": "too many signed requests in the window"}) from None
+            raise RpcError(
+                TOO_MANY_REQUESTS,
+                "too_many_requests",
+                {"reason": "too many signed requests in the window"},
+            ) from None
         if not fresh:
             raise _unauthorized("replayed signature")
         self.backoff.succeeded(names)
@@ -190,8 +213,9 @@ class Authenticator:
 
     # ---- REST ----
 
-    def from_header(self, header: str, http_method: str, target: str, body: str,
-                    origin: str = "") -> ApiKey:
+    def from_header(
+        self, header: str, http_method: str, target: str, body: str, origin: str = ""
+    ) -> ApiKey:
         """The key of a signed (``deri-hmac-sha256``) or ``bearer`` request from
         ``origin``. Raises ``RpcError`` 13009 on any mismatch or replay, 10028 while
         backed off. Cost: a ``stat`` of the keys file and one HMAC."""
@@ -212,8 +236,14 @@ class Authenticator:
         names = self._names(client_id, origin)
         self._check_backoff(names)
         stamp = self._check_window(ts)
-        return self._verify(client_id, f"{ts}\n{nonce}\n{http_method}\n{target}\n{body}\n",
-                            sig, stamp, names, lambda: _unauthorized("invalid credentials"))
+        return self._verify(
+            client_id,
+            f"{ts}\n{nonce}\n{http_method}\n{target}\n{body}\n",
+            sig,
+            stamp,
+            names,
+            lambda: _unauthorized("invalid credentials"),
+        )
 
     def _check_window(self, ts: Any) -> int:
         try:  # the gateway's integer grammar (``int`` takes "1_0", " 1 ", other digits)
@@ -248,10 +278,17 @@ class Authenticator:
             names = self._names(client_id, origin)
             self._check_backoff(names)
             stamp = self._check_window(params.get("timestamp"))
-            message = (f"{params.get('timestamp')}\n{params.get('nonce', '')}\n"
-                       f"{params.get('data', '')}")
-            key = self._verify(client_id, message, str(params.get("signature", "")), stamp,
-                               names, _invalid_credentials)
+            message = (
+                f"{params.get('timestamp')}\n{params.get('nonce', '')}\n{params.get('data', '')}"
+            )
+            key = self._verify(
+                client_id,
+                message,
+                str(params.get("signature", "")),
+                stamp,
+                names,
+                _invalid_credentials,
+            )
         elif grant == "refresh_token":
             text = str(params.get("refresh_token", ""))
             key = None
@@ -272,18 +309,23 @@ class Authenticator:
             if key is None:
                 raise _unauthorized("invalid or expired refresh token")
         else:
-            raise invalid_params("grant_type", "must be client_credentials, client_signature "
-                                 "or refresh_token")
+            raise invalid_params(
+                "grant_type", "must be client_credentials, client_signature or refresh_token"
+            )
         return key, self._issue(key)
 
     def _issue(self, key: ApiKey) -> dict[str, Any]:
         expires = time.time() + TOKEN_SECONDS
         if self.token_key is not None:  # self-contained: any worker with the key checks it
             pair = secrets.token_urlsafe(12)
-            return {"access_token": self._sign_token("a", key.client_id, expires, pair),
-                    "refresh_token": self._sign_token("r", key.client_id, expires, pair),
-                    "expires_in": TOKEN_SECONDS, "token_type": "bearer",
-                    "scope": key.deribit_scope(), "enabled_features": []}
+            return {
+                "access_token": self._sign_token("a", key.client_id, expires, pair),
+                "refresh_token": self._sign_token("r", key.client_id, expires, pair),
+                "expires_in": TOKEN_SECONDS,
+                "token_type": "bearer",
+                "scope": key.deribit_scope(),
+                "enabled_features": [],
+            }
         access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         self._access[access] = _Token(key.client_id, expires, refresh)
         self._refresh[refresh] = _Token(key.client_id, expires, access)
@@ -291,20 +333,32 @@ class Authenticator:
         owned[access] = None
         if len(owned) > MAX_TOKENS_PER_KEY:
             self.logout([next(iter(owned))])
-        return {"access_token": access, "refresh_token": refresh, "expires_in": TOKEN_SECONDS,
-                "token_type": "bearer", "scope": key.deribit_scope(), "enabled_features": []}
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": TOKEN_SECONDS,
+            "token_type": "bearer",
+            "scope": key.deribit_scope(),
+            "enabled_features": [],
+        }
 
     def from_token(self, token: str) -> ApiKey:
         """The key of an access token; 13009 if unknown, expired, logged out or its key
         revoked."""
         if self.token_key is not None:
             signed = self._signed(token, "a")
-            key = (self.keys.lookup(signed[0]) if signed is not None
-                   and signed[1] > time.time() else None)
+            key = (
+                self.keys.lookup(signed[0])
+                if signed is not None and signed[1] > time.time()
+                else None
+            )
         else:
             entry = self._access.get(token)
-            key = (self.keys.lookup(entry.client_id) if entry is not None
-                   and entry.expires > time.time() else None)
+            key = (
+                self.keys.lookup(entry.client_id)
+                if entry is not None and entry.expires > time.time()
+                else None
+            )
         if key is None:
             raise _unauthorized("invalid or expired token")
         return key

@@ -94,8 +94,9 @@ class AuthLimits:
         except ValueError:
             raise ValueError(f"--auth-backoff wants FREE,BASE_S,MAX_S; got {text!r}") from None
         if limits.free_attempts < 0 or not 0 < limits.base_s <= limits.max_s:
-            raise ValueError(f"--auth-backoff needs FREE >= 0 and 0 < BASE_S <= MAX_S; "
-                             f"got {text!r}")
+            raise ValueError(
+                f"--auth-backoff needs FREE >= 0 and 0 < BASE_S <= MAX_S; got {text!r}"
+            )
         return limits
 
 
@@ -103,8 +104,9 @@ class AuthBackoff:
     """Failure counters by origin and client id (strings such as ``"origin:1.2.3.4:5"``,
     ``"id:abc"``). Every operation is O(names)."""
 
-    def __init__(self, limits: AuthLimits | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limits: AuthLimits | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limits = limits or AuthLimits()
         self._clock = clock
         # name -> [failures, blocked until, last failure]

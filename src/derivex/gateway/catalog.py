@@ -83,14 +83,24 @@ class InstrumentSpec:
         (``numbers``: -32602 otherwise, or outside int64) and a whole number of price units
         (10043 otherwise; the engine checks the tick size). Cost: O(len(price)); cached:
         clients send the same few prices again and again."""
-        return _whole(price, self._price_ratio, param,  # type: ignore[attr-defined]
-                      PRICE_WRONG_TICK, "price_wrong_tick")
+        return _whole(
+            price,
+            self._price_ratio,
+            param,  # type: ignore[attr-defined]
+            PRICE_WRONG_TICK,
+            "price_wrong_tick",
+        )
 
     def to_lots(self, amount: Any, param: str = "amount") -> int:
         """Client amount (base currency) -> engine lots; as ``to_ticks``, 10021 if not a
         whole number of lots."""
-        return _whole(amount, self._lot_ratio, param,  # type: ignore[attr-defined]
-                      INVALID_AMOUNT, "invalid_amount")
+        return _whole(
+            amount,
+            self._lot_ratio,
+            param,  # type: ignore[attr-defined]
+            INVALID_AMOUNT,
+            "invalid_amount",
+        )
 
     def plain_ticks(self, price: str | int | float) -> int:
         """``to_ticks(price)`` of a ``str``, ``int`` or ``float`` (not ``bool``) price,
@@ -144,7 +154,8 @@ class InstrumentSpec:
             "settlement_currency": COLLATERAL,
             "price_index": f"{self.base.lower()}_usdc",
             "settlement_period": "perpetual" if self.kind == "perpetual" else "week",
-            "expiration_timestamp": self.expiry_ms if self.kind == "option"
+            "expiration_timestamp": self.expiry_ms
+            if self.kind == "option"
             else PERPETUAL_EXPIRY_MS,
             "creation_timestamp": self.created_ms,
             "tick_size": tick,
@@ -183,8 +194,9 @@ _PLAIN_MEMO = 4096  # prices / amounts memoised per instrument by plain_ticks / 
 
 # typed: ``True`` must not hit the entry of ``1`` (it is rejected, ``1`` is not)
 @lru_cache(maxsize=4096, typed=True)
-def _whole(value: Any, unit: tuple[int, int], param: str, inexact: int,
-           inexact_message: str) -> int:
+def _whole(
+    value: Any, unit: tuple[int, int], param: str, inexact: int, inexact_message: str
+) -> int:
     """``value`` in ``unit``s (an integer ratio), by ``numbers.units``: the bounded
     grammar, -32602 outside it or int64, ``inexact`` if not a whole number of units."""
     return units(value, unit[0], unit[1], param, inexact, inexact_message)
@@ -195,8 +207,10 @@ def option_name(base: str, expiry_ms: int, strike: Decimal, option_type: str) ->
     fractional strike writes its point as ``d``)."""
     expiry = datetime.fromtimestamp(expiry_ms / 1000, tz=UTC)
     text = f"{strike:f}".rstrip("0").rstrip(".") if "." in f"{strike:f}" else f"{strike:f}"
-    return (f"{base}_{COLLATERAL}-{expiry.day}{expiry.strftime('%b').upper()}"
-            f"{expiry.strftime('%y')}-{text.replace('.', 'd')}-{option_type[0].upper()}")
+    return (
+        f"{base}_{COLLATERAL}-{expiry.day}{expiry.strftime('%b').upper()}"
+        f"{expiry.strftime('%y')}-{text.replace('.', 'd')}-{option_type[0].upper()}"
+    )
 
 
 class Catalog:
@@ -226,8 +240,11 @@ class Catalog:
         """The instrument named ``name``; ``RpcError`` 10020 if there is none."""
         spec = self.by_name.get(name) if isinstance(name, str) else None
         if spec is None:
-            raise RpcError(INVALID_INSTRUMENT, "invalid_or_unsupported_instrument",
-                           {"param": "instrument_name"})
+            raise RpcError(
+                INVALID_INSTRUMENT,
+                "invalid_or_unsupported_instrument",
+                {"param": "instrument_name"},
+            )
         return spec
 
     def currencies(self) -> list[str]:

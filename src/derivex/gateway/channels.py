@@ -41,8 +41,9 @@ class Subscriber(Protocol):
 
 
 def frame(channel: str, data: Any) -> bytes:
-    return orjson.dumps({"jsonrpc": "2.0", "method": "subscription",
-                         "params": {"channel": channel, "data": data}})
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}}
+    )
 
 
 @dataclass(eq=False)
@@ -169,8 +170,13 @@ class Hub:
             instruments = self._filter(parts[2], parts[3])
             if instruments is None:
                 return False
-        channel = Channel("orders" if kind == "orders" else "utrades", name, interval == "raw",
-                          instruments, key.account)
+        channel = Channel(
+            "orders" if kind == "orders" else "utrades",
+            name,
+            interval == "raw",
+            instruments,
+            key.account,
+        )
         channel.subscribers.add(conn)
         self.user.setdefault(key.account, {})[f"{id(conn)}:{name}"] = channel
         return True
@@ -181,13 +187,24 @@ class Hub:
             feed = self.books[name] = BookFeed(spec, name)
             self._read_book(feed)
         feed.subscribers.add(conn)
-        conn.send(frame(name, {
-            "type": "snapshot", "instrument_name": spec.name, "timestamp": feed.timestamp,
-            "change_id": feed.change_id,
-            "bids": [["new", spec.price(p), spec.amount(q)]
-                     for p, q in sorted(feed.bids.items(), reverse=True)],
-            "asks": [["new", spec.price(p), spec.amount(q)]
-                     for p, q in sorted(feed.asks.items())]}))
+        conn.send(
+            frame(
+                name,
+                {
+                    "type": "snapshot",
+                    "instrument_name": spec.name,
+                    "timestamp": feed.timestamp,
+                    "change_id": feed.change_id,
+                    "bids": [
+                        ["new", spec.price(p), spec.amount(q)]
+                        for p, q in sorted(feed.bids.items(), reverse=True)
+                    ],
+                    "asks": [
+                        ["new", spec.price(p), spec.amount(q)] for p, q in sorted(feed.asks.items())
+                    ],
+                },
+            )
+        )
 
     def _read_book(self, feed: BookFeed) -> tuple[dict[int, int], dict[int, int]]:
         depth = self.venue.exchange.depth(feed.spec.instrument, FULL_DEPTH)
@@ -261,31 +278,40 @@ class Hub:
             for channel in self.channels.values():
                 if channel.kind != "trades":
                     continue
-                data = [shapes.public_trade(t, venue.catalog.by_id[t.instrument])
-                        for t in update.trades
-                        if channel.instruments is None or t.instrument in channel.instruments]
+                data = [
+                    shapes.public_trade(t, venue.catalog.by_id[t.instrument])
+                    for t in update.trades
+                    if channel.instruments is None or t.instrument in channel.instruments
+                ]
                 if data:
                     self._emit(channel, data, extend=True)
         for channel in self.channels.values():
-            if channel.kind == "ticker" and channel.raw and channel.instruments and (
-                    channel.instruments & (update.books | update.marks)):
-                self._send(channel.subscribers, channel.channel,
-                           shapes.ticker(venue, venue.catalog.by_id[next(iter(
-                               channel.instruments))]))
+            if (
+                channel.kind == "ticker"
+                and channel.raw
+                and channel.instruments
+                and (channel.instruments & (update.books | update.marks))
+            ):
+                self._send(
+                    channel.subscribers,
+                    channel.channel,
+                    shapes.ticker(venue, venue.catalog.by_id[next(iter(channel.instruments))]),
+                )
         if not self.user:
             return
         for record in update.orders.values():
             for channel in self.user.get(record.account, {}).values():
-                if channel.kind == "orders" and (channel.instruments is None
-                                                 or record.instrument in channel.instruments):
+                if channel.kind == "orders" and (
+                    channel.instruments is None or record.instrument in channel.instruments
+                ):
                     self._emit(channel, shapes.order(record, venue.catalog), extend=False)
         for trade in update.trades:
             for account in {trade.maker_account, trade.taker_account}:
                 for channel in self.user.get(account, {}).values():
-                    if channel.kind == "utrades" and (channel.instruments is None
-                                                      or trade.instrument in channel.instruments):
-                        self._emit(channel, [shapes.user_trade(trade, account, venue)],
-                                   extend=True)
+                    if channel.kind == "utrades" and (
+                        channel.instruments is None or trade.instrument in channel.instruments
+                    ):
+                        self._emit(channel, [shapes.user_trade(trade, account, venue)], extend=True)
 
     def _emit(self, channel: Channel, data: Any, extend: bool) -> None:
         if channel.raw:
@@ -310,10 +336,19 @@ class Hub:
         if not bids and not asks:
             feed.change_id = previous  # nothing visible changed: subscribers stay at previous
             return
-        self._send(feed.subscribers, feed.channel, {
-            "type": "change", "instrument_name": spec.name, "timestamp": feed.timestamp,
-            "prev_change_id": previous, "change_id": feed.change_id, "bids": bids,
-            "asks": asks})
+        self._send(
+            feed.subscribers,
+            feed.channel,
+            {
+                "type": "change",
+                "instrument_name": spec.name,
+                "timestamp": feed.timestamp,
+                "prev_change_id": previous,
+                "change_id": feed.change_id,
+                "bids": bids,
+                "asks": asks,
+            },
+        )
 
     def flush(self) -> None:
         """Publish the 100 ms channels: book changes, tickers, buffered trades and orders,
@@ -337,15 +372,19 @@ class Hub:
             for channel in channels.values():
                 if channel.kind == "portfolio":
                     if account in accounts:
-                        self._send(channel.subscribers, channel.channel,
-                                   shapes.account_summary(venue, account))
+                        self._send(
+                            channel.subscribers,
+                            channel.channel,
+                            shapes.account_summary(venue, account),
+                        )
                 elif not channel.raw and channel.pending:
                     self._send(channel.subscribers, channel.channel, channel.pending)
                     channel.pending = []
 
 
-def _diff(old: dict[int, int], new: dict[int, int], spec: InstrumentSpec,
-          reverse: bool) -> list[list[Any]]:
+def _diff(
+    old: dict[int, int], new: dict[int, int], spec: InstrumentSpec, reverse: bool
+) -> list[list[Any]]:
     changes = []
     for price in sorted(old.keys() | new.keys(), reverse=reverse):
         before, after = old.get(price), new.get(price)
@@ -354,6 +393,7 @@ def _diff(old: dict[int, int], new: dict[int, int], spec: InstrumentSpec,
         if after is None:
             changes.append(["delete", spec.price(price), 0.0])
         else:
-            changes.append(["new" if before is None else "change", spec.price(price),
-                            spec.amount(after)])
+            changes.append(
+                ["new" if before is None else "change", spec.price(price), spec.amount(after)]
+            )
     return changes

@@ -47,17 +47,16 @@ def is_new(data: Path) -> bool:
         return True
     journal = data / "journal"
     missing = [str(data / name) for name in REQUIRED if not (data / name).is_file()]
-    missing += [str(journal / name) for name in JOURNAL_REQUIRED
-                if not (journal / name).is_file()]
-    has_log = journal.is_dir() and any(p.suffix in (".journal", ".dxs")
-                                       for p in journal.iterdir())
+    missing += [str(journal / name) for name in JOURNAL_REQUIRED if not (journal / name).is_file()]
+    has_log = journal.is_dir() and any(p.suffix in (".journal", ".dxs") for p in journal.iterdir())
     if not has_log:
         missing.append(f"{journal}/*.journal (the journal) or a snapshot")
     if missing:
         raise DataDirectoryError(
             f"{data} holds part of a venue but lacks: {', '.join(missing)}. Refusing to start "
             f"(a new venue would replace its accounts); restore the missing files, or point "
-            f"--data-dir at an empty directory for a new venue")
+            f"--data-dir at an empty directory for a new venue"
+        )
     return False
 
 
@@ -85,6 +84,8 @@ def check_files(data: Path) -> None:
         if not isinstance(item, dict):
             raise DataDirectoryError(f"{data / 'instruments.json'}: damaged entry {item!r:.60}")
     for item in load_json(data / "keys.json", list):
-        if not (isinstance(item, dict) and {"client_id", "client_secret", "account",
-                                            "scopes"} <= item.keys()):
+        if not (
+            isinstance(item, dict)
+            and {"client_id", "client_secret", "account", "scopes"} <= item.keys()
+        ):
             raise DataDirectoryError(f"{data / 'keys.json'}: damaged entry")

@@ -94,25 +94,31 @@ class KeyStore:
             return
         try:
             items = json.loads(self.path.read_bytes())
-            keys = {item["client_id"]: ApiKey(item["client_id"], item["client_secret"],
-                                              int(item["account"]), tuple(item["scopes"]),
-                                              item.get("name", ""),
-                                              int(item.get("created_ms", 0)))
-                    for item in items}
+            keys = {
+                item["client_id"]: ApiKey(
+                    item["client_id"],
+                    item["client_secret"],
+                    int(item["account"]),
+                    tuple(item["scopes"]),
+                    item.get("name", ""),
+                    int(item.get("created_ms", 0)),
+                )
+                for item in items
+            }
         except (OSError, ValueError, TypeError, KeyError) as error:
             problem = f"{self.path}: not a valid keys file ({type(error).__name__}: {error})"
             if strict:
                 raise ValueError(problem) from None
             # fail closed: a key revoked by the edit that damaged the file must not live on
-            logger().error("keys file unreadable: no key is valid until it is fixed",
-                           problem=problem)
+            logger().error(
+                "keys file unreadable: no key is valid until it is fixed", problem=problem
+            )
             keys = {}
         self._signature = signature
         self._replace(keys)
 
     def _replace(self, keys: dict[str, ApiKey]) -> None:
-        gone = {client_id for client_id, key in self._keys.items()
-                if keys.get(client_id) != key}
+        gone = {client_id for client_id, key in self._keys.items() if keys.get(client_id) != key}
         self._keys = keys
         if gone:
             self._notify(gone)
@@ -130,9 +136,17 @@ class KeyStore:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        items = [{"client_id": k.client_id, "client_secret": k.client_secret,
-                  "account": k.account, "scopes": list(k.scopes), "name": k.name,
-                  "created_ms": k.created_ms} for k in self._keys.values()]
+        items = [
+            {
+                "client_id": k.client_id,
+                "client_secret": k.client_secret,
+                "account": k.account,
+                "scopes": list(k.scopes),
+                "name": k.name,
+                "created_ms": k.created_ms,
+            }
+            for k in self._keys.values()
+        ]
         fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-")
         try:
             os.fchmod(fd, 0o600)
@@ -147,12 +161,19 @@ class KeyStore:
         info = os.stat(self.path)
         self._signature = (info.st_ino, info.st_size, info.st_mtime_ns)
 
-    def create(self, account: int, scopes: tuple[str, ...] = ("read", "trade"),
-               name: str = "") -> ApiKey:
+    def create(
+        self, account: int, scopes: tuple[str, ...] = ("read", "trade"), name: str = ""
+    ) -> ApiKey:
         """A new key for ``account``; the secret is shown once, by the caller."""
         self._reload()
-        key = ApiKey(secrets.token_hex(8), secrets.token_urlsafe(32), int(account),
-                     tuple(scopes), name, time.time_ns() // 1_000_000)
+        key = ApiKey(
+            secrets.token_hex(8),
+            secrets.token_urlsafe(32),
+            int(account),
+            tuple(scopes),
+            name,
+            time.time_ns() // 1_000_000,
+        )
         self._keys[key.client_id] = key
         self._save()
         return key

@@ -34,8 +34,7 @@ class SharedLabels:
         """The 64-bit key of ``label`` (0 for no label), recorded for the others."""
         if not label:
             return 0
-        key = int.from_bytes(hashlib.blake2b(label.encode(), digest_size=8).digest(),
-                             "little") or 1
+        key = int.from_bytes(hashlib.blake2b(label.encode(), digest_size=8).digest(), "little") or 1
         if key not in self._names:
             self._names[key] = label
             # JSON: a label may hold any character, the file one per line

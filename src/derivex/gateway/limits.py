@@ -106,9 +106,11 @@ class Peer:
         self.address = address
         self.admission = admission
         # one bucket (key ""): the same token-bucket arithmetic as the address's
-        self.bucket = (RateLimiter(limits.public_burst_per_connection,
-                                   limits.public_rate_per_connection)
-                       if limits.public_rate_per_connection > 0 else None)
+        self.bucket = (
+            RateLimiter(limits.public_burst_per_connection, limits.public_rate_per_connection)
+            if limits.public_rate_per_connection > 0
+            else None
+        )
         # the WebSocket on this connection, told when the socket's writes pause and resume
         self.on_pause: Callable[[], None] | None = None
         self.on_resume: Callable[[], None] | None = None
@@ -132,8 +134,10 @@ class Peer:
         return None
 
 
-REFUSED = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
-           b"Connection: close\r\nContent-Length: %d\r\n\r\n%s")
+REFUSED = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+)
 
 
 class Admission:
@@ -146,9 +150,11 @@ class Admission:
         self.peers: dict[Any, Peer] = {}  # transport -> its peer
         self.refused = 0
         self.timed_out = 0
-        self.by_address = (RateLimiter(limits.public_burst_per_address,
-                                       limits.public_rate_per_address)
-                           if limits.public_rate_per_address > 0 else None)
+        self.by_address = (
+            RateLimiter(limits.public_burst_per_address, limits.public_rate_per_address)
+            if limits.public_rate_per_address > 0
+            else None
+        )
 
     def factory(self, make_handler: Callable[[], asyncio.Protocol]) -> Callable[[], Guarded]:
         return lambda: Guarded(self, make_handler())
@@ -212,8 +218,9 @@ class Guarded(asyncio.Protocol):
             transport.set_write_buffer_limits(high=limits.pause_reading_bytes)  # type: ignore[attr-defined]
         self.inner.connection_made(transport)
         if limits.header_timeout_s > 0:
-            self.peer.timer = asyncio.get_running_loop().call_later(limits.header_timeout_s,
-                                                                    self._head_timeout)
+            self.peer.timer = asyncio.get_running_loop().call_later(
+                limits.header_timeout_s, self._head_timeout
+            )
 
     def _head_timeout(self) -> None:
         if self.peer is not None:

@@ -25,33 +25,67 @@ def list_instrument(exchange: Exchange, spec: InstrumentSpec) -> InstrumentSpec:
     the engine gave. Raises ValueError when the engine rejects it."""
     if spec.kind == "perpetual":
         instrument = exchange.add_perpetual(
-            spec.base, tick_size_ticks=spec.tick_size_ticks, min_trade_lots=spec.min_trade_lots,
-            contract_value_units=spec.contract_value_units, maker_fee_ppm=spec.maker_fee_ppm,
-            taker_fee_ppm=spec.taker_fee_ppm, price_decimals=spec.price_decimals)
+            spec.base,
+            tick_size_ticks=spec.tick_size_ticks,
+            min_trade_lots=spec.min_trade_lots,
+            contract_value_units=spec.contract_value_units,
+            maker_fee_ppm=spec.maker_fee_ppm,
+            taker_fee_ppm=spec.taker_fee_ppm,
+            price_decimals=spec.price_decimals,
+        )
     else:
         instrument = exchange.add_option(
-            spec.base, spec.expiry_ms * 1_000_000, int(spec.strike / spec.price_unit),
-            spec.option_type, tick_size_ticks=spec.tick_size_ticks,
-            min_trade_lots=spec.min_trade_lots, contract_value_units=spec.contract_value_units,
-            maker_fee_ppm=spec.maker_fee_ppm, taker_fee_ppm=spec.taker_fee_ppm,
-            price_decimals=spec.price_decimals)
+            spec.base,
+            spec.expiry_ms * 1_000_000,
+            int(spec.strike / spec.price_unit),
+            spec.option_type,
+            tick_size_ticks=spec.tick_size_ticks,
+            min_trade_lots=spec.min_trade_lots,
+            contract_value_units=spec.contract_value_units,
+            maker_fee_ppm=spec.maker_fee_ppm,
+            taker_fee_ppm=spec.taker_fee_ppm,
+            price_decimals=spec.price_decimals,
+        )
     return replace(spec, instrument=instrument)
 
 
 def perpetual(base: str, created_ms: int = 0) -> InstrumentSpec:
     tick = {"BTC": 50, "ETH": 5}.get(base, 1)  # 0.50 USDC, 0.05 USDC
-    return InstrumentSpec(-1, f"{base}_USDC-PERPETUAL", "perpetual", base, PRICE_UNIT,
-                          LOT_SIZES[base], tick_size_ticks=tick, min_trade_lots=1,
-                          maker_fee_ppm=-100, taker_fee_ppm=500, created_ms=created_ms)
+    return InstrumentSpec(
+        -1,
+        f"{base}_USDC-PERPETUAL",
+        "perpetual",
+        base,
+        PRICE_UNIT,
+        LOT_SIZES[base],
+        tick_size_ticks=tick,
+        min_trade_lots=1,
+        maker_fee_ppm=-100,
+        taker_fee_ppm=500,
+        created_ms=created_ms,
+    )
 
 
-def option(base: str, expiry_ms: int, strike: Decimal, option_type: str,
-           created_ms: int = 0) -> InstrumentSpec:
+def option(
+    base: str, expiry_ms: int, strike: Decimal, option_type: str, created_ms: int = 0
+) -> InstrumentSpec:
     """A USDC option: premium tick 5 USDC, amount step 0.01 of the base."""
-    return InstrumentSpec(-1, option_name(base, expiry_ms, strike, option_type), "option", base,
-                          PRICE_UNIT, LOT_SIZES[base], tick_size_ticks=500, min_trade_lots=100,
-                          expiry_ms=expiry_ms, strike=strike, option_type=option_type,
-                          maker_fee_ppm=300, taker_fee_ppm=300, created_ms=created_ms)
+    return InstrumentSpec(
+        -1,
+        option_name(base, expiry_ms, strike, option_type),
+        "option",
+        base,
+        PRICE_UNIT,
+        LOT_SIZES[base],
+        tick_size_ticks=500,
+        min_trade_lots=100,
+        expiry_ms=expiry_ms,
+        strike=strike,
+        option_type=option_type,
+        maker_fee_ppm=300,
+        taker_fee_ppm=300,
+        created_ms=created_ms,
+    )
 
 
 def expiries(now_ms: int, weekly: int = 3, monthly: int = 1) -> list[int]:
@@ -78,8 +112,12 @@ def default_specs(now_ms: int, spot: dict[str, Decimal] | None = None) -> list[I
     prices = spot or START_PRICES
     specs = [perpetual("BTC", now_ms), perpetual("ETH", now_ms)]
     btc = prices["BTC"]
-    strikes = sorted({(btc * Decimal(k) / 1000).quantize(Decimal(1)) * 1000
-                      for k in ("0.8", "0.9", "0.95", "1", "1.05", "1.1", "1.2")})
+    strikes = sorted(
+        {
+            (btc * Decimal(k) / 1000).quantize(Decimal(1)) * 1000
+            for k in ("0.8", "0.9", "0.95", "1", "1.05", "1.1", "1.2")
+        }
+    )
     for expiry in expiries(now_ms):
         for strike in strikes:
             for kind in ("call", "put"):
@@ -106,11 +144,20 @@ def catalog_from_state(exchange: Exchange) -> Catalog:
             spec = perpetual(base)
         else:
             kind = "call" if int(flags[L.I_OPTION_TYPE]) == OptionType.CALL else "put"
-            spec = option(base, int(values[L.I_EXPIRY]) // 1_000_000,
-                          int(values[L.I_STRIKE]) * PRICE_UNIT, kind)
-        specs.append(replace(spec, instrument=instrument,
-                             tick_size_ticks=int(values[L.I_TICK]),
-                             min_trade_lots=int(values[L.I_MIN_LOTS]),
-                             maker_fee_ppm=int(values[L.I_MAKER_FEE]),
-                             taker_fee_ppm=int(values[L.I_TAKER_FEE])))
+            spec = option(
+                base,
+                int(values[L.I_EXPIRY]) // 1_000_000,
+                int(values[L.I_STRIKE]) * PRICE_UNIT,
+                kind,
+            )
+        specs.append(
+            replace(
+                spec,
+                instrument=instrument,
+                tick_size_ticks=int(values[L.I_TICK]),
+                min_trade_lots=int(values[L.I_MIN_LOTS]),
+                maker_fee_ppm=int(values[L.I_MAKER_FEE]),
+                taker_fee_ppm=int(values[L.I_TAKER_FEE]),
+            )
+        )
     return Catalog(specs)

@@ -67,16 +67,23 @@ METHODS: dict[str, Method] = {}
 ENGINE = -1
 
 
-def method(name: str, params: tuple[str, ...], scope: str | None = None, cost: int = 1,
-           prepare: Callable[[Context, dict[str, Any]], Any] | None = None,
-           finish: Callable[[Context, Any], Any] | None = None) -> Callable[[Handler], Handler]:
+def method(
+    name: str,
+    params: tuple[str, ...],
+    scope: str | None = None,
+    cost: int = 1,
+    prepare: Callable[[Context, dict[str, Any]], Any] | None = None,
+    finish: Callable[[Context, Any], Any] | None = None,
+) -> Callable[[Handler], Handler]:
     """Register ``handler`` as ``name``, accepting exactly ``params`` (and
     ``access_token``): list every parameter the handler reads, and nothing it ignores."""
+
     def register(handler: Handler) -> Handler:
         if name in METHODS:
             raise ValueError(f"method {name} registered twice")
-        METHODS[name] = Method(name, handler, scope, cost, prepare, finish,
-                               frozenset({*params, ACCESS_TOKEN}))
+        METHODS[name] = Method(
+            name, handler, scope, cost, prepare, finish, frozenset({*params, ACCESS_TOKEN})
+        )
         return handler
 
     return register

@@ -74,8 +74,14 @@ def _text(value: Any, param: str) -> str:
     return text
 
 
-def units(value: Any, numerator: int, denominator: int, param: str, inexact: int = -32602,
-          inexact_message: str = "Invalid params") -> int:
+def units(
+    value: Any,
+    numerator: int,
+    denominator: int,
+    param: str,
+    inexact: int = -32602,
+    inexact_message: str = "Invalid params",
+) -> int:
     """``value / (numerator / denominator)`` as an int64: the count of units of size
     ``numerator/denominator`` (e.g. 1/100 for a price unit of 0.01) that ``value`` is.
     Raises ``RpcError`` -32602 outside the grammar or int64, ``inexact`` (with

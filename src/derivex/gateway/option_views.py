@@ -25,8 +25,9 @@ __all__ = ["option_views"]
 _RISK_ARRAY, _RISK_GREEKS = int(CommandKind.RISK_ARRAY), int(CommandKind.RISK_GREEKS)
 
 
-def option_view(spec: InstrumentSpec, iv_ppm: int,
-                greeks_nano: Sequence[int]) -> tuple[float, dict[str, float]]:
+def option_view(
+    spec: InstrumentSpec, iv_ppm: int, greeks_nano: Sequence[int]
+) -> tuple[float, dict[str, float]]:
     """``(iv percent, greeks)`` of an option from its sequenced implied volatility (ppm)
     and lot Greeks (delta, gamma, vega, theta, rho at 1e-9). Cost O(1)."""
     per_lot = 1e-9 / float(spec.contract_value_units or 1)
@@ -37,11 +38,13 @@ def option_view(spec: InstrumentSpec, iv_ppm: int,
         "gamma": round(gamma * per_lot / unit, 8),
         "vega": round(vega * per_lot * unit, 5),
         "theta": round(theta * per_lot * unit, 5),
-        "rho": round(rho * per_lot * unit, 5)}
+        "rho": round(rho * per_lot * unit, 5),
+    }
 
 
-def option_views(catalog: Catalog,
-                 commands: np.ndarray) -> Iterator[tuple[int, float, dict[str, float]]]:
+def option_views(
+    catalog: Catalog, commands: np.ndarray
+) -> Iterator[tuple[int, float, dict[str, float]]]:
     """``(instrument, iv percent, greeks)`` of every RISK_ARRAY command in ``commands`` with
     a RISK_GREEKS leg, for instruments in ``catalog``. Cost O(commands)."""
     kinds = commands["kind"]
@@ -53,6 +56,14 @@ def option_views(catalog: Catalog,
         if spec is None:
             continue
         leg = commands[header + 1]
-        yield (instrument, *option_view(spec, int(commands["mark_iv_ppm"][header]), [
-            int(leg[name]) for name in ("delta_nano", "gamma_nano", "vega_nano",
-                                        "theta_nano", "rho_nano")]))
+        yield (
+            instrument,
+            *option_view(
+                spec,
+                int(commands["mark_iv_ppm"][header]),
+                [
+                    int(leg[name])
+                    for name in ("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano")
+                ],
+            ),
+        )

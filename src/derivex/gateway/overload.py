@@ -63,8 +63,9 @@ class Shedder:
             return None
         if can_take(order, self.exchange.engine.state):
             self.shed[TAKING] += 1
-            return RpcError(QUEUE_FULL, "matching_engine_queue_full",
-                            {"reason": "overload", "class": TAKING})
+            return RpcError(
+                QUEUE_FULL, "matching_engine_queue_full", {"reason": "overload", "class": TAKING}
+            )
         if queued >= self.all_at:
             self.shed[PASSIVE] += 1
             return RpcError(RETRY, "retry", {"reason": "overload", "class": PASSIVE})

@@ -41,8 +41,14 @@ def text(params: dict[str, Any], name: str, default: Any = _MISSING) -> Any:
     return value
 
 
-def integer(params: dict[str, Any], name: str, default: Any = _MISSING, *,
-            low: int | None = None, high: int | None = None) -> Any:
+def integer(
+    params: dict[str, Any],
+    name: str,
+    default: Any = _MISSING,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+) -> Any:
     """An integer (``numbers.whole_integer``: ASCII digits with an optional sign, or a JSON
     integer / integral float) within ``[low, high]``; -32602 otherwise."""
     value = _get(params, name, default)
@@ -86,8 +92,9 @@ def number(params: dict[str, Any], name: str, default: Any = _MISSING) -> Any:
     return value
 
 
-def choice(params: dict[str, Any], name: str, choices: tuple[str, ...],
-           default: Any = _MISSING) -> Any:
+def choice(
+    params: dict[str, Any], name: str, choices: tuple[str, ...], default: Any = _MISSING
+) -> Any:
     value = text(params, name, default)
     if value is not default and value not in choices:
         raise invalid_params(name, f"must be one of {', '.join(choices)}")
@@ -101,8 +108,9 @@ def order_id(params: dict[str, Any], name: str = "order_id") -> int:
         raise invalid_params(name, "must be an order id")
     if isinstance(value, int):
         result = value
-    elif (isinstance(value, str) and len(value) < 20 and value.isascii()
-          and value.isdecimal()):  # ASCII: "١٢" is decimal to Python, not to us
+    elif (
+        isinstance(value, str) and len(value) < 20 and value.isascii() and value.isdecimal()
+    ):  # ASCII: "١٢" is decimal to Python, not to us
         result = int(value)
     else:
         raise RpcError(ORDER_NOT_FOUND, "order_not_found", {"param": name})

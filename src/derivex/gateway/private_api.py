@@ -18,8 +18,17 @@ from derivex.gateway.venue import Placed, PlaceOrder
 ORDER_TYPES = ("limit", "market")
 #: what buy / sell implement; anything else (``trigger_price``, ``stopPrice``, ``max_show``,
 #: ``advanced``, ...) is refused by the dispatcher (-32602) rather than ignored
-ORDER_PARAMS = ("instrument_name", "amount", "type", "label", "price", "time_in_force",
-                "post_only", "reject_post_only", "reduce_only")
+ORDER_PARAMS = (
+    "instrument_name",
+    "amount",
+    "type",
+    "label",
+    "price",
+    "time_in_force",
+    "post_only",
+    "reject_post_only",
+    "reduce_only",
+)
 # parameter lists shared by several registrations; ``code`` is ccxt's: its
 # fetch_open_orders / fetch_closed_orders / fetch_my_trades forward ``params={'code': ...}``
 # (the currency it already sent as ``currency``), so it is accepted and has no effect
@@ -27,8 +36,12 @@ _CURRENCY = ("currency", "kind", "code")
 _PAGE = ("count", "offset")
 _TRADES = ("count", "include_old", "sorting")
 _TIMES = ("start_timestamp", "end_timestamp")
-TIME_IN_FORCE = {"good_til_cancelled": "gtc", "good_til_day": "gtc",
-                 "immediate_or_cancel": "ioc", "fill_or_kill": "fok"}
+TIME_IN_FORCE = {
+    "good_til_cancelled": "gtc",
+    "good_til_day": "gtc",
+    "immediate_or_cancel": "ioc",
+    "fill_or_kill": "fok",
+}
 
 
 def order_reply(ctx: Context, placed: Placed) -> dict[str, Any]:
@@ -38,8 +51,10 @@ def order_reply(ctx: Context, placed: Placed) -> dict[str, Any]:
     if not trades:
         return {"order": shapes.order(record, venue.catalog), "trades": []}
     account = ctx.session.account
-    return {"order": shapes.order(record, venue.catalog),
-            "trades": [shapes.user_trade(t, account, venue) for t in trades]}
+    return {
+        "order": shapes.order(record, venue.catalog),
+        "trades": [shapes.user_trade(t, account, venue) for t in trades],
+    }
 
 
 def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder:
@@ -48,25 +63,32 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
     type) takes a shortcut with the same checks and result."""
     if params.keys() <= _PLAIN_KEYS:
         get = params.get
-        name, amount, price, order_type = (get("instrument_name"), get("amount"),
-                                           get("price"), get("type", "limit"))
+        name, amount, price, order_type = (
+            get("instrument_name"),
+            get("amount"),
+            get("price"),
+            get("type", "limit"),
+        )
         spec = ctx.venue.catalog.by_name.get(name) if type(name) is str else None
         # ``_plain_number`` inlined (a call per number costs as much as the checks)
         kind = type(amount)
-        if (spec is not None
-                and ((kind is str and len(amount) <= 64) or kind is int or kind is float)
-                and (order_type == "market"
-                     or (order_type == "limit" and _plain_number(price)))):
+        if (
+            spec is not None
+            and ((kind is str and len(amount) <= 64) or kind is int or kind is float)
+            and (order_type == "market" or (order_type == "limit" and _plain_number(price)))
+        ):
             lots = spec.plain_lots(amount)
             ticks = spec.plain_ticks(price) if order_type == "limit" else 0
             _check_limits(ctx, spec.instrument, lots, ticks)
-            return PlaceOrder(ctx.session.account, spec.instrument, side, lots, ticks,
-                              order_type, "gtc", 0, "")
+            return PlaceOrder(
+                ctx.session.account, spec.instrument, side, lots, ticks, order_type, "gtc", 0, ""
+            )
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     order_type = p.text(params, "type", "limit")
     if order_type not in ORDER_TYPES:
-        raise RpcError(10033, "not_implemented", {"param": "type", "reason": "limit and market "
-                                                  "orders only"})
+        raise RpcError(
+            10033, "not_implemented", {"param": "type", "reason": "limit and market orders only"}
+        )
     lots = spec.to_lots(p.number(params, "amount"))
     price_ticks = 0
     if order_type == "limit":
@@ -81,12 +103,23 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
     label = p.text(params, "label", "")
     if len(label) > 64:
         raise p.invalid_params("label", "at most 64 characters")
-    flags = ((OrderFlag.POST_ONLY if post_only else 0)
-             | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
-             | (OrderFlag.REDUCE_ONLY if reduce_only else 0))
+    flags = (
+        (OrderFlag.POST_ONLY if post_only else 0)
+        | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
+        | (OrderFlag.REDUCE_ONLY if reduce_only else 0)
+    )
     _check_limits(ctx, spec.instrument, lots, price_ticks)
-    return PlaceOrder(ctx.session.account, spec.instrument, side, lots, price_ticks,
-                      order_type, TIME_IN_FORCE[tif], flags, label)
+    return PlaceOrder(
+        ctx.session.account,
+        spec.instrument,
+        side,
+        lots,
+        price_ticks,
+        order_type,
+        TIME_IN_FORCE[tif],
+        flags,
+        label,
+    )
 
 
 def _check_limits(ctx: Context, instrument: int, lots: int, ticks: int) -> None:
@@ -95,11 +128,17 @@ def _check_limits(ctx: Context, instrument: int, lots: int, ticks: int) -> None:
     then far inside int64. Non-positive values go on to the engine's own checks."""
     max_lots, max_ticks = ctx.venue.order_limits(instrument)
     if lots > max_lots:
-        raise RpcError(INVALID_AMOUNT, "invalid_amount",
-                       {"param": "amount", "reason": "above the maximum order size"})
+        raise RpcError(
+            INVALID_AMOUNT,
+            "invalid_amount",
+            {"param": "amount", "reason": "above the maximum order size"},
+        )
     if ticks > max_ticks:
-        raise RpcError(PRICE_TOO_HIGH, "price_too_high",
-                       {"param": "price", "reason": "above the instrument's maximum price"})
+        raise RpcError(
+            PRICE_TOO_HIGH,
+            "price_too_high",
+            {"param": "price", "reason": "above the instrument's maximum price"},
+        )
 
 
 _PLAIN_KEYS = frozenset({"instrument_name", "amount", "price", "type", "access_token"})
@@ -131,14 +170,26 @@ _BUY, _SELL = int(Side.BUY), int(Side.SELL)  # plain ints pack faster than the e
 
 # the batched path (rpc.Dispatcher.offer) calls ``prepare`` per request, places a whole
 # event-loop tick of them with one Venue.place_many and builds each reply with ``finish``
-@method("private/buy", ORDER_PARAMS,
-        scope="trade", cost=ENGINE, prepare=_prepare_buy, finish=order_reply)
+@method(
+    "private/buy",
+    ORDER_PARAMS,
+    scope="trade",
+    cost=ENGINE,
+    prepare=_prepare_buy,
+    finish=order_reply,
+)
 def buy(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return _place(ctx, params, Side.BUY)
 
 
-@method("private/sell", ORDER_PARAMS,
-        scope="trade", cost=ENGINE, prepare=_prepare_sell, finish=order_reply)
+@method(
+    "private/sell",
+    ORDER_PARAMS,
+    scope="trade",
+    cost=ENGINE,
+    prepare=_prepare_sell,
+    finish=order_reply,
+)
 def sell(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return _place(ctx, params, Side.SELL)
 
@@ -179,8 +230,11 @@ def cancel_all_by_currency(ctx: Context, params: dict[str, Any]) -> int:
     specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
     account = ctx.session.account
     open_on = {record.instrument for record in ctx.venue.open_orders(account)}
-    return sum(ctx.venue.cancel_all(account, spec.instrument) for spec in specs
-               if spec.instrument in open_on)
+    return sum(
+        ctx.venue.cancel_all(account, spec.instrument)
+        for spec in specs
+        if spec.instrument in open_on
+    )
 
 
 @method("private/get_order_state", ("order_id",), scope="read")
@@ -217,12 +271,11 @@ def _history(ctx: Context, params: dict[str, Any], wanted: set[int]) -> list[dic
     count = p.clamped(params, "count", 20, 1, 1000)
     offset = p.clamped(params, "offset", 0, 0, 1_000_000)
     records = [r for r in ctx.venue.closed_orders(ctx.session.account) if r.instrument in wanted]
-    return _orders(ctx, records[offset:offset + count])
+    return _orders(ctx, records[offset : offset + count])
 
 
 @method("private/get_order_history_by_instrument", ("instrument_name", *_PAGE), scope="read")
-def get_order_history_by_instrument(ctx: Context,
-                                    params: dict[str, Any]) -> list[dict[str, Any]]:
+def get_order_history_by_instrument(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     return _history(ctx, params, {spec.instrument})
 
@@ -233,21 +286,27 @@ def get_order_history_by_currency(ctx: Context, params: dict[str, Any]) -> list[
     return _history(ctx, params, {spec.instrument for spec in specs})
 
 
-def _user_trades(ctx: Context, params: dict[str, Any], wanted: set[int],
-                 with_time: bool) -> dict[str, Any]:
+def _user_trades(
+    ctx: Context, params: dict[str, Any], wanted: set[int], with_time: bool
+) -> dict[str, Any]:
     account = ctx.session.account
     count = p.clamped(params, "count", 10, 1, 1000)
     start = p.integer(params, "start_timestamp", 0) if with_time else 0
     end = p.integer(params, "end_timestamp", time.time_ns() // 1_000_000) if with_time else 2**62
     p.boolean(params, "include_old", True)
     sorting = p.choice(params, "sorting", ("asc", "desc", "default"), "default")
-    trades = [t for t in ctx.venue.trades_of(account)
-              if t.instrument in wanted and start <= t.timestamp_ms <= end]
+    trades = [
+        t
+        for t in ctx.venue.trades_of(account)
+        if t.instrument in wanted and start <= t.timestamp_ms <= end
+    ]
     chosen = trades[:count] if with_time and sorting == "asc" else trades[-count:]
     if sorting != "asc":
         chosen = chosen[::-1]
-    return {"trades": [shapes.user_trade(t, account, ctx.venue) for t in chosen],
-            "has_more": len(trades) > count}
+    return {
+        "trades": [shapes.user_trade(t, account, ctx.venue) for t in chosen],
+        "has_more": len(trades) > count,
+    }
 
 
 @method("private/get_user_trades_by_instrument", ("instrument_name", *_TRADES), scope="read")
@@ -256,10 +315,12 @@ def get_user_trades_by_instrument(ctx: Context, params: dict[str, Any]) -> dict[
     return _user_trades(ctx, params, {spec.instrument}, False)
 
 
-@method("private/get_user_trades_by_instrument_and_time", ("instrument_name", *_TRADES, *_TIMES),
-        scope="read")
-def get_user_trades_by_instrument_and_time(ctx: Context,
-                                           params: dict[str, Any]) -> dict[str, Any]:
+@method(
+    "private/get_user_trades_by_instrument_and_time",
+    ("instrument_name", *_TRADES, *_TIMES),
+    scope="read",
+)
+def get_user_trades_by_instrument_and_time(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     return _user_trades(ctx, params, {spec.instrument}, True)
 
@@ -274,10 +335,10 @@ def get_user_trades_by_currency(ctx: Context, params: dict[str, Any]) -> dict[st
     return _user_trades(ctx, params, _currency_instruments(ctx, params), False)
 
 
-@method("private/get_user_trades_by_currency_and_time", (*_CURRENCY, *_TRADES, *_TIMES),
-        scope="read")
-def get_user_trades_by_currency_and_time(ctx: Context,
-                                         params: dict[str, Any]) -> dict[str, Any]:
+@method(
+    "private/get_user_trades_by_currency_and_time", (*_CURRENCY, *_TRADES, *_TIMES), scope="read"
+)
+def get_user_trades_by_currency_and_time(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return _user_trades(ctx, params, _currency_instruments(ctx, params), True)
 
 
@@ -285,8 +346,11 @@ def get_user_trades_by_currency_and_time(ctx: Context,
 def get_user_trades_by_order(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     account = ctx.session.account
     record = ctx.venue.order(account, p.order_id(params))
-    return [shapes.user_trade(t, account, ctx.venue) for t in ctx.venue.trades_of(account)
-            if record.order_id in (t.maker_order, t.taker_order)]
+    return [
+        shapes.user_trade(t, account, ctx.venue)
+        for t in ctx.venue.trades_of(account)
+        if record.order_id in (t.maker_order, t.taker_order)
+    ]
 
 
 def _check_currency(params: dict[str, Any], required: bool) -> str:
@@ -304,8 +368,9 @@ def get_account_summary(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     summary = shapes.account_summary(ctx.venue, ctx.session.account)
     if currency != COLLATERAL:
         # base currencies are not collateral here: an empty summary in that currency
-        summary = {key: (0.0 if isinstance(value, float) else value)
-                   for key, value in summary.items()}
+        summary = {
+            key: (0.0 if isinstance(value, float) else value) for key, value in summary.items()
+        }
         summary["currency"] = currency
     if extended:
         summary.update(_identity(ctx.session.account), fees=[])
@@ -313,8 +378,12 @@ def get_account_summary(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _identity(account: int) -> dict[str, Any]:
-    return {"id": account, "type": "main", "username": f"account-{account}",
-            "system_name": "derivex"}
+    return {
+        "id": account,
+        "type": "main",
+        "username": f"account-{account}",
+        "system_name": "derivex",
+    }
 
 
 @method("private/get_account_summaries", (), scope="read")
@@ -325,8 +394,12 @@ def get_account_summaries(ctx: Context, params: dict[str, Any]) -> dict[str, Any
 
 @method("private/get_positions", ("currency", "kind"), scope="read")
 def get_positions(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
-    return shapes.positions(ctx.venue, ctx.session.account, p.text(params, "currency", None),
-                            p.text(params, "kind", None))
+    return shapes.positions(
+        ctx.venue,
+        ctx.session.account,
+        p.text(params, "currency", None),
+        p.text(params, "kind", None),
+    )
 
 
 @method("private/get_position", ("instrument_name",), scope="read")

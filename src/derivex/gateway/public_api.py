@@ -50,12 +50,24 @@ def hello(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("public/get_currencies", ())
 def get_currencies(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"currency": code, "currency_long": CURRENCY_NAMES.get(code, code),
-             "coin_type": "STABLE" if code == COLLATERAL else "BITCOIN" if code == "BTC"
-             else "ETHER", "fee_precision": 6 if code == COLLATERAL else 8,
-             "min_confirmations": 1, "min_withdrawal_fee": 0.0, "withdrawal_fee": 0.0,
-             "withdrawal_priorities": [], "apr": 0.0}
-            for code in ctx.venue.catalog.currencies()]
+    return [
+        {
+            "currency": code,
+            "currency_long": CURRENCY_NAMES.get(code, code),
+            "coin_type": "STABLE"
+            if code == COLLATERAL
+            else "BITCOIN"
+            if code == "BTC"
+            else "ETHER",
+            "fee_precision": 6 if code == COLLATERAL else 8,
+            "min_confirmations": 1,
+            "min_withdrawal_fee": 0.0,
+            "withdrawal_fee": 0.0,
+            "withdrawal_priorities": [],
+            "apr": 0.0,
+        }
+        for code in ctx.venue.catalog.currencies()
+    ]
 
 
 @method("public/get_instruments", ("currency", "kind", "expired"))
@@ -97,16 +109,28 @@ def ticker(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 def _summary(ctx: Context, spec: Any) -> dict[str, Any]:
     tick = shapes.ticker(ctx.venue, spec)
-    return {"instrument_name": spec.name, "creation_timestamp": tick["timestamp"],
-            "last": tick["last_price"], "bid_price": tick["best_bid_price"] or None,
-            "ask_price": tick["best_ask_price"] or None, "high": tick["stats"]["high"],
-            "low": tick["stats"]["low"], "volume": tick["stats"]["volume"],
-            "volume_usd": tick["stats"]["volume_usd"], "mark_price": tick["mark_price"],
-            "open_interest": tick["open_interest"], "base_currency": spec.base,
-            "quote_currency": COLLATERAL, "estimated_delivery_price": tick["index_price"],
-            "price_change": tick["stats"]["price_change"],
-            "mid_price": ((tick["best_bid_price"] + tick["best_ask_price"]) / 2
-                          if tick["best_bid_price"] and tick["best_ask_price"] else None)}
+    return {
+        "instrument_name": spec.name,
+        "creation_timestamp": tick["timestamp"],
+        "last": tick["last_price"],
+        "bid_price": tick["best_bid_price"] or None,
+        "ask_price": tick["best_ask_price"] or None,
+        "high": tick["stats"]["high"],
+        "low": tick["stats"]["low"],
+        "volume": tick["stats"]["volume"],
+        "volume_usd": tick["stats"]["volume_usd"],
+        "mark_price": tick["mark_price"],
+        "open_interest": tick["open_interest"],
+        "base_currency": spec.base,
+        "quote_currency": COLLATERAL,
+        "estimated_delivery_price": tick["index_price"],
+        "price_change": tick["stats"]["price_change"],
+        "mid_price": (
+            (tick["best_bid_price"] + tick["best_ask_price"]) / 2
+            if tick["best_bid_price"] and tick["best_ask_price"]
+            else None
+        ),
+    }
 
 
 @method("public/get_book_summary_by_currency", ("currency", "kind"))
@@ -127,16 +151,21 @@ def _trades(ctx: Context, params: dict[str, Any], with_time: bool) -> dict[str, 
     end = p.integer(params, "end_timestamp", _now_ms()) if with_time else 2**62
     p.boolean(params, "include_old", True)
     sorting = p.choice(params, "sorting", ("asc", "desc", "default"), "default")
-    trades = [t for t in ctx.venue.public_trades.get(spec.instrument, ())
-              if start <= t.timestamp_ms <= end]
+    trades = [
+        t
+        for t in ctx.venue.public_trades.get(spec.instrument, ())
+        if start <= t.timestamp_ms <= end
+    ]
     if with_time and sorting == "asc":
         chosen = trades[:count]
     else:
         chosen = trades[-count:]
     if sorting != "asc":
         chosen = chosen[::-1]
-    return {"trades": [shapes.public_trade(t, spec) for t in chosen],
-            "has_more": len(trades) > count}
+    return {
+        "trades": [shapes.public_trade(t, spec) for t in chosen],
+        "has_more": len(trades) > count,
+    }
 
 
 @method("public/get_last_trades_by_instrument", (*_INSTRUMENT, *_TRADES))
@@ -145,8 +174,7 @@ def get_last_trades_by_instrument(ctx: Context, params: dict[str, Any]) -> dict[
 
 
 @method("public/get_last_trades_by_instrument_and_time", (*_INSTRUMENT, *_TRADES, *_TIMES))
-def get_last_trades_by_instrument_and_time(ctx: Context,
-                                           params: dict[str, Any]) -> dict[str, Any]:
+def get_last_trades_by_instrument_and_time(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return _trades(ctx, params, True)
 
 
@@ -156,8 +184,11 @@ def get_funding_rate_value(ctx: Context, params: dict[str, Any]) -> float:
     p.integer(params, "start_timestamp", 0)
     p.integer(params, "end_timestamp", 0)
     if spec.kind != "perpetual":
-        raise RpcError(INVALID_INSTRUMENT, "invalid_or_unsupported_instrument",
-                       {"param": "instrument_name", "reason": "not a perpetual"})
+        raise RpcError(
+            INVALID_INSTRUMENT,
+            "invalid_or_unsupported_instrument",
+            {"param": "instrument_name", "reason": "not a perpetual"},
+        )
     return shapes.funding_rate(ctx.venue, spec)
 
 
@@ -176,12 +207,22 @@ def get_index_price(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("public/get_index_price_names", ())
 def get_index_price_names(ctx: Context, params: dict[str, Any]) -> list[str]:
-    return [f"{code.lower()}_usdc" for code in ctx.venue.catalog.currencies()
-            if code != COLLATERAL]
+    return [f"{code.lower()}_usdc" for code in ctx.venue.catalog.currencies() if code != COLLATERAL]
 
 
-@method("public/auth", ("grant_type", "client_id", "client_secret", "refresh_token", "timestamp",
-                      "signature", "nonce", "data"))
+@method(
+    "public/auth",
+    (
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "refresh_token",
+        "timestamp",
+        "signature",
+        "nonce",
+        "data",
+    ),
+)
 def auth(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     key, result = ctx.auth.auth(params, ctx.session.origin)
     ctx.session.key = key  # a WebSocket stays authenticated as this key

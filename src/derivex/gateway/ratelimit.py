@@ -23,8 +23,9 @@ from derivex.core.config import EngineConfig
 
 
 class RateLimiter:
-    def __init__(self, capacity: float, refill_per_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, capacity: float, refill_per_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.capacity = float(capacity)
         self.refill_per_s = float(refill_per_s)
         self._clock = clock
@@ -56,7 +57,10 @@ class RateLimiter:
         anyway): bounds the memory of a limiter keyed by something unbounded, such as
         client addresses. O(buckets)."""
         now = self._clock()
-        full = [key for key, (tokens, stamp) in self._buckets.items()
-                if tokens + (now - stamp) * self.refill_per_s >= self.capacity]
+        full = [
+            key
+            for key, (tokens, stamp) in self._buckets.items()
+            if tokens + (now - stamp) * self.refill_per_s >= self.capacity
+        ]
         for key in full:
             del self._buckets[key]

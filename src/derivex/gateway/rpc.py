@@ -44,8 +44,15 @@ from derivex.gateway.venue import Venue
 MAX_FRAME_BYTES = 64 * 1024
 MAX_BATCH = 4096  # orders per engine call at most (bounds a flush's latency)
 #: requests that go ahead of other connections' queued orders (``Dispatcher.offer``)
-CANCELS = frozenset({"private/cancel", "private/cancel_all", "private/cancel_all_by_instrument",
-                     "private/cancel_all_by_currency", "private/cancel_by_label"})
+CANCELS = frozenset(
+    {
+        "private/cancel",
+        "private/cancel_all",
+        "private/cancel_all_by_instrument",
+        "private/cancel_all_by_currency",
+        "private/cancel_by_label",
+    }
+)
 
 
 class Dispatcher:
@@ -57,8 +64,14 @@ class Dispatcher:
     request, which must see the queued orders' effects), places every queued order in ONE
     engine call and answers each in arrival order, as if they had come one by one."""
 
-    def __init__(self, venue: Venue, auth: Authenticator, hub: Hub | None = None,
-                 limiter: RateLimiter | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        auth: Authenticator,
+        hub: Hub | None = None,
+        limiter: RateLimiter | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.venue = venue
         self.auth = auth
         self.hub = hub
@@ -99,15 +112,17 @@ class Dispatcher:
         self.shedder = shedder
         self.shed_from = shedder.taking_at if shedder is not None else 1 << 62
 
-    def _authorize(self, name: str, params: dict[str, Any], session: Session,
-                   peer: Any = None) -> tuple[Method, Session]:
+    def _authorize(
+        self, name: str, params: dict[str, Any], session: Session, peer: Any = None
+    ) -> tuple[Method, Session]:
         method = METHODS.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": name[:64]})
         return method, self._check(method, params, session, peer)
 
-    def _check(self, method: Method, params: dict[str, Any], session: Session,
-               peer: Any = None) -> Session:
+    def _check(
+        self, method: Method, params: dict[str, Any], session: Session, peer: Any = None
+    ) -> Session:
         """Scope, rate limit and parameter names of a call of ``method``; returns the
         session it runs as (an ``access_token`` parameter authenticates a public one). A
         public method also takes from ``peer``'s budgets (``limits.Peer``: its connection
@@ -124,8 +139,9 @@ class Dispatcher:
                 if isinstance(token, str):
                     session = Session(self.auth.from_token(token))
                 else:
-                    raise RpcError(UNAUTHORIZED, "unauthorized",
-                                   {"reason": "authorization required"})
+                    raise RpcError(
+                        UNAUTHORIZED, "unauthorized", {"reason": "authorization required"}
+                    )
             assert session.key is not None
             if not session.key.allows(method.scope):
                 raise RpcError(FORBIDDEN, "forbidden", {"reason": f"needs scope {method.scope}"})
@@ -137,8 +153,16 @@ class Dispatcher:
         method.check_params(params)
         return session
 
-    def call(self, name: str, params: dict[str, Any], session: Session, connection: Any = None,
-             transport: str = "http", peer: Any = None, queued: int = 0) -> Any:
+    def call(
+        self,
+        name: str,
+        params: dict[str, Any],
+        session: Session,
+        connection: Any = None,
+        transport: str = "http",
+        peer: Any = None,
+        queued: int = 0,
+    ) -> Any:
         """Run one method for ``session`` (from ``peer``, see ``_check``), met with
         ``queued`` orders in front of the engine (a new order may be shed); raises
         ``RpcError``."""
@@ -156,9 +180,17 @@ class Dispatcher:
                     raise shed
         return method.handler(ctx, params)
 
-    def handle(self, name: str, params: dict[str, Any], request_id: Any, session: Session,
-               connection: Any = None, transport: str = "http",
-               peer: Any = None, flush: bool = True) -> tuple[bytes, bool]:
+    def handle(
+        self,
+        name: str,
+        params: dict[str, Any],
+        request_id: Any,
+        session: Session,
+        connection: Any = None,
+        transport: str = "http",
+        peer: Any = None,
+        flush: bool = True,
+    ) -> tuple[bytes, bool]:
         """Call and build the reply; returns ``(json bytes, ok)``. Queued orders are
         placed first (unless ``flush`` is false); an order met in a tick that already had
         too many is shed, as in ``offer``."""
@@ -166,14 +198,23 @@ class Dispatcher:
             self.flush()
         in_ns = time.time_ns()
         try:
-            result = self.call(name, params, session, connection, transport, peer,
-                               self._tick_orders)
+            result = self.call(
+                name, params, session, connection, transport, peer, self._tick_orders
+            )
         except Exception as error:  # every failure becomes an error reply
             return self._reply(name, request_id, None, error, in_ns, transport)
         return self._reply(name, request_id, result, None, in_ns, transport)
 
-    def _reply(self, name: str, request_id: Any, result: Any, error: Exception | None,
-               in_ns: int, transport: str, out_ns: int = 0) -> tuple[bytes, bool]:
+    def _reply(
+        self,
+        name: str,
+        request_id: Any,
+        result: Any,
+        error: Exception | None,
+        in_ns: int,
+        transport: str,
+        out_ns: int = 0,
+    ) -> tuple[bytes, bool]:
         """The reply envelope; ``in_ns``/``out_ns``: wall-clock nanoseconds when the request
         came in and when it is answered (0: now), Deribit's ``usIn``/``usOut``."""
         code = 0
@@ -184,10 +225,12 @@ class Dispatcher:
             body = {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
         else:
             code = INTERNAL_ERROR
-            self.log.error("request failed", method=name[:64], transport=transport,
-                           exc_info=error)
-            body = {"jsonrpc": "2.0", "id": request_id,
-                    "error": {"code": INTERNAL_ERROR, "message": "internal_server_error"}}
+            self.log.error("request failed", method=name[:64], transport=transport, exc_info=error)
+            body = {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "error": {"code": INTERNAL_ERROR, "message": "internal_server_error"},
+            }
         if not out_ns:
             out_ns = time.time_ns()
         us_in, us_out = in_ns // 1000, out_ns // 1000
@@ -196,17 +239,23 @@ class Dispatcher:
         body["usDiff"] = us_out - us_in
         body["testnet"] = False
         if self.metrics is not None:
-            self.metrics.request(name, transport, code == 0, max(0, out_ns - in_ns) / 1e9,
-                                 code)
+            self.metrics.request(name, transport, code == 0, max(0, out_ns - in_ns) / 1e9, code)
         return orjson.dumps(body), code == 0
 
-    def handle_frame(self, data: str | bytes, session: Session, connection: Any = None,
-                     transport: str = "ws") -> bytes:
+    def handle_frame(
+        self, data: str | bytes, session: Session, connection: Any = None, transport: str = "ws"
+    ) -> bytes:
         """One WebSocket (or POSTed) JSON-RPC frame in, one reply out."""
         return self.frame(data, session, connection, transport)[0]
 
-    def frame(self, data: str | bytes, session: Session, connection: Any = None,
-              transport: str = "ws", peer: Any = None) -> tuple[bytes, str, bool]:
+    def frame(
+        self,
+        data: str | bytes,
+        session: Session,
+        connection: Any = None,
+        transport: str = "ws",
+        peer: Any = None,
+    ) -> tuple[bytes, str, bool]:
         """Like ``handle_frame``; also returns the method name ("" if none) and whether the
         call succeeded."""
         try:
@@ -216,8 +265,14 @@ class Dispatcher:
         reply, ok = self.handle(name, params, request_id, session, connection, transport, peer)
         return reply, name, ok
 
-    def offer(self, data: str | bytes, session: Session, connection: Any,
-              transport: str = "ws", peer: Any = None) -> tuple[bytes, str, bool] | None:
+    def offer(
+        self,
+        data: str | bytes,
+        session: Session,
+        connection: Any,
+        transport: str = "ws",
+        peer: Any = None,
+    ) -> tuple[bytes, str, bool] | None:
         """A WebSocket frame: ``None`` if it was queued for the next ``flush`` (its reply
         goes to ``connection.reply`` then), else what ``frame`` answers. ``connection`` is
         held (``hold``) before anything of an immediate answer runs.
@@ -238,8 +293,9 @@ class Dispatcher:
             if self._queued and (name not in CANCELS or connection in self._contexts):
                 self.flush()
             connection.hold()
-            reply, ok = self.handle(name, params, request_id, session, connection, transport,
-                                    peer, flush=False)
+            reply, ok = self.handle(
+                name, params, request_id, session, connection, transport, peer, flush=False
+            )
             return reply, name, ok
         in_ns = time.time_ns()
         tick = self._tick_orders
@@ -297,8 +353,9 @@ class Dispatcher:
                 results = self.venue.place_many([entry[2] for entry in queued])
         except Exception as error:  # nothing was applied: all fail alike
             for method, ctx, _, request_id, in_ns in queued:
-                ctx.connection.reply(self._reply(method.name, request_id, None, error, in_ns,
-                                                 ctx.transport)[0])
+                ctx.connection.reply(
+                    self._reply(method.name, request_id, None, error, in_ns, ctx.transport)[0]
+                )
             return
         out_ns = time.time_ns()  # one answer time for the batch: its replies leave together
         us_out = out_ns // 1000
@@ -321,29 +378,51 @@ class Dispatcher:
                 result = method.finish(ctx, outcome)
                 us_in = in_ns // 1000
                 # ``_reply``'s success envelope, same keys in the same order
-                data = dumps({"jsonrpc": "2.0", "id": request_id, "result": result,
-                              "usIn": us_in, "usOut": us_out, "usDiff": us_out - us_in,
-                              "testnet": False})
+                data = dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": request_id,
+                        "result": result,
+                        "usIn": us_in,
+                        "usOut": us_out,
+                        "usDiff": us_out - us_in,
+                        "testnet": False,
+                    }
+                )
                 if ctx.transport == transport:
                     methods.append(method.name)
                     started.append(in_ns)
                 elif self.metrics is not None:
-                    self.metrics.request(method.name, ctx.transport, True,
-                                         max(0, out_ns - in_ns) / 1e9)
+                    self.metrics.request(
+                        method.name, ctx.transport, True, max(0, out_ns - in_ns) / 1e9
+                    )
             except Exception as error:  # every failure becomes an error reply
-                data = self._reply(method.name, request_id, None, error, in_ns, ctx.transport,
-                                   out_ns)[0]
+                data = self._reply(
+                    method.name, request_id, None, error, in_ns, ctx.transport, out_ns
+                )[0]
             connection.reply(data)
         if self.metrics is not None and methods:
             self.metrics.answered(transport, methods, started, out_ns)
 
-    def _error(self, request_id: Any, error: RpcError,
-               transport: str) -> tuple[bytes, str, bool]:
+    def _error(self, request_id: Any, error: RpcError, transport: str) -> tuple[bytes, str, bool]:
         us = time.time_ns() // 1000
         if self.metrics is not None:
             self.metrics.request("invalid", transport, False, 0.0, error.code)
-        return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error.to_json(),
-                             "usIn": us, "usOut": us, "usDiff": 0, "testnet": False}), "", False
+        return (
+            orjson.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": error.to_json(),
+                    "usIn": us,
+                    "usOut": us,
+                    "usDiff": 0,
+                    "testnet": False,
+                }
+            ),
+            "",
+            False,
+        )
 
 
 def _with_sheds(queued: list[Any], place_many: Any) -> Any:
@@ -365,21 +444,24 @@ def _parse(data: str | bytes) -> tuple[Any, str, dict[str, Any]]:
     # orjson builds exact types (no subclasses): ``type(...) is`` checks suffice, and a
     # bool id is refused because ``bool`` is not ``int`` here
     if type(message) is not dict:
-        raise _BadFrame(None, RpcError(INVALID_REQUEST, "Invalid Request",
-                                       {"reason": "not an object"}))
+        raise _BadFrame(
+            None, RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "not an object"})
+        )
     request_id = message.get("id")
     if type(request_id) not in _ID_TYPES:
         raise _BadFrame(None, RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "bad id"}))
     name = message.get("method")
     if type(name) is not str:
-        raise _BadFrame(request_id, RpcError(INVALID_REQUEST, "Invalid Request",
-                                             {"reason": "method missing"}))
+        raise _BadFrame(
+            request_id, RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "method missing"})
+        )
     params = message.get("params")
     if params is None:  # missing or null
         params = {}
     elif type(params) is not dict:
-        raise _BadFrame(request_id, RpcError(-32602, "Invalid params",
-                                             {"reason": "params must be an object"}))
+        raise _BadFrame(
+            request_id, RpcError(-32602, "Invalid params", {"reason": "params must be an object"})
+        )
     return request_id, name, params
 
 

@@ -92,9 +92,16 @@ def _price_ticks(spec: InstrumentSpec, price: Any) -> int:
     return int(price / spec.price_unit)
 
 
-def open_venue(data_dir: Path | str, *, config: EngineConfig | None = None,
-               fsync: str = DEFAULT_FSYNC, demo: bool = True, seed: int = 7,
-               clock: Callable[[], int] | None = None, roll_bytes: int = 64 << 20) -> Opened:
+def open_venue(
+    data_dir: Path | str,
+    *,
+    config: EngineConfig | None = None,
+    fsync: str = DEFAULT_FSYNC,
+    demo: bool = True,
+    seed: int = 7,
+    clock: Callable[[], int] | None = None,
+    roll_bytes: int = 64 << 20,
+) -> Opened:
     """Open (recover) or create the venue in ``data_dir``; see the module docstring.
     Raises ``DataDirectoryError`` or ``JournalError`` (naming the file) on a partial or
     damaged directory, having changed nothing."""
@@ -109,11 +116,13 @@ def open_venue(data_dir: Path | str, *, config: EngineConfig | None = None,
             catalog = Catalog.load(catalog_path)
             state = ServeState.load(state_path)
         except (ValueError, KeyError, TypeError) as error:
-            raise datadir.DataDirectoryError(f"{data}: damaged instruments.json or "
-                                             f"serve.json ({error!r:.200})") from None
+            raise datadir.DataDirectoryError(
+                f"{data}: damaged instruments.json or serve.json ({error!r:.200})"
+            ) from None
     data.mkdir(parents=True, exist_ok=True)
-    exchange, recovered = open_exchange(data / "journal", clock=clock, config=config,
-                                        fsync=fsync, roll_bytes=roll_bytes)
+    exchange, recovered = open_exchange(
+        data / "journal", clock=clock, config=config, fsync=fsync, roll_bytes=roll_bytes
+    )
     report = recovered.report() if not new else ["new venue"]
     if new:
         catalog = list_all(exchange, default_specs(time.time_ns() // 1_000_000))
@@ -140,8 +149,13 @@ def open_venue(data_dir: Path | str, *, config: EngineConfig | None = None,
 class Market:
     """Index prices and option marks for the venue (see the module docstring)."""
 
-    def __init__(self, venue: Venue, feed: IndexFeed, pricers: dict[str, PricingService],
-                 underlyings: dict[int, str]) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        feed: IndexFeed,
+        pricers: dict[str, PricingService],
+        underlyings: dict[int, str],
+    ) -> None:
         self.venue = venue
         self.feed = feed
         self.pricers = pricers
@@ -154,20 +168,28 @@ class Market:
         bases = sorted({spec.base for spec in venue.catalog})
         feeds, underlyings = [], {}
         for offset, base in enumerate(bases):
-            start = venue.index_ticks(base) or _price_ticks(next(iter(venue.catalog.matching(
-                base))), START_PRICES.get(base, 100))
+            start = venue.index_ticks(base) or _price_ticks(
+                next(iter(venue.catalog.matching(base))), START_PRICES.get(base, 100)
+            )
             code = int(Underlying[base])
             feeds.append(SimulatedIndexFeed(code, float(start), now, seed + offset))
             underlyings[code] = base
         pricers = {}
         for base in bases:
-            options = [OptionSpec(s.instrument, _price_ticks(s, s.strike), s.expiry_ms * 10**6,
-                                  s.option_type == "call", s.contract_value_units,
-                                  s.tick_size_ticks)
-                       for s in venue.catalog.matching(base, "option") if s.base == base]
+            options = [
+                OptionSpec(
+                    s.instrument,
+                    _price_ticks(s, s.strike),
+                    s.expiry_ms * 10**6,
+                    s.option_type == "call",
+                    s.contract_value_units,
+                    s.tick_size_ticks,
+                )
+                for s in venue.catalog.matching(base, "option")
+                if s.base == base
+            ]
             if options:
-                pricers[base] = PricingService(options,
-                                               scenarios=venue.exchange.engine.config)
+                pricers[base] = PricingService(options, scenarios=venue.exchange.engine.config)
         return cls(venue, MultiIndexFeed(feeds), pricers, underlyings)
 
     def index_step(self) -> None:
@@ -176,7 +198,7 @@ class Market:
             self.venue.submit_inputs(records)
         headers = np.flatnonzero(records["kind"] == CommandKind.INDEX)
         for start, header in zip(headers, [*headers[1:], len(records)], strict=True):
-            prices = records["price_ticks"][start + 1:header]
+            prices = records["price_ticks"][start + 1 : header]
             code = int(records["index_underlying"][start])
             if len(prices):
                 median = int(np.median(prices))
@@ -198,8 +220,9 @@ class Market:
                 # gateway worker does from this one's batches
                 self.venue.submit_inputs(result.records)
             else:
-                self.venue.marks.update(zip(result.instrument.tolist(),
-                                            result.mark_ticks.tolist(), strict=True))
+                self.venue.marks.update(
+                    zip(result.instrument.tolist(), result.mark_ticks.tolist(), strict=True)
+                )
                 self._views(service, result, now, index)
 
     def _views(self, service: PricingService, result: Any, now: int, index: int) -> None:
@@ -210,12 +233,17 @@ class Market:
         unit = float(self.venue.catalog.by_id[specs[0].instrument].price_unit)
         greeks = black76_greeks(index * unit, strikes * unit, years, result.vol, 0.0, calls)
         for k, spec in enumerate(specs):
-            self.venue.set_option_view(spec.instrument, round(float(result.vol[k]) * 100, 2), {
-                "delta": round(float(greeks.delta[k]), 5),
-                "gamma": round(float(greeks.gamma[k]), 8),
-                "vega": round(float(greeks.vega[k]) / 100, 5),
-                "theta": round(float(greeks.theta[k]) / 365, 5),
-                "rho": round(float(greeks.rho[k]) / 100, 5)})
+            self.venue.set_option_view(
+                spec.instrument,
+                round(float(result.vol[k]) * 100, 2),
+                {
+                    "delta": round(float(greeks.delta[k]), 5),
+                    "gamma": round(float(greeks.gamma[k]), 8),
+                    "vega": round(float(greeks.vega[k]) / 100, 5),
+                    "theta": round(float(greeks.theta[k]) / 365, 5),
+                    "rho": round(float(greeks.rho[k]) / 100, 5),
+                },
+            )
 
     def fair(self, spec: InstrumentSpec) -> int:
         mark = self.venue.mark_ticks(spec.instrument)
@@ -224,27 +252,37 @@ class Market:
         return self.venue.index_ticks(spec.base)
 
 
-def build(opened: Opened, *, demo: bool = True, index_interval_s: float = 1.0,
-          pricing_interval_s: float = 2.0, agents_interval_s: float = 0.5,
-          snapshot_interval_s: float = 600.0, market: Market | None = None,
-          auth_limits: AuthLimits | None = None, limits: Limits | None = None,
-          **gateway_options: Any) -> Gateway:
+def build(
+    opened: Opened,
+    *,
+    demo: bool = True,
+    index_interval_s: float = 1.0,
+    pricing_interval_s: float = 2.0,
+    agents_interval_s: float = 0.5,
+    snapshot_interval_s: float = 600.0,
+    market: Market | None = None,
+    auth_limits: AuthLimits | None = None,
+    limits: Limits | None = None,
+    **gateway_options: Any,
+) -> Gateway:
     """The gateway for an opened venue, with the market inputs, agents and snapshots
     scheduled on its loop, within ``limits`` (None: the defaults); ``auth_limits``: the
     back-off on failed authentication (``gateway_options``: the rest of ``Gateway``'s
     options)."""
     venue, state = opened.venue, opened.state
-    gateway = Gateway(venue, opened.keys, auth_limits=auth_limits, limits=limits,
-                      **gateway_options)
+    gateway = Gateway(venue, opened.keys, auth_limits=auth_limits, limits=limits, **gateway_options)
     market = market or Market.simulated(venue, state.seed)
     market.index_step()
     market.pricing_step()
     gateway.add_periodic(index_interval_s, market.index_step)
     gateway.add_periodic(pricing_interval_s, market.pricing_step)
     if demo and state.maker_accounts:
-        makers = [MarketMaker(venue, account, style, market.fair, state.seed + k)
-                  for k, (account, style) in enumerate(zip(state.maker_accounts,
-                                                           (INNER, OUTER), strict=False))]
+        makers = [
+            MarketMaker(venue, account, style, market.fair, state.seed + k)
+            for k, (account, style) in enumerate(
+                zip(state.maker_accounts, (INNER, OUTER), strict=False)
+            )
+        ]
         noise = NoiseTrader(venue, state.noise_account, market.fair, state.seed + 10)
         for maker in makers:
             maker.step()
@@ -264,8 +302,9 @@ def take_snapshot(exchange: Exchange) -> Path:
     from derivex.journal import snapshot
 
     path = snapshot(exchange)
-    logger().info("snapshot written", path=str(path), seq=exchange.journal.last_seq
-                  if exchange.journal else 0)
+    logger().info(
+        "snapshot written", path=str(path), seq=exchange.journal.last_seq if exchange.journal else 0
+    )
     return path
 
 
@@ -273,8 +312,9 @@ def perpetual_count(catalog: Catalog) -> int:
     return sum(1 for spec in catalog if spec.kind == "perpetual")
 
 
-async def run(opened: Opened, host: str, port: int, announce: Callable[[Gateway], None],
-              **options: Any) -> None:
+async def run(
+    opened: Opened, host: str, port: int, announce: Callable[[Gateway], None], **options: Any
+) -> None:
     """Serve until SIGINT/SIGTERM; then stop, snapshot and close the journal."""
     gateway = build(opened, **options)
     await gateway.start(host, port)
@@ -293,4 +333,3 @@ async def run(opened: Opened, host: str, port: int, announce: Callable[[Gateway]
         take_snapshot(exchange)
         exchange.journal.close()
     log.info("stopped", commands=int(exchange.engine.state.counters[L.C_COMMANDS]))
-

@@ -55,8 +55,9 @@ from derivex.gateway.venue import Venue
 T = TypeVar("T")
 HARD_FRAME_LIMIT = 4 << 20  # beyond this aiohttp closes the socket (1009)
 GC_THRESHOLD = 10_000
-REVOKED_NOTICE = orjson.dumps({"jsonrpc": "2.0", "method": "session_closed",
-                               "params": {"reason": "credentials_revoked"}})
+REVOKED_NOTICE = orjson.dumps(
+    {"jsonrpc": "2.0", "method": "session_closed", "params": {"reason": "credentials_revoked"}}
+)
 SLOW_CONSUMER = 1008  # WebSocket close code (policy violation) of a slow consumer
 
 
@@ -76,8 +77,13 @@ class Connection:
     ``slow consumer: ...`` (written after what is buffered; the socket is aborted if that
     is not read within ``close_grace_s``)."""
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None,
-                 limits: Limits | None = None, peer: Peer | None = None) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
+        limits: Limits | None = None,
+        peer: Peer | None = None,
+    ) -> None:
         self.ws = ws
         self.transport = transport
         self.peer = peer
@@ -85,8 +91,9 @@ class Connection:
         self.outbox: list[bytes] = []
         self.outbox_bytes = 0
         limits = limits or Limits()
-        self.max_outbound_bytes = (limits.max_outbound_bytes if limits.max_outbound_bytes > 0
-                                   else 1 << 62)
+        self.max_outbound_bytes = (
+            limits.max_outbound_bytes if limits.max_outbound_bytes > 0 else 1 << 62
+        )
         self.send_stall_s = limits.send_stall_s
         self.close_grace_s = limits.close_grace_s
         self.writes_paused = False
@@ -182,8 +189,10 @@ class Connection:
             transport.pause_reading()  # type: ignore[attr-defined]
         if self.send_stall_s > 0 and self._stall is None:
             self._stall = self._loop.call_later(
-                self.send_stall_s, self.slow_consumer,
-                f"replies not read for {self.send_stall_s:g} s")
+                self.send_stall_s,
+                self.slow_consumer,
+                f"replies not read for {self.send_stall_s:g} s",
+            )
 
     def resume(self) -> None:
         """The client drained its socket: write what waits and read its requests again."""
@@ -211,8 +220,11 @@ class Connection:
         if transport is None or transport.is_closing():
             return
         reason = f"slow consumer: {why}".encode()[:120]
-        transport.write(bytes((0x88, 2 + len(reason)))  # type: ignore[attr-defined]
-                        + SLOW_CONSUMER.to_bytes(2, "big") + reason)
+        transport.write(
+            bytes((0x88, 2 + len(reason)))  # type: ignore[attr-defined]
+            + SLOW_CONSUMER.to_bytes(2, "big")
+            + reason
+        )
         # half-close (FIN after the buffered frames), and read again, discarding: a socket
         # closed with unread input resets the connection and the client would lose the
         # frames and the reason
@@ -229,8 +241,9 @@ class Connection:
             self._heartbeat = asyncio.ensure_future(self._beat(seconds))
 
     async def _beat(self, seconds: int) -> None:
-        data = orjson.dumps({"jsonrpc": "2.0", "method": "heartbeat",
-                             "params": {"type": "test_request"}})
+        data = orjson.dumps(
+            {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}
+        )
         while True:
             await asyncio.sleep(seconds)
             self.send(data)
@@ -276,8 +289,13 @@ def text_frames(payloads: list[bytes]) -> bytes:
         size = len(payload)
         header = headers.get(size)
         if header is None:
-            header = (bytes((0x81, size)) if size < 126 else _MEDIUM.pack(0x81, 126, size)
-                      if size < 65536 else _LONG.pack(0x81, 127, size))
+            header = (
+                bytes((0x81, size))
+                if size < 126
+                else _MEDIUM.pack(0x81, 126, size)
+                if size < 65536
+                else _LONG.pack(0x81, 127, size)
+            )
             if size < 65536:
                 headers[size] = header
         parts.append(header)
@@ -294,11 +312,21 @@ class Gateway:
     """The server around one venue and one key store, within ``limits`` (``Limits()``: a
     public venue's defaults; see docs/limits.md)."""
 
-    def __init__(self, venue: Venue, keys: KeyStore, *, limiter: RateLimiter | None = None,
-                 metrics: Metrics | None = None, flush_interval_s: float = 0.1,
-                 close_on_auth_failure: bool = True, auth_limits: AuthLimits | None = None,
-                 keys_poll_s: float = KEYS_POLL_S, token_key: bytes | None = None,
-                 spent_tokens: Any = None, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        keys: KeyStore,
+        *,
+        limiter: RateLimiter | None = None,
+        metrics: Metrics | None = None,
+        flush_interval_s: float = 0.1,
+        close_on_auth_failure: bool = True,
+        auth_limits: AuthLimits | None = None,
+        keys_poll_s: float = KEYS_POLL_S,
+        token_key: bytes | None = None,
+        spent_tokens: Any = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.venue = venue
         self.limits = limits = limits or Limits()
         self.admission = Admission(limits)
@@ -306,27 +334,31 @@ class Gateway:
         self.keys = keys
         self.metrics = metrics or Metrics()
         # token_key: tokens any gateway worker of the run accepts (see ``auth``)
-        self.auth = Authenticator(keys, limits=auth_limits, token_key=token_key,
-                                  spent=spent_tokens)
+        self.auth = Authenticator(keys, limits=auth_limits, token_key=token_key, spent=spent_tokens)
         keys.on_revoke.append(self._revoked)
         self.hub = Hub(venue, on_publish=self.metrics.notifications.inc)
-        self.limiter = limiter if limiter is not None else RateLimiter.from_engine(
-            venue.exchange.engine.config)
+        self.limiter = (
+            limiter
+            if limiter is not None
+            else RateLimiter.from_engine(venue.exchange.engine.config)
+        )
         self.dispatcher = Dispatcher(venue, self.auth, self.hub, self.limiter, self.metrics)
         if limits.shed_taking_at > 0 or limits.shed_all_at > 0:
-            self.dispatcher.set_shedding(Shedder(venue.exchange, limits.shed_taking_at,
-                                                 limits.shed_all_at))
+            self.dispatcher.set_shedding(
+                Shedder(venue.exchange, limits.shed_taking_at, limits.shed_all_at)
+            )
         self.log = logger()
         self.connections: set[Connection] = set()
         # every WebSocket frame takes its turn (``turns``), then ``_handle``
-        self.turns = Turns(self._handle, limits.max_frames_per_tick,
-                           limits.max_time_per_tick_s)
+        self.turns = Turns(self._handle, limits.max_frames_per_tick, limits.max_time_per_tick_s)
         self.dispatcher.on_tick_flush = self.turns.charge
         # the key poll: a revocation by another process (``derivex keys revoke``) reaches
         # sessions that never present a credential again within ``keys_poll_s``
         self._periodic: list[tuple[float, Callable[[], Any]]] = [
-            (flush_interval_s, self.hub.flush), (keys_poll_s, keys.refresh),
-            (10.0, self.admission.prune)]
+            (flush_interval_s, self.hub.flush),
+            (keys_poll_s, keys.refresh),
+            (10.0, self.admission.prune),
+        ]
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -334,8 +366,9 @@ class Gateway:
         self.url = ""
         venue.listeners.append(self._count_trades)
         venue.mergeable[self._count_trades] = lambda: True  # a sum: batches may merge
-        self.app = web.Application(client_max_size=MAX_FRAME_BYTES,
-                                   middlewares=[self._head_complete])
+        self.app = web.Application(
+            client_max_size=MAX_FRAME_BYTES, middlewares=[self._head_complete]
+        )
         self.app.router.add_route("GET", "/ws/api/v2", self._websocket)
         self.app.router.add_route("GET", "/ws/api/v2/", self._websocket)
         self.app.router.add_route("*", "/api/v2/{scope:public|private}/{name}", self._rest)
@@ -353,8 +386,11 @@ class Gateway:
         """Keys were revoked: their WebSockets lose their authentication and their
         subscriptions, get a ``session_closed`` notice and are closed (1008 "credentials
         revoked"). Orders they queued before are placed and answered first. O(connections)."""
-        doomed = [conn for conn in self.connections if conn.session.key is not None
-                  and conn.session.key.client_id in client_ids]
+        doomed = [
+            conn
+            for conn in self.connections
+            if conn.session.key is not None and conn.session.key.client_id in client_ids
+        ]
         if not doomed:
             return
         self.dispatcher.flush()  # (nothing when no order is queued)
@@ -372,17 +408,22 @@ class Gateway:
 
     # ---- lifecycle ----
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0, *,
-                    reuse_port: bool = False) -> str:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False
+    ) -> str:
         """Listen on ``host:port``; ``reuse_port``: share the port with other processes
         (``SO_REUSEPORT``; the gateway workers of ``derivex serve --workers``)."""
         idle = self.limits.idle_timeout_s
         head = self.limits.header_timeout_s
         # lingering: how long an unread request body is drained after the response (a
         # stalled body would hold the connection aiohttp's default 10 s more)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                     keepalive_timeout=idle if idle > 0 else 1e9,
-                                     lingering_time=min(head, 2.0) if head > 0 else 2.0)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=idle if idle > 0 else 1e9,
+            lingering_time=min(head, 2.0) if head > 0 else 2.0,
+        )
         self.gate = DurabilityGate.install(self.venue.exchange, asyncio.get_running_loop())
         await self._runner.setup()
         # (not a ``TCPSite``: every connection goes through the admission checks first)
@@ -390,8 +431,12 @@ class Gateway:
         handlers = self._runner.server
         assert handlers is not None  # (set up above)
         self._server = await loop.create_server(
-            self.admission.factory(handlers), host, port, reuse_address=True,
-            reuse_port=reuse_port or None)
+            self.admission.factory(handlers),
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+        )
         bound = self._server.sockets[0].getsockname()[1] if self._server.sockets else port
         self.url = f"http://{host}:{bound}"
         for interval, function in self._periodic:
@@ -412,8 +457,9 @@ class Gateway:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                self.log.exception("periodic task failed", task=getattr(function, "__name__",
-                                                                        "task"))
+                self.log.exception(
+                    "periodic task failed", task=getattr(function, "__name__", "task")
+                )
 
     async def stop(self) -> None:
         if self._revoked in self.keys.on_revoke:
@@ -452,16 +498,23 @@ class Gateway:
         try:
             return await asyncio.wait_for(request.read(), limit if limit > 0 else None)
         except TimeoutError:
-            raise web.HTTPRequestTimeout(text="request body not received in time",
-                                         headers={"Connection": "close"}) from None
+            raise web.HTTPRequestTimeout(
+                text="request body not received in time", headers={"Connection": "close"}
+            ) from None
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         beat = self.limits.ws_heartbeat_s
-        ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=HARD_FRAME_LIMIT,
-                                   decode_text=False, heartbeat=beat if beat > 0 else None)
+        ws = web.WebSocketResponse(
+            autoping=True,
+            compress=False,
+            max_msg_size=HARD_FRAME_LIMIT,
+            decode_text=False,
+            heartbeat=beat if beat > 0 else None,
+        )
         await ws.prepare(request)
-        conn = Connection(ws, request.transport, self.limits,
-                          self.admission.peer_of(request.transport))
+        conn = Connection(
+            ws, request.transport, self.limits, self.admission.peer_of(request.transport)
+        )
         conn.gate = self.gate
         self.connections.add(conn)
         self.metrics.connections.inc()
@@ -493,8 +546,12 @@ class Gateway:
         if answer is None:
             return  # an order: answered when the tick's batch is placed
         reply, method, ok = answer
-        if (not ok and method == "public/auth" and self.close_on_auth_failure
-                and _grant(data) == "client_signature"):
+        if (
+            not ok
+            and method == "public/auth"
+            and self.close_on_auth_failure
+            and _grant(data) == "client_signature"
+        ):
             # ccxt.pro raises inside its receive loop on an error frame and then hangs
             # until its ping timeout; a bare close fails it at once
             self.log.info("websocket auth failed: closing")
@@ -526,20 +583,30 @@ class Gateway:
         header = request.headers.get("Authorization")
         if header:
             try:
-                session.key = self.auth.from_header(header, request.method, request.raw_path,
-                                                    body, session.origin)
+                session.key = self.auth.from_header(
+                    header, request.method, request.raw_path, body, session.origin
+                )
                 session.tokens.extend(bearer_token(header))
             except RpcError as err:
                 self.metrics.request(name, "http", False, 0.0, err.code)
-                self.log.info("authentication failed", method=name[:64],
-                              reason=(err.data or {}).get("reason", ""))
+                self.log.info(
+                    "authentication failed",
+                    method=name[:64],
+                    reason=(err.data or {}).get("reason", ""),
+                )
                 return _json({"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}, 400)
-        reply, ok = self.dispatcher.handle(name, params, request_id, session, None, "http",
-                                           self.admission.peer_of(request.transport))
+        reply, ok = self.dispatcher.handle(
+            name,
+            params,
+            request_id,
+            session,
+            None,
+            "http",
+            self.admission.peer_of(request.transport),
+        )
         if self.gate is not None:
             await self.gate.wait()  # group commit: answered once what it did is durable
-        return web.Response(body=reply, status=200 if ok else 400,
-                            content_type="application/json")
+        return web.Response(body=reply, status=200 if ok else 400, content_type="application/json")
 
     async def _post(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -547,18 +614,22 @@ class Gateway:
         header = request.headers.get("Authorization")
         if header:
             try:
-                session.key = self.auth.from_header(header, "POST", request.raw_path,
-                                                    body.decode("utf-8", "replace"),
-                                                    session.origin)
+                session.key = self.auth.from_header(
+                    header,
+                    "POST",
+                    request.raw_path,
+                    body.decode("utf-8", "replace"),
+                    session.origin,
+                )
                 session.tokens.extend(bearer_token(header))
             except RpcError as err:
                 return _json({"jsonrpc": "2.0", "id": None, "error": err.to_json()}, 400)
-        reply, _, ok = self.dispatcher.frame(body, session, None, "http",
-                                             self.admission.peer_of(request.transport))
+        reply, _, ok = self.dispatcher.frame(
+            body, session, None, "http", self.admission.peer_of(request.transport)
+        )
         if self.gate is not None:
             await self.gate.wait()
-        return web.Response(body=reply, status=200 if ok else 400,
-                            content_type="application/json")
+        return web.Response(body=reply, status=200 if ok else 400, content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.metrics.orders_open.set(len(self.venue.orders))
@@ -569,9 +640,17 @@ class Gateway:
 
     async def _index(self, request: web.Request) -> web.Response:
         state = self.venue.exchange.engine.state
-        return _json({"name": "derivex", "api": "/api/v2", "websocket": "/ws/api/v2",
-                      "metrics": "/metrics", "instruments": len(self.venue.catalog),
-                      "accounts": int(state.counters[L.C_ACCOUNT_HWM])}, 200)
+        return _json(
+            {
+                "name": "derivex",
+                "api": "/api/v2",
+                "websocket": "/ws/api/v2",
+                "metrics": "/metrics",
+                "instruments": len(self.venue.catalog),
+                "accounts": int(state.counters[L.C_ACCOUNT_HWM]),
+            },
+            200,
+        )
 
 
 class _InlineQueue(WebSocketDataQueue):  # type: ignore[misc, valid-type]
@@ -580,8 +659,13 @@ class _InlineQueue(WebSocketDataQueue):  # type: ignore[misc, valid-type]
     instead of being queued for ``receive()``. Control frames (close, ping, pong, errors)
     still go through the queue to the connection's receive loop."""
 
-    def __init__(self, protocol: Any, limit: int, loop: asyncio.AbstractEventLoop,
-                 on_message: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        protocol: Any,
+        limit: int,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[bytes], None],
+    ) -> None:
         super().__init__(protocol, limit, loop=loop)
         self.on_message = on_message
 
@@ -595,8 +679,9 @@ class _InlineQueue(WebSocketDataQueue):  # type: ignore[misc, valid-type]
 _DATA_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
-def attach_inline(ws: web.WebSocketResponse, request: web.Request,
-                  on_message: Callable[[bytes], None]) -> bool:
+def attach_inline(
+    ws: web.WebSocketResponse, request: web.Request, on_message: Callable[[bytes], None]
+) -> bool:
     """Have ``ws``'s data frames delivered to ``on_message`` synchronously, as they are
     parsed, instead of through ``async for message in ws``: no future, task switch and
     ``receive()`` per message (measured: bench/gateway_bench.py). This replaces aiohttp's
@@ -606,9 +691,13 @@ def attach_inline(ws: web.WebSocketResponse, request: web.Request,
     the upgrade request) are handed over in order."""
     old = getattr(ws, "_reader", None)
     protocol = getattr(request, "_protocol", None)
-    if (not isinstance(old, WebSocketDataQueue) or type(old) is not WebSocketDataQueue
-            or protocol is None or getattr(protocol, "_payload_parser", None) is None
-            or getattr(ws, "_parser", None) is not protocol._payload_parser):
+    if (
+        not isinstance(old, WebSocketDataQueue)
+        or type(old) is not WebSocketDataQueue
+        or protocol is None
+        or getattr(protocol, "_payload_parser", None) is None
+        or getattr(ws, "_parser", None) is not protocol._payload_parser
+    ):
         return False
     traced: TracedParser | None = None
     if TRACE is not None:
@@ -618,6 +707,7 @@ def attach_inline(ws: web.WebSocketResponse, request: web.Request,
             assert traced is not None
             traced.frames += 1
             deliver(data)
+
     queue = _InlineQueue(protocol, old._limit // 2, asyncio.get_running_loop(), on_message)
     parser: Any = WebSocketReader(queue, HARD_FRAME_LIMIT, compress=False, decode_text=False)
     if TRACE is not None:
@@ -662,19 +752,35 @@ def _post_params(body: str) -> tuple[dict[str, Any], Any, dict[str, Any] | None]
     try:
         message = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return {}, None, {"jsonrpc": "2.0", "id": None,
-                          "error": RpcError(PARSE_ERROR, "Parse error").to_json()}
+        return (
+            {},
+            None,
+            {"jsonrpc": "2.0", "id": None, "error": RpcError(PARSE_ERROR, "Parse error").to_json()},
+        )
     if not isinstance(message, dict):
-        return {}, None, {"jsonrpc": "2.0", "id": None,
-                          "error": RpcError(INVALID_REQUEST, "Invalid Request").to_json()}
+        return (
+            {},
+            None,
+            {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": RpcError(INVALID_REQUEST, "Invalid Request").to_json(),
+            },
+        )
     # a JSON-RPC body carries "params"; a plain object is the parameters themselves
     # (less any envelope keys, which are no method's parameters)
-    params = message["params"] if "params" in message else {
-        key: value for key, value in message.items() if key not in _ENVELOPE}
+    params = (
+        message["params"]
+        if "params" in message
+        else {key: value for key, value in message.items() if key not in _ENVELOPE}
+    )
     request_id = message.get("id")
     if not isinstance(params, dict):
-        return {}, request_id, {"jsonrpc": "2.0", "id": None,
-                                "error": RpcError(-32602, "Invalid params").to_json()}
+        return (
+            {},
+            request_id,
+            {"jsonrpc": "2.0", "id": None, "error": RpcError(-32602, "Invalid params").to_json()},
+        )
     return params, request_id if isinstance(request_id, int | str) else None, None
 
 
@@ -689,15 +795,17 @@ class GatewayThread:
     """A gateway on its own event loop in a daemon thread. ``call(fn)`` runs ``fn`` on that
     loop (the venue's only thread) and returns its result."""
 
-    def __init__(self, build: Callable[[], Gateway], host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, build: Callable[[], Gateway], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._build = build
         self._host, self._port = host, port
         self.loop = asyncio.new_event_loop()
         self.gateway: Gateway | None = None
         self.url = ""
-        self._thread = threading.Thread(target=self.loop.run_forever, name="derivex-gateway",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="derivex-gateway", daemon=True
+        )
 
     def start(self) -> str:
         self._thread.start()

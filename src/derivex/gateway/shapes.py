@@ -22,8 +22,9 @@ def _price_or_none(spec: InstrumentSpec, ticks: int) -> float | None:
     return spec.price(ticks) if ticks else None
 
 
-def levels(venue: Venue, spec: InstrumentSpec, depth: int) -> tuple[list[list[float]],
-                                                                       list[list[float]]]:
+def levels(
+    venue: Venue, spec: InstrumentSpec, depth: int
+) -> tuple[list[list[float]], list[list[float]]]:
     """``[[price, amount], ...]`` per side, best first."""
     book = venue.exchange.depth(spec.instrument, depth)
     bids = [[spec.price(p), spec.amount(q)] for p, q, _ in book.bids]
@@ -58,9 +59,14 @@ def stats(venue: Venue, spec: InstrumentSpec, now_ms: int) -> dict[str, Any]:
         first = trade.price_ticks
         last = last or trade.price_ticks
     change = round((last - first) / first * 100, 4) if first else 0.0
-    return {"high": _price_or_none(spec, high or 0), "low": _price_or_none(spec, low or 0),
-            "volume": spec.amount(volume), "volume_usd": notional,
-            "volume_notional": notional, "price_change": change}
+    return {
+        "high": _price_or_none(spec, high or 0),
+        "low": _price_or_none(spec, low or 0),
+        "volume": spec.amount(volume),
+        "volume_usd": notional,
+        "volume_notional": notional,
+        "price_change": change,
+    }
 
 
 def open_interest_lots(venue: Venue, instrument: int) -> int:
@@ -99,10 +105,15 @@ def ticker(venue: Venue, spec: InstrumentSpec) -> dict[str, Any]:
         rate = funding_rate(venue, spec)
         data.update(funding_8h=rate, current_funding=rate, interest_value=0.0)
     else:
-        data.update(underlying_price=spec.price(index), underlying_index=f"{spec.base}-USDC",
-                    interest_rate=0.0, mark_iv=venue.mark_iv(spec.instrument),
-                    bid_iv=0.0, ask_iv=0.0,
-                    greeks=venue.greeks(spec.instrument))
+        data.update(
+            underlying_price=spec.price(index),
+            underlying_index=f"{spec.base}-USDC",
+            interest_rate=0.0,
+            mark_iv=venue.mark_iv(spec.instrument),
+            bid_iv=0.0,
+            ask_iv=0.0,
+            greeks=venue.greeks(spec.instrument),
+        )
     return data
 
 
@@ -152,14 +163,21 @@ def order(record: OrderRecord, catalog: Catalog) -> dict[str, Any]:
     return data
 
 
-def _order_template(record: OrderRecord, spec: InstrumentSpec,
-                    catalog: Catalog) -> dict[str, Any]:
+def _order_template(record: OrderRecord, spec: InstrumentSpec, catalog: Catalog) -> dict[str, Any]:
     """The order object's fields fixed by ``record``'s kind, the others as placeholders
     (in Deribit's key order); shared through ``catalog.order_templates`` (and then
     ``record.template``) while there are fewer than ``ORDER_TEMPLATES`` kinds."""
-    key = (record.instrument, record.side, record.order_type, record.time_in_force,
-           record.post_only, record.reject_post_only, record.reduce_only, record.quote,
-           record.label)
+    key = (
+        record.instrument,
+        record.side,
+        record.order_type,
+        record.time_in_force,
+        record.post_only,
+        record.reject_post_only,
+        record.reduce_only,
+        record.quote,
+        record.label,
+    )
     template = catalog.order_templates.get(key)
     if template is None:
         template = {
@@ -251,8 +269,7 @@ def user_trade(trade: Trade, account: int, venue: Venue) -> dict[str, Any]:
 _BUY = int(Side.BUY)
 
 
-def position(venue: Venue, spec: InstrumentSpec, qty_lots: int,
-             basis_units: int) -> dict[str, Any]:
+def position(venue: Venue, spec: InstrumentSpec, qty_lots: int, basis_units: int) -> dict[str, Any]:
     mark = mark_ticks(venue, spec)
     value = mark * qty_lots * spec.contract_value_units
     floating = (value - basis_units) / UNITS_PER_USDC if qty_lots else 0.0
@@ -281,8 +298,9 @@ def position(venue: Venue, spec: InstrumentSpec, qty_lots: int,
     }
 
 
-def positions(venue: Venue, account: int, currency: str | None = None,
-              kind: str | None = None) -> list[dict[str, Any]]:
+def positions(
+    venue: Venue, account: int, currency: str | None = None, kind: str | None = None
+) -> list[dict[str, Any]]:
     wanted = {spec.instrument for spec in venue.catalog.matching(currency, kind)}
     result = []
     for pos in venue.exchange.positions(account):

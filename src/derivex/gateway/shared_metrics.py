@@ -72,8 +72,10 @@ class WorkerMetrics(Metrics):
     def _labelled(self, text: bytes) -> Iterator[Metric]:
         label = str(self.worker)
         for family in text_string_to_metric_families(text.decode()):
-            family.samples = [sample._replace(labels={**sample.labels, "worker": label})
-                              for sample in family.samples]
+            family.samples = [
+                sample._replace(labels={**sample.labels, "worker": label})
+                for sample in family.samples
+            ]
             yield family
 
 

@@ -20,8 +20,20 @@ from prometheus_client.utils import floatToGoString
 
 from derivex.gateway.methods import METHODS
 
-SECRET_FIELDS = frozenset({"client_secret", "secret", "signature", "sig", "authorization",
-                           "access_token", "refresh_token", "token", "password", "params"})
+SECRET_FIELDS = frozenset(
+    {
+        "client_secret",
+        "secret",
+        "signature",
+        "sig",
+        "authorization",
+        "access_token",
+        "refresh_token",
+        "token",
+        "password",
+        "params",
+    }
+)
 
 
 def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +51,9 @@ class _MessageOnly(logging.Formatter):
         return record.getMessage()
 
 
-def configure_logging(stream: IO[str] | None = None, level: int = logging.INFO,
-                      json: bool = True) -> structlog.stdlib.BoundLogger:
+def configure_logging(
+    stream: IO[str] | None = None, level: int = logging.INFO, json: bool = True
+) -> structlog.stdlib.BoundLogger:
     """JSON lines (or console lines) to ``stream`` (stderr by default)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_MessageOnly())
@@ -48,12 +61,18 @@ def configure_logging(stream: IO[str] | None = None, level: int = logging.INFO,
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    renderer: Any = (structlog.processors.JSONRenderer() if json
-                     else structlog.dev.ConsoleRenderer(colors=False))
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, structlog.stdlib.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True), redact,
-                    structlog.processors.format_exc_info, renderer],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
@@ -90,14 +109,19 @@ class _RequestStats:
         self.latency: dict[str, tuple[list[int], list[int]]] = {}
 
     def collect(self) -> Any:
-        requests = CounterMetricFamily("derivex_gateway_requests", "JSON-RPC requests answered",
-                                       labels=["method", "transport", "outcome"])
+        requests = CounterMetricFamily(
+            "derivex_gateway_requests",
+            "JSON-RPC requests answered",
+            labels=["method", "transport", "outcome"],
+        )
         for key, count in self.counts.items():
             requests.add_metric(list(key), count)
         yield requests
-        latency = HistogramMetricFamily("derivex_gateway_request_seconds",
-                                        "time to answer a request (parse to reply)",
-                                        labels=["transport"])
+        latency = HistogramMetricFamily(
+            "derivex_gateway_request_seconds",
+            "time to answer a request (parse to reply)",
+            labels=["transport"],
+        )
         for transport, (counts, total) in self.latency.items():
             cumulative, buckets = 0, []
             for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
@@ -105,8 +129,9 @@ class _RequestStats:
                 buckets.append((floatToGoString(bound), cumulative))
             latency.add_metric([transport], buckets, total[0] / 1e9)
         yield latency
-        errors = CounterMetricFamily("derivex_gateway_errors", "error replies by code",
-                                     labels=["code"])
+        errors = CounterMetricFamily(
+            "derivex_gateway_errors", "error replies by code", labels=["code"]
+        )
         for code, count in self.errors.items():
             errors.add_metric([str(code)], count)
         yield errors
@@ -123,17 +148,19 @@ class Metrics:
         r = self.registry
         self._stats = _RequestStats(lambda: self.trades_matched)
         r.register(self._stats)  # type: ignore[arg-type]
-        self.connections = Gauge("derivex_gateway_websockets", "open WebSocket connections",
-                                 registry=r)
-        self.notifications = Counter("derivex_gateway_notifications",
-                                     "subscription frames queued to clients", registry=r)
+        self.connections = Gauge(
+            "derivex_gateway_websockets", "open WebSocket connections", registry=r
+        )
+        self.notifications = Counter(
+            "derivex_gateway_notifications", "subscription frames queued to clients", registry=r
+        )
         self.trades_matched = 0  # exported as derivex_trades_total when scraped
-        self.orders_open = Gauge("derivex_orders_open", "open orders known to the gateway",
-                                 registry=r)
+        self.orders_open = Gauge(
+            "derivex_orders_open", "open orders known to the gateway", registry=r
+        )
         self.engine_seq = Gauge("derivex_engine_seq", "last sequenced command", registry=r)
 
-    def request(self, method: str, transport: str, ok: bool, seconds: float,
-                code: int = 0) -> None:
+    def request(self, method: str, transport: str, ok: bool, seconds: float, code: int = 0) -> None:
         stats = self._stats
         key = (method if method in METHODS else "unknown", transport, "ok" if ok else "error")
         counts = stats.counts
@@ -144,8 +171,9 @@ class Metrics:
         if not ok:
             stats.errors[code] = stats.errors.get(code, 0) + 1
 
-    def answered(self, transport: str, methods: list[str], started_ns: list[int],
-                 out_ns: int) -> None:
+    def answered(
+        self, transport: str, methods: list[str], started_ns: list[int], out_ns: int
+    ) -> None:
         """``request(methods[i], transport, True, (out_ns - started_ns[i]) / 1e9)`` for a
         batch of successes answered together at ``out_ns`` (wall-clock ns). Cost: a C-level
         count per distinct method, then one bisection and one addition per request

@@ -28,9 +28,14 @@ def _summary(values: list[float]) -> dict[str, Any]:
         return {"n": 0}
     ordered = sorted(values)
     n = len(ordered)
-    return {"n": n, "p50": round(ordered[n // 2], 3), "p90": round(ordered[n * 9 // 10], 3),
-            "p99": round(ordered[min(n - 1, n * 99 // 100)], 3), "max": round(ordered[-1], 3),
-            "mean": round(sum(ordered) / n, 3)}
+    return {
+        "n": n,
+        "p50": round(ordered[n // 2], 3),
+        "p90": round(ordered[n * 9 // 10], 3),
+        "p99": round(ordered[min(n - 1, n * 99 // 100)], 3),
+        "max": round(ordered[-1], 3),
+        "mean": round(sum(ordered) / n, 3),
+    }
 
 
 class Trace:
@@ -56,14 +61,17 @@ class Trace:
         self._loop.call_later(1.0, self._dump)
         dispatcher, turns = gateway.dispatcher, gateway.turns
         import gc
+
         gc.callbacks.append(self._gc)
         self._gc_start = 0.0
         dispatcher.flush = self.timed("flush", dispatcher.flush)
         dispatcher._end_tick = self.timed("end_tick", dispatcher._end_tick)
         turns._unpark = self.timed("unpark", turns._unpark)
         from derivex.gateway import server
-        server.Connection.write_pending = self.timed("write_pending",
-                                                     server.Connection.write_pending)
+
+        server.Connection.write_pending = self.timed(
+            "write_pending", server.Connection.write_pending
+        )
 
     def _gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -81,6 +89,7 @@ class Trace:
                 return function(*args)
             finally:
                 self.calls.setdefault(name, []).append((perf_counter() - start) * 1000)
+
         del times
         return call
 
@@ -93,12 +102,14 @@ class Trace:
         self._loop.call_later(TIMER_S, self._timer)
 
     def _dump(self) -> None:
-        window = {"t": round(perf_counter(), 1),
-                  "timer_late_ms": _summary(self.late),
-                  "feed_bytes": _summary(self.feed_bytes),
-                  "feed_frames": _summary(self.feed_frames),
-                  "feed_ms": _summary(self.feed_ms),
-                  "cancel_ms": _summary(self.cancel_ms)}
+        window = {
+            "t": round(perf_counter(), 1),
+            "timer_late_ms": _summary(self.late),
+            "feed_bytes": _summary(self.feed_bytes),
+            "feed_frames": _summary(self.feed_frames),
+            "feed_ms": _summary(self.feed_ms),
+            "cancel_ms": _summary(self.cancel_ms),
+        }
         for name, values in self.calls.items():
             window[name + "_ms"] = _summary(values)
             window[name + "_total_ms"] = round(sum(values))

@@ -52,8 +52,9 @@ class Turns:
     """The per-tick budgets of one server. Cost per frame: two clock reads and a few
     attribute updates."""
 
-    def __init__(self, handle: Callable[[Any, bytes], None], frames_per_tick: int,
-                 time_per_tick_s: float) -> None:
+    def __init__(
+        self, handle: Callable[[Any, bytes], None], frames_per_tick: int, time_per_tick_s: float
+    ) -> None:
         self.handle = handle
         self.frames_per_tick = frames_per_tick if frames_per_tick > 0 else 1 << 62
         self.time_per_tick_s = time_per_tick_s if time_per_tick_s > 0 else float("inf")
@@ -70,8 +71,9 @@ class Turns:
         if conn.tick != self.tick:
             conn.tick, conn.tick_frames = self.tick, 0
         conn.tick_frames += 1
-        if ((conn.tick_frames > self.frames_per_tick or self._used_s > self.time_per_tick_s)
-                and (conn.parked or not is_cancel(data))):
+        if (conn.tick_frames > self.frames_per_tick or self._used_s > self.time_per_tick_s) and (
+            conn.parked or not is_cancel(data)
+        ):
             self._park(conn, data)
             return
         start = perf_counter()
@@ -119,6 +121,9 @@ class Turns:
             parked.clear()
         elif parked:
             asyncio.get_running_loop().call_soon(self._unpark, conn)
-        elif (not conn.writes_paused and conn.transport is not None
-              and not conn.transport.is_closing()):
+        elif (
+            not conn.writes_paused
+            and conn.transport is not None
+            and not conn.transport.is_closing()
+        ):
             conn.transport.resume_reading()

@@ -235,8 +235,15 @@ class _Pending:
 class Venue:
     """The gateway's state around one ``Exchange`` (see the module docstring)."""
 
-    def __init__(self, exchange: Exchange, catalog: Catalog, *, history: int = 10_000,
-                 closed_orders: int = 200_000, labels: SharedLabels | None = None) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        catalog: Catalog,
+        *,
+        history: int = 10_000,
+        closed_orders: int = 200_000,
+        labels: SharedLabels | None = None,
+    ) -> None:
         self.exchange = exchange
         self.catalog = catalog
         #: told of every command's ``Update`` as its events are walked
@@ -305,8 +312,9 @@ class Venue:
         try:
             layout.pack_into(self._buffer, 16, *values)
         except struct.error:  # a value outside its field (int64 prices, quantities)
-            raise invalid_params("amount" if layout is _PLACE else "order", "out of range") \
-                from None
+            raise invalid_params(
+                "amount" if layout is _PLACE else "order", "out of range"
+            ) from None
         try:
             return self.exchange.submit(self._command)
         except OutcomeUnknown as unknown:
@@ -314,17 +322,39 @@ class Venue:
             order_id = int(self._command["order_id"][0])
             raise _outcome_unknown({"order_id": order_id} if order_id else {}) from None
 
-    def place(self, account: int, spec: InstrumentSpec, side: str, qty_lots: int,
-              price_ticks: int = 0, *, order_type: str = "limit", time_in_force: str = "gtc",
-              post_only: bool = False, reject_post_only: bool = False,
-              reduce_only: bool = False, label: str = "") -> tuple[OrderRecord, list[Trade]]:
+    def place(
+        self,
+        account: int,
+        spec: InstrumentSpec,
+        side: str,
+        qty_lots: int,
+        price_ticks: int = 0,
+        *,
+        order_type: str = "limit",
+        time_in_force: str = "gtc",
+        post_only: bool = False,
+        reject_post_only: bool = False,
+        reduce_only: bool = False,
+        label: str = "",
+    ) -> tuple[OrderRecord, list[Trade]]:
         """Place an order; returns its record and the trades it took part in. Raises
         ``RpcError`` with the mapped code when the engine rejects it."""
-        flags = ((OrderFlag.POST_ONLY if post_only else 0)
-                 | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
-                 | (OrderFlag.REDUCE_ONLY if reduce_only else 0))
-        order = PlaceOrder(account, spec.instrument, SIDES[side], qty_lots, price_ticks,
-                           order_type, time_in_force, flags, label)
+        flags = (
+            (OrderFlag.POST_ONLY if post_only else 0)
+            | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
+            | (OrderFlag.REDUCE_ONLY if reduce_only else 0)
+        )
+        order = PlaceOrder(
+            account,
+            spec.instrument,
+            SIDES[side],
+            qty_lots,
+            price_ticks,
+            order_type,
+            time_in_force,
+            flags,
+            label,
+        )
         (result,) = self.place_many([order])
         if isinstance(result, Exception):
             raise result
@@ -356,10 +386,20 @@ class Venue:
         at = 0  # records packed
         for i, order in enumerate(orders):
             try:
-                pack(buffer, size * at + 16, _PLACE_ORDER, order.side, types[order.order_type],
-                     tifs[order.time_in_force], order.flags, order.account, order.instrument,
-                     order.price_ticks, order.qty_lots,
-                     labels.key(order.label) if labels is not None and order.label else 0)
+                pack(
+                    buffer,
+                    size * at + 16,
+                    _PLACE_ORDER,
+                    order.side,
+                    types[order.order_type],
+                    tifs[order.time_in_force],
+                    order.flags,
+                    order.account,
+                    order.instrument,
+                    order.price_ticks,
+                    order.qty_lots,
+                    labels.key(order.label) if labels is not None and order.label else 0,
+                )
             except (struct.error, KeyError, TypeError):
                 # the gateway checks ranges first; an order that still does not fit its
                 # record fails alone (its slot is overwritten by the next, or cut off)
@@ -373,24 +413,42 @@ class Venue:
         if at == 0:
             return iter([failed[i] for i in range(len(orders))]) if failed else iter(())
         if at < len(orders):
-            del buffer[size * at:]
-        sequenced = orders if failed is None else \
-            [order for i, order in enumerate(orders) if i not in failed]
+            del buffer[size * at :]
+        sequenced = (
+            orders
+            if failed is None
+            else [order for i, order in enumerate(orders) if i not in failed]
+        )
         commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE)
         merge = self.merges_batches()
         try:
             events = self.exchange.submit(commands)
         except OutcomeUnknown as unknown:
-            self._unresolved(unknown, [_Pending(o.order_type, TIF_NAMES[o.time_in_force],
-                                                o.flags, o.label) for o in sequenced])
-            return iter([failed[i] if failed is not None and i in failed else
-                         _outcome_unknown({"label": o.label} if o.label else {})
-                         for i, o in enumerate(orders)])
+            self._unresolved(
+                unknown,
+                [
+                    _Pending(o.order_type, TIF_NAMES[o.time_in_force], o.flags, o.label)
+                    for o in sequenced
+                ],
+            )
+            return iter(
+                [
+                    failed[i]
+                    if failed is not None and i in failed
+                    else _outcome_unknown({"label": o.label} if o.label else {})
+                    for i, o in enumerate(orders)
+                ]
+            )
         # a submission can come back in several engine batches (others' in between): each
         # command has its own stamped seq, not first + position
-        return self._results(orders, commands["seq"].tolist(),
-                             events.view(np.int64).reshape(-1, 8).tolist(), merge,
-                             (commands["ts_ns"] // 1_000_000).tolist(), failed)
+        return self._results(
+            orders,
+            commands["seq"].tolist(),
+            events.view(np.int64).reshape(-1, 8).tolist(),
+            merge,
+            (commands["ts_ns"] // 1_000_000).tolist(),
+            failed,
+        )
 
     def _unresolved(self, unknown: OutcomeUnknown, pendings: list[_Pending]) -> None:
         """Remember what the venue knew of commands whose outcome is unknown, until their
@@ -399,9 +457,15 @@ class Venue:
             self.unresolved[unknown.first_position + k] = pendings[k]
         self.walk_deferred()
 
-    def _results(self, orders: list[PlaceOrder], seqs: list[int], rows: list[list[int]],
-                 merge: bool, stamps_ms: list[int], failed: dict[int, RpcError] | None
-                 ) -> Iterator[Placed | RpcError | Exception]:
+    def _results(
+        self,
+        orders: list[PlaceOrder],
+        seqs: list[int],
+        rows: list[list[int]],
+        merge: bool,
+        stamps_ms: list[int],
+        failed: dict[int, RpcError] | None,
+    ) -> Iterator[Placed | RpcError | Exception]:
         start, total = 0, len(rows)
         pendings = self._pendings
         deferred = self.deferred
@@ -425,8 +489,9 @@ class Venue:
             key = (order.order_type, order.time_in_force, order.flags, order.label)
             pending = pendings.get(key)
             if pending is None:
-                pending = _Pending(order.order_type, TIF_NAMES[order.time_in_force],
-                                   order.flags, order.label)
+                pending = _Pending(
+                    order.order_type, TIF_NAMES[order.time_in_force], order.flags, order.label
+                )
                 if not order.label:  # unlabelled kinds are few: keep them
                     pendings[key] = pending
             try:
@@ -471,30 +536,41 @@ class Venue:
             return False
         return True
 
-    def edit(self, account: int, order_id: int, amount_lots: int,
-             price_ticks: int | None) -> tuple[OrderRecord, list[Trade]]:
+    def edit(
+        self, account: int, order_id: int, amount_lots: int, price_ticks: int | None
+    ) -> tuple[OrderRecord, list[Trade]]:
         """Deribit's edit: ``amount_lots`` is the new total amount (filled included)."""
         record = self._open_record(account, order_id)
         remaining = amount_lots - record.filled_lots
         if remaining <= 0:
-            raise RpcError(INVALID_AMOUNT, "invalid_amount",
-                           {"param": "amount", "reason": "not above the filled amount"})
+            raise RpcError(
+                INVALID_AMOUNT,
+                "invalid_amount",
+                {"param": "amount", "reason": "not above the filled amount"},
+            )
         price = record.price_ticks if price_ticks is None else price_ticks
-        update = self.apply(self._submit(_TARGET, CommandKind.AMEND_ORDER, account, 0,
-                                         order_id, price, remaining), self._stamped_ms())
+        update = self.apply(
+            self._submit(_TARGET, CommandKind.AMEND_ORDER, account, 0, order_id, price, remaining),
+            self._stamped_ms(),
+        )
         self._accepted(update)
         return self._record(order_id), self._own_trades(update, order_id)
 
     def cancel(self, account: int, order_id: int) -> OrderRecord:
         self._open_record(account, order_id)
-        self._accepted(self.apply(self._submit(_TARGET, CommandKind.CANCEL_ORDER, account, 0,
-                                               order_id, 0, 0), self._stamped_ms()))
+        self._accepted(
+            self.apply(
+                self._submit(_TARGET, CommandKind.CANCEL_ORDER, account, 0, order_id, 0, 0),
+                self._stamped_ms(),
+            )
+        )
         return self._record(order_id)
 
     def cancel_all(self, account: int, instrument: int | None = None) -> int:
         kind = CommandKind.CANCEL_ALL if instrument is None else CommandKind.CANCEL_ALL_INSTRUMENT
-        update = self.apply(self._submit(_TARGET, kind, account, instrument or 0, 0, 0, 0),
-                            self._stamped_ms())
+        update = self.apply(
+            self._submit(_TARGET, kind, account, instrument or 0, 0, 0, 0), self._stamped_ms()
+        )
         self._accepted(update)
         return update.first_qty
 
@@ -558,7 +634,8 @@ class Venue:
         if view is not None:
             return view[1]
         return self.option_greeks.get(
-            instrument, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0, "rho": 0.0})
+            instrument, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0, "rho": 0.0}
+        )
 
     def _engine_view(self, instrument: int) -> tuple[float, dict[str, float]] | None:
         state = self.exchange.engine.state.ins_i8
@@ -584,8 +661,11 @@ class Venue:
         return record
 
     def open_orders(self, account: int, instruments: set[int] | None = None) -> list[OrderRecord]:
-        return [record for record in self.exchange_open(account)
-                if instruments is None or record.instrument in instruments]
+        return [
+            record
+            for record in self.exchange_open(account)
+            if instruments is None or record.instrument in instruments
+        ]
 
     def exchange_open(self, account: int) -> list[OrderRecord]:
         """Open orders of the account, oldest first (engine order of placement)."""
@@ -627,8 +707,13 @@ class Venue:
         gateway worker's clock may already be past it: others' batches)."""
         return int(self._command["ts_ns"][0]) // 1_000_000
 
-    def defer_frame(self, commands: np.ndarray, events: np.ndarray, ts_ns: int,
-                    first_position: int | None = None) -> None:
+    def defer_frame(
+        self,
+        commands: np.ndarray,
+        events: np.ndarray,
+        ts_ns: int,
+        first_position: int | None = None,
+    ) -> None:
         """Queue a batch sequenced elsewhere (another worker's; or, with
         ``first_position``, this submitter's commands from that position on whose outcome
         was unknown) to be walked in seq order with the venue's own commands: before a
@@ -652,8 +737,13 @@ class Venue:
             count += 1
         return count
 
-    def apply_frame(self, commands: np.ndarray, events: np.ndarray, ts_ns: int | None = None,
-                    first_position: int | None = None) -> None:
+    def apply_frame(
+        self,
+        commands: np.ndarray,
+        events: np.ndarray,
+        ts_ns: int | None = None,
+        first_position: int | None = None,
+    ) -> None:
         """Walk a batch sequenced by someone else (another gateway worker): command by
         command, each order's type, time in force and flags read from its command record
         (the label from its key in the record, with ``labels``; for a batch of this
@@ -686,18 +776,30 @@ class Venue:
             if end > start:
                 if pending is None:
                     label = ""
-                    if keys is not None and commands_of is not None and keys[k] and (
-                            commands_of[k] in (_PLACE_ORDER, _MASS_QUOTE)):
+                    if (
+                        keys is not None
+                        and commands_of is not None
+                        and keys[k]
+                        and (commands_of[k] in (_PLACE_ORDER, _MASS_QUOTE))
+                    ):
                         label = labels.name(keys[k])  # type: ignore[union-attr]
-                    pending = _Pending(_ORDER_TYPE_NAMES.get(kinds[k], "limit"),
-                                       _TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
-                                       flags[k], label)
+                    pending = _Pending(
+                        _ORDER_TYPE_NAMES.get(kinds[k], "limit"),
+                        _TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
+                        flags[k],
+                        label,
+                    )
                 self._walk(rows[start:end], pending, now)
             start = end
 
-    def _walk(self, rows: list[list[int]], pending: _Pending, now: int,
-              prices: dict[int, tuple[int, int]] | None = None,
-              into: Update | None = None) -> Update:
+    def _walk(
+        self,
+        rows: list[list[int]],
+        pending: _Pending,
+        now: int,
+        prices: dict[int, tuple[int, int]] | None = None,
+        into: Update | None = None,
+    ) -> Update:
         """Apply one command's (or batch's) event rows and tell the listeners; returns
         the ``Update``. ``prices``: a cache of the trades' (mark, index) per instrument,
         for walks during which neither can change (None: read for every trade).
@@ -736,20 +838,49 @@ class Venue:
                     maker = (account, order_id, fee)
                 else:
                     fill_index += 1
-                    update.trades.append(self._trade(
-                        seq, fill_index, instrument, now, price, qty, (word >> 16) & 0xFF,
-                        maker, account, order_id, fee, prices))
+                    update.trades.append(
+                        self._trade(
+                            seq,
+                            fill_index,
+                            instrument,
+                            now,
+                            price,
+                            qty,
+                            (word >> 16) & 0xFF,
+                            maker,
+                            account,
+                            order_id,
+                            fee,
+                            prices,
+                        )
+                    )
                     maker = None
                 books.add(instrument)
             elif kind == _ACCEPTED:
                 command = (word >> 8) & 0xFF
-                if command == _PLACE_ORDER or (
-                        command == _MASS_QUOTE and order_id):
+                if command == _PLACE_ORDER or (command == _MASS_QUOTE and order_id):
                     record = OrderRecord(
-                        order_id, account, instrument, (word >> 16) & 0xFF, pending.order_type,
-                        pending.time_in_force, pending.post_only, pending.reject_post_only,
-                        pending.reduce_only, command == _MASS_QUOTE,
-                        pending.label, price, qty, 0, 0, 0, "open", "", now, now)
+                        order_id,
+                        account,
+                        instrument,
+                        (word >> 16) & 0xFF,
+                        pending.order_type,
+                        pending.time_in_force,
+                        pending.post_only,
+                        pending.reject_post_only,
+                        pending.reduce_only,
+                        command == _MASS_QUOTE,
+                        pending.label,
+                        price,
+                        qty,
+                        0,
+                        0,
+                        0,
+                        "open",
+                        "",
+                        now,
+                        now,
+                    )
                     self.orders[order_id] = record
                     update.orders[order_id] = record
                     update.last_placed = record
@@ -787,9 +918,21 @@ class Venue:
             into.books |= books
         return update
 
-    def _trade(self, seq: int, index: int, instrument: int, now: int, price: int, qty: int,
-               side: int, maker: tuple[int, int, int], taker_account: int, taker_order: int,
-               taker_fee: int, prices: dict[int, tuple[int, int]] | None) -> Trade:
+    def _trade(
+        self,
+        seq: int,
+        index: int,
+        instrument: int,
+        now: int,
+        price: int,
+        qty: int,
+        side: int,
+        maker: tuple[int, int, int],
+        taker_account: int,
+        taker_order: int,
+        taker_fee: int,
+        prices: dict[int, tuple[int, int]] | None,
+    ) -> Trade:
         """Record the trade of a maker fill (``maker``: account, order, fee) and the taker
         fill after it: sequence, tick direction, the public and both accounts' histories."""
         trade_seq = self._trade_seq.get(instrument, 0) + 1
@@ -800,14 +943,31 @@ class Venue:
         marks = prices.get(instrument) if prices is not None else None
         if marks is None:
             spec = self.catalog.by_id.get(instrument)
-            marks = (self.mark_ticks(instrument),
-                     self.index_ticks(spec.base) if spec is not None else 0)
+            marks = (
+                self.mark_ticks(instrument),
+                self.index_ticks(spec.base) if spec is not None else 0,
+            )
             if prices is not None:
                 prices[instrument] = marks
         maker_account = maker[0]
-        trade = Trade(f"{seq}-{index}", trade_seq, instrument, now, price, qty, side,
-                      tick_direction, maker_account, maker[1], maker[2], taker_account,
-                      taker_order, taker_fee, marks[0], marks[1])
+        trade = Trade(
+            f"{seq}-{index}",
+            trade_seq,
+            instrument,
+            now,
+            price,
+            qty,
+            side,
+            tick_direction,
+            maker_account,
+            maker[1],
+            maker[2],
+            taker_account,
+            taker_order,
+            taker_fee,
+            marks[0],
+            marks[1],
+        )
         size = self._history
         history = self.public_trades.get(instrument)
         if history is None:
@@ -869,13 +1029,19 @@ class Venue:
                 if info.order_id in self.orders:
                     continue
                 self.orders[info.order_id] = OrderRecord(
-                    info.order_id, account, info.instrument, int(info.side),
+                    info.order_id,
+                    account,
+                    info.instrument,
+                    int(info.side),
                     post_only=bool(info.flags & OrderFlag.POST_ONLY),
                     reduce_only=bool(info.flags & OrderFlag.REDUCE_ONLY),
                     quote=bool(info.flags & OrderFlag.QUOTE),
                     label=self.labels.name(info.label) if self.labels is not None else "",
                     price_ticks=info.price_ticks,
-                    amount_lots=info.remaining_lots, created_ms=now, updated_ms=now)
+                    amount_lots=info.remaining_lots,
+                    created_ms=now,
+                    updated_ms=now,
+                )
 
 
 def _outcome_unknown(data: dict[str, Any]) -> RpcError:

@@ -98,7 +98,8 @@ class RemoteExchange(ReplicaExchange):
         self.ctx = ctx
         self.timeout_s = timeout_s
         self.on_foreign: Callable[[np.ndarray, np.ndarray, int, int | None], None] = (
-            lambda commands, events, ts_ns, first_position: None)
+            lambda commands, events, ts_ns, first_position: None
+        )
         self.round_trips = 0
         self.outcomes_unknown = 0
         self._pushed = 0  # records this instance pushed on its ring
@@ -141,14 +142,18 @@ class RemoteExchange(ReplicaExchange):
             replica.pump()  # the engine may wait for this worker's bus slot meanwhile
             idle()
         for offset, stamped, _, _ in mine:
-            commands[offset:offset + len(stamped)] = stamped
+            commands[offset : offset + len(stamped)] = stamped
         self.round_trips += 1
         if len(mine) == 1:
             return mine[0][2]
         return np.concatenate([events for _, _, events, _ in mine])
 
-    def _own(self, frame: AppliedFrame, start: int,
-             mine: list[tuple[int, np.ndarray, np.ndarray, int]] | None) -> int:
+    def _own(
+        self,
+        frame: AppliedFrame,
+        start: int,
+        mine: list[tuple[int, np.ndarray, np.ndarray, int]] | None,
+    ) -> int:
         """Split an own frame by submission position: records before ``start`` belong to
         earlier submissions (late: to ``on_foreign`` with their position), the rest to
         the current one (into ``mine``). Returns the records of the current one."""
@@ -157,17 +162,18 @@ class RemoteExchange(ReplicaExchange):
         late = min(max(start - first, 0), count) if mine is not None else count
         cut = 0
         if late:
-            cut = int(np.searchsorted(frame.events["seq"], frame.commands["seq"][late - 1],
-                                      side="right"))
+            cut = int(
+                np.searchsorted(frame.events["seq"], frame.commands["seq"][late - 1], side="right")
+            )
             self.on_foreign(frame.commands[:late], frame.events[:cut], frame.ts_ns, first)
         if late == count or mine is None:
             return 0
-        mine.append((first + late - start, frame.commands[late:], frame.events[cut:],
-                     frame.ts_ns))
+        mine.append((first + late - start, frame.commands[late:], frame.events[cut:], frame.ts_ns))
         return count - late
 
-    def _abandon(self, mine: list[tuple[int, np.ndarray, np.ndarray, int]], start: int,
-                 need: int, what: str) -> OutcomeUnknown:
+    def _abandon(
+        self, mine: list[tuple[int, np.ndarray, np.ndarray, int]], start: int, need: int, what: str
+    ) -> OutcomeUnknown:
         """The current submission's outcome is unknown: what arrived of it goes to
         ``on_foreign`` with its positions, as what arrives later will."""
         for offset, stamped, events, ts_ns in mine:
@@ -189,11 +195,21 @@ class RemoteExchange(ReplicaExchange):
         return len(applied)
 
 
-def deribit_front_end(ctx: Any, data_dir: str, host: str = "127.0.0.1", port: int = 8080,
-                      demo: bool = True, seed: int = 7, log_level: int = 20,
-                      json_logs: bool = True, auth_backoff: str = "", token_key: str = "",
-                      submit_timeout_s: float = SUBMIT_TIMEOUT_S, metrics_dir: str = "",
-                      limits: dict[str, Any] | None = None) -> dict[str, Any]:
+def deribit_front_end(
+    ctx: Any,
+    data_dir: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    demo: bool = True,
+    seed: int = 7,
+    log_level: int = 20,
+    json_logs: bool = True,
+    auth_backoff: str = "",
+    token_key: str = "",
+    submit_timeout_s: float = SUBMIT_TIMEOUT_S,
+    metrics_dir: str = "",
+    limits: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Runtime front end (``RuntimeConfig.front_end = "derivex.gateway.worker:
     deribit_front_end"``): serve the Deribit API of the venue in ``data_dir`` on
     ``host:port`` (shared by all workers) until the runtime stops, within ``limits``
@@ -205,15 +221,34 @@ def deribit_front_end(ctx: Any, data_dir: str, host: str = "127.0.0.1", port: in
     if ctx.replica is None:
         raise RuntimeError("the Deribit front end needs replicas (RuntimeConfig.replicas)")
     auth_limits = AuthLimits.parse(auth_backoff) if auth_backoff else None
-    return asyncio.run(_serve(ctx, Path(data_dir), host, port, demo, bytes.fromhex(token_key)
-                              or None, submit_timeout_s, Path(metrics_dir or data_dir),
-                              auth_limits, Limits(**(limits or {}))))
+    return asyncio.run(
+        _serve(
+            ctx,
+            Path(data_dir),
+            host,
+            port,
+            demo,
+            bytes.fromhex(token_key) or None,
+            submit_timeout_s,
+            Path(metrics_dir or data_dir),
+            auth_limits,
+            Limits(**(limits or {})),
+        )
+    )
 
 
-async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
-                 token_key: bytes | None, submit_timeout_s: float,
-                 metrics_dir: Path, auth_limits: AuthLimits | None,
-                 limits: Limits) -> dict[str, Any]:
+async def _serve(
+    ctx: Any,
+    data: Path,
+    host: str,
+    port: int,
+    demo: bool,
+    token_key: bytes | None,
+    submit_timeout_s: float,
+    metrics_dir: Path,
+    auth_limits: AuthLimits | None,
+    limits: Limits,
+) -> dict[str, Any]:
     from derivex.gateway import serve as serving
 
     log = logger().bind(worker=ctx.index, generation=ctx.generation)
@@ -233,12 +268,25 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
         state = serving.ServeState.load(data / "serve.json")
         demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
         opened = serving.Opened(venue, keys, state, demo_key, [])  # type: ignore[arg-type]
-        gateway = serving.build(opened, demo=demo, metrics=metrics, token_key=token_key,
-                                spent_tokens=spent, auth_limits=auth_limits,
-                                limits=limits)
+        gateway = serving.build(
+            opened,
+            demo=demo,
+            metrics=metrics,
+            token_key=token_key,
+            spent_tokens=spent,
+            auth_limits=auth_limits,
+            limits=limits,
+        )
     else:
-        gateway = Gateway(venue, keys, metrics=metrics, token_key=token_key,
-                          spent_tokens=spent, auth_limits=auth_limits, limits=limits)
+        gateway = Gateway(
+            venue,
+            keys,
+            metrics=metrics,
+            token_key=token_key,
+            spent_tokens=spent,
+            auth_limits=auth_limits,
+            limits=limits,
+        )
 
     def pump() -> None:
         exchange.pump()
@@ -257,19 +305,26 @@ async def _serve(ctx: Any, data: Path, host: str, port: int, demo: bool,
     tune_gc()
     metrics.publish()
     ctx.mark_serving()
-    log.info("gateway worker serving", url=gateway.url, pid=os.getpid(),
-             replica_seq=ctx.replica.applied_seq)
+    log.info(
+        "gateway worker serving",
+        url=gateway.url,
+        pid=os.getpid(),
+        replica_seq=ctx.replica.applied_seq,
+    )
     while not ctx.stopping:
         await asyncio.sleep(0.05)
     log.info("gateway worker stopping")
     with contextlib.suppress(Exception):
         await gateway.stop()
-    return {"round_trips": exchange.round_trips, "orders_open": len(venue.orders),
-            "outcomes_unknown": exchange.outcomes_unknown, "url": gateway.url}
+    return {
+        "round_trips": exchange.round_trips,
+        "orders_open": len(venue.orders),
+        "outcomes_unknown": exchange.outcomes_unknown,
+        "url": gateway.url,
+    }
 
 
-def _venue_of_the_run(ctx: Any, catalog: Catalog, labels: SharedLabels,
-                      log: Any) -> Venue | None:
+def _venue_of_the_run(ctx: Any, catalog: Catalog, labels: SharedLabels, log: Any) -> Venue | None:
     """For a restarted worker (generation > 0): a ``Venue`` that walked every batch of
     this run, as its predecessor and the other workers did (closed orders, trades and
     their numbering included): the run's start snapshot replayed with the journal up to
@@ -299,18 +354,33 @@ def _venue_of_the_run(ctx: Any, catalog: Catalog, labels: SharedLabels,
     if seq != target or engine.state_hash() != replica.state_hash():
         log.warning("run not replayed into the venue", seq=seq, replica_seq=target)
         return None
-    log.info("venue replayed from the run's start", seq=seq,
-             seconds=round(time.monotonic() - started, 3), orders_open=len(venue.orders),
-             orders_closed=len(venue.closed))
+    log.info(
+        "venue replayed from the run's start",
+        seq=seq,
+        seconds=round(time.monotonic() - started, 3),
+        orders_open=len(venue.orders),
+        orders_closed=len(venue.closed),
+    )
     return venue
 
 
-def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
-                port: int = 8080, demo: bool = True, fsync: str = "group",
-                log_level: int = 20, json_logs: bool = True, seconds: float | None = None,
-                announce: Any = None, auth_backoff: str = "",
-                submit_timeout_s: float = SUBMIT_TIMEOUT_S,
-                start_timeout_s: float = 600.0, limits: Limits | None = None) -> Any:
+def run_workers(
+    data_dir: Path | str,
+    *,
+    workers: int,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    demo: bool = True,
+    fsync: str = "group",
+    log_level: int = 20,
+    json_logs: bool = True,
+    seconds: float | None = None,
+    announce: Any = None,
+    auth_backoff: str = "",
+    submit_timeout_s: float = SUBMIT_TIMEOUT_S,
+    start_timeout_s: float = 600.0,
+    limits: Limits | None = None,
+) -> Any:
     """The supervisor of ``derivex serve --workers N``: prepare ``data_dir`` with the
     embedded ``open_venue`` (create or recover; a snapshot so that the engine and every
     replica start from it), close it, and run the runtime on its journal with ``workers``
@@ -333,20 +403,35 @@ def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
     if port == 0:
         port = _free_port(host)
     metrics_dir = data / "metrics"
-    for stale in [*metrics_dir.glob("worker.*"), *(data / "labels").glob("*.labels"),
-                  *(data / "tokens").glob("*.spent")]:
+    for stale in [
+        *metrics_dir.glob("worker.*"),
+        *(data / "labels").glob("*.labels"),
+        *(data / "tokens").glob("*.spent"),
+    ]:
         stale.unlink(missing_ok=True)  # a previous run's workers (its tokens die with it)
     config = RuntimeConfig(
-        name=f"derivex-{port}", workers=workers, engine=exchange.engine.config,
-        journal_dir=str(data / "journal"), fsync=fsync, replicas=True,
+        name=f"derivex-{port}",
+        workers=workers,
+        engine=exchange.engine.config,
+        journal_dir=str(data / "journal"),
+        fsync=fsync,
+        replicas=True,
         front_end="derivex.gateway.worker:deribit_front_end",
-        front_end_options={"data_dir": str(data), "host": host, "port": port, "demo": demo,
-                           "auth_backoff": auth_backoff,
-                           "seed": opened.state.seed, "log_level": log_level,
-                           "json_logs": json_logs, "token_key": secrets.token_hex(32),
-                           "submit_timeout_s": submit_timeout_s,
-                           "metrics_dir": str(metrics_dir),
-                           "limits": dataclasses.asdict(limits or Limits())})
+        front_end_options={
+            "data_dir": str(data),
+            "host": host,
+            "port": port,
+            "demo": demo,
+            "auth_backoff": auth_backoff,
+            "seed": opened.state.seed,
+            "log_level": log_level,
+            "json_logs": json_logs,
+            "token_key": secrets.token_hex(32),
+            "submit_timeout_s": submit_timeout_s,
+            "metrics_dir": str(metrics_dir),
+            "limits": dataclasses.asdict(limits or Limits()),
+        },
+    )
     url = f"http://{host}:{port}"
 
     def ready(runtime: Any) -> None:
@@ -360,14 +445,12 @@ def run_workers(data_dir: Path | str, *, workers: int, host: str = "127.0.0.1",
                 if ctl is None:
                     return
                 if all(ctl.worker(w, WK_SERVING) for w in range(workers)):
-                    logger().info("runtime serving", url=url,
-                                  pids=runtime.status().get("pids", {}))
+                    logger().info("runtime serving", url=url, pids=runtime.status().get("pids", {}))
                     announce(url, opened)
                     return
                 time.sleep(0.05)
 
-        threading.Thread(target=wait_then_announce, name="derivex-announce",
-                         daemon=True).start()
+        threading.Thread(target=wait_then_announce, name="derivex-announce", daemon=True).start()
 
     return run_runtime(config, seconds=seconds, on_ready=ready)
 

@@ -105,16 +105,17 @@ def journal_files(directory: Path | str) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir()
-                  if p.suffix == SUFFIX and p.stem.isdigit() and p.is_file())
+    return sorted(
+        p for p in directory.iterdir() if p.suffix == SUFFIX and p.stem.isdigit() and p.is_file()
+    )
 
 
 def pack_header(algorithm: int, first_seq: int, count: int, payload: memoryview) -> bytes:
     """The 64-byte header of a batch, checksum included."""
-    head = HEADER.pack(MAGIC, VERSION, algorithm, first_seq, count, RECORD_BYTES,
-                       count * RECORD_BYTES, bytes(16))
-    return head[:CHECKED_HEADER_BYTES] + checksum(algorithm, head[:CHECKED_HEADER_BYTES],
-                                                  payload)
+    head = HEADER.pack(
+        MAGIC, VERSION, algorithm, first_seq, count, RECORD_BYTES, count * RECORD_BYTES, bytes(16)
+    )
+    return head[:CHECKED_HEADER_BYTES] + checksum(algorithm, head[:CHECKED_HEADER_BYTES], payload)
 
 
 def header_problem(fields: tuple) -> str | None:

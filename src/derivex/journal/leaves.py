@@ -19,30 +19,71 @@ from derivex.core.jit import kernel
 from derivex.core.state import State, next_order_ids
 from derivex.journal.verify import ACCOUNT_HEAD, ACCOUNT_TAG, LEAF_PREFIX, POSITION_ENTRY
 
-ACCOUNT_HEAD_DTYPE = np.dtype([
-    ("tag", "u1"), ("account", "<u4"), ("status", "<i4"), ("stp", "<i4"),
-    ("balance_units", "<i8"), ("open_orders", "<i4"), ("positions", "<u4"),
-])
-POSITION_DTYPE = np.dtype([
-    ("instrument", "<u4"), ("qty_lots", "<i8"), ("basis_units", "<i8"),
-    ("open_buy_lots", "<i8"), ("open_sell_lots", "<i8"), ("orders", "<i4"),
-])
-INSTRUMENT_DTYPE = np.dtype([
-    ("tag", "u1"), ("instrument", "<u4"), ("kind", "<i4"), ("option_type", "<i4"),
-    ("underlying", "<i4"), ("status", "<i4"), ("strike_ticks", "<i8"),
-    ("expiry_ts_ns", "<i8"), ("tick_size_ticks", "<i8"), ("min_trade_lots", "<i8"),
-    ("contract_value_units", "<i8"), ("maker_fee_ppm", "<i8"), ("taker_fee_ppm", "<i8"),
-    ("max_price_ticks", "<i8"), ("resting_orders", "<i4"),
-])
-BOOK_DTYPE = np.dtype([
-    ("tag", "u1"), ("instrument", "<u4"), ("bid_orders", "<u8"), ("ask_orders", "<u8"),
-    ("bid_levels", "<u4"), ("ask_levels", "<u4"), ("orders_digest", "u1", (32,)),
-])
+ACCOUNT_HEAD_DTYPE = np.dtype(
+    [
+        ("tag", "u1"),
+        ("account", "<u4"),
+        ("status", "<i4"),
+        ("stp", "<i4"),
+        ("balance_units", "<i8"),
+        ("open_orders", "<i4"),
+        ("positions", "<u4"),
+    ]
+)
+POSITION_DTYPE = np.dtype(
+    [
+        ("instrument", "<u4"),
+        ("qty_lots", "<i8"),
+        ("basis_units", "<i8"),
+        ("open_buy_lots", "<i8"),
+        ("open_sell_lots", "<i8"),
+        ("orders", "<i4"),
+    ]
+)
+INSTRUMENT_DTYPE = np.dtype(
+    [
+        ("tag", "u1"),
+        ("instrument", "<u4"),
+        ("kind", "<i4"),
+        ("option_type", "<i4"),
+        ("underlying", "<i4"),
+        ("status", "<i4"),
+        ("strike_ticks", "<i8"),
+        ("expiry_ts_ns", "<i8"),
+        ("tick_size_ticks", "<i8"),
+        ("min_trade_lots", "<i8"),
+        ("contract_value_units", "<i8"),
+        ("maker_fee_ppm", "<i8"),
+        ("taker_fee_ppm", "<i8"),
+        ("max_price_ticks", "<i8"),
+        ("resting_orders", "<i4"),
+    ]
+)
+BOOK_DTYPE = np.dtype(
+    [
+        ("tag", "u1"),
+        ("instrument", "<u4"),
+        ("bid_orders", "<u8"),
+        ("ask_orders", "<u8"),
+        ("bid_levels", "<u4"),
+        ("ask_levels", "<u4"),
+        ("orders_digest", "u1", (32,)),
+    ]
+)
 INSTRUMENT_TAG, BOOK_TAG, GLOBALS_TAG = 0x49, 0x42, 0x47  # "I", "B", "G"
 #: counters committed by the globals leaf, in this order
-GLOBAL_COUNTERS = (L.C_CLOCK_NS, L.C_TOTAL_DEPOSITS, L.C_TOTAL_WITHDRAWALS, L.C_ACCOUNT_HWM,
-                   L.C_INSTRUMENT_HWM, L.C_ORDERS_LIVE, L.C_LEVELS_LIVE, L.C_POSITIONS_LIVE,
-                   L.C_FILLS, L.C_COMMANDS)
+GLOBAL_COUNTERS = (
+    L.C_CLOCK_NS,
+    L.C_TOTAL_DEPOSITS,
+    L.C_TOTAL_WITHDRAWALS,
+    L.C_ACCOUNT_HWM,
+    L.C_INSTRUMENT_HWM,
+    L.C_ORDERS_LIVE,
+    L.C_LEVELS_LIVE,
+    L.C_POSITIONS_LIVE,
+    L.C_FILLS,
+    L.C_COMMANDS,
+)
 
 assert ACCOUNT_HEAD_DTYPE.itemsize == ACCOUNT_HEAD.size
 assert POSITION_DTYPE.itemsize == POSITION_ENTRY.size
@@ -109,9 +150,9 @@ def account_hashes(state: State, ids: np.ndarray) -> bytes:
     sha256, prefix = hashlib.sha256, LEAF_PREFIX
     out = bytearray(32 * len(ids))
     for k in range(len(ids)):
-        head = heads[head_size * k:head_size * (k + 1)]
-        entry = entries[entry_size * starts[k]:entry_size * starts[k + 1]]
-        out[32 * k:32 * k + 32] = sha256(prefix + head + entry).digest()
+        head = heads[head_size * k : head_size * (k + 1)]
+        entry = entries[entry_size * starts[k] : entry_size * starts[k + 1]]
+        out[32 * k : 32 * k + 32] = sha256(prefix + head + entry).digest()
     return bytes(out)
 
 
@@ -119,15 +160,24 @@ def instrument_payloads(state: State, ids: np.ndarray) -> list[bytes]:
     records = np.zeros(len(ids), dtype=INSTRUMENT_DTYPE)
     records["tag"] = INSTRUMENT_TAG
     records["instrument"] = ids
-    for name, column in (("kind", L.I_KIND), ("option_type", L.I_OPTION_TYPE),
-                         ("underlying", L.I_UNDERLYING), ("status", L.I_STATUS),
-                         ("resting_orders", L.I_RESTING)):
+    for name, column in (
+        ("kind", L.I_KIND),
+        ("option_type", L.I_OPTION_TYPE),
+        ("underlying", L.I_UNDERLYING),
+        ("status", L.I_STATUS),
+        ("resting_orders", L.I_RESTING),
+    ):
         records[name] = state.ins_i4[ids, column]
-    for name, column in (("strike_ticks", L.I_STRIKE), ("expiry_ts_ns", L.I_EXPIRY),
-                         ("tick_size_ticks", L.I_TICK), ("min_trade_lots", L.I_MIN_LOTS),
-                         ("contract_value_units", L.I_CONTRACT_VALUE),
-                         ("maker_fee_ppm", L.I_MAKER_FEE), ("taker_fee_ppm", L.I_TAKER_FEE),
-                         ("max_price_ticks", L.I_MAX_PRICE)):
+    for name, column in (
+        ("strike_ticks", L.I_STRIKE),
+        ("expiry_ts_ns", L.I_EXPIRY),
+        ("tick_size_ticks", L.I_TICK),
+        ("min_trade_lots", L.I_MIN_LOTS),
+        ("contract_value_units", L.I_CONTRACT_VALUE),
+        ("maker_fee_ppm", L.I_MAKER_FEE),
+        ("taker_fee_ppm", L.I_TAKER_FEE),
+        ("max_price_ticks", L.I_MAX_PRICE),
+    ):
         records[name] = state.ins_i8[ids, column]
     return [record.tobytes() for record in records]
 
@@ -188,5 +238,9 @@ def globals_payload(state: State) -> bytes:
     """Configuration, clock, money totals, pool counters and the next order ids."""
     params = state.params.astype("<i8")
     counters = state.counters[list(GLOBAL_COUNTERS)].astype("<i8")
-    return (struct.pack("<BII", GLOBALS_TAG, len(params), len(counters)) + params.tobytes()
-            + counters.tobytes() + struct.pack("<3Q", *next_order_ids(state)))
+    return (
+        struct.pack("<BII", GLOBALS_TAG, len(params), len(counters))
+        + params.tobytes()
+        + counters.tobytes()
+        + struct.pack("<3Q", *next_order_ids(state))
+    )

@@ -70,19 +70,24 @@ class MerkleTree:
         for level in range(depth + 1):
             start, width = 1 << level, 1 << level
             height = depth - level
-            nodes[32 * start:32 * (start + width)] = zeros[height] * width
+            nodes[32 * start : 32 * (start + width)] = zeros[height] * width
             source_level = level - shift
             if source_level >= 0:  # the old tree becomes the leftmost subtree
                 source = 1 << source_level
-                nodes[32 * start:32 * (start + source)] = old[32 * source:64 * source]
+                nodes[32 * start : 32 * (start + source)] = old[32 * source : 64 * source]
         for level in range(shift - 1, -1, -1):  # the new top path above the old root
             node = 1 << level
-            nodes[32 * node:32 * node + 32] = hashlib.sha256(
-                NODE_PREFIX + nodes[64 * node:64 * node + 64]).digest()
+            nodes[32 * node : 32 * node + 32] = hashlib.sha256(
+                NODE_PREFIX + nodes[64 * node : 64 * node + 64]
+            ).digest()
         self._nodes, self._capacity = nodes, capacity
 
-    def update(self, indices: Sequence[int] | np.ndarray, hashes: Sequence[bytes] | bytes,
-               count: int | None = None) -> None:
+    def update(
+        self,
+        indices: Sequence[int] | np.ndarray,
+        hashes: Sequence[bytes] | bytes,
+        count: int | None = None,
+    ) -> None:
         """Set leaf ``indices[j]`` to ``hashes[j]`` (32 bytes each, or one blob of
         ``32 * len(indices)`` bytes) and rehash their paths. ``count`` (default: enough to
         hold the largest index) grows the leaf count; it never shrinks."""
@@ -104,8 +109,9 @@ class MerkleTree:
         sha256, prefix = hashlib.sha256, NODE_PREFIX
         while len(parents) and parents[0] >= 1:
             for node in parents.tolist():
-                nodes[32 * node:32 * node + 32] = sha256(
-                    prefix + nodes[64 * node:64 * node + 64]).digest()
+                nodes[32 * node : 32 * node + 32] = sha256(
+                    prefix + nodes[64 * node : 64 * node + 64]
+                ).digest()
             if parents[0] == 1:
                 break
             parents = np.unique(parents >> 1)
@@ -123,16 +129,17 @@ class MerkleTree:
         if not count:
             return
         capacity, nodes = self._capacity, self._nodes
-        nodes[32 * capacity:32 * (capacity + count)] = blob
-        nodes[32 * (capacity + count):] = EMPTY * (capacity - count)
+        nodes[32 * capacity : 32 * (capacity + count)] = blob
+        nodes[32 * (capacity + count) :] = EMPTY * (capacity - count)
         sha256, prefix = hashlib.sha256, NODE_PREFIX
         for node in range(capacity - 1, 0, -1):
-            nodes[32 * node:32 * node + 32] = sha256(
-                prefix + nodes[64 * node:64 * node + 64]).digest()
+            nodes[32 * node : 32 * node + 32] = sha256(
+                prefix + nodes[64 * node : 64 * node + 64]
+            ).digest()
 
     def leaf(self, index: int) -> bytes:
         position = self._capacity + index
-        return bytes(self._nodes[32 * position:32 * position + 32])
+        return bytes(self._nodes[32 * position : 32 * position + 32])
 
     def path(self, index: int) -> list[bytes]:
         """Sibling hashes from the leaf up to (not including) the root."""
@@ -142,6 +149,6 @@ class MerkleTree:
         node = self._capacity + index
         while node > 1:
             sibling = node ^ 1
-            siblings.append(bytes(self._nodes[32 * sibling:32 * sibling + 32]))
+            siblings.append(bytes(self._nodes[32 * sibling : 32 * sibling + 32]))
             node >>= 1
         return siblings

@@ -69,8 +69,10 @@ class TornTail:
     reason: str
 
     def __str__(self) -> str:
-        return (f"torn tail in {self.path}: {self.reason}; {self.dropped_bytes} bytes from "
-                f"byte offset {self.offset}")
+        return (
+            f"torn tail in {self.path}: {self.reason}; {self.dropped_bytes} bytes from "
+            f"byte offset {self.offset}"
+        )
 
 
 def map_file(path: Path) -> mmap.mmap | bytes:
@@ -100,8 +102,15 @@ class JournalReader:
     ``JournalError`` when ``from_seq`` is not in the journal.
     """
 
-    def __init__(self, directory: Path | str, from_seq: int | None = None, *,
-                 repair: bool = False, verify: bool = True, tail_floor: int = 0) -> None:
+    def __init__(
+        self,
+        directory: Path | str,
+        from_seq: int | None = None,
+        *,
+        repair: bool = False,
+        verify: bool = True,
+        tail_floor: int = 0,
+    ) -> None:
         self.directory = Path(directory)
         self.tail_floor = tail_floor  # a torn tail of the last file may not start before
         self.from_seq = from_seq
@@ -144,8 +153,11 @@ class JournalReader:
         if len(buffer) >= HEADER_BYTES:
             fields = HEADER.unpack_from(buffer, 0)
             if header_problem(fields) is None and fields[3] != int(path.stem):
-                raise CorruptionError(path, 0, f"file name says seq {int(path.stem)} but its "
-                                               f"first batch is seq {fields[3]}")
+                raise CorruptionError(
+                    path,
+                    0,
+                    f"file name says seq {int(path.stem)} but its first batch is seq {fields[3]}",
+                )
         return buffer
 
     def accept(self, batch: Batch) -> Batch | None:
@@ -159,11 +171,17 @@ class JournalReader:
                 return None
             if batch.first_seq < start:
                 skip = start - batch.first_seq
-                batch = Batch(start, batch.commands[skip:], batch.path,
-                              batch.offset + HEADER_BYTES + 64 * skip)
+                batch = Batch(
+                    start,
+                    batch.commands[skip:],
+                    batch.path,
+                    batch.offset + HEADER_BYTES + 64 * skip,
+                )
             elif self.batches == 0 and batch.first_seq > start:
-                raise JournalError(f"journal in {self.directory} has no seq {start}: "
-                                   f"it resumes at {batch.first_seq}")
+                raise JournalError(
+                    f"journal in {self.directory} has no seq {start}: "
+                    f"it resumes at {batch.first_seq}"
+                )
         self.batches += 1
         self.commands += len(batch.commands)
         self.last_seq = batch.last_seq
@@ -179,17 +197,33 @@ class JournalReader:
         data = np.frombuffer(buffer, dtype=np.uint8)
         out = np.zeros(walk.OUT_SLOTS, dtype=np.int64)
         beyond = 1 << 62  # every batch is "before the start": verified, nothing copied
-        status = walk.gather(data, data[:len(data) // 8 * 8].view(np.uint64), _NO_ROWS,
-                             beyond, beyond, 0, 0, walk.TABLE, out)
+        status = walk.gather(
+            data,
+            data[: len(data) // 8 * 8].view(np.uint64),
+            _NO_ROWS,
+            beyond,
+            beyond,
+            0,
+            0,
+            walk.TABLE,
+            out,
+        )
         last = int(out[walk.O_EXPECT]) - 1 if out[walk.O_EXPECT] else 0
         if status != walk.END:
-            for batch in self._walk(path, buffer, is_last, last + 1 if last else None,
-                                    int(out[walk.O_OFFSET])):
+            for batch in self._walk(
+                path, buffer, is_last, last + 1 if last else None, int(out[walk.O_OFFSET])
+            ):
                 last = batch.last_seq
         return last
 
-    def _walk(self, path: Path, buffer: mmap.mmap | bytes, is_last: bool,
-              expected: int | None, offset: int = 0) -> Iterator[Batch]:
+    def _walk(
+        self,
+        path: Path,
+        buffer: mmap.mmap | bytes,
+        is_last: bool,
+        expected: int | None,
+        offset: int = 0,
+    ) -> Iterator[Batch]:
         """Verified batches of one file from ``offset`` (the reference implementation of the
         checks; ``walk.gather`` is the compiled fast path)."""
         size = len(buffer)
@@ -206,40 +240,57 @@ class JournalReader:
                         raise CorruptionError(path, offset, problem)
                     torn_reason = "zero-filled tail"
                 elif end > size:
-                    torn_reason = (f"batch of {fields[6]} payload bytes with only "
-                                   f"{size - offset - HEADER_BYTES} present")
+                    torn_reason = (
+                        f"batch of {fields[6]} payload bytes with only "
+                        f"{size - offset - HEADER_BYTES} present"
+                    )
                 elif self.verify or (is_last and end == size):
-                    payload = memoryview(buffer)[offset + HEADER_BYTES:end]
-                    head = memoryview(buffer)[offset:offset + CHECKED_HEADER_BYTES]
+                    payload = memoryview(buffer)[offset + HEADER_BYTES : end]
+                    head = memoryview(buffer)[offset : offset + CHECKED_HEADER_BYTES]
                     good = checksum(fields[2], head, payload) == fields[7]
                     head.release()
                     payload.release()
                     if not good:  # complete but damaged: never what a crash leaves
                         raise CorruptionError(
-                            path, offset, f"checksum mismatch in batch seq {fields[3]}.."
-                                          f"{fields[3] + fields[4] - 1}")
+                            path,
+                            offset,
+                            f"checksum mismatch in batch seq {fields[3]}.."
+                            f"{fields[3] + fields[4] - 1}",
+                        )
             if torn_reason is not None:
                 if not is_last:
                     raise CorruptionError(path, offset, torn_reason + " before the last file")
                 if offset < self.tail_floor:
-                    raise CorruptionError(path, offset, f"{torn_reason} inside acknowledged "
-                                                        f"data (the manifest records "
-                                                        f"{self.tail_floor} bytes)")
+                    raise CorruptionError(
+                        path,
+                        offset,
+                        f"{torn_reason} inside acknowledged "
+                        f"data (the manifest records "
+                        f"{self.tail_floor} bytes)",
+                    )
                 self.torn = TornTail(path, offset, size - offset, torn_reason)
                 if self.repair:
                     truncate(path, offset)
                 return
             first_seq, count = fields[3], fields[4]
             if expected is not None and first_seq != expected:
-                raise CorruptionError(path, offset, f"sequence break: expected seq {expected}, "
-                                                    f"batch starts at {first_seq}")
-            commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE, count=count,
-                                     offset=offset + HEADER_BYTES)
+                raise CorruptionError(
+                    path,
+                    offset,
+                    f"sequence break: expected seq {expected}, batch starts at {first_seq}",
+                )
+            commands = np.frombuffer(
+                buffer, dtype=COMMAND_DTYPE, count=count, offset=offset + HEADER_BYTES
+            )
             seqs = commands["seq"]
             if int(seqs[0]) != first_seq or int(seqs[-1]) != first_seq + count - 1:
-                raise CorruptionError(path, offset, f"records disagree with the header: seqs "
-                                                    f"{int(seqs[0])}..{int(seqs[-1])}, header "
-                                                    f"{first_seq}..{first_seq + count - 1}")
+                raise CorruptionError(
+                    path,
+                    offset,
+                    f"records disagree with the header: seqs "
+                    f"{int(seqs[0])}..{int(seqs[-1])}, header "
+                    f"{first_seq}..{first_seq + count - 1}",
+                )
             yield Batch(first_seq, commands, path, offset)
             expected = first_seq + count
             offset = end
@@ -255,8 +306,9 @@ def truncate(path: Path, offset: int) -> None:
         os.close(fd)
 
 
-def read(directory: Path | str, from_seq: int | None = None, *,
-         repair: bool = False) -> JournalReader:
+def read(
+    directory: Path | str, from_seq: int | None = None, *, repair: bool = False
+) -> JournalReader:
     """Batches of the journal in ``directory`` from ``from_seq`` on (None: from its first
     batch, whatever its seq). See ``JournalReader``."""
     return JournalReader(directory, from_seq, repair=repair)

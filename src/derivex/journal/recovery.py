@@ -53,10 +53,15 @@ class Recovered:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def report(self) -> list[str]:
-        lines = [f"recovered to seq {self.seq}: "
-                 + (f"snapshot at seq {self.snapshot_seq} + " if self.snapshot_seq is not None
-                    else "full replay, ")
-                 + f"{self.replayed} journaled commands"]
+        lines = [
+            f"recovered to seq {self.seq}: "
+            + (
+                f"snapshot at seq {self.snapshot_seq} + "
+                if self.snapshot_seq is not None
+                else "full replay, "
+            )
+            + f"{self.replayed} journaled commands"
+        ]
         if self.torn is not None:
             lines.append(str(self.torn))
         return lines + self.notes
@@ -72,10 +77,18 @@ def _recorded_config(directory: Path) -> tuple[EngineConfig | None, str]:
     return None, ""
 
 
-def recover(directory: Path | str, *, config: EngineConfig | None = None, repair: bool = False,
-            use_snapshot: bool = True, roots: bool = True, snapshot_fallback: bool = False,
-            checkpoint_every: int | None = None, checkpoint_at: Iterable[int] = (),
-            on_progress: Callable[[int], None] | None = None) -> Recovered:
+def recover(
+    directory: Path | str,
+    *,
+    config: EngineConfig | None = None,
+    repair: bool = False,
+    use_snapshot: bool = True,
+    roots: bool = True,
+    snapshot_fallback: bool = False,
+    checkpoint_every: int | None = None,
+    checkpoint_at: Iterable[int] = (),
+    on_progress: Callable[[int], None] | None = None,
+) -> Recovered:
     """Rebuild the engine: the latest snapshot (unless ``use_snapshot=False``), then every
     journaled batch after it. First the files are checked against the segment manifest
     (``segments.check``: a missing, renamed or cut file, a missing snapshot). Without a
@@ -91,17 +104,33 @@ def recover(directory: Path | str, *, config: EngineConfig | None = None, repair
         raise JournalError(f"no journal directory {directory}")
     lock = lock_directory(directory) if repair else None
     try:
-        return _recover(directory, config, repair, use_snapshot, roots, snapshot_fallback,
-                        checkpoint_every, checkpoint_at, on_progress)
+        return _recover(
+            directory,
+            config,
+            repair,
+            use_snapshot,
+            roots,
+            snapshot_fallback,
+            checkpoint_every,
+            checkpoint_at,
+            on_progress,
+        )
     finally:
         if lock is not None:
             os.close(lock)
 
 
-def _recover(directory: Path, config: EngineConfig | None, repair: bool, use_snapshot: bool,
-             roots: bool, snapshot_fallback: bool, checkpoint_every: int | None,
-             checkpoint_at: Iterable[int],
-             on_progress: Callable[[int], None] | None) -> Recovered:
+def _recover(
+    directory: Path,
+    config: EngineConfig | None,
+    repair: bool,
+    use_snapshot: bool,
+    roots: bool,
+    snapshot_fallback: bool,
+    checkpoint_every: int | None,
+    checkpoint_at: Iterable[int],
+    on_progress: Callable[[int], None] | None,
+) -> Recovered:
     notes: list[str] = []
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -112,10 +141,13 @@ def _recover(directory: Path, config: EngineConfig | None, repair: bool, use_sna
     candidates = list_snapshots(directory) if use_snapshot else []
     if not use_snapshot and manifest is not None and manifest.base:
         # the history before ``base`` was dropped by a repair: a full replay starts there
-        candidates = [(seq, path) for seq, path in list_snapshots(directory)
-                      if seq == manifest.base]
-        notes.append(f"full replay from the base snapshot at seq {manifest.base} (history "
-                     f"before it was dropped by derivex repair)")
+        candidates = [
+            (seq, path) for seq, path in list_snapshots(directory) if seq == manifest.base
+        ]
+        notes.append(
+            f"full replay from the base snapshot at seq {manifest.base} (history "
+            f"before it was dropped by derivex repair)"
+        )
     for _, path in reversed(candidates):
         try:
             snapshot = load_snapshot(path)
@@ -148,23 +180,41 @@ def _recover(directory: Path, config: EngineConfig | None, repair: bool, use_sna
         root = tracker.rebuild(engine.state)
         seconds["root_build"] = time.perf_counter() - started
         if snapshot is not None and snapshot.root is not None and snapshot.root != root:
-            raise JournalError(f"{snapshot.path}: recorded state root {snapshot.root.hex()} "
-                               f"differs from the root of its state {root.hex()}")
+            raise JournalError(
+                f"{snapshot.path}: recorded state root {snapshot.root.hex()} "
+                f"differs from the root of its state {root.hex()}"
+            )
     started = time.perf_counter()
     reader = JournalReader(directory, start + 1, repair=repair, tail_floor=floor)
     _verify_skipped(directory, files, reader._selected())
-    replayer = Replayer(engine, start_seq=start, roots=tracker,
-                        checkpoint_every=checkpoint_every, checkpoint_at=checkpoint_at,
-                        on_progress=on_progress)
+    replayer = Replayer(
+        engine,
+        start_seq=start,
+        roots=tracker,
+        checkpoint_every=checkpoint_every,
+        checkpoint_at=checkpoint_at,
+        on_progress=on_progress,
+    )
     apply_journal(reader, replayer)
     final_root = replayer.finish()
     seconds["replay"] = time.perf_counter() - started
     if snapshot is not None and reader.end_seq < snapshot.seq:
-        raise JournalError(f"journal in {directory} ends at seq {reader.end_seq}, before "
-                           f"snapshot {snapshot.path.name} (seq {snapshot.seq})")
-    return Recovered(replayer.engine, config, replayer.seq,
-                     snapshot.seq if snapshot is not None else None, reader.commands,
-                     reader.torn, final_root, replayer.checkpoints, notes, seconds)
+        raise JournalError(
+            f"journal in {directory} ends at seq {reader.end_seq}, before "
+            f"snapshot {snapshot.path.name} (seq {snapshot.seq})"
+        )
+    return Recovered(
+        replayer.engine,
+        config,
+        replayer.seq,
+        snapshot.seq if snapshot is not None else None,
+        reader.commands,
+        reader.torn,
+        final_root,
+        replayer.checkpoints,
+        notes,
+        seconds,
+    )
 
 
 def _verify_skipped(directory: Path, files: list[Path], selected: list[Path]) -> None:
@@ -173,19 +223,27 @@ def _verify_skipped(directory: Path, files: list[Path], selected: list[Path]) ->
     at ~memory speed over their bytes. Raises ``CorruptionError``."""
     expected = None
     checker = JournalReader(directory)
-    for path in files[:len(files) - len(selected)] + selected[:1]:
+    for path in files[: len(files) - len(selected)] + selected[:1]:
         if expected is not None and int(path.stem) != expected:
-            raise CorruptionError(path, 0, f"sequence break: expected seq {expected}, the "
-                                           f"file starts at {int(path.stem)}")
+            raise CorruptionError(
+                path,
+                0,
+                f"sequence break: expected seq {expected}, the file starts at {int(path.stem)}",
+            )
         if path in selected:
             return
         expected = checker.last_seq_of(path, is_last=False) + 1
 
 
-def open_exchange(directory: Path | str, *, clock: Callable[[], int] | None = None,
-                  config: EngineConfig | None = None, fsync: str = DEFAULT_FSYNC,
-                  interval_ms: float = 5.0,
-                  roll_bytes: int = 64 << 20) -> tuple[Exchange, Recovered]:
+def open_exchange(
+    directory: Path | str,
+    *,
+    clock: Callable[[], int] | None = None,
+    config: EngineConfig | None = None,
+    fsync: str = DEFAULT_FSYNC,
+    interval_ms: float = 5.0,
+    roll_bytes: int = 64 << 20,
+) -> tuple[Exchange, Recovered]:
     """Recover the venue journaled in ``directory`` (a new one if empty) and reopen its
     journal for appending: the returned ``Exchange`` continues the sequence. Instrument
     names are shell metadata and are not journaled: refer to instruments by id. Recovery
@@ -197,13 +255,13 @@ def open_exchange(directory: Path | str, *, clock: Callable[[], int] | None = No
     recovered = recover(directory, config=config, repair=False, roots=False)
     recorded = Path(directory) / CONFIG_FILE
     if recorded.exists() and EngineConfig.from_dict(read_config(recorded)) != recovered.config:
-        raise JournalError(f"{recorded} records a different EngineConfig than the journal's "
-                           f"snapshot")
+        raise JournalError(
+            f"{recorded} records a different EngineConfig than the journal's snapshot"
+        )
     journal = Journal(directory, fsync=fsync, interval_ms=interval_ms, roll_bytes=roll_bytes)
     if journal.last_seq != recovered.seq:
         journal.close()
-        raise JournalError(f"journal moved during recovery ({recovered.seq} -> "
-                           f"{journal.last_seq})")
+        raise JournalError(f"journal moved during recovery ({recovered.seq} -> {journal.last_seq})")
     exchange = Exchange(recovered.config, clock=clock, journal=journal)
     exchange.engine = recovered.engine
     return exchange, recovered
@@ -219,8 +277,14 @@ def snapshot(exchange: Exchange, *, compression: str = "none", with_root: bool =
     journal.sync()
     state = exchange.engine.state
     root = journal.roots.update(state) if with_root else None
-    path = write_snapshot(journal.directory, state, exchange.engine.config, journal.last_seq,
-                          root=root, compression=compression)
+    path = write_snapshot(
+        journal.directory,
+        state,
+        exchange.engine.config,
+        journal.last_seq,
+        root=root,
+        compression=compression,
+    )
     journal.note_snapshot(journal.last_seq)  # its loss is detected from now on
     return path
 
@@ -234,21 +298,32 @@ class Audit:
     full: Recovered
 
 
-def verify_directory(directory: Path | str, *, checkpoint_every: int | None = None,
-                     on_progress: Callable[[int], None] | None = None) -> Audit:
+def verify_directory(
+    directory: Path | str,
+    *,
+    checkpoint_every: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Audit:
     """Check every batch and snapshot, replay the whole journal from an empty state, and
     check that (a) every snapshot's recorded root equals the full replay's root at its seq
     and (b) the latest snapshot + tail reaches the same state hash and root as the full
     replay. Read-only. Raises ``CorruptionError`` on damage (a torn tail is reported)."""
     directory = Path(directory)
     snapshots = list_snapshots(directory)
-    full = recover(directory, use_snapshot=False, checkpoint_every=checkpoint_every,
-                   checkpoint_at=[seq for seq, _ in snapshots], on_progress=on_progress)
+    full = recover(
+        directory,
+        use_snapshot=False,
+        checkpoint_every=checkpoint_every,
+        checkpoint_at=[seq for seq, _ in snapshots],
+        on_progress=on_progress,
+    )
     lines = full.report()
     ok = True
     full_hash = full.engine.state_hash()
-    lines.append(f"full replay: seq {full.seq} state hash {full_hash} root "
-                 f"{full.root.hex() if full.root else None}")
+    lines.append(
+        f"full replay: seq {full.seq} state hash {full_hash} root "
+        f"{full.root.hex() if full.root else None}"
+    )
     at = {point.seq: point.root for point in full.checkpoints}
     for seq, path in snapshots:
         recorded = load_snapshot(path)
@@ -258,8 +333,10 @@ def verify_directory(directory: Path | str, *, checkpoint_every: int | None = No
             lines.append(f"{path.name}: no recorded root")
         elif at.get(seq) != recorded.root.hex():
             ok = False
-            lines.append(f"{path.name}: recorded root {recorded.root.hex()} != full replay "
-                         f"root at seq {seq} {at.get(seq)}")
+            lines.append(
+                f"{path.name}: recorded root {recorded.root.hex()} != full replay "
+                f"root at seq {seq} {at.get(seq)}"
+            )
         else:
             lines.append(f"{path.name}: root matches the full replay at seq {seq}")
     if snapshots:
@@ -267,16 +344,26 @@ def verify_directory(directory: Path | str, *, checkpoint_every: int | None = No
         if tail.seq > full.seq and _writer_active(directory):
             # a live venue appended between the two replays: their ends differ by what it
             # wrote, which is no disagreement (a stopped venue compares them exactly)
-            lines.append(f"snapshot {tail.snapshot_seq} + tail: not compared, the journal "
-                         f"grew from seq {full.seq} to {tail.seq} under its live writer "
-                         f"during verification (verify a stopped venue for this check)")
+            lines.append(
+                f"snapshot {tail.snapshot_seq} + tail: not compared, the journal "
+                f"grew from seq {full.seq} to {tail.seq} under its live writer "
+                f"during verification (verify a stopped venue for this check)"
+            )
             return Audit(ok, lines, full)
-        same = (tail.seq == full.seq and tail.root == full.root
-                and tail.engine.state_hash() == full_hash)
+        same = (
+            tail.seq == full.seq
+            and tail.root == full.root
+            and tail.engine.state_hash() == full_hash
+        )
         ok = ok and same
-        lines.append(f"snapshot {tail.snapshot_seq} + {tail.replayed} commands: "
-                     + ("same seq, state hash and root as the full replay" if same else
-                        f"DIFFERS: seq {tail.seq} root {tail.root.hex() if tail.root else None}"))
+        lines.append(
+            f"snapshot {tail.snapshot_seq} + {tail.replayed} commands: "
+            + (
+                "same seq, state hash and root as the full replay"
+                if same
+                else f"DIFFERS: seq {tail.seq} root {tail.root.hex() if tail.root else None}"
+            )
+        )
     return Audit(ok, lines, full)
 
 

@@ -52,8 +52,9 @@ class Plan:
 
     @property
     def changes(self) -> bool:
-        return bool(self.renames or self.cut or self.drop_files or self.drop_snapshots
-                    or self.lines)
+        return bool(
+            self.renames or self.cut or self.drop_files or self.drop_snapshots or self.lines
+        )
 
 
 def _first_seq(path: Path) -> int | None:
@@ -85,8 +86,9 @@ def _walk(directory: Path, entries: list[tuple[int, Path]], expected: int | None
         reader = JournalReader(directory)
         try:
             if expected is not None and seq != expected:
-                raise CorruptionError(path, 0, f"sequence break: expected seq {expected}, the "
-                                               f"file starts at {seq}")
+                raise CorruptionError(
+                    path, 0, f"sequence break: expected seq {expected}, the file starts at {seq}"
+                )
             for batch in reader._walk(path, map_file(path), True, expected):
                 run.end, expected = batch.last_seq, batch.last_seq + 1
             if reader.torn is not None:
@@ -142,42 +144,51 @@ def plan_repair(directory: Path | str) -> Plan:
         seq = snapshots[-1][0]
         holding = [index for index, (first, _) in enumerate(entries) if first <= seq]
         if holding:
-            tail = _walk(directory, entries[holding[-1]:], None)
+            tail = _walk(directory, entries[holding[-1] :], None)
             if tail.end >= seq and tail.end > prefix.end:
                 chosen, base = tail, seq
-                tail.dropped[:0] = [path for _, path in entries[:holding[-1]]]
-                plan.lines.append(f"keep the snapshot at seq {seq} and the journal after it: "
-                                  f"the history before {entries[holding[-1]][1].name} is "
-                                  f"dropped (the snapshot holds its result)")
+                tail.dropped[:0] = [path for _, path in entries[: holding[-1]]]
+                plan.lines.append(
+                    f"keep the snapshot at seq {seq} and the journal after it: "
+                    f"the history before {entries[holding[-1]][1].name} is "
+                    f"dropped (the snapshot holds its result)"
+                )
     plan.lines.extend(chosen.damage)
     plan.end_seq, plan.cut, plan.base = chosen.end, chosen.cut, base
     plan.drop_files = chosen.dropped
     if plan.cut is not None and plan.cut[1] > 0:
         path, offset = plan.cut
-        plan.lines.append(f"cut {path} at byte offset {offset}: drops "
-                          f"{path.stat().st_size - offset} bytes (commands after seq "
-                          f"{plan.end_seq})")
+        plan.lines.append(
+            f"cut {path} at byte offset {offset}: drops "
+            f"{path.stat().st_size - offset} bytes (commands after seq "
+            f"{plan.end_seq})"
+        )
     for path in plan.drop_files:
         plan.lines.append(f"move {path} away: its commands are dropped from the journal")
     for seq, path in snapshots:
         if seq > plan.end_seq or seq < base:
             plan.drop_snapshots.append(path)
-            plan.lines.append(f"move snapshot {path} away: seq {seq} is outside the kept "
-                              f"journal ({base or 1}..{plan.end_seq})")
+            plan.lines.append(
+                f"move snapshot {path} away: seq {seq} is outside the kept "
+                f"journal ({base or 1}..{plan.end_seq})"
+            )
     if manifest is not None:
         present = {path.name for path in files}
         for segment in manifest.segments:
             if segment.name not in present:
-                plan.lines.append(f"missing: {directory / segment.name} (seqs "
-                                  f"{segment.first_seq}..{segment.last_seq}"
-                                  f"{'' if segment.sealed else ' or later'}) is lost")
+                plan.lines.append(
+                    f"missing: {directory / segment.name} (seqs "
+                    f"{segment.first_seq}..{segment.last_seq}"
+                    f"{'' if segment.sealed else ' or later'}) is lost"
+                )
         newest = manifest.newest
         if newest is not None and newest.last_seq > plan.end_seq:
-            plan.lines.append(f"LOST: the manifest records commands up to at least seq "
-                              f"{newest.last_seq}; the journal will end at seq "
-                              f"{plan.end_seq}: seqs {plan.end_seq + 1}..{newest.last_seq}")
-        for seq in sorted(set(manifest.snapshots) - {seq for seq, _ in
-                                                     list_snapshots(directory)}):
+            plan.lines.append(
+                f"LOST: the manifest records commands up to at least seq "
+                f"{newest.last_seq}; the journal will end at seq "
+                f"{plan.end_seq}: seqs {plan.end_seq + 1}..{newest.last_seq}"
+            )
+        for seq in sorted(set(manifest.snapshots) - {seq for seq, _ in list_snapshots(directory)}):
             plan.lines.append(f"missing: snapshot at seq {seq} (no longer listed)")
     elif files:
         plan.lines.append(f"no {segments.MANIFEST_FILE}: rebuilt from the files")
@@ -195,8 +206,7 @@ def apply_repair(plan: Plan) -> Path | None:
         for path, target in plan.renames:
             os.replace(path.with_name(path.name + ".renaming"), target)
         renamed = {path: target for path, target in plan.renames}
-        cut = None if plan.cut is None else (renamed.get(plan.cut[0], plan.cut[0]),
-                                             plan.cut[1])
+        cut = None if plan.cut is None else (renamed.get(plan.cut[0], plan.cut[0]), plan.cut[1])
         drop_files = [renamed.get(path, path) for path in plan.drop_files]
         folder = None
         if cut is not None or plan.drop_files or plan.drop_snapshots:
@@ -207,8 +217,10 @@ def apply_repair(plan: Plan) -> Path | None:
             folder.mkdir()
             if cut is not None and cut[1] > 0:
                 path, offset = cut
-                with open(path, "rb") as source, open(
-                        folder / f"{path.name}.from-{offset}", "wb") as kept_bytes:
+                with (
+                    open(path, "rb") as source,
+                    open(folder / f"{path.name}.from-{offset}", "wb") as kept_bytes,
+                ):
                     source.seek(offset)
                     shutil.copyfileobj(source, kept_bytes)
                     kept_bytes.flush()
@@ -222,9 +234,11 @@ def apply_repair(plan: Plan) -> Path | None:
         reader = JournalReader(directory)
         for number, path in enumerate(kept):
             last = reader.last_seq_of(path, is_last=number == len(kept) - 1)
-            manifest.segments.append(segments.Segment(
-                path.name, int(path.stem), last, path.stat().st_size,
-                number < len(kept) - 1))
+            manifest.segments.append(
+                segments.Segment(
+                    path.name, int(path.stem), last, path.stat().st_size, number < len(kept) - 1
+                )
+            )
         manifest.snapshots = [seq for seq, _ in list_snapshots(directory)]
         segments.save(directory, manifest)
         return folder

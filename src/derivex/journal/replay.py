@@ -60,10 +60,18 @@ class Replayer:
     Cost of ``feed``: engine time plus ~3 µs of Python per small batch and a copy of its
     bytes; ``apply_journal`` gathers small batches in compiled code instead."""
 
-    def __init__(self, engine: Engine, *, start_seq: int = 0, roots: StateRoots | None = None,
-                 checkpoint_every: int | None = None, checkpoint_at: Iterable[int] = (),
-                 on_progress: Callable[[int], None] | None = None,
-                 stage_commands: int = 2048, direct_from: int = 2048) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        start_seq: int = 0,
+        roots: StateRoots | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_at: Iterable[int] = (),
+        on_progress: Callable[[int], None] | None = None,
+        stage_commands: int = 2048,
+        direct_from: int = 2048,
+    ) -> None:
         self.engine = engine
         self.seq = start_seq
         self.commands = 0
@@ -110,8 +118,9 @@ class Replayer:
         else:
             if self._staged + count > len(self._stage):
                 self.flush()
-            self._stage_rows[self._staged:self._staged + count] = (
-                commands.view(np.uint8).reshape(-1, RECORD_BYTES))
+            self._stage_rows[self._staged : self._staged + count] = commands.view(np.uint8).reshape(
+                -1, RECORD_BYTES
+            )
             self._staged += count
             self.seq, self.commands = batch.last_seq, self.commands + count
             if ends_inside_mass_quote(commands):
@@ -176,10 +185,11 @@ def apply_journal(reader: JournalReader, replayer: Replayer) -> None:
     replayer.flush()
 
 
-def _apply_file(reader: JournalReader, replayer: Replayer, path: Path, buffer: Any,
-                is_last: bool, expected: int) -> int:
+def _apply_file(
+    reader: JournalReader, replayer: Replayer, path: Path, buffer: Any, is_last: bool, expected: int
+) -> int:
     data = np.frombuffer(buffer, dtype=np.uint8)
-    words = data[:len(data) // 8 * 8].view(np.uint64)
+    words = data[: len(data) // 8 * 8].view(np.uint64)
     out = np.zeros(walk.OUT_SLOTS, dtype=np.int64)
     out[walk.O_EXPECT] = expected
     start = reader.from_seq or 0
@@ -187,8 +197,17 @@ def _apply_file(reader: JournalReader, replayer: Replayer, path: Path, buffer: A
         rows, staged = replayer.stage_area()
         out[walk.O_STAGED], out[walk.O_BATCHES] = staged, 0
         first_needed = start if reader.batches == 0 else 0
-        status = walk.gather(data, words, rows, replayer.direct_from, start, first_needed,
-                             replayer.target(), walk.TABLE, out)
+        status = walk.gather(
+            data,
+            words,
+            rows,
+            replayer.direct_from,
+            start,
+            first_needed,
+            replayer.target(),
+            walk.TABLE,
+            out,
+        )
         if out[walk.O_EXPECT]:
             reader.end_seq = int(out[walk.O_EXPECT]) - 1
             if reader.first_seq is None:
@@ -206,8 +225,9 @@ def _apply_file(reader: JournalReader, replayer: Replayer, path: Path, buffer: A
         elif status == walk.DIRECT:
             offset, count = int(out[walk.O_OFFSET]), int(out[walk.O_COUNT])
             first = int(out[walk.O_FIRST])
-            commands = np.frombuffer(buffer, dtype=COMMAND_DTYPE, count=count,
-                                     offset=offset + HEADER_BYTES)
+            commands = np.frombuffer(
+                buffer, dtype=COMMAND_DTYPE, count=count, offset=offset + HEADER_BYTES
+            )
             batch = reader.accept(Batch(first, commands, path, offset))
             if batch is not None:
                 replayer.feed(batch)
@@ -215,8 +235,7 @@ def _apply_file(reader: JournalReader, replayer: Replayer, path: Path, buffer: A
             out[walk.O_EXPECT] = first + count
         else:  # SLOW: the reference reader takes the rest of this file
             pending = int(out[walk.O_EXPECT]) or None
-            for verified in reader._walk(path, buffer, is_last, pending,
-                                         int(out[walk.O_OFFSET])):
+            for verified in reader._walk(path, buffer, is_last, pending, int(out[walk.O_OFFSET])):
                 batch = reader.accept(verified)
                 if batch is not None:
                     replayer.feed(batch)

@@ -90,11 +90,12 @@ class StateRoots:
         instruments = leaves.instrument_count(state)
         old_accounts, old_instruments = self.accounts.count, self.instruments.count
         dirty = self._dirty_accounts
-        dirty[:min(SYSTEM_ACCOUNTS, len(dirty))] = True
+        dirty[: min(SYSTEM_ACCOUNTS, len(dirty))] = True
         ids = np.concatenate((np.flatnonzero(dirty), np.arange(old_accounts, accounts)))
         self.accounts.update(ids, leaves.account_hashes(state, ids), accounts)
-        ids = np.concatenate((np.flatnonzero(self._dirty_instruments),
-                              np.arange(old_instruments, instruments)))
+        ids = np.concatenate(
+            (np.flatnonzero(self._dirty_instruments), np.arange(old_instruments, instruments))
+        )
         self._set_instruments(state, ids, instruments)
         self._reset_masks(accounts, instruments)
         return self._finish(state)
@@ -128,8 +129,14 @@ class StateRoots:
 
     @property
     def root(self) -> bytes:
-        return state_root(self.accounts.count, self.accounts.root, self.instruments.count,
-                          self.instruments.root, self.books.root, self.globals_hash)
+        return state_root(
+            self.accounts.count,
+            self.accounts.root,
+            self.instruments.count,
+            self.instruments.root,
+            self.books.root,
+            self.globals_hash,
+        )
 
     # ---- proofs ----
 

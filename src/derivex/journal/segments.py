@@ -58,9 +58,13 @@ class Manifest:
     base: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "closed": self.closed,
-                "segments": [vars(segment) for segment in self.segments],
-                "snapshots": sorted(set(self.snapshots)), "base": self.base}
+        return {
+            "format": FORMAT,
+            "closed": self.closed,
+            "segments": [vars(segment) for segment in self.segments],
+            "snapshots": sorted(set(self.snapshots)),
+            "base": self.base,
+        }
 
     @property
     def newest(self) -> Segment | None:
@@ -79,11 +83,22 @@ def load(directory: Path) -> Manifest | None:
         data = json.loads(raw)
         if data.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT}")
-        segments = [Segment(str(item["name"]), int(item["first_seq"]), int(item["last_seq"]),
-                            int(item["bytes"]), bool(item["sealed"]))
-                    for item in data["segments"]]
-        return Manifest(segments, [int(seq) for seq in data.get("snapshots", [])],
-                        bool(data["closed"]), int(data.get("base", 0)))
+        segments = [
+            Segment(
+                str(item["name"]),
+                int(item["first_seq"]),
+                int(item["last_seq"]),
+                int(item["bytes"]),
+                bool(item["sealed"]),
+            )
+            for item in data["segments"]
+        ]
+        return Manifest(
+            segments,
+            [int(seq) for seq in data.get("snapshots", [])],
+            bool(data["closed"]),
+            int(data.get("base", 0)),
+        )
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise JournalError(f"{path}: not a valid segment manifest ({error})") from None
 
@@ -107,42 +122,58 @@ def check(directory: Path, snapshot_seqs: list[int]) -> Manifest | None:
     files = journal_files(directory)
     if manifest is None:
         if files or snapshot_seqs:
-            raise JournalError(f"{directory / MANIFEST_FILE} is missing although the directory "
-                               f"holds journal files or snapshots: the journal's extent cannot "
-                               f"be checked (derivex repair rebuilds it)")
+            raise JournalError(
+                f"{directory / MANIFEST_FILE} is missing although the directory "
+                f"holds journal files or snapshots: the journal's extent cannot "
+                f"be checked (derivex repair rebuilds it)"
+            )
         return None
     on_disk = {path.name: path for path in files}
     listed = {segment.name for segment in manifest.segments}
     for segment in manifest.segments:
         path = on_disk.get(segment.name)
         if path is None:
-            raise JournalError(f"journal file {directory / segment.name} (seqs "
-                               f"{segment.first_seq}..{segment.last_seq}"
-                               f"{'' if segment.sealed else ' or later'}) is missing")
+            raise JournalError(
+                f"journal file {directory / segment.name} (seqs "
+                f"{segment.first_seq}..{segment.last_seq}"
+                f"{'' if segment.sealed else ' or later'}) is missing"
+            )
         size = path.stat().st_size
         exact = segment.sealed or manifest.closed
         if (size != segment.bytes) if exact else (size < segment.bytes):
-            raise JournalError(f"{path}: {size} bytes, the manifest records "
-                               f"{'' if exact else 'at least '}{segment.bytes} (seqs "
-                               f"{segment.first_seq}..{segment.last_seq}): truncated or "
-                               f"altered at byte offset {min(size, segment.bytes)}")
+            raise JournalError(
+                f"{path}: {size} bytes, the manifest records "
+                f"{'' if exact else 'at least '}{segment.bytes} (seqs "
+                f"{segment.first_seq}..{segment.last_seq}): truncated or "
+                f"altered at byte offset {min(size, segment.bytes)}"
+            )
     extra = [path for path in files if path.name not in listed]
     newest = manifest.newest
     if extra:
-        allowed = (len(extra) == 1 and extra[0] == files[-1] and not manifest.closed
-                   and (newest is None or int(extra[0].stem) > newest.first_seq))
+        allowed = (
+            len(extra) == 1
+            and extra[0] == files[-1]
+            and not manifest.closed
+            and (newest is None or int(extra[0].stem) > newest.first_seq)
+        )
         if not allowed:
-            raise JournalError(f"journal file(s) not in {directory / MANIFEST_FILE}: "
-                               f"{', '.join(str(path) for path in extra)} (renamed, reordered "
-                               f"or copied in)")
+            raise JournalError(
+                f"journal file(s) not in {directory / MANIFEST_FILE}: "
+                f"{', '.join(str(path) for path in extra)} (renamed, reordered "
+                f"or copied in)"
+            )
     if manifest.base and manifest.base not in snapshot_seqs:
-        raise JournalError(f"the base snapshot at seq {manifest.base} named in "
-                           f"{directory / MANIFEST_FILE} is missing")
+        raise JournalError(
+            f"the base snapshot at seq {manifest.base} named in "
+            f"{directory / MANIFEST_FILE} is missing"
+        )
     missing = sorted(set(manifest.snapshots) - set(snapshot_seqs))
     if missing:
         names = ", ".join(f"snapshot-{seq:020d}.dxs" for seq in missing)
-        raise JournalError(f"snapshot(s) {names} listed in {directory / MANIFEST_FILE} are "
-                           f"missing from {directory}")
+        raise JournalError(
+            f"snapshot(s) {names} listed in {directory / MANIFEST_FILE} are "
+            f"missing from {directory}"
+        )
     return manifest
 
 

@@ -60,8 +60,7 @@ def _codec(name: str) -> tuple[Any, Any]:
     if name == "zstd":
         import zstandard
 
-        return (zstandard.ZstdCompressor(level=3).compress,
-                zstandard.ZstdDecompressor().decompress)
+        return (zstandard.ZstdCompressor(level=3).compress, zstandard.ZstdDecompressor().decompress)
     if name == "lz4":
         import lz4.frame
 
@@ -109,7 +108,7 @@ def list_snapshots(directory: Path | str) -> list[tuple[int, Path]]:
         for path in directory.iterdir():
             name = path.name
             if name.startswith(PREFIX) and name.endswith(SUFFIX):
-                digits = name[len(PREFIX):-len(SUFFIX)]
+                digits = name[len(PREFIX) : -len(SUFFIX)]
                 if digits.isdigit():
                     found.append((int(digits), path))
     return sorted(found)
@@ -147,9 +146,16 @@ class _ChunkedWriter:
             self._chunk, self._filled = [], 0
 
 
-def write_snapshot(directory: Path | str, state: State, config: EngineConfig, seq: int, *,
-                   root: bytes | None = None, compression: str = "none",
-                   algorithm: int | None = None) -> Path:
+def write_snapshot(
+    directory: Path | str,
+    state: State,
+    config: EngineConfig,
+    seq: int,
+    *,
+    root: bytes | None = None,
+    compression: str = "none",
+    algorithm: int | None = None,
+) -> Path:
     """Write ``state`` (after the command ``seq``) atomically; return its path. Cost: one
     pass over the state's arrays (O(capacity)), one fsync of the file and one of the
     directory."""
@@ -167,22 +173,46 @@ def write_snapshot(directory: Path | str, state: State, config: EngineConfig, se
             array = np.ascontiguousarray(array)
             data = array.reshape(-1).view(np.uint8).data
             stored = compress(data) if compress is not None else data
-            arrays.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape),
-                           "offset": writer.offset, "nbytes": array.nbytes,
-                           "stored": len(stored)})
+            arrays.append(
+                {
+                    "name": name,
+                    "dtype": array.dtype.str,
+                    "shape": list(array.shape),
+                    "offset": writer.offset,
+                    "nbytes": array.nbytes,
+                    "stored": len(stored),
+                }
+            )
             writer.write(stored)
             writer.pad()
         writer.flush()
-        meta = json.dumps({
-            "format": "derivex-snapshot", "version": VERSION, "seq": seq,
-            "config": config.to_dict(), "root": root.hex() if root is not None else None,
-            "compression": compression, "arrays": arrays, "chunk_bytes": CHUNK_BYTES,
-            "chunks": writer.sums,
-        }, sort_keys=True).encode()
+        meta = json.dumps(
+            {
+                "format": "derivex-snapshot",
+                "version": VERSION,
+                "seq": seq,
+                "config": config.to_dict(),
+                "root": root.hex() if root is not None else None,
+                "compression": compression,
+                "arrays": arrays,
+                "chunk_bytes": CHUNK_BYTES,
+                "chunks": writer.sums,
+            },
+            sort_keys=True,
+        ).encode()
         meta_offset = writer.offset
         handle.write(meta)
-        head = PREAMBLE.pack(MAGIC, VERSION, algorithm, seq, meta_offset, len(meta),
-                             COMPRESSION[compression], CHUNK_BYTES, bytes(16))
+        head = PREAMBLE.pack(
+            MAGIC,
+            VERSION,
+            algorithm,
+            seq,
+            meta_offset,
+            len(meta),
+            COMPRESSION[compression],
+            CHUNK_BYTES,
+            bytes(16),
+        )
         head = head[:PREAMBLE_CHECKED] + checksum(algorithm, head[:PREAMBLE_CHECKED], meta)
         handle.seek(0)
         handle.write(head)
@@ -202,10 +232,11 @@ def _read_meta(path: Path, buffer: mmap.mmap) -> tuple[tuple, dict[str, Any]]:
         raise CorruptionError(path, 0, "not a derivex snapshot of a known version")
     if meta_offset + meta_bytes != len(buffer):
         raise CorruptionError(path, 0, "preamble does not match the file length")
-    meta_raw = buffer[meta_offset:meta_offset + meta_bytes]
+    meta_raw = buffer[meta_offset : meta_offset + meta_bytes]
     if checksum(algorithm, buffer[:PREAMBLE_CHECKED], meta_raw) != stored_sum:
-        raise CorruptionError(path, meta_offset,
-                              "checksum mismatch in the snapshot preamble or metadata")
+        raise CorruptionError(
+            path, meta_offset, "checksum mismatch in the snapshot preamble or metadata"
+        )
     try:
         return fields, json.loads(meta_raw)
     except ValueError:  # matching checksum over bytes that are not JSON: not ours
@@ -231,11 +262,18 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
             start = 64 + index * chunk
             stop = min(start + chunk, meta_offset)
             if checksum(algorithm, view[start:stop]).hex() != expected:
-                names = [a["name"] for a in arrays
-                         if a["offset"] < stop and a["offset"] + a["stored"] > start]
-                raise CorruptionError(path, start, f"checksum mismatch in snapshot bytes "
-                                                   f"[{start}, {stop}) (array "
-                                                   f"{', '.join(names) or 'padding'})")
+                names = [
+                    a["name"]
+                    for a in arrays
+                    if a["offset"] < stop and a["offset"] + a["stored"] > start
+                ]
+                raise CorruptionError(
+                    path,
+                    start,
+                    f"checksum mismatch in snapshot bytes "
+                    f"[{start}, {stop}) (array "
+                    f"{', '.join(names) or 'padding'})",
+                )
         view.release()
     if [entry["name"] for entry in arrays] != list(State._fields):
         raise JournalError(f"{path}: arrays {[a['name'] for a in arrays]} do not match State")
@@ -249,12 +287,12 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
         for index, entry in enumerate(arrays):
             begin, shape = entry["offset"] - 64, entry["shape"]
             layout[index] = (begin, shape[0], shape[1] if len(shape) == 2 else 0)
-            section = arena[begin:begin + entry["nbytes"]]
+            section = arena[begin : begin + entry["nbytes"]]
             values[entry["name"]] = section.view(np.dtype(entry["dtype"])).reshape(shape)
     else:
         decompress = _codec(meta["compression"])[1]
         for entry in arrays:
-            raw = decompress(buffer[entry["offset"]:entry["offset"] + entry["stored"]])
+            raw = decompress(buffer[entry["offset"] : entry["offset"] + entry["stored"]])
             array = np.frombuffer(raw, dtype=np.dtype(entry["dtype"]))  # read-only
             values[entry["name"]] = array.reshape(entry["shape"])
     config = EngineConfig.from_dict(meta["config"])

@@ -40,13 +40,25 @@ def tree_depth(count: int) -> int:
     return (count - 1).bit_length() if count > 1 else 0
 
 
-def state_root(accounts: int, accounts_root: bytes, instruments: int,
-               instruments_root: bytes, books_root: bytes, globals_hash: bytes) -> bytes:
+def state_root(
+    accounts: int,
+    accounts_root: bytes,
+    instruments: int,
+    instruments_root: bytes,
+    books_root: bytes,
+    globals_hash: bytes,
+) -> bytes:
     """The state root: SHA-256 over the three subtree roots, their leaf counts and the hash
     of the globals leaf."""
-    return hashlib.sha256(ROOT_PREFIX + struct.pack("<Q", accounts) + accounts_root
-                          + struct.pack("<Q", instruments) + instruments_root + books_root
-                          + globals_hash).digest()
+    return hashlib.sha256(
+        ROOT_PREFIX
+        + struct.pack("<Q", accounts)
+        + accounts_root
+        + struct.pack("<Q", instruments)
+        + instruments_root
+        + books_root
+        + globals_hash
+    ).digest()
 
 
 def decode_account(payload: bytes) -> dict[str, Any]:
@@ -56,12 +68,33 @@ def decode_account(payload: bytes) -> dict[str, Any]:
         raise ValueError("not an account leaf")
     positions = []
     for index in range(count):
-        values = POSITION_ENTRY.unpack_from(payload, ACCOUNT_HEAD.size
-                                            + index * POSITION_ENTRY.size)
-        positions.append(dict(zip(("instrument", "qty_lots", "basis_units", "open_buy_lots",
-                                   "open_sell_lots", "orders"), values, strict=True)))
-    return {"id": account, "status": status, "stp": stp, "balance_units": balance,
-            "open_orders": open_orders, "positions": positions}
+        values = POSITION_ENTRY.unpack_from(
+            payload, ACCOUNT_HEAD.size + index * POSITION_ENTRY.size
+        )
+        positions.append(
+            dict(
+                zip(
+                    (
+                        "instrument",
+                        "qty_lots",
+                        "basis_units",
+                        "open_buy_lots",
+                        "open_sell_lots",
+                        "orders",
+                    ),
+                    values,
+                    strict=True,
+                )
+            )
+        )
+    return {
+        "id": account,
+        "status": status,
+        "stp": stp,
+        "balance_units": balance,
+        "open_orders": open_orders,
+        "positions": positions,
+    }
 
 
 def fold_path(leaf: bytes, index: int, siblings: list[bytes]) -> bytes:
@@ -94,16 +127,26 @@ def verify_proof(proof: dict[str, Any], root: str | bytes) -> bool:
         payload = bytes.fromhex(proof["leaf"])
         fields = decode_account(payload)
         index, accounts = proof["index"], proof["accounts"]
-        if (fields != proof["account"] or type(index) is not int or type(accounts) is not int
-                or index != fields["id"] or not 0 <= index < accounts):
+        if (
+            fields != proof["account"]
+            or type(index) is not int
+            or type(accounts) is not int
+            or index != fields["id"]
+            or not 0 <= index < accounts
+        ):
             return False
         siblings = [_hex32(sibling) for sibling in proof["siblings"]]
         if len(siblings) != tree_depth(accounts):
             return False
         accounts_root = fold_path(leaf_hash(payload), index, siblings)
-        computed = state_root(accounts, accounts_root, int(proof["instruments"]),
-                              _hex32(proof["instruments_root"]), _hex32(proof["books_root"]),
-                              _hex32(proof["globals_hash"]))
+        computed = state_root(
+            accounts,
+            accounts_root,
+            int(proof["instruments"]),
+            _hex32(proof["instruments_root"]),
+            _hex32(proof["books_root"]),
+            _hex32(proof["globals_hash"]),
+        )
         return computed == trusted and computed == _hex32(proof["root"])
     except (KeyError, TypeError, ValueError, AttributeError, struct.error):
         return False

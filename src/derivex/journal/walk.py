@@ -61,8 +61,10 @@ def _crc32_u64(typingctx, crc, word):
 
     def codegen(context, builder, signature, args):
         function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(64)]),
-            "llvm.x86.sse42.crc32.64.64")
+            builder.module,
+            ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(64)]),
+            "llvm.x86.sse42.crc32.64.64",
+        )
         return builder.call(function, args)
 
     return types.uint64(types.uint64, types.uint64), codegen
@@ -74,8 +76,10 @@ def _crc32_u8(typingctx, crc, byte):
 
     def codegen(context, builder, signature, args):
         function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32), ir.IntType(8)]),
-            "llvm.x86.sse42.crc32.32.8")
+            builder.module,
+            ir.FunctionType(ir.IntType(32), [ir.IntType(32), ir.IntType(8)]),
+            "llvm.x86.sse42.crc32.32.8",
+        )
         return builder.call(function, args)
 
     return types.uint32(types.uint32, types.uint8), codegen
@@ -146,8 +150,11 @@ def gather(buf, words, rows, direct_from, from_seq, first_needed, target, table,
     while offset < size:
         if size - offset < 64:
             break
-        if (_le(buf, offset, 4) != _MAGIC or _le(buf, offset + 4, 2) != VERSION
-                or _le(buf, offset + 6, 2) != CHECKSUM_CRC32C):
+        if (
+            _le(buf, offset, 4) != _MAGIC
+            or _le(buf, offset + 4, 2) != VERSION
+            or _le(buf, offset + 6, 2) != CHECKSUM_CRC32C
+        ):
             break
         first = _le(buf, offset + 8, 8)
         count = _le(buf, offset + 16, 4)
@@ -163,8 +170,7 @@ def gather(buf, words, rows, direct_from, from_seq, first_needed, target, table,
             break
         if _le(buf, offset + 56, 8) != 0:
             break
-        if (_le(buf, offset + 64, 8) != first
-                or _le(buf, end - 64, 8) != first + count - 1):
+        if _le(buf, offset + 64, 8) != first or _le(buf, end - 64, 8) != first + count - 1:
             break
         last = first + count - 1
         if last < from_seq:  # before the replay's start: verified, not applied

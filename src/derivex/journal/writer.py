@@ -116,10 +116,16 @@ class Journal:
     last file; a failed open changes no journal file.
     """
 
-    def __init__(self, directory: Path | str, *, fsync: str = DEFAULT_FSYNC,
-                 interval_ms: float = 5.0, roll_bytes: int = 64 << 20,
-                 checksum: int | None = None,
-                 on_durable: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        fsync: str = DEFAULT_FSYNC,
+        interval_ms: float = 5.0,
+        roll_bytes: int = 64 << 20,
+        checksum: int | None = None,
+        on_durable: Callable[[int], None] | None = None,
+    ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise JournalError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
         if interval_ms <= 0 or roll_bytes < 128:
@@ -155,13 +161,15 @@ class Journal:
         self._durable = threading.Condition(threading.Lock())
         self._flusher: threading.Thread | None = None
         if fsync in ("group", "interval"):
-            self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
-                                             name=f"journal-flush:{self.directory.name}")
+            self._flusher = threading.Thread(
+                target=self._flush_loop, daemon=True, name=f"journal-flush:{self.directory.name}"
+            )
             self._flusher.start()
 
     def _open_tail(self) -> int:
-        manifest = segments.check(self.directory,
-                                  [seq for seq, _ in list_snapshots(self.directory)])
+        manifest = segments.check(
+            self.directory, [seq for seq, _ in list_snapshots(self.directory)]
+        )
         files = journal_files(self.directory)
         if not files:
             self._manifest = manifest or segments.Manifest()
@@ -248,8 +256,9 @@ class Journal:
             raise JournalError("seq 0 cannot be journaled: seqs start at 1")
         header = pack_header(self.algorithm, first, count, payload)
         with self._lock:
-            if self._fd is None or (self._size and self._size + len(header) + len(payload)
-                                    > self.roll_bytes):
+            if self._fd is None or (
+                self._size and self._size + len(header) + len(payload) > self.roll_bytes
+            ):
                 self._roll(first)
             assert self._fd is not None
             self._write(header, payload)
@@ -272,9 +281,9 @@ class Journal:
             self.sync()
             return self._durable_seq >= seq
         with self._durable:
-            return self._durable.wait_for(lambda: self._durable_seq >= seq
-                                          or self._stop.is_set(), timeout) and (
-                self._durable_seq >= seq)
+            return self._durable.wait_for(
+                lambda: self._durable_seq >= seq or self._stop.is_set(), timeout
+            ) and (self._durable_seq >= seq)
 
     def _write(self, header: bytes, payload: memoryview) -> None:
         assert self._fd is not None
@@ -285,7 +294,7 @@ class Journal:
                 if done < len(header):
                     parts = [memoryview(header)[done:], payload]
                 else:
-                    parts = [payload[done - len(header):]]
+                    parts = [payload[done - len(header) :]]
                 done += os.writev(self._fd, parts)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -309,8 +318,9 @@ class Journal:
         fsync_directory(self.directory)
         # listed only once it exists: a crash in between leaves an unlisted newest file,
         # which the check accepts, never a listed file that is missing
-        self._manifest.segments.append(segments.Segment(path.name, first_seq, first_seq - 1,
-                                                        0, False))
+        self._manifest.segments.append(
+            segments.Segment(path.name, first_seq, first_seq - 1, 0, False)
+        )
         self._manifest.closed = False
         self._save_manifest()
 
@@ -359,8 +369,9 @@ class Journal:
             return
         while True:
             with self._lock:
-                self._pending.wait_for(lambda: self._stop.is_set()
-                                       or self._durable_seq < self._last_seq)
+                self._pending.wait_for(
+                    lambda: self._stop.is_set() or self._durable_seq < self._last_seq
+                )
                 if self._stop.is_set():
                     return
             self._flush_once()
@@ -412,11 +423,16 @@ class Journal:
     def __enter__(self) -> Journal:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Journal({str(self.directory)!r}, fsync={self.fsync!r}, "
-                f"last_seq={self._last_seq}, durable_seq={self._durable_seq})")
-
+        return (
+            f"Journal({str(self.directory)!r}, fsync={self.fsync!r}, "
+            f"last_seq={self._last_seq}, durable_seq={self._durable_seq})"
+        )

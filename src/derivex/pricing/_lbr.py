@@ -75,8 +75,12 @@ def _rational_cubic(x, x_l, x_r, y_l, y_r, d_l, d_r, r):
         omt = 1.0 - t
         t2 = t * t
         omt2 = omt * omt
-        num = (y_r * t2 * t + (r * y_r - h * d_r) * t2 * omt
-               + (r * y_l + h * d_l) * t * omt2 + y_l * omt2 * omt)
+        num = (
+            y_r * t2 * t
+            + (r * y_r - h * d_r) * t2 * omt
+            + (r * y_l + h * d_l) * t * omt2
+            + y_l * omt2 * omt
+        )
         return num / (1.0 + (r - 3.0) * t * omt)
     return y_r * t + y_l * (1.0 - t)
 
@@ -138,8 +142,14 @@ def _f_lower_map(x, s):
     pdf = norm_pdf(z)
     ratio = phi_m / pdf if pdf > 0.0 else 1.0 / z
     growth = math.exp(y + 0.125 * s2)  # its square is exp(2y + s^2/4): one exponential
-    fpp = (_TWO_PI * y / s * phi_m * (2.0 * z + ratio * (0.25 * s2 - 2.0 * y - 2.0))
-           * (growth * growth))
+    fpp = (
+        _TWO_PI
+        * y
+        / s
+        * phi_m
+        * (2.0 * z + ratio * (0.25 * s2 - 2.0 * y - 2.0))
+        * (growth * growth)
+    )
     fp = _TWO_PI * y * phi_m * phi_m * growth
     f = _TWO_PI_OVER_SQRT_27 * ax * phi_m * phi_m * phi_m
     return f, fp, fpp
@@ -257,9 +267,11 @@ def normalised_implied_vol_otm_call(beta, x):
             e = bp * s / b  # d ln b / d ln s
             c1 = 1.0 + 2.0 * inv_ln_b
             nu = (ln_beta - ln_b) * ln_b * inv_ln_beta / e
-            ds = s * _householder_step(nu, bh - e * c1,
-                                       bh3 + 2.0 * e * e * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b))
-                                       - 3.0 * bh * e * c1)
+            ds = s * _householder_step(
+                nu,
+                bh - e * c1,
+                bh3 + 2.0 * e * e * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b)) - 3.0 * bh * e * c1,
+            )
         elif branch == 2 and ok and b < b_max:
             # g = ln(b_max - beta) - ln(b_max - b)
             gap = b_max - b

@@ -120,8 +120,10 @@ def normalised_black_otm_call_and_vega(x: float, s: float) -> tuple[float, float
         return max(vega * _small_t_bracket(h, t), 0.0), vega
     if h + t > 0.85:
         # exp(x/2) [Phi(h+t) - phi(h+t) Y(h-t)]; the second term is small.
-        return (max(math.exp(0.5 * x) * (norm_cdf(h + t) - norm_pdf(h + t) * mills_y(h - t)),
-                    0.0), vega)
+        return (
+            max(math.exp(0.5 * x) * (norm_cdf(h + t) - norm_pdf(h + t) * mills_y(h - t)), 0.0),
+            vega,
+        )
     return max(vega * (mills_y(h + t) - mills_y(h - t)), 0.0), vega
 
 

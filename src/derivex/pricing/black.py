@@ -91,9 +91,18 @@ _jit_parallel = numba.njit(cache=True, error_model="numpy", parallel=True)
 def _price_element(model, s0, k, t, sig, r, q, w, with_greeks):
     """``(price, delta, gamma, vega, theta, rho)`` of one option (Greeks nan unless
     ``with_greeks``)."""
-    valid = (s0 > 0.0 and k > 0.0 and t >= 0.0 and sig >= 0.0
-             and math.isfinite(s0) and math.isfinite(k) and math.isfinite(t)
-             and math.isfinite(sig) and math.isfinite(r) and math.isfinite(q))
+    valid = (
+        s0 > 0.0
+        and k > 0.0
+        and t >= 0.0
+        and sig >= 0.0
+        and math.isfinite(s0)
+        and math.isfinite(k)
+        and math.isfinite(t)
+        and math.isfinite(sig)
+        and math.isfinite(r)
+        and math.isfinite(q)
+    )
     if not valid:
         return math.nan, math.nan, math.nan, math.nan, math.nan, math.nan
     df = math.exp(-r * t)
@@ -153,20 +162,39 @@ def _store(out, i, row):
 @_jit
 def _kernel(model, und, strike, expiry, vol, rate, div, theta, with_greeks, out):
     for i in range(und.shape[0]):
-        _store(out, i, _price_element(model, und[i], strike[i], expiry[i], vol[i], rate[i],
-                                      div[i], theta[i], with_greeks))
+        _store(
+            out,
+            i,
+            _price_element(
+                model, und[i], strike[i], expiry[i], vol[i], rate[i], div[i], theta[i], with_greeks
+            ),
+        )
 
 
 @_jit_parallel
 def _kernel_parallel(model, und, strike, expiry, vol, rate, div, theta, with_greeks, out):
     for i in numba.prange(und.shape[0]):
-        _store(out, i, _price_element(model, und[i], strike[i], expiry[i], vol[i], rate[i],
-                                      div[i], theta[i], with_greeks))
+        _store(
+            out,
+            i,
+            _price_element(
+                model, und[i], strike[i], expiry[i], vol[i], rate[i], div[i], theta[i], with_greeks
+            ),
+        )
 
 
-def _run(model: int, und: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol: ArrayLike,
-         rate: ArrayLike, div: ArrayLike, is_call: ArrayLike, with_greeks: bool,
-         parallel: bool) -> Any:
+def _run(
+    model: int,
+    und: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    vol: ArrayLike,
+    rate: ArrayLike,
+    div: ArrayLike,
+    is_call: ArrayLike,
+    with_greeks: bool,
+    parallel: bool,
+) -> Any:
     theta = call_flag_to_theta(is_call)
     shape, (u, k, t, v, r, q, w) = broadcast_flat(und, strike, expiry, vol, rate, div, theta)
     out = np.empty((6 if with_greeks else 1, u.shape[0]), dtype=np.float64)
@@ -177,9 +205,16 @@ def _run(model: int, und: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol: 
     return Greeks(*(shaped(out[j], shape) for j in range(6)))
 
 
-def black76_price(forward: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol: ArrayLike,
-                  rate: ArrayLike = 0.0, is_call: ArrayLike = True, *,
-                  parallel: bool = False) -> Any:
+def black76_price(
+    forward: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    vol: ArrayLike,
+    rate: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    *,
+    parallel: bool = False,
+) -> Any:
     """Discounted Black-76 price of European options on a forward/future.
 
     ``V = exp(-rate*expiry) * (theta*(F*N(theta*d1) - K*N(theta*d2)))`` with
@@ -194,9 +229,16 @@ def black76_price(forward: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol:
     return _run(_BLACK76, forward, strike, expiry, vol, rate, 0.0, is_call, False, parallel)
 
 
-def black76_greeks(forward: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol: ArrayLike,
-                   rate: ArrayLike = 0.0, is_call: ArrayLike = True, *,
-                   parallel: bool = False) -> Greeks:
+def black76_greeks(
+    forward: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    vol: ArrayLike,
+    rate: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    *,
+    parallel: bool = False,
+) -> Greeks:
     """Black-76 price and Greeks as a :class:`Greeks` tuple.
 
     ``delta = dV/dF``, ``gamma = d2V/dF2``, ``vega = dV/dvol`` (per 1.0 vol),
@@ -206,9 +248,17 @@ def black76_greeks(forward: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol
     return _run(_BLACK76, forward, strike, expiry, vol, rate, 0.0, is_call, True, parallel)
 
 
-def bs_price(spot: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol: ArrayLike,
-             rate: ArrayLike = 0.0, dividend: ArrayLike = 0.0, is_call: ArrayLike = True, *,
-             parallel: bool = False) -> Any:
+def bs_price(
+    spot: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    vol: ArrayLike,
+    rate: ArrayLike = 0.0,
+    dividend: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    *,
+    parallel: bool = False,
+) -> Any:
     """Black-Scholes-Merton price with continuous dividend yield/carry ``q``.
 
     ``V = theta*(S e^{-qT} N(theta d1) - K e^{-rT} N(theta d2))``, computed as
@@ -218,9 +268,17 @@ def bs_price(spot: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol: ArrayLi
     return _run(_BSM, spot, strike, expiry, vol, rate, dividend, is_call, False, parallel)
 
 
-def bs_greeks(spot: ArrayLike, strike: ArrayLike, expiry: ArrayLike, vol: ArrayLike,
-              rate: ArrayLike = 0.0, dividend: ArrayLike = 0.0,
-              is_call: ArrayLike = True, *, parallel: bool = False) -> Greeks:
+def bs_greeks(
+    spot: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    vol: ArrayLike,
+    rate: ArrayLike = 0.0,
+    dividend: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    *,
+    parallel: bool = False,
+) -> Greeks:
     """BSM price and Greeks (:class:`Greeks`), spot-based.
 
     ``delta = dV/dS``, ``gamma = d2V/dS2``, ``vega = dV/dvol`` (per 1.0 vol),

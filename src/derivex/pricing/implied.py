@@ -88,9 +88,17 @@ def _iv_element(model, p, und, k, t, r, q, w):
     """``(vol, status)`` of one quote.  Forward and discount are formed exactly as in
     ``black._price_element`` so that a price produced there inverts without an ulp of
     mismatch."""
-    if not (math.isfinite(p) and math.isfinite(und) and math.isfinite(k)
-            and math.isfinite(t) and math.isfinite(r) and math.isfinite(q)
-            and und > 0.0 and k > 0.0 and t >= 0.0):
+    if not (
+        math.isfinite(p)
+        and math.isfinite(und)
+        and math.isfinite(k)
+        and math.isfinite(t)
+        and math.isfinite(r)
+        and math.isfinite(q)
+        and und > 0.0
+        and k > 0.0
+        and t >= 0.0
+    ):
         return math.nan, _INVALID
     d = math.exp(-r * t)
     f = und * math.exp((r - q) * t) if model == 1 else und
@@ -122,16 +130,17 @@ def _iv_element(model, p, und, k, t, r, q, w):
 @_jit
 def _iv_kernel(model, price, und, strike, expiry, rate, div, theta, vol_out, status_out):
     for i in range(price.shape[0]):
-        vol_out[i], status_out[i] = _iv_element(model, price[i], und[i], strike[i], expiry[i],
-                                                rate[i], div[i], theta[i])
+        vol_out[i], status_out[i] = _iv_element(
+            model, price[i], und[i], strike[i], expiry[i], rate[i], div[i], theta[i]
+        )
 
 
 @_jit_parallel
-def _iv_kernel_parallel(model, price, und, strike, expiry, rate, div, theta, vol_out,
-                        status_out):
+def _iv_kernel_parallel(model, price, und, strike, expiry, rate, div, theta, vol_out, status_out):
     for i in numba.prange(price.shape[0]):
-        vol_out[i], status_out[i] = _iv_element(model, price[i], und[i], strike[i], expiry[i],
-                                                rate[i], div[i], theta[i])
+        vol_out[i], status_out[i] = _iv_element(
+            model, price[i], und[i], strike[i], expiry[i], rate[i], div[i], theta[i]
+        )
 
 
 @_jit
@@ -163,8 +172,9 @@ _REASONS = {
 }
 
 
-def _finish(vol: np.ndarray, status: np.ndarray, shape: tuple[int, ...], errors: str,
-            return_status: bool) -> Any:
+def _finish(
+    vol: np.ndarray, status: np.ndarray, shape: tuple[int, ...], errors: str, return_status: bool
+) -> Any:
     if errors == "raise":
         bad = np.flatnonzero(status != _OK)
         if bad.size:
@@ -172,7 +182,8 @@ def _finish(vol: np.ndarray, status: np.ndarray, shape: tuple[int, ...], errors:
             reason = _REASONS[int(status[first])]
             raise ValueError(
                 f"implied volatility undefined for {bad.size} of {status.size} inputs; "
-                f"first at flat index {first}: {reason}")
+                f"first at flat index {first}: {reason}"
+            )
     if return_status:
         return shaped(vol, shape), shaped(status, shape)
     return shaped(vol, shape)
@@ -183,10 +194,18 @@ def _check_errors(errors: str) -> None:
         raise ValueError("errors must be 'nan' or 'raise'")
 
 
-def implied_vol_black76(price: ArrayLike, forward: ArrayLike, strike: ArrayLike,
-                        expiry: ArrayLike, rate: ArrayLike = 0.0, is_call: ArrayLike = True,
-                        *, errors: str = "nan", return_status: bool = False,
-                        parallel: bool = False) -> Any:
+def implied_vol_black76(
+    price: ArrayLike,
+    forward: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    rate: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    *,
+    errors: str = "nan",
+    return_status: bool = False,
+    parallel: bool = False,
+) -> Any:
     """Black-76 implied volatility of discounted option prices (vectorised).
 
     ``price`` is the discounted premium ``exp(-rate*expiry) * Black(...)``;
@@ -209,10 +228,19 @@ def implied_vol_black76(price: ArrayLike, forward: ArrayLike, strike: ArrayLike,
     return _finish(vol, status, shape, errors, return_status)
 
 
-def implied_vol_bs(price: ArrayLike, spot: ArrayLike, strike: ArrayLike, expiry: ArrayLike,
-                   rate: ArrayLike = 0.0, dividend: ArrayLike = 0.0, is_call: ArrayLike = True,
-                   *, errors: str = "nan", return_status: bool = False,
-                   parallel: bool = False) -> Any:
+def implied_vol_bs(
+    price: ArrayLike,
+    spot: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    rate: ArrayLike = 0.0,
+    dividend: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    *,
+    errors: str = "nan",
+    return_status: bool = False,
+    parallel: bool = False,
+) -> Any:
     """Black-Scholes-Merton implied volatility (spot ``S``, rate ``r``, yield ``q``).
 
     Converted to Black-76 with ``F = S exp((r-q)T)`` and discount
@@ -220,8 +248,9 @@ def implied_vol_bs(price: ArrayLike, spot: ArrayLike, strike: ArrayLike, expiry:
     """
     _check_errors(errors)
     theta = call_flag_to_theta(is_call)
-    shape, (p, s, k, t, r, q, w) = broadcast_flat(price, spot, strike, expiry, rate, dividend,
-                                                  theta)
+    shape, (p, s, k, t, r, q, w) = broadcast_flat(
+        price, spot, strike, expiry, rate, dividend, theta
+    )
     vol = np.empty_like(p)
     status = np.empty(p.shape, dtype=np.int8)
     kernel = _iv_kernel_parallel if parallel else _iv_kernel

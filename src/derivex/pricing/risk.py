@@ -100,19 +100,20 @@ class DeribitVolShock:
     min_days: float = 1.0
     min_down_fraction: float = 0.05
 
-    def shocked_vols(self, vol: ArrayLike, expiry_years: ArrayLike
-                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def shocked_vols(
+        self, vol: ArrayLike, expiry_years: ArrayLike
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(vol_down, vol_up)`` arrays for each option. Cost O(n)."""
         v = np.asarray(vol, dtype=np.float64)
-        days = np.maximum(np.asarray(expiry_years, dtype=np.float64) * DAYS_PER_YEAR,
-                          self.min_days)
-        power = np.where(days < self.switch_days, self.short_term_vega_power,
-                         self.long_term_vega_power)
+        days = np.maximum(np.asarray(expiry_years, dtype=np.float64) * DAYS_PER_YEAR, self.min_days)
+        power = np.where(
+            days < self.switch_days, self.short_term_vega_power, self.long_term_vega_power
+        )
         factor = (self.reference_days / days) ** power
         up = v + np.maximum(v, self.min_volatility_for_shock_up) * (
-            self.volatility_range_up * factor)
-        down = v * np.maximum(1.0 - self.volatility_range_down * factor,
-                              self.min_down_fraction)
+            self.volatility_range_up * factor
+        )
+        down = v * np.maximum(1.0 - self.volatility_range_down * factor, self.min_down_fraction)
         return down, up
 
 
@@ -126,8 +127,9 @@ class SpanVolShock:
     relative: bool = False
     min_vol: float = 0.01
 
-    def shocked_vols(self, vol: ArrayLike, expiry_years: ArrayLike
-                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def shocked_vols(
+        self, vol: ArrayLike, expiry_years: ArrayLike
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(vol_down, vol_up)`` arrays for each option. Cost O(n)."""
         v = np.asarray(vol, dtype=np.float64)
         v, _ = np.broadcast_arrays(v, np.asarray(expiry_years, dtype=np.float64))
@@ -155,8 +157,7 @@ class ScenarioGrid:
         data = np.asarray(table, dtype=np.int64).reshape(-1, 3)
         if data.shape[0] == 0 or not np.all(np.isin(data[:, 1], (-1, 0, 1))):
             raise ValueError("a grid needs at least one row with vol shocks in -1/0/+1")
-        return cls(moves=data[:, 0] / 1e6, vol_shocks=data[:, 1].copy(),
-                   weights=data[:, 2] / 1e6)
+        return cls(moves=data[:, 0] / 1e6, vol_shocks=data[:, 1].copy(), weights=data[:, 2] / 1e6)
 
     def __len__(self) -> int:
         return int(self.moves.shape[0])
@@ -183,15 +184,30 @@ def _black_value(f, k, t, sig, df, w):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _scenario_kernel(fwd, strike, expiry, vol, vol_down, vol_up, df, theta, cvu, mark_units,
-                     moves, vol_shocks, weights, out):
+def _scenario_kernel(
+    fwd,
+    strike,
+    expiry,
+    vol,
+    vol_down,
+    vol_up,
+    df,
+    theta,
+    cvu,
+    mark_units,
+    moves,
+    vol_shocks,
+    weights,
+    out,
+):
     bad = 0
     for i in range(fwd.shape[0]):
         for j in range(moves.shape[0]):
             shock = vol_shocks[j]
             sig = vol[i] if shock == 0 else (vol_up[i] if shock > 0 else vol_down[i])
-            value = _black_value(fwd[i] * (1.0 + moves[j]), strike[i], expiry[i], sig, df[i],
-                                 theta[i])
+            value = _black_value(
+                fwd[i] * (1.0 + moves[j]), strike[i], expiry[i], sig, df[i], theta[i]
+            )
             pnl = (value * cvu[i] - mark_units[i]) * weights[j]
             # checked as a float: numba's math.floor already converts to int64
             if not (abs(pnl) < _INT64_LIMIT):  # also catches nan
@@ -212,19 +228,36 @@ def _inputs(index_ticks, strike_ticks, expiry_years, vol, carry):
     t = _flat(expiry_years, n)
     fwd = _flat(index_ticks, n) * np.exp(carry * t)
     sig = _flat(vol, n)
-    bad = ~(np.isfinite(fwd) & (fwd > 0) & (strike > 0) & np.isfinite(t) & (t >= 0)
-            & np.isfinite(sig) & (sig >= 0))
+    bad = ~(
+        np.isfinite(fwd)
+        & (fwd > 0)
+        & (strike > 0)
+        & np.isfinite(t)
+        & (t >= 0)
+        & np.isfinite(sig)
+        & (sig >= 0)
+    )
     if bad.any():
-        raise ValueError(f"invalid option input at index {int(np.flatnonzero(bad)[0])}: need "
-                         "index > 0, strike > 0, expiry >= 0, vol >= 0, all finite")
+        raise ValueError(
+            f"invalid option input at index {int(np.flatnonzero(bad)[0])}: need "
+            "index > 0, strike > 0, expiry >= 0, vol >= 0, all finite"
+        )
     return n, fwd, np.ascontiguousarray(strike), t, sig
 
 
-def scenario_values(index_ticks: ArrayLike, strike_ticks: ArrayLike, expiry_years: ArrayLike,
-                    vol: ArrayLike, is_call: ArrayLike, contract_value_units: ArrayLike,
-                    mark_ticks: ArrayLike, grid: ScenarioGrid,
-                    shock: VolShock | None = None, rate: float = 0.0,
-                    carry: float = 0.0) -> NDArray[np.int64]:
+def scenario_values(
+    index_ticks: ArrayLike,
+    strike_ticks: ArrayLike,
+    expiry_years: ArrayLike,
+    vol: ArrayLike,
+    is_call: ArrayLike,
+    contract_value_units: ArrayLike,
+    mark_ticks: ArrayLike,
+    grid: ScenarioGrid,
+    shock: VolShock | None = None,
+    rate: float = 0.0,
+    carry: float = 0.0,
+) -> NDArray[np.int64]:
     """Weighted scenario P&L of one lot of each option, ``int64`` of shape (n, len(grid)),
     floored (module docstring). Per-option arguments are 1-D arrays of length n (scalars
     broadcast). ``shock`` defaults to :class:`DeribitVolShock`. Raises ``ValueError`` on
@@ -235,11 +268,22 @@ def scenario_values(index_ticks: ArrayLike, strike_ticks: ArrayLike, expiry_year
     cvu = _flat(contract_value_units, n)
     mark_units = _flat(mark_ticks, n) * cvu
     out = np.empty((n, len(grid)), dtype=np.int64)
-    bad = _scenario_kernel(fwd, strike, t, sig, _flat(down, n), _flat(up, n),
-                           np.exp(-rate * t), theta, cvu, mark_units,
-                           np.ascontiguousarray(grid.moves, dtype=np.float64),
-                           np.ascontiguousarray(grid.vol_shocks, dtype=np.int64),
-                           np.ascontiguousarray(grid.weights, dtype=np.float64), out)
+    bad = _scenario_kernel(
+        fwd,
+        strike,
+        t,
+        sig,
+        _flat(down, n),
+        _flat(up, n),
+        np.exp(-rate * t),
+        theta,
+        cvu,
+        mark_units,
+        np.ascontiguousarray(grid.moves, dtype=np.float64),
+        np.ascontiguousarray(grid.vol_shocks, dtype=np.int64),
+        np.ascontiguousarray(grid.weights, dtype=np.float64),
+        out,
+    )
     if bad:
         raise ValueError(f"{bad} scenario values are not finite or overflow int64")
     return out
@@ -252,9 +296,16 @@ def _to_nano(values: NDArray[np.float64], what: str) -> NDArray[np.int64]:
     return scaled.astype(np.int64)
 
 
-def lot_greeks(index_ticks: ArrayLike, strike_ticks: ArrayLike, expiry_years: ArrayLike,
-               vol: ArrayLike, is_call: ArrayLike, contract_value_units: ArrayLike,
-               rate: float = 0.0, carry: float = 0.0) -> NDArray[np.int64]:
+def lot_greeks(
+    index_ticks: ArrayLike,
+    strike_ticks: ArrayLike,
+    expiry_years: ArrayLike,
+    vol: ArrayLike,
+    is_call: ArrayLike,
+    contract_value_units: ArrayLike,
+    rate: float = 0.0,
+    carry: float = 0.0,
+) -> NDArray[np.int64]:
     """Greeks of one lot, ``int64`` (n, 5): delta, gamma, vega, theta, rho at 1e-9 in the
     units of the module docstring (rounded to nearest). With ``carry`` the delta and gamma
     are taken with respect to the index (chain rule through ``F = S exp(carry T)``) and
@@ -268,8 +319,13 @@ def lot_greeks(index_ticks: ArrayLike, strike_ticks: ArrayLike, expiry_years: Ar
     with np.errstate(invalid="ignore"):  # gamma is +inf at the money at expiry
         gamma_s = np.where(np.isfinite(g.gamma), g.gamma * growth * growth, 0.0)
     theta_s = np.where(np.isfinite(g.theta), g.theta - carry * fwd * g.delta, 0.0)
-    columns = [(delta_s, "delta"), (gamma_s, "gamma"), (g.vega / 100.0, "vega"),
-               (theta_s / DAYS_PER_YEAR, "theta"), (g.rho / 100.0, "rho")]
+    columns = [
+        (delta_s, "delta"),
+        (gamma_s, "gamma"),
+        (g.vega / 100.0, "vega"),
+        (theta_s / DAYS_PER_YEAR, "theta"),
+        (g.rho / 100.0, "rho"),
+    ]
     return np.stack([_to_nano(col * cvu, name) for col, name in columns], axis=1)
 
 
@@ -282,21 +338,46 @@ def perpetual_greeks(contract_value_units: ArrayLike) -> NDArray[np.int64]:
     return out
 
 
-def compute_risk_arrays(index_ticks: ArrayLike, strike_ticks: ArrayLike,
-                        expiry_years: ArrayLike, vol: ArrayLike, is_call: ArrayLike,
-                        contract_value_units: ArrayLike, mark_ticks: ArrayLike,
-                        grid: ScenarioGrid, shock: VolShock | None = None,
-                        rate: float = 0.0, carry: float = 0.0) -> RiskArrays:
+def compute_risk_arrays(
+    index_ticks: ArrayLike,
+    strike_ticks: ArrayLike,
+    expiry_years: ArrayLike,
+    vol: ArrayLike,
+    is_call: ArrayLike,
+    contract_value_units: ArrayLike,
+    mark_ticks: ArrayLike,
+    grid: ScenarioGrid,
+    shock: VolShock | None = None,
+    rate: float = 0.0,
+    carry: float = 0.0,
+) -> RiskArrays:
     """:func:`scenario_values` and :func:`lot_greeks` together."""
-    values = scenario_values(index_ticks, strike_ticks, expiry_years, vol, is_call,
-                             contract_value_units, mark_ticks, grid, shock, rate, carry)
-    greeks = lot_greeks(index_ticks, strike_ticks, expiry_years, vol, is_call,
-                        contract_value_units, rate, carry)
+    values = scenario_values(
+        index_ticks,
+        strike_ticks,
+        expiry_years,
+        vol,
+        is_call,
+        contract_value_units,
+        mark_ticks,
+        grid,
+        shock,
+        rate,
+        carry,
+    )
+    greeks = lot_greeks(
+        index_ticks, strike_ticks, expiry_years, vol, is_call, contract_value_units, rate, carry
+    )
     return RiskArrays(values, greeks)
 
 
-def risk_array_records(instruments: ArrayLike, mark_ticks: ArrayLike, values: ArrayLike,
-                       greeks: ArrayLike, mark_iv_ppm: ArrayLike | None = None) -> np.ndarray:
+def risk_array_records(
+    instruments: ArrayLike,
+    mark_ticks: ArrayLike,
+    values: ArrayLike,
+    greeks: ArrayLike,
+    mark_iv_ppm: ArrayLike | None = None,
+) -> np.ndarray:
     """RISK_ARRAY commands for n instruments, one after another: the same bytes as
     ``concat_commands([risk_records(...) for each instrument])``, built column-wise.
 
@@ -314,29 +395,35 @@ def risk_array_records(instruments: ArrayLike, mark_ticks: ArrayLike, values: Ar
     header["kind"] = CommandKind.RISK_ARRAY
     header["instrument"] = inst
     header["price_ticks"] = np.broadcast_to(np.asarray(mark_ticks, dtype=np.int64), (n,))
-    header["mark_iv_ppm"] = 0 if mark_iv_ppm is None else np.broadcast_to(
-        np.asarray(mark_iv_ppm, dtype=np.int64), (n,))
+    header["mark_iv_ppm"] = (
+        0 if mark_iv_ppm is None else np.broadcast_to(np.asarray(mark_iv_ppm, dtype=np.int64), (n,))
+    )
     header["count"] = 1 + legs
     leg = records[1::rows]
     leg["kind"] = CommandKind.RISK_GREEKS
-    for column, name in enumerate(("delta_nano", "gamma_nano", "vega_nano", "theta_nano",
-                                   "rho_nano")):
+    for column, name in enumerate(
+        ("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano")
+    ):
         leg[name] = grk[:, column]
     padded = np.zeros((n, legs * RISK_VALUES_PER_LEG), dtype=np.int64)
     padded[:, :count] = vals
     for index in range(legs):
-        leg = records[2 + index::rows]
+        leg = records[2 + index :: rows]
         leg["kind"] = CommandKind.RISK_VALUES
         for k in range(RISK_VALUES_PER_LEG):
             leg[f"v{k}"] = padded[:, index * RISK_VALUES_PER_LEG + k]
     return records
 
 
-def perpetual_risk_records(instruments: ArrayLike, mark_ticks: ArrayLike,
-                           contract_value_units: ArrayLike) -> np.ndarray:
+def perpetual_risk_records(
+    instruments: ArrayLike, mark_ticks: ArrayLike, contract_value_units: ArrayLike
+) -> np.ndarray:
     """Greeks-only RISK_ARRAY commands for perpetuals (no RISK_VALUES legs: the core
     computes perpetual scenario values itself), delta as in :func:`perpetual_greeks`."""
     inst = np.atleast_1d(np.asarray(instruments, dtype=np.int64))
-    return risk_array_records(inst, mark_ticks, np.zeros((inst.shape[0], 0), dtype=np.int64),
-                              perpetual_greeks(np.broadcast_to(
-                                  np.asarray(contract_value_units), inst.shape)))
+    return risk_array_records(
+        inst,
+        mark_ticks,
+        np.zeros((inst.shape[0], 0), dtype=np.int64),
+        perpetual_greeks(np.broadcast_to(np.asarray(contract_value_units), inst.shape)),
+    )

@@ -85,10 +85,16 @@ class PricingService:
     :class:`~derivex.pricing.risk.SpanVolShock` for a SPAN grid).
     """
 
-    def __init__(self, options: Iterable[OptionSpec] = (), *,
-                 scenarios: Sequence[Scenario] | EngineConfig | None = None,
-                 shock: VolShock | None = None, default_smile: SviParams = DEFAULT_SMILE,
-                 rate: float = 0.0, carry: float = 0.0) -> None:
+    def __init__(
+        self,
+        options: Iterable[OptionSpec] = (),
+        *,
+        scenarios: Sequence[Scenario] | EngineConfig | None = None,
+        shock: VolShock | None = None,
+        default_smile: SviParams = DEFAULT_SMILE,
+        rate: float = 0.0,
+        carry: float = 0.0,
+    ) -> None:
         self.grid = ScenarioGrid.from_rows(deribit_grid() if scenarios is None else scenarios)
         self.shock = shock
         self.default_smile = default_smile
@@ -109,8 +115,11 @@ class PricingService:
         for spec in new:
             if spec.instrument in known:
                 raise ValueError(f"instrument {spec.instrument} already added")
-            if spec.strike_ticks <= 0 or spec.contract_value_units <= 0 \
-                    or spec.tick_size_ticks <= 0:
+            if (
+                spec.strike_ticks <= 0
+                or spec.contract_value_units <= 0
+                or spec.tick_size_ticks <= 0
+            ):
                 raise ValueError(f"strike, contract value and tick size must be > 0: {spec}")
             known.add(spec.instrument)
         self._specs.extend(new)
@@ -149,9 +158,16 @@ class PricingService:
         entry = self._smiles.get(int(expiry_ns))
         return None if entry is None else entry.surface.slices[0]
 
-    def fit_smile(self, expiry_ns: int, now_ns: int, forward_ticks: float,
-                  strike_ticks: ArrayLike, implied_vols: ArrayLike,
-                  weights: ArrayLike | None = None, **fit_kwargs: Any) -> SviParams:
+    def fit_smile(
+        self,
+        expiry_ns: int,
+        now_ns: int,
+        forward_ticks: float,
+        strike_ticks: ArrayLike,
+        implied_vols: ArrayLike,
+        weights: ArrayLike | None = None,
+        **fit_kwargs: Any,
+    ) -> SviParams:
         """Fit an SVI slice to quoted implied volatilities of one expiry (with
         :meth:`SviSurface.fit_implied_vols`) and use it. Non-finite quotes are dropped;
         ``ValueError`` if fewer than 5 remain. Cost: one ``fit_svi``."""
@@ -164,22 +180,35 @@ class PricingService:
         t_fit = (expiry_ns - now_ns) / NS_PER_YEAR
         if t_fit <= 0.0:
             raise ValueError("cannot fit a smile at or after expiry")
-        surface = SviSurface.fit_implied_vols([t_fit], [float(forward_ticks)], [strikes[keep]],
-                                              [vols[keep]], wts, **fit_kwargs)
+        surface = SviSurface.fit_implied_vols(
+            [t_fit], [float(forward_ticks)], [strikes[keep]], [vols[keep]], wts, **fit_kwargs
+        )
         self._smiles[int(expiry_ns)] = _Smile(surface, int(now_ns))
         return surface.slices[0]
 
-    def fit_smile_from_prices(self, expiry_ns: int, now_ns: int, index_ticks: float,
-                              strike_ticks: ArrayLike, price_ticks: ArrayLike,
-                              is_call: ArrayLike, **fit_kwargs: Any) -> SviParams:
+    def fit_smile_from_prices(
+        self,
+        expiry_ns: int,
+        now_ns: int,
+        index_ticks: float,
+        strike_ticks: ArrayLike,
+        price_ticks: ArrayLike,
+        is_call: ArrayLike,
+        **fit_kwargs: Any,
+    ) -> SviParams:
         """Like :meth:`fit_smile` from option prices in ticks (e.g. book mids): implied
         volatilities with Black-76 at this service's rate and carry; quotes without one
         are dropped."""
         t = (expiry_ns - now_ns) / NS_PER_YEAR
         forward = float(index_ticks) * np.exp(self.carry * t)
-        vols = implied_vol_black76(np.asarray(price_ticks, dtype=np.float64), forward,
-                                   np.asarray(strike_ticks, dtype=np.float64), max(t, 0.0),
-                                   self.rate, is_call)
+        vols = implied_vol_black76(
+            np.asarray(price_ticks, dtype=np.float64),
+            forward,
+            np.asarray(strike_ticks, dtype=np.float64),
+            max(t, 0.0),
+            self.rate,
+            is_call,
+        )
         return self.fit_smile(expiry_ns, now_ns, forward, strike_ticks, vols, **fit_kwargs)
 
     # ---- pricing --------------------------------------------------------------------
@@ -216,20 +245,34 @@ class PricingService:
         t = np.maximum((cols["expiry_ns"] - now_ns) / NS_PER_YEAR, 0.0)
         vol = self.vols(now_ns, index_ticks)
         forward = float(index_ticks) * np.exp(self.carry * t)
-        theo = np.asarray(black76_price(forward, cols["strike"], t, vol, self.rate,
-                                        cols["is_call"]), dtype=np.float64).reshape(-1)
+        theo = np.asarray(
+            black76_price(forward, cols["strike"], t, vol, self.rate, cols["is_call"]),
+            dtype=np.float64,
+        ).reshape(-1)
         tick = cols["tick"]
         mark = np.floor(theo / tick + 0.5).astype(np.int64) * tick
         mark = np.where(t > 0.0, np.maximum(mark, tick), mark)
-        values = scenario_values(index_ticks, cols["strike"], t, vol, cols["is_call"],
-                                 cols["cvu"], mark, self.grid, self.shock, self.rate,
-                                 self.carry)
-        greeks = lot_greeks(index_ticks, cols["strike"], t, vol, cols["is_call"], cols["cvu"],
-                            self.rate, self.carry)
+        values = scenario_values(
+            index_ticks,
+            cols["strike"],
+            t,
+            vol,
+            cols["is_call"],
+            cols["cvu"],
+            mark,
+            self.grid,
+            self.shock,
+            self.rate,
+            self.carry,
+        )
+        greeks = lot_greeks(
+            index_ticks, cols["strike"], t, vol, cols["is_call"], cols["cvu"], self.rate, self.carry
+        )
         iv_ppm = np.rint(vol * 1e6).astype(np.int64)
         records = risk_array_records(cols["instrument"], mark, values, greeks, iv_ppm)
-        return PricingResult(cols["instrument"].copy(), mark, theo, vol, iv_ppm, values,
-                             greeks, records)
+        return PricingResult(
+            cols["instrument"].copy(), mark, theo, vol, iv_ppm, values, greeks, records
+        )
 
     def records(self, now_ns: int, index_ticks: float) -> np.ndarray:
         """Only the RISK_ARRAY command records of :meth:`price` (what the serve loop

@@ -49,8 +49,12 @@ class CalendarReport:
     violations: int
 
 
-def check_calendar(expiries: Sequence[float], slices: Sequence[SviParams],
-                   k_grid: ArrayLike | None = None, tol: float = 1e-12) -> CalendarReport:
+def check_calendar(
+    expiries: Sequence[float],
+    slices: Sequence[SviParams],
+    k_grid: ArrayLike | None = None,
+    tol: float = 1e-12,
+) -> CalendarReport:
     """Check total variance is non-decreasing in expiry at fixed log-moneyness.
 
     ``expiries`` must be strictly increasing and match ``slices`` in length
@@ -69,10 +73,13 @@ def check_calendar(expiries: Sequence[float], slices: Sequence[SviParams],
     inc = np.diff(w, axis=0)
     pair, col = np.unravel_index(int(np.argmin(inc)), inc.shape)
     worst = float(inc[pair, col])
-    return CalendarReport(ok=bool(worst >= -tol), min_increment=worst,
-                          argmin_k=float(grid[col]),
-                          worst_pair=(float(t[pair]), float(t[pair + 1])),
-                          violations=int(np.count_nonzero(inc < -tol)))
+    return CalendarReport(
+        ok=bool(worst >= -tol),
+        min_increment=worst,
+        argmin_k=float(grid[col]),
+        worst_pair=(float(t[pair]), float(t[pair + 1])),
+        violations=int(np.count_nonzero(inc < -tol)),
+    )
 
 
 class SviSurface:
@@ -100,9 +107,14 @@ class SviSurface:
         return self._slices
 
     @classmethod
-    def fit(cls, expiries: Sequence[float], log_moneyness: Sequence[ArrayLike],
-            total_variance: Sequence[ArrayLike], weights: Sequence[ArrayLike] | None = None,
-            **fit_kwargs: Any) -> SviSurface:
+    def fit(
+        cls,
+        expiries: Sequence[float],
+        log_moneyness: Sequence[ArrayLike],
+        total_variance: Sequence[ArrayLike],
+        weights: Sequence[ArrayLike] | None = None,
+        **fit_kwargs: Any,
+    ) -> SviSurface:
         """Fit one SVI slice per expiry with :func:`~derivex.pricing.svi.fit_svi`.
 
         ``log_moneyness[i]``/``total_variance[i]`` are the quotes of
@@ -112,27 +124,37 @@ class SviSurface:
         ws = [None] * len(expiries) if weights is None else list(weights)
         if not len(log_moneyness) == len(total_variance) == len(ws) == len(expiries):
             raise ValueError("one quote set per expiry required")
-        slices = [fit_svi(k, w, wt, **fit_kwargs)
-                  for k, w, wt in zip(log_moneyness, total_variance, ws, strict=True)]
+        slices = [
+            fit_svi(k, w, wt, **fit_kwargs)
+            for k, w, wt in zip(log_moneyness, total_variance, ws, strict=True)
+        ]
         return cls(expiries, slices)
 
     @classmethod
-    def fit_implied_vols(cls, expiries: Sequence[float], forwards: Sequence[float],
-                         strikes: Sequence[ArrayLike], vols: Sequence[ArrayLike],
-                         weights: Sequence[ArrayLike] | None = None,
-                         **fit_kwargs: Any) -> SviSurface:
+    def fit_implied_vols(
+        cls,
+        expiries: Sequence[float],
+        forwards: Sequence[float],
+        strikes: Sequence[ArrayLike],
+        vols: Sequence[ArrayLike],
+        weights: Sequence[ArrayLike] | None = None,
+        **fit_kwargs: Any,
+    ) -> SviSurface:
         """Like :meth:`fit` from strikes and implied vols per expiry
         (``k = ln(K/F)``, ``w = vol^2 T``)."""
-        ks = [np.log(np.asarray(s, dtype=np.float64) / f)
-              for s, f in zip(strikes, forwards, strict=True)]
+        ks = [
+            np.log(np.asarray(s, dtype=np.float64) / f)
+            for s, f in zip(strikes, forwards, strict=True)
+        ]
         ws = [np.asarray(v, dtype=np.float64) ** 2 * t for v, t in zip(vols, expiries, strict=True)]
         return cls.fit(expiries, ks, ws, weights, **fit_kwargs)
 
     def total_variance(self, log_moneyness: ArrayLike, expiry_years: ArrayLike) -> Any:
         """Total variance ``w(k, T)`` (broadcasting), interpolated as in the
         module doc.  nan for ``T < 0`` or non-finite input; 0 at ``T = 0``."""
-        k, t = np.broadcast_arrays(np.asarray(log_moneyness, dtype=np.float64),
-                                   np.asarray(expiry_years, dtype=np.float64))
+        k, t = np.broadcast_arrays(
+            np.asarray(log_moneyness, dtype=np.float64), np.asarray(expiry_years, dtype=np.float64)
+        )
         out = np.full(k.shape, np.nan)
         ts = self._t
         idx = np.searchsorted(ts, t, side="right")  # ts[idx-1] <= t < ts[idx]
@@ -166,13 +188,13 @@ class SviSurface:
             vol = np.sqrt(np.where(w >= 0.0, w, np.nan) / np.where(t > 0.0, t, np.nan))
         return vol[()]
 
-    def check_butterfly(self, k_grid: ArrayLike | None = None,
-                        tol: float = 1e-10) -> list[ButterflyReport]:
+    def check_butterfly(
+        self, k_grid: ArrayLike | None = None, tol: float = 1e-10
+    ) -> list[ButterflyReport]:
         """:func:`~derivex.pricing.svi.check_butterfly` for every slice."""
         grid = default_grid() if k_grid is None else k_grid
         return [check_butterfly(p, grid, tol) for p in self._slices]
 
-    def check_calendar(self, k_grid: ArrayLike | None = None,
-                       tol: float = 1e-12) -> CalendarReport:
+    def check_calendar(self, k_grid: ArrayLike | None = None, tol: float = 1e-12) -> CalendarReport:
         """:func:`check_calendar` across this surface's slices."""
         return check_calendar(self._t, self._slices, k_grid, tol)

@@ -68,15 +68,15 @@ class SviParams:
     def total_variance(self, k: ArrayLike) -> NDArray[np.float64]:
         """Total implied variance ``w(k)``."""
         km = np.asarray(k, dtype=np.float64) - self.m
-        return self.a + self.b * (self.rho * km + np.sqrt(km * km + self.sigma ** 2))
+        return self.a + self.b * (self.rho * km + np.sqrt(km * km + self.sigma**2))
 
     def derivatives(self, k: ArrayLike) -> tuple[NDArray[np.float64], ...]:
         """``(w, dw/dk, d2w/dk2)`` at ``k``."""
         km = np.asarray(k, dtype=np.float64) - self.m
-        root = np.sqrt(km * km + self.sigma ** 2)
+        root = np.sqrt(km * km + self.sigma**2)
         w = self.a + self.b * (self.rho * km + root)
         w1 = self.b * (self.rho + km / root)
-        w2 = self.b * self.sigma ** 2 / root ** 3
+        w2 = self.b * self.sigma**2 / root**3
         return w, w1, w2
 
     def implied_vol(self, k: ArrayLike, expiry: float) -> NDArray[np.float64]:
@@ -95,7 +95,7 @@ class SviParams:
     @property
     def min_total_variance(self) -> float:
         """``min_k w(k) = a + b sigma sqrt(1 - rho^2)``."""
-        return self.a + self.b * self.sigma * math.sqrt(1.0 - self.rho ** 2)
+        return self.a + self.b * self.sigma * math.sqrt(1.0 - self.rho**2)
 
     @property
     def wing_slopes(self) -> tuple[float, float]:
@@ -138,8 +138,9 @@ def default_grid(k: ArrayLike | None = None, n: int = 401) -> NDArray[np.float64
     return np.linspace(lo, hi, n)
 
 
-def check_butterfly(params: SviParams, k_grid: ArrayLike | None = None,
-                    tol: float = 1e-10) -> ButterflyReport:
+def check_butterfly(
+    params: SviParams, k_grid: ArrayLike | None = None, tol: float = 1e-10
+) -> ButterflyReport:
     """Check one SVI slice for static (butterfly) arbitrage.
 
     Evaluates Gatheral's density condition ``g(k) >= -tol`` on ``k_grid``
@@ -158,9 +159,14 @@ def check_butterfly(params: SviParams, k_grid: ArrayLike | None = None,
     n_neg = int(np.count_nonzero(g_eval < -tol))
     return ButterflyReport(
         ok=bool(lee_ok and positive and n_neg == 0),
-        min_g=float(g_eval[idx]), argmin_k=float(grid[idx]), n_negative=n_neg,
-        lee_ok=bool(lee_ok), max_wing_slope=float(max_slope),
-        positive_variance=bool(positive), min_total_variance=float(min_w))
+        min_g=float(g_eval[idx]),
+        argmin_k=float(grid[idx]),
+        n_negative=n_neg,
+        lee_ok=bool(lee_ok),
+        max_wing_slope=float(max_slope),
+        positive_variance=bool(positive),
+        min_total_variance=float(min_w),
+    )
 
 
 @dataclass(frozen=True)
@@ -185,9 +191,14 @@ def _from_internal(z: NDArray[np.float64]) -> tuple[float, float, float, float, 
     return a, b, rho, m, sig
 
 
-def _linear_start(k: NDArray[np.float64], w: NDArray[np.float64], sw: NDArray[np.float64],
-                  m: float, sig: float, box: tuple[NDArray[np.float64], NDArray[np.float64]]
-                  ) -> NDArray[np.float64]:
+def _linear_start(
+    k: NDArray[np.float64],
+    w: NDArray[np.float64],
+    sw: NDArray[np.float64],
+    m: float,
+    sig: float,
+    box: tuple[NDArray[np.float64], NDArray[np.float64]],
+) -> NDArray[np.float64]:
     """For fixed (m, sigma) w is linear in (a, b*rho, b): solve, then map to
     the internal parameters clipped into the feasible box."""
     y = k - m
@@ -202,8 +213,9 @@ def _linear_start(k: NDArray[np.float64], w: NDArray[np.float64], sw: NDArray[np
     return np.clip(np.array([v, p, n, m, sig]), box[0], box[1])
 
 
-def _validated(log_moneyness: ArrayLike, total_variance: ArrayLike,
-               weights: ArrayLike | None) -> tuple[NDArray[np.float64], ...]:
+def _validated(
+    log_moneyness: ArrayLike, total_variance: ArrayLike, weights: ArrayLike | None
+) -> tuple[NDArray[np.float64], ...]:
     k = np.asarray(log_moneyness, dtype=np.float64).reshape(-1)
     w = np.asarray(total_variance, dtype=np.float64).reshape(-1)
     if k.shape != w.shape:
@@ -228,9 +240,14 @@ def _g_internal(z: NDArray[np.float64], grid: NDArray[np.float64]) -> NDArray[np
     return np.where(np.isnan(g), -1.0, g)
 
 
-def fit_svi_full(log_moneyness: ArrayLike, total_variance: ArrayLike,
-                 weights: ArrayLike | None = None, *, no_butterfly: bool = True,
-                 k_grid: ArrayLike | None = None) -> SviFit:
+def fit_svi_full(
+    log_moneyness: ArrayLike,
+    total_variance: ArrayLike,
+    weights: ArrayLike | None = None,
+    *,
+    no_butterfly: bool = True,
+    k_grid: ArrayLike | None = None,
+) -> SviFit:
     """Fit raw SVI to one slice of total variances; see :func:`fit_svi`.
 
     Returns an :class:`SviFit` with the parameters, the (unweighted) RMSE and
@@ -244,9 +261,18 @@ def fit_svi_full(log_moneyness: ArrayLike, total_variance: ArrayLike,
     scale = max(float(np.max(w)), 1e-12)
     grid = default_grid(k) if k_grid is None else np.asarray(k_grid, dtype=np.float64)
     width = max(float(k.max() - k.min()), 0.1)
-    box = (np.array([0.0, 0.0, 0.0, float(k.min()) - 2.0 * width, 1e-6]),
-           np.array([4.0 * scale + 1e-12, LEE_MAX_SLOPE, LEE_MAX_SLOPE,
-                     float(k.max()) + 2.0 * width, 10.0 * width]))
+    box = (
+        np.array([0.0, 0.0, 0.0, float(k.min()) - 2.0 * width, 1e-6]),
+        np.array(
+            [
+                4.0 * scale + 1e-12,
+                LEE_MAX_SLOPE,
+                LEE_MAX_SLOPE,
+                float(k.max()) + 2.0 * width,
+                10.0 * width,
+            ]
+        ),
+    )
     pen_weight = PENALTY / math.sqrt(grid.size)
 
     def data_res(z: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -269,8 +295,17 @@ def fit_svi_full(log_moneyness: ArrayLike, total_variance: ArrayLike,
     starts.sort(key=lambda item: item[0])
     best = None
     for _, z0 in starts[:N_STARTS]:
-        sol = least_squares(residuals, z0, bounds=box, method="trf", x_scale="jac",
-                            ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=2000)
+        sol = least_squares(
+            residuals,
+            z0,
+            bounds=box,
+            method="trf",
+            x_scale="jac",
+            ftol=1e-15,
+            xtol=1e-15,
+            gtol=1e-15,
+            max_nfev=2000,
+        )
         if best is None or sol.cost < best.cost:
             best = sol
     assert best is not None
@@ -278,24 +313,36 @@ def fit_svi_full(log_moneyness: ArrayLike, total_variance: ArrayLike,
     converged = bool(best.status > 0)
     if no_butterfly and np.min(_g_internal(z_best, grid)) < 0.0:
         # The penalty left a violation: polish with hard constraints g >= margin.
-        pol = minimize(lambda z: float(np.sum(data_res(z) ** 2)), z_best, method="SLSQP",
-                       bounds=list(zip(*box, strict=True)),
-                       constraints=[{"type": "ineq",
-                                     "fun": lambda z: _g_internal(z, grid) - G_MARGIN}],
-                       options={"maxiter": 500, "ftol": 1e-14})
+        pol = minimize(
+            lambda z: float(np.sum(data_res(z) ** 2)),
+            z_best,
+            method="SLSQP",
+            bounds=list(zip(*box, strict=True)),
+            constraints=[{"type": "ineq", "fun": lambda z: _g_internal(z, grid) - G_MARGIN}],
+            options={"maxiter": 500, "ftol": 1e-14},
+        )
         if np.min(_g_internal(pol.x, grid)) >= np.min(_g_internal(z_best, grid)):
             z_best, converged = pol.x, bool(pol.success)
     params = SviParams(*_from_internal(z_best))
     err = params.total_variance(k) - w
-    return SviFit(params=params, rmse=float(np.sqrt(np.mean(err ** 2))),
-                  max_abs_error=float(np.max(np.abs(err))),
-                  butterfly=check_butterfly(params, grid), converged=converged,
-                  n_starts=min(len(starts), N_STARTS))
+    return SviFit(
+        params=params,
+        rmse=float(np.sqrt(np.mean(err**2))),
+        max_abs_error=float(np.max(np.abs(err))),
+        butterfly=check_butterfly(params, grid),
+        converged=converged,
+        n_starts=min(len(starts), N_STARTS),
+    )
 
 
-def fit_svi(log_moneyness: ArrayLike, total_variance: ArrayLike,
-            weights: ArrayLike | None = None, *, no_butterfly: bool = True,
-            k_grid: ArrayLike | None = None) -> SviParams:
+def fit_svi(
+    log_moneyness: ArrayLike,
+    total_variance: ArrayLike,
+    weights: ArrayLike | None = None,
+    *,
+    no_butterfly: bool = True,
+    k_grid: ArrayLike | None = None,
+) -> SviParams:
     """Fit raw SVI ``(a, b, rho, m, sigma)`` to one expiry slice.
 
     Weighted least squares on total variance ``w_i = vol_i^2 T`` against
@@ -316,5 +363,6 @@ def fit_svi(log_moneyness: ArrayLike, total_variance: ArrayLike,
     quotes, mismatched lengths, non-finite data, negative variances or bad
     weights; ``ImportError`` if scipy is missing.
     """
-    return fit_svi_full(log_moneyness, total_variance, weights, no_butterfly=no_butterfly,
-                        k_grid=k_grid).params
+    return fit_svi_full(
+        log_moneyness, total_variance, weights, no_butterfly=no_butterfly, k_grid=k_grid
+    ).params

@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="journal directory (new, or resumed with its state; workers keep replicas)",
     )
-    parser.add_argument("--fsync", default="group",
-                        choices=("group", "batch", "interval", "none"))
+    parser.add_argument("--fsync", default="group", choices=("group", "batch", "interval", "none"))
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument(
         "--commands", type=int, default=None, help="commands per worker (default: until stopped)"

@@ -65,8 +65,9 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
         ctl.set(DURABLE_SEQ, seq)
 
     if config.journal_dir is not None:
-        journal = Journal(config.journal_dir, fsync=config.fsync,
-                          on_durable=published if group else None)
+        journal = Journal(
+            config.journal_dir, fsync=config.fsync, on_durable=published if group else None
+        )
         journal.attach(config.engine)
         if journal.last_seq != last:
             raise RuntimeError(f"journal ends at {journal.last_seq}, the run starts at {last}")

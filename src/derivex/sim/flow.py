@@ -84,8 +84,9 @@ def generate(spec: FlowSpec, config: EngineConfig | None = None) -> tuple[np.nda
     rng = np.random.default_rng(spec.seed)
     engine = Engine(
         config
-        or EngineConfig(risk_checks=False,
-                        max_orders_per_book=10_000_000, max_open_orders_per_account=1_000_000)
+        or EngineConfig(
+            risk_checks=False, max_orders_per_book=10_000_000, max_open_orders_per_account=1_000_000
+        )
     )
     setup = setup_commands(spec)
     engine.process(setup)

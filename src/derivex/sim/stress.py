@@ -109,16 +109,23 @@ class StressSpec:
     def __post_init__(self) -> None:
         if self.accounts < self.market_makers + 1 or self.market_makers < OPTION_MAKERS:
             raise ValueError(f"need at least {OPTION_MAKERS} market makers and one trader")
-        if self.minutes <= 0 or self.step_seconds <= 0 \
-                or self.step_seconds * 3 > self.minutes * 60:
+        if self.minutes <= 0 or self.step_seconds <= 0 or self.step_seconds * 3 > self.minutes * 60:
             raise ValueError("minutes and step_seconds must be positive, with >= 3 steps")
-        if not (self.crash_start > 0 and self.crash_start + self.crash_share
-                + self.rebound_share <= 1 and self.crash_share > 0 and self.rebound_share > 0):
+        if not (
+            self.crash_start > 0
+            and self.crash_start + self.crash_share + self.rebound_share <= 1
+            and self.crash_share > 0
+            and self.rebound_share > 0
+        ):
             raise ValueError("crash_start + crash_share + rebound_share must be in (0, 1]")
         if not 0 < self.crash_drop < 1 or not 0 <= self.rebound <= 1:
             raise ValueError("crash_drop must be in (0, 1) and rebound in [0, 1]")
-        if len(self.leverage) != len(self.leverage_weights) or min(self.leverage) < 1 \
-                or min(self.leverage_weights) < 0 or sum(self.leverage_weights) <= 0:
+        if (
+            len(self.leverage) != len(self.leverage_weights)
+            or min(self.leverage) < 1
+            or min(self.leverage_weights) < 0
+            or sum(self.leverage_weights) <= 0
+        ):
             raise ValueError("leverage values >= 1 with as many non-negative weights")
         shares = (self.long_share, self.options_share, self.portfolio_share)
         if min(shares) < 0 or max(shares) > 1 or self.options_share + self.portfolio_share > 1:
@@ -216,32 +223,37 @@ class _Tally:
         liquidation = events[kinds == EventKind.LIQUIDATION]
         if len(liquidation):
             stage = liquidation["status"]
-            self.stages += np.bincount(stage, minlength=len(STAGES) + 1)[1:len(STAGES) + 1]
+            self.stages += np.bincount(stage, minlength=len(STAGES) + 1)[1 : len(STAGES) + 1]
             money = liquidation["b"]
             taken = money[stage == LiquidationStage.INSURANCE_FUND]
             self.fund_absorbed -= int(taken[taken < 0].sum())  # negative balances taken over
             self.socialised += int(money[stage == LiquidationStage.SOCIALISED].sum())
         states = events[kinds == EventKind.ACCOUNT_STATE]
-        for account, status in zip(states["account"].tolist(), states["status"].tolist(),
-                                   strict=True):
+        for account, status in zip(
+            states["account"].tolist(), states["status"].tolist(), strict=True
+        ):
             if status == 1:
                 self.in_liquidation.add(account)
             elif status == 2:
                 self.bankrupt.add(account)
-        rejected = events[(kinds == EventKind.REJECTED)
-                          & (events["account"] >= self.first_trader)]
-        for command, reason, label in zip(rejected["command"].tolist(),
-                                          rejected["reason"].tolist(),
-                                          rejected["label"].tolist(), strict=True):
+        rejected = events[(kinds == EventKind.REJECTED) & (events["account"] >= self.first_trader)]
+        for command, reason, label in zip(
+            rejected["command"].tolist(),
+            rejected["reason"].tolist(),
+            rejected["label"].tolist(),
+            strict=True,
+        ):
             if command == CommandKind.PLACE_ORDER:
                 who = ORDER_LABELS.get(label, "order")
                 self.rejects[f"{who}:{Reason(reason).name.lower()}"] += 1
-        maker_rejects = events[(kinds == EventKind.REJECTED)
-                               & (events["command"] == CommandKind.MASS_QUOTE)]
+        maker_rejects = events[
+            (kinds == EventKind.REJECTED) & (events["command"] == CommandKind.MASS_QUOTE)
+        ]
         for reason in maker_rejects["reason"].tolist():
             self.rejects[f"quote:{Reason(reason).name.lower()}"] += 1
-        self.trader_fills += int(np.count_nonzero(
-            (kinds == EventKind.FILLED) & (events["account"] >= self.first_trader)))
+        self.trader_fills += int(
+            np.count_nonzero((kinds == EventKind.FILLED) & (events["account"] >= self.first_trader))
+        )
 
 
 def run_stress(spec: StressSpec) -> StressResult:
@@ -255,19 +267,30 @@ def run_stress(spec: StressSpec) -> StressResult:
     steps, step_ns = spec.steps, spec.step_ns
     run_ns = steps * step_ns
     crash_step = int(spec.crash_start * steps)
-    path = crash_path(int(spec.crash_start * run_ns), spec.crash_drop,
-                      max(int(spec.crash_share * run_ns), 1), spec.rebound,
-                      max(int(spec.rebound_share * run_ns), 1))
-    feed = SimulatedIndexFeed(Underlying.BTC, venue.start_ticks, START_NS,
-                              spec.seed * 1_000_003 + 1, path=path)
+    path = crash_path(
+        int(spec.crash_start * run_ns),
+        spec.crash_drop,
+        max(int(spec.crash_share * run_ns), 1),
+        spec.rebound,
+        max(int(spec.rebound_share * run_ns), 1),
+    )
+    feed = SimulatedIndexFeed(
+        Underlying.BTC, venue.start_ticks, START_NS, spec.seed * 1_000_003 + 1, path=path
+    )
 
     # accounts: market makers first, then the traders (ids follow the system accounts)
     makers = np.arange(SYSTEM_ACCOUNTS, SYSTEM_ACCOUNTS + spec.market_makers, dtype=np.int64)
-    crowd = Crowd.draw(rng, spec.accounts - spec.market_makers, int(makers[-1]) + 1,
-                       leverage=spec.leverage, leverage_weights=spec.leverage_weights,
-                       long_share=spec.long_share, options_share=spec.options_share,
-                       portfolio_share=spec.portfolio_share,
-                       entry_steps=max(int(crash_step * 0.9), 2))
+    crowd = Crowd.draw(
+        rng,
+        spec.accounts - spec.market_makers,
+        int(makers[-1]) + 1,
+        leverage=spec.leverage,
+        leverage_weights=spec.leverage_weights,
+        long_share=spec.long_share,
+        options_share=spec.options_share,
+        portfolio_share=spec.portfolio_share,
+        entry_steps=max(int(crash_step * 0.9), 2),
+    )
     tally = _Tally(crowd.first_account)
     commands = _open_accounts(ex, spec, makers, crowd, tally)
     fund_before = ex.balance(SystemAccount.INSURANCE_FUND)
@@ -282,8 +305,19 @@ def run_stress(spec: StressSpec) -> StressResult:
     sample_every = max(1, round(SAMPLE_SECONDS / spec.step_seconds))
     traders = crowd.accounts()
     portfolio = traders[crowd.kind == PORTFOLIO]
-    series = {name: np.zeros(steps + 1, dtype=np.int64) for name in (
-        "index", "mark", "fund", "fund_equity", "debt", "absorbed", "below", "negative")}
+    series = {
+        name: np.zeros(steps + 1, dtype=np.int64)
+        for name in (
+            "index",
+            "mark",
+            "fund",
+            "fund_equity",
+            "debt",
+            "absorbed",
+            "below",
+            "negative",
+        )
+    }
     stage_series = np.zeros((steps + 1, len(STAGES)), dtype=np.int64)
     estimates = np.zeros(steps + 1, dtype=np.float64)
 
@@ -294,13 +328,25 @@ def run_stress(spec: StressSpec) -> StressResult:
         index = estimates[step] = float(np.median(index_part["price_ticks"][1:]))
         priced = venue.pricing.price(now, index)
         widen = 1.0 + 50.0 * abs(math.log(index / estimates[max(step - lookback, 0)]))
-        parts = [index_part, venue.perp_risk, priced.records, time_record,
-                 *venue.maker_quotes(makers, index, priced.mark_ticks, widen)]
-        entering = by_step[entry_bounds[step]:entry_bounds[step + 1]]
-        parts.append(ioc_orders(entry_orders(crowd, entering, venue, choices, index,
-                                             priced.mark_ticks), ENTRY_LABEL))
-        parts.append(ioc_orders(noise_orders(crowd, rng, spec.noise_orders, venue, index,
-                                             active=step > crash_step), NOISE_LABEL))
+        parts = [
+            index_part,
+            venue.perp_risk,
+            priced.records,
+            time_record,
+            *venue.maker_quotes(makers, index, priced.mark_ticks, widen),
+        ]
+        entering = by_step[entry_bounds[step] : entry_bounds[step + 1]]
+        parts.append(
+            ioc_orders(
+                entry_orders(crowd, entering, venue, choices, index, priced.mark_ticks), ENTRY_LABEL
+            )
+        )
+        parts.append(
+            ioc_orders(
+                noise_orders(crowd, rng, spec.noise_orders, venue, index, active=step > crash_step),
+                NOISE_LABEL,
+            )
+        )
         batch = concat_commands(parts)
         commands += len(batch)
         tally.add(ex.submit(batch))
@@ -310,14 +356,14 @@ def run_stress(spec: StressSpec) -> StressResult:
         series["fund"][step] = ex.balance(SystemAccount.INSURANCE_FUND)
         # the fund's equity counts the positions it took over at mark (ADL starts when the
         # fund's equity cannot absorb a deficit)
-        series["fund_equity"][step] = margins(ex.engine.state,
-                                              np.int64(SystemAccount.INSURANCE_FUND))[0]
+        series["fund_equity"][step] = margins(
+            ex.engine.state, np.int64(SystemAccount.INSURANCE_FUND)
+        )[0]
         series["debt"][step] = ex.engine.state.counters[L.C_BAD_DEBT]
         series["absorbed"][step] = tally.fund_absorbed
         stage_series[step] = tally.stages
         if step % sample_every == 0 or step == steps:
-            series["below"][step], series["negative"][step] = _margin_scan(ex, traders,
-                                                                           portfolio)
+            series["below"][step], series["negative"][step] = _margin_scan(ex, traders, portfolio)
         else:
             series["below"][step] = series["below"][step - 1]
             series["negative"][step] = series["negative"][step - 1]
@@ -338,21 +384,36 @@ def run_stress(spec: StressSpec) -> StressResult:
         "socialised_units": tally.socialised,
     }
     return StressResult(
-        spec, np.arange(steps + 1, dtype=np.float64) * spec.step_seconds, series["index"],
-        series["mark"], series["fund"], series["fund_equity"], stage_series, series["debt"],
-        series["absorbed"], series["below"], series["negative"], ex.state_hash(), fund_before,
-        ex.balance(SystemAccount.INSURANCE_FUND), counts, dict(sorted(tally.rejects.items())),
-        ex)
+        spec,
+        np.arange(steps + 1, dtype=np.float64) * spec.step_seconds,
+        series["index"],
+        series["mark"],
+        series["fund"],
+        series["fund_equity"],
+        stage_series,
+        series["debt"],
+        series["absorbed"],
+        series["below"],
+        series["negative"],
+        ex.state_hash(),
+        fund_before,
+        ex.balance(SystemAccount.INSURANCE_FUND),
+        counts,
+        dict(sorted(tally.rejects.items())),
+        ex,
+    )
 
 
-def _open_accounts(ex: Exchange, spec: StressSpec, makers: NDArray[np.int64], crowd: Crowd,
-                   tally: _Tally) -> int:
+def _open_accounts(
+    ex: Exchange, spec: StressSpec, makers: NDArray[np.int64], crowd: Crowd, tally: _Tally
+) -> int:
     """Create and fund the makers and the crowd (portfolio-margin traders in that mode) in
     two batches, and fund the insurance fund. Returns the number of commands."""
     creates = command_array(spec.accounts)
     creates["kind"] = CommandKind.CREATE_ACCOUNT
-    creates["margin_mode"][len(makers):] = np.where(crowd.kind == PORTFOLIO,
-                                                    MarginMode.PORTFOLIO, MarginMode.STANDARD)
+    creates["margin_mode"][len(makers) :] = np.where(
+        crowd.kind == PORTFOLIO, MarginMode.PORTFOLIO, MarginMode.STANDARD
+    )
     created = ex.submit(creates)
     ids = created["account"][created["kind"] == EventKind.ACCOUNT_CREATED]
     if not np.array_equal(ids, np.concatenate((makers, crowd.accounts()))):
@@ -360,9 +421,9 @@ def _open_accounts(ex: Exchange, spec: StressSpec, makers: NDArray[np.int64], cr
     tally.add(created)
     deposits = command_array(spec.accounts + (1 if spec.insurance_fund_usdc else 0))
     deposits["kind"] = CommandKind.DEPOSIT
-    deposits["account"][:spec.accounts] = ids
-    deposits["amount_units"][:len(makers)] = MAKER_DEPOSIT_USDC * USDC
-    deposits["amount_units"][len(makers):spec.accounts] = crowd.deposit_units
+    deposits["account"][: spec.accounts] = ids
+    deposits["amount_units"][: len(makers)] = MAKER_DEPOSIT_USDC * USDC
+    deposits["amount_units"][len(makers) : spec.accounts] = crowd.deposit_units
     if spec.insurance_fund_usdc:
         deposits["account"][-1] = SystemAccount.INSURANCE_FUND
         deposits["amount_units"][-1] = spec.insurance_fund_usdc * USDC
@@ -370,8 +431,9 @@ def _open_accounts(ex: Exchange, spec: StressSpec, makers: NDArray[np.int64], cr
     return len(creates) + len(deposits)
 
 
-def _margin_scan(ex: Exchange, traders: NDArray[np.int64],
-                 portfolio: NDArray[np.int64]) -> tuple[int, int]:
+def _margin_scan(
+    ex: Exchange, traders: NDArray[np.int64], portfolio: NDArray[np.int64]
+) -> tuple[int, int]:
     """``(traders below maintenance margin, sum of negative equities)`` read from the
     engine state (read-only): standard-mode accounts from their kept margin sums in one
     vector pass, portfolio-mode accounts through the core's own ``margins``. O(traders)."""
@@ -400,23 +462,35 @@ def plot_stress(result: StressResult, path: str | Path) -> Path:
     price.set_ylabel("USDC")
     price.legend(loc="upper right")
     spec = result.spec
-    price.set_title(f"derivex stress: {spec.accounts:,} accounts, seed {spec.seed}, "
-                    f"-{spec.crash_drop:.0%} crash")
-    fund.plot(minutes, result.fund_units / USDC, color="tab:green",
-              label="insurance fund balance")
-    fund.plot(minutes, result.fund_equity_units / USDC, color="tab:olive", linestyle="--",
-              label="insurance fund equity (taken-over positions at mark)")
+    price.set_title(
+        f"derivex stress: {spec.accounts:,} accounts, seed {spec.seed}, "
+        f"-{spec.crash_drop:.0%} crash"
+    )
+    fund.plot(minutes, result.fund_units / USDC, color="tab:green", label="insurance fund balance")
+    fund.plot(
+        minutes,
+        result.fund_equity_units / USDC,
+        color="tab:olive",
+        linestyle="--",
+        label="insurance fund equity (taken-over positions at mark)",
+    )
     if result.bad_debt_units[-1]:
-        fund.plot(minutes, -result.bad_debt_units / USDC, color="tab:red",
-                  label="bad debt (negative)")
+        fund.plot(
+            minutes, -result.bad_debt_units / USDC, color="tab:red", label="bad debt (negative)"
+        )
     fund.set_ylabel("USDC")
     fund.ticklabel_format(axis="y", style="plain", useOffset=False)
     fund.legend(loc="best")
     for k, stage in enumerate(STAGES):
         if result.liquidations[-1, k]:
             liquidations.plot(minutes, result.liquidations[:, k], label=stage.name.lower())
-    liquidations.plot(minutes, result.below_maintenance, color="black", linestyle="--",
-                      label="traders below maintenance (now)")
+    liquidations.plot(
+        minutes,
+        result.below_maintenance,
+        color="black",
+        linestyle="--",
+        label="traders below maintenance (now)",
+    )
     liquidations.set_ylabel("liquidation events (cumulative)")
     liquidations.set_xlabel("minutes")
     liquidations.legend(loc="upper left")

@@ -56,25 +56,44 @@ class Crowd:
     fraction: NDArray[np.float64]  # uniform draw sizing premium, choosing written/bought puts
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, count: int, first_account: int, *,
-             leverage: Sequence[float], leverage_weights: Sequence[float], long_share: float,
-             options_share: float, portfolio_share: float, entry_steps: int) -> Crowd:
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        count: int,
+        first_account: int,
+        *,
+        leverage: Sequence[float],
+        leverage_weights: Sequence[float],
+        long_share: float,
+        options_share: float,
+        portfolio_share: float,
+        entry_steps: int,
+    ) -> Crowd:
         """``count`` traders: deposits log-normal around 5,000 USDC (100 to 1,000,000),
         leverage from the weighted values with a +/-15% jitter, kinds and directions by the
         shares, entry steps uniform in ``[1, entry_steps)``. O(count)."""
-        deposits = np.clip(np.exp(rng.normal(math.log(5_000.0), 1.0, count)), 100.0,
-                           1_000_000.0)
+        deposits = np.clip(np.exp(rng.normal(math.log(5_000.0), 1.0, count)), 100.0, 1_000_000.0)
         weights = np.asarray(leverage_weights, dtype=np.float64)
-        drawn = rng.choice(np.asarray(leverage, dtype=np.float64), size=count,
-                           p=weights / weights.sum())
+        drawn = rng.choice(
+            np.asarray(leverage, dtype=np.float64), size=count, p=weights / weights.sum()
+        )
         jitter = 1.0 + LEVERAGE_JITTER * (2.0 * rng.random(count) - 1.0)
         roll = rng.random(count)
-        kind = np.where(roll < options_share, OPTIONS,
-                        np.where(roll < options_share + portfolio_share, PORTFOLIO, PERPETUAL))
-        return cls(first_account, (deposits.round() * USDC).astype(np.int64),
-                   np.maximum(drawn * jitter, 1.0), kind.astype(np.int8),
-                   rng.random(count) < long_share, rng.integers(1, max(entry_steps, 2), count),
-                   rng.random(count), rng.random(count))
+        kind = np.where(
+            roll < options_share,
+            OPTIONS,
+            np.where(roll < options_share + portfolio_share, PORTFOLIO, PERPETUAL),
+        )
+        return cls(
+            first_account,
+            (deposits.round() * USDC).astype(np.int64),
+            np.maximum(drawn * jitter, 1.0),
+            kind.astype(np.int8),
+            rng.random(count) < long_share,
+            rng.integers(1, max(entry_steps, 2), count),
+            rng.random(count),
+            rng.random(count),
+        )
 
     def __len__(self) -> int:
         return len(self.deposit_units)
@@ -109,9 +128,14 @@ def _option_lots(units: float, price_ticks: int) -> int:
     return max(OPTION_MIN_LOTS, int(units / price_ticks) // OPTION_MIN_LOTS * OPTION_MIN_LOTS)
 
 
-def entry_orders(crowd: Crowd, traders: NDArray[np.int64], venue: StressVenue,
-                 choices: OptionChoices, index: float,
-                 option_marks: NDArray[np.int64]) -> list[Row]:
+def entry_orders(
+    crowd: Crowd,
+    traders: NDArray[np.int64],
+    venue: StressVenue,
+    choices: OptionChoices,
+    index: float,
+    option_marks: NDArray[np.int64],
+) -> list[Row]:
     """The opening orders of ``traders`` (IOC limits crossing the makers' quotes):
     perpetual traders long or short at their leverage; option buyers spend 20-80% of their
     deposit on puts or calls; put writers sell puts on up to 5x their deposit; portfolio
@@ -138,13 +162,19 @@ def entry_orders(crowd: Crowd, traders: NDArray[np.int64], venue: StressVenue,
             leverage = min(leverage, max_leverage(venue.config, leverage * deposit))
             lots = int(leverage * deposit / index)
             if lots > 0:
-                rows.append((account, venue.perp, Side.BUY if long else Side.SELL,
-                             buy_limit if long else sell_limit, lots))
+                rows.append(
+                    (
+                        account,
+                        venue.perp,
+                        Side.BUY if long else Side.SELL,
+                        buy_limit if long else sell_limit,
+                        lots,
+                    )
+                )
         elif kind == OPTIONS and long:
             k = choices.pick("put" if pick < 0.5 else "call", (pick % 0.5) * 2)
             budget = deposit * (0.2 + 0.6 * fraction)
-            limit = int(round_to(float(option_marks[k]) * 1.5 + OPTION_TICK, OPTION_TICK,
-                                 up=True))
+            limit = int(round_to(float(option_marks[k]) * 1.5 + OPTION_TICK, OPTION_TICK, up=True))
             rows.append(option_row(account, k, True, _option_lots(budget, limit)))
         elif kind == OPTIONS:
             k = choices.pick("written_put", pick)
@@ -156,13 +186,20 @@ def entry_orders(crowd: Crowd, traders: NDArray[np.int64], venue: StressVenue,
                 continue
             rows.append((account, venue.perp, Side.BUY, buy_limit, lots))
             put_lots = max(OPTION_MIN_LOTS, lots // 2 // OPTION_MIN_LOTS * OPTION_MIN_LOTS)
-            rows.append(option_row(account, choices.pick("written_put", pick), fraction >= 0.5,
-                                   put_lots))
+            rows.append(
+                option_row(account, choices.pick("written_put", pick), fraction >= 0.5, put_lots)
+            )
     return rows
 
 
-def noise_orders(crowd: Crowd, rng: np.random.Generator, count: int, venue: StressVenue,
-                 index: float, active: bool) -> list[Row]:
+def noise_orders(
+    crowd: Crowd,
+    rng: np.random.Generator,
+    count: int,
+    venue: StressVenue,
+    index: float,
+    active: bool,
+) -> list[Row]:
     """``count`` random traders each send an IOC perpetual order of 1-3x their deposit,
     buy or sell, up to 0.5% through the index. The draws are made even when not
     ``active`` (no orders then), so the stream of draws does not depend on the phase."""
@@ -172,8 +209,7 @@ def noise_orders(crowd: Crowd, rng: np.random.Generator, count: int, venue: Stre
     rows: list[Row] = []
     if not active:
         return rows
-    for trader, sell, size in zip(traders.tolist(), sells.tolist(), sizes.tolist(),
-                                  strict=True):
+    for trader, sell, size in zip(traders.tolist(), sells.tolist(), sizes.tolist(), strict=True):
         lots = int(crowd.deposit_units[trader] * size / index)
         if lots > 0:
             limit = int(round_to(index * (0.995 if sell else 1.005), PERP_TICK, up=not sell))

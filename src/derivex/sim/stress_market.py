@@ -43,9 +43,14 @@ def round_to(value: NDArray[np.float64] | float, tick: int, up: bool) -> Any:
     return (np.ceil(scaled) if up else np.floor(scaled)).astype(np.int64) * tick
 
 
-def mass_quote(account: int, instruments: NDArray[np.int64], bid: NDArray[np.int64],
-               bid_lots: NDArray[np.int64], ask: NDArray[np.int64],
-               ask_lots: NDArray[np.int64]) -> np.ndarray:
+def mass_quote(
+    account: int,
+    instruments: NDArray[np.int64],
+    bid: NDArray[np.int64],
+    bid_lots: NDArray[np.int64],
+    ask: NDArray[np.int64],
+    ask_lots: NDArray[np.int64],
+) -> np.ndarray:
     """One MASS_QUOTE header and its legs; a bid at or below zero is left out."""
     records = command_array(1 + len(instruments))
     records["kind"][0] = CommandKind.MASS_QUOTE
@@ -83,11 +88,13 @@ class StressVenue:
     ``options`` are in the order the pricing service marks them."""
 
     def __init__(self, accounts: int, start_price_usdc: int, clock: Callable[[], int]) -> None:
-        self.config = config = EngineConfig(initial_accounts=1 << (accounts + 8).bit_length(),
-                                            initial_positions=1 << 14)
+        self.config = config = EngineConfig(
+            initial_accounts=1 << (accounts + 8).bit_length(), initial_positions=1 << 14
+        )
         self.exchange = ex = Exchange(config, clock=clock)
-        self.perp = ex.add_perpetual("BTC", tick_size_ticks=PERP_TICK, maker_fee_ppm=-100,
-                                     taker_fee_ppm=500)
+        self.perp = ex.add_perpetual(
+            "BTC", tick_size_ticks=PERP_TICK, maker_fee_ppm=-100, taker_fee_ppm=500
+        )
         self.start_ticks = start_ticks = int(start_price_usdc / PRICE_UNIT)
         specs = []
         for days in OPTION_EXPIRY_DAYS:
@@ -95,20 +102,28 @@ class StressVenue:
             for percent in OPTION_STRIKES:
                 strike = start_ticks * percent // 100
                 for kind in ("call", "put"):
-                    instrument = ex.add_option("BTC", expiry, strike, kind,
-                                               tick_size_ticks=OPTION_TICK,
-                                               min_trade_lots=OPTION_MIN_LOTS,
-                                               maker_fee_ppm=200, taker_fee_ppm=300)
-                    specs.append(OptionSpec(instrument, strike, expiry, kind == "call", 1,
-                                            OPTION_TICK))
+                    instrument = ex.add_option(
+                        "BTC",
+                        expiry,
+                        strike,
+                        kind,
+                        tick_size_ticks=OPTION_TICK,
+                        min_trade_lots=OPTION_MIN_LOTS,
+                        maker_fee_ppm=200,
+                        taker_fee_ppm=300,
+                    )
+                    specs.append(
+                        OptionSpec(instrument, strike, expiry, kind == "call", 1, OPTION_TICK)
+                    )
         self.options = tuple(specs)
         self.option_ids = np.array([s.instrument for s in specs], dtype=np.int64)
         self.pricing = PricingService(specs, scenarios=config)
         self.perp_risk = perpetual_risk_records([self.perp], [0], [1])  # Greeks only
         self._quoted = np.concatenate(([self.perp], self.option_ids)).astype(np.int64)
 
-    def maker_quotes(self, makers: NDArray[np.int64], index: float,
-                     option_marks: NDArray[np.int64], widen: float) -> list[np.ndarray]:
+    def maker_quotes(
+        self, makers: NDArray[np.int64], index: float, option_marks: NDArray[np.int64], widen: float
+    ) -> list[np.ndarray]:
         """One mass quote per market maker. Maker ``k`` quotes the perpetual at the index
         +/- ``(2 + 6k)`` bp x ``widen`` for ``25 (1 + k)`` BTC a side (a ladder of depth
         across makers); the first ``OPTION_MAKERS`` also quote every option at its mark
@@ -121,15 +136,25 @@ class StressVenue:
             perp_ask = int(round_to(index + half, PERP_TICK, up=True))
             if k < OPTION_MAKERS:
                 half_option = np.maximum(OPTION_TICK, option_marks * (0.04 + 0.03 * k) * widen)
-                bid = np.concatenate(([perp_bid], round_to(option_marks - half_option,
-                                                           OPTION_TICK, up=False)))
-                ask = np.concatenate(([perp_ask], round_to(option_marks + half_option,
-                                                           OPTION_TICK, up=True)))
+                bid = np.concatenate(
+                    ([perp_bid], round_to(option_marks - half_option, OPTION_TICK, up=False))
+                )
+                ask = np.concatenate(
+                    ([perp_ask], round_to(option_marks + half_option, OPTION_TICK, up=True))
+                )
                 size = np.full(len(bid), OPTION_QUOTE_LOTS * (1 + k), dtype=np.int64)
                 size[0] = lots
                 quotes.append(mass_quote(maker, self._quoted, bid, size, ask, size))
             else:
                 one = np.ones(1, dtype=np.int64)
-                quotes.append(mass_quote(maker, self._quoted[:1], one * perp_bid, one * lots,
-                                         one * perp_ask, one * lots))
+                quotes.append(
+                    mass_quote(
+                        maker,
+                        self._quoted[:1],
+                        one * perp_bid,
+                        one * lots,
+                        one * perp_ask,
+                        one * lots,
+                    )
+                )
         return quotes
