@@ -45,7 +45,7 @@ def serve(port: int, keys_dir: str, journal_dir: str, fsync: str, accounts: int)
     from derivex.gateway import Gateway, KeyStore, Venue
     from derivex.gateway.listing import list_all, perpetual
     from derivex.gateway.ratelimit import RateLimiter
-    from derivex.gateway.server import tune_gc
+    from derivex.gateway.server import tune_interpreter
     from derivex.gateway.telemetry import configure_logging
     from derivex.journal import Journal
 
@@ -66,7 +66,7 @@ def serve(port: int, keys_dir: str, journal_dir: str, fsync: str, accounts: int)
 
     async def main() -> None:
         url = await gateway.start("127.0.0.1", port)
-        tune_gc()
+        tune_interpreter()
         print("READY", url, flush=True)
         await asyncio.Event().wait()
 

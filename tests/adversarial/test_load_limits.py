@@ -81,6 +81,10 @@ def test_non_reading_client_is_closed_with_reason_while_others_are_answered() ->
         max_outbound_bytes=512 << 10,
         pause_reading_bytes=64 << 10,
         send_stall_s=0,
+        # 256 KiB reads: one read brings ~2000 requests, whose replies overflow the outbound
+        # limit (with the default 8 KiB reads the connection is paused, not read, before its
+        # queue reaches the limit: see the next test for how such a reader ends)
+        ws_read_bytes=0,
     )
     with serving(limits) as served:
         _deep_book(served)
@@ -113,6 +117,55 @@ def test_non_reading_client_is_closed_with_reason_while_others_are_answered() ->
         assert len(replies) < sent
         # a bound on what the server held for it: the limit, the socket buffer, one write
         assert len(replies) * reply_bytes < 64 << 20
+
+
+def test_non_reading_client_is_read_in_small_pieces_and_then_not_at_all() -> None:
+    """With the default read size (``ws_read_bytes``, 8 KiB) a client that pipelines
+    expensive requests and never reads is read a piece at a time: once its socket's write
+    buffer is full it is not read any more, and what the server holds for it stays under the
+    outbound limit (it ends by ``send_stall_s``: the next test)."""
+    limits = Limits(
+        max_connections_per_address=0,
+        public_rate_per_connection=0,
+        public_rate_per_address=0,
+        max_outbound_bytes=512 << 10,
+        pause_reading_bytes=64 << 10,
+        send_stall_s=0,
+    )
+    assert limits.ws_read_bytes == 8192
+    with serving(limits) as served:
+        _deep_book(served)
+        slow = RawWebSocket(served.port, receive_buffer=4096)
+        slow.send(
+            [
+                request(k, "public/get_order_book", instrument_name=INSTRUMENT, depth=10_000)
+                for k in range(2000)
+            ]
+        )
+        assert _others_are_answered(served.port, 200) == 200
+
+        def state() -> list[tuple[int, bool, bool, int, int]]:
+            return [
+                (
+                    c.transport.max_size,
+                    c.writes_paused,
+                    c.transport.is_reading(),
+                    c.outbox_bytes,
+                    len(c.parked),
+                )
+                for c in served.gateway.connections
+            ]
+
+        wait_for(
+            lambda: any(paused for _, paused, *_ in served.thread.call(state)),
+            "the non-reading client's writes are paused",
+        )
+        [(read_size, paused, reading, held, parked)] = served.thread.call(state)
+        assert read_size == 8192
+        assert paused and not reading
+        assert held <= limits.max_outbound_bytes
+        assert parked <= 8192 // 50  # at most one read's frames (each ~100 bytes) wait
+        slow.close()
 
 
 def test_stalled_reader_is_closed_after_send_stall_and_was_not_read_meanwhile() -> None:

@@ -68,7 +68,12 @@ class Limits:
     #: ... and frames of all connections handled until they took this long in the tick
     #: (the rest, except cancels, wait for the next ticks: a tick, hence a cancel's wait,
     #: stays short under any flood; expensive requests take turns with everyone's)
-    max_time_per_tick_s: float = 0.003
+    max_time_per_tick_s: float = 0.0005
+    #: bytes read from one WebSocket connection's socket at a time (0: the event loop's
+    #: 256 KiB, about 1,500 order frames): what is read is parsed at once, before any budget
+    #: applies, so this bounds the work one flooding connection adds to the iteration that
+    #: everyone waits for (8 KiB: about 50 order frames, 0.1 ms)
+    ws_read_bytes: int = 8192
     #: new orders offered in one event-loop tick (the queue in front of the engine) past
     #: which those that can take liquidity are shed (10047), and past which every other
     #: new order is shed too (10040)

@@ -46,7 +46,7 @@ from derivex.gateway.catalog import Catalog, InstrumentSpec
 from derivex.gateway.keys import ApiKey, KeyStore
 from derivex.gateway.limits import Limits
 from derivex.gateway.listing import START_PRICES, default_specs, list_all
-from derivex.gateway.server import Gateway, tune_gc
+from derivex.gateway.server import Gateway, tune_interpreter
 from derivex.gateway.telemetry import logger
 from derivex.gateway.venue import Venue
 from derivex.journal.writer import DEFAULT_FSYNC
@@ -318,7 +318,7 @@ async def run(
     """Serve until SIGINT/SIGTERM; then stop, snapshot and close the journal."""
     gateway = build(opened, **options)
     await gateway.start(host, port)
-    tune_gc()
+    tune_interpreter()
     announce(gateway)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ import functools
 import gc
 import inspect
 import struct
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -54,7 +55,9 @@ from derivex.gateway.venue import Venue
 
 T = TypeVar("T")
 HARD_FRAME_LIMIT = 4 << 20  # beyond this aiohttp closes the socket (1009)
-GC_THRESHOLD = 10_000
+GC_THRESHOLD = 1_000
+#: how often (seconds) a thread holding the GIL is asked to hand it to one waiting for it
+SWITCH_INTERVAL_S = 0.0001
 REVOKED_NOTICE = orjson.dumps(
     {"jsonrpc": "2.0", "method": "session_closed", "params": {"reason": "credentials_revoked"}}
 )
@@ -512,6 +515,11 @@ class Gateway:
             heartbeat=beat if beat > 0 else None,
         )
         await ws.prepare(request)
+        if self.limits.ws_read_bytes > 0 and request.transport is not None:
+            # asyncio's selector transport reads ``max_size`` bytes per ready socket (other
+            # loops' transports may not have it: their reads stay as they are)
+            with contextlib.suppress(AttributeError):
+                request.transport.max_size = self.limits.ws_read_bytes  # type: ignore[attr-defined]
         conn = Connection(
             ws, request.transport, self.limits, self.admission.peer_of(request.transport)
         )
@@ -722,20 +730,30 @@ def attach_inline(
     return True
 
 
-def tune_gc(threshold: int = GC_THRESHOLD) -> None:
-    """Process-wide collector settings for a serving process: what exists now (code, the
-    venue after recovery) is frozen out of future collections, and the youngest
-    generation is collected every ``threshold`` allocations instead of 700. Order entry
-    allocates a few objects per request and keeps them (order records, trades); with the
-    defaults the full collections over that growing history stalled the loop for tens of
-    milliseconds (the p99 of pipelined clients). The youngest generation's threshold is
-    10,000, not more: under an order flood each of its collections took 12-26 ms at 50,000
-    (the tail of a cancel's wait, bench/results/overload-dev.json), 2-6 ms at 10,000; the
-    middle one's threshold scales with it so older generations are collected as often as
-    before (every 500,000 allocations)."""
+def tune_interpreter(
+    threshold: int = GC_THRESHOLD, switch_interval_s: float = SWITCH_INTERVAL_S
+) -> None:
+    """Process-wide interpreter settings for a serving process.
+
+    The collector: what exists now (code, the venue after recovery) is frozen out of future
+    collections, and the youngest generation is collected every ``threshold`` allocations.
+    Order entry allocates a few objects per request and keeps some (order records, trades);
+    each collection's pause is added to an event-loop iteration, which is what a cancel on
+    another socket waits for. Measured under a 10x order flood (bench/overload_bench.py,
+    DERIVEX_TRACE): young collections took 4-7 ms p99 at 10,000, 0.3 ms at 1,000; the
+    middle generation's threshold scales so that it is collected every 500,000 allocations,
+    as before.
+
+    The GIL hand-off: the journal's flusher thread needs the GIL after each ``fdatasync``
+    before the replies it makes durable can leave, and while the loop thread is busy it
+    waits up to the switch interval for it, several times per flush (Python's default is
+    5 ms). At 0.1 ms a cancel's round trip under that flood went from 6.1 / 16.9 ms
+    (p50 / p99) to 3.4 / 7.2 ms; the loop thread is interrupted that often only while
+    another thread waits."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(threshold, max(1, 500_000 // threshold), 100)
+    sys.setswitchinterval(switch_interval_s)
 
 
 def _grant(data: bytes | str) -> Any:

@@ -55,7 +55,7 @@ from derivex.gateway.catalog import Catalog
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.labels import SharedLabels
 from derivex.gateway.limits import Limits
-from derivex.gateway.server import Gateway, tune_gc
+from derivex.gateway.server import Gateway, tune_interpreter
 from derivex.gateway.shared_metrics import PUBLISH_INTERVAL_S, WorkerMetrics
 from derivex.gateway.spent_tokens import SpentTokens
 from derivex.gateway.telemetry import configure_logging, logger
@@ -302,7 +302,7 @@ async def _serve(
     gateway.app.on_response_prepare.append(name_worker)
     gateway.add_periodic(PUBLISH_INTERVAL_S, metrics.publish)
     await gateway.start(host, port, reuse_port=True)
-    tune_gc()
+    tune_interpreter()
     metrics.publish()
     ctx.mark_serving()
     log.info(
