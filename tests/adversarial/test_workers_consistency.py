@@ -289,6 +289,47 @@ def test_stall_gives_outcome_unknown_and_no_mismatched_replies(
     asyncio.run(run())
 
 
+def test_reply_waits_for_the_disk_while_the_worker_goes_on(venue: Venue) -> None:
+    """A worker's replies wait for the disk (the gateway's ``DurabilityGate``, not a
+    blocking wait in ``submit``): with the journal writer stopped, an order is sequenced
+    and applied but its reply is held; after SIGCONT (before ``submit_timeout_s``) it goes
+    out with its result, not as outcome unknown."""
+    spec = perpetual_spec(venue.data)
+    account = venue.accounts[1]
+    journal_pid = venue.served.pids["journal"]
+
+    async def run() -> None:
+        clients = await connections_on_every_worker(venue.served.ws_url, account, WORKERS)
+        try:
+            ticker = await clients[0].call("public/ticker", {"instrument_name": PERPETUAL})
+            unit = float(spec.tick_size_ticks * spec.price_unit)
+            price = round(ticker["result"]["mark_price"] * 0.98 / unit) * unit
+            order = {
+                "instrument_name": PERPETUAL,
+                "amount": spec.amount(spec.min_trade_lots),
+                "type": "limit",
+                "price": price,
+                "label": "held-for-disk",
+            }
+            os.kill(journal_pid, signal.SIGSTOP)
+            try:
+                pending = asyncio.ensure_future(clients[0].call("private/buy", order))
+                done, _ = await asyncio.wait({pending}, timeout=SUBMIT_TIMEOUT_S / 3)
+                assert not done, "a reply left before its order was durable"
+                sequenced = time.monotonic()
+            finally:
+                os.kill(journal_pid, signal.SIGCONT)
+            reply = await pending
+            assert time.monotonic() - sequenced < SUBMIT_TIMEOUT_S, "answered by the timeout"
+            assert reply["result"]["order"]["label"] == "held-for-disk", reply
+            await clients[0].call("private/cancel_all", {})
+        finally:
+            for client in clients:
+                await client.close()
+
+    asyncio.run(run())
+
+
 def test_crossing_flow_every_order_reads_as_the_engine_has_it(venue: Venue) -> None:
     spec = perpetual_spec(venue.data)
     flow = Flow()

@@ -41,7 +41,7 @@ from derivex.core import layout as L
 from derivex.gateway.auth import Authenticator, Session, bearer_token
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.channels import Hub
-from derivex.gateway.durability import DurabilityGate
+from derivex.gateway.durability import DurabilityGate, DurabilityTimeout, outcome_unknown_frames
 from derivex.gateway.errors import INVALID_REQUEST, PARSE_ERROR, RpcError
 from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 from derivex.gateway.limits import Admission, Limits, Peer
@@ -178,9 +178,31 @@ class Connection:
                     frames += held.popleft()[1]
                 if held:
                     gate.waiting[self] = None
+                    kick = getattr(journal, "kick", None)
+                    if kick is not None:  # (a worker: the watcher thread polls the disk)
+                        kick()
                 if not frames:
                     return
         transport.write(text_frames(frames))  # type: ignore[attr-defined]
+
+    def expire_held(self) -> None:
+        """The journal stalled (``DurabilityGate.timeout_s``): the replies held for the disk
+        are answered 13888 now, error replies sent as they are; notifications keep waiting."""
+        transport = self.transport
+        if self.closing or transport is None or transport.is_closing():
+            return
+        now: list[bytes] = []
+        still: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        for seq, frames in self._held_for_disk:
+            sent, later = outcome_unknown_frames(frames)
+            now += sent
+            if later:
+                still.append((seq, later))
+        self._held_for_disk = still
+        if still and self.gate is not None:
+            self.gate.waiting[self] = None
+        if now:
+            transport.write(text_frames(now))  # type: ignore[attr-defined]
 
     def pause(self) -> None:
         """The socket's write buffer is full (``pause_writing``): stop writing and stop
@@ -612,9 +634,20 @@ class Gateway:
             "http",
             self.admission.peer_of(request.transport),
         )
-        if self.gate is not None:
-            await self.gate.wait()  # group commit: answered once what it did is durable
+        reply, ok = await self._durable(reply, ok)
         return web.Response(body=reply, status=200 if ok else 400, content_type="application/json")
+
+    async def _durable(self, reply: bytes, ok: bool) -> tuple[bytes, bool]:
+        """An HTTP reply once what it reports is durable (group commit), or 13888 if the
+        journal stalls for the gate's ``timeout_s`` (worker mode)."""
+        if self.gate is None:
+            return reply, ok
+        try:
+            await self.gate.wait()
+        except DurabilityTimeout:
+            now, _ = outcome_unknown_frames([reply])
+            return (now[0], False) if now and now[0] != reply else (reply, ok)
+        return reply, ok
 
     async def _post(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -635,8 +668,7 @@ class Gateway:
         reply, _, ok = self.dispatcher.frame(
             body, session, None, "http", self.admission.peer_of(request.transport)
         )
-        if self.gate is not None:
-            await self.gate.wait()
+        reply, ok = await self._durable(reply, ok)
         return web.Response(body=reply, status=200 if ok else 400, content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:

@@ -25,13 +25,19 @@ funded and given its demo key; an existing one is recovered), closes it, and sta
 runtime on its journal: the engine resumes it and every replica catches up from it.
 
 Consistency: a client is answered after its command is durable and applied by its own
-worker's replica, so a connection reads its own writes. Another worker may apply the same
-frame up to ~1 ms later (its poll interval): two connections on two workers can briefly
-see different states, as on any venue with several gateways. A submission not sequenced
-and durable within ``submit_timeout_s`` is answered 13888 (outcome unknown; see
-``RemoteExchange``). Tokens are signed with a per-run key every worker holds; ``/metrics``
-merges every worker's series (``derivex.gateway.shared_metrics``); the banner waits for
-every worker to serve.
+worker's replica, so a connection reads its own writes. The worker's loop does not wait for
+the disk: ``submit`` returns once the replica has applied the commands, and the gateway's
+``DurabilityGate`` holds every reply and notification until the journal's ``durable_seq``
+(shared memory, watched by a thread: ``SharedDurability``) covers what the replica had
+applied when it was written; the loop meanwhile reads and places the next orders (one
+round trip to the engine per tick instead of a round trip plus a flush). Another worker
+may apply the same frame up to ~1 ms later (its poll interval): two connections on two
+workers can briefly see different states, as on any venue with several gateways. A
+submission not sequenced within ``submit_timeout_s`` is answered 13888 (outcome unknown;
+see ``RemoteExchange``), and so is a reply held while nothing becomes durable for
+``submit_timeout_s`` (a stalled journal writer: ``DurabilityGate.timeout_s``). Tokens are
+signed with a per-run key every worker holds; ``/metrics`` merges every worker's series
+(``derivex.gateway.shared_metrics``); the banner waits for every worker to serve.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import numpy as np
 from derivex.core.records import EVENT_DTYPE
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog
+from derivex.gateway.durability import SharedDurability
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.labels import SharedLabels
 from derivex.gateway.limits import Limits
@@ -102,6 +109,12 @@ class RemoteExchange(ReplicaExchange):
         )
         self.round_trips = 0
         self.outcomes_unknown = 0
+        #: the journal's durable_seq as the gateway's ``DurabilityGate`` watches it: with a
+        #: gate (``durable_results`` False) ``submit`` returns once its commands are applied
+        #: and the gate holds what reports them until they are durable, while the loop goes
+        #: on; without one, ``submit`` waits for the disk itself
+        self.durability = SharedDurability(lambda: ctx.durable_seq, lambda: ctx.replica.applied_seq)
+        self.durable_results = True
         self._pushed = 0  # records this instance pushed on its ring
         self._sequenced = 0  # of them, met in its own frames (always a prefix)
 
@@ -136,7 +149,9 @@ class RemoteExchange(ReplicaExchange):
                 raise self._abandon(mine, start, need, "not sequenced")
             idle()
         last = max(int(stamped["seq"][-1]) for _, stamped, _, _ in mine)
-        while ctx.durable_seq < last:  # acknowledged by the journal (its fsync policy)
+        if not self.durable_results:
+            self.durability.kick()  # the gate holds the replies until the disk has them
+        while self.durable_results and ctx.durable_seq < last:  # the journal's fsync policy
             if time.monotonic() > deadline:
                 raise self._abandon(mine, start, need, "sequenced, not durable")
             replica.pump()  # the engine may wait for this worker's bus slot meanwhile
@@ -310,12 +325,14 @@ async def _serve(
         url=gateway.url,
         pid=os.getpid(),
         replica_seq=ctx.replica.applied_seq,
+        durability_gate=gateway.gate is not None,
     )
     while not ctx.stopping:
         await asyncio.sleep(0.05)
     log.info("gateway worker stopping")
     with contextlib.suppress(Exception):
         await gateway.stop()
+    exchange.durability.stop()
     return {
         "round_trips": exchange.round_trips,
         "orders_open": len(venue.orders),
