@@ -38,7 +38,7 @@ import numpy as np
 from derivex.core import layout as L
 from derivex.core.config import EngineConfig
 from derivex.core.records import CommandKind, Underlying
-from derivex.exchange import Exchange
+from derivex.exchange import Exchange, open_exchange
 from derivex.gateway import datadir
 from derivex.gateway.agents import INNER, OUTER, MarketMaker, NoiseTrader
 from derivex.gateway.auth_limits import AuthLimits
@@ -105,8 +105,6 @@ def open_venue(
     """Open (recover) or create the venue in ``data_dir``; see the module docstring.
     Raises ``DataDirectoryError`` or ``JournalError`` (naming the file) on a partial or
     damaged directory, having changed nothing."""
-    from derivex.journal import open_exchange
-
     data = Path(data_dir)
     new = datadir.is_new(data)  # raises on a partial venue: never re-initialised
     catalog_path, state_path = data / "instruments.json", data / "serve.json"
