@@ -53,7 +53,7 @@ class Trace:
         self.cancel_ms: list[float] = []
         self.calls: dict[str, list[float]] = {}
 
-    def start(self, gateway: Any, connection: type) -> None:
+    def start(self, gateway: Any, connection: Any) -> None:
         """Time the loop's lateness and the calls that run as their own callbacks
         (``connection``: the server's connection class, whose ``write_pending`` is timed;
         passed in because this module is imported by the server, never the reverse)."""
