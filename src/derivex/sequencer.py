@@ -1,25 +1,27 @@
 """The sequencer: the one place where commands get their order and their time, and the
-one function every mode runs a batch through (stage 2 in docs/architecture.md).
+one function every mode runs a batch through. docs/architecture.md numbers the six stages
+of the data path (1 gateway, 2 sequencer, 3 journal, 4 engine, 5 projection, 6 fan-out and
+reply); a batch passes stages 2-4 and hands over to 5-6 here, in this order:
 
-Per batch, in this order:
+- **stamp** (stage 2): each record gets the next sequence number (``seq``, consecutive
+  from 1 over the venue's life) and the batch the sequencer time (``ts_ns``, from the
+  injected clock, never earlier than the previous batch's);
+- **before-hook** ``before(commands)`` (stage 3 where the log is written first): makes
+  the stamped batch durable or replicated *before* the engine sees it (the embedded venue:
+  ``Journal.append``; a cluster leader: a JetStream publish with the expected last
+  sequence). If it raises, the batch is not processed, its sequence numbers are not used
+  up (the next batch gets them), and the exception goes to the caller with a note naming
+  the seqs;
+- **engine** (stage 4): ``Engine.process`` (a new events array) or ``Engine.process_into``
+  (a view of the engine's buffer, valid until the next batch: ``views=True``);
+- **after-hook** ``after(commands, events)`` (towards stages 5-6): hands the result on
+  (the embedded venue: ``Journal.observe`` and the durability wait; the multi-process
+  runtime: the frame onto the bus for the journal writer, market data and the workers'
+  replicas).
 
-1. **stamp**: each record gets the next sequence number (``seq``, consecutive from 1 over
-   the venue's life) and the batch gets the sequencer time (``ts_ns``, from the injected
-   clock, never earlier than the previous batch's);
-2. **before-hook** ``before(commands)``: makes the stamped batch durable or replicated
-   *before* the engine sees it (the embedded venue: ``Journal.append``; a cluster leader:
-   a JetStream publish with the expected last sequence). If it raises, the batch is not
-   processed, its sequence numbers are not used up (the next batch gets them), and the
-   exception goes to the caller with a note naming the seqs;
-3. **engine**: ``Engine.process`` (a new events array) or ``Engine.process_into`` (a view
-   of the engine's buffer, valid until the next batch: ``views=True``);
-4. **after-hook** ``after(commands, events)``: hands the result on (the embedded venue:
-   ``Journal.observe`` and the durability wait; the multi-process runtime: the frame onto
-   the bus for the journal writer, market data and the workers' replicas).
-
-:meth:`Sequencer.sequence` runs all four; :meth:`Sequencer.apply` runs 2-4 for commands
-stamped elsewhere (a replica or a standby following a leader's log), checking they continue
-the sequence.
+:meth:`Sequencer.sequence` runs all four; :meth:`Sequencer.apply` all but the stamp, for
+commands stamped elsewhere (a replica or a standby following a leader's log), checking
+they continue the sequence.
 
 Why here, at the top of the package: both modes import it, the embedded ``Exchange``
 (``derivex.exchange``) and the runtime's engine process (``derivex.runtime``), and a future
