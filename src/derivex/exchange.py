@@ -32,7 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,6 @@ from derivex.core.config import P_INDEX_HISTORY, EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.pools import order_slot_of
 from derivex.core.records import (
-    COMMAND_DTYPE,
     RECORD_BYTES,
     AccountState,
     CommandKind,
@@ -66,9 +66,10 @@ from derivex.core.records import (
     risk_records,
 )
 from derivex.core.risk import margins, price_band
-
-if TYPE_CHECKING:
-    from derivex.journal.writer import Journal
+from derivex.journal.format import JournalError
+from derivex.journal.recovery import Recovered, reopen
+from derivex.journal.writer import DEFAULT_FSYNC, Journal
+from derivex.sequencer import Sequencer
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _TIME = int(CommandKind.TIME)  # a plain int: comparing an array to an IntEnum is slow
@@ -191,61 +192,124 @@ class Exchange:
         clock: Callable[[], int] | None = None,
         journal: Journal | None = None,
     ) -> None:
-        self.engine = Engine(config)
-        self._clock = clock or time.time_ns
-        self._seq = 0
+        #: the one sequencer (``derivex.sequencer``): stamps each batch, appends it to the
+        #: journal (before-hook), runs the engine, lets the journal observe the events and
+        #: waits for durability (after-hook)
+        self.sequencer = Sequencer(Engine(config), clock=clock or time.time_ns)
         # write-ahead journal: records the config and continues its sequence (to resume
-        # a journaled venue with its state, use derivex.journal.open_exchange)
-        self.journal = journal
+        # a journaled venue with its state, use Exchange.open)
+        self._journal: Journal | None = None
         #: with a group-commit journal, ``submit`` returns once the batch is durable; a
         #: caller that holds its results until then itself (the gateway's DurabilityGate)
         #: sets this False so the engine goes on while the disk flushes
         self.durable_results = True
         if journal is not None:
-            self._seq = journal.attach(self.engine.config)
+            self.sequencer.seq = journal.attach(self.engine.config)
+        self.journal = journal
         self._one = command_array(1)
         self._names: dict[str, int] = {}
         self._funding: dict[int, list[tuple[int, int]]] = {}
         self._price_decimals: dict[int, int] = {}
 
+    @classmethod
+    def from_recovered(
+        cls,
+        recovered: Recovered,
+        journal: Journal | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> Exchange:
+        """The venue over an engine rebuilt by ``derivex.journal.recover``, appending to
+        ``journal`` (which must end where the recovery did). Raises ``JournalError`` when
+        the journal has moved on."""
+        if journal is not None and journal.last_seq != recovered.seq:
+            raise JournalError(
+                f"journal moved during recovery ({recovered.seq} -> {journal.last_seq})"
+            )
+        exchange = cls(recovered.config, clock=clock, journal=journal)
+        exchange.engine = recovered.engine
+        exchange.sequencer.seq = recovered.seq
+        return exchange
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path | str,
+        *,
+        clock: Callable[[], int] | None = None,
+        config: EngineConfig | None = None,
+        fsync: str = DEFAULT_FSYNC,
+        interval_ms: float = 5.0,
+        roll_bytes: int = 64 << 20,
+    ) -> tuple[Exchange, Recovered]:
+        """Recover the venue journaled in ``directory`` (a new one if empty) and reopen its
+        journal for appending: the returned ``Exchange`` continues the sequence. Instrument
+        names are shell metadata and are not journaled: refer to instruments by id.
+        Recovery is read-only; only once it has succeeded does the reopened journal cut a
+        genuine torn tail (reported in ``recovered.torn``). A failed open changes no file.
+        Cost: a recovery (latest snapshot + replay of the tail)."""
+        journal, recovered = reopen(
+            directory, config=config, fsync=fsync, interval_ms=interval_ms, roll_bytes=roll_bytes
+        )
+        return cls.from_recovered(recovered, journal, clock), recovered
+
+    @property
+    def journal(self) -> Journal | None:
+        """The write-ahead journal (None: not journaled); setting it wires the sequencer's
+        hooks: append before the engine, observe (and wait for durability) after."""
+        return self._journal
+
+    @journal.setter
+    def journal(self, journal: Journal | None) -> None:
+        self._journal = journal
+        self.sequencer.before = None if journal is None else self._append
+        self.sequencer.after = None if journal is None else self._journaled
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the sequencer drives (replaceable: a recovered or replica engine)."""
+        return self.sequencer.engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self.sequencer.engine = engine
+
     # ---- sequencer and batch API ----
 
     def submit(self, commands: np.ndarray) -> np.ndarray:
-        """Sequence a batch (assign ``seq`` and ``ts_ns`` in place) and process it.
-        Returns the events (a new array). Cost: one compiled call. With a journal, the
-        batch is appended first: the events are returned only once the journal's policy
-        has made it durable (``"group"``, the default: once the flush covering it has
-        returned; ``"interval"``: written, flushed later)."""
-        if commands.dtype != COMMAND_DTYPE:
-            raise TypeError("commands must have dtype COMMAND_DTYPE")
-        count = len(commands)
-        if count == 1:
-            # one record: stamp its first two words directly (field assignment through the
-            # structured dtype costs microseconds per call)
-            words = commands.view(np.int64)
-            words[0] = self._seq + 1
-            words[1] = self._clock()
-        else:
-            commands["seq"] = np.arange(self._seq + 1, self._seq + 1 + count, dtype=np.uint64)
-            commands["ts_ns"] = self._clock()
-        journal = self.journal
-        if journal is not None:
-            journal.append(commands)  # written (and per its policy flushed) before processing
-        self._seq += count
-        events = self.engine.process(commands)
-        if journal is not None:
-            journal.observe(events)
-            if journal.fsync == "group" and self.durable_results:
-                # group commit: the flush started at append ran while the engine worked;
-                # the events (the acknowledgement) leave only once it covers this batch
-                journal.wait_durable(self._seq)
+        """Sequence a batch (assign ``seq`` and ``ts_ns`` in place) and process it through
+        ``self.sequencer``. Returns the events (a new array). Cost: one compiled call. With
+        a journal, the batch is appended first: the events are returned only once the
+        journal's policy has made it durable (``"group"``, the default: once the flush
+        covering it has returned; ``"interval"``: written, flushed later). Raises TypeError
+        for records that are not ``COMMAND_DTYPE``, and what the journal raises (then
+        nothing is processed)."""
+        events = self.sequencer.sequence(commands)
         if (
             commands.view(np.uint8)[16] == _TIME
-            if count == 1
+            if len(commands) == 1
             else _TIME in commands.view(np.uint8)[16::RECORD_BYTES]
         ):
             self._record_funding(events)
         return events
+
+    def _append(self, commands: np.ndarray) -> None:
+        """The sequencer's before-hook with a journal: the stamped batch is written (and
+        per the journal's policy flushed) before the engine sees it. Looked up on each
+        call, so a journal's ``append`` can be replaced (tests inject disk errors)."""
+        journal = self._journal
+        assert journal is not None
+        journal.append(commands)
+
+    def _journaled(self, commands: np.ndarray, events: np.ndarray) -> None:
+        """The sequencer's after-hook with a journal: dirty state-root leaves from the
+        events, then (group commit) the wait for the flush covering this batch."""
+        journal = self._journal
+        assert journal is not None
+        journal.observe(events)
+        if journal.fsync == "group" and self.durable_results:
+            # the flush started at append ran while the engine worked; the events (the
+            # acknowledgement) leave only once it covers this batch
+            journal.wait_durable(self.sequencer.seq)
 
     def _record_funding(self, events: np.ndarray) -> None:
         """Keep the funding rates applied (the fund's FUNDING event of each settlement)."""
@@ -760,3 +824,25 @@ class Exchange:
 
     def check_invariants(self) -> None:
         self.engine.check_invariants()
+
+
+def open_exchange(
+    directory: Path | str,
+    *,
+    clock: Callable[[], int] | None = None,
+    config: EngineConfig | None = None,
+    fsync: str = DEFAULT_FSYNC,
+    interval_ms: float = 5.0,
+    roll_bytes: int = 64 << 20,
+) -> tuple[Exchange, Recovered]:
+    """``Exchange.open``: recover the venue journaled in ``directory`` and go on appending
+    to its journal (formerly ``derivex.journal.open_exchange``; the journal no longer
+    imports the facade)."""
+    return Exchange.open(
+        directory,
+        clock=clock,
+        config=config,
+        fsync=fsync,
+        interval_ms=interval_ms,
+        roll_bytes=roll_bytes,
+    )

@@ -14,11 +14,10 @@ from derivex.cli import app
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.records import CommandKind, EventKind, Reason, command_array
-from derivex.exchange import Exchange
+from derivex.exchange import Exchange, open_exchange
 from derivex.journal import (
     Journal,
     Replayer,
-    open_exchange,
     read,
     recover,
     snapshot,

@@ -468,7 +468,7 @@ class Gateway:
             self._tasks.append(asyncio.ensure_future(self._repeat(interval, function)))
         self.log.info("gateway listening", url=self.url)
         if TRACE is not None:
-            TRACE.start(self)
+            TRACE.start(self, Connection)
         return self.url
 
     async def _repeat(self, interval: float, function: Callable[[], Any]) -> None:
