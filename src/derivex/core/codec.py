@@ -14,6 +14,7 @@ records — all derived from the dtypes of ``core/records.py``, never typed by h
   (``quotes.mass_quote_span``, ``risk.leg_span``) are checked against it by
   tests/core/test_codec.py; the runtime's frame reassembly and the journal walker use it.
 
+>>> from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE
 >>> place = record_struct(COMMAND_DTYPE, ("kind", "account", "price_ticks"))
 >>> place.format, place.size  # from byte 16 (kind) to the end of the record
 ('<B7xI12xq16x', 48)
@@ -34,10 +35,14 @@ from derivex.core.records import COMMAND_DTYPE, RECORD_BYTES, CommandKind
 __all__ = [
     "COMMAND_COUNT",
     "COMMAND_KIND",
+    "COUNT_BYTES",
+    "COUNT_OFFSET",
     "HEADERS",
+    "KIND_OFFSET",
     "LEGS",
     "MULTI_RECORD",
     "command_span",
+    "ends_inside_multi_record",
     "event_rows",
     "field_bits",
     "header_offset",
@@ -139,6 +144,7 @@ _COUNT_WORD, _COUNT_SHIFT, _COUNT_MASK = COMMAND_COUNT
 #: byte offsets of the kind and the count in a command record (for byte-level walks)
 KIND_OFFSET = _field(COMMAND_DTYPE, "kind")[0]
 COUNT_OFFSET = _field(COMMAND_DTYPE, "count")[0]
+COUNT_BYTES = _field(COMMAND_DTYPE, "count")[1].itemsize
 
 
 @kernel
@@ -165,3 +171,13 @@ def spans(commands: np.ndarray) -> list[int]:
         out.append(span)
         i += span
     return out
+
+
+def ends_inside_multi_record(commands: np.ndarray) -> bool:
+    """Whether a multi-record header in ``commands`` announces legs beyond its end (the
+    command continues in a later batch, or never arrives). O(n), vectorised."""
+    heads = np.flatnonzero(HEADERS[commands["kind"]])
+    if not len(heads):
+        return False
+    counts = commands["count"][heads].astype(np.int64)
+    return bool(np.any((counts >= 1) & (heads + counts >= len(commands))))

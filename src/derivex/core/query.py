@@ -7,7 +7,8 @@ layout touches ``core/`` only. Every function takes the engine's ``State`` (``en
 first and never mutates it. Results are plain ints, small frozen dataclasses or numpy
 arrays (copies unless a docstring says *view*). Costs are per call.
 
-The few njit helpers here (``book_rows``, ``level_totals``, ``instrument_underlying``) are
+The few njit helpers here (``book_rows``, ``level_totals``, ``instrument_underlying``,
+``listed_instruments``) are
 for shells' own kernels (the book snapshot writer, the state root's book walk); no engine
 kernel imports this module, so editing it recompiles none of them.
 
@@ -320,6 +321,12 @@ def depth(st: State, instrument: int, levels: int = 10) -> Depth:
 def resting_orders(st: State, instrument: int) -> int:
     """Orders resting in the instrument's book. O(1)."""
     return int(st.ins_i4[instrument, L.I_RESTING])
+
+
+@kernel
+def listed_instruments(st):
+    """Instruments listed (``instrument_count`` for shells' kernels). O(1)."""
+    return st.counters[L.C_INSTRUMENT_HWM]
 
 
 @kernel

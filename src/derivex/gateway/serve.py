@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.config import EngineConfig
 from derivex.core.records import CommandKind, Underlying
 from derivex.exchange import Exchange
@@ -332,4 +332,4 @@ async def run(
     if exchange.journal is not None:
         take_snapshot(exchange)
         exchange.journal.close()
-    log.info("stopped", commands=int(exchange.engine.state.counters[L.C_COMMANDS]))
+    log.info("stopped", commands=query.commands_processed(exchange.engine.state))
