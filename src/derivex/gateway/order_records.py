@@ -8,13 +8,20 @@ Plain slotted classes: one record is built per order placed, one update per comm
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from derivex.core.records import OrderFlag, OrderType, Reason, Side, TimeInForce
-from derivex.gateway.errors import CANCEL_REASONS, OUTCOME_UNKNOWN, RpcError
+from derivex.gateway.errors import (
+    CANCEL_REASONS,
+    NOT_OPEN_ORDER,
+    ORDER_NOT_FOUND,
+    OUTCOME_UNKNOWN,
+    RpcError,
+)
 
 TIF_NAMES = {"gtc": "good_til_cancelled", "ioc": "immediate_or_cancel", "fok": "fill_or_kill"}
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
@@ -181,6 +188,65 @@ class Pending:
         self.post_only = bool(self.flags & _POST_ONLY)
         self.reject_post_only = bool(self.flags & _REJECT_POST_ONLY)
         self.reduce_only = bool(self.flags & _REDUCE_ONLY)
+
+
+class OrderRecords:
+    """Open order records, and the last ``closed_orders`` closed ones (with each account's
+    closing order): the store the event projection fills."""
+
+    def __init__(self, closed_orders: int) -> None:
+        self.orders: dict[int, OrderRecord] = {}  # open orders
+        # closed orders, oldest first, and their ids in closing order (the eviction queue:
+        # a plain dict and a deque cost less per order than an OrderedDict's node, and
+        # resize with shorter stalls)
+        self.closed: dict[int, OrderRecord] = {}
+        self._closed_queue: deque[int] = deque()
+        self._closed_limit = closed_orders
+        self.user_closed: dict[int, deque[int]] = {}
+
+    def order(self, account: int, order_id: int) -> OrderRecord:
+        """The account's order (open or recently closed); 10004 for anyone else's."""
+        record = self.orders.get(order_id) or self.closed.get(order_id)
+        if record is None or record.account != account:
+            raise RpcError(ORDER_NOT_FOUND, "order_not_found", {"param": "order_id"})
+        return record
+
+    def closed_orders(self, account: int) -> list[OrderRecord]:
+        ids = self.user_closed.get(account, ())
+        return [self.closed[i] for i in reversed(ids) if i in self.closed]
+
+    def close(self, record: OrderRecord, state: str, reason: str) -> None:
+        """Move an open record to the closed ones (evicting the oldest beyond the limit).
+        O(1)."""
+        record.state = state
+        record.cancel_reason = reason
+        order_id = record.order_id
+        self.orders.pop(order_id, None)
+        closed = self.closed
+        count = len(closed)
+        closed[order_id] = record
+        if len(closed) != count:  # a new key (one hash probe, not two)
+            self._closed_queue.append(order_id)
+        history = self.user_closed.get(record.account)
+        if history is None:
+            history = self.user_closed[record.account] = deque(maxlen=1000)
+        history.append(order_id)
+        if len(closed) > self._closed_limit:
+            del closed[self._closed_queue.popleft()]
+
+    def _record(self, order_id: int) -> OrderRecord:
+        record = self.orders.get(order_id) or self.closed.get(order_id)
+        assert record is not None, order_id
+        return record
+
+    def _open_record(self, account: int, order_id: int) -> OrderRecord:
+        record = self.orders.get(order_id)
+        if record is None or record.account != account:
+            closed = self.closed.get(order_id)
+            if closed is not None and closed.account == account:
+                raise RpcError(NOT_OPEN_ORDER, "not_open_order", {"param": "order_id"})
+            raise RpcError(ORDER_NOT_FOUND, "order_not_found", {"param": "order_id"})
+        return record
 
 
 def outcome_unknown(data: dict[str, Any]) -> RpcError:

@@ -1,25 +1,23 @@
 """The event projection: the gateway's order records, trade history, marks and index
-prices, kept up to date by walking the engine's events (``Projection``, the base of
-``Venue``).
+prices, kept up to date by walking the engine's events (``Projection``; ``deferred.py``
+adds batches sequenced elsewhere on top of it, ``venue.py`` the submission paths).
 
 Each command's event rows are walked once (``codec.event_rows``: one ``tolist``, fields
 decoded from the rows' 64-bit words where ``codec.field_bits`` says they are): an ACCEPTED
 order creates its ``OrderRecord``, fills add to it and make ``Trade``s (maker then taker),
 cancels and expiries close it, MARK / INDEX events keep the last prices; the listeners get
-an ``Update``. Batches sequenced elsewhere (other gateway workers) are queued and walked in
-seq order with the venue's own (``defer_frame``).
+an ``Update``.
 
-Order records outlive the engine's orders: filled and cancelled orders stay queryable for
-the last ``closed_orders`` of them. On a restart the open orders are rebuilt from the engine
-state; closed orders and trade history start empty (they are shell state, not journaled).
+Order records outlive the engine's orders (``order_records.OrderRecords``): filled and
+cancelled orders stay queryable for the last ``closed_orders`` of them. On a restart the
+open orders are rebuilt from the engine state; closed orders and trade history start empty
+(they are shell state, not journaled).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-
-import numpy as np
 
 from derivex.core import codec, query
 from derivex.core.records import (
@@ -33,11 +31,10 @@ from derivex.core.records import (
 from derivex.exchange import Exchange
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.labels import SharedLabels
+from derivex.gateway.option_views import option_view
 from derivex.gateway.order_records import (
-    ORDER_TYPE_NAMES,
-    TIF_NAMES_BY_CODE,
-    Deferred,
     OrderRecord,
+    OrderRecords,
     Pending,
     Trade,
     Update,
@@ -82,7 +79,7 @@ for _name, _word in (
 assert _KIND_SHIFT == 0 and _ACCOUNT_SHIFT == 0
 
 
-class Projection:
+class Projection(OrderRecords):
     """Order records, trades, marks and index prices of one ``Exchange``'s events (see the
     module docstring). One thread drives it."""
 
@@ -102,31 +99,19 @@ class Projection:
         #: listener -> whether it may, for now, be told of a ``place_many`` batch once, its
         #: orders' updates merged (a listener not in here always gets one per order)
         self.mergeable: dict[Callable[[Update], None], Callable[[], bool]] = {}
-        self.orders: dict[int, OrderRecord] = {}  # open orders
-        # closed orders, oldest first, and their ids in closing order (the eviction queue:
-        # a plain dict and a deque cost less per order than an OrderedDict's node, and
-        # resize with shorter stalls)
-        self.closed: dict[int, OrderRecord] = {}
-        self._closed_queue: deque[int] = deque()
-        self._closed_limit = closed_orders
+        super().__init__(closed_orders)
         self._history = history
         self.public_trades: dict[int, deque[Trade]] = {}
         self.user_trades: dict[int, deque[Trade]] = {}
-        self.user_closed: dict[int, deque[int]] = {}
         self.change_ids: dict[int, int] = {spec.instrument: 1 for spec in catalog}
         self.marks: dict[int, int] = {}
         self.indices: dict[int, int] = {}
+        self.option_greeks: dict[int, dict[str, float]] = {}  # from the pricing service
+        self.option_iv: dict[int, float] = {}
         self._trade_seq: dict[int, int] = {}
         self._last_price: dict[int, int] = {}
         self._pending = Pending()
         self._pendings: dict[tuple[str, str, int, str], Pending] = {}
-        # batches sequenced elsewhere, in seq order, that the exchange met while it waited
-        # for ours: walked before our commands that come after them (a fill of one of our
-        # orders by another worker must find the order's record), the rest after ours
-        self.deferred: deque[Deferred] = deque()
-        # submission position -> what the venue knew of a command whose outcome was
-        # unknown (its batch is walked with it when it arrives: the label stays)
-        self.unresolved: dict[int, Pending] = {}
         #: with several gateway workers: labels travel as keys in the commands (``labels``)
         self.labels = labels
         self.rebuild_open_orders()
@@ -150,109 +135,54 @@ class Projection:
     def last_price_ticks(self, instrument: int) -> int:
         return self._last_price.get(instrument, 0)
 
+    def set_option_view(self, instrument: int, iv: float, greeks: dict[str, float]) -> None:
+        """What the pricing service computed for an option (implied volatility in
+        percent, Greeks per unit of the base), shown until the engine has the option's
+        sequenced risk array (then ``mark_iv`` and ``greeks`` read the engine state)."""
+        self.option_iv[instrument] = iv
+        self.option_greeks[instrument] = greeks
+
+    def mark_iv(self, instrument: int) -> float:
+        """Implied volatility of the option's mark, percent: the engine's (from the last
+        sequenced RISK_ARRAY: the same on every gateway worker after the same batches),
+        else the pricing service's view."""
+        view = self._engine_view(instrument)
+        return view[0] if view is not None else self.option_iv.get(instrument, 0.0)
+
+    def greeks(self, instrument: int) -> dict[str, float]:
+        """Greeks per unit of the base, as ``mark_iv`` chooses its source."""
+        view = self._engine_view(instrument)
+        if view is not None:
+            return view[1]
+        return self.option_greeks.get(
+            instrument, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0, "rho": 0.0}
+        )
+
+    def _engine_view(self, instrument: int) -> tuple[float, dict[str, float]] | None:
+        spec = self.catalog.by_id.get(instrument)
+        marks = query.option_marks(self.exchange.engine.state, instrument) if spec else None
+        if spec is None or marks is None:
+            return None
+        return option_view(spec, marks[0], marks[1])
+
+    def merges_batches(self) -> bool:
+        """Whether every listener may, now, take a batch's updates merged: what
+        ``place_many`` decides when it is called (no listener is then told anything
+        before the batch's last result is taken)."""
+        mergeable = self.mergeable
+        try:
+            for listener in self.listeners:
+                allowed = mergeable.get(listener)
+                if allowed is None or not allowed():
+                    return False
+        except TypeError:  # an unhashable callable: not registered, so not mergeable
+            return False
+        return True
+
     # ---- events ----
 
-    def apply(self, events: np.ndarray, now_ms: int | None = None) -> Update:
-        """Walk one command's (or one batch's) events: update records and history, then
-        notify the listeners. ``now_ms``: the command's sequencer time (default: the
-        engine's clock). Cost: O(events); fields are decoded from the records' 64-bit
-        words (one ``tolist`` call, no per-field numpy access)."""
-        if not len(events):
-            if self.deferred:
-                self.walk_deferred()
-            return Update()
-        rows = codec.event_rows(events)
-        if self.deferred:  # others' batches sequenced before this one first
-            self.walk_deferred(rows[0][0])
-        update = self._walk(rows, self._pending, self.now_ms() if now_ms is None else now_ms)
-        if self.deferred:
-            self.walk_deferred()
-        return update
-
-    def defer_frame(
-        self,
-        commands: np.ndarray,
-        events: np.ndarray,
-        ts_ns: int,
-        first_position: int | None = None,
-    ) -> None:
-        """Queue a batch sequenced elsewhere (another worker's; or, with
-        ``first_position``, this submitter's commands from that position on whose outcome
-        was unknown) to be walked in seq order with the venue's own commands: before a
-        later own command's events, or by ``walk_deferred``. Cost O(1) (a batch arriving
-        out of order, which only a late batch of ours can, sorts the queue)."""
-        entry = Deferred(int(commands["seq"][0]), commands, events, ts_ns, first_position)
-        queue = self.deferred
-        queue.append(entry)
-        if len(queue) > 1 and queue[-2].first_seq > entry.first_seq:
-            ordered = sorted(queue, key=lambda d: d.first_seq)
-            queue.clear()  # in place: a walk in progress holds this deque
-            queue.extend(ordered)
-
-    def walk_deferred(self, before_seq: int | None = None) -> int:
-        """Walk the queued batches (those sequenced before ``before_seq``; None: all),
-        oldest first. Returns how many. Cost: ``apply_frame``'s per batch."""
-        queue, count = self.deferred, 0
-        while queue and (before_seq is None or queue[0].first_seq < before_seq):
-            entry = queue.popleft()
-            self.apply_frame(entry.commands, entry.events, entry.ts_ns, entry.first_position)
-            count += 1
-        return count
-
-    def apply_frame(
-        self,
-        commands: np.ndarray,
-        events: np.ndarray,
-        ts_ns: int | None = None,
-        first_position: int | None = None,
-    ) -> None:
-        """Walk a batch sequenced by someone else (another gateway worker): command by
-        command, each order's type, time in force and flags read from its command record
-        (the label from its key in the record, with ``labels``; for a batch of this
-        submitter's own whose outcome was unknown, ``first_position`` finds what the
-        venue kept of them). ``ts_ns``: the batch's sequencer time (default: the
-        engine's clock). Cost: O(commands + events)."""
-        unresolved = self.unresolved if first_position is not None else None
-        if not len(events):
-            if unresolved:
-                for k in range(len(commands)):
-                    unresolved.pop(first_position + k, None)  # type: ignore[operator]
-            return
-        rows = codec.event_rows(events)
-        seqs = commands["seq"].tolist()
-        kinds, tifs = commands["order_type"].tolist(), commands["tif"].tolist()
-        flags = commands["flags"].tolist()
-        labels = self.labels
-        # the label word of orders only (other commands' records alias other fields there)
-        keys = commands["label"].tolist() if labels is not None else None
-        commands_of = commands["kind"].tolist() if labels is not None else None
-        now = self.now_ms() if ts_ns is None else ts_ns // 1_000_000
-        start, total = 0, len(rows)
-        for k, seq in enumerate(seqs):
-            end = start
-            while end < total and rows[end][0] == seq:
-                end += 1
-            pending = None
-            if unresolved:
-                pending = unresolved.pop(first_position + k, None)  # type: ignore[operator]
-            if end > start:
-                if pending is None:
-                    label = ""
-                    if (
-                        keys is not None
-                        and commands_of is not None
-                        and keys[k]
-                        and (commands_of[k] in (_PLACE_ORDER, _MASS_QUOTE))
-                    ):
-                        label = labels.name(keys[k])  # type: ignore[union-attr]
-                    pending = Pending(
-                        ORDER_TYPE_NAMES.get(kinds[k], "limit"),
-                        TIF_NAMES_BY_CODE.get(tifs[k], "good_til_cancelled"),
-                        flags[k],
-                        label,
-                    )
-                self._walk(rows[start:end], pending, now)
-            start = end
+    def trades_of(self, account: int) -> list[Trade]:
+        return list(self.user_trades.get(account, ()))
 
     def _walk(
         self,
@@ -297,7 +227,7 @@ class Projection:
                     record.fee_units += fee
                     record.updated_ms = now
                     if remaining == 0:
-                        self._close(record, "filled", "")
+                        self.close(record, "filled", "")
                     changed[order_id] = record
                 accounts.add(account)
                 if maker is None:
@@ -357,7 +287,7 @@ class Projection:
                 if record is not None:
                     record.updated_ms = now
                     reason = (word >> _REASON_SHIFT) & _REASON_MASK
-                    self._close(record, "cancelled", cancel_reason(reason))
+                    self.close(record, "cancelled", cancel_reason(reason))
                     update.orders[order_id] = record
                 books.add(instrument)
                 update.accounts.add(account)
@@ -451,23 +381,6 @@ class Projection:
                 history = users[taker_account] = deque(maxlen=size)
             history.append(trade)
         return trade
-
-    def _close(self, record: OrderRecord, state: str, reason: str) -> None:
-        record.state = state
-        record.cancel_reason = reason
-        order_id = record.order_id
-        self.orders.pop(order_id, None)
-        closed = self.closed
-        count = len(closed)
-        closed[order_id] = record
-        if len(closed) != count:  # a new key (one hash probe, not two)
-            self._closed_queue.append(order_id)
-        history = self.user_closed.get(record.account)
-        if history is None:
-            history = self.user_closed[record.account] = deque(maxlen=1000)
-        history.append(order_id)
-        if len(closed) > self._closed_limit:
-            del closed[self._closed_queue.popleft()]
 
     def rebuild_open_orders(self) -> None:
         """Records for the orders resting in the engine (after a recovery)."""

@@ -1,12 +1,14 @@
 """``Venue``: the gateway's view of an ``Exchange``: the submission paths (orders, edits,
-cancels, mass quotes, market inputs) on top of the event projection (``projection.py``:
-order records with their history, public and private trades, marks and index prices).
+cancels, mass quotes, market inputs) on top of the event projection.
 
-Every mutation goes through the venue, which submits the command, walks its events once and
-hands an ``Update`` (orders changed, trades, books touched, accounts touched) to its
-listeners (the subscription fan-out, metrics). One thread drives it (the server's event
-loop), as one sequencer drives an ``Exchange``. Commands are packed with structs the record
-codec derives from the command dtype (``codec.record_struct``).
+The venue is built in layers, one concept each: ``order_records.py`` (the records, the
+updates listeners get, the API's names for engine codes), ``projection.py`` (events ->
+order, trade and price updates), ``deferred.py`` (batches sequenced elsewhere, walked in
+seq order with ours) and this module. Every mutation goes through the venue, which submits
+the command, walks its events once and hands an ``Update`` to its listeners (the
+subscription fan-out, metrics). One thread drives it (the server's event loop), as one
+sequencer drives an ``Exchange``. Commands are packed with structs the record codec
+derives from the command dtype (``codec.record_struct``).
 """
 
 from __future__ import annotations
@@ -20,16 +22,14 @@ from derivex.core import codec, query
 from derivex.core.records import COMMAND_DTYPE, RECORD_BYTES, CommandKind, EventKind, OrderFlag
 from derivex.exchange import Exchange, Quote
 from derivex.gateway.catalog import Catalog, InstrumentSpec
+from derivex.gateway.deferred import DeferredBatches
 from derivex.gateway.errors import (
     INVALID_AMOUNT,
-    NOT_OPEN_ORDER,
-    ORDER_NOT_FOUND,
     RpcError,
     invalid_params,
     rpc_error_for,
 )
 from derivex.gateway.labels import SharedLabels
-from derivex.gateway.option_views import option_view
 from derivex.gateway.order_records import (
     ORDER_TYPE_CODES,
     ORDER_TYPES,
@@ -49,7 +49,6 @@ from derivex.gateway.order_records import (
     own_trades,
     side_name,
 )
-from derivex.gateway.projection import Projection
 
 __all__ = [
     "ORDER_TYPES",
@@ -73,7 +72,7 @@ _ACCEPTED = int(EventKind.ACCEPTED)
 # order type, tif, flags, account, instrument, price, quantity, label
 _PLACE = codec.record_struct(
     COMMAND_DTYPE,
-    (
+    [
         "kind",
         "side",
         "order_type",
@@ -84,7 +83,7 @@ _PLACE = codec.record_struct(
         "price_ticks",
         "qty_lots",
         "label",
-    ),
+    ],
 )
 # cancel / amend / cancel-all: kind, account, instrument, order id, price, quantity
 _TARGET = codec.record_struct(
@@ -95,7 +94,7 @@ _BODY_AT = codec.header_offset(COMMAND_DTYPE, ("kind",))
 assert codec.header_offset(COMMAND_DTYPE, ("kind", "account")) == _BODY_AT
 
 
-class Venue(Projection):
+class Venue(DeferredBatches):
     """The gateway's state around one ``Exchange`` (see the module docstring)."""
 
     def __init__(
@@ -107,8 +106,6 @@ class Venue(Projection):
         closed_orders: int = 200_000,
         labels: SharedLabels | None = None,
     ) -> None:
-        self.option_greeks: dict[int, dict[str, float]] = {}  # from the pricing service
-        self.option_iv: dict[int, float] = {}
         self._limits: dict[int, tuple[int, int]] = {}  # ``order_limits``
         self._buffer = bytearray(RECORD_BYTES)
         self._command = np.frombuffer(self._buffer, dtype=COMMAND_DTYPE)
@@ -276,13 +273,6 @@ class Venue(Projection):
             failed,
         )
 
-    def _unresolved(self, unknown: OutcomeUnknown, pendings: list[Pending]) -> None:
-        """Remember what the venue knew of commands whose outcome is unknown, until their
-        batch arrives (``defer_frame`` with its position); walk what already did."""
-        for k in range(min(unknown.count, len(pendings))):
-            self.unresolved[unknown.first_position + k] = pendings[k]
-        self.walk_deferred()
-
     def _results(
         self,
         orders: list[PlaceOrder],
@@ -347,20 +337,6 @@ class Venue(Projection):
                 yield record, (own_trades(trades, order_id) if trades else [])
         if deferred:
             self.walk_deferred()
-
-    def merges_batches(self) -> bool:
-        """Whether every listener may, now, take a batch's updates merged: what
-        ``place_many`` decides when it is called (no listener is then told anything
-        before the batch's last result is taken)."""
-        mergeable = self.mergeable
-        try:
-            for listener in self.listeners:
-                allowed = mergeable.get(listener)
-                if allowed is None or not allowed():
-                    return False
-        except TypeError:  # an unhashable callable: not registered, so not mergeable
-            return False
-        return True
 
     def edit(
         self, account: int, order_id: int, amount_lots: int, price_ticks: int | None
@@ -430,44 +406,7 @@ class Venue(Projection):
         self.apply(events)
         return events
 
-    def set_option_view(self, instrument: int, iv: float, greeks: dict[str, float]) -> None:
-        """What the pricing service computed for an option (implied volatility in
-        percent, Greeks per unit of the base), shown until the engine has the option's
-        sequenced risk array (then ``mark_iv`` and ``greeks`` read the engine state)."""
-        self.option_iv[instrument] = iv
-        self.option_greeks[instrument] = greeks
-
-    def mark_iv(self, instrument: int) -> float:
-        """Implied volatility of the option's mark, percent: the engine's (from the last
-        sequenced RISK_ARRAY: the same on every gateway worker after the same batches),
-        else the pricing service's view."""
-        view = self._engine_view(instrument)
-        return view[0] if view is not None else self.option_iv.get(instrument, 0.0)
-
-    def greeks(self, instrument: int) -> dict[str, float]:
-        """Greeks per unit of the base, as ``mark_iv`` chooses its source."""
-        view = self._engine_view(instrument)
-        if view is not None:
-            return view[1]
-        return self.option_greeks.get(
-            instrument, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0, "rho": 0.0}
-        )
-
-    def _engine_view(self, instrument: int) -> tuple[float, dict[str, float]] | None:
-        spec = self.catalog.by_id.get(instrument)
-        marks = query.option_marks(self.exchange.engine.state, instrument) if spec else None
-        if spec is None or marks is None:
-            return None
-        return option_view(spec, marks[0], marks[1])
-
     # ---- queries ----
-
-    def order(self, account: int, order_id: int) -> OrderRecord:
-        """The account's order (open or recently closed); 10004 for anyone else's."""
-        record = self.orders.get(order_id) or self.closed.get(order_id)
-        if record is None or record.account != account:
-            raise RpcError(ORDER_NOT_FOUND, "order_not_found", {"param": "order_id"})
-        return record
 
     def open_orders(self, account: int, instruments: set[int] | None = None) -> list[OrderRecord]:
         return [
@@ -485,28 +424,7 @@ class Venue(Projection):
                 result.append(record)
         return result
 
-    def closed_orders(self, account: int) -> list[OrderRecord]:
-        ids = self.user_closed.get(account, ())
-        return [self.closed[i] for i in reversed(ids) if i in self.closed]
-
-    def trades_of(self, account: int) -> list[Trade]:
-        return list(self.user_trades.get(account, ()))
-
     def _stamped_ms(self) -> int:
         """The sequencer time the exchange stamped on the last ``_submit`` command (a
         gateway worker's clock may already be past it: others' batches)."""
         return int(self._command["ts_ns"][0]) // 1_000_000
-
-    def _record(self, order_id: int) -> OrderRecord:
-        record = self.orders.get(order_id) or self.closed.get(order_id)
-        assert record is not None, order_id
-        return record
-
-    def _open_record(self, account: int, order_id: int) -> OrderRecord:
-        record = self.orders.get(order_id)
-        if record is None or record.account != account:
-            closed = self.closed.get(order_id)
-            if closed is not None and closed.account == account:
-                raise RpcError(NOT_OPEN_ORDER, "not_open_order", {"param": "order_id"})
-            raise RpcError(ORDER_NOT_FOUND, "order_not_found", {"param": "order_id"})
-        return record
