@@ -318,6 +318,14 @@ def depth(st: State, instrument: int, levels: int = 10) -> Depth:
     return Depth(sides[0], sides[1])
 
 
+def best_price_ticks(st: State, instrument: int, side: int) -> int:
+    """Best price of a side of the book (the highest bid, the lowest ask); 0 when the side
+    is empty. O(1)."""
+    row = instrument * 2 + side
+    depth = int(st.ladder_len[row])
+    return int(st.ladder_price[row, depth - 1]) if depth else 0
+
+
 def resting_orders(st: State, instrument: int) -> int:
     """Orders resting in the instrument's book. O(1)."""
     return int(st.ins_i4[instrument, L.I_RESTING])
