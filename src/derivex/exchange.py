@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from derivex.core import query
+from derivex.core.codec import KIND_OFFSET
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.query import Depth, IndexInfo, OrderInfo, Position
@@ -201,9 +202,9 @@ class Exchange:
                 # the events (the acknowledgement) leave only once it covers this batch
                 journal.wait_durable(self._seq)
         if (
-            commands.view(np.uint8)[16] == _TIME
+            commands.view(np.uint8)[KIND_OFFSET] == _TIME
             if count == 1
-            else _TIME in commands.view(np.uint8)[16::RECORD_BYTES]
+            else _TIME in commands.view(np.uint8)[KIND_OFFSET::RECORD_BYTES]
         ):
             self._record_funding(events)
         return events
