@@ -100,36 +100,26 @@ def bad_debt_units(st: State) -> int:
     return int(st.counters[L.C_BAD_DEBT])
 
 
-#: counters the state root's globals leaf commits to, in this (frozen) order
-GLOBAL_COUNTER_NAMES = (
-    "clock_ns",
-    "total_deposits_units",
-    "total_withdrawals_units",
-    "accounts",
-    "instruments",
-    "orders_live",
-    "levels_live",
-    "positions_live",
-    "fills",
-    "commands",
-)
-_GLOBAL_COUNTERS = [
-    L.C_CLOCK_NS,
-    L.C_TOTAL_DEPOSITS,
-    L.C_TOTAL_WITHDRAWALS,
-    L.C_ACCOUNT_HWM,
-    L.C_INSTRUMENT_HWM,
-    L.C_ORDERS_LIVE,
-    L.C_LEVELS_LIVE,
-    L.C_POSITIONS_LIVE,
-    L.C_FILLS,
-    L.C_COMMANDS,
-]
+# the counters the state root's globals leaf commits to, in this (frozen) order
+_GLOBAL_COUNTERS = {
+    "clock_ns": L.C_CLOCK_NS,
+    "total_deposits_units": L.C_TOTAL_DEPOSITS,
+    "total_withdrawals_units": L.C_TOTAL_WITHDRAWALS,
+    "accounts": L.C_ACCOUNT_HWM,
+    "instruments": L.C_INSTRUMENT_HWM,
+    "orders_live": L.C_ORDERS_LIVE,
+    "levels_live": L.C_LEVELS_LIVE,
+    "positions_live": L.C_POSITIONS_LIVE,
+    "fills": L.C_FILLS,
+    "commands": L.C_COMMANDS,
+}
+GLOBAL_COUNTER_NAMES = tuple(_GLOBAL_COUNTERS)
+_GLOBAL_COLUMNS = list(_GLOBAL_COUNTERS.values())
 
 
 def global_counters(st: State) -> np.ndarray:
     """int64 copy of the counters named by ``GLOBAL_COUNTER_NAMES``, in that order."""
-    return st.counters[_GLOBAL_COUNTERS]
+    return st.counters[_GLOBAL_COLUMNS]
 
 
 # ---- accounts ----
