@@ -134,7 +134,7 @@ def test_accounts_instruments_and_index(venue) -> None:
     assert query.index_ticks(st, Underlying.BTC) == 10_002
     assert query.clock_ns(st) == index.ts_ns
     # every record the sequencer stamped was consumed (setup, 120 orders, 3 indices of 2)
-    assert query.commands_processed(st) == ex._seq >= 120 + 3 * 2
+    assert query.commands_processed(st) == ex.sequencer.seq >= 120 + 3 * 2
     assert query.global_counters(st)[query.GLOBAL_COUNTER_NAMES.index("commands")] == (
         query.commands_processed(st)
     )
