@@ -19,8 +19,8 @@ STRUCT_CALLS = {"Struct", "pack", "pack_into", "unpack", "unpack_from", "iter_un
 ALLOWED_FORMATS = {
     ("gateway/signatures.py", "<QQQ"): "a slot of the shared signatures table",
     ("gateway/signatures.py", "<QQ"): "the first 16 bytes of a signature, as two words",
-    ("gateway/server.py", "!BBH"): "WebSocket frame header, 16-bit length (RFC 6455)",
-    ("gateway/server.py", "!BBQ"): "WebSocket frame header, 64-bit length (RFC 6455)",
+    ("gateway/connection.py", "!BBH"): "WebSocket frame header, 16-bit length (RFC 6455)",
+    ("gateway/connection.py", "!BBQ"): "WebSocket frame header, 64-bit length (RFC 6455)",
     ("journal/verify.py", "<BIiiqiI"): "state root account leaf head (docs/journal.md)",
     ("journal/verify.py", "<Iqqqqi"): "state root position entry (docs/journal.md)",
     ("journal/verify.py", "<Q"): "state root proof: account / instrument counts",
