@@ -139,7 +139,7 @@ class ClosureCacheLocator(caching._CacheLocator):
 
 def install() -> None:
     """Make numba try ``ClosureCacheLocator`` first (idempotent)."""
-    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # public from numba 0.61
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # type: ignore[attr-defined]  # public from numba 0.61
     classes = impl._locator_classes
     if ClosureCacheLocator not in classes:
         classes.insert(0, ClosureCacheLocator)

@@ -220,10 +220,8 @@ class Connection:
         if transport is None or transport.is_closing():
             return
         reason = f"slow consumer: {why}".encode()[:120]
-        transport.write(
-            bytes((0x88, 2 + len(reason)))  # type: ignore[attr-defined]
-            + SLOW_CONSUMER.to_bytes(2, "big")
-            + reason
+        transport.write(  # type: ignore[attr-defined]
+            bytes((0x88, 2 + len(reason))) + SLOW_CONSUMER.to_bytes(2, "big") + reason
         )
         # half-close (FIN after the buffered frames), and read again, discarding: a socket
         # closed with unread input resets the connection and the client would lose the

@@ -69,7 +69,7 @@ class Trace:
         turns._unpark = self.timed("unpark", turns._unpark)
         from derivex.gateway import server
 
-        server.Connection.write_pending = self.timed(
+        server.Connection.write_pending = self.timed(  # type: ignore[method-assign]
             "write_pending", server.Connection.write_pending
         )
 
