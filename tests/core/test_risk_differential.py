@@ -280,10 +280,12 @@ def test_risk_differential_long_seeded():
         "band_orders": 0,
         "band_amends": 0,
     }
+    ran = {}
     for seed in (11, 12, 13, 14, 15):
         ch = RandomChooser(seed)
         config = draw_risk_config(ch)
-        for events in run_seeded(ch, RiskStreamGen(ch, config), Pair(config), 3_000, 200):
+        pair = Pair(config)
+        for events in run_seeded(ch, RiskStreamGen(ch, config), pair, 3_000, 200):
             seen["margin"] += int(np.sum(events["reason"] == 202))
             seen["stale"] += int(np.sum(events["reason"] == 203))
             seen["marks"] += int(np.sum(events["kind"] == 12))
@@ -294,4 +296,7 @@ def test_risk_differential_long_seeded():
             banded = (events["kind"] == 2) & np.isin(events["reason"], (208, 209))
             seen["band_orders"] += int(np.sum(banded & (events["command"] == K.PLACE_ORDER)))
             seen["band_amends"] += int(np.sum(banded & (events["command"] == K.AMEND_ORDER)))
+        ran[seed] = (pair.stopped_early, pair.commands_run() - len(pair.history[0]))
+    # every stream ran its full length (an early stop would shorten the check unseen)
+    assert all(not stopped and count >= 3_000 for stopped, count in ran.values()), ran
     assert all(count > 0 for count in seen.values()), str(seen)
