@@ -11,10 +11,15 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.sim.flow import FlowSpec, generate
+
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = FlowSpec(commands=6_000, options=3, accounts=40, seed=11, chunk=500)

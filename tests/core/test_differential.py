@@ -26,6 +26,10 @@ from tests.reference.builders import (
 )
 from tests.reference.model import ReferenceEngine, UnspecifiedOverflow
 
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
+
 K = CommandKind
 
 

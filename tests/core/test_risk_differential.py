@@ -10,6 +10,7 @@ incrementally), and the kernel's ``check_invariants`` recomputes them from scrat
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,10 @@ from tests.core.test_differential import (
     run_seeded,
     run_stream,
 )
+
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
 
 K = CommandKind
 
