@@ -82,7 +82,7 @@ def block_dtype(depth: int) -> np.dtype:
         raise ValueError(f"depth must be in 1..4096, got {depth}")
     words = W_LEVELS + 6 * depth
     pad = -words % 8
-    fields = [
+    fields: list[tuple[str, str] | tuple[str, str, tuple[int, ...]]] = [
         ("version", "<i8"),
         ("seq", "<i8"),
         ("n_bids", "<i8"),
@@ -267,7 +267,7 @@ class BookSnapshot(NamedTuple):
     bids: np.ndarray
     asks: np.ndarray
     mark: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose: the public name
 
 
 class _BookSegment:
