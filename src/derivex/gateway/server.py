@@ -46,6 +46,8 @@ from derivex.gateway.errors import INVALID_REQUEST, PARSE_ERROR, RpcError
 from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 from derivex.gateway.limits import Admission, Limits, Peer
 from derivex.gateway.overload import Shedder
+from derivex.gateway.oversight import watch
+from derivex.gateway.pages import Pages
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.rpc import CANCELS, MAX_FRAME_BYTES, Dispatcher
 from derivex.gateway.telemetry import Metrics, logger
@@ -400,7 +402,10 @@ class Gateway:
         self.app.router.add_route("POST", "/api/v2", self._post)
         self.app.router.add_route("POST", "/api/v2/", self._post)
         self.app.router.add_route("GET", "/metrics", self._metrics)
-        self.app.router.add_route("GET", "/", self._index)
+        # the dashboard: pages at / and /operator, files under /ui/, the JSON index at
+        # /index.json; its operator aggregates count from now on (docs/dashboard.md)
+        Pages(self._index).install(self.app.router)
+        watch(venue)
 
     def add_periodic(self, interval_s: float, function: Callable[[], Any]) -> None:
         """Call ``function`` (sync, or async) every ``interval_s`` on the server loop, from
@@ -686,6 +691,8 @@ class Gateway:
                 "api": "/api/v2",
                 "websocket": "/ws/api/v2",
                 "metrics": "/metrics",
+                "trader": "/",
+                "operator": "/operator",
                 "instruments": len(self.venue.catalog),
                 "accounts": int(state.counters[L.C_ACCOUNT_HWM]),
             },
