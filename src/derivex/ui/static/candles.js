@@ -28,7 +28,7 @@ export class PriceChart {
         attributionLogo: true,
       },
       grid: { vertLines: { color: "#1e2230" }, horzLines: { color: "#1e2230" } },
-      timeScale: { timeVisible: true, secondsVisible: false, barSpacing: 8 },
+      timeScale: { timeVisible: true, secondsVisible: false, barSpacing: 8, rightOffset: 4 },
     });
     this.candles = this.chart.addSeries(CandlestickSeries, {
       upColor: "#26a69a",

@@ -112,7 +112,10 @@ export async function login(rpc, credentials) {
   });
 }
 
+// The connection state on the page: the badge's text, and ``data-connection`` on <body>,
+// which dims every panel while the figures on screen may be stale.
 export function showStatus(element, status) {
+  document.body.dataset.connection = status;
   element.textContent = status === "open" ? "connected" : status === "reconnecting" ? "disconnected, reconnecting…" : "connecting…";
   element.className = `status ${status}`;
 }

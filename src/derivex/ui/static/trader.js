@@ -53,6 +53,9 @@ async function selectInstrument(name) {
   state.channels = [book, trades, ticker];
   await rpc.subscribe(book, onBook);
   await rpc.subscribe(trades, onTrades);
+  // the tape starts with the latest trades (once; the channel brings the rest)
+  const recent = await rpc.call("public/get_last_trades_by_instrument", { instrument_name: name, count: 40 });
+  if (state.spec.instrument_name === name) onTrades(recent.trades.slice().reverse(), false);
   await rpc.subscribe(ticker, onTicker);
   const amount = $("order-amount");
   if (!amount.value) amount.value = state.spec.min_trade_amount;
@@ -72,7 +75,7 @@ function onBook(data) {
   scheduleRender();
 }
 
-function onTrades(trades) {
+function onTrades(trades, live = true) {
   const tape = $("tape");
   for (const trade of trades) {
     if (trade.instrument_name !== state.spec.instrument_name) continue;
@@ -86,7 +89,7 @@ function onTrades(trades) {
         el("td", {}, String(trade.amount)),
       ),
     );
-    state.chart.addTrade(trade);
+    if (live) state.chart.addTrade(trade);
   }
   while (tape.children.length > 40) tape.lastChild.remove();
 }
