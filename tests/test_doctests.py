@@ -9,6 +9,7 @@ import pytest
 import derivex.core.engine
 import derivex.exchange
 import derivex.gateway.auth_limits
+import derivex.gateway.candles
 import derivex.gateway.keys
 import derivex.gateway.signatures
 
@@ -19,6 +20,7 @@ import derivex.gateway.signatures
         derivex.exchange,
         derivex.core.engine,
         derivex.gateway.auth_limits,
+        derivex.gateway.candles,
         derivex.gateway.keys,
         derivex.gateway.signatures,
     ],

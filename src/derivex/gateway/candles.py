@@ -31,9 +31,7 @@ def bucket_start(timestamp_ms: int, width_ms: int) -> int:
     return timestamp_ms - timestamp_ms % width_ms
 
 
-def candles(
-    trades: list[tuple[int, float, float]], width_ms: int
-) -> dict[str, list[float] | list[int]]:
+def candles(trades: list[tuple[int, float, float]], width_ms: int) -> dict[str, Any]:
     """OHLCV of ``(timestamp_ms, price, amount)`` trades in time order, one candle per
     ``width_ms`` bucket that holds a trade. Cost: O(trades)."""
     out: dict[str, Any] = {k: [] for k in ("ticks", "open", "high", "low", "close", "volume")}

@@ -6,10 +6,6 @@ One ``Oversight`` per venue (``watch``), fed by the venue's liquidation watchers
 LIQUIDATION event) and its update listeners (the fund's balance, read when the fund's account
 or a liquidation was touched). It counts what this gateway process walked since it started:
 a worker started later, or a restart, begins at zero (the journal holds the whole history).
-
->>> from collections import Counter
->>> Counter({("BTC-PERPETUAL", "book"): 2})[("BTC-PERPETUAL", "book")]
-2
 """
 
 from __future__ import annotations

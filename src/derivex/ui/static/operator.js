@@ -56,7 +56,7 @@ async function refresh() {
       `${(m.funding_8h * 100).toFixed(4)}%`,
       fmt(m.mark_price),
       fmt(m.index_price),
-      m.mark_index_deviation === null ? "–" : `${(m.mark_index_deviation * 100).toFixed(3)}%`,
+      m.mark_index_deviation === null ? "–" : percent(m.mark_index_deviation, 3),
       m.index_status,
       m.index_age_ms === null ? "–" : `${(m.index_age_ms / 1000).toFixed(1)} s`,
       String(m.index_sources),
@@ -113,6 +113,12 @@ function drawFund(history, balance) {
   } else {
     plot.setData([xs, ys]);
   }
+}
+
+// a signed percentage; one that rounds to zero shows without a sign
+function percent(fraction, decimals) {
+  const text = (fraction * 100).toFixed(decimals);
+  return `${Number(text) === 0 ? (0).toFixed(decimals) : text}%`;
 }
 
 function schedule() {
