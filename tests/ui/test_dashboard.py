@@ -82,6 +82,9 @@ def test_ladder_follows_the_book_and_equals_get_order_book(
     checked_page: Watched, served: Served
 ) -> None:
     page = open_trader(checked_page, served)
+    page.wait_for_function("performance.getEntriesByName('first-book').length > 0")
+    first_book_ms = page.evaluate("performance.getEntriesByName('first-book')[0].startTime")
+    print(f"\npage load to first rendered book: {first_book_ms:.0f} ms")
     first = ladder(page)[0]
     wait_for(lambda: ladder(page)[0] > first, what="a book change from the demo agents")
     # the book moves all the time: compare at a change id both sides saw
@@ -133,6 +136,41 @@ def test_limit_order_from_the_form_then_cancel_from_the_page(
     page.wait_for_selector(f"#open-orders tr[data-order-id='{order_id}']", state="detached")
     assert rpc(served, "private/get_open_orders", {}, access) == []
     wait_for(lambda: own.count() == 0 or own.text_content() == "", 5, "own level cleared")
+
+
+def test_market_order_fills_and_the_position_equals_the_api(
+    checked_page: Watched, served: Served
+) -> None:
+    page = open_trader(checked_page, served)
+    log_in(page, served.client_id, served.secret)
+    page.wait_for_selector("#summary dd")
+    spec = rpc(served, "public/get_instrument", {"instrument_name": PERP})
+    access = token(served, served.client_id, served.secret)
+    before = rpc(served, "private/get_position", {"instrument_name": PERP}, access)["size"]
+    page.select_option("#order-type", "market")
+    page.check("input[name=side][value=buy]")
+    page.fill("#order-amount", str(spec["min_trade_amount"]))
+    page.uncheck("#post-only")
+    page.click("#send-order")
+    wait_for(lambda: "filled" in page.text_content("#order-result"), 10, "the order's result")
+    assert "refused" not in page.text_content("#order-result")
+
+    def same_position() -> bool:
+        position = rpc(served, "private/get_position", {"instrument_name": PERP}, access)
+        summary = rpc(served, "private/get_account_summary", {"currency": "USDC"}, access)
+        row = page.locator(f"#positions tr[data-instrument='{PERP}'] td")
+        if row.count() < 3 or position["size"] == before:
+            return False
+        shown_size, shown_entry = row.nth(1).text_content(), row.nth(2).text_content()
+        balance = page.text_content("[data-field=balance]")
+        return (
+            float(shown_size) == position["size"]
+            and shown_entry == f"{position['average_price']:,.2f}"
+            and balance == f"{summary['balance']:,.2f} USDC"
+        )
+
+    wait_for(same_position, 10, "the page's position and balance to equal the API's")
+    page.select_option("#order-type", "limit")
 
 
 def test_operator_page_shows_the_insurance_fund_and_refuses_a_trading_key(
