@@ -102,6 +102,27 @@ def test_ladder_follows_the_book_and_equals_get_order_book(
     assert page.locator("#chart canvas").count() > 0, "no candle chart"
 
 
+def test_options_chain_lists_the_expiry_and_picks_an_option(
+    checked_page: Watched, served: Served
+) -> None:
+    page = open_trader(checked_page, served)
+    expiry = page.wait_for_selector("#expiry option", state="attached").get_attribute("value")
+    base, date = expiry.split()
+    options = rpc(served, "public/get_instruments", {"currency": base, "kind": "option"})
+    chosen = [o for o in options if f"-{date}-" in o["instrument_name"]]
+    strikes = sorted({o["strike"] for o in chosen})
+    wait_for(lambda: page.locator("#chain tr").count() == len(strikes), 10, "one row a strike")
+    assert [
+        float(s)
+        for s in page.eval_on_selector_all("#chain tr", "rows => rows.map(r => r.dataset.strike)")
+    ] == strikes
+    wait_for(lambda: page.locator("#chain td.pick").count() > 0, 10, "chain prices")
+    page.locator("#chain tr").nth(0).locator("td.pick").nth(2).click()  # the call's mark
+    call = next(o for o in chosen if o["strike"] == strikes[0] and o["option_type"] == "call")
+    wait_for(lambda: page.input_value("#instrument") == call["instrument_name"], 5, "picked")
+    page.wait_for_selector("#bids tr, #asks tr")
+
+
 def test_limit_order_from_the_form_then_cancel_from_the_page(
     checked_page: Watched, served: Served, artifacts: Path
 ) -> None:

@@ -122,7 +122,8 @@ export function showStatus(element, status) {
 
 export function fmt(value, decimals = 2) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
-  return Number(value).toLocaleString("en-US", {
+  const rounded = Number(Number(value).toFixed(decimals));
+  return (rounded === 0 ? 0 : rounded).toLocaleString("en-US", {
     minimumFractionDigits: decimals,
     maximumFractionDigits: decimals,
   });

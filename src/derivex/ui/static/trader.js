@@ -6,6 +6,7 @@
 import { Rpc, el, fmt, login, saveCredentials, savedCredentials, showStatus } from "/ui/rpc.js";
 import { Book, drawDepth } from "/ui/book.js";
 import { PriceChart } from "/ui/candles.js";
+import { OptionsChain } from "/ui/options.js";
 
 const $ = (id) => document.getElementById(id);
 const rpc = new Rpc();
@@ -35,6 +36,7 @@ async function loadInstruments() {
     groups.get(group).append(el("option", { value: spec.instrument_name }, spec.instrument_name));
   }
   for (const group of groups.values()) select.append(group);
+  state.chain.setInstruments(list);
   const wanted = new URLSearchParams(location.search).get("instrument");
   select.value = state.instruments.has(wanted) ? wanted : list[0].instrument_name;
 }
@@ -180,9 +182,8 @@ function endSession() {
   $("summary").replaceChildren();
   renderOrders();
   $("positions").replaceChildren();
-  rpc.call("public/unsubscribe_all", {}).catch(() => {});
+  // the venue closes the socket after logout: the page reconnects and resubscribes
   rpc.call("private/logout", {}).catch(() => {});
-  if (state.spec) selectInstrument(state.spec.instrument_name);
 }
 
 function onOrders(orders) {
@@ -312,6 +313,7 @@ rpc.addEventListener("open", async () => {
     const credentials = savedCredentials(CREDENTIALS);
     if (credentials) await startSession(credentials).catch(() => endSession());
     await selectInstrument($("instrument").value);
+    await state.chain.show($("expiry").value);
   } catch (error) {
     console.warn("resync:", error.message);
   }
@@ -343,4 +345,14 @@ $("login").addEventListener("submit", async (event) => {
 $("logout").addEventListener("click", endSession);
 $("order").addEventListener("submit", sendOrder);
 state.chart = new PriceChart($("chart"), $("resolutions"));
+state.chain = new OptionsChain(rpc, {
+  select: $("expiry"),
+  table: $("chain"),
+  smile: $("smile"),
+  onPick: (name) => {
+    $("instrument").value = name;
+    $("instrument").dispatchEvent(new Event("change"));
+    window.scrollTo({ top: 0 });
+  },
+});
 rpc.connect();
