@@ -152,6 +152,22 @@ def test_limit_order_from_the_form_then_cancel_from_the_page(
     if page.locator("#bids tr").count() < LEVELS or own.count():  # (our level is on screen)
         amount = str(spec["min_trade_amount"])
         wait_for(lambda: own.count() and own.text_content() == amount, 5, "own amount")
+    # edit it from the page: a lower price
+    page.click(f"#open-orders tr[data-order-id='{order_id}'] button.edit")
+    lower = price - 2 * tick
+    page.fill("#order-price", str(lower))
+    page.click("#send-order")
+    wait_for(lambda: "amended" in page.text_content("#order-result"), 10, "the amendment")
+    orders = rpc(served, "private/get_open_orders", {}, access)
+    assert [(o["order_id"], o["price"]) for o in orders] == [(order_id, lower)]
+    wait_for(
+        lambda: (
+            page.text_content(f"#open-orders tr[data-order-id='{order_id}'] td:nth-child(4)")
+            == (str(int(lower)) if lower == int(lower) else str(lower))
+        ),
+        5,
+        "the amended price on the page",
+    )
     page.screenshot(path=str(artifacts / "trader.png"), full_page=True)
     page.click(f"#open-orders tr[data-order-id='{order_id}'] button.cancel")
     page.wait_for_selector(f"#open-orders tr[data-order-id='{order_id}']", state="detached")

@@ -38,8 +38,10 @@ export class Book {
   }
 }
 
-// Cumulative depth of both sides as two step areas around the mid (a plain canvas: a few
-// hundred points need no chart library).
+// Cumulative depth of both sides within 1.5% of the mid, as two step areas (a plain canvas:
+// a hundred points need no chart library).
+const DEPTH_RANGE = 0.015;
+
 export function drawDepth(canvas, book) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth;
@@ -51,8 +53,13 @@ export function drawDepth(canvas, book) {
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, width, height);
-  const bids = book.levels("bids", 50);
-  const asks = book.levels("asks", 50);
+  const allBids = book.levels("bids", 50);
+  const allAsks = book.levels("asks", 50);
+  if (!allBids.length || !allAsks.length) return;
+  // levels within 1.5% of the mid: one far order must not squeeze the rest into a line
+  const mid = (allBids[0][0] + allAsks[0][0]) / 2;
+  const bids = allBids.filter(([price]) => price >= mid * (1 - DEPTH_RANGE));
+  const asks = allAsks.filter(([price]) => price <= mid * (1 + DEPTH_RANGE));
   if (!bids.length || !asks.length) return;
   const cumulate = (levels) => {
     let total = 0;

@@ -211,10 +211,34 @@ function renderOrders() {
       el("td", {}, String(order.amount)),
       el("td", {}, String(order.filled_amount)),
       el("td", {}, flags.join(" ")),
-      el("td", {}, el("button", { class: "cancel", type: "button", onclick: () => cancel(order.order_id) }, "cancel")),
+      el(
+        "td",
+        {},
+        el("button", { class: "edit", type: "button", onclick: () => startEdit(order) }, "edit"),
+        " ",
+        el("button", { class: "cancel", type: "button", onclick: () => cancel(order.order_id) }, "cancel"),
+      ),
     );
   });
   $("open-orders").replaceChildren(...rows);
+}
+
+// Editing: the form takes the order's price and amount and "Send" amends it (private/edit)
+// until it is sent or the edit is dropped.
+function startEdit(order) {
+  state.editing = order.order_id;
+  $("order-type").value = "limit";
+  $("order-price").disabled = false;
+  $("order-price").value = order.price;
+  $("order-amount").value = order.amount;
+  $("send-order").textContent = `Amend ${order.order_id}`;
+  $("drop-edit").hidden = false;
+}
+
+function dropEdit() {
+  state.editing = null;
+  $("send-order").textContent = "Send";
+  $("drop-edit").hidden = true;
 }
 
 async function cancel(orderId) {
@@ -247,6 +271,7 @@ async function refreshAccount() {
               el("td", {}, fmt(p.mark_price)),
               el("td", {}, fmt(p.floating_profit_loss)),
               el("td", {}, p.estimated_liquidation_price ? fmt(p.estimated_liquidation_price) : "–"),
+              el("td", {}, distance(p)),
             ),
           ),
       );
@@ -258,6 +283,13 @@ async function refreshAccount() {
   return refreshing;
 }
 
+// how far the mark may move before the position is liquidated, as a share of the mark
+function distance(position) {
+  const liquidation = position.estimated_liquidation_price;
+  if (!liquidation || !position.mark_price) return "–";
+  return `${fmt((100 * Math.abs(position.mark_price - liquidation)) / position.mark_price, 1)}%`;
+}
+
 function showSummary(summary) {
   const items = [
     ["equity", summary.equity],
@@ -266,11 +298,18 @@ function showSummary(summary) {
     ["maintenance margin", summary.maintenance_margin],
     ["available", summary.available_funds],
   ];
+  const greeks = [
+    ["delta", summary.options_delta, 4],
+    ["gamma", summary.options_gamma, 6],
+    ["vega", summary.options_vega, 2],
+    ["theta", summary.options_theta, 2],
+  ];
   $("summary").replaceChildren(
     ...items.flatMap(([name, value]) => [
       el("dt", {}, name),
       el("dd", { "data-field": name.replace(" ", "_") }, `${fmt(value)} USDC`),
     ]),
+    el("dd", { class: "greeks" }, `Greeks: ${greeks.map(([name, value, d]) => `${name} ${fmt(value, d)}`).join(" · ")}`),
   );
 }
 
@@ -279,6 +318,18 @@ async function sendOrder(event) {
   const result = $("order-result");
   if (!state.account) {
     result.textContent = "log in first";
+    return;
+  }
+  if (state.editing) {
+    const params = { order_id: state.editing, amount: $("order-amount").value, price: $("order-price").value };
+    try {
+      const reply = await rpc.call("private/edit", params);
+      result.textContent = `${reply.order.order_id} amended: ${reply.order.amount} at ${reply.order.price}`;
+      onOrders([reply.order]);
+      dropEdit();
+    } catch (error) {
+      result.textContent = `refused: ${error.message}`;
+    }
     return;
   }
   const side = new FormData($("order")).get("side");
@@ -344,6 +395,7 @@ $("login").addEventListener("submit", async (event) => {
 });
 $("logout").addEventListener("click", endSession);
 $("order").addEventListener("submit", sendOrder);
+$("drop-edit").addEventListener("click", dropEdit);
 state.chart = new PriceChart($("chart"), $("resolutions"));
 state.chain = new OptionsChain(rpc, {
   select: $("expiry"),
