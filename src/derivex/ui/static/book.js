@@ -38,10 +38,10 @@ export class Book {
   }
 }
 
-// Cumulative depth of both sides within 1.5% of the mid, as two step areas (a plain canvas:
-// a hundred points need no chart library).
 const DEPTH_RANGE = 0.015;
 
+// Cumulative depth of both sides within 1.5% of the mid, as two step areas (a plain canvas:
+// a hundred points need no chart library).
 export function drawDepth(canvas, book) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth;
