@@ -249,12 +249,28 @@ def test_page_reconnects_and_resyncs_after_a_restart(
     page = open_trader(watched, served)
     log_in(page, served.client_id, served.secret)
     page.wait_for_selector("#summary dd")
+    admin = KeyStore(served.data).create(3, ("admin",), name="restart")
+    operator = watch_page(browser, served)
+    operator.page.goto(served.url + "/operator")
+    operator.page.wait_for_selector(".status.open")
+    log_in(operator.page, admin.client_id, admin.client_secret)
+    operator.page.wait_for_selector("#fund-balance[data-value]")
     served.stop()
     page.wait_for_selector(".status.reconnecting", timeout=10_000)
     assert "reconnecting" in page.text_content("#status")
+    assert page.evaluate("document.body.dataset.connection") == "reconnecting"  # dimmed
+    operator.page.wait_for_selector(".status.reconnecting", timeout=10_000)
     page.screenshot(path=str(artifacts / "trader-disconnected.png"))
     served.start()
     page.wait_for_selector(".status.open", timeout=30_000)
+    # the operator page logs in again and reads the aggregates of the restarted venue
+    operator.page.wait_for_selector(".status.open", timeout=30_000)
+    before = operator.page.text_content("[data-field='last_seq']")
+    wait_for(
+        lambda: operator.page.text_content("[data-field='last_seq']") != before, 20, "new figures"
+    )
+    assert [e for e in operator.errors if e.startswith("exception")] == []
+    operator.page.close()
     # a fresh snapshot, then changes again; the session logged in again by itself
     first = wait_for(lambda: ladder(page)[0] if ladder(page)[1] else 0, 20, "a new snapshot")
     wait_for(lambda: ladder(page)[0] > first, 20, "book changes after the restart")
