@@ -131,6 +131,12 @@ class _Socket:
             if reply.get("id") == self.next_id:
                 return reply  # type: ignore[no-any-return]
 
+    def notification(self, channel: str) -> Any:
+        while True:
+            message = json.loads(self.ws.recv(timeout=10))
+            if message.get("params", {}).get("channel") == channel:
+                return message["params"]["data"]
+
     def login(self, key: Any) -> None:
         reply = self.call(
             "public/auth",
@@ -142,6 +148,7 @@ class _Socket:
 
 
 ADMIN_METHODS = (
+    "private/admin_subscribe",
     "private/admin_get_insurance_fund",
     "private/admin_get_liquidations",
     "private/admin_get_markets",
@@ -183,6 +190,15 @@ def _admin_checks(server: Server, trader: _Socket, anonymous: _Socket, admin: _S
     assert admin.call("private/admin_get_engine_health")["result"]["commands_per_second"] >= 0
     liquidations = admin.call("private/admin_get_liquidations")["result"]
     assert set(liquidations) == {"since", "totals", "latest"}
+    # the pushed overview: at once, then every second, with the same figures
+    assert admin.call("private/admin_subscribe")["result"] == ["admin.overview"]
+    first = admin.notification("admin.overview")
+    assert set(first) == {"fund", "liquidations", "markets", "ranking", "health"}
+    assert first["fund"]["balance"] == fund["balance"]
+    assert {m["instrument_name"] for m in first["markets"]} == perpetuals
+    second = admin.notification("admin.overview")
+    assert second["health"]["last_seq"] >= first["health"]["last_seq"]
+    assert second["health"]["commands_per_second"] is not None
 
 
 def test_liquidation_counts_equal_the_engine_events() -> None:

@@ -12,19 +12,24 @@ anything. Amounts are in USDC, prices in the instrument's quote units, times in 
 - ``private/admin_get_risk_ranking``: the accounts with the highest maintenance-margin usage.
 - ``private/admin_get_engine_health``: last sequence number, commands per second, accounts,
   open orders.
+- ``private/admin_subscribe``: all of the above pushed once a second on ``admin.overview``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from derivex.core import layout as L
 from derivex.core.records import SYSTEM_ACCOUNTS, SystemAccount
 from derivex.gateway import params as p
 from derivex.gateway import shapes
+from derivex.gateway.admin_feed import CHANNEL, feed_of
 from derivex.gateway.catalog import UNITS_PER_USDC
 from derivex.gateway.methods import Context, method
 from derivex.gateway.oversight import watch
+
+if TYPE_CHECKING:
+    from derivex.gateway.venue import Venue
 
 ADMIN = "admin"
 RANKING_SCAN_LIMIT = 100_000  # accounts a ranking reads at most (O(accounts) per call)
@@ -36,9 +41,12 @@ def _usdc(units: int) -> float:
 
 @method("private/admin_get_insurance_fund", ("count",), scope=ADMIN)
 def get_insurance_fund(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """``count``: history points wanted (latest first trimmed to ``count``; default 500)."""
-    count = p.clamped(params, "count", 500, 1, 2_000)
-    oversight = watch(ctx.venue)
+    """``count``: history points wanted (the latest; default 500)."""
+    return insurance_fund(ctx.venue, p.clamped(params, "count", 500, 1, 2_000))
+
+
+def insurance_fund(venue: Venue, count: int) -> dict[str, Any]:
+    oversight = watch(venue)
     balance = oversight.sample_fund()
     history = list(oversight.fund)[-count:]
     return {
@@ -50,10 +58,14 @@ def get_insurance_fund(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("private/admin_get_liquidations", ("count",), scope=ADMIN)
 def get_liquidations(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    count = p.clamped(params, "count", 50, 1, 200)
-    oversight = watch(ctx.venue)
+    """``count``: latest events wanted (default 50)."""
+    return liquidations(ctx.venue, p.clamped(params, "count", 50, 1, 200))
+
+
+def liquidations(venue: Venue, count: int) -> dict[str, Any]:
+    oversight = watch(venue)
     feed = list(oversight.feed)[-count:][::-1]
-    catalog = ctx.venue.catalog
+    catalog = venue.catalog
     events = []
     for event in feed:
         spec = catalog.by_name.get(event.instrument) if event.instrument else None
@@ -78,7 +90,10 @@ def get_liquidations(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("private/admin_get_markets", (), scope=ADMIN)
 def get_markets(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
-    venue = ctx.venue
+    return markets(ctx.venue)
+
+
+def markets(venue: Venue) -> list[dict[str, Any]]:
     now_ms = venue.now_ms()
     rows = []
     for spec in venue.catalog:
@@ -111,8 +126,11 @@ def get_risk_ranking(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """The ``count`` (default 10) trading accounts with the highest maintenance margin as a
     share of equity (1.0 = at liquidation; an account with margin and no equity ranks
     first), and how many accounts are in liquidation. Cost: O(accounts)."""
-    count = p.clamped(params, "count", 10, 1, 100)
-    exchange = ctx.venue.exchange
+    return risk_ranking(ctx.venue, p.clamped(params, "count", 10, 1, 100))
+
+
+def risk_ranking(venue: Venue, count: int) -> dict[str, Any]:
+    exchange = venue.exchange
     accounts = min(len(exchange.balances()), RANKING_SCAN_LIMIT)
     ranked: list[tuple[float, int, Any]] = []
     in_liquidation = 0
@@ -147,7 +165,10 @@ def get_risk_ranking(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 def get_engine_health(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Commands per second is measured between this gateway's calls of this method (over
     the last 10 s of them): None on the first call."""
-    venue = ctx.venue
+    return engine_health(ctx.venue)
+
+
+def engine_health(venue: Venue) -> dict[str, Any]:
     commands = int(venue.exchange.engine.state.counters[L.C_COMMANDS])
     return {
         "last_seq": commands,
@@ -156,3 +177,27 @@ def get_engine_health(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         "open_orders": len(venue.orders),
         "timestamp": venue.now_ms(),
     }
+
+
+def overview(venue: Venue) -> dict[str, Any]:
+    """Everything the operator page shows, in one object (what ``admin.overview`` carries):
+    ``fund``, ``liquidations``, ``markets``, ``ranking``, ``health``. Cost: O(accounts)."""
+    return {
+        "fund": insurance_fund(venue, 500),
+        "liquidations": liquidations(venue, 12),
+        "markets": markets(venue),
+        "ranking": risk_ranking(venue, 10),
+        "health": engine_health(venue),
+    }
+
+
+@method("private/admin_subscribe", (), scope=ADMIN)
+def subscribe(ctx: Context, params: dict[str, Any]) -> list[str]:
+    """Subscribe this WebSocket to ``admin.overview``: ``overview`` now, then every second
+    while the connection is open and its key keeps the admin scope (a logout or a
+    revocation ends it). The overview is computed once a second for all subscribers of this
+    gateway process, and not at all without one."""
+    if ctx.connection is None:
+        raise p.invalid_params("transport", "subscriptions need a WebSocket")
+    feed_of(ctx.venue, overview).add(ctx.connection)
+    return [CHANNEL]

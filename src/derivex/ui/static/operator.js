@@ -1,13 +1,12 @@
-// The operator page: the read-only private/admin_* methods (a key with the admin scope),
-// read every 2 s while the socket is open; a trading key is refused by the venue and the
-// page says so. uPlot (a classic script: the global ``uPlot``) draws the fund's history.
+// The operator page: one subscription (private/admin_subscribe, a key with the admin
+// scope) to admin.overview, which the venue pushes once a second; a trading key is refused
+// by the venue and the page says so. On reconnection the page logs in and subscribes again.
+// uPlot (a classic script: the global ``uPlot``) draws the fund's history.
 import { Rpc, el, fmt, login, saveCredentials, savedCredentials, showStatus } from "/ui/rpc.js";
 
 const $ = (id) => document.getElementById(id);
 const rpc = new Rpc();
 const CREDENTIALS = "derivex.admin";
-const REFRESH_MS = 2000;
-let timer = null;
 let plot = null;
 
 function table(id, rows, empty = "none") {
@@ -26,14 +25,7 @@ function definitions(id, items) {
   );
 }
 
-async function refresh() {
-  const [fund, liquidations, markets, ranking, health] = await Promise.all([
-    rpc.call("private/admin_get_insurance_fund", {}),
-    rpc.call("private/admin_get_liquidations", { count: 12 }),
-    rpc.call("private/admin_get_markets", {}),
-    rpc.call("private/admin_get_risk_ranking", { count: 10 }),
-    rpc.call("private/admin_get_engine_health", {}),
-  ]);
+function render({ fund, liquidations, markets, ranking, health }) {
   $("fund-balance").textContent = `${fmt(fund.balance)} USDC`;
   $("fund-balance").dataset.value = String(fund.balance);
   drawFund(fund.history, fund.balance);
@@ -121,39 +113,24 @@ function percent(fraction, decimals) {
   return `${Number(text) === 0 ? (0).toFixed(decimals) : text}%`;
 }
 
-function schedule() {
-  clearTimeout(timer);
-  timer = setTimeout(tick, REFRESH_MS);
-}
-
-async function tick() {
-  try {
-    await refresh();
-    $("message").textContent = "";
-  } catch (error) {
-    if (error.code === 13021) {
-      $("message").textContent = "refused: this key has no admin scope";
-      $("message").dataset.refused = "true";
-      return; // no more requests with a key the venue refuses
-    }
-    $("message").textContent = error.message;
-  }
-  if (rpc.status === "open" && savedCredentials(CREDENTIALS)) schedule();
-}
-
 async function start(credentials) {
   await login(rpc, credentials);
   saveCredentials(CREDENTIALS, credentials);
   $("login").hidden = true;
   $("session").hidden = false;
   $("whoami").textContent = `key ${credentials.client_id.slice(0, 8)}…`;
-  await tick();
+  rpc.handlers.set("admin.overview", render);
+  try {
+    await rpc.call("private/admin_subscribe", {});
+    $("message").textContent = "";
+  } catch (error) {
+    if (error.code !== 13021) throw error;
+    $("message").textContent = "refused: this key has no admin scope";
+    $("message").dataset.refused = "true";
+  }
 }
 
-rpc.addEventListener("status", (event) => {
-  showStatus($("status"), event.detail);
-  if (event.detail !== "open") clearTimeout(timer);
-});
+rpc.addEventListener("status", (event) => showStatus($("status"), event.detail));
 rpc.addEventListener("open", () => {
   const credentials = savedCredentials(CREDENTIALS);
   if (credentials) start(credentials).catch((error) => ($("message").textContent = `login: ${error.message}`));
@@ -170,7 +147,6 @@ $("login").addEventListener("submit", async (event) => {
 });
 $("logout").addEventListener("click", () => {
   saveCredentials(CREDENTIALS, null);
-  clearTimeout(timer);
   location.reload();
 });
 rpc.connect();
