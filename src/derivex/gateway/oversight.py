@@ -3,9 +3,11 @@ liquidation stages per instrument (with a bounded feed of the latest), the insur
 balance over time (bounded), and samples of the engine's command count for a rate.
 
 One ``Oversight`` per venue (``watch``), fed by the venue's liquidation watchers (every
-LIQUIDATION event) and its update listeners (the fund's balance, read when the fund's account
-or a liquidation was touched). It counts what this gateway process walked since it started:
-a worker started later, or a restart, begins at zero (the journal holds the whole history).
+LIQUIDATION event). The fund's balance is read at each liquidation event and whenever an
+operator asks (``sample_fund``), and kept when it changed: a change between two readings
+without a liquidation (a funding residue) appears at the next reading. It counts what this
+gateway process walked since it started: a worker started later, or a restart, begins at
+zero (the journal holds the whole history). Nothing is added to the path of an order.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from derivex.core.records import LiquidationStage, SystemAccount
 
 if TYPE_CHECKING:
-    from derivex.gateway.venue import Update, Venue
+    from derivex.gateway.venue import Venue
 
 FEED_LENGTH = 200  # latest liquidation events kept
 FUND_HISTORY = 2_000  # fund balance changes kept
@@ -57,8 +59,7 @@ class LiquidationEvent:
 
 class Oversight:
     """Aggregates for the ``private/admin_*`` methods (see the module docstring). Cost per
-    LIQUIDATION event O(1); per update O(1) (one set lookup, and a balance read only when
-    the fund or a liquidation was involved)."""
+    LIQUIDATION event O(1), a balance read included."""
 
     def __init__(self, venue: Venue) -> None:
         self.venue = venue
@@ -69,11 +70,8 @@ class Oversight:
         self.lots: Counter[tuple[str, str]] = Counter()
         self.feed: deque[LiquidationEvent] = deque(maxlen=FEED_LENGTH)
         self.fund: deque[tuple[int, int]] = deque(maxlen=FUND_HISTORY)  # (ms, units)
-        self._fund_dirty = True
         self._samples: deque[tuple[float, int]] = deque(maxlen=RATE_SAMPLES)
         venue.liquidation_watchers.append(self._liquidation)
-        venue.listeners.append(self._updated)
-        venue.mergeable[self._updated] = lambda: True  # (it only looks at accounts touched)
         self.sample_fund()
 
     def _liquidation(
@@ -107,15 +105,10 @@ class Oversight:
                 amount_units,
             )
         )
-        self._fund_dirty = True
-
-    def _updated(self, update: Update) -> None:
-        if self._fund_dirty or _FUND in update.accounts:
-            self.sample_fund()
+        self.sample_fund()  # (the state is the batch's end state: events follow the work)
 
     def sample_fund(self) -> int:
         """Read the fund's balance; append it to the history if it changed. Returns it."""
-        self._fund_dirty = False
         balance = self.venue.exchange.balance(_FUND)
         if not self.fund or self.fund[-1][1] != balance:
             self.fund.append((self.venue.now_ms(), balance))
@@ -136,10 +129,13 @@ class Oversight:
     def liquidation_totals(self) -> list[dict[str, Any]]:
         """Counts (and lots) per instrument and stage, sorted by instrument then stage."""
         return [
-            {"instrument_name": name, "stage": stage, "count": count, "lots": self.lots[key]}
-            for key in sorted(self.counts)
-            for name, stage in [key]
-            for count in [self.counts[key]]
+            {
+                "instrument_name": name,
+                "stage": stage,
+                "count": count,
+                "lots": self.lots[name, stage],
+            }
+            for (name, stage), count in sorted(self.counts.items())
         ]
 
 
