@@ -6,11 +6,14 @@ that equal the engine's LIQUIDATION events."""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
+import tomllib
 import urllib.error
 import urllib.request
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +28,7 @@ from derivex.gateway.methods import Context
 from derivex.gateway.oversight import watch
 from derivex.gateway.pages import CSP
 from derivex.gateway.venue import Venue
-from derivex.ui import STATIC_DIR, VENDOR_DIR
+from derivex.ui import STATIC_DIR, UI_DIR, VENDOR_DIR
 from tests.core.test_lifecycle import index, leveraged_long, venue
 from tests.gateway.conftest import Server, symbol
 
@@ -60,6 +63,18 @@ def test_pages_files_and_the_json_index(server: Server) -> None:
         assert _get(server.url + "/ui/vendor/" + licence)[2] == (VENDOR_DIR / licence).read_bytes()
     for missing in ("/ui/nothing.js", "/ui/../pyproject.toml", "/ui/__init__.py"):
         assert _get(server.url + missing)[0] == 404
+
+
+def test_every_dashboard_file_ships_as_package_data() -> None:
+    config = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["derivex.ui"]
+    files = [
+        path.relative_to(UI_DIR).as_posix()
+        for path in UI_DIR.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+    ]
+    assert len(files) >= 15
+    assert [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []
 
 
 def test_candles_bucket_trades() -> None:
