@@ -102,6 +102,31 @@ def test_ladder_follows_the_book_and_equals_get_order_book(
     assert page.locator("#chart canvas").count() > 0, "no candle chart"
 
 
+def test_book_module_applies_changes_and_refuses_a_gap(
+    checked_page: Watched, served: Served
+) -> None:
+    page = open_trader(checked_page, served)
+    result = page.evaluate(
+        """async () => {
+        const { Book } = await import('/ui/book.js');
+        const book = new Book(0.5);
+        const out = [];
+        out.push(book.apply({type: 'change', prev_change_id: 1, change_id: 2, bids: [], asks: []}));
+        out.push(book.apply({type: 'snapshot', change_id: 5,
+            bids: [['new', 100, 1], ['new', 99.5, 2]], asks: [['new', 101, 3]]}));
+        out.push(book.apply({type: 'change', prev_change_id: 5, change_id: 6,
+            bids: [['delete', 100, 0], ['change', 99.5, 4]], asks: [['new', 100.5, 1]]}));
+        out.push(JSON.stringify([book.levels('bids', 5), book.levels('asks', 5)]));
+        out.push(book.apply({type: 'change', prev_change_id: 7, change_id: 8, bids: [], asks: []}));
+        out.push(book.changeId);
+        return out;
+    }"""
+    )
+    # a change before any snapshot and a change after a gap are refused (the page then
+    # resubscribes for a fresh snapshot); the refused gap leaves the book as it was
+    assert result == [False, True, True, "[[[99.5,4]],[[100.5,1],[101,3]]]", False, 6]
+
+
 def test_options_chain_lists_the_expiry_and_picks_an_option(
     checked_page: Watched, served: Served
 ) -> None:
