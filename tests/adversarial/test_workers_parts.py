@@ -13,6 +13,7 @@ import numpy as np
 from derivex.gateway import serve as serving
 from derivex.gateway.labels import SharedLabels
 from derivex.gateway.option_views import option_views
+from derivex.market import Market
 from derivex.pricing.black import black76_greeks
 from derivex.pricing.service import NS_PER_YEAR
 
@@ -41,7 +42,7 @@ def test_labels_written_by_one_worker_are_read_by_another(tmp_path: Path) -> Non
 def test_option_views_decode_the_sequenced_greeks(tmp_path: Path) -> None:
     opened = serving.open_venue(tmp_path, demo=False)
     venue = opened.venue
-    market = serving.Market.simulated(venue, 7)
+    market = Market.simulated(venue, 7)
     market.index_step()
     now = time.time_ns()
     base, service = next(iter(market.pricers.items()))

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 
 from derivex.core.records import COMMAND_DTYPE, CommandKind, command_array
-from derivex.journal import open_exchange, snapshot
+from derivex.exchange import open_exchange
+from derivex.journal import snapshot
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("crash_child.py")
 RECOVER = """
 import json, sys
-from derivex.journal import open_exchange, full_root
+from derivex.exchange import open_exchange
+from derivex.journal import full_root
 exchange, recovered = open_exchange(sys.argv[1])
 print(json.dumps({"seq": recovered.seq, "snapshot_seq": recovered.snapshot_seq,
                   "torn": str(recovered.torn) if recovered.torn else None,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import runtime_checks as rc
 
+from derivex.exchange import open_exchange
 from derivex.journal import (
     Journal,
     JournalError,
-    open_exchange,
     read,
     recover,
     snapshot,

@@ -7,7 +7,8 @@ subscriptions, metrics, and the ``derivex serve`` orchestration.
 - ``public_api``/``private_api`` (registered in ``methods``), ``rpc``: the methods and the
   JSON-RPC dispatch; ``errors``: the engine reason -> Deribit code table;
 - ``channels``: subscriptions; ``server``: the aiohttp server; ``telemetry``: metrics, logs;
-- ``serve``: the venue ``derivex serve`` runs (journal, oracle, pricing, demo agents).
+- ``serve``: the venue ``derivex serve`` runs (journal, snapshots; it schedules the market
+  inputs and demo agents of ``derivex.market``).
 """
 
 from derivex.gateway.catalog import Catalog, InstrumentSpec

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.records import SYSTEM_ACCOUNTS, SystemAccount
 from derivex.gateway import params as p
 from derivex.gateway import shapes
@@ -131,7 +131,7 @@ def get_risk_ranking(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 def risk_ranking(venue: Venue, count: int) -> dict[str, Any]:
     exchange = venue.exchange
-    accounts = min(len(exchange.balances()), RANKING_SCAN_LIMIT)
+    accounts = min(query.account_count(exchange.engine.state), RANKING_SCAN_LIMIT)
     ranked: list[tuple[float, int, Any]] = []
     in_liquidation = 0
     for account in range(SYSTEM_ACCOUNTS, accounts):
@@ -169,11 +169,11 @@ def get_engine_health(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_health(venue: Venue) -> dict[str, Any]:
-    commands = int(venue.exchange.engine.state.counters[L.C_COMMANDS])
+    commands = query.commands_processed(venue.exchange.engine.state)
     return {
         "last_seq": commands,
         "commands_per_second": watch(venue).command_rate(commands),
-        "accounts": len(venue.exchange.balances()) - SYSTEM_ACCOUNTS,
+        "accounts": query.account_count(venue.exchange.engine.state) - SYSTEM_ACCOUNTS,
         "open_orders": len(venue.orders),
         "timestamp": venue.now_ms(),
     }

@@ -14,11 +14,9 @@ venue from its latest snapshot and journal tail and goes on. A directory that ho
 a venue, or a damaged file of one, is refused naming the file (``datadir``), and a failed
 start changes no file.
 
-The ``Market`` feeds the engine its inputs: an index feed (``derivex.oracle``, simulated by
-default; anything with ``records(now_ns)`` plugs in) sequenced as INDEX commands, and the
-pricing service (``derivex.pricing.service``) producing option marks and risk arrays as
-RISK_ARRAY commands. Until the engine has the risk engine (``Exchange.set_index``), the
-gateway keeps the index and marks for display only and sequences nothing.
+The market inputs (``derivex.market.Market``: the index feed and the pricing service) and
+the demo agents (``derivex.market.agents``) live outside the gateway; ``build`` schedules
+them on the server's loop.
 """
 
 from __future__ import annotations
@@ -33,26 +31,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.config import EngineConfig
-from derivex.core.records import CommandKind, Underlying
-from derivex.exchange import Exchange
+from derivex.exchange import Exchange, open_exchange
 from derivex.gateway import datadir
-from derivex.gateway.agents import INNER, OUTER, MarketMaker, NoiseTrader
 from derivex.gateway.auth_limits import AuthLimits
-from derivex.gateway.catalog import Catalog, InstrumentSpec
+from derivex.gateway.catalog import Catalog
 from derivex.gateway.keys import ApiKey, KeyStore
 from derivex.gateway.limits import Limits
-from derivex.gateway.listing import START_PRICES, default_specs, list_all
+from derivex.gateway.listing import default_specs, list_all
 from derivex.gateway.server import Gateway, tune_interpreter
 from derivex.gateway.telemetry import logger
 from derivex.gateway.venue import Venue
 from derivex.journal.writer import DEFAULT_FSYNC
-from derivex.oracle import IndexFeed, MultiIndexFeed, SimulatedIndexFeed
-from derivex.pricing.black import black76_greeks
-from derivex.pricing.service import NS_PER_YEAR, OptionSpec, PricingService
+from derivex.market import INNER, OUTER, Market, MarketMaker, NoiseTrader
 
 DEMO_DEPOSIT_UNITS = 1_000_000 * 1_000_000  # 1M USDC
 AGENT_DEPOSIT_UNITS = 100_000_000 * 1_000_000  # 100M USDC
@@ -88,10 +80,6 @@ class Opened:
     report: list[str]
 
 
-def _price_ticks(spec: InstrumentSpec, price: Any) -> int:
-    return int(price / spec.price_unit)
-
-
 def open_venue(
     data_dir: Path | str,
     *,
@@ -105,8 +93,6 @@ def open_venue(
     """Open (recover) or create the venue in ``data_dir``; see the module docstring.
     Raises ``DataDirectoryError`` or ``JournalError`` (naming the file) on a partial or
     damaged directory, having changed nothing."""
-    from derivex.journal import open_exchange
-
     data = Path(data_dir)
     new = datadir.is_new(data)  # raises on a partial venue: never re-initialised
     catalog_path, state_path = data / "instruments.json", data / "serve.json"
@@ -144,112 +130,6 @@ def open_venue(
     if changed:  # last: a venue whose creation was interrupted has no serve.json
         state.save(state_path)
     return Opened(Venue(exchange, catalog), keys, state, demo_key, report)
-
-
-class Market:
-    """Index prices and option marks for the venue (see the module docstring)."""
-
-    def __init__(
-        self,
-        venue: Venue,
-        feed: IndexFeed,
-        pricers: dict[str, PricingService],
-        underlyings: dict[int, str],
-    ) -> None:
-        self.venue = venue
-        self.feed = feed
-        self.pricers = pricers
-        self.underlyings = underlyings  # INDEX underlying code -> base currency
-        self.sequenced = hasattr(venue.exchange, "set_index")  # the risk engine is there
-
-    @classmethod
-    def simulated(cls, venue: Venue, seed: int) -> Market:
-        now = time.time_ns()
-        bases = sorted({spec.base for spec in venue.catalog})
-        feeds, underlyings = [], {}
-        for offset, base in enumerate(bases):
-            start = venue.index_ticks(base) or _price_ticks(
-                next(iter(venue.catalog.matching(base))), START_PRICES.get(base, 100)
-            )
-            code = int(Underlying[base])
-            feeds.append(SimulatedIndexFeed(code, float(start), now, seed + offset))
-            underlyings[code] = base
-        pricers = {}
-        for base in bases:
-            options = [
-                OptionSpec(
-                    s.instrument,
-                    _price_ticks(s, s.strike),
-                    s.expiry_ms * 10**6,
-                    s.option_type == "call",
-                    s.contract_value_units,
-                    s.tick_size_ticks,
-                )
-                for s in venue.catalog.matching(base, "option")
-                if s.base == base
-            ]
-            if options:
-                pricers[base] = PricingService(options, scenarios=venue.exchange.engine.config)
-        return cls(venue, MultiIndexFeed(feeds), pricers, underlyings)
-
-    def index_step(self) -> None:
-        records = self.feed.records(time.time_ns())
-        if self.sequenced:
-            self.venue.submit_inputs(records)
-        headers = np.flatnonzero(records["kind"] == CommandKind.INDEX)
-        for start, header in zip(headers, [*headers[1:], len(records)], strict=True):
-            prices = records["price_ticks"][start + 1 : header]
-            code = int(records["index_underlying"][start])
-            if len(prices):
-                median = int(np.median(prices))
-                self.venue.indices[code] = median
-                if not self.sequenced:  # display marks until the engine makes its own
-                    for spec in self.venue.catalog.matching(self.underlyings[code], "future"):
-                        tick = spec.tick_size_ticks
-                        self.venue.marks[spec.instrument] = median // tick * tick
-
-    def pricing_step(self) -> None:
-        now = time.time_ns()
-        for base, service in self.pricers.items():
-            index = self.venue.index_ticks(base)
-            if index <= 0:
-                continue
-            result = service.price(now, float(index))
-            if self.sequenced:
-                # the venue takes the option views from the sequenced records, as every
-                # gateway worker does from this one's batches
-                self.venue.submit_inputs(result.records)
-            else:
-                self.venue.marks.update(
-                    zip(result.instrument.tolist(), result.mark_ticks.tolist(), strict=True)
-                )
-                self._views(service, result, now, index)
-
-    def _views(self, service: PricingService, result: Any, now: int, index: int) -> None:
-        specs = service.options
-        strikes = np.array([s.strike_ticks for s in specs], dtype=float)
-        years = np.maximum(np.array([s.expiry_ns - now for s in specs]) / NS_PER_YEAR, 1e-9)
-        calls = np.array([s.is_call for s in specs])
-        unit = float(self.venue.catalog.by_id[specs[0].instrument].price_unit)
-        greeks = black76_greeks(index * unit, strikes * unit, years, result.vol, 0.0, calls)
-        for k, spec in enumerate(specs):
-            self.venue.set_option_view(
-                spec.instrument,
-                round(float(result.vol[k]) * 100, 2),
-                {
-                    "delta": round(float(greeks.delta[k]), 5),
-                    "gamma": round(float(greeks.gamma[k]), 8),
-                    "vega": round(float(greeks.vega[k]) / 100, 5),
-                    "theta": round(float(greeks.theta[k]) / 365, 5),
-                    "rho": round(float(greeks.rho[k]) / 100, 5),
-                },
-            )
-
-    def fair(self, spec: InstrumentSpec) -> int:
-        mark = self.venue.mark_ticks(spec.instrument)
-        if mark or spec.kind == "option":
-            return mark
-        return self.venue.index_ticks(spec.base)
 
 
 def build(
@@ -332,4 +212,4 @@ async def run(
     if exchange.journal is not None:
         take_snapshot(exchange)
         exchange.journal.close()
-    log.info("stopped", commands=int(exchange.engine.state.counters[L.C_COMMANDS]))
+    log.info("stopped", commands=query.commands_processed(exchange.engine.state))

@@ -37,7 +37,7 @@ from aiohttp import WSMsgType, web
 from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.gateway.auth import Authenticator, Session, bearer_token
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.channels import Hub
@@ -473,7 +473,7 @@ class Gateway:
             self._tasks.append(asyncio.ensure_future(self._repeat(interval, function)))
         self.log.info("gateway listening", url=self.url)
         if TRACE is not None:
-            TRACE.start(self)
+            TRACE.start(self, Connection)
         return self.url
 
     async def _repeat(self, interval: float, function: Callable[[], Any]) -> None:
@@ -678,7 +678,7 @@ class Gateway:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.metrics.orders_open.set(len(self.venue.orders))
-        self.metrics.engine_seq.set(int(self.venue.exchange.engine.state.counters[L.C_COMMANDS]))
+        self.metrics.engine_seq.set(query.commands_processed(self.venue.exchange.engine.state))
         response = web.Response(body=self.metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
@@ -694,7 +694,7 @@ class Gateway:
                 "trader": "/",
                 "operator": "/operator",
                 "instruments": len(self.venue.catalog),
-                "accounts": int(state.counters[L.C_ACCOUNT_HWM]),
+                "accounts": query.account_count(state),
             },
             200,
         )

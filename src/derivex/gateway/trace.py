@@ -53,8 +53,10 @@ class Trace:
         self.cancel_ms: list[float] = []
         self.calls: dict[str, list[float]] = {}
 
-    def start(self, gateway: Any) -> None:
-        """Time the loop's lateness and the calls that run as their own callbacks."""
+    def start(self, gateway: Any, connection: Any) -> None:
+        """Time the loop's lateness and the calls that run as their own callbacks
+        (``connection``: the server's connection class, whose ``write_pending`` is timed;
+        passed in because this module is imported by the server, never the reverse)."""
         self._loop = asyncio.get_running_loop()
         self._due = perf_counter() + TIMER_S
         self._loop.call_later(TIMER_S, self._timer)
@@ -67,11 +69,7 @@ class Trace:
         dispatcher.flush = self.timed("flush", dispatcher.flush)
         dispatcher._end_tick = self.timed("end_tick", dispatcher._end_tick)
         turns._unpark = self.timed("unpark", turns._unpark)
-        from derivex.gateway import server
-
-        server.Connection.write_pending = self.timed(
-            "write_pending", server.Connection.write_pending
-        )
+        connection.write_pending = self.timed("write_pending", connection.write_pending)
 
     def _gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":

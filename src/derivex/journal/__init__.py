@@ -6,8 +6,8 @@
 - ``read``/``scan``: zero-copy batches back, every checksum verified, a torn tail reported.
 - ``write_snapshot``/``load_snapshot``/``snapshot``: the whole state, atomically, loaded by
   mapping the file.
-- ``recover``/``open_exchange``: latest snapshot + journal tail; ``verify_directory``: the
-  audit behind ``derivex verify``.
+- ``recover``/``reopen``: latest snapshot + journal tail (the embedded venue reopens with
+  ``Exchange.open``); ``verify_directory``: the audit behind ``derivex verify``.
 - ``StateRoots``/``full_root``: a Merkle root over accounts, instruments and books, updated
   from the events of each batch; ``prove``/``verify_proof``: account inclusion proofs.
 
@@ -20,8 +20,8 @@ from derivex.journal.reader import Batch, JournalReader, TornTail, read, scan
 from derivex.journal.recovery import (
     Audit,
     Recovered,
-    open_exchange,
     recover,
+    reopen,
     snapshot,
     verify_directory,
 )
@@ -53,10 +53,10 @@ __all__ = [
     "full_root",
     "list_snapshots",
     "load_snapshot",
-    "open_exchange",
     "prove",
     "read",
     "recover",
+    "reopen",
     "restore_engine",
     "scan",
     "snapshot",

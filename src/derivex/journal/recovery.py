@@ -1,5 +1,9 @@
-"""Recovery (latest snapshot + journal tail), reopening an ``Exchange`` on a journal,
-snapshots of a running exchange, and the full audit behind ``derivex verify``.
+"""Recovery (latest snapshot + journal tail), reopening a journal at the recovered
+position, snapshots of a running venue, and the full audit behind ``derivex verify``.
+
+Recovery returns an engine and its position (:class:`Recovered`); it knows nothing of the
+``Exchange`` facade, which builds itself from them (``Exchange.open``,
+``Exchange.from_recovered``): the journal is a layer below the facade.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
@@ -32,9 +36,6 @@ from derivex.journal.snapshot import (
     write_snapshot,
 )
 from derivex.journal.writer import DEFAULT_FSYNC, Journal, lock_directory, read_config
-
-if TYPE_CHECKING:
-    from derivex.exchange import Exchange
 
 
 @dataclass
@@ -235,22 +236,22 @@ def _verify_skipped(directory: Path, files: list[Path], selected: list[Path]) ->
         expected = checker.last_seq_of(path, is_last=False) + 1
 
 
-def open_exchange(
+def reopen(
     directory: Path | str,
     *,
-    clock: Callable[[], int] | None = None,
     config: EngineConfig | None = None,
     fsync: str = DEFAULT_FSYNC,
     interval_ms: float = 5.0,
     roll_bytes: int = 64 << 20,
-) -> tuple[Exchange, Recovered]:
-    """Recover the venue journaled in ``directory`` (a new one if empty) and reopen its
-    journal for appending: the returned ``Exchange`` continues the sequence. Instrument
-    names are shell metadata and are not journaled: refer to instruments by id. Recovery
-    is read-only; only once it has succeeded does the reopened journal cut a genuine torn
-    tail (reported in ``recovered.torn``). A failed open changes no file."""
-    from derivex.exchange import Exchange
-
+) -> tuple[Journal, Recovered]:
+    """Recover the engine journaled in ``directory`` (an empty engine if the directory is
+    new or empty) and reopen its journal for appending at the recovered position: the
+    journal's ``last_seq`` is the recovered ``seq``. The embedded venue builds itself from
+    the two (``Exchange.open``, ``Exchange.from_recovered``). Recovery is read-only; only
+    once it has succeeded does the reopened journal cut a genuine torn tail (reported in
+    ``recovered.torn``). A failed open changes no file. Cost: a recovery (snapshot load +
+    tail replay). Raises ``JournalError`` on a config that disagrees with the recorded one
+    or a journal that moved during recovery, ``CorruptionError`` on damage."""
     Path(directory).mkdir(parents=True, exist_ok=True)
     recovered = recover(directory, config=config, repair=False, roots=False)
     recorded = Path(directory) / CONFIG_FILE
@@ -262,12 +263,20 @@ def open_exchange(
     if journal.last_seq != recovered.seq:
         journal.close()
         raise JournalError(f"journal moved during recovery ({recovered.seq} -> {journal.last_seq})")
-    exchange = Exchange(recovered.config, clock=clock, journal=journal)
-    exchange.engine = recovered.engine
-    return exchange, recovered
+    return journal, recovered
 
 
-def snapshot(exchange: Exchange, *, compression: str = "none", with_root: bool = True) -> Path:
+class Journaled(Protocol):
+    """What ``snapshot`` needs of a venue (an ``Exchange``): its engine and its journal."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def journal(self) -> Journal | None: ...
+
+
+def snapshot(exchange: Journaled, *, compression: str = "none", with_root: bool = True) -> Path:
     """Snapshot a journaled exchange into its journal directory, at the journal's last seq.
     The journal is flushed first, so a snapshot never gets ahead of the durable log.
     ``with_root`` records the state root (incremental after the first time)."""

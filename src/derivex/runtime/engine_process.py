@@ -1,11 +1,14 @@
 """The sequencer/engine process: takes command batches from the workers' rings, stamps
-them (seq, sequencer time), runs them through one ``Engine``, and hands the results on.
+them (seq, sequencer time), runs them through one ``Engine``, and hands the results on,
+all through the venue's one sequencer (``derivex.sequencer``; stages in
+docs/architecture.md).
 
-Per batch, in this order: the engine processes it; the frame (commands + events) goes onto
-the bus for the journal and market data (blocking: a full bus means a slow journal or
-market-data consumer, and the engine must not run ahead of its journal); the events go to
-the submitting worker's response ring (never blocking: a worker that does not read its
-responses only stops its own input); the book snapshots are republished once per round.
+Per batch, in this order: the sequencer stamps it and the engine processes it; the frame
+(commands + events) goes onto the bus for the journal and market data (blocking: a full
+bus means a slow journal or market-data consumer, and the engine must not run ahead of its
+journal); the events go to the submitting worker's response ring (never blocking: a
+worker that does not read its responses only stops its own input); the book snapshots are
+republished once per round.
 
 The engine takes at most ``batch`` records from a worker at a time, round-robin, and never
 splits a multi-record command (mass quote, index, risk array) across batches: a trailing
@@ -25,6 +28,7 @@ import time
 
 import numpy as np
 
+from derivex import sequencer as sequencing
 from derivex.core.engine import Engine
 from derivex.core.records import COMMAND_DTYPE
 from derivex.ipc import BookWriter, BroadcastRing, SpscRing
@@ -75,37 +79,47 @@ class _Inbox:
         self.restarts_seen = 0
 
 
-class Sequencer:
-    """Stamping, processing and fan-out of batches (one per call of :meth:`sequence`)."""
+class Sequencer(sequencing.Sequencer):
+    """The venue's one sequencer (:class:`derivex.sequencer.Sequencer`) as the engine
+    process runs it: no before-hook (the journal writer is a bus consumer and workers hold
+    their replies until it is durable), the engine's events as views, and the frame
+    (header, commands, events) onto the bus as the after-hook. ``header`` describes the
+    last batch (``_respond`` reuses it)."""
 
     def __init__(self, engine: Engine, bus: BroadcastRing, clock=time.time_ns) -> None:
-        self.engine = engine
+        super().__init__(engine, clock=clock, views=True, after=self._publish)
         self.bus = bus
-        self.clock = clock
-        self.seq = 0
-        self.batches = 0
         self._frame = np.zeros(4096, dtype=FRAME_DTYPE)
         self.header = np.zeros(8, dtype=np.int64)  # of the last batch
+        self._origin = (-1, 0)  # worker and generation of the batch being sequenced
 
-    def sequence(self, commands: np.ndarray, worker: int, generation: int) -> np.ndarray:
+    def sequence(self, commands: np.ndarray, worker: int = -1, generation: int = 0) -> np.ndarray:
         """Stamp ``commands`` in place (seq, ts_ns), process them, put the frame on the bus;
         returns the events (a view, valid until the next call). Blocks while the bus is
-        full."""
+        full. ``worker`` (-1: the runtime's own setup) and ``generation`` name the
+        submitter in the frame header."""
+        self._origin = (worker, generation)
+        return super().sequence(commands)
+
+    def _publish(self, commands: np.ndarray, events: np.ndarray) -> None:
+        """After-hook: the frame of this batch onto the bus (blocking while it is full: the
+        engine must not run ahead of its journal)."""
         n = len(commands)
-        words = commands.view(np.int64).reshape(n, 8)
-        first = self.seq + 1
-        ts_ns = self.clock()
-        words[:, 0] = np.arange(first, first + n, dtype=np.int64)
-        words[:, 1] = ts_ns
-        events = self.engine.process_into(commands)
-        self.batches += 1
+        worker, generation = self._origin
         header = self.header
-        header[:] = (FRAME_TAG, first, n, len(events), worker, generation, ts_ns, self.batches)
+        header[:] = (
+            FRAME_TAG,
+            self.seq - n + 1,
+            n,
+            len(events),
+            worker,
+            generation,
+            self.ts_ns,
+            self.batches,
+        )
         if len(self._frame) < 1 + n + len(events):
             self._frame = np.zeros(2 * (1 + n + len(events)), dtype=FRAME_DTYPE)
         self.bus.push(frame(self._frame, header, commands, events))
-        self.seq += n
-        return events
 
 
 def _respond(inbox: _Inbox, header: np.ndarray, events: np.ndarray) -> None:
