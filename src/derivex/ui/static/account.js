@@ -158,10 +158,10 @@ export function createAccount(rpc, state, changed) {
       ["available", summary.available_funds],
     ];
     const greeks = [
-      ["delta", summary.options_delta, 4],
-      ["gamma", summary.options_gamma, 6],
+      ["Δ", summary.options_delta, 4],
+      ["Γ", summary.options_gamma, 6],
       ["vega", summary.options_vega, 2],
-      ["theta", summary.options_theta, 2],
+      ["θ", summary.options_theta, 2],
     ];
     $("summary").replaceChildren(
       ...items.flatMap(([name, value]) => [
