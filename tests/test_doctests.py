@@ -11,6 +11,7 @@ import derivex.core.engine
 import derivex.core.query
 import derivex.exchange
 import derivex.gateway.auth_limits
+import derivex.gateway.candles
 import derivex.gateway.keys
 import derivex.gateway.signatures
 
@@ -23,6 +24,7 @@ import derivex.gateway.signatures
         derivex.core.codec,
         derivex.core.query,
         derivex.gateway.auth_limits,
+        derivex.gateway.candles,
         derivex.gateway.keys,
         derivex.gateway.signatures,
     ],

@@ -586,7 +586,10 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command("create")
 def keys_create(
     account: Annotated[int, typer.Option(help="account the key acts for")],
-    scope: Annotated[str, typer.Option(help="comma-separated: read, trade")] = "read,trade",
+    scope: Annotated[
+        str,
+        typer.Option(help="comma-separated: read, trade, admin (the operator dashboard's)"),
+    ] = "read,trade",
     name: Annotated[str, typer.Option(help="a label for the key")] = "",
     data_dir: Annotated[Path, typer.Option(help="the served venue's data directory")] = Path(
         "data"

@@ -175,7 +175,7 @@ def test_keys_cli_validates(tmp_path: Path) -> None:
             "--account",
             "5",
             "--scope",
-            "admin",
+            "withdraw",  # (no such scope; admin exists: the operator dashboard's)
             "--data-dir",
             str(tmp_path),
         ],

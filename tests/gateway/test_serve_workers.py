@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import ccxt
@@ -120,6 +121,14 @@ def test_multi_process_serve_trades_restarts_a_worker_and_resumes(tmp_path: Path
         alice = served.client()
         markets = alice.load_markets()
         assert PERPETUAL in markets and any(m["option"] for m in markets.values())
+        # the dashboard from whichever worker takes each new connection: the same files
+        pages = set()
+        for _ in range(6):
+            for path in ("/", "/operator", "/ui/trader.js"):
+                with urllib.request.urlopen(served.url + path, timeout=10) as response:
+                    assert response.status == 200
+                    pages.add((path, response.read()))
+        assert len(pages) == 3
         # far below the demo makers' quotes (around the ~60,000 index), yet inside the price
         # band (1% over the ticker's min_price; a buy below min_price is refused): it rests
         deadline = time.monotonic() + 10

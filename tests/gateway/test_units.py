@@ -174,7 +174,11 @@ def test_key_store_file_is_private_and_reloaded(tmp_path) -> None:
     assert other.lookup(later.client_id) is not None and other.lookup(key.client_id).account == 3
     assert store.revoke(key.client_id) and KeyStore(tmp_path).lookup(key.client_id) is None
     with pytest.raises(ValueError):
-        parse_scopes("read,admin")
+        parse_scopes("read,withdraw")
+    assert parse_scopes("admin") == ("admin",)  # the operator dashboard's scope
+    admin = store.create(5, ("admin",))
+    assert admin.allows("admin") and not admin.allows("read") and not admin.allows("trade")
+    assert not later.allows("admin")
 
 
 def test_rate_limiter_from_engine_budget() -> None:

@@ -2,8 +2,9 @@
 
 Keys live in ``keys.json`` in the data directory, written atomically with mode 0600 (the
 server needs the secrets themselves to check HMAC signatures). A key only ever acts on its
-own account. Scopes: ``read`` (account queries, private subscriptions) and ``trade``
-(order entry; implies ``read``).
+own account. Scopes: ``read`` (account queries, private subscriptions), ``trade``
+(order entry; implies ``read``) and ``admin`` (the read-only operator methods
+``private/admin_*`` of the operator dashboard; implies neither, and neither implies it).
 
 Secrets never appear in ``repr``, logs or error messages.
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from derivex.gateway.telemetry import logger
 
-SCOPES = ("read", "trade")
+SCOPES = ("read", "trade", "admin")
 KEYS_FILE = "keys.json"
 KEYS_POLL_S = 0.1  # how often a server checks the file for revocations by other processes
 

@@ -47,6 +47,7 @@ _AMENDED = int(EventKind.AMENDED)
 _CANCELLED, _EXPIRED = int(EventKind.CANCELLED), int(EventKind.EXPIRED)
 _POSITION, _BALANCE = int(EventKind.POSITION), int(EventKind.BALANCE)
 _MARK, _INDEX = int(EventKind.MARK), int(EventKind.INDEX)
+_LIQUIDATION = int(EventKind.LIQUIDATION)
 _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_QUOTE)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
 
@@ -99,6 +100,9 @@ class Projection(OrderRecords):
         #: listener -> whether it may, for now, be told of a ``place_many`` batch once, its
         #: orders' updates merged (a listener not in here always gets one per order)
         self.mergeable: dict[Callable[[Update], None], Callable[[], bool]] = {}
+        #: told of every LIQUIDATION event as it is walked: (seq, instrument, account,
+        #: stage, price_ticks, qty_lots, amount_units) (the operator dashboard's counts)
+        self.liquidation_watchers: list[Callable[[int, int, int, int, int, int, int], None]] = []
         super().__init__(closed_orders)
         self._history = history
         self.public_trades: dict[int, deque[Trade]] = {}
@@ -306,6 +310,9 @@ class Projection(OrderRecords):
                 update.marks.add(instrument)
             elif kind == _INDEX:
                 self.indices[instrument] = price
+            elif kind == _LIQUIDATION:
+                for watcher in self.liquidation_watchers:  # stage in ``a``, money in ``b``
+                    watcher(seq, instrument, account, fee, price, qty, remaining)
         for instrument in books:
             self.change_ids[instrument] = self.change_ids.get(instrument, 0) + 1
         if into is None:

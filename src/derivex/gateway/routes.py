@@ -231,6 +231,8 @@ class Routes:
                 "api": "/api/v2",
                 "websocket": "/ws/api/v2",
                 "metrics": "/metrics",
+                "trader": "/",
+                "operator": "/operator",
                 "instruments": len(self.venue.catalog),
                 "accounts": query.account_count(state),
             },

@@ -21,7 +21,12 @@ from typing import Any
 
 import orjson
 
-from derivex.gateway import private_api, public_api  # noqa: F401  (they register methods)
+from derivex.gateway import (  # noqa: F401  (they register methods)
+    admin_api,
+    candles,
+    private_api,
+    public_api,
+)
 from derivex.gateway.auth import Authenticator, Session
 from derivex.gateway.channels import Hub
 from derivex.gateway.errors import (

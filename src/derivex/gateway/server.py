@@ -46,6 +46,8 @@ from derivex.gateway.durability import DurabilityGate
 from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 from derivex.gateway.limits import Admission, Limits
 from derivex.gateway.overload import Shedder
+from derivex.gateway.oversight import watch
+from derivex.gateway.pages import Pages
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.routes import Routes
 from derivex.gateway.rpc import MAX_FRAME_BYTES, Dispatcher
@@ -130,7 +132,10 @@ class Gateway(Routes):
         self.app.router.add_route("POST", "/api/v2", self._post)
         self.app.router.add_route("POST", "/api/v2/", self._post)
         self.app.router.add_route("GET", "/metrics", self._metrics)
-        self.app.router.add_route("GET", "/", self._index)
+        # the dashboard: pages at / and /operator, files under /ui/, the JSON index at
+        # /index.json; its operator aggregates count from now on (docs/dashboard.md)
+        Pages(self._index).install(self.app.router)
+        watch(venue)
 
     def add_periodic(self, interval_s: float, function: Callable[[], Any]) -> None:
         """Call ``function`` (sync, or async) every ``interval_s`` on the server loop, from

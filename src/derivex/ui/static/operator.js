@@ -1,0 +1,152 @@
+// The operator page: one subscription (private/admin_subscribe, a key with the admin
+// scope) to admin.overview, which the venue pushes once a second; a trading key is refused
+// by the venue and the page says so. On reconnection the page logs in and subscribes again.
+// uPlot (a classic script: the global ``uPlot``) draws the fund's history.
+import { Rpc, el, fmt, login, saveCredentials, savedCredentials, showStatus } from "/ui/rpc.js";
+
+const $ = (id) => document.getElementById(id);
+const rpc = new Rpc();
+const CREDENTIALS = "derivex.admin";
+let plot = null;
+
+function table(id, rows, empty = "none") {
+  const body = $(id);
+  if (!rows.length) {
+    const columns = body.closest("table").querySelectorAll("th").length;
+    body.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: String(columns) }, empty)));
+    return;
+  }
+  body.replaceChildren(...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c)))));
+}
+
+function definitions(id, items) {
+  $(id).replaceChildren(
+    ...items.flatMap(([name, value]) => [el("dt", {}, name), el("dd", { "data-field": name.replaceAll(" ", "_") }, value)]),
+  );
+}
+
+function render({ fund, liquidations, markets, ranking, health }) {
+  $("fund-balance").textContent = `${fmt(fund.balance)} USDC`;
+  $("fund-balance").dataset.value = String(fund.balance);
+  drawFund(fund.history, fund.balance);
+  $("liq-since").textContent = `since ${new Date(liquidations.since).toISOString().slice(11, 19)} UTC`;
+  table(
+    "liq-totals",
+    liquidations.totals.map((t) => [t.instrument_name || "(account)", t.stage, String(t.count), String(t.lots)]),
+    "no liquidation yet",
+  );
+  table(
+    "liq-feed",
+    liquidations.latest.map((e) => [String(e.seq), String(e.account), e.instrument_name || "–", e.stage, String(e.amount)]),
+    "no liquidation yet",
+  );
+  table(
+    "markets",
+    markets.map((m) => [
+      m.instrument_name,
+      fmt(m.open_interest, 3),
+      `${(m.funding_8h * 100).toFixed(4)}%`,
+      fmt(m.mark_price),
+      fmt(m.index_price),
+      m.mark_index_deviation === null ? "–" : percent(m.mark_index_deviation, 3),
+      m.index_status,
+      m.index_age_ms === null ? "–" : `${(m.index_age_ms / 1000).toFixed(1)} s`,
+      String(m.index_sources),
+    ]),
+  );
+  table(
+    "ranking",
+    ranking.top.map((a) => [
+      String(a.account),
+      a.state,
+      fmt(a.equity),
+      fmt(a.initial_margin),
+      fmt(a.maintenance_margin),
+      a.margin_usage === null ? "no equity" : `${(a.margin_usage * 100).toFixed(1)}%`,
+    ]),
+    "no account uses margin",
+  );
+  definitions("engine", [
+    ["last seq", String(health.last_seq)],
+    ["commands/s", health.commands_per_second === null ? "–" : fmt(health.commands_per_second, 1)],
+    ["open orders", String(health.open_orders)],
+  ]);
+  definitions("accounts", [
+    ["accounts", String(ranking.accounts)],
+    ["in liquidation", String(ranking.in_liquidation)],
+  ]);
+}
+
+function drawFund(history, balance) {
+  const points = history.length ? history : [[Date.now(), balance]];
+  const xs = points.map((p) => p[0] / 1000);
+  const ys = points.map((p) => p[1]);
+  xs.push(Date.now() / 1000);
+  ys.push(balance);
+  const box = $("fund-plot");
+  if (!plot) {
+    plot = new uPlot(
+      {
+        width: box.clientWidth || 300,
+        height: 170,
+        legend: { show: false },
+        axes: [
+          {
+            stroke: "#8a94a6",
+            grid: { stroke: "#262b3a" },
+            space: 70,
+            values: (u, splits) => splits.map((s) => new Date(s * 1000).toISOString().slice(11, 19)),
+          }, { stroke: "#8a94a6", grid: { stroke: "#262b3a" }, size: 70 }],
+        series: [{}, { stroke: "#f0b90b", fill: "rgba(240,185,11,0.1)", width: 1.5 }],
+      },
+      [xs, ys],
+      box,
+    );
+  } else {
+    plot.setData([xs, ys]);
+  }
+}
+
+// a signed percentage; one that rounds to zero shows without a sign
+function percent(fraction, decimals) {
+  const text = (fraction * 100).toFixed(decimals);
+  return `${Number(text) === 0 ? (0).toFixed(decimals) : text}%`;
+}
+
+async function start(credentials) {
+  await login(rpc, credentials);
+  saveCredentials(CREDENTIALS, credentials);
+  $("login").hidden = true;
+  $("session").hidden = false;
+  $("whoami").textContent = `key ${credentials.client_id.slice(0, 8)}…`;
+  rpc.handlers.set("admin.overview", render);
+  try {
+    await rpc.call("private/admin_subscribe", {});
+    $("message").textContent = "";
+  } catch (error) {
+    if (error.code !== 13021) throw error;
+    $("message").textContent = "refused: this key has no admin scope";
+    $("message").dataset.refused = "true";
+  }
+}
+
+rpc.addEventListener("status", (event) => showStatus($("status"), event.detail));
+rpc.addEventListener("open", () => {
+  const credentials = savedCredentials(CREDENTIALS);
+  if (credentials) start(credentials).catch((error) => ($("message").textContent = `login: ${error.message}`));
+});
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const credentials = { client_id: $("client-id").value.trim(), client_secret: $("client-secret").value.trim() };
+  try {
+    await start(credentials);
+    $("client-secret").value = "";
+  } catch (error) {
+    $("message").textContent = `login: ${error.message}`;
+  }
+});
+$("logout").addEventListener("click", () => {
+  saveCredentials(CREDENTIALS, null);
+  location.reload();
+});
+rpc.connect();
