@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from derivex.core import consts as K
-from derivex.core import layout as L
 from derivex.core.accounting import settle_fill_side
 from derivex.core.admin import cancel_account_orders
 from derivex.core.book import order_free
@@ -39,15 +37,52 @@ from derivex.core.config import (
     P_MAX_POSITIONS,
     P_RISK_CHECKS,
 )
-from derivex.core.emit import emit
+from derivex.core.emit import (
+    accepted,
+    account_state_changed,
+    funding_paid,
+    instrument_status_changed,
+    liquidation_stage,
+    settled,
+)
 from derivex.core.fixed import mul_div_ceil, mul_div_floor
 from derivex.core.jit import kernel
+from derivex.core.layout import (
+    NIL,
+    STATUS_DONE,
+    STATUS_EVENTS,
+    Account4,
+    Account8,
+    Counter,
+    Ins4,
+    Ins8,
+    Level4,
+    Order4,
+    Order8,
+    Pos4,
+    Pos8,
+    Und8,
+)
 from derivex.core.matching import cancel_resting, match
 from derivex.core.pools import (
     hash_find,
     order_alloc,
     position_get_or_create,
     position_release_if_idle,
+)
+from derivex.core.records import (
+    SYSTEM_ACCOUNTS,
+    AccountState,
+    CommandKind,
+    IndexStatus,
+    InstrumentKind,
+    InstrumentStatus,
+    LiquidationStage,
+    OptionType,
+    OrderFlag,
+    Reason,
+    Side,
+    SystemAccount,
 )
 from derivex.core.risk import (
     exposed_to_stale_index,
@@ -58,12 +93,9 @@ from derivex.core.risk import (
 )
 
 PPM = 1_000_000
+FUND = SystemAccount.INSURANCE_FUND  # the member itself (not a copy of its value)
 PPB = 1_000_000_000
-FUND = 1  # SystemAccount.INSURANCE_FUND
 NS_PER_MS = 1_000_000
-IN_LIQUIDATION = 1
-BANKRUPT = 2
-NORMAL = 0
 
 PHASE_EXPIRY = 1
 PHASE_FUNDING = 2
@@ -77,22 +109,9 @@ PHASE_UNWIND = 4
 
 
 @kernel
-def _event(ev, n, seq, kind, account, instrument, price, qty, a, b):
-    n = emit(ev, n, seq, kind, K.K_TIME, 0, 0, 0, 0, account, instrument, 0, price, qty, a)
-    ev[n - 1]["b"] = b
-    return n
-
-
-@kernel
-def _stage(ev, n, seq, account, instrument, stage, price, qty, money):
-    """LIQUIDATION event: status (a) = stage, b = money."""
-    return _event(ev, n, seq, K.E_LIQUIDATION, account, instrument, price, qty, stage, money)
-
-
-@kernel
 def _set_state(st, ev, n, seq, account, state):
-    st.acc_i4[account, L.A_STATE] = state
-    return _event(ev, n, seq, K.E_ACCOUNT_STATE, account, 0, 0, 0, state, 0)
+    st.acc_i4[account, Account4.STATE] = state
+    return account_state_changed(ev, n, seq, CommandKind.TIME, account, state)
 
 
 @kernel
@@ -104,11 +123,11 @@ def _position_of(st, account, instrument):
 def _holders(st, instrument):
     """Number of accounts with a non-zero position in ``instrument``."""
     count = 0
-    for position in range(st.counters[L.C_POSITION_HWM]):
+    for position in range(st.counters[Counter.POSITION_HWM]):
         if (
-            st.pos_i4[position, L.S_LIVE] == 1
-            and st.pos_i4[position, L.S_INSTRUMENT] == instrument
-            and st.pos_i8[position, L.S_QTY] != 0
+            st.pos_i4[position, Pos4.LIVE] == 1
+            and st.pos_i4[position, Pos4.INSTRUMENT] == instrument
+            and st.pos_i8[position, Pos8.QTY] != 0
         ):
             count += 1
     return count
@@ -116,7 +135,7 @@ def _holders(st, instrument):
 
 @kernel
 def _move(st, account, amount):
-    st.acc_i8[account, L.A_BALANCE] += amount
+    st.acc_i8[account, Account8.BALANCE] += amount
 
 
 @kernel
@@ -124,12 +143,12 @@ def transfer(st, instrument, seller_position, buyer_account, qty, price):
     """Move ``qty`` lots of ``instrument`` from the seller's position to ``buyer_account`` at
     ``price`` with no fee (a takeover or a deleveraging). Returns the buyer's position."""
     buyer = position_get_or_create(st, buyer_account, instrument)
-    value = price * st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    value = price * st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     risk_out(st, seller_position)
-    settle_fill_side(st, instrument, seller_position, K.SELL, qty, value, 0)
+    settle_fill_side(st, instrument, seller_position, Side.SELL, qty, value, 0)
     risk_in(st, seller_position, -qty, 0, 0)
     risk_out(st, buyer)
-    settle_fill_side(st, instrument, buyer, K.BUY, qty, value, 0)
+    settle_fill_side(st, instrument, buyer, Side.BUY, qty, value, 0)
     risk_in(st, buyer, qty, 0, 0)
     return buyer
 
@@ -144,7 +163,7 @@ def transfer_signed(st, instrument, from_position, to_account, qty, price):
         to = transfer(st, instrument, from_position, to_account, qty, price)
     else:
         to = position_get_or_create(st, to_account, instrument)
-        transfer(st, instrument, to, st.pos_i4[from_position, L.S_ACCOUNT], -qty, price)
+        transfer(st, instrument, to, st.pos_i4[from_position, Pos4.ACCOUNT], -qty, price)
     position_release_if_idle(st, to)
     position_release_if_idle(st, from_position)
 
@@ -159,8 +178,8 @@ def twap(st, underlying, start, end):
     """Time-weighted average of the sequenced index over ``[start, end]`` (the index holds
     its value until the next update); 0 if no update at or before ``end``."""
     history = st.params[P_INDEX_HISTORY]
-    head = st.und_i8[underlying, L.U_HIST_HEAD]
-    length = st.und_i8[underlying, L.U_HIST_LEN]
+    head = st.und_i8[underlying, Und8.HIST_HEAD]
+    length = st.und_i8[underlying, Und8.HIST_LEN]
     total = 0
     span = 0
     level = 0
@@ -200,63 +219,48 @@ def _settle_option(st, ev, n, seq, instrument, price):
         row = instrument * 2 + side
         while st.ladder_len[row] > 0:
             level = st.ladder_level[row, st.ladder_len[row] - 1]
-            slot = st.lvl_i4[level, L.L_HEAD]
+            slot = st.lvl_i4[level, Level4.HEAD]
             n, position = cancel_resting(
-                st, ev, n, seq, K.K_TIME, slot, instrument, side, K.R_CANCEL_EXPIRED, 0
+                st, ev, n, seq, CommandKind.TIME, slot, instrument, side, Reason.CANCEL_EXPIRED, 0
             )
             position_release_if_idle(st, position)
-    strike = st.ins_i8[instrument, L.I_STRIKE]
-    if st.ins_i4[instrument, L.I_OPTION_TYPE] == K.CALL:
+    strike = st.ins_i8[instrument, Ins8.STRIKE]
+    if st.ins_i4[instrument, Ins4.OPTION_TYPE] == OptionType.CALL:
         payoff = price - strike
     else:
         payoff = strike - price
     if payoff < 0:
         payoff = 0
-    payoff *= st.ins_i8[instrument, L.I_CONTRACT_VALUE]
-    for account in range(st.counters[L.C_ACCOUNT_HWM]):
+    payoff *= st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
+    for account in range(st.counters[Counter.ACCOUNT_HWM]):
         position = _position_of(st, account, instrument)
-        if position == L.NIL:
+        if position == NIL:
             continue
-        q = st.pos_i8[position, L.S_QTY]
+        q = st.pos_i8[position, Pos8.QTY]
         if q == 0:
             continue
         risk_out(st, position)
         cash = q * payoff
         _move(st, account, cash)
-        st.pos_i8[position, L.S_QTY] = 0
-        st.pos_i8[position, L.S_BASIS] = 0
+        st.pos_i8[position, Pos8.QTY] = 0
+        st.pos_i8[position, Pos8.BASIS] = 0
         risk_in(st, position, -q, 0, 0)
-        n = _event(
+        n = settled(
             ev,
             n,
             seq,
-            K.E_SETTLEMENT,
             account,
             instrument,
             price,
             q,
             cash,
-            st.acc_i8[account, L.A_BALANCE],
+            st.acc_i8[account, Account8.BALANCE],
         )
         position_release_if_idle(st, position)
-    st.ins_i4[instrument, L.I_STATUS] = K.SETTLED
-    st.ins_i8[instrument, L.I_SETTLEMENT] = price
-    return emit(
-        ev,
-        n,
-        seq,
-        K.E_INSTRUMENT_STATUS,
-        K.K_TIME,
-        0,
-        0,
-        0,
-        0,
-        0,
-        instrument,
-        0,
-        price,
-        0,
-        K.SETTLED,
+    st.ins_i4[instrument, Ins4.STATUS] = InstrumentStatus.SETTLED
+    st.ins_i8[instrument, Ins8.SETTLEMENT] = price
+    return instrument_status_changed(
+        ev, n, seq, CommandKind.TIME, instrument, price, InstrumentStatus.SETTLED
     )
 
 
@@ -265,18 +269,18 @@ def expire(st, ev, n, seq, now):
     """Phase 1: settle every option whose expiry has come. Returns (n, instrument to resume
     at or -1 when done, events needed)."""
     twap_ns = st.params[P_EXPIRY_TWAP_MS] * NS_PER_MS
-    for instrument in range(st.counters[L.C_TIME_CURSOR], st.counters[L.C_INSTRUMENT_HWM]):
-        if st.ins_i4[instrument, L.I_KIND] != K.OPTION:
+    for instrument in range(st.counters[Counter.TIME_CURSOR], st.counters[Counter.INSTRUMENT_HWM]):
+        if st.ins_i4[instrument, Ins4.KIND] != InstrumentKind.OPTION:
             continue
-        if st.ins_i4[instrument, L.I_STATUS] == K.SETTLED:
+        if st.ins_i4[instrument, Ins4.STATUS] == InstrumentStatus.SETTLED:
             continue
-        expiry = st.ins_i8[instrument, L.I_EXPIRY]
+        expiry = st.ins_i8[instrument, Ins8.EXPIRY]
         if expiry > now:
             continue
-        price = twap(st, st.ins_i4[instrument, L.I_UNDERLYING], expiry - twap_ns, expiry)
+        price = twap(st, st.ins_i4[instrument, Ins4.UNDERLYING], expiry - twap_ns, expiry)
         if price <= 0:
             continue  # no index yet: settles at a later TIME
-        need = 4 + st.ins_i4[instrument, L.I_RESTING] + _holders(st, instrument)
+        need = 4 + st.ins_i4[instrument, Ins4.RESTING] + _holders(st, instrument)
         if n + need > ev.shape[0]:
             return n, instrument, need
         n = _settle_option(st, ev, n, seq, instrument, price)
@@ -315,7 +319,7 @@ def _clamp(value, limit):
 @kernel
 def _cap(st, instrument):
     """The instrument's funding cap (SET_INSTRUMENT), else the configured one."""
-    cap = st.ins_i8[instrument, L.I_FUNDING_CAP]
+    cap = st.ins_i8[instrument, Ins8.FUNDING_CAP]
     return cap if cap > 0 else st.params[P_FUNDING_CAP_PPB]
 
 
@@ -324,15 +328,15 @@ def _pay_funding(st, ev, n, seq, instrument, rate, elapsed_ms, index):
     """Every holder pays (rounded up) or receives (rounded down) |q| x index x cv x rate x
     elapsed / period; the rounding residue goes to the insurance fund."""
     period = st.params[P_FUNDING_PERIOD_MS]
-    cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    cv = st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     size = rate if rate >= 0 else -rate
     paid = 0
     received = 0
-    for account in range(K.SYSTEM_ACCOUNTS, st.counters[L.C_ACCOUNT_HWM]):
+    for account in range(SYSTEM_ACCOUNTS, st.counters[Counter.ACCOUNT_HWM]):
         position = _position_of(st, account, instrument)
-        if position == L.NIL:
+        if position == NIL:
             continue
-        q = st.pos_i8[position, L.S_QTY]
+        q = st.pos_i8[position, Pos8.QTY]
         if q == 0:
             continue
         value = (q if q > 0 else -q) * index * cv
@@ -344,23 +348,30 @@ def _pay_funding(st, ev, n, seq, instrument, rate, elapsed_ms, index):
             amount = mul_div_floor(mul_div_floor(value, size, PPB), elapsed_ms, period)
             received += amount
         _move(st, account, amount)
-        n = _event(
+        n = funding_paid(
             ev,
             n,
             seq,
-            K.E_FUNDING,
             account,
             instrument,
             rate,
             q,
             amount,
-            st.acc_i8[account, L.A_BALANCE],
+            st.acc_i8[account, Account8.BALANCE],
         )
     residue = paid - received
     _move(st, FUND, residue)
-    st.ins_i8[instrument, L.I_FUNDING_RATE] = rate
-    return _event(
-        ev, n, seq, K.E_FUNDING, FUND, instrument, rate, 0, residue, st.acc_i8[FUND, L.A_BALANCE]
+    st.ins_i8[instrument, Ins8.FUNDING_RATE] = rate
+    return funding_paid(
+        ev,
+        n,
+        seq,
+        FUND,
+        instrument,
+        rate,
+        0,
+        residue,
+        st.acc_i8[FUND, Account8.BALANCE],
     )
 
 
@@ -369,15 +380,15 @@ def fund(st, ev, n, seq, now):
     """Phase 2: accrue (continuous) or settle at interval ends (interval) the funding of every
     perpetual. Returns (n, instrument to resume at or -1, events needed)."""
     period = st.params[P_FUNDING_PERIOD_MS]
-    for instrument in range(st.counters[L.C_TIME_CURSOR], st.counters[L.C_INSTRUMENT_HWM]):
-        if st.ins_i4[instrument, L.I_KIND] != K.PERPETUAL:
+    for instrument in range(st.counters[Counter.TIME_CURSOR], st.counters[Counter.INSTRUMENT_HWM]):
+        if st.ins_i4[instrument, Ins4.KIND] != InstrumentKind.PERPETUAL:
             continue
-        underlying = st.ins_i4[instrument, L.I_UNDERLYING]
-        index = st.und_i8[underlying, L.U_INDEX]
-        mark = st.ins_i8[instrument, L.I_MARK]
-        last = st.ins_i8[instrument, L.I_FUNDING_TS]
-        if last == 0 or st.und_i8[underlying, L.U_STATUS] != K.INDEX_VALID or mark <= 0:
-            st.ins_i8[instrument, L.I_FUNDING_TS] = now  # starts, or pauses while stale
+        underlying = st.ins_i4[instrument, Ins4.UNDERLYING]
+        index = st.und_i8[underlying, Und8.INDEX]
+        mark = st.ins_i8[instrument, Ins8.MARK]
+        last = st.ins_i8[instrument, Ins8.FUNDING_TS]
+        if last == 0 or st.und_i8[underlying, Und8.STATUS] != IndexStatus.VALID or mark <= 0:
+            st.ins_i8[instrument, Ins8.FUNDING_TS] = now  # starts, or pauses while stale
             continue
         elapsed = (now - last) // NS_PER_MS
         if elapsed <= 0:
@@ -397,29 +408,29 @@ def fund(st, ev, n, seq, now):
                     return n, instrument, need
             if elapsed > period:
                 elapsed = period  # a long gap accrues at most one period
-            st.ins_i8[instrument, L.I_FUNDING_TS] = now
-            st.ins_i8[instrument, L.I_FUNDING_RATE] = rate
+            st.ins_i8[instrument, Ins8.FUNDING_TS] = now
+            st.ins_i8[instrument, Ins8.FUNDING_RATE] = rate
             if rate != 0:
                 n = _pay_funding(st, ev, n, seq, instrument, rate, elapsed, index)
             continue
         # interval mode: time-weighted premium over the interval, settled at its end
-        done = st.ins_i8[instrument, L.I_PREMIUM_MS]
+        done = st.ins_i8[instrument, Ins8.PREMIUM_MS]
         step = elapsed if done + elapsed <= period else period - done
         if done + elapsed >= period:
             need = 2 + _holders(st, instrument)
             if n + need > ev.shape[0]:
                 return n, instrument, need
-        st.ins_i8[instrument, L.I_PREMIUM_ACC] += premium * step
-        st.ins_i8[instrument, L.I_PREMIUM_MS] = done + step
-        st.ins_i8[instrument, L.I_FUNDING_TS] = now
+        st.ins_i8[instrument, Ins8.PREMIUM_ACC] += premium * step
+        st.ins_i8[instrument, Ins8.PREMIUM_MS] = done + step
+        st.ins_i8[instrument, Ins8.FUNDING_TS] = now
         if done + elapsed >= period:
-            average = st.ins_i8[instrument, L.I_PREMIUM_ACC] // period
+            average = st.ins_i8[instrument, Ins8.PREMIUM_ACC] // period
             rate = average + _clamp(
                 st.params[P_FUNDING_INTEREST_PPB] - average, st.params[P_FUNDING_CLAMP_PPB]
             )
             rate = _clamp(rate, _cap(st, instrument))
-            st.ins_i8[instrument, L.I_PREMIUM_ACC] = 0
-            st.ins_i8[instrument, L.I_PREMIUM_MS] = 0
+            st.ins_i8[instrument, Ins8.PREMIUM_ACC] = 0
+            st.ins_i8[instrument, Ins8.PREMIUM_MS] = 0
             n = _pay_funding(st, ev, n, seq, instrument, rate, period, index)
     return n, -1, 0
 
@@ -433,19 +444,19 @@ def fund(st, ev, n, seq, now):
 def _first_position(st, account):
     """The position a liquidation round works on: perpetuals first, then options, lowest
     instrument id first; NIL when flat."""
-    best = L.NIL
+    best = NIL
     best_key = np.int64(0)
-    position = st.acc_i4[account, L.A_POSITION_HEAD]
-    while position != L.NIL:
-        if st.pos_i8[position, L.S_QTY] != 0:
-            instrument = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
+    position = st.acc_i4[account, Account4.POSITION_HEAD]
+    while position != NIL:
+        if st.pos_i8[position, Pos8.QTY] != 0:
+            instrument = np.int64(st.pos_i4[position, Pos4.INSTRUMENT])
             key = instrument
-            if st.ins_i4[instrument, L.I_KIND] != K.PERPETUAL:
+            if st.ins_i4[instrument, Ins4.KIND] != InstrumentKind.PERPETUAL:
                 key += 1 << 40
-            if best == L.NIL or key < best_key:
+            if best == NIL or key < best_key:
                 best = position
                 best_key = key
-        position = st.pos_i4[position, L.S_NEXT]
+        position = st.pos_i4[position, Pos4.NEXT]
     return best
 
 
@@ -453,10 +464,10 @@ def _first_position(st, account):
 def bankruptcy_price(st, instrument, q, equity):
     """Price at which closing all ``q`` lots leaves the account's equity at zero, on the tick
     grid against the account (up for a sale, down for a purchase), within (0, max]."""
-    mark = st.ins_i8[instrument, L.I_MARK]
-    cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
-    tick = st.ins_i8[instrument, L.I_TICK]
-    top = st.ins_i8[instrument, L.I_MAX_PRICE] // tick * tick
+    mark = st.ins_i8[instrument, Ins8.MARK]
+    cv = st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
+    tick = st.ins_i8[instrument, Ins8.TICK]
+    top = st.ins_i8[instrument, Ins8.MAX_PRICE] // tick * tick
     size = q if q > 0 else -q
     unit = size * cv
     if q > 0:
@@ -478,7 +489,7 @@ def _step_lots(st, instrument, q):
     """Lots one liquidation step closes of a position of ``q``: ``liquidation_step_ppm`` of
     it, rounded up to the lot step, at most all of it."""
     size = q if q > 0 else -q
-    step = st.ins_i8[instrument, L.I_MIN_LOTS]
+    step = st.ins_i8[instrument, Ins8.MIN_LOTS]
     lots = mul_div_ceil(size, st.params[P_LIQUIDATION_STEP_PPM], PPM)
     lots = -((-lots) // step) * step
     return lots if lots < size else size
@@ -488,17 +499,29 @@ def _step_lots(st, instrument, q):
 def _through_book(st, ev, n, seq, account, position, instrument, side, qty, limit):
     """An engine IOC order closing up to ``qty`` lots no worse than ``limit`` (no gas)."""
     slot = order_alloc(st)
-    st.ord_i8[slot, L.O_PRICE] = limit
-    st.ord_i8[slot, L.O_QTY] = qty
-    st.ord_i4[slot, L.O_POSITION] = position
-    st.ord_i4[slot, L.O_META] = side | (K.REDUCE_ONLY << 1)
+    st.ord_i8[slot, Order8.PRICE_TICKS] = limit
+    st.ord_i8[slot, Order8.QTY_LOTS] = qty
+    st.ord_i4[slot, Order4.POSITION] = position
+    st.ord_i4[slot, Order4.META] = side | (OrderFlag.REDUCE_ONLY << 1)
     st.ord_label[slot] = 0
-    gas = st.acc_i8[account, L.A_GAS]
-    st.acc_i8[account, L.A_GAS] = 1 << 62
+    gas = st.acc_i8[account, Account8.GAS]
+    st.acc_i8[account, Account8.GAS] = 1 << 62
     n, rem, _ = match(
-        st, ev, n, seq, K.K_TIME, instrument, side, limit, False, qty, slot, position, account
+        st,
+        ev,
+        n,
+        seq,
+        CommandKind.TIME,
+        instrument,
+        side,
+        limit,
+        False,
+        qty,
+        slot,
+        position,
+        account,
     )
-    st.acc_i8[account, L.A_GAS] = gas
+    st.acc_i8[account, Account8.GAS] = gas
     order_free(st, slot)
     position_release_if_idle(st, position)  # closed flat: the slot goes back to the pool
     return n, qty - rem
@@ -508,10 +531,10 @@ def _through_book(st, ev, n, seq, account, position, instrument, side, qty, limi
 def _adl_score(st, position, account):
     """BitMEX ranking: PnL% x effective leverage if in profit, PnL% / leverage if not
     (ppm fixed point, integer approximations)."""
-    instrument = st.pos_i4[position, L.S_INSTRUMENT]
-    q = st.pos_i8[position, L.S_QTY]
-    basis = st.pos_i8[position, L.S_BASIS]
-    value = q * st.ins_i8[instrument, L.I_MARK] * st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+    q = st.pos_i8[position, Pos8.QTY]
+    basis = st.pos_i8[position, Pos8.BASIS]
+    value = q * st.ins_i8[instrument, Ins8.MARK] * st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     pnl = value - basis
     scale = (basis if basis > 0 else -basis) // PPM + 1
     pnl_ppm = _clamp(pnl // scale, PPB)
@@ -531,15 +554,15 @@ def _adl_score(st, position, account):
 def _deleverage(st, ev, n, seq, account, position, instrument, price):
     """Close the position against the best-ranked opposite positions at ``price``; returns
     (n, lots left)."""
-    q = st.pos_i8[position, L.S_QTY]
+    q = st.pos_i8[position, Pos8.QTY]
     count = 0
-    for other in range(K.SYSTEM_ACCOUNTS, st.counters[L.C_ACCOUNT_HWM]):
+    for other in range(SYSTEM_ACCOUNTS, st.counters[Counter.ACCOUNT_HWM]):
         if other == account:
             continue
         theirs = _position_of(st, other, instrument)
-        if theirs == L.NIL:
+        if theirs == NIL:
             continue
-        their_q = st.pos_i8[theirs, L.S_QTY]
+        their_q = st.pos_i8[theirs, Pos8.QTY]
         if their_q == 0 or (their_q > 0) == (q > 0):
             continue
         st.scan_used[other] = _adl_score(st, theirs, other)
@@ -562,14 +585,18 @@ def _deleverage(st, ev, n, seq, account, position, instrument, price):
         st.scan_accounts[pick] = st.scan_accounts[count]
         st.scan_used[other] = 0  # the scan's scratch is zero outside a scan
         theirs = _position_of(st, other, instrument)
-        their_q = st.pos_i8[theirs, L.S_QTY]
+        their_q = st.pos_i8[theirs, Pos8.QTY]
         lots = their_q if their_q > 0 else -their_q
         if lots > left:
             lots = left
         transfer_signed(st, instrument, position, other, lots if q > 0 else -lots, price)
         left -= lots
-        n = _stage(ev, n, seq, account, instrument, K.LIQ_AUTO_DELEVERAGE, price, lots, other)
-        n = _stage(ev, n, seq, other, instrument, K.LIQ_AUTO_DELEVERAGE, price, lots, account)
+        n = liquidation_stage(
+            ev, n, seq, account, instrument, LiquidationStage.AUTO_DELEVERAGE, price, lots, other
+        )
+        n = liquidation_stage(
+            ev, n, seq, other, instrument, LiquidationStage.AUTO_DELEVERAGE, price, lots, account
+        )
     for k in range(count):
         st.scan_used[st.scan_accounts[k]] = 0
     return n, left
@@ -579,26 +606,26 @@ def _deleverage(st, ev, n, seq, account, position, instrument, price):
 def _socialise(st, ev, n, seq):
     """Spread a negative insurance fund balance over the positive balances of user accounts,
     pro rata (floor), the rounding remainder on the largest (lowest id on ties)."""
-    deficit = -st.acc_i8[FUND, L.A_BALANCE]
+    deficit = -st.acc_i8[FUND, Account8.BALANCE]
     if deficit <= 0:
         return n
     total = 0
     largest = -1
-    for account in range(K.SYSTEM_ACCOUNTS, st.counters[L.C_ACCOUNT_HWM]):
-        balance = st.acc_i8[account, L.A_BALANCE]
+    for account in range(SYSTEM_ACCOUNTS, st.counters[Counter.ACCOUNT_HWM]):
+        balance = st.acc_i8[account, Account8.BALANCE]
         if balance > 0:
             total += balance
-            if largest < 0 or balance > st.acc_i8[largest, L.A_BALANCE]:
+            if largest < 0 or balance > st.acc_i8[largest, Account8.BALANCE]:
                 largest = account
     if total <= 0:
-        st.counters[L.C_BAD_DEBT] += deficit
-        return _stage(ev, n, seq, FUND, 0, K.LIQ_SOCIALISED, 0, 0, -deficit)
+        st.counters[Counter.BAD_DEBT] += deficit
+        return liquidation_stage(ev, n, seq, FUND, 0, LiquidationStage.SOCIALISED, 0, 0, -deficit)
     if deficit > total:
-        st.counters[L.C_BAD_DEBT] += deficit - total
+        st.counters[Counter.BAD_DEBT] += deficit - total
         deficit = total
     charged = 0
-    for account in range(K.SYSTEM_ACCOUNTS, st.counters[L.C_ACCOUNT_HWM]):
-        balance = st.acc_i8[account, L.A_BALANCE]
+    for account in range(SYSTEM_ACCOUNTS, st.counters[Counter.ACCOUNT_HWM]):
+        balance = st.acc_i8[account, Account8.BALANCE]
         if balance <= 0:
             continue
         share = _share(balance, deficit, total)
@@ -607,10 +634,10 @@ def _socialise(st, ev, n, seq):
         if share > 0:
             _move(st, account, -share)
             charged += share
-            n = _stage(ev, n, seq, account, 0, K.LIQ_SOCIALISED, 0, 0, -share)
+            n = liquidation_stage(ev, n, seq, account, 0, LiquidationStage.SOCIALISED, 0, 0, -share)
     rest = deficit - charged
     _move(st, largest, -rest)
-    n = _stage(ev, n, seq, largest, 0, K.LIQ_SOCIALISED, 0, 0, -rest)
+    n = liquidation_stage(ev, n, seq, largest, 0, LiquidationStage.SOCIALISED, 0, 0, -rest)
     _move(st, FUND, deficit)
     return n
 
@@ -648,69 +675,92 @@ def _takeover(st, ev, n, seq, account):
     if ranked and fund_equity + equity < 0:
         while True:
             position = _first_position(st, account)
-            if position == L.NIL:
+            if position == NIL:
                 break
-            instrument = st.pos_i4[position, L.S_INSTRUMENT]
-            q = st.pos_i8[position, L.S_QTY]
+            instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+            q = st.pos_i8[position, Pos8.QTY]
             price = bankruptcy_price(st, instrument, q, margins(st, account)[0])
             n, left = _deleverage(st, ev, n, seq, account, position, instrument, price)
             if left > 0:
-                transfer_signed(st, instrument, position, FUND, left if q > 0 else -left, price)
-                n = _stage(ev, n, seq, account, instrument, K.LIQ_INSURANCE_FUND, price, left, 0)
+                transfer_signed(
+                    st,
+                    instrument,
+                    position,
+                    FUND,
+                    left if q > 0 else -left,
+                    price,
+                )
+                n = liquidation_stage(
+                    ev, n, seq, account, instrument, LiquidationStage.INSURANCE_FUND, price, left, 0
+                )
     while True:
         position = _first_position(st, account)
-        if position == L.NIL:
+        if position == NIL:
             break
-        instrument = st.pos_i4[position, L.S_INSTRUMENT]
-        q = st.pos_i8[position, L.S_QTY]
-        mark = st.ins_i8[instrument, L.I_MARK]
+        instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+        q = st.pos_i8[position, Pos8.QTY]
+        mark = st.ins_i8[instrument, Ins8.MARK]
         transfer_signed(st, instrument, position, FUND, q, mark)
-        n = _stage(
-            ev, n, seq, account, instrument, K.LIQ_INSURANCE_FUND, mark, q if q > 0 else -q, 0
+        n = liquidation_stage(
+            ev,
+            n,
+            seq,
+            account,
+            instrument,
+            LiquidationStage.INSURANCE_FUND,
+            mark,
+            q if q > 0 else -q,
+            0,
         )
-    balance = st.acc_i8[account, L.A_BALANCE]  # the remaining equity, + or -
+    balance = st.acc_i8[account, Account8.BALANCE]  # the remaining equity, + or -
     _move(st, account, -balance)
     _move(st, FUND, balance)
-    n = _stage(ev, n, seq, account, 0, K.LIQ_INSURANCE_FUND, 0, 0, balance)
-    if st.acc_i8[FUND, L.A_BALANCE] < 0 and not ranked:
+    n = liquidation_stage(ev, n, seq, account, 0, LiquidationStage.INSURANCE_FUND, 0, 0, balance)
+    if st.acc_i8[FUND, Account8.BALANCE] < 0 and not ranked:
         n = _socialise(st, ev, n, seq)
-    position = st.acc_i4[account, L.A_POSITION_HEAD]
-    while position != L.NIL:
-        following = st.pos_i4[position, L.S_NEXT]
+    position = st.acc_i4[account, Account4.POSITION_HEAD]
+    while position != NIL:
+        following = st.pos_i4[position, Pos4.NEXT]
         position_release_if_idle(st, position)
         position = following
-    n = _stage(ev, n, seq, account, 0, K.LIQ_ENDED, 0, 0, 0)
-    return _set_state(st, ev, n, seq, account, BANKRUPT)
+    n = liquidation_stage(ev, n, seq, account, 0, LiquidationStage.ENDED, 0, 0, 0)
+    return _set_state(st, ev, n, seq, account, AccountState.BANKRUPT)
 
 
 @kernel
 def liquidation_round(st, ev, n, seq, account):
     """One round for an account below maintenance (or already in liquidation)."""
     equity, _, mm = margins(st, account)
-    if st.acc_i4[account, L.A_STATE] != IN_LIQUIDATION:
-        n = _stage(ev, n, seq, account, 0, K.LIQ_STARTED, 0, mm, equity)
-        n = _set_state(st, ev, n, seq, account, IN_LIQUIDATION)
-        count = st.acc_i4[account, L.A_OPEN_ORDERS]
+    if st.acc_i4[account, Account4.STATE] != AccountState.IN_LIQUIDATION:
+        n = liquidation_stage(ev, n, seq, account, 0, LiquidationStage.STARTED, 0, mm, equity)
+        n = _set_state(st, ev, n, seq, account, AccountState.IN_LIQUIDATION)
+        count = st.acc_i4[account, Account4.OPEN_ORDERS]
         n = cancel_account_orders(
-            st, ev, n, seq, K.K_TIME, account, np.int64(-1), K.R_CANCEL_LIQUIDATION
+            st, ev, n, seq, CommandKind.TIME, account, np.int64(-1), Reason.CANCEL_LIQUIDATION
         )
-        n = _stage(ev, n, seq, account, 0, K.LIQ_ORDERS_CANCELLED, 0, count, 0)
+        n = liquidation_stage(
+            ev, n, seq, account, 0, LiquidationStage.ORDERS_CANCELLED, 0, count, 0
+        )
         equity, _, mm = margins(st, account)
     position = _first_position(st, account)
-    if (position == L.NIL and equity >= 0) or (position != L.NIL and equity >= mm):
-        n = _stage(ev, n, seq, account, 0, K.LIQ_ENDED, 0, mm, equity)
-        return _set_state(st, ev, n, seq, account, NORMAL)
-    if position != L.NIL and equity > 0 and st.counters[L.C_ORDERS_LIVE] < st.params[P_MAX_ORDERS]:
-        instrument = st.pos_i4[position, L.S_INSTRUMENT]
-        q = st.pos_i8[position, L.S_QTY]
+    if (position == NIL and equity >= 0) or (position != NIL and equity >= mm):
+        n = liquidation_stage(ev, n, seq, account, 0, LiquidationStage.ENDED, 0, mm, equity)
+        return _set_state(st, ev, n, seq, account, AccountState.NORMAL)
+    if (
+        position != NIL
+        and equity > 0
+        and st.counters[Counter.ORDERS_LIVE] < st.params[P_MAX_ORDERS]
+    ):
+        instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+        q = st.pos_i8[position, Pos8.QTY]
         lots = _step_lots(st, instrument, q)
         price = bankruptcy_price(st, instrument, q, equity)
-        side = K.SELL if q > 0 else K.BUY
+        side = Side.SELL if q > 0 else Side.BUY
         n, filled = _through_book(st, ev, n, seq, account, position, instrument, side, lots, price)
         if filled > 0:
-            mark = st.ins_i8[instrument, L.I_MARK]
+            mark = st.ins_i8[instrument, Ins8.MARK]
             fee = mul_div_ceil(
-                filled * mark * st.ins_i8[instrument, L.I_CONTRACT_VALUE],
+                filled * mark * st.ins_i8[instrument, Ins8.CONTRACT_VALUE],
                 st.params[P_LIQUIDATION_FEE_PPM],
                 PPM,
             )
@@ -719,15 +769,17 @@ def liquidation_round(st, ev, n, seq, account):
                 fee = left if left > 0 else 0
             _move(st, account, -fee)
             _move(st, FUND, fee)
-            n = _stage(ev, n, seq, account, instrument, K.LIQ_BOOK, price, filled, fee)
+            n = liquidation_stage(
+                ev, n, seq, account, instrument, LiquidationStage.BOOK, price, filled, fee
+            )
             equity, _, mm = margins(st, account)
             if equity >= mm:
-                n = _stage(ev, n, seq, account, 0, K.LIQ_ENDED, 0, mm, equity)
-                return _set_state(st, ev, n, seq, account, NORMAL)
+                n = liquidation_stage(ev, n, seq, account, 0, LiquidationStage.ENDED, 0, mm, equity)
+                return _set_state(st, ev, n, seq, account, AccountState.NORMAL)
             return n
     if (
         _fund_slots_needed(st, account)
-        > st.params[P_MAX_POSITIONS] - st.counters[L.C_POSITIONS_LIVE]
+        > st.params[P_MAX_POSITIONS] - st.counters[Counter.POSITIONS_LIVE]
     ):
         return n  # no position slot for the fund: the takeover waits for the next TIME
     return _takeover(st, ev, n, seq, account)
@@ -737,14 +789,14 @@ def liquidation_round(st, ev, n, seq, account):
 def _fund_slots_needed(st, account):
     """Position slots the insurance fund would need to take the account's positions."""
     need = 0
-    position = st.acc_i4[account, L.A_POSITION_HEAD]
-    while position != L.NIL:
+    position = st.acc_i4[account, Account4.POSITION_HEAD]
+    while position != NIL:
         if (
-            st.pos_i8[position, L.S_QTY] != 0
-            and _position_of(st, FUND, st.pos_i4[position, L.S_INSTRUMENT]) == L.NIL
+            st.pos_i8[position, Pos8.QTY] != 0
+            and _position_of(st, FUND, st.pos_i4[position, Pos4.INSTRUMENT]) == NIL
         ):
             need += 1
-        position = st.pos_i4[position, L.S_NEXT]
+        position = st.pos_i4[position, Pos4.NEXT]
     return need
 
 
@@ -753,16 +805,16 @@ def _round_events(st, account):
     """Worst-case events of one liquidation round of ``account``."""
     positions = 0
     resting = 0
-    position = st.acc_i4[account, L.A_POSITION_HEAD]
-    while position != L.NIL:
+    position = st.acc_i4[account, Account4.POSITION_HEAD]
+    while position != NIL:
         positions += 1
-        instrument = st.pos_i4[position, L.S_INSTRUMENT]
-        resting += st.ins_i4[instrument, L.I_RESTING]
-        position = st.pos_i4[position, L.S_NEXT]
-    socialised = st.counters[L.C_ACCOUNT_HWM] if st.params[P_ADL_MODE] != 0 else 0
+        instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+        resting += st.ins_i4[instrument, Ins4.RESTING]
+        position = st.pos_i4[position, Pos4.NEXT]
+    socialised = st.counters[Counter.ACCOUNT_HWM] if st.params[P_ADL_MODE] != 0 else 0
     return (
         24
-        + st.acc_i4[account, L.A_OPEN_ORDERS]
+        + st.acc_i4[account, Account4.OPEN_ORDERS]
         + 5 * resting
         + positions * (8 + 2 * st.params[P_ADL_MAX_COUNTERPARTIES])
         + socialised
@@ -774,13 +826,13 @@ def liquidate(st, ev, n, seq):
     """Phase 3: a round for every account below maintenance margin or in liquidation, in
     account order. Returns (n, account to resume at or -1, events needed)."""
     for account in range(
-        max(st.counters[L.C_TIME_CURSOR], K.SYSTEM_ACCOUNTS), st.counters[L.C_ACCOUNT_HWM]
+        max(st.counters[Counter.TIME_CURSOR], SYSTEM_ACCOUNTS), st.counters[Counter.ACCOUNT_HWM]
     ):
-        state = st.acc_i4[account, L.A_STATE]
-        if state != IN_LIQUIDATION:
+        state = st.acc_i4[account, Account4.STATE]
+        if state != AccountState.IN_LIQUIDATION:
             if (
-                st.acc_i4[account, L.A_POSITION_HEAD] == L.NIL
-                and st.acc_i8[account, L.A_BALANCE] >= 0
+                st.acc_i4[account, Account4.POSITION_HEAD] == NIL
+                and st.acc_i8[account, Account8.BALANCE] >= 0
             ):
                 continue
             equity, _, mm = margins(st, account)
@@ -800,28 +852,38 @@ def unwind_fund(st, ev, n, seq):
     """Phase 4: the insurance fund reduces each position it took over by one liquidation
     step through the book, no further than the market band around the mark. Returns (n,
     instrument to resume at or -1, events needed)."""
-    for instrument in range(st.counters[L.C_TIME_CURSOR], st.counters[L.C_INSTRUMENT_HWM]):
+    for instrument in range(st.counters[Counter.TIME_CURSOR], st.counters[Counter.INSTRUMENT_HWM]):
         position = _position_of(st, FUND, instrument)
-        if position == L.NIL or st.pos_i8[position, L.S_QTY] == 0:
+        if position == NIL or st.pos_i8[position, Pos8.QTY] == 0:
             continue
-        underlying = st.ins_i4[instrument, L.I_UNDERLYING]
+        underlying = st.ins_i4[instrument, Ins4.UNDERLYING]
         if (
-            st.ins_i4[instrument, L.I_STATUS] != K.ACTIVE
-            or st.und_i8[underlying, L.U_STATUS] != K.INDEX_VALID
-            or st.ins_i8[instrument, L.I_MARK] <= 0
-            or st.counters[L.C_ORDERS_LIVE] >= st.params[P_MAX_ORDERS]
+            st.ins_i4[instrument, Ins4.STATUS] != InstrumentStatus.ACTIVE
+            or st.und_i8[underlying, Und8.STATUS] != IndexStatus.VALID
+            or st.ins_i8[instrument, Ins8.MARK] <= 0
+            or st.counters[Counter.ORDERS_LIVE] >= st.params[P_MAX_ORDERS]
         ):
             continue
-        need = 12 + 5 * st.ins_i4[instrument, L.I_RESTING]
+        need = 12 + 5 * st.ins_i4[instrument, Ins4.RESTING]
         if n + need > ev.shape[0]:
             return n, instrument, need
-        q = st.pos_i8[position, L.S_QTY]
+        q = st.pos_i8[position, Pos8.QTY]
         lots = _step_lots(st, instrument, q)
-        side = K.SELL if q > 0 else K.BUY
+        side = Side.SELL if q > 0 else Side.BUY
         price = market_band_price(st, instrument, side)
         n, filled = _through_book(st, ev, n, seq, FUND, position, instrument, side, lots, price)
         if filled > 0:
-            n = _stage(ev, n, seq, FUND, instrument, K.LIQ_BOOK, price, filled, 0)
+            n = liquidation_stage(
+                ev,
+                n,
+                seq,
+                FUND,
+                instrument,
+                LiquidationStage.BOOK,
+                price,
+                filled,
+                0,
+            )
     return n, -1, 0
 
 
@@ -831,16 +893,16 @@ def time_command(st, ev, n, cmds, i):
     status, events needed)."""
     c = cmds[i]
     seq = c["seq"]
-    now = st.counters[L.C_CLOCK_NS]
-    if st.counters[L.C_TIME_PHASE] == 0:
-        n = emit(ev, n, seq, K.E_ACCEPTED, K.K_TIME, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        st.counters[L.C_TIME_PHASE] = PHASE_EXPIRY
-        st.counters[L.C_TIME_CURSOR] = 0
+    now = st.counters[Counter.CLOCK_NS]
+    if st.counters[Counter.TIME_PHASE] == 0:
+        n = accepted(ev, n, seq, CommandKind.TIME, 0, 0, 0, 0, 0)
+        st.counters[Counter.TIME_PHASE] = PHASE_EXPIRY
+        st.counters[Counter.TIME_CURSOR] = 0
     if st.params[P_RISK_CHECKS] == 0:
-        st.counters[L.C_TIME_PHASE] = 0
-        return n, L.STATUS_DONE, 0
-    while st.counters[L.C_TIME_PHASE] <= PHASE_UNWIND:
-        phase = st.counters[L.C_TIME_PHASE]
+        st.counters[Counter.TIME_PHASE] = 0
+        return n, STATUS_DONE, 0
+    while st.counters[Counter.TIME_PHASE] <= PHASE_UNWIND:
+        phase = st.counters[Counter.TIME_PHASE]
         if phase == PHASE_EXPIRY:
             n, cursor, need = expire(st, ev, n, seq, now)
         elif phase == PHASE_FUNDING:
@@ -850,9 +912,9 @@ def time_command(st, ev, n, cmds, i):
         else:
             n, cursor, need = unwind_fund(st, ev, n, seq)
         if cursor >= 0:  # out of event room: resume this phase here
-            st.counters[L.C_TIME_CURSOR] = cursor
-            return n, L.STATUS_EVENTS, need
-        st.counters[L.C_TIME_PHASE] = phase + 1
-        st.counters[L.C_TIME_CURSOR] = 0
-    st.counters[L.C_TIME_PHASE] = 0
-    return n, L.STATUS_DONE, 0
+            st.counters[Counter.TIME_CURSOR] = cursor
+            return n, STATUS_EVENTS, need
+        st.counters[Counter.TIME_PHASE] = phase + 1
+        st.counters[Counter.TIME_CURSOR] = 0
+    st.counters[Counter.TIME_PHASE] = 0
+    return n, STATUS_DONE, 0

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from derivex.core import consts as K
-from derivex.core import layout as L
 from derivex.core.config import (
     P_INDEX_HISTORY,
     P_INDEX_MIN_SOURCES,
@@ -55,9 +53,31 @@ from derivex.core.config import (
     P_SCENARIO_BASE,
     P_SCENARIOS,
 )
-from derivex.core.emit import emit
+from derivex.core.emit import accepted, index_changed, mark_changed
 from derivex.core.fixed import mul_div_ceil, mul_div_floor
 from derivex.core.jit import kernel
+from derivex.core.layout import (
+    NIL,
+    Account4,
+    Account8,
+    Counter,
+    Ins4,
+    Ins8,
+    Pos4,
+    Pos8,
+    Risk8,
+    ScenarioBlock,
+    Und8,
+)
+from derivex.core.records import (
+    CommandKind,
+    IndexStatus,
+    InstrumentKind,
+    MarginMode,
+    OptionType,
+    Reason,
+    Side,
+)
 
 PPM = 1_000_000
 
@@ -82,8 +102,8 @@ def _perp_margin(st, notional, base, step):
 
 @kernel
 def _otm_ticks(st, instrument, index):
-    strike = st.ins_i8[instrument, L.I_STRIKE]
-    if st.ins_i4[instrument, L.I_OPTION_TYPE] == K.CALL:
+    strike = st.ins_i8[instrument, Ins8.STRIKE]
+    if st.ins_i4[instrument, Ins4.OPTION_TYPE] == OptionType.CALL:
         otm = strike - index
     else:
         otm = index - strike
@@ -95,9 +115,9 @@ def std_im(st, instrument, x, mark, index):
     """Standard initial margin of a position of ``x`` lots (signed)."""
     if x == 0:
         return 0
-    cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    cv = st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     size = x if x > 0 else -x
-    if st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
+    if st.ins_i4[instrument, Ins4.KIND] == InstrumentKind.PERPETUAL:
         return _perp_margin(st, size * mark * cv, P_PERP_IM_PPM, P_PERP_TIER_IM_PPM)
     if x > 0:
         return size * mark * cv  # a long option's value is not collateral
@@ -117,9 +137,9 @@ def std_mm(st, instrument, x, mark, index):
     """Standard maintenance margin of a position of ``x`` lots (signed)."""
     if x == 0:
         return 0
-    cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    cv = st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     size = x if x > 0 else -x
-    if st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
+    if st.ins_i4[instrument, Ins4.KIND] == InstrumentKind.PERPETUAL:
         return _perp_margin(st, size * mark * cv, P_PERP_MM_PPM, P_PERP_TIER_MM_PPM)
     if x > 0:
         return size * mark * cv
@@ -129,9 +149,9 @@ def std_mm(st, instrument, x, mark, index):
 @kernel
 def pm_addon(st, instrument, x, index):
     """Portfolio-margin add-on of ``x`` lots: a minimum per net short option lot."""
-    if x >= 0 or st.ins_i4[instrument, L.I_KIND] != K.OPTION:
+    if x >= 0 or st.ins_i4[instrument, Ins4.KIND] != InstrumentKind.OPTION:
         return 0
-    cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    cv = st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     return -x * mul_div_ceil(index * cv, st.params[P_PM_SHORT_OPTION_PPM], PPM)
 
 
@@ -146,29 +166,33 @@ def _std_pair(st, instrument, q, open_buy, open_sell, mark, index):
 def contribute(st, position, mark, index, sign):
     """Add (sign +1) or remove (-1) the position's scalar margin terms at ``mark``/``index``
     to/from its account's sums."""
-    account = st.pos_i4[position, L.S_ACCOUNT]
-    instrument = st.pos_i4[position, L.S_INSTRUMENT]
-    q = st.pos_i8[position, L.S_QTY]
-    open_buy = st.pos_i8[position, L.S_OPEN_BUY]
-    open_sell = st.pos_i8[position, L.S_OPEN_SELL]
-    cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    account = st.pos_i4[position, Pos4.ACCOUNT]
+    instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+    q = st.pos_i8[position, Pos8.QTY]
+    open_buy = st.pos_i8[position, Pos8.OPEN_BUY]
+    open_sell = st.pos_i8[position, Pos8.OPEN_SELL]
+    cv = st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     r = st.acc_risk
     value = q * mark * cv
-    if st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
-        value -= st.pos_i8[position, L.S_BASIS]
-    r[account, L.R_VALUE] += sign * value
-    r[account, L.R_BID_CASH] += sign * (open_buy * mark - st.pos_i8[position, L.S_BUY_VALUE]) * cv
-    r[account, L.R_ASK_CASH] += sign * (st.pos_i8[position, L.S_SELL_VALUE] - open_sell * mark) * cv
-    if st.acc_i4[account, L.A_MARGIN_MODE] == K.PORTFOLIO:
-        if st.ins_i4[instrument, L.I_KIND] == K.OPTION:
-            r[account, L.R_ADDON_POS] += sign * pm_addon(st, instrument, q, index)
-            r[account, L.R_ADDON_BID] += sign * pm_addon(st, instrument, q + open_buy, index)
-            r[account, L.R_ADDON_ASK] += sign * pm_addon(st, instrument, q - open_sell, index)
+    if st.ins_i4[instrument, Ins4.KIND] == InstrumentKind.PERPETUAL:
+        value -= st.pos_i8[position, Pos8.BASIS]
+    r[account, Risk8.VALUE] += sign * value
+    r[account, Risk8.BID_CASH] += (
+        sign * (open_buy * mark - st.pos_i8[position, Pos8.BUY_VALUE]) * cv
+    )
+    r[account, Risk8.ASK_CASH] += (
+        sign * (st.pos_i8[position, Pos8.SELL_VALUE] - open_sell * mark) * cv
+    )
+    if st.acc_i4[account, Account4.MARGIN_MODE] == MarginMode.PORTFOLIO:
+        if st.ins_i4[instrument, Ins4.KIND] == InstrumentKind.OPTION:
+            r[account, Risk8.ADDON_POS] += sign * pm_addon(st, instrument, q, index)
+            r[account, Risk8.ADDON_BID] += sign * pm_addon(st, instrument, q + open_buy, index)
+            r[account, Risk8.ADDON_ASK] += sign * pm_addon(st, instrument, q - open_sell, index)
     else:
-        r[account, L.R_STD_IM] += sign * _std_pair(
+        r[account, Risk8.STD_IM] += sign * _std_pair(
             st, instrument, q, open_buy, open_sell, mark, index
         )
-        r[account, L.R_STD_MM] += sign * std_mm(st, instrument, q, mark, index)
+        r[account, Risk8.STD_MM] += sign * std_mm(st, instrument, q, mark, index)
 
 
 @kernel
@@ -193,8 +217,10 @@ def risk_out(st, position):
     """Before a position's quantity, entry value or resting orders change."""
     if st.params[P_RISK_CHECKS] == 0:
         return
-    instrument = st.pos_i4[position, L.S_INSTRUMENT]
-    contribute(st, position, st.ins_i8[instrument, L.I_MARK], st.ins_i8[instrument, L.I_INDEX], -1)
+    instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+    contribute(
+        st, position, st.ins_i8[instrument, Ins8.MARK], st.ins_i8[instrument, Ins8.INDEX], -1
+    )
 
 
 @kernel
@@ -203,10 +229,10 @@ def risk_in(st, position, dq, dbuy, dsell):
     of quantity ``dq`` and of resting lots ``dbuy``/``dsell``."""
     if st.params[P_RISK_CHECKS] == 0:
         return
-    instrument = st.pos_i4[position, L.S_INSTRUMENT]
-    contribute(st, position, st.ins_i8[instrument, L.I_MARK], st.ins_i8[instrument, L.I_INDEX], 1)
-    account = st.pos_i4[position, L.S_ACCOUNT]
-    if st.acc_i4[account, L.A_MARGIN_MODE] == K.PORTFOLIO:
+    instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+    contribute(st, position, st.ins_i8[instrument, Ins8.MARK], st.ins_i8[instrument, Ins8.INDEX], 1)
+    account = st.pos_i4[position, Pos4.ACCOUNT]
+    if st.acc_i4[account, Account4.MARGIN_MODE] == MarginMode.PORTFOLIO:
         _vectors(st, account, st.ins_arr[instrument], dq, dbuy, dsell)
 
 
@@ -251,18 +277,22 @@ def _cash_need(cash):
 def margins(st, account):
     """``(equity, initial margin, maintenance margin)`` of an account, in collateral units."""
     r = st.acc_risk
-    equity = st.acc_i8[account, L.A_BALANCE] + r[account, L.R_VALUE]
-    bid_need = _cash_need(r[account, L.R_BID_CASH])
-    ask_need = _cash_need(r[account, L.R_ASK_CASH])
-    if st.acc_i4[account, L.A_MARGIN_MODE] == K.PORTFOLIO:
-        im_bid = _worst(st, account, L.V_BID, -1, 0) + r[account, L.R_ADDON_BID] + bid_need
-        im_ask = _worst(st, account, L.V_ASK, -1, 0) + r[account, L.R_ADDON_ASK] + ask_need
+    equity = st.acc_i8[account, Account8.BALANCE] + r[account, Risk8.VALUE]
+    bid_need = _cash_need(r[account, Risk8.BID_CASH])
+    ask_need = _cash_need(r[account, Risk8.ASK_CASH])
+    if st.acc_i4[account, Account4.MARGIN_MODE] == MarginMode.PORTFOLIO:
+        im_bid = (
+            _worst(st, account, ScenarioBlock.BID, -1, 0) + r[account, Risk8.ADDON_BID] + bid_need
+        )
+        im_ask = (
+            _worst(st, account, ScenarioBlock.ASK, -1, 0) + r[account, Risk8.ADDON_ASK] + ask_need
+        )
         im = im_bid if im_bid > im_ask else im_ask
-        held = _worst(st, account, 0, -1, 0) + r[account, L.R_ADDON_POS]
+        held = _worst(st, account, 0, -1, 0) + r[account, Risk8.ADDON_POS]
         mm = mul_div_ceil(held, st.params[P_PM_MM_PPM], PPM)
     else:
-        im = r[account, L.R_STD_IM] + (bid_need if bid_need > ask_need else ask_need)
-        mm = r[account, L.R_STD_MM]
+        im = r[account, Risk8.STD_IM] + (bid_need if bid_need > ask_need else ask_need)
+        mm = r[account, Risk8.STD_MM]
     return equity, im, mm
 
 
@@ -271,46 +301,46 @@ def initial_margin_after(st, account, instrument, position, side, dq, dvalue):
     """Initial margin if ``dq`` more lots worth ``dvalue`` ticks x lots rested on ``side`` of
     ``instrument`` (``position`` may be NIL: nothing held yet). Nothing is changed."""
     r = st.acc_risk
-    mark = st.ins_i8[instrument, L.I_MARK]
-    index = st.ins_i8[instrument, L.I_INDEX]
-    cv = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    mark = st.ins_i8[instrument, Ins8.MARK]
+    index = st.ins_i8[instrument, Ins8.INDEX]
+    cv = st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     q = 0
     open_buy = 0
     open_sell = 0
-    if position != L.NIL:
-        q = st.pos_i8[position, L.S_QTY]
-        open_buy = st.pos_i8[position, L.S_OPEN_BUY]
-        open_sell = st.pos_i8[position, L.S_OPEN_SELL]
-    bid_cash = r[account, L.R_BID_CASH]
-    ask_cash = r[account, L.R_ASK_CASH]
-    if side == K.BUY:
+    if position != NIL:
+        q = st.pos_i8[position, Pos8.QTY]
+        open_buy = st.pos_i8[position, Pos8.OPEN_BUY]
+        open_sell = st.pos_i8[position, Pos8.OPEN_SELL]
+    bid_cash = r[account, Risk8.BID_CASH]
+    ask_cash = r[account, Risk8.ASK_CASH]
+    if side == Side.BUY:
         bid_cash += (dq * mark - dvalue) * cv
     else:
         ask_cash += (dvalue - dq * mark) * cv
     bid_need = _cash_need(bid_cash)
     ask_need = _cash_need(ask_cash)
-    if st.acc_i4[account, L.A_MARGIN_MODE] == K.PORTFOLIO:
-        addon_bid = r[account, L.R_ADDON_BID]
-        addon_ask = r[account, L.R_ADDON_ASK]
-        if side == K.BUY:
+    if st.acc_i4[account, Account4.MARGIN_MODE] == MarginMode.PORTFOLIO:
+        addon_bid = r[account, Risk8.ADDON_BID]
+        addon_ask = r[account, Risk8.ADDON_ASK]
+        if side == Side.BUY:
             addon_bid += pm_addon(st, instrument, q + open_buy + dq, index) - pm_addon(
                 st, instrument, q + open_buy, index
             )
-            im_bid = _worst(st, account, L.V_BID, instrument, dq) + addon_bid + bid_need
-            im_ask = _worst(st, account, L.V_ASK, -1, 0) + addon_ask + ask_need
+            im_bid = _worst(st, account, ScenarioBlock.BID, instrument, dq) + addon_bid + bid_need
+            im_ask = _worst(st, account, ScenarioBlock.ASK, -1, 0) + addon_ask + ask_need
         else:
             addon_ask += pm_addon(st, instrument, q - open_sell - dq, index) - pm_addon(
                 st, instrument, q - open_sell, index
             )
-            im_bid = _worst(st, account, L.V_BID, -1, 0) + addon_bid + bid_need
-            im_ask = _worst(st, account, L.V_ASK, instrument, -dq) + addon_ask + ask_need
+            im_bid = _worst(st, account, ScenarioBlock.BID, -1, 0) + addon_bid + bid_need
+            im_ask = _worst(st, account, ScenarioBlock.ASK, instrument, -dq) + addon_ask + ask_need
         return im_bid if im_bid > im_ask else im_ask
     old = _std_pair(st, instrument, q, open_buy, open_sell, mark, index)
-    if side == K.BUY:
+    if side == Side.BUY:
         new = _std_pair(st, instrument, q, open_buy + dq, open_sell, mark, index)
     else:
         new = _std_pair(st, instrument, q, open_buy, open_sell + dq, mark, index)
-    return r[account, L.R_STD_IM] - old + new + (bid_need if bid_need > ask_need else ask_need)
+    return r[account, Risk8.STD_IM] - old + new + (bid_need if bid_need > ask_need else ask_need)
 
 
 @kernel
@@ -318,35 +348,35 @@ def margin_reason(st, account, instrument, position, side, dq, dvalue):
     """INSUFFICIENT_MARGIN if resting ``dq`` more lots worth ``dvalue`` would leave initial
     margin above equity and raise it; OK otherwise (risk-reducing orders always pass)."""
     if st.params[P_RISK_CHECKS] == 0:
-        return K.R_OK
+        return Reason.OK
     equity, im, _ = margins(st, account)
     after = initial_margin_after(st, account, instrument, position, side, dq, dvalue)
     if after > equity and after > im:
-        return K.R_INSUFFICIENT_MARGIN
-    return K.R_OK
+        return Reason.INSUFFICIENT_MARGIN
+    return Reason.OK
 
 
 @kernel
 def market_reason(st, instrument, reduce_only):
     """NO_MARK / INDEX_STALE gate for orders on ``instrument`` (risk checks on)."""
     if st.params[P_RISK_CHECKS] == 0:
-        return K.R_OK
-    if st.ins_i8[instrument, L.I_MARK] <= 0:
-        return K.R_NO_MARK
-    underlying = st.ins_i4[instrument, L.I_UNDERLYING]
-    if st.und_i8[underlying, L.U_STATUS] != K.INDEX_VALID and not reduce_only:
-        return K.R_INDEX_STALE
-    return K.R_OK
+        return Reason.OK
+    if st.ins_i8[instrument, Ins8.MARK] <= 0:
+        return Reason.NO_MARK
+    underlying = st.ins_i4[instrument, Ins4.UNDERLYING]
+    if st.und_i8[underlying, Und8.STATUS] != IndexStatus.VALID and not reduce_only:
+        return Reason.INDEX_STALE
+    return Reason.OK
 
 
 @kernel
 def price_band_ppm(st, instrument):
     """The instrument's price band (SET_INSTRUMENT), else the configured one of its kind
     (``option_band_ppm`` for options, ``market_band_ppm`` otherwise)."""
-    band = st.ins_i8[instrument, L.I_PRICE_BAND]
+    band = st.ins_i8[instrument, Ins8.PRICE_BAND]
     if band > 0:
         return band
-    if st.ins_i4[instrument, L.I_KIND] == K.OPTION:
+    if st.ins_i4[instrument, Ins4.KIND] == InstrumentKind.OPTION:
         return st.params[P_OPTION_BAND_PPM]
     return st.params[P_MARKET_BAND_PPM]
 
@@ -356,14 +386,14 @@ def price_band(st, instrument):
     """(lowest, highest) price of the band around the applied mark m, on the tick grid:
     ceil((m - floor(m * band / 1e6)) / tick) * tick, at least one tick, and
     floor((m + floor(m * band / 1e6)) / tick) * tick, at most the max price. O(1)."""
-    mark = st.ins_i8[instrument, L.I_MARK]
-    tick = st.ins_i8[instrument, L.I_TICK]
+    mark = st.ins_i8[instrument, Ins8.MARK]
+    tick = st.ins_i8[instrument, Ins8.TICK]
     width = mul_div_floor(mark, price_band_ppm(st, instrument), PPM)
     low = -((-(mark - width)) // tick) * tick
     if low < tick:
         low = tick
     high = (mark + width) // tick * tick
-    top = st.ins_i8[instrument, L.I_MAX_PRICE] // tick * tick
+    top = st.ins_i8[instrument, Ins8.MAX_PRICE] // tick * tick
     if high > top:
         high = top
     return low, high
@@ -374,7 +404,7 @@ def market_band_price(st, instrument, side):
     """Limit a market order (or an engine liquidation order) trades to under risk checks:
     the band's edge on its side, i.e. an unlimited price clamped by ``banded_price``."""
     low, high = price_band(st, instrument)
-    return high if side == K.BUY else low
+    return high if side == Side.BUY else low
 
 
 @kernel
@@ -386,17 +416,17 @@ def banded_price(st, instrument, side, price):
     PRICE_ABOVE_BAND, else OK. Where a band narrower than a tick holds no grid price
     (low > high), buys keep [high, high] and sells [low, low]. O(1)."""
     low, high = price_band(st, instrument)
-    if side == K.BUY:
+    if side == Side.BUY:
         if price > high:
-            return high, K.R_OK
+            return high, Reason.OK
         if price < low and price < high:
-            return price, K.R_PRICE_BELOW_BAND
-        return price, K.R_OK
+            return price, Reason.PRICE_BELOW_BAND
+        return price, Reason.OK
     if price < low:
-        return low, K.R_OK
+        return low, Reason.OK
     if price > high and price > low:
-        return price, K.R_PRICE_ABOVE_BAND
-    return price, K.R_OK
+        return price, Reason.PRICE_ABOVE_BAND
+    return price, Reason.OK
 
 
 @kernel
@@ -405,21 +435,21 @@ def band_reason(st, instrument, price):
     (mass-quote sides and repriced post-only orders are never clamped), else OK. O(1)."""
     low, high = price_band(st, instrument)
     if price < low and price < high:
-        return K.R_PRICE_BELOW_BAND
+        return Reason.PRICE_BELOW_BAND
     if price > high and price > low:
-        return K.R_PRICE_ABOVE_BAND
-    return K.R_OK
+        return Reason.PRICE_ABOVE_BAND
+    return Reason.OK
 
 
 @kernel
 def exposed_to_stale_index(st, account):
     """Whether the account holds a position or order on an underlying without a valid index."""
-    position = st.acc_i4[account, L.A_POSITION_HEAD]
-    while position != L.NIL:
-        instrument = st.pos_i4[position, L.S_INSTRUMENT]
-        if st.und_i8[st.ins_i4[instrument, L.I_UNDERLYING], L.U_STATUS] != K.INDEX_VALID:
+    position = st.acc_i4[account, Account4.POSITION_HEAD]
+    while position != NIL:
+        instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+        if st.und_i8[st.ins_i4[instrument, Ins4.UNDERLYING], Und8.STATUS] != IndexStatus.VALID:
             return True
-        position = st.pos_i4[position, L.S_NEXT]
+        position = st.pos_i4[position, Pos4.NEXT]
     return False
 
 
@@ -446,9 +476,9 @@ def leg_span(cmds, i, leg_kind, other_kind, limit):
 
 @kernel
 def _stage(st, instrument):
-    if st.ins_i4[instrument, L.I_DIRTY] == 0:
-        st.ins_i4[instrument, L.I_DIRTY] = 1
-        st.counters[L.C_RISK_DIRTY] += 1
+    if st.ins_i4[instrument, Ins4.DIRTY] == 0:
+        st.ins_i4[instrument, Ins4.DIRTY] = 1
+        st.counters[Counter.RISK_DIRTY] += 1
 
 
 @kernel
@@ -469,7 +499,7 @@ def perpetual_mark(st, instrument, index):
     """Stage a perpetual's mark: index + EMA of the basis of the book's mid (clamped to
     +/- mark_basis_clamp of the index; with no two-sided book the EMA is kept), and its
     scenario P&Ls. Returns the staged mark."""
-    ema = st.ins_i8[instrument, L.I_BASIS_EMA]
+    ema = st.ins_i8[instrument, Ins8.BASIS_EMA]
     bids = instrument * 2
     asks = bids + 1
     if st.ladder_len[bids] > 0 and st.ladder_len[asks] > 0:
@@ -482,12 +512,12 @@ def perpetual_mark(st, instrument, index):
         elif basis < -limit:
             basis = -limit
         ema += (basis - ema) * st.params[P_MARK_EMA_PPM] // PPM
-    st.ins_i8[instrument, L.I_BASIS_EMA] = ema
+    st.ins_i8[instrument, Ins8.BASIS_EMA] = ema
     mark = index + ema
     if mark < 1:
         mark = 1
-    st.ins_i8[instrument, L.I_MARK_NEXT] = mark
-    value = mark * st.ins_i8[instrument, L.I_CONTRACT_VALUE]
+    st.ins_i8[instrument, Ins8.MARK_NEXT] = mark
+    value = mark * st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
     base = P_SCENARIO_BASE
     for s in range(st.params[P_SCENARIOS]):
         st.ins_arr_next[instrument, s] = _scenario_pnl(
@@ -538,24 +568,24 @@ def index_command(st, ev, n, cmds, i, span, complete):
     seq = c["seq"]
     underlying = np.int64(c["index_underlying"])
     count = span - 1
-    reason = K.R_OK
+    reason = Reason.OK
     if not complete:
-        reason = K.R_BAD_INDEX
+        reason = Reason.BAD_INDEX
     elif underlying < 1 or underlying >= st.params[P_MAX_UNDERLYINGS]:
-        reason = K.R_UNKNOWN_UNDERLYING
+        reason = Reason.UNKNOWN_UNDERLYING
     else:
         for j in range(count):
             leg = cmds[i + 1 + j]
             price = leg["price_ticks"]
             if price <= 0 or price > st.params[P_MAX_PRICE_TICKS]:
-                reason = K.R_BAD_INDEX
+                reason = Reason.BAD_INDEX
             for k in range(j):
                 if cmds[i + 1 + k]["source_id"] == leg["source_id"]:
-                    reason = K.R_BAD_INDEX
-    if reason != K.R_OK:
+                    reason = Reason.BAD_INDEX
+    if reason != Reason.OK:
         return n, reason
-    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_INDEX, 0, 0, 0, 0, 0, underlying, 0, 0, count, 0)
-    now = st.counters[L.C_CLOCK_NS]
+    n = accepted(ev, n, seq, CommandKind.INDEX, 0, underlying, 0, count, 0)
+    now = st.counters[Counter.CLOCK_NS]
     oldest = now - st.params[P_INDEX_STALE_NS]
     valid = 0
     for j in range(count):
@@ -564,84 +594,46 @@ def index_command(st, ev, n, cmds, i, span, complete):
             st.scratch[valid] = leg["price_ticks"]
             valid += 1
     u = st.und_i8[underlying]
-    u[L.U_INDEX_TS] = now
+    u[Und8.INDEX_TS] = now
     if valid < st.params[P_INDEX_MIN_SOURCES]:
-        u[L.U_STATUS] = K.INDEX_STALE
-        return emit(
-            ev,
-            n,
-            seq,
-            K.E_INDEX,
-            K.K_INDEX,
-            0,
-            0,
-            K.R_INDEX_STALE,
-            0,
-            0,
-            underlying,
-            0,
-            u[L.U_INDEX],
-            0,
-            K.INDEX_STALE,
-        ), K.R_OK
+        u[Und8.STATUS] = IndexStatus.STALE
+        return index_changed(
+            ev, n, seq, Reason.INDEX_STALE, underlying, u[Und8.INDEX], 0, IndexStatus.STALE
+        ), Reason.OK
     index, used = _median_and_mean(st, valid)
     if used == 0:  # discard mode with no source inside the band around the median
-        u[L.U_STATUS] = K.INDEX_STALE
-        return emit(
-            ev,
-            n,
-            seq,
-            K.E_INDEX,
-            K.K_INDEX,
-            0,
-            0,
-            K.R_INDEX_STALE,
-            0,
-            0,
-            underlying,
-            0,
-            u[L.U_INDEX],
-            0,
-            K.INDEX_STALE,
-        ), K.R_OK
-    u[L.U_INDEX] = index
-    u[L.U_STATUS] = K.INDEX_VALID
-    u[L.U_SOURCES] = used
+        u[Und8.STATUS] = IndexStatus.STALE
+        return index_changed(
+            ev, n, seq, Reason.INDEX_STALE, underlying, u[Und8.INDEX], 0, IndexStatus.STALE
+        ), Reason.OK
+    u[Und8.INDEX] = index
+    u[Und8.STATUS] = IndexStatus.VALID
+    u[Und8.SOURCES] = used
     history = st.params[P_INDEX_HISTORY]
-    row = underlying * history + u[L.U_HIST_HEAD]
+    row = underlying * history + u[Und8.HIST_HEAD]
     st.und_hist[row, 0] = now
     st.und_hist[row, 1] = index
-    u[L.U_HIST_HEAD] = (u[L.U_HIST_HEAD] + 1) % history
-    if u[L.U_HIST_LEN] < history:
-        u[L.U_HIST_LEN] += 1
-    n = emit(
-        ev, n, seq, K.E_INDEX, K.K_INDEX, 0, 0, 0, 0, 0, underlying, 0, index, used, K.INDEX_VALID
-    )
-    for instrument in range(st.counters[L.C_INSTRUMENT_HWM]):
-        if st.ins_i4[instrument, L.I_UNDERLYING] != underlying:
+    u[Und8.HIST_HEAD] = (u[Und8.HIST_HEAD] + 1) % history
+    if u[Und8.HIST_LEN] < history:
+        u[Und8.HIST_LEN] += 1
+    n = index_changed(ev, n, seq, 0, underlying, index, used, IndexStatus.VALID)
+    for instrument in range(st.counters[Counter.INSTRUMENT_HWM]):
+        if st.ins_i4[instrument, Ins4.UNDERLYING] != underlying:
             continue
-        st.ins_i8[instrument, L.I_INDEX_NEXT] = index
+        st.ins_i8[instrument, Ins8.INDEX_NEXT] = index
         _stage(st, instrument)
-        if st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
+        if st.ins_i4[instrument, Ins4.KIND] == InstrumentKind.PERPETUAL:
             mark = perpetual_mark(st, instrument, index)
-            n = emit(
+            n = mark_changed(
                 ev,
                 n,
                 seq,
-                K.E_MARK,
-                K.K_INDEX,
-                0,
-                0,
-                0,
-                0,
-                0,
+                CommandKind.INDEX,
                 instrument,
-                0,
                 mark,
-                0,
-                st.ins_i8[instrument, L.I_BASIS_EMA],
+                st.ins_i8[instrument, Ins8.BASIS_EMA],
             )
-    return n, K.R_OK
+    return n, Reason.OK
 
 
 @kernel
@@ -652,50 +644,34 @@ def risk_array_command(st, ev, n, cmds, i, span, complete):
     instrument = np.int64(c["instrument"])
     count = st.params[P_SCENARIOS]
     value_legs = (count + 4) // 5
-    reason = K.R_OK
+    reason = Reason.OK
     legs = span - 1
-    if not complete or cmds[i + 1]["kind"] != K.K_RISK_GREEKS:
-        reason = K.R_BAD_RISK_ARRAY
-    elif instrument >= st.counters[L.C_INSTRUMENT_HWM]:
-        reason = K.R_UNKNOWN_INSTRUMENT
-    elif st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
+    if not complete or cmds[i + 1]["kind"] != CommandKind.RISK_GREEKS:
+        reason = Reason.BAD_RISK_ARRAY
+    elif instrument >= st.counters[Counter.INSTRUMENT_HWM]:
+        reason = Reason.UNKNOWN_INSTRUMENT
+    elif st.ins_i4[instrument, Ins4.KIND] == InstrumentKind.PERPETUAL:
         if legs != 1 or c["price_ticks"] != 0:
-            reason = K.R_BAD_RISK_ARRAY  # a perpetual's mark and P&Ls are the core's
+            reason = Reason.BAD_RISK_ARRAY  # a perpetual's mark and P&Ls are the core's
     else:
         price = c["price_ticks"]
-        if legs != 1 + value_legs or price <= 0 or price > st.ins_i8[instrument, L.I_MAX_PRICE]:
-            reason = K.R_BAD_RISK_ARRAY
+        if legs != 1 + value_legs or price <= 0 or price > st.ins_i8[instrument, Ins8.MAX_PRICE]:
+            reason = Reason.BAD_RISK_ARRAY
         else:
             for j in range(value_legs):
-                if cmds[i + 2 + j]["kind"] != K.K_RISK_VALUES:
-                    reason = K.R_BAD_RISK_ARRAY
-    if reason != K.R_OK:
+                if cmds[i + 2 + j]["kind"] != CommandKind.RISK_VALUES:
+                    reason = Reason.BAD_RISK_ARRAY
+    if reason != Reason.OK:
         return n, reason
-    n = emit(
-        ev,
-        n,
-        seq,
-        K.E_ACCEPTED,
-        K.K_RISK_ARRAY,
-        0,
-        0,
-        0,
-        0,
-        0,
-        instrument,
-        0,
-        c["price_ticks"],
-        legs,
-        0,
-    )
+    n = accepted(ev, n, seq, CommandKind.RISK_ARRAY, 0, instrument, c["price_ticks"], legs, 0)
     g = cmds[i + 1]
-    st.ins_i8[instrument, L.I_DELTA] = g["delta_nano"]
-    st.ins_i8[instrument, L.I_GAMMA] = g["gamma_nano"]
-    st.ins_i8[instrument, L.I_VEGA] = g["vega_nano"]
-    st.ins_i8[instrument, L.I_THETA] = g["theta_nano"]
-    st.ins_i8[instrument, L.I_RHO] = g["rho_nano"]
-    if st.ins_i4[instrument, L.I_KIND] == K.PERPETUAL:
-        return n, K.R_OK
+    st.ins_i8[instrument, Ins8.DELTA] = g["delta_nano"]
+    st.ins_i8[instrument, Ins8.GAMMA] = g["gamma_nano"]
+    st.ins_i8[instrument, Ins8.VEGA] = g["vega_nano"]
+    st.ins_i8[instrument, Ins8.THETA] = g["theta_nano"]
+    st.ins_i8[instrument, Ins8.RHO] = g["rho_nano"]
+    if st.ins_i4[instrument, Ins4.KIND] == InstrumentKind.PERPETUAL:
+        return n, Reason.OK
     for s in range(count):
         leg = cmds[i + 2 + s // 5]
         k = s % 5
@@ -710,52 +686,38 @@ def risk_array_command(st, ev, n, cmds, i, span, complete):
         else:
             value = leg["v4"]
         st.ins_arr_next[instrument, s] = value
-    st.ins_i8[instrument, L.I_MARK_NEXT] = c["price_ticks"]
-    st.ins_i8[instrument, L.I_MARK_IV] = c["mark_iv_ppm"]
-    underlying = st.ins_i4[instrument, L.I_UNDERLYING]
-    st.ins_i8[instrument, L.I_INDEX_NEXT] = st.und_i8[underlying, L.U_INDEX]
+    st.ins_i8[instrument, Ins8.MARK_NEXT] = c["price_ticks"]
+    st.ins_i8[instrument, Ins8.MARK_IV] = c["mark_iv_ppm"]
+    underlying = st.ins_i4[instrument, Ins4.UNDERLYING]
+    st.ins_i8[instrument, Ins8.INDEX_NEXT] = st.und_i8[underlying, Und8.INDEX]
     _stage(st, instrument)
-    return emit(
-        ev,
-        n,
-        seq,
-        K.E_MARK,
-        K.K_RISK_ARRAY,
-        0,
-        0,
-        0,
-        0,
-        0,
-        instrument,
-        0,
-        c["price_ticks"],
-        0,
-        c["mark_iv_ppm"],
-    ), K.R_OK
+    return mark_changed(
+        ev, n, seq, CommandKind.RISK_ARRAY, instrument, c["price_ticks"], c["mark_iv_ppm"]
+    ), Reason.OK
 
 
 @kernel
 def flush(st):
     """Apply every staged mark, index and risk array to the accounts holding the instrument
     (one pass over the positions), then make them current. O(positions x S)."""
-    if st.counters[L.C_RISK_DIRTY] == 0:
+    if st.counters[Counter.RISK_DIRTY] == 0:
         return
     count = st.params[P_SCENARIOS]
     if st.params[P_RISK_CHECKS] != 0:
-        for position in range(st.counters[L.C_POSITION_HWM]):
-            if st.pos_i4[position, L.S_LIVE] != 1:
+        for position in range(st.counters[Counter.POSITION_HWM]):
+            if st.pos_i4[position, Pos4.LIVE] != 1:
                 continue
-            instrument = st.pos_i4[position, L.S_INSTRUMENT]
-            if st.ins_i4[instrument, L.I_DIRTY] == 0:
+            instrument = st.pos_i4[position, Pos4.INSTRUMENT]
+            if st.ins_i4[instrument, Ins4.DIRTY] == 0:
                 continue
             i8 = st.ins_i8[instrument]
-            contribute(st, position, i8[L.I_MARK], i8[L.I_INDEX], -1)
-            contribute(st, position, i8[L.I_MARK_NEXT], i8[L.I_INDEX_NEXT], 1)
-            account = st.pos_i4[position, L.S_ACCOUNT]
-            if st.acc_i4[account, L.A_MARGIN_MODE] == K.PORTFOLIO:
-                q = st.pos_i8[position, L.S_QTY]
-                buy = st.pos_i8[position, L.S_OPEN_BUY]
-                sell = st.pos_i8[position, L.S_OPEN_SELL]
+            contribute(st, position, i8[Ins8.MARK], i8[Ins8.INDEX], -1)
+            contribute(st, position, i8[Ins8.MARK_NEXT], i8[Ins8.INDEX_NEXT], 1)
+            account = st.pos_i4[position, Pos4.ACCOUNT]
+            if st.acc_i4[account, Account4.MARGIN_MODE] == MarginMode.PORTFOLIO:
+                q = st.pos_i8[position, Pos8.QTY]
+                buy = st.pos_i8[position, Pos8.OPEN_BUY]
+                sell = st.pos_i8[position, Pos8.OPEN_SELL]
                 v = st.acc_scen[account]
                 old = st.ins_arr[instrument]
                 new = st.ins_arr_next[instrument]
@@ -764,15 +726,15 @@ def flush(st):
                     v[s] += q * d
                     v[count + s] += buy * d
                     v[2 * count + s] -= sell * d
-    for instrument in range(st.counters[L.C_INSTRUMENT_HWM]):
-        if st.ins_i4[instrument, L.I_DIRTY] == 0:
+    for instrument in range(st.counters[Counter.INSTRUMENT_HWM]):
+        if st.ins_i4[instrument, Ins4.DIRTY] == 0:
             continue
-        st.ins_i8[instrument, L.I_MARK] = st.ins_i8[instrument, L.I_MARK_NEXT]
-        st.ins_i8[instrument, L.I_INDEX] = st.ins_i8[instrument, L.I_INDEX_NEXT]
+        st.ins_i8[instrument, Ins8.MARK] = st.ins_i8[instrument, Ins8.MARK_NEXT]
+        st.ins_i8[instrument, Ins8.INDEX] = st.ins_i8[instrument, Ins8.INDEX_NEXT]
         for s in range(count):
             st.ins_arr[instrument, s] = st.ins_arr_next[instrument, s]
-        st.ins_i4[instrument, L.I_DIRTY] = 0
-    st.counters[L.C_RISK_DIRTY] = 0
+        st.ins_i4[instrument, Ins4.DIRTY] = 0
+    st.counters[Counter.RISK_DIRTY] = 0
 
 
 @kernel
@@ -782,20 +744,20 @@ def accumulate(st):
     recomputation the incremental sums are checked against."""
     if st.params[P_RISK_CHECKS] == 0:
         return
-    for position in range(st.counters[L.C_POSITION_HWM]):
-        if st.pos_i4[position, L.S_LIVE] != 1:
+    for position in range(st.counters[Counter.POSITION_HWM]):
+        if st.pos_i4[position, Pos4.LIVE] != 1:
             continue
-        instrument = st.pos_i4[position, L.S_INSTRUMENT]
+        instrument = st.pos_i4[position, Pos4.INSTRUMENT]
         contribute(
-            st, position, st.ins_i8[instrument, L.I_MARK], st.ins_i8[instrument, L.I_INDEX], 1
+            st, position, st.ins_i8[instrument, Ins8.MARK], st.ins_i8[instrument, Ins8.INDEX], 1
         )
-        account = st.pos_i4[position, L.S_ACCOUNT]
-        if st.acc_i4[account, L.A_MARGIN_MODE] == K.PORTFOLIO:
+        account = st.pos_i4[position, Pos4.ACCOUNT]
+        if st.acc_i4[account, Account4.MARGIN_MODE] == MarginMode.PORTFOLIO:
             _vectors(
                 st,
                 account,
                 st.ins_arr[instrument],
-                st.pos_i8[position, L.S_QTY],
-                st.pos_i8[position, L.S_OPEN_BUY],
-                st.pos_i8[position, L.S_OPEN_SELL],
+                st.pos_i8[position, Pos8.QTY],
+                st.pos_i8[position, Pos8.OPEN_BUY],
+                st.pos_i8[position, Pos8.OPEN_SELL],
             )

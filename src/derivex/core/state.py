@@ -16,7 +16,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from derivex.core import layout as L
 from derivex.core.config import (
     MAX_INDEX_SOURCES,
     P_INDEX_HISTORY,
@@ -28,6 +27,34 @@ from derivex.core.config import (
     P_MAX_POSITIONS,
     P_MAX_UNDERLYINGS,
     EngineConfig,
+)
+from derivex.core.layout import (
+    ACCOUNT_I4_FIELDS,
+    ACCOUNT_I8_FIELDS,
+    COUNTER_COUNT,
+    INSTRUMENT_I4_FIELDS,
+    INSTRUMENT_I8_FIELDS,
+    LEVEL_I4_FIELDS,
+    LEVEL_I8_FIELDS,
+    NIL,
+    ORDER_I4_FIELDS,
+    ORDER_I8_FIELDS,
+    POSITION_I4_FIELDS,
+    POSITION_I8_FIELDS,
+    RISK_FIELDS,
+    UNDERLYING_FIELDS,
+    Account4,
+    Account8,
+    Counter,
+    Ins4,
+    Ins8,
+    Level4,
+    Level8,
+    Order4,
+    Order8,
+    Pos4,
+    Pos8,
+    Und8,
 )
 from derivex.core.records import SYSTEM_ACCOUNTS, Side
 
@@ -136,44 +163,44 @@ def allocate(config: EngineConfig) -> State:
     per_side = config.initial_levels_per_side
     scenarios = len(config.scenarios)
     table = 1 << max(4, (2 * positions - 1).bit_length())
-    counters = np.zeros(L.COUNTER_COUNT, dtype=np.int64)
-    counters[L.C_ACCOUNT_HWM] = SYSTEM_ACCOUNTS
-    counters[L.C_ORDER_FREE_HEAD] = L.NIL
+    counters = np.zeros(COUNTER_COUNT, dtype=np.int64)
+    counters[Counter.ACCOUNT_HWM] = SYSTEM_ACCOUNTS
+    counters[Counter.ORDER_FREE_HEAD] = NIL
     state = State(
         params=config.params(),
         counters=counters,
-        acc_i8=_pool(L.ACCOUNT_I8_FIELDS, accounts, np.int64),
-        acc_i4=_pool(L.ACCOUNT_I4_FIELDS, accounts, np.int32),
-        ins_i8=_pool(L.INSTRUMENT_I8_FIELDS, instruments, np.int64),
-        ins_i4=_pool(L.INSTRUMENT_I4_FIELDS, instruments, np.int32),
-        pos_i8=_pool(L.POSITION_I8_FIELDS, positions, np.int64),
-        pos_i4=_pool(L.POSITION_I4_FIELDS, positions, np.int32, L.NIL),
+        acc_i8=_pool(ACCOUNT_I8_FIELDS, accounts, np.int64),
+        acc_i4=_pool(ACCOUNT_I4_FIELDS, accounts, np.int32),
+        ins_i8=_pool(INSTRUMENT_I8_FIELDS, instruments, np.int64),
+        ins_i4=_pool(INSTRUMENT_I4_FIELDS, instruments, np.int32),
+        pos_i8=_pool(POSITION_I8_FIELDS, positions, np.int64),
+        pos_i4=_pool(POSITION_I4_FIELDS, positions, np.int32, NIL),
         pos_free=np.zeros(positions, dtype=np.int32),
         hash_key=np.zeros(table, dtype=np.int64),
-        hash_val=np.full(table, L.NIL, dtype=np.int32),
-        ord_i8=_pool(L.ORDER_I8_FIELDS, orders, np.int64),
-        ord_i4=_pool(L.ORDER_I4_FIELDS, orders, np.int32, L.NIL),
+        hash_val=np.full(table, NIL, dtype=np.int32),
+        ord_i8=_pool(ORDER_I8_FIELDS, orders, np.int64),
+        ord_i4=_pool(ORDER_I4_FIELDS, orders, np.int32, NIL),
         ord_label=np.zeros(orders, dtype=np.uint64),
-        lvl_i8=_pool(L.LEVEL_I8_FIELDS, levels, np.int64),
-        lvl_i4=_pool(L.LEVEL_I4_FIELDS, levels, np.int32, L.NIL),
+        lvl_i8=_pool(LEVEL_I8_FIELDS, levels, np.int64),
+        lvl_i4=_pool(LEVEL_I4_FIELDS, levels, np.int32, NIL),
         lvl_free=np.zeros(levels, dtype=np.int32),
         ladder_price=np.zeros((instruments * 2, per_side), dtype=np.int64),
-        ladder_level=np.full((instruments * 2, per_side), L.NIL, dtype=np.int32),
+        ladder_level=np.full((instruments * 2, per_side), NIL, dtype=np.int32),
         ladder_len=np.zeros(instruments * 2, dtype=np.int32),
         scan_used=np.zeros(accounts, dtype=np.int64),
         scan_accounts=np.zeros(accounts, dtype=np.int32),
-        und_i8=np.zeros((config.max_underlyings, L.UNDERLYING_FIELDS), dtype=np.int64),
+        und_i8=np.zeros((config.max_underlyings, UNDERLYING_FIELDS), dtype=np.int64),
         und_hist=np.zeros((config.max_underlyings * config.index_history, 2), dtype=np.int64),
         ins_arr=np.zeros((instruments, scenarios), dtype=np.int64),
         ins_arr_next=np.zeros((instruments, scenarios), dtype=np.int64),
-        acc_risk=np.zeros((accounts, L.RISK_FIELDS), dtype=np.int64),
+        acc_risk=np.zeros((accounts, RISK_FIELDS), dtype=np.int64),
         acc_scen=np.zeros((accounts, 3 * scenarios), dtype=np.int64),
         scratch=np.zeros(2 * MAX_INDEX_SOURCES, dtype=np.int64),
     )
-    state.acc_i4[:, L.A_POSITION_HEAD] = L.NIL
-    state.acc_i4[:, L.A_LAST_POSITION] = L.NIL
+    state.acc_i4[:, Account4.POSITION_HEAD] = NIL
+    state.acc_i4[:, Account4.LAST_POSITION] = NIL
     for account in range(SYSTEM_ACCOUNTS):
-        state.acc_i4[account, L.A_STATUS] = 1
+        state.acc_i4[account, Account4.STATUS] = 1
     return state
 
 
@@ -196,13 +223,13 @@ def _rehash(
     pos_i4: np.ndarray, live_slots: np.ndarray, table: int
 ) -> tuple[np.ndarray, np.ndarray]:
     keys = np.zeros(table, dtype=np.int64)
-    values = np.full(table, L.NIL, dtype=np.int32)
+    values = np.full(table, NIL, dtype=np.int32)
     # insertion in slot order; lookups do not depend on the order (linear probing)
     from derivex.core.pools import hash_insert
 
     for slot in live_slots:
-        account = int(pos_i4[slot, L.S_ACCOUNT])
-        instrument = int(pos_i4[slot, L.S_INSTRUMENT])
+        account = int(pos_i4[slot, Pos4.ACCOUNT])
+        instrument = int(pos_i4[slot, Pos4.INSTRUMENT])
         hash_insert(keys, values, account, instrument, int(slot))
     return keys, values
 
@@ -218,51 +245,56 @@ def grow(state: State, headroom: int = 1) -> State:
 
     orders = state.ord_label.shape[0]
     if (
-        free_slots(orders, L.C_ORDER_HWM, L.C_ORDER_FREE_TOP) < headroom
+        free_slots(orders, Counter.ORDER_HWM, Counter.ORDER_FREE_TOP) < headroom
         and orders < p[P_MAX_ORDERS]
     ):
-        new = _next_capacity(orders, int(c[L.C_ORDER_HWM]) + headroom, int(p[P_MAX_ORDERS]))
+        new = _next_capacity(orders, int(c[Counter.ORDER_HWM]) + headroom, int(p[P_MAX_ORDERS]))
         s["ord_i8"] = _widen(state.ord_i8, new, 0)
-        s["ord_i4"] = _widen(state.ord_i4, new, L.NIL)
+        s["ord_i4"] = _widen(state.ord_i4, new, NIL)
         s["ord_label"] = _widen(state.ord_label, new, 0)
     levels = state.lvl_free.shape[0]
     if (
-        free_slots(levels, L.C_LEVEL_HWM, L.C_LEVEL_FREE_TOP) < headroom
+        free_slots(levels, Counter.LEVEL_HWM, Counter.LEVEL_FREE_TOP) < headroom
         and levels < p[P_MAX_LEVELS]
     ):
-        new = _next_capacity(levels, int(c[L.C_LEVEL_HWM]) + headroom, int(p[P_MAX_LEVELS]))
+        new = _next_capacity(levels, int(c[Counter.LEVEL_HWM]) + headroom, int(p[P_MAX_LEVELS]))
         s["lvl_i8"] = _widen(state.lvl_i8, new, 0)
-        s["lvl_i4"] = _widen(state.lvl_i4, new, L.NIL)
+        s["lvl_i4"] = _widen(state.lvl_i4, new, NIL)
         s["lvl_free"] = _widen(state.lvl_free, new, 0)
     positions = state.pos_free.shape[0]
     if (
-        free_slots(positions, L.C_POSITION_HWM, L.C_POSITION_FREE_TOP) < headroom
+        free_slots(positions, Counter.POSITION_HWM, Counter.POSITION_FREE_TOP) < headroom
         and positions < p[P_MAX_POSITIONS]
     ):
         new = _next_capacity(
-            positions, int(c[L.C_POSITION_HWM]) + headroom, int(p[P_MAX_POSITIONS])
+            positions, int(c[Counter.POSITION_HWM]) + headroom, int(p[P_MAX_POSITIONS])
         )
         s["pos_i8"] = _widen(state.pos_i8, new, 0)
-        s["pos_i4"] = _widen(state.pos_i4, new, L.NIL)
+        s["pos_i4"] = _widen(state.pos_i4, new, NIL)
         s["pos_free"] = _widen(state.pos_free, new, 0)
         table = 1 << max(4, (2 * new - 1).bit_length())
-        live = np.flatnonzero(s["pos_i4"][:, L.S_LIVE] == 1)
+        live = np.flatnonzero(s["pos_i4"][:, Pos4.LIVE] == 1)
         s["hash_key"], s["hash_val"] = _rehash(s["pos_i4"], live, table)
     accounts = state.acc_i8.shape[0]
-    if int(c[L.C_ACCOUNT_HWM]) + headroom > accounts and accounts < p[P_MAX_ACCOUNTS]:
-        new = _next_capacity(accounts, int(c[L.C_ACCOUNT_HWM]) + headroom, int(p[P_MAX_ACCOUNTS]))
+    if int(c[Counter.ACCOUNT_HWM]) + headroom > accounts and accounts < p[P_MAX_ACCOUNTS]:
+        new = _next_capacity(
+            accounts, int(c[Counter.ACCOUNT_HWM]) + headroom, int(p[P_MAX_ACCOUNTS])
+        )
         s["acc_i8"] = _widen(state.acc_i8, new, 0)
         s["acc_i4"] = _widen(state.acc_i4, new, 0)
-        s["acc_i4"][accounts:, L.A_POSITION_HEAD] = L.NIL
-        s["acc_i4"][accounts:, L.A_LAST_POSITION] = L.NIL
+        s["acc_i4"][accounts:, Account4.POSITION_HEAD] = NIL
+        s["acc_i4"][accounts:, Account4.LAST_POSITION] = NIL
         s["scan_used"] = _widen(state.scan_used, new, 0)
         s["scan_accounts"] = _widen(state.scan_accounts, new, 0)
         s["acc_risk"] = _widen(state.acc_risk, new, 0)
         s["acc_scen"] = _widen(state.acc_scen, new, 0)
     instruments = state.ins_i8.shape[0]
-    if int(c[L.C_INSTRUMENT_HWM]) + headroom > instruments and instruments < p[P_MAX_INSTRUMENTS]:
+    if (
+        int(c[Counter.INSTRUMENT_HWM]) + headroom > instruments
+        and instruments < p[P_MAX_INSTRUMENTS]
+    ):
         new = _next_capacity(
-            instruments, int(c[L.C_INSTRUMENT_HWM]) + headroom, int(p[P_MAX_INSTRUMENTS])
+            instruments, int(c[Counter.INSTRUMENT_HWM]) + headroom, int(p[P_MAX_INSTRUMENTS])
         )
         s["ins_i8"] = _widen(state.ins_i8, new, 0)
         s["ins_i4"] = _widen(state.ins_i4, new, 0)
@@ -273,7 +305,7 @@ def grow(state: State, headroom: int = 1) -> State:
             [state.ladder_price, np.zeros((2 * (new - instruments), rows), np.int64)]
         )
         s["ladder_level"] = np.vstack(
-            [state.ladder_level, np.full((2 * (new - instruments), rows), L.NIL, np.int32)]
+            [state.ladder_level, np.full((2 * (new - instruments), rows), NIL, np.int32)]
         )
         s["ladder_len"] = _widen(state.ladder_len, 2 * new, 0)
     per_side = state.ladder_price.shape[1]
@@ -285,12 +317,12 @@ def grow(state: State, headroom: int = 1) -> State:
             per_side, int(np.max(s["ladder_len"])) + headroom, int(p[P_MAX_LEVELS_PER_SIDE])
         )
         s["ladder_price"] = _widen(s["ladder_price"].T, new, 0).T.copy()
-        s["ladder_level"] = _widen(s["ladder_level"].T, new, L.NIL).T.copy()
+        s["ladder_level"] = _widen(s["ladder_level"].T, new, NIL).T.copy()
     return State(**s)
 
 
 def order_id(state: State, slot: int) -> int:
-    return (int(state.ord_i8[slot, L.O_GENERATION]) << 32) | slot
+    return (int(state.ord_i8[slot, Order8.GENERATION]) << 32) | slot
 
 
 def book_side(
@@ -302,30 +334,30 @@ def book_side(
     for index in range(int(state.ladder_len[row]) - 1, -1, -1):
         level = int(state.ladder_level[row, index])
         orders = []
-        slot = int(state.lvl_i4[level, L.L_HEAD])
-        while slot != L.NIL:
-            position = int(state.ord_i4[slot, L.O_POSITION])
+        slot = int(state.lvl_i4[level, Level4.HEAD])
+        while slot != NIL:
+            position = int(state.ord_i4[slot, Order4.POSITION])
             orders.append(
                 (
                     order_id(state, slot),
-                    int(state.pos_i4[position, L.S_ACCOUNT]),
-                    int(state.ord_i8[slot, L.O_QTY]),
-                    int(state.ord_i4[slot, L.O_META]) >> 1,
+                    int(state.pos_i4[position, Pos4.ACCOUNT]),
+                    int(state.ord_i8[slot, Order8.QTY_LOTS]),
+                    int(state.ord_i4[slot, Order4.META]) >> 1,
                     int(state.ord_label[slot]),
                 )
             )
-            slot = int(state.ord_i4[slot, L.O_NEXT])
-        result.append((int(state.lvl_i8[level, L.L_PRICE]), orders))
+            slot = int(state.ord_i4[slot, Order4.NEXT])
+        result.append((int(state.lvl_i8[level, Level8.PRICE_TICKS]), orders))
     return result
 
 
 def free_order_slots(state: State) -> list[int]:
     """The free order slots in the order they will be reused (head of the LIFO list first)."""
     slots = []
-    slot = int(state.counters[L.C_ORDER_FREE_HEAD])
-    for _ in range(int(state.counters[L.C_ORDER_FREE_TOP])):
+    slot = int(state.counters[Counter.ORDER_FREE_HEAD])
+    for _ in range(int(state.counters[Counter.ORDER_FREE_TOP])):
         slots.append(slot)
-        slot = int(state.ord_i4[slot, L.O_NEXT])
+        slot = int(state.ord_i4[slot, Order4.NEXT])
     return slots
 
 
@@ -333,7 +365,7 @@ def next_order_ids(state: State, count: int = 3) -> list[int]:
     """Ids the next ``count`` new orders would receive."""
     ids = []
     free = free_order_slots(state)[:count]
-    hwm = int(state.counters[L.C_ORDER_HWM])
+    hwm = int(state.counters[Counter.ORDER_HWM])
     for index in range(count):
         if index < len(free):
             slot = free[index]
@@ -341,7 +373,7 @@ def next_order_ids(state: State, count: int = 3) -> list[int]:
             slot = hwm
             hwm += 1
         generation = (
-            int(state.ord_i8[slot, L.O_GENERATION]) if slot < state.ord_label.shape[0] else 0
+            int(state.ord_i8[slot, Order8.GENERATION]) if slot < state.ord_label.shape[0] else 0
         )
         ids.append(((generation + 1) << 32) | slot)
     return ids
@@ -352,43 +384,43 @@ def canonical(state: State) -> dict[str, Any]:
     (except order ids, which are part of the contract). Cost: O(live state)."""
     c = state.counters
     accounts = []
-    for account in range(int(c[L.C_ACCOUNT_HWM])):
+    for account in range(int(c[Counter.ACCOUNT_HWM])):
         accounts.append(
             (
                 account,
-                int(state.acc_i8[account, L.A_BALANCE]),
-                int(state.acc_i4[account, L.A_STP]),
-                int(state.acc_i4[account, L.A_OPEN_ORDERS]),
-                int(state.acc_i8[account, L.A_GAS]),
-                int(state.acc_i8[account, L.A_GAS_TS]),
-                int(state.acc_i4[account, L.A_MARGIN_MODE]),
-                int(state.acc_i4[account, L.A_STATE]),
+                int(state.acc_i8[account, Account8.BALANCE]),
+                int(state.acc_i4[account, Account4.STP]),
+                int(state.acc_i4[account, Account4.OPEN_ORDERS]),
+                int(state.acc_i8[account, Account8.GAS]),
+                int(state.acc_i8[account, Account8.GAS_TS]),
+                int(state.acc_i4[account, Account4.MARGIN_MODE]),
+                int(state.acc_i4[account, Account4.STATE]),
                 tuple(int(v) for v in state.acc_risk[account]),
                 tuple(int(v) for v in state.acc_scen[account]),
             )
         )
     instruments = []
     books = {}
-    for instrument in range(int(c[L.C_INSTRUMENT_HWM])):
+    for instrument in range(int(c[Counter.INSTRUMENT_HWM])):
         i8, i4 = state.ins_i8[instrument, :], state.ins_i4[instrument, :]
         instruments.append(
             (
                 instrument,
-                int(i4[L.I_KIND]),
-                int(i4[L.I_OPTION_TYPE]),
-                int(i4[L.I_UNDERLYING]),
-                int(i4[L.I_STATUS]),
-                int(i8[L.I_STRIKE]),
-                int(i8[L.I_EXPIRY]),
-                int(i8[L.I_TICK]),
-                int(i8[L.I_MIN_LOTS]),
-                int(i8[L.I_CONTRACT_VALUE]),
-                int(i8[L.I_MAKER_FEE]),
-                int(i8[L.I_TAKER_FEE]),
-                int(i8[L.I_MAX_PRICE]),
-                int(i4[L.I_RESTING]),
-                tuple(int(v) for v in i8[L.I_MARK :]),
-                int(i4[L.I_DIRTY]),
+                int(i4[Ins4.KIND]),
+                int(i4[Ins4.OPTION_TYPE]),
+                int(i4[Ins4.UNDERLYING]),
+                int(i4[Ins4.STATUS]),
+                int(i8[Ins8.STRIKE]),
+                int(i8[Ins8.EXPIRY]),
+                int(i8[Ins8.TICK]),
+                int(i8[Ins8.MIN_LOTS]),
+                int(i8[Ins8.CONTRACT_VALUE]),
+                int(i8[Ins8.MAKER_FEE]),
+                int(i8[Ins8.TAKER_FEE]),
+                int(i8[Ins8.MAX_PRICE]),
+                int(i4[Ins4.RESTING]),
+                tuple(int(v) for v in i8[Ins8.MARK :]),
+                int(i4[Ins4.DIRTY]),
                 tuple(int(v) for v in state.ins_arr[instrument]),
                 tuple(int(v) for v in state.ins_arr_next[instrument]),
             )
@@ -398,18 +430,18 @@ def canonical(state: State) -> dict[str, Any]:
             "asks": book_side(state, instrument, Side.SELL),
         }
     positions = []
-    for slot in np.flatnonzero(state.pos_i4[:, L.S_LIVE] == 1):
+    for slot in np.flatnonzero(state.pos_i4[:, Pos4.LIVE] == 1):
         positions.append(
             (
-                int(state.pos_i4[slot, L.S_ACCOUNT]),
-                int(state.pos_i4[slot, L.S_INSTRUMENT]),
-                int(state.pos_i8[slot, L.S_QTY]),
-                int(state.pos_i8[slot, L.S_BASIS]),
-                int(state.pos_i8[slot, L.S_OPEN_BUY]),
-                int(state.pos_i8[slot, L.S_OPEN_SELL]),
-                int(state.pos_i4[slot, L.S_ORDERS]),
-                int(state.pos_i8[slot, L.S_BUY_VALUE]),
-                int(state.pos_i8[slot, L.S_SELL_VALUE]),
+                int(state.pos_i4[slot, Pos4.ACCOUNT]),
+                int(state.pos_i4[slot, Pos4.INSTRUMENT]),
+                int(state.pos_i8[slot, Pos8.QTY]),
+                int(state.pos_i8[slot, Pos8.BASIS]),
+                int(state.pos_i8[slot, Pos8.OPEN_BUY]),
+                int(state.pos_i8[slot, Pos8.OPEN_SELL]),
+                int(state.pos_i4[slot, Pos4.ORDERS]),
+                int(state.pos_i8[slot, Pos8.BUY_VALUE]),
+                int(state.pos_i8[slot, Pos8.SELL_VALUE]),
             )
         )
     positions.sort()
@@ -418,21 +450,21 @@ def canonical(state: State) -> dict[str, Any]:
     for u in range(int(state.params[P_MAX_UNDERLYINGS])):
         row = tuple(int(v) for v in state.und_i8[u])
         if any(row):
-            head, length = row[L.U_HIST_HEAD], row[L.U_HIST_LEN]
+            head, length = row[Und8.HIST_HEAD], row[Und8.HIST_LEN]
             rows = [(head - length + k) % history for k in range(length)]
             kept = tuple(tuple(int(v) for v in state.und_hist[u * history + r]) for r in rows)
             underlyings.append((u, row, kept))
     return {
-        "clock_ns": int(c[L.C_CLOCK_NS]),
-        "total_deposits": int(c[L.C_TOTAL_DEPOSITS]),
-        "total_withdrawals": int(c[L.C_TOTAL_WITHDRAWALS]),
+        "clock_ns": int(c[Counter.CLOCK_NS]),
+        "total_deposits": int(c[Counter.TOTAL_DEPOSITS]),
+        "total_withdrawals": int(c[Counter.TOTAL_WITHDRAWALS]),
         "accounts": accounts,
         "instruments": instruments,
         "positions": positions,
         "books": books,
         "underlyings": underlyings,
-        "risk_dirty": int(c[L.C_RISK_DIRTY]),
-        "bad_debt": int(c[L.C_BAD_DEBT]),
+        "risk_dirty": int(c[Counter.RISK_DIRTY]),
+        "bad_debt": int(c[Counter.BAD_DEBT]),
         "next_order_ids": next_order_ids(state),
     }
 
@@ -446,6 +478,6 @@ def state_hash(state: State) -> str:
     view = canonical(state)
     digest.update(repr(view).encode())
     digest.update(np.array(free_order_slots(state), dtype="<i4").tobytes())
-    hwm = int(state.counters[L.C_ORDER_HWM])
-    digest.update(state.ord_i8[:hwm, L.O_GENERATION].astype("<i8").tobytes())
+    hwm = int(state.counters[Counter.ORDER_HWM])
+    digest.update(state.ord_i8[:hwm, Order8.GENERATION].astype("<i8").tobytes())
     return digest.hexdigest()
