@@ -28,7 +28,7 @@ from derivex.core.fixed import VALUE_LIMIT
 from derivex.core.jit import kernel
 from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Ins8, Level4, Order4, Pos4
 from derivex.core.matching import cancel_resting
-from derivex.core.orders import admit_trader, check_trader, reject
+from derivex.core.order_checks import admit_trader, check_trader, reject
 from derivex.core.pools import position_release_if_idle
 from derivex.core.records import (
     AccountState,

@@ -219,7 +219,17 @@ def position_changed(
     """POSITION: one side's position and balance after a fill."""
     e = ev[n]
     _header(
-        e, seq, EventKind.POSITION, command, side, liquidity, 0, 0, account, instrument, order_id
+        e,
+        seq,
+        EventKind.POSITION_CHANGED,
+        command,
+        side,
+        liquidity,
+        0,
+        0,
+        account,
+        instrument,
+        order_id,
     )
     e["basis_units"] = basis_units
     e["position_lots"] = position_lots
@@ -232,7 +242,7 @@ def position_changed(
 def balance_changed(ev, n, seq, command, account, cash_units, balance_units):
     """BALANCE: a deposit (``cash_units`` > 0) or a withdrawal (< 0)."""
     e = ev[n]
-    _header(e, seq, EventKind.BALANCE, command, 0, Liquidity.NONE, 0, 0, account, 0, 0)
+    _header(e, seq, EventKind.BALANCE_CHANGED, command, 0, Liquidity.NONE, 0, 0, account, 0, 0)
     e["price_ticks"] = 0
     e["qty_lots"] = 0
     e["cash_units"] = cash_units
@@ -268,7 +278,9 @@ def account_created(ev, n, seq, account, stp):
 def account_state_changed(ev, n, seq, command, account, state):
     """ACCOUNT_STATE: the account's new ``AccountState`` as ``status``."""
     e = ev[n]
-    _header(e, seq, EventKind.ACCOUNT_STATE, command, 0, Liquidity.NONE, 0, 0, account, 0, 0)
+    _header(
+        e, seq, EventKind.ACCOUNT_STATE_CHANGED, command, 0, Liquidity.NONE, 0, 0, account, 0, 0
+    )
     e["price_ticks"] = 0
     e["qty_lots"] = 0
     e["status"] = state
@@ -281,7 +293,19 @@ def instrument_status_changed(ev, n, seq, command, instrument, price_ticks, stat
     """INSTRUMENT_STATUS: added, halted, resumed, closed or (with its settlement price)
     settled."""
     e = ev[n]
-    _header(e, seq, EventKind.INSTRUMENT_STATUS, command, 0, Liquidity.NONE, 0, 0, 0, instrument, 0)
+    _header(
+        e,
+        seq,
+        EventKind.INSTRUMENT_STATUS_CHANGED,
+        command,
+        0,
+        Liquidity.NONE,
+        0,
+        0,
+        0,
+        instrument,
+        0,
+    )
     e["price_ticks"] = price_ticks
     e["qty_lots"] = 0
     e["status"] = status
@@ -295,7 +319,17 @@ def index_changed(ev, n, seq, reason, underlying, index_ticks, sources, status):
     index repeats the last valid one with reason INDEX_STALE)."""
     e = ev[n]
     _header(
-        e, seq, EventKind.INDEX, CommandKind.INDEX, 0, Liquidity.NONE, reason, 0, 0, underlying, 0
+        e,
+        seq,
+        EventKind.INDEX_CHANGED,
+        CommandKind.SET_INDEX,
+        0,
+        Liquidity.NONE,
+        reason,
+        0,
+        0,
+        underlying,
+        0,
     )
     e["price_ticks"] = index_ticks
     e["qty_lots"] = sources
@@ -309,7 +343,7 @@ def mark_changed(ev, n, seq, command, instrument, mark_ticks, detail):
     """MARK: the instrument's new mark; field ``a`` is the mark's implied volatility (ppm)
     for an option, the smoothed basis (ticks) for a perpetual."""
     e = ev[n]
-    _header(e, seq, EventKind.MARK, command, 0, Liquidity.NONE, 0, 0, 0, instrument, 0)
+    _header(e, seq, EventKind.MARK_CHANGED, command, 0, Liquidity.NONE, 0, 0, 0, instrument, 0)
     e["price_ticks"] = mark_ticks
     e["qty_lots"] = 0
     e["a"] = detail
@@ -321,7 +355,7 @@ def mark_changed(ev, n, seq, command, instrument, mark_ticks, detail):
 def _time_event(ev, n, seq, kind, account, instrument, price_ticks, qty_lots, a, b):
     """An event of the TIME driver (funding, settlement, liquidation)."""
     e = ev[n]
-    _header(e, seq, kind, CommandKind.TIME, 0, Liquidity.NONE, 0, 0, account, instrument, 0)
+    _header(e, seq, kind, CommandKind.ADVANCE_TIME, 0, Liquidity.NONE, 0, 0, account, instrument, 0)
     e["price_ticks"] = price_ticks
     e["qty_lots"] = qty_lots
     e["a"] = a
@@ -337,7 +371,7 @@ def liquidation_stage(ev, n, seq, account, instrument, stage, price_ticks, qty_l
         ev,
         n,
         seq,
-        EventKind.LIQUIDATION,
+        EventKind.LIQUIDATION_PROGRESSED,
         account,
         instrument,
         price_ticks,
@@ -355,7 +389,7 @@ def funding_paid(ev, n, seq, account, instrument, rate, qty_lots, cash_units, ba
         ev,
         n,
         seq,
-        EventKind.FUNDING,
+        EventKind.FUNDING_PAID,
         account,
         instrument,
         rate,
@@ -372,7 +406,7 @@ def settled(ev, n, seq, account, instrument, price_ticks, qty_lots, cash_units, 
         ev,
         n,
         seq,
-        EventKind.SETTLEMENT,
+        EventKind.SETTLED,
         account,
         instrument,
         price_ticks,

@@ -22,7 +22,8 @@ from derivex.core.admin import (
     set_instrument,
     set_instrument_status,
 )
-from derivex.core.arena import unpack
+from derivex.core.arena import pack, unpack
+from derivex.core.canonical import canonical, state_hash
 from derivex.core.config import (
     MAX_INDEX_SOURCES,
     MAX_SCENARIOS,
@@ -37,6 +38,7 @@ from derivex.core.config import (
     P_MAX_QUOTE_LEGS,
     EngineConfig,
 )
+from derivex.core.growth import allocate, grow
 from derivex.core.jit import kernel
 from derivex.core.layout import (
     NIL,
@@ -50,12 +52,13 @@ from derivex.core.layout import (
     Pos4,
 )
 from derivex.core.lifecycle import time_command
-from derivex.core.orders import amend_order, cancel_order, place_order, reject
+from derivex.core.market_data import flush, index_command, leg_span, risk_array_command
+from derivex.core.order_checks import reject
+from derivex.core.orders import amend_order, cancel_order, place_order
 from derivex.core.pools import free_capacity, order_slot_of
 from derivex.core.quotes import mass_quote, mass_quote_span
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, Reason
-from derivex.core.risk import flush, index_command, leg_span, risk_array_command
-from derivex.core.state import State, allocate, canonical, grow, pack, state_hash
+from derivex.core.state import State
 
 
 @kernel
@@ -132,9 +135,9 @@ def headroom(st, cmds, i):
             events = 3 + np.int64(st.ins_i4[instrument, Ins4.RESTING])
     elif kind == CommandKind.CREATE_ACCOUNT:
         accounts = 1
-    elif kind == CommandKind.INDEX:
+    elif kind == CommandKind.SET_INDEX:
         events = 3 + st.counters[Counter.INSTRUMENT_HWM]
-    elif kind == CommandKind.TIME:
+    elif kind == CommandKind.ADVANCE_TIME:
         orders = 1  # a liquidation order
         positions = st.counters[Counter.INSTRUMENT_HWM]  # the insurance fund takes positions over
     elif kind == CommandKind.ADD_INSTRUMENT:
@@ -199,8 +202,8 @@ def process_state(st, cmds, start, ev, n):
             st.counters[Counter.CLOCK_NS] = c["ts_ns"]
         if (
             st.counters[Counter.RISK_DIRTY] > 0
-            and kind != CommandKind.INDEX
-            and kind != CommandKind.RISK_ARRAY
+            and kind != CommandKind.SET_INDEX
+            and kind != CommandKind.SET_RISK_ARRAY
         ):
             flush(st)  # staged market data applies before the next other command
         consumed = 1
@@ -234,20 +237,20 @@ def process_state(st, cmds, start, ev, n):
             or kind == CommandKind.CLOSE_INSTRUMENT
         ):
             n = set_instrument_status(st, ev, n, cmds, i, np.int64(kind))
-        elif kind == CommandKind.TIME:
+        elif kind == CommandKind.ADVANCE_TIME:
             n, status, need = time_command(st, ev, n, cmds, i)
             if status != STATUS_DONE:
                 return i, n, status, need  # resumes in the same command once there is room
         elif kind == CommandKind.NOOP:
             n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
-        elif kind == CommandKind.INDEX:
+        elif kind == CommandKind.SET_INDEX:
             consumed, complete = leg_span(
                 cmds, i, CommandKind.INDEX_SOURCE, CommandKind.INDEX_SOURCE, MAX_INDEX_SOURCES
             )
             n, reason = index_command(st, ev, n, cmds, i, consumed, complete)
             if reason != Reason.OK:
                 n = reject(st, ev, n, cmds, i, reason, 0)
-        elif kind == CommandKind.RISK_ARRAY:
+        elif kind == CommandKind.SET_RISK_ARRAY:
             consumed, complete = leg_span(
                 cmds,
                 i,

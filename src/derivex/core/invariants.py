@@ -40,7 +40,7 @@ def _fail(message: str) -> None:
 def check_risk(st: State) -> None:
     """The incrementally kept margin sums and scenario vectors equal a from-scratch
     recomputation over the positions, and resting values match the orders."""
-    from derivex.core.risk import accumulate
+    from derivex.core.market_data import accumulate
 
     fresh = st._replace(acc_risk=np.zeros_like(st.acc_risk), acc_scen=np.zeros_like(st.acc_scen))
     accumulate(fresh)  # staged (unflushed) market data is in neither: both use applied marks

@@ -26,7 +26,7 @@ from derivex.core.emit import accepted, order_accepted, rejected, set_label
 from derivex.core.jit import kernel
 from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Order4, Order8, Pos8
 from derivex.core.matching import cancel_resting
-from derivex.core.orders import (
+from derivex.core.order_checks import (
     admit_trader,
     check_price,
     check_quantity,
