@@ -11,21 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from derivex.core.config import (
-    P_INDEX_HISTORY,
-    P_MAX_UNDERLYINGS,
-)
-from derivex.core.layout import (
-    Account4,
-    Account8,
-    Counter,
-    Ins4,
-    Ins8,
-    Order8,
-    Pos4,
-    Pos8,
-    Und8,
-)
+from derivex.core.config import P_INDEX_HISTORY, P_MAX_UNDERLYINGS
+from derivex.core.layout import Account4, Account8, Counter, Ins4, Ins8, Order8, Pos4, Pos8, Und8
 from derivex.core.records import Side
 from derivex.core.state import State, book_side, free_order_slots, next_order_ids
 

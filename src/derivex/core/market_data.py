@@ -37,22 +37,8 @@ from derivex.core.config import (
 from derivex.core.emit import accepted, index_changed, mark_changed
 from derivex.core.fixed import mul_div_ceil, mul_div_floor
 from derivex.core.jit import kernel
-from derivex.core.layout import (
-    Account4,
-    Counter,
-    Ins4,
-    Ins8,
-    Pos4,
-    Pos8,
-    Und8,
-)
-from derivex.core.records import (
-    CommandKind,
-    IndexStatus,
-    InstrumentKind,
-    MarginMode,
-    Reason,
-)
+from derivex.core.layout import Account4, Counter, Ins4, Ins8, Pos4, Pos8, Und8
+from derivex.core.records import CommandKind, IndexStatus, InstrumentKind, MarginMode, Reason
 from derivex.core.risk import PPM, contribute, update_vectors
 
 

@@ -13,20 +13,9 @@ import numpy as np
 from derivex.core.book import order_free, order_rest, order_shrink, order_unlink
 from derivex.core.emit import amended, expired, order_accepted, set_label
 from derivex.core.jit import kernel
-from derivex.core.layout import (
-    NIL,
-    Order4,
-    Order8,
-)
-from derivex.core.matching import (
-    cancel_resting,
-    crosses,
-    match,
-)
-from derivex.core.order_checks import (
-    load_own_order,
-    reject,
-)
+from derivex.core.layout import NIL, Order4, Order8
+from derivex.core.matching import cancel_resting, crosses, match
+from derivex.core.order_checks import load_own_order, reject
 from derivex.core.order_validation import validate_amend, validate_place
 from derivex.core.pools import (
     order_alloc,
@@ -34,12 +23,7 @@ from derivex.core.pools import (
     position_get_or_create,
     position_release_if_idle,
 )
-from derivex.core.records import (
-    CommandKind,
-    OrderType,
-    Reason,
-    TimeInForce,
-)
+from derivex.core.records import CommandKind, OrderType, Reason, TimeInForce
 
 
 @kernel

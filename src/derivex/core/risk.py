@@ -47,14 +47,7 @@ from derivex.core.layout import (
     ScenarioBlock,
     Und8,
 )
-from derivex.core.records import (
-    IndexStatus,
-    InstrumentKind,
-    MarginMode,
-    OptionType,
-    Reason,
-    Side,
-)
+from derivex.core.records import IndexStatus, InstrumentKind, MarginMode, OptionType, Reason, Side
 
 PPM = 1_000_000
 

@@ -14,15 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from derivex.core.layout import (
-    NIL,
-    Counter,
-    Level4,
-    Level8,
-    Order4,
-    Order8,
-    Pos4,
-)
+from derivex.core.layout import NIL, Counter, Level4, Level8, Order4, Order8, Pos4
 
 
 class State(NamedTuple):
