@@ -46,6 +46,29 @@ from derivex.core.risk import (
 
 
 @kernel
+def flag_terms(st, instrument, side, flags, price, qty, position, banded):
+    """The terms a reduce-only and a post-only order go on with, shared by place and amend.
+    Returns ``(reason, price, qty)``: a reduce-only order is clamped to the lots that only
+    reduce the position (rejected if none); a post-only order is repriced one tick away from
+    the opposite best price (rejected if it would take and has reject-post-only, or if the
+    new price leaves the band when ``banded``)."""
+    if flags & OrderFlag.REDUCE_ONLY:
+        capacity = reducing_capacity(st, position, side)
+        if capacity == 0:
+            return Reason.REDUCE_ONLY_WOULD_INCREASE, price, qty
+        if capacity < qty:
+            qty = capacity
+    if flags & OrderFlag.POST_ONLY:
+        price = post_only_price(st, instrument, side, price, flags & OrderFlag.REJECT_POST_ONLY)
+        if price < 0:
+            return Reason.POST_ONLY_WOULD_TAKE, price, qty
+        reason = band_reason(st, instrument, price) if banded else Reason.OK
+        if reason != Reason.OK:  # repriced away from the book and out of the band
+            return reason, price, qty
+    return Reason.OK, price, qty
+
+
+@kernel
 def validate_place(st, c):
     """Validate the PLACE_ORDER ``c`` completely (charging its base gas once the account is
     admitted). Returns ``(reason, price, qty, tif, sweep, position)``: the order's price and
@@ -92,19 +115,9 @@ def validate_place(st, c):
         if reason != Reason.OK:
             return reason, np.int64(0), np.int64(0), np.int64(0), False, np.int64(NIL)
     position = position_find(st, account, instrument)
-    if flags & OrderFlag.REDUCE_ONLY:
-        capacity = reducing_capacity(st, position, side)
-        if capacity == 0:
-            return Reason.REDUCE_ONLY_WOULD_INCREASE, price, qty, tif, sweep, position
-        if capacity < qty:
-            qty = capacity
-    if flags & OrderFlag.POST_ONLY:
-        price = post_only_price(st, instrument, side, price, flags & OrderFlag.REJECT_POST_ONLY)
-        if price < 0:
-            return Reason.POST_ONLY_WOULD_TAKE, price, qty, tif, sweep, position
-        reason = band_reason(st, instrument, price) if banded else Reason.OK
-        if reason != Reason.OK:  # repriced away from the book and out of the band
-            return reason, price, qty, tif, sweep, position
+    reason, price, qty = flag_terms(st, instrument, side, flags, price, qty, position, banded)
+    if reason != Reason.OK:
+        return reason, price, qty, tif, sweep, position
     if not within_position_limit(st, position, side, qty, 0):
         return Reason.POSITION_LIMIT, price, qty, tif, sweep, position
     reason = margin_reason(st, account, instrument, position, side, qty, qty * price)
@@ -159,19 +172,9 @@ def validate_amend(st, c, account, slot, position, instrument):
         price, reason = banded_price(st, instrument, side, price)
         if reason != Reason.OK:
             return reason, price, qty, False
-    if flags & OrderFlag.REDUCE_ONLY:
-        capacity = reducing_capacity(st, position, side)
-        if capacity == 0:
-            return Reason.REDUCE_ONLY_WOULD_INCREASE, price, qty, False
-        if capacity < qty:
-            qty = capacity
-    if flags & OrderFlag.POST_ONLY:
-        price = post_only_price(st, instrument, side, price, flags & OrderFlag.REJECT_POST_ONLY)
-        if price < 0:
-            return Reason.POST_ONLY_WOULD_TAKE, price, qty, False
-        reason = band_reason(st, instrument, price) if banded else Reason.OK
-        if reason != Reason.OK:
-            return reason, price, qty, False
+    reason, price, qty = flag_terms(st, instrument, side, flags, price, qty, position, banded)
+    if reason != Reason.OK:
+        return reason, price, qty, False
     if not within_position_limit(st, position, side, qty, old_qty):
         return Reason.POSITION_LIMIT, price, qty, False
     reason = margin_reason(
