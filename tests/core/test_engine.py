@@ -376,5 +376,5 @@ def test_every_command_starts_with_one_result_event(venue):
     ex, perp, _, (a, b, _) = venue
     ex.place(a, perp, "sell", 4, 10_000_000)
     result = ex.place(b, perp, "buy", 2, 10_000_000)
-    assert kinds(result) == ["ACCEPTED", "FILLED", "FILLED", "POSITION", "POSITION"]
+    assert kinds(result) == ["ACCEPTED", "FILLED", "FILLED", "POSITION_CHANGED", "POSITION_CHANGED"]
     assert np.all(result.events["seq"] == result.events["seq"][0])

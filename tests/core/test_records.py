@@ -11,7 +11,9 @@ from derivex.core.records import (
     COMMAND_DTYPE,
     COMMAND_MUTATES,
     EVENT_DTYPE,
+    RENAMED,
     CommandKind,
+    EventKind,
     Reason,
     command_array,
     concat_commands,
@@ -28,6 +30,25 @@ def test_record_sizes_and_byte_order() -> None:
             assert field.byteorder in ("<", "|", "="), name
             if field.itemsize > 1:
                 assert field.str.startswith("<"), name
+
+
+def test_renamed_names_keep_working_with_their_codes() -> None:
+    """Commands imperative, events past tense (issue 13): every old name in RENAMED is an
+    alias of its new member (same code, same object); new names are canonical."""
+    enums = {"CommandKind": CommandKind, "EventKind": EventKind}
+    assert len(RENAMED) == 12
+    for old, new in RENAMED.items():
+        enum_name, old_name = old.split(".")
+        new_enum, new_name = new.split(".")
+        assert enum_name == new_enum
+        enum = enums[enum_name]
+        assert enum[old_name] is enum[new_name]
+        assert enum(int(enum[old_name])).name == new_name
+        assert old_name not in [member.name for member in enum]  # aliases are not iterated
+    assert CommandKind.ADVANCE_TIME == 30 and CommandKind.SET_INDEX == 31
+    assert EventKind.POSITION_CHANGED == 7 and EventKind.SETTLED == 16
+    # the command INDEX and the event INDEX no longer share a Python name
+    assert CommandKind.SET_INDEX.name != EventKind.INDEX_CHANGED.name
 
 
 def test_reason_bands() -> None:

@@ -69,13 +69,13 @@ def test_setup_events_and_ids():
     assert ev[3] == {
         "seq": 2,
         "command": K.DEPOSIT,
-        "kind": "BALANCE",
+        "kind": "BALANCE_CHANGED",
         "account": 3,
         "cash_units": 7,
         "balance_units": 7,
     }
     assert ev[5]["cash_units"] == -2 and ev[5]["balance_units"] == 5
-    assert [e["kind"] for e in ev[6:]] == ["ACCEPTED", "INSTRUMENT_STATUS", "ACCEPTED"]
+    assert [e["kind"] for e in ev[6:]] == ["ACCEPTED", "INSTRUMENT_STATUS_CHANGED", "ACCEPTED"]
     assert ev[7]["status"] == 1 and ev[6]["instrument"] == 0
     canon = eng.canonical()
     # system accounts 0,1,2 with gas 0; account 3 full gas, gas clock = command time 5
@@ -111,8 +111,8 @@ def test_price_time_priority_and_trade_at_resting_price():
         (D, 2, 101, 5, 0),
     ]
     kinds = [e["kind"] for e in ev]
-    assert kinds == ["ACCEPTED"] + ["FILLED", "FILLED", "POSITION", "POSITION"] * 3
-    pos = only(ev, "POSITION")
+    assert kinds == ["ACCEPTED"] + ["FILLED", "FILLED", "POSITION_CHANGED", "POSITION_CHANGED"] * 3
+    pos = only(ev, "POSITION_CHANGED")
     # D's basis: 10*100 + 5*100 + 5*101 = 2005; A short 5 at 101: -505
     assert (pos[-1]["account"], pos[-1]["position_lots"], pos[-1]["basis_units"]) == (D, 20, 2005)
     assert (pos[-2]["account"], pos[-2]["position_lots"], pos[-2]["basis_units"]) == (A, -5, -505)
@@ -148,7 +148,7 @@ def test_fees_with_maker_rebate_and_rounding():
     # taker: 999000 * 250 / 1e6 = 249.75 -> charge rounded up: 250
     maker_fill, taker_fill = only(ev, "FILLED")
     assert maker_fill["fee_units"] == -99 and taker_fill["fee_units"] == 250
-    maker_pos, taker_pos = only(ev, "POSITION")
+    maker_pos, taker_pos = only(ev, "POSITION_CHANGED")
     assert maker_pos["balance_units"] == FUNDS + 99 and maker_pos["cash_units"] == 0
     assert taker_pos["balance_units"] == FUNDS - 250
     assert (maker_pos["position_lots"], maker_pos["basis_units"]) == (-3, -999000)
@@ -173,7 +173,7 @@ def test_perpetual_pnl_reduce_close_flip_with_rounding():
     # long reduce 1 @ 12: e = ceil(31 * 1 / 3) = ceil(10.33) = 11; realised = 12 - 11 = 1
     s.run(place(C, 0, BUY, 12, 1))
     ev = s.run(place(A, 0, SELL, 12, 1, tif=TimeInForce.IOC))
-    a_pos = next(p for p in only(ev, "POSITION") if p["account"] == A)
+    a_pos = next(p for p in only(ev, "POSITION_CHANGED") if p["account"] == A)
     assert (
         a_pos["cash_units"],
         a_pos["position_lots"],
@@ -183,7 +183,7 @@ def test_perpetual_pnl_reduce_close_flip_with_rounding():
     # short reduce 1 @ 12: e = floor(31 * 1 / 3) = 10; realised = 10 - 12 = -2
     s.run(place(D, 0, SELL, 12, 1))
     ev = s.run(place(B, 0, BUY, 12, 1, tif=TimeInForce.IOC))
-    b_pos = next(p for p in only(ev, "POSITION") if p["account"] == B)
+    b_pos = next(p for p in only(ev, "POSITION_CHANGED") if p["account"] == B)
     assert (
         b_pos["cash_units"],
         b_pos["position_lots"],
@@ -194,7 +194,7 @@ def test_perpetual_pnl_reduce_close_flip_with_rounding():
     # then short 3 with basis -3 * 9 = -27
     s.run(place(C, 0, BUY, 9, 5))
     ev = s.run(place(A, 0, SELL, 9, 5))
-    a_pos = next(p for p in only(ev, "POSITION") if p["account"] == A)
+    a_pos = next(p for p in only(ev, "POSITION_CHANGED") if p["account"] == A)
     assert (
         a_pos["cash_units"],
         a_pos["position_lots"],
@@ -204,7 +204,7 @@ def test_perpetual_pnl_reduce_close_flip_with_rounding():
     # B short 2 (basis -21) closes 2 @ 9 as a taker: e = 21, realised = 21 - 18 = 3
     s.run(place(D, 0, SELL, 9, 2))
     ev = s.run(place(B, 0, BUY, 9, 2))
-    b_pos = next(p for p in only(ev, "POSITION") if p["account"] == B)
+    b_pos = next(p for p in only(ev, "POSITION_CHANGED") if p["account"] == B)
     assert (b_pos["cash_units"], b_pos["position_lots"], b_pos["basis_units"]) == (3, 0, 0)
     # over B's life: sold 20 + 11 = 31, bought 12 + 18 = 30 -> +1 = -2 + 3
     assert balance(eng, B) == FUNDS + 1
@@ -219,7 +219,7 @@ def test_option_premium_moves_buyer_to_seller():
     eng, s = setup(instruments=[perpetual(), option(strike=100)])
     s.run(place(A, 1, SELL, 50, 2))
     ev = s.run(place(B, 1, BUY, 50, 2))
-    maker, taker = only(ev, "POSITION")
+    maker, taker = only(ev, "POSITION_CHANGED")
     # premium = 50 * 1 * 2 = 100: buyer -100, seller +100; positions keep the basis
     assert (maker["cash_units"], maker["balance_units"], maker["basis_units"]) == (
         100,
@@ -234,7 +234,7 @@ def test_option_premium_moves_buyer_to_seller():
     # B sells 1 of 2 @ 70 to C: premium +70 to B, basis 100 - ceil(100/2) = 50, nothing realised
     s.run(place(C, 1, BUY, 70, 1))
     ev = s.run(place(B, 1, SELL, 70, 1))
-    b = next(p for p in only(ev, "POSITION") if p["account"] == B)
+    b = next(p for p in only(ev, "POSITION_CHANGED") if p["account"] == B)
     assert (b["cash_units"], b["position_lots"], b["basis_units"], b["balance_units"]) == (
         70,
         1,
@@ -283,8 +283,8 @@ def test_reduce_only_clamp_reject_and_resting_cancel():
         "ACCEPTED",
         "FILLED",
         "FILLED",
-        "POSITION",
-        "POSITION",
+        "POSITION_CHANGED",
+        "POSITION_CHANGED",
         "CANCELLED",
     ]
     assert ev[1]["qty_lots"] == 2 and ev[1]["remaining_lots"] == 1
@@ -313,8 +313,8 @@ def test_fok_fill_and_no_fill():
     assert [e["kind"] for e in ev] == ["ACCEPTED"] + [
         "FILLED",
         "FILLED",
-        "POSITION",
-        "POSITION",
+        "POSITION_CHANGED",
+        "POSITION_CHANGED",
     ] * 2
     # FOK market: nothing left on the book
     ev = s.run(place(C, 0, BUY, 0, 1, order_type=OrderType.MARKET, tif=TimeInForce.FOK))
@@ -529,8 +529,8 @@ def test_gas_stops_matching():
         "ACCEPTED",
         "FILLED",
         "FILLED",
-        "POSITION",
-        "POSITION",
+        "POSITION_CHANGED",
+        "POSITION_CHANGED",
         "EXPIRED",
     ]
     assert ev[-1]["reason"] == "CANCEL_GAS" and ev[-1]["qty_lots"] == 2
@@ -604,7 +604,10 @@ def test_halted_and_closed_instrument():
     o3 = s.run(place(B, 0, BUY, 12, 1))[0]["order_id"]
     o4 = s.run(place(C, 0, SELL, 20, 3))[0]["order_id"]
     ev = s.run(cmd(K.HALT_INSTRUMENT, instrument=0))
-    assert [(e["kind"], e.get("status")) for e in ev] == [("ACCEPTED", 0), ("INSTRUMENT_STATUS", 2)]
+    assert [(e["kind"], e.get("status")) for e in ev] == [
+        ("ACCEPTED", 0),
+        ("INSTRUMENT_STATUS_CHANGED", 2),
+    ]
     assert s.run(place(A, 0, BUY, 10, 1))[0]["reason"] == "INSTRUMENT_HALTED"
     assert (
         s.run(cmd(K.AMEND_ORDER, account=A, order_id=o1, price_ticks=10, qty_lots=1))[0]["reason"]
@@ -621,7 +624,7 @@ def test_halted_and_closed_instrument():
         ("CANCELLED", o3),
         ("CANCELLED", o2),
         ("CANCELLED", o4),
-        ("INSTRUMENT_STATUS", None),
+        ("INSTRUMENT_STATUS_CHANGED", None),
     ]
     assert ev[1]["reason"] == "CANCEL_INSTRUMENT_CLOSED" and ev[-1]["status"] == 3
     assert s.run(place(A, 0, BUY, 10, 1))[0]["reason"] == "INSTRUMENT_CLOSED"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from derivex.core import consts as K
-from derivex.core import layout as L
 from derivex.core.config import (
     P_GAS_MAX,
     P_MAX_ACCOUNTS,
@@ -19,12 +17,28 @@ from derivex.core.config import (
     P_MAX_PRICE_TICKS,
     P_MAX_UNDERLYINGS,
 )
-from derivex.core.emit import emit
+from derivex.core.emit import (
+    accepted,
+    account_created,
+    account_state_changed,
+    balance_changed,
+    instrument_status_changed,
+)
 from derivex.core.fixed import VALUE_LIMIT
 from derivex.core.jit import kernel
+from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Ins8, Level4, Order4, Pos4
 from derivex.core.matching import cancel_resting
-from derivex.core.orders import admit_trader, check_trader, reject
+from derivex.core.order_checks import admit_trader, check_trader, reject
 from derivex.core.pools import position_release_if_idle
+from derivex.core.records import (
+    AccountState,
+    CommandKind,
+    InstrumentKind,
+    InstrumentSetting,
+    InstrumentStatus,
+    Reason,
+    SystemAccount,
+)
 from derivex.core.risk import exposed_to_stale_index, margins, risk_on
 
 MAX_FEE_PPM = 100_000
@@ -32,7 +46,7 @@ MAX_FEE_PPM = 100_000
 
 @kernel
 def accept(ev, n, seq, command, account, instrument):
-    return emit(ev, n, seq, K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0, 0, 0)
+    return accepted(ev, n, seq, command, account, instrument, 0, 0, 0)
 
 
 @kernel
@@ -40,41 +54,25 @@ def create_account(st, ev, n, cmds, i):
     c = cmds[i]
     stp = np.int64(c["stp"])
     if stp > 1:
-        return reject(st, ev, n, cmds, i, K.R_BAD_STP_MODE, 0)
+        return reject(st, ev, n, cmds, i, Reason.BAD_STP_MODE, 0)
     mode = np.int64(c["margin_mode"])
     if mode > 1:
-        return reject(st, ev, n, cmds, i, K.R_BAD_MARGIN_MODE, 0)
-    account = st.counters[L.C_ACCOUNT_HWM]
+        return reject(st, ev, n, cmds, i, Reason.BAD_MARGIN_MODE, 0)
+    account = st.counters[Counter.ACCOUNT_HWM]
     if account >= st.params[P_MAX_ACCOUNTS]:
-        return reject(st, ev, n, cmds, i, K.R_ACCOUNT_POOL_FULL, 0)
-    st.counters[L.C_ACCOUNT_HWM] = account + 1
-    st.acc_i8[account, L.A_BALANCE] = 0
-    st.acc_i8[account, L.A_GAS] = st.params[P_GAS_MAX]
-    st.acc_i8[account, L.A_GAS_TS] = st.counters[L.C_CLOCK_NS]
-    st.acc_i4[account, L.A_STATUS] = 1
-    st.acc_i4[account, L.A_STP] = stp
-    st.acc_i4[account, L.A_OPEN_ORDERS] = 0
-    st.acc_i4[account, L.A_POSITION_HEAD] = L.NIL
-    st.acc_i4[account, L.A_LAST_POSITION] = L.NIL
-    st.acc_i4[account, L.A_MARGIN_MODE] = mode
-    n = accept(ev, n, c["seq"], K.K_CREATE_ACCOUNT, account, 0)
-    return emit(
-        ev,
-        n,
-        c["seq"],
-        K.E_ACCOUNT_CREATED,
-        K.K_CREATE_ACCOUNT,
-        0,
-        0,
-        0,
-        0,
-        account,
-        0,
-        0,
-        0,
-        0,
-        stp,
-    )
+        return reject(st, ev, n, cmds, i, Reason.ACCOUNT_POOL_FULL, 0)
+    st.counters[Counter.ACCOUNT_HWM] = account + 1
+    st.acc_i8[account, Account8.BALANCE] = 0
+    st.acc_i8[account, Account8.GAS] = st.params[P_GAS_MAX]
+    st.acc_i8[account, Account8.GAS_TS] = st.counters[Counter.CLOCK_NS]
+    st.acc_i4[account, Account4.STATUS] = 1
+    st.acc_i4[account, Account4.STP] = stp
+    st.acc_i4[account, Account4.OPEN_ORDERS] = 0
+    st.acc_i4[account, Account4.POSITION_HEAD] = NIL
+    st.acc_i4[account, Account4.LAST_POSITION] = NIL
+    st.acc_i4[account, Account4.MARGIN_MODE] = mode
+    n = accept(ev, n, c["seq"], CommandKind.CREATE_ACCOUNT, account, 0)
+    return account_created(ev, n, c["seq"], account, stp)
 
 
 @kernel
@@ -82,82 +80,63 @@ def set_account(st, ev, n, cmds, i):
     c = cmds[i]
     account = np.int64(c["account"])
     reason = check_trader(st, account)
-    if reason != K.R_OK:
+    if reason != Reason.OK:
         return reject(st, ev, n, cmds, i, reason, 0)
     stp = np.int64(c["stp"])
     if stp > 1:
-        return reject(st, ev, n, cmds, i, K.R_BAD_STP_MODE, 0)
+        return reject(st, ev, n, cmds, i, Reason.BAD_STP_MODE, 0)
     mode = np.int64(c["margin_mode"])
     if mode > 1:
-        return reject(st, ev, n, cmds, i, K.R_BAD_MARGIN_MODE, 0)
-    if mode != st.acc_i4[account, L.A_MARGIN_MODE] and (
-        st.acc_i4[account, L.A_POSITION_HEAD] != L.NIL
+        return reject(st, ev, n, cmds, i, Reason.BAD_MARGIN_MODE, 0)
+    if mode != st.acc_i4[account, Account4.MARGIN_MODE] and (
+        st.acc_i4[account, Account4.POSITION_HEAD] != NIL
     ):
-        return reject(st, ev, n, cmds, i, K.R_MARGIN_MODE_OPEN, 0)
-    st.acc_i4[account, L.A_STP] = stp
-    st.acc_i4[account, L.A_MARGIN_MODE] = mode
-    return emit(
-        ev, n, c["seq"], K.E_ACCEPTED, K.K_SET_ACCOUNT, 0, 0, 0, 0, account, 0, 0, 0, 0, stp
-    )
+        return reject(st, ev, n, cmds, i, Reason.MARGIN_MODE_OPEN, 0)
+    st.acc_i4[account, Account4.STP] = stp
+    st.acc_i4[account, Account4.MARGIN_MODE] = mode
+    return accepted(ev, n, c["seq"], CommandKind.SET_ACCOUNT, account, 0, 0, 0, stp)
 
 
 @kernel
 def move_money(st, ev, n, cmds, i, deposit):
     c = cmds[i]
     account = np.int64(c["account"])
-    if account >= st.counters[L.C_ACCOUNT_HWM]:
-        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_ACCOUNT, 0)
-    if account == K.PNL_CLEARING:
-        return reject(st, ev, n, cmds, i, K.R_SYSTEM_ACCOUNT, 0)
+    if account >= st.counters[Counter.ACCOUNT_HWM]:
+        return reject(st, ev, n, cmds, i, Reason.UNKNOWN_ACCOUNT, 0)
+    if account == SystemAccount.PNL_CLEARING:
+        return reject(st, ev, n, cmds, i, Reason.SYSTEM_ACCOUNT, 0)
     amount = c["amount_units"]
     if amount <= 0:
-        return reject(st, ev, n, cmds, i, K.R_AMOUNT_NOT_POSITIVE, 0)
-    balance = st.acc_i8[account, L.A_BALANCE]
+        return reject(st, ev, n, cmds, i, Reason.AMOUNT_NOT_POSITIVE, 0)
+    balance = st.acc_i8[account, Account8.BALANCE]
     if deposit:
         if amount > st.params[P_MAX_BALANCE_UNITS] - balance or (
-            amount > VALUE_LIMIT - st.counters[L.C_TOTAL_DEPOSITS]
+            amount > VALUE_LIMIT - st.counters[Counter.TOTAL_DEPOSITS]
         ):
-            return reject(st, ev, n, cmds, i, K.R_BALANCE_LIMIT, 0)
-        st.counters[L.C_TOTAL_DEPOSITS] += amount
+            return reject(st, ev, n, cmds, i, Reason.BALANCE_LIMIT, 0)
+        st.counters[Counter.TOTAL_DEPOSITS] += amount
         delta = amount
-        command = K.K_DEPOSIT
+        command = CommandKind.DEPOSIT
     else:
         if amount > balance:
-            return reject(st, ev, n, cmds, i, K.R_INSUFFICIENT_FUNDS, 0)
-        if st.acc_i4[account, L.A_STATE] == K.ACCOUNT_IN_LIQUIDATION:
-            return reject(st, ev, n, cmds, i, K.R_ACCOUNT_IN_LIQUIDATION, 0)
-        if risk_on(st) and st.acc_i4[account, L.A_POSITION_HEAD] != L.NIL:
+            return reject(st, ev, n, cmds, i, Reason.INSUFFICIENT_FUNDS, 0)
+        if st.acc_i4[account, Account4.STATE] == AccountState.IN_LIQUIDATION:
+            return reject(st, ev, n, cmds, i, Reason.ACCOUNT_IN_LIQUIDATION, 0)
+        if risk_on(st) and st.acc_i4[account, Account4.POSITION_HEAD] != NIL:
             if exposed_to_stale_index(st, account):
-                return reject(st, ev, n, cmds, i, K.R_INDEX_STALE, 0)
+                return reject(st, ev, n, cmds, i, Reason.INDEX_STALE, 0)
             equity, im, _ = margins(st, account)
             if equity - amount < im:
-                return reject(st, ev, n, cmds, i, K.R_INSUFFICIENT_MARGIN, 0)
-        st.counters[L.C_TOTAL_WITHDRAWALS] += amount
+                return reject(st, ev, n, cmds, i, Reason.INSUFFICIENT_MARGIN, 0)
+        st.counters[Counter.TOTAL_WITHDRAWALS] += amount
         delta = -amount
-        command = K.K_WITHDRAW
-    st.acc_i8[account, L.A_BALANCE] = balance + delta
+        command = CommandKind.WITHDRAW
+    st.acc_i8[account, Account8.BALANCE] = balance + delta
     n = accept(ev, n, c["seq"], command, account, 0)
-    n = emit(ev, n, c["seq"], K.E_BALANCE, command, 0, 0, 0, 0, account, 0, 0, 0, 0, delta)
-    ev[n - 1]["b"] = balance + delta
-    if deposit and st.acc_i4[account, L.A_STATE] == K.ACCOUNT_BANKRUPT:
-        st.acc_i4[account, L.A_STATE] = K.ACCOUNT_NORMAL  # a fresh deposit reopens it
-        n = emit(
-            ev,
-            n,
-            c["seq"],
-            K.E_ACCOUNT_STATE,
-            command,
-            0,
-            0,
-            0,
-            0,
-            account,
-            0,
-            0,
-            0,
-            0,
-            K.ACCOUNT_NORMAL,
-        )
+    n = balance_changed(ev, n, c["seq"], command, account, delta, balance + delta)
+    if deposit and st.acc_i4[account, Account4.STATE] == AccountState.BANKRUPT:
+        st.acc_i4[account, Account4.STATE] = AccountState.NORMAL  # a fresh deposit reopens it
+        n = account_state_changed(ev, n, c["seq"], command, account, AccountState.NORMAL)
     return n
 
 
@@ -175,9 +154,9 @@ def add_instrument(st, ev, n, cmds, i):
     taker = np.int64(c["taker_fee_ppm"])
     underlying = np.int64(c["underlying"])
     ok = True
-    if kind == K.PERPETUAL:
+    if kind == InstrumentKind.PERPETUAL:
         ok = option_type == 0 and strike == 0 and expiry == 0
-    elif kind == K.OPTION:
+    elif kind == InstrumentKind.OPTION:
         ok = (option_type == 1 or option_type == 2) and strike > 0 and expiry > 0
     else:
         ok = False
@@ -189,43 +168,29 @@ def add_instrument(st, ev, n, cmds, i):
         bound = VALUE_LIMIT // (st.params[P_MAX_POSITION_LOTS] * contract_value)
         if bound < max_price:
             max_price = bound
-        ok = max_price >= tick and (kind != K.OPTION or strike <= max_price)
+        ok = max_price >= tick and (kind != InstrumentKind.OPTION or strike <= max_price)
     if not ok:
-        return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
-    instrument = st.counters[L.C_INSTRUMENT_HWM]
+        return reject(st, ev, n, cmds, i, Reason.BAD_INSTRUMENT_PARAMS, 0)
+    instrument = st.counters[Counter.INSTRUMENT_HWM]
     if instrument >= st.params[P_MAX_INSTRUMENTS]:
-        return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_POOL_FULL, 0)
-    st.counters[L.C_INSTRUMENT_HWM] = instrument + 1
-    st.ins_i8[instrument, L.I_STRIKE] = strike
-    st.ins_i8[instrument, L.I_EXPIRY] = expiry
-    st.ins_i8[instrument, L.I_TICK] = tick
-    st.ins_i8[instrument, L.I_MIN_LOTS] = min_lots
-    st.ins_i8[instrument, L.I_CONTRACT_VALUE] = contract_value
-    st.ins_i8[instrument, L.I_MAKER_FEE] = maker
-    st.ins_i8[instrument, L.I_TAKER_FEE] = taker
-    st.ins_i8[instrument, L.I_MAX_PRICE] = max_price
-    st.ins_i4[instrument, L.I_KIND] = kind
-    st.ins_i4[instrument, L.I_OPTION_TYPE] = option_type
-    st.ins_i4[instrument, L.I_UNDERLYING] = underlying
-    st.ins_i4[instrument, L.I_STATUS] = K.ACTIVE
-    st.ins_i4[instrument, L.I_RESTING] = 0
-    n = accept(ev, n, c["seq"], K.K_ADD_INSTRUMENT, 0, instrument)
-    return emit(
-        ev,
-        n,
-        c["seq"],
-        K.E_INSTRUMENT_STATUS,
-        K.K_ADD_INSTRUMENT,
-        0,
-        0,
-        0,
-        0,
-        0,
-        instrument,
-        0,
-        0,
-        0,
-        K.ACTIVE,
+        return reject(st, ev, n, cmds, i, Reason.INSTRUMENT_POOL_FULL, 0)
+    st.counters[Counter.INSTRUMENT_HWM] = instrument + 1
+    st.ins_i8[instrument, Ins8.STRIKE] = strike
+    st.ins_i8[instrument, Ins8.EXPIRY] = expiry
+    st.ins_i8[instrument, Ins8.TICK] = tick
+    st.ins_i8[instrument, Ins8.MIN_LOTS] = min_lots
+    st.ins_i8[instrument, Ins8.CONTRACT_VALUE] = contract_value
+    st.ins_i8[instrument, Ins8.MAKER_FEE] = maker
+    st.ins_i8[instrument, Ins8.TAKER_FEE] = taker
+    st.ins_i8[instrument, Ins8.MAX_PRICE] = max_price
+    st.ins_i4[instrument, Ins4.KIND] = kind
+    st.ins_i4[instrument, Ins4.OPTION_TYPE] = option_type
+    st.ins_i4[instrument, Ins4.UNDERLYING] = underlying
+    st.ins_i4[instrument, Ins4.STATUS] = InstrumentStatus.ACTIVE
+    st.ins_i4[instrument, Ins4.RESTING] = 0
+    n = accept(ev, n, c["seq"], CommandKind.ADD_INSTRUMENT, 0, instrument)
+    return instrument_status_changed(
+        ev, n, c["seq"], CommandKind.ADD_INSTRUMENT, instrument, 0, InstrumentStatus.ACTIVE
     )
 
 
@@ -236,25 +201,25 @@ def cancel_account_orders(st, ev, n, seq, command, account, only, reason):
     O(positions x instruments with orders): the account's list is unordered."""
     last = np.int64(-1)
     while True:
-        chosen = L.NIL
+        chosen = NIL
         chosen_instrument = np.int64(0)
-        position = st.acc_i4[account, L.A_POSITION_HEAD]
-        while position != L.NIL:
-            candidate = np.int64(st.pos_i4[position, L.S_INSTRUMENT])
+        position = st.acc_i4[account, Account4.POSITION_HEAD]
+        while position != NIL:
+            candidate = np.int64(st.pos_i4[position, Pos4.INSTRUMENT])
             if (
-                st.pos_i4[position, L.S_ORDERS] > 0
+                st.pos_i4[position, Pos4.ORDERS] > 0
                 and candidate > last
                 and (only < 0 or candidate == only)
-                and (chosen == L.NIL or candidate < chosen_instrument)
+                and (chosen == NIL or candidate < chosen_instrument)
             ):
                 chosen = position
                 chosen_instrument = candidate
-            position = st.pos_i4[position, L.S_NEXT]
-        if chosen == L.NIL:
+            position = st.pos_i4[position, Pos4.NEXT]
+        if chosen == NIL:
             return n
-        slot = st.pos_i4[chosen, L.S_ORDER_HEAD]
-        while slot != L.NIL:
-            following = st.ord_i4[slot, L.O_POSITION_NEXT]
+        slot = st.pos_i4[chosen, Pos4.ORDER_HEAD]
+        while slot != NIL:
+            following = st.ord_i4[slot, Order4.POSITION_NEXT]
             n, _ = cancel_resting(
                 st,
                 ev,
@@ -263,7 +228,7 @@ def cancel_account_orders(st, ev, n, seq, command, account, only, reason):
                 command,
                 slot,
                 chosen_instrument,
-                st.ord_i4[slot, L.O_META] & 1,
+                st.ord_i4[slot, Order4.META] & 1,
                 reason,
                 0,
             )
@@ -277,21 +242,19 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
     c = cmds[i]
     account = np.int64(c["account"])
     reason = admit_trader(st, account)
-    if reason != K.R_OK:
+    if reason != Reason.OK:
         return reject(st, ev, n, cmds, i, reason, 0)
     instrument = np.int64(c["instrument"]) if by_instrument else np.int64(0)
-    if by_instrument and instrument >= st.counters[L.C_INSTRUMENT_HWM]:
-        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
-    command = K.K_CANCEL_ALL_INSTRUMENT if by_instrument else K.K_CANCEL_ALL
+    if by_instrument and instrument >= st.counters[Counter.INSTRUMENT_HWM]:
+        return reject(st, ev, n, cmds, i, Reason.UNKNOWN_INSTRUMENT, 0)
+    command = CommandKind.CANCEL_ALL_INSTRUMENT if by_instrument else CommandKind.CANCEL_ALL
     count = 0
-    position = st.acc_i4[account, L.A_POSITION_HEAD]
-    while position != L.NIL:
-        if (not by_instrument) or st.pos_i4[position, L.S_INSTRUMENT] == instrument:
-            count += st.pos_i4[position, L.S_ORDERS]
-        position = st.pos_i4[position, L.S_NEXT]
-    n = emit(
-        ev, n, c["seq"], K.E_ACCEPTED, command, 0, 0, 0, 0, account, instrument, 0, 0, count, 0
-    )
+    position = st.acc_i4[account, Account4.POSITION_HEAD]
+    while position != NIL:
+        if (not by_instrument) or st.pos_i4[position, Pos4.INSTRUMENT] == instrument:
+            count += st.pos_i4[position, Pos4.ORDERS]
+        position = st.pos_i4[position, Pos4.NEXT]
+    n = accepted(ev, n, c["seq"], command, account, instrument, 0, count, 0)
     return cancel_account_orders(
         st,
         ev,
@@ -300,7 +263,7 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
         command,
         account,
         instrument if by_instrument else np.int64(-1),
-        K.R_CANCEL_ALL,
+        Reason.CANCEL_ALL,
     )
 
 
@@ -313,40 +276,34 @@ def set_instrument(st, ev, n, cmds, i):
     event carries the funding cap in price_ticks and the band in qty_lots, as now set."""
     c = cmds[i]
     instrument = np.int64(c["instrument"])
-    if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
-        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
+    if instrument >= st.counters[Counter.INSTRUMENT_HWM]:
+        return reject(st, ev, n, cmds, i, Reason.UNKNOWN_INSTRUMENT, 0)
     which = np.int64(c["flags"])
     if which == 0:
-        which = K.SET_FUNDING_CAP
+        which = InstrumentSetting.FUNDING_CAP
     cap = c["funding_cap_ppb"]
     band = c["price_band_ppm"]
-    if which & ~(K.SET_FUNDING_CAP | K.SET_PRICE_BAND):
-        return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
-    if (which & K.SET_FUNDING_CAP) and (
-        st.ins_i4[instrument, L.I_KIND] != K.PERPETUAL or cap < 0 or cap > 100_000_000
+    if which & ~(InstrumentSetting.FUNDING_CAP | InstrumentSetting.PRICE_BAND):
+        return reject(st, ev, n, cmds, i, Reason.BAD_INSTRUMENT_PARAMS, 0)
+    if (which & InstrumentSetting.FUNDING_CAP) and (
+        st.ins_i4[instrument, Ins4.KIND] != InstrumentKind.PERPETUAL or cap < 0 or cap > 100_000_000
     ):
-        return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
-    if (which & K.SET_PRICE_BAND) and (band < 0 or band > 1_000_000):
-        return reject(st, ev, n, cmds, i, K.R_BAD_INSTRUMENT_PARAMS, 0)
-    if which & K.SET_FUNDING_CAP:
-        st.ins_i8[instrument, L.I_FUNDING_CAP] = cap
-    if which & K.SET_PRICE_BAND:
-        st.ins_i8[instrument, L.I_PRICE_BAND] = band
-    return emit(
+        return reject(st, ev, n, cmds, i, Reason.BAD_INSTRUMENT_PARAMS, 0)
+    if (which & InstrumentSetting.PRICE_BAND) and (band < 0 or band > 1_000_000):
+        return reject(st, ev, n, cmds, i, Reason.BAD_INSTRUMENT_PARAMS, 0)
+    if which & InstrumentSetting.FUNDING_CAP:
+        st.ins_i8[instrument, Ins8.FUNDING_CAP] = cap
+    if which & InstrumentSetting.PRICE_BAND:
+        st.ins_i8[instrument, Ins8.PRICE_BAND] = band
+    return accepted(
         ev,
         n,
         c["seq"],
-        K.E_ACCEPTED,
-        K.K_SET_INSTRUMENT,
-        0,
-        0,
-        0,
-        0,
+        CommandKind.SET_INSTRUMENT,
         0,
         instrument,
-        0,
-        st.ins_i8[instrument, L.I_FUNDING_CAP],
-        st.ins_i8[instrument, L.I_PRICE_BAND],
+        st.ins_i8[instrument, Ins8.FUNDING_CAP],
+        st.ins_i8[instrument, Ins8.PRICE_BAND],
         0,
     )
 
@@ -355,28 +312,28 @@ def set_instrument(st, ev, n, cmds, i):
 def set_instrument_status(st, ev, n, cmds, i, command):
     c = cmds[i]
     instrument = np.int64(c["instrument"])
-    if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
-        return reject(st, ev, n, cmds, i, K.R_UNKNOWN_INSTRUMENT, 0)
-    status = st.ins_i4[instrument, L.I_STATUS]
-    if command == K.K_HALT:
-        if status != K.ACTIVE:
-            return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_NOT_ACTIVE, 0)
-        new_status = K.HALTED
-    elif command == K.K_RESUME:
-        if status != K.HALTED:
-            return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_NOT_HALTED, 0)
-        new_status = K.ACTIVE
+    if instrument >= st.counters[Counter.INSTRUMENT_HWM]:
+        return reject(st, ev, n, cmds, i, Reason.UNKNOWN_INSTRUMENT, 0)
+    status = st.ins_i4[instrument, Ins4.STATUS]
+    if command == CommandKind.HALT_INSTRUMENT:
+        if status != InstrumentStatus.ACTIVE:
+            return reject(st, ev, n, cmds, i, Reason.INSTRUMENT_NOT_ACTIVE, 0)
+        new_status = InstrumentStatus.HALTED
+    elif command == CommandKind.RESUME_INSTRUMENT:
+        if status != InstrumentStatus.HALTED:
+            return reject(st, ev, n, cmds, i, Reason.INSTRUMENT_NOT_HALTED, 0)
+        new_status = InstrumentStatus.ACTIVE
     else:
-        if status != K.ACTIVE and status != K.HALTED:
-            return reject(st, ev, n, cmds, i, K.R_INSTRUMENT_NOT_ACTIVE, 0)
-        new_status = K.CLOSED
+        if status != InstrumentStatus.ACTIVE and status != InstrumentStatus.HALTED:
+            return reject(st, ev, n, cmds, i, Reason.INSTRUMENT_NOT_ACTIVE, 0)
+        new_status = InstrumentStatus.CLOSED
     n = accept(ev, n, c["seq"], command, 0, instrument)
-    if command == K.K_CLOSE:
+    if command == CommandKind.CLOSE_INSTRUMENT:
         for side in range(2):
             row = instrument * 2 + side
             while st.ladder_len[row] > 0:
                 level = st.ladder_level[row, st.ladder_len[row] - 1]
-                slot = st.lvl_i4[level, L.L_HEAD]
+                slot = st.lvl_i4[level, Level4.HEAD]
                 n, position = cancel_resting(
                     st,
                     ev,
@@ -386,25 +343,9 @@ def set_instrument_status(st, ev, n, cmds, i, command):
                     slot,
                     instrument,
                     side,
-                    K.R_CANCEL_INSTRUMENT_CLOSED,
+                    Reason.CANCEL_INSTRUMENT_CLOSED,
                     0,
                 )
                 position_release_if_idle(st, position)
-    st.ins_i4[instrument, L.I_STATUS] = new_status
-    return emit(
-        ev,
-        n,
-        c["seq"],
-        K.E_INSTRUMENT_STATUS,
-        command,
-        0,
-        0,
-        0,
-        0,
-        0,
-        instrument,
-        0,
-        0,
-        0,
-        new_status,
-    )
+    st.ins_i4[instrument, Ins4.STATUS] = new_status
+    return instrument_status_changed(ev, n, c["seq"], command, instrument, 0, new_status)

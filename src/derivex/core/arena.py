@@ -1,6 +1,8 @@
-"""Rebuilding the ``State`` views from the arena inside a kernel (see ``state.pack``).
-
-O(number of State fields): no copy, no allocation.
+"""The arena: the whole ``State`` in one byte buffer. ``pack`` copies a state into a fresh
+arena (between batches, O(state size)); ``unpack`` rebuilds the ``State`` views from it
+inside a kernel (O(number of State fields): no copy, no allocation). A call hands a kernel
+two arrays (arena and layout) instead of two dozen, which is what a per-command call pays
+for.
 """
 
 from __future__ import annotations
@@ -8,7 +10,32 @@ from __future__ import annotations
 import numpy as np
 
 from derivex.core.jit import inline_kernel
-from derivex.core.state import State
+from derivex.core.state import FIELD_DTYPES, State
+
+ALIGN = 64
+
+
+def pack(state: State) -> tuple[np.ndarray, np.ndarray, State]:
+    """Copy ``state`` into one arena; returns ``(arena, layout, views)`` where ``layout``
+    rows are ``(byte offset, rows, columns or 0)`` per State field. Cost: O(state size)."""
+    layout = np.zeros((len(State._fields), 3), dtype=np.int64)
+    offset = 0
+    for index, name in enumerate(State._fields):
+        array = getattr(state, name)
+        assert array.dtype == FIELD_DTYPES[name], name
+        layout[index] = (offset, array.shape[0], array.shape[1] if array.ndim == 2 else 0)
+        offset += -(-array.nbytes // ALIGN) * ALIGN
+    raw = np.empty(offset + ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    arena = raw[start : start + offset]
+    views = []
+    for index, name in enumerate(State._fields):
+        array = getattr(state, name)
+        begin = int(layout[index, 0])
+        view = arena[begin : begin + array.nbytes].view(array.dtype).reshape(array.shape)
+        view[...] = array
+        views.append(view)
+    return arena, layout, State(*views)
 
 
 @inline_kernel

@@ -11,8 +11,8 @@ row); linking/unlinking an order O(1).
 
 from __future__ import annotations
 
-from derivex.core import layout as L
 from derivex.core.jit import kernel
+from derivex.core.layout import NIL, Account4, Ins4, Level4, Level8, Order4, Order8, Pos4, Pos8
 from derivex.core.pools import level_alloc, level_free, order_free
 from derivex.core.risk import risk_in, risk_out
 
@@ -57,14 +57,14 @@ def level_at(st, row, side, price):
     index = ladder_search(st, row, side, price)
     if index < st.ladder_len[row] and st.ladder_price[row, index] == price:
         return st.ladder_level[row, index]
-    return L.NIL
+    return NIL
 
 
 @kernel
 def best_level(st, row):
     n = st.ladder_len[row]
     if n == 0:
-        return L.NIL
+        return NIL
     return st.ladder_level[row, n - 1]
 
 
@@ -98,12 +98,12 @@ def _open_change(st, position, side, dq, price):
         return
     risk_out(st, position)
     if side == 0:
-        st.pos_i8[position, L.S_OPEN_BUY] += dq
-        st.pos_i8[position, L.S_BUY_VALUE] += dq * price
+        st.pos_i8[position, Pos8.OPEN_BUY] += dq
+        st.pos_i8[position, Pos8.BUY_VALUE] += dq * price
         risk_in(st, position, 0, dq, 0)
     else:
-        st.pos_i8[position, L.S_OPEN_SELL] += dq
-        st.pos_i8[position, L.S_SELL_VALUE] += dq * price
+        st.pos_i8[position, Pos8.OPEN_SELL] += dq
+        st.pos_i8[position, Pos8.SELL_VALUE] += dq * price
         risk_in(st, position, 0, 0, dq)
 
 
@@ -111,8 +111,8 @@ def _open_change(st, position, side, dq, price):
 def order_rest(st, slot, instrument, side):
     """Append a prepared order (price, qty, position, meta set) to the back of its level and
     to its position's list, and count it everywhere. Capacity was checked by the caller."""
-    price = st.ord_i8[slot, L.O_PRICE]
-    qty = st.ord_i8[slot, L.O_QTY]
+    price = st.ord_i8[slot, Order8.PRICE_TICKS]
+    qty = st.ord_i8[slot, Order8.QTY_LOTS]
     row = ladder_row(instrument, side)
     index = ladder_search(st, row, side, price)
     if index < st.ladder_len[row] and st.ladder_price[row, index] == price:
@@ -120,83 +120,83 @@ def order_rest(st, slot, instrument, side):
     else:
         level = level_alloc(st, price)
         _ladder_insert(st, row, index, price, level)
-    tail = st.lvl_i4[level, L.L_TAIL]
-    st.ord_i4[slot, L.O_PREV] = tail
-    st.ord_i4[slot, L.O_NEXT] = L.NIL
-    if tail == L.NIL:
-        st.lvl_i4[level, L.L_HEAD] = slot
+    tail = st.lvl_i4[level, Level4.TAIL]
+    st.ord_i4[slot, Order4.PREV] = tail
+    st.ord_i4[slot, Order4.NEXT] = NIL
+    if tail == NIL:
+        st.lvl_i4[level, Level4.HEAD] = slot
     else:
-        st.ord_i4[tail, L.O_NEXT] = slot
-    st.lvl_i4[level, L.L_TAIL] = slot
-    st.lvl_i4[level, L.L_COUNT] += 1
-    st.lvl_i8[level, L.L_QTY] += qty
-    position = st.ord_i4[slot, L.O_POSITION]
-    ptail = st.pos_i4[position, L.S_ORDER_TAIL]
-    st.ord_i4[slot, L.O_POSITION_PREV] = ptail
-    st.ord_i4[slot, L.O_POSITION_NEXT] = L.NIL
-    if ptail == L.NIL:
-        st.pos_i4[position, L.S_ORDER_HEAD] = slot
+        st.ord_i4[tail, Order4.NEXT] = slot
+    st.lvl_i4[level, Level4.TAIL] = slot
+    st.lvl_i4[level, Level4.COUNT] += 1
+    st.lvl_i8[level, Level8.QTY_LOTS] += qty
+    position = st.ord_i4[slot, Order4.POSITION]
+    ptail = st.pos_i4[position, Pos4.ORDER_TAIL]
+    st.ord_i4[slot, Order4.POSITION_PREV] = ptail
+    st.ord_i4[slot, Order4.POSITION_NEXT] = NIL
+    if ptail == NIL:
+        st.pos_i4[position, Pos4.ORDER_HEAD] = slot
     else:
-        st.ord_i4[ptail, L.O_POSITION_NEXT] = slot
-    st.pos_i4[position, L.S_ORDER_TAIL] = slot
-    st.pos_i4[position, L.S_ORDERS] += 1
+        st.ord_i4[ptail, Order4.POSITION_NEXT] = slot
+    st.pos_i4[position, Pos4.ORDER_TAIL] = slot
+    st.pos_i4[position, Pos4.ORDERS] += 1
     _open_change(st, position, side, qty, price)
-    account = st.pos_i4[position, L.S_ACCOUNT]
-    st.acc_i4[account, L.A_OPEN_ORDERS] += 1
-    st.ins_i4[instrument, L.I_RESTING] += 1
+    account = st.pos_i4[position, Pos4.ACCOUNT]
+    st.acc_i4[account, Account4.OPEN_ORDERS] += 1
+    st.ins_i4[instrument, Ins4.RESTING] += 1
 
 
 @kernel
 def order_shrink(st, slot, instrument, side, qty):
     """Take ``qty`` off a resting order (fill or in-place amend) without unlinking it."""
-    st.ord_i8[slot, L.O_QTY] -= qty
+    st.ord_i8[slot, Order8.QTY_LOTS] -= qty
     row = ladder_row(instrument, side)
-    level = level_at(st, row, side, st.ord_i8[slot, L.O_PRICE])
-    st.lvl_i8[level, L.L_QTY] -= qty
-    position = st.ord_i4[slot, L.O_POSITION]
-    _open_change(st, position, side, -qty, st.ord_i8[slot, L.O_PRICE])
+    level = level_at(st, row, side, st.ord_i8[slot, Order8.PRICE_TICKS])
+    st.lvl_i8[level, Level8.QTY_LOTS] -= qty
+    position = st.ord_i4[slot, Order4.POSITION]
+    _open_change(st, position, side, -qty, st.ord_i8[slot, Order8.PRICE_TICKS])
 
 
 @kernel
 def order_unlink(st, slot, instrument, side):
     """Remove a resting order from its level (deleting an emptied level) and from every
     count, keeping the slot allocated (amend re-rests it)."""
-    price = st.ord_i8[slot, L.O_PRICE]
-    qty = st.ord_i8[slot, L.O_QTY]
+    price = st.ord_i8[slot, Order8.PRICE_TICKS]
+    qty = st.ord_i8[slot, Order8.QTY_LOTS]
     row = ladder_row(instrument, side)
     index = ladder_search(st, row, side, price)
     level = st.ladder_level[row, index]
-    prev = st.ord_i4[slot, L.O_PREV]
-    nxt = st.ord_i4[slot, L.O_NEXT]
-    if prev == L.NIL:
-        st.lvl_i4[level, L.L_HEAD] = nxt
+    prev = st.ord_i4[slot, Order4.PREV]
+    nxt = st.ord_i4[slot, Order4.NEXT]
+    if prev == NIL:
+        st.lvl_i4[level, Level4.HEAD] = nxt
     else:
-        st.ord_i4[prev, L.O_NEXT] = nxt
-    if nxt == L.NIL:
-        st.lvl_i4[level, L.L_TAIL] = prev
+        st.ord_i4[prev, Order4.NEXT] = nxt
+    if nxt == NIL:
+        st.lvl_i4[level, Level4.TAIL] = prev
     else:
-        st.ord_i4[nxt, L.O_PREV] = prev
-    st.lvl_i4[level, L.L_COUNT] -= 1
-    st.lvl_i8[level, L.L_QTY] -= qty
-    if st.lvl_i4[level, L.L_COUNT] == 0:
+        st.ord_i4[nxt, Order4.PREV] = prev
+    st.lvl_i4[level, Level4.COUNT] -= 1
+    st.lvl_i8[level, Level8.QTY_LOTS] -= qty
+    if st.lvl_i4[level, Level4.COUNT] == 0:
         _ladder_delete(st, row, index)
         level_free(st, level)
-    position = st.ord_i4[slot, L.O_POSITION]
-    pprev = st.ord_i4[slot, L.O_POSITION_PREV]
-    pnext = st.ord_i4[slot, L.O_POSITION_NEXT]
-    if pprev == L.NIL:
-        st.pos_i4[position, L.S_ORDER_HEAD] = pnext
+    position = st.ord_i4[slot, Order4.POSITION]
+    pprev = st.ord_i4[slot, Order4.POSITION_PREV]
+    pnext = st.ord_i4[slot, Order4.POSITION_NEXT]
+    if pprev == NIL:
+        st.pos_i4[position, Pos4.ORDER_HEAD] = pnext
     else:
-        st.ord_i4[pprev, L.O_POSITION_NEXT] = pnext
-    if pnext == L.NIL:
-        st.pos_i4[position, L.S_ORDER_TAIL] = pprev
+        st.ord_i4[pprev, Order4.POSITION_NEXT] = pnext
+    if pnext == NIL:
+        st.pos_i4[position, Pos4.ORDER_TAIL] = pprev
     else:
-        st.ord_i4[pnext, L.O_POSITION_PREV] = pprev
-    st.pos_i4[position, L.S_ORDERS] -= 1
+        st.ord_i4[pnext, Order4.POSITION_PREV] = pprev
+    st.pos_i4[position, Pos4.ORDERS] -= 1
     _open_change(st, position, side, -qty, price)
-    account = st.pos_i4[position, L.S_ACCOUNT]
-    st.acc_i4[account, L.A_OPEN_ORDERS] -= 1
-    st.ins_i4[instrument, L.I_RESTING] -= 1
+    account = st.pos_i4[position, Pos4.ACCOUNT]
+    st.acc_i4[account, Account4.OPEN_ORDERS] -= 1
+    st.ins_i4[instrument, Ins4.RESTING] -= 1
 
 
 @kernel

@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from derivex.core import consts as K
-from derivex.core import layout as L
 from derivex.core.admin import (
     accept,
     add_instrument,
@@ -24,7 +22,8 @@ from derivex.core.admin import (
     set_instrument,
     set_instrument_status,
 )
-from derivex.core.arena import unpack
+from derivex.core.arena import pack, unpack
+from derivex.core.canonical import canonical, state_hash
 from derivex.core.config import (
     MAX_INDEX_SOURCES,
     MAX_SCENARIOS,
@@ -39,14 +38,27 @@ from derivex.core.config import (
     P_MAX_QUOTE_LEGS,
     EngineConfig,
 )
+from derivex.core.growth import allocate, grow
 from derivex.core.jit import kernel
+from derivex.core.layout import (
+    NIL,
+    STATUS_DONE,
+    STATUS_EVENTS,
+    STATUS_GROW,
+    Account4,
+    Counter,
+    Ins4,
+    Order4,
+    Pos4,
+)
 from derivex.core.lifecycle import time_command
-from derivex.core.orders import amend_order, cancel_order, place_order, reject
+from derivex.core.market_data import flush, index_command, leg_span, risk_array_command
+from derivex.core.order_checks import reject
+from derivex.core.orders import amend_order, cancel_order, place_order
 from derivex.core.pools import free_capacity, order_slot_of
 from derivex.core.quotes import mass_quote, mass_quote_span
-from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE
-from derivex.core.risk import flush, index_command, leg_span, risk_array_command
-from derivex.core.state import State, allocate, canonical, grow, pack, state_hash
+from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, Reason
+from derivex.core.state import State
 
 
 @kernel
@@ -84,23 +96,23 @@ def headroom(st, cmds, i):
     events = 3
     short_row = False
     instrument = np.int64(c["instrument"])
-    valid_instrument = instrument < st.counters[L.C_INSTRUMENT_HWM]
-    if kind == K.K_PLACE:
+    valid_instrument = instrument < st.counters[Counter.INSTRUMENT_HWM]
+    if kind == CommandKind.PLACE_ORDER:
         orders = 1
         levels = 1
         positions = 1
         if valid_instrument:
-            events = 8 + 5 * _touch_bound(st, np.int64(st.ins_i4[instrument, L.I_RESTING]))
+            events = 8 + 5 * _touch_bound(st, np.int64(st.ins_i4[instrument, Ins4.RESTING]))
             if c["side"] <= 1:
                 short_row = _row_short(st, instrument, np.int64(c["side"]))
-    elif kind == K.K_AMEND:
+    elif kind == CommandKind.AMEND_ORDER:
         levels = 1
         slot = order_slot_of(st, np.int64(c["order_id"]))
-        if slot != L.NIL:
-            book = np.int64(st.pos_i4[st.ord_i4[slot, L.O_POSITION], L.S_INSTRUMENT])
-            events = 8 + 5 * _touch_bound(st, np.int64(st.ins_i4[book, L.I_RESTING]))
-            short_row = _row_short(st, book, np.int64(st.ord_i4[slot, L.O_META] & 1))
-    elif kind == K.K_MASS_QUOTE:
+        if slot != NIL:
+            book = np.int64(st.pos_i4[st.ord_i4[slot, Order4.POSITION], Pos4.INSTRUMENT])
+            events = 8 + 5 * _touch_bound(st, np.int64(st.ins_i4[book, Ins4.RESTING]))
+            short_row = _row_short(st, book, np.int64(st.ord_i4[slot, Order4.META] & 1))
+    elif kind == CommandKind.MASS_QUOTE:
         count = mass_quote_span(cmds, i, st.params[P_MAX_QUOTE_LEGS]) - 1
         orders = 2 * count
         levels = 2 * count
@@ -108,53 +120,56 @@ def headroom(st, cmds, i):
         events = 2 + 4 * count
         for j in range(count):
             leg_instrument = np.int64(cmds[i + 1 + j]["instrument"])
-            if leg_instrument < st.counters[L.C_INSTRUMENT_HWM]:
+            if leg_instrument < st.counters[Counter.INSTRUMENT_HWM]:
                 short_row = (
                     short_row
                     or _row_short(st, leg_instrument, 0)
                     or _row_short(st, leg_instrument, 1)
                 )
-    elif kind == K.K_CANCEL_ALL or kind == K.K_CANCEL_ALL_INSTRUMENT:
+    elif kind == CommandKind.CANCEL_ALL or kind == CommandKind.CANCEL_ALL_INSTRUMENT:
         account = np.int64(c["account"])
-        if account < st.counters[L.C_ACCOUNT_HWM]:
-            events = 2 + np.int64(st.acc_i4[account, L.A_OPEN_ORDERS])
-    elif kind == K.K_CLOSE:
+        if account < st.counters[Counter.ACCOUNT_HWM]:
+            events = 2 + np.int64(st.acc_i4[account, Account4.OPEN_ORDERS])
+    elif kind == CommandKind.CLOSE_INSTRUMENT:
         if valid_instrument:
-            events = 3 + np.int64(st.ins_i4[instrument, L.I_RESTING])
-    elif kind == K.K_CREATE_ACCOUNT:
+            events = 3 + np.int64(st.ins_i4[instrument, Ins4.RESTING])
+    elif kind == CommandKind.CREATE_ACCOUNT:
         accounts = 1
-    elif kind == K.K_INDEX:
-        events = 3 + st.counters[L.C_INSTRUMENT_HWM]
-    elif kind == K.K_TIME:
+    elif kind == CommandKind.SET_INDEX:
+        events = 3 + st.counters[Counter.INSTRUMENT_HWM]
+    elif kind == CommandKind.ADVANCE_TIME:
         orders = 1  # a liquidation order
-        positions = st.counters[L.C_INSTRUMENT_HWM]  # the insurance fund takes positions over
-    elif kind == K.K_ADD_INSTRUMENT:
+        positions = st.counters[Counter.INSTRUMENT_HWM]  # the insurance fund takes positions over
+    elif kind == CommandKind.ADD_INSTRUMENT:
         instruments = 1
     c_ = st.counters
     need = 0
     capacity = st.ord_label.shape[0]
     if (
-        free_capacity(capacity, c_[L.C_ORDER_HWM], c_[L.C_ORDER_FREE_TOP]) < orders
+        free_capacity(capacity, c_[Counter.ORDER_HWM], c_[Counter.ORDER_FREE_TOP]) < orders
         and capacity < st.params[P_MAX_ORDERS]
     ):
         need = max(need, orders)
     capacity = st.lvl_free.shape[0]
     if (
-        free_capacity(capacity, c_[L.C_LEVEL_HWM], c_[L.C_LEVEL_FREE_TOP]) < levels
+        free_capacity(capacity, c_[Counter.LEVEL_HWM], c_[Counter.LEVEL_FREE_TOP]) < levels
         and capacity < st.params[P_MAX_LEVELS]
     ):
         need = max(need, levels)
     capacity = st.pos_free.shape[0]
     if (
-        free_capacity(capacity, c_[L.C_POSITION_HWM], c_[L.C_POSITION_FREE_TOP]) < positions
+        free_capacity(capacity, c_[Counter.POSITION_HWM], c_[Counter.POSITION_FREE_TOP]) < positions
         and capacity < st.params[P_MAX_POSITIONS]
     ):
         need = max(need, positions)
     capacity = st.acc_i8.shape[0]
-    if c_[L.C_ACCOUNT_HWM] + accounts > capacity and capacity < st.params[P_MAX_ACCOUNTS]:
+    if c_[Counter.ACCOUNT_HWM] + accounts > capacity and capacity < st.params[P_MAX_ACCOUNTS]:
         need = max(need, accounts)
     capacity = st.ins_i8.shape[0]
-    if c_[L.C_INSTRUMENT_HWM] + instruments > capacity and capacity < st.params[P_MAX_INSTRUMENTS]:
+    if (
+        c_[Counter.INSTRUMENT_HWM] + instruments > capacity
+        and capacity < st.params[P_MAX_INSTRUMENTS]
+    ):
         need = max(need, instruments)
     if short_row:
         need = max(need, 1)
@@ -178,71 +193,87 @@ def process_state(st, cmds, start, ev, n):
     while i < total:
         need, events = headroom(st, cmds, i)
         if need > 0:
-            return i, n, L.STATUS_GROW, need
+            return i, n, STATUS_GROW, need
         if n + events > ev.shape[0]:
-            return i, n, L.STATUS_EVENTS, events
+            return i, n, STATUS_EVENTS, events
         c = cmds[i]
         kind = c["kind"]
-        if c["ts_ns"] > st.counters[L.C_CLOCK_NS]:
-            st.counters[L.C_CLOCK_NS] = c["ts_ns"]
-        if st.counters[L.C_RISK_DIRTY] > 0 and kind != K.K_INDEX and kind != K.K_RISK_ARRAY:
+        if c["ts_ns"] > st.counters[Counter.CLOCK_NS]:
+            st.counters[Counter.CLOCK_NS] = c["ts_ns"]
+        if (
+            st.counters[Counter.RISK_DIRTY] > 0
+            and kind != CommandKind.SET_INDEX
+            and kind != CommandKind.SET_RISK_ARRAY
+        ):
             flush(st)  # staged market data applies before the next other command
         consumed = 1
-        if kind == K.K_PLACE:
+        if kind == CommandKind.PLACE_ORDER:
             n = place_order(st, ev, n, cmds, i)
-        elif kind == K.K_CANCEL:
+        elif kind == CommandKind.CANCEL_ORDER:
             n = cancel_order(st, ev, n, cmds, i)
-        elif kind == K.K_AMEND:
+        elif kind == CommandKind.AMEND_ORDER:
             n = amend_order(st, ev, n, cmds, i)
-        elif kind == K.K_MASS_QUOTE:
+        elif kind == CommandKind.MASS_QUOTE:
             n, consumed = mass_quote(st, ev, n, cmds, i)
-        elif kind == K.K_CANCEL_ALL:
+        elif kind == CommandKind.CANCEL_ALL:
             n = cancel_all(st, ev, n, cmds, i, False)
-        elif kind == K.K_CANCEL_ALL_INSTRUMENT:
+        elif kind == CommandKind.CANCEL_ALL_INSTRUMENT:
             n = cancel_all(st, ev, n, cmds, i, True)
-        elif kind == K.K_DEPOSIT:
+        elif kind == CommandKind.DEPOSIT:
             n = move_money(st, ev, n, cmds, i, True)
-        elif kind == K.K_WITHDRAW:
+        elif kind == CommandKind.WITHDRAW:
             n = move_money(st, ev, n, cmds, i, False)
-        elif kind == K.K_CREATE_ACCOUNT:
+        elif kind == CommandKind.CREATE_ACCOUNT:
             n = create_account(st, ev, n, cmds, i)
-        elif kind == K.K_SET_ACCOUNT:
+        elif kind == CommandKind.SET_ACCOUNT:
             n = set_account(st, ev, n, cmds, i)
-        elif kind == K.K_ADD_INSTRUMENT:
+        elif kind == CommandKind.ADD_INSTRUMENT:
             n = add_instrument(st, ev, n, cmds, i)
-        elif kind == K.K_SET_INSTRUMENT:
+        elif kind == CommandKind.SET_INSTRUMENT:
             n = set_instrument(st, ev, n, cmds, i)
-        elif kind == K.K_HALT or kind == K.K_RESUME or kind == K.K_CLOSE:
+        elif (
+            kind == CommandKind.HALT_INSTRUMENT
+            or kind == CommandKind.RESUME_INSTRUMENT
+            or kind == CommandKind.CLOSE_INSTRUMENT
+        ):
             n = set_instrument_status(st, ev, n, cmds, i, np.int64(kind))
-        elif kind == K.K_TIME:
+        elif kind == CommandKind.ADVANCE_TIME:
             n, status, need = time_command(st, ev, n, cmds, i)
-            if status != L.STATUS_DONE:
+            if status != STATUS_DONE:
                 return i, n, status, need  # resumes in the same command once there is room
-        elif kind == K.K_NOOP:
+        elif kind == CommandKind.NOOP:
             n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
-        elif kind == K.K_INDEX:
+        elif kind == CommandKind.SET_INDEX:
             consumed, complete = leg_span(
-                cmds, i, K.K_INDEX_SOURCE, K.K_INDEX_SOURCE, MAX_INDEX_SOURCES
+                cmds, i, CommandKind.INDEX_SOURCE, CommandKind.INDEX_SOURCE, MAX_INDEX_SOURCES
             )
             n, reason = index_command(st, ev, n, cmds, i, consumed, complete)
-            if reason != K.R_OK:
+            if reason != Reason.OK:
                 n = reject(st, ev, n, cmds, i, reason, 0)
-        elif kind == K.K_RISK_ARRAY:
+        elif kind == CommandKind.SET_RISK_ARRAY:
             consumed, complete = leg_span(
-                cmds, i, K.K_RISK_GREEKS, K.K_RISK_VALUES, 1 + (MAX_SCENARIOS + 4) // 5
+                cmds,
+                i,
+                CommandKind.RISK_GREEKS,
+                CommandKind.RISK_VALUES,
+                1 + (MAX_SCENARIOS + 4) // 5,
             )
             n, reason = risk_array_command(st, ev, n, cmds, i, consumed, complete)
-            if reason != K.R_OK:
+            if reason != Reason.OK:
                 n = reject(st, ev, n, cmds, i, reason, 0)
-        elif kind == K.K_QUOTE_LEG:
-            n = reject(st, ev, n, cmds, i, K.R_ORPHAN_QUOTE_LEG, 0)
-        elif kind == K.K_INDEX_SOURCE or kind == K.K_RISK_GREEKS or kind == K.K_RISK_VALUES:
-            n = reject(st, ev, n, cmds, i, K.R_ORPHAN_LEG, 0)
+        elif kind == CommandKind.QUOTE_LEG:
+            n = reject(st, ev, n, cmds, i, Reason.ORPHAN_QUOTE_LEG, 0)
+        elif (
+            kind == CommandKind.INDEX_SOURCE
+            or kind == CommandKind.RISK_GREEKS
+            or kind == CommandKind.RISK_VALUES
+        ):
+            n = reject(st, ev, n, cmds, i, Reason.ORPHAN_LEG, 0)
         else:
-            n = reject(st, ev, n, cmds, i, K.R_UNKNOWN_COMMAND, 0)
-        st.counters[L.C_COMMANDS] += consumed
+            n = reject(st, ev, n, cmds, i, Reason.UNKNOWN_COMMAND, 0)
+        st.counters[Counter.COMMANDS] += consumed
         i += consumed
-    return i, n, L.STATUS_DONE, 0
+    return i, n, STATUS_DONE, 0
 
 
 class Engine:
@@ -288,9 +319,9 @@ class Engine:
             start, n, status, need = process_batch(
                 self.arena, self.layout, commands, start, events, n
             )
-            if status == L.STATUS_DONE:
+            if status == STATUS_DONE:
                 break
-            if status == L.STATUS_GROW:
+            if status == STATUS_GROW:
                 self._adopt(grow(self.state, int(need)))
             else:
                 bigger = np.zeros(max(2 * events.shape[0], n + int(need)), dtype=EVENT_DTYPE)

@@ -6,14 +6,25 @@ Cost of a match: O(levels crossed + resting orders reached), each bounded by the
 
 from __future__ import annotations
 
-from derivex.core import consts as K
-from derivex.core import layout as L
 from derivex.core.accounting import settle_fill_side
 from derivex.core.book import order_remove
 from derivex.core.config import P_GAS_PER_FILL, P_GAS_PER_LEVEL
-from derivex.core.emit import emit, set_label
+from derivex.core.emit import cancelled, filled, position_changed, set_label
 from derivex.core.jit import kernel
+from derivex.core.layout import (
+    NIL,
+    Account8,
+    Counter,
+    Ins8,
+    Level4,
+    Level8,
+    Order4,
+    Order8,
+    Pos4,
+    Pos8,
+)
 from derivex.core.pools import order_id_of, position_release_if_idle
+from derivex.core.records import Liquidity, OrderFlag, Reason, Side
 from derivex.core.risk import risk_in, risk_out
 
 
@@ -22,7 +33,7 @@ def crosses(side, limit, is_market, level_price):
     """Whether an incoming order on ``side`` trades against a level at ``level_price``."""
     if is_market:
         return True
-    if side == K.BUY:
+    if side == Side.BUY:
         return level_price <= limit
     return level_price >= limit
 
@@ -30,10 +41,10 @@ def crosses(side, limit, is_market, level_price):
 @kernel
 def reducing_capacity(st, position, side):
     """Lots an order on ``side`` may trade without increasing the position's size."""
-    if position == L.NIL:
+    if position == NIL:
         return 0
-    qty = st.pos_i8[position, L.S_QTY]
-    if side == K.BUY:
+    qty = st.pos_i8[position, Pos8.QTY]
+    if side == Side.BUY:
         return -qty if qty < 0 else 0
     return qty if qty > 0 else 0
 
@@ -65,15 +76,15 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
     index = st.ladder_len[row] - 1
     while rem > 0 and index >= 0 and not own:
         level = st.ladder_level[row, index]
-        if not crosses(side, limit, is_market, st.lvl_i8[level, L.L_PRICE]):
+        if not crosses(side, limit, is_market, st.lvl_i8[level, Level8.PRICE_TICKS]):
             break
         gas += gas_level
-        slot = st.lvl_i4[level, L.L_HEAD]
-        while slot != L.NIL and rem > 0:
+        slot = st.lvl_i4[level, Level4.HEAD]
+        while slot != NIL and rem > 0:
             gas += gas_fill
-            position = st.ord_i4[slot, L.O_POSITION]
-            maker = st.pos_i4[position, L.S_ACCOUNT]
-            available = st.ord_i8[slot, L.O_QTY]
+            position = st.ord_i4[slot, Order4.POSITION]
+            maker = st.pos_i4[position, Pos4.ACCOUNT]
+            available = st.ord_i8[slot, Order8.QTY_LOTS]
             if maker == account:
                 if stop_at_own:
                     own = True
@@ -85,7 +96,7 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
                     st.scan_used[maker] = 1
                     st.scan_accounts[touched] = maker
                     touched += 1
-                if (st.ord_i4[slot, L.O_META] >> 1) & K.REDUCE_ONLY:
+                if (st.ord_i4[slot, Order4.META] >> 1) & OrderFlag.REDUCE_ONLY:
                     # capacity after this maker's earlier fills in the same match
                     capacity = reducing_capacity(st, position, opp) - (st.scan_used[maker] - 1)
                     if capacity < 0:
@@ -95,7 +106,7 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
                 fill = rem if rem < available else available
                 rem -= fill
                 st.scan_used[maker] += fill
-            slot = st.ord_i4[slot, L.O_NEXT]
+            slot = st.ord_i4[slot, Order4.NEXT]
         index -= 1
     for t in range(touched):
         st.scan_used[st.scan_accounts[t]] = 0
@@ -106,23 +117,20 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
 def cancel_resting(st, ev, n, seq, command, slot, instrument, side, reason, leg):
     """Emit CANCELLED for a resting order and remove it from the book and the pools (its
     position slot is left to the caller). Returns ``(n_events, position slot)``."""
-    position = st.ord_i4[slot, L.O_POSITION]
-    n = emit(
+    position = st.ord_i4[slot, Order4.POSITION]
+    n = cancelled(
         ev,
         n,
         seq,
-        K.E_CANCELLED,
         command,
         side,
-        0,
         reason,
         leg,
-        st.pos_i4[position, L.S_ACCOUNT],
+        st.pos_i4[position, Pos4.ACCOUNT],
         instrument,
         order_id_of(st, slot),
-        st.ord_i8[slot, L.O_PRICE],
-        st.ord_i8[slot, L.O_QTY],
-        0,
+        st.ord_i8[slot, Order8.PRICE_TICKS],
+        st.ord_i8[slot, Order8.QTY_LOTS],
     )
     set_label(ev, n, st.ord_label[slot])
     order_remove(st, slot, instrument, side)
@@ -154,9 +162,9 @@ def match(
         return n, qty, False  # nothing to trade against: the common passive case
     gas_level = st.params[P_GAS_PER_LEVEL]
     gas_fill = st.params[P_GAS_PER_FILL]
-    contract_value = st.ins_i8[instrument, L.I_CONTRACT_VALUE]
-    maker_fee = st.ins_i8[instrument, L.I_MAKER_FEE]
-    taker_fee = st.ins_i8[instrument, L.I_TAKER_FEE]
+    contract_value = st.ins_i8[instrument, Ins8.CONTRACT_VALUE]
+    maker_fee = st.ins_i8[instrument, Ins8.MAKER_FEE]
+    taker_fee = st.ins_i8[instrument, Ins8.TAKER_FEE]
     taker_id = order_id_of(st, taker_slot)
     opp = 1 - side
     row = instrument * 2 + opp
@@ -167,38 +175,38 @@ def match(
         if depth == 0:
             break
         level = st.ladder_level[row, depth - 1]
-        price = st.lvl_i8[level, L.L_PRICE]
+        price = st.lvl_i8[level, Level8.PRICE_TICKS]
         if not crosses(side, limit, is_market, price):
             break
-        if st.acc_i8[account, L.A_GAS] < gas_level:
+        if st.acc_i8[account, Account8.GAS] < gas_level:
             stopped = True
             break
-        st.acc_i8[account, L.A_GAS] -= gas_level
+        st.acc_i8[account, Account8.GAS] -= gas_level
         per_lot_value = price * contract_value
-        slot = st.lvl_i4[level, L.L_HEAD]
-        while slot != L.NIL and rem > 0:
-            if st.acc_i8[account, L.A_GAS] < gas_fill:
+        slot = st.lvl_i4[level, Level4.HEAD]
+        while slot != NIL and rem > 0:
+            if st.acc_i8[account, Account8.GAS] < gas_fill:
                 stopped = True
                 break
-            st.acc_i8[account, L.A_GAS] -= gas_fill
-            following = st.ord_i4[slot, L.O_NEXT]
-            position = st.ord_i4[slot, L.O_POSITION]
-            maker = st.pos_i4[position, L.S_ACCOUNT]
+            st.acc_i8[account, Account8.GAS] -= gas_fill
+            following = st.ord_i4[slot, Order4.NEXT]
+            position = st.ord_i4[slot, Order4.POSITION]
+            maker = st.pos_i4[position, Pos4.ACCOUNT]
             if maker == account:
                 # only CANCEL_RESTING reaches here: REJECT_INCOMING was settled by the scan
                 n, _ = cancel_resting(
-                    st, ev, n, seq, command, slot, instrument, opp, K.R_CANCEL_SELF_TRADE, 0
+                    st, ev, n, seq, command, slot, instrument, opp, Reason.CANCEL_SELF_TRADE, 0
                 )
                 slot = following
                 continue
-            available = st.ord_i8[slot, L.O_QTY]
-            reduce_only = (st.ord_i4[slot, L.O_META] >> 1) & K.REDUCE_ONLY
+            available = st.ord_i8[slot, Order8.QTY_LOTS]
+            reduce_only = (st.ord_i4[slot, Order4.META] >> 1) & OrderFlag.REDUCE_ONLY
             capacity = available
             if reduce_only:
                 capacity = reducing_capacity(st, position, opp)
                 if capacity == 0:
                     n, _ = cancel_resting(
-                        st, ev, n, seq, command, slot, instrument, opp, K.R_CANCEL_REDUCE_ONLY, 0
+                        st, ev, n, seq, command, slot, instrument, opp, Reason.CANCEL_REDUCE_ONLY, 0
                     )
                     position_release_if_idle(st, position)
                     slot = following
@@ -210,19 +218,19 @@ def match(
                 fill = capacity
             rem -= fill
             left = available - fill
-            st.ord_i8[slot, L.O_QTY] = left
-            st.lvl_i8[level, L.L_QTY] -= fill
+            st.ord_i8[slot, Order8.QTY_LOTS] = left
+            st.lvl_i8[level, Level8.QTY_LOTS] -= fill
             risk_out(st, position)
-            if opp == K.BUY:
-                st.pos_i8[position, L.S_OPEN_BUY] -= fill
-                st.pos_i8[position, L.S_BUY_VALUE] -= fill * price
+            if opp == Side.BUY:
+                st.pos_i8[position, Pos8.OPEN_BUY] -= fill
+                st.pos_i8[position, Pos8.BUY_VALUE] -= fill * price
             else:
-                st.pos_i8[position, L.S_OPEN_SELL] -= fill
-                st.pos_i8[position, L.S_SELL_VALUE] -= fill * price
+                st.pos_i8[position, Pos8.OPEN_SELL] -= fill
+                st.pos_i8[position, Pos8.SELL_VALUE] -= fill * price
             maker_cash, maker_paid = settle_fill_side(
                 st, instrument, position, opp, fill, per_lot_value, maker_fee
             )
-            if opp == K.BUY:
+            if opp == Side.BUY:
                 risk_in(st, position, fill, -fill, 0)
             else:
                 risk_in(st, position, -fill, 0, -fill)
@@ -230,87 +238,75 @@ def match(
             taker_cash, taker_paid = settle_fill_side(
                 st, instrument, taker_position, side, fill, per_lot_value, taker_fee
             )
-            risk_in(st, taker_position, fill if side == K.BUY else -fill, 0, 0)
-            st.counters[L.C_FILLS] += 1
+            risk_in(st, taker_position, fill if side == Side.BUY else -fill, 0, 0)
+            st.counters[Counter.FILLS] += 1
             maker_id = order_id_of(st, slot)
-            n = emit(
+            n = filled(
                 ev,
                 n,
                 seq,
-                K.E_FILLED,
                 command,
                 opp,
-                K.MAKER,
-                0,
-                0,
+                Liquidity.MAKER,
                 maker,
                 instrument,
                 maker_id,
                 price,
                 fill,
                 maker_paid,
+                left,
             )
-            ev[n - 1]["b"] = left
-            n = emit(
+            n = filled(
                 ev,
                 n,
                 seq,
-                K.E_FILLED,
                 command,
                 side,
-                K.TAKER,
-                0,
-                0,
+                Liquidity.TAKER,
                 account,
                 instrument,
                 taker_id,
                 price,
                 fill,
                 taker_paid,
+                rem,
             )
-            ev[n - 1]["b"] = rem
-            n = emit(
+            n = position_changed(
                 ev,
                 n,
                 seq,
-                K.E_POSITION,
                 command,
                 opp,
-                K.MAKER,
-                0,
-                0,
+                Liquidity.MAKER,
                 maker,
                 instrument,
                 maker_id,
-                st.pos_i8[position, L.S_BASIS],
-                st.pos_i8[position, L.S_QTY],
+                st.pos_i8[position, Pos8.BASIS],
+                st.pos_i8[position, Pos8.QTY],
                 maker_cash,
+                st.acc_i8[maker, Account8.BALANCE],
             )
-            ev[n - 1]["b"] = st.acc_i8[maker, L.A_BALANCE]
-            n = emit(
+            n = position_changed(
                 ev,
                 n,
                 seq,
-                K.E_POSITION,
                 command,
                 side,
-                K.TAKER,
-                0,
-                0,
+                Liquidity.TAKER,
                 account,
                 instrument,
                 taker_id,
-                st.pos_i8[taker_position, L.S_BASIS],
-                st.pos_i8[taker_position, L.S_QTY],
+                st.pos_i8[taker_position, Pos8.BASIS],
+                st.pos_i8[taker_position, Pos8.QTY],
                 taker_cash,
+                st.acc_i8[account, Account8.BALANCE],
             )
-            ev[n - 1]["b"] = st.acc_i8[account, L.A_BALANCE]
             if left == 0:
                 order_remove(st, slot, instrument, opp)
                 position_release_if_idle(st, position)
             elif reduce_only and fill == capacity:
                 n, _ = cancel_resting(
-                    st, ev, n, seq, command, slot, instrument, opp, K.R_CANCEL_REDUCE_ONLY, 0
+                    st, ev, n, seq, command, slot, instrument, opp, Reason.CANCEL_REDUCE_ONLY, 0
                 )
                 position_release_if_idle(st, position)
             slot = following

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from derivex.core import consts as K
-from derivex.core import layout as L
 from derivex.core.book import ladder_search, order_rest
 from derivex.core.config import (
     P_GAS_PER_LEVEL,
@@ -24,10 +22,11 @@ from derivex.core.config import (
     P_MAX_POSITIONS,
     P_MAX_QUOTE_LEGS,
 )
-from derivex.core.emit import emit, set_label
+from derivex.core.emit import accepted, order_accepted, rejected, set_label
 from derivex.core.jit import kernel
+from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Order4, Order8, Pos8
 from derivex.core.matching import cancel_resting
-from derivex.core.orders import (
+from derivex.core.order_checks import (
     admit_trader,
     check_price,
     check_quantity,
@@ -43,6 +42,7 @@ from derivex.core.pools import (
     position_get_or_create,
     position_release_if_idle,
 )
+from derivex.core.records import CommandKind, InstrumentStatus, OrderFlag, Reason, Side
 from derivex.core.risk import band_reason, margin_reason, market_reason, risk_on
 
 
@@ -53,7 +53,7 @@ def mass_quote_span(cmds, i, max_legs):
     if count < 1 or count > max_legs or i + count >= cmds.shape[0]:
         return 1
     for j in range(1, count + 1):
-        if cmds[i + j]["kind"] != K.K_QUOTE_LEG:
+        if cmds[i + j]["kind"] != CommandKind.QUOTE_LEG:
             return 1
     return 1 + count
 
@@ -61,14 +61,14 @@ def mass_quote_span(cmds, i, max_legs):
 @kernel
 def _live_quote(st, position, field):
     """Slot of the live quote order referenced by ``field`` of the position, or NIL."""
-    if position == L.NIL:
-        return L.NIL
+    if position == NIL:
+        return NIL
     return order_slot_of(st, st.pos_i8[position, field])
 
 
 @kernel
 def _side_qty(st, slot):
-    return st.ord_i8[slot, L.O_QTY] if slot != L.NIL else 0
+    return st.ord_i8[slot, Order8.QTY_LOTS] if slot != NIL else 0
 
 
 @kernel
@@ -76,45 +76,45 @@ def _validate_leg(st, cmds, i, j, account):
     """Reason a leg is invalid, else OK."""
     leg = cmds[i + 1 + j]
     instrument = np.int64(leg["instrument"])
-    if instrument >= st.counters[L.C_INSTRUMENT_HWM]:
-        return K.R_UNKNOWN_INSTRUMENT
-    status = st.ins_i4[instrument, L.I_STATUS]
-    if status == K.HALTED:
-        return K.R_INSTRUMENT_HALTED
-    if status == K.CLOSED or status == K.SETTLED:
-        return K.R_INSTRUMENT_CLOSED
+    if instrument >= st.counters[Counter.INSTRUMENT_HWM]:
+        return Reason.UNKNOWN_INSTRUMENT
+    status = st.ins_i4[instrument, Ins4.STATUS]
+    if status == InstrumentStatus.HALTED:
+        return Reason.INSTRUMENT_HALTED
+    if status == InstrumentStatus.CLOSED or status == InstrumentStatus.SETTLED:
+        return Reason.INSTRUMENT_CLOSED
     reason = market_reason(st, instrument, False)
-    if reason != K.R_OK:
+    if reason != Reason.OK:
         return reason
     for k in range(j):
         if np.int64(cmds[i + 1 + k]["instrument"]) == instrument:
-            return K.R_DUPLICATE_QUOTE_INSTRUMENT
+            return Reason.DUPLICATE_QUOTE_INSTRUMENT
     bid_qty = leg["bid_qty_lots"]
     ask_qty = leg["ask_qty_lots"]
     if bid_qty < 0 or ask_qty < 0:
-        return K.R_QTY_NOT_POSITIVE
+        return Reason.QTY_NOT_POSITIVE
     if bid_qty > 0:
         reason = check_quantity(st, instrument, bid_qty)
-        if reason == K.R_OK:
+        if reason == Reason.OK:
             reason = check_price(st, instrument, leg["bid_price_ticks"])
-        if reason != K.R_OK:
+        if reason != Reason.OK:
             return reason
     if ask_qty > 0:
         reason = check_quantity(st, instrument, ask_qty)
-        if reason == K.R_OK:
+        if reason == Reason.OK:
             reason = check_price(st, instrument, leg["ask_price_ticks"])
-        if reason != K.R_OK:
+        if reason != Reason.OK:
             return reason
     if bid_qty > 0 and ask_qty > 0 and leg["bid_price_ticks"] >= leg["ask_price_ticks"]:
-        return K.R_CROSSED_QUOTE
+        return Reason.CROSSED_QUOTE
     position = position_find(st, account, instrument)
-    old_bid = _side_qty(st, _live_quote(st, position, L.S_QUOTE_BID))
-    old_ask = _side_qty(st, _live_quote(st, position, L.S_QUOTE_ASK))
-    if not within_position_limit(st, position, K.BUY, bid_qty, old_bid):
-        return K.R_POSITION_LIMIT
-    if not within_position_limit(st, position, K.SELL, ask_qty, old_ask):
-        return K.R_POSITION_LIMIT
-    return K.R_OK
+    old_bid = _side_qty(st, _live_quote(st, position, Pos8.QUOTE_BID))
+    old_ask = _side_qty(st, _live_quote(st, position, Pos8.QUOTE_ASK))
+    if not within_position_limit(st, position, Side.BUY, bid_qty, old_bid):
+        return Reason.POSITION_LIMIT
+    if not within_position_limit(st, position, Side.SELL, ask_qty, old_ask):
+        return Reason.POSITION_LIMIT
+    return Reason.OK
 
 
 @kernel
@@ -136,9 +136,9 @@ def _capacity(st, cmds, i, count, account):
         instrument = np.int64(leg["instrument"])
         position = position_find(st, account, instrument)
         replaced_here = 0
-        if _live_quote(st, position, L.S_QUOTE_BID) != L.NIL:
+        if _live_quote(st, position, Pos8.QUOTE_BID) != NIL:
             replaced_here += 1
-        if _live_quote(st, position, L.S_QUOTE_ASK) != L.NIL:
+        if _live_quote(st, position, Pos8.QUOTE_ASK) != NIL:
             replaced_here += 1
         new_here = 0
         for side in range(2):
@@ -150,30 +150,30 @@ def _capacity(st, cmds, i, count, account):
                     new_levels += 1
         replaced += replaced_here
         new += new_here
-        if new_here > 0 and position == L.NIL:
+        if new_here > 0 and position == NIL:
             new_positions += 1
     if (
-        st.acc_i4[account, L.A_OPEN_ORDERS] - replaced + new
+        st.acc_i4[account, Account4.OPEN_ORDERS] - replaced + new
         > st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]
     ):
-        return K.R_ACCOUNT_ORDER_LIMIT, 0
+        return Reason.ACCOUNT_ORDER_LIMIT, 0
     for j in range(count):
         leg = cmds[i + 1 + j]
         instrument = np.int64(leg["instrument"])
         position = position_find(st, account, instrument)
         delta = 0
-        if _live_quote(st, position, L.S_QUOTE_BID) != L.NIL:
+        if _live_quote(st, position, Pos8.QUOTE_BID) != NIL:
             delta -= 1
-        if _live_quote(st, position, L.S_QUOTE_ASK) != L.NIL:
+        if _live_quote(st, position, Pos8.QUOTE_ASK) != NIL:
             delta -= 1
         if leg["bid_qty_lots"] > 0:
             delta += 1
         if leg["ask_qty_lots"] > 0:
             delta += 1
-        if st.ins_i4[instrument, L.I_RESTING] + delta > st.params[P_MAX_ORDERS_PER_BOOK]:
-            return K.R_BOOK_ORDER_LIMIT, j + 1
-    if st.counters[L.C_ORDERS_LIVE] - replaced + new > st.params[P_MAX_ORDERS]:
-        return K.R_ORDER_POOL_FULL, 0
+        if st.ins_i4[instrument, Ins4.RESTING] + delta > st.params[P_MAX_ORDERS_PER_BOOK]:
+            return Reason.BOOK_ORDER_LIMIT, j + 1
+    if st.counters[Counter.ORDERS_LIVE] - replaced + new > st.params[P_MAX_ORDERS]:
+        return Reason.ORDER_POOL_FULL, 0
     for j in range(count):
         leg = cmds[i + 1 + j]
         instrument = np.int64(leg["instrument"])
@@ -182,22 +182,31 @@ def _capacity(st, cmds, i, count, account):
             price = leg["bid_price_ticks"] if side == 0 else leg["ask_price_ticks"]
             full = st.ladder_len[instrument * 2 + side] >= st.params[P_MAX_LEVELS_PER_SIDE]
             if qty > 0 and full and _needs_level(st, instrument, side, price):
-                return K.R_BOOK_LEVEL_LIMIT, j + 1
-    if st.counters[L.C_LEVELS_LIVE] + new_levels > st.params[P_MAX_LEVELS]:
-        return K.R_LEVEL_POOL_FULL, 0
-    if st.counters[L.C_POSITIONS_LIVE] + new_positions > st.params[P_MAX_POSITIONS]:
-        return K.R_POSITION_POOL_FULL, 0
-    return K.R_OK, 0
+                return Reason.BOOK_LEVEL_LIMIT, j + 1
+    if st.counters[Counter.LEVELS_LIVE] + new_levels > st.params[P_MAX_LEVELS]:
+        return Reason.LEVEL_POOL_FULL, 0
+    if st.counters[Counter.POSITIONS_LIVE] + new_positions > st.params[P_MAX_POSITIONS]:
+        return Reason.POSITION_POOL_FULL, 0
+    return Reason.OK, 0
 
 
 @kernel
 def _replace_side(st, ev, n, seq, leg, instrument, position, side):
     """Cancel the account's live quote on ``side`` of this instrument, if any."""
-    field = L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK
+    field = Pos8.QUOTE_BID if side == Side.BUY else Pos8.QUOTE_ASK
     old = _live_quote(st, position, field)
-    if old != L.NIL:
+    if old != NIL:
         n, _ = cancel_resting(
-            st, ev, n, seq, K.K_MASS_QUOTE, old, instrument, side, K.R_CANCEL_QUOTE_REPLACED, leg
+            st,
+            ev,
+            n,
+            seq,
+            CommandKind.MASS_QUOTE,
+            old,
+            instrument,
+            side,
+            Reason.CANCEL_QUOTE_REPLACED,
+            leg,
         )
     st.pos_i8[position, field] = 0
     return n
@@ -210,16 +219,14 @@ def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price,
     mark moves between quotes) or would trade."""
     if qty == 0:
         return n
-    reason = band_reason(st, instrument, price) if risk_on(st) else K.R_OK
-    if reason != K.R_OK:
-        n = emit(
+    reason = band_reason(st, instrument, price) if risk_on(st) else Reason.OK
+    if reason != Reason.OK:
+        n = rejected(
             ev,
             n,
             seq,
-            K.E_REJECTED,
-            K.K_MASS_QUOTE,
+            CommandKind.MASS_QUOTE,
             side,
-            0,
             reason,
             leg,
             account,
@@ -227,40 +234,34 @@ def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price,
             0,
             price,
             qty,
-            0,
         )
         set_label(ev, n, label)
         return n
     if post_only_price(st, instrument, side, price, True) < 0:
-        n = emit(
+        n = rejected(
             ev,
             n,
             seq,
-            K.E_REJECTED,
-            K.K_MASS_QUOTE,
+            CommandKind.MASS_QUOTE,
             side,
-            0,
-            K.R_POST_ONLY_WOULD_TAKE,
+            Reason.POST_ONLY_WOULD_TAKE,
             leg,
             account,
             instrument,
             0,
             price,
             qty,
-            0,
         )
         set_label(ev, n, label)
         return n
     reason = margin_reason(st, account, instrument, position, side, qty, qty * price)
-    if reason != K.R_OK:
-        n = emit(
+    if reason != Reason.OK:
+        n = rejected(
             ev,
             n,
             seq,
-            K.E_REJECTED,
-            K.K_MASS_QUOTE,
+            CommandKind.MASS_QUOTE,
             side,
-            0,
             reason,
             leg,
             account,
@@ -268,35 +269,20 @@ def _place_side(st, ev, n, seq, leg, account, instrument, position, side, price,
             0,
             price,
             qty,
-            0,
         )
         set_label(ev, n, label)
         return n
     slot = order_alloc(st)
-    st.ord_i8[slot, L.O_PRICE] = price
-    st.ord_i8[slot, L.O_QTY] = qty
-    st.ord_i4[slot, L.O_POSITION] = position
-    st.ord_i4[slot, L.O_META] = side | ((K.QUOTE | K.POST_ONLY) << 1)
+    st.ord_i8[slot, Order8.PRICE_TICKS] = price
+    st.ord_i8[slot, Order8.QTY_LOTS] = qty
+    st.ord_i4[slot, Order4.POSITION] = position
+    st.ord_i4[slot, Order4.META] = side | ((OrderFlag.QUOTE | OrderFlag.POST_ONLY) << 1)
     st.ord_label[slot] = label
     order_rest(st, slot, instrument, side)
     oid = order_id_of(st, slot)
-    st.pos_i8[position, L.S_QUOTE_BID if side == K.BUY else L.S_QUOTE_ASK] = oid
-    n = emit(
-        ev,
-        n,
-        seq,
-        K.E_ACCEPTED,
-        K.K_MASS_QUOTE,
-        side,
-        0,
-        0,
-        leg,
-        account,
-        instrument,
-        oid,
-        price,
-        qty,
-        0,
+    st.pos_i8[position, Pos8.QUOTE_BID if side == Side.BUY else Pos8.QUOTE_ASK] = oid
+    n = order_accepted(
+        ev, n, seq, CommandKind.MASS_QUOTE, side, leg, account, instrument, oid, price, qty
     )
     set_label(ev, n, label)
     return n
@@ -310,24 +296,24 @@ def mass_quote(st, ev, n, cmds, i):
     span = mass_quote_span(cmds, i, st.params[P_MAX_QUOTE_LEGS])
     account = np.int64(c["account"])
     reason = admit_trader(st, account)
-    if reason != K.R_OK:
+    if reason != Reason.OK:
         return reject(st, ev, n, cmds, i, reason, 0), span
     if span == 1:
-        return reject(st, ev, n, cmds, i, K.R_BAD_MASS_QUOTE, 0), span
+        return reject(st, ev, n, cmds, i, Reason.BAD_MASS_QUOTE, 0), span
     count = span - 1
     for j in range(count):
         reason = _validate_leg(st, cmds, i, j, account)
-        if reason != K.R_OK:
+        if reason != Reason.OK:
             return reject(st, ev, n, cmds, i, reason, j + 1), span
     reason, leg_index = _capacity(st, cmds, i, count, account)
-    if reason != K.R_OK:
+    if reason != Reason.OK:
         return reject(st, ev, n, cmds, i, reason, leg_index), span
     extra = st.params[P_GAS_PER_LEVEL] * 2 * count
-    if st.acc_i8[account, L.A_GAS] < extra:
-        return reject(st, ev, n, cmds, i, K.R_GAS_EXHAUSTED, 0), span
-    st.acc_i8[account, L.A_GAS] -= extra
+    if st.acc_i8[account, Account8.GAS] < extra:
+        return reject(st, ev, n, cmds, i, Reason.GAS_EXHAUSTED, 0), span
+    st.acc_i8[account, Account8.GAS] -= extra
     label = c["label"]
-    n = emit(ev, n, seq, K.E_ACCEPTED, K.K_MASS_QUOTE, 0, 0, 0, 0, account, 0, 0, 0, count, 0)
+    n = accepted(ev, n, seq, CommandKind.MASS_QUOTE, account, 0, 0, count, 0)
     set_label(ev, n, label)
     for j in range(count):
         leg = cmds[i + 1 + j]
@@ -335,12 +321,12 @@ def mass_quote(st, ev, n, cmds, i):
         bid_qty = leg["bid_qty_lots"]
         ask_qty = leg["ask_qty_lots"]
         position = position_find(st, account, instrument)
-        if position == L.NIL:
+        if position == NIL:
             if bid_qty == 0 and ask_qty == 0:
                 continue
             position = position_get_or_create(st, account, instrument)
-        n = _replace_side(st, ev, n, seq, j + 1, instrument, position, K.BUY)
-        n = _replace_side(st, ev, n, seq, j + 1, instrument, position, K.SELL)
+        n = _replace_side(st, ev, n, seq, j + 1, instrument, position, Side.BUY)
+        n = _replace_side(st, ev, n, seq, j + 1, instrument, position, Side.SELL)
         n = _place_side(
             st,
             ev,
@@ -350,7 +336,7 @@ def mass_quote(st, ev, n, cmds, i):
             account,
             instrument,
             position,
-            K.BUY,
+            Side.BUY,
             leg["bid_price_ticks"],
             bid_qty,
             label,
@@ -364,7 +350,7 @@ def mass_quote(st, ev, n, cmds, i):
             account,
             instrument,
             position,
-            K.SELL,
+            Side.SELL,
             leg["ask_price_ticks"],
             ask_qty,
             label,

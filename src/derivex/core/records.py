@@ -122,12 +122,17 @@ class CommandKind(IntEnum):
     CANCEL_ALL_INSTRUMENT = 24
     MASS_QUOTE = 25
     QUOTE_LEG = 26
-    TIME = 30
-    INDEX = 31  # header; ``count`` INDEX_SOURCE legs follow
+    ADVANCE_TIME = 30
+    SET_INDEX = 31  # header; ``count`` INDEX_SOURCE legs follow
     INDEX_SOURCE = 32
-    RISK_ARRAY = 33  # header; ``count`` legs follow: RISK_GREEKS, then RISK_VALUES
+    SET_RISK_ARRAY = 33  # header; ``count`` legs follow: RISK_GREEKS, then RISK_VALUES
     RISK_GREEKS = 34
     RISK_VALUES = 35
+
+    # deprecated names (see RENAMED): aliases of the members above, same codes
+    TIME = ADVANCE_TIME
+    INDEX = SET_INDEX
+    RISK_ARRAY = SET_RISK_ARRAY
 
 
 #: Whether a command kind can change state (journal writers may drop the others).
@@ -149,10 +154,10 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.CANCEL_ALL_INSTRUMENT: True,
     CommandKind.MASS_QUOTE: True,
     CommandKind.QUOTE_LEG: True,
-    CommandKind.TIME: True,
-    CommandKind.INDEX: True,
+    CommandKind.ADVANCE_TIME: True,
+    CommandKind.SET_INDEX: True,
     CommandKind.INDEX_SOURCE: True,
-    CommandKind.RISK_ARRAY: True,
+    CommandKind.SET_RISK_ARRAY: True,
     CommandKind.RISK_GREEKS: True,
     CommandKind.RISK_VALUES: True,
 }
@@ -203,10 +208,10 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
         "ask_price_ticks",
         "ask_qty_lots",
     ),
-    CommandKind.TIME: (),
-    CommandKind.INDEX: ("index_underlying", "count"),
+    CommandKind.ADVANCE_TIME: (),
+    CommandKind.SET_INDEX: ("index_underlying", "count"),
     CommandKind.INDEX_SOURCE: ("source_id", "source_ts_ns", "price_ticks"),
-    CommandKind.RISK_ARRAY: ("instrument", "price_ticks", "mark_iv_ppm", "count"),
+    CommandKind.SET_RISK_ARRAY: ("instrument", "price_ticks", "mark_iv_ppm", "count"),
     CommandKind.RISK_GREEKS: ("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano"),
     CommandKind.RISK_VALUES: ("v0", "v1", "v2", "v3", "v4"),
 }
@@ -358,17 +363,28 @@ class EventKind(IntEnum):
     CANCELLED = 4  # a resting order left the book; qty_lots = cancelled remainder
     EXPIRED = 5  # the unfilled remainder of a non-resting order
     AMENDED = 6
-    POSITION = 7  # position and balance of one side after a fill
-    BALANCE = 8  # deposit / withdrawal
+    POSITION_CHANGED = 7  # position and balance of one side after a fill
+    BALANCE_CHANGED = 8  # deposit / withdrawal
     ACCOUNT_CREATED = 9
-    INSTRUMENT_STATUS = 10  # added, halted, resumed, closed
-    INDEX = 11  # underlying in ``instrument``; price_ticks = index, status = IndexStatus,
+    INSTRUMENT_STATUS_CHANGED = 10  # added, halted, resumed, closed
+    INDEX_CHANGED = 11  # underlying in ``instrument``; price_ticks = index, status = IndexStatus,
     #             qty_lots = sources used
-    MARK = 12  # instrument's new mark price (price_ticks); a = mark IV ppm (options)
-    LIQUIDATION = 13  # one stage of a liquidation: status = LiquidationStage, see below
-    ACCOUNT_STATE = 14  # an account's AccountState changed: status = the new state
-    FUNDING = 15  # funding paid (cash_units < 0) or received by one perpetual position
-    SETTLEMENT = 16  # expiry: cash settlement of one option position at price_ticks
+    MARK_CHANGED = 12  # instrument's new mark price (price_ticks); a = mark IV ppm (options)
+    LIQUIDATION_PROGRESSED = 13  # one stage of a liquidation: status = LiquidationStage, see below
+    ACCOUNT_STATE_CHANGED = 14  # an account's AccountState changed: status = the new state
+    FUNDING_PAID = 15  # funding paid (cash_units < 0) or received by one perpetual position
+    SETTLED = 16  # expiry: cash settlement of one option position at price_ticks
+
+    # deprecated names (see RENAMED): aliases of the members above, same codes
+    POSITION = POSITION_CHANGED
+    BALANCE = BALANCE_CHANGED
+    INSTRUMENT_STATUS = INSTRUMENT_STATUS_CHANGED
+    INDEX = INDEX_CHANGED
+    MARK = MARK_CHANGED
+    LIQUIDATION = LIQUIDATION_PROGRESSED
+    ACCOUNT_STATE = ACCOUNT_STATE_CHANGED
+    FUNDING = FUNDING_PAID
+    SETTLEMENT = SETTLED
 
 
 class Liquidity(IntEnum):
@@ -502,7 +518,7 @@ def index_records(underlying: int, sources: list[tuple[int, int, int]]) -> np.nd
     """An INDEX command: the header and one INDEX_SOURCE leg per ``(source_id, source_ts_ns,
     price_ticks)``."""
     records = command_array(1 + len(sources))
-    records["kind"][0] = CommandKind.INDEX
+    records["kind"][0] = CommandKind.SET_INDEX
     records["index_underlying"][0] = underlying
     records["count"][0] = len(sources)
     for index, (source, ts_ns, price) in enumerate(sources, start=1):
@@ -526,7 +542,7 @@ def risk_records(
     count = len(values)
     legs = -(-count // RISK_VALUES_PER_LEG)
     records = command_array(2 + legs)
-    records["kind"][0] = CommandKind.RISK_ARRAY
+    records["kind"][0] = CommandKind.SET_RISK_ARRAY
     records["instrument"][0] = instrument
     records["price_ticks"][0] = mark_ticks
     records["mark_iv_ppm"][0] = mark_iv_ppm
@@ -544,3 +560,21 @@ def risk_records(
         for k in range(RISK_VALUES_PER_LEG):
             row[f"v{k}"] = padded[leg * RISK_VALUES_PER_LEG + k]
     return records
+
+
+#: The one table of renamed Python names (issue 13: commands imperative, events past tense).
+#: Numeric codes never change; each old name is an alias of its member and keeps working.
+RENAMED: dict[str, str] = {
+    "CommandKind.TIME": "CommandKind.ADVANCE_TIME",
+    "CommandKind.INDEX": "CommandKind.SET_INDEX",
+    "CommandKind.RISK_ARRAY": "CommandKind.SET_RISK_ARRAY",
+    "EventKind.POSITION": "EventKind.POSITION_CHANGED",
+    "EventKind.BALANCE": "EventKind.BALANCE_CHANGED",
+    "EventKind.INSTRUMENT_STATUS": "EventKind.INSTRUMENT_STATUS_CHANGED",
+    "EventKind.INDEX": "EventKind.INDEX_CHANGED",
+    "EventKind.MARK": "EventKind.MARK_CHANGED",
+    "EventKind.LIQUIDATION": "EventKind.LIQUIDATION_PROGRESSED",
+    "EventKind.ACCOUNT_STATE": "EventKind.ACCOUNT_STATE_CHANGED",
+    "EventKind.FUNDING": "EventKind.FUNDING_PAID",
+    "EventKind.SETTLEMENT": "EventKind.SETTLED",
+}

@@ -1,35 +1,20 @@
-"""Engine state: preallocated structure-of-arrays pools, their growth, and the
-canonical view and hash of the state.
+"""Engine state: the ``State`` type (preallocated structure-of-arrays pools) and readers of
+its books and order ids.
 
 Everything the kernel reads or writes lives in one ``State`` (a named tuple of numpy arrays)
-so a batch is a single compiled call. The arrays are views into one byte *arena*
-(``pack``), each section 64-byte aligned: a call hands the kernel two arrays (arena and
-layout) instead of two dozen, which is what a per-command call pays for. Pools grow only
-between batches (``grow``, then ``pack``); a grown state is indistinguishable from the old
-one in ``canonical``/``state_hash``.
+so a batch is a single compiled call. The arrays are views into one byte *arena*, each
+section 64-byte aligned (``arena.pack`` / ``arena.unpack``). Pools are allocated and grow
+only between batches (``growth``); the canonical form and hash of a state are in
+``canonical``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from derivex.core import layout as L
-from derivex.core.config import (
-    MAX_INDEX_SOURCES,
-    P_INDEX_HISTORY,
-    P_MAX_ACCOUNTS,
-    P_MAX_INSTRUMENTS,
-    P_MAX_LEVELS,
-    P_MAX_LEVELS_PER_SIDE,
-    P_MAX_ORDERS,
-    P_MAX_POSITIONS,
-    P_MAX_UNDERLYINGS,
-    EngineConfig,
-)
-from derivex.core.records import SYSTEM_ACCOUNTS, Side
+from derivex.core.layout import NIL, Counter, Level4, Level8, Order4, Order8, Pos4
 
 
 class State(NamedTuple):
@@ -95,202 +80,10 @@ FIELD_DTYPES: dict[str, Any] = {
     "acc_scen": np.int64,
     "scratch": np.int64,
 }
-ALIGN = 64
-
-
-def pack(state: State) -> tuple[np.ndarray, np.ndarray, State]:
-    """Copy ``state`` into one arena; returns ``(arena, layout, views)`` where ``layout``
-    rows are ``(byte offset, rows, columns or 0)`` per State field. Cost: O(state size)."""
-    layout = np.zeros((len(State._fields), 3), dtype=np.int64)
-    offset = 0
-    for index, name in enumerate(State._fields):
-        array = getattr(state, name)
-        assert array.dtype == FIELD_DTYPES[name], name
-        layout[index] = (offset, array.shape[0], array.shape[1] if array.ndim == 2 else 0)
-        offset += -(-array.nbytes // ALIGN) * ALIGN
-    raw = np.empty(offset + ALIGN, dtype=np.uint8)
-    start = -raw.ctypes.data % ALIGN
-    arena = raw[start : start + offset]
-    views = []
-    for index, name in enumerate(State._fields):
-        array = getattr(state, name)
-        begin = int(layout[index, 0])
-        view = arena[begin : begin + array.nbytes].view(array.dtype).reshape(array.shape)
-        view[...] = array
-        views.append(view)
-    return arena, layout, State(*views)
-
-
-def _pool(fields: int, capacity: int, dtype: Any, fill: int = 0) -> np.ndarray:
-    return np.full((capacity, fields), fill, dtype=dtype)
-
-
-def allocate(config: EngineConfig) -> State:
-    """A fresh state with the system accounts created. Cost: O(initial capacities)."""
-    accounts, instruments = config.initial_accounts, config.initial_instruments
-    orders, levels, positions = (
-        config.initial_orders,
-        config.initial_levels,
-        config.initial_positions,
-    )
-    per_side = config.initial_levels_per_side
-    scenarios = len(config.scenarios)
-    table = 1 << max(4, (2 * positions - 1).bit_length())
-    counters = np.zeros(L.COUNTER_COUNT, dtype=np.int64)
-    counters[L.C_ACCOUNT_HWM] = SYSTEM_ACCOUNTS
-    counters[L.C_ORDER_FREE_HEAD] = L.NIL
-    state = State(
-        params=config.params(),
-        counters=counters,
-        acc_i8=_pool(L.ACCOUNT_I8_FIELDS, accounts, np.int64),
-        acc_i4=_pool(L.ACCOUNT_I4_FIELDS, accounts, np.int32),
-        ins_i8=_pool(L.INSTRUMENT_I8_FIELDS, instruments, np.int64),
-        ins_i4=_pool(L.INSTRUMENT_I4_FIELDS, instruments, np.int32),
-        pos_i8=_pool(L.POSITION_I8_FIELDS, positions, np.int64),
-        pos_i4=_pool(L.POSITION_I4_FIELDS, positions, np.int32, L.NIL),
-        pos_free=np.zeros(positions, dtype=np.int32),
-        hash_key=np.zeros(table, dtype=np.int64),
-        hash_val=np.full(table, L.NIL, dtype=np.int32),
-        ord_i8=_pool(L.ORDER_I8_FIELDS, orders, np.int64),
-        ord_i4=_pool(L.ORDER_I4_FIELDS, orders, np.int32, L.NIL),
-        ord_label=np.zeros(orders, dtype=np.uint64),
-        lvl_i8=_pool(L.LEVEL_I8_FIELDS, levels, np.int64),
-        lvl_i4=_pool(L.LEVEL_I4_FIELDS, levels, np.int32, L.NIL),
-        lvl_free=np.zeros(levels, dtype=np.int32),
-        ladder_price=np.zeros((instruments * 2, per_side), dtype=np.int64),
-        ladder_level=np.full((instruments * 2, per_side), L.NIL, dtype=np.int32),
-        ladder_len=np.zeros(instruments * 2, dtype=np.int32),
-        scan_used=np.zeros(accounts, dtype=np.int64),
-        scan_accounts=np.zeros(accounts, dtype=np.int32),
-        und_i8=np.zeros((config.max_underlyings, L.UNDERLYING_FIELDS), dtype=np.int64),
-        und_hist=np.zeros((config.max_underlyings * config.index_history, 2), dtype=np.int64),
-        ins_arr=np.zeros((instruments, scenarios), dtype=np.int64),
-        ins_arr_next=np.zeros((instruments, scenarios), dtype=np.int64),
-        acc_risk=np.zeros((accounts, L.RISK_FIELDS), dtype=np.int64),
-        acc_scen=np.zeros((accounts, 3 * scenarios), dtype=np.int64),
-        scratch=np.zeros(2 * MAX_INDEX_SOURCES, dtype=np.int64),
-    )
-    state.acc_i4[:, L.A_POSITION_HEAD] = L.NIL
-    state.acc_i4[:, L.A_LAST_POSITION] = L.NIL
-    for account in range(SYSTEM_ACCOUNTS):
-        state.acc_i4[account, L.A_STATUS] = 1
-    return state
-
-
-def _widen(array: np.ndarray, capacity: int, fill: int) -> np.ndarray:
-    """Copy of ``array`` with ``capacity`` slots along axis 0 (new slots set to ``fill``)."""
-    shape = (capacity, *array.shape[1:])
-    grown = np.full(shape, fill, dtype=array.dtype)
-    grown[: array.shape[0]] = array
-    return grown
-
-
-def _next_capacity(current: int, needed: int, maximum: int) -> int:
-    capacity = current
-    while capacity < needed:
-        capacity *= 2
-    return min(capacity, maximum)
-
-
-def _rehash(
-    pos_i4: np.ndarray, live_slots: np.ndarray, table: int
-) -> tuple[np.ndarray, np.ndarray]:
-    keys = np.zeros(table, dtype=np.int64)
-    values = np.full(table, L.NIL, dtype=np.int32)
-    # insertion in slot order; lookups do not depend on the order (linear probing)
-    from derivex.core.pools import hash_insert
-
-    for slot in live_slots:
-        account = int(pos_i4[slot, L.S_ACCOUNT])
-        instrument = int(pos_i4[slot, L.S_INSTRUMENT])
-        hash_insert(keys, values, account, instrument, int(slot))
-    return keys, values
-
-
-def grow(state: State, headroom: int = 1) -> State:
-    """Return a state whose pools each have at least ``headroom`` free slots (up to the
-    configured maxima), doubling as needed. Cost: O(capacity) for each pool that grows."""
-    s = state._asdict()
-    p, c = state.params, state.counters
-
-    def free_slots(capacity: int, hwm_index: int, free_top_index: int) -> int:
-        return int(c[free_top_index]) + capacity - int(c[hwm_index])
-
-    orders = state.ord_label.shape[0]
-    if (
-        free_slots(orders, L.C_ORDER_HWM, L.C_ORDER_FREE_TOP) < headroom
-        and orders < p[P_MAX_ORDERS]
-    ):
-        new = _next_capacity(orders, int(c[L.C_ORDER_HWM]) + headroom, int(p[P_MAX_ORDERS]))
-        s["ord_i8"] = _widen(state.ord_i8, new, 0)
-        s["ord_i4"] = _widen(state.ord_i4, new, L.NIL)
-        s["ord_label"] = _widen(state.ord_label, new, 0)
-    levels = state.lvl_free.shape[0]
-    if (
-        free_slots(levels, L.C_LEVEL_HWM, L.C_LEVEL_FREE_TOP) < headroom
-        and levels < p[P_MAX_LEVELS]
-    ):
-        new = _next_capacity(levels, int(c[L.C_LEVEL_HWM]) + headroom, int(p[P_MAX_LEVELS]))
-        s["lvl_i8"] = _widen(state.lvl_i8, new, 0)
-        s["lvl_i4"] = _widen(state.lvl_i4, new, L.NIL)
-        s["lvl_free"] = _widen(state.lvl_free, new, 0)
-    positions = state.pos_free.shape[0]
-    if (
-        free_slots(positions, L.C_POSITION_HWM, L.C_POSITION_FREE_TOP) < headroom
-        and positions < p[P_MAX_POSITIONS]
-    ):
-        new = _next_capacity(
-            positions, int(c[L.C_POSITION_HWM]) + headroom, int(p[P_MAX_POSITIONS])
-        )
-        s["pos_i8"] = _widen(state.pos_i8, new, 0)
-        s["pos_i4"] = _widen(state.pos_i4, new, L.NIL)
-        s["pos_free"] = _widen(state.pos_free, new, 0)
-        table = 1 << max(4, (2 * new - 1).bit_length())
-        live = np.flatnonzero(s["pos_i4"][:, L.S_LIVE] == 1)
-        s["hash_key"], s["hash_val"] = _rehash(s["pos_i4"], live, table)
-    accounts = state.acc_i8.shape[0]
-    if int(c[L.C_ACCOUNT_HWM]) + headroom > accounts and accounts < p[P_MAX_ACCOUNTS]:
-        new = _next_capacity(accounts, int(c[L.C_ACCOUNT_HWM]) + headroom, int(p[P_MAX_ACCOUNTS]))
-        s["acc_i8"] = _widen(state.acc_i8, new, 0)
-        s["acc_i4"] = _widen(state.acc_i4, new, 0)
-        s["acc_i4"][accounts:, L.A_POSITION_HEAD] = L.NIL
-        s["acc_i4"][accounts:, L.A_LAST_POSITION] = L.NIL
-        s["scan_used"] = _widen(state.scan_used, new, 0)
-        s["scan_accounts"] = _widen(state.scan_accounts, new, 0)
-        s["acc_risk"] = _widen(state.acc_risk, new, 0)
-        s["acc_scen"] = _widen(state.acc_scen, new, 0)
-    instruments = state.ins_i8.shape[0]
-    if int(c[L.C_INSTRUMENT_HWM]) + headroom > instruments and instruments < p[P_MAX_INSTRUMENTS]:
-        new = _next_capacity(
-            instruments, int(c[L.C_INSTRUMENT_HWM]) + headroom, int(p[P_MAX_INSTRUMENTS])
-        )
-        s["ins_i8"] = _widen(state.ins_i8, new, 0)
-        s["ins_i4"] = _widen(state.ins_i4, new, 0)
-        s["ins_arr"] = _widen(state.ins_arr, new, 0)
-        s["ins_arr_next"] = _widen(state.ins_arr_next, new, 0)
-        rows = s["ladder_price"].shape[1]
-        s["ladder_price"] = np.vstack(
-            [state.ladder_price, np.zeros((2 * (new - instruments), rows), np.int64)]
-        )
-        s["ladder_level"] = np.vstack(
-            [state.ladder_level, np.full((2 * (new - instruments), rows), L.NIL, np.int32)]
-        )
-        s["ladder_len"] = _widen(state.ladder_len, 2 * new, 0)
-    per_side = state.ladder_price.shape[1]
-    if (
-        int(np.max(s["ladder_len"], initial=0)) + headroom > per_side
-        and per_side < p[P_MAX_LEVELS_PER_SIDE]
-    ):
-        new = _next_capacity(
-            per_side, int(np.max(s["ladder_len"])) + headroom, int(p[P_MAX_LEVELS_PER_SIDE])
-        )
-        s["ladder_price"] = _widen(s["ladder_price"].T, new, 0).T.copy()
-        s["ladder_level"] = _widen(s["ladder_level"].T, new, L.NIL).T.copy()
-    return State(**s)
 
 
 def order_id(state: State, slot: int) -> int:
-    return (int(state.ord_i8[slot, L.O_GENERATION]) << 32) | slot
+    return (int(state.ord_i8[slot, Order8.GENERATION]) << 32) | slot
 
 
 def book_side(
@@ -302,30 +95,30 @@ def book_side(
     for index in range(int(state.ladder_len[row]) - 1, -1, -1):
         level = int(state.ladder_level[row, index])
         orders = []
-        slot = int(state.lvl_i4[level, L.L_HEAD])
-        while slot != L.NIL:
-            position = int(state.ord_i4[slot, L.O_POSITION])
+        slot = int(state.lvl_i4[level, Level4.HEAD])
+        while slot != NIL:
+            position = int(state.ord_i4[slot, Order4.POSITION])
             orders.append(
                 (
                     order_id(state, slot),
-                    int(state.pos_i4[position, L.S_ACCOUNT]),
-                    int(state.ord_i8[slot, L.O_QTY]),
-                    int(state.ord_i4[slot, L.O_META]) >> 1,
+                    int(state.pos_i4[position, Pos4.ACCOUNT]),
+                    int(state.ord_i8[slot, Order8.QTY_LOTS]),
+                    int(state.ord_i4[slot, Order4.META]) >> 1,
                     int(state.ord_label[slot]),
                 )
             )
-            slot = int(state.ord_i4[slot, L.O_NEXT])
-        result.append((int(state.lvl_i8[level, L.L_PRICE]), orders))
+            slot = int(state.ord_i4[slot, Order4.NEXT])
+        result.append((int(state.lvl_i8[level, Level8.PRICE_TICKS]), orders))
     return result
 
 
 def free_order_slots(state: State) -> list[int]:
     """The free order slots in the order they will be reused (head of the LIFO list first)."""
     slots = []
-    slot = int(state.counters[L.C_ORDER_FREE_HEAD])
-    for _ in range(int(state.counters[L.C_ORDER_FREE_TOP])):
+    slot = int(state.counters[Counter.ORDER_FREE_HEAD])
+    for _ in range(int(state.counters[Counter.ORDER_FREE_TOP])):
         slots.append(slot)
-        slot = int(state.ord_i4[slot, L.O_NEXT])
+        slot = int(state.ord_i4[slot, Order4.NEXT])
     return slots
 
 
@@ -333,7 +126,7 @@ def next_order_ids(state: State, count: int = 3) -> list[int]:
     """Ids the next ``count`` new orders would receive."""
     ids = []
     free = free_order_slots(state)[:count]
-    hwm = int(state.counters[L.C_ORDER_HWM])
+    hwm = int(state.counters[Counter.ORDER_HWM])
     for index in range(count):
         if index < len(free):
             slot = free[index]
@@ -341,111 +134,7 @@ def next_order_ids(state: State, count: int = 3) -> list[int]:
             slot = hwm
             hwm += 1
         generation = (
-            int(state.ord_i8[slot, L.O_GENERATION]) if slot < state.ord_label.shape[0] else 0
+            int(state.ord_i8[slot, Order8.GENERATION]) if slot < state.ord_label.shape[0] else 0
         )
         ids.append(((generation + 1) << 32) | slot)
     return ids
-
-
-def canonical(state: State) -> dict[str, Any]:
-    """The state as plain Python values, independent of pool capacities and slot layout
-    (except order ids, which are part of the contract). Cost: O(live state)."""
-    c = state.counters
-    accounts = []
-    for account in range(int(c[L.C_ACCOUNT_HWM])):
-        accounts.append(
-            (
-                account,
-                int(state.acc_i8[account, L.A_BALANCE]),
-                int(state.acc_i4[account, L.A_STP]),
-                int(state.acc_i4[account, L.A_OPEN_ORDERS]),
-                int(state.acc_i8[account, L.A_GAS]),
-                int(state.acc_i8[account, L.A_GAS_TS]),
-                int(state.acc_i4[account, L.A_MARGIN_MODE]),
-                int(state.acc_i4[account, L.A_STATE]),
-                tuple(int(v) for v in state.acc_risk[account]),
-                tuple(int(v) for v in state.acc_scen[account]),
-            )
-        )
-    instruments = []
-    books = {}
-    for instrument in range(int(c[L.C_INSTRUMENT_HWM])):
-        i8, i4 = state.ins_i8[instrument, :], state.ins_i4[instrument, :]
-        instruments.append(
-            (
-                instrument,
-                int(i4[L.I_KIND]),
-                int(i4[L.I_OPTION_TYPE]),
-                int(i4[L.I_UNDERLYING]),
-                int(i4[L.I_STATUS]),
-                int(i8[L.I_STRIKE]),
-                int(i8[L.I_EXPIRY]),
-                int(i8[L.I_TICK]),
-                int(i8[L.I_MIN_LOTS]),
-                int(i8[L.I_CONTRACT_VALUE]),
-                int(i8[L.I_MAKER_FEE]),
-                int(i8[L.I_TAKER_FEE]),
-                int(i8[L.I_MAX_PRICE]),
-                int(i4[L.I_RESTING]),
-                tuple(int(v) for v in i8[L.I_MARK :]),
-                int(i4[L.I_DIRTY]),
-                tuple(int(v) for v in state.ins_arr[instrument]),
-                tuple(int(v) for v in state.ins_arr_next[instrument]),
-            )
-        )
-        books[instrument] = {
-            "bids": book_side(state, instrument, Side.BUY),
-            "asks": book_side(state, instrument, Side.SELL),
-        }
-    positions = []
-    for slot in np.flatnonzero(state.pos_i4[:, L.S_LIVE] == 1):
-        positions.append(
-            (
-                int(state.pos_i4[slot, L.S_ACCOUNT]),
-                int(state.pos_i4[slot, L.S_INSTRUMENT]),
-                int(state.pos_i8[slot, L.S_QTY]),
-                int(state.pos_i8[slot, L.S_BASIS]),
-                int(state.pos_i8[slot, L.S_OPEN_BUY]),
-                int(state.pos_i8[slot, L.S_OPEN_SELL]),
-                int(state.pos_i4[slot, L.S_ORDERS]),
-                int(state.pos_i8[slot, L.S_BUY_VALUE]),
-                int(state.pos_i8[slot, L.S_SELL_VALUE]),
-            )
-        )
-    positions.sort()
-    underlyings = []
-    history = int(state.params[P_INDEX_HISTORY])
-    for u in range(int(state.params[P_MAX_UNDERLYINGS])):
-        row = tuple(int(v) for v in state.und_i8[u])
-        if any(row):
-            head, length = row[L.U_HIST_HEAD], row[L.U_HIST_LEN]
-            rows = [(head - length + k) % history for k in range(length)]
-            kept = tuple(tuple(int(v) for v in state.und_hist[u * history + r]) for r in rows)
-            underlyings.append((u, row, kept))
-    return {
-        "clock_ns": int(c[L.C_CLOCK_NS]),
-        "total_deposits": int(c[L.C_TOTAL_DEPOSITS]),
-        "total_withdrawals": int(c[L.C_TOTAL_WITHDRAWALS]),
-        "accounts": accounts,
-        "instruments": instruments,
-        "positions": positions,
-        "books": books,
-        "underlyings": underlyings,
-        "risk_dirty": int(c[L.C_RISK_DIRTY]),
-        "bad_debt": int(c[L.C_BAD_DEBT]),
-        "next_order_ids": next_order_ids(state),
-    }
-
-
-def state_hash(state: State) -> str:
-    """SHA-256 over the canonical state and the order free stack (which fixes future order
-    ids). Identical for identical command logs, across processes and pool growth."""
-    digest = hashlib.sha256()
-    digest.update(b"derivex-state-v1")
-    digest.update(state.params.astype("<i8").tobytes())
-    view = canonical(state)
-    digest.update(repr(view).encode())
-    digest.update(np.array(free_order_slots(state), dtype="<i4").tobytes())
-    hwm = int(state.counters[L.C_ORDER_HWM])
-    digest.update(state.ord_i8[:hwm, L.O_GENERATION].astype("<i8").tobytes())
-    return digest.hexdigest()
