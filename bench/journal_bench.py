@@ -27,7 +27,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from derivex.core import layout as L  # noqa: E402
+from derivex.core import query  # noqa: E402
 from derivex.core.config import EngineConfig  # noqa: E402
 from derivex.core.engine import Engine  # noqa: E402
 from derivex.core.records import (  # noqa: E402
@@ -320,7 +320,7 @@ def big_state_measures(accounts, books, runs, scratch, table, results, console) 
 
     entry["full_root_s"], entry["full_root_runs"] = median_of(runs, full_build)
     table.add_row(label, "state root, full build", f"{entry['full_root_s']:.2f} s", "")
-    seq = int(state.counters[L.C_COMMANDS])
+    seq = query.commands_processed(state)
     for compression in ("none", "zstd"):
         directory = scratch / f"snapshot-{compression}"
         shutil.rmtree(directory, ignore_errors=True)
@@ -394,7 +394,7 @@ def big_state_measures(accounts, books, runs, scratch, table, results, console) 
         "dirty_accounts": dirty,
         "dirty_books": books,
         "one_book_leaf_s": book_s,
-        "orders_per_book": int(engine.state.ins_i4[0, L.I_RESTING]),
+        "orders_per_book": query.resting_orders(engine.state, 0),
         "proof_json_bytes": proof_bytes,
         "proof_siblings": len(proof["siblings"]),
         "proof_s": proof_s,

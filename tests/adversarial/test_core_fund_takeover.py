@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from derivex.core import layout as L
+from derivex.core.layout import Counter
 from derivex.core.records import EventKind, LiquidationStage
 from tests.core.test_differential import Pair, RandomChooser, run_seeded
 from tests.core.test_lifecycle import BASE, USDC, index, stages, venue
@@ -22,7 +22,7 @@ FUND = 1
 
 
 def live_position_slots(ex) -> int:
-    return int(ex.engine.state.counters[L.C_POSITIONS_LIVE])
+    return int(ex.engine.state.counters[Counter.POSITIONS_LIVE])
 
 
 def test_fund_position_netted_to_zero_by_a_takeover_is_released() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from derivex.core import layout as L
+from derivex.core.layout import Ins4, Level4, Level8
 from derivex.ipc import BookReader
 from derivex.ipc.atomics import load_acquire, sleep_ns
 from derivex.ipc.book import (
@@ -79,7 +80,7 @@ def set_generation(g, ladder_price, ladder_level, ladder_len, lvl_i8, lvl_i4, in
     """Overwrite the whole synthetic state with generation ``g`` (best level last)."""
     ladder = ladder_price.shape[1]
     for i in range(ins_i4.shape[0]):
-        ins_i4[i, L.I_UNDERLYING] = i % UNDERLYINGS
+        ins_i4[i, Ins4.UNDERLYING] = i % UNDERLYINGS
         marks[i] = g * 7 + i
         for side in range(2):
             row = 2 * i + side
@@ -90,8 +91,8 @@ def set_generation(g, ladder_price, ladder_level, ladder_len, lvl_i8, lvl_i4, in
                 level = row * ladder + k
                 ladder_level[row, k] = level
                 ladder_price[row, k] = price(g, i, side, rank)
-                lvl_i8[level, L.L_QTY] = qty(g, i, side, rank)
-                lvl_i4[level, L.L_COUNT] = count(g, i, side, rank)
+                lvl_i8[level, Level8.QTY_LOTS] = qty(g, i, side, rank)
+                lvl_i4[level, Level4.COUNT] = count(g, i, side, rank)
     for u in range(index.shape[0]):
         index[u] = g * 11 + u
 

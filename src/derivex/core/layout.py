@@ -12,9 +12,9 @@ an array of the other width. numba folds an ``IntEnum`` member into a constant, 
 compiles to the same machine code as with plain integers (checked by comparing the
 assembly of kernels before and after the change).
 
-The layout is private to ``core/``: shells read state through the core's query module. The
-flat names of the old layout (``S_QTY``, ``I_KIND``, ...) still resolve, as plain ints,
-through ``__getattr__`` and ``FLAT_NAMES`` below, until no shell uses them.
+The layout is private to ``core/``: shells read state through the core's query module
+(``core/query.py``) and records through its codec (``core/codec.py``);
+``tests/test_layout_private.py`` forbids importing this module outside ``core/``.
 """
 
 from __future__ import annotations
@@ -228,37 +228,3 @@ NIL = -1
 STATUS_DONE = 0
 STATUS_GROW = 1  # a pool must grow before the command at the returned index
 STATUS_EVENTS = 2  # the event buffer must grow before the command at the returned index
-
-
-# Deprecated flat names of the old layout -> their column groups. Shells still read some of
-# them (QUERY moves them to core.query); the core itself uses only the groups.
-_FLAT_PREFIXES: tuple[tuple[str, type[IntEnum], dict[str, str]], ...] = (
-    ("C_", Counter, {}),
-    ("A_", Account8, {}),
-    ("A_", Account4, {}),
-    ("R_", Risk8, {}),
-    ("V_", ScenarioBlock, {}),
-    ("I_", Ins8, {}),
-    ("I_", Ins4, {}),
-    ("U_", Und8, {}),
-    ("S_", Pos8, {}),
-    ("S_", Pos4, {}),
-    ("O_", Order8, {"PRICE_TICKS": "O_PRICE", "QTY_LOTS": "O_QTY"}),
-    ("O_", Order4, {}),
-    ("L_", Level8, {"PRICE_TICKS": "L_PRICE", "QTY_LOTS": "L_QTY"}),
-    ("L_", Level4, {}),
-)
-
-FLAT_NAMES: dict[str, IntEnum] = {
-    renamed.get(member.name, prefix + member.name): member
-    for prefix, group, renamed in _FLAT_PREFIXES
-    for member in group
-}
-
-
-def __getattr__(name: str) -> int:
-    """An old flat name (``S_QTY``) as the plain int it was; deprecated."""
-    member = FLAT_NAMES.get(name)
-    if member is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return int(member)

@@ -24,14 +24,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from derivex.core import layout as L
 from derivex.core.config import P_INDEX_HISTORY
 from derivex.core.jit import kernel
+from derivex.core.layout import (
+    NIL,
+    Account4,
+    Account8,
+    Counter,
+    Ins4,
+    Ins8,
+    Level4,
+    Level8,
+    Order4,
+    Order8,
+    Pos4,
+    Pos8,
+    Risk8,
+    Und8,
+)
 from derivex.core.pools import order_slot_of
 from derivex.core.records import IndexStatus, Side
 from derivex.core.state import State
-
-NIL = L.NIL
 
 
 @dataclass(frozen=True)
@@ -77,41 +90,41 @@ class Position:
 
 def clock_ns(st: State) -> int:
     """Sequencer time of the last command processed (0 before any)."""
-    return int(st.counters[L.C_CLOCK_NS])
+    return int(st.counters[Counter.CLOCK_NS])
 
 
 def commands_processed(st: State) -> int:
     """Command records processed so far (the last seq of a venue sequenced from 1)."""
-    return int(st.counters[L.C_COMMANDS])
+    return int(st.counters[Counter.COMMANDS])
 
 
 def account_count(st: State) -> int:
     """Accounts created, system accounts included (ids ``0 .. count - 1``)."""
-    return int(st.counters[L.C_ACCOUNT_HWM])
+    return int(st.counters[Counter.ACCOUNT_HWM])
 
 
 def instrument_count(st: State) -> int:
     """Instruments listed (ids ``0 .. count - 1``)."""
-    return int(st.counters[L.C_INSTRUMENT_HWM])
+    return int(st.counters[Counter.INSTRUMENT_HWM])
 
 
 def bad_debt_units(st: State) -> int:
     """Losses no account, fund or auto-deleveraging covered (socialised), collateral units."""
-    return int(st.counters[L.C_BAD_DEBT])
+    return int(st.counters[Counter.BAD_DEBT])
 
 
 # the counters the state root's globals leaf commits to, in this (frozen) order
 _GLOBAL_COUNTERS = {
-    "clock_ns": L.C_CLOCK_NS,
-    "total_deposits_units": L.C_TOTAL_DEPOSITS,
-    "total_withdrawals_units": L.C_TOTAL_WITHDRAWALS,
-    "accounts": L.C_ACCOUNT_HWM,
-    "instruments": L.C_INSTRUMENT_HWM,
-    "orders_live": L.C_ORDERS_LIVE,
-    "levels_live": L.C_LEVELS_LIVE,
-    "positions_live": L.C_POSITIONS_LIVE,
-    "fills": L.C_FILLS,
-    "commands": L.C_COMMANDS,
+    "clock_ns": Counter.CLOCK_NS,
+    "total_deposits_units": Counter.TOTAL_DEPOSITS,
+    "total_withdrawals_units": Counter.TOTAL_WITHDRAWALS,
+    "accounts": Counter.ACCOUNT_HWM,
+    "instruments": Counter.INSTRUMENT_HWM,
+    "orders_live": Counter.ORDERS_LIVE,
+    "levels_live": Counter.LEVELS_LIVE,
+    "positions_live": Counter.POSITIONS_LIVE,
+    "fills": Counter.FILLS,
+    "commands": Counter.COMMANDS,
 }
 GLOBAL_COUNTER_NAMES = tuple(_GLOBAL_COUNTERS)
 _GLOBAL_COLUMNS = list(_GLOBAL_COUNTERS.values())
@@ -133,12 +146,12 @@ def balance_units(st: State, account: int) -> int:
     """The account's balance. Raises KeyError if it does not exist. O(1)."""
     if not account_exists(st, account):
         raise KeyError(account)
-    return int(st.acc_i8[account, L.A_BALANCE])
+    return int(st.acc_i8[account, Account8.BALANCE])
 
 
 def balances(st: State) -> dict[int, int]:
     """Balance of every account, by id. O(accounts)."""
-    return dict(enumerate(st.acc_i8[: account_count(st), L.A_BALANCE].tolist()))
+    return dict(enumerate(st.acc_i8[: account_count(st), Account8.BALANCE].tolist()))
 
 
 def account_settings(st: State, account: int) -> tuple[int, int]:
@@ -146,22 +159,22 @@ def account_settings(st: State, account: int) -> tuple[int, int]:
     outside the pool (the engine then rejects the command that uses it). O(1)."""
     if not 0 <= account < st.acc_i4.shape[0]:
         return 0, 0
-    return int(st.acc_i4[account, L.A_STP]), int(st.acc_i4[account, L.A_MARGIN_MODE])
+    return int(st.acc_i4[account, Account4.STP]), int(st.acc_i4[account, Account4.MARGIN_MODE])
 
 
 def account_modes(st: State, account: int) -> tuple[int, int]:
     """``(MarginMode, AccountState)`` codes of an existing account. O(1)."""
-    return int(st.acc_i4[account, L.A_MARGIN_MODE]), int(st.acc_i4[account, L.A_STATE])
+    return int(st.acc_i4[account, Account4.MARGIN_MODE]), int(st.acc_i4[account, Account4.STATE])
 
 
 def account_heads(st: State, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Per-account columns for ``ids`` (existing accounts): ``status``, ``stp``,
     ``balance_units``, ``open_orders``. O(len(ids))."""
     return {
-        "status": st.acc_i4[ids, L.A_STATUS],
-        "stp": st.acc_i4[ids, L.A_STP],
-        "balance_units": st.acc_i8[ids, L.A_BALANCE],
-        "open_orders": st.acc_i4[ids, L.A_OPEN_ORDERS],
+        "status": st.acc_i4[ids, Account4.STATUS],
+        "stp": st.acc_i4[ids, Account4.STP],
+        "balance_units": st.acc_i8[ids, Account8.BALANCE],
+        "open_orders": st.acc_i4[ids, Account4.OPEN_ORDERS],
     }
 
 
@@ -169,8 +182,8 @@ def standard_margin_sums(st: State, accounts: np.ndarray) -> tuple[np.ndarray, n
     """``(equity, maintenance margin)`` of ``accounts`` from the kept standard-margin sums
     (exact for standard-mode accounts; portfolio-mode ones need ``risk.margins``).
     O(len(accounts)), vectorised; both arrays are copies."""
-    equity = st.acc_i8[accounts, L.A_BALANCE] + st.acc_risk[accounts, L.R_VALUE]
-    return equity, st.acc_risk[accounts, L.R_STD_MM].copy()
+    equity = st.acc_i8[accounts, Account8.BALANCE] + st.acc_risk[accounts, Risk8.VALUE]
+    return equity, st.acc_risk[accounts, Risk8.STD_MM].copy()
 
 
 # ---- positions ----
@@ -179,27 +192,27 @@ def standard_margin_sums(st: State, accounts: np.ndarray) -> tuple[np.ndarray, n
 def position_slots(st: State, account: int) -> list[int]:
     """The account's position slots, by instrument ascending. O(positions log positions)."""
     slots = []
-    slot = int(st.acc_i4[account, L.A_POSITION_HEAD])
+    slot = int(st.acc_i4[account, Account4.POSITION_HEAD])
     while slot != NIL:
         slots.append(slot)
-        slot = int(st.pos_i4[slot, L.S_NEXT])
-    return sorted(slots, key=lambda s: int(st.pos_i4[s, L.S_INSTRUMENT]))
+        slot = int(st.pos_i4[slot, Pos4.NEXT])
+    return sorted(slots, key=lambda s: int(st.pos_i4[s, Pos4.INSTRUMENT]))
 
 
 def positions(st: State, account: int) -> list[Position]:
     """The account's non-zero positions, by instrument. O(positions of the account)."""
     result = []
     for p in position_slots(st, account):
-        qty = int(st.pos_i8[p, L.S_QTY])
+        qty = int(st.pos_i8[p, Pos8.QTY])
         if qty != 0:
             result.append(
                 Position(
                     account,
-                    int(st.pos_i4[p, L.S_INSTRUMENT]),
+                    int(st.pos_i4[p, Pos4.INSTRUMENT]),
                     qty,
-                    int(st.pos_i8[p, L.S_BASIS]),
-                    int(st.pos_i8[p, L.S_OPEN_BUY]),
-                    int(st.pos_i8[p, L.S_OPEN_SELL]),
+                    int(st.pos_i8[p, Pos8.BASIS]),
+                    int(st.pos_i8[p, Pos8.OPEN_BUY]),
+                    int(st.pos_i8[p, Pos8.OPEN_SELL]),
                 )
             )
     return result
@@ -210,9 +223,9 @@ def position_greeks(st: State, account: int) -> tuple[int, int, int, int]:
     1e-9 units. O(positions of the account)."""
     greeks = [0, 0, 0, 0]
     for slot in position_slots(st, account):
-        qty = int(st.pos_i8[slot, L.S_QTY])
-        instrument = int(st.pos_i4[slot, L.S_INSTRUMENT])
-        for k, column in enumerate((L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA)):
+        qty = int(st.pos_i8[slot, Pos8.QTY])
+        instrument = int(st.pos_i4[slot, Pos4.INSTRUMENT])
+        for k, column in enumerate((Ins8.DELTA, Ins8.GAMMA, Ins8.VEGA, Ins8.THETA)):
             greeks[k] += qty * int(st.ins_i8[instrument, column])
     return greeks[0], greeks[1], greeks[2], greeks[3]
 
@@ -220,28 +233,28 @@ def position_greeks(st: State, account: int) -> tuple[int, int, int, int]:
 def live_positions(st: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(slots, accounts, instruments)`` of every live position slot, slots ascending.
     O(position pool high-water mark), vectorised."""
-    hwm = int(st.counters[L.C_POSITION_HWM])
-    slots = np.flatnonzero(st.pos_i4[:hwm, L.S_LIVE] == 1)
-    return slots, st.pos_i4[slots, L.S_ACCOUNT], st.pos_i4[slots, L.S_INSTRUMENT]
+    hwm = int(st.counters[Counter.POSITION_HWM])
+    slots = np.flatnonzero(st.pos_i4[:hwm, Pos4.LIVE] == 1)
+    return slots, st.pos_i4[slots, Pos4.ACCOUNT], st.pos_i4[slots, Pos4.INSTRUMENT]
 
 
 def position_columns(st: State, slots: np.ndarray) -> dict[str, np.ndarray]:
     """Per-position columns for ``slots``: ``qty_lots``, ``basis_units``,
     ``open_buy_lots``, ``open_sell_lots``, ``orders`` (resting). O(len(slots))."""
     return {
-        "qty_lots": st.pos_i8[slots, L.S_QTY],
-        "basis_units": st.pos_i8[slots, L.S_BASIS],
-        "open_buy_lots": st.pos_i8[slots, L.S_OPEN_BUY],
-        "open_sell_lots": st.pos_i8[slots, L.S_OPEN_SELL],
-        "orders": st.pos_i4[slots, L.S_ORDERS],
+        "qty_lots": st.pos_i8[slots, Pos8.QTY],
+        "basis_units": st.pos_i8[slots, Pos8.BASIS],
+        "open_buy_lots": st.pos_i8[slots, Pos8.OPEN_BUY],
+        "open_sell_lots": st.pos_i8[slots, Pos8.OPEN_SELL],
+        "orders": st.pos_i4[slots, Pos4.ORDERS],
     }
 
 
 def open_interest_lots(st: State, instrument: int) -> int:
     """Sum of the long positions in ``instrument``. O(position pool high-water mark)."""
-    count = int(st.counters[L.C_POSITION_HWM])
-    qty = st.pos_i8[:count, L.S_QTY]
-    mask = (st.pos_i4[:count, L.S_INSTRUMENT] == instrument) & (qty > 0)
+    count = int(st.counters[Counter.POSITION_HWM])
+    qty = st.pos_i8[:count, Pos8.QTY]
+    mask = (st.pos_i4[:count, Pos4.INSTRUMENT] == instrument) & (qty > 0)
     return int(qty[mask].sum())
 
 
@@ -253,15 +266,15 @@ def order(st: State, order_id: int) -> OrderInfo | None:
     slot = int(order_slot_of(st, np.int64(order_id))) if 0 < order_id < 2**63 else NIL
     if slot < 0:
         return None
-    position = int(st.ord_i4[slot, L.O_POSITION])
-    meta = int(st.ord_i4[slot, L.O_META])
+    position = int(st.ord_i4[slot, Order4.POSITION])
+    meta = int(st.ord_i4[slot, Order4.META])
     return OrderInfo(
         order_id,
-        int(st.pos_i4[position, L.S_ACCOUNT]),
-        int(st.pos_i4[position, L.S_INSTRUMENT]),
+        int(st.pos_i4[position, Pos4.ACCOUNT]),
+        int(st.pos_i4[position, Pos4.INSTRUMENT]),
         Side(meta & 1),
-        int(st.ord_i8[slot, L.O_PRICE]),
-        int(st.ord_i8[slot, L.O_QTY]),
+        int(st.ord_i8[slot, Order8.PRICE_TICKS]),
+        int(st.ord_i8[slot, Order8.QTY_LOTS]),
         meta >> 1,
         int(st.ord_label[slot]),
     )
@@ -272,14 +285,14 @@ def open_orders(st: State, account: int, instrument: int | None = None) -> list[
     oldest first. O(positions + orders of the account)."""
     result = []
     for position in position_slots(st, account):
-        if instrument is not None and st.pos_i4[position, L.S_INSTRUMENT] != instrument:
+        if instrument is not None and st.pos_i4[position, Pos4.INSTRUMENT] != instrument:
             continue
-        slot = int(st.pos_i4[position, L.S_ORDER_HEAD])
+        slot = int(st.pos_i4[position, Pos4.ORDER_HEAD])
         while slot != NIL:
-            info = order(st, (int(st.ord_i8[slot, L.O_GENERATION]) << 32) | slot)
+            info = order(st, (int(st.ord_i8[slot, Order8.GENERATION]) << 32) | slot)
             assert info is not None
             result.append(info)
-            slot = int(st.ord_i4[slot, L.O_POSITION_NEXT])
+            slot = int(st.ord_i4[slot, Order4.POSITION_NEXT])
     return result
 
 
@@ -299,8 +312,8 @@ def depth(st: State, instrument: int, levels: int = 10) -> Depth:
             list(
                 zip(
                     st.ladder_price[row, count - take : count][::-1].tolist(),
-                    st.lvl_i8[slots, L.L_QTY].tolist(),
-                    st.lvl_i4[slots, L.L_COUNT].tolist(),
+                    st.lvl_i8[slots, Level8.QTY_LOTS].tolist(),
+                    st.lvl_i4[slots, Level4.COUNT].tolist(),
                     strict=True,
                 )
             )
@@ -318,26 +331,26 @@ def best_price_ticks(st: State, instrument: int, side: int) -> int:
 
 def resting_orders(st: State, instrument: int) -> int:
     """Orders resting in the instrument's book. O(1)."""
-    return int(st.ins_i4[instrument, L.I_RESTING])
+    return int(st.ins_i4[instrument, Ins4.RESTING])
 
 
 @kernel
 def listed_instruments(st):
     """Instruments listed (``instrument_count`` for shells' kernels). O(1)."""
-    return st.counters[L.C_INSTRUMENT_HWM]
+    return st.counters[Counter.INSTRUMENT_HWM]
 
 
 @kernel
 def level_totals(lvl_i8, lvl_i4, level):
     """``(qty_lots, order count)`` of a price level slot (for shells' kernels that hold
     the level pools, e.g. the book snapshot writer). O(1)."""
-    return lvl_i8[level, L.L_QTY], lvl_i4[level, L.L_COUNT]
+    return lvl_i8[level, Level8.QTY_LOTS], lvl_i4[level, Level4.COUNT]
 
 
 @kernel
 def instrument_underlying(ins_i4, instrument):
     """The instrument's ``Underlying`` code, from the instrument pool's int32 rows. O(1)."""
-    return np.int64(ins_i4[instrument, L.I_UNDERLYING])
+    return np.int64(ins_i4[instrument, Ins4.UNDERLYING])
 
 
 @kernel
@@ -353,20 +366,20 @@ def book_rows(st, instrument, out, counts):
         counts[2 + side] = levels
         for index in range(levels - 1, -1, -1):
             level = st.ladder_level[row, index]
-            price = st.lvl_i8[level, L.L_PRICE]
-            slot = st.lvl_i4[level, L.L_HEAD]
-            while slot != L.NIL:
+            price = st.lvl_i8[level, Level8.PRICE_TICKS]
+            slot = st.lvl_i4[level, Level4.HEAD]
+            while slot != NIL:
                 if n >= out.shape[0]:
                     return -1
-                position = st.ord_i4[slot, L.O_POSITION]
+                position = st.ord_i4[slot, Order4.POSITION]
                 out[n, 0] = side
                 out[n, 1] = price
-                out[n, 2] = (st.ord_i8[slot, L.O_GENERATION] << 32) | np.int64(slot)
-                out[n, 3] = st.pos_i4[position, L.S_ACCOUNT]
-                out[n, 4] = st.ord_i8[slot, L.O_QTY]
-                out[n, 5] = st.ord_i4[slot, L.O_META] >> 1
+                out[n, 2] = (st.ord_i8[slot, Order8.GENERATION] << 32) | np.int64(slot)
+                out[n, 3] = st.pos_i4[position, Pos4.ACCOUNT]
+                out[n, 4] = st.ord_i8[slot, Order8.QTY_LOTS]
+                out[n, 5] = st.ord_i4[slot, Order4.META] >> 1
                 n += 1
-                slot = st.ord_i4[slot, L.O_NEXT]
+                slot = st.ord_i4[slot, Order4.NEXT]
         if side == 0:
             counts[0] = n
     counts[1] = n - counts[0]
@@ -376,21 +389,21 @@ def book_rows(st, instrument, out, counts):
 # ---- instruments and market data ----
 
 _INSTRUMENT_I4 = {
-    "kind": L.I_KIND,
-    "option_type": L.I_OPTION_TYPE,
-    "underlying": L.I_UNDERLYING,
-    "status": L.I_STATUS,
-    "resting_orders": L.I_RESTING,
+    "kind": Ins4.KIND,
+    "option_type": Ins4.OPTION_TYPE,
+    "underlying": Ins4.UNDERLYING,
+    "status": Ins4.STATUS,
+    "resting_orders": Ins4.RESTING,
 }
 _INSTRUMENT_I8 = {
-    "strike_ticks": L.I_STRIKE,
-    "expiry_ts_ns": L.I_EXPIRY,
-    "tick_size_ticks": L.I_TICK,
-    "min_trade_lots": L.I_MIN_LOTS,
-    "contract_value_units": L.I_CONTRACT_VALUE,
-    "maker_fee_ppm": L.I_MAKER_FEE,
-    "taker_fee_ppm": L.I_TAKER_FEE,
-    "max_price_ticks": L.I_MAX_PRICE,
+    "strike_ticks": Ins8.STRIKE,
+    "expiry_ts_ns": Ins8.EXPIRY,
+    "tick_size_ticks": Ins8.TICK,
+    "min_trade_lots": Ins8.MIN_LOTS,
+    "contract_value_units": Ins8.CONTRACT_VALUE,
+    "maker_fee_ppm": Ins8.MAKER_FEE,
+    "taker_fee_ppm": Ins8.TAKER_FEE,
+    "max_price_ticks": Ins8.MAX_PRICE,
 }
 #: the listing fields of an instrument, as ``instrument_columns`` names them
 INSTRUMENT_FIELDS = tuple(_INSTRUMENT_I4) + tuple(_INSTRUMENT_I8)
@@ -407,17 +420,17 @@ def instrument_columns(st: State, ids: np.ndarray | list[int]) -> dict[str, np.n
 
 def max_price_ticks(st: State, instrument: int) -> int:
     """The instrument's price cap (0: not listed). O(1)."""
-    return int(st.ins_i8[instrument, L.I_MAX_PRICE])
+    return int(st.ins_i8[instrument, Ins8.MAX_PRICE])
 
 
 def mark_ticks(st: State, instrument: int) -> int:
     """The instrument's applied mark price (0 if none yet). O(1)."""
-    return int(st.ins_i8[instrument, L.I_MARK])
+    return int(st.ins_i8[instrument, Ins8.MARK])
 
 
 def funding_rate_ppb(st: State, instrument: int) -> int:
     """A perpetual's last funding rate per funding period, 1e-9. O(1)."""
-    return int(st.ins_i8[instrument, L.I_FUNDING_RATE])
+    return int(st.ins_i8[instrument, Ins8.FUNDING_RATE])
 
 
 def option_marks(st: State, instrument: int) -> tuple[int, list[int]] | None:
@@ -426,44 +439,44 @@ def option_marks(st: State, instrument: int) -> tuple[int, list[int]] | None:
     if not 0 <= instrument < st.ins_i8.shape[0]:
         return None
     row = st.ins_i8[instrument]
-    iv_ppm = int(row[L.I_MARK_IV])
+    iv_ppm = int(row[Ins8.MARK_IV])
     if not iv_ppm:
         return None
-    return iv_ppm, [int(row[k]) for k in (L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA, L.I_RHO)]
+    return iv_ppm, [int(row[k]) for k in (Ins8.DELTA, Ins8.GAMMA, Ins8.VEGA, Ins8.THETA, Ins8.RHO)]
 
 
 def mark_source(st: State) -> tuple[np.ndarray, int]:
     """``(array, column)`` whose ``array[instrument, column]`` is the applied mark: a view
     for shells' kernels (the book snapshot writer). O(1)."""
-    return st.ins_i8, L.I_MARK
+    return st.ins_i8, Ins8.MARK
 
 
 def index_source(st: State) -> tuple[np.ndarray, int]:
     """``(array, column)`` whose ``array[underlying, column]`` is the last valid index: a
     view for shells' kernels. O(1)."""
-    return st.und_i8, L.U_INDEX
+    return st.und_i8, Und8.INDEX
 
 
 def index_ticks(st: State, underlying: int) -> int:
     """Last valid index of the ``Underlying`` code (0: never). O(1)."""
-    return int(st.und_i8[underlying, L.U_INDEX])
+    return int(st.und_i8[underlying, Und8.INDEX])
 
 
 def index(st: State, underlying: int) -> IndexInfo:
     """Index, status, time and sources of the ``Underlying`` code. O(1)."""
     row = st.und_i8[underlying]
     return IndexInfo(
-        int(row[L.U_INDEX]),
-        IndexStatus(int(row[L.U_STATUS])).name.lower(),
-        int(row[L.U_INDEX_TS]),
-        int(row[L.U_SOURCES]),
+        int(row[Und8.INDEX]),
+        IndexStatus(int(row[Und8.STATUS])).name.lower(),
+        int(row[Und8.INDEX_TS]),
+        int(row[Und8.SOURCES]),
     )
 
 
 def index_history(st: State, underlying: int) -> list[tuple[int, int]]:
     """``(ts_ns, index)`` of the kept valid index updates, oldest first. O(kept)."""
     history = int(st.params[P_INDEX_HISTORY])
-    head = int(st.und_i8[underlying, L.U_HIST_HEAD])
-    length = int(st.und_i8[underlying, L.U_HIST_LEN])
+    head = int(st.und_i8[underlying, Und8.HIST_HEAD])
+    length = int(st.und_i8[underlying, Und8.HIST_LEN])
     rows = [underlying * history + (head - length + k) % history for k in range(length)]
     return [(int(st.und_hist[r, 0]), int(st.und_hist[r, 1])) for r in rows]
