@@ -4,7 +4,10 @@ kernel imports (the gateway, the CLI, the journal writer) never throws compiled 
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import derivex
@@ -126,3 +129,27 @@ def test_a_kernel_numba_cannot_cache_warns_instead_of_failing() -> None:
         warnings.simplefilter("always")
         assert impl.check_cachable(uncachable) is False
     assert any(issubclass(w.category, NumbaWarning) for w in caught)
+
+
+def test_a_kernel_outside_the_package_is_cached_under_the_root_not_beside_it(
+    tmp_path: Path,
+) -> None:
+    """A test's or a benchmark's own kernel (``cache=True``) is cached under the cache root
+    (numba's default would write a ``__pycache__`` beside the source file)."""
+    source = tmp_path / "helper_kernels.py"
+    source.write_text(
+        "from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n"
+    )
+    cache = tmp_path / "cache"
+    code = (
+        "import sys, derivex\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import helper_kernels\n"
+        "assert helper_kernels.twice(21) == 42\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert not (tmp_path / "__pycache__").exists() or not list(
+        (tmp_path / "__pycache__").glob("*.nbi")
+    )
+    assert list((cache / "outside").rglob("*.nbi")), "no index under the cache root"

@@ -60,7 +60,8 @@ def _imports(package: Path, path: Path) -> set[Path]:
     ``__init__`` of a package passed on the way to a module is not counted: what a kernel
     can fold in is what it names."""
     tree = ast.parse(path.read_bytes(), str(path))
-    relative_to = path.relative_to(package).parent.parts
+    # (a file outside the package has no relative imports of derivex)
+    relative_to = path.relative_to(package).parent.parts if path.is_relative_to(package) else ()
     names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -95,7 +96,9 @@ def closure_digest(path: Path, package: Path = PACKAGE) -> str:
                 stack.append(imported)
     digest = hashlib.sha256()
     for file in sorted(seen):
-        digest.update(str(file.relative_to(package)).encode())
+        # (a file outside the package, a test's kernels: by name, it has no package path)
+        name = file.relative_to(package) if file.is_relative_to(package) else file.name
+        digest.update(str(name).encode())
         digest.update(b"\0")
         digest.update(file.read_bytes())
         digest.update(b"\0")
@@ -113,7 +116,11 @@ class ClosureCacheLocator(caching._CacheLocator):
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
         self._stamp = closure_digest(path)
-        module = str(path.relative_to(PACKAGE).with_suffix("")).replace(os.sep, ".")
+        try:
+            module = str(path.relative_to(PACKAGE).with_suffix("")).replace(os.sep, ".")
+        except ValueError:  # a kernel outside the package (a test's or a benchmark's helper)
+            where = hashlib.sha256(str(path.parent).encode()).hexdigest()[:12]
+            module = os.path.join("outside", f"{path.stem}-{where}")
         self._cache_path = os.path.join(cache_root(), module, self._stamp[:20])
 
     def get_cache_path(self) -> str:
@@ -127,10 +134,10 @@ class ClosureCacheLocator(caching._CacheLocator):
 
     @classmethod
     def from_function(cls, py_func: Any, py_file: str) -> ClosureCacheLocator | None:
-        try:
-            Path(py_file).resolve().relative_to(PACKAGE)
-        except ValueError:  # not ours: numba's own locators decide
-            return None
+        # every file's kernels, ours or a test's, go under the cache root: never beside
+        # the source (numba's default is a ``__pycache__`` next to it)
+        if not os.path.isfile(py_file):
+            return None  # (an interactive session, a notebook cell: numba's locators decide)
         self = cls(py_func, py_file)
         try:
             self.ensure_cache_path()
