@@ -1,0 +1,88 @@
+"""What only the JetStream log has: the stream as configured (R3, file storage), the
+mapping of stream seqs (one per frame) to command seqs, the server-side fence between two
+writers, and a retry from a handle that never saw its PubAck."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+
+from derivex.cluster.jetstream import FIRST_SEQ_HEADER, JetStreamLog, stream_name
+from derivex.cluster.log import WrongLastSequence
+from tests.cluster.conftest import stamped
+
+pytestmark = pytest.mark.integration
+
+
+async def _raw_stream(urls: list[str], stream: str) -> tuple[object, list[tuple[int, dict]]]:
+    """The stream's config and each message's (stream seq, headers), read by a plain client."""
+    connection = await nats.connect(servers=urls)
+    try:
+        js = connection.jetstream()
+        info = await js.stream_info(stream)
+        messages = []
+        for position in range(info.state.first_seq, info.state.last_seq + 1):
+            message = await js.get_msg(stream, seq=position)
+            messages.append((message.seq, dict(message.headers or {})))
+        return info.config, messages
+    finally:
+        await connection.close()
+
+
+def test_one_message_per_frame_with_its_first_command_seq(nats_cluster, domain) -> None:
+    with JetStreamLog(nats_cluster.urls, domain, writer="7") as log:
+        sizes = [3, 1, 5]
+        last = 0
+        for frames, size in enumerate(sizes, start=1):
+            last = log.append(stamped(last + 1, size), last)
+            assert log.stream_last == frames  # one stream seq per frame
+        assert (log.stream_last, log.last_seq) == (3, 9)
+        positions = [(batch.position, batch.first_seq) for batch in log.read(1)]
+        assert positions == [(1, 1), (2, 4), (3, 5)]
+    config, messages = asyncio.run(_raw_stream(nats_cluster.urls, stream_name(domain)))
+    assert (
+        config.num_replicas == 3 and str(getattr(config.storage, "value", config.storage)) == "file"
+    )
+    assert [(seq, headers[FIRST_SEQ_HEADER]) for seq, headers in messages] == [
+        (1, "1"),
+        (2, "4"),
+        (3, "5"),
+    ]
+    assert [headers["Nats-Msg-Id"] for _, headers in messages] == [
+        f"{domain}:7:1",
+        f"{domain}:7:4",
+        f"{domain}:7:5",
+    ]
+
+
+def test_the_server_fences_a_second_writer(nats_cluster, domain) -> None:
+    with (
+        JetStreamLog(nats_cluster.urls, domain, writer="old") as old,
+        JetStreamLog(nats_cluster.urls, domain, writer="new") as new,
+    ):
+        assert old.append(stamped(1, 2), 0) == 2
+        assert new.refresh() == 2  # the new writer has read the log's end
+        assert new.append(stamped(3, 1, seed=5), 2) == 3
+        # the old writer still believes seq 2 is last; only the server can tell it is not
+        assert old.last_seq == 2
+        with pytest.raises(WrongLastSequence) as fenced:
+            old.append(stamped(3, 4, seed=6), 2)
+        assert fenced.value.actual == 3
+        assert [batch.first_seq for batch in new.read(1)] == [1, 3]
+
+
+def test_a_retry_from_a_handle_that_missed_its_puback(nats_cluster, domain) -> None:
+    frame = stamped(1, 3, seed=3)
+    with (
+        JetStreamLog(nats_cluster.urls, domain, writer="w") as first,
+        JetStreamLog(nats_cluster.urls, domain, writer="w") as blind,
+    ):
+        first.append(frame, 0)
+        # ``blind`` is the same writer after a lost reply: it still believes the stream is
+        # empty and publishes the same frame with the same Msg-Id and expected sequence
+        assert blind.last_seq == 0
+        assert blind.append(frame, 0) == 3
+        assert blind.stream_last == 1
+        assert [batch.position for batch in first.read(1)] == [1]
