@@ -100,12 +100,12 @@ class JetStreamLog:
         self.retries = 0  # transient publish failures retried (a metric for tests)
         self._last_seq = 0
         self._stream_last = 0
-        self._loop = LoopThread(self.stream)
+        self.loop = LoopThread(self.stream)
         try:
-            self._loop.call(self._connect(urls, replicas), timeout=retry_for + 10)
+            self.loop.call(self._connect(urls, replicas), timeout=retry_for + 10)
             self.refresh()
         except BaseException:
-            self._loop.close()
+            self.loop.close()
             raise
 
     async def _connect(self, urls: list[str], replicas: int) -> None:
@@ -150,11 +150,11 @@ class JetStreamLog:
     def refresh(self) -> int:
         """Ask the stream for its last frame; update and return ``last_seq``. Cost: two
         round trips (stream info, one direct get)."""
-        self._stream_last, self._last_seq = self._loop.call(self._tail(), self.retry_for + 5)
+        self._stream_last, self._last_seq = self.loop.call(self._tail(), self.retry_for + 5)
         return self._last_seq
 
     async def _tail(self) -> tuple[int, int]:
-        info = await self._retrying(lambda: self.js.stream_info(self.stream))
+        info = await self.retrying(lambda: self.js.stream_info(self.stream))
         last = info.state.last_seq
         if last == 0 or info.state.messages == 0:
             return 0, 0
@@ -162,13 +162,15 @@ class JetStreamLog:
         return last, frame.last_seq
 
     async def _frame(self, position: int) -> LogBatch:
-        message = await self._retrying(lambda: self.js.get_msg(self.stream, seq=position))
+        message = await self.retrying(lambda: self.js.get_msg(self.stream, seq=position))
         headers = message.headers or {}
         if FIRST_SEQ_HEADER not in headers:
             raise LogError(f"stream seq {position} has no {FIRST_SEQ_HEADER} header")
         return decode_frame(message.data or b"", int(headers[FIRST_SEQ_HEADER]), position)
 
-    async def _retrying(self, operation):  # type: ignore[no-untyped-def]
+    async def retrying(self, operation):  # type: ignore[no-untyped-def]
+        """Await ``operation()`` until it does not fail transiently (no responders,
+        timeout, reconnecting) or ``retry_for`` seconds have passed."""
         deadline = time.monotonic() + self.retry_for
         while True:
             try:
@@ -188,7 +190,7 @@ class JetStreamLog:
         appended: stop at once), LogError when the retries run out, ValueError/TypeError
         for a malformed frame. Cost: one round trip + the quorum's fsync."""
         first, last = check_frame(commands, expected_last_seq)
-        return self._loop.call(
+        return self.loop.call(
             self._append(commands.tobytes(), first, last, expected_last_seq),
             timeout=self.retry_for + 10,
         )
@@ -238,7 +240,7 @@ class JetStreamLog:
 
     async def _message_id(self, position: int) -> str | None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            message = await self._retrying(lambda: self.js.get_msg(self.stream, seq=position))
+            message = await self.retrying(lambda: self.js.get_msg(self.stream, seq=position))
             return (message.headers or {}).get(api.Header.MSG_ID)
         return None
 
@@ -254,7 +256,7 @@ class JetStreamLog:
 
     async def _locate(self, command_seq: int) -> int | None:
         """Stream seq of the frame holding ``command_seq`` (None: not in the stream)."""
-        info = await self._retrying(lambda: self.js.stream_info(self.stream))
+        info = await self.retrying(lambda: self.js.stream_info(self.stream))
         low, high = info.state.first_seq, info.state.last_seq
         if info.state.messages == 0:
             return None
@@ -276,7 +278,7 @@ class JetStreamLog:
         end = self.refresh()
         if from_seq > end:
             return
-        start = self._loop.call(self._locate(from_seq), self.retry_for + 5)
+        start = self.loop.call(self._locate(from_seq), self.retry_for + 5)
         if start is None:
             raise LogError(f"command seq {from_seq} is not in stream {self.stream}")
         yield from self.follow(start, until=self._stream_last, skip_to=from_seq)
@@ -293,7 +295,7 @@ class JetStreamLog:
         expected_seq: int | None = None
         try:
             while True:
-                frame = self._loop.call(self._next(frames, idle), idle + self.retry_for)
+                frame = self.loop.call(self._next(frames, idle), idle + self.retry_for)
                 if frame is None:
                     return
                 if expected_seq is not None and frame.first_seq != expected_seq:
@@ -310,7 +312,7 @@ class JetStreamLog:
                 if until is not None and frame.position is not None and frame.position >= until:
                     return
         finally:
-            self._loop.call(frames.aclose(), 5.0)
+            self.loop.call(frames.aclose(), 5.0)
 
     async def _next(self, frames: AsyncIterator[LogBatch], idle: float) -> LogBatch | None:
         try:
@@ -322,7 +324,7 @@ class JetStreamLog:
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
         )
-        subscription = await self._retrying(
+        subscription = await self.retrying(
             lambda: self.js.subscribe(
                 self.subject, stream=self.stream, ordered_consumer=True, config=config
             )
@@ -340,8 +342,8 @@ class JetStreamLog:
     def close(self) -> None:
         """Drain the connection and stop the loop thread."""
         with contextlib.suppress(Exception):
-            self._loop.call(self.nc.close(), 5.0)
-        self._loop.close()
+            self.loop.call(self.nc.close(), 5.0)
+        self.loop.close()
 
     def __enter__(self) -> JetStreamLog:
         return self
