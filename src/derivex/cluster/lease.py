@@ -21,6 +21,7 @@ it even publishes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import nats.js.errors
@@ -121,8 +122,6 @@ class Lease:
     def release(self) -> None:
         """Give the lease up (delete the key if we still hold it)."""
         if self.held:
-            try:
+            with contextlib.suppress(nats.js.errors.APIError):
                 self.log.loop.call(self._kv.delete(self.key, last=self.revision), 5.0)
-            except nats.js.errors.APIError:
-                pass
         self.revision = 0

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -252,7 +253,5 @@ class Follower:
 
     def close(self) -> None:
         """Stop listening to the leader's roots."""
-        try:
+        with contextlib.suppress(Exception):  # the connection may already be closed
             self.log.loop.call(self._subscription.unsubscribe(), 5.0)
-        except Exception:  # the connection may already be closed
-            pass
