@@ -5,6 +5,8 @@ writers, and a retry from a handle that never saw its PubAck."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 
 import nats
 import pytest
@@ -86,3 +88,34 @@ def test_a_retry_from_a_handle_that_missed_its_puback(nats_cluster, domain) -> N
         assert blind.append(frame, 0) == 3
         assert blind.stream_last == 1
         assert [batch.position for batch in first.read(1)] == [1]
+
+
+def test_appends_ride_through_the_kill_of_the_stream_leader(nats_cluster, domain) -> None:
+    """kill -9 of the nats-server leading the stream mid-flow: the appends retry with the
+    same ids through the election (seconds); every frame lands exactly once, in order.
+    The killed server is restarted afterwards (same store) for the tests that follow."""
+    with JetStreamLog(nats_cluster.urls, domain, retry_for=30.0) as log:
+        last = 0
+        for index in range(10):
+            last = log.append(stamped(last + 1, 2, seed=index), last)
+        info = log.loop.call(log.js.stream_info(log.stream), 10.0)
+        leader = next(node for node in nats_cluster.nodes if node.name == info.cluster.leader)
+        leader.signal(signal.SIGKILL)
+        leader.process.wait(10)  # the wrapper; the server died with its group
+        try:
+            stall = 0.0
+            for index in range(10, 30):
+                started = time.monotonic()
+                last = log.append(stamped(last + 1, 2, seed=index), last)
+                stall = max(stall, time.monotonic() - started)
+            frames = list(log.read(1))
+            assert [frame.position for frame in frames] == list(range(1, 31))
+            assert [frame.first_seq for frame in frames] == list(range(1, 60, 2))
+            assert frames[-1].commands.tobytes() == stamped(59, 2, seed=29).tobytes()
+            # reported, never asserted
+            print(f"longest append {stall:.2f} s, {log.retries} publish retries")
+        finally:
+            nats_cluster.start_node(leader)
+            deadline = time.monotonic() + 30
+            while not leader.healthy() and time.monotonic() < deadline:
+                time.sleep(0.2)

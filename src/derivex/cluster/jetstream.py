@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 import nats
 import nats.errors
@@ -320,7 +320,7 @@ class JetStreamLog:
         except (TimeoutError, StopAsyncIteration):
             return None
 
-    async def _frames(self, start: int) -> AsyncIterator[LogBatch]:
+    async def _frames(self, start: int) -> AsyncGenerator[LogBatch, None]:
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
         )

@@ -148,7 +148,7 @@ class FileLog:
         )
         return stored == commands.tobytes()
 
-    def _slice(self, first: int, last: int) -> Iterator[np.ndarray]:
+    def _slice(self, first: int, last: int) -> Iterator[LogBatch]:
         for batch in JournalReader(self.directory, first):
             if batch.first_seq > last:
                 return

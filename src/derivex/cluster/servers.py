@@ -14,6 +14,7 @@ installs it as ``<venv>/bin/nats-server`` (no Python API): :func:`server_binary`
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -97,9 +98,12 @@ class NodeProcess:
             return False
 
     def signal(self, number: int) -> None:
-        """Send a signal (SIGKILL, SIGSTOP, SIGCONT) to the server process."""
+        """Send a signal (SIGKILL, SIGSTOP, SIGCONT, SIGTERM) to the server: to its whole
+        process group, which holds the ``timeout`` wrapper and the server itself (a
+        signal to the wrapper alone would orphan the server)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(number)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, number)
 
 
 class LocalCluster:
@@ -204,12 +208,12 @@ class LocalCluster:
         process = node.process
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
+        node.signal(signal.SIGCONT)
+        node.signal(signal.SIGTERM)
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
-            process.kill()
+            node.signal(signal.SIGKILL)
             process.wait(grace)
 
     def stop(self) -> None:
