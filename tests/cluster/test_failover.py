@@ -25,7 +25,7 @@ from derivex.sequencer import Sequencer
 
 pytestmark = pytest.mark.integration
 
-TTL_S = 2
+TTL_S = 3  # whole seconds; generous: this machine is shared and loaded
 
 
 class Node:
@@ -58,7 +58,11 @@ class Node:
         deadline = time.monotonic() + timeout
         while len(self.acked()) < count:
             if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited:\n{self.output.read_text()[-3000:]}")
+                status = self.status_file.read_text() if self.status_file.exists() else ""
+                output = self.output.read_text()[-3000:]
+                raise AssertionError(
+                    f"{self.name} exited {self.process.returncode}: {status}\n{output}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name}: {len(self.acked())} acks after {timeout} s")
             time.sleep(0.05)

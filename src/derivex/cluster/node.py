@@ -37,7 +37,11 @@ from derivex.core.records import CommandKind, command_array
 from derivex.journal import full_root
 from derivex.sequencer import Sequencer
 
-__all__ = ["Follower", "Leader", "RootReport", "roots_subject"]
+__all__ = ["Follower", "Leader", "LeaseLost", "RootReport", "roots_subject"]
+
+
+class LeaseLost(Fenced):
+    """The leader's lease ran out or was taken: it stops before it publishes."""
 
 
 def roots_subject(domain: str) -> str:
@@ -117,13 +121,13 @@ class Leader:
             return
         self._renewed = time.monotonic()
         if not self.lease.renew() and self.check_lease and self.fenced is None:
-            self.fenced = Fenced(self.sequencer.seq, None, " (lease lost)")
+            self.fenced = LeaseLost(self.sequencer.seq, None, " (lease lost)")
 
     def _append(self, commands: np.ndarray) -> None:
         if self.fenced is not None:
             raise Fenced(self.sequencer.seq, None, f" (stopped: {self.fenced})")
         if self.check_lease and not self.lease.valid:
-            self.fenced = Fenced(self.sequencer.seq, None, " (lease expired)")
+            self.fenced = LeaseLost(self.sequencer.seq, None, " (lease expired)")
             raise self.fenced
         try:
             self.log.append(commands, int(commands["seq"][0]) - 1)
@@ -231,6 +235,9 @@ class Follower:
         for _ in range(attempts):
             self.log.refresh()
             self.poll(idle=0.5, until=self.log.stream_last)
+            # the catch-up may have taken a good part of the TTL
+            if check_lease and not lease.renew():
+                raise LeaseLost(self.sequencer.seq, None, " (lease lost during the takeover)")
             leader = Leader(
                 self.log,
                 lease,
@@ -245,7 +252,9 @@ class Follower:
             noop["kind"] = CommandKind.NOOP
             try:
                 leader.sequence(noop)
-            except WrongLastSequence:
+            except LeaseLost:
+                raise
+            except WrongLastSequence:  # the old leader slipped a frame in: catch up again
                 continue
             self.close()
             return leader
