@@ -290,13 +290,19 @@ class JetStreamLog:
         itself on a gap). Stops after stream seq ``until`` if given, else when no frame
         came for ``idle`` seconds (a follower calls it again). Records before command seq
         ``skip_to`` are trimmed off. Raises LogError when the frames do not continue each
-        other."""
+        other, or when ``until`` is not reached and no frame came for ``retry_for``
+        seconds (a reader must not take a stalled stream for its end)."""
         frames = self._frames(start)
         expected_seq: int | None = None
+        wait = idle if until is None else self.retry_for
         try:
             while True:
-                frame = self.loop.call(self._next(frames, idle), idle + self.retry_for)
+                frame = self.loop.call(self._next(frames, wait), wait + self.retry_for)
                 if frame is None:
+                    if until is not None:
+                        raise LogError(
+                            f"{self.stream}: no frame for {wait} s before stream seq {until}"
+                        )
                     return
                 if expected_seq is not None and frame.first_seq != expected_seq:
                     raise LogError(
