@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import zlib
 
 import nats
 import pytest
@@ -52,11 +53,13 @@ def test_one_message_per_frame_with_its_first_command_seq(nats_cluster, domain) 
         (2, "4"),
         (3, "5"),
     ]
-    assert [headers["Nats-Msg-Id"] for _, headers in messages] == [
+    assert [headers["Nats-Msg-Id"].rsplit(":", 1)[0] for _, headers in messages] == [
         f"{domain}:7:1",
         f"{domain}:7:4",
         f"{domain}:7:5",
     ]
+    crcs = [headers["Nats-Msg-Id"].rsplit(":", 1)[1] for _, headers in messages]
+    assert crcs[0] == f"{zlib.crc32(stamped(1, 3).tobytes()):08x}"
 
 
 def test_the_server_fences_a_second_writer(nats_cluster, domain) -> None:

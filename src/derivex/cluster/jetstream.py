@@ -15,9 +15,12 @@ knows the stream seq of its previous frame without asking.
 
 Writes: each frame is published with ``Nats-Expected-Last-Sequence`` = the stream seq
 of the previous frame (the fence: a second writer's frame makes the server refuse with
-error 10071) and ``Nats-Msg-Id`` = ``<domain>:<writer>:<first command seq>`` (dedupe of
-our own retries; the writer id, e.g. the lease revision, keeps a new leader's frame at
-the same seqs from passing as an old leader's retry). nats-py does not retry a publish
+error 10071) and ``Nats-Msg-Id`` = ``<domain>:<writer>:<first command seq>:<crc32>``
+(dedupe of our own retries; the writer id, e.g. the lease epoch, keeps a new leader's
+frame at the same seqs from passing as an old leader's retry, and the CRC-32 of the
+records keeps another batch at the same seqs from the same writer, after an append whose
+outcome was unknown, from passing as a retry: JetStream silently drops a new message
+whose id it has seen). nats-py does not retry a publish
 that meets no responders (a stream leader election) or times out: :meth:`append` does,
 with the same headers, until ``retry_for`` seconds have passed.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 import nats
@@ -202,7 +206,7 @@ class JetStreamLog:
                 if await self._holds(payload, first):
                     return last  # a retry of a frame already in the stream
                 raise WrongLastSequence(expected, self._last_seq)
-        msg_id = f"{self.domain}:{self.writer}:{first}"
+        msg_id = f"{self.domain}:{self.writer}:{first}:{zlib.crc32(payload):08x}"
         headers = {
             api.Header.MSG_ID: msg_id,
             api.Header.EXPECTED_LAST_SEQUENCE: str(self._stream_last),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from derivex.core.engine import Engine
 from derivex.core.records import CommandKind, command_array
 from derivex.journal import full_root
 from derivex.sequencer import Sequencer
+
+_log = logging.getLogger("derivex.cluster")
 
 __all__ = ["Follower", "Leader", "LeaseLost", "RootReport", "roots_subject"]
 
@@ -122,6 +125,7 @@ class Leader:
         self._renewed = time.monotonic()
         if not self.lease.renew() and self.check_lease and self.fenced is None:
             self.fenced = LeaseLost(self.sequencer.seq, None, " (lease lost)")
+            _log.error("%s: lease lost at seq %d, stopping", self.node, self.sequencer.seq)
 
     def _append(self, commands: np.ndarray) -> None:
         if self.fenced is not None:
@@ -133,6 +137,14 @@ class Leader:
             self.log.append(commands, int(commands["seq"][0]) - 1)
         except WrongLastSequence as error:
             self.fenced = error
+            _log.error("%s: fenced at seq %d: %s", self.node, self.sequencer.seq, error)
+            raise
+        except BaseException as error:
+            # the outcome is unknown (the retries ran out, or worse): the frame may still
+            # land, leaving this engine behind the log. Stop; a takeover (which reads the
+            # log first) resolves it.
+            self.fenced = error
+            _log.error("%s: append outcome unknown, stopping: %r", self.node, error)
             raise
 
     def _published(self, commands: np.ndarray, events: np.ndarray) -> None:
@@ -187,6 +199,7 @@ class Follower:
                 f"{self.node}: state root at stream seq {position} is {own[:16]}…, "
                 f"the leader's is {leader[:16]}…"
             )
+            _log.error("replica diverged, out of service: %s", self.diverged)
 
     def apply_frame(self, frame: LogBatch) -> None:
         """Run one frame through the sequencer (``SequenceGap`` if it does not continue);
