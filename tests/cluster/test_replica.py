@@ -49,8 +49,9 @@ def test_a_replica_agrees_with_the_leader(nats_cluster, domain, leader) -> None:
         assert replica.poll(idle=0.5, until=leader.position) == 12
         assert replica.sequencer.seq == leader.sequencer.seq == 34
         assert replica.sequencer.engine.state_hash() == leader.sequencer.engine.state_hash()
-        assert wait_for(lambda: len(replica._leader_roots) == 3)  # stream seqs 4, 8, 12
-        assert replica._own_roots == replica._leader_roots and replica.diverged is None
+        assert wait_for(lambda: len(replica.roots()[1]) == 3)  # stream seqs 4, 8, 12
+        own, leader_roots = replica.roots()
+        assert own == leader_roots and sorted(own) == [4, 8, 12] and replica.diverged is None
         replica.close()
 
 
@@ -59,7 +60,7 @@ def test_a_tampered_frame_is_detected_within_k_frames(nats_cluster, domain, lead
         replica = Follower(log, every=K, node="replica")  # listening to roots from now on
         for _ in range(15):  # stream seqs 2..16; the leader publishes roots at 4, 8, 12, 16
             leader.sequence(synthetic_batch(leader.sequencer.seq + 1, 3))
-        assert wait_for(lambda: len(replica._leader_roots) == 4)
+        assert wait_for(lambda: len(replica.roots()[1]) == 4)
         frames = list(log.read(1))
         assert [frame.position for frame in frames] == list(range(1, 17))
         for frame in frames[:8]:
@@ -74,3 +75,20 @@ def test_a_tampered_frame_is_detected_within_k_frames(nats_cluster, domain, lead
         with pytest.raises(RuntimeError, match="out of service"):
             replica.apply_frame(frames[8])
         replica.close()
+
+
+def test_a_replica_joins_from_the_middle(nats_cluster, domain, leader) -> None:
+    """A replica that starts at stream seq P with an engine already at P (what a snapshot
+    will give it) follows from P + 1 and reaches the leader's state."""
+    for _ in range(9):
+        leader.sequence(synthetic_batch(leader.sequencer.seq + 1, 2))
+    with JetStreamLog(nats_cluster.urls, domain) as log:
+        early = Follower(log, every=K, node="early")
+        assert early.poll(idle=0.5, until=6) == 6
+        middle = Follower(
+            log, early.sequencer.engine, seq=early.sequencer.seq, position=6, node="middle"
+        )
+        assert middle.poll(idle=0.5, until=leader.position) == leader.position - 6 == 4
+        assert middle.sequencer.engine.state_hash() == leader.sequencer.engine.state_hash()
+        early.close()
+        middle.close()

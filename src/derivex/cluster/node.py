@@ -184,6 +184,11 @@ class Follower:
             log.nc.subscribe(roots_subject(log.domain), cb=self._on_root), 5.0
         )
 
+    def roots(self) -> tuple[dict[int, str], dict[int, str]]:
+        """Copies of (own roots, leader roots) by stream seq, as hex strings."""
+        with self._lock:
+            return dict(self._own_roots), dict(self._leader_roots)
+
     async def _on_root(self, message) -> None:  # type: ignore[no-untyped-def]
         report = RootReport.decode(message.data)
         if report.leader:
