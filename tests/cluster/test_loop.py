@@ -31,3 +31,10 @@ def test_exceptions_and_timeouts_reach_the_caller() -> None:
     finally:
         loop.close()
     assert not loop.thread.is_alive()
+
+
+def test_close_cancels_what_is_still_pending() -> None:
+    loop = LoopThread("test")
+    pending = asyncio.run_coroutine_threadsafe(asyncio.sleep(60), loop.loop)
+    loop.close()
+    assert pending.cancelled() and loop.loop.is_closed()

@@ -122,6 +122,9 @@ class JetStreamLog:
             self.loop.call(self._connect(urls, replicas), timeout=retry_for + 10)
             self.refresh()
         except BaseException:
+            if hasattr(self, "nc"):
+                with contextlib.suppress(Exception):
+                    self.loop.call(self.nc.close(), 5.0)
             self.loop.close()
             raise
 

@@ -14,6 +14,7 @@ the coroutine finishes on the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -47,9 +48,21 @@ class LoopThread:
             raise
 
     def close(self) -> None:
-        """Stop the loop and join its thread (pending tasks are dropped)."""
+        """Cancel the loop's remaining tasks (a client's reader, pinger, reconnect), stop
+        the loop and join its thread. Why cancel first: a task destroyed while pending
+        complains from its finalizer, at any later garbage collection, in any thread."""
         if self.loop.is_running():
+            with contextlib.suppress(Exception):
+                self.call(_cancel_all(), 5.0)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5.0)
         if not self.loop.is_running():
             self.loop.close()
+
+
+async def _cancel_all() -> None:
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
