@@ -83,7 +83,7 @@ def serve_gateway(port: int, keys_dir: str, accounts: int) -> None:
     async def main() -> None:
         url = await gateway.start("127.0.0.1", port)
         try:
-            from derivex.gateway.server import tune_gc
+            from derivex.gateway.server import tune_interpreter as tune_gc
         except ImportError:  # a baseline tree from before tune_gc
             pass
         else:

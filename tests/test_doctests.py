@@ -6,7 +6,9 @@ import doctest
 
 import pytest
 
+import derivex.core.codec
 import derivex.core.engine
+import derivex.core.query
 import derivex.exchange
 import derivex.gateway.auth_limits
 import derivex.gateway.keys
@@ -18,6 +20,8 @@ import derivex.gateway.signatures
     [
         derivex.exchange,
         derivex.core.engine,
+        derivex.core.codec,
+        derivex.core.query,
         derivex.gateway.auth_limits,
         derivex.gateway.keys,
         derivex.gateway.signatures,

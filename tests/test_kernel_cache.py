@@ -100,3 +100,29 @@ def test_kernels_are_cached_outside_the_source_tree() -> None:
         path = Path(locator.get_cache_path())
         assert path.is_relative_to(_kernel_cache.cache_root())
         assert not path.is_relative_to(source)
+
+
+def test_a_kernel_numba_cannot_cache_warns_instead_of_failing() -> None:
+    """numba warns (and compiles without caching) when a kernel cannot be cached, naming the
+    file through its locator; with derivex's locator that raised AttributeError instead
+    (found by passing a kernel that waits, ``ipc.wait.wait_step``, to another kernel as a
+    numba dispatcher argument: numba refuses to cache the caller, "uses dynamic globals")."""
+    import warnings
+    from types import SimpleNamespace
+
+    from numba.core import caching
+    from numba.core.errors import NumbaWarning
+
+    from derivex.core import fixed
+
+    impl = caching.CompileResultCacheImpl(fixed.mul_fits.py_func)
+    assert isinstance(impl._locator, _kernel_cache.ClosureCacheLocator)
+    uncachable = SimpleNamespace(
+        lifted=[SimpleNamespace(can_cache=False)],
+        library=SimpleNamespace(has_dynamic_globals=False),
+        fndesc=SimpleNamespace(qualname="mul_fits"),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert impl.check_cachable(uncachable) is False
+    assert any(issubclass(w.category, NumbaWarning) for w in caught)

@@ -109,6 +109,8 @@ class ClosureCacheLocator(caching._CacheLocator):
 
     def __init__(self, py_func: Any, py_file: str) -> None:
         path = Path(py_file).resolve()
+        # numba's warning for a kernel it cannot cache names the file through this attribute
+        self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
         self._stamp = closure_digest(path)
         module = str(path.relative_to(PACKAGE).with_suffix("")).replace(os.sep, ".")
@@ -139,7 +141,7 @@ class ClosureCacheLocator(caching._CacheLocator):
 
 def install() -> None:
     """Make numba try ``ClosureCacheLocator`` first (idempotent)."""
-    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # public from numba 0.61
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # type: ignore[attr-defined]  # public from numba 0.61
     classes = impl._locator_classes
     if ClosureCacheLocator not in classes:
         classes.insert(0, ClosureCacheLocator)

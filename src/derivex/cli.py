@@ -618,7 +618,7 @@ def _account_problem(data_dir: Path, account: int) -> str:
     """Why no key can be made for ``account`` in the venue of ``data_dir`` ("" if it can):
     the account must exist in the venue's state (its latest snapshot and journal, read
     without changing anything; a running server may hold them)."""
-    from derivex.core import layout as L
+    from derivex.core import query
     from derivex.journal import JournalError, recover
 
     journal = data_dir / "journal"
@@ -628,7 +628,7 @@ def _account_problem(data_dir: Path, account: int) -> str:
         recovered = recover(journal, roots=False)
     except JournalError as error:
         return f"cannot read the venue in {data_dir}: {error}"
-    count = int(recovered.engine.state.counters[L.C_ACCOUNT_HWM])
+    count = query.account_count(recovered.engine.state)
     if account >= count:
         return f"account {account} does not exist in {data_dir} (accounts 3-{count - 1})"
     return ""

@@ -37,16 +37,16 @@ from typing import Any
 
 import numpy as np
 
-from derivex.core import layout as L
-from derivex.core.config import P_INDEX_HISTORY, EngineConfig
+from derivex.core import query
+from derivex.core.codec import KIND_OFFSET
+from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
-from derivex.core.pools import order_slot_of
+from derivex.core.query import Depth, IndexInfo, OrderInfo, Position
 from derivex.core.records import (
     RECORD_BYTES,
     AccountState,
     CommandKind,
     EventKind,
-    IndexStatus,
     InstrumentKind,
     InstrumentSetting,
     Liquidity,
@@ -123,34 +123,6 @@ class Quote:
 
 
 @dataclass(frozen=True)
-class Depth:
-    """L2 book: ``(price_ticks, qty_lots, order_count)`` per level, best first."""
-
-    bids: list[tuple[int, int, int]]
-    asks: list[tuple[int, int, int]]
-
-
-@dataclass(frozen=True)
-class OrderInfo:
-    order_id: int
-    account: int
-    instrument: int
-    side: Side
-    price_ticks: int
-    remaining_lots: int
-    flags: int
-    label: int
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    price_ticks: int  # last valid index (0: never)
-    status: str  # none | valid | stale
-    ts_ns: int  # sequencer time of the last INDEX command
-    sources: int  # sources used in the last valid index
-
-
-@dataclass(frozen=True)
 class AccountSummary:
     """Margin view of one account (collateral units; Greeks in the pricing service's units,
     summed over the positions, see docs/risk.md)."""
@@ -167,16 +139,6 @@ class AccountSummary:
     gamma: float
     vega: float
     theta: float
-
-
-@dataclass(frozen=True)
-class Position:
-    account: int
-    instrument: int
-    qty_lots: int
-    basis_units: int
-    open_buy_lots: int
-    open_sell_lots: int
 
 
 def _reason(events: np.ndarray) -> Reason:
@@ -285,9 +247,9 @@ class Exchange:
         nothing is processed)."""
         events = self.sequencer.sequence(commands)
         if (
-            commands.view(np.uint8)[16] == _TIME
+            commands.view(np.uint8)[KIND_OFFSET] == _TIME
             if len(commands) == 1
-            else _TIME in commands.view(np.uint8)[16::RECORD_BYTES]
+            else _TIME in commands.view(np.uint8)[KIND_OFFSET::RECORD_BYTES]
         ):
             self._record_funding(events)
         return events
@@ -317,7 +279,7 @@ class Exchange:
             (events["kind"] == EventKind.FUNDING)
             & (events["account"] == SystemAccount.INSURANCE_FUND)
         ]
-        clock = int(self.engine.state.counters[L.C_CLOCK_NS])
+        clock = query.clock_ns(self.engine.state)
         for event in rates:
             self._funding.setdefault(int(event["instrument"]), []).append(
                 (clock, int(event["price_ticks"]))
@@ -351,11 +313,7 @@ class Exchange:
         return int(events["account"][0])
 
     def set_self_trade_prevention(self, account: int, mode: str) -> CommandResult:
-        margin = (
-            int(self.engine.state.acc_i4[account, L.A_MARGIN_MODE])
-            if (0 <= account < self.engine.state.acc_i4.shape[0])
-            else 0
-        )
+        _, margin = query.account_settings(self.engine.state, account)
         return self._result(
             self._command(
                 CommandKind.SET_ACCOUNT,
@@ -367,11 +325,7 @@ class Exchange:
 
     def set_margin_mode(self, account: int, mode: str) -> CommandResult:
         """Standard or portfolio margin; only while the account holds nothing."""
-        stp = (
-            int(self.engine.state.acc_i4[account, L.A_STP])
-            if (0 <= account < self.engine.state.acc_i4.shape[0])
-            else 0
-        )
+        stp, _ = query.account_settings(self.engine.state, account)
         return self._result(
             self._command(
                 CommandKind.SET_ACCOUNT,
@@ -640,98 +594,26 @@ class Exchange:
         """The best ``levels`` of each side, from the book ladder and the levels' own
         totals. Cost: O(levels returned), whatever the number of orders in the book (a
         depth request never walks the orders)."""
-        st = self.engine.state
-        sides = []
-        for side in (Side.BUY, Side.SELL):
-            row = instrument * 2 + side
-            count = int(st.ladder_len[row])
-            take = max(0, min(int(levels), count))
-            slots = st.ladder_level[row, count - take : count][::-1]  # best level last
-            sides.append(
-                list(
-                    zip(
-                        st.ladder_price[row, count - take : count][::-1].tolist(),
-                        st.lvl_i8[slots, L.L_QTY].tolist(),
-                        st.lvl_i4[slots, L.L_COUNT].tolist(),
-                        strict=True,
-                    )
-                )
-            )
-        return Depth(sides[0], sides[1])
+        return query.depth(self.engine.state, instrument, levels)
 
     def order(self, order_id: int) -> OrderInfo | None:
-        st = self.engine.state
-        slot = int(order_slot_of(st, np.int64(order_id))) if 0 < order_id < 2**63 else -1
-        if slot < 0:
-            return None
-        position = int(st.ord_i4[slot, L.O_POSITION])
-        meta = int(st.ord_i4[slot, L.O_META])
-        return OrderInfo(
-            order_id,
-            int(st.pos_i4[position, L.S_ACCOUNT]),
-            int(st.pos_i4[position, L.S_INSTRUMENT]),
-            Side(meta & 1),
-            int(st.ord_i8[slot, L.O_PRICE]),
-            int(st.ord_i8[slot, L.O_QTY]),
-            meta >> 1,
-            int(st.ord_label[slot]),
-        )
-
-    def _positions_slots(self, account: int) -> list[int]:
-        st = self.engine.state
-        slots = []
-        slot = int(st.acc_i4[account, L.A_POSITION_HEAD])
-        while slot != L.NIL:
-            slots.append(slot)
-            slot = int(st.pos_i4[slot, L.S_NEXT])
-        return sorted(slots, key=lambda s: int(st.pos_i4[s, L.S_INSTRUMENT]))
+        """The live order with this id, or None. O(1)."""
+        return query.order(self.engine.state, order_id)
 
     def open_orders(self, account: int, instrument: int | None = None) -> list[OrderInfo]:
-        st = self.engine.state
-        result = []
-        for position in self._positions_slots(account):
-            if instrument is not None and st.pos_i4[position, L.S_INSTRUMENT] != instrument:
-                continue
-            slot = int(st.pos_i4[position, L.S_ORDER_HEAD])
-            while slot != L.NIL:
-                info = self.order((int(st.ord_i8[slot, L.O_GENERATION]) << 32) | slot)
-                assert info is not None
-                result.append(info)
-                slot = int(st.ord_i4[slot, L.O_POSITION_NEXT])
-        return result
+        """Resting orders of the account, by instrument, oldest first."""
+        return query.open_orders(self.engine.state, account, instrument)
 
     def positions(self, account: int) -> list[Position]:
-        st = self.engine.state
-        return [
-            Position(
-                account,
-                int(st.pos_i4[p, L.S_INSTRUMENT]),
-                int(st.pos_i8[p, L.S_QTY]),
-                int(st.pos_i8[p, L.S_BASIS]),
-                int(st.pos_i8[p, L.S_OPEN_BUY]),
-                int(st.pos_i8[p, L.S_OPEN_SELL]),
-            )
-            for p in self._positions_slots(account)
-            if st.pos_i8[p, L.S_QTY] != 0
-        ]
+        """Non-zero positions of the account, by instrument."""
+        return query.positions(self.engine.state, account)
 
     def index(self, underlying: str) -> IndexInfo:
-        row = self.engine.state.und_i8[Underlying[underlying]]
-        return IndexInfo(
-            int(row[L.U_INDEX]),
-            IndexStatus(int(row[L.U_STATUS])).name.lower(),
-            int(row[L.U_INDEX_TS]),
-            int(row[L.U_SOURCES]),
-        )
+        return query.index(self.engine.state, Underlying[underlying])
 
     def index_history(self, underlying: str) -> list[tuple[int, int]]:
         """``(ts_ns, index)`` of the kept valid index updates, oldest first."""
-        st = self.engine.state
-        code = Underlying[underlying]
-        history = int(st.params[P_INDEX_HISTORY])
-        head, length = int(st.und_i8[code, L.U_HIST_HEAD]), int(st.und_i8[code, L.U_HIST_LEN])
-        rows = [code * history + (head - length + k) % history for k in range(length)]
-        return [(int(st.und_hist[r, 0]), int(st.und_hist[r, 1])) for r in rows]
+        return query.index_history(self.engine.state, Underlying[underlying])
 
     def set_funding_cap(self, instrument: int, cap_ppb: int) -> CommandResult:
         """This perpetual's cap on |funding rate| per period (1e-9; 0: the configured cap)."""
@@ -758,14 +640,14 @@ class Exchange:
         applied mark, on the tick grid), or None while there is no mark or risk checks are
         off (then no band applies). The same kernel the engine decides with. O(1)."""
         state = self.engine.state
-        if not self.engine.config.risk_checks or state.ins_i8[instrument, L.I_MARK] <= 0:
+        if not self.engine.config.risk_checks or query.mark_ticks(state, instrument) <= 0:
             return None
         low, high = price_band(state, np.int64(instrument))
         return int(low), int(high)
 
     def funding_rate(self, instrument: int) -> int:
         """The perpetual's last funding rate per funding period, 1e-9 (0.0001 = 100,000)."""
-        return int(self.engine.state.ins_i8[instrument, L.I_FUNDING_RATE])
+        return query.funding_rate_ppb(self.engine.state, instrument)
 
     def funding_history(self, instrument: int) -> list[tuple[int, int]]:
         """``(sequencer time, rate per period 1e-9)`` of every funding payment this venue
@@ -774,39 +656,31 @@ class Exchange:
 
     def mark(self, instrument: int) -> int:
         """The instrument's applied mark price (0 if none yet)."""
-        return int(self.engine.state.ins_i8[instrument, L.I_MARK])
+        return query.mark_ticks(self.engine.state, instrument)
 
     def account_summary(self, account: int) -> AccountSummary:
         st = self.engine.state
-        if not 0 <= account < st.counters[L.C_ACCOUNT_HWM]:
+        if not query.account_exists(st, account):
             raise KeyError(account)
         equity, im, mm = (int(v) for v in margins(st, np.int64(account)))
-        greeks = [0, 0, 0, 0]
-        for slot in self._positions_slots(account):
-            qty = int(st.pos_i8[slot, L.S_QTY])
-            instrument = int(st.pos_i4[slot, L.S_INSTRUMENT])
-            for k, field_index in enumerate((L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA)):
-                greeks[k] += qty * int(st.ins_i8[instrument, field_index])
+        margin_mode, state = query.account_modes(st, account)
         return AccountSummary(
             account,
-            MarginMode(int(st.acc_i4[account, L.A_MARGIN_MODE])).name.lower(),
-            AccountState(int(st.acc_i4[account, L.A_STATE])).name.lower(),
-            int(st.acc_i8[account, L.A_BALANCE]),
+            MarginMode(margin_mode).name.lower(),
+            AccountState(state).name.lower(),
+            query.balance_units(st, account),
             equity,
             im,
             mm,
             equity - im,
-            *(g / 1e9 for g in greeks),
+            *(g / 1e9 for g in query.position_greeks(st, account)),
         )
 
     def balance(self, account: int) -> int:
-        if not 0 <= account < self.engine.state.counters[L.C_ACCOUNT_HWM]:
-            raise KeyError(account)
-        return int(self.engine.state.acc_i8[account, L.A_BALANCE])
+        return query.balance_units(self.engine.state, account)
 
     def balances(self) -> dict[int, int]:
-        count = int(self.engine.state.counters[L.C_ACCOUNT_HWM])
-        return {a: int(self.engine.state.acc_i8[a, L.A_BALANCE]) for a in range(count)}
+        return query.balances(self.engine.state)
 
     def format_price(self, instrument: int, price_ticks: int) -> str:
         decimals = self._price_decimals.get(instrument, 0)

@@ -196,10 +196,10 @@ class SimulatedIndexFeed:
         # fixed number of draws per call: determinism does not depend on the state
         noise = self._rng.standard_normal(n) * (self.noise_ppm / 1e6)
         start_stale = self._rng.random(n) < self.stale_probability
-        outlier = self._rng.random(n) < self.outlier_probability
+        outlier = np.asarray(self._rng.random(n) < self.outlier_probability)  # mypy: an array
         signs = np.where(self._rng.random(n) < 0.5, -1.0, 1.0)
         bump = np.where(outlier, signs * self.outlier_ppm / 1e6, 0.0)
-        stale = self._stale_until > now_ns
+        stale: np.ndarray = self._stale_until > now_ns
         self._stale_until = np.where(
             ~stale & start_stale, now_ns + self.stale_ns, self._stale_until
         )

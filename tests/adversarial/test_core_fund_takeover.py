@@ -67,6 +67,10 @@ def test_seeded_stream_that_broke_the_fund_invariant() -> None:
     ch = RandomChooser(SEED)
     config = draw_risk_config(ch)
     liquidations = 0
-    for events in run_seeded(ch, RiskStreamGen(ch, config), Pair(config), COMMANDS, 200):
+    pair = Pair(config)
+    for events in run_seeded(ch, RiskStreamGen(ch, config), pair, COMMANDS, 200):
         liquidations += int(np.sum(events["kind"] == EventKind.LIQUIDATION))
     assert liquidations > 0
+    # the stream ran its full length: the fund state that broke the invariant comes late
+    assert not pair.stopped_early
+    assert pair.commands_run() - len(pair.history[0]) >= COMMANDS

@@ -34,7 +34,8 @@ KILLS = 3
 ORDERS_PER_CONNECTION = 600
 
 
-def test_kill_9_gateway_workers_loses_no_acknowledged_order(tmp_path: Path) -> None:
+# a scenario read top to bottom: its steps are the branches
+def test_kill_9_gateway_workers_loses_no_acknowledged_order(tmp_path: Path) -> None:  # noqa: C901
     data, log = tmp_path / "venue", tmp_path / "serve.log"
     accounts, config = prepare(data, 3)
     served = Served(data, log, WORKERS)

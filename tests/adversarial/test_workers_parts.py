@@ -53,6 +53,7 @@ def test_option_views_decode_the_sequenced_greeks(tmp_path: Path) -> None:
         for instrument, iv, greeks in option_views(venue.catalog, result.records)
     }
     assert set(views) == set(result.instrument.tolist())
+    assert len(views) == len(service.options) > 0  # the loops below check every option
     specs = service.options
     unit = float(venue.catalog.by_id[specs[0].instrument].price_unit)
     strikes = np.array([s.strike_ticks for s in specs], dtype=float) * unit

@@ -11,10 +11,15 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.sim.flow import FlowSpec, generate
+
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = FlowSpec(commands=6_000, options=3, accounts=40, seed=11, chunk=500)
@@ -50,15 +55,25 @@ def run_in_fresh_process() -> tuple[str, str]:
     return output[-2], output[-1]
 
 
+def run_here() -> tuple[str, str]:
+    """What ``SCRIPT`` prints, computed in this process."""
+    setup, flow = generate(SPEC)
+    engine = Engine(EngineConfig(risk_checks=False))
+    events = [engine.process(setup)]
+    for start in range(0, len(flow), 777):
+        events.append(engine.process(flow[start : start + 777]))
+    return engine.state_hash(), hashlib.sha256(np.concatenate(events).tobytes()).hexdigest()
+
+
 def test_same_stream_same_hash_in_two_processes() -> None:
     first = run_in_fresh_process()
     second = run_in_fresh_process()
-    assert first == second
-    assert len(first[0]) == 64
+    assert first == second == run_here()
 
 
 def test_pool_growth_and_batch_split_change_nothing() -> None:
     setup, flow = generate(SPEC)
+    assert len(flow) == SPEC.commands  # the whole seeded flow runs through each engine
     tiny = EngineConfig(
         risk_checks=False,
         initial_orders=1,

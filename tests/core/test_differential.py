@@ -26,6 +26,10 @@ from tests.reference.builders import (
 )
 from tests.reference.model import ReferenceEngine, UnspecifiedOverflow
 
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
+
 K = CommandKind
 
 
@@ -475,9 +479,24 @@ class Pair:
     """The model and the kernel, driven in lockstep."""
 
     def __init__(self, config: EngineConfig):
+        self.config = config
         self.model = ReferenceEngine(config)
         self.kernel = kernel_engine_class()(config)
         self.history: list[np.ndarray] = []
+        #: set by ``run_seeded`` when a stream reached an overflow the spec leaves open
+        self.stopped_early = False
+
+    def commands_run(self) -> int:
+        """Commands both sides processed."""
+        return sum(len(batch) for batch in self.history)
+
+    def check_replay(self) -> None:
+        """A fresh kernel fed the same batches reaches the same state hash (the hash is
+        deterministic and covers what the canonical comparison does not: the free lists)."""
+        fresh = kernel_engine_class()(self.config)
+        for batch in self.history:
+            fresh.process(batch)
+        assert fresh.state_hash() == self.kernel.state_hash()
 
     def run(self, commands: np.ndarray) -> np.ndarray:
         self.history.append(commands.copy())
@@ -509,7 +528,6 @@ class Pair:
             )
         self.model.check_invariants()
         self.kernel.check_invariants()
-        assert isinstance(self.kernel.state_hash(), str)
 
     def replay_hint(self) -> str:
         n = sum(len(b) for b in self.history)
@@ -529,12 +547,15 @@ def run_stream(ch, n_batches: int, batch_size: tuple[int, int], draw=None, gener
     for _ in range(n_batches):
         cmds = gen.batch(ch.int(*batch_size))
         gen.observe(pair.run(cmds))
+    assert len(pair.history) == 1 + n_batches
+    pair.check_replay()
     return pair
 
 
 def run_seeded(ch, gen, pair: Pair, commands: int, max_batch: int):
     """Batches of up to ``max_batch`` records until ``commands`` ran, yielding each batch's
-    events; a stream that reaches an overflow the spec leaves open stops there."""
+    events; a stream that reaches an overflow the spec leaves open stops there and sets
+    ``pair.stopped_early`` (callers assert how far their stream ran: ``pair.commands_run``)."""
     gen.observe(pair.run(gen.setup_batch()))
     total = 0
     while total < commands:
@@ -544,6 +565,8 @@ def run_seeded(ch, gen, pair: Pair, commands: int, max_batch: int):
             events = pair.run(cmds)
         except Exception as exc:
             if type(exc).__name__ == "UnsatisfiedAssumption":
+                pair.stopped_early = True
+                pair.history.pop()  # the kernel never ran it: the model stopped first
                 return  # unspecified overflow: stop this stream
             raise
         gen.observe(events)
@@ -568,7 +591,9 @@ def test_kernel_smoke_identical_on_fixed_stream():
         place(3, 0, 1, 100, 5),
         place(4, 0, 0, 101, 7, label=3),
     )
-    pair.run(batch)
+    events = pair.run(batch)
+    # the two orders crossed: one trade, a fill for each side (both sides already agree)
+    assert int(np.sum(events["kind"] == EventKind.FILLED)) == 2
 
 
 @settings(
@@ -605,5 +630,10 @@ def test_differential_long_seeded(seed):
     """~5k commands per seed (20k in all) through both, in batches of up to 300."""
     ch = RandomChooser(seed)
     config = draw_config(ch)
-    for _ in run_seeded(ch, StreamGen(ch, config), Pair(config), 5_000, 300):
-        pass
+    pair = Pair(config)
+    batches = sum(1 for _ in run_seeded(ch, StreamGen(ch, config), pair, 5_000, 300))
+    # the stream ran its full length: no early stop hides a shorter check
+    assert not pair.stopped_early
+    assert pair.commands_run() - len(pair.history[0]) >= 5_000
+    assert batches == len(pair.history) - 1
+    pair.check_replay()

@@ -11,10 +11,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from derivex.core.config import EngineConfig
 from derivex.core.records import AccountState, EventKind, LiquidationStage, Reason
 from derivex.exchange import Exchange
+
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
 
 NOW = 1_798_761_600_000_000_000  # 2027-01-01 00:00 UTC
 MINUTE = 60 * 10**9

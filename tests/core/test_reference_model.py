@@ -17,6 +17,10 @@ from tests.reference.model import AMBIGUITIES, ReferenceEngine
 BUY, SELL = 0, 1
 PO, RPO, RO = OrderFlag.POST_ONLY, OrderFlag.REJECT_POST_ONLY, OrderFlag.REDUCE_ONLY
 A, B, C, D = 3, 4, 5, 6
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
+
 FUNDS = 1_000_000
 
 

@@ -8,12 +8,17 @@ perpetual and the options, prices in cents, collateral in USDC units of 1e-6.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from derivex.core.config import EngineConfig, deribit_grid
 from derivex.core.records import CommandKind, Reason, command_array, concat_commands
 from derivex.exchange import Exchange
 from derivex.pricing.risk import perpetual_risk_records
 from derivex.pricing.service import OptionSpec, PricingService
+
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
 
 NOW = 1_798_761_600_000_000_000  # 2027-01-01 00:00 UTC
 DAY = 86_400 * 10**9

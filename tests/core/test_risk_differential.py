@@ -10,6 +10,7 @@ incrementally), and the kernel's ``check_invariants`` recomputes them from scrat
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,10 @@ from tests.core.test_differential import (
     run_seeded,
     run_stream,
 )
+
+# also run as plain Python by the no-JIT pass of scripts/test.sh (about a minute for all
+# of tests/core): the kernels' Python semantics must match the compiled ones
+pytestmark = pytest.mark.nojit
 
 K = CommandKind
 
@@ -280,10 +285,12 @@ def test_risk_differential_long_seeded():
         "band_orders": 0,
         "band_amends": 0,
     }
+    ran = {}
     for seed in (11, 12, 13, 14, 15):
         ch = RandomChooser(seed)
         config = draw_risk_config(ch)
-        for events in run_seeded(ch, RiskStreamGen(ch, config), Pair(config), 3_000, 200):
+        pair = Pair(config)
+        for events in run_seeded(ch, RiskStreamGen(ch, config), pair, 3_000, 200):
             seen["margin"] += int(np.sum(events["reason"] == 202))
             seen["stale"] += int(np.sum(events["reason"] == 203))
             seen["marks"] += int(np.sum(events["kind"] == 12))
@@ -294,4 +301,7 @@ def test_risk_differential_long_seeded():
             banded = (events["kind"] == 2) & np.isin(events["reason"], (208, 209))
             seen["band_orders"] += int(np.sum(banded & (events["command"] == K.PLACE_ORDER)))
             seen["band_amends"] += int(np.sum(banded & (events["command"] == K.AMEND_ORDER)))
+        ran[seed] = (pair.stopped_early, pair.commands_run() - len(pair.history[0]))
+    # every stream ran its full length (an early stop would shorten the check unseen)
+    assert all(not stopped and count >= 3_000 for stopped, count in ran.values()), ran
     assert all(count > 0 for count in seen.values()), str(seen)

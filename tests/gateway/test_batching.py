@@ -22,13 +22,13 @@ from derivex.exchange import Exchange
 from derivex.gateway import KeyStore, Venue, shapes
 from derivex.gateway.auth import Authenticator, Session
 from derivex.gateway.channels import Hub
+from derivex.gateway.connection import text_frames
 from derivex.gateway.errors import RpcError
 from derivex.gateway.listing import list_all, perpetual
 from derivex.gateway.methods import Context
 from derivex.gateway.private_api import prepare_place
 from derivex.gateway.ratelimit import RateLimiter
 from derivex.gateway.rpc import Dispatcher
-from derivex.gateway.server import text_frames
 
 INSTRUMENT = "BTC_USDC-PERPETUAL"
 NOW_NS = 1_795_000_000_000_000_000

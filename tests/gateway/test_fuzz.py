@@ -195,7 +195,7 @@ def test_websocket_data_frames_take_the_inline_path(server: Server) -> None:
     import base64
     import socket
 
-    from derivex.gateway.server import _InlineQueue
+    from derivex.gateway.connection import _InlineQueue
 
     host, port = server.url.removeprefix("http://").split(":")
     payloads = [

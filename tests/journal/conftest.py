@@ -34,7 +34,9 @@ class StepClock:
 @pytest.fixture(scope="session")
 def flow() -> tuple[np.ndarray, np.ndarray]:
     """``(setup, flow)`` of a perpetual + 3 options, 40 accounts, 6000 commands."""
-    return generate(FLOW_SPEC)
+    setup, commands = generate(FLOW_SPEC)
+    assert len(commands) == FLOW_SPEC.commands  # the seeded flow has its full length
+    return setup, commands
 
 
 def batches_of(commands: np.ndarray, seed: int, largest: int = 300) -> list[np.ndarray]:

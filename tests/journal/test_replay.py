@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from derivex.cli import app
+from derivex.core.codec import ends_inside_multi_record
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.records import CommandKind, EventKind, Reason, command_array
@@ -24,7 +25,6 @@ from derivex.journal import (
     verify_proof,
 )
 from derivex.journal.format import journal_files
-from derivex.journal.replay import ends_inside_mass_quote
 from derivex.journal.roots import full_root
 
 from .conftest import StepClock, batches_of, journal_flow, naive_replay
@@ -72,7 +72,7 @@ def quote_split_batches() -> list[np.ndarray]:
 
 def test_gathering_small_batches_stops_at_an_incomplete_mass_quote(tmp_path) -> None:
     batches = quote_split_batches()
-    assert ends_inside_mass_quote(batches[1]) and not ends_inside_mass_quote(batches[2])
+    assert ends_inside_multi_record(batches[1]) and not ends_inside_multi_record(batches[2])
     exchange = Exchange(
         EngineConfig(risk_checks=False), clock=StepClock(), journal=Journal(tmp_path, fsync="none")
     )

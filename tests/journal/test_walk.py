@@ -10,17 +10,51 @@ import pytest
 
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
-from derivex.core.records import CommandKind
+from derivex.core.records import CommandKind, EventKind, command_array
+from derivex.exchange import Exchange
 from derivex.journal import CorruptionError, Journal, JournalReader, Replayer, recover, scan, walk
 from derivex.journal.format import CHECKSUM_BLAKE2B, HEADER_BYTES, journal_files
 from derivex.journal.replay import apply_journal
 from derivex.journal.roots import StateRoots
 
-from .conftest import as_if_killed, batches_of, naive_replay
+from .conftest import START_NS, StepClock, as_if_killed, batches_of, naive_replay
 
 
-def test_mass_quote_code_matches_the_records() -> None:
-    assert walk._MASS_QUOTE == CommandKind.MASS_QUOTE
+@pytest.mark.parametrize("header", ["MASS_QUOTE", "INDEX"])
+def test_walker_ends_the_engine_call_at_a_split_multi_record_command(tmp_path, header) -> None:
+    """A header that ends one journal batch with its legs in the next was rejected alone
+    when sequenced (the legs as orphans): both replay paths keep that boundary for every
+    kind of ``codec.MULTI_RECORD`` (the walker used to stop at mass quotes only)."""
+    split = command_array(2)
+    split["kind"][0] = CommandKind.ADD_INSTRUMENT
+    split["instrument_kind"][0], split["underlying"][0] = 1, 1
+    split["tick_size_ticks"][0], split["min_trade_lots"][0] = 50, 1
+    split["contract_value_units"][0] = 1
+    split["kind"][1], split["count"][1] = CommandKind[header], 1
+    split["account"][1] = 1  # the index header's underlying (BTC); the quote's account
+    leg = command_array(1)
+    if header == "INDEX":
+        leg["kind"][0], leg["source_id"][0], leg["price_ticks"][0] = (
+            CommandKind.INDEX_SOURCE,
+            1,
+            10**7,
+        )
+        leg["source_ts_ns"][0] = START_NS
+    else:
+        leg["kind"][0], leg["bid_price_ticks"][0], leg["bid_qty_lots"][0] = (
+            CommandKind.QUOTE_LEG,
+            50,
+            1,
+        )
+    exchange = Exchange(
+        EngineConfig(risk_checks=False), clock=StepClock(), journal=Journal(tmp_path, fsync="none")
+    )
+    first, second = exchange.submit(split), exchange.submit(leg)
+    exchange.journal.close()
+    assert first["kind"][-1] == EventKind.REJECTED and second["kind"][0] == EventKind.REJECTED
+    (python, _), (compiled, _) = replay_both(tmp_path)
+    assert python.engine.state_hash() == exchange.state_hash()
+    assert compiled.engine.state_hash() == exchange.state_hash()
 
 
 @pytest.mark.parametrize("function", [walk.crc32c_table, walk.crc32c_hw])

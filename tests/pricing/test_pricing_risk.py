@@ -241,7 +241,9 @@ def test_records_round_trip_and_match_risk_records():
         ]
     )
     assert records.tobytes() == slow.tobytes()
-    for i, (inst, mark, iv, greeks, values) in enumerate(decode(records)):
+    decoded = list(decode(records))
+    assert len(decoded) == len(ids)  # every instrument decoded: the loop checks all five
+    for i, (inst, mark, iv, greeks, values) in enumerate(decoded):
         assert (inst, mark, iv) == (ids[i], marks[i], ivs[i])
         assert greeks == arrays.greeks[i].tolist()
         assert values[:35] == arrays.values[i].tolist() and values[35:] == []

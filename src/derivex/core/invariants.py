@@ -44,7 +44,7 @@ def check_risk(st: State) -> None:
             continue
         side = int(st.ord_i4[slot, L.O_META]) & 1
         values[(position, side)] += int(st.ord_i8[slot, L.O_PRICE]) * int(st.ord_i8[slot, L.O_QTY])
-    for position in np.flatnonzero(st.pos_i4[:, L.S_LIVE] == 1):
+    for position in np.flatnonzero(st.pos_i4[:, L.S_LIVE] == 1).tolist():
         for side, field in ((0, L.S_BUY_VALUE), (1, L.S_SELL_VALUE)):
             if int(st.pos_i8[position, field]) != values[(int(position), side)]:
                 _fail(f"resting value of position {position} side {side} mismatch")
@@ -63,9 +63,9 @@ def check_invariants(st: State) -> None:
     live_positions = np.flatnonzero(st.pos_i4[:, L.S_LIVE] == 1)
     if len(live_positions) != int(c[L.C_POSITIONS_LIVE]):
         _fail("live position count mismatch")
-    net = defaultdict(int)
+    net: defaultdict[int, int] = defaultdict(int)
     per_position_orders: dict[int, list[int]] = {}
-    for slot in live_positions:
+    for slot in live_positions.tolist():
         slot = int(slot)
         account = int(st.pos_i4[slot, L.S_ACCOUNT])
         instrument = int(st.pos_i4[slot, L.S_INSTRUMENT])
@@ -99,7 +99,7 @@ def check_invariants(st: State) -> None:
     # account position lists: doubly linked, one entry per instrument, cover exactly the
     # live positions
     listed = 0
-    open_per_account = defaultdict(int)
+    open_per_account: defaultdict[int, int] = defaultdict(int)
     for account in range(accounts):
         slot = int(st.acc_i4[account, L.A_POSITION_HEAD])
         previous = L.NIL
@@ -188,7 +188,7 @@ def check_invariants(st: State) -> None:
     listed_orders = {o for orders in per_position_orders.values() for o in orders}
     if listed_orders != seen_orders:
         _fail("position order lists and books disagree")
-    for slot in live_positions:
+    for slot in live_positions.tolist():
         slot = int(slot)
         if int(st.pos_i8[slot, L.S_OPEN_BUY]) != open_qty[(slot, 0)]:
             _fail("open buy quantity mismatch")

@@ -85,8 +85,8 @@ class InstrumentSpec:
         clients send the same few prices again and again."""
         return _whole(
             price,
-            self._price_ratio,
-            param,  # type: ignore[attr-defined]
+            self._price_ratio,  # type: ignore[attr-defined]
+            param,
             PRICE_WRONG_TICK,
             "price_wrong_tick",
         )
@@ -96,8 +96,8 @@ class InstrumentSpec:
         whole number of lots."""
         return _whole(
             amount,
-            self._lot_ratio,
-            param,  # type: ignore[attr-defined]
+            self._lot_ratio,  # type: ignore[attr-defined]
+            param,
             INVALID_AMOUNT,
             "invalid_amount",
         )

@@ -113,6 +113,8 @@ class Hub:
         interval = parts[-1]
         if interval not in INTERVALS or (interval == "raw" and conn.session.key is None):
             return False
+        # a book or ticker channel names one instrument (three parts): only then is spec set
+        spec: InstrumentSpec | None = None
         if head == "trades" and len(parts) == 4:
             instruments = self._filter(parts[1], parts[2])
             if instruments is None:
@@ -124,14 +126,14 @@ class Hub:
             instruments = {spec.instrument}
         else:
             return False
-        if head == "book":
+        if head == "book" and spec is not None:
             self._add_book(conn, name, spec)
             return True
         channel = self.channels.get(name)
         if channel is None:
             channel = self.channels[name] = Channel(head, name, interval == "raw", instruments)
         channel.subscribers.add(conn)
-        if head == "ticker":
+        if head == "ticker" and spec is not None:
             conn.send(frame(name, shapes.ticker(self.venue, spec)))
         return True
 

@@ -10,7 +10,7 @@ connection and one WebSocket may hold of the server.
 
 Idle HTTP keep-alive connections are closed by aiohttp after ``idle_timeout_s``
 (``keepalive_timeout``); WebSockets are pinged every ``ws_heartbeat_s`` and closed when the
-pong does not come. Slow WebSocket consumers are handled by ``server.Connection`` with
+pong does not come. Slow WebSocket consumers are handled by ``connection.Connection`` with
 ``max_outbound_bytes`` and ``pause_reading_bytes``; overload shedding by ``overload``.
 
 >>> Limits.from_options(["max_connections_per_address=8", "header_timeout_s=2.5"]).header_timeout_s

@@ -132,32 +132,33 @@ def list_all(exchange: Exchange, specs: list[InstrumentSpec]) -> Catalog:
 def catalog_from_state(exchange: Exchange) -> Catalog:
     """Rebuild the catalogue of a recovered venue from its engine state, assuming the units
     of this module (for a venue whose ``instruments.json`` was lost)."""
-    from derivex.core import layout as L
+    from derivex.core import query
     from derivex.core.records import InstrumentKind, OptionType, Underlying
 
     state = exchange.engine.state
+    ids = list(range(query.instrument_count(state)))
+    columns = {name: v.tolist() for name, v in query.instrument_columns(state, ids).items()}
     specs = []
-    for instrument in range(int(state.counters[L.C_INSTRUMENT_HWM])):
-        values, flags = state.ins_i8[instrument], state.ins_i4[instrument]
-        base = Underlying(int(flags[L.I_UNDERLYING])).name
-        if int(flags[L.I_KIND]) == InstrumentKind.PERPETUAL:
+    for instrument in ids:
+        base = Underlying(columns["underlying"][instrument]).name
+        if columns["kind"][instrument] == InstrumentKind.PERPETUAL:
             spec = perpetual(base)
         else:
-            kind = "call" if int(flags[L.I_OPTION_TYPE]) == OptionType.CALL else "put"
+            kind = "call" if columns["option_type"][instrument] == OptionType.CALL else "put"
             spec = option(
                 base,
-                int(values[L.I_EXPIRY]) // 1_000_000,
-                int(values[L.I_STRIKE]) * PRICE_UNIT,
+                columns["expiry_ts_ns"][instrument] // 1_000_000,
+                columns["strike_ticks"][instrument] * PRICE_UNIT,
                 kind,
             )
         specs.append(
             replace(
                 spec,
                 instrument=instrument,
-                tick_size_ticks=int(values[L.I_TICK]),
-                min_trade_lots=int(values[L.I_MIN_LOTS]),
-                maker_fee_ppm=int(values[L.I_MAKER_FEE]),
-                taker_fee_ppm=int(values[L.I_TAKER_FEE]),
+                tick_size_ticks=columns["tick_size_ticks"][instrument],
+                min_trade_lots=columns["min_trade_lots"][instrument],
+                maker_fee_ppm=columns["maker_fee_ppm"][instrument],
+                taker_fee_ppm=columns["taker_fee_ppm"][instrument],
             )
         )
     return Catalog(specs)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from derivex.core import query
 from derivex.core.records import OrderFlag, Side
 from derivex.gateway.errors import QUEUE_FULL, RETRY, RpcError
 
@@ -32,16 +33,14 @@ PASSIVE = "passive"
 
 def can_take(order: Any, state: Any) -> bool:
     """Whether ``order`` (a ``PlaceOrder``) can take liquidity now; see the module
-    docstring. Reads the engine's book ladder (best level last), no allocation."""
+    docstring. Reads the engine's best opposite price (``query.best_price_ticks``), O(1)."""
     if order.order_type != "limit" or order.time_in_force != "gtc":
         return True
     if order.flags & OrderFlag.POST_ONLY:
         return False
-    opposite = order.instrument * 2 + (1 - order.side)
-    depth = int(state.ladder_len[opposite])
-    if depth == 0:
+    best = query.best_price_ticks(state, order.instrument, 1 - order.side)
+    if best == 0:  # an empty side (prices are positive)
         return False
-    best = int(state.ladder_price[opposite, depth - 1])
     return order.price_ticks >= best if order.side == Side.BUY else order.price_ticks <= best
 
 

@@ -63,6 +63,9 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
     type) takes a shortcut with the same checks and result."""
     if params.keys() <= _PLAIN_KEYS:
         get = params.get
+        # Any, not Optional: the type checks below narrow them (mypy cannot follow ``kind``)
+        amount: Any
+        price: Any
         name, amount, price, order_type = (
             get("instrument_name"),
             get("amount"),

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.config import EngineConfig
 from derivex.exchange import Exchange, open_exchange
 from derivex.gateway import datadir
@@ -212,4 +212,4 @@ async def run(
     if exchange.journal is not None:
         take_snapshot(exchange)
         exchange.journal.close()
-    log.info("stopped", commands=int(exchange.engine.state.counters[L.C_COMMANDS]))
+    log.info("stopped", commands=query.commands_processed(exchange.engine.state))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.records import Side
 from derivex.gateway.catalog import COLLATERAL, UNITS_PER_USDC, Catalog, InstrumentSpec
 from derivex.gateway.venue import OrderRecord, Trade, Venue, side_name
@@ -70,11 +70,7 @@ def stats(venue: Venue, spec: InstrumentSpec, now_ms: int) -> dict[str, Any]:
 
 
 def open_interest_lots(venue: Venue, instrument: int) -> int:
-    state = venue.exchange.engine.state
-    count = int(state.counters[L.C_POSITION_HWM])
-    qty = state.pos_i8[:count, L.S_QTY]
-    mask = (state.pos_i4[:count, L.S_INSTRUMENT] == instrument) & (qty > 0)
-    return int(qty[mask].sum())
+    return query.open_interest_lots(venue.exchange.engine.state, instrument)
 
 
 def ticker(venue: Venue, spec: InstrumentSpec) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -36,7 +36,7 @@ SECRET_FIELDS = frozenset(
 )
 
 
-def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for name in list(event):
         if name.lower() in SECRET_FIELDS:
             event[name] = "[redacted]"

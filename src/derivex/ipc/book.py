@@ -40,8 +40,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.arena import unpack
+from derivex.core.query import instrument_underlying, level_totals, listed_instruments
 
 from .atomics import atomic_load, fence_acquire, fence_release, load_acquire, store_release
 from .endpoint import create_segment
@@ -81,7 +82,7 @@ def block_dtype(depth: int) -> np.dtype:
         raise ValueError(f"depth must be in 1..4096, got {depth}")
     words = W_LEVELS + 6 * depth
     pad = -words % 8
-    fields = [
+    fields: list[tuple[str, str] | tuple[str, str, tuple[int, ...]]] = [
         ("version", "<i8"),
         ("seq", "<i8"),
         ("n_bids", "<i8"),
@@ -107,8 +108,9 @@ def _fill_side(scratch, at, depth, ladder_price, ladder_level, ladder_len, lvl_i
     for k in range(n):
         level = ladder_level[row, top - k]
         scratch[at + 3 * k] = ladder_price[row, top - k]
-        scratch[at + 3 * k + 1] = lvl_i8[level, L.L_QTY]
-        scratch[at + 3 * k + 2] = lvl_i4[level, L.L_COUNT]
+        qty, count = level_totals(lvl_i8, lvl_i4, level)
+        scratch[at + 3 * k + 1] = qty
+        scratch[at + 3 * k + 2] = count
     for k in range(3 * n, 3 * depth):
         scratch[at + k] = 0
     return n
@@ -165,7 +167,7 @@ def book_publish(
     n = min(n_instruments, flat.shape[0] // words)
     changed = 0
     for i in range(n):
-        underlying = np.int64(ins_i4[i, L.I_UNDERLYING])
+        underlying = instrument_underlying(ins_i4, i)
         scratch[W_VERSION] = 0
         scratch[W_SEQ] = seq
         scratch[W_NBIDS] = _fill_side(
@@ -215,7 +217,7 @@ def publish_arena(
         ctrl,
         words,
         seq,
-        st.counters[L.C_INSTRUMENT_HWM],
+        listed_instruments(st),
         st.ladder_price,
         st.ladder_level,
         st.ladder_len,
@@ -265,7 +267,7 @@ class BookSnapshot(NamedTuple):
     bids: np.ndarray
     asks: np.ndarray
     mark: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose: the public name
 
 
 class _BookSegment:
@@ -355,19 +357,19 @@ class BookWriter(_BookSegment):
         ``seq``; returns the number of blocks that changed.
 
         Marks and index prices come from the engine state when it has them
-        (``ins_i8[:, I_MARK]`` and ``und_i8[:, U_INDEX]``), else from ``marks``
+        (``query.mark_source`` and ``query.index_source``), else from ``marks``
         (int64 per instrument) and ``index`` (int64 per underlying), else zero.
         Cost: one compiled call, O(instruments x depth).
         """
         state = engine.state
         mark_src, mark_col = self._no_source, -1
-        if hasattr(L, "I_MARK"):  # the risk engine's marks, once the state has them
-            mark_src, mark_col = state.ins_i8, L.I_MARK
+        if hasattr(state, "ins_i8"):  # the risk engine's marks
+            mark_src, mark_col = query.mark_source(state)
         if marks is not None:
             mark_src, mark_col = _column(marks), 0
         index_src, index_col = self._no_source, -1
-        if hasattr(state, "und_i8") and hasattr(L, "U_INDEX"):
-            index_src, index_col = state.und_i8, L.U_INDEX
+        if hasattr(state, "und_i8"):
+            index_src, index_col = query.index_source(state)
         if index is not None:
             index_src, index_col = _column(index), 0
         return int(

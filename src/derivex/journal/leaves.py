@@ -14,8 +14,7 @@ import struct
 
 import numpy as np
 
-from derivex.core import layout as L
-from derivex.core.jit import kernel
+from derivex.core import query
 from derivex.core.state import State, next_order_ids
 from derivex.journal.verify import ACCOUNT_HEAD, ACCOUNT_TAG, LEAF_PREFIX, POSITION_ENTRY
 
@@ -71,30 +70,15 @@ BOOK_DTYPE = np.dtype(
     ]
 )
 INSTRUMENT_TAG, BOOK_TAG, GLOBALS_TAG = 0x49, 0x42, 0x47  # "I", "B", "G"
-#: counters committed by the globals leaf, in this order
-GLOBAL_COUNTERS = (
-    L.C_CLOCK_NS,
-    L.C_TOTAL_DEPOSITS,
-    L.C_TOTAL_WITHDRAWALS,
-    L.C_ACCOUNT_HWM,
-    L.C_INSTRUMENT_HWM,
-    L.C_ORDERS_LIVE,
-    L.C_LEVELS_LIVE,
-    L.C_POSITIONS_LIVE,
-    L.C_FILLS,
-    L.C_COMMANDS,
-)
+#: counters committed by the globals leaf, in this order (``query.GLOBAL_COUNTER_NAMES``)
+GLOBAL_COUNTERS = query.GLOBAL_COUNTER_NAMES
 
 assert ACCOUNT_HEAD_DTYPE.itemsize == ACCOUNT_HEAD.size
 assert POSITION_DTYPE.itemsize == POSITION_ENTRY.size
 
 
-def account_count(state: State) -> int:
-    return int(state.counters[L.C_ACCOUNT_HWM])
-
-
-def instrument_count(state: State) -> int:
-    return int(state.counters[L.C_INSTRUMENT_HWM])
+account_count = query.account_count
+instrument_count = query.instrument_count
 
 
 def _account_parts(state: State, ids: np.ndarray) -> tuple[bytes, bytes, list[int]]:
@@ -103,31 +87,20 @@ def _account_parts(state: State, ids: np.ndarray) -> tuple[bytes, bytes, list[in
     heads = np.zeros(len(ids), dtype=ACCOUNT_HEAD_DTYPE)
     heads["tag"] = ACCOUNT_TAG
     heads["account"] = ids
-    heads["status"] = state.acc_i4[ids, L.A_STATUS]
-    heads["stp"] = state.acc_i4[ids, L.A_STP]
-    heads["balance_units"] = state.acc_i8[ids, L.A_BALANCE]
-    heads["open_orders"] = state.acc_i4[ids, L.A_OPEN_ORDERS]
-    hwm = int(state.counters[L.C_POSITION_HWM])
-    live = state.pos_i4[:hwm, L.S_LIVE] == 1
-    owners = np.where(live, state.pos_i4[:hwm, L.S_ACCOUNT], 0)
-    if len(ids) == account_count(state):  # every account: no membership test needed
-        selected = live
-    else:
+    for name, values in query.account_heads(state, ids).items():
+        heads[name] = values
+    slots, owners, instruments = query.live_positions(state)
+    if len(ids) != account_count(state):  # a subset: keep the positions of ``ids``
         wanted = np.zeros(account_count(state), dtype=bool)
         wanted[ids] = True
-        selected = live & wanted[owners]
-    slots = np.flatnonzero(selected)
-    owners = owners[slots]
-    instruments = state.pos_i4[slots, L.S_INSTRUMENT]
+        keep = wanted[owners]
+        slots, owners, instruments = slots[keep], owners[keep], instruments[keep]
     order = np.lexsort((instruments, owners))
     slots, owners = slots[order], owners[order]
     entries = np.zeros(len(slots), dtype=POSITION_DTYPE)
     entries["instrument"] = instruments[order]
-    entries["qty_lots"] = state.pos_i8[slots, L.S_QTY]
-    entries["basis_units"] = state.pos_i8[slots, L.S_BASIS]
-    entries["open_buy_lots"] = state.pos_i8[slots, L.S_OPEN_BUY]
-    entries["open_sell_lots"] = state.pos_i8[slots, L.S_OPEN_SELL]
-    entries["orders"] = state.pos_i4[slots, L.S_ORDERS]
+    for name, values in query.position_columns(state, slots).items():
+        entries[name] = values
     counts = np.bincount(np.searchsorted(ids, owners), minlength=len(ids))
     heads["positions"] = counts
     starts = np.concatenate(([0], np.cumsum(counts))).tolist()
@@ -160,68 +133,18 @@ def instrument_payloads(state: State, ids: np.ndarray) -> list[bytes]:
     records = np.zeros(len(ids), dtype=INSTRUMENT_DTYPE)
     records["tag"] = INSTRUMENT_TAG
     records["instrument"] = ids
-    for name, column in (
-        ("kind", L.I_KIND),
-        ("option_type", L.I_OPTION_TYPE),
-        ("underlying", L.I_UNDERLYING),
-        ("status", L.I_STATUS),
-        ("resting_orders", L.I_RESTING),
-    ):
-        records[name] = state.ins_i4[ids, column]
-    for name, column in (
-        ("strike_ticks", L.I_STRIKE),
-        ("expiry_ts_ns", L.I_EXPIRY),
-        ("tick_size_ticks", L.I_TICK),
-        ("min_trade_lots", L.I_MIN_LOTS),
-        ("contract_value_units", L.I_CONTRACT_VALUE),
-        ("maker_fee_ppm", L.I_MAKER_FEE),
-        ("taker_fee_ppm", L.I_TAKER_FEE),
-        ("max_price_ticks", L.I_MAX_PRICE),
-    ):
-        records[name] = state.ins_i8[ids, column]
+    for name, values in query.instrument_columns(state, ids).items():
+        records[name] = values
     return [record.tobytes() for record in records]
-
-
-@kernel
-def book_rows(st, instrument, out, counts):
-    """Fill ``out`` (int64[n, 6]) with the book's orders, bids best level first then asks
-    best level first, FIFO within a level: (side, price, order id, account, qty, flags).
-    ``counts`` gets (bid orders, ask orders, bid levels, ask levels). Returns the number of
-    rows, or -1 if ``out`` is too small."""
-    n = 0
-    for side in range(2):
-        row = instrument * 2 + side
-        levels = st.ladder_len[row]
-        counts[2 + side] = levels
-        for index in range(levels - 1, -1, -1):
-            level = st.ladder_level[row, index]
-            price = st.lvl_i8[level, L.L_PRICE]
-            slot = st.lvl_i4[level, L.L_HEAD]
-            while slot != L.NIL:
-                if n >= out.shape[0]:
-                    return -1
-                position = st.ord_i4[slot, L.O_POSITION]
-                out[n, 0] = side
-                out[n, 1] = price
-                out[n, 2] = (st.ord_i8[slot, L.O_GENERATION] << 32) | np.int64(slot)
-                out[n, 3] = st.pos_i4[position, L.S_ACCOUNT]
-                out[n, 4] = st.ord_i8[slot, L.O_QTY]
-                out[n, 5] = st.ord_i4[slot, L.O_META] >> 1
-                n += 1
-                slot = st.ord_i4[slot, L.O_NEXT]
-        if side == 0:
-            counts[0] = n
-    counts[1] = n - counts[0]
-    return n
 
 
 def book_payload(state: State, instrument: int) -> bytes:
     """The encoded leaf of one book. Cost: O(orders in the book) (one compiled walk and
     one SHA-256 over 48 bytes per order)."""
-    resting = int(state.ins_i4[instrument, L.I_RESTING])
+    resting = query.resting_orders(state, instrument)
     rows = np.empty((resting, 6), dtype=np.int64)
     counts = np.zeros(4, dtype=np.int64)
-    n = book_rows(state, np.int64(instrument), rows, counts)
+    n = query.book_rows(state, np.int64(instrument), rows, counts)
     if n != resting:
         raise AssertionError(f"book {instrument}: walked {n} orders, {resting} resting")
     record = np.zeros(1, dtype=BOOK_DTYPE)
@@ -237,7 +160,7 @@ def book_payload(state: State, instrument: int) -> bytes:
 def globals_payload(state: State) -> bytes:
     """Configuration, clock, money totals, pool counters and the next order ids."""
     params = state.params.astype("<i8")
-    counters = state.counters[list(GLOBAL_COUNTERS)].astype("<i8")
+    counters = query.global_counters(state).astype("<i8")
     return (
         struct.pack("<BII", GLOBALS_TAG, len(params), len(counters))
         + params.tobytes()

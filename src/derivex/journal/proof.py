@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.engine import Engine
 from derivex.core.state import State
 from derivex.journal.recovery import Recovered
@@ -36,5 +36,5 @@ def prove(source: Any, account: int, *, seq: int | None = None) -> dict[str, Any
     else:
         raise TypeError(f"cannot prove from {type(source).__name__}")
     if seq is None:
-        seq = int(state.counters[L.C_COMMANDS])
+        seq = query.commands_processed(state)
     return (tracker or StateRoots()).prove(state, account, seq)

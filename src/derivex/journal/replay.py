@@ -21,14 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from derivex.core.codec import ends_inside_multi_record
 from derivex.core.engine import Engine
-from derivex.core.records import COMMAND_DTYPE, RECORD_BYTES, CommandKind, command_array
+from derivex.core.records import COMMAND_DTYPE, RECORD_BYTES, command_array
 from derivex.journal import walk
 from derivex.journal.format import HEADER_BYTES
 from derivex.journal.reader import Batch, JournalReader
 from derivex.journal.roots import StateRoots
-
-_MASS_QUOTE = int(CommandKind.MASS_QUOTE)
 
 
 @dataclass(frozen=True)
@@ -40,15 +39,6 @@ class Checkpoint:
 
     def __str__(self) -> str:
         return f"{self.seq} {self.root}"
-
-
-def ends_inside_mass_quote(commands: np.ndarray) -> bool:
-    """Whether a mass quote in ``commands`` announces legs beyond its end."""
-    heads = np.flatnonzero(commands["kind"] == _MASS_QUOTE)
-    if not len(heads):
-        return False
-    counts = commands["count"][heads].astype(np.int64)
-    return bool(np.any((counts >= 1) & (heads + counts >= len(commands))))
 
 
 class Replayer:
@@ -123,7 +113,7 @@ class Replayer:
             )
             self._staged += count
             self.seq, self.commands = batch.last_seq, self.commands + count
-            if ends_inside_mass_quote(commands):
+            if ends_inside_multi_record(commands):
                 self.flush()
         self._after_batch()
 

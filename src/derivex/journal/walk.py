@@ -18,6 +18,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from derivex.core.codec import COUNT_BYTES, COUNT_OFFSET, HEADERS, KIND_OFFSET
 from derivex.core.jit import kernel
 from derivex.journal.format import CHECKSUM_CRC32C, MAGIC, VERSION
 
@@ -27,7 +28,6 @@ STATUS_NAMES = {END: "end", FULL: "full", CUT: "cut", DIRECT: "direct", SLOW: "s
 O_OFFSET, O_STAGED, O_EXPECT, O_BATCHES, O_FIRST, O_COUNT = range(6)
 OUT_SLOTS = 6
 _MAGIC = int.from_bytes(MAGIC, "little")
-_MASS_QUOTE = 25  # CommandKind.MASS_QUOTE (records.py); a test checks they agree
 
 
 def _has_sse42() -> bool:
@@ -199,8 +199,10 @@ def gather(buf, words, rows, direct_from, from_seq, first_needed, target, table,
             word = source >> 3  # payloads are 64-byte aligned in the file
             for k in range(8):
                 rows[staged + record, k] = words[word + k]
-            if buf[source + 16] == _MASS_QUOTE:
-                legs = _le(buf, source + 22, 2)
+            # a multi-record command whose legs are in a later batch: the engine call ends
+            # with this batch, as when it was sequenced (the header is rejected alone)
+            if HEADERS[buf[source + KIND_OFFSET]]:
+                legs = _le(buf, source + COUNT_OFFSET, COUNT_BYTES)
                 if legs >= 1 and record + legs >= count:
                     cut = True
         staged += count

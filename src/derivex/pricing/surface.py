@@ -50,7 +50,7 @@ class CalendarReport:
 
 
 def check_calendar(
-    expiries: Sequence[float],
+    expiries: ArrayLike,
     slices: Sequence[SviParams],
     k_grid: ArrayLike | None = None,
     tol: float = 1e-12,

@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
+from derivex.core.codec import COMMAND_KIND, HEADERS, LEGS, command_span
+from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE
 from derivex.ipc.atomics import copy_bytes
 
 __all__ = [
@@ -54,18 +55,9 @@ FRAME_TAG = int.from_bytes(b"DXFRAME1", "little")  # bus frame: commands and eve
 RESPONSE_TAG = int.from_bytes(b"DXRESP01", "little")  # response frame: events only
 MARKER_KIND = 255  # never a CommandKind: the engine consumes it, it is never sequenced
 
-# header kinds whose ``count`` legs follow them and must be processed in the same batch
-_HEADERS = np.zeros(256, dtype=np.bool_)
-_LEGS = np.zeros(256, dtype=np.bool_)
-for _header, _legs in (
-    ("MASS_QUOTE", ("QUOTE_LEG",)),
-    ("INDEX", ("INDEX_SOURCE",)),
-    ("RISK_ARRAY", ("RISK_GREEKS", "RISK_VALUES")),
-):
-    if hasattr(CommandKind, _header):
-        _HEADERS[int(CommandKind[_header])] = True
-        for _leg in _legs:
-            _LEGS[int(CommandKind[_leg])] = True
+# multi-record commands (``codec.MULTI_RECORD``: a header's ``count`` legs follow it and
+# must be processed in the same batch) and where a record's kind sits in its int64 words
+_KIND_WORD, _KIND_SHIFT, _KIND_MASK = COMMAND_KIND
 MAX_LEGS = 1024  # longer multi-record commands are not held back (the engine rejects them)
 
 
@@ -77,17 +69,17 @@ def _prefix(words, n, headers, legs, max_legs):
     legs have not all arrived yet."""
     marker = -1
     for i in range(n):
-        if (words[i, 2] & 0xFF) == MARKER_KIND:
+        if ((words[i, _KIND_WORD] >> _KIND_SHIFT) & _KIND_MASK) == MARKER_KIND:
             marker = i
             n = i
             break
     i = n - 1
     # the last header, if any, is the only one that can be incomplete
-    while i >= 0 and legs[words[i, 2] & 0xFF]:
+    while i >= 0 and legs[(words[i, _KIND_WORD] >> _KIND_SHIFT) & _KIND_MASK]:
         i -= 1
-    if i >= 0 and headers[words[i, 2] & 0xFF]:
-        count = (words[i, 2] >> 48) & 0xFFFF
-        if 1 <= count <= max_legs and i + count >= n:
+    if i >= 0:
+        span = command_span(words, i, headers)
+        if 1 < span <= max_legs + 1 and i + span > n:
             return i, marker
     return n, marker
 
@@ -96,7 +88,7 @@ def complete_prefix(commands: np.ndarray, n: int) -> tuple[int, int]:
     """``(ready, marker)``: how many of ``commands[:n]`` can be processed now, and the index
     of the first restart marker (-1 if none). O(n)."""
     words = commands.view(np.int64).reshape(-1, 8)
-    ready, marker = _prefix(words, n, _HEADERS, _LEGS, MAX_LEGS)
+    ready, marker = _prefix(words, n, HEADERS, LEGS, MAX_LEGS)
     return int(ready), int(marker)
 
 

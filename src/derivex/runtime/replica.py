@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
@@ -383,7 +383,7 @@ class Replica:
 
     def clock_ns(self) -> int:
         """Sequencer time of the last command applied."""
-        return int(self.engine.state.counters[L.C_CLOCK_NS])
+        return query.clock_ns(self.engine.state)
 
     def report(self, state_hash: bool = True) -> dict[str, Any]:
         return {

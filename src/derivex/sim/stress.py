@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from derivex.core import layout as L
+from derivex.core import query
 from derivex.core.records import (
     SYSTEM_ACCOUNTS,
     CommandKind,
@@ -359,7 +359,7 @@ def run_stress(spec: StressSpec) -> StressResult:
         series["fund_equity"][step] = margins(
             ex.engine.state, np.int64(SystemAccount.INSURANCE_FUND)
         )[0]
-        series["debt"][step] = ex.engine.state.counters[L.C_BAD_DEBT]
+        series["debt"][step] = query.bad_debt_units(ex.engine.state)
         series["absorbed"][step] = tally.fund_absorbed
         stage_series[step] = tally.stages
         if step % sample_every == 0 or step == steps:
@@ -438,8 +438,7 @@ def _margin_scan(
     engine state (read-only): standard-mode accounts from their kept margin sums in one
     vector pass, portfolio-mode accounts through the core's own ``margins``. O(traders)."""
     st = ex.engine.state
-    equity = st.acc_i8[traders, L.A_BALANCE] + st.acc_risk[traders, L.R_VALUE]
-    maintenance = st.acc_risk[traders, L.R_STD_MM].copy()
+    equity, maintenance = query.standard_margin_sums(st, traders)
     for k in np.searchsorted(traders, portfolio).tolist():
         equity[k], _, maintenance[k] = margins(st, np.int64(traders[k]))
     below = int(np.count_nonzero(equity < maintenance))

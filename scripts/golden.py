@@ -1,0 +1,204 @@
+"""Regenerate the golden files of tests/test_golden.py. Run by hand, only on a deliberate
+change of a record format, a code or the engine's semantics; never from a test:
+
+    .venv/bin/python scripts/golden.py     # rewrites tests/golden/{records.json,journal*}
+    git diff --stat tests/golden           # review: every change must be the intended one
+
+It writes
+- ``records.json``: every command, event and reason code with its name, every value enum and
+  both record layouts (``tests/golden/describe.py``);
+- ``journal/``: a short recorded session (instruments, accounts, every order type, a mass
+  quote, index and risk arrays, funding, a liquidation, an option expiry) with a snapshot in
+  the middle, as ``Exchange(journal=...)`` writes it;
+- ``journal.json``: what replaying that journal must give: command and batch counts, a digest
+  of every event, the events per kind, the state hash and state root, and the snapshot's.
+Cost: about a second once the kernels are cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+sys.path.insert(0, str(ROOT))
+
+from tests.golden.describe import describe  # noqa: E402
+
+from derivex.core.config import EngineConfig  # noqa: E402
+from derivex.core.engine import Engine  # noqa: E402
+from derivex.core.records import CommandKind, command_array  # noqa: E402
+from derivex.exchange import Exchange, Quote  # noqa: E402
+from derivex.journal import Journal, full_root, list_snapshots, read, snapshot  # noqa: E402
+from derivex.pricing.service import OptionSpec, PricingService  # noqa: E402
+
+START_NS = 1_798_761_600_000_000_000  # 2027-01-01T00:00:00Z
+HOUR_NS = 3_600_000_000_000
+USDC = 1_000_000
+#: small pools keep the snapshot small; the session grows some of them (growth is recorded)
+CONFIG = EngineConfig(
+    initial_orders=64,
+    initial_levels=32,
+    initial_accounts=8,
+    initial_instruments=4,
+    initial_positions=16,
+    initial_levels_per_side=8,
+)
+
+
+class Clock:
+    """Sequencer time: 1 ms per reading, and jumps when the session says so."""
+
+    def __init__(self) -> None:
+        self.now_ns = START_NS
+
+    def __call__(self) -> int:
+        self.now_ns += 1_000_000
+        return self.now_ns
+
+    def jump(self, nanoseconds: int) -> None:
+        self.now_ns += nanoseconds
+
+
+def _index(ex: Exchange, clock: Clock, price_ticks: int) -> None:
+    t = clock.now_ns
+    ex.set_index("BTC", [(0, t, price_ticks), (1, t, price_ticks + 500), (2, t, price_ticks - 500)])
+
+
+def record_session(directory: Path) -> int:
+    """Journal the golden session into ``directory``; return the snapshot's seq."""
+    clock = Clock()
+    ex = Exchange(CONFIG, clock=clock, journal=Journal(directory, fsync="none"))
+    perp = ex.add_perpetual("BTC", tick_size_ticks=50, maker_fee_ppm=-100, taker_fee_ppm=500)
+    expiry = START_NS + 8 * HOUR_NS
+    call = ex.add_option(
+        "BTC", expiry, 10_000_000, "call", tick_size_ticks=500, min_trade_lots=1000
+    )
+    put = ex.add_option("BTC", expiry, 9_500_000, "put", tick_size_ticks=500, min_trade_lots=1000)
+    ex.set_price_band(perp, 60_000)
+    ex.set_funding_cap(perp, 500_000)
+    _index(ex, clock, 10_000_000)
+    pricing = PricingService(
+        [
+            OptionSpec(call, 10_000_000, expiry, True, 1, 500),
+            OptionSpec(put, 9_500_000, expiry, False, 1, 500),
+        ],
+        scenarios=ex.engine.config,
+    )
+    ex.submit(pricing.records(clock.now_ns, 10_000_000))
+    maker, taker = ex.create_account(), ex.create_account("reject_incoming")
+    hedger = ex.create_account(margin_mode="portfolio")
+    levered = ex.create_account()
+    for account in (maker, taker, hedger):
+        ex.deposit(account, 1_000_000 * USDC)
+    ex.deposit(levered, 500 * USDC)
+    ex.withdraw(taker, 1_000 * USDC)
+    ex.withdraw(levered, 10**15)  # rejected: more than the balance
+    ex.set_self_trade_prevention(maker, "cancel_resting")
+    ex.mass_quote(
+        maker,
+        [
+            Quote(perp, 9_999_500, 5_000, 10_000_500, 5_000),
+            Quote(call, 68_000, 10_000, 71_000, 10_000),
+        ],
+        label=1,
+    )
+    for step in range(1, 6):
+        ex.place(maker, perp, "buy", 4_000, 9_999_500 - 500 * step, label=10 + step)
+        ex.place(maker, perp, "sell", 4_000, 10_000_500 + 500 * step, label=20 + step)
+    ex.place(taker, perp, "buy", 12_000, order_type="market", label=30)
+    ex.place(hedger, call, "buy", 5_000, 71_000, time_in_force="ioc", label=31)
+    ex.place(taker, perp, "sell", 3_000, 9_999_500, post_only=True, label=32)
+    ex.place(taker, perp, "sell", 3_000, 9_999_500, post_only=True, reject_post_only=True)
+    ex.place(hedger, perp, "sell", 8_000, 9_999_000, label=33)
+    ex.place(taker, perp, "buy", 500_000, 10_003_000, time_in_force="fok", label=34)
+    ex.place(taker, perp, "sell", 1_000, 10_100_000, reduce_only=True, label=35)
+    ex.place(hedger, perp, "buy", 100_000, 10_001_500, time_in_force="ioc", label=37)
+    resting = ex.place(taker, perp, "buy", 1_000, 9_990_000, label=36)
+    ex.amend(taker, resting.order_id, 9_991_000, 2_000)
+    ex.cancel(maker, resting.order_id)  # rejected: not the owner
+    ex.cancel(taker, resting.order_id)
+    ex.place(levered, perp, "buy", 4_000, order_type="market")  # rejected: margin
+    ex.place(levered, perp, "buy", 1_400, 10_002_000, time_in_force="ioc", label=40)
+    ex.place(taker, put, "buy", 2_000, 5_000, label=41)
+    ex.halt(put)
+    ex.place(taker, put, "buy", 2_000, 5_000)  # rejected: halted
+    ex.resume(put)
+    ex.cancel_all(taker, put)
+    ex.submit(command_array(1))  # a NOOP
+    ex.check_invariants()
+    snapshot_seq = snapshot(ex).name
+    # second half, after the snapshot: the index falls 6 %, the levered account is
+    # liquidated, funding is paid, and the options expire
+    for _ in range(6):
+        clock.jump(HOUR_NS // 6)
+        _index(ex, clock, 9_400_000)
+        ex.advance_time()
+    ex.place(maker, perp, "buy", 4_000, 9_400_000, label=50)
+    ex.advance_time()
+    clock.jump(8 * HOUR_NS)
+    _index(ex, clock, 9_600_000)
+    ex.advance_time()
+    ex.cancel_all(maker)
+    ex.close(perp)
+    ex.check_invariants()
+    ex.journal.close()  # type: ignore[union-attr]
+    return int(snapshot_seq.split("-")[1].split(".")[0])
+
+
+def replay_summary(directory: Path) -> dict[str, object]:
+    """Replay the journal one engine call per batch and summarise what it gives."""
+    config = EngineConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    engine = Engine(config)
+    digest = hashlib.sha256()
+    commands = batches = 0
+    per_kind: dict[str, int] = {}
+    commands_per_kind: dict[str, int] = {}
+    for batch in read(directory):
+        events = engine.process(batch.commands)
+        digest.update(events.tobytes())
+        commands += len(batch.commands)
+        batches += 1
+        for kind, count in zip(*np.unique(events["kind"], return_counts=True), strict=True):
+            per_kind[str(int(kind))] = per_kind.get(str(int(kind)), 0) + int(count)
+        for kind, count in zip(*np.unique(batch.commands["kind"], return_counts=True), strict=True):
+            key = str(int(kind))
+            commands_per_kind[key] = commands_per_kind.get(key, 0) + int(count)
+    engine.check_invariants()
+    return {
+        "commands": commands,
+        "batches": batches,
+        "commands_per_kind": dict(sorted(commands_per_kind.items(), key=lambda kv: int(kv[0]))),
+        "events_per_kind": dict(sorted(per_kind.items(), key=lambda kv: int(kv[0]))),
+        "events_sha256": digest.hexdigest(),
+        "state_hash": engine.state_hash(),
+        "state_root": full_root(engine.state).hex(),
+    }
+
+
+def main() -> None:
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    (GOLDEN / "records.json").write_text(json.dumps(describe(), indent=1) + "\n")
+    directory = GOLDEN / "journal"
+    shutil.rmtree(directory, ignore_errors=True)
+    snapshot_seq = record_session(directory)
+    (directory / "LOCK").unlink()  # the writer's lock file: not part of the format
+    summary = replay_summary(directory)
+    [(seq, path)] = [(seq, path) for seq, path in list_snapshots(directory)]
+    assert seq == snapshot_seq
+    summary["snapshot"] = {"file": path.name, "seq": seq}
+    (GOLDEN / "journal.json").write_text(json.dumps(summary, indent=1) + "\n")
+    kinds = {int(k) for k in summary["commands_per_kind"]}  # type: ignore[union-attr]
+    missing = sorted(CommandKind(k).name for k in set(map(int, CommandKind)) - kinds)
+    print(f"wrote {GOLDEN}: {summary['commands']} commands; command kinds not in the journal:")
+    print("  " + (", ".join(missing) or "none"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,469 @@
+"""Read-only queries over the engine state: the one way shells read it.
+
+The state's layout (``core/layout.py``: pool columns, counters, linked lists) is private to
+``core/``; the embedded venue, the gateway, the journal's state root, the shared book
+snapshots, replicas and simulations read through these functions instead, so a change of
+layout touches ``core/`` only. Every function takes the engine's ``State`` (``engine.state``)
+first and never mutates it. Results are plain ints, small frozen dataclasses or numpy
+arrays (copies unless a docstring says *view*). Costs are per call.
+
+The few njit helpers here (``book_rows``, ``level_totals``, ``instrument_underlying``,
+``listed_instruments``) are
+for shells' own kernels (the book snapshot writer, the state root's book walk); no engine
+kernel imports this module, so editing it recompiles none of them.
+
+>>> from derivex.core.engine import Engine
+>>> st = Engine().state
+>>> account_count(st), instrument_count(st), clock_ns(st)  # the three system accounts
+(3, 0, 0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from derivex.core import layout as L
+from derivex.core.config import P_INDEX_HISTORY
+from derivex.core.jit import kernel
+from derivex.core.pools import order_slot_of
+from derivex.core.records import IndexStatus, Side
+from derivex.core.state import State
+
+NIL = L.NIL
+
+
+@dataclass(frozen=True)
+class Depth:
+    """L2 book: ``(price_ticks, qty_lots, order_count)`` per level, best first."""
+
+    bids: list[tuple[int, int, int]]
+    asks: list[tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    order_id: int
+    account: int
+    instrument: int
+    side: Side
+    price_ticks: int
+    remaining_lots: int
+    flags: int
+    label: int
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    price_ticks: int  # last valid index (0: never)
+    status: str  # none | valid | stale
+    ts_ns: int  # sequencer time of the last INDEX command
+    sources: int  # sources used in the last valid index
+
+
+@dataclass(frozen=True)
+class Position:
+    account: int
+    instrument: int
+    qty_lots: int
+    basis_units: int
+    open_buy_lots: int
+    open_sell_lots: int
+
+
+# ---- counters (O(1) each) ----
+
+
+def clock_ns(st: State) -> int:
+    """Sequencer time of the last command processed (0 before any)."""
+    return int(st.counters[L.C_CLOCK_NS])
+
+
+def commands_processed(st: State) -> int:
+    """Command records processed so far (the last seq of a venue sequenced from 1)."""
+    return int(st.counters[L.C_COMMANDS])
+
+
+def account_count(st: State) -> int:
+    """Accounts created, system accounts included (ids ``0 .. count - 1``)."""
+    return int(st.counters[L.C_ACCOUNT_HWM])
+
+
+def instrument_count(st: State) -> int:
+    """Instruments listed (ids ``0 .. count - 1``)."""
+    return int(st.counters[L.C_INSTRUMENT_HWM])
+
+
+def bad_debt_units(st: State) -> int:
+    """Losses no account, fund or auto-deleveraging covered (socialised), collateral units."""
+    return int(st.counters[L.C_BAD_DEBT])
+
+
+# the counters the state root's globals leaf commits to, in this (frozen) order
+_GLOBAL_COUNTERS = {
+    "clock_ns": L.C_CLOCK_NS,
+    "total_deposits_units": L.C_TOTAL_DEPOSITS,
+    "total_withdrawals_units": L.C_TOTAL_WITHDRAWALS,
+    "accounts": L.C_ACCOUNT_HWM,
+    "instruments": L.C_INSTRUMENT_HWM,
+    "orders_live": L.C_ORDERS_LIVE,
+    "levels_live": L.C_LEVELS_LIVE,
+    "positions_live": L.C_POSITIONS_LIVE,
+    "fills": L.C_FILLS,
+    "commands": L.C_COMMANDS,
+}
+GLOBAL_COUNTER_NAMES = tuple(_GLOBAL_COUNTERS)
+_GLOBAL_COLUMNS = list(_GLOBAL_COUNTERS.values())
+
+
+def global_counters(st: State) -> np.ndarray:
+    """int64 copy of the counters named by ``GLOBAL_COUNTER_NAMES``, in that order."""
+    return st.counters[_GLOBAL_COLUMNS]
+
+
+# ---- accounts ----
+
+
+def account_exists(st: State, account: int) -> bool:
+    return 0 <= account < account_count(st)
+
+
+def balance_units(st: State, account: int) -> int:
+    """The account's balance. Raises KeyError if it does not exist. O(1)."""
+    if not account_exists(st, account):
+        raise KeyError(account)
+    return int(st.acc_i8[account, L.A_BALANCE])
+
+
+def balances(st: State) -> dict[int, int]:
+    """Balance of every account, by id. O(accounts)."""
+    return dict(enumerate(st.acc_i8[: account_count(st), L.A_BALANCE].tolist()))
+
+
+def account_settings(st: State, account: int) -> tuple[int, int]:
+    """``(self-trade prevention, margin mode)`` codes of an account; ``(0, 0)`` for an id
+    outside the pool (the engine then rejects the command that uses it). O(1)."""
+    if not 0 <= account < st.acc_i4.shape[0]:
+        return 0, 0
+    return int(st.acc_i4[account, L.A_STP]), int(st.acc_i4[account, L.A_MARGIN_MODE])
+
+
+def account_modes(st: State, account: int) -> tuple[int, int]:
+    """``(MarginMode, AccountState)`` codes of an existing account. O(1)."""
+    return int(st.acc_i4[account, L.A_MARGIN_MODE]), int(st.acc_i4[account, L.A_STATE])
+
+
+def account_heads(st: State, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-account columns for ``ids`` (existing accounts): ``status``, ``stp``,
+    ``balance_units``, ``open_orders``. O(len(ids))."""
+    return {
+        "status": st.acc_i4[ids, L.A_STATUS],
+        "stp": st.acc_i4[ids, L.A_STP],
+        "balance_units": st.acc_i8[ids, L.A_BALANCE],
+        "open_orders": st.acc_i4[ids, L.A_OPEN_ORDERS],
+    }
+
+
+def standard_margin_sums(st: State, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(equity, maintenance margin)`` of ``accounts`` from the kept standard-margin sums
+    (exact for standard-mode accounts; portfolio-mode ones need ``risk.margins``).
+    O(len(accounts)), vectorised; both arrays are copies."""
+    equity = st.acc_i8[accounts, L.A_BALANCE] + st.acc_risk[accounts, L.R_VALUE]
+    return equity, st.acc_risk[accounts, L.R_STD_MM].copy()
+
+
+# ---- positions ----
+
+
+def position_slots(st: State, account: int) -> list[int]:
+    """The account's position slots, by instrument ascending. O(positions log positions)."""
+    slots = []
+    slot = int(st.acc_i4[account, L.A_POSITION_HEAD])
+    while slot != NIL:
+        slots.append(slot)
+        slot = int(st.pos_i4[slot, L.S_NEXT])
+    return sorted(slots, key=lambda s: int(st.pos_i4[s, L.S_INSTRUMENT]))
+
+
+def positions(st: State, account: int) -> list[Position]:
+    """The account's non-zero positions, by instrument. O(positions of the account)."""
+    result = []
+    for p in position_slots(st, account):
+        qty = int(st.pos_i8[p, L.S_QTY])
+        if qty != 0:
+            result.append(
+                Position(
+                    account,
+                    int(st.pos_i4[p, L.S_INSTRUMENT]),
+                    qty,
+                    int(st.pos_i8[p, L.S_BASIS]),
+                    int(st.pos_i8[p, L.S_OPEN_BUY]),
+                    int(st.pos_i8[p, L.S_OPEN_SELL]),
+                )
+            )
+    return result
+
+
+def position_greeks(st: State, account: int) -> tuple[int, int, int, int]:
+    """Sum over the account's positions of qty x (delta, gamma, vega, theta) of one lot,
+    1e-9 units. O(positions of the account)."""
+    greeks = [0, 0, 0, 0]
+    for slot in position_slots(st, account):
+        qty = int(st.pos_i8[slot, L.S_QTY])
+        instrument = int(st.pos_i4[slot, L.S_INSTRUMENT])
+        for k, column in enumerate((L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA)):
+            greeks[k] += qty * int(st.ins_i8[instrument, column])
+    return greeks[0], greeks[1], greeks[2], greeks[3]
+
+
+def live_positions(st: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(slots, accounts, instruments)`` of every live position slot, slots ascending.
+    O(position pool high-water mark), vectorised."""
+    hwm = int(st.counters[L.C_POSITION_HWM])
+    slots = np.flatnonzero(st.pos_i4[:hwm, L.S_LIVE] == 1)
+    return slots, st.pos_i4[slots, L.S_ACCOUNT], st.pos_i4[slots, L.S_INSTRUMENT]
+
+
+def position_columns(st: State, slots: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-position columns for ``slots``: ``qty_lots``, ``basis_units``,
+    ``open_buy_lots``, ``open_sell_lots``, ``orders`` (resting). O(len(slots))."""
+    return {
+        "qty_lots": st.pos_i8[slots, L.S_QTY],
+        "basis_units": st.pos_i8[slots, L.S_BASIS],
+        "open_buy_lots": st.pos_i8[slots, L.S_OPEN_BUY],
+        "open_sell_lots": st.pos_i8[slots, L.S_OPEN_SELL],
+        "orders": st.pos_i4[slots, L.S_ORDERS],
+    }
+
+
+def open_interest_lots(st: State, instrument: int) -> int:
+    """Sum of the long positions in ``instrument``. O(position pool high-water mark)."""
+    count = int(st.counters[L.C_POSITION_HWM])
+    qty = st.pos_i8[:count, L.S_QTY]
+    mask = (st.pos_i4[:count, L.S_INSTRUMENT] == instrument) & (qty > 0)
+    return int(qty[mask].sum())
+
+
+# ---- orders ----
+
+
+def order(st: State, order_id: int) -> OrderInfo | None:
+    """The live order with this id, or None. O(1)."""
+    slot = int(order_slot_of(st, np.int64(order_id))) if 0 < order_id < 2**63 else NIL
+    if slot < 0:
+        return None
+    position = int(st.ord_i4[slot, L.O_POSITION])
+    meta = int(st.ord_i4[slot, L.O_META])
+    return OrderInfo(
+        order_id,
+        int(st.pos_i4[position, L.S_ACCOUNT]),
+        int(st.pos_i4[position, L.S_INSTRUMENT]),
+        Side(meta & 1),
+        int(st.ord_i8[slot, L.O_PRICE]),
+        int(st.ord_i8[slot, L.O_QTY]),
+        meta >> 1,
+        int(st.ord_label[slot]),
+    )
+
+
+def open_orders(st: State, account: int, instrument: int | None = None) -> list[OrderInfo]:
+    """The account's resting orders (of ``instrument`` only, if given), by instrument, then
+    oldest first. O(positions + orders of the account)."""
+    result = []
+    for position in position_slots(st, account):
+        if instrument is not None and st.pos_i4[position, L.S_INSTRUMENT] != instrument:
+            continue
+        slot = int(st.pos_i4[position, L.S_ORDER_HEAD])
+        while slot != NIL:
+            info = order(st, (int(st.ord_i8[slot, L.O_GENERATION]) << 32) | slot)
+            assert info is not None
+            result.append(info)
+            slot = int(st.ord_i4[slot, L.O_POSITION_NEXT])
+    return result
+
+
+# ---- books ----
+
+
+def depth(st: State, instrument: int, levels: int = 10) -> Depth:
+    """The best ``levels`` of each side, from the book ladder and the levels' own totals.
+    Cost: O(levels returned), whatever the number of orders in the book."""
+    sides = []
+    for side in (Side.BUY, Side.SELL):
+        row = instrument * 2 + side
+        count = int(st.ladder_len[row])
+        take = max(0, min(int(levels), count))
+        slots = st.ladder_level[row, count - take : count][::-1]  # best level last
+        sides.append(
+            list(
+                zip(
+                    st.ladder_price[row, count - take : count][::-1].tolist(),
+                    st.lvl_i8[slots, L.L_QTY].tolist(),
+                    st.lvl_i4[slots, L.L_COUNT].tolist(),
+                    strict=True,
+                )
+            )
+        )
+    return Depth(sides[0], sides[1])
+
+
+def best_price_ticks(st: State, instrument: int, side: int) -> int:
+    """Best price of a side of the book (the highest bid, the lowest ask); 0 when the side
+    is empty. O(1)."""
+    row = instrument * 2 + side
+    depth = int(st.ladder_len[row])
+    return int(st.ladder_price[row, depth - 1]) if depth else 0
+
+
+def resting_orders(st: State, instrument: int) -> int:
+    """Orders resting in the instrument's book. O(1)."""
+    return int(st.ins_i4[instrument, L.I_RESTING])
+
+
+@kernel
+def listed_instruments(st):
+    """Instruments listed (``instrument_count`` for shells' kernels). O(1)."""
+    return st.counters[L.C_INSTRUMENT_HWM]
+
+
+@kernel
+def level_totals(lvl_i8, lvl_i4, level):
+    """``(qty_lots, order count)`` of a price level slot (for shells' kernels that hold
+    the level pools, e.g. the book snapshot writer). O(1)."""
+    return lvl_i8[level, L.L_QTY], lvl_i4[level, L.L_COUNT]
+
+
+@kernel
+def instrument_underlying(ins_i4, instrument):
+    """The instrument's ``Underlying`` code, from the instrument pool's int32 rows. O(1)."""
+    return np.int64(ins_i4[instrument, L.I_UNDERLYING])
+
+
+@kernel
+def book_rows(st, instrument, out, counts):
+    """Fill ``out`` (int64[n, 6]) with the book's orders, bids best level first then asks
+    best level first, FIFO within a level: (side, price, order id, account, qty, flags).
+    ``counts`` gets (bid orders, ask orders, bid levels, ask levels). Returns the number of
+    rows, or -1 if ``out`` is too small. Cost: O(orders in the book), compiled."""
+    n = 0
+    for side in range(2):
+        row = instrument * 2 + side
+        levels = st.ladder_len[row]
+        counts[2 + side] = levels
+        for index in range(levels - 1, -1, -1):
+            level = st.ladder_level[row, index]
+            price = st.lvl_i8[level, L.L_PRICE]
+            slot = st.lvl_i4[level, L.L_HEAD]
+            while slot != L.NIL:
+                if n >= out.shape[0]:
+                    return -1
+                position = st.ord_i4[slot, L.O_POSITION]
+                out[n, 0] = side
+                out[n, 1] = price
+                out[n, 2] = (st.ord_i8[slot, L.O_GENERATION] << 32) | np.int64(slot)
+                out[n, 3] = st.pos_i4[position, L.S_ACCOUNT]
+                out[n, 4] = st.ord_i8[slot, L.O_QTY]
+                out[n, 5] = st.ord_i4[slot, L.O_META] >> 1
+                n += 1
+                slot = st.ord_i4[slot, L.O_NEXT]
+        if side == 0:
+            counts[0] = n
+    counts[1] = n - counts[0]
+    return n
+
+
+# ---- instruments and market data ----
+
+_INSTRUMENT_I4 = {
+    "kind": L.I_KIND,
+    "option_type": L.I_OPTION_TYPE,
+    "underlying": L.I_UNDERLYING,
+    "status": L.I_STATUS,
+    "resting_orders": L.I_RESTING,
+}
+_INSTRUMENT_I8 = {
+    "strike_ticks": L.I_STRIKE,
+    "expiry_ts_ns": L.I_EXPIRY,
+    "tick_size_ticks": L.I_TICK,
+    "min_trade_lots": L.I_MIN_LOTS,
+    "contract_value_units": L.I_CONTRACT_VALUE,
+    "maker_fee_ppm": L.I_MAKER_FEE,
+    "taker_fee_ppm": L.I_TAKER_FEE,
+    "max_price_ticks": L.I_MAX_PRICE,
+}
+#: the listing fields of an instrument, as ``instrument_columns`` names them
+INSTRUMENT_FIELDS = tuple(_INSTRUMENT_I4) + tuple(_INSTRUMENT_I8)
+
+
+def instrument_columns(st: State, ids: np.ndarray | list[int]) -> dict[str, np.ndarray]:
+    """Listing fields (``INSTRUMENT_FIELDS``: kind, option type, underlying, status,
+    resting orders; strike, expiry, tick, minimum lots, contract value, fees, max price) of
+    the instruments ``ids``, one array each. O(len(ids))."""
+    columns = {name: st.ins_i4[ids, column] for name, column in _INSTRUMENT_I4.items()}
+    columns.update({name: st.ins_i8[ids, column] for name, column in _INSTRUMENT_I8.items()})
+    return columns
+
+
+def max_price_ticks(st: State, instrument: int) -> int:
+    """The instrument's price cap (0: not listed). O(1)."""
+    return int(st.ins_i8[instrument, L.I_MAX_PRICE])
+
+
+def mark_ticks(st: State, instrument: int) -> int:
+    """The instrument's applied mark price (0 if none yet). O(1)."""
+    return int(st.ins_i8[instrument, L.I_MARK])
+
+
+def funding_rate_ppb(st: State, instrument: int) -> int:
+    """A perpetual's last funding rate per funding period, 1e-9. O(1)."""
+    return int(st.ins_i8[instrument, L.I_FUNDING_RATE])
+
+
+def option_marks(st: State, instrument: int) -> tuple[int, list[int]] | None:
+    """``(mark IV ppm, [delta, gamma, vega, theta, rho] of one lot, 1e-9)`` from the last
+    sequenced risk array, or None for an instrument outside the pool or without one. O(1)."""
+    if not 0 <= instrument < st.ins_i8.shape[0]:
+        return None
+    row = st.ins_i8[instrument]
+    iv_ppm = int(row[L.I_MARK_IV])
+    if not iv_ppm:
+        return None
+    return iv_ppm, [int(row[k]) for k in (L.I_DELTA, L.I_GAMMA, L.I_VEGA, L.I_THETA, L.I_RHO)]
+
+
+def mark_source(st: State) -> tuple[np.ndarray, int]:
+    """``(array, column)`` whose ``array[instrument, column]`` is the applied mark: a view
+    for shells' kernels (the book snapshot writer). O(1)."""
+    return st.ins_i8, L.I_MARK
+
+
+def index_source(st: State) -> tuple[np.ndarray, int]:
+    """``(array, column)`` whose ``array[underlying, column]`` is the last valid index: a
+    view for shells' kernels. O(1)."""
+    return st.und_i8, L.U_INDEX
+
+
+def index_ticks(st: State, underlying: int) -> int:
+    """Last valid index of the ``Underlying`` code (0: never). O(1)."""
+    return int(st.und_i8[underlying, L.U_INDEX])
+
+
+def index(st: State, underlying: int) -> IndexInfo:
+    """Index, status, time and sources of the ``Underlying`` code. O(1)."""
+    row = st.und_i8[underlying]
+    return IndexInfo(
+        int(row[L.U_INDEX]),
+        IndexStatus(int(row[L.U_STATUS])).name.lower(),
+        int(row[L.U_INDEX_TS]),
+        int(row[L.U_SOURCES]),
+    )
+
+
+def index_history(st: State, underlying: int) -> list[tuple[int, int]]:
+    """``(ts_ns, index)`` of the kept valid index updates, oldest first. O(kept)."""
+    history = int(st.params[P_INDEX_HISTORY])
+    head = int(st.und_i8[underlying, L.U_HIST_HEAD])
+    length = int(st.und_i8[underlying, L.U_HIST_LEN])
+    rows = [underlying * history + (head - length + k) % history for k in range(length)]
+    return [(int(st.und_hist[r, 0]), int(st.und_hist[r, 1])) for r in rows]
