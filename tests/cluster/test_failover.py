@@ -23,8 +23,6 @@ from derivex.core.engine import Engine
 from derivex.journal import full_root
 from derivex.sequencer import Sequencer
 
-pytestmark = pytest.mark.integration
-
 TTL_S = 3  # whole seconds; generous: this machine is shared and loaded
 
 

@@ -16,8 +16,6 @@ from derivex.cluster.jetstream import FIRST_SEQ_HEADER, JetStreamLog, stream_nam
 from derivex.cluster.log import WrongLastSequence
 from tests.cluster.conftest import stamped
 
-pytestmark = pytest.mark.integration
-
 
 async def _raw_stream(urls: list[str], stream: str) -> tuple[object, list[tuple[int, dict]]]:
     """The stream's config and each message's (stream seq, headers), read by a plain client."""

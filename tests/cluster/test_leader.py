@@ -15,8 +15,6 @@ from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogError
 from derivex.cluster.node import Follower
 
-pytestmark = pytest.mark.integration
-
 
 def test_an_append_with_an_unknown_outcome_stops_the_leader(nats_cluster, domain) -> None:
     with JetStreamLog(nats_cluster.urls, domain, retry_for=1.0) as log:

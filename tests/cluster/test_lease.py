@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from derivex.cluster.jetstream import JetStreamLog
 from derivex.cluster.lease import Lease
-
-pytestmark = pytest.mark.integration
 
 
 def test_one_holder_renewal_and_expiry(nats_cluster, domain) -> None:

