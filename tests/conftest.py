@@ -64,7 +64,7 @@ def venue(clock: ManualClock):
 #: what starting a process or a server looks like in a test, a fixture or a test helper
 _STARTERS = re.compile(
     r"subprocess\.|Popen\(|\.Process\(|get_context\(|sys\.executable|GatewayThread\(|Served\("
-    r"|\bRuntime\(|\bserve_process\(|\bstart_gateway\("
+    r"|\bRuntime\(|\bserve_process\(|\bstart_gateway\(|\bLocalCluster\("
 )
 #: modules whose tests start processes through helpers the scan above does not see
 _INTEGRATION_MODULES = frozenset(
