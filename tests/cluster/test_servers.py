@@ -4,6 +4,8 @@ file, and is shown to refuse a server with the default setting."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from derivex.cluster.servers import LocalCluster, server_binary
@@ -37,3 +39,25 @@ def test_the_check_refuses_the_default_two_minute_sync(tmp_path) -> None:
             cluster.check_durability()
     finally:
         cluster.stop()
+
+
+def test_a_port_taken_before_the_server_binds_it_is_replaced(tmp_path) -> None:
+    """``free_port`` can only say a port was free: another process may take it before the
+    server binds it (seen when tests ran beside other suites). The start tries again on
+    fresh ports instead of failing."""
+    cluster = LocalCluster(tmp_path, nodes=3, lifetime_s=120)
+    taken = cluster.nodes[2].cluster_port
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", taken))
+    squatter.listen()
+    try:
+        cluster.start()
+        try:
+            assert cluster.nodes[2].cluster_port != taken
+            cluster.check_durability()
+            assert all(node.healthy() for node in cluster.nodes)
+        finally:
+            cluster.stop()
+    finally:
+        squatter.close()

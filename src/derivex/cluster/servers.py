@@ -158,10 +158,25 @@ class LocalCluster:
             "}\n"
         )
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> None:
         """Write the configs, start every server, wait until all are healthy. Raises
         RuntimeError (with the servers' log tails) if one exits or the cluster is not
-        healthy within ``timeout`` seconds; the servers started are stopped first."""
+        healthy within ``timeout`` seconds; the servers started are stopped first. A port
+        found free (``free_port``) can be taken by another process before the server binds
+        it: a start that fails with "address already in use" is tried again on fresh ports,
+        up to ``attempts`` times."""
+        for attempt in range(attempts):
+            try:
+                self._start(timeout)
+                return
+            except RuntimeError as error:
+                if "address already in use" not in str(error) or attempt == attempts - 1:
+                    raise
+                for node in self.nodes:
+                    node.client_port, node.cluster_port = free_port(), free_port()
+                    node.monitor_port = free_port()
+
+    def _start(self, timeout: float) -> None:
         binary = server_binary()
         try:
             for node in self.nodes:
