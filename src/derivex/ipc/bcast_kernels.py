@@ -1,4 +1,7 @@
-"""njit kernels and control-block layout of the broadcast ring (see :mod:`.broadcast`).
+"""The broadcast ring's own kernels and control-block layout (see :mod:`.broadcast`): its
+claim (the slowest active consumer, the drop policy) and its publish / peek / release through
+the arithmetic both rings share (:mod:`.ring_step`); the copy and wait loops are shared too
+(:mod:`.ring_loops`).
 
 Control words (int64, ``LINE_WORDS`` = 16 words = 128 bytes apart)::
 
@@ -12,19 +15,17 @@ consumer is no longer active (dropped or left).
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from .atomics import (
     compare_exchange,
-    copy_bytes,
     fence_acquire,
     fence_seq_cst,
     load_acquire,
     monotonic_ns,
     store_release,
 )
-from .endpoint import EOF
+from .ring_step import advance, contiguous, free_slots, readable
 from .segment import LINE_WORDS
 from .wait import wait_step
 
@@ -77,15 +78,10 @@ def _drop_laggards(ctrl, local):
 
 @njit(cache=True, nogil=True)
 def bcast_try_claim(ctrl, local, want):
-    head = local[P_HEAD]
-    cap = local[P_CAP]
-    slot = head & (cap - 1)
-    want = min(want, cap - slot)
-    free = cap - (head - local[P_CMIN])
-    if free < want:
+    slot, want = contiguous(local, P_HEAD, P_CAP, want)
+    if free_slots(local, P_HEAD, P_CMIN, P_CAP) < want:
         local[P_CMIN] = _min_cursor(ctrl, local)
-        free = cap - (head - local[P_CMIN])
-    n = max(0, min(want, free))
+    n = max(0, min(want, free_slots(local, P_HEAD, P_CMIN, P_CAP)))
     if n > 0:
         local[P_STUCK_SINCE] = 0
     return slot, n
@@ -124,23 +120,7 @@ def bcast_claim(ctrl, local, want, wparams, deadline_ns):
 
 @njit(cache=True, nogil=True)
 def bcast_publish(ctrl, local, n):
-    local[P_HEAD] += n
-    store_release(ctrl, B_HEAD, local[P_HEAD])
-
-
-@njit(cache=True, nogil=True)
-def bcast_push(ctrl, local, raw, src, wparams, deadline_ns):
-    size = local[P_SIZE]
-    total = src.shape[0] // size
-    done = 0
-    while done < total:
-        slot, n = bcast_claim(ctrl, local, total - done, wparams, deadline_ns)
-        if n == 0:
-            break
-        copy_bytes(raw, slot * size, src, done * size, n * size)
-        bcast_publish(ctrl, local, n)
-        done += n
-    return done
+    advance(ctrl, local, P_HEAD, B_HEAD, n)
 
 
 # ----------------------------------------------------------------- consumer
@@ -148,30 +128,7 @@ def bcast_push(ctrl, local, raw, src, wparams, deadline_ns):
 def bcast_try_peek(ctrl, local, want):
     if load_acquire(ctrl, local[Q_BASE] + C_STATE) != ACTIVE:
         return 0, DROPPED_RC
-    cursor = local[Q_CURSOR]
-    cap = local[Q_CAP]
-    slot = cursor & (cap - 1)
-    want = min(want, cap - slot)
-    avail = local[Q_CHEAD] - cursor
-    if avail < want:
-        local[Q_CHEAD] = load_acquire(ctrl, B_HEAD)
-        avail = local[Q_CHEAD] - cursor
-    return slot, max(0, min(want, avail))
-
-
-@njit(cache=True, nogil=True)
-def bcast_peek(ctrl, local, want, wparams, deadline_ns):
-    slot, n = bcast_try_peek(ctrl, local, want)
-    i = 0
-    while n == 0 and want > 0:
-        if load_acquire(ctrl, B_DONE) != 0:
-            slot, n = bcast_try_peek(ctrl, local, want)
-            return slot, (n if n != 0 else EOF)
-        if not wait_step(wparams, i, deadline_ns):
-            break
-        i += 1
-        slot, n = bcast_try_peek(ctrl, local, want)
-    return slot, n
+    return readable(ctrl, local, Q_CURSOR, Q_CHEAD, Q_CAP, B_HEAD, want)
 
 
 @njit(cache=True, nogil=True)
@@ -182,33 +139,5 @@ def bcast_release(ctrl, local, n):
     base = local[Q_BASE]
     if load_acquire(ctrl, base + C_STATE) != ACTIVE:
         return DROPPED_RC
-    local[Q_CURSOR] += n
-    store_release(ctrl, base + C_CURSOR, local[Q_CURSOR])
+    advance(ctrl, local, Q_CURSOR, base + C_CURSOR, n)
     return n
-
-
-@njit(cache=True, nogil=True)
-def bcast_pop(ctrl, local, raw, dst, wparams, deadline_ns):
-    size = local[Q_SIZE]
-    max_n = dst.shape[0] // size
-    slot, n = bcast_peek(ctrl, local, max_n, wparams, deadline_ns)
-    got = 0
-    while n > 0:
-        copy_bytes(dst, got * size, raw, slot * size, n * size)
-        if bcast_release(ctrl, local, n) == DROPPED_RC:
-            return DROPPED_RC
-        got += n
-        if got == max_n:
-            break
-        slot, n = bcast_try_peek(ctrl, local, max_n - got)
-    return got if got > 0 else n
-
-
-@njit(cache=True, nogil=True)
-def _bcast_push_records(ctrl, local, raw, records, wparams, deadline_ns):
-    return bcast_push(ctrl, local, raw, records.view(np.uint8), wparams, deadline_ns)
-
-
-@njit(cache=True, nogil=True)
-def _bcast_pop_records(ctrl, local, raw, out, wparams, deadline_ns):
-    return bcast_pop(ctrl, local, raw, out.view(np.uint8), wparams, deadline_ns)

@@ -54,14 +54,9 @@ from .bcast_kernels import (
     P_HEAD,
     P_POLICY,
     POLICIES,
-    _bcast_pop_records,
-    _bcast_push_records,
     _min_cursor,
     bcast_claim,
-    bcast_peek,
-    bcast_pop,
     bcast_publish,
-    bcast_push,
     bcast_release,
     bcast_try_claim,
     bcast_try_peek,
@@ -77,6 +72,7 @@ from .endpoint import (
     push_loop,
     readonly,
 )
+from .ring_loops import _bcast_pop_records, _bcast_push_records, bcast_peek, bcast_pop, bcast_push
 from .segment import (
     H_GRACE_NS,
     H_N_CONSUMERS,

@@ -33,9 +33,8 @@ import os
 import time
 
 import numpy as np
-from numba import njit
 
-from .atomics import atomic_load, atomic_store, copy_bytes, load_acquire, store_release
+from .atomics import atomic_load, atomic_store
 from .endpoint import (
     EOF,
     RingBase,
@@ -47,8 +46,20 @@ from .endpoint import (
     readonly,
     shrink,
 )
-from .segment import KIND_SPSC, LINE_WORDS, RingTimeout, Segment
-from .wait import PY_SLICE_NS, WaitStrategy, wait_step
+from .ring_loops import _spsc_pop_records, _spsc_push_records, spsc_peek, spsc_pop, spsc_push
+from .segment import KIND_SPSC, RingTimeout, Segment
+from .spsc_kernels import (
+    S_DONE,
+    S_HEAD,
+    S_TAIL,
+    SPSC_CTRL_LINES,
+    spsc_claim,
+    spsc_publish,
+    spsc_release,
+    spsc_try_claim,
+    spsc_try_peek,
+)
+from .wait import PY_SLICE_NS, WaitStrategy
 
 __all__ = [
     "SpscRing",
@@ -62,120 +73,8 @@ __all__ = [
     "spsc_try_peek",
 ]
 
-# shared control words
-S_HEAD = 0
-S_TAIL = LINE_WORDS
-S_DONE = 2 * LINE_WORDS
-SPSC_CTRL_LINES = 3
-# process-local words
-L_HEAD, L_CTAIL, L_TAIL, L_CHEAD, L_CAP, L_SIZE = range(6)
-
-
-@njit(cache=True, nogil=True)
-def spsc_try_claim(ctrl, local, want):
-    head = local[L_HEAD]
-    cap = local[L_CAP]
-    slot = head & (cap - 1)
-    want = min(want, cap - slot)
-    free = cap - (head - local[L_CTAIL])
-    if free < want:
-        local[L_CTAIL] = load_acquire(ctrl, S_TAIL)
-        free = cap - (head - local[L_CTAIL])
-    return slot, max(0, min(want, free))
-
-
-@njit(cache=True, nogil=True)
-def spsc_claim(ctrl, local, want, wparams, deadline_ns):
-    slot, n = spsc_try_claim(ctrl, local, want)
-    i = 0
-    while n == 0 and want > 0:
-        if not wait_step(wparams, i, deadline_ns):
-            break
-        i += 1
-        slot, n = spsc_try_claim(ctrl, local, want)
-    return slot, n
-
-
-@njit(cache=True, nogil=True)
-def spsc_publish(ctrl, local, n):
-    local[L_HEAD] += n
-    store_release(ctrl, S_HEAD, local[L_HEAD])
-
-
-@njit(cache=True, nogil=True)
-def spsc_try_peek(ctrl, local, want):
-    tail = local[L_TAIL]
-    cap = local[L_CAP]
-    slot = tail & (cap - 1)
-    want = min(want, cap - slot)
-    avail = local[L_CHEAD] - tail
-    if avail < want:
-        local[L_CHEAD] = load_acquire(ctrl, S_HEAD)
-        avail = local[L_CHEAD] - tail
-    return slot, max(0, min(want, avail))
-
-
-@njit(cache=True, nogil=True)
-def spsc_peek(ctrl, local, want, wparams, deadline_ns):
-    slot, n = spsc_try_peek(ctrl, local, want)
-    i = 0
-    while n == 0 and want > 0:
-        if load_acquire(ctrl, S_DONE) != 0:
-            # head was stored before done: re-reading it now sees the final value
-            slot, n = spsc_try_peek(ctrl, local, want)
-            return slot, (n if n > 0 else EOF)
-        if not wait_step(wparams, i, deadline_ns):
-            break
-        i += 1
-        slot, n = spsc_try_peek(ctrl, local, want)
-    return slot, n
-
-
-@njit(cache=True, nogil=True)
-def spsc_release(ctrl, local, n):
-    local[L_TAIL] += n
-    store_release(ctrl, S_TAIL, local[L_TAIL])
-
-
-@njit(cache=True, nogil=True)
-def spsc_push(ctrl, local, raw, src, wparams, deadline_ns):
-    size = local[L_SIZE]
-    total = src.shape[0] // size
-    done = 0
-    while done < total:
-        slot, n = spsc_claim(ctrl, local, total - done, wparams, deadline_ns)
-        if n == 0:
-            break
-        copy_bytes(raw, slot * size, src, done * size, n * size)
-        spsc_publish(ctrl, local, n)
-        done += n
-    return done
-
-
-@njit(cache=True, nogil=True)
-def spsc_pop(ctrl, local, raw, dst, wparams, deadline_ns):
-    size = local[L_SIZE]
-    max_n = dst.shape[0] // size
-    slot, n = spsc_peek(ctrl, local, max_n, wparams, deadline_ns)
-    got = 0
-    while n > 0:
-        copy_bytes(dst, got * size, raw, slot * size, n * size)
-        spsc_release(ctrl, local, n)
-        got += n
-        if got == max_n:
-            break
-        slot, n = spsc_try_peek(ctrl, local, max_n - got)
-    return got if got > 0 else n
-
-
-@njit(cache=True, nogil=True)
-def _spsc_push_records(ctrl, local, raw, records, wparams, deadline_ns):
-    return spsc_push(ctrl, local, raw, records.view(np.uint8), wparams, deadline_ns)
-
-
-@njit(cache=True, nogil=True)
-def _spsc_pop_records(ctrl, local, raw, out, wparams, deadline_ns):
-    return spsc_pop(ctrl, local, raw, out.view(np.uint8), wparams, deadline_ns)
+# (the SPSC kernels: :mod:`.spsc_kernels`; the copy and wait loops shared with the broadcast
+# ring: :mod:`.ring_loops`)
 
 
 class SpscRing(RingBase):

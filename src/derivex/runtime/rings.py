@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from derivex.ipc.atomics import copy_bytes, load_acquire
-from derivex.ipc.ring import (
+from derivex.ipc.spsc_kernels import (
     L_SIZE,
     S_DONE,
     spsc_publish,
