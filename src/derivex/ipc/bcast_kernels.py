@@ -78,10 +78,13 @@ def _drop_laggards(ctrl, local):
 
 @njit(cache=True, nogil=True)
 def bcast_try_claim(ctrl, local, want):
-    slot, want = contiguous(local, P_HEAD, P_CAP, want)
-    if free_slots(local, P_HEAD, P_CMIN, P_CAP) < want:
+    head, cap = local[P_HEAD], local[P_CAP]
+    slot, want = contiguous(head, cap, want)
+    free = free_slots(head, local[P_CMIN], cap)
+    if free < want:
         local[P_CMIN] = _min_cursor(ctrl, local)
-    n = max(0, min(want, free_slots(local, P_HEAD, P_CMIN, P_CAP)))
+        free = free_slots(head, local[P_CMIN], cap)
+    n = max(0, min(want, free))
     if n > 0:
         local[P_STUCK_SINCE] = 0
     return slot, n
@@ -118,20 +121,20 @@ def bcast_claim(ctrl, local, want, wparams, deadline_ns):
     return slot, n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def bcast_publish(ctrl, local, n):
     advance(ctrl, local, P_HEAD, B_HEAD, n)
 
 
 # ----------------------------------------------------------------- consumer
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def bcast_try_peek(ctrl, local, want):
     if load_acquire(ctrl, local[Q_BASE] + C_STATE) != ACTIVE:
         return 0, DROPPED_RC
     return readable(ctrl, local, Q_CURSOR, Q_CHEAD, Q_CAP, B_HEAD, want)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def bcast_release(ctrl, local, n):
     """Release ``n`` records; returns n, or DROPPED_RC if the consumer is no longer
     active (dropped: what was read may be corrupt; or left)."""

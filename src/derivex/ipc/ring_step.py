@@ -12,28 +12,27 @@ from numba import njit
 from .atomics import load_acquire, store_release
 
 
-@njit(cache=True, nogil=True)
-def contiguous(local, head, cap, want):
-    """``(slot, want)``: where a claim at ``local[head]`` starts, and ``want`` cut at the
-    buffer's end (claims and peeks never wrap)."""
-    position = local[head]
-    slot = position & (local[cap] - 1)
-    return slot, min(want, local[cap] - slot)
+@njit(cache=True, nogil=True, inline="always")
+def contiguous(position, cap, want):
+    """``(slot, want)``: where a claim or a peek at ``position`` starts, and ``want`` cut at
+    the buffer's end (claims and peeks never wrap)."""
+    slot = position & (cap - 1)
+    return slot, min(want, cap - slot)
 
 
-@njit(cache=True, nogil=True)
-def free_slots(local, head, cached_tail, cap):
-    """Free slots as the producer's cached view of the slowest reader sees them."""
-    return local[cap] - (local[head] - local[cached_tail])
+@njit(cache=True, nogil=True, inline="always")
+def free_slots(head, tail, cap):
+    """Free slots for a producer at ``head`` whose slowest reader is at ``tail``."""
+    return cap - (head - tail)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def readable(ctrl, local, position, cached_head, cap, head_word, want):
     """``(slot, n)``: up to ``want`` contiguous records readable at ``local[position]``;
     the shared head (``ctrl[head_word]``) is acquire-loaded only when the cached one says
     there are fewer than ``want``."""
     start = local[position]
-    slot, want = contiguous(local, position, cap, want)
+    slot, want = contiguous(start, local[cap], want)
     available = local[cached_head] - start
     if available < want:
         local[cached_head] = load_acquire(ctrl, head_word)
@@ -41,7 +40,7 @@ def readable(ctrl, local, position, cached_head, cap, head_word, want):
     return slot, max(0, min(want, available))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def advance(ctrl, local, mine, word, n):
     """Publish (producer) or release (consumer) ``n`` records: ``local[mine] += n``, then a
     release store of it to ``ctrl[word]`` (the slots written / read before it are ordered

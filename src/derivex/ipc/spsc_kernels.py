@@ -22,10 +22,13 @@ L_HEAD, L_CTAIL, L_TAIL, L_CHEAD, L_CAP, L_SIZE = range(6)
 
 @njit(cache=True, nogil=True)
 def spsc_try_claim(ctrl, local, want):
-    slot, want = contiguous(local, L_HEAD, L_CAP, want)
-    if free_slots(local, L_HEAD, L_CTAIL, L_CAP) < want:
+    head, cap = local[L_HEAD], local[L_CAP]
+    slot, want = contiguous(head, cap, want)
+    free = free_slots(head, local[L_CTAIL], cap)
+    if free < want:
         local[L_CTAIL] = load_acquire(ctrl, S_TAIL)
-    return slot, max(0, min(want, free_slots(local, L_HEAD, L_CTAIL, L_CAP)))
+        free = free_slots(head, local[L_CTAIL], cap)
+    return slot, max(0, min(want, free))
 
 
 @njit(cache=True, nogil=True)
@@ -40,17 +43,17 @@ def spsc_claim(ctrl, local, want, wparams, deadline_ns):
     return slot, n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def spsc_publish(ctrl, local, n):
     advance(ctrl, local, L_HEAD, S_HEAD, n)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def spsc_try_peek(ctrl, local, want):
     return readable(ctrl, local, L_TAIL, L_CHEAD, L_CAP, S_HEAD, want)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def spsc_release(ctrl, local, n):
     advance(ctrl, local, L_TAIL, S_TAIL, n)
     return n
