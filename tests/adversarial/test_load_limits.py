@@ -73,13 +73,32 @@ def _others_are_answered(port: int, count: int) -> int:
     return answered
 
 
+def _reader_limits(**limits: float) -> Limits:
+    """No rate limits and no connection cap (one client floods), writes paused past 64 KiB."""
+    base: dict[str, float] = {
+        "max_connections_per_address": 0,
+        "public_rate_per_connection": 0,
+        "public_rate_per_address": 0,
+        "pause_reading_bytes": 64 << 10,
+    }
+    return Limits(**{**base, **limits})  # type: ignore[arg-type]
+
+
+def _book_flood(port: int, count: int) -> RawWebSocket:
+    """A client that pipelines ``count`` deep ``get_order_book`` requests and reads nothing."""
+    slow = RawWebSocket(port, receive_buffer=4096)
+    slow.send(
+        [
+            request(k, "public/get_order_book", instrument_name=INSTRUMENT, depth=10_000)
+            for k in range(count)
+        ]
+    )
+    return slow
+
+
 def test_non_reading_client_is_closed_with_reason_while_others_are_answered() -> None:
-    limits = Limits(
-        max_connections_per_address=0,
-        public_rate_per_connection=0,
-        public_rate_per_address=0,
+    limits = _reader_limits(
         max_outbound_bytes=512 << 10,
-        pause_reading_bytes=64 << 10,
         send_stall_s=0,
         # 256 KiB reads: one read brings ~2000 requests, whose replies overflow the outbound
         # limit (with the default 8 KiB reads the connection is paused, not read, before its
@@ -90,15 +109,9 @@ def test_non_reading_client_is_closed_with_reason_while_others_are_answered() ->
         _deep_book(served)
         reply_bytes = _served_book_bytes(served.port)
         assert reply_bytes > 20_000
-        slow = RawWebSocket(served.port, receive_buffer=4096)
-        assert slow.status == 101
         sent = 2000  # ~80 MB of replies asked for, never read
-        slow.send(
-            [
-                request(k, "public/get_order_book", instrument_name=INSTRUMENT, depth=10_000)
-                for k in range(sent)
-            ]
-        )
+        slow = _book_flood(served.port, sent)
+        assert slow.status == 101
         # meanwhile the others are answered, every request
         assert _others_are_answered(served.port, 200) == 200
         wait_for(lambda: _closing(served), "the slow consumer is closed")
@@ -124,24 +137,11 @@ def test_non_reading_client_is_read_in_small_pieces_and_then_not_at_all() -> Non
     expensive requests and never reads is read a piece at a time: once its socket's write
     buffer is full it is not read any more, and what the server holds for it stays under the
     outbound limit (it ends by ``send_stall_s``: the next test)."""
-    limits = Limits(
-        max_connections_per_address=0,
-        public_rate_per_connection=0,
-        public_rate_per_address=0,
-        max_outbound_bytes=512 << 10,
-        pause_reading_bytes=64 << 10,
-        send_stall_s=0,
-    )
+    limits = _reader_limits(max_outbound_bytes=512 << 10, send_stall_s=0)
     assert limits.ws_read_bytes == 8192
     with serving(limits) as served:
         _deep_book(served)
-        slow = RawWebSocket(served.port, receive_buffer=4096)
-        slow.send(
-            [
-                request(k, "public/get_order_book", instrument_name=INSTRUMENT, depth=10_000)
-                for k in range(2000)
-            ]
-        )
+        slow = _book_flood(served.port, 2000)
         assert _others_are_answered(served.port, 200) == 200
 
         def state() -> list[tuple[int, bool, bool, int, int]]:
@@ -169,23 +169,10 @@ def test_non_reading_client_is_read_in_small_pieces_and_then_not_at_all() -> Non
 
 
 def test_stalled_reader_is_closed_after_send_stall_and_was_not_read_meanwhile() -> None:
-    limits = Limits(
-        max_connections_per_address=0,
-        public_rate_per_connection=0,
-        public_rate_per_address=0,
-        max_outbound_bytes=1 << 30,
-        pause_reading_bytes=64 << 10,
-        send_stall_s=0.5,
-    )
+    limits = _reader_limits(max_outbound_bytes=1 << 30, send_stall_s=0.5)
     with serving(limits) as served:
         _deep_book(served)
-        slow = RawWebSocket(served.port, receive_buffer=4096)
-        slow.send(
-            [
-                request(k, "public/get_order_book", instrument_name=INSTRUMENT, depth=10_000)
-                for k in range(300)
-            ]
-        )
+        slow = _book_flood(served.port, 300)
         wait_for(
             lambda: served.thread.call(
                 lambda: any(c.writes_paused for c in served.gateway.connections)

@@ -74,10 +74,11 @@ def get_tradingview_chart_data(ctx: Context, params: dict[str, Any]) -> dict[str
     if end < start:
         raise p.invalid_params("end_timestamp", "before start_timestamp")
     kept = ctx.venue.public_trades.get(spec.instrument, ())
+    first = bucket_start(start, width)
     trades = [
         (t.timestamp_ms, spec.price(t.price_ticks), spec.amount(t.qty_lots))
         for t in kept
-        if bucket_start(start, width) <= t.timestamp_ms <= end
+        if first <= t.timestamp_ms <= end
     ]
     out = candles(trades, width)
     if len(out["ticks"]) > MAX_CANDLES:

@@ -149,8 +149,8 @@ class RemoteExchange(ReplicaExchange):
                 raise self._abandon(mine, start, need, "not sequenced")
             idle()
         last = max(int(stamped["seq"][-1]) for _, stamped, _, _ in mine)
-        if not self.durable_results:
-            self.durability.kick()  # the gate holds the replies until the disk has them
+        # with a gate (``durable_results`` False) the replies wait there instead, and the
+        # gate wakes the durability watcher when it holds them
         while self.durable_results and ctx.durable_seq < last:  # the journal's fsync policy
             if time.monotonic() > deadline:
                 raise self._abandon(mine, start, need, "sequenced, not durable")
