@@ -72,6 +72,11 @@ def segments(name: str) -> list[str]:
     return sorted(p.name for p in SHM.glob(f"dx.{name}.*"))
 
 
+def bells(name: str) -> list[str]:
+    """The doorbells (named pipes, ``runtime.doorbell``) of runtime ``name``."""
+    return sorted(p.name for p in SHM.glob(f"dxbell.{name}.*"))
+
+
 def journal_commands(directory) -> np.ndarray:
     batches = [batch.commands.copy() for batch in read(directory)]
     return np.concatenate([b.view(np.uint8) for b in batches]).view(batches[0].dtype)

@@ -181,6 +181,7 @@ def test_sigterm_stops_cleanly_and_removes_every_segment(tmp_path):
     proc, status = _launch(name, tmp_path, "--journal", str(journal))
     try:
         assert len(rc.segments(name)) == 7  # control, bus, book, 2 command, 2 response
+        assert len(rc.bells(name)) == 5  # the engine's, 2 x (frames, durable)
         with pytest.raises(RuntimeError, match="belongs to a running derivex runtime"):
             Runtime(RuntimeConfig(name=name)).start()
         ctl = Control.attach(f"dx.{name}.ctl")
@@ -191,7 +192,7 @@ def test_sigterm_stops_cleanly_and_removes_every_segment(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert rc.segments(name) == []
+    assert rc.segments(name) == [] and rc.bells(name) == []
     for pid in status["pids"].values():
         assert rc.pid_gone(pid)
     report = json.loads((tmp_path / f"{name}.report").read_text())
@@ -211,12 +212,13 @@ def test_stale_segments_of_a_killed_runtime_are_removed_at_the_next_start(tmp_pa
     assert rc.wait_for(lambda: all(rc.pid_gone(p) for p in status["pids"].values()), 30)
     left = rc.segments(name)
     assert len(left) == 7
+    assert len(rc.bells(name)) == 5  # replaced at the next start, removed at its stop
     cfg = _config(name, tmp_path / "journal", workers=2, front_end_options={"commands": 200})
     with Runtime(cfg) as rt:
         assert sorted(rt.report.removed_stale) == left
         assert rt.wait_until(lambda s: s["processed_seq"] >= 400 + len(cfg.setup), 60)
     _assert_clean(rt.report)
-    assert rc.segments(name) == []
+    assert rc.segments(name) == [] and rc.bells(name) == []
 
 
 def test_a_worker_that_never_reads_does_not_deadlock_the_engine(tmp_path):

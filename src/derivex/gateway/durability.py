@@ -26,6 +26,9 @@ from derivex.journal import Journal
 
 #: how often a stalled journal is looked for (``DurabilityGate.timeout_s``)
 STALL_CHECK_S = 0.25
+#: the longest a watcher blocks on its doorbell before looking again (a journal writer
+#: that died cannot ring)
+BELL_BACKSTOP_S = 0.005
 
 
 class DurabilityTimeout(Exception):
@@ -39,14 +42,23 @@ class SharedDurability:
     notifications can report). The writer cannot call into this process, so a watcher
     thread polls ``durable_seq`` every ``poll_s`` while something applied is not durable
     yet (``kick`` wakes it after a submission) and calls ``on_durable``; it sleeps
-    otherwise. Cost: one shared-memory read per poll while replies wait."""
+    otherwise. With ``bell`` (the worker's ``durable`` doorbell, rung by the journal writer
+    each time ``durable_seq`` moves) it blocks on the bell between looks instead of polling
+    every ``poll_s``. Cost: one shared-memory read per look while replies wait."""
 
     def __init__(
-        self, durable: Callable[[], int], applied: Callable[[], int], poll_s: float = 0.0001
+        self,
+        durable: Callable[[], int],
+        applied: Callable[[], int],
+        poll_s: float = 0.0001,
+        bell: Any = None,
     ) -> None:
         self._durable = durable
         self._applied = applied
         self.poll_s = poll_s
+        # (``runtime.doorbell.Doorbell``) rung by the journal writer when durable_seq
+        # moves: the watcher blocks on it instead of polling every ``poll_s``
+        self._bell = bell
         self.on_durable: Callable[[int], None] | None = None
         self._kick = threading.Event()
         self._stopped = False
@@ -82,7 +94,10 @@ class SharedDurability:
                         self.on_durable(durable)
                 if durable >= self._applied():
                     break
-                time.sleep(self.poll_s)
+                if self._bell is not None:
+                    self._bell.wait(BELL_BACKSTOP_S)
+                else:
+                    time.sleep(self.poll_s)
 
 
 class DurabilityGate:

@@ -9,7 +9,8 @@ writes to ``<path>`` as JSON every second,
 - ``cancel_ms``: per cancel frame, from the start of the read that brought it to its reply
   being written (``Connection.write_pending``), and whether it was parked.
 
-Percentiles only (p50/p90/p99/max and counts); never on in production."""
+Percentiles only (p50/p90/p99/max and counts); never on in production. ``%p`` in the path
+stands for the process id (one file per ``--workers`` process)."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ class Trace:
         window["feed_total_ms"] = round(sum(self.feed_ms))
         self.windows.append(window)
         self._reset()
-        with open(PATH, "wb") as out:
+        with open(PATH.replace("%p", str(os.getpid())), "wb") as out:
             out.write(orjson.dumps(self.windows, option=orjson.OPT_INDENT_2))
         assert self._loop is not None
         self._loop.call_later(1.0, self._dump)

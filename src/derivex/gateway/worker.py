@@ -70,7 +70,6 @@ from derivex.gateway.venue import OutcomeUnknown, Venue
 from derivex.ipc import RingTimeout
 from derivex.runtime.control import WK_SERVING
 from derivex.runtime.replica import AppliedFrame, ReplicaExchange
-from derivex.runtime.rings import Idle
 
 __all__ = ["RemoteExchange", "deribit_front_end"]
 
@@ -113,7 +112,11 @@ class RemoteExchange(ReplicaExchange):
         #: gate (``durable_results`` False) ``submit`` returns once its commands are applied
         #: and the gate holds what reports them until they are durable, while the loop goes
         #: on; without one, ``submit`` waits for the disk itself
-        self.durability = SharedDurability(lambda: ctx.durable_seq, lambda: ctx.replica.applied_seq)
+        self.durability = SharedDurability(
+            lambda: ctx.durable_seq,
+            lambda: ctx.replica.applied_seq,
+            bell=getattr(ctx, "durable_bell", None),
+        )
         self.durable_results = True
         self._pushed = 0  # records this instance pushed on its ring
         self._sequenced = 0  # of them, met in its own frames (always a prefix)
@@ -132,7 +135,7 @@ class RemoteExchange(ReplicaExchange):
         self._pushed += need
         mine: list[tuple[int, np.ndarray, np.ndarray, int]] = []  # offset, stamped, events, ts
         done = 0
-        idle = Idle()
+        idle = ctx.frames_idle()  # blocks until the engine has published frames
         deadline = time.monotonic() + self.timeout_s
         while done < need:
             applied = replica.poll()

@@ -364,12 +364,14 @@ class BookWriter(_BookSegment):
         state = engine.state
         mark_src, mark_col = self._no_source, -1
         if hasattr(state, "ins_i8"):  # the risk engine's marks
-            mark_src, mark_col = query.mark_source(state)
+            mark_src, column = query.mark_source(state)
+            mark_col = int(column)  # a plain int: numba types an enum member per call
         if marks is not None:
             mark_src, mark_col = _column(marks), 0
         index_src, index_col = self._no_source, -1
         if hasattr(state, "und_i8"):
-            index_src, index_col = query.index_source(state)
+            index_src, column = query.index_source(state)
+            index_col = int(column)
         if index is not None:
             index_src, index_col = _column(index), 0
         return int(

@@ -28,6 +28,7 @@ from derivex.runtime.control import (
     Control,
     SegmentNames,
 )
+from derivex.runtime.doorbell import Doorbell, Doorbells
 from derivex.runtime.frames import FRAME_DTYPE, FrameAssembler
 from derivex.runtime.rings import Pauses, child_setup
 
@@ -60,9 +61,17 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
     journal = None
     last = ctl.get(START_SEQ)
     group = config.fsync == "group"
+    # the workers' ``durable`` doorbells: rung each time DURABLE_SEQ moves (their gates
+    # wait on them instead of polling)
+    durable_rung = [Doorbell(path) for path in Doorbells(config.name, config.workers).durable]
+
+    def tell(seq: int) -> None:
+        ctl.set(DURABLE_SEQ, seq)
+        for waiter in durable_rung:
+            waiter.ring()
 
     def published(seq: int) -> None:  # the flusher thread, after each group flush
-        ctl.set(DURABLE_SEQ, seq)
+        tell(seq)
 
     if config.journal_dir is not None:
         journal = Journal(
@@ -95,10 +104,12 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
         seen = journal.durable_seq if journal is not None and config.fsync == "batch" else last
         if seen != durable:
             durable = seen
-            ctl.set(DURABLE_SEQ, durable)
+            tell(durable)
     if journal is not None:
         journal.close()
-    ctl.set(DURABLE_SEQ, last)
+    tell(last)
+    for waiter in durable_rung:
+        waiter.close()
     reports.put(
         {"role": "journal", "pid": os.getpid(), "last_seq": last, "frames": frames, "gaps": gaps}
     )

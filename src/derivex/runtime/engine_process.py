@@ -45,6 +45,7 @@ from derivex.runtime.control import (
     Control,
     SegmentNames,
 )
+from derivex.runtime.doorbell import BellIdle, Doorbell, Doorbells
 from derivex.runtime.frames import (
     FRAME_DTYPE,
     FRAME_TAG,
@@ -53,7 +54,7 @@ from derivex.runtime.frames import (
     complete_prefix,
     frame,
 )
-from derivex.runtime.rings import Idle, Pauses, child_setup, offer, take
+from derivex.runtime.rings import Pauses, child_setup, offer, take
 
 __all__ = ["Sequencer", "run_engine"]
 
@@ -198,8 +199,13 @@ def run_engine(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: 
     book.publish(engine, seqr.seq)
     ctl.set(PROCESSED_SEQ, seqr.seq)
     ctl.set(ENGINE_READY, os.getpid())
+    # woken by a worker that pushed commands (``doorbell``); rings the workers once it
+    # has published their frames
+    bells = Doorbells(config.name, config.workers)
+    bell = Doorbell(bells.engine)
+    frames_rung = [Doorbell(path) for path in bells.frames]
     idle, pause = (
-        Idle(),
+        BellIdle(bell),
         Pauses(config.pause_probability, config.max_pause_s, f"engine:{config.pause_seed}"),
     )
     started = time.monotonic()
@@ -237,6 +243,8 @@ def run_engine(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: 
                 worked += sequenced
         turn += 1
         if worked:
+            for waiter in frames_rung:
+                waiter.ring()
             book.publish(engine, seqr.seq)
             ctl.set(PROCESSED_SEQ, seqr.seq)
             busy_s += time.perf_counter() - t0
@@ -247,6 +255,10 @@ def run_engine(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: 
             break
         idle()
     bus.finish()
+    for waiter in frames_rung:
+        waiter.ring()
+        waiter.close()
+    bell.close()
     book.publish(engine, seqr.seq)
     report = {
         "role": "engine",

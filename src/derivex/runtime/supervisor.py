@@ -64,6 +64,7 @@ from derivex.runtime.control import (
     SegmentNames,
     remove_leftovers,
 )
+from derivex.runtime.doorbell import Doorbells
 from derivex.runtime.engine_process import run_engine
 from derivex.runtime.frames import FRAME_DTYPE, complete_prefix, frame
 from derivex.runtime.replica import replica_slot
@@ -138,6 +139,7 @@ class Runtime:
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
         self.names = SegmentNames(config.name, config.workers)
+        self._bells = Doorbells(config.name, config.workers)
         self._ctx = mp.get_context("spawn")
         self._reports = self._ctx.Queue()
         self._procs: dict[str, Any] = {}
@@ -200,6 +202,7 @@ class Runtime:
         self._bus = BroadcastRing.create(
             names.bus, FRAME_DTYPE, cfg.bus_ring, consumers=cfg.bus_consumers, policy="block"
         )
+        self._bells.create()
         self._segments.append(self._bus)
         self._segments.append(BookWriter.create(names.book, cfg.book_instruments, cfg.book_depth))
 
@@ -391,6 +394,7 @@ class Runtime:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        self._bells.remove()
         for segment in self._segments:
             segment.close()
             segment.unlink()

@@ -40,6 +40,7 @@ from derivex.runtime.control import (
     Control,
     SegmentNames,
 )
+from derivex.runtime.doorbell import BellIdle, Doorbell, Doorbells
 from derivex.runtime.frames import FRAME_DTYPE, MARKER_KIND, FrameAssembler
 from derivex.runtime.replica import Replica
 from derivex.runtime.rings import Idle, child_setup, offer, take
@@ -73,6 +74,7 @@ class WorkerContext:
         ctl: Control,
         names: SegmentNames,
         replica: Replica | None = None,
+        bells: Doorbells | None = None,
     ) -> None:
         self.index = index
         self.generation = generation
@@ -86,6 +88,21 @@ class WorkerContext:
         self.replica = replica
         self.submitted = 0
         self.stale_frames = 0
+        # (``doorbell``) rung after each push: the engine blocks while it has no work;
+        # ``frames_bell``: rung by the engine after it published frames (a front end waiting
+        # for its frames blocks on it: ``frames_idle``); ``durable_bell``: rung by the
+        # journal writer when ``durable_seq`` moves
+        self._engine_bell: Doorbell | None = None
+        self.frames_bell: Doorbell | None = None
+        self.durable_bell: Doorbell | None = None
+        if bells is not None:
+            self._engine_bell = Doorbell(bells.engine)
+            self.frames_bell = Doorbell(bells.frames[index])
+            self.durable_bell = Doorbell(bells.durable[index])
+
+    def frames_idle(self) -> Idle | BellIdle:
+        """The back-off of a wait for frames of the bus: blocks on ``frames_bell``."""
+        return BellIdle(self.frames_bell) if self.frames_bell is not None else Idle()
 
     # ---- commands ----
     def submit(self, commands: np.ndarray, timeout: float | None = None) -> int:
@@ -104,6 +121,8 @@ class WorkerContext:
         raw = np.ascontiguousarray(commands).view(np.uint8)
         total = len(commands)
         done = offer(ring.ctrl, ring.local, ring.raw, raw, 0, total)
+        if self._engine_bell is not None:
+            self._engine_bell.ring()
         if done < total:
             deadline = None if timeout is None else time.monotonic() + timeout
             idle = Idle()
@@ -116,6 +135,8 @@ class WorkerContext:
                 if moved:
                     done += moved
                     idle.reset()
+                    if self._engine_bell is not None:
+                        self._engine_bell.ring()
                 elif deadline is not None and time.monotonic() > deadline:
                     self.submitted += done
                     exc = RingTimeout(f"submit: {done} of {total} records in {timeout} s")
@@ -202,6 +223,9 @@ class WorkerContext:
         self._held.clear()
 
     def close(self) -> None:
+        for bell in (self._engine_bell, self.frames_bell, self.durable_bell):
+            if bell is not None:
+                bell.close()
         if self._book is not None:
             self._book.close()
         if self.replica is not None:
@@ -226,7 +250,8 @@ def run_worker(
     marker["order_id"] = generation
     commands.push(marker)
     replica = Replica(config, names, ctl, index, generation) if config.with_replicas else None
-    ctx = WorkerContext(index, generation, commands, responses, ctl, names, replica)
+    bells = Doorbells(config.name, config.workers)
+    ctx = WorkerContext(index, generation, commands, responses, ctl, names, replica, bells)
     front_end = load_callable(config.front_end)
     started = time.monotonic()
     result = front_end(ctx, **config.front_end_options) or {}
