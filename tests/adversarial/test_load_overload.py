@@ -2,7 +2,9 @@
 watermarks, new orders that can take liquidity are shed first (10047), then the other new
 orders (10040); reduce-only orders, cancels and cancel-all never are. The flood is one
 connection's pipelined frames written at once (they arrive in one or a few loop ticks, the
-queue the watermarks measure); the watermarks are set low so that it overflows them."""
+queue the count watermarks measure; or, with a tiny tick budget, they wait parked for their
+turns, the wait the time watermarks measure); the watermarks are set low so that it
+overflows them."""
 
 from __future__ import annotations
 
@@ -81,14 +83,12 @@ def _resting_ids(served: Served, account: int, count: int) -> list[str]:
     return served.thread.call(place)
 
 
-def test_flood_sheds_taking_then_passive_orders_and_never_cancels() -> None:
-    limits = Limits(
-        max_connections_per_address=0,
-        public_rate_per_connection=0,
-        public_rate_per_address=0,
-        shed_taking_at=8,
-        shed_all_at=24,
-    )
+def _flood(limits: Limits) -> tuple[dict[str, int], float]:
+    """One connection's 600 pipelined new orders of every kind, then cancels of 60 resting
+    orders and a cancel-all, against a server with ``limits``. Checks what holds under any
+    watermark (every request answered, shed orders with their class's code, reduce-only
+    orders, cancels and cancel-all never shed, the shedder's counts equal the replies');
+    returns the shed counts by class and ``Turns.delay_s`` once all was answered."""
     with serving(limits) as served:
         _maker_book(served)
         key = served.account_key()
@@ -123,6 +123,7 @@ def test_flood_sheds_taking_then_passive_orders_and_never_cancels() -> None:
                     replies[reply["id"]] = reply
         ws.close()
         counted = served.thread.call(lambda: dict(served.gateway.dispatcher.shedder.shed))
+        delay_after = served.thread.call(lambda: served.gateway.turns.delay_s)
     assert len(replies) == len(frames)  # every request answered
     shed = {"taking": 0, "passive": 0}
     for k, kind in enumerate(flood):
@@ -141,16 +142,56 @@ def test_flood_sheds_taking_then_passive_orders_and_never_cancels() -> None:
             else:
                 assert (error["code"], error["message"]) == (10040, "retry")
                 assert kind in PASSIVE_KINDS, kind  # reduce-only orders are never shed
-    assert shed["taking"] > 0 and shed["passive"] > 0
-    # every taking order beyond the first watermark of its tick is shed before any passive
-    # one is: at least as many taking orders were shed as passive ones
-    assert shed["taking"] >= shed["passive"]
     # zero cancels shed: each resting order is cancelled, cancel-all answers
     for request_id, order_id in cancel_ids.items():
         result = replies[request_id]["result"]
         assert result["order_id"] == order_id and result["order_state"] == "cancelled"
     assert "result" in replies[20_000]
     assert counted == shed
+    return shed, delay_after
+
+
+def test_flood_sheds_taking_then_passive_orders_and_never_cancels() -> None:
+    shed, _ = _flood(
+        Limits(
+            max_connections_per_address=0,
+            public_rate_per_connection=0,
+            public_rate_per_address=0,
+            shed_taking_at=8,
+            shed_all_at=24,
+            shed_taking_after_s=0,  # the tick's order count alone
+            shed_all_after_s=0,
+        )
+    )
+    assert shed["taking"] > 0 and shed["passive"] > 0
+    # every taking order beyond the first watermark of its tick is shed before any passive
+    # one is: at least as many taking orders were shed as passive ones
+    assert shed["taking"] >= shed["passive"]
+
+
+def _waiting_limits(all_after_s: float) -> Limits:
+    """Requests wait for their turn: one frame per tick is handled and the rest parked
+    (a 1 ns tick budget), and any wait passes the first watermark; the counts are off."""
+    return Limits(
+        max_connections_per_address=0,
+        public_rate_per_connection=0,
+        public_rate_per_address=0,
+        max_time_per_tick_s=1e-9,
+        shed_taking_at=0,
+        shed_all_at=0,
+        shed_taking_after_s=1e-9,
+        shed_all_after_s=all_after_s,
+    )
+
+
+def test_requests_waiting_for_their_turn_shed_taking_orders_first() -> None:
+    """The second signal: the tick budgets hold the queue back in the socket, where the
+    tick's order count never sees it; how long the parked frames waited does."""
+    shed, delay_after = _flood(_waiting_limits(all_after_s=3600.0))
+    assert shed["taking"] > 0 and shed["passive"] == 0
+    assert delay_after == 0.0  # nothing parked any more: no wait, no shedding
+    shed, _ = _flood(_waiting_limits(all_after_s=1e-9))
+    assert shed["taking"] > 0 and shed["passive"] > 0
 
 
 def test_can_take_judges_type_time_in_force_and_the_opposite_best_price() -> None:
@@ -177,13 +218,15 @@ def test_can_take_judges_type_time_in_force_and_the_opposite_best_price() -> Non
     assert can_take(order(Side.SELL, BID_TICKS), state())
     assert not can_take(order(Side.SELL, BID_TICKS + 50), state())
     assert not can_take(order(Side.BUY, ASK_TICKS, flags=OrderFlag.POST_ONLY), state())
-    shedder = Shedder(exchange, taking_at=4, all_at=8)
+    shedder = Shedder(exchange, taking_at=4, all_at=8, taking_after_s=0.02, all_after_s=0.05)
     assert shedder.check(order(Side.BUY, ASK_TICKS), 4).code == 10047  # type: ignore[union-attr]
     assert shedder.check(order(Side.BUY, BID_TICKS), 4) is None
+    assert shedder.check(order(Side.BUY, BID_TICKS), 0, 0.049) is None
     assert shedder.check(order(Side.BUY, BID_TICKS), 8).code == 10040  # type: ignore[union-attr]
+    assert shedder.check(order(Side.BUY, BID_TICKS), 0, 0.05).code == 10040  # type: ignore[union-attr]
     closing = order(Side.SELL, BID_TICKS, flags=OrderFlag.REDUCE_ONLY)
     assert shedder.check(closing, 10**6) is None  # reduce-only: never shed
-    assert shedder.shed == {"taking": 1, "passive": 1}
+    assert shedder.shed == {"taking": 1, "passive": 2}
 
 
 def test_shed_codes_map_to_retryable_ccxt_exceptions() -> None:

@@ -66,6 +66,7 @@ class Connection:
         self._stall: asyncio.TimerHandle | None = None
         # frames read beyond this tick's budgets (``turns.Turns``), and the budget
         self.parked: collections.deque[bytes] = collections.deque()
+        self.parked_at = 0.0  # (perf_counter) when the first of ``parked`` was parked
         self.tick = -1
         self.tick_frames = 0
         if peer is not None:

@@ -79,6 +79,13 @@ class Limits:
     #: new order is shed too (10040)
     shed_taking_at: int = 128
     shed_all_at: int = 256
+    #: ... and once requests have waited this long for their turn (the age of the oldest
+    #: backlog of frames read but not yet handled: ``Turns.delay_s``), new orders that can
+    #: take liquidity are shed, and past the second figure every other new order too. The
+    #: per-tick counts above cannot see a queue that the tick budgets push back into the
+    #: sockets; this sees how long it makes requests wait (seconds, 0: off)
+    shed_taking_after_s: float = 0.02
+    shed_all_after_s: float = 0.05
 
     @classmethod
     def from_options(cls, items: Iterable[str], base: Limits | None = None) -> Limits:

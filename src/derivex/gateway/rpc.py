@@ -90,6 +90,8 @@ class Dispatcher:
         # a new order offered when the tick already had this many goes to the shedder
         self.shedder: Shedder | None = None
         self.shed_from = 1 << 62
+        self.turns: Any = None  # (``Turns``) whose ``delay_s`` also triggers the shedder
+        self.shed_after_s = float("inf")
         self._sheds = 0  # queued entries that are shed orders (an ``RpcError``, not placed)
         # orders offered in this event-loop tick: the overload signal (``overload``)
         self._tick_orders = 0
@@ -112,10 +114,15 @@ class Dispatcher:
     def _end_tick(self) -> None:
         self._tick_orders = 0
 
-    def set_shedding(self, shedder: Shedder | None) -> None:
-        """Shed new orders with ``shedder`` (None: never)."""
+    def set_shedding(self, shedder: Shedder | None, turns: Any = None) -> None:
+        """Shed new orders with ``shedder`` (None: never), judging also how long requests
+        wait for their turn in ``turns`` (``Turns.delay_s``; None: by counts only)."""
         self.shedder = shedder
         self.shed_from = shedder.taking_at if shedder is not None else 1 << 62
+        self.turns = turns if shedder is not None else None
+        self.shed_after_s = (
+            shedder.taking_after_s if shedder is not None and turns is not None else float("inf")
+        )
 
     def _authorize(
         self, name: str, params: dict[str, Any], session: Session, peer: Any = None
@@ -313,9 +320,10 @@ class Dispatcher:
             if ctx is None or ctx.session is not session or ctx.transport != transport:
                 ctx = Context(self.venue, self.auth, session, self.hub, connection, transport)
             order = method.prepare(ctx, params)
-            if tick >= self.shed_from:
+            delay = self.turns.delay_s if self.turns is not None else 0.0
+            if tick >= self.shed_from or delay >= self.shed_after_s:
                 assert self.shedder is not None
-                shed = self.shedder.check(order, tick)
+                shed = self.shedder.check(order, tick, delay)
                 if shed is not None:
                     # answered in its place among the batch's replies (its connection's
                     # replies keep their order)

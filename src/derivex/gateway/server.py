@@ -100,15 +100,27 @@ class Gateway(Routes):
             else RateLimiter.from_engine(venue.exchange.engine.config)
         )
         self.dispatcher = Dispatcher(venue, self.auth, self.hub, self.limiter, self.metrics)
-        if limits.shed_taking_at > 0 or limits.shed_all_at > 0:
-            self.dispatcher.set_shedding(
-                Shedder(venue.exchange, limits.shed_taking_at, limits.shed_all_at)
-            )
         self.log = logger()
         self.connections: set[Connection] = set()
         # every WebSocket frame takes its turn (``turns``), then ``_handle``
         self.turns = Turns(self._handle, limits.max_frames_per_tick, limits.max_time_per_tick_s)
         self.dispatcher.on_tick_flush = self.turns.charge
+        if any(
+            (
+                limits.shed_taking_at > 0,
+                limits.shed_all_at > 0,
+                limits.shed_taking_after_s > 0,
+                limits.shed_all_after_s > 0,
+            )
+        ):
+            shedder = Shedder(
+                venue.exchange,
+                limits.shed_taking_at,
+                limits.shed_all_at,
+                limits.shed_taking_after_s,
+                limits.shed_all_after_s,
+            )
+            self.dispatcher.set_shedding(shedder, self.turns)
         # the key poll: a revocation by another process (``derivex keys revoke``) reaches
         # sessions that never present a credential again within ``keys_poll_s``
         self._periodic: list[tuple[float, Callable[[], Any]]] = [

@@ -13,7 +13,9 @@ handling; its time is charged (``charge``) to the tick it runs in, so that tick 
 that much less and a loop iteration stays near ``max_time_per_tick_s`` in all.
 
 The connection needs ``closing``, ``transport``, ``writes_paused``, ``parked`` (a deque),
-``tick`` and ``tick_frames``; ``handle(connection, frame)`` does the work.
+``parked_at``, ``tick`` and ``tick_frames``; ``handle(connection, frame)`` does the work.
+``delay_s`` (how long the backlog has waited for its turn) is the shedding's second signal
+(``overload``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ class Turns:
         self.tick = 0  # event-loop ticks with frames, counted
         self._open = False
         self._used_s = 0.0  # spent handling frames in this tick
+        #: how long the backlog being worked off has waited: at each turn of a connection
+        #: with parked frames, the age of its oldest (connections take their turns in the
+        #: order they were parked, so this is about the oldest of all); 0 once nothing is
+        #: parked. The overload signal of the shedding (``overload``)
+        self.delay_s = 0.0
+        self._parked_connections = 0
 
     def offer(self, conn: Any, data: bytes) -> None:
         """Handle ``data`` (a frame of ``conn``) now, or park it past the budgets."""
@@ -101,6 +109,8 @@ class Turns:
     def _park(self, conn: Any, data: bytes) -> None:
         conn.parked.append(data)
         if len(conn.parked) == 1:
+            conn.parked_at = perf_counter()
+            self._parked_connections += 1
             if conn.transport is not None and not conn.transport.is_closing():
                 conn.transport.pause_reading()
             asyncio.get_running_loop().call_soon(self._unpark, conn)
@@ -111,6 +121,8 @@ class Turns:
         parked = conn.parked
         if not self._open:
             self._open_tick()
+        if parked:
+            self.delay_s = perf_counter() - conn.parked_at
         for _ in range(min(len(parked), self.frames_per_tick)):
             if conn.closing or self._used_s > self.time_per_tick_s:
                 break
@@ -119,9 +131,16 @@ class Turns:
             self._used_s += perf_counter() - start
         if conn.closing:
             parked.clear()
-        elif parked:
+        if parked:
             asyncio.get_running_loop().call_soon(self._unpark, conn)
-        elif (
+            return
+        self._parked_connections -= 1
+        if self._parked_connections <= 0:
+            self._parked_connections = 0
+            self.delay_s = 0.0
+        if conn.closing:
+            return
+        if (
             not conn.writes_paused
             and conn.transport is not None
             and not conn.transport.is_closing()
