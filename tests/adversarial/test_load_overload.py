@@ -83,6 +83,16 @@ def _resting_ids(served: Served, account: int, count: int) -> list[str]:
     return served.thread.call(place)
 
 
+def _auth(key: Any) -> bytes:
+    return request(
+        0,
+        "public/auth",
+        grant_type="client_credentials",
+        client_id=key.client_id,
+        client_secret=key.client_secret,
+    )
+
+
 def _flood(limits: Limits) -> tuple[dict[str, int], float]:
     """One connection's 600 pipelined new orders of every kind, then cancels of 60 resting
     orders and a cancel-all, against a server with ``limits``. Checks what holds under any
@@ -94,17 +104,7 @@ def _flood(limits: Limits) -> tuple[dict[str, int], float]:
         key = served.account_key()
         resting = _resting_ids(served, key.account, 60)
         ws = RawWebSocket(served.port)
-        ws.send(
-            [
-                request(
-                    0,
-                    "public/auth",
-                    grant_type="client_credentials",
-                    client_id=key.client_id,
-                    client_secret=key.client_secret,
-                )
-            ]
-        )
+        ws.send([_auth(key)])
         assert "result" in orjson.loads(list(ws.frames(until_id=0))[-1][1])
         kinds = [*TAKING_KINDS, *PASSIVE_KINDS, "reduce_only"]
         flood = list(itertools.islice(itertools.cycle(kinds), 600))
@@ -124,6 +124,15 @@ def _flood(limits: Limits) -> tuple[dict[str, int], float]:
         ws.close()
         counted = served.thread.call(lambda: dict(served.gateway.dispatcher.shedder.shed))
         delay_after = served.thread.call(lambda: served.gateway.turns.delay_s)
+        # a quiet client afterwards: its taking orders, one at a time, are not shed
+        quiet = RawWebSocket(served.port)
+        quiet.send([_auth(key)])
+        list(quiet.frames(until_id=0))
+        for k in range(3):
+            quiet.send([_order("market", 30_000 + k)])
+            last = orjson.loads(list(quiet.frames(until_id=30_000 + k))[-1][1])
+            assert "result" in last, last
+        quiet.close()
     assert len(replies) == len(frames)  # every request answered
     shed = {"taking": 0, "passive": 0}
     for k, kind in enumerate(flood):
@@ -192,6 +201,27 @@ def test_requests_waiting_for_their_turn_shed_taking_orders_first() -> None:
     assert delay_after == 0.0  # nothing parked any more: no wait, no shedding
     shed, _ = _flood(_waiting_limits(all_after_s=1e-9))
     assert shed["taking"] > 0 and shed["passive"] > 0
+
+
+def test_a_connection_sending_ahead_of_its_service_has_its_orders_shed() -> None:
+    """The per-connection wait: nothing is parked (no tick budgets) and no tick counts, but
+    the flooding socket holds unread input at every small read; its taking orders are shed,
+    and a quiet client's are not (``_flood``)."""
+    shed, _ = _flood(
+        Limits(
+            max_connections_per_address=0,
+            public_rate_per_connection=0,
+            public_rate_per_address=0,
+            max_frames_per_tick=0,
+            max_time_per_tick_s=0,
+            ws_read_bytes=512,
+            shed_taking_at=0,
+            shed_all_at=0,
+            shed_taking_after_s=1e-9,
+            shed_all_after_s=3600.0,
+        )
+    )
+    assert shed["taking"] > 0 and shed["passive"] == 0
 
 
 def test_can_take_judges_type_time_in_force_and_the_opposite_best_price() -> None:
