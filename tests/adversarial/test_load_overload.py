@@ -203,27 +203,6 @@ def test_requests_waiting_for_their_turn_shed_taking_orders_first() -> None:
     assert shed["taking"] > 0 and shed["passive"] > 0
 
 
-def test_a_connection_sending_ahead_of_its_service_has_its_orders_shed() -> None:
-    """The per-connection wait: nothing is parked (no tick budgets) and no tick counts, but
-    the flooding socket holds unread input at every small read; its taking orders are shed,
-    and a quiet client's are not (``_flood``)."""
-    shed, _ = _flood(
-        Limits(
-            max_connections_per_address=0,
-            public_rate_per_connection=0,
-            public_rate_per_address=0,
-            max_frames_per_tick=0,
-            max_time_per_tick_s=0,
-            ws_read_bytes=512,
-            shed_taking_at=0,
-            shed_all_at=0,
-            shed_taking_after_s=1e-9,
-            shed_all_after_s=3600.0,
-        )
-    )
-    assert shed["taking"] > 0 and shed["passive"] == 0
-
-
 def test_can_take_judges_type_time_in_force_and_the_opposite_best_price() -> None:
     exchange = Exchange(EngineConfig(risk_checks=False))
     venue = Venue(exchange, list_all(exchange, [perpetual("BTC")]))

@@ -26,14 +26,9 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fcntl import ioctl
-from termios import FIONREAD
-from time import perf_counter
 from typing import Any
 
 from derivex.gateway.ratelimit import RateLimiter
-
-_FOUR = bytes(4)  # the ioctl's int out-argument
 
 
 @dataclass(frozen=True)
@@ -116,24 +111,12 @@ class Limits:
 class Peer:
     """One TCP connection as the limits see it: its address and public-method buckets."""
 
-    __slots__ = (
-        "address",
-        "admission",
-        "backlog_since",
-        "bucket",
-        "on_pause",
-        "on_resume",
-        "timer",
-    )
+    __slots__ = ("address", "admission", "bucket", "on_pause", "on_resume", "timer")
 
     def __init__(self, address: str, admission: Admission) -> None:
         limits = admission.limits
         self.address = address
         self.admission = admission
-        #: (perf_counter) since when the socket has held unread input at every read (0:
-        #: its last read took everything): a client sending faster than it is served; how
-        #: long, is the shedding's per-connection wait signal (``overload``)
-        self.backlog_since = 0.0
         # one bucket (key ""): the same token-bucket arithmetic as the address's
         self.bucket = (
             RateLimiter(limits.public_burst_per_connection, limits.public_rate_per_connection)
@@ -234,7 +217,6 @@ class Guarded(asyncio.Protocol):
         self.inner = inner
         self.transport: asyncio.BaseTransport | None = None
         self.peer: Peer | None = None
-        self._fd = -1  # the socket, asked at each read what input it still holds
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.peer = self.admission.admit(transport)
@@ -242,10 +224,6 @@ class Guarded(asyncio.Protocol):
             return
         self.transport = transport
         limits = self.admission.limits
-        if limits.shed_taking_after_s > 0 or limits.shed_all_after_s > 0:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                self._fd = sock.fileno()
         if limits.pause_reading_bytes > 0:
             # the socket tells ``pause_writing`` at this size (the WebSocket stops writing
             # and reading); resume at a quarter of it
@@ -264,18 +242,6 @@ class Guarded(asyncio.Protocol):
             self.transport.abort()  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
-        if self._fd >= 0 and self.peer is not None:
-            # what the kernel still holds after this read (FIONREAD: one ioctl a read of
-            # up to ``ws_read_bytes``): input left behind at every read is a client ahead
-            # of its service, and since when is how long its requests wait
-            try:
-                left = int.from_bytes(ioctl(self._fd, FIONREAD, _FOUR), "little")
-            except OSError:
-                left = 0
-            if not left:
-                self.peer.backlog_since = 0.0
-            elif not self.peer.backlog_since:
-                self.peer.backlog_since = perf_counter()
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:

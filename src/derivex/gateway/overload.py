@@ -6,9 +6,7 @@ engine call (in ``--workers`` mode the tick also holds everything that arrived w
 previous batch's round trip blocked the loop); its length is what the next tick costs.
 And the frames read but not yet handled, which the tick budgets (``turns``) park with their
 connection (not read meanwhile, so the rest waits in its socket): ``Turns.delay_s``, the
-age of the oldest such backlog, is how long requests wait for their turn; and per
-connection, since when its socket has held unread input at every read (``Peer.backlog_since``:
-a client ahead of its service; the order's own connection counts). When the batch
+age of the oldest such backlog, is how long requests wait for their turn. When the batch
 passes ``shed_taking_at`` orders or the wait passes ``shed_taking_after_s``, a new order
 that can take liquidity is refused at once with **10047** ``matching_engine_queue_full``;
 past ``shed_all_at`` / ``shed_all_after_s`` every other new order is refused too, with

@@ -320,14 +320,7 @@ class Dispatcher:
             if ctx is None or ctx.session is not session or ctx.transport != transport:
                 ctx = Context(self.venue, self.auth, session, self.hub, connection, transport)
             order = method.prepare(ctx, params)
-            delay = 0.0
-            if self.turns is not None:
-                # the longer of: the backlog parked for its turn, and how long this
-                # connection's socket has held input it sent ahead of its service
-                delay = self.turns.delay_s
-                since = peer.backlog_since if peer is not None else 0.0
-                if since:
-                    delay = max(delay, time.perf_counter() - since)
+            delay = self.turns.delay_s if self.turns is not None else 0.0
             if tick >= self.shed_from or delay >= self.shed_after_s:
                 assert self.shedder is not None
                 shed = self.shedder.check(order, tick, delay)
