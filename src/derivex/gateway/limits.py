@@ -79,6 +79,8 @@ class Limits:
     #: new order is shed too (10040)
     shed_taking_at: int = 128
     shed_all_at: int = 256
+    #: the least interval ``public/set_heartbeat`` accepts (Deribit's: 10 s)
+    heartbeat_min_s: int = 10
 
     @classmethod
     def from_options(cls, items: Iterable[str], base: Limits | None = None) -> Limits:

@@ -235,7 +235,8 @@ def auth(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("public/set_heartbeat", ("interval",))
 def set_heartbeat(ctx: Context, params: dict[str, Any]) -> str:
-    interval = p.integer(params, "interval", low=10, high=3600)
+    least = ctx.connection.heartbeat_min_s if ctx.connection is not None else 10
+    interval = p.integer(params, "interval", low=least, high=3600)
     if ctx.connection is not None:
         ctx.connection.set_heartbeat(interval)
     return "ok"

@@ -23,9 +23,11 @@ import orjson
 
 from derivex.gateway import (  # noqa: F401  (they register methods)
     admin_api,
+    cancel_on_disconnect,
     candles,
     private_api,
     public_api,
+    quote_api,
 )
 from derivex.gateway.auth import Authenticator, Session
 from derivex.gateway.channels import Hub
