@@ -12,6 +12,7 @@ from derivex.gateway import shapes
 from derivex.gateway.auth import MAX_TOKENS_PER_KEY
 from derivex.gateway.catalog import COLLATERAL
 from derivex.gateway.errors import INVALID_INSTRUMENT, RpcError
+from derivex.gateway.feeds import served
 from derivex.gateway.methods import Context, method
 
 VERSION = "2.1.1"
@@ -253,6 +254,9 @@ def _subscribe(ctx: Context, params: dict[str, Any], private: bool) -> list[str]
     channels = p.string_list(params, "channels")
     if ctx.hub is None or ctx.connection is None:
         raise RpcError(10030, "must_be_websocket_request")
+    for name in channels:  # checked before any is subscribed: all or none
+        if not served(name):
+            raise p.invalid_params("channels", f"channel not served: {name[:128]}")
     return ctx.hub.subscribe(ctx.connection, channels, private)
 
 

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from derivex.core.records import EVENT_DTYPE
+from derivex.gateway import cancel_on_disconnect
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.durability import SharedDurability
@@ -274,6 +275,8 @@ async def _serve(
     if venue is None:  # records of the open orders only (with their labels)
         venue = Venue(exchange, catalog, labels=labels)
     venue.exchange = exchange
+    # an account's cancel-on-disconnect holds for its connections on every worker
+    cancel_on_disconnect.share(venue, data / "cancel_on_disconnect")
     # every batch not answered by our own submit is walked in seq order with ours
     exchange.on_foreign = venue.defer_frame
     metrics = WorkerMetrics(ctx.index, metrics_dir)
