@@ -31,6 +31,7 @@ import orjson
 from derivex.gateway import shapes
 from derivex.gateway.catalog import COLLATERAL, InstrumentSpec
 from derivex.gateway.feeds import Feeds
+from derivex.gateway.history import history_of
 from derivex.gateway.venue import Update, Venue
 
 INTERVALS = ("raw", "100ms", "agg2")
@@ -88,6 +89,8 @@ class Hub:
         self._on_publish = on_publish or (lambda count: None)
         # the other channel kinds (``feeds``): names ``_add`` does not take go there
         self.feeds = Feeds(venue, self._send)
+        # sampled at each publication (funding and mark history: ``history``)
+        self.history = history_of(venue)
         venue.listeners.append(self.on_update)
         venue.mergeable[self.on_update] = self.quiet
 
@@ -365,6 +368,7 @@ class Hub:
         books, tickers, accounts = self._dirty_books, self._dirty_tickers, self._dirty_accounts
         self._dirty_books, self._dirty_tickers, self._dirty_accounts = set(), set(), set()
         venue = self.venue
+        self.history.sample(tickers)
         for feed in self.books.values():
             if not feed.channel.endswith(".raw") and feed.spec.instrument in books:
                 self._publish_book(feed)

@@ -25,6 +25,7 @@ from derivex.gateway import (  # noqa: F401  (they register methods)
     admin_api,
     cancel_on_disconnect,
     candles,
+    history_api,
     private_api,
     public_api,
     quote_api,
