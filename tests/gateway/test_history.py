@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import math
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from derivex.gateway.history import history_of
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.listing import list_all, option, perpetual
 from derivex.gateway.methods import METHODS, Context
+from derivex.gateway.serve import open_venue
 from derivex.gateway.venue import Venue
 from derivex.market.inputs import Market
 from tests.gateway.conftest import Server, symbol
@@ -214,3 +216,48 @@ def test_ccxt_funding_rate_and_volatility_history(server: Server) -> None:
     sync = server.sync()
     assert symbol(sync, "BTC_USDC-PERPETUAL") == "BTC/USDC:USDC"
     assert sync.fetch_funding_rate_history("BTC/USDC:USDC")[-1]["fundingRate"] is not None
+
+
+def test_a_restart_rebuilds_trades_and_history_from_the_journal(tmp_path: Path) -> None:
+    clock = Clock()
+    opened = open_venue(tmp_path, demo=False, clock=clock)
+    venue, ex = opened.venue, opened.venue.exchange
+    history = history_of(venue)  # (the gateway's Hub makes it at once)
+    perp = venue.catalog.by_name["BTC_USDC-PERPETUAL"]
+    venue.apply(ex.set_index("BTC", [(0, clock.now, 10_000_000)]).events)
+    buyer, seller = ex.create_account(), ex.create_account()
+    for account in (buyer, seller):
+        venue.apply(ex.deposit(account, 10**6 * USDC).events)
+    for minute, price in enumerate((10_000_000, 10_001_000, 9_999_000)):
+        clock.now = NOW + minute * MINUTE
+        venue.place(seller, perp, "sell", 7, price)
+        venue.place(buyer, perp, "buy", 5, price, time_in_force="ioc")
+    venue.cancel_all(seller)
+
+    def seen(v: Venue) -> Any:
+        def ask(name: str, **params: Any) -> Any:
+            return _call(v, buyer, name, **params)
+
+        window = {"start_timestamp": 0, "end_timestamp": clock.now // 10**6 + 1}
+        return (
+            ask("private/get_transaction_log", currency="USDC", **window),
+            ask(
+                "public/get_tradingview_chart_data",
+                instrument_name=perp.name,
+                resolution="1",
+                **window,
+            ),
+            ask("private/get_order_history_by_currency", currency="BTC"),
+            [t.trade_seq for t in v.public_trades[perp.instrument]],
+        )
+
+    before = seen(venue)
+    assert len(before[1]["ticks"]) == 3  # a candle per minute
+    assert len(before[0]["logs"]) == len(venue.trades_of(buyer)) + 1 == 5  # trades, deposit
+    assert history.log_of(buyer)[0]["type"] == "deposit"
+    assert ex.journal is not None
+    ex.journal.close()
+    reopened = open_venue(tmp_path, demo=False, clock=clock).venue
+    assert reopened.exchange.engine.state_hash() == ex.engine.state_hash()
+    assert seen(reopened) == before
+    reopened.exchange.journal.close()  # type: ignore[union-attr]

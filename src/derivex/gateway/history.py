@@ -13,9 +13,10 @@
   latest ``LOG_KEPT``. Trades are not copied: the transaction log reads the venue's own
   per-account trade history.
 
-Every sample and event costs O(1) (the funding sample O(perpetuals)). The history
-starts when the gateway does: it is not rebuilt from the journal on restart (the index
-history the volatility is computed from is engine state, and survives).
+Every sample and event costs O(1) (the funding sample O(perpetuals)). On restart
+``history_replay.venue_from_journal`` rebuilds it (with the venue's orders and trades) by
+walking the whole journal through a scratch engine; the index history the volatility is
+computed from is engine state, and survives anyway.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class History:
             return
         if kind == _FUNDING:
             hour = now_ms - now_ms % HOUR_MS
+            spec = self.venue.catalog.by_id.get(instrument)
+            if spec is not None:  # (a replayed journal has no live samples: its events do)
+                self._note_funding(instrument, hour, price, self.venue.index_ticks(spec.base))
             last = log[-1] if log else None
             if (
                 last is not None
@@ -137,15 +141,9 @@ class History:
             index = venue.index_ticks(spec.base)
             if index <= 0:
                 continue
-            rate = query.funding_rate_ppb(state, spec.instrument)
-            entries = self.funding.get(spec.instrument)
-            if entries is None:
-                entries = self.funding[spec.instrument] = deque(maxlen=FUNDING_HOURS)
-            if entries and entries[-1]["hour"] == hour:
-                entries[-1]["rate"], entries[-1]["index"] = rate, index
-            else:
-                previous = entries[-1]["index"] if entries else index
-                entries.append({"hour": hour, "rate": rate, "index": index, "prev": previous})
+            self._note_funding(
+                spec.instrument, hour, query.funding_rate_ppb(state, spec.instrument), index
+            )
         for instrument in changed:
             mark = venue.mark_ticks(instrument)
             if mark <= 0:
@@ -155,6 +153,18 @@ class History:
                 marks = self.marks[instrument] = deque(maxlen=MARKS_KEPT)
             if not marks or marks[-1][1] != mark:
                 marks.append((now, mark))
+
+    def _note_funding(self, instrument: int, hour: int, rate: int, index: int) -> None:
+        """The funding entry of ``hour`` (ms) is now ``rate`` (1e-9 per period) and
+        ``index`` (ticks)."""
+        entries = self.funding.get(instrument)
+        if entries is None:
+            entries = self.funding[instrument] = deque(maxlen=FUNDING_HOURS)
+        if entries and entries[-1]["hour"] == hour:
+            entries[-1]["rate"], entries[-1]["index"] = rate, index
+        elif not entries or entries[-1]["hour"] < hour:
+            previous = entries[-1]["index"] if entries else index
+            entries.append({"hour": hour, "rate": rate, "index": index, "prev": previous})
 
     # ---- queries ----
 
