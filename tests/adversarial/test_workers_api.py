@@ -210,3 +210,39 @@ def test_channels_on_one_worker_see_the_other(venue: Venue) -> None:
         await watcher.close()
 
     asyncio.run(run())
+
+
+def test_history_answers_on_every_worker(venue: Venue) -> None:
+    account, other = venue.accounts[4], venue.accounts[5]
+
+    async def run() -> None:
+        clients = [await _on(venue, w, account) for w in range(WORKERS)]
+        counterparty = await _on(venue, 1, other)
+        mid = await _mid(clients[0])
+        await _order(venue, counterparty, "sell", mid, lots=2)
+        await _order(venue, clients[0], "buy", mid, lots=2)  # a trade made on worker 0
+        window = {"start_timestamp": 0, "end_timestamp": 2**50}
+        logs: list[Any] = []
+        for _ in range(100):  # worker 1 walks worker 0's frame as it reads the bus
+            logs = [
+                await c.result("private/get_transaction_log", {"currency": "USDC", **window})
+                for c in clients
+            ]
+            if all(log["logs"] for log in logs):
+                break
+            await asyncio.sleep(0.05)
+        assert logs[0] == logs[1]
+        assert [e["type"] for e in logs[0]["logs"]] == ["trade"]
+        assert logs[0]["logs"][0]["side"] == "buy"
+        for client in clients:
+            funding = await client.result(
+                "public/get_funding_rate_history", {"instrument_name": PERPETUAL, **window}
+            )
+            assert isinstance(funding, list)
+            assert isinstance(
+                await client.result("public/get_historical_volatility", {"currency": "BTC"}), list
+            )
+            await client.close()
+        await counterparty.close()
+
+    asyncio.run(run())

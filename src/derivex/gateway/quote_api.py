@@ -40,8 +40,8 @@ def _side(spec: Any, quote: dict[str, Any], name: str, where: str) -> tuple[int,
     unknown = side.keys() - {"price", "amount", "post_only", "reject_post_only"}
     if unknown:
         raise invalid_params(f"{where}.{name}.{sorted(unknown)[0][:32]}", "not a quote field")
-    amount = p.number(side, "amount", 0)
-    if amount == 0:
+    amount = p.number(side, "amount")  # (-32000 naming ``amount`` when left out)
+    if amount == 0:  # an explicit 0 withdraws the side
         return 0, 0
     lots = spec.to_lots(amount)
     return spec.to_ticks(p.number(side, "price")), lots
