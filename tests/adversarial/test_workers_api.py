@@ -6,7 +6,9 @@ on connections whose worker is known (the ``X-Derivex-Worker`` upgrade header):
   holds on the other; a missed heartbeat closes the connection and cancels;
 - mass quote on one worker, cancel_quotes on the other; cancel_by_label of orders labelled
   through the other worker; close_position;
-- the ``quote`` and ``user.changes`` channels on one worker see what the other placed.
+- the ``quote`` and ``user.changes`` channels on one worker see what the other placed;
+- the history answers the same on both workers, and again after the venue restarts (each
+  worker walks the journal: ``history_replay``).
 
 The single-process venue runs the same flows in ``tests/gateway/test_order_safety.py``
 and ``tests/gateway/test_channels.py``.
@@ -246,3 +248,66 @@ def test_history_answers_on_every_worker(venue: Venue) -> None:
         await counterparty.close()
 
     asyncio.run(run())
+
+
+def test_a_restarted_run_rebuilds_the_history_on_every_worker(tmp_path: Path) -> None:
+    data, log = tmp_path / "venue", tmp_path / "serve.log"
+    (buyer, seller), _ = prepare(data, 2)
+    window = {"start_timestamp": 0, "end_timestamp": 2**50}
+
+    async def trade(served: Served) -> list[Any]:
+        spec = perpetual_spec(data)
+        one, other = await _connect(served, 0, buyer), await _connect(served, 1, seller)
+        mid = float(
+            (await one.result("public/ticker", {"instrument_name": PERPETUAL}))["mark_price"]
+        )
+        price = round(mid / float(spec.tick_size_ticks * spec.price_unit)) * float(
+            spec.tick_size_ticks * spec.price_unit
+        )
+        for lots in (3, 1):
+            base: dict[str, Any] = {"instrument_name": PERPETUAL, "type": "limit", "price": price}
+            base["amount"] = spec.amount(spec.min_trade_lots * lots)
+            await other.result("private/sell", base)
+            await one.result("private/buy", base)
+        await one.close()
+        await other.close()
+        return await logs(served)
+
+    async def logs(served: Served) -> list[Any]:
+        answers = []
+        for worker in range(WORKERS):
+            client = await _connect(served, worker, buyer)
+            for _ in range(100):
+                answer = await client.result(
+                    "private/get_transaction_log", {"currency": "USDC", **window}
+                )
+                if len(answer["logs"]) == 3:  # two trades and the deposit
+                    break
+                await asyncio.sleep(0.05)
+            answers.append(answer)
+            await client.close()
+        return answers
+
+    served = Served(data, log, WORKERS)
+    try:
+        before = asyncio.run(trade(served))
+    finally:
+        assert served.stop()[0] == 0
+    assert before[0] == before[1]
+    assert [e["type"] for e in before[0]["logs"]] == ["trade", "trade", "deposit"]
+    served = Served(data, log, WORKERS)
+    try:
+        after = asyncio.run(logs(served))
+    finally:
+        served.stop()
+    assert after == before
+
+
+async def _connect(served: Served, worker: int, account: Account) -> RpcClient:
+    for _ in range(80):
+        client = await RpcClient.connect(served.ws_url)
+        if client.worker.split(".")[0] == str(worker):
+            await client.auth(account.client_id, account.secret)
+            return client
+        await client.close()
+    raise AssertionError(f"no connection reached worker {worker}")

@@ -3,7 +3,8 @@ whole journal through a scratch engine into a new ``Venue``, so its public and p
 trades (candles), closed orders and ``history.History`` (funding, marks, deliveries, cash
 movements) are those of the run before, bounded as they are live; then the venue is
 handed the recovered exchange. The scratch engine's final state must equal the recovered
-one (state hash), else nothing is used.
+one (state hash), else nothing is used. ``serve.open_venue`` (one process) and every
+first-generation gateway worker (``--workers N``) use it.
 
 Cost: one more replay of the journal (engine time plus O(events) of Python per batch);
 skipped, with a log record, when the journal holds more than ``max_commands`` commands
