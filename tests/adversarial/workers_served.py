@@ -69,7 +69,12 @@ class Served:
     printed, ``pids`` (role -> pid) from the supervisor's "runtime serving" record."""
 
     def __init__(
-        self, data: Path, log: Path, workers: int = 2, submit_timeout_s: float = 10.0
+        self,
+        data: Path,
+        log: Path,
+        workers: int = 2,
+        submit_timeout_s: float = 10.0,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.data, self.log, self.port = data, log, free_port()
         self.offset = log.stat().st_size if log.exists() else 0
@@ -86,6 +91,7 @@ class Served:
                 str(self.port),
                 "--submit-timeout",
                 str(submit_timeout_s),
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=log.open("ab"),

@@ -115,7 +115,10 @@ def build_gateway(keys: KeyStore) -> Gateway:
         Venue(exchange, list_all(exchange, specs)),
         keys,
         limits=Limits(
-            max_connections_per_address=0, public_rate_per_connection=0, public_rate_per_address=0
+            max_connections_per_address=0,
+            public_rate_per_connection=0,
+            public_rate_per_address=0,
+            heartbeat_min_s=1,  # test_order_safety: a missed heartbeat within seconds
         ),
     )
 

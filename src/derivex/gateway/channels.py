@@ -11,8 +11,10 @@ by ``flush``, which the server calls every 100 ms).
 A book feed diffs the full aggregated book against what it last published, so a change
 message always brings a subscriber from the previous state to the current one; a new
 subscriber gets the feed's last published state as its snapshot, never a re-snapshot
-later. Invalid, unknown or unauthorised channels are left out of the subscribe result
-without an error (an error frame would kill a ccxt receive loop).
+later. Invalid, unknown or unauthorised channels of these kinds are left out of the
+subscribe result without an error (an error frame would kill a ccxt receive loop); the
+other kinds are in ``feeds``, and a kind served nowhere is an error naming the channel
+(``feeds.served``).
 
 Each notification is serialised once per channel and handed to every subscriber's
 ``send`` (non-blocking; the connection queues it).
@@ -28,6 +30,8 @@ import orjson
 
 from derivex.gateway import shapes
 from derivex.gateway.catalog import COLLATERAL, InstrumentSpec
+from derivex.gateway.feeds import Feeds
+from derivex.gateway.history import history_of
 from derivex.gateway.venue import Update, Venue
 
 INTERVALS = ("raw", "100ms", "agg2")
@@ -83,6 +87,10 @@ class Hub:
         self._dirty_tickers: set[int] = set()
         self._dirty_accounts: set[int] = set()
         self._on_publish = on_publish or (lambda count: None)
+        # the other channel kinds (``feeds``): names ``_add`` does not take go there
+        self.feeds = Feeds(venue, self._send)
+        # sampled at each publication (funding and mark history: ``history``)
+        self.history = history_of(venue)
         venue.listeners.append(self.on_update)
         venue.mergeable[self.on_update] = self.quiet
 
@@ -94,7 +102,7 @@ class Hub:
             if name in self.by_connection.get(conn, ()):
                 accepted.append(name)
                 continue
-            if self._add(conn, name):
+            if self._add(conn, name) or self.feeds.add(conn, name):
                 self.by_connection.setdefault(conn, set()).add(name)
                 accepted.append(name)
         return accepted
@@ -248,11 +256,12 @@ class Hub:
             channels.pop(f"{id(conn)}:{name}", None)
             if not channels:
                 del self.user[account]
+        self.feeds.remove(conn, name)
 
     def quiet(self) -> bool:
         """No subscription at all: ``on_update`` then only unions the touched sets, so it
         may be told of many commands at once (``Venue.mergeable``)."""
-        return not (self.books or self.channels or self.user)
+        return not (self.books or self.channels or self.user) and self.feeds.quiet()
 
     def subscription_count(self) -> int:
         return sum(len(names) for names in self.by_connection.values())
@@ -271,6 +280,7 @@ class Hub:
         self._dirty_accounts |= update.accounts
         if self.quiet():
             return
+        self.feeds.on_update(update)
         venue = self.venue
         if update.books:
             for feed in self.books.values():
@@ -358,6 +368,7 @@ class Hub:
         books, tickers, accounts = self._dirty_books, self._dirty_tickers, self._dirty_accounts
         self._dirty_books, self._dirty_tickers, self._dirty_accounts = set(), set(), set()
         venue = self.venue
+        self.history.sample(tickers)
         for feed in self.books.values():
             if not feed.channel.endswith(".raw") and feed.spec.instrument in books:
                 self._publish_book(feed)
@@ -382,6 +393,7 @@ class Hub:
                 elif not channel.raw and channel.pending:
                     self._send(channel.subscribers, channel.channel, channel.pending)
                     channel.pending = []
+        self.feeds.flush()
 
 
 def _diff(

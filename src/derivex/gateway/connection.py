@@ -76,6 +76,12 @@ class Connection:
         self.closing = False
         self._loop = asyncio.get_running_loop()
         self._heartbeat: asyncio.Task[None] | None = None
+        # ``public/set_heartbeat``: the least interval, and whether a request came in since
+        # the last test_request (``_beat`` closes the connection when none did)
+        self.heartbeat_min_s = limits.heartbeat_min_s
+        self.heard = True
+        # ``private/enable_cancel_on_disconnect`` with the connection scope
+        self.cancel_on_disconnect = False
         self._closer: asyncio.Future[Any] | None = None
         # group commit (durability.py): frames of each tick wait, tagged with the journal's
         # last seq then, until the flush covering it returns
@@ -227,11 +233,22 @@ class Connection:
             self._heartbeat = asyncio.ensure_future(self._beat(seconds))
 
     async def _beat(self, seconds: int) -> None:
+        """Every ``seconds``: close the connection if no request came in since the last
+        test_request (Deribit's rule: a client answers one with ``public/test``; any
+        request counts here), else send the next one."""
         data = orjson.dumps(
             {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}
         )
+        asked = False
         while True:
             await asyncio.sleep(seconds)
+            if asked and not self.heard:
+                self._heartbeat = None  # (this task ends here: ``stop`` must not cancel it)
+                logger().info("websocket closed: heartbeat not answered", interval_s=seconds)
+                self.close(1000, b"heartbeat not answered")
+                return
+            self.heard = False
+            asked = True
             self.send(data)
 
     def stop(self) -> None:

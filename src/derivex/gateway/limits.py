@@ -86,6 +86,8 @@ class Limits:
     #: sockets; this sees how long it makes requests wait (seconds, 0: off)
     shed_taking_after_s: float = 0.02
     shed_all_after_s: float = 0.05
+    #: the least interval ``public/set_heartbeat`` accepts (Deribit's: 10 s)
+    heartbeat_min_s: int = 10
 
     @classmethod
     def from_options(cls, items: Iterable[str], base: Limits | None = None) -> Limits:

@@ -48,6 +48,7 @@ _CANCELLED, _EXPIRED = int(EventKind.CANCELLED), int(EventKind.EXPIRED)
 _POSITION, _BALANCE = int(EventKind.POSITION), int(EventKind.BALANCE)
 _MARK, _INDEX = int(EventKind.MARK), int(EventKind.INDEX)
 _LIQUIDATION = int(EventKind.LIQUIDATION)
+_FUNDING, _SETTLED = int(EventKind.FUNDING_PAID), int(EventKind.SETTLED)
 _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_QUOTE)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
 
@@ -103,6 +104,10 @@ class Projection(OrderRecords):
         #: told of every LIQUIDATION event as it is walked: (seq, instrument, account,
         #: stage, price_ticks, qty_lots, amount_units) (the operator dashboard's counts)
         self.liquidation_watchers: list[Callable[[int, int, int, int, int, int, int], None]] = []
+        #: told of every FUNDING_PAID, SETTLED and BALANCE_CHANGED event: (kind, seq,
+        #: instrument, account, now_ms, price_ticks, qty_lots, cash_units, balance_units)
+        #: (the history: ``gateway.history``)
+        self.cash_watchers: list[Callable[..., None]] = []
         super().__init__(closed_orders)
         self._history = history
         self.public_trades: dict[int, deque[Trade]] = {}
@@ -221,6 +226,9 @@ class Projection(OrderRecords):
             account = ids & account_mask
             if kind in (_POSITION, _BALANCE):  # the commonest after fills
                 accounts.add(account)
+                if kind == _BALANCE:
+                    for watcher in self.cash_watchers:
+                        watcher(kind, seq, 0, account, now, price, qty, fee, remaining)
                 continue
             instrument = (ids >> _INSTRUMENT_SHIFT) & _INSTRUMENT_MASK
             if kind == _FILLED:
@@ -313,6 +321,9 @@ class Projection(OrderRecords):
             elif kind == _LIQUIDATION:
                 for watcher in self.liquidation_watchers:  # stage in ``a``, money in ``b``
                     watcher(seq, instrument, account, fee, price, qty, remaining)
+            elif kind in (_FUNDING, _SETTLED):
+                for watcher in self.cash_watchers:
+                    watcher(kind, seq, instrument, account, now, price, qty, fee, remaining)
         for instrument in books:
             self.change_ids[instrument] = self.change_ids.get(instrument, 0) + 1
         if into is None:

@@ -12,6 +12,7 @@ from derivex.gateway import shapes
 from derivex.gateway.auth import MAX_TOKENS_PER_KEY
 from derivex.gateway.catalog import COLLATERAL
 from derivex.gateway.errors import INVALID_INSTRUMENT, RpcError
+from derivex.gateway.feeds import served
 from derivex.gateway.methods import Context, method
 
 VERSION = "2.1.1"
@@ -235,7 +236,8 @@ def auth(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("public/set_heartbeat", ("interval",))
 def set_heartbeat(ctx: Context, params: dict[str, Any]) -> str:
-    interval = p.integer(params, "interval", low=10, high=3600)
+    least = ctx.connection.heartbeat_min_s if ctx.connection is not None else 10
+    interval = p.integer(params, "interval", low=least, high=3600)
     if ctx.connection is not None:
         ctx.connection.set_heartbeat(interval)
     return "ok"
@@ -252,6 +254,9 @@ def _subscribe(ctx: Context, params: dict[str, Any], private: bool) -> list[str]
     channels = p.string_list(params, "channels")
     if ctx.hub is None or ctx.connection is None:
         raise RpcError(10030, "must_be_websocket_request")
+    for name in channels:  # checked before any is subscribed: all or none
+        if not served(name):
+            raise p.invalid_params("channels", f"channel not served: {name[:128]}")
     return ctx.hub.subscribe(ctx.connection, channels, private)
 
 

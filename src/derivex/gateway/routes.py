@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from derivex.core import query
 from derivex.gateway.auth import Authenticator, Session, bearer_token
+from derivex.gateway.cancel_on_disconnect import on_disconnect
 from derivex.gateway.channels import Hub
 from derivex.gateway.connection import HARD_FRAME_LIMIT, Connection, attach_inline, origin_of
 from derivex.gateway.durability import DurabilityGate, DurabilityTimeout, outcome_unknown_frames
@@ -109,6 +110,7 @@ class Routes:
             if inline:
                 conn.closing = True  # frames still in flight are not answered
             self.hub.drop(conn)
+            on_disconnect(self.venue, conn, self.dispatcher.flush)
             conn.stop()
             self.connections.discard(conn)
             self.metrics.connections.dec()
@@ -117,6 +119,7 @@ class Routes:
     def _handle(self, conn: Connection, data: bytes | str) -> None:
         """One JSON-RPC frame of ``conn`` (its turn come): answered now, or queued with the
         tick's orders."""
+        conn.heard = True  # any request answers a heartbeat's test_request
         answer = self.dispatcher.offer(data, conn.session, conn, "ws", conn.peer)
         if answer is None:
             return  # an order: answered when the tick's batch is placed

@@ -23,9 +23,12 @@ import orjson
 
 from derivex.gateway import (  # noqa: F401  (they register methods)
     admin_api,
+    cancel_on_disconnect,
     candles,
+    history_api,
     private_api,
     public_api,
+    quote_api,
 )
 from derivex.gateway.auth import Authenticator, Session
 from derivex.gateway.channels import Hub

@@ -37,6 +37,7 @@ from derivex.exchange import Exchange, open_exchange
 from derivex.gateway import datadir
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog
+from derivex.gateway.history_replay import venue_from_journal
 from derivex.gateway.keys import ApiKey, KeyStore
 from derivex.gateway.limits import Limits
 from derivex.gateway.listing import default_specs, list_all
@@ -129,7 +130,9 @@ def open_venue(
         demo_key = keys.create(state.demo_account, ("read", "trade"), name="demo")
     if changed:  # last: a venue whose creation was interrupted has no serve.json
         state.save(state_path)
-    return Opened(Venue(exchange, catalog), keys, state, demo_key, report)
+    # a restarted venue's trades, orders and history walked the journal again
+    venue = None if new else venue_from_journal(exchange, catalog, data / "journal")
+    return Opened(venue or Venue(exchange, catalog), keys, state, demo_key, report)
 
 
 def build(

@@ -20,7 +20,7 @@ import numpy as np
 
 from derivex.core import codec, query
 from derivex.core.records import COMMAND_DTYPE, RECORD_BYTES, CommandKind, EventKind, OrderFlag
-from derivex.exchange import Exchange, Quote
+from derivex.exchange import CommandResult, Exchange, Quote
 from derivex.gateway.catalog import Catalog, InstrumentSpec
 from derivex.gateway.deferred import DeferredBatches
 from derivex.gateway.errors import (
@@ -384,6 +384,10 @@ class Venue(DeferredBatches):
         return update.first_order
 
     def mass_quote(self, account: int, quotes: list[Quote]) -> bool:
+        return self.quote(account, quotes).accepted
+
+    def quote(self, account: int, quotes: list[Quote]) -> CommandResult:
+        """One MASS_QUOTE command (``private/mass_quote``): its result, events applied."""
         self._pending = Pending("limit", "good_til_cancelled", int(OrderFlag.POST_ONLY), "")
         try:
             result = self.exchange.mass_quote(account, quotes)
@@ -391,7 +395,7 @@ class Venue(DeferredBatches):
             self._unresolved(unknown, [self._pending])
             raise outcome_unknown({}) from None
         self.apply(result.events)
-        return result.accepted
+        return result
 
     # ---- market inputs (index prices, marks and risk arrays) ----
 

@@ -56,9 +56,11 @@ from typing import Any
 import numpy as np
 
 from derivex.core.records import EVENT_DTYPE
+from derivex.gateway import cancel_on_disconnect
 from derivex.gateway.auth_limits import AuthLimits
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.durability import SharedDurability
+from derivex.gateway.history_replay import venue_from_journal
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.labels import SharedLabels
 from derivex.gateway.limits import Limits
@@ -274,9 +276,13 @@ async def _serve(
     catalog = Catalog.load(data / "instruments.json")
     labels = SharedLabels(data / "labels", f"worker.{ctx.index}.{ctx.generation}")
     venue = _venue_of_the_run(ctx, catalog, labels, log)
+    if venue is None:  # the trades, orders and history of the runs before (the journal)
+        venue = venue_from_journal(exchange, catalog, ctx.replica.journal_dir, labels=labels)
     if venue is None:  # records of the open orders only (with their labels)
         venue = Venue(exchange, catalog, labels=labels)
     venue.exchange = exchange
+    # an account's cancel-on-disconnect holds for its connections on every worker
+    cancel_on_disconnect.share(venue, data / "cancel_on_disconnect")
     # every batch not answered by our own submit is walked in seq order with ours
     exchange.on_foreign = venue.defer_frame
     metrics = WorkerMetrics(ctx.index, metrics_dir)
