@@ -82,11 +82,19 @@ def stream_subject(domain: str) -> str:
 
 
 def decode_frame(data: bytes, first_seq: int, position: int) -> LogBatch:
-    """A message payload as a frame; raises LogError when the records do not start at
-    the header's seq or do not fill whole records."""
+    """A message payload as a frame of *writable* records (one copy of the payload);
+    raises LogError when the records do not start at the header's seq or do not fill
+    whole records.
+
+    Why writable: numba types a read-only array as a distinct type, so a follower fed
+    read-only frames (``np.frombuffer`` over ``bytes``) runs its own specialisation of
+    the engine kernel. After any change to ``core/`` that specialisation is compiled by
+    the first follower that needs it, which takes minutes on a loaded machine: a standby
+    that cannot apply a frame for minutes cannot take over (the intermittent failure of
+    ``test_a_paused_old_leader_cannot_append``). The copy costs O(frame bytes)."""
     if len(data) == 0 or len(data) % COMMAND_DTYPE.itemsize:
         raise LogError(f"stream seq {position}: payload of {len(data)} bytes is not records")
-    commands = np.frombuffer(data, dtype=COMMAND_DTYPE)
+    commands = np.frombuffer(bytearray(data), dtype=COMMAND_DTYPE)
     if int(commands["seq"][0]) != first_seq:
         raise LogError(f"stream seq {position}: header says seq {first_seq}, records disagree")
     return LogBatch(first_seq, commands, position)

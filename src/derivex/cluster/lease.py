@@ -119,6 +119,14 @@ class Lease:
             return None
         return entry.value.decode() if entry.value else None
 
+    def peek(self) -> tuple[str, int] | None:
+        """(holder, revision) of the key now, None when free (for logs)."""
+        try:
+            entry = self.log.loop.call(self._kv.get(self.key), self.log.retry_for + 5)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        return (entry.value or b"").decode(), entry.revision or 0
+
     def release(self) -> None:
         """Give the lease up (delete the key if we still hold it)."""
         if self.held:
