@@ -362,6 +362,19 @@ def serve(
             "names and defaults in docs/limits.md, e.g. max_connections_per_address=32)"
         ),
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated nats:// URLs: cluster mode, the domain's log on NATS "
+            "JetStream (docs/cluster.md); replies leave after the frame's PubAck"
+        ),
+    ] = None,
+    domain: Annotated[str, typer.Option(help="with --cluster: the risk domain")] = "main",
+    role: Annotated[
+        str, typer.Option(help="with --cluster: leader, standby (takes over) or replica")
+    ] = "standby",
+    node: Annotated[str, typer.Option(help="with --cluster: this node's name")] = "node",
+    lease_ttl: Annotated[int, typer.Option(help="with --cluster: lease TTL, seconds")] = 2,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -386,6 +399,11 @@ def serve(
     level = getattr(logging, log_level.upper(), logging.INFO)
     configure_logging(level=level, json=log_format == "json")
     refused = (DataDirectoryError, JournalError)  # damage: refused, nothing changed
+    if cluster is not None:
+        _serve_cluster(
+            cluster, domain, role, node, lease_ttl, data_dir, host, port, demo, auth_limits, limits
+        )
+        return
     if workers:
         from derivex.gateway.worker import run_workers
 
@@ -434,6 +452,49 @@ def serve(
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
+
+
+def _serve_cluster(
+    urls: str,
+    domain: str,
+    role: str,
+    node: str,
+    lease_ttl: int,
+    data_dir: Path,
+    host: str,
+    port: int,
+    demo: bool,
+    auth_limits: Any,
+    limits: Any,
+) -> None:
+    """``serve --cluster``: one node of a domain (``derivex.cluster.serve``); exits with
+    its code (2: diverged, 3: fenced)."""
+    from derivex.cluster.serve import ClusterOptions, serve_cluster
+    from derivex.gateway.datadir import DataDirectoryError
+
+    try:
+        options = ClusterOptions(
+            [url for url in urls.split(",") if url], domain, role, node, ttl_s=lease_ttl
+        )
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        code = serve_cluster(
+            options,
+            data_dir,
+            host,
+            port,
+            lambda gateway, opened: _announce(gateway.url, opened, data_dir),
+            demo=demo,
+            auth_limits=auth_limits,
+            limits=limits,
+        )
+    except DataDirectoryError as error:
+        typer.echo(f"error: refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
+    if code:
+        raise typer.Exit(code)
 
 
 def _runtime_summary(report: Any) -> dict[str, Any]:
