@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -638,6 +640,38 @@ def stress(
         console.print(f"[red]invariants broken:[/red] {broken}")
         raise typer.Exit(1)
     console.print("invariants hold")
+
+
+cluster_app = typer.Typer(help="cluster mode on NATS JetStream", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("up")
+def cluster_up(
+    directory: Annotated[
+        Path, typer.Option(help="NATS stores, one data directory per domain, node logs")
+    ] = Path("cluster"),
+    domain: Annotated[
+        list[str] | None, typer.Option(help="a risk domain (repeatable; default: main)")
+    ] = None,
+    lifetime: Annotated[float, typer.Option(help="stop after this many seconds")] = 3600.0,
+) -> None:
+    """Start a local 3-node NATS cluster (loopback, sync_interval: always) and, per
+    domain, a leader and a standby (derivex serve --cluster); a node that exits is started
+    again as a standby. The leading node prints its URL and demo key. Ctrl-C stops all."""
+    from derivex.cluster.up import LocalVenue
+
+    stopping: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _frame: stopping.append(number))
+    venue = LocalVenue(directory, domain or ["main"], lifetime_s=lifetime, echo=_echo_line)
+    venue.run(lambda: bool(stopping))
+    typer.echo(f"cluster stopped ({venue.restarts} node restarts)")
+
+
+def _echo_line(line: str) -> None:
+    typer.echo(line)
+    sys.stdout.flush()
 
 
 keys_app = typer.Typer(help="API keys of a served venue", no_args_is_help=True)

@@ -5,15 +5,16 @@ Every role first follows the stream (``Follower``: the same kernel over the fram
 state root every K frames compared with the leader's). Then:
 
 - **leader** and **standby** take the lease as soon as it is free (a leader at start; a
-  standby once the serving leader's lease ran out: it died, or paused past the TTL),
-  catch up, append the fence frame (``Follower.take_over``) and serve the Deribit API on
-  a ``ClusterExchange``: the one ``Sequencer`` of the ``Leader``, whose before-hook is the
-  fenced publish, so a batch reaches the engine, and a client its reply, only after the
-  frame's PubAck (quorum-fsynced, R3, ``sync_interval: always``). The two roles differ
-  only in what they say while they wait. The lease is renewed every third of its TTL on
-  the gateway's loop. A fenced leader (another writer appended, or its lease ran out)
-  answers every further command with the retryable error 10040 ``not_leader`` and stops
-  serving (exit code 3): its clients reconnect to the new leader.
+  standby once the serving leader's lease ran out: it died, or paused past the TTL; a
+  standby lets two TTLs pass before it first tries, so a leader started beside it
+  leads), catch up, append the fence frame (``Follower.take_over``) and serve the
+  Deribit API on a ``ClusterExchange``: the one ``Sequencer`` of the ``Leader``, whose
+  before-hook is the fenced publish, so a batch reaches the engine, and a client its
+  reply, only after the frame's PubAck (quorum-fsynced, R3, ``sync_interval: always``).
+  The lease is renewed every third of its TTL on the gateway's loop. A fenced leader
+  (another writer appended, or its lease ran out) answers every further command with
+  the retryable error 10040 ``not_leader`` and stops serving (exit code 3): its clients
+  reconnect to the new leader.
 - **replica** never leads: it follows until stopped and exits with code 2 when its root
   differs from the leader's (taken out of service, logged loudly).
 
@@ -97,15 +98,22 @@ class ClusterExchange(Exchange):
 
 
 def stand_by(
-    follower: Follower, lease: Lease, *, stopping: Callable[[], bool], poll_s: float = 0.5
+    follower: Follower,
+    lease: Lease,
+    *,
+    stopping: Callable[[], bool],
+    poll_s: float = 0.5,
+    grace_s: float = 0.0,
 ) -> Leader | None:
     """Follow the stream until the lease is ours and the fence frame is in: the new
-    ``Leader`` (None if ``stopping()`` first, or the follower diverged). A takeover that
-    loses the lease on the way (a catch-up longer than the TTL) has published nothing:
-    the follower stands by again."""
+    ``Leader`` (None if ``stopping()`` first, or the follower diverged). The lease is not
+    tried in the first ``grace_s`` seconds (a standby started beside its leader lets the
+    leader lead). A takeover that loses the lease on the way (a catch-up longer than the
+    TTL) has published nothing: the follower stands by again."""
     holder_seen: str | None = None
+    not_before = time.monotonic() + grace_s
     while not stopping() and follower.diverged is None:
-        if lease.try_acquire():
+        if time.monotonic() >= not_before and lease.try_acquire():
             try:
                 return follower.take_over(lease)
             except LeaseLost as error:
@@ -187,7 +195,8 @@ def serve_cluster(
             while not stop_requested and follower.diverged is None:
                 follower.poll(idle=0.5, limit_s=2.0)
             return EXIT_DIVERGED if follower.diverged else EXIT_STOPPED
-        leader = stand_by(follower, lease, stopping=lambda: bool(stop_requested))
+        grace = 2.0 * options.ttl_s if options.role == "standby" else 0.0
+        leader = stand_by(follower, lease, stopping=lambda: bool(stop_requested), grace_s=grace)
         if leader is None:
             return EXIT_DIVERGED if follower.diverged else EXIT_STOPPED
         _log.info("%s: leading %s from seq %d", options.node, log.domain, leader.sequencer.seq)
