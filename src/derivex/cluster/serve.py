@@ -38,13 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from derivex.cluster.jetstream import JetStreamLog
+from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
 from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogError
-from derivex.cluster.node import Follower, Leader, LeaseLost, warm_kernels
+from derivex.cluster.node import Follower, Leader, warm_kernels
 from derivex.core import query
 from derivex.exchange import Exchange
 from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY, RpcError
+from derivex.journal import full_root
+from derivex.sequencer import Sequencer
 
 __all__ = ["ROLES", "ClusterExchange", "ClusterOptions", "serve_cluster", "stand_by"]
 
@@ -109,21 +111,24 @@ def stand_by(
     ``Leader`` (None if ``stopping()`` first, or the follower diverged). The lease is not
     tried in the first ``grace_s`` seconds (a standby started beside its leader lets the
     leader lead). A takeover that loses the lease on the way (a catch-up longer than the
-    TTL) has published nothing: the follower stands by again."""
+    TTL) has published nothing: the follower stands by again; so does one that meets a
+    log error (a NATS server lost mid-takeover: its fence frame, if it lands later, is
+    applied like any other frame), after giving the lease up."""
     holder_seen: str | None = None
     not_before = time.monotonic() + grace_s
     while not stopping() and follower.diverged is None:
-        if time.monotonic() >= not_before and lease.try_acquire():
-            try:
+        try:
+            if time.monotonic() >= not_before and lease.try_acquire():
                 return follower.take_over(lease)
-            except LeaseLost as error:
-                _log.warning("takeover abandoned, standing by: %s", error)
-                continue
-        holder = lease.peek()
-        if (holder and holder[0]) != holder_seen:  # a line per new holder
-            _log.info("lease of %s held by %s", follower.log.domain, holder)
-            holder_seen = holder and holder[0]
-        follower.poll(idle=poll_s, limit_s=2.0)  # SIGTERM is looked at between polls
+            holder = lease.peek()
+            if (holder and holder[0]) != holder_seen:  # a line per new holder
+                _log.info("lease of %s held by %s", follower.log.domain, holder)
+                holder_seen = holder and holder[0]
+            follower.poll(idle=poll_s, limit_s=2.0)  # SIGTERM is looked at between polls
+        except (LogError, *TRANSIENT) as error:
+            _log.warning("standing by after: %r", error)
+            lease.release()
+            time.sleep(poll_s)
     return None
 
 
@@ -187,13 +192,19 @@ def serve_cluster(
     log = JetStreamLog(
         options.urls, options.domain, writer=options.node, retry_for=options.retry_for
     )
+    follower: Follower | None = None
+    leader: Leader | None = None
     try:
         lease = Lease(log, options.node, ttl_s=options.ttl_s)
         follower = Follower(log, every=options.every, node=options.node)
         _log.info("%s: %s of %s from stream seq 0", options.node, options.role, log.domain)
         if options.role == "replica":
             while not stop_requested and follower.diverged is None:
-                follower.poll(idle=0.5, limit_s=2.0)
+                try:
+                    follower.poll(idle=0.5, limit_s=2.0)
+                except (LogError, *TRANSIENT) as error:  # a server lost: go on following
+                    _log.warning("replica: %r", error)
+                    time.sleep(0.5)
             return EXIT_DIVERGED if follower.diverged else EXIT_STOPPED
         grace = 2.0 * options.ttl_s if options.role == "standby" else 0.0
         leader = stand_by(follower, lease, stopping=lambda: bool(stop_requested), grace_s=grace)
@@ -204,7 +215,21 @@ def serve_cluster(
         opened = _open(data_dir, exchange, gateway_options.get("demo", True))
         return asyncio.run(_serve(opened, leader, host, port, announce, **gateway_options))
     finally:
+        if leader is not None:
+            _report(options.node, "leader", leader.sequencer, log.stream_last)
+        elif follower is not None:
+            _report(options.node, options.role, follower.sequencer, follower.position)
         log.close()
+
+
+def _report(node: str, role: str, sequencer: Sequencer, position: int) -> None:
+    """The node's last word: where it stopped and its state root there (the chaos test
+    compares the nodes' roots with a replay of the stream). Cost: a full root."""
+    root = full_root(sequencer.engine.state).hex()
+    _log.info(
+        "%s: stopped as %s at stream seq %d, seq %d, root %s",
+        node, role, position, sequencer.seq, root,
+    )  # fmt: skip
 
 
 async def _serve(
