@@ -377,6 +377,9 @@ def serve(
     ] = "standby",
     node: Annotated[str, typer.Option(help="with --cluster: this node's name")] = "node",
     lease_ttl: Annotated[int, typer.Option(help="with --cluster: lease TTL, seconds")] = 2,
+    root_every: Annotated[
+        int, typer.Option(help="with --cluster: K, a state root compared every K frames")
+    ] = 16,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -402,9 +405,8 @@ def serve(
     configure_logging(level=level, json=log_format == "json")
     refused = (DataDirectoryError, JournalError)  # damage: refused, nothing changed
     if cluster is not None:
-        _serve_cluster(
-            cluster, domain, role, node, lease_ttl, data_dir, host, port, demo, auth_limits, limits
-        )
+        options = (cluster, domain, role, node, lease_ttl, root_every)
+        _serve_cluster(options, data_dir, host, port, demo, auth_limits, limits)
         return
     if workers:
         from derivex.gateway.worker import run_workers
@@ -457,11 +459,7 @@ def serve(
 
 
 def _serve_cluster(
-    urls: str,
-    domain: str,
-    role: str,
-    node: str,
-    lease_ttl: int,
+    cluster: tuple[str, str, str, str, int, int],
     data_dir: Path,
     host: str,
     port: int,
@@ -474,9 +472,15 @@ def _serve_cluster(
     from derivex.cluster.serve import ClusterOptions, serve_cluster
     from derivex.gateway.datadir import DataDirectoryError
 
+    urls, domain, role, node, lease_ttl, root_every = cluster
     try:
         options = ClusterOptions(
-            [url for url in urls.split(",") if url], domain, role, node, ttl_s=lease_ttl
+            [url for url in urls.split(",") if url],
+            domain,
+            role,
+            node,
+            ttl_s=lease_ttl,
+            every=root_every,
         )
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)

@@ -17,9 +17,16 @@ import time
 from pathlib import Path
 
 import ccxt
+import numpy as np
 import pytest
 
+from derivex.cluster.__main__ import synthetic_batch
 from derivex.cluster.jetstream import JetStreamLog
+from derivex.cluster.node import RootReport, roots_subject
+from derivex.core.engine import Engine
+from derivex.core.records import CommandKind
+from derivex.journal import full_root
+from derivex.sequencer import Sequencer
 from tests.cluster.test_failover import replay_root
 from tests.gateway.conftest import unique_nonce
 
@@ -32,12 +39,12 @@ class ServedNode:
     (a standby prints its banner only once it leads)."""
 
     def __init__(
-        self, data: Path, log: Path, urls: list[str], domain: str, role: str, node: str
+        self, data: Path, log: Path, urls: list[str], domain: str, role: str, node: str, *extra: str
     ) -> None:
         command = [
             *DERIVEX, "serve", "--cluster", ",".join(urls), "--domain", domain,
             "--role", role, "--node", node, "--data-dir", str(data),
-            "--port", "0", "--lease-ttl", "2", "--log-format", "console",
+            "--port", "0", "--lease-ttl", "2", "--log-format", "console", *extra,
         ]  # fmt: skip
         self.log = log
         self.process = subprocess.Popen(
@@ -156,6 +163,44 @@ def test_a_standby_serves_after_the_leader_is_killed(nats_cluster, domain, tmp_p
             if node.process.poll() is None:
                 os.killpg(node.process.pid, signal.SIGKILL)
                 node.process.wait(10)
+
+
+def test_a_replica_fed_a_tampered_frame_leaves_service(nats_cluster, domain, tmp_path) -> None:
+    """The test is the leader: it appends frames, one with a deposit altered on the way,
+    and publishes the roots of the true frames every K = 4. The replica process finds its
+    root differs at stream seq 8 (the first multiple of K after frame 6) and exits 2."""
+    log_path = tmp_path / "replica.log"
+    replica = ServedNode(
+        tmp_path / "venue", log_path, nats_cluster.urls, domain, "replica", "r",
+        "--root-every", "4",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while f"r: replica of {domain}" not in log_path.read_text():  # listening to roots
+            assert time.monotonic() < deadline and replica.process.poll() is None
+            time.sleep(0.05)
+        truth = Sequencer(Engine())
+        with JetStreamLog(nats_cluster.urls, domain) as stream:
+            for position in range(1, 13):
+                batch = synthetic_batch(truth.seq + 1, 3)
+                batch["seq"] = np.arange(truth.seq + 1, truth.seq + 4, dtype=np.uint64)
+                sent = batch.copy()
+                if position == 6:
+                    deposit = np.flatnonzero(sent["kind"] == CommandKind.DEPOSIT)[0]
+                    sent["amount_units"][deposit] += 1
+                stream.append(sent, truth.seq)
+                truth.apply(batch)
+                if position % 4 == 0:
+                    root = full_root(truth.engine.state).hex()
+                    report = RootReport(domain, position, truth.seq, root, "test", True)
+                    stream.loop.call(stream.nc.publish(roots_subject(domain), report.encode()))
+        assert replica.process.wait(60) == 2  # out of service
+        text = log_path.read_text()
+        assert "replica diverged, out of service" in text and "stream seq 8" in text
+    finally:
+        if replica.process.poll() is None:
+            os.killpg(replica.process.pid, signal.SIGKILL)
+            replica.process.wait(10)
 
 
 @pytest.mark.parametrize("role", ["replica", "nobody"])

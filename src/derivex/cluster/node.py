@@ -253,6 +253,8 @@ class Follower:
             return 0
         deadline = None if limit_s is None else time.monotonic() + limit_s
         for frame in self.log.follow(self.position + 1, until=until, idle=idle):
+            if self.diverged is not None:  # (found by the roots listener meanwhile)
+                break
             self.apply_frame(frame)
             applied += 1
             if self.diverged is not None:

@@ -76,6 +76,8 @@ class ClusterOptions:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
         if not self.urls:
             raise ValueError("--cluster needs at least one nats:// URL")
+        if self.every < 1 or self.ttl_s < 1:
+            raise ValueError("the root interval and the lease TTL are at least 1")
 
 
 class ClusterExchange(Exchange):
