@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import os
 import re
 import signal
@@ -52,7 +53,7 @@ from derivex.cluster.node import Follower  # noqa: E402
 from derivex.cluster.servers import LocalCluster  # noqa: E402
 from derivex.core.engine import Engine  # noqa: E402
 from derivex.sequencer import Sequencer  # noqa: E402
-from report import finish, machine  # noqa: E402
+from report import RESULTS, finish, machine  # noqa: E402
 
 RECORDS = 256  # per pipelined frame (16 KiB)
 
@@ -328,22 +329,31 @@ def main() -> None:
     console = Console()
     results: dict[str, Any] = {"machine": machine(), "nats": "3 x nats-server 2.15.1, loopback"}
     only = set(args.only or ["log", "failover", "e2e"] + (["chaos"] if args.chaos else []))
+    previous = RESULTS / "cluster.json"
+    if args.only and previous.exists():  # a partial run updates its sections only
+        kept = json.loads(previous.read_text())
+        results = {**kept, "machine": results["machine"], "nats": results["nats"]}
+    loads = results.setdefault("load_at_section_start", {})
     with (
         tempfile.TemporaryDirectory() as work,
         LocalCluster(Path(work) / "nats", nodes=3, lifetime_s=1800) as cluster,
     ):
         cluster.check_durability()
         if "log" in only:
+            loads["log"] = os.getloadavg()
             results["log"] = log_figures(cluster.urls, _frames(args.frames), args.window)
         if "failover" in only:
+            loads["failover"] = os.getloadavg()
             results["failover"] = failover_figures(cluster.urls, args.kills, Path(work))
         if "e2e" in only:
+            loads["e2e_ws_order_ack"] = os.getloadavg()
             results["e2e_ws_order_ack"] = e2e_figures(cluster.urls, args.orders, Path(work))
         if "chaos" in only:
+            loads["chaos"] = os.getloadavg()
             results["chaos"] = chaos_figures(cluster, args.chaos, Path(work) / "chaos")
     table = Table("figure", "value")
     for section, values in results.items():
-        if section != "machine":
+        if section not in ("machine", "load_at_section_start"):
             table.add_row(section, str(values))
     finish(results, table, console, "cluster", quick=False)
 

@@ -118,11 +118,14 @@ class Chaos:
         serving = self.serving()
         assert serving is not None, "nobody serves"
         name = serving[0]
-        acked = len(self.outcome.acked)
         killed = self._kill(name)
         self.start(name, "standby")
         self.wait_acks(1)
-        self.outcome.failovers_s.append(self.outcome.ack_times[acked] - killed)
+        # the first acknowledgement after the kill (one may have been on its way before)
+        times = self.outcome.ack_times
+        while times[-1] <= killed:
+            self.wait_acks(1)
+        self.outcome.failovers_s.append(next(t for t in times if t > killed) - killed)
         self.outcome.kills["leader"] += 1
 
     def kill_replica(self) -> None:
