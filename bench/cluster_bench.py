@@ -8,6 +8,8 @@
   ``publish_async`` with the fence and Msg-Id headers: one writer knows every next
   stream seq); the same frames appended to the file journal (``fsync="batch"``, one
   ``fdatasync`` each) as the single-machine figure;
+- **domains**: the pipelined appends of one domain alone, then of two at once (a writer
+  process each);
 - **catch-up**: a ``Follower`` from stream seq 0 over those frames (frames/s and
   commands/s, a root every 16 frames), and an in-memory replay of the same commands;
 - **failover**: ``--kills`` kill -9 of the leading ``python -m derivex.cluster`` node
@@ -78,6 +80,32 @@ def _frames(count: int) -> list[np.ndarray]:
     return frames
 
 
+def _pipeline(log: JetStreamLog, frames: list[np.ndarray], window: int) -> float:
+    """Publish ``frames`` to ``log``'s empty stream ``window`` deep, with the fence and
+    Msg-Id headers; the seconds it took."""
+
+    async def pipelined() -> float:
+        pending: collections.deque[Any] = collections.deque()
+        began = time.perf_counter()
+        for position, frame in enumerate(frames, start=1):
+            payload = frame.tobytes()
+            first = int(frame["seq"][0])
+            headers = {
+                "Nats-Msg-Id": f"bench:0:{first}:{zlib.crc32(payload):08x}",
+                "Nats-Expected-Last-Sequence": str(position - 1),
+                FIRST_SEQ_HEADER: str(first),
+            }
+            pending.append(await log.js.publish_async(log.subject, payload, headers=headers))
+            if len(pending) >= window:
+                ack = await pending.popleft()
+                assert not ack.duplicate
+        while pending:
+            await pending.popleft()
+        return time.perf_counter() - began
+
+    return float(log.loop.call(pipelined(), 600))
+
+
 def log_figures(urls: list[str], frames: list[np.ndarray], window: int) -> dict[str, Any]:
     with JetStreamLog(urls, "bench_sync") as log:
         latencies = []
@@ -90,27 +118,7 @@ def log_figures(urls: list[str], frames: list[np.ndarray], window: int) -> dict[
     sync = {**_percentiles(latencies[20:]), "appends_per_s": round(len(latencies) / sum(latencies))}
 
     with JetStreamLog(urls, "bench_pipe") as log:
-
-        async def pipelined() -> float:
-            pending: collections.deque[Any] = collections.deque()
-            began = time.perf_counter()
-            for position, frame in enumerate(frames, start=1):
-                payload = frame.tobytes()
-                first = int(frame["seq"][0])
-                headers = {
-                    "Nats-Msg-Id": f"bench:0:{first}:{zlib.crc32(payload):08x}",
-                    "Nats-Expected-Last-Sequence": str(position - 1),
-                    FIRST_SEQ_HEADER: str(first),
-                }
-                pending.append(await log.js.publish_async(log.subject, payload, headers=headers))
-                if len(pending) >= window:
-                    ack = await pending.popleft()
-                    assert not ack.duplicate
-            while pending:
-                await pending.popleft()
-            return time.perf_counter() - began
-
-        elapsed = log.loop.call(pipelined(), 600)
+        elapsed = _pipeline(log, frames, window)
         log.refresh()
         assert log.stream_last == len(frames)
         follower = Follower(log, Engine(), every=16, node="bench")
@@ -150,6 +158,44 @@ def log_figures(urls: list[str], frames: list[np.ndarray], window: int) -> dict[
         },
         "in_memory_replay_commands_per_s": round(commands / replay),
     }
+
+
+def _pipeline_child(urls: str, domain: str, frames: int, window: int) -> None:
+    """One domain's pipelined appends in this process (``--pipe``): prints the seconds."""
+    with JetStreamLog(urls.split(","), domain) as log:
+        print(_pipeline(log, _frames(frames), window))
+
+
+def domains_figures(urls: list[str], frames: int, window: int) -> dict[str, Any]:
+    """Pipelined appends of one domain alone, then of two domains at once (one writer
+    process each, as two leaders would be): commands/s in all."""
+    rates = {}
+    for count in (1, 2):
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--pipe",
+                    f"bench_dom{count}_{i}",
+                    "--urls",
+                    ",".join(urls),
+                    "--frames",
+                    str(frames),
+                    "--window",
+                    str(window),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(count)
+        ]
+        seconds = [float(child.communicate(timeout=600)[0].split()[-1]) for child in children]
+        # each child times its own appends (after its imports): the slowest bounds the pair
+        rates[f"{count}_domain" + ("s" if count > 1 else "")] = round(
+            count * frames * RECORDS / max(seconds)
+        )
+    return {"commands_per_s": rates, "frames_per_domain": frames, "window": window}
 
 
 def _node(directory: Path, urls: list[str], name: str) -> tuple[subprocess.Popen[bytes], Path]:
@@ -324,11 +370,20 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--chaos", type=int, default=0)
-    parser.add_argument("--only", choices=["log", "failover", "e2e", "chaos"], action="append")
+    parser.add_argument(
+        "--only", choices=["log", "domains", "failover", "e2e", "chaos"], action="append"
+    )
+    parser.add_argument("--pipe", help=argparse.SUPPRESS)  # a child of the domains figure
+    parser.add_argument("--urls", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pipe:
+        _pipeline_child(args.urls, args.pipe, args.frames, args.window)
+        return
     console = Console()
     results: dict[str, Any] = {"machine": machine(), "nats": "3 x nats-server 2.15.1, loopback"}
-    only = set(args.only or ["log", "failover", "e2e"] + (["chaos"] if args.chaos else []))
+    only = set(
+        args.only or ["log", "domains", "failover", "e2e"] + (["chaos"] if args.chaos else [])
+    )
     previous = RESULTS / "cluster.json"
     if args.only and previous.exists():  # a partial run updates its sections only
         kept = json.loads(previous.read_text())
@@ -342,6 +397,9 @@ def main() -> None:
         if "log" in only:
             loads["log"] = os.getloadavg()
             results["log"] = log_figures(cluster.urls, _frames(args.frames), args.window)
+        if "domains" in only:
+            loads["domains"] = os.getloadavg()
+            results["domains"] = domains_figures(cluster.urls, args.frames, args.window)
         if "failover" in only:
             loads["failover"] = os.getloadavg()
             results["failover"] = failover_figures(cluster.urls, args.kills, Path(work))
