@@ -1,6 +1,7 @@
 """``ClusterExchange``: commands reach the engine only through the fenced stream, and a
 leader that another writer has fenced answers the retryable 10040 ``not_leader`` (never
-11094), before any publish, from then on."""
+11094), before any publish, from then on; while the stream cannot acknowledge, nothing
+succeeds (13888) and nothing is applied."""
 
 from __future__ import annotations
 
