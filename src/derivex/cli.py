@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -362,6 +364,22 @@ def serve(
             "names and defaults in docs/limits.md, e.g. max_connections_per_address=32)"
         ),
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated nats:// URLs: cluster mode, the domain's log on NATS "
+            "JetStream (docs/cluster.md); replies leave after the frame's PubAck"
+        ),
+    ] = None,
+    domain: Annotated[str, typer.Option(help="with --cluster: the risk domain")] = "main",
+    role: Annotated[
+        str, typer.Option(help="with --cluster: leader, standby (takes over) or replica")
+    ] = "standby",
+    node: Annotated[str, typer.Option(help="with --cluster: this node's name")] = "node",
+    lease_ttl: Annotated[int, typer.Option(help="with --cluster: lease TTL, seconds")] = 2,
+    root_every: Annotated[
+        int, typer.Option(help="with --cluster: K, a state root compared every K frames")
+    ] = 16,
 ) -> None:
     """Run the venue behind a Deribit-compatible API (JSON-RPC over HTTP and WebSocket on
     one port, Prometheus metrics at /metrics): recover or create the journal in DATA_DIR,
@@ -386,6 +404,10 @@ def serve(
     level = getattr(logging, log_level.upper(), logging.INFO)
     configure_logging(level=level, json=log_format == "json")
     refused = (DataDirectoryError, JournalError)  # damage: refused, nothing changed
+    if cluster is not None:
+        options = (cluster, domain, role, node, lease_ttl, root_every)
+        _serve_cluster(options, data_dir, host, port, demo, auth_limits, limits)
+        return
     if workers:
         from derivex.gateway.worker import run_workers
 
@@ -434,6 +456,51 @@ def serve(
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
+
+
+def _serve_cluster(
+    cluster: tuple[str, str, str, str, int, int],
+    data_dir: Path,
+    host: str,
+    port: int,
+    demo: bool,
+    auth_limits: Any,
+    limits: Any,
+) -> None:
+    """``serve --cluster``: one node of a domain (``derivex.cluster.serve``); exits with
+    its code (2: diverged, 3: fenced)."""
+    from derivex.cluster.serve import ClusterOptions, serve_cluster
+    from derivex.gateway.datadir import DataDirectoryError
+
+    urls, domain, role, node, lease_ttl, root_every = cluster
+    try:
+        options = ClusterOptions(
+            [url for url in urls.split(",") if url],
+            domain,
+            role,
+            node,
+            ttl_s=lease_ttl,
+            every=root_every,
+        )
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        code = serve_cluster(
+            options,
+            data_dir,
+            host,
+            port,
+            lambda gateway, opened: _announce(gateway.url, opened, data_dir),
+            demo=demo,
+            auth_limits=auth_limits,
+            limits=limits,
+        )
+    except DataDirectoryError as error:
+        typer.echo(f"error: refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
+    if code:
+        raise typer.Exit(code)
 
 
 def _runtime_summary(report: Any) -> dict[str, Any]:
@@ -577,6 +644,38 @@ def stress(
         console.print(f"[red]invariants broken:[/red] {broken}")
         raise typer.Exit(1)
     console.print("invariants hold")
+
+
+cluster_app = typer.Typer(help="cluster mode on NATS JetStream", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("up")
+def cluster_up(
+    directory: Annotated[
+        Path, typer.Option(help="NATS stores, one data directory per domain, node logs")
+    ] = Path("cluster"),
+    domain: Annotated[
+        list[str] | None, typer.Option(help="a risk domain (repeatable; default: main)")
+    ] = None,
+    lifetime: Annotated[float, typer.Option(help="stop after this many seconds")] = 3600.0,
+) -> None:
+    """Start a local 3-node NATS cluster (loopback, sync_interval: always) and, per
+    domain, a leader and a standby (derivex serve --cluster); a node that exits is started
+    again as a standby. The leading node prints its URL and demo key. Ctrl-C stops all."""
+    from derivex.cluster.up import LocalVenue
+
+    stopping: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _frame: stopping.append(number))
+    venue = LocalVenue(directory, domain or ["main"], lifetime_s=lifetime, echo=_echo_line)
+    venue.run(lambda: bool(stopping))
+    typer.echo(f"cluster stopped ({venue.restarts} node restarts)")
+
+
+def _echo_line(line: str) -> None:
+    typer.echo(line)
+    sys.stdout.flush()
 
 
 keys_app = typer.Typer(help="API keys of a served venue", no_args_is_help=True)

@@ -40,8 +40,13 @@ def test_one_message_per_frame_with_its_first_command_seq(nats_cluster, domain) 
             last = log.append(stamped(last + 1, size), last)
             assert log.stream_last == frames  # one stream seq per frame
         assert (log.stream_last, log.last_seq) == (3, 9)
-        positions = [(batch.position, batch.first_seq) for batch in log.read(1)]
-        assert positions == [(1, 1), (2, 4), (3, 5)]
+        frames = list(log.read(1))
+        assert [(batch.position, batch.first_seq) for batch in frames] == [(1, 1), (2, 4), (3, 5)]
+        # writable records: a follower runs the leader's (cached) kernel specialisation,
+        # not a read-only one compiled on first use (minutes: a standby too slow to lead)
+        assert all(batch.commands.flags.writeable for batch in frames)
+        frames = list(log.follow(1, until=3))
+        assert len(frames) == 3 and all(batch.commands.flags.writeable for batch in frames)
     config, messages = asyncio.run(_raw_stream(nats_cluster.urls, stream_name(domain)))
     assert (
         config.num_replicas == 3 and str(getattr(config.storage, "value", config.storage)) == "file"

@@ -8,7 +8,9 @@ what is not yet.
 - ``lease``: the leader lease in a JetStream KV bucket;
 - ``node``: ``Leader`` (the ``Sequencer`` with the JetStream append as before-hook) and
   ``Follower`` (replica / standby: applies frames, publishes state roots, takes over);
-- ``servers``: a local nats-server cluster on loopback (tests, ``cluster up`` later).
+- ``servers``: a local nats-server cluster on loopback (tests, ``cluster up``);
+- ``serve``: ``derivex serve --cluster`` (the gateway on a ``Leader``; standby, replica);
+- ``up``: ``derivex cluster up`` (a local cluster and a leader + standby per domain).
 
 Importing ``derivex.cluster`` needs only numpy and the core; the nats client is imported
 by the modules that use it.

@@ -14,8 +14,10 @@ stops at once with exit code 3.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import json
+import logging
 import signal
 import sys
 import time
@@ -26,11 +28,12 @@ import numpy as np
 from derivex.cluster.jetstream import JetStreamLog
 from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced
-from derivex.cluster.node import Follower, Leader
+from derivex.cluster.node import Follower, Leader, LeaseLost, warm_kernels
 from derivex.core.records import CommandKind, command_array
 from derivex.journal import full_root
 
 ACCOUNTS = 8
+_log = logging.getLogger("derivex.cluster.process")
 
 
 def synthetic_batch(next_seq: int, size: int) -> np.ndarray:
@@ -63,22 +66,48 @@ def main(argv: list[str] | None = None) -> int:
         help="tests only: lead on after the lease is lost, so only the stream's fence stops us",
     )
     args = parser.parse_args(argv)
+    # `kill -USR1` prints every thread's stack to the log: a stuck node says where
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     stopping: list[str] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
+    warm_kernels()
     deadline = time.monotonic() + args.lifetime
     log = JetStreamLog(args.urls.split(","), args.domain, writer=args.node, retry_for=10.0)
     lease = Lease(log, args.node, ttl_s=args.ttl)
     follower = Follower(log, every=args.every, node=args.node)
     leader: Leader | None = None
+    standing_by = False
+    holder_seen: str | None = None
     reason, code = "lifetime", 0
     with open(args.acks, "a", buffering=1) as acks:
         try:
             while not stopping and time.monotonic() < deadline:
                 if leader is None:
                     if lease.try_acquire():
-                        leader = follower.take_over(lease, check_lease=not args.ignore_lease)
+                        _log.info(
+                            "%s: lease acquired (epoch %d) at stream seq %d",
+                            args.node, lease.epoch, follower.position,
+                        )  # fmt: skip
+                        try:
+                            leader = follower.take_over(lease, check_lease=not args.ignore_lease)
+                        except LeaseLost as error:
+                            # nothing was published (the catch-up outlasted the TTL, or a
+                            # slow renew): the follower is intact, so stand by again
+                            _log.warning("%s: takeover abandoned: %s", args.node, error)
+                            continue
+                        _log.info("%s: leading from seq %d", args.node, leader.sequencer.seq)
                     else:
+                        holder = lease.peek()
+                        if (holder and holder[0]) != holder_seen:  # a line per new holder
+                            _log.info("%s: lease held by %s", args.node, holder)
+                            holder_seen = holder and holder[0]
+                        if not standing_by:  # tests wait for this line (kernels warm)
+                            _log.info(
+                                "%s: standby from stream seq %d", args.node, follower.position
+                            )
+                            standing_by = True
                         follower.poll(idle=min(0.5, args.ttl / 4))
                         if follower.diverged:
                             reason, code = follower.diverged, 2

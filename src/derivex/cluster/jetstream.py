@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import nats
 import nats.errors
@@ -68,7 +68,8 @@ def transient(error: BaseException) -> bool:
         return True
     if isinstance(error, nats.js.errors.ServiceUnavailableError):
         return True
-    return isinstance(error, nats.js.errors.APIError) and error.err_code == NO_SUITABLE_PEERS
+    # (getattr: nats-py's KeyWrongLastSequenceError is an APIError without ``err_code``)
+    return getattr(error, "err_code", None) == NO_SUITABLE_PEERS
 
 
 def stream_name(domain: str) -> str:
@@ -82,11 +83,19 @@ def stream_subject(domain: str) -> str:
 
 
 def decode_frame(data: bytes, first_seq: int, position: int) -> LogBatch:
-    """A message payload as a frame; raises LogError when the records do not start at
-    the header's seq or do not fill whole records."""
+    """A message payload as a frame of *writable* records (one copy of the payload);
+    raises LogError when the records do not start at the header's seq or do not fill
+    whole records.
+
+    Why writable: numba types a read-only array as a distinct type, so a follower fed
+    read-only frames (``np.frombuffer`` over ``bytes``) runs its own specialisation of
+    the engine kernel. After any change to ``core/`` that specialisation is compiled by
+    the first follower that needs it, which takes minutes on a loaded machine: a standby
+    that cannot apply a frame for minutes cannot take over (the intermittent failure of
+    ``test_a_paused_old_leader_cannot_append``). The copy costs O(frame bytes)."""
     if len(data) == 0 or len(data) % COMMAND_DTYPE.itemsize:
         raise LogError(f"stream seq {position}: payload of {len(data)} bytes is not records")
-    commands = np.frombuffer(data, dtype=COMMAND_DTYPE)
+    commands = np.frombuffer(bytearray(data), dtype=COMMAND_DTYPE)
     if int(commands["seq"][0]) != first_seq:
         raise LogError(f"stream seq {position}: header says seq {first_seq}, records disagree")
     return LogBatch(first_seq, commands, position)
@@ -308,12 +317,15 @@ class JetStreamLog:
         ``skip_to`` are trimmed off. Raises LogError when the frames do not continue each
         other, or when ``until`` is not reached and no frame came for ``retry_for``
         seconds (a reader must not take a stalled stream for its end)."""
-        frames = self._frames(start)
+        # subscribed first, outside the idle timer: creating the consumer can take longer
+        # than ``idle`` on a loaded machine, and a timer around it would cancel every
+        # attempt (a follower that never gets a frame)
+        subscription = self.loop.call(self._subscribe(start), self.retry_for + 5)
         expected_seq: int | None = None
         wait = idle if until is None else self.retry_for
         try:
             while True:
-                frame = self.loop.call(self._next(frames, wait), wait + self.retry_for)
+                frame = self.loop.call(self._next(subscription, wait), wait + self.retry_for)
                 if frame is None:
                     if until is not None:
                         raise LogError(
@@ -334,32 +346,29 @@ class JetStreamLog:
                 if until is not None and frame.position is not None and frame.position >= until:
                     return
         finally:
-            self.loop.call(frames.aclose(), 5.0)
+            with contextlib.suppress(Exception):
+                self.loop.call(subscription.unsubscribe(), 5.0)
 
-    async def _next(self, frames: AsyncIterator[LogBatch], idle: float) -> LogBatch | None:
-        try:
-            return await asyncio.wait_for(frames.__anext__(), idle)
-        except (TimeoutError, StopAsyncIteration):
-            return None
-
-    async def _frames(self, start: int) -> AsyncGenerator[LogBatch, None]:
+    async def _subscribe(self, start: int):  # type: ignore[no-untyped-def]
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
         )
-        subscription = await self.retrying(
+        return await self.retrying(
             lambda: self.js.subscribe(
                 self.subject, stream=self.stream, ordered_consumer=True, config=config
             )
         )
+
+    async def _next(self, subscription, wait: float) -> LogBatch | None:  # type: ignore[no-untyped-def]
+        """The next frame, or None after ``wait`` seconds without one (a wait on the
+        subscription's queue: cancelling it loses no message)."""
         try:
-            while True:
-                message = await subscription.next_msg(timeout=None)
-                headers = message.headers or {}
-                position = message.metadata.sequence.stream
-                yield decode_frame(message.data, int(headers[FIRST_SEQ_HEADER]), position)
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            message = await subscription.next_msg(timeout=wait)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return None
+        headers = message.headers or {}
+        position = message.metadata.sequence.stream
+        return decode_frame(message.data, int(headers[FIRST_SEQ_HEADER]), position)
 
     def close(self) -> None:
         """Drain the connection and stop the loop thread."""

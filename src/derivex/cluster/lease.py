@@ -27,7 +27,7 @@ import time
 import nats.js.errors
 from nats.js import api
 
-from derivex.cluster.jetstream import JetStreamLog
+from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
 
 __all__ = ["BUCKET", "Lease"]
 
@@ -66,11 +66,17 @@ class Lease:
         return self.held and time.monotonic() < self._valid_until
 
     def try_acquire(self) -> bool:
-        """Create the key if it is free; True when we now hold it. Cost: one round trip."""
+        """Create the key if it is free; True when we now hold it. Cost: one round trip;
+        a stream leader election (no responders, timeouts) is retried for the log's
+        ``retry_for`` seconds, then raised. A create that landed but whose reply was
+        lost reads as taken on the retry: the key expires after its TTL (a delay, never
+        two holders)."""
         sent = time.monotonic()
         try:
             revision = self.log.loop.call(
-                self._kv.create(self.key, self.holder.encode(), msg_ttl=self.ttl_s),
+                self.log.retrying(
+                    lambda: self._kv.create(self.key, self.holder.encode(), msg_ttl=self.ttl_s)
+                ),
                 self.log.retry_for + 5,
             )
         except nats.js.errors.KeyWrongLastSequenceError:
@@ -90,21 +96,25 @@ class Lease:
 
     def renew(self) -> bool:
         """CAS on our revision with a fresh TTL. False (and no longer held) when the key
-        expired or someone else holds it. Cost: one round trip."""
+        expired, someone else holds it, or the bucket did not answer within the log's
+        ``retry_for`` (a renewal that landed but whose reply was lost also reads as lost
+        on the retry: the leader stops, never two leaders). Cost: one round trip."""
         if not self.held:
             return False
         sent = time.monotonic()
         try:
             ack = self.log.loop.call(
-                self.log.js.publish(
-                    f"$KV.{BUCKET}.{self.key}",
-                    self.holder.encode(),
-                    headers={api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(self.revision)},
-                    msg_ttl=self.ttl_s,
+                self.log.retrying(
+                    lambda: self.log.js.publish(
+                        f"$KV.{BUCKET}.{self.key}",
+                        self.holder.encode(),
+                        headers={api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(self.revision)},
+                        msg_ttl=self.ttl_s,
+                    )
                 ),
                 self.log.retry_for + 5,
             )
-        except nats.js.errors.APIError:
+        except (nats.js.errors.APIError, *TRANSIENT):
             self.revision = 0
             return False
         self.revision = ack.seq
@@ -118,6 +128,15 @@ class Lease:
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return None
         return entry.value.decode() if entry.value else None
+
+    def peek(self) -> tuple[str, int] | None:
+        """(holder, revision) of the key now, None when free or not known now (for logs:
+        a stream leader election is not waited out)."""
+        try:
+            entry = self.log.loop.call(self._kv.get(self.key), self.log.retry_for + 5)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError, *TRANSIENT):
+            return None
+        return (entry.value or b"").decode(), entry.revision or 0
 
     def release(self) -> None:
         """Give the lease up (delete the key if we still hold it)."""

@@ -40,11 +40,25 @@ from derivex.sequencer import Sequencer
 
 _log = logging.getLogger("derivex.cluster")
 
-__all__ = ["Follower", "Leader", "LeaseLost", "RootReport", "roots_subject"]
+__all__ = ["Follower", "Leader", "LeaseLost", "RootReport", "roots_subject", "warm_kernels"]
 
 
 class LeaseLost(Fenced):
     """The leader's lease ran out or was taken: it stops before it publishes."""
+
+
+def warm_kernels() -> None:
+    """Load (or compile) the kernels a node runs (the engine on writable command records,
+    the state root) on a throwaway engine. A node calls it before it stands by: the first
+    engine call of a process loads its kernels from the disk cache, seconds on a loaded
+    machine, and a standby doing that *after* taking the lease can outlast the lease's
+    TTL before its first renewal and lose it again."""
+    sequencer = Sequencer(Engine())
+    commands = command_array(2)
+    commands["kind"] = (CommandKind.CREATE_ACCOUNT, CommandKind.DEPOSIT)
+    commands["amount_units"][1] = 1
+    sequencer.sequence(commands)
+    full_root(sequencer.engine.state)
 
 
 def roots_subject(domain: str) -> str:
@@ -227,16 +241,25 @@ class Follower:
                 ),
             )
 
-    def poll(self, idle: float = 0.5, until: int | None = None) -> int:
+    def poll(
+        self, idle: float = 0.5, until: int | None = None, limit_s: float | None = None
+    ) -> int:
         """Apply the frames after ``position`` until none came for ``idle`` seconds (or
-        stream seq ``until`` is applied); returns how many were applied."""
+        stream seq ``until`` is applied, or ``limit_s`` seconds passed: a caller that
+        must look up now and then while a leader writes steadily); returns how many were
+        applied."""
         applied = 0
         if until is not None and until <= self.position:
             return 0
+        deadline = None if limit_s is None else time.monotonic() + limit_s
         for frame in self.log.follow(self.position + 1, until=until, idle=idle):
+            if self.diverged is not None:  # (found by the roots listener meanwhile)
+                break
             self.apply_frame(frame)
             applied += 1
             if self.diverged is not None:
+                break
+            if deadline is not None and time.monotonic() > deadline:
                 break
         return applied
 

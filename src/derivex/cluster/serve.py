@@ -1,0 +1,267 @@
+"""``derivex serve --cluster URLS --domain NAME --role leader|standby|replica``: the
+gateway on a domain's JetStream log.
+
+Every role first follows the stream (``Follower``: the same kernel over the frames, the
+state root every K frames compared with the leader's). Then:
+
+- **leader** and **standby** take the lease as soon as it is free (a leader at start; a
+  standby once the serving leader's lease ran out: it died, or paused past the TTL; a
+  standby lets two TTLs pass before it first tries, so a leader started beside it
+  leads), catch up, append the fence frame (``Follower.take_over``) and serve the
+  Deribit API on a ``ClusterExchange``: the one ``Sequencer`` of the ``Leader``, whose
+  before-hook is the fenced publish, so a batch reaches the engine, and a client its
+  reply, only after the frame's PubAck (quorum-fsynced, R3, ``sync_interval: always``).
+  The lease is renewed every third of its TTL on the gateway's loop. A fenced leader
+  (another writer appended, or its lease ran out) answers every further command with
+  the retryable error 10040 ``not_leader`` and stops serving (exit code 3): its clients
+  reconnect to the new leader.
+- **replica** never leads: it follows until stopped and exits with code 2 when its root
+  differs from the leader's (taken out of service, logged loudly).
+
+The data directory holds what the stream does not (``gateway.serve``): the catalogue, the
+keys, the demo accounts. The first leader of an empty stream creates the venue and
+writes them; a standby or a restarted leader reads them, so every node of a domain needs
+a copy (one directory on one machine, as ``derivex cluster up`` runs it). A stream that
+holds a venue with a data directory that does not is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
+from derivex.cluster.lease import Lease
+from derivex.cluster.log import Fenced, LogError
+from derivex.cluster.node import Follower, Leader, warm_kernels
+from derivex.core import query
+from derivex.exchange import Exchange
+from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY, RpcError
+from derivex.journal import full_root
+from derivex.sequencer import Sequencer
+
+__all__ = ["ROLES", "ClusterExchange", "ClusterOptions", "serve_cluster", "stand_by"]
+
+ROLES = ("leader", "standby", "replica")
+_log = logging.getLogger("derivex.cluster.serve")
+
+#: exit codes of a cluster node (``derivex serve --cluster``)
+EXIT_STOPPED, EXIT_DIVERGED, EXIT_FENCED = 0, 2, 3
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where and how a node joins its domain. ``ttl_s``: the lease TTL (whole seconds);
+    ``every``: K, a root every K frames; ``retry_for``: how long an append rides out a
+    stream leader election before the leader stops (the gateway waits that long)."""
+
+    urls: list[str]
+    domain: str
+    role: str
+    node: str
+    ttl_s: int = 2
+    every: int = 16
+    retry_for: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
+        if not self.urls:
+            raise ValueError("--cluster needs at least one nats:// URL")
+        if self.every < 1 or self.ttl_s < 1:
+            raise ValueError("the root interval and the lease TTL are at least 1")
+
+
+class ClusterExchange(Exchange):
+    """An ``Exchange`` whose sequencer is a ``Leader``'s: ``submit`` returns after the
+    frame's PubAck. A leader that can no longer write answers with errors a client can
+    act on, never 11094: ``RpcError`` 10040 (``not_leader``: nothing was published,
+    retry on the new leader) or 13888 (``outcome_unknown``: the frame may or may not be
+    in the stream; query the order)."""
+
+    def __init__(self, leader: Leader, clock: Callable[[], int] | None = None) -> None:
+        super().__init__(leader.sequencer.engine.config, clock=clock)
+        self.leader = leader
+        self.sequencer = leader.sequencer
+
+    def submit(self, commands: np.ndarray) -> np.ndarray:
+        try:
+            return super().submit(commands)
+        except Fenced as error:
+            raise RpcError(RETRY, "not_leader", {"reason": "not_leader"}) from error
+        except LogError as error:
+            raise RpcError(OUTCOME_UNKNOWN, "timed_out", {"reason": "outcome_unknown"}) from error
+
+
+def stand_by(
+    follower: Follower,
+    lease: Lease,
+    *,
+    stopping: Callable[[], bool],
+    poll_s: float = 0.5,
+    grace_s: float = 0.0,
+) -> Leader | None:
+    """Follow the stream until the lease is ours and the fence frame is in: the new
+    ``Leader`` (None if ``stopping()`` first, or the follower diverged). The lease is not
+    tried in the first ``grace_s`` seconds (a standby started beside its leader lets the
+    leader lead). A takeover that loses the lease on the way (a catch-up longer than the
+    TTL) has published nothing: the follower stands by again; so does one that meets a
+    log error (a NATS server lost mid-takeover: its fence frame, if it lands later, is
+    applied like any other frame), after giving the lease up."""
+    holder_seen: str | None = None
+    not_before = time.monotonic() + grace_s
+    while not stopping() and follower.diverged is None:
+        try:
+            if time.monotonic() >= not_before and lease.try_acquire():
+                return follower.take_over(lease)
+            holder = lease.peek()
+            if (holder and holder[0]) != holder_seen:  # a line per new holder
+                _log.info("lease of %s held by %s", follower.log.domain, holder)
+                holder_seen = holder and holder[0]
+            follower.poll(idle=poll_s, limit_s=2.0)  # SIGTERM is looked at between polls
+        except (LogError, *TRANSIENT) as error:
+            _log.warning("standing by after: %r", error)
+            lease.release()
+            time.sleep(poll_s)
+    return None
+
+
+def _open(data_dir: Path, exchange: ClusterExchange, demo: bool) -> Any:
+    """The venue over ``exchange``: created when the stream and ``data_dir`` are both new
+    (every command through the leader, hence the stream), else loaded from ``data_dir``."""
+    from derivex.gateway import serve as serving
+    from derivex.gateway.catalog import Catalog
+    from derivex.gateway.datadir import DataDirectoryError
+    from derivex.gateway.keys import KeyStore
+    from derivex.gateway.listing import default_specs, list_all
+    from derivex.gateway.venue import Venue
+
+    catalog_path, state_path = data_dir / "instruments.json", data_dir / "serve.json"
+    state = exchange.engine.state
+    if not state_path.exists():
+        if query.instrument_count(state):  # a venue lists its instruments first
+            raise DataDirectoryError(
+                f"the stream holds a venue but {data_dir} has no serve.json: copy "
+                "instruments.json, serve.json and keys.json from the leader's data directory"
+            )
+        data_dir.mkdir(parents=True, exist_ok=True)
+        catalog = list_all(exchange, default_specs(time.time_ns() // 1_000_000))
+        catalog.save(catalog_path)
+        account = exchange.create_account()
+        exchange.deposit(account, serving.DEMO_DEPOSIT_UNITS)
+        serve_state = serving.ServeState(time.time_ns() // 1_000_000, account)
+        if demo:
+            serve_state.maker_accounts = [exchange.create_account() for _ in range(2)]
+            serve_state.noise_account = exchange.create_account()
+            for agent in (*serve_state.maker_accounts, serve_state.noise_account):
+                exchange.deposit(agent, serving.AGENT_DEPOSIT_UNITS)
+        report = ["new venue"]
+    else:
+        catalog = Catalog.load(catalog_path)
+        serve_state = serving.ServeState.load(state_path)
+        report = [f"leading from seq {exchange.sequencer.seq}"]
+    keys = KeyStore(data_dir)
+    demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
+    if demo_key is None:
+        demo_key = keys.create(serve_state.demo_account, ("read", "trade"), name="demo")
+    if not state_path.exists():  # last, as in ``gateway.serve.open_venue``
+        serve_state.save(state_path)
+    return serving.Opened(Venue(exchange, catalog), keys, serve_state, demo_key, report)
+
+
+def serve_cluster(
+    options: ClusterOptions,
+    data_dir: Path,
+    host: str,
+    port: int,
+    announce: Callable[[Any, Any], None],
+    **gateway_options: Any,
+) -> int:
+    """Run one node until SIGTERM/SIGINT, a fence or a divergence; returns the exit code
+    (``EXIT_*``). Blocks. ``announce(gateway, opened)`` is called once serving."""
+    stop_requested: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _frame: stop_requested.append(number))
+    warm_kernels()
+    log = JetStreamLog(
+        options.urls, options.domain, writer=options.node, retry_for=options.retry_for
+    )
+    follower: Follower | None = None
+    leader: Leader | None = None
+    try:
+        lease = Lease(log, options.node, ttl_s=options.ttl_s)
+        follower = Follower(log, every=options.every, node=options.node)
+        _log.info("%s: %s of %s from stream seq 0", options.node, options.role, log.domain)
+        if options.role == "replica":
+            while not stop_requested and follower.diverged is None:
+                try:
+                    follower.poll(idle=0.5, limit_s=2.0)
+                except (LogError, *TRANSIENT) as error:  # a server lost: go on following
+                    _log.warning("replica: %r", error)
+                    time.sleep(0.5)
+            return EXIT_DIVERGED if follower.diverged else EXIT_STOPPED
+        grace = 2.0 * options.ttl_s if options.role == "standby" else 0.0
+        leader = stand_by(follower, lease, stopping=lambda: bool(stop_requested), grace_s=grace)
+        if leader is None:
+            return EXIT_DIVERGED if follower.diverged else EXIT_STOPPED
+        _log.info("%s: leading %s from seq %d", options.node, log.domain, leader.sequencer.seq)
+        exchange = ClusterExchange(leader)
+        opened = _open(data_dir, exchange, gateway_options.get("demo", True))
+        return asyncio.run(_serve(opened, leader, host, port, announce, **gateway_options))
+    finally:
+        if leader is not None:
+            _report(options.node, "leader", leader.sequencer, log.stream_last)
+        elif follower is not None:
+            _report(options.node, options.role, follower.sequencer, follower.position)
+        log.close()
+
+
+def _report(node: str, role: str, sequencer: Sequencer, position: int) -> None:
+    """The node's last word: where it stopped and its state root there (the chaos test
+    compares the nodes' roots with a replay of the stream). Cost: a full root."""
+    root = full_root(sequencer.engine.state).hex()
+    _log.info(
+        "%s: stopped as %s at stream seq %d, seq %d, root %s",
+        node, role, position, sequencer.seq, root,
+    )  # fmt: skip
+
+
+async def _serve(
+    opened: Any,
+    leader: Leader,
+    host: str,
+    port: int,
+    announce: Callable[[Any, Any], None],
+    **gateway_options: Any,
+) -> int:
+    from derivex.gateway import serve as serving
+
+    gateway = serving.build(opened, **gateway_options)
+    stop = asyncio.Event()
+    code = EXIT_STOPPED
+
+    def keep_lease() -> None:
+        nonlocal code
+        leader.keep_lease()
+        if leader.fenced is not None and not stop.is_set():
+            _log.error("%s: fenced, no longer serving: %s", leader.node, leader.fenced)
+            code = EXIT_FENCED
+            stop.set()
+
+    gateway.add_periodic(max(0.05, leader.lease.ttl_s / 6), keep_lease)
+    await gateway.start(host, port)
+    announce(gateway, opened)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await gateway.stop()
+    return code
