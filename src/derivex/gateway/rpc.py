@@ -24,6 +24,7 @@ import orjson
 from derivex.gateway import (  # noqa: F401  (they register methods)
     admin_api,
     candles,
+    margin_api,
     private_api,
     public_api,
 )
