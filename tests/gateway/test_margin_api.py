@@ -130,6 +130,57 @@ def test_order_margin_equals_the_rise_once_it_rests(risky: Risky) -> None:
         assert reducing["result"]["sell"] <= 0
 
 
+def test_simulated_portfolio_margin_equals_the_held_one() -> None:
+    """Portfolio margin (scenario arrays from the pricing service): options of two expiries
+    and the perpetual, simulated, then bought and sold at the mark."""
+    from tests.core.test_risk import Venue as RiskVenue
+
+    v = RiskVenue()
+    specs = [InstrumentSpec(v.perp, PERP, "perpetual", "BTC", Decimal("0.01"), Decimal("0.01"))]
+    names = {}
+    for (days, strike, kind), instrument in v.options.items():
+        names[days, strike, kind] = name = f"BTC_USDC-{days}D-{strike}-{kind[0].upper()}"
+        specs.append(
+            InstrumentSpec(
+                instrument,
+                name,
+                "option",
+                "BTC",
+                Decimal("0.01"),
+                Decimal("0.01"),
+                strike=Decimal(strike),
+                option_type=kind,
+            )
+        )
+    keys = KeyStore(None)
+    thread = GatewayThread(lambda: Gateway(Venue(v.ex, Catalog(specs)), keys))
+    thread.start()
+    try:
+        account = thread.call(lambda: v.account(10**6 * 10**6))
+        legs = [((30, 110_000, "call"), "sell", 10), ((7, 90_000, "put"), "buy", 20)]
+        with connect(thread.url.replace("http://", "ws://") + "/ws/api/v2") as ws:
+            socket = _Socket(ws)
+            socket.login(keys.create(account, ("read", "trade")))
+            added = {
+                names[leg]: (lots if side == "buy" else -lots) / 100 for leg, side, lots in legs
+            }
+            added[PERP] = 0.05
+            simulated = socket.call("private/simulate_portfolio", add_positions=added)
+            for leg, side, lots in legs:
+                thread.call(
+                    lambda leg=leg, side=side, lots=lots: v.trade(
+                        account, v.options[leg], side, lots
+                    )
+                )
+            thread.call(lambda: v.trade(account, v.perp, "buy", 5))
+            held = socket.call("private/get_account_summary", currency="USDC")
+            assert thread.call(lambda: v.ex.account_summary(account).margin_mode) == "portfolio"
+            assert _figures(simulated) == _figures(held)
+            assert simulated["result"]["initial_margin"] > 0
+    finally:
+        thread.stop()
+
+
 @pytest.mark.parametrize(
     ("method", "params", "code"),
     [
