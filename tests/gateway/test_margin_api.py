@@ -193,6 +193,7 @@ def test_simulated_portfolio_margin_equals_the_held_one() -> None:
         ("private/simulate_portfolio", {"add_positions": {"NOPE": 1}}, INVALID_INSTRUMENT),
         ("private/simulate_portfolio", {"add_positions": {PERP: {"a": 1}}}, INVALID_PARAMS),
         ("private/simulate_portfolio", {"add_positions": {PERP: 1e30}}, None),
+        ("private/simulate_portfolio", {"add_positions": {PERP: 2**31 / 100}}, INVALID_PARAMS),
         ("private/simulate_portfolio", {"currency": "BTC"}, INVALID_PARAMS),
     ],
 )

@@ -12,8 +12,9 @@
   the mark, no fee). Nothing changes: the engine works on a copy of the state.
 
 Amounts in the instrument's base currency, money in USDC. Errors: -32602 for a malformed
-parameter, 10020 for an unknown instrument, 10021 / 10007 beyond the engine's order size
-or price caps, 10040 ``retry`` for an instrument without a mark yet. Costs: get_margins
+parameter or a position beyond the engine's maximum, 10020 for an unknown instrument, 10021 /
+10007 beyond the engine's order size or price caps, 10040 ``retry`` for an instrument without
+a mark yet. Costs: get_margins
 O(scenarios); simulate_portfolio O(state size) for the copy (rate-limit cost 10).
 """
 
@@ -99,10 +100,17 @@ def simulate_portfolio(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     if len(added) > MAX_ADDED_POSITIONS:
         raise invalid_params(name, f"at most {MAX_ADDED_POSITIONS} instruments")
     additions = []
+    exchange = ctx.venue.exchange
+    held = {pos.instrument: pos.qty_lots for pos in exchange.positions(ctx.session.account)}
+    limit = exchange.engine.config.max_position_lots
     for instrument_name, amount in added.items():
         spec = ctx.venue.catalog.get(instrument_name)
         lots = _signed_lots(spec, p.number({name: amount}, name), name)
         _check_limits(ctx, spec.instrument, abs(lots), 0)
+        # a position the engine could never hold is refused, as a trade to it would be (and
+        # keeps every product in the kernels inside int64)
+        if abs(held.get(spec.instrument, 0) + lots) > limit:
+            raise invalid_params(name, f"{instrument_name}: beyond the maximum position")
         _marked(ctx, spec)
         additions.append((spec.instrument, lots))
     state = ctx.venue.exchange.engine.state
