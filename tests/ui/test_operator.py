@@ -170,7 +170,14 @@ def test_controls_halt_and_block_from_the_page(
         ).accepted
     watched = _operator(browser, driven)
     page = watched.page
-    page.fill("#control-account", str(trader))
+    # the risk ranking's row of the trader fills the controls' account field
+    page.wait_for_selector("#ranking button.pick-account")
+    page.evaluate(
+        """(id) => [...document.querySelectorAll('#ranking tr')]
+            .find((tr) => tr.children[0].textContent === id).querySelector('button').click()""",
+        str(trader),
+    )
+    assert page.input_value("#control-account") == str(trader)
     page.click("#block")
     page.wait_for_selector("#control-result[data-ok=true]")
     assert page.text_content("#control-result") == f"account {trader} blocked, 2 orders cancelled"

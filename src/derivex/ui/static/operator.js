@@ -117,6 +117,8 @@ function render({ fund, liquidations, markets, ranking, health, controls }) {
       fmt(a.initial_margin),
       fmt(a.maintenance_margin),
       a.margin_usage === null ? "no equity" : `${(a.margin_usage * 100).toFixed(1)}%`,
+      // fills the controls' account field (blocking stays one more, deliberate click)
+      el("button", { type: "button", class: "pick-account", onclick: () => ($("control-account").value = String(a.account)) }, "select"),
     ]),
     "no account uses margin",
   );
