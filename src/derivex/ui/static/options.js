@@ -123,7 +123,7 @@ export class OptionsChain {
     const points = sorted.flatMap((s, i) => [[s, calls[i]], [s, puts[i]]]);
     const anyTick = [...this.tickers.values()][0];
     const fit = fitSmile(points, anyTick ? anyTick.underlying_price || anyTick.index_price : 0);
-    const data = [sorted, calls, puts, sorted.map((s) => (fit ? fit(s) : null))];
+    const data = [sorted, sorted.map((s) => (fit ? fit(s) : null)), calls, puts]; // fit drawn first, under the marks
     if (!this.plot) {
       this.plot = new uPlot(
         {
@@ -137,10 +137,10 @@ export class OptionsChain {
           ],
           series: [
             { label: "strike" },
-            // the marks as points, the fit as the one line through them
-            { label: "calls", stroke: "#26a69a", paths: () => null, points: { show: true, size: 7 } },
-            { label: "puts", stroke: "#ef5350", paths: () => null, points: { show: true, size: 5 } },
+            // the fit as the one line, the marks as points over it
             { label: "quadratic fit", stroke: "#f0b90b", width: 1.5, points: { show: false } },
+            { label: "calls", stroke: "#26a69a", paths: () => null, points: { show: true, size: 9, fill: "#26a69a" } },
+            { label: "puts", stroke: "#ef5350", paths: () => null, points: { show: true, size: 5, fill: "#ef5350" } },
           ],
         },
         data,
