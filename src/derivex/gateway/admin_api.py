@@ -222,6 +222,7 @@ def engine_health(venue: Venue) -> dict[str, Any]:
         # commands appended to the journal and not yet on stable storage (None: this
         # process holds no journal, e.g. a gateway worker)
         "journal_lag": journal.last_seq - journal.durable_seq if journal is not None else None,
+        "journal_fsync": getattr(journal, "fsync", None),  # "none": nothing is ever durable
         "state_root": _state_root(journal, state),
         "replica_agreement": None,  # n/a: no cluster replicas report to this gateway yet
     }

@@ -105,7 +105,7 @@ function render({ fund, liquidations, markets, ranking, health, controls }) {
   );
   table(
     "adl",
-    ranking.adl.map((a) => [a.instrument_name, a.side, String(a.rank), String(a.account), fmt(a.size, 3), fmt(a.score, 4)]),
+    ranking.adl.map((a) => [a.instrument_name, a.side, String(a.rank), String(a.account), fmt(a.size, 4), fmt(a.score, 4)]),
     "no open perpetual position",
   );
   table(
@@ -127,7 +127,12 @@ function render({ fund, liquidations, markets, ranking, health, controls }) {
     ["last seq", String(health.last_seq)],
     ["commands/s", health.commands_per_second === null ? "–" : fmt(health.commands_per_second, 1)],
     ["batch latency", latency.p50_ms === null ? "–" : `p50 ${latency.p50_ms.toFixed(2)} ms · p99 ${latency.p99_ms.toFixed(2)} ms`],
-    ["journal lag", health.journal_lag === null ? "n/a" : `${health.journal_lag} commands`],
+    [
+      "journal lag",
+      health.journal_lag === null
+        ? "n/a"
+        : `${health.journal_lag} commands${health.journal_fsync === "none" ? " (fsync none: never durable)" : ""}`,
+    ],
     ["state root", health.state_root === null ? "–" : `${health.state_root.slice(0, 16)}…`],
     ["replica agreement", health.replica_agreement === null ? "n/a (no cluster)" : String(health.replica_agreement)],
     ["open orders", String(health.open_orders)],
