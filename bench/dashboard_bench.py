@@ -10,7 +10,10 @@ one trader page in Debian's chromium (driven by playwright, logged in with the d
 BTC perpetual and the first options expiry on screen): the server's CPU, chromium's CPU
 (every process of its profile), and the WebSocket frames and bytes the page received; with
 one ccxt.pro client watching the same perpetual's book and trades: the server's CPU and the
-notifications queued (``derivex_gateway_notifications``). CPU comes from /proc (user +
+notifications queued (``derivex_gateway_notifications``). With ``--book-rate N`` (default
+25) a driver client places and cancels an order N times a second on the perpetual during
+both client phases (the demo agents alone change the book about 3 times a second), and the
+page's applied book changes and notifications per second are reported. CPU comes from /proc (user +
 system time), so it includes the demo agents' and the oracle's work in the server: compare
 against the baseline of the same run. Prints a table and writes
 bench/results/dashboard.json. Never part of the test run; bounded in time.
@@ -93,6 +96,73 @@ def measure_server(pid: int, url: str, seconds: float, wait: Any = time.sleep) -
     }
 
 
+class BookDriver:
+    """Place and cancel a 0.01 BTC bid 1% above the band's low ``rate`` times a second on
+    the perpetual (a thread with its own WebSocket) until ``stop``."""
+
+    def __init__(self, url: str, client_id: str, secret: str, rate: float) -> None:
+        import threading
+
+        self.url, self.client_id, self.secret, self.rate = url, client_id, secret, rate
+        self.done = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self) -> BookDriver:
+        if self.rate > 0:
+            self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+
+    def run(self) -> None:
+        from websockets.sync.client import connect
+
+        with connect(self.url.replace("http://", "ws://") + "/ws/api/v2") as ws:
+            ids = iter(range(1, 1 << 62))
+
+            def call(method: str, **params: Any) -> Any:
+                ident = next(ids)
+                ws.send(
+                    json.dumps({"jsonrpc": "2.0", "id": ident, "method": method, "params": params})
+                )
+                while True:
+                    reply = json.loads(ws.recv(timeout=10))
+                    if reply.get("id") == ident:
+                        return reply.get("result")
+
+            call(
+                "public/auth",
+                grant_type="client_credentials",
+                client_id=self.client_id,
+                client_secret=self.secret,
+            )
+            low = call("public/ticker", instrument_name=PERP)["min_price"]
+            price = round(low * 1.01 * 2) / 2 + 0.5
+            start, order = time.monotonic(), None
+            while not self.done.is_set():
+                if order is None:
+                    placed = call("private/buy", instrument_name=PERP, amount=0.01, price=price)
+                    order = placed["order"]["order_id"] if placed else None
+                else:
+                    call("private/cancel", order_id=order)
+                    order = None
+                self.sent += 1
+                time.sleep(max(0.0, start + self.sent / self.rate - time.monotonic()))
+            if order is not None:
+                call("private/cancel", order_id=order)
+
+
+def page_book(page: Any) -> tuple[int, int]:
+    return page.evaluate(
+        "() => { const d = document.getElementById('ladder').dataset;"
+        " return [Number(d.changeId || 0), Number(d.updates || 0)]; }"
+    )
+
+
 def dashboard(pid: int, url: str, client_id: str, secret: str, seconds: float) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -126,14 +196,18 @@ def dashboard(pid: int, url: str, client_id: str, secret: str, seconds: float) -
         page.wait_for_selector("#chain td.pick")
         page.wait_for_timeout(2000)  # settle
         browser_cpu, count, size = chromium_cpu(profile), frames["count"], frames["bytes"]
+        book_before = page_book(page)
         start = time.monotonic()
         server = measure_server(pid, url, seconds, lambda s: page.wait_for_timeout(s * 1000))
         elapsed = time.monotonic() - start
+        book_after = page_book(page)
         result = {
             "first_book_ms": first_book_ms,
             "browser_cpu_per_s": (chromium_cpu(profile) - browser_cpu) / elapsed,
             "frames_per_s": (frames["count"] - count) / elapsed,
             "bytes_per_s": (frames["bytes"] - size) / elapsed,
+            "book_changes_per_s": (book_after[0] - book_before[0]) / elapsed,
+            "book_notifications_per_s": (book_after[1] - book_before[1]) / elapsed,
             **server,
         }
         context.close()
@@ -177,17 +251,24 @@ def ccxt_pro(pid: int, url: str, seconds: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--book-rate", type=float, default=25.0)
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="derivex-bench-dash-"))
     process, url, client_id, secret = start_server(data / "venue")
     try:
         time.sleep(3)
-        results = {
+        results: dict[str, Any] = {
             "load": os.getloadavg(),
+            "book_rate": args.book_rate,
             "baseline": measure_server(process.pid, url, args.seconds),
-            "dashboard": dashboard(process.pid, url, client_id, secret, args.seconds),
-            "ccxt_pro": ccxt_pro(process.pid, url, args.seconds),
         }
+        driver = BookDriver(url, client_id, secret, args.book_rate).start()
+        try:
+            results["dashboard"] = dashboard(process.pid, url, client_id, secret, args.seconds)
+            results["ccxt_pro"] = ccxt_pro(process.pid, url, args.seconds)
+        finally:
+            driver.stop()
+        results["load_after"] = os.getloadavg()
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

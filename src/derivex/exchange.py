@@ -472,6 +472,14 @@ class Exchange:
     def close(self, instrument: int) -> CommandResult:
         return self._result(self._command(CommandKind.CLOSE_INSTRUMENT, instrument=instrument))
 
+    def block_account(self, account: int) -> CommandResult:
+        """The kill switch: cancel all the account's orders and refuse its trading commands
+        (ACCOUNT_BLOCKED) until ``unblock_account``. O(its orders + positions)."""
+        return self._result(self._command(CommandKind.BLOCK_ACCOUNT, account=account))
+
+    def unblock_account(self, account: int) -> CommandResult:
+        return self._result(self._command(CommandKind.UNBLOCK_ACCOUNT, account=account))
+
     # ---- orders ----
 
     @staticmethod

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from derivex.core.config import EngineConfig
-from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, EventKind
+from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, EventKind, Reason
 from tests.reference.builders import (
     decode_one,
     describe_command,
@@ -347,6 +347,9 @@ class StreamGen:
             )
             return [self.record(kind, instrument=self.instrument()[0])]
         if r < 885:
+            if ch.chance(250):  # the kill switch (A23)
+                kind = ch.pick([K.BLOCK_ACCOUNT, K.UNBLOCK_ACCOUNT, K.UNBLOCK_ACCOUNT])
+                return [self.record(kind, account=self.account())]
             return [self.record(K.SET_ACCOUNT, account=self.account(), stp=ch.pick([0, 1, 1, 2]))]
         if r < 935:
             kind = ch.pick([K.DEPOSIT, K.WITHDRAW])
@@ -594,6 +597,43 @@ def test_kernel_smoke_identical_on_fixed_stream():
     events = pair.run(batch)
     # the two orders crossed: one trade, a fill for each side (both sides already agree)
     assert int(np.sum(events["kind"] == EventKind.FILLED)) == 2
+
+
+def test_kernel_kill_switch_identical_on_fixed_stream():
+    """BLOCK_ACCOUNT / UNBLOCK_ACCOUNT (A23) through both: the same events and state, and a
+    replay of the log gives the same state."""
+    from tests.reference.builders import Stream, cmd, place
+
+    pair = Pair(EngineConfig(risk_checks=False))
+    s = Stream(None, ts_ns=10)
+    batch = s.batch(
+        cmd(K.CREATE_ACCOUNT),
+        cmd(K.CREATE_ACCOUNT),
+        cmd(K.DEPOSIT, account=3, amount_units=1000),
+        perpetual(),
+        perpetual(),
+        place(3, 1, 0, 90, 2),
+        place(3, 0, 1, 120, 5),
+        place(4, 0, 0, 100, 7),
+        cmd(K.BLOCK_ACCOUNT, account=3),
+        place(3, 0, 0, 95, 1),
+        cmd(K.BLOCK_ACCOUNT, account=3),
+        cmd(K.UNBLOCK_ACCOUNT, account=4),
+        cmd(K.BLOCK_ACCOUNT, account=0),
+    )
+    events = pair.run(batch)
+    cancelled = events[events["kind"] == EventKind.CANCELLED]
+    assert list(cancelled["reason"]) == [Reason.CANCEL_ACCOUNT_BLOCKED] * 2
+    rejected = events[events["kind"] == EventKind.REJECTED]
+    assert list(rejected["reason"]) == [
+        Reason.ACCOUNT_BLOCKED,
+        Reason.ACCOUNT_BLOCKED,
+        Reason.ACCOUNT_NOT_BLOCKED,
+        Reason.SYSTEM_ACCOUNT,
+    ]
+    events = pair.run(s.batch(cmd(K.UNBLOCK_ACCOUNT, account=3), place(3, 0, 0, 95, 1)))
+    assert list(events["kind"])[:2] == [EventKind.ACCEPTED, EventKind.ACCEPTED]
+    pair.check_replay()
 
 
 @settings(

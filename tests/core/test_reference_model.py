@@ -634,6 +634,40 @@ def test_halted_and_closed_instrument():
     eng.check_invariants()
 
 
+def test_block_and_unblock_account():
+    eng, s = setup(instruments=[perpetual(), perpetual()])
+    x = s.run(place(A, 1, BUY, 10, 1))[0]["order_id"]
+    y = s.run(place(A, 0, SELL, 20, 1))[0]["order_id"]
+    z = s.run(place(A, 0, BUY, 11, 2))[0]["order_id"]
+    kept = s.run(place(B, 0, BUY, 12, 1))[0]["order_id"]
+    gas = eng.accounts[A].gas
+    ev = s.run(cmd(K.BLOCK_ACCOUNT, account=A))
+    # instrument 0 first (y then z, placement order), then instrument 1 (x); no gas charged
+    assert [(e["kind"], e.get("order_id")) for e in ev] == [
+        ("ACCEPTED", 0),
+        ("CANCELLED", y),
+        ("CANCELLED", z),
+        ("CANCELLED", x),
+    ]
+    assert ev[0]["account"] == A and ev[0]["qty_lots"] == 3
+    assert {e["reason"] for e in ev[1:]} == {"CANCEL_ACCOUNT_BLOCKED"}
+    assert eng.accounts[A].gas == gas and eng.accounts[A].orders == []
+    assert kept in eng.orders  # another account's order stays
+    assert s.run(place(A, 0, BUY, 10, 1))[0]["reason"] == "ACCOUNT_BLOCKED"
+    assert s.run(cmd(K.CANCEL_ALL, account=A))[0]["reason"] == "ACCOUNT_BLOCKED"
+    assert s.run(cmd(K.SET_ACCOUNT, account=A, stp=1))[0]["reason"] == "ACCOUNT_BLOCKED"
+    assert s.run(cmd(K.BLOCK_ACCOUNT, account=A))[0]["reason"] == "ACCOUNT_BLOCKED"
+    assert s.run(cmd(K.DEPOSIT, account=A, amount_units=5))[0]["kind"] == "ACCEPTED"
+    assert eng.canonical()["blocked_accounts"] == [A]
+    assert s.run(cmd(K.UNBLOCK_ACCOUNT, account=B))[0]["reason"] == "ACCOUNT_NOT_BLOCKED"
+    assert s.run(cmd(K.BLOCK_ACCOUNT, account=1))[0]["reason"] == "SYSTEM_ACCOUNT"
+    assert s.run(cmd(K.BLOCK_ACCOUNT, account=99))[0]["reason"] == "UNKNOWN_ACCOUNT"
+    assert [e["kind"] for e in s.run(cmd(K.UNBLOCK_ACCOUNT, account=A))] == ["ACCEPTED"]
+    assert "blocked_accounts" not in eng.canonical()
+    assert s.run(place(A, 0, BUY, 10, 1))[0]["kind"] == "ACCEPTED"
+    eng.check_invariants()
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [

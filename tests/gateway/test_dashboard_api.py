@@ -208,7 +208,7 @@ def _admin_checks(server: Server, trader: _Socket, anonymous: _Socket, admin: _S
     # the pushed overview: at once, then every second, with the same figures
     assert admin.call("private/admin_subscribe")["result"] == ["admin.overview"]
     first = admin.notification("admin.overview")
-    assert set(first) == {"fund", "liquidations", "markets", "ranking", "health"}
+    assert set(first) == {"fund", "liquidations", "markets", "ranking", "health", "controls"}
     assert first["fund"]["balance"] == fund["balance"]
     assert {m["instrument_name"] for m in first["markets"]} == perpetuals
     second = admin.notification("admin.overview")

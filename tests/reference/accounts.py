@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from derivex.core.records import (
     AccountState,
+    CommandKind,
     EventKind,
     IndexStatus,
     Reason,
@@ -30,11 +31,32 @@ class AccountsModel:
 
     def _user_account(self, cmd) -> tuple[int, Account]:
         acct_id, acct = self._account(cmd)
+        if acct.blocked:
+            raise Reject(Reason.ACCOUNT_BLOCKED)  # [A23]
         if acct_id < len(SystemAccount):
             raise Reject(Reason.SYSTEM_ACCOUNT)
         if acct.state == AccountState.IN_LIQUIDATION:
             raise Reject(Reason.ACCOUNT_IN_LIQUIDATION)
         return acct_id, acct
+
+    def _block(self, cmd) -> None:
+        """BLOCK_ACCOUNT / UNBLOCK_ACCOUNT: the kill switch (see [A23])."""
+        acct_id, acct = self._account(cmd)
+        if acct_id < len(SystemAccount):
+            raise Reject(Reason.SYSTEM_ACCOUNT)
+        block = self._kind == CommandKind.BLOCK_ACCOUNT
+        if block and acct.blocked:
+            raise Reject(Reason.ACCOUNT_BLOCKED)
+        if not block and not acct.blocked:
+            raise Reject(Reason.ACCOUNT_NOT_BLOCKED)
+        acct.blocked = block
+        if not block:
+            self._emit(EventKind.ACCEPTED, account=acct_id)
+            return
+        victims = sorted((self.orders[oid] for oid in acct.orders), key=lambda o: o.instrument)
+        self._emit(EventKind.ACCEPTED, account=acct_id, qty_lots=len(victims))
+        for order in victims:
+            self._cancel_resting(order, Reason.CANCEL_ACCOUNT_BLOCKED)
 
     def _create_account(self, cmd) -> None:
         stp = int(cmd["stp"])

@@ -134,4 +134,14 @@ AMBIGUITIES = [
         "A22 [L9] a takeover / deleveraging transfer releases at once every position slot it "
         "leaves flat with no resting orders, the receiver's (the fund's) included."
     ),
+    (
+        "A23 BLOCK_ACCOUNT (kill switch): UNKNOWN_ACCOUNT, then SYSTEM_ACCOUNT, then "
+        "ACCOUNT_BLOCKED if already blocked; no gas; ACCEPTED (qty_lots = orders) then every "
+        "resting order CANCELLED with CANCEL_ACCOUNT_BLOCKED in cancel-all's order (A18). "
+        "While blocked, every command that checks the trader (place, amend, cancel, cancel-all, "
+        "mass quote, set-account) is ACCOUNT_BLOCKED before SYSTEM_ACCOUNT and liquidation "
+        "checks; deposits, withdrawals, funding, settlement and liquidation are unaffected. "
+        "UNBLOCK_ACCOUNT: the same checks, ACCOUNT_NOT_BLOCKED if not blocked. The canonical "
+        "state lists blocked accounts under 'blocked_accounts' only when there is one."
+    ),
 ]

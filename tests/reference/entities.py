@@ -51,6 +51,7 @@ class Account:
     stp: int = 0
     margin_mode: int = 0
     state: int = 0  # AccountState
+    blocked: bool = False  # BLOCK_ACCOUNT (the kill switch) until UNBLOCK_ACCOUNT
     gas: int = 0
     gas_ts_ns: int = 0
     orders: list[int] = field(default_factory=list)  # live resting order ids, list order

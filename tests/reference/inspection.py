@@ -96,7 +96,7 @@ class InspectionModel:
             underlyings.append(
                 (u, (index, ts, status, sources, updates % history, len(kept)), tuple(kept))
             )
-        return {
+        view = {
             "clock_ns": self.clock,
             "total_deposits": self.total_deposits,
             "total_withdrawals": self.total_withdrawals,
@@ -109,6 +109,10 @@ class InspectionModel:
             "bad_debt": self.bad_debt,
             "next_order_ids": self.next_order_ids(3),
         }
+        blocked = [acct_id for acct_id in sorted(self.accounts) if self.accounts[acct_id].blocked]
+        if blocked:
+            view["blocked_accounts"] = blocked
+        return view
 
     def check_invariants(self) -> None:
         total = sum(a.balance for a in self.accounts.values())

@@ -152,6 +152,8 @@ class ReferenceEngine(
             CommandKind.RESUME_INSTRUMENT: self._resume,
             CommandKind.CLOSE_INSTRUMENT: self._close,
             CommandKind.SET_INSTRUMENT: self._set_instrument,
+            CommandKind.BLOCK_ACCOUNT: self._block,
+            CommandKind.UNBLOCK_ACCOUNT: self._block,
             CommandKind.PLACE_ORDER: self._place,
             CommandKind.CANCEL_ORDER: self._cancel,
             CommandKind.AMEND_ORDER: self._amend,

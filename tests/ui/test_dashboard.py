@@ -102,6 +102,68 @@ def test_ladder_follows_the_book_and_equals_get_order_book(
     assert page.locator("#chart canvas").count() > 0, "no candle chart"
 
 
+def _page_book(page: Any) -> tuple[int, int]:
+    """(change id shown, book notifications applied) of the page's ladder."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => { const d = document.getElementById('ladder').dataset;
+                   return [Number(d.changeId || -1), Number(d.updates || 0)]; }"""
+    )
+
+
+def test_ladder_keeps_up_with_ten_book_changes_a_second(
+    checked_page: Watched, served: Served
+) -> None:
+    """A client changes the book 25 times a second for 5 s beside the demo agents; the page
+    applies every change (its change id covers >= 10 a second) and ends at the server's
+    change id, not behind it."""
+    from websockets.sync.client import connect
+
+    page = open_trader(checked_page, served)
+    band = rpc(served, "public/ticker", {"instrument_name": PERP})["min_price"]
+    price = math.ceil(band * 1.01 / 0.5) * 0.5
+    window_s, rate = 5.0, 25
+    ws_url = served.url.replace("http://", "ws://") + "/ws/api/v2"
+    with connect(ws_url, open_timeout=10) as ws:
+
+        def call(method: str, **params: Any) -> Any:
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+            while True:
+                reply = json.loads(ws.recv(timeout=10))
+                if reply.get("id") == 1:
+                    assert "result" in reply, reply
+                    return reply["result"]
+
+        call(
+            "public/auth",
+            grant_type="client_credentials",
+            client_id=served.client_id,
+            client_secret=served.secret,
+        )
+        first_id, first_updates = _page_book(page)
+        started = time.monotonic()
+        for k in range(2 * int(window_s * rate / 2)):  # pairs: every order is cancelled
+            if k % 2 == 0:
+                order = call("private/buy", instrument_name=PERP, amount=0.01, price=price)
+                order_id = order["order"]["order_id"]
+            else:
+                call("private/cancel", order_id=order_id)
+            time.sleep(max(0.0, started + (k + 1) / rate - time.monotonic()))
+        elapsed = time.monotonic() - started
+    server_id = rpc(served, "public/get_order_book", {"instrument_name": PERP, "depth": 1})[
+        "change_id"
+    ]
+    # not behind: within a publication interval the page shows the server's change id
+    wait_for(lambda: _page_book(page)[0] >= server_id, 2, "the page to reach the server's book")
+    last_updates = _page_book(page)[1]
+    changes_per_s = (server_id - first_id) / elapsed
+    print(
+        f"\nbook changes applied {changes_per_s:.1f}/s over {elapsed:.1f} s in "
+        f"{(last_updates - first_updates) / elapsed:.1f} notifications/s"
+    )
+    assert changes_per_s >= 10
+    assert last_updates > first_updates
+
+
 def test_book_module_applies_changes_and_refuses_a_gap(
     checked_page: Watched, served: Served
 ) -> None:
@@ -213,6 +275,9 @@ def test_market_order_fills_and_the_position_equals_the_api(
     page.check("input[name=side][value=buy]")
     page.fill("#order-amount", str(spec["min_trade_amount"]))
     page.uncheck("#post-only")
+    # the margin the order would use, shown before it is sent (priced at the mark)
+    page.wait_for_selector("#order-margin[data-margin]", timeout=10_000)
+    assert "initial margin" in page.text_content("#order-margin")
     page.click("#send-order")
     wait_for(lambda: "filled" in page.text_content("#order-result"), 10, "the order's result")
     assert "refused" not in page.text_content("#order-result")
@@ -224,14 +289,17 @@ def test_market_order_fills_and_the_position_equals_the_api(
         if row.count() < 3 or position["size"] == before:
             return False
         shown_size, shown_entry = row.nth(1).text_content(), row.nth(2).text_content()
-        balance = page.text_content("[data-field=balance]")
+        shown = {
+            name: page.text_content(f"[data-field={name}]")
+            for name in ("balance", "initial_margin", "maintenance_margin")
+        }
         return (
             float(shown_size) == position["size"]
             and shown_entry == f"{position['average_price']:,.2f}"
-            and balance == f"{summary['balance']:,.2f} USDC"
+            and all(shown[name] == f"{summary[name]:,.2f} USDC" for name in shown)
         )
 
-    wait_for(same_position, 10, "the page's position and balance to equal the API's")
+    wait_for(same_position, 15, "the page's position, balance and margins to equal the API's")
     page.select_option("#order-type", "limit")
 
 

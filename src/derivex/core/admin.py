@@ -1,6 +1,7 @@
-"""Account, money and instrument commands, and the bulk cancels (cancel-all, close).
+"""Account, money and instrument commands, the bulk cancels (cancel-all, close) and the
+kill switch (block / unblock an account).
 
-Costs: O(1) except cancel-all (O(orders cancelled + account positions)) and close
+Costs: O(1) except cancel-all and block (O(orders cancelled + account positions)) and close
 (O(resting orders of the book)).
 """
 
@@ -26,11 +27,24 @@ from derivex.core.emit import (
 )
 from derivex.core.fixed import VALUE_LIMIT
 from derivex.core.jit import kernel
-from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Ins8, Level4, Order4, Pos4
+from derivex.core.layout import (
+    ACCOUNT_ACTIVE,
+    ACCOUNT_BLOCKED,
+    NIL,
+    Account4,
+    Account8,
+    Counter,
+    Ins4,
+    Ins8,
+    Level4,
+    Order4,
+    Pos4,
+)
 from derivex.core.matching import cancel_resting
 from derivex.core.order_checks import admit_trader, check_trader, reject
 from derivex.core.pools import position_release_if_idle
 from derivex.core.records import (
+    SYSTEM_ACCOUNTS,
     AccountState,
     CommandKind,
     InstrumentKind,
@@ -65,7 +79,7 @@ def create_account(st, ev, n, cmds, i):
     st.acc_i8[account, Account8.BALANCE] = 0
     st.acc_i8[account, Account8.GAS] = st.params[P_GAS_MAX]
     st.acc_i8[account, Account8.GAS_TS] = st.counters[Counter.CLOCK_NS]
-    st.acc_i4[account, Account4.STATUS] = 1
+    st.acc_i4[account, Account4.STATUS] = ACCOUNT_ACTIVE
     st.acc_i4[account, Account4.STP] = stp
     st.acc_i4[account, Account4.OPEN_ORDERS] = 0
     st.acc_i4[account, Account4.POSITION_HEAD] = NIL
@@ -264,6 +278,54 @@ def cancel_all(st, ev, n, cmds, i, by_instrument):
         account,
         instrument if by_instrument else np.int64(-1),
         Reason.CANCEL_ALL,
+    )
+
+
+@kernel
+def block_account(st, ev, n, cmds, i, block):
+    """BLOCK_ACCOUNT (``block``) / UNBLOCK_ACCOUNT: the operator's kill switch. Blocking
+    cancels every resting order of the account at once (CANCEL_ACCOUNT_BLOCKED, in
+    cancel-all's order; the ACCEPTED event's qty_lots is their number) and makes every
+    trading command of the account REJECTED with ACCOUNT_BLOCKED until it is unblocked.
+    Money movements, funding, settlement and liquidation go on as for any account. No gas is
+    charged (an admin command). Rejects: UNKNOWN_ACCOUNT, SYSTEM_ACCOUNT, ACCOUNT_BLOCKED
+    (already blocked), ACCOUNT_NOT_BLOCKED (unblocking an account that is not blocked).
+    Cost: O(orders cancelled + account positions)."""
+    c = cmds[i]
+    account = np.int64(c["account"])
+    if account >= st.counters[Counter.ACCOUNT_HWM] or st.acc_i4[account, Account4.STATUS] == 0:
+        return reject(st, ev, n, cmds, i, Reason.UNKNOWN_ACCOUNT, 0)
+    if account < SYSTEM_ACCOUNTS:
+        return reject(st, ev, n, cmds, i, Reason.SYSTEM_ACCOUNT, 0)
+    blocked = st.acc_i4[account, Account4.STATUS] == ACCOUNT_BLOCKED
+    if block and blocked:
+        return reject(st, ev, n, cmds, i, Reason.ACCOUNT_BLOCKED, 0)
+    if not block and not blocked:
+        return reject(st, ev, n, cmds, i, Reason.ACCOUNT_NOT_BLOCKED, 0)
+    if not block:
+        st.acc_i4[account, Account4.STATUS] = ACCOUNT_ACTIVE
+        return accepted(ev, n, c["seq"], CommandKind.UNBLOCK_ACCOUNT, account, 0, 0, 0, 0)
+    st.acc_i4[account, Account4.STATUS] = ACCOUNT_BLOCKED
+    n = accepted(
+        ev,
+        n,
+        c["seq"],
+        CommandKind.BLOCK_ACCOUNT,
+        account,
+        0,
+        0,
+        st.acc_i4[account, Account4.OPEN_ORDERS],
+        0,
+    )
+    return cancel_account_orders(
+        st,
+        ev,
+        n,
+        c["seq"],
+        CommandKind.BLOCK_ACCOUNT,
+        account,
+        np.int64(-1),
+        Reason.CANCEL_ACCOUNT_BLOCKED,
     )
 
 

@@ -12,7 +12,18 @@ from typing import Any
 import numpy as np
 
 from derivex.core.config import P_INDEX_HISTORY, P_MAX_UNDERLYINGS
-from derivex.core.layout import Account4, Account8, Counter, Ins4, Ins8, Order8, Pos4, Pos8, Und8
+from derivex.core.layout import (
+    ACCOUNT_BLOCKED,
+    Account4,
+    Account8,
+    Counter,
+    Ins4,
+    Ins8,
+    Order8,
+    Pos4,
+    Pos8,
+    Und8,
+)
 from derivex.core.records import Side
 from derivex.core.state import State, book_side, free_order_slots, next_order_ids
 
@@ -92,7 +103,7 @@ def canonical(state: State) -> dict[str, Any]:
             rows = [(head - length + k) % history for k in range(length)]
             kept = tuple(tuple(int(v) for v in state.und_hist[u * history + r]) for r in rows)
             underlyings.append((u, row, kept))
-    return {
+    view: dict[str, Any] = {
         "clock_ns": int(c[Counter.CLOCK_NS]),
         "total_deposits": int(c[Counter.TOTAL_DEPOSITS]),
         "total_withdrawals": int(c[Counter.TOTAL_WITHDRAWALS]),
@@ -105,6 +116,13 @@ def canonical(state: State) -> dict[str, Any]:
         "bad_debt": int(c[Counter.BAD_DEBT]),
         "next_order_ids": next_order_ids(state),
     }
+    hwm = int(c[Counter.ACCOUNT_HWM])
+    blocked = np.flatnonzero(state.acc_i4[:hwm, Account4.STATUS] == ACCOUNT_BLOCKED)
+    if len(blocked):
+        # only when some account is blocked, so states of logs without BLOCK_ACCOUNT keep
+        # the hash they had before the kill switch existed
+        view["blocked_accounts"] = [int(account) for account in blocked]
+    return view
 
 
 def state_hash(state: State) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from derivex.core.admin import (
     accept,
     add_instrument,
+    block_account,
     cancel_all,
     create_account,
     move_money,
@@ -126,7 +127,11 @@ def headroom(st, cmds, i):
                     or _row_short(st, leg_instrument, 0)
                     or _row_short(st, leg_instrument, 1)
                 )
-    elif kind == CommandKind.CANCEL_ALL or kind == CommandKind.CANCEL_ALL_INSTRUMENT:
+    elif (
+        kind == CommandKind.CANCEL_ALL
+        or kind == CommandKind.CANCEL_ALL_INSTRUMENT
+        or kind == CommandKind.BLOCK_ACCOUNT
+    ):
         account = np.int64(c["account"])
         if account < st.counters[Counter.ACCOUNT_HWM]:
             events = 2 + np.int64(st.acc_i4[account, Account4.OPEN_ORDERS])
@@ -231,6 +236,10 @@ def process_state(st, cmds, start, ev, n):
             n = add_instrument(st, ev, n, cmds, i)
         elif kind == CommandKind.SET_INSTRUMENT:
             n = set_instrument(st, ev, n, cmds, i)
+        elif kind == CommandKind.BLOCK_ACCOUNT:
+            n = block_account(st, ev, n, cmds, i, True)
+        elif kind == CommandKind.UNBLOCK_ACCOUNT:
+            n = block_account(st, ev, n, cmds, i, False)
         elif (
             kind == CommandKind.HALT_INSTRUMENT
             or kind == CommandKind.RESUME_INSTRUMENT

@@ -60,7 +60,7 @@ class Account8(IntEnum):
 class Account4(IntEnum):
     """Accounts, int32 columns (``st.acc_i4``)."""
 
-    STATUS = 0  # 0 unused, 1 active
+    STATUS = 0  # 0 unused, ACCOUNT_ACTIVE, ACCOUNT_BLOCKED
     STP = 1
     OPEN_ORDERS = 2
     POSITION_HEAD = 3  # first position slot of the account's list; -1 if none
@@ -223,6 +223,10 @@ LEVEL_I8_FIELDS = len(Level8)
 LEVEL_I4_FIELDS = len(Level4)
 
 NIL = -1
+
+# values of Account4.STATUS of an existing account (0: the slot is unused)
+ACCOUNT_ACTIVE = 1
+ACCOUNT_BLOCKED = 2  # BLOCK_ACCOUNT: trading commands are refused until UNBLOCK_ACCOUNT
 
 # kernel status (plain ints: they travel in the kernels' return tuples next to other ints)
 STATUS_DONE = 0

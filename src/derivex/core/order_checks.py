@@ -24,7 +24,19 @@ from derivex.core.config import (
 )
 from derivex.core.emit import rejected, set_label
 from derivex.core.jit import kernel
-from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Ins8, Order4, Pos4, Pos8
+from derivex.core.layout import (
+    ACCOUNT_ACTIVE,
+    ACCOUNT_BLOCKED,
+    NIL,
+    Account4,
+    Account8,
+    Counter,
+    Ins4,
+    Ins8,
+    Order4,
+    Pos4,
+    Pos8,
+)
 from derivex.core.matching import opposite_best_price
 from derivex.core.pools import order_slot_of
 from derivex.core.records import (
@@ -65,7 +77,12 @@ def reject(st, ev, n, cmds, i, reason, leg):
 @kernel
 def check_trader(st, account):
     """Reason code for an account that may not trade, else OK."""
-    if account >= st.counters[Counter.ACCOUNT_HWM] or st.acc_i4[account, Account4.STATUS] != 1:
+    if account >= st.counters[Counter.ACCOUNT_HWM]:
+        return Reason.UNKNOWN_ACCOUNT
+    status = st.acc_i4[account, Account4.STATUS]
+    if status == ACCOUNT_BLOCKED:
+        return Reason.ACCOUNT_BLOCKED
+    if status != ACCOUNT_ACTIVE:
         return Reason.UNKNOWN_ACCOUNT
     if account < SYSTEM_ACCOUNTS:
         return Reason.SYSTEM_ACCOUNT

@@ -27,6 +27,7 @@ import numpy as np
 from derivex.core.config import P_INDEX_HISTORY
 from derivex.core.jit import kernel
 from derivex.core.layout import (
+    ACCOUNT_BLOCKED,
     NIL,
     Account4,
     Account8,
@@ -160,6 +161,19 @@ def account_settings(st: State, account: int) -> tuple[int, int]:
     if not 0 <= account < st.acc_i4.shape[0]:
         return 0, 0
     return int(st.acc_i4[account, Account4.STP]), int(st.acc_i4[account, Account4.MARGIN_MODE])
+
+
+def account_blocked(st: State, account: int) -> bool:
+    """Whether ``account`` exists and is blocked (BLOCK_ACCOUNT, the kill switch). O(1)."""
+    if not 0 <= account < int(st.counters[Counter.ACCOUNT_HWM]):
+        return False
+    return int(st.acc_i4[account, Account4.STATUS]) == ACCOUNT_BLOCKED
+
+
+def blocked_accounts(st: State) -> list[int]:
+    """The blocked accounts, ascending. O(accounts), vectorised."""
+    hwm = int(st.counters[Counter.ACCOUNT_HWM])
+    return [int(a) for a in np.flatnonzero(st.acc_i4[:hwm, Account4.STATUS] == ACCOUNT_BLOCKED)]
 
 
 def account_modes(st: State, account: int) -> tuple[int, int]:

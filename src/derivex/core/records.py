@@ -115,6 +115,8 @@ class CommandKind(IntEnum):
     RESUME_INSTRUMENT = 12
     CLOSE_INSTRUMENT = 13
     SET_INSTRUMENT = 14  # per-instrument risk settings (perpetuals: the funding rate cap)
+    BLOCK_ACCOUNT = 15  # kill switch: cancel all the account's orders, refuse its new ones
+    UNBLOCK_ACCOUNT = 16
     PLACE_ORDER = 20
     CANCEL_ORDER = 21
     AMEND_ORDER = 22
@@ -147,6 +149,8 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.RESUME_INSTRUMENT: True,
     CommandKind.CLOSE_INSTRUMENT: True,
     CommandKind.SET_INSTRUMENT: True,
+    CommandKind.BLOCK_ACCOUNT: True,
+    CommandKind.UNBLOCK_ACCOUNT: True,
     CommandKind.PLACE_ORDER: True,
     CommandKind.CANCEL_ORDER: True,
     CommandKind.AMEND_ORDER: True,
@@ -185,6 +189,8 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.RESUME_INSTRUMENT: ("instrument",),
     CommandKind.CLOSE_INSTRUMENT: ("instrument",),
     CommandKind.SET_INSTRUMENT: ("instrument", "flags", "funding_cap_ppb", "price_band_ppm"),
+    CommandKind.BLOCK_ACCOUNT: ("account",),
+    CommandKind.UNBLOCK_ACCOUNT: ("account",),
     CommandKind.PLACE_ORDER: (
         "account",
         "instrument",
@@ -454,6 +460,7 @@ class Reason(IntEnum):
     CANCEL_ALL = 357
     CANCEL_LIQUIDATION = 358
     CANCEL_EXPIRED = 359  # the instrument expired
+    CANCEL_ACCOUNT_BLOCKED = 360  # an operator blocked the account (BLOCK_ACCOUNT)
     # account 400-499
     BALANCE_LIMIT = 400
     # admin 500-599
@@ -461,6 +468,8 @@ class Reason(IntEnum):
     INSTRUMENT_CLOSED = 501
     INSTRUMENT_NOT_HALTED = 502
     INSTRUMENT_NOT_ACTIVE = 503
+    ACCOUNT_BLOCKED = 504  # the account is blocked: no trading command until UNBLOCK_ACCOUNT
+    ACCOUNT_NOT_BLOCKED = 505  # UNBLOCK_ACCOUNT of an account that is not blocked
     # capacity 600-699
     ORDER_POOL_FULL = 600
     LEVEL_POOL_FULL = 601

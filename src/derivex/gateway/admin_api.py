@@ -13,26 +13,31 @@ anything. Amounts are in USDC, prices in the instrument's quote units, times in 
 - ``private/admin_get_engine_health``: last sequence number, commands per second, accounts,
   open orders.
 - ``private/admin_subscribe``: all of the above pushed once a second on ``admin.overview``.
+
+The controls that do change something (halt / resume, block / unblock) are in
+``admin_control.py``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from derivex.core import query
-from derivex.core.records import SYSTEM_ACCOUNTS, SystemAccount
+from derivex.core import query, risk_views
+from derivex.core.records import SYSTEM_ACCOUNTS, SystemAccount, Underlying
+from derivex.gateway import admin_control, shapes
 from derivex.gateway import params as p
-from derivex.gateway import shapes
 from derivex.gateway.admin_feed import CHANNEL, feed_of
 from derivex.gateway.catalog import UNITS_PER_USDC
 from derivex.gateway.methods import Context, method
 from derivex.gateway.oversight import watch
+from derivex.journal.roots import full_root
 
 if TYPE_CHECKING:
     from derivex.gateway.venue import Venue
 
 ADMIN = "admin"
 RANKING_SCAN_LIMIT = 100_000  # accounts a ranking reads at most (O(accounts) per call)
+ROOT_SCAN_LIMIT = 10_000  # accounts up to which a process without a journal computes the root
 
 
 def _usdc(units: int) -> float:
@@ -53,6 +58,8 @@ def insurance_fund(venue: Venue, count: int) -> dict[str, Any]:
         "account": int(SystemAccount.INSURANCE_FUND),
         "balance": _usdc(balance),
         "history": [[ms, _usdc(units)] for ms, units in history],
+        "inflows": _usdc(oversight.fund_inflows),
+        "draws": _usdc(oversight.fund_draws),
     }
 
 
@@ -96,6 +103,7 @@ def get_markets(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
 def markets(venue: Venue) -> list[dict[str, Any]]:
     now_ms = venue.now_ms()
     rows = []
+    sources = watch(venue).sources
     for spec in venue.catalog:
         if spec.kind != "perpetual":
             continue
@@ -103,6 +111,7 @@ def markets(venue: Venue) -> list[dict[str, Any]]:
         index = venue.exchange.index(spec.base)
         age = now_ms - index.ts_ns // 1_000_000 if index.ts_ns else None
         mark, index_price = tick["mark_price"], tick["index_price"]
+        legs = sources.get(int(Underlying[spec.base]), [])
         rows.append(
             {
                 "instrument_name": spec.name,
@@ -114,6 +123,17 @@ def markets(venue: Venue) -> list[dict[str, Any]]:
                 "index_status": index.status,
                 "index_age_ms": age,
                 "index_sources": index.sources,
+                "sources": [
+                    {
+                        "source": source,
+                        "price": spec.price(ticks),
+                        "staleness_ms": now_ms - ts_ns // 1_000_000,
+                        "deviation": (spec.price(ticks) - index_price) / index_price
+                        if index_price
+                        else None,
+                    }
+                    for source, ts_ns, ticks in legs
+                ],
                 "best_bid_price": tick["best_bid_price"],
                 "best_ask_price": tick["best_ask_price"],
             }
@@ -144,6 +164,24 @@ def risk_ranking(venue: Venue, count: int) -> dict[str, Any]:
         usage = summary.maintenance_margin_units / equity if equity > 0 else float("inf")
         ranked.append((usage, account, summary))
     ranked.sort(key=lambda row: (-row[0], row[1]))
+    state = exchange.engine.state
+    adl: list[dict[str, Any]] = []
+    for spec in venue.catalog:
+        if spec.kind != "perpetual":
+            continue
+        queues = risk_views.adl_ranking(state, spec.instrument, min(count, 5))
+        for side, rows in queues.items():
+            adl.extend(
+                {
+                    "instrument_name": spec.name,
+                    "side": side,
+                    "rank": rank,
+                    "account": account,
+                    "size": spec.amount(qty),
+                    "score": score / 1e6,
+                }
+                for rank, (account, qty, score) in enumerate(rows, start=1)
+            )
     return {
         "accounts": accounts - SYSTEM_ACCOUNTS,
         "in_liquidation": in_liquidation,
@@ -158,6 +196,7 @@ def risk_ranking(venue: Venue, count: int) -> dict[str, Any]:
             }
             for usage, account, summary in ranked[:count]
         ],
+        "adl": adl,
     }
 
 
@@ -169,14 +208,35 @@ def get_engine_health(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_health(venue: Venue) -> dict[str, Any]:
-    commands = query.commands_processed(venue.exchange.engine.state)
+    state = venue.exchange.engine.state
+    commands = query.commands_processed(state)
+    oversight = watch(venue)
+    journal = getattr(venue.exchange, "journal", None)
     return {
         "last_seq": commands,
-        "commands_per_second": watch(venue).command_rate(commands),
-        "accounts": query.account_count(venue.exchange.engine.state) - SYSTEM_ACCOUNTS,
+        "commands_per_second": oversight.command_rate(commands),
+        "accounts": query.account_count(state) - SYSTEM_ACCOUNTS,
         "open_orders": len(venue.orders),
         "timestamp": venue.now_ms(),
+        "batch_latency": oversight.batch_latency(),
+        # commands appended to the journal and not yet on stable storage (None: this
+        # process holds no journal, e.g. a gateway worker)
+        "journal_lag": journal.last_seq - journal.durable_seq if journal is not None else None,
+        "journal_fsync": getattr(journal, "fsync", None),  # "none": nothing is ever durable
+        "state_root": _state_root(journal, state),
+        "replica_agreement": None,  # n/a: no cluster replicas report to this gateway yet
     }
+
+
+def _state_root(journal: Any, state: Any) -> str | None:
+    """The state root now: the journal's incremental tracker (O(changed leaves)), else from
+    scratch when the venue is small (O(accounts)); None beyond that."""
+    roots = getattr(journal, "roots", None)
+    if roots is not None:
+        return str(roots.update(state).hex())
+    if query.account_count(state) <= ROOT_SCAN_LIMIT:
+        return full_root(state).hex()
+    return None
 
 
 def overview(venue: Venue) -> dict[str, Any]:
@@ -188,6 +248,7 @@ def overview(venue: Venue) -> dict[str, Any]:
         "markets": markets(venue),
         "ranking": risk_ranking(venue, 10),
         "health": engine_health(venue),
+        "controls": admin_control.controls(venue),
     }
 
 

@@ -124,6 +124,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.CANCEL_ALL: (OTHER_REJECT, "other_reject"),
     Reason.CANCEL_LIQUIDATION: (OTHER_REJECT, "other_reject"),
     Reason.CANCEL_EXPIRED: (10012, "book_closed"),
+    Reason.CANCEL_ACCOUNT_BLOCKED: (10019, "locked_by_admin"),
     # account
     Reason.BALANCE_LIMIT: (OTHER_REJECT, "other_reject"),
     # admin
@@ -131,6 +132,8 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.INSTRUMENT_CLOSED: (10012, "book_closed"),
     Reason.INSTRUMENT_NOT_HALTED: (OTHER_REJECT, "other_reject"),
     Reason.INSTRUMENT_NOT_ACTIVE: (OTHER_REJECT, "other_reject"),
+    Reason.ACCOUNT_BLOCKED: (10019, "locked_by_admin"),  # the operator's kill switch
+    Reason.ACCOUNT_NOT_BLOCKED: (OTHER_REJECT, "other_reject"),
     # capacity
     Reason.ORDER_POOL_FULL: (10040, "retry"),
     Reason.LEVEL_POOL_FULL: (10040, "retry"),
@@ -156,6 +159,7 @@ CANCEL_REASONS: dict[int, str] = {
     Reason.CANCEL_QUOTE_REPLACED: "mass_quote",
     Reason.CANCEL_LIQUIDATION: "liquidation",
     Reason.CANCEL_EXPIRED: "settlement",
+    Reason.CANCEL_ACCOUNT_BLOCKED: "risk_mitigation",
 }
 
 

@@ -1,13 +1,17 @@
 """What the operator dashboard aggregates from the engine's events as they are walked: the
 liquidation stages per instrument (with a bounded feed of the latest), the insurance fund's
-balance over time (bounded), and samples of the engine's command count for a rate.
+balance over time (bounded) with its inflows and draws, samples of the engine's command
+count for a rate, sampled stamp-to-walked latencies, and the index sources this process
+sequenced.
 
 One ``Oversight`` per venue (``watch``), fed by the venue's liquidation watchers (every
 LIQUIDATION event). The fund's balance is read at each liquidation event and whenever an
 operator asks (``sample_fund``), and kept when it changed: a change between two readings
 without a liquidation (a funding residue) appears at the next reading. It counts what this
 gateway process walked since it started: a worker started later, or a restart, begins at
-zero (the journal holds the whole history). Nothing is added to the path of an order.
+zero (the journal holds the whole history). Once an operator asked for anything, the path
+of an order carries one listener call more (an increment; one command in
+``LATENCY_EVERY`` reads the clock).
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from derivex.core.records import LiquidationStage, SystemAccount
+import numpy as np
+
+from derivex.core import query
+from derivex.core.records import CommandKind, LiquidationStage, SystemAccount
 
 if TYPE_CHECKING:
     from derivex.gateway.venue import Venue
@@ -27,6 +34,8 @@ FEED_LENGTH = 200  # latest liquidation events kept
 FUND_HISTORY = 2_000  # fund balance changes kept
 RATE_SAMPLES = 64  # command-count samples kept for the rate
 RATE_WINDOW_S = 10.0
+LATENCY_SAMPLES = 1_000  # stamp-to-walked latencies kept
+LATENCY_EVERY = 16  # one command in this many is timed
 _FUND = int(SystemAccount.INSURANCE_FUND)
 STAGES = {int(stage): stage.name.lower() for stage in LiquidationStage}
 #: stages about the account as a whole: their instrument and lots fields carry other things
@@ -71,8 +80,52 @@ class Oversight:
         self.feed: deque[LiquidationEvent] = deque(maxlen=FEED_LENGTH)
         self.fund: deque[tuple[int, int]] = deque(maxlen=FUND_HISTORY)  # (ms, units)
         self._samples: deque[tuple[float, int]] = deque(maxlen=RATE_SAMPLES)
+        #: sums of the fund's rises and falls between readings (collateral units)
+        self.fund_inflows = 0
+        self.fund_draws = 0
+        #: ns from the sequencer's stamp to this gateway walking the command's events
+        self.latencies: deque[int] = deque(maxlen=LATENCY_SAMPLES)
+        self._walked = 0
+        #: the index sources of the latest INDEX commands this process sequenced, per
+        #: underlying code: (source id, source time ns, price ticks)
+        self.sources: dict[int, list[tuple[int, int, int]]] = {}
         venue.liquidation_watchers.append(self._liquidation)
+        venue.listeners.append(self._walked_one)
+        venue.input_watchers.append(self.observe_inputs)
         self.sample_fund()
+
+    def _walked_one(self, update: Any) -> None:
+        """Every ``LATENCY_EVERY``th command walked: how long after its stamp (the engine's
+        clock is the stamp of the command just walked). Cost: an increment otherwise."""
+        self._walked += 1
+        if self._walked % LATENCY_EVERY == 0:
+            latency = time.time_ns() - query.clock_ns(self.venue.exchange.engine.state)
+            if latency >= 0:  # a venue on another clock (tests, replays) has no latency
+                self.latencies.append(latency)
+
+    def batch_latency(self) -> dict[str, Any]:
+        """Percentiles (ms) of the sampled stamp-to-walked latencies."""
+        samples = sorted(self.latencies)
+        if not samples:
+            return {"samples": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+
+        def at(fraction: float) -> float:
+            return samples[min(len(samples) - 1, int(fraction * len(samples)))] / 1e6
+
+        return {"samples": len(samples), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)}
+
+    def observe_inputs(self, commands: Any) -> None:
+        """Keep the sources of each INDEX command in ``commands`` (records this process
+        sequences: the market feed's). O(len(commands))."""
+        kinds = commands["kind"]
+        for header in np.flatnonzero(kinds == CommandKind.SET_INDEX):
+            count = int(commands["count"][header])
+            legs = commands[header + 1 : header + 1 + count]
+            self.sources[int(commands["index_underlying"][header])] = [
+                (int(leg["source_id"]), int(leg["source_ts_ns"]), int(leg["price_ticks"]))
+                for leg in legs
+                if int(leg["kind"]) == CommandKind.INDEX_SOURCE
+            ]
 
     def _liquidation(
         self,
@@ -111,6 +164,12 @@ class Oversight:
         """Read the fund's balance; append it to the history if it changed. Returns it."""
         balance = self.venue.exchange.balance(_FUND)
         if not self.fund or self.fund[-1][1] != balance:
+            if self.fund:
+                change = balance - self.fund[-1][1]
+                if change > 0:
+                    self.fund_inflows += change
+                else:
+                    self.fund_draws -= change
             self.fund.append((self.venue.now_ms(), balance))
         return balance
 

@@ -110,7 +110,7 @@ def ticker(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 def _summary(ctx: Context, spec: Any) -> dict[str, Any]:
     tick = shapes.ticker(ctx.venue, spec)
-    return {
+    summary = {
         "instrument_name": spec.name,
         "creation_timestamp": tick["timestamp"],
         "last": tick["last_price"],
@@ -132,6 +132,9 @@ def _summary(ctx: Context, spec: Any) -> dict[str, Any]:
             else None
         ),
     }
+    if "mark_iv" in tick:  # options (Deribit's summary carries it; the term structure reads it)
+        summary["mark_iv"] = tick["mark_iv"]
+    return summary
 
 
 @method("public/get_book_summary_by_currency", ("currency", "kind"))

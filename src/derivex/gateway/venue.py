@@ -14,7 +14,7 @@ derives from the command dtype (``codec.record_struct``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -109,6 +109,8 @@ class Venue(DeferredBatches):
         self._limits: dict[int, tuple[int, int]] = {}  # ``order_limits``
         self._buffer = bytearray(RECORD_BYTES)
         self._command = np.frombuffer(self._buffer, dtype=COMMAND_DTYPE)
+        #: told of the records ``submit_inputs`` sequences (the operator's index sources)
+        self.input_watchers: list[Callable[[np.ndarray], None]] = []
         super().__init__(
             exchange, catalog, history=history, closed_orders=closed_orders, labels=labels
         )
@@ -408,6 +410,8 @@ class Venue(DeferredBatches):
             self._unresolved(unknown, [])
             raise
         self.apply(events)
+        for watcher in self.input_watchers:
+            watcher(commands)
         return events
 
     # ---- queries ----

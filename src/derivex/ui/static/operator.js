@@ -25,9 +25,45 @@ function definitions(id, items) {
   );
 }
 
-function render({ fund, liquidations, markets, ranking, health }) {
+function renderControls(controls, markets) {
+  const halted = controls.instruments.map((i) => `${i.instrument_name} (${i.state})`);
+  definitions("controls", [
+    ["not trading", halted.length ? halted.join(", ") : "none"],
+    ["blocked accounts", controls.blocked_accounts.length ? controls.blocked_accounts.join(", ") : "none"],
+  ]);
+  const names = markets.map((m) => m.instrument_name);
+  const list = $("control-instruments");
+  if (list.children.length !== names.length) list.replaceChildren(...names.map((n) => el("option", { value: n })));
+}
+
+// halt / resume / block / unblock: one admin call each; the venue answers once the command
+// is sequenced (and durable), and the next overview shows it
+async function control(action) {
+  const account = action.includes("account");
+  const value = (account ? $("control-account") : $("control-instrument")).value.trim();
+  if (!value) return;
+  const params = account ? { account: Number(value) } : { instrument_name: value };
+  $("control-result").textContent = "…";
+  try {
+    const result = await rpc.call(action, params);
+    $("control-result").textContent = account
+      ? `account ${result.account} ${result.blocked ? `blocked, ${result.cancelled} orders cancelled` : "unblocked"}`
+      : `${result.instrument_name} ${result.state}`;
+    $("control-result").dataset.ok = "true";
+  } catch (error) {
+    $("control-result").textContent = `refused: ${error.message}`;
+    $("control-result").dataset.ok = "false";
+  }
+}
+
+function render({ fund, liquidations, markets, ranking, health, controls }) {
+  renderControls(controls, markets);
   $("fund-balance").textContent = `${fmt(fund.balance)} USDC`;
   $("fund-balance").dataset.value = String(fund.balance);
+  definitions("fund-flows", [
+    ["inflows", `${fmt(fund.inflows)} USDC`],
+    ["draws", `${fmt(fund.draws)} USDC`],
+  ]);
   drawFund(fund.history, fund.balance);
   $("liq-since").textContent = `since ${new Date(liquidations.since).toISOString().slice(11, 19)} UTC`;
   table(
@@ -55,6 +91,24 @@ function render({ fund, liquidations, markets, ranking, health }) {
     ]),
   );
   table(
+    "sources",
+    markets.flatMap((m) =>
+      m.sources.map((s) => [
+        m.instrument_name.split("-")[0],
+        String(s.source),
+        fmt(s.price),
+        `${(s.staleness_ms / 1000).toFixed(1)} s`,
+        s.deviation === null ? "–" : percent(s.deviation, 3),
+      ]),
+    ),
+    "no index update sequenced by this gateway yet",
+  );
+  table(
+    "adl",
+    ranking.adl.map((a) => [a.instrument_name, a.side, String(a.rank), String(a.account), fmt(a.size, 4), fmt(a.score, 4)]),
+    "no open perpetual position",
+  );
+  table(
     "ranking",
     ranking.top.map((a) => [
       String(a.account),
@@ -63,14 +117,27 @@ function render({ fund, liquidations, markets, ranking, health }) {
       fmt(a.initial_margin),
       fmt(a.maintenance_margin),
       a.margin_usage === null ? "no equity" : `${(a.margin_usage * 100).toFixed(1)}%`,
+      // fills the controls' account field (blocking stays one more, deliberate click)
+      el("button", { type: "button", class: "pick-account", onclick: () => ($("control-account").value = String(a.account)) }, "select"),
     ]),
     "no account uses margin",
   );
+  const latency = health.batch_latency;
   definitions("engine", [
     ["last seq", String(health.last_seq)],
     ["commands/s", health.commands_per_second === null ? "–" : fmt(health.commands_per_second, 1)],
+    ["batch latency", latency.p50_ms === null ? "–" : `p50 ${latency.p50_ms.toFixed(2)} ms · p99 ${latency.p99_ms.toFixed(2)} ms`],
+    [
+      "journal lag",
+      health.journal_lag === null
+        ? "n/a"
+        : `${health.journal_lag} commands${health.journal_fsync === "none" ? " (fsync none: never durable)" : ""}`,
+    ],
+    ["state root", health.state_root === null ? "–" : `${health.state_root.slice(0, 16)}…`],
+    ["replica agreement", health.replica_agreement === null ? "n/a (no cluster)" : String(health.replica_agreement)],
     ["open orders", String(health.open_orders)],
   ]);
+  $("engine").querySelector("[data-field='state_root']").title = health.state_root || "";
   definitions("accounts", [
     ["accounts", String(ranking.accounts)],
     ["in liquidation", String(ranking.in_liquidation)],
@@ -145,6 +212,9 @@ $("login").addEventListener("submit", async (event) => {
     $("message").textContent = `login: ${error.message}`;
   }
 });
+for (const button of document.querySelectorAll("button[data-action]")) {
+  button.addEventListener("click", () => control(button.dataset.action));
+}
 $("logout").addEventListener("click", () => {
   saveCredentials(CREDENTIALS, null);
   location.reload();

@@ -3,11 +3,12 @@
 // expiry is one ticker.NAME.100ms subscription: the venue sends a ticker at once, then when
 // the option's book, trades or mark change; choosing another expiry unsubscribes them.
 import { el, fmt } from "/ui/rpc.js";
+import { TermStructure, fitSmile } from "/ui/surface.js";
 
 const EXPIRY = /-(\d{1,2}[A-Z]{3}\d{2})-/;
 
 export class OptionsChain {
-  constructor(rpc, { select, table, smile, onPick }) {
+  constructor(rpc, { select, table, smile, onPick, term, termTable }) {
     this.rpc = rpc;
     this.select = select;
     this.table = table;
@@ -18,7 +19,13 @@ export class OptionsChain {
     this.channels = [];
     this.plot = null;
     this.pending = false;
+    this.term = term ? new TermStructure(rpc, term, termTable, (name) => this.keyOf(name)) : null;
     select.addEventListener("change", () => this.show(select.value));
+  }
+
+  keyOf(name) {
+    const found = EXPIRY.exec(name);
+    return found ? `${name.split("_")[0]} ${found[1]}` : null;
   }
 
   setInstruments(specs) {
@@ -34,6 +41,7 @@ export class OptionsChain {
     const current = this.select.value;
     this.select.replaceChildren(...keys.map((key) => el("option", { value: key }, key)));
     if (keys.includes(current)) this.select.value = current;
+    if (this.term && keys.length) this.term.start(keys[0].split(" ")[0]);
   }
 
   _expiry(key) {
@@ -110,7 +118,12 @@ export class OptionsChain {
       const tick = spec && this.tickers.get(spec.instrument_name);
       return tick && tick.mark_iv ? tick.mark_iv : null;
     };
-    const data = [sorted, sorted.map((s) => iv(strikes.get(s).call)), sorted.map((s) => iv(strikes.get(s).put))];
+    const calls = sorted.map((s) => iv(strikes.get(s).call));
+    const puts = sorted.map((s) => iv(strikes.get(s).put));
+    const points = sorted.flatMap((s, i) => [[s, calls[i]], [s, puts[i]]]);
+    const anyTick = [...this.tickers.values()][0];
+    const fit = fitSmile(points, anyTick ? anyTick.underlying_price || anyTick.index_price : 0);
+    const data = [sorted, sorted.map((s) => (fit ? fit(s) : null)), calls, puts]; // fit drawn first, under the marks
     if (!this.plot) {
       this.plot = new uPlot(
         {
@@ -124,8 +137,10 @@ export class OptionsChain {
           ],
           series: [
             { label: "strike" },
-            { label: "calls", stroke: "#26a69a", width: 1.5, points: { show: true } },
-            { label: "puts", stroke: "#ef5350", width: 1.5, points: { show: true } },
+            // the fit as the one line, the marks as points over it
+            { label: "quadratic fit", stroke: "#f0b90b", width: 1.5, points: { show: false } },
+            { label: "calls", stroke: "#26a69a", paths: () => null, points: { show: true, size: 9, fill: "#26a69a" } },
+            { label: "puts", stroke: "#ef5350", paths: () => null, points: { show: true, size: 5, fill: "#ef5350" } },
           ],
         },
         data,
