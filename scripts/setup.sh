@@ -26,5 +26,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
-# compile and cache the kernels once, in one process, before anything runs in parallel
-.venv/bin/python -c "import derivex, numpy; from derivex.core.records import command_array; derivex.Engine().process(command_array(1))"
+# compile and cache the kernels once, one process at a time, before anything runs in
+# parallel: the engine, then a short served venue with two workers, then its verification
+.venv/bin/python scripts/warm.py
