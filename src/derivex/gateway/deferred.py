@@ -12,6 +12,7 @@ until their batch arrives.
 from __future__ import annotations
 
 from collections import deque
+from time import perf_counter
 
 import numpy as np
 
@@ -91,14 +92,18 @@ class DeferredBatches(Projection):
             queue.clear()  # in place: a walk in progress holds this deque
             queue.extend(ordered)
 
-    def walk_deferred(self, before_seq: int | None = None) -> int:
+    def walk_deferred(self, before_seq: int | None = None, budget_s: float | None = None) -> int:
         """Walk the queued batches (those sequenced before ``before_seq``; None: all),
-        oldest first. Returns how many. Cost: ``apply_frame``'s per batch."""
+        oldest first; with ``budget_s``, stop after the batch that used it up (the rest
+        stay queued, in order). Returns how many. Cost: ``apply_frame``'s per batch."""
         queue, count = self.deferred, 0
+        deadline = perf_counter() + budget_s if budget_s is not None else 0.0
         while queue and (before_seq is None or queue[0].first_seq < before_seq):
             entry = queue.popleft()
             self.apply_frame(entry.commands, entry.events, entry.ts_ns, entry.first_position)
             count += 1
+            if budget_s is not None and perf_counter() >= deadline:
+                break
         return count
 
     def apply_frame(

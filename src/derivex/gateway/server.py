@@ -24,6 +24,7 @@ import gc
 import inspect
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -225,7 +226,11 @@ class Gateway(Routes):
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             try:
+                started = time.perf_counter()
                 result = function()
+                if TRACE is not None:  # (diagnostics: which periodic work holds the loop)
+                    name = "periodic." + getattr(function, "__qualname__", "task")
+                    TRACE.calls.setdefault(name, []).append((time.perf_counter() - started) * 1000)
                 if inspect.isawaitable(result):
                     await result
             except Exception:

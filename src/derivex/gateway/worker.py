@@ -76,6 +76,8 @@ from derivex.runtime.replica import AppliedFrame, ReplicaExchange
 __all__ = ["RemoteExchange", "deribit_front_end"]
 
 POLL_INTERVAL_S = 0.001
+#: the most time one loop callback spends walking other workers' batches (``pump``)
+WALK_BUDGET_S = 0.001
 SUBMIT_TIMEOUT_S = 10.0
 
 
@@ -312,9 +314,22 @@ async def _serve(
             limits=limits,
         )
 
+    walking = False
+
+    def walk() -> None:
+        # the other workers' batches, a bounded slice at a time: what is left is walked
+        # in the loop's next iterations, so a cancel read meanwhile never waits for the
+        # walk of a big foreign batch (own submissions walk all before theirs first)
+        nonlocal walking
+        venue.walk_deferred(budget_s=WALK_BUDGET_S)
+        walking = bool(venue.deferred)
+        if walking:
+            asyncio.get_running_loop().call_soon(walk)
+
     def pump() -> None:
         exchange.pump()
-        venue.walk_deferred()
+        if not walking:
+            walk()
 
     gateway.add_periodic(POLL_INTERVAL_S, pump)
 
