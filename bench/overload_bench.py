@@ -353,19 +353,20 @@ class Orders:
 
 
 def canceller_process(
-    url: str, key: dict[str, Any], orders: Orders, seconds: float, results: Any
+    url: str, key: dict[str, Any], orders: Orders, seconds: float, results: Any, nice: int
 ) -> None:
     """``canceller`` in a process of its own (its round trips do not wait for the load
     generator's loop): puts "ready" on ``results`` once its orders rest, then its stats'
     summary."""
     import uvloop
 
-    # back to the server's priority (the load generator that spawned it runs niced)
+    # back to the server's priority (the load generator that spawned it runs niced, and
+    # this process, spawned from it, would take that as its base)
     with contextlib.suppress(PermissionError):
-        os.setpriority(os.PRIO_PROCESS, 0, BASE_NICE)
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
     stats = Stats()
     uvloop.run(canceller(url, key, orders, stats, seconds, lambda: results.put("ready")))
-    results.put(stats.summary(seconds))
+    results.put({**stats.summary(seconds), "nice": os.getpriority(os.PRIO_PROCESS, 0)})
 
 
 async def canceller(
@@ -502,7 +503,7 @@ async def run_mode(
 
     def start_canceller() -> Any:
         process = context.Process(
-            target=canceller_process, args=(url, cancel_key, orders, seconds, queue)
+            target=canceller_process, args=(url, cancel_key, orders, seconds, queue, BASE_NICE)
         )
         process.start()
         return process
