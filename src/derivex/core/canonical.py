@@ -15,6 +15,7 @@ from derivex.core.config import P_INDEX_HISTORY, P_MAX_UNDERLYINGS
 from derivex.core.layout import Account4, Account8, Counter, Ins4, Ins8, Order8, Pos4, Pos8, Und8
 from derivex.core.records import Side
 from derivex.core.state import State, book_side, free_order_slots, next_order_ids
+from derivex.core.trigger_query import canonical_triggers
 
 
 def canonical(state: State) -> dict[str, Any]:
@@ -104,6 +105,7 @@ def canonical(state: State) -> dict[str, Any]:
         "risk_dirty": int(c[Counter.RISK_DIRTY]),
         "bad_debt": int(c[Counter.BAD_DEBT]),
         "next_order_ids": next_order_ids(state),
+        "triggers": canonical_triggers(state),
     }
 
 

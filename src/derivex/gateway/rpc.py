@@ -26,6 +26,7 @@ from derivex.gateway import (  # noqa: F401  (they register methods)
     candles,
     private_api,
     public_api,
+    trigger_api,
 )
 from derivex.gateway.auth import Authenticator, Session
 from derivex.gateway.channels import Hub
