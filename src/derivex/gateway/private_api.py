@@ -227,6 +227,12 @@ def edit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     account = ctx.session.account
     order_id = p.order_id(params)
     record = ctx.venue.order(account, order_id)
+    if record.trigger and not record.triggered:
+        raise RpcError(
+            10033,
+            "not_implemented",
+            {"param": "order_id", "reason": "editing a trigger order: cancel it and place anew"},
+        )
     spec = ctx.venue.catalog.by_id[record.instrument]
     lots = spec.to_lots(p.number(params, "amount"))
     price = p.number(params, "price", None)

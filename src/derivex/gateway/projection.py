@@ -424,3 +424,4 @@ class Projection(OrderRecords):
                     created_ms=now,
                     updated_ms=now,
                 )
+        trigger_orders.rebuild(self, self.exchange.engine.state, self.labels, now)

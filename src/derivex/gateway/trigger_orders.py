@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from derivex.core import codec
+from derivex.core import codec, query
 from derivex.core.records import (
     EVENT_DTYPE,
     EventKind,
@@ -254,3 +254,41 @@ def keep(records: list[OrderRecord], type_name: str | None) -> list[OrderRecord]
     if wanted is None:
         return records
     return [record for record in records if record.order_type in wanted]
+
+
+def rebuild(records: Any, state: Any, labels: Any, now: int) -> None:
+    """Records for the live trigger orders of the engine state (after a recovery, or in a
+    gateway worker that starts late): what ``Projection.rebuild_open_orders`` does for
+    resting orders."""
+    for row in query.trigger_orders(state):
+        trigger_id = row["trigger_id"]
+        if trigger_id in records.orders:
+            continue
+        trailing = row["trigger_type"] == TriggerType.TRAILING
+        base = "limit" if row["order_type"] == OrderType.LIMIT else "market"
+        flags = row["flags"]
+        record = OrderRecord(
+            trigger_id,
+            row["account"],
+            row["instrument"],
+            row["side"],
+            TYPE_NAMES[(row["trigger_type"], base)],
+            TIF_BY_CODE.get(row["tif"], "good_til_cancelled"),
+            bool(flags & OrderFlag.POST_ONLY),
+            bool(flags & OrderFlag.REJECT_POST_ONLY),
+            bool(flags & OrderFlag.REDUCE_ONLY),
+            False,
+            labels.name(row["label"]) if labels is not None else "",
+            row["price_ticks"],
+            row["qty_lots"],
+            state="triggered" if row["queued"] else "untriggered",
+            created_ms=now,
+            updated_ms=now,
+        )
+        record.trigger = SOURCE_NAMES[row["trigger_source"]]
+        record.trigger_price_ticks = row["trigger_price_ticks"]
+        record.triggered = bool(row["queued"])
+        if trailing:
+            record.trigger_offset_ticks = row["trigger_offset_ticks"]
+            record.trigger_reference_ticks = row["reference_ticks"]
+        records.orders[trigger_id] = record
