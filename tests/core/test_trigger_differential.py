@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from derivex.core.records import CommandKind, EventKind
+from derivex.core.records import CommandKind, EventKind, Reason
 from tests.core.test_differential import (
     HypothesisChooser,
     Pair,
@@ -113,7 +113,7 @@ class RiskTriggerStreamGen(TriggerCommands, RiskStreamGen):
     pass
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=SUPPRESS)
+@settings(max_examples=100, deadline=None, suppress_health_check=SUPPRESS)
 @given(st.data())
 def test_trigger_differential_random_streams(data):
     run_stream(
@@ -153,3 +153,19 @@ def test_trigger_differential_long_seeded(seed, risk):
     assert counts[EventKind.TRIGGER_PLACED] > 20, counts
     assert counts[EventKind.TRIGGER_FIRED] > 0, counts
     pair.check_replay()
+
+
+def test_trigger_differential_liquidation_and_margin_at_activation():
+    """A seeded risk stream (seed 6) in which an account is liquidated with a trigger order
+    resting (cancelled with CANCEL_LIQUIDATION) and triggered orders fail the margin check
+    at activation (TRIGGER_FIRED with INSUFFICIENT_MARGIN): both sides agree on all of it."""
+    ch = RandomChooser(6)
+    config = draw_risk_trigger_config(ch)
+    pair = Pair(config)
+    seen: dict[tuple[int, int], int] = {}
+    for events in run_seeded(ch, RiskTriggerStreamGen(ch, config), pair, 3_000, 200):
+        for kind, reason in zip(events["kind"].tolist(), events["reason"].tolist(), strict=True):
+            seen[(kind, reason)] = seen.get((kind, reason), 0) + 1
+    assert not pair.stopped_early
+    assert seen.get((EventKind.TRIGGER_CANCELLED, Reason.CANCEL_LIQUIDATION), 0) >= 1, seen
+    assert seen.get((EventKind.TRIGGER_FIRED, Reason.INSUFFICIENT_MARGIN), 0) >= 1, seen

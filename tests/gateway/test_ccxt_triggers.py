@@ -89,6 +89,9 @@ def test_trailing_stop_follows_the_rally_then_fires(server: Server) -> None:
     for price in (1010, 1030):  # the rally: reference 1030, trigger 1010
         a.create_order(market, "limit", "sell", 0.1, price)
         c.create_order(market, "market", "buy", 0.1)
+    (listed,) = b.fetch_open_orders(market)  # the trigger followed the rally
+    assert listed["info"]["trigger_price"] == 1010
+    assert listed["info"]["trigger_reference_price"] == 1030
     a.create_order(market, "limit", "buy", 1.0, 1000)
     a.create_order(market, "limit", "buy", 0.1, 1010)
     c.create_order(market, "market", "sell", 0.1)  # trades at 1010 <= 1010: fires

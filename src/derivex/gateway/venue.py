@@ -466,6 +466,9 @@ class Venue(DeferredBatches):
             for row in self.exchange.trigger_orders(account):  # untriggered, by placement
                 record = self.orders.get(row["trigger_id"])
                 if record is not None:
+                    if record.trigger_offset_ticks:  # a trailing order's trigger moves
+                        record.trigger_price_ticks = row["trigger_price_ticks"]
+                        record.trigger_reference_ticks = row["reference_ticks"]
                     result.append(record)
         return result
 
