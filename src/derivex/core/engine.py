@@ -65,14 +65,12 @@ from derivex.core.records import (
 )
 from derivex.core.state import State
 from derivex.core.trigger_book import is_trigger_id
-from derivex.core.triggers import (
-    cancel_trigger,
-    place_trigger,
+from derivex.core.trigger_stage import (
     trigger_command_end,
     trigger_command_start,
-    trigger_room,
     trigger_stage,
 )
+from derivex.core.triggers import cancel_trigger, place_trigger, trigger_room
 
 
 @kernel

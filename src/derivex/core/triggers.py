@@ -1,5 +1,6 @@
-"""Conditional orders: PLACE_TRIGGER, cancelling a trigger order, and the trigger stage that
-runs after every command (docs/conditional-orders.md is the contract).
+"""Conditional orders: PLACE_TRIGGER and cancelling a trigger order; the trigger stage that
+runs after every command is in ``trigger_stage`` (docs/conditional-orders.md is the
+contract).
 
 The trigger stage reads the events of the command just applied: fills move the last price,
 MARK_CHANGED the mark, a valid INDEX_CHANGED the index of every instrument of its
@@ -21,30 +22,16 @@ import numpy as np
 
 from derivex.core.config import (
     P_GAS_BASE,
-    P_GAS_MAX,
-    P_GAS_PER_FILL,
-    P_MAX_LEVELS,
-    P_MAX_LEVELS_PER_SIDE,
     P_MAX_OPEN_ORDERS_PER_ACCOUNT,
-    P_MAX_ORDERS,
-    P_MAX_POSITIONS,
 )
 from derivex.core.emit import order_accepted, set_label
 from derivex.core.jit import kernel
 from derivex.core.layout import (
     NIL,
-    STATUS_DONE,
-    STATUS_EVENTS,
-    STATUS_GROW,
     Account4,
     Account8,
     Counter,
-    Ins4,
-    Order4,
-    Order8,
 )
-from derivex.core.market_data import flush
-from derivex.core.matching import match
 from derivex.core.order_checks import (
     admit_trader,
     check_price,
@@ -53,15 +40,9 @@ from derivex.core.order_checks import (
     order_fields_reason,
     reject,
 )
-from derivex.core.order_validation import validate_place_terms
-from derivex.core.orders import finish_incoming
-from derivex.core.pools import free_capacity, order_alloc, order_id_of, position_get_or_create
 from derivex.core.records import (
     CommandKind,
     EventKind,
-    IndexStatus,
-    InstrumentStatus,
-    LiquidationStage,
     Liquidity,
     OrderType,
     Reason,
@@ -72,13 +53,8 @@ from derivex.core.records import (
 from derivex.core.trigger_book import (
     book_link,
     book_unlink,
-    collect,
-    dequeue,
-    enqueue_crossed,
-    evaluate,
     fires_below,
     queue_remove,
-    sort_crossed,
     source_price,
     spec_of,
     trigger_alloc,
@@ -86,7 +62,7 @@ from derivex.core.trigger_book import (
     trigger_id,
     trigger_slot_of,
 )
-from derivex.core.trigger_layout import SOURCES, UNTRIGGERED, Trig8, TrigBook, TrigMeta
+from derivex.core.trigger_layout import UNTRIGGERED, Trig8, TrigMeta
 
 
 @kernel
@@ -313,258 +289,3 @@ def cancel_trigger(st, ev, n, cmds, i):
     )
     set_label(ev, n, st.trg_label[slot])
     return remove_trigger(st, ev, n, c["seq"], slot, Reason.CANCEL_BY_USER)
-
-
-@kernel
-def _cancel_matching(st, ev, n, seq, account, instrument, reason):
-    k = collect(st, account, instrument)
-    for j in range(k):
-        n = remove_trigger(st, ev, n, seq, st.trg_scratch[j], reason)
-    return n
-
-
-@kernel
-def _cancellations(st, ev, n, lo, hi, seq):
-    """Pass 1 over a command's events: cancel the triggers that liquidation, close, expiry
-    and cancel-all concern."""
-    for j in range(lo, hi):
-        e = ev[j]
-        kind = e["kind"]
-        if kind == EventKind.LIQUIDATION_PROGRESSED and e["status"] == LiquidationStage.STARTED:
-            n = _cancel_matching(
-                st, ev, n, seq, np.int64(e["account"]), -1, Reason.CANCEL_LIQUIDATION
-            )
-        elif kind == EventKind.INSTRUMENT_STATUS_CHANGED:
-            if e["status"] == InstrumentStatus.CLOSED:
-                n = _cancel_matching(
-                    st, ev, n, seq, -1, np.int64(e["instrument"]), Reason.CANCEL_INSTRUMENT_CLOSED
-                )
-            elif e["status"] == InstrumentStatus.SETTLED:
-                n = _cancel_matching(
-                    st, ev, n, seq, -1, np.int64(e["instrument"]), Reason.CANCEL_EXPIRED
-                )
-        elif kind == EventKind.ACCEPTED and e["command"] == CommandKind.CANCEL_ALL:
-            n = _cancel_matching(st, ev, n, seq, np.int64(e["account"]), -1, Reason.CANCEL_ALL)
-        elif kind == EventKind.ACCEPTED and e["command"] == CommandKind.CANCEL_ALL_INSTRUMENT:
-            n = _cancel_matching(
-                st, ev, n, seq, np.int64(e["account"]), np.int64(e["instrument"]), Reason.CANCEL_ALL
-            )
-    return n
-
-
-@kernel
-def _crossings(st, ev, lo, hi):
-    """Pass 2: move the sources the events name, evaluate their books, and queue what
-    crossed in time priority."""
-    k = 0
-    for j in range(lo, hi):
-        e = ev[j]
-        kind = e["kind"]
-        if kind == EventKind.FILLED:
-            instrument = np.int64(e["instrument"])
-            price = e["price_ticks"]
-            st.trg_book[instrument * SOURCES + TriggerSource.LAST, TrigBook.LAST_PRICE] = price
-            k = evaluate(st, instrument, TriggerSource.LAST, price, k)
-        elif kind == EventKind.MARK_CHANGED:
-            k = evaluate(st, np.int64(e["instrument"]), TriggerSource.MARK, e["price_ticks"], k)
-        elif kind == EventKind.INDEX_CHANGED and e["status"] == IndexStatus.VALID:
-            underlying = e["instrument"]
-            for instrument in range(st.counters[Counter.INSTRUMENT_HWM]):
-                if st.ins_i4[instrument, Ins4.UNDERLYING] == underlying:
-                    k = evaluate(st, instrument, TriggerSource.INDEX, e["price_ticks"], k)
-    if k > 1:
-        sort_crossed(st, k)
-    enqueue_crossed(st, k)
-
-
-@kernel
-def _spawn_room(st, slot):
-    """``(units, events)`` a spawn needs: pool growth (0: none) and event room."""
-    c_ = st.counters
-    need = 0
-    capacity = st.ord_label.shape[0]
-    if (
-        free_capacity(capacity, c_[Counter.ORDER_HWM], c_[Counter.ORDER_FREE_TOP]) < 1
-        and capacity < st.params[P_MAX_ORDERS]
-    ):
-        need = 1
-    capacity = st.lvl_free.shape[0]
-    if (
-        free_capacity(capacity, c_[Counter.LEVEL_HWM], c_[Counter.LEVEL_FREE_TOP]) < 1
-        and capacity < st.params[P_MAX_LEVELS]
-    ):
-        need = 1
-    capacity = st.pos_free.shape[0]
-    if (
-        free_capacity(capacity, c_[Counter.POSITION_HWM], c_[Counter.POSITION_FREE_TOP]) < 1
-        and capacity < st.params[P_MAX_POSITIONS]
-    ):
-        need = 1
-    instrument = st.trg_i8[slot, Trig8.INSTRUMENT]
-    row = instrument * 2 + ((st.trg_i8[slot, Trig8.SPEC] >> 16) & 1)
-    if (
-        st.ladder_len[row] + 1 > st.ladder_price.shape[1]
-        and st.ladder_price.shape[1] < st.params[P_MAX_LEVELS_PER_SIDE]
-    ):
-        need = 1
-    resting = np.int64(st.ins_i4[instrument, Ins4.RESTING])
-    per_fill = st.params[P_GAS_PER_FILL]
-    if per_fill > 0:
-        bound = st.params[P_GAS_MAX] // per_fill + 1
-        if bound < resting:
-            resting = bound
-    return need, 10 + 5 * resting
-
-
-@kernel
-def spawn(st, ev, n, seq, slot):
-    """Fire the dequeued trigger ``slot``: TRIGGER_FIRED, then the new order placed as a
-    PLACE_ORDER with the trigger's terms (gas prepaid), or only TRIGGER_FIRED with the
-    reason the new order was rejected."""
-    account = st.trg_i8[slot, Trig8.ACCOUNT]
-    instrument = st.trg_i8[slot, Trig8.INSTRUMENT]
-    spec = st.trg_i8[slot, Trig8.SPEC]
-    side = (spec >> 16) & 1
-    order_type = (spec >> 4) & 1
-    tif = (spec >> 5) & 3
-    flags = (spec >> 8) & 0xFF
-    lots = st.trg_i8[slot, Trig8.QTY]
-    limit = st.trg_i8[slot, Trig8.PRICE]
-    label = st.trg_label[slot]
-    tid = trigger_id(st, slot)
-    crossed_at = st.trg_i8[slot, Trig8.CROSSED]
-    trigger_free(st, slot)  # its place under the open-order cap passes to the new order
-    reason, price, qty, tif, sweep, position = validate_place_terms(
-        st, account, instrument, side, order_type, tif, flags, lots, limit, True
-    )
-    if reason != Reason.OK:
-        return trigger_event(
-            ev,
-            n,
-            seq,
-            EventKind.TRIGGER_FIRED,
-            side,
-            reason,
-            spec,
-            account,
-            instrument,
-            tid,
-            crossed_at,
-            lots,
-            0,
-            label,
-        )
-    is_market = order_type == OrderType.MARKET
-    resting = (not is_market) and tif == TimeInForce.GTC
-    if position == NIL:
-        position = position_get_or_create(st, account, instrument)
-    order = order_alloc(st)
-    st.ord_i8[order, Order8.PRICE_TICKS] = price
-    st.ord_i8[order, Order8.QTY_LOTS] = qty
-    st.ord_i4[order, Order4.POSITION] = position
-    st.ord_i4[order, Order4.META] = side | (flags << 1)
-    st.ord_label[order] = label
-    oid = order_id_of(st, order)
-    n = trigger_event(
-        ev,
-        n,
-        seq,
-        EventKind.TRIGGER_FIRED,
-        side,
-        0,
-        spec,
-        account,
-        instrument,
-        tid,
-        crossed_at,
-        qty,
-        oid,
-        label,
-    )
-    n = order_accepted(
-        ev, n, seq, CommandKind.PLACE_TRIGGER, side, 0, account, instrument, oid, price, qty
-    )
-    set_label(ev, n, label)
-    ev[n - 1]["a"] = tid
-    n, rem, stopped = match(
-        st,
-        ev,
-        n,
-        seq,
-        CommandKind.PLACE_TRIGGER,
-        instrument,
-        side,
-        price,
-        sweep,
-        qty,
-        order,
-        position,
-        account,
-    )
-    return finish_incoming(
-        st,
-        ev,
-        n,
-        seq,
-        CommandKind.PLACE_TRIGGER,
-        order,
-        instrument,
-        side,
-        price,
-        is_market,
-        resting,
-        rem,
-        qty,
-        stopped,
-        account,
-        position,
-    )
-
-
-@kernel
-def trigger_command_start(st, n, kind):
-    """Before a command: its events start at ``n`` (unless a TIME command resumes)."""
-    if kind != CommandKind.ADVANCE_TIME or st.counters[Counter.TIME_PHASE] == 0:
-        st.trg_meta[TrigMeta.SCAN_FROM] = n
-
-
-@kernel
-def trigger_command_end(st, seq, n):
-    """After a command: the trigger stage is due on its events."""
-    m = st.trg_meta
-    m[TrigMeta.SCAN_TO] = n
-    m[TrigMeta.SCAN_SEQ] = seq
-    m[TrigMeta.SCAN_DUE] = 1
-
-
-@kernel
-def trigger_stage(st, ev, n):
-    """The trigger stage after a command (the batch loop runs it before the next command
-    and at the end of the batch). Returns ``(n, status, need)``; on GROW / EVENTS the loop
-    returns and the stage resumes where it stopped."""
-    m = st.trg_meta
-    seq = m[TrigMeta.SCAN_SEQ]
-    if m[TrigMeta.SCAN_DUE] != 0:
-        if m[TrigMeta.LIVE] > 0:
-            room = m[TrigMeta.LIVE] + 1
-            if n + room > ev.shape[0]:
-                return n, STATUS_EVENTS, room
-            n = _cancellations(st, ev, n, m[TrigMeta.SCAN_FROM], m[TrigMeta.SCAN_TO], seq)
-        _crossings(st, ev, m[TrigMeta.SCAN_FROM], m[TrigMeta.SCAN_TO])
-        m[TrigMeta.SCAN_DUE] = 0
-        m[TrigMeta.STEP_FIRED] = 0
-    while m[TrigMeta.QUEUE_LEN] > 0 and m[TrigMeta.STEP_FIRED] < m[TrigMeta.FIRE_CAP]:
-        slot = m[TrigMeta.QUEUE_HEAD]
-        need, events = _spawn_room(st, slot)
-        if need > 0:
-            return n, STATUS_GROW, need
-        if n + events > ev.shape[0]:
-            return n, STATUS_EVENTS, events
-        if st.counters[Counter.RISK_DIRTY] > 0:
-            flush(st)  # staged marks apply before an order enters, as before any command
-        dequeue(st)
-        lo = n
-        n = spawn(st, ev, n, seq, slot)
-        m[TrigMeta.STEP_FIRED] += 1
-        _crossings(st, ev, lo, n)
-    return n, STATUS_DONE, 0
