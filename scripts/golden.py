@@ -142,6 +142,15 @@ def record_session(directory: Path) -> int:
         ex.advance_time()
     ex.place(maker, perp, "buy", 4_000, 9_400_000, label=50)
     ex.advance_time()
+    # conditional orders (docs/conditional-orders.md): an index stop that the index's
+    # recovery below fires, a take-profit cancelled by its owner, a stop-limit that the
+    # maker's cancel-all takes
+    ex.place_trigger(hedger, perp, "buy", 1_000, "stop", 9_500_000, source="index", label=60)
+    take = ex.place_trigger(taker, perp, "sell", 1_000, "take", 11_000_000, source="mark")
+    ex.cancel(taker, int(take.events["order_id"][0]))
+    ex.place_trigger(
+        maker, perp, "sell", 1_000, "stop", 9_000_000, order_type="limit", price_ticks=8_900_000
+    )
     clock.jump(8 * HOUR_NS)
     _index(ex, clock, 9_600_000)
     ex.advance_time()

@@ -59,6 +59,8 @@ from derivex.core.records import (
     Side,
     SystemAccount,
     TimeInForce,
+    TriggerSource,
+    TriggerType,
     Underlying,
     command_array,
     concat_commands,
@@ -74,6 +76,16 @@ from derivex.sequencer import Sequencer
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _TIME = int(CommandKind.TIME)  # a plain int: comparing an array to an IntEnum is slow
 ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
+TRIGGER_TYPES = {
+    "stop": TriggerType.STOP,
+    "take": TriggerType.TAKE,
+    "trailing": TriggerType.TRAILING,
+}
+TRIGGER_SOURCES = {
+    "last": TriggerSource.LAST,
+    "index": TriggerSource.INDEX,
+    "mark": TriggerSource.MARK,
+}
 TIME_IN_FORCE = {
     "gtc": TimeInForce.GTC,
     "good_til_cancelled": TimeInForce.GTC,
@@ -554,6 +566,51 @@ class Exchange:
             label=label,
         )
         return self._order_result(events)
+
+    def place_trigger(
+        self,
+        account: int,
+        instrument: int,
+        side: str,
+        qty_lots: int,
+        trigger: str,
+        trigger_price_ticks: int = 0,
+        *,
+        source: str = "last",
+        trigger_offset_ticks: int = 0,
+        order_type: str = "market",
+        price_ticks: int = 0,
+        time_in_force: str = "gtc",
+        reduce_only: bool = False,
+        post_only: bool = False,
+        label: int = 0,
+    ) -> CommandResult:
+        """Place a trigger order (``trigger``: stop, take or trailing; ``source``: last,
+        index or mark); docs/conditional-orders.md. The trigger order's id is the
+        ACCEPTED event's ``order_id``; ``trigger_orders`` lists the live ones."""
+        trailing = trigger == "trailing"
+        events = self._command(
+            CommandKind.PLACE_TRIGGER,
+            account=account,
+            instrument=instrument,
+            side=SIDES[side],
+            order_type=ORDER_TYPES[order_type],
+            tif=TIME_IN_FORCE[time_in_force],
+            flags=(OrderFlag.REDUCE_ONLY if reduce_only else 0)
+            | (OrderFlag.POST_ONLY if post_only else 0),
+            trigger_type=TRIGGER_TYPES[trigger],
+            trigger_source=TRIGGER_SOURCES[source],
+            trigger_price_ticks=trigger_offset_ticks if trailing else trigger_price_ticks,
+            price_ticks=price_ticks,
+            qty_lots=qty_lots,
+            label=label,
+        )
+        return self._result(events)
+
+    def trigger_orders(self, account: int | None = None) -> list[dict[str, int]]:
+        """Live trigger orders (of ``account``), by id: see ``core.query.trigger_orders``."""
+        rows = query.trigger_orders(self.engine.state)
+        return [row for row in rows if account is None or row["account"] == account]
 
     def amend(self, account: int, order_id: int, price_ticks: int, qty_lots: int) -> OrderResult:
         """Change price and remaining quantity (quantity down at the same price keeps

@@ -108,6 +108,7 @@ class InspectionModel:
             "risk_dirty": sum(1 for i in self.instruments if i.dirty),
             "bad_debt": self.bad_debt,
             "next_order_ids": self.next_order_ids(3),
+            "triggers": self._canonical_triggers(),
         }
         blocked = [acct_id for acct_id in sorted(self.accounts) if self.accounts[acct_id].blocked]
         if blocked:

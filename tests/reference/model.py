@@ -42,6 +42,7 @@ from tests.reference.orders import OrdersModel
 from tests.reference.pools import PoolsModel
 from tests.reference.quotes import QuotesModel
 from tests.reference.risk import RiskModel
+from tests.reference.triggers import TriggersModel
 
 __all__ = ["AMBIGUITIES", "ReferenceEngine", "UnspecifiedOverflow"]
 
@@ -58,6 +59,7 @@ class ReferenceEngine(
     LifecycleModel,
     LiquidationModel,
     InspectionModel,
+    TriggersModel,
 ):
     """The reference engine: state and plumbing here, one mixin per concept of core/."""
 
@@ -80,6 +82,7 @@ class ReferenceEngine(
         self._events: list[dict[str, int]] = []
         self._seq = 0
         self._kind = 0
+        self._init_triggers()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -92,6 +95,7 @@ class ReferenceEngine(
             self._kind = int(cmd["kind"])
             self.clock = max(self.clock, int(cmd["ts_ns"]))
             consumed = 1
+            start = len(self._events)
             if self._kind not in (CommandKind.INDEX, CommandKind.RISK_ARRAY):
                 self._flush()  # [R1]
             try:
@@ -130,6 +134,7 @@ class ReferenceEngine(
             except Reject as rej:
                 self._reject(cmd, rej.reason, rej.leg)
             self._release_flat_positions()
+            self._trigger_stage(start)  # core/triggers.py: after every command
             self._check_bounds()
             i += consumed
         out = np.zeros(len(self._events), dtype=EVENT_DTYPE)
@@ -155,7 +160,10 @@ class ReferenceEngine(
             CommandKind.BLOCK_ACCOUNT: self._block,
             CommandKind.UNBLOCK_ACCOUNT: self._block,
             CommandKind.PLACE_ORDER: self._place,
-            CommandKind.CANCEL_ORDER: self._cancel,
+            CommandKind.CANCEL_ORDER: (
+                self._cancel_trigger if int(cmd["order_id"]) >> 62 == 1 else self._cancel
+            ),
+            CommandKind.PLACE_TRIGGER: self._place_trigger,
             CommandKind.AMEND_ORDER: self._amend,
             CommandKind.CANCEL_ALL: self._cancel_all,
             CommandKind.CANCEL_ALL_INSTRUMENT: self._cancel_all,

@@ -69,9 +69,11 @@ class OrdersModel:
 
     # ------------------------------------------------------------------ PLACE_ORDER
 
-    def _place(self, cmd) -> None:
+    def _place(self, cmd, spawned_by=None) -> None:
+        """``spawned_by``: the trigger order firing it (gas prepaid; tests/reference/triggers)"""
         acct_id, acct = self._user_account(cmd)  # 1
-        self._charge_base(acct)  # 2
+        if spawned_by is None:
+            self._charge_base(acct)  # 2
         inst_id = int(cmd["instrument"])
         inst = self._instrument(inst_id)  # 3
         side, otype, tif, flags = (
@@ -123,7 +125,9 @@ class OrdersModel:
         self._margin_check(acct_id, inst_id, side, qty, qty * price)  # [R4]
         resting = otype == OrderType.LIMIT and tif == TimeInForce.GTC
         if resting:  # 11 [A7]
-            if len(acct.orders) >= self.cfg.max_open_orders_per_account:
+            if len(acct.orders) + self._trigger_count(acct_id) >= (
+                self.cfg.max_open_orders_per_account
+            ):
                 raise Reject(Reason.ACCOUNT_ORDER_LIMIT)
             if inst.resting_count() >= self.cfg.max_orders_per_book:
                 raise Reject(Reason.BOOK_ORDER_LIMIT)
@@ -153,6 +157,9 @@ class OrdersModel:
             flags=flags,
             label=label,
         )
+        if spawned_by is not None:
+            spawned_by.qty = qty  # the clamped quantity goes into TRIGGER_FIRED
+            self._emit_trigger(EventKind.TRIGGER_FIRED, spawned_by, 0, spawned_by.crossed, order.id)
         self._emit(
             EventKind.ACCEPTED,
             account=acct_id,
@@ -162,6 +169,7 @@ class OrdersModel:
             price_ticks=price,
             qty_lots=qty,
             label=label,
+            a=spawned_by.id if spawned_by is not None else 0,
         )
         self._pos(acct_id, inst_id)  # the slot is live from acceptance
         filled, gas_stop = self._match(order, limit)

@@ -107,4 +107,10 @@ def unpack(arena, layout):
         _i8_2(arena, layout, 26),  # acc_risk
         _i8_2(arena, layout, 27),  # acc_scen
         _i8_1(arena, layout, 28),  # scratch
+        _i8_2(arena, layout, 29),  # trg_i8
+        _u8_1(arena, layout, 30),  # trg_label
+        _i8_1(arena, layout, 31),  # trg_scratch
+        _i8_2(arena, layout, 32),  # trg_book
+        _i8_1(arena, layout, 33),  # trg_acct
+        _i8_1(arena, layout, 34),  # trg_meta
     )

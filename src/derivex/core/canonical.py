@@ -26,6 +26,7 @@ from derivex.core.layout import (
 )
 from derivex.core.records import Side
 from derivex.core.state import State, book_side, free_order_slots, next_order_ids
+from derivex.core.trigger_query import canonical_triggers
 
 
 def canonical(state: State) -> dict[str, Any]:
@@ -115,6 +116,7 @@ def canonical(state: State) -> dict[str, Any]:
         "risk_dirty": int(c[Counter.RISK_DIRTY]),
         "bad_debt": int(c[Counter.BAD_DEBT]),
         "next_order_ids": next_order_ids(state),
+        "triggers": canonical_triggers(state),
     }
     hwm = int(c[Counter.ACCOUNT_HWM])
     blocked = np.flatnonzero(state.acc_i4[:hwm, Account4.STATUS] == ACCOUNT_BLOCKED)

@@ -190,6 +190,10 @@ class EngineConfig:
     liquidation_step_ppm: int = 250_000  # share of a position one liquidation round closes
     adl_mode: int = ADL_RANKED
     adl_max_counterparties: int = 16  # per position and round; the rest goes to the fund
+    # ---- conditional orders (docs/conditional-orders.md) ----
+    trigger_fire_cap: int = 64  # triggered orders placed per command; the rest wait in order
+    initial_triggers: int = 1 << 6
+    max_triggers: int = 1 << 20
 
     def __post_init__(self) -> None:
         problems = []
@@ -280,6 +284,10 @@ class EngineConfig:
             problems.append("adl_mode must be 0 (ranked) or 1 (socialise)")
         if not 1 <= self.adl_max_counterparties <= 4096:
             problems.append("adl_max_counterparties must be in [1, 4096]")
+        if not 1 <= self.trigger_fire_cap <= 1 << 20:
+            problems.append("trigger_fire_cap must be in [1, 2**20]")
+        if not 1 <= self.initial_triggers <= self.max_triggers <= 1 << 24:
+            problems.append("initial_triggers must be in [1, max_triggers <= 2**24]")
         if problems:
             raise ValueError("invalid EngineConfig: " + "; ".join(problems))
 

@@ -58,8 +58,20 @@ from derivex.core.order_checks import reject
 from derivex.core.orders import amend_order, cancel_order, place_order
 from derivex.core.pools import free_capacity, order_slot_of
 from derivex.core.quotes import mass_quote, mass_quote_span
-from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, Reason
+from derivex.core.records import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    CommandKind,
+    Reason,
+)
 from derivex.core.state import State
+from derivex.core.trigger_book import is_trigger_id
+from derivex.core.trigger_stage import (
+    trigger_command_end,
+    trigger_command_start,
+    trigger_stage,
+)
+from derivex.core.triggers import cancel_trigger, place_trigger, trigger_room
 
 
 @kernel
@@ -148,7 +160,7 @@ def headroom(st, cmds, i):
     elif kind == CommandKind.ADD_INSTRUMENT:
         instruments = 1
     c_ = st.counters
-    need = 0
+    need = trigger_room(st) if kind == CommandKind.PLACE_TRIGGER else 0
     capacity = st.ord_label.shape[0]
     if (
         free_capacity(capacity, c_[Counter.ORDER_HWM], c_[Counter.ORDER_FREE_TOP]) < orders
@@ -195,7 +207,13 @@ def process_state(st, cmds, start, ev, n):
     """``process_batch`` on an unpacked State."""
     i = start
     total = cmds.shape[0]
-    while i < total:
+    while True:
+        # the trigger stage of the previous command (core/triggers.py); resumable
+        n, status, need = trigger_stage(st, ev, n)
+        if status != STATUS_DONE:
+            return i, n, status, need
+        if i >= total:
+            break
         need, events = headroom(st, cmds, i)
         if need > 0:
             return i, n, STATUS_GROW, need
@@ -205,6 +223,7 @@ def process_state(st, cmds, start, ev, n):
         kind = c["kind"]
         if c["ts_ns"] > st.counters[Counter.CLOCK_NS]:
             st.counters[Counter.CLOCK_NS] = c["ts_ns"]
+        trigger_command_start(st, n, kind)
         if (
             st.counters[Counter.RISK_DIRTY] > 0
             and kind != CommandKind.SET_INDEX
@@ -215,7 +234,12 @@ def process_state(st, cmds, start, ev, n):
         if kind == CommandKind.PLACE_ORDER:
             n = place_order(st, ev, n, cmds, i)
         elif kind == CommandKind.CANCEL_ORDER:
-            n = cancel_order(st, ev, n, cmds, i)
+            if is_trigger_id(c["order_id"]):
+                n = cancel_trigger(st, ev, n, cmds, i)
+            else:
+                n = cancel_order(st, ev, n, cmds, i)
+        elif kind == CommandKind.PLACE_TRIGGER:
+            n = place_trigger(st, ev, n, cmds, i)
         elif kind == CommandKind.AMEND_ORDER:
             n = amend_order(st, ev, n, cmds, i)
         elif kind == CommandKind.MASS_QUOTE:
@@ -280,6 +304,7 @@ def process_state(st, cmds, start, ev, n):
             n = reject(st, ev, n, cmds, i, Reason.ORPHAN_LEG, 0)
         else:
             n = reject(st, ev, n, cmds, i, Reason.UNKNOWN_COMMAND, 0)
+        trigger_command_end(st, c["seq"], n)
         st.counters[Counter.COMMANDS] += consumed
         i += consumed
     return i, n, STATUS_DONE, 0

@@ -42,6 +42,15 @@ from derivex.core.layout import (
 )
 from derivex.core.records import SYSTEM_ACCOUNTS
 from derivex.core.state import State
+from derivex.core.trigger_layout import (
+    BOOK_FIELDS,
+    META_FIELDS,
+    NO_ABOVE,
+    SOURCES,
+    TRIGGER_FIELDS,
+    TrigBook,
+    TrigMeta,
+)
 
 
 def _pool(fields: int, capacity: int, dtype: Any, fill: int = 0) -> np.ndarray:
@@ -92,12 +101,39 @@ def allocate(config: EngineConfig) -> State:
         acc_risk=np.zeros((accounts, RISK_FIELDS), dtype=np.int64),
         acc_scen=np.zeros((accounts, 3 * scenarios), dtype=np.int64),
         scratch=np.zeros(2 * MAX_INDEX_SOURCES, dtype=np.int64),
+        **_trigger_pools(config, accounts, instruments),
     )
     state.acc_i4[:, Account4.POSITION_HEAD] = NIL
     state.acc_i4[:, Account4.LAST_POSITION] = NIL
     for account in range(SYSTEM_ACCOUNTS):
         state.acc_i4[account, Account4.STATUS] = 1
     return state
+
+
+def _book_rows(rows: int) -> np.ndarray:
+    book = np.zeros((rows, BOOK_FIELDS), dtype=np.int64)
+    book[:, TrigBook.HEAD] = NIL
+    book[:, TrigBook.TAIL] = NIL
+    book[:, TrigBook.ABOVE_MIN] = NO_ABOVE
+    return book
+
+
+def _trigger_pools(config: EngineConfig, accounts: int, instruments: int) -> dict[str, Any]:
+    """The conditional-order arrays of a fresh state (core/trigger_layout.py)."""
+    meta = np.zeros(META_FIELDS, dtype=np.int64)
+    meta[TrigMeta.FIRE_CAP] = config.trigger_fire_cap
+    meta[TrigMeta.MAX] = config.max_triggers
+    meta[TrigMeta.FREE_HEAD] = NIL
+    meta[TrigMeta.QUEUE_HEAD] = NIL
+    meta[TrigMeta.QUEUE_TAIL] = NIL
+    return {
+        "trg_i8": _pool(TRIGGER_FIELDS, config.initial_triggers, np.int64),
+        "trg_label": np.zeros(config.initial_triggers, dtype=np.uint64),
+        "trg_scratch": np.zeros(config.initial_triggers, dtype=np.int64),
+        "trg_book": _book_rows(instruments * SOURCES),
+        "trg_acct": np.zeros(accounts, dtype=np.int64),
+        "trg_meta": meta,
+    }
 
 
 def _widen(array: np.ndarray, capacity: int, fill: int) -> np.ndarray:
@@ -184,6 +220,7 @@ def grow(state: State, headroom: int = 1) -> State:
         s["scan_accounts"] = _widen(state.scan_accounts, new, 0)
         s["acc_risk"] = _widen(state.acc_risk, new, 0)
         s["acc_scen"] = _widen(state.acc_scen, new, 0)
+        s["trg_acct"] = _widen(state.trg_acct, new, 0)
     instruments = state.ins_i8.shape[0]
     if (
         int(c[Counter.INSTRUMENT_HWM]) + headroom > instruments
@@ -204,6 +241,16 @@ def grow(state: State, headroom: int = 1) -> State:
             [state.ladder_level, np.full((2 * (new - instruments), rows), NIL, np.int32)]
         )
         s["ladder_len"] = _widen(state.ladder_len, 2 * new, 0)
+        s["trg_book"] = np.vstack([state.trg_book, _book_rows(SOURCES * (new - instruments))])
+    triggers = state.trg_label.shape[0]
+    meta = state.trg_meta
+    maximum = int(meta[TrigMeta.MAX])
+    trigger_free = int(meta[TrigMeta.FREE_COUNT]) + triggers - int(meta[TrigMeta.HWM])
+    if trigger_free < headroom and triggers < maximum:
+        new = _next_capacity(triggers, int(meta[TrigMeta.HWM]) + headroom, maximum)
+        s["trg_i8"] = _widen(state.trg_i8, new, 0)
+        s["trg_label"] = _widen(state.trg_label, new, 0)
+        s["trg_scratch"] = _widen(state.trg_scratch, new, 0)
     per_side = state.ladder_price.shape[1]
     if (
         int(np.max(s["ladder_len"], initial=0)) + headroom > per_side

@@ -44,3 +44,12 @@ def inline_kernel(function: F) -> F:
     return new array views, which a kernel without NRT may not return across a call."""
     compiled: F = numba.njit(inline="always", **_OPTIONS)(function)
     return compiled
+
+
+def cold_kernel(function: F) -> F:
+    """Like ``kernel``, but a call of its own instead of inlined: for rare, large paths
+    (the trigger stage when trigger orders exist) that would otherwise be copied into the
+    batch loop and slow every command down. Pays the call (the flattened state tuple) each
+    time it runs, so only for what runs rarely."""
+    compiled: F = numba.njit(**_OPTIONS)(function)
+    return compiled

@@ -244,7 +244,9 @@ def capacity_reason(st, account, instrument, side, price, position, resting):
     and a new level (if it rests), the order pool, and the position pool (if the account
     has no position in the instrument yet), in that order; else OK."""
     if resting:
-        if st.acc_i4[account, Account4.OPEN_ORDERS] >= st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]:
+        # untriggered trigger orders count against the cap too (core/triggers.py)
+        open_orders = st.acc_i4[account, Account4.OPEN_ORDERS] + st.trg_acct[account]
+        if open_orders >= st.params[P_MAX_OPEN_ORDERS_PER_ACCOUNT]:
             return Reason.ACCOUNT_ORDER_LIMIT
         if st.ins_i4[instrument, Ins4.RESTING] >= st.params[P_MAX_ORDERS_PER_BOOK]:
             return Reason.BOOK_ORDER_LIMIT

@@ -20,6 +20,7 @@ from derivex.core.order_checks import (
     capacity_reason,
     check_price,
     check_quantity,
+    check_trader,
     level_capacity_reason,
     open_for_orders_reason,
     order_fields_reason,
@@ -75,23 +76,38 @@ def validate_place(st, c):
     quantity, its time in force (a market GTC order becomes IOC), whether it trades at any
     price, and the account's position slot in the instrument (NIL if none yet); only the
     reason is meaningful unless it is OK."""
-    account = np.int64(c["account"])
-    reason = admit_trader(st, account)
+    return validate_place_terms(
+        st,
+        np.int64(c["account"]),
+        np.int64(c["instrument"]),
+        np.int64(c["side"]),
+        np.int64(c["order_type"]),
+        np.int64(c["tif"]),
+        np.int64(c["flags"]),
+        np.int64(c["qty_lots"]),
+        np.int64(c["price_ticks"]),
+        False,
+    )
+
+
+@kernel
+def validate_place_terms(st, account, instrument, side, order_type, tif, flags, qty, limit, paid):
+    """``validate_place`` on the terms of an order; ``paid``: its base gas was charged
+    already (an order a trigger spawns: the trigger prepaid it), so the account is only
+    checked, not charged."""
+    if paid:
+        reason = check_trader(st, account)
+    else:
+        reason = admit_trader(st, account)
     if reason != Reason.OK:
         return reason, np.int64(0), np.int64(0), np.int64(0), False, np.int64(NIL)
-    instrument = np.int64(c["instrument"])
     if instrument >= st.counters[Counter.INSTRUMENT_HWM]:
         return Reason.UNKNOWN_INSTRUMENT, np.int64(0), np.int64(0), np.int64(0), False, NIL
-    side = np.int64(c["side"])
-    order_type = np.int64(c["order_type"])
-    tif = np.int64(c["tif"])
-    flags = np.int64(c["flags"])
     reason = order_fields_reason(side, order_type, tif, flags)
     if reason == Reason.OK:
         reason = open_for_orders_reason(st, instrument)
     if reason == Reason.OK:
         reason = market_reason(st, instrument, flags & OrderFlag.REDUCE_ONLY)
-    qty = c["qty_lots"]
     if reason == Reason.OK:
         reason = check_quantity(st, instrument, qty)
     if reason != Reason.OK:
@@ -99,7 +115,7 @@ def validate_place(st, c):
     is_market = order_type == OrderType.MARKET
     price = np.int64(0)
     if not is_market:
-        price = c["price_ticks"]
+        price = limit
         reason = check_price(st, instrument, price)
         if reason != Reason.OK:
             return reason, np.int64(0), np.int64(0), np.int64(0), False, np.int64(NIL)

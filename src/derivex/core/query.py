@@ -47,6 +47,12 @@ from derivex.core.pools import order_slot_of
 from derivex.core.records import IndexStatus, Side
 from derivex.core.state import State
 
+# conditional orders (core/trigger_query.py), re-exported for the shells
+from derivex.core.trigger_query import canonical_triggers as canonical_triggers
+from derivex.core.trigger_query import last_prices as last_prices
+from derivex.core.trigger_query import trigger_count as trigger_count
+from derivex.core.trigger_query import trigger_orders as trigger_orders
+
 
 @dataclass(frozen=True)
 class Depth:

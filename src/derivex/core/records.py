@@ -97,6 +97,12 @@ COMMAND_DTYPE = _layout(
         ("v2", "<i8", 40),
         ("v3", "<i8", 48),
         ("v4", "<i8", 56),
+        # aliases: PLACE_TRIGGER (core/triggers.py): the order it spawns is described by side,
+        # order_type, tif, flags, price_ticks (limit), qty_lots and label as for PLACE_ORDER
+        ("trigger_type", "u1", 21),  # TriggerType
+        ("trigger_source", "u1", 22),  # TriggerSource
+        ("trigger_price_ticks", "<i8", 32),  # stop / take: the trigger price
+        ("trigger_offset_ticks", "<i8", 32),  # trailing: the offset from the best price seen
     ]
 )
 
@@ -130,6 +136,8 @@ class CommandKind(IntEnum):
     SET_RISK_ARRAY = 33  # header; ``count`` legs follow: RISK_GREEKS, then RISK_VALUES
     RISK_GREEKS = 34
     RISK_VALUES = 35
+    # conditional orders 40-49 (core/triggers.py)
+    PLACE_TRIGGER = 40  # a stop / take / trailing order; also the ``command`` of what fires
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     TIME = ADVANCE_TIME
@@ -164,6 +172,7 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.SET_RISK_ARRAY: True,
     CommandKind.RISK_GREEKS: True,
     CommandKind.RISK_VALUES: True,
+    CommandKind.PLACE_TRIGGER: True,
 }
 
 #: Payload field names each command kind reads (documentation and validation aid).
@@ -220,6 +229,20 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.SET_RISK_ARRAY: ("instrument", "price_ticks", "mark_iv_ppm", "count"),
     CommandKind.RISK_GREEKS: ("delta_nano", "gamma_nano", "vega_nano", "theta_nano", "rho_nano"),
     CommandKind.RISK_VALUES: ("v0", "v1", "v2", "v3", "v4"),
+    CommandKind.PLACE_TRIGGER: (
+        "account",
+        "instrument",
+        "side",
+        "order_type",
+        "tif",
+        "flags",
+        "trigger_type",
+        "trigger_source",
+        "trigger_price_ticks",
+        "price_ticks",
+        "qty_lots",
+        "label",
+    ),
 }
 
 
@@ -244,6 +267,26 @@ class OrderFlag(IntEnum):
     REJECT_POST_ONLY = 2  # with POST_ONLY: reject instead of repricing
     REDUCE_ONLY = 4
     QUOTE = 8  # set by the engine on mass-quote orders; not accepted from clients
+
+
+class TriggerType(IntEnum):
+    """What a PLACE_TRIGGER order waits for (docs/conditional-orders.md)."""
+
+    STOP = 1  # sell: the source falls to the trigger price; buy: rises to it
+    TAKE = 2  # sell: the source rises to the trigger price; buy: falls to it
+    TRAILING = 3  # sell: falls by the offset from the highest price seen; buy: mirrored
+
+
+class TriggerSource(IntEnum):
+    """The price a trigger order watches."""
+
+    LAST = 0  # the instrument's last trade price (Deribit's default)
+    INDEX = 1  # the underlying's index
+    MARK = 2  # the instrument's mark price
+
+
+#: Trigger order ids carry this bit, so they never equal an order id.
+TRIGGER_ID_TAG = 1 << 62
 
 
 class InstrumentSetting(IntEnum):
@@ -380,6 +423,13 @@ class EventKind(IntEnum):
     ACCOUNT_STATE_CHANGED = 14  # an account's AccountState changed: status = the new state
     FUNDING_PAID = 15  # funding paid (cash_units < 0) or received by one perpetual position
     SETTLED = 16  # expiry: cash settlement of one option position at price_ticks
+    # conditional orders 30-39 (core/triggers.py): ``leg`` = the trigger's spec (type | source
+    # << 2 | order type << 4 | tif << 5 | flags << 8), order_id = the trigger order's id,
+    # ``a`` = limit price (limit types) or offset (trailing), ``label`` = its label
+    TRIGGER_PLACED = 30  # price_ticks = trigger price, qty_lots = lots
+    TRIGGER_FIRED = 31  # price_ticks = the source price that crossed; ``a`` = the spawned
+    #                     order's id, or 0 and ``reason`` = why the spawned order was rejected
+    TRIGGER_CANCELLED = 32  # reason = why; price_ticks = trigger price at the time
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     POSITION = POSITION_CHANGED
@@ -433,6 +483,9 @@ class Reason(IntEnum):
     UNKNOWN_UNDERLYING = 126
     BAD_MARGIN_MODE = 127
     ORPHAN_LEG = 128
+    BAD_TRIGGER = 140  # unknown trigger type or source, or a limit trailing order
+    TRIGGER_WOULD_FIRE = 141  # the source is already at or past the trigger price
+    NO_TRIGGER_PRICE = 142  # trailing: the source has no price yet to trail from
     # risk 200-299
     INSUFFICIENT_FUNDS = 200
     POSITION_LIMIT = 201
@@ -480,6 +533,7 @@ class Reason(IntEnum):
     BOOK_ORDER_LIMIT = 606
     GAS_EXHAUSTED = 607
     BOOK_LEVEL_LIMIT = 608
+    TRIGGER_POOL_FULL = 620
 
 
 def reason_band(reason: int) -> str:

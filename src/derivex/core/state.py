@@ -47,6 +47,14 @@ class State(NamedTuple):
     acc_risk: np.ndarray  # int64[accounts, RISK_FIELDS]
     acc_scen: np.ndarray  # int64[accounts, 3 * S]
     scratch: np.ndarray  # int64[64] kernel scratch (index sources)
+    # conditional orders (core/trigger_book.py): the trigger pool, per instrument and source
+    # the trigger books, per account the live trigger count, and the subsystem's counters
+    trg_i8: np.ndarray  # int64[triggers, TRIGGER_FIELDS]
+    trg_label: np.ndarray  # uint64[triggers]
+    trg_scratch: np.ndarray  # int64[triggers] kernel scratch (crossed triggers)
+    trg_book: np.ndarray  # int64[instruments * 3, BOOK_FIELDS]
+    trg_acct: np.ndarray  # int64[accounts]
+    trg_meta: np.ndarray  # int64[META_FIELDS]
 
 
 FIELD_DTYPES: dict[str, Any] = {
@@ -79,6 +87,12 @@ FIELD_DTYPES: dict[str, Any] = {
     "acc_risk": np.int64,
     "acc_scen": np.int64,
     "scratch": np.int64,
+    "trg_i8": np.int64,
+    "trg_label": np.uint64,
+    "trg_scratch": np.int64,
+    "trg_book": np.int64,
+    "trg_acct": np.int64,
+    "trg_meta": np.int64,
 }
 
 

@@ -96,6 +96,10 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.UNKNOWN_UNDERLYING: (INVALID_INSTRUMENT, "invalid_or_unsupported_instrument"),
     Reason.BAD_MARGIN_MODE: (INVALID_ARGUMENTS, "invalid_arguments"),
     Reason.ORPHAN_LEG: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.BAD_TRIGGER: (INVALID_ARGUMENTS, "invalid_arguments"),
+    # relative to the last trade, index or mark price (Deribit's 11036)
+    Reason.TRIGGER_WOULD_FIRE: (11036, "invalid_trigger_price"),
+    Reason.NO_TRIGGER_PRICE: (11036, "invalid_trigger_price"),
     # risk
     Reason.INSUFFICIENT_FUNDS: (10009, "not_enough_funds"),
     Reason.POSITION_LIMIT: (10018, "non_pme_max_future_position_size"),
@@ -141,6 +145,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.INSTRUMENT_POOL_FULL: (10040, "retry"),
     Reason.POSITION_POOL_FULL: (10040, "retry"),
     Reason.ACCOUNT_ORDER_LIMIT: (10013, "pme_max_total_open_orders"),
+    Reason.TRIGGER_POOL_FULL: (11035, "no_more_triggers"),
     Reason.BOOK_ORDER_LIMIT: (10040, "retry"),
     Reason.GAS_EXHAUSTED: (TOO_MANY_REQUESTS, "too_many_requests"),
     Reason.BOOK_LEVEL_LIMIT: (10040, "retry"),

@@ -60,6 +60,14 @@ class OrderRecord:
     created_ms: int = 0
     updated_ms: int = 0
     replaced: bool = False
+    # trigger orders and the orders they spawn (gateway/trigger_orders.py)
+    trigger: str = ""  # last_price / index_price / mark_price
+    trigger_price_ticks: int = 0
+    trigger_offset_ticks: int = 0
+    trigger_reference_ticks: int = 0
+    triggered: bool = False
+    trigger_order_id: int = 0  # of a spawned order: the trigger order that placed it
+    spawned_order_id: int = 0  # of a fired trigger order: the order it placed
     # ``shapes.order``'s template for this record's kind (its fields fixed at creation),
     # kept once found: building the template key costs more than the rest of a look-up
     template: dict[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -168,6 +176,10 @@ class PlaceOrder:
     time_in_force: str = "gtc"
     flags: int = 0
     label: str = ""
+    # a trigger order (PLACE_TRIGGER): TriggerType, TriggerSource, trigger price or offset
+    trigger_type: int = 0
+    trigger_source: int = 0
+    trigger_ticks: int = 0
 
 
 @dataclass(slots=True)

@@ -9,14 +9,14 @@ from typing import Any
 
 from derivex.core.records import OrderFlag, Side
 from derivex.gateway import params as p
-from derivex.gateway import shapes
+from derivex.gateway import shapes, trigger_orders
 from derivex.gateway.catalog import COLLATERAL
 from derivex.gateway.errors import INVALID_AMOUNT, INVALID_PRICE, PRICE_TOO_HIGH, RpcError
 from derivex.gateway.methods import ENGINE, Context, method
 from derivex.gateway.venue import Placed, PlaceOrder
 
 ORDER_TYPES = ("limit", "market")
-#: what buy / sell implement; anything else (``trigger_price``, ``stopPrice``, ``max_show``,
+#: what buy / sell implement; anything else (``stopPrice``, ``triggerPrice``, ``max_show``,
 #: ``advanced``, ...) is refused by the dispatcher (-32602) rather than ignored
 ORDER_PARAMS = (
     "instrument_name",
@@ -28,6 +28,7 @@ ORDER_PARAMS = (
     "post_only",
     "reject_post_only",
     "reduce_only",
+    *trigger_orders.PARAMS,
 )
 # parameter lists shared by several registrations; ``code`` is ccxt's: its
 # fetch_open_orders / fetch_closed_orders / fetch_my_trades forward ``params={'code': ...}``
@@ -88,10 +89,18 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
             )
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
     order_type = p.text(params, "type", "limit")
-    if order_type not in ORDER_TYPES:
+    trigger: tuple[int, int, int, str] | None = None
+    if order_type in trigger_orders.TRIGGER_TYPES:
+        trigger = trigger_orders.parse(params, spec, order_type)
+        order_type = trigger[3]  # the order it places
+    elif order_type not in ORDER_TYPES:
         raise RpcError(
-            10033, "not_implemented", {"param": "type", "reason": "limit and market orders only"}
+            10033,
+            "not_implemented",
+            {"param": "type", "reason": "limit, market and trigger order types only"},
         )
+    else:
+        trigger_orders.reject_trigger_params(params)
     lots = spec.to_lots(p.number(params, "amount"))
     price_ticks = 0
     if order_type == "limit":
@@ -112,6 +121,22 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
         | (OrderFlag.REDUCE_ONLY if reduce_only else 0)
     )
     _check_limits(ctx, spec.instrument, lots, price_ticks)
+    if trigger is not None:
+        _check_limits(ctx, spec.instrument, lots, trigger[2])
+        return PlaceOrder(
+            ctx.session.account,
+            spec.instrument,
+            side,
+            lots,
+            price_ticks,
+            order_type,
+            TIME_IN_FORCE[tif],
+            flags,
+            label,
+            trigger[0],
+            trigger[1],
+            trigger[2],
+        )
     return PlaceOrder(
         ctx.session.account,
         spec.instrument,
@@ -202,6 +227,12 @@ def edit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     account = ctx.session.account
     order_id = p.order_id(params)
     record = ctx.venue.order(account, order_id)
+    if record.trigger and not record.triggered:
+        raise RpcError(
+            10033,
+            "not_implemented",
+            {"param": "order_id", "reason": "editing a trigger order: cancel it and place anew"},
+        )
     spec = ctx.venue.catalog.by_id[record.instrument]
     lots = spec.to_lots(p.number(params, "amount"))
     price = p.number(params, "price", None)
@@ -250,24 +281,29 @@ def _orders(ctx: Context, records: list[Any]) -> list[dict[str, Any]]:
     return [shapes.order(record, ctx.venue.catalog) for record in records]
 
 
-@method("private/get_open_orders_by_instrument", ("instrument_name",), scope="read")
+def _open(ctx: Context, params: dict[str, Any], wanted: set[int]) -> list[dict[str, Any]]:
+    """Open orders on ``wanted`` instruments, of the request's ``type`` (default all)."""
+    kind = p.choice(params, "type", tuple(trigger_orders.TYPE_FILTERS), "all")
+    records = ctx.venue.open_orders(ctx.session.account, wanted)
+    return _orders(ctx, trigger_orders.keep(records, kind))
+
+
+@method("private/get_open_orders_by_instrument", ("instrument_name", "type"), scope="read")
 def get_open_orders_by_instrument(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     spec = ctx.venue.catalog.get(p.text(params, "instrument_name"))
-    return _orders(ctx, ctx.venue.open_orders(ctx.session.account, {spec.instrument}))
+    return _open(ctx, params, {spec.instrument})
 
 
-@method("private/get_open_orders_by_currency", (*_CURRENCY,), scope="read")
+@method("private/get_open_orders_by_currency", (*_CURRENCY, "type"), scope="read")
 def get_open_orders_by_currency(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     specs = ctx.venue.catalog.matching(p.text(params, "currency"), p.text(params, "kind", None))
-    wanted = {spec.instrument for spec in specs}
-    return _orders(ctx, ctx.venue.open_orders(ctx.session.account, wanted))
+    return _open(ctx, params, {spec.instrument for spec in specs})
 
 
-@method("private/get_open_orders", ("kind",), scope="read")
+@method("private/get_open_orders", ("kind", "type"), scope="read")
 def get_open_orders(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     specs = ctx.venue.catalog.matching(None, p.text(params, "kind", None))
-    wanted = {spec.instrument for spec in specs}
-    return _orders(ctx, ctx.venue.open_orders(ctx.session.account, wanted))
+    return _open(ctx, params, {spec.instrument for spec in specs})
 
 
 def _history(ctx: Context, params: dict[str, Any], wanted: set[int]) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from derivex.core.records import (
     Underlying,
 )
 from derivex.exchange import Exchange
+from derivex.gateway import trigger_orders
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.labels import SharedLabels
 from derivex.gateway.option_views import option_view
@@ -50,6 +51,7 @@ _MARK, _INDEX = int(EventKind.MARK), int(EventKind.INDEX)
 _LIQUIDATION = int(EventKind.LIQUIDATION)
 _FUNDING, _SETTLED = int(EventKind.FUNDING_PAID), int(EventKind.SETTLED)
 _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_QUOTE)
+_PLACE_TRIGGER, _TRIGGER_EVENTS = int(CommandKind.PLACE_TRIGGER), int(EventKind.TRIGGER_PLACED)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
 
 
@@ -266,7 +268,14 @@ class Projection(OrderRecords):
                 books.add(instrument)
             elif kind == _ACCEPTED:
                 command = (word >> _COMMAND_SHIFT) & _COMMAND_MASK
-                if command == _PLACE_ORDER or (command == _MASS_QUOTE and order_id):
+                if command == _PLACE_TRIGGER:  # a trigger order, or the order one placed
+                    if not order_id >> 62:
+                        record = trigger_orders.spawned(self, fee, order_id, price, qty, now)
+                        if record is not None:
+                            update.orders[order_id] = record
+                        books.add(instrument)
+                        update.accounts.add(account)
+                elif command == _PLACE_ORDER or (command == _MASS_QUOTE and order_id):
                     record = OrderRecord(
                         order_id,
                         account,
@@ -318,6 +327,11 @@ class Projection(OrderRecords):
                 update.marks.add(instrument)
             elif kind == _INDEX:
                 self.indices[instrument] = price
+            elif kind >= _TRIGGER_EVENTS:
+                trigger_orders.on_event(
+                    self, update, kind, word, account, instrument, order_id, price, qty, fee,
+                    pending, now,
+                )  # fmt: skip
             elif kind == _LIQUIDATION:
                 for watcher in self.liquidation_watchers:  # stage in ``a``, money in ``b``
                     watcher(seq, instrument, account, fee, price, qty, remaining)
@@ -421,3 +435,4 @@ class Projection(OrderRecords):
                     created_ms=now,
                     updated_ms=now,
                 )
+        trigger_orders.rebuild(self, self.exchange.engine.state, self.labels, now)

@@ -12,6 +12,7 @@ from typing import Any
 
 from derivex.core import query
 from derivex.core.records import Side
+from derivex.gateway import trigger_orders
 from derivex.gateway.catalog import COLLATERAL, UNITS_PER_USDC, Catalog, InstrumentSpec
 from derivex.gateway.venue import OrderRecord, Trade, Venue, side_name
 
@@ -156,6 +157,8 @@ def order(record: OrderRecord, catalog: Catalog) -> dict[str, Any]:
     data["replaced"] = record.replaced
     if record.cancel_reason:
         data["cancel_reason"] = record.cancel_reason
+    if record.trigger:
+        trigger_orders.add_fields(record, data, spec)
     return data
 
 

@@ -85,6 +85,26 @@ _PLACE = codec.record_struct(
         "label",
     ],
 )
+# a PLACE_TRIGGER: the same, with the trigger's type, source and price (or offset)
+_TRIGGER = codec.record_struct(
+    COMMAND_DTYPE,
+    [
+        "kind",
+        "side",
+        "order_type",
+        "tif",
+        "flags",
+        "trigger_type",
+        "trigger_source",
+        "account",
+        "instrument",
+        "trigger_price_ticks",
+        "price_ticks",
+        "qty_lots",
+        "label",
+    ],
+)
+_PLACE_TRIGGER = int(CommandKind.PLACE_TRIGGER)
 # cancel / amend / cancel-all: kind, account, instrument, order id, price, quantity
 _TARGET = codec.record_struct(
     COMMAND_DTYPE, ("kind", "account", "instrument", "order_id", "price_ticks", "qty_lots")
@@ -211,6 +231,26 @@ class Venue(DeferredBatches):
         at = 0  # records packed
         for i, order in enumerate(orders):
             try:
+                if order.trigger_type:
+                    _TRIGGER.pack_into(
+                        buffer,
+                        size * at + _BODY_AT,
+                        _PLACE_TRIGGER,
+                        order.side,
+                        types[order.order_type],
+                        tifs[order.time_in_force],
+                        order.flags,
+                        order.trigger_type,
+                        order.trigger_source,
+                        order.account,
+                        order.instrument,
+                        order.trigger_ticks,
+                        order.price_ticks,
+                        order.qty_lots,
+                        labels.key(order.label) if labels is not None and order.label else 0,
+                    )
+                    at += 1
+                    continue
                 pack(
                     buffer,
                     size * at + _BODY_AT,
@@ -430,6 +470,14 @@ class Venue(DeferredBatches):
             record = self.orders.get(info.order_id)
             if record is not None:
                 result.append(record)
+        if query.trigger_count(self.exchange.engine.state, account):
+            for row in self.exchange.trigger_orders(account):  # untriggered, by placement
+                record = self.orders.get(row["trigger_id"])
+                if record is not None:
+                    if record.trigger_offset_ticks:  # a trailing order's trigger moves
+                        record.trigger_price_ticks = row["trigger_price_ticks"]
+                        record.trigger_reference_ticks = row["reference_ticks"]
+                    result.append(record)
         return result
 
     def _stamped_ms(self) -> int:

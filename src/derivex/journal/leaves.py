@@ -166,4 +166,12 @@ def globals_payload(state: State) -> bytes:
         + params.tobytes()
         + counters.tobytes()
         + struct.pack("<3Q", *next_order_ids(state))
+        + trigger_digest(state)
     )
+
+
+def trigger_digest(state: State) -> bytes:
+    """SHA-256 of the canonical trigger state (trigger books, fire queue, last prices):
+    part of the globals leaf, which every checkpoint rehashes. Cost: O(trigger pool)."""
+    view = query.canonical_triggers(state)
+    return hashlib.sha256(repr(sorted(view.items())).encode()).digest()

@@ -1,0 +1,69 @@
+"""Trigger orders with ``derivex serve --workers 2``: a stop-loss placed through one worker
+is listed by every worker, fires on a trade made through another connection, and the
+engine's and every worker's replica end with the same state hash."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.gateway.test_serve_workers import (
+    PERPETUAL,
+    ServedWorkers,
+    _free_port,
+    _new_key,
+    _segments,
+)
+
+
+def test_workers_list_fire_and_agree_on_trigger_orders(tmp_path: Path) -> None:
+    import json
+
+    data, log, port = tmp_path / "venue", tmp_path / "serve.log", _free_port()
+    served = ServedWorkers(data, log, port)
+    try:
+        alice = served.client()
+        deadline = time.monotonic() + 20
+        while True:  # the demo makers quote and trade: wait for a bid below the last price
+            ticker = alice.fetch_ticker(PERPETUAL)
+            bid, last = ticker["bid"], ticker["last"]
+            if bid and last and bid < last:
+                break
+            assert time.monotonic() < deadline, f"no bid below the last price: {ticker}"
+            time.sleep(0.1)
+        far = float(alice.price_to_precision(PERPETUAL, bid * 0.9))
+        parked = alice.create_order(
+            PERPETUAL, "market", "sell", 0.01, params={"stopLossPrice": far}
+        )
+        assert parked["info"]["order_state"] == "untriggered"
+        for _ in range(6):  # fresh connections reach both workers
+            fresh = served.client()
+            deadline = time.monotonic() + 5
+            while parked["id"] not in [o["id"] for o in fresh.fetch_open_orders(PERPETUAL)]:
+                assert time.monotonic() < deadline, "a worker never saw the trigger order"
+                time.sleep(0.01)
+        assert alice.cancel_order(parked["id"], PERPETUAL)["info"]["order_state"] == "cancelled"
+        # a stop at the best bid: the noise account's market sell trades there and fires it
+        trigger = float(alice.price_to_precision(PERPETUAL, bid))
+        stop = alice.create_order(
+            PERPETUAL, "market", "sell", 0.01, params={"stopLossPrice": trigger}
+        )
+        noise = json.loads((data / "serve.json").read_text())["noise_account"]
+        bob = served.client(*_new_key(data, noise))
+        deadline = time.monotonic() + 20
+        while True:
+            state = alice.private_get_get_order_state({"order_id": stop["id"]})["result"]
+            if state["order_state"] != "untriggered":
+                break
+            assert time.monotonic() < deadline, f"the stop never fired: {state}"
+            bob.create_order(PERPETUAL, "market", "sell", 0.01)
+            time.sleep(0.05)
+        assert state["order_state"] in ("triggered", "rejected"), state
+    finally:
+        status, summary = served.stop()
+    assert status == 0 and summary["failure"] is None, summary
+    engine_hash = summary["engine"]["state_hash"]
+    finals = [w for w in summary["workers"] if w["state_hash"] is not None]
+    assert len(finals) >= 2
+    assert all(w["state_hash"] == engine_hash and w["frames_verified"] > 0 for w in finals)
+    assert _segments(port) == []
