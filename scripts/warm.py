@@ -58,8 +58,10 @@ def main() -> int:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
-            [str(BIN / "derivex"), "serve", "--workers", "2", "--port", str(port)]
-            + ["--data-dir", str(data)],
+            [
+                *(str(BIN / "derivex"), "serve", "--workers", "2"),
+                *("--port", str(port), "--data-dir", str(data)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
