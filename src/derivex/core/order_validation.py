@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from derivex.core.client_ids import new_client_id_reason, uses_client_id
 from derivex.core.jit import kernel
 from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Order4, Order8
 from derivex.core.matching import reducing_capacity, scan
@@ -87,6 +88,8 @@ def validate_place(st, c):
     tif = np.int64(c["tif"])
     flags = np.int64(c["flags"])
     reason = order_fields_reason(side, order_type, tif, flags)
+    if reason == Reason.OK and uses_client_id(flags):
+        reason = new_client_id_reason(st, account, c["label"])
     if reason == Reason.OK:
         reason = open_for_orders_reason(st, instrument)
     if reason == Reason.OK:

@@ -96,6 +96,8 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.UNKNOWN_UNDERLYING: (INVALID_INSTRUMENT, "invalid_or_unsupported_instrument"),
     Reason.BAD_MARGIN_MODE: (INVALID_ARGUMENTS, "invalid_arguments"),
     Reason.ORPHAN_LEG: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.DUPLICATE_CLIENT_ORDER_ID: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.BAD_CLIENT_ORDER_ID: (INVALID_ARGUMENTS, "invalid_arguments"),
     # risk
     Reason.INSUFFICIENT_FUNDS: (10009, "not_enough_funds"),
     Reason.POSITION_LIMIT: (10018, "non_pme_max_future_position_size"),
