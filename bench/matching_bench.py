@@ -427,7 +427,6 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
             "order_id",
         )
     ]
-    place_kind = int(CommandKind.PLACE_ORDER)
     for name in BINDINGS:
         binding = load_binding(name)
         if binding is None:
@@ -435,19 +434,36 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
         engine = fresh_engine(setup, config)
         door = OrderDoor(binding)
         door.bind(engine)
-        place, cancel, ctx = binding.place, binding.cancel, door.address
+        order, ctx = binding.order, door.address
         kinds, seqs, ts, acc, ins, side, otype, tif, flags, price, qty, label, oid = columns
         start = time.perf_counter()
         for k in range(count):
-            if door.ctx[10] + 1 >= door.ctx[9]:
-                door.fresh_log()
-            if kinds[k] == place_kind:
-                place(
+            row = order(
+                ctx,
+                kinds[k],
+                seqs[k],
+                ts[k],
+                acc[k],
+                ins[k],
+                oid[k],
+                side[k],
+                otype[k],
+                tif[k],
+                flags[k],
+                price[k],
+                qty[k],
+                label[k],
+            )
+            while row == -2:  # NEED_ROOM: a new log or event buffer
+                door.make_room(engine)
+                row = order(
                     ctx,
+                    kinds[k],
                     seqs[k],
                     ts[k],
                     acc[k],
                     ins[k],
+                    oid[k],
                     side[k],
                     otype[k],
                     tif[k],
@@ -456,9 +472,11 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
                     qty[k],
                     label[k],
                 )
-            else:
-                cancel(ctx, seqs[k], ts[k], acc[k], oid[k], 0, 0)
+            assert row >= 0, "pools are sized so that no command needs growth"
         out[name] = count / (time.perf_counter() - start)
+        reference = fresh_engine(setup, config)
+        reference.process(subset)
+        assert engine.state_hash() == reference.state_hash(), name
     return out
 
 
@@ -485,6 +503,49 @@ def comparators(setup, flow, config, count: int) -> dict[str, Any]:
         "lob": lob_version,
         "commands": count,
     }
+
+
+def export_ratio(setup, flow, config, runs: int) -> dict[str, Any]:
+    """``derivex export`` (journal replay into Parquet) against the streaming replay of the
+    same journal with a callback that only counts: the flow is journaled in batches of
+    1,000 first."""
+    import tempfile
+
+    from derivex.export import export_journal, stream_journal
+    from derivex.journal.writer import Journal
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "journal"
+        stamps = iter([int(setup["ts_ns"][0]), *flow["ts_ns"][::1000].tolist()])
+        exchange = Exchange(config, clock=stamps.__next__, journal=Journal(directory, fsync="none"))
+        exchange.submit(setup.copy())
+        for start in range(0, len(flow), 1000):
+            exchange.submit(flow[start : start + 1000].copy())
+        assert exchange.journal is not None
+        exchange.journal.close()
+        replay, export = [], []
+        for run in range(runs):
+            counter = EventCounter()
+            start = time.perf_counter()
+            stream_journal(directory, lambda commands, view, c=counter: c(view))
+            replay.append(len(flow) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            stats = export_journal(directory, Path(tmp) / f"out{run}")
+            export.append(len(flow) / (time.perf_counter() - start))
+            out["events"] = stats.events
+            out["parquet_bytes"] = sum(
+                f.stat().st_size for f in (Path(tmp) / f"out{run}").iterdir()
+            )
+    median = statistics.median
+    out.update(
+        {
+            "stream_replay_commands_per_s": median(replay),
+            "export_commands_per_s": median(export),
+            "export_vs_stream_replay": median(export) / median(replay),
+        }
+    )
+    return out
 
 
 def _status_kib(field: str) -> int:
@@ -642,6 +703,7 @@ def main() -> None:
         typed = typed_exchange(setup, flow, config, calls, args.runs)
         bindings = binding_calls(setup, flow, config, calls)
         books = comparators(setup, flow, config, calls) if options == 0 else {}
+        exported = export_ratio(setup, flow, config, args.runs) if options == 0 else {}
         lat = latency(setup, flow, config)
         reference = reference_throughput(setup, flow, config, min(20_000, commands))
         entry = {
@@ -649,6 +711,7 @@ def main() -> None:
             **typed,
             "binding_calls_per_s": bindings,
             **books,
+            "export": exported,
             "in_kernel_latency": lat,
             "reference_model_commands_per_s": reference,
         }
@@ -678,6 +741,12 @@ def main() -> None:
             row("pure-Python dict-and-deque book", books["python_book_commands_per_s"])
             if books["lob_commands_per_s"]:
                 row(books["lob"], books["lob_commands_per_s"])
+        if exported:
+            row("journal replay, streamed", exported["stream_replay_commands_per_s"])
+            row("derivex export (Parquet)", exported["export_commands_per_s"])
+            table.add_row(
+                label, "export / streamed replay", "", f"{exported['export_vs_stream_replay']:.2f}"
+            )
         table.add_row(
             label,
             "in-kernel latency p50/p99/p99.9",

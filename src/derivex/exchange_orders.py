@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from derivex.core.records import CommandKind, OrderFlag, OrderType, Side, TimeInForce
-from derivex.door import NEED_GROWTH, OrderDoor, load_binding
+from derivex.door import NEED_ROOM, OrderDoor, load_binding
 from derivex.results import OrderResult
 from derivex.sequencer import Sequencer
 
@@ -27,6 +27,19 @@ TIME_IN_FORCE = {
     "fok": TimeInForce.FOK,
     "fill_or_kill": TimeInForce.FOK,
 }
+
+
+# plain ints for the binding (an IntEnum argument converts more slowly)
+_SIDE_CODES = {name: int(code) for name, code in SIDES.items()}
+_TYPE_CODES = {name: int(code) for name, code in ORDER_TYPES.items()}
+_TIF_CODES = {name: int(code) for name, code in TIME_IN_FORCE.items()}
+_POST_ONLY = int(OrderFlag.POST_ONLY)
+_REJECT_POST_ONLY = int(OrderFlag.REJECT_POST_ONLY)
+_REDUCE_ONLY = int(OrderFlag.REDUCE_ONLY)
+_CLIENT_ORDER_ID = int(OrderFlag.CLIENT_ORDER_ID)
+_PLACE = int(CommandKind.PLACE_ORDER)
+_CANCEL = int(CommandKind.CANCEL_ORDER)
+_AMEND = int(CommandKind.AMEND_ORDER)
 
 
 class OrderMethods:
@@ -66,37 +79,39 @@ class OrderMethods:
             door.bind(sequencer.engine)
         return door
 
-    def _stamp(self) -> tuple[int, int]:
-        """(seq, ts_ns) for one command on the fast path, by the sequencer's rules; the
-        caller commits ``seq`` once the command ran."""
-        sequencer = self.sequencer
-        ts_ns = sequencer.clock()
-        if ts_ns < sequencer.ts_ns:
-            ts_ns = sequencer.ts_ns
-        sequencer.ts_ns = ts_ns
-        return sequencer.seq + 1, ts_ns
-
-    def _door_result(self, door: OrderDoor, row: int, retry: Callable[[], int]) -> OrderResult:
-        """The result of a fast call that returned ``row``; a full log is replaced and the
-        call retried, a command that needs growth runs through the engine's wrapper."""
+    def _door_retry(self, door: OrderDoor, row: int, call: Callable, args: tuple) -> OrderResult:
+        """The result of a fast call that returned a negative ``row``: a full log or event
+        buffer is replaced (``OrderDoor.make_room``) and the call retried; a command that
+        needs a pool to grow runs through the engine's Python wrapper. Commits the seq."""
+        for _ in range(3):  # the rows, then the event buffer, may each be full
+            if row != NEED_ROOM:
+                break
+            door.make_room(self.sequencer.engine)
+            row = call(*args)
         if row < 0:
-            if row == NEED_GROWTH:
-                result = door.slow(self.sequencer.engine)
-                self._commit()
-                return result
-            door.fresh_log()
-            row = retry()
-            if row < 0:  # a single command larger than a fresh buffer: the slow path
-                result = door.slow(self.sequencer.engine)
-                self._commit()
-                return result
-        self._commit()
-        return OrderResult(door.log, row)
-
-    def _commit(self) -> None:
+            result = door.slow(self.sequencer.engine)
+        else:
+            result = OrderResult(door.log, row)
         sequencer = self.sequencer
         sequencer.seq += 1
         sequencer.batches += 1
+        return result
+
+    def _ready_door(self) -> OrderDoor | None:
+        """The door if it may run a command now, with no work to do first (the hot path's
+        one check); else None, and the caller asks ``_fast_door``."""
+        door = self._door
+        sequencer = self.sequencer
+        if (
+            door is None
+            or sequencer.before is not None
+            or sequencer.after is not None
+            or sequencer.engine.arena is not door.arena
+            or self._sinks
+            or not self.fast_orders
+        ):
+            return None
+        return door
 
     def place(
         self,
@@ -117,52 +132,78 @@ class OrderMethods:
         """Place an order. Rejections come back as ``accepted=False`` with a reason. With
         ``client_order_id``, ``label`` is the order's client order id: unique among the
         account's open orders, and ``cancel`` / ``amend`` can name the order by it. Cost:
-        one compiled call (the fast path, ``derivex.door``, when no journal is attached)."""
-        flags = (
-            (OrderFlag.POST_ONLY if post_only else 0)
-            | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
-            | (OrderFlag.REDUCE_ONLY if reduce_only else 0)
-            | (OrderFlag.CLIENT_ORDER_ID if client_order_id else 0)
-        )
-        door = self._fast_door()
+        one compiled call (through ``derivex.door`` when no journal or sink is attached).
+        Raises KeyError for an unknown side, order type or time in force."""
+        flags = 0
+        if post_only or reject_post_only or reduce_only or client_order_id:
+            flags = (
+                (_POST_ONLY if post_only else 0)
+                | (_REJECT_POST_ONLY if reject_post_only else 0)
+                | (_REDUCE_ONLY if reduce_only else 0)
+                | (_CLIENT_ORDER_ID if client_order_id else 0)
+            )
+        side_code = _SIDE_CODES[side]
+        type_code = _TYPE_CODES[order_type]
+        tif_code = _TIF_CODES[time_in_force]
+        door = self._ready_door() or self._fast_door()
         if door is None:
             return OrderResult.from_events(
                 self._command(
                     CommandKind.PLACE_ORDER,
                     account=account,
                     instrument=instrument,
-                    side=SIDES[side],
-                    order_type=ORDER_TYPES[order_type],
-                    tif=TIME_IN_FORCE[time_in_force],
+                    side=side_code,
+                    order_type=type_code,
+                    tif=tif_code,
                     flags=flags,
                     price_ticks=price_ticks,
                     qty_lots=qty_lots,
                     label=label,
                 )
             )
-        seq, ts_ns = self._stamp()
-        call = door.binding.place
-        args = (
+        sequencer = self.sequencer
+        ts_ns = sequencer.clock()
+        if ts_ns < sequencer.ts_ns:
+            ts_ns = sequencer.ts_ns
+        sequencer.ts_ns = ts_ns
+        seq = sequencer.seq + 1
+        row = door.order(
             door.address,
+            _PLACE,
             seq,
             ts_ns,
             account,
             instrument,
-            SIDES[side],
-            ORDER_TYPES[order_type],
-            TIME_IN_FORCE[time_in_force],
+            0,
+            side_code,
+            type_code,
+            tif_code,
             flags,
             price_ticks,
             qty_lots,
             label,
         )
-        row = call(*args)
         if row >= 0:
-            sequencer = self.sequencer
             sequencer.seq = seq
             sequencer.batches += 1
             return OrderResult(door.log, row)
-        return self._door_result(door, row, lambda: call(*args))
+        args = (
+            door.address,
+            _PLACE,
+            seq,
+            ts_ns,
+            account,
+            instrument,
+            0,
+            side_code,
+            type_code,
+            tif_code,
+            flags,
+            price_ticks,
+            qty_lots,
+            label,
+        )
+        return self._door_retry(door, row, door.order, args)
 
     def amend(
         self,
@@ -175,9 +216,9 @@ class OrderMethods:
     ) -> OrderResult:
         """Change price and remaining quantity (quantity down at the same price keeps
         priority). ``client_order_id`` (non-zero): name the order by the client order id it
-        was placed with instead of ``order_id``."""
-        flags = OrderFlag.CLIENT_ORDER_ID if client_order_id else 0
-        door = self._fast_door()
+        was placed with instead of ``order_id``. Cost: as ``place``."""
+        flags = _CLIENT_ORDER_ID if client_order_id else 0
+        door = self._ready_door() or self._fast_door()
         if door is None:
             return OrderResult.from_events(
                 self._command(
@@ -190,32 +231,40 @@ class OrderMethods:
                     qty_lots=qty_lots,
                 )
             )
-        seq, ts_ns = self._stamp()
-        call = door.binding.amend
+        sequencer = self.sequencer
+        ts_ns = sequencer.clock()
+        if ts_ns < sequencer.ts_ns:
+            ts_ns = sequencer.ts_ns
+        sequencer.ts_ns = ts_ns
+        seq = sequencer.seq + 1
         args = (
             door.address,
+            _AMEND,
             seq,
             ts_ns,
             account,
+            0,
             order_id,
+            0,
+            0,
+            0,
             flags,
-            client_order_id,
             price_ticks,
             qty_lots,
+            client_order_id,
         )
-        row = call(*args)
+        row = door.order(*args)
         if row >= 0:
-            sequencer = self.sequencer
             sequencer.seq = seq
             sequencer.batches += 1
             return OrderResult(door.log, row)
-        return self._door_result(door, row, lambda: call(*args))
+        return self._door_retry(door, row, door.order, args)
 
     def cancel(self, account: int, order_id: int, *, client_order_id: int = 0) -> OrderResult:
         """Cancel a resting order (``status`` "cancelled"), named by ``order_id`` or, when
-        non-zero, by the ``client_order_id`` it was placed with."""
-        flags = OrderFlag.CLIENT_ORDER_ID if client_order_id else 0
-        door = self._fast_door()
+        non-zero, by the ``client_order_id`` it was placed with. Cost: as ``place``."""
+        flags = _CLIENT_ORDER_ID if client_order_id else 0
+        door = self._ready_door() or self._fast_door()
         if door is None:
             return OrderResult.from_events(
                 self._command(
@@ -226,13 +275,46 @@ class OrderMethods:
                     label=client_order_id,
                 )
             )
-        seq, ts_ns = self._stamp()
-        call = door.binding.cancel
-        args = (door.address, seq, ts_ns, account, order_id, flags, client_order_id)
-        row = call(*args)
+        sequencer = self.sequencer
+        ts_ns = sequencer.clock()
+        if ts_ns < sequencer.ts_ns:
+            ts_ns = sequencer.ts_ns
+        sequencer.ts_ns = ts_ns
+        seq = sequencer.seq + 1
+        row = door.order(
+            door.address,
+            _CANCEL,
+            seq,
+            ts_ns,
+            account,
+            0,
+            order_id,
+            0,
+            0,
+            0,
+            flags,
+            0,
+            0,
+            client_order_id,
+        )
         if row >= 0:
-            sequencer = self.sequencer
             sequencer.seq = seq
             sequencer.batches += 1
             return OrderResult(door.log, row)
-        return self._door_result(door, row, lambda: call(*args))
+        args = (
+            door.address,
+            _CANCEL,
+            seq,
+            ts_ns,
+            account,
+            0,
+            order_id,
+            0,
+            0,
+            0,
+            flags,
+            0,
+            0,
+            client_order_id,
+        )
+        return self._door_retry(door, row, door.order, args)

@@ -210,12 +210,16 @@ def stream_journal(
     commands are the run the events came from; the view is valid during the call).
     Returns the engine at the journal's end. Runs of small batches are gathered as the
     replayer gathers them (never across an incomplete mass quote), so the events are
-    those of recovery. Raises what the journal reader raises."""
+    those of recovery. Raises JournalError for a directory without a journal, and what
+    the journal reader raises."""
+    from derivex.journal.format import JournalError, journal_files
     from derivex.journal.reader import JournalReader
     from derivex.journal.recovery import _recorded_config
     from derivex.journal.replay import Replayer, apply_journal
 
     directory = Path(journal_dir)
+    if not directory.is_dir() or not journal_files(directory):
+        raise JournalError(f"no journal in {directory}")
     config, _ = _recorded_config(directory)
     engine = Engine(config)
 

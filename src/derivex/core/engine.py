@@ -361,12 +361,12 @@ class Engine:
         >>> engine = Engine(EngineConfig())
         >>> cmds = command_array(3); cmds["kind"] = CommandKind.CREATE_ACCOUNT
         >>> cmds["seq"] = [1, 2, 3]
-        >>> [len(view) for view in engine.stream(cmds, chunk=4)]  # 2 events per account
+        >>> [len(view) for view in engine.stream(cmds, chunk=5)]  # 2 events per account
         [4, 2]
         """
         if commands.dtype is not COMMAND_DTYPE and commands.dtype != COMMAND_DTYPE:
             raise TypeError(f"commands must have dtype COMMAND_DTYPE, got {commands.dtype}")
-        events = self._chunk_buffer(max(int(chunk), 16))
+        events = self._chunk_buffer(max(int(chunk), 1))
         start, n = 0, 0
         while True:
             start, n, status, need = process_batch(

@@ -1,7 +1,7 @@
-"""C entry points for one order command: the per-command door's compiled half.
+"""The C entry point for one order command: the per-command door's compiled half.
 
 A numba dispatcher costs about a microsecond per call with array arguments (it checks and
-unboxes each one). These entry points are ``cfunc``\\ s with a fixed C signature over plain
+unboxes each one). ``order_entry`` is a ``cfunc`` with a fixed C signature over plain
 integers: the caller passes the address of a *context* (an int64 vector, ``Ctx``) that
 holds the addresses of the engine's arena and layout, a one-record command buffer, an
 event buffer and a summary log, plus the command's fields. The entry writes the record,
@@ -37,9 +37,7 @@ NEED_ROOM = -2
 _ACCEPTED = int(EventKind.ACCEPTED)
 _FILLED = int(EventKind.FILLED)
 _EXPIRED = int(EventKind.EXPIRED)
-_PLACE = int(CommandKind.PLACE_ORDER)
 _CANCEL = int(CommandKind.CANCEL_ORDER)
-_AMEND = int(CommandKind.AMEND_ORDER)
 
 
 @kernel
@@ -88,14 +86,18 @@ def summarise(ev, start, end, row):
     row[Row.NOTIONAL] = notional
 
 
-@kernel
+# inlined at numba IR level into the one entry point: compiled once, with it (a separate
+# kernel would be compiled, then linked and optimised again inside the entry point)
+@numba.njit(inline="always", **{**ENTRY_OPTIONS, "_nrt": False})
 def run_one(ctx, arena, layout, cmds, ev, log):
-    """Process the one record in ``cmds``; the entry points' shared body."""
+    """Process the one record in ``cmds``; returns the summary row or NEED_*."""
     row = ctx[Ctx.LOG_NEXT]
     if row >= ctx[Ctx.LOG_CAPACITY]:
         return NEED_ROOM
     start = ctx[Ctx.CURSOR]
-    _, end, status, _ = process_batch(arena, layout, cmds, 0, ev, start)
+    # an int64 start, not the literal 0: the engine's batch kernel is then the same
+    # specialisation the Python wrapper uses (a literal would compile the engine again)
+    _, end, status, _ = process_batch(arena, layout, cmds, np.int64(0), ev, start)
     if status != STATUS_DONE:
         return NEED_GROWTH if status == STATUS_GROW else NEED_ROOM
     summarise(ev, start, end, log[row])
@@ -161,85 +163,62 @@ def _run(
 @numba.cfunc(
     types.int64(
         types.voidptr,  # ctx
+        types.int64,  # kind: PLACE_ORDER, CANCEL_ORDER or AMEND_ORDER
         types.int64,  # seq
         types.int64,  # ts_ns
         types.int64,  # account
-        types.int64,  # instrument
-        types.int64,  # side
-        types.int64,  # order_type
-        types.int64,  # tif
+        types.int64,  # instrument (place)
+        types.int64,  # order_id (cancel, amend)
+        types.int64,  # side (place)
+        types.int64,  # order_type (place)
+        types.int64,  # tif (place)
         types.int64,  # flags
-        types.int64,  # price_ticks
-        types.int64,  # qty_lots
-        types.int64,  # label
+        types.int64,  # price_ticks (place, amend)
+        types.int64,  # qty_lots (place, amend)
+        types.int64,  # label (place: the client label; cancel, amend: the client order id)
     ),
     **ENTRY_OPTIONS,
 )
-def place_entry(
-    ctx, seq, ts_ns, account, instrument, side, order_type, tif, flags, price, qty, label
+def order_entry(
+    ctx,
+    kind,
+    seq,
+    ts_ns,
+    account,
+    instrument,
+    order_id,
+    side,
+    order_type,
+    tif,
+    flags,
+    price_ticks,
+    qty_lots,
+    label,
 ):
-    """PLACE_ORDER through the context ``ctx``; returns the summary row or NEED_*."""
+    """One order command through the context ``ctx`` (one entry point for the three
+    kinds: each entry point would be a full compile of the engine); returns the summary
+    row or NEED_*. Other kinds are processed too (the engine rejects what it must)."""
     return _run(
         ctx,
         seq,
         ts_ns,
-        _PLACE,
+        kind,
         account,
         instrument,
-        0,
+        order_id,
         side,
         order_type,
         tif,
         flags,
-        price,
-        qty,
+        price_ticks,
+        qty_lots,
         label,
     )
 
 
-@numba.cfunc(
-    types.int64(
-        types.voidptr,  # ctx
-        types.int64,  # seq
-        types.int64,  # ts_ns
-        types.int64,  # account
-        types.int64,  # order_id
-        types.int64,  # flags
-        types.int64,  # label
-    ),
-    **ENTRY_OPTIONS,
-)
-def cancel_entry(ctx, seq, ts_ns, account, order_id, flags, label):
-    """CANCEL_ORDER through the context ``ctx``; returns the summary row or NEED_*."""
-    return _run(ctx, seq, ts_ns, _CANCEL, account, 0, order_id, 0, 0, 0, flags, 0, 0, label)
-
-
-@numba.cfunc(
-    types.int64(
-        types.voidptr,  # ctx
-        types.int64,  # seq
-        types.int64,  # ts_ns
-        types.int64,  # account
-        types.int64,  # order_id
-        types.int64,  # flags
-        types.int64,  # label
-        types.int64,  # price_ticks
-        types.int64,  # qty_lots
-    ),
-    **ENTRY_OPTIONS,
-)
-def amend_entry(ctx, seq, ts_ns, account, order_id, flags, label, price, qty):
-    """AMEND_ORDER through the context ``ctx``; returns the summary row or NEED_*."""
-    return _run(ctx, seq, ts_ns, _AMEND, account, 0, order_id, 0, 0, 0, flags, price, qty, label)
-
-
-#: C declarations of the entry points (what a binding declares before calling them)
-C_DECLARATIONS = """
-int64_t derivex_place(void *ctx, int64_t seq, int64_t ts_ns, int64_t account,
-    int64_t instrument, int64_t side, int64_t order_type, int64_t tif, int64_t flags,
-    int64_t price_ticks, int64_t qty_lots, int64_t label);
-int64_t derivex_cancel(void *ctx, int64_t seq, int64_t ts_ns, int64_t account,
-    int64_t order_id, int64_t flags, int64_t label);
-int64_t derivex_amend(void *ctx, int64_t seq, int64_t ts_ns, int64_t account,
-    int64_t order_id, int64_t flags, int64_t label, int64_t price_ticks, int64_t qty_lots);
+#: C declaration of the entry point (what a binding declares before calling it)
+C_DECLARATION = """
+int64_t derivex_order(intptr_t ctx, int64_t kind, int64_t seq, int64_t ts_ns,
+    int64_t account, int64_t instrument, int64_t order_id, int64_t side, int64_t order_type,
+    int64_t tif, int64_t flags, int64_t price_ticks, int64_t qty_lots, int64_t label);
 """
