@@ -97,22 +97,6 @@ class OrderMethods:
         sequencer.batches += 1
         return result
 
-    def _ready_door(self) -> OrderDoor | None:
-        """The door if it may run a command now, with no work to do first (the hot path's
-        one check); else None, and the caller asks ``_fast_door``."""
-        door = self._door
-        sequencer = self.sequencer
-        if (
-            door is None
-            or sequencer.before is not None
-            or sequencer.after is not None
-            or sequencer.engine.arena is not door.arena
-            or self._sinks
-            or not self.fast_orders
-        ):
-            return None
-        return door
-
     def place(
         self,
         account: int,
@@ -145,7 +129,17 @@ class OrderMethods:
         side_code = _SIDE_CODES[side]
         type_code = _TYPE_CODES[order_type]
         tif_code = _TIF_CODES[time_in_force]
-        door = self._ready_door() or self._fast_door()
+        door = self._door
+        sequencer = self.sequencer
+        if (  # the door may run this command as things are (else _fast_door decides)
+            door is None
+            or sequencer.before is not None
+            or sequencer.after is not None
+            or sequencer.engine.arena is not door.arena
+            or self._sinks
+            or not self.fast_orders
+        ):
+            door = self._fast_door()
         if door is None:
             return OrderResult.from_events(
                 self._command(
@@ -161,7 +155,6 @@ class OrderMethods:
                     label=label,
                 )
             )
-        sequencer = self.sequencer
         ts_ns = sequencer.clock()
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
@@ -218,7 +211,17 @@ class OrderMethods:
         priority). ``client_order_id`` (non-zero): name the order by the client order id it
         was placed with instead of ``order_id``. Cost: as ``place``."""
         flags = _CLIENT_ORDER_ID if client_order_id else 0
-        door = self._ready_door() or self._fast_door()
+        door = self._door
+        sequencer = self.sequencer
+        if (  # the door may run this command as things are (else _fast_door decides)
+            door is None
+            or sequencer.before is not None
+            or sequencer.after is not None
+            or sequencer.engine.arena is not door.arena
+            or self._sinks
+            or not self.fast_orders
+        ):
+            door = self._fast_door()
         if door is None:
             return OrderResult.from_events(
                 self._command(
@@ -231,7 +234,6 @@ class OrderMethods:
                     qty_lots=qty_lots,
                 )
             )
-        sequencer = self.sequencer
         ts_ns = sequencer.clock()
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
@@ -264,7 +266,17 @@ class OrderMethods:
         """Cancel a resting order (``status`` "cancelled"), named by ``order_id`` or, when
         non-zero, by the ``client_order_id`` it was placed with. Cost: as ``place``."""
         flags = _CLIENT_ORDER_ID if client_order_id else 0
-        door = self._ready_door() or self._fast_door()
+        door = self._door
+        sequencer = self.sequencer
+        if (  # the door may run this command as things are (else _fast_door decides)
+            door is None
+            or sequencer.before is not None
+            or sequencer.after is not None
+            or sequencer.engine.arena is not door.arena
+            or self._sinks
+            or not self.fast_orders
+        ):
+            door = self._fast_door()
         if door is None:
             return OrderResult.from_events(
                 self._command(
@@ -275,7 +287,6 @@ class OrderMethods:
                     label=client_order_id,
                 )
             )
-        sequencer = self.sequencer
         ts_ns = sequencer.clock()
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
