@@ -28,5 +28,3 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev]"
 # compile and cache the kernels once, in one process, before anything runs in parallel
 .venv/bin/python -c "import derivex, numpy; from derivex.core.records import command_array; derivex.Engine().process(command_array(1))"
-# and the per-command door's entry points and binding (derivex/door.py), which reuse them
-.venv/bin/python -c "from derivex.door import load_binding; load_binding()"
