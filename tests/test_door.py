@@ -165,3 +165,18 @@ def test_a_journaled_venue_takes_the_slow_path(tmp_path) -> None:
     gone = ex.cancel(a, 0, client_order_id=3)
     assert gone.status == "cancelled" and gone.order_id == placed.order_id
     assert np.all(gone.events["seq"] == ex.sequencer.seq)
+
+
+def test_a_subclass_that_intercepts_submit_never_gets_the_door() -> None:
+    """A venue view whose ``submit`` refuses commands (a replica) must refuse orders too."""
+
+    class ReadOnly(Exchange):
+        def submit(self, commands: np.ndarray) -> np.ndarray:
+            raise PermissionError("read-only")
+
+    ex = ReadOnly(EngineConfig(risk_checks=False), clock=lambda: START_NS)
+    with pytest.raises(PermissionError):
+        ex.place(3, 0, "buy", 1, 100)
+    with pytest.raises(PermissionError):
+        ex.cancel(3, 1)
+    assert ex._door is None

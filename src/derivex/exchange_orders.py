@@ -71,6 +71,12 @@ class OrderMethods:
             if self._door_tried:
                 return None
             self._door_tried = True
+            from derivex.exchange import Exchange
+
+            if type(self).submit is not Exchange.submit:
+                # a subclass that intercepts submit (a read-only replica view refuses
+                # commands) must see every command: it never gets the door
+                return None
             binding = load_binding()
             if binding is None:
                 return None
