@@ -73,9 +73,9 @@ class OrderMethods:
             self._door_tried = True
             from derivex.exchange import Exchange
 
-            if type(self).submit is not Exchange.submit:
-                # a subclass that intercepts submit (a read-only replica view refuses
-                # commands) must see every command: it never gets the door
+            if type(self).submit is not Exchange.submit or "submit" in vars(self):
+                # a subclass or an instance that intercepts submit (a read-only replica
+                # view refuses commands) must see every command: it never gets the door
                 return None
             binding = load_binding()
             if binding is None:
