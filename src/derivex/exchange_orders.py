@@ -54,6 +54,9 @@ class OrderMethods:
     def _command(self, kind: CommandKind, **fields: int) -> np.ndarray:
         raise NotImplementedError
 
+    def submit(self, commands: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def _fast_door(self) -> OrderDoor | None:
         """The per-command door if it may run this command: it exists (made on first use)
         and no sequencer hook (a journal) has to see the command; else None (the slow
