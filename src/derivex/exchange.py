@@ -221,6 +221,10 @@ class Exchange(OrderMethods):
             self._record_funding(events)
         return events
 
+    def _submit_intercepted(self) -> bool:
+        """Whether ``submit`` is overridden by a subclass or replaced on this instance."""
+        return type(self).submit is not Exchange.submit or "submit" in vars(self)
+
     def add_sink(self, sink: Any) -> None:
         """Hand every batch from now on to ``sink.write(commands, events)`` (e.g. a
         ``derivex.export.ParquetSink``), after the engine ran it. Orders then take the slow
