@@ -1,7 +1,16 @@
-"""Matching benchmark: batch throughput, per-command API throughput, in-kernel latency,
-memory per resting order, and the reference model on the same flow, in one run.
+"""Matching benchmark: every public door beside the kernel alone, on the same seeded flows
+(single book; 1 perpetual + 200 options), in one run with the machine load:
 
-    python bench/matching_bench.py [--commands 1000000] [--runs 3] [--quick]
+- kernel alone (one pre-sized, pre-faulted event buffer), ``Engine.process`` on the whole
+  batch, the streaming door (``Engine.run``: events delivered in reusable chunks), typed
+  per-command ``Exchange.place`` / ``cancel`` (the door, ``derivex.door``, and the slow
+  path), a pure-Python dict-and-deque book and ``limit-order-book`` (bench/books.py);
+- in-kernel latency, memory per resting order, the reference model;
+- peak RSS of the streaming door at 1M and 10M commands (each in a child process);
+- with ``--compile``: the cold compile time to the first accepted order, and after editing
+  a gateway file (a fresh cache directory; minutes).
+
+    python bench/matching_bench.py [--commands 1000000] [--runs 3] [--quick] [--compile]
 
 Prints a table and writes bench/results/matching.json. Never part of the test run.
 """
@@ -9,6 +18,7 @@ Prints a table and writes bench/results/matching.json. Never part of the test ru
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -28,7 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from derivex.core.config import EngineConfig  # noqa: E402
 from derivex.core.engine import Engine, process_batch  # noqa: E402
-from derivex.core.records import COMMAND_DTYPE, command_array, event_array  # noqa: E402
+from derivex.core.records import (  # noqa: E402
+    COMMAND_DTYPE,
+    CommandKind,
+    command_array,
+    event_array,
+)
 from derivex.exchange import Exchange  # noqa: E402
 from derivex.sim.flow import FlowSpec, generate  # noqa: E402
 from report import finish, machine  # noqa: E402  (bench/report.py, beside this script)
@@ -244,72 +259,525 @@ def reference_throughput(setup, flow, config, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+class EventCounter:
+    """A streaming consumer that counts the events it is handed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, view: np.ndarray) -> None:
+        self.count += len(view)
+
+
+class ArraySink:
+    """A streaming consumer that copies every chunk into the caller's own array."""
+
+    def __init__(self, out: np.ndarray) -> None:
+        self.rows = out.view(np.uint8).reshape(-1, 64)
+        self.filled = 0
+
+    def __call__(self, view: np.ndarray) -> None:
+        end = self.filled + len(view)
+        self.rows[self.filled : end] = view.view(np.uint8).reshape(-1, 64)
+        self.filled = end
+
+
+def kernel_and_doors(setup, flow, config, runs: int, chunk: int) -> dict[str, Any]:
+    """Kernel alone, ``Engine.process`` on the whole batch and the streaming door on the
+    same flow, interleaved run by run (so that load changes hit all three alike)."""
+    kernel, process, stream, stream_copy = [], [], [], []
+    produced = 0
+    for _ in range(runs):
+        engine = fresh_engine(setup, config)
+        engine._events = touched_events(len(flow) * 4)
+        start = time.perf_counter()
+        produced = len(engine.process_into(flow))
+        kernel.append(len(flow) / (time.perf_counter() - start))
+        expected_hash = engine.state_hash()
+        del engine
+
+        engine = fresh_engine(setup, config)
+        start = time.perf_counter()
+        events = engine.process(flow)
+        process.append(len(flow) / (time.perf_counter() - start))
+        assert len(events) == produced and engine.state_hash() == expected_hash
+        del events, engine
+
+        engine = fresh_engine(setup, config)
+        list(engine.stream(flow[:1], chunk))  # the reusable chunk buffer, faulted in
+        counter = EventCounter()
+        start = time.perf_counter()
+        engine.run(flow[1:], counter, chunk)
+        stream.append((len(flow) - 1) / (time.perf_counter() - start))
+        assert counter.count + 3 >= produced and engine.state_hash() == expected_hash
+
+        engine = fresh_engine(setup, config)
+        sink = ArraySink(touched_events(produced + 16))  # the caller's own array
+        start = time.perf_counter()
+        engine.run(flow, sink, chunk)
+        stream_copy.append(len(flow) / (time.perf_counter() - start))
+        assert sink.filled == produced and engine.state_hash() == expected_hash
+    median = statistics.median
+    return {
+        "kernel_alone_commands_per_s": median(kernel),
+        "kernel_alone_runs": kernel,
+        "events": produced,
+        "engine_process_commands_per_s": median(process),
+        "engine_process_runs": process,
+        "stream_commands_per_s": median(stream),
+        "stream_runs": stream,
+        "stream_into_caller_array_commands_per_s": median(stream_copy),
+        "stream_chunk_events": chunk,
+        "stream_vs_kernel": median(stream) / median(kernel),
+        "stream_into_array_vs_kernel": median(stream_copy) / median(kernel),
+        "process_vs_kernel": median(process) / median(kernel),
+    }
+
+
+SIDE_NAMES = ("buy", "sell")
+TIF_NAMES = ("gtc", "ioc", "fok")
+
+
+def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]:
+    """``Exchange.place`` / ``cancel``, one call per command with its typed result, on the
+    door and on the slow path (``fast_orders = False``); the state hash after the door is
+    checked against the engine on the same commands."""
+    from derivex.door import load_binding
+
+    subset = flow[:count]
+    kinds = subset["kind"].tolist()
+    accounts, instruments = subset["account"].tolist(), subset["instrument"].tolist()
+    sides = [SIDE_NAMES[s] for s in subset["side"].tolist()]
+    tifs = [TIF_NAMES[t] for t in subset["tif"].tolist()]
+    prices, lots = subset["price_ticks"].tolist(), subset["qty_lots"].tolist()
+    targets = subset["order_id"].tolist()
+    place_kind = int(CommandKind.PLACE_ORDER)
+    reference = fresh_engine(setup, config)
+    reference.process(subset)
+    rates: dict[str, list[float]] = {"door": [], "slow": []}
+    statuses: dict[str, int] = {}
+    for _ in range(runs):
+        for path in ("door", "slow"):
+            stamps = iter([int(setup["ts_ns"][0]), *subset["ts_ns"].tolist()])
+            exchange = Exchange(config, clock=stamps.__next__)
+            exchange.fast_orders = path == "door"
+            exchange.submit(setup.copy())
+            place, cancel = exchange.place, exchange.cancel
+            results = []
+            keep = results.append
+            start = time.perf_counter()
+            for k in range(count):
+                if kinds[k] == place_kind:
+                    keep(
+                        place(
+                            accounts[k],
+                            instruments[k],
+                            sides[k],
+                            lots[k],
+                            prices[k],
+                            time_in_force=tifs[k],
+                        )
+                    )
+                else:
+                    keep(cancel(accounts[k], targets[k]))
+            rates[path].append(count / (time.perf_counter() - start))
+            assert exchange.state_hash() == reference.state_hash(), path
+            if path == "door":
+                assert exchange._door is not None
+                statuses = {}
+                for result in results[:20_000]:
+                    statuses[result.status] = statuses.get(result.status, 0) + 1
+    binding = load_binding()
+    median = statistics.median
+    return {
+        "exchange_door_calls_per_s": median(rates["door"]),
+        "exchange_door_runs": rates["door"],
+        "exchange_slow_calls_per_s": median(rates["slow"]),
+        "binding": binding.name if binding else None,
+        "calls": count,
+        "statuses_first_20k": statuses,
+        "method": "one Python call per command (place with time_in_force, or cancel) keeping "
+        "each typed OrderResult; state hash checked against Engine.process on the same "
+        "commands",
+    }
+
+
+def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
+    """The door's entry point through each binding, one call per command, without the
+    Exchange wrapper (what the binding itself costs)."""
+    from derivex.door import BINDINGS, OrderDoor, load_binding
+
+    out: dict[str, float] = {}
+    subset = flow[:count]
+    columns = [
+        subset[name].tolist()
+        for name in (
+            "kind",
+            "seq",
+            "ts_ns",
+            "account",
+            "instrument",
+            "side",
+            "order_type",
+            "tif",
+            "flags",
+            "price_ticks",
+            "qty_lots",
+            "label",
+            "order_id",
+        )
+    ]
+    for name in BINDINGS:
+        binding = load_binding(name)
+        if binding is None:
+            continue
+        engine = fresh_engine(setup, config)
+        door = OrderDoor(binding)
+        door.bind(engine)
+        order, ctx = binding.order, door.address
+        kinds, seqs, ts, acc, ins, side, otype, tif, flags, price, qty, label, oid = columns
+        start = time.perf_counter()
+        for k in range(count):
+            row = order(
+                ctx,
+                kinds[k],
+                seqs[k],
+                ts[k],
+                acc[k],
+                ins[k],
+                oid[k],
+                side[k],
+                otype[k],
+                tif[k],
+                flags[k],
+                price[k],
+                qty[k],
+                label[k],
+            )
+            while row == -2:  # NEED_ROOM: a new log or event buffer
+                door.make_room(engine)
+                row = order(
+                    ctx,
+                    kinds[k],
+                    seqs[k],
+                    ts[k],
+                    acc[k],
+                    ins[k],
+                    oid[k],
+                    side[k],
+                    otype[k],
+                    tif[k],
+                    flags[k],
+                    price[k],
+                    qty[k],
+                    label[k],
+                )
+            assert row >= 0, "pools are sized so that no command needs growth"
+        out[name] = count / (time.perf_counter() - start)
+        reference = fresh_engine(setup, config)
+        reference.process(subset)
+        assert engine.state_hash() == reference.state_hash(), name
+    return out
+
+
+def comparators(setup, flow, config, count: int) -> dict[str, Any]:
+    """The pure-Python book and limit-order-book on the same commands (bench/books.py)."""
+    from books import flow_lists, run_lob, run_python_book
+
+    subset = flow[:count]
+    engine = fresh_engine(setup, config)
+    events = engine.process(subset)
+    placed = events[(events["kind"] == 1) & (events["command"] == CommandKind.PLACE_ORDER)]
+    places = int(np.sum(subset["kind"] == CommandKind.PLACE_ORDER))
+    assert len(placed) == places, "every place of the flow is accepted"
+    ids = placed["order_id"].tolist()
+    taker_lots = int(events["qty_lots"][(events["kind"] == 3) & (events["liquidity"] == 2)].sum())
+    lists = flow_lists(subset)
+    python_rate, python_filled = run_python_book(lists, ids)
+    lob_rate, lob_version = run_lob(lists, ids)
+    return {
+        "python_book_commands_per_s": python_rate,
+        "python_book_filled_lots": python_filled,
+        "derivex_filled_lots": taker_lots,
+        "lob_commands_per_s": lob_rate,
+        "lob": lob_version,
+        "commands": count,
+    }
+
+
+def export_ratio(setup, flow, config, runs: int) -> dict[str, Any]:
+    """``derivex export`` (journal replay into Parquet) against the streaming replay of the
+    same journal with a callback that only counts: the flow is journaled in batches of
+    1,000 first."""
+    import tempfile
+
+    from derivex.export import export_journal, stream_journal
+    from derivex.journal.writer import Journal
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "journal"
+        stamps = iter([int(setup["ts_ns"][0]), *flow["ts_ns"][::1000].tolist()])
+        exchange = Exchange(config, clock=stamps.__next__, journal=Journal(directory, fsync="none"))
+        exchange.submit(setup.copy())
+        for start in range(0, len(flow), 1000):
+            exchange.submit(flow[start : start + 1000].copy())
+        assert exchange.journal is not None
+        exchange.journal.close()
+        replay, export = [], []
+        for run in range(runs):
+            counter = EventCounter()
+            start = time.perf_counter()
+            stream_journal(directory, lambda commands, view, c=counter: c(view))
+            replay.append(len(flow) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            stats = export_journal(directory, Path(tmp) / f"out{run}")
+            export.append(len(flow) / (time.perf_counter() - start))
+            out["events"] = stats.events
+            out["parquet_bytes"] = sum(
+                f.stat().st_size for f in (Path(tmp) / f"out{run}").iterdir()
+            )
+    median = statistics.median
+    out.update(
+        {
+            "stream_replay_commands_per_s": median(replay),
+            "export_commands_per_s": median(export),
+            "export_vs_stream_replay": median(export) / median(replay),
+        }
+    )
+    return out
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_child(commands: int, options: int, chunk: int) -> dict[str, Any]:
+    """(In a child process.) Peak RSS of the streaming door over ``commands`` commands,
+    against state + commands + one chunk. The flow is generated by another child and read
+    from bench/.cache, so the generator's memory is not counted here."""
+    idle_kib = _status_kib("VmRSS")
+    spec = FlowSpec(commands=commands, options=options)
+    path = CACHE / f"flow-{commands}-{options}-{spec.accounts}-{spec.seed}.raw"
+    setup_path = path.with_suffix(".setup.raw")
+    setup = np.fromfile(setup_path, dtype=np.uint8).view(COMMAND_DTYPE)
+    flow = np.fromfile(path, dtype=np.uint8).view(COMMAND_DTYPE)
+    config = config_for(commands, options)
+    engine = fresh_engine(setup, config)
+    state_bytes = int(engine.arena.nbytes)
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
+    before_kib = _status_kib("VmRSS")
+    counter = EventCounter()
+    start = time.perf_counter()
+    engine.run(flow, counter, chunk)
+    seconds = time.perf_counter() - start
+    peak_kib = _status_kib("VmHWM")
+    budget = state_bytes + flow.nbytes + chunk * 64
+    grown_state = int(engine.arena.nbytes)
+    return {
+        "commands": commands,
+        "events": counter.count,
+        "seconds": seconds,
+        "peak_rss_bytes": peak_kib * 1024,
+        "rss_before_run_bytes": before_kib * 1024,
+        "interpreter_idle_rss_bytes": idle_kib * 1024,
+        "state_bytes_start": state_bytes,
+        "state_bytes_end": grown_state,
+        "commands_bytes": int(flow.nbytes),
+        "chunk_bytes": chunk * 64,
+        "budget_bytes": budget,
+        "peak_minus_idle_vs_budget": (peak_kib - idle_kib)
+        * 1024
+        / max(budget, grown_state + flow.nbytes + chunk * 64),
+    }
+
+
+def generate_child(commands: int, options: int) -> None:
+    """(In a child process.) Generate the flow and write it raw to bench/.cache."""
+    spec = FlowSpec(commands=commands, options=options)
+    path = CACHE / f"flow-{commands}-{options}-{spec.accounts}-{spec.seed}.raw"
+    if path.exists():
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    setup, flow = generate(spec, config_for(commands, options))
+    setup.view(np.uint8).tofile(path.with_suffix(".setup.raw"))
+    flow.view(np.uint8).tofile(str(path) + ".tmp")
+    Path(str(path) + ".tmp").rename(path)
+
+
+def peak_rss(commands: int, options: int, chunk: int, timeout: float) -> dict[str, Any]:
+    """Generate (cached) and measure in child processes, each bounded by ``timeout``."""
+    import json
+    import subprocess
+
+    script = str(Path(__file__).resolve())
+    for mode in ("--generate-child", "--rss-child"):
+        done = subprocess.run(
+            [sys.executable, script, mode, str(commands), str(options), str(chunk)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            return {"error": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compile_times(timeout: float) -> dict[str, Any]:
+    """Cold compile to the first accepted order (a fresh cache directory), then the same
+    after editing a gateway file in a copy of the package (must reuse every kernel)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    first_order = (
+        "import time; t = time.perf_counter(); from derivex import Exchange; "
+        "ex = Exchange(clock=lambda: 1_800_000_000_000_000_000); "
+        "perp = ex.add_perpetual('BTC', tick_size_ticks=50); "
+        "ex.set_index('BTC', [(1, 1_800_000_000_000_000_000, 10_000_000)]); "
+        "a = ex.create_account(); ex.deposit(a, 10**12); "
+        "r = ex.place(a, perp, 'buy', 1, 9_000_000); assert r.status == 'resting', r; "
+        "print(round(time.perf_counter() - t, 2))"
+    )
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "src"
+        shutil.copytree(ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__"))
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "cache"), "PYTHONPATH": str(source)}
+        for label in ("cold", "warm", "after_gateway_edit"):
+            if label == "after_gateway_edit":
+                server = source / "derivex" / "gateway" / "server.py"
+                server.write_text(server.read_text() + "\n# edited\n")
+            done = subprocess.run(
+                [sys.executable, "-c", first_order],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            out[f"{label}_first_order_s"] = (
+                float(done.stdout.strip().splitlines()[-1])
+                if done.returncode == 0
+                else done.stderr[-500:]
+            )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--commands", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--compile", action="store_true", help="also time cold compiles")
+    parser.add_argument("--big", type=int, default=10_000_000, help="commands of the RSS run")
+    parser.add_argument("--chunk", type=int, default=1 << 16, help="events per stream chunk")
+    parser.add_argument("--generate-child", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate_child:
+        generate_child(*args.generate_child[:2])
+        return
+    if args.rss_child:
+        import json
+
+        print(json.dumps(rss_child(*args.rss_child)))
+        return
     commands = 50_000 if args.quick else args.commands
     console = Console()
     results: dict[str, Any] = {"machine": machine(), "runs": args.runs, "commands": commands}
     table = Table(title=f"matching benchmark ({commands:,} commands, median of {args.runs})")
-    for column in ("workload", "measure", "value"):
+    for column in ("workload", "measure", "value", "vs kernel alone"):
         table.add_column(column)
     for label, options in (("single book", 0), ("1 perpetual + 200 options", 200)):
         spec = FlowSpec(commands=commands, options=options)
         setup, flow = load_flow(spec)
         config = config_for(commands, options)
-        rates, produced = batch_throughput(setup, flow, config, args.runs)
-        per_command = per_command_throughput(setup, flow, config, min(100_000, commands), args.runs)
+        doors = kernel_and_doors(setup, flow, config, args.runs, args.chunk)
+        kernel = doors["kernel_alone_commands_per_s"]
+        calls = min(200_000, commands)
+        typed = typed_exchange(setup, flow, config, calls, args.runs)
+        bindings = binding_calls(setup, flow, config, calls)
+        books = comparators(setup, flow, config, calls) if options == 0 else {}
+        exported = export_ratio(setup, flow, config, args.runs) if options == 0 else {}
         lat = latency(setup, flow, config)
         reference = reference_throughput(setup, flow, config, min(20_000, commands))
         entry = {
-            "batch_commands_per_s": statistics.median(rates),
-            "batch_runs": rates,
-            "events_per_batch": produced,
-            **per_command,
+            **doors,
+            **typed,
+            "binding_calls_per_s": bindings,
+            **books,
+            "export": exported,
             "in_kernel_latency": lat,
             "reference_model_commands_per_s": reference,
-            "batch_vs_reference": statistics.median(rates) / reference,
         }
         results[label] = entry
-        table.add_row(label, "batch commands/s", f"{entry['batch_commands_per_s'] / 1e6:.2f} M")
-        table.add_row(
-            label,
-            "Engine.process per command /s",
-            f"{per_command['engine_process_per_command'] / 1e6:.3f} M",
+
+        def row(
+            measure: str, rate: float, unit: str = "commands/s", label=label, kernel=kernel
+        ) -> None:
+            table.add_row(label, f"{measure} {unit}", f"{rate / 1e6:.3f} M", f"{rate / kernel:.2f}")
+
+        row("kernel alone", kernel)
+        row("Engine.process, one batch", doors["engine_process_commands_per_s"])
+        row("Engine.run (stream), events to a callback", doors["stream_commands_per_s"])
+        row(
+            "Engine.run, events into the caller's array",
+            doors["stream_into_caller_array_commands_per_s"],
         )
-        table.add_row(
-            label,
-            "Exchange.submit per command /s",
-            f"{per_command['exchange_submit_per_command'] / 1e6:.3f} M",
+        row(
+            f"Exchange.place/cancel via the door ({typed['binding']})",
+            typed["exchange_door_calls_per_s"],
+            "calls/s",
         )
+        row("Exchange.place/cancel, slow path", typed["exchange_slow_calls_per_s"], "calls/s")
+        for name, rate in bindings.items():
+            row(f"bare entry point via {name}", rate, "calls/s")
+        if books:
+            row("pure-Python dict-and-deque book", books["python_book_commands_per_s"])
+            if books["lob_commands_per_s"]:
+                row(books["lob"], books["lob_commands_per_s"])
+        if exported:
+            row("journal replay, streamed", exported["stream_replay_commands_per_s"])
+            row("derivex export (Parquet)", exported["export_commands_per_s"])
+            table.add_row(
+                label, "export / streamed replay", "", f"{exported['export_vs_stream_replay']:.2f}"
+            )
         table.add_row(
             label,
             "in-kernel latency p50/p99/p99.9",
             f"{lat['p50_ns']:.0f} / {lat['p99_ns']:.0f} / {lat['p999_ns']:.0f} ns",
+            "",
         )
-        table.add_row(
-            label, "  of which kernel entry (NOOP p50)", f"{lat['noop_entry_p50_ns']:.0f} ns"
-        )
-        table.add_row(label, "reference model commands/s", f"{reference:,.0f}")
-        table.add_row(label, "batch / reference", f"{entry['batch_vs_reference']:,.0f}x")
+        row("reference model", reference)
     memory = memory_per_order(100_000 if args.quick else 1_000_000)
     results["memory"] = memory
-    table.add_row(
-        "memory", "order pool bytes per slot", f"{memory['order_pool_bytes_per_slot']:.0f}"
-    )
-    table.add_row(
-        "memory",
-        "orders+levels bytes / resting order",
-        f"{memory['order_and_level_bytes_per_resting_order']:.1f}",
-    )
     table.add_row(
         "memory",
         "whole state bytes / resting order",
         f"{memory['all_state_bytes_per_resting_order']:.1f}",
+        "",
     )
+    rss = {}
+    for size in (commands,) if args.quick else (commands, args.big):
+        rss[str(size)] = peak_rss(size, 0, args.chunk, timeout=900)
+        got = rss[str(size)]
+        if "error" not in got:
+            table.add_row(
+                "peak RSS",
+                f"stream {size:,} commands",
+                f"{got['peak_rss_bytes'] / 2**20:,.0f} MiB",
+                f"(peak - idle) / budget {got['peak_minus_idle_vs_budget']:.2f}",
+            )
+    results["peak_rss"] = rss
+    if args.compile:
+        results["compile"] = compile_times(timeout=1800)
+        for key, value in results["compile"].items():
+            table.add_row("compile", key, str(value), "")
     finish(results, table, console, "matching", args.quick)
 
 

@@ -1,5 +1,5 @@
 """Compile (or load) derivex's kernels once, one process at a time, before anything runs in
-parallel (scripts/setup.sh runs it): the engine; then a short ``derivex serve --workers 2``
+parallel (scripts/setup.sh runs it): the engine and the per-command door; then a short ``derivex serve --workers 2``
 with the demo agents trading (the runtime's rings, bus and book snapshots, the journal,
 the pricing service, snapshots at its clean stop); then ``derivex verify`` of what it wrote
 (the journal walk and the state roots). Each step is bounded; a step that fails is
@@ -52,6 +52,10 @@ def main() -> int:
 
     Engine().process(command_array(1))
     print(f"warm: engine {time.monotonic() - started:.0f} s", flush=True)
+    from derivex.door import load_binding
+
+    load_binding()  # the per-command door's compiled entry point (Exchange.place etc.)
+    print(f"warm: door {time.monotonic() - started:.0f} s", flush=True)
     failed = 0
     with tempfile.TemporaryDirectory(prefix="derivex-warm-") as tmp:
         data = Path(tmp) / "venue"

@@ -237,6 +237,39 @@ def replay(
 
 
 @app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="journal directory")],
+    out: Annotated[Path, typer.Argument(help="directory for the Parquet files")],
+    chunk: Annotated[int, typer.Option(help="events per streamed chunk")] = 1 << 16,
+) -> None:
+    """Replay a journal from its first command through the streaming door and write
+    commands, events, trades and positions over time as Parquet files into OUT (needs
+    pyarrow: pip install 'derivex[export]'). Read-only on the journal."""
+    import time
+
+    from derivex.journal import JournalError
+
+    console = Console()
+    try:
+        from derivex.export import export_journal
+
+        started = time.perf_counter()
+        stats = export_journal(directory, out, chunk=chunk)
+    except ImportError as error:
+        console.print(f"[red]error:[/red] {error} (pip install 'derivex[export]')")
+        raise typer.Exit(2) from None
+    except JournalError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    seconds = time.perf_counter() - started
+    console.print(
+        f"exported {stats.commands:,} commands, {stats.events:,} events, {stats.trades:,} "
+        f"trades, {stats.positions:,} position changes to {out} in {seconds:.2f} s"
+    )
+    console.print(f"state hash {stats.state_hash}")
+
+
+@app.command()
 def verify(
     directory: Annotated[
         Path, typer.Argument(help="journal directory (or the data directory holding it)")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,16 +49,12 @@ from derivex.core.records import (
     EventKind,
     InstrumentKind,
     InstrumentSetting,
-    Liquidity,
     MarginMode,
     OptionType,
     OrderFlag,
-    OrderType,
     Reason,
     SelfTradePrevention,
-    Side,
     SystemAccount,
-    TimeInForce,
     TriggerSource,
     TriggerType,
     Underlying,
@@ -68,14 +64,15 @@ from derivex.core.records import (
     risk_records,
 )
 from derivex.core.risk import margins, price_band
+from derivex.door import OrderDoor
+from derivex.exchange_orders import ORDER_TYPES, SIDES, TIME_IN_FORCE, OrderMethods
 from derivex.journal.format import JournalError
 from derivex.journal.recovery import Recovered, reopen
 from derivex.journal.writer import DEFAULT_FSYNC, Journal
+from derivex.results import CommandResult, Fill, OrderResult  # noqa: F401  (Fill: re-exported)
 from derivex.sequencer import Sequencer
 
-SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _TIME = int(CommandKind.TIME)  # a plain int: comparing an array to an IntEnum is slow
-ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
 TRIGGER_TYPES = {
     "stop": TriggerType.STOP,
     "take": TriggerType.TAKE,
@@ -86,43 +83,6 @@ TRIGGER_SOURCES = {
     "index": TriggerSource.INDEX,
     "mark": TriggerSource.MARK,
 }
-TIME_IN_FORCE = {
-    "gtc": TimeInForce.GTC,
-    "good_til_cancelled": TimeInForce.GTC,
-    "ioc": TimeInForce.IOC,
-    "immediate_or_cancel": TimeInForce.IOC,
-    "fok": TimeInForce.FOK,
-    "fill_or_kill": TimeInForce.FOK,
-}
-
-
-@dataclass(frozen=True)
-class Fill:
-    order_id: int
-    price_ticks: int
-    qty_lots: int
-    fee_units: int
-    liquidity: Liquidity
-    remaining_lots: int
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """Outcome of one command: accepted or the reject reason, and all its events."""
-
-    accepted: bool
-    reason: Reason
-    events: np.ndarray = field(repr=False)
-
-
-@dataclass(frozen=True)
-class OrderResult(CommandResult):
-    order_id: int = 0
-    status: str = "rejected"  # rejected | resting | filled | expired
-    price_ticks: int = 0
-    filled_lots: int = 0
-    remaining_lots: int = 0
-    fills: tuple[Fill, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,7 +117,7 @@ def _reason(events: np.ndarray) -> Reason:
     return Reason(int(events["reason"][0])) if len(events) else Reason.UNKNOWN_COMMAND
 
 
-class Exchange:
+class Exchange(OrderMethods):
     """Embedded venue. Not thread-safe: one caller drives it (as the sequencer would)."""
 
     def __init__(
@@ -181,6 +141,12 @@ class Exchange:
             self.sequencer.seq = journal.attach(self.engine.config)
         self.journal = journal
         self._one = command_array(1)
+        #: the per-command door (``derivex.door``) for place / cancel / amend: made on the
+        #: first order, None when no binding runs here; ``fast_orders = False`` turns it off
+        self.fast_orders = True
+        self._door: OrderDoor | None = None
+        self._door_tried = False
+        self._sinks: list[Any] = []
         self._names: dict[str, int] = {}
         self._funding: dict[int, list[tuple[int, int]]] = {}
         self._price_decimals: dict[int, int] = {}
@@ -258,6 +224,8 @@ class Exchange:
         for records that are not ``COMMAND_DTYPE``, and what the journal raises (then
         nothing is processed)."""
         events = self.sequencer.sequence(commands)
+        for sink in self._sinks:
+            sink.write(commands, events)
         if (
             commands.view(np.uint8)[KIND_OFFSET] == _TIME
             if len(commands) == 1
@@ -265,6 +233,16 @@ class Exchange:
         ):
             self._record_funding(events)
         return events
+
+    def _submit_intercepted(self) -> bool:
+        """Whether ``submit`` is overridden by a subclass or replaced on this instance."""
+        return type(self).submit is not Exchange.submit or "submit" in vars(self)
+
+    def add_sink(self, sink: Any) -> None:
+        """Hand every batch from now on to ``sink.write(commands, events)`` (e.g. a
+        ``derivex.export.ParquetSink``), after the engine ran it. Orders then take the slow
+        path, ``submit``. Cost: the sink's, per batch."""
+        self._sinks.append(sink)
 
     def _append(self, commands: np.ndarray) -> None:
         """The sequencer's before-hook with a journal: the stamped batch is written (and
@@ -494,79 +472,6 @@ class Exchange:
 
     # ---- orders ----
 
-    @staticmethod
-    def _order_result(events: np.ndarray) -> OrderResult:
-        if not len(events) or events["kind"][0] != EventKind.ACCEPTED:
-            return OrderResult(False, _reason(events), events)
-        order_id = int(events["order_id"][0])
-        ordered = int(events["qty_lots"][0])
-        own_fills = events[(events["kind"] == EventKind.FILLED) & (events["order_id"] == order_id)]
-        fills = tuple(
-            Fill(
-                order_id,
-                int(e["price_ticks"]),
-                int(e["qty_lots"]),
-                int(e["fee_units"]),
-                Liquidity(int(e["liquidity"])),
-                int(e["remaining_lots"]),
-            )
-            for e in own_fills
-        )
-        filled = sum(f.qty_lots for f in fills)
-        expired = events[(events["kind"] == EventKind.EXPIRED) & (events["order_id"] == order_id)]
-        if len(expired):
-            status = "expired"
-        elif filled == ordered:
-            status = "filled"
-        else:
-            status = "resting"
-        return OrderResult(
-            True,
-            Reason.OK,
-            events,
-            order_id,
-            status,
-            int(events["price_ticks"][0]),
-            filled,
-            ordered - filled,
-            fills,
-        )
-
-    def place(
-        self,
-        account: int,
-        instrument: int,
-        side: str,
-        qty_lots: int,
-        price_ticks: int = 0,
-        *,
-        order_type: str = "limit",
-        time_in_force: str = "gtc",
-        post_only: bool = False,
-        reject_post_only: bool = False,
-        reduce_only: bool = False,
-        label: int = 0,
-    ) -> OrderResult:
-        """Place an order. Rejections come back as ``accepted=False`` with a reason."""
-        flags = (
-            (OrderFlag.POST_ONLY if post_only else 0)
-            | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
-            | (OrderFlag.REDUCE_ONLY if reduce_only else 0)
-        )
-        events = self._command(
-            CommandKind.PLACE_ORDER,
-            account=account,
-            instrument=instrument,
-            side=SIDES[side],
-            order_type=ORDER_TYPES[order_type],
-            tif=TIME_IN_FORCE[time_in_force],
-            flags=flags,
-            price_ticks=price_ticks,
-            qty_lots=qty_lots,
-            label=label,
-        )
-        return self._order_result(events)
-
     def place_trigger(
         self,
         account: int,
@@ -611,24 +516,6 @@ class Exchange:
         """Live trigger orders (of ``account``), by id: see ``core.query.trigger_orders``."""
         rows = query.trigger_orders(self.engine.state)
         return [row for row in rows if account is None or row["account"] == account]
-
-    def amend(self, account: int, order_id: int, price_ticks: int, qty_lots: int) -> OrderResult:
-        """Change price and remaining quantity (quantity down at the same price keeps
-        priority)."""
-        return self._order_result(
-            self._command(
-                CommandKind.AMEND_ORDER,
-                account=account,
-                order_id=order_id,
-                price_ticks=price_ticks,
-                qty_lots=qty_lots,
-            )
-        )
-
-    def cancel(self, account: int, order_id: int) -> CommandResult:
-        return self._result(
-            self._command(CommandKind.CANCEL_ORDER, account=account, order_id=order_id)
-        )
 
     def cancel_all(self, account: int, instrument: int | None = None) -> CommandResult:
         if instrument is None:

@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from derivex.core.config import EngineConfig
-from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, EventKind, Reason
+from derivex.core.records import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    CommandKind,
+    EventKind,
+    OrderFlag,
+    Reason,
+)
 from tests.reference.builders import (
     decode_one,
     describe_command,
@@ -279,51 +286,71 @@ class StreamGen:
             )
         return out
 
+    def _place(self) -> list[np.ndarray]:
+        ch = self.ch
+        inst, tick, step = self.instrument()
+        order_type = 0 if not ch.chance(150) else ch.pick([1, 1, 2])
+        tif = ch.pick([0, 0, 0, 1, 2]) if not ch.chance(20) else 3
+        flags = 0 if ch.chance(450) else ch.int(0, 15) if not ch.chance(30) else 32
+        if ch.chance(250):
+            flags |= OrderFlag.CLIENT_ORDER_ID  # the label is a client order id
+        return [
+            self.record(
+                K.PLACE_ORDER,
+                account=self.account(),
+                instrument=inst,
+                side=ch.pick([0, 1]) if not ch.chance(20) else 2,
+                order_type=order_type,
+                tif=tif,
+                flags=flags,
+                price_ticks=self.price(tick),
+                qty_lots=self.qty(step),
+                label=ch.int(0, 5),
+            )
+        ]
+
+    def _amend(self) -> list[np.ndarray]:
+        ch = self.ch
+        oid = self.order_id()
+        acct = self.order_owner.get(oid) if not ch.chance(100) else None
+        tick, step = ch.pick([(1, 1), (5, 2)] + [i[1:] for i in self.instruments])
+        by_label = ch.chance(250)  # the target named by its client order id
+        return [
+            self.record(
+                K.AMEND_ORDER,
+                account=acct if acct is not None else self.account(),
+                order_id=0 if by_label else oid,
+                flags=OrderFlag.CLIENT_ORDER_ID if by_label else 0,
+                label=ch.int(0, 5) if by_label else 0,
+                price_ticks=self.price(tick),
+                qty_lots=self.qty(step),
+            )
+        ]
+
+    def _cancel(self) -> list[np.ndarray]:
+        ch = self.ch
+        oid = self.order_id()
+        acct = self.order_owner.get(oid) if not ch.chance(100) else None
+        by_label = ch.chance(250)
+        return [
+            self.record(
+                K.CANCEL_ORDER,
+                account=acct if acct is not None else self.account(),
+                order_id=0 if by_label else oid,
+                flags=OrderFlag.CLIENT_ORDER_ID if by_label else 0,
+                label=ch.int(0, 5) if by_label else 0,
+            )
+        ]
+
     def command(self) -> list[np.ndarray]:
         ch = self.ch
         r = ch.int(0, 999)
         if r < 430:
-            inst, tick, step = self.instrument()
-            order_type = 0 if not ch.chance(150) else ch.pick([1, 1, 2])
-            tif = ch.pick([0, 0, 0, 1, 2]) if not ch.chance(20) else 3
-            flags = 0 if ch.chance(450) else ch.int(0, 15) if not ch.chance(30) else 16
-            return [
-                self.record(
-                    K.PLACE_ORDER,
-                    account=self.account(),
-                    instrument=inst,
-                    side=ch.pick([0, 1]) if not ch.chance(20) else 2,
-                    order_type=order_type,
-                    tif=tif,
-                    flags=flags,
-                    price_ticks=self.price(tick),
-                    qty_lots=self.qty(step),
-                    label=ch.int(0, 5),
-                )
-            ]
+            return self._place()
         if r < 560:
-            oid = self.order_id()
-            acct = self.order_owner.get(oid) if not ch.chance(100) else None
-            tick, step = ch.pick([(1, 1), (5, 2)] + [i[1:] for i in self.instruments])
-            return [
-                self.record(
-                    K.AMEND_ORDER,
-                    account=acct if acct is not None else self.account(),
-                    order_id=oid,
-                    price_ticks=self.price(tick),
-                    qty_lots=self.qty(step),
-                )
-            ]
+            return self._amend()
         if r < 650:
-            oid = self.order_id()
-            acct = self.order_owner.get(oid) if not ch.chance(100) else None
-            return [
-                self.record(
-                    K.CANCEL_ORDER,
-                    account=acct if acct is not None else self.account(),
-                    order_id=oid,
-                )
-            ]
+            return self._cancel()
         if r < 675:
             return [self.record(K.CANCEL_ALL, account=self.account())]
         if r < 695:

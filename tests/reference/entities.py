@@ -23,7 +23,8 @@ PO = int(OrderFlag.POST_ONLY)
 RPO = int(OrderFlag.REJECT_POST_ONLY)
 RO = int(OrderFlag.REDUCE_ONLY)
 QUOTE = int(OrderFlag.QUOTE)
-ALL_FLAGS = PO | RPO | RO | QUOTE
+CID = int(OrderFlag.CLIENT_ORDER_ID)
+ALL_FLAGS = PO | RPO | RO | QUOTE | CID
 
 
 class UnspecifiedOverflow(Exception):

@@ -14,6 +14,7 @@ from derivex.core.records import (
 from tests.reference.entities import (
     ALL_FLAGS,
     BUY,
+    CID,
     PO,
     QUOTE,
     RO,
@@ -95,6 +96,12 @@ class OrdersModel:
             or (flags & PO and (otype == OrderType.MARKET or tif != TimeInForce.GTC))
         ):
             raise Reject(Reason.BAD_FLAGS)
+        if flags & CID:  # 4b: a client order id, unique among the account's open orders
+            label = int(cmd["label"])
+            if label == 0:
+                raise Reject(Reason.BAD_CLIENT_ORDER_ID)
+            if self._labelled(acct, label):
+                raise Reject(Reason.DUPLICATE_CLIENT_ORDER_ID)
         self._require_active(inst)  # 5
         self._market_check(inst, bool(flags & RO))  # [R2]
         qty = int(cmd["qty_lots"])
@@ -177,7 +184,20 @@ class OrdersModel:
 
     # ------------------------------------------------------------------ CANCEL / AMEND
 
+    def _labelled(self, acct, label: int) -> list[Order]:
+        return [self.orders[oid] for oid in acct.orders if self.orders[oid].label == label]
+
     def _owned_order(self, cmd, acct_id: int) -> Order:
+        if int(cmd["flags"]) & CID:  # the target named by its client order id
+            label = int(cmd["label"])
+            if label == 0:
+                raise Reject(Reason.BAD_CLIENT_ORDER_ID)
+            named = self._labelled(self.accounts[acct_id], label)
+            if not named:
+                raise Reject(Reason.UNKNOWN_ORDER)
+            if len(named) > 1:
+                raise Reject(Reason.DUPLICATE_CLIENT_ORDER_ID)
+            return named[0]
         order = self.orders.get(int(cmd["order_id"]))
         if order is None:
             raise Reject(Reason.UNKNOWN_ORDER)

@@ -33,6 +33,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 _OPTIONS: dict[str, Any] = {"cache": True, "error_model": "numpy", "_nrt": False}
 
 
+#: the C entry points (``core/entry.py``): cached, the same error model; numba's runtime on,
+#: because they build array views from addresses (``carray``), which needs it
+ENTRY_OPTIONS: dict[str, Any] = {"cache": True, "error_model": "numpy"}
+
+
 def kernel(function: F) -> F:
     """Compile ``function`` as a cached no-python kernel, force-inlined into its callers."""
     compiled: F = numba.njit(forceinline=True, **_OPTIONS)(function)

@@ -11,6 +11,7 @@ import numpy as np
 
 from derivex.core.accounting import gas_refill
 from derivex.core.book import ladder_search
+from derivex.core.client_ids import client_order_slot, uses_client_id
 from derivex.core.config import (
     P_GAS_BASE,
     P_MAX_LEVELS,
@@ -264,13 +265,18 @@ def capacity_reason(st, account, instrument, side, price, position, resting):
 @kernel
 def load_own_order(st, c):
     """Gate of CANCEL_ORDER and AMEND_ORDER: admit the account (charging its base gas) and
-    find the live order it names. Returns ``(reason, account, slot, position, instrument)``
-    (slot, position and instrument NIL unless the reason is OK)."""
+    find the live order it names (by ``order_id``, or by client order id when the command
+    has ``OrderFlag.CLIENT_ORDER_ID``: ``core/client_ids.py``). Returns ``(reason, account,
+    slot, position, instrument)`` (slot, position and instrument NIL unless the reason is
+    OK)."""
     account = np.int64(c["account"])
     reason = admit_trader(st, account)
     if reason != Reason.OK:
         return reason, account, NIL, np.int32(NIL), np.int64(NIL)
-    slot, reason = find_own_order(st, account, np.int64(c["order_id"]))
+    if uses_client_id(c["flags"]):
+        slot, reason = client_order_slot(st, account, c["label"])
+    else:
+        slot, reason = find_own_order(st, account, np.int64(c["order_id"]))
     if reason != Reason.OK:
         return reason, account, NIL, np.int32(NIL), np.int64(NIL)
     position = st.ord_i4[slot, Order4.POSITION]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from derivex.core.client_ids import new_client_id_reason, uses_client_id
 from derivex.core.jit import kernel
 from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Order4, Order8
 from derivex.core.matching import reducing_capacity, scan
@@ -87,14 +88,17 @@ def validate_place(st, c):
         np.int64(c["qty_lots"]),
         np.int64(c["price_ticks"]),
         False,
+        c["label"],
     )
 
 
 @kernel
-def validate_place_terms(st, account, instrument, side, order_type, tif, flags, qty, limit, paid):
+def validate_place_terms(
+    st, account, instrument, side, order_type, tif, flags, qty, limit, paid, label
+):
     """``validate_place`` on the terms of an order; ``paid``: its base gas was charged
     already (an order a trigger spawns: the trigger prepaid it), so the account is only
-    checked, not charged."""
+    checked, not charged; ``label``: its client order id when ``flags`` say so."""
     if paid:
         reason = check_trader(st, account)
     else:
@@ -104,6 +108,8 @@ def validate_place_terms(st, account, instrument, side, order_type, tif, flags, 
     if instrument >= st.counters[Counter.INSTRUMENT_HWM]:
         return Reason.UNKNOWN_INSTRUMENT, np.int64(0), np.int64(0), np.int64(0), False, NIL
     reason = order_fields_reason(side, order_type, tif, flags)
+    if reason == Reason.OK and uses_client_id(flags):
+        reason = new_client_id_reason(st, account, label)
     if reason == Reason.OK:
         reason = open_for_orders_reason(st, instrument)
     if reason == Reason.OK:

@@ -211,8 +211,8 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
         "qty_lots",
         "label",
     ),
-    CommandKind.CANCEL_ORDER: ("account", "order_id"),
-    CommandKind.AMEND_ORDER: ("account", "order_id", "price_ticks", "qty_lots"),
+    CommandKind.CANCEL_ORDER: ("account", "order_id", "flags", "label"),
+    CommandKind.AMEND_ORDER: ("account", "order_id", "flags", "label", "price_ticks", "qty_lots"),
     CommandKind.CANCEL_ALL: ("account",),
     CommandKind.CANCEL_ALL_INSTRUMENT: ("account", "instrument"),
     CommandKind.MASS_QUOTE: ("account", "count", "label"),
@@ -267,6 +267,9 @@ class OrderFlag(IntEnum):
     REJECT_POST_ONLY = 2  # with POST_ONLY: reject instead of repricing
     REDUCE_ONLY = 4
     QUOTE = 8  # set by the engine on mass-quote orders; not accepted from clients
+    # place: ``label`` is a client order id, unique among the account's open orders;
+    # cancel / amend: the target is named by ``label``, not ``order_id`` (core/client_ids.py)
+    CLIENT_ORDER_ID = 16
 
 
 class TriggerType(IntEnum):
@@ -297,7 +300,12 @@ class InstrumentSetting(IntEnum):
     PRICE_BAND = 2
 
 
-CLIENT_ORDER_FLAGS = OrderFlag.POST_ONLY | OrderFlag.REJECT_POST_ONLY | OrderFlag.REDUCE_ONLY
+CLIENT_ORDER_FLAGS = (
+    OrderFlag.POST_ONLY
+    | OrderFlag.REJECT_POST_ONLY
+    | OrderFlag.REDUCE_ONLY
+    | OrderFlag.CLIENT_ORDER_ID
+)
 
 
 class SelfTradePrevention(IntEnum):
@@ -483,6 +491,8 @@ class Reason(IntEnum):
     UNKNOWN_UNDERLYING = 126
     BAD_MARGIN_MODE = 127
     ORPHAN_LEG = 128
+    DUPLICATE_CLIENT_ORDER_ID = 129  # another open order of the account has this client id
+    BAD_CLIENT_ORDER_ID = 130  # a client order id must be non-zero
     BAD_TRIGGER = 140  # unknown trigger type or source, or a limit trailing order
     TRIGGER_WOULD_FIRE = 141  # the source is already at or past the trigger price
     NO_TRIGGER_PRICE = 142  # trailing: the source has no price yet to trail from

@@ -180,7 +180,7 @@ def spawn(st, ev, n, seq, slot):
     crossed_at = st.trg_i8[slot, Trig8.CROSSED]
     trigger_free(st, slot)  # its place under the open-order cap passes to the new order
     reason, price, qty, tif, sweep, position = validate_place_terms(
-        st, account, instrument, side, order_type, tif, flags, lots, limit, True
+        st, account, instrument, side, order_type, tif, flags, lots, limit, True, label
     )
     if reason != Reason.OK:
         return trigger_event(

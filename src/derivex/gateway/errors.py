@@ -96,6 +96,8 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.UNKNOWN_UNDERLYING: (INVALID_INSTRUMENT, "invalid_or_unsupported_instrument"),
     Reason.BAD_MARGIN_MODE: (INVALID_ARGUMENTS, "invalid_arguments"),
     Reason.ORPHAN_LEG: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.DUPLICATE_CLIENT_ORDER_ID: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.BAD_CLIENT_ORDER_ID: (INVALID_ARGUMENTS, "invalid_arguments"),
     Reason.BAD_TRIGGER: (INVALID_ARGUMENTS, "invalid_arguments"),
     # relative to the last trade, index or mark price (Deribit's 11036)
     Reason.TRIGGER_WOULD_FIRE: (11036, "invalid_trigger_price"),

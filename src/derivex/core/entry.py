@@ -1,0 +1,224 @@
+"""The C entry point for one order command: the per-command door's compiled half.
+
+A numba dispatcher costs about a microsecond per call with array arguments (it checks and
+unboxes each one). ``order_entry`` is a ``cfunc`` with a fixed C signature over plain
+integers: the caller passes the address of a *context* (an int64 vector, ``Ctx``) that
+holds the addresses of the engine's arena and layout, a one-record command buffer, an
+event buffer and a summary log, plus the command's fields. The entry writes the record,
+runs ``process_batch`` on it, appends the command's events to the event buffer at the
+context's cursor and a one-row summary (``Row``) to the log, and returns the row index.
+
+A negative return means nothing was applied: ``NEED_GROWTH`` (a pool must grow: run the
+command through ``Engine.process_into``) or ``NEED_ROOM`` (the event buffer or the log is
+full: hand the entry fresh ones). ``derivex.door`` is the Python half (the binding, the
+fallback and the typed results).
+
+Cost: one ``process_batch`` call on one record plus O(events of the command) for the
+summary. Pure: no I/O, no clock (the caller passes ``seq`` and ``ts_ns``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from derivex.core.engine import process_batch
+from derivex.core.jit import ENTRY_OPTIONS, kernel
+from derivex.core.layout import STATUS_DONE, STATUS_GROW
+from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, EventKind
+from derivex.core.summary import CTX_WIDTH, ROW_WIDTH, Ctx, Outcome, Row
+
+NEED_GROWTH = -1
+NEED_ROOM = -2
+
+_ACCEPTED = int(EventKind.ACCEPTED)
+_FILLED = int(EventKind.FILLED)
+_EXPIRED = int(EventKind.EXPIRED)
+_CANCEL = int(CommandKind.CANCEL_ORDER)
+
+
+@kernel
+def summarise(ev, start, end, row):
+    """Fill the summary ``row`` from the events ``ev[start:end]`` of one order command."""
+    row[Row.START] = start
+    row[Row.END] = end
+    first = ev[start]
+    if first["kind"] != _ACCEPTED:
+        row[Row.OUTCOME] = Outcome.REJECTED
+        row[Row.REASON] = first["reason"]
+        row[Row.ORDER_ID] = 0
+        row[Row.PRICE_TICKS] = 0
+        row[Row.ORDERED_LOTS] = 0
+        row[Row.FILLED_LOTS] = 0
+        row[Row.NOTIONAL] = 0
+        return
+    order_id = first["order_id"]
+    ordered = first["qty_lots"]
+    filled = np.int64(0)
+    notional = np.int64(0)
+    expired = False
+    for k in range(start + 1, end):
+        e = ev[k]
+        if e["order_id"] != order_id:
+            continue
+        if e["kind"] == _FILLED:
+            filled += e["qty_lots"]
+            notional += e["qty_lots"] * e["price_ticks"]
+        elif e["kind"] == _EXPIRED:
+            expired = True
+    if first["command"] == _CANCEL:
+        outcome = Outcome.CANCELLED
+    elif expired:
+        outcome = Outcome.EXPIRED
+    elif filled == ordered:
+        outcome = Outcome.FILLED
+    else:
+        outcome = Outcome.RESTING
+    row[Row.OUTCOME] = outcome
+    row[Row.REASON] = 0
+    row[Row.ORDER_ID] = np.int64(order_id)
+    row[Row.PRICE_TICKS] = first["price_ticks"]
+    row[Row.ORDERED_LOTS] = ordered
+    row[Row.FILLED_LOTS] = filled
+    row[Row.NOTIONAL] = notional
+
+
+# inlined at numba IR level into the one entry point: compiled once, with it (a separate
+# kernel would be compiled, then linked and optimised again inside the entry point)
+@numba.njit(inline="always", **{**ENTRY_OPTIONS, "_nrt": False})
+def run_one(ctx, arena, layout, cmds, ev, log):
+    """Process the one record in ``cmds``; returns the summary row or NEED_*."""
+    row = ctx[Ctx.LOG_NEXT]
+    if row >= ctx[Ctx.LOG_CAPACITY]:
+        return NEED_ROOM
+    start = ctx[Ctx.CURSOR]
+    # an int64 start, not the literal 0: the engine's batch kernel is then the same
+    # specialisation the Python wrapper uses (a literal would compile the engine again)
+    _, end, status, _ = process_batch(arena, layout, cmds, np.int64(0), ev, start)
+    if status != STATUS_DONE:
+        return NEED_GROWTH if status == STATUS_GROW else NEED_ROOM
+    summarise(ev, start, end, log[row])
+    ctx[Ctx.CURSOR] = end
+    ctx[Ctx.LOG_NEXT] = row + 1
+    return row
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    """The int64 ``address`` as a ``void*`` (for ``carray``)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.voidptr(types.int64), codegen
+
+
+# carray builds new array views, which needs numba's runtime: ENTRY_OPTIONS keeps it on in
+# the entry points (the kernels they call run without it)
+@numba.njit(inline="always", **ENTRY_OPTIONS)
+def _run(
+    ctx_ptr,
+    seq,
+    ts_ns,
+    kind,
+    account,
+    instrument,
+    order_id,
+    side,
+    order_type,
+    tif,
+    flags,
+    price_ticks,
+    qty_lots,
+    label,
+):
+    ctx = numba.carray(ctx_ptr, CTX_WIDTH, np.int64)
+    arena = numba.carray(_pointer(ctx[Ctx.ARENA]), ctx[Ctx.ARENA_BYTES], np.uint8)
+    layout = numba.carray(_pointer(ctx[Ctx.LAYOUT]), (ctx[Ctx.LAYOUT_ROWS], 3), np.int64)
+    cmds = numba.carray(_pointer(ctx[Ctx.COMMAND]), 1, COMMAND_DTYPE)
+    ev = numba.carray(_pointer(ctx[Ctx.EVENTS]), ctx[Ctx.EVENT_CAPACITY], EVENT_DTYPE)
+    log = numba.carray(_pointer(ctx[Ctx.LOG]), (ctx[Ctx.LOG_CAPACITY], ROW_WIDTH), np.int64)
+    c = cmds[0]
+    c["seq"] = seq
+    c["ts_ns"] = ts_ns
+    c["kind"] = kind
+    c["side"] = side
+    c["order_type"] = order_type
+    c["tif"] = tif
+    c["flags"] = flags
+    c["stp"] = 0
+    c["count"] = 0
+    c["account"] = account
+    c["instrument"] = instrument
+    c["order_id"] = order_id
+    c["price_ticks"] = price_ticks
+    c["qty_lots"] = qty_lots
+    c["label"] = label
+    return run_one(ctx, arena, layout, cmds, ev, log)
+
+
+@numba.cfunc(
+    types.int64(
+        types.voidptr,  # ctx
+        types.int64,  # kind: PLACE_ORDER, CANCEL_ORDER or AMEND_ORDER
+        types.int64,  # seq
+        types.int64,  # ts_ns
+        types.int64,  # account
+        types.int64,  # instrument (place)
+        types.int64,  # order_id (cancel, amend)
+        types.int64,  # side (place)
+        types.int64,  # order_type (place)
+        types.int64,  # tif (place)
+        types.int64,  # flags
+        types.int64,  # price_ticks (place, amend)
+        types.int64,  # qty_lots (place, amend)
+        types.int64,  # label (place: the client label; cancel, amend: the client order id)
+    ),
+    **ENTRY_OPTIONS,
+)
+def order_entry(
+    ctx,
+    kind,
+    seq,
+    ts_ns,
+    account,
+    instrument,
+    order_id,
+    side,
+    order_type,
+    tif,
+    flags,
+    price_ticks,
+    qty_lots,
+    label,
+):
+    """One order command through the context ``ctx`` (one entry point for the three
+    kinds: each entry point would be a full compile of the engine); returns the summary
+    row or NEED_*. Other kinds are processed too (the engine rejects what it must)."""
+    return _run(
+        ctx,
+        seq,
+        ts_ns,
+        kind,
+        account,
+        instrument,
+        order_id,
+        side,
+        order_type,
+        tif,
+        flags,
+        price_ticks,
+        qty_lots,
+        label,
+    )
+
+
+#: C declaration of the entry point (what a binding declares before calling it)
+C_DECLARATION = """
+int64_t derivex_order(intptr_t ctx, int64_t kind, int64_t seq, int64_t ts_ns,
+    int64_t account, int64_t instrument, int64_t order_id, int64_t side, int64_t order_type,
+    int64_t tif, int64_t flags, int64_t price_ticks, int64_t qty_lots, int64_t label);
+"""
