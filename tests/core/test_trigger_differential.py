@@ -137,7 +137,9 @@ def test_trigger_differential_risk_streams(data):
     )
 
 
-@pytest.mark.parametrize(("seed", "risk"), [(1, False), (2, False), (3, True), (4, True)])
+# (seeds drawn so that each stream really places and fires triggers: the base generator's
+# draws shift whenever it learns a command, as it did for the kill switch and client ids)
+@pytest.mark.parametrize(("seed", "risk"), [(1, False), (2, False), (3, True), (6, True)])
 def test_trigger_differential_long_seeded(seed, risk):
     """~3k commands per seed through both; the streams must really fire and cancel
     triggers (counted), or the test proves nothing."""
@@ -156,10 +158,10 @@ def test_trigger_differential_long_seeded(seed, risk):
 
 
 def test_trigger_differential_liquidation_and_margin_at_activation():
-    """A seeded risk stream (seed 6) in which an account is liquidated with a trigger order
+    """A seeded risk stream (seed 27) in which an account is liquidated with a trigger order
     resting (cancelled with CANCEL_LIQUIDATION) and triggered orders fail the margin check
     at activation (TRIGGER_FIRED with INSUFFICIENT_MARGIN): both sides agree on all of it."""
-    ch = RandomChooser(6)
+    ch = RandomChooser(27)
     config = draw_risk_trigger_config(ch)
     pair = Pair(config)
     seen: dict[tuple[int, int], int] = {}

@@ -226,7 +226,7 @@ def decode_one(ev: np.void) -> dict:
     try:
         out["kind"] = EventKind(kind).name
         names = EVENT_FIELDS[EventKind(kind)]
-    except ValueError:
+    except (ValueError, KeyError):  # (an event kind without a field list: all fields)
         out["kind"] = kind
         names = tuple(n for n in EVENT_DTYPE.names if n not in ("seq", "kind", "command"))
     for name in names:
