@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import ipc_workers as w
 import numpy as np
@@ -200,10 +201,36 @@ def _attach(name: str) -> BookReader:
             time.sleep(0.005)
 
 
-def writer(q, tag, name, generations, pause_every=0):
+def _ready_flag(name, tag):
+    return Path("/dev/shm") / f"{name}.ready.{tag}"
+
+
+def mark_ready(name, tag):
+    """A reader has attached (the writer may start: see ``writer``'s ``wait_readers``)."""
+    _ready_flag(name, tag).touch()
+
+
+def await_readers(name, count, timeout_s=60.0):
+    """Until ``count`` readers marked themselves ready (bounded); removes their flags."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        flags = list(Path("/dev/shm").glob(f"{name}.ready.*"))
+        if len(flags) >= count:
+            for flag in flags:
+                flag.unlink(missing_ok=True)
+            return
+        time.sleep(0.001)
+
+
+def writer(q, tag, name, generations, pause_every=0, wait_readers=0):
+    """Republish every block ``generations`` times; with ``wait_readers``, only once that
+    many readers have attached (a reader that starts late would see the final state only,
+    and the test would not show reads racing writes)."""
+
     def body():
         book = BookWriter.create(name, INSTRUMENTS, depth=8)
         q.put({"tag": tag + ":stalled", "pid": os.getpid()})  # segment exists
+        await_readers(name, wait_readers)
         arrays = books()
         t0 = time.monotonic()
         changed = write_loop(
@@ -225,13 +252,12 @@ def writer(q, tag, name, generations, pause_every=0):
 def njit_reader(q, tag, name, last):
     def body():
         reader = _attach(name)
+        # compiled (or loaded) before it counts as ready: one read (``last`` 0 is reached)
+        args = (reader.flat, reader.ctrl, reader.words, reader.depth, LADDER, INSTRUMENTS)
+        read_loop(*args, 0, SPIN_YIELD.params(), time.monotonic_ns() + 30 * 10**9)
+        mark_ready(name, tag)
         reads, bad, changes, top, timeouts = read_loop(
-            reader.flat,
-            reader.ctrl,
-            reader.words,
-            reader.depth,
-            LADDER,
-            INSTRUMENTS,
+            *args,
             last,
             SPIN_YIELD.params(),
             time.monotonic_ns() + 30 * 10**9,
@@ -253,6 +279,7 @@ def python_reader(q, tag, name, last):
 
     def body():
         reader = _attach(name)
+        mark_ready(name, tag)
         words = np.zeros(reader.words, np.int64)
         depth = reader.depth
         reads = bad = changes = top = 0

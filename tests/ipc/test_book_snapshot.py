@@ -151,7 +151,8 @@ def test_readers_in_other_processes_never_see_a_torn_snapshot(shm_name):
     generations = 150_000
     reports = w.run(
         [
-            (bw.writer, ("writer", shm_name, generations), {}),
+            # the writer starts once both readers are attached: reads race the writes
+            (bw.writer, ("writer", shm_name, generations), {"wait_readers": 2}),
             (bw.njit_reader, ("njit", shm_name, generations), {}),
             (bw.python_reader, ("python", shm_name, generations), {}),
         ],
