@@ -1,9 +1,10 @@
 """Compile (or load) derivex's kernels once, one process at a time, before anything runs in
-parallel (scripts/setup.sh runs it): the engine and the per-command door; then a short ``derivex serve --workers 2``
-with the demo agents trading (the runtime's rings, bus and book snapshots, the journal,
-the pricing service, snapshots at its clean stop); then ``derivex verify`` of what it wrote
-(the journal walk and the state roots). Each step is bounded; a step that fails is
-reported and the others still run (the kernels it did compile stay cached).
+parallel (scripts/setup.sh runs it): the engine and the per-command door; then a short
+``derivex serve --workers 2`` with the demo agents trading (the runtime's rings, bus and
+book snapshots, the journal, the pricing service, snapshots at its clean stop); then
+``derivex verify`` of what it wrote (the journal walk and the state roots). Each step is
+bounded; a step that fails is reported and the others still run (the kernels it did
+compile stay cached).
 
     python scripts/warm.py [--serve-seconds 8]
 """
