@@ -116,6 +116,7 @@ class JetStreamLog:
         replicas: int = 3,
         timeout: float = 2.0,
         retry_for: float = 20.0,
+        setup_for: float = 30.0,
     ) -> None:
         self.domain = domain.lower()
         self.stream = stream_name(domain)
@@ -123,13 +124,17 @@ class JetStreamLog:
         self.writer = writer
         self.timeout = timeout
         self.retry_for = retry_for
+        self.setup_for = max(setup_for, retry_for)
         self.retries = 0  # transient publish failures retried (a metric for tests)
         self._last_seq = 0
         self._stream_last = 0
         self.loop = LoopThread(self.stream)
         try:
-            self.loop.call(self._connect(urls, replicas), timeout=retry_for + 10)
-            self.refresh()
+            # setting up waits out a cluster still electing its leaders for ``setup_for``
+            # seconds whatever ``retry_for`` (the budget of each append) is
+            budget = self.setup_for
+            self.loop.call(self._connect(urls, replicas, budget), timeout=budget + 10)
+            self._stream_last, self._last_seq = self.loop.call(self._tail(budget), budget + 5)
         except BaseException:
             if hasattr(self, "nc"):
                 with contextlib.suppress(Exception):
@@ -137,7 +142,7 @@ class JetStreamLog:
             self.loop.close()
             raise
 
-    async def _connect(self, urls: list[str], replicas: int) -> None:
+    async def _connect(self, urls: list[str], replicas: int, budget: float) -> None:
         self.nc = await nats.connect(
             servers=urls,
             connect_timeout=self.timeout,
@@ -155,7 +160,7 @@ class JetStreamLog:
             allow_direct=True,
         )
         # a fresh cluster may still be electing its meta leader
-        await self.retrying(lambda: self.js.add_stream(config))
+        await self.retrying(lambda: self.js.add_stream(config), budget)
 
     # ---- the tail ----
 
@@ -175,25 +180,27 @@ class JetStreamLog:
         self._stream_last, self._last_seq = self.loop.call(self._tail(), self.retry_for + 5)
         return self._last_seq
 
-    async def _tail(self) -> tuple[int, int]:
-        info = await self.retrying(lambda: self.js.stream_info(self.stream))
+    async def _tail(self, budget: float | None = None) -> tuple[int, int]:
+        info = await self.retrying(lambda: self.js.stream_info(self.stream), budget)
         last = info.state.last_seq
         if last == 0 or info.state.messages == 0:
             return 0, 0
-        frame = await self._frame(last)
+        frame = await self._frame(last, budget)
         return last, frame.last_seq
 
-    async def _frame(self, position: int) -> LogBatch:
-        message = await self.retrying(lambda: self.js.get_msg(self.stream, seq=position))
+    async def _frame(self, position: int, budget: float | None = None) -> LogBatch:
+        message = await self.retrying(
+            lambda: self.js.get_msg(self.stream, seq=position), budget
+        )
         headers = message.headers or {}
         if FIRST_SEQ_HEADER not in headers:
             raise LogError(f"stream seq {position} has no {FIRST_SEQ_HEADER} header")
         return decode_frame(message.data or b"", int(headers[FIRST_SEQ_HEADER]), position)
 
-    async def retrying(self, operation):  # type: ignore[no-untyped-def]
+    async def retrying(self, operation, budget: float | None = None):  # type: ignore[no-untyped-def]
         """Await ``operation()`` until it does not fail transiently (:func:`transient`)
-        or ``retry_for`` seconds have passed."""
-        deadline = time.monotonic() + self.retry_for
+        or ``budget`` seconds (default ``retry_for``) have passed."""
+        deadline = time.monotonic() + (self.retry_for if budget is None else budget)
         while True:
             try:
                 return await operation()

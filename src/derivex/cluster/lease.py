@@ -48,13 +48,15 @@ class Lease:
         self.revision = 0  # of our last write; 0: not held
         self.epoch = 0  # the revision we acquired with
         self._valid_until = 0.0
-        self._kv = log.loop.call(self._bucket(), log.retry_for + 5)
+        self._kv = log.loop.call(self._bucket(), log.setup_for + 5)
 
     async def _bucket(self):  # type: ignore[no-untyped-def]
         config = api.KeyValueConfig(
             bucket=BUCKET, history=1, replicas=3, storage=api.StorageType.FILE
         )
-        return await self.log.retrying(lambda: self.log.js.create_key_value(config))
+        return await self.log.retrying(
+            lambda: self.log.js.create_key_value(config), self.log.setup_for
+        )
 
     @property
     def held(self) -> bool:
