@@ -101,20 +101,26 @@ class Lease:
         expired, someone else holds it, or the bucket did not answer within the log's
         ``retry_for`` (a renewal that landed but whose reply was lost also reads as lost
         on the retry: the leader stops, never two leaders). Cost: one round trip."""
+        try:
+            return self.log.loop.call(self.renew_async(), self.log.retry_for + 5)
+        except TRANSIENT:
+            self.revision = 0
+            return False
+
+    async def renew_async(self) -> bool:
+        """:meth:`renew` as a coroutine on the log's loop (a serving leader renews without
+        blocking its gateway: ``Leader.keep_lease``)."""
         if not self.held:
             return False
         sent = time.monotonic()
         try:
-            ack = self.log.loop.call(
-                self.log.retrying(
-                    lambda: self.log.js.publish(
-                        f"$KV.{BUCKET}.{self.key}",
-                        self.holder.encode(),
-                        headers={api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(self.revision)},
-                        msg_ttl=self.ttl_s,
-                    )
-                ),
-                self.log.retry_for + 5,
+            ack = await self.log.retrying(
+                lambda: self.log.js.publish(
+                    f"$KV.{BUCKET}.{self.key}",
+                    self.holder.encode(),
+                    headers={api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(self.revision)},
+                    msg_ttl=self.ttl_s,
+                )
             )
         except (nats.js.errors.APIError, *TRANSIENT):
             self.revision = 0

@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -33,6 +35,7 @@ import numpy as np
 from derivex.cluster.jetstream import JetStreamLog
 from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogBatch, WrongLastSequence
+from derivex.cluster.pipeline import FramePipeline
 from derivex.core.engine import Engine
 from derivex.core.records import CommandKind, command_array
 from derivex.journal import full_root
@@ -59,6 +62,13 @@ def warm_kernels() -> None:
     commands["amount_units"][1] = 1
     sequencer.sequence(commands)
     full_root(sequencer.engine.state)
+
+
+def _renewed(renewal: concurrent.futures.Future[bool]) -> bool:
+    try:
+        return renewal.result()
+    except Exception:  # a renewal that failed in any way is not a renewal
+        return False
 
 
 def roots_subject(domain: str) -> str:
@@ -119,6 +129,12 @@ class Leader:
         )
         self.sequencer.ts_ns = ts_ns
         self._renewed = time.monotonic()
+        #: set by :meth:`pipeline` (a serving leader): frames are published behind the engine
+        self.pipelined: FramePipeline | None = None
+        self._renewal: concurrent.futures.Future[bool] | None = None
+        self._position = 0  # stream seq the last pushed frame will have (pipelined)
+        self._roots: dict[int, RootReport] = {}
+        self._roots_lock = threading.Lock()
 
     @property
     def position(self) -> int:
@@ -131,13 +147,50 @@ class Leader:
         ``LogError`` when the cluster did not answer within the log's ``retry_for``."""
         return self.sequencer.sequence(commands)
 
+    def pipeline(self, outage_s: float = 0.5) -> FramePipeline:
+        """From now on publish frames behind the engine (``cluster.pipeline``): the
+        before-hook queues each frame and returns; ``pipelined.acked_seq`` says what is
+        quorum-durable, and the caller holds its replies until then (the gateway's gate).
+        The lease is renewed without blocking too (:meth:`keep_lease`)."""
+        if self.pipelined is None:
+            self._position = self.log.stream_last
+            self.pipelined = FramePipeline(self.log, outage_s=outage_s, after_ack=self._acked)
+        return self.pipelined
+
+    def close(self) -> None:
+        """Stop the pipeline's writer (frames still queued are not published)."""
+        if self.pipelined is not None:
+            self.pipelined.close()
+
     def keep_lease(self) -> None:
         """Renew the lease when a third of its TTL has passed; a failed renewal fences
-        this leader (with ``check_lease``). Call it between batches and when idle."""
+        this leader (with ``check_lease``). Call it between batches and when idle.
+        Pipelined, the renewal runs on the log's loop and its outcome is looked at on the
+        next call (the caller never waits for the cluster); a pipeline that failed fences
+        the leader too."""
+        pipe = self.pipelined
+        if pipe is not None and pipe.failed is not None and self.fenced is None:
+            self.fenced = pipe.failed
+            _log.error("%s: append failed, stopping: %r", self.node, pipe.failed)
+        renewal = self._renewal
+        if renewal is not None:
+            if not renewal.done():
+                return
+            self._renewal = None
+            if not _renewed(renewal):
+                self._lease_lost()
         if time.monotonic() - self._renewed < self.lease.ttl_s / 3:
             return
         self._renewed = time.monotonic()
-        if not self.lease.renew() and self.check_lease and self.fenced is None:
+        if pipe is not None:
+            self._renewal = asyncio.run_coroutine_threadsafe(
+                self.lease.renew_async(), self.log.loop.loop
+            )
+        elif not self.lease.renew():
+            self._lease_lost()
+
+    def _lease_lost(self) -> None:
+        if self.check_lease and self.fenced is None:
             self.fenced = LeaseLost(self.sequencer.seq, None, " (lease lost)")
             _log.error("%s: lease lost at seq %d, stopping", self.node, self.sequencer.seq)
 
@@ -147,6 +200,11 @@ class Leader:
         if self.check_lease and not self.lease.valid:
             self.fenced = LeaseLost(self.sequencer.seq, None, " (lease expired)")
             raise self.fenced
+        pipe = self.pipelined
+        if pipe is not None:
+            pipe.check(commands)  # the failure, or WriteOutage: nothing applied
+            pipe.push(commands)
+            return
         try:
             self.log.append(commands, int(commands["seq"][0]) - 1)
         except WrongLastSequence as error:
@@ -162,13 +220,34 @@ class Leader:
             raise
 
     def _published(self, commands: np.ndarray, events: np.ndarray) -> None:
-        position = self.log.stream_last
+        if self.pipelined is not None:
+            self._position += 1
+            position = self._position
+        else:
+            position = self.log.stream_last
         if position % self.every == 0:
             root = full_root(self.sequencer.engine.state).hex()
             report = RootReport(
                 self.log.domain, position, self.sequencer.seq, root, self.node, True
             )
+            if self.pipelined is None:
+                _publish_root(self.log, report)
+                return
+            # pipelined: the root goes out once its frame is in the stream (a root of a
+            # frame that never lands would read as a divergence to the followers)
+            with self._roots_lock:
+                if self.pipelined.acked_position < position:
+                    self._roots[position] = report
+                    return
             _publish_root(self.log, report)
+
+    async def _acked(self, position: int, last_seq: int) -> None:
+        """After each PubAck (the log's loop thread): publish the roots now landed."""
+        with self._roots_lock:
+            ready = [p for p in self._roots if p <= position]
+            reports = [self._roots.pop(p) for p in sorted(ready)]
+        for report in reports:
+            await self.log.nc.publish(roots_subject(self.log.domain), report.encode())
 
 
 class Follower:

@@ -28,6 +28,7 @@ holds a venue with a data directory that does not is refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -42,8 +43,10 @@ from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
 from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogError
 from derivex.cluster.node import Follower, Leader, warm_kernels
+from derivex.cluster.pipeline import WriteOutage
 from derivex.core import query
 from derivex.exchange import Exchange
+from derivex.gateway.durability import SharedDurability
 from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY, RpcError
 from derivex.journal import full_root
 from derivex.sequencer import Sequencer
@@ -61,7 +64,9 @@ EXIT_STOPPED, EXIT_DIVERGED, EXIT_FENCED = 0, 2, 3
 class ClusterOptions:
     """Where and how a node joins its domain. ``ttl_s``: the lease TTL (whole seconds);
     ``every``: K, a root every K frames; ``retry_for``: how long an append rides out a
-    stream leader election before the leader stops (the gateway waits that long)."""
+    stream leader election before the leader stops (the replies wait that long);
+    ``outage_s``: how long the oldest frame waits for its PubAck before new risk is
+    refused (``cluster.pipeline``)."""
 
     urls: list[str]
     domain: str
@@ -70,6 +75,7 @@ class ClusterOptions:
     ttl_s: int = 2
     every: int = 16
     retry_for: float = 10.0
+    outage_s: float = 0.5
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -91,14 +97,40 @@ class ClusterExchange(Exchange):
         super().__init__(leader.sequencer.engine.config, clock=clock)
         self.leader = leader
         self.sequencer = leader.sequencer
+        #: set by :meth:`pipeline`: the gateway's ``DurabilityGate`` watches it and holds
+        #: replies until the stream has acknowledged what they report
+        self.durability: SharedDurability | None = None
+        self.timeout_s = leader.log.retry_for
+
+    def pipeline(self, outage_s: float = 0.5) -> None:
+        """Publish behind the engine from now on (``cluster.pipeline``): ``submit``
+        returns once applied, and a gateway started afterwards installs its gate on
+        ``durability`` (``durable_results`` False); without a gate, ``submit`` still waits
+        for the PubAck itself."""
+        pipe = self.leader.pipeline(outage_s)
+        self.durability = SharedDurability(
+            lambda: pipe.acked_seq, lambda: self.sequencer.seq, bell=pipe.bell
+        )
 
     def submit(self, commands: np.ndarray) -> np.ndarray:
         try:
-            return super().submit(commands)
+            events = super().submit(commands)
+            pipe = self.leader.pipelined
+            if pipe is not None and self.durable_results:
+                pipe.wait(int(commands["seq"][-1]), self.timeout_s + 5)
+            return events
+        except WriteOutage as error:
+            raise RpcError(RETRY, "write_outage", {"reason": "write_outage"}) from error
         except Fenced as error:
             raise RpcError(RETRY, "not_leader", {"reason": "not_leader"}) from error
         except LogError as error:
             raise RpcError(OUTCOME_UNKNOWN, "timed_out", {"reason": "outcome_unknown"}) from error
+
+    def stop_pipeline(self) -> None:
+        """Stop the durability watcher and the pipeline's writer."""
+        if self.durability is not None:
+            self.durability.stop()
+        self.leader.close()
 
 
 def stand_by(
@@ -215,7 +247,9 @@ def serve_cluster(
         _log.info("%s: leading %s from seq %d", options.node, log.domain, leader.sequencer.seq)
         exchange = ClusterExchange(leader)
         opened = _open(data_dir, exchange, gateway_options.get("demo", True))
-        return asyncio.run(_serve(opened, leader, host, port, announce, **gateway_options))
+        return asyncio.run(
+            _serve(opened, leader, host, port, announce, options.outage_s, **gateway_options)
+        )
     finally:
         if leader is not None:
             _report(options.node, "leader", leader.sequencer, log.stream_last)
@@ -240,10 +274,13 @@ async def _serve(
     host: str,
     port: int,
     announce: Callable[[Any, Any], None],
+    outage_s: float = 0.5,
     **gateway_options: Any,
 ) -> int:
     from derivex.gateway import serve as serving
 
+    exchange: ClusterExchange = opened.venue.exchange
+    exchange.pipeline(outage_s)  # before ``start``: the gateway installs its gate on it
     gateway = serving.build(opened, **gateway_options)
     stop = asyncio.Event()
     code = EXIT_STOPPED
@@ -254,6 +291,8 @@ async def _serve(
         if leader.fenced is not None and not stop.is_set():
             _log.error("%s: fenced, no longer serving: %s", leader.node, leader.fenced)
             code = EXIT_FENCED
+            if gateway.gate is not None:  # held replies: their frames may never land
+                gateway.gate.expire()
             stop.set()
 
     gateway.add_periodic(max(0.05, leader.lease.ttl_s / 6), keep_lease)
@@ -263,5 +302,13 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+    pipe = leader.pipelined
+    if code == EXIT_STOPPED and pipe is not None:  # a clean stop: what was applied lands
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(pipe.wait, pipe.pushed_seq, exchange.timeout_s)
+        if gateway.gate is not None:
+            gateway.gate.release_now()
+        await asyncio.sleep(0.05)  # (the released replies reach their sockets)
     await gateway.stop()
+    exchange.stop_pipeline()
     return code

@@ -174,16 +174,25 @@ class DurabilityGate:
             self._progress_seq, self._progress_at = durable, now
         elif now - self._progress_at > self.timeout_s:
             self._progress_at = now
-            waiting, self.waiting = self.waiting, {}
-            for connection in waiting:
-                connection.expire_held()
-            futures, self._futures = self._futures, []
-            for _, future in futures:
-                if not future.done():
-                    future.set_exception(
-                        DurabilityTimeout(f"nothing durable for {self.timeout_s} s")
-                    )
+            self.expire()
         self.loop.call_later(STALL_CHECK_S, self._check_stall)
+
+    def release_now(self) -> None:
+        """Write what is durable now without waiting for the next wake-up (a clean stop)."""
+        self._release()
+
+    def expire(self) -> None:
+        """Answer everything held as outcome unknown now (13888 for replies with a result,
+        errors as they are; ``outcome_unknown_frames``): what it reports may never become
+        durable (a stalled journal, a leader that stopped)."""
+        self._release()  # what is durable goes first, as it is
+        waiting, self.waiting = self.waiting, {}
+        for connection in waiting:
+            connection.expire_held()
+        futures, self._futures = self._futures, []
+        for _, future in futures:
+            if not future.done():
+                future.set_exception(DurabilityTimeout(f"nothing durable for {self.timeout_s} s"))
 
 
 def outcome_unknown_frames(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:

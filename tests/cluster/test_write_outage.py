@@ -1,0 +1,124 @@
+"""A serving leader through a write outage (``cluster.pipeline``): the whole NATS
+cluster paused for a few seconds, shorter than the lease's TTL.
+
+While no PubAck can come, the gateway's loop keeps running (it no longer waits for the
+cluster inside a request: pages are served and connections accepted), a new order is
+refused with the retryable 10040 ``write_outage`` without being applied, and a cancel is
+queued. Replies still leave only once what they report is in the stream, so both
+answers arrive when the cluster runs again: the refusal as it is, the cancel
+acknowledged. The leader serves on, and the stream replays to the state the leader
+reports when it stops."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+
+import requests
+
+from derivex.cluster.jetstream import JetStreamLog
+from tests.cluster.test_failover import replay_root
+from tests.cluster.test_serve_cluster import PERPETUAL, ServedNode, client, low_price
+
+
+class Rpc:
+    """Raw JSON-RPC over HTTP with a bearer token (the exact error codes, no ccxt)."""
+
+    def __init__(self, url: str, key: str, secret: str) -> None:
+        self.url = url
+        auth = self.call(
+            "public/auth",
+            grant_type="client_credentials",
+            client_id=key,
+            client_secret=secret,
+        )
+        self.token = auth["result"]["access_token"]
+
+    def call(self, method: str, timeout: float = 30.0, **params: object) -> dict:
+        headers = {"Authorization": f"Bearer {self.token}"} if hasattr(self, "token") else {}
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        reply = requests.post(
+            f"{self.url}/api/v2/{method}", json=body, headers=headers, timeout=timeout
+        )
+        return reply.json()
+
+
+def test_queries_answer_orders_are_refused_and_cancels_wait_through_a_write_outage(
+    nats_cluster, domain, tmp_path
+) -> None:
+    data, log = tmp_path / "venue", tmp_path / "node.log"
+    leader = ServedNode(
+        data, log, nats_cluster.urls, domain, "leader", "a", "--lease-ttl", "6"
+    )  # (the later --lease-ttl wins over the helper's 2 s)
+    try:
+        url = leader.banner()
+        key, secret = leader.credentials()
+        trader = client(url, key, secret)
+        resting = trader.create_order(PERPETUAL, "limit", "buy", 0.01, low_price(trader, 1))
+        price = low_price(trader, 2)
+        rpc = Rpc(url, key, secret)
+        replies: list[dict] = []
+        for node in nats_cluster.nodes:
+            node.signal(signal.SIGSTOP)
+        paused = time.monotonic()
+        try:
+            time.sleep(1.0)  # past the outage threshold (0.5 s without a PubAck)
+            asked = time.monotonic()
+            page = requests.get(f"{url}/", timeout=5)
+            answered = time.monotonic() - asked
+            buyer = threading.Thread(
+                target=lambda: replies.append(
+                    rpc.call(
+                        "private/buy",
+                        instrument_name=trader.market(PERPETUAL)["id"],
+                        amount=0.01,
+                        type="limit",
+                        price=price,
+                        label="in-outage",
+                    )
+                )
+            )
+            canceller = threading.Thread(
+                target=lambda: replies.append(rpc.call("private/cancel", order_id=resting["id"]))
+            )
+            buyer.start()
+            time.sleep(0.2)
+            canceller.start()
+            time.sleep(1.0)
+            held = list(replies)  # nothing is answered before its frame (or the one
+            still_paused = time.monotonic() - paused  # before it) has its PubAck
+        finally:
+            for node in nats_cluster.nodes:
+                node.signal(signal.SIGCONT)
+        print(f"write outage: a page served in {answered * 1000:.0f} ms while paused")
+        assert page.status_code == 200 and still_paused < 5  # (within the lease's TTL)
+        assert held == []
+        buyer.join(30)
+        canceller.join(30)
+        refused, cancelled = replies
+        assert refused["error"]["code"] == 10040, refused
+        assert refused["error"]["data"] == {"reason": "write_outage"}
+        assert cancelled["result"]["order_state"] == "cancelled", cancelled
+        # writing resumed: the leader serves on
+        order = trader.create_order(PERPETUAL, "limit", "buy", 0.01, price)
+        assert order["status"] == "open"
+        open_orders = trader.fetch_open_orders(PERPETUAL)
+        assert resting["id"] not in {o["id"] for o in open_orders}
+        assert "in-outage" not in {o["info"].get("label") for o in open_orders}
+        assert leader.process.poll() is None
+        assert leader.stop() == 0
+        stopped = re.search(
+            r"stopped as leader at stream seq (\d+), seq (\d+), root (\w+)", log.read_text()
+        )
+        assert stopped, log.read_text()[-3000:]
+        with JetStreamLog(nats_cluster.urls, domain) as stream:
+            frames = list(stream.read(1))
+        seq, root = replay_root(frames)
+        assert (seq, root) == (int(stopped.group(2)), stopped.group(3))
+    finally:
+        if leader.process.poll() is None:
+            os.killpg(leader.process.pid, signal.SIGKILL)
+            leader.process.wait(10)
