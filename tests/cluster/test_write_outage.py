@@ -53,27 +53,52 @@ def test_queries_answer_orders_are_refused_and_cancels_wait_through_a_write_outa
     leader = ServedNode(
         data, log, nats_cluster.urls, domain, "leader", "a", "--lease-ttl", "6"
     )  # (the later --lease-ttl wins over the helper's 2 s)
+    nodes = [leader]
     try:
         url = leader.banner()
         key, secret = leader.credentials()
+        # a read replica on a copy of the data directory (here: the same one)
+        replica = ServedNode(
+            data, tmp_path / "replica.log", nats_cluster.urls, domain, "replica", "r"
+        )
+        nodes.append(replica)
         trader = client(url, key, secret)
         resting = trader.create_order(PERPETUAL, "limit", "buy", 0.01, low_price(trader, 1))
         price = low_price(trader, 2)
         rpc = Rpc(url, key, secret)
-        replies: list[dict] = []
+        reader = Rpc(replica.banner(), key, secret)
+        name = trader.market(PERPETUAL)["id"]
+        deadline = time.monotonic() + 30
+        while not _open_ids(reader, name) >= {resting["id"]}:  # the replica has caught up
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        replies: dict[str, dict] = {}
         for node in nats_cluster.nodes:
             node.signal(signal.SIGSTOP)
         paused = time.monotonic()
         try:
+            # the cancel is queued at once: its frame waits for a PubAck from now on
+            canceller = threading.Thread(
+                target=lambda: replies.update(
+                    cancel=rpc.call("private/cancel", order_id=resting["id"])
+                )
+            )
+            canceller.start()
             time.sleep(1.0)  # past the outage threshold (0.5 s without a PubAck)
             asked = time.monotonic()
             page = requests.get(f"{url}/", timeout=5)
             answered = time.monotonic() - asked
+            # the replica answers queries from what the stream holds, and refuses commands
+            asked = time.monotonic()
+            read_open = _open_ids(reader, name)
+            book = reader.call("public/get_order_book", instrument_name=name, timeout=5)
+            read_in = time.monotonic() - asked
+            not_leader = reader.call("private/cancel", order_id=resting["id"], timeout=5)
             buyer = threading.Thread(
-                target=lambda: replies.append(
-                    rpc.call(
+                target=lambda: replies.update(
+                    buy=rpc.call(
                         "private/buy",
-                        instrument_name=trader.market(PERPETUAL)["id"],
+                        instrument_name=name,
                         amount=0.01,
                         type="limit",
                         price=price,
@@ -81,34 +106,54 @@ def test_queries_answer_orders_are_refused_and_cancels_wait_through_a_write_outa
                     )
                 )
             )
-            canceller = threading.Thread(
-                target=lambda: replies.append(rpc.call("private/cancel", order_id=resting["id"]))
-            )
             buyer.start()
-            time.sleep(0.2)
-            canceller.start()
             time.sleep(1.0)
-            held = list(replies)  # nothing is answered before its frame (or the one
+            held = dict(replies)  # nothing is answered before its frame (or the one
             still_paused = time.monotonic() - paused  # before it) has its PubAck
         finally:
             for node in nats_cluster.nodes:
                 node.signal(signal.SIGCONT)
         print(f"write outage: a page served in {answered * 1000:.0f} ms while paused")
+        print(f"write outage: the replica answered two queries in {read_in * 1000:.0f} ms")
         assert page.status_code == 200 and still_paused < 5  # (within the lease's TTL)
-        assert held == []
+        assert resting["id"] in read_open and book["result"]["instrument_name"] == name
+        assert not_leader["error"]["code"] == 10040, not_leader
+        assert not_leader["error"]["data"] == {"reason": "not_leader"}
+        assert held == {}
         buyer.join(30)
         canceller.join(30)
-        refused, cancelled = replies
+        cancelled, refused = replies["cancel"], replies["buy"]
         assert refused["error"]["code"] == 10040, refused
         assert refused["error"]["data"] == {"reason": "write_outage"}
-        assert cancelled["result"]["order_state"] == "cancelled", cancelled
+        assert cancelled.get("result", {}).get("order_state") == "cancelled", (
+            cancelled.get("error"),
+            _tail(log),
+        )
         # writing resumed: the leader serves on
-        order = trader.create_order(PERPETUAL, "limit", "buy", 0.01, price)
+        # a client retries 10040: the stream may take a few seconds to elect after the
+        # pause, and new risk is refused until the queued frames have their PubAcks
+        deadline = time.monotonic() + 30
+        while "error" in (
+            placed := rpc.call(
+                "private/buy", instrument_name=name, amount=0.01, type="limit", price=price
+            )
+        ):
+            assert placed["error"]["code"] == 10040 and time.monotonic() < deadline, (
+                placed,
+                _tail(log),
+            )
+            time.sleep(0.2)
+        order = trader.fetch_order(placed["result"]["order"]["order_id"], PERPETUAL)
         assert order["status"] == "open"
         open_orders = trader.fetch_open_orders(PERPETUAL)
         assert resting["id"] not in {o["id"] for o in open_orders}
         assert "in-outage" not in {o["info"].get("label") for o in open_orders}
         assert leader.process.poll() is None
+        deadline = time.monotonic() + 30
+        while resting["id"] in _open_ids(reader, name):  # the replica follows the cancel
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert replica.stop() == 0
         assert leader.stop() == 0
         stopped = re.search(
             r"stopped as leader at stream seq (\d+), seq (\d+), root (\w+)", log.read_text()
@@ -119,6 +164,18 @@ def test_queries_answer_orders_are_refused_and_cancels_wait_through_a_write_outa
         seq, root = replay_root(frames)
         assert (seq, root) == (int(stopped.group(2)), stopped.group(3))
     finally:
-        if leader.process.poll() is None:
-            os.killpg(leader.process.pid, signal.SIGKILL)
-            leader.process.wait(10)
+        for node in nodes:
+            if node.process.poll() is None:
+                os.killpg(node.process.pid, signal.SIGKILL)
+                node.process.wait(10)
+
+
+def _open_ids(rpc: Rpc, instrument: str) -> set[str]:
+    reply = rpc.call("private/get_open_orders_by_instrument", instrument_name=instrument, timeout=5)
+    return {order["order_id"] for order in reply["result"]}
+
+
+def _tail(path) -> str:
+    """The node's log without its tracebacks' bodies (for a failing assertion)."""
+    lines = path.read_text().splitlines()
+    return "\n".join(line for line in lines if not line.startswith(" "))[-3000:]

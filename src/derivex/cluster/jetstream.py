@@ -46,6 +46,8 @@ from derivex.core.records import COMMAND_DTYPE
 __all__ = ["FIRST_SEQ_HEADER", "JetStreamLog", "stream_name", "stream_subject"]
 
 FIRST_SEQ_HEADER = "Dx-First-Seq"
+#: JetStream's 10158: a message with this Msg-Id is being stored right now
+DUPLICATE_IN_PROCESS = 10158
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
 NO_SUITABLE_PEERS = 10005  # JSClusterNoPeersErrF
 # what a publish meets while the stream has no leader or the connection is re-routed
@@ -253,6 +255,12 @@ class JetStreamLog:
                     continue
                 if not isinstance(error, nats.js.errors.APIError):
                     raise
+                if error.err_code == DUPLICATE_IN_PROCESS and time.monotonic() <= deadline:
+                    # our earlier try of this very message is still being stored (a retry
+                    # after a timeout): ask again, it is then a duplicate or stored
+                    self.retries += 1
+                    await asyncio.sleep(0.05)
+                    continue
                 if error.err_code != WRONG_LAST_SEQUENCE:
                     raise LogError(f"publish refused: {error}") from error
                 # a retry of ours that landed before may be refused by the fence rather

@@ -299,13 +299,13 @@ class Follower:
             )
             _log.error("replica diverged, out of service: %s", self.diverged)
 
-    def apply_frame(self, frame: LogBatch) -> None:
+    def apply_frame(self, frame: LogBatch) -> np.ndarray:
         """Run one frame through the sequencer (``SequenceGap`` if it does not continue);
-        at every K-th stream seq compute, publish and compare the state root. Cost: one
-        engine call; every K frames a full root (O(state))."""
+        at every K-th stream seq compute, publish and compare the state root. Returns the
+        frame's events. Cost: one engine call; every K frames a full root (O(state))."""
         if self.diverged is not None:
             raise RuntimeError(f"out of service: {self.diverged}")
-        self.sequencer.apply(frame.commands)
+        events = self.sequencer.apply(frame.commands)
         assert frame.position is not None
         self.position = frame.position
         if self.position % self.every == 0:
@@ -319,6 +319,7 @@ class Follower:
                     self.log.domain, self.position, self.sequencer.seq, root, self.node, False
                 ),
             )
+        return events
 
     def poll(
         self, idle: float = 0.5, until: int | None = None, limit_s: float | None = None

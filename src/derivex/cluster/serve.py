@@ -16,7 +16,10 @@ state root every K frames compared with the leader's). Then:
   the retryable error 10040 ``not_leader`` and stops serving (exit code 3): its clients
   reconnect to the new leader.
 - **replica** never leads: it follows until stopped and exits with code 2 when its root
-  differs from the leader's (taken out of service, logged loudly).
+  differs from the leader's (taken out of service, logged loudly). With the venue's files
+  in its data directory it also serves queries from the stream's state
+  (``cluster.read_replica``: answered while the leader cannot write; commands get 10040
+  ``not_leader``).
 
 The data directory holds what the stream does not (``gateway.serve``): the catalogue, the
 keys, the demo accounts. The first leader of an empty stream creates the venue and
@@ -44,6 +47,7 @@ from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogError
 from derivex.cluster.node import Follower, Leader, warm_kernels
 from derivex.cluster.pipeline import WriteOutage
+from derivex.cluster.read_replica import serve_read_replica
 from derivex.core import query
 from derivex.exchange import Exchange
 from derivex.gateway.durability import SharedDurability
@@ -232,7 +236,18 @@ def serve_cluster(
         lease = Lease(log, options.node, ttl_s=options.ttl_s)
         follower = Follower(log, every=options.every, node=options.node)
         _log.info("%s: %s of %s from stream seq 0", options.node, options.role, log.domain)
-        if options.role == "replica":
+        if options.role == "replica" and (data_dir / "serve.json").exists():
+            return serve_read_replica(
+                follower,
+                data_dir,
+                host,
+                port,
+                announce,
+                lambda: bool(stop_requested),
+                **gateway_options,
+            )
+        if options.role == "replica":  # no venue files: follow and check, serve nothing
+            _log.info("%s: no %s/serve.json: following without serving", options.node, data_dir)
             while not stop_requested and follower.diverged is None:
                 try:
                     follower.poll(idle=0.5, limit_s=2.0)

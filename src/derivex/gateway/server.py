@@ -44,6 +44,7 @@ from derivex.gateway.connection import (  # noqa: F401  (names importers use fro
     text_frames,
 )
 from derivex.gateway.durability import DurabilityGate
+from derivex.gateway.errors import RpcError
 from derivex.gateway.keys import KEYS_POLL_S, KeyStore
 from derivex.gateway.limits import Admission, Limits
 from derivex.gateway.overload import Shedder
@@ -233,6 +234,13 @@ class Gateway(Routes):
                     TRACE.calls.setdefault(name, []).append((time.perf_counter() - started) * 1000)
                 if inspect.isawaitable(result):
                     await result
+            except RpcError as refused:  # the venue said no (e.g. a cluster write outage)
+                self.log.warning(
+                    "periodic task refused",
+                    task=getattr(function, "__name__", "task"),
+                    code=refused.code,
+                    reason=refused.message,
+                )
             except Exception:
                 self.log.exception(
                     "periodic task failed", task=getattr(function, "__name__", "task")
