@@ -188,3 +188,61 @@ def test_verify_of_a_live_venue_is_not_a_false_mismatch(tmp_path, flow, monkeypa
     stopped = verify_directory(tmp_path)
     assert stopped.ok and stopped.full.seq == grown[0], stopped.lines
     assert any("same seq, state hash and root" in line for line in stopped.lines)
+
+
+def _older_layout_snapshot(directory, engine, seq: int, monkeypatch) -> object:
+    """A snapshot as a version without the state's last array wrote it (the layout grows
+    at the end: e.g. the trigger arrays were added). The writer walks ``State``'s fields,
+    so it is given that older field list for this one write."""
+    import importlib
+    from collections import namedtuple
+
+    # (``derivex.journal.snapshot`` the attribute is the function of that name)
+    snapshot_module = importlib.import_module("derivex.journal.snapshot")
+
+    older = namedtuple("State", State._fields[:-1])  # type: ignore[misc]
+    with monkeypatch.context() as patch:
+        patch.setattr(snapshot_module, "State", older)
+        return write_snapshot(directory, older(*engine.state[:-1]), engine.config, seq)
+
+
+def test_a_snapshot_of_an_older_layout_is_passed_over_not_trusted(
+    tmp_path, flow, monkeypatch
+) -> None:
+    """An upgrade meets snapshots written by the previous version. They are sound but
+    not usable: recovery says so and falls back to an older snapshot, else to a full
+    replay of the journal, reaching the same state; ``verify`` is still OK; a repair
+    leaves them alone."""
+    from derivex.journal import IncompatibleSnapshot
+    from derivex.journal.repair import plan_repair
+
+    setup, commands = flow
+    exchange = journal_flow(tmp_path, setup, commands[:2_000], seed=8)
+    usable = snapshot(exchange)
+    for part in batches_of(commands[2_000:3_000], 5):
+        exchange.submit(part)
+    seq = exchange.journal.last_seq
+    older = _older_layout_snapshot(tmp_path, exchange.engine, seq, monkeypatch)
+    for part in batches_of(commands[3_000:], 5):
+        exchange.submit(part)
+    exchange.journal.close()
+    with pytest.raises(IncompatibleSnapshot, match="missing arrays"):
+        load_snapshot(older)
+    recovered = recover(tmp_path)  # (no fallback flag needed: this is not damage)
+    assert recovered.snapshot_seq == int(usable.name[9:29])
+    assert any("another state layout" in note and older.name in note for note in recovered.notes)
+    assert recovered.engine.state_hash() == exchange.state_hash()
+    audit = verify_directory(tmp_path)
+    assert audit.ok, audit.lines
+    assert any(older.name in line and "another state layout" in line for line in audit.lines)
+    plan = plan_repair(tmp_path)
+    assert older not in plan.drop_snapshots
+    # only snapshots of the older layout: a full replay of the journal
+    alone = tmp_path / "alone"
+    exchange = journal_flow(alone, setup, commands[:2_000], seed=9)
+    older = _older_layout_snapshot(alone, exchange.engine, exchange.journal.last_seq, monkeypatch)
+    for part in batches_of(commands[2_000:], 5):
+        exchange.submit(part)
+    exchange.journal.close()
+    full = recover(alone)
+    assert full.snapshot_seq is None and full.engine.state_hash() == exchange.state_hash()

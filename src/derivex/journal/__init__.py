@@ -14,7 +14,7 @@
 The formats are specified in docs/journal.md.
 """
 
-from derivex.journal.format import CorruptionError, JournalError
+from derivex.journal.format import CorruptionError, IncompatibleSnapshot, JournalError
 from derivex.journal.proof import prove
 from derivex.journal.reader import Batch, JournalReader, TornTail, read, scan
 from derivex.journal.recovery import (
@@ -42,6 +42,7 @@ __all__ = [
     "Batch",
     "Checkpoint",
     "CorruptionError",
+    "IncompatibleSnapshot",
     "Journal",
     "JournalError",
     "JournalReader",

@@ -69,6 +69,12 @@ class JournalError(Exception):
     """A journal or snapshot cannot be used as asked (misuse, missing data, gaps)."""
 
 
+class IncompatibleSnapshot(JournalError):
+    """A sound snapshot of another state layout (written before the engine gained or
+    changed an array or a parameter): not damage, not usable by this version. Recovery
+    passes over it to an older snapshot or a full replay of the journal."""
+
+
 class CorruptionError(JournalError):
     """Damaged bytes: names the file and the byte offset of the damaged record."""
 

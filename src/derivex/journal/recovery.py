@@ -8,6 +8,7 @@ Recovery returns an engine and its position (:class:`Recovered`); it knows nothi
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -23,6 +24,7 @@ from derivex.journal.format import (
     CONFIG_FILE,
     LOCK_FILE,
     CorruptionError,
+    IncompatibleSnapshot,
     JournalError,
     journal_files,
 )
@@ -72,9 +74,9 @@ def _recorded_config(directory: Path) -> tuple[EngineConfig | None, str]:
     path = directory / CONFIG_FILE
     if path.exists():
         return EngineConfig.from_dict(read_config(path)), str(path)
-    snapshots = list_snapshots(directory)
-    if snapshots:
-        return load_snapshot(snapshots[-1][1], verify=True).config, str(snapshots[-1][1])
+    for _, path in reversed(list_snapshots(directory)):
+        with contextlib.suppress(IncompatibleSnapshot):
+            return load_snapshot(path, verify=True).config, str(path)
     return None, ""
 
 
@@ -153,6 +155,8 @@ def _recover(
         try:
             snapshot = load_snapshot(path)
             break
+        except IncompatibleSnapshot as error:  # sound, from another version: never damage
+            notes.append(f"skipped snapshot of another state layout: {error}")
         except CorruptionError as error:
             if not snapshot_fallback:
                 raise
@@ -335,7 +339,11 @@ def verify_directory(
     )
     at = {point.seq: point.root for point in full.checkpoints}
     for seq, path in snapshots:
-        recorded = load_snapshot(path)
+        try:
+            recorded = load_snapshot(path)
+        except IncompatibleSnapshot as error:  # not damage: recovery passes over it
+            lines.append(f"{path.name}: another state layout, not used ({error})")
+            continue
         if seq == full.snapshot_seq:
             lines.append(f"{path.name}: the base the full replay starts from")
         elif recorded.root is None:

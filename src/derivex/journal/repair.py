@@ -23,6 +23,7 @@ from derivex.journal.format import (
     HEADER,
     HEADER_BYTES,
     CorruptionError,
+    IncompatibleSnapshot,
     JournalError,
     file_name,
     fsync_directory,
@@ -136,6 +137,8 @@ def plan_repair(directory: Path | str) -> Plan:
         try:
             load_snapshot(path)
             snapshots.append((seq, path))
+        except IncompatibleSnapshot as error:  # sound, another version's: left where it is
+            plan.lines.append(f"leave snapshot {path}: another state layout, not used ({error})")
         except JournalError as error:
             plan.drop_snapshots.append(path)
             plan.lines.append(f"move snapshot {path} away: damaged ({error})")

@@ -41,6 +41,7 @@ from derivex.journal.format import (
     CHECKSUM_NAMES,
     DEFAULT_CHECKSUM,
     CorruptionError,
+    IncompatibleSnapshot,
     JournalError,
     checksum,
     fsync_directory,
@@ -275,8 +276,14 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
                     f"{', '.join(names) or 'padding'})",
                 )
         view.release()
-    if [entry["name"] for entry in arrays] != list(State._fields):
-        raise JournalError(f"{path}: arrays {[a['name'] for a in arrays]} do not match State")
+    names = [entry["name"] for entry in arrays]
+    if names != list(State._fields):
+        missing = [name for name in State._fields if name not in names]
+        extra = [name for name in names if name not in State._fields]
+        raise IncompatibleSnapshot(
+            f"{path}: written with another state layout (missing arrays {missing}, "
+            f"unknown arrays {extra})"
+        )
     values = {}
     arena = layout = None
     if meta["compression"] == "none":
@@ -295,8 +302,13 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
             raw = decompress(buffer[entry["offset"] : entry["offset"] + entry["stored"]])
             array = np.frombuffer(raw, dtype=np.dtype(entry["dtype"]))  # read-only
             values[entry["name"]] = array.reshape(entry["shape"])
-    config = EngineConfig.from_dict(meta["config"])
+    try:
+        config = EngineConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise IncompatibleSnapshot(f"{path}: recorded config not readable: {error!r}") from None
     state = State(**values)
+    if state.params.shape != config.params().shape:
+        raise IncompatibleSnapshot(f"{path}: written with another parameter vector layout")
     if not np.array_equal(state.params, config.params()):
         raise JournalError(f"{path}: parameter vector does not match the recorded config")
     root = bytes.fromhex(meta["root"]) if meta["root"] else None
