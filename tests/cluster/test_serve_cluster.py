@@ -133,9 +133,17 @@ def test_a_standby_serves_after_the_leader_is_killed(nats_cluster, domain, tmp_p
         trader = client(url, key, secret)
         acknowledged = []
         for step in range(5):  # just inside the price band, far under the index: rests
-            order = trader.create_order(PERPETUAL, "limit", "buy", 0.01, low_price(trader, step))
+            order = trader.create_order(
+                PERPETUAL, "limit", "buy", 0.01, low_price(trader, step), {"label": f"rest{step}"}
+            )
             assert order["status"] == "open"
             acknowledged.append(order["id"])
+        # a market order fills against the demo makers: a closed order and a trade
+        filled = trader.create_order(PERPETUAL, "market", "buy", 0.01, None, {"label": "taken"})
+        filled = trader.fetch_order(filled["id"], PERPETUAL)
+        assert filled["status"] == "closed" and filled["filled"] == 0.01
+        trades = {trade["id"] for trade in trader.fetch_my_trades(PERPETUAL)}
+        assert trades
         time.sleep(1.0)  # the standby follows (not needed for correctness)
         os.killpg(leader.process.pid, signal.SIGKILL)
         killed = time.monotonic()
@@ -148,8 +156,19 @@ def test_a_standby_serves_after_the_leader_is_killed(nats_cluster, domain, tmp_p
         )
         assert new_url != url
         resumed = client(new_url, key, secret)  # the same key: one data directory
-        open_ids = {order["id"] for order in resumed.fetch_open_orders(PERPETUAL)}
+        open_orders = resumed.fetch_open_orders(PERPETUAL)
+        open_ids = {order["id"] for order in open_orders}
         assert set(acknowledged) <= open_ids  # every acknowledged order survived
+        labels = {order["id"]: order["info"]["label"] for order in open_orders}
+        assert [labels[id_] for id_ in acknowledged] == [f"rest{step}" for step in range(5)]
+        # the history of the leader before: the filled order and its trade
+        again = resumed.fetch_order(filled["id"], PERPETUAL)
+        assert (again["status"], again["filled"], again["info"]["label"]) == (
+            "closed",
+            0.01,
+            "taken",
+        )
+        assert trades <= {trade["id"] for trade in resumed.fetch_my_trades(PERPETUAL)}
         order = resumed.create_order(PERPETUAL, "limit", "buy", 0.01, low_price(resumed, 9))
         assert order["status"] == "open"
         assert resumed.cancel_order(acknowledged[0], PERPETUAL)["status"] == "canceled"

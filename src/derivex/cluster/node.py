@@ -270,6 +270,8 @@ class Follower:
         self.every = every
         self.node = node
         self.diverged: str | None = None
+        #: called with each applied frame's commands and events (``VenueRecords``)
+        self.on_applied: Callable[[np.ndarray, np.ndarray], None] | None = None
         self._lock = threading.Lock()
         self._leader_roots: dict[int, str] = {}
         self._own_roots: dict[int, str] = {}
@@ -306,6 +308,8 @@ class Follower:
         if self.diverged is not None:
             raise RuntimeError(f"out of service: {self.diverged}")
         events = self.sequencer.apply(frame.commands)
+        if self.on_applied is not None:
+            self.on_applied(frame.commands, events)
         assert frame.position is not None
         self.position = frame.position
         if self.position % self.every == 0:

@@ -36,7 +36,7 @@ from derivex.cluster.node import Follower
 from derivex.gateway.errors import RETRY, RpcError
 from derivex.runtime.replica import ReplicaExchange
 
-__all__ = ["FrameFeed", "ReadReplicaExchange", "serve_read_replica"]
+__all__ = ["FrameFeed", "ReadReplicaExchange", "VenueRecords", "serve_read_replica"]
 
 _log = logging.getLogger("derivex.cluster.serve")
 
@@ -51,6 +51,50 @@ class ReadReplicaExchange(ReplicaExchange):
 
     def submit(self, commands: np.ndarray) -> np.ndarray:
         raise RpcError(RETRY, "not_leader", {"reason": "not_leader"})
+
+
+class VenueRecords:
+    """The venue's records (orders, closed orders, trades, labels) kept current from the
+    frames a follower applies (``Follower.on_applied``), so that a standby that takes
+    over, or a read replica, answers for the orders of the leaders before it as they
+    did. Frames applied before the venue's files exist in ``data_dir`` (a new venue's
+    first seconds) wait in memory, at most ``EARLY_FRAMES``; beyond that the history
+    starts later (logged). Labels are shared through ``data_dir/labels`` (one directory
+    for the nodes of a domain, as ``cluster up`` runs them). Cost: the venue's walk of
+    each frame, O(its commands and events)."""
+
+    EARLY_FRAMES = 100_000
+
+    def __init__(self, data_dir: Path, engine: Any, node: str) -> None:
+        self.data_dir = data_dir
+        self.engine = engine
+        self.node = node
+        self.venue: Any = None
+        self._early: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __call__(self, commands: np.ndarray, events: np.ndarray) -> None:
+        if self.venue is None and not self._open():
+            if len(self._early) < self.EARLY_FRAMES:
+                self._early.append((commands, events))
+            return
+        self.venue.apply_frame(commands, events, int(commands["ts_ns"][-1]))
+
+    def _open(self) -> bool:
+        from derivex.gateway.catalog import Catalog
+        from derivex.gateway.labels import SharedLabels
+        from derivex.gateway.venue import Venue
+
+        catalog = self.data_dir / "instruments.json"
+        if not (catalog.exists() and (self.data_dir / "serve.json").exists()):
+            return False
+        labels = SharedLabels(self.data_dir / "labels", f"node.{self.node}")
+        self.venue = Venue(ReadReplicaExchange(self.engine), Catalog.load(catalog), labels=labels)
+        if len(self._early) >= self.EARLY_FRAMES:
+            _log.warning("%s: the venue's records start after its first frames", self.node)
+        for commands, events in self._early:
+            self.venue.apply_frame(commands, events, int(commands["ts_ns"][-1]))
+        self._early.clear()
+        return True
 
 
 class FrameFeed:
@@ -104,18 +148,13 @@ def serve_read_replica(
     serve queries until ``stopping()`` or a divergence. Returns the exit code (0, or 2
     diverged). Blocks."""
     from derivex.gateway import serve as serving
-    from derivex.gateway.catalog import Catalog
     from derivex.gateway.keys import KeyStore
-    from derivex.gateway.venue import Venue
 
-    catalog = Catalog.load(data_dir / "instruments.json")
     state = serving.ServeState.load(data_dir / "serve.json")
     keys = KeyStore(data_dir)
-    venue = Venue(ReadReplicaExchange(follower.sequencer.engine), catalog)
-
-    def walk(frame: LogBatch) -> None:
-        events = follower.apply_frame(frame)
-        venue.apply_frame(frame.commands, events, int(frame.commands["ts_ns"][-1]))
+    records = VenueRecords(data_dir, follower.sequencer.engine, follower.node)
+    follower.on_applied = records
+    walk = follower.apply_frame
 
     log = follower.log
     log.refresh()
@@ -127,7 +166,9 @@ def serve_read_replica(
         follower.node, follower.position, follower.sequencer.seq, time.monotonic() - started,
     )  # fmt: skip
     demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
-    opened = serving.Opened(venue, keys, state, demo_key, ["read replica"])  # type: ignore[arg-type]
+    if records.venue is None:  # an empty stream: nothing applied yet
+        records._open()
+    opened = serving.Opened(records.venue, keys, state, demo_key, ["read replica"])  # type: ignore[arg-type]
     gateway_options.pop("demo", None)
     return asyncio.run(
         _serve(opened, follower, walk, host, port, announce, stopping, **gateway_options)
@@ -137,7 +178,7 @@ def serve_read_replica(
 async def _serve(
     opened: Any,
     follower: Follower,
-    walk: Callable[[LogBatch], None],
+    walk: Callable[[LogBatch], Any],
     host: str,
     port: int,
     announce: Callable[[Any, Any], None],

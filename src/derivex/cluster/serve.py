@@ -47,7 +47,7 @@ from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogError
 from derivex.cluster.node import Follower, Leader, warm_kernels
 from derivex.cluster.pipeline import WriteOutage
-from derivex.cluster.read_replica import serve_read_replica
+from derivex.cluster.read_replica import VenueRecords, serve_read_replica
 from derivex.core import query
 from derivex.exchange import Exchange
 from derivex.gateway.durability import SharedDurability
@@ -170,13 +170,15 @@ def stand_by(
     return None
 
 
-def _open(data_dir: Path, exchange: ClusterExchange, demo: bool) -> Any:
+def _open(data_dir: Path, exchange: ClusterExchange, demo: bool, records: VenueRecords) -> Any:
     """The venue over ``exchange``: created when the stream and ``data_dir`` are both new
-    (every command through the leader, hence the stream), else loaded from ``data_dir``."""
+    (every command through the leader, hence the stream), else loaded from ``data_dir``
+    with the records ``records`` built from the stream."""
     from derivex.gateway import serve as serving
     from derivex.gateway.catalog import Catalog
     from derivex.gateway.datadir import DataDirectoryError
     from derivex.gateway.keys import KeyStore
+    from derivex.gateway.labels import SharedLabels
     from derivex.gateway.listing import default_specs, list_all
     from derivex.gateway.venue import Venue
 
@@ -210,7 +212,12 @@ def _open(data_dir: Path, exchange: ClusterExchange, demo: bool) -> Any:
         demo_key = keys.create(serve_state.demo_account, ("read", "trade"), name="demo")
     if not state_path.exists():  # last, as in ``gateway.serve.open_venue``
         serve_state.save(state_path)
-    return serving.Opened(Venue(exchange, catalog), keys, serve_state, demo_key, report)
+    venue = records.venue
+    if venue is None:  # a new venue (or one whose records could not be built)
+        labels = SharedLabels(data_dir / "labels", f"node.{records.node}")
+        venue = Venue(exchange, catalog, labels=labels)
+    venue.exchange = exchange
+    return serving.Opened(venue, keys, serve_state, demo_key, report)
 
 
 def serve_cluster(
@@ -255,13 +262,17 @@ def serve_cluster(
                     _log.warning("replica: %r", error)
                     time.sleep(0.5)
             return EXIT_DIVERGED if follower.diverged else EXIT_STOPPED
+        # the venue's records follow the stream, so that the history of the leaders
+        # before this one is served after a takeover
+        records = VenueRecords(data_dir, follower.sequencer.engine, options.node)
+        follower.on_applied = records
         grace = 2.0 * options.ttl_s if options.role == "standby" else 0.0
         leader = stand_by(follower, lease, stopping=lambda: bool(stop_requested), grace_s=grace)
         if leader is None:
             return EXIT_DIVERGED if follower.diverged else EXIT_STOPPED
         _log.info("%s: leading %s from seq %d", options.node, log.domain, leader.sequencer.seq)
         exchange = ClusterExchange(leader)
-        opened = _open(data_dir, exchange, gateway_options.get("demo", True))
+        opened = _open(data_dir, exchange, gateway_options.get("demo", True), records)
         return asyncio.run(
             _serve(opened, leader, host, port, announce, options.outage_s, **gateway_options)
         )
