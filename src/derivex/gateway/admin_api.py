@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from derivex.core import query, risk_views
 from derivex.core.records import SYSTEM_ACCOUNTS, SystemAccount, Underlying
-from derivex.gateway import admin_control, shapes
+from derivex.gateway import admin_control, replica_roots, shapes
 from derivex.gateway import admin_index as _admin_index  # noqa: F401 (registers its method)
 from derivex.gateway import params as p
 from derivex.gateway.admin_feed import CHANNEL, feed_of
@@ -228,7 +228,8 @@ def engine_health(venue: Venue) -> dict[str, Any]:
         "journal_lag": journal.last_seq - journal.durable_seq if journal is not None else None,
         "journal_fsync": getattr(journal, "fsync", None),  # "none": nothing is ever durable
         "state_root": _state_root(journal, state),
-        "replica_agreement": None,  # n/a: no cluster replicas report to this gateway yet
+        # cluster mode: the followers' state roots against the leader's (None: n/a)
+        "replica_agreement": replica_roots.agreement(venue),
         # which process answers (with --workers N the kernel picks one per connection)
         "process": os.getpid(),
     }

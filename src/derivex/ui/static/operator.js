@@ -157,7 +157,7 @@ function render({ fund, liquidations, markets, ranking, health, controls }) {
         : `${health.journal_lag} commands${health.journal_fsync === "none" ? " (fsync none: never durable)" : ""}`,
     ],
     ["state root", health.state_root === null ? "–" : `${health.state_root.slice(0, 16)}…`],
-    ["replica agreement", health.replica_agreement === null ? "n/a (no cluster)" : String(health.replica_agreement)],
+    ["replica agreement", agreement(health.replica_agreement)],
     ["open orders", String(health.open_orders)],
     ["served by", `process ${health.process}`],
   ]);
@@ -196,6 +196,17 @@ function drawFund(history, balance) {
   } else {
     plot.setData([xs, ys]);
   }
+}
+
+// cluster mode: each follower's latest state root against the leader's at the same stream seq
+function agreement(replicas) {
+  if (replicas === null) return "n/a (no cluster)";
+  if (!replicas.replicas) return "no replica root yet";
+  const last = Math.max(...replicas.nodes.map((n) => n.seq));
+  const differ = replicas.nodes.filter((n) => !n.agree).map((n) => n.node);
+  return differ.length
+    ? `DIFFERS: ${differ.join(", ")}`
+    : `${replicas.replicas} agree (seq ${last})`;
 }
 
 // a signed percentage; one that rounds to zero shows without a sign
