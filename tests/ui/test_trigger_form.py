@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from derivex.gateway.keys import KeyStore
 from tests.ui.conftest import Watched
 from tests.ui.test_dashboard import PERP, log_in, open_trader, rpc, token, wait_for
 
@@ -127,3 +128,50 @@ def test_stop_orders_from_the_form_are_listed_with_their_trigger_and_cancelled(
     assert {stop_id, limit_id, trail_id} <= set(cancelled)
     assert cancelled[stop_id]["order_type"] == "stop_market"
     page.select_option("#order-type", "limit")
+
+
+def test_a_fired_stop_limit_rests_and_shows_as_triggered(
+    checked_page: Watched, served: Any
+) -> None:
+    """A buy stop limit on the index fires when the operator raises the index 2%
+    (``private/admin_set_index``); the order it places rests below the book and the panel
+    shows it as ``triggered`` with its trigger, in place of the stop."""
+    page = open_trader(checked_page, served)
+    log_in(page, served.client_id, served.secret)
+    page.wait_for_selector("#summary dd")
+    spec = rpc(served, "public/get_instrument", {"instrument_name": PERP})
+    index = rpc(served, "public/ticker", {"instrument_name": PERP})["index_price"]
+    tick = spec["tick_size"]
+    trigger = math.ceil(index * 1.01 / tick) * tick
+    # under the makers' bids before and after the move, inside the band around the new mark
+    limit = math.floor(index * 0.985 / tick) * tick
+    page.fill("#order-amount", str(spec["min_trade_amount"]))
+    page.uncheck("#post-only")
+    fields = {"select #trigger-source": "index_price", "#trigger-price": str(trigger)}
+    stop_id = _send(page, "stop_limit", "buy", {**fields, "#order-price": str(limit)})
+    admin = KeyStore(served.data).create(3, ("admin",), name="operator")
+    operator = token(served, admin.client_id, admin.client_secret)
+    moved = rpc(
+        served,
+        "private/admin_set_index",
+        {"index_name": "btc_usdc", "price": round(index * 1.02)},
+        operator,
+    )
+    assert moved["price"] == round(index * 1.02)
+    access = token(served, served.client_id, served.secret)
+
+    def placed() -> Any:
+        orders = rpc(served, "private/get_open_orders", {}, access)
+        return next((o for o in orders if o.get("trigger_order_id") == stop_id), None)
+
+    order = wait_for(placed, 10, "the order the stop placed")
+    assert (order["order_state"], order["triggered"], order["price"]) == ("open", True, limit)
+    row = f"#open-orders tr[data-order-id='{order['order_id']}']"
+    page.wait_for_selector(row, timeout=10_000)
+    page.wait_for_selector(f"#open-orders tr[data-order-id='{stop_id}']", state="detached")
+    shown = _row(page, order["order_id"])
+    assert (shown[2], shown[7]) == ("limit", "triggered"), shown
+    assert shown[6] == f"index {trigger:,.2f}", shown
+    page.click(f"{row} button.cancel")
+    page.wait_for_selector(row, state="detached")
+    assert rpc(served, "private/get_open_orders", {}, access) == []
