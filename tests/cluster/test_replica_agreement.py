@@ -8,8 +8,10 @@ the seq compared moves on as the venue trades. Outside cluster mode it is None (
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,34 @@ def _agreement(url: str, token: str) -> Any:
     reply = _rpc(url, "private/admin_get_engine_health", token)
     assert "result" in reply, reply
     return reply["result"]["replica_agreement"]
+
+
+def _page_shows_agreement(url: str, admin: Any, tmp_path: Path) -> None:
+    """The operator page (Debian's chromium, when installed) shows the agreement."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        return  # (tests/ui is skipped alike: scripts/setup.sh installs it)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    artifacts = Path(os.environ.get("DERIVEX_ARTIFACTS") or tmp_path)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url + "/operator")
+            page.fill("#client-id", admin.client_id)
+            page.fill("#client-secret", admin.client_secret)
+            page.click("#login button")
+            field = "[data-field='replica_agreement']"
+            deadline = time.monotonic() + 20
+            shown = ""
+            while not shown.startswith("1 agree"):
+                assert time.monotonic() < deadline, f"the page shows {shown!r}"
+                time.sleep(0.2)
+                shown = (page.text_content(field) if page.locator(field).count() else "") or ""
+            page.screenshot(path=str(artifacts / "operator-cluster.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 def test_the_leader_reports_its_replica_agreeing(nats_cluster, domain, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -53,6 +83,7 @@ def test_the_leader_reports_its_replica_agreeing(nats_cluster, domain, tmp_path)
             time.sleep(0.5)
         print(f"\nreplica agreement: {seen[0]} ... {seen[-1]}")
         assert replica.process.poll() is None  # it never diverged
+        _page_shows_agreement(url, admin, tmp_path)
     finally:
         for node in nodes:
             if node.process.poll() is None:
