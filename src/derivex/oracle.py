@@ -33,6 +33,7 @@ from .core.records import command_array, concat_commands, index_records
 
 __all__ = [
     "NS_PER_YEAR",
+    "OPERATOR_SOURCE_ID",
     "IndexFeed",
     "MultiIndexFeed",
     "ScriptedPath",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
+#: the source id of an operator's index override (``private/admin_set_index``): simulated
+#: sources are numbered from 0, so it is never one of theirs
+OPERATOR_SOURCE_ID = 0xFFFF
 NS_PER_MINUTE = 60 * 1_000_000_000
 
 
@@ -227,6 +231,14 @@ class SimulatedIndexFeed:
             ],
         )
 
+    def rebase(self, price_ticks: int) -> None:
+        """Continue the walk from ``price_ticks`` (an operator set the index: the feed goes on
+        from there instead of pulling the index back). Draws nothing: determinism holds."""
+        if price_ticks > 0:
+            multiplier = self.last_reference / math.exp(self._log_walk)
+            self._log_walk = math.log(price_ticks / multiplier)
+            self.last_reference = float(price_ticks)
+
     def last_prices(self) -> NDArray[np.int64]:
         """Each source's last reported price (ticks)."""
         return self._price.copy()
@@ -241,3 +253,9 @@ class MultiIndexFeed:
     def records(self, now_ns: int) -> np.ndarray:
         parts = [feed.records(now_ns) for feed in self.feeds]
         return concat_commands(parts) if parts else command_array(0)
+
+    def rebase(self, underlying: int, price_ticks: int) -> None:
+        """``rebase`` the feeds of ``underlying`` that can (simulated ones)."""
+        for feed in self.feeds:
+            if getattr(feed, "underlying", None) == underlying and hasattr(feed, "rebase"):
+                feed.rebase(price_ticks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import os
 import tomllib
 import urllib.error
 import urllib.request
@@ -202,6 +203,8 @@ def _admin_checks(server: Server, trader: _Socket, anonymous: _Socket, admin: _S
     assert usages == sorted(usages, reverse=True)
     health = admin.call("private/admin_get_engine_health")["result"]
     assert health["last_seq"] > 0 and health["commands_per_second"] is None  # first sample
+    assert health["replica_agreement"] is None  # n/a: not cluster mode
+    assert health["process"] == os.getpid()  # (the in-process gateway of the tests)
     assert admin.call("private/admin_get_engine_health")["result"]["commands_per_second"] >= 0
     liquidations = admin.call("private/admin_get_liquidations")["result"]
     assert set(liquidations) == {"since", "totals", "latest"}

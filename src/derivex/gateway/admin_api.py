@@ -15,22 +15,25 @@ anything. Amounts are in USDC, prices in the instrument's quote units, times in 
 - ``private/admin_subscribe``: all of the above pushed once a second on ``admin.overview``.
 
 The controls that do change something (halt / resume, block / unblock) are in
-``admin_control.py``.
+``admin_control.py``, the index override (``private/admin_set_index``) in ``admin_index.py``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from derivex.core import query, risk_views
 from derivex.core.records import SYSTEM_ACCOUNTS, SystemAccount, Underlying
-from derivex.gateway import admin_control, shapes
+from derivex.gateway import admin_control, replica_roots, shapes
+from derivex.gateway import admin_index as _admin_index  # noqa: F401 (registers its method)
 from derivex.gateway import params as p
 from derivex.gateway.admin_feed import CHANNEL, feed_of
 from derivex.gateway.catalog import UNITS_PER_USDC
 from derivex.gateway.methods import Context, method
 from derivex.gateway.oversight import watch
 from derivex.journal.roots import full_root
+from derivex.oracle import OPERATOR_SOURCE_ID
 
 if TYPE_CHECKING:
     from derivex.gateway.venue import Venue
@@ -126,6 +129,7 @@ def markets(venue: Venue) -> list[dict[str, Any]]:
                 "sources": [
                     {
                         "source": source,
+                        "name": "operator" if source == OPERATOR_SOURCE_ID else f"source {source}",
                         "price": spec.price(ticks),
                         "staleness_ms": now_ms - ts_ns // 1_000_000,
                         "deviation": (spec.price(ticks) - index_price) / index_price
@@ -224,7 +228,10 @@ def engine_health(venue: Venue) -> dict[str, Any]:
         "journal_lag": journal.last_seq - journal.durable_seq if journal is not None else None,
         "journal_fsync": getattr(journal, "fsync", None),  # "none": nothing is ever durable
         "state_root": _state_root(journal, state),
-        "replica_agreement": None,  # n/a: no cluster replicas report to this gateway yet
+        # cluster mode: the followers' state roots against the leader's (None: n/a)
+        "replica_agreement": replica_roots.agreement(venue),
+        # which process answers (with --workers N the kernel picks one per connection)
+        "process": os.getpid(),
     }
 
 

@@ -120,6 +120,10 @@ class DeferredBatches(Projection):
         venue kept of them). ``ts_ns``: the batch's sequencer time (default: the
         engine's clock). Cost: O(commands + events)."""
         unresolved = self.unresolved if first_position is not None else None
+        # market inputs sequenced elsewhere (worker 0's index feed, an operator's override)
+        # reach this process's watchers too: the operator page's index sources, the feed
+        for watcher in getattr(self, "input_watchers", ()):
+            watcher(commands)
         if not len(events):
             if unresolved:
                 for k in range(len(commands)):

@@ -17,7 +17,7 @@ import numpy as np
 
 from derivex.core.records import CommandKind, Underlying
 from derivex.gateway.listing import START_PRICES
-from derivex.oracle import IndexFeed, MultiIndexFeed, SimulatedIndexFeed
+from derivex.oracle import OPERATOR_SOURCE_ID, IndexFeed, MultiIndexFeed, SimulatedIndexFeed
 from derivex.pricing.black import black76_greeks
 from derivex.pricing.service import NS_PER_YEAR, OptionSpec, PricingService
 
@@ -47,6 +47,8 @@ class Market:
         self.pricers = pricers
         self.underlyings = underlyings  # INDEX underlying code -> base currency
         self.sequenced = hasattr(venue.exchange, "set_index")  # the risk engine is there
+        # an operator's index override (sequenced by any process) re-bases the feed here
+        venue.input_watchers.append(self.follow_override)
 
     @classmethod
     def simulated(cls, venue: Venue, seed: int) -> Market:
@@ -93,6 +95,22 @@ class Market:
                     for spec in self.venue.catalog.matching(self.underlyings[code], "future"):
                         tick = spec.tick_size_ticks
                         self.venue.marks[spec.instrument] = median // tick * tick
+
+    def follow_override(self, commands: np.ndarray) -> None:
+        """An INDEX command with the operator's source (``private/admin_set_index``, walked
+        here whichever process sequenced it): the simulated feed of its underlying goes on
+        from that price instead of pulling the index back. O(len(commands))."""
+        headers = np.flatnonzero(commands["kind"] == CommandKind.INDEX)
+        for header in headers:
+            legs = commands[header + 1 : header + 1 + int(commands["count"][header])]
+            for leg in legs:
+                if int(leg["source_id"]) == OPERATOR_SOURCE_ID:
+                    code, price = int(commands["index_underlying"][header]), int(leg["price_ticks"])
+                    feed = self.feed
+                    if isinstance(feed, MultiIndexFeed):
+                        feed.rebase(code, price)
+                    elif isinstance(feed, SimulatedIndexFeed) and feed.underlying == code:
+                        feed.rebase(price)
 
     def pricing_step(self) -> None:
         now = time.time_ns()

@@ -3,6 +3,7 @@
 // Orders arrive by user.orders.*; positions and the summary are read again when the
 // account's trades or portfolio change (never on a timer).
 import { el, fmt, login, saveCredentials, savedCredentials } from "/ui/rpc.js";
+import { orderParams, showTypeFields, triggerText } from "/ui/order_form.js";
 
 export const CREDENTIALS = "derivex.credentials";
 
@@ -60,20 +61,24 @@ export function createAccount(rpc, state, changed) {
   function renderOrders() {
     const rows = [...state.openOrders.values()].map((order) => {
       const flags = [order.post_only && "post-only", order.reduce_only && "reduce-only"].filter(Boolean);
+      // an untriggered trigger order is cancelled, not amended (edit takes a resting order)
+      const editable = order.order_state === "open";
       return el(
         "tr",
-        { "data-order-id": order.order_id },
+        { "data-order-id": order.order_id, "data-state": order.order_state },
         el("td", {}, order.instrument_name),
         el("td", { class: order.direction }, order.direction),
         el("td", {}, order.order_type),
-        el("td", {}, String(order.price)),
+        el("td", {}, order.price ? String(order.price) : "–"),
         el("td", {}, String(order.amount)),
         el("td", {}, String(order.filled_amount)),
+        el("td", { class: "trigger" }, triggerText(order, fmt)),
+        el("td", { class: `state ${order.order_state}` }, stateText(order)),
         el("td", {}, flags.join(" ")),
         el(
           "td",
           {},
-          el("button", { class: "edit", type: "button", onclick: () => startEdit(order) }, "edit"),
+          editable ? el("button", { class: "edit", type: "button", onclick: () => startEdit(order) }, "edit") : "",
           " ",
           el("button", { class: "cancel", type: "button", onclick: () => cancel(order.order_id) }, "cancel"),
         ),
@@ -82,12 +87,17 @@ export function createAccount(rpc, state, changed) {
     $("open-orders").replaceChildren(...rows);
   }
 
+  // a resting order a trigger placed reads "triggered" (its trigger fields stay on it)
+  function stateText(order) {
+    return order.order_state === "open" && order.triggered ? "triggered" : order.order_state;
+  }
+
   // Editing: the form takes the order's price and amount and "Send" amends it (private/edit)
   // until it is sent or the edit is dropped.
   function startEdit(order) {
     state.editing = order.order_id;
     $("order-type").value = "limit";
-    $("order-price").disabled = false;
+    showTypeFields();
     $("order-price").value = order.price;
     $("order-amount").value = order.amount;
     $("send-order").textContent = `Amend ${order.order_id}`;
@@ -192,22 +202,12 @@ export function createAccount(rpc, state, changed) {
       return;
     }
     const side = new FormData($("order")).get("side");
-    const type = $("order-type").value;
-    const params = {
-      instrument_name: state.spec.instrument_name,
-      amount: $("order-amount").value,
-      type,
-    };
-    if (type === "limit") {
-      params.price = $("order-price").value;
-      if ($("post-only").checked) params.post_only = true;
-    }
-    if ($("reduce-only").checked) params.reduce_only = true;
+    const params = orderParams(state.spec.instrument_name);
     try {
       const reply = await rpc.call(`private/${side}`, params);
       const order = reply.order;
       result.textContent = `${order.order_id} ${order.order_state} (filled ${order.filled_amount})`;
-      if (order.order_state === "open") onOrders([order]);
+      if (order.order_state === "open" || order.order_state === "untriggered") onOrders([order]);
       refreshAccount();
     } catch (error) {
       result.textContent = `refused: ${error.message}`;

@@ -3,6 +3,7 @@
 // and price (a market order: priced at the mark). Asked again when the form changes, at most
 // one call in flight; a refused or incomplete form shows why instead of a figure.
 import { fmt } from "/ui/rpc.js";
+import { isMarketLike } from "/ui/order_form.js";
 
 export function createMarginPreview(rpc, state, output) {
   const $ = (id) => document.getElementById(id);
@@ -15,7 +16,7 @@ export function createMarginPreview(rpc, state, output) {
       return;
     }
     const side = new FormData($("order")).get("side");
-    const market = $("order-type").value === "market";
+    const market = isMarketLike($("order-type").value);
     const price = market ? state.markPrice : $("order-price").value;
     const amount = $("order-amount").value;
     if (!state.account || !state.spec || !amount || !price || state.editing) {

@@ -34,11 +34,15 @@ function renderControls(controls, markets) {
   const names = markets.map((m) => m.instrument_name);
   const list = $("control-instruments");
   if (list.children.length !== names.length) list.replaceChildren(...names.map((n) => el("option", { value: n })));
+  const indexes = [...new Set(markets.map((m) => `${m.instrument_name.split("_")[0].toLowerCase()}_usdc`))];
+  const select = $("control-index");
+  if (select.options.length !== indexes.length) select.replaceChildren(...indexes.map((n) => el("option", { value: n }, n)));
 }
 
 // halt / resume / block / unblock: one admin call each; the venue answers once the command
 // is sequenced (and durable), and the next overview shows it
 async function control(action) {
+  if (action === "private/admin_set_index") return setIndex();
   const account = action.includes("account");
   const value = (account ? $("control-account") : $("control-instrument")).value.trim();
   if (!value) return;
@@ -49,6 +53,25 @@ async function control(action) {
     $("control-result").textContent = account
       ? `account ${result.account} ${result.blocked ? `blocked, ${result.cancelled} orders cancelled` : "unblocked"}`
       : `${result.instrument_name} ${result.state}`;
+    $("control-result").dataset.ok = "true";
+  } catch (error) {
+    $("control-result").textContent = `refused: ${error.message}`;
+    $("control-result").dataset.ok = "false";
+  }
+}
+
+// the index override (an emergency or a drill): sequenced as the feed's INDEX command with a
+// TIME command after it, so marks, funding and the liquidation sweep follow at once
+async function setIndex() {
+  const price = $("control-index-price").value.trim();
+  if (!price) return;
+  $("control-result").textContent = "…";
+  delete $("control-result").dataset.ok;
+  try {
+    const result = await rpc.call("private/admin_set_index", { index_name: $("control-index").value, price });
+    const events = result.liquidations.reduce((total, row) => total + row.count, 0);
+    $("control-result").textContent = `${result.index_name} index ${fmt(result.price)}: ${events} liquidation events`;
+    $("control-result").dataset.liquidations = String(events);
     $("control-result").dataset.ok = "true";
   } catch (error) {
     $("control-result").textContent = `refused: ${error.message}`;
@@ -95,13 +118,13 @@ function render({ fund, liquidations, markets, ranking, health, controls }) {
     markets.flatMap((m) =>
       m.sources.map((s) => [
         m.instrument_name.split("-")[0],
-        String(s.source),
+        s.name,
         fmt(s.price),
         `${(s.staleness_ms / 1000).toFixed(1)} s`,
         s.deviation === null ? "–" : percent(s.deviation, 3),
       ]),
     ),
-    "no index update sequenced by this gateway yet",
+    "no index update walked by this process yet",
   );
   table(
     "adl",
@@ -134,8 +157,9 @@ function render({ fund, liquidations, markets, ranking, health, controls }) {
         : `${health.journal_lag} commands${health.journal_fsync === "none" ? " (fsync none: never durable)" : ""}`,
     ],
     ["state root", health.state_root === null ? "–" : `${health.state_root.slice(0, 16)}…`],
-    ["replica agreement", health.replica_agreement === null ? "n/a (no cluster)" : String(health.replica_agreement)],
+    ["replica agreement", agreement(health.replica_agreement)],
     ["open orders", String(health.open_orders)],
+    ["served by", `process ${health.process}`],
   ]);
   $("engine").querySelector("[data-field='state_root']").title = health.state_root || "";
   definitions("accounts", [
@@ -172,6 +196,17 @@ function drawFund(history, balance) {
   } else {
     plot.setData([xs, ys]);
   }
+}
+
+// cluster mode: each follower's latest state root against the leader's at the same stream seq
+function agreement(replicas) {
+  if (replicas === null) return "n/a (no cluster)";
+  if (!replicas.replicas) return "no replica root yet";
+  const last = Math.max(...replicas.nodes.map((n) => n.seq));
+  const differ = replicas.nodes.filter((n) => !n.agree).map((n) => n.node);
+  return differ.length
+    ? `DIFFERS: ${differ.join(", ")}`
+    : `${replicas.replicas} agree (seq ${last})`;
 }
 
 // a signed percentage; one that rounds to zero shows without a sign

@@ -6,6 +6,7 @@
 import { Rpc, el, fmt, showStatus } from "/ui/rpc.js";
 import { createAccount, savedSession } from "/ui/account.js";
 import { createMarginPreview } from "/ui/margin.js";
+import { showTypeFields } from "/ui/order_form.js";
 import { Book, drawDepth } from "/ui/book.js";
 import { PriceChart } from "/ui/candles.js";
 import { OptionsChain } from "/ui/options.js";
@@ -182,10 +183,7 @@ $("instrument").addEventListener("change", (event) => {
   url.searchParams.set("instrument", event.target.value);
   history.replaceState(null, "", url);
 });
-$("order-type").addEventListener("change", (event) => {
-  $("order-price").disabled = event.target.value === "market";
-  $("post-only").disabled = event.target.value === "market";
-});
+$("order-type").addEventListener("change", showTypeFields);
 const previewMargin = createMarginPreview(rpc, state, $("order-margin"));
 $("ladder").addEventListener("click", (event) => {
   const row = event.target.closest("tr[data-price]");
