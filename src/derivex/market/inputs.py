@@ -2,7 +2,8 @@
 (``derivex.oracle``, simulated by default; anything with ``records(now_ns)`` plugs in)
 sequenced as INDEX commands, and the pricing service (``derivex.pricing.service``)
 producing option marks and risk arrays as RISK_ARRAY commands, both submitted through the
-``Venue`` like any client's commands. Until the engine has the risk engine
+``Venue`` like any client's commands, each batch followed by a TIME command (expiry,
+funding and liquidation run at the new prices). Until the engine has the risk engine
 (``Exchange.set_index``), it keeps the index and marks for display only and sequences
 nothing. ``derivex serve`` (``derivex.gateway.serve.build``) calls ``index_step`` and
 ``pricing_step`` periodically on the server's loop.
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from derivex.core.records import CommandKind, Underlying
+from derivex.core.records import CommandKind, Underlying, command_array, concat_commands
 from derivex.gateway.listing import START_PRICES
 from derivex.oracle import OPERATOR_SOURCE_ID, IndexFeed, MultiIndexFeed, SimulatedIndexFeed
 from derivex.pricing.black import black76_greeks
@@ -25,7 +26,18 @@ if TYPE_CHECKING:
     from derivex.gateway.catalog import InstrumentSpec
     from derivex.gateway.venue import Venue
 
-__all__ = ["Market"]
+__all__ = ["Market", "with_time"]
+
+
+def with_time(records: np.ndarray) -> np.ndarray:
+    """``records`` followed by a TIME command: the engine runs what is due at the new
+    prices (option expiry, perpetual funding, liquidation of the accounts they put below
+    maintenance, the fund's unwinding) right after it takes them, as a venue must; the
+    index and marks alone only stage values. Cost: the TIME command's (docs/liquidation.md:
+    O(accounts) per scan), once per market step."""
+    tick = command_array(1)
+    tick["kind"] = CommandKind.TIME
+    return concat_commands([records, tick])
 
 
 def _price_ticks(spec: InstrumentSpec, price: Any) -> int:
@@ -83,7 +95,7 @@ class Market:
     def index_step(self) -> None:
         records = self.feed.records(time.time_ns())
         if self.sequenced:
-            self.venue.submit_inputs(records)
+            self.venue.submit_inputs(with_time(records))
         headers = np.flatnonzero(records["kind"] == CommandKind.INDEX)
         for start, header in zip(headers, [*headers[1:], len(records)], strict=True):
             prices = records["price_ticks"][start + 1 : header]
@@ -122,7 +134,7 @@ class Market:
             if self.sequenced:
                 # the venue takes the option views from the sequenced records, as every
                 # gateway worker does from this one's batches
-                self.venue.submit_inputs(result.records)
+                self.venue.submit_inputs(with_time(result.records))
             else:
                 self.venue.marks.update(
                     zip(result.instrument.tolist(), result.mark_ticks.tolist(), strict=True)
