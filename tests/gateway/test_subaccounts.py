@@ -285,8 +285,8 @@ def test_ccxt_transfer_and_fetch_transfers_sync_and_async(server: Server) -> Non
 @pytest.mark.integration
 def test_subaccounts_with_workers(tmp_path: Any) -> None:
     """The same through ``derivex serve --workers 2``: every answer is the same whichever
-    worker gives it (fresh connections spread over both), and every worker's replica ends
-    in the engine's state."""
+    worker gives it (fresh connections spread over both), every worker's replica ends in
+    the engine's state, and a restarted venue answers as before."""
     from tests.gateway.test_serve_workers import ServedWorkers, _free_port
 
     data, log = tmp_path / "venue", tmp_path / "serve.log"
@@ -332,3 +332,19 @@ def test_subaccounts_with_workers(tmp_path: Any) -> None:
     assert code == 0
     finals = {w["state_hash"] for w in summary_out["workers"] if w["state_hash"] is not None}
     assert len(finals) == 1
+    # a restart recovers the links from the journal, the transfers from its replay and the
+    # names from their file
+    again = ServedWorkers(data, log, _free_port())
+    try:
+        client = again.client()
+        family = client.private_get_get_subaccounts()["result"]
+        assert [(a["id"], a["username"]) for a in family] == [
+            (own, f"account-{own}"),
+            (sub, "w_1"),
+        ]
+        assert [(t["id"], t["amount"]) for t in client.fetch_transfers("USDC")] == [
+            (sent["id"], 3.25)
+        ]
+    finally:
+        code, _ = again.stop()
+    assert code == 0

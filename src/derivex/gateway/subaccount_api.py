@@ -17,7 +17,8 @@ subaccount is margined on its own; money moves between members only by transfer.
   liquidating party) with its reason mapped in ``errors``. Reply: the transfer object.
 - ``private/get_transfers`` (``currency``, ``count``, ``offset``): the key's account's
   transfers, newest first, from the venue's history (``history.History``, which every
-  gateway worker walks from the same events and rebuilds from the journal on restart).
+  gateway worker walks from the same events and rebuilds from the journal on restart;
+  bounded like it: among the account's latest 2,000 cash entries).
 - ``private/create_api_key`` (``max_scope``, ``name``, ``subaccount_id``): a main account's
   key makes a key for itself or for one of its subaccounts, with at most the scopes the
   calling key has (``read`` / ``trade``; never ``admin``); the secret is in this reply only.

@@ -69,8 +69,9 @@ class SubaccountNames:
         if not NAME_PATTERN.fullmatch(name):
             raise ValueError("a name is 1 to 64 letters, digits or underscores")
         self._reload()
+        # (a default name, ``account-<id>``, has a dash: never a name one can set)
         taken = {other for other, given in self._names.items() if given == name}
-        if taken - {account} or (name.startswith("account-") and name != default_name(account)):
+        if taken - {account}:
             raise ValueError(f"name {name} is taken")
         self._names[account] = name
         self._save()
