@@ -52,3 +52,24 @@ def test_subaccounts_are_margined_on_their_own() -> None:
     total = sum(ex.balances().values())
     assert total == 2_000_000 * USDC  # conservation: deposits, nothing withdrawn
     ex.check_invariants()
+
+
+def test_no_transfer_in_or_out_of_an_account_in_liquidation() -> None:
+    """While the engine liquidates an account (several rounds here), a transfer from it is
+    ACCOUNT_IN_LIQUIDATION and one to it RECIPIENT_IN_LIQUIDATION; both change nothing."""
+    from dataclasses import replace
+
+    from tests.core.test_lifecycle import BASE, index, leveraged_long, venue
+
+    ex, clock, perp, dealer = venue(replace(BASE, liquidation_step_ppm=10_000))
+    trader = leveraged_long(ex, perp, dealer)
+    helper = ex.create_subaccount(dealer)
+    assert ex.transfer(dealer, helper, 100 * USDC).accepted
+    ex.place(dealer, perp, "buy", 100, 9_830_000)
+    index(ex, clock, 9_840_000)
+    assert ex.account_summary(trader).state == "in_liquidation"
+    before = ex.balances()
+    assert ex.transfer(trader, helper, 1).reason == Reason.ACCOUNT_IN_LIQUIDATION
+    assert ex.transfer(helper, trader, 1).reason == Reason.RECIPIENT_IN_LIQUIDATION
+    assert ex.balances() == before
+    ex.check_invariants()
