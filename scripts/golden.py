@@ -156,6 +156,12 @@ def record_session(directory: Path) -> int:
     ex.advance_time()
     ex.cancel_all(maker)
     ex.close(perp)
+    # subaccounts (core/subaccounts.py): one created, money moved there and back, and a
+    # transfer of more than the balance refused
+    desk = ex.create_subaccount(maker)
+    ex.transfer(maker, desk, 1_000 * USDC)
+    ex.transfer(desk, maker, 400 * USDC)
+    ex.transfer(desk, maker, 10**15)  # rejected: more than the balance
     ex.check_invariants()
     ex.journal.close()  # type: ignore[union-attr]
     return int(snapshot_seq.split("-")[1].split(".")[0])

@@ -365,6 +365,35 @@ class Exchange(OrderMethods):
             self._command(CommandKind.WITHDRAW, account=account, amount_units=amount_units)
         )
 
+    def create_subaccount(
+        self,
+        main_account: int,
+        self_trade_prevention: str = "cancel_resting",
+        margin_mode: str = "standard",
+    ) -> int:
+        """Create a subaccount of ``main_account`` (core/subaccounts.py); returns its id.
+        Raises ValueError when rejected."""
+        events = self._command(
+            CommandKind.CREATE_SUBACCOUNT,
+            account=main_account,
+            stp=SelfTradePrevention[self_trade_prevention.upper()],
+            margin_mode=MarginMode[margin_mode.upper()],
+        )
+        if events["kind"][0] != EventKind.ACCEPTED:
+            raise ValueError(f"subaccount not created: {_reason(events).name}")
+        return int(events["account"][0])
+
+    def transfer(self, from_account: int, to_account: int, amount_units: int) -> CommandResult:
+        """Move collateral between two accounts in one command (core/subaccounts.py)."""
+        return self._result(
+            self._command(
+                CommandKind.TRANSFER,
+                account=from_account,
+                to_account=to_account,
+                amount_units=amount_units,
+            )
+        )
+
     def advance_time(self) -> CommandResult:
         """Sequence a TIME command at the clock's current time."""
         return self._result(self._command(CommandKind.TIME))

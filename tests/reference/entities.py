@@ -53,6 +53,7 @@ class Account:
     margin_mode: int = 0
     state: int = 0  # AccountState
     blocked: bool = False  # BLOCK_ACCOUNT (the kill switch) until UNBLOCK_ACCOUNT
+    parent: int = 0  # CREATE_SUBACCOUNT: the main account (0: not a subaccount)
     gas: int = 0
     gas_ts_ns: int = 0
     orders: list[int] = field(default_factory=list)  # live resting order ids, list order

@@ -113,6 +113,9 @@ class InspectionModel:
         blocked = [acct_id for acct_id in sorted(self.accounts) if self.accounts[acct_id].blocked]
         if blocked:
             view["blocked_accounts"] = blocked
+        links = self._subaccount_links()
+        if links:
+            view["subaccounts"] = links
         return view
 
     def check_invariants(self) -> None:
@@ -144,5 +147,6 @@ class InspectionModel:
             assert all(self.orders[oid].account == acct_id for oid in acct.orders)
             assert 0 <= acct.gas <= max(self.cfg.gas_max, 0)
         assert sum(len(a.orders) for a in self.accounts.values()) == len(self.orders)
+        self._check_subaccounts()
         live_slots = {oid & 0xFFFFFFFF for oid in self.orders}
         assert not live_slots & set(self.free_slots), "live slot on the free stack"

@@ -42,6 +42,7 @@ from tests.reference.orders import OrdersModel
 from tests.reference.pools import PoolsModel
 from tests.reference.quotes import QuotesModel
 from tests.reference.risk import RiskModel
+from tests.reference.subaccounts import SubaccountsModel
 from tests.reference.triggers import TriggersModel
 
 __all__ = ["AMBIGUITIES", "ReferenceEngine", "UnspecifiedOverflow"]
@@ -60,6 +61,7 @@ class ReferenceEngine(
     LiquidationModel,
     InspectionModel,
     TriggersModel,
+    SubaccountsModel,
 ):
     """The reference engine: state and plumbing here, one mixin per concept of core/."""
 
@@ -152,6 +154,8 @@ class ReferenceEngine(
             CommandKind.DEPOSIT: self._deposit,
             CommandKind.WITHDRAW: self._withdraw,
             CommandKind.SET_ACCOUNT: self._set_account,
+            CommandKind.TRANSFER: self._transfer_command,
+            CommandKind.CREATE_SUBACCOUNT: self._create_subaccount,
             CommandKind.ADD_INSTRUMENT: self._add_instrument,
             CommandKind.HALT_INSTRUMENT: self._halt,
             CommandKind.RESUME_INSTRUMENT: self._resume,

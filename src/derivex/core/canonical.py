@@ -26,6 +26,7 @@ from derivex.core.layout import (
 )
 from derivex.core.records import Side
 from derivex.core.state import State, book_side, free_order_slots, next_order_ids
+from derivex.core.subaccount_query import subaccount_links
 from derivex.core.trigger_query import canonical_triggers
 
 
@@ -124,6 +125,10 @@ def canonical(state: State) -> dict[str, Any]:
         # only when some account is blocked, so states of logs without BLOCK_ACCOUNT keep
         # the hash they had before the kill switch existed
         view["blocked_accounts"] = [int(account) for account in blocked]
+    subaccounts = subaccount_links(state)
+    if subaccounts:
+        # only when a subaccount exists, for the same reason (core/subaccounts.py)
+        view["subaccounts"] = subaccounts
     return view
 
 

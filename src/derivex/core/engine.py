@@ -67,6 +67,7 @@ from derivex.core.records import (
     Reason,
 )
 from derivex.core.state import State
+from derivex.core.subaccounts import create_subaccount, transfer
 from derivex.core.trigger_book import is_trigger_id
 from derivex.core.trigger_stage import (
     trigger_command_end,
@@ -159,6 +160,9 @@ def headroom(st, cmds, i):
             events = 3 + np.int64(st.ins_i4[instrument, Ins4.RESTING])
     elif kind == CommandKind.CREATE_ACCOUNT:
         accounts = 1
+    elif kind == CommandKind.CREATE_SUBACCOUNT or kind == CommandKind.TRANSFER:
+        accounts = 1 if kind == CommandKind.CREATE_SUBACCOUNT else 0
+        events = 4  # core/subaccounts.py
     elif kind == CommandKind.SET_INDEX:
         events = 3 + st.counters[Counter.INSTRUMENT_HWM]
     elif kind == CommandKind.ADVANCE_TIME:
@@ -263,6 +267,10 @@ def process_state(st, cmds, start, ev, n):
             n = create_account(st, ev, n, cmds, i)
         elif kind == CommandKind.SET_ACCOUNT:
             n = set_account(st, ev, n, cmds, i)
+        elif kind == CommandKind.TRANSFER:
+            n = transfer(st, ev, n, cmds, i)
+        elif kind == CommandKind.CREATE_SUBACCOUNT:
+            n = create_subaccount(st, ev, n, cmds, i)
         elif kind == CommandKind.ADD_INSTRUMENT:
             n = add_instrument(st, ev, n, cmds, i)
         elif kind == CommandKind.SET_INSTRUMENT:

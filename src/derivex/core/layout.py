@@ -193,6 +193,15 @@ class Order4(IntEnum):
     META = 5  # side | flags << 1
 
 
+class Link4(IntEnum):
+    """Main account / subaccount links, int32 columns (``st.sub_i4``, core/subaccounts.py).
+    An account's row is zero until it is linked: no system account can be a main account, so
+    ``PARENT`` 0 means none."""
+
+    PARENT = 0  # the main account of a subaccount (0: not a subaccount)
+    CHILDREN = 1  # the number of subaccounts of a main account
+
+
 class Level8(IntEnum):
     """Price levels, int64 columns (``st.lvl_i8``)."""
 
@@ -221,6 +230,7 @@ ORDER_I8_FIELDS = len(Order8)
 ORDER_I4_FIELDS = len(Order4)
 LEVEL_I8_FIELDS = len(Level8)
 LEVEL_I4_FIELDS = len(Level4)
+LINK_I4_FIELDS = len(Link4)
 
 NIL = -1
 

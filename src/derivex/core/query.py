@@ -46,6 +46,12 @@ from derivex.core.layout import (
 from derivex.core.pools import order_slot_of
 from derivex.core.records import IndexStatus, Side
 from derivex.core.state import State
+from derivex.core.subaccount_query import parent_of as parent_of
+from derivex.core.subaccount_query import subaccount_digest as subaccount_digest
+
+# subaccounts (core/subaccount_query.py), re-exported for the shells
+from derivex.core.subaccount_query import subaccount_links as subaccount_links
+from derivex.core.subaccount_query import subaccounts_of as subaccounts_of
 
 # conditional orders (core/trigger_query.py), re-exported for the shells
 from derivex.core.trigger_query import canonical_triggers as canonical_triggers

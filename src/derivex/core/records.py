@@ -103,6 +103,10 @@ COMMAND_DTYPE = _layout(
         ("trigger_source", "u1", 22),  # TriggerSource
         ("trigger_price_ticks", "<i8", 32),  # stop / take: the trigger price
         ("trigger_offset_ticks", "<i8", 32),  # trailing: the offset from the best price seen
+        # aliases: TRANSFER (core/subaccounts.py): ``account`` pays ``amount_units`` to
+        # ``to_account``; CREATE_SUBACCOUNT: ``account`` is the main account (stp and
+        # margin_mode as CREATE_ACCOUNT)
+        ("to_account", "<u4", 28),
     ]
 )
 
@@ -116,6 +120,9 @@ class CommandKind(IntEnum):
     DEPOSIT = 2
     WITHDRAW = 3
     SET_ACCOUNT = 4
+    # subaccounts 5-9 (core/subaccounts.py)
+    TRANSFER = 5  # move collateral between two accounts, atomically
+    CREATE_SUBACCOUNT = 6  # a new account linked to ``account`` (its main account)
     ADD_INSTRUMENT = 10
     HALT_INSTRUMENT = 11
     RESUME_INSTRUMENT = 12
@@ -152,6 +159,8 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.DEPOSIT: True,
     CommandKind.WITHDRAW: True,
     CommandKind.SET_ACCOUNT: True,
+    CommandKind.TRANSFER: True,
+    CommandKind.CREATE_SUBACCOUNT: True,
     CommandKind.ADD_INSTRUMENT: True,
     CommandKind.HALT_INSTRUMENT: True,
     CommandKind.RESUME_INSTRUMENT: True,
@@ -182,6 +191,8 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.DEPOSIT: ("account", "amount_units"),
     CommandKind.WITHDRAW: ("account", "amount_units"),
     CommandKind.SET_ACCOUNT: ("account", "stp", "margin_mode"),
+    CommandKind.TRANSFER: ("account", "to_account", "amount_units"),
+    CommandKind.CREATE_SUBACCOUNT: ("account", "stp", "margin_mode"),
     CommandKind.ADD_INSTRUMENT: (
         "instrument_kind",
         "option_type",
@@ -409,6 +420,7 @@ EVENT_DTYPE = _layout(
         ("position_lots", "<i8", 40),  # POSITION: position after the fill
         ("basis_units", "<i8", 32),  # POSITION: signed entry value after the fill
         ("status", "<i8", 48),  # INSTRUMENT_STATUS, ACCOUNT_CREATED (stp mode)
+        ("counterpart", "<i8", 32),  # BALANCE_CHANGED of a TRANSFER: the other account
     ]
 )
 
@@ -431,6 +443,10 @@ class EventKind(IntEnum):
     ACCOUNT_STATE_CHANGED = 14  # an account's AccountState changed: status = the new state
     FUNDING_PAID = 15  # funding paid (cash_units < 0) or received by one perpetual position
     SETTLED = 16  # expiry: cash settlement of one option position at price_ticks
+    # subaccounts 17-19 (core/subaccounts.py). A TRANSFER's two BALANCE_CHANGED events
+    # carry the other account in ``price_ticks`` (alias ``counterpart``; 0 for a deposit or
+    # withdrawal, as no system account can be a transfer's party)
+    SUBACCOUNT_LINKED = 17  # account = the new subaccount, ``status`` = its main account
     # conditional orders 30-39 (core/triggers.py): ``leg`` = the trigger's spec (type | source
     # << 2 | order type << 4 | tif << 5 | flags << 8), order_id = the trigger order's id,
     # ``a`` = limit price (limit types) or offset (trailing), ``label`` = its label
@@ -493,6 +509,9 @@ class Reason(IntEnum):
     ORPHAN_LEG = 128
     DUPLICATE_CLIENT_ORDER_ID = 129  # another open order of the account has this client id
     BAD_CLIENT_ORDER_ID = 130  # a client order id must be non-zero
+    SAME_ACCOUNT = 131  # a TRANSFER to the account it comes from
+    PARENT_IS_SUBACCOUNT = 132  # CREATE_SUBACCOUNT under a subaccount (one level only)
+    UNKNOWN_RECIPIENT = 133  # a TRANSFER's to_account does not exist
     BAD_TRIGGER = 140  # unknown trigger type or source, or a limit trailing order
     TRIGGER_WOULD_FIRE = 141  # the source is already at or past the trigger price
     NO_TRIGGER_PRICE = 142  # trailing: the source has no price yet to trail from
@@ -526,6 +545,9 @@ class Reason(IntEnum):
     CANCEL_ACCOUNT_BLOCKED = 360  # an operator blocked the account (BLOCK_ACCOUNT)
     # account 400-499
     BALANCE_LIMIT = 400
+    SUBACCOUNT_LIMIT = 401  # the main account has MAX_SUBACCOUNTS subaccounts already
+    RECIPIENT_BLOCKED = 402  # a TRANSFER to a blocked account (the kill switch)
+    RECIPIENT_IN_LIQUIDATION = 403  # a TRANSFER to an account the engine is liquidating
     # admin 500-599
     INSTRUMENT_HALTED = 500
     INSTRUMENT_CLOSED = 501

@@ -55,6 +55,8 @@ class State(NamedTuple):
     trg_book: np.ndarray  # int64[instruments * 3, BOOK_FIELDS]
     trg_acct: np.ndarray  # int64[accounts]
     trg_meta: np.ndarray  # int64[META_FIELDS]
+    # subaccounts (core/subaccounts.py): per account its main account and subaccount count
+    sub_i4: np.ndarray  # int32[accounts, LINK_I4_FIELDS]
 
 
 FIELD_DTYPES: dict[str, Any] = {
@@ -93,6 +95,7 @@ FIELD_DTYPES: dict[str, Any] = {
     "trg_book": np.int64,
     "trg_acct": np.int64,
     "trg_meta": np.int64,
+    "sub_i4": np.int32,
 }
 
 

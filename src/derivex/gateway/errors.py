@@ -102,6 +102,9 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     # relative to the last trade, index or mark price (Deribit's 11036)
     Reason.TRIGGER_WOULD_FIRE: (11036, "invalid_trigger_price"),
     Reason.NO_TRIGGER_PRICE: (11036, "invalid_trigger_price"),
+    Reason.SAME_ACCOUNT: (12100, "transfer_not_allowed"),
+    Reason.PARENT_IS_SUBACCOUNT: (13012, "unavailable_in_subaccount"),
+    Reason.UNKNOWN_RECIPIENT: (USER_NOT_FOUND, "user_not_found"),
     # risk
     Reason.INSUFFICIENT_FUNDS: (10009, "not_enough_funds"),
     Reason.POSITION_LIMIT: (10018, "non_pme_max_future_position_size"),
@@ -133,6 +136,9 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.CANCEL_ACCOUNT_BLOCKED: (10019, "locked_by_admin"),
     # account
     Reason.BALANCE_LIMIT: (OTHER_REJECT, "other_reject"),
+    Reason.SUBACCOUNT_LIMIT: (12001, "too_many_subaccounts"),
+    Reason.RECIPIENT_BLOCKED: (10019, "locked_by_admin"),
+    Reason.RECIPIENT_IN_LIQUIDATION: (12100, "transfer_not_allowed"),
     # admin
     Reason.INSTRUMENT_HALTED: (10019, "locked_by_admin"),
     Reason.INSTRUMENT_CLOSED: (10012, "book_closed"),

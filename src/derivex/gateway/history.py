@@ -9,7 +9,8 @@
   first SETTLED event), the latest ``DELIVERIES_KEPT``;
 - per account, its cash movements (the engine's BALANCE_CHANGED, FUNDING_PAID and SETTLED
   events, told by the venue's event walk: ``Venue.cash_watchers``): deposits and
-  withdrawals, funding (one entry per instrument and hour, summed) and deliveries, the
+  withdrawals, transfers (``other``: the other account; ``subaccount_api``), funding
+  (one entry per instrument and hour, summed) and deliveries, the
   latest ``LOG_KEPT``. Trades are not copied: the transaction log reads the venue's own
   per-account trade history.
 
@@ -70,16 +71,17 @@ class History:
         if log is None:
             log = self.logs[account] = deque(maxlen=LOG_KEPT)
         if kind == _BALANCE:
-            log.append(
-                {
-                    "type": "deposit" if cash >= 0 else "withdrawal",
-                    "seq": seq,
-                    "timestamp": now_ms,
-                    "instrument": -1,
-                    "cash": cash,
-                    "balance": balance,
-                }
-            )
+            entry = {
+                "type": "deposit" if cash >= 0 else "withdrawal",
+                "seq": seq,
+                "timestamp": now_ms,
+                "instrument": -1,
+                "cash": cash,
+                "balance": balance,
+            }
+            if price:  # a TRANSFER's side: ``price`` is the other account (``counterpart``)
+                entry["type"], entry["other"] = "transfer", price
+            log.append(entry)
             return
         if kind == _FUNDING:
             hour = now_ms - now_ms % HOUR_MS

@@ -30,6 +30,7 @@ from derivex.gateway.catalog import COLLATERAL, UNITS_PER_USDC
 from derivex.gateway.errors import INVALID_INSTRUMENT, RpcError
 from derivex.gateway.history import HOUR_MS, history_of
 from derivex.gateway.methods import Context, method
+from derivex.gateway.subaccount_api import readable_account
 
 HOURS_PER_YEAR = 24 * 365
 _TIMES = ("start_timestamp", "end_timestamp")
@@ -244,9 +245,7 @@ def get_transaction_log(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     wanted = p.text(params, "query", None)
     count = p.clamped(params, "count", 100, 1, 1000)
     p.text(params, "continuation", None)
-    if p.integer(params, "subaccount_id", None) is not None:
-        raise p.invalid_params("subaccount_id", "no subaccounts on this venue")
-    account = ctx.session.account
+    account = readable_account(ctx, params)  # a main account's key may name a subaccount
     logs: list[dict[str, Any]] = []
     if currency in (COLLATERAL, *ctx.venue.catalog.currencies()):
         logs = [_entry(ctx, e) for e in history_of(ctx.venue).log_of(account)]

@@ -7,12 +7,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from derivex.core import query
 from derivex.core.records import OrderFlag, Side
 from derivex.gateway import params as p
 from derivex.gateway import shapes, trigger_orders
 from derivex.gateway.catalog import COLLATERAL
 from derivex.gateway.errors import INVALID_AMOUNT, INVALID_PRICE, PRICE_TOO_HIGH, RpcError
 from derivex.gateway.methods import ENGINE, Context, method
+from derivex.gateway.subaccount_api import readable_account
 from derivex.gateway.venue import Placed, PlaceOrder
 
 ORDER_TYPES = ("limit", "market")
@@ -397,14 +399,15 @@ def _check_currency(params: dict[str, Any], required: bool) -> str:
     return str(currency).upper()
 
 
-@method("private/get_account_summary", ("currency", "extended"), scope="read")
+@method("private/get_account_summary", ("currency", "extended", "subaccount_id"), scope="read")
 def get_account_summary(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """``extended``: the account's identity fields too (ccxt's fetch_trading_fees asks;
     no ``fees`` overrides exist here, so its list is empty and ccxt keeps the
     instruments' own maker / taker fees)."""
     currency = _check_currency(params, True)
     extended = p.boolean(params, "extended", False)
-    summary = shapes.account_summary(ctx.venue, ctx.session.account)
+    account = readable_account(ctx, params)  # a main account's key may name a subaccount
+    summary = shapes.account_summary(ctx.venue, account)
     if currency != COLLATERAL:
         # base currencies are not collateral here: an empty summary in that currency
         summary = {
@@ -412,14 +415,14 @@ def get_account_summary(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         }
         summary["currency"] = currency
     if extended:
-        summary.update(_identity(ctx.session.account), fees=[])
+        summary.update(_identity(ctx.venue, account), fees=[])
     return summary
 
 
-def _identity(account: int) -> dict[str, Any]:
+def _identity(venue: Any, account: int) -> dict[str, Any]:
     return {
         "id": account,
-        "type": "main",
+        "type": "subaccount" if query.parent_of(venue.exchange.engine.state, account) else "main",
         "username": f"account-{account}",
         "system_name": "derivex",
     }
@@ -428,14 +431,14 @@ def _identity(account: int) -> dict[str, Any]:
 @method("private/get_account_summaries", (), scope="read")
 def get_account_summaries(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     summary = shapes.account_summary(ctx.venue, ctx.session.account)
-    return {**_identity(ctx.session.account), "summaries": [summary]}
+    return {**_identity(ctx.venue, ctx.session.account), "summaries": [summary]}
 
 
-@method("private/get_positions", ("currency", "kind"), scope="read")
+@method("private/get_positions", ("currency", "kind", "subaccount_id"), scope="read")
 def get_positions(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     return shapes.positions(
         ctx.venue,
-        ctx.session.account,
+        readable_account(ctx, params),  # a main account's key may name a subaccount
         p.text(params, "currency", None),
         p.text(params, "kind", None),
     )

@@ -167,6 +167,7 @@ def globals_payload(state: State) -> bytes:
         + counters.tobytes()
         + struct.pack("<3Q", *next_order_ids(state))
         + trigger_digest(state)
+        + query.subaccount_digest(state)
     )
 
 
