@@ -113,6 +113,9 @@ class InspectionModel:
         blocked = [acct_id for acct_id in sorted(self.accounts) if self.accounts[acct_id].blocked]
         if blocked:
             view["blocked_accounts"] = blocked
+        groups = self._canonical_mmp()
+        if groups:
+            view["mmp"] = groups
         return view
 
     def check_invariants(self) -> None:

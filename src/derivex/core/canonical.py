@@ -24,6 +24,7 @@ from derivex.core.layout import (
     Pos8,
     Und8,
 )
+from derivex.core.mmp_query import canonical_mmp
 from derivex.core.records import Side
 from derivex.core.state import State, book_side, free_order_slots, next_order_ids
 from derivex.core.trigger_query import canonical_triggers
@@ -124,6 +125,9 @@ def canonical(state: State) -> dict[str, Any]:
         # only when some account is blocked, so states of logs without BLOCK_ACCOUNT keep
         # the hash they had before the kill switch existed
         view["blocked_accounts"] = [int(account) for account in blocked]
+    groups = canonical_mmp(state)
+    if groups:  # as blocked accounts: states without MMP keep their hash
+        view["mmp"] = groups
     return view
 
 

@@ -40,6 +40,7 @@ from derivex.core.layout import (
     Counter,
     Pos4,
 )
+from derivex.core.mmp_layout import mmp_arrays
 from derivex.core.records import SYSTEM_ACCOUNTS
 from derivex.core.state import State
 from derivex.core.trigger_layout import (
@@ -102,6 +103,7 @@ def allocate(config: EngineConfig) -> State:
         acc_scen=np.zeros((accounts, 3 * scenarios), dtype=np.int64),
         scratch=np.zeros(2 * MAX_INDEX_SOURCES, dtype=np.int64),
         **_trigger_pools(config, accounts, instruments),
+        **mmp_arrays(accounts),
     )
     state.acc_i4[:, Account4.POSITION_HEAD] = NIL
     state.acc_i4[:, Account4.LAST_POSITION] = NIL
@@ -221,6 +223,7 @@ def grow(state: State, headroom: int = 1) -> State:
         s["acc_risk"] = _widen(state.acc_risk, new, 0)
         s["acc_scen"] = _widen(state.acc_scen, new, 0)
         s["trg_acct"] = _widen(state.trg_acct, new, 0)
+        s["mmp"] = _widen(state.mmp, new, 0)
     instruments = state.ins_i8.shape[0]
     if (
         int(c[Counter.INSTRUMENT_HWM]) + headroom > instruments

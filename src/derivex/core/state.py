@@ -55,6 +55,9 @@ class State(NamedTuple):
     trg_book: np.ndarray  # int64[instruments * 3, BOOK_FIELDS]
     trg_acct: np.ndarray  # int64[accounts]
     trg_meta: np.ndarray  # int64[META_FIELDS]
+    # market-maker protection (core/mmp.py): per account MMP_SLOTS groups, and counters
+    mmp: np.ndarray  # int64[accounts, MMP_SLOTS * MMP_FIELDS]
+    mmp_meta: np.ndarray  # int64[MMP_META_FIELDS]
 
 
 FIELD_DTYPES: dict[str, Any] = {
@@ -93,6 +96,8 @@ FIELD_DTYPES: dict[str, Any] = {
     "trg_book": np.int64,
     "trg_acct": np.int64,
     "trg_meta": np.int64,
+    "mmp": np.int64,
+    "mmp_meta": np.int64,
 }
 
 
