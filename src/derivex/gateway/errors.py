@@ -102,6 +102,9 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     # relative to the last trade, index or mark price (Deribit's 11036)
     Reason.TRIGGER_WOULD_FIRE: (11036, "invalid_trigger_price"),
     Reason.NO_TRIGGER_PRICE: (11036, "invalid_trigger_price"),
+    Reason.BAD_MMP_CONFIG: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.MMP_GROUP_UNKNOWN: (INVALID_ARGUMENTS, "invalid_arguments"),  # data.reason names it
+    Reason.MMP_GROUPS_FULL: (INVALID_ARGUMENTS, "invalid_arguments"),
     # risk
     Reason.INSUFFICIENT_FUNDS: (10009, "not_enough_funds"),
     Reason.POSITION_LIMIT: (10018, "non_pme_max_future_position_size"),
@@ -113,6 +116,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.PRICE_ABOVE_BAND: (10007, "price_too_high"),  # above the ticker's max_price
     Reason.MARGIN_MODE_OPEN: (OTHER_REJECT, "other_reject"),
     Reason.ACCOUNT_IN_LIQUIDATION: (10009, "not_enough_funds"),  # only de-risking allowed
+    Reason.MMP_FROZEN: (OTHER_REJECT, "other_reject"),  # data.reason "mmp_frozen"
     # matching
     Reason.POST_ONLY_WOULD_TAKE: (11054, "post_only_reject"),
     Reason.FOK_NOT_FILLED: (OTHER_REJECT, "other_reject"),
@@ -131,6 +135,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.CANCEL_LIQUIDATION: (OTHER_REJECT, "other_reject"),
     Reason.CANCEL_EXPIRED: (10012, "book_closed"),
     Reason.CANCEL_ACCOUNT_BLOCKED: (10019, "locked_by_admin"),
+    Reason.CANCEL_MMP_TRIGGERED: (OTHER_REJECT, "other_reject"),
     # account
     Reason.BALANCE_LIMIT: (OTHER_REJECT, "other_reject"),
     # admin
@@ -167,6 +172,7 @@ CANCEL_REASONS: dict[int, str] = {
     Reason.CANCEL_LIQUIDATION: "liquidation",
     Reason.CANCEL_EXPIRED: "settlement",
     Reason.CANCEL_ACCOUNT_BLOCKED: "risk_mitigation",
+    Reason.CANCEL_MMP_TRIGGERED: "mmp_trigger",
 }
 
 
