@@ -90,6 +90,8 @@ def test_a_trade_through_one_worker_freezes_quotes_of_the_other(venue: Venue) ->
             "interval": 60,
             "frozen_time": 0,
             "quantity_limit": venue.lot * 2,
+            "delta_limit": 0,
+            "vega_limit": 0,
         }
         assert await quoter.result("private/set_mmp_config", config) == config
         for _ in range(200):  # worker 1 has applied worker 0's command
