@@ -41,6 +41,7 @@ from derivex.core import query
 from derivex.core.codec import KIND_OFFSET
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
+from derivex.core.mmp_query import MmpGroup, mmp_groups
 from derivex.core.query import Depth, IndexInfo, OrderInfo, Position
 from derivex.core.records import (
     RECORD_BYTES,
@@ -553,13 +554,17 @@ class Exchange(OrderMethods):
             self._command(CommandKind.CANCEL_ALL_INSTRUMENT, account=account, instrument=instrument)
         )
 
-    def mass_quote(self, account: int, quotes: Sequence[Quote], label: int = 0) -> CommandResult:
-        """Replace the account's quotes on each quoted instrument in one command."""
+    def mass_quote(
+        self, account: int, quotes: Sequence[Quote], label: int = 0, mmp_group: int = 0
+    ) -> CommandResult:
+        """Replace the account's quotes on each quoted instrument in one command; their
+        fills count toward MMP group ``mmp_group`` (a code, 0: the default group)."""
         records = command_array(1 + len(quotes))
         records["kind"][0] = CommandKind.MASS_QUOTE
         records["account"][0] = account
         records["count"][0] = len(quotes)
         records["label"][0] = label
+        records["mmp_group"][0] = mmp_group
         for index, quote in enumerate(quotes, start=1):
             records["kind"][index] = CommandKind.QUOTE_LEG
             records["instrument"][index] = quote.instrument
@@ -568,6 +573,49 @@ class Exchange(OrderMethods):
             records["ask_price_ticks"][index] = quote.ask_price_ticks
             records["ask_qty_lots"][index] = quote.ask_qty_lots
         return self._result(self.submit(records))
+
+    def set_mmp_config(
+        self,
+        account: int,
+        underlying: str,
+        interval_s: int,
+        frozen_s: int,
+        *,
+        qty_limit_lots: int = 0,
+        delta_limit: int = 0,
+        vega_limit: int = 0,
+        group: int = 0,
+    ) -> CommandResult:
+        """Market-maker protection of one group (core/mmp.py); ``interval_s`` 0 removes it.
+        Also resets the group."""
+        return self._result(
+            self._command(
+                CommandKind.SET_MMP_CONFIG,
+                account=account,
+                mmp_underlying=Underlying[underlying],
+                mmp_group=group,
+                mmp_interval_s=interval_s,
+                mmp_frozen_s=frozen_s,
+                mmp_qty_limit_lots=qty_limit_lots,
+                mmp_delta_limit=delta_limit,
+                mmp_vega_limit=vega_limit,
+            )
+        )
+
+    def reset_mmp(self, account: int, underlying: str, group: int = 0) -> CommandResult:
+        """Unfreeze an MMP group at once."""
+        return self._result(
+            self._command(
+                CommandKind.RESET_MMP,
+                account=account,
+                mmp_underlying=Underlying[underlying],
+                mmp_group=group,
+            )
+        )
+
+    def mmp_groups(self, account: int) -> list[MmpGroup]:
+        """The account's MMP groups and their windows (``core.mmp_query.MmpGroup``)."""
+        return mmp_groups(self.engine.state, account)
 
     # ---- queries (read the state directly; O(result size)) ----
 

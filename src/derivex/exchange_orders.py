@@ -37,6 +37,7 @@ _POST_ONLY = int(OrderFlag.POST_ONLY)
 _REJECT_POST_ONLY = int(OrderFlag.REJECT_POST_ONLY)
 _REDUCE_ONLY = int(OrderFlag.REDUCE_ONLY)
 _CLIENT_ORDER_ID = int(OrderFlag.CLIENT_ORDER_ID)
+_MMP = int(OrderFlag.MMP)
 _PLACE = int(CommandKind.PLACE_ORDER)
 _CANCEL = int(CommandKind.CANCEL_ORDER)
 _AMEND = int(CommandKind.AMEND_ORDER)
@@ -119,19 +120,23 @@ class OrderMethods:
         reduce_only: bool = False,
         label: int = 0,
         client_order_id: bool = False,
+        mmp: bool = False,
     ) -> OrderResult:
         """Place an order. Rejections come back as ``accepted=False`` with a reason. With
         ``client_order_id``, ``label`` is the order's client order id: unique among the
         account's open orders, and ``cancel`` / ``amend`` can name the order by it. Cost:
         one compiled call (through ``derivex.door`` when no journal or sink is attached).
+        With ``mmp``, its fills count toward the account's market-maker protection (default
+        group of the underlying, ``set_mmp_config``).
         Raises KeyError for an unknown side, order type or time in force."""
         flags = 0
-        if post_only or reject_post_only or reduce_only or client_order_id:
+        if post_only or reject_post_only or reduce_only or client_order_id or mmp:
             flags = (
                 (_POST_ONLY if post_only else 0)
                 | (_REJECT_POST_ONLY if reject_post_only else 0)
                 | (_REDUCE_ONLY if reduce_only else 0)
                 | (_CLIENT_ORDER_ID if client_order_id else 0)
+                | (_MMP if mmp else 0)
             )
         side_code = _SIDE_CODES[side]
         type_code = _TYPE_CODES[order_type]

@@ -291,7 +291,7 @@ class StreamGen:
         inst, tick, step = self.instrument()
         order_type = 0 if not ch.chance(150) else ch.pick([1, 1, 2])
         tif = ch.pick([0, 0, 0, 1, 2]) if not ch.chance(20) else 3
-        flags = 0 if ch.chance(450) else ch.int(0, 15) if not ch.chance(30) else 32
+        flags = 0 if ch.chance(450) else ch.int(0, 15) if not ch.chance(30) else 64
         if ch.chance(250):
             flags |= OrderFlag.CLIENT_ORDER_ID  # the label is a client order id
         return [

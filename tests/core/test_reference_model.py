@@ -678,7 +678,7 @@ def test_block_and_unblock_account():
         ({"order_type": 2}, "BAD_ORDER_TYPE"),
         ({"tif": 3}, "BAD_TIME_IN_FORCE"),
         ({"flags": 8}, "BAD_FLAGS"),
-        ({"flags": 32}, "BAD_FLAGS"),
+        ({"flags": 64}, "BAD_FLAGS"),
         ({"flags": 16, "label": 0}, "BAD_CLIENT_ORDER_ID"),
         ({"flags": 2}, "BAD_FLAGS"),
         ({"flags": 1, "tif": 1}, "BAD_FLAGS"),

@@ -24,7 +24,8 @@ RPO = int(OrderFlag.REJECT_POST_ONLY)
 RO = int(OrderFlag.REDUCE_ONLY)
 QUOTE = int(OrderFlag.QUOTE)
 CID = int(OrderFlag.CLIENT_ORDER_ID)
-ALL_FLAGS = PO | RPO | RO | QUOTE | CID
+MMP = int(OrderFlag.MMP)
+ALL_FLAGS = PO | RPO | RO | QUOTE | CID | MMP
 
 
 class UnspecifiedOverflow(Exception):

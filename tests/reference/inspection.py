@@ -116,6 +116,9 @@ class InspectionModel:
         links = self._subaccount_links()
         if links:
             view["subaccounts"] = links
+        groups = self._canonical_mmp()
+        if groups:
+            view["mmp"] = groups
         return view
 
     def check_invariants(self) -> None:

@@ -85,6 +85,8 @@ class MatchingModel:
             acct.balance += cash - fee
             self.accounts[SystemAccount.FEE_POOL].balance += fee
             results.append((order, pos, cash, fee, acct.balance))
+        self._mmp_fill(maker, q)  # tests/reference/mmp.py
+        self._mmp_fill(taker, q)
         if maker.qty == 0:
             self._unrest(maker)
             self._free_order_id(maker.id)

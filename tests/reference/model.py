@@ -38,6 +38,7 @@ from tests.reference.instruments import InstrumentsModel
 from tests.reference.lifecycle import LifecycleModel
 from tests.reference.liquidation import LiquidationModel
 from tests.reference.matching import MatchingModel
+from tests.reference.mmp import MmpModel
 from tests.reference.orders import OrdersModel
 from tests.reference.pools import PoolsModel
 from tests.reference.quotes import QuotesModel
@@ -62,6 +63,7 @@ class ReferenceEngine(
     InspectionModel,
     TriggersModel,
     SubaccountsModel,
+    MmpModel,
 ):
     """The reference engine: state and plumbing here, one mixin per concept of core/."""
 
@@ -85,6 +87,7 @@ class ReferenceEngine(
         self._seq = 0
         self._kind = 0
         self._init_triggers()
+        self._init_mmp()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -137,6 +140,7 @@ class ReferenceEngine(
                 self._reject(cmd, rej.reason, rej.leg)
             self._release_flat_positions()
             self._trigger_stage(start)  # core/triggers.py: after every command
+            self._mmp_stage()  # core/mmp_stage.py: after the trigger stage
             self._check_bounds()
             i += consumed
         out = np.zeros(len(self._events), dtype=EVENT_DTYPE)
@@ -171,6 +175,8 @@ class ReferenceEngine(
             CommandKind.AMEND_ORDER: self._amend,
             CommandKind.CANCEL_ALL: self._cancel_all,
             CommandKind.CANCEL_ALL_INSTRUMENT: self._cancel_all,
+            CommandKind.SET_MMP_CONFIG: self._set_mmp_config,
+            CommandKind.RESET_MMP: self._reset_mmp,
         }
         if self._kind == CommandKind.QUOTE_LEG:
             raise Reject(Reason.ORPHAN_QUOTE_LEG)

@@ -103,6 +103,7 @@ class OrdersModel:
             if self._labelled(acct, label):
                 raise Reject(Reason.DUPLICATE_CLIENT_ORDER_ID)
         self._require_active(inst)  # 5
+        self._mmp_order_check(acct_id, inst, otype, flags)  # tests/reference/mmp.py
         self._market_check(inst, bool(flags & RO))  # [R2]
         qty = int(cmd["qty_lots"])
         self._check_qty(inst, qty)  # 6

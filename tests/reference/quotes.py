@@ -68,6 +68,7 @@ class QuotesModel:
                 if not self._position_limit_ok(acct_id, inst_id, s, q, gone=gone):
                     raise Reject(Reason.POSITION_LIMIT, leg_no)
             parsed.append((leg_no, inst_id, inst, sides, replaced))
+        self._mmp_quote_check(acct_id, cmd, legs)  # tests/reference/mmp.py
         n_new = sum(len(p[3]) for p in parsed)
         n_replaced = sum(len(p[4][BUY]) + len(p[4][SELL]) for p in parsed)
         if len(acct.orders) - n_replaced + n_new > self.cfg.max_open_orders_per_account:
@@ -160,7 +161,7 @@ class QuotesModel:
                     side=s,
                     price=p,
                     qty=q,
-                    flags=QUOTE | PO,
+                    flags=QUOTE | PO | self._mmp_quote_tag(acct_id, cmd, inst),
                     label=label,
                 )
                 self._emit(

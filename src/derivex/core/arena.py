@@ -114,4 +114,6 @@ def unpack(arena, layout):
         _i8_1(arena, layout, 33),  # trg_acct
         _i8_1(arena, layout, 34),  # trg_meta
         _i4_2(arena, layout, 35),  # sub_i4
+        _i8_2(arena, layout, 36),  # mmp
+        _i8_1(arena, layout, 37),  # mmp_meta
     )

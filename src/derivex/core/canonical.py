@@ -24,6 +24,7 @@ from derivex.core.layout import (
     Pos8,
     Und8,
 )
+from derivex.core.mmp_query import canonical_mmp
 from derivex.core.records import Side
 from derivex.core.state import State, book_side, free_order_slots, next_order_ids
 from derivex.core.subaccount_query import subaccount_links
@@ -129,6 +130,9 @@ def canonical(state: State) -> dict[str, Any]:
     if subaccounts:
         # only when a subaccount exists, for the same reason (core/subaccounts.py)
         view["subaccounts"] = subaccounts
+    groups = canonical_mmp(state)
+    if groups:  # as blocked accounts: states without MMP keep their hash
+        view["mmp"] = groups
     return view
 
 

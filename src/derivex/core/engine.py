@@ -56,6 +56,7 @@ from derivex.core.layout import (
 )
 from derivex.core.lifecycle import time_command
 from derivex.core.market_data import flush, index_command, leg_span, risk_array_command
+from derivex.core.mmp_stage import mmp_stage, reset_mmp, set_mmp_config
 from derivex.core.order_checks import reject
 from derivex.core.orders import amend_order, cancel_order, place_order
 from derivex.core.pools import free_capacity
@@ -223,6 +224,10 @@ def process_state(st, cmds, start, ev, n):
         n, status, need = trigger_stage(st, ev, n)
         if status != STATUS_DONE:
             return i, n, status, need
+        # market-maker protection: cancels of the groups the command froze (core/mmp.py)
+        n, status, need = mmp_stage(st, ev, n)
+        if status != STATUS_DONE:
+            return i, n, status, need
         if i >= total:
             break
         need, events = headroom(st, cmds, i)
@@ -289,6 +294,10 @@ def process_state(st, cmds, start, ev, n):
             n, status, need = time_command(st, ev, n, cmds, i)
             if status != STATUS_DONE:
                 return i, n, status, need  # resumes in the same command once there is room
+        elif kind == CommandKind.SET_MMP_CONFIG:
+            n = set_mmp_config(st, ev, n, cmds, i)
+        elif kind == CommandKind.RESET_MMP:
+            n = reset_mmp(st, ev, n, cmds, i)
         elif kind == CommandKind.NOOP:
             n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
         elif kind == CommandKind.SET_INDEX:

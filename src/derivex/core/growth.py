@@ -41,6 +41,7 @@ from derivex.core.layout import (
     Counter,
     Pos4,
 )
+from derivex.core.mmp_layout import mmp_arrays
 from derivex.core.records import SYSTEM_ACCOUNTS
 from derivex.core.state import State
 from derivex.core.trigger_layout import (
@@ -104,6 +105,7 @@ def allocate(config: EngineConfig) -> State:
         scratch=np.zeros(2 * MAX_INDEX_SOURCES, dtype=np.int64),
         **_trigger_pools(config, accounts, instruments),
         sub_i4=np.zeros((accounts, LINK_I4_FIELDS), dtype=np.int32),
+        **mmp_arrays(accounts),
     )
     state.acc_i4[:, Account4.POSITION_HEAD] = NIL
     state.acc_i4[:, Account4.LAST_POSITION] = NIL
@@ -224,6 +226,7 @@ def grow(state: State, headroom: int = 1) -> State:
         s["acc_scen"] = _widen(state.acc_scen, new, 0)
         s["trg_acct"] = _widen(state.trg_acct, new, 0)
         s["sub_i4"] = _widen(state.sub_i4, new, 0)
+        s["mmp"] = _widen(state.mmp, new, 0)
     instruments = state.ins_i8.shape[0]
     if (
         int(c[Counter.INSTRUMENT_HWM]) + headroom > instruments

@@ -29,6 +29,7 @@ from derivex.core.layout import (
     Pos4,
     Pos8,
 )
+from derivex.core.mmp_query import check_mmp_invariants
 from derivex.core.pools import hash_find
 from derivex.core.state import State, free_order_slots
 from derivex.core.subaccount_query import check_links
@@ -71,6 +72,7 @@ def check_invariants(st: State) -> None:
     check_risk(st)
     check_trigger_invariants(st)
     check_links(st)
+    check_mmp_invariants(st)
     c = st.counters
     accounts = int(c[Counter.ACCOUNT_HWM])
     instruments = int(c[Counter.INSTRUMENT_HWM])

@@ -23,6 +23,7 @@ from derivex.core.layout import (
     Pos4,
     Pos8,
 )
+from derivex.core.mmp import mmp_fill
 from derivex.core.pools import order_id_of, position_release_if_idle
 from derivex.core.records import Liquidity, OrderFlag, Reason, Side
 from derivex.core.risk import risk_in, risk_out
@@ -240,6 +241,18 @@ def match(
             )
             risk_in(st, taker_position, fill if side == Side.BUY else -fill, 0, 0)
             st.counters[Counter.FILLS] += 1
+            # market-maker protection: both sides' fills count toward their MMP group
+            mmp_fill(st, maker, st.ord_i4[slot, Order4.META], instrument, opp, fill, seq, command)
+            mmp_fill(
+                st,
+                account,
+                st.ord_i4[taker_slot, Order4.META],
+                instrument,
+                side,
+                fill,
+                seq,
+                command,
+            )
             maker_id = order_id_of(st, slot)
             n = filled(
                 ev,

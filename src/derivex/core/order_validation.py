@@ -16,6 +16,7 @@ from derivex.core.client_ids import new_client_id_reason, uses_client_id
 from derivex.core.jit import kernel
 from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Order4, Order8
 from derivex.core.matching import reducing_capacity, scan
+from derivex.core.mmp import mmp_order_reason
 from derivex.core.order_checks import (
     admit_trader,
     capacity_reason,
@@ -112,6 +113,8 @@ def validate_place_terms(
         reason = new_client_id_reason(st, account, label)
     if reason == Reason.OK:
         reason = open_for_orders_reason(st, instrument)
+    if reason == Reason.OK:
+        reason = mmp_order_reason(st, account, instrument, order_type, flags)
     if reason == Reason.OK:
         reason = market_reason(st, instrument, flags & OrderFlag.REDUCE_ONLY)
     if reason == Reason.OK:

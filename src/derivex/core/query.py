@@ -301,7 +301,7 @@ def order(st: State, order_id: int) -> OrderInfo | None:
         Side(meta & 1),
         int(st.ord_i8[slot, Order8.PRICE_TICKS]),
         int(st.ord_i8[slot, Order8.QTY_LOTS]),
-        meta >> 1,
+        (meta >> 1) & 0xFF,  # bits above the flags: a quote's MMP group (core/mmp.py)
         int(st.ord_label[slot]),
     )
 

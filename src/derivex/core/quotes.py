@@ -26,6 +26,7 @@ from derivex.core.emit import accepted, order_accepted, rejected, set_label
 from derivex.core.jit import kernel
 from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Order4, Order8, Pos8
 from derivex.core.matching import cancel_resting
+from derivex.core.mmp import mmp_quote_reason, mmp_tag_quotes
 from derivex.core.order_checks import (
     admit_trader,
     check_price,
@@ -305,6 +306,9 @@ def mass_quote(st, ev, n, cmds, i):
         reason = _validate_leg(st, cmds, i, j, account)
         if reason != Reason.OK:
             return reject(st, ev, n, cmds, i, reason, j + 1), span
+    reason, leg_index = mmp_quote_reason(st, cmds, i, count, account)
+    if reason != Reason.OK:
+        return reject(st, ev, n, cmds, i, reason, leg_index), span
     reason, leg_index = _capacity(st, cmds, i, count, account)
     if reason != Reason.OK:
         return reject(st, ev, n, cmds, i, reason, leg_index), span
@@ -355,5 +359,6 @@ def mass_quote(st, ev, n, cmds, i):
             ask_qty,
             label,
         )
+        mmp_tag_quotes(st, cmds, i, account, instrument, position)
         position_release_if_idle(st, position)
     return n, span

@@ -107,6 +107,14 @@ COMMAND_DTYPE = _layout(
         # ``to_account``; CREATE_SUBACCOUNT: ``account`` is the main account (stp and
         # margin_mode as CREATE_ACCOUNT)
         ("to_account", "<u4", 28),
+        # aliases: SET_MMP_CONFIG / RESET_MMP (core/mmp.py); MASS_QUOTE reads ``mmp_group``
+        ("mmp_underlying", "u1", 17),  # Underlying of the MMP group
+        ("mmp_interval_s", "<u2", 22),  # window length, seconds; 0 removes the config
+        ("mmp_frozen_s", "<u4", 28),  # frozen time after a breach, seconds; 0 = until reset
+        ("mmp_group", "<u8", 32),  # group name code (gateway/mmp_api.py); 0 = default group
+        ("mmp_qty_limit_lots", "<i8", 40),  # lots filled in a window; 0 = no limit
+        ("mmp_delta_limit", "<i8", 48),  # |net delta| filled, lots x delta_nano; 0 = none
+        ("mmp_vega_limit", "<i8", 56),  # |net vega| filled, collateral units; 0 = none
     ]
 )
 
@@ -145,6 +153,9 @@ class CommandKind(IntEnum):
     RISK_VALUES = 35
     # conditional orders 40-49 (core/triggers.py)
     PLACE_TRIGGER = 40  # a stop / take / trailing order; also the ``command`` of what fires
+    # market-maker protection 50-54 (core/mmp.py)
+    SET_MMP_CONFIG = 50  # set (or, interval 0, remove) an account's MMP group; resets it
+    RESET_MMP = 51  # unfreeze an account's MMP group at once
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     TIME = ADVANCE_TIME
@@ -182,6 +193,8 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.RISK_GREEKS: True,
     CommandKind.RISK_VALUES: True,
     CommandKind.PLACE_TRIGGER: True,
+    CommandKind.SET_MMP_CONFIG: True,
+    CommandKind.RESET_MMP: True,
 }
 
 #: Payload field names each command kind reads (documentation and validation aid).
@@ -226,7 +239,7 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     CommandKind.AMEND_ORDER: ("account", "order_id", "flags", "label", "price_ticks", "qty_lots"),
     CommandKind.CANCEL_ALL: ("account",),
     CommandKind.CANCEL_ALL_INSTRUMENT: ("account", "instrument"),
-    CommandKind.MASS_QUOTE: ("account", "count", "label"),
+    CommandKind.MASS_QUOTE: ("account", "count", "label", "mmp_group"),
     CommandKind.QUOTE_LEG: (
         "instrument",
         "bid_price_ticks",
@@ -254,6 +267,17 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
         "qty_lots",
         "label",
     ),
+    CommandKind.SET_MMP_CONFIG: (
+        "account",
+        "mmp_underlying",
+        "mmp_group",
+        "mmp_interval_s",
+        "mmp_frozen_s",
+        "mmp_qty_limit_lots",
+        "mmp_delta_limit",
+        "mmp_vega_limit",
+    ),
+    CommandKind.RESET_MMP: ("account", "mmp_underlying", "mmp_group"),
 }
 
 
@@ -281,6 +305,9 @@ class OrderFlag(IntEnum):
     # place: ``label`` is a client order id, unique among the account's open orders;
     # cancel / amend: the target is named by ``label``, not ``order_id`` (core/client_ids.py)
     CLIENT_ORDER_ID = 16
+    # market-maker protection (core/mmp.py): fills count toward the account's default MMP
+    # group of the underlying; refused while it is frozen; limit orders only
+    MMP = 32
 
 
 class TriggerType(IntEnum):
@@ -316,6 +343,7 @@ CLIENT_ORDER_FLAGS = (
     | OrderFlag.REJECT_POST_ONLY
     | OrderFlag.REDUCE_ONLY
     | OrderFlag.CLIENT_ORDER_ID
+    | OrderFlag.MMP
 )
 
 
@@ -454,6 +482,11 @@ class EventKind(IntEnum):
     TRIGGER_FIRED = 31  # price_ticks = the source price that crossed; ``a`` = the spawned
     #                     order's id, or 0 and ``reason`` = why the spawned order was rejected
     TRIGGER_CANCELLED = 32  # reason = why; price_ticks = trigger price at the time
+    # market-maker protection 40-44 (core/mmp.py)
+    MMP_TRIGGERED = 40  # a group breached its limits and froze: instrument = underlying,
+    #   order_id = group code, leg = its slot, qty_lots / price_ticks / b = lots, delta and
+    #   vega filled in the window, a = frozen until (ns; 2**63-1: until reset); its quotes
+    #   and MMP orders are CANCELLED (CANCEL_MMP_TRIGGERED) next, in cancel-all's order
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     POSITION = POSITION_CHANGED
@@ -515,6 +548,9 @@ class Reason(IntEnum):
     BAD_TRIGGER = 140  # unknown trigger type or source, or a limit trailing order
     TRIGGER_WOULD_FIRE = 141  # the source is already at or past the trigger price
     NO_TRIGGER_PRICE = 142  # trailing: the source has no price yet to trail from
+    BAD_MMP_CONFIG = 150  # a negative limit, or an enabled group without any limit
+    MMP_GROUP_UNKNOWN = 151  # no (enabled) MMP config for this account, underlying, group
+    MMP_GROUPS_FULL = 152  # the account has MMP_SLOTS groups already
     # risk 200-299
     INSUFFICIENT_FUNDS = 200
     POSITION_LIMIT = 201
@@ -526,6 +562,7 @@ class Reason(IntEnum):
     ACCOUNT_IN_LIQUIDATION = 207  # the engine controls the account until liquidation ends
     PRICE_BELOW_BAND = 208  # a buy below the price band, or a quote side below it
     PRICE_ABOVE_BAND = 209  # a sell above the price band, or a quote side above it
+    MMP_FROZEN = 210  # the order's / quote's MMP group is frozen (a breach, until reset/time)
     # matching 300-399
     POST_ONLY_WOULD_TAKE = 300
     FOK_NOT_FILLED = 301
@@ -543,6 +580,7 @@ class Reason(IntEnum):
     CANCEL_LIQUIDATION = 358
     CANCEL_EXPIRED = 359  # the instrument expired
     CANCEL_ACCOUNT_BLOCKED = 360  # an operator blocked the account (BLOCK_ACCOUNT)
+    CANCEL_MMP_TRIGGERED = 365  # the order's MMP group breached its limits and froze
     # account 400-499
     BALANCE_LIMIT = 400
     SUBACCOUNT_LIMIT = 401  # the main account has MAX_SUBACCOUNTS subaccounts already

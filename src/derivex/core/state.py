@@ -57,6 +57,9 @@ class State(NamedTuple):
     trg_meta: np.ndarray  # int64[META_FIELDS]
     # subaccounts (core/subaccounts.py): per account its main account and subaccount count
     sub_i4: np.ndarray  # int32[accounts, LINK_I4_FIELDS]
+    # market-maker protection (core/mmp.py): per account MMP_SLOTS groups, and counters
+    mmp: np.ndarray  # int64[accounts, MMP_SLOTS * MMP_FIELDS]
+    mmp_meta: np.ndarray  # int64[MMP_META_FIELDS]
 
 
 FIELD_DTYPES: dict[str, Any] = {
@@ -96,6 +99,8 @@ FIELD_DTYPES: dict[str, Any] = {
     "trg_acct": np.int64,
     "trg_meta": np.int64,
     "sub_i4": np.int32,
+    "mmp": np.int64,
+    "mmp_meta": np.int64,
 }
 
 

@@ -105,6 +105,9 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.SAME_ACCOUNT: (12100, "transfer_not_allowed"),
     Reason.PARENT_IS_SUBACCOUNT: (13012, "unavailable_in_subaccount"),
     Reason.UNKNOWN_RECIPIENT: (USER_NOT_FOUND, "user_not_found"),
+    Reason.BAD_MMP_CONFIG: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.MMP_GROUP_UNKNOWN: (INVALID_ARGUMENTS, "invalid_arguments"),  # data.reason names it
+    Reason.MMP_GROUPS_FULL: (INVALID_ARGUMENTS, "invalid_arguments"),
     # risk
     Reason.INSUFFICIENT_FUNDS: (10009, "not_enough_funds"),
     Reason.POSITION_LIMIT: (10018, "non_pme_max_future_position_size"),
@@ -116,6 +119,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.PRICE_ABOVE_BAND: (10007, "price_too_high"),  # above the ticker's max_price
     Reason.MARGIN_MODE_OPEN: (OTHER_REJECT, "other_reject"),
     Reason.ACCOUNT_IN_LIQUIDATION: (10009, "not_enough_funds"),  # only de-risking allowed
+    Reason.MMP_FROZEN: (OTHER_REJECT, "other_reject"),  # data.reason "mmp_frozen"
     # matching
     Reason.POST_ONLY_WOULD_TAKE: (11054, "post_only_reject"),
     Reason.FOK_NOT_FILLED: (OTHER_REJECT, "other_reject"),
@@ -134,6 +138,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.CANCEL_LIQUIDATION: (OTHER_REJECT, "other_reject"),
     Reason.CANCEL_EXPIRED: (10012, "book_closed"),
     Reason.CANCEL_ACCOUNT_BLOCKED: (10019, "locked_by_admin"),
+    Reason.CANCEL_MMP_TRIGGERED: (OTHER_REJECT, "other_reject"),
     # account
     Reason.BALANCE_LIMIT: (OTHER_REJECT, "other_reject"),
     Reason.SUBACCOUNT_LIMIT: (12001, "too_many_subaccounts"),
@@ -173,6 +178,7 @@ CANCEL_REASONS: dict[int, str] = {
     Reason.CANCEL_LIQUIDATION: "liquidation",
     Reason.CANCEL_EXPIRED: "settlement",
     Reason.CANCEL_ACCOUNT_BLOCKED: "risk_mitigation",
+    Reason.CANCEL_MMP_TRIGGERED: "mmp_trigger",
 }
 
 

@@ -40,6 +40,7 @@ from derivex.core.records import InstrumentStatus
 from derivex.gateway import shapes
 from derivex.gateway.candles import RESOLUTIONS_MS, bucket_start
 from derivex.gateway.catalog import COLLATERAL, InstrumentSpec
+from derivex.gateway.mmp_api import MmpTriggers
 from derivex.gateway.user_changes import UserChanges
 from derivex.gateway.venue import Update, Venue
 
@@ -61,7 +62,7 @@ SERVED_HEADS = frozenset(
         "instrument",
     }
 )
-SERVED_USER = frozenset({"orders", "trades", "portfolio", "changes"})
+SERVED_USER = frozenset({"orders", "trades", "portfolio", "changes", "mmp_trigger"})
 BOOK_DEPTHS = ("1", "10", "20")
 GROUPED_INTERVALS = ("100ms", "agg2")
 STATES = {
@@ -112,11 +113,12 @@ class Feeds:
         self._send = send  # ``Hub._send(subscribers, channel, data)``
         self.feeds: dict[str, Feed] = {}
         self.user = UserChanges(venue, send)
+        self.mmp = MmpTriggers(venue, send)
         self._books: set[int] = set()
         self._marks: set[int] = set()
 
     def quiet(self) -> bool:
-        return not self.feeds and self.user.quiet()
+        return not self.feeds and self.user.quiet() and self.mmp.quiet()
 
     # ---- subscribe ----
 
@@ -125,6 +127,8 @@ class Feeds:
         sends the channel's first message to ``conn``."""
         if name.startswith("user.changes."):
             return self.user.add(conn, name)
+        if name.startswith("user.mmp_trigger."):
+            return self.mmp.add(conn, name)
         feed = self.feeds.get(name)
         if feed is None:
             feed = self._feed(name, conn)
@@ -173,6 +177,9 @@ class Feeds:
         if name.startswith("user.changes."):
             self.user.remove(conn, name)
             return
+        if name.startswith("user.mmp_trigger."):
+            self.mmp.remove(conn, name)
+            return
         feed = self.feeds.get(name)
         if feed is not None:
             feed.subscribers.discard(conn)
@@ -185,6 +192,8 @@ class Feeds:
         """Note what changed; publish the per-command channels (``quote``, private raw)."""
         self._books |= update.books
         self._marks |= update.marks
+        if update.mmp_triggers:
+            self.mmp.on_update(update)
         if not self.feeds and self.user.quiet():
             return
         for feed in self.feeds.values():

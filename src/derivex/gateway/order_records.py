@@ -115,6 +115,7 @@ class Update:
         "first_reason",
         "last_placed",
         "marks",
+        "mmp_triggers",
         "orders",
         "trades",
     )
@@ -125,6 +126,8 @@ class Update:
         self.books: set[int] = set()
         self.accounts: set[int] = set()
         self.marks: set[int] = set()
+        # (account, underlying, group code, frozen until ns) of MMP groups that froze
+        self.mmp_triggers: list[tuple[int, int, int, int]] = []
         self.first_kind = 0
         self.first_reason = 0
         self.first_order = 0

@@ -30,6 +30,7 @@ ORDER_PARAMS = (
     "post_only",
     "reject_post_only",
     "reduce_only",
+    "mmp",
     *trigger_orders.PARAMS,
 )
 # parameter lists shared by several registrations; ``code`` is ccxt's: its
@@ -114,6 +115,7 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
     post_only = p.boolean(params, "post_only", False)
     reject_post_only = p.boolean(params, "reject_post_only", False) and post_only
     reduce_only = p.boolean(params, "reduce_only", False)
+    mmp = p.boolean(params, "mmp", False)  # fills count toward MMP (gateway/mmp_api.py)
     label = p.text(params, "label", "")
     if len(label) > 64:
         raise p.invalid_params("label", "at most 64 characters")
@@ -121,6 +123,7 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
         (OrderFlag.POST_ONLY if post_only else 0)
         | (OrderFlag.REJECT_POST_ONLY if reject_post_only else 0)
         | (OrderFlag.REDUCE_ONLY if reduce_only else 0)
+        | (OrderFlag.MMP if mmp else 0)
     )
     _check_limits(ctx, spec.instrument, lots, price_ticks)
     if trigger is not None:

@@ -51,6 +51,7 @@ _MARK, _INDEX = int(EventKind.MARK), int(EventKind.INDEX)
 _LIQUIDATION = int(EventKind.LIQUIDATION)
 _FUNDING, _SETTLED = int(EventKind.FUNDING_PAID), int(EventKind.SETTLED)
 _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_QUOTE)
+_MMP_TRIGGERED = int(EventKind.MMP_TRIGGERED)
 _PLACE_TRIGGER, _TRIGGER_EVENTS = int(CommandKind.PLACE_TRIGGER), int(EventKind.TRIGGER_PLACED)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
 
@@ -327,6 +328,8 @@ class Projection(OrderRecords):
                 update.marks.add(instrument)
             elif kind == _INDEX:
                 self.indices[instrument] = price
+            elif kind == _MMP_TRIGGERED:  # core/mmp.py: a ``user.mmp_trigger`` notification
+                update.mmp_triggers.append((account, instrument, order_id, fee))
             elif kind >= _TRIGGER_EVENTS:
                 trigger_orders.on_event(
                     self, update, kind, word, account, instrument, order_id, price, qty, fee,

@@ -20,6 +20,7 @@ from derivex.gateway import params as p
 from derivex.gateway import shapes
 from derivex.gateway.errors import RpcError, invalid_params, rpc_error_for
 from derivex.gateway.methods import ENGINE, Context, method
+from derivex.gateway.mmp_api import group_code
 from derivex.gateway.order_records import side_name
 from derivex.gateway.private_api import order_reply
 from derivex.gateway.venue import PlaceOrder
@@ -68,7 +69,12 @@ def _quotes(ctx: Context, params: dict[str, Any]) -> list[Quote]:
     return out
 
 
-@method("private/mass_quote", ("quotes", "quote_id", "detailed"), scope="trade", cost=ENGINE)
+@method(
+    "private/mass_quote",
+    ("quotes", "quote_id", "detailed", "mmp_group"),
+    scope="trade",
+    cost=ENGINE,
+)
 def mass_quote(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Replace the caller's quotes; returns the quote orders now resting on the quoted
     instruments (``orders``), ``trades`` (always empty: quotes are post-only) and the
@@ -78,8 +84,9 @@ def mass_quote(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     quote_id = p.text(params, "quote_id", "")
     p.boolean(params, "detailed", False)
     quotes = _quotes(ctx, params)
+    group = group_code(p.text(params, "mmp_group", None))  # MMP (gateway/mmp_api.py)
     account = ctx.session.account
-    result = ctx.venue.quote(account, quotes)
+    result = ctx.venue.quote(account, quotes, group)
     if not result.accepted:
         raise rpc_error_for(int(result.reason))
     catalog = ctx.venue.catalog

@@ -27,6 +27,7 @@ from derivex.gateway import (  # noqa: F401  (they register methods)
     candles,
     history_api,
     margin_api,
+    mmp_api,
     private_api,
     public_api,
     quote_api,

@@ -428,11 +428,12 @@ class Venue(DeferredBatches):
     def mass_quote(self, account: int, quotes: list[Quote]) -> bool:
         return self.quote(account, quotes).accepted
 
-    def quote(self, account: int, quotes: list[Quote]) -> CommandResult:
-        """One MASS_QUOTE command (``private/mass_quote``): its result, events applied."""
+    def quote(self, account: int, quotes: list[Quote], mmp_group: int = 0) -> CommandResult:
+        """One MASS_QUOTE command (``private/mass_quote``): its result, events applied;
+        ``mmp_group``: the MMP group code its fills count toward (0: default)."""
         self._pending = Pending("limit", "good_til_cancelled", int(OrderFlag.POST_ONLY), "")
         try:
-            result = self.exchange.mass_quote(account, quotes)
+            result = self.exchange.mass_quote(account, quotes, mmp_group=mmp_group)
         except OutcomeUnknown as unknown:
             self._unresolved(unknown, [self._pending])
             raise outcome_unknown({}) from None

@@ -15,6 +15,7 @@ import struct
 import numpy as np
 
 from derivex.core import query
+from derivex.core.mmp_query import mmp_digest
 from derivex.core.state import State, next_order_ids
 from derivex.journal.verify import ACCOUNT_HEAD, ACCOUNT_TAG, LEAF_PREFIX, POSITION_ENTRY
 
@@ -168,6 +169,7 @@ def globals_payload(state: State) -> bytes:
         + struct.pack("<3Q", *next_order_ids(state))
         + trigger_digest(state)
         + query.subaccount_digest(state)
+        + mmp_digest(state)
     )
 
 
