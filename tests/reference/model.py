@@ -42,6 +42,7 @@ from tests.reference.orders import OrdersModel
 from tests.reference.pools import PoolsModel
 from tests.reference.quotes import QuotesModel
 from tests.reference.risk import RiskModel
+from tests.reference.transfers import TransfersModel
 from tests.reference.triggers import TriggersModel
 
 __all__ = ["AMBIGUITIES", "ReferenceEngine", "UnspecifiedOverflow"]
@@ -60,6 +61,7 @@ class ReferenceEngine(
     LiquidationModel,
     InspectionModel,
     TriggersModel,
+    TransfersModel,
 ):
     """The reference engine: state and plumbing here, one mixin per concept of core/."""
 
@@ -167,6 +169,7 @@ class ReferenceEngine(
             CommandKind.AMEND_ORDER: self._amend,
             CommandKind.CANCEL_ALL: self._cancel_all,
             CommandKind.CANCEL_ALL_INSTRUMENT: self._cancel_all,
+            **self._transfer_handlers(),
         }
         if self._kind == CommandKind.QUOTE_LEG:
             raise Reject(Reason.ORPHAN_QUOTE_LEG)

@@ -113,4 +113,5 @@ def unpack(arena, layout):
         _i8_2(arena, layout, 32),  # trg_book
         _i8_1(arena, layout, 33),  # trg_acct
         _i8_1(arena, layout, 34),  # trg_meta
+        _i8_2(arena, layout, 35),  # xfr
     )

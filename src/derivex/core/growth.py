@@ -21,6 +21,7 @@ from derivex.core.config import (
     P_MAX_POSITIONS,
     EngineConfig,
 )
+from derivex.core.escrow import transfer_table
 from derivex.core.layout import (
     ACCOUNT_I4_FIELDS,
     ACCOUNT_I8_FIELDS,
@@ -102,6 +103,7 @@ def allocate(config: EngineConfig) -> State:
         acc_scen=np.zeros((accounts, 3 * scenarios), dtype=np.int64),
         scratch=np.zeros(2 * MAX_INDEX_SOURCES, dtype=np.int64),
         **_trigger_pools(config, accounts, instruments),
+        xfr=transfer_table(),
     )
     state.acc_i4[:, Account4.POSITION_HEAD] = NIL
     state.acc_i4[:, Account4.LAST_POSITION] = NIL

@@ -103,6 +103,10 @@ COMMAND_DTYPE = _layout(
         ("trigger_source", "u1", 22),  # TriggerSource
         ("trigger_price_ticks", "<i8", 32),  # stop / take: the trigger price
         ("trigger_offset_ticks", "<i8", 32),  # trailing: the offset from the best price seen
+        # aliases: TRANSFER_OUT / TRANSFER_IN / TRANSFER_REFUND (core/escrow.py), with
+        # account and amount_units: the peer domain and the transfer's number
+        ("domain", "<u4", 28),
+        ("transfer_id", "<u8", 32),
     ]
 )
 
@@ -138,6 +142,10 @@ class CommandKind(IntEnum):
     RISK_VALUES = 35
     # conditional orders 40-49 (core/triggers.py)
     PLACE_TRIGGER = 40  # a stop / take / trailing order; also the ``command`` of what fires
+    # cross-domain transfers 60-64 (core/escrow.py)
+    TRANSFER_OUT = 60  # source domain: account -> escrow for ``domain``
+    TRANSFER_IN = 61  # destination: ``domain``'s transfer ``transfer_id`` -> account
+    TRANSFER_REFUND = 62  # source: a refused transfer's amount, escrow -> account
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     TIME = ADVANCE_TIME
@@ -173,6 +181,9 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.RISK_GREEKS: True,
     CommandKind.RISK_VALUES: True,
     CommandKind.PLACE_TRIGGER: True,
+    CommandKind.TRANSFER_OUT: True,
+    CommandKind.TRANSFER_IN: True,
+    CommandKind.TRANSFER_REFUND: True,
 }
 
 #: Payload field names each command kind reads (documentation and validation aid).
@@ -243,6 +254,9 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
         "qty_lots",
         "label",
     ),
+    CommandKind.TRANSFER_OUT: ("account", "domain", "amount_units"),
+    CommandKind.TRANSFER_IN: ("account", "domain", "transfer_id", "amount_units"),
+    CommandKind.TRANSFER_REFUND: ("account", "domain", "transfer_id", "amount_units"),
 }
 
 
@@ -438,6 +452,12 @@ class EventKind(IntEnum):
     TRIGGER_FIRED = 31  # price_ticks = the source price that crossed; ``a`` = the spawned
     #                     order's id, or 0 and ``reason`` = why the spawned order was rejected
     TRIGGER_CANCELLED = 32  # reason = why; price_ticks = trigger price at the time
+    # cross-domain transfers 45-49 (core/escrow.py): instrument = the peer domain, order_id =
+    # the transfer number, cash_units = the amount, balance_units = the balance after
+    TRANSFER_SENT = 45  # TRANSFER_OUT applied: the account's funds are in escrow
+    TRANSFER_RECEIVED = 46  # TRANSFER_IN credited
+    TRANSFER_REFUSED = 47  # TRANSFER_IN processed but not credited (reason): to be refunded
+    TRANSFER_REFUNDED = 48  # TRANSFER_REFUND credited back from escrow
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     POSITION = POSITION_CHANGED
@@ -496,6 +516,10 @@ class Reason(IntEnum):
     BAD_TRIGGER = 140  # unknown trigger type or source, or a limit trailing order
     TRIGGER_WOULD_FIRE = 141  # the source is already at or past the trigger price
     NO_TRIGGER_PRICE = 142  # trailing: the source has no price yet to trail from
+    BAD_DOMAIN = 155  # a transfer's peer domain is out of range
+    DUPLICATE_TRANSFER = 156  # this transfer (or refund) number was processed already
+    TRANSFER_AHEAD = 157  # beyond the processed-transfer window: deliver the earlier ones
+    BAD_TRANSFER_ID = 158  # not a transfer number (zero, or a refund of one never sent)
     # risk 200-299
     INSUFFICIENT_FUNDS = 200
     POSITION_LIMIT = 201
@@ -526,6 +550,7 @@ class Reason(IntEnum):
     CANCEL_ACCOUNT_BLOCKED = 360  # an operator blocked the account (BLOCK_ACCOUNT)
     # account 400-499
     BALANCE_LIMIT = 400
+    TRANSFER_LIMIT = 410  # escrow totals would overflow, or a refund exceeds the escrow
     # admin 500-599
     INSTRUMENT_HALTED = 500
     INSTRUMENT_CLOSED = 501

@@ -55,6 +55,9 @@ class State(NamedTuple):
     trg_book: np.ndarray  # int64[instruments * 3, BOOK_FIELDS]
     trg_acct: np.ndarray  # int64[accounts]
     trg_meta: np.ndarray  # int64[META_FIELDS]
+    # cross-domain transfers (core/escrow.py): per peer domain the escrow and the
+    # processed-transfer set
+    xfr: np.ndarray  # int64[MAX_DOMAINS, XFER_FIELDS]
 
 
 FIELD_DTYPES: dict[str, Any] = {
@@ -93,6 +96,7 @@ FIELD_DTYPES: dict[str, Any] = {
     "trg_book": np.int64,
     "trg_acct": np.int64,
     "trg_meta": np.int64,
+    "xfr": np.int64,
 }
 
 

@@ -167,7 +167,17 @@ def globals_payload(state: State) -> bytes:
         + counters.tobytes()
         + struct.pack("<3Q", *next_order_ids(state))
         + trigger_digest(state)
+        + transfer_digest(state)
     )
+
+
+def transfer_digest(state: State) -> bytes:
+    """SHA-256 of the transfer table (escrow and processed-transfer sets, core/escrow.py),
+    or nothing while the domain never transferred, so older roots stay as they were."""
+    rows = query.transfers(state)
+    if not rows:
+        return b""
+    return hashlib.sha256(repr(sorted(rows.items())).encode()).digest()
 
 
 def trigger_digest(state: State) -> bytes:
