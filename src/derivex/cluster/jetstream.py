@@ -189,9 +189,7 @@ class JetStreamLog:
         return last, frame.last_seq
 
     async def _frame(self, position: int, budget: float | None = None) -> LogBatch:
-        message = await self.retrying(
-            lambda: self.js.get_msg(self.stream, seq=position), budget
-        )
+        message = await self.retrying(lambda: self.js.get_msg(self.stream, seq=position), budget)
         headers = message.headers or {}
         if FIRST_SEQ_HEADER not in headers:
             raise LogError(f"stream seq {position} has no {FIRST_SEQ_HEADER} header")
