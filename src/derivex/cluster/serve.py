@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from derivex.cluster.inbox import Inbox
 from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
 from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogError
@@ -257,6 +258,9 @@ async def _serve(
             stop.set()
 
     gateway.add_periodic(max(0.05, leader.lease.ttl_s / 6), keep_lease)
+    # the transfer relay's commands (cluster/inbox.py), sequenced like a client's
+    inbox = Inbox(leader.log)
+    gateway.add_periodic(0.1, lambda: inbox.drain(opened.venue.exchange.submit))
     await gateway.start(host, port)
     announce(gateway, opened)
     loop = asyncio.get_running_loop()
@@ -264,4 +268,5 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await gateway.stop()
+    inbox.close()
     return code

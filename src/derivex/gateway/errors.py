@@ -102,6 +102,11 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     # relative to the last trade, index or mark price (Deribit's 11036)
     Reason.TRIGGER_WOULD_FIRE: (11036, "invalid_trigger_price"),
     Reason.NO_TRIGGER_PRICE: (11036, "invalid_trigger_price"),
+    # cross-domain transfers (core/escrow.py)
+    Reason.BAD_DOMAIN: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.DUPLICATE_TRANSFER: (OTHER_REJECT, "other_reject"),
+    Reason.TRANSFER_AHEAD: (10040, "retry"),  # the earlier transfers come first
+    Reason.BAD_TRANSFER_ID: (INVALID_ARGUMENTS, "invalid_arguments"),
     # risk
     Reason.INSUFFICIENT_FUNDS: (10009, "not_enough_funds"),
     Reason.POSITION_LIMIT: (10018, "non_pme_max_future_position_size"),
@@ -133,6 +138,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.CANCEL_ACCOUNT_BLOCKED: (10019, "locked_by_admin"),
     # account
     Reason.BALANCE_LIMIT: (OTHER_REJECT, "other_reject"),
+    Reason.TRANSFER_LIMIT: (OTHER_REJECT, "other_reject"),
     # admin
     Reason.INSTRUMENT_HALTED: (10019, "locked_by_admin"),
     Reason.INSTRUMENT_CLOSED: (10012, "book_closed"),

@@ -30,6 +30,7 @@ from derivex.gateway import (  # noqa: F401  (they register methods)
     private_api,
     public_api,
     quote_api,
+    transfer_api,
     trigger_api,
 )
 from derivex.gateway.auth import Authenticator, Session
