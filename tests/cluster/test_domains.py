@@ -135,3 +135,30 @@ def test_bad_domain_maps_and_inbox_requests_are_refused_clearly() -> None:
     order = command_array(1)
     order["kind"] = K.PLACE_ORDER
     assert "only TRANSFER_IN" in str(check_request(order.tobytes(), 4))
+
+
+def test_a_transfer_to_no_domain_of_the_venue_is_refunded(tmp_path: Path) -> None:
+    """A transfer to an unknown domain id (or to its own domain) stays in escrow until the
+    relay refunds it; the audit counts it as pending until then."""
+    from derivex.cluster.relay import Relay
+
+    directories, _ = _venue(tmp_path)
+    replays = {name: replay(JournalLog(directory)) for name, directory in directories.items()}
+    alpha = replays["alpha"]
+    alpha.apply(_transfer(K.TRANSFER_OUT, 4, 7, 20))  # no domain 7
+    alpha.apply(_transfer(K.TRANSFER_OUT, 4, 0, 30))  # alpha itself
+    result = audit(replays, IDS)
+    assert result.ok, result.problems
+    assert result.refunds_pending[("alpha", "alpha")] == 50
+    relay = Relay.__new__(Relay)  # the relay's decision alone, without NATS
+    relay.ids, relay.replays, relay.batch = IDS, replays, 16
+    due = relay.pending()["alpha"]
+    refunds = [row for row in due if row[0] == K.TRANSFER_REFUND]
+    assert set(refunds) == {(K.TRANSFER_REFUND, 4, 30, 0, 1), (K.TRANSFER_REFUND, 4, 20, 7, 1)}
+    assert (K.TRANSFER_IN, 4, 50, 1, 1) in due  # beta's transfer in flight, due to alpha
+    assert relay.pending()["beta"] == []  # what alpha sent beta is all processed
+    for kind, account, amount, peer, number in refunds:
+        alpha.apply(_transfer(kind, account, peer, amount, number))
+    result = audit(replays, IDS)
+    assert result.ok and result.refunds_pending[("alpha", "alpha")] == 0
+    assert not [row for row in relay.pending()["alpha"] if row[0] == K.TRANSFER_REFUND]

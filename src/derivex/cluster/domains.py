@@ -155,72 +155,92 @@ class Audit:
         return not self.problems
 
 
+def _of(rep: DomainReplay, kind: int, peer: int) -> dict[int, tuple[int, int]]:
+    """``{number: (account, amount)}`` of ``rep``'s events of ``kind`` with ``peer``."""
+    return {n: value[:2] for (p, n), value in rep.transfers[kind].items() if p == peer}
+
+
+def _money(name: str, rep: DomainReplay, problems: list[str]) -> tuple[int, int]:
+    """``(Σ balances, deposits − withdrawals)`` of one domain; its invariants checked."""
+    state = rep.engine.state
+    try:
+        rep.engine.check_invariants()
+    except AssertionError as error:
+        problems.append(f"{name}: {error}")
+    if rep.duplicates:
+        problems.append(f"{name}: {rep.duplicates} transfer events repeated a number")
+    balances = sum(
+        query.balance_units(state, account) for account in range(query.account_count(state))
+    )
+    counters = dict(
+        zip(query.GLOBAL_COUNTER_NAMES, query.global_counters(state).tolist(), strict=True)
+    )
+    return balances, counters["total_deposits_units"] - counters["total_withdrawals_units"]
+
+
+def _pair(
+    names: tuple[str, str], reps: tuple[DomainReplay, DomainReplay], ids: tuple[int, int]
+) -> tuple[int, int, list[str]]:
+    """``(in flight, refunds pending, problems)`` of transfers from ``names[0]`` to
+    ``names[1]``."""
+    (source, destination), (rep, other), (src_id, dst_id) = names, reps, ids
+    sent = _of(rep, EventKind.TRANSFER_SENT, dst_id)
+    refused = _of(other, EventKind.TRANSFER_REFUSED, src_id)
+    done = {**_of(other, EventKind.TRANSFER_RECEIVED, src_id), **refused}
+    refunded = _of(rep, EventKind.TRANSFER_REFUNDED, dst_id)
+    problems = [
+        f"{destination} processed transfer {n} from {source} as {value}, sent as {sent.get(n)}"
+        for n, value in done.items()
+        if sent.get(n) != value
+    ] + [
+        f"{source} was refunded transfer {n} to {destination} as {value}, refused as "
+        f"{refused.get(n)}"
+        for n, value in refunded.items()
+        if refused.get(n) != value
+    ]
+    in_flight = sum(amount for n, (_, amount) in sent.items() if n not in done)
+    pending = sum(amount for n, (_, amount) in refused.items() if n not in refunded)
+    return in_flight, pending, problems
+
+
+def _unroutable(source: str, rep: DomainReplay, ids: dict[str, int]) -> tuple[int, list[str]]:
+    """Transfers ``source`` sent to no other domain of the venue (an unknown id, or
+    itself): the relay refunds them. Returns (units not refunded yet, problems)."""
+    routable = {ident for name, ident in ids.items() if name != source}
+    refunded = rep.transfers[EventKind.TRANSFER_REFUNDED]
+    pending, problems = 0, []
+    for (peer, n), (account, amount, _) in rep.transfers[EventKind.TRANSFER_SENT].items():
+        if peer in routable:
+            continue
+        if (peer, n) not in refunded:
+            pending += amount
+        elif refunded[(peer, n)][:2] != (account, amount):
+            problems.append(f"{source}: the refund of transfer {n} to domain {peer} differs")
+    return pending, problems
+
+
 def audit(replays: dict[str, DomainReplay], ids: dict[str, int]) -> Audit:
     """Check transfers and conservation across ``replays`` (by domain name; ``ids`` maps
     names to domain ids). See the module docstring."""
     problems: list[str] = []
-    names = {ident: name for name, ident in ids.items()}
     in_flight: dict[tuple[str, str], int] = {}
     pending: dict[tuple[str, str], int] = {}
     balances = total = 0
     for name, rep in replays.items():
-        state = rep.engine.state
-        try:
-            rep.engine.check_invariants()
-        except AssertionError as error:
-            problems.append(f"{name}: {error}")
-        balances += sum(
-            query.balance_units(state, account) for account in range(query.account_count(state))
-        )
-        totals = query.global_counters(state)
-        counters = dict(zip(query.GLOBAL_COUNTER_NAMES, totals.tolist(), strict=True))
-        total += counters["total_deposits_units"] - counters["total_withdrawals_units"]
-        if rep.duplicates:
-            problems.append(f"{name}: {rep.duplicates} transfer events repeated a number")
-        for peer in query.transfers(state):
-            if peer not in names:
-                problems.append(f"{name}: transfers with unknown domain id {peer}")
+        held, net = _money(name, rep, problems)
+        balances += held
+        total += net
+        pending[(name, name)], found = _unroutable(name, rep, ids)
+        problems += found
     for source, rep in replays.items():
         for destination, other in replays.items():
-            if source == destination:
-                continue
-            src_id, dst_id = ids[source], ids[destination]
-            sent = {
-                number: value[:2]
-                for (peer, number), value in rep.transfers[EventKind.TRANSFER_SENT].items()
-                if peer == dst_id
-            }
-            done = {
-                number: value[:2]
-                for kind in (EventKind.TRANSFER_RECEIVED, EventKind.TRANSFER_REFUSED)
-                for (peer, number), value in other.transfers[kind].items()
-                if peer == src_id
-            }
-            refused = {
-                number: value[:2]
-                for (peer, number), value in other.transfers[EventKind.TRANSFER_REFUSED].items()
-                if peer == src_id
-            }
-            refunded = {
-                number: value[:2]
-                for (peer, number), value in rep.transfers[EventKind.TRANSFER_REFUNDED].items()
-                if peer == dst_id
-            }
-            for number, value in done.items():
-                if sent.get(number) != value:
-                    problems.append(
-                        f"{destination} processed transfer {number} from {source} as {value}, "
-                        f"sent as {sent.get(number)}"
-                    )
-            for number, value in refunded.items():
-                if refused.get(number) != value:
-                    problems.append(
-                        f"{source} was refunded transfer {number} to {destination} as "
-                        f"{value}, refused as {refused.get(number)}"
-                    )
-            pair = (source, destination)
-            in_flight[pair] = sum(a for n, (_, a) in sent.items() if n not in done)
-            pending[pair] = sum(a for n, (_, a) in refused.items() if n not in refunded)
+            if source != destination:
+                flight, waiting, found = _pair(
+                    (source, destination), (rep, other), (ids[source], ids[destination])
+                )
+                in_flight[(source, destination)] = flight
+                pending[(source, destination)] = waiting
+                problems += found
     # money is in an account, in flight (the source's escrow), or refused and not yet
     # refunded (still the source's escrow): nothing else
     held = balances + sum(in_flight.values()) + sum(pending.values())

@@ -9,7 +9,8 @@ ordered pair A -> B:
   (``query.transfer_processed``) is sent to B's leader inbox as ``TRANSFER_IN(account,
   amount, domain=A, transfer_id=n)``;
 - every ``TRANSFER_REFUSED`` in B (from A, number n) whose refund A has not processed is
-  sent to A's inbox as ``TRANSFER_REFUND``.
+  sent to A's inbox as ``TRANSFER_REFUND``; so is every transfer A sent to a domain id
+  that is not another domain of the venue (unknown, or A itself).
 
 What to send is derived from the logs alone, so a relay killed at any point and started
 again (or two relays at once) neither loses nor doubles a transfer: a transfer not yet in
@@ -94,8 +95,20 @@ class Relay:
         """Per destination domain, the commands due there, as ``(kind, account, amount,
         peer id, number)`` in number order per peer."""
         due: dict[str, list[tuple[int, int, int, int, int]]] = {name: [] for name in self.ids}
+        routable = set(self.ids.values())
         for source, src_id in self.ids.items():
             sent = self.replays[source].transfers[EventKind.TRANSFER_SENT]
+            state = self.replays[source].engine.state
+            # sent to no other domain of the venue (an unknown id, or itself): refunded
+            unroutable = sorted(
+                (peer, number)
+                for (peer, number) in sent
+                if (peer not in routable or peer == src_id)
+                and not query.refund_processed(state, peer, number)
+            )
+            for peer, number in unroutable[: self.batch]:
+                account, amount, _ = sent[(peer, number)]
+                due[source].append((CommandKind.TRANSFER_REFUND, account, amount, peer, number))
             for destination, dst_id in self.ids.items():
                 if destination == source:
                     continue
