@@ -156,6 +156,19 @@ def record_session(directory: Path) -> int:
     ex.advance_time()
     ex.cancel_all(maker)
     ex.close(perp)
+    # cross-domain transfers (core/escrow.py): one sent to domain 1 (refused there, so
+    # refunded here), one received from domain 2, one refused here (no such account)
+    for kind, account, number in (
+        (CommandKind.TRANSFER_OUT, taker, 0),
+        (CommandKind.TRANSFER_IN, hedger, 1),
+        (CommandKind.TRANSFER_IN, 99, 2),
+        (CommandKind.TRANSFER_REFUND, taker, 1),
+    ):
+        transfer = command_array(1)
+        transfer["kind"], transfer["account"], transfer["amount_units"] = kind, account, USDC
+        transfer["domain"] = 2 if kind == CommandKind.TRANSFER_IN else 1
+        transfer["transfer_id"] = number
+        ex.submit(transfer)
     ex.check_invariants()
     ex.journal.close()  # type: ignore[union-attr]
     return int(snapshot_seq.split("-")[1].split(".")[0])
