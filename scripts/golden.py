@@ -168,6 +168,7 @@ def record_session(directory: Path) -> int:
         transfer["kind"], transfer["account"], transfer["amount_units"] = kind, account, USDC
         transfer["domain"] = 2 if kind == CommandKind.TRANSFER_IN else 1
         transfer["transfer_id"] = number
+        transfer["refund_of"] = number  # the refusal 1 in domain 1 was of transfer 1
         ex.submit(transfer)
     ex.check_invariants()
     ex.journal.close()  # type: ignore[union-attr]

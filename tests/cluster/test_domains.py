@@ -29,13 +29,16 @@ K = CommandKind
 IDS = {"alpha": 0, "beta": 1}
 
 
-def _transfer(kind: int, account: int, domain: int, amount: int, number: int = 0) -> np.ndarray:
+def _transfer(
+    kind: int, account: int, domain: int, amount: int, number: int = 0, refund_of: int = 0
+) -> np.ndarray:
     records = command_array(1)
     records["kind"] = kind
     records["account"] = account
     records["domain"] = domain
     records["amount_units"] = amount
     records["transfer_id"] = number
+    records["refund_of"] = refund_of
     return records
 
 
@@ -76,7 +79,9 @@ def _venue(tmp_path: Path) -> tuple[dict[str, Path], dict[str, Exchange]]:
     assert set(again["reason"][again["kind"] == EventKind.REJECTED]) == {156}
     refused = received[received["kind"] == EventKind.TRANSFER_REFUSED]
     assert len(refused) == 1
-    alpha.submit(_transfer(K.TRANSFER_REFUND, 5, 1, 200, int(refused["order_id"][0])))
+    refusal, number = int(refused["price_ticks"][0]), int(refused["order_id"][0])
+    assert (refusal, number) == (1, 2)  # the first refusal, of alpha's second transfer
+    alpha.submit(_transfer(K.TRANSFER_REFUND, 5, 1, 200, refusal, number))
     # beta -> alpha: 50 from account 4, not yet relayed: in flight
     beta.submit(_transfer(K.TRANSFER_OUT, 4, 0, 50))
     for venue in venues.values():
@@ -154,11 +159,14 @@ def test_a_transfer_to_no_domain_of_the_venue_is_refunded(tmp_path: Path) -> Non
     relay.ids, relay.replays, relay.batch = IDS, replays, 16
     due = relay.pending()["alpha"]
     refunds = [row for row in due if row[0] == K.TRANSFER_REFUND]
-    assert set(refunds) == {(K.TRANSFER_REFUND, 4, 30, 0, 1), (K.TRANSFER_REFUND, 4, 20, 7, 1)}
-    assert (K.TRANSFER_IN, 4, 50, 1, 1) in due  # beta's transfer in flight, due to alpha
+    assert set(refunds) == {
+        (K.TRANSFER_REFUND, 4, 30, 0, 1, 1),
+        (K.TRANSFER_REFUND, 4, 20, 7, 1, 1),
+    }
+    assert (K.TRANSFER_IN, 4, 50, 1, 1, 0) in due  # beta's transfer in flight, due to alpha
     assert relay.pending()["beta"] == []  # what alpha sent beta is all processed
-    for kind, account, amount, peer, number in refunds:
-        alpha.apply(_transfer(kind, account, peer, amount, number))
+    for kind, account, amount, peer, number, original in refunds:
+        alpha.apply(_transfer(kind, account, peer, amount, number, original))
     result = audit(replays, IDS)
     assert result.ok and result.refunds_pending[("alpha", "alpha")] == 0
     assert not [row for row in relay.pending()["alpha"] if row[0] == K.TRANSFER_REFUND]

@@ -26,7 +26,7 @@ class TransferMixin:
 
     ch: RandomChooser
     sent: dict[int, int]  # peer -> transfers sent (from TRANSFER_SENT events)
-    refused: list[tuple[int, int, int, int]]  # (peer, number, account, amount)
+    refused: list[tuple[int, int, int, int, int]]  # (peer, refusal, number, account, amount)
     next_in: dict[int, int]
 
     def init_transfers(self) -> None:
@@ -39,8 +39,15 @@ class TransferMixin:
             if int(ev["kind"]) == EventKind.TRANSFER_SENT:
                 self.sent[int(ev["instrument"])] = int(ev["order_id"])
             elif int(ev["kind"]) == EventKind.TRANSFER_REFUSED:
-                peer, number = int(ev["instrument"]), int(ev["order_id"])
-                self.refused.append((peer, number, int(ev["account"]), int(ev["cash_units"])))
+                self.refused.append(
+                    (
+                        int(ev["instrument"]),
+                        int(ev["price_ticks"]),
+                        int(ev["order_id"]),
+                        int(ev["account"]),
+                        int(ev["cash_units"]),
+                    )
+                )
 
     def transfer(self) -> list[np.ndarray]:
         ch = self.ch
@@ -79,15 +86,17 @@ class TransferMixin:
                 )
             ]
         if self.refused and ch.chance(700):
-            peer, number, account, amount = ch.pick(self.refused)
+            peer, number, original, account, amount = ch.pick(self.refused)
         else:
             number = ch.int(0, self.sent.get(peer, 0) + 2)
+            original = ch.pick([number, ch.int(0, self.sent.get(peer, 0) + 2)])
         return [
             self.record(  # type: ignore[attr-defined]
                 K.TRANSFER_REFUND,
                 account=account,
                 domain=peer,
                 transfer_id=number,
+                refund_of=original,
                 amount_units=amount,
             )
         ]
@@ -148,8 +157,12 @@ def test_transfers_identical_on_fixed_stream() -> None:
             cmd(K.TRANSFER_IN, account=3, domain=2, transfer_id=64, amount_units=50),
             cmd(K.TRANSFER_IN, account=3, domain=2, transfer_id=63, amount_units=50),
             cmd(K.TRANSFER_IN, account=9, domain=2, transfer_id=2, amount_units=70),
-            cmd(K.TRANSFER_REFUND, account=3, domain=1, transfer_id=1, amount_units=400),
-            cmd(K.TRANSFER_REFUND, account=3, domain=1, transfer_id=1, amount_units=400),
+            cmd(
+                K.TRANSFER_REFUND, account=3, domain=1, transfer_id=1, refund_of=1, amount_units=400
+            ),
+            cmd(
+                K.TRANSFER_REFUND, account=3, domain=1, transfer_id=1, refund_of=1, amount_units=400
+            ),
         )
     )
     kinds = [EventKind(k).name for k in events["kind"]]

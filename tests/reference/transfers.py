@@ -85,13 +85,16 @@ class TransfersModel:
         if number - (first_missing - 1) > WINDOW:
             raise Reject(Reason.TRANSFER_AHEAD)
 
-    def _transfer_event(self, kind, acct_id, peer, number, amount, balance, reason=0) -> None:
+    def _transfer_event(
+        self, kind, acct_id, peer, number, amount, balance, reason=0, refusal=0
+    ) -> None:
         self._emit(
             kind,
             reason=int(reason),
             account=acct_id,
             instrument=peer,
             order_id=number,
+            price_ticks=refusal,
             cash_units=amount,
             balance_units=balance,
         )
@@ -163,7 +166,14 @@ class TransfersModel:
             row.refused_units += amount
             row.refused_count += 1
             self._transfer_event(
-                EventKind.TRANSFER_REFUSED, acct_id, peer, number, amount, 0, refusal
+                EventKind.TRANSFER_REFUSED,
+                acct_id,
+                peer,
+                number,
+                amount,
+                0,
+                refusal,
+                row.refused_count,
             )
             return
         acct = self.accounts[acct_id]
@@ -181,8 +191,9 @@ class TransfersModel:
         if amount <= 0:
             raise Reject(Reason.AMOUNT_NOT_POSITIVE)
         row = self._peers().get(peer) or PeerRow()
-        number = int(cmd["transfer_id"])
-        if number <= 0 or number > row.out_count:
+        number = int(cmd["transfer_id"])  # the refusal's number: refunds are keyed by it
+        original = int(cmd["refund_of"])  # the transfer refunded
+        if not (0 < number <= row.out_count and 0 < original <= row.out_count):
             raise Reject(Reason.BAD_TRANSFER_ID)
         self._is_new(row.refunds, number)
         if amount > row.out_units - row.refund_units:
@@ -197,7 +208,7 @@ class TransfersModel:
         acct.balance += amount
         self._emit(EventKind.ACCEPTED, account=acct_id, instrument=peer)
         self._transfer_event(
-            EventKind.TRANSFER_REFUNDED, acct_id, peer, number, amount, acct.balance
+            EventKind.TRANSFER_REFUNDED, acct_id, peer, original, amount, acct.balance, 0, number
         )
 
     def _transfer_handlers(self) -> dict:

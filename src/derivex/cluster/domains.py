@@ -75,13 +75,14 @@ def parse_domains(text: str) -> dict[str, int]:
 @dataclass
 class DomainReplay:
     """A domain's engine fed its frames in order, with the transfer events seen:
-    ``transfers[kind]`` maps ``(peer, number)`` to ``(account, amount, reason)`` and
+    ``transfers[kind]`` maps ``(peer, number)`` to ``(account, amount, reason, refusal
+    number)`` and
     ``duplicates`` counts a (peer, number) seen twice for one kind (never, if the core's
     dedupe holds)."""
 
     engine: Engine = field(default_factory=Engine)
     frames: int = 0
-    transfers: dict[int, dict[tuple[int, int], tuple[int, int, int]]] = field(
+    transfers: dict[int, dict[tuple[int, int], tuple[int, int, int, int]]] = field(
         default_factory=lambda: {int(kind): {} for kind in _TRANSFER_EVENTS}
     )
     duplicates: int = 0
@@ -101,6 +102,7 @@ class DomainReplay:
                 int(event["account"]),
                 abs(int(event["cash_units"])),
                 int(event["reason"]),
+                int(event["price_ticks"]),
             )
         return events
 
@@ -209,7 +211,7 @@ def _unroutable(source: str, rep: DomainReplay, ids: dict[str, int]) -> tuple[in
     routable = {ident for name, ident in ids.items() if name != source}
     refunded = rep.transfers[EventKind.TRANSFER_REFUNDED]
     pending, problems = 0, []
-    for (peer, n), (account, amount, _) in rep.transfers[EventKind.TRANSFER_SENT].items():
+    for (peer, n), (account, amount, *_) in rep.transfers[EventKind.TRANSFER_SENT].items():
         if peer in routable:
             continue
         if (peer, n) not in refunded:

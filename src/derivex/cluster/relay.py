@@ -8,9 +8,10 @@ ordered pair A -> B:
 - every ``TRANSFER_SENT`` (A, to B, number n) that B's replayed state has not processed
   (``query.transfer_processed``) is sent to B's leader inbox as ``TRANSFER_IN(account,
   amount, domain=A, transfer_id=n)``;
-- every ``TRANSFER_REFUSED`` in B (from A, number n) whose refund A has not processed is
-  sent to A's inbox as ``TRANSFER_REFUND``; so is every transfer A sent to a domain id
-  that is not another domain of the venue (unknown, or A itself).
+- every ``TRANSFER_REFUSED`` in B (from A, transfer n, refusal number k) whose refund A
+  has not processed (``query.refund_processed`` of k) is sent to A's inbox as
+  ``TRANSFER_REFUND(transfer_id=k, refund_of=n)``; so is every transfer A sent to a domain
+  id that is not another domain of the venue (unknown, or A itself), with k = n.
 
 What to send is derived from the logs alone, so a relay killed at any point and started
 again (or two relays at once) neither loses nor doubles a transfer: a transfer not yet in
@@ -91,10 +92,11 @@ class Relay:
                 applied += 1
         return applied
 
-    def pending(self) -> dict[str, list[tuple[int, int, int, int, int]]]:
+    def pending(self) -> dict[str, list[tuple[int, int, int, int, int, int]]]:
         """Per destination domain, the commands due there, as ``(kind, account, amount,
-        peer id, number)`` in number order per peer."""
-        due: dict[str, list[tuple[int, int, int, int, int]]] = {name: [] for name in self.ids}
+        peer id, number, refund_of)`` in number order per peer (``refund_of``: the
+        transfer a refund returns; 0 for a TRANSFER_IN)."""
+        due: dict[str, list[tuple[int, int, int, int, int, int]]] = {name: [] for name in self.ids}
         routable = set(self.ids.values())
         for source, src_id in self.ids.items():
             sent = self.replays[source].transfers[EventKind.TRANSFER_SENT]
@@ -107,8 +109,10 @@ class Relay:
                 and not query.refund_processed(state, peer, number)
             )
             for peer, number in unroutable[: self.batch]:
-                account, amount, _ = sent[(peer, number)]
-                due[source].append((CommandKind.TRANSFER_REFUND, account, amount, peer, number))
+                account, amount, *_ = sent[(peer, number)]
+                due[source].append(
+                    (CommandKind.TRANSFER_REFUND, account, amount, peer, number, number)
+                )
             for destination, dst_id in self.ids.items():
                 if destination == source:
                     continue
@@ -121,24 +125,24 @@ class Relay:
                 for number in numbers[: self.batch]:
                     if number >= numbers[0] + query.WINDOW // 2:
                         break
-                    account, amount, _ = sent[(dst_id, number)]
+                    account, amount, *_ = sent[(dst_id, number)]
                     due[destination].append(
-                        (CommandKind.TRANSFER_IN, account, amount, src_id, number)
+                        (CommandKind.TRANSFER_IN, account, amount, src_id, number, 0)
                     )
                 # refusals in ``destination`` of what ``source`` sent: refunds to source
                 refused = self.replays[destination].transfers[EventKind.TRANSFER_REFUSED]
                 src_state = self.replays[source].engine.state
+                # keyed by the refusal number k (dense), which the event carries
                 refunds = sorted(
-                    number
-                    for (peer, number) in refused
-                    if peer == src_id and not query.refund_processed(src_state, dst_id, number)
+                    (value[3], number, value[0], value[1])
+                    for (peer, number), value in refused.items()
+                    if peer == src_id and not query.refund_processed(src_state, dst_id, value[3])
                 )
-                for number in refunds[: self.batch]:
-                    if number >= refunds[0] + query.WINDOW // 2:
+                for k, number, account, amount in refunds[: self.batch]:
+                    if k >= refunds[0][0] + query.WINDOW // 2:
                         break
-                    account, amount, _ = refused[(src_id, number)]
                     due[source].append(
-                        (CommandKind.TRANSFER_REFUND, account, amount, dst_id, number)
+                        (CommandKind.TRANSFER_REFUND, account, amount, dst_id, k, number)
                     )
         return due
 
@@ -164,13 +168,14 @@ class Relay:
             if not fresh:
                 continue
             records = command_array(len(fresh))
-            for row, (kind, account, amount, peer, number) in enumerate(fresh):
+            for row, (kind, account, amount, peer, number, original) in enumerate(fresh):
                 records["kind"][row] = kind
                 records["account"][row] = account
                 records["amount_units"][row] = amount
                 records["domain"][row] = peer
                 records["transfer_id"][row] = number
-            for kind, _, _, peer, number in fresh:
+                records["refund_of"][row] = original
+            for kind, _, _, peer, number, _ in fresh:
                 self._sent_at[(destination, kind, peer, number)] = now
             if self._request(destination, records.tobytes()):
                 acknowledged += len(fresh)

@@ -12,9 +12,12 @@ between them in two phases that always complete (docs/cluster.md, "Transfers"):
    from A's committed events. A new ``n`` is *processed*: credited to the account (B's
    escrow-in account for A is debited: it may go negative, it is the counterpart), or, if
    it cannot be (unknown or system account, balance limit), *refused*: nothing is credited
-   and the refusal is an event the relay turns into
-3. ``TRANSFER_REFUND(account, amount, domain=B, transfer_id=n)`` in A, which moves the
-   amount from A's escrow-out account for B back to the account.
+   and the refusal, numbered ``k`` (B's count of refusals of A's transfers, plus one), is an
+   event the relay turns into
+3. ``TRANSFER_REFUND(account, amount, domain=B, transfer_id=k, refund_of=n)`` in A, which
+   moves the amount from A's escrow-out account for B back to the account. Refunds are
+   keyed by ``k``, not ``n``: refusals are rare, so their transfer numbers are sparse,
+   and a dense key keeps the processed-refund set as small as the transfer one.
 
 Escrow accounts are rows of the transfer table ``st.xfr`` (one row per peer domain), not
 account slots, so account ids do not move. Per domain, at every command boundary:
@@ -28,7 +31,7 @@ ahead of the first unprocessed one per peer: ``n > IN_MARK + WINDOW`` is refused
 TRANSFER_AHEAD, changes nothing and is not processed, so the relay delivers it again later.
 The relay delivers in ``n`` order, so this never happens unless 62 transfers in a row are
 lost on the way; the state stays O(domains) whatever the number of transfers. Refunds are
-deduplicated the same way (``REFUND_MARK`` / ``REFUND_WINDOW``).
+deduplicated the same way by their number ``k`` (``REFUND_MARK`` / ``REFUND_WINDOW``).
 
 Costs: O(1) per command. Errors: rejections with a reason; nothing raises.
 """
@@ -67,13 +70,13 @@ class Xfer(IntEnum):
     OUT_COUNT = 0  # transfers sent to the peer (the last transfer number given)
     OUT_UNITS = 1  # units sent to the peer (gross)
     REFUND_UNITS = 2  # units refunded by the peer (gross); escrow-out = OUT - REFUND
-    REFUND_MARK = 3  # every refund number <= this is processed
+    REFUND_MARK = 3  # every refund number (the peer's refusal count) <= this is processed
     REFUND_WINDOW = 4  # bit k-1: refund REFUND_MARK + k processed
     IN_MARK = 5  # every transfer number <= this from the peer is processed
     IN_WINDOW = 6  # bit k-1: transfer IN_MARK + k processed
     IN_UNITS = 7  # units credited from the peer; escrow-in balance = -IN_UNITS
     REFUSED_UNITS = 8  # units of processed transfers refused (to be refunded by the peer)
-    REFUSED_COUNT = 9
+    REFUSED_COUNT = 9  # refusals of the peer's transfers: the last refusal number given
 
 
 XFER_FIELDS = len(Xfer)
@@ -85,10 +88,13 @@ def transfer_table() -> np.ndarray:
 
 
 @kernel
-def _transfer_event(ev, n, seq, command, kind, reason, account, peer, number, amount, balance):
+def _transfer_event(
+    ev, n, seq, command, kind, reason, account, peer, number, refusal, amount, balance
+):
     """A TRANSFER_* event: ``instrument`` = the peer domain, ``order_id`` = the transfer
-    number, ``cash_units`` = the amount (signed as it moves the account), ``balance_units``
-    = the account's balance after it."""
+    number, ``price_ticks`` = the refusal (refund) number for TRANSFER_REFUSED and
+    TRANSFER_REFUNDED (else 0), ``cash_units`` = the amount (signed as it moves the
+    account), ``balance_units`` = the account's balance after it."""
     e = ev[n]
     e["seq"] = seq
     e["kind"] = kind
@@ -100,7 +106,7 @@ def _transfer_event(ev, n, seq, command, kind, reason, account, peer, number, am
     e["account"] = account
     e["instrument"] = peer
     e["order_id"] = number
-    e["price_ticks"] = 0
+    e["price_ticks"] = refusal
     e["qty_lots"] = 0
     e["cash_units"] = amount
     e["balance_units"] = balance
@@ -173,8 +179,9 @@ def _transfer_out(st, ev, n, cmds, i):
     kind = CommandKind.TRANSFER_OUT
     n = accepted(ev, n, c["seq"], kind, account, peer, 0, 0, 0)
     return _transfer_event(
-        ev, n, c["seq"], kind, EventKind.TRANSFER_SENT, 0, account, peer, number, -amount, balance
-    )
+        ev, n, c["seq"], kind, EventKind.TRANSFER_SENT, 0, account, peer, number, 0, -amount,
+        balance,
+    )  # fmt: skip
 
 
 @kernel
@@ -217,13 +224,13 @@ def _transfer_in(st, ev, n, cmds, i):
         st.xfr[peer, Xfer.REFUSED_COUNT] += 1
         return _transfer_event(
             ev, n, c["seq"], kind, EventKind.TRANSFER_REFUSED, refusal, account, peer, number,
-            amount, 0,
+            st.xfr[peer, Xfer.REFUSED_COUNT], amount, 0,
         )  # fmt: skip
     balance += amount
     st.acc_i8[account, Account8.BALANCE] = balance
     st.xfr[peer, Xfer.IN_UNITS] += amount
     return _transfer_event(
-        ev, n, c["seq"], kind, EventKind.TRANSFER_RECEIVED, 0, account, peer, number, amount,
+        ev, n, c["seq"], kind, EventKind.TRANSFER_RECEIVED, 0, account, peer, number, 0, amount,
         balance,
     )  # fmt: skip
 
@@ -234,12 +241,14 @@ def _transfer_refund(st, ev, n, cmds, i):
     account = np.int64(c["account"])
     peer = np.int64(c["domain"])
     amount = c["amount_units"]
-    number = np.int64(c["transfer_id"])
+    number = np.int64(c["transfer_id"])  # the refund's (refusal's) number
+    original = np.int64(c["refund_of"])  # the transfer refunded
     if peer >= MAX_DOMAINS:
         return reject(st, ev, n, cmds, i, Reason.BAD_DOMAIN, 0)
     if amount <= 0:
         return reject(st, ev, n, cmds, i, Reason.AMOUNT_NOT_POSITIVE, 0)
-    if number <= 0 or number > st.xfr[peer, Xfer.OUT_COUNT]:
+    sent = st.xfr[peer, Xfer.OUT_COUNT]  # at most one refusal per transfer sent
+    if number <= 0 or number > sent or original <= 0 or original > sent:
         return reject(st, ev, n, cmds, i, Reason.BAD_TRANSFER_ID, 0)
     mark = st.xfr[peer, Xfer.REFUND_MARK]
     if _seen(mark, st.xfr[peer, Xfer.REFUND_WINDOW], number):
@@ -262,8 +271,8 @@ def _transfer_refund(st, ev, n, cmds, i):
     kind = CommandKind.TRANSFER_REFUND
     n = accepted(ev, n, c["seq"], kind, account, peer, 0, 0, 0)
     return _transfer_event(
-        ev, n, c["seq"], kind, EventKind.TRANSFER_REFUNDED, 0, account, peer, number, amount,
-        balance,
+        ev, n, c["seq"], kind, EventKind.TRANSFER_REFUNDED, 0, account, peer, original, number,
+        amount, balance,
     )  # fmt: skip
 
 

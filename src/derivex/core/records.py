@@ -104,9 +104,11 @@ COMMAND_DTYPE = _layout(
         ("trigger_price_ticks", "<i8", 32),  # stop / take: the trigger price
         ("trigger_offset_ticks", "<i8", 32),  # trailing: the offset from the best price seen
         # aliases: TRANSFER_OUT / TRANSFER_IN / TRANSFER_REFUND (core/escrow.py), with
-        # account and amount_units: the peer domain and the transfer's number
+        # account and amount_units: the peer domain and the transfer's number (a refund:
+        # the refusal's number, and the transfer refunded)
         ("domain", "<u4", 28),
         ("transfer_id", "<u8", 32),
+        ("refund_of", "<u8", 40),
     ]
 )
 
@@ -256,7 +258,13 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
     ),
     CommandKind.TRANSFER_OUT: ("account", "domain", "amount_units"),
     CommandKind.TRANSFER_IN: ("account", "domain", "transfer_id", "amount_units"),
-    CommandKind.TRANSFER_REFUND: ("account", "domain", "transfer_id", "amount_units"),
+    CommandKind.TRANSFER_REFUND: (
+        "account",
+        "domain",
+        "transfer_id",
+        "refund_of",
+        "amount_units",
+    ),
 }
 
 
@@ -453,7 +461,8 @@ class EventKind(IntEnum):
     #                     order's id, or 0 and ``reason`` = why the spawned order was rejected
     TRIGGER_CANCELLED = 32  # reason = why; price_ticks = trigger price at the time
     # cross-domain transfers 45-49 (core/escrow.py): instrument = the peer domain, order_id =
-    # the transfer number, cash_units = the amount, balance_units = the balance after
+    # the transfer number, price_ticks = the refusal number (REFUSED, REFUNDED), cash_units
+    # = the amount, balance_units = the balance after
     TRANSFER_SENT = 45  # TRANSFER_OUT applied: the account's funds are in escrow
     TRANSFER_RECEIVED = 46  # TRANSFER_IN credited
     TRANSFER_REFUSED = 47  # TRANSFER_IN processed but not credited (reason): to be refunded
