@@ -137,6 +137,14 @@ def test_transfers_survive_relay_and_leader_kills(nats_cluster, domain, tmp_path
                     assert sent["refund_units"] == got["refused_units"]
             refused = query.transfers(replays[f"{domain}b"].engine.state)[0]["refused_count"]
             assert refused > 0  # the refusal and refund path ran
+            counts = {
+                name: {
+                    peer: row["out_count"]
+                    for peer, row in query.transfers(rep.engine.state).items()
+                }
+                for name, rep in replays.items()
+            }
+            print(f"transfers sent {counts}, refused and refunded {refused}")  # reported only
             # the root of roots over the leaders' last words = the one from the logs
             stated = {
                 name: (status["position"], bytes.fromhex(status["root"]))
