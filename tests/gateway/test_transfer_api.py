@@ -8,20 +8,20 @@ from tests.gateway.test_margin_api import Risky, _take, _trader, risky  # noqa: 
 
 
 def test_transfer_to_another_domain_and_its_limits(risky: Risky) -> None:  # noqa: F811
-    with _trader(risky, funds=1_000 * 10**6) as (socket, account):
+    with _trader(risky, funds=50_000 * 10**6) as (socket, account):
         reply = socket.call("private/submit_transfer_to_domain", domain=1, amount="250.5")
         assert reply["result"] == {
             "transfer_id": 1,
             "domain": 1,
             "amount": 250.5,
-            "balance": 749.5,
+            "balance": 49_749.5,
         }, reply
         table = socket.call("private/get_domain_transfers")["result"]
         assert table["escrow_out"] == 250.5 and table["credited_in"] == 0
         assert table["domains"][0]["domain"] == 1
         assert table["domains"][0]["out_count"] == 1
         # a position's initial margin binds: more than the free collateral is refused
-        _take(risky, socket, "buy", 100)
+        _take(risky, socket, "buy", 40)
         summary = socket.call("private/get_account_summary", currency="USDC")["result"]
         free = summary["available_funds"]
         refused = socket.call(
