@@ -719,11 +719,22 @@ def cluster_roots(
     ids: Annotated[
         str, typer.Option(help="NAME=ID,...: also audit transfers and global conservation")
     ] = "",
+    account: Annotated[
+        int | None, typer.Option(help="with --ids: this account's balance in every domain")
+    ] = None,
 ) -> None:
     """The root of roots over the domains' state roots at the given stream seqs, computed
     from the logs alone (each replayed through a fresh engine); with --ids, the transfer
-    audit too. Exits 1 when the audit finds a problem, 2 on bad arguments."""
-    from derivex.cluster.domains import JournalLog, audit, parse_domains, replay, root_of_roots
+    audit too (and with --account, that account's balance per domain). Exits 1 when the
+    audit finds a problem, 2 on bad arguments."""
+    from derivex.cluster.domains import (
+        JournalLog,
+        account_view,
+        audit,
+        parse_domains,
+        replay,
+        root_of_roots,
+    )
 
     logs: dict[str, object] = {}
     frames: dict[str, int | None] = {}
@@ -765,6 +776,12 @@ def cluster_roots(
             f"balances {result.balances}, deposits - withdrawals "
             f"{result.deposits_minus_withdrawals}, in flight {in_flight}"
         )
+        if account is not None:
+            for name, row in account_view(replays, domain_ids, account).items():
+                typer.echo(
+                    f"account {account} in {name}: balance {row['balance_units']}, in flight "
+                    f"{row['in_flight_units']}, refund due {row['refund_due_units']}"
+                )
         for problem in result.problems:
             typer.echo(f"problem: {problem}")
         if result.problems:

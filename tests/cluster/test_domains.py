@@ -110,8 +110,13 @@ def test_audit_and_root_of_roots_from_the_logs(tmp_path: Path) -> None:
 
     runner = CliRunner()
     specs = [f"{name}={directory}" for name, directory in directories.items()]
-    output = runner.invoke(app, ["cluster", "roots", *specs, "--ids", "alpha=0,beta=1"])
+    output = runner.invoke(
+        app, ["cluster", "roots", *specs, "--ids", "alpha=0,beta=1", "--account", "4"]
+    )
     assert output.exit_code == 0, output.output
+    # account 4: 1000 in alpha; in beta 1000 less the 50 sent to alpha, still in flight
+    assert "account 4 in alpha: balance 1000, in flight 0, refund due 0" in output.output
+    assert "account 4 in beta: balance 950, in flight 50, refund due 0" in output.output
     assert f"root of roots {computed.hex()}" in output.output
     assert "transfers and conservation hold" in output.output
     bad = runner.invoke(app, ["cluster", "roots", "alpha", "--ids", "alpha=0"])

@@ -41,6 +41,7 @@ __all__ = [
     "Audit",
     "DomainReplay",
     "JournalLog",
+    "account_view",
     "audit",
     "parse_domains",
     "replay",
@@ -252,6 +253,39 @@ def audit(replays: dict[str, DomainReplay], ids: dict[str, int]) -> Audit:
             f" + refunds pending {sum(pending.values())} != deposits - withdrawals {total}"
         )
     return Audit(problems, in_flight, pending, balances, total)
+
+
+def account_view(
+    replays: dict[str, DomainReplay], ids: dict[str, int], account: int
+) -> dict[str, dict[str, int]]:
+    """One account across the venue: per domain its balance (0 where it has no account),
+    and what it has in flight out of that domain (sent, neither processed by the
+    destination nor refunded) and refused there waiting for the refund. O(transfers)."""
+    view: dict[str, dict[str, int]] = {}
+    for name, rep in replays.items():
+        state = rep.engine.state
+        exists = query.account_exists(state, account)
+        in_flight = refund_due = 0
+        for destination, other in replays.items():
+            if destination == name:
+                continue
+            src_id, dst_id = ids[name], ids[destination]
+            sent = _of(rep, EventKind.TRANSFER_SENT, dst_id)
+            refused = _of(other, EventKind.TRANSFER_REFUSED, src_id)
+            done = {**_of(other, EventKind.TRANSFER_RECEIVED, src_id), **refused}
+            refunded = _of(rep, EventKind.TRANSFER_REFUNDED, dst_id)
+            in_flight += sum(
+                a for n, (acct, a) in sent.items() if acct == account and n not in done
+            )
+            refund_due += sum(
+                a for n, (acct, a) in refused.items() if acct == account and n not in refunded
+            )
+        view[name] = {
+            "balance_units": query.balance_units(state, account) if exists else 0,
+            "in_flight_units": in_flight,
+            "refund_due_units": refund_due,
+        }
+    return view
 
 
 def root_of_roots(entries: dict[str, tuple[int, bytes]]) -> bytes:
