@@ -172,6 +172,20 @@ def record_session(directory: Path) -> int:
     ex.transfer(maker, desk, 1_000 * USDC)
     ex.transfer(desk, maker, 400 * USDC)
     ex.transfer(desk, maker, 10**15)  # rejected: more than the balance
+    # cross-domain transfers (core/escrow.py): one sent to domain 1 (refused there, so
+    # refunded here), one received from domain 2, one refused here (no such account)
+    for kind, account, number in (
+        (CommandKind.TRANSFER_OUT, taker, 0),
+        (CommandKind.TRANSFER_IN, hedger, 1),
+        (CommandKind.TRANSFER_IN, 99, 2),
+        (CommandKind.TRANSFER_REFUND, taker, 1),
+    ):
+        transfer = command_array(1)
+        transfer["kind"], transfer["account"], transfer["amount_units"] = kind, account, USDC
+        transfer["domain"] = 2 if kind == CommandKind.TRANSFER_IN else 1
+        transfer["transfer_id"] = number
+        transfer["refund_of"] = number  # the refusal 1 in domain 1 was of transfer 1
+        ex.submit(transfer)
     ex.check_invariants()
     ex.journal.close()  # type: ignore[union-attr]
     return int(snapshot_seq.split("-")[1].split(".")[0])

@@ -110,6 +110,9 @@ class InspectionModel:
             "next_order_ids": self.next_order_ids(3),
             "triggers": self._canonical_triggers(),
         }
+        transfers = self.canonical_transfers()  # tests/reference/transfers.py
+        if transfers:
+            view["transfers"] = transfers
         blocked = [acct_id for acct_id in sorted(self.accounts) if self.accounts[acct_id].blocked]
         if blocked:
             view["blocked_accounts"] = blocked
@@ -122,7 +125,7 @@ class InspectionModel:
         return view
 
     def check_invariants(self) -> None:
-        total = sum(a.balance for a in self.accounts.values())
+        total = sum(a.balance for a in self.accounts.values()) + self.escrow_balance()
         assert total == self.total_deposits - self.total_withdrawals, "conservation"
         net: dict[int, int] = {}
         for (acct_id, inst_id), pos in self.positions.items():

@@ -44,6 +44,7 @@ from tests.reference.pools import PoolsModel
 from tests.reference.quotes import QuotesModel
 from tests.reference.risk import RiskModel
 from tests.reference.subaccounts import SubaccountsModel
+from tests.reference.transfers import TransfersModel
 from tests.reference.triggers import TriggersModel
 
 __all__ = ["AMBIGUITIES", "ReferenceEngine", "UnspecifiedOverflow"]
@@ -64,6 +65,7 @@ class ReferenceEngine(
     TriggersModel,
     SubaccountsModel,
     MmpModel,
+    TransfersModel,
 ):
     """The reference engine: state and plumbing here, one mixin per concept of core/."""
 
@@ -177,6 +179,7 @@ class ReferenceEngine(
             CommandKind.CANCEL_ALL_INSTRUMENT: self._cancel_all,
             CommandKind.SET_MMP_CONFIG: self._set_mmp_config,
             CommandKind.RESET_MMP: self._reset_mmp,
+            **self._transfer_handlers(),
         }
         if self._kind == CommandKind.QUOTE_LEG:
             raise Reject(Reason.ORPHAN_QUOTE_LEG)

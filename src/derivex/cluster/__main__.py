@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from derivex.cluster.inbox import Inbox
 from derivex.cluster.jetstream import JetStreamLog
 from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced
@@ -48,6 +49,28 @@ def synthetic_batch(next_seq: int, size: int) -> np.ndarray:
     return commands
 
 
+def transfer_batch(
+    next_seq: int, size: int, accounts: int, peers: list[int], every: int
+) -> np.ndarray:
+    """The synthetic flow with transfers (``--peers``): the first ``accounts`` commands
+    create accounts, the rest deposit into account ``3 + seq % accounts``, and every
+    ``every``-th batch ends with a TRANSFER_OUT of ``1 + seq % 997`` units from one of
+    them to a peer domain (round robin)."""
+    commands = command_array(size)
+    seqs = np.arange(next_seq, next_seq + size)
+    commands["kind"] = np.where(seqs <= accounts, CommandKind.CREATE_ACCOUNT, CommandKind.DEPOSIT)
+    deposits = seqs > accounts
+    commands["account"][deposits] = 3 + seqs[deposits] % accounts
+    commands["amount_units"][deposits] = seqs[deposits]
+    last = int(seqs[-1])
+    if peers and last > accounts and (last // size) % every == 0:
+        commands["kind"][-1] = CommandKind.TRANSFER_OUT
+        commands["account"][-1] = 3 + (last // size) % accounts
+        commands["domain"][-1] = peers[(last // size // every) % len(peers)]
+        commands["amount_units"][-1] = 1 + last % 997
+    return commands
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m derivex.cluster")
     parser.add_argument("--urls", required=True, help="comma-separated nats:// URLs")
@@ -60,6 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4, help="commands per batch")
     parser.add_argument("--every", type=int, default=8, help="K: a root every K frames")
     parser.add_argument("--lifetime", type=float, default=60.0)
+    parser.add_argument(
+        "--peers", default="", help="domain ids to send transfers to (comma-separated)"
+    )
+    parser.add_argument("--accounts", type=int, default=ACCOUNTS, help="with --peers")
+    parser.add_argument("--transfer-every", type=int, default=5, help="with --peers")
+    parser.add_argument(
+        "--pause-file",
+        type=Path,
+        help="while this file exists a leader sequences only its inbox (tests: quiesce)",
+    )
     parser.add_argument(
         "--ignore-lease",
         action="store_true",
@@ -78,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     lease = Lease(log, args.node, ttl_s=args.ttl)
     follower = Follower(log, every=args.every, node=args.node)
     leader: Leader | None = None
+    inbox: Inbox | None = None  # while leading: the relay's TRANSFER_IN / TRANSFER_REFUND
+    peers = [int(peer) for peer in args.peers.split(",") if peer]
     standing_by = False
     holder_seen: str | None = None
     reason, code = "lifetime", 0
@@ -98,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                             _log.warning("%s: takeover abandoned: %s", args.node, error)
                             continue
                         _log.info("%s: leading from seq %d", args.node, leader.sequencer.seq)
+                        inbox = Inbox(log)
                     else:
                         holder = lease.peek()
                         if (holder and holder[0]) != holder_seen:  # a line per new holder
@@ -114,7 +150,21 @@ def main(argv: list[str] | None = None) -> int:
                             break
                     continue
                 leader.keep_lease()
-                batch = synthetic_batch(leader.sequencer.seq + 1, args.batch)
+                if inbox is not None:
+                    inbox.drain(leader.sequence)
+                if args.pause_file is not None and args.pause_file.exists():
+                    time.sleep(1.0 / args.rate)
+                    continue
+                if peers:
+                    batch = transfer_batch(
+                        leader.sequencer.seq + 1,
+                        args.batch,
+                        args.accounts,
+                        peers,
+                        args.transfer_every,
+                    )
+                else:
+                    batch = synthetic_batch(leader.sequencer.seq + 1, args.batch)
                 leader.sequence(batch)  # returns after the PubAck
                 digest = hashlib.sha256(batch.tobytes()).hexdigest()
                 acks.write(f"{batch['seq'][0]} {batch['seq'][-1]} {leader.position} {digest}\n")

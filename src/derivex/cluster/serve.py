@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from derivex.cluster.inbox import Inbox
 from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
 from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogError
@@ -322,6 +323,9 @@ async def _serve(
             stop.set()
 
     gateway.add_periodic(max(0.05, leader.lease.ttl_s / 6), keep_lease)
+    # the transfer relay's commands (cluster/inbox.py), sequenced like a client's
+    inbox = Inbox(leader.log)
+    gateway.add_periodic(0.1, lambda: inbox.drain(opened.venue.exchange.submit, leader.pipelined))
     await gateway.start(host, port)
     announce(gateway, opened)
     loop = asyncio.get_running_loop()
@@ -337,4 +341,5 @@ async def _serve(
         await asyncio.sleep(0.05)  # (the released replies reach their sockets)
     await gateway.stop()
     exchange.stop_pipeline()
+    inbox.close()
     return code

@@ -10,7 +10,9 @@ prefixed with the node's name. Stops on SIGINT/SIGTERM or after ``lifetime_s``: 
 first (SIGTERM), then the servers.
 
 Each domain is a venue of its own (its own stream, lease, engine, URL); routing one
-gateway's instruments to several domains is not built (docs/cluster.md).
+gateway's instruments to several domains is not built (docs/cluster.md). With two or more
+domains, the transfer relay (``python -m derivex.cluster.relay``) runs too, the domains
+numbered in the order given, and is started again if it exits.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from typing import IO
 
 from derivex.cluster.servers import LocalCluster
 
-__all__ = ["LocalVenue"]
+__all__ = ["RELAY", "LocalVenue"]
+
+RELAY = "relay"  # the transfer relay's node name (a domain's nodes are <domain>-<n>)
 
 
 class LocalVenue:
@@ -65,10 +69,19 @@ class LocalVenue:
             "--lease-ttl", str(self.lease_ttl_s), "--log-format", "console",
         ]  # fmt: skip
 
+    def relay_command(self) -> list[str]:
+        domains = ",".join(f"{domain}={ident}" for ident, domain in enumerate(self.domains))
+        return [
+            sys.executable, "-m", "derivex.cluster.relay",
+            "--urls", ",".join(self.cluster.urls), "--domains", domains,
+            "--lifetime", str(self.lifetime_s + 60),
+        ]  # fmt: skip
+
     def start_node(self, domain: str, name: str, role: str) -> None:
         log = (self.directory / f"{name}.log").open("ab")
+        command = self.relay_command() if name == RELAY else self.node_command(domain, name, role)
         process = subprocess.Popen(
-            self.node_command(domain, name, role),
+            command,
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -92,13 +105,15 @@ class LocalVenue:
         for domain in self.domains:
             self.start_node(domain, f"{domain}-1", "leader")
             self.start_node(domain, f"{domain}-2", "standby")
+        if len(self.domains) > 1:
+            self.start_node("", RELAY, "")
 
     def supervise(self) -> None:
         """Start again, as a standby, every node that exited. Cost: a poll per node."""
         for name, process in list(self.nodes.items()):
             code = process.poll()
             if code is not None:
-                self.echo(f"[{name}] exited with code {code}: starting it again as a standby")
+                self.echo(f"[{name}] exited with code {code}: starting it again")
                 self.restarts += 1
                 self.start_node(name.rsplit("-", 1)[0], name, "standby")
 

@@ -116,4 +116,5 @@ def unpack(arena, layout):
         _i4_2(arena, layout, 35),  # sub_i4
         _i8_2(arena, layout, 36),  # mmp
         _i8_1(arena, layout, 37),  # mmp_meta
+        _i8_2(arena, layout, 38),  # xfr
     )

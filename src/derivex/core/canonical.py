@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from derivex.core.config import P_INDEX_HISTORY, P_MAX_UNDERLYINGS
+from derivex.core.escrow import transfer_rows
 from derivex.core.layout import (
     ACCOUNT_BLOCKED,
     Account4,
@@ -120,6 +121,10 @@ def canonical(state: State) -> dict[str, Any]:
         "next_order_ids": next_order_ids(state),
         "triggers": canonical_triggers(state),
     }
+    transfers = transfer_rows(state.xfr)
+    if transfers:
+        # only once a domain transferred, so states of logs without transfers keep their hash
+        view["transfers"] = transfers
     hwm = int(c[Counter.ACCOUNT_HWM])
     blocked = np.flatnonzero(state.acc_i4[:hwm, Account4.STATUS] == ACCOUNT_BLOCKED)
     if len(blocked):

@@ -41,6 +41,7 @@ from derivex.core.config import (
     P_MAX_QUOTE_LEGS,
     EngineConfig,
 )
+from derivex.core.escrow import transfer_command
 from derivex.core.growth import allocate, grow
 from derivex.core.jit import kernel
 from derivex.core.layout import (
@@ -300,6 +301,12 @@ def process_state(st, cmds, start, ev, n):
             n = reset_mmp(st, ev, n, cmds, i)
         elif kind == CommandKind.NOOP:
             n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
+        elif (
+            kind == CommandKind.TRANSFER_OUT
+            or kind == CommandKind.TRANSFER_IN
+            or kind == CommandKind.TRANSFER_REFUND
+        ):
+            n = transfer_command(st, ev, n, cmds, i)  # core/escrow.py
         elif kind == CommandKind.SET_INDEX:
             consumed, complete = leg_span(
                 cmds, i, CommandKind.INDEX_SOURCE, CommandKind.INDEX_SOURCE, MAX_INDEX_SOURCES

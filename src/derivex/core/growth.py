@@ -21,6 +21,7 @@ from derivex.core.config import (
     P_MAX_POSITIONS,
     EngineConfig,
 )
+from derivex.core.escrow import transfer_table
 from derivex.core.layout import (
     ACCOUNT_I4_FIELDS,
     ACCOUNT_I8_FIELDS,
@@ -104,14 +105,26 @@ def allocate(config: EngineConfig) -> State:
         acc_scen=np.zeros((accounts, 3 * scenarios), dtype=np.int64),
         scratch=np.zeros(2 * MAX_INDEX_SOURCES, dtype=np.int64),
         **_trigger_pools(config, accounts, instruments),
-        sub_i4=np.zeros((accounts, LINK_I4_FIELDS), dtype=np.int32),
-        **mmp_arrays(accounts),
+        **added_arrays(accounts),
     )
     state.acc_i4[:, Account4.POSITION_HEAD] = NIL
     state.acc_i4[:, Account4.LAST_POSITION] = NIL
     for account in range(SYSTEM_ACCOUNTS):
         state.acc_i4[account, Account4.STATUS] = 1
     return state
+
+
+def added_arrays(accounts: int) -> dict[str, Any]:
+    """The arrays added to the state after the trigger-order layout (subaccount links,
+    market-maker protection, cross-domain transfers), as a fresh state with room for
+    ``accounts`` has them. Each is empty until its commands are first used and leaves the
+    canonical state and the root alone until then, so a snapshot written before them loads
+    with these (``journal.snapshot``)."""
+    return {
+        "sub_i4": np.zeros((accounts, LINK_I4_FIELDS), dtype=np.int32),
+        **mmp_arrays(accounts),
+        "xfr": transfer_table(),
+    }
 
 
 def _book_rows(rows: int) -> np.ndarray:

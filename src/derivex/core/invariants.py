@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from derivex.core.escrow import check_transfer_invariants, escrow_totals
 from derivex.core.layout import (
     NIL,
     Account4,
@@ -78,8 +79,15 @@ def check_invariants(st: State) -> None:
     instruments = int(c[Counter.INSTRUMENT_HWM])
     balance_sum = int(st.acc_i8[:accounts, Account8.BALANCE].astype(object).sum())
     expected = int(c[Counter.TOTAL_DEPOSITS]) - int(c[Counter.TOTAL_WITHDRAWALS])
+    escrow_out, credited_in = escrow_totals(st.xfr)  # cross-domain transfers (core/escrow.py)
+    balance_sum += escrow_out - credited_in
     if balance_sum != expected:
-        _fail(f"conservation: sum(balances)={balance_sum} != deposits-withdrawals={expected}")
+        _fail(
+            f"conservation: sum(balances incl. escrow)={balance_sum} != "
+            f"deposits-withdrawals={expected}"
+        )
+    for problem in check_transfer_invariants(st.xfr):
+        _fail(f"transfers: {problem}")
 
     live_positions = np.flatnonzero(st.pos_i4[:, Pos4.LIVE] == 1)
     if len(live_positions) != int(c[Counter.POSITIONS_LIVE]):

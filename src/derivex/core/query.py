@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from derivex.core.config import P_INDEX_HISTORY
+from derivex.core.escrow import MAX_DOMAINS as MAX_DOMAINS
+from derivex.core.escrow import WINDOW, Xfer, escrow_totals, transfer_rows
 from derivex.core.jit import kernel
 from derivex.core.layout import (
     ACCOUNT_BLOCKED,
@@ -506,3 +508,42 @@ def index_history(st: State, underlying: int) -> list[tuple[int, int]]:
     length = int(st.und_i8[underlying, Und8.HIST_LEN])
     rows = [underlying * history + (head - length + k) % history for k in range(length)]
     return [(int(st.und_hist[r, 0]), int(st.und_hist[r, 1])) for r in rows]
+
+
+# ---- cross-domain transfers (core/escrow.py) ----
+
+
+def transfers(st: State) -> dict[int, dict[str, int]]:
+    """Per peer domain that this domain ever transferred with: the row of the transfer table
+    by column name (``out_count``, ``out_units``, ``refund_units``, ``refund_mark``,
+    ``refund_window``, ``in_mark``, ``in_window``, ``in_units``, ``refused_units``,
+    ``refused_count``). O(domains)."""
+    return {
+        peer: {field.name.lower(): row[field] for field in Xfer}
+        for peer, row in transfer_rows(st.xfr).items()
+    }
+
+
+def escrow(st: State) -> tuple[int, int]:
+    """``(escrow_out, credited_in)``: units held in escrow for transfers sent and not
+    refunded, and units credited from other domains. O(domains)."""
+    return escrow_totals(st.xfr)
+
+
+def transfer_processed(st: State, peer: int, number: int) -> bool:
+    """Whether this domain processed transfer ``number`` from ``peer`` (credited or
+    refused): the relay's question. O(1)."""
+    mark = int(st.xfr[peer, Xfer.IN_MARK])
+    offset = number - mark
+    if offset <= 0:
+        return True
+    return offset <= WINDOW and (int(st.xfr[peer, Xfer.IN_WINDOW]) >> (offset - 1)) & 1 == 1
+
+
+def refund_processed(st: State, peer: int, number: int) -> bool:
+    """Whether this domain processed the refund of its transfer ``number`` to ``peer``."""
+    mark = int(st.xfr[peer, Xfer.REFUND_MARK])
+    offset = number - mark
+    if offset <= 0:
+        return True
+    return offset <= WINDOW and (int(st.xfr[peer, Xfer.REFUND_WINDOW]) >> (offset - 1)) & 1 == 1

@@ -115,6 +115,12 @@ COMMAND_DTYPE = _layout(
         ("mmp_qty_limit_lots", "<i8", 40),  # lots filled in a window; 0 = no limit
         ("mmp_delta_limit", "<i8", 48),  # |net delta| filled, lots x delta_nano; 0 = none
         ("mmp_vega_limit", "<i8", 56),  # |net vega| filled, collateral units; 0 = none
+        # aliases: TRANSFER_OUT / TRANSFER_IN / TRANSFER_REFUND (core/escrow.py), with
+        # account and amount_units: the peer domain and the transfer's number (a refund:
+        # the refusal's number, and the transfer refunded)
+        ("domain", "<u4", 28),
+        ("transfer_id", "<u8", 32),
+        ("refund_of", "<u8", 40),
     ]
 )
 
@@ -156,6 +162,10 @@ class CommandKind(IntEnum):
     # market-maker protection 50-54 (core/mmp.py)
     SET_MMP_CONFIG = 50  # set (or, interval 0, remove) an account's MMP group; resets it
     RESET_MMP = 51  # unfreeze an account's MMP group at once
+    # cross-domain transfers 60-64 (core/escrow.py)
+    TRANSFER_OUT = 60  # source domain: account -> escrow for ``domain``
+    TRANSFER_IN = 61  # destination: ``domain``'s transfer ``transfer_id`` -> account
+    TRANSFER_REFUND = 62  # source: a refused transfer's amount, escrow -> account
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     TIME = ADVANCE_TIME
@@ -195,6 +205,9 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.PLACE_TRIGGER: True,
     CommandKind.SET_MMP_CONFIG: True,
     CommandKind.RESET_MMP: True,
+    CommandKind.TRANSFER_OUT: True,
+    CommandKind.TRANSFER_IN: True,
+    CommandKind.TRANSFER_REFUND: True,
 }
 
 #: Payload field names each command kind reads (documentation and validation aid).
@@ -278,6 +291,15 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
         "mmp_vega_limit",
     ),
     CommandKind.RESET_MMP: ("account", "mmp_underlying", "mmp_group"),
+    CommandKind.TRANSFER_OUT: ("account", "domain", "amount_units"),
+    CommandKind.TRANSFER_IN: ("account", "domain", "transfer_id", "amount_units"),
+    CommandKind.TRANSFER_REFUND: (
+        "account",
+        "domain",
+        "transfer_id",
+        "refund_of",
+        "amount_units",
+    ),
 }
 
 
@@ -487,6 +509,13 @@ class EventKind(IntEnum):
     #   order_id = group code, leg = its slot, qty_lots / price_ticks / b = lots, delta and
     #   vega filled in the window, a = frozen until (ns; 2**63-1: until reset); its quotes
     #   and MMP orders are CANCELLED (CANCEL_MMP_TRIGGERED) next, in cancel-all's order
+    # cross-domain transfers 45-49 (core/escrow.py): instrument = the peer domain, order_id =
+    # the transfer number, price_ticks = the refusal number (REFUSED, REFUNDED), cash_units
+    # = the amount, balance_units = the balance after
+    TRANSFER_SENT = 45  # TRANSFER_OUT applied: the account's funds are in escrow
+    TRANSFER_RECEIVED = 46  # TRANSFER_IN credited
+    TRANSFER_REFUSED = 47  # TRANSFER_IN processed but not credited (reason): to be refunded
+    TRANSFER_REFUNDED = 48  # TRANSFER_REFUND credited back from escrow
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     POSITION = POSITION_CHANGED
@@ -551,6 +580,10 @@ class Reason(IntEnum):
     BAD_MMP_CONFIG = 150  # a negative limit, or an enabled group without any limit
     MMP_GROUP_UNKNOWN = 151  # no (enabled) MMP config for this account, underlying, group
     MMP_GROUPS_FULL = 152  # the account has MMP_SLOTS groups already
+    BAD_DOMAIN = 155  # a transfer's peer domain is out of range
+    DUPLICATE_TRANSFER = 156  # this transfer (or refund) number was processed already
+    TRANSFER_AHEAD = 157  # beyond the processed-transfer window: deliver the earlier ones
+    BAD_TRANSFER_ID = 158  # not a transfer number (zero, or a refund of one never sent)
     # risk 200-299
     INSUFFICIENT_FUNDS = 200
     POSITION_LIMIT = 201
@@ -586,6 +619,7 @@ class Reason(IntEnum):
     SUBACCOUNT_LIMIT = 401  # the main account has MAX_SUBACCOUNTS subaccounts already
     RECIPIENT_BLOCKED = 402  # a TRANSFER to a blocked account (the kill switch)
     RECIPIENT_IN_LIQUIDATION = 403  # a TRANSFER to an account the engine is liquidating
+    TRANSFER_LIMIT = 410  # escrow totals would overflow, or a refund exceeds the escrow
     # admin 500-599
     INSTRUMENT_HALTED = 500
     INSTRUMENT_CLOSED = 501

@@ -60,6 +60,9 @@ class State(NamedTuple):
     # market-maker protection (core/mmp.py): per account MMP_SLOTS groups, and counters
     mmp: np.ndarray  # int64[accounts, MMP_SLOTS * MMP_FIELDS]
     mmp_meta: np.ndarray  # int64[MMP_META_FIELDS]
+    # cross-domain transfers (core/escrow.py): per peer domain the escrow and the
+    # processed-transfer set
+    xfr: np.ndarray  # int64[MAX_DOMAINS, XFER_FIELDS]
 
 
 FIELD_DTYPES: dict[str, Any] = {
@@ -101,6 +104,7 @@ FIELD_DTYPES: dict[str, Any] = {
     "sub_i4": np.int32,
     "mmp": np.int64,
     "mmp_meta": np.int64,
+    "xfr": np.int64,
 }
 
 

@@ -108,6 +108,11 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.BAD_MMP_CONFIG: (INVALID_ARGUMENTS, "invalid_arguments"),
     Reason.MMP_GROUP_UNKNOWN: (INVALID_ARGUMENTS, "invalid_arguments"),  # data.reason names it
     Reason.MMP_GROUPS_FULL: (INVALID_ARGUMENTS, "invalid_arguments"),
+    # cross-domain transfers (core/escrow.py)
+    Reason.BAD_DOMAIN: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.DUPLICATE_TRANSFER: (OTHER_REJECT, "other_reject"),
+    Reason.TRANSFER_AHEAD: (10040, "retry"),  # the earlier transfers come first
+    Reason.BAD_TRANSFER_ID: (INVALID_ARGUMENTS, "invalid_arguments"),
     # risk
     Reason.INSUFFICIENT_FUNDS: (10009, "not_enough_funds"),
     Reason.POSITION_LIMIT: (10018, "non_pme_max_future_position_size"),
@@ -144,6 +149,7 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.SUBACCOUNT_LIMIT: (12001, "too_many_subaccounts"),
     Reason.RECIPIENT_BLOCKED: (10019, "locked_by_admin"),
     Reason.RECIPIENT_IN_LIQUIDATION: (12100, "transfer_not_allowed"),
+    Reason.TRANSFER_LIMIT: (OTHER_REJECT, "other_reject"),
     # admin
     Reason.INSTRUMENT_HALTED: (10019, "locked_by_admin"),
     Reason.INSTRUMENT_CLOSED: (10012, "book_closed"),

@@ -32,6 +32,7 @@ from derivex.gateway import (  # noqa: F401  (they register methods)
     public_api,
     quote_api,
     subaccount_api,
+    transfer_api,
     trigger_api,
 )
 from derivex.gateway.auth import Authenticator, Session

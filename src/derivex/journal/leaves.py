@@ -170,7 +170,17 @@ def globals_payload(state: State) -> bytes:
         + trigger_digest(state)
         + query.subaccount_digest(state)
         + mmp_digest(state)
+        + transfer_digest(state)
     )
+
+
+def transfer_digest(state: State) -> bytes:
+    """SHA-256 of the transfer table (escrow and processed-transfer sets, core/escrow.py),
+    or nothing while the domain never transferred, so older roots stay as they were."""
+    rows = query.transfers(state)
+    if not rows:
+        return b""
+    return hashlib.sha256(repr(sorted(rows.items())).encode()).digest()
 
 
 def trigger_digest(state: State) -> bytes:

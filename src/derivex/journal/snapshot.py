@@ -36,6 +36,7 @@ import numpy as np
 
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
+from derivex.core.growth import added_arrays
 from derivex.core.state import State
 from derivex.journal.format import (
     CHECKSUM_NAMES,
@@ -277,9 +278,16 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
                 )
         view.release()
     names = [entry["name"] for entry in arrays]
-    if names != list(State._fields):
-        missing = [name for name in State._fields if name not in names]
-        extra = [name for name in names if name not in State._fields]
+    missing = [name for name in State._fields if name not in names]
+    extra = [name for name in names if name not in State._fields]
+    # arrays added since (transfers, subaccounts, MMP) are empty until first used: a
+    # snapshot written before them loads with them as a fresh state has them
+    accounts = next((a["shape"][0] for a in arrays if a["name"] == "acc_i4"), 0)
+    added = added_arrays(accounts) if missing and not extra else {}
+    present = [name for name in State._fields if name not in missing]
+    if names != list(State._fields) and (
+        extra or names != present or not set(missing) <= set(added)
+    ):
         raise IncompatibleSnapshot(
             f"{path}: written with another state layout (missing arrays {missing}, "
             f"unknown arrays {extra})"
@@ -306,6 +314,9 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
         config = EngineConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as error:
         raise IncompatibleSnapshot(f"{path}: recorded config not readable: {error!r}") from None
+    if missing:
+        values.update({name: added[name] for name in missing})
+        arena = layout = None  # the engine packs a fresh arena with them
     state = State(**values)
     if state.params.shape != config.params().shape:
         raise IncompatibleSnapshot(f"{path}: written with another parameter vector layout")
