@@ -7,5 +7,7 @@ bash scripts/setup.sh
 .venv/bin/ruff format --check src tests bench scripts
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
-.venv/bin/python -m pytest -q tests
-NUMBA_DISABLE_JIT=1 .venv/bin/python -m pytest -q -m nojit tests/core
+# one test file per worker process, as many workers as cores (at most 4): the servers, NATS
+# clusters and browsers the tests start wait on I/O much of the time
+.venv/bin/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile tests
+NUMBA_DISABLE_JIT=1 .venv/bin/python -m pytest -q -n auto --maxprocesses 4 -m nojit tests/core

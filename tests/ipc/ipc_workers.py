@@ -309,9 +309,11 @@ def attach_and_exit(q, tag, name):
 
 
 # ------------------------------------------------------------------ harness
-def run(workers, timeout: float = 20.0, on_report=None) -> dict:
+def run(workers, timeout: float = 90.0, on_report=None) -> dict:
     """Start ``workers`` [(target, args, kwargs)] as spawned processes and collect
-    one report per worker within ``timeout`` seconds; stragglers are killed.
+    one report per worker within ``timeout`` seconds; stragglers are killed. (A deadline
+    for a hung run, never a measurement: spawned interpreters that load numba kernels took
+    over 20 s to report on a loaded 2-core machine running the suite on two workers.)
 
     ``extra(q, reports)`` is called for reports whose tag ends in ":stalled".
     """
