@@ -261,6 +261,8 @@ class TriggersModel:
                     self._cancel_where(account, None, Reason.CANCEL_ALL)
                 elif kind == EventKind.ACCEPTED and command == CommandKind.CANCEL_ALL_INSTRUMENT:
                     self._cancel_where(account, instrument, Reason.CANCEL_ALL)
+                elif kind == EventKind.ACCEPTED and command == CommandKind.BLOCK_ACCOUNT:
+                    self._cancel_where(account, None, Reason.CANCEL_ACCOUNT_BLOCKED)
         self._crossings(events)
         fired = 0
         while self.trig_queue and fired < self.cfg.trigger_fire_cap:

@@ -70,8 +70,8 @@ def _cancel_matching(st, ev, n, seq, account, instrument, reason):
 
 @kernel
 def _cancellations(st, ev, n, lo, hi, seq):
-    """Pass 1 over a command's events: cancel the triggers that liquidation, close, expiry
-    and cancel-all concern."""
+    """Pass 1 over a command's events: cancel the triggers that liquidation, close, expiry,
+    cancel-all and the kill switch (BLOCK_ACCOUNT) concern."""
     for j in range(lo, hi):
         e = ev[j]
         kind = e["kind"]
@@ -93,6 +93,11 @@ def _cancellations(st, ev, n, lo, hi, seq):
         elif kind == EventKind.ACCEPTED and e["command"] == CommandKind.CANCEL_ALL_INSTRUMENT:
             n = _cancel_matching(
                 st, ev, n, seq, np.int64(e["account"]), np.int64(e["instrument"]), Reason.CANCEL_ALL
+            )
+        elif kind == EventKind.ACCEPTED and e["command"] == CommandKind.BLOCK_ACCOUNT:
+            # the kill switch: untriggered and queued triggers go with the resting orders
+            n = _cancel_matching(
+                st, ev, n, seq, np.int64(e["account"]), -1, Reason.CANCEL_ACCOUNT_BLOCKED
             )
     return n
 
@@ -327,6 +332,7 @@ def _concerns_triggers(ev, lo, hi):
         if kind == EventKind.ACCEPTED and (
             ev[j]["command"] == CommandKind.CANCEL_ALL
             or ev[j]["command"] == CommandKind.CANCEL_ALL_INSTRUMENT
+            or ev[j]["command"] == CommandKind.BLOCK_ACCOUNT
         ):
             return True
     return False
