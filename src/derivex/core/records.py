@@ -103,6 +103,13 @@ COMMAND_DTYPE = _layout(
         ("trigger_source", "u1", 22),  # TriggerSource
         ("trigger_price_ticks", "<i8", 32),  # stop / take: the trigger price
         ("trigger_offset_ticks", "<i8", 32),  # trailing: the offset from the best price seen
+        # aliases: PLACE_LINKED header (core/order_links.py; count = legs that follow, each a
+        # LINKED_ORDER or LINKED_TRIGGER laid out as PLACE_ORDER / PLACE_TRIGGER)
+        ("link_type", "u1", 17),  # LinkType
+        ("fill_condition", "u1", 18),  # FillCondition
+        # aliases: AMEND_TRIGGER (order_id = the trigger id, price_ticks = the new limit
+        # price of a limit type, qty_lots = the new quantity)
+        ("new_trigger_ticks", "<i8", 56),  # the new trigger price (trailing: the new offset)
     ]
 )
 
@@ -138,6 +145,10 @@ class CommandKind(IntEnum):
     RISK_VALUES = 35
     # conditional orders 40-49 (core/triggers.py)
     PLACE_TRIGGER = 40  # a stop / take / trailing order; also the ``command`` of what fires
+    PLACE_LINKED = 41  # header (core/order_links.py); ``count`` LINKED_* legs follow
+    LINKED_ORDER = 42  # leg: an order as PLACE_ORDER (the primary of OTO / OTOCO)
+    LINKED_TRIGGER = 43  # leg: a trigger order as PLACE_TRIGGER
+    AMEND_TRIGGER = 44  # edit an untriggered trigger order (core/triggers.py)
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     TIME = ADVANCE_TIME
@@ -173,6 +184,10 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.RISK_GREEKS: True,
     CommandKind.RISK_VALUES: True,
     CommandKind.PLACE_TRIGGER: True,
+    CommandKind.PLACE_LINKED: True,
+    CommandKind.LINKED_ORDER: True,
+    CommandKind.LINKED_TRIGGER: True,
+    CommandKind.AMEND_TRIGGER: True,
 }
 
 #: Payload field names each command kind reads (documentation and validation aid).
@@ -243,7 +258,17 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
         "qty_lots",
         "label",
     ),
+    CommandKind.PLACE_LINKED: ("account", "link_type", "fill_condition", "count"),
+    CommandKind.AMEND_TRIGGER: (
+        "account",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "new_trigger_ticks",
+    ),
 }
+COMMAND_FIELDS[CommandKind.LINKED_ORDER] = COMMAND_FIELDS[CommandKind.PLACE_ORDER]
+COMMAND_FIELDS[CommandKind.LINKED_TRIGGER] = COMMAND_FIELDS[CommandKind.PLACE_TRIGGER]
 
 
 class Side(IntEnum):
@@ -286,6 +311,23 @@ class TriggerSource(IntEnum):
     LAST = 0  # the instrument's last trade price (Deribit's default)
     INDEX = 1  # the underlying's index
     MARK = 2  # the instrument's mark price
+
+
+class LinkType(IntEnum):
+    """How the legs of a PLACE_LINKED group act on each other (Deribit's
+    ``linked_order_type``)."""
+
+    OTO = 1  # one_triggers_other: the secondaries wait for the primary's fills
+    OCO = 2  # one_cancels_other: two trigger orders, one firing or filling cancels the other
+    OTOCO = 3  # one_triggers_one_cancels_other: a primary, then an OCO pair
+
+
+class FillCondition(IntEnum):
+    """When linked legs react (Deribit's ``trigger_fill_condition``)."""
+
+    FIRST_HIT = 0  # on the first fill (OTO: place whole; OCO: cancel at the other's firing)
+    COMPLETE_FILL = 1  # once the watched order is gone (filled, or ended after a fill)
+    INCREMENTAL = 2  # pro rata to each fill, rounded down to the lot step
 
 
 #: Trigger order ids carry this bit, so they never equal an order id.
@@ -438,6 +480,16 @@ class EventKind(IntEnum):
     TRIGGER_FIRED = 31  # price_ticks = the source price that crossed; ``a`` = the spawned
     #                     order's id, or 0 and ``reason`` = why the spawned order was rejected
     TRIGGER_CANCELLED = 32  # reason = why; price_ticks = trigger price at the time
+    # linked orders 33-36 (core/order_links.py), on trigger orders that belong to a group;
+    # ``leg`` = the trigger's spec, ``command`` = PLACE_LINKED
+    ORDER_LINKED = 33  # placement: a = the primary's id (0: OCO), b = the OCO partner's id
+    #                    (0: none), price_ticks = link spec, qty_lots = the full quantity
+    LINK_ACTIVATED = 34  # a held secondary placed or grown: qty_lots = its quantity now,
+    #                      price_ticks = trigger price, a = the primary's id
+    LINK_REDUCED = 35  # an OCO member reduced pro rata (incremental): qty_lots = its quantity
+    #                    now, a = the order whose fill reduced it
+    TRIGGER_AMENDED = 36  # AMEND_TRIGGER applied: price_ticks = trigger price, qty_lots, a
+    #                       as TRIGGER_PLACED (command = AMEND_TRIGGER)
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     POSITION = POSITION_CHANGED
@@ -496,6 +548,8 @@ class Reason(IntEnum):
     BAD_TRIGGER = 140  # unknown trigger type or source, or a limit trailing order
     TRIGGER_WOULD_FIRE = 141  # the source is already at or past the trigger price
     NO_TRIGGER_PRICE = 142  # trailing: the source has no price yet to trail from
+    BAD_LINK = 143  # link type, fill condition, legs (count, kinds, account, instrument)
+    TRIGGER_NOT_EDITABLE = 144  # AMEND_TRIGGER of a triggered (queued) or grouped trigger order
     # risk 200-299
     INSUFFICIENT_FUNDS = 200
     POSITION_LIMIT = 201
@@ -524,6 +578,8 @@ class Reason(IntEnum):
     CANCEL_LIQUIDATION = 358
     CANCEL_EXPIRED = 359  # the instrument expired
     CANCEL_ACCOUNT_BLOCKED = 360  # an operator blocked the account (BLOCK_ACCOUNT)
+    OCO_OTHER_CLOSED = 361  # the other leg of a one-cancels-other pair fired, filled or left
+    OTO_PRIMARY_CLOSED = 362  # the primary of a held secondary left without the fills it needed
     # account 400-499
     BALANCE_LIMIT = 400
     # admin 500-599

@@ -37,6 +37,7 @@ import numpy as np
 from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.state import State
+from derivex.core.trigger_query import widen_trigger_rows
 from derivex.journal.format import (
     CHECKSUM_NAMES,
     DEFAULT_CHECKSUM,
@@ -295,6 +296,8 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
             raw = decompress(buffer[entry["offset"] : entry["offset"] + entry["stored"]])
             array = np.frombuffer(raw, dtype=np.dtype(entry["dtype"]))  # read-only
             values[entry["name"]] = array.reshape(entry["shape"])
+    if widen_trigger_rows(values):
+        arena = layout = None  # older layout: Engine packs the widened arrays afresh
     config = EngineConfig.from_dict(meta["config"])
     state = State(**values)
     if not np.array_equal(state.params, config.params()):
