@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from derivex.core.config import EngineConfig
 from derivex.core.records import CommandKind as K
-from derivex.core.records import EventKind, FillCondition, LinkType, Reason
+from derivex.core.records import EventKind, FillCondition, LinkType, Reason, command_array
 from tests.core.test_differential import HypothesisChooser, Pair, RandomChooser, run_seeded
 from tests.core.test_trigger_differential import (
     SUPPRESS,
@@ -300,6 +300,35 @@ def test_the_kill_switch_and_instrument_close_clear_groups():
     pair.check_replay()
 
 
+def test_liquidation_clears_a_group():
+    """A leveraged long with an OCO bracket (reduce-only take 110,000 and stop 95,000 on the
+    last price): the index falls 1.6%, the account is liquidated and both legs leave with
+    CANCEL_LIQUIDATION before the link pass could act on them."""
+    from tests.core.test_lifecycle import index, leveraged_long
+    from tests.core.test_lifecycle import venue as lifecycle_venue
+
+    ex, clock, perp, dealer = lifecycle_venue()
+    trader = leveraged_long(ex, perp, dealer)
+    ex.place(dealer, perp, "buy", 100, 9_830_000)
+    legs = [trigger(K.LINKED_TRIGGER, SELL, kind, price, 40, account=trader)
+            for kind, price in ((TAKE, 11_000_000), (STOP, 9_500_000))]  # fmt: skip
+    for record in legs:
+        record["instrument"] = perp
+        record["flags"] = 4  # reduce-only
+    group = linked(LinkType.OCO, 0, *legs, account=trader)
+    records = command_array(len(group))
+    for k, record in enumerate(group):
+        records[k] = record
+    placed = ex.submit(records)
+    members = ids(placed, EventKind.TRIGGER_PLACED)
+    assert len(members) == 2
+    events = index(ex, clock, 9_840_000)
+    assert ids(events, EventKind.TRIGGER_CANCELLED) == members
+    assert reasons(events, EventKind.TRIGGER_CANCELLED) == [Reason.CANCEL_LIQUIDATION] * 2
+    assert ex.trigger_orders() == []
+    ex.check_invariants()
+
+
 def amend(order_id, qty, trigger, limit=0, account=A):
     return cmd(K.AMEND_TRIGGER, account=account, order_id=order_id, qty_lots=qty,
                price_ticks=limit, new_trigger_ticks=trigger)  # fmt: skip
@@ -440,9 +469,9 @@ def test_linked_differential_random_streams(data):
     )
 
 
-# (seeds drawn so that each stream links, activates and cancels legs; risk seed 6 also
-# liquidates an account with a group resting)
-@pytest.mark.parametrize(("seed", "risk"), [(3, False), (11, False), (6, True), (11, True)])
+# (seeds drawn so that each stream links, activates and cancels legs; liquidation with a
+# group resting: test_liquidation_clears_a_group)
+@pytest.mark.parametrize(("seed", "risk"), [(3, False), (13, False), (36, True), (22, True)])
 def test_linked_differential_long_seeded(seed, risk):
     """~2k commands per seed through both; the streams must really link, activate and
     cancel legs (counted), or the test proves nothing."""

@@ -1,5 +1,5 @@
 """Linked orders: PLACE_LINKED and the link pass of the trigger stage. Mirrors
-core/order_links.py with the reference's Trigger objects, written from
+core/order_links.py and core/link_pass.py with the reference's Trigger objects, written from
 docs/conditional-orders.md ("Linked orders")."""
 
 from __future__ import annotations

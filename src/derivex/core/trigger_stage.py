@@ -31,9 +31,9 @@ from derivex.core.layout import (
     Order4,
     Order8,
 )
+from derivex.core.link_pass import link_pass, link_room
 from derivex.core.market_data import flush
 from derivex.core.matching import match
-from derivex.core.order_links import link_pass, link_room
 from derivex.core.order_validation import validate_place_terms
 from derivex.core.orders import finish_incoming
 from derivex.core.pools import free_capacity, order_alloc, order_id_of, position_get_or_create
