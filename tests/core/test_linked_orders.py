@@ -492,3 +492,26 @@ def test_linked_differential_long_seeded(seed, risk):
     ]
     assert sum(seen.get(key, 0) for key in linked_cancels) > 0, seen
     pair.check_replay()
+
+
+def test_trigger_rows_of_an_older_snapshot_are_widened():
+    """A state whose trigger rows lack the link columns (a snapshot written before them)
+    loads zero-padded: the same state hash, and it runs on exactly as the original does."""
+    from derivex.core.engine import Engine
+    from derivex.core.state import State
+    from derivex.core.trigger_layout import Trig8
+    from derivex.core.trigger_query import widen_trigger_rows
+
+    pair, s = venue()
+    pair.run(s.batch(place(B, 0, SELL, 100, 2), place(C, 0, BUY, 100, 2)))
+    pair.run(s.batch(trigger(K.PLACE_TRIGGER, SELL, STOP, 90, 1)))
+    values = pair.kernel.state._asdict()
+    values["trg_i8"] = values["trg_i8"][:, : int(Trig8.LINK)].copy()
+    assert widen_trigger_rows(values) and not widen_trigger_rows(values)
+    old = Engine(pair.config, State(**values))
+    assert old.state_hash() == pair.kernel.state_hash()
+    crash = s.batch(place(B, 0, BUY, 89, 3), place(C, 0, SELL, 89, 1))
+    events = pair.run(crash)
+    assert len(of(events, EventKind.TRIGGER_FIRED)) == 1
+    assert np.array_equal(old.process(crash).view(np.uint8), events.view(np.uint8))
+    assert old.state_hash() == pair.kernel.state_hash()
