@@ -71,6 +71,48 @@ def _index(ex: Exchange, clock: Clock, price_ticks: int) -> None:
     ex.set_index("BTC", [(0, t, price_ticks), (1, t, price_ticks + 500), (2, t, price_ticks - 500)])
 
 
+def _records(*rows: dict[str, int]) -> np.ndarray:
+    records = command_array(len(rows))
+    for k, row in enumerate(rows):
+        for name, value in row.items():
+            records[k][name] = value
+    return records
+
+
+def _linked_orders(ex: Exchange, perp: int, call: int, accounts: tuple[int, int, int], stop: int):
+    """Linked orders and AMEND_TRIGGER (docs/conditional-orders.md): the maker's stop-limit
+    edited; on the call (bid 68,000, ask 71,000, last 71,000): an OTO whose primary sells
+    into the bid at once (its held buy stop placed: LINK_ACTIVATED); an incremental OCO whose
+    take fires at the next trade and whose order then fills by half (the stop halves:
+    LINK_REDUCED). What is left goes at expiry."""
+    maker, taker, hedger = accounts
+    amend = {"kind": CommandKind.AMEND_TRIGGER, "account": maker, "order_id": stop}
+    ex.submit(_records({**amend, "qty_lots": 2_000, "price_ticks": 8_950_000,
+                        "new_trigger_ticks": 9_050_000}))  # fmt: skip
+    leg = {"instrument": call, "tif": 1, "qty_lots": 1_000, "account": hedger}
+    ex.submit(
+        _records(
+            {"kind": CommandKind.PLACE_LINKED, "account": hedger, "link_type": 1, "count": 2},
+            {**leg, "kind": CommandKind.LINKED_ORDER, "side": 1, "price_ticks": 68_000},
+            {**leg, "kind": CommandKind.LINKED_TRIGGER, "side": 0, "order_type": 1,
+             "trigger_type": 1, "trigger_price_ticks": 80_000},
+        )
+    )  # fmt: skip
+    oco = {"instrument": call, "account": taker, "side": 1, "qty_lots": 2_000}
+    ex.submit(
+        _records(
+            {"kind": CommandKind.PLACE_LINKED, "account": taker, "link_type": 2,
+             "fill_condition": 2, "count": 2},
+            {**oco, "kind": CommandKind.LINKED_TRIGGER, "trigger_type": 2, "tif": 0,
+             "trigger_price_ticks": 69_000, "price_ticks": 69_000},
+            {**oco, "kind": CommandKind.LINKED_TRIGGER, "trigger_type": 1, "order_type": 1,
+             "tif": 1, "trigger_price_ticks": 50_000},
+        )
+    )  # fmt: skip
+    ex.place(hedger, call, "buy", 1_000, 71_000, time_in_force="ioc", label=62)
+    ex.place(hedger, call, "buy", 1_000, 69_000, time_in_force="ioc", label=63)
+
+
 def record_session(directory: Path) -> int:
     """Journal the golden session into ``directory``; return the snapshot's seq."""
     clock = Clock()
@@ -148,7 +190,7 @@ def record_session(directory: Path) -> int:
     ex.place_trigger(hedger, perp, "buy", 1_000, "stop", 9_500_000, source="index", label=60)
     take = ex.place_trigger(taker, perp, "sell", 1_000, "take", 11_000_000, source="mark")
     ex.cancel(taker, int(take.events["order_id"][0]))
-    ex.place_trigger(
+    stop = ex.place_trigger(
         maker, perp, "sell", 1_000, "stop", 9_000_000, order_type="limit", price_ticks=8_900_000
     )
     # market-maker protection (core/mmp.py): a buy through the maker's quotes in group 7
@@ -161,6 +203,7 @@ def record_session(directory: Path) -> int:
     ex.mass_quote(maker, [quote], mmp_group=7)  # rejected: frozen
     ex.reset_mmp(maker, "BTC", group=7)
     ex.place(maker, call, "sell", 1_000, 73_000, mmp=True, label=72)
+    _linked_orders(ex, perp, call, (maker, taker, hedger), int(stop.events["order_id"][0]))
     clock.jump(8 * HOUR_NS)
     _index(ex, clock, 9_600_000)
     ex.advance_time()

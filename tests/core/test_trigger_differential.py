@@ -171,3 +171,51 @@ def test_trigger_differential_liquidation_and_margin_at_activation():
     assert not pair.stopped_early
     assert seen.get((EventKind.TRIGGER_CANCELLED, Reason.CANCEL_LIQUIDATION), 0) >= 1, seen
     assert seen.get((EventKind.TRIGGER_FIRED, Reason.INSUFFICIENT_MARGIN), 0) >= 1, seen
+
+
+def test_the_kill_switch_cancels_trigger_orders():
+    """BLOCK_ACCOUNT cancels the account's untriggered and queued trigger orders with
+    CANCEL_ACCOUNT_BLOCKED, after its resting orders, in placement order; another account's
+    trigger stays and still fires. Kernel and reference agree event for event."""
+    from derivex.core.config import EngineConfig
+    from tests.reference.builders import Stream, cmd, perpetual, place
+
+    def trigger(account, side, kind, price, qty=1):
+        return cmd(CommandKind.PLACE_TRIGGER, account=account, instrument=0, side=side,
+                   order_type=1, tif=1, trigger_type=kind, trigger_source=0,
+                   trigger_price_ticks=price, qty_lots=qty)  # fmt: skip
+
+    pair = Pair(EngineConfig(risk_checks=False, trigger_fire_cap=1))
+    s = Stream(None, ts_ns=10)
+    a, b, c = 3, 4, 5
+    setup = [cmd(CommandKind.CREATE_ACCOUNT) for _ in range(3)]
+    setup += [cmd(CommandKind.DEPOSIT, account=x, amount_units=10**9) for x in (a, b, c)]
+    setup += [perpetual(), place(b, 0, 1, 100, 5), place(a, 0, 0, 100, 1)]  # last = 100
+    pair.run(s.batch(*setup))
+    placed = pair.run(
+        s.batch(
+            trigger(a, 1, 1, 98),  # sell stops at 98 and 97: both cross at 96
+            trigger(a, 1, 1, 97),
+            trigger(a, 1, 2, 110),  # a sell take
+            trigger(b, 1, 1, 90),  # b's stop: not the blocked account's
+            place(a, 0, 0, 95, 1),  # a resting bid
+            place(b, 0, 0, 96, 3),
+        )
+    )
+    ids = [int(e["order_id"]) for e in placed if e["kind"] == EventKind.TRIGGER_PLACED]
+    # c sells into b's bid at 96: last = 96 crosses a's two stops; cap 1 fires one
+    crossed = pair.run(s.batch(place(c, 0, 1, 96, 1)))
+    fired = crossed[crossed["kind"] == EventKind.TRIGGER_FIRED]
+    assert [int(x) for x in fired["order_id"]] == [ids[0]]
+    blocked = pair.run(s.batch(cmd(CommandKind.BLOCK_ACCOUNT, account=a)))
+    cancelled = blocked[blocked["kind"] == EventKind.TRIGGER_CANCELLED]
+    # the queued stop (ids[1]) and the untriggered take, not b's stop
+    assert [int(x) for x in cancelled["order_id"]] == [ids[1], ids[2]]
+    assert [int(r) for r in cancelled["reason"]] == [Reason.CANCEL_ACCOUNT_BLOCKED] * 2
+    kinds = [int(k) for k in blocked["kind"]]
+    assert kinds[0] == EventKind.ACCEPTED and EventKind.CANCELLED in kinds
+    assert kinds.index(EventKind.CANCELLED) < kinds.index(EventKind.TRIGGER_CANCELLED)
+    assert [row[0] for row in pair.kernel.canonical()["triggers"]["orders"]] == [ids[3]]
+    again = pair.run(s.batch(trigger(a, 1, 1, 50)))
+    assert int(again["reason"][0]) == Reason.ACCOUNT_BLOCKED
+    pair.check_replay()

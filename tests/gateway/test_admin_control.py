@@ -92,6 +92,32 @@ def test_block_cancels_everything_and_refuses_until_unblocked(server: Server) ->
         trader.call("private/cancel_all")
 
 
+def test_the_kill_switch_cancels_trigger_orders(server: Server) -> None:
+    """Blocking an account cancels its untriggered trigger orders with its resting ones: the
+    trigger order reads ``cancelled`` and leaves ``get_open_orders``; another account's
+    trigger order stays."""
+    name = server.option()
+    with contextlib.ExitStack() as stack:
+        trader, other, admin = _sockets(server, stack, 3)
+        trader_key = server.key(("read", "trade"))
+        trader.login(trader_key)
+        other.login(server.key(("read", "trade")))
+        admin.login(server.key(("admin",)))
+        stop = dict(instrument_name=name, amount=1.0, type="stop_market", trigger_price=50.0)
+        mine = trader.call("private/sell", **stop)["result"]["order"]
+        assert mine["order_state"] == "untriggered"
+        theirs = other.call("private/sell", **stop)["result"]["order"]["order_id"]
+        reply = admin.call("private/admin_block_account", account=trader_key.account)["result"]
+        assert reply["blocked"] is True
+        state = trader.call("private/get_order_state", order_id=mine["order_id"])["result"]
+        assert state["order_state"] == "cancelled"
+        assert trader.call("private/get_open_orders", type="trigger_all")["result"] == []
+        listed = other.call("private/get_open_orders", type="trigger_all")["result"]
+        assert [o["order_id"] for o in listed] == [theirs]
+        admin.call("private/admin_unblock_account", account=trader_key.account)
+        other.call("private/cancel_all")
+
+
 def test_halt_and_resume_an_instrument(server: Server) -> None:
     name = server.option()
     with contextlib.ExitStack() as stack:

@@ -36,6 +36,7 @@ from tests.reference.entities import (
 from tests.reference.inspection import InspectionModel
 from tests.reference.instruments import InstrumentsModel
 from tests.reference.lifecycle import LifecycleModel
+from tests.reference.links import LinksModel
 from tests.reference.liquidation import LiquidationModel
 from tests.reference.matching import MatchingModel
 from tests.reference.mmp import MmpModel
@@ -66,6 +67,7 @@ class ReferenceEngine(
     SubaccountsModel,
     MmpModel,
     TransfersModel,
+    LinksModel,
 ):
     """The reference engine: state and plumbing here, one mixin per concept of core/."""
 
@@ -124,6 +126,9 @@ class ReferenceEngine(
                         self._index(cmd, legs, complete)
                     else:
                         self._risk_array(cmd, legs, complete)
+                elif self._kind == CommandKind.PLACE_LINKED:
+                    consumed, complete = self._linked_span(commands, i)
+                    self._place_linked(cmd, list(commands[i + 1 : i + consumed]), complete)
                 elif self._kind == CommandKind.MASS_QUOTE:  # [A15]
                     count = int(cmd["count"])
                     legs = list(commands[i + 1 : i + 1 + count])
@@ -174,6 +179,7 @@ class ReferenceEngine(
                 self._cancel_trigger if int(cmd["order_id"]) >> 62 == 1 else self._cancel
             ),
             CommandKind.PLACE_TRIGGER: self._place_trigger,
+            CommandKind.AMEND_TRIGGER: self._amend_trigger,
             CommandKind.AMEND_ORDER: self._amend,
             CommandKind.CANCEL_ALL: self._cancel_all,
             CommandKind.CANCEL_ALL_INSTRUMENT: self._cancel_all,
@@ -187,6 +193,8 @@ class ReferenceEngine(
             CommandKind.INDEX_SOURCE,
             CommandKind.RISK_GREEKS,
             CommandKind.RISK_VALUES,
+            CommandKind.LINKED_ORDER,
+            CommandKind.LINKED_TRIGGER,
         ):
             raise Reject(Reason.ORPHAN_LEG)
         handler = handlers.get(self._kind)

@@ -46,6 +46,14 @@ class Trigger:
     label: int
     crossed: int = 0
     queued: bool = False
+    # linked orders (tests/reference/links.py): 0 / False outside a group
+    held: bool = False
+    link: int = 0
+    primary: int = 0
+    partner: int = 0
+    full: int = 0
+    base: int = 0
+    seen: int = 0
 
     @property
     def id(self) -> int:
@@ -92,7 +100,7 @@ class TriggersModel:
         rows = [
             t
             for t in self.trig.values()
-            if not t.queued and t.instrument == instrument and t.source == source
+            if not t.queued and not t.held and t.instrument == instrument and t.source == source
         ]
         return sorted(rows, key=lambda t: t.placed)
 
@@ -110,6 +118,13 @@ class TriggersModel:
     def _place_trigger(self, cmd) -> None:
         acct_id, acct = self._user_account(cmd)
         self._charge_base(acct)
+        t = self._validate_trigger(cmd, acct_id, acct)
+        acct.gas -= self.cfg.gas_base
+        self._store_trigger(t)
+
+    def _validate_trigger(self, cmd, acct_id: int, acct) -> Trigger:
+        """Every check of PLACE_TRIGGER after the base gas; the trigger order it would store
+        (nothing changes)."""
         inst_id = int(cmd["instrument"])
         inst = self._instrument(inst_id)
         side, otype, tif, flags = (int(cmd[f]) for f in ("side", "order_type", "tif", "flags"))
@@ -156,7 +171,10 @@ class TriggersModel:
             raise Reject(Reason.TRIGGER_POOL_FULL)
         if acct.gas < self.cfg.gas_base:
             raise Reject(Reason.GAS_EXHAUSTED)
-        acct.gas -= self.cfg.gas_base
+        return t
+
+    def _store_trigger(self, t: Trigger) -> None:
+        """Give ``t`` a slot and id; ACCEPTED and TRIGGER_PLACED."""
         if self.trig_free:
             t.slot = self.trig_free.pop()
         else:
@@ -165,7 +183,9 @@ class TriggersModel:
         self.trig_placed += 1
         t.placed = self.trig_placed
         self.trig[t.slot] = t
-        common = dict(account=acct_id, instrument=inst_id, side=side, order_id=t.id, qty_lots=qty)
+        common = dict(
+            account=t.account, instrument=t.instrument, side=t.side, order_id=t.id, qty_lots=t.qty
+        )
         self._emit(EventKind.ACCEPTED, price_ticks=t.trigger, label=t.label, **common)
         self._emit_trigger(EventKind.TRIGGER_PLACED, t, 0, t.trigger, t.detail)
 
@@ -200,6 +220,43 @@ class TriggersModel:
         self._emit(EventKind.ACCEPTED, account=acct_id, instrument=t.instrument, side=t.side,
                    order_id=t.id, price_ticks=t.trigger, qty_lots=t.qty, label=t.label)  # fmt: skip
         self._remove_trigger(t, Reason.CANCEL_BY_USER)
+
+    def _amend_trigger(self, cmd) -> None:
+        """AMEND_TRIGGER: new quantity, limit price and trigger price / offset of an
+        untriggered trigger order outside a group; same id and time priority."""
+        acct_id, _acct = self._user_account(cmd)
+        self._charge_base(_acct)
+        order_id = int(cmd["order_id"])
+        t = self.trig.get(order_id & ((1 << 24) - 1))
+        if t is None or t.id != order_id:
+            raise Reject(Reason.UNKNOWN_ORDER)
+        if t.account != acct_id:
+            raise Reject(Reason.NOT_ORDER_OWNER)
+        if t.queued or t.link:
+            raise Reject(Reason.TRIGGER_NOT_EDITABLE)
+        inst = self.instruments[t.instrument]
+        self._require_active(inst)
+        qty = int(cmd["qty_lots"])
+        self._check_qty(inst, qty)
+        limit = 0
+        if t.order_type == OrderType.LIMIT:
+            limit = int(cmd["price_ticks"])
+            self._check_price(inst, limit)
+        value = int(cmd["new_trigger_ticks"])
+        self._check_price(inst, value)
+        trigger, offset = value, 0
+        if t.trigger_type == TriggerType.TRAILING:
+            offset = value
+            trigger = t.reference - value if t.below else t.reference + value
+        current = self._source_price(t.instrument, t.source)
+        if current > 0 and (current <= trigger if t.below else current >= trigger):
+            raise Reject(Reason.TRIGGER_WOULD_FIRE)
+        t.qty, t.price, t.trigger, t.offset = qty, limit, trigger, offset
+        self._emit(EventKind.ACCEPTED, account=t.account, instrument=t.instrument, side=t.side,
+                   order_id=t.id, price_ticks=t.trigger, qty_lots=t.qty, label=t.label)  # fmt: skip
+        saved = self._kind
+        self._emit_trigger(EventKind.TRIGGER_AMENDED, t, 0, t.trigger, t.detail)
+        self._events[-1]["command"] = saved
 
     # ------------------------------------------------------------------ the trigger stage
 
@@ -261,7 +318,11 @@ class TriggersModel:
                     self._cancel_where(account, None, Reason.CANCEL_ALL)
                 elif kind == EventKind.ACCEPTED and command == CommandKind.CANCEL_ALL_INSTRUMENT:
                     self._cancel_where(account, instrument, Reason.CANCEL_ALL)
+                elif kind == EventKind.ACCEPTED and command == CommandKind.BLOCK_ACCOUNT:
+                    self._cancel_where(account, None, Reason.CANCEL_ACCOUNT_BLOCKED)
         self._crossings(events)
+        if any(t.link for t in self.trig.values()):
+            self._link_pass(start)  # tests/reference/links.py
         fired = 0
         while self.trig_queue and fired < self.cfg.trigger_fire_cap:
             self._flush()
@@ -272,6 +333,8 @@ class TriggersModel:
             self._release_flat_positions()
             fired += 1
             self._crossings(self._events_since(begin))
+            if any(t.link for t in self.trig.values()):
+                self._link_pass(begin)
 
     def _spawn(self, t: Trigger) -> None:
         cmd = command_array(1)[0]
@@ -296,6 +359,8 @@ class TriggersModel:
             rows.append((t.id, t.account, t.instrument, t.side, t.trigger_type, t.source,
                          t.order_type, t.tif, t.flags, t.qty, t.price, t.trigger, t.offset,
                          t.reference, t.crossed if t.queued else 0, t.queued, t.label))  # fmt: skip
+            if t.link:
+                rows[-1] += (t.held, t.link, t.primary, t.partner, t.full, t.base, t.seen)
         return {
             "orders": rows,
             "queue": [self.trig[s].id for s in self.trig_queue],

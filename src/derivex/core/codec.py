@@ -126,6 +126,7 @@ MULTI_RECORD: dict[CommandKind, tuple[CommandKind, ...]] = {
     CommandKind.MASS_QUOTE: (CommandKind.QUOTE_LEG,),
     CommandKind.INDEX: (CommandKind.INDEX_SOURCE,),
     CommandKind.RISK_ARRAY: (CommandKind.RISK_GREEKS, CommandKind.RISK_VALUES),
+    CommandKind.PLACE_LINKED: (CommandKind.LINKED_ORDER, CommandKind.LINKED_TRIGGER),
 }
 HEADERS = np.zeros(256, dtype=np.bool_)  # by command kind code: a multi-record header
 LEGS = np.zeros(256, dtype=np.bool_)  # by command kind code: a leg of one

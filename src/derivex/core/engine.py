@@ -59,6 +59,7 @@ from derivex.core.lifecycle import time_command
 from derivex.core.market_data import flush, index_command, leg_span, risk_array_command
 from derivex.core.mmp_stage import mmp_stage, reset_mmp, set_mmp_config
 from derivex.core.order_checks import reject
+from derivex.core.order_links import MAX_LINK_LEGS, linked_trigger_room, place_linked
 from derivex.core.orders import amend_order, cancel_order, place_order
 from derivex.core.pools import free_capacity
 from derivex.core.quotes import mass_quote, mass_quote_span
@@ -76,7 +77,7 @@ from derivex.core.trigger_stage import (
     trigger_command_start,
     trigger_stage,
 )
-from derivex.core.triggers import cancel_trigger, place_trigger, trigger_room
+from derivex.core.triggers import amend_trigger, cancel_trigger, place_trigger, trigger_room
 
 #: events per chunk of ``Engine.stream`` (64-byte records: 4 MiB, about the L2/L3 boundary)
 DEFAULT_CHUNK = 1 << 16
@@ -149,6 +150,18 @@ def headroom(st, cmds, i):
                     or _row_short(st, leg_instrument, 0)
                     or _row_short(st, leg_instrument, 1)
                 )
+    elif kind == CommandKind.PLACE_LINKED:
+        orders = 1
+        levels = 1
+        positions = 1
+        events = 6 * MAX_LINK_LEGS + 2
+        if i + 1 < cmds.shape[0]:
+            leg_instrument = np.int64(cmds[i + 1]["instrument"])
+            if leg_instrument < st.counters[Counter.INSTRUMENT_HWM]:
+                resting = np.int64(st.ins_i4[leg_instrument, Ins4.RESTING])
+                events += 8 + 5 * _touch_bound(st, resting)
+                if cmds[i + 1]["side"] <= 1:
+                    short_row = _row_short(st, leg_instrument, np.int64(cmds[i + 1]["side"]))
     elif (
         kind == CommandKind.CANCEL_ALL
         or kind == CommandKind.CANCEL_ALL_INSTRUMENT
@@ -174,6 +187,8 @@ def headroom(st, cmds, i):
         instruments = 1
     c_ = st.counters
     need = trigger_room(st) if kind == CommandKind.PLACE_TRIGGER else 0
+    if kind == CommandKind.PLACE_LINKED:
+        need = linked_trigger_room(st)
     capacity = st.ord_label.shape[0]
     if (
         free_capacity(capacity, c_[Counter.ORDER_HWM], c_[Counter.ORDER_FREE_TOP]) < orders
@@ -257,6 +272,10 @@ def process_state(st, cmds, start, ev, n):
                 n = cancel_order(st, ev, n, cmds, i)
         elif kind == CommandKind.PLACE_TRIGGER:
             n = place_trigger(st, ev, n, cmds, i)
+        elif kind == CommandKind.PLACE_LINKED:
+            n, consumed = place_linked(st, ev, n, cmds, i)
+        elif kind == CommandKind.AMEND_TRIGGER:
+            n = amend_trigger(st, ev, n, cmds, i)
         elif kind == CommandKind.AMEND_ORDER:
             n = amend_order(st, ev, n, cmds, i)
         elif kind == CommandKind.MASS_QUOTE:
@@ -331,6 +350,8 @@ def process_state(st, cmds, start, ev, n):
             kind == CommandKind.INDEX_SOURCE
             or kind == CommandKind.RISK_GREEKS
             or kind == CommandKind.RISK_VALUES
+            or kind == CommandKind.LINKED_ORDER
+            or kind == CommandKind.LINKED_TRIGGER
         ):
             n = reject(st, ev, n, cmds, i, Reason.ORPHAN_LEG, 0)
         else:

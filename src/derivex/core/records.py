@@ -121,6 +121,13 @@ COMMAND_DTYPE = _layout(
         ("domain", "<u4", 28),
         ("transfer_id", "<u8", 32),
         ("refund_of", "<u8", 40),
+        # aliases: PLACE_LINKED header (core/order_links.py; count = legs that follow, each a
+        # LINKED_ORDER or LINKED_TRIGGER laid out as PLACE_ORDER / PLACE_TRIGGER)
+        ("link_type", "u1", 17),  # LinkType
+        ("fill_condition", "u1", 18),  # FillCondition
+        # aliases: AMEND_TRIGGER (order_id = the trigger id, price_ticks = the new limit
+        # price of a limit type, qty_lots = the new quantity)
+        ("new_trigger_ticks", "<i8", 56),  # the new trigger price (trailing: the new offset)
     ]
 )
 
@@ -166,6 +173,10 @@ class CommandKind(IntEnum):
     TRANSFER_OUT = 60  # source domain: account -> escrow for ``domain``
     TRANSFER_IN = 61  # destination: ``domain``'s transfer ``transfer_id`` -> account
     TRANSFER_REFUND = 62  # source: a refused transfer's amount, escrow -> account
+    PLACE_LINKED = 41  # header (core/order_links.py); ``count`` LINKED_* legs follow
+    LINKED_ORDER = 42  # leg: an order as PLACE_ORDER (the primary of OTO / OTOCO)
+    LINKED_TRIGGER = 43  # leg: a trigger order as PLACE_TRIGGER
+    AMEND_TRIGGER = 44  # edit an untriggered trigger order (core/triggers.py)
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     TIME = ADVANCE_TIME
@@ -208,6 +219,10 @@ COMMAND_MUTATES: dict[CommandKind, bool] = {
     CommandKind.TRANSFER_OUT: True,
     CommandKind.TRANSFER_IN: True,
     CommandKind.TRANSFER_REFUND: True,
+    CommandKind.PLACE_LINKED: True,
+    CommandKind.LINKED_ORDER: True,
+    CommandKind.LINKED_TRIGGER: True,
+    CommandKind.AMEND_TRIGGER: True,
 }
 
 #: Payload field names each command kind reads (documentation and validation aid).
@@ -300,7 +315,17 @@ COMMAND_FIELDS: dict[CommandKind, tuple[str, ...]] = {
         "refund_of",
         "amount_units",
     ),
+    CommandKind.PLACE_LINKED: ("account", "link_type", "fill_condition", "count"),
+    CommandKind.AMEND_TRIGGER: (
+        "account",
+        "order_id",
+        "price_ticks",
+        "qty_lots",
+        "new_trigger_ticks",
+    ),
 }
+COMMAND_FIELDS[CommandKind.LINKED_ORDER] = COMMAND_FIELDS[CommandKind.PLACE_ORDER]
+COMMAND_FIELDS[CommandKind.LINKED_TRIGGER] = COMMAND_FIELDS[CommandKind.PLACE_TRIGGER]
 
 
 class Side(IntEnum):
@@ -346,6 +371,23 @@ class TriggerSource(IntEnum):
     LAST = 0  # the instrument's last trade price (Deribit's default)
     INDEX = 1  # the underlying's index
     MARK = 2  # the instrument's mark price
+
+
+class LinkType(IntEnum):
+    """How the legs of a PLACE_LINKED group act on each other (Deribit's
+    ``linked_order_type``)."""
+
+    OTO = 1  # one_triggers_other: the secondaries wait for the primary's fills
+    OCO = 2  # one_cancels_other: two trigger orders, one firing or filling cancels the other
+    OTOCO = 3  # one_triggers_one_cancels_other: a primary, then an OCO pair
+
+
+class FillCondition(IntEnum):
+    """When linked legs react (Deribit's ``trigger_fill_condition``)."""
+
+    FIRST_HIT = 0  # on the first fill (OTO: place whole; OCO: cancel at the other's firing)
+    COMPLETE_FILL = 1  # once the watched order is gone (filled, or ended after a fill)
+    INCREMENTAL = 2  # pro rata to each fill, rounded down to the lot step
 
 
 #: Trigger order ids carry this bit, so they never equal an order id.
@@ -516,6 +558,16 @@ class EventKind(IntEnum):
     TRANSFER_RECEIVED = 46  # TRANSFER_IN credited
     TRANSFER_REFUSED = 47  # TRANSFER_IN processed but not credited (reason): to be refunded
     TRANSFER_REFUNDED = 48  # TRANSFER_REFUND credited back from escrow
+    # linked orders 33-36 (core/order_links.py), on trigger orders that belong to a group;
+    # ``leg`` = the trigger's spec, ``command`` = PLACE_LINKED
+    ORDER_LINKED = 33  # placement: a = the primary's id (0: OCO), b = the OCO partner's id
+    #                    (0: none), price_ticks = link spec, qty_lots = the full quantity
+    LINK_ACTIVATED = 34  # a held secondary placed or grown: qty_lots = its quantity now,
+    #                      price_ticks = trigger price, a = the primary's id
+    LINK_REDUCED = 35  # an OCO member reduced pro rata (incremental): qty_lots = its quantity
+    #                    now, a = the order whose fill reduced it
+    TRIGGER_AMENDED = 36  # AMEND_TRIGGER applied: price_ticks = trigger price, qty_lots, a
+    #                       as TRIGGER_PLACED (command = AMEND_TRIGGER)
 
     # deprecated names (see RENAMED): aliases of the members above, same codes
     POSITION = POSITION_CHANGED
@@ -584,6 +636,8 @@ class Reason(IntEnum):
     DUPLICATE_TRANSFER = 156  # this transfer (or refund) number was processed already
     TRANSFER_AHEAD = 157  # beyond the processed-transfer window: deliver the earlier ones
     BAD_TRANSFER_ID = 158  # not a transfer number (zero, or a refund of one never sent)
+    BAD_LINK = 143  # link type, fill condition, legs (count, kinds, account, instrument)
+    TRIGGER_NOT_EDITABLE = 144  # AMEND_TRIGGER of a triggered (queued) or grouped trigger order
     # risk 200-299
     INSUFFICIENT_FUNDS = 200
     POSITION_LIMIT = 201
@@ -614,6 +668,8 @@ class Reason(IntEnum):
     CANCEL_EXPIRED = 359  # the instrument expired
     CANCEL_ACCOUNT_BLOCKED = 360  # an operator blocked the account (BLOCK_ACCOUNT)
     CANCEL_MMP_TRIGGERED = 365  # the order's MMP group breached its limits and froze
+    OCO_OTHER_CLOSED = 361  # the other leg of a one-cancels-other pair fired, filled or left
+    OTO_PRIMARY_CLOSED = 362  # the primary of a held secondary left without the fills it needed
     # account 400-499
     BALANCE_LIMIT = 400
     SUBACCOUNT_LIMIT = 401  # the main account has MAX_SUBACCOUNTS subaccounts already

@@ -102,6 +102,15 @@ def trigger_alloc(st):
 def trigger_free(st, slot):
     m = st.trg_meta
     st.trg_acct[st.trg_i8[slot, Trig8.ACCOUNT]] -= 1
+    if st.trg_i8[slot, Trig8.LINK] != 0:
+        m[TrigMeta.LINKED] -= 1
+        t = st.trg_i8[slot]
+        t[Trig8.LINK] = 0
+        t[Trig8.PRIMARY] = 0
+        t[Trig8.PARTNER] = 0
+        t[Trig8.FULL] = 0
+        t[Trig8.BASE] = 0
+        t[Trig8.SEEN] = 0
     st.trg_i8[slot, Trig8.STATE] = UNUSED
     st.trg_i8[slot, Trig8.NEXT] = m[TrigMeta.FREE_HEAD]
     m[TrigMeta.FREE_HEAD] = slot

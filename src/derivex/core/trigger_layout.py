@@ -23,6 +23,11 @@ NO_ABOVE = (1 << 62) - 1
 UNUSED = 0
 UNTRIGGERED = 1
 QUEUED = 2  # crossed: waits in the fire queue
+HELD = 3  # a linked secondary waiting for its primary's fills: in no book, not queued
+
+#: Role bits of ``Trig8.LINK`` (>> 4): a secondary of an OTO primary, a member of an OCO pair.
+ROLE_SECONDARY = 1
+ROLE_OCO = 2
 
 
 class Trig8(IntEnum):
@@ -41,6 +46,13 @@ class Trig8(IntEnum):
     CROSSED = 10  # the source price that crossed the trigger (once QUEUED)
     NEXT = 11  # next in the book, the fire queue or the free list
     PREV = 12  # previous in the book
+    # linked orders (core/order_links.py); all 0 for a trigger outside a group
+    LINK = 13  # link type | fill condition << 2 | role << 4 (ROLE_* bits)
+    PRIMARY = 14  # OTO role: id of the primary it watches (its spawned order once it fired)
+    PARTNER = 15  # OCO role: id of the other leg it watches (its spawned order once it fired)
+    FULL = 16  # the quantity it was placed with
+    BASE = 17  # quantity of the watched order (the pro-rata denominator)
+    SEEN = 18  # lots of the watched order filled so far
 
 
 class TrigBook(IntEnum):
@@ -73,6 +85,7 @@ class TrigMeta(IntEnum):
     SCAN_TO = 12
     SCAN_DUE = 13  # 1: the last command's events are not evaluated yet
     SCAN_SEQ = 14  # seq of the last command (stamped on what the trigger stage emits)
+    LINKED = 15  # live trigger orders that belong to a group (order_links)
 
 
 TRIGGER_FIELDS = len(Trig8)

@@ -7,19 +7,36 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from derivex.core.layout import NIL, Counter
 from derivex.core.records import TRIGGER_ID_TAG
 from derivex.core.state import State
 from derivex.core.trigger_layout import (
+    HELD,
     QUEUED,
     SLOT_BITS,
     SOURCES,
+    TRIGGER_FIELDS,
     UNTRIGGERED,
     UNUSED,
     Trig8,
     TrigBook,
     TrigMeta,
 )
+
+
+def widen_trigger_rows(values: dict[str, np.ndarray]) -> bool:
+    """Pad the trigger rows of a snapshot written before the linked-order columns
+    (``Trig8.LINK`` on) with zeros, which mean "in no group" (``values``: the arrays by
+    State field name). Returns whether it did. O(trigger pool)."""
+    rows = values.get("trg_i8")
+    if rows is None or rows.shape[1] >= TRIGGER_FIELDS:
+        return False
+    wide = np.zeros((rows.shape[0], TRIGGER_FIELDS), dtype=rows.dtype)
+    wide[:, : rows.shape[1]] = rows
+    values["trg_i8"] = wide
+    return True
 
 
 def _id(state: State, slot: int) -> int:
@@ -42,27 +59,36 @@ def trigger_orders(state: State) -> list[dict[str, int]]:
         if int(t[Trig8.STATE]) == UNUSED:
             continue
         spec = int(t[Trig8.SPEC])
-        rows.append(
-            {
-                "trigger_id": _id(state, slot),
-                "account": int(t[Trig8.ACCOUNT]),
-                "instrument": int(t[Trig8.INSTRUMENT]),
-                "side": (spec >> 16) & 1,
-                "trigger_type": spec & 3,
-                "trigger_source": (spec >> 2) & 3,
-                "order_type": (spec >> 4) & 1,
-                "tif": (spec >> 5) & 3,
-                "flags": (spec >> 8) & 0xFF,
-                "qty_lots": int(t[Trig8.QTY]),
-                "price_ticks": int(t[Trig8.PRICE]),
-                "trigger_price_ticks": int(t[Trig8.TRIGGER]),
-                "trigger_offset_ticks": int(t[Trig8.OFFSET]),
-                "reference_ticks": int(t[Trig8.REFERENCE]),
-                "crossed_ticks": int(t[Trig8.CROSSED]),
-                "queued": int(t[Trig8.STATE]) == QUEUED,
-                "label": int(state.trg_label[slot]),
-            }
-        )
+        row = {
+            "trigger_id": _id(state, slot),
+            "account": int(t[Trig8.ACCOUNT]),
+            "instrument": int(t[Trig8.INSTRUMENT]),
+            "side": (spec >> 16) & 1,
+            "trigger_type": spec & 3,
+            "trigger_source": (spec >> 2) & 3,
+            "order_type": (spec >> 4) & 1,
+            "tif": (spec >> 5) & 3,
+            "flags": (spec >> 8) & 0xFF,
+            "qty_lots": int(t[Trig8.QTY]),
+            "price_ticks": int(t[Trig8.PRICE]),
+            "trigger_price_ticks": int(t[Trig8.TRIGGER]),
+            "trigger_offset_ticks": int(t[Trig8.OFFSET]),
+            "reference_ticks": int(t[Trig8.REFERENCE]),
+            "crossed_ticks": int(t[Trig8.CROSSED]),
+            "queued": int(t[Trig8.STATE]) == QUEUED,
+            "label": int(state.trg_label[slot]),
+        }
+        if int(t[Trig8.LINK]):  # only grouped rows carry these (older state roots unchanged)
+            row.update(
+                held=int(t[Trig8.STATE]) == HELD,
+                link=int(t[Trig8.LINK]),
+                primary=int(t[Trig8.PRIMARY]),
+                partner=int(t[Trig8.PARTNER]),
+                full_lots=int(t[Trig8.FULL]),
+                base_lots=int(t[Trig8.BASE]),
+                seen_lots=int(t[Trig8.SEEN]),
+            )
+        rows.append(row)
     rows.sort(key=lambda row: row["trigger_id"])
     return rows
 
@@ -129,7 +155,13 @@ def check_trigger_invariants(state: State) -> None:
     for s in queue:
         assert int(state.trg_i8[s, Trig8.STATE]) == QUEUED and s not in seen
         seen[s] = "queue"
+    for s in range(hwm):
+        if int(state.trg_i8[s, Trig8.STATE]) == HELD:
+            assert int(state.trg_i8[s, Trig8.LINK]) != 0, f"slot {s} held outside a group"
+            seen[s] = "held"
     live = [s for s in range(hwm) if int(state.trg_i8[s, Trig8.STATE]) != UNUSED]
+    linked = [s for s in live if int(state.trg_i8[s, Trig8.LINK]) != 0]
+    assert len(linked) == int(m[TrigMeta.LINKED]), "linked count"
     assert sorted(seen) == live, "a live trigger is in no book and not queued"
     assert len(live) == int(m[TrigMeta.LIVE]), "live count"
     assert int(m[TrigMeta.FREE_COUNT]) == hwm - len(live), "free count"

@@ -31,6 +31,7 @@ from derivex.core.layout import (
     Order4,
     Order8,
 )
+from derivex.core.link_pass import link_pass, link_room
 from derivex.core.market_data import flush
 from derivex.core.matching import match
 from derivex.core.order_validation import validate_place_terms
@@ -70,8 +71,8 @@ def _cancel_matching(st, ev, n, seq, account, instrument, reason):
 
 @kernel
 def _cancellations(st, ev, n, lo, hi, seq):
-    """Pass 1 over a command's events: cancel the triggers that liquidation, close, expiry
-    and cancel-all concern."""
+    """Pass 1 over a command's events: cancel the triggers that liquidation, close, expiry,
+    cancel-all and the kill switch (BLOCK_ACCOUNT) concern."""
     for j in range(lo, hi):
         e = ev[j]
         kind = e["kind"]
@@ -93,6 +94,11 @@ def _cancellations(st, ev, n, lo, hi, seq):
         elif kind == EventKind.ACCEPTED and e["command"] == CommandKind.CANCEL_ALL_INSTRUMENT:
             n = _cancel_matching(
                 st, ev, n, seq, np.int64(e["account"]), np.int64(e["instrument"]), Reason.CANCEL_ALL
+            )
+        elif kind == EventKind.ACCEPTED and e["command"] == CommandKind.BLOCK_ACCOUNT:
+            # the kill switch: untriggered and queued triggers go with the resting orders
+            n = _cancel_matching(
+                st, ev, n, seq, np.int64(e["account"]), -1, Reason.CANCEL_ACCOUNT_BLOCKED
             )
     return n
 
@@ -300,7 +306,7 @@ def trigger_stage(st, ev, n):
             m[TrigMeta.STEP_FIRED] = 0
         return n, STATUS_DONE, 0
     if m[TrigMeta.SCAN_DUE] != 0 and not _concerns_triggers(
-        ev, m[TrigMeta.SCAN_FROM], m[TrigMeta.SCAN_TO]
+        ev, m[TrigMeta.SCAN_FROM], m[TrigMeta.SCAN_TO], m[TrigMeta.LINKED] > 0
     ):
         m[TrigMeta.SCAN_DUE] = 0  # e.g. an order that rested: nothing moved, nothing to cancel
         m[TrigMeta.STEP_FIRED] = 0
@@ -312,10 +318,17 @@ def trigger_stage(st, ev, n):
 
 
 @kernel
-def _concerns_triggers(ev, lo, hi):
-    """Whether events ``[lo, hi)`` move a trigger source or cancel trigger orders."""
+def _concerns_triggers(ev, lo, hi, linked):
+    """Whether events ``[lo, hi)`` move a trigger source or cancel trigger orders (with
+    ``linked`` groups alive: or end an order a linked row may watch)."""
     for j in range(lo, hi):
         kind = ev[j]["kind"]
+        if linked and (
+            kind == EventKind.CANCELLED
+            or kind == EventKind.EXPIRED
+            or kind == EventKind.TRIGGER_CANCELLED
+        ):
+            return True
         if (
             kind == EventKind.FILLED
             or kind == EventKind.MARK_CHANGED
@@ -327,6 +340,7 @@ def _concerns_triggers(ev, lo, hi):
         if kind == EventKind.ACCEPTED and (
             ev[j]["command"] == CommandKind.CANCEL_ALL
             or ev[j]["command"] == CommandKind.CANCEL_ALL_INSTRUMENT
+            or ev[j]["command"] == CommandKind.BLOCK_ACCOUNT
         ):
             return True
     return False
@@ -340,15 +354,19 @@ def trigger_stage_full(st, ev, n):
     if m[TrigMeta.SCAN_DUE] != 0:
         if m[TrigMeta.LIVE] > 0:
             room = m[TrigMeta.LIVE] + 1
+            room += link_room(st, m[TrigMeta.SCAN_TO] - m[TrigMeta.SCAN_FROM] + room)
             if n + room > ev.shape[0]:
                 return n, STATUS_EVENTS, room
             n = _cancellations(st, ev, n, m[TrigMeta.SCAN_FROM], m[TrigMeta.SCAN_TO], seq)
         _crossings(st, ev, m[TrigMeta.SCAN_FROM], m[TrigMeta.SCAN_TO])
+        if m[TrigMeta.LINKED] > 0:
+            n = link_pass(st, ev, n, m[TrigMeta.SCAN_FROM], seq)
         m[TrigMeta.SCAN_DUE] = 0
         m[TrigMeta.STEP_FIRED] = 0
     while m[TrigMeta.QUEUE_LEN] > 0 and m[TrigMeta.STEP_FIRED] < m[TrigMeta.FIRE_CAP]:
         slot = m[TrigMeta.QUEUE_HEAD]
         need, events = _spawn_room(st, slot)
+        events += link_room(st, events)
         if need > 0:
             return n, STATUS_GROW, need
         if n + events > ev.shape[0]:
@@ -360,4 +378,6 @@ def trigger_stage_full(st, ev, n):
         n = spawn(st, ev, n, seq, slot)
         m[TrigMeta.STEP_FIRED] += 1
         _crossings(st, ev, lo, n)
+        if m[TrigMeta.LINKED] > 0:
+            n = link_pass(st, ev, n, lo, seq)
     return n, STATUS_DONE, 0

@@ -62,7 +62,7 @@ from derivex.core.trigger_book import (
     trigger_id,
     trigger_slot_of,
 )
-from derivex.core.trigger_layout import UNTRIGGERED, Trig8, TrigMeta
+from derivex.core.trigger_layout import QUEUED, SOURCES, UNTRIGGERED, Trig8, TrigBook, TrigMeta
 
 
 @kernel
@@ -252,10 +252,11 @@ def remove_trigger(st, ev, n, seq, slot, reason):
         st.trg_i8[slot, Trig8.TRIGGER],
         _detail(st, slot),
     )
-    if st.trg_i8[slot, Trig8.STATE] == UNTRIGGERED:
+    state = st.trg_i8[slot, Trig8.STATE]
+    if state == UNTRIGGERED:
         book_unlink(st, slot)
-    else:
-        queue_remove(st, slot)
+    elif state == QUEUED:
+        queue_remove(st, slot)  # (a HELD linked secondary is in neither)
     trigger_free(st, slot)
     return n
 
@@ -289,3 +290,92 @@ def cancel_trigger(st, ev, n, cmds, i):
     )
     set_label(ev, n, st.trg_label[slot])
     return remove_trigger(st, ev, n, c["seq"], slot, Reason.CANCEL_BY_USER)
+
+
+@kernel
+def _amend_reason(st, c, slot):
+    """Every check of AMEND_TRIGGER on the live trigger ``slot``: (reason, trigger price,
+    offset, limit price)."""
+    zero = np.int64(0)
+    t = st.trg_i8[slot]
+    if t[Trig8.STATE] != UNTRIGGERED or t[Trig8.LINK] != 0:
+        return Reason.TRIGGER_NOT_EDITABLE, zero, zero, zero
+    instrument = t[Trig8.INSTRUMENT]
+    spec = t[Trig8.SPEC]
+    reason = open_for_orders_reason(st, instrument)
+    if reason == Reason.OK:
+        reason = check_quantity(st, instrument, c["qty_lots"])
+    limit = zero
+    if reason == Reason.OK and ((spec >> 4) & 1) == OrderType.LIMIT:
+        limit = c["price_ticks"]
+        reason = check_price(st, instrument, limit)
+    value = c["new_trigger_ticks"]
+    if reason == Reason.OK:
+        reason = check_price(st, instrument, value)
+    if reason != Reason.OK:
+        return reason, zero, zero, zero
+    below = fires_below(spec)
+    trigger = value
+    offset = zero
+    if (spec & 3) == TriggerType.TRAILING:
+        offset = value  # the best price seen so far stays the reference
+        reference = t[Trig8.REFERENCE]
+        trigger = reference - offset if below else reference + offset
+    current = source_price(st, instrument, (spec >> 2) & 3)
+    if current > 0 and ((below and current <= trigger) or ((not below) and current >= trigger)):
+        return Reason.TRIGGER_WOULD_FIRE, zero, zero, zero
+    return Reason.OK, trigger, offset, limit
+
+
+@kernel
+def amend_trigger(st, ev, n, cmds, i):
+    """AMEND_TRIGGER: new quantity, limit price (limit types) and trigger price (trailing:
+    offset) of an untriggered trigger order outside a group, validated as at placement; it
+    keeps its id and time priority. ACCEPTED, then TRIGGER_AMENDED. Rejects: those of
+    CANCEL_ORDER on a trigger id, TRIGGER_NOT_EDITABLE (queued or grouped), and what
+    PLACE_TRIGGER checks of the new terms. O(1)."""
+    c = cmds[i]
+    account = np.int64(c["account"])
+    reason = admit_trader(st, account)
+    if reason != Reason.OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    slot = trigger_slot_of(st, np.int64(c["order_id"]))
+    if slot == NIL:
+        return reject(st, ev, n, cmds, i, Reason.UNKNOWN_ORDER, 0)
+    if st.trg_i8[slot, Trig8.ACCOUNT] != account:
+        return reject(st, ev, n, cmds, i, Reason.NOT_ORDER_OWNER, 0)
+    reason, trigger, offset, limit = _amend_reason(st, c, slot)
+    if reason != Reason.OK:
+        return reject(st, ev, n, cmds, i, reason, 0)
+    t = st.trg_i8[slot]
+    t[Trig8.QTY] = c["qty_lots"]
+    t[Trig8.PRICE] = limit
+    t[Trig8.TRIGGER] = trigger
+    t[Trig8.OFFSET] = offset
+    spec = t[Trig8.SPEC]
+    if (spec & 3) != TriggerType.TRAILING:
+        # widen the book's cached bounds (they may be stale, never too tight)
+        b = st.trg_book[t[Trig8.INSTRUMENT] * SOURCES + ((spec >> 2) & 3)]
+        if fires_below(spec):
+            b[TrigBook.BELOW_MAX] = max(b[TrigBook.BELOW_MAX], trigger)
+        else:
+            b[TrigBook.ABOVE_MIN] = min(b[TrigBook.ABOVE_MIN], trigger)
+    n = order_accepted(
+        ev,
+        n,
+        c["seq"],
+        CommandKind.AMEND_TRIGGER,
+        (spec >> 16) & 1,
+        0,
+        account,
+        t[Trig8.INSTRUMENT],
+        trigger_id(st, slot),
+        trigger,
+        t[Trig8.QTY],
+    )
+    set_label(ev, n, st.trg_label[slot])
+    n = _event_of(
+        st, ev, n, c["seq"], EventKind.TRIGGER_AMENDED, 0, slot, trigger, _detail(st, slot)
+    )
+    ev[n - 1]["command"] = CommandKind.AMEND_TRIGGER
+    return n

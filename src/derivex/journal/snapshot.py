@@ -38,6 +38,7 @@ from derivex.core.config import EngineConfig
 from derivex.core.engine import Engine
 from derivex.core.growth import added_arrays
 from derivex.core.state import State
+from derivex.core.trigger_query import widen_trigger_rows
 from derivex.journal.format import (
     CHECKSUM_NAMES,
     DEFAULT_CHECKSUM,
@@ -317,6 +318,8 @@ def load_snapshot(path: Path | str, *, verify: bool = True) -> Snapshot:
     if missing:
         values.update({name: added[name] for name in missing})
         arena = layout = None  # the engine packs a fresh arena with them
+    if widen_trigger_rows(values):
+        arena = layout = None  # older layout: Engine packs the widened arrays afresh
     state = State(**values)
     if state.params.shape != config.params().shape:
         raise IncompatibleSnapshot(f"{path}: written with another parameter vector layout")
