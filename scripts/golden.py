@@ -193,17 +193,18 @@ def record_session(directory: Path) -> int:
     stop = ex.place_trigger(
         maker, perp, "sell", 1_000, "stop", 9_000_000, order_type="limit", price_ticks=8_900_000
     )
+    _linked_orders(ex, perp, call, (maker, taker, hedger), int(stop.events["order_id"][0]))
     # market-maker protection (core/mmp.py): a buy through the maker's quotes in group 7
     # reaches its lot limit: the group freezes (its bid is cancelled, a new quote refused)
     # until the maker resets it
     ex.set_mmp_config(maker, "BTC", 10, 0, qty_limit_lots=1_000, group=7)
     quote = Quote(call, 66_000, 1_000, 72_000, 1_000)
     ex.mass_quote(maker, [quote], label=70, mmp_group=7)
-    ex.place(hedger, call, "buy", 1_000, 72_000, time_in_force="ioc", label=71)
+    # (2,000 lots: the first 1,000 take the rest of the linked take-profit at 69,000)
+    ex.place(hedger, call, "buy", 2_000, 72_000, time_in_force="ioc", label=71)
     ex.mass_quote(maker, [quote], mmp_group=7)  # rejected: frozen
     ex.reset_mmp(maker, "BTC", group=7)
     ex.place(maker, call, "sell", 1_000, 73_000, mmp=True, label=72)
-    _linked_orders(ex, perp, call, (maker, taker, hedger), int(stop.events["order_id"][0]))
     clock.jump(8 * HOUR_NS)
     _index(ex, clock, 9_600_000)
     ex.advance_time()
