@@ -1,6 +1,8 @@
 """The gateway's records of trigger orders without a server: a venue built over an engine
 that already holds trigger orders (a recovery, a late gateway worker) lists them, and
-editing an untriggered trigger order is refused with a clear error, not forwarded."""
+``private/edit`` of an untriggered trigger order amends it in the engine (AMEND_TRIGGER:
+same id, new quantity and trigger price or offset), with clear errors for parameters of
+another order type."""
 
 from __future__ import annotations
 
@@ -47,8 +49,39 @@ def test_a_rebuilt_venue_lists_the_engines_trigger_orders() -> None:
         account = b
 
     ctx = Context(venue, None, Session(), None, None, "http")  # type: ignore[arg-type]
-    with pytest.raises(RpcError) as refused:
-        edit(ctx, {"order_id": str(mark_stop.order_id), "amount": 1, "price": 100})
-    assert refused.value.code == 10033
+    spec = catalog.by_id[perp]
+    # editing an untriggered trigger order (one AMEND_TRIGGER): same id, new terms
+    stop_id = str(mark_stop.order_id)
+    reply = edit(ctx, {"order_id": stop_id, "amount": spec.amount(7), "trigger_price": 8_900})
+    assert reply["order"]["order_id"] == stop_id and reply["order"]["trigger_price"] == 8_900
+    edited = venue.order(b, mark_stop.order_id)
+    assert (edited.amount_lots, edited.trigger_price_ticks) == (7, spec.to_ticks(8_900))
+    assert edited.state == "untriggered"
+    live = {row["trigger_id"]: row for row in exchange.trigger_orders(b)}
+    row = live[mark_stop.order_id]
+    assert (row["qty_lots"], row["trigger_price_ticks"]) == (7, spec.to_ticks(8_900))
+    # a trailing stop's offset; what is not given stays
+    edit(
+        ctx,
+        {"order_id": str(trailing.order_id), "amount": spec.amount(10), "trigger_offset": 2_000},
+    )
+    edited = venue.order(b, trailing.order_id)
+    assert edited.trigger_offset_ticks == spec.to_ticks(2_000)
+    assert edited.trigger_price_ticks == 10_000_000 - spec.to_ticks(2_000)
+    for params, name in (
+        ({"order_id": stop_id, "amount": spec.amount(7), "price": 100}, "price"),
+        ({"order_id": stop_id, "amount": spec.amount(7), "trigger_offset": 1}, "trigger_offset"),
+        (
+            {"order_id": str(trailing.order_id), "amount": spec.amount(1), "trigger_price": 1},
+            "trigger_price",
+        ),
+    ):
+        with pytest.raises(RpcError) as refused:
+            edit(ctx, params)
+        assert (refused.value.code, refused.value.data["param"]) == (-32602, name)
+    # the engine's own checks: a quantity beyond the order cap is refused, nothing changes
+    with pytest.raises(RpcError):
+        edit(ctx, {"order_id": stop_id, "amount": spec.amount(10**15)})
+    assert venue.order(b, mark_stop.order_id).amount_lots == 7
     record, _ = venue.place(b, catalog.by_id[perp], "buy", 1, 9_000_000)
     assert record.order_type == "limit" and record.trigger == ""

@@ -227,17 +227,21 @@ def sell(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return _place(ctx, params, Side.SELL)
 
 
-@method("private/edit", ("order_id", "amount", "price"), scope="trade", cost=ENGINE)
+@method(
+    "private/edit",
+    ("order_id", "amount", "price", "trigger_price", "trigger_offset"),
+    scope="trade",
+    cost=ENGINE,
+)
 def edit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     account = ctx.session.account
     order_id = p.order_id(params)
     record = ctx.venue.order(account, order_id)
     if record.trigger and not record.triggered:
-        raise RpcError(
-            10033,
-            "not_implemented",
-            {"param": "order_id", "reason": "editing a trigger order: cancel it and place anew"},
-        )
+        return _edit_trigger(ctx, params, record)
+    for name in ("trigger_price", "trigger_offset"):
+        if name in params:
+            raise p.invalid_params(name, "only a trigger order that has not fired has one")
     spec = ctx.venue.catalog.by_id[record.instrument]
     lots = spec.to_lots(p.number(params, "amount"))
     price = p.number(params, "price", None)
@@ -245,6 +249,35 @@ def edit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     _check_limits(ctx, spec.instrument, lots, ticks or 0)
     record, trades = ctx.venue.edit(account, order_id, lots, ticks)
     return order_reply(ctx, (record, trades))
+
+
+def _edit_trigger(ctx: Context, params: dict[str, Any], record: Any) -> dict[str, Any]:
+    """``private/edit`` of an untriggered trigger order: ``amount`` (the new quantity),
+    ``price`` (limit types), ``trigger_price`` or, for a trailing stop, ``trigger_offset``;
+    what is not given stays. One AMEND_TRIGGER command: the order keeps its id and time
+    priority; a trigger that would fire at once is refused as at placement (11036)."""
+    spec = ctx.venue.catalog.by_id[record.instrument]
+    lots = spec.to_lots(p.number(params, "amount"))
+    trailing = record.order_type == "trailing_stop"
+    limit = record.order_type.endswith("_limit")
+    if "price" in params and not limit:
+        raise p.invalid_params("price", "a market trigger order has no limit price")
+    forbidden = "trigger_price" if trailing else "trigger_offset"
+    if forbidden in params:
+        raise p.invalid_params(forbidden, f"not a parameter of a {record.order_type} order")
+    price = p.number(params, "price", None) if limit else None
+    price_ticks = spec.to_ticks(price) if price is not None else record.price_ticks
+    if trailing:
+        offset = p.number(params, "trigger_offset", None)
+        value = spec.to_ticks(offset) if offset is not None else record.trigger_offset_ticks
+    else:
+        trigger = p.number(params, "trigger_price", None)
+        value = spec.to_ticks(trigger) if trigger is not None else record.trigger_price_ticks
+    _check_limits(ctx, spec.instrument, lots, max(price_ticks, value))
+    amended = ctx.venue.amend_trigger(
+        ctx.session.account, record.order_id, lots, price_ticks if limit else 0, value
+    )
+    return order_reply(ctx, (amended, []))
 
 
 @method("private/cancel", ("order_id",), scope="trade", cost=ENGINE)

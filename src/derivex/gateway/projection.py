@@ -53,6 +53,8 @@ _FUNDING, _SETTLED = int(EventKind.FUNDING_PAID), int(EventKind.SETTLED)
 _PLACE_ORDER, _MASS_QUOTE = int(CommandKind.PLACE_ORDER), int(CommandKind.MASS_QUOTE)
 _MMP_TRIGGERED = int(EventKind.MMP_TRIGGERED)
 _PLACE_TRIGGER, _TRIGGER_EVENTS = int(CommandKind.PLACE_TRIGGER), int(EventKind.TRIGGER_PLACED)
+# (the trigger and linked-order events, 30-39; transfers and MMP have codes of their own)
+_LAST_TRIGGER_EVENT = int(EventKind.TRIGGER_AMENDED)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
 
 
@@ -330,7 +332,7 @@ class Projection(OrderRecords):
                 self.indices[instrument] = price
             elif kind == _MMP_TRIGGERED:  # core/mmp.py: a ``user.mmp_trigger`` notification
                 update.mmp_triggers.append((account, instrument, order_id, fee))
-            elif kind >= _TRIGGER_EVENTS:
+            elif _TRIGGER_EVENTS <= kind <= _LAST_TRIGGER_EVENT:
                 trigger_orders.on_event(
                     self, update, kind, word, account, instrument, order_id, price, qty, fee,
                     pending, now,

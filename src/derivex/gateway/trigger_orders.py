@@ -71,6 +71,7 @@ PARAMS = ("trigger", "trigger_price", "trigger_offset")
 
 _PLACED, _FIRED = int(EventKind.TRIGGER_PLACED), int(EventKind.TRIGGER_FIRED)
 _CANCELLED = int(EventKind.TRIGGER_CANCELLED)
+_AMENDED = int(EventKind.TRIGGER_AMENDED)
 _LEG = codec.field_bits(EVENT_DTYPE, "leg")
 _REASON = codec.field_bits(EVENT_DTYPE, "reason")
 _SIDE = codec.field_bits(EVENT_DTYPE, "side")
@@ -174,6 +175,14 @@ def on_event(
     elif kind == _CANCELLED:
         records.close(record, "cancelled", cancel_reason(reason))
         _history_add(records, record, "cancel", 0)
+    elif kind == _AMENDED:  # price_ticks: the trigger price; a: limit price or offset
+        record.amount_lots = qty
+        record.trigger_price_ticks = price
+        if record.order_type == "trailing_stop":
+            record.trigger_offset_ticks = a
+        elif record.order_type.endswith("_limit"):
+            record.price_ticks = a
+        _history_add(records, record, "edit", 0)
     update.orders[order_id] = record
     update.accounts.add(account)
 

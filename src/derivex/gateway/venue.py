@@ -109,6 +109,11 @@ _PLACE_TRIGGER = int(CommandKind.PLACE_TRIGGER)
 _TARGET = codec.record_struct(
     COMMAND_DTYPE, ("kind", "account", "instrument", "order_id", "price_ticks", "qty_lots")
 )
+# AMEND_TRIGGER: kind, account, trigger order id, limit price, quantity, new trigger value
+_AMEND_TRIGGER = codec.record_struct(
+    COMMAND_DTYPE,
+    ("kind", "account", "order_id", "price_ticks", "qty_lots", "new_trigger_ticks"),
+)
 # both pack from the command kind on (the sequencer stamps seq and ts_ns before it)
 _BODY_AT = codec.header_offset(COMMAND_DTYPE, ("kind",))
 assert codec.header_offset(COMMAND_DTYPE, ("kind", "account")) == _BODY_AT
@@ -399,6 +404,29 @@ class Venue(DeferredBatches):
         )
         self._accepted(update)
         return self._record(order_id), own_trades(update.trades, order_id)
+
+    def amend_trigger(
+        self, account: int, order_id: int, qty_lots: int, price_ticks: int, trigger_ticks: int
+    ) -> OrderRecord:
+        """Edit an untriggered trigger order (one AMEND_TRIGGER command): its quantity, its
+        limit price (limit types; 0 otherwise) and its trigger price (a trailing stop: its
+        offset). It keeps its id and time priority; the engine checks the new terms as at
+        placement and refuses a trigger order that has fired or is queued to fire."""
+        self._open_record(account, order_id)
+        update = self.apply(
+            self._submit(
+                _AMEND_TRIGGER,
+                CommandKind.AMEND_TRIGGER,
+                account,
+                order_id,
+                price_ticks,
+                qty_lots,
+                trigger_ticks,
+            ),
+            self._stamped_ms(),
+        )
+        self._accepted(update)
+        return self._record(order_id)
 
     def cancel(self, account: int, order_id: int) -> OrderRecord:
         self._open_record(account, order_id)
