@@ -101,6 +101,8 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.BAD_TRIGGER: (INVALID_ARGUMENTS, "invalid_arguments"),
     # relative to the last trade, index or mark price (Deribit's 11036)
     Reason.TRIGGER_WOULD_FIRE: (11036, "invalid_trigger_price"),
+    Reason.BAD_LINK: (INVALID_ARGUMENTS, "invalid_arguments"),
+    Reason.TRIGGER_NOT_EDITABLE: (11044, "not_open_order"),  # crossed (queued) or grouped
     Reason.NO_TRIGGER_PRICE: (11036, "invalid_trigger_price"),
     Reason.SAME_ACCOUNT: (12100, "transfer_not_allowed"),
     Reason.PARENT_IS_SUBACCOUNT: (13012, "unavailable_in_subaccount"),
@@ -143,6 +145,8 @@ REASON_ERRORS: dict[Reason, tuple[int, str]] = {
     Reason.CANCEL_LIQUIDATION: (OTHER_REJECT, "other_reject"),
     Reason.CANCEL_EXPIRED: (10012, "book_closed"),
     Reason.CANCEL_ACCOUNT_BLOCKED: (10019, "locked_by_admin"),
+    Reason.OCO_OTHER_CLOSED: (OTHER_REJECT, "other_reject"),
+    Reason.OTO_PRIMARY_CLOSED: (OTHER_REJECT, "other_reject"),
     Reason.CANCEL_MMP_TRIGGERED: (OTHER_REJECT, "other_reject"),
     # account
     Reason.BALANCE_LIMIT: (OTHER_REJECT, "other_reject"),
@@ -185,6 +189,8 @@ CANCEL_REASONS: dict[int, str] = {
     Reason.CANCEL_EXPIRED: "settlement",
     Reason.CANCEL_ACCOUNT_BLOCKED: "risk_mitigation",
     Reason.CANCEL_MMP_TRIGGERED: "mmp_trigger",
+    Reason.OCO_OTHER_CLOSED: "oco_other_closed",  # Deribit's names for linked cancels
+    Reason.OTO_PRIMARY_CLOSED: "oto_primary_closed",
 }
 
 
