@@ -191,9 +191,12 @@ class Stats:
         self.rtt: dict[str, list[float]] = collections.defaultdict(list)
         self.codes: collections.Counter[str] = collections.Counter()
         self.sent: collections.Counter[str] = collections.Counter()
+        self.worker = ""  # the worker that served the connection (``--workers N``)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         out: dict[str, Any] = {"sent": dict(self.sent), "replies": dict(self.codes)}
+        if self.worker:
+            out["worker"] = self.worker
         for kind, samples in sorted(self.rtt.items()):
             samples.sort()
             out[f"{kind}_ms"] = (
@@ -223,6 +226,7 @@ class Client(asyncio.Protocol):
         self.on_reply: Any = None  # called with the kind after each reply
         self.k = 0
         self.closed: str = ""
+        self.worker = ""  # X-Derivex-Worker of the upgrade reply ("" in single process)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -246,6 +250,9 @@ class Client(asyncio.Protocol):
                 return
             if not self.buffer.startswith(b"HTTP/1.1 101"):
                 raise RuntimeError(bytes(self.buffer[:200]))
+            # ``--workers N``: which worker process the kernel gave this connection
+            worker = WORKER_HEADER.search(bytes(self.buffer[:end]))
+            self.worker = worker.group(1).decode() if worker else ""
             del self.buffer[: end + 4]
             self.upgraded.set_result(None)
         buffer, at, now = self.buffer, 0, time.perf_counter()
@@ -405,6 +412,7 @@ async def canceller(
         client.send([("cancel", template("private/cancel", order_id=order_id))])
         await asyncio.wait_for(next_reply(client, loop), 30)
         await asyncio.sleep(0.001)
+    stats.worker = client.worker
     client.stats = Stats()
     client.send([("cancel_all", orders.cancel_all)])
     await asyncio.wait_for(next_reply(client, loop), 30)
@@ -413,6 +421,7 @@ async def canceller(
 
 
 RESTING = 4000
+WORKER_HEADER = re.compile(rb"(?i)\r\nX-Derivex-Worker: *([0-9.]+)")
 
 
 def next_reply(client: Client, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bytes]:
@@ -544,6 +553,10 @@ async def run_mode(
             rss_mb=rss_mb(pid),
             canceller=cancels,
         )
+        phase["workers"] = {
+            "canceller": cancels.get("worker", ""),
+            "flooders": dict(collections.Counter(client.worker for client in clients)),
+        }
         phase["shed"] = {
             "taking_10047": stats.codes.get("order:10047", 0),
             "passive_10040": stats.codes.get("order:10040", 0),
