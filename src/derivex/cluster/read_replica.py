@@ -73,13 +73,15 @@ class VenueRecords:
         self._early: list[tuple[np.ndarray, np.ndarray]] = []
 
     def __call__(self, commands: np.ndarray, events: np.ndarray) -> None:
-        if self.venue is None and not self._open():
+        if self.venue is None and not self.open():
             if len(self._early) < self.EARLY_FRAMES:
                 self._early.append((commands, events))
             return
         self.venue.apply_frame(commands, events, int(commands["ts_ns"][-1]))
 
-    def _open(self) -> bool:
+    def open(self) -> bool:
+        """Build the venue once its files exist in ``data_dir`` (walking the frames that
+        waited); True when it exists. Cost: loading the catalogue, then the waiting frames."""
         from derivex.gateway.catalog import Catalog
         from derivex.gateway.labels import SharedLabels
         from derivex.gateway.venue import Venue
@@ -167,7 +169,7 @@ def serve_read_replica(
     )  # fmt: skip
     demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
     if records.venue is None:  # an empty stream: nothing applied yet
-        records._open()
+        records.open()
     opened = serving.Opened(records.venue, keys, state, demo_key, ["read replica"])  # type: ignore[arg-type]
     gateway_options.pop("demo", None)
     return asyncio.run(
