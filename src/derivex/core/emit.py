@@ -247,32 +247,12 @@ def balance_changed(ev, n, seq, command, account, cash_units, balance_units):
 
 
 @kernel
-def account_created(ev, n, seq, account, stp):
-    """ACCOUNT_CREATED, with the account's self-trade prevention mode as ``status``."""
+def account_status_event(ev, n, seq, kind, command, account, status):
+    """An account-wide event with one value in ``status`` and nothing else: ACCOUNT_CREATED,
+    ACCOUNT_STATE_CHANGED, SUBACCOUNT_LINKED."""
     e = ev[n]
     e["seq"] = seq
-    e["kind"] = EventKind.ACCOUNT_CREATED
-    e["command"] = CommandKind.CREATE_ACCOUNT
-    e["side"] = 0
-    e["liquidity"] = Liquidity.NONE
-    e["reason"] = 0
-    e["leg"] = 0
-    e["account"] = account
-    e["instrument"] = 0
-    e["order_id"] = 0
-    e["price_ticks"] = 0
-    e["qty_lots"] = 0
-    e["status"] = stp
-    e["b"] = 0
-    return n + 1
-
-
-@kernel
-def account_state_changed(ev, n, seq, command, account, state):
-    """ACCOUNT_STATE_CHANGED: the account's new ``AccountState`` as ``status``."""
-    e = ev[n]
-    e["seq"] = seq
-    e["kind"] = EventKind.ACCOUNT_STATE_CHANGED
+    e["kind"] = kind
     e["command"] = command
     e["side"] = 0
     e["liquidity"] = Liquidity.NONE
@@ -283,9 +263,25 @@ def account_state_changed(ev, n, seq, command, account, state):
     e["order_id"] = 0
     e["price_ticks"] = 0
     e["qty_lots"] = 0
-    e["status"] = state
+    e["status"] = status
     e["b"] = 0
     return n + 1
+
+
+@kernel
+def account_created(ev, n, seq, account, stp):
+    """ACCOUNT_CREATED, with the account's self-trade prevention mode as ``status``."""
+    return account_status_event(
+        ev, n, seq, EventKind.ACCOUNT_CREATED, CommandKind.CREATE_ACCOUNT, account, stp
+    )
+
+
+@kernel
+def account_state_changed(ev, n, seq, command, account, state):
+    """ACCOUNT_STATE_CHANGED: the account's new ``AccountState`` as ``status``."""
+    return account_status_event(
+        ev, n, seq, EventKind.ACCOUNT_STATE_CHANGED, command, account, state
+    )
 
 
 @kernel

@@ -32,7 +32,12 @@ import numpy as np
 
 from derivex.core.admin import create_account
 from derivex.core.config import P_MAX_BALANCE_UNITS
-from derivex.core.emit import accepted, account_state_changed, balance_changed
+from derivex.core.emit import (
+    accepted,
+    account_state_changed,
+    account_status_event,
+    balance_changed,
+)
 from derivex.core.jit import cold_kernel, kernel
 from derivex.core.layout import ACCOUNT_BLOCKED, NIL, Account4, Account8, Counter, Link4
 from derivex.core.order_checks import reject
@@ -41,7 +46,6 @@ from derivex.core.records import (
     AccountState,
     CommandKind,
     EventKind,
-    Liquidity,
     Reason,
 )
 from derivex.core.risk import exposed_to_stale_index, margins, risk_on
@@ -77,22 +81,9 @@ def create_subaccount(st, ev, n, cmds, i):
     child = np.int64(ev[first]["account"])
     st.sub_i4[child, Link4.PARENT] = parent
     st.sub_i4[parent, Link4.CHILDREN] += 1
-    e = ev[n]
-    e["seq"] = c["seq"]
-    e["kind"] = EventKind.SUBACCOUNT_LINKED
-    e["command"] = CommandKind.CREATE_SUBACCOUNT
-    e["side"] = 0
-    e["liquidity"] = Liquidity.NONE
-    e["reason"] = 0
-    e["leg"] = 0
-    e["account"] = child
-    e["instrument"] = 0
-    e["order_id"] = 0
-    e["price_ticks"] = 0
-    e["qty_lots"] = 0
-    e["status"] = parent
-    e["b"] = 0
-    return n + 1
+    return account_status_event(
+        ev, n, c["seq"], EventKind.SUBACCOUNT_LINKED, CommandKind.CREATE_SUBACCOUNT, child, parent
+    )
 
 
 @kernel
