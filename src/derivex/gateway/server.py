@@ -106,7 +106,7 @@ class Gateway(Routes):
         self.connections: set[Connection] = set()
         # every WebSocket frame takes its turn (``turns``), then ``_handle``
         self.turns = Turns(self._handle, limits.max_frames_per_tick, limits.max_time_per_tick_s)
-        self.dispatcher.on_tick_flush = self.turns.charge
+        self.dispatcher.on_tick_flush = self._flushed
         if any(
             (
                 limits.shed_taking_at > 0,
@@ -219,6 +219,14 @@ class Gateway(Routes):
         if TRACE is not None:
             TRACE.start(self, Connection)
         return self.url
+
+    def _flushed(self, seconds: float) -> None:
+        """After a tick's order flush: charge its time to the tick (``turns``), and send what
+        became durable meanwhile (a cancel's reply, held for the disk while the flush's
+        engine round trip blocked the loop) before the loop's next reads."""
+        self.turns.charge(seconds)
+        if self.gate is not None:
+            self.gate.release_due()
 
     async def _repeat(self, interval: float, function: Callable[[], Any]) -> None:
         loop = asyncio.get_running_loop()
