@@ -96,7 +96,11 @@ def prepare(data: Path, accounts: int) -> list[dict[str, Any]]:
 
 
 def start_server(
-    data: Path, workers: int, limits: tuple[str, ...] = (), fsync: str = "group"
+    data: Path,
+    workers: int,
+    limits: tuple[str, ...] = (),
+    fsync: str = "group",
+    worker_nice: int = 0,
 ) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -121,6 +125,8 @@ def start_server(
     command += ["--fsync", fsync]
     if workers:
         command += ["--workers", str(workers)]
+        if worker_nice:
+            command += ["--worker-nice", str(worker_nice)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -664,6 +670,9 @@ def main() -> None:
         "server keep 0): it stands for clients on other machines, not a rival of the server "
         "for this machine's cores",
     )
+    parser.add_argument(
+        "--worker-nice", type=int, default=0, help="derivex serve --worker-nice (workers modes)"
+    )
     parser.add_argument("--quick", action="store_true", help="1 s phases, 1x and 10x")
     parser.add_argument(
         "--limit", action="append", default=[], help="NAME=VALUE passed to the server (repeatable)"
@@ -684,6 +693,7 @@ def main() -> None:
             generator_nice=args.nice,
             base_nice=BASE_NICE,
             fsync=args.fsync,
+            worker_nice=args.worker_nice,
         ),
         "modes": {},
     }
@@ -691,7 +701,9 @@ def main() -> None:
         workers = 2 if mode == "workers2" else 0
         with tempfile.TemporaryDirectory(prefix="derivex-overload-") as tmp:
             keys = prepare(Path(tmp), 5 + args.flooders)
-            process, url = start_server(Path(tmp), workers, tuple(args.limit), args.fsync)
+            process, url = start_server(
+                Path(tmp), workers, tuple(args.limit), args.fsync, args.worker_nice
+            )
             os.setpriority(os.PRIO_PROCESS, 0, BASE_NICE + args.nice)
             results["machine"][f"generator_nice_{mode}"] = os.getpriority(os.PRIO_PROCESS, 0)
             try:

@@ -390,6 +390,13 @@ def serve(
             "durable before answering 13888 (outcome unknown: query the order)"
         ),
     ] = 10.0,
+    worker_nice: Annotated[
+        int,
+        typer.Option(
+            help="with --workers: niceness added to the gateway workers (0-19), so that the "
+            "engine and journal writer they wait for win the CPU on a machine with few cores"
+        ),
+    ] = 0,
     limit: Annotated[
         list[str] | None,
         typer.Option(
@@ -457,6 +464,7 @@ def serve(
                 auth_backoff=auth_backoff,
                 submit_timeout_s=submit_timeout,
                 limits=limits,
+                worker_nice=worker_nice,
                 announce=lambda url, opened: _announce(url, opened, data_dir),
             )
         except refused as error:

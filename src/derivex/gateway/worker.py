@@ -330,6 +330,8 @@ async def _serve(
         exchange.pump()
         if not walking:
             walk()
+        if gateway.gate is not None:  # what became durable while the loop was busy
+            gateway.gate.release_due()
 
     gateway.add_periodic(POLL_INTERVAL_S, pump)
 
@@ -421,6 +423,7 @@ def run_workers(
     submit_timeout_s: float = SUBMIT_TIMEOUT_S,
     start_timeout_s: float = 600.0,
     limits: Limits | None = None,
+    worker_nice: int = 0,
 ) -> Any:
     """The supervisor of ``derivex serve --workers N``: prepare ``data_dir`` with the
     embedded ``open_venue`` (create or recover; a snapshot so that the engine and every
@@ -429,8 +432,8 @@ def run_workers(
     ``announce(url, opened)`` is called once every worker serves (its port accepts), from
     a thread (not at all if the runtime fails first or ``start_timeout_s`` passes).
     ``submit_timeout_s``: how long a worker waits for its commands to be sequenced and
-    durable before answering that their outcome is unknown (13888). Returns the
-    runtime's report."""
+    durable before answering that their outcome is unknown (13888); ``worker_nice``:
+    ``RuntimeConfig.worker_nice``. Returns the runtime's report."""
     from derivex.gateway import serve as serving
     from derivex.runtime import RuntimeConfig
     from derivex.runtime import serve as run_runtime
@@ -457,6 +460,7 @@ def run_workers(
         journal_dir=str(data / "journal"),
         fsync=fsync,
         replicas=True,
+        worker_nice=worker_nice,
         front_end="derivex.gateway.worker:deribit_front_end",
         front_end_options={
             "data_dir": str(data),

@@ -65,6 +65,11 @@ class RuntimeConfig:
     #: the engine computes ``state_hash()`` at exit (O(state); off for large benchmarks)
     state_hash: bool = True
     stop_timeout: float = 20.0
+    #: niceness added to every gateway worker process (0..19, no privilege needed): on a
+    #: machine with fewer cores than busy processes, the engine and journal writer (which
+    #: every worker waits for) then win the CPU when they wake, instead of waiting for a
+    #: worker's time slice to end (docs/limits.md, "Worker mode on few cores")
+    worker_nice: int = 0
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -75,6 +80,8 @@ class RuntimeConfig:
             raise ValueError("batch must be in 1..command_ring")
         if self.fsync not in ("group", "batch", "interval", "none"):
             raise ValueError("fsync must be 'group', 'batch', 'interval' or 'none'")
+        if not 0 <= self.worker_nice <= 19:
+            raise ValueError("worker_nice must be in 0..19")
         if not 0.0 <= self.pause_probability <= 1.0:
             raise ValueError("pause_probability must be in [0, 1]")
         if self.replicas and self.journal_dir is None:

@@ -242,6 +242,8 @@ def run_worker(
 ) -> None:
     """Body of gateway worker ``index`` (see the module docstring)."""
     child_setup(parent_pid)
+    if config.worker_nice:
+        os.nice(config.worker_nice)
     ctl = Control.attach(names.control)
     commands = SpscRing.attach(names.commands[index], COMMAND_DTYPE)
     responses = SpscRing.attach(names.responses[index], FRAME_DTYPE)
