@@ -39,7 +39,7 @@ from derivex.core.records import (
     Reason,
 )
 from derivex.gateway import params as p
-from derivex.gateway.errors import MISSING_PARAMS, RpcError, rpc_error_for
+from derivex.gateway.errors import RpcError, rpc_error_for
 from derivex.gateway.order_records import ORDER_TYPE_CODES, TIF_CODES, PlaceOrder
 from derivex.gateway.trigger_orders import TRIGGER_TYPES
 
@@ -120,7 +120,7 @@ def _config(params: dict[str, Any]) -> list[Any]:
     """``otoco_config`` as a list (JSON array; REST: text holding one)."""
     value = params.get("otoco_config")
     if value is None:
-        raise RpcError(MISSING_PARAMS, "Missing params", {"param": "otoco_config"})
+        raise p.invalid_params("otoco_config", "required with linked_order_type")
     if isinstance(value, str):
         if len(value) > MAX_CONFIG_CHARS:
             raise p.invalid_params("otoco_config", f"longer than {MAX_CONFIG_CHARS} characters")

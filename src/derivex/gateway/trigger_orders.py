@@ -93,13 +93,13 @@ def parse(
         offset = p.number(params, "trigger_offset", None)
         if offset is None:
             raise p.invalid_params("trigger_offset", "required for trailing_stop")
-        return int(trigger_type), int(source), spec.to_ticks(offset), base
+        return int(trigger_type), int(source), spec.to_ticks(offset, "trigger_offset"), base
     if "trigger_offset" in params:
         raise p.invalid_params("trigger_offset", "only for trailing_stop")
     price = p.number(params, "trigger_price", None)
     if price is None:
         raise RpcError(INVALID_PRICE, "invalid_price", {"param": "trigger_price"})
-    return int(trigger_type), int(source), spec.to_ticks(price), base
+    return int(trigger_type), int(source), spec.to_ticks(price, "trigger_price"), base
 
 
 def reject_trigger_params(params: dict[str, Any]) -> None:

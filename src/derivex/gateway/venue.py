@@ -243,7 +243,8 @@ class Venue(DeferredBatches):
             try:
                 if order.link_type:
                     count = linked_orders.records(order)
-                    missing = size * (at + count) - len(buffer)
+                    # room for the group and one record for every order after it
+                    missing = size * (at + count + len(orders) - i - 1) - len(buffer)
                     if missing > 0:
                         buffer.extend(bytes(missing))
                     linked_orders.pack(
