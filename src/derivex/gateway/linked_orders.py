@@ -144,11 +144,12 @@ def _leg(ctx: Any, name: str, i: int, entry: Any, prepare: Prepare) -> PlaceOrde
     for key in entry:
         if key not in LEG_PARAMS:
             raise p.invalid_params(f"{where}.{str(key)[:64]}", "unknown parameter")
-    side = _SIDES.get(entry.get("direction"))  # type: ignore[arg-type]
+    direction = entry.get("direction")
+    side = _SIDES.get(direction) if isinstance(direction, str) else None
     if side is None:
         raise p.invalid_params(f"{where}.direction", "must be buy or sell")
     kind = entry.get("type")
-    if kind not in TRIGGER_TYPES:
+    if not isinstance(kind, str) or kind not in TRIGGER_TYPES:
         raise p.invalid_params(
             f"{where}.type",
             "must be a trigger order type: " + ", ".join(TRIGGER_TYPES),
