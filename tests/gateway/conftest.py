@@ -7,6 +7,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import ccxt
@@ -18,7 +19,7 @@ from derivex.core.config import EngineConfig
 from derivex.exchange import Exchange
 from derivex.gateway import ApiKey, Gateway, GatewayThread, KeyStore, Venue
 from derivex.gateway.limits import Limits
-from derivex.gateway.listing import default_specs, list_all, perpetual
+from derivex.gateway.listing import default_specs, expiries, list_all, option, perpetual
 
 DEPOSIT_UNITS = 10**13  # 10 million USDC
 # a signature is accepted once, and ccxt's default nonce is the millisecond clock: identical
@@ -107,7 +108,16 @@ def symbol(client: Any, name: str) -> str:
 
 def build_gateway(keys: KeyStore) -> Gateway:
     exchange = Exchange(test_config())
-    specs = [*default_specs(time.time_ns() // 1_000_000), perpetual("SOL")]
+    now_ms = time.time_ns() // 1_000_000
+    # BTC options of one more expiry: more books of their own for ``Server.option`` (each
+    # test takes one; the default listing has 56)
+    later = expiries(now_ms, monthly=2)[-1]
+    extra = [
+        option("BTC", later, Decimal(strike), kind, now_ms)
+        for strike in (50_000, 55_000, 60_000, 65_000, 70_000, 75_000)
+        for kind in ("call", "put")
+    ]
+    specs = [*default_specs(now_ms), perpetual("SOL"), *extra]
     # one shared server for the whole suite, from one address: the public venue's limits
     # per address and connection would throttle the suite (tests/adversarial/test_load_*
     # test them)

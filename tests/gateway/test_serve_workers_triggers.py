@@ -67,3 +67,54 @@ def test_workers_list_fire_and_agree_on_trigger_orders(tmp_path: Path) -> None:
     assert len(finals) >= 2
     assert all(w["state_hash"] == engine_hash and w["frames_verified"] > 0 for w in finals)
     assert _segments(port) == []
+
+
+def test_workers_show_the_same_linked_orders(tmp_path: Path) -> None:
+    """An OTOCO group placed through one worker (ccxt passing the Deribit parameters) is
+    shown by every worker with the same order objects: links, held legs, labels."""
+    data, log, port = tmp_path / "venue", tmp_path / "serve.log", _free_port()
+    served = ServedWorkers(data, log, port)
+    try:
+        alice = served.client()
+        deadline = time.monotonic() + 20
+        while not (bid := alice.fetch_ticker(PERPETUAL)["bid"]):  # the demo makers quote
+            assert time.monotonic() < deadline, "no bid"
+            time.sleep(0.1)
+        price = float(alice.price_to_precision(PERPETUAL, bid * 0.97))
+        trigger = float(alice.price_to_precision(PERPETUAL, bid * 0.5))
+        take = float(alice.price_to_precision(PERPETUAL, bid * 1.3))
+        params = {
+            "label": "entry",
+            "linked_order_type": "one_triggers_one_cancels_other",
+            "trigger_fill_condition": "complete_fill",
+            "otoco_config": [
+                {"direction": "sell", "amount": 0.01, "type": "take_limit", "label": "tp",
+                 "price": take, "trigger_price": take},
+                {"direction": "sell", "amount": 0.01, "type": "stop_market", "label": "sl",
+                 "trigger_price": trigger, "trigger": "mark_price"},
+            ],
+        }  # fmt: skip
+        entry = alice.create_order(PERPETUAL, "limit", "buy", 0.01, price, params=params)
+        ids = {entry["id"], *entry["info"]["oto_order_ids"]}
+        assert len(ids) == 3
+        seen = []
+        for _ in range(6):  # fresh connections reach both workers
+            fresh = served.client()
+            deadline = time.monotonic() + 5
+            while True:
+                group = {o["id"]: o["info"] for o in fresh.fetch_open_orders(PERPETUAL)}
+                if ids <= set(group):
+                    break
+                assert time.monotonic() < deadline, "a worker never saw the linked group"
+                time.sleep(0.01)
+            shown = {i: {k: v for k, v in group[i].items() if k != "last_update_timestamp"}
+                     for i in ids}  # fmt: skip
+            seen.append(shown)
+        first = seen[0]
+        assert {o["label"] for o in first.values()} == {"entry", "tp", "sl"}
+        legs = [o for o in first.values() if o["label"] != "entry"]
+        assert all(o["primary_order_id"] == entry["id"] for o in legs)
+        assert all(shown == first for shown in seen), seen
+    finally:
+        status, summary = served.stop()
+    assert status == 0 and summary["failure"] is None, summary

@@ -17,9 +17,11 @@ from time import perf_counter
 import numpy as np
 
 from derivex.core import codec
+from derivex.core.records import CommandKind
 from derivex.exchange import Exchange
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.labels import SharedLabels
+from derivex.gateway.linked_records import frame_pending
 from derivex.gateway.order_records import (
     ORDER_TYPE_NAMES,
     TIF_NAMES_BY_CODE,
@@ -29,6 +31,8 @@ from derivex.gateway.order_records import (
     Update,
 )
 from derivex.gateway.projection import _MASS_QUOTE, _PLACE_ORDER, Projection
+
+_PLACE_LINKED = int(CommandKind.PLACE_LINKED)
 
 
 class DeferredBatches(Projection):
@@ -136,7 +140,7 @@ class DeferredBatches(Projection):
         labels = self.labels
         # the label word of orders only (other commands' records alias other fields there)
         keys = commands["label"].tolist() if labels is not None else None
-        commands_of = commands["kind"].tolist() if labels is not None else None
+        commands_of = commands["kind"].tolist()
         now = self.now_ms() if ts_ns is None else ts_ns // 1_000_000
         start, total = 0, len(rows)
         for k, seq in enumerate(seqs):
@@ -147,11 +151,14 @@ class DeferredBatches(Projection):
             if unresolved:
                 pending = unresolved.pop(first_position + k, None)  # type: ignore[operator]
             if end > start:
+                if pending is None and commands_of[k] == _PLACE_LINKED:
+                    pending = frame_pending(
+                        commands, k, labels.name if labels is not None else None
+                    )
                 if pending is None:
                     label = ""
                     if (
                         keys is not None
-                        and commands_of is not None
                         and keys[k]
                         and (commands_of[k] in (_PLACE_ORDER, _MASS_QUOTE))
                     ):

@@ -68,6 +68,8 @@ class OrderRecord:
     triggered: bool = False
     trigger_order_id: int = 0  # of a spawned order: the trigger order that placed it
     spawned_order_id: int = 0  # of a fired trigger order: the order it placed
+    # an order of an OTO / OCO / OTOCO group: its ``linked_records.Link`` (None otherwise)
+    link: Any = field(default=None, repr=False, compare=False)
     # ``shapes.order``'s template for this record's kind (its fields fixed at creation),
     # kept once found: building the template key costs more than the rest of a look-up
     template: dict[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -183,6 +185,11 @@ class PlaceOrder:
     trigger_type: int = 0
     trigger_source: int = 0
     trigger_ticks: int = 0
+    # a linked group (PLACE_LINKED, gateway/linked_orders.py): this order is the group's
+    # main order; LinkType, FillCondition and the otoco_config orders (trigger orders)
+    link_type: int = 0
+    fill_condition: int = 0
+    secondaries: tuple[PlaceOrder, ...] = ()
 
 
 @dataclass(slots=True)
@@ -203,6 +210,11 @@ class Pending:
         self.post_only = bool(self.flags & _POST_ONLY)
         self.reject_post_only = bool(self.flags & _REJECT_POST_ONLY)
         self.reduce_only = bool(self.flags & _REDUCE_ONLY)
+
+    def trigger_label(self) -> str:
+        """The label of the next trigger order this command places (a linked group's
+        pending hands out each leg's in turn: ``linked_records.GroupPending``)."""
+        return self.label
 
 
 class OrderRecords:

@@ -9,8 +9,8 @@ from typing import Any
 
 from derivex.core import query
 from derivex.core.records import OrderFlag, Side
+from derivex.gateway import linked_orders, shapes, trigger_orders
 from derivex.gateway import params as p
-from derivex.gateway import shapes, trigger_orders
 from derivex.gateway.catalog import COLLATERAL
 from derivex.gateway.errors import INVALID_AMOUNT, INVALID_PRICE, PRICE_TOO_HIGH, RpcError
 from derivex.gateway.methods import ENGINE, Context, method
@@ -32,6 +32,7 @@ ORDER_PARAMS = (
     "reduce_only",
     "mmp",
     *trigger_orders.PARAMS,
+    *linked_orders.LINK_PARAMS,
 )
 # parameter lists shared by several registrations; ``code`` is ccxt's: its
 # fetch_open_orders / fetch_closed_orders / fetch_my_trades forward ``params={'code': ...}``
@@ -128,21 +129,7 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
     _check_limits(ctx, spec.instrument, lots, price_ticks)
     if trigger is not None:
         _check_limits(ctx, spec.instrument, lots, trigger[2])
-        return PlaceOrder(
-            ctx.session.account,
-            spec.instrument,
-            side,
-            lots,
-            price_ticks,
-            order_type,
-            TIME_IN_FORCE[tif],
-            flags,
-            label,
-            trigger[0],
-            trigger[1],
-            trigger[2],
-        )
-    return PlaceOrder(
+    order = PlaceOrder(
         ctx.session.account,
         spec.instrument,
         side,
@@ -152,7 +139,11 @@ def prepare_place(ctx: Context, params: dict[str, Any], side: int) -> PlaceOrder
         TIME_IN_FORCE[tif],
         flags,
         label,
+        *(trigger[:3] if trigger is not None else ()),
     )
+    if linked_orders.wanted(params):  # the main order of a linked group
+        return linked_orders.attach(ctx, params, order, prepare_place)
+    return order
 
 
 def _check_limits(ctx: Context, instrument: int, lots: int, ticks: int) -> None:

@@ -29,7 +29,7 @@ from derivex.core.records import (
     Underlying,
 )
 from derivex.exchange import Exchange
-from derivex.gateway import trigger_orders
+from derivex.gateway import linked_records, trigger_orders
 from derivex.gateway.catalog import Catalog
 from derivex.gateway.labels import SharedLabels
 from derivex.gateway.option_views import option_view
@@ -55,6 +55,7 @@ _MMP_TRIGGERED = int(EventKind.MMP_TRIGGERED)
 _PLACE_TRIGGER, _TRIGGER_EVENTS = int(CommandKind.PLACE_TRIGGER), int(EventKind.TRIGGER_PLACED)
 # (the trigger and linked-order events, 30-39; transfers and MMP have codes of their own)
 _LAST_TRIGGER_EVENT = int(EventKind.TRIGGER_AMENDED)
+_LINK_EVENTS, _LAST_LINK_EVENT = int(EventKind.ORDER_LINKED), int(EventKind.LINK_REDUCED)
 _UNDERLYING = {member.name: int(member) for member in Underlying}
 
 
@@ -332,6 +333,10 @@ class Projection(OrderRecords):
                 self.indices[instrument] = price
             elif kind == _MMP_TRIGGERED:  # core/mmp.py: a ``user.mmp_trigger`` notification
                 update.mmp_triggers.append((account, instrument, order_id, fee))
+            elif _LINK_EVENTS <= kind <= _LAST_LINK_EVENT:  # linked orders (33-35)
+                linked_records.on_event(
+                    self, update, kind, account, order_id, price, qty, fee, remaining, now
+                )
             elif _TRIGGER_EVENTS <= kind <= _LAST_TRIGGER_EVENT:
                 trigger_orders.on_event(
                     self, update, kind, word, account, instrument, order_id, price, qty, fee,

@@ -12,7 +12,7 @@ from typing import Any
 
 from derivex.core import query
 from derivex.core.records import Side
-from derivex.gateway import trigger_orders
+from derivex.gateway import linked_records, trigger_orders
 from derivex.gateway.catalog import COLLATERAL, UNITS_PER_USDC, Catalog, InstrumentSpec
 from derivex.gateway.venue import OrderRecord, Trade, Venue, side_name
 
@@ -159,6 +159,8 @@ def order(record: OrderRecord, catalog: Catalog) -> dict[str, Any]:
         data["cancel_reason"] = record.cancel_reason
     if record.trigger:
         trigger_orders.add_fields(record, data, spec)
+    if record.link is not None:
+        linked_records.add_fields(record, data)
     return data
 
 

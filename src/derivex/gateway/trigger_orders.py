@@ -28,6 +28,7 @@ from derivex.core.records import (
 from derivex.gateway import params as p
 from derivex.gateway.catalog import InstrumentSpec
 from derivex.gateway.errors import INVALID_PRICE, RpcError
+from derivex.gateway.linked_records import inherit, rebuild_link
 from derivex.gateway.order_records import TIF_NAMES, OrderRecord, Pending, Update, cancel_reason
 
 #: Deribit's trigger order types -> (TriggerType, the type of the order it places)
@@ -92,13 +93,13 @@ def parse(
         offset = p.number(params, "trigger_offset", None)
         if offset is None:
             raise p.invalid_params("trigger_offset", "required for trailing_stop")
-        return int(trigger_type), int(source), spec.to_ticks(offset), base
+        return int(trigger_type), int(source), spec.to_ticks(offset, "trigger_offset"), base
     if "trigger_offset" in params:
         raise p.invalid_params("trigger_offset", "only for trailing_stop")
     price = p.number(params, "trigger_price", None)
     if price is None:
         raise RpcError(INVALID_PRICE, "invalid_price", {"param": "trigger_price"})
-    return int(trigger_type), int(source), spec.to_ticks(price), base
+    return int(trigger_type), int(source), spec.to_ticks(price, "trigger_price"), base
 
 
 def reject_trigger_params(params: dict[str, Any]) -> None:
@@ -140,7 +141,7 @@ def on_event(
             bool(flags & OrderFlag.REJECT_POST_ONLY),
             bool(flags & OrderFlag.REDUCE_ONLY),
             False,
-            pending.label,
+            pending.trigger_label(),
             0 if trailing or base == "market" else a,
             qty,
             state="untriggered",
@@ -238,6 +239,7 @@ def spawned(
     record.trigger_offset_ticks = trigger.trigger_offset_ticks
     record.triggered = True
     record.trigger_order_id = trigger_id
+    inherit(trigger, record)
     records.orders[order_id] = record
     return record
 
@@ -300,4 +302,5 @@ def rebuild(records: Any, state: Any, labels: Any, now: int) -> None:
         if trailing:
             record.trigger_offset_ticks = row["trigger_offset_ticks"]
             record.trigger_reference_ticks = row["reference_ticks"]
+        rebuild_link(records, record, row)
         records.orders[trigger_id] = record

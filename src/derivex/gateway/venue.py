@@ -21,6 +21,7 @@ import numpy as np
 from derivex.core import codec, query
 from derivex.core.records import COMMAND_DTYPE, RECORD_BYTES, CommandKind, EventKind, OrderFlag
 from derivex.exchange import CommandResult, Exchange, Quote
+from derivex.gateway import linked_orders
 from derivex.gateway.catalog import Catalog, InstrumentSpec
 from derivex.gateway.deferred import DeferredBatches
 from derivex.gateway.errors import (
@@ -30,6 +31,7 @@ from derivex.gateway.errors import (
     rpc_error_for,
 )
 from derivex.gateway.labels import SharedLabels
+from derivex.gateway.linked_records import GroupPending
 from derivex.gateway.order_records import (
     ORDER_TYPE_CODES,
     ORDER_TYPES,
@@ -225,8 +227,10 @@ class Venue(DeferredBatches):
         outcome is the same as placing the orders one by one in this order. Failures are
         per order: one whose fields do not fit the command record (checked by packing it)
         is answered -32602 and not sequenced, the others go on; an exception while walking
-        one order's events is that order's result. Cost: one engine call, O(events)
-        Python."""
+        one order's events is that order's result. An order with ``link_type`` is the main
+        order of a linked group: the group is ONE PLACE_LINKED command (a header and its
+        legs, ``linked_orders.pack``), answered as one order (its main order's record, or
+        the group's reject) and failing alone. Cost: one engine call, O(events) Python."""
         size = RECORD_BYTES
         buffer = bytearray(size * len(orders))
         pack = _PLACE.pack_into
@@ -234,8 +238,25 @@ class Venue(DeferredBatches):
         labels = self.labels
         failed: dict[int, RpcError] | None = None
         at = 0  # records packed
+        heads: list[int] | None = None  # with a linked group: each order's first record
         for i, order in enumerate(orders):
             try:
+                if order.link_type:
+                    count = linked_orders.records(order)
+                    # room for the group and one record for every order after it
+                    missing = size * (at + count + len(orders) - i - 1) - len(buffer)
+                    if missing > 0:
+                        buffer.extend(bytes(missing))
+                    linked_orders.pack(
+                        buffer, at, order, labels.key if labels is not None else _no_key
+                    )
+                    if heads is None:  # every order before took one record
+                        heads = list(range(at))
+                    heads.append(at)
+                    at += count
+                    continue
+                if heads is not None:
+                    heads.append(at)
                 if order.trigger_type:
                     _TRIGGER.pack_into(
                         buffer,
@@ -273,6 +294,8 @@ class Venue(DeferredBatches):
             except (struct.error, KeyError, TypeError):
                 # the gateway checks ranges first; an order that still does not fit its
                 # record fails alone (its slot is overwritten by the next, or cut off)
+                if heads and heads[-1] == at:
+                    heads.pop()
                 if failed is None:
                     failed = {}
                 failed[i] = invalid_params("order", "a field is out of range")
@@ -282,7 +305,7 @@ class Venue(DeferredBatches):
             labels.flush()
         if at == 0:
             return iter([failed[i] for i in range(len(orders))]) if failed else iter(())
-        if at < len(orders):
+        if len(buffer) > size * at:
             del buffer[size * at :]
         sequenced = (
             orders
@@ -294,13 +317,7 @@ class Venue(DeferredBatches):
         try:
             events = self.exchange.submit(commands)
         except OutcomeUnknown as unknown:
-            self._unresolved(
-                unknown,
-                [
-                    Pending(o.order_type, TIF_NAMES[o.time_in_force], o.flags, o.label)
-                    for o in sequenced
-                ],
-            )
+            self._unresolved(unknown, _record_pendings(sequenced))
             return iter(
                 [
                     failed[i]
@@ -311,12 +328,15 @@ class Venue(DeferredBatches):
             )
         # a submission can come back in several engine batches (others' in between): each
         # command has its own stamped seq, not first + position
+        seqs, stamps_ms = commands["seq"].tolist(), (commands["ts_ns"] // 1_000_000).tolist()
+        if heads is not None:  # a group's events carry its header's seq; its legs' none
+            seqs, stamps_ms = [seqs[h] for h in heads], [stamps_ms[h] for h in heads]
         return self._results(
             orders,
-            commands["seq"].tolist(),
+            seqs,
             events.view(np.int64).reshape(-1, 8).tolist(),
             merge,
-            (commands["ts_ns"] // 1_000_000).tolist(),
+            stamps_ms,
             failed,
         )
 
@@ -350,7 +370,7 @@ class Venue(DeferredBatches):
             while end < total and rows[end][0] == seq:
                 end += 1
             key = (order.order_type, order.time_in_force, order.flags, order.label)
-            pending = pendings.get(key)
+            pending = pendings.get(key) if not order.link_type else GroupPending.of(order)
             if pending is None:
                 pending = Pending(
                     order.order_type, TIF_NAMES[order.time_in_force], order.flags, order.label
@@ -368,6 +388,7 @@ class Venue(DeferredBatches):
             except Exception as error:  # a bug: this order's answer, not its batch's
                 update, trades = None, []
                 outcome: Placed | RpcError | Exception = error
+            head = rows[start][1] if end > start else 0
             start = end
             if merged is not None and seq == last:  # before the last result is taken
                 for listener in self.listeners:
@@ -375,7 +396,10 @@ class Venue(DeferredBatches):
             if update is None:
                 yield outcome
             elif update.first_kind != _ACCEPTED:
-                yield rpc_error_for(update.first_reason)
+                if order.link_type:  # naming the group's order the core refused
+                    yield linked_orders.rejected(update.first_reason, head)
+                else:
+                    yield rpc_error_for(update.first_reason)
             else:
                 order_id = update.first_order
                 record = update.last_placed  # (a place command accepts one order: its own)
@@ -513,3 +537,21 @@ class Venue(DeferredBatches):
         """The sequencer time the exchange stamped on the last ``_submit`` command (a
         gateway worker's clock may already be past it: others' batches)."""
         return int(self._command["ts_ns"][0]) // 1_000_000
+
+
+def _no_key(label: str) -> int:
+    """A label's key when labels do not travel in commands (one process): none."""
+    return 0
+
+
+def _record_pendings(orders: list[PlaceOrder]) -> list[Pending]:
+    """What the venue knows of each command record of ``orders`` (a linked group: its
+    header's, then a placeholder per leg), for ``_unresolved``."""
+    pendings: list[Pending] = []
+    for o in orders:
+        if o.link_type:
+            pendings.append(GroupPending.of(o))
+            pendings.extend(Pending() for _ in range(linked_orders.records(o) - 1))
+        else:
+            pendings.append(Pending(o.order_type, TIF_NAMES[o.time_in_force], o.flags, o.label))
+    return pendings
