@@ -221,6 +221,11 @@ def test_stale_segments_of_a_killed_runtime_are_removed_at_the_next_start(tmp_pa
     assert rc.segments(name) == [] and rc.bells(name) == []
 
 
+def test_worker_nice_is_checked():
+    with pytest.raises(ValueError, match="worker_nice"):
+        RuntimeConfig(worker_nice=20)
+
+
 def test_a_worker_that_never_reads_does_not_deadlock_the_engine(tmp_path):
     """A front end that only submits, into a 32-record command ring, with a 64-record bus
     and response ring: the engine waits for the worker's bus slot, the worker waits for
@@ -237,6 +242,7 @@ def test_a_worker_that_never_reads_does_not_deadlock_the_engine(tmp_path):
         bus_ring=64,
         front_end="runtime_checks:flood",
         front_end_options={"commands": n},
+        worker_nice=3,  # (RuntimeConfig.worker_nice: the engine wins the CPU on few cores)
     )
     cfg = dataclasses.replace(cfg, front_end_options={"commands": n})  # no synthetic options
     with Runtime(cfg) as rt:
@@ -244,4 +250,6 @@ def test_a_worker_that_never_reads_does_not_deadlock_the_engine(tmp_path):
     report = rt.report
     _assert_clean(report)
     assert report.engine["commands"] == [n] and report.workers[0]["sent"] == n
+    # the worker ran at the supervisor's niceness + worker_nice; the engine did not
+    assert report.workers[0]["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
     _assert_replicas(report, cfg.journal_dir, workers=1)
