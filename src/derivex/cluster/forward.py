@@ -1,0 +1,121 @@
+"""Commands sent to a read replica reach the leader: the replica's HTTP API forwards
+every command request, byte for byte, to the domain's leader (found in ``dx_endpoints``,
+``cluster.endpoints``) and returns the leader's answer.
+
+The request is passed on unchanged: the same path and query, body and ``Authorization``
+header. The replica does not check the signature (it would spend the request's nonce);
+the leader does, against the same ``keys.json`` (a replica serves a copy of the leader's
+data directory), so a signed request stays single-use and a key acts on the same account.
+The answer is the leader's, sent after its frame's PubAck.
+
+A command is a method that reaches the engine with the ``trade`` scope
+(``methods.ENGINE``); queries are answered by the replica itself. Over the WebSocket a
+replica still answers commands with 10040 ``not_leader``.
+
+Errors: no leader known, or its connection refused: 10040 ``not_leader`` (nothing was
+delivered; retry); sent but no answer (the leader died): 13888 ``outcome_unknown`` (look
+the order up by label, ``private/get_order_state_by_label``, before sending it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from yarl import URL
+
+from derivex.cluster.endpoints import Endpoints
+from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY
+from derivex.gateway.methods import ENGINE, METHODS
+
+__all__ = ["CommandForwarder", "is_command"]
+
+_log = logging.getLogger("derivex.cluster.forward")
+
+
+def is_command(name: str) -> bool:
+    """Whether method ``name`` changes state in the engine (a leader's work)."""
+    method = METHODS.get(name)
+    return method is not None and method.cost == ENGINE and method.scope == "trade"
+
+
+class CommandForwarder:
+    """An aiohttp middleware (``middleware``) forwarding command requests to the leader
+    of ``log``'s domain. Runs on the gateway's loop; reads the endpoints over ``log``'s
+    connection on its loop thread. Cost per command: one HTTP round trip to the leader."""
+
+    def __init__(self, log: Any, timeout_s: float = 20.0) -> None:
+        self.log = log
+        self.endpoints = Endpoints(log.js, [log.domain])
+        self.timeout_s = timeout_s
+        self.forwarded = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _leader(self, fresh: bool) -> str | None:
+        if fresh or self.log.domain not in self.endpoints.known:
+            future = asyncio.run_coroutine_threadsafe(self.endpoints.refresh(), self.log.loop.loop)
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(future), 5.0)
+            except Exception as error:  # NATS unreachable: answer with what we know
+                _log.warning("endpoints not read: %r", error)
+        endpoint = self.endpoints.known.get(self.log.domain)
+        return endpoint.url if endpoint is not None else None
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        name = _method_of(request)
+        if name is None or not is_command(name):
+            return await handler(request)
+        return await self.forward(request)
+
+    async def forward(self, request: web.Request) -> web.Response:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=2.0)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        body = await request.read()
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() in ("authorization", "content-type")
+        }
+        for attempt in (False, True):  # a second time with the endpoint read afresh
+            url = await self._leader(fresh=attempt)
+            if url is None:
+                break
+            try:
+                async with self._session.request(
+                    request.method, URL(url + request.raw_path, encoded=True), headers=headers,
+                    data=body or None,
+                ) as reply:  # fmt: skip
+                    payload = await reply.read()
+                    self.forwarded += 1
+                    return web.Response(
+                        body=payload, status=reply.status, content_type="application/json"
+                    )
+            except aiohttp.ClientConnectorError:
+                continue  # nothing delivered: the endpoint may have moved
+            except (TimeoutError, aiohttp.ClientError):
+                return _error(OUTCOME_UNKNOWN, "outcome_unknown")
+        return _error(RETRY, "not_leader")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _method_of(request: web.Request) -> str | None:
+    """The JSON-RPC method of an HTTP API request (None for anything else)."""
+    parts = request.path.strip("/").split("/")
+    if len(parts) == 4 and parts[:2] == ["api", "v2"]:
+        return f"{parts[2]}/{parts[3]}"
+    return None
+
+
+def _error(code: int, message: str) -> web.Response:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message,
+            "data": {"reason": message, "forwarded_by": "read replica"}}}  # fmt: skip
+    return web.Response(body=orjson.dumps(body), status=400, content_type="application/json")
