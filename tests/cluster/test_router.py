@@ -148,6 +148,19 @@ def signed(url: str, key: str, secret: str, method: str, params: dict[str, Any])
         return json.loads(error.read())
 
 
+def post(url: str, method: str, params: dict[str, Any]) -> Any:
+    """A JSON-RPC request over ``POST /api/v2``: the JSON reply, error or not."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).encode()
+    request = urllib.request.Request(
+        url + "/api/v2", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read())
+
+
 def low_price(exchange: ccxt.deribit, symbol: str) -> float:
     """A buy price just over the band's floor: it rests, never fills."""
     deadline = time.monotonic() + 120
@@ -201,6 +214,12 @@ def test_one_key_trades_on_both_domains_and_moves_collateral(venue: Venue) -> No
     assert bad["error"]["code"] == 10004
     refused = signed(url, key, "wrong-secret", "private/get_positions", {"currency": "USDC"})
     assert refused["error"]["code"] == 13009
+    # the router's own tokens: public/auth, then JSON-RPC over POST with the token
+    grant = {"grant_type": "client_credentials", "client_id": key, "client_secret": secret}
+    token = post(url, "public/auth", grant)["result"]["access_token"]
+    positions = post(url, "private/get_positions", {"currency": "USDC", "access_token": token})
+    assert isinstance(positions["result"], list)
+    assert post(url, "private/get_positions", {"access_token": "forged"})["error"]["code"] == 13009
 
 
 def test_a_forged_inbox_request_is_refused_and_counted(venue: Venue) -> None:

@@ -256,11 +256,23 @@ class Router:
                 ) from None
             raise self._no_leader(domain, f"no reply: {type(error).__name__}") from None
         self.counts["forwarded"] += 1
-        if "error" in reply:
-            failure = reply["error"]
+        return await self._result_of(reply, domain)
+
+    async def _result_of(self, reply: Any, domain: str) -> Any:
+        """The result of a leader's JSON-RPC ``reply``; its error raised as ``RpcError``."""
+        if not isinstance(reply, dict) or not ("result" in reply or "error" in reply):
+            raise self._no_leader(domain, "not a JSON-RPC reply")
+        failure = reply.get("error")
+        if isinstance(failure, dict):
             if failure.get("code") == RETRY:
                 await self._refresh()
-            raise RpcError(failure.get("code", 0), failure.get("message", ""), failure.get("data"))
+            code = failure.get("code")
+            data = failure.get("data")
+            raise RpcError(
+                code if isinstance(code, int) else RETRY,
+                str(failure.get("message", "")),
+                data if isinstance(data, dict) else None,
+            )
         return reply.get("result")
 
     def _no_leader(self, domain: str, why: str) -> RpcError:
