@@ -32,7 +32,7 @@ from derivex.cluster.endpoints import Endpoints
 from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY
 from derivex.gateway.methods import ENGINE, METHODS
 
-__all__ = ["CommandForwarder", "is_command"]
+__all__ = ["CommandForwarder", "is_command", "no_resend"]
 
 _log = logging.getLogger("derivex.cluster.forward")
 
@@ -41,6 +41,17 @@ def is_command(name: str) -> bool:
     """Whether method ``name`` changes state in the engine (a leader's work)."""
     method = METHODS.get(name)
     return method is not None and method.cost == ENGINE and method.scope == "trade"
+
+
+def no_resend(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """``session`` made never to resend a request by itself. aiohttp (3.9 on) sends an
+    idempotent request (GET) a second time when the connection drops before the reply:
+    for a command that reached a leader which then died, the second try meets a refused
+    connection and the command would read as never delivered (and be sent again by its
+    client): the router's test caught exactly that. aiohttp's own test client turns the
+    resend off the same way (``aiohttp.test_utils``)."""
+    session._retry_connection = False  # no public switch (see above)
+    return session
 
 
 class CommandForwarder:
@@ -75,7 +86,7 @@ class CommandForwarder:
     async def forward(self, request: web.Request) -> web.Response:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=2.0)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            self._session = no_resend(aiohttp.ClientSession(timeout=timeout))
         body = await request.read()
         headers = {
             name: value

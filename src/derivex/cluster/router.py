@@ -57,7 +57,7 @@ from aiohttp import web
 from yarl import URL
 
 from derivex.cluster.endpoints import Endpoints
-from derivex.cluster.forward import is_command
+from derivex.cluster.forward import is_command, no_resend
 from derivex.cluster.routing import TRANSFER, Route, RoutingTable, merge, show_order_ids
 from derivex.gateway.auth import Authenticator, sign
 from derivex.gateway.connection import origin_of
@@ -102,8 +102,10 @@ class Router:
         self._endpoints = Endpoints(self._nc.jetstream(timeout=5.0), self.table.domains)
         with contextlib.suppress(Exception):  # no bucket yet: the poller reads it later
             await self._endpoints.refresh()
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=2.0)
+        self._session = no_resend(
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=2.0)
+            )
         )
         app = web.Application()
         app.router.add_route("GET", "/api/v2/{scope:public|private}/{name}", self._rest)
@@ -230,16 +232,25 @@ class Router:
             endpoint = self._endpoints.known.get(domain)
         if endpoint is None:
             raise self._no_leader(domain, "no leader known")
+        # a command goes as a POST: HTTP clients (aiohttp among them) resend an idempotent
+        # GET on a dropped connection, and a resent command would be placed twice or
+        # reported as never delivered
+        command = is_command(method)
         target = f"/api/v2/{method}"
-        query = {k: _text(v) for k, v in params.items()}
-        if query:
-            target += "?" + urlencode(query)
-        headers = {}
+        body = ""
+        if command:
+            body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "params": params}).decode()
+        elif params:
+            target += "?" + urlencode({k: _text(v) for k, v in params.items()})
+        headers = {"Content-Type": "application/json"}
         if key is not None and method.startswith("private/"):
-            headers["Authorization"] = _signature(key, target)
+            headers["Authorization"] = _signature(key, "POST" if command else "GET", target, body)
         try:
-            async with self._session.get(
-                URL(endpoint.url + target, encoded=True), headers=headers
+            async with self._session.request(
+                "POST" if command else "GET",
+                URL(endpoint.url + target, encoded=True),
+                headers=headers,
+                data=body.encode() if command else None,
             ) as response:
                 reply = orjson.loads(await response.read())
         except aiohttp.ClientConnectorError as error:  # nothing delivered
@@ -247,7 +258,7 @@ class Router:
             raise self._no_leader(domain, f"leader unreachable: {type(error).__name__}") from None
         except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as error:
             await self._refresh()
-            if is_command(method):
+            if command:
                 self.counts["outcome_unknown"] += 1
                 raise RpcError(
                     OUTCOME_UNKNOWN,
@@ -286,10 +297,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _signature(key: ApiKey, target: str) -> str:
+def _signature(key: ApiKey, http_method: str, target: str, body: str) -> str:
     ts = str(time.time_ns() // 1_000_000)
     nonce = secrets.token_hex(8)
-    digest = sign(key.client_secret, f"{ts}\n{nonce}\nGET\n{target}\n\n")
+    digest = sign(key.client_secret, f"{ts}\n{nonce}\n{http_method}\n{target}\n{body}\n")
     return f"deri-hmac-sha256 id={key.client_id},ts={ts},sig={digest},nonce={nonce}"
 
 
