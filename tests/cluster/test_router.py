@@ -161,6 +161,67 @@ def post(url: str, method: str, params: dict[str, Any]) -> Any:
         return json.loads(error.read())
 
 
+class SocketClient:
+    """A WebSocket JSON-RPC client on a thread of its own (aiohttp): ``call`` waits for the
+    reply; every notification lands in ``notifications``."""
+
+    def __init__(self, url: str) -> None:
+        import aiohttp
+
+        self.notifications: list[dict[str, Any]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._ids = iter(range(1, 10**9))
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+
+        async def connect() -> Any:
+            self._session = aiohttp.ClientSession()
+            socket = await self._session.ws_connect(url.replace("http", "ws") + "/ws/api/v2")
+            self._reader = asyncio.ensure_future(self._read(socket))
+            return socket
+
+        self._socket = asyncio.run_coroutine_threadsafe(connect(), self._loop).result(30)
+
+    async def _read(self, socket: Any) -> None:
+        async for message in socket:
+            data = json.loads(message.data)
+            if data.get("method") == "subscription":
+                self.notifications.append(data["params"])
+            elif data.get("id") in self._pending:
+                self._pending.pop(data["id"]).set_result(data)
+
+    def call(self, method: str, params: dict[str, Any], timeout: float = 60.0) -> Any:
+        number = next(self._ids)
+
+        async def send() -> Any:
+            waiting = self._loop.create_future()
+            self._pending[number] = waiting
+            await self._socket.send_str(json.dumps(
+                {"jsonrpc": "2.0", "id": number, "method": method, "params": params}))  # fmt: skip
+            return await asyncio.wait_for(waiting, timeout)
+
+        return asyncio.run_coroutine_threadsafe(send(), self._loop).result(timeout + 5)
+
+    def orders_seen(self) -> dict[str, str]:
+        """order id -> label of every order notification so far."""
+        return {
+            item["order_id"]: item.get("label", "")
+            for note in list(self.notifications)
+            if note["channel"].startswith("user.orders.")
+            for item in (note["data"] if isinstance(note["data"], list) else [note["data"]])
+        }
+
+    def close(self) -> None:
+        async def close() -> None:
+            await self._socket.close()
+            await self._session.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
 def low_price(exchange: ccxt.deribit, symbol: str) -> float:
     """A buy price just over the band's floor: it rests, never fills."""
     deadline = time.monotonic() + 120
@@ -272,11 +333,50 @@ def test_a_read_replica_forwards_commands_to_the_leader(venue: Venue) -> None:
         node.stop()
 
 
+def test_the_router_websocket_trades_and_merges_subscriptions(venue: Venue) -> None:
+    key, secret = venue.credentials()
+    client = trader(venue.router, key, secret)
+    prices = {BTC: low_price(client, BTC), ETH: low_price(client, ETH)}
+    socket = SocketClient(venue.router)
+    try:
+        grant = {"grant_type": "client_credentials", "client_id": key, "client_secret": secret}
+        assert "access_token" in socket.call("public/auth", grant)["result"]
+        channels = ["user.orders.any.any.raw", "book.ETH_USDC-PERPETUAL.100ms"]
+        assert sorted(socket.call("private/subscribe", {"channels": channels})["result"]) == sorted(
+            channels
+        )
+        placed = {}
+        for symbol, amount in ((BTC, 0.01), (ETH, 0.1)):
+            name = client.market(symbol)["id"]
+            order = {"instrument_name": name, "amount": amount, "price": prices[symbol]}
+            reply = socket.call("private/buy", {**order, "label": "ws"})
+            order_id = reply["result"]["order"]["order_id"]
+            placed[order_id] = symbol
+        assert sorted(domain_order_id(i)[0] for i in placed) == [0, 1]
+        venue.acknowledged.update(placed)
+        deadline = time.monotonic() + 30
+        while not set(placed) <= set(socket.orders_seen()):  # both domains' notifications
+            assert time.monotonic() < deadline, socket.orders_seen()
+            time.sleep(0.1)
+        assert any(n["channel"] == "book.ETH_USDC-PERPETUAL.100ms" for n in socket.notifications)
+        summary = socket.call("private/get_account_summary", {"currency": "USDC"})["result"]
+        assert set(summary["domains"]) == set(DOMAINS)
+        bad = socket.call("private/cancel", {"order_id": "5"})
+        assert bad["error"]["code"] == 10004
+    finally:
+        socket.close()
+
+
 def test_a_lost_reply_is_settled_by_label_and_clients_resume(venue: Venue) -> None:
     key, secret = venue.credentials()
     url = venue.router
     client = trader(url, key, secret)
     price = low_price(client, BTC)
+    # a WebSocket client subscribed to its orders across the takeover
+    socket = SocketClient(url)
+    grant = {"grant_type": "client_credentials", "client_id": key, "client_secret": secret}
+    socket.call("public/auth", grant)
+    socket.call("private/subscribe", {"channels": ["user.orders.any.any.raw"]})
     with pytest.raises(ccxt.BaseError) as lost:  # the leader dies before it answers
         client.create_order(BTC, "limit", "buy", 0.01, price, {"label": LOST})
     assert "13888" in str(lost.value)
@@ -309,3 +409,15 @@ def test_a_lost_reply_is_settled_by_label_and_clients_resume(venue: Venue) -> No
     open_now = {o["id"] for symbol in (BTC, ETH) for o in client.fetch_open_orders(symbol)}
     assert set(venue.acknowledged) <= open_now
     assert "exited with code 137" in venue.text()  # the fault did kill the leader
+    # the WebSocket client's subscription followed the BTC domain to its new leader
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            later = client.create_order(BTC, "limit", "buy", 0.01, price, {"label": "later"})
+            venue.acknowledged[later["id"]] = BTC
+            if later["id"] in socket.orders_seen():
+                break
+            assert time.monotonic() < deadline, "no notification from the new BTC leader"
+            time.sleep(1.0)
+    finally:
+        socket.close()

@@ -30,8 +30,10 @@ may be in the domain's log; the client looks it up by label
 passes on was given by the leader after the frame's PubAck, so an acknowledged order is
 in the stream.
 
-Not built: the WebSocket API (subscriptions merged over the domains); bearer tokens of a
-domain's own gateway are not valid at the router (and vice versa).
+**WebSocket** (``/ws/api/v2``, ``cluster.router_ws``): the same routing per request, over
+one upstream WebSocket per domain and client connection, subscriptions split by the
+domain of each channel's instrument (account channels on every domain). Bearer tokens of
+a domain's own gateway are not valid at the router (and vice versa).
 
 Run: ``python -m derivex.cluster.router --urls URLS --domains a,b --directory DIR``.
 """
@@ -46,6 +48,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -58,6 +61,7 @@ from yarl import URL
 
 from derivex.cluster.endpoints import Endpoints
 from derivex.cluster.forward import is_command, no_resend
+from derivex.cluster.router_ws import ClientSocket
 from derivex.cluster.routing import TRANSFER, Route, RoutingTable, merge, show_order_ids
 from derivex.gateway.auth import Authenticator, sign
 from derivex.gateway.connection import origin_of
@@ -112,6 +116,7 @@ class Router:
         app.router.add_route("POST", "/api/v2", self._post)
         app.router.add_route("POST", "/api/v2/", self._post)
         app.router.add_route("GET", "/router", self._status)
+        app.router.add_route("GET", "/ws/api/v2", self._websocket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -155,6 +160,14 @@ class Router:
         body = {"domains": self.table.domains, "leaders": known, "counts": self.counts}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1 << 20)
+        await socket.prepare(request)
+        assert self._session is not None
+        session = ClientSocket(self, socket, self._session, origin_of(request.transport))
+        await session.run()
+        return socket
+
     async def _rest(self, request: web.Request) -> web.Response:
         name = f"{request.match_info['scope']}/{request.match_info['name']}"
         header = request.headers.get("Authorization", "")
@@ -194,7 +207,9 @@ class Router:
             route = self.table.route(method, params)
             if route.error is not None:
                 raise RpcError(*route.error)
-            result = await self._forward(method, route, key)
+            result = await self.forward(
+                method, route, lambda index: self._one(index, method, route.params, key)
+            )
         except RpcError as error:
             return _reply(request_id, error=error)
         return _reply(request_id, result)
@@ -207,10 +222,12 @@ class Router:
         token = params.get("access_token")
         return self.auth.from_token(str(token)) if token else None
 
-    async def _forward(self, method: str, route: Route, key: ApiKey | None) -> Any:
-        answers = await asyncio.gather(
-            *(self._one(index, method, route.params, key) for index in route.targets)
-        )
+    async def forward(
+        self, method: str, route: Route, call: Callable[[int], Awaitable[Any]]
+    ) -> Any:
+        """``call(index)`` on every domain of ``route``: the answer, merged and with the
+        venue's order ids (over HTTP or a client's WebSocket)."""
+        answers = await asyncio.gather(*(call(index) for index in route.targets))
         pairs = zip(answers, route.targets, strict=True)
         results = [show_order_ids(answer, index) for answer, index in pairs]
         if len(results) == 1:
@@ -224,14 +241,9 @@ class Router:
         self, index: int, method: str, params: dict[str, Any], key: ApiKey | None
     ) -> Any:
         """``method`` on domain ``index``'s leader: its result, or its error raised."""
-        assert self._endpoints is not None and self._session is not None
+        assert self._session is not None
         domain = self.table.domains[index]
-        endpoint = self._endpoints.known.get(domain)
-        if endpoint is None:
-            await self._refresh()
-            endpoint = self._endpoints.known.get(domain)
-        if endpoint is None:
-            raise self._no_leader(domain, "no leader known")
+        leader = await self.endpoint(domain)
         # a command goes as a POST: HTTP clients (aiohttp among them) resend an idempotent
         # GET on a dropped connection, and a resent command would be placed twice or
         # reported as never delivered
@@ -248,7 +260,7 @@ class Router:
         try:
             async with self._session.request(
                 "POST" if command else "GET",
-                URL(endpoint.url + target, encoded=True),
+                URL(leader + target, encoded=True),
                 headers=headers,
                 data=body.encode() if command else None,
             ) as response:
@@ -285,6 +297,24 @@ class Router:
                 data if isinstance(data, dict) else None,
             )
         return reply.get("result")
+
+    async def endpoint(self, domain: str) -> str:
+        """The URL of ``domain``'s leader; 10040 when none is known."""
+        assert self._endpoints is not None
+        endpoint = self._endpoints.known.get(domain)
+        if endpoint is None:
+            await self._refresh()
+            endpoint = self._endpoints.known.get(domain)
+        if endpoint is None:
+            raise self._no_leader(domain, "no leader known")
+        return endpoint.url
+
+    async def refresh(self) -> None:
+        """Read the endpoints now (a leader did not answer)."""
+        await self._refresh()
+
+    def no_leader(self, domain: str, why: str) -> RpcError:
+        return self._no_leader(domain, why)
 
     def _no_leader(self, domain: str, why: str) -> RpcError:
         self.counts["no_leader"] += 1

@@ -57,6 +57,9 @@ FAN_OUT = frozenset(
         "private/cancel_all",
         "private/cancel_all_by_currency",
         "private/cancel_by_label",
+        "private/enable_cancel_on_disconnect",
+        "private/disable_cancel_on_disconnect",
+        "private/get_cancel_on_disconnect",
     }
 )
 SUMMARIES = frozenset({"private/get_account_summary", "private/get_account_summaries"})
