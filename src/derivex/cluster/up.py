@@ -172,6 +172,12 @@ def share_secrets(directory: Path, domains: list[str]) -> None:
 
     router = directory / ROUTER
     router.mkdir(parents=True, exist_ok=True)
+    first = directory / domains[0] / KEYS_FILE
+    if not (router / KEYS_FILE).exists() and first.exists():
+        # a venue from before the router: its first domain's keys are the venue's (the
+        # other domains' own keys then differ: copy these over them by hand)
+        (router / KEYS_FILE).write_bytes(first.read_bytes())
+        (router / KEYS_FILE).chmod(0o600)
     if not (router / KEYS_FILE).exists():
         from derivex.core import query
         from derivex.core.engine import Engine
