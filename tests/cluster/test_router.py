@@ -171,11 +171,12 @@ def until_accepted(call: Any) -> Any:
     return reply
 
 
-def post(url: str, method: str, params: dict[str, Any]) -> Any:
-    """A JSON-RPC request over ``POST /api/v2``: the JSON reply, error or not."""
+def post(url: str, method: str, params: dict[str, Any], path: str = "/api/v2") -> Any:
+    """A JSON-RPC request over ``POST /api/v2`` (or ``path``): the JSON reply, error or
+    not."""
     body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).encode()
     request = urllib.request.Request(
-        url + "/api/v2", data=body, headers={"Content-Type": "application/json"}
+        url + path, data=body, headers={"Content-Type": "application/json"}
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as reply:
@@ -305,6 +306,9 @@ def test_one_key_trades_on_both_domains_and_moves_collateral(venue: Venue) -> No
     positions = post(url, "private/get_positions", {"currency": "USDC", "access_token": token})
     assert isinstance(positions["result"], list)
     assert post(url, "private/get_positions", {"access_token": "forged"})["error"]["code"] == 13009
+    by_path = post(url, "", {"currency": "USDC", "access_token": token},
+                   "/api/v2/private/get_account_summary")  # fmt: skip
+    assert set(by_path["result"]["domains"]) == set(DOMAINS)
 
 
 def test_a_forged_inbox_request_is_refused_and_counted(venue: Venue) -> None:

@@ -113,6 +113,7 @@ class Router:
         )
         app = web.Application()
         app.router.add_route("GET", "/api/v2/{scope:public|private}/{name}", self._rest)
+        app.router.add_route("POST", "/api/v2/{scope:public|private}/{name}", self._rest)
         app.router.add_route("POST", "/api/v2", self._post)
         app.router.add_route("POST", "/api/v2/", self._post)
         app.router.add_route("GET", "/router", self._status)
@@ -171,7 +172,18 @@ class Router:
     async def _rest(self, request: web.Request) -> web.Response:
         name = f"{request.match_info['scope']}/{request.match_info['name']}"
         header = request.headers.get("Authorization", "")
-        return await self._answer(request, name, dict(request.query), None, header, "")
+        if request.method == "GET":
+            return await self._answer(request, name, dict(request.query), None, header, "")
+        body = (await request.read()).decode("utf-8", "replace")
+        try:  # a JSON-RPC object with "params", or the parameters themselves
+            message = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError:
+            return _reply(None, error=RpcError(-32700, "Parse error"))
+        params = message.get("params", message) if isinstance(message, dict) else None
+        if not isinstance(params, dict):
+            return _reply(None, error=RpcError(-32600, "Invalid Request"))
+        params = {k: v for k, v in params.items() if k not in ("jsonrpc", "id", "method")}
+        return await self._answer(request, name, params, message.get("id"), header, body)
 
     async def _post(self, request: web.Request) -> web.Response:
         body = (await request.read()).decode("utf-8", "replace")
