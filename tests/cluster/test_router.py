@@ -38,7 +38,7 @@ import ccxt
 import nats
 import pytest
 
-from derivex.cluster.routing import domain_order_id
+from derivex.cluster.routing import domain_order_id, venue_order_id
 from derivex.core.records import CommandKind, command_array
 from tests.cluster.test_serve_cluster import ServedNode
 from tests.gateway.conftest import unique_nonce
@@ -357,6 +357,26 @@ def test_a_read_replica_forwards_commands_to_the_leader(venue: Venue) -> None:
                        {"currency": "USDC", "label": "via-replica"})  # fmt: skip
         assert [domain_order_id(o["order_id"]) for o in found["result"]] == [(1, int(order["id"]))]
         venue.acknowledged[found["result"][0]["order_id"]] = ETH
+        # the replica's own tokens, as a header and as a parameter: checked there, the
+        # command re-signed for the leader (which does not know them)
+        grant = {"grant_type": "client_credentials", "client_id": key, "client_secret": secret}
+        token = post(url, "public/auth", grant)["result"]["access_token"]
+        order = {"instrument_name": "ETH_USDC-PERPETUAL", "amount": 0.1, "type": "limit",
+                 "price": low_price(client, ETH)}  # fmt: skip
+        for label, extra in (("bearer-header", {}), ("token-param", {"access_token": token})):
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "private/buy",
+                               "params": {**order, "label": label, **extra}}).encode()  # fmt: skip
+            headers = {"Content-Type": "application/json"}
+            if not extra:
+                headers["Authorization"] = f"Bearer {token}"
+            request = urllib.request.Request(url + "/api/v2/private/buy", body, headers)
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                placed = json.loads(reply.read())["result"]["order"]
+            assert placed["label"] == label
+            venue.acknowledged[venue_order_id(int(placed["order_id"]), 1)] = ETH
+        forged = post(url, "private/buy", {**order, "access_token": "forged"},
+                      "/api/v2/private/buy")  # fmt: skip
+        assert forged["error"]["code"] == 13009
     finally:
         node.stop()
 

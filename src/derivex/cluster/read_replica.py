@@ -193,8 +193,10 @@ async def _serve(
 
     gateway = Gateway(opened.venue, opened.keys, **gateway_options)
     # commands sent over HTTP go on to the leader (cluster/forward.py)
-    forwarder = CommandForwarder(follower.log)
+    forwarder = CommandForwarder(follower.log, gateway.auth)
     gateway.app.middlewares.append(forwarder.middleware)
+    forwarder.poll()  # now, then every second
+    gateway.add_periodic(1.0, forwarder.poll)
     feed = FrameFeed(follower.log, follower.position)
     stop = asyncio.Event()
 

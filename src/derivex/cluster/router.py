@@ -44,7 +44,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 import sys
 import time
@@ -60,10 +59,10 @@ from aiohttp import web
 from yarl import URL
 
 from derivex.cluster.endpoints import Endpoints
-from derivex.cluster.forward import is_command, no_resend
+from derivex.cluster.forward import is_command, no_resend, signature
 from derivex.cluster.router_ws import ClientSocket
 from derivex.cluster.routing import TRANSFER, Route, RoutingTable, merge, show_order_ids
-from derivex.gateway.auth import Authenticator, sign
+from derivex.gateway.auth import Authenticator
 from derivex.gateway.connection import origin_of
 from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY, UNAUTHORIZED, RpcError
 from derivex.gateway.keys import ApiKey, KeyStore
@@ -268,7 +267,7 @@ class Router:
             target += "?" + urlencode({k: _text(v) for k, v in params.items()})
         headers = {"Content-Type": "application/json"}
         if key is not None and method.startswith("private/"):
-            headers["Authorization"] = _signature(key, "POST" if command else "GET", target, body)
+            headers["Authorization"] = signature(key, "POST" if command else "GET", target, body)
         try:
             async with self._session.request(
                 "POST" if command else "GET",
@@ -337,13 +336,6 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _signature(key: ApiKey, http_method: str, target: str, body: str) -> str:
-    ts = str(time.time_ns() // 1_000_000)
-    nonce = secrets.token_hex(8)
-    digest = sign(key.client_secret, f"{ts}\n{nonce}\n{http_method}\n{target}\n{body}\n")
-    return f"deri-hmac-sha256 id={key.client_id},ts={ts},sig={digest},nonce={nonce}"
 
 
 def _reply(request_id: Any, result: Any = None, error: RpcError | None = None) -> web.Response:
