@@ -16,6 +16,9 @@
   under its synthetic flow: kill -9 to the new leader's first acknowledged batch;
 - **e2e**: WebSocket ``private/buy`` round trips (one in flight) against ``derivex
   serve --cluster`` (reply after the PubAck) and plain ``derivex serve`` (group commit);
+- **router**: HTTP ``private/buy`` round trips (one in flight, each then cancelled) on
+  the BTC domain of ``cluster up --domain btc_usdc --domain eth_usdc``, straight to the
+  leader and through the router (``derivex.cluster.router``), alternated;
 - **chaos** (``--chaos N``): N rounds of ``tests/cluster/chaos.py`` (long version).
 
 Writes bench/results/cluster.json with the load before and after. Never part of the tests.
@@ -332,6 +335,72 @@ def e2e_figures(urls: list[str], orders: int, directory: Path) -> dict[str, Any]
     return results
 
 
+def _signed_get(url: str, key: str, secret: str, method: str, params: dict[str, Any]) -> Any:
+    import hashlib
+    import hmac
+    import secrets
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    target = f"/api/v2/{method}?{urllib.parse.urlencode(params)}"
+    ts, nonce = str(time.time_ns() // 1_000_000), secrets.token_hex(8)
+    signature = hmac.new(
+        secret.encode(), f"{ts}\n{nonce}\nGET\n{target}\n\n".encode(), hashlib.sha256
+    ).hexdigest()
+    header = f"deri-hmac-sha256 id={key},ts={ts},sig={signature},nonce={nonce}"
+    request = urllib.request.Request(url + target, headers={"Authorization": header})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read())
+
+
+def router_figures(orders: int, directory: Path) -> dict[str, Any]:
+    """HTTP ``private/buy`` round trips (one in flight, each followed by its cancel) on
+    the BTC domain of a two-domain ``cluster up``: straight to the leader and through the
+    router, alternated so both see the same load."""
+    command = [sys.executable, "-m", "derivex.cli", "cluster", "up", "--directory",
+               str(directory / "router_venue"), "--domain", "btc_usdc", "--domain", "eth_usdc",
+               "--lifetime", "600"]  # fmt: skip
+    output = directory / "router_venue.out"
+    process = subprocess.Popen(
+        command, stdout=output.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        pattern = (
+            r"\[btc_usdc-1\] +REST +(http://\S+?)/.*?client_id\s+(\S+).*?client_secret\s+(\S+)"
+        )
+        _wait(lambda: re.search(pattern, output.read_text(), re.S), 300, "the BTC leader")
+        _wait(lambda: "[router] router:" in output.read_text(), 60, "the router")
+        text = output.read_text()
+        leader, key, secret = re.search(pattern, text, re.S).groups()  # type: ignore[union-attr]
+        router = re.search(r"\[router\] router: (\S+)", text).group(1)  # type: ignore[union-attr]
+        name = "BTC_USDC-PERPETUAL"
+        floor = 0.0
+        deadline = time.monotonic() + 120
+        while not floor and time.monotonic() < deadline:
+            ticker = _signed_get(leader, key, secret, "public/ticker", {"instrument_name": name})
+            floor = ticker.get("result", {}).get("min_price") or 0.0
+            time.sleep(0.3)
+        price = round(floor * 1.03 * 2) / 2  # the perpetual's 0.5 tick
+        samples: dict[str, list[float]] = {"direct_to_leader": [], "through_router": []}
+        for number in range(2 * orders):
+            label, url = ("direct_to_leader", leader) if number % 2 else ("through_router", router)
+            params = {"instrument_name": name, "amount": "0.01", "type": "limit",
+                      "price": str(price)}  # fmt: skip
+            started = time.perf_counter()
+            placed = _signed_get(url, key, secret, "private/buy", params)
+            samples[label].append(time.perf_counter() - started)
+            order_id = placed["result"]["order"]["order_id"]
+            _signed_get(url, key, secret, "private/cancel", {"order_id": order_id})
+        return {label: _percentiles(values[5:]) for label, values in samples.items()}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+
+
 def chaos_figures(cluster: LocalCluster, rounds: int, directory: Path) -> dict[str, Any]:
     from tests.cluster.chaos import Chaos
 
@@ -371,7 +440,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--chaos", type=int, default=0)
     parser.add_argument(
-        "--only", choices=["log", "domains", "failover", "e2e", "chaos"], action="append"
+        "--only",
+        choices=["log", "domains", "failover", "e2e", "router", "chaos"],
+        action="append",
     )
     parser.add_argument("--pipe", help=argparse.SUPPRESS)  # a child of the domains figure
     parser.add_argument("--urls", help=argparse.SUPPRESS)
@@ -382,7 +453,8 @@ def main() -> None:
     console = Console()
     results: dict[str, Any] = {"machine": machine(), "nats": "3 x nats-server 2.15.1, loopback"}
     only = set(
-        args.only or ["log", "domains", "failover", "e2e"] + (["chaos"] if args.chaos else [])
+        args.only
+        or ["log", "domains", "failover", "e2e", "router"] + (["chaos"] if args.chaos else [])
     )
     previous = RESULTS / "cluster.json"
     if args.only and previous.exists():  # a partial run updates its sections only
@@ -406,6 +478,9 @@ def main() -> None:
         if "e2e" in only:
             loads["e2e_ws_order_ack"] = os.getloadavg()
             results["e2e_ws_order_ack"] = e2e_figures(cluster.urls, args.orders, Path(work))
+        if "router" in only:
+            loads["router_http_order_ack"] = os.getloadavg()
+            results["router_http_order_ack"] = router_figures(args.orders, Path(work))
         if "chaos" in only:
             loads["chaos"] = os.getloadavg()
             results["chaos"] = chaos_figures(cluster, args.chaos, Path(work) / "chaos")

@@ -703,7 +703,8 @@ def cluster_up(
 ) -> None:
     """Start a local 3-node NATS cluster (loopback, sync_interval: always) and, per
     domain, a leader and a standby (derivex serve --cluster); a node that exits is started
-    again as a standby. The leading node prints its URL and demo key. Ctrl-C stops all."""
+    again as a standby. The leading node prints its URL and demo key (one key for every
+    domain); the router prints its URL (one API over all domains). Ctrl-C stops all."""
     from derivex.cluster.up import LocalVenue
 
     stopping: list[int] = []

@@ -56,6 +56,14 @@ def test_cluster_up_serves_and_stops_everything(tmp_path) -> None:
             time.sleep(0.1)
         assert url, "".join(lines)
         assert "nats cluster: nats://127.0.0.1:" in "".join(lines)
+        router = None  # the router over the venue's one domain, following its leader
+        while router is None and time.monotonic() < deadline:
+            found = re.search(r"\[router\] router: (http://127\.0\.0\.1:\d+)", "".join(lines))
+            router = found.group(1) if found else None
+            time.sleep(0.1)
+        assert router, "".join(lines)
+        with urllib.request.urlopen(f"{router}/api/v2/public/test", timeout=30) as reply:
+            assert reply.status == 200
         with urllib.request.urlopen(f"{url}/api/v2/public/test", timeout=30) as reply:
             assert reply.status == 200
         assert len(_processes_under(directory)) >= 5  # 3 servers (+ wrappers), 2 nodes

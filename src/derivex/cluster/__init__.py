@@ -10,7 +10,12 @@ what is not yet.
   ``Follower`` (replica / standby: applies frames, publishes state roots, takes over);
 - ``servers``: a local nats-server cluster on loopback (tests, ``cluster up``);
 - ``serve``: ``derivex serve --cluster`` (the gateway on a ``Leader``; standby, replica);
-- ``up``: ``derivex cluster up`` (a local cluster and a leader + standby per domain).
+- ``up``: ``derivex cluster up`` (a local cluster and a leader + standby per domain,
+  the relay and the router);
+- ``router``, ``router_ws``, ``routing``, ``endpoints``: one HTTP / WebSocket API over
+  all domains of a venue, following each domain's leader;
+- ``forward``: a read replica's commands forwarded to its leader;
+- ``inbox``, ``relay``, ``domains``: cross-domain transfers (the inbox authenticated).
 
 Importing ``derivex.cluster`` needs only numpy and the core; the nats client is imported
 by the modules that use it.

@@ -12,17 +12,30 @@ request the leader never answers (it died, or lost the lease) times out at the s
 who sends it again: the kinds taken here are idempotent in the core (a transfer or refund
 number is processed once), so a repeat is refused there and changes nothing.
 
-Cost: O(records) per request; the queue holds at most ``limit`` records (a request that
-would exceed it is refused with ``error busy``).
+**Authentication.** With a key (``inbox.key``, 32 random bytes in hex, shared by the
+leaders and the relay: ``cluster up`` writes one per venue), a request must carry the
+header ``Dx-Inbox-Sig``: the hex HMAC-SHA256 under that key of the domain's name, a
+newline and the payload. Anything else is refused with ``error unauthenticated`` and
+counted (``refused``); it never reaches the sequencer. The domain is signed so a request
+for one domain cannot be replayed into another; a replay into the same domain is a repeat
+the core already refuses (above). Without a key (a node started by hand without one) the
+inbox takes every request and says so once in the log.
+
+Cost: O(records) per request, plus one HMAC with a key; the queue holds at most ``limit``
+records (a request that would exceed it is refused with ``error busy``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import queue
+import secrets
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +43,16 @@ import numpy as np
 from derivex.cluster.jetstream import JetStreamLog
 from derivex.core.records import COMMAND_DTYPE, RECORD_BYTES, CommandKind, concat_commands
 
-__all__ = ["ACCEPTED_KINDS", "Inbox", "inbox_subject"]
+__all__ = [
+    "ACCEPTED_KINDS",
+    "INBOX_KEY_FILE",
+    "SIGNATURE_HEADER",
+    "Inbox",
+    "inbox_subject",
+    "load_inbox_key",
+    "new_inbox_key",
+    "sign_request",
+]
 
 _log = logging.getLogger("derivex.cluster.inbox")
 
@@ -38,8 +60,36 @@ _log = logging.getLogger("derivex.cluster.inbox")
 ACCEPTED_KINDS = (int(CommandKind.TRANSFER_IN), int(CommandKind.TRANSFER_REFUND))
 
 
+INBOX_KEY_FILE = "inbox.key"
+SIGNATURE_HEADER = "Dx-Inbox-Sig"
+
+
 def inbox_subject(domain: str) -> str:
     return f"dx.{domain}.inbox"
+
+
+def new_inbox_key(path: Path) -> bytes:
+    """Write a new random key to ``path`` (mode 0600); returns it."""
+    key = secrets.token_bytes(32)
+    path.write_text(key.hex() + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def load_inbox_key(path: Path | None) -> bytes | None:
+    """The key in ``path`` (None for no path, or no file there). Raises ``ValueError``
+    for a file that holds no key (refusing to run unauthenticated by mistake)."""
+    if path is None or not path.exists():
+        return None
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) < 16:
+        raise ValueError(f"{path}: an inbox key is at least 16 bytes")
+    return key
+
+
+def sign_request(key: bytes, domain: str, payload: bytes) -> str:
+    """The ``Dx-Inbox-Sig`` header of ``payload`` for ``domain``'s inbox."""
+    return hmac.new(key, domain.encode() + b"\n" + payload, hashlib.sha256).hexdigest()
 
 
 def check_request(payload: bytes, limit: int) -> np.ndarray | str:
@@ -58,9 +108,13 @@ class Inbox:
     """Listens on ``log``'s domain inbox (see the module docstring). Thread-safe between
     the loop thread (requests) and one caller of :meth:`drain`."""
 
-    def __init__(self, log: JetStreamLog, *, limit: int = 256) -> None:
+    def __init__(self, log: JetStreamLog, *, limit: int = 256, key: bytes | None = None) -> None:
         self.log = log
         self.limit = limit
+        self.key = key
+        self.refused = 0  # requests refused for a missing or wrong signature
+        if key is None:
+            _log.warning("inbox of %s takes unauthenticated requests (no key)", log.domain)
         self._queue: queue.SimpleQueue[tuple[np.ndarray, str]] = queue.SimpleQueue()
         self._queued = 0
         self._lock = threading.Lock()
@@ -68,7 +122,23 @@ class Inbox:
             log.nc.subscribe(inbox_subject(log.domain), cb=self._on_request), 5.0
         )
 
+    def authentic(self, message: Any) -> bool:
+        """Whether ``message`` carries the right signature (always, without a key)."""
+        if self.key is None:
+            return True
+        given = (message.headers or {}).get(SIGNATURE_HEADER, "")
+        expected = sign_request(self.key, self.log.domain, message.data)
+        return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
     async def _on_request(self, message: Any) -> None:
+        if not self.authentic(message):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 100 == 0:  # a flood must not flood the log
+                _log.warning("inbox of %s: %d unauthenticated requests refused",
+                             self.log.domain, self.refused)  # fmt: skip
+            if message.reply:
+                await self.log.nc.publish(message.reply, b"error unauthenticated")
+            return
         checked = check_request(message.data, self.limit)
         if isinstance(checked, str):
             if message.reply:

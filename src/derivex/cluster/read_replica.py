@@ -6,8 +6,9 @@ with the leader's every K frames) and, when its data directory holds the venue's
 own engine: every query method answers from the state the stream holds, i.e. only what
 a quorum has acknowledged. That is what keeps queries answered while the leader cannot
 write (a stream election, a lost quorum, a takeover): a leader holds every reply until
-its frame is in the stream, a replica never has anything to hold. Commands are refused
-with the retryable 10040 ``not_leader`` (send them to the leader).
+its frame is in the stream, a replica never has anything to hold. Commands sent over HTTP
+are forwarded to the domain's leader (``cluster.forward``); over the WebSocket they are
+refused with the retryable 10040 ``not_leader`` (send them to the leader).
 
 How it reads: a thread of its own fetches frames (blocking NATS reads) into a queue; the
 gateway's loop applies them every millisecond, in stream order, to the engine and the
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from derivex.cluster.forward import CommandForwarder
 from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
 from derivex.cluster.log import LogBatch, LogError
 from derivex.cluster.node import Follower
@@ -190,6 +192,11 @@ async def _serve(
     from derivex.gateway.server import Gateway
 
     gateway = Gateway(opened.venue, opened.keys, **gateway_options)
+    # commands sent over HTTP go on to the leader (cluster/forward.py)
+    forwarder = CommandForwarder(follower.log, gateway.auth)
+    gateway.app.middlewares.append(forwarder.middleware)
+    forwarder.poll()  # now, then every second
+    gateway.add_periodic(1.0, forwarder.poll)
     feed = FrameFeed(follower.log, follower.position)
     stop = asyncio.Event()
 
@@ -211,4 +218,5 @@ async def _serve(
     finally:
         feed.stop()
         await gateway.stop()
+        await forwarder.close()
     return 2 if follower.diverged is not None else 0

@@ -36,7 +36,7 @@ from pathlib import Path
 import nats.errors
 
 from derivex.cluster.domains import DomainReplay, parse_domains
-from derivex.cluster.inbox import inbox_subject
+from derivex.cluster.inbox import SIGNATURE_HEADER, inbox_subject, load_inbox_key, sign_request
 from derivex.cluster.jetstream import JetStreamLog
 from derivex.cluster.log import LogError
 from derivex.core import query
@@ -60,8 +60,10 @@ class Relay:
         resend_s: float = 2.0,
         request_timeout: float = 2.0,
         retry_for: float = 10.0,
+        inbox_key: bytes | None = None,
     ) -> None:
         self.ids = dict(domains)
+        self.inbox_key = inbox_key  # signs every inbox request (``cluster.inbox``)
         self.batch = batch
         self.resend_s = resend_s
         self.request_timeout = request_timeout
@@ -184,9 +186,17 @@ class Relay:
 
     def _request(self, destination: str, payload: bytes) -> bool:
         log = self.logs[destination]
+        headers = None
+        if self.inbox_key is not None:
+            headers = {SIGNATURE_HEADER: sign_request(self.inbox_key, destination, payload)}
         try:
             reply = log.loop.call(
-                log.nc.request(inbox_subject(destination), payload, timeout=self.request_timeout),
+                log.nc.request(
+                    inbox_subject(destination),
+                    payload,
+                    timeout=self.request_timeout,
+                    headers=headers,
+                ),
                 self.request_timeout + 5,
             )
         except (nats.errors.Error, TimeoutError) as error:
@@ -212,11 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status", type=Path, help="JSON written on stop")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between steps")
     parser.add_argument("--lifetime", type=float, default=300.0)
+    parser.add_argument("--inbox-key", type=Path, help="the leaders' inbox key file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     stopping: list[str] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
-    relay = Relay(args.urls.split(","), parse_domains(args.domains))
+    relay = Relay(
+        args.urls.split(","), parse_domains(args.domains), inbox_key=load_inbox_key(args.inbox_key)
+    )
     _log.info("relay: started for %s", relay.ids)  # tests wait for this line
     deadline = time.monotonic() + args.lifetime
     try:

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -42,7 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from derivex.cluster.inbox import Inbox
+from derivex.cluster.endpoints import Endpoint
+from derivex.cluster.endpoints import publish as publish_endpoint
+from derivex.cluster.inbox import INBOX_KEY_FILE, Inbox, load_inbox_key
 from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
 from derivex.cluster.lease import Lease
 from derivex.cluster.log import Fenced, LogError
@@ -121,6 +125,8 @@ class ClusterExchange(Exchange):
         try:
             events = super().submit(commands)
             pipe = self.leader.pipelined
+            if _FAULT_LABEL_KEY and (commands["label"] == _FAULT_LABEL_KEY).any():
+                _exit_after_ack(pipe, int(commands["seq"][-1]), self.timeout_s)
             if pipe is not None and self.durable_results:
                 pipe.wait(int(commands["seq"][-1]), self.timeout_s + 5)
             return events
@@ -136,6 +142,24 @@ class ClusterExchange(Exchange):
         if self.durability is not None:
             self.durability.stop()
         self.leader.close()
+
+
+#: fault injection for the tests (``tests/cluster/test_router.py``): a leader that
+#: sequences an order labelled ``$DERIVEX_FAULT_EXIT_AFTER_ACK`` dies once the order's frame
+#: has its PubAck, before anyone is answered: the "lost reply" a client resolves by label
+_FAULT_LABEL = os.environ.get("DERIVEX_FAULT_EXIT_AFTER_ACK", "")
+_FAULT_LABEL_KEY = (
+    int.from_bytes(hashlib.blake2b(_FAULT_LABEL.encode(), digest_size=8).digest(), "little") or 1
+    if _FAULT_LABEL
+    else 0
+)  # as ``SharedLabels.key``
+
+
+def _exit_after_ack(pipe: Any, seq: int, timeout_s: float) -> None:
+    if pipe is not None:
+        pipe.wait(seq, timeout_s)
+    _log.error("fault injection: exiting after the PubAck of seq %d, before replying", seq)
+    os._exit(137)
 
 
 def stand_by(
@@ -209,6 +233,13 @@ def _open(data_dir: Path, exchange: ClusterExchange, demo: bool, records: VenueR
         report = [f"leading from seq {exchange.sequencer.seq}"]
     keys = KeyStore(data_dir)
     demo_key = next((k for k in keys.list_keys() if k.name == "demo"), None)
+    if demo_key is not None and demo_key.account != serve_state.demo_account:
+        # a venue-wide keys.json (``cluster up`` writes one per domain) names the account
+        # every domain creates first: the same id in each
+        raise DataDirectoryError(
+            f"keys.json's demo key names account {demo_key.account}, the venue's demo "
+            f"account is {serve_state.demo_account}"
+        )
     if demo_key is None:
         demo_key = keys.create(serve_state.demo_account, ("read", "trade"), name="demo")
     if not state_path.exists():  # last, as in ``gateway.serve.open_venue``
@@ -274,9 +305,13 @@ def serve_cluster(
         _log.info("%s: leading %s from seq %d", options.node, log.domain, leader.sequencer.seq)
         exchange = ClusterExchange(leader)
         opened = _open(data_dir, exchange, gateway_options.get("demo", True), records)
+        inbox_key = load_inbox_key(data_dir / INBOX_KEY_FILE)
         return asyncio.run(
-            _serve(opened, leader, host, port, announce, options.outage_s, **gateway_options)
-        )
+            _serve(
+                opened, leader, host, port, announce, options.outage_s, inbox_key,
+                **gateway_options,
+            )
+        )  # fmt: skip
     finally:
         if leader is not None:
             _report(options.node, "leader", leader.sequencer, log.stream_last)
@@ -302,6 +337,7 @@ async def _serve(
     port: int,
     announce: Callable[[Any, Any], None],
     outage_s: float = 0.5,
+    inbox_key: bytes | None = None,
     **gateway_options: Any,
 ) -> int:
     from derivex.gateway import serve as serving
@@ -324,10 +360,13 @@ async def _serve(
 
     gateway.add_periodic(max(0.05, leader.lease.ttl_s / 6), keep_lease)
     # the transfer relay's commands (cluster/inbox.py), sequenced like a client's
-    inbox = Inbox(leader.log)
+    inbox = Inbox(leader.log, key=inbox_key)
     gateway.add_periodic(0.1, lambda: inbox.drain(opened.venue.exchange.submit, leader.pipelined))
     await gateway.start(host, port)
     announce(gateway, opened)
+    # where the router (cluster/router.py) finds this domain's leader from now on
+    endpoint = Endpoint(gateway.url, leader.node, leader.lease.epoch)
+    advertising = asyncio.create_task(_advertise(leader, endpoint))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -339,7 +378,28 @@ async def _serve(
         if gateway.gate is not None:
             gateway.gate.release_now()
         await asyncio.sleep(0.05)  # (the released replies reach their sockets)
+    advertising.cancel()
     await gateway.stop()
     exchange.stop_pipeline()
     inbox.close()
     return code
+
+
+async def _advertise(leader: Leader, endpoint: Endpoint, budget_s: float = 60.0) -> None:
+    """Write ``endpoint`` to ``dx_endpoints`` (``cluster.endpoints``), retried through
+    NATS elections for ``budget_s``; logged, never fatal (the router then answers 10040
+    for this domain until a leader advertises)."""
+    log = leader.log
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            await asyncio.to_thread(
+                log.loop.call, publish_endpoint(log.js, log.domain, endpoint), 10.0
+            )
+            _log.info("%s: advertised %s", leader.node, endpoint.url)
+            return
+        except Exception as error:  # a NATS election: try again
+            if time.monotonic() > deadline:
+                _log.error("%s: endpoint not advertised: %r", leader.node, error)
+                return
+            await asyncio.sleep(0.5)

@@ -26,6 +26,7 @@ from derivex.gateway import (  # noqa: F401  (they register methods)
     cancel_on_disconnect,
     candles,
     history_api,
+    label_api,
     margin_api,
     mmp_api,
     private_api,
