@@ -4,6 +4,7 @@ account on worker 0, its subaccount on worker 1. Not extended they trade; extend
 ``cancel_maker`` the main's resting order is cancelled (its order object, read on worker 0,
 says ``self_trade_prevention``) and nothing trades; with ``reject_taker`` the crossing
 order is refused; an ``mmp`` order placed on worker 0 reads ``mmp: true`` on worker 1.
+Also: no trading key reaches the operator's kill switch on either worker.
 The single-process venue runs the same flow in ``tests/gateway/test_self_trading.py``.
 """
 
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from derivex.gateway.errors import FORBIDDEN
 from tests.adversarial.workers_served import Served, perpetual_spec, prepare
 from tests.gateway.rpc_client import RpcClient
+from tests.gateway.test_admin_control import CONTROLS
 
 WORKERS = 2
 PERPETUAL = "BTC_USDC-PERPETUAL"
@@ -129,6 +132,28 @@ def test_family_self_trade_prevention_across_workers(venue: Venue) -> None:
         for client in (main, sub):
             await client.result("private/cancel_all")
         for client in (main, sub, reader):
+            await client.close()
+
+    asyncio.run(run())
+
+
+def test_trading_keys_cannot_reach_the_kill_switch_on_any_worker(venue: Venue) -> None:
+    """Every operator control answers 13021 to a trading key on both workers, and nothing
+    was sequenced: the account still trades."""
+    (account,) = venue.accounts
+
+    async def run() -> None:
+        for worker in range(WORKERS):
+            client = await _on(venue, worker, account.client_id, account.secret)
+            for name, params in CONTROLS:
+                reply = await client.call(name, {**params, "account": account.account})
+                assert reply["error"]["code"] == FORBIDDEN, (worker, name, reply)
+            ticker = await client.result("public/ticker", {"instrument_name": PERPETUAL})
+            price = round(float(ticker["mark_price"]) * 0.99 / venue.tick) * venue.tick
+            order = {"instrument_name": PERPETUAL, "amount": venue.lot, "price": price}
+            placed = await client.result("private/buy", {**order, "type": "limit"})
+            assert placed["order"]["order_state"] == "open"
+            await client.result("private/cancel_all")
             await client.close()
 
     asyncio.run(run())
