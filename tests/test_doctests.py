@@ -13,6 +13,7 @@ import derivex.exchange
 import derivex.gateway.auth_limits
 import derivex.gateway.candles
 import derivex.gateway.keys
+import derivex.gateway.self_trading_api
 import derivex.gateway.signatures
 
 
@@ -26,6 +27,7 @@ import derivex.gateway.signatures
         derivex.gateway.auth_limits,
         derivex.gateway.candles,
         derivex.gateway.keys,
+        derivex.gateway.self_trading_api,
         derivex.gateway.signatures,
     ],
 )

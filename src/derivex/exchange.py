@@ -55,6 +55,7 @@ from derivex.core.records import (
     OrderFlag,
     Reason,
     SelfTradePrevention,
+    SelfTradeScope,
     SystemAccount,
     TriggerSource,
     TriggerType,
@@ -303,13 +304,18 @@ class Exchange(OrderMethods):
             raise ValueError(f"account not created: {_reason(events).name}")
         return int(events["account"][0])
 
-    def set_self_trade_prevention(self, account: int, mode: str) -> CommandResult:
+    def set_self_trade_prevention(
+        self, account: int, mode: str, extended_to_subaccounts: bool = False
+    ) -> CommandResult:
+        """``mode`` cancel_resting / reject_incoming; ``extended_to_subaccounts``: the
+        resting orders of the account's whole family count as its own (core/stp.py)."""
         _, margin = query.account_settings(self.engine.state, account)
+        scope = SelfTradeScope.FAMILY if extended_to_subaccounts else SelfTradeScope.ACCOUNT
         return self._result(
             self._command(
                 CommandKind.SET_ACCOUNT,
                 account=account,
-                stp=SelfTradePrevention[mode.upper()],
+                stp=SelfTradePrevention[mode.upper()] | scope,
                 margin_mode=margin,
             )
         )

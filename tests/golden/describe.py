@@ -23,6 +23,7 @@ VALUE_ENUMS = (
     "OrderFlag",
     "InstrumentSetting",
     "SelfTradePrevention",
+    "SelfTradeScope",
     "InstrumentKind",
     "OptionType",
     "InstrumentStatus",

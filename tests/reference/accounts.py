@@ -10,6 +10,7 @@ from derivex.core.records import (
     IndexStatus,
     Reason,
     SelfTradePrevention,
+    SelfTradeScope,
     SystemAccount,
 )
 from tests.reference.entities import (
@@ -18,6 +19,9 @@ from tests.reference.entities import (
     Reject,
     ceil_div,
 )
+
+#: every valid ``stp`` value: a mode (bit 0) with a scope (bit 7), core/stp.py
+STP_SETTINGS = {mode | scope for mode in SelfTradePrevention for scope in SelfTradeScope}
 
 
 class AccountsModel:
@@ -60,7 +64,7 @@ class AccountsModel:
 
     def _create_account(self, cmd) -> None:
         stp = int(cmd["stp"])
-        if stp not in (SelfTradePrevention.CANCEL_RESTING, SelfTradePrevention.REJECT_INCOMING):
+        if stp not in STP_SETTINGS:
             raise Reject(Reason.BAD_STP_MODE)
         mode = int(cmd["margin_mode"])
         if mode not in (0, 1):
@@ -128,7 +132,7 @@ class AccountsModel:
     def _set_account(self, cmd) -> None:
         acct_id, acct = self._user_account(cmd)  # [A2]
         stp = int(cmd["stp"])
-        if stp not in (SelfTradePrevention.CANCEL_RESTING, SelfTradePrevention.REJECT_INCOMING):
+        if stp not in STP_SETTINGS:
             raise Reject(Reason.BAD_STP_MODE)
         mode = int(cmd["margin_mode"])
         if mode not in (0, 1):

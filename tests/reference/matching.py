@@ -8,7 +8,7 @@ from derivex.core.records import (
     InstrumentKind,
     Liquidity,
     Reason,
-    SelfTradePrevention,
+    SelfTradeScope,
     SystemAccount,
     TimeInForce,
 )
@@ -123,6 +123,15 @@ class MatchingModel:
 
     # ------------------------------------------------------------------ matching
 
+    def _counts_as_own(self, acct_id: int, other: int) -> bool:
+        """Whether ``other``'s resting orders count as ``acct_id``'s own for STP: the same
+        account, or (``acct_id`` with FAMILY scope) the same main account. [core/stp.py]"""
+        if other == acct_id:
+            return True
+        if not self.accounts[acct_id].stp & SelfTradeScope.FAMILY:
+            return False
+        return (self.accounts[other].parent or other) == (self.accounts[acct_id].parent or acct_id)
+
     def _scan(
         self,
         acct_id: int,
@@ -153,7 +162,7 @@ class MatchingModel:
                 if remaining == 0:
                     break
                 gas_needed += self.cfg.gas_per_fill
-                if resting.account == acct_id:
+                if self._counts_as_own(acct_id, resting.account):
                     if stp_reject:
                         own = True
                         break
@@ -191,8 +200,8 @@ class MatchingModel:
                 if acct.gas < self.cfg.gas_per_fill:
                     return filled, True
                 acct.gas -= self.cfg.gas_per_fill
-                if resting.account == taker.account:
-                    assert acct.stp == SelfTradePrevention.CANCEL_RESTING
+                if self._counts_as_own(taker.account, resting.account):
+                    # CANCEL_RESTING, or an engine order (a liquidation: whatever the mode)
                     self._cancel_resting(resting, Reason.CANCEL_SELF_TRADE)
                     continue
                 if resting.flags & RO:

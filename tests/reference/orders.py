@@ -147,7 +147,7 @@ class OrdersModel:
             self.positions
         ) >= self.cfg.max_positions:  # [A7]
             raise Reject(Reason.POSITION_POOL_FULL)
-        stp_reject = acct.stp == SelfTradePrevention.REJECT_INCOMING
+        stp_reject = acct.stp & 1 == SelfTradePrevention.REJECT_INCOMING
         if tif == TimeInForce.FOK or stp_reject:  # 12
             reason = self._scan(
                 acct_id, inst_id, side, limit, qty, tif == TimeInForce.FOK, stp_reject
@@ -257,7 +257,7 @@ class OrdersModel:
         )
         if price != order.price:  # [A14]
             self._check_levels(inst, order.side, price)
-        if not keep and acct.stp == SelfTradePrevention.REJECT_INCOMING:
+        if not keep and acct.stp & 1 == SelfTradePrevention.REJECT_INCOMING:
             reason = self._scan(acct_id, order.instrument, order.side, price, qty, False, True)
             if reason is not None:
                 raise Reject(reason)

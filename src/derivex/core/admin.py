@@ -54,6 +54,7 @@ from derivex.core.records import (
     SystemAccount,
 )
 from derivex.core.risk import exposed_to_stale_index, margins, risk_on
+from derivex.core.stp import stp_valid
 
 MAX_FEE_PPM = 100_000
 
@@ -67,7 +68,7 @@ def accept(ev, n, seq, command, account, instrument):
 def create_account(st, ev, n, cmds, i):
     c = cmds[i]
     stp = np.int64(c["stp"])
-    if stp > 1:
+    if not stp_valid(stp):
         return reject(st, ev, n, cmds, i, Reason.BAD_STP_MODE, 0)
     mode = np.int64(c["margin_mode"])
     if mode > 1:
@@ -97,7 +98,7 @@ def set_account(st, ev, n, cmds, i):
     if reason != Reason.OK:
         return reject(st, ev, n, cmds, i, reason, 0)
     stp = np.int64(c["stp"])
-    if stp > 1:
+    if not stp_valid(stp):
         return reject(st, ev, n, cmds, i, Reason.BAD_STP_MODE, 0)
     mode = np.int64(c["margin_mode"])
     if mode > 1:

@@ -27,6 +27,7 @@ from derivex.core.mmp import mmp_fill
 from derivex.core.pools import order_id_of, position_release_if_idle
 from derivex.core.records import Liquidity, OrderFlag, Reason, Side
 from derivex.core.risk import risk_in, risk_out
+from derivex.core.stp import counts_as_own, stp_family
 
 
 @kernel
@@ -64,8 +65,10 @@ def opposite_best_price(st, instrument, side):
 def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
     """Walk the opposite side exactly as ``match`` would, without changing anything.
 
-    Returns ``(fillable, gas_needed, own_reached)``. Own orders are skipped (they would be
-    cancelled) unless ``stop_at_own``, which stops at the first one reached."""
+    Returns ``(fillable, gas_needed, own_reached)``. Own orders (with a FAMILY scope, the
+    family's too: core/stp.py) are skipped (they would be cancelled) unless ``stop_at_own``,
+    which stops at the first one reached."""
+    family = stp_family(st, account)
     gas_level = st.params[P_GAS_PER_LEVEL]
     gas_fill = st.params[P_GAS_PER_FILL]
     opp = 1 - side
@@ -86,7 +89,7 @@ def scan(st, instrument, side, limit, is_market, qty, account, stop_at_own):
             position = st.ord_i4[slot, Order4.POSITION]
             maker = st.pos_i4[position, Pos4.ACCOUNT]
             available = st.ord_i8[slot, Order8.QTY_LOTS]
-            if maker == account:
+            if counts_as_own(st, maker, account, family):
                 if stop_at_own:
                     own = True
                     break
@@ -167,6 +170,7 @@ def match(
     maker_fee = st.ins_i8[instrument, Ins8.MAKER_FEE]
     taker_fee = st.ins_i8[instrument, Ins8.TAKER_FEE]
     taker_id = order_id_of(st, taker_slot)
+    family = stp_family(st, account)  # NIL unless the taker's STP scope is FAMILY
     opp = 1 - side
     row = instrument * 2 + opp
     rem = qty
@@ -193,11 +197,14 @@ def match(
             following = st.ord_i4[slot, Order4.NEXT]
             position = st.ord_i4[slot, Order4.POSITION]
             maker = st.pos_i4[position, Pos4.ACCOUNT]
-            if maker == account:
-                # only CANCEL_RESTING reaches here: REJECT_INCOMING was settled by the scan
+            if counts_as_own(st, maker, account, family):
+                # only CANCEL_RESTING reaches here (REJECT_INCOMING was settled by the scan),
+                # and engine orders (a liquidation), which cancel whatever the mode
                 n, _ = cancel_resting(
                     st, ev, n, seq, command, slot, instrument, opp, Reason.CANCEL_SELF_TRADE, 0
                 )
+                if maker != account:  # a family member's position may hold nothing now
+                    position_release_if_idle(st, position)
                 slot = following
                 continue
             available = st.ord_i8[slot, Order8.QTY_LOTS]

@@ -14,7 +14,7 @@ import numpy as np
 
 from derivex.core.client_ids import new_client_id_reason, uses_client_id
 from derivex.core.jit import kernel
-from derivex.core.layout import NIL, Account4, Account8, Counter, Ins4, Order4, Order8
+from derivex.core.layout import NIL, Account8, Counter, Ins4, Order4, Order8
 from derivex.core.matching import reducing_capacity, scan
 from derivex.core.mmp import mmp_order_reason
 from derivex.core.order_checks import (
@@ -35,7 +35,6 @@ from derivex.core.records import (
     OrderFlag,
     OrderType,
     Reason,
-    SelfTradePrevention,
     TimeInForce,
 )
 from derivex.core.risk import (
@@ -46,6 +45,7 @@ from derivex.core.risk import (
     market_reason,
     risk_on,
 )
+from derivex.core.stp import rejects_incoming
 
 
 @kernel
@@ -151,7 +151,7 @@ def validate_place_terms(
         reason = capacity_reason(st, account, instrument, side, price, position, resting)
     if reason != Reason.OK:
         return reason, price, qty, tif, sweep, position
-    stp_reject = st.acc_i4[account, Account4.STP] == SelfTradePrevention.REJECT_INCOMING
+    stp_reject = rejects_incoming(st, account)
     if tif == TimeInForce.FOK or stp_reject:
         fillable, gas_needed, own = scan(
             st, instrument, side, price, sweep, qty, account, stp_reject
@@ -212,7 +212,7 @@ def validate_amend(st, c, account, slot, position, instrument):
         reason = level_capacity_reason(st, instrument, side, price)
         if reason != Reason.OK:
             return reason, price, qty, keep
-    if (not keep) and st.acc_i4[account, Account4.STP] == SelfTradePrevention.REJECT_INCOMING:
+    if (not keep) and rejects_incoming(st, account):
         _, _, own = scan(st, instrument, side, price, False, qty, account, True)
         if own:
             return Reason.SELF_TRADE_REJECTED, price, qty, keep

@@ -44,7 +44,7 @@ COMMAND_DTYPE = _layout(
         ("order_type", "u1", 18),  # OrderType
         ("tif", "u1", 19),  # TimeInForce
         ("flags", "u1", 20),  # OrderFlag bits
-        ("stp", "u1", 21),  # SelfTradePrevention (create/set account)
+        ("stp", "u1", 21),  # SelfTradePrevention | SelfTradeScope (create/set account)
         ("count", "<u2", 22),  # number of QUOTE_LEG records after a MASS_QUOTE
         ("account", "<u4", 24),
         ("instrument", "<u4", 28),
@@ -414,6 +414,14 @@ CLIENT_ORDER_FLAGS = (
 class SelfTradePrevention(IntEnum):
     CANCEL_RESTING = 0  # the resting own order is cancelled, matching continues
     REJECT_INCOMING = 1  # the incoming order is rejected whole, nothing changes
+
+
+class SelfTradeScope(IntEnum):
+    """Bit 7 of the ``stp`` field (CREATE_ACCOUNT, CREATE_SUBACCOUNT, SET_ACCOUNT) and of the
+    account's setting, beside the ``SelfTradePrevention`` mode in bit 0 (core/stp.py)."""
+
+    ACCOUNT = 0  # the account's own resting orders only (the default)
+    FAMILY = 128  # also those of its main account and of every subaccount of that main
 
 
 class InstrumentKind(IntEnum):

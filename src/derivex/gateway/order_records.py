@@ -34,7 +34,7 @@ TIF_NAMES_BY_CODE = {int(code): TIF_NAMES[name] for name, code in TIME_IN_FORCE.
 ORDER_TYPE_CODES = {name: int(kind) for name, kind in ORDER_TYPES.items()}
 TIF_CODES = {name: int(tif) for name, tif in TIME_IN_FORCE.items()}
 _POST_ONLY, _REJECT_POST_ONLY = int(OrderFlag.POST_ONLY), int(OrderFlag.REJECT_POST_ONLY)
-_REDUCE_ONLY = int(OrderFlag.REDUCE_ONLY)
+_REDUCE_ONLY, _MMP = int(OrderFlag.REDUCE_ONLY), int(OrderFlag.MMP)
 
 
 @dataclass(slots=True)
@@ -60,6 +60,9 @@ class OrderRecord:
     created_ms: int = 0
     updated_ms: int = 0
     replaced: bool = False
+    # counts toward market-maker protection: placed with the mmp flag, or a mass-quote leg
+    # (the engine counts every quote toward its MMP group: core/mmp.py)
+    mmp: bool = False
     # trigger orders and the orders they spawn (gateway/trigger_orders.py)
     trigger: str = ""  # last_price / index_price / mark_price
     trigger_price_ticks: int = 0
@@ -205,11 +208,13 @@ class Pending:
     post_only: bool = field(init=False, default=False)
     reject_post_only: bool = field(init=False, default=False)
     reduce_only: bool = field(init=False, default=False)
+    mmp: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.post_only = bool(self.flags & _POST_ONLY)
         self.reject_post_only = bool(self.flags & _REJECT_POST_ONLY)
         self.reduce_only = bool(self.flags & _REDUCE_ONLY)
+        self.mmp = bool(self.flags & _MMP)
 
     def trigger_label(self) -> str:
         """The label of the next trigger order this command places (a linked group's

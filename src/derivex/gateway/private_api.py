@@ -14,6 +14,7 @@ from derivex.gateway import params as p
 from derivex.gateway.catalog import COLLATERAL
 from derivex.gateway.errors import INVALID_AMOUNT, INVALID_PRICE, PRICE_TOO_HIGH, RpcError
 from derivex.gateway.methods import ENGINE, Context, method
+from derivex.gateway.self_trading_api import self_trading_fields
 from derivex.gateway.subaccount_api import readable_account
 from derivex.gateway.venue import Placed, PlaceOrder
 
@@ -447,11 +448,13 @@ def get_account_summary(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _identity(venue: Any, account: int) -> dict[str, Any]:
+    state = venue.exchange.engine.state
     return {
         "id": account,
-        "type": "subaccount" if query.parent_of(venue.exchange.engine.state, account) else "main",
+        "type": "subaccount" if query.parent_of(state, account) else "main",
         "username": f"account-{account}",
         "system_name": "derivex",
+        **self_trading_fields(state, account),  # Deribit reads the STP setting here
     }
 
 

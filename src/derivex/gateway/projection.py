@@ -302,6 +302,8 @@ class Projection(OrderRecords):
                         now,
                         now,
                     )
+                    if pending.mmp or command == _MASS_QUOTE:
+                        record.mmp = True
                     self.orders[order_id] = record
                     update.orders[order_id] = record
                     update.last_placed = record
@@ -439,6 +441,7 @@ class Projection(OrderRecords):
                     post_only=bool(info.flags & OrderFlag.POST_ONLY),
                     reduce_only=bool(info.flags & OrderFlag.REDUCE_ONLY),
                     quote=bool(info.flags & OrderFlag.QUOTE),
+                    mmp=bool(info.flags & (OrderFlag.QUOTE | OrderFlag.MMP)),
                     label=self.labels.name(info.label) if self.labels is not None else "",
                     price_ticks=info.price_ticks,
                     amount_lots=info.remaining_lots,

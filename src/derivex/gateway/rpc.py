@@ -32,6 +32,7 @@ from derivex.gateway import (  # noqa: F401  (they register methods)
     private_api,
     public_api,
     quote_api,
+    self_trading_api,
     subaccount_api,
     transfer_api,
     trigger_api,

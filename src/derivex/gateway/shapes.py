@@ -178,6 +178,7 @@ def _order_template(record: OrderRecord, spec: InstrumentSpec, catalog: Catalog)
         record.reduce_only,
         record.quote,
         record.label,
+        record.mmp,
     )
     template = catalog.order_templates.get(key)
     if template is None:
@@ -205,7 +206,7 @@ def _order_template(record: OrderRecord, spec: InstrumentSpec, catalog: Catalog)
             "is_liquidation": False,
             "replaced": False,
             "quote": record.quote,
-            "mmp": False,
+            "mmp": record.mmp,
             "risk_reducing": False,
         }
         if len(catalog.order_templates) >= ORDER_TEMPLATES:

@@ -126,7 +126,9 @@ def create_subaccount(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     own = ctx.session.account
     if query.parent_of(ctx.venue.exchange.engine.state, own):
         raise RpcError(UNAVAILABLE_IN_SUBACCOUNT, "unavailable_in_subaccount")
-    events = _sequence(ctx, CommandKind.CREATE_SUBACCOUNT, account=own)
+    # the new member starts with the family's self-trade prevention (self_trading_api)
+    stp = query.account_settings(ctx.venue.exchange.engine.state, own)[0]
+    events = _sequence(ctx, CommandKind.CREATE_SUBACCOUNT, account=own, stp=stp)
     return _account_object(ctx, int(events["account"][0]), False)
 
 
