@@ -139,8 +139,12 @@ def link_index_of(rows: np.ndarray) -> np.ndarray:
 def rebuild_link_index(rows: np.ndarray) -> None:
     """Rewrite the index columns of trigger rows ``rows`` in place from their PRIMARY and
     PARTNER values (after a snapshot load or a pool growth changed the rows or the bucket
-    count). O(capacity + entries x log entries)."""
-    rows[:, INDEX_COLUMNS] = link_index_of(rows)
+    count). Only rows whose columns differ are written, so the rows of a mapped snapshot
+    whose index is right stay shared with the file. O(capacity + entries x log entries)."""
+    index = link_index_of(rows)
+    stale = np.flatnonzero(np.any(rows[:, INDEX_COLUMNS] != index, axis=1))
+    if len(stale):
+        rows[stale, INDEX_COLUMNS] = index[stale]
 
 
 def check_link_index(rows: np.ndarray) -> None:

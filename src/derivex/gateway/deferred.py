@@ -160,11 +160,7 @@ class DeferredBatches(Projection):
                     )
                 if pending is None:
                     label = ""
-                    if (
-                        keys is not None
-                        and keys[k]
-                        and (commands_of[k] in _LABELLED)
-                    ):
+                    if keys is not None and keys[k] and (commands_of[k] in _LABELLED):
                         label = labels.name(keys[k])  # type: ignore[union-attr]
                     pending = Pending(
                         ORDER_TYPE_NAMES.get(kinds[k], "limit"),
