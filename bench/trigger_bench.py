@@ -6,7 +6,10 @@
    same prices: commands per second of both and their ratio;
 2. one INDEX command that crosses 10,000 index-triggered stops: its cost with the default
    per-command cap (64 fire, the rest wait) and without a cap (all 10,000 fire in it), plus
-   the NOOPs the capped run needs to drain the queue.
+   the NOOPs the capped run needs to drain the queue;
+3. trades while 10,000 trigger orders rest far from the market, as 5,000 OCO groups
+   (linked: every fill goes through the link pass) against 10,000 plain stops: µs per trade
+   command of both and their ratio (the link pass must not cost in the pool's size).
 
     python bench/trigger_bench.py [--commands 200000] [--triggers 10000] [--runs 3] [--quick]
 
@@ -33,7 +36,9 @@ from derivex.core.engine import Engine  # noqa: E402
 from derivex.core.records import (  # noqa: E402
     CommandKind,
     EventKind,
+    FillCondition,
     InstrumentKind,
+    LinkType,
     TriggerSource,
     TriggerType,
     command_array,
@@ -196,15 +201,100 @@ def wall_of_stops(triggers: int, cap: int) -> dict[str, float]:
     }
 
 
+def _resting_triggers(rows: int, grouped: bool) -> np.ndarray:
+    """``rows`` index-sourced sell triggers far from the market on accounts 2.. (the first
+    two trade): ``rows // 2`` OCO groups (a take far above, a stop far below), or as many
+    plain stops and takes."""
+    if not grouped:
+        out = command_array(rows)
+        out["kind"] = CommandKind.PLACE_TRIGGER
+    else:
+        out = command_array(3 * (rows // 2))
+        header = out[0::3]
+        header["kind"] = CommandKind.PLACE_LINKED
+        header["link_type"] = LinkType.OCO
+        header["fill_condition"] = FillCondition.FIRST_HIT
+        header["count"] = 2
+        out["kind"][1::3] = CommandKind.LINKED_TRIGGER
+        out["kind"][2::3] = CommandKind.LINKED_TRIGGER
+    legs = np.flatnonzero(out["kind"] != CommandKind.PLACE_LINKED)
+    group = np.arange(len(out)) // (3 if grouped else 2)
+    out["account"] = FIRST_ACCOUNT + 2 + group % (ACCOUNTS - 2)
+    take = (np.arange(len(legs)) % 2) == 0
+    at = out[legs]
+    at["side"] = 1
+    at["order_type"] = 1
+    at["trigger_source"] = TriggerSource.INDEX
+    at["trigger_type"] = np.where(take, TriggerType.TAKE, TriggerType.STOP)
+    at["trigger_price_ticks"] = np.where(take, 2 * START, START // 2)
+    at["qty_lots"] = 1
+    out[legs] = at
+    return out
+
+
+def grouped_trades(rows: int, trades: int, grouped: bool) -> dict[str, float]:
+    """Alternating resting sells and IOC buys that take them, while ``rows`` trigger orders
+    rest (``_resting_triggers``). Returns µs per trade command (the IOC buy)."""
+    engine = Engine(config())
+    base = setup()
+    engine.process(base)
+    prefix = concat_commands([index_records(1, [(1, 1, START)]), _resting_triggers(rows, grouped)])
+    prefix["seq"] = int(base["seq"][-1]) + 1 + np.arange(len(prefix))
+    prefix["ts_ns"] = 1
+    events = engine.process(prefix)
+    assert int(np.sum(events["kind"] == EventKind.TRIGGER_PLACED)) == rows
+    assert int(np.sum(events["kind"] == EventKind.ORDER_LINKED)) == (rows if grouped else 0)
+    flow = command_array(2 * trades)
+    flow["kind"] = CommandKind.PLACE_ORDER
+    flow["account"][0::2] = FIRST_ACCOUNT
+    flow["account"][1::2] = FIRST_ACCOUNT + 1
+    flow["side"][0::2] = 1
+    flow["tif"][1::2] = 1  # IOC
+    flow["price_ticks"] = START + TICK * (np.arange(2 * trades) // 2 % 20)
+    flow["qty_lots"] = 1
+    flow["seq"] = int(prefix["seq"][-1]) + 1 + np.arange(len(flow))
+    flow["ts_ns"] = 2
+    start = time.perf_counter()
+    events = engine.process_into(flow)
+    elapsed = time.perf_counter() - start
+    fills = int(np.sum(events["kind"] == EventKind.FILLED))
+    assert fills == 2 * trades, fills
+    engine.check_invariants()
+    return {"us_per_trade": elapsed * 1e6 / trades, "us_per_command": elapsed * 1e6 / len(flow)}
+
+
+def grouped_rows_resting(rows: int, trades: int, runs: int) -> dict[str, float]:
+    """``grouped_trades`` grouped and plain, interleaved ``runs`` times: medians, ratio."""
+    plain, grouped = [], []
+    for _ in range(runs):
+        plain.append(grouped_trades(rows, trades, False)["us_per_trade"])
+        grouped.append(grouped_trades(rows, trades, True)["us_per_trade"])
+    out = {
+        "rows": rows,
+        "trades": trades,
+        "plain_us_per_trade": statistics.median(plain),
+        "grouped_us_per_trade": statistics.median(grouped),
+    }
+    out["ratio"] = out["grouped_us_per_trade"] / out["plain_us_per_trade"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--commands", type=int, default=200_000)
     parser.add_argument("--triggers", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--grouped-only", action="store_true", help="only measure 3 (trades with groups resting)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.commands, args.triggers, args.runs = 20_000, 2_000, 1
+    if args.grouped_only:
+        grouped_trades(200, 200, True)  # compile / warm the cache outside the timing
+        print(grouped_rows_resting(args.triggers, 20_000, args.runs))
+        return
     results: dict = {"machine": machine(), "commands": args.commands}
     run_flow(2_000, True, 1)  # compile / warm the cache outside the timing
     plain, stops, counts = [], [], {}
@@ -219,6 +309,7 @@ def main() -> None:
     results["stop_flow_counts"] = counts
     results["wall_capped"] = wall_of_stops(args.triggers, 64)
     results["wall_uncapped"] = wall_of_stops(args.triggers, 1 << 20)
+    results["grouped_rows_resting"] = grouped_rows_resting(args.triggers, 20_000, args.runs)
     table = Table(title="conditional orders")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -226,7 +317,7 @@ def main() -> None:
     table.add_row("10% stops flow, commands/s", f"{results['stops_cmds_per_s']:,.0f}")
     table.add_row("ratio stops / plain", f"{results['ratio']:.3f}")
     table.add_row("stops fired in the stops flow", str(counts.get("fired")))
-    for name in ("wall_capped", "wall_uncapped"):
+    for name in ("wall_capped", "wall_uncapped", "grouped_rows_resting"):
         for key, value in results[name].items():
             table.add_row(
                 f"{name}: {key}", f"{value:,.3f}" if isinstance(value, float) else str(value)

@@ -118,3 +118,37 @@ def test_workers_show_the_same_linked_orders(tmp_path: Path) -> None:
     finally:
         status, summary = served.stop()
     assert status == 0 and summary["failure"] is None, summary
+
+
+def test_workers_show_the_label_of_a_plain_trigger_order(tmp_path: Path) -> None:
+    """A labelled stop-loss (no group) placed through one worker reads the same label on
+    every worker: a worker walking another's batch takes the label from the PLACE_TRIGGER
+    record (it was "" there before)."""
+    data, log, port = tmp_path / "venue", tmp_path / "serve.log", _free_port()
+    served = ServedWorkers(data, log, port)
+    try:
+        alice = served.client()
+        deadline = time.monotonic() + 20
+        while not (bid := alice.fetch_ticker(PERPETUAL)["bid"]):  # the demo makers quote
+            assert time.monotonic() < deadline, "no bid"
+            time.sleep(0.1)
+        far = float(alice.price_to_precision(PERPETUAL, bid * 0.5))
+        stop = alice.create_order(
+            PERPETUAL, "market", "sell", 0.01, params={"stopLossPrice": far, "label": "guard"}
+        )
+        assert stop["info"]["label"] == "guard"
+        for _ in range(8):  # fresh connections: SO_REUSEPORT spreads them over both workers
+            fresh = served.client()
+            deadline = time.monotonic() + 5
+            while True:
+                shown = {o["id"]: o["info"] for o in fresh.fetch_open_orders(PERPETUAL)}
+                if stop["id"] in shown:
+                    break
+                assert time.monotonic() < deadline, "a worker never saw the trigger order"
+                time.sleep(0.01)
+            assert shown[stop["id"]]["label"] == "guard", shown[stop["id"]]
+            state = fresh.private_get_get_order_state({"order_id": stop["id"]})["result"]
+            assert state["label"] == "guard", state
+    finally:
+        status, summary = served.stop()
+    assert status == 0 and summary["failure"] is None, summary

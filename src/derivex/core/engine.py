@@ -56,6 +56,7 @@ from derivex.core.layout import (
     Pos4,
 )
 from derivex.core.lifecycle import time_command
+from derivex.core.link_index import rebuild_link_index
 from derivex.core.market_data import flush, index_command, leg_span, risk_array_command
 from derivex.core.mmp_stage import mmp_stage, reset_mmp, set_mmp_config
 from derivex.core.order_checks import reject
@@ -387,12 +388,15 @@ class Engine:
         engine = cls.__new__(cls)
         engine.config = config
         engine.arena, engine.layout, engine.state = arena, layout, state
+        rebuild_link_index(state.trg_i8)  # derived data: never trusted from the file
         engine._events = np.zeros(4096, dtype=EVENT_DTYPE)
         return engine
 
     def _adopt(self, state: State) -> None:
-        """Make ``state`` the engine's state, packed into a fresh arena."""
+        """Make ``state`` the engine's state, packed into a fresh arena, with its link
+        index rebuilt from its trigger rows (a loaded or grown state's is stale)."""
         self.arena, self.layout, self.state = pack(state)
+        rebuild_link_index(self.state.trg_i8)
 
     def process_into(self, commands: np.ndarray) -> np.ndarray:
         """Process a batch; return a *view* of the internal event buffer (valid until the

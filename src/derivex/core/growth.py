@@ -42,6 +42,7 @@ from derivex.core.layout import (
     Counter,
     Pos4,
 )
+from derivex.core.link_index import rebuild_link_index
 from derivex.core.mmp_layout import mmp_arrays
 from derivex.core.records import SYSTEM_ACCOUNTS
 from derivex.core.state import State
@@ -268,6 +269,7 @@ def grow(state: State, headroom: int = 1) -> State:
     if trigger_free < headroom and triggers < maximum:
         new = _next_capacity(triggers, int(meta[TrigMeta.HWM]) + headroom, maximum)
         s["trg_i8"] = _widen(state.trg_i8, new, 0)
+        rebuild_link_index(s["trg_i8"])  # its bucket count follows the capacity
         s["trg_label"] = _widen(state.trg_label, new, 0)
         s["trg_scratch"] = _widen(state.trg_scratch, new, 0)
     per_side = state.ladder_price.shape[1]

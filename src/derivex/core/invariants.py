@@ -30,6 +30,7 @@ from derivex.core.layout import (
     Pos4,
     Pos8,
 )
+from derivex.core.link_index import check_link_index
 from derivex.core.mmp_query import check_mmp_invariants
 from derivex.core.pools import hash_find
 from derivex.core.state import State, free_order_slots
@@ -72,6 +73,7 @@ def check_risk(st: State) -> None:
 def check_invariants(st: State) -> None:
     check_risk(st)
     check_trigger_invariants(st)
+    check_link_index(st.trg_i8)
     check_links(st)
     check_mmp_invariants(st)
     c = st.counters

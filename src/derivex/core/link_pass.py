@@ -8,8 +8,9 @@ secondary: the primary, then the order a primary trigger placed) and ``Trig8.PAR
 OCO member: the other member, then the order it placed). A HELD secondary enters its book
 (in placement order) or the fire queue when its primary's fills release it.
 
-Cost: O(events x trigger pool high-water mark) while any grouped row lives (each fill,
-cancel or firing is compared with every row's watched ids), nothing otherwise.
+Cost: O(events + reactions) while any grouped row lives, nothing otherwise: the link index
+(``core/link_index.py``) gives the rows watching an event's order id, in slot order, each in
+O(its bucket's chain), about 1, whatever the size of the trigger pool.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from derivex.core.jit import kernel
 from derivex.core.layout import NIL, Ins8
+from derivex.core.link_index import watch_set, watcher_after
 from derivex.core.records import (
     CommandKind,
     EventKind,
@@ -33,7 +35,7 @@ from derivex.core.trigger_book import (
     source_price,
     trigger_id,
 )
-from derivex.core.trigger_layout import HELD, QUEUED, SOURCES, UNUSED, Trig8, TrigBook, TrigMeta
+from derivex.core.trigger_layout import HELD, QUEUED, SOURCES, Trig8, TrigBook, TrigMeta
 from derivex.core.triggers import remove_trigger, trigger_event
 
 
@@ -163,14 +165,14 @@ def _on_primary(st, ev, n, seq, slot, e):
     fill = (t[Trig8.LINK] >> 2) & 3
     held = t[Trig8.STATE] == HELD
     if kind == EventKind.TRIGGER_FIRED and e["a"] != 0:
-        t[Trig8.PRIMARY] = e["a"]  # the primary was a trigger: watch the order it placed
+        watch_set(st, slot, 0, np.int64(e["a"]))  # the primary was a trigger: watch its order
         t[Trig8.BASE] = e["qty_lots"]
         return n
     if kind == EventKind.FILLED:
         t[Trig8.SEEN] += e["qty_lots"]
         done = e["remaining_lots"] == 0
         if fill == FillCondition.FIRST_HIT or (fill == FillCondition.COMPLETE_FILL and done):
-            t[Trig8.PRIMARY] = 0
+            watch_set(st, slot, 0, 0)
             if held:
                 n = _activate(st, ev, n, seq, slot, t[Trig8.FULL], oid)
         elif fill == FillCondition.INCREMENTAL:
@@ -179,12 +181,12 @@ def _on_primary(st, ev, n, seq, slot, e):
                 seen = min(t[Trig8.SEEN], t[Trig8.BASE])
                 target = _step_floor(st, slot, pro_rata(target, seen, t[Trig8.BASE]))
             else:
-                t[Trig8.PRIMARY] = 0
+                watch_set(st, slot, 0, 0)
             if target > (0 if held else t[Trig8.QTY]):
                 n = _activate(st, ev, n, seq, slot, target, oid)
         return n
     if _gone(kind, e):
-        t[Trig8.PRIMARY] = 0
+        watch_set(st, slot, 0, 0)
         if held:
             if fill == FillCondition.COMPLETE_FILL and t[Trig8.SEEN] > 0:
                 n = _activate(st, ev, n, seq, slot, t[Trig8.FULL], oid)
@@ -204,7 +206,7 @@ def _on_partner(st, ev, n, seq, slot, e):
     # (which governs its primary)
     first_hit = fill == FillCondition.FIRST_HIT or (link & 3) == LinkType.OTOCO
     if kind == EventKind.TRIGGER_FIRED and e["a"] != 0 and not first_hit:
-        t[Trig8.PARTNER] = e["a"]
+        watch_set(st, slot, 1, np.int64(e["a"]))
         t[Trig8.BASE] = e["qty_lots"]
         t[Trig8.SEEN] = 0
         return n
@@ -233,7 +235,7 @@ def _on_partner(st, ev, n, seq, slot, e):
         # the order the other member placed ended with a remainder unfilled
         if fill == FillCondition.COMPLETE_FILL:
             return remove_trigger(st, ev, n, seq, slot, Reason.OCO_OTHER_CLOSED)
-        t[Trig8.PARTNER] = 0  # incremental: keeps its reduced quantity, outside the group
+        watch_set(st, slot, 1, 0)  # incremental: keeps its reduced quantity, outside the group
     return n
 
 
@@ -262,14 +264,16 @@ def link_pass(st, ev, n, lo, seq):
             or kind == EventKind.TRIGGER_FIRED
             or kind == EventKind.TRIGGER_CANCELLED
         ):
+            # the rows watching the order, in slot order, each looked up again after the
+            # reactions before it (a reaction changes or frees only its own row); order ids
+            # are never 0 (order generations start at 1, trigger ids are tagged)
             oid = np.int64(e["order_id"])
-            for slot in range(m[TrigMeta.HWM]):
-                t = st.trg_i8[slot]
-                if t[Trig8.STATE] == UNUSED or t[Trig8.LINK] == 0:
-                    continue
-                if t[Trig8.PRIMARY] == oid:
+            slot = watcher_after(st, oid, NIL)
+            while slot != NIL:
+                if st.trg_i8[slot, Trig8.PRIMARY] == oid:
                     n = _on_primary(st, ev, n, seq, slot, e)
-                elif t[Trig8.PARTNER] == oid:
+                else:
                     n = _on_partner(st, ev, n, seq, slot, e)
+                slot = watcher_after(st, oid, slot)
         j += 1
     return n

@@ -12,9 +12,9 @@ order that is gone leaves nothing dangling. Liquidation, the kill switch, instru
 and expiry cancel every row of an account or instrument, held ones included (the legs of a
 group share account and instrument).
 
-Cost: PLACE_LINKED is O(legs) plus the primary's matching. ``link_pass`` is O(events x
-trigger pool high-water mark) while any linked row lives (each fill, cancel or firing is
-compared with every row's watched ids) and O(events) otherwise.
+Cost: PLACE_LINKED is O(legs) plus the primary's matching. ``link_pass`` is O(events +
+reactions) whatever the size of the pool: the link index (``core/link_index.py``) finds
+the rows watching an event's order id.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from derivex.core.config import P_GAS_BASE, P_MAX_OPEN_ORDERS_PER_ACCOUNT
 from derivex.core.emit import order_accepted, set_label
 from derivex.core.jit import kernel
 from derivex.core.layout import Account4, Account8, Counter
+from derivex.core.link_index import watch_set
 from derivex.core.link_pass import link_event
 from derivex.core.market_data import leg_span
 from derivex.core.order_checks import admit_trader, reject
@@ -184,11 +185,11 @@ def _link_rows(st, ev, n, seq, one, two, link_type, fill, primary, base):
         role = 0
         if link_type != LinkType.OCO:
             role |= ROLE_SECONDARY
-            t[Trig8.PRIMARY] = primary
+            watch_set(st, slot, 0, primary)
             t[Trig8.BASE] = base
         if not single and link_type != LinkType.OTO:
             role |= ROLE_OCO
-            t[Trig8.PARTNER] = trigger_id(st, two if slot == one else one)
+            watch_set(st, slot, 1, trigger_id(st, two if slot == one else one))
         t[Trig8.LINK] = link_type | (fill << 2) | (role << 4)
     for slot in (one, two):
         t = st.trg_i8[slot]

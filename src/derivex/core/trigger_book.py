@@ -18,6 +18,7 @@ import numpy as np
 
 from derivex.core.jit import kernel
 from derivex.core.layout import NIL, Ins4, Ins8, Und8
+from derivex.core.link_index import watch_set
 from derivex.core.records import TRIGGER_ID_TAG, Side, TriggerSource, TriggerType
 from derivex.core.trigger_layout import (
     NO_ABOVE,
@@ -104,10 +105,10 @@ def trigger_free(st, slot):
     st.trg_acct[st.trg_i8[slot, Trig8.ACCOUNT]] -= 1
     if st.trg_i8[slot, Trig8.LINK] != 0:
         m[TrigMeta.LINKED] -= 1
+        watch_set(st, slot, 0, 0)  # out of the link index
+        watch_set(st, slot, 1, 0)
         t = st.trg_i8[slot]
         t[Trig8.LINK] = 0
-        t[Trig8.PRIMARY] = 0
-        t[Trig8.PARTNER] = 0
         t[Trig8.FULL] = 0
         t[Trig8.BASE] = 0
         t[Trig8.SEEN] = 0

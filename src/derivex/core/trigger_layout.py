@@ -53,6 +53,11 @@ class Trig8(IntEnum):
     FULL = 16  # the quantity it was placed with
     BASE = 17  # quantity of the watched order (the pro-rata denominator)
     SEEN = 18  # lots of the watched order filled so far
+    # the link index (core/link_index.py): derived from PRIMARY / PARTNER, rebuilt on load
+    WATCH_NEXT = 19  # entry after this row's PRIMARY entry in its bucket (+1 for PARTNER's)
+    WATCH_NEXT_PARTNER = 20
+    WATCH_HEAD = 21  # first entry of bucket 2 x slot (+1 for bucket 2 x slot + 1)
+    WATCH_HEAD_ODD = 22
 
 
 class TrigBook(IntEnum):

@@ -30,9 +30,12 @@ from derivex.gateway.order_records import (
     Pending,
     Update,
 )
-from derivex.gateway.projection import _MASS_QUOTE, _PLACE_ORDER, Projection
+from derivex.gateway.projection import _MASS_QUOTE, _PLACE_ORDER, _PLACE_TRIGGER, Projection
 
 _PLACE_LINKED = int(CommandKind.PLACE_LINKED)
+#: commands whose record's label word is the order's label key (a PLACE_LINKED's legs carry
+#: theirs: ``frame_pending``)
+_LABELLED = (_PLACE_ORDER, _MASS_QUOTE, _PLACE_TRIGGER)
 
 
 class DeferredBatches(Projection):
@@ -157,11 +160,7 @@ class DeferredBatches(Projection):
                     )
                 if pending is None:
                     label = ""
-                    if (
-                        keys is not None
-                        and keys[k]
-                        and (commands_of[k] in (_PLACE_ORDER, _MASS_QUOTE))
-                    ):
+                    if keys is not None and keys[k] and (commands_of[k] in _LABELLED):
                         label = labels.name(keys[k])  # type: ignore[union-attr]
                     pending = Pending(
                         ORDER_TYPE_NAMES.get(kinds[k], "limit"),
