@@ -339,9 +339,10 @@ TIF_NAMES = ("gtc", "ioc", "fok")
 
 
 def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]:
-    """``Exchange.place`` / ``cancel``, one call per command with its typed result, on the
-    door and on the slow path (``fast_orders = False``); the state hash after the door is
-    checked against the engine on the same commands."""
+    """``Exchange.place`` / ``cancel``, one call per command with its typed result: the C
+    order methods (``derivex.door_native``) on the door, the Python methods on the door,
+    and the slow path (``fast_orders = False``); the state hash after each is checked
+    against the engine on the same commands."""
     from derivex.door import load_binding
 
     subset = flow[:count]
@@ -354,13 +355,18 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
     place_kind = int(CommandKind.PLACE_ORDER)
     reference = fresh_engine(setup, config)
     reference.process(subset)
-    rates: dict[str, list[float]] = {"door": [], "slow": []}
+    load_binding()  # the entry point loaded (or compiled) before any timing
+    rates: dict[str, list[float]] = {"door": [], "python": [], "slow": []}
     statuses: dict[str, int] = {}
+    c_methods = False
     for _ in range(runs):
-        for path in ("door", "slow"):
+        for path in ("door", "python", "slow"):
             stamps = iter([int(setup["ts_ns"][0]), *subset["ts_ns"].tolist()])
             exchange = Exchange(config, clock=stamps.__next__)
-            exchange.fast_orders = path == "door"
+            exchange.fast_orders = path != "slow"
+            if path == "python":  # the Python order methods: the C ones removed
+                for name in ("place", "cancel", "amend"):
+                    vars(exchange).pop(name, None)
             exchange.submit(setup.copy())
             place, cancel = exchange.place, exchange.cancel
             results = []
@@ -384,6 +390,7 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
             assert exchange.state_hash() == reference.state_hash(), path
             if path == "door":
                 assert exchange._door is not None
+                c_methods = "place" in vars(exchange)
                 statuses = {}
                 for result in results[:20_000]:
                     statuses[result.status] = statuses.get(result.status, 0) + 1
@@ -392,7 +399,10 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
     return {
         "exchange_door_calls_per_s": median(rates["door"]),
         "exchange_door_runs": rates["door"],
+        "exchange_python_methods_calls_per_s": median(rates["python"]),
+        "exchange_python_methods_runs": rates["python"],
         "exchange_slow_calls_per_s": median(rates["slow"]),
+        "c_methods": c_methods,
         "binding": binding.name if binding else None,
         "calls": count,
         "statuses_first_20k": statuses,
@@ -404,7 +414,10 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
 
 def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
     """The door's entry point through each binding, one call per command, without the
-    Exchange wrapper (what the binding itself costs)."""
+    Exchange wrapper (what the binding itself costs); and, to say where a call's time goes,
+    the harness alone (the loop reading the same 14 list items per command, no call) and
+    the native binding on NOOP commands (the call and the kernel's fixed cost per
+    command, no command work)."""
     from derivex.door import BINDINGS, OrderDoor, load_binding
 
     out: dict[str, float] = {}
@@ -427,6 +440,37 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
             "order_id",
         )
     ]
+    kinds, seqs, ts, acc, ins, side, otype, tif, flags, price, qty, label, oid = columns
+    start = time.perf_counter()
+    for k in range(count):
+        row = (  # the reads only: what every door's loop pays
+            kinds[k],
+            seqs[k],
+            ts[k],
+            acc[k],
+            ins[k],
+            oid[k],
+            side[k],
+            otype[k],
+            tif[k],
+            flags[k],
+            price[k],
+            qty[k],
+            label[k],
+        )
+    out["harness_loop_only"] = count / (time.perf_counter() - start)
+    native = load_binding("native")
+    if native is not None:
+        engine = fresh_engine(setup, config)
+        door = OrderDoor(native)
+        door.bind(engine)
+        order, ctx, noop = native.order, door.address, int(CommandKind.NOOP)
+        start = time.perf_counter()
+        for k in range(count):
+            row = order(ctx, noop, seqs[k], ts[k], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            if row == -2:
+                door.make_room(engine)
+        out["native_noop_commands"] = count / (time.perf_counter() - start)
     for name in BINDINGS:
         binding = load_binding(name)
         if binding is None:
@@ -435,7 +479,6 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
         door = OrderDoor(binding)
         door.bind(engine)
         order, ctx = binding.order, door.address
-        kinds, seqs, ts, acc, ins, side, otype, tif, flags, price, qty, label, oid = columns
         start = time.perf_counter()
         for k in range(count):
             row = order(
@@ -640,7 +683,7 @@ def compile_times(timeout: float) -> dict[str, Any]:
         "perp = ex.add_perpetual('BTC', tick_size_ticks=50); "
         "ex.set_index('BTC', [(1, 1_800_000_000_000_000_000, 10_000_000)]); "
         "a = ex.create_account(); ex.deposit(a, 10**12); "
-        "r = ex.place(a, perp, 'buy', 1, 9_000_000); assert r.status == 'resting', r; "
+        "r = ex.place(a, perp, 'buy', 1, 9_950_000); assert r.status == 'resting', r; "
         "print(round(time.perf_counter() - t, 2))"
     )
     out: dict[str, Any] = {}
@@ -734,9 +777,19 @@ def main() -> None:
             typed["exchange_door_calls_per_s"],
             "calls/s",
         )
+        row(
+            "Exchange.place/cancel, Python methods",
+            typed["exchange_python_methods_calls_per_s"],
+            "calls/s",
+        )
         row("Exchange.place/cancel, slow path", typed["exchange_slow_calls_per_s"], "calls/s")
         for name, rate in bindings.items():
-            row(f"bare entry point via {name}", rate, "calls/s")
+            if name == "harness_loop_only":
+                row("harness: the loop's list reads alone", rate, "loops/s")
+            elif name == "native_noop_commands":
+                row("native entry, NOOP commands (fixed cost)", rate, "calls/s")
+            else:
+                row(f"bare entry point via {name}", rate, "calls/s")
         if books:
             row("pure-Python dict-and-deque book", books["python_book_commands_per_s"])
             if books["lob_commands_per_s"]:
