@@ -11,6 +11,7 @@
   a gateway file (a fresh cache directory; minutes).
 
     python bench/matching_bench.py [--commands 1000000] [--runs 3] [--quick] [--compile]
+    python bench/matching_bench.py --door [--calls 200000]   # the per-command doors only
 
 Prints a table and writes bench/results/matching.json. Never part of the test run.
 """
@@ -711,6 +712,44 @@ def compile_times(timeout: float) -> dict[str, Any]:
     return out
 
 
+def door_only(calls: int, runs: int) -> None:
+    """The per-command doors beside their baselines, in one run, on the single-book flow:
+    typed ``Exchange`` calls (C methods, Python methods, slow path), the bare entry through
+    each binding, the harness alone, NOOP commands, the pure-Python book and
+    limit-order-book; and the kernel alone on the same commands."""
+    console = Console()
+    results: dict[str, Any] = {"machine": machine(), "runs": runs, "calls": calls}
+    spec = FlowSpec(commands=calls)
+    setup, flow = load_flow(spec)
+    config = config_for(calls, 0)
+    kernel = kernel_and_doors(setup, flow, config, runs, 1 << 16)["kernel_alone_commands_per_s"]
+    typed = typed_exchange(setup, flow, config, calls, runs)
+    bindings = binding_calls(setup, flow, config, calls)
+    books = comparators(setup, flow, config, calls)
+    results.update(
+        kernel_alone_commands_per_s=kernel, **typed, binding_calls_per_s=bindings, **books
+    )
+    table = Table(title=f"per-command doors ({calls:,} commands, single book)")
+    for column in ("door", "calls/s", "ns per call", "vs kernel alone"):
+        table.add_column(column)
+    rows = [
+        ("kernel alone (one batch)", kernel),
+        (
+            f"Exchange.place/cancel, C methods ({typed['binding']})",
+            typed["exchange_door_calls_per_s"],
+        ),
+        ("Exchange.place/cancel, Python methods", typed["exchange_python_methods_calls_per_s"]),
+        ("Exchange.place/cancel, slow path", typed["exchange_slow_calls_per_s"]),
+        *((f"bare entry / {name}", rate) for name, rate in bindings.items()),
+        ("pure-Python dict-and-deque book", books["python_book_commands_per_s"]),
+        (books["lob"], books["lob_commands_per_s"]),
+    ]
+    for name, rate in rows:
+        if rate:
+            table.add_row(name, f"{rate / 1e6:.3f} M", f"{1e9 / rate:.0f}", f"{rate / kernel:.3f}")
+    finish(results, table, console, "matching-door", False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--commands", type=int, default=1_000_000)
@@ -719,6 +758,13 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time cold compiles")
     parser.add_argument("--big", type=int, default=10_000_000, help="commands of the RSS run")
     parser.add_argument("--chunk", type=int, default=1 << 16, help="events per stream chunk")
+    parser.add_argument(
+        "--door",
+        action="store_true",
+        help="only the per-command doors and their baselines on the single book "
+        "(writes results/matching-door.json)",
+    )
+    parser.add_argument("--calls", type=int, default=200_000, help="commands of --door")
     parser.add_argument("--generate-child", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -729,6 +775,9 @@ def main() -> None:
         import json
 
         print(json.dumps(rss_child(*args.rss_child)))
+        return
+    if args.door:
+        door_only(args.calls, args.runs)
         return
     commands = 50_000 if args.quick else args.commands
     console = Console()
