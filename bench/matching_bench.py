@@ -11,6 +11,7 @@
   a gateway file (a fresh cache directory; minutes).
 
     python bench/matching_bench.py [--commands 1000000] [--runs 3] [--quick] [--compile]
+    python bench/matching_bench.py --door [--calls 200000]   # the per-command doors only
 
 Prints a table and writes bench/results/matching.json. Never part of the test run.
 """
@@ -339,9 +340,10 @@ TIF_NAMES = ("gtc", "ioc", "fok")
 
 
 def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]:
-    """``Exchange.place`` / ``cancel``, one call per command with its typed result, on the
-    door and on the slow path (``fast_orders = False``); the state hash after the door is
-    checked against the engine on the same commands."""
+    """``Exchange.place`` / ``cancel``, one call per command with its typed result: the C
+    order methods (``derivex.door_native``) on the door, the Python methods on the door,
+    and the slow path (``fast_orders = False``); the state hash after each is checked
+    against the engine on the same commands."""
     from derivex.door import load_binding
 
     subset = flow[:count]
@@ -354,13 +356,18 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
     place_kind = int(CommandKind.PLACE_ORDER)
     reference = fresh_engine(setup, config)
     reference.process(subset)
-    rates: dict[str, list[float]] = {"door": [], "slow": []}
+    load_binding()  # the entry point loaded (or compiled) before any timing
+    rates: dict[str, list[float]] = {"door": [], "python": [], "slow": []}
     statuses: dict[str, int] = {}
+    c_methods = False
     for _ in range(runs):
-        for path in ("door", "slow"):
+        for path in ("door", "python", "slow"):
             stamps = iter([int(setup["ts_ns"][0]), *subset["ts_ns"].tolist()])
             exchange = Exchange(config, clock=stamps.__next__)
-            exchange.fast_orders = path == "door"
+            exchange.fast_orders = path != "slow"
+            if path == "python":  # the Python order methods: the C ones removed
+                for name in ("place", "cancel", "amend"):
+                    vars(exchange).pop(name, None)
             exchange.submit(setup.copy())
             place, cancel = exchange.place, exchange.cancel
             results = []
@@ -384,6 +391,7 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
             assert exchange.state_hash() == reference.state_hash(), path
             if path == "door":
                 assert exchange._door is not None
+                c_methods = "place" in vars(exchange)
                 statuses = {}
                 for result in results[:20_000]:
                     statuses[result.status] = statuses.get(result.status, 0) + 1
@@ -392,7 +400,10 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
     return {
         "exchange_door_calls_per_s": median(rates["door"]),
         "exchange_door_runs": rates["door"],
+        "exchange_python_methods_calls_per_s": median(rates["python"]),
+        "exchange_python_methods_runs": rates["python"],
         "exchange_slow_calls_per_s": median(rates["slow"]),
+        "c_methods": c_methods,
         "binding": binding.name if binding else None,
         "calls": count,
         "statuses_first_20k": statuses,
@@ -404,7 +415,10 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
 
 def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
     """The door's entry point through each binding, one call per command, without the
-    Exchange wrapper (what the binding itself costs)."""
+    Exchange wrapper (what the binding itself costs); and, to say where a call's time goes,
+    the harness alone (the loop reading the same 14 list items per command, no call) and
+    the native binding on NOOP commands (the call and the kernel's fixed cost per
+    command, no command work)."""
     from derivex.door import BINDINGS, OrderDoor, load_binding
 
     out: dict[str, float] = {}
@@ -427,6 +441,37 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
             "order_id",
         )
     ]
+    kinds, seqs, ts, acc, ins, side, otype, tif, flags, price, qty, label, oid = columns
+    start = time.perf_counter()
+    for k in range(count):
+        row = (  # the reads only: what every door's loop pays
+            kinds[k],
+            seqs[k],
+            ts[k],
+            acc[k],
+            ins[k],
+            oid[k],
+            side[k],
+            otype[k],
+            tif[k],
+            flags[k],
+            price[k],
+            qty[k],
+            label[k],
+        )
+    out["harness_loop_only"] = count / (time.perf_counter() - start)
+    native = load_binding("native")
+    if native is not None:
+        engine = fresh_engine(setup, config)
+        door = OrderDoor(native)
+        door.bind(engine)
+        order, ctx, noop = native.order, door.address, int(CommandKind.NOOP)
+        start = time.perf_counter()
+        for k in range(count):
+            row = order(ctx, noop, seqs[k], ts[k], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            if row == -2:
+                door.make_room(engine)
+        out["native_noop_commands"] = count / (time.perf_counter() - start)
     for name in BINDINGS:
         binding = load_binding(name)
         if binding is None:
@@ -435,7 +480,6 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
         door = OrderDoor(binding)
         door.bind(engine)
         order, ctx = binding.order, door.address
-        kinds, seqs, ts, acc, ins, side, otype, tif, flags, price, qty, label, oid = columns
         start = time.perf_counter()
         for k in range(count):
             row = order(
@@ -640,7 +684,7 @@ def compile_times(timeout: float) -> dict[str, Any]:
         "perp = ex.add_perpetual('BTC', tick_size_ticks=50); "
         "ex.set_index('BTC', [(1, 1_800_000_000_000_000_000, 10_000_000)]); "
         "a = ex.create_account(); ex.deposit(a, 10**12); "
-        "r = ex.place(a, perp, 'buy', 1, 9_000_000); assert r.status == 'resting', r; "
+        "r = ex.place(a, perp, 'buy', 1, 9_950_000); assert r.status == 'resting', r; "
         "print(round(time.perf_counter() - t, 2))"
     )
     out: dict[str, Any] = {}
@@ -668,6 +712,44 @@ def compile_times(timeout: float) -> dict[str, Any]:
     return out
 
 
+def door_only(calls: int, runs: int) -> None:
+    """The per-command doors beside their baselines, in one run, on the single-book flow:
+    typed ``Exchange`` calls (C methods, Python methods, slow path), the bare entry through
+    each binding, the harness alone, NOOP commands, the pure-Python book and
+    limit-order-book; and the kernel alone on the same commands."""
+    console = Console()
+    results: dict[str, Any] = {"machine": machine(), "runs": runs, "calls": calls}
+    spec = FlowSpec(commands=calls)
+    setup, flow = load_flow(spec)
+    config = config_for(calls, 0)
+    kernel = kernel_and_doors(setup, flow, config, runs, 1 << 16)["kernel_alone_commands_per_s"]
+    typed = typed_exchange(setup, flow, config, calls, runs)
+    bindings = binding_calls(setup, flow, config, calls)
+    books = comparators(setup, flow, config, calls)
+    results.update(
+        kernel_alone_commands_per_s=kernel, **typed, binding_calls_per_s=bindings, **books
+    )
+    table = Table(title=f"per-command doors ({calls:,} commands, single book)")
+    for column in ("door", "calls/s", "ns per call", "vs kernel alone"):
+        table.add_column(column)
+    rows = [
+        ("kernel alone (one batch)", kernel),
+        (
+            f"Exchange.place/cancel, C methods ({typed['binding']})",
+            typed["exchange_door_calls_per_s"],
+        ),
+        ("Exchange.place/cancel, Python methods", typed["exchange_python_methods_calls_per_s"]),
+        ("Exchange.place/cancel, slow path", typed["exchange_slow_calls_per_s"]),
+        *((f"bare entry / {name}", rate) for name, rate in bindings.items()),
+        ("pure-Python dict-and-deque book", books["python_book_commands_per_s"]),
+        (books["lob"], books["lob_commands_per_s"]),
+    ]
+    for name, rate in rows:
+        if rate:
+            table.add_row(name, f"{rate / 1e6:.3f} M", f"{1e9 / rate:.0f}", f"{rate / kernel:.3f}")
+    finish(results, table, console, "matching-door", False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--commands", type=int, default=1_000_000)
@@ -676,6 +758,13 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time cold compiles")
     parser.add_argument("--big", type=int, default=10_000_000, help="commands of the RSS run")
     parser.add_argument("--chunk", type=int, default=1 << 16, help="events per stream chunk")
+    parser.add_argument(
+        "--door",
+        action="store_true",
+        help="only the per-command doors and their baselines on the single book "
+        "(writes results/matching-door.json)",
+    )
+    parser.add_argument("--calls", type=int, default=200_000, help="commands of --door")
     parser.add_argument("--generate-child", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -686,6 +775,9 @@ def main() -> None:
         import json
 
         print(json.dumps(rss_child(*args.rss_child)))
+        return
+    if args.door:
+        door_only(args.calls, args.runs)
         return
     commands = 50_000 if args.quick else args.commands
     console = Console()
@@ -734,9 +826,19 @@ def main() -> None:
             typed["exchange_door_calls_per_s"],
             "calls/s",
         )
+        row(
+            "Exchange.place/cancel, Python methods",
+            typed["exchange_python_methods_calls_per_s"],
+            "calls/s",
+        )
         row("Exchange.place/cancel, slow path", typed["exchange_slow_calls_per_s"], "calls/s")
         for name, rate in bindings.items():
-            row(f"bare entry point via {name}", rate, "calls/s")
+            if name == "harness_loop_only":
+                row("harness: the loop's list reads alone", rate, "loops/s")
+            elif name == "native_noop_commands":
+                row("native entry, NOOP commands (fixed cost)", rate, "calls/s")
+            else:
+                row(f"bare entry point via {name}", rate, "calls/s")
         if books:
             row("pure-Python dict-and-deque book", books["python_book_commands_per_s"])
             if books["lob_commands_per_s"]:

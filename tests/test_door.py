@@ -1,22 +1,31 @@
 """The per-command door (``derivex.door``): ``Exchange.place`` / ``cancel`` / ``amend``
 through the compiled entry points give the results, events and state hashes of the slow
-path (``Exchange.submit``), through either binding, across pool growth and full buffers."""
+path (``Exchange.submit``), through every binding and through the C order methods
+(``derivex.door_native``), across pool growth and full buffers."""
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 
 import numpy as np
 import pytest
 
-from derivex import door
+from derivex import door, door_native
 from derivex.core.config import EngineConfig
 from derivex.exchange import Exchange
 from derivex.results import OrderResult
 
 START_NS = 1_800_000_000_000_000_000
 JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") in ("", "0")
+
+
+def python_methods(ex: Exchange) -> Exchange:
+    """``ex`` with its Python order methods (the C ones removed)."""
+    for name in ("place", "cancel", "amend"):
+        vars(ex).pop(name, None)
+    return ex
 
 
 def make_venue(
@@ -106,13 +115,22 @@ def drive(ex: Exchange, perp: int, accounts: list[int], seed: int, count: int) -
     return out
 
 
+PATHS = [(binding, "python") for binding in door.BINDINGS] + [("native", "c")]
+
+
 @pytest.mark.skipif(not JIT, reason="the door's entry points are compiled code")
-@pytest.mark.parametrize("binding", list(door.BINDINGS))
-def test_fast_and_slow_paths_agree(binding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("binding", "methods"), PATHS)
+def test_fast_and_slow_paths_agree(
+    binding: str, methods: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(door, "EVENT_CHUNK", 64)  # full buffers and logs, often
     monkeypatch.setattr(door, "LOG_ROWS", 16)
     slow, perp, accounts = make_venue(fast=False)
     fast, _, _ = make_venue(fast=True, binding=binding)
+    if methods == "python":
+        python_methods(fast)
+    else:
+        assert "place" in vars(fast), f"no C methods: {door_native.load_error}"
     assert fast._door is not None and fast._door.binding.name == binding
     expected = drive(slow, perp, accounts, seed=11, count=1_500)
     actual = drive(fast, perp, accounts, seed=11, count=1_500)
@@ -180,3 +198,56 @@ def test_a_subclass_that_intercepts_submit_never_gets_the_door() -> None:
     with pytest.raises(PermissionError):
         ex.cancel(3, 1)
     assert ex._door is None
+
+
+@pytest.mark.skipif(not JIT, reason="the door's entry points are compiled code")
+def test_c_methods_return_untracked_results_and_fall_back_with_the_same_errors() -> None:
+    """The C order methods make results the collector never scans; whatever they do not
+    handle (bad input, a keyword spelled at run time) reaches the Python method, which
+    raises what it always raised and leaves the venue as it was."""
+    c_venue, perp, (a, b, *_) = make_venue(fast=True)
+    py_venue, _, _ = make_venue(fast=True)
+    python_methods(py_venue)
+    assert "place" in vars(c_venue), f"no C methods: {door_native.load_error}"
+    for ex in (c_venue, py_venue):
+        ex.place(a, perp, "sell", 3, 10_000_000)  # the door is made and bound
+        ex.place(a, perp, "sell", 3, 10_000_000)
+    made = c_venue.place(b, perp, "buy", 1, price_ticks=10_000_000, time_in_force="ioc")
+    assert type(made) is not OrderResult and isinstance(made, OrderResult)
+    assert not gc.is_tracked(made) and made.status == "filled" and made.fills[0].qty_lots == 1
+    py_venue.place(b, perp, "buy", 1, price_ticks=10_000_000, time_in_force="ioc")
+    bad_calls = [
+        ("place", (a, perp, "up", 1, 10_000_000), {}),
+        ("place", (a, perp, "buy", 1, 10_000_000), {"order_type": "stop"}),
+        ("place", (a, perp, "buy", 1, 10_000_000), {"time_in_force": "day"}),
+        ("place", (a, perp, "buy", 1.5, 10_000_000), {}),
+        ("place", (a, perp, "buy", 2**70, 10_000_000), {}),
+        ("place", (a, perp, "buy", 1, 10_000_000), {"colour": "red"}),
+        ("place", (a, perp, "buy", 1, 10_000_000), {"price_ticks": 10_000_000}),
+        ("place", (a, perp, "buy"), {}),
+        ("cancel", (a,), {}),
+        ("cancel", (a, "one"), {}),
+        ("amend", (a, 1, 10_000_000), {}),
+        ("amend", (a, 1, 10_000_000, 2), {"client_order_id": None, "other": 1}),
+    ]
+    for method, args, keywords in bad_calls:
+        errors = []
+        for ex in (c_venue, py_venue):
+            with pytest.raises(Exception) as caught:
+                getattr(ex, method)(*args, **keywords)
+            errors.append(type(caught.value))
+        assert errors[0] is errors[1], (method, args, keywords, errors)
+    # keywords built at run time (not interned), flags and labels: the same results
+    spelled = {"".join(["time_in", "_force"]): "gtc", "post_only": 1, "label": 9}
+    results = [
+        ex.place(b, perp, "buy", 2, 9_999_950, client_order_id=True, **spelled)
+        for ex in (c_venue, py_venue)
+    ]
+    assert [summary(r) for r in results[:1]] == [summary(r) for r in results[1:]]
+    moved = [ex.amend(b, 0, 9_999_900, 1, client_order_id=9) for ex in (c_venue, py_venue)]
+    assert summary(moved[0]) == summary(moved[1]) and moved[0].status == "resting"
+    gone = [ex.cancel(b, 0, client_order_id=9) for ex in (c_venue, py_venue)]
+    assert summary(gone[0]) == summary(gone[1]) and gone[0].status == "cancelled"
+    assert c_venue.state_hash() == py_venue.state_hash()
+    assert c_venue.sequencer.seq == py_venue.sequencer.seq
+    assert c_venue.sequencer.batches == py_venue.sequencer.batches

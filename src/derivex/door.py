@@ -9,6 +9,9 @@ the result (``derivex.results.OrderResult``) holds the log and the row, nothing 
 
 Bindings, fastest first (``BINDINGS``):
 
+- ``"native"``: ``derivex.door_native``, a CPython extension compiled on first use (needs a
+  C compiler then), whose vectorcall ``order`` converts the fourteen integers itself; the
+  same module gives ``Exchange`` its order methods in C (``OrderMethods.install_native``);
 - ``"cffi-api"``: a small C module compiled on first use with cffi in API mode (needs a C
   compiler then; kept in the user cache directory, keyed by its source);
 - ``"cffi-abi"``: the entry point called through cffi's ABI mode (no compiler);
@@ -35,7 +38,7 @@ from derivex.core.records import EVENT_DTYPE, command_array
 from derivex.core.summary import CTX_WIDTH, ROW_WIDTH, Ctx
 from derivex.results import OrderResult, ResultLog
 
-BINDINGS = ("cffi-api", "cffi-abi")
+BINDINGS = ("native", "cffi-api", "cffi-abi")
 NEED_GROWTH = -1  # (derivex.core.entry's codes, repeated so that this import compiles nothing)
 NEED_ROOM = -2
 
@@ -106,7 +109,23 @@ def _entry_address() -> int:
     address = entry.order_entry.address
     if address is None:
         raise RuntimeError("the entry point did not compile")
+    from derivex import door_native
+
+    native = door_native.load()
+    if native is not None:  # the C order methods call the entry point through it
+        native.bind_entry(int(address))
     return int(address)
+
+
+def _native() -> Binding:
+    from derivex import door_native
+
+    address = _entry_address()
+    native = door_native.load()
+    if native is None:
+        raise RuntimeError(f"the native module did not build: {door_native.load_error}")
+    native.bind_entry(address)
+    return Binding("native", native.order)
 
 
 def _abi() -> Binding:
@@ -142,7 +161,7 @@ def _api() -> Binding:
     return Binding("cffi-api", module.lib.derivex_order)
 
 
-_API: dict[str, Callable[[], Binding]] = {"cffi-api": _api, "cffi-abi": _abi}
+_API: dict[str, Callable[[], Binding]] = {"native": _native, "cffi-api": _api, "cffi-abi": _abi}
 
 
 class OrderDoor:

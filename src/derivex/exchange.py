@@ -152,6 +152,7 @@ class Exchange(OrderMethods):
         self._names: dict[str, int] = {}
         self._funding: dict[int, list[tuple[int, int]]] = {}
         self._price_decimals: dict[int, int] = {}
+        self.install_native()  # place / cancel / amend in C where it builds (exchange_orders)
 
     @classmethod
     def from_recovered(

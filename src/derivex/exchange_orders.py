@@ -41,6 +41,7 @@ _MMP = int(OrderFlag.MMP)
 _PLACE = int(CommandKind.PLACE_ORDER)
 _CANCEL = int(CommandKind.CANCEL_ORDER)
 _AMEND = int(CommandKind.AMEND_ORDER)
+_METHODS = ("place", "cancel", "amend")  # the order methods door_native gives in C
 
 
 class OrderMethods:
@@ -57,6 +58,33 @@ class OrderMethods:
 
     def _submit_intercepted(self) -> bool:
         raise NotImplementedError
+
+    def install_native(self) -> bool:
+        """Give this venue the C order methods of ``derivex.door_native``: instance
+        attributes that shadow ``place`` / ``cancel`` / ``amend`` and run the door's common
+        case in C, handing everything else to the methods below (same results, same
+        errors). ``Exchange.__init__`` calls it; skipped for a class that overrides an order
+        method and where the module does not build. Returns whether they are installed.
+        Cost: the first call in a process loads (once per machine: compiles) the module."""
+        cls = type(self)
+        if any(getattr(cls, name) is not getattr(OrderMethods, name) for name in _METHODS):
+            return False
+        from derivex import door_native
+
+        native = door_native.load()
+        if native is None:
+            return False
+        methods = native.Door(
+            self,
+            *(getattr(OrderMethods, name).__get__(self) for name in _METHODS),
+            _SIDE_CODES,
+            _TYPE_CODES,
+            _TIF_CODES,
+            (_PLACE, _CANCEL, _AMEND),
+            (_POST_ONLY, _REJECT_POST_ONLY, _REDUCE_ONLY, _CLIENT_ORDER_ID, _MMP),
+        )
+        vars(self).update({name: getattr(methods, name) for name in _METHODS})
+        return True
 
     def _fast_door(self) -> OrderDoor | None:
         """The per-command door if it may run this command: it exists (made on first use)

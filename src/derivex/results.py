@@ -8,6 +8,7 @@ lots ordered and filled, notional) and the command's events, neither copied. Eve
 
 from __future__ import annotations
 
+from abc import ABCMeta
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,13 +57,15 @@ class ResultLog:
         self.events = events
 
 
-class OrderResult:
+# ABCMeta only for ``register`` (the C result type of derivex.door_native): nothing abstract
+class OrderResult(metaclass=ABCMeta):  # noqa: B024
     """Outcome of one order command: ``status`` (rejected | resting | filled | expired |
     cancelled), ``order_id``, ``price_ticks`` and ``ordered_lots`` as accepted,
     ``filled_lots``, ``remaining_lots``, ``notional`` (sum of price x lots of its fills),
     ``average_price_ticks``, ``fills`` (built when first read), ``reason`` and ``events``
     (a view, not a copy). Cost to create: two references; each property O(1) except
-    ``fills``, O(events of the command)."""
+    ``fills``, O(events of the command). The C order methods (``derivex.door_native``)
+    return instances of a C type with these same properties, registered as a subclass."""
 
     __slots__ = ("_log", "_row")
 
