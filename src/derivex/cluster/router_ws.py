@@ -41,6 +41,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from derivex.cluster import router_keys
 from derivex.cluster.forward import is_command
 from derivex.cluster.routing import show_order_ids
 from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY, UNAUTHORIZED, RpcError
@@ -154,6 +155,21 @@ class ClientSocket:
             for upstream in self.upstreams.values():
                 await upstream.close()
 
+    async def revoked(self) -> None:
+        """The client's key was revoked: it is told (``session_closed``, as a gateway
+        does), its upstream connections close (each leader cancels on disconnect where
+        asked) and so does its socket (1008)."""
+        self.key = None
+        await self._send(
+            {"jsonrpc": "2.0", "method": "session_closed",
+             "params": {"reason": "credentials_revoked"}}
+        )  # fmt: skip
+        for upstream in list(self.upstreams.values()):
+            await upstream.close()
+        self.upstreams.clear()
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=1008, message=b"credentials revoked")
+
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -196,6 +212,8 @@ class ClientSocket:
             self.key = router.auth.from_token(str(token))
         if method.startswith("private/") and self.key is None:
             raise RpcError(UNAUTHORIZED, "unauthorized", {"reason": "authorization required"})
+        if method == router_keys.REMOVE and self.key is not None:
+            return await router_keys.remove(router, self.key, params)
         if method in HEARTBEAT:
             # the router's own connections keep alive by WebSocket pings; a leader's
             # heartbeat requests would need answers the client cannot give through us

@@ -75,6 +75,9 @@ class KeyStore:
         self._keys: dict[str, ApiKey] = {}
         self._signature: tuple[int, int, int] | None = None
         self.on_revoke: list[Callable[[set[str]], None]] = []
+        # called with each key made here or found new in the file (not with ``install``):
+        # the cluster's shared store (cluster/shared_keys.py) publishes them venue-wide
+        self.on_add: list[Callable[[ApiKey], None]] = []
         self._reload(strict=True)
 
     def _reload(self, strict: bool = False) -> None:
@@ -120,9 +123,13 @@ class KeyStore:
 
     def _replace(self, keys: dict[str, ApiKey]) -> None:
         gone = {client_id for client_id, key in self._keys.items() if keys.get(client_id) != key}
+        added = [key for client_id, key in keys.items() if self._keys.get(client_id) != key]
         self._keys = keys
         if gone:
             self._notify(gone)
+        for key in added:
+            for listener in list(self.on_add):
+                listener(key)
 
     def _notify(self, revoked: set[str]) -> None:
         for listener in list(self.on_revoke):
@@ -177,7 +184,21 @@ class KeyStore:
         )
         self._keys[key.client_id] = key
         self._save()
+        for listener in list(self.on_add):
+            listener(key)
         return key
+
+    def install(self, key: ApiKey) -> None:
+        """Add or replace ``key`` as made elsewhere (a venue-wide store): saved, no
+        ``on_add``; a replaced, different key of the same id is revoked first. O(keys)."""
+        self._reload()
+        if self._keys.get(key.client_id) == key:
+            return
+        replaced = key.client_id in self._keys
+        self._keys[key.client_id] = key
+        self._save()
+        if replaced:
+            self._notify({key.client_id})
 
     def revoke(self, client_id: str) -> bool:
         """Remove a key; its sessions and tokens in this process end now (``on_revoke``),
