@@ -203,3 +203,30 @@ class SharedKeys:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._watch
+
+
+async def follow_from(store: KeyStore, log: Any, node: str) -> SharedKeys | None:
+    """``SharedKeys`` for a node whose NATS connection runs on ``log.loop`` (a
+    ``LoopThread``), started from the loop that owns ``store`` (the gateway's); None,
+    logged loudly, when NATS does not answer within 10 s (the node serves its local keys).
+    Stop it with ``stop_from``."""
+    nats_loop = log.loop
+    shared = SharedKeys(
+        store,
+        log.js,
+        lambda work: asyncio.run_coroutine_threadsafe(work, nats_loop.loop),
+        asyncio.get_running_loop().call_soon_threadsafe,
+    )
+    try:
+        await asyncio.to_thread(nats_loop.call, shared.start(), 10.0)
+    except Exception as error:
+        _log.error("%s: the shared keys bucket %s is not followed: %r", node, BUCKET, error)
+        await stop_from(shared, log)
+        return None
+    return shared
+
+
+async def stop_from(shared: SharedKeys | None, log: Any) -> None:
+    if shared is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(log.loop.call, shared.close(), 5.0)
