@@ -8,13 +8,12 @@
                                every poll_s and on any refused connection
 ```
 
-**Authentication.** The keys are the venue's: ``derivex cluster up`` writes one
-``keys.json`` into every domain's data directory and the router's, so a key names the
-same account everywhere (accounts are global ids). The router checks the client's
-signature (or its bearer token, issued by the router's own ``public/auth``) against its
-copy, with its own replay cache, and then signs each request it forwards afresh with
-that key's secret: a signed request stays single-use, and the router may rewrite
-parameters (order ids, the transfer's source) without breaking a signature.
+**Authentication.** The keys are the venue's: every leader and the router follow the
+KV bucket ``dx_keys`` (``cluster.shared_keys``; key management through the router:
+``cluster.router_keys``). The router checks the client's signature (or a bearer token
+of its own ``public/auth``) with its own replay cache, then signs each request it
+forwards afresh with that key's secret, so it may rewrite parameters (order ids, the
+transfer's source) without breaking a signature.
 
 **Routing and merging** are ``derivex.cluster.routing``'s: a request naming an
 instrument or an order goes to one domain; one over the account goes to all and the
