@@ -1,8 +1,9 @@
 """The venue's keys in the ``dx_keys`` bucket (``cluster.shared_keys``), on a real
 3-node nats-server cluster: stores in three directories (two leaders and a router, say)
 follow one another's creations and revocations, revocation fires ``on_revoke`` (which
-closes sessions in a gateway), and a node that was away during a revocation does not
-bring the key back."""
+closes sessions in a gateway), a node that was away during a revocation does not bring
+the key back, nor does an old copy of a keys file, and a damaged file at one node
+revokes nothing elsewhere."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import nats
 import pytest
 
 from derivex.cluster.servers import LocalCluster
-from derivex.cluster.shared_keys import SharedKeys
+from derivex.cluster.shared_keys import SharedKeys, encode
 from derivex.gateway.keys import KEYS_FILE, KeyStore
 
 pytestmark = pytest.mark.integration
@@ -75,6 +76,21 @@ def test_keys_follow_one_bucket(nats_cluster: LocalCluster, tmp_path: Path) -> N
             d.refresh()
             await _until(lambda: a.lookup(own.client_id) is None, "file revoke at a")
             await _until(lambda: b.lookup(own.client_id) is None, "file revoke at b")
+            # a damaged keys.json refuses every key at its node, and nowhere else
+            third = a.create(11, ("read",))
+            await _until(lambda: b.lookup(third.client_id) == third, "a's third key at b")
+            (tmp_path / "b" / KEYS_FILE).write_text("not json")
+            b.refresh()
+            assert b.lookup(third.client_id) is None
+            await asyncio.sleep(0.5)  # (time for a wrong delete to travel: none may come)
+            assert a.lookup(third.client_id) == third and c.lookup(third.client_id) == third
+            # repaired from an old copy that still holds the revoked key: it stays revoked
+            old = [json.loads(encode(made)), json.loads(encode(third))]
+            (tmp_path / "b" / KEYS_FILE).write_text(json.dumps(old))
+            b.refresh()
+            assert b.lookup(third.client_id) == third
+            await _until(lambda: b.lookup(made.client_id) is None, "revoked again at b")
+            assert a.lookup(made.client_id) is None and c.lookup(made.client_id) is None
             for shared in (shared_a, shared_b, shared_c, shared_d):
                 await shared.close()
         finally:

@@ -171,13 +171,29 @@ class SharedKeys:
     def _revoked(self, client_ids: set[str]) -> None:
         if self._kv is None:
             return
+        if self.store.damaged:  # a lost or broken keys.json: refused here, not everywhere
+            _log.error("keys file missing or damaged: %d keys refused here only", len(client_ids))
+            return
         for client_id in client_ids - self._from_bucket:
             if self.store.lookup(client_id) is None:  # a replaced key is still there
                 self.submit(self.delete(client_id))
 
     async def _put(self, key: ApiKey) -> None:
+        """Publish a key added here, unless the bucket holds it as deleted: a key
+        revoked venue-wide and then found again in a keys file (a restored backup, a
+        repaired file) stays revoked, here too."""
         try:
-            await self._kv.put(key.client_id, encode(key))
+            try:
+                entry = await self._kv.get(key.client_id)
+            except KeyNotFoundError as missing:
+                if getattr(missing, "op", None) in ("DEL", "PURGE"):
+                    _log.warning("dx_keys: key %s was revoked: not restored", key.client_id)
+                    self._apply_delete(key.client_id)
+                    return
+                await self._kv.update(key.client_id, encode(key), last=0)
+                return
+            if entry.value != encode(key):
+                await self._kv.update(key.client_id, encode(key), last=entry.revision)
         except Exception as error:
             _log.error("dx_keys: key %s not published: %r", key.client_id, error)
 

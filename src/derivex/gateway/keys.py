@@ -78,6 +78,9 @@ class KeyStore:
         # called with each key made here or found new in the file (not with ``install``):
         # the cluster's shared store (cluster/shared_keys.py) publishes them venue-wide
         self.on_add: list[Callable[[ApiKey], None]] = []
+        # the file is missing or unreadable now (every key refused here): the revocations
+        # this causes are local, not decisions to spread venue-wide
+        self.damaged = False
         self._reload(strict=True)
 
     def _reload(self, strict: bool = False) -> None:
@@ -91,6 +94,7 @@ class KeyStore:
         except FileNotFoundError:
             if self._signature is not None:  # it existed: deleting it revokes every key
                 self._signature = None
+                self.damaged = True
                 self._replace({})
             return
         signature = (info.st_ino, info.st_size, info.st_mtime_ns)
@@ -118,6 +122,9 @@ class KeyStore:
                 "keys file unreadable: no key is valid until it is fixed", problem=problem
             )
             keys = {}
+            self.damaged = True
+        else:
+            self.damaged = False
         self._signature = signature
         self._replace(keys)
 
