@@ -35,6 +35,7 @@ from derivex.cluster.forward import CommandForwarder
 from derivex.cluster.jetstream import TRANSIENT, JetStreamLog
 from derivex.cluster.log import LogBatch, LogError
 from derivex.cluster.node import Follower
+from derivex.cluster.shared_keys import follow_from, stop_from
 from derivex.gateway.errors import RETRY, RpcError
 from derivex.runtime.replica import ReplicaExchange
 
@@ -211,12 +212,15 @@ async def _serve(
             stop.set()
 
     gateway.add_periodic(APPLY_INTERVAL_S, apply)
+    # the venue's keys: a key revoked anywhere ends its tokens and sessions here too
+    shared = await follow_from(opened.keys, follower.log, "read replica")
     await gateway.start(host, port)
     announce(gateway, opened)
     try:
         await stop.wait()
     finally:
         feed.stop()
+        await stop_from(shared, follower.log)
         await gateway.stop()
         await forwarder.close()
     return 2 if follower.diverged is not None else 0

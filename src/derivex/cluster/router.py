@@ -8,13 +8,12 @@
                                every poll_s and on any refused connection
 ```
 
-**Authentication.** The keys are the venue's: ``derivex cluster up`` writes one
-``keys.json`` into every domain's data directory and the router's, so a key names the
-same account everywhere (accounts are global ids). The router checks the client's
-signature (or its bearer token, issued by the router's own ``public/auth``) against its
-copy, with its own replay cache, and then signs each request it forwards afresh with
-that key's secret: a signed request stays single-use, and the router may rewrite
-parameters (order ids, the transfer's source) without breaking a signature.
+**Authentication.** The keys are the venue's: every leader and the router follow the
+KV bucket ``dx_keys`` (``cluster.shared_keys``; key management through the router:
+``cluster.router_keys``). The router checks the client's signature (or a bearer token
+of its own ``public/auth``) with its own replay cache, then signs each request it
+forwards afresh with that key's secret, so it may rewrite parameters (order ids, the
+transfer's source) without breaking a signature.
 
 **Routing and merging** are ``derivex.cluster.routing``'s: a request naming an
 instrument or an order goes to one domain; one over the account goes to all and the
@@ -58,10 +57,12 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
+from derivex.cluster import router_keys
 from derivex.cluster.endpoints import Endpoints
 from derivex.cluster.forward import is_command, no_resend, signature
 from derivex.cluster.router_ws import ClientSocket
 from derivex.cluster.routing import TRANSFER, Route, RoutingTable, merge, show_order_ids
+from derivex.cluster.shared_keys import SharedKeys
 from derivex.gateway.auth import Authenticator
 from derivex.gateway.connection import origin_of
 from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY, UNAUTHORIZED, RpcError
@@ -98,6 +99,28 @@ class Router:
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._poller: asyncio.Task[None] | None = None
+        self.shared: Any = None  # SharedKeys, once connected
+        self.clients: set[ClientSocket] = set()  # for closing a revoked key's sockets
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.keys.on_revoke.append(self._revoked)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None
+        return self._session
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _revoked(self, client_ids: set[str]) -> None:
+        """Keys were revoked (here, or in ``dx_keys``): their WebSockets at the router
+        are told and closed, which closes their upstream connections. O(clients)."""
+        for client in list(self.clients):
+            if client.key is not None and client.key.client_id in client_ids:
+                client.key = None
+                self._spawn(client.revoked())
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Connect to NATS, read the endpoints, listen; returns the router's URL."""
@@ -105,6 +128,9 @@ class Router:
         self._endpoints = Endpoints(self._nc.jetstream(timeout=5.0), self.table.domains)
         with contextlib.suppress(Exception):  # no bucket yet: the poller reads it later
             await self._endpoints.refresh()
+        # the venue's keys: one bucket every leader and router follows (shared_keys.py)
+        self.shared = SharedKeys(self.keys, self._nc.jetstream(timeout=5.0), self._spawn, _now)
+        await self.shared.start()
         self._session = no_resend(
             aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=2.0)
@@ -138,6 +164,8 @@ class Router:
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.close()
+        if self.shared is not None:
+            await self.shared.close()
         self.auth.close()
 
     async def _poll(self) -> None:
@@ -165,7 +193,11 @@ class Router:
         await socket.prepare(request)
         assert self._session is not None
         session = ClientSocket(self, socket, self._session, origin_of(request.transport))
-        await session.run()
+        self.clients.add(session)
+        try:
+            await session.run()
+        finally:
+            self.clients.discard(session)
         return socket
 
     async def _rest(self, request: web.Request) -> web.Response:
@@ -215,6 +247,8 @@ class Router:
             params.pop("access_token", None)
             if method.startswith("private/") and key is None:
                 raise RpcError(UNAUTHORIZED, "unauthorized", {"reason": "authorization required"})
+            if method == router_keys.REMOVE and key is not None:
+                return _reply(request_id, await router_keys.remove(self, key, params))
             route = self.table.route(method, params)
             if route.error is not None:
                 raise RpcError(*route.error)
@@ -243,6 +277,8 @@ class Router:
         results = [show_order_ids(answer, index) for answer, index in pairs]
         if len(results) == 1:
             result = results[0]
+            if method == router_keys.CREATE:
+                return await router_keys.created(self, result)
             if method == TRANSFER and isinstance(result, dict):
                 result["source"] = self.table.domains[route.targets[0]]
             return result
@@ -330,6 +366,10 @@ class Router:
     def _no_leader(self, domain: str, why: str) -> RpcError:
         self.counts["no_leader"] += 1
         return RpcError(RETRY, "not_leader", {"reason": "no_leader", "domain": domain, "why": why})
+
+
+def _now(function: Callable[[], None]) -> None:
+    function()
 
 
 def _text(value: Any) -> str:

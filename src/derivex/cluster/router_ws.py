@@ -20,10 +20,16 @@ subscribed again on the new leader as soon as it answers (tried every ``resubscr
 for a minute): notifications published during the takeover are not replayed (a book
 channel starts again with a snapshot).
 
-``public/set_heartbeat`` is answered "ok" by the router, which sends no heartbeat
-requests (its connections are kept alive by WebSocket pings); cancel-on-disconnect is set
-on every domain (the leaders cancel when the router's connections to them close, i.e.
-when the client's closes).
+**Heartbeats and cancel-on-disconnect.** ``public/set_heartbeat`` runs at the router,
+as a gateway runs it: every ``interval`` seconds a ``test_request``, and a client that
+sent nothing since the last one is closed; closing a client closes its upstream
+connections, so each leader cancels its orders where cancel-on-disconnect is set.
+``private/enable_cancel_on_disconnect`` / ``disable`` (connection scope) go to every
+domain and are remembered: each upstream opened later (a domain first used, or the new
+leader after a takeover) is set the same way before it is used, and a domain whose
+connection dropped while the setting (or a channel) is on is reconnected at once rather
+than at the next request, so the orders on the new leader are covered too. (The account
+scope lives in each leader's memory; a new leader does not know it.)
 
 Cost: one upstream connection per (client, domain) in use; a notification is parsed and
 re-serialised once per client.
@@ -41,6 +47,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from derivex.cluster import router_keys
 from derivex.cluster.forward import is_command
 from derivex.cluster.routing import show_order_ids
 from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY, UNAUTHORIZED, RpcError
@@ -53,6 +60,10 @@ _log = logging.getLogger("derivex.cluster.router")
 SUBSCRIBE = ("public/subscribe", "private/subscribe")
 UNSUBSCRIBE = ("public/unsubscribe", "private/unsubscribe")
 HEARTBEAT = ("public/set_heartbeat", "public/disable_heartbeat")
+COD = ("private/enable_cancel_on_disconnect", "private/disable_cancel_on_disconnect")
+TEST_REQUEST = {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}
+HEARTBEAT_MIN_S = 10  # Deribit's least interval, as the gateway's default
+HEARTBEAT_MAX_S = 3600
 
 
 class ConnectionLost(Exception):
@@ -142,17 +153,37 @@ class ClientSocket:
         self.channels: dict[int, dict[str, str]] = {}  # domain -> channel -> subscribe method
         self._opening: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.cancel_on_disconnect = False  # connection scope, replayed on new upstreams
+        self.heard = False  # a request since the last test_request
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         try:
             async for message in self.socket:
                 if message.type == aiohttp.WSMsgType.TEXT:
+                    self.heard = True
                     self._spawn(self._handle(message.data))
         finally:
+            self._beat_every(0)
             for task in self._tasks:
                 task.cancel()
-            for upstream in self.upstreams.values():
+            for upstream in list(self.upstreams.values()):
                 await upstream.close()
+
+    async def revoked(self) -> None:
+        """The client's key was revoked: it is told (``session_closed``, as a gateway
+        does), its upstream connections close (each leader cancels on disconnect where
+        asked) and so does its socket (1008)."""
+        self.key = None
+        await self._send(
+            {"jsonrpc": "2.0", "method": "session_closed",
+             "params": {"reason": "credentials_revoked"}}
+        )  # fmt: skip
+        for upstream in list(self.upstreams.values()):
+            await upstream.close()
+        self.upstreams.clear()
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=1008, message=b"credentials revoked")
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
@@ -196,18 +227,59 @@ class ClientSocket:
             self.key = router.auth.from_token(str(token))
         if method.startswith("private/") and self.key is None:
             raise RpcError(UNAUTHORIZED, "unauthorized", {"reason": "authorization required"})
+        if method == router_keys.REMOVE and self.key is not None:
+            return await router_keys.remove(router, self.key, params)
         if method in HEARTBEAT:
-            # the router's own connections keep alive by WebSocket pings; a leader's
-            # heartbeat requests would need answers the client cannot give through us
-            return "ok"
+            # run here, with the client: a leader's test_requests would go to the router
+            return self._set_heartbeat(method, params)
         if method in SUBSCRIBE or method in UNSUBSCRIBE:
             return await self._subscription(method, params)
         route = router.table.route(method, params)
         if route.error is not None:
             raise RpcError(*route.error)
-        return await router.forward(
+        result = await router.forward(
             method, route, lambda index: self._call(index, method, route.params)
         )
+        if method in COD and params.get("scope", "connection") == "connection":
+            self.cancel_on_disconnect = method == COD[0]
+        return result
+
+    def _set_heartbeat(self, method: str, params: dict[str, Any]) -> str:
+        if method == HEARTBEAT[1]:
+            self._beat_every(0)
+            return "ok"
+        interval = params.get("interval")
+        if isinstance(interval, str) and interval.isdigit():
+            interval = int(interval)
+        if not isinstance(interval, int) or isinstance(interval, bool):
+            raise RpcError(-32602, "Invalid params", {"param": "interval"})
+        if not HEARTBEAT_MIN_S <= interval <= HEARTBEAT_MAX_S:
+            bounds = f"{HEARTBEAT_MIN_S}..{HEARTBEAT_MAX_S}"
+            raise RpcError(-32602, "Invalid params", {"param": "interval", "reason": bounds})
+        self._beat_every(interval)
+        return "ok"
+
+    def _beat_every(self, seconds: float) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        if seconds > 0:
+            self._heartbeat = asyncio.ensure_future(self._beat(seconds))
+
+    async def _beat(self, seconds: float) -> None:
+        """Every ``seconds``: close the client if it sent nothing since the last
+        test_request (any request counts, as at a gateway), else send the next one."""
+        asked = False
+        while not self.socket.closed:
+            await asyncio.sleep(seconds)
+            if asked and not self.heard:
+                _log.info("router websocket closed: heartbeat not answered")
+                self._heartbeat = None
+                await self.socket.close(code=1000, message=b"heartbeat not answered")
+                return
+            self.heard = False
+            asked = True
+            await self._send(TEST_REQUEST)
 
     async def _subscription(self, method: str, params: dict[str, Any]) -> list[str]:
         channels = params.get("channels")
@@ -266,6 +338,15 @@ class ClientSocket:
                 if "error" in reply:
                     await upstream.close()
                     raise RpcError(UNAUTHORIZED, "unauthorized", {"domain": domain})
+                if self.cancel_on_disconnect:  # before any order goes on this connection
+                    try:
+                        reply = await upstream.call(COD[0], {"scope": "connection"},
+                                                    self.router.timeout_s)  # fmt: skip
+                    except ConnectionLost:
+                        reply = {"error": "lost"}
+                    if "error" in reply:
+                        await upstream.close()
+                        raise self.router.no_leader(domain, "cancel-on-disconnect not set")
             self.upstreams[index] = upstream
             return upstream
 
@@ -293,14 +374,16 @@ class ClientSocket:
 
     def _notified(self, index: int, data: dict[str, Any] | None) -> None:
         if data is None:  # the leader's connection dropped
-            if self.channels.get(index) and not self.socket.closed:
+            wanted = self.channels.get(index) or self.cancel_on_disconnect
+            if wanted and not self.socket.closed and index in self.upstreams:
                 self._spawn(self._resubscribe(index))
             return
         shown = {**data, "params": show_order_ids(data.get("params"), index)}
         self._spawn(self._send(shown))
 
     async def _resubscribe(self, index: int, budget_s: float = 60.0) -> None:
-        """Subscribe domain ``index``'s channels again on its (new) leader."""
+        """Connect to domain ``index``'s (new) leader again (its cancel-on-disconnect
+        set as before) and subscribe its channels again."""
         deadline = asyncio.get_running_loop().time() + budget_s
         while asyncio.get_running_loop().time() < deadline and not self.socket.closed:
             await asyncio.sleep(self.resubscribe_s)
@@ -308,6 +391,7 @@ class ClientSocket:
             for channel, method in self.channels.get(index, {}).items():
                 by_method.setdefault(method, []).append(channel)
             try:
+                await self._upstream(index)
                 for method, channels in by_method.items():
                     await self._call(index, method, {"channels": channels})
                 return

@@ -53,6 +53,7 @@ from derivex.cluster.log import Fenced, LogError
 from derivex.cluster.node import Follower, Leader, warm_kernels
 from derivex.cluster.pipeline import WriteOutage
 from derivex.cluster.read_replica import VenueRecords, serve_read_replica
+from derivex.cluster.shared_keys import follow_from, stop_from
 from derivex.core import query
 from derivex.exchange import Exchange
 from derivex.gateway.durability import SharedDurability
@@ -358,6 +359,8 @@ async def _serve(
                 gateway.gate.expire()
             stop.set()
 
+    # the venue's keys (cluster/shared_keys.py): followed before the gateway listens
+    shared = await follow_from(opened.keys, leader.log, leader.node)
     gateway.add_periodic(max(0.05, leader.lease.ttl_s / 6), keep_lease)
     # the transfer relay's commands (cluster/inbox.py), sequenced like a client's
     inbox = Inbox(leader.log, key=inbox_key)
@@ -379,6 +382,7 @@ async def _serve(
             gateway.gate.release_now()
         await asyncio.sleep(0.05)  # (the released replies reach their sockets)
     advertising.cancel()
+    await stop_from(shared, leader.log)
     await gateway.stop()
     exchange.stop_pipeline()
     inbox.close()

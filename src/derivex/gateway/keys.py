@@ -75,6 +75,12 @@ class KeyStore:
         self._keys: dict[str, ApiKey] = {}
         self._signature: tuple[int, int, int] | None = None
         self.on_revoke: list[Callable[[set[str]], None]] = []
+        # called with each key made here or found new in the file (not with ``install``):
+        # the cluster's shared store (cluster/shared_keys.py) publishes them venue-wide
+        self.on_add: list[Callable[[ApiKey], None]] = []
+        # the file is missing or unreadable now (every key refused here): the revocations
+        # this causes are local, not decisions to spread venue-wide
+        self.damaged = False
         self._reload(strict=True)
 
     def _reload(self, strict: bool = False) -> None:
@@ -88,6 +94,7 @@ class KeyStore:
         except FileNotFoundError:
             if self._signature is not None:  # it existed: deleting it revokes every key
                 self._signature = None
+                self.damaged = True
                 self._replace({})
             return
         signature = (info.st_ino, info.st_size, info.st_mtime_ns)
@@ -115,14 +122,21 @@ class KeyStore:
                 "keys file unreadable: no key is valid until it is fixed", problem=problem
             )
             keys = {}
+            self.damaged = True
+        else:
+            self.damaged = False
         self._signature = signature
         self._replace(keys)
 
     def _replace(self, keys: dict[str, ApiKey]) -> None:
         gone = {client_id for client_id, key in self._keys.items() if keys.get(client_id) != key}
+        added = [key for client_id, key in keys.items() if self._keys.get(client_id) != key]
         self._keys = keys
         if gone:
             self._notify(gone)
+        for key in added:
+            for listener in list(self.on_add):
+                listener(key)
 
     def _notify(self, revoked: set[str]) -> None:
         for listener in list(self.on_revoke):
@@ -177,7 +191,21 @@ class KeyStore:
         )
         self._keys[key.client_id] = key
         self._save()
+        for listener in list(self.on_add):
+            listener(key)
         return key
+
+    def install(self, key: ApiKey) -> None:
+        """Add or replace ``key`` as made elsewhere (a venue-wide store): saved, no
+        ``on_add``; a replaced, different key of the same id is revoked first. O(keys)."""
+        self._reload()
+        if self._keys.get(key.client_id) == key:
+            return
+        replaced = key.client_id in self._keys
+        self._keys[key.client_id] = key
+        self._save()
+        if replaced:
+            self._notify({key.client_id})
 
     def revoke(self, client_id: str) -> bool:
         """Remove a key; its sessions and tokens in this process end now (``on_revoke``),
