@@ -21,8 +21,15 @@ import ccxt.async_support
 import ccxt.pro
 import pytest
 
+from derivex.gateway import KeyStore
 from derivex.gateway.catalog import Catalog
-from tests.adversarial.workers_served import Account, Served, prepare
+from derivex.gateway.errors import FORBIDDEN
+from tests.adversarial.workers_served import (
+    Account,
+    Served,
+    connections_on_every_worker,
+    prepare,
+)
 from tests.gateway.conftest import unique_nonce
 from tests.gateway.test_ccxt_coverage import CALLED, OK
 
@@ -36,6 +43,8 @@ class Venue:
     def __init__(self, root: Path) -> None:
         self.data = root / "venue"
         self.accounts, _ = prepare(self.data, 5)
+        admin = KeyStore(self.data).create(self.accounts[4].account, ("admin",), name="operator")
+        self.admin = Account(self.accounts[4].account, admin.client_id, admin.client_secret)
         self.served = Served(self.data, root / "serve.log", WORKERS)
         catalog = Catalog.load(self.data / "instruments.json")
         self.options = iter([spec.name for spec in catalog if spec.kind == "option"])
@@ -383,3 +392,42 @@ def test_pro_watch_methods_across_workers(venue: Venue) -> None:
                 await pro.close()
 
     asyncio.run(asyncio.wait_for(run(), 120))
+
+
+def test_a_trading_key_reaches_no_admin_control_on_either_worker(venue: Venue) -> None:
+    """A real trading key gets 13021 for every admin control on both workers (its own
+    account as the target too), and nothing took effect: the operator reads no halted
+    instrument and no blocked account on either worker, and the trader still trades."""
+    from tests.gateway.test_admin_control import CONTROLS
+
+    trader = venue.accounts[2]
+    own = (
+        ("private/admin_block_account", {"account": trader.account}),
+        ("private/admin_unblock_account", {"account": trader.account}),
+    )
+
+    async def run() -> None:
+        url = venue.served.ws_url
+        traders = await connections_on_every_worker(url, trader, WORKERS)
+        admins = await connections_on_every_worker(url, venue.admin, WORKERS)
+        try:
+            for client in traders:
+                for name, params in (*CONTROLS, *own):
+                    reply = await client.call(name, dict(params))
+                    assert reply.get("error", {}).get("code") == FORBIDDEN == 13021, (name, reply)
+            for admin in admins:
+                reply = await admin.call("private/admin_get_controls")
+                controls = reply["result"]
+                assert not controls["instruments"] and not controls["blocked_accounts"], reply
+            for client in traders:
+                placed = await client.call(
+                    "private/buy",
+                    {"instrument_name": PERPETUAL, "amount": 0.01, "type": "market"},
+                )
+                # accepted (nothing rests to fill it): neither halted nor blocked
+                assert placed["result"]["order"]["order_state"] in ("cancelled", "filled"), placed
+        finally:
+            for client in (*traders, *admins):
+                await client.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
