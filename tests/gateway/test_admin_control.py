@@ -43,13 +43,22 @@ def _buy(trader: _Socket, name: str, price: float, amount: float = 1.0) -> dict[
 
 
 def test_controls_need_the_admin_scope(server: Server) -> None:
+    """A real trading key (read and trade) gets 13021 for every control, its own account as
+    the target too, and nothing is sequenced (the sequencer's number does not move)."""
     with contextlib.ExitStack() as stack:
         trader, anonymous = _sockets(server, stack, 2)
-        trader.login(server.key(("read", "trade")))
+        key = server.key(("read", "trade"))
+        trader.login(key)
         exchange = server.gateway.venue.exchange
-        for name, params in CONTROLS:
-            assert trader.call(name, **params)["error"]["code"] == FORBIDDEN, name
+        before = server.thread.call(lambda: exchange.sequencer.seq)
+        own = (
+            ("private/admin_block_account", {"account": key.account}),
+            ("private/admin_unblock_account", {"account": key.account}),
+        )
+        for name, params in (*CONTROLS, *own):
+            assert trader.call(name, **params)["error"]["code"] == FORBIDDEN == 13021, name
             assert "error" in anonymous.call(name, **params), name
+        assert server.thread.call(lambda: exchange.sequencer.seq) == before
         # nothing was sequenced by the refused calls: the perpetual trades, nobody is blocked
         assert "blocked_accounts" not in server.thread.call(exchange.engine.canonical)
         venue = server.gateway.venue

@@ -203,6 +203,35 @@ def test_the_named_test_calls_the_method(method: str) -> None:
     assert _snake(method) in called, f"{name} does not call {_snake(method)}"
 
 
+#: the worker-mode check of the whole table (``derivex serve --workers 2``): it calls every
+#: ``COVERED`` and ``PRO_COVERED`` method by name and runs every ``CALLED`` entry in
+#: ``WORKERS_CALLED_TEST``
+WORKERS_MODULE = "tests/adversarial/test_workers_ccxt_table.py"
+WORKERS_CALLED_TEST = "test_the_called_table_on_both_workers"
+
+
+@pytest.mark.parametrize("method", sorted(COVERED) + sorted(PRO_COVERED) + sorted(CALLED))
+def test_every_method_has_a_worker_mode_check(method: str) -> None:
+    """A table entry without a worker-mode check fails here."""
+    tree = ast.parse((ROOT / WORKERS_MODULE).read_text())
+    if method in CALLED:  # the worker module loops over the whole ``CALLED`` table
+        tests = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef) and node.name == WORKERS_CALLED_TEST
+        ]
+        assert tests, f"{WORKERS_MODULE} has no {WORKERS_CALLED_TEST}"
+        loops = [node for node in ast.walk(tests[0]) if isinstance(node, ast.For)]
+        assert any("CALLED" in ast.unparse(loop.iter) for loop in loops)
+        return
+    called = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    assert _snake(method) in called, f"{WORKERS_MODULE} does not call {_snake(method)}"
+
+
 @pytest.mark.parametrize("method", sorted(CALLED))
 def test_the_method_answers_or_is_refused_clearly(server: Server, method: str) -> None:
     call, expected = CALLED[method]
