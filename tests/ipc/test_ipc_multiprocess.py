@@ -88,7 +88,10 @@ def test_broadcast_drop_policy_drops_stalled_consumer(shm_name, slow_mode):
     """Consumer 2 stalls; after the grace period the producer drops it and carries
     on; the fast consumers still receive every record; consumer 2 then gets
     ConsumerDropped on its next read."""
-    n, grace = 20_000, 0.5
+    # the grace must outlast a fast consumer's start-up (spawn, imports, loading its
+    # compiled loop): at 0.5 s, a suite run at load 7-11 saw consumer 1 dropped before it
+    # had read anything, twice; the stalled consumer waits for the producer's end anyway
+    n, grace = 20_000, 2.0
     ring = BroadcastRing.create(shm_name, w.REC, 64, consumers=3, policy="drop", drop_grace=grace)
     (resume,) = w.events(1)
 
