@@ -40,7 +40,13 @@ from derivex.core.records import (
 )
 from derivex.gateway import params as p
 from derivex.gateway.errors import RpcError, rpc_error_for
-from derivex.gateway.order_records import ORDER_TYPE_CODES, TIF_CODES, PlaceOrder
+from derivex.gateway.order_records import (
+    ORDER_TYPE_CODES,
+    PLACE_LAYOUT,
+    TIF_CODES,
+    TRIGGER_LAYOUT,
+    PlaceOrder,
+)
 from derivex.gateway.trigger_orders import TRIGGER_TYPES
 
 LINK_PARAMS = ("linked_order_type", "trigger_fill_condition", "otoco_config")
@@ -169,39 +175,7 @@ def _leg(ctx: Any, name: str, i: int, entry: Any, prepare: Prepare) -> PlaceOrde
 _HEADER = codec.record_struct(
     COMMAND_DTYPE, ("kind", "link_type", "fill_condition", "count", "account")
 )
-_ORDER_LEG = codec.record_struct(
-    COMMAND_DTYPE,
-    (
-        "kind",
-        "side",
-        "order_type",
-        "tif",
-        "flags",
-        "account",
-        "instrument",
-        "price_ticks",
-        "qty_lots",
-        "label",
-    ),
-)
-_TRIGGER_LEG = codec.record_struct(
-    COMMAND_DTYPE,
-    (
-        "kind",
-        "side",
-        "order_type",
-        "tif",
-        "flags",
-        "trigger_type",
-        "trigger_source",
-        "account",
-        "instrument",
-        "trigger_price_ticks",
-        "price_ticks",
-        "qty_lots",
-        "label",
-    ),
-)
+_ORDER_LEG, _TRIGGER_LEG = PLACE_LAYOUT, TRIGGER_LAYOUT
 _AT = codec.header_offset(COMMAND_DTYPE, ("kind",))
 assert all(
     codec.header_offset(COMMAND_DTYPE, names) == _AT

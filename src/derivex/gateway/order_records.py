@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from derivex.core.records import OrderFlag, OrderType, Reason, Side, TimeInForce
+from derivex.core import codec
+from derivex.core.records import (
+    COMMAND_DTYPE,
+    OrderFlag,
+    OrderType,
+    Reason,
+    Side,
+    TimeInForce,
+)
 from derivex.gateway.errors import (
     CANCEL_REASONS,
     NOT_OPEN_ORDER,
@@ -33,6 +41,43 @@ TIF_NAMES_BY_CODE = {int(code): TIF_NAMES[name] for name, code in TIME_IN_FORCE.
 # names -> plain int codes (packing an enum member costs more than an int)
 ORDER_TYPE_CODES = {name: int(kind) for name, kind in ORDER_TYPES.items()}
 TIF_CODES = {name: int(tif) for name, tif in TIME_IN_FORCE.items()}
+
+# the command layouts of one order (``Venue.place_many`` and the legs of a linked group):
+# a PLACE_ORDER's fields after the header the sequencer stamps (seq, ts_ns)
+PLACE_LAYOUT = codec.record_struct(
+    COMMAND_DTYPE,
+    (
+        "kind",
+        "side",
+        "order_type",
+        "tif",
+        "flags",
+        "account",
+        "instrument",
+        "price_ticks",
+        "qty_lots",
+        "label",
+    ),
+)
+# a PLACE_TRIGGER: the same, with the trigger's type, source and price (or offset)
+TRIGGER_LAYOUT = codec.record_struct(
+    COMMAND_DTYPE,
+    (
+        "kind",
+        "side",
+        "order_type",
+        "tif",
+        "flags",
+        "trigger_type",
+        "trigger_source",
+        "account",
+        "instrument",
+        "trigger_price_ticks",
+        "price_ticks",
+        "qty_lots",
+        "label",
+    ),
+)
 _POST_ONLY, _REJECT_POST_ONLY = int(OrderFlag.POST_ONLY), int(OrderFlag.REJECT_POST_ONLY)
 _REDUCE_ONLY, _MMP = int(OrderFlag.REDUCE_ONLY), int(OrderFlag.MMP)
 

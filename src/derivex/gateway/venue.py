@@ -35,10 +35,12 @@ from derivex.gateway.linked_records import GroupPending
 from derivex.gateway.order_records import (
     ORDER_TYPE_CODES,
     ORDER_TYPES,
+    PLACE_LAYOUT,
     SIDES,
     TIF_CODES,
     TIF_NAMES,
     TIME_IN_FORCE,
+    TRIGGER_LAYOUT,
     Deferred,
     OrderRecord,
     OutcomeUnknown,
@@ -70,42 +72,7 @@ __all__ = [
 
 _PLACE_ORDER = int(CommandKind.PLACE_ORDER)
 _ACCEPTED = int(EventKind.ACCEPTED)
-# a PLACE_ORDER's fields after the header the sequencer stamps (seq, ts_ns): kind, side,
-# order type, tif, flags, account, instrument, price, quantity, label
-_PLACE = codec.record_struct(
-    COMMAND_DTYPE,
-    [
-        "kind",
-        "side",
-        "order_type",
-        "tif",
-        "flags",
-        "account",
-        "instrument",
-        "price_ticks",
-        "qty_lots",
-        "label",
-    ],
-)
-# a PLACE_TRIGGER: the same, with the trigger's type, source and price (or offset)
-_TRIGGER = codec.record_struct(
-    COMMAND_DTYPE,
-    [
-        "kind",
-        "side",
-        "order_type",
-        "tif",
-        "flags",
-        "trigger_type",
-        "trigger_source",
-        "account",
-        "instrument",
-        "trigger_price_ticks",
-        "price_ticks",
-        "qty_lots",
-        "label",
-    ],
-)
+_PLACE, _TRIGGER = PLACE_LAYOUT, TRIGGER_LAYOUT  # (order_records: one layout each)
 _PLACE_TRIGGER = int(CommandKind.PLACE_TRIGGER)
 # cancel / amend / cancel-all: kind, account, instrument, order id, price, quantity
 _TARGET = codec.record_struct(
