@@ -61,7 +61,14 @@ from derivex.cluster import router_keys
 from derivex.cluster.endpoints import Endpoints
 from derivex.cluster.forward import is_command, no_resend, signature
 from derivex.cluster.router_ws import ClientSocket
-from derivex.cluster.routing import TRANSFER, Route, RoutingTable, merge, show_order_ids
+from derivex.cluster.routing import (
+    TRANSFER,
+    Route,
+    RoutingTable,
+    merge,
+    show_order_ids,
+    upstream_error,
+)
 from derivex.cluster.shared_keys import SharedKeys
 from derivex.gateway.auth import Authenticator
 from derivex.gateway.connection import origin_of
@@ -336,13 +343,7 @@ class Router:
         if isinstance(failure, dict):
             if failure.get("code") == RETRY:
                 await self._refresh()
-            code = failure.get("code")
-            data = failure.get("data")
-            raise RpcError(
-                code if isinstance(code, int) else RETRY,
-                str(failure.get("message", "")),
-                data if isinstance(data, dict) else None,
-            )
+            raise upstream_error(failure)
         return reply.get("result")
 
     async def endpoint(self, domain: str) -> str:

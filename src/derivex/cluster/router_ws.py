@@ -49,8 +49,8 @@ from aiohttp import web
 
 from derivex.cluster import router_keys
 from derivex.cluster.forward import is_command
-from derivex.cluster.routing import show_order_ids
-from derivex.gateway.errors import OUTCOME_UNKNOWN, RETRY, UNAUTHORIZED, RpcError
+from derivex.cluster.routing import show_order_ids, upstream_error
+from derivex.gateway.errors import OUTCOME_UNKNOWN, UNAUTHORIZED, RpcError
 from derivex.gateway.keys import ApiKey
 
 __all__ = ["ClientSocket", "Upstream"]
@@ -363,13 +363,7 @@ class ClientSocket:
             raise self.router.no_leader(domain, "connection lost") from None
         failure = reply.get("error")
         if isinstance(failure, dict):
-            code = failure.get("code")
-            data = failure.get("data")
-            raise RpcError(
-                code if isinstance(code, int) else RETRY,
-                str(failure.get("message", "")),
-                data if isinstance(data, dict) else None,
-            )
+            raise upstream_error(failure)
         return reply.get("result")
 
     def _notified(self, index: int, data: dict[str, Any] | None) -> None:

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from derivex.gateway.errors import RETRY, RpcError
+
 __all__ = [
     "FAN_OUT",
     "MAX_DOMAINS",
@@ -175,6 +177,18 @@ class RoutingTable:
             return Route(error=(-32602, "Invalid params", {"param": "source"}))
         params["domain"] = destination
         return Route([source], params)
+
+
+def upstream_error(failure: dict[str, Any]) -> RpcError:
+    """A leader's JSON-RPC ``error`` object as the ``RpcError`` the router answers with (a
+    code that is not an integer reads as 10040 ``retry``; data only when it is an object)."""
+    code = failure.get("code")
+    data = failure.get("data")
+    return RpcError(
+        code if isinstance(code, int) else RETRY,
+        str(failure.get("message", "")),
+        data if isinstance(data, dict) else None,
+    )
 
 
 def merge(method: str, results: list[Any], names: list[str]) -> Any:
