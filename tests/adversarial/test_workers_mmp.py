@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.adversarial.workers_served import Account, Served, perpetual_spec, prepare
+from tests.adversarial.workers_served import Account, PerpetualVenue, connect_on_worker
 from tests.gateway.rpc_client import RpcClient
 
 WORKERS = 2
@@ -24,14 +24,9 @@ INDEX = "btc_usdc"
 CHANNEL = f"user.mmp_trigger.{INDEX}"
 
 
-class Venue:
+class Venue(PerpetualVenue):
     def __init__(self, root: Path) -> None:
-        self.data, self.log = root / "venue", root / "serve.log"
-        self.accounts, _ = prepare(self.data, 2)
-        self.served = Served(self.data, self.log, WORKERS)
-        self.spec = perpetual_spec(self.data)
-        self.tick = float(self.spec.tick_size_ticks * self.spec.price_unit)
-        self.lot = self.spec.amount(self.spec.min_trade_lots)
+        super().__init__(root, 2, WORKERS)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +39,7 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
 
 
 async def _on(venue: Venue, worker: int, account: Account) -> RpcClient:
-    """An authenticated connection that the kernel gave to ``worker``."""
-    for _ in range(80):
-        client = await RpcClient.connect(venue.served.ws_url)
-        if client.worker.split(".")[0] == str(worker):
-            await client.auth(account.client_id, account.secret)
-            return client
-        await client.close()
-    raise AssertionError(f"no connection reached worker {worker}")
+    return await connect_on_worker(venue.served.ws_url, worker, account.client_id, account.secret)
 
 
 async def _open(client: RpcClient, count: int) -> None:

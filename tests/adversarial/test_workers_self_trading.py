@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from derivex.gateway.errors import FORBIDDEN
-from tests.adversarial.workers_served import Served, perpetual_spec, prepare
+from tests.adversarial.workers_served import PerpetualVenue, connect_on_worker
 from tests.gateway.rpc_client import RpcClient
 from tests.gateway.test_admin_control import CONTROLS
 
@@ -27,14 +27,9 @@ PERPETUAL = "BTC_USDC-PERPETUAL"
 ORDER_OVERLAP = 10003
 
 
-class Venue:
+class Venue(PerpetualVenue):
     def __init__(self, root: Path) -> None:
-        self.data, self.log = root / "venue", root / "serve.log"
-        self.accounts, _ = prepare(self.data, 1)
-        self.served = Served(self.data, self.log, WORKERS)
-        self.spec = perpetual_spec(self.data)
-        self.tick = float(self.spec.tick_size_ticks * self.spec.price_unit)
-        self.lot = self.spec.amount(self.spec.min_trade_lots)
+        super().__init__(root, 1, WORKERS)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +42,7 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
 
 
 async def _on(venue: Venue, worker: int, client_id: str, secret: str) -> RpcClient:
-    """An authenticated connection that the kernel gave to ``worker``."""
-    for _ in range(80):
-        client = await RpcClient.connect(venue.served.ws_url)
-        if client.worker.split(".")[0] == str(worker):
-            await client.auth(client_id, secret)
-            return client
-        await client.close()
-    raise AssertionError(f"no connection reached worker {worker}")
+    return await connect_on_worker(venue.served.ws_url, worker, client_id, secret)
 
 
 async def _eventually(call: Any, done: Any) -> Any:

@@ -25,6 +25,7 @@ import aiohttp
 from derivex.core.engine import Engine
 from derivex.core.records import CommandKind, EventKind
 from derivex.gateway.catalog import Catalog, InstrumentSpec
+from tests.gateway.rpc_client import RpcClient
 
 DERIVEX = [sys.executable, "-m", "derivex.cli"]
 START_TIMEOUT_S = 420  # a cold kernel cache compiles first
@@ -346,3 +347,28 @@ def perpetual_spec(data: Path) -> InstrumentSpec:
 def engine_order_id(order_id: str) -> int:
     """Deribit order ids are the engine's, as text."""
     return int(order_id.rsplit("-", 1)[-1])
+
+
+class PerpetualVenue:
+    """A ``--workers N`` venue with ``accounts`` funded accounts, and its BTC perpetual's
+    spec, tick and lot (the module fixture of the worker-mode API tests)."""
+
+    def __init__(self, root: Path, accounts: int, workers: int = 2) -> None:
+        self.data, self.log = root / "venue", root / "serve.log"
+        self.accounts, _ = prepare(self.data, accounts)
+        self.served = Served(self.data, self.log, workers)
+        self.spec = perpetual_spec(self.data)
+        self.tick = float(self.spec.tick_size_ticks * self.spec.price_unit)
+        self.lot = self.spec.amount(self.spec.min_trade_lots)
+
+
+async def connect_on_worker(ws_url: str, worker: int, client_id: str, secret: str) -> RpcClient:
+    """An authenticated connection that the kernel gave to ``worker`` (connections are
+    placed by the kernel: connect until one lands there, 80 tries at most)."""
+    for _ in range(80):
+        client = await RpcClient.connect(ws_url)
+        if client.worker.split(".")[0] == str(worker):
+            await client.auth(client_id, secret)
+            return client
+        await client.close()
+    raise AssertionError(f"no connection reached worker {worker}")
