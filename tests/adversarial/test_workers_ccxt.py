@@ -24,8 +24,7 @@ import ccxt
 import ccxt.pro
 import pytest
 
-from tests.adversarial.workers_served import Account, Served, perpetual_spec, prepare
-from tests.gateway.conftest import unique_nonce
+from tests.adversarial.workers_served import Account, PerpetualVenue, ccxt_config
 from tests.gateway.rpc_client import RpcClient
 from tests.gateway.test_dashboard_api import _recompute
 
@@ -37,25 +36,12 @@ FIGURES = ("initial_margin", "maintenance_margin")
 WAIT_S = 10.0
 
 
-class Venue:
+class Venue(PerpetualVenue):
     def __init__(self, root: Path) -> None:
-        self.data, self.log = root / "venue", root / "serve.log"
-        self.accounts, _ = prepare(self.data, 2)
-        self.served = Served(self.data, self.log, WORKERS)
-        self.spec = perpetual_spec(self.data)
-        self.tick = float(self.spec.tick_size_ticks * self.spec.price_unit)
-        self.lot = self.spec.amount(self.spec.min_trade_lots)
+        super().__init__(root, 2, WORKERS)
 
     def config(self, account: Account | None = None) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "urls": {"api": {"rest": self.served.url, "ws": self.served.ws_url}},
-            "enableRateLimit": False,
-            "timeout": 20_000,
-            "nonce": unique_nonce,
-        }
-        if account is not None:
-            config.update(apiKey=account.client_id, secret=account.secret)
-        return config
+        return ccxt_config(self.served, account)
 
     def sync(self, account: Account | None = None) -> ccxt.deribit:
         client = ccxt.deribit(self.config(account))

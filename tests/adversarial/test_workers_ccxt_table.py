@@ -27,10 +27,10 @@ from derivex.gateway.errors import FORBIDDEN
 from tests.adversarial.workers_served import (
     Account,
     Served,
+    ccxt_config,
     connections_on_every_worker,
     prepare,
 )
-from tests.gateway.conftest import unique_nonce
 from tests.gateway.test_ccxt_coverage import CALLED, OK
 
 WORKERS = 2
@@ -50,16 +50,7 @@ class Venue:
         self.options = iter([spec.name for spec in catalog if spec.kind == "option"])
 
     def config(self, account: Account | None = None, **extra: Any) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "urls": {"api": {"rest": self.served.url, "ws": self.served.ws_url}},
-            "enableRateLimit": False,
-            "timeout": 20_000,
-            "nonce": unique_nonce,
-            **extra,
-        }
-        if account is not None:
-            config.update(apiKey=account.client_id, secret=account.secret)
-        return config
+        return ccxt_config(self.served, account, **extra)
 
 
 @pytest.fixture(scope="module")

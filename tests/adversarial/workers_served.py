@@ -25,6 +25,7 @@ import aiohttp
 from derivex.core.engine import Engine
 from derivex.core.records import CommandKind, EventKind
 from derivex.gateway.catalog import Catalog, InstrumentSpec
+from tests.gateway.conftest import unique_nonce
 from tests.gateway.rpc_client import RpcClient
 
 DERIVEX = [sys.executable, "-m", "derivex.cli"]
@@ -360,6 +361,21 @@ class PerpetualVenue:
         self.spec = perpetual_spec(self.data)
         self.tick = float(self.spec.tick_size_ticks * self.spec.price_unit)
         self.lot = self.spec.amount(self.spec.min_trade_lots)
+
+
+def ccxt_config(served: Served, account: Account | None = None, **extra: Any) -> dict[str, Any]:
+    """A ccxt ``deribit`` configuration for ``served`` (REST and WebSocket URLs, no rate
+    limit, unique nonces), with ``account``'s key and ``extra`` options."""
+    config: dict[str, Any] = {
+        "urls": {"api": {"rest": served.url, "ws": served.ws_url}},
+        "enableRateLimit": False,
+        "timeout": 20_000,
+        "nonce": unique_nonce,
+        **extra,
+    }
+    if account is not None:
+        config.update(apiKey=account.client_id, secret=account.secret)
+    return config
 
 
 async def connect_on_worker(ws_url: str, worker: int, client_id: str, secret: str) -> RpcClient:
