@@ -82,10 +82,10 @@ class Trace:
     def timed(self, name: str, function: Any) -> Any:
         times = self.calls.setdefault(name, [])
 
-        def call(*args: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             start = perf_counter()
             try:
-                return function(*args)
+                return function(*args, **kwargs)
             finally:
                 self.calls.setdefault(name, []).append((perf_counter() - start) * 1000)
 

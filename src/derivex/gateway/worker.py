@@ -68,6 +68,7 @@ from derivex.gateway.server import Gateway, tune_interpreter
 from derivex.gateway.shared_metrics import PUBLISH_INTERVAL_S, WorkerMetrics
 from derivex.gateway.spent_tokens import SpentTokens
 from derivex.gateway.telemetry import configure_logging, logger
+from derivex.gateway.trace import TRACE
 from derivex.gateway.venue import OutcomeUnknown, Venue
 from derivex.ipc import RingTimeout
 from derivex.runtime.control import WK_SERVING
@@ -313,6 +314,10 @@ async def _serve(
             auth_limits=auth_limits,
             limits=limits,
         )
+
+    if TRACE is not None:  # (diagnostics: the engine round trips and the walks of others' batches)
+        exchange.submit = TRACE.timed("submit", exchange.submit)  # type: ignore[method-assign]
+        venue.walk_deferred = TRACE.timed("walk_deferred", venue.walk_deferred)  # type: ignore[method-assign]
 
     walking = False
 
