@@ -14,7 +14,8 @@ gateway checks signatures against it, so the secrets are needed) and runs a
   (``KeyStore.on_revoke``);
 - a watch on the bucket installs every put into the local store and revokes every
   delete, which closes the key's sessions and drops its tokens at once (the gateway's
-  and the router's ``on_revoke`` listeners);
+  and the router's ``on_revoke`` listeners); a client id once revoked venue-wide is never
+  installed again (the watch's echo of a key's creation can arrive after its revocation);
 - on start, a local key the bucket has never seen is published, one the bucket holds
   as deleted is revoked here (a node that was down during a revocation does not bring
   the key back), one it holds differently is replaced by the bucket's.
@@ -103,6 +104,9 @@ class SharedKeys:
         self._kv: Any = None
         self._watch: asyncio.Task[None] | None = None
         self._from_bucket: set[str] = set()  # revocations the bucket told us of: no echo
+        # ids revoked venue-wide (here or by the bucket): a put of one that arrives later
+        # (the echo of its creation, delayed past the revocation) never installs it again
+        self._dead: set[str] = set()
         store.on_add.append(self._added)
         store.on_revoke.append(self._revoked)
 
@@ -151,10 +155,12 @@ class SharedKeys:
         self.deliver(lambda: self._revoke(client_id))
 
     def _install(self, key: ApiKey) -> None:
-        self.store.install(key)
+        if key.client_id not in self._dead:
+            self.store.install(key)
         self.applied += 1
 
     def _revoke(self, client_id: str) -> None:
+        self._dead.add(client_id)
         self._from_bucket.add(client_id)
         try:
             self.store.revoke(client_id)
@@ -176,6 +182,7 @@ class SharedKeys:
             return
         for client_id in client_ids - self._from_bucket:
             if self.store.lookup(client_id) is None:  # a replaced key is still there
+                self._dead.add(client_id)
                 self.submit(self.delete(client_id))
 
     async def _put(self, key: ApiKey) -> None:
