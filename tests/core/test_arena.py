@@ -15,6 +15,8 @@ from derivex.core.engine import Engine
 from derivex.core.growth import grow
 from derivex.core.state import State
 
+pytestmark = pytest.mark.nojit
+
 
 @numba.njit(_nrt=False, error_model="numpy")
 def _put(out, k, view):
