@@ -50,6 +50,9 @@ from derivex.sim.flow import FlowSpec, generate  # noqa: E402
 from report import finish, machine  # noqa: E402  (bench/report.py, beside this script)
 
 CACHE = ROOT / "bench" / ".cache"
+#: the timer of the door runs: wall time, or with --cpu-time the process's CPU time (on a
+#: shared, loaded machine the CPU time is what the code costs; the wall time is not)
+clock = time.perf_counter
 
 
 @intrinsic
@@ -291,32 +294,32 @@ def kernel_and_doors(setup, flow, config, runs: int, chunk: int) -> dict[str, An
     for _ in range(runs):
         engine = fresh_engine(setup, config)
         engine._events = touched_events(len(flow) * 4)
-        start = time.perf_counter()
+        start = clock()
         produced = len(engine.process_into(flow))
-        kernel.append(len(flow) / (time.perf_counter() - start))
+        kernel.append(len(flow) / (clock() - start))
         expected_hash = engine.state_hash()
         del engine
 
         engine = fresh_engine(setup, config)
-        start = time.perf_counter()
+        start = clock()
         events = engine.process(flow)
-        process.append(len(flow) / (time.perf_counter() - start))
+        process.append(len(flow) / (clock() - start))
         assert len(events) == produced and engine.state_hash() == expected_hash
         del events, engine
 
         engine = fresh_engine(setup, config)
         list(engine.stream(flow[:1], chunk))  # the reusable chunk buffer, faulted in
         counter = EventCounter()
-        start = time.perf_counter()
+        start = clock()
         engine.run(flow[1:], counter, chunk)
-        stream.append((len(flow) - 1) / (time.perf_counter() - start))
+        stream.append((len(flow) - 1) / (clock() - start))
         assert counter.count + 3 >= produced and engine.state_hash() == expected_hash
 
         engine = fresh_engine(setup, config)
         sink = ArraySink(touched_events(produced + 16))  # the caller's own array
-        start = time.perf_counter()
+        start = clock()
         engine.run(flow, sink, chunk)
-        stream_copy.append(len(flow) / (time.perf_counter() - start))
+        stream_copy.append(len(flow) / (clock() - start))
         assert sink.filled == produced and engine.state_hash() == expected_hash
     median = statistics.median
     return {
@@ -372,7 +375,7 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
             place, cancel = exchange.place, exchange.cancel
             results = []
             keep = results.append
-            start = time.perf_counter()
+            start = clock()
             for k in range(count):
                 if kinds[k] == place_kind:
                     keep(
@@ -387,7 +390,7 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
                     )
                 else:
                     keep(cancel(accounts[k], targets[k]))
-            rates[path].append(count / (time.perf_counter() - start))
+            rates[path].append(count / (clock() - start))
             assert exchange.state_hash() == reference.state_hash(), path
             if path == "door":
                 assert exchange._door is not None
@@ -442,7 +445,7 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
         )
     ]
     kinds, seqs, ts, acc, ins, side, otype, tif, flags, price, qty, label, oid = columns
-    start = time.perf_counter()
+    start = clock()
     for k in range(count):
         row = (  # the reads only: what every door's loop pays
             kinds[k],
@@ -459,19 +462,19 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
             qty[k],
             label[k],
         )
-    out["harness_loop_only"] = count / (time.perf_counter() - start)
+    out["harness_loop_only"] = count / (clock() - start)
     native = load_binding("native")
     if native is not None:
         engine = fresh_engine(setup, config)
         door = OrderDoor(native)
         door.bind(engine)
         order, ctx, noop = native.order, door.address, int(CommandKind.NOOP)
-        start = time.perf_counter()
+        start = clock()
         for k in range(count):
             row = order(ctx, noop, seqs[k], ts[k], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
             if row == -2:
                 door.make_room(engine)
-        out["native_noop_commands"] = count / (time.perf_counter() - start)
+        out["native_noop_commands"] = count / (clock() - start)
     for name in BINDINGS:
         binding = load_binding(name)
         if binding is None:
@@ -480,7 +483,7 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
         door = OrderDoor(binding)
         door.bind(engine)
         order, ctx = binding.order, door.address
-        start = time.perf_counter()
+        start = clock()
         for k in range(count):
             row = order(
                 ctx,
@@ -517,11 +520,96 @@ def binding_calls(setup, flow, config, count: int) -> dict[str, float]:
                     label[k],
                 )
             assert row >= 0, "pools are sized so that no command needs growth"
-        out[name] = count / (time.perf_counter() - start)
+        out[name] = count / (clock() - start)
         reference = fresh_engine(setup, config)
         reference.process(subset)
         assert engine.state_hash() == reference.state_hash(), name
     return out
+
+
+@intrinsic
+def _void_pointer(typingctx, address):
+    """The int64 ``address`` as a ``void*`` (the entry point's first argument)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.voidptr(types.int64), codegen
+
+
+def _entry_loop():
+    """A compiled loop calling the door's entry point once per command (no interpreter
+    between calls); built on first use (it links the entry point by address, not the
+    engine: seconds)."""
+    from derivex.core.entry import order_entry
+
+    noop_kind = int(CommandKind.NOOP)
+
+    @numba.njit(_nrt=False)
+    def loop(ctx, start, c, noop):
+        pointer = _void_pointer(ctx)
+        for k in range(start, c.shape[1]):
+            kind = noop_kind if noop else c[0, k]
+            row = order_entry(
+                pointer, kind, c[1, k], c[2, k], c[3, k], c[4, k], c[5, k], c[6, k], c[7, k],
+                c[8, k], c[9, k], c[10, k], c[11, k], c[12, k],
+            )  # fmt: skip
+            if row < 0:
+                return k, row
+        return c.shape[1], 0
+
+    return loop
+
+
+def compiled_loop_calls(setup, flow, config, count: int, runs: int) -> dict[str, float]:
+    """The entry point called from a compiled loop, on NOOP commands and on the flow: what
+    a call costs without the interpreter between calls (which evicts the engine's state
+    from the caches). A full log is reset in place (the rows are not kept): the cost of
+    fresh buffers is not in these figures."""
+    from derivex.door import OrderDoor, load_binding
+
+    native = load_binding()
+    if native is None:
+        return {}
+    names = (
+        "kind",
+        "seq",
+        "ts_ns",
+        "account",
+        "instrument",
+        "order_id",
+        "side",
+        "order_type",
+        "tif",
+        "flags",
+        "price_ticks",
+        "qty_lots",
+        "label",
+    )
+    columns = np.stack([flow[name][:count].astype(np.int64) for name in names])
+    loop = _entry_loop()
+    from derivex.core.summary import Ctx
+
+    out: dict[str, list[float]] = {"noop": [], "flow": []}
+    for _ in range(runs):
+        for name, noop in (("noop", True), ("flow", False)):
+            engine = fresh_engine(setup, config)
+            door = OrderDoor(native)
+            door.bind(engine)
+            loop(door.address, 0, columns[:, :16], noop)  # compiled before timing
+            engine = fresh_engine(setup, config)
+            door.bind(engine)
+            door.ctx[Ctx.LOG_NEXT] = door.ctx[Ctx.CURSOR] = 0
+            done = 0
+            start = clock()
+            while done < count:
+                done, row = loop(door.address, done, columns, noop)
+                assert row != -1, "pools are sized so that no command needs growth"
+                if done < count:  # NEED_ROOM: reuse the log and the event buffer
+                    door.ctx[Ctx.LOG_NEXT] = door.ctx[Ctx.CURSOR] = 0
+            out[name].append(count / (clock() - start))
+    median = statistics.median
+    return {"compiled_loop_noop": median(out["noop"]), "compiled_loop_flow": median(out["flow"])}
 
 
 def comparators(setup, flow, config, count: int) -> dict[str, Any]:
@@ -724,12 +812,20 @@ def door_only(calls: int, runs: int) -> None:
     config = config_for(calls, 0)
     kernel = kernel_and_doors(setup, flow, config, runs, 1 << 16)["kernel_alone_commands_per_s"]
     typed = typed_exchange(setup, flow, config, calls, runs)
-    bindings = binding_calls(setup, flow, config, calls)
+    each = [binding_calls(setup, flow, config, calls) for _ in range(runs)]
+    bindings = {name: statistics.median(run[name] for run in each) for name in each[0]}
+    compiled = compiled_loop_calls(setup, flow, config, calls, runs)
     books = comparators(setup, flow, config, calls)
     results.update(
-        kernel_alone_commands_per_s=kernel, **typed, binding_calls_per_s=bindings, **books
+        timer="process CPU time" if clock is time.process_time else "wall time",
+        kernel_alone_commands_per_s=kernel,
+        **typed,
+        binding_calls_per_s=bindings,
+        compiled_loop_calls_per_s=compiled,
+        **books,
     )
-    table = Table(title=f"per-command doors ({calls:,} commands, single book)")
+    timer = "CPU time" if clock is time.process_time else "wall time"
+    table = Table(title=f"per-command doors ({calls:,} commands, single book, {timer})")
     for column in ("door", "calls/s", "ns per call", "vs kernel alone"):
         table.add_column(column)
     rows = [
@@ -741,6 +837,7 @@ def door_only(calls: int, runs: int) -> None:
         ("Exchange.place/cancel, Python methods", typed["exchange_python_methods_calls_per_s"]),
         ("Exchange.place/cancel, slow path", typed["exchange_slow_calls_per_s"]),
         *((f"bare entry / {name}", rate) for name, rate in bindings.items()),
+        *((f"entry from a compiled loop / {name}", rate) for name, rate in compiled.items()),
         ("pure-Python dict-and-deque book", books["python_book_commands_per_s"]),
         (books["lob"], books["lob_commands_per_s"]),
     ]
@@ -765,6 +862,12 @@ def main() -> None:
         "(writes results/matching-door.json)",
     )
     parser.add_argument("--calls", type=int, default=200_000, help="commands of --door")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the --door runs by the process's CPU time instead of the wall clock "
+        "(a shared, loaded machine)",
+    )
     parser.add_argument("--generate-child", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -777,6 +880,11 @@ def main() -> None:
         print(json.dumps(rss_child(*args.rss_child)))
         return
     if args.door:
+        if args.cpu_time:
+            import books
+
+            global clock
+            clock = books.clock = time.process_time
         door_only(args.calls, args.runs)
         return
     commands = 50_000 if args.quick else args.commands

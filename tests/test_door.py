@@ -15,6 +15,7 @@ import pytest
 from derivex import door, door_native
 from derivex.core.config import EngineConfig
 from derivex.exchange import Exchange
+from derivex.exchange_orders import OrderMethods
 from derivex.results import OrderResult
 
 START_NS = 1_800_000_000_000_000_000
@@ -169,6 +170,74 @@ def test_a_result_stays_valid_after_its_buffer_is_replaced(
     assert taker.average_price_ticks == pytest.approx(taker.notional / 7)
 
 
+class TakingTurns:
+    """A venue's order methods, each call made at random by the C method or the Python
+    one: the Python methods replace the door's log and rebind it after growth behind the
+    C methods' back (which keep door.arena and door.log between their calls)."""
+
+    def __init__(self, ex: Exchange, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.c = {name: vars(ex)[name] for name in ("place", "cancel", "amend")}
+        self.python = {
+            name: getattr(OrderMethods, name).__get__(ex) for name in ("place", "cancel", "amend")
+        }
+
+    def _method(self, name: str):  # type: ignore[no-untyped-def]
+        return (self.c if self.rng.random() < 0.5 else self.python)[name]
+
+    def place(self, *args, **keywords):  # type: ignore[no-untyped-def]
+        return self._method("place")(*args, **keywords)
+
+    def cancel(self, *args, **keywords):  # type: ignore[no-untyped-def]
+        return self._method("cancel")(*args, **keywords)
+
+    def amend(self, *args, **keywords):  # type: ignore[no-untyped-def]
+        return self._method("amend")(*args, **keywords)
+
+
+@pytest.mark.skipif(not JIT, reason="the door's entry points are compiled code")
+def test_c_and_python_methods_taking_turns_agree_with_the_slow_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(door, "EVENT_CHUNK", 48)
+    monkeypatch.setattr(door, "LOG_ROWS", 3)
+    slow, perp, accounts = make_venue(fast=False)
+    fast, _, _ = make_venue(fast=True)
+    assert "place" in vars(fast), f"no C methods: {door_native.load_error}"
+    expected = drive(slow, perp, accounts, seed=23, count=600)
+    actual = drive(TakingTurns(fast, seed=4), perp, accounts, seed=23, count=600)  # type: ignore[arg-type]
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert want == got, f"result {index} differs"
+    assert fast.state_hash() == slow.state_hash()
+    assert fast.sequencer.seq == slow.sequencer.seq
+    assert fast.engine.state.ord_label.shape[0] > 8  # the pools grew on the way
+
+
+@pytest.mark.skipif(not JIT, reason="the door's entry points are compiled code")
+def test_c_methods_follow_the_engine_to_an_arena_grown_behind_their_back() -> None:
+    """Accounts created through submit (not the door) grow the account pool, which
+    replaces the engine's arena while the door's old one still has room for orders: the
+    next C call must bind the door to the new arena (a stale binding would apply the
+    order to the old copy, and the venue would never see it)."""
+    venues = [make_venue(fast=True), make_venue(fast=False)]
+    results = []
+    for ex, perp, (a, b, *_) in venues:
+        got = [ex.place(a, perp, "sell", 2, 10_000_000) for _ in range(2)]  # door bound
+        arena = ex.engine.arena
+        capacity = ex.engine.state.acc_i8.shape[0]
+        while ex.engine.state.acc_i8.shape[0] == capacity:
+            ex.create_account()
+        assert ex.engine.arena is not arena
+        got += [ex.place(b, perp, "buy", 3, 10_000_000), ex.cancel(a, got[1].order_id)]
+        results.append([summary(result) for result in got])
+        assert got[2].filled_lots == 3 and got[3].status == "cancelled"
+    fast, slow = venues[0][0], venues[1][0]
+    assert "place" in vars(fast) and fast._door is not None
+    assert fast._door.arena is fast.engine.arena
+    assert results[0] == results[1]
+    assert fast.state_hash() == slow.state_hash()
+
+
 def test_a_journaled_venue_takes_the_slow_path(tmp_path) -> None:
     """Commands a journal must see first never take the door; results have the same
     type and meaning."""
@@ -237,10 +306,11 @@ def test_c_methods_return_untracked_results_and_fall_back_with_the_same_errors()
                 getattr(ex, method)(*args, **keywords)
             errors.append(type(caught.value))
         assert errors[0] is errors[1], (method, args, keywords, errors)
-    # keywords built at run time (not interned), flags and labels: the same results
-    spelled = {"".join(["time_in", "_force"]): "gtc", "post_only": 1, "label": 9}
+    # keywords and names built at run time (not interned: the C tables' identity match
+    # misses and the dict answers), flags and labels: the same results
+    spelled = {"".join(["time_in", "_force"]): "".join(["g", "tc"]), "post_only": 1, "label": 9}
     results = [
-        ex.place(b, perp, "buy", 2, 9_999_950, client_order_id=True, **spelled)
+        ex.place(b, perp, "".join(["bu", "y"]), 2, 9_999_950, client_order_id=True, **spelled)
         for ex in (c_venue, py_venue)
     ]
     assert [summary(r) for r in results[:1]] == [summary(r) for r in results[1:]]

@@ -5,7 +5,14 @@ legible; the module docstring of ``derivex.door_native`` says what the methods d
 
 from __future__ import annotations
 
-SOURCE = r"""
+from derivex.core.summary import Ctx
+
+# the context slots the C side reads (core/summary.py: constants only, compiles nothing)
+_SLOTS = f"#define CTX_ARENA {int(Ctx.ARENA)}\n#define CTX_LOG {int(Ctx.LOG)}\n"
+
+SOURCE = (
+    _SLOTS
+    + r"""
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -34,13 +41,29 @@ typedef struct {
 } Result;
 static PyTypeObject *ResultType = NULL;
 
+/* the first entries of a name -> code table, matched by identity before the dict is
+   asked (the callers' strings are usually the same interned objects) */
+enum { CODES_KEPT = 8 };
+typedef struct {
+    int count;
+    PyObject *names[CODES_KEPT];  /* borrowed: the table (held by the Door) holds them */
+    int64_t codes[CODES_KEPT];
+} Codes;
+
 typedef struct {
     PyObject_HEAD
     PyObject *exchange, *place, *cancel, *amend;  /* the Python methods, bound */
     PyObject *sides, *types, *tifs;
     int64_t kinds[3], flag_bits[5];
     PyObject *door_seen;
-    void *ctx;
+    int64_t *ctx;
+    /* door.arena and door.log as last read, with the context slot each was read beside:
+       while the slot is unchanged (OrderDoor.bind and fresh_log rewrite it, and the
+       reference kept here keeps the old buffer's address from being reused), so is the
+       attribute, and the attribute read is skipped */
+    PyObject *arena_seen, *log_seen;
+    int64_t arena_address, log_address;
+    Codes side_codes, type_codes, tif_codes;
 } Door;
 
 static int as_i64(PyObject *o, int64_t *out) {
@@ -58,7 +81,22 @@ static int kw_index(PyObject *name) {
     return -1;
 }
 
-static int code_of(PyObject *table, PyObject *name, int64_t *out) {
+static int keep_codes(PyObject *table, Codes *codes) {
+    Py_ssize_t pos = 0;
+    PyObject *name, *code;
+    codes->count = 0;
+    while (codes->count < CODES_KEPT && PyDict_Next(table, &pos, &name, &code)) {
+        long long value = PyLong_AsLongLong(code);
+        if (value == -1 && PyErr_Occurred()) return -1;
+        codes->names[codes->count] = name;
+        codes->codes[codes->count++] = value;
+    }
+    return 0;
+}
+
+static int code_of(PyObject *table, const Codes *codes, PyObject *name, int64_t *out) {
+    for (int k = 0; k < codes->count; k++)
+        if (codes->names[k] == name) { *out = codes->codes[k]; return 1; }
     PyObject *code = PyDict_GetItemWithError(table, name);  /* borrowed */
     if (code == NULL) { PyErr_Clear(); return 0; }
     *out = PyLong_AsLongLong(code);
@@ -86,17 +124,23 @@ static int ready(Door *self, PyObject **door_out, PyObject **sequencer_out) {
     if ((o = PyObject_GetAttr(sequencer, s_after)) == NULL) goto error;
     if (o != Py_None) goto done;
     Py_CLEAR(o);
-    if ((engine = PyObject_GetAttr(sequencer, s_engine)) == NULL) goto error;
-    if ((a = PyObject_GetAttr(engine, s_arena)) == NULL) goto error;
-    if ((b = PyObject_GetAttr(door, s_arena)) == NULL) goto error;
-    if (a != b) goto done;  /* the arena changed: the Python method binds the door again */
     if (door != self->door_seen) {
         int64_t address;
         if ((o = PyObject_GetAttr(door, s_address)) == NULL) goto error;
         if (!as_i64(o, &address)) goto done;
         Py_CLEAR(o);
         Py_XSETREF(self->door_seen, Py_NewRef(door));
-        self->ctx = (void *)(intptr_t)address;
+        self->ctx = (int64_t *)(intptr_t)address;
+        Py_CLEAR(self->arena_seen);
+        Py_CLEAR(self->log_seen);
+    }
+    if ((engine = PyObject_GetAttr(sequencer, s_engine)) == NULL) goto error;
+    if ((a = PyObject_GetAttr(engine, s_arena)) == NULL) goto error;
+    if (a != self->arena_seen || self->ctx[CTX_ARENA] != self->arena_address) {
+        if ((b = PyObject_GetAttr(door, s_arena)) == NULL) goto error;
+        if (a != b) goto done;  /* the arena changed: the Python method binds the door again */
+        Py_XSETREF(self->arena_seen, Py_NewRef(b));
+        self->arena_address = self->ctx[CTX_ARENA];
     }
     ok = 1;
     *door_out = Py_NewRef(door);
@@ -143,7 +187,7 @@ static PyObject *run(Door *self, int64_t *f, int *fell_back) {
     seq = PyLong_AsLongLong(o) + 1;
     Py_CLEAR(o);
     if (seq == 0 && PyErr_Occurred()) goto done;
-    int64_t row = entry_fn(self->ctx, f[0], seq, ts, f[1], f[2], f[3], f[4], f[5], f[6],
+    int64_t row = entry_fn((void *)self->ctx, f[0], seq, ts, f[1], f[2], f[3], f[4], f[5], f[6],
                            f[7], f[8], f[9], f[10]);
     if (row < 0) {  /* a full buffer or a pool to grow: the Python half retries */
         PyObject *order = PyObject_GetAttr(door, s_order);
@@ -164,11 +208,16 @@ static PyObject *run(Door *self, int64_t *f, int *fell_back) {
     Py_CLEAR(o);
     if (batches == -1 && PyErr_Occurred()) goto done;
     if (set_i64(sequencer, s_batches, batches + 1) < 0) goto done;
-    PyObject *log = PyObject_GetAttr(door, s_log);
-    if (log == NULL) goto done;
+    if (self->log_seen == NULL || self->ctx[CTX_LOG] != self->log_address) {
+        int64_t address = self->ctx[CTX_LOG];
+        PyObject *log = PyObject_GetAttr(door, s_log);
+        if (log == NULL) goto done;
+        Py_XSETREF(self->log_seen, log);
+        self->log_address = address;
+    }
     Result *made = PyObject_New(Result, ResultType);
-    if (made == NULL) { Py_DECREF(log); goto done; }
-    made->log = log;  /* the reference moves in */
+    if (made == NULL) goto done;
+    made->log = Py_NewRef(self->log_seen);
     made->row = row;
     result = (PyObject *)made;
 done:
@@ -202,8 +251,9 @@ static PyObject *Door_place(Door *self, PyObject *const *args, size_t nargsf,
             if (truth) f[7] |= self->flag_bits[k == K_CLIENT ? 3 : k == K_MMP ? 4 : k - K_POST];
         } else return FALL_BACK(place);
     }
-    if (!code_of(self->sides, args[2], &f[4]) || !code_of(self->types, type_o, &f[5])
-        || !code_of(self->tifs, tif_o, &f[6]) || !as_i64(args[0], &f[1])
+    if (!code_of(self->sides, &self->side_codes, args[2], &f[4])
+        || !code_of(self->types, &self->type_codes, type_o, &f[5])
+        || !code_of(self->tifs, &self->tif_codes, tif_o, &f[6]) || !as_i64(args[0], &f[1])
         || !as_i64(args[1], &f[2]) || !as_i64(args[3], &f[9]))
         return FALL_BACK(place);
     PyObject *result = run(self, f, &fell_back);
@@ -264,20 +314,28 @@ static PyObject *Door_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
     for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]); i++) Py_INCREF(*refs[i]);
     for (int i = 0; i < 3; i++) self->kinds[i] = k[i];
     for (int i = 0; i < 5; i++) self->flag_bits[i] = b[i];
+    if (keep_codes(self->sides, &self->side_codes) < 0
+        || keep_codes(self->types, &self->type_codes) < 0
+        || keep_codes(self->tifs, &self->tif_codes) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
 static int Door_traverse(Door *self, visitproc visit, void *arg) {
     Py_VISIT(self->exchange); Py_VISIT(self->place); Py_VISIT(self->cancel);
     Py_VISIT(self->amend); Py_VISIT(self->sides); Py_VISIT(self->types);
-    Py_VISIT(self->tifs); Py_VISIT(self->door_seen);
+    Py_VISIT(self->tifs); Py_VISIT(self->door_seen); Py_VISIT(self->arena_seen);
+    Py_VISIT(self->log_seen);
     return 0;
 }
 
 static int Door_clear(Door *self) {
     Py_CLEAR(self->exchange); Py_CLEAR(self->place); Py_CLEAR(self->cancel);
     Py_CLEAR(self->amend); Py_CLEAR(self->sides); Py_CLEAR(self->types);
-    Py_CLEAR(self->tifs); Py_CLEAR(self->door_seen);
+    Py_CLEAR(self->tifs); Py_CLEAR(self->door_seen); Py_CLEAR(self->arena_seen);
+    Py_CLEAR(self->log_seen);
     return 0;
 }
 
@@ -395,3 +453,4 @@ PyMODINIT_FUNC INIT_NAME(void) {
     return module;
 }
 """
+)

@@ -1,13 +1,23 @@
 """The arena: the whole ``State`` in one byte buffer. ``pack`` copies a state into a fresh
 arena (between batches, O(state size)); ``unpack`` rebuilds the ``State`` views from it
-inside a kernel (O(number of State fields): no copy, no allocation). A call hands a kernel
-two arrays (arena and layout) instead of two dozen, which is what a per-command call pays
-for.
+inside a kernel (O(number of State fields): no copy, no allocation, no checks: a few
+instructions per field, and LLVM drops those of the fields a kernel never reads). A call
+hands a kernel two arrays (arena and layout) instead of two dozen, which is what a
+per-command call pays for.
+
+The layout is trusted inside the kernels: ``pack`` builds it, and ``check_layout``
+validates one read from elsewhere (a snapshot) before an engine adopts it.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
 from derivex.core.jit import inline_kernel
 from derivex.core.state import FIELD_DTYPES, State
@@ -38,40 +48,126 @@ def pack(state: State) -> tuple[np.ndarray, np.ndarray, State]:
     return arena, layout, State(*views)
 
 
-@inline_kernel
-def _bytes(arena, layout, index, itemsize):
-    rows = layout[index, 1]
-    columns = layout[index, 2]
-    count = rows * columns if columns > 0 else rows
-    begin = layout[index, 0]
-    return arena[begin : begin + count * itemsize]
+def check_layout(arena: np.ndarray, layout: np.ndarray) -> None:
+    """Raise ValueError unless ``layout`` describes ``len(State._fields)`` sections of the
+    right sizes, each inside ``arena`` and aligned for its dtype (what ``unpack`` assumes
+    without checking). ``arena`` must be a C-contiguous uint8 vector. O(fields)."""
+    if arena.dtype != np.uint8 or arena.ndim != 1 or not arena.flags.c_contiguous:
+        raise ValueError("the arena must be a C-contiguous uint8 vector")
+    if layout.shape != (len(State._fields), 3) or layout.dtype != np.int64:
+        raise ValueError(f"the layout must be int64 [{len(State._fields)}, 3]")
+    for index, name in enumerate(State._fields):
+        begin, rows, columns = (int(value) for value in layout[index])
+        itemsize = np.dtype(FIELD_DTYPES[name]).itemsize
+        nbytes = (rows * columns if columns > 0 else rows) * itemsize
+        if begin < 0 or rows < 0 or columns < 0 or begin + nbytes > arena.shape[0]:
+            raise ValueError(f"layout row {index} ({name}) lies outside the arena")
+        if (arena.ctypes.data + begin) % itemsize:
+            raise ValueError(f"layout row {index} ({name}) is not aligned")
 
 
-@inline_kernel
-def _i8_1(arena, layout, index):
-    return _bytes(arena, layout, index, 8).view(np.int64)
+@intrinsic
+def view_at(typingctx, base, offset, shape, dtype):
+    """A C-contiguous array of ``dtype`` and ``shape`` (an integer or a pair) over the
+    memory at byte ``offset`` from ``base`` (an array's first byte, or an address as an
+    integer or ``void*``). No checks and no reference counting (the view owns nothing: its
+    memory must outlive it), so it needs no NRT, unlike ``numba.carray``. Compiled code
+    only."""
+    if isinstance(shape, types.Integer):
+        ndim = 1
+    elif isinstance(shape, types.UniTuple) and isinstance(shape.dtype, types.Integer):
+        ndim = shape.count
+    else:
+        raise TypingError("view_at: shape must be an integer or a tuple of integers")
+    if not isinstance(base, (types.Array, types.Integer, types.RawPointer, types.CPointer)):
+        raise TypingError("view_at: base must be an array or an address")
+    element = dtype.dtype
+    result = types.Array(element, ndim, "C")
+
+    def codegen(context, builder, signature, args):
+        base_value, offset_value, shape_value, _ = args
+        byte_pointer = ir.IntType(8).as_pointer()
+        base_type = signature.args[0]
+        if isinstance(base_type, types.Array):
+            start = context.make_array(base_type)(context, builder, base_value).data
+            start = builder.bitcast(start, byte_pointer)
+        elif isinstance(base_type, types.Integer):
+            start = builder.inttoptr(base_value, byte_pointer)
+        else:
+            start = builder.bitcast(base_value, byte_pointer)
+        offset_value = context.cast(builder, offset_value, signature.args[1], types.intp)
+        data_type = context.get_data_type(element)
+        data = builder.bitcast(builder.gep(start, [offset_value]), data_type.as_pointer())
+        if ndim == 1:
+            dims = [context.cast(builder, shape_value, signature.args[2], types.intp)]
+        else:
+            dims = [
+                context.cast(builder, value, signature.args[2].dtype, types.intp)
+                for value in cgutils.unpack_tuple(builder, shape_value, ndim)
+            ]
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(data_type))
+        strides = [itemsize]
+        for dim in reversed(dims[1:]):
+            strides.insert(0, builder.mul(strides[0], dim))
+        view = context.make_array(result)(context, builder)
+        populate_array(
+            view,
+            data=data,
+            shape=cgutils.pack_array(builder, dims),
+            strides=cgutils.pack_array(builder, strides),
+            itemsize=itemsize,
+            meminfo=None,
+        )
+        return view._getvalue()
+
+    return result(base, offset, shape, dtype), codegen
 
 
-@inline_kernel
-def _i8_2(arena, layout, index):
-    flat = _bytes(arena, layout, index, 8).view(np.int64)
-    return flat.reshape((layout[index, 1], layout[index, 2]))
+if numba.config.DISABLE_JIT:
+    # the plain-Python pass (NUMBA_DISABLE_JIT=1) cannot call an intrinsic: numpy views
+    # of the same bytes, with numpy's checks
 
+    def _section(arena, layout, index, dtype, ndim):
+        rows, columns = int(layout[index, 1]), int(layout[index, 2])
+        shape = (rows, columns) if ndim == 2 else (rows,)
+        return np.ndarray(shape, dtype, buffer=arena, offset=int(layout[index, 0]))
 
-@inline_kernel
-def _i4_1(arena, layout, index):
-    return _bytes(arena, layout, index, 4).view(np.int32)
+    def _i8_1(arena, layout, index):
+        return _section(arena, layout, index, np.int64, 1)
 
+    def _i8_2(arena, layout, index):
+        return _section(arena, layout, index, np.int64, 2)
 
-@inline_kernel
-def _i4_2(arena, layout, index):
-    flat = _bytes(arena, layout, index, 4).view(np.int32)
-    return flat.reshape((layout[index, 1], layout[index, 2]))
+    def _i4_1(arena, layout, index):
+        return _section(arena, layout, index, np.int32, 1)
 
+    def _i4_2(arena, layout, index):
+        return _section(arena, layout, index, np.int32, 2)
 
-@inline_kernel
-def _u8_1(arena, layout, index):
-    return _bytes(arena, layout, index, 8).view(np.uint64)
+    def _u8_1(arena, layout, index):
+        return _section(arena, layout, index, np.uint64, 1)
+
+else:
+
+    @inline_kernel
+    def _i8_1(arena, layout, index):
+        return view_at(arena, layout[index, 0], layout[index, 1], np.int64)
+
+    @inline_kernel
+    def _i8_2(arena, layout, index):
+        return view_at(arena, layout[index, 0], (layout[index, 1], layout[index, 2]), np.int64)
+
+    @inline_kernel
+    def _i4_1(arena, layout, index):
+        return view_at(arena, layout[index, 0], layout[index, 1], np.int32)
+
+    @inline_kernel
+    def _i4_2(arena, layout, index):
+        return view_at(arena, layout[index, 0], (layout[index, 1], layout[index, 2]), np.int32)
+
+    @inline_kernel
+    def _u8_1(arena, layout, index):
+        return view_at(arena, layout[index, 0], layout[index, 1], np.uint64)
 
 
 @inline_kernel

@@ -24,7 +24,7 @@ from derivex.core.admin import (
     set_instrument,
     set_instrument_status,
 )
-from derivex.core.arena import pack, unpack
+from derivex.core.arena import check_layout, pack, unpack
 from derivex.core.canonical import canonical, state_hash
 from derivex.core.client_ids import target_slot
 from derivex.core.config import (
@@ -387,7 +387,9 @@ class Engine:
     ) -> Engine:
         """An engine running directly on an already packed arena (e.g. a memory-mapped
         snapshot): nothing is copied. ``state`` must be the views of ``arena`` per
-        ``layout`` (as ``state.pack`` returns them)."""
+        ``layout`` (as ``state.pack`` returns them). Raises ValueError for a layout that
+        does not fit the arena (``arena.check_layout``: the kernels trust it)."""
+        check_layout(arena, layout)
         engine = cls.__new__(cls)
         engine.config = config
         engine.arena, engine.layout, engine.state = arena, layout, state

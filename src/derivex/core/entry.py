@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic
 
+from derivex.core.arena import view_at
 from derivex.core.engine import process_batch
 from derivex.core.jit import ENTRY_OPTIONS, kernel
 from derivex.core.layout import STATUS_DONE, STATUS_GROW
@@ -106,19 +105,10 @@ def run_one(ctx, arena, layout, cmds, ev, log):
     return row
 
 
-@intrinsic
-def _pointer(typingctx, address):
-    """The int64 ``address`` as a ``void*`` (for ``carray``)."""
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
-
-    return types.voidptr(types.int64), codegen
-
-
-# carray builds new array views, which needs numba's runtime: ENTRY_OPTIONS keeps it on in
-# the entry points (the kernels they call run without it)
-@numba.njit(inline="always", **ENTRY_OPTIONS)
+# numba's runtime off: the views over the context's addresses (``view_at``) own nothing and
+# need no reference counting (numba.carray would need the runtime, and the runtime costs
+# reference-count calls on every view)
+@numba.njit(inline="always", **{**ENTRY_OPTIONS, "_nrt": False})
 def _run(
     ctx_ptr,
     seq,
@@ -135,12 +125,12 @@ def _run(
     qty_lots,
     label,
 ):
-    ctx = numba.carray(ctx_ptr, CTX_WIDTH, np.int64)
-    arena = numba.carray(_pointer(ctx[Ctx.ARENA]), ctx[Ctx.ARENA_BYTES], np.uint8)
-    layout = numba.carray(_pointer(ctx[Ctx.LAYOUT]), (ctx[Ctx.LAYOUT_ROWS], 3), np.int64)
-    cmds = numba.carray(_pointer(ctx[Ctx.COMMAND]), 1, COMMAND_DTYPE)
-    ev = numba.carray(_pointer(ctx[Ctx.EVENTS]), ctx[Ctx.EVENT_CAPACITY], EVENT_DTYPE)
-    log = numba.carray(_pointer(ctx[Ctx.LOG]), (ctx[Ctx.LOG_CAPACITY], ROW_WIDTH), np.int64)
+    ctx = view_at(ctx_ptr, 0, CTX_WIDTH, np.int64)
+    arena = view_at(ctx[Ctx.ARENA], 0, ctx[Ctx.ARENA_BYTES], np.uint8)
+    layout = view_at(ctx[Ctx.LAYOUT], 0, (ctx[Ctx.LAYOUT_ROWS], 3), np.int64)
+    cmds = view_at(ctx[Ctx.COMMAND], 0, 1, COMMAND_DTYPE)
+    ev = view_at(ctx[Ctx.EVENTS], 0, ctx[Ctx.EVENT_CAPACITY], EVENT_DTYPE)
+    log = view_at(ctx[Ctx.LOG], 0, (ctx[Ctx.LOG_CAPACITY], ROW_WIDTH), np.int64)
     c = cmds[0]
     c["seq"] = seq
     c["ts_ns"] = ts_ns
@@ -177,7 +167,7 @@ def _run(
         types.int64,  # qty_lots (place, amend)
         types.int64,  # label (place: the client label; cancel, amend: the client order id)
     ),
-    **ENTRY_OPTIONS,
+    **{**ENTRY_OPTIONS, "_nrt": False},
 )
 def order_entry(
     ctx,
