@@ -166,8 +166,9 @@ _held: dict[str, int] = {}  # lock path -> depth, the locks this process holds
 @contextlib.contextmanager
 def compile_lock(path: str) -> Iterator[None]:
     """Hold the exclusive lock file ``path`` (created if missing) for the block; re-entrant
-    within a process. Blocks while another process holds it. Cost: one open and one
-    ``flock`` (the lock goes with the process if it dies)."""
+    within a process. Blocks while another process holds it; no lock where the file cannot
+    be opened for writing. Cost: one open and one ``flock`` (the lock goes with the process
+    if it dies)."""
     if path in _held:
         _held[path] += 1
         try:
@@ -175,7 +176,12 @@ def compile_lock(path: str) -> Iterator[None]:
         finally:
             _held[path] -= 1
         return
-    with open(path, "ab") as handle:
+    try:
+        handle = open(path, "ab")  # noqa: SIM115  (closed below, after the unlock)
+    except OSError:  # a cache numba can read but not write here: it will not save either
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         _held[path] = 1
         try:
