@@ -6,7 +6,7 @@ walk and the state roots). Each step is bounded; a step that fails is reported a
 still run (the kernels it did compile stay cached).
 
 On a machine with two or more cores a second process (``--stages``) compiles the engine's
-command stages at the same time, last first, while this one compiles them first first
+command stages at the same time, last first, while this one compiles them in order
 through ``process_batch``: each stage is compiled once, by whichever process reaches it
 first (the other waits on the kernel's cache lock, ``derivex._kernel_cache``, and loads
 it), so the two meet in the middle; it also builds the native door module. ``--serial``
