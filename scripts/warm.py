@@ -1,12 +1,18 @@
-"""Compile (or load) derivex's kernels once, one process at a time, before anything runs in
-parallel (scripts/setup.sh runs it): the engine and the per-command door; then a short
-``derivex serve --workers 2`` with the demo agents trading (the runtime's rings, bus and
-book snapshots, the journal, the pricing service, snapshots at its clean stop); then
-``derivex verify`` of what it wrote (the journal walk and the state roots). Each step is
-bounded; a step that fails is reported and the others still run (the kernels it did
-compile stay cached).
+"""Compile (or load) derivex's kernels before anything runs in parallel (scripts/setup.sh runs
+it): the engine and the per-command door; then a short ``derivex serve --workers 2`` with the
+demo agents trading (the runtime's rings, bus and book snapshots, the journal, the pricing
+service, snapshots at its clean stop); then ``derivex verify`` of what it wrote (the journal
+walk and the state roots). Each step is bounded; a step that fails is reported and the others
+still run (the kernels it did compile stay cached).
 
-    python scripts/warm.py [--serve-seconds 8]
+On a machine with two or more cores a second process (``--stages``) compiles the engine's
+command stages at the same time, last first, while this one compiles them in order
+through ``process_batch``: each stage is compiled once, by whichever process reaches it
+first (the other waits on the kernel's cache lock, ``derivex._kernel_cache``, and loads
+it), so the two meet in the middle; it also builds the native door module. ``--serial``
+(or one core) does without it.
+
+    python scripts/warm.py [--serve-seconds 8] [--serial]
 """
 
 from __future__ import annotations
@@ -39,11 +45,53 @@ def _serves(url: str) -> bool:
         return False
 
 
+def _stages() -> int:
+    """(The second process.) Build the native door module, then compile the engine's command
+    stages for the types ``process_batch`` calls them with, in the reverse of the order in
+    which its typing reaches them."""
+    import numba
+    import numpy as np
+    from numba import types
+
+    from derivex import Engine, door_native
+    from derivex.core import engine
+    from derivex.core.records import EVENT_DTYPE, command_array
+
+    door_native.load()
+    state = numba.typeof(Engine().state)
+    events, commands = numba.typeof(np.zeros(1, EVENT_DTYPE)), numba.typeof(command_array(1))
+    # (st, ev, n, cmds, i) and the extra arguments process_state passes
+    base = (state, events, types.int64, commands, types.int64)
+    extra = {
+        "risk_array_command": (types.int64, types.boolean),
+        "index_command": (types.int64, types.boolean),
+        "set_instrument_status": (types.int64,),
+        "block_account": (types.boolean,),
+        "move_money": (types.boolean,),
+        "cancel_all": (types.boolean,),
+    }
+    plan = (
+        *("risk_array_command", "index_command", "transfer_command", "reset_mmp"),
+        *("set_mmp_config", "time_command", "set_instrument_status", "block_account"),
+        *("set_instrument", "add_instrument", "create_subaccount", "transfer", "set_account"),
+        *("create_account", "move_money", "cancel_all", "mass_quote", "amend_order"),
+        *("amend_trigger", "place_linked", "place_trigger", "cancel_order", "cancel_trigger"),
+        "place_order",
+    )
+    for name in plan:
+        getattr(engine, name).compile((*base, *extra.get(name, ())))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve-seconds", type=float, default=8.0)
     parser.add_argument("--start-timeout", type=float, default=900.0)
+    parser.add_argument("--serial", action="store_true", help="one process only")
+    parser.add_argument("--stages", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stages:
+        return _stages()
     started = time.monotonic()
 
     import numpy  # noqa: F401  (imported before the kernels, as in every process)
@@ -51,6 +99,9 @@ def main() -> int:
     from derivex import Engine
     from derivex.core.records import command_array
 
+    stages = None
+    if not args.serial and (os.cpu_count() or 1) > 1:
+        stages = subprocess.Popen([sys.executable, __file__, "--stages"], env=os.environ)
     Engine().process(command_array(1))
     print(f"warm: engine {time.monotonic() - started:.0f} s", flush=True)
     from derivex.door import load_binding
@@ -58,6 +109,15 @@ def main() -> int:
     load_binding()  # the per-command door's compiled entry point (Exchange.place etc.)
     print(f"warm: door {time.monotonic() - started:.0f} s", flush=True)
     failed = 0
+    if stages is not None:
+        try:
+            failed += stages.wait(900) != 0
+        except subprocess.TimeoutExpired:
+            stages.kill()
+            stages.wait()
+            failed += 1
+        if failed:
+            print("warm: the stages process failed", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="derivex-warm-") as tmp:
         data = Path(tmp) / "venue"
         port = _free_port()

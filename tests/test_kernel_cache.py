@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import derivex
@@ -153,3 +154,61 @@ def test_a_kernel_outside_the_package_is_cached_under_the_root_not_beside_it(
         (tmp_path / "__pycache__").glob("*.nbi")
     )
     assert list((cache / "outside").rglob("*.nbi")), "no index under the cache root"
+
+
+def test_two_processes_compiling_one_kernel_at_once_compile_it_once(tmp_path: Path) -> None:
+    """Two processes that reach the same uncompiled kernel together (parallel warm-up, test
+    workers, a venue's processes): the second waits on the kernel's cache lock and loads
+    what the first saved (numba numbers a function's data files by reading its index: two
+    saves at once could give two signatures one file)."""
+    (tmp_path / "lock_kernels.py").write_text(
+        "from derivex.core.jit import kernel\n\n"
+        "@kernel\ndef total(a, x):\n    s = 0\n"
+        "    for i in range(a.shape[0]):\n        s += a[i] * x\n    return s\n"
+    )
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time, numpy as np, derivex\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import lock_kernels\n"
+        f"open({str(tmp_path)!r} + f'/ready-{{os.getpid()}}', 'w').close()\n"
+        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.01)\n"
+        "assert lock_kernels.total(np.arange(4), 3) == 18\n"
+        "assert lock_kernels.total(np.arange(4.0), 0.5) == 3.0\n"
+        "print(sum(lock_kernels.total.stats.cache_misses.values()))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    children = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    compiled = []
+    for child in children:
+        out, _ = child.communicate(timeout=300)
+        assert child.returncode == 0
+        compiled.append(int(out.split()[-1]))
+    assert sum(compiled) == 2  # each signature compiled by one of them, loaded by the other
+
+
+def test_the_compile_lock_is_exclusive_between_processes_and_reentrant(tmp_path: Path) -> None:
+    path = str(tmp_path / "kernel.nbi.lock")
+    probe = (
+        "import fcntl, sys\n"
+        "with open(sys.argv[1], 'ab') as f:\n"
+        "    try:\n        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "    except BlockingIOError:\n        sys.exit(3)\n"
+    )
+
+    def other_process_gets_it() -> bool:
+        done = subprocess.run([sys.executable, "-c", probe, path], timeout=60, check=False)
+        return done.returncode == 0
+
+    with _kernel_cache.compile_lock(path):
+        with _kernel_cache.compile_lock(path):  # the same process again: no self-deadlock
+            assert not other_process_gets_it()
+        assert not other_process_gets_it()
+    assert other_process_gets_it()

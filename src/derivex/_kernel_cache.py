@@ -17,18 +17,32 @@ directory (or ``NUMBA_CACHE_DIR`` when set), never in the source tree.
 
 The locator is numba's documented extension point for where caches live
 (``numba.core.caching._CacheLocator``); ``install`` puts it first in the list numba tries.
+
+Several processes may compile into one cache at once (``scripts/warm.py`` compiles in
+parallel; test workers and a served venue's processes start cold together). numba keeps one
+index per kernel function that maps each signature to a data file it numbers by reading the
+index: two processes saving two signatures of one function at once could both take number 1,
+and the index of one would then name the other's code. ``install`` therefore makes each
+compile of a derivex kernel hold an exclusive file lock on that function's index
+(``compile_lock``): a second process waits, then loads what the first saved instead of
+compiling it again. No deadlock: a process holds the locks of the kernels on its compile
+stack, and waits only for a kernel its innermost one calls; kernels do not recurse.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import fcntl
 import functools
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from numba.core import caching
+from numba.core import caching, dispatcher, sigutils
+from numba.core.compiler_lock import global_compiler_lock
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -146,9 +160,66 @@ class ClosureCacheLocator(caching._CacheLocator):
         return self
 
 
+_held: dict[str, int] = {}  # lock path -> depth, the locks this process holds
+
+
+@contextlib.contextmanager
+def compile_lock(path: str) -> Iterator[None]:
+    """Hold the exclusive lock file ``path`` (created if missing) for the block; re-entrant
+    within a process. Blocks while another process holds it; no lock where the file cannot
+    be opened for writing. Cost: one open and one ``flock`` (the lock goes with the process
+    if it dies)."""
+    if path in _held:
+        _held[path] += 1
+        try:
+            yield
+        finally:
+            _held[path] -= 1
+        return
+    try:
+        handle = open(path, "ab")  # noqa: SIM115  (closed below, after the unlock)
+    except OSError:  # a cache numba can read but not write here: it will not save either
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _held[path] = 1
+        try:
+            yield
+        finally:
+            del _held[path]
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked(compile: Callable[..., Any]) -> Callable[..., Any]:
+    """``Dispatcher.compile`` under the lock of the kernel's cache index when the kernel is
+    cached by ``ClosureCacheLocator`` and the signature is not compiled in this process."""
+
+    @functools.wraps(compile)
+    def locked_compile(self: Any, sig: Any) -> Any:
+        cache = getattr(self, "_cache", None)
+        locator = getattr(getattr(cache, "_impl", None), "locator", None)
+        if not isinstance(locator, ClosureCacheLocator):
+            return compile(self, sig)
+        arguments, _ = sigutils.normalize_signature(sig)
+        if tuple(arguments) in self.overloads:
+            return compile(self, sig)
+        index = cache._cache_file._index_path  # type: ignore[union-attr]  # a numba Cache here
+        # numba's (re-entrant) process-wide lock first: the file locks are then taken and
+        # counted by one thread at a time
+        with global_compiler_lock, compile_lock(index + ".lock"):
+            return compile(self, sig)
+
+    locked_compile.derivex_locked = True  # type: ignore[attr-defined]
+    return locked_compile
+
+
 def install() -> None:
-    """Make numba try ``ClosureCacheLocator`` first (idempotent)."""
+    """Make numba try ``ClosureCacheLocator`` first and compile derivex kernels under
+    ``compile_lock`` (idempotent)."""
     impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # type: ignore[attr-defined]  # public from numba 0.61
     classes = impl._locator_classes
     if ClosureCacheLocator not in classes:
         classes.insert(0, ClosureCacheLocator)
+    if not getattr(dispatcher.Dispatcher.compile, "derivex_locked", False):
+        dispatcher.Dispatcher.compile = _locked(dispatcher.Dispatcher.compile)  # type: ignore[method-assign]

@@ -24,7 +24,7 @@ import numpy as np
 from numba import types
 
 from derivex.core.arena import view_at
-from derivex.core.engine import process_batch
+from derivex.core.batch_symbol import call_batch, link
 from derivex.core.jit import ENTRY_OPTIONS, kernel
 from derivex.core.layout import STATUS_DONE, STATUS_GROW
 from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, EventKind
@@ -94,9 +94,9 @@ def run_one(ctx, arena, layout, cmds, ev, log):
     if row >= ctx[Ctx.LOG_CAPACITY]:
         return NEED_ROOM
     start = ctx[Ctx.CURSOR]
-    # an int64 start, not the literal 0: the engine's batch kernel is then the same
-    # specialisation the Python wrapper uses (a literal would compile the engine again)
-    _, end, status, _ = process_batch(arena, layout, cmds, np.int64(0), ev, start)
+    # the compiled batch kernel by its C symbol (core/batch_symbol.py): linking its IR here
+    # would compile the whole engine again; int64 positions, its one specialisation
+    _, end, status, _ = call_batch(arena, layout, cmds, np.int64(0), ev, start)
     if status != STATUS_DONE:
         return NEED_GROWTH if status == STATUS_GROW else NEED_ROOM
     summarise(ev, start, end, log[row])
@@ -148,6 +148,9 @@ def _run(
     c["qty_lots"] = qty_lots
     c["label"] = label
     return run_one(ctx, arena, layout, cmds, ev, log)
+
+
+link()  # before the entry point compiles or loads: it calls the symbol link() binds
 
 
 @numba.cfunc(
