@@ -45,6 +45,13 @@ def _serves(url: str) -> bool:
         return False
 
 
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(no output: {error})"
+
+
 def _stages() -> int:
     """(The second process.) Build the native door module, then compile the engine's command
     stages for the types ``process_batch`` calls them with, in the reverse of the order in
@@ -122,19 +129,22 @@ def main() -> int:
         data = Path(tmp) / "venue"
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [
-                *(str(BIN / "derivex"), "serve", "--workers", "2"),
-                *("--port", str(port), "--data-dir", str(data)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log = Path(tmp) / "serve.log"  # shown when the step fails
+        with open(log, "wb") as out:
+            server = subprocess.Popen(
+                [
+                    *(str(BIN / "derivex"), "serve", "--workers", "2"),
+                    *("--port", str(port), "--data-dir", str(data)),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             deadline = time.monotonic() + args.start_timeout
             while not _serves(url):
                 if server.poll() is not None or time.monotonic() > deadline:
-                    print("warm: serve did not come up", file=sys.stderr)
+                    print("warm: serve did not come up; its output ends:", file=sys.stderr)
+                    print(_tail(log), file=sys.stderr)
                     failed += 1
                     break
                 time.sleep(0.5)
@@ -152,12 +162,15 @@ def main() -> int:
         if data.exists():
             verified = subprocess.run(
                 [str(BIN / "derivex"), "verify", str(data / "journal")],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                capture_output=True,
                 timeout=900,
                 env=os.environ,
             )
-            failed += verified.returncode != 0
+            if verified.returncode != 0:
+                failed += 1
+                print("warm: verify failed:", file=sys.stderr)
+                print(verified.stdout.decode(errors="replace")[-4000:], file=sys.stderr)
+                print(verified.stderr.decode(errors="replace")[-4000:], file=sys.stderr)
             print(f"warm: verify {time.monotonic() - started:.0f} s", flush=True)
     return 1 if failed else 0
 
