@@ -169,10 +169,11 @@ def test_serve_demo_trade_keys_metrics_and_restart(data: Path) -> None:
 
 def test_keys_cli_validates(tmp_path: Path) -> None:
     """``derivex keys`` refuses a bad scope, a directory with no venue and an account the
-    venue does not have (exit 2, the reason on stderr), makes a key for one it has, and
-    lists keys without their secrets. The typer app runs in this process (CliRunner): five
-    interpreters importing derivex were most of this test's time; ``derivex serve``, which
-    the other tests here start, runs the same entry point as a real process."""
+    venue does not have (exit 2 and the reason; ``output`` is stdout and stderr with any
+    click), makes a key for one it has, and lists keys without their secrets. The typer app
+    runs in this process (CliRunner): five interpreters importing derivex were most of this
+    test's time; ``derivex serve``, which the other tests here start, runs the same entry
+    point as a real process."""
     from typer.testing import CliRunner
 
     from derivex.cli import app
@@ -182,14 +183,14 @@ def test_keys_cli_validates(tmp_path: Path) -> None:
 
     # (no such scope; admin exists: the operator dashboard's)
     bad = keys("create", "--account", "5", "--scope", "withdraw")
-    assert bad.exit_code == 2 and "scopes" in bad.stderr
+    assert bad.exit_code == 2 and "scopes" in bad.output
     nowhere = keys("create", "--account", "5")
-    assert nowhere.exit_code == 2 and "no venue" in nowhere.stderr  # no account exists
+    assert nowhere.exit_code == 2 and "no venue" in nowhere.output  # no account exists
     opened = open_venue(tmp_path, demo=False)  # accounts 0-2 system, 3 the demo account
     assert opened.venue.exchange.journal is not None
     opened.venue.exchange.journal.close()
     missing = keys("create", "--account", "5")
-    assert missing.exit_code == 2 and "account 5 does not exist" in missing.stderr
+    assert missing.exit_code == 2 and "account 5 does not exist" in missing.output
     good = keys("create", "--account", "3", "--scope", "trade")
     assert good.exit_code == 0, good.output
     listed = keys("list")
