@@ -8,6 +8,10 @@ bash scripts/setup.sh
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
 # one test file per worker process, as many workers as cores (at most 4): the servers, NATS
-# clusters and browsers the tests start wait on I/O much of the time
-.venv/bin/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile tests
-NUMBA_DISABLE_JIT=1 .venv/bin/python -m pytest -q -n auto --maxprocesses 4 -m nojit tests/core
+# clusters and browsers the tests start wait on I/O much of the time. The files are handed
+# out in collection order, which tests/conftest.py makes the longest first
+# (tests/scheduling.py, tests/durations.json): xdist's own order (most tests first) left
+# the slow one-test server modules for the end
+XDIST=(-n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder)
+.venv/bin/python -m pytest -q "${XDIST[@]}" tests
+NUMBA_DISABLE_JIT=1 .venv/bin/python -m pytest -q "${XDIST[@]}" -m nojit tests/core

@@ -11,6 +11,7 @@ import pytest
 
 from derivex.core.config import EngineConfig
 from derivex.exchange import Exchange
+from tests import scheduling
 
 START_NS = 1_798_761_600_000_000_000
 
@@ -136,3 +137,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if getattr(getattr(item, "function", None), "is_hypothesis_test", False):
             item.add_marker(pytest.mark.property)
+    # the longest modules first (tests/scheduling.py): xdist hands them out in this order
+    scheduling.longest_first(items, scheduling.load_weights())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    recorder = scheduling.recorder(config)
+    if recorder is not None:
+        config.pluginmanager.register(recorder, "derivex-durations")

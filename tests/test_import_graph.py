@@ -21,6 +21,8 @@ What the graph is (decided here, once):
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +61,13 @@ def _resolve(name: str, known: dict[str, Path]) -> str | None:
 
 
 def import_graph() -> dict[str, dict[str, int]]:
-    """``{module: {imported module: line of the first such import}}`` within derivex."""
+    """``{module: {imported module: line of the first such import}}`` within derivex (a
+    copy: the walk parses every module, so it is made once per test process)."""
+    return copy.deepcopy(_walk())
+
+
+@functools.cache
+def _walk() -> dict[str, dict[str, int]]:
     known = modules()
     graph: dict[str, dict[str, int]] = {name: {} for name in known}
     for name, path in known.items():

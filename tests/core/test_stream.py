@@ -3,6 +3,8 @@ chunks of one reusable buffer; events and state are those of ``Engine.process``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -15,9 +17,11 @@ from tests.core.test_differential import RandomChooser, StreamGen, draw_config
 pytestmark = pytest.mark.nojit
 
 
+@functools.cache
 def random_stream(seed: int, batches: int) -> tuple[EngineConfig, np.ndarray]:
     """A seeded random stream of every command kind (TIME, quotes, growth included) as
-    one batch, and the config it was drawn for."""
+    one batch, and the config it was drawn for. Made once per seed (the three chunk sizes
+    read the same stream; callers process copies)."""
     ch = RandomChooser(seed)
     config = draw_config(ch)
     gen = StreamGen(ch, config)

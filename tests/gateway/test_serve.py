@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import ccxt
 import pytest
@@ -167,60 +168,34 @@ def test_serve_demo_trade_keys_metrics_and_restart(data: Path) -> None:
 
 
 def test_keys_cli_validates(tmp_path: Path) -> None:
-    bad = subprocess.run(
-        [
-            *DERIVEX,
-            "keys",
-            "create",
-            "--account",
-            "5",
-            "--scope",
-            "withdraw",  # (no such scope; admin exists: the operator dashboard's)
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert bad.returncode == 2 and "scopes" in bad.stderr
-    nowhere = subprocess.run(
-        [*DERIVEX, "keys", "create", "--account", "5", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
-    assert nowhere.returncode == 2 and "no venue" in nowhere.stderr  # no account exists
+    """``derivex keys`` refuses a bad scope, a directory with no venue and an account the
+    venue does not have (exit 2 and the reason; ``output`` is stdout and stderr with any
+    click), makes a key for one it has, and lists keys without their secrets. The typer app
+    runs in this process (CliRunner): five interpreters importing derivex were most of this
+    test's time; ``derivex serve``, which the other tests here start, runs the same entry
+    point as a real process."""
+    from typer.testing import CliRunner
+
+    from derivex.cli import app
+
+    def keys(*args: str) -> Any:
+        return CliRunner().invoke(app, ["keys", *args, "--data-dir", str(tmp_path)])
+
+    # (no such scope; admin exists: the operator dashboard's)
+    bad = keys("create", "--account", "5", "--scope", "withdraw")
+    assert bad.exit_code == 2 and "scopes" in bad.output
+    nowhere = keys("create", "--account", "5")
+    assert nowhere.exit_code == 2 and "no venue" in nowhere.output  # no account exists
     opened = open_venue(tmp_path, demo=False)  # accounts 0-2 system, 3 the demo account
     assert opened.venue.exchange.journal is not None
     opened.venue.exchange.journal.close()
-    missing = subprocess.run(
-        [*DERIVEX, "keys", "create", "--account", "5", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
-    assert missing.returncode == 2 and "account 5 does not exist" in missing.stderr
-    good = subprocess.run(
-        [
-            *DERIVEX,
-            "keys",
-            "create",
-            "--account",
-            "3",
-            "--scope",
-            "trade",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    listed = subprocess.run(
-        [*DERIVEX, "keys", "list", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    secret = re.search(r"client_secret\s+(\S+)", good.stdout).group(1)
+    missing = keys("create", "--account", "5")
+    assert missing.exit_code == 2 and "account 5 does not exist" in missing.output
+    good = keys("create", "--account", "3", "--scope", "trade")
+    assert good.exit_code == 0, good.output
+    listed = keys("list")
+    assert listed.exit_code == 0, listed.output
+    secret = re.search(r"client_secret\s+(\S+)", good.stdout).group(1)  # type: ignore[union-attr]
     assert "account 3" in listed.stdout and secret not in listed.stdout
     assert "account 5" not in listed.stdout
     assert oct(os.stat(tmp_path / "keys.json").st_mode & 0o777) == "0o600"

@@ -64,8 +64,8 @@ def test_every_worker_shows_the_index_sources_and_follows_an_override(
     browser: Any, workers: tuple[ServedWorkers, Path], artifacts: Path
 ) -> None:
     served, data = workers
+    # no wait: every worker re-reads the changed key file at the key's first use
     admin = KeyStore(data).create(3, ("admin",), name="operator")
-    time.sleep(1.5)  # the workers reload the key file
     processes: dict[int, int] = {}
     for _ in range(PAGES):
         rows, process = _sources_and_process(browser, served, admin)
