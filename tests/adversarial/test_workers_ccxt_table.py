@@ -31,7 +31,7 @@ from tests.adversarial.workers_served import (
     connections_on_every_worker,
     prepare,
 )
-from tests.gateway.test_ccxt_coverage import CALLED, OK
+from tests.gateway.test_ccxt_coverage import CALLED, answers_as_listed
 
 WORKERS = 2
 PERPETUAL = "BTC_USDC-PERPETUAL"
@@ -261,17 +261,7 @@ def test_the_called_table_on_both_workers(venue: Venue) -> None:
         call, expected = CALLED[method]
         client, other = clients[str(k % 2)], clients[str(1 - k % 2)]
         option = client.markets_by_id[next(venue.options)][0]["symbol"]
-        try:
-            call(client, option, perp)
-        except ccxt.RequestTimeout as error:
-            raise AssertionError(f"{method}: no answer ({error})") from None
-        except ccxt.BaseError as error:
-            text = str(error)
-            assert "11094" not in text, text
-            assert expected != OK, f"{method} refused: {text}"
-            assert expected in text, f"{method}: {text}"
-        else:
-            assert expected == OK, f"{method} answered; the table says refused ({expected})"
+        answers_as_listed(method, expected, call, client, option, perp)
         seen.add(worker_of(client))
         mine = client.fetch_open_orders(option)
         # the other worker shows the same open orders of this option once it walked them

@@ -149,6 +149,22 @@ CALLED: dict[str, tuple[Call, str]] = {
 }
 
 
+def answers_as_listed(method: str, expected: str, call: Callable[..., Any], *args: Any) -> None:
+    """Run ``call(*args)`` (a ccxt call of ``method``): it answers if the table says ``OK``,
+    else it is refused with an error naming ``expected``; never 11094, never silence."""
+    try:
+        call(*args)
+    except ccxt.RequestTimeout as error:  # (a subclass of NetworkError)
+        raise AssertionError(f"{method}: no answer ({error})") from None
+    except ccxt.BaseError as error:
+        text = str(error)
+        assert "11094" not in text, text
+        assert expected != OK, f"{method} refused: {text}"
+        assert expected in text, f"{method}: {text}"
+    else:
+        assert expected == OK, f"{method} answered; the table says refused ({expected})"
+
+
 def _methods() -> set[str]:
     has = ccxt.deribit().has
     return {name for name, value in has.items() if value is True} - FLAGS
@@ -239,15 +255,6 @@ def test_the_method_answers_or_is_refused_clearly(server: Server, method: str) -
     option = symbol(client, server.option())
     perpetual = symbol(client, "BTC_USDC-PERPETUAL")
     try:
-        call(client, option, perpetual)
-    except ccxt.RequestTimeout as error:  # (a subclass of NetworkError)
-        raise AssertionError(f"{method}: no answer ({error})") from None
-    except ccxt.BaseError as error:
-        text = str(error)
-        assert "11094" not in text, text
-        assert expected != OK, f"{method} refused: {text}"
-        assert expected in text, f"{method}: {text}"
-    else:
-        assert expected == OK, f"{method} answered; the table says refused ({expected})"
+        answers_as_listed(method, expected, call, client, option, perpetual)
     finally:
         client.cancel_all_orders()

@@ -50,6 +50,15 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
             made.stop()
 
 
+def _bid(client: ccxt.deribit) -> float:
+    """The best bid, once there is one (the demo makers quote)."""
+    deadline = time.monotonic() + 20
+    while not (bid := client.fetch_ticker(PERPETUAL)["bid"]):
+        assert time.monotonic() < deadline, "no bid"
+        time.sleep(0.1)
+    return float(bid)
+
+
 def _bid_below_last(client: ccxt.deribit) -> float:
     """The best bid, once it is below the last price (the demo makers quote and trade)."""
     deadline = time.monotonic() + 20
@@ -106,10 +115,7 @@ def test_workers_show_the_same_linked_orders(venue: Venue) -> None:
     shown by every worker with the same order objects: links, held legs, labels."""
     served = venue.served
     alice = served.client()
-    deadline = time.monotonic() + 20
-    while not (bid := alice.fetch_ticker(PERPETUAL)["bid"]):  # the demo makers quote
-        assert time.monotonic() < deadline, "no bid"
-        time.sleep(0.1)
+    bid = _bid(alice)
     price = float(alice.price_to_precision(PERPETUAL, bid * 0.97))
     trigger = float(alice.price_to_precision(PERPETUAL, bid * 0.5))
     take = float(alice.price_to_precision(PERPETUAL, bid * 1.3))
@@ -153,10 +159,7 @@ def test_workers_show_the_label_of_a_plain_trigger_order(venue: Venue) -> None:
     record (it was "" there before)."""
     served = venue.served
     alice = served.client()
-    deadline = time.monotonic() + 20
-    while not (bid := alice.fetch_ticker(PERPETUAL)["bid"]):  # the demo makers quote
-        assert time.monotonic() < deadline, "no bid"
-        time.sleep(0.1)
+    bid = _bid(alice)
     far = float(alice.price_to_precision(PERPETUAL, bid * 0.5))
     stop = alice.create_order(
         PERPETUAL, "market", "sell", 0.01, params={"stopLossPrice": far, "label": "guard"}
