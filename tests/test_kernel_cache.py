@@ -212,3 +212,37 @@ def test_the_compile_lock_is_exclusive_between_processes_and_reentrant(tmp_path:
             assert not other_process_gets_it()
         assert not other_process_gets_it()
     assert other_process_gets_it()
+
+
+def test_the_import_scan_sees_every_import_statement_of_the_package() -> None:
+    """``_statements`` (which the closure digest walks instead of every node) yields every
+    import statement ``ast.walk`` finds, nested in functions, branches and handlers too."""
+    import ast
+
+    for path in Path(derivex.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_bytes())
+        wanted = [
+            ast.dump(node)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+        ]
+        seen = [
+            ast.dump(node)
+            for node in _kernel_cache._statements(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+        ]
+        assert sorted(seen) == sorted(wanted), path
+    nested = ast.parse(
+        "def f():\n    try:\n        import derivex.a\n    except E:\n        import derivex.b\n"
+        "    finally:\n        import derivex.c\n"
+        "class C:\n    if x:\n        pass\n    else:\n        import derivex.d\n"
+        "match v:\n    case 1:\n        import derivex.e\n"
+        "with w:\n    for i in y:\n        while z:\n            import derivex.f\n"
+    )
+    found = {
+        alias.name
+        for node in _kernel_cache._statements(nested)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert found == {f"derivex.{name}" for name in "abcdef"}
