@@ -83,6 +83,6 @@ def test_bell_idle_spins_then_blocks_until_rung(bell_path: str) -> None:
 
 def test_doorbell_paths_are_per_runtime_and_worker() -> None:
     bells = Doorbells("test-x", 2)
-    assert len(set(bells.all())) == 5
+    assert len(set(bells.all())) == 7  # the engine, 2 x (frames, durable), the 2 bus consumers
     assert all(path.startswith("/dev/shm/dxbell.test-x.") for path in bells.all())
     assert Doorbells("test-y", 2).engine != bells.engine

@@ -181,7 +181,7 @@ def test_sigterm_stops_cleanly_and_removes_every_segment(tmp_path):
     proc, status = _launch(name, tmp_path, "--journal", str(journal))
     try:
         assert len(rc.segments(name)) == 7  # control, bus, book, 2 command, 2 response
-        assert len(rc.bells(name)) == 5  # the engine's, 2 x (frames, durable)
+        assert len(rc.bells(name)) == 7  # the engine's, 2 x (frames, durable), 2 bus consumers'
         with pytest.raises(RuntimeError, match="belongs to a running derivex runtime"):
             Runtime(RuntimeConfig(name=name)).start()
         ctl = Control.attach(f"dx.{name}.ctl")
@@ -212,7 +212,7 @@ def test_stale_segments_of_a_killed_runtime_are_removed_at_the_next_start(tmp_pa
     assert rc.wait_for(lambda: all(rc.pid_gone(p) for p in status["pids"].values()), 30)
     left = rc.segments(name)
     assert len(left) == 7
-    assert len(rc.bells(name)) == 5  # replaced at the next start, removed at its stop
+    assert len(rc.bells(name)) == 7  # replaced at the next start, removed at its stop
     cfg = _config(name, tmp_path / "journal", workers=2, front_end_options={"commands": 200})
     with Runtime(cfg) as rt:
         assert sorted(rt.report.removed_stale) == left

@@ -38,13 +38,19 @@ JOURNAL_CONSUMER, MARKET_DATA_CONSUMER = 0, 1
 _POLL_S = 0.02  # idle wake-up: durable_seq of an interval-fsync journal moves meanwhile
 
 
-def _frames(consumer: BroadcastConsumer, assembler: FrameAssembler, pause: Pauses):
-    """Yield ``None`` when idle for a poll interval, else complete frames; ends at EOF."""
+def _frames(consumer: BroadcastConsumer, assembler: FrameAssembler, pause: Pauses, bell: Doorbell):
+    """Yield ``None`` when idle for a poll interval, else complete frames; ends at EOF.
+
+    Waits blocked on ``bell`` (the engine rings it after publishing frames), not in the
+    ring's spin-then-``sched_yield`` wait: on a machine with fewer cores than busy
+    processes, a consumer woken by every frame that spins and yields between frames
+    holds a place on the run queue the engine and the gateway workers wait behind."""
     while True:
         try:
-            got = consumer.pop_into(assembler.space(), timeout=_POLL_S)
+            got = consumer.pop_into(assembler.space(), timeout=0)  # (a few relaxed spins)
         except RingTimeout:
-            yield None
+            if not bell.wait(_POLL_S):
+                yield None
             continue
         if got == 0:
             return
@@ -63,7 +69,9 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
     group = config.fsync == "group"
     # the workers' ``durable`` doorbells: rung each time DURABLE_SEQ moves (their gates
     # wait on them instead of polling)
-    durable_rung = [Doorbell(path) for path in Doorbells(config.name, config.workers).durable]
+    bells = Doorbells(config.name, config.workers)
+    durable_rung = [Doorbell(path) for path in bells.durable]
+    bell = Doorbell(bells.bus[JOURNAL_CONSUMER])
 
     def tell(seq: int) -> None:
         ctl.set(DURABLE_SEQ, seq)
@@ -86,7 +94,7 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
     pause = Pauses(config.pause_probability, config.max_pause_s, f"journal:{config.pause_seed}")
     frames = 0
     gaps = 0
-    for item in _frames(consumer, FrameAssembler(), pause):
+    for item in _frames(consumer, FrameAssembler(), pause, bell):
         if item is not None:
             head, commands, _ = item
             first = int(head["first_seq"])
@@ -110,6 +118,7 @@ def run_journal(config: RuntimeConfig, names: SegmentNames, reports, parent_pid:
     tell(last)
     for waiter in durable_rung:
         waiter.close()
+    bell.close()
     reports.put(
         {"role": "journal", "pid": os.getpid(), "last_seq": last, "frames": frames, "gaps": gaps}
     )
@@ -126,9 +135,10 @@ def run_market_data(config: RuntimeConfig, names: SegmentNames, reports, parent_
         sink.on_start(ctl.get(START_SEQ))
     ctl.set(MD_READY, os.getpid())
     pause = Pauses(config.pause_probability, config.max_pause_s, f"md:{config.pause_seed}")
+    bell = Doorbell(Doorbells(config.name, config.workers).bus[MARKET_DATA_CONSUMER])
     events = 0
     started = time.monotonic()
-    for item in _frames(consumer, FrameAssembler(), pause):
+    for item in _frames(consumer, FrameAssembler(), pause, bell):
         if item is None:
             continue
         head, commands, frame_events = item
@@ -143,5 +153,6 @@ def run_market_data(config: RuntimeConfig, names: SegmentNames, reports, parent_
         **sink.report(),
     }
     reports.put(report)
+    bell.close()
     consumer.close()
     ctl.close()

@@ -14,8 +14,9 @@ overload on 2 cores: 86% of the engine's and about half of each gateway worker's
 to waiting). A process blocked in ``poll`` costs nothing and is woken within microseconds.
 
 Who rings whom (``Doorbells``): a worker rings the engine after pushing commands; the
-engine rings every worker's ``frames`` bell after publishing frames; the journal writer
-rings every worker's ``durable`` bell after ``durable_seq`` moves. Cost: one ``write(2)`` per
+engine rings every worker's ``frames`` bell and the bus consumers' ``bus`` bells (the
+journal writer, market data) after publishing frames; the journal writer rings every
+worker's ``durable`` bell after ``durable_seq`` moves. Cost: one ``write(2)`` per
 ring, one ``poll(2)`` + ``read(2)`` per wait that blocks.
 """
 
@@ -82,9 +83,11 @@ class Doorbells:
         self.engine = f"{base}.engine"
         self.frames = [f"{base}.frames.{w}" for w in range(workers)]
         self.durable = [f"{base}.durable.{w}" for w in range(workers)]
+        #: the bus consumers' (``runtime.consumers``: 0 the journal writer, 1 market data)
+        self.bus = [f"{base}.bus.{k}" for k in range(2)]
 
     def all(self) -> list[str]:
-        return [self.engine, *self.frames, *self.durable]
+        return [self.engine, *self.frames, *self.durable, *self.bus]
 
     def create(self) -> None:
         for path in self.all():

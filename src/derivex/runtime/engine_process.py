@@ -203,7 +203,8 @@ def run_engine(config: RuntimeConfig, names: SegmentNames, reports, parent_pid: 
     # has published their frames
     bells = Doorbells(config.name, config.workers)
     bell = Doorbell(bells.engine)
-    frames_rung = [Doorbell(path) for path in bells.frames]
+    # (and the bus consumers, the journal writer and market data, which block on theirs)
+    frames_rung = [Doorbell(path) for path in (*bells.frames, *bells.bus)]
     idle, pause = (
         BellIdle(bell),
         Pauses(config.pause_probability, config.max_pause_s, f"engine:{config.pause_seed}"),
