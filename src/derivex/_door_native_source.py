@@ -1,7 +1,8 @@
 """The C source of ``derivex.door_native`` (CPython 3.11+ C API): the ``Door`` type whose
 vectorcall methods are an ``Exchange``'s place / cancel / amend, the ``OrderResult`` storage
-type, and the ``order`` binding. Kept apart from the build code so that each stays
-legible; the module docstring of ``derivex.door_native`` says what the methods do."""
+type, ``SequencerState`` (the sequencer's hot state), and the ``order`` binding. Kept
+apart from the build code so that each stays legible; the module docstring of
+``derivex.door_native`` says what the methods do."""
 
 from __future__ import annotations
 
