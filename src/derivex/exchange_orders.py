@@ -249,7 +249,7 @@ class OrderMethods:
                     label=label,
                 )
             )
-        ts_ns = sequencer.clock()
+        ts_ns = sequencer._clock()  # the property costs a Python call
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
         sequencer.ts_ns = ts_ns
@@ -325,7 +325,7 @@ class OrderMethods:
                     qty_lots=qty_lots,
                 )
             )
-        ts_ns = sequencer.clock()
+        ts_ns = sequencer._clock()  # the property costs a Python call
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
         sequencer.ts_ns = ts_ns
@@ -375,7 +375,7 @@ class OrderMethods:
                     label=client_order_id,
                 )
             )
-        ts_ns = sequencer.clock()
+        ts_ns = sequencer._clock()  # the property costs a Python call
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
         sequencer.ts_ns = ts_ns
