@@ -9,7 +9,9 @@ the default clock read in C."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import pickle
 import time
 from typing import Any
 
@@ -222,3 +224,15 @@ def test_a_sequencer_on_the_python_stand_in_runs_orders_alike(
     assert results[0] == results[1]
     assert venues[0][0].sequencer.seq == venues[1][0].sequencer.seq
     assert venues[0][0].state_hash() == venues[1][0].state_hash()
+
+
+def test_a_sequencer_copies_and_pickles_with_its_hot_state() -> None:
+    original = sequencer.Sequencer(Engine(), seq=41)
+    original.ts_ns, original.batches = 1_700_000_000, 3
+    for twin in (copy.copy(original), pickle.loads(pickle.dumps(original))):
+        assert (twin.seq, twin.ts_ns, twin.batches) == (41, 1_700_000_000, 3)
+        assert twin.clock is time.time_ns and twin.before is None and twin.views is False
+        assert twin.door_version == original.door_version
+        twin.seq += 1
+        assert original.seq == 41
+    assert copy.copy(original).engine is original.engine

@@ -110,6 +110,20 @@ class Sequencer(_State):  # type: ignore[misc]  # a base chosen at import: C str
         self.after = after
         self.views = views
 
+    def __getstate__(self) -> dict[str, object]:
+        """For ``copy`` and ``pickle`` (the C struct's fields are not in the instance dict,
+        and CPython refuses to pickle a type with a C base it does not know)."""
+        state = dict(vars(self))
+        state.update((name, getattr(self, name)) for name in _PythonState.__slots__)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            if name in _PythonState.__slots__:
+                setattr(self, name, value)
+            else:
+                vars(self)[name] = value
+
     # the door's conditions: stored beside the property, each change bumps door_version
     @property
     def engine(self) -> Engine:
