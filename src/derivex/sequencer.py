@@ -121,8 +121,8 @@ class Sequencer(_State):  # type: ignore[misc]  # a base chosen at import: C str
         for name, value in state.items():
             if name in _PythonState.__slots__:
                 setattr(self, name, value)
-            else:
-                vars(self)[name] = value
+            else:  # the instance dict, past the properties (their setters bump versions)
+                self.__dict__[name] = value
 
     # the door's conditions: stored beside the property, each change bumps door_version
     @property
