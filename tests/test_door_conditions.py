@@ -30,7 +30,7 @@ from tests.test_door import JIT, START_NS, make_venue, python_methods, summary
 PRICE = 10_000_000
 METHODS = ["c", "python"]
 
-pytestmark = pytest.mark.skipif(not JIT, reason="the door's entry points are compiled code")
+needs_jit = pytest.mark.skipif(not JIT, reason="the door's entry points are compiled code")
 
 
 def warm(methods: str) -> tuple[Exchange, int, list[int]]:
@@ -50,6 +50,7 @@ def through_door(ex: Exchange, result: OrderResult) -> bool:
     return ex._door is not None and result._log is ex._door.log
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 def test_fast_orders_off_takes_the_slow_path_at_once(methods: str) -> None:
     ex, perp, (a, *_) = warm(methods)
@@ -67,6 +68,7 @@ class Sink:
         self.seqs += commands["seq"].tolist()
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 def test_a_sink_added_sees_the_next_order(methods: str) -> None:
     ex, perp, (a, *_) = warm(methods)
@@ -78,6 +80,7 @@ def test_a_sink_added_sees_the_next_order(methods: str) -> None:
     assert cancelled.status == "cancelled" and not through_door(ex, cancelled)
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 @pytest.mark.parametrize("hook", ["before", "after"])
 def test_a_sequencer_hook_set_sees_the_next_order(methods: str, hook: str) -> None:
@@ -91,6 +94,7 @@ def test_a_sequencer_hook_set_sees_the_next_order(methods: str, hook: str) -> No
     assert seen == [ex.sequencer.seq - 1]
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 def test_a_replaced_engine_gets_the_next_order(methods: str) -> None:
     ex, perp, (a, *_) = warm(methods)
@@ -104,6 +108,7 @@ def test_a_replaced_engine_gets_the_next_order(methods: str) -> None:
     assert ex._door is not None and ex._door.arena is new.arena
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 def test_a_replaced_clock_stamps_the_next_order(methods: str) -> None:
     ex, perp, (a, *_) = warm(methods)
@@ -114,6 +119,7 @@ def test_a_replaced_clock_stamps_the_next_order(methods: str) -> None:
     assert through_door(ex, result)
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 def test_a_replaced_sequencer_stamps_the_next_order(methods: str) -> None:
     ex, perp, (a, *_) = warm(methods)
@@ -127,6 +133,7 @@ def test_a_replaced_sequencer_stamps_the_next_order(methods: str) -> None:
     assert set(result.events["seq"].tolist()) == {seq + 101}
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 def test_a_replaced_door_runs_the_next_order(methods: str) -> None:
     ex, perp, (a, *_) = warm(methods)
@@ -137,6 +144,7 @@ def test_a_replaced_door_runs_the_next_order(methods: str) -> None:
     assert result._log is ex._door.log and result.status == "resting"
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 def test_an_arena_grown_by_driving_the_engine_directly_is_followed(methods: str) -> None:
     """The one condition no setter sees (the engine replaces its arena when a pool grows,
@@ -159,6 +167,7 @@ def test_an_arena_grown_by_driving_the_engine_directly_is_followed(methods: str)
     assert venues[0][0].state_hash() == venues[1][0].state_hash()
 
 
+@needs_jit
 def test_the_default_clock_is_read_in_c_with_time_time_ns_semantics() -> None:
     ex = Exchange(EngineConfig(risk_checks=False))  # clock: time.time_ns
     perp = ex.add_perpetual("BTC", tick_size_ticks=50)
@@ -204,6 +213,7 @@ def _sequencer_module_without_native(monkeypatch: pytest.MonkeyPatch) -> Any:
     return module
 
 
+@needs_jit
 @pytest.mark.parametrize("methods", METHODS)
 def test_a_sequencer_on_the_python_stand_in_runs_orders_alike(
     methods: str, monkeypatch: pytest.MonkeyPatch
