@@ -48,6 +48,7 @@ from derivex.core.records import (  # noqa: E402
 )
 from derivex.exchange import Exchange  # noqa: E402
 from derivex.sim.flow import FlowSpec, generate  # noqa: E402
+from door_costs import c_method_costs  # noqa: E402  (bench/door_costs.py, beside this)
 from report import finish, machine  # noqa: E402  (bench/report.py, beside this script)
 
 CACHE = ROOT / "bench" / ".cache"
@@ -834,6 +835,9 @@ def door_only(calls: int, runs: int) -> None:
     each = [binding_calls(setup, flow, config, calls) for _ in range(runs)]
     bindings = {name: statistics.median(run[name] for run in each) for name in each[0]}
     compiled = compiled_loop_calls(setup, flow, config, calls, runs)
+    costs = c_method_costs(setup, flow, config, calls, runs, clock, (SIDE_NAMES, TIF_NAMES))
+    if costs:  # the default clock's stamps differ from the flow's, its outcomes must not
+        assert costs["c_methods_default_clock_statuses_first_20k"] == typed["statuses_first_20k"]
     books = comparators(setup, flow, config, calls)
     results.update(
         timer="process CPU time" if clock is time.process_time else "wall time",
@@ -841,6 +845,7 @@ def door_only(calls: int, runs: int) -> None:
         **typed,
         binding_calls_per_s=bindings,
         compiled_loop_calls_per_s=compiled,
+        c_method_costs=costs,
         **books,
     )
     timer = "CPU time" if clock is time.process_time else "wall time"
@@ -853,10 +858,23 @@ def door_only(calls: int, runs: int) -> None:
             f"Exchange.place/cancel, C methods ({typed['binding']})",
             typed["exchange_door_calls_per_s"],
         ),
+        (
+            "Exchange.place/cancel, C methods, default clock",
+            costs.get("c_methods_default_clock_calls_per_s"),
+        ),
         ("Exchange.place/cancel, Python methods", typed["exchange_python_methods_calls_per_s"]),
         ("Exchange.place/cancel, slow path", typed["exchange_slow_calls_per_s"]),
         *((f"bare entry / {name}", rate) for name, rate in bindings.items()),
         *((f"entry from a compiled loop / {name}", rate) for name, rate in compiled.items()),
+        ("typed loop alone (no call)", costs.get("loop_alone_calls_per_s")),
+        (
+            "C methods, entry returns at once",
+            costs.get("c_methods_entry_returns_at_once_calls_per_s"),
+        ),
+        (
+            "C methods, entry returns at once, default clock",
+            costs.get("c_methods_entry_returns_at_once_default_clock_calls_per_s"),
+        ),
         ("pure-Python dict-and-deque book", books["python_book_commands_per_s"]),
         (books["lob"], books["lob_commands_per_s"]),
     ]

@@ -176,12 +176,17 @@ def _outside(module: str, allowed: tuple[str, ...]) -> bool:
 
 def test_the_journal_and_the_sequencer_sit_below_the_facade() -> None:
     """The journal builds engines, never the ``Exchange`` facade or anything above it; the
-    sequencer needs only the core."""
+    sequencer needs only the core and the door's native module (its hot state is a C
+    struct there), which itself needs nothing above the core."""
     for module, imported in _importers("derivex.journal").items():
         above = {m for m in imported if _outside(m, ("derivex.journal", "derivex.core"))}
         assert not above, f"{module} imports {sorted(above)}"
     imported = _importers("derivex.sequencer")["derivex.sequencer"]
-    assert imported and not {m for m in imported if _outside(m, ("derivex.core",))}
+    below = ("derivex.core", "derivex.door_native")
+    assert imported and not {m for m in imported if _outside(m, below)}
+    leaves = ("derivex.core", "derivex._door_native_source", "derivex._kernel_cache")
+    imported = _importers("derivex.door_native")["derivex.door_native"]
+    assert not {m for m in imported if _outside(m, (*leaves, "derivex.results"))}
 
 
 def test_the_gateway_holds_no_market_inputs_or_agents() -> None:

@@ -1,7 +1,8 @@
 """The C source of ``derivex.door_native`` (CPython 3.11+ C API): the ``Door`` type whose
 vectorcall methods are an ``Exchange``'s place / cancel / amend, the ``OrderResult`` storage
-type, and the ``order`` binding. Kept apart from the build code so that each stays
-legible; the module docstring of ``derivex.door_native`` says what the methods do."""
+type, ``SequencerState`` (the sequencer's hot state), and the ``order`` binding. Kept
+apart from the build code so that each stays legible; the module docstring of
+``derivex.door_native`` says what the methods do."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ SOURCE = (
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef int64_t (*entry_t)(void *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                            int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
@@ -27,9 +29,37 @@ enum { K_PRICE, K_TYPE, K_TIF, K_POST, K_REJECT_POST, K_REDUCE, K_LABEL, K_CLIEN
 static const char *kw_text[K_COUNT] = {"price_ticks", "order_type", "time_in_force",
     "post_only", "reject_post_only", "reduce_only", "label", "client_order_id", "mmp"};
 static PyObject *kw_names[K_COUNT];
-static PyObject *s_door, *s_sequencer, *s_before, *s_after, *s_engine, *s_arena, *s_sinks,
-    *s_fast_orders, *s_clock, *s_ts_ns, *s_seq, *s_batches, *s_log, *s_address, *s_order,
-    *s_retry, *s_limit, *s_gtc;
+static PyObject *s_sequencer, *s_fast_door, *s_door_version, *s_engine, *s_arena, *s_clock,
+    *s_log, *s_address, *s_order, *s_limit, *s_gtc;
+static PyObject *time_ns = NULL;  /* time.time_ns: the default clock, read here in C */
+
+/* derivex.sequencer.Sequencer's base: its seq, ts_ns and batches as int64 fields the
+   order methods read and write directly (Python reads them as member descriptors), and
+   door_version, which every change of a condition the door depends on bumps (the
+   sequencer's engine, hooks and clock; the venue's door, fast_orders, sinks and
+   sequencer: derivex.exchange_orders) */
+typedef struct {
+    PyObject_HEAD
+    long long seq, ts_ns, batches, door_version;
+} State;
+
+static PyMemberDef State_members[] = {
+    {"seq", T_LONGLONG, offsetof(State, seq), 0, "the last sequence number used"},
+    {"ts_ns", T_LONGLONG, offsetof(State, ts_ns), 0, "the last sequencer time stamped"},
+    {"batches", T_LONGLONG, offsetof(State, batches), 0, "batches processed"},
+    {"door_version", T_LONGLONG, offsetof(State, door_version), 0,
+     "bumped by every change of a condition the per-command door checks"},
+    {NULL, 0, 0, 0, NULL}};
+
+static PyTypeObject StateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "derivex_door_native.SequencerState",
+    .tp_basicsize = sizeof(State),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The sequencer's hot state (derivex.sequencer.Sequencer's base).",
+    .tp_new = PyType_GenericNew,
+    .tp_members = State_members,
+};
 
 /* OrderResult's storage (its properties are OrderResult's, set on the type from Python):
    not tracked by the cycle collector, since it only refers to a log that never refers
@@ -55,7 +85,14 @@ typedef struct {
     PyObject *exchange, *place, *cancel, *amend;  /* the Python methods, bound */
     PyObject *sides, *types, *tifs;
     int64_t kinds[3], flag_bits[5];
-    PyObject *door_seen;
+    /* what `ready` found (the venue's _fast_door decides), valid while the sequencer's
+       door_version is version_ok and the engine's arena is arena_seen with the context
+       still pointing at it (an engine grows by replacing its arena, which no version
+       sees: the engine is driven directly too) */
+    PyObject *sequencer;  /* a SequencerState; NULL: nothing checked yet */
+    long long version_ok;
+    PyObject *door_seen, *engine_dict, *clock;
+    int clock_default;  /* clock is time.time_ns: read in C */
     int64_t *ctx;
     /* door.arena and door.log as last read, with the context slot each was read beside:
        while the slot is unchanged (OrderDoor.bind and fresh_log rewrite it, and the
@@ -103,27 +140,38 @@ static int code_of(PyObject *table, const Codes *codes, PyObject *name, int64_t 
     return 1;
 }
 
-/* 1: the door may run (new refs in *door, *sequencer), 0: the Python method decides,
-   -1: an error is set */
-static int ready(Door *self, PyObject **door_out, PyObject **sequencer_out) {
-    PyObject *door = NULL, *sequencer = NULL, *o = NULL, *engine = NULL, *a = NULL, *b = NULL;
+/* the engine's arena, borrowed (the engine holds it): from its instance dict, else
+   (no dict) its attribute; NULL (no error set) when it has none */
+static PyObject *engine_arena(Door *self, PyObject *engine) {
+    if (self->engine_dict != NULL) return PyDict_GetItemWithError(self->engine_dict, s_arena);
+    PyObject *arena = PyObject_GetAttr(engine, s_arena);
+    if (arena == NULL) { PyErr_Clear(); return NULL; }
+    Py_DECREF(arena);
+    return arena;
+}
+
+static void forget(Door *self) {
+    Py_CLEAR(self->sequencer); Py_CLEAR(self->engine_dict); Py_CLEAR(self->clock);
+}
+
+/* Check (once per change of a condition) that the door may run: the venue's
+   _fast_door (the one place that decides, and binds the door to the engine's current
+   arena) returns the door, and the sequencer is a SequencerState. Caches what the calls
+   after need. 1: the door may run, 0: the Python method decides, -1: an error is set. */
+static int ready(Door *self) {
+    PyObject *door = NULL, *sequencer = NULL, *o = NULL, *engine = NULL, *arena = NULL;
     int ok = 0;
+    forget(self);
     if (entry_fn == NULL) return 0;
-    if ((door = PyObject_GetAttr(self->exchange, s_door)) == NULL) return -1;
+    if ((sequencer = PyObject_GetAttr(self->exchange, s_sequencer)) == NULL) return -1;
+    if (!PyObject_TypeCheck(sequencer, &StateType)) goto done;
+    if ((door = PyObject_CallMethodNoArgs(self->exchange, s_fast_door)) == NULL) goto error;
     if (door == Py_None) goto done;
-    if ((o = PyObject_GetAttr(self->exchange, s_fast_orders)) == NULL) goto error;
-    int fast = PyObject_IsTrue(o); Py_CLEAR(o);
-    if (fast <= 0) { if (fast < 0) goto error; goto done; }
-    if ((o = PyObject_GetAttr(self->exchange, s_sinks)) == NULL) goto error;
-    int sinks = PyObject_IsTrue(o); Py_CLEAR(o);
-    if (sinks != 0) { if (sinks < 0) goto error; goto done; }
-    if ((sequencer = PyObject_GetAttr(self->exchange, s_sequencer)) == NULL) goto error;
-    if ((o = PyObject_GetAttr(sequencer, s_before)) == NULL) goto error;
-    if (o != Py_None) goto done;
+    /* the version _fast_door approved the conditions at (it reads the live ones) */
+    if ((o = PyObject_GetAttr(self->exchange, s_door_version)) == NULL) goto error;
+    long long version = PyLong_AsLongLong(o);
     Py_CLEAR(o);
-    if ((o = PyObject_GetAttr(sequencer, s_after)) == NULL) goto error;
-    if (o != Py_None) goto done;
-    Py_CLEAR(o);
+    if (version == -1 && PyErr_Occurred()) goto error;
     if (door != self->door_seen) {
         int64_t address;
         if ((o = PyObject_GetAttr(door, s_address)) == NULL) goto error;
@@ -131,98 +179,108 @@ static int ready(Door *self, PyObject **door_out, PyObject **sequencer_out) {
         Py_CLEAR(o);
         Py_XSETREF(self->door_seen, Py_NewRef(door));
         self->ctx = (int64_t *)(intptr_t)address;
-        Py_CLEAR(self->arena_seen);
         Py_CLEAR(self->log_seen);
     }
-    if ((engine = PyObject_GetAttr(sequencer, s_engine)) == NULL) goto error;
-    if ((a = PyObject_GetAttr(engine, s_arena)) == NULL) goto error;
-    if (a != self->arena_seen || self->ctx[CTX_ARENA] != self->arena_address) {
-        if ((b = PyObject_GetAttr(door, s_arena)) == NULL) goto error;
-        if (a != b) goto done;  /* the arena changed: the Python method binds the door again */
-        Py_XSETREF(self->arena_seen, Py_NewRef(b));
-        self->arena_address = self->ctx[CTX_ARENA];
-    }
+    if ((engine = PyObject_GetAttr(door, s_engine)) == NULL) goto error;
+    if ((arena = PyObject_GetAttr(door, s_arena)) == NULL) goto error;
+    if ((o = PyObject_GetAttr(sequencer, s_clock)) == NULL) goto error;
+    self->clock_default = o == time_ns;
+    self->clock = o;
+    o = NULL;
+    self->engine_dict = PyObject_GenericGetDict(engine, NULL);
+    if (self->engine_dict == NULL) PyErr_Clear();  /* no instance dict: read the attribute */
+    if (engine_arena(self, engine) != arena) goto done;
+    Py_XSETREF(self->arena_seen, Py_NewRef(arena));
+    self->arena_address = self->ctx[CTX_ARENA];
+    self->sequencer = Py_NewRef(sequencer);
+    self->version_ok = version;
     ok = 1;
-    *door_out = Py_NewRef(door);
-    *sequencer_out = Py_NewRef(sequencer);
     goto done;
 error:
     ok = -1;
 done:
+    if (ok != 1) forget(self);
     Py_XDECREF(door); Py_XDECREF(sequencer); Py_XDECREF(o);
-    Py_XDECREF(engine); Py_XDECREF(a); Py_XDECREF(b);
+    Py_XDECREF(engine); Py_XDECREF(arena);
     return ok;
 }
 
-static int set_i64(PyObject *target, PyObject *name, int64_t value) {
-    PyObject *v = PyLong_FromLongLong(value);
-    if (v == NULL) return -1;
-    int r = PyObject_SetAttr(target, name, v);
-    Py_DECREF(v);
-    return r;
+/* the per-call test: nothing the door depends on changed since `ready` */
+static inline int still_ready(Door *self) {
+    State *state = (State *)self->sequencer;
+    if (state == NULL || state->door_version != self->version_ok) return 0;
+    if (self->ctx[CTX_ARENA] != self->arena_address) return 0;
+    PyObject *arena;
+    if (self->engine_dict != NULL) {
+        arena = PyDict_GetItemWithError(self->engine_dict, s_arena);  /* borrowed */
+        if (arena == NULL) PyErr_Clear();
+    } else {
+        arena = NULL;  /* no dict to look in: the full check each call */
+    }
+    return arena == self->arena_seen;
 }
 
 /* The command through the entry point, or NULL with fell_back set when the Python
    method must decide (nothing was changed then). */
 static PyObject *run(Door *self, int64_t *f, int *fell_back) {
     /* f: kind, account, instrument, order_id, side, type, tif, flags, price, qty, label */
-    PyObject *door = NULL, *sequencer = NULL, *o = NULL, *ts_o = NULL, *result = NULL;
-    int64_t ts, seq, batches;
-    int r = ready(self, &door, &sequencer);
-    *fell_back = r == 0;
-    if (r <= 0) return NULL;
-    if ((o = PyObject_GetAttr(sequencer, s_clock)) == NULL) goto done;
-    ts_o = PyObject_CallNoArgs(o);
-    Py_CLEAR(o);
-    if (ts_o == NULL) goto done;
-    if ((o = PyObject_GetAttr(sequencer, s_ts_ns)) == NULL) goto done;
-    int back = PyObject_RichCompareBool(ts_o, o, Py_LT);
-    if (back < 0) goto done;
-    if (back) Py_SETREF(ts_o, Py_NewRef(o));
-    Py_CLEAR(o);
-    if (PyObject_SetAttr(sequencer, s_ts_ns, ts_o) < 0) goto done;
-    ts = PyLong_AsLongLong(ts_o);
-    if (ts == -1 && PyErr_Occurred()) goto done;
-    if ((o = PyObject_GetAttr(sequencer, s_seq)) == NULL) goto done;
-    seq = PyLong_AsLongLong(o) + 1;
-    Py_CLEAR(o);
-    if (seq == 0 && PyErr_Occurred()) goto done;
+    int64_t ts, seq;
+    *fell_back = 0;
+    if (!still_ready(self)) {
+        int r = ready(self);
+        if (r <= 0) { *fell_back = r == 0; return NULL; }
+    }
+    State *state = (State *)self->sequencer;
+    struct timespec now;
+    if (self->clock_default && clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        /* time.time_ns on this platform: the same clock, without the call */
+        ts = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    } else {
+        PyObject *ts_o = PyObject_CallNoArgs(self->clock);
+        if (ts_o == NULL) return NULL;
+        ts = PyLong_AsLongLong(ts_o);
+        Py_DECREF(ts_o);
+        if (ts == -1 && PyErr_Occurred()) return NULL;
+        /* a clock is Python code: if it changed what the door depends on, the Python
+           method decides (nothing stamped yet) */
+        if (!still_ready(self)) { *fell_back = 1; return NULL; }
+        state = (State *)self->sequencer;
+    }
+    if (ts < state->ts_ns) ts = state->ts_ns;  /* sequencer time never steps back */
+    state->ts_ns = ts;
+    seq = state->seq + 1;
     int64_t row = entry_fn((void *)self->ctx, f[0], seq, ts, f[1], f[2], f[3], f[4], f[5], f[6],
                            f[7], f[8], f[9], f[10]);
     if (row < 0) {  /* a full buffer or a pool to grow: the Python half retries */
+        PyObject *result = NULL, *door = Py_NewRef(self->door_seen);
         PyObject *order = PyObject_GetAttr(door, s_order);
-        if (order == NULL) goto done;
-        PyObject *args = Py_BuildValue("(LLLLLLLLLLLLLL)", (long long)(intptr_t)self->ctx,
-            f[0], seq, ts, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]);
-        if (args != NULL) {
-            result = PyObject_CallMethod(self->exchange, "_door_retry", "OLOO", door,
-                                         (long long)row, order, args);
-            Py_DECREF(args);
+        if (order != NULL) {
+            PyObject *args = Py_BuildValue("(LLLLLLLLLLLLLL)", (long long)(intptr_t)self->ctx,
+                f[0], seq, ts, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]);
+            if (args != NULL) {
+                result = PyObject_CallMethod(self->exchange, "_door_retry", "OLOO", door,
+                                             (long long)row, order, args);
+                Py_DECREF(args);
+            }
+            Py_DECREF(order);
         }
-        Py_DECREF(order);
-        goto done;
+        Py_DECREF(door);
+        return result;
     }
-    if (set_i64(sequencer, s_seq, seq) < 0) goto done;
-    if ((o = PyObject_GetAttr(sequencer, s_batches)) == NULL) goto done;
-    batches = PyLong_AsLongLong(o);
-    Py_CLEAR(o);
-    if (batches == -1 && PyErr_Occurred()) goto done;
-    if (set_i64(sequencer, s_batches, batches + 1) < 0) goto done;
+    state->seq = seq;
+    state->batches += 1;
     if (self->log_seen == NULL || self->ctx[CTX_LOG] != self->log_address) {
         int64_t address = self->ctx[CTX_LOG];
-        PyObject *log = PyObject_GetAttr(door, s_log);
-        if (log == NULL) goto done;
+        PyObject *log = PyObject_GetAttr(self->door_seen, s_log);
+        if (log == NULL) return NULL;
         Py_XSETREF(self->log_seen, log);
         self->log_address = address;
     }
     Result *made = PyObject_New(Result, ResultType);
-    if (made == NULL) goto done;
+    if (made == NULL) return NULL;
     made->log = Py_NewRef(self->log_seen);
     made->row = row;
-    result = (PyObject *)made;
-done:
-    Py_XDECREF(door); Py_XDECREF(sequencer); Py_XDECREF(o); Py_XDECREF(ts_o);
-    return result;
+    return (PyObject *)made;
 }
 
 #define FALL_BACK(method) PyObject_Vectorcall(self->method, args, nargs, kwnames)
@@ -327,7 +385,8 @@ static int Door_traverse(Door *self, visitproc visit, void *arg) {
     Py_VISIT(self->exchange); Py_VISIT(self->place); Py_VISIT(self->cancel);
     Py_VISIT(self->amend); Py_VISIT(self->sides); Py_VISIT(self->types);
     Py_VISIT(self->tifs); Py_VISIT(self->door_seen); Py_VISIT(self->arena_seen);
-    Py_VISIT(self->log_seen);
+    Py_VISIT(self->log_seen); Py_VISIT(self->sequencer); Py_VISIT(self->engine_dict);
+    Py_VISIT(self->clock);
     return 0;
 }
 
@@ -335,7 +394,7 @@ static int Door_clear(Door *self) {
     Py_CLEAR(self->exchange); Py_CLEAR(self->place); Py_CLEAR(self->cancel);
     Py_CLEAR(self->amend); Py_CLEAR(self->sides); Py_CLEAR(self->types);
     Py_CLEAR(self->tifs); Py_CLEAR(self->door_seen); Py_CLEAR(self->arena_seen);
-    Py_CLEAR(self->log_seen);
+    Py_CLEAR(self->log_seen); forget(self);
     return 0;
 }
 
@@ -426,21 +485,30 @@ static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "MODULE_NAME", NU
 #define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
 
 PyMODINIT_FUNC INIT_NAME(void) {
-    INTERN(s_door, "_door"); INTERN(s_sequencer, "sequencer"); INTERN(s_before, "before");
-    INTERN(s_after, "after"); INTERN(s_engine, "engine"); INTERN(s_arena, "arena");
-    INTERN(s_sinks, "_sinks"); INTERN(s_fast_orders, "fast_orders");
-    INTERN(s_clock, "clock"); INTERN(s_ts_ns, "ts_ns"); INTERN(s_seq, "seq");
-    INTERN(s_batches, "batches"); INTERN(s_log, "log"); INTERN(s_address, "address");
-    INTERN(s_order, "order"); INTERN(s_retry, "_door_retry"); INTERN(s_limit, "limit");
+    INTERN(s_sequencer, "_sequencer"); INTERN(s_fast_door, "_fast_door");
+    INTERN(s_door_version, "_door_version"); INTERN(s_engine, "engine");
+    INTERN(s_arena, "arena"); INTERN(s_clock, "clock"); INTERN(s_log, "log");
+    INTERN(s_address, "address"); INTERN(s_order, "order"); INTERN(s_limit, "limit");
     INTERN(s_gtc, "gtc");
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL) return NULL;
+    time_ns = PyObject_GetAttrString(time_module, "time_ns");
+    Py_DECREF(time_module);
+    if (time_ns == NULL) return NULL;
     for (int k = 0; k < K_COUNT; k++) INTERN(kw_names[k], kw_text[k]);
-    if (PyType_Ready(&DoorType) < 0) return NULL;
+    if (PyType_Ready(&DoorType) < 0 || PyType_Ready(&StateType) < 0) return NULL;
     if ((ResultType = (PyTypeObject *)PyType_FromSpec(&Result_spec)) == NULL) return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
     Py_INCREF(&DoorType);
     if (PyModule_AddObject(module, "Door", (PyObject *)&DoorType) < 0) {
         Py_DECREF(&DoorType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&StateType);
+    if (PyModule_AddObject(module, "SequencerState", (PyObject *)&StateType) < 0) {
+        Py_DECREF(&StateType);
         Py_DECREF(module);
         return NULL;
     }

@@ -178,6 +178,7 @@ class OrderDoor:
         self.command = command_array(1)
         self.ctx[Ctx.COMMAND] = self.command.ctypes.data
         self.arena: np.ndarray | None = None
+        self.engine: Engine | None = None  # the engine bound (whose arena is self.arena)
         self.event_capacity = EVENT_CHUNK
         self.log = self.fresh_log()
 
@@ -185,7 +186,7 @@ class OrderDoor:
         """Point the context at ``engine``'s arena and layout. O(1)."""
         arena, layout = engine.arena, engine.layout
         assert arena.flags.c_contiguous and layout.flags.c_contiguous
-        self.arena = arena
+        self.arena, self.engine = arena, engine
         self._layout = layout  # kept referenced: the context holds its address
         self.ctx[Ctx.ARENA] = arena.ctypes.data
         self.ctx[Ctx.ARENA_BYTES] = arena.shape[0]

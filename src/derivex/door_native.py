@@ -5,13 +5,21 @@ What a Python wrapper spends per call (measured, bench/matching_bench.py): the m
 with its keywords, a dozen attribute loads and stores, fourteen integers converted for the
 binding and the result object: together several times the kernel's own time. The C methods
 here do the same steps in C: parse the arguments (the keywords by identity), look the side,
-order type and time in force up in the Python tables, check that the door may run (the
-same conditions as ``OrderMethods``), read the clock, stamp seq and ts_ns on the sequencer,
-call the compiled entry point (``derivex.core.entry``) through its address, and build the
-``OrderResult`` without running Python code. Anything else (an unknown keyword, a value the
-C side does not convert, a venue with a journal or a sink, a command that needs a pool to
-grow or a fresh buffer) goes to the Python method, which decides and raises exactly as
-before: the C methods are a shortcut, never a second implementation of the rules.
+order type and time in force up in the Python tables, check that the door may run, read
+the clock, stamp seq and ts_ns, call the compiled entry point (``derivex.core.entry``)
+through its address, and build the ``OrderResult`` without running Python code. Anything
+else (an unknown keyword, a value the C side does not convert, a venue with a journal or a
+sink, a command that needs a pool to grow or a fresh buffer) goes to the Python method,
+which decides and raises exactly as before: the C methods are a shortcut, never a second
+implementation of the rules.
+
+Per call they touch no Python attribute: the sequencer's ``seq``, ``ts_ns`` and
+``batches`` are fields of its base type here (``SequencerState``, a C struct), and
+whether the door may run is asked of the venue (``OrderMethods._fast_door``) once per
+change of a condition: every setter of one bumps the sequencer's ``door_version``, which
+a call compares, with one dict lookup that the engine still has the arena the door is
+bound to (an engine grows by replacing it). The default clock, ``time.time_ns``, is read
+with ``clock_gettime(CLOCK_REALTIME)`` as CPython does; any other clock is called.
 
 The module is compiled on first use with the C compiler CPython was built with, into the
 kernel cache directory (keyed by its source and the interpreter), never into the source

@@ -246,6 +246,7 @@ class Exchange(OrderMethods):
         ``derivex.export.ParquetSink``), after the engine ran it. Orders then take the slow
         path, ``submit``. Cost: the sink's, per batch."""
         self._sinks.append(sink)
+        self._door_changed()  # orders now take the slow path: the door checks again
 
     def _append(self, commands: np.ndarray) -> None:
         """The sequencer's before-hook with a journal: the stamped batch is written (and

@@ -45,13 +45,63 @@ _METHODS = ("place", "cancel", "amend")  # the order methods door_native gives i
 
 
 class OrderMethods:
-    """``Exchange``'s order commands (a mixin: ``Exchange`` provides what is declared)."""
+    """``Exchange``'s order commands (a mixin: ``Exchange`` provides what is declared).
 
-    sequencer: Sequencer
-    fast_orders: bool
-    _door: OrderDoor | None
+    Whether the door may run is decided once per change, not per order: ``sequencer``,
+    ``fast_orders`` and ``_door`` are properties whose setters (and ``add_sink``) call
+    ``_door_changed``, which bumps the sequencer's ``door_version`` (the sequencer bumps it
+    itself when its engine, hooks or clock are replaced); ``_fast_door`` records the door
+    it approved and the version it approved it at, and an order (C or Python method) only
+    compares the version and that the engine still has the arena the door is bound to
+    (an engine grows by replacing its arena, and is driven directly too)."""
+
     _door_tried: bool
     _sinks: list[Any]
+    _door_ready: OrderDoor | None  # the door _fast_door approved at _door_version
+    _door_version: int
+
+    @property
+    def sequencer(self) -> Sequencer:
+        """The venue's one sequencer (``derivex.sequencer``); replaceable (a cluster
+        leader's)."""
+        return self._sequencer
+
+    @sequencer.setter
+    def sequencer(self, sequencer: Sequencer) -> None:
+        old = self.__dict__.get("_sequencer")
+        if old is not None:
+            old.door_version += 1  # the C methods hold the old one: they check again
+        self._sequencer = sequencer
+        self._door_changed()
+
+    @property
+    def fast_orders(self) -> bool:
+        """Orders through the per-command door where it may run (default True); False:
+        always the slow path, ``submit``."""
+        return self._fast_orders
+
+    @fast_orders.setter
+    def fast_orders(self, fast: bool) -> None:
+        self._fast_orders = fast
+        self._door_changed()
+
+    @property
+    def _door(self) -> OrderDoor | None:
+        """The per-command door, made on the first order (None: not yet, or never)."""
+        return self.__dict__.get("_door_object")
+
+    @_door.setter
+    def _door(self, door: OrderDoor | None) -> None:
+        self.__dict__["_door_object"] = door
+        self._door_changed()
+
+    def _door_changed(self) -> None:
+        """A condition of the door changed (the door, ``fast_orders``, the sinks, the
+        sequencer): the next order, C or Python method, checks them all again. O(1)."""
+        self._door_ready = None
+        sequencer = self.__dict__.get("_sequencer")
+        if sequencer is not None:
+            sequencer.door_version += 1
 
     def _command(self, kind: CommandKind, **fields: int) -> np.ndarray:
         raise NotImplementedError
@@ -89,13 +139,17 @@ class OrderMethods:
     def _fast_door(self) -> OrderDoor | None:
         """The per-command door if it may run this command: it exists (made on first use)
         and no sequencer hook (a journal) has to see the command; else None (the slow
-        path, ``submit``)."""
-        sequencer = self.sequencer
+        path, ``submit``). Binds the door to the engine's current arena; records the door
+        and the ``door_version`` it was approved at (``_door_ready``), which the C methods
+        read too. O(1) unless it makes the door."""
+        sequencer = self._sequencer
+        version = sequencer.door_version
+        self._door_ready = None
         if (
             sequencer.before is not None
             or sequencer.after is not None
             or self._sinks
-            or not self.fast_orders
+            or not self._fast_orders
         ):
             return None
         door = self._door
@@ -111,8 +165,11 @@ class OrderMethods:
             if binding is None:
                 return None
             door = self._door = OrderDoor(binding)
-        if sequencer.engine.arena is not door.arena:
-            door.bind(sequencer.engine)
+            version = sequencer.door_version  # the setter bumped it
+        engine = sequencer.engine
+        if door.engine is not engine or engine.arena is not door.arena:
+            door.bind(engine)
+        self._door_ready, self._door_version = door, version
         return door
 
     def _door_retry(self, door: OrderDoor, row: int, call: Callable, args: tuple) -> OrderResult:
@@ -169,15 +226,12 @@ class OrderMethods:
         side_code = _SIDE_CODES[side]
         type_code = _TYPE_CODES[order_type]
         tif_code = _TIF_CODES[time_in_force]
-        door = self._door
-        sequencer = self.sequencer
-        if (  # the door may run this command as things are (else _fast_door decides)
+        door = self._door_ready
+        sequencer = self._sequencer
+        if (  # nothing changed since _fast_door approved the door (else it decides again)
             door is None
-            or sequencer.before is not None
-            or sequencer.after is not None
-            or sequencer.engine.arena is not door.arena
-            or self._sinks
-            or not self.fast_orders
+            or sequencer.door_version != self._door_version
+            or door.engine.arena is not door.arena  # type: ignore[union-attr]
         ):
             door = self._fast_door()
         if door is None:
@@ -195,7 +249,7 @@ class OrderMethods:
                     label=label,
                 )
             )
-        ts_ns = sequencer.clock()
+        ts_ns = sequencer._clock()  # the property costs a Python call
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
         sequencer.ts_ns = ts_ns
@@ -251,15 +305,12 @@ class OrderMethods:
         priority). ``client_order_id`` (non-zero): name the order by the client order id it
         was placed with instead of ``order_id``. Cost: as ``place``."""
         flags = _CLIENT_ORDER_ID if client_order_id else 0
-        door = self._door
-        sequencer = self.sequencer
-        if (  # the door may run this command as things are (else _fast_door decides)
+        door = self._door_ready
+        sequencer = self._sequencer
+        if (  # nothing changed since _fast_door approved the door (else it decides again)
             door is None
-            or sequencer.before is not None
-            or sequencer.after is not None
-            or sequencer.engine.arena is not door.arena
-            or self._sinks
-            or not self.fast_orders
+            or sequencer.door_version != self._door_version
+            or door.engine.arena is not door.arena  # type: ignore[union-attr]
         ):
             door = self._fast_door()
         if door is None:
@@ -274,7 +325,7 @@ class OrderMethods:
                     qty_lots=qty_lots,
                 )
             )
-        ts_ns = sequencer.clock()
+        ts_ns = sequencer._clock()  # the property costs a Python call
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
         sequencer.ts_ns = ts_ns
@@ -306,15 +357,12 @@ class OrderMethods:
         """Cancel a resting order (``status`` "cancelled"), named by ``order_id`` or, when
         non-zero, by the ``client_order_id`` it was placed with. Cost: as ``place``."""
         flags = _CLIENT_ORDER_ID if client_order_id else 0
-        door = self._door
-        sequencer = self.sequencer
-        if (  # the door may run this command as things are (else _fast_door decides)
+        door = self._door_ready
+        sequencer = self._sequencer
+        if (  # nothing changed since _fast_door approved the door (else it decides again)
             door is None
-            or sequencer.before is not None
-            or sequencer.after is not None
-            or sequencer.engine.arena is not door.arena
-            or self._sinks
-            or not self.fast_orders
+            or sequencer.door_version != self._door_version
+            or door.engine.arena is not door.arena  # type: ignore[union-attr]
         ):
             door = self._fast_door()
         if door is None:
@@ -327,7 +375,7 @@ class OrderMethods:
                     label=client_order_id,
                 )
             )
-        ts_ns = sequencer.clock()
+        ts_ns = sequencer._clock()  # the property costs a Python call
         if ts_ns < sequencer.ts_ns:
             ts_ns = sequencer.ts_ns
         sequencer.ts_ns = ts_ns

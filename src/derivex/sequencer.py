@@ -52,6 +52,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from derivex import door_native
 from derivex.core.engine import Engine
 from derivex.core.records import COMMAND_DTYPE
 
@@ -67,12 +68,27 @@ class SequenceGap(ValueError):
     """Commands handed to :meth:`Sequencer.apply` do not continue the sequence."""
 
 
-class Sequencer:
+class _PythonState:
+    """The sequencer's hot state where ``derivex.door_native`` does not build: the same
+    attributes as its ``SequencerState`` (int64 fields of a C struct there, which the
+    per-command door's C methods read and write without a Python call)."""
+
+    __slots__ = ("batches", "door_version", "seq", "ts_ns")
+
+
+_native = door_native.load()
+_State: type = _PythonState if _native is None else _native.SequencerState
+
+
+class Sequencer(_State):  # type: ignore[misc]  # a base chosen at import: C struct or slots
     """Stamps batches and runs them through hooks and one engine (see the module
     docstring). ``seq``: the last sequence number used (a venue resuming a journal sets it
     to the journal's last seq); ``ts_ns``: the last sequencer time stamped; ``batches``:
-    batches processed. ``engine``, ``before`` and ``after`` may be replaced between
-    batches. Not thread-safe: one caller drives it."""
+    batches processed (all three int64, in a C struct the per-command door stamps
+    directly where ``derivex.door_native`` builds). ``engine``, ``before``, ``after`` and
+    ``clock`` may be replaced between batches: each replacement bumps ``door_version``,
+    which the per-command door (``derivex.exchange_orders``) compares instead of
+    re-reading them per order. Not thread-safe: one caller drives it."""
 
     def __init__(
         self,
@@ -84,6 +100,7 @@ class Sequencer:
         after: AfterHook | None = None,
         views: bool = False,
     ) -> None:
+        self.door_version = 0
         self.engine = engine
         self.clock = clock
         self.seq = seq
@@ -93,6 +110,61 @@ class Sequencer:
         self.after = after
         self.views = views
 
+    def __getstate__(self) -> dict[str, object]:
+        """For ``copy`` and ``pickle`` (the C struct's fields are not in the instance dict,
+        and CPython refuses to pickle a type with a C base it does not know)."""
+        state = dict(vars(self))
+        state.update((name, getattr(self, name)) for name in _PythonState.__slots__)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            if name in _PythonState.__slots__:
+                setattr(self, name, value)
+            else:  # the instance dict, past the properties (their setters bump versions)
+                self.__dict__[name] = value
+
+    # the door's conditions: stored beside the property, each change bumps door_version
+    @property
+    def engine(self) -> Engine:
+        """The engine the batches run through."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self._engine = engine
+        self.door_version += 1
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """The clock ``stamp`` reads (int nanoseconds; ``time.time_ns`` by default)."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], int]) -> None:
+        self._clock = clock
+        self.door_version += 1
+
+    @property
+    def before(self) -> BeforeHook | None:
+        """The before-hook (None: none)."""
+        return self._before
+
+    @before.setter
+    def before(self, before: BeforeHook | None) -> None:
+        self._before = before
+        self.door_version += 1
+
+    @property
+    def after(self) -> AfterHook | None:
+        """The after-hook (None: none)."""
+        return self._after
+
+    @after.setter
+    def after(self, after: AfterHook | None) -> None:
+        self._after = after
+        self.door_version += 1
+
     def stamp(self, commands: np.ndarray) -> int:
         """Write ``seq`` (``self.seq + 1`` on) and ``ts_ns`` into ``commands`` in place and
         return the time stamped; ``self.seq`` is not advanced (``sequence`` does that once
@@ -100,7 +172,7 @@ class Sequencer:
         TypeError for records that are not ``COMMAND_DTYPE``."""
         if commands.dtype is not COMMAND_DTYPE and commands.dtype != COMMAND_DTYPE:
             raise TypeError("commands must have dtype COMMAND_DTYPE")
-        ts_ns = self.clock()
+        ts_ns = self._clock()
         if ts_ns < self.ts_ns:  # a clock stepped back: sequencer time never does
             ts_ns = self.ts_ns
         self.ts_ns = ts_ns
@@ -124,7 +196,7 @@ class Sequencer:
         # the stages inline, and one record (most commands) stamped here: this is the hot
         # path of every command (a Python call costs ~0.1 us of a ~3 us submit)
         if len(commands) == 1 and commands.dtype is COMMAND_DTYPE:
-            ts_ns = self.clock()
+            ts_ns = self._clock()
             if ts_ns < self.ts_ns:
                 ts_ns = self.ts_ns
             self.ts_ns = ts_ns
@@ -133,13 +205,14 @@ class Sequencer:
             words[1] = ts_ns
         else:
             self.stamp(commands)
-        before = self.before
+        before = self._before
         if before is not None:
-            self._before(before, commands)
+            self._run_before(before, commands)
         self.seq += len(commands)
-        events = self.engine.process_into(commands) if self.views else self.engine.process(commands)
+        engine = self._engine
+        events = engine.process_into(commands) if self.views else engine.process(commands)
         self.batches += 1
-        after = self.after
+        after = self._after
         if after is not None:
             after(commands, events)
         return events
@@ -161,16 +234,17 @@ class Sequencer:
                     f"is at {self.seq}"
                 )
             self.ts_ns = max(self.ts_ns, int(commands["ts_ns"].max()))
-        if self.before is not None:
-            self._before(self.before, commands)
+        if self._before is not None:
+            self._run_before(self._before, commands)
         self.seq += count
-        events = self.engine.process_into(commands) if self.views else self.engine.process(commands)
+        engine = self._engine
+        events = engine.process_into(commands) if self.views else engine.process(commands)
         self.batches += 1
-        if self.after is not None:
-            self.after(commands, events)
+        if self._after is not None:
+            self._after(commands, events)
         return events
 
-    def _before(self, before: BeforeHook, commands: np.ndarray) -> None:
+    def _run_before(self, before: BeforeHook, commands: np.ndarray) -> None:
         """Run the before-hook; a failure gets a note naming the seqs it leaves unused."""
         try:
             before(commands)
