@@ -47,7 +47,7 @@ from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, regi
 from derivex.core.config import P_MAX_BALANCE_UNITS
 from derivex.core.emit import accepted
 from derivex.core.fixed import VALUE_LIMIT
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import NIL, Account4, Account8, Counter
 from derivex.core.order_checks import reject
 from derivex.core.records import (
@@ -278,7 +278,9 @@ def _transfer_refund(st, ev, n, cmds, i):
     )  # fmt: skip
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def transfer_command(st, ev, n, cmds, i):
     """Apply the TRANSFER_OUT / TRANSFER_IN / TRANSFER_REFUND at ``cmds[i]``; returns the
     event count. At most 2 events. A call of its own: transfers are rare."""

@@ -25,7 +25,7 @@ from derivex.core.config import P_RISK_CHECKS
 from derivex.core.emit import accepted
 from derivex.core.expiry import expire
 from derivex.core.funding import fund
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel
 from derivex.core.layout import STATUS_DONE, STATUS_EVENTS, Counter
 from derivex.core.liquidation import liquidate, unwind_fund
 from derivex.core.records import CommandKind
@@ -36,7 +36,9 @@ PHASE_LIQUIDATION = 3
 PHASE_UNWIND = 4
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def time_command(st, ev, n, cmds, i):
     """TIME: expiry, funding, liquidation, the fund's unwinding (resumable). Returns (n,
     status, events needed)."""

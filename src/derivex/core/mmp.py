@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from derivex.core.batch_symbol import I64, register
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import Counter, Ins4, Ins8, Order4, Pos8
 from derivex.core.mmp_layout import (
     FOREVER,
@@ -194,7 +194,9 @@ def mmp_fill(st, account, meta, instrument, side, lots, seq, command):
     )  # fmt: skip
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def _mmp_count(st, account, meta, instrument, side, lots, seq, command):
     slot = mmp_group_of(st, account, meta, instrument)
     now = st.counters[Counter.CLOCK_NS]

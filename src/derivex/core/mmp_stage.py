@@ -23,7 +23,7 @@ from derivex.core.arena import unpack
 from derivex.core.batch_symbol import ARENA, EVENTS, I64, LAYOUT, register
 from derivex.core.config import P_MAX_UNDERLYINGS
 from derivex.core.emit import accepted, set_label
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import (
     NIL,
     STATUS_DONE,
@@ -164,7 +164,9 @@ def mmp_stage(st, ev, n, arena, layout):
     return call_mmp_stage_full(arena, layout, ev, n)
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def _mmp_stage_full(st, ev, n):
     m = st.mmp_meta
     while m[MmpMeta.PENDING] > 0:

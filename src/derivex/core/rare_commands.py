@@ -26,7 +26,7 @@ from derivex.core.admin import (
 from derivex.core.arena import unpack
 from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, register
 from derivex.core.config import MAX_INDEX_SOURCES, MAX_SCENARIOS
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.market_data import index_command, leg_span, risk_array_command
 from derivex.core.mmp_stage import reset_mmp, set_mmp_config
 from derivex.core.order_checks import reject
@@ -58,7 +58,9 @@ def is_rare(kind):
     )
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def rare_command(st, ev, n, cmds, i):  # noqa: C901  (one branch per command kind)
     """Apply the rare command at ``cmds[i]`` (``is_rare``, or a CANCEL_ORDER of a trigger
     order); returns ``(n, records consumed)``."""

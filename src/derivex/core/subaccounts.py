@@ -40,7 +40,7 @@ from derivex.core.emit import (
     account_status_event,
     balance_changed,
 )
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import ACCOUNT_BLOCKED, NIL, Account4, Account8, Counter, Link4
 from derivex.core.order_checks import reject
 from derivex.core.records import (
@@ -56,7 +56,9 @@ from derivex.core.risk import exposed_to_stale_index, margins, risk_on
 MAX_SUBACCOUNTS = 20
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def create_subaccount(st, ev, n, cmds, i):
     """CREATE_SUBACCOUNT: validate the main account (``account``: UNKNOWN_ACCOUNT,
     SYSTEM_ACCOUNT, ACCOUNT_BLOCKED, PARENT_IS_SUBACCOUNT, SUBACCOUNT_LIMIT), then create the
@@ -135,7 +137,9 @@ def transfer_check(st, source, target, amount):
     return Reason.OK
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def transfer(st, ev, n, cmds, i):
     """TRANSFER: see the module docstring. At most four events."""
     c = cmds[i]

@@ -22,7 +22,7 @@ from derivex.core.config import (
     P_MAX_POSITIONS,
 )
 from derivex.core.emit import order_accepted, set_label
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import (
     NIL,
     STATUS_DONE,
@@ -349,7 +349,9 @@ def _concerns_triggers(ev, lo, hi, linked):
     return False
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def trigger_stage_full(st, ev, n):
     """``trigger_stage`` when trigger orders exist: cancellations, evaluation, firing."""
     m = st.trg_meta
