@@ -6,11 +6,12 @@ walk and the state roots). Each step is bounded; a step that fails is reported a
 still run (the kernels it did compile stay cached).
 
 On a machine with two or more cores a second process (``--stages``) compiles the engine's
-command stages at the same time, last first, while this one compiles them in order
-through ``process_batch``: each stage is compiled once, by whichever process reaches it
-first (the other waits on the kernel's cache lock, ``derivex._kernel_cache``, and loads
-it), so the two meet in the middle; it also builds the native door module. ``--serial``
-(or one core) does without it.
+out-of-line libraries (TIME, transfers, subaccounts, the rare commands: called by C symbol,
+``core/batch_symbol.py``) and its command stages at the same time, last first, while this
+one compiles them in order through ``process_batch``: each is compiled once, by whichever
+process reaches it first (the other waits on the kernel's cache lock,
+``derivex._kernel_cache``, and loads it), so the two meet in the middle; it also builds the
+native door module. ``--serial`` (or one core) does without it.
 
     python scripts/warm.py [--serve-seconds 8] [--serial]
 """
@@ -53,39 +54,31 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def _stages() -> int:
-    """(The second process.) Build the native door module, then compile the engine's command
-    stages for the types ``process_batch`` calls them with, in the reverse of the order in
-    which its typing reaches them."""
+    """(The second process.) Build the native door module, then compile the engine's rare
+    stages and commands (each a library of its own, called by its C symbol:
+    ``core/batch_symbol.py``) and the command stages ``process_batch`` inlines, in the
+    reverse of the order in which its typing reaches them."""
     import numba
     import numpy as np
     from numba import types
 
     from derivex import Engine, door_native
-    from derivex.core import engine
+    from derivex.core import batch_symbol, engine
     from derivex.core.records import EVENT_DTYPE, command_array
 
     door_native.load()
+    for name in (
+        *("derivex_time_command", "derivex_transfer_command", "derivex_create_subaccount"),
+        *("derivex_transfer", "derivex_rare_command"),
+    ):
+        batch_symbol.bind(name)
     state = numba.typeof(Engine().state)
     events, commands = numba.typeof(np.zeros(1, EVENT_DTYPE)), numba.typeof(command_array(1))
     # (st, ev, n, cmds, i) and the extra arguments process_state passes
     base = (state, events, types.int64, commands, types.int64)
-    extra = {
-        "risk_array_command": (types.int64, types.boolean),
-        "index_command": (types.int64, types.boolean),
-        "set_instrument_status": (types.int64,),
-        "block_account": (types.boolean,),
-        "move_money": (types.boolean,),
-        "cancel_all": (types.boolean,),
-    }
-    plan = (
-        *("risk_array_command", "index_command", "transfer_command", "reset_mmp"),
-        *("set_mmp_config", "time_command", "set_instrument_status", "block_account"),
-        *("set_instrument", "add_instrument", "create_subaccount", "transfer", "set_account"),
-        *("create_account", "move_money", "cancel_all", "mass_quote", "amend_order"),
-        *("amend_trigger", "place_linked", "place_trigger", "cancel_order", "cancel_trigger"),
-        "place_order",
-    )
-    for name in plan:
+    extra = {"move_money": (types.boolean,), "cancel_all": (types.boolean,)}
+    plan = ("create_account", "move_money", "cancel_all", "mass_quote", "amend_order")
+    for name in (*plan, "cancel_order", "place_order"):
         getattr(engine, name).compile((*base, *extra.get(name, ())))
     return 0
 

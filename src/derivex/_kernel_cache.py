@@ -26,7 +26,9 @@ and the index of one would then name the other's code. ``install`` therefore mak
 compile of a derivex kernel hold an exclusive file lock on that function's index
 (``compile_lock``): a second process waits, then loads what the first saved instead of
 compiling it again. No deadlock: a process holds the locks of the kernels on its compile
-stack, and waits only for a kernel its innermost one calls; kernels do not recurse.
+stack, and waits only for a kernel its innermost one calls (or, binding a C symbol before a
+load, ``BEFORE_LOAD``, one its module imports); kernels do not recurse and modules do not
+import each other in a cycle.
 """
 
 from __future__ import annotations
@@ -123,8 +125,8 @@ def _parsed_imports(package: Path, path: Path, _mtime_ns: int, _size: int) -> fr
 
 
 @functools.cache
-def closure_digest(path: Path, package: Path = PACKAGE) -> str:
-    """Digest of ``path`` and every ``derivex`` module it imports, transitively."""
+def closure_files(path: Path, package: Path = PACKAGE) -> frozenset[Path]:
+    """``path`` and the files of every ``derivex`` module it imports, transitively."""
     seen = {path}
     stack = [path]
     while stack:
@@ -132,8 +134,20 @@ def closure_digest(path: Path, package: Path = PACKAGE) -> str:
             if imported not in seen:
                 seen.add(imported)
                 stack.append(imported)
+    return frozenset(seen)
+
+
+def imports(source: Path, module_file: str) -> bool:
+    """Whether the module file ``source`` is ``module_file`` or imports it, transitively.
+    Cost: the first call per ``source`` walks its imports; then a set lookup."""
+    return Path(module_file).resolve() in closure_files(source)
+
+
+@functools.cache
+def closure_digest(path: Path, package: Path = PACKAGE) -> str:
+    """Digest of ``path`` and every ``derivex`` module it imports, transitively."""
     digest = hashlib.sha256()
-    for file in sorted(seen):
+    for file in sorted(closure_files.__wrapped__(path, package)):  # (uncached: the tests edit)
         # (a file outside the package, a test's kernels: by name, it has no package path)
         name = file.relative_to(package) if file.is_relative_to(package) else file.name
         digest.update(str(name).encode())
@@ -238,12 +252,38 @@ def _locked(compile: Callable[..., Any]) -> Callable[..., Any]:
     return locked_compile
 
 
+#: called with a kernel's source file before numba loads one of its compiled signatures
+#: from the cache (``core/batch_symbol.py`` binds there the C symbols the loaded code calls:
+#: LLVM must resolve them when it adds the code, and a missing one aborts the process)
+BEFORE_LOAD: list[Callable[[Path], None]] = []
+
+
+def _hooked(load: Callable[..., Any]) -> Callable[..., Any]:
+    """``Cache._load_overload`` that runs ``BEFORE_LOAD`` first when the cache holds the
+    signature (a miss compiles instead, and a compile binds what it calls as it types)."""
+
+    @functools.wraps(load)
+    def load_overload(self: Any, sig: Any, target_context: Any) -> Any:
+        locator = getattr(getattr(self, "_impl", None), "locator", None)
+        if BEFORE_LOAD and isinstance(locator, ClosureCacheLocator) and self._enabled:
+            key = self._index_key(sig, target_context.codegen())
+            if key in self._cache_file._load_index():
+                for hook in BEFORE_LOAD:
+                    hook(Path(locator._py_file).resolve())
+        return load(self, sig, target_context)
+
+    load_overload.derivex_hooked = True  # type: ignore[attr-defined]
+    return load_overload
+
+
 def install() -> None:
-    """Make numba try ``ClosureCacheLocator`` first and compile derivex kernels under
-    ``compile_lock`` (idempotent)."""
+    """Make numba try ``ClosureCacheLocator`` first, compile derivex kernels under
+    ``compile_lock`` and run ``BEFORE_LOAD`` before a cache load (idempotent)."""
     impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # type: ignore[attr-defined]  # public from numba 0.61
     classes = impl._locator_classes
     if ClosureCacheLocator not in classes:
         classes.insert(0, ClosureCacheLocator)
     if not getattr(dispatcher.Dispatcher.compile, "derivex_locked", False):
         dispatcher.Dispatcher.compile = _locked(dispatcher.Dispatcher.compile)  # type: ignore[method-assign]
+    if not getattr(caching.Cache._load_overload, "derivex_hooked", False):
+        caching.Cache._load_overload = _hooked(caching.Cache._load_overload)  # type: ignore[method-assign]

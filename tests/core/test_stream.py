@@ -100,3 +100,19 @@ def test_stream_rejects_other_records() -> None:
     with pytest.raises(TypeError):
         list(engine.stream(np.zeros(3, dtype=np.int64)))
     assert list(engine.stream(np.zeros(0, dtype=COMMAND_DTYPE))) == []
+
+
+def test_a_strided_batch_gives_the_events_of_its_contiguous_copy() -> None:
+    """A batch that is a strided view (every other record of a larger array) is processed
+    as its contiguous copy: the kernels and their out-of-line calls take C-contiguous
+    batches (core/batch_symbol.py), and the engine copies such a view once."""
+    config, commands = random_stream(1, 10)
+    spaced = np.zeros(2 * len(commands), COMMAND_DTYPE)
+    spaced[::2] = commands
+    strided = spaced[::2]
+    assert not strided.flags.c_contiguous
+    reference = Engine(config)
+    expected = reference.process(commands.copy())
+    engine = Engine(config)
+    assert engine.process(strided).tobytes() == expected.tobytes()
+    assert engine.state_hash() == reference.state_hash()

@@ -15,21 +15,14 @@ import numpy as np
 
 from derivex.core.admin import (
     accept,
-    add_instrument,
-    block_account,
     cancel_all,
     create_account,
     move_money,
-    set_account,
-    set_instrument,
-    set_instrument_status,
 )
 from derivex.core.arena import check_layout, pack, unpack
 from derivex.core.canonical import canonical, state_hash
 from derivex.core.client_ids import target_slot
 from derivex.core.config import (
-    MAX_INDEX_SOURCES,
-    MAX_SCENARIOS,
     P_GAS_MAX,
     P_GAS_PER_FILL,
     P_MAX_ACCOUNTS,
@@ -41,7 +34,7 @@ from derivex.core.config import (
     P_MAX_QUOTE_LEGS,
     EngineConfig,
 )
-from derivex.core.escrow import transfer_command
+from derivex.core.escrow import call_transfer_command
 from derivex.core.growth import allocate, grow
 from derivex.core.jit import inline_kernel, kernel
 from derivex.core.layout import (
@@ -55,15 +48,16 @@ from derivex.core.layout import (
     Order4,
     Pos4,
 )
-from derivex.core.lifecycle import time_command
+from derivex.core.lifecycle import call_time_command
 from derivex.core.link_index import rebuild_link_index
-from derivex.core.market_data import flush, index_command, leg_span, risk_array_command
-from derivex.core.mmp_stage import mmp_stage, reset_mmp, set_mmp_config
+from derivex.core.market_data import flush
+from derivex.core.mmp_stage import mmp_stage
 from derivex.core.order_checks import reject
-from derivex.core.order_links import MAX_LINK_LEGS, linked_trigger_room, place_linked
+from derivex.core.order_links import MAX_LINK_LEGS, linked_trigger_room
 from derivex.core.orders import amend_order, cancel_order, place_order
 from derivex.core.pools import free_capacity
 from derivex.core.quotes import mass_quote, mass_quote_span
+from derivex.core.rare_commands import call_rare_command, is_rare
 from derivex.core.records import (
     COMMAND_DTYPE,
     EVENT_DTYPE,
@@ -71,14 +65,14 @@ from derivex.core.records import (
     Reason,
 )
 from derivex.core.state import State
-from derivex.core.subaccounts import create_subaccount, transfer
+from derivex.core.subaccounts import call_create_subaccount, call_transfer
 from derivex.core.trigger_book import is_trigger_id
 from derivex.core.trigger_stage import (
     trigger_command_end,
     trigger_command_start,
     trigger_stage,
 )
-from derivex.core.triggers import amend_trigger, cancel_trigger, place_trigger, trigger_room
+from derivex.core.triggers import trigger_room
 
 #: events per chunk of ``Engine.stream`` (64-byte records: 4 MiB, about the L2/L3 boundary)
 DEFAULT_CHUNK = 1 << 16
@@ -228,24 +222,26 @@ def process_batch(arena, layout, cmds, start, ev, n):
 
     Returns ``(next_command, n_events, status, need)``: status DONE, or GROW (grow the pools
     by ``need`` slots) / EVENTS (room for ``need`` more events) before ``next_command``."""
-    return process_state(unpack(arena, layout), cmds, start, ev, n)
+    return process_state(unpack(arena, layout), cmds, start, ev, n, arena, layout)
 
 
 # inlined into process_batch at numba IR level (its only caller): as a kernel of its own it
 # was a second library holding the whole engine, optimised and turned into machine code
 # once for itself and once more inside process_batch (18% of a cold compile, measured)
 @inline_kernel
-def process_state(st, cmds, start, ev, n):
-    """``process_batch`` on an unpacked State."""
+def process_state(st, cmds, start, ev, n, arena, layout):
+    """``process_batch`` on an unpacked State (``st``: the views of ``arena`` by ``layout``;
+    the rare stages and commands are calls by C symbol that take those two instead, and
+    rebuild the views they use: core/batch_symbol.py)."""
     i = start
     total = cmds.shape[0]
     while True:
         # the trigger stage of the previous command (core/triggers.py); resumable
-        n, status, need = trigger_stage(st, ev, n)
+        n, status, need = trigger_stage(st, ev, n, arena, layout)
         if status != STATUS_DONE:
             return i, n, status, need
         # market-maker protection: cancels of the groups the command froze (core/mmp.py)
-        n, status, need = mmp_stage(st, ev, n)
+        n, status, need = mmp_stage(st, ev, n, arena, layout)
         if status != STATUS_DONE:
             return i, n, status, need
         if i >= total:
@@ -269,17 +265,8 @@ def process_state(st, cmds, start, ev, n):
         consumed = 1
         if kind == CommandKind.PLACE_ORDER:
             n = place_order(st, ev, n, cmds, i)
-        elif kind == CommandKind.CANCEL_ORDER:
-            if is_trigger_id(c["order_id"]):
-                n = cancel_trigger(st, ev, n, cmds, i)
-            else:
-                n = cancel_order(st, ev, n, cmds, i)
-        elif kind == CommandKind.PLACE_TRIGGER:
-            n = place_trigger(st, ev, n, cmds, i)
-        elif kind == CommandKind.PLACE_LINKED:
-            n, consumed = place_linked(st, ev, n, cmds, i)
-        elif kind == CommandKind.AMEND_TRIGGER:
-            n = amend_trigger(st, ev, n, cmds, i)
+        elif kind == CommandKind.CANCEL_ORDER and not is_trigger_id(c["order_id"]):
+            n = cancel_order(st, ev, n, cmds, i)
         elif kind == CommandKind.AMEND_ORDER:
             n = amend_order(st, ev, n, cmds, i)
         elif kind == CommandKind.MASS_QUOTE:
@@ -294,60 +281,26 @@ def process_state(st, cmds, start, ev, n):
             n = move_money(st, ev, n, cmds, i, False)
         elif kind == CommandKind.CREATE_ACCOUNT:
             n = create_account(st, ev, n, cmds, i)
-        elif kind == CommandKind.SET_ACCOUNT:
-            n = set_account(st, ev, n, cmds, i)
-        elif kind == CommandKind.TRANSFER:
-            n = transfer(st, ev, n, cmds, i)
-        elif kind == CommandKind.CREATE_SUBACCOUNT:
-            n = create_subaccount(st, ev, n, cmds, i)
-        elif kind == CommandKind.ADD_INSTRUMENT:
-            n = add_instrument(st, ev, n, cmds, i)
-        elif kind == CommandKind.SET_INSTRUMENT:
-            n = set_instrument(st, ev, n, cmds, i)
-        elif kind == CommandKind.BLOCK_ACCOUNT:
-            n = block_account(st, ev, n, cmds, i, True)
-        elif kind == CommandKind.UNBLOCK_ACCOUNT:
-            n = block_account(st, ev, n, cmds, i, False)
-        elif (
-            kind == CommandKind.HALT_INSTRUMENT
-            or kind == CommandKind.RESUME_INSTRUMENT
-            or kind == CommandKind.CLOSE_INSTRUMENT
-        ):
-            n = set_instrument_status(st, ev, n, cmds, i, np.int64(kind))
-        elif kind == CommandKind.ADVANCE_TIME:
-            n, status, need = time_command(st, ev, n, cmds, i)
-            if status != STATUS_DONE:
-                return i, n, status, need  # resumes in the same command once there is room
-        elif kind == CommandKind.SET_MMP_CONFIG:
-            n = set_mmp_config(st, ev, n, cmds, i)
-        elif kind == CommandKind.RESET_MMP:
-            n = reset_mmp(st, ev, n, cmds, i)
         elif kind == CommandKind.NOOP:
             n = accept(ev, n, c["seq"], np.int64(kind), 0, 0)
+        elif kind == CommandKind.CANCEL_ORDER or is_rare(kind):
+            # trigger and linked orders, administration, MMP config, market data: a call
+            # of their own (core/rare_commands.py), as the rare stages and commands below
+            n, consumed = call_rare_command(arena, layout, ev, n, cmds, i)
+        elif kind == CommandKind.TRANSFER:
+            n = call_transfer(arena, layout, ev, n, cmds, i)
+        elif kind == CommandKind.CREATE_SUBACCOUNT:
+            n = call_create_subaccount(arena, layout, ev, n, cmds, i)
+        elif kind == CommandKind.ADVANCE_TIME:
+            n, status, need = call_time_command(arena, layout, ev, n, cmds, i)
+            if status != STATUS_DONE:
+                return i, n, status, need  # resumes in the same command once there is room
         elif (
             kind == CommandKind.TRANSFER_OUT
             or kind == CommandKind.TRANSFER_IN
             or kind == CommandKind.TRANSFER_REFUND
         ):
-            n = transfer_command(st, ev, n, cmds, i)  # core/escrow.py
-        elif kind == CommandKind.SET_INDEX:
-            consumed, complete = leg_span(
-                cmds, i, CommandKind.INDEX_SOURCE, CommandKind.INDEX_SOURCE, MAX_INDEX_SOURCES
-            )
-            n, reason = index_command(st, ev, n, cmds, i, consumed, complete)
-            if reason != Reason.OK:
-                n = reject(st, ev, n, cmds, i, reason, 0)
-        elif kind == CommandKind.SET_RISK_ARRAY:
-            consumed, complete = leg_span(
-                cmds,
-                i,
-                CommandKind.RISK_GREEKS,
-                CommandKind.RISK_VALUES,
-                1 + (MAX_SCENARIOS + 4) // 5,
-            )
-            n, reason = risk_array_command(st, ev, n, cmds, i, consumed, complete)
-            if reason != Reason.OK:
-                n = reject(st, ev, n, cmds, i, reason, 0)
+            n = call_transfer_command(arena, layout, ev, n, cmds, i)  # core/escrow.py
         elif kind == CommandKind.QUOTE_LEG:
             n = reject(st, ev, n, cmds, i, Reason.ORPHAN_QUOTE_LEG, 0)
         elif (
@@ -408,6 +361,8 @@ class Engine:
         next call). Cost: one compiled call, plus one per pool growth."""
         if commands.dtype is not COMMAND_DTYPE and commands.dtype != COMMAND_DTYPE:
             raise TypeError(f"commands must have dtype COMMAND_DTYPE, got {commands.dtype}")
+        if not commands.flags.c_contiguous:  # (the kernels take C-contiguous batches)
+            commands = np.ascontiguousarray(commands)
         events = self._events
         start, n = 0, 0
         while True:
@@ -454,6 +409,8 @@ class Engine:
         """
         if commands.dtype is not COMMAND_DTYPE and commands.dtype != COMMAND_DTYPE:
             raise TypeError(f"commands must have dtype COMMAND_DTYPE, got {commands.dtype}")
+        if not commands.flags.c_contiguous:  # (the kernels take C-contiguous batches)
+            commands = np.ascontiguousarray(commands)
         events = self._chunk_buffer(max(int(chunk), 1))
         start, n = 0, 0
         while True:

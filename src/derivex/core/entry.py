@@ -24,10 +24,11 @@ import numpy as np
 from numba import types
 
 from derivex.core.arena import view_at
-from derivex.core.batch_symbol import call_batch, link
+from derivex.core.batch_symbol import bind, register
+from derivex.core.engine import process_batch
 from derivex.core.jit import ENTRY_OPTIONS, kernel
 from derivex.core.layout import STATUS_DONE, STATUS_GROW
-from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, EventKind
+from derivex.core.records import COMMAND_DTYPE, EVENT_DTYPE, CommandKind, EventKind, command_array
 from derivex.core.summary import CTX_WIDTH, ROW_WIDTH, Ctx, Outcome, Row
 
 NEED_GROWTH = -1
@@ -37,6 +38,22 @@ _ACCEPTED = int(EventKind.ACCEPTED)
 _FILLED = int(EventKind.FILLED)
 _EXPIRED = int(EventKind.EXPIRED)
 _CANCEL = int(CommandKind.CANCEL_ORDER)
+
+#: ``process_batch(arena, layout, cmds, start, ev, n)`` as the entry point calls it
+#: (C-contiguous arrays, int64 positions): by its C symbol (core/batch_symbol.py): linking
+#: its IR into the entry point would compile the whole engine again
+BATCH_SIGNATURE = tuple(
+    numba.typeof(value)
+    for value in (
+        np.zeros(1, np.uint8),
+        np.zeros((1, 3), np.int64),
+        command_array(1),
+        np.int64(0),
+        np.zeros(1, EVENT_DTYPE),
+        np.int64(0),
+    )
+)
+call_batch = register("derivex_process_batch", process_batch, BATCH_SIGNATURE, __file__)
 
 
 @kernel
@@ -150,7 +167,8 @@ def _run(
     return run_one(ctx, arena, layout, cmds, ev, log)
 
 
-link()  # before the entry point compiles or loads: it calls the symbol link() binds
+# before the entry point compiles or loads (here, as it is decorated): it calls the symbol
+bind("derivex_process_batch")
 
 
 @numba.cfunc(

@@ -42,10 +42,12 @@ from enum import IntEnum
 
 import numpy as np
 
+from derivex.core.arena import unpack
+from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, register
 from derivex.core.config import P_MAX_BALANCE_UNITS
 from derivex.core.emit import accepted
 from derivex.core.fixed import VALUE_LIMIT
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import NIL, Account4, Account8, Counter
 from derivex.core.order_checks import reject
 from derivex.core.records import (
@@ -276,7 +278,9 @@ def _transfer_refund(st, ev, n, cmds, i):
     )  # fmt: skip
 
 
-@cold_kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def transfer_command(st, ev, n, cmds, i):
     """Apply the TRANSFER_OUT / TRANSFER_IN / TRANSFER_REFUND at ``cmds[i]``; returns the
     event count. At most 2 events. A call of its own: transfers are rare."""
@@ -286,6 +290,21 @@ def transfer_command(st, ev, n, cmds, i):
     if kind == CommandKind.TRANSFER_IN:
         return _transfer_in(st, ev, n, cmds, i)
     return _transfer_refund(st, ev, n, cmds, i)
+
+
+@cold_kernel
+def _transfer_command_symbol(arena, layout, ev, n, cmds, i):
+    """``transfer_command`` on the State over ``arena`` (the caller's memory)."""
+    return transfer_command(unpack(arena, layout), ev, n, cmds, i)
+
+
+#: what the batch kernel calls: ``transfer_command`` by its C symbol (core/batch_symbol.py)
+call_transfer_command = register(
+    "derivex_transfer_command",
+    _transfer_command_symbol,
+    (ARENA, LAYOUT, EVENTS, I64, COMMANDS, I64),
+    __file__,
+)
 
 
 def escrow_totals(xfr: np.ndarray) -> tuple[int, int]:

@@ -117,8 +117,10 @@ def inline_kernel(function: F) -> F:
 
 def cold_kernel(function: F) -> F:
     """Like ``kernel``, but a call of its own instead of inlined: for rare, large paths
-    (the trigger stage when trigger orders exist) that would otherwise be copied into the
-    batch loop and slow every command down. Pays the call (the flattened state tuple) each
-    time it runs, so only for what runs rarely."""
+    (the trigger stage when trigger orders exist, TIME, administration) that would
+    otherwise be copied into the batch loop and slow every command down. Callers reach it
+    by its C symbol (``core/batch_symbol.py``), with the arena and its layout rather than
+    the State (a call with the State makes every caller build all its ~40 views), so its
+    code is compiled once, in its own library, not again inside each caller's."""
     compiled: F = _compile(function)
     return compiled

@@ -19,11 +19,13 @@ balance and position moves of ``transfers``.
 
 from __future__ import annotations
 
+from derivex.core.arena import unpack
+from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, register
 from derivex.core.config import P_RISK_CHECKS
 from derivex.core.emit import accepted
 from derivex.core.expiry import expire
 from derivex.core.funding import fund
-from derivex.core.jit import kernel
+from derivex.core.jit import cold_kernel, inline_kernel
 from derivex.core.layout import STATUS_DONE, STATUS_EVENTS, Counter
 from derivex.core.liquidation import liquidate, unwind_fund
 from derivex.core.records import CommandKind
@@ -34,7 +36,9 @@ PHASE_LIQUIDATION = 3
 PHASE_UNWIND = 4
 
 
-@kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def time_command(st, ev, n, cmds, i):
     """TIME: expiry, funding, liquidation, the fund's unwinding (resumable). Returns (n,
     status, events needed)."""
@@ -65,3 +69,20 @@ def time_command(st, ev, n, cmds, i):
         st.counters[Counter.TIME_CURSOR] = 0
     st.counters[Counter.TIME_PHASE] = 0
     return n, STATUS_DONE, 0
+
+
+@cold_kernel
+def _time_command_symbol(arena, layout, ev, n, cmds, i):
+    """``time_command`` on the State over ``arena`` (the caller's memory)."""
+    return time_command(unpack(arena, layout), ev, n, cmds, i)
+
+
+#: what the batch kernel calls: ``time_command`` (liquidation, funding, expiry: a large,
+#: rare subtree) by its C symbol, so the batch kernel's library does not contain it
+#: (core/batch_symbol.py)
+call_time_command = register(
+    "derivex_time_command",
+    _time_command_symbol,
+    (ARENA, LAYOUT, EVENTS, I64, COMMANDS, I64),
+    __file__,
+)

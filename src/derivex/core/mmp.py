@@ -22,9 +22,13 @@ imports none of them. Cost: O(MMP_SLOTS) per flagged fill or check; O(1) otherwi
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numba
 import numpy as np
 
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.batch_symbol import I64, register
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import Counter, Ins4, Ins8, Order4, Pos8
 from derivex.core.mmp_layout import (
     FOREVER,
@@ -182,10 +186,17 @@ def mmp_fill(st, account, meta, instrument, side, lots, seq, command):
     it toward its MMP group, if any (O(1) for orders that are neither quotes nor MMP)."""
     if not ((meta >> 1) & _COUNTED) or st.mmp_meta[MmpMeta.GROUPS] == 0:
         return
-    _mmp_count(st, account, meta, instrument, side, lots, seq, command)
+    # a call of its own by its C symbol with the five arrays it reads (not the State: a
+    # call with the State makes every caller build all its views)
+    call_mmp_count(
+        st.counters, st.ins_i8, st.ins_i4, st.mmp, st.mmp_meta,
+        account, meta, instrument, side, lots, seq, command,
+    )  # fmt: skip
 
 
-@cold_kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def _mmp_count(st, account, meta, instrument, side, lots, seq, command):
     slot = mmp_group_of(st, account, meta, instrument)
     now = st.counters[Counter.CLOCK_NS]
@@ -235,3 +246,42 @@ def _breached(row, base):
         or (delta_limit > 0 and (delta if delta >= 0 else -delta) >= delta_limit)
         or (vega_limit > 0 and (vega if vega >= 0 else -vega) >= vega_limit)
     )
+
+
+class MmpViews(NamedTuple):
+    """The State fields ``_mmp_count`` reads, under their State names (the kernels it
+    calls read them as attributes of ``st``)."""
+
+    counters: np.ndarray
+    ins_i8: np.ndarray
+    ins_i4: np.ndarray
+    mmp: np.ndarray
+    mmp_meta: np.ndarray
+
+
+@cold_kernel
+def _mmp_count_symbol(
+    counters, ins_i8, ins_i4, mmp, mmp_meta, account, meta, instrument, side, lots, seq, command
+):
+    _mmp_count(
+        MmpViews(counters, ins_i8, ins_i4, mmp, mmp_meta),
+        account, meta, instrument, side, lots, seq, command,
+    )  # fmt: skip
+    return np.int64(0)  # (a value: the symbol's C wrapper returns one)
+
+
+_I8_1 = numba.typeof(np.zeros(1, np.int64))
+_I8_2 = numba.typeof(np.zeros((1, 1), np.int64))
+call_mmp_count = register(
+    "derivex_mmp_count",
+    _mmp_count_symbol,
+    (
+        _I8_1,  # counters
+        _I8_2,  # ins_i8
+        numba.typeof(np.zeros((1, 1), np.int32)),  # ins_i4
+        _I8_2,  # mmp
+        _I8_1,  # mmp_meta
+        *(I64, I64, I64, I64, I64, I64, I64),  # account, meta, ..., seq (int64), command
+    ),
+    __file__,
+)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from derivex.core.arena import unpack
+from derivex.core.batch_symbol import ARENA, EVENTS, I64, LAYOUT, register
 from derivex.core.config import P_MAX_UNDERLYINGS
 from derivex.core.emit import accepted, set_label
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import (
     NIL,
     STATUS_DONE,
@@ -151,17 +153,20 @@ def reset_mmp(st, ev, n, cmds, i):
 
 
 @kernel
-def mmp_stage(st, ev, n):
+def mmp_stage(st, ev, n, arena, layout):
     """After a command, its trigger stage and any TIME command's phases: for each group
     that breached (in breach order), MMP_TRIGGERED and the cancels of its orders. Returns
     ``(n, status, need)``; on EVENTS the loop returns and the stage resumes at the group it
-    stopped at. O(1) when no group breached."""
+    stopped at. O(1) when no group breached; otherwise a call of its own by its C symbol,
+    on ``arena`` and ``layout`` (``st``'s memory: ``core/batch_symbol.py``)."""
     if st.mmp_meta[MmpMeta.PENDING] == 0 or st.counters[Counter.TIME_PHASE] != 0:
         return n, STATUS_DONE, 0
-    return _mmp_stage_full(st, ev, n)
+    return call_mmp_stage_full(arena, layout, ev, n)
 
 
-@cold_kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def _mmp_stage_full(st, ev, n):
     m = st.mmp_meta
     while m[MmpMeta.PENDING] > 0:
@@ -219,7 +224,8 @@ def _in_group(meta, slot, default):
 def _cancel_group(st, ev, n, row, base, account, slot):
     """Cancel the group's orders: instrument ascending (the instruments of its underlying),
     each position's orders in list order, as CANCEL_ALL orders them."""
-    seq = row[base + Mmp8.PENDING_SEQ]
+    # as a command's seq (uint64): cancel_resting compiles once, for the commands' type
+    seq = np.uint64(row[base + Mmp8.PENDING_SEQ])
     command = row[base + Mmp8.PENDING]
     underlying = row[base + Mmp8.UNDERLYING]
     default = row[base + Mmp8.GROUP] == 0
@@ -261,3 +267,14 @@ def _cancel_group(st, ev, n, row, base, account, slot):
             order = following
         position_release_if_idle(st, chosen)
         last = chosen_instrument
+
+
+@cold_kernel
+def _mmp_stage_symbol(arena, layout, ev, n):
+    """``_mmp_stage_full`` on the State over ``arena`` (the caller's memory)."""
+    return _mmp_stage_full(unpack(arena, layout), ev, n)
+
+
+call_mmp_stage_full = register(
+    "derivex_mmp_stage", _mmp_stage_symbol, (ARENA, LAYOUT, EVENTS, I64), __file__
+)

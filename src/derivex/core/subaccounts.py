@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from derivex.core.admin import create_account
+from derivex.core.arena import unpack
+from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, register
 from derivex.core.config import P_MAX_BALANCE_UNITS
 from derivex.core.emit import (
     accepted,
@@ -38,7 +40,7 @@ from derivex.core.emit import (
     account_status_event,
     balance_changed,
 )
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import ACCOUNT_BLOCKED, NIL, Account4, Account8, Counter, Link4
 from derivex.core.order_checks import reject
 from derivex.core.records import (
@@ -54,7 +56,9 @@ from derivex.core.risk import exposed_to_stale_index, margins, risk_on
 MAX_SUBACCOUNTS = 20
 
 
-@cold_kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def create_subaccount(st, ev, n, cmds, i):
     """CREATE_SUBACCOUNT: validate the main account (``account``: UNKNOWN_ACCOUNT,
     SYSTEM_ACCOUNT, ACCOUNT_BLOCKED, PARENT_IS_SUBACCOUNT, SUBACCOUNT_LIMIT), then create the
@@ -113,7 +117,7 @@ def _parties_check(st, source, target, amount):
     return Reason.OK
 
 
-@cold_kernel
+@kernel
 def transfer_check(st, source, target, amount):
     """The reason a TRANSFER of ``amount`` from ``source`` to ``target`` is refused, or OK
     (the order of the module docstring). Changes nothing."""
@@ -133,7 +137,9 @@ def transfer_check(st, source, target, amount):
     return Reason.OK
 
 
-@cold_kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def transfer(st, ev, n, cmds, i):
     """TRANSFER: see the module docstring. At most four events."""
     c = cmds[i]
@@ -159,3 +165,24 @@ def transfer(st, ev, n, cmds, i):
             ev, n, seq, CommandKind.TRANSFER, target, np.int64(AccountState.NORMAL)
         )
     return n
+
+
+# rare commands: each a call of its own by its C symbol (``core/batch_symbol.py``) on the
+# caller's arena, so the batch kernel neither contains them nor builds the State for them
+
+
+@cold_kernel
+def _create_subaccount_symbol(arena, layout, ev, n, cmds, i):
+    return create_subaccount(unpack(arena, layout), ev, n, cmds, i)
+
+
+@cold_kernel
+def _transfer_symbol(arena, layout, ev, n, cmds, i):
+    return transfer(unpack(arena, layout), ev, n, cmds, i)
+
+
+_SIGNATURE = (ARENA, LAYOUT, EVENTS, I64, COMMANDS, I64)
+call_create_subaccount = register(
+    "derivex_create_subaccount", _create_subaccount_symbol, _SIGNATURE, __file__
+)
+call_transfer = register("derivex_transfer", _transfer_symbol, _SIGNATURE, __file__)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from derivex.core.arena import unpack
+from derivex.core.batch_symbol import ARENA, EVENTS, I64, LAYOUT, register
 from derivex.core.config import (
     P_GAS_MAX,
     P_GAS_PER_FILL,
@@ -20,7 +22,7 @@ from derivex.core.config import (
     P_MAX_POSITIONS,
 )
 from derivex.core.emit import order_accepted, set_label
-from derivex.core.jit import cold_kernel, kernel
+from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.layout import (
     NIL,
     STATUS_DONE,
@@ -289,12 +291,13 @@ def trigger_command_end(st, seq, n):
 
 
 @kernel
-def trigger_stage(st, ev, n):
+def trigger_stage(st, ev, n, arena, layout):
     """The trigger stage after a command (the batch loop runs it before the next command
     and at the end of the batch). Returns ``(n, status, need)``; on GROW / EVENTS the loop
     returns and the stage resumes where it stopped. Without any trigger order only the last
     trade prices move (a short loop over the command's events, inlined); the full stage is
-    a call of its own (``cold_kernel``), so it costs the plain path nothing."""
+    a call of its own by its C symbol, on ``arena`` and ``layout`` (``st``'s memory:
+    ``core/batch_symbol.py``), so it costs the plain path nothing."""
     m = st.trg_meta
     if m[TrigMeta.LIVE] == 0 and m[TrigMeta.QUEUE_LEN] == 0:
         if m[TrigMeta.SCAN_DUE] != 0:
@@ -314,7 +317,7 @@ def trigger_stage(st, ev, n):
         m[TrigMeta.QUEUE_LEN] == 0 or m[TrigMeta.STEP_FIRED] >= m[TrigMeta.FIRE_CAP]
     ):
         return n, STATUS_DONE, 0
-    return trigger_stage_full(st, ev, n)
+    return call_trigger_stage_full(arena, layout, ev, n)
 
 
 @kernel
@@ -346,11 +349,15 @@ def _concerns_triggers(ev, lo, hi, linked):
     return False
 
 
-@cold_kernel
+# inlined at numba IR level into its symbol kernel below, its only caller: as a kernel of
+# its own it was compiled twice, on its own and again inside that kernel's library
+@inline_kernel
 def trigger_stage_full(st, ev, n):
     """``trigger_stage`` when trigger orders exist: cancellations, evaluation, firing."""
     m = st.trg_meta
-    seq = m[TrigMeta.SCAN_SEQ]
+    # as a command's seq (uint64): the order and event kernels it reaches then compile
+    # once, for the commands' type, not a second time for int64
+    seq = np.uint64(m[TrigMeta.SCAN_SEQ])
     if m[TrigMeta.SCAN_DUE] != 0:
         if m[TrigMeta.LIVE] > 0:
             room = m[TrigMeta.LIVE] + 1
@@ -381,3 +388,15 @@ def trigger_stage_full(st, ev, n):
         if m[TrigMeta.LINKED] > 0:
             n = link_pass(st, ev, n, lo, seq)
     return n, STATUS_DONE, 0
+
+
+@cold_kernel
+def _trigger_stage_symbol(arena, layout, ev, n):
+    """``trigger_stage_full`` on the State over ``arena`` (the caller's: no growth inside a
+    batch, so the same memory the caller's views use)."""
+    return trigger_stage_full(unpack(arena, layout), ev, n)
+
+
+call_trigger_stage_full = register(
+    "derivex_trigger_stage", _trigger_stage_symbol, (ARENA, LAYOUT, EVENTS, I64), __file__
+)
