@@ -69,6 +69,13 @@ class Limits:
     #: (the rest, except cancels, wait for the next ticks: a tick, hence a cancel's wait,
     #: stays short under any flood; expensive requests take turns with everyone's)
     max_time_per_tick_s: float = 0.0005
+    #: ... and the share of every ``busy_window_s`` that handling frames and flushing
+    #: orders may take (1: no limit; 0: automatic, ``worker_busy_share``). Past it, frames
+    #: other than cancels wait for the next window and the event loop idles: a process that
+    #: never saturates its core is woken at once when a cancel arrives, where a saturated
+    #: one waits for its time slice behind the others
+    busy_share: float = 0.0
+    busy_window_s: float = 0.005
     #: bytes read from one WebSocket connection's socket at a time (0: the event loop's
     #: 256 KiB, about 1,500 order frames): what is read is parsed at once, before any budget
     #: applies, so this bounds the work one flooding connection adds to the iteration that
@@ -265,3 +272,22 @@ class Guarded(asyncio.Protocol):
         self.peer.started()
         self.admission.release(self.transport)
         self.inner.connection_lost(exc)
+
+
+def worker_busy_share(workers: int, cores: int | None = None) -> float:
+    """The automatic ``busy_share`` of each of ``workers`` gateway workers (``derivex serve
+    --workers N``) on a machine with ``cores`` cores (``os.cpu_count()`` if None): the
+    workers, the engine, the journal writer and market data are ``workers + 3`` busy
+    processes; on fewer cores each worker takes at most its fair share of them, so that
+    under a flood the engine and the journal writer, which every cancel waits for, find a
+    free core, and a worker is idle often enough to be woken at once by a cancel (measured:
+    docs/limits.md, "Worker mode on few cores"). 1 (no limit) once there is a core each.
+    A single process (no workers) has no automatic limit.
+
+    >>> worker_busy_share(2, 2), worker_busy_share(2, 16), worker_busy_share(4, 4)
+    (0.4, 1.0, 0.5714285714285714)
+    """
+    import os
+
+    available = cores if cores is not None else (os.cpu_count() or 1)
+    return min(1.0, available / (workers + 3))

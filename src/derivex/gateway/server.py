@@ -105,7 +105,13 @@ class Gateway(Routes):
         self.log = logger()
         self.connections: set[Connection] = set()
         # every WebSocket frame takes its turn (``turns``), then ``_handle``
-        self.turns = Turns(self._handle, limits.max_frames_per_tick, limits.max_time_per_tick_s)
+        self.turns = Turns(
+            self._handle,
+            limits.max_frames_per_tick,
+            limits.max_time_per_tick_s,
+            limits.busy_share,
+            limits.busy_window_s,
+        )
         self.dispatcher.on_tick_flush = self._flushed
         if any(
             (

@@ -55,11 +55,24 @@ class Turns:
     attribute updates."""
 
     def __init__(
-        self, handle: Callable[[Any, bytes], None], frames_per_tick: int, time_per_tick_s: float
+        self,
+        handle: Callable[[Any, bytes], None],
+        frames_per_tick: int,
+        time_per_tick_s: float,
+        busy_share: float = 1.0,
+        window_s: float = 0.005,
     ) -> None:
         self.handle = handle
         self.frames_per_tick = frames_per_tick if frames_per_tick > 0 else 1 << 62
         self.time_per_tick_s = time_per_tick_s if time_per_tick_s > 0 else float("inf")
+        #: the share of each ``window_s`` that handling and flushes may take (1: no limit);
+        #: past it, frames other than cancels wait for the next window and the loop idles
+        self.window_s = window_s
+        self.window_budget_s = (
+            busy_share * window_s if 0 < busy_share < 1 and window_s > 0 else float("inf")
+        )
+        self._window_start = 0.0
+        self._window_used = 0.0
         self.tick = 0  # event-loop ticks with frames, counted
         self._open = False
         self._used_s = 0.0  # spent handling frames in this tick
@@ -79,14 +92,18 @@ class Turns:
         if conn.tick != self.tick:
             conn.tick, conn.tick_frames = self.tick, 0
         conn.tick_frames += 1
-        if (conn.tick_frames > self.frames_per_tick or self._used_s > self.time_per_tick_s) and (
-            conn.parked or not is_cancel(data)
-        ):
+        start = perf_counter()
+        if (
+            conn.tick_frames > self.frames_per_tick
+            or self._used_s > self.time_per_tick_s
+            or self._window_spent(start)
+        ) and (conn.parked or not is_cancel(data)):
             self._park(conn, data)
             return
-        start = perf_counter()
         self.handle(conn, data)
-        self._used_s += perf_counter() - start
+        used = perf_counter() - start
+        self._used_s += used
+        self._window_used += used
 
     def charge(self, seconds: float) -> None:
         """Count ``seconds`` of work done outside ``handle`` (the order flush at the end of
@@ -95,6 +112,15 @@ class Turns:
         if not self._open:
             self._open_tick()
         self._used_s += seconds
+        self._window_used += seconds
+
+    def _window_spent(self, now: float) -> bool:
+        """Whether this window's busy budget is used up (a new window starts once the
+        last one is over)."""
+        if now - self._window_start >= self.window_s:
+            self._window_start, self._window_used = now, 0.0
+            return False
+        return self._window_used > self.window_budget_s
 
     def _open_tick(self) -> None:
         """Frames are handled in this tick: its budgets end with it."""
@@ -121,18 +147,28 @@ class Turns:
         parked = conn.parked
         if not self._open:
             self._open_tick()
+        now = perf_counter()
         if parked:
-            self.delay_s = perf_counter() - conn.parked_at
+            self.delay_s = now - conn.parked_at
+        spent = self._window_spent(now)
         for _ in range(min(len(parked), self.frames_per_tick)):
-            if conn.closing or self._used_s > self.time_per_tick_s:
+            if conn.closing or spent or self._used_s > self.time_per_tick_s:
                 break
             start = perf_counter()
             self.handle(conn, parked.popleft())
-            self._used_s += perf_counter() - start
+            used = perf_counter() - start
+            self._used_s += used
+            self._window_used += used
+            spent = self._window_used > self.window_budget_s
         if conn.closing:
             parked.clear()
         if parked:
-            asyncio.get_running_loop().call_soon(self._unpark, conn)
+            loop = asyncio.get_running_loop()
+            if spent:  # the loop idles (reads, cancels) until the next window
+                rest = self.window_s - (perf_counter() - self._window_start)
+                loop.call_later(max(rest, 0.0), self._unpark, conn)
+            else:
+                loop.call_soon(self._unpark, conn)
             return
         self._parked_connections -= 1
         if self._parked_connections <= 0:

@@ -63,7 +63,7 @@ from derivex.gateway.durability import SharedDurability
 from derivex.gateway.history_replay import venue_from_journal
 from derivex.gateway.keys import KeyStore
 from derivex.gateway.labels import SharedLabels
-from derivex.gateway.limits import Limits
+from derivex.gateway.limits import Limits, worker_busy_share
 from derivex.gateway.server import Gateway, tune_interpreter
 from derivex.gateway.shared_metrics import PUBLISH_INTERVAL_S, WorkerMetrics
 from derivex.gateway.spent_tokens import SpentTokens
@@ -216,6 +216,14 @@ class RemoteExchange(ReplicaExchange):
                 self.on_foreign(frame.commands, frame.events, frame.ts_ns, None)
         self.ctx.discard_responses()
         return len(applied)
+
+
+def _with_busy_share(limits: Limits, workers: int) -> Limits:
+    """``limits`` with an automatic ``busy_share`` (0) resolved for ``workers`` workers on
+    this machine (``worker_busy_share``); an explicit one as it is."""
+    if limits.busy_share > 0:
+        return limits
+    return dataclasses.replace(limits, busy_share=worker_busy_share(workers))
 
 
 def deribit_front_end(
@@ -479,7 +487,7 @@ def run_workers(
             "token_key": secrets.token_hex(32),
             "submit_timeout_s": submit_timeout_s,
             "metrics_dir": str(metrics_dir),
-            "limits": dataclasses.asdict(limits or Limits()),
+            "limits": dataclasses.asdict(_with_busy_share(limits or Limits(), workers)),
         },
     )
     url = f"http://{host}:{port}"
