@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Set up everything derivex needs on a fresh Debian machine: system packages (only when
-# missing), a virtual environment in .venv, the package with its development extras, and a
-# warm kernel cache. Safe to run again.
+# missing), a virtual environment in .venv, the package, and a warm kernel cache. Safe to run
+# again.
+#
+#   bash scripts/setup.sh          what `derivex serve` needs: the package, the engine's
+#                                  kernels and a short single-process venue's (the rest
+#                                  compiles on first use)
+#   bash scripts/setup.sh --dev    everything the test suite needs (scripts/test.sh): the
+#                                  development extras, chromium, every kernel family
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dev=0
+if [ "${1:-}" = "--dev" ]; then dev=1; fi
 
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 # the browser tests/ui drive (through PyPI playwright; never `playwright install`)
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if ((dev)); then command -v chromium >/dev/null 2>&1 || need_apt+=(chromium); fi
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -q
@@ -24,8 +32,14 @@ PY
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
-# compile and cache the kernels once, one process at a time, before anything runs in
-# parallel: the engine, then a short served venue with two workers, then its verification
-.venv/bin/python scripts/warm.py
+if ((dev)); then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[dev]"
+    # compile and cache every kernel family once, before anything runs in parallel: the
+    # engine, then a short served venue with two workers, then its verification
+    .venv/bin/python scripts/warm.py
+else
+    .venv/bin/python -m pip install -q -e .
+    # the engine (two processes where there are two cores), then a short single-process venue
+    .venv/bin/python scripts/warm.py --serve
+fi

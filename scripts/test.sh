@@ -3,7 +3,7 @@
 # unit tests once more with the JIT disabled (plain Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --dev
 .venv/bin/ruff format --check src tests bench scripts
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy

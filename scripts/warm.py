@@ -13,7 +13,12 @@ process reaches it first (the other waits on the kernel's cache lock,
 ``derivex._kernel_cache``, and loads it), so the two meet in the middle; it also builds the
 native door module. ``--serial`` (or one core) does without it.
 
-    python scripts/warm.py [--serve-seconds 8] [--serial]
+    python scripts/warm.py [--serve-seconds 8] [--serial] [--serve]
+
+``--serve`` (``scripts/setup.sh`` without ``--dev``): only what ``derivex serve`` needs
+before its first order: the engine, then a short single-process venue (its pricing, journal
+and snapshot kernels); no per-command door, no workers, no verify (they compile on first
+use).
 """
 
 from __future__ import annotations
@@ -89,6 +94,9 @@ def main() -> int:
     parser.add_argument("--start-timeout", type=float, default=900.0)
     parser.add_argument("--serial", action="store_true", help="one process only")
     parser.add_argument("--stages", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", action="store_true", help="only what a single-process derivex serve needs"
+    )
     args = parser.parse_args()
     if args.stages:
         return _stages()
@@ -104,10 +112,11 @@ def main() -> int:
         stages = subprocess.Popen([sys.executable, __file__, "--stages"], env=os.environ)
     Engine().process(command_array(1))
     print(f"warm: engine {time.monotonic() - started:.0f} s", flush=True)
-    from derivex.door import load_binding
+    if not args.serve:
+        from derivex.door import load_binding
 
-    load_binding()  # the per-command door's compiled entry point (Exchange.place etc.)
-    print(f"warm: door {time.monotonic() - started:.0f} s", flush=True)
+        load_binding()  # the per-command door's compiled entry point (Exchange.place etc.)
+        print(f"warm: door {time.monotonic() - started:.0f} s", flush=True)
     failed = 0
     if stages is not None:
         try:
@@ -126,7 +135,8 @@ def main() -> int:
         with open(log, "wb") as out:
             server = subprocess.Popen(
                 [
-                    *(str(BIN / "derivex"), "serve", "--workers", "2"),
+                    *(str(BIN / "derivex"), "serve"),
+                    *(() if args.serve else ("--workers", "2")),
                     *("--port", str(port), "--data-dir", str(data)),
                 ],
                 stdout=out,
@@ -142,7 +152,8 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             else:
-                time.sleep(args.serve_seconds)  # the agents trade, the pricing runs
+                # the agents trade, the pricing runs
+                time.sleep(min(args.serve_seconds, 3.0) if args.serve else args.serve_seconds)
         finally:
             if server.poll() is None:
                 server.send_signal(signal.SIGTERM)
@@ -152,7 +163,7 @@ def main() -> int:
                     server.kill()
                     server.wait()
         print(f"warm: serve {time.monotonic() - started:.0f} s", flush=True)
-        if data.exists():
+        if data.exists() and not args.serve:
             verified = subprocess.run(
                 [str(BIN / "derivex"), "verify", str(data / "journal")],
                 capture_output=True,
