@@ -40,6 +40,58 @@ def _returns_at_once(ctx, kind, seq, ts, account, instrument, order_id, side, or
     return 0
 
 
+class FlowLists:
+    """The single-book flow as the Python lists a typed caller's loop reads: kinds,
+    accounts, instruments, side and time in force names, lots, prices, cancel targets."""
+
+    def __init__(self, flow: np.ndarray, count: int, names: tuple[tuple[str, ...], ...]):
+        side_names, tif_names = names
+        subset = flow[:count]
+        self.count = count
+        self.kinds = subset["kind"].tolist()
+        self.accounts = subset["account"].tolist()
+        self.instruments = subset["instrument"].tolist()
+        self.sides = [side_names[s] for s in subset["side"].tolist()]
+        self.tifs = [tif_names[t] for t in subset["tif"].tolist()]
+        self.prices, self.lots = subset["price_ticks"].tolist(), subset["qty_lots"].tolist()
+        self.targets = subset["order_id"].tolist()
+
+
+def typed_calls(
+    exchange: Exchange, lists: FlowLists, clock: Callable[[], float]
+) -> tuple[float, list[Any]]:
+    """The typed row's loop: one ``place`` (with ``time_in_force``) or ``cancel`` call per
+    command, each result kept; returns calls per second and the results."""
+    kinds, accounts, instruments = lists.kinds, lists.accounts, lists.instruments
+    sides, lots, prices, tifs, targets = (
+        lists.sides,
+        lists.lots,
+        lists.prices,
+        lists.tifs,
+        lists.targets,
+    )
+    place_kind, count = int(CommandKind.PLACE_ORDER), lists.count
+    place, cancel = exchange.place, exchange.cancel
+    results: list[Any] = []
+    keep = results.append
+    start = clock()
+    for k in range(count):
+        if kinds[k] == place_kind:
+            keep(
+                place(
+                    accounts[k],
+                    instruments[k],
+                    sides[k],
+                    lots[k],
+                    prices[k],
+                    time_in_force=tifs[k],
+                )
+            )
+        else:
+            keep(cancel(accounts[k], targets[k]))
+    return count / (clock() - start), results
+
+
 def c_method_costs(
     setup: np.ndarray,
     flow: np.ndarray,
@@ -57,14 +109,15 @@ def c_method_costs(
     native = door_native.load()
     if native is None or load_binding("native") is None:
         return {}
-    side_names, tif_names = names
-    subset = flow[:count]
-    kinds = subset["kind"].tolist()
-    accounts, instruments = subset["account"].tolist(), subset["instrument"].tolist()
-    sides = [side_names[s] for s in subset["side"].tolist()]
-    tifs = [tif_names[t] for t in subset["tif"].tolist()]
-    prices, lots = subset["price_ticks"].tolist(), subset["qty_lots"].tolist()
-    targets = subset["order_id"].tolist()
+    lists = FlowLists(flow, count, names)
+    kinds, accounts, instruments = lists.kinds, lists.accounts, lists.instruments
+    sides, lots, prices, tifs, targets = (
+        lists.sides,
+        lists.lots,
+        lists.prices,
+        lists.tifs,
+        lists.targets,
+    )
     place_kind = int(CommandKind.PLACE_ORDER)
     first_ts = int(setup["ts_ns"][0])
 
@@ -87,25 +140,7 @@ def c_method_costs(
         return count / (clock() - start)
 
     def calls(exchange: Exchange) -> tuple[float, dict[str, int]]:
-        place, cancel = exchange.place, exchange.cancel
-        results: list[Any] = []
-        keep = results.append
-        start = clock()
-        for k in range(count):
-            if kinds[k] == place_kind:
-                keep(
-                    place(
-                        accounts[k],
-                        instruments[k],
-                        sides[k],
-                        lots[k],
-                        prices[k],
-                        time_in_force=tifs[k],
-                    )
-                )
-            else:
-                keep(cancel(accounts[k], targets[k]))
-        rate = count / (clock() - start)
+        rate, results = typed_calls(exchange, lists, clock)
         statuses: dict[str, int] = {}
         for result in results[:20_000]:
             statuses[result.status] = statuses.get(result.status, 0) + 1
@@ -143,4 +178,4 @@ def c_method_costs(
     }
 
 
-__all__ = ["c_method_costs"]
+__all__ = ["FlowLists", "c_method_costs", "typed_calls"]

@@ -48,7 +48,7 @@ from derivex.core.records import (  # noqa: E402
 )
 from derivex.exchange import Exchange  # noqa: E402
 from derivex.sim.flow import FlowSpec, generate  # noqa: E402
-from door_costs import c_method_costs  # noqa: E402  (bench/door_costs.py, beside this)
+from door_costs import FlowLists, c_method_costs, typed_calls  # noqa: E402  (bench/door_costs.py, beside this)
 from report import finish, machine  # noqa: E402  (bench/report.py, beside this script)
 
 CACHE = ROOT / "bench" / ".cache"
@@ -352,13 +352,7 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
     from derivex.door import load_binding
 
     subset = flow[:count]
-    kinds = subset["kind"].tolist()
-    accounts, instruments = subset["account"].tolist(), subset["instrument"].tolist()
-    sides = [SIDE_NAMES[s] for s in subset["side"].tolist()]
-    tifs = [TIF_NAMES[t] for t in subset["tif"].tolist()]
-    prices, lots = subset["price_ticks"].tolist(), subset["qty_lots"].tolist()
-    targets = subset["order_id"].tolist()
-    place_kind = int(CommandKind.PLACE_ORDER)
+    lists = FlowLists(flow, count, (SIDE_NAMES, TIF_NAMES))
     reference = fresh_engine(setup, config)
     reference.process(subset)
     load_binding()  # the entry point loaded (or compiled) before any timing
@@ -374,25 +368,8 @@ def typed_exchange(setup, flow, config, count: int, runs: int) -> dict[str, Any]
                 for name in ("place", "cancel", "amend"):
                     vars(exchange).pop(name, None)
             exchange.submit(setup.copy())
-            place, cancel = exchange.place, exchange.cancel
-            results = []
-            keep = results.append
-            start = clock()
-            for k in range(count):
-                if kinds[k] == place_kind:
-                    keep(
-                        place(
-                            accounts[k],
-                            instruments[k],
-                            sides[k],
-                            lots[k],
-                            prices[k],
-                            time_in_force=tifs[k],
-                        )
-                    )
-                else:
-                    keep(cancel(accounts[k], targets[k]))
-            rates[path].append(count / (clock() - start))
+            rate, results = typed_calls(exchange, lists, clock)
+            rates[path].append(rate)
             assert exchange.state_hash() == reference.state_hash(), path
             if path == "door":
                 assert exchange._door is not None
