@@ -95,7 +95,7 @@ def test_worker_mode_resolves_the_automatic_share_and_keeps_an_explicit_one() ->
 
     assert Limits().busy_share == 0  # automatic: off in a single process (Turns: no limit)
     assert Turns(lambda conn, data: None, 64, 0.0005, 0.0).window_budget_s == float("inf")
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     assert _with_busy_share(Limits(), 2).busy_share == min(1.0, cores / 5)
     assert _with_busy_share(Limits(busy_share=1.0), 2).busy_share == 1.0  # off on request
     assert _with_busy_share(Limits(busy_share=0.25), 8).busy_share == 0.25

@@ -276,7 +276,8 @@ class Guarded(asyncio.Protocol):
 
 def worker_busy_share(workers: int, cores: int | None = None) -> float:
     """The automatic ``busy_share`` of each of ``workers`` gateway workers (``derivex serve
-    --workers N``) on a machine with ``cores`` cores (``os.cpu_count()`` if None): the
+    --workers N``) on a machine with ``cores`` cores (if None: the cores this process may
+    run on, ``os.sched_getaffinity``, else ``os.cpu_count()``): the
     workers, the engine, the journal writer and market data are ``workers + 3`` busy
     processes; on fewer cores each worker takes at most its fair share of them, so that
     under a flood the engine and the journal writer, which every cancel waits for, find a
@@ -289,5 +290,8 @@ def worker_busy_share(workers: int, cores: int | None = None) -> float:
     """
     import os
 
-    available = cores if cores is not None else (os.cpu_count() or 1)
+    if cores is None:
+        affinity = getattr(os, "sched_getaffinity", None)
+        cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    available = cores
     return min(1.0, available / (workers + 3))
