@@ -277,13 +277,13 @@ class Guarded(asyncio.Protocol):
 def worker_busy_share(workers: int, cores: int | None = None) -> float:
     """The automatic ``busy_share`` of each of ``workers`` gateway workers (``derivex serve
     --workers N``) on a machine with ``cores`` cores (if None: the cores this process may
-    run on, ``os.sched_getaffinity``, else ``os.cpu_count()``): the
-    workers, the engine, the journal writer and market data are ``workers + 3`` busy
-    processes; on fewer cores each worker takes at most its fair share of them, so that
-    under a flood the engine and the journal writer, which every cancel waits for, find a
-    free core, and a worker is idle often enough to be woken at once by a cancel (measured:
-    docs/limits.md, "Worker mode on few cores"). 1 (no limit) once there is a core each.
-    A single process (no workers) has no automatic limit.
+    run on, ``os.sched_getaffinity``, else ``os.cpu_count()``). The workers, the engine, the
+    journal writer and market data are ``workers + 3`` busy processes; on fewer cores each
+    worker takes at most its fair share of them, so that under a flood the engine and the
+    journal writer, which every cancel waits for, find a free core, and a worker is idle
+    often enough to be woken at once by a cancel (measured: docs/limits.md, "Worker mode
+    on few cores"). 1 (no limit) once there is a core each. A single process (no workers)
+    has no automatic limit.
 
     >>> worker_busy_share(2, 2), worker_busy_share(2, 16), worker_busy_share(4, 4)
     (0.4, 1.0, 0.5714285714285714)
@@ -293,5 +293,4 @@ def worker_busy_share(workers: int, cores: int | None = None) -> float:
     if cores is None:
         affinity = getattr(os, "sched_getaffinity", None)
         cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    available = cores
-    return min(1.0, available / (workers + 3))
+    return min(1.0, cores / (workers + 3))
