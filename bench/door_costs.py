@@ -56,20 +56,21 @@ class FlowLists:
         self.prices, self.lots = subset["price_ticks"].tolist(), subset["qty_lots"].tolist()
         self.targets = subset["order_id"].tolist()
 
+    def columns(self) -> tuple[list[Any], ...]:
+        """kinds, accounts, instruments, sides, lots, prices, tifs, targets (a loop's
+        locals)."""
+        return (
+            *(self.kinds, self.accounts, self.instruments, self.sides),
+            *(self.lots, self.prices, self.tifs, self.targets),
+        )
+
 
 def typed_calls(
     exchange: Exchange, lists: FlowLists, clock: Callable[[], float]
 ) -> tuple[float, list[Any]]:
     """The typed row's loop: one ``place`` (with ``time_in_force``) or ``cancel`` call per
     command, each result kept; returns calls per second and the results."""
-    kinds, accounts, instruments = lists.kinds, lists.accounts, lists.instruments
-    sides, lots, prices, tifs, targets = (
-        lists.sides,
-        lists.lots,
-        lists.prices,
-        lists.tifs,
-        lists.targets,
-    )
+    kinds, accounts, instruments, sides, lots, prices, tifs, targets = lists.columns()
     place_kind, count = int(CommandKind.PLACE_ORDER), lists.count
     place, cancel = exchange.place, exchange.cancel
     results: list[Any] = []
@@ -92,6 +93,22 @@ def typed_calls(
     return count / (clock() - start), results
 
 
+def loop_alone(lists: FlowLists, clock: Callable[[], float]) -> float:
+    """``typed_calls``' loop with the calls left out (the same list reads, one tuple kept
+    per command); returns iterations per second."""
+    kinds, accounts, instruments, sides, lots, prices, tifs, targets = lists.columns()
+    place_kind, count = int(CommandKind.PLACE_ORDER), lists.count
+    results: list[Any] = []
+    keep = results.append
+    start = clock()
+    for k in range(count):
+        if kinds[k] == place_kind:
+            keep((accounts[k], instruments[k], sides[k], lots[k], prices[k], tifs[k]))
+        else:
+            keep((accounts[k], targets[k]))
+    return count / (clock() - start)
+
+
 def c_method_costs(
     setup: np.ndarray,
     flow: np.ndarray,
@@ -110,15 +127,6 @@ def c_method_costs(
     if native is None or load_binding("native") is None:
         return {}
     lists = FlowLists(flow, count, names)
-    kinds, accounts, instruments = lists.kinds, lists.accounts, lists.instruments
-    sides, lots, prices, tifs, targets = (
-        lists.sides,
-        lists.lots,
-        lists.prices,
-        lists.tifs,
-        lists.targets,
-    )
-    place_kind = int(CommandKind.PLACE_ORDER)
     first_ts = int(setup["ts_ns"][0])
 
     def venue(default_clock: bool) -> Exchange:
@@ -127,17 +135,6 @@ def c_method_costs(
         exchange.submit(setup.copy())
         assert "place" in vars(exchange), "the C order methods are installed"
         return exchange
-
-    def loop_alone() -> float:
-        results: list[Any] = []
-        keep = results.append
-        start = clock()
-        for k in range(count):
-            if kinds[k] == place_kind:
-                keep((accounts[k], instruments[k], sides[k], lots[k], prices[k], tifs[k]))
-            else:
-                keep((accounts[k], targets[k]))
-        return count / (clock() - start)
 
     def calls(exchange: Exchange) -> tuple[float, dict[str, int]]:
         rate, results = typed_calls(exchange, lists, clock)
@@ -155,10 +152,12 @@ def c_method_costs(
     }
     statuses: dict[str, int] = {}
     for _ in range(runs):
-        rates["loop"].append(loop_alone())
+        rates["loop"].append(loop_alone(lists, clock))
         for name, default_clock in (("stub_iterator_clock", False), ("stub_default_clock", True)):
             exchange = venue(default_clock)
-            exchange.place(accounts[0], instruments[0], "buy", 1, 1)  # the door made, bound
+            exchange.place(
+                lists.accounts[0], lists.instruments[0], "buy", 1, 1
+            )  # the door made, bound
             native.bind_entry(stub)
             try:
                 rates[name].append(calls(exchange)[0])
@@ -178,4 +177,4 @@ def c_method_costs(
     }
 
 
-__all__ = ["FlowLists", "c_method_costs", "typed_calls"]
+__all__ = ["FlowLists", "c_method_costs", "loop_alone", "typed_calls"]
