@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from derivex.cluster.servers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "cold-start.json"
 
@@ -99,7 +101,8 @@ def run(rev: str, label: str) -> dict[str, Any]:
         set_up = time.perf_counter()
         if setup.returncode:
             raise SystemExit(f"setup failed:\n{setup.stdout[-2000:]}\n{setup.stderr[-2000:]}")
-        with socket_port() as port, open(root / "serve.log", "wb") as log:
+        port = free_port()
+        with open(root / "serve.log", "wb") as log:
             serve = subprocess.Popen(
                 [
                     *(str(repo / ".venv" / "bin" / "derivex"), "serve"),
@@ -136,20 +139,6 @@ def run(rev: str, label: str) -> dict[str, Any]:
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
         }
-
-
-class socket_port:
-    """A free loopback port (closed again before the server binds it)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def main() -> None:
