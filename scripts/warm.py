@@ -68,7 +68,7 @@ def _stages() -> int:
     from numba import types
 
     from derivex import Engine, door_native
-    from derivex.core import batch_symbol, engine
+    from derivex.core import batch_symbol, engine, jit
     from derivex.core.records import EVENT_DTYPE, command_array
 
     door_native.load()
@@ -84,7 +84,8 @@ def _stages() -> int:
     extra = {"move_money": (types.boolean,), "cancel_all": (types.boolean,)}
     plan = ("create_account", "move_money", "cancel_all", "mass_quote", "amend_order")
     for name in (*plan, "cancel_order", "place_order"):
-        getattr(engine, name).compile((*base, *extra.get(name, ())))
+        with jit.as_callees():  # as process_batch compiles them (derivex.core.jit)
+            getattr(engine, name).compile((*base, *extra.get(name, ())))
     return 0
 
 

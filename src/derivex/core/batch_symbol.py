@@ -40,6 +40,7 @@ from llvmlite import ir
 from numba.core import cgutils, errors, types
 from numba.extending import intrinsic
 
+from derivex.core.jit import own_code
 from derivex.core.records import EVENT_DTYPE, command_array
 
 # imported by name, not by an import statement: the kernels' cache keys digest the modules
@@ -98,7 +99,8 @@ def bind(name: str) -> Any:
     _binding.add(name)
     try:
         dispatcher: Any = entry.kernel
-        dispatcher.compile(entry.signature)
+        with own_code():  # its machine code is what the symbol calls
+            dispatcher.compile(entry.signature)
         result = dispatcher.overloads[entry.signature]
         address = result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
         if not address:
