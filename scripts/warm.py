@@ -58,7 +58,7 @@ def _tail(path: Path, lines: int = 40) -> str:
         return f"(no output: {error})"
 
 
-def _stages() -> int:
+def _stages(started: float) -> int:
     """(The second process.) Build the native door module, then compile the engine's rare
     stages and commands (each a library of its own, called by its C symbol:
     ``core/batch_symbol.py``) and the command stages ``process_batch`` inlines, in the
@@ -77,6 +77,7 @@ def _stages() -> int:
         *("derivex_transfer", "derivex_rare_command"),
     ):
         batch_symbol.bind(name)
+        print(f"warm: stages: {name} {time.monotonic() - started:.0f} s", flush=True)
     state = numba.typeof(Engine().state)
     events, commands = numba.typeof(np.zeros(1, EVENT_DTYPE)), numba.typeof(command_array(1))
     # (st, ev, n, cmds, i) and the extra arguments process_state passes
@@ -86,6 +87,7 @@ def _stages() -> int:
     for name in (*plan, "cancel_order", "place_order"):
         with jit.as_callees():  # as process_batch compiles them (derivex.core.jit)
             getattr(engine, name).compile((*base, *extra.get(name, ())))
+        print(f"warm: stages: {name} {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
 
@@ -99,9 +101,9 @@ def main() -> int:
         "--serve", action="store_true", help="only what a single-process derivex serve needs"
     )
     args = parser.parse_args()
-    if args.stages:
-        return _stages()
     started = time.monotonic()
+    if args.stages:
+        return _stages(started)
 
     import numpy  # noqa: F401  (imported before the kernels, as in every process)
 
