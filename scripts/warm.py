@@ -88,6 +88,14 @@ def _stages(started: float) -> int:
         with jit.as_callees():  # as process_batch compiles them (derivex.core.jit)
             getattr(engine, name).compile((*base, *extra.get(name, ())))
         print(f"warm: stages: {name} {time.monotonic() - started:.0f} s", flush=True)
+    # the kernels the gateway calls from Python on a first order and a ticker (the band)
+    # and an account summary: compiled for their own code, cached apart from the callee
+    # libraries process_batch inlines (derivex.core.jit)
+    from derivex.core.risk import margins, price_band
+
+    for called in (price_band, margins):
+        called.compile((state, types.int64))
+    print(f"warm: stages: gateway kernels {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
 
