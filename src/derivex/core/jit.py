@@ -36,12 +36,12 @@ went from 206 to 126 s of CPU.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numba
 from numba.core import caching, codegen, compiler, errors, types, typing
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.compiler_machinery import LoweringPass, register_pass
 from numba.core.registry import CPUDispatcher
 from numba.core.targetconfig import ConfigStack
@@ -94,9 +94,10 @@ class CalleeCodegen(codegen.JITCPUCodegen):  # type: ignore[misc]  # numba is un
 
 
 _callee_codegen: list[CalleeCodegen] = []  # one per process, made on first use
-_modes = threading.local()  # .stack: (py_func, as a callee) per kernel compile in progress
-_forced = threading.local()  # .stack: True (as callees), False (own code), None (as numba
-# nests it), innermost last
+# the compiles in progress, innermost last (numba compiles under its global compiler lock,
+# one thread at a time; these stacks are changed only under it):
+_modes: list[tuple[Any, bool]] = []  # (py_func, as a callee) per kernel compile
+_forced: list[bool | None] = []  # True (as callees), False (own code), None (as numba nests)
 
 
 def callee_codegen() -> CalleeCodegen:
@@ -105,21 +106,14 @@ def callee_codegen() -> CalleeCodegen:
     return _callee_codegen[0]
 
 
-def _stack(local: threading.local) -> list[Any]:
-    stack: list[Any] | None = getattr(local, "stack", None)
-    if stack is None:
-        stack = local.stack = []
-    return stack
-
-
 @contextlib.contextmanager
 def _forcing(as_callees: bool | None) -> Iterator[None]:
-    stack = _stack(_forced)
-    stack.append(as_callees)
-    try:
-        yield
-    finally:
-        stack.pop()
+    with global_compiler_lock:
+        _forced.append(as_callees)
+        try:
+            yield
+        finally:
+            _forced.pop()
 
 
 def as_callees() -> contextlib.AbstractContextManager[None]:
@@ -138,8 +132,7 @@ def own_code() -> contextlib.AbstractContextManager[None]:
 
 def _compiling_as_callee(py_func: Any) -> bool:
     """Whether the innermost kernel compile in progress is ``py_func``'s, as a callee."""
-    stack = _stack(_modes)
-    return bool(stack) and stack[-1][0] is py_func and bool(stack[-1][1])
+    return bool(_modes) and _modes[-1][0] is py_func and _modes[-1][1]
 
 
 @register_pass(mutates_CFG=False, analysis_only=True)
@@ -201,20 +194,19 @@ class WideningDispatcher(CPUDispatcher):  # type: ignore[misc]  # numba is untyp
         """numba's compile, as a callee (``CalleeCodegen``) when this kernel is
         force-inlined and another compile is in progress (its caller's), unless
         ``own_code``/``as_callees`` say otherwise."""
-        forced = _stack(_forced)
-        as_callee = False
-        if self.targetoptions.get("forceinline"):
-            as_callee = len(ConfigStack()) > 0
-            if forced and forced[-1] is not None:
-                as_callee = forced[-1]
-        stack = _stack(_modes)
-        stack.append((self.py_func, as_callee))
-        forced.append(None)  # (the kernels compiled inside are its callees)
-        try:
-            return super().compile(sig)
-        finally:
-            forced.pop()
-            stack.pop()
+        with global_compiler_lock:
+            as_callee = False
+            if self.targetoptions.get("forceinline"):
+                as_callee = len(ConfigStack()) > 0
+                if _forced and _forced[-1] is not None:
+                    as_callee = _forced[-1]
+            _modes.append((self.py_func, as_callee))
+            _forced.append(None)  # (the kernels compiled inside are its callees)
+            try:
+                return super().compile(sig)
+            finally:
+                _forced.pop()
+                _modes.pop()
 
     def get_call_template(self, args: Any, kws: Any) -> Any:
         this: Any = self  # (numba's private attributes are not in its stubs)
