@@ -30,7 +30,7 @@ library whose machine code runs (``process_batch``, the out-of-line kernels,
 the per-command entry). The same kernel called from Python is compiled as before, at full
 level, and cached under a key of its own (``_KernelCache``): a callee library is never
 loaded for a Python call in another process. Measured: the serial cold compile of the engine
-went from 206 to 126 s of CPU.
+went from 206 to 121 s of CPU (one process; LLVM 149 -> 65 s).
 """
 
 from __future__ import annotations
