@@ -27,6 +27,7 @@ class PythonBook:
         self.levels: list[dict[int, deque]] = [{}, {}]  # bids, asks
         self.prices: list[list[int]] = [[], []]  # heaps: -bid, ask
         self.where: dict[int, tuple[int, int]] = {}  # order id -> (side, price)
+        self.owner: dict[int, int] = {}  # order id -> account (only orders placed with one)
         self.filled = 0
         self.trades = 0
 
@@ -39,8 +40,13 @@ class PythonBook:
             heapq.heappop(heap)
         return None
 
-    def place(self, order_id: int, side: int, price: int, lots: int, rest: bool) -> int:
-        """Match, then rest the remainder if ``rest``; returns the lots filled."""
+    def place(
+        self, order_id: int, side: int, price: int, lots: int, rest: bool, account: int = -1
+    ) -> int:
+        """Match, then rest the remainder if ``rest``; returns the lots filled. With an
+        ``account``, derivex's default self-trade prevention (CANCEL_RESTING, ACCOUNT
+        scope): a resting order of the same account that the match reaches is cancelled
+        instead of traded with (the timed runs pass none)."""
         other = 1 - side
         levels = self.levels[other]
         filled = 0
@@ -51,6 +57,10 @@ class PythonBook:
             queue = levels[best]
             while queue and lots:
                 head = queue[0]
+                if account >= 0 and self.owner.get(head[0]) == account:
+                    queue.popleft()
+                    del self.where[head[0]]
+                    continue
                 take = min(lots, head[1])
                 head[1] -= take
                 lots -= take
@@ -69,6 +79,8 @@ class PythonBook:
                 heapq.heappush(self.prices[side], -price if side == 0 else price)
             queue.append([order_id, lots])
             self.where[order_id] = (side, price)
+            if account >= 0:
+                self.owner[order_id] = account
         self.filled += filled
         return filled
 
@@ -108,6 +120,21 @@ def run_python_book(lists: dict[str, list[int]], placed_ids: list[int]) -> tuple
         else:
             book.cancel(targets[k])
     return len(kinds) / (clock() - start), book.filled
+
+
+def filled_with_self_trade_prevention(lists: dict[str, list[int]], placed_ids: list[int]) -> int:
+    """Lots the flow fills through ``PythonBook`` with each order's account (self-trade
+    prevention as derivex's default); untimed: it checks derivex's fills exactly."""
+    book = PythonBook()
+    place_kind, ioc = int(CommandKind.PLACE_ORDER), int(TimeInForce.IOC)
+    ids = iter(placed_ids)
+    for k, kind in enumerate(lists["kind"]):
+        if kind == place_kind:
+            side, price, lots = lists["side"][k], lists["price_ticks"][k], lists["qty_lots"][k]
+            book.place(next(ids), side, price, lots, lists["tif"][k] != ioc, lists["account"][k])
+        else:
+            book.cancel(lists["order_id"][k])
+    return book.filled
 
 
 def run_lob(lists: dict[str, list[int]], placed_ids: list[int]) -> tuple[float, str]:

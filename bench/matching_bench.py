@@ -593,7 +593,7 @@ def compiled_loop_calls(setup, flow, config, count: int, runs: int) -> dict[str,
 
 def comparators(setup, flow, config, count: int) -> dict[str, Any]:
     """The pure-Python book and limit-order-book on the same commands (bench/books.py)."""
-    from books import flow_lists, run_lob, run_python_book
+    from books import filled_with_self_trade_prevention, flow_lists, run_lob, run_python_book
 
     subset = flow[:count]
     engine = fresh_engine(setup, config)
@@ -605,10 +605,15 @@ def comparators(setup, flow, config, count: int) -> dict[str, Any]:
     taker_lots = int(events["qty_lots"][(events["kind"] == 3) & (events["liquidity"] == 2)].sum())
     lists = flow_lists(subset)
     python_rate, python_filled = run_python_book(lists, ids)
+    # the timed book trades an account with itself; with derivex's self-trade prevention
+    # (each order's account) it must fill exactly what derivex filled
+    checked = filled_with_self_trade_prevention(lists, ids)
+    assert checked == taker_lots, f"python book with STP filled {checked}, derivex {taker_lots}"
     lob_rate, lob_version = run_lob(lists, ids)
     return {
         "python_book_commands_per_s": python_rate,
         "python_book_filled_lots": python_filled,
+        "python_book_with_self_trade_prevention_filled_lots": checked,
         "derivex_filled_lots": taker_lots,
         "lob_commands_per_s": lob_rate,
         "lob": lob_version,
