@@ -58,6 +58,8 @@ LAYOUT = types.Array(types.int64, 2, "A", readonly=True)
 EVENTS = numba.typeof(np.zeros(1, EVENT_DTYPE))
 COMMANDS = numba.typeof(command_array(1))
 I64 = types.int64
+#: the signature of a command kernel called by symbol: (arena, layout, ev, n, cmds, i)
+COMMAND_SIGNATURE = (ARENA, LAYOUT, EVENTS, I64, COMMANDS, I64)
 _READ_ONLY_INPUTS = (COMMANDS,)  # declared mutable, passed read-only as well
 
 

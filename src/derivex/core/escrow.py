@@ -43,7 +43,7 @@ from enum import IntEnum
 import numpy as np
 
 from derivex.core.arena import unpack
-from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, register
+from derivex.core.batch_symbol import COMMAND_SIGNATURE, register
 from derivex.core.config import P_MAX_BALANCE_UNITS
 from derivex.core.emit import accepted
 from derivex.core.fixed import VALUE_LIMIT
@@ -302,7 +302,7 @@ def _transfer_command_symbol(arena, layout, ev, n, cmds, i):
 call_transfer_command = register(
     "derivex_transfer_command",
     _transfer_command_symbol,
-    (ARENA, LAYOUT, EVENTS, I64, COMMANDS, I64),
+    COMMAND_SIGNATURE,
     __file__,
 )
 

@@ -142,7 +142,7 @@ class _CalleeLibrary(LoweringPass):  # type: ignore[misc]  # numba is untyped
 
     _name = "derivex_callee_library"
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # (abstract in numba's pass classes)
         LoweringPass.__init__(self)
 
     def run_pass(self, state: Any) -> bool:

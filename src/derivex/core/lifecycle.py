@@ -20,7 +20,7 @@ balance and position moves of ``transfers``.
 from __future__ import annotations
 
 from derivex.core.arena import unpack
-from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, register
+from derivex.core.batch_symbol import COMMAND_SIGNATURE, register
 from derivex.core.config import P_RISK_CHECKS
 from derivex.core.emit import accepted
 from derivex.core.expiry import expire
@@ -83,6 +83,6 @@ def _time_command_symbol(arena, layout, ev, n, cmds, i):
 call_time_command = register(
     "derivex_time_command",
     _time_command_symbol,
-    (ARENA, LAYOUT, EVENTS, I64, COMMANDS, I64),
+    COMMAND_SIGNATURE,
     __file__,
 )

@@ -24,7 +24,7 @@ from derivex.core.admin import (
     set_instrument_status,
 )
 from derivex.core.arena import unpack
-from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, register
+from derivex.core.batch_symbol import COMMAND_SIGNATURE, register
 from derivex.core.config import MAX_INDEX_SOURCES, MAX_SCENARIOS
 from derivex.core.jit import cold_kernel, inline_kernel, kernel
 from derivex.core.market_data import index_command, leg_span, risk_array_command
@@ -126,6 +126,6 @@ def _rare_command_symbol(arena, layout, ev, n, cmds, i):
 call_rare_command = register(
     "derivex_rare_command",
     _rare_command_symbol,
-    (ARENA, LAYOUT, EVENTS, I64, COMMANDS, I64),
+    COMMAND_SIGNATURE,
     __file__,
 )

@@ -32,7 +32,7 @@ import numpy as np
 
 from derivex.core.admin import create_account
 from derivex.core.arena import unpack
-from derivex.core.batch_symbol import ARENA, COMMANDS, EVENTS, I64, LAYOUT, register
+from derivex.core.batch_symbol import COMMAND_SIGNATURE, register
 from derivex.core.config import P_MAX_BALANCE_UNITS
 from derivex.core.emit import (
     accepted,
@@ -181,8 +181,7 @@ def _transfer_symbol(arena, layout, ev, n, cmds, i):
     return transfer(unpack(arena, layout), ev, n, cmds, i)
 
 
-_SIGNATURE = (ARENA, LAYOUT, EVENTS, I64, COMMANDS, I64)
 call_create_subaccount = register(
-    "derivex_create_subaccount", _create_subaccount_symbol, _SIGNATURE, __file__
+    "derivex_create_subaccount", _create_subaccount_symbol, COMMAND_SIGNATURE, __file__
 )
-call_transfer = register("derivex_transfer", _transfer_symbol, _SIGNATURE, __file__)
+call_transfer = register("derivex_transfer", _transfer_symbol, COMMAND_SIGNATURE, __file__)
